@@ -1,0 +1,46 @@
+# banet-vo: the README's commands. `make setup` is idempotent (a stamp file tracks the requirement files).
+PYTHON     ?= python3.11
+VENV       ?= .venv
+# Users with CUDA pick another torch build here, e.g.
+#   make setup TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+TORCH_SPEC ?= torch==2.13.0
+PY         := $(VENV)/bin/python
+PYTEST_ARGS ?=
+# Keep DDS discovery on this machine: tests and the demo never talk to the network.
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
+
+.PHONY: setup test test-fast lint format bench demo clean
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements/torch-cpu.txt requirements/base.txt requirements/ros.txt \
+		ros2_ws/src/banet_vo/setup.py ros2_ws/src/imatching_online/setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check $(TORCH_SPEC)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements/base.txt -r requirements/ros.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
+		-e ros2_ws/src/banet_vo -e ros2_ws/src/imatching_online
+	$(PY) -c "import torch, pypose, cv2, rclpy; print('banet-vo env ready: torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+	touch $@
+
+# pytest exit 5 means it collected nothing: a broken configuration, never a pass.
+test: setup
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; exit $$rc
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: setup
+	$(PY) -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

@@ -1,0 +1,1 @@
+"""banet_vo.model."""

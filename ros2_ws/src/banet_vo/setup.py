@@ -1,0 +1,40 @@
+"""ament_python package for banet_vo; also installable with pip (editable) outside a ROS distro.
+
+torch, pypose and the other pip-only dependencies are deliberately not in install_requires: a plain
+`torch` requirement would make pip fetch a CUDA build. Install them from requirements/ (make setup).
+"""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "banet_vo"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/launch", glob("launch/*.py")),
+        ("share/" + package_name + "/config", glob("config/*")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="banet-vo maintainers",
+    maintainer_email="maintainers@banet-vo.dev",
+    description="BA-Net dense visual odometry for ROS 2",
+    license="MIT",
+    entry_points={
+        "console_scripts": [
+            "banet-vo-synth = banet_vo.data.synthetic.cli:main",
+            "banet-vo-bag = banet_vo.data.bags:main",
+            "banet-vo-play = banet_vo.ros.bag_player:main",
+            "banet-vo-eval = banet_vo.evaluation.cli:main",
+            "banet-vo-train = banet_vo.train.cli:main",
+            "banet-vo-run = banet_vo.ros.run:main",
+            "vo_node = banet_vo.ros.vo_node:main",
+        ],
+    },
+)

@@ -1,0 +1,1 @@
+"""imatching_online.matcher."""
