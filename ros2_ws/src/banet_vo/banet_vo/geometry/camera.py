@@ -62,6 +62,25 @@ class PinholeCamera:
             raise ValueError("P is all zeros (uncalibrated camera)")
         return cls.from_K(P[:, :3], width, height)
 
+    @classmethod
+    def from_camera_info(cls, info) -> PinholeCamera:
+        """From a sensor_msgs/CameraInfo-like object (attributes ``width``, ``height``, ``p`` and ``k``).
+
+        Duck-typed so the core never imports ROS. Uses the rectified projection ``p`` when it is set
+        (images on ``image_rect``), else ``k``; raises ValueError when both are zero (uncalibrated).
+        """
+        for field in ("width", "height", "p", "k"):
+            if not hasattr(info, field):
+                raise ValueError(f"camera info has no field {field!r}")
+        width, height = int(info.width), int(info.height)
+        P = np.asarray(info.p, dtype=np.float64).reshape(-1)
+        if P.size == 12 and np.any(P[:9]):
+            return cls.from_projection(P, width, height)
+        K = np.asarray(info.k, dtype=np.float64).reshape(-1)
+        if K.size != 9 or not np.any(K):
+            raise ValueError("camera info p and k are both zero (uncalibrated camera)")
+        return cls.from_K(K, width, height)
+
     @property
     def K(self) -> np.ndarray:
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])

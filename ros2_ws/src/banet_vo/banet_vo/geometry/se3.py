@@ -1,0 +1,168 @@
+"""SE(3) poses through pypose LieTensors, plus the few numpy helpers host code needs.
+
+Layout (pypose 0.9.5): SE3 data ``[tx, ty, tz, qx, qy, qz, qw]``; tangent ``se3`` ``[ρ, φ]``.
+Perturbations are on the left: ``T ← Exp(δ) · T`` (docs/CONVENTIONS.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pypose as pp
+import torch
+
+__all__ = [
+    "as_se3",
+    "identity_se3",
+    "perturb_left",
+    "relative_pose",
+    "rotation_angle_deg",
+    "to_matrix",
+]
+
+_RIGID_ATOL = 1e-4  # loose enough for float32 poses and KITTI's 9-digit text files
+
+
+def _is_se3(T) -> bool:
+    return isinstance(T, pp.LieTensor) and T.ltype == pp.SE3_type
+
+
+def _check_rigid(M: torch.Tensor, name: str, atol: float) -> None:
+    """Raise ValueError unless M (..., 3|4, 4) is a finite rigid transform (one host sync)."""
+    if not bool(torch.isfinite(M).all()):
+        raise ValueError(f"{name} has non-finite entries")
+    R = M[..., :3, :3]
+    eye = torch.eye(3, dtype=M.dtype, device=M.device)
+    if not torch.allclose(R @ R.mT, eye.expand_as(R), atol=atol, rtol=0.0):
+        raise ValueError(f"{name} rotation block is not orthonormal (tolerance {atol})")
+    if not bool((torch.linalg.det(R) > 0).all()):
+        raise ValueError(f"{name} rotation block has determinant -1 (a reflection, not a rotation)")
+    if M.shape[-2] == 4:
+        last = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=M.dtype, device=M.device)
+        if not torch.allclose(M[..., 3, :], last.expand_as(M[..., 3, :]), atol=atol, rtol=0.0):
+            raise ValueError(f"{name} last row must be [0, 0, 0, 1]")
+
+
+def as_se3(T, dtype=None, device=None, check: bool = True, name: str = "T") -> pp.LieTensor:
+    """Any pose → ``pp.SE3`` with batch shape ``(...)``.
+
+    Accepts a ``pp.SE3`` LieTensor (returned as is, cast if dtype/device given), a numpy array or torch
+    tensor of shape (..., 4, 4) or (..., 3, 4) (rigid transforms), or a plain (..., 7) tensor/array in
+    pypose's SE3 layout (quaternion re-normalised). Numpy float64 stays float64. With ``check`` the
+    matrices are validated (finite, orthonormal rotation, det +1, last row [0 0 0 1]); that costs one
+    host sync, so hot loops should pass LieTensors.
+    """
+    if isinstance(T, pp.LieTensor):
+        if not _is_se3(T):
+            raise ValueError(f"{name} must be an SE3 LieTensor, got ltype {T.ltype.__class__.__name__}")
+        return T if dtype is None and device is None else T.to(dtype=dtype, device=device)
+    if isinstance(T, np.ndarray | list | tuple):
+        T = torch.as_tensor(np.asarray(T))
+    if not isinstance(T, torch.Tensor):
+        raise ValueError(f"{name} must be a pp.SE3, a torch tensor or a numpy array, got {type(T).__name__}")
+    if not T.is_floating_point():
+        T = T.to(torch.get_default_dtype())
+    if dtype is not None or device is not None:
+        T = T.to(dtype=dtype, device=device)
+    if T.dim() >= 1 and T.shape[-1] == 7 and not (T.dim() >= 2 and T.shape[-2:] in ((4, 4), (3, 4))):
+        if check and not bool(torch.isfinite(T).all()):
+            raise ValueError(f"{name} has non-finite entries")
+        q = T[..., 3:]
+        q = q / q.norm(dim=-1, keepdim=True)
+        return pp.SE3(torch.cat([T[..., :3], q], dim=-1))
+    if T.dim() < 2 or T.shape[-2:] not in ((4, 4), (3, 4)):
+        raise ValueError(f"{name} must have shape (..., 4, 4), (..., 3, 4) or (..., 7), got {tuple(T.shape)}")
+    if check:
+        _check_rigid(T, name, _RIGID_ATOL)
+    X = pp.mat2SE3(T, check=False)
+    q = X.tensor()[..., 3:]
+    q = q / q.norm(dim=-1, keepdim=True)
+    return pp.SE3(torch.cat([X.tensor()[..., :3], q], dim=-1))
+
+
+def to_matrix(T) -> torch.Tensor:
+    """``pp.SE3`` (...) → homogeneous matrices (..., 4, 4); differentiable."""
+    return as_se3(T, check=False).matrix()
+
+
+def identity_se3(*batch: int, dtype=None, device=None) -> pp.LieTensor:
+    """Identity poses with batch shape ``batch``."""
+    return pp.identity_SE3(*batch, dtype=dtype or torch.get_default_dtype(), device=device)
+
+
+def perturb_left(T: pp.LieTensor, delta: torch.Tensor) -> pp.LieTensor:
+    """``Exp(δ) · T`` with ``δ = [ρ, φ]`` (..., 6): the update every Jacobian here is taken w.r.t."""
+    if delta.shape[-1] != 6:
+        raise ValueError(f"delta must have last dimension 6 ([rho, phi]), got {tuple(delta.shape)}")
+    return pp.se3(delta).Exp() @ as_se3(T, check=False)
+
+
+def _np_rigid_inverse(T: np.ndarray) -> np.ndarray:
+    R = T[..., :3, :3]
+    t = T[..., :3, 3:]
+    out = np.zeros_like(T)
+    out[..., :3, :3] = np.swapaxes(R, -1, -2)
+    out[..., :3, 3:] = -np.swapaxes(R, -1, -2) @ t
+    out[..., 3, 3] = 1.0
+    return out
+
+
+def relative_pose(T_wi, T_wj):
+    """``T_ji = inv(T_wj) · T_wi``: maps points from camera i into camera j.
+
+    numpy (..., 4, 4) in → numpy float64 (..., 4, 4) out; ``pp.SE3`` in → ``pp.SE3`` out; plain torch
+    (..., 4, 4) matrices in → torch (..., 4, 4) out. Batch shapes broadcast.
+    """
+    if isinstance(T_wi, np.ndarray) and isinstance(T_wj, np.ndarray):
+        for name, T in (("T_wi", T_wi), ("T_wj", T_wj)):
+            if T.ndim < 2 or T.shape[-2:] != (4, 4):
+                raise ValueError(f"{name} must have shape (..., 4, 4), got {T.shape}")
+            if not np.all(np.isfinite(T)):
+                raise ValueError(f"{name} has non-finite entries")
+        T_wi = T_wi.astype(np.float64)
+        T_wj = T_wj.astype(np.float64)
+        return _np_rigid_inverse(T_wj) @ T_wi
+    if isinstance(T_wi, pp.LieTensor) or isinstance(T_wj, pp.LieTensor):
+        A = as_se3(T_wi, name="T_wi")
+        B = as_se3(T_wj, dtype=A.dtype, device=A.device, name="T_wj")
+        return B.Inv() @ A
+    if isinstance(T_wi, torch.Tensor) and isinstance(T_wj, torch.Tensor):
+        A = as_se3(T_wi, name="T_wi")
+        B = as_se3(T_wj, dtype=A.dtype, device=A.device, name="T_wj")
+        return (B.Inv() @ A).matrix()
+    raise ValueError(
+        "T_wi and T_wj must both be numpy arrays, both torch tensors, or pp.SE3, got "
+        f"{type(T_wi).__name__} and {type(T_wj).__name__}"
+    )
+
+
+def rotation_angle_deg(T):
+    """Rotation angle (degrees, in [0, 180]) of poses or rotation matrices.
+
+    numpy (..., 4, 4) / (..., 3, 3) → numpy; torch matrices or ``pp.SE3`` → torch tensor of shape (...).
+    Uses atan2 of the sine and cosine parts, so small angles stay accurate (arccos of the trace does not).
+    """
+    if isinstance(T, pp.LieTensor):
+        q = as_se3(T, check=False).tensor()[..., 3:]
+        angle = 2.0 * torch.atan2(q[..., :3].norm(dim=-1), q[..., 3].abs())
+        return torch.rad2deg(angle)
+    if isinstance(T, np.ndarray):
+        if T.ndim < 2 or T.shape[-2:] not in ((4, 4), (3, 3), (3, 4)):
+            raise ValueError(f"T must have shape (..., 4, 4) or (..., 3, 3), got {T.shape}")
+        R = T[..., :3, :3].astype(np.float64)
+        axis = np.stack(
+            [R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], -1
+        )
+        s = 0.5 * np.linalg.norm(axis, axis=-1)
+        c = 0.5 * (np.trace(R, axis1=-2, axis2=-1) - 1.0)
+        return np.degrees(np.arctan2(s, c))
+    if isinstance(T, torch.Tensor):
+        if T.dim() < 2 or T.shape[-2:] not in ((4, 4), (3, 3), (3, 4)):
+            raise ValueError(f"T must have shape (..., 4, 4) or (..., 3, 3), got {tuple(T.shape)}")
+        R = T[..., :3, :3]
+        axis = torch.stack(
+            [R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], -1
+        )
+        s = 0.5 * axis.norm(dim=-1)
+        c = 0.5 * (R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0)
+        return torch.rad2deg(torch.atan2(s, c))
+    raise ValueError(f"T must be a numpy array, torch tensor or pp.SE3, got {type(T).__name__}")
