@@ -1,1 +1,25 @@
-"""banet_vo.data."""
+"""banet_vo.data: the Sequence API, readers for our format / KITTI / HoloLens / TUM, and PairDataset."""
+
+from banet_vo.data.readers import (
+    BanetSequence,
+    HoloLensSequence,
+    KittiSequence,
+    TumSequence,
+    detect_format,
+    open_sequence,
+    write_sequence,
+)
+from banet_vo.data.sequence import Frame, InMemorySequence, Sequence
+
+__all__ = [
+    "BanetSequence",
+    "Frame",
+    "HoloLensSequence",
+    "InMemorySequence",
+    "KittiSequence",
+    "Sequence",
+    "TumSequence",
+    "detect_format",
+    "open_sequence",
+    "write_sequence",
+]

@@ -1,0 +1,184 @@
+"""Shared file handling for the readers: image/depth PNG decoding, text tables, a file-backed Sequence."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from banet_vo.data.sequence import Frame, Sequence, check_pose, check_timestamps
+from banet_vo.geometry import PinholeCamera
+
+log = logging.getLogger(__name__)
+
+# uint16 depth PNGs: 1000 units per metre (millimetres; our format, HoloLens), 5000 per metre for TUM.
+DEPTH_SCALE_MM = 1000.0
+DEPTH_SCALE_TUM = 5000.0
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An 8-bit image file as H×W (gray) or H×W×3 (RGB order) uint8; alpha is dropped."""
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError(f"image file {path} could not be decoded")
+    if image.dtype != np.uint8:
+        raise ValueError(f"image file {path} must be 8-bit, got {image.dtype}")
+    if image.ndim == 3:
+        if image.shape[2] == 1:
+            return image[:, :, 0]
+        code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
+        return cv2.cvtColor(image, code)
+    return image
+
+
+def write_image(path: Path, image: np.ndarray) -> None:
+    """Write an H×W or H×W×3 (RGB) uint8 image; PNG is lossless."""
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(str(path), image):
+        raise OSError(f"could not write image file {path}")
+
+
+def read_depth(path: Path, units_per_metre: float) -> np.ndarray:
+    """A uint16 depth PNG (0 = invalid) as float32 metres."""
+    if not path.is_file():
+        raise FileNotFoundError(f"depth file not found: {path}")
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise ValueError(f"depth file {path} could not be decoded")
+    if raw.dtype != np.uint16 or raw.ndim != 2:
+        raise ValueError(f"depth file {path} must be single-channel uint16, got {raw.dtype} {raw.shape}")
+    return (raw.astype(np.float32) / np.float32(units_per_metre)).astype(np.float32)
+
+
+def read_table(path: Path, columns: int | tuple[int, ...], what: str) -> np.ndarray:
+    """A whitespace-separated numeric text file ('#' comments) as a float64 (rows, columns) array."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    try:
+        table = np.loadtxt(path, dtype=np.float64, comments="#", ndmin=2)
+    except ValueError as err:
+        raise ValueError(f"{what} file {path} is not a numeric table: {err}") from err
+    allowed = (columns,) if isinstance(columns, int) else columns
+    if table.size and table.shape[1] not in allowed:
+        raise ValueError(
+            f"{what} file {path} must have {' or '.join(map(str, allowed))} columns per line, "
+            f"got {table.shape[1]}"
+        )
+    return table
+
+
+def read_K(path: Path, width: int, height: int) -> PinholeCamera:
+    """A 3x3 intrinsic matrix file (K.txt)."""
+    values = read_table(path, (3, 9), "intrinsics").reshape(-1)
+    if values.size != 9:
+        raise ValueError(f"intrinsics file {path} must hold a 3x3 matrix (9 numbers), got {values.size}")
+    try:
+        return PinholeCamera.from_K(values, width, height)
+    except ValueError as err:
+        raise ValueError(f"intrinsics file {path}: {err}") from err
+
+
+def read_poses(path: Path, count: int) -> np.ndarray:
+    """Camera-to-world poses, one per line as 12 (3x4) or 16 (4x4) row-major numbers -> (N, 4, 4)."""
+    table = read_table(path, (12, 16), "poses")
+    if len(table) != count:
+        raise ValueError(f"poses file {path} has {len(table)} lines but the sequence has {count} images")
+    return np.stack([check_pose(row.reshape(-1, 4), f"{path} line {k + 1}") for k, row in enumerate(table)])
+
+
+def read_times(path: Path, count: int) -> np.ndarray:
+    """One timestamp (seconds) per line -> (N,), strictly increasing."""
+    table = read_table(path, 1, "times")
+    if len(table) != count:
+        raise ValueError(f"times file {path} has {len(table)} lines but the sequence has {count} images")
+    return check_timestamps(table[:, 0], str(path))
+
+
+def default_times(count: int, rate_hz: float = 10.0) -> np.ndarray:
+    """t = i / rate for sequences shipped without timestamps."""
+    return np.arange(count, dtype=np.float64) / rate_hz
+
+
+def list_pngs(folder: Path) -> list[Path]:
+    """The *.png files in a folder, sorted by name."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png" and p.is_file())
+
+
+class FileSequence(Sequence):
+    """A sequence of image files (plus optional depth files) with timestamps/poses held in memory."""
+
+    def __init__(
+        self,
+        name: str,
+        image_paths: list[Path],
+        camera: PinholeCamera,
+        timestamps: np.ndarray,
+        poses: np.ndarray | None = None,
+        depth_paths: list[Path] | None = None,
+        depth_units_per_metre: float = DEPTH_SCALE_MM,
+    ) -> None:
+        n = len(image_paths)
+        if n == 0:
+            raise ValueError(f"sequence {name!r} has no images")
+        if len(timestamps) != n:
+            raise ValueError(f"sequence {name!r}: {len(timestamps)} timestamps for {n} images")
+        if poses is not None and poses.shape != (n, 4, 4):
+            raise ValueError(f"sequence {name!r}: poses must have shape {(n, 4, 4)}, got {poses.shape}")
+        if depth_paths is not None and len(depth_paths) != n:
+            raise ValueError(f"sequence {name!r}: {len(depth_paths)} depth files for {n} images")
+        self.name = name
+        self._images = list(image_paths)
+        self._depths = None if depth_paths is None else list(depth_paths)
+        self._camera = camera
+        self._timestamps = check_timestamps(timestamps, f"sequence {name!r}")
+        self._poses = None if poses is None else np.asarray(poses, dtype=np.float64)
+        self._depth_scale = depth_units_per_metre
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def _load(self, i: int) -> Frame:
+        image = read_image(self._images[i])
+        cam = self._camera
+        if image.shape[:2] != (cam.height, cam.width):
+            raise ValueError(
+                f"image file {self._images[i]} is {image.shape[1]}x{image.shape[0]}, "
+                f"expected {cam.width}x{cam.height} like the rest of the sequence"
+            )
+        depth = None
+        if self._depths is not None:
+            depth = read_depth(self._depths[i], self._depth_scale)
+            if depth.shape != image.shape[:2]:
+                raise ValueError(
+                    f"depth file {self._depths[i]} is {depth.shape[1]}x{depth.shape[0]}, "
+                    f"but its image is {image.shape[1]}x{image.shape[0]}"
+                )
+        pose = None if self._poses is None else self._poses[i].copy()
+        return Frame(i, float(self._timestamps[i]), image, cam, depth, pose)
+
+    @property
+    def camera(self) -> PinholeCamera:
+        return self._camera
+
+    @property
+    def timestamps(self) -> np.ndarray:
+        return self._timestamps.copy()
+
+    @property
+    def poses(self) -> np.ndarray | None:
+        return None if self._poses is None else self._poses.copy()
+
+    @property
+    def has_depth(self) -> bool:
+        return self._depths is not None
+
+    @property
+    def image_paths(self) -> list[Path]:
+        return list(self._images)

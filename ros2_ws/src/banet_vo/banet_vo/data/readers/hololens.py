@@ -1,0 +1,56 @@
+"""HoloLens / DeepVideoMVS scene layout.
+
+    <scene>/images/*.png   RGB, undistorted; frame order = sorted file names
+    <scene>/depth/*.png    optional, uint16 millimetres along z, 0 = invalid, same names as images
+    <scene>/poses.txt      optional, one flattened 4x4 camera-to-world per line, metres
+    <scene>/K.txt          3x3 intrinsics
+No timestamps in this layout: t = 0.1 i (the source records at roughly 5-10 Hz).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from banet_vo.data.readers._files import (
+    DEPTH_SCALE_MM,
+    FileSequence,
+    default_times,
+    list_pngs,
+    read_image,
+    read_K,
+    read_poses,
+)
+
+
+def looks_like_hololens(path: Path) -> bool:
+    return (path / "images").is_dir() and (path / "K.txt").is_file() and not (path / "times.txt").exists()
+
+
+class HoloLensSequence(FileSequence):
+    """A DeepVideoMVS-style scene directory (see the module docstring)."""
+
+    def __init__(self, path: str | Path, name: str | None = None, rate_hz: float = 10.0) -> None:
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"sequence directory not found: {path}")
+        if not rate_hz > 0:
+            raise ValueError(f"rate_hz must be positive, got {rate_hz}")
+        images = list_pngs(path / "images")
+        if not images:
+            raise ValueError(f"no PNG images in {path / 'images'}")
+        depths = None
+        if (path / "depth").is_dir():
+            depths = list_pngs(path / "depth")
+            if [p.name for p in depths] != [p.name for p in images]:
+                raise ValueError(
+                    f"depth folder {path / 'depth'} must hold one PNG per image with the same names "
+                    f"({len(depths)} depth files for {len(images)} images)"
+                )
+        first = read_image(images[0])
+        camera = read_K(path / "K.txt", first.shape[1], first.shape[0])
+        n = len(images)
+        poses = read_poses(path / "poses.txt", n) if (path / "poses.txt").is_file() else None
+        super().__init__(
+            name or path.name, images, camera, default_times(n, rate_hz), poses, depths, DEPTH_SCALE_MM
+        )
+        self.root = path

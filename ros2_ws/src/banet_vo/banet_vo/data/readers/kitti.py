@@ -1,0 +1,88 @@
+"""KITTI odometry layout: image_0/ (or image_l/, image_2/), calib.txt, optional times.txt and poses.
+
+<seq>/image_0/000000.png ...   left gray camera (image_l/ in some copies; image_2/ = left colour, P2)
+<seq>/calib.txt                lines "P0: 12 numbers" (or bare 12-number lines in P0, P1, ... order)
+<seq>/times.txt                optional, seconds; missing -> 10 Hz (t = 0.1 i)
+<seq>/poses.txt                optional 3x4 camera-to-world per frame; also found at
+                               <dataset>/poses/<seq>.txt for the official sequences/NN + poses/NN.txt tree
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from banet_vo.data.readers._files import (
+    FileSequence,
+    default_times,
+    list_pngs,
+    read_image,
+    read_poses,
+    read_times,
+)
+from banet_vo.geometry import PinholeCamera
+
+# image folder -> the projection matrix that belongs to it
+IMAGE_FOLDERS = {"image_0": "P0", "image_l": "P0", "image_2": "P2"}
+KITTI_RATE_HZ = 10.0
+
+
+def looks_like_kitti(path: Path) -> bool:
+    return (path / "calib.txt").is_file() and any((path / d).is_dir() for d in IMAGE_FOLDERS)
+
+
+def read_calib(path: Path) -> dict[str, np.ndarray]:
+    """calib.txt -> {"P0": 3x4, ...}. Unlabelled lines of 12 numbers are taken as P0, P1, P2, ... in order."""
+    if not path.is_file():
+        raise FileNotFoundError(f"calibration file not found: {path}")
+    mats: dict[str, np.ndarray] = {}
+    unlabelled = 0
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        label, _, rest = line.partition(":")
+        if not rest:
+            label, rest = f"P{unlabelled}", line
+            unlabelled += 1
+        try:
+            values = np.array(rest.split(), dtype=np.float64)
+        except ValueError as err:
+            raise ValueError(f"calibration file {path} line {lineno} is not numeric: {err}") from err
+        if values.size == 12:
+            mats[label.strip()] = values.reshape(3, 4)
+    return mats
+
+
+class KittiSequence(FileSequence):
+    """A KITTI odometry sequence directory (see the module docstring)."""
+
+    def __init__(
+        self, path: str | Path, name: str | None = None, poses_path: str | Path | None = None
+    ) -> None:
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"sequence directory not found: {path}")
+        folder = next((d for d in IMAGE_FOLDERS if (path / d).is_dir()), None)
+        if folder is None:
+            raise FileNotFoundError(f"no image folder ({', '.join(IMAGE_FOLDERS)}) in {path}")
+        images = list_pngs(path / folder)
+        if not images:
+            raise ValueError(f"no PNG images in {path / folder}")
+        calib = read_calib(path / "calib.txt")
+        key = IMAGE_FOLDERS[folder]
+        if key not in calib:
+            raise ValueError(f"calibration file {path / 'calib.txt'} has no {key} (needed for {folder}/)")
+        first = read_image(images[0])
+        camera = PinholeCamera.from_projection(calib[key], first.shape[1], first.shape[0])
+        n = len(images)
+        times = read_times(path / "times.txt", n) if (path / "times.txt").is_file() else default_times(n)
+        if poses_path is None:
+            for candidate in (path / "poses.txt", path.parent.parent / "poses" / f"{path.name}.txt"):
+                if candidate.is_file():
+                    poses_path = candidate
+                    break
+        poses = None if poses_path is None else read_poses(Path(poses_path), n)
+        super().__init__(name or path.name, images, camera, times, poses)
+        self.root = path
