@@ -1,5 +1,6 @@
 """banet_vo.data: the Sequence API, readers for our format / KITTI / HoloLens / TUM, and PairDataset."""
 
+from banet_vo.data.dataset import PairDataset
 from banet_vo.data.readers import (
     BanetSequence,
     HoloLensSequence,
@@ -17,6 +18,7 @@ __all__ = [
     "HoloLensSequence",
     "InMemorySequence",
     "KittiSequence",
+    "PairDataset",
     "Sequence",
     "TumSequence",
     "detect_format",

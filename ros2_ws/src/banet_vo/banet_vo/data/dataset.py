@@ -1,0 +1,144 @@
+"""PairDataset: (reference, target) frame pairs of a Sequence as torch tensors, for training and evaluation.
+
+The reference frame i carries the depth; the target is j = i + stride. The pose is T_tgt_ref =
+inv(T_w_tgt) @ T_w_ref (maps reference-camera points into the target camera, docs/CONVENTIONS.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from banet_vo.data.sequence import Sequence
+from banet_vo.geometry import PinholeCamera
+
+
+def relative_pose(T_w_ref: np.ndarray, T_w_tgt: np.ndarray) -> np.ndarray:
+    """T_tgt_ref = inv(T_w_tgt) @ T_w_ref in float64, with the rigid inverse in closed form."""
+    R, t = T_w_tgt[:3, :3], T_w_tgt[:3, 3]
+    T_tgt_w = np.eye(4)
+    T_tgt_w[:3, :3] = R.T
+    T_tgt_w[:3, 3] = -R.T @ t
+    return T_tgt_w @ T_w_ref
+
+
+def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Area averaging when shrinking, bilinear otherwise (both use OpenCV's pixel-centre convention)."""
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    shrink = width <= image.shape[1] and height <= image.shape[0]
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def resize_depth_nearest(depth: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Nearest-neighbour resize: each output pixel takes the source pixel under its centre.
+
+    Never averages, so holes (0) stay holes and no depth is invented between a foreground and a background
+    surface. Output centre u' sits at source coordinate (u' + 0.5)·W/W' − 0.5, whose nearest source pixel
+    is floor((u' + 0.5)·W/W').
+    """
+    h, w = depth.shape
+    if (w, h) == (width, height):
+        return depth
+    cols = np.minimum(((np.arange(width) + 0.5) * (w / width)).astype(np.int64), w - 1)
+    rows = np.minimum(((np.arange(height) + 0.5) * (h / height)).astype(np.int64), h - 1)
+    return depth[rows[:, None], cols[None, :]]
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """H×W or H×W×3 uint8 -> 3×H×W float32 in [0, 1] (gray replicated to three channels)."""
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
+
+
+class PairDataset(Dataset):
+    """Frame pairs (i, i + stride) of a sequence with ground-truth relative pose and reference depth.
+
+    Args:
+        sequence: any Sequence with ground-truth poses (ValueError otherwise).
+        strides: positive frame offsets; every pair (i, i + s) that fits is used for each s.
+        size: (width, height) to resize to, intrinsics updated to match; None keeps the native size.
+        seed: seeds the pair order (shuffle) and the max_pairs subset; same seed -> same order.
+        max_pairs: keep only the first max_pairs pairs of that order.
+        shuffle: False keeps the natural order (by stride, then by reference index).
+
+    Items are dicts of tensors: image_ref / image_tgt (3×H×W float32 in [0, 1]), intrinsics (4,) [fx, fy,
+    cx, cy] of the resized image, pose_tgt_ref (4×4 float32), depth_ref (1×H×W float32 metres, 0 = invalid;
+    all zero for sequences without depth), depth_valid (1×H×W bool), index_ref / index_tgt / stride (int64),
+    timestamp_ref / timestamp_tgt (float64 seconds).
+    """
+
+    def __init__(
+        self,
+        sequence: Sequence,
+        strides: Iterable[int] = (1,),
+        size: tuple[int, int] | None = None,
+        seed: int = 0,
+        max_pairs: int | None = None,
+        shuffle: bool = True,
+    ) -> None:
+        if not isinstance(sequence, Sequence):
+            raise ValueError(f"sequence must be a banet_vo.data.Sequence, got {type(sequence).__name__}")
+        poses = sequence.poses
+        if poses is None:
+            raise ValueError(f"sequence {sequence.name!r} has no ground-truth poses; PairDataset needs them")
+        strides = tuple(strides)
+        if not strides or any(
+            isinstance(s, bool) or not isinstance(s, int | np.integer) or s < 1 for s in strides
+        ):
+            raise ValueError(f"strides must be a non-empty list of positive ints, got {strides}")
+        if size is not None:
+            if len(size) != 2 or any(
+                isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1 for v in size
+            ):
+                raise ValueError(f"size must be (width, height) positive ints or None, got {size}")
+            size = (int(size[0]), int(size[1]))
+        if max_pairs is not None and (not isinstance(max_pairs, int | np.integer) or max_pairs < 1):
+            raise ValueError(f"max_pairs must be a positive int or None, got {max_pairs}")
+        n = len(sequence)
+        pairs = [(i, i + int(s)) for s in dict.fromkeys(strides) for i in range(n - int(s))]
+        if not pairs:
+            raise ValueError(f"strides {strides} leave no pairs in sequence {sequence.name!r} of {n} frames")
+        if shuffle:
+            order = np.random.default_rng(seed).permutation(len(pairs))
+            pairs = [pairs[k] for k in order]
+        if max_pairs is not None:
+            pairs = pairs[:max_pairs]
+        self.sequence = sequence
+        self.pairs: list[tuple[int, int]] = pairs
+        self.size = size or sequence.camera.size
+        self.camera: PinholeCamera = sequence.camera.resized(*self.size)
+        self._poses = poses
+        self._timestamps = sequence.timestamps
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        i, j = self.pairs[k]
+        ref, tgt = self.sequence[i], self.sequence[j]
+        width, height = self.size
+        if ref.depth is not None:
+            depth = resize_depth_nearest(ref.depth, width, height)
+        else:
+            depth = np.zeros((height, width), np.float32)
+        depth_ref = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None]
+        pose = relative_pose(self._poses[i], self._poses[j])
+        return {
+            "image_ref": image_to_tensor(resize_image(ref.image, width, height)),
+            "image_tgt": image_to_tensor(resize_image(tgt.image, width, height)),
+            "intrinsics": self.camera.as_tensor(torch.float32),
+            "pose_tgt_ref": torch.from_numpy(pose.astype(np.float32)),
+            "depth_ref": depth_ref,
+            "depth_valid": depth_ref > 0,
+            "index_ref": torch.tensor(i, dtype=torch.int64),
+            "index_tgt": torch.tensor(j, dtype=torch.int64),
+            "stride": torch.tensor(j - i, dtype=torch.int64),
+            "timestamp_ref": torch.tensor(self._timestamps[i], dtype=torch.float64),
+            "timestamp_tgt": torch.tensor(self._timestamps[j], dtype=torch.float64),
+        }
