@@ -1,0 +1,538 @@
+"""ROS 2 bags from sequences (writer, `banet-vo-bag`) and a small reader helper, with the rosbags library.
+
+No rclpy here: bags are written and read with `rosbags` (MCAP or sqlite3 storage, metadata.yaml that
+`ros2 bag info` reads), so this works on machines without a ROS 2 distro. What a bag holds (docs/bags.md):
+
+- /camera/image_raw: sensor_msgs/Image, mono8 or rgb8, frame camera_optical
+- /camera/camera_info: sensor_msgs/CameraInfo, K, R = I, P = [K 0], D = 0 (rectified)
+- /camera/depth/image: sensor_msgs/Image 32FC1, metres along z, NaN invalid (only with depth)
+- /ground_truth/odometry: nav_msgs/Odometry world → camera_optical, pose = camera-to-world (when poses exist)
+- /tf_static: tf2_msgs/TFMessage base_link → camera_optical, the REP-103 optical rotation (latched)
+
+Stamps are integer nanoseconds (sequence time + start_time), and the bag's own timestamps equal the
+header stamps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rosbags.highlevel import AnyReader
+from rosbags.interfaces import (
+    ConnectionExtRosbag2,
+    Qos,
+    QosDurability,
+    QosHistory,
+    QosLiveliness,
+    QosReliability,
+    QosTime,
+)
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+from scipy.spatial.transform import Rotation
+
+from banet_vo.data.readers import READERS, open_sequence
+from banet_vo.geometry import PinholeCamera
+
+logger = logging.getLogger(__name__)
+
+IMAGE_TOPIC = "/camera/image_raw"
+CAMERA_INFO_TOPIC = "/camera/camera_info"
+DEPTH_TOPIC = "/camera/depth/image"
+ODOMETRY_TOPIC = "/ground_truth/odometry"
+TF_STATIC_TOPIC = "/tf_static"
+
+STORAGES = ("mcap", "sqlite3")
+# Version 8 is read by rosbag2 in Jazzy and Kilted (Kilted writes 9, which Jazzy refuses).
+BAG_VERSIONS = (8, 9)
+
+# The typestore matching the ROS 2 wheels of the venv (Kilted); its type hashes go into the bag.
+TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+
+# Rotation body (x forward, y left, z up) <- optical (x right, y down, z forward), REP-103.
+# Columns are the optical axes in body coordinates: right = -y, down = -z, forward = +x.
+R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+
+_NS_PER_S = 1_000_000_000
+_INT32_MAX = 2**31 - 1
+
+
+def _qos(reliable: bool, latched: bool, depth: int) -> Qos:
+    zero = QosTime(sec=0, nsec=0)
+    return Qos(
+        history=QosHistory.KEEP_LAST,
+        depth=depth,
+        reliability=QosReliability.RELIABLE if reliable else QosReliability.BEST_EFFORT,
+        durability=QosDurability.TRANSIENT_LOCAL if latched else QosDurability.VOLATILE,
+        deadline=zero,
+        lifespan=zero,
+        liveliness=QosLiveliness.AUTOMATIC,
+        liveliness_lease_duration=zero,
+        avoid_ros_namespace_conventions=False,
+    )
+
+
+# Offered QoS recorded in the bag: a player (ours or `ros2 bag play`) reuses these.
+_STREAM_QOS = _qos(reliable=True, latched=False, depth=10)
+_LATCHED_QOS = _qos(reliable=True, latched=True, depth=1)
+
+
+def seconds_to_ns(t: float) -> int:
+    """Float seconds to integer nanoseconds, rounding the fraction only (no drift from t * 1e9)."""
+    if not math.isfinite(t):
+        raise ValueError(f"time must be finite, got {t}")
+    whole = math.floor(t)
+    return int(whole) * _NS_PER_S + round((t - whole) * _NS_PER_S)
+
+
+def _ros_time(t_ns: int, what: str) -> Any:
+    if t_ns < 0:
+        raise ValueError(f"{what}: ROS stamps cannot be negative, got {t_ns} ns (use start_time to shift)")
+    sec, nanosec = divmod(t_ns, _NS_PER_S)
+    if sec > _INT32_MAX:
+        raise ValueError(f"{what}: {sec} s does not fit the int32 seconds of builtin_interfaces/Time")
+    return TYPESTORE.types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec)
+
+
+def _header(t_ns: int, frame_id: str, what: str) -> Any:
+    return TYPESTORE.types["std_msgs/msg/Header"](stamp=_ros_time(t_ns, what), frame_id=frame_id)
+
+
+def _quaternion_xyzw(rotation: np.ndarray) -> np.ndarray:
+    return Rotation.from_matrix(rotation).as_quat()  # [x, y, z, w], re-orthonormalised
+
+
+def image_message(image: np.ndarray, t_ns: int, frame_id: str) -> Any:
+    """sensor_msgs/Image (rosbags object) from H×W uint8 (mono8), H×W×3 uint8 RGB (rgb8) or H×W float32."""
+    image = np.asarray(image)
+    if image.dtype == np.uint8 and image.ndim == 2:
+        encoding, channels = "mono8", 1
+    elif image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
+        encoding, channels = "rgb8", 3
+    elif image.dtype == np.float32 and image.ndim == 2:
+        encoding, channels = "32FC1", 1
+    else:
+        raise ValueError(
+            f"image must be H×W uint8, H×W×3 uint8 or H×W float32, got {image.dtype} {image.shape}"
+        )
+    height, width = image.shape[:2]
+    data = np.ascontiguousarray(image).astype(image.dtype.newbyteorder("<"), copy=False).view(np.uint8)
+    return TYPESTORE.types["sensor_msgs/msg/Image"](
+        header=_header(t_ns, frame_id, "image stamp"),
+        height=height,
+        width=width,
+        encoding=encoding,
+        is_bigendian=0,
+        step=width * channels * image.dtype.itemsize,
+        data=data.reshape(-1),
+    )
+
+
+def camera_info_message(camera: PinholeCamera, t_ns: int, frame_id: str) -> Any:
+    """sensor_msgs/CameraInfo of a rectified pinhole: D = 0 (plumb_bob), R = I, P = [K | 0]."""
+    roi = TYPESTORE.types["sensor_msgs/msg/RegionOfInterest"](
+        x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+    )
+    return TYPESTORE.types["sensor_msgs/msg/CameraInfo"](
+        header=_header(t_ns, frame_id, "camera_info stamp"),
+        height=camera.height,
+        width=camera.width,
+        distortion_model="plumb_bob",
+        d=np.zeros(5),
+        k=camera.K.reshape(-1),
+        r=np.eye(3).reshape(-1),
+        p=camera.to_projection().reshape(-1),
+        binning_x=0,
+        binning_y=0,
+        roi=roi,
+    )
+
+
+def _pose_message(T: np.ndarray) -> Any:
+    types = TYPESTORE.types
+    q = _quaternion_xyzw(T[:3, :3])
+    return types["geometry_msgs/msg/Pose"](
+        position=types["geometry_msgs/msg/Point"](x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
+        orientation=types["geometry_msgs/msg/Quaternion"](x=q[0], y=q[1], z=q[2], w=q[3]),
+    )
+
+
+def odometry_message(T_wc: np.ndarray, t_ns: int, world_frame: str, child_frame: str) -> Any:
+    """nav_msgs/Odometry with pose = camera-to-world. Twist and covariances are zero (not estimated)."""
+    types = TYPESTORE.types
+    vec = types["geometry_msgs/msg/Vector3"]
+    twist = types["geometry_msgs/msg/Twist"](
+        linear=vec(x=0.0, y=0.0, z=0.0), angular=vec(x=0.0, y=0.0, z=0.0)
+    )
+    return types["nav_msgs/msg/Odometry"](
+        header=_header(t_ns, world_frame, "odometry stamp"),
+        child_frame_id=child_frame,
+        pose=types["geometry_msgs/msg/PoseWithCovariance"](pose=_pose_message(T_wc), covariance=np.zeros(36)),
+        twist=types["geometry_msgs/msg/TwistWithCovariance"](twist=twist, covariance=np.zeros(36)),
+    )
+
+
+def tf_static_message(t_ns: int, body_frame: str, camera_frame: str) -> Any:
+    """tf2_msgs/TFMessage with body_frame → camera_frame: zero translation, REP-103 optical rotation."""
+    types = TYPESTORE.types
+    q = _quaternion_xyzw(R_BODY_OPTICAL)
+    transform = types["geometry_msgs/msg/TransformStamped"](
+        header=_header(t_ns, body_frame, "tf_static stamp"),
+        child_frame_id=camera_frame,
+        transform=types["geometry_msgs/msg/Transform"](
+            translation=types["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
+            rotation=types["geometry_msgs/msg/Quaternion"](x=q[0], y=q[1], z=q[2], w=q[3]),
+        ),
+    )
+    return types["tf2_msgs/msg/TFMessage"](transforms=[transform])
+
+
+@dataclass(frozen=True)
+class BagWriteSummary:
+    """What write_bag wrote."""
+
+    path: Path
+    storage: str
+    frames: int
+    message_counts: dict[str, int]
+    start_ns: int
+    end_ns: int
+
+
+def _check_frame_name(name: str, field: str) -> str:
+    if not isinstance(name, str) or not name or name.startswith("/") or any(c.isspace() for c in name):
+        raise ValueError(
+            f"{field} must be a non-empty tf frame name without '/' prefix or spaces, got {name!r}"
+        )
+    return name
+
+
+def write_bag(
+    sequence: Any,
+    out: str | Path,
+    *,
+    storage: str = "mcap",
+    version: int = 8,
+    camera_frame: str = "camera_optical",
+    body_frame: str = "base_link",
+    world_frame: str = "world",
+    start_time: float = 0.0,
+    max_frames: int | None = None,
+    include_depth: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> BagWriteSummary:
+    """Write the frames of `sequence` (a banet_vo Sequence, or any list of Frames) to a new bag at `out`.
+
+    Stamps are `start_time + frame.timestamp` in integer nanoseconds. Ground-truth odometry is written for
+    every frame that has a pose. `include_depth` writes z-depth as 32FC1 with NaN where invalid (REP-118).
+    `progress(done, total)` is called after each frame. On any error the partial bag is removed.
+    """
+    if storage not in STORAGES:
+        raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
+    if version not in BAG_VERSIONS:
+        raise ValueError(f"version must be one of {BAG_VERSIONS}, got {version!r}")
+    for field, name in (
+        ("camera_frame", camera_frame),
+        ("body_frame", body_frame),
+        ("world_frame", world_frame),
+    ):
+        _check_frame_name(name, field)
+    if camera_frame in (body_frame, world_frame):
+        raise ValueError(f"camera_frame {camera_frame!r} must differ from body_frame and world_frame")
+    out = Path(out)
+    if out.exists():
+        raise ValueError(f"out: {out} already exists; bags are never overwritten")
+    total = len(sequence)
+    if max_frames is not None:
+        if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1:
+            raise ValueError(f"max_frames must be a positive int or None, got {max_frames!r}")
+        total = min(total, max_frames)
+    if total < 1:
+        raise ValueError("sequence has no frames")
+    offset_ns = seconds_to_ns(float(start_time))
+
+    writer = Writer(out, version=version, storage_plugin=StoragePlugin[storage.upper()])
+    counts: dict[str, int] = {}
+    stamps: list[int] = []
+    try:
+        writer.open()
+        connections: dict[str, Any] = {}
+
+        def write(topic: str, msgtype: str, msg: Any, t_ns: int, qos: Qos = _STREAM_QOS) -> None:
+            if topic not in connections:
+                connections[topic] = writer.add_connection(
+                    topic, msgtype, typestore=TYPESTORE, offered_qos_profiles=[qos]
+                )
+            writer.write(connections[topic], t_ns, bytes(TYPESTORE.serialize_cdr(msg, msgtype)))
+            counts[topic] = counts.get(topic, 0) + 1
+
+        for i in range(total):
+            frame = sequence[i]
+            t_ns = offset_ns + seconds_to_ns(float(frame.timestamp))
+            if stamps and t_ns <= stamps[-1]:
+                raise ValueError(
+                    f"frame {i}: timestamps must be strictly increasing in ns, got {t_ns} after {stamps[-1]}"
+                )
+            stamps.append(t_ns)
+            camera = frame.camera
+            if frame.image.shape[:2] != (camera.height, camera.width):
+                raise ValueError(
+                    f"frame {i}: image is {frame.image.shape[1]}x{frame.image.shape[0]} "
+                    f"but the camera is {camera.width}x{camera.height}"
+                )
+            if i == 0:
+                # Latched, stamped with the first frame so tf lookups at any frame time find it.
+                write(
+                    TF_STATIC_TOPIC,
+                    "tf2_msgs/msg/TFMessage",
+                    tf_static_message(t_ns, body_frame, camera_frame),
+                    t_ns,
+                    _LATCHED_QOS,
+                )
+            write(
+                CAMERA_INFO_TOPIC,
+                "sensor_msgs/msg/CameraInfo",
+                camera_info_message(camera, t_ns, camera_frame),
+                t_ns,
+            )
+            write(IMAGE_TOPIC, "sensor_msgs/msg/Image", image_message(frame.image, t_ns, camera_frame), t_ns)
+            if include_depth:
+                if frame.depth is None:
+                    raise ValueError(f"frame {i}: include_depth is set but the frame has no depth")
+                depth = np.where(frame.depth > 0, frame.depth, np.nan).astype(np.float32)
+                write(DEPTH_TOPIC, "sensor_msgs/msg/Image", image_message(depth, t_ns, camera_frame), t_ns)
+            if frame.pose is not None:
+                T_wc = np.asarray(frame.pose, dtype=np.float64)
+                if T_wc.shape != (4, 4) or not np.all(np.isfinite(T_wc)):
+                    raise ValueError(f"frame {i}: pose must be a finite 4x4 matrix, got shape {T_wc.shape}")
+                msg = odometry_message(T_wc, t_ns, world_frame, camera_frame)
+                write(ODOMETRY_TOPIC, "nav_msgs/msg/Odometry", msg, t_ns)
+            if progress is not None:
+                progress(i + 1, total)
+        writer.close()
+    except BaseException:
+        if writer.storage is not None:
+            writer.abort()
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return BagWriteSummary(out, storage, total, counts, stamps[0], stamps[-1])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading
+
+
+@dataclass(frozen=True)
+class BagTopic:
+    """One topic of a bag, with the QoS its recorder offered (first connection)."""
+
+    name: str
+    msgtype: str  # e.g. "sensor_msgs/msg/Image"
+    count: int
+    reliable: bool
+    latched: bool  # transient-local durability (e.g. /tf_static)
+
+
+@dataclass(frozen=True)
+class BagRecord:
+    """One serialized message: CDR bytes as stored, with the bag's receive timestamp."""
+
+    topic: str
+    msgtype: str
+    timestamp_ns: int
+    data: bytes
+
+
+class BagReader:
+    """Read any rosbag2 (MCAP or sqlite3) in bag-time order; use as a context manager.
+
+    Types come from the bag's own message definitions, falling back to the Kilted typestore.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        if not (path / "metadata.yaml").is_file():
+            raise ValueError(f"bag: {path} is not a rosbag2 directory (no metadata.yaml)")
+        self.path = path
+        self._reader = AnyReader([path], default_typestore=TYPESTORE)
+
+    def __enter__(self) -> BagReader:
+        self._reader.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._reader.close()
+
+    @property
+    def topics(self) -> dict[str, BagTopic]:
+        topics: dict[str, BagTopic] = {}
+        for name, info in self._reader.topics.items():
+            reliable, latched = True, False
+            for conn in info.connections:
+                if isinstance(conn.ext, ConnectionExtRosbag2) and conn.ext.offered_qos_profiles:
+                    qos = conn.ext.offered_qos_profiles[0]
+                    reliable = qos.reliability != QosReliability.BEST_EFFORT
+                    latched = qos.durability == QosDurability.TRANSIENT_LOCAL
+                    break
+            topics[name] = BagTopic(name, info.msgtype or "", info.msgcount, reliable, latched)
+        return topics
+
+    @property
+    def start_ns(self) -> int:
+        return self._reader.start_time
+
+    @property
+    def end_ns(self) -> int:
+        """Timestamp of the last message (rosbags reports one past it)."""
+        return self._reader.end_time - 1
+
+    @property
+    def message_count(self) -> int:
+        return self._reader.message_count
+
+    def _connections(self, topics: Iterator[str] | list[str] | None) -> list[Any]:
+        if topics is None:
+            return list(self._reader.connections)
+        wanted = set(topics)
+        missing = wanted - {c.topic for c in self._reader.connections}
+        if missing:
+            raise ValueError(f"topics: {sorted(missing)} not in bag {self.path}")
+        return [c for c in self._reader.connections if c.topic in wanted]
+
+    def records(self, topics: list[str] | None = None) -> Iterator[BagRecord]:
+        """Serialized messages of `topics` (all when None) in timestamp order."""
+        for conn, t_ns, data in self._reader.messages(connections=self._connections(topics)):
+            yield BagRecord(conn.topic, conn.msgtype, t_ns, bytes(data))
+
+    def messages(self, topics: list[str] | None = None) -> Iterator[tuple[BagRecord, Any]]:
+        """(record, deserialized rosbags message) pairs in timestamp order."""
+        for record in self.records(topics):
+            yield record, self.deserialize(record)
+
+    def deserialize(self, record: BagRecord) -> Any:
+        return self._reader.deserialize(record.data, record.msgtype)
+
+
+def stamp_ns(header: Any) -> int:
+    """Integer nanoseconds of a message header's stamp."""
+    return int(header.stamp.sec) * _NS_PER_S + int(header.stamp.nanosec)
+
+
+def image_from_message(msg: Any) -> np.ndarray:
+    """Numpy image of a sensor_msgs/Image: mono8 as H×W, colour as H×W×3 RGB, others (32FC1…) as stored."""
+    from rosbags.image import image_to_cvimage  # imports cv2: only pay for it when reading images
+
+    if msg.encoding in ("bgr8", "rgba8", "bgra8"):
+        return np.array(image_to_cvimage(msg, "rgb8"))
+    return np.array(image_to_cvimage(msg))
+
+
+def camera_from_info(msg: Any) -> PinholeCamera:
+    """PinholeCamera from sensor_msgs/CameraInfo: P for rectified images when set, K otherwise."""
+    p = np.asarray(msg.p, dtype=np.float64)
+    if np.any(p[:3]):
+        return PinholeCamera.from_projection(p, msg.width, msg.height)
+    return PinholeCamera.from_K(msg.k, msg.width, msg.height)
+
+
+def pose_from_message(pose: Any) -> np.ndarray:
+    """4×4 float64 from a geometry_msgs/Pose."""
+    q = pose.orientation
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
+    T[:3, 3] = [pose.position.x, pose.position.y, pose.position.z]
+    return T
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CLI
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="banet-vo-bag",
+        description=(
+            "Write a sequence (KITTI, TUM, HoloLens, synthetic…) to a ROS 2 bag: /camera/image_raw, "
+            "/camera/camera_info, /ground_truth/odometry (when poses exist) and /tf_static."
+        ),
+    )
+    parser.add_argument("src", type=Path, help="sequence directory (layout detected unless --format)")
+    parser.add_argument("out", type=Path, help="bag directory to create (must not exist)")
+    parser.add_argument(
+        "--format", choices=sorted(READERS), default=None, help="sequence layout (default: detected from SRC)"
+    )
+    parser.add_argument("--storage", choices=STORAGES, default="mcap", help="storage plugin (default: mcap)")
+    parser.add_argument(
+        "--bag-version",
+        type=int,
+        choices=BAG_VERSIONS,
+        default=8,
+        help="rosbag2 metadata version: 8 is read by Jazzy and Kilted, 9 by Kilted only (default: 8)",
+    )
+    parser.add_argument(
+        "--camera-frame", default="camera_optical", help="optical frame id (default: camera_optical)"
+    )
+    parser.add_argument(
+        "--body-frame", default="base_link", help="parent of the camera in /tf_static (default: base_link)"
+    )
+    parser.add_argument(
+        "--world-frame", default="world", help="frame of the ground-truth odometry (default: world)"
+    )
+    parser.add_argument(
+        "--start-time",
+        type=float,
+        default=0.0,
+        help="seconds added to every sequence time, e.g. a Unix time (default: 0)",
+    )
+    parser.add_argument("--max-frames", type=int, default=None, help="write only the first N frames")
+    parser.add_argument(
+        "--depth", action="store_true", help="also write z-depth to /camera/depth/image (32FC1)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        sequence = open_sequence(args.src, format=args.format)
+
+        def report(done: int, total: int) -> None:
+            if done == total or done % 10 == 0:
+                print(f"\r[banet-vo-bag] {done}/{total} frames", end="", file=sys.stderr, flush=True)
+
+        summary = write_bag(
+            sequence,
+            args.out,
+            storage=args.storage,
+            version=args.bag_version,
+            camera_frame=args.camera_frame,
+            body_frame=args.body_frame,
+            world_frame=args.world_frame,
+            start_time=args.start_time,
+            max_frames=args.max_frames,
+            include_depth=args.depth,
+            progress=report,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        print(f"\nbanet-vo-bag: error: {err}", file=sys.stderr)
+        return 2
+    counts = ", ".join(f"{topic} {n}" for topic, n in summary.message_counts.items())
+    duration = (summary.end_ns - summary.start_ns) / _NS_PER_S
+    print(
+        f"\n[banet-vo-bag] wrote {summary.path} ({summary.storage}, {duration:.3f} s): {counts}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

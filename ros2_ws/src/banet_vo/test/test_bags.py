@@ -1,0 +1,257 @@
+"""Bag writer and reader helper: KITTI 06 round trip, both storages, stamps, intrinsics, GT, tf_static."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from banet_vo.data.bags import (
+    CAMERA_INFO_TOPIC,
+    DEPTH_TOPIC,
+    IMAGE_TOPIC,
+    ODOMETRY_TOPIC,
+    STORAGES,
+    TF_STATIC_TOPIC,
+    BagReader,
+    camera_from_info,
+    image_from_message,
+    main,
+    pose_from_message,
+    seconds_to_ns,
+    stamp_ns,
+    write_bag,
+)
+from banet_vo.data.readers import open_sequence
+from banet_vo.data.sequence import Frame, InMemorySequence
+from banet_vo.geometry import PinholeCamera
+from scipy.spatial.transform import Rotation
+
+
+def _kitti_calib_p0(kitti_dir: Path) -> np.ndarray:
+    # Parsed here independently of the reader under test: the first line is P0 (with or without "P0:").
+    first = (kitti_dir / "calib.txt").read_text().splitlines()[0]
+    return np.array(first.split(":")[-1].split(), dtype=np.float64).reshape(3, 4)
+
+
+def _kitti_poses(kitti_dir: Path) -> np.ndarray:
+    rows = np.loadtxt(kitti_dir / "poses.txt", dtype=np.float64).reshape(-1, 3, 4)
+    bottom = np.broadcast_to([0.0, 0.0, 0.0, 1.0], (len(rows), 1, 4))
+    return np.concatenate([rows, bottom], axis=1)
+
+
+@pytest.fixture(scope="module", params=STORAGES)
+def kitti_bag(request, kitti06_dir: Path, tmp_path_factory) -> tuple[Path, str]:
+    storage = request.param
+    out = tmp_path_factory.mktemp(f"kitti_{storage}") / "bag"
+    summary = write_bag(open_sequence(kitti06_dir), out, storage=storage)
+    assert summary.frames == 51
+    return out, storage
+
+
+def test_kitti_bag_round_trip(kitti_bag, kitti06_dir: Path) -> None:
+    bag, storage = kitti_bag
+    sequence = open_sequence(kitti06_dir)
+    P0 = _kitti_calib_p0(kitti06_dir)
+    poses = _kitti_poses(kitti06_dir)
+    with BagReader(bag) as reader:
+        topics = reader.topics
+        assert {t: topics[t].count for t in topics} == {
+            IMAGE_TOPIC: 51,
+            CAMERA_INFO_TOPIC: 51,
+            ODOMETRY_TOPIC: 51,
+            TF_STATIC_TOPIC: 1,
+        }
+        assert topics[TF_STATIC_TOPIC].latched and not topics[IMAGE_TOPIC].latched
+        assert all(t.reliable for t in topics.values())
+        images, infos, odoms = [], [], []
+        for record, msg in reader.messages():
+            if record.topic != TF_STATIC_TOPIC:
+                # Bag timestamps are the header stamps.
+                assert stamp_ns(msg.header) == record.timestamp_ns
+            {IMAGE_TOPIC: images, CAMERA_INFO_TOPIC: infos, ODOMETRY_TOPIC: odoms}.get(
+                record.topic, []
+            ).append((record.timestamp_ns, msg))
+    assert len(images) == len(infos) == len(odoms) == 51
+    # Stamps exactly 0.1 s apart in integer nanoseconds (no float drift).
+    assert [t for t, _ in images] == [i * 100_000_000 for i in range(51)]
+    assert [t for t, _ in infos] == [t for t, _ in images] == [t for t, _ in odoms]
+    for i in (0, 25, 50):
+        msg = images[i][1]
+        assert (msg.encoding, msg.width, msg.height, msg.step) == ("mono8", 1226, 370, 1226)
+        assert msg.header.frame_id == "camera_optical"
+        np.testing.assert_array_equal(image_from_message(msg), sequence[i].image)
+    for _, info in infos:
+        assert info.header.frame_id == "camera_optical"
+        assert (info.width, info.height) == (1226, 370)
+        np.testing.assert_allclose(np.asarray(info.p).reshape(3, 4), P0, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(np.asarray(info.k).reshape(3, 3), P0[:, :3], rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(np.asarray(info.r).reshape(3, 3), np.eye(3))
+    camera = camera_from_info(infos[0][1])
+    assert camera == PinholeCamera(707.0912, 707.0912, 601.8873, 183.1104, 1226, 370)
+    for i, (_, odom) in enumerate(odoms):
+        assert (odom.header.frame_id, odom.child_frame_id) == ("world", "camera_optical")
+        T = pose_from_message(odom.pose.pose)
+        np.testing.assert_array_equal(T[:3, 3], poses[i][:3, 3])  # float64 in, float64 out
+        # Rotations: KITTI text has ~7 digits, the quaternion is of the nearest true rotation.
+        np.testing.assert_allclose(T[:3, :3], poses[i][:3, :3], atol=2e-6)
+    # Moving ~1.2 m per frame along optical z (KITTI 06 is a straight road).
+    assert 55.0 < np.linalg.norm(pose_from_message(odoms[-1][1].pose.pose)[:3, 3]) < 65.0
+
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["storage_identifier"] == storage
+    assert meta["version"] == 8
+    assert meta["message_count"] == 51 * 3 + 1
+    assert meta["duration"]["nanoseconds"] == 5_000_000_000
+    assert meta["starting_time"]["nanoseconds_since_epoch"] == 0
+    for rel in meta["relative_file_paths"]:
+        assert (bag / rel).is_file()
+    counts = {t["topic_metadata"]["name"]: t["message_count"] for t in meta["topics_with_message_count"]}
+    assert counts[IMAGE_TOPIC] == 51
+    assert all(
+        t["topic_metadata"]["type_description_hash"].startswith("RIHS01_")
+        for t in meta["topics_with_message_count"]
+    )
+
+
+def test_tf_static_is_the_rep103_optical_rotation(kitti_bag) -> None:
+    bag, _ = kitti_bag
+    with BagReader(bag) as reader:
+        [(record, msg)] = list(reader.messages([TF_STATIC_TOPIC]))
+    assert record.timestamp_ns == 0
+    [tf] = msg.transforms
+    assert (tf.header.frame_id, tf.child_frame_id) == ("base_link", "camera_optical")
+    assert (tf.transform.translation.x, tf.transform.translation.y, tf.transform.translation.z) == (0, 0, 0)
+    q = tf.transform.rotation
+    R = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
+    # Body axes of the optical axes: z forward → body x, x right → body −y, y down → body −z.
+    np.testing.assert_allclose(R @ [0, 0, 1], [1, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(R @ [1, 0, 0], [0, -1, 0], atol=1e-12)
+    np.testing.assert_allclose(R @ [0, 1, 0], [0, 0, -1], atol=1e-12)
+
+
+def _rgb_frames(
+    n: int, depth: bool = True, pose: bool = True, dt: float = 0.05, t0: float = 0.0
+) -> list[Frame]:
+    rng = np.random.default_rng(3)
+    camera = PinholeCamera(40.0, 41.0, 15.5, 11.5, 32, 24)
+    frames = []
+    for i in range(n):
+        d = rng.uniform(0.5, 5.0, (24, 32)).astype(np.float32)
+        d[::5, ::3] = 0.0  # invalid pixels
+        T = np.eye(4)
+        T[:3, 3] = [0.1 * i, 0.0, 0.3 * i]
+        frames.append(
+            Frame(
+                i,
+                t0 + dt * i,
+                rng.integers(0, 256, (24, 32, 3), dtype=np.uint8),
+                camera,
+                d if depth else None,
+                T if pose else None,
+            )
+        )
+    return frames
+
+
+def test_rgb_and_depth_round_trip(tmp_path: Path) -> None:
+    frames = _rgb_frames(4)
+    summary = write_bag(InMemorySequence(frames), tmp_path / "bag", storage="sqlite3", include_depth=True)
+    assert summary.message_counts[DEPTH_TOPIC] == 4
+    with BagReader(summary.path) as reader:
+        images = [m for _, m in reader.messages([IMAGE_TOPIC])]
+        depths = [m for _, m in reader.messages([DEPTH_TOPIC])]
+    for frame, img, dep in zip(frames, images, depths, strict=True):
+        assert img.encoding == "rgb8" and img.step == 32 * 3
+        np.testing.assert_array_equal(image_from_message(img), frame.image)
+        assert dep.encoding == "32FC1" and dep.step == 32 * 4
+        got = image_from_message(dep)
+        valid = frame.depth > 0
+        np.testing.assert_array_equal(got[valid], frame.depth[valid])
+        assert np.all(np.isnan(got[~valid]))  # REP-118: NaN where invalid
+
+
+def test_no_odometry_without_poses_and_start_time_offset(tmp_path: Path) -> None:
+    frames = _rgb_frames(3, depth=False, pose=False, dt=0.1)
+    summary = write_bag(frames, tmp_path / "bag", start_time=1_700_000_000.25)
+    assert ODOMETRY_TOPIC not in summary.message_counts
+    with BagReader(summary.path) as reader:
+        assert ODOMETRY_TOPIC not in reader.topics
+        stamps = [r.timestamp_ns for r in reader.records([IMAGE_TOPIC])]
+    assert stamps == [1_700_000_000_250_000_000 + k * 100_000_000 for k in range(3)]
+
+
+def test_seconds_to_ns_is_exact_on_decimal_times() -> None:
+    assert [seconds_to_ns(0.1 * i) for i in range(1000)] == [i * 100_000_000 for i in range(1000)]
+    assert seconds_to_ns(1_700_000_000.5) == 1_700_000_000_500_000_000
+    assert seconds_to_ns(-0.25) == -250_000_000
+    with pytest.raises(ValueError, match="finite"):
+        seconds_to_ns(float("nan"))
+
+
+def test_bad_input_raises_and_leaves_no_partial_bag(tmp_path: Path) -> None:
+    frames = _rgb_frames(3, depth=False)
+    with pytest.raises(ValueError, match="storage"):
+        write_bag(frames, tmp_path / "a", storage="rosbag1")
+    with pytest.raises(ValueError, match="camera_frame"):
+        write_bag(frames, tmp_path / "a", camera_frame="/cam")
+    with pytest.raises(ValueError, match="max_frames"):
+        write_bag(frames, tmp_path / "a", max_frames=0)
+    with pytest.raises(ValueError, match="negative"):
+        write_bag(frames, tmp_path / "a", start_time=-1.0)
+    assert not (tmp_path / "a").exists()
+    # Non-increasing stamps fail mid-write: the partial bag is removed.
+    repeated = [frames[0], frames[1], Frame(2, frames[1].timestamp, frames[2].image, frames[2].camera)]
+    with pytest.raises(ValueError, match="strictly increasing"):
+        write_bag(repeated, tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+    with pytest.raises(ValueError, match="include_depth"):
+        write_bag(frames, tmp_path / "c", include_depth=True)
+    assert not (tmp_path / "c").exists()
+    (tmp_path / "d").mkdir()
+    with pytest.raises(ValueError, match=r"out: .* already exists"):
+        write_bag(frames, tmp_path / "d")
+    with pytest.raises(ValueError, match=r"bag: .* not a rosbag2"):
+        BagReader(tmp_path / "d")
+
+
+def test_cli_writes_a_subset(kitti06_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bag"
+    rc = main([str(kitti06_dir), str(out), "--storage", "sqlite3", "--max-frames", "5", "--format", "kitti"])
+    assert rc == 0
+    assert "wrote" in capsys.readouterr().err
+    with BagReader(out) as reader:
+        assert reader.topics[IMAGE_TOPIC].count == 5
+        assert reader.end_ns - reader.start_ns == 400_000_000
+    assert (out / "metadata.yaml").is_file()
+    assert (
+        yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"][
+            "storage_identifier"
+        ]
+        == "sqlite3"
+    )
+    # An existing output is an error, not an overwrite.
+    assert main([str(kitti06_dir), str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_cli_help_documents_every_option(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for option in (
+        "--format",
+        "--storage",
+        "--bag-version",
+        "--camera-frame",
+        "--body-frame",
+        "--world-frame",
+        "--start-time",
+        "--max-frames",
+        "--depth",
+        "mcap",
+        "sqlite3",
+    ):
+        assert option in text
