@@ -53,7 +53,10 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """H×W or H×W×3 uint8 -> 3×H×W float32 in [0, 1] (gray replicated to three channels)."""
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
+    # numpy, not torch: small single-threaded ops avoid torch's thread-pool overhead in DataLoader workers
+    return torch.from_numpy(
+        np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
+    )
 
 
 class PairDataset(Dataset):
