@@ -74,7 +74,7 @@ class PinholeCamera:
                 raise ValueError(f"camera info has no field {field!r}")
         width, height = int(info.width), int(info.height)
         P = np.asarray(info.p, dtype=np.float64).reshape(-1)
-        if P.size == 12 and np.any(P[:9]):
+        if P.size == 12 and np.any(P.reshape(3, 4)[:, :3]):
             return cls.from_projection(P, width, height)
         K = np.asarray(info.k, dtype=np.float64).reshape(-1)
         if K.size != 9 or not np.any(K):
