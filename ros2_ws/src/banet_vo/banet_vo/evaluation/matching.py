@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from banet_vo.evaluation.pose import as_pose_matrices
-from banet_vo.geometry.camera import PinholeCamera
+
+if TYPE_CHECKING:  # importing banet_vo.geometry pulls in torch; the metrics only need the attributes
+    from banet_vo.geometry.camera import PinholeCamera
 
 MMA_THRESHOLDS_PX: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0)
 
