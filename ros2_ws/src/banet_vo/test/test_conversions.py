@@ -68,6 +68,15 @@ def _raw_image(pixels: np.ndarray, encoding: str, pad: int, big_endian: bool) ->
 
 def test_supported_encodings_are_the_tested_ones():
     assert set(conv.SUPPORTED_ENCODINGS) == set(LAYOUTS)
+    for encoding, (dtype, channels) in LAYOUTS.items():
+        assert conv.encoding_layout(encoding) == (np.dtype(dtype), channels)
+
+
+def test_image_backend_reports_what_is_importable():
+    import importlib.util
+
+    expected = "cv_bridge" if importlib.util.find_spec("cv_bridge") is not None else "numpy"
+    assert conv.image_backend() == expected
 
 
 @pytest.mark.parametrize("encoding", sorted(LAYOUTS))

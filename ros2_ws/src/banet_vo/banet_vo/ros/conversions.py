@@ -19,6 +19,7 @@ import math
 import sys
 from typing import Any
 
+import cv2
 import numpy as np
 from builtin_interfaces.msg import Time
 from nav_msgs.msg import Odometry
@@ -98,11 +99,17 @@ def image_to_numpy(msg: Any) -> np.ndarray:
     order, channels in the encoding's order (bgr8 stays BGR). Always a fresh array, never a view."""
     dtype, channels = _validate_image(msg)
     bridge = _cv_bridge()
-    # cv_bridge reshapes by step // pixel size, so it only handles padding that is a whole number of pixels
-    if bridge is not None and int(msg.step) % (channels * dtype.itemsize) == 0:
-        out = np.array(bridge.imgmsg_to_cv2(msg, desired_encoding="passthrough"), dtype=dtype, order="C")
-        return out
+    # cv_bridge reshapes by step // pixel size (padding must be whole pixels) and byte-swaps with an
+    # ndarray method NumPy 2 removed, so it only gets the plain case; the numpy path handles the rest
+    native = dtype.itemsize == 1 or bool(msg.is_bigendian) == (sys.byteorder == "big")
+    if bridge is not None and native and int(msg.step) % (channels * dtype.itemsize) == 0:
+        return np.array(bridge.imgmsg_to_cv2(msg, desired_encoding="passthrough"), dtype=dtype, order="C")
     return _decode_numpy(msg, dtype, channels)
+
+
+def image_backend() -> str:
+    """ "cv_bridge" or "numpy": which decoder image_to_numpy uses for plain images (for diagnostics)."""
+    return "numpy" if _cv_bridge() is None else "cv_bridge"
 
 
 def scale_16_to_8(values: np.ndarray, max_value: int = 65535) -> np.ndarray:
@@ -133,12 +140,13 @@ def image_to_model_input(msg: Any, max_value_16bit: int = 65535) -> np.ndarray:
         return pixels
     if encoding in _MONO16:
         return scale_16_to_8(pixels, max_value_16bit)
+    # OpenCV's channel shuffles are ~10x faster than numpy's strided copies at camera sizes
     if encoding == "bgr8":
-        return np.ascontiguousarray(pixels[:, :, ::-1])
+        return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
     if encoding == "rgba8":
-        return np.ascontiguousarray(pixels[:, :, :3])
+        return cv2.cvtColor(pixels, cv2.COLOR_RGBA2RGB)
     if encoding == "bgra8":
-        return np.ascontiguousarray(pixels[:, :, 2::-1])
+        return cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGB)
     raise ValueError(
         f"encoding {encoding!r} is not an intensity image; the model takes mono or colour images"
     )
@@ -157,7 +165,9 @@ def _copy_header(header: Any | None, field: str = "header") -> Header:
 
 def _byte_array(data: np.ndarray) -> array.array:
     # array.array from bytes skips rclpy's per-element type checks (seconds for a megapixel image)
-    return array.array("B", np.ascontiguousarray(data).tobytes())
+    out = array.array("B")
+    out.frombytes(memoryview(np.ascontiguousarray(data)).cast("B"))  # one copy, no bytes in between
+    return out
 
 
 def numpy_to_image(pixels: np.ndarray, encoding: str, header: Any | None = None) -> Image:
