@@ -91,8 +91,7 @@ def plot_depth(
         vmax = float(np.percentile(valid_values, 99)) if valid_values.size else 1.0
     if vmax <= vmin:
         vmax = vmin + 1e-6
-    colours = colormaps[cmap].copy()
-    colours.set_bad(INVALID_DEPTH_COLOUR)
+    colours = colormaps[cmap].with_extremes(bad=INVALID_DEPTH_COLOUR)
     h, w = d.shape
     fig = Figure(figsize=(max(4.0, 6.0 * w / max(h, w)) + 1.2, max(3.0, 6.0 * h / max(h, w))), dpi=100)
     ax = fig.add_subplot()
