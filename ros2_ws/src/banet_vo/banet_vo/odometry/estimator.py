@@ -1,0 +1,157 @@
+"""Two-view estimators the odometry runs on (keyframe, current) pairs, and the BA-Net one.
+
+The pipeline hands an estimator two `PreparedFrame`s (images already at the model's resolution, with
+the intrinsics for that resolution) and gets a `PairEstimate` back. The current frame is BA-Net's
+*reference* (the frame that carries the depth), the keyframe its *target*, so the depth that comes back
+belongs to the newest frame (the one the node publishes with the input header) and the pose is
+T_kf_cur = T_tgt_ref: it maps current-camera points into the keyframe camera.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from banet_vo.geometry import PinholeCamera
+
+logger = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cuda", "cpu")
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedFrame:
+    """One input frame at the estimator's resolution."""
+
+    stamp: float  # seconds
+    image: np.ndarray  # (3, H, W) float32 in [0, 1], gray replicated to 3 channels
+    camera: PinholeCamera  # intrinsics of `image` (the input camera resized to the model size)
+    source_camera: PinholeCamera  # intrinsics of the image as it came in
+
+
+@dataclass(frozen=True, eq=False)
+class PairEstimate:
+    """What an estimator returns for (reference = current, target = keyframe)."""
+
+    T_tgt_ref: np.ndarray  # 4x4 float64: current camera → keyframe camera
+    depth: np.ndarray  # (h, w) float32 metres along z of the current frame, 0 where invalid
+    depth_camera: PinholeCamera  # intrinsics of `depth`
+    hessian: np.ndarray  # (6+K, 6+K) float64 AᵀA for a left perturbation of T_tgt_ref, then K depth terms
+    residual_variance: float  # σ² of one residual component at the solution (scales AᵀA⁻¹ to a covariance)
+    cost: float  # final BA cost (mean squared feature residual per pixel)
+
+
+class PairEstimator(Protocol):
+    """Anything that estimates the relative pose and the reference depth of a prepared pair."""
+
+    input_size: tuple[int, int]  # (width, height) frames are prepared at
+
+    def estimate(
+        self, reference: PreparedFrame, target: PreparedFrame, pose_init: np.ndarray | None = None
+    ) -> PairEstimate: ...
+
+
+def prepare_frame(
+    image: np.ndarray, camera: PinholeCamera, stamp: float, size: tuple[int, int]
+) -> PreparedFrame:
+    """Validate a host image and resize it (area filter) to `size` = (width, height) with its intrinsics."""
+    if not isinstance(camera, PinholeCamera):
+        raise ValueError(f"camera must be a PinholeCamera, got {type(camera).__name__}")
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise ValueError(f"image must be a uint8 numpy array, got {getattr(image, 'dtype', type(image))}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        raise ValueError(f"image must be H×W gray or H×W×3 RGB, got shape {image.shape}")
+    height, width = image.shape[:2]
+    if height == 0 or width == 0:
+        raise ValueError(f"image must not be empty, got shape {image.shape}")
+    if (width, height) != camera.size:
+        raise ValueError(f"image is {width}x{height} but camera is {camera.width}x{camera.height}")
+    if not np.isfinite(stamp):
+        raise ValueError(f"stamp must be finite, got {stamp}")
+    out_w, out_h = size
+    if (width, height) != (out_w, out_h):
+        interpolation = cv2.INTER_AREA if out_w < width else cv2.INTER_LINEAR
+        image = cv2.resize(image, (out_w, out_h), interpolation=interpolation)
+    pixels = image.astype(np.float32) / 255.0
+    chw = (
+        np.repeat(pixels[None], 3, axis=0)
+        if pixels.ndim == 2
+        else np.ascontiguousarray(pixels.transpose(2, 0, 1))
+    )
+    return PreparedFrame(float(stamp), chw, camera.resized(out_w, out_h), camera)
+
+
+def resolve_device(name: str) -> Any:
+    """torch.device for "auto" (CUDA when available), "cuda" (ValueError when absent) or "cpu"."""
+    import torch
+
+    if name not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {name!r}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch.cuda.is_available() is False")
+    return torch.device(name)
+
+
+class BANetEstimator:
+    """Runs a `banet_vo.model.BANet` on prepared pairs (no gradients, eval mode, fp32 BA)."""
+
+    def __init__(self, model: Any, device: Any = None) -> None:
+        import torch
+
+        self.model = model
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.model.to(self.device).eval()
+        config = model.config
+        self.input_size = (int(config.image_width), int(config.image_height))
+        self.channels = int(config.channels)
+        self.config = config
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> BANetEstimator:
+        """Load a BA-Net checkpoint (banet_vo.model.checkpoint format); ValueError when it cannot be used."""
+        from banet_vo.model.checkpoint import load_banet
+
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"model file {path} does not exist")
+        torch_device = resolve_device(device)
+        model = load_banet(path, device=torch_device)
+        return cls(model, torch_device)
+
+    def estimate(
+        self, reference: PreparedFrame, target: PreparedFrame, pose_init: np.ndarray | None = None
+    ) -> PairEstimate:
+        import pypose as pp
+        import torch
+
+        def tensor(frame: PreparedFrame) -> torch.Tensor:
+            return torch.from_numpy(frame.image)[None].to(self.device)
+
+        intrinsics = reference.camera.as_tensor(dtype=torch.float32, device=self.device)[None]
+        init = None
+        if pose_init is not None:
+            init = pp.mat2SE3(torch.as_tensor(pose_init, dtype=torch.float32, device=self.device)[None])
+        with torch.inference_mode():
+            out = self.model(tensor(reference), tensor(target), intrinsics, pose_init=init)
+        T = out.pose.matrix()[0].double().cpu().numpy()
+        depth = out.depth[0, 0].float().cpu().numpy()
+        fx, fy, cx, cy = (float(v) for v in out.depth_intrinsics[0].cpu())
+        depth_camera = PinholeCamera(fx, fy, cx, cy, depth.shape[1], depth.shape[0])
+        cost = float(out.cost[0])
+        return PairEstimate(
+            T_tgt_ref=T,
+            depth=depth,
+            depth_camera=depth_camera,
+            hessian=out.hessian[0].double().cpu().numpy(),
+            residual_variance=cost / self.channels,
+            cost=cost,
+        )

@@ -1,0 +1,352 @@
+"""The streaming visual odometry: frames in, metric poses + depth + covariance out. No ROS here.
+
+Per frame (image, stamp, camera):
+1. time checks: a stamp far behind the last one (a bag loop) resets the trajectory with a warning; a
+   stamp slightly behind or equal (reordering, duplicates) is skipped and counted;
+2. the frame is resized to the estimator's input size, with its intrinsics;
+3. the first frame of a trajectory becomes the keyframe at the identity (odom = base_link at start);
+4. otherwise the estimator runs on (reference = current, target = keyframe), seeded with a
+   constant-velocity prediction; a non-finite or diverged result (cost, step size, no depth, a pose the
+   image does not constrain) is skipped and counted, and the trajectory goes on from the keyframe;
+5. poses compose in the odom frame: camera poses C (optical, C_0 = I), body poses
+   T_odom_base = T_base_cam · C · T_cam_base (odom is base_link at the first frame);
+6. the pose covariance is σ²·S⁻¹ with S the Schur complement of the BA's AᵀA over the depth coefficients,
+   accumulated along the keyframe chain and mapped to body axes and to the ROS order;
+7. the current frame becomes the keyframe when its baseline, rotation or loss of overlap passes the
+   thresholds (or always, in `consecutive` mode).
+A change of intrinsics (after scaling to the model size) starts a new keyframe at the predicted pose.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from banet_vo.geometry import PinholeCamera
+from banet_vo.geometry.frames import (
+    adjoint,
+    body_from_optical,
+    compose_right_covariance,
+    invert,
+    left_to_right_covariance,
+    pose_covariance_from_hessian,
+    right_covariance_to_ros,
+    transform_covariance,
+)
+from banet_vo.geometry.se3 import rotation_angle_deg
+from banet_vo.odometry.estimator import PairEstimate, PairEstimator, PreparedFrame, prepare_frame
+from banet_vo.odometry.motion import body_twist, predict_constant_velocity, view_overlap
+
+logger = logging.getLogger(__name__)
+
+KEYFRAME_MODES = ("adaptive", "consecutive")
+
+# Frame outcomes (FrameResult.status).
+INITIALIZED = "initialized"  # first frame of a trajectory: identity pose, no depth
+TRACKED = "tracked"  # estimated against the keyframe: pose, covariance, depth
+FAILED = "failed"  # the estimate was unusable: skipped, no output
+OUT_OF_ORDER = "out_of_order"  # stamp not after the last one (within the reset tolerance): skipped
+CAMERA_CHANGED = "camera_changed"  # intrinsics changed: new keyframe at the predicted pose, no depth
+
+
+@dataclass(frozen=True)
+class OdometryConfig:
+    """Knobs of the pipeline (the node exposes each as a parameter; docs/node.md)."""
+
+    keyframe_mode: str = "adaptive"
+    keyframe_translation: float = 0.5  # m of baseline to the keyframe that make a new keyframe
+    keyframe_rotation_deg: float = 5.0
+    keyframe_min_overlap: float = 0.7  # fraction of current pixels seen by the keyframe below which …
+    max_cost: float = 1e6  # BA cost above which a frame counts as diverged
+    max_translation: float = 5.0  # m from the keyframe above which a frame counts as diverged
+    max_consecutive_failures: int = 5  # then the current frame becomes the keyframe (predicted pose)
+    reset_on_time_jump: float = 1.0  # s: a stamp this far behind the last resets the trajectory
+    motion_prior: bool = True  # seed the BA with a constant-velocity prediction
+    min_depth: float = 0.05  # m: depth outside [min_depth, max_depth] is marked invalid (0)
+    max_depth: float = 200.0
+    intrinsics_tolerance: float = 1e-3  # relative change of model-size intrinsics that counts as new
+    T_base_camera: np.ndarray = field(default_factory=body_from_optical)
+
+    def __post_init__(self) -> None:
+        if self.keyframe_mode not in KEYFRAME_MODES:
+            raise ValueError(f"keyframe_mode must be one of {KEYFRAME_MODES}, got {self.keyframe_mode!r}")
+        positive = ("keyframe_translation", "keyframe_rotation_deg", "max_cost", "max_translation")
+        for name in (*positive, "reset_on_time_jump", "min_depth", "max_depth", "intrinsics_tolerance"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if not 0.0 <= self.keyframe_min_overlap <= 1.0:
+            raise ValueError(f"keyframe_min_overlap must be in [0, 1], got {self.keyframe_min_overlap!r}")
+        if self.max_depth <= self.min_depth:
+            raise ValueError(f"max_depth ({self.max_depth}) must exceed min_depth ({self.min_depth})")
+        n = self.max_consecutive_failures
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"max_consecutive_failures must be an int >= 1, got {n!r}")
+        T = np.asarray(self.T_base_camera, dtype=np.float64)
+        if T.shape != (4, 4):
+            raise ValueError(f"T_base_camera must be 4x4, got shape {T.shape}")
+        body_from_optical(T[:3, 3], T[:3, :3])  # validates the rotation
+        object.__setattr__(self, "T_base_camera", T)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+@dataclass
+class OdometryStats:
+    """Counters since construction (reset() does not clear them)."""
+
+    frames: int = 0
+    tracked: int = 0
+    failed: int = 0
+    out_of_order: int = 0
+    resets: int = 0
+    keyframes: int = 0
+    camera_changes: int = 0
+    lost: int = 0  # times max_consecutive_failures forced a new keyframe
+    last_cost: float = float("nan")
+    last_inference_s: float = float("nan")
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True, eq=False)
+class FrameResult:
+    """The outcome of one process() call. Poses are None for frames with no output."""
+
+    stamp: float
+    status: str
+    trajectory_id: int  # increments at each reset: a consumer starts a new path
+    T_odom_base: np.ndarray | None = None  # 4x4 body pose in odom
+    T_odom_camera: np.ndarray | None = None  # 4x4 optical camera pose in odom
+    pose_covariance: np.ndarray | None = None  # 6x6 ROS order (x, y, z, rx, ry, rz about odom axes)
+    relative_covariance: np.ndarray | None = None  # 6x6 of this step alone, body axes of the keyframe pair
+    twist: np.ndarray | None = None  # [vx, vy, vz, wx, wy, wz] in base_link
+    depth: np.ndarray | None = None  # (h, w) float32 metres, 0 invalid, of this frame
+    depth_camera: PinholeCamera | None = None
+    cost: float = float("nan")
+    is_keyframe: bool = False
+    inference_s: float = float("nan")
+    message: str = ""
+
+    @property
+    def has_pose(self) -> bool:
+        return self.T_odom_base is not None
+
+
+@dataclass
+class _Keyframe:
+    frame: PreparedFrame
+    C: np.ndarray  # camera pose in odom-camera coordinates (C_0 = I)
+    cov: np.ndarray  # right-perturbation covariance of C (optical axes)
+
+
+class VisualOdometry:
+    """Streaming BA-Net odometry. Not thread-safe: call process()/reset() from one thread."""
+
+    def __init__(self, estimator: PairEstimator, config: OdometryConfig | None = None) -> None:
+        self.estimator = estimator
+        self.config = config or OdometryConfig()
+        self.stats = OdometryStats()
+        self._T_bc = self.config.T_base_camera
+        self._T_cb = invert(self._T_bc)
+        self._Ad_bc = adjoint(self._T_bc)
+        self.trajectory_id = -1
+        self._last_stamp: float | None = None
+        self.reset(reason=None)
+
+    # -- state ---------------------------------------------------------------------------------------
+    def reset(self, reason: str | None = "requested") -> None:
+        """Start a new trajectory at the next frame (odom restarts at the identity)."""
+        self._keyframe: _Keyframe | None = None
+        self._history: list[tuple[float, np.ndarray]] = []  # last two (stamp, C) with an output
+        self._failures = 0
+        self._last_stamp = None
+        self.trajectory_id += 1
+        if reason is not None:
+            self.stats.resets += 1
+            logger.warning("odometry reset (%s): new trajectory %d", reason, self.trajectory_id)
+
+    @property
+    def has_keyframe(self) -> bool:
+        return self._keyframe is not None
+
+    def _body(self, C: np.ndarray) -> np.ndarray:
+        return self._T_bc @ C @ self._T_cb
+
+    def _result(self, stamp: float, status: str, C: np.ndarray, cov: np.ndarray, **extra) -> FrameResult:
+        """Outputs for a frame whose camera pose C (with right covariance cov) is known."""
+        T = self._body(C)
+        cov_body = transform_covariance(self._Ad_bc, cov)
+        twist = np.zeros(6)
+        if self._history:
+            t_prev, C_prev = self._history[-1]
+            twist = body_twist(self._body(C_prev), T, stamp - t_prev)
+        self._history = [*self._history[-1:], (stamp, C)]
+        return FrameResult(
+            stamp=stamp,
+            status=status,
+            trajectory_id=self.trajectory_id,
+            T_odom_base=T,
+            T_odom_camera=C.copy(),
+            pose_covariance=right_covariance_to_ros(T, cov_body),
+            twist=twist,
+            **extra,
+        )
+
+    def _predict(self, stamp: float) -> np.ndarray:
+        """Camera pose at `stamp` by constant velocity (the last pose when there is no motion yet)."""
+        if len(self._history) < 2:
+            return self._history[-1][1] if self._history else self._keyframe.C
+        (t0, C0), (t1, C1) = self._history
+        return predict_constant_velocity(C1, t1, C0, t0, stamp)
+
+    # -- the pipeline --------------------------------------------------------------------------------
+    def process(self, image: np.ndarray, stamp: float, camera: PinholeCamera) -> FrameResult:
+        """Run one frame. Bad input (image/camera/stamp) raises ValueError and changes no state."""
+        stamp = float(stamp)
+        frame = prepare_frame(image, camera, stamp, self.estimator.input_size)
+        self.stats.frames += 1
+        if self._last_stamp is not None and stamp <= self._last_stamp:
+            behind = self._last_stamp - stamp
+            if behind >= self.config.reset_on_time_jump:
+                self.reset(reason=f"time went back {behind:.3f} s (bag loop?)")
+            else:
+                self.stats.out_of_order += 1
+                return FrameResult(
+                    stamp,
+                    OUT_OF_ORDER,
+                    self.trajectory_id,
+                    message=f"stamp {stamp:.9f} is not after the last one ({self._last_stamp:.9f})",
+                )
+        self._last_stamp = stamp
+
+        if self._keyframe is None:
+            return self._new_keyframe(frame, np.eye(4), np.zeros((6, 6)), INITIALIZED)
+        if not self._same_intrinsics(frame.camera, self._keyframe.frame.camera):
+            self.stats.camera_changes += 1
+            logger.warning(
+                "intrinsics changed (%s → %s): new keyframe", self._keyframe.frame.camera, frame.camera
+            )
+            return self._new_keyframe(frame, self._predict(stamp), self._keyframe.cov, CAMERA_CHANGED)
+        return self._track(frame)
+
+    def _new_keyframe(self, frame: PreparedFrame, C: np.ndarray, cov: np.ndarray, status: str) -> FrameResult:
+        self._keyframe = _Keyframe(frame, C, cov)
+        self._failures = 0
+        self.stats.keyframes += 1
+        return self._result(frame.stamp, status, C, cov, is_keyframe=True)
+
+    def _same_intrinsics(self, a: PinholeCamera, b: PinholeCamera) -> bool:
+        scale = max(a.fx, a.fy, 1.0)
+        diff = max(abs(a.fx - b.fx), abs(a.fy - b.fy), abs(a.cx - b.cx), abs(a.cy - b.cy))
+        return a.size == b.size and diff <= self.config.intrinsics_tolerance * scale
+
+    def _track(self, frame: PreparedFrame) -> FrameResult:
+        kf = self._keyframe
+        pose_init = invert(kf.C) @ self._predict(frame.stamp) if self.config.motion_prior else None
+        started = time.perf_counter()
+        estimate = self.estimator.estimate(frame, kf.frame, pose_init)
+        inference_s = time.perf_counter() - started
+        self.stats.last_inference_s = inference_s
+        self.stats.last_cost = estimate.cost
+        problem = self._check(estimate)
+        cov_rel = None
+        if problem is None:
+            try:
+                cov_left = pose_covariance_from_hessian(estimate.hessian, estimate.residual_variance)
+                cov_rel = left_to_right_covariance(estimate.T_tgt_ref, cov_left)
+            except ValueError as err:
+                problem = str(err)
+        if problem is not None:
+            return self._fail(frame, problem, estimate.cost, inference_s)
+
+        T_kf_cur = estimate.T_tgt_ref
+        C = kf.C @ T_kf_cur
+        cov = compose_right_covariance(T_kf_cur, kf.cov, cov_rel)
+        depth = self._clean_depth(estimate.depth)
+        self._failures = 0
+        self.stats.tracked += 1
+        result = self._result(
+            frame.stamp,
+            TRACKED,
+            C,
+            cov,
+            relative_covariance=transform_covariance(self._Ad_bc, cov_rel),
+            depth=depth,
+            depth_camera=estimate.depth_camera,
+            cost=estimate.cost,
+            inference_s=inference_s,
+        )
+        if self._wants_keyframe(T_kf_cur, depth, estimate.depth_camera):
+            self._keyframe = _Keyframe(frame, C, cov)
+            self.stats.keyframes += 1
+            result = _with(result, is_keyframe=True)
+        return result
+
+    def _check(self, estimate: PairEstimate) -> str | None:
+        """Why an estimate is unusable, or None."""
+        T = np.asarray(estimate.T_tgt_ref)
+        if T.shape != (4, 4) or not np.all(np.isfinite(T)):
+            return "pose is not finite"
+        if not math.isfinite(estimate.cost):
+            return "BA cost is not finite"
+        if estimate.cost > self.config.max_cost:
+            return f"BA cost {estimate.cost:.3g} exceeds max_cost {self.config.max_cost:.3g}"
+        baseline = float(np.linalg.norm(T[:3, 3]))
+        if baseline > self.config.max_translation:
+            return f"translation {baseline:.3g} m exceeds max_translation {self.config.max_translation:.3g} m"
+        depth = np.asarray(estimate.depth)
+        if depth.ndim != 2 or not np.any(np.isfinite(depth) & (depth > 0)):
+            return "no valid depth"
+        if not np.all(np.isfinite(estimate.hessian)):
+            return "BA hessian is not finite"
+        return None
+
+    def _fail(self, frame: PreparedFrame, problem: str, cost: float, inference_s: float) -> FrameResult:
+        self.stats.failed += 1
+        self._failures += 1
+        logger.warning("frame at %.6f s skipped: %s", frame.stamp, problem)
+        if self._failures >= self.config.max_consecutive_failures:
+            # Lost: the keyframe no longer pairs with anything; restart from the predicted pose.
+            self.stats.lost += 1
+            C = self._predict(frame.stamp)
+            self._keyframe = _Keyframe(frame, C, self._keyframe.cov)
+            self.stats.keyframes += 1
+            self._failures = 0
+            logger.warning(
+                "%d consecutive failures: new keyframe at the predicted pose",
+                self.config.max_consecutive_failures,
+            )
+        return FrameResult(
+            frame.stamp, FAILED, self.trajectory_id, cost=cost, inference_s=inference_s, message=problem
+        )
+
+    def _clean_depth(self, depth: np.ndarray) -> np.ndarray:
+        d = np.asarray(depth, dtype=np.float32).copy()
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(d) | (d < self.config.min_depth) | (d > self.config.max_depth)
+        d[bad] = 0.0
+        return d
+
+    def _wants_keyframe(self, T_kf_cur: np.ndarray, depth: np.ndarray, depth_camera: PinholeCamera) -> bool:
+        c = self.config
+        if c.keyframe_mode == "consecutive":
+            return True
+        if np.linalg.norm(T_kf_cur[:3, 3]) >= c.keyframe_translation:
+            return True
+        if float(rotation_angle_deg(T_kf_cur)) >= c.keyframe_rotation_deg:
+            return True
+        return view_overlap(depth, depth_camera, T_kf_cur) < c.keyframe_min_overlap
+
+
+def _with(result: FrameResult, **changes) -> FrameResult:
+    from dataclasses import replace
+
+    return replace(result, **changes)

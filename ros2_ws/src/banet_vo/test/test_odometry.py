@@ -1,0 +1,329 @@
+"""banet_vo.odometry and banet_vo.geometry.frames: composition, keyframes, covariance, robustness.
+
+The pipeline logic is checked with a ground-truth estimator (it returns the exact relative pose of the
+pair, looked up by stamp), so every composed pose has a known answer; the covariance algebra is checked
+against dense inverses and finite differences with pypose in float64; a real (randomly initialised)
+BA-Net runs through the same pipeline at the end.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pypose as pp
+import pytest
+import torch
+from banet_vo.geometry import PinholeCamera
+from banet_vo.geometry.frames import (
+    R_BODY_OPTICAL,
+    adjoint,
+    body_from_optical,
+    compose_right_covariance,
+    invert,
+    left_to_right_covariance,
+    pose_covariance_from_hessian,
+    right_covariance_to_ros,
+)
+from banet_vo.odometry import (
+    CAMERA_CHANGED,
+    FAILED,
+    INITIALIZED,
+    OUT_OF_ORDER,
+    TRACKED,
+    OdometryConfig,
+    PairEstimate,
+    PreparedFrame,
+    VisualOdometry,
+)
+from banet_vo.odometry.motion import body_twist, view_overlap
+from scipy.spatial.transform import Rotation
+
+K_BASIS = 4
+CAMERA = PinholeCamera(40.0, 40.0, 31.5, 23.5, 64, 48)
+
+
+def _pose(rotvec, t) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_rotvec(rotvec).as_matrix()
+    T[:3, 3] = t
+    return T
+
+
+def _gt_camera_poses(n: int, step: float = 0.2, yaw_deg: float = 1.0) -> np.ndarray:
+    """Camera-to-world optical poses: forward along z with a slow yaw about the optical y axis."""
+    poses = []
+    for i in range(n):
+        poses.append(_pose([0.01 * i, np.radians(yaw_deg) * i, 0.0], [0.02 * i, -0.01 * i, step * i]))
+    return np.stack(poses)
+
+
+def _spd(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(3 * n, n))
+    return A.T @ A + 0.1 * np.eye(n)
+
+
+class GroundTruthEstimator:
+    """Returns the exact T_tgt_ref of the pair from GT poses keyed by stamp (a test double for the
+    pipeline's bookkeeping; the model itself is tested in test_model*.py)."""
+
+    input_size = (32, 24)
+
+    def __init__(self, stamps, poses, fail_at=(), cost=0.5):
+        self.poses = {round(float(t), 6): P for t, P in zip(stamps, poses, strict=True)}
+        self.fail_at = {round(float(t), 6) for t in fail_at}
+        self.cost = cost
+        self.calls: list[tuple[float, float, np.ndarray | None]] = []
+        self.hessian = _spd(6 + K_BASIS, seed=3)
+
+    def estimate(self, reference: PreparedFrame, target: PreparedFrame, pose_init=None) -> PairEstimate:
+        self.calls.append((reference.stamp, target.stamp, pose_init))
+        T = invert(self.poses[round(target.stamp, 6)]) @ self.poses[round(reference.stamp, 6)]
+        if round(reference.stamp, 6) in self.fail_at:
+            T = np.full((4, 4), np.nan)
+        depth = np.full((12, 16), 10.0, np.float32)
+        depth[0, 0] = np.nan
+        return PairEstimate(T, depth, reference.camera.resized(16, 12), self.hessian, 0.01, self.cost)
+
+
+def _image(seed: int, size=(64, 48)) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (size[1], size[0]), dtype=np.uint8)
+
+
+def _body(C: np.ndarray) -> np.ndarray:
+    T_bc = body_from_optical()
+    return T_bc @ C @ invert(T_bc)
+
+
+# ----------------------------------------------------------------------------------------- frames
+
+
+def test_rep103_rotation_maps_optical_axes_to_body_axes():
+    np.testing.assert_allclose(R_BODY_OPTICAL @ [0, 0, 1], [1, 0, 0])  # optical forward → body x
+    np.testing.assert_allclose(R_BODY_OPTICAL @ [1, 0, 0], [0, -1, 0])  # right → −y (y is left)
+    np.testing.assert_allclose(R_BODY_OPTICAL @ [0, 1, 0], [0, 0, -1])  # down → −z (z is up)
+    assert np.isclose(np.linalg.det(R_BODY_OPTICAL), 1.0)
+    with pytest.raises(ValueError, match="rotation"):
+        body_from_optical(rotation=np.diag([1.0, 1.0, -1.0]))
+    with pytest.raises(ValueError, match="translation"):
+        body_from_optical(translation=[np.nan, 0, 0])
+
+
+def test_schur_covariance_equals_the_pose_block_of_the_dense_inverse():
+    H = _spd(6 + 8, seed=0)
+    cov = pose_covariance_from_hessian(H, residual_variance=0.3)
+    np.testing.assert_allclose(cov, 0.3 * np.linalg.inv(H)[:6, :6], rtol=1e-9, atol=1e-12)
+    assert np.allclose(cov, cov.T) and np.all(np.linalg.eigvalsh(cov) > 0)
+    H[:6, :] = 0.0
+    H[:, :6] = 0.0
+    with pytest.raises(ValueError, match="hessian"):
+        pose_covariance_from_hessian(H, 1.0)
+    with pytest.raises(ValueError, match="residual_variance"):
+        pose_covariance_from_hessian(_spd(10, 1), 0.0)
+
+
+def _log(T: np.ndarray) -> np.ndarray:
+    return pp.mat2SE3(torch.as_tensor(T, dtype=torch.float64)).Log().tensor().numpy()
+
+
+def _exp(xi: np.ndarray) -> np.ndarray:
+    return pp.se3(torch.as_tensor(xi, dtype=torch.float64)).Exp().matrix().numpy()
+
+
+def _jacobian(f, dim=6, eps=1e-6) -> np.ndarray:
+    cols = []
+    for k in range(dim):
+        e = np.zeros(dim)
+        e[k] = eps
+        cols.append((f(e) - f(-e)) / (2 * eps))
+    return np.stack(cols, axis=1)
+
+
+def test_covariance_maps_match_finite_differences():
+    rng = np.random.default_rng(1)
+    T_a = _pose(rng.normal(size=3) * 0.3, rng.normal(size=3))
+    T_b = _pose(rng.normal(size=3) * 0.3, rng.normal(size=3))
+    T = T_a @ T_b
+    # right perturbation of T_a carried through the product: ξ = Ad(T_b⁻¹) ξ_a
+    J_a = _jacobian(lambda e: _log(invert(T) @ T_a @ _exp(e) @ T_b))
+    np.testing.assert_allclose(J_a, adjoint(invert(T_b)), atol=1e-6)
+    cov_a, cov_b = _spd(6, 4), _spd(6, 5)
+    expected = J_a @ cov_a @ J_a.T + cov_b
+    np.testing.assert_allclose(compose_right_covariance(T_b, cov_a, cov_b), expected, rtol=1e-6)
+    # left → right: Exp(ξ_l) T = T Exp(ξ_r)
+    J_lr = _jacobian(lambda e: _log(invert(T) @ _exp(e) @ T))
+    np.testing.assert_allclose(
+        left_to_right_covariance(T, cov_a), J_lr @ cov_a @ J_lr.T, rtol=1e-5, atol=1e-8
+    )
+
+    # ROS order: (position in parent, rotation vector about parent axes) of T Exp(ξ)
+    def ros_delta(e):
+        P = T @ _exp(e)
+        dR = P[:3, :3] @ T[:3, :3].T
+        return np.concatenate([P[:3, 3] - T[:3, 3], Rotation.from_matrix(dR).as_rotvec()])
+
+    J_ros = _jacobian(ros_delta)
+    np.testing.assert_allclose(
+        right_covariance_to_ros(T, cov_a), J_ros @ cov_a @ J_ros.T, rtol=1e-5, atol=1e-8
+    )
+
+
+def test_view_overlap_and_twist():
+    cam = PinholeCamera(20.0, 20.0, 15.5, 11.5, 32, 24)
+    depth = np.full((24, 32), 5.0)
+    assert view_overlap(depth, cam, np.eye(4)) == 1.0
+    assert view_overlap(depth, cam, _pose([0, 0, 0], [0, 0, -10.0])) == 0.0  # all behind the other view
+    half = view_overlap(depth, cam, _pose([0, 0, 0], [4.0, 0, 0]))  # shift by 16 px of 32
+    assert 0.4 < half < 0.6
+    assert view_overlap(np.zeros((24, 32)), cam, np.eye(4)) == 0.0
+    twist = body_twist(np.eye(4), _pose([0, 0, 0.1], [1.0, 0, 0]), 0.5)
+    np.testing.assert_allclose(twist[3:], [0, 0, 0.2], atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(twist[:3]), 2.0)
+
+
+# --------------------------------------------------------------------------------------- pipeline
+
+
+@pytest.mark.parametrize("mode", ["consecutive", "adaptive"])
+def test_poses_compose_to_ground_truth(mode):
+    n = 12
+    stamps = 0.1 * np.arange(n) + 3.0
+    C_gt = _gt_camera_poses(n)
+    est = GroundTruthEstimator(stamps, C_gt)
+    vo = VisualOdometry(est, OdometryConfig(keyframe_mode=mode, keyframe_translation=0.5))
+    results = [vo.process(_image(i), t, CAMERA) for i, t in enumerate(stamps)]
+    assert results[0].status == INITIALIZED and results[0].depth is None
+    np.testing.assert_allclose(results[0].T_odom_base, np.eye(4))
+    for i, r in enumerate(results[1:], start=1):
+        assert r.status == TRACKED and r.stamp == stamps[i]
+        np.testing.assert_allclose(r.T_odom_base, _body(invert(C_gt[0]) @ C_gt[i]), atol=1e-9)
+        assert r.depth.shape == (12, 16) and r.depth[0, 0] == 0.0 and r.depth[1, 1] == 10.0
+        assert r.depth_camera.size == (16, 12)
+        cov = r.pose_covariance
+        assert np.allclose(cov, cov.T) and np.all(np.linalg.eigvalsh(cov) > 0)
+    # body forward is +x: the camera moves along optical z
+    assert results[-1].T_odom_base[0, 3] > 2.0
+    keyframes = [i for i, r in enumerate(results) if r.is_keyframe]
+    if mode == "consecutive":
+        assert keyframes == list(range(n))
+        assert [c[1] for c in est.calls] == list(stamps[:-1])
+    else:
+        # 0.2 m per frame (plus a little sideways): a new keyframe every third frame
+        assert keyframes == [0, 3, 6, 9]
+        assert est.calls[2][1] == stamps[0] and est.calls[3][1] == stamps[3]
+    # covariance grows along the keyframe chain
+    traces = [np.trace(r.pose_covariance[:3, :3]) for r in results[1:]]
+    assert traces[-1] > traces[0]
+    assert vo.stats.tracked == n - 1 and vo.stats.failed == 0
+
+
+def test_constant_velocity_prior_seeds_the_estimator():
+    stamps = 0.1 * np.arange(4)
+    C_gt = _gt_camera_poses(4)
+    est = GroundTruthEstimator(stamps, C_gt)
+    vo = VisualOdometry(est, OdometryConfig(keyframe_mode="consecutive"))
+    for i, t in enumerate(stamps):
+        vo.process(_image(i), t, CAMERA)
+    # third call pairs frame 3 with keyframe 2; the prior continues the 1 → 2 motion
+    init = est.calls[2][2]
+    truth = invert(C_gt[2]) @ C_gt[3]
+    assert np.linalg.norm(init[:3, 3] - truth[:3, 3]) < 0.01
+    assert est.calls[0][2] is not None and np.allclose(est.calls[0][2], np.eye(4))
+
+
+def test_failed_frame_is_skipped_and_trajectory_continues():
+    n = 8
+    stamps = 0.1 * np.arange(n)
+    C_gt = _gt_camera_poses(n)
+    est = GroundTruthEstimator(stamps, C_gt, fail_at=[stamps[3]])
+    vo = VisualOdometry(est, OdometryConfig(keyframe_mode="consecutive"))
+    results = [vo.process(_image(i), t, CAMERA) for i, t in enumerate(stamps)]
+    assert results[3].status == FAILED and not results[3].has_pose and "not finite" in results[3].message
+    assert vo.stats.failed == 1
+    for i in (4, 5, 7):
+        np.testing.assert_allclose(results[i].T_odom_base, _body(C_gt[i]), atol=1e-9)
+    assert est.calls[3][1] == stamps[2]  # frame 4 pairs with the last good keyframe
+
+
+def test_diverged_cost_and_lost_tracking():
+    stamps = 0.1 * np.arange(6)
+    est = GroundTruthEstimator(stamps, _gt_camera_poses(6), cost=5.0)
+    vo = VisualOdometry(est, OdometryConfig(max_cost=1.0, max_consecutive_failures=3))
+    results = [vo.process(_image(i), t, CAMERA) for i, t in enumerate(stamps)]
+    assert [r.status for r in results] == [INITIALIZED] + [FAILED] * 5
+    assert "max_cost" in results[1].message
+    assert vo.stats.lost == 1 and vo.stats.keyframes == 2
+
+
+def test_time_going_back_resets_and_small_reorder_is_skipped():
+    stamps = [10.0, 10.1, 10.2, 10.15, 10.2, 10.3, 0.0, 0.1]
+    poses = {t: P for t, P in zip(sorted(set(stamps)), _gt_camera_poses(len(set(stamps))), strict=True)}
+    est = GroundTruthEstimator(list(poses), list(poses.values()))
+    vo = VisualOdometry(est, OdometryConfig(keyframe_mode="consecutive"))
+    results = [vo.process(_image(i), t, CAMERA) for i, t in enumerate(stamps)]
+    statuses = [r.status for r in results]
+    assert statuses == [
+        INITIALIZED,
+        TRACKED,
+        TRACKED,
+        OUT_OF_ORDER,
+        OUT_OF_ORDER,
+        TRACKED,
+        INITIALIZED,
+        TRACKED,
+    ]
+    assert vo.stats.out_of_order == 2 and vo.stats.resets == 1
+    assert results[6].trajectory_id == results[5].trajectory_id + 1
+    np.testing.assert_allclose(results[6].T_odom_base, np.eye(4))
+    np.testing.assert_allclose(results[7].T_odom_base, _body(invert(poses[0.0]) @ poses[0.1]), atol=1e-9)
+    vo.reset()
+    assert vo.process(_image(0), 5.0, CAMERA).status == INITIALIZED  # explicit reset forgets the last stamp
+
+
+def test_image_size_and_intrinsics_changes():
+    stamps = 0.1 * np.arange(4)
+    C_gt = _gt_camera_poses(4)
+    est = GroundTruthEstimator(stamps, C_gt)
+    vo = VisualOdometry(est, OdometryConfig(keyframe_mode="consecutive"))
+    assert vo.process(_image(0), stamps[0], CAMERA).status == INITIALIZED
+    # the same camera at twice the resolution: identical at the model size → tracked
+    big = CAMERA.resized(128, 96)
+    r = vo.process(_image(1, (128, 96)), stamps[1], big)
+    assert r.status == TRACKED
+    np.testing.assert_allclose(r.T_odom_base, _body(C_gt[1]), atol=1e-9)
+    # a zoom: new keyframe at the predicted pose, no depth
+    zoom = PinholeCamera(80.0, 80.0, 31.5, 23.5, 64, 48)
+    r = vo.process(_image(2), stamps[2], zoom)
+    assert r.status == CAMERA_CHANGED and r.is_keyframe and r.depth is None and r.has_pose
+    assert np.linalg.norm(r.T_odom_base[:3, 3] - _body(C_gt[2])[:3, 3]) < 0.02  # constant velocity
+    assert vo.process(_image(3), stamps[3], zoom).status == TRACKED
+    assert vo.stats.camera_changes == 1
+
+
+def test_bad_input_raises_and_keeps_state():
+    est = GroundTruthEstimator([0.0, 0.1], _gt_camera_poses(2))
+    vo = VisualOdometry(est)
+    with pytest.raises(ValueError, match="image is 32x48"):
+        vo.process(np.zeros((48, 32), np.uint8), 0.0, CAMERA)
+    with pytest.raises(ValueError, match="uint8"):
+        vo.process(np.zeros((48, 64), np.float32), 0.0, CAMERA)
+    with pytest.raises(ValueError, match="shape"):
+        vo.process(np.zeros((48, 64, 4), np.uint8), 0.0, CAMERA)
+    with pytest.raises(ValueError, match="stamp"):
+        vo.process(_image(0), float("nan"), CAMERA)
+    assert vo.stats.frames == 0 and not vo.has_keyframe
+    assert vo.process(_image(0), 0.0, CAMERA).status == INITIALIZED
+    rgb = np.stack([_image(1)] * 3, axis=-1)
+    assert vo.process(rgb, 0.1, CAMERA).status == TRACKED
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(ValueError, match="keyframe_mode"):
+        OdometryConfig(keyframe_mode="sometimes")
+    with pytest.raises(ValueError, match="keyframe_min_overlap"):
+        OdometryConfig(keyframe_min_overlap=1.5)
+    with pytest.raises(ValueError, match="max_depth"):
+        OdometryConfig(min_depth=5.0, max_depth=1.0)
+    with pytest.raises(ValueError, match="max_consecutive_failures"):
+        OdometryConfig(max_consecutive_failures=0)
+    with pytest.raises(ValueError, match="T_base_camera"):
+        OdometryConfig(T_base_camera=np.eye(3))
