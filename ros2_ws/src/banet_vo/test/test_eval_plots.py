@@ -10,6 +10,7 @@ from banet_vo.evaluation.plots import (
     plot_error_over_time,
     plot_trajectory_top_view,
     top_view_plane,
+    top_view_plane_from_poses,
 )
 
 
@@ -41,6 +42,14 @@ def test_trajectory_top_view_and_plane_choice(tmp_path):
     gt = np.stack([np.sin(s / 10) * 5, 0.01 * s, s], axis=1)  # KITTI optical frame: drive along z, y down
     assert top_view_plane(gt) == "xz"
     est = gt + np.array([0.5, 0.0, 0.0])
+    straight = np.tile(np.eye(4), (10, 1, 1))
+    straight[:, 1, 3] = np.linspace(0, 2, 10)  # going downhill: y extent beats x extent
+    straight[:, 2, 3] = np.linspace(0, 50, 10)
+    assert top_view_plane(straight[:, :3, 3]) == "yz"
+    assert top_view_plane_from_poses(straight) == "xz"  # camera y (down) is world y: drop it
+    body = np.tile(np.eye(4), (3, 1, 1))
+    body[:, :3, :3] = [[0, 0, 1], [-1, 0, 0], [0, -1, 0]]  # optical camera in a z-up world (REP-103)
+    assert top_view_plane_from_poses(body) == "xy"
     path = plot_trajectory_top_view(gt, est, tmp_path / "traj.png", title="top")
     rgb = read_rgb(path)
     red = (rgb[..., 0] > 150) & (rgb[..., 1] < 100) & (rgb[..., 2] < 100)

@@ -32,6 +32,18 @@ def top_view_plane(xyz: np.ndarray) -> str:
     return "xyz"[a] + "xyz"[b]
 
 
+def top_view_plane_from_poses(poses_T_wc) -> str:
+    """Top-view axes for camera-to-world optical-frame poses: drop the world axis closest to the mean
+    camera y axis (optical y points down, so for upright cameras that axis is vertical). This picks
+    'xz' for KITTI even on a straight drive, where the extents alone cannot tell up from sideways."""
+    T = np.asarray(poses_T_wc, dtype=np.float64)
+    if T.ndim != 3 or T.shape[1:] not in ((4, 4), (3, 4)) or T.shape[0] == 0:
+        raise ValueError(f"poses_T_wc must have shape (N, 4, 4), got {T.shape}")
+    down = T[:, :3, 1].mean(axis=0)
+    vertical = int(np.argmax(np.abs(down)))
+    return "".join(c for k, c in enumerate("xyz") if k != vertical)
+
+
 def plot_trajectory_top_view(
     gt_xyz,
     est_xyz,
@@ -41,7 +53,11 @@ def plot_trajectory_top_view(
     title: str = "",
     labels: tuple[str, str] = ("ground truth", "estimate"),
 ) -> Path:
-    """Positions (N, 3) of ground truth and (aligned) estimate seen from above, equal axis scale."""
+    """Positions (N, 3) of ground truth and (aligned) estimate seen from above, equal axis scale.
+
+    plane: two axes such as 'xz', or 'auto' for the two of largest ground-truth extent (prefer
+    `top_view_plane_from_poses` when orientations are known).
+    """
     gt = np.asarray(gt_xyz, dtype=np.float64)
     est = np.asarray(est_xyz, dtype=np.float64)
     for name, arr in (("gt_xyz", gt), ("est_xyz", est)):

@@ -112,8 +112,8 @@ def rpe(
         raise ValueError(f"unit must be 'frames' or 'm', got {unit!r}")
     out = []
     for relation in (metrics.PoseRelation.translation_part, metrics.PoseRelation.rotation_angle_deg):
-        metric = metrics.RPE(relation, delta=delta, delta_unit=delta_unit, all_pairs=False)
         try:
+            metric = metrics.RPE(relation, delta=delta, delta_unit=delta_unit, all_pairs=False)
             metric.process_data((gt, est))
         except metrics.MetricsException as exc:
             raise ValueError(f"RPE with delta={delta} {unit}: {exc}") from exc

@@ -41,7 +41,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("--plot", metavar="PNG", help="write a top view of GT and aligned EST here")
     parser.add_argument(
-        "--plane", default="auto", help="axes of the top view, e.g. xz or xy (default: auto, largest extent)"
+        "--plane",
+        default="auto",
+        help="axes of the top view, e.g. xz or xy (default: auto, the two world axes across the mean "
+        "camera y (down) axis of GT)",
     )
     parser.add_argument("--error-plot", metavar="PNG", help="write the ATE per pose against time here")
     parser.add_argument(
@@ -70,7 +73,7 @@ def report_rows(report: TrajectoryReport) -> list[tuple[str, object]]:
             ("KITTI segments", kitti.n_segments),
         ]
     else:
-        rows.append(("KITTI segments", f"none: {kitti.reason}"))
+        rows.append(("KITTI segments", "none (see note)"))
     return rows
 
 
@@ -83,11 +86,16 @@ def run(args: argparse.Namespace) -> int:
         est, gt, align=args.align, max_diff=args.max_diff, rpe_delta=args.rpe_delta, rpe_unit=args.rpe_unit
     )
     print(format_table(report_rows(report), title=f"trajectory: {args.est} vs {args.gt}"))
+    if report.kitti.reason:
+        print(f"note: no KITTI segment errors: {report.kitti.reason}")
     if args.plot:
-        from banet_vo.evaluation.plots import plot_trajectory_top_view
+        import numpy as np
 
+        from banet_vo.evaluation.plots import plot_trajectory_top_view, top_view_plane_from_poses
+
+        plane = top_view_plane_from_poses(np.asarray(gt.poses_se3)) if args.plane == "auto" else args.plane
         path = plot_trajectory_top_view(
-            report.gt_xyz, report.est_xyz, args.plot, plane=args.plane, title=f"{args.align} aligned"
+            report.gt_xyz, report.est_xyz, args.plot, plane=plane, title=f"{args.align} aligned"
         )
         print(f"wrote {path}", file=sys.stderr)
     if args.error_plot:
