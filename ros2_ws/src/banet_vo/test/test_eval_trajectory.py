@@ -141,7 +141,7 @@ def test_association_and_bad_input(tmp_path):
         evaluate_trajectory(trajectory_from_poses(np.arange(10.0) + 0.5, T), gt)
     with pytest.raises(ValueError, match="at least 3"):
         evaluate_trajectory(trajectory_from_poses(np.arange(2.0), T[:2]), gt)
-    with pytest.raises(ValueError, match="RPE with delta=1.5"):
+    with pytest.raises(ValueError, match=r"RPE with delta=1\.5"):
         evaluate_trajectory(gt, gt, rpe_delta=1.5)
     with pytest.raises(ValueError, match="unit"):
         evaluate_trajectory(gt, gt, rpe_unit="s")
