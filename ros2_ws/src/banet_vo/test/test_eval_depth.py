@@ -49,6 +49,11 @@ def test_median_scaling_removes_global_scale():
     assert m.scale == pytest.approx(3.0, rel=1e-12)
     assert m.abs_rel == pytest.approx(0.0, abs=1e-12) and m.rmse == pytest.approx(0.0, abs=1e-12)
     assert depth_metrics(gt / 3.0, gt).abs_rel == pytest.approx(2 / 3, abs=1e-12)
+    # the scale comes from pixels with a usable prediction only
+    holes = gt / 3.0
+    holes[0, :4] = -1.0
+    m = depth_metrics(holes, gt, median_scaling=True)
+    assert m.abs_rel == pytest.approx(0.0, abs=1e-12) and m.coverage == pytest.approx(44 / 48)
 
 
 def test_caps_clip_prediction_and_drop_ground_truth():

@@ -108,7 +108,7 @@ def depth_metrics(
         positive = d > 0
         if not np.any(positive):
             raise ValueError("pred has no positive values on the valid pixels: cannot median-scale")
-        scale = float(np.median(d_star) / np.median(d[positive]))
+        scale = float(np.median(d_star[positive]) / np.median(d[positive]))
         d = d * scale
     if min_depth is not None or max_depth is not None:
         d = np.clip(d, min_depth, max_depth)
