@@ -124,6 +124,7 @@ def test_tf_static_is_the_rep103_optical_rotation(kitti_bag) -> None:
     assert (tf.header.frame_id, tf.child_frame_id) == ("base_link", "camera_optical")
     assert (tf.transform.translation.x, tf.transform.translation.y, tf.transform.translation.z) == (0, 0, 0)
     q = tf.transform.rotation
+    assert (q.x, q.y, q.z, q.w) == pytest.approx((-0.5, 0.5, -0.5, 0.5), abs=1e-12)  # as documented
     R = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
     # Body axes of the optical axes: z forward → body x, x right → body −y, y down → body −z.
     np.testing.assert_allclose(R @ [0, 0, 1], [1, 0, 0], atol=1e-12)
@@ -179,6 +180,7 @@ def test_no_odometry_without_poses_and_start_time_offset(tmp_path: Path) -> None
     with BagReader(summary.path) as reader:
         assert ODOMETRY_TOPIC not in reader.topics
         stamps = [r.timestamp_ns for r in reader.records([IMAGE_TOPIC])]
+        assert list(reader.records([])) == []  # an empty selection is empty, not "everything"
     assert stamps == [1_700_000_000_250_000_000 + k * 100_000_000 for k in range(3)]
 
 

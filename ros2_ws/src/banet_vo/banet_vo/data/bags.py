@@ -42,6 +42,7 @@ from scipy.spatial.transform import Rotation
 
 from banet_vo.data.readers import READERS, open_sequence
 from banet_vo.geometry import PinholeCamera
+from banet_vo.geometry.frames import R_BODY_OPTICAL  # REP-103 body ← optical
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +58,6 @@ BAG_VERSIONS = (8, 9)
 
 # The typestore matching the ROS 2 wheels of the venv (Kilted); its type hashes go into the bag.
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
-
-# Rotation body (x forward, y left, z up) <- optical (x right, y down, z forward), REP-103.
-# Columns are the optical axes in body coordinates: right = -y, down = -z, forward = +x.
-R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
 _NS_PER_S = 1_000_000_000
 _INT32_MAX = 2**31 - 1
@@ -108,7 +105,7 @@ def _header(t_ns: int, frame_id: str, what: str) -> Any:
 
 
 def _quaternion_xyzw(rotation: np.ndarray) -> np.ndarray:
-    return Rotation.from_matrix(rotation).as_quat()  # [x, y, z, w], re-orthonormalised
+    return Rotation.from_matrix(rotation).as_quat(canonical=True)  # [x, y, z, w], w >= 0, re-orthonormalised
 
 
 def image_message(image: np.ndarray, t_ns: int, frame_id: str) -> Any:
@@ -410,7 +407,10 @@ class BagReader:
 
     def records(self, topics: list[str] | None = None) -> Iterator[BagRecord]:
         """Serialized messages of `topics` (all when None) in timestamp order."""
-        for conn, t_ns, data in self._reader.messages(connections=self._connections(topics)):
+        connections = self._connections(topics)
+        if not connections:
+            return  # rosbags reads an empty filter as "no filter"
+        for conn, t_ns, data in self._reader.messages(connections=connections):
             yield BagRecord(conn.topic, conn.msgtype, t_ns, bytes(data))
 
     def messages(self, topics: list[str] | None = None) -> Iterator[tuple[BagRecord, Any]]:

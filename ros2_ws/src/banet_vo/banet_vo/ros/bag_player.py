@@ -123,13 +123,14 @@ class BagPlayer:
         self.publishers: dict[str, Any] = {}  # bag topic → rclpy Publisher (on the remapped name)
         self.output_topics: dict[str, str] = {}  # bag topic → published name
         self._clock_pub: Any = None
+        self._closed = False
+        self._owns_node = False
+        self.node: Node | None = node_or_context if isinstance(node_or_context, Node) else None
         self._reader = BagReader(bag)
         self._reader.__enter__()
-        if isinstance(node_or_context, Node):
-            self.node, self._owns_node = node_or_context, False
-        else:
-            self.node, self._owns_node = Node(node_name, context=node_or_context), True
         try:
+            if self.node is None:
+                self.node, self._owns_node = Node(node_name, context=node_or_context), True
             self._setup_publishers(qos, remaps or {}, topics)
         except BaseException:
             self.close()
@@ -298,14 +299,17 @@ class BagPlayer:
                 logger.warning("not every subscriber of %s acknowledged the last messages", topic)
 
     def close(self) -> None:
-        """Destroy the publishers (and the node when the player made it) and close the bag."""
+        """Destroy the publishers (and the node when the player made it) and close the bag; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         for publisher in self.publishers.values():
             self.node.destroy_publisher(publisher)
         self.publishers = {}
         if self._clock_pub is not None:
             self.node.destroy_publisher(self._clock_pub)
             self._clock_pub = None
-        if self._owns_node:
+        if self._owns_node and self.node is not None:
             self.node.destroy_node()
         self._reader.__exit__(None, None, None)
 
