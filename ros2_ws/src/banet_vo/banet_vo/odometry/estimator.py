@@ -118,12 +118,12 @@ class BANetEstimator:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto") -> BANetEstimator:
         """Load a BA-Net checkpoint (banet_vo.model.checkpoint format); ValueError when it cannot be used."""
-        from banet_vo.model.checkpoint import load_banet
-
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"model file {path} does not exist")
         torch_device = resolve_device(device)
+        from banet_vo.model.checkpoint import load_banet
+
         model = load_banet(path, device=torch_device)
         return cls(model, torch_device)
 
