@@ -59,7 +59,7 @@ WARN_PERIOD_S = 5.0
 class _Input:
     header: Any  # std_msgs/Header of the image
     image: np.ndarray
-    camera: PinholeCamera
+    camera: PinholeCamera | None  # set when it is queued
     received: float  # time.monotonic() at the callback
 
 
@@ -190,6 +190,7 @@ class VONode(Node):
         self._last_warn: dict[str, float] = {}
         self._lock = threading.Lock()
         self._camera: PinholeCamera | None = None
+        self._pending: _Input | None = None  # newest image received before any valid camera_info
         self._reset_requested = threading.Event()
         self._busy = threading.Event()
         self._state = "waiting for images"
@@ -279,22 +280,34 @@ class VONode(Node):
             return
         with self._lock:
             self._camera = camera
+            pending, self._pending = self._pending, None
+        if pending is not None:  # the image that arrived just before the first camera_info
+            self._enqueue(pending, camera)
 
     def _on_image(self, msg: Image) -> None:
         received = time.monotonic()
         with self._lock:
             self.counters["received"] += 1
             camera = self._camera
-        if camera is None:
-            self._warn("no_camera_info", "image dropped: no valid camera_info received yet")
-            return
         try:
             stamp_to_sec(msg.header.stamp)
             image = image_to_model_input(msg)
         except ValueError as err:
             self._warn("bad_image", f"image dropped: {err}")
             return
-        height, width = image.shape[:2]
+        item = _Input(msg.header, image, None, received)
+        if camera is None:
+            # Image and camera_info are separate topics: the first image can beat the first camera_info.
+            # Keep the newest one until a camera_info comes; older ones are dropped and counted.
+            with self._lock:
+                replaced, self._pending = self._pending, item
+            if replaced is not None:
+                self._warn("no_camera_info", "image dropped: no valid camera_info received yet")
+            return
+        self._enqueue(item, camera)
+
+    def _enqueue(self, item: _Input, camera: PinholeCamera) -> None:
+        height, width = item.image.shape[:2]
         if (width, height) != camera.size:
             # Same camera at another resolution (binning, a resizing driver): rescale when the aspect agrees.
             if abs(width / height - camera.width / camera.height) > 0.01 * camera.width / camera.height:
@@ -305,7 +318,8 @@ class VONode(Node):
                 )
                 return
             camera = camera.resized(width, height)
-        dropped = self._queue.put(_Input(msg.header, image, camera, received))
+        item.camera = camera
+        dropped = self._queue.put(item)
         if dropped:
             with self._lock:
                 self.counters["dropped"] += dropped

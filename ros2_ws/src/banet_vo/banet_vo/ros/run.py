@@ -1,0 +1,427 @@
+"""`banet-vo-run BAG --out DIR`: the node and the bag player as one real rclpy graph, outputs recorded.
+
+One process: the banet_vo node, the BagPlayer and a recorder node on one MultiThreadedExecutor (over
+loopback DDS, exactly what `ros2 bag play` + `ros2 run` would do). When the bag has been played and the
+node has processed its last frame (or --timeout passed), it writes to DIR:
+
+- trajectory.tum: odom → base_link, as published on ~/odometry (TUM: stamp x y z qx qy qz qw), input stamps
+- trajectory_camera.tum: the optical camera poses (odom → base_link → camera), comparable to the GT
+- depth/<stamp>.npy (float32 metres, NaN invalid) and depth/<stamp>.png colour maps, every --depth-every
+- gt.tum, metrics.json and plots (trajectory top view, ATE over time) when the bag has /ground_truth/odometry;
+  depth metrics (abs rel …) when it has /camera/depth/image
+- run.json: counters of the node (processed, dropped, failed, …), frames/s, latency
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from nav_msgs.msg import Odometry
+from rclpy.context import Context
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import CameraInfo, Image
+
+from banet_vo.data.bags import CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC, ODOMETRY_TOPIC, BagReader
+from banet_vo.ros.bag_player import BagPlayer
+from banet_vo.ros.conversions import image_to_numpy, stamp_to_ns
+from banet_vo.ros.qos import reliable_qos
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "models/banet_small_synthetic.safetensors"
+_NS = 1_000_000_000
+
+
+def _log(text: str) -> None:
+    print(f"[banet-vo-run] {text}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Recording:
+    """What the recorder node received from the VO node."""
+
+    odometry: list[tuple[int, np.ndarray, np.ndarray]] = field(default_factory=list)  # (ns, T 4x4, cov 6x6)
+    depth: dict[int, np.ndarray] = field(default_factory=dict)  # ns → float32 depth (NaN invalid)
+    depth_info: dict[int, Any] = field(default_factory=dict)
+    depth_seen: int = 0
+
+
+class Recorder(Node):
+    """Subscribes to the node's outputs; keeps every odometry and every `depth_every`-th depth map."""
+
+    def __init__(self, context: Context, vo_namespace: str, depth_every: int) -> None:
+        super().__init__("banet_vo_run_recorder", context=context)
+        self.lock = threading.Lock()
+        self.data = Recording()
+        self.depth_every = depth_every
+        prefix = vo_namespace.rstrip("/") + "/banet_vo"
+        qos = reliable_qos(depth=1000)
+        self.create_subscription(Odometry, f"{prefix}/odometry", self._on_odometry, qos)
+        self.create_subscription(Image, f"{prefix}/depth", self._on_depth, qos)
+        self.create_subscription(CameraInfo, f"{prefix}/depth/camera_info", self._on_info, qos)
+
+    def _on_odometry(self, msg: Odometry) -> None:
+        from scipy.spatial.transform import Rotation
+
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        T = np.eye(4)
+        T[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
+        T[:3, 3] = [p.x, p.y, p.z]
+        with self.lock:
+            self.data.odometry.append(
+                (stamp_to_ns(msg.header.stamp), T, np.reshape(msg.pose.covariance, (6, 6)))
+            )
+
+    def _on_depth(self, msg: Image) -> None:
+        with self.lock:
+            keep = self.data.depth_seen % self.depth_every == 0
+            self.data.depth_seen += 1
+        if keep:
+            depth = image_to_numpy(msg)
+            with self.lock:
+                self.data.depth[stamp_to_ns(msg.header.stamp)] = depth
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        with self.lock:
+            self.data.depth_info[stamp_to_ns(msg.header.stamp)] = msg
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.data.odometry)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="banet-vo-run",
+        description="Run the banet_vo node on a ROS 2 bag (in-process rclpy graph) and write the trajectory, "
+        "depth maps, metrics against ground truth (when the bag has it) and plots.",
+    )
+    parser.add_argument("bag", type=Path, help="rosbag2 directory (banet-vo-bag layout: /camera/image_raw …)")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="output directory (created; files overwritten)"
+    )
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"BA-Net checkpoint (default: {DEFAULT_MODEL})"
+    )
+    parser.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"), help="inference device")
+    parser.add_argument("--rate", type=float, default=1.0, help="bag playback speed factor (default: 1.0)")
+    parser.add_argument(
+        "--params-file", type=Path, default=None, help="node parameters YAML (e.g. config/banet_vo.yaml)"
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME:=VALUE",
+        help="node parameter override (repeatable), e.g. --param keyframe_mode:=consecutive",
+    )
+    parser.add_argument(
+        "--queue-size",
+        type=int,
+        default=100,
+        help="node frame queue (large: process every frame; default 100)",
+    )
+    parser.add_argument(
+        "--image-topic", default=IMAGE_TOPIC, help=f"image topic in the bag (default {IMAGE_TOPIC})"
+    )
+    parser.add_argument(
+        "--camera-info-topic",
+        default=CAMERA_INFO_TOPIC,
+        help=f"camera_info topic (default {CAMERA_INFO_TOPIC})",
+    )
+    parser.add_argument("--qos", choices=("auto", "sensor", "reliable"), default="auto", help="player QoS")
+    parser.add_argument("--depth-every", type=int, default=10, help="save every N-th depth map (default 10)")
+    parser.add_argument("--until", type=float, default=None, help="play only the first SECONDS of the bag")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        help="seconds to wait for the node after the bag ends (default 600)",
+    )
+    parser.add_argument("--no-plots", action="store_true", help="skip the matplotlib figures")
+    return parser
+
+
+def _parse_param(item: str) -> Parameter:
+    name, sep, text = item.partition(":=")
+    if not sep or not name:
+        raise ValueError(f"--param must look like NAME:=VALUE, got {item!r}")
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(f"--param {name}: cannot parse {text!r}: {err}") from err
+    return Parameter(name, value=value)
+
+
+def _validate(args: argparse.Namespace, check_model: bool = True) -> None:
+    if not (args.bag / "metadata.yaml").is_file():
+        raise ValueError(f"bag: {args.bag} is not a rosbag2 directory (no metadata.yaml)")
+    if check_model and not Path(args.model).is_file():
+        raise ValueError(
+            f"--model: {args.model} does not exist (train one with banet-vo-train, or pass --model PATH)"
+        )
+    if not args.rate > 0:
+        raise ValueError(f"--rate must be > 0, got {args.rate}")
+    if args.depth_every < 1:
+        raise ValueError(f"--depth-every must be >= 1, got {args.depth_every}")
+    if args.params_file is not None and not args.params_file.is_file():
+        raise ValueError(f"--params-file: {args.params_file} does not exist")
+
+
+@dataclass
+class GraphRun:
+    recording: Recording
+    counters: dict[str, Any]
+    wall_s: float  # from the first message played to the node going idle
+    T_base_camera: np.ndarray
+
+
+def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None) -> GraphRun:
+    """Play the bag through the node and record what it publishes (estimator: instead of --model)."""
+    from banet_vo.ros.vo_node import VONode
+
+    cli_args = [
+        "--ros-args",
+        "-r",
+        f"image:={args.image_topic}",
+        "-r",
+        f"camera_info:={args.camera_info_topic}",
+    ]
+    if args.params_file is not None:
+        cli_args += ["--params-file", str(args.params_file)]
+    overrides = [
+        Parameter("model", value=str(args.model)),
+        Parameter("device", value=args.device),
+        Parameter("queue_size", value=args.queue_size),
+        *(_parse_param(p) for p in args.param),
+    ]
+    node = VONode(estimator=estimator, context=context, cli_args=cli_args, parameter_overrides=overrides)
+    recorder = Recorder(context, "/", args.depth_every)
+    player = None
+    previous_sigint = signal.getsignal(signal.SIGINT)
+    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    try:
+        executor.add_node(node)
+        executor.add_node(recorder)
+        thread.start()
+        player = BagPlayer(
+            context,
+            args.bag,
+            rate=args.rate,
+            qos=args.qos,
+            topics=[args.image_topic, args.camera_info_topic],
+            progress=sys.stderr,
+        )
+        deadline = time.monotonic() + 10.0
+        while (node.image_sub is None or node.info_sub is None) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not player.wait_for_subscribers(timeout=10.0):
+            raise RuntimeError("the node did not subscribe to the bag's image and camera_info within 10 s")
+        started = time.monotonic()
+        signal.signal(signal.SIGINT, lambda *_: player.stop())
+        player.play(until=args.until, delay=0.3)
+        if not node.wait_idle(args.timeout):
+            _log(f"warning: the node was still busy after --timeout {args.timeout} s")
+        wall = time.monotonic() - started
+        published = int(node.snapshot()["published"])
+        deadline = time.monotonic() + 10.0
+        while recorder.count() < published and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return GraphRun(recorder.data, node.snapshot(), wall, node.params.T_base_camera)
+    finally:
+        signal.signal(signal.SIGINT, previous_sigint)
+        if player is not None:
+            player.close()
+        executor.shutdown(timeout_sec=5.0)
+        thread.join(timeout=5.0)
+        node.destroy_node()
+        recorder.destroy_node()
+
+
+def _ground_truth(bag: Path) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """GT camera poses and depth maps by stamp, straight from the bag (empty when it has none)."""
+    from banet_vo.data.bags import image_from_message, pose_from_message, stamp_ns
+
+    poses: dict[int, np.ndarray] = {}
+    depths: dict[int, np.ndarray] = {}
+    with BagReader(bag) as reader:
+        topics = reader.topics
+        wanted = [t for t in (ODOMETRY_TOPIC, DEPTH_TOPIC) if t in topics]
+        for record, msg in reader.messages(wanted) if wanted else []:
+            if record.topic == ODOMETRY_TOPIC:
+                poses[stamp_ns(msg.header)] = pose_from_message(msg.pose.pose)
+            else:
+                depths[stamp_ns(msg.header)] = image_from_message(msg).astype(np.float32)
+    return poses, depths
+
+
+def write_outputs(args: argparse.Namespace, run: GraphRun) -> dict:
+    """Write trajectories, depth maps, metrics and plots to args.out; returns the summary dict."""
+    from evo.core.geometry import GeometryException
+
+    from banet_vo.evaluation import evaluate_trajectory, trajectory_from_poses, write_tum
+
+    data, counters, wall = run.recording, run.counters, run.wall_s
+    out: Path = args.out
+    (out / "depth").mkdir(parents=True, exist_ok=True)
+    odometry = sorted(data.odometry, key=lambda item: item[0])
+    summary: dict[str, Any] = {
+        "bag": str(args.bag),
+        "model": str(args.model),
+        "frames_published": len(odometry),
+        "wall_s": wall,
+        "frames_per_s": len(odometry) / wall if wall > 0 else 0.0,
+        "node": counters,
+    }
+    if not odometry:
+        raise RuntimeError("the node published no odometry (see the warnings above)")
+    stamps = np.array([ns for ns, _, _ in odometry], dtype=np.int64)
+    seconds = stamps / _NS
+    T_base = np.stack([T for _, T, _ in odometry])
+    T_cam = T_base @ run.T_base_camera
+    write_tum(out / "trajectory.tum", trajectory_from_poses(seconds, T_base))
+    write_tum(out / "trajectory_camera.tum", trajectory_from_poses(seconds, T_cam))
+
+    for ns, depth in sorted(data.depth.items()):
+        np.save(out / "depth" / f"{ns}.npy", depth.astype(np.float32))
+    gt_poses, gt_depths = _ground_truth(args.bag)
+
+    plots = not args.no_plots
+    if plots:
+        from banet_vo.evaluation.plots import plot_depth
+
+        for ns, depth in sorted(data.depth.items()):
+            plot_depth(depth, out / "depth" / f"{ns}.png", title=f"depth {ns / _NS:.3f} s")
+
+    if gt_poses:
+        gt_ns = np.array(sorted(gt_poses), dtype=np.int64)
+        gt = trajectory_from_poses(gt_ns / _NS, np.stack([gt_poses[n] for n in gt_ns]))
+        write_tum(out / "gt.tum", gt)
+        est = trajectory_from_poses(seconds, T_cam)
+        metrics: dict[str, Any] = {}
+        for align in ("se3", "sim3"):
+            if len(odometry) < 3:
+                metrics[align] = {"error": f"{len(odometry)} poses: too few to align"}
+                continue
+            try:
+                report = evaluate_trajectory(est, gt, align=align, max_diff=1e-3)
+            except GeometryException as err:  # e.g. a straight-line trajectory: Umeyama is degenerate
+                _log(f"warning: {align} alignment failed: {err}")
+                metrics[align] = {"error": str(err)}
+                continue
+            metrics[align] = report.as_dict()
+            metrics[align].pop("timestamps", None)
+            if plots:
+                from banet_vo.evaluation.plots import plot_error_over_time, plot_trajectory_top_view
+
+                plot_trajectory_top_view(
+                    report.gt_xyz,
+                    report.est_xyz,
+                    out / f"trajectory_{align}.png",
+                    title=f"banet_vo vs ground truth ({align} aligned)",
+                )
+                plot_error_over_time(
+                    report.timestamps, report.ate_errors, out / f"ate_{align}.png", title=f"ATE ({align})"
+                )
+        summary["trajectory"] = {
+            a: {
+                "ate_rmse_m": m["ate_m"]["rmse"],
+                "rpe_trans_rmse_m": m["rpe_translation_m"]["rmse"],
+                "rpe_rot_rmse_deg": m["rpe_rotation_deg"]["rmse"],
+                "scale": m["scale"],
+            }
+            for a, m in metrics.items()
+            if "error" not in m
+        }
+        (out / "metrics_trajectory.json").write_text(json.dumps(metrics, indent=2))
+    if gt_depths and data.depth:
+        summary["depth"] = _depth_metrics(data.depth, gt_depths)
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=float))
+    return summary
+
+
+def _depth_metrics(pred: dict[int, np.ndarray], gt: dict[int, np.ndarray]) -> dict[str, Any]:
+    """Mean depth metrics over the saved maps that have GT, GT resized (nearest) to the prediction."""
+    from banet_vo.evaluation import depth_metrics, mean_depth_metrics
+    from banet_vo.evaluation.depth import resize_depth
+
+    per_image = []
+    for ns, depth in sorted(pred.items()):
+        if ns not in gt:
+            continue
+        g = resize_depth(np.nan_to_num(gt[ns], nan=0.0), depth.shape, method="nearest")
+        per_image.append(depth_metrics(np.nan_to_num(depth, nan=0.0), g, min_depth=0.1, max_depth=80.0))
+    if not per_image:
+        return {}
+    mean = mean_depth_metrics(per_image).as_dict()
+    mean["frames"] = len(per_image)
+    return mean
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    node = summary["node"]
+    _log(
+        f"{summary['frames_published']} poses in {summary['wall_s']:.1f} s "
+        f"({summary['frames_per_s']:.2f} frames/s); "
+        f"processed {int(node['processed'])}, dropped {int(node['dropped'])}, failed {int(node['failed'])}"
+    )
+    for align, m in summary.get("trajectory", {}).items():
+        _log(
+            f"ATE ({align}) {m['ate_rmse_m']:.3f} m   RPE {m['rpe_trans_rmse_m']:.3f} m / "
+            f"{m['rpe_rot_rmse_deg']:.3f} deg per frame   scale {m['scale']:.3f}"
+        )
+    if summary.get("depth"):
+        d = summary["depth"]
+        _log(
+            f"depth abs rel {d['abs_rel']:.3f}  RMSE {d['rmse']:.3f} m  δ<1.25 {d['delta_1']:.3f} "
+            f"({d['frames']} maps)"
+        )
+
+
+def main(argv: list[str] | None = None, estimator: Any = None) -> int:
+    """CLI entry point; `estimator` (programmatic use) replaces the model loaded from --model."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING, format="[banet-vo-run] %(levelname)s %(message)s", stream=sys.stderr
+    )
+    try:
+        _validate(args, check_model=estimator is None)
+    except ValueError as err:
+        print(f"banet-vo-run: error: {err}", file=sys.stderr)
+        return 2
+    context = Context()
+    rclpy.init(args=["banet-vo-run"], context=context, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        _log(f"playing {args.bag} at rate {args.rate} through banet_vo (model {args.model})")
+        summary = write_outputs(args, run_graph(args, context, estimator))
+    except (ValueError, RuntimeError) as err:
+        print(f"banet-vo-run: error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        if context.ok():
+            rclpy.shutdown(context=context)
+    _print_summary(summary)
+    _log(f"outputs in {os.fspath(args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

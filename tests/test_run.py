@@ -1,0 +1,164 @@
+"""banet-vo-run: bag → node → recorder → trajectory, depth maps, metrics and plots (one real rclpy graph).
+
+With a ground-truth estimator the whole chain (player, node, recorder, TUM files, evaluation against the
+bag's GT) must give zero trajectory and depth error; a real (randomly initialised) BA-Net checkpoint
+must run through the same CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from banet_vo.data.bags import write_bag
+from banet_vo.data.sequence import Frame
+from banet_vo.geometry import PinholeCamera
+from banet_vo.geometry.frames import invert
+from banet_vo.odometry import PairEstimate, PreparedFrame
+
+pytestmark = pytest.mark.ros
+pytest.importorskip("rclpy")
+from banet_vo.ros import run  # noqa: E402
+
+T0 = 3.0
+N = 10
+
+
+def _frames() -> list[Frame]:
+    camera = PinholeCamera(50.0, 50.0, 31.5, 23.5, 64, 48)
+    rng = np.random.default_rng(1)
+    frames = []
+    for i in range(N):
+        T = np.eye(4)
+        c, s = math.cos(0.02 * i), math.sin(0.02 * i)
+        T[:3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
+        T[:3, 3] = [0.02 * i * i, 0.01 * i, 0.6 * i]  # curved: alignment needs non-collinear points
+        depth = np.full((48, 64), 4.0 + 0.5 * i, np.float32)
+        image = rng.integers(0, 255, (48, 64), dtype=np.uint8)
+        frames.append(Frame(i, 0.1 * i, image, camera, depth, T))
+    return frames
+
+
+class TruthEstimator:
+    """Exact relative poses and GT depth (constant per frame) by stamp."""
+
+    input_size = (32, 24)
+
+    def __init__(self, frames: list[Frame]) -> None:
+        self.frames = {round(T0 + f.timestamp, 6): f for f in frames}
+        A = np.random.default_rng(0).normal(size=(30, 8))
+        self.hessian = A.T @ A + np.eye(8)
+
+    def estimate(self, reference: PreparedFrame, target: PreparedFrame, pose_init=None) -> PairEstimate:
+        ref, tgt = self.frames[round(reference.stamp, 6)], self.frames[round(target.stamp, 6)]
+        depth = np.full((12, 16), ref.depth[0, 0], np.float32)
+        return PairEstimate(
+            invert(tgt.pose) @ ref.pose, depth, reference.camera.resized(16, 12), self.hessian, 1e-3, 0.1
+        )
+
+
+@pytest.fixture(scope="module")
+def bag(tmp_path_factory) -> tuple[Path, list[Frame]]:
+    frames = _frames()
+    out = tmp_path_factory.mktemp("run") / "bag"
+    write_bag(frames, out, start_time=T0, include_depth=True)
+    return out, frames
+
+
+def _tum(path: Path) -> np.ndarray:
+    return np.loadtxt(path, ndmin=2)
+
+
+def test_run_with_a_perfect_estimator_has_zero_error(bag, tmp_path):
+    bag_path, frames = bag
+    out = tmp_path / "out"
+    rc = run.main(
+        [str(bag_path), "--out", str(out), "--rate", "2", "--depth-every", "3"],
+        estimator=TruthEstimator(frames),
+    )
+    assert rc == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    published = summary["frames_published"]
+    assert published == N and summary["node"]["dropped"] == 0
+    est = _tum(out / "trajectory.tum")
+    assert est.shape == (published, 8)
+    bag_stamps = {round(T0 + f.timestamp, 6) for f in frames}
+    assert {round(t, 6) for t in est[:, 0]} <= bag_stamps
+    np.testing.assert_allclose(est[0, 1:4], 0.0, atol=1e-12)  # odom = base_link at the first frame
+    assert np.all(np.diff(est[:, 1]) > 0)  # base x forward: the camera moves along optical z
+    for align in ("se3", "sim3"):
+        m = summary["trajectory"][align]
+        assert m["ate_rmse_m"] < 1e-6 and m["rpe_trans_rmse_m"] < 1e-6 and m["rpe_rot_rmse_deg"] < 1e-4
+    assert summary["trajectory"]["sim3"]["scale"] == pytest.approx(1.0, abs=1e-6)
+    assert summary["depth"]["abs_rel"] < 1e-6 and summary["depth"]["frames"] >= 2
+    assert len(_tum(out / "gt.tum")) == N
+    saved = sorted((out / "depth").glob("*.npy"))
+    assert len(saved) == summary["depth"]["frames"] and len(saved) == math.ceil((published - 1) / 3)
+    assert np.load(saved[0]).shape == (12, 16)
+    for name in ("trajectory_se3.png", "trajectory_sim3.png", "ate_se3.png", "trajectory_camera.tum"):
+        assert (out / name).is_file(), name
+    assert len(list((out / "depth").glob("*.png"))) == len(saved)
+
+
+def test_run_errors_are_clear(bag, tmp_path, capsys):
+    bag_path, _ = bag
+    assert run.main([str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert "no metadata.yaml" in capsys.readouterr().err
+    assert (
+        run.main([str(bag_path), "--out", str(tmp_path / "o"), "--model", str(tmp_path / "m.safetensors")])
+        == 2
+    )
+    assert "--model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run.main(["--help"])
+    help_text = capsys.readouterr().out
+    for option in (
+        "--out",
+        "--model",
+        "--rate",
+        "--device",
+        "--params-file",
+        "--param",
+        "--depth-every",
+        "--timeout",
+    ):
+        assert option in help_text
+
+
+def test_run_with_a_real_banet_checkpoint(bag, tmp_path):
+    checkpoint = pytest.importorskip(
+        "banet_vo.model.checkpoint", reason="banet_vo.model.checkpoint not landed"
+    )
+    from banet_vo.model import BANet, BANetConfig
+
+    config = BANetConfig.preset("small", iterations=(1, 1, 1))
+    path = tmp_path / "random_small.safetensors"
+    checkpoint.save_checkpoint(
+        path, BANet(config).state_dict(), "banet", config.to_dict(), {"data": "random"}
+    )
+    bag_path, _ = bag
+    out = tmp_path / "out"
+    rc = run.main(
+        [
+            str(bag_path),
+            "--out",
+            str(out),
+            "--model",
+            str(path),
+            "--device",
+            "cpu",
+            "--rate",
+            "2",
+            "--param",
+            "keyframe_mode:=consecutive",
+            "--no-plots",
+        ]
+    )
+    assert rc == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["node"]["processed"] == N and summary["node"]["errors"] == 0
+    est = _tum(out / "trajectory.tum")
+    assert len(est) == summary["frames_published"] and np.all(np.isfinite(est))
