@@ -1,0 +1,57 @@
+"""Matcher weights in the project's one checkpoint format (banet_vo.model.checkpoint, kind="matcher")."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import torch
+
+from imatching_online.matcher.network import Matcher, MatcherConfig
+
+KIND = "matcher"
+
+
+def code_version() -> str:
+    """`git describe` of the source tree, or "unknown" outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def save_matcher(path: str | Path, matcher: Matcher, meta: dict) -> None:
+    """Write the matcher's weights, config and metadata (atomically, by the shared checkpoint code)."""
+    from banet_vo.model.checkpoint import save_checkpoint
+
+    meta = dict(meta)
+    meta.setdefault("code_version", code_version())
+    state = {k: v.detach().cpu().contiguous() for k, v in matcher.state_dict().items()}
+    save_checkpoint(Path(path), state, kind=KIND, config=matcher.config.to_dict(), meta=meta)
+
+
+def load_matcher(path: str | Path, device: str | torch.device = "cpu") -> tuple[Matcher, dict]:
+    """(Matcher in eval mode, meta) from a matcher checkpoint; ValueError names missing/unexpected keys."""
+    from banet_vo.model.checkpoint import load_checkpoint
+
+    state, config, meta = load_checkpoint(Path(path), expected_kind=KIND)
+    matcher = Matcher(MatcherConfig.from_dict(config))
+    own = matcher.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or shapes:
+        raise ValueError(
+            f"{path}: weights do not fit the stored config (missing={missing}, unexpected={unexpected}, "
+            f"shape mismatch={shapes})"
+        )
+    matcher.load_state_dict(state)
+    return matcher.to(device).eval(), meta
