@@ -1,0 +1,136 @@
+"""Training configuration: one YAML file → TrainConfig (model preset + overrides, data, optimiser, losses,
+logging). Unknown keys are errors so a typo cannot silently change a run."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from banet_vo.model.config import BANetConfig
+from banet_vo.train.losses import LossWeights
+
+__all__ = ["DataConfig", "TrainConfig", "load_train_config"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Synthetic scenes rendered once into ``cache`` (sizes = the model input), plus optional real
+    sequences (any directory ``banet_vo.data.open_sequence`` reads, with GT poses and ideally depth)."""
+
+    scenes: tuple[str, ...] = ("driving", "indoor")
+    sequences_per_scene: int = 32
+    frames_per_sequence: int = 8
+    seed_base: int = 0
+    cache: str = "runs/cache/train.pt"
+    strides: dict[str, tuple[int, ...]] = field(default_factory=lambda: {"driving": (1, 2), "indoor": (2, 4)})
+    real_sequences: tuple[str, ...] = ()
+    real_strides: tuple[int, ...] = (1,)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scenes", tuple(self.scenes))
+        object.__setattr__(self, "real_sequences", tuple(self.real_sequences))
+        object.__setattr__(self, "real_strides", tuple(int(s) for s in self.real_strides))
+        object.__setattr__(
+            self, "strides", {k: tuple(int(s) for s in v) for k, v in dict(self.strides).items()}
+        )
+        for scene in self.scenes:
+            if scene not in ("driving", "indoor"):
+                raise ValueError(f"data.scenes: unknown scene {scene!r} (driving or indoor)")
+            if scene not in self.strides or not self.strides[scene] or min(self.strides[scene]) < 1:
+                raise ValueError(f"data.strides must give positive strides for scene {scene!r}")
+        if self.sequences_per_scene < 0 or self.frames_per_sequence < 2:
+            raise ValueError("data.sequences_per_scene must be >= 0 and data.frames_per_sequence >= 2")
+        if not self.real_strides or min(self.real_strides) < 1:
+            raise ValueError(f"data.real_strides must be positive ints, got {self.real_strides}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model_preset: str = "small"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossWeights = field(default_factory=LossWeights)
+    batch_size: int = 4  # per process
+    steps: int = 1000
+    max_wall_s: float = 0.0  # stop (and checkpoint) after this much training time; 0 = no limit
+    lr: float = 1e-3
+    plateau_window: int = 100  # steps averaged into one value for the plateau scheduler
+    plateau_patience: int = 3  # windows without improvement before the learning rate is halved
+    plateau_factor: float = 0.5
+    min_lr: float = 1e-5
+    grad_clip: float = 10.0  # max gradient norm (0 = off)
+    amp: bool = True  # bf16 autocast for the networks on CUDA (the BA stays fp32); ignored on CPU
+    num_threads: int = 2  # torch CPU threads per process
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "steps", "plateau_window", "log_every", "num_threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"train config {name} must be a positive int, got {value!r}")
+        for name in ("lr", "plateau_factor", "min_lr", "checkpoint_every_s"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"train config {name} must be > 0, got {getattr(self, name)!r}")
+        if not 0 < self.plateau_factor < 1:
+            raise ValueError(f"train config plateau_factor must be in (0, 1), got {self.plateau_factor}")
+        if self.max_wall_s < 0 or self.grad_clip < 0:
+            raise ValueError("train config max_wall_s and grad_clip must be >= 0")
+        self.model_config()  # validates preset and overrides now, not an hour into a run
+
+    def model_config(self) -> BANetConfig:
+        overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in self.model_overrides.items()}
+        return BANetConfig.preset(self.model_preset, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        def plain(value: Any) -> Any:
+            if dataclasses.is_dataclass(value):
+                return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            if isinstance(value, list | tuple):
+                return [plain(v) for v in value]
+            return value
+
+        return plain(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        if not isinstance(data, dict):
+            raise ValueError(f"train config must be a mapping, got {type(data).__name__}")
+        _check_keys(data, cls, "train config")
+        values = dict(data)
+        if "data" in values:
+            _check_keys(values["data"], DataConfig, "train config data")
+            values["data"] = DataConfig(**values["data"])
+        if "loss" in values:
+            _check_keys(values["loss"], LossWeights, "train config loss")
+            values["loss"] = LossWeights(**values["loss"])
+        return cls(**values)
+
+
+def _check_keys(data: Any, cls: type, what: str) -> None:
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} must be a mapping, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{what}: unknown keys {unknown}; known keys are {sorted(known)}")
+
+
+def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML training config; ``overrides`` (top-level keys) replace values from the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"train config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"train config file {str(path)!r} is not valid YAML: {exc}") from exc
+    data.update(overrides or {})
+    return TrainConfig.from_dict(data)

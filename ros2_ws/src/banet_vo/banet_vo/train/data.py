@@ -1,0 +1,179 @@
+"""Pre-rendered synthetic training/test data: render sequences once, cache their frames as tensors on disk,
+and serve (reference, target) pairs from memory (training must not re-render every step).
+
+A cache file (torch.save of a dict, loaded with weights_only=True) holds, per sequence, uint8 images
+(F, H, W, 3), float32 z-depth (F, H, W; 0 = sky/invalid), float64 camera-to-world poses (F, 4, 4) and the
+intrinsics [fx, fy, cx, cy], plus the render spec (scene kind, seed, frames, size) so that a test set
+records exactly which scenes and seeds it holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from banet_vo.data.dataset import relative_pose
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT = "banet-vo-render-cache/1"
+# Seed ranges that never overlap: training scenes, validation scenes (λ sweep), held-out test scenes.
+TRAIN_SEED_BASE = 0
+VAL_SEED_BASE = 50_000
+TEST_SEED_BASE = 100_000
+
+
+@dataclass(frozen=True)
+class RenderSpec:
+    """One synthetic sequence to render: scene kind, seed, number of frames, (width, height)."""
+
+    scene: str
+    seed: int
+    frames: int
+    size: tuple[int, int]
+
+
+def make_specs(
+    scenes: Iterable[str], count: int, seed_base: int, frames: int, size: tuple[int, int]
+) -> list[RenderSpec]:
+    """``count`` sequences of each scene kind with seeds seed_base, seed_base + 1, ..."""
+    if count < 1 or frames < 2:
+        raise ValueError(f"count must be >= 1 and frames >= 2, got count={count}, frames={frames}")
+    return [
+        RenderSpec(scene, seed_base + k, frames, (int(size[0]), int(size[1])))
+        for scene in scenes
+        for k in range(count)
+    ]
+
+
+def render_cache(specs: Sequence[RenderSpec], progress: bool = True) -> dict:
+    """Render every spec with ``render_sequence`` and pack the frames as tensors."""
+    from banet_vo.data.synthetic import render_sequence  # heavy import, only when rendering
+
+    sequences = []
+    start = time.monotonic()
+    for n, spec in enumerate(specs):
+        seq = render_sequence(spec.scene, frames=spec.frames, size=spec.size, seed=spec.seed)
+        frames = [seq[i] for i in range(len(seq))]
+        cam = frames[0].camera
+        images = np.stack(
+            [f.image if f.image.ndim == 3 else np.repeat(f.image[..., None], 3, 2) for f in frames]
+        )
+        sequences.append(
+            {
+                "scene": spec.scene,
+                "seed": spec.seed,
+                "images": torch.from_numpy(images),
+                "depths": torch.from_numpy(np.stack([f.depth for f in frames]).astype(np.float32)),
+                "poses": torch.from_numpy(np.stack([f.pose for f in frames]).astype(np.float64)),
+                "intrinsics": torch.tensor([cam.fx, cam.fy, cam.cx, cam.cy], dtype=torch.float64),
+            }
+        )
+        if progress:
+            elapsed = time.monotonic() - start
+            eta = elapsed / (n + 1) * (len(specs) - n - 1)
+            print(
+                f"rendered {n + 1}/{len(specs)} ({spec.scene} seed {spec.seed}) "
+                f"{elapsed:.0f}s, ETA {eta:.0f}s",
+                file=sys.stderr,
+                flush=True,
+            )
+    return {"format": CACHE_FORMAT, "sequences": sequences}
+
+
+def save_cache(cache: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(cache, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_cache(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"render cache {str(path)!r} does not exist")
+    try:
+        cache = torch.load(path, weights_only=True)
+    except Exception as exc:  # torch raises several types for a corrupt file; name the file either way
+        raise ValueError(f"render cache {str(path)!r} is not a readable torch file: {exc}") from exc
+    if not isinstance(cache, dict) or cache.get("format") != CACHE_FORMAT:
+        raise ValueError(f"render cache {str(path)!r}: format tag is not {CACHE_FORMAT!r}")
+    return cache
+
+
+def load_or_render(path: str | Path, specs: Sequence[RenderSpec], progress: bool = True) -> dict:
+    """Load the cache at ``path`` if it holds exactly ``specs``; otherwise render and write it."""
+    path = Path(path)
+    wanted = [(s.scene, s.seed) for s in specs]
+    if path.is_file():
+        cache = load_cache(path)
+        have = [(s["scene"], int(s["seed"])) for s in cache["sequences"]]
+        if have == wanted and all(
+            len(s["images"]) == sp.frames for s, sp in zip(cache["sequences"], specs, strict=True)
+        ):
+            return cache
+        logger.warning("render cache %s holds other sequences; re-rendering", path)
+    cache = render_cache(specs, progress)
+    save_cache(cache, path)
+    return cache
+
+
+class CachedPairs(Dataset):
+    """(reference, target) pairs of cached sequences, as the dict items of ``banet_vo.data.PairDataset``
+    (image_ref, image_tgt, intrinsics, pose_tgt_ref, depth_ref, depth_valid) plus ``scene`` (0 = driving,
+    1 = indoor) and ``seed``.
+
+    ``strides`` maps a scene kind to the frame offsets used for it (hand-held motion per frame is small, so
+    indoor uses larger offsets). Pairs are in a fixed order: sequence, stride, reference index.
+    """
+
+    SCENE_IDS: ClassVar[dict[str, int]] = {"driving": 0, "indoor": 1}
+
+    def __init__(self, cache: dict, strides: dict[str, Sequence[int]]) -> None:
+        self.sequences = cache["sequences"]
+        self.pairs: list[tuple[int, int, int]] = []
+        for n, seq in enumerate(self.sequences):
+            if seq["scene"] not in strides:
+                raise ValueError(f"strides has no entry for scene {seq['scene']!r}")
+            count = len(seq["images"])
+            for s in strides[seq["scene"]]:
+                if s < 1:
+                    raise ValueError(f"strides[{seq['scene']!r}] must be positive, got {s}")
+                self.pairs.extend((n, i, i + s) for i in range(count - s))
+        if not self.pairs:
+            raise ValueError("the cache and strides give no pairs")
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        n, i, j = self.pairs[k]
+        seq = self.sequences[n]
+        pose = relative_pose(seq["poses"][i].numpy(), seq["poses"][j].numpy())
+        depth = seq["depths"][i][None]
+        return {
+            "image_ref": seq["images"][i].permute(2, 0, 1).float() / 255.0,
+            "image_tgt": seq["images"][j].permute(2, 0, 1).float() / 255.0,
+            "intrinsics": seq["intrinsics"].float(),
+            "pose_tgt_ref": torch.from_numpy(pose.astype(np.float32)),
+            "depth_ref": depth,
+            "depth_valid": depth > 0,
+            "scene": torch.tensor(self.SCENE_IDS.get(seq["scene"], -1)),
+            "seed": torch.tensor(int(seq["seed"])),
+        }
+
+    def stacked(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """A batch of the given pair indices (no DataLoader needed: everything is in memory)."""
+        items = [self[k] for k in indices]
+        return {key: torch.stack([it[key] for it in items]) for key in items[0]}

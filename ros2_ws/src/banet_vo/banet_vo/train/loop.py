@@ -1,0 +1,413 @@
+"""The BA-Net training loop: single process (CPU or one GPU) or `torchrun` DDP (gloo on CPU, NCCL on CUDA).
+
+Each step draws a batch of in-memory pairs, runs BA-Net, applies the losses of ``banet_vo.train.losses`` on
+every pyramid level's pose and depth, and takes an Adam step; the learning rate is halved when the mean loss
+over ``plateau_window`` steps stops improving. Rank 0 writes a CSV log, a progress line with ETA on stderr,
+and checkpoints: ``last.safetensors`` (the shared model format: config, weights, metadata) plus
+``last.state.pt`` (optimiser, scheduler, step, RNG) so a run resumes exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pypose as pp
+import torch
+import torch.distributed as dist
+from torch.utils.data import ConcatDataset, Dataset
+
+from banet_vo.train.config import TrainConfig
+from banet_vo.train.data import CachedPairs, load_or_render, make_specs
+from banet_vo.train.losses import banet_loss
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "TrainResult",
+    "build_dataset",
+    "code_version",
+    "hardware_description",
+    "stack_batch",
+    "train",
+]
+
+CSV_FIELDS = ("step", "wall_s", "lr", "loss", "rotation", "translation", "depth", "skipped")
+
+
+@dataclass
+class TrainResult:
+    step: int
+    wall_s: float  # training wall time including earlier (resumed) segments
+    last_loss: float  # mean loss of the last logging window
+    checkpoint: Path | None
+    skipped_steps: int  # steps whose loss or gradient was not finite (no update taken)
+
+
+def code_version() -> str:
+    """``git describe --always --dirty`` of the source tree, or "unknown" outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def hardware_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA)"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores visible"
+
+
+def build_dataset(config: TrainConfig, progress: bool = True) -> tuple[Dataset, dict]:
+    """Training pairs (rendered synthetic + real sequences) at the model's input size, and a description
+    of them for the checkpoint metadata."""
+    model_cfg = config.model_config()
+    size = (model_cfg.image_width, model_cfg.image_height)
+    data = config.data
+    parts: list[Dataset] = []
+    description: dict = {"size": list(size)}
+    if data.scenes and data.sequences_per_scene > 0:
+        specs = make_specs(
+            data.scenes, data.sequences_per_scene, data.seed_base, data.frames_per_sequence, size
+        )
+        cache = load_or_render(data.cache, specs, progress)
+        for seq in cache["sequences"]:
+            if tuple(seq["images"].shape[1:3]) != (size[1], size[0]):
+                raise ValueError(f"data.cache {data.cache!r} holds images of another size than {size}")
+        synthetic = CachedPairs(cache, {k: list(v) for k, v in data.strides.items()})
+        parts.append(synthetic)
+        description["synthetic"] = {
+            "scenes": list(data.scenes),
+            "seeds": [data.seed_base, data.seed_base + data.sequences_per_scene - 1],
+            "frames_per_sequence": data.frames_per_sequence,
+            "strides": {k: list(v) for k, v in data.strides.items()},
+            "pairs": len(synthetic),
+        }
+    if data.real_sequences:
+        from banet_vo.data import PairDataset, open_sequence
+
+        real = []
+        for path in data.real_sequences:
+            ds = PairDataset(open_sequence(path), strides=data.real_strides, size=size, shuffle=False)
+            parts.append(ds)
+            real.append({"path": str(path), "pairs": len(ds)})
+        description["real"] = real
+    if not parts:
+        raise ValueError("train config data gives no training pairs (no synthetic scenes, no real sequences)")
+    return (parts[0] if len(parts) == 1 else ConcatDataset(parts)), description
+
+
+_BATCH_KEYS = ("image_ref", "image_tgt", "intrinsics", "pose_tgt_ref", "depth_ref")
+
+
+def stack_batch(dataset: Dataset, indices: Sequence[int], device: torch.device) -> dict[str, torch.Tensor]:
+    items = [dataset[int(k)] for k in indices]
+    return {key: torch.stack([it[key] for it in items]).to(device) for key in _BATCH_KEYS}
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); initialises the process group when launched by torchrun with > 1 process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _device(rank: int) -> torch.device:
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        torch.cuda.set_device(local % torch.cuda.device_count())
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+class _Progress:
+    """One line per log interval: a bar, step/total, loss, seconds per step and ETA (stderr)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
+        self.enabled = enabled
+
+    def update(self, step: int, loss: float, s_per_step: float, lr: float) -> None:
+        if not self.enabled:
+            return
+        frac = step / self.total
+        bar = "#" * int(20 * frac) + "." * (20 - int(20 * frac))
+        eta = s_per_step * (self.total - step)
+        print(
+            f"[{bar}] {step}/{self.total} loss {loss:.4f} lr {lr:.2e} {s_per_step:.2f} s/step "
+            f"ETA {int(eta // 60)}m{int(eta % 60):02d}s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _save(
+    out_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau,
+    config: TrainConfig,
+    meta: dict,
+    state: dict,
+) -> Path:
+    from banet_vo.model.checkpoint import save_checkpoint
+
+    path = out_dir / "last.safetensors"
+    # Weights first, then the state naming its step: a crash between the two leaves a state that is
+    # older than the weights, which resume detects through the step stored in both.
+    save_checkpoint(path, model.state_dict(), "banet", model.config.to_dict(), meta)
+    tmp = out_dir / "last.state.pt.tmp"
+    torch.save(
+        {
+            "step": state["step"],
+            "wall_s": state["wall_s"],
+            "skipped": state["skipped"],
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "window": state["window"],
+            "rng_torch": torch.get_rng_state(),
+            "train_config": config.to_dict(),
+        },
+        tmp,
+    )
+    tmp.replace(out_dir / "last.state.pt")
+    return path
+
+
+def _load_resume(out_dir: Path, model: torch.nn.Module, optimizer, scheduler, config: TrainConfig) -> dict:
+    from banet_vo.model.checkpoint import load_checkpoint
+
+    weights = out_dir / "last.safetensors"
+    state_path = out_dir / "last.state.pt"
+    if not weights.is_file() or not state_path.is_file():
+        raise ValueError(f"resume: {out_dir} has no last.safetensors + last.state.pt to resume from")
+    state_dict, model_config, meta = load_checkpoint(weights, expected_kind="banet")
+    if model_config != model.config.to_dict():
+        raise ValueError(f"resume: the model config in {weights} differs from the training config's model")
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"resume: {weights} does not fit the model: missing {missing}, unexpected {unexpected}"
+        )
+    try:
+        state = torch.load(state_path, weights_only=True)
+    except Exception as exc:  # torch raises several types for a corrupt file; name the file either way
+        raise ValueError(f"resume: {state_path} is not a readable training state: {exc}") from exc
+    if int(meta.get("steps", -1)) != int(state["step"]):
+        raise ValueError(
+            f"resume: {weights} is at step {meta.get('steps')} but {state_path} at step {state['step']}"
+        )
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng_torch"])
+    return state
+
+
+def train(
+    config: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    dataset: Dataset | None = None,
+) -> TrainResult:
+    """Train BA-Net per ``config`` into ``out_dir`` (created); ``resume`` continues from its last checkpoint
+    (step count, optimiser and scheduler state). ``dataset`` replaces the configured data (tests)."""
+    from banet_vo.model.banet import BANet
+
+    rank, world = _distributed()
+    torch.set_num_threads(config.num_threads)
+    device = _device(rank)
+    out_dir = Path(out_dir)
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)  # same initial weights on every rank
+
+    description: dict = {"custom dataset": type(dataset).__name__} if dataset is not None else {}
+    if dataset is None:
+        dataset, description = build_dataset(config, progress=progress and rank == 0)
+    model = BANet(config.model_config()).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer,
+        mode="min",
+        factor=config.plateau_factor,
+        patience=config.plateau_patience,
+        min_lr=config.min_lr,
+    )
+    state = {"step": 0, "wall_s": 0.0, "skipped": 0, "window": []}
+    if resume:
+        state = _load_resume(out_dir, model, optimizer, scheduler, config)
+        logger.info("resumed from step %d", state["step"])
+    net: torch.nn.Module = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    use_amp = config.amp and device.type == "cuda"
+    log_path = out_dir / "log.csv"
+    log_file = None
+    writer = None
+    if rank == 0:
+        new_log = not (resume and log_path.is_file())
+        log_file = open(log_path, "w" if new_log else "a", newline="")
+        writer = csv.DictWriter(log_file, fieldnames=CSV_FIELDS)
+        if new_log:
+            writer.writeheader()
+
+    bar = _Progress(config.steps, progress and rank == 0)
+    step, wall_before, skipped = int(state["step"]), float(state["wall_s"]), int(state["skipped"])
+    window: list[float] = list(state["window"])
+    log_terms: list[dict[str, float]] = []
+    consecutive_bad = 0
+    seg_start = time.monotonic()
+    last_ckpt = seg_start
+    step_at_seg_start = step
+    checkpoint_path: Path | None = None
+    n = len(dataset)
+    per_rank = config.batch_size
+
+    def meta() -> dict:
+        last = log_terms[-1] if log_terms else {}
+        return {
+            "data": description,
+            "steps": step,
+            "wall_time_s": round(wall_before + time.monotonic() - seg_start, 1),
+            "hardware": hardware_description(device),
+            "processes": world,
+            "batch_size_per_process": per_rank,
+            "code_version": code_version(),
+            "metrics": {"train_" + k: v for k, v in last.items()},
+            "lr": optimizer.param_groups[0]["lr"],
+        }
+
+    def save() -> Path:
+        return _save(
+            out_dir,
+            model,
+            optimizer,
+            scheduler,
+            config,
+            meta(),
+            {
+                "step": step,
+                "wall_s": wall_before + time.monotonic() - seg_start,
+                "skipped": skipped,
+                "window": window,
+            },
+        )
+
+    try:
+        model.train()
+        while step < config.steps:
+            if config.max_wall_s and time.monotonic() - seg_start + wall_before >= config.max_wall_s:
+                logger.warning("max_wall_s %.0f reached at step %d", config.max_wall_s, step)
+                break
+            # Epoch-seeded permutation, identical on every rank; each rank takes its own slice.
+            epoch, offset = divmod(step * per_rank * world, n)
+            order = np.random.default_rng(config.seed + epoch).permutation(n)
+            start = offset + rank * per_rank
+            indices = [order[(start + k) % n] for k in range(per_rank)]
+            batch = stack_batch(dataset, indices, device)
+
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+                out = net(batch["image_ref"], batch["image_tgt"], batch["intrinsics"])
+            pose_gt = pp.mat2SE3(batch["pose_tgt_ref"].double(), check=False).float()
+            loss, terms = banet_loss(
+                out.poses_per_level, out.depths_per_level, pose_gt, batch["depth_ref"], config.loss
+            )
+            optimizer.zero_grad(set_to_none=True)
+            good = math.isfinite(terms["loss"])
+            if good:
+                loss.backward()
+                grads = [p.grad for p in model.parameters() if p.grad is not None]
+                norm = torch.nn.utils.clip_grad_norm_(
+                    model.parameters(), config.grad_clip if config.grad_clip > 0 else float("inf")
+                )
+                good = bool(torch.isfinite(norm)) and bool(grads)
+            if world > 1:  # every rank must agree to step, or DDP replicas would drift apart
+                flag = torch.tensor([1.0 if good else 0.0], device=device)
+                dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+                good = bool(flag.item() > 0)
+            step += 1
+            if good:
+                optimizer.step()
+                consecutive_bad = 0
+                window.append(terms["loss"])
+                log_terms.append(terms)
+            else:
+                skipped += 1
+                consecutive_bad += 1
+                logger.warning("step %d: non-finite loss or gradient, update skipped", step)
+                if consecutive_bad >= 20:
+                    raise RuntimeError(f"20 consecutive non-finite steps up to step {step}; stopping")
+            if len(window) >= config.plateau_window:
+                scheduler.step(float(np.mean(window)))
+                window = []
+
+            if rank == 0 and (step % config.log_every == 0 or step == config.steps):
+                recent = log_terms[-config.log_every :] or [{"loss": float("nan")}]
+                mean = {k: float(np.mean([t.get(k, float("nan")) for t in recent])) for k in recent[0]}
+                elapsed = time.monotonic() - seg_start
+                writer.writerow(
+                    {
+                        "step": step,
+                        "wall_s": round(wall_before + elapsed, 2),
+                        "lr": optimizer.param_groups[0]["lr"],
+                        "loss": mean.get("loss"),
+                        "rotation": mean.get("rotation"),
+                        "translation": mean.get("translation"),
+                        "depth": mean.get("depth"),
+                        "skipped": skipped,
+                    }
+                )
+                log_file.flush()
+                bar.update(
+                    step,
+                    mean["loss"],
+                    elapsed / max(step - step_at_seg_start, 1),
+                    optimizer.param_groups[0]["lr"],
+                )
+                log_terms = [mean]
+            if rank == 0 and time.monotonic() - last_ckpt >= config.checkpoint_every_s:
+                checkpoint_path = save()
+                last_ckpt = time.monotonic()
+        if rank == 0:
+            checkpoint_path = save()
+    finally:
+        if log_file is not None:
+            log_file.close()
+        if world > 1 and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+    last_loss = float(np.mean([t["loss"] for t in log_terms])) if log_terms else float("nan")
+    return TrainResult(step, wall_before + time.monotonic() - seg_start, last_loss, checkpoint_path, skipped)

@@ -1,0 +1,126 @@
+"""BA-Net training losses (paper §4.5): rotation as a quaternion distance, metric translation, berHu depth.
+
+Poses are relative poses T_tgt_ref as pypose SE3 LieTensors (layout [tx, ty, tz, qx, qy, qz, qw]).
+Depth is z-depth in metres with 0 = invalid ground truth. All losses are means over the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pypose as pp
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "LossWeights",
+    "banet_loss",
+    "berhu_loss",
+    "downsample_depth_nearest",
+    "rotation_loss",
+    "translation_loss",
+]
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the three terms and of the coarse levels (the finest level always weighs 1)."""
+
+    rotation: float = 10.0  # quaternion distance ≈ angle/2 in radians: 1 deg ≈ 0.0087
+    translation: float = 1.0  # metres
+    depth: float = 1.0  # berHu in metres
+    coarse_levels: float = 0.5  # weight of each earlier (coarser) level's pose/depth
+    max_depth: float = 50.0  # ground truth beyond this is ignored (far street ends, near-sky)
+
+    def __post_init__(self) -> None:
+        for name in ("rotation", "translation", "depth", "coarse_levels"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"LossWeights.{name} must be a number >= 0, got {value!r}")
+        if not self.max_depth > 0:
+            raise ValueError(f"LossWeights.max_depth must be > 0, got {self.max_depth!r}")
+
+
+def _as_se3(pose: pp.LieTensor | torch.Tensor, name: str) -> pp.LieTensor:
+    if isinstance(pose, pp.LieTensor):
+        return pose
+    if isinstance(pose, torch.Tensor) and pose.shape[-2:] == (4, 4):
+        return pp.mat2SE3(pose, check=False)
+    raise ValueError(f"{name} must be a pypose SE3 or (B, 4, 4) matrices, got {type(pose).__name__}")
+
+
+def rotation_loss(pose: pp.LieTensor, pose_gt: pp.LieTensor | torch.Tensor) -> torch.Tensor:
+    """‖q − q*‖, with the sign of q* chosen to match q (q and −q are the same rotation)."""
+    q = _as_se3(pose, "pose").tensor()[..., 3:7]
+    q_gt = _as_se3(pose_gt, "pose_gt").tensor()[..., 3:7].to(q)
+    dist = torch.minimum((q - q_gt).norm(dim=-1), (q + q_gt).norm(dim=-1))
+    return dist.mean()
+
+
+def translation_loss(pose: pp.LieTensor, pose_gt: pp.LieTensor | torch.Tensor) -> torch.Tensor:
+    """‖t − t*‖ in metres (t: translation of T_tgt_ref)."""
+    t = _as_se3(pose, "pose").tensor()[..., :3]
+    t_gt = _as_se3(pose_gt, "pose_gt").tensor()[..., :3].to(t)
+    return (t - t_gt).norm(dim=-1).mean()
+
+
+def downsample_depth_nearest(depth: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, 1, H, W) → (B, 1, h, w) by nearest sampling at the output pixel centres (never averages across
+    depth edges or into invalid zeros). ``size`` is (h, w)."""
+    if depth.dim() != 4 or depth.shape[1] != 1:
+        raise ValueError(f"depth must have shape (B, 1, H, W), got {tuple(depth.shape)}")
+    if tuple(depth.shape[-2:]) == tuple(size):
+        return depth
+    return F.interpolate(depth, size=size, mode="nearest-exact")
+
+
+def berhu_loss(
+    pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, c_fraction: float = 0.2
+) -> torch.Tensor:
+    """Reverse Huber (Laina et al.): |x| if |x| ≤ c, (x² + c²) / 2c otherwise, c = c_fraction · max|x| of
+    the batch (detached), averaged over valid pixels. ``pred``, ``gt`` (B, 1, h, w); ``valid`` bool."""
+    if pred.shape != gt.shape or valid.shape != gt.shape:
+        raise ValueError(
+            f"pred {tuple(pred.shape)}, gt {tuple(gt.shape)} and valid {tuple(valid.shape)} must match"
+        )
+    if valid.dtype != torch.bool:
+        raise ValueError(f"valid must be a bool mask, got {valid.dtype}")
+    if not bool(valid.any()):
+        return pred.sum() * 0.0  # no supervision in this batch; keeps the graph and the dtype
+    diff = (pred - gt)[valid].abs()
+    c = (c_fraction * diff.max()).detach().clamp_min(1e-6)
+    loss = torch.where(diff <= c, diff, (diff.square() + c * c) / (2 * c))
+    return loss.mean()
+
+
+def banet_loss(
+    poses_per_level: list[pp.LieTensor],
+    depths_per_level: list[torch.Tensor],
+    pose_gt: pp.LieTensor | torch.Tensor,
+    depth_gt: torch.Tensor,
+    weights: LossWeights = LossWeights(),
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Sum over levels (coarse → fine; coarse ones weighted by ``weights.coarse_levels``) of
+    w_r·L_rot + w_t·L_trans + w_d·berHu(depth). ``depth_gt`` (B, 1, H, W) at any resolution ≥ the depth
+    maps; it is nearest-downsampled to each. Returns the loss and the finest level's terms as floats."""
+    if not poses_per_level or len(poses_per_level) != len(depths_per_level):
+        raise ValueError(
+            f"poses_per_level ({len(poses_per_level)}) and depths_per_level ({len(depths_per_level)}) must "
+            "be non-empty and of equal length"
+        )
+    pose_gt = _as_se3(pose_gt, "pose_gt")
+    total = torch.zeros((), dtype=depths_per_level[-1].dtype, device=depths_per_level[-1].device)
+    terms: dict[str, float] = {}
+    last = len(poses_per_level) - 1
+    for level, (pose, depth) in enumerate(zip(poses_per_level, depths_per_level, strict=True)):
+        gt = downsample_depth_nearest(depth_gt.to(depth), tuple(depth.shape[-2:]))
+        valid = (gt > 0) & (gt <= weights.max_depth)
+        rot = rotation_loss(pose, pose_gt)
+        trans = translation_loss(pose, pose_gt)
+        dep = berhu_loss(depth, gt, valid)
+        level_loss = weights.rotation * rot + weights.translation * trans + weights.depth * dep
+        total = total + (1.0 if level == last else weights.coarse_levels) * level_loss.to(total.dtype)
+        if level == last:
+            terms = {"rotation": float(rot), "translation": float(trans), "depth": float(dep)}
+    terms["loss"] = float(total)
+    return total, terms
