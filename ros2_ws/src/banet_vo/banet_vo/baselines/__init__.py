@@ -1,1 +1,1 @@
-"""Table 1 baselines: photometric BA (same LM on intensities) and geometric BA (OpenCV features + 5-point + BA)."""
+"""Table 1 baselines: photometric BA (the same LM on intensities) and geometric BA (OpenCV + 5-point + BA)."""
