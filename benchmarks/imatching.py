@@ -1,0 +1,218 @@
+"""iMatching benchmarks: speed (BA per window, adaptation step, peak memory) and accuracy (the Table 1/2
+reproduction: MMA on HoloLens held-out pairs, pose AUC on HoloLens and KITTI 06 held-out pairs, for the
+pretrained and the adapted matchers with SIFT/ORB reference rows).
+
+    .venv/bin/python -m benchmarks.imatching speed --matcher models/matcher_synthetic.safetensors
+    .venv/bin/python -m benchmarks.imatching accuracy --pretrained models/matcher_synthetic.safetensors \\
+        --hololens-adapted models/matcher_hololens_adapted.safetensors \\
+        --kitti-adapted models/matcher_kitti_adapted.safetensors
+
+Real data comes from ../shared/data (never copied here). Split: frames 0-29 of each clip are the only
+frames adaptation ever sees; every measurement uses pairs drawn from frames 30 to the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+HOLOLENS = DATA / "hololens_000_003-052"
+KITTI = DATA / "kitti_odom06_000-050"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def machine() -> str:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores (nproc), {cpu}"
+
+
+def _header(title: str, argv: list[str]) -> list[str]:
+    return [
+        f"## {title}",
+        "",
+        f"- command: `.venv/bin/python -m benchmarks.imatching {' '.join(argv)}`",
+        f"- machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
+        "CPU shared with other jobs (timings are noisy)",
+        f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        "",
+    ]
+
+
+def _vm(key: str) -> float:
+    """A /proc/self/status memory field in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024.0
+    raise RuntimeError(f"{key} not in /proc/self/status")
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (Linux >= 4.0)
+        return True
+    except OSError:
+        return False
+
+
+def speed(args, argv) -> int:
+    from banet_vo.data import open_sequence
+    from imatching_online.adapt import AdaptConfig, OnlineAdapter, match_window
+    from imatching_online.ba import WindowConfig, solve_window
+    from imatching_online.matcher.io import load_matcher
+    from imatching_online.matcher.queries import prepare_image
+
+    torch.set_num_threads(args.threads)
+    matcher, _ = load_matcher(args.matcher)
+    seq = open_sequence(HOLOLENS)
+    frames = {}
+    camera = None
+    for i in range(30):
+        host, tensor, camera = prepare_image(seq[i].image, seq.camera, 240, 160)
+        frames[i] = (host, tensor)
+    ba_config = WindowConfig(passes=2, lm_iterations=5, min_parallax_deg=0.5)
+    config = AdaptConfig()
+    starts = list(range(0, 22, 3))
+    windows = [[s + 2 * j for j in range(5)] for s in starts]
+
+    ba_times, ba_ok, match_times = [], [], []
+    for idx in windows:
+        images = torch.cat([frames[i][1] for i in idx])
+        hosts = [frames[i][0] for i in idx]
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            matches = match_window(matcher, images, hosts, config)
+        match_times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        result = solve_window(camera.K, matches.for_ba(), 5, ba_config)
+        ba_times.append(time.perf_counter() - t0)
+        ba_ok.append(result.success)
+
+    adapter = OnlineAdapter(matcher, camera.K, config, ba_config)
+    step_times, ba_in_step, peaks, skipped = [], [], [], 0
+    base_rss = _vm("VmRSS")
+    for idx in windows:
+        images = torch.cat([frames[i][1] for i in idx])
+        hosts = [frames[i][0] for i in idx]
+        can_reset = _reset_peak_rss()
+        before = _vm("VmRSS")
+        report = adapter.step(images, hosts)
+        if can_reset:
+            peaks.append(_vm("VmHWM") - before)
+        if report.success:
+            step_times.append(report.step_s)
+            ba_in_step.append(report.ba_s)
+        else:
+            skipped += 1
+
+    def stats(x):
+        return f"{np.median(x):.2f} s median, {np.min(x):.2f}–{np.max(x):.2f} s" if x else "n/a"
+
+    lines = _header("Speed: window BA and adaptation step (HoloLens, 240x160, CPU)", argv)
+    lines += [
+        f"Windows: 5 frames (every 2nd frame), starts {starts} of HoloLens frames 0-29; corner queries "
+        f"({config.queries_per_frame} max) of frames 0 and 2 of the window matched into the other 4 "
+        f"(8 pairs). BA: {ba_config.passes} passes x {ba_config.lm_iterations} LM iterations.",
+        "",
+        "| what | time | notes |",
+        "|---|---|---|",
+        f"| matching, 5 frames / 8 pairs (no grad) | {stats(match_times)} | |",
+        f"| window BA (solve_window) | {stats(ba_times)} | {sum(ba_ok)}/{len(ba_ok)} windows solved |",
+        f"| adaptation step, BA solved (match+BA+loss+backward+Adam) | {stats(step_times)} | "
+        f"BA part {stats(ba_in_step)}; {skipped} windows skipped |",
+        f"| peak extra RSS during one adaptation step | {np.max(peaks):.0f} MiB max, "
+        f"{np.median(peaks):.0f} MiB median | process RSS before: {base_rss:.0f} MiB |"
+        if peaks
+        else "| peak extra RSS | n/a | /proc/self/clear_refs not writable |",
+        "",
+    ]
+    _write(RESULTS / "imatching.md", lines)
+    return 0
+
+
+def accuracy(args, argv) -> int:
+    from banet_vo.data import open_sequence
+    from imatching_online.evaluation import (
+        evaluate,
+        make_pairs,
+        markdown_table,
+        matcher_method,
+        opencv_method,
+    )
+    from imatching_online.matcher.io import load_matcher
+
+    torch.set_num_threads(args.threads)
+    lines = _header("Accuracy: pretrained vs adapted matcher (held-out pairs), SIFT/ORB reference rows", argv)
+    lines += [
+        "Adaptation used frames 0-29 only, without labels; measurement pairs are drawn from frames 30-end "
+        "with gaps 1, 2 and 3. MMA (pooled over all valid queries) needs GT depth, so it is HoloLens only; "
+        "pose AUC uses the GT poses (HoloLens: headset tracking; KITTI: GPS/INS).",
+        "",
+    ]
+    raw = {}
+    for label, path, adapted in (
+        ("HoloLens 000 (240x160)", HOLOLENS, args.hololens_adapted),
+        ("KITTI 06 (416x128)", KITTI, args.kitti_adapted),
+    ):
+        seq = open_sequence(path)
+        pairs = make_pairs(range(30, len(seq)), [1, 2, 3])
+        methods = {"SIFT (mutual NN)": opencv_method("sift"), "ORB (mutual NN)": opencv_method("orb")}
+        methods["matcher, synthetic pretrained"] = matcher_method(load_matcher(args.pretrained)[0])
+        if adapted:
+            methods["matcher, adapted on frames 0-29 (iMatching)"] = matcher_method(load_matcher(adapted)[0])
+        width = 240 if "HoloLens" in label else 416
+        print(f"{label}: {len(pairs)} pairs", file=sys.stderr)
+        results = evaluate(seq, pairs, methods, width)
+        raw[label] = results
+        lines += [f"### {label}, {len(pairs)} pairs", "", markdown_table(results), ""]
+    (ROOT / "runs").mkdir(exist_ok=True)
+    (ROOT / "runs" / "imatching_accuracy.json").write_text(json.dumps(raw, indent=2))
+    _write(RESULTS / "imatching_accuracy.md", lines)
+    return 0
+
+
+def _write(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(lines) + "\n"
+    path.write_text(text)
+    print(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(prog="benchmarks.imatching", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    s = sub.add_parser("speed", help="BA time per window, adaptation step time and peak memory")
+    s.add_argument("--matcher", default=str(ROOT / "models" / "matcher_synthetic.safetensors"))
+    s.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    a = sub.add_parser("accuracy", help="MMA / pose AUC table on held-out real pairs")
+    a.add_argument("--pretrained", default=str(ROOT / "models" / "matcher_synthetic.safetensors"))
+    a.add_argument("--hololens-adapted", default=None, help="matcher adapted on HoloLens frames 0-29")
+    a.add_argument("--kitti-adapted", default=None, help="matcher adapted on KITTI 06 frames 0-29")
+    a.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    args = p.parse_args(argv)
+    if not HOLOLENS.is_dir() or not KITTI.is_dir():
+        print(f"benchmarks.imatching: error: real clips not found under {DATA}", file=sys.stderr)
+        return 2
+    return speed(args, argv) if args.what == "speed" else accuracy(args, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

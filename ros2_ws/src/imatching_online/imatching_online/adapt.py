@@ -1,0 +1,480 @@
+"""Label-free adaptation of the matcher (the iMatching upper level) and the `imatching-adapt` CLI.
+
+One step on a window of N frames:
+1. query corners in the anchor frames, match them (with autograd on) into the other frames;
+2. the sliding-window BA (imatching_online.ba) solves poses and landmarks from the *detached* matches;
+   a failed window is counted and gives no step;
+3. the loss is the reprojection error of the matcher's differentiable matches against the BA poses and
+   landmarks held constant. At a stationary point of the BA the implicit terms dθ*/dφ vanish from the
+   gradient (paper eq. 7), so one backward pass through the matcher is the whole gradient: no unrolling.
+   Residuals are divided by the image size (max(W, H)) and go through a Huber kernel; the coarse match
+   gets the same target (paper 3.2.3). Optional: a Sampson epipolar term on the BA-inlier matches;
+4. Adam (lr 1e-4), gradient-norm clipping, then the rollback guard watches the BA inlier ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from imatching_online.ba import FailureStats, WindowConfig, WindowResult, solve_window
+from imatching_online.matcher.network import Matcher, MatchOutput
+from imatching_online.matcher.queries import corner_queries
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    lr: float = 1e-4
+    grad_clip: float = 1.0
+    huber_px: float = 2.0  # Huber threshold of the reprojection residual, in pixels
+    coarse_weight: float = 0.5  # weight of the coarse match's reprojection term
+    epipolar_weight: float = 0.0  # Sampson term on BA-inlier matches (0 = off)
+    queries_per_frame: int = 300
+    anchors: tuple[str, ...] = ("first", "middle")  # frames whose corners are matched into all others
+    min_confidence: float = 0.0
+    rollback_window: int = 8  # windows per guard block
+    rollback_tolerance: float = 0.1  # allowed drop of the mean BA inlier ratio below the reference
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "grad_clip", "huber_px", "rollback_tolerance"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"AdaptConfig.{name} must be positive, got {getattr(self, name)}")
+        for name in ("coarse_weight", "epipolar_weight", "min_confidence"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"AdaptConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.queries_per_frame < 10 or self.rollback_window < 1:
+            raise ValueError("AdaptConfig.queries_per_frame must be >= 10 and rollback_window >= 1")
+        if not self.anchors or any(a not in ("first", "middle", "last") for a in self.anchors):
+            raise ValueError(f"AdaptConfig.anchors must be a subset of first/middle/last, got {self.anchors}")
+
+
+@dataclass
+class WindowMatches:
+    """Differentiable matches of one window: per pair (a, b) the MatchOutput (B=1) and the query pixels."""
+
+    outputs: dict[tuple[int, int], MatchOutput]
+    queries: dict[tuple[int, int], torch.Tensor]  # (M, 2)
+    query_ids: dict[tuple[int, int], np.ndarray] | None = None  # (M,) per pair; default 0..M-1 per anchor
+
+    def for_ba(self) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Detached numpy matches {(a, b): (uv_a, uv_b, conf, query_ids)} for the BA."""
+        out = {}
+        for pair, o in self.outputs.items():
+            q = self.queries[pair].detach().cpu().numpy().astype(np.float64)
+            out[pair] = (
+                q,
+                o.uv[0].detach().cpu().numpy().astype(np.float64),
+                o.confidence[0].detach().cpu().numpy().astype(np.float64),
+                np.arange(len(q)) if self.query_ids is None else self.query_ids[pair],
+            )
+        return out
+
+
+def anchor_frames(num_frames: int, anchors: tuple[str, ...]) -> list[int]:
+    index = {"first": 0, "middle": num_frames // 2, "last": num_frames - 1}
+    return sorted({index[a] for a in anchors})
+
+
+def match_window(
+    matcher: Matcher, images: torch.Tensor, host_images: list[np.ndarray], config: AdaptConfig
+) -> WindowMatches:
+    """Corners of the anchor frames matched into every other frame of the window (autograd on)."""
+    n = images.shape[0]
+    if len(host_images) != n or n < 2:
+        raise ValueError(f"host_images must hold one image per frame (>= 2), got {len(host_images)} for {n}")
+    feats = matcher.features(images)
+    outputs, queries = {}, {}
+    for a in anchor_frames(n, config.anchors):
+        q = torch.from_numpy(corner_queries(host_images[a], config.queries_per_frame)).to(images.device)
+        if len(q) < 10:
+            continue
+        fa = _slice(feats, a)
+        for b in range(n):
+            if b == a:
+                continue
+            outputs[(a, b)] = matcher.match(fa, _slice(feats, b), q.unsqueeze(0))
+            queries[(a, b)] = q
+    return WindowMatches(outputs, queries)
+
+
+def _slice(feats, i: int):
+    return type(feats)(feats.coarse[i : i + 1], feats.fine[i : i + 1], feats.size)
+
+
+def _huber(x: torch.Tensor, delta: float) -> torch.Tensor:
+    return torch.where(x <= delta, 0.5 * x.square(), delta * (x - 0.5 * delta))
+
+
+def ba_targets(result: WindowResult, K: np.ndarray) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+    """Per pair: (index of the match within the pair, BA reprojection of its landmark (px)) of every inlier
+    observation produced by a match. Constants: computed in numpy from the BA solution."""
+    if not result.success:
+        raise ValueError("result must be a successful WindowResult")
+    obs = result.observations
+    from_match = obs.match_id >= 0
+    frame, lm, mid = obs.frame[from_match], obs.landmark[from_match], obs.match_id[from_match]
+    T_cw = np.linalg.inv(result.poses)  # (N, 4, 4)
+    X = result.landmarks[lm]
+    Xc = np.einsum("nij,nj->ni", T_cw[frame, :3, :3], X) + T_cw[frame, :3, 3]
+    uv = (Xc[:, :2] / Xc[:, 2:3]) * K[[0, 1], [0, 1]] + K[:2, 2]
+    pair_index, within = result.tracks.match_pair_index(mid)
+    out = {}
+    for p, pair in enumerate(result.tracks.pairs):
+        sel = pair_index == p
+        if sel.any():
+            out[pair] = (within[sel], uv[sel])
+    return out
+
+
+def reprojection_loss(
+    matches: WindowMatches,
+    result: WindowResult,
+    K: np.ndarray,
+    image_size: tuple[int, int],
+    config: AdaptConfig,
+) -> tuple[torch.Tensor, dict]:
+    """The stationary-point loss: robust, size-normalised reprojection error of the differentiable matches
+    against the BA landmarks and poses (constants)."""
+    scale = float(max(image_size))
+    delta = config.huber_px / scale
+    terms, coarse_terms, raw = [], [], []
+    for pair, (idx, target) in ba_targets(result, K).items():
+        o = matches.outputs[pair]
+        t = torch.as_tensor(target, dtype=o.uv.dtype, device=o.uv.device)  # no grad: BA output is constant
+        i = torch.as_tensor(idx, device=o.uv.device)
+        r = (o.uv[0, i] - t).norm(dim=-1) / scale
+        rc = (o.uv_coarse[0, i] - t).norm(dim=-1) / scale
+        terms.append(_huber(r, delta))
+        coarse_terms.append(_huber(rc, delta))
+        raw.append(r.detach() * scale)
+    if not terms:
+        raise ValueError("the window has no observation produced by a match")
+    fine = torch.cat(terms).mean()
+    coarse = torch.cat(coarse_terms).mean()
+    loss = (fine + config.coarse_weight * coarse) / delta  # / delta: O(1) values, Adam does not mind
+    logs = {"observations": int(sum(len(x) for x in raw)), "reproj_px": float(torch.cat(raw).mean())}
+    if config.epipolar_weight > 0:
+        epi = epipolar_loss(matches, result, K) / scale
+        loss = loss + config.epipolar_weight * _huber(epi, delta).mean() / delta
+        logs["epipolar_px"] = float(epi.detach().mean() * scale)
+    return loss, logs
+
+
+def epipolar_loss(matches: WindowMatches, result: WindowResult, K: np.ndarray) -> torch.Tensor:
+    """Sampson distances (px) of the BA-inlier matches under the fundamental matrices of the BA poses."""
+    Kinv = np.linalg.inv(K)
+    out = []
+    for pair, inl in result.match_inliers.items():
+        if not inl.any():
+            continue
+        a, b = pair
+        T_ba = np.linalg.inv(result.poses[b]) @ result.poses[a]
+        t = T_ba[:3, 3]
+        tx = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
+        Fm = Kinv.T @ tx @ T_ba[:3, :3] @ Kinv
+        o = matches.outputs[pair]
+        Ft = torch.as_tensor(Fm, dtype=o.uv.dtype)
+        idx = torch.as_tensor(np.flatnonzero(inl))
+        xa = torch.cat([matches.queries[pair][idx], torch.ones(len(idx), 1)], 1).to(o.uv.dtype)
+        xb = torch.cat([o.uv[0, idx], torch.ones(len(idx), 1, dtype=o.uv.dtype)], 1)
+        Fxa = xa @ Ft.T
+        Ftxb = xb @ Ft
+        num = (xb * Fxa).sum(-1)
+        den = Fxa[:, 0] ** 2 + Fxa[:, 1] ** 2 + Ftxb[:, 0] ** 2 + Ftxb[:, 1] ** 2
+        out.append(num.abs() / den.clamp_min(1e-12).sqrt())
+    if not out:
+        return torch.zeros(1)
+    return torch.cat(out)
+
+
+class RollbackGuard:
+    """Restores the last good weights when the BA inlier ratio degrades.
+
+    Windows are grouped in blocks of ``window``. The first block (taken with weights close to the starting
+    ones) sets the reference: its mean inlier ratio, a failed window counting 0. After each later block,
+    if the block mean is below reference - tolerance, the guard asks for a rollback to the weights saved
+    at the last good block; otherwise the current weights become the last good ones.
+    """
+
+    def __init__(self, window: int = 8, tolerance: float = 0.1) -> None:
+        if window < 1 or not tolerance > 0:
+            raise ValueError(f"window must be >= 1 and tolerance > 0, got {window}, {tolerance}")
+        self.window = window
+        self.tolerance = tolerance
+        self.reference: float | None = None
+        self.block: list[float] = []
+        self.rollbacks = 0
+        self.good_state: dict | None = None
+
+    def snapshot(self, matcher: torch.nn.Module, optimiser: torch.optim.Optimizer) -> None:
+        self.good_state = {
+            "model": copy.deepcopy(matcher.state_dict()),
+            "optimiser": copy.deepcopy(optimiser.state_dict()),
+        }
+
+    def record(
+        self, inlier_ratio: float | None, matcher: torch.nn.Module, optimiser: torch.optim.Optimizer
+    ) -> str:
+        """Add one window (None = failed); returns "pending", "accept" or "rollback" (weights restored)."""
+        if self.good_state is None:
+            self.snapshot(matcher, optimiser)
+        self.block.append(0.0 if inlier_ratio is None else float(inlier_ratio))
+        if len(self.block) < self.window:
+            return "pending"
+        mean = float(np.mean(self.block))
+        self.block = []
+        if self.reference is None:
+            self.reference = mean
+            self.snapshot(matcher, optimiser)
+            return "accept"
+        if mean < self.reference - self.tolerance:
+            matcher.load_state_dict(self.good_state["model"])
+            optimiser.load_state_dict(self.good_state["optimiser"])
+            self.rollbacks += 1
+            return "rollback"
+        self.snapshot(matcher, optimiser)
+        return "accept"
+
+
+def inlier_ratio(result: WindowResult) -> float:
+    usable = max(result.counts.get("usable_matches", 0), 1)
+    return result.num_inlier_matches / usable
+
+
+@dataclass
+class StepReport:
+    success: bool
+    reason: str = ""
+    loss: float = float("nan")
+    inlier_ratio: float | None = None
+    rms_px: float = float("nan")
+    guard: str = "pending"
+    logs: dict = field(default_factory=dict)
+    ba_s: float = 0.0
+    step_s: float = 0.0
+
+
+class OnlineAdapter:
+    """The adaptation state of one stream: matcher, Adam, BA settings, failure counts, rollback guard."""
+
+    def __init__(
+        self,
+        matcher: Matcher,
+        K: np.ndarray,
+        config: AdaptConfig | None = None,
+        ba_config: WindowConfig | None = None,
+    ) -> None:
+        self.matcher = matcher
+        self.K = np.asarray(K, dtype=np.float64)
+        self.config = AdaptConfig() if config is None else config
+        self.ba_config = WindowConfig() if ba_config is None else ba_config
+        self.optimiser = torch.optim.Adam(matcher.parameters(), lr=self.config.lr)
+        self.guard = RollbackGuard(self.config.rollback_window, self.config.rollback_tolerance)
+        self.stats = FailureStats()
+        self.steps_taken = 0
+
+    def step(self, images: torch.Tensor, host_images: list[np.ndarray]) -> StepReport:
+        """One window: match, BA, and (if the BA succeeded) one optimiser step."""
+        t0 = time.perf_counter()
+        self.matcher.train()
+        matches = match_window(self.matcher, images, host_images, self.config)
+        if not matches.outputs:
+            self.stats.record(False, "too_few_matches")
+            report = StepReport(False, "too_few_matches")
+            report.guard = self.guard.record(None, self.matcher, self.optimiser)
+            return report
+        t1 = time.perf_counter()
+        result = solve_window(self.K, matches.for_ba(), images.shape[0], self.ba_config)
+        ba_s = time.perf_counter() - t1
+        self.stats.record(result.success, result.reason)
+        if not result.success:
+            report = StepReport(False, f"{result.reason.value}: {result.detail}", ba_s=ba_s)
+            report.guard = self.guard.record(None, self.matcher, self.optimiser)
+            report.step_s = time.perf_counter() - t0
+            return report
+        loss, logs = reprojection_loss(matches, result, self.K, tuple(images.shape[-2:]), self.config)
+        self.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        logs["grad_norm"] = float(
+            torch.nn.utils.clip_grad_norm_(self.matcher.parameters(), self.config.grad_clip)
+        )
+        self.optimiser.step()
+        self.steps_taken += 1
+        ratio = inlier_ratio(result)
+        report = StepReport(True, "", float(loss.detach()), ratio, result.rms_px, logs=logs, ba_s=ba_s)
+        report.guard = self.guard.record(ratio, self.matcher, self.optimiser)
+        report.step_s = time.perf_counter() - t0
+        return report
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def _frame_range(text: str, n: int) -> range:
+    try:
+        lo, hi = (int(x) for x in text.split(":"))
+    except ValueError as exc:
+        raise ValueError(f"--frames must be START:END, got {text!r}") from exc
+    if not 0 <= lo < hi <= n:
+        raise ValueError(f"--frames {text} must lie within 0:{n}")
+    return range(lo, hi)
+
+
+def _eta(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="imatching-adapt",
+        description="Adapt a matcher to an image sequence without labels (iMatching: BA-supervised).",
+    )
+    p.add_argument(
+        "sequence", type=Path, help="sequence directory (any format banet_vo.data.open_sequence reads)"
+    )
+    p.add_argument("--matcher", required=True, type=Path, help="matcher checkpoint to start from")
+    p.add_argument("--out", required=True, type=Path, help="adapted matcher checkpoint to write")
+    p.add_argument(
+        "--steps", type=int, default=100, help="windows to process (failed windows count, no update)"
+    )
+    p.add_argument("--frames", default=None, help="START:END frames used for adaptation (default: all)")
+    p.add_argument(
+        "--width", type=int, default=240, help="working image width (multiple of 8; height keeps aspect)"
+    )
+    p.add_argument("--window", type=int, default=5, help="frames per BA window")
+    p.add_argument("--frame-stride", type=int, default=1, help="take every k-th frame inside a window")
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    p.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip")
+    p.add_argument("--epipolar-weight", type=float, default=0.0, help="weight of the Sampson epipolar term")
+    p.add_argument("--queries", type=int, default=300, help="corner queries per anchor frame")
+    p.add_argument("--rollback-window", type=int, default=8, help="windows per rollback-guard block")
+    p.add_argument("--rollback-tolerance", type=float, default=0.1, help="allowed inlier-ratio drop")
+    p.add_argument("--ba-passes", type=int, default=2, help="BA optimise/prune passes per window")
+    p.add_argument("--ba-iterations", type=int, default=5, help="LM iterations per BA pass")
+    p.add_argument(
+        "--min-parallax-deg", type=float, default=0.5, help="parallax the BA's initial pair needs (degrees)"
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--seed", type=int, default=0, help="order of the windows")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"imatching-adapt: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    from banet_vo.data import open_sequence
+
+    from imatching_online.matcher.io import load_matcher, save_matcher
+    from imatching_online.matcher.queries import fit_size, prepare_image
+
+    torch.set_num_threads(args.threads)
+    if args.steps < 1 or args.window < 2 or args.frame_stride < 1:
+        raise ValueError("--steps must be >= 1, --window >= 2 and --frame-stride >= 1")
+    seq = open_sequence(args.sequence)
+    frames = _frame_range(args.frames, len(seq)) if args.frames else range(len(seq))
+    span = (args.window - 1) * args.frame_stride
+    starts = [s for s in frames if s + span in frames]
+    if not starts:
+        raise ValueError(
+            f"--frames holds no complete window of {args.window} frames (stride {args.frame_stride})"
+        )
+    matcher, base_meta = load_matcher(args.matcher)
+    cam = seq.camera
+    width, height = fit_size(cam.width, cam.height, args.width)
+    cache: dict[int, tuple[np.ndarray, torch.Tensor]] = {}
+    camera = cam.resized(width, height)
+    for i in frames:
+        host, tensor, _ = prepare_image(seq[i].image, cam, width, height)
+        cache[i] = (host, tensor)
+    config = AdaptConfig(
+        lr=args.lr, grad_clip=args.grad_clip, epipolar_weight=args.epipolar_weight,
+        queries_per_frame=args.queries, rollback_window=args.rollback_window,
+        rollback_tolerance=args.rollback_tolerance,
+    )  # fmt: skip
+    ba_config = WindowConfig(
+        window_size=args.window, passes=args.ba_passes, lm_iterations=args.ba_iterations,
+        min_parallax_deg=args.min_parallax_deg,
+    )  # fmt: skip
+    adapter = OnlineAdapter(matcher, camera.K, config, ba_config)
+    rng = np.random.default_rng(args.seed)
+    order: list[int] = []
+    t0 = time.perf_counter()
+    history = []
+    print(
+        f"adapting on {seq.name} frames {frames.start}:{frames.stop} at {width}x{height}, "
+        f"{len(starts)} windows",
+        file=sys.stderr,
+    )
+    for k in range(args.steps):
+        if not order:
+            order = list(rng.permutation(starts))
+        s = int(order.pop())
+        idx = [s + j * args.frame_stride for j in range(args.window)]
+        images = torch.cat([cache[i][1] for i in idx])
+        report = adapter.step(images, [cache[i][0] for i in idx])
+        elapsed = time.perf_counter() - t0
+        eta = elapsed / (k + 1) * (args.steps - k - 1)
+        history.append({"window_start": s, "success": report.success, "loss": report.loss,
+                        "inlier_ratio": report.inlier_ratio, "guard": report.guard})  # fmt: skip
+        state = (
+            f"loss={report.loss:.3f} inliers={report.inlier_ratio:.2f} rms={report.rms_px:.2f}px"
+            if report.success
+            else f"skipped ({report.reason})"
+        )
+        bar = "#" * int(20 * (k + 1) / args.steps)
+        print(
+            f"[{bar:<20}] {k + 1}/{args.steps} eta {_eta(eta)} window {s}: {state} guard={report.guard}",
+            file=sys.stderr,
+        )
+    ok = [h for h in history if h["success"]]
+    meta = {
+        "adapted_by": "imatching-adapt (label-free, BA reprojection, stationary-point gradient)",
+        "adapted_from": str(args.matcher),
+        "base_meta": base_meta,
+        "sequence": str(args.sequence),
+        "frames": [frames.start, frames.stop],
+        "image_size": [width, height],
+        "windows": args.steps,
+        "optimiser_steps": adapter.steps_taken,
+        "failures": adapter.stats.as_dict(),
+        "rollbacks": adapter.guard.rollbacks,
+        "mean_inlier_ratio_first_half": _mean([h["inlier_ratio"] for h in ok[: len(ok) // 2]]),
+        "mean_inlier_ratio_second_half": _mean([h["inlier_ratio"] for h in ok[len(ok) // 2 :]]),
+        "config": config.__dict__,
+        "ba_config": ba_config.__dict__,
+        "window": args.window,
+        "frame_stride": args.frame_stride,
+        "wall_time_s": round(time.perf_counter() - t0, 1),
+    }
+    save_matcher(args.out, adapter.matcher, meta)
+    print(
+        f"wrote {args.out}: {adapter.steps_taken} steps, {adapter.stats.summary()}, "
+        f"rollbacks={adapter.guard.rollbacks}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _mean(values: list) -> float:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else math.nan
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""Matching evaluation: MMA at 1/2/5 px (ground-truth depth + pose) and pose AUC at 5/10/20 deg, for
+matcher checkpoints and the OpenCV SIFT / ORB reference rows (mutual nearest neighbour), as in the
+iMatching paper's Tables 1 and 2.
+
+All methods see the same frame pairs at the same working resolution (default 240 px wide, intrinsics
+scaled by the project's resize rule); MMA thresholds are in pixels of that resolution. Matcher queries
+are Shi-Tomasi corners of image A (matching.queries.corner_queries); every query counts, there is no
+confidence filter. MMA uses banet_vo.evaluation.matching (nearest-pixel depth of A, occlusion check
+against B's depth) and is pooled over all valid queries of all pairs. Pose: essential matrix with
+RANSAC (1 px) + cheirality (OpenCV), error max(rotation, translation direction), AUC with
+banet_vo.evaluation.pose_auc; a pair with fewer than 5 matches or no solution counts as a failure.
+
+Run: ``python -m imatching_online.evaluation SEQ --matcher NAME=PATH ... --frames 30:50``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from banet_vo.evaluation.matching import matching_accuracy
+from banet_vo.evaluation.pose import pose_auc, two_view_pose_error
+
+from imatching_online.matcher.network import Matcher
+from imatching_online.matcher.queries import corner_queries, fit_size, prepare_image
+
+MMA_THRESHOLDS = (1.0, 2.0, 5.0)
+AUC_THRESHOLDS = (5.0, 10.0, 20.0)
+Correspond = Callable[[dict, dict], tuple[np.ndarray, np.ndarray]]
+
+
+def matcher_method(matcher: Matcher, max_queries: int = 300) -> Correspond:
+    """Correspondences of a matcher: corners of A and their expected matches in B."""
+
+    @torch.no_grad()
+    def run(frame_a: dict, frame_b: dict) -> tuple[np.ndarray, np.ndarray]:
+        q = corner_queries(frame_a["host"], max_queries)
+        if len(q) == 0:
+            return np.zeros((0, 2)), np.zeros((0, 2))
+        out = matcher(frame_a["tensor"], frame_b["tensor"], torch.from_numpy(q)[None])
+        return q.astype(np.float64), out.uv[0].numpy().astype(np.float64)
+
+    matcher.eval()
+    return run
+
+
+def opencv_method(kind: str, features: int = 500) -> Correspond:
+    """SIFT or ORB keypoints with mutual nearest-neighbour descriptor matching (cross check)."""
+    if kind == "sift":
+        detector, norm = cv2.SIFT_create(nfeatures=features), cv2.NORM_L2
+    elif kind == "orb":
+        detector, norm = cv2.ORB_create(nfeatures=features, edgeThreshold=15, patchSize=15), cv2.NORM_HAMMING
+    else:
+        raise ValueError(f"kind must be 'sift' or 'orb', got {kind!r}")
+    bf = cv2.BFMatcher(norm, crossCheck=True)
+
+    def run(frame_a: dict, frame_b: dict) -> tuple[np.ndarray, np.ndarray]:
+        ka, da = detector.detectAndCompute(frame_a["gray"], None)
+        kb, db = detector.detectAndCompute(frame_b["gray"], None)
+        if da is None or db is None or len(ka) == 0 or len(kb) == 0:
+            return np.zeros((0, 2)), np.zeros((0, 2))
+        matches = bf.match(da, db)
+        qa = np.array([ka[m.queryIdx].pt for m in matches], np.float64).reshape(-1, 2)
+        qb = np.array([kb[m.trainIdx].pt for m in matches], np.float64).reshape(-1, 2)
+        return qa, qb
+
+    return run
+
+
+def relative_pose_from_matches(qa: np.ndarray, qb: np.ndarray, K: np.ndarray) -> np.ndarray | None:
+    """T_ba (4x4) from an essential matrix with RANSAC + cheirality; None when it cannot be solved."""
+    if len(qa) < 5:
+        return None
+    E, inliers = cv2.findEssentialMat(qa, qb, K, method=cv2.RANSAC, prob=0.999, threshold=1.0)
+    if E is None or E.shape != (3, 3):
+        return None
+    _, R, t, _ = cv2.recoverPose(E, qa, qb, K, mask=inliers)
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, t.ravel()
+    return T
+
+
+def load_frames(seq, indices, width: int) -> tuple[dict[int, dict], object]:
+    """Frames at the working resolution: host RGB, gray, tensor, depth (nearest), pose; and the camera."""
+    from banet_vo.data.dataset import resize_depth_nearest
+
+    w, h = fit_size(seq.camera.width, seq.camera.height, width)
+    frames, camera = {}, None
+    for i in sorted(set(indices)):
+        f = seq[i]
+        host, tensor, camera = prepare_image(f.image, seq.camera, w, h)
+        depth = None if f.depth is None else resize_depth_nearest(f.depth, w, h)
+        frames[i] = {
+            "host": host,
+            "gray": cv2.cvtColor(host, cv2.COLOR_RGB2GRAY),
+            "tensor": tensor,
+            "depth": depth,
+            "pose": f.pose,
+        }
+    return frames, camera
+
+
+def evaluate(
+    seq, pairs: list[tuple[int, int]], methods: dict[str, Correspond], width: int = 240
+) -> dict[str, dict]:
+    """Per method: pooled MMA (if depth), pose AUC (if poses), mean matches per pair, seconds per pair."""
+    if not pairs:
+        raise ValueError("pairs is empty")
+    frames, camera = load_frames(seq, [i for p in pairs for i in p], width)
+    results = {}
+    for name, run in methods.items():
+        errors, pose_errors, counts = [], [], []
+        t0 = time.perf_counter()
+        for a, b in pairs:
+            fa, fb = frames[a], frames[b]
+            qa, qb = run(fa, fb)
+            counts.append(len(qa))
+            T_gt = None if fa["pose"] is None else np.linalg.inv(fb["pose"]) @ fa["pose"]
+            if fa["depth"] is not None and T_gt is not None and len(qa):
+                acc = matching_accuracy(qa, qb, fa["depth"], T_gt, camera, depth_b=fb["depth"])
+                errors.append(acc.errors_px[~np.isnan(acc.errors_px)])
+            if T_gt is not None:
+                T_est = relative_pose_from_matches(qa, qb, camera.K)
+                err = np.inf if T_est is None else two_view_pose_error(T_est, T_gt).auc_error_deg
+                pose_errors.append(err)
+        row: dict = {"pairs": len(pairs), "matches_per_pair": float(np.mean(counts))}
+        row["seconds_per_pair"] = (time.perf_counter() - t0) / len(pairs)
+        if errors:
+            e = np.concatenate(errors)
+            row["mma"] = {str(t): float(np.mean(e <= t)) for t in MMA_THRESHOLDS}
+            row["mma_valid_matches"] = int(e.size)
+        if pose_errors:
+            row["pose_auc"] = {str(k): v for k, v in pose_auc(pose_errors, AUC_THRESHOLDS).items()}
+            row["median_pose_error_deg"] = float(np.median(pose_errors))
+        results[name] = row
+    return results
+
+
+def markdown_table(results: dict[str, dict]) -> str:
+    has_mma = any("mma" in r for r in results.values())
+    has_auc = any("pose_auc" in r for r in results.values())
+    head = ["method"]
+    if has_mma:
+        head += [f"MMA@{t:g}px" for t in MMA_THRESHOLDS]
+    if has_auc:
+        head += [f"AUC@{t:g}°" for t in AUC_THRESHOLDS]
+    head += ["matches/pair"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in results.items():
+        cells = [name]
+        if has_mma:
+            cells += [f"{100 * r['mma'][str(t)]:.1f}" if "mma" in r else "–" for t in MMA_THRESHOLDS]
+        if has_auc:
+            cells += [
+                f"{100 * r['pose_auc'][str(t)]:.1f}" if "pose_auc" in r else "–" for t in AUC_THRESHOLDS
+            ]
+        cells.append(f"{r['matches_per_pair']:.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def make_pairs(frames: range, gaps: list[int]) -> list[tuple[int, int]]:
+    return [(i, i + g) for g in gaps for i in frames if i + g in frames]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sequence", type=Path, help="sequence directory (banet_vo.data.open_sequence)")
+    p.add_argument(
+        "--matcher", action="append", default=[], metavar="NAME=PATH", help="matcher checkpoint (repeatable)"
+    )
+    p.add_argument("--frames", default=None, help="START:END frames the pairs are drawn from (default: all)")
+    p.add_argument("--gaps", default="1,2", help="frame gaps of the pairs, comma separated")
+    p.add_argument("--width", type=int, default=240, help="working width (multiple of 8, aspect kept)")
+    p.add_argument("--no-opencv", action="store_true", help="leave out the SIFT and ORB reference rows")
+    p.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+
+
+def run_from_args(args) -> int:
+    from banet_vo.data import open_sequence
+
+    from imatching_online.matcher.io import load_matcher
+
+    torch.set_num_threads(args.threads)
+    seq = open_sequence(args.sequence)
+    if args.frames:
+        lo, hi = (int(x) for x in args.frames.split(":"))
+        if not 0 <= lo < hi <= len(seq):
+            raise ValueError(f"--frames {args.frames} must lie within 0:{len(seq)}")
+        frames = range(lo, hi)
+    else:
+        frames = range(len(seq))
+    gaps = [int(g) for g in args.gaps.split(",")]
+    if any(g < 1 for g in gaps):
+        raise ValueError(f"--gaps must be positive integers, got {args.gaps}")
+    pairs = make_pairs(frames, gaps)
+    methods: dict[str, Correspond] = {}
+    if not args.no_opencv:
+        methods["SIFT (mutual NN)"] = opencv_method("sift")
+        methods["ORB (mutual NN)"] = opencv_method("orb")
+    for spec in args.matcher:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            raise ValueError(f"--matcher must be NAME=PATH, got {spec!r}")
+        methods[name] = matcher_method(load_matcher(path)[0])
+    print(f"evaluating {len(methods)} methods on {len(pairs)} pairs of {seq.name}", file=sys.stderr)
+    results = evaluate(seq, pairs, methods, args.width)
+    print(markdown_table(results))
+    if args.json:
+        payload = {"sequence": str(args.sequence), "frames": [frames.start, frames.stop], "gaps": gaps}
+        payload.update(width=args.width, results=results)
+        args.json.write_text(json.dumps(payload, indent=2))
+    return 0
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """`banet-vo-eval matching` (registration: banet_vo.evaluation.commands)."""
+    p = subparsers.add_parser(
+        "matching", help="MMA and pose AUC of matchers vs SIFT/ORB", description=__doc__
+    )
+    add_arguments(p)
+    p.set_defaults(func=run_from_args)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m imatching_online.evaluation", description=__doc__.splitlines()[0]
+    )
+    add_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return run_from_args(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"imatching evaluation: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

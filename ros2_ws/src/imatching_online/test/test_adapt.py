@@ -1,0 +1,216 @@
+"""Adaptation: the stationary-point loss against BA constants, skipped failed windows, the rollback guard,
+and the checkpoint round trip of matcher weights."""
+
+from __future__ import annotations
+
+import imatching_online.adapt as adapt
+import numpy as np
+import pytest
+import torch
+from imatching_online.adapt import (
+    AdaptConfig,
+    OnlineAdapter,
+    RollbackGuard,
+    WindowMatches,
+    ba_targets,
+    reprojection_loss,
+)
+from imatching_online.ba import WindowConfig, solve_window
+from imatching_online.ba.synthetic import make_window
+from imatching_online.matcher.network import Matcher, MatcherConfig, MatchOutput
+
+TINY = MatcherConfig(base_channels=8, coarse_channels=16, fine_channels=8, window_radius=2)
+FAST_BA = WindowConfig(passes=2, lm_iterations=5)
+# Tests that run the real window BA take several seconds on a shared CPU.
+
+
+@pytest.fixture(scope="module")
+def solved():
+    window = make_window(num_frames=4, queries_per_anchor=60, seed=3, width=320, height=240, focal=250.0)
+    result = solve_window(window.K, window.matches, 4, FAST_BA)
+    assert result.success, result.detail
+    return window, result
+
+
+def _matches_from(window, values: dict | None = None, requires_grad: bool = True) -> WindowMatches:
+    """WindowMatches whose fine/coarse matches are leaf tensors holding the window's matched pixels."""
+    outputs, queries = {}, {}
+    for pair, m in window.matches.items():
+        uv = torch.tensor(m.uv_b if values is None else values[pair], dtype=torch.float64)[None]
+        uv = uv.clone().requires_grad_(requires_grad)
+        ones = torch.ones(uv.shape[:2], dtype=torch.float64)
+        outputs[pair] = MatchOutput(uv, uv, ones, ones, ones)
+        queries[pair] = torch.tensor(m.uv_a, dtype=torch.float64)
+    return WindowMatches(outputs, queries)
+
+
+@pytest.mark.slow
+def test_ba_targets_reproduce_the_ba_reprojection_errors(solved):
+    window, result = solved
+    targets = ba_targets(result, window.K)
+    errors = []
+    for pair, (idx, uv) in targets.items():
+        errors.append(np.linalg.norm(window.matches[pair].uv_b[idx] - uv, axis=1))
+    obs = result.observations
+    expected = np.sort(obs.error_px[obs.match_id >= 0])
+    np.testing.assert_allclose(np.sort(np.concatenate(errors)), expected, atol=1e-6)
+    # Inliers of a 0.5 px-noise window sit close to their landmark's projection.
+    assert np.median(expected) < 1.0
+
+
+@pytest.mark.slow
+def test_loss_gradient_only_reaches_ba_inlier_matches_and_points_at_the_ba_reprojection(solved):
+    window, result = solved
+    matches = _matches_from(window)
+    config = AdaptConfig(coarse_weight=0.0)
+    loss, logs = reprojection_loss(matches, result, window.K, (window.height, window.width), config)
+    loss.backward()
+    targets = ba_targets(result, window.K)
+    for pair, out in matches.outputs.items():
+        grad = out.uv.grad[0].numpy()
+        used = np.zeros(len(grad), bool)
+        if pair in targets:
+            idx, target = targets[pair]
+            used[idx] = True
+            residual = window.matches[pair].uv_b[idx] - target
+            # Gradient descent moves each observed match towards the BA reprojection of its landmark.
+            moving = np.linalg.norm(residual, axis=1) > 1e-6
+            assert (np.sum(grad[idx][moving] * residual[moving], axis=1) > 0).all()
+        assert np.all(grad[~used] == 0)  # outliers and unobserved matches get no gradient
+    assert logs["observations"] == int((result.observations.match_id >= 0).sum())
+
+
+@pytest.mark.slow
+def test_loss_matches_finite_differences_in_float64(solved):
+    window, result = solved
+    pair = next(iter(ba_targets(result, window.K)))
+    config = AdaptConfig(coarse_weight=0.5, epipolar_weight=0.3)
+    size = (window.height, window.width)
+    matches = _matches_from(window)
+    loss, _ = reprojection_loss(matches, result, window.K, size, config)
+    loss.backward()
+    idx = ba_targets(result, window.K)[pair][0][0]
+    analytic = matches.outputs[pair].uv.grad[0, idx].numpy()
+    numeric = np.zeros(2)
+    for d in range(2):
+        vals = []
+        for sign in (1, -1):
+            values = {p: m.uv_b.copy() for p, m in window.matches.items()}
+            values[pair][idx, d] += sign * 1e-6
+            lo, _ = reprojection_loss(_matches_from(window, values, False), result, window.K, size, config)
+            vals.append(float(lo))
+        numeric[d] = (vals[0] - vals[1]) / 2e-6
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-4, atol=1e-9)
+
+
+def _window_images(n: int = 4, size=(48, 64), seed: int = 0):
+    rng = np.random.default_rng(seed)
+    host = (rng.random(size) * 255).astype(np.uint8)
+    host = np.repeat(host[..., None], 3, axis=2)
+    images = torch.from_numpy(host).permute(2, 0, 1).float().div(255)[None].repeat(n, 1, 1, 1)
+    return images, [host] * n
+
+
+def test_failed_window_gives_no_step_and_is_counted():
+    torch.manual_seed(0)
+    matcher = Matcher(TINY)
+    before = {k: v.clone() for k, v in matcher.state_dict().items()}
+    K = np.array([[60.0, 0, 31.5], [0, 60.0, 23.5], [0, 0, 1]])
+    adapter = OnlineAdapter(matcher, K, AdaptConfig(queries_per_frame=40))
+    images, hosts = _window_images()
+    report = adapter.step(images, hosts)  # identical frames: no motion, the BA must refuse the window
+    assert not report.success and report.reason
+    assert adapter.steps_taken == 0 and adapter.stats.failed == 1
+    for k, v in matcher.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+@pytest.mark.slow
+def test_successful_window_updates_the_real_matcher_weights(monkeypatch, solved):
+    window, _ = solved
+    torch.manual_seed(0)
+    matcher = Matcher(TINY)
+
+    def fake_match_window(matcher, images, host_images, config):
+        # Values: the synthetic window's matches (so the BA succeeds); gradient path: the real matcher.
+        feats = matcher.features(images)
+        outputs, queries, ids = {}, {}, {}
+        for (a, b), m in window.matches.items():
+            q = torch.tensor(m.uv_a, dtype=torch.float32)[None] * 0.1
+            out = matcher.match(adapt._slice(feats, a), adapt._slice(feats, b), q)
+            uv = torch.tensor(m.uv_b, dtype=torch.float32)[None] + (out.uv - out.uv.detach())
+            uvc = torch.tensor(m.uv_b, dtype=torch.float32)[None] + (out.uv_coarse - out.uv_coarse.detach())
+            outputs[(a, b)] = MatchOutput(
+                uv, uvc, out.std_fine, out.std_coarse, torch.ones_like(out.confidence)
+            )
+            queries[(a, b)] = torch.tensor(m.uv_a, dtype=torch.float32)
+            ids[(a, b)] = m.query_ids
+        return WindowMatches(outputs, queries, ids)
+
+    monkeypatch.setattr(adapt, "match_window", fake_match_window)
+    adapter = OnlineAdapter(matcher, window.K, AdaptConfig(lr=1e-3), FAST_BA)
+    before = {k: v.clone() for k, v in matcher.state_dict().items()}
+    images, hosts = _window_images(n=4)
+    report = adapter.step(images, hosts)
+    assert report.success and np.isfinite(report.loss) and report.inlier_ratio > 0.5
+    assert adapter.steps_taken == 1 and report.logs["grad_norm"] > 0
+    changed = [k for k, v in matcher.state_dict().items() if not torch.equal(v, before[k])]
+    assert len(changed) == len(before)
+
+
+def test_rollback_guard_restores_the_last_good_weights():
+    net = torch.nn.Linear(2, 1)
+    opt = torch.optim.Adam(net.parameters(), lr=0.1)
+    guard = RollbackGuard(window=2, tolerance=0.1)
+    assert guard.record(0.8, net, opt) == "pending"
+    assert guard.record(0.8, net, opt) == "accept"  # reference 0.8
+    good = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        net.weight += 1.0
+    assert guard.record(0.3, net, opt) == "pending"
+    assert guard.record(None, net, opt) == "rollback"  # mean 0.15 < 0.7
+    assert guard.rollbacks == 1
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, good[k])
+    with torch.no_grad():
+        net.weight += 0.5
+    assert guard.record(0.75, net, opt) == "pending"
+    assert guard.record(0.72, net, opt) == "accept"  # within tolerance: new last-good weights
+    kept = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        net.weight -= 3.0
+    guard.record(0.0, net, opt)
+    assert guard.record(0.1, net, opt) == "rollback"
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, kept[k])
+    with pytest.raises(ValueError):
+        RollbackGuard(window=0)
+
+
+def test_adapt_config_validates():
+    with pytest.raises(ValueError, match="lr"):
+        AdaptConfig(lr=0)
+    with pytest.raises(ValueError, match="anchors"):
+        AdaptConfig(anchors=("centre",))
+
+
+def test_matcher_checkpoint_round_trip(tmp_path):
+    pytest.importorskip("banet_vo.model.checkpoint", reason="banet_vo.model.checkpoint not landed yet")
+    from imatching_online.matcher.io import load_matcher, save_matcher
+
+    torch.manual_seed(1)
+    matcher = Matcher(TINY)
+    path = tmp_path / "m.safetensors"
+    save_matcher(path, matcher, {"steps": 3, "data": "unit test"})
+    loaded, meta = load_matcher(path)
+    assert meta["steps"] == 3 and meta["data"] == "unit test" and "code_version" in meta
+    assert loaded.config == TINY
+    x, q = torch.rand(1, 3, 48, 64), torch.rand(1, 8, 2) * 40
+    torch.testing.assert_close(loaded(x, x.flip(-1), q).uv, matcher(x, x.flip(-1), q).uv)
+    # A checkpoint of another kind is refused.
+    from banet_vo.model.checkpoint import save_checkpoint
+
+    other = tmp_path / "b.safetensors"
+    save_checkpoint(other, {"w": torch.zeros(1)}, kind="banet", config={}, meta={})
+    with pytest.raises(ValueError):
+        load_matcher(other)
