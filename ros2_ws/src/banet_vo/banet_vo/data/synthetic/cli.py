@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-
-import torch
+from pathlib import Path
 
 from banet_vo.data.readers.banet import MAX_DEPTH_M, write_sequence
 from banet_vo.data.sequence import Frame
@@ -106,7 +105,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    torch.set_num_threads(args.threads)
+    out_dir = Path(args.out)
+    if not args.overwrite and any((out_dir / name).exists() for name in ("images", "K.txt")):
+        # Fail before rendering; write_sequence checks again (and fully) when writing.
+        print(f"banet-vo-synth: {out_dir} already holds a sequence; pass --overwrite", file=sys.stderr)
+        return 1
     start = time.perf_counter()
     try:
         sequence = render_sequence(
@@ -119,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             sensor=None if args.no_noise else SensorModel(),
             supersample=args.supersample,
             progress=True,
+            threads=args.threads,
         )
     except ValueError as error:
         print(f"banet-vo-synth: {error}", file=sys.stderr)

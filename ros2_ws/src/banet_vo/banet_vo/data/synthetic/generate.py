@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
+import torch
 
 from banet_vo.data.sequence import Frame, InMemorySequence
 from banet_vo.data.synthetic.atlas import to_display
@@ -24,6 +27,20 @@ DEFAULT_FOV_DEG = {"driving": 80.0, "indoor": 65.0}  # KITTI-like / HoloLens-lik
 SHUTTER_S = {"driving": 0.008, "indoor": 0.012}
 BLUR_SAMPLES = 5
 DEFAULT_SENSOR = SensorModel()
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run a block with `threads` torch intra-op threads (None: unchanged), restoring the old count."""
+    if threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def make_scene(kind: str, seed: int, *, length: float | None = None) -> Scene:
@@ -57,13 +74,18 @@ def render_sequence(
     sensor: SensorModel | None = DEFAULT_SENSOR,
     supersample: int = 1,
     progress: bool = False,
+    threads: int | None = 1,
 ) -> InMemorySequence:
     """Render a synthetic sequence with exact z-depth (0 = sky, driving only) and camera-to-world poses.
 
     `sensor=None` gives noise-free frames at a fixed exposure; `blur` averages BLUR_SAMPLES poses across
     the shutter (depth and pose stay those of the frame's timestamp); `supersample` k renders k x k rays
-    per pixel for smoother geometry edges (k² times slower).
+    per pixel for smoother geometry edges (k² times slower). `threads`: torch intra-op threads while
+    rendering, restored afterwards (None leaves torch's setting). The renderer's tensors are small, so
+    one thread is the fastest on a busy machine; render several sequences in parallel processes instead.
     """
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
     if scene not in KINDS:
         raise ValueError(f"scene must be one of {KINDS}, got {scene!r}")
     if isinstance(frames, bool) or not isinstance(frames, int | np.integer) or frames < 1:
@@ -72,25 +94,27 @@ def render_sequence(
     fov = DEFAULT_FOV_DEG[scene] if fov_deg is None else float(fov_deg)
     camera = camera_from_fov(width, height, fov)
     trajectory = make_trajectory(scene, int(frames), seed)
-    world = make_scene(scene, seed, length=DRIVING_STEP_M[1] * frames + 10.0)
-    sensor_state = Sensor(sensor, seed, int(frames)) if sensor is not None else None
-    shutter = SHUTTER_S[scene]
-    out = []
-    for i, (t, pose) in enumerate(zip(trajectory.timestamps, trajectory.poses, strict=True)):
-        radiance, depth = render_radiance(world, pose, camera, supersample)
-        if blur:  # BLUR_SAMPLES is odd: the middle sample is the frame's own render above
-            for k in range(BLUR_SAMPLES):
-                dt = shutter * ((k + 0.5) / BLUR_SAMPLES - 0.5)
-                if k != BLUR_SAMPLES // 2:
-                    radiance += render_radiance(world, trajectory.pose_at(t + dt), camera, supersample)[0]
-            radiance /= BLUR_SAMPLES
-        image = (
-            sensor_state.expose(radiance)[0] if sensor_state is not None else quantize(to_display(radiance))
-        )
-        out.append(Frame(i, float(t), image, camera, depth.numpy().astype(np.float32), pose.copy()))
-        if progress:
-            print(f"rendered frame {i + 1}/{frames}", file=sys.stderr, flush=True)
+    with torch_threads(threads):
+        world = make_scene(scene, seed, length=DRIVING_STEP_M[1] * frames + 10.0)
+        sensor_state = Sensor(sensor, seed, int(frames)) if sensor is not None else None
+        shutter = SHUTTER_S[scene]
+        out = []
+        for i, (t, pose) in enumerate(zip(trajectory.timestamps, trajectory.poses, strict=True)):
+            radiance, depth = render_radiance(world, pose, camera, supersample)
+            if blur:  # BLUR_SAMPLES is odd: the middle sample is the frame's own render above
+                for k in range(BLUR_SAMPLES):
+                    dt = shutter * ((k + 0.5) / BLUR_SAMPLES - 0.5)
+                    if k != BLUR_SAMPLES // 2:
+                        radiance += render_radiance(world, trajectory.pose_at(t + dt), camera, supersample)[0]
+                radiance /= BLUR_SAMPLES
+            if sensor_state is not None:
+                image = sensor_state.expose(radiance)[0]
+            else:
+                image = quantize(to_display(radiance))
+            out.append(Frame(i, float(t), image, camera, depth.numpy().astype(np.float32), pose.copy()))
+            if progress:
+                print(f"rendered frame {i + 1}/{frames}", file=sys.stderr, flush=True)
     return InMemorySequence(out, name=f"synthetic-{scene}-seed{seed}")
 
 
-__all__ = ["DEFAULT_FOV_DEG", "KINDS", "make_scene", "render_sequence"]
+__all__ = ["DEFAULT_FOV_DEG", "KINDS", "make_scene", "render_sequence", "torch_threads"]

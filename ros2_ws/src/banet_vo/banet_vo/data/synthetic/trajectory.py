@@ -121,12 +121,20 @@ def handheld_trajectory(n: int, seed: int, bounds: tuple[np.ndarray, np.ndarray]
     frames, times = _fine_grid(n, FRAME_RATE["indoor"])
     centre, half = (lo + hi) / 2, (hi - lo) / 2
     for _ in range(100):  # rare draws that leave the per-frame ranges are redrawn (deterministically)
-        # Closed path: a wobbly ellipse in the free box, walked at a smoothly varying speed.
+        # Closed path: a nearly round, slightly wobbly loop in the free box (round keeps the turning
+        # radius >= ~0.45 m, so accelerations stay hand-like), walked at a smoothly varying speed.
         phi = np.linspace(0, 2 * np.pi, 4001)
-        rx = rng.uniform(0.5, 0.85) + 0.1 * np.sin(2 * phi + rng.uniform(0, 6.3))
-        ry = rng.uniform(0.5, 0.85) + 0.1 * np.sin(3 * phi + rng.uniform(0, 6.3))
-        path = centre + half * np.stack(
-            [rx * np.cos(phi), ry * np.sin(phi), 0.8 * np.sin(2 * phi + rng.uniform(0, 6.3))], axis=1
+        ry = min(half[0], half[1]) * rng.uniform(0.65, 0.9)
+        rx = min(ry * rng.uniform(1.0, 1.3), 0.9 * half[0])
+        shift = rng.uniform(-1, 1) * max(0.0, 0.95 * half[0] - 1.05 * rx)
+        wobble = 1 + 0.04 * np.sin(2 * phi + rng.uniform(0, 6.3))
+        path = centre + np.stack(
+            [
+                shift + rx * wobble * np.cos(phi),
+                ry * wobble * np.sin(phi),
+                0.8 * half[2] * np.sin(2 * phi + rng.uniform(0, 6.3)),
+            ],
+            axis=1,
         )
         arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))])
         mean = rng.uniform(0.06, 0.11)
