@@ -1,0 +1,139 @@
+"""BA-Net pair latency and peak memory on CPU (fp32), both presets.
+
+Each preset runs in its own subprocess so that its peak resident memory (ru_maxrss) is its own; the
+reported peak is the growth over the process's resident memory just before the model is built (the
+Python + torch baseline). Random-initialised weights: latency does not depend on the values.
+
+    .venv/bin/python -m benchmarks.banet_latency [--repeats 5] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "banet_latency.md"
+
+
+def _rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def measure(preset: str, repeats: int, threads: int) -> dict:
+    import torch
+    from banet_vo.model.banet import BANet
+    from banet_vo.model.config import BANetConfig
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    base = _rss_mb()
+    config = BANetConfig.preset(preset)
+    model = BANet(config).eval()
+    w, h = config.image_width, config.image_height
+    ref, tgt = torch.rand(1, 3, h, w), torch.rand(1, 3, h, w)
+    intr = torch.tensor([[0.8 * w, 0.8 * w, (w - 1) / 2, (h - 1) / 2]])
+    times = []
+    with torch.no_grad():
+        model(ref, tgt, intr)  # warm-up
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(ref, tgt, intr)
+            times.append(time.perf_counter() - start)
+    times.sort()
+    return {
+        "preset": preset,
+        "size": f"{w}x{h}",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "median_s": times[len(times) // 2],
+        "min_s": times[0],
+        "peak_rss_growth_mb": _rss_mb() - base,
+        "repeats": repeats,
+        "threads": threads,
+    }
+
+
+def _machine() -> str:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores (nproc), {cpu}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="BA-Net pair latency and peak memory on CPU, both presets.")
+    parser.add_argument("--repeats", type=int, default=5, help="timed forward passes per preset")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--presets", default="small,paper", help="comma separated presets")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: measure one preset, print JSON
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(measure(args.child, args.repeats, args.threads)))
+        return 0
+    rows = []
+    for preset in args.presets.split(","):
+        print(f"measuring {preset} ...", file=sys.stderr, flush=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.banet_latency",
+                "--child",
+                preset,
+                "--repeats",
+                str(args.repeats),
+                "--threads",
+                str(args.threads),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    lines = [
+        "## BA-Net pair latency and peak memory (CPU, fp32)",
+        "",
+        "Command: `.venv/bin/python -m benchmarks.banet_latency "
+        f"--repeats {args.repeats} --threads {args.threads}`  ",
+        f"Machine: {_machine()}; shared with other jobs (timings are noisy)  ",
+        f"Date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        "",
+        "One forward pass (features of both images, basis depth, full coarse-to-fine BA), batch 1, no grad.",
+        "Peak memory = growth of the process's peak resident set over the torch baseline.",
+        "",
+        "| preset | input | parameters | median s/pair | min s/pair | peak memory MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['preset']} | {r['size']} | {r['parameters']:,} | {r['median_s']:.3f} | {r['min_s']:.3f} "
+            f"| {r['peak_rss_growth_mb']:.0f} |"
+        )
+    if len(rows) == 2:
+        lines += [
+            "",
+            f"Ratio {rows[1]['preset']}/{rows[0]['preset']} (same run): "
+            f"{rows[1]['median_s'] / rows[0]['median_s']:.1f}x latency.",
+        ]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

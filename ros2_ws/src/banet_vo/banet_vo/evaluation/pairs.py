@@ -1,0 +1,433 @@
+"""Two-view evaluation of BA-Net, its ablations and the Table 1 baselines on image pairs
+(`banet-vo-eval pairs`).
+
+Methods (all see the same pairs at the model's input size; depth is scored at the depth resolution, half
+the input, against ground truth resized by nearest sampling):
+
+- ``banet``: the trained model as shipped (learned features, predicted λ).
+- ``banet_fixed_lambda``: the same trained networks, the damping MLP replaced by a constant λ.
+- ``banet_fixed_features``: the trained basis-depth generator, but the BA runs on the features of a
+  randomly initialised, never trained backbone + FPN (seeded), with a constant λ ("w/o feature learning":
+  we have no ImageNet-pretrained DRN, so untrained features stand in for pretrained-not-fine-tuned ones).
+- ``photometric``: the same LM on blurred gray-level pyramids, constant λ, the trained basis-depth
+  generator as depth parameterisation (so it differs from BA-Net only in features and λ).
+- ``geometric``: SIFT + 5-point RANSAC + two-view BA (``banet_vo.baselines.geometric``); metric scale from
+  the ground-truth translation norm; sparse depth (abs rel over the pixels it has; coverage reported).
+
+The held-out synthetic test set (``held_out_test_specs``) uses scene seeds 100000-100011 of each kind, never
+used for training (seeds 0-31) or the λ sweep (validation seeds 50000-50003).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from banet_vo.evaluation.depth import DepthMetrics, depth_metrics, mean_depth_metrics
+from banet_vo.evaluation.pose import TwoViewPoseError, summarize_pose_errors, two_view_pose_error
+
+__all__ = [
+    "METHODS",
+    "TEST_SEEDS",
+    "VAL_SEEDS",
+    "PairEstimator",
+    "add_parser",
+    "evaluate_pairs",
+    "held_out_test_specs",
+    "sweep_lambda",
+    "validation_specs",
+]
+
+METHODS = ("banet", "banet_fixed_lambda", "banet_fixed_features", "photometric", "geometric")
+TEST_SEEDS = tuple(range(100_000, 100_012))  # per scene kind: 24 sequences, 8 frames, strides 1 and 2
+VAL_SEEDS = tuple(range(50_000, 50_004))
+TEST_FRAMES = 8
+TEST_STRIDES = {"driving": (1, 2), "indoor": (1, 2)}
+MAX_EVAL_DEPTH = 80.0  # metres, ground truth beyond is not scored (Eigen's KITTI cap)
+LAMBDA_CANDIDATES = (0.001, 0.01, 0.1, 1.0)
+
+
+def held_out_test_specs(size: tuple[int, int]):
+    """The held-out synthetic test set: 12 driving + 12 indoor scenes, seeds TEST_SEEDS, 8 frames each
+    (312 pairs with strides 1 and 2)."""
+    from banet_vo.train.data import RenderSpec
+
+    return [
+        RenderSpec(scene, seed, TEST_FRAMES, size) for scene in ("driving", "indoor") for seed in TEST_SEEDS
+    ]
+
+
+def validation_specs(size: tuple[int, int]):
+    """Validation scenes for the λ sweep (4 + 4 sequences, seeds VAL_SEEDS)."""
+    from banet_vo.train.data import RenderSpec
+
+    return [
+        RenderSpec(scene, seed, TEST_FRAMES, size) for scene in ("driving", "indoor") for seed in VAL_SEEDS
+    ]
+
+
+@dataclass
+class Estimate:
+    poses: np.ndarray  # (B, 4, 4) T_tgt_ref
+    depths: np.ndarray  # (B, h, w) z-depth, 0 = no estimate
+
+
+class PairEstimator:
+    """Runs one of METHODS on a batch of pairs (dict with image_ref, image_tgt, intrinsics, pose_tgt_ref)."""
+
+    def __init__(
+        self, model, fixed_lambda: float = 0.01, photometric_lambda: float = 0.01, random_seed: int = 12345
+    ) -> None:
+        from banet_vo.model.banet import BANet
+
+        self.model = model.eval()
+        self.config = model.config
+        self.fixed_lambda = float(fixed_lambda)
+        self.photometric_lambda = float(photometric_lambda)
+        generator_state = torch.get_rng_state()
+        torch.manual_seed(random_seed)
+        self.random_model = BANet(model.config).eval()  # untrained features for the ablation
+        torch.set_rng_state(generator_state)
+
+    @torch.no_grad()
+    def estimate(self, method: str, batch: dict[str, torch.Tensor]) -> Estimate:
+        from banet_vo.baselines.photometric import photometric_ba
+        from banet_vo.model.ba_layer import bundle_adjust
+
+        image_ref, image_tgt, intrinsics = batch["image_ref"], batch["image_tgt"], batch["intrinsics"]
+        if method == "geometric":
+            return self._geometric(batch)
+        if method == "banet":
+            out = self.model(image_ref, image_tgt, intrinsics)
+            return _to_numpy(out.pose, out.depth)
+        parts = self.model.parts(image_ref, image_tgt, intrinsics)
+        iterations = self.config.iterations
+        if method == "photometric":
+            result = photometric_ba(
+                image_ref,
+                image_tgt,
+                parts.basis,
+                parts.depth0,
+                parts.depth_intrinsics,
+                iterations,
+                self.photometric_lambda,
+                min_depth=self.config.min_depth,
+                epsilon=self.config.ba_epsilon,
+            )
+            return _to_numpy(result.pose, result.depth)
+        if method == "banet_fixed_lambda":
+            features_ref, features_tgt = parts.features_ref, parts.features_tgt
+        elif method == "banet_fixed_features":
+            random_parts = self.random_model.parts(image_ref, image_tgt, intrinsics)
+            features_ref, features_tgt = random_parts.features_ref, random_parts.features_tgt
+        else:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        result = bundle_adjust(
+            features_ref,
+            features_tgt,
+            parts.basis,
+            parts.depth0,
+            parts.depth_intrinsics,
+            iterations,
+            [self.fixed_lambda] * len(iterations),
+            min_depth=self.config.min_depth,
+            epsilon=self.config.ba_epsilon,
+        )
+        return _to_numpy(result.pose, result.depth)
+
+    def _geometric(self, batch: dict[str, torch.Tensor]) -> Estimate:
+        from banet_vo.baselines.geometric import geometric_ba
+
+        w, h = self.config.depth_size
+        poses, depths = [], []
+        for b in range(batch["image_ref"].shape[0]):
+            fx, fy, cx, cy = batch["intrinsics"][b].double().tolist()
+            K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
+            gt = batch["pose_tgt_ref"][b].double().numpy()
+            result = geometric_ba(
+                _uint8(batch["image_ref"][b]),
+                _uint8(batch["image_tgt"][b]),
+                K,
+                float(np.linalg.norm(gt[:3, 3])),
+                (w, h),
+            )
+            poses.append(result.pose)
+            depths.append(result.depth)
+        return Estimate(np.stack(poses), np.stack(depths))
+
+
+def _uint8(image: torch.Tensor) -> np.ndarray:
+    return (image.permute(1, 2, 0).clamp(0, 1).numpy() * 255.0).round().astype(np.uint8)
+
+
+def _to_numpy(pose, depth: torch.Tensor) -> Estimate:
+    return Estimate(
+        pose.matrix().detach().double().cpu().numpy(), depth.detach()[:, 0].double().cpu().numpy()
+    )
+
+
+def _gt_depth_at(depth_ref: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    from banet_vo.train.losses import downsample_depth_nearest
+
+    return downsample_depth_nearest(depth_ref.float(), size)[:, 0].double().numpy()
+
+
+def evaluate_pairs(
+    dataset,
+    estimator: PairEstimator,
+    methods: Sequence[str] = METHODS,
+    batch_size: int = 4,
+    max_pairs: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, dict]:
+    """Every method on every pair of ``dataset`` (items as ``banet_vo.data.PairDataset``'s). Returns per
+    method: pose error summary (mean/median), mean depth metrics (when the data has depth), pair count,
+    geometric failures, seconds per pair (this machine, this run)."""
+    for m in methods:
+        if m not in METHODS:
+            raise ValueError(f"methods: unknown method {m!r}; choose from {METHODS}")
+    n = len(dataset) if max_pairs is None else min(len(dataset), max_pairs)
+    if n == 0:
+        raise ValueError("dataset has no pairs")
+    results: dict[str, dict] = {}
+    for method in methods:
+        pose_errors: list[TwoViewPoseError] = []
+        depth_scores: list[DepthMetrics] = []
+        start = time.monotonic()
+        for first in range(0, n, batch_size):
+            items = [dataset[k] for k in range(first, min(n, first + batch_size))]
+            batch = {
+                k: torch.stack([it[k] for it in items])
+                for k in ("image_ref", "image_tgt", "intrinsics", "pose_tgt_ref", "depth_ref")
+            }
+            est = estimator.estimate(method, batch)
+            gt_poses = batch["pose_tgt_ref"].double().numpy()
+            gt_depth = _gt_depth_at(batch["depth_ref"], est.depths.shape[-2:])
+            for b in range(len(items)):
+                pose_errors.append(two_view_pose_error(est.poses[b], gt_poses[b]))
+                has_gt = np.any((gt_depth[b] > 0) & (gt_depth[b] <= MAX_EVAL_DEPTH))
+                if has_gt and np.any(est.depths[b] > 0):
+                    pred = np.where(est.depths[b] > 0, est.depths[b], np.nan)  # sparse: score what exists
+                    depth_scores.append(depth_metrics(pred, gt_depth[b], max_depth=MAX_EVAL_DEPTH))
+            if progress:
+                progress(f"{method}: {min(n, first + batch_size)}/{n} pairs")
+        elapsed = time.monotonic() - start
+        summary: dict = {
+            "pairs": n,
+            "seconds_per_pair": elapsed / n,
+            "pose": summarize_pose_errors(pose_errors),
+        }
+        if depth_scores:
+            summary["depth"] = mean_depth_metrics(depth_scores).as_dict()
+            summary["depth_pairs"] = len(depth_scores)
+        results[method] = summary
+    return results
+
+
+def sweep_lambda(
+    dataset, estimator: PairEstimator, method: str, candidates: Sequence[float] = LAMBDA_CANDIDATES
+) -> tuple[float, dict[float, float]]:
+    """Pick the constant λ of ``method`` (banet_fixed_lambda, banet_fixed_features or photometric) with the
+    lowest mean of (rotation error in degrees + translation error in metres·10) on ``dataset``."""
+    if method not in ("banet_fixed_lambda", "banet_fixed_features", "photometric"):
+        raise ValueError(f"method {method!r} has no constant λ to sweep")
+    scores: dict[float, float] = {}
+    for lam in candidates:
+        if method == "photometric":
+            estimator.photometric_lambda = float(lam)
+        else:
+            estimator.fixed_lambda = float(lam)
+        pose = evaluate_pairs(dataset, estimator, [method])[method]["pose"]
+        scores[float(lam)] = pose["rotation_deg"]["mean"] + pose["translation_cm"]["mean"] / 10.0
+    best = min(scores, key=lambda k: scores[k] if math.isfinite(scores[k]) else math.inf)
+    return best, scores
+
+
+# -- `banet-vo-eval pairs` ---------------------------------------------------------------------------
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "pairs",
+        help="two-view pose/depth errors of BA-Net, its ablations, photometric and geometric BA",
+        description=(
+            "Evaluates METHODS on image pairs: the held-out synthetic test set (rendered once into a cache; "
+            "scene seeds never trained on) or real sequences (any directory banet_vo.data.open_sequence "
+            "reads; depth metrics only where it has depth). Prints a table; --json writes everything."
+        ),
+    )
+    parser.add_argument("--model", required=True, help="BA-Net checkpoint (.safetensors)")
+    parser.add_argument(
+        "--sequence",
+        action="append",
+        default=[],
+        help="real sequence directory (repeatable); without it the held-out synthetic test set is used",
+    )
+    parser.add_argument("--strides", default="1", help="frame offsets for --sequence pairs, comma separated")
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help=f"comma separated subset of {', '.join(METHODS)}"
+    )
+    parser.add_argument(
+        "--cache-dir", default="runs/cache", help="where the rendered test/validation sets are cached"
+    )
+    parser.add_argument(
+        "--fixed-lambda", type=float, help="λ of the ablations (default: swept on validation)"
+    )
+    parser.add_argument("--photometric-lambda", type=float, help="λ of photometric BA (default: swept)")
+    parser.add_argument("--max-pairs", type=int, help="evaluate only the first N pairs of each set")
+    parser.add_argument("--batch-size", type=int, default=4, help="pairs per forward pass")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--json", type=Path, help="write all results (and the λ sweep) to this JSON file")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def build_sets(
+    sequences: Sequence[str], strides: Sequence[int], size: tuple[int, int], cache_dir: str | Path
+):
+    """(name, dataset) pairs: each real sequence (PairDataset at ``size``), or the held-out synthetic test set
+    when ``sequences`` is empty."""
+    from banet_vo.train.data import CachedPairs, load_or_render
+
+    if sequences:
+        from banet_vo.data import PairDataset, open_sequence
+
+        return [
+            (str(path), PairDataset(open_sequence(path), strides=list(strides), size=size, shuffle=False))
+            for path in sequences
+        ]
+    cache = load_or_render(Path(cache_dir) / f"test_{size[0]}x{size[1]}.pt", held_out_test_specs(size))
+    return [("synthetic held-out test set", CachedPairs(cache, TEST_STRIDES))]
+
+
+def choose_lambdas(
+    estimator: PairEstimator,
+    methods: Sequence[str],
+    cache_dir: str | Path,
+    fixed_lambda: float | None = None,
+    photometric_lambda: float | None = None,
+) -> tuple[dict[str, float], dict]:
+    """Constant λ per method: the given ones, or the best of LAMBDA_CANDIDATES on the validation scenes."""
+    from banet_vo.train.data import CachedPairs, load_or_render
+
+    config = estimator.config
+    size = (config.image_width, config.image_height)
+    given = {
+        "banet_fixed_lambda": fixed_lambda,
+        "banet_fixed_features": fixed_lambda,
+        "photometric": photometric_lambda,
+    }
+    sweep: dict = {}
+    todo = [
+        m
+        for m in ("banet_fixed_lambda", "banet_fixed_features", "photometric")
+        if m in methods and given[m] is None
+    ]
+    if todo:
+        val_cache = load_or_render(Path(cache_dir) / f"val_{size[0]}x{size[1]}.pt", validation_specs(size))
+        val = CachedPairs(val_cache, TEST_STRIDES)
+        for method in todo:
+            best, scores = sweep_lambda(val, estimator, method)
+            sweep[method] = {"best": best, "scores": scores}
+            _log(f"λ sweep {method}: {scores} -> {best}")
+    lambdas = {
+        m: float(given[m] if given[m] is not None else sweep.get(m, {}).get("best", 0.01)) for m in given
+    }
+    return lambdas, sweep
+
+
+def evaluate_sets(
+    estimator: PairEstimator,
+    sets,
+    methods: Sequence[str],
+    lambdas: dict[str, float],
+    batch_size: int = 4,
+    max_pairs: int | None = None,
+) -> dict[str, dict[str, dict]]:
+    out = {}
+    for name, dataset in sets:
+        per_method: dict[str, dict] = {}
+        for method in methods:
+            estimator.fixed_lambda = lambdas.get(method, lambdas["banet_fixed_lambda"])
+            estimator.photometric_lambda = lambdas["photometric"]
+            per_method.update(
+                evaluate_pairs(dataset, estimator, [method], batch_size, max_pairs, progress=_log)
+            )
+        out[name] = per_method
+    return out
+
+
+def load_model(path: str | Path):
+    from banet_vo.model.checkpoint import load_banet
+
+    model = load_banet(path, "cpu")
+    return model[0] if isinstance(model, tuple) else model
+
+
+def run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in methods:
+        if m not in METHODS:
+            raise ValueError(f"--methods: unknown method {m!r}; choose from {METHODS}")
+    try:
+        strides = [int(s) for s in args.strides.split(",")]
+    except ValueError:
+        raise ValueError(f"--strides must be comma separated ints, got {args.strides!r}") from None
+    estimator = PairEstimator(load_model(args.model))
+    config = estimator.config
+    lambdas, sweep = choose_lambdas(
+        estimator, methods, args.cache_dir, args.fixed_lambda, args.photometric_lambda
+    )
+    sets = build_sets(args.sequence, strides, (config.image_width, config.image_height), args.cache_dir)
+    results = evaluate_sets(estimator, sets, methods, lambdas, args.batch_size, args.max_pairs)
+    for name, per_method in results.items():
+        print(format_results(name, per_method))
+        print()
+    if args.json:
+        report = {"model": str(args.model), "methods": methods, "lambda": lambdas, "lambda_sweep": sweep}
+        report["sets"] = results
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2, default=float))
+    return 0
+
+
+def format_results(title: str, results: dict[str, dict]) -> str:
+    """Markdown table: one row per method, pose errors (mean / median) and depth metrics."""
+    lines = [
+        f"**{title}** ({next(iter(results.values()))['pairs']} pairs)",
+        "",
+        "| method | rot. err. deg mean / med | transl. err. cm mean / med | transl. dir. deg mean / med "
+        "| abs rel | sq rel | RMSE m | RMSE log | sc.-inv. RMSE log | δ<1.25 | depth coverage | s/pair |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for method, r in results.items():
+        p = r["pose"]
+        cells = [
+            method,
+            f"{p['rotation_deg']['mean']:.3f} / {p['rotation_deg']['median']:.3f}",
+            f"{p['translation_cm']['mean']:.2f} / {p['translation_cm']['median']:.2f}",
+            f"{p['translation_direction_deg']['mean']:.2f} / {p['translation_direction_deg']['median']:.2f}",
+        ]
+        d = r.get("depth")
+        if d:
+            cells += [f"{d['abs_rel']:.3f}", f"{d['sq_rel']:.3f}", f"{d['rmse']:.3f}", f"{d['rmse_log']:.3f}"]
+            cells += [f"{d['si_rmse_log']:.3f}", f"{d['delta_1']:.3f}", f"{d['coverage']:.3f}"]
+        else:
+            cells += ["–"] * 7
+        cells.append(f"{r['seconds_per_pair']:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
