@@ -155,6 +155,19 @@ def normalise_scale(T_cw: np.ndarray, rho: np.ndarray) -> tuple[np.ndarray, np.n
     return T_cw, rho * extent
 
 
+@contextmanager
+def _torch_threads(threads: int):
+    """Run the small LM problems single-threaded: on a busy machine OpenMP workers spinning on
+    barriers made each step 100x slower in our measurements (docs/imatching-ba.md)."""
+    previous = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def lm_pass(
     T_cw: np.ndarray, rho: np.ndarray, inliers: np.ndarray, tracks: Tracks, K: np.ndarray,
     config: WindowConfig,
@@ -173,17 +186,18 @@ def lm_pass(
     kernel_cls = pp.optim.kernel.Cauchy if config.kernel == "cauchy" else pp.optim.kernel.Huber
     kernel = kernel_cls(delta=config.kernel_delta_px)
     optimizer = pp.optim.LM(model, kernel=kernel, vectorize=True)
-    with torch.no_grad():
-        before = float(optimizer.model.loss(inputs, target))
-    cost, steps = before, 0
-    for _ in range(config.lm_iterations):
-        new = float(optimizer.step(inputs, target))
-        log.debug("LM step %d: cost %.6g", steps, new)
-        steps += 1
-        decrease = cost - new
-        cost = new
-        if decrease <= config.lm_tolerance * max(cost, 1e-300):
-            break
+    with _torch_threads(config.torch_threads):
+        with torch.no_grad():
+            before = float(optimizer.model.loss(inputs, target))
+        cost, steps = before, 0
+        for _ in range(config.lm_iterations):
+            new = float(optimizer.step(inputs, target))
+            log.debug("LM step %d: cost %.6g", steps, new)
+            steps += 1
+            decrease = cost - new
+            cost = new
+            if decrease <= config.lm_tolerance * max(cost, 1e-300):
+                break
     with torch.no_grad():
         T_new = model.poses().matrix().numpy().copy()
         rho_new = rho.copy()
@@ -222,24 +236,6 @@ def refine_window(
     stationary point the adaptation step relies on), not re-triangulated. Raises WindowFailure when
     the first pass cannot lower the cost or no landmark survives.
     """
-    with _torch_threads(config.torch_threads):
-        return _refine(T_cw, inliers, tracks, K, config)
-
-
-@contextmanager
-def _torch_threads(threads: int):
-    """Run the small LM problems single-threaded: on a busy machine OpenMP workers spinning on
-    barriers made each step 100x slower in our measurements (docs/imatching-ba.md)."""
-    previous = torch.get_num_threads()
-    if threads > 0:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _refine(T_cw, inliers, tracks: Tracks, K, config: WindowConfig) -> Refined:
     rng = np.random.default_rng(config.seed)
     thr = config.outlier_threshold_px
     rho = anchored_inverse_depth(T_cw, tracks.uv, tracks.anchor, inliers, K)

@@ -29,6 +29,7 @@ class SyntheticWindow:
     outlier: dict[tuple[int, int], np.ndarray]
     width: int
     height: int
+    motion: str
 
 
 def trajectory(num_frames: int, motion: str, step: float, rng: np.random.Generator) -> np.ndarray:
@@ -108,4 +109,4 @@ def make_window(
             conf = rng.uniform(0.5, 1.0, len(sel))
             matches[(a, b)] = PairMatches(uv_a[sel], uv_b, conf, sel.astype(np.int64))
             points[(a, b)], true_uv[(a, b)], outlier[(a, b)] = X[sel], uv[sel], bad
-    return SyntheticWindow(K, poses, matches, points, true_uv, outlier, width, height)
+    return SyntheticWindow(K, poses, matches, points, true_uv, outlier, width, height, motion)
