@@ -42,5 +42,9 @@ format: setup
 bench: setup
 	$(PY) -m benchmarks.run_all
 
+# Renders a synthetic drive, bags it, runs banet_vo on it and prints ATE/RPE/abs rel; output in demo_out/.
+demo: setup
+	VENV=$(VENV) bash scripts/demo.sh
+
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
