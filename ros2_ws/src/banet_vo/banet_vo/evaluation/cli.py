@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 
@@ -17,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_all(subparsers)
+    importlib.import_module("banet_vo.evaluation.pairs").add_parser(subparsers)  # `pairs` (train task)
     return parser
 
 

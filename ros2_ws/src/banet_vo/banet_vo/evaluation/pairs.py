@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from banet_vo.evaluation.depth import DepthMetrics, depth_metrics, mean_depth_metrics
 from banet_vo.evaluation.pose import TwoViewPoseError, summarize_pose_errors, two_view_pose_error
@@ -52,6 +51,7 @@ TEST_SEEDS = tuple(range(100_000, 100_012))  # per scene kind: 24 sequences, 8 f
 VAL_SEEDS = tuple(range(50_000, 50_004))
 TEST_FRAMES = 8
 TEST_STRIDES = {"driving": (1, 2), "indoor": (1, 2)}
+VAL_STRIDES = {"driving": (1,), "indoor": (2,)}  # 52 validation pairs: the sweep stays cheap
 MAX_EVAL_DEPTH = 80.0  # metres, ground truth beyond is not scored (Eigen's KITTI cap)
 LAMBDA_CANDIDATES = (0.001, 0.01, 0.1, 1.0)
 
@@ -87,6 +87,8 @@ class PairEstimator:
     def __init__(
         self, model, fixed_lambda: float = 0.01, photometric_lambda: float = 0.01, random_seed: int = 12345
     ) -> None:
+        import torch
+
         from banet_vo.model.banet import BANet
 
         self.model = model.eval()
@@ -98,8 +100,14 @@ class PairEstimator:
         self.random_model = BANet(model.config).eval()  # untrained features for the ablation
         torch.set_rng_state(generator_state)
 
-    @torch.no_grad()
-    def estimate(self, method: str, batch: dict[str, torch.Tensor]) -> Estimate:
+    def estimate(self, method: str, batch: dict) -> Estimate:
+        """Poses and depths of ``method`` for a batch of pairs, without gradients."""
+        import torch
+
+        with torch.no_grad():
+            return self._estimate(method, batch)
+
+    def _estimate(self, method: str, batch: dict) -> Estimate:
         from banet_vo.baselines.photometric import photometric_ba
         from banet_vo.model.ba_layer import bundle_adjust
 
@@ -144,7 +152,7 @@ class PairEstimator:
         )
         return _to_numpy(result.pose, result.depth)
 
-    def _geometric(self, batch: dict[str, torch.Tensor]) -> Estimate:
+    def _geometric(self, batch: dict) -> Estimate:
         from banet_vo.baselines.geometric import geometric_ba
 
         w, h = self.config.depth_size
@@ -165,17 +173,17 @@ class PairEstimator:
         return Estimate(np.stack(poses), np.stack(depths))
 
 
-def _uint8(image: torch.Tensor) -> np.ndarray:
+def _uint8(image) -> np.ndarray:
     return (image.permute(1, 2, 0).clamp(0, 1).numpy() * 255.0).round().astype(np.uint8)
 
 
-def _to_numpy(pose, depth: torch.Tensor) -> Estimate:
+def _to_numpy(pose, depth) -> Estimate:
     return Estimate(
         pose.matrix().detach().double().cpu().numpy(), depth.detach()[:, 0].double().cpu().numpy()
     )
 
 
-def _gt_depth_at(depth_ref: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+def _gt_depth_at(depth_ref, size: tuple[int, int]) -> np.ndarray:
     from banet_vo.train.losses import downsample_depth_nearest
 
     return downsample_depth_nearest(depth_ref.float(), size)[:, 0].double().numpy()
@@ -192,6 +200,8 @@ def evaluate_pairs(
     """Every method on every pair of ``dataset`` (items as ``banet_vo.data.PairDataset``'s). Returns per
     method: pose error summary (mean/median), mean depth metrics (when the data has depth), pair count,
     geometric failures, seconds per pair (this machine, this run)."""
+    import torch
+
     for m in methods:
         if m not in METHODS:
             raise ValueError(f"methods: unknown method {m!r}; choose from {METHODS}")
@@ -338,7 +348,7 @@ def choose_lambdas(
     ]
     if todo:
         val_cache = load_or_render(Path(cache_dir) / f"val_{size[0]}x{size[1]}.pt", validation_specs(size))
-        val = CachedPairs(val_cache, TEST_STRIDES)
+        val = CachedPairs(val_cache, VAL_STRIDES)
         for method in todo:
             best, scores = sweep_lambda(val, estimator, method)
             sweep[method] = {"best": best, "scores": scores}
@@ -378,6 +388,8 @@ def load_model(path: str | Path):
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     torch.set_num_threads(args.threads)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:

@@ -121,6 +121,10 @@ def banet_loss(
         level_loss = weights.rotation * rot + weights.translation * trans + weights.depth * dep
         total = total + (1.0 if level == last else weights.coarse_levels) * level_loss.to(total.dtype)
         if level == last:
-            terms = {"rotation": float(rot.detach()), "translation": float(trans.detach()), "depth": float(dep.detach())}
+            terms = {
+                "rotation": float(rot.detach()),
+                "translation": float(trans.detach()),
+                "depth": float(dep.detach()),
+            }
     terms["loss"] = float(total.detach())
     return total, terms
