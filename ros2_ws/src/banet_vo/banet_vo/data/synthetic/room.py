@@ -54,6 +54,20 @@ def _floor_texture(b: SceneBuilder) -> tuple[int, float]:
     return b.add_texture(carpet, periodic=False), 1.0
 
 
+def _clutter(
+    b: SceneBuilder, top_centre, width: float, depth: float, yaw: float, textures: list[int]
+) -> None:
+    """A few small boxes (books, tins, cartons) standing on a surface of width x depth."""
+    rng = b.rng
+    along = np.array([-np.sin(yaw), np.cos(yaw), 0.0])
+    for _ in range(int(rng.integers(1, 4))):
+        sx, sy, sz = rng.uniform(0.1, 0.3), rng.uniform(0.1, 0.35), rng.uniform(0.08, 0.35)
+        offset = rng.uniform(-0.5, 0.5) * max(width - sy, 0.0)
+        centre = np.asarray(top_centre) + along * offset + _up(sz / 2)
+        texture = textures[int(rng.integers(len(textures)))]
+        b.add_box(centre, (min(sx, depth), sy, sz), texture, (0.3, 0.3), yaw=yaw + rng.uniform(-0.3, 0.3))
+
+
 def _table(b: SceneBuilder, centre, size, top: int, legs: int) -> None:
     x, y = centre
     sx, sy, height = size
@@ -83,6 +97,8 @@ def make_room(seed: int, texture_size: int = 256) -> Scene:
         tx.photo(str(rng.choice(["immunohistochemistry", "hubble_deep_field"])), size), periodic=False
     )
     metal = b.add_texture(tx.noisy_paint(rng, size, (0.6, 0.6, 0.62), amount=0.25), periodic=True)
+    cardboard = b.add_texture(tx.noisy_paint(rng, size, (0.6, 0.45, 0.3), amount=0.3), periodic=True)
+    clutter = [cardboard, metal, fabric, books]
 
     # Shell: floor (normal up), ceiling (normal down), walls facing inwards.
     b.add_quad(
@@ -163,7 +179,7 @@ def make_room(seed: int, texture_size: int = 256) -> Scene:
             elif kind == 1:  # sideboard / cabinet
                 h = rng.uniform(0.7, 1.0)
                 b.add_box(base + _up(h / 2), (depth, w, h), dark_wood, (0.8, 0.8), yaw=yaw)
-                b.add_box(base + _up(h + 0.15), (0.2, 0.2, 0.3), metal, (0.3, 0.3), yaw=yaw)
+                _clutter(b, base + _up(h), w, depth, yaw, clutter)
             else:  # sofa: seat and back
                 b.add_box(base + _up(0.22), (depth, w, 0.44), fabric, (0.8, 0.8), yaw=yaw)
                 back = base - n * (depth / 2 - 0.08) + _up(0.6)
@@ -172,9 +188,15 @@ def make_room(seed: int, texture_size: int = 256) -> Scene:
     # Middle of the room: rug (just above the floor) and a low table, both under the cameras' free space.
     rw, rd = rng.uniform(1.6, 2.6), rng.uniform(1.2, 1.8)
     b.add_quad((-rw / 2, rd / 2, 0.004), (1, 0, 0), (0, -1, 0), (rw, rd), rug, (rw, rd), normal=(0, 0, 1))
-    _table(
-        b, (rng.uniform(-0.4, 0.4), rng.uniform(-0.3, 0.3)), (rng.uniform(0.8, 1.4), 0.6, 0.45), wood, metal
-    )
+    table_xy, table_w = (rng.uniform(-0.4, 0.4), rng.uniform(-0.3, 0.3)), rng.uniform(0.8, 1.4)
+    _table(b, table_xy, (table_w, 0.6, 0.45), wood, metal)
+    _clutter(b, (*table_xy, 0.45), table_w, 0.5, 0.0, clutter)
+    # Cartons on the floor along the end walls (outside the cameras' free space, below their height).
+    for _ in range(int(rng.integers(1, 4))):
+        sx, sy, sz = rng.uniform(0.3, 0.6), rng.uniform(0.3, 0.6), rng.uniform(0.25, 0.5)
+        x = rng.choice([-1, 1]) * (half_x - 0.45)
+        y = rng.uniform(-half_y + 0.5, half_y - 0.5)
+        b.add_box((x, y, sz / 2), (sx, sy, sz), cardboard, (0.5, 0.5), yaw=rng.uniform(-0.4, 0.4))
 
     lights = np.array([[-half_x / 2, 0.0, height - 0.15], [half_x / 2, 0.0, height - 0.15]])
     lighting = Lighting(

@@ -39,7 +39,10 @@ def _wall_textures(b: SceneBuilder, count: int) -> list[tuple[int, int]]:
 def _car(b: SceneBuilder, x: float, y: float, yaw: float, paint: int, tyre: int, glass: int) -> None:
     rng = b.rng
     length, width = rng.uniform(3.8, 4.8), rng.uniform(1.65, 1.9)
-    colour = rng.uniform(0.15, 1.0, 3)
+    if rng.random() < 0.6:  # most cars are white, silver, grey or black
+        colour = np.full(3, rng.choice([0.08, 0.3, 0.55, 0.85])) * rng.uniform(0.95, 1.05, 3)
+    else:
+        colour = rng.uniform(0.1, 0.9, 3)
     b.add_box((x, y, 0.65), (length, width, 0.7), paint, (1.5, 1.5), yaw=yaw, tint=colour)
     cabin = length * rng.uniform(0.45, 0.6)
     b.add_box((x - 0.1 * length, y, 1.25), (cabin, width * 0.9, 0.5), glass, (1.0, 1.0), yaw=yaw)

@@ -108,9 +108,10 @@ def fbm(
 
 
 def _colour(rng: np.random.Generator, base, jitter: float) -> np.ndarray:
-    return np.clip(np.asarray(base, np.float32) * (1 + jitter * rng.standard_normal(3)), 0, 1).astype(
-        np.float32
-    )
+    """`base` varied mostly in brightness (as real materials vary), slightly in hue."""
+    brightness = 1 + jitter * rng.standard_normal()
+    hue = 1 + 0.25 * jitter * rng.standard_normal(3)
+    return np.clip(np.asarray(base, np.float32) * brightness * hue, 0, 1).astype(np.float32)
 
 
 def noisy_paint(rng: np.random.Generator, size: int, colour, amount: float = 0.25) -> np.ndarray:
