@@ -4,7 +4,8 @@ Each step draws a batch of in-memory pairs, runs BA-Net, applies the losses of `
 every pyramid level's pose and depth, and takes an Adam step; the learning rate is halved when the mean loss
 over ``plateau_window`` steps stops improving. Rank 0 writes a CSV log, a progress line with ETA on stderr,
 and checkpoints: ``last.safetensors`` (the shared model format: config, weights, metadata) plus
-``last.state.pt`` (optimiser, scheduler, step, RNG) so a run resumes exactly where it stopped.
+``last.state.pt`` (optimiser, scheduler, step, RNG) so a run resumes exactly where it stopped. Creating a
+file named ``STOP`` in the run directory ends the run cleanly (checkpoint written) at the next step.
 """
 
 from __future__ import annotations
@@ -329,8 +330,16 @@ def train(
     try:
         model.train()
         while step < config.steps:
-            if config.max_wall_s and time.monotonic() - seg_start + wall_before >= config.max_wall_s:
-                logger.warning("max_wall_s %.0f reached at step %d", config.max_wall_s, step)
+            out_of_time = (
+                bool(config.max_wall_s) and time.monotonic() - seg_start + wall_before >= config.max_wall_s
+            )
+            stop = out_of_time or (out_dir / "STOP").exists()  # STOP file: graceful stop from outside
+            if world > 1:  # rank 0 decides, so that every rank leaves the loop at the same step
+                flag = torch.tensor([1.0 if stop else 0.0], device=device)
+                dist.broadcast(flag, src=0)
+                stop = bool(flag.item() > 0)
+            if stop:
+                logger.warning("stopping at step %d (%s)", step, "max_wall_s" if out_of_time else "STOP file")
                 break
             # Epoch-seeded permutation, identical on every rank; each rank takes its own slice.
             epoch, offset = divmod(step * per_rank * world, n)
