@@ -189,3 +189,15 @@ def test_cached_pairs_items_and_cache_errors(tiny_cache, tmp_path):
         load_cache(broken)
     with pytest.raises(ValueError, match="strides"):
         CachedPairs(load_cache(tiny_cache), {"driving": [1]})
+
+
+@pytest.mark.slow
+def test_stop_file_and_wall_limit_end_the_run_with_a_checkpoint(tiny_cache, tmp_path):
+    data = tiny_dataset(tiny_cache)
+    train(tiny_config(steps=2), tmp_path, dataset=data, progress=False)
+    (tmp_path / "STOP").touch()
+    result = train(tiny_config(steps=50), tmp_path, resume=True, dataset=data, progress=False)
+    assert result.step == 2 and result.checkpoint is not None  # stopped before any further step
+    (tmp_path / "STOP").unlink()
+    limited = train(tiny_config(steps=50, max_wall_s=1e-3), tmp_path / "b", dataset=data, progress=False)
+    assert limited.step < 50 and (tmp_path / "b" / "last.safetensors").is_file()
