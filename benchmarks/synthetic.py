@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from banet_vo.data.synthetic import make_scene, make_trajectory, render_sequence
+from banet_vo.data.synthetic.consistency import photometric_errors
 from banet_vo.data.synthetic.generate import DEFAULT_FOV_DEG, torch_threads
 from banet_vo.data.synthetic.render import camera_from_fov, cast_rays, render_radiance, shade
 from banet_vo.data.synthetic.sensor import Sensor, SensorModel
@@ -104,9 +105,6 @@ def speed(kind: str, frames: int, threads_options: list[int]) -> dict:
 
 def truth(kind: str, seeds: int, frames: int = 5) -> dict:
     """Warp / no-motion photometric error ratio over consecutive pairs (both directions), 320x240."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ros2_ws/src/banet_vo/test"))
-    from test_synthetic_truth import photometric_errors
-
     ratios, visible = [], []
     for seed in range(100, 100 + seeds):
         seq = render_sequence(kind, frames, SIZE, seed=seed)

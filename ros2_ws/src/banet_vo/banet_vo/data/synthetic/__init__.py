@@ -5,6 +5,7 @@ anisotropically filtered textures; trajectories are driving (10 Hz) or hand-held
 docs/synthetic.md.
 """
 
+from banet_vo.data.synthetic.consistency import photometric_errors
 from banet_vo.data.synthetic.generate import DEFAULT_FOV_DEG, KINDS, make_scene, render_sequence
 from banet_vo.data.synthetic.render import camera_from_fov, cast_rays, render_frame, render_radiance
 from banet_vo.data.synthetic.scene import Scene
@@ -22,6 +23,7 @@ __all__ = [
     "make_scene",
     "make_trajectory",
     "motion_per_frame",
+    "photometric_errors",
     "render_frame",
     "render_radiance",
     "render_sequence",
