@@ -26,9 +26,9 @@ __all__ = [
 class LossWeights:
     """Weights of the three terms and of the coarse levels (the finest level always weighs 1)."""
 
-    rotation: float = 10.0  # quaternion distance ≈ angle/2 in radians: 1 deg ≈ 0.0087
+    rotation: float = 20.0  # quaternion distance ≈ angle/2 in radians: 1 deg ≈ 0.0087 (x20 ≈ 0.17)
     translation: float = 1.0  # metres
-    depth: float = 1.0  # berHu in metres
+    depth: float = 0.5  # berHu in metres (street depths are large; keeps pose terms from drowning)
     coarse_levels: float = 0.5  # weight of each earlier (coarser) level's pose/depth
     max_depth: float = 50.0  # ground truth beyond this is ignored (far street ends, near-sky)
 
