@@ -5,6 +5,8 @@ buildings), so every non-sky pixel has finite depth.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from banet_vo.data.synthetic import textures as tx
@@ -55,6 +57,14 @@ def make_street(seed: int, length: float = 200.0, texture_size: int = 256) -> Sc
     """A straight street covering x in [0, length] (plus margins) with the camera lane at y = LANE_Y."""
     if not length > 0:
         raise ValueError(f"length must be positive, got {length}")
+    # Whole 50 m blocks, and one random stream per side and kind of object (drawn left to right), so
+    # sequences of different lengths from one seed share their street as far as it goes.
+    length = 50.0 * math.ceil(length / 50.0)
+
+    def stream(part: int) -> np.random.Generator:
+        b.rng = np.random.default_rng([seed, 1, part])
+        return b.rng
+
     rng = np.random.default_rng([seed, 1])
     b = SceneBuilder(rng, texture_size)
     size = texture_size
@@ -101,6 +111,7 @@ def make_street(seed: int, length: float = 200.0, texture_size: int = 256) -> Sc
 
     # Facades: blocks of whole bays and storeys, small random setbacks and alleys.
     for side in (1, -1):
+        rng = stream(10 + side)
         x = x0 - 10.0
         while x < x1 + 10.0:
             facade, wall = styles[rng.integers(len(styles))]
@@ -120,6 +131,8 @@ def make_street(seed: int, length: float = 200.0, texture_size: int = 256) -> Sc
                 aligned_front=True,
             )
             x += width + (rng.uniform(2.0, 5.0) if rng.random() < 0.25 else 0.0)
+    for side in (1, -1):
+        rng = stream(20 + side)
         back_facade, _ = styles[rng.integers(len(styles))]
         b.add_wall(
             ((x0 + x1) / 2, side * (kerb_y + 30.0), 15.0),
@@ -135,11 +148,13 @@ def make_street(seed: int, length: float = 200.0, texture_size: int = 256) -> Sc
 
     # Parked cars along both kerbs (never in the camera lane), poles, signs and trees on the pavements.
     for side in (1, -1):
+        rng = stream(30 + side)
         x = x0 + rng.uniform(0, 6)
         while x < x1:
             if rng.random() < 0.6:
                 _car(b, x, side * (half_road - 1.15), rng.normal(0, 0.03), paint, tyre, glass)
             x += rng.uniform(5.5, 11.0)
+        rng = stream(40 + side)
         x = x0 + rng.uniform(0, 10)
         while x < x1:
             y = side * (half_road + 0.5)
@@ -170,6 +185,7 @@ def make_street(seed: int, length: float = 200.0, texture_size: int = 256) -> Sc
                 )
             x += rng.uniform(8.0, 20.0)
 
+    rng = stream(50)
     elevation, azimuth = np.radians(rng.uniform(25, 65)), rng.uniform(0, 2 * np.pi)
     sun = np.array(
         [np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)]
