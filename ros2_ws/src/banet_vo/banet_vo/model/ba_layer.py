@@ -1,0 +1,371 @@
+"""Differentiable feature-metric bundle adjustment (paper §4.3): Levenberg-Marquardt over the relative pose
+T_tgt_ref and the K depth-basis coefficients w, coarse to fine, with fixed iteration counts and a predicted
+damping λ (no if-else anywhere, so gradients flow through every iteration).
+
+Residual of reference pixel p at a level: e_p = F_tgt(π(T · D(p) K⁻¹ p̃)) − F_ref(p) ∈ R^C, with
+D = floor(D0 + B·w). Unknowns x = [δ (6, left perturbation, [ρ, φ]), Δw (K)]. Per pixel the Jacobian is
+G_p J_p with G_p (C×2) the target feature gradient at the warped point and J_p (2×(6+K)) the projection
+Jacobian, so the normal equations are assembled per pixel:
+
+    AᵀA = Σ_p J_pᵀ (G_pᵀ G_p) J_p,    Aᵀb = Σ_p J_pᵀ (G_pᵀ e_p),
+
+in O(N·(6+K)²) without ever forming the (N·C)×(6+K) Jacobian (that naive form is kept here only as the
+reference for tests and the benchmark). The step solves (AᵀA + λ·diag(AᵀA) + εI) x = −Aᵀb, Jacobi-scaled so
+fp32 stays well conditioned; the pose is updated as T ← Exp(δ)·T and w ← w + Δw.
+
+Coarser levels use the depth model area-pooled to their grid (D0 and B are linear in w, so pooling keeps
+the same coefficients meaningful on every level) and intrinsics scaled by the resize rule. Every pixel of
+each level is used (no sub-sampling): 64x48 + 32x24 + 16x12 for `small`, 160x120 + 80x60 + 40x30 for `paper`.
+The BA always runs in float32 (float64 if its inputs are float64), with autocast disabled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pypose as pp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from banet_vo.geometry.projection import (
+    backproject,
+    jacobian_project_wrt_depth,
+    jacobian_project_wrt_pose,
+    pixel_grid,
+    project,
+    scale_intrinsics,
+    transform_points,
+)
+from banet_vo.geometry.sampling import bilinear_sample
+from banet_vo.geometry.se3 import identity_se3, perturb_left
+from banet_vo.model.damping import DampingMLP, mean_abs_residual
+
+__all__ = [
+    "BALayer",
+    "BALevel",
+    "BAResult",
+    "Damping",
+    "Linearization",
+    "bundle_adjust",
+    "damped_solve",
+    "euclidean_pose",
+    "linearize",
+    "lm_step",
+    "normal_equations",
+    "normal_equations_dense",
+    "positive_depth",
+    "prepare_level",
+]
+
+# A damping source: a module/callable mapping mean |e| per channel (B, C) → λ (B,), or a fixed λ.
+Damping = Callable[[torch.Tensor], torch.Tensor] | float
+
+
+@dataclass
+class BALevel:
+    """One pyramid level, flattened for the BA. N = h·w reference pixels in ``pixel_grid`` order."""
+
+    features_ref: torch.Tensor  # (B, N, C) reference features at the pixel centres
+    features_tgt: torch.Tensor  # (B, C, h, w) target feature map (sampled at the warped points)
+    uv: torch.Tensor  # (B, N, 2) reference pixel centres
+    basis: torch.Tensor  # (B, N, K) depth basis at this level
+    depth0: torch.Tensor  # (B, N) initial depth at this level
+    intrinsics: torch.Tensor  # (B, 4) at this level's resolution
+    height: int
+    width: int
+
+
+@dataclass
+class Linearization:
+    """Residuals and per-pixel Jacobian factors at the current estimate."""
+
+    residual: torch.Tensor  # (B, N, C), zero where invalid
+    feature_gradient: torch.Tensor  # G: (B, N, C, 2), zero where invalid
+    jacobian: torch.Tensor  # J: (B, N, 2, 6+K) d uv_tgt / d x
+    mask: torch.Tensor  # (B, N) bool: projects in front of the target camera and inside its image
+
+
+@dataclass
+class BAResult:
+    pose: pp.LieTensor  # SE3 (B,) T_tgt_ref
+    coefficients: torch.Tensor  # w (B, K)
+    depth: torch.Tensor  # (B, 1, h, w) final depth at the depth resolution
+    hessian: torch.Tensor  # (B, 6+K, 6+K) AᵀA at the final estimate (finest level)
+    gradient: torch.Tensor  # (B, 6+K) Aᵀb at the final estimate
+    cost: torch.Tensor  # (B,) Σ|e|² / valid pixels at the final estimate (finest level)
+    num_valid: torch.Tensor  # (B,) valid pixels in that cost
+    poses_per_level: list[pp.LieTensor]  # after each level, coarse → fine
+    depths_per_level: list[torch.Tensor]  # (B, 1, h, w) after each level
+    lambdas: list[torch.Tensor]  # (B,) λ of every iteration, in order
+
+
+def positive_depth(raw: torch.Tensor, min_depth: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smooth positive floor: D = min_depth + softplus_β(raw − min_depth), β = 2 / min_depth.
+
+    Equals raw (exactly, past softplus' linear threshold) when raw is well above the floor. Returns the
+    depth and dD/d raw (needed for the analytic Jacobian).
+    """
+    beta = 2.0 / min_depth
+    x = raw - min_depth
+    depth = min_depth + F.softplus(x, beta=beta, threshold=20.0)
+    slope = torch.where(x * beta > 20.0, torch.ones_like(x), torch.sigmoid(x * beta))
+    return depth, slope
+
+
+def prepare_level(
+    features_ref: torch.Tensor,
+    features_tgt: torch.Tensor,
+    basis: torch.Tensor,
+    depth0: torch.Tensor,
+    intrinsics: torch.Tensor,
+) -> BALevel:
+    """Flatten one level. Feature maps (B, C, h, w); basis (B, K, H, W) and depth0 (B, 1, H, W) at the depth
+    resolution with ``intrinsics`` (B, 4) for it; they are area-pooled to (h, w) when the level is coarser."""
+    if features_ref.shape != features_tgt.shape:
+        raise ValueError(
+            f"features_ref {tuple(features_ref.shape)} and features_tgt {tuple(features_tgt.shape)} differ"
+        )
+    B, _, h, w = features_ref.shape
+    H, W = basis.shape[-2:]
+    if depth0.shape != (B, 1, H, W):
+        raise ValueError(f"depth0 must have shape {(B, 1, H, W)} to match basis, got {tuple(depth0.shape)}")
+    if (h, w) != (H, W):
+        basis = F.adaptive_avg_pool2d(basis, (h, w))
+        depth0 = F.adaptive_avg_pool2d(depth0, (h, w))
+        intrinsics = scale_intrinsics(intrinsics, w / W, h / H)
+    N = h * w
+    uv = pixel_grid(h, w, dtype=features_ref.dtype, device=features_ref.device).expand(B, N, 2)
+    return BALevel(
+        features_ref=features_ref.flatten(2).transpose(1, 2),
+        features_tgt=features_tgt,
+        uv=uv,
+        basis=basis.flatten(2).transpose(1, 2),
+        depth0=depth0.reshape(B, N),
+        intrinsics=intrinsics,
+        height=h,
+        width=w,
+    )
+
+
+def linearize(
+    level: BALevel, pose: pp.LieTensor, coefficients: torch.Tensor, min_depth: float
+) -> Linearization:
+    """Residuals, feature gradients and the 2×(6+K) projection Jacobian of every reference pixel."""
+    raw = level.depth0 + torch.einsum("bnk,bk->bn", level.basis, coefficients)
+    depth, slope = positive_depth(raw, min_depth)
+    points_tgt = transform_points(pose, backproject(level.uv, depth, level.intrinsics))
+    uv_tgt, _, in_front = project(points_tgt, level.intrinsics)
+    values, gradients, inside = bilinear_sample(level.features_tgt, uv_tgt)
+    mask = in_front & inside
+    weight = mask.to(values.dtype)
+    residual = (values - level.features_ref) * weight[..., None]
+    gradients = gradients * weight[..., None, None]
+
+    j_pose = jacobian_project_wrt_pose(points_tgt, level.intrinsics)  # (B, N, 2, 6)
+    j_depth = jacobian_project_wrt_depth(level.uv, depth, pose, level.intrinsics)  # (B, N, 2)
+    j_coeff = j_depth[..., None] * (slope[..., None] * level.basis)[:, :, None, :]  # (B, N, 2, K)
+    return Linearization(residual, gradients, torch.cat([j_pose, j_coeff], dim=-1), mask)
+
+
+def normal_equations(
+    jacobian: torch.Tensor, feature_gradient: torch.Tensor, residual: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel assembly: AᵀA = Σ Jᵀ(GᵀG)J and Aᵀb = Σ Jᵀ(Gᵀe) → (B, P, P), (B, P).
+
+    GᵀG (2×2 per pixel) and Gᵀe (2 per pixel) are channel reductions; then one (P × 2N)·(2N × P) matrix
+    product. Cost O(N·C + N·P²); the N·C rows of the dense Jacobian are never formed.
+    """
+    gu, gv = feature_gradient.unbind(-1)  # (B, N, C) each
+    a = (gu * gu).sum(-1, keepdim=True)  # GᵀG = [[a, b], [b, c]]
+    b = (gu * gv).sum(-1, keepdim=True)
+    c = (gv * gv).sum(-1, keepdim=True)
+    ju, jv = jacobian.unbind(-2)  # (B, N, P) each: rows of J for u and v
+    left = torch.cat([ju, jv], dim=1)  # (B, 2N, P)
+    right = torch.cat([a * ju + b * jv, b * ju + c * jv], dim=1)  # (GᵀG J) rows
+    gte = torch.cat([(gu * residual).sum(-1), (gv * residual).sum(-1)], dim=1)  # (B, 2N)
+    hessian = left.mT @ right
+    gradient = (left.mT @ gte[..., None]).squeeze(-1)
+    return hessian, gradient
+
+
+def normal_equations_dense(
+    jacobian: torch.Tensor, feature_gradient: torch.Tensor, residual: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference only (tests, benchmark): form the dense (N·C)×P Jacobian A = G·J, then AᵀA and Aᵀb."""
+    B, N, C, _ = feature_gradient.shape
+    ju, jv = jacobian[:, :, None, 0, :], jacobian[:, :, None, 1, :]  # (B, N, 1, P)
+    dense = (feature_gradient[..., 0:1] * ju + feature_gradient[..., 1:2] * jv).reshape(B, N * C, -1)
+    return dense.mT @ dense, (dense.mT @ residual.reshape(B, N * C, 1)).squeeze(-1)
+
+
+def damped_solve(
+    hessian: torch.Tensor, gradient: torch.Tensor, lam: torch.Tensor, epsilon: float
+) -> torch.Tensor:
+    """LM step x = −(H + λ·diag(H) + εI)⁻¹ g, solved in Jacobi-scaled form.
+
+    With S = diag(H + ε)^(−½) the system S(H + λ diag H + εI)S has a diagonal of 1 + λ·h/(h+ε) and
+    off-diagonals bounded by 1, so fp32 solves it accurately whatever the units of pose and depth
+    coefficients; a zero Hessian (textureless input) gives a zero step, not NaN.
+    """
+    diag = hessian.diagonal(dim1=-2, dim2=-1)
+    scale = torch.rsqrt(diag + epsilon)  # (B, P)
+    scaled = hessian * scale[..., :, None] * scale[..., None, :]
+    ratio = diag * scale * scale  # h / (h + ε)
+    damping = lam[..., None] * ratio + epsilon * scale * scale
+    system = scaled + torch.diag_embed(damping)
+    y = torch.linalg.solve(system, -(scale * gradient))
+    return scale * y
+
+
+def lm_step(
+    level: BALevel,
+    pose: pp.LieTensor,
+    coefficients: torch.Tensor,
+    damping: Damping,
+    min_depth: float,
+    epsilon: float,
+) -> tuple[pp.LieTensor, torch.Tensor, torch.Tensor]:
+    """One differentiable LM iteration → (pose, coefficients, λ used). The pose is pypose's chain: read it
+    through ``.matrix()`` or ``euclidean_pose`` before using ``.tensor()`` in a loss."""
+    lin = linearize(level, pose, coefficients, min_depth)
+    hessian, gradient = normal_equations(lin.jacobian, lin.feature_gradient, lin.residual)
+    if callable(damping):
+        lam = damping(mean_abs_residual(lin.residual, lin.mask))
+    else:
+        lam = torch.full_like(gradient[:, 0], float(damping))
+    step = damped_solve(hessian, gradient, lam, epsilon)
+    return perturb_left(pose, step[:, :6]), coefficients + step[:, 6:], lam
+
+
+def euclidean_pose(T: pp.LieTensor) -> pp.LieTensor:
+    """The same pose, rebuilt from its matrix with plain torch ops.
+
+    pypose's group operations (Exp, Mul, ...) back-propagate in their own tangent-space convention, so the raw
+    [t, q] of their outputs does not carry Euclidean gradients (gradcheck fails on it, while the chain read
+    out through ``.matrix()`` is exact). Every pose this layer returns goes through here, so losses on
+    ``.tensor()`` (quaternion, translation) get true gradients. Never feed the result back into pypose ops
+    that need gradients: the BA keeps its own pypose chain internally.
+    """
+    return pp.mat2SE3(T.matrix(), check=False)
+
+
+def _depth_map(
+    basis: torch.Tensor, depth0: torch.Tensor, coefficients: torch.Tensor, min_depth: float
+) -> torch.Tensor:
+    raw = depth0 + torch.einsum("bkhw,bk->bhw", basis, coefficients)[:, None]
+    return positive_depth(raw, min_depth)[0]
+
+
+def bundle_adjust(
+    features_ref: Sequence[torch.Tensor],
+    features_tgt: Sequence[torch.Tensor],
+    basis: torch.Tensor,
+    depth0: torch.Tensor,
+    intrinsics: torch.Tensor,
+    iterations: Sequence[int],
+    damping: Sequence[Damping],
+    pose_init: pp.LieTensor | None = None,
+    coefficients_init: torch.Tensor | None = None,
+    min_depth: float = 0.1,
+    epsilon: float = 1e-6,
+) -> BAResult:
+    """Coarse-to-fine LM. ``features_*``: per level (B, C, h_l, w_l), coarse → fine, the finest usually at
+    the depth resolution; ``basis`` (B, K, H, W), ``depth0`` (B, 1, H, W) and ``intrinsics`` (B, 4) at the
+    depth resolution. ``iterations``/``damping`` per level. Runs in float32 (float64 if ``basis`` is)."""
+    L = len(features_ref)
+    if not (len(features_tgt) == L == len(iterations) == len(damping)) or L == 0:
+        raise ValueError(
+            f"features_ref ({L}), features_tgt ({len(features_tgt)}), iterations ({len(iterations)}) and "
+            f"damping ({len(damping)}) must have the same non-zero number of levels"
+        )
+    if basis.dim() != 4:
+        raise ValueError(f"basis must have shape (B, K, H, W), got {tuple(basis.shape)}")
+    B, K = basis.shape[:2]
+    if intrinsics.shape != (B, 4):
+        raise ValueError(f"intrinsics must have shape ({B}, 4), got {tuple(intrinsics.shape)}")
+    dtype = torch.float64 if basis.dtype == torch.float64 else torch.float32
+    device = basis.device
+    with torch.autocast(device_type=device.type, enabled=False):
+        basis = basis.to(dtype)
+        depth0 = depth0.to(dtype)
+        intrinsics = intrinsics.to(dtype)
+        pose = identity_se3(B, dtype=dtype, device=device) if pose_init is None else pose_init
+        pose = pp.SE3(pose.tensor().to(dtype=dtype, device=device))
+        if coefficients_init is None:
+            coefficients = torch.zeros(B, K, dtype=dtype, device=device)
+        else:
+            coefficients = coefficients_init.to(dtype)
+            if coefficients.shape != (B, K):
+                raise ValueError(
+                    f"coefficients_init must have shape ({B}, {K}), got {tuple(coefficients.shape)}"
+                )
+
+        poses, depths, lambdas = [], [], []
+        level = None
+        for f_ref, f_tgt, n_iter, damp in zip(features_ref, features_tgt, iterations, damping, strict=True):
+            level = prepare_level(f_ref.to(dtype), f_tgt.to(dtype), basis, depth0, intrinsics)
+            for _ in range(n_iter):
+                pose, coefficients, lam = lm_step(level, pose, coefficients, damp, min_depth, epsilon)
+                lambdas.append(lam)
+            poses.append(euclidean_pose(pose))
+            depths.append(_depth_map(basis, depth0, coefficients, min_depth))
+
+        # The Hessian and cost at the final estimate (finest level): a covariance needs them there.
+        lin = linearize(level, pose, coefficients, min_depth)
+        hessian, gradient = normal_equations(lin.jacobian, lin.feature_gradient, lin.residual)
+        num_valid = lin.mask.sum(dim=1).to(dtype)
+        cost = lin.residual.square().sum(dim=(1, 2)) / num_valid.clamp_min(1.0)
+    return BAResult(
+        pose=poses[-1],
+        coefficients=coefficients,
+        depth=depths[-1],
+        hessian=hessian,
+        gradient=gradient,
+        cost=cost,
+        num_valid=num_valid,
+        poses_per_level=poses,
+        depths_per_level=depths,
+        lambdas=lambdas,
+    )
+
+
+class BALayer(nn.Module):
+    """The BA layer with its learned damping: one 4-layer MLP per pyramid level."""
+
+    def __init__(
+        self,
+        channels: int,
+        iterations: Sequence[int],
+        damping_hidden: int = 128,
+        min_depth: float = 0.1,
+        epsilon: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        self.iterations = tuple(int(n) for n in iterations)
+        self.min_depth = float(min_depth)
+        self.epsilon = float(epsilon)
+        self.damping = nn.ModuleList(DampingMLP(channels, damping_hidden) for _ in self.iterations)
+
+    def forward(
+        self,
+        features_ref: Sequence[torch.Tensor],
+        features_tgt: Sequence[torch.Tensor],
+        basis: torch.Tensor,
+        depth0: torch.Tensor,
+        intrinsics: torch.Tensor,
+        pose_init: pp.LieTensor | None = None,
+    ) -> BAResult:
+        return bundle_adjust(
+            features_ref,
+            features_tgt,
+            basis,
+            depth0,
+            intrinsics,
+            self.iterations,
+            list(self.damping),
+            pose_init=pose_init,
+            min_depth=self.min_depth,
+            epsilon=self.epsilon,
+        )

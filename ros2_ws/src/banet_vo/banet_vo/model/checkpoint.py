@@ -1,0 +1,175 @@
+"""The project's one checkpoint format, shared by BA-Net and the iMatching matcher.
+
+A single ``.safetensors`` file: tensors = the state_dict; metadata (str → str) =
+``{"format": "banet-vo-checkpoint/1", "kind": "banet" | "matcher", "config": <json>, "meta": <json>}``.
+safetensors (not torch.save/pickle) because loading it cannot execute code and it is readable without
+torch. ``meta`` carries data, steps, metrics, wall time, hardware and ``code_version`` (``git describe``
+when available, added if the caller did not). Writes are atomic: a temporary file in the same folder,
+then rename, so a crash never leaves a half-written checkpoint under the real name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+__all__ = [
+    "FORMAT",
+    "KINDS",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "code_version",
+    "load_banet",
+    "load_checkpoint",
+    "save_checkpoint",
+]
+
+FORMAT = "banet-vo-checkpoint/1"
+KINDS = ("banet", "matcher")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and what is wrong."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The checkpoint file does not exist (both a ValueError and a FileNotFoundError)."""
+
+
+def code_version() -> str:
+    """``git describe --always --dirty`` of this source tree, or ``"unknown"`` outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def _json(value: Any, name: str) -> str:
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"checkpoint {name} must be JSON-serialisable: {exc}") from exc
+
+
+def save_checkpoint(
+    path: str | Path, state_dict: dict[str, torch.Tensor], kind: str, config: dict, meta: dict
+) -> Path:
+    """Write ``state_dict`` with its kind, config and meta to ``path`` (atomically). Returns the path."""
+    path = Path(path)
+    if kind not in KINDS:
+        raise ValueError(f"checkpoint kind must be one of {KINDS}, got {kind!r}")
+    if not isinstance(config, dict):
+        raise ValueError(f"checkpoint config must be a dict, got {type(config).__name__}")
+    if not isinstance(meta, dict):
+        raise ValueError(f"checkpoint meta must be a dict, got {type(meta).__name__}")
+    tensors = {}
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"checkpoint state_dict[{key!r}] must be a tensor, got {type(value).__name__}")
+        # Own, contiguous CPU copies: safetensors refuses views that share storage.
+        tensors[str(key)] = value.detach().to("cpu").contiguous().clone()
+    meta = dict(meta)
+    meta.setdefault("code_version", code_version())
+    metadata = {
+        "format": FORMAT,
+        "kind": kind,
+        "config": _json(config, "config"),
+        "meta": _json(meta, "meta"),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(
+    path: str | Path, expected_kind: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict, dict]:
+    """(state_dict on CPU, config dict, meta dict) of a checkpoint; ``CheckpointError`` (a ValueError) for a
+    missing, truncated, corrupt or foreign file, a wrong format tag or a kind other than ``expected_kind``."""
+    path = Path(path)
+    if expected_kind is not None and expected_kind not in KINDS:
+        raise ValueError(f"expected_kind must be one of {KINDS} or None, got {expected_kind!r}")
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            state_dict = {key: f.get_tensor(key) for key in f.keys()}
+    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is not a readable safetensors file (truncated or corrupt?): {exc}"
+        ) from exc
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(
+            f"checkpoint {path} has format tag {metadata.get('format')!r}, expected {FORMAT!r} "
+            "(a safetensors file, but not one written by banet_vo.model.checkpoint)"
+        )
+    kind = metadata.get("kind")
+    if kind not in KINDS:
+        raise CheckpointError(f"checkpoint {path} has unknown kind {kind!r}; expected one of {KINDS}")
+    if expected_kind is not None and kind != expected_kind:
+        raise CheckpointError(f"checkpoint {path} holds a {kind!r} model, expected {expected_kind!r}")
+    parsed = {}
+    for name in ("config", "meta"):
+        try:
+            parsed[name] = json.loads(metadata[name])
+        except (KeyError, json.JSONDecodeError) as exc:
+            raise CheckpointError(
+                f"checkpoint {path} has a missing or invalid {name!r} entry: {exc}"
+            ) from exc
+        if not isinstance(parsed[name], dict):
+            raise CheckpointError(f"checkpoint {path}: {name!r} must be a JSON object")
+    return state_dict, parsed["config"], parsed["meta"]
+
+
+def load_banet(path: str | Path, device: str | torch.device = "cpu"):
+    """A ``BANet`` in eval mode on ``device`` from a ``kind="banet"`` checkpoint. ``CheckpointError`` when
+    the stored config is invalid or the weights do not fit it (naming missing, unexpected and
+    shape-mismatched keys)."""
+    from banet_vo.model.banet import BANet
+    from banet_vo.model.config import BANetConfig
+
+    state_dict, config_dict, _ = load_checkpoint(path, expected_kind="banet")
+    try:
+        config = BANetConfig.from_dict(config_dict)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path}: invalid BA-Net config: {exc}") from exc
+    model = BANet(config)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shapes = sorted(
+        f"{k}: stored {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in set(own) & set(state_dict)
+        if own[k].shape != state_dict[k].shape
+    )
+    if missing or unexpected or shapes:
+        raise CheckpointError(
+            f"checkpoint {path}: weights do not fit its config (missing keys {missing}, unexpected keys "
+            f"{unexpected}, shape mismatches {shapes})"
+        )
+    model.load_state_dict(state_dict)
+    return model.to(device).eval()

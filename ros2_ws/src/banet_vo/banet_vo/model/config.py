@@ -1,0 +1,185 @@
+"""BA-Net configuration: one dataclass, two presets (`paper`, `small`), dict round trip with validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["PRESETS", "BANetConfig"]
+
+_NORMS = ("batch", "group")
+_DTYPES = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class BANetConfig:
+    """Everything that shapes a BA-Net: input size, widths, depth basis, BA iterations.
+
+    Levels are listed coarse to fine everywhere (the order the BA visits them). The feature pyramid has
+    ``len(iterations)`` levels at strides 2, 4, 8, ... of the input; the finest one has the resolution of
+    the depth map (half the input).
+    """
+
+    name: str = "custom"
+    image_width: int = 320
+    image_height: int = 240
+    channels: int = 128  # C: feature channels of every pyramid level
+    num_basis: int = 128  # K: depth basis maps optimised by the BA
+    iterations: tuple[int, ...] = (5, 5, 5)  # LM iterations per level, coarse -> fine
+    # Backbone, DRN-54 style: stem (7x7 conv + 3x3 conv), a 3x3 conv stage to stride 2, then bottleneck
+    # stages at strides 4, 8, 16, 32 (strides where DRN has dilations).
+    stem_channels: int = 16
+    stem_stride: int = 1  # 1 as in DRN (full-resolution stem); 2 halves the cost of the first layers
+    level2_channels: int = 32
+    bottleneck_planes: tuple[int, ...] = (64, 128, 256, 512)
+    bottleneck_blocks: tuple[int, ...] = (3, 4, 6, 3)
+    bottleneck_expansion: int = 4
+    norm: str = "batch"  # "batch" (DRN) or "group" (batch-size independent, for tiny CPU batches)
+    decoder_channels: tuple[int, ...] = (256, 128, 64, 64)  # basis decoder, strides 16, 8, 4, 2
+    damping_hidden: int = 128  # width of the 4-layer damping MLP
+    initial_depth: float = 3.0  # metres; D0 starts near this before training
+    min_depth: float = 0.1  # metres; smooth positive floor applied to D0 + B·w inside the BA
+    ba_epsilon: float = 1e-6  # absolute diagonal term that keeps AᵀA solvable on textureless input
+    backbone_dtype: str = "fp32"  # "fp32" or "bf16" (autocast for backbone, FPN and decoder; BA is fp32)
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes carried into checkpoints
+
+    def __post_init__(self) -> None:
+        for name in ("image_width", "image_height", "channels", "num_basis", "stem_channels"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"BANetConfig.{name} must be a positive int, got {value!r}")
+        for name in ("level2_channels", "bottleneck_expansion", "damping_hidden"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"BANetConfig.{name} must be a positive int, got {value!r}")
+        for name in ("iterations", "bottleneck_planes", "bottleneck_blocks", "decoder_channels"):
+            value = tuple(getattr(self, name))
+            if not value or any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in value):
+                raise ValueError(f"BANetConfig.{name} must be a non-empty list of ints >= 0, got {value!r}")
+            object.__setattr__(self, name, value)
+        if any(v <= 0 for v in self.bottleneck_planes + self.bottleneck_blocks + self.decoder_channels):
+            raise ValueError(
+                "BANetConfig bottleneck_planes, bottleneck_blocks and decoder_channels must be > 0"
+            )
+        if len(self.bottleneck_planes) != 4 or len(self.bottleneck_blocks) != 4:
+            raise ValueError(
+                "BANetConfig.bottleneck_planes and bottleneck_blocks need 4 entries (strides 4, 8, 16, 32), "
+                f"got {len(self.bottleneck_planes)} and {len(self.bottleneck_blocks)}"
+            )
+        if len(self.decoder_channels) != 4:
+            raise ValueError(
+                "BANetConfig.decoder_channels needs 4 entries (strides 16, 8, 4, 2), "
+                f"got {self.decoder_channels}"
+            )
+        if not 1 <= len(self.iterations) <= 3:
+            raise ValueError(f"BANetConfig.iterations must list 1 to 3 levels, got {self.iterations}")
+        if self.stem_stride not in (1, 2):
+            raise ValueError(f"BANetConfig.stem_stride must be 1 or 2, got {self.stem_stride!r}")
+        if self.norm not in _NORMS:
+            raise ValueError(f"BANetConfig.norm must be one of {_NORMS}, got {self.norm!r}")
+        if self.backbone_dtype not in _DTYPES:
+            raise ValueError(
+                f"BANetConfig.backbone_dtype must be one of {_DTYPES}, got {self.backbone_dtype!r}"
+            )
+        # Pyramid levels sit at strides 2, 4, 8: multiples of 8 keep each level exactly half the next.
+        if self.image_width % 8 or self.image_height % 8:
+            raise ValueError(
+                f"BANetConfig image size {self.image_width}x{self.image_height}: width and height must be "
+                "multiples of 8"
+            )
+        for name in ("initial_depth", "min_depth", "ba_epsilon"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"BANetConfig.{name} must be a positive number, got {value!r}")
+        if self.initial_depth <= self.min_depth:
+            raise ValueError(
+                f"BANetConfig.initial_depth ({self.initial_depth}) must exceed min_depth ({self.min_depth})"
+            )
+        if not isinstance(self.extra, dict):
+            raise ValueError(f"BANetConfig.extra must be a dict, got {type(self.extra).__name__}")
+
+    # -- derived sizes -------------------------------------------------------------------------------
+    @property
+    def num_levels(self) -> int:
+        return len(self.iterations)
+
+    @property
+    def depth_size(self) -> tuple[int, int]:
+        """(width, height) of the depth map: half the input."""
+        return self.image_width // 2, self.image_height // 2
+
+    @property
+    def num_unknowns(self) -> int:
+        """6 pose + K depth coefficients."""
+        return 6 + self.num_basis
+
+    # -- presets and serialisation ---------------------------------------------------------------------
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> BANetConfig:
+        """``paper`` (C=128, K=128, 320x240, 5+5+5 LM iterations) or ``small`` (CPU-trainable)."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown BANetConfig preset {name!r}; choose one of {sorted(PRESETS)}")
+        values = dict(PRESETS[name])
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> BANetConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BANetConfig:
+        """Inverse of ``to_dict``; unknown keys are an error (a typo must not silently change a model)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"BANetConfig.from_dict needs a dict, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"BANetConfig.from_dict: unknown keys {unknown}; known keys are {sorted(known)}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> BANetConfig:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"BANetConfig.from_json: not valid JSON ({exc})") from exc
+        return cls.from_dict(data)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper: DRN-54 depth (3, 4, 6, 3 bottlenecks), 128 channels, 128 bases, 320x240, 5 LM its/level.
+    "paper": dict(name="paper"),
+    # CPU-trainable: 128x96 input (depth 64x48), C=32, K=16, one narrow bottleneck per stage, stride-2
+    # stem, 3 LM its/level. Rationale in docs/model.md.
+    "small": dict(
+        name="small",
+        image_width=128,
+        image_height=96,
+        channels=32,
+        num_basis=16,
+        iterations=(3, 3, 3),
+        stem_channels=16,
+        stem_stride=2,
+        level2_channels=24,
+        bottleneck_planes=(16, 32, 48, 64),
+        bottleneck_blocks=(1, 1, 1, 1),
+        bottleneck_expansion=2,
+        norm="group",
+        decoder_channels=(64, 48, 32, 32),
+        damping_hidden=32,
+    ),
+}
