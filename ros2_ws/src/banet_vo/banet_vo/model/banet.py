@@ -214,11 +214,10 @@ class BANet(nn.Module):
         finally:
             self.train(was_training)
         dh, dw = out.depth.shape[-2:]
-        fx, fy, cx, cy = (float(v) for v in out.depth_intrinsics[0].cpu())
         return BANetPrediction(
             T_tgt_ref=out.pose.matrix()[0].double().cpu().numpy(),
             depth=out.depth[0, 0].float().cpu().numpy(),
-            depth_camera=PinholeCamera(fx, fy, cx, cy, dw, dh),
+            depth_camera=scaled.resized(dw, dh),  # float64 twin of out.depth_intrinsics
             hessian=out.hessian[0].double().cpu().numpy(),
             cost=float(out.cost[0]),
         )

@@ -1,0 +1,228 @@
+"""BA-Net network: config presets and validation, output shapes and invariants, gradients to every part,
+bf16 backbone with an fp32 BA, and the host-side ``predict``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from banet_vo.geometry.camera import PinholeCamera
+from banet_vo.model import BANet, BANetConfig
+from banet_vo.model.ba_layer import positive_depth
+
+TINY = dict(
+    image_width=64,
+    image_height=48,
+    channels=8,
+    num_basis=4,
+    iterations=(2, 1, 1),
+    stem_channels=8,
+    stem_stride=2,
+    level2_channels=8,
+    bottleneck_planes=(8, 8, 8, 8),
+    bottleneck_blocks=(1, 1, 1, 1),
+    bottleneck_expansion=2,
+    norm="group",
+    decoder_channels=(8, 8, 8, 8),
+    damping_hidden=8,
+)
+
+
+def _tiny(**changes) -> BANetConfig:
+    return BANetConfig.preset("small", **{**TINY, **changes})
+
+
+def _inputs(config: BANetConfig, batch: int = 2, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    w, h = config.image_width, config.image_height
+    ref = torch.rand(batch, 3, h, w, generator=g)
+    # The target: the reference shifted by one pixel plus a little noise, so there is something to align.
+    tgt = (torch.roll(ref, shifts=1, dims=-1) + 0.02 * torch.rand(batch, 3, h, w, generator=g)).clamp(0, 1)
+    intr = torch.tensor([[0.9 * w, 0.9 * w, (w - 1) / 2, (h - 1) / 2]]).expand(batch, 4).contiguous()
+    return ref, tgt, intr
+
+
+def test_presets_match_the_paper_and_the_small_budget():
+    paper = BANetConfig.preset("paper")
+    assert (paper.channels, paper.num_basis, paper.image_width, paper.image_height) == (128, 128, 320, 240)
+    assert paper.iterations == (5, 5, 5) and paper.bottleneck_blocks == (3, 4, 6, 3)
+    assert paper.num_unknowns == 134 and paper.depth_size == (160, 120)
+    small = BANetConfig.preset("small")
+    assert (small.channels, small.num_basis, small.image_width, small.image_height) == (32, 16, 128, 96)
+    assert small.depth_size == (64, 48) and small.num_levels == 3
+    assert BANetConfig.preset("small", num_basis=8).num_basis == 8
+    with pytest.raises(ValueError, match="unknown BANetConfig preset 'huge'"):
+        BANetConfig.preset("huge")
+
+
+def test_config_dict_and_json_round_trip_and_reject_unknown_keys():
+    config = BANetConfig.preset("small", extra={"note": "x"})
+    data = config.to_dict()
+    assert isinstance(data["iterations"], list)
+    assert BANetConfig.from_dict(data) == config
+    assert BANetConfig.from_json(config.to_json()) == config
+    with pytest.raises(ValueError, match=r"unknown keys \['chanels'\]"):
+        BANetConfig.from_dict({**data, "chanels": 3})
+    with pytest.raises(ValueError, match="not valid JSON"):
+        BANetConfig.from_json("{nope")
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"channels": 0}, "channels"),
+        ({"iterations": ()}, "iterations"),
+        ({"iterations": (1, 1, 1, 1)}, "iterations"),
+        ({"image_width": 100}, "multiples of 8"),
+        ({"norm": "layer"}, "norm"),
+        ({"backbone_dtype": "fp16"}, "backbone_dtype"),
+        ({"stem_stride": 4}, "stem_stride"),
+        ({"min_depth": -1.0}, "min_depth"),
+        ({"initial_depth": 0.05}, "initial_depth"),
+        ({"bottleneck_planes": (8, 8, 8)}, "bottleneck_planes"),
+        ({"decoder_channels": (8, 8)}, "decoder_channels"),
+    ],
+)
+def test_config_rejects_bad_values_naming_the_field(changes, field):
+    with pytest.raises(ValueError, match=field):
+        BANetConfig.preset("small", **changes)
+
+
+def test_forward_shapes_and_invariants():
+    torch.manual_seed(0)
+    config = _tiny()
+    model = BANet(config).eval()
+    ref, tgt, intr = _inputs(config)
+    with torch.no_grad():
+        out = model(ref, tgt, intr)
+    B, P = 2, 6 + config.num_basis
+    assert out.pose.shape == (B, 7) and out.pose.dtype == torch.float32
+    assert out.depth.shape == (B, 1, 24, 32) and out.depth_init.shape == (B, 1, 24, 32)
+    assert (out.depth > 0).all() and torch.isfinite(out.depth).all()
+    assert out.hessian.shape == (B, P, P) and torch.isfinite(out.hessian).all()
+    torch.testing.assert_close(out.hessian, out.hessian.mT, rtol=1e-5, atol=1e-5 * out.hessian.abs().max())
+    assert torch.linalg.eigvalsh(out.hessian.double()).min() > -1e-4 * out.hessian.abs().max()  # PSD
+    assert out.cost.shape == (B,) and (out.cost >= 0).all() and (out.num_valid > 0).all()
+    assert len(out.poses_per_level) == len(out.depths_per_level) == 3
+    torch.testing.assert_close(out.poses_per_level[-1].tensor(), out.pose.tensor())
+    assert len(out.lambdas) == sum(config.iterations) and all((lam > 0).all() for lam in out.lambdas)
+    # Depth intrinsics follow the resize rule (half size: f/2, (c + 0.5)/2 - 0.5).
+    expected = torch.stack(
+        [intr[:, 0] / 2, intr[:, 1] / 2, (intr[:, 2] + 0.5) / 2 - 0.5, (intr[:, 3] + 0.5) / 2 - 0.5], -1
+    )
+    torch.testing.assert_close(out.depth_intrinsics, expected)
+    # D0 starts near initial_depth and is positive.
+    assert (out.depth_init > 0).all() and abs(float(out.depth_init.mean()) - config.initial_depth) < 0.5
+
+
+def test_identical_images_give_the_identity_pose():
+    """Zero residual at the identity: the LM step is exactly zero, whatever the (random) weights."""
+    torch.manual_seed(1)
+    config = _tiny()
+    model = BANet(config).eval()
+    ref, _, intr = _inputs(config)
+    with torch.no_grad():
+        out = model(ref, ref, intr)
+    torch.testing.assert_close(out.pose.tensor(), torch.tensor([[0, 0, 0, 0, 0, 0, 1.0]]).expand(2, 7))
+    torch.testing.assert_close(out.cost, torch.zeros(2))
+    # And the final depth is D0 (w stays 0), floored.
+    torch.testing.assert_close(out.depth, positive_depth(out.depth_init, config.min_depth)[0])
+
+
+def test_backward_reaches_every_parameter_with_finite_gradients():
+    torch.manual_seed(2)
+    config = _tiny()
+    model = BANet(config).train()
+    ref, tgt, intr = _inputs(config)
+    out = model(ref, tgt, intr)
+    target_q = torch.tensor([0.01, -0.02, 0.0, 1.0])
+    loss = sum(
+        (p.tensor()[:, 3:] - target_q).square().sum() + p.translation().square().sum()
+        for p in out.poses_per_level
+    )
+    loss = loss + sum((d - 2.0).abs().mean() for d in out.depths_per_level)
+    loss.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None, name
+        assert torch.isfinite(param.grad).all(), name
+    for part in ("backbone", "pyramid", "decoder", "ba.damping"):
+        grads = [p.grad.abs().sum() for n, p in model.named_parameters() if n.startswith(part)]
+        assert sum(grads) > 0, part
+
+
+def test_bf16_backbone_keeps_the_ba_in_fp32():
+    torch.manual_seed(3)
+    config = _tiny(backbone_dtype="bf16")
+    model = BANet(config).eval()
+    ref, tgt, intr = _inputs(config)
+    with torch.no_grad():
+        parts = model.parts(ref, tgt, intr)
+        out = model(ref, tgt, intr)
+    assert all(f.dtype == torch.float32 for f in parts.features_ref + parts.features_tgt)
+    assert parts.basis.dtype == torch.float32 and parts.depth0.dtype == torch.float32
+    assert out.hessian.dtype == torch.float32 and out.depth.dtype == torch.float32
+    assert torch.isfinite(out.pose.tensor()).all() and torch.isfinite(out.hessian).all()
+    # Same weights in fp32: the bf16 networks change features only at bf16 precision.
+    fp32 = BANet(config.replace(backbone_dtype="fp32")).eval()
+    fp32.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        parts32 = fp32.parts(ref, tgt, intr)
+    rel = (parts.features_ref[-1] - parts32.features_ref[-1]).norm() / parts32.features_ref[-1].norm()
+    assert 0 < rel < 0.05
+
+
+def test_forward_validates_inputs():
+    model = BANet(_tiny())
+    ref, tgt, intr = _inputs(model.config)
+    with pytest.raises(ValueError, match="image_ref must have shape"):
+        model(ref[:, :, :40], tgt, intr)
+    with pytest.raises(ValueError, match="image_tgt must have shape"):
+        model(ref, tgt[:, :1], intr)
+    with pytest.raises(ValueError, match="intrinsics must have shape"):
+        model(ref, tgt, intr[:1])
+    with pytest.raises(ValueError, match="config must be a BANetConfig"):
+        BANet({"channels": 8})
+
+
+def test_predict_on_host_images_of_any_size():
+    torch.manual_seed(4)
+    model = BANet(_tiny()).eval()
+    rng = np.random.default_rng(0)
+    image = (rng.random((75, 100, 3)) * 255).astype(np.uint8)
+    camera = PinholeCamera(90.0, 90.0, 49.5, 37.0, 100, 75)
+    pred = model.predict(image, image, camera)
+    np.testing.assert_allclose(pred.T_tgt_ref, np.eye(4), atol=1e-6)
+    assert pred.depth.shape == (24, 32) and pred.depth.dtype == np.float32 and (pred.depth > 0).all()
+    assert pred.depth_camera == camera.resized(64, 48).resized(32, 24)
+    assert pred.hessian.shape == (10, 10) and pred.cost == pytest.approx(0.0, abs=1e-9)
+    # Gray float images and intrinsics given as an array work the same way.
+    gray = image.mean(axis=2) / 255.0
+    shifted = np.roll(gray, 2, axis=1)
+    pred2 = model.predict(gray, shifted, [90.0, 90.0, 49.5, 37.0], pose_init=np.eye(4))
+    assert np.isfinite(pred2.T_tgt_ref).all() and pred2.cost > 0
+    with pytest.raises(ValueError, match="sizes differ"):
+        model.predict(image, image[:50], camera)
+    with pytest.raises(ValueError, match="camera size"):
+        model.predict(image, image, camera.resized(50, 40))
+    with pytest.raises(ValueError, match="HxW or HxWx3"):
+        model.predict(image[..., :2], image[..., :2], camera)
+    assert model.training is False
+
+
+@pytest.mark.slow
+def test_paper_preset_runs_at_320x240():
+    torch.manual_seed(5)
+    config = BANetConfig.preset("paper", iterations=(1, 1, 1))
+    model = BANet(config).eval()
+    ref, tgt, intr = _inputs(config, batch=1)
+    with torch.no_grad():
+        parts = model.parts(ref, tgt, intr)
+        out = model(ref, tgt, intr)
+    assert [tuple(f.shape[-3:]) for f in parts.features_ref] == [
+        (128, 30, 40),
+        (128, 60, 80),
+        (128, 120, 160),
+    ]
+    assert parts.basis.shape == (1, 128, 120, 160)
+    assert out.depth.shape == (1, 1, 120, 160) and out.hessian.shape == (1, 134, 134)
+    assert torch.isfinite(out.pose.tensor()).all()
