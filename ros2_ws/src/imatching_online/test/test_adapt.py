@@ -195,7 +195,6 @@ def test_adapt_config_validates():
 
 
 def test_matcher_checkpoint_round_trip(tmp_path):
-    pytest.importorskip("banet_vo.model.checkpoint", reason="banet_vo.model.checkpoint not landed yet")
     from imatching_online.matcher.io import load_matcher, save_matcher
 
     torch.manual_seed(1)

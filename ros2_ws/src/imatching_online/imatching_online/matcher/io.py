@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import torch
@@ -12,28 +11,11 @@ from imatching_online.matcher.network import Matcher, MatcherConfig
 KIND = "matcher"
 
 
-def code_version() -> str:
-    """`git describe` of the source tree, or "unknown" outside a git checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def save_matcher(path: str | Path, matcher: Matcher, meta: dict) -> None:
-    """Write the matcher's weights, config and metadata (atomically, by the shared checkpoint code)."""
+    """Write the matcher's weights, config and metadata (the shared code writes atomically and adds
+    ``code_version``)."""
     from banet_vo.model.checkpoint import save_checkpoint
 
-    meta = dict(meta)
-    meta.setdefault("code_version", code_version())
     state = {k: v.detach().cpu().contiguous() for k, v in matcher.state_dict().items()}
     save_checkpoint(Path(path), state, kind=KIND, config=matcher.config.to_dict(), meta=meta)
 

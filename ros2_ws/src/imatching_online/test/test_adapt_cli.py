@@ -1,0 +1,73 @@
+"""The imatching-train and imatching-adapt command lines, end to end on tiny inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from imatching_online.matcher.network import Matcher, MatcherConfig
+
+TINY = MatcherConfig(base_channels=8, coarse_channels=16, fine_channels=8, window_radius=2)
+
+
+@pytest.mark.slow
+def test_train_cli_writes_a_loadable_checkpoint_with_metadata(tmp_path):
+    from imatching_online.matcher.io import load_matcher
+    from imatching_online.train import main
+
+    out = tmp_path / "m.safetensors"
+    argv = ["--out", str(out), "--work-dir", str(tmp_path / "work"), "--width", "64", "--height", "48"]
+    argv += ["--scenes", "1", "--val-scenes", "1", "--frames", "3", "--steps", "3", "--batch-size", "2"]
+    argv += ["--queries", "16"]
+    assert main(argv) == 0
+    _matcher, meta = load_matcher(out)
+    assert meta["steps"] == 3 and meta["data"]["image_size"] == [64, 48]
+    assert set(meta["metrics_synthetic_val"]) >= {"mma@1px", "mma@2px", "mma@5px"}
+    assert "cpu" in meta["hardware"]
+    # --resume continues from the saved state rather than starting again.
+    assert main([*argv[:-6], "--steps", "4", "--batch-size", "2", "--queries", "16", "--resume"]) == 0
+    assert load_matcher(out)[1]["steps"] == 4
+
+
+def test_train_cli_rejects_sizes_that_are_not_multiples_of_8(tmp_path, capsys):
+    from imatching_online.train import main
+
+    assert main(["--out", str(tmp_path / "m.safetensors"), "--width", "100"]) == 2
+    assert "--width" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_adapt_cli_runs_counts_skipped_windows_and_writes_metadata(tmp_path, hololens_dir):
+    from imatching_online.adapt import main
+    from imatching_online.matcher.io import load_matcher, save_matcher
+
+    torch.manual_seed(0)
+    start = tmp_path / "start.safetensors"
+    save_matcher(start, Matcher(TINY), {"steps": 0})
+    out = tmp_path / "adapted.safetensors"
+    argv = [str(hololens_dir), "--matcher", str(start), "--out", str(out), "--steps", "2", "--frames", "0:9"]
+    argv += ["--width", "120", "--frame-stride", "2", "--queries", "60"]
+    assert main(argv) == 0
+    _, meta = load_matcher(out)
+    assert meta["windows"] == 2 and meta["frames"] == [0, 9] and meta["image_size"] == [120, 80]
+    assert meta["failures"]["windows"] == 2
+    assert meta["optimiser_steps"] == meta["failures"]["successes"]  # no step without a solved window
+    assert meta["base_meta"]["steps"] == 0
+
+
+def test_adapt_cli_rejects_bad_frames(tmp_path, hololens_dir, capsys):
+    from imatching_online.adapt import main
+    from imatching_online.matcher.io import save_matcher
+
+    start = tmp_path / "start.safetensors"
+    save_matcher(start, Matcher(TINY), {"steps": 0})
+    argv = [
+        str(hololens_dir),
+        "--matcher",
+        str(start),
+        "--out",
+        str(tmp_path / "o.safetensors"),
+        "--frames",
+        "9:3",
+    ]
+    assert main(argv) == 2
+    assert "--frames" in capsys.readouterr().err
