@@ -1,0 +1,326 @@
+"""ROS-free streaming wrapper of the iMatching adaptation: frames in, windows out, one step per window.
+
+`StreamAdapter` is what the imatching node runs in its worker thread (and what anything else with a
+live stream can run): it picks frames with enough motion, keeps a sliding window of N of them, and on
+each full window runs `adapt.OnlineAdapter.step` (match -> robust BA -> stationary-point gradient step),
+or, with ``adapt=False``, the same match and BA with no gradient and no weight update (monitoring).
+
+Frame selection: at most every ``min_frame_gap``-th incoming frame, and only when the median
+Lucas-Kanade flow from the last kept frame reaches ``min_flow_px`` (at working size), so a window has
+parallax for the BA instead of a parked camera. A camera change or a stamp that goes backwards (bag loop,
+reordering) empties the window: a window never mixes intrinsics or jumps in time.
+
+Thread safety: every method takes one lock, so `save` / `rollback` / `reset` from another thread see
+the weights between two steps, never in the middle of one.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import datetime
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from banet_vo.geometry import PinholeCamera
+
+from imatching_online.adapt import (
+    AdaptConfig,
+    OnlineAdapter,
+    StepReport,
+    inlier_ratio,
+    match_window,
+    reprojection_loss,
+)
+from imatching_online.ba import WindowConfig, solve_window
+from imatching_online.matcher.io import save_matcher
+from imatching_online.matcher.network import SIZE_MULTIPLE, Matcher
+from imatching_online.matcher.queries import prepare_image
+
+# What add_frame did with a frame.
+KEPT = "kept"  # added to the window, window not full yet
+STEPPED = "window"  # completed a window: the report says whether the BA succeeded
+SKIPPED_GAP = "skipped_gap"  # fewer than min_frame_gap frames since the last kept one
+SKIPPED_STATIC = "skipped_static"  # median flow below min_flow_px
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    window_size: int = 5  # frames per BA window
+    window_stride: int = 1  # kept frames the window slides by after each step (window_size: disjoint)
+    min_frame_gap: int = 1  # take at most every k-th incoming frame
+    min_flow_px: float = 2.0  # median LK flow (working size) a new frame needs against the last kept (0: off)
+    max_image_size: int = 320  # long side of the working images (rounded to a multiple of 8)
+    adapt: bool = True  # False: match + BA + report only, the weights never change
+
+    def __post_init__(self) -> None:
+        for name in ("window_size", "window_stride", "min_frame_gap", "max_image_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"StreamConfig.{name} must be an int, got {value!r}")
+        if self.window_size < 2:
+            raise ValueError(f"StreamConfig.window_size must be >= 2, got {self.window_size}")
+        if not 1 <= self.window_stride <= self.window_size:
+            raise ValueError(
+                f"StreamConfig.window_stride must be in [1, window_size={self.window_size}], "
+                f"got {self.window_stride}"
+            )
+        if self.min_frame_gap < 1:
+            raise ValueError(f"StreamConfig.min_frame_gap must be >= 1, got {self.min_frame_gap}")
+        if not (np.isfinite(self.min_flow_px) and self.min_flow_px >= 0):
+            raise ValueError(f"StreamConfig.min_flow_px must be a finite number >= 0, got {self.min_flow_px}")
+        if self.max_image_size < 2 * SIZE_MULTIPLE:
+            raise ValueError(
+                f"StreamConfig.max_image_size must be >= {2 * SIZE_MULTIPLE}, got {self.max_image_size}"
+            )
+
+
+@dataclass
+class FrameOutcome:
+    status: str  # KEPT, STEPPED, SKIPPED_GAP or SKIPPED_STATIC
+    report: StepReport | None = None  # set when status == STEPPED
+    flow_px: float | None = None  # median flow to the last kept frame (None: not measured)
+
+
+@dataclass
+class _Kept:
+    stamp: float
+    host: np.ndarray  # H'×W'×3 uint8 RGB at working size
+    tensor: torch.Tensor  # (1, 3, H', W') in [0, 1]
+    gray: np.ndarray
+
+
+def working_size(width: int, height: int, max_size: int) -> tuple[int, int]:
+    """(W', H'): the long side at most ``max_size`` (never upscaled), both multiples of 8, aspect kept."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    scale = min(1.0, max_size / max(width, height))
+
+    def snap(x: float) -> int:
+        return max(SIZE_MULTIPLE, int(x * scale / SIZE_MULTIPLE) * SIZE_MULTIPLE)
+
+    return snap(width), snap(height)
+
+
+def median_flow(prev_gray: np.ndarray, gray: np.ndarray, max_points: int = 100) -> float | None:
+    """Median Lucas-Kanade displacement (px) of corners of ``prev_gray``; None when it cannot be measured
+    (blank image, nothing tracked)."""
+    pts = cv2.goodFeaturesToTrack(prev_gray, max_points, 0.01, 5)
+    if pts is None or len(pts) < 8:
+        return None
+    nxt, status, _ = cv2.calcOpticalFlowPyrLK(prev_gray, gray, pts, None, winSize=(21, 21), maxLevel=3)
+    ok = status.ravel() == 1
+    if ok.sum() < 8:
+        return None
+    return float(np.median(np.linalg.norm((nxt - pts).reshape(-1, 2)[ok], axis=1)))
+
+
+class StreamAdapter:
+    """Sliding-window adaptation of one matcher on one stream (see the module docstring)."""
+
+    def __init__(
+        self,
+        matcher: Matcher,
+        stream: StreamConfig | None = None,
+        config: AdaptConfig | None = None,
+        ba_config: WindowConfig | None = None,
+        device: str | torch.device = "cpu",
+        source_meta: dict | None = None,
+    ) -> None:
+        self.stream = StreamConfig() if stream is None else stream
+        self.config = AdaptConfig() if config is None else config
+        ba = WindowConfig() if ba_config is None else ba_config
+        if ba.window_size != self.stream.window_size:
+            ba = WindowConfig(**{**asdict(ba), "window_size": self.stream.window_size})
+        self.device = torch.device(device)
+        self.matcher = matcher.to(self.device)
+        # K is set from the first frame's camera (and whenever the camera changes).
+        self.adapter = OnlineAdapter(self.matcher, np.eye(3), self.config, ba)
+        self.source_meta = dict(source_meta or {})
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.last_report: StepReport | None = None
+        self.step_times: collections.deque[float] = collections.deque(maxlen=50)
+        self.manual_rollbacks = 0
+        self.saved_at_step: int | None = None
+        self._lock = threading.Lock()
+        self._window: collections.deque[_Kept] = collections.deque()
+        self._camera: PinholeCamera | None = None  # native camera of the current window
+        self._work_camera: PinholeCamera | None = None
+        self._since_kept = 0
+        self._last_stamp: float | None = None
+
+    # -- state ---------------------------------------------------------------------------------------
+    @property
+    def steps(self) -> int:
+        return self.adapter.steps_taken
+
+    @property
+    def window_length(self) -> int:
+        return len(self._window)
+
+    @property
+    def working_camera(self) -> PinholeCamera | None:
+        return self._work_camera
+
+    def reset(self) -> int:
+        """Empty the window (weights, optimiser and counts stay). Returns how many frames were dropped."""
+        with self._lock:
+            return self._clear_window()
+
+    def _clear_window(self) -> int:
+        n = len(self._window)
+        self._window.clear()
+        self._since_kept = 0
+        return n
+
+    # -- frames --------------------------------------------------------------------------------------
+    def add_frame(self, image: np.ndarray, stamp: float, camera: PinholeCamera) -> FrameOutcome:
+        """One frame of the stream (H×W uint8 gray or H×W×3 uint8 RGB, stamp in seconds, its camera)."""
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise ValueError("image must be a uint8 H×W or H×W×3 numpy array")
+        if image.ndim == 3 and image.shape[2] != 3:
+            raise ValueError(f"image must have 1 or 3 channels, got shape {image.shape}")
+        if image.shape[0] < SIZE_MULTIPLE or image.shape[1] < SIZE_MULTIPLE:
+            raise ValueError(f"image must be at least {SIZE_MULTIPLE}x{SIZE_MULTIPLE}, got {image.shape}")
+        if (image.shape[1], image.shape[0]) != camera.size:
+            raise ValueError(
+                f"image {image.shape[1]}x{image.shape[0]} does not match the camera "
+                f"{camera.width}x{camera.height}"
+            )
+        if not np.isfinite(stamp):
+            raise ValueError(f"stamp must be finite, got {stamp}")
+        with self._lock:
+            return self._add(image, float(stamp), camera)
+
+    def _add(self, image: np.ndarray, stamp: float, camera: PinholeCamera) -> FrameOutcome:
+        self.counters["frames"] += 1
+        if camera != self._camera:
+            if self._camera is not None:
+                self.counters["camera_changes"] += 1
+            self._clear_window()
+            self._camera = camera
+            w, h = working_size(camera.width, camera.height, self.stream.max_image_size)
+            self._work_camera = camera.resized(w, h)
+            self.adapter.K = self._work_camera.K.astype(np.float64)
+        if self._last_stamp is not None and stamp <= self._last_stamp:
+            self.counters["time_jumps"] += 1  # loop / reordering: a window must not span it
+            self._clear_window()
+        self._last_stamp = stamp
+        self._since_kept += 1
+        if self._window and self._since_kept < self.stream.min_frame_gap:
+            self.counters[SKIPPED_GAP] += 1
+            return FrameOutcome(SKIPPED_GAP)
+        wc = self._work_camera
+        host, tensor, _ = prepare_image(image, self._camera, wc.width, wc.height)
+        gray = cv2.cvtColor(host, cv2.COLOR_RGB2GRAY)
+        flow = None
+        if self._window and self.stream.min_flow_px > 0:
+            flow = median_flow(self._window[-1].gray, gray)
+            # None: flow cannot be measured (blank frame, lost track); keep it and let the BA judge
+            if flow is not None and flow < self.stream.min_flow_px:
+                self.counters[SKIPPED_STATIC] += 1
+                return FrameOutcome(SKIPPED_STATIC, flow_px=flow)
+        self._window.append(_Kept(stamp, host, tensor, gray))
+        self._since_kept = 0
+        self.counters["kept"] += 1
+        if len(self._window) < self.stream.window_size:
+            return FrameOutcome(KEPT, flow_px=flow)
+        report = self._step(list(self._window))
+        for _ in range(self.stream.window_stride):
+            self._window.popleft()
+        return FrameOutcome(STEPPED, report, flow)
+
+    def _step(self, frames: list[_Kept]) -> StepReport:
+        images = torch.cat([f.tensor for f in frames]).to(self.device)
+        hosts = [f.host for f in frames]
+        t0 = time.perf_counter()
+        report = self.adapter.step(images, hosts) if self.stream.adapt else self._evaluate(images, hosts)
+        self.step_times.append(time.perf_counter() - t0)
+        self.last_report = report
+        if report.guard == "rollback":
+            self.counters["rollbacks"] += 1
+        return report
+
+    def _evaluate(self, images: torch.Tensor, hosts: list[np.ndarray]) -> StepReport:
+        """adapt=False: the same match and BA as a step, the loss reported, no gradient, no update."""
+        t0 = time.perf_counter()
+        adapter = self.adapter
+        with torch.no_grad():
+            matches = match_window(self.matcher, images, hosts, self.config)
+            if not matches.outputs:
+                adapter.stats.record(False, "too_few_matches")
+                return StepReport(False, "too_few_matches", step_s=time.perf_counter() - t0)
+            t1 = time.perf_counter()
+            result = solve_window(adapter.K, matches.for_ba(), images.shape[0], adapter.ba_config)
+            ba_s = time.perf_counter() - t1
+            adapter.stats.record(result.success, result.reason)
+            if not result.success:
+                return StepReport(
+                    False,
+                    f"{result.reason.value}: {result.detail}",
+                    ba_s=ba_s,
+                    step_s=time.perf_counter() - t0,
+                )
+            loss, logs = reprojection_loss(matches, result, adapter.K, tuple(images.shape[-2:]), self.config)
+        return StepReport(
+            True,
+            "",
+            float(loss),
+            inlier_ratio(result),
+            result.rms_px,
+            guard="off",
+            logs=logs,
+            ba_s=ba_s,
+            step_s=time.perf_counter() - t0,
+        )
+
+    # -- weights -------------------------------------------------------------------------------------
+    def rollback(self) -> bool:
+        """Restore the rollback guard's last good weights and optimiser state; False when there are none
+        yet (the guard has not closed its first block)."""
+        with self._lock:
+            good = self.adapter.guard.good_state
+            if good is None:
+                return False
+            self.matcher.load_state_dict(good["model"])
+            self.adapter.optimiser.load_state_dict(good["optimiser"])
+            self.manual_rollbacks += 1
+            return True
+
+    def metadata(self) -> dict[str, Any]:
+        """What a saved checkpoint records about this adaptation run."""
+        stats = self.adapter.stats
+        wc = self._work_camera
+        return {
+            "adapted_by": "imatching_node (online, label-free, BA reprojection, stationary-point gradient)",
+            **self.source_meta,
+            "adapt": self.stream.adapt,
+            "saved_at_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "optimiser_steps": self.adapter.steps_taken,
+            "windows": stats.windows,
+            "failures": stats.as_dict(),
+            "rollbacks": self.adapter.guard.rollbacks,
+            "manual_rollbacks": self.manual_rollbacks,
+            "frames": dict(self.counters),
+            "image_size": None if wc is None else [wc.width, wc.height],
+            "stream": asdict(self.stream),
+            "config": asdict(self.config),
+            "ba_config": asdict(self.adapter.ba_config),
+        }
+
+    def save(self, path: str | Path) -> dict[str, Any]:
+        """Write the current matcher (atomically, via the project's checkpoint format); returns the meta."""
+        with self._lock:
+            snapshot = copy.deepcopy(self.matcher).cpu()
+            meta = self.metadata()
+            steps = self.adapter.steps_taken
+        save_matcher(path, snapshot, meta)
+        with self._lock:
+            self.saved_at_step = steps
+        return meta
