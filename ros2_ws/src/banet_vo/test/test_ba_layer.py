@@ -56,6 +56,10 @@ def test_per_pixel_normal_equations_equal_the_dense_jacobian_ones():
     assert H.shape == (2, 14, 14) and g.shape == (2, 14)
     assert (H - H_dense).norm() / H_dense.norm() < 1e-5
     assert (g - g_dense).norm() / g_dense.norm() < 1e-5
+    # The structured assembly the BA runs (rank-one depth block, J never formed) gives the same system.
+    H_s, g_s = lin.normal_equations()
+    assert (H_s - H_dense).norm() / H_dense.norm() < 1e-5
+    assert (g_s - g_dense).norm() / g_dense.norm() < 1e-5
     # And against an explicit per-pixel loop over a few pixels' contributions (no shared code path).
     n = lin.residual.shape[1]
     A = torch.cat([lin.feature_gradient[0, p] @ lin.jacobian[0, p] for p in range(n)])  # (N·C, P)

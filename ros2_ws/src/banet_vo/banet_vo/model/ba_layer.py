@@ -31,7 +31,6 @@ from torch import nn
 
 from banet_vo.geometry.projection import (
     backproject,
-    jacobian_project_wrt_depth,
     jacobian_project_wrt_pose,
     pixel_grid,
     project,
@@ -55,6 +54,7 @@ __all__ = [
     "lm_step",
     "normal_equations",
     "normal_equations_dense",
+    "normal_equations_structured",
     "positive_depth",
     "prepare_level",
 ]
@@ -79,12 +79,28 @@ class BALevel:
 
 @dataclass
 class Linearization:
-    """Residuals and per-pixel Jacobian factors at the current estimate."""
+    """Residuals and per-pixel Jacobian factors at the current estimate.
+
+    The projection Jacobian J_p = [∂uv/∂δ, ∂uv/∂D · B_p] is kept factored: ``pose_jacobian`` (2×6),
+    ``depth_jacobian`` (2, including the floor's slope) and the level's ``basis`` rows (K).
+    """
 
     residual: torch.Tensor  # (B, N, C), zero where invalid
     feature_gradient: torch.Tensor  # G: (B, N, C, 2), zero where invalid
-    jacobian: torch.Tensor  # J: (B, N, 2, 6+K) d uv_tgt / d x
+    pose_jacobian: torch.Tensor  # (B, N, 2, 6) d uv_tgt / d δ
+    depth_jacobian: torch.Tensor  # (B, N, 2) d uv_tgt / d raw depth
+    basis: torch.Tensor  # (B, N, K)
     mask: torch.Tensor  # (B, N) bool: projects in front of the target camera and inside its image
+
+    @property
+    def jacobian(self) -> torch.Tensor:
+        """The full J: (B, N, 2, 6+K) d uv_tgt / d x (materialised; for tests and the generic assembly)."""
+        return torch.cat([self.pose_jacobian, self.depth_jacobian[..., None] * self.basis[:, :, None, :]], -1)
+
+    def normal_equations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return normal_equations_structured(
+            self.pose_jacobian, self.depth_jacobian, self.basis, self.feature_gradient, self.residual
+        )
 
 
 @dataclass
@@ -155,7 +171,9 @@ def linearize(
     """Residuals, feature gradients and the 2×(6+K) projection Jacobian of every reference pixel."""
     raw = level.depth0 + torch.einsum("bnk,bk->bn", level.basis, coefficients)
     depth, slope = positive_depth(raw, min_depth)
-    points_tgt = transform_points(pose, backproject(level.uv, depth, level.intrinsics))
+    matrix = pose.matrix()
+    points_ref = backproject(level.uv, depth, level.intrinsics)
+    points_tgt = transform_points(matrix, points_ref)
     uv_tgt, _, in_front = project(points_tgt, level.intrinsics)
     values, gradients, inside = bilinear_sample(level.features_tgt, uv_tgt)
     mask = in_front & inside
@@ -164,9 +182,11 @@ def linearize(
     gradients = gradients * weight[..., None, None]
 
     j_pose = jacobian_project_wrt_pose(points_tgt, level.intrinsics)  # (B, N, 2, 6)
-    j_depth = jacobian_project_wrt_depth(level.uv, depth, pose, level.intrinsics)  # (B, N, 2)
-    j_coeff = j_depth[..., None] * (slope[..., None] * level.basis)[:, :, None, :]  # (B, N, 2, K)
-    return Linearization(residual, gradients, torch.cat([j_pose, j_coeff], dim=-1), mask)
+    # d uv/d depth = (d uv/d p_tgt)·R·K⁻¹p̃; the translation block of the left pose Jacobian is d uv/d p_tgt,
+    # so this reuses it instead of a second projection (same value as jacobian_project_wrt_depth).
+    ray_tgt = (points_ref / depth[..., None]) @ matrix[:, :3, :3].mT  # R·K⁻¹p̃, depth >= the floor > 0
+    j_depth = (j_pose[..., :3] * ray_tgt[:, :, None, :]).sum(-1) * slope[..., None]  # (B, N, 2)
+    return Linearization(residual, gradients, j_pose, j_depth, level.basis, mask)
 
 
 def normal_equations(
@@ -188,6 +208,40 @@ def normal_equations(
     hessian = left.mT @ right
     gradient = (left.mT @ gte[..., None]).squeeze(-1)
     return hessian, gradient
+
+
+def normal_equations_structured(
+    pose_jacobian: torch.Tensor,
+    depth_jacobian: torch.Tensor,
+    basis: torch.Tensor,
+    feature_gradient: torch.Tensor,
+    residual: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``normal_equations`` for J_p = [J_pose (2×6), j_d (2) ⊗ b_p (K)], exploiting the rank-one depth block.
+
+    With M_p = G_pᵀG_p and s_p = j_dᵀ M_p j_d: H_ww = Σ s_p b_p b_pᵀ = Bᵀ diag(s) B (N·K² instead of
+    2N·(6+K)²), H_δw = Σ (J_poseᵀ M_p j_d) b_pᵀ, H_δδ = Σ J_poseᵀ M_p J_pose; the gradient likewise. The
+    (B, N, 2, 6+K) Jacobian is never formed.
+    Shapes: (B, N, 2, 6), (B, N, 2), (B, N, K), (B, N, C, 2), (B, N, C).
+    """
+    gu, gv = feature_gradient.unbind(-1)  # (B, N, C) each
+    a = (gu * gu).sum(-1)  # M = GᵀG = [[a, b], [b, c]], (B, N) each
+    b = (gu * gv).sum(-1)
+    c = (gv * gv).sum(-1)
+    ru, rv = (gu * residual).sum(-1), (gv * residual).sum(-1)  # Gᵀe
+    pu, pv = pose_jacobian.unbind(-2)  # (B, N, 6)
+    du, dv = depth_jacobian.unbind(-1)  # (B, N)
+    mdu, mdv = a * du + b * dv, b * du + c * dv  # M j_d
+    h_pp = torch.cat([pu, pv], 1).mT @ torch.cat(
+        [a[..., None] * pu + b[..., None] * pv, b[..., None] * pu + c[..., None] * pv], 1
+    )
+    cross = pu * mdu[..., None] + pv * mdv[..., None]  # J_poseᵀ M j_d, (B, N, 6)
+    h_pw = cross.mT @ basis  # (B, 6, K)
+    h_ww = basis.mT @ ((du * mdu + dv * mdv)[..., None] * basis)  # (B, K, K)
+    g_p = (pu.mT @ ru[..., None] + pv.mT @ rv[..., None]).squeeze(-1)
+    g_w = (basis.mT @ (du * ru + dv * rv)[..., None]).squeeze(-1)
+    hessian = torch.cat([torch.cat([h_pp, h_pw], -1), torch.cat([h_pw.mT, h_ww], -1)], -2)
+    return hessian, torch.cat([g_p, g_w], -1)
 
 
 def normal_equations_dense(
@@ -230,7 +284,7 @@ def lm_step(
     """One differentiable LM iteration → (pose, coefficients, λ used). The pose is pypose's chain: read it
     through ``.matrix()`` or ``euclidean_pose`` before using ``.tensor()`` in a loss."""
     lin = linearize(level, pose, coefficients, min_depth)
-    hessian, gradient = normal_equations(lin.jacobian, lin.feature_gradient, lin.residual)
+    hessian, gradient = lin.normal_equations()
     if callable(damping):
         lam = damping(mean_abs_residual(lin.residual, lin.mask))
     else:
@@ -314,7 +368,7 @@ def bundle_adjust(
 
         # The Hessian and cost at the final estimate (finest level): a covariance needs them there.
         lin = linearize(level, pose, coefficients, min_depth)
-        hessian, gradient = normal_equations(lin.jacobian, lin.feature_gradient, lin.residual)
+        hessian, gradient = lin.normal_equations()
         num_valid = lin.mask.sum(dim=1).to(dtype)
         cost = lin.residual.square().sum(dim=(1, 2)) / num_valid.clamp_min(1.0)
     return BAResult(
