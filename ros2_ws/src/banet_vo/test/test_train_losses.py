@@ -90,7 +90,7 @@ def test_banet_loss_sums_levels_with_weights():
     depth_gt = torch.full((1, 1, 8, 8), 2.0, dtype=torch.float64)
     d_coarse = torch.full((1, 1, 4, 4), 3.0, dtype=torch.float64)
     d_fine = torch.full((1, 1, 4, 4), 2.5, dtype=torch.float64)
-    w = LossWeights(rotation=2.0, translation=3.0, depth=4.0, coarse_levels=0.25)
+    w = LossWeights(rotation=2.0, translation=3.0, depth=4.0, coarse_levels=0.25, depth_space="metric")
     total, terms = banet_loss([coarse, fine], [d_coarse, d_fine], gt_pose, depth_gt, w)
 
     def level(angle, t_err, d_err):
@@ -100,6 +100,12 @@ def test_banet_loss_sums_levels_with_weights():
     expected = 0.25 * level(0.2, 1.0, 1.0) + level(0.1, 0.5, 0.5)
     assert float(total) == pytest.approx(expected, rel=1e-10)
     assert terms["translation"] == pytest.approx(0.5)
+    # Log space: uniform depth ratio r gives a uniform log error |log r|, so berHu = 2.6·|log r|.
+    w_log = LossWeights(rotation=0.0, translation=0.0, depth=1.0, coarse_levels=0.0)
+    total_log, _ = banet_loss([coarse, fine], [d_coarse, d_fine], gt_pose, depth_gt, w_log)
+    assert float(total_log) == pytest.approx(2.6 * math.log(2.5 / 2.0), rel=1e-10)
+    with pytest.raises(ValueError, match="depth_space"):
+        LossWeights(depth_space="inverse")
     with pytest.raises(ValueError, match="poses_per_level"):
         banet_loss([], [], gt_pose, depth_gt)
     with pytest.raises(ValueError, match=r"LossWeights\.depth"):

@@ -255,7 +255,11 @@ def train(
     description: dict = {"custom dataset": type(dataset).__name__} if dataset is not None else {}
     if dataset is None:
         dataset, description = build_dataset(config, progress=progress and rank == 0)
-    model = BANet(config.model_config()).to(device)
+    model_config = config.model_config()
+    use_amp = config.amp and device.type == "cuda"
+    if use_amp:  # BA-Net's own bf16 autocast covers backbone, FPN and decoder; its BA stays fp32
+        model_config = model_config.replace(backbone_dtype="bf16")
+    model = BANet(model_config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer,
@@ -274,7 +278,6 @@ def train(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
-    use_amp = config.amp and device.type == "cuda"
     log_path = out_dir / "log.csv"
     log_file = None
     writer = None
@@ -348,8 +351,7 @@ def train(
             indices = [order[(start + k) % n] for k in range(per_rank)]
             batch = stack_batch(dataset, indices, device)
 
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                out = net(batch["image_ref"], batch["image_tgt"], batch["intrinsics"])
+            out = net(batch["image_ref"], batch["image_tgt"], batch["intrinsics"])
             pose_gt = pp.mat2SE3(batch["pose_tgt_ref"].double(), check=False).float()
             loss, terms = banet_loss(
                 out.poses_per_level, out.depths_per_level, pose_gt, batch["depth_ref"], config.loss

@@ -28,9 +28,13 @@ class LossWeights:
 
     rotation: float = 20.0  # quaternion distance ≈ angle/2 in radians: 1 deg ≈ 0.0087 (x20 ≈ 0.17)
     translation: float = 1.0  # metres
-    depth: float = 0.5  # berHu in metres (street depths are large; keeps pose terms from drowning)
+    depth: float = 1.0  # berHu of the depth error, in log space by default (see depth_space)
     coarse_levels: float = 0.5  # weight of each earlier (coarser) level's pose/depth
     max_depth: float = 50.0  # ground truth beyond this is ignored (far street ends, near-sky)
+    # "log": berHu of log(D) − log(D*): one scale for 2 m rooms and 50 m streets, and a bounded gradient
+    # when the BA throws a depth far off (berHu in metres made the first small run diverge at step ~60).
+    # "metric": berHu of D − D* in metres, as the paper.
+    depth_space: str = "log"
 
     def __post_init__(self) -> None:
         for name in ("rotation", "translation", "depth", "coarse_levels"):
@@ -39,6 +43,8 @@ class LossWeights:
                 raise ValueError(f"LossWeights.{name} must be a number >= 0, got {value!r}")
         if not self.max_depth > 0:
             raise ValueError(f"LossWeights.max_depth must be > 0, got {self.max_depth!r}")
+        if self.depth_space not in ("log", "metric"):
+            raise ValueError(f"LossWeights.depth_space must be 'log' or 'metric', got {self.depth_space!r}")
 
 
 def _as_se3(pose: pp.LieTensor | torch.Tensor, name: str) -> pp.LieTensor:
@@ -101,7 +107,7 @@ def banet_loss(
     weights: LossWeights = LossWeights(),
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Sum over levels (coarse → fine; coarse ones weighted by ``weights.coarse_levels``) of
-    w_r·L_rot + w_t·L_trans + w_d·berHu(depth). ``depth_gt`` (B, 1, H, W) at any resolution ≥ the depth
+    w_r·L_rot + w_t·L_trans + w_d·berHu(depth error, log or metric per ``weights.depth_space``). ``depth_gt`` (B, 1, H, W) at any resolution ≥ the depth
     maps; it is nearest-downsampled to each. Returns the loss and the finest level's terms as floats."""
     if not poses_per_level or len(poses_per_level) != len(depths_per_level):
         raise ValueError(
@@ -117,7 +123,11 @@ def banet_loss(
         valid = (gt > 0) & (gt <= weights.max_depth)
         rot = rotation_loss(pose, pose_gt)
         trans = translation_loss(pose, pose_gt)
-        dep = berhu_loss(depth, gt, valid)
+        if weights.depth_space == "log":
+            safe_gt = torch.where(valid, gt, torch.ones_like(gt))
+            dep = berhu_loss(depth.clamp_min(1e-3).log(), safe_gt.log(), valid)
+        else:
+            dep = berhu_loss(depth, gt, valid)
         level_loss = weights.rotation * rot + weights.translation * trans + weights.depth * dep
         total = total + (1.0 if level == last else weights.coarse_levels) * level_loss.to(total.dtype)
         if level == last:
