@@ -107,8 +107,9 @@ def banet_loss(
     weights: LossWeights = LossWeights(),
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Sum over levels (coarse → fine; coarse ones weighted by ``weights.coarse_levels``) of
-    w_r·L_rot + w_t·L_trans + w_d·berHu(depth error, log or metric per ``weights.depth_space``). ``depth_gt`` (B, 1, H, W) at any resolution ≥ the depth
-    maps; it is nearest-downsampled to each. Returns the loss and the finest level's terms as floats."""
+    w_r·L_rot + w_t·L_trans + w_d·berHu(depth error, log or metric per ``weights.depth_space``).
+    ``depth_gt`` (B, 1, H, W) at any resolution ≥ the depth maps; it is nearest-downsampled to each.
+    Returns the loss and the finest level's terms as floats."""
     if not poses_per_level or len(poses_per_level) != len(depths_per_level):
         raise ValueError(
             f"poses_per_level ({len(poses_per_level)}) and depths_per_level ({len(depths_per_level)}) must "
