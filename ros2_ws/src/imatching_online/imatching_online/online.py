@@ -103,7 +103,9 @@ def working_size(width: int, height: int, max_size: int) -> tuple[int, int]:
     scale = min(1.0, max_size / max(width, height))
 
     def snap(x: float) -> int:
-        return max(SIZE_MULTIPLE, int(x * scale / SIZE_MULTIPLE) * SIZE_MULTIPLE)
+        return max(
+            SIZE_MULTIPLE, int(x * scale / SIZE_MULTIPLE + 1e-9) * SIZE_MULTIPLE
+        )  # no float-floor off-by-one
 
     return snap(width), snap(height)
 
