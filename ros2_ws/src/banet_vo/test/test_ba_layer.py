@@ -145,7 +145,25 @@ def test_gradcheck_through_bundle_adjust_outputs():
         return out.pose.tensor(), out.depth, out.cost
 
     inputs = tuple(t.clone().requires_grad_(True) for t in (f_ref, f_tgt, basis, depth0))
-    assert torch.autograd.gradcheck(run, inputs, eps=1e-6, atol=1e-5, rtol=1e-4)
+    assert torch.autograd.gradcheck(run, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=True)
+
+
+@pytest.mark.gpu
+def test_normal_equations_on_cuda_match_the_cpu():
+    level_cpu = _random_level(B=2, C=16, K=8, h=12, w=16)
+    f_ref, f_tgt, basis, depth0, intr, pose, coeffs = (
+        t.to("cuda") if isinstance(t, torch.Tensor) else t for t in level_cpu
+    )
+    lin = linearize(
+        prepare_level(f_ref, f_tgt, basis, depth0, intr), pp.SE3(pose.tensor().cuda()), coeffs, 0.1
+    )
+    H, g = lin.normal_equations()
+    H_dense, g_dense = normal_equations_dense(lin.jacobian, lin.feature_gradient, lin.residual)
+    assert H.device.type == "cuda" and (H - H_dense).norm() / H_dense.norm() < 1e-10
+    assert (g - g_dense).norm() / g_dense.norm() < 1e-10
+    lin_cpu = linearize(prepare_level(*level_cpu[:5]), level_cpu[5], level_cpu[6], 0.1)
+    torch.testing.assert_close(H.cpu(), lin_cpu.normal_equations()[0])
+    torch.testing.assert_close(g.cpu(), lin_cpu.normal_equations()[1])
 
 
 def test_backward_through_all_iterations_is_finite_on_textureless_images_and_zero_motion():
