@@ -1,0 +1,324 @@
+"""imatching node on a real rclpy graph (loopback DDS): rendered hand-held frames (160x120) published
+as rgb8 + camera_info, a randomly initialised matcher checkpoint written in tmp (and the shipped
+pretrained one where a BA must succeed), windows and skips counted, /diagnostics, ~/save, ~/reset,
+~/rollback, bad input counted while the node keeps serving, bad parameters stopping the node."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytestmark = pytest.mark.ros
+
+rclpy = pytest.importorskip("rclpy")
+from banet_vo.data.synthetic import render_sequence  # noqa: E402
+from banet_vo.ros.conversions import camera_to_camera_info, numpy_to_image, sec_to_stamp  # noqa: E402
+from banet_vo.ros.qos import reliable_qos  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
+from imatching_online.matcher.io import load_matcher, save_matcher  # noqa: E402
+from imatching_online.matcher.network import Matcher  # noqa: E402
+from imatching_online.ros.node import ImatchingNode, main  # noqa: E402
+from imatching_online.ros.params import PARAMS  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PRETRAINED = ROOT / "models" / "matcher_synthetic.safetensors"
+T0 = 100.0
+IMAGE, INFO = "/cam/image", "/cam/camera_info"
+REMAPS = ["--ros-args", "-r", f"image:={IMAGE}", "-r", f"camera_info:={INFO}"]
+FAST = {"window_size": 3, "queries_per_frame": 60, "max_image_size": 160, "queue_size": 50, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def seq():
+    return render_sequence("indoor", frames=6, size=(160, 120), seed=0)
+
+
+@pytest.fixture
+def random_matcher(tmp_path) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path / "random_matcher.safetensors"
+    save_matcher(path, Matcher(), {"data": "random init (test)"})
+    return path
+
+
+def _weights_equal(a: Path, b: Path) -> bool:
+    wa, wb = load_matcher(a)[0].state_dict(), load_matcher(b)[0].state_dict()
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+class Graph:
+    """The node, a publisher/client node and a /diagnostics recorder spun by one executor thread."""
+
+    def __init__(self, context, params: dict) -> None:
+        self.pub_node = Node("imatching_test_io", context=context)
+        # publishers first: the node's `auto` QoS sees them and subscribes reliable
+        self.img_pub = self.pub_node.create_publisher(Image, IMAGE, reliable_qos(depth=50))
+        self.info_pub = self.pub_node.create_publisher(CameraInfo, INFO, reliable_qos(depth=50))
+        self.lock = threading.Lock()
+        self.diags: list[DiagnosticArray] = []
+        self.pub_node.create_subscription(
+            DiagnosticArray, "/diagnostics", self._keep, reliable_qos(depth=100)
+        )
+        overrides = [Parameter(k, value=v) for k, v in params.items()]
+        self.node = ImatchingNode(context=context, parameter_overrides=overrides, cli_args=REMAPS)
+        self.executor = MultiThreadedExecutor(num_threads=3, context=context)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.pub_node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and not (
+            self.node.image_sub is not None
+            and self.node.info_sub is not None
+            and self.img_pub.get_subscription_count() >= 1
+            and self.info_pub.get_subscription_count() >= 1
+        ):
+            time.sleep(0.02)
+        assert self.img_pub.get_subscription_count() >= 1, "the node never subscribed"
+
+    def _keep(self, msg: DiagnosticArray) -> None:
+        with self.lock:
+            self.diags.append(msg)
+
+    def diag_values(self, min_count: int = 1, timeout: float = 10.0) -> dict[str, str]:
+        """Key/values of the first /diagnostics message published after this call."""
+        with self.lock:
+            start = len(self.diags)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.diags) >= start + min_count:
+                    status = self.diags[-1].status[0]
+                    return {"__level__": status.level, "__message__": status.message} | {
+                        kv.key: kv.value for kv in status.values
+                    }
+            time.sleep(0.02)
+        raise AssertionError("no /diagnostics message")
+
+    def send(self, image: np.ndarray, t: float, camera, encoding: str = "rgb8", info: bool = True) -> None:
+        header = Header(stamp=sec_to_stamp(t), frame_id="camera_optical")
+        if info:
+            self.info_pub.publish(camera_to_camera_info(camera, header))
+        msg = numpy_to_image(image, encoding, header)
+        self.img_pub.publish(msg)
+
+    def prime_camera(self, camera, t: float = T0) -> None:
+        """Publish camera_info and wait until the node holds it (image and camera_info are separate
+        topics: an image that beats the first camera_info would wait as the pending frame)."""
+        self.info_pub.publish(camera_to_camera_info(camera, Header(stamp=sec_to_stamp(t))))
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and self.node._camera is None:
+            time.sleep(0.02)
+        assert self.node._camera is not None, "camera_info never arrived"
+
+    def call(self, service: str, timeout: float = 30.0) -> Trigger.Response:
+        client = self.pub_node.create_client(Trigger, f"/imatching/{service}")
+        try:
+            assert client.wait_for_service(timeout_sec=5.0)
+            future = client.call_async(Trigger.Request())
+            deadline = time.monotonic() + timeout
+            while not future.done() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert future.done(), f"~/{service} did not answer"
+            return future.result()
+        finally:
+            self.pub_node.destroy_client(client)
+
+    def settle(self, key: str, value: int, timeout: float = 30.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.node.snapshot().get(key, 0) < value:
+            time.sleep(0.02)
+        assert self.node.wait_idle(timeout)
+        snap = self.node.snapshot()
+        assert snap[key] == value, (key, snap)
+        return snap
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=5.0)
+        self.thread.join(timeout=5.0)
+        self.node.destroy_node()
+        self.pub_node.destroy_node()
+
+
+def test_windows_skips_diagnostics_and_save_with_adapt_false(rclpy_context, seq, random_matcher, tmp_path):
+    out = tmp_path / "adapted.safetensors"
+    graph = Graph(
+        rclpy_context,
+        {**FAST, "matcher": str(random_matcher), "output_model": str(out), "adapt": False},
+    )
+    try:
+        graph.prime_camera(seq[0].camera)
+        for i in range(5):
+            graph.send(seq[i].image, T0 + seq[i].timestamp, seq[i].camera)
+        snap = graph.settle("windows", 3)  # 5 kept frames, window 3, stride 1
+        assert snap["kept"] == 5 and snap["received"] == 5 and snap["errors"] == 0
+        assert snap["windows"] == snap["successes"] + snap["failed"] == 3
+        reasons = ("too_few_matches", "no_motion", "low_parallax", "too_few_inliers", "tracking_failed")
+        assert sum(snap[r] for r in (*reasons, "too_few_landmarks", "cost_not_reduced")) == snap["failed"]
+        assert snap["steps"] == 0  # adapt=false never steps
+        diag = graph.diag_values()
+        assert diag["windows"] == "3" and diag["steps"] == "0" and diag["adapt"] == "false"
+        assert diag["dropped"] == "0" and "mean_step_ms" in diag and float(diag["mean_step_ms"]) > 0
+        if snap["failed"]:
+            reason = diag["last_skip_reason"].split(":")[0]
+            assert reason in (*reasons, "too_few_landmarks", "cost_not_reduced")
+        response = graph.call("save")
+        assert response.success, response.message
+        assert _weights_equal(out, random_matcher)
+        meta = load_matcher(out)[1]
+        assert meta["adapt"] is False and meta["windows"] == 3 and meta["source"] == IMAGE
+        assert (
+            meta["adapted_from"] == str(random_matcher) and meta["base_meta"]["data"] == "random init (test)"
+        )
+    finally:
+        graph.close()
+
+
+@pytest.mark.skipif(not PRETRAINED.is_file(), reason=f"shipped matcher {PRETRAINED} not present")
+def test_adapt_true_changes_the_saved_weights(rclpy_context, seq, tmp_path):
+    """A random matcher rarely gives a BA that succeeds, so the weight update is checked with the shipped
+    pretrained matcher: one successful window -> one step -> the periodic save differs from the input."""
+    out = tmp_path / "adapted.safetensors"
+    params = {**FAST, "matcher": str(PRETRAINED), "output_model": str(out), "save_every_steps": 1}
+    graph = Graph(rclpy_context, {**params, "queries_per_frame": 100})
+    try:
+        graph.prime_camera(seq[0].camera)
+        for i in range(3):
+            graph.send(seq[i].image, T0 + seq[i].timestamp, seq[i].camera)
+        snap = graph.settle("windows", 1)
+        assert snap["successes"] == snap["steps"] == 1 and snap["saves"] == 1  # the periodic save
+        assert not _weights_equal(out, PRETRAINED)
+        meta = load_matcher(out)[1]
+        assert meta["optimiser_steps"] == 1 and meta["adapt"] is True
+        diag = graph.diag_values()
+        assert 0 < float(diag["last_inlier_ratio"]) <= 1 and np.isfinite(float(diag["last_loss"]))
+        assert diag["__level__"] == DiagnosticStatus.OK  # OK: nothing bad counted
+    finally:
+        graph.close()
+    assert graph.node.snapshot()["saves"] == 1  # shutdown: the file already holds the current weights
+
+
+def test_bad_input_is_counted_and_the_node_keeps_serving(rclpy_context, seq, random_matcher, tmp_path):
+    # a long window: no BA runs here, only the input path is exercised
+    params = {**FAST, "window_size": 30, "matcher": str(random_matcher), "image_qos": "reliable"}
+    graph = Graph(rclpy_context, params)
+    f = seq
+    try:
+        graph.send(f[0].image, T0, f[0].camera, info=False)  # before any camera_info: kept pending
+        graph.send(f[0].image, T0, f[0].camera, info=False)  # replaces the pending one (counted)
+        graph.settle("no_camera_info", 1)
+        zero = camera_to_camera_info(f[0].camera, Header(stamp=sec_to_stamp(T0)))
+        zero.k, zero.p = [0.0] * 9, [0.0] * 12
+        graph.info_pub.publish(zero)  # all-zero calibration
+        graph.settle("bad_camera_info", 1)
+        graph.prime_camera(f[0].camera)  # a valid camera_info releases the pending frame
+        graph.settle("kept", 1)
+
+        header = Header(stamp=sec_to_stamp(T0 + 1), frame_id="camera_optical")
+        bad = numpy_to_image(f[1].image, "rgb8", header)
+        bad.encoding = "yuv422"  # unsupported
+        graph.img_pub.publish(bad)
+        graph.settle("bad_image", 1)
+        bad = numpy_to_image(f[1].image, "rgb8", header)
+        bad.height, bad.width, bad.step, bad.data = 0, 0, 0, []  # zero size
+        graph.img_pub.publish(bad)
+        graph.settle("bad_image", 2)
+        graph.img_pub.publish(numpy_to_image(np.zeros((50, 160), np.uint8), "mono8", header))  # wrong size
+        graph.settle("size_mismatch", 1)
+
+        for i in range(1, 4):  # the node still serves: good frames keep filling the window
+            graph.send(f[i].image, T0 + f[i].timestamp, f[i].camera)
+        snap = graph.settle("kept", 4)
+        assert snap["window_length"] == 4 and snap["errors"] == 0 and snap["windows"] == 0
+        diag = graph.diag_values()
+        assert diag["__level__"] == DiagnosticStatus.WARN and "bad_image" in diag["__message__"]
+        assert diag["bad_image"] == "2" and diag["bad_camera_info"] == "1" and diag["size_mismatch"] == "1"
+
+        response = graph.call("reset")
+        assert response.success and "4 window frames" in response.message
+        assert graph.node.snapshot()["window_length"] == 0
+        response = graph.call("rollback")
+        assert not response.success and "no good weights" in response.message
+        response = graph.call("save")  # output_model is empty here
+        assert not response.success and "output_model is empty" in response.message
+    finally:
+        graph.close()
+
+
+def test_bad_parameters_and_matcher_stop_the_node(rclpy_context, random_matcher, tmp_path):
+    def make(**params):
+        overrides = [Parameter(k, value=v) for k, v in params.items()]
+        return ImatchingNode(context=rclpy_context, parameter_overrides=overrides)
+
+    m = str(random_matcher)
+    with pytest.raises(ValueError, match="parameter matcher: a matcher checkpoint path is required"):
+        make()
+    with pytest.raises(ValueError, match=r"parameter matcher: cannot use .*does not exist"):
+        make(matcher=str(tmp_path / "missing.safetensors"))
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(ValueError, match="parameter matcher: cannot"):
+        make(matcher=str(broken))
+    with pytest.raises(ValueError, match="parameter window_size"):
+        make(matcher=m, window_size=1)
+    with pytest.raises(ValueError, match="parameter window_stride"):
+        make(matcher=m, window_size=3, window_stride=4)
+    with pytest.raises(ValueError, match="parameter lr"):
+        make(matcher=m, lr=5.0)
+    with pytest.raises(ValueError, match="parameter lr"):
+        make(matcher=m, lr="fast")
+    with pytest.raises(ValueError, match="parameter device"):
+        make(matcher=m, device="tpu")
+    with pytest.raises(ValueError, match="parameter output_model"):
+        make(matcher=m, output_model=m)
+    with pytest.raises(ValueError, match="parameter image_qos"):
+        make(matcher=m, image_qos="best")
+
+
+def test_main_exits_2_on_a_broken_matcher_and_documents_every_parameter(tmp_path, capsys, ros_domain_id):
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"this is not a checkpoint")
+    assert main(["--ros-args", "-p", f"matcher:={broken}"]) == 2
+    assert "imatching_node: cannot start: parameter matcher: cannot" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert all(f"  {spec.name} (default" in text for spec in PARAMS)
+
+
+def test_parameters_are_declared_read_only_with_ranges(rclpy_context, random_matcher):
+    node = ImatchingNode(
+        context=rclpy_context, parameter_overrides=[Parameter("matcher", value=str(random_matcher))]
+    )
+    try:
+        for spec in PARAMS:
+            descriptor = node.describe_parameter(spec.name)
+            assert descriptor.description and descriptor.read_only, spec.name
+            if spec.range is not None:
+                ranges = list(descriptor.integer_range) + list(descriptor.floating_point_range)
+                assert len(ranges) == 1 and ranges[0].from_value == spec.range[0], spec.name
+        assert node.get_parameter("window_size").value == 5 and node.params.stream.adapt is True
+    finally:
+        node.destroy_node()
+
+
+def test_params_file_matches_the_parameter_table():
+    import yaml
+
+    path = ROOT / "ros2_ws/src/imatching_online/config/imatching_online.yaml"
+    values = yaml.safe_load(path.read_text())["/**"]["ros__parameters"]
+    assert set(values) == {spec.name for spec in PARAMS}
+    for spec in PARAMS:
+        assert values[spec.name] == spec.default and type(values[spec.name]) is type(spec.default), spec.name
