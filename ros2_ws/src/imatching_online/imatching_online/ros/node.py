@@ -250,7 +250,10 @@ class ImatchingNode(Node):
         with self._lock:
             self.counters["saves"] += 1
         text = f"wrote {path} ({why}): {meta['optimiser_steps']} steps, {meta['windows']} windows"
-        self.get_logger().info(text)
+        if self.context.ok():
+            self.get_logger().info(text)
+        else:  # at shutdown after SIGINT the context is gone, and /rosout with it
+            logger.info(text)
         return True, text
 
     def _work(self) -> None:
