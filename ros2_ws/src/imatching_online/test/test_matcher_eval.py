@@ -78,3 +78,20 @@ def test_evaluate_on_real_hololens_pairs(hololens_dir):
     assert set(sift["pose_auc"]) == {"5.0", "10.0", "20.0"}
     table = markdown_table(results)
     assert table.count("\n") == 3 and "MMA@1px" in table and "AUC@20°" in table
+
+
+def test_banet_vo_eval_matching_subcommand_writes_json(tmp_path, hololens_dir):
+    import json
+
+    from banet_vo.evaluation.cli import main
+    from imatching_online.matcher.io import save_matcher
+
+    ckpt = tmp_path / "m.safetensors"
+    save_matcher(ckpt, Matcher(MatcherConfig(base_channels=8, coarse_channels=16, fine_channels=8)), {})
+    out = tmp_path / "r.json"
+    argv = ["matching", str(hololens_dir), "--frames", "30:33", "--gaps", "1", "--width", "120"]
+    assert main([*argv, "--matcher", f"tiny={ckpt}", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["frames"] == [30, 33] and result["results"]["tiny"]["pairs"] == 2
+    assert {"SIFT (mutual NN)", "ORB (mutual NN)", "tiny"} == set(result["results"])
+    assert main([*argv[:2], "--frames", "30:99"]) == 2

@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_all(subparsers)
     importlib.import_module("banet_vo.evaluation.pairs").add_parser(subparsers)  # `pairs` (train task)
+    importlib.import_module("imatching_online.evaluation").add_parser(subparsers)  # `matching` (imatching)
     return parser
 
 
