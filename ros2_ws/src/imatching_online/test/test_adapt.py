@@ -213,3 +213,24 @@ def test_matcher_checkpoint_round_trip(tmp_path):
     save_checkpoint(other, {"w": torch.zeros(1)}, kind="banet", config={}, meta={})
     with pytest.raises(ValueError):
         load_matcher(other)
+
+
+@pytest.mark.slow
+def test_loss_graph_has_only_the_matches_as_leaves(solved):
+    # The BA poses and landmarks enter as constants: the only tensors the loss can send gradients to
+    # are the matcher's outputs (no unrolled BA, no gradient into the BA solution).
+    window, result = solved
+    matches = _matches_from(window)
+    loss, _ = reprojection_loss(matches, result, window.K, (window.height, window.width), AdaptConfig())
+    leaves, stack, seen = [], [loss.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if hasattr(node, "variable"):
+            leaves.append(node.variable)
+        stack.extend(fn for fn, _ in node.next_functions)
+    allowed = {id(o.uv) for o in matches.outputs.values()}
+    assert leaves and all(id(leaf) in allowed for leaf in leaves)
+    assert isinstance(result.poses, np.ndarray) and isinstance(result.landmarks, np.ndarray)
