@@ -28,6 +28,7 @@ TOPICS = [
     "vo_latency",
     "window_ba",
     "imatching",
+    "imatching_accuracy",
 ]
 
 HEADER = """# Benchmarks
