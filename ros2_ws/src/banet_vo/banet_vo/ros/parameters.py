@@ -1,0 +1,154 @@
+"""Parameter tables for our ROS nodes: one spec per parameter (default, description, range, choices).
+
+A node's params module lists its `ParameterSpec`s in a `ParameterTable`; the table declares every entry
+read-only with a ParameterDescriptor (description, IntegerRange/FloatingPointRange), checks type, choice
+and range of each value (also for values given without rclpy), and returns {name: value}. The node's own
+module then builds its validated dataclass from those values. Every failure is a ValueError that starts
+with "parameter <name>:", so a node stops at start with a clear message.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterException
+from rclpy.node import Node
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One parameter. The default's type is the parameter's type: bool, int, float, str or a list of
+    floats (a fixed-length vector, read back as a tuple)."""
+
+    name: str
+    default: Any
+    description: str
+    range: tuple[float, float] | None = None  # inclusive, for ints and floats
+    choices: tuple[str, ...] | None = None  # for strings
+
+    @property
+    def is_integer(self) -> bool:
+        return isinstance(self.default, int) and not isinstance(self.default, bool)
+
+    def descriptor(self) -> ParameterDescriptor:
+        """Read-only descriptor with the description (choices appended) and the range."""
+        text = self.description
+        if self.choices:
+            text += f" (one of: {', '.join(self.choices)})"
+        descriptor = ParameterDescriptor(name=self.name, description=text, read_only=True)
+        if self.range is not None:
+            lo, hi = self.range
+            if self.is_integer:
+                descriptor.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+            else:
+                descriptor.floating_point_range = [
+                    FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)
+                ]
+        return descriptor
+
+    def check(self, value: Any) -> Any:
+        """`value` checked for type, choice and range; ints are accepted for floats (returned as float)
+        and a list parameter comes back as a tuple of floats. ValueError naming the parameter."""
+        default = self.default
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif self.is_integer:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = _is_number(value)
+            value = float(value) if ok else value
+        elif isinstance(default, list):
+            ok = (
+                isinstance(value, list | tuple)
+                and len(value) == len(default)
+                and all(_is_number(v) for v in value)
+            )
+            value = tuple(float(v) for v in value) if ok else value
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            raise ValueError(
+                f"parameter {self.name}: expected {type(default).__name__} like {default!r}, got {value!r}"
+            )
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"parameter {self.name}: must be one of {self.choices}, got {value!r}")
+        if self.range is not None and not self.range[0] <= value <= self.range[1]:
+            raise ValueError(
+                f"parameter {self.name}: {value!r} is outside [{self.range[0]}, {self.range[1]}]"
+            )
+        return value
+
+    def help_line(self) -> str:
+        """`  name (default d): description (one of: ...) [range lo .. hi]`, for a --help text."""
+        extra = f" (one of: {', '.join(self.choices)})" if self.choices else ""
+        extra += f" [range {self.range[0]} .. {self.range[1]}]" if self.range else ""
+        return f"  {self.name} (default {self.default!r}): {self.description}{extra}"
+
+
+class ParameterTable:
+    """The ordered parameters of one node; iterating yields the specs."""
+
+    def __init__(self, *specs: ParameterSpec) -> None:
+        self._specs = {spec.name: spec for spec in specs}
+        if len(self._specs) != len(specs):
+            names = [spec.name for spec in specs]
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            raise ValueError(f"specs: parameter names must be unique, repeated: {repeated}")
+
+    def __iter__(self) -> Iterator[ParameterSpec]:
+        return iter(self._specs.values())
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def __getitem__(self, name: str) -> ParameterSpec:
+        return self._specs[name]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._specs)
+
+    def defaults(self) -> dict[str, Any]:
+        return {name: spec.default for name, spec in self._specs.items()}
+
+    def values(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Every parameter checked, taking `given` where named and the default elsewhere. ValueError for
+        an unknown name or a bad value (naming the parameter)."""
+        unknown = sorted(set(given) - set(self._specs))
+        if unknown:
+            raise ValueError(f"unknown parameters {unknown}; known: {sorted(self._specs)}")
+        return {name: spec.check(given.get(name, spec.default)) for name, spec in self._specs.items()}
+
+    def declare(self, node: Node) -> dict[str, Any]:
+        """Declare every parameter on `node` (read-only, with its descriptor) and return the checked
+        values. rclpy's own refusals (out of range, wrong type of an override) become ValueErrors."""
+        given: dict[str, Any] = {}
+        for spec in self:
+            try:
+                param = node.declare_parameter(spec.name, spec.default, spec.descriptor())
+            except (ParameterException, TypeError) as err:
+                raise ValueError(f"parameter {spec.name}: {err}") from err
+            # a double-array parameter reads back as array.array
+            given[spec.name] = list(param.value) if isinstance(spec.default, list) else param.value
+        return self.values(given)
+
+    def help_text(self) -> str:
+        """One help_line per parameter, in table order."""
+        return "\n".join(spec.help_line() for spec in self)
+
+
+def subset(values: Mapping[str, Any], *names: str, prefix: str = "") -> dict[str, Any]:
+    """{name: values[prefix + name]} for each name: keyword arguments for a config built from a table
+    (e.g. `WindowConfig(**subset(v, "passes", "lm_iterations", prefix="ba_"))`)."""
+    return {name: values[prefix + name] for name in names}
