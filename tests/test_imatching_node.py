@@ -118,9 +118,9 @@ class Graph:
         topics: an image that beats the first camera_info would wait as the pending frame)."""
         self.info_pub.publish(camera_to_camera_info(camera, Header(stamp=sec_to_stamp(t))))
         deadline = time.monotonic() + 10.0
-        while time.monotonic() < deadline and self.node._camera is None:
+        while time.monotonic() < deadline and self.node.camera_input.camera is None:
             time.sleep(0.02)
-        assert self.node._camera is not None, "camera_info never arrived"
+        assert self.node.camera_input.camera is not None, "camera_info never arrived"
 
     def call(self, service: str, timeout: float = 30.0) -> Trigger.Response:
         client = self.pub_node.create_client(Trigger, f"/imatching/{service}")

@@ -26,9 +26,10 @@ pytestmark = pytest.mark.ros
 rclpy = pytest.importorskip("rclpy")
 from banet_vo.ros.bag_player import BagPlayer  # noqa: E402
 from banet_vo.ros.conversions import image_to_numpy, numpy_to_image, sec_to_stamp, stamp_to_ns  # noqa: E402
+from banet_vo.ros.frame_worker import LatestFrameQueue  # noqa: E402
 from banet_vo.ros.params import PARAMS  # noqa: E402
 from banet_vo.ros.qos import reliable_qos  # noqa: E402
-from banet_vo.ros.vo_node import LatestFrameQueue, VONode  # noqa: E402
+from banet_vo.ros.vo_node import VONode  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from nav_msgs.msg import Path as PathMsg  # noqa: E402

@@ -1,10 +1,10 @@
 """The banet_vo ROS 2 node: a thin shell around banet_vo.odometry (ROS interface: DESIGN.md, docs/node.md).
 
-Callbacks only validate and convert: an image (with the latest camera_info) goes into a bounded
-latest-frame queue, and one worker thread runs the odometry and publishes. A slow model therefore drops
-frames (counted, in /diagnostics) and never stalls the executor or grows memory. Outputs carry the input
-image's stamp. Bad input is counted and warned about (throttled), never fatal; bad parameters or an
-unusable model stop the node at start.
+The shared CameraInput validates and converts: an image (with the latest camera_info) goes into a
+bounded latest-frame queue, and one FrameWorker thread runs the odometry and publishes. A slow model
+therefore drops frames (counted, in /diagnostics) and never stalls the executor or grows memory. Outputs
+carry the input image's stamp. Bad input is counted and warned about (throttled), never fatal; bad
+parameters or an unusable model stop the node at start.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import logging
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,6 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 
-from banet_vo.geometry import PinholeCamera
 from banet_vo.odometry import (
     FAILED,
     OUT_OF_ORDER,
@@ -38,74 +36,15 @@ from banet_vo.odometry import (
     PairEstimator,
     VisualOdometry,
 )
-from banet_vo.ros.conversions import (
-    camera_info_to_camera,
-    depth_messages,
-    image_to_model_input,
-    odometry_msg,
-    rotation_to_quaternion,
-    stamp_to_sec,
-)
+from banet_vo.ros.camera_input import INPUT_PROBLEMS, CameraFrame, CameraInput, EventCounters
+from banet_vo.ros.conversions import depth_messages, odometry_msg, rotation_to_quaternion
+from banet_vo.ros.frame_worker import DROPPED, ERRORS, FrameWorker
 from banet_vo.ros.params import NodeParams, declare_parameters
-from banet_vo.ros.qos import latched_qos, qos_from_name, reliable_qos, resolve_auto_qos
+from banet_vo.ros.qos import latched_qos, reliable_qos
 
 logger = logging.getLogger(__name__)
 
 NODE_NAME = "banet_vo"
-WARN_PERIOD_S = 5.0
-
-
-@dataclass
-class _Input:
-    header: Any  # std_msgs/Header of the image
-    image: np.ndarray
-    camera: PinholeCamera | None  # set when it is queued
-    received: float  # time.monotonic() at the callback
-
-
-class LatestFrameQueue:
-    """Bounded FIFO that drops the oldest item when full (a camera wants the newest frames)."""
-
-    def __init__(self, maxsize: int) -> None:
-        if maxsize < 1:
-            raise ValueError(f"maxsize must be >= 1, got {maxsize}")
-        self._items: collections.deque = collections.deque()
-        self._maxsize = maxsize
-        self._cond = threading.Condition()
-        self._closed = False
-
-    def put(self, item: Any) -> int:
-        """Add an item; returns how many old items were dropped to make room."""
-        with self._cond:
-            dropped = 0
-            while len(self._items) >= self._maxsize:
-                self._items.popleft()
-                dropped += 1
-            self._items.append(item)
-            self._cond.notify()
-            return dropped
-
-    def get(self, timeout: float | None = None) -> Any | None:
-        """The oldest item, or None on timeout or when closed."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._items or self._closed, timeout):
-                return None
-            return self._items.popleft() if self._items else None
-
-    def clear(self) -> int:
-        with self._cond:
-            n = len(self._items)
-            self._items.clear()
-            return n
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._items)
 
 
 class _TfOutput:
@@ -184,15 +123,11 @@ class VONode(Node):
         p = self.params
         self.estimator = estimator
         self.vo = VisualOdometry(estimator, p.odometry)
-        self.counters: collections.Counter[str] = collections.Counter()
+        self.events = EventCounters(self.get_logger().warning)
         self._latency: collections.deque[float] = collections.deque(maxlen=200)
         self._processed_stamps: collections.deque[float] = collections.deque(maxlen=200)
-        self._last_warn: dict[str, float] = {}
         self._lock = threading.Lock()
-        self._camera: PinholeCamera | None = None
-        self._pending: _Input | None = None  # newest image received before any valid camera_info
         self._reset_requested = threading.Event()
-        self._busy = threading.Event()
         self._state = "waiting for images"
         self._trajectory_id = None
         self._path = Path()
@@ -208,16 +143,9 @@ class VONode(Node):
         self.reset_srv = self.create_service(Trigger, "~/reset", self._on_reset)
         self.tf = _TfOutput(self) if (p.publish_tf or p.publish_static_tf) else None
 
-        self.image_sub = None
-        self.info_sub = None
-        self._subscribe_timer = self.create_timer(0.2, self._try_subscribe)
-        self._try_subscribe()
+        self.worker = FrameWorker(self._process, self.events, p.queue_size, name="banet_vo_inference")
+        self.camera_input = CameraInput(self, p.image_qos, self.worker.put, self.events)
         self._diag_timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
-
-        self._queue = LatestFrameQueue(p.queue_size)
-        self._running = True
-        self._worker = threading.Thread(target=self._work, name="banet_vo_inference", daemon=True)
-        self._worker.start()
         self.get_logger().info(
             f"ready: model {p.model}, input {estimator.input_size[0]}x{estimator.input_size[1]}, "
             f"image QoS {p.image_qos}, tf {self.tf.backend if self.tf else 'off'}"
@@ -236,132 +164,38 @@ class VONode(Node):
         except (OSError, RuntimeError, KeyError) as err:  # unreadable file, torch refusing the weights
             raise ValueError(f"parameter model: cannot load {p.model}: {type(err).__name__}: {err}") from err
 
-    def _subscription_qos(self, topic: str) -> QoSProfile | None:
-        """The QoS for `topic`, or None while `auto` still waits for a publisher to match."""
-        mode = self.params.image_qos
-        if mode == "sensor_data":
-            return qos_from_name("sensor")
-        if mode == "reliable":
-            return qos_from_name("reliable")
-        resolved = self.resolve_topic_name(topic)
-        if not self.get_publishers_info_by_topic(resolved):
-            return None
-        return resolve_auto_qos(self, resolved, depth=5)
+    @property
+    def image_sub(self) -> Any | None:
+        """The image subscription, None while `auto` QoS waits for a publisher."""
+        return self.camera_input.image_sub
 
-    def _try_subscribe(self) -> None:
-        """Create the input subscriptions once their QoS is known (auto waits for a publisher, as rosbag2
-        does: subscribing reliable before a best-effort publisher appears would never connect)."""
-        if self.image_sub is None and (qos := self._subscription_qos("image")) is not None:
-            self.image_sub = self.create_subscription(Image, "image", self._on_image, qos)
-            self.get_logger().info(f"subscribed to {self.image_sub.topic_name} ({qos.reliability.name})")
-        if self.info_sub is None and (qos := self._subscription_qos("camera_info")) is not None:
-            self.info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
-            self.get_logger().info(f"subscribed to {self.info_sub.topic_name} ({qos.reliability.name})")
-        if self.image_sub is not None and self.info_sub is not None:
-            self._subscribe_timer.cancel()
+    @property
+    def info_sub(self) -> Any | None:
+        return self.camera_input.info_sub
 
     # -- callbacks (executor thread) -----------------------------------------------------------------
-    def _warn(self, key: str, text: str) -> None:
-        """Count `key` and log at most once per WARN_PERIOD_S per key."""
-        with self._lock:
-            self.counters[key] += 1
-            now = time.monotonic()
-            if now - self._last_warn.get(key, -np.inf) < WARN_PERIOD_S:
-                return
-            self._last_warn[key] = now
-            count = self.counters[key]
-        self.get_logger().warning(f"{text} [{key}: {count} so far]")
-
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        try:
-            camera = camera_info_to_camera(msg)
-        except ValueError as err:
-            self._warn("bad_camera_info", f"camera_info ignored: {err}")
-            return
-        with self._lock:
-            self._camera = camera
-            pending, self._pending = self._pending, None
-        if pending is not None:  # the image that arrived just before the first camera_info
-            self._enqueue(pending, camera)
-
-    def _on_image(self, msg: Image) -> None:
-        received = time.monotonic()
-        with self._lock:
-            self.counters["received"] += 1
-            camera = self._camera
-        try:
-            stamp_to_sec(msg.header.stamp)
-            image = image_to_model_input(msg)
-        except ValueError as err:
-            self._warn("bad_image", f"image dropped: {err}")
-            return
-        item = _Input(msg.header, image, None, received)
-        if camera is None:
-            # Image and camera_info are separate topics: the first image can beat the first camera_info.
-            # Keep the newest one until a camera_info comes; older ones are dropped and counted.
-            with self._lock:
-                replaced, self._pending = self._pending, item
-            if replaced is not None:
-                self._warn("no_camera_info", "image dropped: no valid camera_info received yet")
-            return
-        self._enqueue(item, camera)
-
-    def _enqueue(self, item: _Input, camera: PinholeCamera) -> None:
-        height, width = item.image.shape[:2]
-        if (width, height) != camera.size:
-            # Same camera at another resolution (binning, a resizing driver): rescale when the aspect agrees.
-            if abs(width / height - camera.width / camera.height) > 0.01 * camera.width / camera.height:
-                self._warn(
-                    "size_mismatch",
-                    f"image dropped: {width}x{height} does not match camera_info "
-                    f"{camera.width}x{camera.height}",
-                )
-                return
-            camera = camera.resized(width, height)
-        item.camera = camera
-        dropped = self._queue.put(item)
-        if dropped:
-            with self._lock:
-                self.counters["dropped"] += dropped
-
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         self._reset_requested.set()
-        cleared = self._queue.clear()
+        cleared = self.worker.clear()
         response.success = True
         response.message = f"trajectory reset requested ({cleared} queued frames discarded)"
         self.get_logger().info(response.message)
         return response
 
     # -- inference thread ----------------------------------------------------------------------------
-    def _work(self) -> None:
-        while self._running:
-            item = self._queue.get(timeout=0.1)
-            if item is None:
-                continue
-            self._busy.set()
-            try:
-                self._process(item)
-            except ValueError as err:
-                self._warn("bad_image", f"frame dropped: {err}")
-            except Exception as err:  # keep serving; logged with its traceback and counted
-                self._warn("errors", f"frame dropped by an unexpected error: {type(err).__name__}: {err}")
-                logger.exception("unexpected error while processing a frame")
-            finally:
-                self._busy.clear()
-
-    def _process(self, item: _Input) -> None:
+    def _process(self, item: CameraFrame) -> None:
         if self._reset_requested.is_set():
             self._reset_requested.clear()
             self.vo.reset(reason="~/reset service")
-        result = self.vo.process(item.image, stamp_to_sec(item.header.stamp), item.camera)
+        result = self.vo.process(item.image, item.stamp, item.camera)
+        self.events.add("processed")
         with self._lock:
-            self.counters["processed"] += 1
             self._processed_stamps.append(time.monotonic())
         if result.status == OUT_OF_ORDER:
-            self._warn("out_of_order", f"frame skipped: {result.message}")
+            self.events.warn("out_of_order", f"frame skipped: {result.message}")
             return
         if result.status == FAILED:
-            self._warn("failed", f"frame skipped: {result.message}")
+            self.events.warn("failed", f"frame skipped: {result.message}")
             self._state = "tracking (frames failing)"
             return
         self._state = "tracking" if result.status == TRACKED else "initialised"
@@ -369,7 +203,7 @@ class VONode(Node):
         with self._lock:
             self._latency.append(time.monotonic() - item.received)
 
-    def _publish(self, item: _Input, result: FrameResult) -> None:
+    def _publish(self, item: CameraFrame, result: FrameResult) -> None:
         p = self.params
         header = item.header
         odom_header = type(header)(stamp=header.stamp, frame_id=p.odom_frame)
@@ -404,28 +238,24 @@ class VONode(Node):
                 depth_msg, info_msg = depth_messages(result.depth, result.depth_camera, header)
                 self.depth_pub.publish(depth_msg)
                 self.depth_info_pub.publish(info_msg)
-        with self._lock:
-            self.counters["published"] += 1
+        self.events.add("published")
 
     # -- diagnostics ---------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, float]:
         """Counters and rates (what /diagnostics reports), for tests and banet-vo-run."""
+        values: dict[str, float] = dict(self.events.as_dict())
         with self._lock:
-            values: dict[str, float] = dict(self.counters)
             latency = np.array(self._latency) if self._latency else None
             stamps = list(self._processed_stamps)
         for key in (
             "received",
             "processed",
             "published",
-            "dropped",
+            DROPPED,
             "failed",
             "out_of_order",
-            "bad_image",
-            "bad_camera_info",
-            "no_camera_info",
-            "size_mismatch",
-            "errors",
+            *INPUT_PROBLEMS,
+            ERRORS,
         ):
             values.setdefault(key, 0)
         stats = self.vo.stats
@@ -436,7 +266,7 @@ class VONode(Node):
             camera_changes=stats.camera_changes,
             last_cost=stats.last_cost,
             last_inference_ms=1e3 * stats.last_inference_s,
-            queued=len(self._queue),
+            queued=len(self.worker),
         )
         recent = [t for t in stamps if t > time.monotonic() - 5.0]
         values["rate_hz"] = (
@@ -471,20 +301,10 @@ class VONode(Node):
     # -- helpers for in-process users ----------------------------------------------------------------
     def wait_idle(self, timeout: float) -> bool:
         """Block until nothing is queued or running (True), or timeout (False)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(self._queue) == 0 and not self._busy.is_set():
-                time.sleep(0.02)  # an item may be between get() and _busy.set()
-                if len(self._queue) == 0 and not self._busy.is_set():
-                    return True
-            time.sleep(0.01)
-        return False
+        return self.worker.wait_idle(timeout)
 
     def destroy_node(self) -> None:
-        self._running = False
-        self._queue.close()
-        if self._worker.is_alive():
-            self._worker.join(timeout=10.0)
+        self.worker.stop(timeout=10.0)
         super().destroy_node()
 
 

@@ -1,8 +1,8 @@
 """The imatching ROS 2 node: online, label-free adaptation of the matcher on a live image stream.
 
-A thin shell around imatching_online.online.StreamAdapter (docs/imatching-node.md). Callbacks only
-validate and convert: an image with the latest camera_info goes into a bounded latest-frame queue
-(banet_vo's), and one worker thread selects frames, keeps the sliding window and runs one adaptation
+A thin shell around imatching_online.online.StreamAdapter (docs/imatching-node.md). banet_vo's shared
+CameraInput validates and converts: an image with the latest camera_info goes into a bounded latest-frame
+queue, and one FrameWorker thread selects frames, keeps the sliding window and runs one adaptation
 step per full window (match -> robust BA -> implicit-gradient step, or a counted skip when the BA fails).
 A slow step drops frames (counted), never stalls the executor. /diagnostics reports steps, skips by
 reason, rollbacks, loss, BA inlier ratio, step time and dropped frames. The adapted matcher is written to
@@ -15,25 +15,18 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import threading
-import time
-from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import rclpy
 import rclpy.executors
-from banet_vo.geometry import PinholeCamera
 from banet_vo.odometry import resolve_device
-from banet_vo.ros.conversions import camera_info_to_camera, image_to_model_input, stamp_to_sec
-from banet_vo.ros.qos import qos_from_name, reliable_qos, resolve_auto_qos
-from banet_vo.ros.vo_node import LatestFrameQueue
+from banet_vo.ros.camera_input import INPUT_PROBLEMS, CameraFrame, CameraInput, EventCounters
+from banet_vo.ros.frame_worker import DROPPED, ERRORS, FrameWorker
+from banet_vo.ros.qos import reliable_qos
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import QoSProfile
-from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 
 from imatching_online.online import SKIPPED_GAP, SKIPPED_STATIC, STEPPED, StreamAdapter
@@ -42,16 +35,8 @@ from imatching_online.ros.params import PARAMS, NodeParams, declare_parameters
 logger = logging.getLogger(__name__)
 
 NODE_NAME = "imatching"
-WARN_PERIOD_S = 5.0
 # Counters that mean something is wrong with the input or the node (diagnostics level WARN).
-PROBLEMS = ("dropped", "bad_image", "bad_camera_info", "no_camera_info", "size_mismatch", "errors")
-
-
-@dataclass
-class _Input:
-    stamp: float
-    image: np.ndarray
-    camera: PinholeCamera | None  # set when queued
+PROBLEMS = (DROPPED, *INPUT_PROBLEMS, ERRORS)
 
 
 class ImatchingNode(Node):
@@ -66,12 +51,7 @@ class ImatchingNode(Node):
             super().destroy_node()  # nothing else was created yet
             raise
         p = self.params
-        self.counters: Counter[str] = Counter()
-        self._last_warn: dict[str, float] = {}
-        self._lock = threading.Lock()
-        self._camera: PinholeCamera | None = None
-        self._pending: _Input | None = None  # newest image received before any valid camera_info
-        self._busy = threading.Event()
+        self.events = EventCounters(self.get_logger().warning)
         self._state = "waiting for images"
         self._last_skip = ""
         self._shutdown_saved = False
@@ -84,16 +64,9 @@ class ImatchingNode(Node):
         self.rollback_srv = self.create_service(
             Trigger, "~/rollback", self._on_rollback, callback_group=services
         )
-        self.image_sub = None
-        self.info_sub = None
-        self._subscribe_timer = self.create_timer(0.2, self._try_subscribe)
-        self._try_subscribe()
+        self.worker = FrameWorker(self._process, self.events, p.queue_size, name="imatching_adapt")
+        self.camera_input = CameraInput(self, p.image_qos, self.worker.put, self.events)
         self._diag_timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
-
-        self._queue = LatestFrameQueue(p.queue_size)
-        self._running = True
-        self._worker = threading.Thread(target=self._work, name="imatching_adapt", daemon=True)
-        self._worker.start()
         self.get_logger().info(
             f"ready: matcher {p.matcher} on {self.stream.device}, adapt={p.stream.adapt}, window "
             f"{p.stream.window_size}, output {p.output_model or '(none: adapted weights are not saved)'}"
@@ -126,91 +99,16 @@ class ImatchingNode(Node):
         }
         return StreamAdapter(matcher, p.stream, p.adapt, p.ba, device, source)
 
-    def _subscription_qos(self, topic: str) -> QoSProfile | None:
-        """The QoS for `topic`, or None while `auto` still waits for a publisher to match."""
-        mode = self.params.image_qos
-        if mode == "sensor_data":
-            return qos_from_name("sensor")
-        if mode == "reliable":
-            return qos_from_name("reliable")
-        resolved = self.resolve_topic_name(topic)
-        if not self.get_publishers_info_by_topic(resolved):
-            return None
-        return resolve_auto_qos(self, resolved, depth=5)
+    @property
+    def image_sub(self) -> Any | None:
+        """The image subscription, None while `auto` QoS waits for a publisher."""
+        return self.camera_input.image_sub
 
-    def _try_subscribe(self) -> None:
-        """Subscribe once the QoS is known (auto waits for a publisher, as rosbag2 does)."""
-        if self.image_sub is None and (qos := self._subscription_qos("image")) is not None:
-            self.image_sub = self.create_subscription(Image, "image", self._on_image, qos)
-            self.get_logger().info(f"subscribed to {self.image_sub.topic_name} ({qos.reliability.name})")
-        if self.info_sub is None and (qos := self._subscription_qos("camera_info")) is not None:
-            self.info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
-            self.get_logger().info(f"subscribed to {self.info_sub.topic_name} ({qos.reliability.name})")
-        if self.image_sub is not None and self.info_sub is not None:
-            self._subscribe_timer.cancel()
+    @property
+    def info_sub(self) -> Any | None:
+        return self.camera_input.info_sub
 
-    # -- callbacks (executor thread) -----------------------------------------------------------------
-    def _warn(self, key: str, text: str) -> None:
-        """Count `key` and log at most once per WARN_PERIOD_S per key."""
-        with self._lock:
-            self.counters[key] += 1
-            now = time.monotonic()
-            if now - self._last_warn.get(key, -np.inf) < WARN_PERIOD_S:
-                return
-            self._last_warn[key] = now
-            count = self.counters[key]
-        self.get_logger().warning(f"{text} [{key}: {count} so far]")
-
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        try:
-            camera = camera_info_to_camera(msg)
-        except ValueError as err:
-            self._warn("bad_camera_info", f"camera_info ignored: {err}")
-            return
-        with self._lock:
-            self._camera = camera
-            pending, self._pending = self._pending, None
-        if pending is not None:  # the image that arrived just before the first camera_info
-            self._enqueue(pending, camera)
-
-    def _on_image(self, msg: Image) -> None:
-        with self._lock:
-            self.counters["received"] += 1
-            camera = self._camera
-        try:
-            stamp = stamp_to_sec(msg.header.stamp)
-            image = image_to_model_input(msg)
-        except ValueError as err:
-            self._warn("bad_image", f"image dropped: {err}")
-            return
-        item = _Input(stamp, image, None)
-        if camera is None:
-            # The first image can beat the first camera_info: keep the newest until one comes.
-            with self._lock:
-                replaced, self._pending = self._pending, item
-            if replaced is not None:
-                self._warn("no_camera_info", "image dropped: no valid camera_info received yet")
-            return
-        self._enqueue(item, camera)
-
-    def _enqueue(self, item: _Input, camera: PinholeCamera) -> None:
-        height, width = item.image.shape[:2]
-        if (width, height) != camera.size:
-            # Same camera at another resolution (binning, a resizing driver): rescale when the aspect agrees.
-            if abs(width / height - camera.width / camera.height) > 0.01 * camera.width / camera.height:
-                self._warn(
-                    "size_mismatch",
-                    f"image dropped: {width}x{height} does not match camera_info "
-                    f"{camera.width}x{camera.height}",
-                )
-                return
-            camera = camera.resized(width, height)
-        item.camera = camera
-        dropped = self._queue.put(item)
-        if dropped:
-            with self._lock:
-                self.counters["dropped"] += dropped
-
+    # -- services --------------------------------------------------------------------------------------
     def _on_save(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         path = self.params.output_model
         if not path:
@@ -221,10 +119,9 @@ class ImatchingNode(Node):
         return response
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        queued = self._queue.clear()
+        queued = self.worker.clear()
         frames = self.stream.reset()
-        with self._lock:
-            self.counters["resets"] += 1
+        self.events.add("resets")
         response.success = True
         response.message = f"window cleared ({frames} window frames, {queued} queued frames discarded)"
         self.get_logger().info(response.message)
@@ -245,10 +142,9 @@ class ImatchingNode(Node):
         try:
             meta = self.stream.save(path)
         except (OSError, ValueError, RuntimeError) as err:
-            self._warn("save_errors", f"cannot write {path} ({why}): {type(err).__name__}: {err}")
+            self.events.warn("save_errors", f"cannot write {path} ({why}): {type(err).__name__}: {err}")
             return False, f"cannot write {path}: {err}"
-        with self._lock:
-            self.counters["saves"] += 1
+        self.events.add("saves")
         text = f"wrote {path} ({why}): {meta['optimiser_steps']} steps, {meta['windows']} windows"
         if self.context.ok():
             self.get_logger().info(text)
@@ -256,23 +152,7 @@ class ImatchingNode(Node):
             logger.info(text)
         return True, text
 
-    def _work(self) -> None:
-        while self._running:
-            item = self._queue.get(timeout=0.1)
-            if item is None:
-                continue
-            self._busy.set()
-            try:
-                self._process(item)
-            except ValueError as err:
-                self._warn("bad_image", f"frame dropped: {err}")
-            except Exception as err:  # keep serving; logged with its traceback and counted
-                self._warn("errors", f"frame dropped by an unexpected error: {type(err).__name__}: {err}")
-                logger.exception("unexpected error while processing a frame")
-            finally:
-                self._busy.clear()
-
-    def _process(self, item: _Input) -> None:
+    def _process(self, item: CameraFrame) -> None:
         outcome = self.stream.add_frame(item.image, item.stamp, item.camera)
         if outcome.status in (SKIPPED_GAP, SKIPPED_STATIC):
             return
@@ -297,8 +177,7 @@ class ImatchingNode(Node):
     def snapshot(self) -> dict[str, float | int]:
         """Counters and figures (what /diagnostics reports), for tests and tools."""
         stream = self.stream
-        with self._lock:
-            values: dict[str, float | int] = dict(self.counters)
+        values: dict[str, float | int] = dict(self.events.as_dict())
         for key in (*PROBLEMS, "received", "saves", "save_errors", "resets"):
             values.setdefault(key, 0)
         frames = dict(stream.counters)
@@ -309,7 +188,7 @@ class ImatchingNode(Node):
         values["rollbacks"] = stream.adapter.guard.rollbacks
         values["manual_rollbacks"] = stream.manual_rollbacks
         values["window_length"] = stream.window_length
-        values["queued"] = len(self._queue)
+        values["queued"] = len(self.worker)
         times = list(stream.step_times)
         if times:
             values["mean_step_ms"] = float(np.mean(times) * 1e3)
@@ -350,14 +229,7 @@ class ImatchingNode(Node):
     # -- helpers for in-process users ----------------------------------------------------------------
     def wait_idle(self, timeout: float) -> bool:
         """Block until nothing is queued or running (True), or timeout (False)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(self._queue) == 0 and not self._busy.is_set():
-                time.sleep(0.02)  # an item may be between get() and _busy.set()
-                if len(self._queue) == 0 and not self._busy.is_set():
-                    return True
-            time.sleep(0.01)
-        return False
+        return self.worker.wait_idle(timeout)
 
     def save_on_shutdown(self) -> None:
         """Write output_model unless the weights on disk are already the current ones."""
@@ -368,21 +240,13 @@ class ImatchingNode(Node):
             self._save(self.params.output_model, "shutdown")
 
     def destroy_node(self) -> None:
-        self._running = False
-        self._queue.close()
-        if self._worker.is_alive():
-            self._worker.join(timeout=60.0)  # a step in progress finishes
+        self.worker.stop(timeout=60.0)  # a step in progress finishes
         self.save_on_shutdown()
         super().destroy_node()
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Only --help: the node is configured with ROS parameters (`--ros-args -p name:=value`)."""
-    lines = []
-    for spec in PARAMS:
-        extra = f" (one of: {', '.join(spec.choices)})" if spec.choices else ""
-        extra += f" [range {spec.range[0]} .. {spec.range[1]}]" if spec.range else ""
-        lines.append(f"  {spec.name} (default {spec.default!r}): {spec.description}{extra}")
     return argparse.ArgumentParser(
         prog="imatching_node",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -390,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Subscribes image + camera_info, publishes /diagnostics, serves ~/save, ~/reset, ~/rollback.",
         epilog="usage: imatching_node --ros-args -p matcher:=PATH [-p output_model:=PATH] "
         "-r image:=TOPIC -r camera_info:=TOPIC\n\nROS parameters:\n"
-        + "\n".join(lines)
+        + PARAMS.help_text()
         + "\n\nExit status: 0 after a clean shutdown, 2 when a parameter or the matcher is unusable.",
     )
 

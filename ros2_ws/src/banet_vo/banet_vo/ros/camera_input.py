@@ -1,0 +1,253 @@
+"""The image + camera_info input shared by our nodes, and the counters with throttled warnings behind it.
+
+A node owns one `CameraInput`: it subscribes `image` and `camera_info` with the node's `image_qos` mode
+(`auto` waits for a publisher and takes its reliability, as rosbag2 does), converts and validates each
+message, keeps the latest camera and the one image that arrived before the first camera_info, rescales
+the camera when the image comes at another resolution of the same aspect, and hands a `CameraFrame` to
+the node's callback. Bad input is counted and warned about through the node's `EventCounters` (every
+occurrence counted, logged at most once per period per kind), never raised.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import CameraInfo, Image
+
+from banet_vo.geometry import PinholeCamera
+from banet_vo.ros.conversions import camera_info_to_camera, image_to_model_input, stamp_to_sec
+from banet_vo.ros.parameters import ParameterSpec
+from banet_vo.ros.qos import qos_from_name, resolve_auto_qos
+
+WARN_PERIOD_S = 5.0
+IMAGE_QOS_MODES = ("auto", "sensor_data", "reliable")
+# Counter keys a CameraInput uses: every image callback, then one key per kind of rejected input.
+RECEIVED = "received"
+BAD_IMAGE = "bad_image"
+BAD_CAMERA_INFO = "bad_camera_info"
+NO_CAMERA_INFO = "no_camera_info"
+SIZE_MISMATCH = "size_mismatch"
+INPUT_PROBLEMS = (BAD_IMAGE, BAD_CAMERA_INFO, NO_CAMERA_INFO, SIZE_MISMATCH)
+ASPECT_TOLERANCE = 0.01  # relative aspect difference up to which an image is the same camera resized
+
+
+def image_qos_parameter(default: str = "auto") -> ParameterSpec:
+    """The `image_qos` parameter every node with a CameraInput declares."""
+    return ParameterSpec(
+        "image_qos",
+        default,
+        "image/camera_info subscription reliability: auto matches the publishers (as rosbag2 does), "
+        "sensor_data forces best effort, reliable forces reliable",
+        choices=IMAGE_QOS_MODES,
+    )
+
+
+class EventCounters:
+    """Thread-safe counters of what a node saw; `warn` counts every occurrence of a kind of problem but
+    logs it at most once per `period_s` (a broken stream must not flood the log)."""
+
+    def __init__(
+        self,
+        log: Callable[[str], Any],
+        period_s: float = WARN_PERIOD_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not (isinstance(period_s, int | float) and math.isfinite(period_s) and period_s >= 0):
+            raise ValueError(f"period_s must be a finite number >= 0, got {period_s!r}")
+        self._log = log
+        self._period_s = float(period_s)
+        self._clock = clock
+        self._counts: collections.Counter[str] = collections.Counter()
+        self._last_logged: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def add(self, key: str, n: int = 1) -> int:
+        """Count `n` more of `key`; returns the new total."""
+        with self._lock:
+            self._counts[key] += n
+            return self._counts[key]
+
+    def warn(self, key: str, text: str) -> bool:
+        """Count `key` and log `text [key: N so far]` unless `key` was logged less than period_s ago.
+        Returns whether it logged."""
+        with self._lock:
+            self._counts[key] += 1
+            now = self._clock()
+            if now - self._last_logged.get(key, -math.inf) < self._period_s:
+                return False
+            self._last_logged[key] = now
+            count = self._counts[key]
+        self._log(f"{text} [{key}: {count} so far]")
+        return True
+
+    def get(self, key: str) -> int:
+        with self._lock:
+            return self._counts[key]
+
+    def as_dict(self) -> dict[str, int]:
+        """Every key counted so far (keys never counted are absent)."""
+        with self._lock:
+            return dict(self._counts)
+
+
+@dataclass(frozen=True)
+class CameraFrame:
+    """One validated input image with the camera it was taken with."""
+
+    header: Any  # std_msgs/Header of the image (outputs carry its stamp)
+    stamp: float  # header stamp in seconds
+    image: np.ndarray  # H×W or H×W×3 uint8 (image_to_model_input)
+    camera: PinholeCamera  # intrinsics at the image's size
+    received: float  # time.monotonic() when the image callback ran
+
+
+@dataclass(frozen=True)
+class _Image:
+    """An image converted before its camera is known."""
+
+    header: Any
+    stamp: float
+    image: np.ndarray
+    received: float
+
+
+def camera_for_image(camera: PinholeCamera, width: int, height: int) -> PinholeCamera | None:
+    """`camera` at width×height: itself, resized when the aspect agrees (binning, a resizing driver), or
+    None when the image cannot come from this camera."""
+    if (width, height) == camera.size:
+        return camera
+    aspect = camera.width / camera.height
+    if abs(width / height - aspect) > ASPECT_TOLERANCE * aspect:
+        return None
+    return camera.resized(width, height)
+
+
+class CameraInput:
+    """Subscriptions, validation and pairing of a node's image and camera_info topics.
+
+    `on_frame` is called (on the executor thread) with each valid image and its camera. Callbacks and the
+    latest camera are also usable without subscriptions (`on_image`, `on_camera_info`, `camera`).
+    """
+
+    def __init__(
+        self,
+        node: Node,
+        qos_mode: str,
+        on_frame: Callable[[CameraFrame], Any],
+        events: EventCounters,
+        *,
+        image_topic: str = "image",
+        info_topic: str = "camera_info",
+        retry_period_s: float = 0.2,
+    ) -> None:
+        if qos_mode not in IMAGE_QOS_MODES:
+            raise ValueError(f"qos_mode must be one of {IMAGE_QOS_MODES}, got {qos_mode!r}")
+        self._node = node
+        self._qos_mode = qos_mode
+        self._on_frame = on_frame
+        self.events = events
+        self._image_topic = image_topic
+        self._info_topic = info_topic
+        self._lock = threading.Lock()
+        self._camera: PinholeCamera | None = None
+        self._pending: _Image | None = None  # newest image received before any valid camera_info
+        self.image_sub = None
+        self.info_sub = None
+        self._subscribe_timer = node.create_timer(retry_period_s, self._try_subscribe)
+        self._try_subscribe()
+
+    @property
+    def camera(self) -> PinholeCamera | None:
+        """The camera of the latest valid camera_info (None before the first)."""
+        with self._lock:
+            return self._camera
+
+    @property
+    def subscribed(self) -> bool:
+        return self.image_sub is not None and self.info_sub is not None
+
+    # -- subscriptions -------------------------------------------------------------------------------
+    def _subscription_qos(self, topic: str) -> QoSProfile | None:
+        """The QoS for `topic`, or None while `auto` still waits for a publisher to match."""
+        if self._qos_mode == "sensor_data":
+            return qos_from_name("sensor")
+        if self._qos_mode == "reliable":
+            return qos_from_name("reliable")
+        resolved = self._node.resolve_topic_name(topic)
+        if not self._node.get_publishers_info_by_topic(resolved):
+            return None
+        return resolve_auto_qos(self._node, resolved, depth=5)
+
+    def _subscribe(self, msg_type: type, topic: str, callback: Callable[[Any], None]) -> Any | None:
+        qos = self._subscription_qos(topic)
+        if qos is None:
+            return None
+        sub = self._node.create_subscription(msg_type, topic, callback, qos)
+        self._node.get_logger().info(f"subscribed to {sub.topic_name} ({qos.reliability.name})")
+        return sub
+
+    def _try_subscribe(self) -> None:
+        """Create the subscriptions once their QoS is known (auto waits for a publisher, as rosbag2 does:
+        subscribing reliable before a best-effort publisher appears would never connect)."""
+        if self.image_sub is None:
+            self.image_sub = self._subscribe(Image, self._image_topic, self.on_image)
+        if self.info_sub is None:
+            self.info_sub = self._subscribe(CameraInfo, self._info_topic, self.on_camera_info)
+        if self.subscribed:
+            self._subscribe_timer.cancel()
+
+    # -- callbacks -----------------------------------------------------------------------------------
+    def on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            camera = camera_info_to_camera(msg)
+        except ValueError as err:
+            self.events.warn(BAD_CAMERA_INFO, f"camera_info ignored: {err}")
+            return
+        with self._lock:
+            self._camera = camera
+            pending, self._pending = self._pending, None
+        if pending is not None:  # the image that arrived just before the first camera_info
+            self._deliver(pending, camera)
+
+    def on_image(self, msg: Image) -> None:
+        received = time.monotonic()
+        self.events.add(RECEIVED)
+        try:
+            stamp = stamp_to_sec(msg.header.stamp)
+            image = image_to_model_input(msg)
+        except ValueError as err:
+            self.events.warn(BAD_IMAGE, f"image dropped: {err}")
+            return
+        item = _Image(msg.header, stamp, image, received)
+        with self._lock:  # check and park in one step: a camera_info in between must release this image
+            camera = self._camera
+            replaced = None
+            if camera is None:
+                replaced, self._pending = self._pending, item
+        if camera is None:
+            # Image and camera_info are separate topics: the first image can beat the first camera_info.
+            # Keep the newest one until a camera_info comes; older ones are dropped and counted.
+            if replaced is not None:
+                self.events.warn(NO_CAMERA_INFO, "image dropped: no valid camera_info received yet")
+            return
+        self._deliver(item, camera)
+
+    def _deliver(self, item: _Image, camera: PinholeCamera) -> None:
+        height, width = item.image.shape[:2]
+        matched = camera_for_image(camera, width, height)
+        if matched is None:
+            self.events.warn(
+                SIZE_MISMATCH,
+                f"image dropped: {width}x{height} does not match camera_info {camera.width}x{camera.height}",
+            )
+            return
+        self._on_frame(CameraFrame(item.header, item.stamp, item.image, matched, item.received))
