@@ -1,0 +1,193 @@
+"""banet_vo.ros.camera_input: counted, throttled warnings (fake clock); the camera that fits an image;
+CameraInput on a real rclpy node: subscription QoS per mode (auto waits for a publisher), the
+pending-image rule, bad input of each kind counted, resized cameras, and the frames handed on."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from banet_vo.geometry import PinholeCamera
+
+pytestmark = pytest.mark.ros
+
+pytest.importorskip("rclpy")
+from banet_vo.ros.camera_input import (  # noqa: E402
+    CameraFrame,
+    CameraInput,
+    EventCounters,
+    camera_for_image,
+)
+from banet_vo.ros.conversions import camera_to_camera_info, numpy_to_image, sec_to_stamp  # noqa: E402
+from banet_vo.ros.qos import sensor_qos  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+CAMERA = PinholeCamera(50.0, 50.0, 31.5, 23.5, 64, 48)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_warn_counts_every_time_but_logs_once_per_period_per_key():
+    logged: list[str] = []
+    clock = FakeClock()
+    events = EventCounters(logged.append, period_s=5.0, clock=clock)
+    assert events.warn("bad_image", "image dropped: a") is True
+    for _ in range(4):
+        clock.now += 1.0
+        assert events.warn("bad_image", "image dropped: b") is False
+    assert events.get("bad_image") == 5 and logged == ["image dropped: a [bad_image: 1 so far]"]
+    assert events.warn("size_mismatch", "image dropped: c") is True  # another key has its own period
+    clock.now += 1.0  # 5 s after the first log of bad_image
+    assert events.warn("bad_image", "image dropped: d") is True
+    assert logged[1:] == [
+        "image dropped: c [size_mismatch: 1 so far]",
+        "image dropped: d [bad_image: 6 so far]",
+    ]
+    assert events.add("received", 3) == 3 and events.add("received") == 4
+    assert events.as_dict() == {"bad_image": 6, "size_mismatch": 1, "received": 4}
+    assert events.get("never") == 0
+
+
+def test_zero_period_logs_every_warning_and_bad_periods_are_refused():
+    logged: list[str] = []
+    events = EventCounters(logged.append, period_s=0.0, clock=FakeClock())
+    events.warn("k", "x")
+    events.warn("k", "x")
+    assert len(logged) == 2
+    for bad in (-1.0, float("nan"), "5"):
+        with pytest.raises(ValueError, match="period_s"):
+            EventCounters(logged.append, period_s=bad)
+
+
+def test_camera_for_image_keeps_resizes_or_refuses():
+    assert camera_for_image(CAMERA, 64, 48) is CAMERA
+    half = camera_for_image(CAMERA, 32, 24)
+    # resizing by s: f' = s f, c' = s (c + 0.5) - 0.5 (docs/CONVENTIONS.md)
+    assert (half.fx, half.fy, half.cx, half.cy, half.width, half.height) == (25.0, 25.0, 15.5, 11.5, 32, 24)
+    assert camera_for_image(CAMERA, 640, 479) is not None  # aspect 0.2 % off: the same camera
+    assert camera_for_image(CAMERA, 64, 47) is None  # aspect 2 % off
+    assert camera_for_image(CAMERA, 64, 30) is None
+
+
+class Harness:
+    """A node with a CameraInput; frames handed on are collected; the executor is spun on demand."""
+
+    def __init__(self, context, qos_mode: str) -> None:
+        self.node = Node("camera_input_test", context=context)
+        self.logged: list[str] = []
+        self.events = EventCounters(self.logged.append)
+        self.frames: list[CameraFrame] = []
+        self.input = CameraInput(self.node, qos_mode, self.frames.append, self.events, retry_period_s=0.05)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+
+    def spin_until(self, condition, timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while not condition() and time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.05)
+        return condition()
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+@pytest.fixture
+def harness(rclpy_context):
+    h = Harness(rclpy_context, "reliable")
+    yield h
+    h.close()
+
+
+def _image(t: float, shape=(48, 64), encoding: str = "mono8") -> Image:
+    pixels = np.full(shape, int(t) % 256, np.uint8)
+    return numpy_to_image(pixels, encoding, Header(stamp=sec_to_stamp(t), frame_id="cam"))
+
+
+def _info(camera: PinholeCamera = CAMERA) -> CameraInfo:
+    return camera_to_camera_info(camera, Header(stamp=sec_to_stamp(0.0), frame_id="cam"))
+
+
+def test_fixed_qos_modes_subscribe_at_once(rclpy_context, harness):
+    assert harness.input.subscribed
+    assert harness.input.image_sub.qos_profile.reliability.name == "RELIABLE"
+    sensor = Harness(rclpy_context, "sensor_data")
+    try:
+        assert sensor.input.image_sub.qos_profile.reliability.name == "BEST_EFFORT"
+        assert sensor.input.info_sub.qos_profile.reliability.name == "BEST_EFFORT"
+    finally:
+        sensor.close()
+
+
+def test_auto_qos_waits_for_a_publisher_and_takes_its_reliability(rclpy_context):
+    h = Harness(rclpy_context, "auto")
+    pub_node = Node("camera_input_publisher", context=rclpy_context)
+    try:
+        assert not h.input.subscribed and h.input.image_sub is None
+        pub_node.create_publisher(Image, "image", sensor_qos())
+        assert h.spin_until(lambda: h.input.image_sub is not None)
+        assert h.input.image_sub.qos_profile.reliability.name == "BEST_EFFORT"
+        assert h.input.info_sub is None  # no camera_info publisher yet
+        pub_node.create_publisher(CameraInfo, "camera_info", sensor_qos())
+        assert h.spin_until(lambda: h.input.subscribed)
+    finally:
+        pub_node.destroy_node()
+        h.close()
+
+
+def test_bad_qos_mode_is_refused(rclpy_context):
+    node = Node("camera_input_test", context=rclpy_context)
+    try:
+        with pytest.raises(ValueError, match="qos_mode must be one of"):
+            CameraInput(node, "best", lambda frame: None, EventCounters(print))
+    finally:
+        node.destroy_node()
+
+
+def test_newest_image_before_the_first_camera_info_waits_for_it(harness):
+    h = harness
+    h.input.on_image(_image(1.0))
+    assert h.frames == [] and h.events.get("no_camera_info") == 0  # parked, nothing lost yet
+    h.input.on_image(_image(2.0))  # replaces the parked one: that one is lost and counted
+    assert h.events.get("no_camera_info") == 1 and h.frames == []
+    bad = _info()
+    bad.k, bad.p = [0.0] * 9, [0.0] * 12
+    h.input.on_camera_info(bad)  # an unusable camera_info releases nothing
+    assert h.events.get("bad_camera_info") == 1 and h.frames == [] and h.input.camera is None
+    h.input.on_camera_info(_info())
+    assert len(h.frames) == 1  # the newest parked image, with the camera that just came
+    frame = h.frames[0]
+    assert frame.stamp == 2.0 and frame.header.frame_id == "cam" and frame.camera == CAMERA
+    assert frame.image.shape == (48, 64) and frame.image[0, 0] == 2
+    h.input.on_camera_info(_info())  # nothing parked any more: nothing handed on twice
+    assert len(h.frames) == 1
+    h.input.on_image(_image(3.0))  # with a camera, images go straight through
+    assert [f.stamp for f in h.frames] == [2.0, 3.0] and h.frames[1].received >= frame.received
+    assert h.events.get("received") == 3
+
+
+def test_bad_images_are_counted_and_resized_images_get_a_resized_camera(harness):
+    h = harness
+    h.input.on_camera_info(_info())
+    unsupported = _image(1.0)
+    unsupported.encoding = "yuv422"
+    h.input.on_image(unsupported)
+    h.input.on_image(Image())  # an empty message: zero size, no encoding
+    assert h.events.get("bad_image") == 2 and h.frames == []
+    h.input.on_image(_image(2.0, shape=(30, 64)))  # aspect does not fit the camera
+    assert h.events.get("size_mismatch") == 1 and h.frames == []
+    h.input.on_image(_image(3.0, shape=(24, 32, 3), encoding="rgb8"))  # binned 2x2
+    assert len(h.frames) == 1 and h.frames[0].camera == camera_for_image(CAMERA, 32, 24)
+    assert h.frames[0].image.shape == (24, 32, 3)
+    assert h.events.get("received") == 4
+    assert h.logged[0].startswith("image dropped: ") and h.logged[0].endswith("[bad_image: 1 so far]")

@@ -1,0 +1,102 @@
+"""banet_vo.ros.frame_worker: items processed in order on the worker thread, a slow worker drops the
+oldest queued items (counted), errors counted and the worker keeps serving, wait_idle, clear, stop."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+pytestmark = pytest.mark.ros
+
+pytest.importorskip("rclpy")
+from banet_vo.ros.camera_input import EventCounters  # noqa: E402
+from banet_vo.ros.frame_worker import FrameWorker, LatestFrameQueue  # noqa: E402
+
+
+class Recorder:
+    """`process` that records items; raises for "bad"/"boom"; blocks on "wait" until released."""
+
+    def __init__(self) -> None:
+        self.items: list = []
+        self.threads: set[str] = set()
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, item) -> None:
+        self.threads.add(threading.current_thread().name)
+        if item == "wait":
+            self.started.set()
+            assert self.release.wait(5.0)
+        if item == "bad":
+            raise ValueError("not an image")
+        if item == "boom":
+            raise RuntimeError("kaput")
+        self.items.append(item)
+
+
+@pytest.fixture
+def worker_and_recorder():
+    recorder = Recorder()
+    logged: list[str] = []
+    events = EventCounters(logged.append)
+    worker = FrameWorker(recorder, events, queue_size=2, name="test_worker")
+    yield worker, recorder, events, logged
+    recorder.release.set()
+    worker.stop(timeout=5.0)
+
+
+def test_items_are_processed_in_order_on_the_worker_thread(worker_and_recorder):
+    worker, recorder, events, _ = worker_and_recorder
+    for i in range(2):
+        assert worker.put(i) == 0
+    assert worker.wait_idle(5.0)
+    worker.put(2)
+    assert worker.wait_idle(5.0)
+    assert recorder.items == [0, 1, 2] and recorder.threads == {"test_worker"}
+    assert events.get("dropped") == 0 and len(worker) == 0
+
+
+def test_a_busy_worker_drops_the_oldest_queued_items_and_counts_them(worker_and_recorder):
+    worker, recorder, events, _ = worker_and_recorder
+    worker.put("wait")
+    assert recorder.started.wait(5.0)  # the worker is busy with "wait"
+    assert worker.put(1) == 0 and worker.put(2) == 0 and worker.put(3) == 1 and worker.put(4) == 1
+    assert events.get("dropped") == 2 and len(worker) == 2
+    assert not worker.wait_idle(0.1)  # still busy
+    recorder.release.set()
+    assert worker.wait_idle(5.0)
+    assert recorder.items == ["wait", 3, 4]
+
+
+def test_errors_are_counted_and_the_worker_keeps_serving(worker_and_recorder):
+    worker, recorder, events, logged = worker_and_recorder
+    worker.put("bad")
+    worker.put("boom")
+    assert worker.wait_idle(5.0)
+    worker.put("good")
+    assert worker.wait_idle(5.0)
+    assert recorder.items == ["good"]
+    assert events.get("bad_image") == 1 and events.get("errors") == 1
+    assert logged == [
+        "frame dropped: not an image [bad_image: 1 so far]",
+        "frame dropped by an unexpected error: RuntimeError: kaput [errors: 1 so far]",
+    ]
+
+
+def test_clear_discards_queued_items_and_stop_ends_the_thread(worker_and_recorder):
+    worker, recorder, _, _ = worker_and_recorder
+    worker.put("wait")
+    assert recorder.started.wait(5.0)
+    worker.put(1)
+    worker.put(2)
+    assert worker.clear() == 2 and len(worker) == 0
+    recorder.release.set()
+    assert worker.wait_idle(5.0) and recorder.items == ["wait"]
+    worker.stop(timeout=5.0)
+    assert not any(t.name == "test_worker" for t in threading.enumerate())
+
+
+def test_latest_frame_queue_refuses_a_zero_size():
+    with pytest.raises(ValueError, match="maxsize must be >= 1"):
+        LatestFrameQueue(0)

@@ -1,0 +1,136 @@
+"""banet_vo.ros.parameters: spec checks (type, choice, range, vectors), descriptors, the table's values,
+declaration on a real rclpy node (rclpy's own range refusal included), help text, and that both node
+tables are built on it with the shared image_qos entry."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+pytestmark = pytest.mark.ros
+
+pytest.importorskip("rclpy")
+from banet_vo.ros.camera_input import IMAGE_QOS_MODES, image_qos_parameter  # noqa: E402
+from banet_vo.ros.parameters import ParameterSpec, ParameterTable, subset  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+
+COUNT = ParameterSpec("count", 2, "an int", range=(1, 10))
+RATE = ParameterSpec("rate", 0.5, "a float", range=(0.0, 1.0))
+MODE = ParameterSpec("mode", "a", "a choice", choices=("a", "b"))
+FLAG = ParameterSpec("flag", True, "a bool")
+XYZ = ParameterSpec("xyz", [0.0, 0.0, 0.0], "a vector")
+NAME = ParameterSpec("name", "", "a string")
+TABLE = ParameterTable(COUNT, RATE, MODE, FLAG, XYZ, NAME)
+
+
+def test_check_accepts_each_type_and_normalises_numbers():
+    assert COUNT.check(10) == 10 and COUNT.check(1) == 1  # inclusive range
+    value = RATE.check(1)  # an int for a float parameter comes back as float
+    assert value == 1.0 and type(value) is float
+    assert MODE.check("b") == "b" and FLAG.check(False) is False and NAME.check("x") == "x"
+    assert XYZ.check([1, 2.5, -3]) == (1.0, 2.5, -3.0)
+
+
+@pytest.mark.parametrize(
+    ("spec", "value", "message"),
+    [
+        (COUNT, 0, r"parameter count: 0 is outside \[1, 10\]"),
+        (COUNT, 11, r"parameter count: 11 is outside"),
+        (COUNT, 2.0, "parameter count: expected int"),
+        (COUNT, True, "parameter count: expected int"),  # bool is not an int here
+        (RATE, 1.5, r"parameter rate: 1.5 is outside \[0.0, 1.0\]"),
+        (RATE, math.nan, "parameter rate: expected float"),
+        (RATE, "fast", "parameter rate: expected float"),
+        (MODE, "c", r"parameter mode: must be one of \('a', 'b'\)"),
+        (FLAG, 1, "parameter flag: expected bool"),
+        (XYZ, [0.0, 0.0], "parameter xyz: expected list"),
+        (XYZ, [0.0, math.inf, 0.0], "parameter xyz: expected list"),
+        (NAME, 3, "parameter name: expected str"),
+    ],
+)
+def test_check_rejects_bad_values_naming_the_parameter(spec, value, message):
+    with pytest.raises(ValueError, match=message):
+        spec.check(value)
+
+
+def test_descriptor_carries_description_choices_range_and_read_only():
+    d = COUNT.descriptor()
+    assert d.name == "count" and d.read_only and d.description == "an int"
+    assert len(d.integer_range) == 1 and not d.floating_point_range
+    assert (d.integer_range[0].from_value, d.integer_range[0].to_value, d.integer_range[0].step) == (1, 10, 1)
+    d = RATE.descriptor()
+    assert len(d.floating_point_range) == 1 and not d.integer_range
+    assert (d.floating_point_range[0].from_value, d.floating_point_range[0].to_value) == (0.0, 1.0)
+    d = MODE.descriptor()
+    assert d.description == "a choice (one of: a, b)" and not d.integer_range and not d.floating_point_range
+
+
+def test_table_values_fill_defaults_and_reject_unknown_names():
+    values = TABLE.values({"count": 3})
+    assert values == {"count": 3, "rate": 0.5, "mode": "a", "flag": True, "xyz": (0.0, 0.0, 0.0), "name": ""}
+    assert TABLE.defaults()["xyz"] == [0.0, 0.0, 0.0] and TABLE.names[0] == "count"
+    assert "rate" in TABLE and "speed" not in TABLE and len(TABLE) == 6 and TABLE["mode"] is MODE
+    assert [spec.name for spec in TABLE] == list(TABLE.names)
+    with pytest.raises(ValueError, match=r"unknown parameters \['speed'\]"):
+        TABLE.values({"speed": 1})
+    with pytest.raises(ValueError, match="parameter count"):
+        TABLE.values({"count": 0})
+
+
+def test_table_refuses_repeated_names():
+    with pytest.raises(ValueError, match=r"specs: parameter names must be unique, repeated: \['count'\]"):
+        ParameterTable(COUNT, RATE, ParameterSpec("count", 1, "again"))
+
+
+def test_help_text_has_one_line_per_parameter():
+    lines = TABLE.help_text().splitlines()
+    assert len(lines) == len(TABLE)
+    assert lines[0] == "  count (default 2): an int [range 1 .. 10]"
+    assert lines[2] == "  mode (default 'a'): a choice (one of: a, b)"
+
+
+def test_subset_picks_names_with_a_prefix():
+    values = {"ba_passes": 2, "ba_lm": 5, "other": 1}
+    assert subset(values, "passes", "lm", prefix="ba_") == {"passes": 2, "lm": 5}
+    with pytest.raises(KeyError):
+        subset(values, "missing")
+
+
+def test_declare_on_a_node_returns_checked_values_and_read_only_descriptors(rclpy_context):
+    overrides = [Parameter("count", value=4), Parameter("xyz", value=[1.0, 2.0, 3.0])]
+    node = Node("parameters_test", context=rclpy_context, parameter_overrides=overrides)
+    try:
+        values = TABLE.declare(node)
+        assert values["count"] == 4 and values["xyz"] == (1.0, 2.0, 3.0) and values["mode"] == "a"
+        for spec in TABLE:
+            descriptor = node.describe_parameter(spec.name)
+            assert descriptor.read_only and descriptor.description.startswith(spec.description)
+    finally:
+        node.destroy_node()
+
+
+def test_declare_turns_rclpy_refusals_into_value_errors(rclpy_context):
+    node = Node("parameters_test", context=rclpy_context, parameter_overrides=[Parameter("count", value=50)])
+    try:
+        with pytest.raises(ValueError, match="parameter count"):  # rclpy's IntegerRange refuses 50
+            TABLE.declare(node)
+    finally:
+        node.destroy_node()
+    node = Node("parameters_test", context=rclpy_context, parameter_overrides=[Parameter("mode", value="c")])
+    try:
+        with pytest.raises(ValueError, match="parameter mode: must be one of"):  # our choice check
+            TABLE.declare(node)
+    finally:
+        node.destroy_node()
+
+
+def test_both_node_tables_share_the_image_qos_entry():
+    from banet_vo.ros.params import PARAMS as VO_PARAMS
+
+    imatching_params = pytest.importorskip("imatching_online.ros.params")
+    for table in (VO_PARAMS, imatching_params.PARAMS):
+        assert isinstance(table, ParameterTable)
+        assert table["image_qos"] == image_qos_parameter()
+        assert table["image_qos"].choices == IMAGE_QOS_MODES
