@@ -10,16 +10,13 @@ parameters or an unusable model stop the node at start.
 from __future__ import annotations
 
 import collections
-import logging
 import sys
 import threading
 import time
 from typing import Any
 
 import numpy as np
-import rclpy
-import rclpy.executors
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped, TransformStamped
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
@@ -36,13 +33,20 @@ from banet_vo.odometry import (
     PairEstimator,
     VisualOdometry,
 )
-from banet_vo.ros.camera_input import INPUT_PROBLEMS, CameraFrame, CameraInput, EventCounters
+from banet_vo.ros.camera_input import (
+    BAD_CAMERA_INFO,
+    BAD_IMAGE,
+    INPUT_PROBLEMS,
+    NO_CAMERA_INFO,
+    CameraFrame,
+    CameraInput,
+    EventCounters,
+)
 from banet_vo.ros.conversions import depth_messages, odometry_msg, rotation_to_quaternion
 from banet_vo.ros.frame_worker import DROPPED, ERRORS, FrameWorker
+from banet_vo.ros.node_shell import diagnostics, run_node
 from banet_vo.ros.params import NodeParams, declare_parameters
 from banet_vo.ros.qos import latched_qos, reliable_qos
-
-logger = logging.getLogger(__name__)
 
 NODE_NAME = "banet_vo"
 
@@ -280,22 +284,8 @@ class VONode(Node):
         return values
 
     def _publish_diagnostics(self) -> None:
-        values = self.snapshot()
-        status = DiagnosticStatus(name=f"{self.get_name()}: visual odometry", hardware_id=self.params.device)
-        problems = [
-            k
-            for k in ("dropped", "failed", "bad_image", "bad_camera_info", "no_camera_info", "errors")
-            if values.get(k)
-        ]
-        status.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
-        status.message = self._state + (f"; counted: {', '.join(problems)}" if problems else "")
-        status.values = [
-            KeyValue(key=k, value=f"{v:.6g}" if isinstance(v, float) else str(v))
-            for k, v in sorted(values.items())
-        ]
-        status.values.append(KeyValue(key="state", value=self._state))
-        msg = DiagnosticArray(status=[status])
-        msg.header.stamp = self.get_clock().now().to_msg()  # diagnostics describe the node, on its clock
+        problems = (DROPPED, "failed", BAD_IMAGE, BAD_CAMERA_INFO, NO_CAMERA_INFO, ERRORS)
+        msg = diagnostics(self, "visual odometry", self.params.device, self._state, self.snapshot(), problems)
         self.diag_pub.publish(msg)
 
     # -- helpers for in-process users ----------------------------------------------------------------
@@ -311,27 +301,7 @@ class VONode(Node):
 def main(argv: list[str] | None = None) -> int:
     """`ros2 run banet_vo vo_node --ros-args -p model:=... -r image:=... -r camera_info:=...`."""
     args = sys.argv if argv is None else ["vo_node", *argv]
-    logging.basicConfig(level=logging.INFO, format="[banet_vo] %(levelname)s %(message)s", stream=sys.stderr)
-    rclpy.init(args=args)
-    node = None
-    try:
-        try:
-            node = VONode()
-        except ValueError as err:
-            print(f"banet_vo: cannot start: {err}", file=sys.stderr)
-            return 2
-        executor = rclpy.executors.MultiThreadedExecutor(num_threads=2)
-        executor.add_node(node)
-        try:
-            executor.spin()
-        except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-            pass
-        return 0
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    return run_node(VONode, args, prog="banet_vo", log_tag="banet_vo")
 
 
 if __name__ == "__main__":

@@ -18,13 +18,12 @@ import sys
 from typing import Any
 
 import numpy as np
-import rclpy
-import rclpy.executors
 from banet_vo.odometry import resolve_device
 from banet_vo.ros.camera_input import INPUT_PROBLEMS, CameraFrame, CameraInput, EventCounters
 from banet_vo.ros.frame_worker import DROPPED, ERRORS, FrameWorker
+from banet_vo.ros.node_shell import diagnostics, run_node
 from banet_vo.ros.qos import reliable_qos
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from std_srvs.srv import Trigger
@@ -204,26 +203,19 @@ class ImatchingNode(Node):
 
     def _publish_diagnostics(self) -> None:
         values = self.snapshot()
-        status = DiagnosticStatus(
-            name=f"{self.get_name()}: matcher adaptation", hardware_id=str(self.stream.device)
-        )
-        problems = [k for k in PROBLEMS if values.get(k)]
-        if values.get("save_errors"):
-            status.level = DiagnosticStatus.ERROR
-            problems.append("save_errors")
-        else:
-            status.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
-        status.message = self._state + (f"; counted: {', '.join(problems)}" if problems else "")
-        status.values = [
-            KeyValue(key=k, value=f"{v:.6g}" if isinstance(v, float) else str(v))
-            for k, v in sorted(values.items())
-        ]
-        status.values.append(KeyValue(key="state", value=self._state))
-        status.values.append(KeyValue(key="adapt", value=str(self.params.stream.adapt).lower()))
+        extra = {"adapt": str(self.params.stream.adapt).lower()}
         if self._last_skip:
-            status.values.append(KeyValue(key="last_skip_reason", value=self._last_skip))
-        msg = DiagnosticArray(status=[status])
-        msg.header.stamp = self.get_clock().now().to_msg()  # diagnostics describe the node, on its clock
+            extra["last_skip_reason"] = self._last_skip
+        msg = diagnostics(
+            self,
+            "matcher adaptation",
+            str(self.stream.device),
+            self._state,
+            values,
+            (*PROBLEMS, "save_errors"),
+            level=DiagnosticStatus.ERROR if values.get("save_errors") else None,
+            extra=extra,
+        )
         self.diag_pub.publish(msg)
 
     # -- helpers for in-process users ----------------------------------------------------------------
@@ -264,27 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv if argv is None else ["imatching_node", *argv]
     own = args[1 : args.index("--ros-args")] if "--ros-args" in args else args[1:]
     build_parser().parse_args(own)  # --help exits here; anything else outside --ros-args is an error
-    logging.basicConfig(level=logging.INFO, format="[imatching] %(levelname)s %(message)s", stream=sys.stderr)
-    rclpy.init(args=args)
-    node = None
-    try:
-        try:
-            node = ImatchingNode()
-        except ValueError as err:
-            print(f"imatching_node: cannot start: {err}", file=sys.stderr)
-            return 2
-        executor = rclpy.executors.MultiThreadedExecutor(num_threads=2)
-        executor.add_node(node)
-        try:
-            executor.spin()
-        except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-            pass
-        return 0
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    return run_node(ImatchingNode, args, prog="imatching_node", log_tag="imatching")
 
 
 if __name__ == "__main__":

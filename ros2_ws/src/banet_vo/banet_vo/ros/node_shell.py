@@ -1,0 +1,77 @@
+"""What our node processes share around their node: the /diagnostics message and the `main` spin loop.
+
+`diagnostics` builds the one-status DiagnosticArray each node publishes (level WARN when any problem
+counter is non-zero, message = state + the problems counted, every value as a key, stamped with the node
+clock: it describes the node, not a frame). `run_node` is a node executable's main: init, build the node
+(a ValueError is a bad start: message on stderr, exit 2), spin until Ctrl-C or shutdown, clean up.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Mapping, Sequence
+
+import rclpy
+import rclpy.executors
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.node import Node
+
+
+def diagnostics(
+    node: Node,
+    title: str,
+    hardware_id: str,
+    state: str,
+    values: Mapping[str, float | int],
+    problem_keys: Sequence[str],
+    *,
+    level: bytes | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> DiagnosticArray:
+    """One DiagnosticStatus named `<node name>: <title>`; `level` overrides the OK/WARN rule; `extra`
+    key/values follow the sorted `values` and `state`."""
+    problems = [key for key in problem_keys if values.get(key)]
+    status = DiagnosticStatus(name=f"{node.get_name()}: {title}", hardware_id=hardware_id)
+    if level is None:
+        level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+    status.level = level
+    status.message = state + (f"; counted: {', '.join(problems)}" if problems else "")
+    status.values = [
+        KeyValue(key=k, value=f"{v:.6g}" if isinstance(v, float) else str(v))
+        for k, v in sorted(values.items())
+    ]
+    status.values.append(KeyValue(key="state", value=state))
+    status.values.extend(KeyValue(key=k, value=v) for k, v in (extra or {}).items())
+    msg = DiagnosticArray(status=[status])
+    msg.header.stamp = node.get_clock().now().to_msg()
+    return msg
+
+
+def run_node(make_node: Callable[[], Node], args: list[str], *, prog: str, log_tag: str) -> int:
+    """Run one node in this process: 0 after a clean shutdown, 2 when `make_node` raises ValueError
+    (printed as `<prog>: cannot start: ...`). `args` are the process arguments (argv[0] first); Python
+    logging goes to stderr as `[<log_tag>] LEVEL message`."""
+    logging.basicConfig(
+        level=logging.INFO, format=f"[{log_tag}] %(levelname)s %(message)s", stream=sys.stderr
+    )
+    rclpy.init(args=args)
+    node = None
+    try:
+        try:
+            node = make_node()
+        except ValueError as err:
+            print(f"{prog}: cannot start: {err}", file=sys.stderr)
+            return 2
+        executor = rclpy.executors.MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+            pass
+        return 0
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()

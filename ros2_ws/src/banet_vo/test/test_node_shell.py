@@ -1,0 +1,56 @@
+"""banet_vo.ros.node_shell: the /diagnostics message (level rule, message, formatted sorted values, extra
+keys, node-clock stamp) and run_node's exit status for a bad start."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.ros
+
+pytest.importorskip("rclpy")
+from banet_vo.ros.conversions import stamp_to_ns  # noqa: E402
+from banet_vo.ros.node_shell import diagnostics, run_node  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+
+
+@pytest.fixture
+def node(rclpy_context):
+    n = Node("shell_test", context=rclpy_context)
+    yield n
+    n.destroy_node()
+
+
+def test_diagnostics_ok_when_no_problem_is_counted(node):
+    values = {"received": 3, "rate_hz": 2.0 / 3.0, "dropped": 0}
+    before = stamp_to_ns(node.get_clock().now().to_msg())
+    msg = diagnostics(node, "thing", "cpu", "tracking", values, ("dropped", "errors"))
+    (status,) = msg.status
+    assert status.name == "shell_test: thing" and status.hardware_id == "cpu"
+    assert status.level == DiagnosticStatus.OK and status.message == "tracking"
+    assert [(kv.key, kv.value) for kv in status.values] == [
+        ("dropped", "0"),
+        ("rate_hz", "0.666667"),  # floats with 6 significant digits
+        ("received", "3"),
+        ("state", "tracking"),
+    ]
+    assert stamp_to_ns(msg.header.stamp) >= before
+
+
+def test_diagnostics_warn_lists_the_problems_and_level_and_extra_override(node):
+    values = {"dropped": 2, "errors": 0, "bad_image": 1}
+    status = diagnostics(node, "t", "cpu", "s", values, ("dropped", "errors", "bad_image")).status[0]
+    assert status.level == DiagnosticStatus.WARN and status.message == "s; counted: dropped, bad_image"
+    status = diagnostics(
+        node, "t", "cpu", "s", values, ("dropped",), level=DiagnosticStatus.ERROR, extra={"adapt": "false"}
+    ).status[0]
+    assert status.level == DiagnosticStatus.ERROR
+    assert [(kv.key, kv.value) for kv in status.values[-2:]] == [("state", "s"), ("adapt", "false")]
+
+
+def test_run_node_exits_2_and_says_why_when_the_node_cannot_start(capsys, ros_domain_id):
+    def refuse() -> Node:
+        raise ValueError("parameter model: missing")
+
+    assert run_node(refuse, ["prog"], prog="my_node", log_tag="my") == 2
+    assert "my_node: cannot start: parameter model: missing" in capsys.readouterr().err
