@@ -23,34 +23,28 @@ def _check_depth(depth: int) -> int:
     return depth
 
 
-def sensor_qos(depth: int = 5) -> QoSProfile:
-    """Best-effort, volatile, keep-last `depth`: the ROS `sensor_data` preset with our default depth."""
+def _keep_last(depth: int, reliability: ReliabilityPolicy, durability: DurabilityPolicy) -> QoSProfile:
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
         depth=_check_depth(depth),
-        reliability=ReliabilityPolicy.BEST_EFFORT,
-        durability=DurabilityPolicy.VOLATILE,
+        reliability=reliability,
+        durability=durability,
     )
+
+
+def sensor_qos(depth: int = 5) -> QoSProfile:
+    """Best-effort, volatile, keep-last `depth`: the ROS `sensor_data` preset with our default depth."""
+    return _keep_last(depth, ReliabilityPolicy.BEST_EFFORT, DurabilityPolicy.VOLATILE)
 
 
 def reliable_qos(depth: int = 10) -> QoSProfile:
     """Reliable, volatile, keep-last `depth`: outputs (odometry, depth) and inputs from bag players."""
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
-        depth=_check_depth(depth),
-        reliability=ReliabilityPolicy.RELIABLE,
-        durability=DurabilityPolicy.VOLATILE,
-    )
+    return _keep_last(depth, ReliabilityPolicy.RELIABLE, DurabilityPolicy.VOLATILE)
 
 
 def latched_qos(depth: int = 1) -> QoSProfile:
     """Reliable, transient-local: late subscribers still get the last message (/tf_static)."""
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
-        depth=_check_depth(depth),
-        reliability=ReliabilityPolicy.RELIABLE,
-        durability=DurabilityPolicy.TRANSIENT_LOCAL,
-    )
+    return _keep_last(depth, ReliabilityPolicy.RELIABLE, DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def qos_from_name(name: str, depth: int | None = None) -> QoSProfile:
