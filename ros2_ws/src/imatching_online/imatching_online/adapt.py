@@ -333,6 +333,32 @@ def _eta(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+WINDOW_ORDERS = ("shuffle", "stream")
+
+
+def window_schedule(starts: list[int], steps: int, order: str, seed: int = 0) -> list[int]:
+    """Start frames of the windows to process, one per step, in pass after pass over ``starts``.
+
+    "stream": ascending start frame, as a live stream delivers the windows; "shuffle": a new seeded random
+    permutation of all windows per pass. A last partial pass is cut short.
+    """
+    if not starts:
+        raise ValueError("starts is empty")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if order not in WINDOW_ORDERS:
+        raise ValueError(f"order must be one of {WINDOW_ORDERS}, got {order!r}")
+    rng = np.random.default_rng(seed)
+    schedule: list[int] = []
+    while len(schedule) < steps:
+        if order == "stream":
+            schedule += sorted(starts)
+        else:
+            # Consumed from the end: the same windows as the first run's CLI for the same seed.
+            schedule += [int(s) for s in reversed(rng.permutation(starts))]
+    return schedule[:steps]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="imatching-adapt",
@@ -343,8 +369,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--matcher", required=True, type=Path, help="matcher checkpoint to start from")
     p.add_argument("--out", required=True, type=Path, help="adapted matcher checkpoint to write")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="windows to process, failed windows count but give no update (default 100)",
+    )
+    budget.add_argument(
+        "--passes",
+        type=int,
+        default=None,
+        help="process every window of --frames this many times instead of --steps "
+        "(--passes 1 --order stream is what the ROS node does: each window once, in stream order)",
+    )
     p.add_argument(
-        "--steps", type=int, default=100, help="windows to process (failed windows count, no update)"
+        "--order",
+        choices=WINDOW_ORDERS,
+        default="shuffle",
+        help="window order: 'shuffle' = a fresh random permutation of all windows per pass (seeded by "
+        "--seed); 'stream' = ascending start frame, as a live stream delivers them",
     )
     p.add_argument("--frames", default=None, help="START:END frames used for adaptation (default: all)")
     p.add_argument(
@@ -364,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-parallax-deg", type=float, default=0.5, help="parallax the BA's initial pair needs (degrees)"
     )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--seed", type=int, default=0, help="order of the windows")
+    p.add_argument("--seed", type=int, default=0, help="order of the windows with --order shuffle")
     return p
 
 
@@ -384,8 +428,10 @@ def _run(args) -> int:
     from imatching_online.matcher.queries import fit_size, prepare_image
 
     torch.set_num_threads(args.threads)
-    if args.steps < 1 or args.window < 2 or args.frame_stride < 1:
-        raise ValueError("--steps must be >= 1, --window >= 2 and --frame-stride >= 1")
+    if (args.steps is not None and args.steps < 1) or (args.passes is not None and args.passes < 1):
+        raise ValueError("--steps and --passes must be >= 1")
+    if args.window < 2 or args.frame_stride < 1:
+        raise ValueError("--window must be >= 2 and --frame-stride >= 1")
     seq = open_sequence(args.sequence)
     frames = _frame_range(args.frames, len(seq)) if args.frames else range(len(seq))
     span = (args.window - 1) * args.frame_stride
@@ -412,24 +458,21 @@ def _run(args) -> int:
         min_parallax_deg=args.min_parallax_deg,
     )  # fmt: skip
     adapter = OnlineAdapter(matcher, camera.K, config, ba_config)
-    rng = np.random.default_rng(args.seed)
-    order: list[int] = []
+    steps = args.passes * len(starts) if args.passes is not None else (args.steps or 100)
+    schedule = window_schedule(starts, steps, args.order, args.seed)
     t0 = time.perf_counter()
     history = []
     print(
         f"adapting on {seq.name} frames {frames.start}:{frames.stop} at {width}x{height}, "
-        f"{len(starts)} windows",
+        f"{len(starts)} windows, {steps} steps, order {args.order}",
         file=sys.stderr,
     )
-    for k in range(args.steps):
-        if not order:
-            order = list(rng.permutation(starts))
-        s = int(order.pop())
+    for k, s in enumerate(schedule):
         idx = [s + j * args.frame_stride for j in range(args.window)]
         images = torch.cat([cache[i][1] for i in idx])
         report = adapter.step(images, [cache[i][0] for i in idx])
         elapsed = time.perf_counter() - t0
-        eta = elapsed / (k + 1) * (args.steps - k - 1)
+        eta = elapsed / (k + 1) * (steps - k - 1)
         history.append({"window_start": s, "success": report.success, "loss": report.loss,
                         "inlier_ratio": report.inlier_ratio, "guard": report.guard})  # fmt: skip
         state = (
@@ -437,9 +480,9 @@ def _run(args) -> int:
             if report.success
             else f"skipped ({report.reason})"
         )
-        bar = "#" * int(20 * (k + 1) / args.steps)
+        bar = "#" * int(20 * (k + 1) / steps)
         print(
-            f"[{bar:<20}] {k + 1}/{args.steps} eta {_eta(eta)} window {s}: {state} guard={report.guard}",
+            f"[{bar:<20}] {k + 1}/{steps} eta {_eta(eta)} window {s}: {state} guard={report.guard}",
             file=sys.stderr,
         )
     ok = [h for h in history if h["success"]]
@@ -450,7 +493,11 @@ def _run(args) -> int:
         "sequence": str(args.sequence),
         "frames": [frames.start, frames.stop],
         "image_size": [width, height],
-        "windows": args.steps,
+        "windows": steps,
+        "window_order": args.order,
+        "passes": args.passes,
+        "seed": args.seed,
+        "window_starts": schedule,
         "optimiser_steps": adapter.steps_taken,
         "failures": adapter.stats.as_dict(),
         "rollbacks": adapter.guard.rollbacks,

@@ -71,3 +71,73 @@ def test_adapt_cli_rejects_bad_frames(tmp_path, hololens_dir, capsys):
     ]
     assert main(argv) == 2
     assert "--frames" in capsys.readouterr().err
+
+
+def test_window_schedule_stream_visits_each_window_once_in_order_per_pass():
+    from imatching_online.adapt import window_schedule
+
+    assert window_schedule([3, 1, 2], 3, "stream") == [1, 2, 3]
+    assert window_schedule([3, 1, 2], 7, "stream") == [1, 2, 3, 1, 2, 3, 1]  # a last partial pass
+    # shuffle: every pass is a permutation of all windows, seeded, and the seed matters.
+    shuffled = window_schedule(list(range(10)), 20, "shuffle", seed=0)
+    assert sorted(shuffled[:10]) == list(range(10)) and sorted(shuffled[10:]) == list(range(10))
+    assert shuffled == window_schedule(list(range(10)), 20, "shuffle", seed=0)
+    assert shuffled != window_schedule(list(range(10)), 20, "shuffle", seed=1)
+    assert shuffled[:10] != list(range(10))
+    for field, value in (("starts", []), ("steps", 0), ("order", "random")):
+        kwargs = {"starts": [0, 1], "steps": 2, "order": "stream", field: value}
+        with pytest.raises(ValueError, match=field):
+            window_schedule(**kwargs)
+
+
+def test_window_schedule_shuffle_is_the_first_runs_order():
+    # The shipped matcher_*_adapted weights were made by the earlier CLI, which drew a seeded permutation
+    # per pass and popped windows from its end; --order shuffle (the default) must replay that order.
+    import numpy as np
+    from imatching_online.adapt import window_schedule
+
+    rng, legacy, order = np.random.default_rng(0), [], []
+    for _ in range(50):
+        if not order:
+            order = list(rng.permutation(list(range(22))))
+        legacy.append(int(order.pop()))
+    assert window_schedule(list(range(22)), 50, "shuffle", seed=0) == legacy
+
+
+def test_adapt_cli_single_pass_in_stream_order(tmp_path, hololens_dir):
+    # frames 0:10, window 5, stride 2 -> windows starting at frames 0 and 1: one pass = 2 windows, in order.
+    from imatching_online.adapt import main
+    from imatching_online.matcher.io import load_matcher, save_matcher
+
+    torch.manual_seed(0)
+    start = tmp_path / "start.safetensors"
+    save_matcher(start, Matcher(TINY), {"steps": 0})
+    out = tmp_path / "adapted.safetensors"
+    argv = [str(hololens_dir), "--matcher", str(start), "--out", str(out), "--frames", "0:10"]
+    argv += ["--width", "64", "--frame-stride", "2", "--queries", "20", "--passes", "1", "--order", "stream"]
+    assert main(argv) == 0
+    _, meta = load_matcher(out)
+    assert meta["windows"] == 2 and meta["window_starts"] == [0, 1]
+    assert meta["window_order"] == "stream" and meta["passes"] == 1
+    assert meta["failures"]["windows"] == 2
+
+
+def test_adapt_cli_rejects_bad_passes_and_order(tmp_path, hololens_dir, capsys):
+    from imatching_online.adapt import main
+
+    base = [str(hololens_dir), "--matcher", str(tmp_path / "m"), "--out", str(tmp_path / "o")]
+    assert main([*base, "--passes", "0"]) == 2
+    assert "--passes" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: --steps and --passes are exclusive
+        main([*base, "--passes", "1", "--steps", "3"])
+    assert "not allowed with" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*base, "--order", "random"])
+    assert "--order" in capsys.readouterr().err
+
+
+def test_adapt_cli_help_documents_passes_and_order(capsys):
+    from imatching_online.adapt import build_parser
+
+    text = build_parser().format_help()
+    assert "--passes" in text and "--order" in text and "stream order" in text

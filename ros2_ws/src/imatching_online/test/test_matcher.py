@@ -118,27 +118,34 @@ def test_bad_inputs_raise_value_errors():
     assert MatcherConfig.from_dict(TINY.to_dict()) == TINY
 
 
-@pytest.mark.slow
 def test_supervised_loss_trains_a_tiny_matcher_on_a_translated_pair():
     # Image B is image A shifted by 6 px: after a few Adam steps the matches must get closer to the truth.
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    base = torch.from_numpy(rng.random((1, 3, 56, 80))).float()
-    base = F.avg_pool2d(base, 3, 1, 1)
-    a, b = base[..., 8:56, 8:72], base[..., 8:56, 2:66]  # b(u + 6) = a(u)
-    q = torch.from_numpy(rng.uniform([10, 10], [53, 37], (1, 64, 2))).float()
-    gt = q + torch.tensor([6.0, 0.0])
-    matcher = Matcher(TINY)
-    opt = torch.optim.Adam(matcher.parameters(), lr=3e-3)
-    errors = []
-    for _ in range(30):
-        out = matcher(a, b, q)
-        loss, logs = supervised_loss(out, gt, TINY.window_radius)
-        errors.append(logs["err_fine_px"])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert np.mean(errors[-5:]) < 0.5 * np.mean(errors[:5])
+    # One intra-op thread: on the shared 2-core machine two threads made these 48x64 steps ~40x slower
+    # (32 s instead of 0.5 s). The matcher is deterministic, so without training the error stays constant.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        rng = np.random.default_rng(0)
+        base = torch.from_numpy(rng.random((1, 3, 56, 80))).float()
+        base = F.avg_pool2d(base, 3, 1, 1)
+        a, b = base[..., 8:56, 8:72], base[..., 8:56, 2:66]  # b(u + 6) = a(u)
+        q = torch.from_numpy(rng.uniform([10, 10], [53, 37], (1, 64, 2))).float()
+        gt = q + torch.tensor([6.0, 0.0])
+        matcher = Matcher(TINY)
+        opt = torch.optim.Adam(matcher.parameters(), lr=3e-3)
+        errors = []
+        for _ in range(20):
+            out = matcher(a, b, q)
+            loss, logs = supervised_loss(out, gt, TINY.window_radius)
+            errors.append(logs["err_fine_px"])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    # Measured: 9.7 px -> 0.7 px (ratio 0.08; 0.06-0.12 over seeds 0-5 and a smaller image).
+    assert np.mean(errors[-5:]) < 0.3 * np.mean(errors[:5])
 
 
 def test_grid_and_corner_queries():
