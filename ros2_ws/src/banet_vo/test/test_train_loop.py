@@ -201,3 +201,28 @@ def test_stop_file_and_wall_limit_end_the_run_with_a_checkpoint(tiny_cache, tmp_
     (tmp_path / "STOP").unlink()
     limited = train(tiny_config(steps=50, max_wall_s=1e-3), tmp_path / "b", dataset=data, progress=False)
     assert limited.step < 50 and (tmp_path / "b" / "last.safetensors").is_file()
+
+
+def test_init_weights_and_lr_multipliers(tiny_cache, tmp_path):
+    from banet_vo.model.checkpoint import load_checkpoint
+
+    data = tiny_dataset(tiny_cache)
+    first = train(tiny_config(steps=1), tmp_path / "a", dataset=data, progress=False)
+    start, _, _ = load_checkpoint(first.checkpoint)
+    config = tiny_config(
+        steps=1, lr=1e-3, init_weights=str(first.checkpoint), lr_multipliers={"decoder.depth_head": 10.0}
+    )
+    second = train(config, tmp_path / "b", dataset=data, progress=False)
+    state = torch.load(tmp_path / "b" / "last.state.pt", weights_only=True)
+    assert [g["lr"] for g in state["optimizer"]["param_groups"]] == pytest.approx([1e-3, 1e-2])
+    after, _, _ = load_checkpoint(second.checkpoint)
+    # Started from the first run's weights: one small Adam step away from them, not a fresh init.
+    key = "decoder.depth_head.bias"
+    assert (after[key] - start[key]).abs().max() <= 1e-2 * 1.01
+    with pytest.raises(ValueError, match="lr_multipliers"):
+        train(
+            tiny_config(steps=1, lr_multipliers={"nothing.here": 2.0}),
+            tmp_path / "c",
+            dataset=data,
+            progress=False,
+        )

@@ -30,6 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, help="override the config's total number of steps")
     parser.add_argument("--max-wall-s", type=float, help="override the config's training time limit, s")
     parser.add_argument("--batch-size", type=int, help="override the config's per-process batch size")
+    parser.add_argument("--lr", type=float, help="override the config's learning rate")
+    parser.add_argument(
+        "--lr-multiplier",
+        action="append",
+        default=[],
+        metavar="PREFIX=FACTOR",
+        help="learning-rate factor for parameters whose names start with PREFIX (repeatable)",
+    )
+    parser.add_argument("--init-weights", help="start from the weights of this BA-Net checkpoint")
+    parser.add_argument("--plateau-patience", type=int, help="override the config's plateau patience")
     parser.add_argument("--render-only", action="store_true", help="render the data cache and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
@@ -46,7 +56,23 @@ def main(argv: list[str] | None = None) -> int:
         overrides["max_wall_s"] = args.max_wall_s
     if args.batch_size is not None:
         overrides["batch_size"] = args.batch_size
+    if args.lr is not None:
+        overrides["lr"] = args.lr
+    if args.init_weights:
+        overrides["init_weights"] = args.init_weights
+    if args.plateau_patience is not None:
+        overrides["plateau_patience"] = args.plateau_patience
     try:
+        if args.lr_multiplier:
+            pairs = [item.split("=", 1) for item in args.lr_multiplier]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError(f"--lr-multiplier must be PREFIX=FACTOR, got {args.lr_multiplier}")
+            try:
+                overrides["lr_multipliers"] = {prefix: float(factor) for prefix, factor in pairs}
+            except ValueError:
+                raise ValueError(
+                    f"--lr-multiplier factors must be numbers, got {args.lr_multiplier}"
+                ) from None
         config = load_train_config(args.config, overrides)
         if args.render_only:
             from banet_vo.train.loop import build_dataset

@@ -58,6 +58,10 @@ class TrainConfig:
     steps: int = 1000
     max_wall_s: float = 0.0  # stop (and checkpoint) after this much training time; 0 = no limit
     lr: float = 1e-3
+    # Learning-rate factors by parameter-name prefix, e.g. {"decoder.depth_head": 50}: D0 = softplus(a·B + b)
+    # lives in metres, so Adam's ~lr-sized steps move it by only ~lr metres per step without a boost.
+    lr_multipliers: dict[str, float] = field(default_factory=dict)
+    init_weights: str = ""  # start from these BA-Net weights (a checkpoint); "" = random initialisation
     plateau_window: int = 100  # steps averaged into one value for the plateau scheduler
     plateau_patience: int = 3  # windows without improvement before the learning rate is halved
     plateau_factor: float = 0.5
@@ -79,6 +83,8 @@ class TrainConfig:
                 raise ValueError(f"train config {name} must be > 0, got {getattr(self, name)!r}")
         if not 0 < self.plateau_factor < 1:
             raise ValueError(f"train config plateau_factor must be in (0, 1), got {self.plateau_factor}")
+        if any(not float(v) > 0 for v in self.lr_multipliers.values()):
+            raise ValueError(f"train config lr_multipliers must be > 0, got {self.lr_multipliers}")
         if self.max_wall_s < 0 or self.grad_clip < 0:
             raise ValueError("train config max_wall_s and grad_clip must be >= 0")
         self.model_config()  # validates preset and overrides now, not an hour into a run

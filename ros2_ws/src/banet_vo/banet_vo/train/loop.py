@@ -204,6 +204,34 @@ def _save(
     return path
 
 
+def _param_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
+    """One Adam group per lr multiplier (by name prefix) plus one for the rest; unknown prefixes fail."""
+    groups: dict[str, list] = {prefix: [] for prefix in config.lr_multipliers}
+    rest = []
+    for name, param in model.named_parameters():
+        prefix = next((p for p in config.lr_multipliers if name.startswith(p)), None)
+        (groups[prefix] if prefix is not None else rest).append(param)
+    empty = [p for p, params in groups.items() if not params]
+    if empty:
+        raise ValueError(f"train config lr_multipliers: no parameter names start with {empty}")
+    out = [{"params": rest, "lr": config.lr}]
+    out += [
+        {"params": params, "lr": config.lr * float(config.lr_multipliers[p])} for p, params in groups.items()
+    ]
+    return out
+
+
+def _load_weights(model: torch.nn.Module, path: str) -> None:
+    from banet_vo.model.checkpoint import load_checkpoint
+
+    state_dict, model_config, _ = load_checkpoint(path, expected_kind="banet")
+    mine = model.config.to_dict()
+    differ = sorted(k for k in mine if k != "backbone_dtype" and model_config.get(k) != mine[k])
+    if differ:
+        raise ValueError(f"init_weights {path}: model config differs in {differ}")
+    model.load_state_dict(state_dict)
+
+
 def _load_resume(out_dir: Path, model: torch.nn.Module, optimizer, scheduler, config: TrainConfig) -> dict:
     from banet_vo.model.checkpoint import load_checkpoint
 
@@ -260,7 +288,9 @@ def train(
     if use_amp:  # BA-Net's own bf16 autocast covers backbone, FPN and decoder; its BA stays fp32
         model_config = model_config.replace(backbone_dtype="bf16")
     model = BANet(model_config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    if config.init_weights and not resume:
+        _load_weights(model, config.init_weights)
+    optimizer = torch.optim.Adam(_param_groups(model, config), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer,
         mode="min",
