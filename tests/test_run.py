@@ -159,6 +159,6 @@ def test_run_with_a_real_banet_checkpoint(bag, tmp_path):
     )
     assert rc == 0
     summary = json.loads((out / "metrics.json").read_text())
-    assert summary["node"]["processed"] == N and summary["node"]["errors"] == 0
+    assert summary["node"]["processed"] == N and summary["node"]["errors"] == 0, summary["node"]
     est = _tum(out / "trajectory.tum")
     assert len(est) == summary["frames_published"] and np.all(np.isfinite(est))

@@ -155,6 +155,7 @@ def _play(context, bag: Path, graph: Graph, qos: str, rate: float = 1.0) -> None
         graph.wait_subscribed()
         # the node subscribes once it sees the player's publishers; wait until both ends matched
         assert player.wait_for_subscribers(timeout=10.0)
+        assert graph.node.camera_input.wait_for_publishers(timeout=10.0)
         player.play(delay=0.2)
     assert graph.node.wait_idle(timeout=30.0)
 
@@ -166,7 +167,7 @@ def _ns(msg) -> int:
 def _check_outputs(graph: Graph, frames: list[Frame], min_published: int) -> None:
     counters = graph.node.snapshot()
     published = int(counters["published"])
-    assert published >= min_published
+    assert published >= min_published, counters
     odoms = graph.wait("odom", published)
     assert len(odoms) == published
     bag_ns = [round((T0 + f.timestamp) * 1e9) for f in frames]

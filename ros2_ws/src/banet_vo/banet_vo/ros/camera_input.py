@@ -175,6 +175,23 @@ class CameraInput:
     def subscribed(self) -> bool:
         return self.image_sub is not None and self.info_sub is not None
 
+    def wait_for_publishers(self, timeout: float = 10.0, min_count: int = 1) -> bool:
+        """Wait until both subscriptions have matched `min_count` publishers; False on timeout.
+
+        A publisher that sees our subscription is not enough: with volatile durability our reader drops
+        what a writer sends before the reader has matched it, so a replay must also wait on this side.
+        """
+        deadline = time.monotonic() + timeout
+        while not (
+            self.subscribed
+            and self.image_sub.get_publisher_count() >= min_count
+            and self.info_sub.get_publisher_count() >= min_count
+        ):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
     # -- subscriptions -------------------------------------------------------------------------------
     def _subscription_qos(self, topic: str) -> QoSProfile | None:
         """The QoS for `topic`, or None while `auto` still waits for a publisher to match."""

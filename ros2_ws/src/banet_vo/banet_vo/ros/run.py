@@ -230,10 +230,8 @@ def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None)
             topics=[args.image_topic, args.camera_info_topic],
             progress=sys.stderr,
         )
-        deadline = time.monotonic() + 10.0
-        while (node.image_sub is None or node.info_sub is None) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if not player.wait_for_subscribers(timeout=10.0):
+        # Both ends must have matched, or the first frames are lost (volatile durability).
+        if not (player.wait_for_subscribers(timeout=10.0) and node.camera_input.wait_for_publishers(10.0)):
             raise RuntimeError("the node did not subscribe to the bag's image and camera_info within 10 s")
         started = time.monotonic()
         signal.signal(signal.SIGINT, lambda *_: player.stop())
