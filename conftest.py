@@ -27,6 +27,13 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["ROS_DOMAIN_ID"] = os.environ["BANET_VO_TEST_DOMAIN_ID"]
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    # One torch thread: the suite runs rclpy executors and worker threads next to torch on 2 cores, where
+    # torch's own thread pool oversubscribes them (10-40x slower CPU tests were measured here).
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
 
 
 def _cuda_available() -> bool:
@@ -41,7 +48,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     has_rclpy = importlib.util.find_spec("rclpy") is not None
     has_cuda = _cuda_available()
     skip_ros = pytest.mark.skip(reason="rclpy is not importable: run `make setup` or source a ROS 2 distro")
-    skip_gpu = pytest.mark.skip(reason="CUDA is not available on this machine (torch.cuda.is_available() is False)")
+    skip_gpu = pytest.mark.skip(
+        reason="CUDA is not available on this machine (torch.cuda.is_available() is False)"
+    )
     for item in items:
         if "ros" in item.keywords and not has_rclpy:
             item.add_marker(skip_ros)
