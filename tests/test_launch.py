@@ -61,11 +61,10 @@ def test_replay_launch_plays_with_clock_and_ships_an_rviz_config():
     "the same node graph is tested with rclpy executors in tests/test_vo_node.py",
 )
 def test_vo_launch_starts_the_node_and_stops_on_a_missing_model(tmp_path):
+    from launch import LaunchDescription, LaunchService
     from launch.actions import IncludeLaunchDescription, RegisterEventHandler
     from launch.event_handlers import OnProcessExit
     from launch.launch_description_sources import PythonLaunchDescriptionSource
-
-    from launch import LaunchDescription, LaunchService
 
     # A missing model must stop the node at start: vo_node exits with status 2 and says why.
     codes: list[int] = []

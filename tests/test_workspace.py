@@ -11,8 +11,17 @@ from conftest import REPO_ROOT
 
 PACKAGES = ["banet_vo", "imatching_online"]
 REQUIRED_EXEC_DEPENDS = {
-    "rclpy", "sensor_msgs", "geometry_msgs", "nav_msgs", "std_msgs", "std_srvs", "diagnostic_msgs",
-    "cv_bridge", "tf2_ros", "python3-numpy", "python3-opencv",
+    "rclpy",
+    "sensor_msgs",
+    "geometry_msgs",
+    "nav_msgs",
+    "std_msgs",
+    "std_srvs",
+    "diagnostic_msgs",
+    "cv_bridge",
+    "tf2_ros",
+    "python3-numpy",
+    "python3-opencv",
 }
 
 
@@ -54,7 +63,9 @@ def test_core_does_not_import_rclpy() -> None:
                     mods = [a.name for a in node.names]
                 elif isinstance(node, ast.ImportFrom) and node.module:
                     mods = [node.module]
-                if any(m.split(".")[0] in {"rclpy", "sensor_msgs", "nav_msgs", "geometry_msgs"} for m in mods):
+                if any(
+                    m.split(".")[0] in {"rclpy", "sensor_msgs", "nav_msgs", "geometry_msgs"} for m in mods
+                ):
                     offenders.append(str(path))
     assert not offenders, offenders
 
