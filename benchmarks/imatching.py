@@ -211,9 +211,15 @@ def accuracy(args, argv) -> int:
     return 0
 
 
+# Hand-written sections after this marker (e.g. pre-registered follow-ups) survive a rerun.
+KEEP_MARKER = "## Follow-up"
+
+
 def _write(path: Path, lines: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = "\n".join(lines) + "\n"
+    if path.exists() and KEEP_MARKER in (old := path.read_text()):
+        text += "\n" + old[old.index(KEEP_MARKER) :]
     path.write_text(text)
     print(text)
 
