@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 
@@ -18,8 +17,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_all(subparsers)
-    importlib.import_module("banet_vo.evaluation.pairs").add_parser(subparsers)  # `pairs` (train task)
-    importlib.import_module("imatching_online.evaluation").add_parser(subparsers)  # `matching` (imatching)
     return parser
 
 
