@@ -81,11 +81,64 @@ def test_config_dict_and_json_round_trip_and_reject_unknown_keys():
         ({"initial_depth": 0.05}, "initial_depth"),
         ({"bottleneck_planes": (8, 8, 8)}, "bottleneck_planes"),
         ({"decoder_channels": (8, 8)}, "decoder_channels"),
+        ({"depth_activation": "relu"}, "depth_activation"),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(changes, field):
     with pytest.raises(ValueError, match=field):
         BANetConfig.preset("small", **changes)
+
+
+def _decoder_io(model: BANet) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Backbone maps of a random image, and the decoder's (basis, D0, raw depth-head output) for them."""
+    ref, _, _ = _inputs(model.config, batch=1)
+    with torch.no_grad():
+        maps = model.backbone(ref)
+        basis, d0 = model.decoder(maps)
+        head = model.decoder.depth_head(basis)
+    return maps, basis, d0, head
+
+
+def test_old_config_dicts_keep_the_softplus_depth_head():
+    """Run-1 checkpoints store configs without depth_activation: they must load as softplus, unchanged."""
+    old = BANetConfig.preset("small", **TINY, initial_depth=3.0).to_dict()
+    del old["depth_activation"]
+    config = BANetConfig.from_dict(old)
+    assert config.depth_activation == "softplus" and BANetConfig().depth_activation == "softplus"
+    torch.manual_seed(0)
+    model = BANet(config).eval()
+    assert float(model.decoder.depth_head.bias) == pytest.approx(np.log(np.expm1(3.0)))
+    _, _, d0, head = _decoder_io(model)
+    torch.testing.assert_close(d0, torch.nn.functional.softplus(head))
+
+
+@pytest.mark.parametrize(("activation", "initial"), [("exp", 3.5), ("exp", 9.0), ("softplus", 3.0)])
+def test_depth_head_starts_at_initial_depth(activation, initial):
+    torch.manual_seed(0)
+    config = _tiny(depth_activation=activation, initial_depth=initial)
+    model = BANet(config).eval()
+    ref, tgt, intr = _inputs(config)
+    with torch.no_grad():
+        d0 = model(ref, tgt, intr).depth_init
+    assert (d0 > 0).all()
+    # Weights start at std 1e-3, so D0 is initial_depth up to a small relative spread.
+    assert float((d0 / initial - 1).abs().max()) < 0.05
+    assert float(d0.median()) == pytest.approx(initial, rel=0.01)
+
+
+def test_exp_depth_head_is_log_depth():
+    torch.manual_seed(0)
+    model = BANet(_tiny(depth_activation="exp", initial_depth=3.5)).eval()
+    assert float(model.decoder.depth_head.bias) == pytest.approx(np.log(3.5))
+    maps, _, d0, head = _decoder_io(model)
+    torch.testing.assert_close(d0, torch.exp(head))
+    # A bias step of +0.1 multiplies D0 by e^0.1 everywhere: an optimiser step is a relative change.
+    with torch.no_grad():
+        model.decoder.depth_head.bias += 0.1
+        _, d0_up = model.decoder(maps)
+    torch.testing.assert_close(d0_up / d0, torch.full_like(d0, float(np.exp(0.1))))
+    assert BANetConfig.preset("small").depth_activation == "exp"
+    assert BANetConfig.preset("paper").depth_activation == "exp"
 
 
 def test_forward_shapes_and_invariants():

@@ -226,3 +226,60 @@ def test_init_weights_and_lr_multipliers(tiny_cache, tmp_path):
             dataset=data,
             progress=False,
         )
+
+
+def test_init_skip_warm_starts_all_but_a_depth_head_of_another_activation(tiny_cache, tmp_path):
+    """Warm start from a softplus-head checkpoint (config without depth_activation, like run 1's) into an
+    exp head: every other tensor is copied, the skipped head keeps its fresh log-depth initialisation."""
+    import json
+
+    from banet_vo.model.checkpoint import load_checkpoint, save_checkpoint
+
+    data = tiny_dataset(tiny_cache)
+    old_model = {**TINY_MODEL, "depth_activation": "softplus", "initial_depth": 3.0}
+    first = train(
+        tiny_config(steps=1, model_overrides=old_model), tmp_path / "a", dataset=data, progress=False
+    )
+    weights, old_config, meta = load_checkpoint(first.checkpoint)
+    del old_config["depth_activation"]  # as written before the key existed
+    old_path = save_checkpoint(tmp_path / "old.safetensors", weights, "banet", old_config, meta)
+    assert "depth_activation" not in json.dumps(load_checkpoint(old_path)[1])
+
+    new_model = {**TINY_MODEL, "depth_activation": "exp", "initial_depth": 3.5}
+    with pytest.raises(ValueError, match=r"differs in \['depth_activation', 'initial_depth'\]"):
+        train(
+            tiny_config(steps=1, model_overrides=new_model, init_weights=str(old_path)),
+            tmp_path / "b",
+            dataset=data,
+            progress=False,
+        )
+    config = tiny_config(
+        steps=1,
+        lr=1e-3,
+        model_overrides=new_model,
+        init_weights=str(old_path),
+        init_skip=["decoder.depth_head"],
+    )
+    second = train(config, tmp_path / "c", dataset=data, progress=False)
+    after, new_config, _ = load_checkpoint(second.checkpoint)
+    assert new_config["depth_activation"] == "exp"
+    # One Adam step (lr 1e-3) from the loaded weights, or from the fresh log-depth bias for the head.
+    moved = max(
+        float((after[k] - weights[k]).abs().max()) for k in weights if not k.startswith("decoder.depth")
+    )
+    assert moved <= 1e-3 * 1.01
+    assert float(after["decoder.depth_head.bias"]) == pytest.approx(
+        float(torch.log(torch.tensor(3.5))), abs=2e-3
+    )
+    assert abs(float(weights["decoder.depth_head.bias"]) - float(after["decoder.depth_head.bias"])) > 0.5
+    with pytest.raises(ValueError, match="init_skip"):
+        tiny_config(init_skip=["decoder.depth_head"])  # no init_weights to skip from
+    with pytest.raises(ValueError, match=r"init_skip: no weights .* start with \['nothing'\]"):
+        train(
+            tiny_config(
+                steps=1, model_overrides=new_model, init_weights=str(old_path), init_skip=["nothing"]
+            ),
+            tmp_path / "d",
+            dataset=data,
+            progress=False,
+        )

@@ -11,6 +11,7 @@ __all__ = ["PRESETS", "BANetConfig"]
 
 _NORMS = ("batch", "group")
 _DTYPES = ("fp32", "bf16")
+_DEPTH_ACTIVATIONS = ("softplus", "exp")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class BANetConfig:
     decoder_channels: tuple[int, ...] = (256, 128, 64, 64)  # basis decoder, strides 16, 8, 4, 2
     damping_hidden: int = 128  # width of the 4-layer damping MLP
     initial_depth: float = 3.0  # metres; D0 starts near this before training
+    # D0 = softplus(head) in metres (run-1 checkpoints, the default for dicts without this key) or
+    # exp(head), i.e. log depth: Adam's ~lr-sized steps then change D0 by a relative ~lr, at any depth.
+    depth_activation: str = "softplus"
     min_depth: float = 0.1  # metres; smooth positive floor applied to D0 + B·w inside the BA
     ba_epsilon: float = 1e-6  # absolute diagonal term that keeps AᵀA solvable on textureless input
     backbone_dtype: str = "fp32"  # "fp32" or "bf16" (autocast for backbone, FPN and decoder; BA is fp32)
@@ -79,6 +83,11 @@ class BANetConfig:
             raise ValueError(f"BANetConfig.stem_stride must be 1 or 2, got {self.stem_stride!r}")
         if self.norm not in _NORMS:
             raise ValueError(f"BANetConfig.norm must be one of {_NORMS}, got {self.norm!r}")
+        if self.depth_activation not in _DEPTH_ACTIVATIONS:
+            raise ValueError(
+                f"BANetConfig.depth_activation must be one of {_DEPTH_ACTIVATIONS}, "
+                f"got {self.depth_activation!r}"
+            )
         if self.backbone_dtype not in _DTYPES:
             raise ValueError(
                 f"BANetConfig.backbone_dtype must be one of {_DTYPES}, got {self.backbone_dtype!r}"
@@ -162,7 +171,7 @@ class BANetConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper: DRN-54 depth (3, 4, 6, 3 bottlenecks), 128 channels, 128 bases, 320x240, 5 LM its/level.
-    "paper": dict(name="paper"),
+    "paper": dict(name="paper", depth_activation="exp"),
     # CPU-trainable: 128x96 input (depth 64x48), C=32, K=16, one narrow bottleneck per stage, stride-2
     # stem, 3 LM its/level. Rationale in docs/model.md.
     "small": dict(
@@ -181,5 +190,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         norm="group",
         decoder_channels=(64, 48, 32, 32),
         damping_hidden=32,
+        # Log-depth head started at the median GT depth (<= 50 m) of the training cache, 3.47 m
+        # (driving 9.0 m, indoor 2.9 m): see models/MODEL_CARD.md, run 2.
+        depth_activation="exp",
+        initial_depth=3.5,
     ),
 }

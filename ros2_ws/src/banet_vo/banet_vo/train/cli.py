@@ -39,6 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="learning-rate factor for parameters whose names start with PREFIX (repeatable)",
     )
     parser.add_argument("--init-weights", help="start from the weights of this BA-Net checkpoint")
+    parser.add_argument(
+        "--init-skip",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="with --init-weights: keep parameters whose names start with PREFIX at their fresh "
+        "initialisation (repeatable; e.g. decoder.depth_head when changing the depth activation)",
+    )
     parser.add_argument("--plateau-patience", type=int, help="override the config's plateau patience")
     parser.add_argument("--render-only", action="store_true", help="render the data cache and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -60,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["lr"] = args.lr
     if args.init_weights:
         overrides["init_weights"] = args.init_weights
+    if args.init_skip:
+        overrides["init_skip"] = list(args.init_skip)
     if args.plateau_patience is not None:
         overrides["plateau_patience"] = args.plateau_patience
     try:

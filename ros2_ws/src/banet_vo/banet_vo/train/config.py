@@ -62,6 +62,9 @@ class TrainConfig:
     # lives in metres, so Adam's ~lr-sized steps move it by only ~lr metres per step without a boost.
     lr_multipliers: dict[str, float] = field(default_factory=dict)
     init_weights: str = ""  # start from these BA-Net weights (a checkpoint); "" = random initialisation
+    # Parameter-name prefixes NOT taken from init_weights (kept at their fresh initialisation), e.g.
+    # ["decoder.depth_head"] to warm-start everything but a depth head of another depth_activation.
+    init_skip: tuple[str, ...] = ()
     plateau_window: int = 100  # steps averaged into one value for the plateau scheduler
     plateau_patience: int = 3  # windows without improvement before the learning rate is halved
     plateau_factor: float = 0.5
@@ -74,6 +77,11 @@ class TrainConfig:
     checkpoint_every_s: float = 300.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "init_skip", tuple(self.init_skip))
+        if any(not isinstance(p, str) or not p for p in self.init_skip):
+            raise ValueError(f"train config init_skip must be non-empty name prefixes, got {self.init_skip}")
+        if self.init_skip and not self.init_weights:
+            raise ValueError("train config init_skip needs init_weights")
         for name in ("batch_size", "steps", "plateau_window", "log_every", "num_threads"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

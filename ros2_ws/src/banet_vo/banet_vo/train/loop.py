@@ -221,15 +221,37 @@ def _param_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
     return out
 
 
-def _load_weights(model: torch.nn.Module, path: str) -> None:
+# Config keys that only shape the depth head's output; they may differ when that head is not loaded.
+_DEPTH_HEAD_KEYS = ("initial_depth", "depth_activation")
+
+
+def _load_weights(model: torch.nn.Module, path: str, skip: Sequence[str] = ()) -> None:
+    """Load ``path`` into ``model``, except parameters whose names start with a prefix in ``skip``."""
     from banet_vo.model.checkpoint import load_checkpoint
 
     state_dict, model_config, _ = load_checkpoint(path, expected_kind="banet")
+    unused = [p for p in skip if not any(k.startswith(p) for k in state_dict)]
+    if unused:
+        raise ValueError(f"train config init_skip: no weights in {path} start with {unused}")
     mine = model.config.to_dict()
-    differ = sorted(k for k in mine if k != "backbone_dtype" and model_config.get(k) != mine[k])
+    free = {"backbone_dtype"}
+    if any("decoder.depth_head".startswith(p) for p in skip):
+        free.update(_DEPTH_HEAD_KEYS)
+    # An old checkpoint without depth_activation was written with the default (softplus).
+    model_config = {"depth_activation": "softplus", **model_config}
+    differ = sorted(k for k in mine if k not in free and model_config.get(k) != mine[k])
     if differ:
         raise ValueError(f"init_weights {path}: model config differs in {differ}")
-    model.load_state_dict(state_dict)
+    skipped = sorted(k for k in state_dict if any(k.startswith(p) for p in skip))
+    kept = {k: v for k, v in state_dict.items() if k not in skipped}
+    missing, unexpected = model.load_state_dict(kept, strict=False)
+    if sorted(missing) != skipped or unexpected:
+        raise ValueError(
+            f"init_weights {path} does not fit the model: missing {sorted(set(missing) - set(skipped))}, "
+            f"unexpected {unexpected}"
+        )
+    if skipped:
+        logger.info("init_weights: kept %d skipped tensors at their fresh initialisation", len(skipped))
 
 
 def _load_resume(out_dir: Path, model: torch.nn.Module, optimizer, scheduler, config: TrainConfig) -> dict:
@@ -289,7 +311,7 @@ def train(
         model_config = model_config.replace(backbone_dtype="bf16")
     model = BANet(model_config).to(device)
     if config.init_weights and not resume:
-        _load_weights(model, config.init_weights)
+        _load_weights(model, config.init_weights, config.init_skip)
     optimizer = torch.optim.Adam(_param_groups(model, config), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer,
