@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from banet_vo.provenance import machine_description
 
 RESULTS = Path(__file__).resolve().parent / "results" / "banet_latency.md"
 
@@ -61,18 +61,6 @@ def measure(preset: str, repeats: int, threads: int) -> dict:
     }
 
 
-def _machine() -> str:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores (nproc), {cpu}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="BA-Net pair latency and peak memory on CPU, both presets.")
     parser.add_argument("--repeats", type=int, default=5, help="timed forward passes per preset")
@@ -109,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Command: `.venv/bin/python -m benchmarks.banet_latency "
         f"--repeats {args.repeats} --threads {args.threads}`  ",
-        f"Machine: {_machine()}; shared with other jobs (timings are noisy)  ",
+        f"Machine: {machine_description()}; shared with other jobs (timings are noisy)  ",
         f"Date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         "",
         "One forward pass (features of both images, basis depth, full coarse-to-fine BA), batch 1, no grad.",

@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from banet_vo.provenance import machine_description
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -32,24 +31,12 @@ KITTI = DATA / "kitti_odom06_000-050"
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def machine() -> str:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores (nproc), {cpu}"
-
-
 def _header(title: str, argv: list[str]) -> list[str]:
     return [
         f"## {title}",
         "",
         f"- command: `.venv/bin/python -m benchmarks.imatching {' '.join(argv)}`",
-        f"- machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
+        f"- machine: {machine_description()}; {torch.get_num_threads()} torch thread(s); "
         "CPU shared with other jobs (timings are noisy)",
         f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         "",

@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from banet_vo.provenance import machine_description
 
 RESULTS = Path(__file__).resolve().parent / "results" / "normal_equations.md"
 
@@ -142,18 +142,6 @@ def latency_child(preset: str, repeats: int, threads: int) -> dict:
     return out
 
 
-def _machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores (nproc), {cpu}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median reported)")
@@ -194,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         "## BA normal equations and BA-Net latency (CPU, fp32)",
         "",
         f"Command: {command}  ",
-        f"Machine: {_machine()}; torch {torch.__version__}, {args.threads} thread(s); the cores are shared "
+        f"Machine: {machine_description()}; {args.threads} torch thread(s); the cores are shared "
         "with other jobs, so compare ratios measured in the same run  ",
         f"Date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         "",

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,32 +24,10 @@ from banet_vo.data.synthetic.consistency import photometric_errors
 from banet_vo.data.synthetic.generate import DEFAULT_FOV_DEG, torch_threads
 from banet_vo.data.synthetic.render import camera_from_fov, cast_rays, render_radiance, shade
 from banet_vo.data.synthetic.sensor import Sensor, SensorModel
+from banet_vo.provenance import code_version, machine_description
 
 RESULTS = Path(__file__).resolve().parent / "results" / "synthetic.md"
 SIZE = (320, 240)
-
-
-def _machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    python = platform.python_version()
-    return f"{os.cpu_count()} cores (nproc), {cpu}; torch {torch.__version__}; Python {python}"
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _timed(fn):
@@ -176,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         "## Synthetic world: rendering speed and ground-truth checks",
         "",
         f"Command: `.venv/bin/python -m benchmarks.synthetic --frames {args.frames} --seeds {args.seeds}`  ",
-        f"Machine: {_machine()}  ",
-        f"Date: {datetime.datetime.now().isoformat(timespec='seconds')}, code {_commit()}",
+        f"Machine: {machine_description()}  ",
+        f"Date: {datetime.datetime.now().isoformat(timespec='seconds')}, code {code_version()}",
         "",
         f"Speed at {SIZE[0]}x{SIZE[1]}, CPU, fp32: ray casting + shading + sensor per frame (median over "
         f"{args.frames} frames; thread counts interleaved frame by frame). CPU s is process time.",

@@ -13,8 +13,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,41 +20,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from banet_vo.provenance import code_version, machine_description
 
 ROOT = Path(__file__).resolve().parents[1]
 KITTI = ROOT.parent / "shared" / "data" / "kitti_odom06_000-050"
 RESULTS = ROOT / "benchmarks" / "results" / "vo_kitti.md"
 DEFAULT_MODEL = ROOT / "models" / "banet_small_synthetic.safetensors"
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import torch
-
-        cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA"
-        torch_version = torch.__version__
-    except ImportError:
-        cuda, torch_version = "no torch", "-"
-    python = platform.python_version()
-    return f"{os.cpu_count()} CPUs (nproc), {cpu}; {cuda}; torch {torch_version}; Python {python}"
-
-
-def git_describe() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
-        )
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
 
 
 def constant_velocity(gt: np.ndarray) -> np.ndarray:
@@ -221,8 +190,8 @@ def write_results(
         "",
         f"Command: `.venv/bin/python -m benchmarks.vo_kitti --model {model_name} "
         f"--device {args.device} --rate {args.rate}{' --baselines-only' if args.baselines_only else ''}`  ",
-        f"Machine: {machine()}  ",
-        f"Date: {datetime.datetime.now().isoformat(timespec='seconds')}, code {git_describe()}",
+        f"Machine: {machine_description()}  ",
+        f"Date: {datetime.datetime.now().isoformat(timespec='seconds')}, code {code_version()}",
         "",
         "Clip: 51 grayscale frames 1226x370 at 10 Hz, bagged with our converter and played through "
         "`banet-vo-run` (node + player + recorder on one rclpy graph). ATE = RMSE of camera positions after "

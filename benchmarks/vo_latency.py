@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from banet_vo.provenance import code_version, machine_description
 
-from benchmarks.vo_kitti import DEFAULT_MODEL, ROOT, git_describe, machine
+from benchmarks.vo_kitti import DEFAULT_MODEL, ROOT
 
 RESULTS = ROOT / "benchmarks" / "results" / "vo_latency.md"
 
@@ -163,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Command: `.venv/bin/python -m benchmarks.vo_latency --size {args.size} --frames {args.frames} "
         f"--device {args.device}`  ",
-        f"Machine: {machine()}; torch threads {torch.get_num_threads()}  ",
-        f"Date: {datetime.datetime.now().isoformat(timespec='seconds')}, code {git_describe()}, "
+        f"Machine: {machine_description()}; torch threads {torch.get_num_threads()}  ",
+        f"Date: {datetime.datetime.now().isoformat(timespec='seconds')}, code {code_version()}, "
         f"model {args.model.name}",
         "",
         f"{args.size} mono8 frames published reliable at each rate, node queue_size 1 (latest frame wins), "

@@ -15,44 +15,15 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from banet_vo.provenance import code_version, machine_description
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "window_ba.md"
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import torch
-
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (
-        f"{os.cpu_count()} CPUs (nproc), {cpu}; torch {torch.__version__}; "
-        f"Python {platform.python_version()}; load average at start {load:.1f}"
-    )
-
-
-def git_describe() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, check=True
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _errors(window, result) -> tuple[float, float]:
@@ -134,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
 
     config = WindowConfig(window_size=args.frames)
     started = datetime.datetime.now().isoformat(timespec="seconds")
-    host = machine()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    host = f"{machine_description()}; load average at start {load:.1f}"
     run_size(30, args.frames, 1, config)  # warm-up: imports, first vmap and OpenCV calls are not timed
     sizes = []
     for q in args.queries:
@@ -157,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Command: `.venv/bin/{cmd.strip()}`  ",
         f"Machine: {host}  ",
-        f"Date: {started}, code {git_describe()}",
+        f"Date: {started}, code {code_version()}",
         "",
         f"Synthetic {args.frames}-frame windows, 640x480, f = 500 px, 0.3 m sideways steps, points 3-15 m, "
         "0.5 px noise, 30 % outlier matches, query points of two anchor frames matched into every other "

@@ -9,27 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
+from banet_vo.provenance import cpu_model
 
 from imatching_online.matcher.io import save_matcher
 from imatching_online.matcher.network import Matcher, MatcherConfig
 from imatching_online.matcher.synthetic_pairs import PairSet, render_pairs
 from imatching_online.matcher.train import TrainSettings, train
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
