@@ -110,3 +110,26 @@ def test_banet_loss_sums_levels_with_weights():
         banet_loss([], [], gt_pose, depth_gt)
     with pytest.raises(ValueError, match=r"LossWeights\.depth"):
         LossWeights(depth=-1.0)
+
+
+def test_initial_depth_term_supervises_d0_and_is_off_by_default():
+    gt_pose = _se3_about_z(0.0, (0.0, 0.0, 1.0))
+    depth_gt = torch.full((1, 1, 8, 8), 2.0, dtype=torch.float64)
+    depth_gt[..., :2, :] = 0.0  # invalid rows are not scored
+    d_fine = torch.full((1, 1, 4, 4), 2.5, dtype=torch.float64)
+    d0 = torch.full((1, 1, 4, 4), 8.0, dtype=torch.float64, requires_grad=True)
+    base = LossWeights(rotation=0.0, translation=0.0, depth=1.0, coarse_levels=0.0)
+    off, terms_off = banet_loss([gt_pose], [d_fine], gt_pose, depth_gt, base, depth_init=d0)
+    assert "depth_init" not in terms_off
+    assert float(off) == pytest.approx(2.6 * math.log(2.5 / 2.0), rel=1e-10)
+    w = LossWeights(rotation=0.0, translation=0.0, depth=1.0, initial_depth=0.5, coarse_levels=0.0)
+    on, terms = banet_loss([gt_pose], [d_fine], gt_pose, depth_gt, w, depth_init=d0)
+    # Uniform log error log(8/2) on D0: berHu = 2.6·|x|, weighted 0.5, on top of the final-depth term.
+    assert terms["depth_init"] == pytest.approx(2.6 * math.log(4.0), rel=1e-10)
+    assert float(on) == pytest.approx(float(off) + 0.5 * 2.6 * math.log(4.0), rel=1e-10)
+    on.backward()
+    assert d0.grad is not None and float(d0.grad[0, 0, 1:].abs().sum()) > 0
+    with pytest.raises(ValueError, match="depth_init is required"):
+        banet_loss([gt_pose], [d_fine], gt_pose, depth_gt, w)
+    with pytest.raises(ValueError, match=r"LossWeights\.initial_depth"):
+        LossWeights(initial_depth=-1.0)

@@ -406,7 +406,12 @@ def train(
             out = net(batch["image_ref"], batch["image_tgt"], batch["intrinsics"])
             pose_gt = pp.mat2SE3(batch["pose_tgt_ref"].double(), check=False).float()
             loss, terms = banet_loss(
-                out.poses_per_level, out.depths_per_level, pose_gt, batch["depth_ref"], config.loss
+                out.poses_per_level,
+                out.depths_per_level,
+                pose_gt,
+                batch["depth_ref"],
+                config.loss,
+                depth_init=out.depth_init,
             )
             optimizer.zero_grad(set_to_none=True)
             good = math.isfinite(terms["loss"])

@@ -29,6 +29,9 @@ class LossWeights:
     rotation: float = 20.0  # quaternion distance ≈ angle/2 in radians: 1 deg ≈ 0.0087 (x20 ≈ 0.17)
     translation: float = 1.0  # metres
     depth: float = 1.0  # berHu of the depth error, in log space by default (see depth_space)
+    # Same berHu on the initial depth D0 (before the BA), at the depth resolution. 0 = off (the paper,
+    # run 1). D0 otherwise learns only through the BA, whose floored outliers swamp that signal (run 2).
+    initial_depth: float = 0.0
     coarse_levels: float = 0.5  # weight of each earlier (coarser) level's pose/depth
     max_depth: float = 50.0  # ground truth beyond this is ignored (far street ends, near-sky)
     # "log": berHu of log(D) − log(D*): one scale for 2 m rooms and 50 m streets, and a bounded gradient
@@ -37,7 +40,7 @@ class LossWeights:
     depth_space: str = "log"
 
     def __post_init__(self) -> None:
-        for name in ("rotation", "translation", "depth", "coarse_levels"):
+        for name in ("rotation", "translation", "depth", "initial_depth", "coarse_levels"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"LossWeights.{name} must be a number >= 0, got {value!r}")
@@ -105,16 +108,20 @@ def banet_loss(
     pose_gt: pp.LieTensor | torch.Tensor,
     depth_gt: torch.Tensor,
     weights: LossWeights = LossWeights(),
+    depth_init: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Sum over levels (coarse → fine; coarse ones weighted by ``weights.coarse_levels``) of
-    w_r·L_rot + w_t·L_trans + w_d·berHu(depth error, log or metric per ``weights.depth_space``).
+    w_r·L_rot + w_t·L_trans + w_d·berHu(depth error, log or metric per ``weights.depth_space``), plus
+    ``weights.initial_depth`` · the same berHu of ``depth_init`` (D0, (B, 1, h, w)) when that weight is > 0.
     ``depth_gt`` (B, 1, H, W) at any resolution ≥ the depth maps; it is nearest-downsampled to each.
-    Returns the loss and the finest level's terms as floats."""
+    Returns the loss and the finest level's terms as floats (plus ``depth_init`` when used)."""
     if not poses_per_level or len(poses_per_level) != len(depths_per_level):
         raise ValueError(
             f"poses_per_level ({len(poses_per_level)}) and depths_per_level ({len(depths_per_level)}) must "
             "be non-empty and of equal length"
         )
+    if weights.initial_depth > 0 and depth_init is None:
+        raise ValueError("depth_init is required when LossWeights.initial_depth > 0")
     pose_gt = _as_se3(pose_gt, "pose_gt")
     total = torch.zeros((), dtype=depths_per_level[-1].dtype, device=depths_per_level[-1].device)
     terms: dict[str, float] = {}
@@ -124,11 +131,7 @@ def banet_loss(
         valid = (gt > 0) & (gt <= weights.max_depth)
         rot = rotation_loss(pose, pose_gt)
         trans = translation_loss(pose, pose_gt)
-        if weights.depth_space == "log":
-            safe_gt = torch.where(valid, gt, torch.ones_like(gt))
-            dep = berhu_loss(depth.clamp_min(1e-3).log(), safe_gt.log(), valid)
-        else:
-            dep = berhu_loss(depth, gt, valid)
+        dep = _depth_term(depth, gt, valid, weights.depth_space)
         level_loss = weights.rotation * rot + weights.translation * trans + weights.depth * dep
         total = total + (1.0 if level == last else weights.coarse_levels) * level_loss.to(total.dtype)
         if level == last:
@@ -137,5 +140,18 @@ def banet_loss(
                 "translation": float(trans.detach()),
                 "depth": float(dep.detach()),
             }
+    if weights.initial_depth > 0:
+        gt = downsample_depth_nearest(depth_gt.to(depth_init), tuple(depth_init.shape[-2:]))
+        valid = (gt > 0) & (gt <= weights.max_depth)
+        dep0 = _depth_term(depth_init, gt, valid, weights.depth_space)
+        total = total + weights.initial_depth * dep0.to(total.dtype)
+        terms["depth_init"] = float(dep0.detach())
     terms["loss"] = float(total.detach())
     return total, terms
+
+
+def _depth_term(depth: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, space: str) -> torch.Tensor:
+    if space == "log":
+        safe_gt = torch.where(valid, gt, torch.ones_like(gt))
+        return berhu_loss(depth.clamp_min(1e-3).log(), safe_gt.log(), valid)
+    return berhu_loss(depth, gt, valid)
