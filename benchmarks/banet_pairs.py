@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import sys
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from banet_vo.evaluation.pairs import (
     format_results,
     load_model,
 )
+from banet_vo.provenance import machine_description
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "banet_pairs.md"
@@ -36,18 +35,6 @@ REAL = {
     "HoloLens 000 frames 3-52 (stride 1)": "hololens_000_003-052",
     "KITTI 06 frames 0-50 (stride 1)": "kitti_odom06_000-050",
 }
-
-
-def _machine() -> str:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores (nproc), {cpu}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Command: `{cmd}`  ",
         f"Model: `{Path(args.model).name}` ({config.name} preset, {size[0]}x{size[1]} input)  ",
-        f"Machine: {_machine()}; shared with other jobs (s/pair is noisy)  ",
+        f"Machine: {machine_description(torch_info=False)}; shared with other jobs (s/pair is noisy)  ",
         f"Date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         "",
         "All methods see the same pairs at the model input size; depth is scored at the depth resolution "

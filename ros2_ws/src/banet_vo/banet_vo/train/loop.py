@@ -14,8 +14,6 @@ import csv
 import logging
 import math
 import os
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -28,6 +26,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import ConcatDataset, Dataset
 
+from banet_vo.provenance import code_version, cpu_model
 from banet_vo.train.config import TrainConfig
 from banet_vo.train.data import CachedPairs, load_or_render, make_specs
 from banet_vo.train.losses import banet_loss
@@ -55,34 +54,10 @@ class TrainResult:
     skipped_steps: int  # steps whose loss or gradient was not finite (no update taken)
 
 
-def code_version() -> str:
-    """``git describe --always --dirty`` of the source tree, or "unknown" outside a git checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def hardware_description(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA)"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores visible"
+    return f"{cpu_model()}, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores visible"
 
 
 def build_dataset(config: TrainConfig, progress: bool = True) -> tuple[Dataset, dict]:
