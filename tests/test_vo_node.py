@@ -156,7 +156,9 @@ def _play(context, bag: Path, graph: Graph, qos: str, rate: float = 1.0) -> None
         # the node subscribes once it sees the player's publishers; wait until both ends matched
         assert player.wait_for_subscribers(timeout=10.0)
         assert graph.node.camera_input.wait_for_publishers(timeout=10.0)
-        player.play(delay=0.2)
+        stats = player.play(delay=0.2)
+    # every played image must reach the node before "idle" means anything
+    assert graph.node.camera_input.wait_received(stats.per_topic[IMAGE_TOPIC], timeout=30.0)
     assert graph.node.wait_idle(timeout=30.0)
 
 

@@ -11,13 +11,14 @@ warning naming the package.
 from __future__ import annotations
 
 import argparse
+import collections
 import importlib
 import logging
 import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -50,6 +51,7 @@ class PlaybackStats:
     last_stamp_ns: int | None  # bag time of the last message sent
     wall_s: float
     stopped: bool  # ended by stop() (Ctrl-C) rather than by reaching the end
+    per_topic: dict[str, int] = field(default_factory=dict)  # messages published per bag topic
 
 
 def _absolute(topic: str) -> str:
@@ -249,6 +251,7 @@ class BagPlayer:
         limit_ns = None if until is None else self.start_ns + round(until * _NS_PER_S)
         wall_begin = time.monotonic()
         sent, passes, last_ns = 0, 0, None
+        per_topic: collections.Counter[str] = collections.Counter()
         next_report = 0.0
         stopped = self._stop_event.is_set()
         while not stopped:
@@ -264,6 +267,7 @@ class BagPlayer:
                 self._publish_clock(record.timestamp_ns)
                 self.publishers[record.topic].publish(record.data)
                 sent += 1
+                per_topic[record.topic] += 1
                 last_ns = record.timestamp_ns
                 if time.monotonic() >= next_report:
                     self._report(sent, last_ns, passes)
@@ -273,7 +277,7 @@ class BagPlayer:
         if last_ns is not None:
             self._report(sent, last_ns, passes, final=True)
         self._flush()
-        return PlaybackStats(sent, passes, last_ns, time.monotonic() - wall_begin, stopped)
+        return PlaybackStats(sent, passes, last_ns, time.monotonic() - wall_begin, stopped, dict(per_topic))
 
     def _wait_until(self, target: float, pass_start: float) -> bool:
         """Sleep until the monotonic time `target`, sending /clock meanwhile; False when stopped."""

@@ -32,6 +32,10 @@ WARN_PERIOD_S = 5.0
 IMAGE_QOS_MODES = ("auto", "sensor_data", "reliable")
 # Counter keys a CameraInput uses: every image callback, then one key per kind of rejected input.
 RECEIVED = "received"
+# Reader history of the input topics. It only has to bridge a stall of the executor thread (the GIL is
+# shared with inference); with keep-last 5, a 0.25 s stall at 20 Hz silently lost frames under load.
+# The node's own latest-frame queue still decides what gets processed.
+INPUT_HISTORY_DEPTH = 30
 BAD_IMAGE = "bad_image"
 BAD_CAMERA_INFO = "bad_camera_info"
 NO_CAMERA_INFO = "no_camera_info"
@@ -192,17 +196,30 @@ class CameraInput:
             time.sleep(0.01)
         return True
 
+    def wait_received(self, count: int, timeout: float = 10.0) -> bool:
+        """Wait until `count` images have reached the image callback (True), or timeout (False).
+
+        For replays: a publisher returning from its last publish does not mean the message has been taken
+        from the reader yet, so "the worker is idle" alone can be checked too early.
+        """
+        deadline = time.monotonic() + timeout
+        while self.events.get(RECEIVED) < count:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
     # -- subscriptions -------------------------------------------------------------------------------
     def _subscription_qos(self, topic: str) -> QoSProfile | None:
         """The QoS for `topic`, or None while `auto` still waits for a publisher to match."""
         if self._qos_mode == "sensor_data":
-            return qos_from_name("sensor")
+            return qos_from_name("sensor", depth=INPUT_HISTORY_DEPTH)
         if self._qos_mode == "reliable":
-            return qos_from_name("reliable")
+            return qos_from_name("reliable", depth=INPUT_HISTORY_DEPTH)
         resolved = self._node.resolve_topic_name(topic)
         if not self._node.get_publishers_info_by_topic(resolved):
             return None
-        return resolve_auto_qos(self._node, resolved, depth=5)
+        return resolve_auto_qos(self._node, resolved, depth=INPUT_HISTORY_DEPTH)
 
     def _subscribe(self, msg_type: type, topic: str, callback: Callable[[Any], None]) -> Any | None:
         qos = self._subscription_qos(topic)

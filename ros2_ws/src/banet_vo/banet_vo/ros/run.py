@@ -235,7 +235,10 @@ def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None)
             raise RuntimeError("the node did not subscribe to the bag's image and camera_info within 10 s")
         started = time.monotonic()
         signal.signal(signal.SIGINT, lambda *_: player.stop())
-        player.play(until=args.until, delay=0.3)
+        stats = player.play(until=args.until, delay=0.3)
+        images = stats.per_topic.get(_absolute_topic(args.image_topic), 0)
+        if not node.camera_input.wait_received(images, timeout=10.0):
+            _log(f"warning: the node received {node.snapshot()['received']:.0f} of {images} images")
         if not node.wait_idle(args.timeout):
             _log(f"warning: the node was still busy after --timeout {args.timeout} s")
         wall = time.monotonic() - started
@@ -423,3 +426,7 @@ def main(argv: list[str] | None = None, estimator: Any = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _absolute_topic(topic: str) -> str:
+    return topic if topic.startswith("/") else "/" + topic
