@@ -15,6 +15,7 @@ from banet_vo.model.ba_layer import (
     BALayer,
     bundle_adjust,
     damped_solve,
+    depth_from_coefficients,
     euclidean_pose,
     linearize,
     lm_step,
@@ -46,9 +47,13 @@ def _random_level(B=2, C=5, K=3, h=9, w=11, seed=0, dtype=F64):
     return f_ref, f_tgt, basis, depth0, intr, pose, coeffs
 
 
-def test_per_pixel_normal_equations_equal_the_dense_jacobian_ones():
+UPDATES = pytest.mark.parametrize("update", ["additive", "multiplicative"])
+
+
+@UPDATES
+def test_per_pixel_normal_equations_equal_the_dense_jacobian_ones(update):
     f_ref, f_tgt, basis, depth0, intr, pose, coeffs = _random_level(B=2, C=16, K=8, h=12, w=16)
-    level = prepare_level(f_ref, f_tgt, basis, depth0, intr)
+    level = prepare_level(f_ref, f_tgt, basis, depth0, intr, update)
     lin = linearize(level, pose, coeffs, min_depth=0.1)
     assert lin.mask.float().mean() > 0.5  # most pixels land inside: a meaningful comparison
     H, g = normal_equations(lin.jacobian, lin.feature_gradient, lin.residual)
@@ -68,11 +73,13 @@ def test_per_pixel_normal_equations_equal_the_dense_jacobian_ones():
     torch.testing.assert_close(g[0], A.T @ e, rtol=1e-10, atol=1e-10)
 
 
-def test_analytic_jacobian_equals_autograd_of_the_residual():
-    """G·J is the derivative of the residual w.r.t. x = [δ (left), Δw], including the depth floor."""
+@UPDATES
+def test_analytic_jacobian_equals_autograd_of_the_residual(update):
+    """G·J is the derivative of the residual w.r.t. x = [δ (left), Δw], including the depth floor
+    (additive) or the exp (multiplicative)."""
     f_ref, f_tgt, basis, depth0, intr, pose, coeffs = _random_level(B=1, C=4, K=3, h=8, w=10, seed=3)
     depth0 = depth0 - 1.8  # some raw depths near the 0.1 m floor, where its slope is < 1
-    level = prepare_level(f_ref, f_tgt, basis, depth0, intr)
+    level = prepare_level(f_ref, f_tgt, basis, depth0, intr, update)
     lin = linearize(level, pose, coeffs, min_depth=0.1)
     ok = lin.mask[0]
 
@@ -83,8 +90,9 @@ def test_analytic_jacobian_equals_autograd_of_the_residual():
     J_auto = torch.autograd.functional.jacobian(residual, torch.zeros(9, dtype=F64))
     J_analytic = (lin.feature_gradient[0, ok] @ lin.jacobian[0, ok]).reshape(-1, 9)
     torch.testing.assert_close(J_analytic, J_auto, rtol=1e-8, atol=1e-10)
-    slope = positive_depth(depth0 + 0.0, 0.1)[1]
-    assert slope.min() < 0.99  # the floor's slope was exercised
+    if update == "additive":
+        slope = positive_depth(depth0 + 0.0, 0.1)[1]
+        assert slope.min() < 0.99  # the floor's slope was exercised
 
 
 def test_damped_solve_is_the_lm_step_and_zero_hessian_gives_zero_step():
@@ -110,7 +118,8 @@ def test_damped_solve_is_the_lm_step_and_zero_hessian_gives_zero_step():
     assert ((x32.double() - direct).norm(dim=-1) / direct.norm(dim=-1)).max() < 1e-3
 
 
-def test_gradcheck_of_one_lm_step():
+@UPDATES
+def test_gradcheck_of_one_lm_step(update):
     f_ref, f_tgt, basis, depth0, intr, _, coeffs = _random_level(B=1, C=2, K=2, h=5, w=6, seed=7)
     # About half a pixel of motion: warped points sit mid-cell, away from the bilinear kinks.
     pose = pp.se3(torch.tensor([[0.12, 0.08, 0.0, 0.002, -0.003, 0.001]], dtype=F64)).Exp()
@@ -118,30 +127,33 @@ def test_gradcheck_of_one_lm_step():
     damping = DampingMLP(2, 4).double()
 
     def step(f_ref, f_tgt, basis, depth0, coeffs):
-        level = prepare_level(f_ref, f_tgt, basis, depth0, intr)
+        level = prepare_level(f_ref, f_tgt, basis, depth0, intr, update)
         new_pose, new_coeffs, lam = lm_step(level, pose, coeffs, damping, min_depth=0.1, epsilon=1e-6)
         return euclidean_pose(new_pose).tensor(), new_pose.matrix(), new_coeffs, lam
 
     inputs = tuple(t.clone().requires_grad_(True) for t in (f_ref, f_tgt, basis, depth0, coeffs))
     # Finite differences are only meaningful away from kinks: no warped point within 1e-3 px of an integer
     # coordinate (bilinear cell edges, the image border) before or after the step.
-    level = prepare_level(f_ref, f_tgt, basis, depth0, intr)
+    level = prepare_level(f_ref, f_tgt, basis, depth0, intr, update)
     new_pose, new_coeffs, _ = lm_step(level, pose, coeffs, damping, min_depth=0.1, epsilon=1e-6)
     for T, w in ((pose, coeffs), (new_pose, new_coeffs)):
-        depth = positive_depth(level.depth0 + (level.basis * w[:, None]).sum(-1), 0.1)[0]
+        depth = depth_from_coefficients(level.depth0, (level.basis * w[:, None]).sum(-1), 0.1, update)[0]
         uv, _, _ = project(transform_points(T, backproject(level.uv, depth, intr)), intr)
         assert ((uv - uv.round()).abs() > 1e-3).all()
     assert linearize(level, pose, coeffs, 0.1).mask.float().mean() > 0.6
     assert torch.autograd.gradcheck(step, inputs, eps=1e-6, atol=1e-5, rtol=1e-4)
 
 
-def test_gradcheck_through_bundle_adjust_outputs():
+@UPDATES
+def test_gradcheck_through_bundle_adjust_outputs(update):
     """The returned pose's raw [t, q] (what losses read) carries exact gradients through two iterations."""
     f_ref, f_tgt, basis, depth0, intr, _, _ = _random_level(B=1, C=2, K=2, h=5, w=6, seed=7)
     pose = pp.se3(torch.tensor([[0.12, 0.08, 0.0, 0.002, -0.003, 0.001]], dtype=F64)).Exp()
 
     def run(f_ref, f_tgt, basis, depth0):
-        out = bundle_adjust([f_ref], [f_tgt], basis, depth0, intr, (2,), (0.5,), pose_init=pose)
+        out = bundle_adjust(
+            [f_ref], [f_tgt], basis, depth0, intr, (2,), (0.5,), pose_init=pose, depth_update=update
+        )
         return out.pose.tensor(), out.depth, out.cost
 
     inputs = tuple(t.clone().requires_grad_(True) for t in (f_ref, f_tgt, basis, depth0))
@@ -273,17 +285,27 @@ def _pose_errors(T: pp.LieTensor, T_true: pp.LieTensor) -> tuple[float, float]:
     return rot, trans
 
 
+@UPDATES
 @pytest.mark.parametrize("depth_offset", [0.0, 1.0], ids=["gt_depth", "perturbed_depth"])
-def test_recovers_a_known_pose_with_ideal_features(room_pair, depth_offset):
+def test_recovers_a_known_pose_with_ideal_features(room_pair, depth_offset, update):
     """GT depth as D0 plus 4 smooth bump bases; runs in float32 like the model. Starting at identity (3 deg,
     37 cm away), the coarse-to-fine LM must land within 0.1 deg and 1 % of the translation. With the
-    depth perturbed inside the basis span, it must also recover the coefficients."""
+    depth perturbed inside the basis span (an offset in metres, or in log depth), it must also recover the
+    coefficients."""
     p = room_pair
     truth_w = torch.tensor([[depth_offset, 0.0, 0.0, -0.5 * depth_offset]], dtype=F64)
-    depth0 = (p["depth"] - (p["basis"][0] * truth_w[0, :, None, None]).sum(0))[None, None]
+    offset = (p["basis"][0] * truth_w[0, :, None, None]).sum(0)
+    depth = p["depth"] - offset if update == "additive" else p["depth"] * torch.exp(-offset)
+    depth0 = depth[None, None]
     f32 = [[f.float() for f in p[k]] for k in ("feats_ref", "feats_tgt")]
     out = bundle_adjust(
-        *f32, p["basis"].float(), depth0.float(), p["intr"].float(), (5, 5, 5), (1e-3, 1e-3, 1e-3)
+        *f32,
+        p["basis"].float(),
+        depth0.float(),
+        p["intr"].float(),
+        (5, 5, 5),
+        (1e-3, 1e-3, 1e-3),
+        depth_update=update,
     )
     assert out.pose.dtype == torch.float32 and out.hessian.dtype == torch.float32
     start_rot, start_trans = _pose_errors(pp.identity_SE3(1), p["T_true"])
@@ -297,6 +319,27 @@ def test_recovers_a_known_pose_with_ideal_features(room_pair, depth_offset):
     depth_err = (out.depth[0, 0].double() - p["depth"]).abs().mean()
     assert depth_err < 0.02  # metres, on a 2.2-3.2 m scene
     assert (out.coefficients.double() - truth_w).abs().max() < 0.15
+
+
+def test_multiplicative_model_pools_log_depth_and_never_reaches_a_floor():
+    """Coarse levels hold the geometric mean of D0 (the coefficients act on log D0); a large negative
+    offset divides the depth instead of clamping it at min_depth, so the slope stays D (never zero)."""
+    f_ref, f_tgt, basis, depth0, intr, _, _ = _random_level(B=1, C=2, K=2, h=8, w=12, seed=4)
+    pooled = F.avg_pool2d(f_ref, 2), F.avg_pool2d(f_tgt, 2)
+    coarse = prepare_level(*pooled, basis, depth0, intr, "multiplicative")
+    expected = torch.exp(F.avg_pool2d(depth0.log(), 2)).reshape(1, -1)
+    torch.testing.assert_close(coarse.depth0, expected)
+    d0 = torch.full((3,), 2.0, dtype=F64)
+    offset = torch.tensor([-3.0, 0.0, 2.0], dtype=F64)
+    depth, slope = depth_from_coefficients(d0, offset, 0.1, "multiplicative")
+    torch.testing.assert_close(depth, 2.0 * torch.exp(offset))
+    torch.testing.assert_close(slope, depth)
+    floored, floor_slope = depth_from_coefficients(d0, offset, 0.1, "additive")
+    assert floored[0] < 0.11 and floor_slope[0] < 1e-3  # the additive model sits on the floor there
+    with pytest.raises(ValueError, match="depth_update"):
+        depth_from_coefficients(d0, offset, 0.1, "log")
+    with pytest.raises(ValueError, match="depth_update"):
+        BALayer(2, (1,), depth_update="log")
 
 
 def test_bundle_adjust_validates_its_inputs(room_pair):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from banet_vo.geometry.camera import PinholeCamera
 from banet_vo.model import BANet, BANetConfig
-from banet_vo.model.ba_layer import positive_depth
+from banet_vo.model.ba_layer import depth_from_coefficients
 
 TINY = dict(
     image_width=64,
@@ -100,11 +100,15 @@ def _decoder_io(model: BANet) -> tuple[list[torch.Tensor], torch.Tensor, torch.T
 
 
 def test_old_config_dicts_keep_the_softplus_depth_head():
-    """Run-1 checkpoints store configs without depth_activation: they must load as softplus, unchanged."""
+    """Run-1 checkpoints store configs without depth_activation or depth_update: they must load as softplus
+    with the additive BA depth model, unchanged."""
     old = BANetConfig.preset("small", **TINY, initial_depth=3.0).to_dict()
-    del old["depth_activation"]
+    del old["depth_activation"], old["depth_update"]
     config = BANetConfig.from_dict(old)
     assert config.depth_activation == "softplus" and BANetConfig().depth_activation == "softplus"
+    assert config.depth_update == "additive" and BANetConfig.preset("small").depth_update == "multiplicative"
+    with pytest.raises(ValueError, match="depth_update"):
+        BANetConfig.preset("small", depth_update="log")
     torch.manual_seed(0)
     model = BANet(config).eval()
     assert float(model.decoder.depth_head.bias) == pytest.approx(np.log(np.expm1(3.0)))
@@ -178,8 +182,12 @@ def test_identical_images_give_the_identity_pose():
         out = model(ref, ref, intr)
     torch.testing.assert_close(out.pose.tensor(), torch.tensor([[0, 0, 0, 0, 0, 0, 1.0]]).expand(2, 7))
     torch.testing.assert_close(out.cost, torch.zeros(2))
-    # And the final depth is D0 (w stays 0), floored.
-    torch.testing.assert_close(out.depth, positive_depth(out.depth_init, config.min_depth)[0])
+    # And the final depth is the depth model at w = 0: D0 itself (multiplicative; floored if additive).
+    zero = torch.zeros_like(out.depth_init)
+    expected = depth_from_coefficients(out.depth_init, zero, config.min_depth, config.depth_update)[0]
+    torch.testing.assert_close(out.depth, expected)
+    if config.depth_update == "multiplicative":
+        torch.testing.assert_close(out.depth, out.depth_init)
 
 
 def test_backward_reaches_every_parameter_with_finite_gradients():

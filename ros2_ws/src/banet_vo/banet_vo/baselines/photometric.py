@@ -60,9 +60,11 @@ def photometric_ba(
     pose_init: pp.LieTensor | None = None,
     min_depth: float = 0.1,
     epsilon: float = 1e-6,
+    depth_update: str = "additive",
 ) -> BAResult:
     """LM on intensities. ``basis`` (B, K, h, w) and ``depth0`` (B, 1, h, w) at the depth resolution with
-    ``depth_intrinsics``; ``iterations`` per level, coarse → fine (level l has the depth size / 2^(L-1-l))."""
+        ``depth_intrinsics``; ``iterations`` per level, coarse → fine (level l has the depth size / 2^(L-1-l));
+    ``depth_update`` as in ``bundle_adjust`` (use the model's, so only the features differ)."""
     if not lam > 0:
         raise ValueError(f"lam must be > 0, got {lam}")
     h, w = basis.shape[-2:]
@@ -81,4 +83,5 @@ def photometric_ba(
         pose_init=pose_init,
         min_depth=min_depth,
         epsilon=epsilon,
+        depth_update=depth_update,
     )

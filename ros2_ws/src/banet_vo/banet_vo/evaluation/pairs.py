@@ -130,6 +130,7 @@ class PairEstimator:
                 self.photometric_lambda,
                 min_depth=self.config.min_depth,
                 epsilon=self.config.ba_epsilon,
+                depth_update=self.config.depth_update,
             )
             return _to_numpy(result.pose, result.depth)
         if method == "banet_fixed_lambda":
@@ -149,6 +150,7 @@ class PairEstimator:
             [self.fixed_lambda] * len(iterations),
             min_depth=self.config.min_depth,
             epsilon=self.config.ba_epsilon,
+            depth_update=self.config.depth_update,
         )
         return _to_numpy(result.pose, result.depth)
 

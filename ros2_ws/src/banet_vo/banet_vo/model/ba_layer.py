@@ -2,10 +2,12 @@
 T_tgt_ref and the K depth-basis coefficients w, coarse to fine, with fixed iteration counts and a predicted
 damping λ (no if-else anywhere, so gradients flow through every iteration).
 
-Residual of reference pixel p at a level: e_p = F_tgt(π(T · D(p) K⁻¹ p̃)) − F_ref(p) ∈ R^C, with
-D = floor(D0 + B·w). Unknowns x = [δ (6, left perturbation, [ρ, φ]), Δw (K)]. Per pixel the Jacobian is
-G_p J_p with G_p (C×2) the target feature gradient at the warped point and J_p (2×(6+K)) the projection
-Jacobian, so the normal equations are assembled per pixel:
+Residual of reference pixel p at a level: e_p = F_tgt(π(T · D(p) K⁻¹ p̃)) − F_ref(p) ∈ R^C, with the
+depth model either additive, D = floor(D0 + B·w) (the authors' code), or multiplicative, D = D0·exp(B·w)
+(``depth_update``; log depth is linear in w, so a coefficient step is a relative depth change and no pixel
+can be pushed onto a floor where it gets no gradient). Unknowns x = [δ (6, left perturbation, [ρ, φ]),
+Δw (K)]. Per pixel the Jacobian is G_p J_p with G_p (C×2) the target feature gradient at the warped point
+and J_p (2×(6+K)) the projection Jacobian, so the normal equations are assembled per pixel:
 
     AᵀA = Σ_p J_pᵀ (G_pᵀ G_p) J_p,    Aᵀb = Σ_p J_pᵀ (G_pᵀ e_p),
 
@@ -13,9 +15,10 @@ in O(N·(6+K)²) without ever forming the (N·C)×(6+K) Jacobian (that naive for
 reference for tests and the benchmark). The step solves (AᵀA + λ·diag(AᵀA) + εI) x = −Aᵀb, Jacobi-scaled so
 fp32 stays well conditioned; the pose is updated as T ← Exp(δ)·T and w ← w + Δw.
 
-Coarser levels use the depth model area-pooled to their grid (D0 and B are linear in w, so pooling keeps
-the same coefficients meaningful on every level) and intrinsics scaled by the resize rule. Every pixel of
-each level is used (no sub-sampling): 64x48 + 32x24 + 16x12 for `small`, 160x120 + 80x60 + 40x30 for `paper`.
+Coarser levels use the depth model area-pooled to their grid (D0, or log D0 for the multiplicative model,
+and B enter linearly, so pooling keeps the same coefficients meaningful on every level) and intrinsics
+scaled by the resize rule. Every pixel of each level is used (no sub-sampling): 64x48 + 32x24 + 16x12 for
+`small`, 160x120 + 80x60 + 40x30 for `paper`.
 The BA always runs in float32 (float64 if its inputs are float64), with autocast disabled.
 """
 
@@ -49,6 +52,7 @@ __all__ = [
     "Linearization",
     "bundle_adjust",
     "damped_solve",
+    "depth_from_coefficients",
     "euclidean_pose",
     "linearize",
     "lm_step",
@@ -58,6 +62,10 @@ __all__ = [
     "positive_depth",
     "prepare_level",
 ]
+
+DEPTH_UPDATES = ("additive", "multiplicative")
+# Bound on |B·w| of the multiplicative model (a factor of e^±7 ≈ 1100): only an overflow guard.
+_MAX_LOG_RATIO = 7.0
 
 # A damping source: a module/callable mapping mean |e| per channel (B, C) → λ (B,), or a fixed λ.
 Damping = Callable[[torch.Tensor], torch.Tensor] | float
@@ -75,6 +83,7 @@ class BALevel:
     intrinsics: torch.Tensor  # (B, 4) at this level's resolution
     height: int
     width: int
+    depth_update: str = "additive"  # see ``depth_from_coefficients``
 
 
 @dataclass
@@ -130,15 +139,43 @@ def positive_depth(raw: torch.Tensor, min_depth: float) -> tuple[torch.Tensor, t
     return depth, slope
 
 
+def depth_from_coefficients(
+    depth0: torch.Tensor, offset: torch.Tensor, min_depth: float, depth_update: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depth and dD/d(B·w) from D0 and the basis offset B·w (same shapes).
+
+    additive: D = floor(D0 + B·w) with ``positive_depth``'s smooth floor at ``min_depth``.
+    multiplicative: D = D0·exp(B·w) (D0 > 0, so D > 0 without a floor; ``min_depth`` is unused).
+    """
+    if depth_update == "additive":
+        return positive_depth(depth0 + offset, min_depth)
+    if depth_update == "multiplicative":
+        inside = offset.abs() < _MAX_LOG_RATIO
+        depth = depth0 * torch.exp(offset.clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO))
+        return depth, depth * inside.to(depth.dtype)
+    raise ValueError(f"depth_update must be one of {DEPTH_UPDATES}, got {depth_update!r}")
+
+
+def _pool_depth0(depth0: torch.Tensor, size: tuple[int, int], depth_update: str) -> torch.Tensor:
+    # The coefficients act on D0 (additive) or on log D0 (multiplicative): pool what they act on.
+    if depth_update == "multiplicative":
+        return torch.exp(F.adaptive_avg_pool2d(depth0.log(), size))
+    return F.adaptive_avg_pool2d(depth0, size)
+
+
 def prepare_level(
     features_ref: torch.Tensor,
     features_tgt: torch.Tensor,
     basis: torch.Tensor,
     depth0: torch.Tensor,
     intrinsics: torch.Tensor,
+    depth_update: str = "additive",
 ) -> BALevel:
     """Flatten one level. Feature maps (B, C, h, w); basis (B, K, H, W) and depth0 (B, 1, H, W) at the depth
-    resolution with ``intrinsics`` (B, 4) for it; they are area-pooled to (h, w) when the level is coarser."""
+    resolution with ``intrinsics`` (B, 4) for it; they are area-pooled to (h, w) when the level is coarser.
+    ``depth_update``: "additive" or "multiplicative" (``depth_from_coefficients``)."""
+    if depth_update not in DEPTH_UPDATES:
+        raise ValueError(f"depth_update must be one of {DEPTH_UPDATES}, got {depth_update!r}")
     if features_ref.shape != features_tgt.shape:
         raise ValueError(
             f"features_ref {tuple(features_ref.shape)} and features_tgt {tuple(features_tgt.shape)} differ"
@@ -149,7 +186,7 @@ def prepare_level(
         raise ValueError(f"depth0 must have shape {(B, 1, H, W)} to match basis, got {tuple(depth0.shape)}")
     if (h, w) != (H, W):
         basis = F.adaptive_avg_pool2d(basis, (h, w))
-        depth0 = F.adaptive_avg_pool2d(depth0, (h, w))
+        depth0 = _pool_depth0(depth0, (h, w), depth_update)
         intrinsics = scale_intrinsics(intrinsics, w / W, h / H)
     N = h * w
     uv = pixel_grid(h, w, dtype=features_ref.dtype, device=features_ref.device).expand(B, N, 2)
@@ -164,6 +201,7 @@ def prepare_level(
         intrinsics=intrinsics,
         height=h,
         width=w,
+        depth_update=depth_update,
     )
 
 
@@ -171,8 +209,8 @@ def linearize(
     level: BALevel, pose: pp.LieTensor, coefficients: torch.Tensor, min_depth: float
 ) -> Linearization:
     """Residuals, feature gradients and the 2×(6+K) projection Jacobian of every reference pixel."""
-    raw = level.depth0 + torch.einsum("bnk,bk->bn", level.basis, coefficients)
-    depth, slope = positive_depth(raw, min_depth)
+    offset = torch.einsum("bnk,bk->bn", level.basis, coefficients)
+    depth, slope = depth_from_coefficients(level.depth0, offset, min_depth, level.depth_update)
     matrix = pose.matrix()
     points_ref = backproject(level.uv, depth, level.intrinsics)
     points_tgt = transform_points(matrix, points_ref)
@@ -308,10 +346,10 @@ def euclidean_pose(T: pp.LieTensor) -> pp.LieTensor:
 
 
 def _depth_map(
-    basis: torch.Tensor, depth0: torch.Tensor, coefficients: torch.Tensor, min_depth: float
+    basis: torch.Tensor, depth0: torch.Tensor, coefficients: torch.Tensor, min_depth: float, depth_update: str
 ) -> torch.Tensor:
-    raw = depth0 + torch.einsum("bkhw,bk->bhw", basis, coefficients)[:, None]
-    return positive_depth(raw, min_depth)[0]
+    offset = torch.einsum("bkhw,bk->bhw", basis, coefficients)[:, None]
+    return depth_from_coefficients(depth0, offset, min_depth, depth_update)[0]
 
 
 def bundle_adjust(
@@ -326,10 +364,12 @@ def bundle_adjust(
     coefficients_init: torch.Tensor | None = None,
     min_depth: float = 0.1,
     epsilon: float = 1e-6,
+    depth_update: str = "additive",
 ) -> BAResult:
     """Coarse-to-fine LM. ``features_*``: per level (B, C, h_l, w_l), coarse → fine, the finest usually at
-    the depth resolution; ``basis`` (B, K, H, W), ``depth0`` (B, 1, H, W) and ``intrinsics`` (B, 4) at the
-    depth resolution. ``iterations``/``damping`` per level. Runs in float32 (float64 if ``basis`` is)."""
+        the depth resolution; ``basis`` (B, K, H, W), ``depth0`` (B, 1, H, W) and ``intrinsics`` (B, 4) at the
+        depth resolution. ``iterations``/``damping`` per level. ``depth_update``: "additive" (D0 + B·w, floored at
+    ``min_depth``) or "multiplicative" (D0·exp(B·w)). Runs in float32 (float64 if ``basis`` is)."""
     L = len(features_ref)
     if not (len(features_tgt) == L == len(iterations) == len(damping)) or L == 0:
         raise ValueError(
@@ -361,12 +401,12 @@ def bundle_adjust(
         poses, depths, lambdas = [], [], []
         level = None
         for f_ref, f_tgt, n_iter, damp in zip(features_ref, features_tgt, iterations, damping, strict=True):
-            level = prepare_level(f_ref.to(dtype), f_tgt.to(dtype), basis, depth0, intrinsics)
+            level = prepare_level(f_ref.to(dtype), f_tgt.to(dtype), basis, depth0, intrinsics, depth_update)
             for _ in range(n_iter):
                 pose, coefficients, lam = lm_step(level, pose, coefficients, damp, min_depth, epsilon)
                 lambdas.append(lam)
             poses.append(euclidean_pose(pose))
-            depths.append(_depth_map(basis, depth0, coefficients, min_depth))
+            depths.append(_depth_map(basis, depth0, coefficients, min_depth, depth_update))
 
         # The Hessian and cost at the final estimate (finest level): a covariance needs them there.
         lin = linearize(level, pose, coefficients, min_depth)
@@ -397,8 +437,12 @@ class BALayer(nn.Module):
         damping_hidden: int = 128,
         min_depth: float = 0.1,
         epsilon: float = 1e-6,
+        depth_update: str = "additive",
     ) -> None:
         super().__init__()
+        if depth_update not in DEPTH_UPDATES:
+            raise ValueError(f"depth_update must be one of {DEPTH_UPDATES}, got {depth_update!r}")
+        self.depth_update = depth_update
         self.iterations = tuple(int(n) for n in iterations)
         self.min_depth = float(min_depth)
         self.epsilon = float(epsilon)
@@ -424,4 +468,5 @@ class BALayer(nn.Module):
             pose_init=pose_init,
             min_depth=self.min_depth,
             epsilon=self.epsilon,
+            depth_update=self.depth_update,
         )

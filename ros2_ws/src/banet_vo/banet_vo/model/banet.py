@@ -79,6 +79,7 @@ class BANet(nn.Module):
             damping_hidden=config.damping_hidden,
             min_depth=config.min_depth,
             epsilon=config.ba_epsilon,
+            depth_update=config.depth_update,
         )
 
     def _check_inputs(

@@ -12,6 +12,7 @@ __all__ = ["PRESETS", "BANetConfig"]
 _NORMS = ("batch", "group")
 _DTYPES = ("fp32", "bf16")
 _DEPTH_ACTIVATIONS = ("softplus", "exp")
+_DEPTH_UPDATES = ("additive", "multiplicative")
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,10 @@ class BANetConfig:
     # D0 = softplus(head) in metres (run-1 checkpoints, the default for dicts without this key) or
     # exp(head), i.e. log depth: Adam's ~lr-sized steps then change D0 by a relative ~lr, at any depth.
     depth_activation: str = "softplus"
-    min_depth: float = 0.1  # metres; smooth positive floor applied to D0 + B·w inside the BA
+    # The BA's depth model: D0 + B·w with a smooth floor at min_depth (the authors' code; runs 1-2 and the
+    # default for dicts without this key) or D0·exp(B·w) (relative updates, no floor; run 3 on).
+    depth_update: str = "additive"
+    min_depth: float = 0.1  # metres; smooth positive floor applied to D0 + B·w inside the BA (additive)
     ba_epsilon: float = 1e-6  # absolute diagonal term that keeps AᵀA solvable on textureless input
     backbone_dtype: str = "fp32"  # "fp32" or "bf16" (autocast for backbone, FPN and decoder; BA is fp32)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes carried into checkpoints
@@ -83,6 +87,10 @@ class BANetConfig:
             raise ValueError(f"BANetConfig.stem_stride must be 1 or 2, got {self.stem_stride!r}")
         if self.norm not in _NORMS:
             raise ValueError(f"BANetConfig.norm must be one of {_NORMS}, got {self.norm!r}")
+        if self.depth_update not in _DEPTH_UPDATES:
+            raise ValueError(
+                f"BANetConfig.depth_update must be one of {_DEPTH_UPDATES}, got {self.depth_update!r}"
+            )
         if self.depth_activation not in _DEPTH_ACTIVATIONS:
             raise ValueError(
                 f"BANetConfig.depth_activation must be one of {_DEPTH_ACTIVATIONS}, "
@@ -171,7 +179,7 @@ class BANetConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper: DRN-54 depth (3, 4, 6, 3 bottlenecks), 128 channels, 128 bases, 320x240, 5 LM its/level.
-    "paper": dict(name="paper", depth_activation="exp"),
+    "paper": dict(name="paper", depth_activation="exp", depth_update="multiplicative"),
     # CPU-trainable: 128x96 input (depth 64x48), C=32, K=16, one narrow bottleneck per stage, stride-2
     # stem, 3 LM its/level. Rationale in docs/model.md.
     "small": dict(
@@ -194,5 +202,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # (driving 9.0 m, indoor 2.9 m): see models/MODEL_CARD.md, run 2.
         depth_activation="exp",
         initial_depth=3.5,
+        # D0·exp(B·w): run 2's additive update threw 12 % of pixels onto the min_depth floor (MODEL_CARD).
+        depth_update="multiplicative",
     ),
 }
