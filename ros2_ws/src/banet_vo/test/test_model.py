@@ -190,18 +190,24 @@ def test_identical_images_give_the_identity_pose():
         torch.testing.assert_close(out.depth, out.depth_init)
 
 
-def test_backward_reaches_every_parameter_with_finite_gradients():
+@pytest.mark.parametrize("stop_gradient", [True, False], ids=["d0_stop_gradient", "d0_through_ba"])
+def test_backward_reaches_every_parameter_with_finite_gradients(stop_gradient):
     torch.manual_seed(2)
-    config = _tiny()
+    config = _tiny(depth0_stop_gradient=stop_gradient)
     model = BANet(config).train()
     ref, tgt, intr = _inputs(config)
     out = model(ref, tgt, intr)
     target_q = torch.tensor([0.01, -0.02, 0.0, 1.0])
-    loss = sum(
+    ba_loss = sum(
         (p.tensor()[:, 3:] - target_q).square().sum() + p.translation().square().sum()
         for p in out.poses_per_level
     )
-    loss = loss + sum((d - 2.0).abs().mean() for d in out.depths_per_level)
+    ba_loss = ba_loss + sum((d - 2.0).abs().mean() for d in out.depths_per_level)
+    head = model.decoder.depth_head.weight
+    (head_grad,) = torch.autograd.grad(ba_loss, head, retain_graph=True, allow_unused=True)
+    # The stop-gradient keeps every BA-path gradient out of D0's own head; without it they reach it.
+    assert (head_grad is None) == stop_gradient
+    loss = ba_loss + (out.depth_init - 2.0).abs().mean()  # D0's own term (train loss.initial_depth)
     loss.backward()
     for name, param in model.named_parameters():
         assert param.grad is not None, name

@@ -64,7 +64,10 @@ def _fixed_batch_loss(model, dataset) -> float:
     with torch.no_grad():
         out = model(batch["image_ref"], batch["image_tgt"], batch["intrinsics"])
         pose_gt = pp.mat2SE3(batch["pose_tgt_ref"].double(), check=False).float()
-        return float(banet_loss(out.poses_per_level, out.depths_per_level, pose_gt, batch["depth_ref"])[0])
+        loss, _ = banet_loss(
+            out.poses_per_level, out.depths_per_level, pose_gt, batch["depth_ref"], depth_init=out.depth_init
+        )
+        return float(loss)
 
 
 @pytest.mark.slow

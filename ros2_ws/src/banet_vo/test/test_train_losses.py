@@ -90,7 +90,9 @@ def test_banet_loss_sums_levels_with_weights():
     depth_gt = torch.full((1, 1, 8, 8), 2.0, dtype=torch.float64)
     d_coarse = torch.full((1, 1, 4, 4), 3.0, dtype=torch.float64)
     d_fine = torch.full((1, 1, 4, 4), 2.5, dtype=torch.float64)
-    w = LossWeights(rotation=2.0, translation=3.0, depth=4.0, coarse_levels=0.25, depth_space="metric")
+    w = LossWeights(
+        rotation=2.0, translation=3.0, depth=4.0, initial_depth=0.0, coarse_levels=0.25, depth_space="metric"
+    )
     total, terms = banet_loss([coarse, fine], [d_coarse, d_fine], gt_pose, depth_gt, w)
 
     def level(angle, t_err, d_err):
@@ -101,24 +103,24 @@ def test_banet_loss_sums_levels_with_weights():
     assert float(total) == pytest.approx(expected, rel=1e-10)
     assert terms["translation"] == pytest.approx(0.5)
     # Log space: uniform depth ratio r gives a uniform log error |log r|, so berHu = 2.6·|log r|.
-    w_log = LossWeights(rotation=0.0, translation=0.0, depth=1.0, coarse_levels=0.0)
+    w_log = LossWeights(rotation=0.0, translation=0.0, depth=1.0, initial_depth=0.0, coarse_levels=0.0)
     total_log, _ = banet_loss([coarse, fine], [d_coarse, d_fine], gt_pose, depth_gt, w_log)
     assert float(total_log) == pytest.approx(2.6 * math.log(2.5 / 2.0), rel=1e-10)
     with pytest.raises(ValueError, match="depth_space"):
         LossWeights(depth_space="inverse")
     with pytest.raises(ValueError, match="poses_per_level"):
-        banet_loss([], [], gt_pose, depth_gt)
+        banet_loss([], [], gt_pose, depth_gt, w)
     with pytest.raises(ValueError, match=r"LossWeights\.depth"):
         LossWeights(depth=-1.0)
 
 
-def test_initial_depth_term_supervises_d0_and_is_off_by_default():
+def test_initial_depth_term_supervises_d0_and_is_off_at_zero():
     gt_pose = _se3_about_z(0.0, (0.0, 0.0, 1.0))
     depth_gt = torch.full((1, 1, 8, 8), 2.0, dtype=torch.float64)
     depth_gt[..., :2, :] = 0.0  # invalid rows are not scored
     d_fine = torch.full((1, 1, 4, 4), 2.5, dtype=torch.float64)
     d0 = torch.full((1, 1, 4, 4), 8.0, dtype=torch.float64, requires_grad=True)
-    base = LossWeights(rotation=0.0, translation=0.0, depth=1.0, coarse_levels=0.0)
+    base = LossWeights(rotation=0.0, translation=0.0, depth=1.0, initial_depth=0.0, coarse_levels=0.0)
     off, terms_off = banet_loss([gt_pose], [d_fine], gt_pose, depth_gt, base, depth_init=d0)
     assert "depth_init" not in terms_off
     assert float(off) == pytest.approx(2.6 * math.log(2.5 / 2.0), rel=1e-10)

@@ -135,11 +135,12 @@ class BANet(nn.Module):
         """Images (B, 3, H, W) in [0, 1] at the config size (gray replicated), intrinsics (B, 4) for it,
         optional initial T_tgt_ref (pp.SE3 (B,)); identity otherwise."""
         parts = self.parts(image_ref, image_tgt, intrinsics)
+        depth0 = parts.depth0.detach() if self.config.depth0_stop_gradient else parts.depth0
         result = self.ba(
             parts.features_ref,
             parts.features_tgt,
             parts.basis,
-            parts.depth0,
+            depth0,
             parts.depth_intrinsics,
             pose_init,
         )

@@ -48,6 +48,10 @@ class BANetConfig:
     # The BA's depth model: D0 + B·w with a smooth floor at min_depth (the authors' code; runs 1-2 and the
     # default for dicts without this key) or D0·exp(B·w) (relative updates, no floor; run 3 on).
     depth_update: str = "additive"
+    # D0 enters the BA as a constant: the pose and final-depth losses then train features, bases and damping,
+    # and D0 learns only from its own term (train loss.initial_depth). Through the BA, D0 lost the scene scale
+    # it had learned within 300 steps (run 3 checks, MODEL_CARD). False for dicts without the key.
+    depth0_stop_gradient: bool = False
     min_depth: float = 0.1  # metres; smooth positive floor applied to D0 + B·w inside the BA (additive)
     ba_epsilon: float = 1e-6  # absolute diagonal term that keeps AᵀA solvable on textureless input
     backbone_dtype: str = "fp32"  # "fp32" or "bf16" (autocast for backbone, FPN and decoder; BA is fp32)
@@ -87,6 +91,10 @@ class BANetConfig:
             raise ValueError(f"BANetConfig.stem_stride must be 1 or 2, got {self.stem_stride!r}")
         if self.norm not in _NORMS:
             raise ValueError(f"BANetConfig.norm must be one of {_NORMS}, got {self.norm!r}")
+        if not isinstance(self.depth0_stop_gradient, bool):
+            raise ValueError(
+                f"BANetConfig.depth0_stop_gradient must be a bool, got {self.depth0_stop_gradient!r}"
+            )
         if self.depth_update not in _DEPTH_UPDATES:
             raise ValueError(
                 f"BANetConfig.depth_update must be one of {_DEPTH_UPDATES}, got {self.depth_update!r}"
@@ -179,7 +187,7 @@ class BANetConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper: DRN-54 depth (3, 4, 6, 3 bottlenecks), 128 channels, 128 bases, 320x240, 5 LM its/level.
-    "paper": dict(name="paper", depth_activation="exp", depth_update="multiplicative"),
+    "paper": dict(name="paper", depth_activation="exp", depth_update="multiplicative", depth0_stop_gradient=True),
     # CPU-trainable: 128x96 input (depth 64x48), C=32, K=16, one narrow bottleneck per stage, stride-2
     # stem, 3 LM its/level. Rationale in docs/model.md.
     "small": dict(
@@ -204,5 +212,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         initial_depth=3.5,
         # D0·exp(B·w): run 2's additive update threw 12 % of pixels onto the min_depth floor (MODEL_CARD).
         depth_update="multiplicative",
+        depth0_stop_gradient=True,
     ),
 }

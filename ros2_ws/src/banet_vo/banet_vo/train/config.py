@@ -95,7 +95,12 @@ class TrainConfig:
             raise ValueError(f"train config lr_multipliers must be > 0, got {self.lr_multipliers}")
         if self.max_wall_s < 0 or self.grad_clip < 0:
             raise ValueError("train config max_wall_s and grad_clip must be >= 0")
-        self.model_config()  # validates preset and overrides now, not an hour into a run
+        model = self.model_config()  # validates preset and overrides now, not an hour into a run
+        if model.depth0_stop_gradient and not self.loss.initial_depth > 0:
+            raise ValueError(
+                "train config: the model's depth0_stop_gradient keeps the BA's gradients out of D0, so "
+                "loss.initial_depth must be > 0 (D0 would never learn)"
+            )
 
     def model_config(self) -> BANetConfig:
         overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in self.model_overrides.items()}

@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import ConcatDataset, Dataset
 
+from banet_vo.model.config import BANetConfig
 from banet_vo.provenance import code_version, cpu_model
 from banet_vo.train.config import TrainConfig
 from banet_vo.train.data import CachedPairs, load_or_render, make_specs
@@ -209,11 +210,12 @@ def _load_weights(model: torch.nn.Module, path: str, skip: Sequence[str] = ()) -
     if unused:
         raise ValueError(f"train config init_skip: no weights in {path} start with {unused}")
     mine = model.config.to_dict()
-    free = {"backbone_dtype"}
+    # Keys that change the computation but not which weights exist or what they mean.
+    free = {"backbone_dtype", "depth0_stop_gradient"}
     if any("decoder.depth_head".startswith(p) for p in skip):
         free.update(_DEPTH_HEAD_KEYS)
-    # An old checkpoint without depth_activation was written with the default (softplus).
-    model_config = {"depth_activation": "softplus", **model_config}
+    # Keys an old checkpoint lacks take the defaults it was written with (softplus head, additive BA).
+    model_config = BANetConfig.from_dict(model_config).to_dict()
     differ = sorted(k for k in mine if k not in free and model_config.get(k) != mine[k])
     if differ:
         raise ValueError(f"init_weights {path}: model config differs in {differ}")

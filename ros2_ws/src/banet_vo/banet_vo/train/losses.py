@@ -30,8 +30,9 @@ class LossWeights:
     translation: float = 1.0  # metres
     depth: float = 1.0  # berHu of the depth error, in log space by default (see depth_space)
     # Same berHu on the initial depth D0 (before the BA), at the depth resolution. 0 = off (the paper,
-    # run 1). D0 otherwise learns only through the BA, whose floored outliers swamp that signal (run 2).
-    initial_depth: float = 0.0
+    # runs 1-2). Required by models with depth0_stop_gradient (the presets since run 3), whose D0 learns
+    # from nothing else.
+    initial_depth: float = 1.0
     coarse_levels: float = 0.5  # weight of each earlier (coarser) level's pose/depth
     max_depth: float = 50.0  # ground truth beyond this is ignored (far street ends, near-sky)
     # "log": berHu of log(D) − log(D*): one scale for 2 m rooms and 50 m streets, and a bounded gradient
