@@ -187,7 +187,9 @@ class BANetConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper: DRN-54 depth (3, 4, 6, 3 bottlenecks), 128 channels, 128 bases, 320x240, 5 LM its/level.
-    "paper": dict(name="paper", depth_activation="exp", depth_update="multiplicative", depth0_stop_gradient=True),
+    "paper": dict(
+        name="paper", depth_activation="exp", depth_update="multiplicative", depth0_stop_gradient=True
+    ),
     # CPU-trainable: 128x96 input (depth 64x48), C=32, K=16, one narrow bottleneck per stage, stride-2
     # stem, 3 LM its/level. Rationale in docs/model.md.
     "small": dict(
