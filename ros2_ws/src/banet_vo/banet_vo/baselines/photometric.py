@@ -63,8 +63,8 @@ def photometric_ba(
     depth_update: str = "additive",
 ) -> BAResult:
     """LM on intensities. ``basis`` (B, K, h, w) and ``depth0`` (B, 1, h, w) at the depth resolution with
-        ``depth_intrinsics``; ``iterations`` per level, coarse → fine (level l has the depth size / 2^(L-1-l));
-    ``depth_update`` as in ``bundle_adjust`` (use the model's, so only the features differ)."""
+    ``depth_intrinsics``; ``iterations`` per level, coarse → fine (level l has the depth size
+    / 2^(L-1-l)); ``depth_update`` as in ``bundle_adjust`` (use the model's, so only the features differ)."""
     if not lam > 0:
         raise ValueError(f"lam must be > 0, got {lam}")
     h, w = basis.shape[-2:]

@@ -367,8 +367,8 @@ def bundle_adjust(
     depth_update: str = "additive",
 ) -> BAResult:
     """Coarse-to-fine LM. ``features_*``: per level (B, C, h_l, w_l), coarse → fine, the finest usually at
-        the depth resolution; ``basis`` (B, K, H, W), ``depth0`` (B, 1, H, W) and ``intrinsics`` (B, 4) at the
-        depth resolution. ``iterations``/``damping`` per level. ``depth_update``: "additive" (D0 + B·w, floored
+    the depth resolution; ``basis`` (B, K, H, W), ``depth0`` (B, 1, H, W) and ``intrinsics`` (B, 4) at the
+    depth resolution. ``iterations``/``damping`` per level. ``depth_update``: "additive" (D0 + B·w, floored
     at ``min_depth``) or "multiplicative" (D0·exp(B·w)). Runs in float32 (float64 if ``basis`` is)."""
     L = len(features_ref)
     if not (len(features_tgt) == L == len(iterations) == len(damping)) or L == 0:
