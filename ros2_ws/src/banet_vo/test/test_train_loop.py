@@ -168,6 +168,14 @@ def test_config_files_load_and_unknown_keys_fail(tmp_path):
     assert small.model_config().name == "small" and small.num_threads == 2
     paper = load_train_config(CONFIG_DIR / "train_paper.yaml")
     assert paper.model_config().num_basis == 128
+    # Stage 1 of the small recipe supervises D0 alone; stage 2 keeps D0's term (its only signal).
+    stage1 = load_train_config(CONFIG_DIR / "train_small_depth0.yaml")
+    assert stage1.loss.initial_depth > 0 and stage1.loss.rotation == stage1.loss.depth == 0
+    assert small.loss.initial_depth > 0 and small.model_config().depth0_stop_gradient
+    with pytest.raises(ValueError, match="initial_depth must be > 0"):
+        TrainConfig.from_dict({"model_preset": "small", "loss": {"initial_depth": 0.0}})
+    no_stop = {"model_preset": "small", "model_overrides": {"depth0_stop_gradient": False}}
+    assert TrainConfig.from_dict({**no_stop, "loss": {"initial_depth": 0.0}}).loss.initial_depth == 0
     bad = tmp_path / "bad.yaml"
     bad.write_text("model_preset: small\nlearning_rate: 0.1\n")
     with pytest.raises(ValueError, match="learning_rate"):
