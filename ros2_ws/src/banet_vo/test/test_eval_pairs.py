@@ -14,6 +14,7 @@ from banet_vo.evaluation.pairs import (
     TEST_STRIDES,
     VAL_SEEDS,
     PairEstimator,
+    depth0_scale,
     evaluate_pairs,
     format_results,
     held_out_test_specs,
@@ -83,6 +84,35 @@ def test_evaluate_pairs_matches_direct_metrics(tiny_model, tiny_pairs):
     assert "| banet |" in text and "| geometric |" in text
     with pytest.raises(ValueError, match="unknown method"):
         evaluate_pairs(tiny_pairs, estimator, ["magic"])
+
+
+def test_depth0_scale_is_the_median_ratio_over_triangulated_pixels():
+    sparse = np.zeros((4, 5), np.float32)
+    sparse[0, :3] = [1.0, 2.0, 4.0]  # unit-scale depths of three triangulated pixels
+    depth0 = np.full((4, 5), 3.0)
+    depth0[0, :3] = [2.0, 6.0, 40.0]  # ratios 2, 3 and an outlier 10: the median ignores it
+    assert depth0_scale(depth0, sparse) == pytest.approx(3.0)
+    assert depth0_scale(depth0, np.zeros_like(sparse)) == 0.0  # nothing triangulated: no translation
+
+
+@pytest.mark.slow
+def test_geometric_learned_scale_is_geometric_rescaled_by_d0(tiny_model, tiny_pairs):
+    estimator = PairEstimator(tiny_model)
+    batch = tiny_pairs.stacked([0, 1])
+    oracle = estimator.estimate("geometric", batch)
+    learned = estimator.estimate("geometric_learned_scale", batch)
+    with torch.no_grad():
+        d0 = tiny_model.parts(batch["image_ref"], batch["image_tgt"], batch["intrinsics"]).depth0[:, 0]
+    for b in range(2):
+        np.testing.assert_allclose(learned.poses[b, :3, :3], oracle.poses[b, :3, :3], atol=1e-12)
+        gt_norm = float(np.linalg.norm(batch["pose_tgt_ref"][b, :3, 3].double().numpy()))
+        unit_depth = oracle.depths[b] / gt_norm  # the oracle's depth is the unit reconstruction x GT norm
+        scale = depth0_scale(d0[b].double().numpy(), unit_depth)
+        assert scale > 0
+        np.testing.assert_allclose(
+            learned.poses[b, :3, 3], oracle.poses[b, :3, 3] / gt_norm * scale, rtol=1e-5
+        )
+        np.testing.assert_allclose(learned.depths[b], unit_depth * scale, rtol=1e-4)
 
 
 @pytest.mark.slow
