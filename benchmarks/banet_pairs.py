@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "All methods see the same pairs at the model input size; depth is scored at the depth resolution "
         "(half the input) against GT resized by nearest sampling, GT capped at 80 m. Geometric BA gets its "
-        "metric scale from the GT translation norm and has sparse depth (coverage column). Constant λ "
+        "metric scale from the GT translation norm (`geometric`, an oracle) or from the model's initial "
+        "depth D0 (`geometric_learned_scale`: median D0 / triangulated depth) and has sparse depth "
+        "(coverage column). Constant λ "
         f"(swept over {list(LAMBDA_CANDIDATES)} on validation scenes, seeds 50000-50003): "
         + ", ".join(f"{k} {v:g}" for k, v in lambdas.items())
         + ".",
