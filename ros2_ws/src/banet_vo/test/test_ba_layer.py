@@ -47,7 +47,7 @@ def _random_level(B=2, C=5, K=3, h=9, w=11, seed=0, dtype=F64):
     return f_ref, f_tgt, basis, depth0, intr, pose, coeffs
 
 
-UPDATES = pytest.mark.parametrize("update", ["additive", "multiplicative"])
+UPDATES = pytest.mark.parametrize("update", ["additive", "multiplicative", "bounded"])
 
 
 @UPDATES

@@ -106,7 +106,7 @@ def test_old_config_dicts_keep_the_softplus_depth_head():
     del old["depth_activation"], old["depth_update"]
     config = BANetConfig.from_dict(old)
     assert config.depth_activation == "softplus" and BANetConfig().depth_activation == "softplus"
-    assert config.depth_update == "additive" and BANetConfig.preset("small").depth_update == "multiplicative"
+    assert config.depth_update == "additive" and BANetConfig.preset("small").depth_update == "bounded"
     with pytest.raises(ValueError, match="depth_update"):
         BANetConfig.preset("small", depth_update="log")
     torch.manual_seed(0)
@@ -186,7 +186,7 @@ def test_identical_images_give_the_identity_pose():
     zero = torch.zeros_like(out.depth_init)
     expected = depth_from_coefficients(out.depth_init, zero, config.min_depth, config.depth_update)[0]
     torch.testing.assert_close(out.depth, expected)
-    if config.depth_update == "multiplicative":
+    if config.depth_update != "additive":
         torch.testing.assert_close(out.depth, out.depth_init)
 
 

@@ -24,6 +24,7 @@ The BA always runs in float32 (float64 if its inputs are float64), with autocast
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -63,9 +64,11 @@ __all__ = [
     "prepare_level",
 ]
 
-DEPTH_UPDATES = ("additive", "multiplicative")
+DEPTH_UPDATES = ("additive", "multiplicative", "bounded")
 # Bound on |B·w| of the multiplicative model (a factor of e^±7 ≈ 1100): only an overflow guard.
 _MAX_LOG_RATIO = 7.0
+# The bounded model's largest correction of D0: a factor of 4 either way, approached smoothly.
+BOUNDED_LOG_FACTOR = math.log(4.0)
 
 # A damping source: a module/callable mapping mean |e| per channel (B, C) → λ (B,), or a fixed λ.
 Damping = Callable[[torch.Tensor], torch.Tensor] | float
@@ -146,6 +149,8 @@ def depth_from_coefficients(
 
     additive: D = floor(D0 + B·w) with ``positive_depth``'s smooth floor at ``min_depth``.
     multiplicative: D = D0·exp(B·w) (D0 > 0, so D > 0 without a floor; ``min_depth`` is unused).
+    bounded: D = D0·exp(b·tanh(B·w / b)), b = ln 4: the BA may correct D0 by at most a factor of 4, so a
+    diverging pair cannot throw pixels a thousand times off (it did with the unbounded model, run 3).
     """
     if depth_update == "additive":
         return positive_depth(depth0 + offset, min_depth)
@@ -153,12 +158,16 @@ def depth_from_coefficients(
         inside = offset.abs() < _MAX_LOG_RATIO
         depth = depth0 * torch.exp(offset.clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO))
         return depth, depth * inside.to(depth.dtype)
+    if depth_update == "bounded":
+        squashed = torch.tanh(offset / BOUNDED_LOG_FACTOR)
+        depth = depth0 * torch.exp(BOUNDED_LOG_FACTOR * squashed)
+        return depth, depth * (1.0 - squashed.square())
     raise ValueError(f"depth_update must be one of {DEPTH_UPDATES}, got {depth_update!r}")
 
 
 def _pool_depth0(depth0: torch.Tensor, size: tuple[int, int], depth_update: str) -> torch.Tensor:
     # The coefficients act on D0 (additive) or on log D0 (multiplicative): pool what they act on.
-    if depth_update == "multiplicative":
+    if depth_update != "additive":
         return torch.exp(F.adaptive_avg_pool2d(depth0.log(), size))
     return F.adaptive_avg_pool2d(depth0, size)
 

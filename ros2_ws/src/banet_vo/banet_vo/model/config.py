@@ -12,7 +12,7 @@ __all__ = ["PRESETS", "BANetConfig"]
 _NORMS = ("batch", "group")
 _DTYPES = ("fp32", "bf16")
 _DEPTH_ACTIVATIONS = ("softplus", "exp")
-_DEPTH_UPDATES = ("additive", "multiplicative")
+_DEPTH_UPDATES = ("additive", "multiplicative", "bounded")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,8 @@ class BANetConfig:
     # exp(head), i.e. log depth: Adam's ~lr-sized steps then change D0 by a relative ~lr, at any depth.
     depth_activation: str = "softplus"
     # The BA's depth model: D0 + B·w with a smooth floor at min_depth (the authors' code; runs 1-2 and the
-    # default for dicts without this key) or D0·exp(B·w) (relative updates, no floor; run 3 on).
+    # default for dicts without this key), D0·exp(B·w) (relative updates, no floor) or "bounded", the same
+    # with the factor exp(B·w) smoothly limited to [1/4, 4] (the presets). See model/ba_layer.py.
     depth_update: str = "additive"
     # D0 enters the BA as a constant: the pose and final-depth losses then train features, bases and damping,
     # and D0 learns only from its own term (train loss.initial_depth). Through the BA, D0 lost the scene scale
@@ -187,9 +188,7 @@ class BANetConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper: DRN-54 depth (3, 4, 6, 3 bottlenecks), 128 channels, 128 bases, 320x240, 5 LM its/level.
-    "paper": dict(
-        name="paper", depth_activation="exp", depth_update="multiplicative", depth0_stop_gradient=True
-    ),
+    "paper": dict(name="paper", depth_activation="exp", depth_update="bounded", depth0_stop_gradient=True),
     # CPU-trainable: 128x96 input (depth 64x48), C=32, K=16, one narrow bottleneck per stage, stride-2
     # stem, 3 LM its/level. Rationale in docs/model.md.
     "small": dict(
@@ -212,8 +211,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         # (driving 9.0 m, indoor 2.9 m): see models/MODEL_CARD.md, run 2.
         depth_activation="exp",
         initial_depth=3.5,
-        # D0·exp(B·w): run 2's additive update threw 12 % of pixels onto the min_depth floor (MODEL_CARD).
-        depth_update="multiplicative",
+        # D0·exp(B·w) with the factor bounded to [1/4, 4]: run 2's additive update threw 12 % of pixels onto
+        # the min_depth floor, run 3's unbounded one a few pairs' pixels 1000x off (MODEL_CARD).
+        depth_update="bounded",
         depth0_stop_gradient=True,
     ),
 }

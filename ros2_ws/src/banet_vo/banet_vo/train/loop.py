@@ -211,7 +211,7 @@ def _load_weights(model: torch.nn.Module, path: str, skip: Sequence[str] = ()) -
         raise ValueError(f"train config init_skip: no weights in {path} start with {unused}")
     mine = model.config.to_dict()
     # Keys that change the computation but not which weights exist or what they mean.
-    free = {"backbone_dtype", "depth0_stop_gradient"}
+    free = {"backbone_dtype", "depth0_stop_gradient", "depth_update"}
     if any("decoder.depth_head".startswith(p) for p in skip):
         free.update(_DEPTH_HEAD_KEYS)
     # Keys an old checkpoint lacks take the defaults it was written with (softplus head, additive BA).
