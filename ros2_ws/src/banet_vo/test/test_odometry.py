@@ -68,7 +68,8 @@ class GroundTruthEstimator:
 
     input_size = (32, 24)
 
-    def __init__(self, stamps, poses, fail_at=(), cost=0.5):
+    def __init__(self, stamps, poses, fail_at=(), cost=0.5, valid_pixels=None):
+        self.valid_pixels = valid_pixels
         self.poses = {round(float(t), 6): P for t, P in zip(stamps, poses, strict=True)}
         self.fail_at = {round(float(t), 6) for t in fail_at}
         self.cost = cost
@@ -82,7 +83,8 @@ class GroundTruthEstimator:
             T = np.full((4, 4), np.nan)
         depth = np.full((12, 16), 10.0, np.float32)
         depth[0, 0] = np.nan
-        return PairEstimate(T, depth, reference.camera.resized(16, 12), self.hessian, 0.01, self.cost)
+        camera = reference.camera.resized(16, 12)
+        return PairEstimate(T, depth, camera, self.hessian, 0.01, self.cost, self.valid_pixels)
 
 
 def _image(seed: int, size=(64, 48)) -> np.ndarray:
@@ -254,6 +256,19 @@ def test_diverged_cost_and_lost_tracking():
     assert vo.stats.lost == 1 and vo.stats.keyframes == 2
 
 
+def test_ba_that_left_the_image_is_a_failure_not_a_perfect_match():
+    """Zero valid pixels give cost 0 (nothing to average): that must read as a diverged BA, not as a perfect
+    fit, and must not reach the covariance (whose σ² would be 0)."""
+    stamps = 0.1 * np.arange(4)
+    est = GroundTruthEstimator(stamps, _gt_camera_poses(4), cost=0.0, valid_pixels=0)
+    vo = VisualOdometry(est, OdometryConfig(keyframe_mode="consecutive"))
+    results = [vo.process(_image(i), t, CAMERA) for i, t in enumerate(stamps[:3])]
+    assert [r.status for r in results] == [INITIALIZED, FAILED, FAILED]
+    assert "BA diverged" in results[1].message
+    est.valid_pixels = 500
+    assert vo.process(_image(3), stamps[3], CAMERA).status != FAILED
+
+
 def test_time_going_back_resets_and_small_reorder_is_skipped():
     stamps = [10.0, 10.1, 10.2, 10.15, 10.2, 10.3, 0.0, 0.1]
     poses = {t: P for t, P in zip(sorted(set(stamps)), _gt_camera_poses(len(set(stamps))), strict=True)}
@@ -327,3 +342,35 @@ def test_config_validation_names_the_field():
         OdometryConfig(max_consecutive_failures=0)
     with pytest.raises(ValueError, match="T_base_camera"):
         OdometryConfig(T_base_camera=np.eye(3))
+
+
+def test_banet_estimator_reports_the_pixels_its_cost_averages():
+    """The real estimator: identical frames converge at once with every pixel valid and cost ~0 (a true
+    perfect fit); a target pose far behind the camera leaves no valid pixel."""
+    from banet_vo.model.banet import BANet
+    from banet_vo.model.config import BANetConfig
+    from banet_vo.odometry.estimator import BANetEstimator, prepare_frame
+
+    torch.manual_seed(0)
+    config = BANetConfig.preset(
+        "small",
+        image_width=64,
+        image_height=48,
+        channels=8,
+        num_basis=4,
+        iterations=(1, 1),
+        stem_channels=8,
+        level2_channels=8,
+        bottleneck_planes=(8, 8, 8, 8),
+        decoder_channels=(8, 8, 8, 8),
+        damping_hidden=8,
+    )
+    estimator = BANetEstimator(BANet(config).eval(), "cpu")
+    camera = PinholeCamera(60.0, 60.0, 31.5, 23.5, 64, 48)
+    frame = prepare_frame(_image(0), camera, 0.0, estimator.input_size)
+    same = estimator.estimate(frame, frame)
+    assert same.valid_pixels == 32 * 24 and same.cost < 1e-10
+    away = np.eye(4)
+    away[2, 3] = -1e4  # every point ends up behind the target camera
+    lost = estimator.estimate(frame, frame, pose_init=away)
+    assert lost.valid_pixels == 0

@@ -44,6 +44,9 @@ class PairEstimate:
     hessian: np.ndarray  # (6+K, 6+K) float64 AᵀA for a left perturbation of T_tgt_ref, then K depth terms
     residual_variance: float  # σ² of one residual component at the solution (scales AᵀA⁻¹ to a covariance)
     cost: float  # final BA cost (mean squared feature residual per pixel)
+    # Reference pixels that land inside the keyframe at the final pose (None: the estimator does not say).
+    # 0 means the BA diverged out of view: the cost is then 0 and says nothing.
+    valid_pixels: int | None = None
 
 
 class PairEstimator(Protocol):
@@ -154,4 +157,5 @@ class BANetEstimator:
             hessian=out.hessian[0].double().cpu().numpy(),
             residual_variance=cost / self.channels,
             cost=cost,
+            valid_pixels=int(out.num_valid[0]),
         )

@@ -297,6 +297,8 @@ class VisualOdometry:
             return "pose is not finite"
         if not math.isfinite(estimate.cost):
             return "BA cost is not finite"
+        if estimate.valid_pixels == 0:
+            return "no pixel of the frame lands in the keyframe at the BA's final pose (the BA diverged)"
         if estimate.cost > self.config.max_cost:
             return f"BA cost {estimate.cost:.3g} exceeds max_cost {self.config.max_cost:.3g}"
         baseline = float(np.linalg.norm(T[:3, 3]))
