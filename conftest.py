@@ -93,3 +93,29 @@ def kitti06_dir(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def hololens_dir(shared_data: Path) -> Path:
     return shared_data / "hololens_000_003-052"
+
+
+# A BA-Net small enough for unit tests (64x48, 8 channels, 4 bases); tests change what they need.
+_TINY_BANET = dict(
+    image_width=64,
+    image_height=48,
+    channels=8,
+    num_basis=4,
+    iterations=(1, 1),
+    stem_channels=8,
+    level2_channels=8,
+    bottleneck_planes=(8, 8, 8, 8),
+    decoder_channels=(8, 8, 8, 8),
+    damping_hidden=8,
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_banet_config():
+    """Factory: ``tiny_banet_config(**changes)`` → a tiny ``small``-preset BANetConfig."""
+    from banet_vo.model.config import BANetConfig
+
+    def make(**changes):
+        return BANetConfig.preset("small", **{**_TINY_BANET, **changes})
+
+    return make

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from banet_vo.model import BANet, BANetConfig
+from banet_vo.model import BANet
 from banet_vo.model.checkpoint import (
     FORMAT,
     CheckpointError,
@@ -17,24 +17,11 @@ from banet_vo.model.checkpoint import (
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-TINY = dict(
-    image_width=64,
-    image_height=48,
-    channels=8,
-    num_basis=4,
-    iterations=(1, 1, 1),
-    stem_channels=8,
-    level2_channels=8,
-    bottleneck_planes=(8, 8, 8, 8),
-    decoder_channels=(8, 8, 8, 8),
-    damping_hidden=8,
-)
-
 
 @pytest.fixture
-def tiny_model() -> BANet:
+def tiny_model(tiny_banet_config) -> BANet:
     torch.manual_seed(0)
-    return BANet(BANetConfig.preset("small", **TINY)).eval()
+    return BANet(tiny_banet_config(iterations=(1, 1, 1))).eval()
 
 
 def test_round_trip_keeps_tensors_config_and_meta(tmp_path):

@@ -24,27 +24,13 @@ from banet_vo.evaluation.pose import two_view_pose_error
 from banet_vo.train.config import DataConfig
 from banet_vo.train.data import CachedPairs, make_specs, render_cache
 
-TINY = dict(
-    image_width=64,
-    image_height=48,
-    channels=8,
-    num_basis=4,
-    iterations=(1, 1),
-    stem_channels=8,
-    level2_channels=8,
-    bottleneck_planes=(8, 8, 8, 8),
-    decoder_channels=(8, 8, 8, 8),
-    damping_hidden=8,
-)
-
 
 @pytest.fixture(scope="module")
-def tiny_model():
+def tiny_model(tiny_banet_config):
     from banet_vo.model.banet import BANet
-    from banet_vo.model.config import BANetConfig
 
     torch.manual_seed(0)
-    return BANet(BANetConfig.preset("small", **TINY)).eval()
+    return BANet(tiny_banet_config()).eval()
 
 
 @pytest.fixture(scope="module")

@@ -344,28 +344,14 @@ def test_config_validation_names_the_field():
         OdometryConfig(T_base_camera=np.eye(3))
 
 
-def test_banet_estimator_reports_the_pixels_its_cost_averages():
+def test_banet_estimator_reports_the_pixels_its_cost_averages(tiny_banet_config):
     """The real estimator: identical frames converge at once with every pixel valid and cost ~0 (a true
     perfect fit); a target pose far behind the camera leaves no valid pixel."""
     from banet_vo.model.banet import BANet
-    from banet_vo.model.config import BANetConfig
     from banet_vo.odometry.estimator import BANetEstimator, prepare_frame
 
     torch.manual_seed(0)
-    config = BANetConfig.preset(
-        "small",
-        image_width=64,
-        image_height=48,
-        channels=8,
-        num_basis=4,
-        iterations=(1, 1),
-        stem_channels=8,
-        level2_channels=8,
-        bottleneck_planes=(8, 8, 8, 8),
-        decoder_channels=(8, 8, 8, 8),
-        damping_hidden=8,
-    )
-    estimator = BANetEstimator(BANet(config).eval(), "cpu")
+    estimator = BANetEstimator(BANet(tiny_banet_config()).eval(), "cpu")
     camera = PinholeCamera(60.0, 60.0, 31.5, 23.5, 64, 48)
     frame = prepare_frame(_image(0), camera, 0.0, estimator.input_size)
     same = estimator.estimate(frame, frame)
