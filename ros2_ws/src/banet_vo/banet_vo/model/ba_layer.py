@@ -43,6 +43,7 @@ from banet_vo.geometry.projection import (
 )
 from banet_vo.geometry.sampling import bilinear_sample
 from banet_vo.geometry.se3 import identity_se3, perturb_left
+from banet_vo.model.config import DEPTH_UPDATES
 from banet_vo.model.damping import DampingMLP, mean_abs_residual
 
 __all__ = [
@@ -64,7 +65,6 @@ __all__ = [
     "prepare_level",
 ]
 
-DEPTH_UPDATES = ("additive", "multiplicative", "bounded")
 # Bound on |B·w| of the multiplicative model (a factor of e^±7 ≈ 1100): only an overflow guard.
 _MAX_LOG_RATIO = 7.0
 # The bounded model's largest correction of D0: a factor of 4 either way, approached smoothly.
@@ -152,17 +152,21 @@ def depth_from_coefficients(
     bounded: D = D0·exp(b·tanh(B·w / b)), b = ln 4: the BA may correct D0 by at most a factor of 4, so a
     diverging pair cannot throw pixels a thousand times off (it did with the unbounded model, run 3).
     """
+    _check_depth_update(depth_update)
     if depth_update == "additive":
         return positive_depth(depth0 + offset, min_depth)
     if depth_update == "multiplicative":
         inside = offset.abs() < _MAX_LOG_RATIO
         depth = depth0 * torch.exp(offset.clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO))
         return depth, depth * inside.to(depth.dtype)
-    if depth_update == "bounded":
-        squashed = torch.tanh(offset / BOUNDED_LOG_FACTOR)
-        depth = depth0 * torch.exp(BOUNDED_LOG_FACTOR * squashed)
-        return depth, depth * (1.0 - squashed.square())
-    raise ValueError(f"depth_update must be one of {DEPTH_UPDATES}, got {depth_update!r}")
+    squashed = torch.tanh(offset / BOUNDED_LOG_FACTOR)  # bounded
+    depth = depth0 * torch.exp(BOUNDED_LOG_FACTOR * squashed)
+    return depth, depth * (1.0 - squashed.square())
+
+
+def _check_depth_update(depth_update: str) -> None:
+    if depth_update not in DEPTH_UPDATES:
+        raise ValueError(f"depth_update must be one of {DEPTH_UPDATES}, got {depth_update!r}")
 
 
 def _pool_depth0(depth0: torch.Tensor, size: tuple[int, int], depth_update: str) -> torch.Tensor:
@@ -183,8 +187,7 @@ def prepare_level(
     """Flatten one level. Feature maps (B, C, h, w); basis (B, K, H, W) and depth0 (B, 1, H, W) at the depth
     resolution with ``intrinsics`` (B, 4) for it; they are area-pooled to (h, w) when the level is coarser.
     ``depth_update``: "additive" or "multiplicative" (``depth_from_coefficients``)."""
-    if depth_update not in DEPTH_UPDATES:
-        raise ValueError(f"depth_update must be one of {DEPTH_UPDATES}, got {depth_update!r}")
+    _check_depth_update(depth_update)
     if features_ref.shape != features_tgt.shape:
         raise ValueError(
             f"features_ref {tuple(features_ref.shape)} and features_tgt {tuple(features_tgt.shape)} differ"
@@ -449,8 +452,7 @@ class BALayer(nn.Module):
         depth_update: str = "additive",
     ) -> None:
         super().__init__()
-        if depth_update not in DEPTH_UPDATES:
-            raise ValueError(f"depth_update must be one of {DEPTH_UPDATES}, got {depth_update!r}")
+        _check_depth_update(depth_update)
         self.depth_update = depth_update
         self.iterations = tuple(int(n) for n in iterations)
         self.min_depth = float(min_depth)

@@ -12,7 +12,8 @@ __all__ = ["PRESETS", "BANetConfig"]
 _NORMS = ("batch", "group")
 _DTYPES = ("fp32", "bf16")
 _DEPTH_ACTIVATIONS = ("softplus", "exp")
-_DEPTH_UPDATES = ("additive", "multiplicative", "bounded")
+# The BA layer's depth models (model/ba_layer.depth_from_coefficients); defined here, torch-free.
+DEPTH_UPDATES = ("additive", "multiplicative", "bounded")
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,9 @@ class BANetConfig:
             raise ValueError(
                 f"BANetConfig.depth0_stop_gradient must be a bool, got {self.depth0_stop_gradient!r}"
             )
-        if self.depth_update not in _DEPTH_UPDATES:
+        if self.depth_update not in DEPTH_UPDATES:
             raise ValueError(
-                f"BANetConfig.depth_update must be one of {_DEPTH_UPDATES}, got {self.depth_update!r}"
+                f"BANetConfig.depth_update must be one of {DEPTH_UPDATES}, got {self.depth_update!r}"
             )
         if self.depth_activation not in _DEPTH_ACTIVATIONS:
             raise ValueError(
