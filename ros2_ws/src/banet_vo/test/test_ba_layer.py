@@ -118,6 +118,45 @@ def test_damped_solve_is_the_lm_step_and_zero_hessian_gives_zero_step():
     assert ((x32.double() - direct).norm(dim=-1) / direct.norm(dim=-1)).max() < 1e-3
 
 
+def test_damped_solve_with_pose_and_depth_lambdas_is_the_block_damped_lm_step():
+    g = torch.Generator().manual_seed(2)
+    P = 6 + 3
+    A = torch.randn(2, 50, P, generator=g, dtype=F64)
+    H, b = A.mT @ A, torch.randn(2, P, generator=g, dtype=F64)
+    lam = torch.tensor([[0.1, 5.0], [2.0, 0.01]], dtype=F64)
+    eps = 1e-6
+    per_param = torch.cat([lam[:, :1].expand(-1, 6), lam[:, 1:].expand(-1, 3)], dim=1)
+    direct = torch.linalg.solve(
+        H + torch.diag_embed(per_param * H.diagonal(dim1=-2, dim2=-1)) + eps * torch.eye(P, dtype=F64), -b
+    )
+    torch.testing.assert_close(damped_solve(H, b, lam, eps), direct, rtol=1e-9, atol=1e-12)
+    # Equal pose and depth λs are the shared-λ step.
+    same = torch.tensor([[0.3, 0.3], [1.5, 1.5]], dtype=F64)
+    torch.testing.assert_close(
+        damped_solve(H, b, same, eps), damped_solve(H, b, same[:, 0], eps), rtol=1e-12, atol=1e-14
+    )
+
+
+def test_separate_depth_damping_layer_has_gradients_into_both_outputs():
+    torch.manual_seed(0)
+    B, C, K = 2, 4, 3
+    layer = BALayer(C, (2, 2), damping_hidden=8, separate_depth_damping=True)
+    assert layer.damping[0](torch.rand(B, C)).shape == (B, 2)
+    g = torch.Generator().manual_seed(3)
+    sizes = [(12, 16), (24, 32)]
+    f_ref = [_smooth_random((B, C, h, w), g, torch.float32) for h, w in sizes]
+    f_tgt = [_smooth_random((B, C, h, w), g, torch.float32) for h, w in sizes]
+    basis = torch.randn(B, K, 24, 32, generator=g)
+    depth0 = torch.full((B, 1, 24, 32), 2.0)
+    intr = torch.tensor([[20.0, 20.0, 15.5, 11.5]]).expand(B, 4)
+    out = layer(f_ref, f_tgt, basis, depth0, intr)
+    assert len(out.lambdas) == 4 and all(lam.shape == (B, 2) for lam in out.lambdas)
+    (out.depth.mean() + out.pose.tensor()[:, :3].sum()).backward()
+    for mlp in layer.damping:
+        last = mlp.net[-1]
+        assert torch.isfinite(last.weight.grad).all() and (last.bias.grad.abs() > 0).all()
+
+
 @UPDATES
 def test_gradcheck_of_one_lm_step(update):
     f_ref, f_tgt, basis, depth0, intr, _, coeffs = _random_level(B=1, C=2, K=2, h=5, w=6, seed=7)

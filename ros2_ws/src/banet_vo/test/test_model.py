@@ -238,6 +238,27 @@ def test_bf16_backbone_keeps_the_ba_in_fp32():
     assert 0 < rel < 0.05
 
 
+def test_separate_depth_damping_starts_equal_to_the_shared_model_it_is_split_from():
+    from banet_vo.model.damping import split_shared_damping
+
+    torch.manual_seed(0)
+    shared = BANet(_tiny()).eval()
+    separate = BANet(_tiny(separate_depth_damping=True)).eval()
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        separate.load_state_dict(shared.state_dict())
+    split = split_shared_damping(shared.state_dict())
+    with pytest.raises(ValueError, match="expected 1"):  # a second split is an error, not a silent no-op
+        split_shared_damping(split)
+    separate.load_state_dict(split)
+    ref, tgt, intr = _inputs(separate.config)
+    with torch.no_grad():
+        a, b = shared(ref, tgt, intr), separate(ref, tgt, intr)
+    torch.testing.assert_close(a.pose.tensor(), b.pose.tensor())
+    torch.testing.assert_close(a.depth, b.depth)
+    old = {k: v for k, v in _tiny().to_dict().items() if k != "separate_depth_damping"}
+    assert BANetConfig.from_dict(old) == _tiny()  # configs written before the option load as shared λ
+
+
 def test_forward_validates_inputs():
     model = BANet(_tiny())
     ref, tgt, intr = _inputs(model.config)

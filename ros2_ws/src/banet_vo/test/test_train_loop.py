@@ -239,6 +239,24 @@ def test_init_weights_and_lr_multipliers(tiny_cache, tmp_path):
         )
 
 
+def test_init_weights_from_a_shared_damping_checkpoint_into_separate_depth_damping(tiny_cache, tmp_path):
+    from banet_vo.model.checkpoint import load_checkpoint
+
+    data = tiny_dataset(tiny_cache)
+    first = train(tiny_config(steps=1), tmp_path / "a", dataset=data, progress=False)
+    start, _, _ = load_checkpoint(first.checkpoint)
+    separate = {**TINY_MODEL, "separate_depth_damping": True}
+    config = tiny_config(steps=1, lr=1e-3, model_overrides=separate, init_weights=str(first.checkpoint))
+    after, new_config, _ = load_checkpoint(
+        train(config, tmp_path / "b", dataset=data, progress=False).checkpoint
+    )
+    assert new_config["separate_depth_damping"] is True
+    for key in ("ba.damping.0.net.6.weight", "ba.damping.0.net.6.bias"):
+        assert start[key].shape[0] == 1 and after[key].shape[0] == 2
+        # Both rows began as the shared row: one Adam step (lr 1e-3) from it.
+        assert (after[key] - torch.cat([start[key], start[key]])).abs().max() <= 1e-3 * 1.01
+
+
 def test_init_skip_warm_starts_all_but_a_depth_head_of_another_activation(tiny_cache, tmp_path):
     """Warm start from a softplus-head checkpoint (config without depth_activation, like run 1's) into an
     exp head: every other tensor is copied, the skipped head keeps its fresh log-depth initialisation."""

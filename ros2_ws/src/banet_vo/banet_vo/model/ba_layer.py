@@ -70,7 +70,8 @@ _MAX_LOG_RATIO = 7.0
 # The bounded model's largest correction of D0: a factor of 4 either way, approached smoothly.
 BOUNDED_LOG_FACTOR = math.log(4.0)
 
-# A damping source: a module/callable mapping mean |e| per channel (B, C) → λ (B,), or a fixed λ.
+# A damping source: a module/callable mapping mean |e| per channel (B, C) → λ (B,) or per block (B, 2)
+# [pose, depth coefficients], or a fixed λ.
 Damping = Callable[[torch.Tensor], torch.Tensor] | float
 
 
@@ -126,7 +127,7 @@ class BAResult:
     num_valid: torch.Tensor  # (B,) valid pixels in that cost
     poses_per_level: list[pp.LieTensor]  # after each level, coarse → fine
     depths_per_level: list[torch.Tensor]  # (B, 1, h, w) after each level
-    lambdas: list[torch.Tensor]  # (B,) λ of every iteration, in order
+    lambdas: list[torch.Tensor]  # λ of every iteration, in order: (B,), or (B, 2) [pose, depth]
 
 
 def positive_depth(raw: torch.Tensor, min_depth: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -309,7 +310,9 @@ def normal_equations_dense(
 def damped_solve(
     hessian: torch.Tensor, gradient: torch.Tensor, lam: torch.Tensor, epsilon: float
 ) -> torch.Tensor:
-    """LM step x = −(H + λ·diag(H) + εI)⁻¹ g, solved in Jacobi-scaled form.
+    """LM step x = −(H + Λ·diag(H) + εI)⁻¹ g, solved in Jacobi-scaled form. ``lam`` (B,) damps every
+    parameter alike (Λ = λI, the paper); (B, 2) damps the 6 pose parameters with λ[:, 0] and the depth
+    coefficients with λ[:, 1].
 
     With S = diag(H + ε)^(−½) the system S(H + λ diag H + εI)S has a diagonal of 1 + λ·h/(h+ε) and
     off-diagonals bounded by 1, so fp32 solves it accurately whatever the units of pose and depth
@@ -319,7 +322,11 @@ def damped_solve(
     scale = torch.rsqrt(diag + epsilon)  # (B, P)
     scaled = hessian * scale[..., :, None] * scale[..., None, :]
     ratio = diag * scale * scale  # h / (h + ε)
-    damping = lam[..., None] * ratio + epsilon * scale * scale
+    if lam.dim() == 2:  # per block: pose, depth coefficients
+        lam = torch.cat([lam[:, :1].expand(-1, 6), lam[:, 1:2].expand(-1, diag.shape[-1] - 6)], dim=1)
+    else:
+        lam = lam[..., None]
+    damping = lam * ratio + epsilon * scale * scale
     system = scaled + torch.diag_embed(damping)
     y = torch.linalg.solve(system, -(scale * gradient))
     return scale * y
@@ -450,6 +457,7 @@ class BALayer(nn.Module):
         min_depth: float = 0.1,
         epsilon: float = 1e-6,
         depth_update: str = "additive",
+        separate_depth_damping: bool = False,
     ) -> None:
         super().__init__()
         _check_depth_update(depth_update)
@@ -457,7 +465,10 @@ class BALayer(nn.Module):
         self.iterations = tuple(int(n) for n in iterations)
         self.min_depth = float(min_depth)
         self.epsilon = float(epsilon)
-        self.damping = nn.ModuleList(DampingMLP(channels, damping_hidden) for _ in self.iterations)
+        outputs = 2 if separate_depth_damping else 1
+        self.damping = nn.ModuleList(
+            DampingMLP(channels, damping_hidden, outputs=outputs) for _ in self.iterations
+        )
 
     def forward(
         self,

@@ -80,6 +80,7 @@ class BANet(nn.Module):
             min_depth=config.min_depth,
             epsilon=config.ba_epsilon,
             depth_update=config.depth_update,
+            separate_depth_damping=config.separate_depth_damping,
         )
 
     def _check_inputs(

@@ -1,5 +1,6 @@
 """Damping predictor (paper §4.3, Fig. 4b): four fully connected layers map the mean absolute residual
-per feature channel to the LM damping λ. This replaces LM's accept/reject if-else, so the whole BA is
+per feature channel to the LM damping λ (one λ, or with ``outputs=2`` one for the pose and one for the
+depth coefficients). This replaces LM's accept/reject if-else, so the whole BA is
 differentiable. Softplus (not the paper's ReLU) keeps λ strictly positive and its gradient alive.
 """
 
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DampingMLP", "mean_abs_residual"]
+__all__ = ["DampingMLP", "mean_abs_residual", "split_shared_damping"]
 
 
 def mean_abs_residual(residual: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -22,12 +23,20 @@ def mean_abs_residual(residual: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
 
 
 class DampingMLP(nn.Module):
-    """(B, C) mean |residual| per channel → λ (B,) > 0."""
+    """(B, C) mean |residual| per channel → λ > 0: (B,) with ``outputs=1``, (B, 2) [pose, depth] with 2."""
 
     def __init__(
-        self, channels: int, hidden: int, initial_lambda: float = 0.1, min_lambda: float = 1e-4
+        self,
+        channels: int,
+        hidden: int,
+        initial_lambda: float = 0.1,
+        min_lambda: float = 1e-4,
+        outputs: int = 1,
     ) -> None:
         super().__init__()
+        if outputs not in (1, 2):
+            raise ValueError(f"DampingMLP outputs must be 1 (shared λ) or 2 (pose, depth), got {outputs}")
+        self.outputs = outputs
         if not initial_lambda > min_lambda > 0:
             raise ValueError(
                 f"DampingMLP needs initial_lambda > min_lambda > 0, got {initial_lambda} and {min_lambda}"
@@ -41,7 +50,7 @@ class DampingMLP(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(hidden, hidden),
             nn.ReLU(inplace=True),
-            nn.Linear(hidden, 1),
+            nn.Linear(hidden, outputs),
         )
         # Start at λ ≈ initial_lambda whatever the input, and let training shape the response.
         last = self.net[-1]
@@ -52,5 +61,26 @@ class DampingMLP(nn.Module):
         if mean_abs.dim() != 2 or mean_abs.shape[-1] != self.channels:
             raise ValueError(f"mean_abs must have shape (B, {self.channels}), got {tuple(mean_abs.shape)}")
         # The MLP's weights set its dtype; the BA may run in float64 (tests).
-        out = self.net(mean_abs.to(self.net[0].weight.dtype)).squeeze(-1).to(mean_abs.dtype)
+        out = self.net(mean_abs.to(self.net[0].weight.dtype)).to(mean_abs.dtype)
+        if self.outputs == 1:
+            out = out.squeeze(-1)
         return F.softplus(out) + self.min_lambda
+
+
+def split_shared_damping(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights of shared-λ damping MLPs (``...damping.<level>.net.<last>``, one output row) turned into
+    pose/depth ones that start out identical: the output row is duplicated. Other tensors pass through."""
+    out = dict(state_dict)
+    last = {}
+    for key in state_dict:
+        parts = key.split(".")
+        if len(parts) >= 3 and parts[-3] == "net" and parts[-1] in ("weight", "bias") and "damping" in parts:
+            prefix = ".".join(parts[:-2])
+            last[prefix] = max(last.get(prefix, -1), int(parts[-2]))
+    for prefix, index in last.items():
+        for name in ("weight", "bias"):
+            key = f"{prefix}.{index}.{name}"
+            if out[key].shape[0] != 1:
+                raise ValueError(f"split_shared_damping: {key} has {out[key].shape[0]} outputs, expected 1")
+            out[key] = torch.cat([out[key], out[key]])
+    return out

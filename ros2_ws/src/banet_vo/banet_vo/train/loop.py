@@ -204,6 +204,7 @@ _DEPTH_HEAD_KEYS = ("initial_depth", "depth_activation")
 def _load_weights(model: torch.nn.Module, path: str, skip: Sequence[str] = ()) -> None:
     """Load ``path`` into ``model``, except parameters whose names start with a prefix in ``skip``."""
     from banet_vo.model.checkpoint import load_checkpoint
+    from banet_vo.model.damping import split_shared_damping
 
     state_dict, model_config, _ = load_checkpoint(path, expected_kind="banet")
     unused = [p for p in skip if not any(k.startswith(p) for k in state_dict)]
@@ -216,6 +217,10 @@ def _load_weights(model: torch.nn.Module, path: str, skip: Sequence[str] = ()) -
         free.update(_DEPTH_HEAD_KEYS)
     # Keys an old checkpoint lacks take the defaults it was written with (softplus head, additive BA).
     model_config = BANetConfig.from_dict(model_config).to_dict()
+    if mine["separate_depth_damping"] and not model_config["separate_depth_damping"]:
+        # A shared-λ checkpoint starts a pose/depth-damping model with both λs equal to its one λ.
+        state_dict = split_shared_damping(state_dict)
+        model_config["separate_depth_damping"] = True
     differ = sorted(k for k in mine if k not in free and model_config.get(k) != mine[k])
     if differ:
         raise ValueError(f"init_weights {path}: model config differs in {differ}")
