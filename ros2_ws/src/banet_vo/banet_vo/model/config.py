@@ -54,9 +54,9 @@ class BANetConfig:
     # and D0 learns only from its own term (train loss.initial_depth). Through the BA, D0 lost the scene scale
     # it had learned within 300 steps (run 3 checks, MODEL_CARD). False for dicts without the key.
     depth0_stop_gradient: bool = False
-    # One damping λ for pose and depth coefficients alike (the paper; False for dicts without the key), or two
-    # from each damping MLP: λ_pose for the 6 pose parameters, λ_depth for the K coefficients. Run 3's single
-    # λ was ~40x below the best constant, which freed the depth steps at the cost of depth (MODEL_CARD, run 4).
+    # One damping λ for pose and depth coefficients alike (the paper; False for dicts without the key), or
+    # two from each damping MLP: λ_pose for the 6 pose parameters, λ_depth for the K coefficients. With
+    # run 3's weights, damping only the depth block harder improved both pose and depth (MODEL_CARD, run 4).
     separate_depth_damping: bool = False
     min_depth: float = 0.1  # metres; smooth positive floor applied to D0 + B·w inside the BA (additive)
     ba_epsilon: float = 1e-6  # absolute diagonal term that keeps AᵀA solvable on textureless input
