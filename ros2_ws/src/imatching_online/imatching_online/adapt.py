@@ -10,6 +10,13 @@ One step on a window of N frames:
    Residuals are divided by the image size (max(W, H)) and go through a Huber kernel; the coarse match
    gets the same target (paper 3.2.3). Optional: a Sampson epipolar term on the BA-inlier matches;
 4. Adam (lr 1e-4), gradient-norm clipping, then the rollback guard watches the BA inlier ratio.
+
+Two optional regularisers against fitting the few views of a short clip (both off by default):
+- ``augment``: the BA runs on matches of the clean images (no grad), the loss on matches of a photometrically
+  augmented copy (gain, gamma, noise as in pretraining) of the same frames and queries, so the matcher is
+  pulled towards the BA's answer under appearance changes rather than towards the look of these frames;
+- ``anchor_pull``: after every optimiser step the weights move this fraction of the way back to the
+  starting ones (an elastic anchor, decoupled from Adam's scaling like AdamW's weight decay).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import torch
 from imatching_online.ba import FailureStats, WindowConfig, WindowResult, solve_window
 from imatching_online.matcher.network import Matcher, MatchOutput
 from imatching_online.matcher.queries import corner_queries
+from imatching_online.matcher.train import augment
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,8 @@ class AdaptConfig:
     min_confidence: float = 0.0
     rollback_window: int = 8  # windows per guard block
     rollback_tolerance: float = 0.1  # allowed drop of the mean BA inlier ratio below the reference
+    augment: bool = False  # loss on an augmented view, BA on the clean one (module docstring)
+    anchor_pull: float = 0.0  # fraction of the way back to the starting weights after each step, [0, 1)
 
     def __post_init__(self) -> None:
         for name in ("lr", "grad_clip", "huber_px", "rollback_tolerance"):
@@ -50,6 +60,8 @@ class AdaptConfig:
         for name in ("coarse_weight", "epipolar_weight", "min_confidence"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"AdaptConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.anchor_pull < 1:
+            raise ValueError(f"AdaptConfig.anchor_pull must be in [0, 1), got {self.anchor_pull}")
         if self.queries_per_frame < 10 or self.rollback_window < 1:
             raise ValueError("AdaptConfig.queries_per_frame must be >= 10 and rollback_window >= 1")
         if not self.anchors or any(a not in ("first", "middle", "last") for a in self.anchors):
@@ -271,6 +283,7 @@ class OnlineAdapter:
         K: np.ndarray,
         config: AdaptConfig | None = None,
         ba_config: WindowConfig | None = None,
+        seed: int = 0,
     ) -> None:
         self.matcher = matcher
         self.K = np.asarray(K, dtype=np.float64)
@@ -280,19 +293,27 @@ class OnlineAdapter:
         self.guard = RollbackGuard(self.config.rollback_window, self.config.rollback_tolerance)
         self.stats = FailureStats()
         self.steps_taken = 0
+        self.anchor = (
+            [p.detach().clone() for p in matcher.parameters()] if self.config.anchor_pull > 0 else None
+        )
+        self.generator = torch.Generator().manual_seed(seed)
 
     def step(self, images: torch.Tensor, host_images: list[np.ndarray]) -> StepReport:
         """One window: match, BA, and (if the BA succeeded) one optimiser step."""
         t0 = time.perf_counter()
         self.matcher.train()
-        matches = match_window(self.matcher, images, host_images, self.config)
-        if not matches.outputs:
+        if self.config.augment:
+            with torch.no_grad():
+                ba_matches = match_window(self.matcher, images, host_images, self.config)
+        else:
+            matches = ba_matches = match_window(self.matcher, images, host_images, self.config)
+        if not ba_matches.outputs:
             self.stats.record(False, "too_few_matches")
             report = StepReport(False, "too_few_matches")
             report.guard = self.guard.record(None, self.matcher, self.optimiser)
             return report
         t1 = time.perf_counter()
-        result = solve_window(self.K, matches.for_ba(), images.shape[0], self.ba_config)
+        result = solve_window(self.K, ba_matches.for_ba(), images.shape[0], self.ba_config)
         ba_s = time.perf_counter() - t1
         self.stats.record(result.success, result.reason)
         if not result.success:
@@ -300,6 +321,8 @@ class OnlineAdapter:
             report.guard = self.guard.record(None, self.matcher, self.optimiser)
             report.step_s = time.perf_counter() - t0
             return report
+        if self.config.augment:  # same frames and corner queries, so match indices line up with the BA's
+            matches = match_window(self.matcher, augment(images, self.generator), host_images, self.config)
         loss, logs = reprojection_loss(matches, result, self.K, tuple(images.shape[-2:]), self.config)
         self.optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -307,6 +330,10 @@ class OnlineAdapter:
             torch.nn.utils.clip_grad_norm_(self.matcher.parameters(), self.config.grad_clip)
         )
         self.optimiser.step()
+        if self.anchor is not None:
+            with torch.no_grad():
+                for p, p0 in zip(self.matcher.parameters(), self.anchor, strict=True):
+                    p.lerp_(p0, self.config.anchor_pull)
         self.steps_taken += 1
         ratio = inlier_ratio(result)
         report = StepReport(True, "", float(loss.detach()), ratio, result.rms_px, logs=logs, ba_s=ba_s)
@@ -399,6 +426,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
     p.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip")
     p.add_argument("--epipolar-weight", type=float, default=0.0, help="weight of the Sampson epipolar term")
+    p.add_argument(
+        "--augment",
+        action="store_true",
+        help="BA on the clean frames, loss on a photometrically augmented copy (regulariser)",
+    )
+    p.add_argument(
+        "--anchor-pull",
+        type=float,
+        default=0.0,
+        help="after each step move the weights this fraction back to the starting ones (0 = off)",
+    )
     p.add_argument("--queries", type=int, default=300, help="corner queries per anchor frame")
     p.add_argument("--rollback-window", type=int, default=8, help="windows per rollback-guard block")
     p.add_argument("--rollback-tolerance", type=float, default=0.1, help="allowed inlier-ratio drop")
@@ -432,6 +470,16 @@ def _run(args) -> int:
         raise ValueError("--steps and --passes must be >= 1")
     if args.window < 2 or args.frame_stride < 1:
         raise ValueError("--window must be >= 2 and --frame-stride >= 1")
+    # Settings first: a bad flag fails before any frame is read.
+    config = AdaptConfig(
+        lr=args.lr, grad_clip=args.grad_clip, epipolar_weight=args.epipolar_weight,
+        queries_per_frame=args.queries, rollback_window=args.rollback_window,
+        rollback_tolerance=args.rollback_tolerance, augment=args.augment, anchor_pull=args.anchor_pull,
+    )  # fmt: skip
+    ba_config = WindowConfig(
+        window_size=args.window, passes=args.ba_passes, lm_iterations=args.ba_iterations,
+        min_parallax_deg=args.min_parallax_deg,
+    )  # fmt: skip
     seq = open_sequence(args.sequence)
     frames = _frame_range(args.frames, len(seq)) if args.frames else range(len(seq))
     span = (args.window - 1) * args.frame_stride
@@ -448,16 +496,7 @@ def _run(args) -> int:
     for i in frames:
         host, tensor, _ = prepare_image(seq[i].image, cam, width, height)
         cache[i] = (host, tensor)
-    config = AdaptConfig(
-        lr=args.lr, grad_clip=args.grad_clip, epipolar_weight=args.epipolar_weight,
-        queries_per_frame=args.queries, rollback_window=args.rollback_window,
-        rollback_tolerance=args.rollback_tolerance,
-    )  # fmt: skip
-    ba_config = WindowConfig(
-        window_size=args.window, passes=args.ba_passes, lm_iterations=args.ba_iterations,
-        min_parallax_deg=args.min_parallax_deg,
-    )  # fmt: skip
-    adapter = OnlineAdapter(matcher, camera.K, config, ba_config)
+    adapter = OnlineAdapter(matcher, camera.K, config, ba_config, seed=args.seed)
     steps = args.passes * len(starts) if args.passes is not None else (args.steps or 100)
     schedule = window_schedule(starts, steps, args.order, args.seed)
     t0 = time.perf_counter()

@@ -125,14 +125,13 @@ def test_failed_window_gives_no_step_and_is_counted():
         assert torch.equal(v, before[k]), k
 
 
-@pytest.mark.slow
-def test_successful_window_updates_the_real_matcher_weights(monkeypatch, solved):
-    window, _ = solved
-    torch.manual_seed(0)
-    matcher = Matcher(TINY)
+def _synthetic_match_window(window, calls=None):
+    """A match_window whose values are the synthetic window's matches (so the BA succeeds) and whose
+    gradient path is the real matcher; ``calls`` records (images, grad enabled) of every call."""
 
     def fake_match_window(matcher, images, host_images, config):
-        # Values: the synthetic window's matches (so the BA succeeds); gradient path: the real matcher.
+        if calls is not None:
+            calls.append((images.clone(), torch.is_grad_enabled()))
         feats = matcher.features(images)
         outputs, queries, ids = {}, {}, {}
         for (a, b), m in window.matches.items():
@@ -147,7 +146,15 @@ def test_successful_window_updates_the_real_matcher_weights(monkeypatch, solved)
             ids[(a, b)] = m.query_ids
         return WindowMatches(outputs, queries, ids)
 
-    monkeypatch.setattr(adapt, "match_window", fake_match_window)
+    return fake_match_window
+
+
+@pytest.mark.slow
+def test_successful_window_updates_the_real_matcher_weights(monkeypatch, solved):
+    window, _ = solved
+    torch.manual_seed(0)
+    matcher = Matcher(TINY)
+    monkeypatch.setattr(adapt, "match_window", _synthetic_match_window(window))
     adapter = OnlineAdapter(matcher, window.K, AdaptConfig(lr=1e-3), FAST_BA)
     before = {k: v.clone() for k, v in matcher.state_dict().items()}
     images, hosts = _window_images(n=4)
@@ -156,6 +163,43 @@ def test_successful_window_updates_the_real_matcher_weights(monkeypatch, solved)
     assert adapter.steps_taken == 1 and report.logs["grad_norm"] > 0
     changed = [k for k, v in matcher.state_dict().items() if not torch.equal(v, before[k])]
     assert len(changed) == len(before)
+
+
+@pytest.mark.slow
+def test_anchor_pull_moves_the_step_back_towards_the_starting_weights(monkeypatch, solved):
+    window, _ = solved
+    monkeypatch.setattr(adapt, "match_window", _synthetic_match_window(window))
+    images, hosts = _window_images(n=4)
+    after = {}
+    for pull in (0.0, 0.25):
+        torch.manual_seed(0)
+        matcher = Matcher(TINY)
+        start = [p.detach().clone() for p in matcher.parameters()]
+        adapter = OnlineAdapter(matcher, window.K, AdaptConfig(lr=1e-3, anchor_pull=pull), FAST_BA)
+        assert adapter.step(images, hosts).success
+        after[pull] = [p.detach().clone() for p in matcher.parameters()]
+    for p0, plain, pulled in zip(start, after[0.0], after[0.25], strict=True):
+        torch.testing.assert_close(pulled, plain + 0.25 * (p0 - plain), rtol=0, atol=1e-7)
+    assert any(not torch.equal(a, b) for a, b in zip(after[0.0], after[0.25], strict=True))
+
+
+@pytest.mark.slow
+def test_augment_solves_the_ba_on_clean_frames_and_trains_on_an_augmented_copy(monkeypatch, solved):
+    window, _ = solved
+    calls = []
+    monkeypatch.setattr(adapt, "match_window", _synthetic_match_window(window, calls))
+    torch.manual_seed(0)
+    matcher = Matcher(TINY)
+    before = [p.detach().clone() for p in matcher.parameters()]
+    adapter = OnlineAdapter(matcher, window.K, AdaptConfig(lr=1e-3, augment=True), FAST_BA)
+    images, hosts = _window_images(n=4)
+    report = adapter.step(images, hosts)
+    assert report.success and adapter.steps_taken == 1
+    (clean, clean_grad), (augmented, augmented_grad) = calls
+    assert torch.equal(clean, images) and not clean_grad  # the BA's matches: clean, no graph
+    assert augmented_grad and augmented.shape == images.shape and not torch.equal(augmented, images)
+    assert 0 <= float(augmented.min()) and float(augmented.max()) <= 1
+    assert any(not torch.equal(p, q) for p, q in zip(before, matcher.parameters(), strict=True))
 
 
 def test_rollback_guard_restores_the_last_good_weights():
@@ -192,6 +236,8 @@ def test_adapt_config_validates():
         AdaptConfig(lr=0)
     with pytest.raises(ValueError, match="anchors"):
         AdaptConfig(anchors=("centre",))
+    with pytest.raises(ValueError, match="anchor_pull"):
+        AdaptConfig(anchor_pull=1.0)
 
 
 def test_matcher_checkpoint_round_trip(tmp_path):

@@ -115,8 +115,9 @@ def test_adapt_cli_single_pass_in_stream_order(tmp_path, hololens_dir):
     out = tmp_path / "adapted.safetensors"
     argv = [str(hololens_dir), "--matcher", str(start), "--out", str(out), "--frames", "0:10"]
     argv += ["--width", "64", "--frame-stride", "2", "--queries", "20", "--passes", "1", "--order", "stream"]
-    assert main(argv) == 0
+    assert main([*argv, "--augment", "--anchor-pull", "0.05"]) == 0
     _, meta = load_matcher(out)
+    assert meta["config"]["augment"] is True and meta["config"]["anchor_pull"] == 0.05
     assert meta["windows"] == 2 and meta["window_starts"] == [0, 1]
     assert meta["window_order"] == "stream" and meta["passes"] == 1
     assert meta["failures"]["windows"] == 2
@@ -128,6 +129,8 @@ def test_adapt_cli_rejects_bad_passes_and_order(tmp_path, hololens_dir, capsys):
     base = [str(hololens_dir), "--matcher", str(tmp_path / "m"), "--out", str(tmp_path / "o")]
     assert main([*base, "--passes", "0"]) == 2
     assert "--passes" in capsys.readouterr().err
+    assert main([*base, "--anchor-pull", "1.0"]) == 2
+    assert "anchor_pull must be in [0, 1)" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse: --steps and --passes are exclusive
         main([*base, "--passes", "1", "--steps", "3"])
     assert "not allowed with" in capsys.readouterr().err

@@ -51,6 +51,8 @@ def augment(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     gamma = torch.empty(b, 1, 1, 1).uniform_(0.7, 1.4, generator=gen)
     sigma = torch.empty(b, 1, 1, 1).uniform_(0.0, 0.03, generator=gen)
     noise = torch.randn(images.shape, generator=gen) * sigma
+    # Drawn on the CPU generator (reproducible whatever the device), then moved to the images.
+    gain, gamma, noise = (t.to(images.device, images.dtype) for t in (gain, gamma, noise))
     return ((images.clamp_min(1e-4) ** gamma) * gain + noise).clamp(0, 1)
 
 
