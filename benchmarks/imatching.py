@@ -7,8 +7,9 @@ pretrained and the adapted matchers with SIFT/ORB reference rows).
         --hololens-adapted models/matcher_hololens_adapted.safetensors \\
         --kitti-adapted models/matcher_kitti_adapted.safetensors
 
-Real data comes from ../shared/data (never copied here). Split: frames 0-29 of each clip are the only
-frames adaptation ever sees; every measurement uses pairs drawn from frames 30 to the end.
+Real data comes from ../shared/data (never copied here). Split: adaptation only ever sees frames before 30
+(the shipped matchers: 0-19, with 20-29 for choosing settings); every measurement uses pairs drawn from
+frames 30 to the end. An adapted matcher whose metadata says it saw frame 30 or later is refused.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ DATA = ROOT.parent / "shared" / "data"
 HOLOLENS = DATA / "hololens_000_003-052"
 KITTI = DATA / "kitti_odom06_000-050"
 RESULTS = ROOT / "benchmarks" / "results"
+HELD_OUT_START = 30  # measurement pairs come from frames 30-end; adaptation may only see earlier ones
 
 
 def _header(title: str, argv: list[str]) -> list[str]:
@@ -158,9 +160,10 @@ def accuracy(args, argv) -> int:
     torch.set_num_threads(args.threads)
     lines = _header("Accuracy: pretrained vs adapted matcher (held-out pairs), SIFT/ORB reference rows", argv)
     lines += [
-        "Adaptation used frames 0-29 only, without labels; measurement pairs are drawn from frames 30-end "
-        "with gaps 1, 2 and 3. MMA (pooled over all valid queries) needs GT depth, so it is HoloLens only; "
-        "pose AUC uses the GT poses (HoloLens: headset tracking; KITTI: GPS/INS).",
+        f"Adaptation used frames before {HELD_OUT_START} only (the span each adapted matcher's metadata "
+        f"records), without labels; measurement pairs are drawn from frames {HELD_OUT_START}-end with gaps "
+        "1, 2 and 3. MMA (pooled over all valid queries) needs GT depth, so it is HoloLens only; pose AUC "
+        "uses the GT poses (HoloLens: headset tracking; KITTI: GPS/INS).",
         "",
     ]
     raw = {}
@@ -169,11 +172,14 @@ def accuracy(args, argv) -> int:
         ("KITTI 06 (416x128)", KITTI, args.kitti_adapted),
     ):
         seq = open_sequence(path)
-        pairs = make_pairs(range(30, len(seq)), [1, 2, 3])
+        pairs = make_pairs(range(HELD_OUT_START, len(seq)), [1, 2, 3])
         methods = {"SIFT (mutual NN)": opencv_method("sift"), "ORB (mutual NN)": opencv_method("orb")}
         methods["matcher, synthetic pretrained"] = matcher_method(load_matcher(args.pretrained)[0])
         if adapted:
-            methods["matcher, adapted on frames 0-29 (iMatching)"] = matcher_method(load_matcher(adapted)[0])
+            matcher, meta = load_matcher(adapted)
+            seen_frames = adaptation_frames(meta, adapted)
+            name = f"matcher, adapted on frames {seen_frames.start}-{seen_frames.stop - 1} (iMatching)"
+            methods[name] = matcher_method(matcher)
         width = 240 if "HoloLens" in label else 416
         print(f"{label}: {len(pairs)} pairs", file=sys.stderr)
         results = evaluate(seq, pairs, methods, width)
@@ -181,12 +187,13 @@ def accuracy(args, argv) -> int:
         lines += [f"### {label}, {len(pairs)} pairs", "", markdown_table(results), ""]
         if adapted:
             # Diagnostic, not a generalisation measure: the frames adaptation saw (labels only to measure).
-            seen = make_pairs(range(0, 30), [1, 2, 3])
+            seen = make_pairs(seen_frames, [1, 2, 3])
             matchers = {k: v for k, v in methods.items() if k.startswith("matcher")}
             seen_results = evaluate(seq, seen, matchers, width)
-            raw[label + " (adaptation frames 0-29)"] = seen_results
+            span = f"{seen_frames.start}-{seen_frames.stop - 1}"
+            raw[label + f" (adaptation frames {span})"] = seen_results
             lines += [
-                f"Diagnostic: the same matchers on {len(seen)} pairs of frames 0-29, the frames adaptation "
+                f"Diagnostic: the same matchers on {len(seen)} pairs of frames {span}, the frames adaptation "
                 "saw (without labels). Not a held-out measurement.",
                 "",
                 markdown_table(seen_results),
@@ -196,6 +203,22 @@ def accuracy(args, argv) -> int:
     (ROOT / "runs" / "imatching_accuracy.json").write_text(json.dumps(raw, indent=2))
     _write(RESULTS / "imatching_accuracy.md", lines)
     return 0
+
+
+def adaptation_frames(meta: dict, path) -> range:
+    """Frames an adapted matcher saw (its metadata); they must end before the held-out measurement frames."""
+    frames = meta.get("frames")
+    if not (isinstance(frames, list) and len(frames) == 2):
+        raise ValueError(
+            f"{path}: metadata has no adaptation 'frames' [start, stop]; not an imatching-adapt output"
+        )
+    seen = range(int(frames[0]), int(frames[1]))
+    if seen.stop > HELD_OUT_START:
+        raise ValueError(
+            f"{path} was adapted on frames {seen.start}-{seen.stop - 1}, which overlap the held-out "
+            f"measurement frames ({HELD_OUT_START}-end)"
+        )
+    return seen
 
 
 # Hand-written sections after this marker (e.g. pre-registered follow-ups) survive a rerun.
@@ -220,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     a = sub.add_parser("accuracy", help="MMA / pose AUC table on held-out real pairs")
     a.add_argument("--pretrained", default=str(ROOT / "models" / "matcher_synthetic.safetensors"))
-    a.add_argument("--hololens-adapted", default=None, help="matcher adapted on HoloLens frames 0-29")
-    a.add_argument("--kitti-adapted", default=None, help="matcher adapted on KITTI 06 frames 0-29")
+    a.add_argument("--hololens-adapted", default=None, help="matcher adapted on HoloLens frames < 30")
+    a.add_argument("--kitti-adapted", default=None, help="matcher adapted on KITTI 06 frames < 30")
     if not argv:  # benchmarks.run_all: both parts with the shipped weights
         rc = main(["speed"])
         shipped = [ROOT / "models" / f"matcher_{n}_adapted.safetensors" for n in ("hololens", "kitti")]

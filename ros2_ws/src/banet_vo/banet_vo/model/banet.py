@@ -50,7 +50,7 @@ class BANetOutput:
     depths_per_level: list[torch.Tensor]  # (B, 1, H/2, W/2) after each level
     depth_intrinsics: torch.Tensor  # (B, 4) for the depth resolution
     depth_init: torch.Tensor  # (B, 1, H/2, W/2) D0, before the BA
-    lambdas: list[torch.Tensor]  # (B,) damping of every LM iteration
+    lambdas: list[torch.Tensor]  # damping of every LM iteration: (B,), or (B, 2) [pose, depth]
 
 
 @dataclass
