@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from benchmarks.imatching import HELD_OUT_START, adaptation_frames
 
 

@@ -181,3 +181,13 @@ def test_pretrained_matcher_adapts_or_only_monitors(seq, adapt):
     assert sa.steps == (2 if adapt else 0) and sa.adapter.stats.successes == 2
     if adapt:  # the guard closed its 2-window block and kept these weights: rollback restores them
         assert reports[1].guard == "accept" and sa.rollback() and sa.manual_rollbacks == 1
+
+
+def test_node_parameters_carry_the_adaptation_regularisers():
+    from imatching_online.ros.params import params_from_values
+
+    params = params_from_values({"matcher": "m.safetensors", "anchor_pull": 0.05, "augment": True})
+    assert params.adapt.anchor_pull == 0.05 and params.adapt.augment is True
+    assert params_from_values({"matcher": "m.safetensors"}).adapt == AdaptConfig()
+    with pytest.raises(ValueError, match="anchor_pull"):
+        params_from_values({"matcher": "m.safetensors", "anchor_pull": 1.5})

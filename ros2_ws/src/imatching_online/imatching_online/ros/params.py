@@ -66,6 +66,15 @@ PARAMS = ParameterTable(
         "weight of the Sampson epipolar term on BA inliers (0: off)",
         range=(0.0, 100.0),
     ),
+    ParameterSpec(
+        "anchor_pull",
+        0.0,
+        "after each step, move the weights this fraction back to the loaded ones (0: off)",
+        range=(0.0, 0.99),
+    ),
+    ParameterSpec(
+        "augment", False, "BA on the clean frames, loss on a photometrically augmented copy (regulariser)"
+    ),
     ParameterSpec("rollback_window", 8, "windows per rollback-guard block", range=(1, 10_000)),
     ParameterSpec(
         "rollback_tolerance",
@@ -119,6 +128,8 @@ ADAPT_PARAMS = (
     "lr",
     "grad_clip",
     "epipolar_weight",
+    "anchor_pull",
+    "augment",
     "queries_per_frame",
     "rollback_window",
     "rollback_tolerance",
