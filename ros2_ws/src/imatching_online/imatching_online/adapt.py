@@ -11,7 +11,8 @@ One step on a window of N frames:
    gets the same target (paper 3.2.3). Optional: a Sampson epipolar term on the BA-inlier matches;
 4. Adam (lr 1e-4), gradient-norm clipping, then the rollback guard watches the BA inlier ratio.
 
-Two optional regularisers against fitting the few views of a short clip (both off by default):
+Two regularisers against fitting the few views of a short clip (``anchor_pull`` 0.05 by default,
+``augment`` off):
 - ``augment``: the BA runs on matches of the clean images (no grad), the loss on matches of a photometrically
   augmented copy (gain, gamma, noise as in pretraining) of the same frames and queries, so the matcher is
   pulled towards the BA's answer under appearance changes rather than towards the look of these frames;
@@ -51,7 +52,9 @@ class AdaptConfig:
     rollback_window: int = 8  # windows per guard block
     rollback_tolerance: float = 0.1  # allowed drop of the mean BA inlier ratio below the reference
     augment: bool = False  # loss on an augmented view, BA on the clean one (module docstring)
-    anchor_pull: float = 0.0  # fraction of the way back to the starting weights after each step, [0, 1)
+    # Fraction of the way back to the starting weights after each step, [0, 1). 0.05: best of the
+    # pre-registered validation on HoloLens (models/MATCHER_CARD.md); plain adaptation lost MMA there.
+    anchor_pull: float = 0.05
 
     def __post_init__(self) -> None:
         for name in ("lr", "grad_clip", "huber_px", "rollback_tolerance"):
@@ -434,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--anchor-pull",
         type=float,
-        default=0.0,
+        default=0.05,
         help="after each step move the weights this fraction back to the starting ones (0 = off)",
     )
     p.add_argument("--queries", type=int, default=300, help="corner queries per anchor frame")

@@ -115,9 +115,9 @@ def test_adapt_cli_single_pass_in_stream_order(tmp_path, hololens_dir):
     out = tmp_path / "adapted.safetensors"
     argv = [str(hololens_dir), "--matcher", str(start), "--out", str(out), "--frames", "0:10"]
     argv += ["--width", "64", "--frame-stride", "2", "--queries", "20", "--passes", "1", "--order", "stream"]
-    assert main([*argv, "--augment", "--anchor-pull", "0.05"]) == 0
+    assert main([*argv, "--augment", "--anchor-pull", "0.2"]) == 0
     _, meta = load_matcher(out)
-    assert meta["config"]["augment"] is True and meta["config"]["anchor_pull"] == 0.05
+    assert meta["config"]["augment"] is True and meta["config"]["anchor_pull"] == 0.2
     assert meta["windows"] == 2 and meta["window_starts"] == [0, 1]
     assert meta["window_order"] == "stream" and meta["passes"] == 1
     assert meta["failures"]["windows"] == 2

@@ -186,8 +186,8 @@ def test_pretrained_matcher_adapts_or_only_monitors(seq, adapt):
 def test_node_parameters_carry_the_adaptation_regularisers():
     from imatching_online.ros.params import params_from_values
 
-    params = params_from_values({"matcher": "m.safetensors", "anchor_pull": 0.05, "augment": True})
-    assert params.adapt.anchor_pull == 0.05 and params.adapt.augment is True
+    params = params_from_values({"matcher": "m.safetensors", "anchor_pull": 0.2, "augment": True})
+    assert params.adapt.anchor_pull == 0.2 and params.adapt.augment is True
     assert params_from_values({"matcher": "m.safetensors"}).adapt == AdaptConfig()
     with pytest.raises(ValueError, match="anchor_pull"):
         params_from_values({"matcher": "m.safetensors", "anchor_pull": 1.5})

@@ -68,7 +68,7 @@ PARAMS = ParameterTable(
     ),
     ParameterSpec(
         "anchor_pull",
-        0.0,
+        0.05,
         "after each step, move the weights this fraction back to the loaded ones (0: off)",
         range=(0.0, 0.99),
     ),
