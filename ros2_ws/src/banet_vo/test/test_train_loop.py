@@ -172,6 +172,8 @@ def test_config_files_load_and_unknown_keys_fail(tmp_path):
     stage1 = load_train_config(CONFIG_DIR / "train_small_depth0.yaml")
     assert stage1.loss.initial_depth > 0 and stage1.loss.rotation == stage1.loss.depth == 0
     assert small.loss.initial_depth > 0 and small.model_config().depth0_stop_gradient
+    stage3 = load_train_config(CONFIG_DIR / "train_small_stage3.yaml")
+    assert stage3.model_config().separate_depth_damping and not small.model_config().separate_depth_damping
     with pytest.raises(ValueError, match="initial_depth must be > 0"):
         TrainConfig.from_dict({"model_preset": "small", "loss": {"initial_depth": 0.0}})
     no_stop = {"model_preset": "small", "model_overrides": {"depth0_stop_gradient": False}}
