@@ -30,6 +30,7 @@ from banet_vo.provenance import machine_description
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "banet_pairs.md"
+HISTORY_MARKER = "<!-- history: sections below survive a rerun of benchmarks.banet_pairs -->"
 DATA = ROOT.parent / "shared" / "data"
 REAL = {
     "HoloLens 000 frames 3-52 (stride 1)": "hololens_000_003-052",
@@ -83,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, per_method in results.items():
         lines += [format_results(name, per_method), ""]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines))
+    text = "\n".join(lines)
+    if RESULTS.exists() and HISTORY_MARKER in (old := RESULTS.read_text()):
+        text += "\n" + old[old.index(HISTORY_MARKER) :]  # earlier models' sections survive a rerun
+    RESULTS.write_text(text)
     print("\n".join(lines))
     return 0
 
