@@ -7,12 +7,16 @@ differentiable. Softplus (not the paper's ReLU) keeps λ strictly positive and i
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["DampingMLP", "mean_abs_residual", "split_shared_damping"]
+
+# State-dict keys of DampingMLP's output layer (net[6], the last Linear) wherever the MLPs sit.
+_OUTPUT_LAYER_KEY = re.compile(r"(^|\.)damping\.\d+\.net\.6\.(weight|bias)$")
 
 
 def mean_abs_residual(residual: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -68,19 +72,12 @@ class DampingMLP(nn.Module):
 
 
 def split_shared_damping(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Weights of shared-λ damping MLPs (``...damping.<level>.net.<last>``, one output row) turned into
-    pose/depth ones that start out identical: the output row is duplicated. Other tensors pass through."""
+    """Weights of shared-λ damping MLPs turned into pose/depth ones that start out identical: the output
+    layer's single row is duplicated. Other tensors pass through."""
     out = dict(state_dict)
-    last = {}
-    for key in state_dict:
-        parts = key.split(".")
-        if len(parts) >= 3 and parts[-3] == "net" and parts[-1] in ("weight", "bias") and "damping" in parts:
-            prefix = ".".join(parts[:-2])
-            last[prefix] = max(last.get(prefix, -1), int(parts[-2]))
-    for prefix, index in last.items():
-        for name in ("weight", "bias"):
-            key = f"{prefix}.{index}.{name}"
-            if out[key].shape[0] != 1:
-                raise ValueError(f"split_shared_damping: {key} has {out[key].shape[0]} outputs, expected 1")
-            out[key] = torch.cat([out[key], out[key]])
+    for key, value in state_dict.items():
+        if _OUTPUT_LAYER_KEY.search(key):
+            if value.shape[0] != 1:
+                raise ValueError(f"split_shared_damping: {key} has {value.shape[0]} outputs, expected 1")
+            out[key] = torch.cat([value, value])
     return out
