@@ -10,6 +10,15 @@ against B's depth) and is pooled over all valid queries of all pairs. Pose: esse
 RANSAC (1 px) + cheirality (OpenCV), error max(rotation, translation direction), AUC with
 banet_vo.evaluation.pose_auc; a pair with fewer than 5 matches or no solution counts as a failure.
 
+RANSAC trials: OpenCV's RANSAC draws its samples from a fixed-seed generator, so one run is a single
+arbitrary draw; jittering KITTI matches by 0.05 px moved one-draw AUC@5 by 2.7-4.5 points (std over
+jitters, docs/imatching.md), more than the differences between matchers on ~50 pairs. Each pair is
+therefore solved ``ransac_trials`` times on seeded permutations of its matches (which changes OpenCV's
+minimal samples, not the data) and the AUC pools all trials: the expected AUC over RANSAC's randomness.
+
+``reference``: per method, the difference to a reference method with a 95 % paired bootstrap interval
+over pairs (the same pairs resampled for both), so a gain can be told from noise.
+
 Run: ``python -m imatching_online.evaluation SEQ --matcher NAME=PATH ... --frames 30:50``.
 """
 
@@ -32,6 +41,8 @@ if TYPE_CHECKING:  # torch and OpenCV load lazily: `banet-vo-eval --help` stays 
 
 MMA_THRESHOLDS = (1.0, 2.0, 5.0)
 AUC_THRESHOLDS = (5.0, 10.0, 20.0)
+RANSAC_TRIALS = 20
+BOOTSTRAP_SAMPLES = 2000
 Correspond = Callable[[dict, dict], tuple[np.ndarray, np.ndarray]]
 
 
@@ -78,12 +89,21 @@ def opencv_method(kind: str, features: int = 500) -> Correspond:
     return run
 
 
-def relative_pose_from_matches(qa: np.ndarray, qb: np.ndarray, K: np.ndarray) -> np.ndarray | None:
-    """T_ba (4x4) from an essential matrix with RANSAC + cheirality; None when it cannot be solved."""
+def relative_pose_from_matches(
+    qa: np.ndarray, qb: np.ndarray, K: np.ndarray, order: np.ndarray | None = None
+) -> np.ndarray | None:
+    """T_ba (4x4) from an essential matrix with RANSAC + cheirality; None when it cannot be solved.
+
+    ``order``: a permutation of the matches to hand to OpenCV (another RANSAC draw on the same data).
+    """
     import cv2
 
     if len(qa) < 5:
         return None
+    if order is not None:
+        if sorted(order.tolist()) != list(range(len(qa))):
+            raise ValueError("order must be a permutation of the match indices")
+        qa, qb = qa[order], qb[order]
     E, inliers = cv2.findEssentialMat(qa, qb, K, method=cv2.RANSAC, prob=0.999, threshold=1.0)
     if E is None or E.shape != (3, 3):
         return None
@@ -116,18 +136,42 @@ def load_frames(seq, indices, width: int) -> tuple[dict[int, dict], object]:
     return frames, camera
 
 
+def pose_errors_over_trials(
+    qa: np.ndarray, qb: np.ndarray, K: np.ndarray, T_gt: np.ndarray, trials: int, seed: int
+) -> np.ndarray:
+    """(trials,) AUC pose errors (deg, inf = failure) of RANSAC runs on seeded permutations of the
+    matches; trial 0 keeps the original order (the single-draw protocol)."""
+    rng = np.random.default_rng(seed)
+    errors = np.empty(trials)
+    for k in range(trials):
+        order = None if k == 0 else rng.permutation(len(qa))
+        T_est = relative_pose_from_matches(qa, qb, K, order)
+        errors[k] = np.inf if T_est is None else two_view_pose_error(T_est, T_gt).auc_error_deg
+    return errors
+
+
 def evaluate(
-    seq, pairs: list[tuple[int, int]], methods: dict[str, Correspond], width: int = 240
+    seq,
+    pairs: list[tuple[int, int]],
+    methods: dict[str, Correspond],
+    width: int = 240,
+    ransac_trials: int = RANSAC_TRIALS,
+    reference: str | None = None,
 ) -> dict[str, dict]:
-    """Per method: pooled MMA (if depth), pose AUC (if poses), mean matches per pair, seconds per pair."""
+    """Per method: pooled MMA (if depth), pose AUC (if poses) over ``ransac_trials`` RANSAC draws per
+    pair, mean matches per pair, seconds per pair; with ``reference``, paired-bootstrap differences."""
     if not pairs:
         raise ValueError("pairs is empty")
+    if ransac_trials < 1:
+        raise ValueError(f"ransac_trials must be >= 1, got {ransac_trials}")
+    if reference is not None and reference not in methods:
+        raise ValueError(f"reference {reference!r} is not one of the methods {sorted(methods)}")
     frames, camera = load_frames(seq, [i for p in pairs for i in p], width)
-    results = {}
+    results, per_pair = {}, {}
     for name, run in methods.items():
         errors, pose_errors, counts = [], [], []
         t0 = time.perf_counter()
-        for a, b in pairs:
+        for p, (a, b) in enumerate(pairs):
             fa, fb = frames[a], frames[b]
             qa, qb = run(fa, fb)
             counts.append(len(qa))
@@ -136,9 +180,8 @@ def evaluate(
                 acc = matching_accuracy(qa, qb, fa["depth"], T_gt, camera, depth_b=fb["depth"])
                 errors.append(acc.errors_px[~np.isnan(acc.errors_px)])
             if T_gt is not None:
-                T_est = relative_pose_from_matches(qa, qb, camera.K)
-                err = np.inf if T_est is None else two_view_pose_error(T_est, T_gt).auc_error_deg
-                pose_errors.append(err)
+                # Seeded by the pair: every method gets the same permutation stream for the same pair.
+                pose_errors.append(pose_errors_over_trials(qa, qb, camera.K, T_gt, ransac_trials, seed=p))
         row: dict = {"pairs": len(pairs), "matches_per_pair": float(np.mean(counts))}
         row["seconds_per_pair"] = (time.perf_counter() - t0) / len(pairs)
         if errors:
@@ -146,10 +189,49 @@ def evaluate(
             row["mma"] = {str(t): float(np.mean(e <= t)) for t in MMA_THRESHOLDS}
             row["mma_valid_matches"] = int(e.size)
         if pose_errors:
-            row["pose_auc"] = {str(k): v for k, v in pose_auc(pose_errors, AUC_THRESHOLDS).items()}
-            row["median_pose_error_deg"] = float(np.median(pose_errors))
+            pooled = np.concatenate(pose_errors)
+            row["pose_auc"] = {str(k): v for k, v in pose_auc(pooled, AUC_THRESHOLDS).items()}
+            row["ransac_trials"] = ransac_trials
+            row["median_pose_error_deg"] = float(np.median(pooled))
         results[name] = row
+        per_pair[name] = {"mma": errors, "pose": pose_errors}
+    if reference is not None:
+        for name in methods:
+            if name != reference:
+                results[name]["vs_reference"] = paired_deltas(per_pair[name], per_pair[reference])
+                results[name]["reference"] = reference
     return results
+
+
+def _metrics(per_pair: dict, sel: np.ndarray) -> dict[str, float]:
+    out = {}
+    if per_pair["mma"]:
+        e = np.concatenate([per_pair["mma"][i] for i in sel])
+        out.update({f"MMA@{t:g}px": float(np.mean(e <= t)) if e.size else 0.0 for t in MMA_THRESHOLDS})
+    if per_pair["pose"]:
+        auc = pose_auc(np.concatenate([per_pair["pose"][i] for i in sel]), AUC_THRESHOLDS)
+        out.update({f"AUC@{t:g}°": v for t, v in auc.items()})
+    return out
+
+
+def paired_deltas(
+    method: dict, reference: dict, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
+) -> dict[str, list[float]]:
+    """{metric: [delta, lo, hi]}: method - reference on all pairs, and the 2.5/97.5 percentiles of the
+    delta over ``samples`` bootstrap resamples of the pairs (the same resample for both methods)."""
+    n = len(method["pose"]) or len(method["mma"])
+    if n != (len(reference["pose"]) or len(reference["mma"])):
+        raise ValueError("method and reference must cover the same pairs")
+    full = np.arange(n)
+    m0, r0 = _metrics(method, full), _metrics(reference, full)
+    rng = np.random.default_rng(seed)
+    boot = {k: [] for k in m0}
+    for _ in range(samples):
+        sel = rng.integers(0, n, n)
+        m, r = _metrics(method, sel), _metrics(reference, sel)
+        for k in boot:
+            boot[k].append(m[k] - r[k])
+    return {k: [m0[k] - r0[k], *(float(x) for x in np.percentile(boot[k], [2.5, 97.5]))] for k in m0}
 
 
 def markdown_table(results: dict[str, dict]) -> str:
@@ -172,6 +254,20 @@ def markdown_table(results: dict[str, dict]) -> str:
             ]
         cells.append(f"{r['matches_per_pair']:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
+    deltas = {name: r["vs_reference"] for name, r in results.items() if "vs_reference" in r}
+    if deltas:
+        reference = next(r["reference"] for r in results.values() if "reference" in r)
+        keys = list(next(iter(deltas.values())))
+        lines += [
+            "",
+            f"Difference to {reference}, points, with the 95 % paired-bootstrap interval over pairs:",
+            "",
+            "| method | " + " | ".join(keys) + " |",
+            "|" + "---|" * (len(keys) + 1),
+        ]
+        for name, d in deltas.items():
+            cells = [f"{100 * d[k][0]:+.1f} [{100 * d[k][1]:+.1f}, {100 * d[k][2]:+.1f}]" for k in keys]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -189,6 +285,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=240, help="working width (multiple of 8, aspect kept)")
     p.add_argument("--no-opencv", action="store_true", help="leave out the SIFT and ORB reference rows")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
+    p.add_argument(
+        "--ransac-trials",
+        type=int,
+        default=RANSAC_TRIALS,
+        help="RANSAC runs per pair on permuted matches; pose AUC pools them (1 = a single OpenCV draw)",
+    )
+    p.add_argument(
+        "--reference",
+        default=None,
+        metavar="NAME",
+        help="report each method's difference to this method (a --matcher NAME, or 'SIFT (mutual NN)') "
+        "with 95%% paired-bootstrap intervals",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
 
 
@@ -221,11 +330,11 @@ def run_from_args(args) -> int:
             raise ValueError(f"--matcher must be NAME=PATH, got {spec!r}")
         methods[name] = matcher_method(load_matcher(path)[0])
     print(f"evaluating {len(methods)} methods on {len(pairs)} pairs of {seq.name}", file=sys.stderr)
-    results = evaluate(seq, pairs, methods, args.width)
+    results = evaluate(seq, pairs, methods, args.width, args.ransac_trials, args.reference)
     print(markdown_table(results))
     if args.json:
         payload = {"sequence": str(args.sequence), "frames": [frames.start, frames.stop], "gaps": gaps}
-        payload.update(width=args.width, results=results)
+        payload.update(width=args.width, ransac_trials=args.ransac_trials, results=results)
         args.json.write_text(json.dumps(payload, indent=2))
     return 0
 

@@ -14,6 +14,8 @@ from imatching_online.evaluation import (
     markdown_table,
     matcher_method,
     opencv_method,
+    paired_deltas,
+    pose_errors_over_trials,
     relative_pose_from_matches,
 )
 from imatching_online.matcher.network import Matcher, MatcherConfig
@@ -59,6 +61,66 @@ def test_opencv_rows_find_a_known_translation(kind, tol_px, fraction):
         opencv_method("surf")
 
 
+def _two_view_scene(n=200, outliers=0, seed=0):
+    rng = np.random.default_rng(seed)
+    K = np.array([[200.0, 0, 119.5], [0, 200.0, 79.5], [0, 0, 1]])
+    T = np.eye(4)
+    T[:3, :3] = _rot([0.2, 1, 0.1], 4.0)
+    T[:3, 3] = [0.3, 0.02, 0.05]
+    X = np.column_stack([rng.uniform(-2, 2, n), rng.uniform(-1.5, 1.5, n), rng.uniform(3, 8, n)])
+    xa, xb = X @ K.T, (X @ T[:3, :3].T + T[:3, 3]) @ K.T
+    qa, qb = xa[:, :2] / xa[:, 2:], xb[:, :2] / xb[:, 2:]
+    qb[:outliers] = rng.uniform([0, 0], [240, 160], (outliers, 2))
+    return qa, qb, K, T
+
+
+def test_relative_pose_order_is_a_permutation_of_the_same_data():
+    qa, qb, K, T = _two_view_scene()
+    order = np.random.default_rng(3).permutation(len(qa))
+    err = two_view_pose_error(relative_pose_from_matches(qa, qb, K, order), T)
+    assert err.rotation_deg < 0.05 and err.translation_direction_deg < 0.5
+    with pytest.raises(ValueError, match="permutation"):
+        relative_pose_from_matches(qa, qb, K, np.zeros(len(qa), int))
+
+
+def test_pose_errors_over_trials_first_trial_is_the_single_draw_and_seeds_repeat():
+    qa, qb, K, T = _two_view_scene(outliers=80, seed=1)
+    e = pose_errors_over_trials(qa, qb, K, T, trials=6, seed=5)
+    single = two_view_pose_error(relative_pose_from_matches(qa, qb, K), T).auc_error_deg
+    assert e.shape == (6,) and e[0] == single
+    np.testing.assert_array_equal(e, pose_errors_over_trials(qa, qb, K, T, trials=6, seed=5))
+    # Exact inliers, 40 % outliers: most draws find the pose, and the draws are really different runs
+    # (here one of six lands on a wrong essential matrix: the noise the trials average out).
+    assert np.median(e) < 1e-3 and np.ptp(e) > 1e-6
+    assert np.all(np.isinf(pose_errors_over_trials(qa[:4], qb[:4], K, T, trials=3, seed=0)))
+
+
+def test_paired_deltas_against_hand_computed_values():
+    # Two pairs. MMA errors: reference all 3 px; method 0.5 px on pair 0, 3 px on pair 1.
+    ref = {"mma": [np.full(4, 3.0), np.full(4, 3.0)], "pose": [np.array([8.0, 8.0]), np.array([8.0, 8.0])]}
+    method = {"mma": [np.full(4, 0.5), np.full(4, 3.0)], "pose": [np.array([1.0, 1.0]), np.array([8.0, 8.0])]}
+    d = paired_deltas(method, ref, samples=500)
+    delta, lo, hi = d["MMA@1px"]
+    assert delta == pytest.approx(0.5) and lo == pytest.approx(0.0) and hi == pytest.approx(1.0)
+    assert d["MMA@5px"] == [0.0, 0.0, 0.0]  # both all within 5 px on every resample
+    # AUC@5: pooled draws (1, 1, 8, 8) against (8, 8, 8, 8), each through pose_auc.
+    from banet_vo.evaluation.pose import pose_auc
+
+    expected = pose_auc([1.0, 1.0, 8.0, 8.0], (5.0,))[5.0] - pose_auc([8.0] * 4, (5.0,))[5.0]
+    assert d["AUC@5°"][0] == pytest.approx(expected) and d["AUC@5°"][0] > 0
+    same = paired_deltas(ref, ref, samples=50)
+    assert all(v == [0.0, 0.0, 0.0] for v in same.values())
+    with pytest.raises(ValueError, match="same pairs"):
+        paired_deltas(method, {"mma": ref["mma"][:1], "pose": ref["pose"][:1]})
+
+
+def test_markdown_table_lists_differences_to_the_reference():
+    row = {"pairs": 2, "matches_per_pair": 10.0, "pose_auc": {"5.0": 0.5, "10.0": 0.6, "20.0": 0.7}}
+    adapted = dict(row, reference="base", vs_reference={"AUC@5°": [0.012, -0.003, 0.031]})
+    table = markdown_table({"base": row, "adapted": adapted})
+    assert "Difference to base" in table and "| adapted | +1.2 [-0.3, +3.1] |" in table
+
+
 def test_make_pairs_stays_inside_the_frames():
     pairs = make_pairs(range(30, 35), [1, 3])
     assert pairs == [(30, 31), (31, 32), (32, 33), (33, 34), (30, 33), (31, 34)]
@@ -78,6 +140,10 @@ def test_evaluate_on_real_hololens_pairs(hololens_dir):
     assert set(sift["pose_auc"]) == {"5.0", "10.0", "20.0"}
     table = markdown_table(results)
     assert table.count("\n") == 3 and "MMA@1px" in table and "AUC@20°" in table
+    with pytest.raises(ValueError, match="reference"):
+        evaluate(seq, [(30, 31)], {"sift": opencv_method("sift")}, 240, reference="nope")
+    with pytest.raises(ValueError, match="ransac_trials"):
+        evaluate(seq, [(30, 31)], {"sift": opencv_method("sift")}, 240, ransac_trials=0)
 
 
 def test_banet_vo_eval_matching_subcommand_writes_json(tmp_path, hololens_dir):
@@ -95,3 +161,9 @@ def test_banet_vo_eval_matching_subcommand_writes_json(tmp_path, hololens_dir):
     assert result["frames"] == [30, 33] and result["results"]["tiny"]["pairs"] == 2
     assert {"SIFT (mutual NN)", "ORB (mutual NN)", "tiny"} == set(result["results"])
     assert main([*argv[:2], "--frames", "30:99"]) == 2
+    assert result["ransac_trials"] == 20 and result["results"]["tiny"]["ransac_trials"] == 20
+    assert main([*argv, "--matcher", f"tiny={ckpt}", "--reference", "tiny", "--ransac-trials", "2",
+                 "--json", str(out)]) == 0  # fmt: skip
+    sift = json.loads(out.read_text())["results"]["SIFT (mutual NN)"]
+    assert sift["reference"] == "tiny" and set(sift["vs_reference"]) >= {"MMA@1px", "AUC@5°"}
+    assert main([*argv, "--reference", "missing"]) == 2
