@@ -111,7 +111,7 @@ def test_old_config_dicts_keep_the_softplus_depth_head():
         BANetConfig.preset("small", depth_update="log")
     torch.manual_seed(0)
     model = BANet(config).eval()
-    assert float(model.decoder.depth_head.bias) == pytest.approx(np.log(np.expm1(3.0)))
+    assert float(model.decoder.depth_head.bias.detach()) == pytest.approx(np.log(np.expm1(3.0)))
     _, _, d0, head = _decoder_io(model)
     torch.testing.assert_close(d0, torch.nn.functional.softplus(head))
 
