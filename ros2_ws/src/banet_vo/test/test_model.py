@@ -133,7 +133,7 @@ def test_depth_head_starts_at_initial_depth(activation, initial):
 def test_exp_depth_head_is_log_depth():
     torch.manual_seed(0)
     model = BANet(_tiny(depth_activation="exp", initial_depth=3.5)).eval()
-    assert float(model.decoder.depth_head.bias) == pytest.approx(np.log(3.5))
+    assert float(model.decoder.depth_head.bias.detach()) == pytest.approx(np.log(3.5))
     maps, _, d0, head = _decoder_io(model)
     torch.testing.assert_close(d0, torch.exp(head))
     # A bias step of +0.1 multiplies D0 by e^0.1 everywhere: an optimiser step is a relative change.
