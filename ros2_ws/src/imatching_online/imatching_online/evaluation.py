@@ -17,7 +17,8 @@ therefore solved ``ransac_trials`` times on seeded permutations of its matches (
 minimal samples, not the data) and the AUC pools all trials: the expected AUC over RANSAC's randomness.
 
 ``reference``: per method, the difference to a reference method with a 95 % paired bootstrap interval
-over pairs (the same pairs resampled for both), so a gain can be told from noise.
+over pairs (the same pairs resampled for both), so a gain can be told from noise. Pairs that share
+frames are not independent, so the intervals are somewhat too narrow (docs/imatching.md).
 
 Run: ``python -m imatching_online.evaluation SEQ --matcher NAME=PATH ... --frames 30:50``.
 """
@@ -176,15 +177,18 @@ def evaluate(
             qa, qb = run(fa, fb)
             counts.append(len(qa))
             T_gt = None if fa["pose"] is None else np.linalg.inv(fb["pose"]) @ fa["pose"]
-            if fa["depth"] is not None and T_gt is not None and len(qa):
-                acc = matching_accuracy(qa, qb, fa["depth"], T_gt, camera, depth_b=fb["depth"])
-                errors.append(acc.errors_px[~np.isnan(acc.errors_px)])
+            if fa["depth"] is not None and T_gt is not None:
+                if len(qa):
+                    acc = matching_accuracy(qa, qb, fa["depth"], T_gt, camera, depth_b=fb["depth"])
+                    errors.append(acc.errors_px[~np.isnan(acc.errors_px)])
+                else:  # kept, empty: per-pair lists stay aligned with `pairs` for the paired bootstrap
+                    errors.append(np.zeros(0))
             if T_gt is not None:
                 # Seeded by the pair: every method gets the same permutation stream for the same pair.
                 pose_errors.append(pose_errors_over_trials(qa, qb, camera.K, T_gt, ransac_trials, seed=p))
         row: dict = {"pairs": len(pairs), "matches_per_pair": float(np.mean(counts))}
         row["seconds_per_pair"] = (time.perf_counter() - t0) / len(pairs)
-        if errors:
+        if errors and sum(x.size for x in errors):
             e = np.concatenate(errors)
             row["mma"] = {str(t): float(np.mean(e <= t)) for t in MMA_THRESHOLDS}
             row["mma_valid_matches"] = int(e.size)

@@ -114,6 +114,22 @@ def test_paired_deltas_against_hand_computed_values():
         paired_deltas(method, {"mma": ref["mma"][:1], "pose": ref["pose"][:1]})
 
 
+def test_a_pair_without_matches_keeps_the_bootstrap_aligned(hololens_dir):
+    from banet_vo.data import open_sequence
+
+    seq = open_sequence(hololens_dir)
+    sift, calls = opencv_method("sift"), []
+
+    def blind_on_first_pair(fa, fb):
+        calls.append(1)
+        return (np.zeros((0, 2)), np.zeros((0, 2))) if len(calls) == 1 else sift(fa, fb)
+
+    methods = {"sift": sift, "blind": blind_on_first_pair}
+    results = evaluate(seq, [(30, 31), (40, 41)], methods, 120, ransac_trials=2, reference="sift")
+    delta = results["blind"]["vs_reference"]["MMA@5px"][0]
+    assert delta == pytest.approx(results["blind"]["mma"]["5.0"] - results["sift"]["mma"]["5.0"])
+
+
 def test_markdown_table_lists_differences_to_the_reference():
     row = {"pairs": 2, "matches_per_pair": 10.0, "pose_auc": {"5.0": 0.5, "10.0": 0.6, "20.0": 0.7}}
     adapted = dict(row, reference="base", vs_reference={"AUC@5°": [0.012, -0.003, 0.031]})
