@@ -168,7 +168,8 @@ def accuracy(args, argv) -> int:
         "uses the GT poses (HoloLens: headset tracking; KITTI: GPS/INS). Pose AUC pools "
         f"{args.ransac_trials} RANSAC draws per pair (seeded permutations of the matches; one OpenCV draw is "
         "too noisy to rank matchers, docs/imatching.md). Differences to the pretrained matcher carry 95 % "
-        f"paired-bootstrap intervals over pairs ({BOOTSTRAP_SAMPLES} resamples).",
+        f"paired-bootstrap intervals ({BOOTSTRAP_SAMPLES} resamples) in moving blocks of 3 consecutive start "
+        "frames, so pairs that share a frame are resampled together.",
         "",
     ]
     raw = {}

@@ -17,8 +17,11 @@ therefore solved ``ransac_trials`` times on seeded permutations of its matches (
 minimal samples, not the data) and the AUC pools all trials: the expected AUC over RANSAC's randomness.
 
 ``reference``: per method, the difference to a reference method with a 95 % paired bootstrap interval
-over pairs (the same pairs resampled for both), so a gain can be told from noise. Pairs that share
-frames are not independent, so the intervals are somewhat too narrow (docs/imatching.md).
+(the same resample for both methods), so a gain can be told from noise. Pairs (i, i+g) and (j, j+h)
+share a frame when their start frames are closer than the largest gap, so resampling single pairs
+treats dependent pairs as independent and makes the interval too narrow (docs/imatching.md). The
+default is therefore a moving-block bootstrap: runs of ``block`` consecutive start frames (default the
+largest gap) are drawn with replacement and bring all their pairs; ``block=0`` resamples single pairs.
 
 Run: ``python -m imatching_online.evaluation SEQ --matcher NAME=PATH ... --frames 30:50``.
 """
@@ -29,7 +32,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -158,11 +161,17 @@ def evaluate(
     width: int = 240,
     ransac_trials: int = RANSAC_TRIALS,
     reference: str | None = None,
+    bootstrap_block: int | None = None,
 ) -> dict[str, dict]:
     """Per method: pooled MMA (if depth), pose AUC (if poses) over ``ransac_trials`` RANSAC draws per
-    pair, mean matches per pair, seconds per pair; with ``reference``, paired-bootstrap differences."""
+    pair, mean matches per pair, seconds per pair; with ``reference``, paired-bootstrap differences in
+    moving blocks of ``bootstrap_block`` start frames (None: the largest gap; 0: single pairs)."""
     if not pairs:
         raise ValueError("pairs is empty")
+    if bootstrap_block is None:
+        bootstrap_block = max(b - a for a, b in pairs)
+    if bootstrap_block < 0:
+        raise ValueError(f"bootstrap_block must be >= 0, got {bootstrap_block}")
     if ransac_trials < 1:
         raise ValueError(f"ransac_trials must be >= 1, got {ransac_trials}")
     if reference is not None and reference not in methods:
@@ -200,10 +209,13 @@ def evaluate(
         results[name] = row
         per_pair[name] = {"mma": errors, "pose": pose_errors}
     if reference is not None:
+        starts = np.array([a for a, _ in pairs])
         for name in methods:
             if name != reference:
-                results[name]["vs_reference"] = paired_deltas(per_pair[name], per_pair[reference])
-                results[name]["reference"] = reference
+                results[name]["vs_reference"] = paired_deltas(
+                    per_pair[name], per_pair[reference], starts, bootstrap_block
+                )
+                results[name].update(reference=reference, bootstrap_block=bootstrap_block)
     return results
 
 
@@ -218,20 +230,54 @@ def _metrics(per_pair: dict, sel: np.ndarray) -> dict[str, float]:
     return out
 
 
+def bootstrap_selections(starts: np.ndarray, block: int, samples: int, seed: int = 0) -> Iterator[np.ndarray]:
+    """``samples`` resamples of pair indices. block 0: pairs drawn singly with replacement. block b:
+    moving blocks of b consecutive distinct start frames, drawn with replacement until as many start
+    frames as the data has, each bringing all pairs that start there."""
+    starts = np.asarray(starts)
+    rng = np.random.default_rng(seed)
+    if block == 0:
+        for _ in range(samples):
+            yield rng.integers(0, len(starts), len(starts))
+        return
+    frames = np.unique(starts)
+    if not 1 <= block < len(frames):
+        raise ValueError(
+            f"bootstrap block {block} needs more than {block} distinct start frames, the pairs have "
+            f"{len(frames)}; use block 0 (single pairs) or more frames"
+        )
+    members = [np.flatnonzero(starts == f) for f in frames]
+    blocks = int(np.ceil(len(frames) / block))
+    for _ in range(samples):
+        first = rng.integers(0, len(frames) - block + 1, blocks)
+        chosen = np.concatenate([np.arange(f, f + block) for f in first])[: len(frames)]
+        yield np.concatenate([members[i] for i in chosen])
+
+
 def paired_deltas(
-    method: dict, reference: dict, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
+    method: dict,
+    reference: dict,
+    starts: np.ndarray | None = None,
+    block: int = 0,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
 ) -> dict[str, list[float]]:
     """{metric: [delta, lo, hi]}: method - reference on all pairs, and the 2.5/97.5 percentiles of the
-    delta over ``samples`` bootstrap resamples of the pairs (the same resample for both methods)."""
+    delta over ``samples`` bootstrap resamples (the same resample for both methods). ``starts``: each
+    pair's start frame, needed for ``block`` > 0 (bootstrap_selections)."""
     n = len(method["pose"]) or len(method["mma"])
     if n != (len(reference["pose"]) or len(reference["mma"])):
         raise ValueError("method and reference must cover the same pairs")
+    if starts is None:
+        if block:
+            raise ValueError("a block bootstrap needs the pairs' start frames")
+        starts = np.arange(n)
+    elif len(starts) != n:
+        raise ValueError(f"starts has {len(starts)} entries for {n} pairs")
     full = np.arange(n)
     m0, r0 = _metrics(method, full), _metrics(reference, full)
-    rng = np.random.default_rng(seed)
     boot = {k: [] for k in m0}
-    for _ in range(samples):
-        sel = rng.integers(0, n, n)
+    for sel in bootstrap_selections(starts, block, samples, seed):
         m, r = _metrics(method, sel), _metrics(reference, sel)
         for k in boot:
             boot[k].append(m[k] - r[k])
@@ -260,11 +306,13 @@ def markdown_table(results: dict[str, dict]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     deltas = {name: r["vs_reference"] for name, r in results.items() if "vs_reference" in r}
     if deltas:
-        reference = next(r["reference"] for r in results.values() if "reference" in r)
+        first = next(r for r in results.values() if "reference" in r)
+        reference, block = first["reference"], first["bootstrap_block"]
+        how = "over single pairs" if block == 0 else f"in moving blocks of {block} start frames"
         keys = list(next(iter(deltas.values())))
         lines += [
             "",
-            f"Difference to {reference}, points, with the 95 % paired-bootstrap interval over pairs:",
+            f"Difference to {reference}, points, with the 95 % paired-bootstrap interval ({how}):",
             "",
             "| method | " + " | ".join(keys) + " |",
             "|" + "---|" * (len(keys) + 1),
@@ -302,6 +350,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="report each method's difference to this method (a --matcher NAME, or 'SIFT (mutual NN)') "
         "with 95%% paired-bootstrap intervals",
     )
+    p.add_argument(
+        "--bootstrap-block",
+        type=int,
+        default=None,
+        metavar="B",
+        help="resample runs of B consecutive start frames for the --reference intervals, so pairs that "
+        "share frames move together (default: the largest gap; 0 = single pairs)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
 
 
@@ -334,7 +390,9 @@ def run_from_args(args) -> int:
             raise ValueError(f"--matcher must be NAME=PATH, got {spec!r}")
         methods[name] = matcher_method(load_matcher(path)[0])
     print(f"evaluating {len(methods)} methods on {len(pairs)} pairs of {seq.name}", file=sys.stderr)
-    results = evaluate(seq, pairs, methods, args.width, args.ransac_trials, args.reference)
+    results = evaluate(
+        seq, pairs, methods, args.width, args.ransac_trials, args.reference, args.bootstrap_block
+    )
     print(markdown_table(results))
     if args.json:
         payload = {"sequence": str(args.sequence), "frames": [frames.start, frames.stop], "gaps": gaps}

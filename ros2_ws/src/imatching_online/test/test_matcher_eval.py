@@ -9,6 +9,7 @@ import pytest
 import torch
 from banet_vo.evaluation.pose import two_view_pose_error
 from imatching_online.evaluation import (
+    bootstrap_selections,
     evaluate,
     make_pairs,
     markdown_table,
@@ -114,6 +115,45 @@ def test_paired_deltas_against_hand_computed_values():
         paired_deltas(method, {"mma": ref["mma"][:1], "pose": ref["pose"][:1]})
 
 
+def test_block_bootstrap_keeps_runs_of_start_frames_together():
+    pairs = make_pairs(range(0, 12), [1, 2, 3])
+    starts = np.array([a for a, _ in pairs])
+    per_frame = {f: int(np.sum(starts == f)) for f in np.unique(starts)}
+    for sel in bootstrap_selections(starts, block=3, samples=200, seed=1):
+        chosen, drawn, p = starts[sel], [], 0
+        while p < len(chosen):  # each drawn start frame brings all its pairs, contiguously
+            f = chosen[p]
+            assert np.all(chosen[p : p + per_frame[f]] == f)
+            drawn.append(f)
+            p += per_frame[f]
+        # As many start frames as the data has (11), in runs of 3 consecutive frames (the last cut to 2).
+        assert len(drawn) == 11
+        for k in range(0, 11, 3):
+            run = drawn[k : k + 3]
+            assert list(np.diff(run)) == [1] * (len(run) - 1)
+    single = list(bootstrap_selections(starts, block=0, samples=5, seed=1))
+    assert all(len(s) == len(pairs) and s.max() < len(pairs) for s in single)
+    with pytest.raises(ValueError, match="distinct start frames"):
+        next(bootstrap_selections(starts, block=11, samples=1))
+
+
+def test_block_bootstrap_widens_the_interval_when_neighbouring_pairs_agree():
+    # 40 start frames x 3 gaps; the method beats the reference on runs of 5 start frames, then loses on
+    # the next 5: neighbouring pairs are strongly dependent, as pairs sharing frames are.
+    starts = np.repeat(np.arange(40), 3)
+    good = (starts // 5) % 2 == 0
+    ref = {"mma": [np.full(4, 3.0) for _ in starts], "pose": []}
+    method = {"mma": [np.full(4, 0.5 if g else 3.0) for g in good], "pose": []}
+    pair = paired_deltas(method, ref, starts, block=0, samples=2000)["MMA@1px"]
+    blocks = paired_deltas(method, ref, starts, block=5, samples=2000)["MMA@1px"]
+    assert pair[0] == blocks[0] == pytest.approx(0.5)
+    assert (blocks[2] - blocks[1]) > 1.3 * (pair[2] - pair[1])
+    with pytest.raises(ValueError, match="start frames"):
+        paired_deltas(method, ref, block=5)
+    with pytest.raises(ValueError, match="entries"):
+        paired_deltas(method, ref, starts[:-1], block=5)
+
+
 def test_a_pair_without_matches_keeps_the_bootstrap_aligned(hololens_dir):
     from banet_vo.data import open_sequence
 
@@ -132,9 +172,12 @@ def test_a_pair_without_matches_keeps_the_bootstrap_aligned(hololens_dir):
 
 def test_markdown_table_lists_differences_to_the_reference():
     row = {"pairs": 2, "matches_per_pair": 10.0, "pose_auc": {"5.0": 0.5, "10.0": 0.6, "20.0": 0.7}}
-    adapted = dict(row, reference="base", vs_reference={"AUC@5°": [0.012, -0.003, 0.031]})
+    adapted = dict(row, reference="base", bootstrap_block=3, vs_reference={"AUC@5°": [0.012, -0.003, 0.031]})
     table = markdown_table({"base": row, "adapted": adapted})
     assert "Difference to base" in table and "| adapted | +1.2 [-0.3, +3.1] |" in table
+    assert "moving blocks of 3 start frames" in table
+    single = markdown_table({"base": row, "adapted": dict(adapted, bootstrap_block=0)})
+    assert "over single pairs" in single
 
 
 def test_make_pairs_stays_inside_the_frames():
