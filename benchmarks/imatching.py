@@ -8,7 +8,8 @@ pretrained and the adapted matchers with SIFT/ORB reference rows).
         --kitti-adapted models/matcher_kitti_adapted.safetensors
 
 Real data comes from ../shared/data (never copied here). Split: adaptation only ever sees frames before 30
-(the shipped matchers: 0-19, with 20-29 for choosing settings); every measurement uses pairs drawn from
+(the shipped matchers: settings chosen with adaptation on 0-19 and validation pairs of 20-29, then refit
+on 0-29); every measurement uses pairs drawn from
 frames 30 to the end. An adapted matcher whose metadata says it saw frame 30 or later is refused.
 """
 
