@@ -165,13 +165,22 @@ def evaluate(
 ) -> dict[str, dict]:
     """Per method: pooled MMA (if depth), pose AUC (if poses) over ``ransac_trials`` RANSAC draws per
     pair, mean matches per pair, seconds per pair; with ``reference``, paired-bootstrap differences in
-    moving blocks of ``bootstrap_block`` start frames (None: the largest gap; 0: single pairs)."""
+    moving blocks of ``bootstrap_block`` start frames (None: the largest gap, at most the number of
+    distinct start frames - 1; 0: single pairs)."""
     if not pairs:
         raise ValueError("pairs is empty")
+    n_starts = len({a for a, _ in pairs})
     if bootstrap_block is None:
-        bootstrap_block = max(b - a for a, b in pairs)
+        # Pairs whose start frames are closer than the largest gap can share a frame. Capped so that a
+        # block can still move; with one start frame only single pairs can be resampled (the table says).
+        bootstrap_block = min(max(b - a for a, b in pairs), n_starts - 1)
     if bootstrap_block < 0:
         raise ValueError(f"bootstrap_block must be >= 0, got {bootstrap_block}")
+    if reference is not None and bootstrap_block >= max(n_starts, 1) and bootstrap_block > 0:
+        raise ValueError(
+            f"bootstrap_block {bootstrap_block} needs more than {bootstrap_block} distinct start frames, "
+            f"the pairs have {n_starts}"
+        )
     if ransac_trials < 1:
         raise ValueError(f"ransac_trials must be >= 1, got {ransac_trials}")
     if reference is not None and reference not in methods:

@@ -154,6 +154,27 @@ def test_block_bootstrap_widens_the_interval_when_neighbouring_pairs_agree():
         paired_deltas(method, ref, starts[:-1], block=5)
 
 
+def test_evaluate_checks_the_bootstrap_block_before_any_work(hololens_dir):
+    from banet_vo.data import open_sequence
+
+    seq, calls = open_sequence(hololens_dir), []
+
+    def counting(fa, fb):
+        calls.append(1)
+        return np.zeros((0, 2)), np.zeros((0, 2))
+
+    methods = {"a": counting, "b": counting}
+    with pytest.raises(ValueError, match="distinct start frames"):
+        evaluate(seq, [(30, 31), (31, 32)], methods, 120, ransac_trials=1, reference="a", bootstrap_block=2)
+    with pytest.raises(ValueError, match=">= 0"):
+        evaluate(seq, [(30, 31), (31, 32)], methods, 120, ransac_trials=1, reference="a", bootstrap_block=-1)
+    assert calls == []
+    # Default: the largest gap (3), capped at distinct start frames - 1; one start frame -> single pairs.
+    three = evaluate(seq, [(30, 33), (31, 34), (32, 35)], methods, 120, ransac_trials=1, reference="a")
+    one = evaluate(seq, [(30, 33)], methods, 120, ransac_trials=1, reference="a")
+    assert three["b"]["bootstrap_block"] == 2 and one["b"]["bootstrap_block"] == 0
+
+
 def test_a_pair_without_matches_keeps_the_bootstrap_aligned(hololens_dir):
     from banet_vo.data import open_sequence
 
