@@ -33,6 +33,7 @@ HOLOLENS = DATA / "hololens_000_003-052"
 KITTI = DATA / "kitti_odom06_000-050"
 RESULTS = ROOT / "benchmarks" / "results"
 HELD_OUT_START = 30  # measurement pairs come from frames 30-end; adaptation may only see earlier ones
+GAPS = [1, 2, 3]  # frame gaps of the measurement pairs
 
 
 def _header(title: str, argv: list[str]) -> list[str]:
@@ -165,12 +166,13 @@ def accuracy(args, argv) -> int:
     lines += [
         f"Adaptation used frames before {HELD_OUT_START} only (the span each adapted matcher's metadata "
         f"records), without labels; measurement pairs are drawn from frames {HELD_OUT_START}-end with gaps "
-        "1, 2 and 3. MMA (pooled over all valid queries) needs GT depth, so it is HoloLens only; pose AUC "
-        "uses the GT poses (HoloLens: headset tracking; KITTI: GPS/INS). Pose AUC pools "
-        f"{args.ransac_trials} RANSAC draws per pair (seeded permutations of the matches; one OpenCV draw is "
-        "too noisy to rank matchers, docs/imatching.md). Differences to the pretrained matcher carry 95 % "
-        f"paired-bootstrap intervals ({BOOTSTRAP_SAMPLES} resamples) in moving blocks of 3 consecutive start "
-        "frames, so pairs that share a frame are resampled together.",
+        f"{', '.join(map(str, GAPS[:-1]))} and {GAPS[-1]}. MMA (pooled over all valid queries) needs GT "
+        "depth, so it is HoloLens only; pose AUC uses the GT poses (HoloLens: headset tracking; KITTI: "
+        f"GPS/INS). Pose AUC pools {args.ransac_trials} RANSAC draws per pair (seeded permutations of the "
+        "matches; one OpenCV draw is too noisy to rank matchers, docs/imatching.md). Differences to the "
+        f"pretrained matcher carry 95 % paired-bootstrap intervals ({BOOTSTRAP_SAMPLES} resamples) in moving "
+        f"blocks of {max(GAPS)} consecutive start frames, so pairs that share a frame are resampled "
+        "together.",
         "",
     ]
     raw = {}
@@ -179,7 +181,7 @@ def accuracy(args, argv) -> int:
         ("KITTI 06 (416x128)", KITTI, args.kitti_adapted),
     ):
         seq = open_sequence(path)
-        pairs = make_pairs(range(HELD_OUT_START, len(seq)), [1, 2, 3])
+        pairs = make_pairs(range(HELD_OUT_START, len(seq)), GAPS)
         methods = {"SIFT (mutual NN)": opencv_method("sift"), "ORB (mutual NN)": opencv_method("orb")}
         reference = "matcher, synthetic pretrained"
         methods[reference] = matcher_method(load_matcher(args.pretrained)[0])
@@ -195,7 +197,7 @@ def accuracy(args, argv) -> int:
         lines += [f"### {label}, {len(pairs)} pairs", "", markdown_table(results), ""]
         if adapted:
             # Diagnostic, not a generalisation measure: the frames adaptation saw (labels only to measure).
-            seen = make_pairs(seen_frames, [1, 2, 3])
+            seen = make_pairs(seen_frames, GAPS)
             matchers = {k: v for k, v in methods.items() if k.startswith("matcher")}
             seen_results = evaluate(seq, seen, matchers, width, args.ransac_trials, reference)
             span = f"{seen_frames.start}-{seen_frames.stop - 1}"

@@ -174,13 +174,8 @@ def evaluate(
         # Pairs whose start frames are closer than the largest gap can share a frame. Capped so that a
         # block can still move; with one start frame only single pairs can be resampled (the table says).
         bootstrap_block = min(max(b - a for a, b in pairs), n_starts - 1)
-    if bootstrap_block < 0:
-        raise ValueError(f"bootstrap_block must be >= 0, got {bootstrap_block}")
-    if reference is not None and bootstrap_block >= max(n_starts, 1) and bootstrap_block > 0:
-        raise ValueError(
-            f"bootstrap_block {bootstrap_block} needs more than {bootstrap_block} distinct start frames, "
-            f"the pairs have {n_starts}"
-        )
+    if reference is not None:  # checked before the work, not after it
+        check_bootstrap_block(bootstrap_block, n_starts)
     if ransac_trials < 1:
         raise ValueError(f"ransac_trials must be >= 1, got {ransac_trials}")
     if reference is not None and reference not in methods:
@@ -239,22 +234,29 @@ def _metrics(per_pair: dict, sel: np.ndarray) -> dict[str, float]:
     return out
 
 
+def check_bootstrap_block(block: int, start_frames: int) -> None:
+    """A moving block needs room to move: fewer frames than the distinct start frames (0 = single pairs)."""
+    if block < 0:
+        raise ValueError(f"bootstrap block must be >= 0, got {block}")
+    if block and block >= start_frames:
+        raise ValueError(
+            f"bootstrap block {block} needs more than {block} distinct start frames, the pairs have "
+            f"{start_frames}; use block 0 (single pairs) or more frames"
+        )
+
+
 def bootstrap_selections(starts: np.ndarray, block: int, samples: int, seed: int = 0) -> Iterator[np.ndarray]:
     """``samples`` resamples of pair indices. block 0: pairs drawn singly with replacement. block b:
     moving blocks of b consecutive distinct start frames, drawn with replacement until as many start
     frames as the data has, each bringing all pairs that start there."""
     starts = np.asarray(starts)
+    frames = np.unique(starts)
+    check_bootstrap_block(block, len(frames))
     rng = np.random.default_rng(seed)
     if block == 0:
         for _ in range(samples):
             yield rng.integers(0, len(starts), len(starts))
         return
-    frames = np.unique(starts)
-    if not 1 <= block < len(frames):
-        raise ValueError(
-            f"bootstrap block {block} needs more than {block} distinct start frames, the pairs have "
-            f"{len(frames)}; use block 0 (single pairs) or more frames"
-        )
     members = [np.flatnonzero(starts == f) for f in frames]
     blocks = int(np.ceil(len(frames) / block))
     for _ in range(samples):
