@@ -18,24 +18,48 @@ from banet_vo.odometry.estimator import (
 from banet_vo.odometry.pipeline import (
     CAMERA_CHANGED,
     FAILED,
+    FRONTENDS,
+    INITIALISING,
     INITIALIZED,
     KEYFRAME_MODES,
+    LOST,
     OUT_OF_ORDER,
+    RELOCALISED,
+    SCALE_SOURCES,
     TRACKED,
+    TRACKING,
+    TRACKING_STATES,
     FrameResult,
     OdometryConfig,
     OdometryStats,
     VisualOdometry,
 )
 
+
+def make_odometry(estimator: PairEstimator, config: OdometryConfig | None = None):
+    """The streaming odometry that `config.frontend` names (each has process(image, stamp, camera),
+    reset(reason) and stats). The node, the runner and the benchmarks build theirs here."""
+    config = config or OdometryConfig()
+    if config.frontend == "none":
+        return VisualOdometry(estimator, config)
+    raise ValueError(f"frontend must be one of {FRONTENDS}, got {config.frontend!r}")
+
+
 __all__ = [
     "CAMERA_CHANGED",
     "DEVICES",
     "FAILED",
+    "FRONTENDS",
+    "INITIALISING",
     "INITIALIZED",
     "KEYFRAME_MODES",
+    "LOST",
     "OUT_OF_ORDER",
+    "RELOCALISED",
+    "SCALE_SOURCES",
     "TRACKED",
+    "TRACKING",
+    "TRACKING_STATES",
     "BANetEstimator",
     "FrameResult",
     "OdometryConfig",
@@ -44,6 +68,7 @@ __all__ = [
     "PairEstimator",
     "PreparedFrame",
     "VisualOdometry",
+    "make_odometry",
     "prepare_frame",
     "resolve_device",
 ]

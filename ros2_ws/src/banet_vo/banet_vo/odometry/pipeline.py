@@ -44,6 +44,20 @@ from banet_vo.odometry.motion import body_twist, predict_constant_velocity, view
 logger = logging.getLogger(__name__)
 
 KEYFRAME_MODES = ("adaptive", "consecutive")
+# Front ends: "xfeat" tracks pretrained features against a keyframe window with a sparse back end and
+# runs BA-Net on keyframe pairs (banet_vo.odometry.keyframe_vo); "none" is BA-Net alone on
+# (keyframe, current) pairs, the paper's two-view system, kept as the ablation.
+FRONTENDS = ("none",)
+# Where metric scale comes from: BA-Net's learned depth, a ground plane at a known camera height, or
+# nowhere (the trajectory is then up to scale, and the status says so).
+SCALE_SOURCES = ("learned", "ground_plane", "none")
+
+# Tracking states (FrameResult.state), rtabmap-style signalling for consumers of the status topic.
+INITIALISING = "initialising"  # no trajectory yet (first frame, or the map is being initialised)
+TRACKING = "tracking"
+LOST = "lost"  # frames are failing: no pose is published for them, the last good pose stands
+RELOCALISED = "relocalised"  # first good frame after a loss
+TRACKING_STATES = (INITIALISING, TRACKING, LOST, RELOCALISED)
 
 # Frame outcomes (FrameResult.status).
 INITIALIZED = "initialized"  # first frame of a trajectory: identity pose, no depth
@@ -69,11 +83,22 @@ class OdometryConfig:
     min_depth: float = 0.05  # m: depth outside [min_depth, max_depth] is marked invalid (0)
     max_depth: float = 200.0
     intrinsics_tolerance: float = 1e-3  # relative change of model-size intrinsics that counts as new
+    frontend: str = "none"  # one of FRONTENDS
+    scale_source: str = "learned"  # one of SCALE_SOURCES
+    camera_height: float = 0.0  # m above the ground plane (scale_source ground_plane); 0: unknown
     T_base_camera: np.ndarray = field(default_factory=body_from_optical)
 
     def __post_init__(self) -> None:
         if self.keyframe_mode not in KEYFRAME_MODES:
             raise ValueError(f"keyframe_mode must be one of {KEYFRAME_MODES}, got {self.keyframe_mode!r}")
+        if self.frontend not in FRONTENDS:
+            raise ValueError(f"frontend must be one of {FRONTENDS}, got {self.frontend!r}")
+        if self.scale_source not in SCALE_SOURCES:
+            raise ValueError(f"scale_source must be one of {SCALE_SOURCES}, got {self.scale_source!r}")
+        if not isinstance(self.camera_height, int | float) or not self.camera_height >= 0:
+            raise ValueError(f"camera_height must be a number >= 0, got {self.camera_height!r}")
+        if self.scale_source == "ground_plane" and self.camera_height <= 0:
+            raise ValueError("scale_source ground_plane needs camera_height > 0 (metres above the ground)")
         positive = ("keyframe_translation", "keyframe_rotation_deg", "max_cost", "max_translation")
         for name in (*positive, "reset_on_time_jump", "min_depth", "max_depth", "intrinsics_tolerance"):
             value = getattr(self, name)
@@ -134,6 +159,9 @@ class FrameResult:
     is_keyframe: bool = False
     inference_s: float = float("nan")
     message: str = ""
+    state: str = ""  # one of TRACKING_STATES ("" for frames that were not processed, e.g. out of order)
+    scale_source: str = ""  # where this pose's metric scale comes from (SCALE_SOURCES)
+    keyframes: int = 0  # keyframes in the current trajectory so far
 
     @property
     def has_pose(self) -> bool:
@@ -167,6 +195,8 @@ class VisualOdometry:
         self._keyframe: _Keyframe | None = None
         self._history: list[tuple[float, np.ndarray]] = []  # last two (stamp, C) with an output
         self._failures = 0
+        self._lost = False  # frames failed since the last good one
+        self._trajectory_keyframes = 0
         self._last_stamp = None
         self.trajectory_id += 1
         if reason is not None:
@@ -189,10 +219,18 @@ class VisualOdometry:
             t_prev, C_prev = self._history[-1]
             twist = body_twist(self._body(C_prev), T, stamp - t_prev)
         self._history = [*self._history[-1:], (stamp, C)]
+        if status == INITIALIZED:
+            state = INITIALISING
+        else:
+            state = RELOCALISED if self._lost else TRACKING
+        self._lost = False
+        extra.setdefault("keyframes", self._trajectory_keyframes)
         return FrameResult(
             stamp=stamp,
             status=status,
             trajectory_id=self.trajectory_id,
+            state=state,
+            scale_source="learned",  # BA-Net alone: its depth sets the scale
             T_odom_base=T,
             T_odom_camera=C.copy(),
             pose_covariance=right_covariance_to_ros(T, cov_body),
@@ -241,6 +279,7 @@ class VisualOdometry:
         self._keyframe = _Keyframe(frame, C, cov)
         self._failures = 0
         self.stats.keyframes += 1
+        self._trajectory_keyframes += 1
         return self._result(frame.stamp, status, C, cov, is_keyframe=True)
 
     def _same_intrinsics(self, a: PinholeCamera, b: PinholeCamera) -> bool:
@@ -287,7 +326,8 @@ class VisualOdometry:
         if self._wants_keyframe(T_kf_cur, depth, estimate.depth_camera):
             self._keyframe = _Keyframe(frame, C, cov)
             self.stats.keyframes += 1
-            result = _with(result, is_keyframe=True)
+            self._trajectory_keyframes += 1
+            result = _with(result, is_keyframe=True, keyframes=self._trajectory_keyframes)
         return result
 
     def _check(self, estimate: PairEstimate) -> str | None:
@@ -314,6 +354,7 @@ class VisualOdometry:
     def _fail(self, frame: PreparedFrame, problem: str, cost: float, inference_s: float) -> FrameResult:
         self.stats.failed += 1
         self._failures += 1
+        self._lost = True
         logger.warning("frame at %.6f s skipped: %s", frame.stamp, problem)
         if self._failures >= self.config.max_consecutive_failures:
             # Lost: the keyframe no longer pairs with anything; restart from the predicted pose.
@@ -321,13 +362,22 @@ class VisualOdometry:
             C = self._predict(frame.stamp)
             self._keyframe = _Keyframe(frame, C, self._keyframe.cov)
             self.stats.keyframes += 1
+            self._trajectory_keyframes += 1
             self._failures = 0
             logger.warning(
                 "%d consecutive failures: new keyframe at the predicted pose",
                 self.config.max_consecutive_failures,
             )
         return FrameResult(
-            frame.stamp, FAILED, self.trajectory_id, cost=cost, inference_s=inference_s, message=problem
+            frame.stamp,
+            FAILED,
+            self.trajectory_id,
+            cost=cost,
+            inference_s=inference_s,
+            message=problem,
+            state=LOST,
+            scale_source="learned",
+            keyframes=self._trajectory_keyframes,
         )
 
     def _clean_depth(self, depth: np.ndarray) -> np.ndarray:

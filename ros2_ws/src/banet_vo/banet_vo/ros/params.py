@@ -17,7 +17,7 @@ from rclpy.node import Node
 from scipy.spatial.transform import Rotation
 
 from banet_vo.geometry.frames import R_BODY_OPTICAL, body_from_optical
-from banet_vo.odometry import DEVICES, KEYFRAME_MODES, OdometryConfig
+from banet_vo.odometry import DEVICES, FRONTENDS, KEYFRAME_MODES, SCALE_SOURCES, OdometryConfig
 from banet_vo.ros.camera_input import image_qos_parameter
 from banet_vo.ros.parameters import ParameterSpec, ParameterTable, subset
 
@@ -100,6 +100,25 @@ PARAMS = ParameterTable(
     ParameterSpec("motion_prior", True, "seed the BA with a constant-velocity prediction"),
     ParameterSpec("min_depth", 0.05, "published depth below this [m] is NaN", range=(1e-6, 1e6)),
     ParameterSpec("max_depth", 200.0, "published depth above this [m] is NaN", range=(1e-6, 1e6)),
+    ParameterSpec(
+        "frontend",
+        OdometryConfig.frontend,
+        "odometry front end: pretrained features + keyframe window + sparse back end around BA-Net, "
+        "or none (BA-Net alone on keyframe pairs, the ablation)",
+        choices=FRONTENDS,
+    ),
+    ParameterSpec(
+        "scale_source",
+        OdometryConfig.scale_source,
+        "metric scale from BA-Net's learned depth, a ground plane at camera_height, or none (up to scale)",
+        choices=SCALE_SOURCES,
+    ),
+    ParameterSpec(
+        "camera_height",
+        OdometryConfig.camera_height,
+        "camera height above the ground [m] for scale_source ground_plane (0: unknown)",
+        range=(0.0, 100.0),
+    ),
 )
 
 
@@ -142,6 +161,9 @@ ODOMETRY_PARAMS = (
     "motion_prior",
     "min_depth",
     "max_depth",
+    "frontend",
+    "scale_source",
+    "camera_height",
 )
 NODE_PARAMS = tuple(f.name for f in fields(NodeParams) if f.name != "odometry")
 

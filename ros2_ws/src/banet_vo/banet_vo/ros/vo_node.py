@@ -31,7 +31,7 @@ from banet_vo.odometry import (
     BANetEstimator,
     FrameResult,
     PairEstimator,
-    VisualOdometry,
+    make_odometry,
 )
 from banet_vo.ros.camera_input import (
     BAD_CAMERA_INFO,
@@ -126,7 +126,7 @@ class VONode(Node):
             raise
         p = self.params
         self.estimator = estimator
-        self.vo = VisualOdometry(estimator, p.odometry)
+        self.vo = make_odometry(estimator, p.odometry)
         self.events = EventCounters(self.get_logger().warning)
         self._latency: collections.deque[float] = collections.deque(maxlen=200)
         self._processed_stamps: collections.deque[float] = collections.deque(maxlen=200)
