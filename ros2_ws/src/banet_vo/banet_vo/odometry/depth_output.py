@@ -1,0 +1,105 @@
+"""Depth for consumers: the pipeline's low-resolution depth resampled to the input image, and 3D points.
+
+BA-Net predicts depth at a fraction of the model's input size. Consumers of `depth/image` (image_transport,
+depth_image_proc, RViz) expect it pixel-aligned with the camera image, so the node resamples it to the
+(rectified) input camera. Both cameras are pinholes of the same optical frame, so a target pixel maps to the
+depth map through the normalised ray: u_d = fx_d (u - cx) / fx + cx_d (and the same for v), which covers a
+resize and a crop alike.
+
+- nearest: each pixel takes the depth sample whose centre is closest (no new values are invented);
+- edge_aware: bilinear between the four neighbouring samples where they lie on one surface (their spread
+  is within `max_relative_jump` of the nearest one), nearest across a depth edge, so no "flying pixels"
+  appear between a foreground object and the background as plain bilinear interpolation would make.
+
+Invalid depth (0, negative or non-finite) stays invalid: NaN in the output (REP-118).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from banet_vo.geometry import PinholeCamera
+
+UPSAMPLING_METHODS = ("nearest", "edge_aware")
+DEFAULT_MAX_RELATIVE_JUMP = 0.05  # 5 % of the depth: two samples further apart lie on different surfaces
+
+
+def _sample_coordinates(target: np.ndarray, f_t: float, c_t: float, f_d: float, c_d: float) -> np.ndarray:
+    return f_d * (target - c_t) / f_t + c_d
+
+
+def upsample_depth(
+    depth: np.ndarray,
+    depth_camera: PinholeCamera,
+    target_camera: PinholeCamera,
+    method: str = "edge_aware",
+    max_relative_jump: float = DEFAULT_MAX_RELATIVE_JUMP,
+) -> np.ndarray:
+    """`depth` (h×w metres, `depth_camera`) resampled to the pixels of `target_camera`: H×W float32, NaN
+    invalid."""
+    if method not in UPSAMPLING_METHODS:
+        raise ValueError(f"method must be one of {UPSAMPLING_METHODS}, got {method!r}")
+    if not max_relative_jump > 0:
+        raise ValueError(f"max_relative_jump must be positive, got {max_relative_jump!r}")
+    d = np.asarray(depth, dtype=np.float32)
+    if d.ndim != 2 or d.shape != (depth_camera.height, depth_camera.width):
+        raise ValueError(
+            f"depth must be {depth_camera.height}x{depth_camera.width} (its camera), got shape {d.shape}"
+        )
+    with np.errstate(invalid="ignore"):
+        d = np.where(np.isfinite(d) & (d > 0), d, np.nan).astype(np.float32)
+    h, w = d.shape
+    us = _sample_coordinates(
+        np.arange(target_camera.width, dtype=np.float64),
+        target_camera.fx,
+        target_camera.cx,
+        depth_camera.fx,
+        depth_camera.cx,
+    )
+    vs = _sample_coordinates(
+        np.arange(target_camera.height, dtype=np.float64),
+        target_camera.fy,
+        target_camera.cy,
+        depth_camera.fy,
+        depth_camera.cy,
+    )
+    # A target pixel outside the depth map's pixel area (beyond half a pixel from the outer centres) has
+    # no depth: NaN rather than a value extrapolated from the border.
+    inside_u = (us >= -0.5) & (us <= w - 0.5)
+    inside_v = (vs >= -0.5) & (vs <= h - 0.5)
+    iu = np.clip(np.floor(us + 0.5).astype(np.int64), 0, w - 1)
+    iv = np.clip(np.floor(vs + 0.5).astype(np.int64), 0, h - 1)
+    out = d[iv[:, None], iu[None, :]]
+    if method == "edge_aware":
+        u0 = np.clip(np.floor(us).astype(np.int64), 0, w - 1)
+        v0 = np.clip(np.floor(vs).astype(np.int64), 0, h - 1)
+        u1, v1 = np.minimum(u0 + 1, w - 1), np.minimum(v0 + 1, h - 1)
+        au = np.clip(us - u0, 0.0, 1.0).astype(np.float32)[None, :]
+        av = np.clip(vs - v0, 0.0, 1.0).astype(np.float32)[:, None]
+        d00, d01 = d[v0[:, None], u0[None, :]], d[v0[:, None], u1[None, :]]
+        d10, d11 = d[v1[:, None], u0[None, :]], d[v1[:, None], u1[None, :]]
+        corners = np.stack([d00, d01, d10, d11])
+        with np.errstate(invalid="ignore"):  # NaN corners make the comparison False: not smooth
+            spread = corners.max(axis=0) - corners.min(axis=0)
+            smooth = spread <= max_relative_jump * out
+        bilinear = (1 - av) * ((1 - au) * d00 + au * d01) + av * ((1 - au) * d10 + au * d11)
+        out = np.where(smooth, bilinear, out)
+    out = np.where(inside_v[:, None] & inside_u[None, :], out, np.nan)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def depth_to_points(depth: np.ndarray, camera: PinholeCamera, stride: int = 1) -> np.ndarray:
+    """N×3 float32 points (x right, y down, z forward: the optical frame) of every `stride`-th pixel with
+    valid depth; depth is metres along z (REP-118), so x = (u - cx) z / fx and y = (v - cy) z / fy."""
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"stride must be an int >= 1, got {stride!r}")
+    d = np.asarray(depth, dtype=np.float64)
+    if d.shape != (camera.height, camera.width):
+        raise ValueError(f"depth must be {camera.height}x{camera.width} (its camera), got shape {d.shape}")
+    vs, us = np.mgrid[0 : camera.height : stride, 0 : camera.width : stride]
+    z = d[vs, us]
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(z) & (z > 0)
+    z, us, vs = z[valid], us[valid], vs[valid]
+    points = np.column_stack([(us - camera.cx) * z / camera.fx, (vs - camera.cy) * z / camera.fy, z])
+    return points.astype(np.float32)
