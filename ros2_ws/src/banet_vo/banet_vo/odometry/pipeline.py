@@ -1,8 +1,11 @@
 """The streaming visual odometry: frames in, metric poses + depth + covariance out. No ROS here.
 
 Per frame (image, stamp, camera):
-1. time checks: a stamp far behind the last one (a bag loop) resets the trajectory with a warning; a
-   stamp slightly behind or equal (reordering, duplicates) is skipped and counted;
+1. time checks (odometry.timing.StampGate): a stamp far behind the last one (a bag loop) resets the
+   trajectory with a warning; a stamp slightly behind or equal (reordering, duplicates) is skipped and
+   counted; a stamp more than ``max_time_gap`` ahead (a camera stall, a paused bag) starts a new segment:
+   this frame becomes the keyframe at the last published pose, with the covariance widened by what the
+   last velocity could have done during the gap, and no constant-velocity motion is carried over it;
 2. the frame is resized to the estimator's input size, with its intrinsics;
 3. the first frame of a trajectory becomes the keyframe at the identity (odom = base_link at start);
 4. otherwise the estimator runs on (reference = current, target = keyframe), seeded with a
@@ -38,8 +41,10 @@ from banet_vo.geometry.frames import (
     transform_covariance,
 )
 from banet_vo.geometry.se3 import rotation_angle_deg
+from banet_vo.odometry import timing
 from banet_vo.odometry.estimator import PairEstimate, PairEstimator, PreparedFrame, prepare_frame
 from banet_vo.odometry.motion import body_twist, predict_constant_velocity, view_overlap
+from banet_vo.odometry.timing import NEW_SEGMENT, StampGate, gap_covariance
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +52,7 @@ KEYFRAME_MODES = ("adaptive", "consecutive")
 # Front ends: "xfeat" tracks pretrained features against a keyframe window with a sparse back end and
 # runs BA-Net on keyframe pairs (banet_vo.odometry.keyframe_vo); "none" is BA-Net alone on
 # (keyframe, current) pairs, the paper's two-view system, kept as the ablation.
-FRONTENDS = ("none",)
+FRONTENDS = ("xfeat", "none")
 # Where metric scale comes from: BA-Net's learned depth, a ground plane at a known camera height, or
 # nowhere (the trajectory is then up to scale, and the status says so).
 SCALE_SOURCES = ("learned", "ground_plane", "none")
@@ -79,6 +84,9 @@ class OdometryConfig:
     max_translation: float = 5.0  # m from the keyframe above which a frame counts as diverged
     max_consecutive_failures: int = 5  # then the current frame becomes the keyframe (predicted pose)
     reset_on_time_jump: float = 1.0  # s: a stamp this far behind the last resets the trajectory
+    # s: a stamp this far ahead of the last starts a new segment (no motion extrapolated over the gap);
+    # 1 s is 10+ frames of any camera the node serves, far beyond jitter or a few dropped frames.
+    max_time_gap: float = 1.0
     motion_prior: bool = True  # seed the BA with a constant-velocity prediction
     min_depth: float = 0.05  # m: depth outside [min_depth, max_depth] is marked invalid (0)
     max_depth: float = 200.0
@@ -100,7 +108,14 @@ class OdometryConfig:
         if self.scale_source == "ground_plane" and self.camera_height <= 0:
             raise ValueError("scale_source ground_plane needs camera_height > 0 (metres above the ground)")
         positive = ("keyframe_translation", "keyframe_rotation_deg", "max_cost", "max_translation")
-        for name in (*positive, "reset_on_time_jump", "min_depth", "max_depth", "intrinsics_tolerance"):
+        for name in (
+            *positive,
+            "reset_on_time_jump",
+            "max_time_gap",
+            "min_depth",
+            "max_depth",
+            "intrinsics_tolerance",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
@@ -186,7 +201,7 @@ class VisualOdometry:
         self._T_cb = invert(self._T_bc)
         self._Ad_bc = adjoint(self._T_bc)
         self.trajectory_id = -1
-        self._last_stamp: float | None = None
+        self._gate = StampGate(self.config.reset_on_time_jump, self.config.max_time_gap)
         self.reset(reason=None)
 
     # -- state ---------------------------------------------------------------------------------------
@@ -194,10 +209,11 @@ class VisualOdometry:
         """Start a new trajectory at the next frame (odom restarts at the identity)."""
         self._keyframe: _Keyframe | None = None
         self._history: list[tuple[float, np.ndarray]] = []  # last two (stamp, C) with an output
+        self._last_cov = np.zeros((6, 6))  # right covariance of the last output pose
         self._failures = 0
         self._lost = False  # frames failed since the last good one
         self._trajectory_keyframes = 0
-        self._last_stamp = None
+        self._gate.clear()
         self.trajectory_id += 1
         if reason is not None:
             self.stats.resets += 1
@@ -219,6 +235,7 @@ class VisualOdometry:
             t_prev, C_prev = self._history[-1]
             twist = body_twist(self._body(C_prev), T, stamp - t_prev)
         self._history = [*self._history[-1:], (stamp, C)]
+        self._last_cov = cov
         if status == INITIALIZED:
             state = INITIALISING
         else:
@@ -251,19 +268,20 @@ class VisualOdometry:
         stamp = float(stamp)
         frame = prepare_frame(image, camera, stamp, self.estimator.input_size)
         self.stats.frames += 1
-        if self._last_stamp is not None and stamp <= self._last_stamp:
-            behind = self._last_stamp - stamp
-            if behind >= self.config.reset_on_time_jump:
-                self.reset(reason=f"time went back {behind:.3f} s (bag loop?)")
-            else:
-                self.stats.out_of_order += 1
-                return FrameResult(
-                    stamp,
-                    OUT_OF_ORDER,
-                    self.trajectory_id,
-                    message=f"stamp {stamp:.9f} is not after the last one ({self._last_stamp:.9f})",
-                )
-        self._last_stamp = stamp
+        check = self._gate.check(stamp)
+        if check.kind == timing.OUT_OF_ORDER:
+            self.stats.out_of_order += 1
+            return FrameResult(
+                stamp,
+                OUT_OF_ORDER,
+                self.trajectory_id,
+                message=f"stamp {stamp:.9f} is not after the last one ({check.previous:.9f})",
+            )
+        if check.kind == timing.BACK_JUMP:
+            self.reset(reason=check.describe())
+            self._gate.check(stamp)  # the new trajectory's timeline starts at this stamp
+        if check.kind == timing.FORWARD_GAP and self._keyframe is not None:
+            return self._new_segment(frame, check.gap)
 
         if self._keyframe is None:
             return self._new_keyframe(frame, np.eye(4), np.zeros((6, 6)), INITIALIZED)
@@ -274,6 +292,19 @@ class VisualOdometry:
             )
             return self._new_keyframe(frame, self._predict(stamp), self._keyframe.cov, CAMERA_CHANGED)
         return self._track(frame)
+
+    def _new_segment(self, frame: PreparedFrame, gap: float) -> FrameResult:
+        """After a forward gap: this frame is the keyframe at the last published pose (nothing is
+        extrapolated), the covariance grows by the last velocity times the gap, and the velocity is
+        forgotten so the next prediction starts from rest."""
+        t_last, C_last = self._history[-1] if self._history else (frame.stamp, self._keyframe.C)
+        t_prev, C_prev = self._history[0] if len(self._history) == 2 else (None, None)
+        cov = self._last_cov + gap_covariance(C_prev, t_prev, C_last, t_last, gap)
+        self._history = []
+        message = f"new segment after a gap of {gap:.3f} s (max_time_gap {self.config.max_time_gap:g} s)"
+        logger.warning("%s: re-anchored at the last pose, covariance widened", message)
+        result = self._new_keyframe(frame, C_last.copy(), cov, NEW_SEGMENT)
+        return _with(result, state=INITIALISING, message=message)
 
     def _new_keyframe(self, frame: PreparedFrame, C: np.ndarray, cov: np.ndarray, status: str) -> FrameResult:
         self._keyframe = _Keyframe(frame, C, cov)
