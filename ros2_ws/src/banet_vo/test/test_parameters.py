@@ -73,8 +73,14 @@ def test_table_values_fill_defaults_and_reject_unknown_names():
     assert TABLE.defaults()["xyz"] == [0.0, 0.0, 0.0] and TABLE.names[0] == "count"
     assert "rate" in TABLE and "speed" not in TABLE and len(TABLE) == 6 and TABLE["mode"] is MODE
     assert [spec.name for spec in TABLE] == list(TABLE.names)
-    with pytest.raises(ValueError, match=r"unknown parameters \['speed'\]"):
+    with pytest.raises(
+        ValueError, match=r"parameter speed: not a parameter of this node; known: count, flag"
+    ):
         TABLE.values({"speed": 1})
+    with pytest.raises(
+        ValueError, match=r"parameter cuont: not a parameter of this node; did you mean count\?"
+    ):
+        TABLE.values({"cuont": 1})
     with pytest.raises(ValueError, match="parameter count"):
         TABLE.values({"count": 0})
 
@@ -134,3 +140,33 @@ def test_both_node_tables_share_the_image_qos_entry():
         assert isinstance(table, ParameterTable)
         assert table["image_qos"] == image_qos_parameter()
         assert table["image_qos"].choices == IMAGE_QOS_MODES
+
+
+def test_unknown_parameters_given_to_a_node_stop_it_with_the_closest_name(rclpy_context):
+    overrides = [
+        Parameter("count", value=3),
+        Parameter("rates", value=0.2),
+        Parameter("use_sim_time", value=True),
+    ]
+    node = Node("param_typo_test", context=rclpy_context, parameter_overrides=overrides)
+    try:
+        with pytest.raises(
+            ValueError, match=r"parameter rates: not a parameter of this node; did you mean rate\?"
+        ):
+            TABLE.declare(node)
+    finally:
+        node.destroy_node()
+    # the same typo from the command line (--ros-args -p), which rclpy would otherwise ignore
+    node = Node("param_typo_cli", context=rclpy_context, cli_args=["--ros-args", "-p", "mdoe:=b"])
+    try:
+        with pytest.raises(ValueError, match="did you mean mode"):
+            TABLE.declare(node)
+        assert TABLE.declare(node, reject_unknown=False)["mode"] == "a"  # opt-out keeps rclpy's behaviour
+    finally:
+        node.destroy_node()
+
+
+def test_dynamic_specs_are_declared_writable_and_say_so_in_the_help():
+    spec = ParameterSpec("gain", 1.0, "a gain", range=(0.0, 2.0), dynamic=True)
+    assert not spec.descriptor().read_only and COUNT.descriptor().read_only
+    assert spec.help_line().endswith("(settable at run time)")

@@ -1,14 +1,17 @@
 """Parameter tables for our ROS nodes: one spec per parameter (default, description, range, choices).
 
 A node's params module lists its `ParameterSpec`s in a `ParameterTable`; the table declares every entry
-read-only with a ParameterDescriptor (description, IntegerRange/FloatingPointRange), checks type, choice
-and range of each value (also for values given without rclpy), and returns {name: value}. The node's own
-module then builds its validated dataclass from those values. Every failure is a ValueError that starts
-with "parameter <name>:", so a node stops at start with a clear message.
+with a ParameterDescriptor (description, IntegerRange/FloatingPointRange; read-only unless the spec is
+`dynamic`), checks type, choice and range of each value (also for values given without rclpy), and returns
+{name: value}. The node's own module then builds its validated dataclass from those values. Every failure
+is a ValueError that starts with "parameter <name>:", so a node stops at start with a clear message. A
+parameter given to the node that no spec declares (a typo such as `queue_sise:=5`) is such an error too,
+with the closest known name suggested: rclpy itself would silently ignore it and start with the default.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -33,17 +36,18 @@ class ParameterSpec:
     description: str
     range: tuple[float, float] | None = None  # inclusive, for ints and floats
     choices: tuple[str, ...] | None = None  # for strings
+    dynamic: bool = False  # settable at run time (the node validates and applies the change)
 
     @property
     def is_integer(self) -> bool:
         return isinstance(self.default, int) and not isinstance(self.default, bool)
 
     def descriptor(self) -> ParameterDescriptor:
-        """Read-only descriptor with the description (choices appended) and the range."""
+        """Descriptor with the description (choices appended) and the range; read-only unless dynamic."""
         text = self.description
         if self.choices:
             text += f" (one of: {', '.join(self.choices)})"
-        descriptor = ParameterDescriptor(name=self.name, description=text, read_only=True)
+        descriptor = ParameterDescriptor(name=self.name, description=text, read_only=not self.dynamic)
         if self.range is not None:
             lo, hi = self.range
             if self.is_integer:
@@ -90,6 +94,7 @@ class ParameterSpec:
         """`  name (default d): description (one of: ...) [range lo .. hi]`, for a --help text."""
         extra = f" (one of: {', '.join(self.choices)})" if self.choices else ""
         extra += f" [range {self.range[0]} .. {self.range[1]}]" if self.range else ""
+        extra += " (settable at run time)" if self.dynamic else ""
         return f"  {self.name} (default {self.default!r}): {self.description}{extra}"
 
 
@@ -127,12 +132,36 @@ class ParameterTable:
         an unknown name or a bad value (naming the parameter)."""
         unknown = sorted(set(given) - set(self._specs))
         if unknown:
-            raise ValueError(f"unknown parameters {unknown}; known: {sorted(self._specs)}")
+            raise ValueError(self.unknown_message(unknown[0]))
         return {name: spec.check(given.get(name, spec.default)) for name, spec in self._specs.items()}
 
-    def declare(self, node: Node) -> dict[str, Any]:
-        """Declare every parameter on `node` (read-only, with its descriptor) and return the checked
-        values. rclpy's own refusals (out of range, wrong type of an override) become ValueErrors."""
+    def closest(self, name: str) -> str | None:
+        """The known name most like `name` (difflib ratio >= 0.6), or None."""
+        matches = difflib.get_close_matches(name, self.names, n=1, cutoff=0.6)
+        return matches[0] if matches else None
+
+    def unknown_message(self, name: str) -> str:
+        close = self.closest(name)
+        hint = f"did you mean {close}?" if close else f"known: {', '.join(sorted(self._specs))}"
+        return f"parameter {name}: not a parameter of this node; {hint} (--help lists them)"
+
+    def check_no_unknown(self, node: Node) -> None:
+        """ValueError naming the first parameter given to `node` (command line, params file or
+        parameter_overrides) that this table does not declare; rclpy's own parameters are allowed."""
+        # rclpy keeps every override meant for this node (global and node-specific) in this attribute; an
+        # undeclared one is otherwise dropped without a word, so this is the only place to see it.
+        given = getattr(node, "_parameter_overrides", {})
+        for name in sorted(given):
+            if name in self._specs or name in RCLPY_PARAMETERS or name.startswith(RCLPY_PREFIXES):
+                continue
+            raise ValueError(self.unknown_message(name))
+
+    def declare(self, node: Node, reject_unknown: bool = True) -> dict[str, Any]:
+        """Declare every parameter on `node` (with its descriptor) and return the checked values. rclpy's
+        own refusals (out of range, wrong type of an override) and, with reject_unknown, parameters the
+        table does not know become ValueErrors."""
+        if reject_unknown:
+            self.check_no_unknown(node)
         given: dict[str, Any] = {}
         for spec in self:
             try:
@@ -146,6 +175,11 @@ class ParameterTable:
     def help_text(self) -> str:
         """One help_line per parameter, in table order."""
         return "\n".join(spec.help_line() for spec in self)
+
+
+# Parameters rclpy declares or reads itself (not ours to refuse).
+RCLPY_PARAMETERS = frozenset({"use_sim_time", "start_type_description_service"})
+RCLPY_PREFIXES = ("qos_overrides.",)
 
 
 def subset(values: Mapping[str, Any], *names: str, prefix: str = "") -> dict[str, Any]:
