@@ -11,6 +11,7 @@ import pypose as pp
 import pytest
 import torch
 import torch.multiprocessing as mp
+from banet_vo.train.checkpoints import find_latest_unit
 from banet_vo.train.config import TrainConfig, load_train_config
 from banet_vo.train.data import CachedPairs, load_cache, make_specs, render_cache, save_cache
 from banet_vo.train.loop import train
@@ -55,6 +56,13 @@ def tiny_config(**changes) -> TrainConfig:
     return TrainConfig.from_dict(values)
 
 
+def training_state(run_dir) -> dict:
+    """The optimiser/scheduler state of the run's newest checkpoint unit."""
+    unit, skipped = find_latest_unit(Path(run_dir) / "checkpoints")
+    assert unit is not None and not skipped
+    return torch.load(unit.file("state.pt"), weights_only=True)
+
+
 def tiny_dataset(path) -> CachedPairs:
     return CachedPairs(load_cache(path), {"indoor": [1, 2]})
 
@@ -97,12 +105,12 @@ def test_resume_continues_steps_optimizer_and_log(tiny_cache, tmp_path):
     assert first.step == 3
     _, _, meta = load_checkpoint(first.checkpoint, expected_kind="banet")
     assert meta["steps"] == 3 and "code_version" in meta and "hardware" in meta and "wall_time_s" in meta
-    state = torch.load(tmp_path / "last.state.pt", weights_only=True)
+    state = training_state(tmp_path)
     assert all(int(s["step"]) == 3 for s in state["optimizer"]["state"].values())
 
     second = train(tiny_config(steps=5), tmp_path, resume=True, dataset=data, progress=False)
     assert second.step == 5
-    state = torch.load(tmp_path / "last.state.pt", weights_only=True)
+    state = training_state(tmp_path)
     assert all(int(s["step"]) == 5 for s in state["optimizer"]["state"].values())  # Adam moments carried
     with open(tmp_path / "log.csv") as f:
         steps = [int(row["step"]) for row in csv.DictReader(f)]
@@ -110,21 +118,27 @@ def test_resume_continues_steps_optimizer_and_log(tiny_cache, tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_errors_name_the_broken_file(tiny_cache, tmp_path):
+def test_resume_skips_damaged_units_and_names_them(tiny_cache, tmp_path, caplog):
     data = tiny_dataset(tiny_cache)
-    with pytest.raises(ValueError, match=r"no last\.safetensors"):
+    with pytest.raises(ValueError, match=r"nothing consistent to resume from .*no checkpoints/step-\* unit"):
         train(tiny_config(steps=2), tmp_path, resume=True, dataset=data, progress=False)
     train(tiny_config(steps=2), tmp_path, dataset=data, progress=False)
-    state = tmp_path / "last.state.pt"
-    state.write_bytes(state.read_bytes()[:100])  # truncated
-    with pytest.raises(ValueError, match=r"last\.state\.pt"):
-        train(tiny_config(steps=3), tmp_path, resume=True, dataset=data, progress=False)
-    weights = tmp_path / "last.safetensors"
-    weights.write_bytes(b"not a safetensors file at all")
-    with pytest.raises(ValueError, match=r"last\.safetensors"):
-        train(tiny_config(steps=3), tmp_path, resume=True, dataset=data, progress=False)
+    train(tiny_config(steps=3), tmp_path, resume=True, dataset=data, progress=False)
+    units = sorted((tmp_path / "checkpoints").iterdir())
+    assert [u.name for u in units] == ["step-000000002", "step-000000003"]
+    state = units[1] / "state.pt"
+    state.write_bytes(state.read_bytes()[:100])  # truncated after it was written
+    with caplog.at_level("WARNING"):
+        result = train(tiny_config(steps=3), tmp_path, resume=True, dataset=data, progress=False)
+    assert result.step == 3  # resumed at step 2, ran step 3 again
+    assert any("step-000000003" in r.message and "state.pt" in r.message for r in caplog.records)
+    # Damage every unit: resume refuses and says why for each.
+    for unit in (tmp_path / "checkpoints").iterdir():
+        (unit / "model.safetensors").write_bytes(b"not a safetensors file at all")
+    with pytest.raises(ValueError, match=r"model\.safetensors has 29 bytes"):
+        train(tiny_config(steps=4), tmp_path, resume=True, dataset=data, progress=False)
     # A different model config cannot resume these weights.
-    train(tiny_config(steps=2), tmp_path, dataset=data, progress=False)
+    train(tiny_config(steps=2), tmp_path, dataset=data, progress=False, overwrite=True)
     other = tiny_config(steps=3, model_overrides={**TINY_MODEL, "num_basis": 6})
     with pytest.raises(ValueError, match="model config"):
         train(other, tmp_path, resume=True, dataset=data, progress=False)
@@ -226,7 +240,7 @@ def test_init_weights_and_lr_multipliers(tiny_cache, tmp_path):
         steps=1, lr=1e-3, init_weights=str(first.checkpoint), lr_multipliers={"decoder.depth_head": 10.0}
     )
     second = train(config, tmp_path / "b", dataset=data, progress=False)
-    state = torch.load(tmp_path / "b" / "last.state.pt", weights_only=True)
+    state = training_state(tmp_path / "b")
     assert [g["lr"] for g in state["optimizer"]["param_groups"]] == pytest.approx([1e-3, 1e-2])
     after, _, _ = load_checkpoint(second.checkpoint)
     # Started from the first run's weights: one small Adam step away from them, not a fresh init.

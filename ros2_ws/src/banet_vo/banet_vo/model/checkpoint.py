@@ -5,7 +5,9 @@ A single ``.safetensors`` file: tensors = the state_dict; metadata (str → str)
 safetensors (not torch.save/pickle) because loading it cannot execute code and it is readable without
 torch. ``meta`` carries data, steps, metrics, wall time, hardware and ``code_version`` (``git describe``
 when available, added if the caller did not). Writes are atomic: a temporary file in the same folder,
-then rename, so a crash never leaves a half-written checkpoint under the real name.
+fsync'd, then renamed, so a crash never leaves a half-written checkpoint under the real name; a process
+killed mid-write leaves a ``.<name>.<random>.tmp`` file that ``remove_stale_temps`` clears at the next start.
+Loading refuses weights with NaN or inf (naming the tensor): such a model fails every frame it is given.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from banet_vo.provenance import code_version  # re-exported: callers use checkpoint.code_version
 
@@ -30,6 +32,8 @@ __all__ = [
     "code_version",
     "load_banet",
     "load_checkpoint",
+    "non_finite_tensors",
+    "remove_stale_temps",
     "save_checkpoint",
 ]
 
@@ -78,10 +82,15 @@ def save_checkpoint(
         "meta": _json(meta, "meta"),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Serialised in memory and written to our own temporary file: safetensors' save_file writes through a
+    # temporary of its own (".tmpXXXXXX"), which a kill would leave behind under a name we cannot own.
+    data = save(tensors, metadata=metadata)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=metadata)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename makes it visible under the real name
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -89,11 +98,43 @@ def save_checkpoint(
     return path
 
 
+def remove_stale_temps(folder: str | Path, name: str | None = None) -> list[Path]:
+    """Delete the temporary files that killed ``save_checkpoint`` calls left in ``folder`` (those for the
+    checkpoint ``name`` only, when given; and the ``.*.tmp`` directories of killed checkpoint-unit writes).
+    Call it where one process owns the folder, at its start. Returns what was deleted."""
+    import shutil
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    pattern = f".{name}.*.tmp" if name else ".*.tmp"
+    removed = []
+    for entry in sorted(folder.glob(pattern)):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+        removed.append(entry)
+    return removed
+
+
+def non_finite_tensors(state_dict: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors that hold a NaN or an infinity, each with its count."""
+    bad = []
+    for key, value in state_dict.items():
+        if value.is_floating_point() or value.is_complex():
+            finite = torch.isfinite(value)
+            if not bool(finite.all()):
+                bad.append(f"{key} ({int((~finite).sum())} of {value.numel()} values)")
+    return bad
+
+
 def load_checkpoint(
     path: str | Path, expected_kind: str | None = None
 ) -> tuple[dict[str, torch.Tensor], dict, dict]:
     """(state_dict on CPU, config dict, meta dict) of a checkpoint; ``CheckpointError`` (a ValueError) for a
-    missing, truncated, corrupt or foreign file, a wrong format tag or a kind other than ``expected_kind``."""
+    missing, truncated, corrupt or foreign file, a wrong format tag, a kind other than ``expected_kind`` or
+    weights with NaN / inf (the message names the tensors)."""
     path = Path(path)
     if expected_kind is not None and expected_kind not in KINDS:
         raise ValueError(f"expected_kind must be one of {KINDS} or None, got {expected_kind!r}")
@@ -127,6 +168,10 @@ def load_checkpoint(
             ) from exc
         if not isinstance(parsed[name], dict):
             raise CheckpointError(f"checkpoint {path}: {name!r} must be a JSON object")
+    bad = non_finite_tensors(state_dict)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise CheckpointError(f"checkpoint {path} has non-finite weights (NaN or inf) in {shown}")
     return state_dict, parsed["config"], parsed["meta"]
 
 

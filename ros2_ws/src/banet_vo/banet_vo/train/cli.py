@@ -2,8 +2,9 @@
 
 Single process: ``banet-vo-train config/train_small.yaml --out runs/small``. Several GPUs or machines:
 ``torchrun --nproc-per-node 4 -m banet_vo.train.cli config/train_paper.yaml --out runs/paper`` (DDP; each
-process takes ``batch_size`` pairs per step). ``--resume`` continues from DIR/last.safetensors +
-DIR/last.state.pt.
+process takes ``batch_size`` pairs per step). ``--resume`` continues from the newest consistent checkpoint
+unit in DIR/checkpoints; a new run into a DIR that holds one needs ``--overwrite``. Ctrl-C / SIGTERM stop
+after the current step with a checkpoint (exit status 130 / 143); a second one stops at once.
 """
 
 from __future__ import annotations
@@ -15,18 +16,26 @@ import sys
 
 from banet_vo.train.config import load_train_config
 
+# Shell convention 128 + signal number: a run stopped by a signal did not finish, even with a checkpoint.
+SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="banet-vo-train",
         description="Train BA-Net (supervised: quaternion rotation, metric translation and berHu depth "
         "losses; Adam, learning rate halved on plateaus) on pre-rendered synthetic scenes and real "
-        "sequences. Writes DIR/log.csv, DIR/last.safetensors (model checkpoint) and DIR/last.state.pt "
-        "(optimiser state for --resume). Run under torchrun for DDP.",
+        "sequences. Writes DIR/log.csv, DIR/checkpoints/step-N/ (weights + optimiser state, written as one "
+        "unit; the newest two are kept) and DIR/last.safetensors (the newest weights). Run under torchrun "
+        "for DDP. Ctrl-C or SIGTERM: checkpoint, then exit 130 / 143.",
     )
     parser.add_argument("config", help="training YAML (e.g. ros2_ws/src/banet_vo/config/train_small.yaml)")
     parser.add_argument("--out", required=True, help="run directory for logs and checkpoints (created)")
-    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    run = parser.add_mutually_exclusive_group()
+    run.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    run.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in --out (default: refuse)"
+    )
     parser.add_argument("--steps", type=int, help="override the config's total number of steps")
     parser.add_argument("--max-wall-s", type=float, help="override the config's training time limit, s")
     parser.add_argument("--batch-size", type=int, help="override the config's per-process batch size")
@@ -92,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from banet_vo.train.loop import train
 
-        result = train(config, args.out, resume=args.resume, progress=not args.quiet)
+        result = train(
+            config, args.out, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite
+        )
     except ValueError as exc:
         print(f"banet-vo-train: error: {exc}", file=sys.stderr)
         return 2
@@ -101,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{result.skipped_steps} skipped steps; checkpoint {result.checkpoint}",
         file=sys.stderr,
     )
+    if result.stopped_by in SIGNAL_EXIT:
+        print(f"stopped by {result.stopped_by}; --resume continues", file=sys.stderr)
+        return SIGNAL_EXIT[result.stopped_by]
     return 0
 
 

@@ -3,9 +3,16 @@
 Each step draws a batch of in-memory pairs, runs BA-Net, applies the losses of ``banet_vo.train.losses`` on
 every pyramid level's pose and depth, and takes an Adam step; the learning rate is halved when the mean loss
 over ``plateau_window`` steps stops improving. Rank 0 writes a CSV log, a progress line with ETA on stderr,
-and checkpoints: ``last.safetensors`` (the shared model format: config, weights, metadata) plus
-``last.state.pt`` (optimiser, scheduler, step, RNG) so a run resumes exactly where it stopped. Creating a
-file named ``STOP`` in the run directory ends the run cleanly (checkpoint written) at the next step.
+and checkpoints as atomic units (banet_vo.train.checkpoints): ``checkpoints/step-N/`` holds
+``model.safetensors`` (the shared model format: config, weights, metadata) and ``state.pt`` (optimiser,
+scheduler, step, RNG) under one manifest, so weights and optimiser state can never disagree, and a run
+resumes exactly where its newest consistent unit stopped (older units it skips are named).
+``last.safetensors`` is a link to the newest unit's weights, for tools that want "the model of this run".
+
+Stopping: a file named ``STOP`` in the run directory, ``max_wall_s``, SIGINT (Ctrl-C) or SIGTERM end the
+run at the next step boundary with a final checkpoint (a second signal interrupts at once). A new run
+refuses a directory that already holds one unless ``overwrite`` is set; stale temporary files of killed
+writers are removed at start.
 """
 
 from __future__ import annotations
@@ -14,7 +21,10 @@ import csv
 import logging
 import math
 import os
+import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +38,7 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from banet_vo.model.config import BANetConfig
 from banet_vo.provenance import code_version, cpu_model
+from banet_vo.train.checkpoints import find_latest_unit, write_unit
 from banet_vo.train.config import TrainConfig
 from banet_vo.train.data import CachedPairs, load_or_render, make_specs
 from banet_vo.train.losses import banet_loss
@@ -35,6 +46,7 @@ from banet_vo.train.losses import banet_loss
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "RunDirectoryError",
     "TrainResult",
     "build_dataset",
     "code_version",
@@ -44,6 +56,17 @@ __all__ = [
 ]
 
 CSV_FIELDS = ("step", "wall_s", "lr", "loss", "rotation", "translation", "depth", "skipped")
+UNITS_DIR = "checkpoints"  # atomic checkpoint units, newest KEEP_UNITS kept
+KEEP_UNITS = 2
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "state.pt"
+LAST_LINK = "last.safetensors"
+# What a run directory holds (removed by overwrite): units, the link, the log, the pre-unit state file.
+RUN_FILES = (UNITS_DIR, LAST_LINK, "last.state.pt", "log.csv")
+
+
+class RunDirectoryError(ValueError):
+    """The run directory cannot be used as asked (holds another run, nothing to resume)."""
 
 
 @dataclass
@@ -53,6 +76,7 @@ class TrainResult:
     last_loss: float  # mean loss of the last logging window
     checkpoint: Path | None
     skipped_steps: int  # steps whose loss or gradient was not finite (no update taken)
+    stopped_by: str = ""  # "" when all steps ran; else "STOP file", "max_wall_s", "SIGINT" or "SIGTERM"
 
 
 def hardware_description(device: torch.device) -> str:
@@ -156,28 +180,44 @@ def _save(
     meta: dict,
     state: dict,
 ) -> Path:
+    """Write weights + training state as one unit, then point last.safetensors at its weights."""
     from banet_vo.model.checkpoint import save_checkpoint
 
-    path = out_dir / "last.safetensors"
-    # Weights first, then the state naming its step: a crash between the two leaves a state that is
-    # older than the weights, which resume detects through the step stored in both.
-    save_checkpoint(path, model.state_dict(), "banet", model.config.to_dict(), meta)
-    tmp = out_dir / "last.state.pt.tmp"
-    torch.save(
+    weights = model.state_dict()
+    training_state = {
+        "step": state["step"],
+        "wall_s": state["wall_s"],
+        "skipped": state["skipped"],
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "window": state["window"],
+        "rng_torch": torch.get_rng_state(),
+        "train_config": config.to_dict(),
+    }
+    unit = write_unit(
+        out_dir / UNITS_DIR,
+        state["step"],
         {
-            "step": state["step"],
-            "wall_s": state["wall_s"],
-            "skipped": state["skipped"],
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "window": state["window"],
-            "rng_torch": torch.get_rng_state(),
-            "train_config": config.to_dict(),
+            MODEL_FILE: lambda p: save_checkpoint(p, weights, "banet", model.config.to_dict(), meta),
+            STATE_FILE: lambda p: torch.save(training_state, p),
         },
-        tmp,
+        info={"steps": state["step"], "kind": "banet-training"},
+        keep=KEEP_UNITS,
     )
-    tmp.replace(out_dir / "last.state.pt")
-    return path
+    return _link_last(unit.file(MODEL_FILE), out_dir / LAST_LINK)
+
+
+def _link_last(source: Path, link: Path) -> Path:
+    """Atomically make ``link`` a hard link to ``source`` (a copy where links are not supported)."""
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError as exc:  # e.g. a file system without hard links: same content, more disk
+        logger.debug("hard link %s -> %s failed (%s); copying", source, tmp, exc)
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, link)
+    return link
 
 
 def _param_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
@@ -237,32 +277,118 @@ def _load_weights(model: torch.nn.Module, path: str, skip: Sequence[str] = ()) -
 
 
 def _load_resume(out_dir: Path, model: torch.nn.Module, optimizer, scheduler, config: TrainConfig) -> dict:
+    """Load the newest consistent checkpoint unit into model, optimiser and scheduler; returns its state.
+    Newer units that fail (incomplete, damaged, not fitting the model) are skipped and named."""
     from banet_vo.model.checkpoint import load_checkpoint
 
-    weights = out_dir / "last.safetensors"
-    state_path = out_dir / "last.state.pt"
-    if not weights.is_file() or not state_path.is_file():
-        raise ValueError(f"resume: {out_dir} has no last.safetensors + last.state.pt to resume from")
-    state_dict, model_config, meta = load_checkpoint(weights, expected_kind="banet")
-    if model_config != model.config.to_dict():
-        raise ValueError(f"resume: the model config in {weights} differs from the training config's model")
-    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    loaded: dict = {}
+
+    def accept(unit) -> None:
+        state_dict, model_config, meta = load_checkpoint(unit.file(MODEL_FILE), expected_kind="banet")
+        if model_config != model.config.to_dict():
+            raise ValueError(f"{unit.path}: its model config differs from the training config's model")
+        try:
+            state = torch.load(unit.file(STATE_FILE), weights_only=True)
+        except Exception as exc:  # torch raises several types for a corrupt file; name the file either way
+            raise ValueError(f"{unit.file(STATE_FILE)} is not a readable training state: {exc}") from exc
+        if int(meta.get("steps", -1)) != int(state["step"]) or int(state["step"]) != unit.step:
+            raise ValueError(f"{unit.path}: weights at step {meta.get('steps')}, state at {state['step']}")
+        loaded.update(state_dict=state_dict, state=state)
+
+    unit, skipped = find_latest_unit(out_dir / UNITS_DIR, accept)
+    for reason in skipped:
+        logger.warning("resume: skipped %s", reason)
+    if unit is None:
+        why = "; ".join(skipped) if skipped else f"no {UNITS_DIR}/step-* unit"
+        hint = ""
+        if (out_dir / "last.state.pt").is_file():
+            hint = (
+                " (last.state.pt is from a version that wrote weights and state separately; start again "
+                f"with --init-weights {out_dir / LAST_LINK} --overwrite)"
+            )
+        raise RunDirectoryError(f"resume: nothing consistent to resume from in {out_dir}: {why}{hint}")
+    missing, unexpected = model.load_state_dict(loaded["state_dict"], strict=False)
     if missing or unexpected:
         raise ValueError(
-            f"resume: {weights} does not fit the model: missing {missing}, unexpected {unexpected}"
+            f"resume: {unit.path} does not fit the model: missing {missing}, unexpected {unexpected}"
         )
-    try:
-        state = torch.load(state_path, weights_only=True)
-    except Exception as exc:  # torch raises several types for a corrupt file; name the file either way
-        raise ValueError(f"resume: {state_path} is not a readable training state: {exc}") from exc
-    if int(meta.get("steps", -1)) != int(state["step"]):
-        raise ValueError(
-            f"resume: {weights} is at step {meta.get('steps')} but {state_path} at step {state['step']}"
-        )
+    state = loaded["state"]
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng_torch"])
+    logger.info(
+        "resume: step %d from %s%s",
+        unit.step,
+        unit.path,
+        f" ({len(skipped)} newer skipped)" if skipped else "",
+    )
     return state
+
+
+def _prepare_run_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a new run over an existing one unless ``overwrite``; clear stale temp files."""
+    from banet_vo.model.checkpoint import remove_stale_temps
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (out_dir, out_dir / UNITS_DIR):
+        for path in remove_stale_temps(folder):
+            logger.warning("removed %s, left by a checkpoint write that did not finish", path)
+    present = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if resume or not present:
+        return
+    if not overwrite:
+        raise RunDirectoryError(
+            f"{out_dir} already holds a training run ({', '.join(present)}): --resume continues it, "
+            "--overwrite replaces it"
+        )
+    logger.warning("overwrite: removing %s from %s", ", ".join(present), out_dir)
+    for name in present:
+        path = out_dir / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop the log rows after ``step``: steps a killed run logged past its last checkpoint are run again
+    after resume, and the log must not hold them twice."""
+    with open(path, newline="") as f:
+        rows = [row for row in csv.DictReader(f) if int(row["step"]) <= step]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+class _StopSignals:
+    """SIGINT / SIGTERM ask the loop to stop at the next step boundary (and checkpoint); a second one
+    interrupts at once. Installed only from the main thread (Python delivers signals there)."""
+
+    def __init__(self) -> None:
+        self.received: str = ""
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if self.received:  # asked twice: stop now, without a checkpoint
+            self.restore()
+            raise KeyboardInterrupt(f"{name} received twice")
+        self.received = name
+        logger.warning("%s: stopping after the current step with a checkpoint (again: stop at once)", name)
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def __exit__(self, *exc) -> None:
+        self.restore()
 
 
 def train(
@@ -271,9 +397,12 @@ def train(
     resume: bool = False,
     progress: bool = True,
     dataset: Dataset | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
-    """Train BA-Net per ``config`` into ``out_dir`` (created); ``resume`` continues from its last checkpoint
-    (step count, optimiser and scheduler state). ``dataset`` replaces the configured data (tests)."""
+    """Train BA-Net per ``config`` into ``out_dir`` (created); ``resume`` continues from its newest consistent
+    checkpoint (step count, optimiser and scheduler state); ``overwrite`` lets a new run replace the one
+    already in ``out_dir`` (without it, that is an error). ``dataset`` replaces the configured data (tests).
+    """
     from banet_vo.model.banet import BANet
 
     rank, world = _distributed()
@@ -281,7 +410,7 @@ def train(
     device = _device(rank)
     out_dir = Path(out_dir)
     if rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        _prepare_run_dir(out_dir, resume, overwrite)
     torch.manual_seed(config.seed)  # same initial weights on every rank
 
     description: dict = {"custom dataset": type(dataset).__name__} if dataset is not None else {}
@@ -317,6 +446,8 @@ def train(
     writer = None
     if rank == 0:
         new_log = not (resume and log_path.is_file())
+        if not new_log:
+            _truncate_log(log_path, int(state["step"]))
         log_file = open(log_path, "w" if new_log else "a", newline="")
         writer = csv.DictWriter(log_file, fieldnames=CSV_FIELDS)
         if new_log:
@@ -364,19 +495,26 @@ def train(
             },
         )
 
+    stopped_by = ""
+    signals = _StopSignals()
     try:
+        signals.__enter__()
         model.train()
         while step < config.steps:
             out_of_time = (
                 bool(config.max_wall_s) and time.monotonic() - seg_start + wall_before >= config.max_wall_s
             )
-            stop = out_of_time or (out_dir / "STOP").exists()  # STOP file: graceful stop from outside
+            reason = signals.received or ("max_wall_s" if out_of_time else "")
+            if not reason and (out_dir / "STOP").exists():  # STOP file: graceful stop from outside
+                reason = "STOP file"
+            stop = bool(reason)
             if world > 1:  # rank 0 decides, so that every rank leaves the loop at the same step
                 flag = torch.tensor([1.0 if stop else 0.0], device=device)
                 dist.broadcast(flag, src=0)
                 stop = bool(flag.item() > 0)
             if stop:
-                logger.warning("stopping at step %d (%s)", step, "max_wall_s" if out_of_time else "STOP file")
+                stopped_by = reason or "rank 0"
+                logger.warning("stopping at step %d (%s)", step, stopped_by)
                 break
             # Epoch-seeded permutation, identical on every rank; each rank takes its own slice.
             epoch, offset = divmod(step * per_rank * world, n)
@@ -453,11 +591,15 @@ def train(
                 last_ckpt = time.monotonic()
         if rank == 0:
             checkpoint_path = save()
+            if stopped_by:
+                logger.warning("checkpoint at step %d written to %s", step, checkpoint_path.parent)
     finally:
+        signals.restore()
         if log_file is not None:
             log_file.close()
         if world > 1 and dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
     last_loss = float(np.mean([t["loss"] for t in log_terms])) if log_terms else float("nan")
-    return TrainResult(step, wall_before + time.monotonic() - seg_start, last_loss, checkpoint_path, skipped)
+    wall = wall_before + time.monotonic() - seg_start
+    return TrainResult(step, wall, last_loss, checkpoint_path, skipped, stopped_by)
