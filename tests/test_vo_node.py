@@ -20,6 +20,7 @@ from banet_vo.data.sequence import Frame
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import body_from_optical, invert
 from banet_vo.odometry import PairEstimate, PreparedFrame
+from banet_vo.odometry.output_covariance import UNKNOWN_VARIANCE
 
 pytestmark = pytest.mark.ros
 
@@ -28,15 +29,16 @@ from banet_vo.ros.bag_player import BagPlayer  # noqa: E402
 from banet_vo.ros.conversions import image_to_numpy, numpy_to_image, sec_to_stamp, stamp_to_ns  # noqa: E402
 from banet_vo.ros.frame_worker import LatestFrameQueue  # noqa: E402
 from banet_vo.ros.params import PARAMS  # noqa: E402
-from banet_vo.ros.qos import reliable_qos  # noqa: E402
+from banet_vo.ros.qos import latched_qos, reliable_qos  # noqa: E402
 from banet_vo.ros.vo_node import VONode  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from nav_msgs.msg import Path as PathMsg  # noqa: E402
+from rcl_interfaces.msg import Log  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 DT = 0.1
@@ -91,7 +93,9 @@ class TruthEstimator:
 class Graph:
     """VO node + recorder node (+ optional player) on one MultiThreadedExecutor in a thread."""
 
-    def __init__(self, context, estimator=None, params: dict | None = None, remap: bool = True) -> None:
+    def __init__(
+        self, context, estimator=None, params: dict | None = None, remap: bool = True, extra_args=()
+    ) -> None:
         overrides = [
             Parameter(k, value=v) for k, v in {"model": "unused.safetensors", **(params or {})}.items()
         ]
@@ -99,19 +103,25 @@ class Graph:
             estimator=estimator,
             context=context,
             parameter_overrides=overrides,
-            cli_args=REMAPS if remap else None,
+            cli_args=[*(REMAPS if remap else ["--ros-args"]), *extra_args],
         )
         self.rec = Node("vo_test_recorder", context=context)
         self.lock = threading.Lock()
-        self.msgs: dict[str, list] = {"odom": [], "depth": [], "info": [], "path": [], "diag": []}
+        self.msgs: dict[str, list] = {
+            k: [] for k in ("odom", "depth", "info", "path", "diag", "status", "points", "log")
+        }
         for key, msg_type, topic in (
             ("odom", Odometry, "/banet_vo/odometry"),
-            ("depth", Image, "/banet_vo/depth"),
+            ("depth", Image, "/banet_vo/depth/image"),
             ("info", CameraInfo, "/banet_vo/depth/camera_info"),
             ("path", PathMsg, "/banet_vo/path"),
             ("diag", DiagnosticArray, "/diagnostics"),
+            ("status", DiagnosticStatus, "/banet_vo/status"),
+            ("points", PointCloud2, "/banet_vo/points"),
         ):
             self.rec.create_subscription(msg_type, topic, self._keep(key), reliable_qos(depth=200))
+        # /rosout is reliable, transient-local, keep-last 1000 (rcl's own profile)
+        self.rec.create_subscription(Log, "/rosout", self._keep("log"), latched_qos(depth=1000))
         self.executor = MultiThreadedExecutor(num_threads=3, context=context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.rec)
@@ -142,6 +152,9 @@ class Graph:
                 return
             time.sleep(0.02)
         raise AssertionError("the node never subscribed to image and camera_info")
+
+    def logs(self, text: str) -> list[str]:
+        return [m.msg for m in self.get("log") if m.name == "banet_vo" and text in m.msg]
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=5.0)
@@ -185,18 +198,25 @@ def _check_outputs(graph: Graph, frames: list[Frame], min_published: int) -> Non
         np.testing.assert_allclose([p.x, p.y, p.z], expected[:3, 3], atol=1e-6)
         cov = np.asarray(msg.pose.covariance).reshape(6, 6)
         assert np.allclose(cov, cov.T)
-        if _ns(msg) != stamps[0]:  # the first pose is the exact origin (zero covariance)
-            assert np.all(np.linalg.eigvalsh(cov) > 0)
-    # depth for every tracked frame, 32FC1 NaN-invalid, with a matching camera_info and the input header
+        assert np.all(np.linalg.eigvalsh(cov) > 0)  # never zero, not even at the origin (the floor)
+        twist_cov = np.asarray(msg.twist.covariance).reshape(6, 6)
+        assert np.all(np.diag(twist_cov) > 0) and np.all(np.isfinite(twist_cov))
+    assert np.diag(np.reshape(odoms[0].twist.covariance, (6, 6))).tolist() == [UNKNOWN_VARIANCE] * 6
+    if len(odoms) > 1:
+        assert np.diag(np.reshape(odoms[1].twist.covariance, (6, 6))).max() < UNKNOWN_VARIANCE
+    # depth for every tracked frame at the input resolution, 32FC1 NaN-invalid, with the input camera's
+    # camera_info and the input header
     depths = graph.wait("depth", published - 1)
     infos = graph.wait("info", published - 1)
     assert len(depths) == len(infos) == published - 1
+    camera = frames[0].camera
     for d, info in zip(depths, infos, strict=True):
-        assert d.encoding == "32FC1" and (d.width, d.height) == (16, 12) == (info.width, info.height)
+        assert d.encoding == "32FC1" and (d.width, d.height) == camera.size == (info.width, info.height)
         assert d.header == info.header and d.header.frame_id == "camera_optical"
+        np.testing.assert_allclose(np.reshape(info.k, (3, 3)), camera.K)
         assert _ns(d) in stamps
         values = image_to_numpy(d)
-        assert np.isnan(values[0, 0]) and values[5, 5] == pytest.approx(8.0)
+        assert np.isnan(values[0, 0]) and values[camera.height // 2, camera.width // 2] == pytest.approx(8.0)
     path = graph.wait("path", published)[-1]
     assert len(path.poses) == published and path.header.frame_id == "odom"
 
@@ -270,7 +290,8 @@ def _info_msg(camera: PinholeCamera, t: float) -> CameraInfo:
 
 def test_bad_input_is_counted_and_the_node_keeps_serving(rclpy_context):
     frames = _frames(6)
-    graph = Graph(rclpy_context, TruthEstimator(frames), {"image_qos": "reliable", "queue_size": 50})
+    params = {"image_qos": "reliable", "queue_size": 50, "camera_info_sync": "latest"}
+    graph = Graph(rclpy_context, TruthEstimator(frames), params)
     pub_node = Node("vo_test_publisher", context=rclpy_context)
     img_pub = pub_node.create_publisher(Image, IMAGE_TOPIC, reliable_qos(depth=50))
     info_pub = pub_node.create_publisher(CameraInfo, CAMERA_INFO_TOPIC, reliable_qos(depth=50))
@@ -368,8 +389,18 @@ def test_bad_parameters_and_model_stop_the_node(rclpy_context, tmp_path):
 
     with pytest.raises(ValueError, match="parameter model: a BA-Net checkpoint path is required"):
         make()
-    with pytest.raises(ValueError, match=r"parameter model: cannot use .*does not exist"):
-        make(model=str(tmp_path / "missing.safetensors"))
+    with pytest.raises(ValueError, match=r"parameter model: .*missing.safetensors does not exist"):
+        make(model=str(tmp_path / "missing.safetensors"), device="cpu")
+    with pytest.raises(ValueError, match=r"parameter model: .* is a directory; give the .safetensors file"):
+        make(model=str(tmp_path), device="cpu")
+    with pytest.raises(
+        ValueError, match=r"parameter queue_sise: not a parameter of this node; did you mean queue_size\?"
+    ):
+        make(model="m", queue_sise=5)
+    with pytest.raises(ValueError, match="parameter intrinsics"):
+        make(model="m", intrinsics=[100.0, 100.0, 50.0, 40.0, 0.0, 80.0])
+    with pytest.raises(ValueError, match="parameter camera_info_sync"):
+        make(model="m", camera_info_sync="approximate")
     with pytest.raises(ValueError, match="parameter queue_size"):
         make(model="m", queue_size=0)
     with pytest.raises(ValueError, match="parameter device"):
@@ -401,7 +432,7 @@ def test_parameters_are_declared_with_descriptions_and_ranges(rclpy_context):
     try:
         for spec in PARAMS:
             descriptor = node.describe_parameter(spec.name)
-            assert descriptor.description and descriptor.read_only
+            assert descriptor.description and descriptor.read_only == (not spec.dynamic)
             if spec.range is not None:
                 ranges = list(descriptor.integer_range) + list(descriptor.floating_point_range)
                 assert len(ranges) == 1 and ranges[0].from_value == spec.range[0]

@@ -26,7 +26,7 @@ def test_diagnostics_ok_when_no_problem_is_counted(node):
     before = stamp_to_ns(node.get_clock().now().to_msg())
     msg = diagnostics(node, "thing", "cpu", "tracking", values, ("dropped", "errors"))
     (status,) = msg.status
-    assert status.name == "shell_test: thing" and status.hardware_id == "cpu"
+    assert status.name == "/shell_test: thing" and status.hardware_id == "cpu"
     assert status.level == DiagnosticStatus.OK and status.message == "tracking"
     assert [(kv.key, kv.value) for kv in status.values] == [
         ("dropped", "0"),

@@ -2,10 +2,19 @@
 
 A node owns one `CameraInput`: it subscribes `image` and `camera_info` with the node's `image_qos` mode
 (`auto` waits for a publisher and takes its reliability, as rosbag2 does), converts and validates each
-message, keeps the latest camera and the one image that arrived before the first camera_info, rescales
-the camera when the image comes at another resolution of the same aspect, and hands a `CameraFrame` to
-the node's callback. Bad input is counted and warned about through the node's `EventCounters` (every
-occurrence counted, logged at most once per period per kind), never raised.
+message, pairs each image with a camera and hands a `CameraFrame` to the node's callback. Pairing:
+
+- `latest` (the default): the latest valid camera_info; the one image that arrived before the first
+  camera_info waits for it; the camera is rescaled when the image comes at another resolution of the same
+  aspect;
+- `exact`: the camera_info with the image's stamp, as message_filters' ExactTime policy does; images and
+  camera_infos wait for their partner in queues of `sync_queue_size`, and what falls out is counted;
+- a `fixed_camera` (intrinsics from parameters): no camera_info subscription at all.
+
+Images outside the size limits are refused before decoding, and with `lock_frame_id` an image whose
+frame_id differs from the first one is refused until `unlock_frame_id()`. Bad input is counted and warned
+about through the node's `EventCounters` (every occurrence counted, logged at most once per period per
+kind), never raised.
 """
 
 from __future__ import annotations
@@ -19,12 +28,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image
 
 from banet_vo.geometry import PinholeCamera
-from banet_vo.ros.conversions import camera_info_to_camera, image_to_model_input, stamp_to_sec
+from banet_vo.ros.conversions import camera_info_to_camera, image_to_model_input, stamp_to_ns, stamp_to_sec
 from banet_vo.ros.parameters import ParameterSpec
 from banet_vo.ros.qos import qos_from_name, resolve_auto_qos
 
@@ -41,6 +51,9 @@ BAD_CAMERA_INFO = "bad_camera_info"
 NO_CAMERA_INFO = "no_camera_info"
 SIZE_MISMATCH = "size_mismatch"
 INPUT_PROBLEMS = (BAD_IMAGE, BAD_CAMERA_INFO, NO_CAMERA_INFO, SIZE_MISMATCH)
+FRAME_ID_CHANGED = "frame_id_changed"
+LOST_IN_TRANSPORT = "lost_in_transport"  # reported by the middleware (message_lost event), never seen here
+SYNC_MODES = ("latest", "exact")
 ASPECT_TOLERANCE = 0.01  # relative aspect difference up to which an image is the same camera resized
 
 
@@ -110,8 +123,9 @@ class CameraFrame:
     header: Any  # std_msgs/Header of the image (outputs carry its stamp)
     stamp: float  # header stamp in seconds
     image: np.ndarray  # H×W or H×W×3 uint8 (image_to_model_input)
-    camera: PinholeCamera  # intrinsics at the image's size
+    camera: PinholeCamera  # intrinsics at the image's size (after rectification when calibration is set)
     received: float  # time.monotonic() when the image callback ran
+    calibration: Any = None  # a geometry.rectify.CameraCalibration when the image still has to be rectified
 
 
 @dataclass(frozen=True)
@@ -152,9 +166,32 @@ class CameraInput:
         image_topic: str = "image",
         info_topic: str = "camera_info",
         retry_period_s: float = 0.2,
+        sync: str = "latest",
+        sync_queue_size: int = 10,
+        camera_from_info: Callable[[CameraInfo], tuple[PinholeCamera, Any]] | None = None,
+        fixed_camera: PinholeCamera | None = None,
+        min_image_side: int = 1,
+        max_image_pixels: int | None = None,
+        lock_frame_id: bool = False,
     ) -> None:
         if qos_mode not in IMAGE_QOS_MODES:
             raise ValueError(f"qos_mode must be one of {IMAGE_QOS_MODES}, got {qos_mode!r}")
+        if sync not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {SYNC_MODES}, got {sync!r}")
+        if sync_queue_size < 1:
+            raise ValueError(f"sync_queue_size must be >= 1, got {sync_queue_size}")
+        self._sync = sync
+        self._sync_queue_size = sync_queue_size
+        # (camera, calibration) of a camera_info; the default keeps the pinhole of camera_info_to_camera
+        self._camera_from_info = camera_from_info or (lambda msg: (camera_info_to_camera(msg), None))
+        self._fixed_camera = fixed_camera
+        self._min_side = min_image_side
+        self._max_pixels = max_image_pixels
+        self._lock_frame_id = lock_frame_id
+        self._frame_id: str | None = None
+        self._infos: collections.OrderedDict[int, tuple[PinholeCamera, Any]] = collections.OrderedDict()
+        self._images: collections.OrderedDict[int, _Image] = collections.OrderedDict()
+        self._calibration: Any = None
         self._node = node
         self._qos_mode = qos_mode
         self._on_frame = on_frame
@@ -176,8 +213,23 @@ class CameraInput:
             return self._camera
 
     @property
+    def needs_camera_info(self) -> bool:
+        return self._fixed_camera is None
+
+    @property
     def subscribed(self) -> bool:
-        return self.image_sub is not None and self.info_sub is not None
+        return self.image_sub is not None and (self.info_sub is not None or not self.needs_camera_info)
+
+    @property
+    def has_camera(self) -> bool:
+        """Whether a camera is known (fixed, or at least one valid camera_info arrived)."""
+        with self._lock:
+            return self._fixed_camera is not None or self._camera is not None or bool(self._infos)
+
+    def unlock_frame_id(self) -> None:
+        """Accept the frame_id of the next image as the camera's (after a reset: another camera)."""
+        with self._lock:
+            self._frame_id = None
 
     def wait_for_publishers(self, timeout: float = 10.0, min_count: int = 1) -> bool:
         """Wait until both subscriptions have matched `min_count` publishers; False on timeout.
@@ -189,7 +241,7 @@ class CameraInput:
         while not (
             self.subscribed
             and self.image_sub.get_publisher_count() >= min_count
-            and self.info_sub.get_publisher_count() >= min_count
+            and (self.info_sub is None or self.info_sub.get_publisher_count() >= min_count)
         ):
             if time.monotonic() >= deadline:
                 return False
@@ -225,7 +277,9 @@ class CameraInput:
         qos = self._subscription_qos(topic)
         if qos is None:
             return None
-        sub = self._node.create_subscription(msg_type, topic, callback, qos)
+        # Messages the middleware knows it lost (best effort gaps) are counted, not silently missing.
+        events = SubscriptionEventCallbacks(message_lost=self._on_message_lost)
+        sub = self._node.create_subscription(msg_type, topic, callback, qos, event_callbacks=events)
         self._node.get_logger().info(f"subscribed to {sub.topic_name} ({qos.reliability.name})")
         return sub
 
@@ -234,27 +288,71 @@ class CameraInput:
         subscribing reliable before a best-effort publisher appears would never connect)."""
         if self.image_sub is None:
             self.image_sub = self._subscribe(Image, self._image_topic, self.on_image)
-        if self.info_sub is None:
+        if self.info_sub is None and self.needs_camera_info:
             self.info_sub = self._subscribe(CameraInfo, self._info_topic, self.on_camera_info)
         if self.subscribed:
             self._subscribe_timer.cancel()
 
     # -- callbacks -----------------------------------------------------------------------------------
+    def _on_message_lost(self, info: Any) -> None:
+        self.events.add(LOST_IN_TRANSPORT, int(info.total_count_change))
+
     def on_camera_info(self, msg: CameraInfo) -> None:
         try:
-            camera = camera_info_to_camera(msg)
+            camera, calibration = self._camera_from_info(msg)
+            ns = stamp_to_ns(msg.header.stamp)
         except ValueError as err:
             self.events.warn(BAD_CAMERA_INFO, f"camera_info ignored: {err}")
             return
+        if self._sync == "exact":
+            with self._lock:
+                self._infos[ns] = (camera, calibration)
+                while len(self._infos) > self._sync_queue_size:
+                    self._infos.popitem(last=False)  # an unused camera_info costs nothing: not counted
+                partner = self._images.pop(ns, None)
+            if partner is not None:
+                self._deliver(partner, camera, calibration)
+            return
         with self._lock:
-            self._camera = camera
+            self._camera, self._calibration = camera, calibration
             pending, self._pending = self._pending, None
         if pending is not None:  # the image that arrived just before the first camera_info
-            self._deliver(pending, camera)
+            self._deliver(pending, camera, calibration)
+
+    def _refuse_size(self, msg: Image) -> str | None:
+        width, height = int(msg.width), int(msg.height)
+        if min(width, height) < self._min_side:
+            return f"image dropped: {width}x{height} is below the minimum side of {self._min_side} px"
+        if self._max_pixels is not None and width * height > self._max_pixels:
+            return f"image dropped: {width}x{height} has more than the {self._max_pixels} pixels allowed"
+        return None
+
+    def _refuse_frame_id(self, frame_id: str) -> str | None:
+        if not self._lock_frame_id:
+            return None
+        with self._lock:
+            if self._frame_id is None:
+                self._frame_id = frame_id
+                return None
+            locked = self._frame_id
+        if frame_id == locked:
+            return None
+        return (
+            f"image dropped: frame_id {frame_id!r} differs from {locked!r} of the images so far "
+            "(call ~/reset to start a trajectory with the new camera)"
+        )
 
     def on_image(self, msg: Image) -> None:
         received = time.monotonic()
         self.events.add(RECEIVED)
+        refused = self._refuse_size(msg)
+        if refused is not None:  # before decoding: a burst of huge frames must not be copied around
+            self.events.warn(BAD_IMAGE, refused)
+            return
+        refused = self._refuse_frame_id(msg.header.frame_id)
+        if refused is not None:
+            self.events.warn(FRAME_ID_CHANGED, refused)
+            return
         try:
             stamp = stamp_to_sec(msg.header.stamp)
             image = image_to_model_input(msg)
@@ -262,8 +360,14 @@ class CameraInput:
             self.events.warn(BAD_IMAGE, f"image dropped: {err}")
             return
         item = _Image(msg.header, stamp, image, received)
+        if self._fixed_camera is not None:
+            self._deliver(item, self._fixed_camera, None)
+            return
+        if self._sync == "exact":
+            self._pair_exact(item, stamp_to_ns(msg.header.stamp))
+            return
         with self._lock:  # check and park in one step: a camera_info in between must release this image
-            camera = self._camera
+            camera, calibration = self._camera, self._calibration
             replaced = None
             if camera is None:
                 replaced, self._pending = self._pending, item
@@ -273,10 +377,41 @@ class CameraInput:
             if replaced is not None:
                 self.events.warn(NO_CAMERA_INFO, "image dropped: no valid camera_info received yet")
             return
-        self._deliver(item, camera)
+        self._deliver(item, camera, calibration)
 
-    def _deliver(self, item: _Image, camera: PinholeCamera) -> None:
+    def _pair_exact(self, item: _Image, ns: int) -> None:
+        with self._lock:
+            partner = self._infos.get(ns)
+            dropped = []
+            if partner is None:
+                self._images[ns] = item
+                while len(self._images) > self._sync_queue_size:
+                    dropped.append(self._images.popitem(last=False)[1])
+            newest_info = next(reversed(self._infos), None)
+        for old in dropped:
+            if newest_info is None:
+                why = "no valid camera_info received yet"
+            else:
+                away = newest_info / 1e9 - old.stamp
+                why = f"no camera_info with its stamp (the newest camera_info is {away:+.3f} s from it)"
+            self.events.warn(NO_CAMERA_INFO, f"image at {old.stamp:.6f} s dropped: {why}")
+        if partner is not None:
+            self._deliver(item, *partner)
+
+    def _deliver(self, item: _Image, camera: PinholeCamera, calibration: Any = None) -> None:
         height, width = item.image.shape[:2]
+        if calibration is not None:  # a raw image is rectified at its calibrated size, never rescaled
+            if (width, height) != (calibration.width, calibration.height):
+                self.events.warn(
+                    SIZE_MISMATCH,
+                    f"image dropped: {width}x{height} does not match camera_info "
+                    f"{calibration.width}x{calibration.height}",
+                )
+                return
+            self._on_frame(
+                CameraFrame(item.header, item.stamp, item.image, camera, item.received, calibration)
+            )
+            return
         matched = camera_for_image(camera, width, height)
         if matched is None:
             self.events.warn(

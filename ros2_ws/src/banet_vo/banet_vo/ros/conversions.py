@@ -29,10 +29,13 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from banet_vo.geometry import PinholeCamera
+from banet_vo.geometry.rectify import CameraCalibration
 
 logger = logging.getLogger(__name__)
 
 SUPPORTED_ENCODINGS = ("mono8", "8UC1", "mono16", "16UC1", "rgb8", "bgr8", "rgba8", "bgra8", "32FC1")
+# What the model takes as input: the intensity encodings (32FC1 is depth, decoded but never a model input).
+MODEL_INPUT_ENCODINGS = tuple(e for e in SUPPORTED_ENCODINGS if e != "32FC1")
 _MONO8 = ("mono8", "8UC1")
 _MONO16 = ("mono16", "16UC1")
 _NS_PER_S = 1_000_000_000
@@ -134,6 +137,10 @@ def image_to_model_input(msg: Any, max_value_16bit: int = 65535) -> np.ndarray:
     bgr8/bgra8 are reordered to RGB, alpha is dropped, mono16/16UC1 go through `scale_16_to_8`.
     32FC1 (depth) is not an intensity image and is refused.
     """
+    if msg.encoding not in MODEL_INPUT_ENCODINGS:
+        raise ValueError(
+            f"encoding must be one of {MODEL_INPUT_ENCODINGS} (an intensity image), got {msg.encoding!r}"
+        )
     pixels = image_to_numpy(msg)
     encoding = msg.encoding
     if encoding in _MONO8 or encoding == "rgb8":
@@ -295,6 +302,51 @@ def camera_info_to_camera(msg: Any, rectified: bool | None = None) -> PinholeCam
     return _binned_camera(camera, int(msg.binning_x), int(msg.binning_y))
 
 
+def camera_info_to_calibration(msg: Any) -> CameraCalibration:
+    """The calibration a raw image is rectified with (ValueError naming the problem: an unsupported
+    distortion model with non-zero D, a wrong coefficient count, NaN, zero K)."""
+    try:
+        return CameraCalibration(
+            int(msg.width),
+            int(msg.height),
+            str(msg.distortion_model),
+            tuple(msg.d),
+            tuple(msg.k),
+            tuple(msg.r),
+            tuple(msg.p),
+        )
+    except ValueError as err:
+        raise ValueError(f"CameraInfo: {err}") from err
+
+
+def camera_info_to_input(msg: Any, rectify: bool) -> tuple[PinholeCamera, CameraCalibration | None]:
+    """(the pinhole camera of the images the model will see, the calibration to rectify them with or None).
+
+    rectify=True: a distorted camera (D ≠ 0 or R ≠ I) is rectified to P (K when P is unset) and the
+    calibration is returned; an undistorted one is used as it is (camera_info_to_camera). rectify=False:
+    the images are already rectified (image_rect), so P is their camera; a distorted camera_info without P
+    cannot say what the rectified camera is and is refused.
+    """
+    calibration = camera_info_to_calibration(msg)
+    if not calibration.distorted:
+        return camera_info_to_camera(msg), None
+    has_p = bool(np.any(np.reshape(calibration.P, (3, 4))[:, :3]))
+    if not rectify:
+        if not has_p:
+            raise ValueError(
+                "CameraInfo has distortion but no P: the rectified camera is unknown (set rectify:=true "
+                "to rectify raw images in the node)"
+            )
+        return camera_info_to_camera(msg, rectified=True), None
+    binned = int(msg.binning_x) > 1 or int(msg.binning_y) > 1
+    if binned or (int(msg.roi.width) > 0 and int(msg.roi.height) > 0):
+        raise ValueError(
+            "CameraInfo: rectifying a binned or ROI image is not supported; rectify upstream (image_proc) "
+            "and set rectify:=false"
+        )
+    return calibration.rectified_camera(), calibration
+
+
 def camera_to_camera_info(camera: PinholeCamera, header: Any, frame_id: str | None = None) -> CameraInfo:
     """CameraInfo of an undistorted, rectified camera: K, P = [K | 0], R = I, plumb_bob with zero D."""
     if not isinstance(camera, PinholeCamera):
@@ -325,6 +377,27 @@ def depth_messages(
     if (image.width, image.height) != camera.size:
         camera = camera.resized(image.width, image.height)
     return image, camera_to_camera_info(camera, image.header)
+
+
+def points_to_cloud(points: np.ndarray, header: Any) -> Any:
+    """sensor_msgs/PointCloud2 of N×3 points (x, y, z float32, unorganised, dense), header copied."""
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    pts = np.ascontiguousarray(np.asarray(points, dtype=np.float32))
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise ValueError(f"points must be N×3, got shape {pts.shape}")
+    msg = PointCloud2()
+    msg.header = _copy_header(header)
+    msg.height, msg.width = 1, len(pts)
+    msg.fields = [
+        PointField(name=name, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+        for i, name in enumerate("xyz")
+    ]
+    msg.is_bigendian = sys.byteorder == "big"
+    msg.point_step, msg.row_step = 12, 12 * len(pts)
+    msg.is_dense = bool(np.all(np.isfinite(pts)))
+    msg.data = _byte_array(pts)
+    return msg
 
 
 # ------------------------------------------------------------------------------------------- odometry
@@ -396,7 +469,7 @@ def odometry_msg(
     pose_cov: 6x6 in the ROS order (x, y, z, rot x, rot y, rot z) about the parent axes; convert a BA
     left-tangent covariance with `left_tangent_cov_to_pose_cov`. twist: [vx, vy, vz, wx, wy, wz] in the
     child frame, zeros by default. twist_cov None means unknown and is sent as -1 in element 0 (the
-    sensor_msgs convention), so fusion filters do not trust a zero twist as exact.
+    sensor_msgs convention); the node always passes one (output_covariance.twist_covariance).
     """
     header = _copy_header(header)
     if not header.frame_id:

@@ -1,7 +1,8 @@
 """What our node processes share around their node: the /diagnostics message and the `main` spin loop.
 
-`diagnostics` builds the one-status DiagnosticArray each node publishes (level WARN when any problem
-counter is non-zero, message = state + the problems counted, every value as a key, stamped with the node
+`diagnostics` builds the one-status DiagnosticArray each node publishes (named after the node's fully
+qualified name, so two nodes in different namespaces stay apart; level WARN when any problem counter is
+non-zero, message = state + the problems counted, every value as a key, stamped with the node
 clock: it describes the node, not a frame). `run_node` is a node executable's main: init, build the node
 (a ValueError is a bad start: message on stderr, exit 2), spin until Ctrl-C or shutdown, clean up.
 """
@@ -29,10 +30,10 @@ def diagnostics(
     level: bytes | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> DiagnosticArray:
-    """One DiagnosticStatus named `<node name>: <title>`; `level` overrides the OK/WARN rule; `extra`
-    key/values follow the sorted `values` and `state`."""
+    """One DiagnosticStatus named `<fully qualified node name>: <title>`; `level` overrides the OK/WARN
+    rule; `extra` key/values follow the sorted `values` and `state`."""
     problems = [key for key in problem_keys if values.get(key)]
-    status = DiagnosticStatus(name=f"{node.get_name()}: {title}", hardware_id=hardware_id)
+    status = DiagnosticStatus(name=f"{node.get_fully_qualified_name()}: {title}", hardware_id=hardware_id)
     if level is None:
         level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
     status.level = level

@@ -1,10 +1,11 @@
 """Parameters of the banet_vo node: one table with defaults, descriptions and ranges.
 
 The table (a banet_vo.ros.parameters.ParameterTable) is the single source: the node declares every entry
-read-only with its descriptor (description, range), config/banet_vo.yaml lists the same names and
-defaults (a test checks it), and `NodeParams` is the validated result. Anything invalid raises
-ValueError naming the parameter, so the node stops at start with a clear message instead of misbehaving
-later.
+with its descriptor (description, range; read-only unless the spec is dynamic), config/banet_vo.yaml
+lists the same names and defaults (a test checks it), and `NodeParams` is the validated result. Entries
+that are OdometryConfig fields take their default from the dataclass. Anything invalid raises ValueError
+naming the parameter, so the node stops at start with a clear message instead of misbehaving later; a
+change at run time goes through the same `params_from_values` and is refused with that message.
 """
 
 from __future__ import annotations
@@ -16,10 +17,27 @@ import numpy as np
 from rclpy.node import Node
 from scipy.spatial.transform import Rotation
 
+from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import R_BODY_OPTICAL, body_from_optical
 from banet_vo.odometry import DEVICES, FRONTENDS, KEYFRAME_MODES, SCALE_SOURCES, OdometryConfig
+from banet_vo.odometry.depth_output import UPSAMPLING_METHODS
+from banet_vo.odometry.output_covariance import (
+    DEFAULT_ORIENTATION_FLOOR,
+    DEFAULT_POSITION_FLOOR,
+    CovarianceConfig,
+)
 from banet_vo.ros.camera_input import image_qos_parameter
 from banet_vo.ros.parameters import ParameterSpec, ParameterTable, subset
+
+
+def _core(name: str) -> Any:
+    """The default of OdometryConfig field `name`: the core's dataclass is the one place it is written."""
+    return {f.name: f.default for f in fields(OdometryConfig)}[name]
+
+
+EXTRINSIC_SOURCES = ("auto", "tf", "parameters")
+CAMERA_INFO_SYNC = ("exact", "latest")
+DEPTH_UPSAMPLING = (*UPSAMPLING_METHODS, "none")
 
 PARAMS = ParameterTable(
     ParameterSpec(
@@ -33,16 +51,70 @@ PARAMS = ParameterTable(
     ParameterSpec(
         "queue_size", 1, "frames waiting for inference; older ones are dropped and counted", range=(1, 100)
     ),
+    ParameterSpec(
+        "rectify",
+        True,
+        "rectify raw images with the camera_info calibration (D, K, R to P; plumb_bob, rational_polynomial, "
+        "equidistant); false when the input is already rectified (image_rect: P is used)",
+    ),
+    ParameterSpec(
+        "camera_info_sync",
+        "exact",
+        "pair each image with the camera_info of the same stamp (exact, as message_filters does) or with "
+        "the latest camera_info (latest: drivers that publish it rarely)",
+        choices=CAMERA_INFO_SYNC,
+    ),
+    ParameterSpec(
+        "sync_queue_size",
+        10,
+        "images and camera_infos kept while waiting for their partner (exact sync); older ones are dropped "
+        "and counted",
+        range=(1, 1000),
+    ),
+    ParameterSpec(
+        "intrinsics",
+        [0.0] * 6,
+        "fx, fy, cx, cy, width, height of rectified input images, for cameras without camera_info "
+        "(all zero: use camera_info; when set, camera_info is not subscribed)",
+    ),
+    ParameterSpec(
+        "min_image_side", 16, "images with a side shorter than this [px] are refused", range=(1, 100_000)
+    ),
+    ParameterSpec(
+        "max_image_pixels",
+        4096 * 4096,
+        "images with more pixels than this are refused before decoding (bounds memory under bursts)",
+        range=(1, 1_000_000_000),
+    ),
     ParameterSpec("odom_frame", "odom", "parent frame of odometry, path and /tf"),
     ParameterSpec("base_frame", "base_link", "child frame of odometry and /tf"),
-    ParameterSpec("publish_tf", True, "broadcast odom → base_frame on /tf (needs tf2_ros or tf2_msgs)"),
     ParameterSpec(
-        "publish_static_tf", True, "broadcast base_frame → camera frame on /tf_static from base_camera_*"
+        "publish_tf", True, "broadcast odom → base_frame on /tf (needs tf2_ros or tf2_msgs)", dynamic=True
+    ),
+    ParameterSpec(
+        "camera_extrinsic_source",
+        "auto",
+        "where base_frame → camera frame comes from: tf (robot_state_publisher, URDF), parameters "
+        "(base_camera_xyz/rpy), or auto (tf when tf2_ros is importable and the transform arrives within "
+        "extrinsic_timeout, else the parameters)",
+        choices=EXTRINSIC_SOURCES,
+    ),
+    ParameterSpec(
+        "extrinsic_timeout",
+        2.0,
+        "seconds to wait for the tf extrinsic from the first frame on before auto falls back to parameters",
+        range=(0.0, 600.0),
+    ),
+    ParameterSpec(
+        "publish_static_tf",
+        False,
+        "broadcast base_frame → camera frame on /tf_static from base_camera_* (only for robots without a "
+        "URDF: a second publisher would give the camera frame two parents)",
     ),
     ParameterSpec(
         "camera_frame",
         "",
-        "optical frame of the camera for /tf_static (empty: the frame_id of the incoming images)",
+        "optical frame of the camera (empty: the frame_id of the incoming images)",
     ),
     ParameterSpec(
         "base_camera_xyz", [0.0, 0.0, 0.0], "camera centre in base_frame [m] (x forward, y left, z up)"
@@ -52,70 +124,165 @@ PARAMS = ParameterTable(
         [0.0, 0.0, 0.0],
         "camera mount roll, pitch, yaw [rad] in base_frame; zeros = optical axis along base x (REP-103)",
     ),
-    ParameterSpec("path_max_length", 2000, "poses kept in ~/path", range=(1, 1_000_000)),
-    ParameterSpec("depth_every_n", 1, "publish ~/depth for every n-th tracked frame", range=(1, 10_000)),
+    ParameterSpec("path_max_length", 2000, "poses kept in ~/path", range=(1, 1_000_000), dynamic=True),
+    ParameterSpec(
+        "depth_every_n",
+        1,
+        "publish depth (and points) for every n-th tracked frame",
+        range=(1, 10_000),
+        dynamic=True,
+    ),
+    ParameterSpec(
+        "depth_upsampling",
+        "edge_aware",
+        "depth/image resolution: the input image's (edge_aware bilinear or nearest) or the model's (none)",
+        choices=DEPTH_UPSAMPLING,
+        dynamic=True,
+    ),
+    ParameterSpec("publish_points", False, "publish ~/points (PointCloud2) from depth", dynamic=True),
+    ParameterSpec(
+        "points_stride", 4, "every n-th pixel (rows and columns) becomes a point", range=(1, 64), dynamic=True
+    ),
+    ParameterSpec(
+        "covariance_scale",
+        1.0,
+        "factor on every covariance from the BA (calibrate on real clips: the raw BA marginals are "
+        "overconfident)",
+        range=(1e-6, 1e12),
+        dynamic=True,
+    ),
+    ParameterSpec(
+        "position_variance_floor",
+        DEFAULT_POSITION_FLOOR,
+        "added to the position variances of the pose [m²] (the twist gets it per frame interval)",
+        range=(0.0, 1e6),
+        dynamic=True,
+    ),
+    ParameterSpec(
+        "orientation_variance_floor",
+        DEFAULT_ORIENTATION_FLOOR,
+        "added to the orientation variances of the pose [rad²] (the twist gets it per frame interval)",
+        range=(0.0, 1e6),
+        dynamic=True,
+    ),
+    ParameterSpec(
+        "position_covariance",
+        0.0,
+        "fixed position variance of the pose [m²] instead of the estimate (0: from the BA)",
+        range=(0.0, 1e6),
+        dynamic=True,
+    ),
+    ParameterSpec(
+        "orientation_covariance",
+        0.0,
+        "fixed orientation variance of the pose [rad²] instead of the estimate (0: from the BA)",
+        range=(0.0, 1e6),
+        dynamic=True,
+    ),
     ParameterSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", range=(0.05, 60.0)),
     ParameterSpec(
+        "diagnostics_window",
+        10.0,
+        "seconds over which /diagnostics rates and problem counts are taken (WARN only while problems "
+        "are recent)",
+        range=(0.1, 3600.0),
+    ),
+    ParameterSpec(
         "keyframe_mode",
-        "adaptive",
+        _core("keyframe_mode"),
         "adaptive (thresholds below) or consecutive (every frame)",
         choices=KEYFRAME_MODES,
+        dynamic=True,
     ),
     ParameterSpec(
         "keyframe_translation",
-        0.5,
+        _core("keyframe_translation"),
         "baseline to the keyframe [m] that starts a new keyframe",
         range=(1e-3, 100.0),
+        dynamic=True,
     ),
     ParameterSpec(
         "keyframe_rotation_deg",
-        5.0,
+        _core("keyframe_rotation_deg"),
         "rotation to the keyframe [deg] that starts a new keyframe",
         range=(0.01, 180.0),
+        dynamic=True,
     ),
     ParameterSpec(
         "keyframe_min_overlap",
-        0.7,
+        _core("keyframe_min_overlap"),
         "view overlap with the keyframe below which a new keyframe starts",
         range=(0.0, 1.0),
+        dynamic=True,
     ),
     ParameterSpec(
-        "max_cost", 1e6, "BA cost above which a frame counts as diverged and is skipped", range=(1e-9, 1e30)
+        "max_cost",
+        _core("max_cost"),
+        "BA cost above which a frame counts as diverged and is skipped",
+        range=(1e-9, 1e30),
+        dynamic=True,
     ),
     ParameterSpec(
         "max_translation",
-        5.0,
+        _core("max_translation"),
         "translation to the keyframe [m] above which a frame is skipped",
         range=(1e-3, 1e6),
+        dynamic=True,
     ),
     ParameterSpec(
-        "max_consecutive_failures", 5, "skipped frames in a row before re-keyframing", range=(1, 1000)
+        "max_consecutive_failures",
+        _core("max_consecutive_failures"),
+        "skipped frames in a row before re-keyframing",
+        range=(1, 1000),
+        dynamic=True,
     ),
     ParameterSpec(
         "reset_on_time_jump",
-        1.0,
+        _core("reset_on_time_jump"),
         "a stamp this many seconds behind the last resets the trajectory",
         range=(1e-3, 1e9),
+        dynamic=True,
     ),
-    ParameterSpec("motion_prior", True, "seed the BA with a constant-velocity prediction"),
-    ParameterSpec("min_depth", 0.05, "published depth below this [m] is NaN", range=(1e-6, 1e6)),
-    ParameterSpec("max_depth", 200.0, "published depth above this [m] is NaN", range=(1e-6, 1e6)),
+    ParameterSpec(
+        "motion_prior", _core("motion_prior"), "seed the BA with a constant-velocity prediction", dynamic=True
+    ),
+    ParameterSpec(
+        "min_depth",
+        _core("min_depth"),
+        "published depth below this [m] is NaN",
+        range=(1e-6, 1e6),
+        dynamic=True,
+    ),
+    ParameterSpec(
+        "max_depth",
+        _core("max_depth"),
+        "published depth above this [m] is NaN",
+        range=(1e-6, 1e6),
+        dynamic=True,
+    ),
+    ParameterSpec(
+        "max_time_gap",
+        _core("max_time_gap"),
+        "a stamp more than this [s] after the last one (a camera stall, a paused bag) starts a new segment",
+        range=(1e-3, 1e9),
+        dynamic=True,
+    ),
     ParameterSpec(
         "frontend",
-        OdometryConfig.frontend,
+        _core("frontend"),
         "odometry front end: pretrained features + keyframe window + sparse back end around BA-Net, "
         "or none (BA-Net alone on keyframe pairs, the ablation)",
         choices=FRONTENDS,
     ),
     ParameterSpec(
         "scale_source",
-        OdometryConfig.scale_source,
+        _core("scale_source"),
         "metric scale from BA-Net's learned depth, a ground plane at camera_height, or none (up to scale)",
         choices=SCALE_SOURCES,
     ),
     ParameterSpec(
         "camera_height",
-        OdometryConfig.camera_height,
+        _core("camera_height"),
         "camera height above the ground [m] for scale_source ground_plane (0: unknown)",
         range=(0.0, 100.0),
     ),
@@ -131,40 +298,60 @@ class NodeParams:
     torch_threads: int
     image_qos: str
     queue_size: int
+    rectify: bool
+    camera_info_sync: str
+    sync_queue_size: int
+    intrinsics: tuple[float, ...]
+    min_image_side: int
+    max_image_pixels: int
     odom_frame: str
     base_frame: str
     publish_tf: bool
+    camera_extrinsic_source: str
+    extrinsic_timeout: float
     publish_static_tf: bool
     camera_frame: str
     base_camera_xyz: tuple[float, float, float]
     base_camera_rpy: tuple[float, float, float]
     path_max_length: int
     depth_every_n: int
+    depth_upsampling: str
+    publish_points: bool
+    points_stride: int
+    covariance_scale: float
+    position_variance_floor: float
+    orientation_variance_floor: float
+    position_covariance: float
+    orientation_covariance: float
     diagnostics_period: float
+    diagnostics_window: float
     odometry: OdometryConfig
 
     @property
     def T_base_camera(self) -> np.ndarray:
         return self.odometry.T_base_camera
 
+    @property
+    def fixed_camera(self) -> PinholeCamera | None:
+        """The camera from `intrinsics`, or None when camera_info is to be used."""
+        if not any(self.intrinsics):
+            return None
+        fx, fy, cx, cy, width, height = self.intrinsics
+        return PinholeCamera(fx, fy, cx, cy, int(width), int(height))
+
+    @property
+    def covariance(self) -> CovarianceConfig:
+        return CovarianceConfig(
+            scale=self.covariance_scale,
+            position_floor=self.position_variance_floor,
+            orientation_floor=self.orientation_variance_floor,
+            position_override=self.position_covariance,
+            orientation_override=self.orientation_covariance,
+        )
+
 
 # Table entries that are OdometryConfig fields of the same name; the rest of NodeParams mirrors the table.
-ODOMETRY_PARAMS = (
-    "keyframe_mode",
-    "keyframe_translation",
-    "keyframe_rotation_deg",
-    "keyframe_min_overlap",
-    "max_cost",
-    "max_translation",
-    "max_consecutive_failures",
-    "reset_on_time_jump",
-    "motion_prior",
-    "min_depth",
-    "max_depth",
-    "frontend",
-    "scale_source",
-    "camera_height",
-)
+ODOMETRY_PARAMS = tuple(name for name in PARAMS.names if name in OdometryConfig.field_names())
 NODE_PARAMS = tuple(f.name for f in fields(NodeParams) if f.name != "odometry")
 
 
@@ -189,6 +376,15 @@ def params_from_values(values: dict[str, Any]) -> NodeParams:
             )
     if v["odom_frame"] == v["base_frame"]:
         raise ValueError("parameters odom_frame and base_frame must differ")
+    if any(v["intrinsics"]):
+        fx, fy, _, _, width, height = v["intrinsics"]
+        if not (
+            fx > 0 and fy > 0 and width >= 1 and height >= 1 and width == int(width) and height == int(height)
+        ):
+            raise ValueError(
+                "parameter intrinsics: fx, fy must be > 0 and width, height whole numbers >= 1 "
+                f"(or all zero to use camera_info), got {list(v['intrinsics'])}"
+            )
     try:
         odometry = OdometryConfig(
             **subset(v, *ODOMETRY_PARAMS),

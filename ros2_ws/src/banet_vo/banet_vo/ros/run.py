@@ -72,7 +72,7 @@ class Recorder(Node):
         prefix = vo_namespace.rstrip("/") + "/banet_vo"
         qos = reliable_qos(depth=1000)
         self.create_subscription(Odometry, f"{prefix}/odometry", self._on_odometry, qos)
-        self.create_subscription(Image, f"{prefix}/depth", self._on_depth, qos)
+        self.create_subscription(Image, f"{prefix}/depth/image", self._on_depth, qos)
         self.create_subscription(CameraInfo, f"{prefix}/depth/camera_info", self._on_info, qos)
 
     def _on_odometry(self, msg: Odometry) -> None:

@@ -1,114 +1,103 @@
 """The banet_vo ROS 2 node: a thin shell around banet_vo.odometry (ROS interface: DESIGN.md, docs/node.md).
 
-The shared CameraInput validates and converts: an image (with the latest camera_info) goes into a
-bounded latest-frame queue, and one FrameWorker thread runs the odometry and publishes. A slow model
-therefore drops frames (counted, in /diagnostics) and never stalls the executor or grows memory. Outputs
-carry the input image's stamp. Bad input is counted and warned about (throttled), never fatal; bad
-parameters or an unusable model stop the node at start.
+The shared CameraInput validates, pairs (image + camera_info of the same stamp) and converts: each frame
+goes into a bounded latest-frame queue, and one FrameWorker thread rectifies it, runs the odometry and
+publishes. A slow model therefore drops frames (counted, in /diagnostics) and never stalls the executor
+or grows memory. Outputs carry the input image's stamp. Every frame processed gets a ~/status message;
+a frame that fails gets no pose (the last good one stands: no jumps). Bad input is counted and warned
+about (throttled), never fatal; bad parameters or an unusable model stop the node at start; a run-time
+parameter change is validated like a start-up value and refused with the reason.
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
+import dataclasses
 import sys
 import threading
 import time
+from pathlib import Path as FilePath
 from typing import Any
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PoseStamped, TransformStamped
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry, Path
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
-from rclpy.qos import QoSProfile
-from sensor_msgs.msg import CameraInfo, Image
+from scipy.spatial.transform import Rotation
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_srvs.srv import Trigger
 
+from banet_vo.geometry.rectify import Rectifier
 from banet_vo.odometry import (
     FAILED,
+    INITIALISING,
+    LOST,
     OUT_OF_ORDER,
-    TRACKED,
     BANetEstimator,
     FrameResult,
     PairEstimator,
     make_odometry,
+    resolve_device,
 )
+from banet_vo.odometry.depth_output import depth_to_points, upsample_depth
+from banet_vo.odometry.output_covariance import pose_covariance, step_covariance, twist_covariance
+from banet_vo.ros import log_bridge
 from banet_vo.ros.camera_input import (
     BAD_CAMERA_INFO,
     BAD_IMAGE,
+    FRAME_ID_CHANGED,
     INPUT_PROBLEMS,
+    LOST_IN_TRANSPORT,
     NO_CAMERA_INFO,
+    SIZE_MISMATCH,
     CameraFrame,
     CameraInput,
     EventCounters,
 )
-from banet_vo.ros.conversions import depth_messages, odometry_msg, rotation_to_quaternion
+from banet_vo.ros.conversions import (
+    camera_info_to_input,
+    depth_messages,
+    odometry_msg,
+    points_to_cloud,
+    stamp_to_sec,
+)
 from banet_vo.ros.frame_worker import DROPPED, ERRORS, FrameWorker
 from banet_vo.ros.node_shell import diagnostics, run_node
-from banet_vo.ros.params import NodeParams, declare_parameters
-from banet_vo.ros.qos import latched_qos, reliable_qos
+from banet_vo.ros.params import PARAMS, NodeParams, declare_parameters, params_from_values
+from banet_vo.ros.qos import reliable_qos
+from banet_vo.ros.vo_tf import ExtrinsicSource, TfOutput, transform_msg
 
 NODE_NAME = "banet_vo"
+NO_EXTRINSIC = "no_extrinsic"  # frames waiting for the base → camera transform from tf
+# Counters that make /diagnostics WARN while they grew within the window.
+PROBLEMS = (
+    DROPPED,
+    "failed",
+    BAD_IMAGE,
+    BAD_CAMERA_INFO,
+    NO_CAMERA_INFO,
+    SIZE_MISMATCH,
+    FRAME_ID_CHANGED,
+    LOST_IN_TRANSPORT,
+    NO_EXTRINSIC,
+    ERRORS,
+)
 
 
-class _TfOutput:
-    """/tf and /tf_static through tf2_ros when importable, else plain tf2_msgs publishers, else nothing."""
-
-    def __init__(self, node: Node) -> None:
-        self.backend = "none"
-        self._dynamic = self._static = None
-        try:
-            import tf2_ros
-
-            self._dynamic = tf2_ros.TransformBroadcaster(node)
-            self._static = tf2_ros.StaticTransformBroadcaster(node)
-            self.backend = "tf2_ros"
-            return
-        except ImportError:
-            pass
-        try:
-            from tf2_msgs.msg import TFMessage
-        except ImportError:
-            node.get_logger().warning(
-                "tf2_ros and tf2_msgs are not importable: /tf and /tf_static are not published "
-                "(install ros-tf2-msgs, or use a ROS 2 distro); odometry and path are unaffected"
-            )
-            return
-        self._message = TFMessage
-        self._pub = node.create_publisher(TFMessage, "/tf", QoSProfile(depth=100))
-        self._static_pub = node.create_publisher(TFMessage, "/tf_static", latched_qos())
-        self._static_sent: dict[str, TransformStamped] = {}
-        self.backend = "tf2_msgs"
-
-    @property
-    def available(self) -> bool:
-        return self.backend != "none"
-
-    def send(self, transform: TransformStamped) -> None:
-        if self.backend == "tf2_ros":
-            self._dynamic.sendTransform(transform)
-        elif self.backend == "tf2_msgs":
-            self._pub.publish(self._message(transforms=[transform]))
-
-    def send_static(self, transform: TransformStamped) -> None:
-        if self.backend == "tf2_ros":
-            self._static.sendTransform(transform)
-        elif self.backend == "tf2_msgs":
-            self._static_sent[transform.child_frame_id] = transform
-            self._static_pub.publish(self._message(transforms=list(self._static_sent.values())))
-
-
-def _transform(header: Any, child: str, T: np.ndarray) -> TransformStamped:
-    msg = TransformStamped()
-    msg.header = header
-    msg.child_frame_id = child
-    msg.transform.translation.x, msg.transform.translation.y, msg.transform.translation.z = (
-        float(v) for v in T[:3, 3]
-    )
-    q = rotation_to_quaternion(T[:3, :3])
-    r = msg.transform.rotation
-    r.x, r.y, r.z, r.w = (float(v) for v in q)
-    return msg
+def _pose_matrix(pose: Any) -> np.ndarray:
+    q, p = pose.orientation, pose.position
+    quat = np.array([q.x, q.y, q.z, q.w], dtype=np.float64)
+    if not np.all(np.isfinite(quat)) or not abs(np.linalg.norm(quat) - 1.0) < 1e-3:
+        raise ValueError(f"orientation must be a unit quaternion, got {quat.tolist()}")
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_quat(quat).as_matrix()
+    T[:3, 3] = [p.x, p.y, p.z]
+    if not np.all(np.isfinite(T)):
+        raise ValueError("position must be finite")
+    return T
 
 
 class VONode(Node):
@@ -119,20 +108,33 @@ class VONode(Node):
         super().__init__(node_kwargs.pop("node_name", NODE_NAME), **node_kwargs)
         try:
             self.params: NodeParams = declare_parameters(self)
+            self.extrinsic = ExtrinsicSource(self, self.params)
             if estimator is None:
                 estimator = self._load_estimator(self.params)
         except BaseException:
-            super().destroy_node()  # nothing else was created yet
+            super().destroy_node()  # only parameters (and a tf listener) were created yet
             raise
         p = self.params
+        self._values = {spec.name: self.get_parameter(spec.name).value for spec in PARAMS}
+        self._log_handler = log_bridge.attach(self.get_logger())
         self.estimator = estimator
         self.vo = make_odometry(estimator, p.odometry)
         self.events = EventCounters(self.get_logger().warning)
+        self.rectifier = Rectifier()
         self._latency: collections.deque[float] = collections.deque(maxlen=200)
-        self._processed_stamps: collections.deque[float] = collections.deque(maxlen=200)
+        # (time, counter totals) of past /diagnostics; starts with nothing counted at start-up
+        self._window: collections.deque[tuple[float, dict[str, float]]] = collections.deque(
+            [(time.monotonic(), {})]
+        )
         self._lock = threading.Lock()
-        self._reset_requested = threading.Event()
+        self._reset_requested: str | None = None  # reason, set by ~/reset and ~/reset_to_pose
+        self._reset_pose: np.ndarray | None = None
+        self._reset_pose_cov = np.zeros((6, 6))
+        self._T_origin = np.eye(4)  # odom pose of the trajectory's first frame (~/reset_to_pose)
+        self._origin_cov = np.zeros((6, 6))
+        self._pending_config: Any = None
         self._state = "waiting for images"
+        self._last: FrameResult | None = None
         self._trajectory_id = None
         self._path = Path()
         self._path.header.frame_id = p.odom_frame
@@ -141,28 +143,58 @@ class VONode(Node):
 
         self.odom_pub = self.create_publisher(Odometry, "~/odometry", reliable_qos(depth=10))
         self.path_pub = self.create_publisher(Path, "~/path", reliable_qos(depth=1))
-        self.depth_pub = self.create_publisher(Image, "~/depth", reliable_qos(depth=2))
+        self.depth_pub = self.create_publisher(Image, "~/depth/image", reliable_qos(depth=2))
         self.depth_info_pub = self.create_publisher(CameraInfo, "~/depth/camera_info", reliable_qos(depth=2))
+        self.points_pub = self.create_publisher(PointCloud2, "~/points", reliable_qos(depth=2))
+        self.status_pub = self.create_publisher(DiagnosticStatus, "~/status", reliable_qos(depth=10))
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(depth=10))
         self.reset_srv = self.create_service(Trigger, "~/reset", self._on_reset)
-        self.tf = _TfOutput(self) if (p.publish_tf or p.publish_static_tf) else None
+        self.reset_pose_sub = self.create_subscription(
+            PoseWithCovarianceStamped, "~/reset_to_pose", self._on_reset_to_pose, reliable_qos(depth=1)
+        )
+        self.tf = TfOutput(self) if (p.publish_tf or p.publish_static_tf) else None
 
         self.worker = FrameWorker(self._process, self.events, p.queue_size, name="banet_vo_inference")
-        self.camera_input = CameraInput(self, p.image_qos, self.worker.put, self.events)
+        self.camera_input = CameraInput(
+            self,
+            p.image_qos,
+            self.worker.put,
+            self.events,
+            sync=p.camera_info_sync,
+            sync_queue_size=p.sync_queue_size,
+            camera_from_info=lambda msg: camera_info_to_input(msg, rectify=p.rectify),
+            fixed_camera=p.fixed_camera,
+            min_image_side=p.min_image_side,
+            max_image_pixels=p.max_image_pixels,
+            lock_frame_id=True,
+        )
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diag_timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
+        info = "from parameters" if p.fixed_camera else f"{p.camera_info_sync} sync"
         self.get_logger().info(
             f"ready: model {p.model}, input {estimator.input_size[0]}x{estimator.input_size[1]}, "
-            f"image QoS {p.image_qos}, tf {self.tf.backend if self.tf else 'off'}"
+            f"image QoS {p.image_qos}, camera_info {info}"
+            f", rectify {p.rectify}, extrinsic from {self.extrinsic.describe()}, "
+            f"tf {self.tf.backend if self.tf else 'off'}"
         )
 
     # -- start-up ------------------------------------------------------------------------------------
     def _load_estimator(self, p: NodeParams) -> PairEstimator:
+        try:
+            device = resolve_device(p.device)  # a missing GPU is the device's fault, not the model's
+        except ValueError as err:
+            raise ValueError(f"parameter device: {err}") from err
+        path = FilePath(p.model)
+        if path.is_dir():
+            raise ValueError(f"parameter model: {p.model} is a directory; give the .safetensors file in it")
+        if not path.exists():
+            raise ValueError(f"parameter model: {p.model} does not exist")
         if p.torch_threads > 0:
             import torch
 
             torch.set_num_threads(p.torch_threads)
         try:
-            return BANetEstimator.from_checkpoint(p.model, device=p.device)
+            return BANetEstimator.from_checkpoint(p.model, device=device)
         except ValueError as err:
             raise ValueError(f"parameter model: cannot use {p.model}: {err}") from err
         except (OSError, RuntimeError, KeyError) as err:  # unreadable file, torch refusing the weights
@@ -177,50 +209,154 @@ class VONode(Node):
     def info_sub(self) -> Any | None:
         return self.camera_input.info_sub
 
+    # -- parameters at run time (executor thread) ---------------------------------------------------
+    def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
+        changes = {}
+        for param in parameters:
+            if param.name not in PARAMS:
+                continue  # rclpy's own (use_sim_time)
+            if not PARAMS[param.name].dynamic:
+                return SetParametersResult(
+                    successful=False, reason=f"parameter {param.name}: read-only (set it at start)"
+                )
+            value = param.value
+            changes[param.name] = list(value) if isinstance(PARAMS[param.name].default, list) else value
+        if not changes:
+            return SetParametersResult(successful=True)
+        values = {**self._values, **changes}
+        try:
+            params = params_from_values(values)
+        except ValueError as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        with self._lock:
+            self._values = values
+            if params.odometry != self.params.odometry:
+                self._pending_config = params.odometry  # applied by the worker between frames
+            self.params = params
+        self.get_logger().info(f"parameters set: {changes}")
+        return SetParametersResult(successful=True)
+
     # -- callbacks (executor thread) -----------------------------------------------------------------
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        self._reset_requested.set()
+        with self._lock:
+            self._reset_requested = "~/reset service"
+            self._reset_pose = np.eye(4)
+            self._reset_pose_cov = np.zeros((6, 6))
         cleared = self.worker.clear()
+        self.camera_input.unlock_frame_id()
         response.success = True
         response.message = f"trajectory reset requested ({cleared} queued frames discarded)"
         self.get_logger().info(response.message)
         return response
 
-    # -- inference thread ----------------------------------------------------------------------------
-    def _process(self, item: CameraFrame) -> None:
-        if self._reset_requested.is_set():
-            self._reset_requested.clear()
-            self.vo.reset(reason="~/reset service")
-        result = self.vo.process(item.image, item.stamp, item.camera)
-        self.events.add("processed")
+    def _on_reset_to_pose(self, msg: PoseWithCovarianceStamped) -> None:
+        frame = msg.header.frame_id
+        if frame and frame != self.params.odom_frame:
+            self.get_logger().warning(
+                f"~/reset_to_pose ignored: the pose must be in {self.params.odom_frame!r}, got {frame!r}"
+            )
+            return
+        try:
+            T = _pose_matrix(msg.pose.pose)
+            cov = np.asarray(msg.pose.covariance, dtype=np.float64).reshape(6, 6)
+            if not np.all(np.isfinite(cov)):
+                raise ValueError("covariance must be finite")
+        except ValueError as err:
+            self.get_logger().warning(f"~/reset_to_pose ignored: {err}")
+            return
         with self._lock:
-            self._processed_stamps.append(time.monotonic())
+            self._reset_requested = "~/reset_to_pose"
+            self._reset_pose, self._reset_pose_cov = T, 0.5 * (cov + cov.T)
+        cleared = self.worker.clear()
+        self.get_logger().info(
+            f"trajectory reset to the pose at {T[:3, 3].round(3).tolist()} requested "
+            f"({cleared} queued frames discarded)"
+        )
+
+    # -- inference thread ----------------------------------------------------------------------------
+    def _between_frames(self) -> None:
+        """Apply what the executor thread asked for (reset, new odometry config) before the next frame."""
+        with self._lock:
+            reason, self._reset_requested = self._reset_requested, None
+            pose, cov = self._reset_pose, self._reset_pose_cov
+            config, self._pending_config = self._pending_config, None
+        if config is not None:
+            # thresholds are read by the pipeline at each use; the extrinsic stays the resolved one
+            self.vo.config = dataclasses.replace(config, T_base_camera=self.vo.config.T_base_camera)
+        if reason is not None:
+            self.vo.reset(reason=reason)
+            self._T_origin, self._origin_cov = pose, cov
+            self._last = None
+
+    def _process(self, item: CameraFrame) -> None:
+        self._between_frames()
+        p = self.params
+        image, camera = item.image, item.camera
+        if item.calibration is not None:
+            image, camera = self.rectifier.rectify(image, item.calibration)
+        camera_frame = p.camera_frame or item.header.frame_id
+        if not self.extrinsic.ready:
+            T = self.extrinsic.resolve(camera_frame, p.base_frame)
+            if T is None:
+                self.events.warn(
+                    NO_EXTRINSIC,
+                    f"frame dropped: waiting for the transform {p.base_frame} → {camera_frame} on tf",
+                )
+                return
+            config = dataclasses.replace(self.vo.config, T_base_camera=T)
+            self.vo = make_odometry(self.estimator, config)
+        result = self.vo.process(image, item.stamp, camera)
+        self.events.add("processed")
         if result.status == OUT_OF_ORDER:
             self.events.warn("out_of_order", f"frame skipped: {result.message}")
             return
         if result.status == FAILED:
-            self.events.warn("failed", f"frame skipped: {result.message}")
-            self._state = "tracking (frames failing)"
+            self.events.add("failed")  # the pipeline logs why (throttled through the log bridge)
+            self._state = LOST
+            self._publish_status(item, result)
             return
-        self._state = "tracking" if result.status == TRACKED else "initialised"
-        self._publish(item, result)
+        self._state = result.state or INITIALISING
+        self._publish(item, result, camera, camera_frame)
+        self._publish_status(item, result)
         with self._lock:
             self._latency.append(time.monotonic() - item.received)
 
-    def _publish(self, item: CameraFrame, result: FrameResult) -> None:
+    def _odometry(self, item: CameraFrame, result: FrameResult) -> Odometry:
+        p = self.params
+        covariance = p.covariance
+        R = self._T_origin[:3, :3]
+        B = np.kron(np.eye(2), R)  # both blocks of the ROS pose covariance turn with the origin's rotation
+        pose_cov = B @ pose_covariance(result.pose_covariance, covariance) @ B.T + self._origin_cov
+        last = self._last
+        same = last is not None and last.trajectory_id == result.trajectory_id
+        step = (
+            step_covariance(result.relative_covariance, last.relative_covariance, last.is_keyframe)
+            if same
+            else None
+        )
+        dt = result.stamp - last.stamp if same else None
+        header = type(item.header)(stamp=item.header.stamp, frame_id=p.odom_frame)
+        return odometry_msg(
+            header,
+            p.base_frame,
+            self._T_origin @ result.T_odom_base,
+            0.5 * (pose_cov + pose_cov.T),
+            result.twist,
+            twist_covariance(step, dt, covariance),
+        )
+
+    def _publish(self, item: CameraFrame, result: FrameResult, camera: Any, camera_frame: str) -> None:
         p = self.params
         header = item.header
-        odom_header = type(header)(stamp=header.stamp, frame_id=p.odom_frame)
-        odom = odometry_msg(
-            odom_header, p.base_frame, result.T_odom_base, result.pose_covariance, result.twist
-        )
+        odom = self._odometry(item, result)
+        self._last = result
         self.odom_pub.publish(odom)
 
         if result.trajectory_id != self._trajectory_id:
             self._trajectory_id = result.trajectory_id
             self._path.poses = []
-        pose = PoseStamped(header=odom_header, pose=odom.pose.pose)
-        self._path.poses.append(pose)
+        self._path.header.frame_id = p.odom_frame
+        self._path.poses.append(PoseStamped(header=odom.header, pose=odom.pose.pose))
         if len(self._path.poses) > p.path_max_length:
             del self._path.poses[: len(self._path.poses) - p.path_max_length]
         self._path.header.stamp = header.stamp
@@ -228,39 +364,64 @@ class VONode(Node):
 
         if self.tf is not None and self.tf.available:
             if p.publish_tf:
-                self.tf.send(_transform(odom_header, p.base_frame, result.T_odom_base))
-            camera_frame = p.camera_frame or header.frame_id
+                self.tf.send(transform_msg(odom.header, p.base_frame, self._T_origin @ result.T_odom_base))
             if p.publish_static_tf and camera_frame and camera_frame != self._static_sent_for:
                 base_header = type(header)(stamp=header.stamp, frame_id=p.base_frame)
-                self.tf.send_static(_transform(base_header, camera_frame, p.T_base_camera))
+                self.tf.send_static(transform_msg(base_header, camera_frame, self.vo.config.T_base_camera))
                 self._static_sent_for = camera_frame
 
         if result.depth is not None:
             self._tracked_since_depth += 1
             if self._tracked_since_depth >= p.depth_every_n:
                 self._tracked_since_depth = 0
-                depth_msg, info_msg = depth_messages(result.depth, result.depth_camera, header)
-                self.depth_pub.publish(depth_msg)
-                self.depth_info_pub.publish(info_msg)
+                self._publish_depth(header, result, camera, p)
         self.events.add("published")
+
+    def _publish_depth(self, header: Any, result: FrameResult, camera: Any, p: NodeParams) -> None:
+        if p.depth_upsampling == "none":
+            depth, depth_camera = result.depth, result.depth_camera
+        else:
+            depth = upsample_depth(result.depth, result.depth_camera, camera, method=p.depth_upsampling)
+            depth_camera = camera
+        depth_msg, info_msg = depth_messages(depth, depth_camera, header)
+        self.depth_pub.publish(depth_msg)
+        self.depth_info_pub.publish(info_msg)
+        if p.publish_points:
+            with np.errstate(invalid="ignore"):
+                clean = np.where(depth > 0, depth, np.nan)
+            points = depth_to_points(clean, depth_camera, stride=p.points_stride)
+            self.points_pub.publish(points_to_cloud(points, depth_msg.header))
+
+    def _publish_status(self, item: CameraFrame, result: FrameResult) -> None:
+        """~/status: one diagnostic_msgs/DiagnosticStatus per processed frame (docs/node.md)."""
+        p = self.params
+        state = LOST if result.status == FAILED else (result.state or INITIALISING)
+        status = DiagnosticStatus(
+            level=DiagnosticStatus.WARN if state == LOST else DiagnosticStatus.OK,
+            name=f"{self.get_fully_qualified_name()}: tracking",
+            message=state if state != LOST else f"{state}: {result.message}",
+            hardware_id=p.device,
+        )
+        values = {
+            "state": state,
+            "frame": result.status,
+            "stamp": f"{stamp_to_sec(item.header.stamp):.9f}",
+            "scale_source": result.scale_source or p.odometry.scale_source,
+            "keyframes": str(result.keyframes),
+            "trajectory_id": str(result.trajectory_id),
+            "frontend": p.odometry.frontend,
+            "model": FilePath(p.model).name,
+        }
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        self.status_pub.publish(status)
 
     # -- diagnostics ---------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, float]:
-        """Counters and rates (what /diagnostics reports), for tests and banet-vo-run."""
+        """Counters since start and latency (what /diagnostics reports), for tests and banet-vo-run."""
         values: dict[str, float] = dict(self.events.as_dict())
         with self._lock:
             latency = np.array(self._latency) if self._latency else None
-            stamps = list(self._processed_stamps)
-        for key in (
-            "received",
-            "processed",
-            "published",
-            DROPPED,
-            "failed",
-            "out_of_order",
-            *INPUT_PROBLEMS,
-            ERRORS,
-        ):
+        for key in ("received", "processed", "published", "out_of_order", *PROBLEMS, *INPUT_PROBLEMS):
             values.setdefault(key, 0)
         stats = self.vo.stats
         values.update(
@@ -272,20 +433,37 @@ class VONode(Node):
             last_inference_ms=1e3 * stats.last_inference_s,
             queued=len(self.worker),
         )
-        recent = [t for t in stamps if t > time.monotonic() - 5.0]
-        values["rate_hz"] = (
-            (len(recent) - 1) / (recent[-1] - recent[0])
-            if len(recent) > 1 and recent[-1] > recent[0]
-            else 0.0
-        )
         if latency is not None:
             values["latency_p50_ms"] = float(np.percentile(latency, 50) * 1e3)
             values["latency_p95_ms"] = float(np.percentile(latency, 95) * 1e3)
         return values
 
+    def windowed(self, now: float | None = None) -> dict[str, float]:
+        """Counter increases over the last `diagnostics_window` seconds (keys `recent_<counter>`) and the
+        processing rate over it; records the current totals for later windows."""
+        now = time.monotonic() if now is None else now
+        totals = self.snapshot()
+        window = self.params.diagnostics_window
+        self._window.append((now, totals))
+        while len(self._window) > 1 and self._window[1][0] <= now - window:
+            self._window.popleft()
+        t0, old = self._window[0]
+        recent = {f"recent_{k}": totals[k] - old.get(k, 0) for k in ("received", "processed", *PROBLEMS)}
+        recent["rate_hz"] = recent["recent_processed"] / (now - t0) if now > t0 else 0.0
+        recent["window_s"] = now - t0
+        return recent
+
+    def _state_text(self) -> str:
+        if self.events.get("received") == 0:
+            return "waiting for images"
+        if self.camera_input.needs_camera_info and not self.camera_input.has_camera:
+            return "waiting for camera_info (images arrive, no valid camera_info yet)"
+        return self._state
+
     def _publish_diagnostics(self) -> None:
-        problems = (DROPPED, "failed", BAD_IMAGE, BAD_CAMERA_INFO, NO_CAMERA_INFO, ERRORS)
-        msg = diagnostics(self, "visual odometry", self.params.device, self._state, self.snapshot(), problems)
+        values = {**self.snapshot(), **self.windowed()}
+        problems = [f"recent_{k}" for k in PROBLEMS]
+        msg = diagnostics(self, "visual odometry", self.params.device, self._state_text(), values, problems)
         self.diag_pub.publish(msg)
 
     # -- helpers for in-process users ----------------------------------------------------------------
@@ -295,12 +473,30 @@ class VONode(Node):
 
     def destroy_node(self) -> None:
         self.worker.stop(timeout=10.0)
+        log_bridge.detach(self._log_handler)
         super().destroy_node()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Only --help: the node is configured with ROS parameters (`--ros-args -p name:=value`)."""
+    return argparse.ArgumentParser(
+        prog="vo_node",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="BA-Net visual odometry on a live image stream (docs/node.md). Subscribes image + "
+        "camera_info; publishes ~/odometry, ~/path, ~/depth/image, ~/depth/camera_info, ~/points, "
+        "~/status, /diagnostics and (optionally) /tf; serves ~/reset; listens on ~/reset_to_pose.",
+        epilog="usage: vo_node --ros-args -p model:=PATH -r image:=TOPIC -r camera_info:=TOPIC "
+        "[-p name:=value ...] [--log-level debug]\n\nParameters:\n"
+        + PARAMS.help_text()
+        + "\n\nExit status: 0 after a clean shutdown, 2 when a parameter or the model is unusable.",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """`ros2 run banet_vo vo_node --ros-args -p model:=... -r image:=... -r camera_info:=...`."""
     args = sys.argv if argv is None else ["vo_node", *argv]
+    own = args[1 : args.index("--ros-args")] if "--ros-args" in args else args[1:]
+    build_parser().parse_args(own)  # --help exits here; anything else outside --ros-args is an error
     return run_node(VONode, args, prog="banet_vo", log_tag="banet_vo")
 
 
