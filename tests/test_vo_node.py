@@ -32,6 +32,7 @@ from banet_vo.ros.params import PARAMS  # noqa: E402
 from banet_vo.ros.qos import latched_qos, reliable_qos  # noqa: E402
 from banet_vo.ros.vo_node import VONode  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
+from geometry_msgs.msg import PoseWithCovarianceStamped  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from nav_msgs.msg import Path as PathMsg  # noqa: E402
 from rcl_interfaces.msg import Log  # noqa: E402
@@ -148,7 +149,7 @@ class Graph:
     def wait_subscribed(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.node.image_sub is not None and self.node.info_sub is not None:
+            if self.node.camera_input.subscribed:  # image (+ camera_info unless intrinsics are given)
                 return
             time.sleep(0.02)
         raise AssertionError("the node never subscribed to image and camera_info")
@@ -490,3 +491,327 @@ def test_node_runs_a_real_banet_checkpoint(rclpy_context, small_bag, tmp_path):
             assert _ns(msg) in {round((T0 + f.timestamp) * 1e9) for f in frames}
     finally:
         graph.close()
+
+
+# ------------------------------------------------------------------------------------------------------
+# Robot-facing interface: rectification, stamp sync, status, logs, run-time parameters, reset to a pose
+
+
+class RecordingEstimator(TruthEstimator):
+    """TruthEstimator that remembers the camera each reference frame came with and fails on given stamps
+    (a non-finite BA cost, which the pipeline skips as a failed frame)."""
+
+    def __init__(self, frames, fail_stamps=()) -> None:
+        super().__init__(frames)
+        self.fail = {round(T0 + DT * i, 6) for i in fail_stamps}
+        self.cameras: list[PinholeCamera] = []
+
+    def estimate(self, reference, target, pose_init=None):
+        self.cameras.append(reference.source_camera)
+        estimate = super().estimate(reference, target, pose_init)
+        if round(reference.stamp, 6) in self.fail:
+            return PairEstimate(
+                estimate.T_tgt_ref, estimate.depth, estimate.depth_camera, self.hessian, 1e-3, math.inf
+            )
+        return estimate
+
+
+class Feed:
+    """A publisher node for image + camera_info, on the graph's executor."""
+
+    def __init__(self, context, graph: Graph) -> None:
+        self.node = Node("vo_test_feed", context=context)
+        self.img = self.node.create_publisher(Image, IMAGE_TOPIC, reliable_qos(depth=50))
+        self.info = self.node.create_publisher(CameraInfo, CAMERA_INFO_TOPIC, reliable_qos(depth=50))
+        self.pose = self.node.create_publisher(
+            PoseWithCovarianceStamped, "/banet_vo/reset_to_pose", reliable_qos(1)
+        )
+        graph.executor.add_node(self.node)
+        graph.wait_subscribed()
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and not (
+            self.img.get_subscription_count()
+            and (self.info.get_subscription_count() or graph.node.info_sub is None)
+        ):
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.node.destroy_node()
+
+
+def _settle(graph: Graph, key: str, value: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while graph.node.snapshot().get(key, 0) < value and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert graph.node.snapshot()[key] == value, (key, graph.node.snapshot())
+    assert graph.node.wait_idle(10.0)
+
+
+def _distorted_info(camera: PinholeCamera, t: float, model="plumb_bob", d=(-0.2, 0.05, 0.001, -0.001, 0.0)):
+    msg = _info_msg(camera, t)
+    msg.distortion_model = model
+    msg.d = [float(v) for v in d]
+    P = camera.to_projection()
+    P[0, 0] *= 0.9  # the rectified camera differs from K, so the test can tell which one was used
+    P[1, 1] *= 0.9
+    msg.p = P.reshape(-1).astype(float)
+    return msg
+
+
+def test_raw_images_are_rectified_and_paired_with_camera_info_by_stamp(rclpy_context):
+    frames = _frames(6)
+    camera = frames[0].camera
+    estimator = RecordingEstimator(frames)
+    params = {"image_qos": "reliable", "queue_size": 50, "sync_queue_size": 2, "publish_points": True}
+    graph = Graph(rclpy_context, estimator, params)
+    feed = Feed(rclpy_context, graph)
+    try:
+
+        def image(i):
+            return _image_msg(frames[i].image, "mono8", T0 + frames[i].timestamp)
+
+        feed.info.publish(_distorted_info(camera, T0 - 5.0))  # a stale camera_info pairs with nothing
+        feed.img.publish(image(0))  # image first, its camera_info later: still paired
+        time.sleep(0.2)
+        feed.info.publish(_distorted_info(camera, T0))
+        assert len(graph.wait("odom", 1)) == 1
+        for i in (1, 2, 3):  # three images, no camera_info for them: the queue of 2 drops the oldest
+            feed.img.publish(image(i))
+        _settle(graph, "no_camera_info", 1)
+        assert graph.logs("no camera_info with its stamp")
+        for i in (2, 3):
+            feed.info.publish(_distorted_info(camera, T0 + frames[i].timestamp))
+        odoms = graph.wait("odom", 3)
+        assert [_ns(m) for m in odoms] == [
+            round((T0 + f.timestamp) * 1e9) for f in (frames[0], frames[2], frames[3])
+        ]
+        # the model saw the rectified camera (P), never K; depth and its camera_info are P at input size
+        assert estimator.cameras and all(c.fx == pytest.approx(0.9 * camera.fx) for c in estimator.cameras)
+        info = graph.wait("info", 2)[-1]
+        assert (info.width, info.height) == camera.size and info.k[0] == pytest.approx(0.9 * camera.fx)
+        assert info.distortion_model == "plumb_bob" and not any(info.d)
+        # points from the depth (8 m everywhere but one NaN corner), every 4th pixel, in the optical frame
+        cloud = graph.wait("points", 2)[-1]
+        assert cloud.header.frame_id == "camera_optical" and cloud.point_step == 12
+        assert 0 < cloud.width <= (camera.width // 4) * (camera.height // 4)
+        xyz = np.frombuffer(bytes(cloud.data), dtype=np.float32).reshape(-1, 3)
+        np.testing.assert_allclose(xyz[:, 2], 8.0)
+        # an unknown distortion model is refused, with a message that says what to do
+        bad = _distorted_info(camera, T0 + frames[4].timestamp, model="kannala_brandt8", d=[0.1] * 8)
+        feed.info.publish(bad)
+        _settle(graph, "bad_camera_info", 1)
+        assert graph.logs("'kannala_brandt8' is not supported")
+        # status for every processed frame: initialising, then tracking, with scale source and keyframes
+        statuses = graph.wait("status", 3)
+        assert [s.message for s in statuses[:2]] == ["initialising", "tracking"]
+        values = {kv.key: kv.value for kv in statuses[1].values}
+        assert values["scale_source"] == "learned" and int(values["keyframes"]) >= 1
+        assert statuses[1].name == "/banet_vo: tracking" and statuses[1].level == DiagnosticStatus.OK
+    finally:
+        feed.close()
+        graph.close()
+
+
+def test_lost_frames_give_status_no_pose_and_throttled_logs_on_rosout(rclpy_context):
+    frames = _frames(12)
+    fail = range(2, 9)  # seven failing frames in a row (max_consecutive_failures 5 re-keyframes once)
+    graph = Graph(
+        rclpy_context,
+        RecordingEstimator(frames, fail_stamps=fail),
+        {"image_qos": "reliable", "queue_size": 50, "diagnostics_period": 0.1, "diagnostics_window": 1.0},
+    )
+    feed = Feed(rclpy_context, graph)
+    try:
+        for f in frames:
+            t = T0 + f.timestamp
+            feed.info.publish(_info_msg(f.camera, t))
+            feed.img.publish(_image_msg(f.image, "mono8", t))
+        _settle(graph, "processed", len(frames))
+        odoms = graph.wait("odom", len(frames) - len(fail))
+        assert len(odoms) == len(frames) - len(fail)  # no pose for a failed frame: the last one stands
+        assert {_ns(m) for m in odoms}.isdisjoint({round((T0 + DT * i) * 1e9) for i in fail})
+        statuses = graph.wait("status", len(frames))
+        states = [s.values[0].value for s in statuses]
+        assert states[2:9] == ["lost"] * 7 and states[9] == "relocalised" and states[10] == "tracking"
+        lost = statuses[2]
+        assert lost.level == DiagnosticStatus.WARN and "BA cost is not finite" in lost.message
+        # the core's per-frame warning reached /rosout through the node logger, once, not seven times
+        time.sleep(0.3)
+        skipped = graph.logs("skipped: BA cost is not finite")
+        assert len(skipped) == 1 and "[banet_vo.odometry" in skipped[0]
+        # /diagnostics: WARN while failures are recent, OK again once they left the 1 s window
+        warn = graph.wait("diag", 1)[-1].status[0]
+        assert warn.level == DiagnosticStatus.WARN and "recent_failed" in warn.message
+        assert warn.name == "/banet_vo: visual odometry"
+        time.sleep(1.5)
+        ok = graph.get("diag")[-1].status[0]
+        values = {kv.key: kv.value for kv in ok.values}
+        assert ok.level == DiagnosticStatus.OK and values["failed"] == "7" and values["recent_failed"] == "0"
+    finally:
+        feed.close()
+        graph.close()
+
+
+def test_log_level_filters_the_core_logs(rclpy_context):
+    # `--ros-args --log-level banet_vo:=error` sets this level at rclpy.init (process-wide, so it cannot be
+    # passed to a node of an already initialised test process); set_logger_level is the same rcutils call.
+    from rclpy.logging import LoggingSeverity, set_logger_level
+
+    frames = _frames(4)
+    set_logger_level("banet_vo", LoggingSeverity.ERROR)
+    try:
+        graph = Graph(
+            rclpy_context,
+            RecordingEstimator(frames, fail_stamps=[2]),
+            {"image_qos": "reliable", "queue_size": 50},
+        )
+    finally:
+        set_logger_level("banet_vo", LoggingSeverity.INFO)
+    set_logger_level("banet_vo", LoggingSeverity.ERROR)
+    feed = Feed(rclpy_context, graph)
+    try:
+        for f in frames:
+            t = T0 + f.timestamp
+            feed.info.publish(_info_msg(f.camera, t))
+            feed.img.publish(_image_msg(f.image, "mono8", t))
+        _settle(graph, "failed", 1)
+        time.sleep(0.3)
+        assert not graph.logs("skipped")  # a warning, below the error level asked for
+        set_logger_level("banet_vo", LoggingSeverity.INFO)
+        graph.node.vo.reset(reason="after the level change")  # the next core warning is let through
+        time.sleep(0.3)
+        assert graph.logs("after the level change")
+    finally:
+        set_logger_level("banet_vo", LoggingSeverity.INFO)
+        feed.close()
+        graph.close()
+
+
+def _set_parameters(context, graph: Graph, **values):
+    from rcl_interfaces.srv import SetParameters
+
+    client_node = Node("vo_test_param_client", context=context)
+    graph.executor.add_node(client_node)
+    try:
+        cli = client_node.create_client(SetParameters, "/banet_vo/set_parameters")
+        assert cli.wait_for_service(timeout_sec=5.0)
+        request = SetParameters.Request(
+            parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
+        )
+        future = cli.call_async(request)
+        deadline = time.monotonic() + 5.0
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return future.result().results
+    finally:
+        graph.executor.remove_node(client_node)
+        client_node.destroy_node()
+
+
+def test_parameters_set_at_run_time_and_reset_to_pose(rclpy_context):
+    frames = _frames(6)
+    graph = Graph(rclpy_context, TruthEstimator(frames), {"image_qos": "reliable", "queue_size": 50})
+    feed = Feed(rclpy_context, graph)
+
+    def send(i):
+        t = T0 + frames[i].timestamp
+        feed.info.publish(_info_msg(frames[i].camera, t))
+        feed.img.publish(_image_msg(frames[i].image, "mono8", t))
+
+    try:
+        send(0)
+        first = graph.wait("odom", 1)[0]
+        (result,) = _set_parameters(rclpy_context, graph, covariance_scale=100.0)
+        assert result.successful
+        (result,) = _set_parameters(rclpy_context, graph, position_covariance=0.25)
+        assert result.successful and graph.node.params.position_covariance == 0.25
+        refused = _set_parameters(rclpy_context, graph, min_depth=500.0)  # above max_depth
+        assert not refused[0].successful and "max_depth" in refused[0].reason
+        refused = _set_parameters(rclpy_context, graph, queue_size=5)
+        assert not refused[0].successful and "read-only" in refused[0].reason
+        (result,) = _set_parameters(rclpy_context, graph, max_cost=1e-3)  # every frame now fails the check
+        assert result.successful
+        send(1)
+        _settle(graph, "failed", 1)
+        _set_parameters(rclpy_context, graph, max_cost=1e6)
+        send(2)
+        odoms = graph.wait("odom", 2)
+        cov = np.reshape(odoms[1].pose.covariance, (6, 6))
+        np.testing.assert_array_equal(cov[:3, :3], 0.25 * np.eye(3))  # the override is in effect
+        assert cov[3, 3] > np.reshape(first.pose.covariance, (6, 6))[3, 3]  # the scale too
+        # ~/reset_to_pose: the next frame starts a new trajectory at the given pose
+        pose = PoseWithCovarianceStamped()
+        pose.header.frame_id = "odom"
+        pose.pose.pose.position.x, pose.pose.pose.position.y = 10.0, -2.0
+        pose.pose.pose.orientation.z, pose.pose.pose.orientation.w = math.sin(0.25), math.cos(0.25)  # yaw 0.5
+        feed.pose.publish(pose)
+        deadline = time.monotonic() + 5.0
+        while graph.node._reset_requested is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        send(3)
+        send(4)
+        odoms = graph.wait("odom", 4)
+        start, nxt = odoms[2].pose.pose, odoms[3].pose.pose
+        assert (start.position.x, start.position.y) == pytest.approx((10.0, -2.0))
+        # the camera moves along optical z = base x, which the yaw of 0.5 rad turns in odom
+        step = np.array([nxt.position.x - 10.0, nxt.position.y + 2.0])
+        assert math.atan2(step[1], step[0]) == pytest.approx(0.5, abs=0.05)
+        assert len(graph.wait("path", 4)[-1].poses) == 2
+    finally:
+        feed.close()
+        graph.close()
+
+
+def test_intrinsics_parameter_frame_id_lock_and_size_limits(rclpy_context):
+    frames = _frames(5)
+    c = frames[0].camera
+    params = {
+        "image_qos": "reliable",
+        "queue_size": 50,
+        "intrinsics": [c.fx, c.fy, c.cx, c.cy, float(c.width), float(c.height)],
+        "max_image_pixels": 100 * 100,
+    }
+    graph = Graph(rclpy_context, TruthEstimator(frames), params)
+    feed = Feed(rclpy_context, graph)
+    try:
+        assert graph.node.info_sub is None  # no camera_info needed, none subscribed
+        feed.img.publish(_image_msg(frames[0].image, "mono8", T0))
+        feed.img.publish(_image_msg(frames[1].image, "mono8", T0 + DT))
+        assert len(graph.wait("odom", 2)) == 2
+        feed.img.publish(_image_msg(np.zeros((1, 1), np.uint8), "mono8", T0 + 2 * DT))  # 1x1
+        _settle(graph, "bad_image", 1)
+        feed.img.publish(_image_msg(np.zeros((120, 120), np.uint8), "mono8", T0 + 2 * DT))  # too many pixels
+        _settle(graph, "bad_image", 2)
+        # (the second refusal is counted; its line is held back: one warning per kind per 5 s)
+        assert graph.logs("1x1 is below the minimum side of 16 px")
+        feed.img.publish(_image_msg(frames[2].image, "mono8", T0 + 2 * DT, frame_id="other_camera"))
+        _settle(graph, "frame_id_changed", 1)
+        assert graph.logs("frame_id 'other_camera' differs from 'camera_optical'")
+        assert len(graph.get("odom")) == 2
+    finally:
+        feed.close()
+        graph.close()
+
+
+def test_help_prints_the_parameter_table(capsys):
+    from banet_vo.ros.vo_node import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert all(f"  {spec.name} (default" in text for spec in PARAMS)
+
+
+def test_a_missing_gpu_is_blamed_on_device(rclpy_context):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the missing-GPU message cannot be provoked")
+    with pytest.raises(ValueError, match=r"parameter device: device 'cuda' was asked for"):
+        VONode(
+            context=rclpy_context,
+            parameter_overrides=[
+                Parameter("model", value="m.safetensors"),
+                Parameter("device", value="cuda"),
+            ],
+        )

@@ -56,6 +56,9 @@ class RosLogHandler(logging.Handler):
         self._throttle_lock = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
+        severity = ros_severity(record.levelno)
+        if not self._ros.is_enabled_for(severity):  # the ROS level decides (--log-level, set at run time)
+            return
         key = (record.name, str(record.msg))  # the template, not the formatted text: one per kind
         now = self._clock()
         with self._throttle_lock:
@@ -70,7 +73,7 @@ class RosLogHandler(logging.Handler):
                 text += "\n" + logging.Formatter().formatException(record.exc_info)
             if held:
                 text += f" [{held} similar line(s) held back in the last {self._period_s:g} s]"
-            self._ros.log(f"[{record.name}] {text}", ros_severity(record.levelno))
+            self._ros.log(f"[{record.name}] {text}", severity)
         except Exception:  # a logging failure must never break the caller; logging's own reporting
             self.handleError(record)
 
@@ -83,8 +86,9 @@ _registry_lock = threading.Lock()
 def attach(
     ros_logger: Any, logger_name: str = "banet_vo", period_s: float = THROTTLE_PERIOD_S
 ) -> RosLogHandler:
-    """Forward `logger_name`'s records to `ros_logger` until `detach`; the Python level follows the ROS
-    logger's effective level so that --log-level debug also shows the core's debug lines."""
+    """Forward `logger_name`'s records to `ros_logger` until `detach`. The Python logger passes every
+    record (DEBUG) and the handler asks the ROS logger per record, so --log-level and later level changes
+    decide, as for the node's own lines."""
     handler = RosLogHandler(ros_logger, period_s)
     py_logger = logging.getLogger(logger_name)
     with _registry_lock:
@@ -94,8 +98,7 @@ def attach(
         handlers.append(handler)
         py_logger.addHandler(handler)
         py_logger.propagate = False
-        level = min(int(h._ros.get_effective_level()) for h in handlers)
-        py_logger.setLevel(max(level, logging.DEBUG))
+        py_logger.setLevel(logging.DEBUG)
     return handler
 
 

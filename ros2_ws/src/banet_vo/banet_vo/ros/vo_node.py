@@ -66,7 +66,13 @@ from banet_vo.ros.conversions import (
 )
 from banet_vo.ros.frame_worker import DROPPED, ERRORS, FrameWorker
 from banet_vo.ros.node_shell import diagnostics, run_node
-from banet_vo.ros.params import PARAMS, NodeParams, declare_parameters, params_from_values
+from banet_vo.ros.params import (
+    ODOMETRY_PARAMS,
+    PARAMS,
+    NodeParams,
+    declare_parameters,
+    params_from_values,
+)
 from banet_vo.ros.qos import reliable_qos
 from banet_vo.ros.vo_tf import ExtrinsicSource, TfOutput, transform_msg
 
@@ -230,7 +236,7 @@ class VONode(Node):
             return SetParametersResult(successful=False, reason=str(err))
         with self._lock:
             self._values = values
-            if params.odometry != self.params.odometry:
+            if any(name in ODOMETRY_PARAMS for name in changes):
                 self._pending_config = params.odometry  # applied by the worker between frames
             self.params = params
         self.get_logger().info(f"parameters set: {changes}")
