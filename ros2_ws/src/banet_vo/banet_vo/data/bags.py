@@ -20,13 +20,14 @@ import logging
 import math
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rosbags.highlevel import AnyReader
+from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.interfaces import (
     ConnectionExtRosbag2,
     Qos,
@@ -36,10 +37,11 @@ from rosbags.interfaces import (
     QosReliability,
     QosTime,
 )
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import ReaderError, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from scipy.spatial.transform import Rotation
 
+from banet_vo.data.bag_salvage import SalvageReport, salvage_bag
 from banet_vo.data.readers import READERS, open_sequence
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import R_BODY_OPTICAL  # REP-103 body ← optical
@@ -352,22 +354,53 @@ class BagRecord:
 class BagReader:
     """Read any rosbag2 (MCAP or sqlite3) in bag-time order; use as a context manager.
 
-    Types come from the bag's own message definitions, falling back to the Kilted typestore.
+    Types come from the bag's own message definitions, falling back to the Kilted typestore. A damaged bag
+    (an interrupted recording: no MCAP footer, a cut sqlite3 file) is read from a salvaged copy of its
+    intact part (banet_vo.data.bag_salvage) with a warning that says how much was lost; ``damage`` then
+    holds the report. ValueError when nothing at all is readable, or with ``salvage=False``.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, salvage: bool = True) -> None:
         path = Path(path)
         if not (path / "metadata.yaml").is_file():
             raise ValueError(f"bag: {path} is not a rosbag2 directory (no metadata.yaml)")
         self.path = path
-        self._reader = AnyReader([path], default_typestore=TYPESTORE)
+        self.salvage = salvage
+        self.damage: SalvageReport | None = None
+        self._scratch: tempfile.TemporaryDirectory | None = None
+        self._reader: AnyReader | None = None
 
     def __enter__(self) -> BagReader:
-        self._reader.open()
+        try:
+            self._reader = AnyReader([self.path], default_typestore=TYPESTORE)
+            self._reader.open()
+        except (AnyReaderError, ReaderError) as exc:
+            self._reader = None
+            if not self.salvage:
+                raise ValueError(f"bag: cannot read {self.path}: {exc}") from exc
+            self._open_salvaged(exc)
         return self
 
+    def _open_salvaged(self, error: Exception) -> None:
+        self._scratch = tempfile.TemporaryDirectory(prefix="banet-vo-salvaged-bag-")
+        try:
+            self.damage = salvage_bag(self.path, self._scratch.name)
+            if self.damage.readable_total == 0:
+                raise ValueError(f"{self.damage.describe()}: nothing to read")
+            logger.warning("%s (rosbags: %s)", self.damage.describe(), error)
+            self._reader = AnyReader([Path(self._scratch.name)], default_typestore=TYPESTORE)
+            self._reader.open()
+        except BaseException:
+            self._scratch.cleanup()
+            self._scratch = None
+            raise
+
     def __exit__(self, *exc: object) -> None:
-        self._reader.close()
+        if self._reader is not None:
+            self._reader.close()
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
 
     @property
     def topics(self) -> dict[str, BagTopic]:

@@ -1,0 +1,214 @@
+"""Read what is intact in a damaged rosbag2 (an interrupted recording, a copy cut short).
+
+rosbags refuses such bags outright: an MCAP file without its footer gives "File end magic is invalid", a
+cut sqlite3 file "database disk image is malformed" (the timestamp index, written last, points past the
+end of the file). Everything before the cut is usually intact, so `salvage_bag` copies it into a
+readable bag in a scratch directory, which rosbags then reads as usual:
+
+- MCAP: the complete top-level records (header, chunks with their schemas, channels and messages, message
+  indexes) up to the first record the cut left incomplete, closed with an empty footer (summary offset 0,
+  which tells a reader to scan the data section). Messages in the chunk the cut went through are lost.
+- sqlite3: the tables are created afresh and every row that SQLite can still read is copied (the schema is
+  read with ``writable_schema`` on, so SQLite does not give up on the unreachable index); the rows whose
+  pages lie past the cut are lost.
+
+How much was lost comes from metadata.yaml, which the recorder wrote with the counts it recorded. The
+copy costs disk space the size of the intact part; it lives as long as the reader that asked for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sqlite3
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SalvageReport", "salvage_bag"]
+
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+_OP_FOOTER = 0x02
+_OP_DATA_END = 0x0F
+_RECORD_HEAD = struct.Struct("<BQ")  # opcode, body length
+# Footer record with summary start 0, summary offset start 0 and CRC 0: "no summary, scan the data".
+_EMPTY_FOOTER = _RECORD_HEAD.pack(_OP_FOOTER, 20) + bytes(20) + MCAP_MAGIC
+
+
+@dataclass
+class SalvageReport:
+    """What a salvage kept: readable messages per topic against the counts metadata.yaml recorded."""
+
+    bag: Path
+    storage: str
+    expected: dict[str, int] = field(default_factory=dict)  # per topic, from metadata.yaml
+    readable: dict[str, int] = field(default_factory=dict)  # per topic, in the salvaged copy
+    files: list[str] = field(default_factory=list)  # storage files that were damaged
+
+    @property
+    def expected_total(self) -> int:
+        return sum(self.expected.values())
+
+    @property
+    def readable_total(self) -> int:
+        return sum(self.readable.values())
+
+    def describe(self) -> str:
+        lost = {
+            t: n - self.readable.get(t, 0) for t, n in self.expected.items() if n > self.readable.get(t, 0)
+        }
+        per_topic = ", ".join(f"{t} {self.readable.get(t, 0)}/{n}" for t, n in sorted(self.expected.items()))
+        total = self.expected_total
+        share = f" ({100.0 * (total - self.readable_total) / total:.1f} % lost)" if total else ""
+        return (
+            f"bag {self.bag} is damaged ({', '.join(self.files)} cut short): read {self.readable_total} of "
+            f"{total} messages{share}; {per_topic}" + ("" if lost else "; no message lost")
+        )
+
+
+def _metadata(bag: Path) -> dict:
+    info = yaml.safe_load((bag / "metadata.yaml").read_text())
+    if not isinstance(info, dict) or "rosbag2_bagfile_information" not in info:
+        raise ValueError(f"bag: {bag}/metadata.yaml is not rosbag2 metadata")
+    return info["rosbag2_bagfile_information"]
+
+
+def _mcap_intact_end(path: Path) -> int:
+    """Offset just past the last complete top-level record of an MCAP file (0: no valid header)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if f.read(len(MCAP_MAGIC)) != MCAP_MAGIC:
+            return 0
+        end = offset = len(MCAP_MAGIC)
+        while offset + _RECORD_HEAD.size <= size:
+            op, length = _RECORD_HEAD.unpack(f.read(_RECORD_HEAD.size))
+            if op in (0, _OP_FOOTER, _OP_DATA_END) or offset + _RECORD_HEAD.size + length > size:
+                break  # the data section ends, or the cut went through this record
+            offset += _RECORD_HEAD.size + length
+            f.seek(offset)
+            end = offset
+    return end
+
+
+def _salvage_mcap(src: Path, dst: Path) -> None:
+    end = _mcap_intact_end(src)
+    if end <= len(MCAP_MAGIC):
+        raise ValueError(f"{src.name} has no intact MCAP header")
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        remaining = end
+        while remaining:
+            block = fin.read(min(remaining, 1 << 22))
+            if not block:
+                raise ValueError(f"{src.name} changed while being read")
+            fout.write(block)
+            remaining -= len(block)
+        fout.write(_EMPTY_FOOTER)
+
+
+def _salvage_sqlite(src: Path, dst: Path) -> None:
+    """Copy every readable row of ``src`` into a new database ``dst`` with the same tables."""
+    source = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
+    target = sqlite3.connect(dst)
+    try:
+        source.execute("PRAGMA writable_schema=ON")  # read the schema although an index is unreachable
+        tables = source.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall()
+        if not any(name == "messages" for name, _ in tables):
+            raise ValueError(f"{src.name} has no readable messages table")
+        for name, sql in tables:
+            target.execute(sql)
+            columns = [row[1] for row in source.execute(f'PRAGMA table_info("{name}")')]
+            placeholders = ", ".join("?" * len(columns))
+            insert = f'INSERT INTO "{name}" VALUES ({placeholders})'
+            if name != "messages":
+                target.executemany(insert, source.execute(f'SELECT * FROM "{name}"').fetchall())
+                continue
+            # Row ids first (the b-tree leaves), then each row on its own: a row whose blob lies past the
+            # cut fails alone instead of ending the scan.
+            ids = []
+            try:
+                for (rowid,) in source.execute('SELECT rowid FROM "messages"'):
+                    ids.append(rowid)
+            except sqlite3.DatabaseError as exc:
+                logger.debug("%s: row scan stopped after %d rows: %s", src.name, len(ids), exc)
+            for rowid in ids:
+                try:
+                    row = source.execute('SELECT * FROM "messages" WHERE rowid = ?', (rowid,)).fetchone()
+                except sqlite3.DatabaseError:
+                    continue  # this row's pages are gone; counted as lost in the report
+                if row is not None:  # None: the leaf listed it, the lookup no longer reaches it
+                    target.execute(insert, row)
+        target.commit()
+    except sqlite3.DatabaseError as exc:
+        raise ValueError(f"{src.name}: {exc}") from exc
+    finally:
+        source.close()
+        target.close()
+
+
+def _intact(path: Path, storage: str) -> bool:
+    """Whether rosbags' own reader accepts this storage file (a complete file needs no salvage)."""
+    if storage == "mcap":
+        size = path.stat().st_size
+        if size < len(_EMPTY_FOOTER) + len(MCAP_MAGIC):
+            return False
+        with open(path, "rb") as f:
+            f.seek(size - len(MCAP_MAGIC))
+            return f.read() == MCAP_MAGIC
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return connection.execute("PRAGMA quick_check").fetchone() == ("ok",)
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError:
+        return False
+
+
+def salvage_bag(bag: str | Path, into: str | Path) -> SalvageReport:
+    """Write a readable copy of the damaged bag ``bag`` into the empty or new directory ``into``.
+
+    ValueError when the bag is not a rosbag2 directory, its storage is neither MCAP nor sqlite3, or no
+    storage file has anything intact. The report counts what rosbags can read from the copy.
+    """
+    from banet_vo.data.bags import BagReader  # the reader of the copy: rosbags, as for any bag
+
+    bag, into = Path(bag), Path(into)
+    meta = _metadata(bag)
+    storage = meta.get("storage_identifier")
+    if storage not in ("mcap", "sqlite3"):
+        raise ValueError(f"bag: {bag} has storage {storage!r}; only mcap and sqlite3 can be salvaged")
+    into.mkdir(parents=True, exist_ok=True)
+    report = SalvageReport(bag, storage)
+    for entry in meta.get("topics_with_message_count") or []:
+        report.expected[entry["topic_metadata"]["name"]] = int(entry["message_count"])
+    problems = []
+    for name in meta.get("relative_file_paths") or []:
+        src, dst = bag / name, into / name
+        if not src.is_file():
+            problems.append(f"{name} is missing")
+            report.files.append(name)
+            continue
+        if _intact(src, storage):
+            shutil.copyfile(src, dst)
+            continue
+        report.files.append(name)
+        try:
+            (_salvage_mcap if storage == "mcap" else _salvage_sqlite)(src, dst)
+        except ValueError as exc:
+            problems.append(str(exc))
+            dst.unlink(missing_ok=True)
+    kept = [name for name in meta.get("relative_file_paths") or [] if (into / name).is_file()]
+    if not kept:
+        raise ValueError(f"bag: nothing readable in {bag}: {'; '.join(problems) or 'no storage files'}")
+    meta["relative_file_paths"] = kept
+    meta["files"] = [f for f in meta.get("files") or [] if f.get("path") in kept]
+    (into / "metadata.yaml").write_text(yaml.safe_dump({"rosbag2_bagfile_information": meta}))
+    # Counted by reading, not from the copy's index or metadata: what a player would actually get.
+    with BagReader(into, salvage=False) as reader:
+        for record in reader.records():
+            report.readable[record.topic] = report.readable.get(record.topic, 0) + 1
+    return report

@@ -1,0 +1,130 @@
+"""Truncated bags (banet_vo.data.bag_salvage through BagReader): bags written with our writer, then cut.
+
+Every message read from a cut bag must be one that was written (same topic, stamp and pixels), the count
+must match what the salvage report says, and the loss must shrink as less is cut away.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from banet_vo.data.bag_salvage import salvage_bag
+from banet_vo.data.bags import (
+    CAMERA_INFO_TOPIC,
+    IMAGE_TOPIC,
+    STORAGES,
+    BagReader,
+    image_from_message,
+    stamp_ns,
+    write_bag,
+)
+from banet_vo.data.sequence import Frame
+from banet_vo.geometry import PinholeCamera
+
+N = 40
+T0 = 2.0
+
+
+def _frames() -> list[Frame]:
+    camera = PinholeCamera(200.0, 200.0, 159.5, 119.5, 320, 240)
+    rng = np.random.default_rng(5)
+    frames = []
+    for i in range(N):
+        T = np.eye(4)
+        T[2, 3] = 0.1 * i
+        # 230 kB of noise per image: ~4 images per 1 MiB MCAP chunk, the unit a cut loses at most
+        image = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+        frames.append(Frame(i, 0.1 * i, image, camera, None, T))
+    return frames
+
+
+FRAMES = _frames()
+IMAGES = {round((T0 + f.timestamp) * 1e9): f.image for f in FRAMES}
+
+
+@pytest.fixture(scope="module", params=STORAGES)
+def intact(request, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp(f"intact_{request.param}") / "bag"
+    write_bag(FRAMES, out, storage=request.param, start_time=T0)
+    return out
+
+
+def _cut(intact: Path, tmp_path: Path, fraction: float) -> Path:
+    """A copy of the bag whose storage file keeps only the first ``fraction`` of its bytes."""
+    bag = tmp_path / f"cut_{fraction}"
+    bag.mkdir()
+    for src in intact.iterdir():
+        data = src.read_bytes()
+        if src.name != "metadata.yaml":
+            data = data[: int(len(data) * fraction)]
+        (bag / src.name).write_bytes(data)
+    return bag
+
+
+def _read_images(bag: Path) -> tuple[list[int], BagReader]:
+    stamps = []
+    with BagReader(bag) as reader:
+        for record, msg in reader.messages([IMAGE_TOPIC]):
+            stamp = stamp_ns(msg.header)
+            assert record.timestamp_ns == stamp
+            # nothing invented: each image read is the one written at that stamp
+            np.testing.assert_array_equal(image_from_message(msg), IMAGES[stamp])
+            stamps.append(stamp)
+    return stamps, reader
+
+
+def test_an_intact_bag_reads_without_salvage(intact):
+    stamps, reader = _read_images(intact)
+    assert len(stamps) == N and reader.damage is None
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.6, 0.95])
+def test_a_cut_bag_yields_its_intact_messages_and_says_what_was_lost(intact, tmp_path, fraction, caplog):
+    bag = _cut(intact, tmp_path, fraction)
+    with caplog.at_level("WARNING"):
+        stamps, reader = _read_images(bag)
+    report = reader.damage
+    assert report is not None and report.expected[IMAGE_TOPIC] == N
+    assert 0 < len(stamps) < N and report.readable[IMAGE_TOPIC] == len(stamps)
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    # the cut keeps roughly its share of the images (the last partial chunk / pages are lost)
+    assert len(stamps) <= fraction * N + 1
+    assert len(stamps) >= fraction * N - 5  # at most one MCAP chunk (~4 images) more
+    assert any(
+        "is damaged" in r.message and f"of {report.expected_total} messages" in r.message
+        for r in caplog.records
+    )
+    assert f"{IMAGE_TOPIC} {len(stamps)}/{N}" in report.describe()
+
+
+def test_less_cut_never_reads_less(intact, tmp_path):
+    counts = []
+    for fraction in (0.2, 0.4, 0.7, 0.9, 0.99):
+        with BagReader(_cut(intact, tmp_path, fraction)) as reader:
+            counts.append(sum(1 for _ in reader.records([CAMERA_INFO_TOPIC, IMAGE_TOPIC])))
+    assert counts == sorted(counts) and counts[-1] > counts[0]
+
+
+def test_nothing_readable_is_an_error_naming_the_bag(intact, tmp_path):
+    bag = _cut(intact, tmp_path, 0.0005)  # a few bytes: not even the header survives
+    with pytest.raises(ValueError, match=r"(nothing readable|nothing to read)") as info:
+        with BagReader(bag):
+            pass
+    assert str(bag) in str(info.value)
+    with pytest.raises(ValueError, match="cannot read"):
+        with BagReader(_cut(intact, tmp_path, 0.5), salvage=False):
+            pass
+
+
+def test_salvage_leaves_the_original_untouched_and_cleans_its_copy(intact, tmp_path):
+    bag = _cut(intact, tmp_path, 0.5)
+    before = {p.name: p.read_bytes() for p in bag.iterdir()}
+    report = salvage_bag(bag, tmp_path / "copy")
+    assert report.readable_total > 0 and (tmp_path / "copy" / "metadata.yaml").is_file()
+    assert {p.name: p.read_bytes() for p in bag.iterdir()} == before
+    with BagReader(bag) as reader:
+        scratch = Path(reader._scratch.name)
+        assert scratch.is_dir()
+    assert not scratch.exists()
