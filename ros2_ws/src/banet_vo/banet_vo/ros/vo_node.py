@@ -187,7 +187,7 @@ class VONode(Node):
     # -- start-up ------------------------------------------------------------------------------------
     def _load_estimator(self, p: NodeParams) -> PairEstimator:
         try:
-            device = resolve_device(p.device)  # a missing GPU is the device's fault, not the model's
+            resolve_device(p.device)  # a missing GPU is the device's fault, not the model's
         except ValueError as err:
             raise ValueError(f"parameter device: {err}") from err
         path = FilePath(p.model)
@@ -200,7 +200,7 @@ class VONode(Node):
 
             torch.set_num_threads(p.torch_threads)
         try:
-            return BANetEstimator.from_checkpoint(p.model, device=device)
+            return BANetEstimator.from_checkpoint(p.model, device=p.device)
         except ValueError as err:
             raise ValueError(f"parameter model: cannot use {p.model}: {err}") from err
         except (OSError, RuntimeError, KeyError) as err:  # unreadable file, torch refusing the weights
