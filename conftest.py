@@ -1,7 +1,9 @@
 """Shared pytest fixtures and markers for the whole repository.
 
-Each test run gets its own ROS_DOMAIN_ID (from the process id) and DDS discovery limited to this
-machine, so parallel runs on one host never hear each other.
+DDS discovery is limited to this machine. The ROS_DOMAIN_ID of a test run: BANET_VO_TEST_DOMAIN_ID when
+set (a number, or `auto`), else the ROS_DOMAIN_ID the user already has, else one of its own from the
+process id, so parallel runs on one host never hear each other. `auto` asks for that last choice even when
+ROS_DOMAIN_ID is set (e.g. tests next to a running robot on the same domain).
 """
 
 from __future__ import annotations
@@ -21,10 +23,17 @@ def _pick_domain_id() -> int:
     return 1 + os.getpid() % 100
 
 
+def _test_domain_id(env: dict[str, str]) -> str:
+    asked = env.get("BANET_VO_TEST_DOMAIN_ID", "").strip()
+    if asked and asked != "auto":
+        return asked
+    if not asked and env.get("ROS_DOMAIN_ID", "").strip():
+        return env["ROS_DOMAIN_ID"].strip()  # the user's choice is kept
+    return str(_pick_domain_id())
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    if "BANET_VO_TEST_DOMAIN_ID" not in os.environ:
-        os.environ["BANET_VO_TEST_DOMAIN_ID"] = str(_pick_domain_id())
-    os.environ["ROS_DOMAIN_ID"] = os.environ["BANET_VO_TEST_DOMAIN_ID"]
+    os.environ["BANET_VO_TEST_DOMAIN_ID"] = os.environ["ROS_DOMAIN_ID"] = _test_domain_id(dict(os.environ))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
     # One torch thread: the suite runs rclpy executors and worker threads next to torch on 2 cores, where

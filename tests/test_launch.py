@@ -1,17 +1,21 @@
-"""Launch files: the declared arguments (checked from the source, always) and a real launch_pytest run of
-vo.launch.py (only where launch_ros and launch_pytest are installed: a ROS 2 distro, not the pip venv)."""
+"""Launch files and packaging: the declared arguments (checked from the source, always), that setup.py
+installs the launch files, RViz config and parameters, that package.xml names every ROS module the
+package imports, and a real launch_pytest run of vo.launch.py (only where launch_ros and launch_pytest are
+installed: a ROS 2 distro, not the pip venv)."""
 
 from __future__ import annotations
 
 import ast
 import importlib.util
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-VO_LAUNCH = ROOT / "ros2_ws/src/banet_vo/launch/vo.launch.py"
-REPLAY_LAUNCH = ROOT / "launch/kitti_replay.launch.py"
+PACKAGE = ROOT / "ros2_ws/src/banet_vo"
+VO_LAUNCH = PACKAGE / "launch/vo.launch.py"
+REPLAY_LAUNCH = PACKAGE / "launch/replay.launch.py"
 HAVE_LAUNCH_ROS = all(importlib.util.find_spec(m) is not None for m in ("launch_ros", "launch_pytest"))
 
 
@@ -35,6 +39,7 @@ def test_vo_launch_declares_the_documented_arguments():
         "device",
         "use_sim_time",
         "publish_tf",
+        "rectify",
         "namespace",
     }
     assert _declared_arguments(VO_LAUNCH) == expected
@@ -45,13 +50,76 @@ def test_replay_launch_plays_with_clock_and_ships_an_rviz_config():
     assert {"bag", "model", "device", "rate", "rviz"} <= _declared_arguments(REPLAY_LAUNCH)
     text = REPLAY_LAUNCH.read_text()
     assert '"--clock"' in text and '"use_sim_time": "true"' in text
-    rviz = ROOT / "launch/banet_vo.rviz"
+    assert 'os.path.join(share, "rviz", "banet_vo.rviz")' in text  # from the installed share directory
+    rviz = PACKAGE / "rviz/banet_vo.rviz"
     import yaml
 
     config = yaml.safe_load(rviz.read_text())
     topics = {d.get("Topic", {}).get("Value") for d in config["Visualization Manager"]["Displays"]}
-    assert {"/banet_vo/path", "/banet_vo/odometry", "/banet_vo/depth"} <= topics
+    assert {"/banet_vo/path", "/banet_vo/odometry", "/banet_vo/depth/image"} <= topics
     assert config["Visualization Manager"]["Global Options"]["Fixed Frame"] == "odom"
+
+
+def _data_files() -> dict[str, list[str]]:
+    """setup.py's data_files, evaluated in the package directory (globs expanded) without running setup."""
+    import glob
+    import os
+
+    tree = ast.parse((PACKAGE / "setup.py").read_text())
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
+    (data,) = [kw.value for kw in call.keywords if kw.arg == "data_files"]
+    cwd = os.getcwd()
+    os.chdir(PACKAGE)
+    try:
+        pairs = eval(
+            compile(ast.Expression(data), "setup.py", "eval"), {"glob": glob.glob, "package_name": "banet_vo"}
+        )
+    finally:
+        os.chdir(cwd)
+    return {dest: sorted(files) for dest, files in pairs}
+
+
+def test_setup_installs_launch_files_rviz_config_and_parameters():
+    files = _data_files()
+    assert files["share/banet_vo/launch"] == ["launch/replay.launch.py", "launch/vo.launch.py"]
+    assert files["share/banet_vo/rviz"] == ["rviz/banet_vo.rviz"]
+    assert "config/banet_vo.yaml" in files["share/banet_vo/config"]
+    for launch_file in (VO_LAUNCH, REPLAY_LAUNCH):  # the launch files find each other in the share directory
+        assert 'get_package_share_directory("banet_vo")' in launch_file.read_text()
+
+
+# Import roots that are ROS packages or system Python packages, with their rosdep keys.
+_ROSDEP = {
+    "cv2": "python3-opencv",
+    "yaml": "python3-yaml",
+    "numpy": "python3-numpy",
+    "scipy": "python3-scipy",
+}
+_ROSDEP.update({"matplotlib": "python3-matplotlib"})
+_ROS_ROOTS = {"rclpy", "tf2_ros", "cv_bridge", "launch", "launch_ros", "ament_index_python"}
+
+
+def _imported_roots() -> set[str]:
+    roots = set()
+    for path in [*(PACKAGE / "banet_vo").rglob("*.py"), *(PACKAGE / "launch").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                roots.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_package_xml_names_every_ros_and_system_dependency():
+    depends = {e.text for e in ET.parse(PACKAGE / "package.xml").getroot() if e.tag.endswith("depend")}
+    needed = set()
+    for root in _imported_roots():
+        if root in _ROS_ROOTS or root.endswith(("_msgs", "_srvs", "_interfaces")):
+            needed.add(root)
+        elif root in _ROSDEP:
+            needed.add(_ROSDEP[root])
+    assert {"rclpy", "tf2_msgs", "rcl_interfaces", "builtin_interfaces", "python3-scipy"} <= needed
+    assert needed <= depends, sorted(needed - depends)
 
 
 @pytest.mark.ros

@@ -162,3 +162,13 @@ def test_run_with_a_real_banet_checkpoint(bag, tmp_path):
     assert summary["node"]["processed"] == N and summary["node"]["errors"] == 0, summary["node"]
     est = _tum(out / "trajectory.tum")
     assert len(est) == summary["frames_published"] and np.all(np.isfinite(est))
+
+
+def test_test_runs_keep_the_users_ros_domain_id_unless_told_otherwise():
+    from conftest import _pick_domain_id, _test_domain_id
+
+    assert _test_domain_id({"ROS_DOMAIN_ID": "42"}) == "42"  # the user's domain is kept
+    assert _test_domain_id({"ROS_DOMAIN_ID": "42", "BANET_VO_TEST_DOMAIN_ID": "7"}) == "7"
+    own = str(_pick_domain_id())
+    assert _test_domain_id({"ROS_DOMAIN_ID": "42", "BANET_VO_TEST_DOMAIN_ID": "auto"}) == own
+    assert _test_domain_id({}) == own

@@ -1,8 +1,12 @@
 """Launch the banet_vo node: `ros2 launch banet_vo vo.launch.py model:=/path/to/model.safetensors`.
 
 Arguments: image, camera_info (topics to remap the inputs to), params_file (node parameters, default the
-package's config/banet_vo.yaml), model, device (auto|cuda|cpu), use_sim_time (true when replaying a bag
-with /clock), publish_tf, namespace.
+package's config/banet_vo.yaml), model (required), device (auto|cuda|cpu), use_sim_time (true when
+replaying a bag with /clock), publish_tf, rectify, namespace.
+
+The default input is the driver's raw image (/camera/image_raw) with rectify:=true: the node undistorts
+it with the camera_info calibration. With image_proc already running, pass
+image:=/camera/image_rect rectify:=false.
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("device", default_value="auto", description="auto, cuda or cpu"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
         DeclareLaunchArgument("publish_tf", default_value="true", description="broadcast odom → base_link"),
+        DeclareLaunchArgument(
+            "rectify",
+            default_value="true",
+            description="rectify raw images in the node (false for an image_rect input)",
+        ),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
     ]
     node = Node(
@@ -46,6 +55,7 @@ def generate_launch_description() -> LaunchDescription:
                 "device": LaunchConfiguration("device"),
                 "use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
                 "publish_tf": ParameterValue(LaunchConfiguration("publish_tf"), value_type=bool),
+                "rectify": ParameterValue(LaunchConfiguration("rectify"), value_type=bool),
             },
         ],
         remappings=[

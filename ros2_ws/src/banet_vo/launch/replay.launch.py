@@ -1,11 +1,11 @@
 """Replay a bag with /clock, run banet_vo on it, and optionally RViz:
 
-    ros2 launch launch/kitti_replay.launch.py bag:=/path/to/kitti06_bag model:=/path/to/model.safetensors
+    ros2 launch banet_vo replay.launch.py bag:=/path/to/kitti06_bag model:=/path/to/model.safetensors
 
 Arguments: bag (rosbag2 directory, e.g. written by `banet-vo-bag`), model, device, rate (playback speed),
-rviz (true/false), params_file (optional node parameters YAML). The node runs with use_sim_time so its
-clock follows the bag. Without a ROS 2 distro, `banet-vo-run BAG --out DIR` runs the same graph in one
-process.
+rviz (true/false, with the package's rviz/banet_vo.rviz), params_file (optional node parameters YAML).
+The node runs with use_sim_time so its clock follows the bag. Without a ROS 2 distro,
+`banet-vo-run BAG --out DIR` runs the same graph in one process.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 
 def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory("banet_vo")
@@ -33,7 +31,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("device", default_value="auto", description="auto, cuda or cpu"),
         DeclareLaunchArgument("rate", default_value="1.0", description="bag playback speed factor"),
         DeclareLaunchArgument(
-            "rviz", default_value="true", description="start RViz with launch/banet_vo.rviz"
+            "rviz", default_value="true", description="start RViz with the package's rviz/banet_vo.rviz"
         ),
         DeclareLaunchArgument(
             "params_file",
@@ -67,7 +65,7 @@ def generate_launch_description() -> LaunchDescription:
     rviz = Node(
         package="rviz2",
         executable="rviz2",
-        arguments=["-d", os.path.join(HERE, "banet_vo.rviz")],
+        arguments=["-d", os.path.join(share, "rviz", "banet_vo.rviz")],
         parameters=[{"use_sim_time": True}],
         condition=IfCondition(LaunchConfiguration("rviz")),
         output="screen",
