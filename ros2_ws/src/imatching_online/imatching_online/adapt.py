@@ -450,21 +450,74 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0, help="order of the windows with --order shuffle")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=25,
+        help="windows between resumable checkpoints in OUT.checkpoints/ (0: only when stopped by a signal)",
+    )
+    run = p.add_mutually_exclusive_group()
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest checkpoint in OUT.checkpoints/ (same settings; --steps may grow)",
+    )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing OUT and its checkpoints (default: refuse)",
+    )
     return p
+
+
+# Settings that do not change which windows are processed or how: a resumed run may differ in these.
+_NOT_IN_FINGERPRINT = ("steps", "passes", "resume", "overwrite", "checkpoint_every", "threads", "out")
+SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
+
+
+def checkpoint_dir(out: Path) -> Path:
+    """Where the resumable checkpoints of the run writing ``out`` live: OUT.checkpoints/ beside it."""
+    return out.with_name(out.name + ".checkpoints")
+
+
+def _prepare_output(args) -> Path:
+    """Clear what killed writers left; refuse to start a new run over an existing one unless --overwrite."""
+    import shutil
+
+    from banet_vo.model.checkpoint import remove_stale_temps
+    from banet_vo.train.checkpoints import list_units
+
+    units = checkpoint_dir(args.out)
+    for stale in remove_stale_temps(args.out.parent, args.out.name) + remove_stale_temps(units):
+        print(f"removed {stale}, left by a write that did not finish", file=sys.stderr)
+    present = [str(p) for p in (args.out,) if p.exists()] + ([str(units)] if list_units(units) else [])
+    if args.resume or not present:
+        return units
+    if not args.overwrite:
+        raise ValueError(
+            f"{' and '.join(present)} already exist: --resume continues that run, --overwrite replaces it"
+        )
+    if units.exists():
+        shutil.rmtree(units)
+    return units
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _run(args)
+        from banet_vo.train.signals import StopSignals
+
+        with StopSignals() as signals:
+            return _run(args, signals)
     except (ValueError, FileNotFoundError) as exc:
         print(f"imatching-adapt: error: {exc}", file=sys.stderr)
         return 2
 
 
-def _run(args) -> int:
+def _run(args, signals=None) -> int:
     from banet_vo.data import open_sequence
 
+    from imatching_online.adapt_checkpoints import load_adapt_unit, save_adapt_unit
     from imatching_online.matcher.io import load_matcher, save_matcher
     from imatching_online.matcher.queries import fit_size, prepare_image
 
@@ -473,6 +526,8 @@ def _run(args) -> int:
         raise ValueError("--steps and --passes must be >= 1")
     if args.window < 2 or args.frame_stride < 1:
         raise ValueError("--window must be >= 2 and --frame-stride >= 1")
+    if args.checkpoint_every < 0:
+        raise ValueError("--checkpoint-every must be >= 0")
     # Settings first: a bad flag fails before any frame is read.
     config = AdaptConfig(
         lr=args.lr, grad_clip=args.grad_clip, epipolar_weight=args.epipolar_weight,
@@ -491,6 +546,7 @@ def _run(args) -> int:
         raise ValueError(
             f"--frames holds no complete window of {args.window} frames (stride {args.frame_stride})"
         )
+    units = _prepare_output(args)
     matcher, base_meta = load_matcher(args.matcher)
     cam = seq.camera
     width, height = fit_size(cam.width, cam.height, args.width)
@@ -503,18 +559,43 @@ def _run(args) -> int:
     steps = args.passes * len(starts) if args.passes is not None else (args.steps or 100)
     schedule = window_schedule(starts, steps, args.order, args.seed)
     t0 = time.perf_counter()
-    history = []
+    history: list[dict] = []
+    fingerprint = {k: str(v) for k, v in vars(args).items() if k not in _NOT_IN_FINGERPRINT}
+    first, wall_before = 0, 0.0
+    if args.resume:
+        unit, progress, skipped = load_adapt_unit(units, adapter, fingerprint)
+        for reason in skipped:
+            print(f"resume: skipped {reason}", file=sys.stderr)
+        if unit is None:
+            raise ValueError(f"--resume: no consistent checkpoint of this run in {units}")
+        first, history, wall_before = int(progress["next"]), list(progress["history"]), progress["wall_s"]
+        print(f"resuming after window {first} from {unit.path}", file=sys.stderr)
     print(
         f"adapting on {seq.name} frames {frames.start}:{frames.stop} at {width}x{height}, "
         f"{len(starts)} windows, {steps} steps, order {args.order}",
         file=sys.stderr,
     )
+
+    def meta() -> dict:
+        return _adapt_meta(args, base_meta, frames, width, height, steps, schedule, adapter, history, config,
+                           ba_config, wall_before + time.perf_counter() - t0)  # fmt: skip
+
+    def checkpoint(done: int) -> None:
+        progress = {"next": done, "history": history, "wall_s": wall_before + time.perf_counter() - t0}
+        save_adapt_unit(units, done, adapter, meta(), progress, fingerprint)
+
     for k, s in enumerate(schedule):
+        if k < first:
+            continue
+        if signals is not None and signals.received:  # Ctrl-C / SIGTERM: checkpoint, then stop
+            checkpoint(k)
+            print(f"stopped by {signals.received} after {k} windows; checkpoint in {units}", file=sys.stderr)
+            return SIGNAL_EXIT[signals.received]
         idx = [s + j * args.frame_stride for j in range(args.window)]
         images = torch.cat([cache[i][1] for i in idx])
         report = adapter.step(images, [cache[i][0] for i in idx])
         elapsed = time.perf_counter() - t0
-        eta = elapsed / (k + 1) * (steps - k - 1)
+        eta = elapsed / (k + 1 - first) * (steps - k - 1)
         history.append({"window_start": s, "success": report.success, "loss": report.loss,
                         "inlier_ratio": report.inlier_ratio, "guard": report.guard})  # fmt: skip
         state = (
@@ -527,8 +608,24 @@ def _run(args) -> int:
             f"[{bar:<20}] {k + 1}/{steps} eta {_eta(eta)} window {s}: {state} guard={report.guard}",
             file=sys.stderr,
         )
+        if args.checkpoint_every and (k + 1) % args.checkpoint_every == 0 and k + 1 < steps:
+            checkpoint(k + 1)
+    checkpoint(steps)  # resumable with a larger --steps
+    save_matcher(args.out, adapter.matcher, meta())
+    print(
+        f"wrote {args.out}: {adapter.steps_taken} steps, {adapter.stats.summary()}, "
+        f"rollbacks={adapter.guard.rollbacks}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _adapt_meta(
+    args, base_meta, frames, width, height, steps, schedule, adapter, history, config, ba_config, wall_s
+) -> dict:
+    """The metadata of an adapted matcher (the final output and each checkpoint)."""
     ok = [h for h in history if h["success"]]
-    meta = {
+    return {
         "adapted_by": "imatching-adapt (label-free, BA reprojection, stationary-point gradient)",
         "adapted_from": str(args.matcher),
         "base_meta": base_meta,
@@ -549,15 +646,8 @@ def _run(args) -> int:
         "ba_config": ba_config.__dict__,
         "window": args.window,
         "frame_stride": args.frame_stride,
-        "wall_time_s": round(time.perf_counter() - t0, 1),
+        "wall_time_s": round(wall_s, 1),
     }
-    save_matcher(args.out, adapter.matcher, meta)
-    print(
-        f"wrote {args.out}: {adapter.steps_taken} steps, {adapter.stats.summary()}, "
-        f"rollbacks={adapter.guard.rollbacks}",
-        file=sys.stderr,
-    )
-    return 0
 
 
 def _mean(values: list) -> float:

@@ -22,9 +22,7 @@ import logging
 import math
 import os
 import shutil
-import signal
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +40,7 @@ from banet_vo.train.checkpoints import find_latest_unit, write_unit
 from banet_vo.train.config import TrainConfig
 from banet_vo.train.data import CachedPairs, load_or_render, make_specs
 from banet_vo.train.losses import banet_loss
+from banet_vo.train.signals import StopSignals
 
 logger = logging.getLogger(__name__)
 
@@ -360,37 +359,6 @@ def _truncate_log(path: Path, step: int) -> None:
     os.replace(tmp, path)
 
 
-class _StopSignals:
-    """SIGINT / SIGTERM ask the loop to stop at the next step boundary (and checkpoint); a second one
-    interrupts at once. Installed only from the main thread (Python delivers signals there)."""
-
-    def __init__(self) -> None:
-        self.received: str = ""
-        self._previous: dict[int, object] = {}
-
-    def _handle(self, signum, frame) -> None:
-        name = signal.Signals(signum).name
-        if self.received:  # asked twice: stop now, without a checkpoint
-            self.restore()
-            raise KeyboardInterrupt(f"{name} received twice")
-        self.received = name
-        logger.warning("%s: stopping after the current step with a checkpoint (again: stop at once)", name)
-
-    def __enter__(self) -> _StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def restore(self) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous = {}
-
-    def __exit__(self, *exc) -> None:
-        self.restore()
-
-
 def train(
     config: TrainConfig,
     out_dir: str | Path,
@@ -496,7 +464,7 @@ def train(
         )
 
     stopped_by = ""
-    signals = _StopSignals()
+    signals = StopSignals()
     try:
         signals.__enter__()
         model.train()
