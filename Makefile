@@ -1,4 +1,5 @@
-# banet-vo: the README's commands. `make setup` is idempotent (a stamp file tracks the requirement files).
+# banet-vo: the README's commands. `make setup` is idempotent (stamp files track the requirement files and
+# the torch build asked for).
 PYTHON     ?= python3.11
 VENV       ?= .venv
 # Users with CUDA pick another torch build here, e.g.
@@ -10,13 +11,23 @@ PYTEST_ARGS ?=
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 
+# One stamp per TORCH_SPEC: asking for another build (CPU → cu128) re-runs the torch step, which replaces
+# the installed torch even when the version number is the same (the builds differ only in their index).
+TORCH_STAMP := $(VENV)/.torch-$(shell printf '%s' '$(TORCH_SPEC)' | cksum | cut -d' ' -f1)
+
 .PHONY: setup test test-fast lint format bench demo clean
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements/torch-cpu.txt requirements/base.txt requirements/ros.txt \
-		ros2_ws/src/banet_vo/setup.py ros2_ws/src/imatching_online/setup.py
+$(TORCH_STAMP): requirements/torch-cpu.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	if ls $(VENV)/.torch-* >/dev/null 2>&1; then \
+		$(PY) -m pip install -q --disable-pip-version-check --force-reinstall --no-deps $(TORCH_SPEC); fi
 	$(PY) -m pip install -q --disable-pip-version-check $(TORCH_SPEC)
+	rm -f $(VENV)/.torch-*
+	touch $@
+
+$(VENV)/.installed: $(TORCH_STAMP) requirements/base.txt requirements/ros.txt \
+		ros2_ws/src/banet_vo/setup.py ros2_ws/src/imatching_online/setup.py
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements/base.txt -r requirements/ros.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
 		-e ros2_ws/src/banet_vo -e ros2_ws/src/imatching_online
