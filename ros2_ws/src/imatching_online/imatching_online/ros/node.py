@@ -6,7 +6,9 @@ queue, and one FrameWorker thread selects frames, keeps the sliding window and r
 step per full window (match -> robust BA -> implicit-gradient step, or a counted skip when the BA fails).
 A slow step drops frames (counted), never stalls the executor. /diagnostics reports steps, skips by
 reason, rollbacks, loss, BA inlier ratio, step time and dropped frames. The adapted matcher is written to
-`output_model` every `save_every_steps` steps, on `~/save` and at shutdown. Bad input is counted and
+`output_model` every `save_every_steps` steps, on `~/save` and at shutdown. A restarted node continues
+from its own `output_model` when that holds an adaptation of the same base matcher (imatching_online.lineage;
+`start_from:=matcher` starts over and says what it replaces). Bad input is counted and
 warned about (throttled), never fatal; bad parameters or an unusable matcher stop the node at start.
 """
 
@@ -15,9 +17,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from banet_vo.model.checkpoint import remove_stale_temps
 from banet_vo.odometry import resolve_device
 from banet_vo.ros.camera_input import INPUT_PROBLEMS, CameraFrame, CameraInput, EventCounters
 from banet_vo.ros.frame_worker import DROPPED, ERRORS, FrameWorker
@@ -28,6 +32,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from std_srvs.srv import Trigger
 
+from imatching_online.lineage import choose_start, lineage_meta
 from imatching_online.online import SKIPPED_GAP, SKIPPED_STATIC, STEPPED, StreamAdapter
 from imatching_online.ros.params import PARAMS, NodeParams, declare_parameters
 
@@ -91,12 +96,25 @@ class ImatchingNode(Node):
             raise ValueError(
                 f"parameter matcher: cannot load {p.matcher}: {type(err).__name__}: {err}"
             ) from err
+        if p.output_model:  # temporaries of saves that a kill interrupted
+            out = Path(p.output_model)
+            for stale in remove_stale_temps(out.parent, out.name):
+                self.get_logger().warning(f"removed {stale}, left by a save that did not finish")
+        try:
+            choice = choose_start(matcher, base_meta, p.matcher, p.output_model, p.start_from, device)
+        except ValueError as err:
+            raise ValueError(f"parameter output_model: {err}") from err
+        (self.get_logger().warning if choice.replaces else self.get_logger().info)(choice.message)
         source = {
             "adapted_from": p.matcher,
             "base_meta": base_meta,
             "source": p.source or self.resolve_topic_name("image"),
+            **lineage_meta(choice),
         }
-        return StreamAdapter(matcher, p.stream, p.adapt, p.ba, device, source)
+        stream = StreamAdapter(choice.matcher, p.stream, p.adapt, p.ba, device, source)
+        if stream.adapter.anchor is not None:  # anchor_pull pulls towards the lineage's base, every session
+            stream.adapter.anchor = [q.detach().clone() for q in choice.base_matcher.parameters()]
+        return stream
 
     @property
     def image_sub(self) -> Any | None:

@@ -18,6 +18,7 @@ from rclpy.node import Node
 
 from imatching_online.adapt import AdaptConfig
 from imatching_online.ba import WindowConfig
+from imatching_online.lineage import START_FROM
 from imatching_online.online import StreamConfig
 
 PARAMS = ParameterTable(
@@ -27,6 +28,13 @@ PARAMS = ParameterTable(
         "",
         "where the adapted matcher is written (atomically) every save_every_steps, on ~/save and at "
         "shutdown; empty: never written",
+    ),
+    ParameterSpec(
+        "start_from",
+        "output",
+        "output: continue from output_model when it holds an adaptation of this matcher (refuse one of "
+        "another matcher); matcher: start from the matcher and replace output_model (with a warning)",
+        choices=START_FROM,
     ),
     ParameterSpec("adapt", True, "true: update the matcher; false: run matching + BA and report only"),
     ParameterSpec("device", "auto", "torch device: auto (CUDA when available), cuda or cpu", choices=DEVICES),
@@ -110,6 +118,7 @@ class NodeParams:
 
     matcher: str
     output_model: str
+    start_from: str
     device: str
     torch_threads: int
     image_qos: str
