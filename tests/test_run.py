@@ -129,10 +129,7 @@ def test_run_errors_are_clear(bag, tmp_path, capsys):
 
 
 def test_run_with_a_real_banet_checkpoint(bag, tmp_path):
-    checkpoint = pytest.importorskip(
-        "banet_vo.model.checkpoint", reason="banet_vo.model.checkpoint not landed"
-    )
-    from banet_vo.model import BANet, BANetConfig
+    from banet_vo.model import BANet, BANetConfig, checkpoint
 
     config = BANetConfig.preset("small", iterations=(1, 1, 1))
     path = tmp_path / "random_small.safetensors"

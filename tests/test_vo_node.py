@@ -417,7 +417,6 @@ def test_bad_parameters_and_model_stop_the_node(rclpy_context, tmp_path):
 
 
 def test_broken_model_file_stops_the_node(rclpy_context, tmp_path):
-    pytest.importorskip("banet_vo.model.checkpoint", reason="banet_vo.model.checkpoint not landed")
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"this is not a checkpoint")
     with pytest.raises(ValueError, match="parameter model: cannot"):
@@ -462,10 +461,7 @@ def test_latest_frame_queue_drops_the_oldest():
 
 
 def test_node_runs_a_real_banet_checkpoint(rclpy_context, small_bag, tmp_path):
-    checkpoint = pytest.importorskip(
-        "banet_vo.model.checkpoint", reason="banet_vo.model.checkpoint not landed"
-    )
-    from banet_vo.model import BANet, BANetConfig
+    from banet_vo.model import BANet, BANetConfig, checkpoint
 
     config = BANetConfig.preset("small", iterations=(1, 1, 1))
     model = BANet(config)
