@@ -173,6 +173,7 @@ def _play(context, bag: Path, graph: Graph, qos: str, rate: float = 1.0) -> None
         stats = player.play(delay=0.2)
     # every played image must reach the node before "idle" means anything
     assert graph.node.camera_input.wait_received(stats.per_topic[IMAGE_TOPIC], timeout=30.0)
+    assert graph.node.camera_input.wait_paired(timeout=30.0)  # the last camera_info may trail its image
     assert graph.node.wait_idle(timeout=30.0)
 
 

@@ -226,6 +226,21 @@ class CameraInput:
         with self._lock:
             return self._fixed_camera is not None or self._camera is not None or bool(self._infos)
 
+    def waiting(self) -> int:
+        """Images held for their camera_info (exact sync, or the one before the first camera_info)."""
+        with self._lock:
+            return len(self._images) + (self._pending is not None)
+
+    def wait_paired(self, timeout: float = 10.0) -> bool:
+        """Wait until no image waits for its camera_info (True), or timeout (False). For replays: the last
+        image can be taken from the reader before its camera_info."""
+        deadline = time.monotonic() + timeout
+        while self.waiting():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
     def unlock_frame_id(self) -> None:
         """Accept the frame_id of the next image as the camera's (after a reset: another camera)."""
         with self._lock:

@@ -239,6 +239,8 @@ def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None)
         images = stats.per_topic.get(_absolute_topic(args.image_topic), 0)
         if not node.camera_input.wait_received(images, timeout=10.0):
             _log(f"warning: the node received {node.snapshot()['received']:.0f} of {images} images")
+        if not node.camera_input.wait_paired(timeout=10.0):
+            _log(f"warning: {node.camera_input.waiting()} images never got their camera_info")
         if not node.wait_idle(args.timeout):
             _log(f"warning: the node was still busy after --timeout {args.timeout} s")
         wall = time.monotonic() - started
