@@ -154,6 +154,24 @@ def test_rotation_angle_deg_known_angles_and_small_angle_accuracy():
         rotation_angle_deg([1, 2, 3])
 
 
+def test_rotation_angle_deg_of_lie_tensors_with_negative_w_quaternions():
+    """q and -q are the same rotation: a LieTensor whose quaternion has w < 0 (as optimisers and
+    pp.mat2SE3 produce) must give the angle in [0, 180], the same as the matrix path and scipy."""
+    rng = np.random.default_rng(7)
+    angles = np.array([0.5, 10.0, 60.0, 120.0, 170.0])
+    axes = rng.normal(size=(len(angles), 3))
+    q = Rotation.from_rotvec(
+        np.radians(angles)[:, None] * axes / np.linalg.norm(axes, axis=1)[:, None]
+    ).as_quat()
+    q = -q * np.sign(q[:, 3:])  # every w negative
+    assert np.all(q[:, 3] < 0)
+    data = np.concatenate([rng.normal(size=(len(angles), 3)), q], axis=1)
+    lie = pp.SE3(torch.from_numpy(data))
+    np.testing.assert_allclose(rotation_angle_deg(lie).numpy(), angles, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(rotation_angle_deg(to_matrix(lie)).numpy(), angles, rtol=1e-7, atol=1e-7)
+    np.testing.assert_allclose(np.degrees(Rotation.from_quat(q).magnitude()), angles, rtol=1e-9)
+
+
 def test_identity_se3():
     ident = identity_se3(2, 3, dtype=F64)
     assert ident.shape == (2, 3, 7)
