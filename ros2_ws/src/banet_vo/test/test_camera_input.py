@@ -191,3 +191,66 @@ def test_bad_images_are_counted_and_resized_images_get_a_resized_camera(harness)
     assert h.frames[0].image.shape == (24, 32, 3)
     assert h.events.get("received") == 4
     assert h.logged[0].startswith("image dropped: ") and h.logged[0].endswith("[bad_image: 1 so far]")
+
+
+def _info_at(t: float, camera: PinholeCamera = CAMERA) -> CameraInfo:
+    return camera_to_camera_info(camera, Header(stamp=sec_to_stamp(t), frame_id="cam"))
+
+
+def test_exact_sync_pairs_by_stamp_in_either_order_and_drops_the_oldest(rclpy_context):
+    node = Node("camera_input_exact", context=rclpy_context)
+    logged: list[str] = []
+    events = EventCounters(logged.append, period_s=0.0)
+    frames: list[CameraFrame] = []
+    other = PinholeCamera(40.0, 40.0, 31.5, 23.5, 64, 48)
+    try:
+        ci = CameraInput(node, "reliable", frames.append, events, sync="exact", sync_queue_size=2)
+        ci.on_camera_info(_info_at(1.0, other))  # info first
+        ci.on_camera_info(_info_at(9.0))  # a camera_info for a later stamp must not pair with 2.0
+        ci.on_image(_image(1.0))
+        assert [(f.stamp, f.camera.fx) for f in frames] == [(1.0, 40.0)]
+        ci.on_image(_image(2.0))  # image first: waits
+        assert len(frames) == 1 and ci.waiting() == 1
+        ci.on_camera_info(_info_at(2.0))
+        assert [f.stamp for f in frames] == [1.0, 2.0] and ci.waiting() == 0
+        for t in (3.0, 4.0, 5.0):  # no camera_info for these: the queue of 2 drops 3.0
+            ci.on_image(_image(t))
+        assert events.get("no_camera_info") == 1 and ci.waiting() == 2
+        assert "image at 3.000000 s dropped: no camera_info with its stamp" in logged[-1]
+        assert "+6.000 s from it" in logged[-1]  # the newest camera_info (9.0) is 6 s later
+        ci.on_camera_info(_info_at(5.0))
+        assert [f.stamp for f in frames] == [1.0, 2.0, 5.0] and ci.wait_paired(0.01) is False
+    finally:
+        node.destroy_node()
+
+
+def test_size_limits_fixed_camera_and_frame_id_lock(rclpy_context):
+    node = Node("camera_input_limits", context=rclpy_context)
+    events = EventCounters(lambda text: None)
+    frames: list[CameraFrame] = []
+    try:
+        ci = CameraInput(
+            node,
+            "reliable",
+            frames.append,
+            events,
+            fixed_camera=CAMERA,
+            min_image_side=8,
+            max_image_pixels=64 * 48,
+            lock_frame_id=True,
+        )
+        assert ci.info_sub is None and ci.subscribed  # no camera_info with a fixed camera
+        ci.on_image(_image(1.0))
+        assert len(frames) == 1 and frames[0].camera == CAMERA
+        ci.on_image(_image(2.0, shape=(4, 64)))  # a side below 8
+        ci.on_image(_image(3.0, shape=(96, 128)))  # more pixels than allowed
+        assert events.get("bad_image") == 2 and len(frames) == 1
+        moved = _image(4.0)
+        moved.header.frame_id = "cam2"
+        ci.on_image(moved)
+        assert events.get("frame_id_changed") == 1 and len(frames) == 1
+        ci.unlock_frame_id()  # after a reset the new camera is accepted
+        ci.on_image(moved)
+        assert len(frames) == 2 and frames[1].header.frame_id == "cam2"
+    finally:
+        node.destroy_node()

@@ -402,7 +402,7 @@ class CameraInput:
                 self._images[ns] = item
                 while len(self._images) > self._sync_queue_size:
                     dropped.append(self._images.popitem(last=False)[1])
-            newest_info = next(reversed(self._infos), None)
+            newest_info = max(self._infos, default=None)  # by stamp
         for old in dropped:
             if newest_info is None:
                 why = "no valid camera_info received yet"
