@@ -80,6 +80,37 @@ def test_loss_gradient_only_reaches_ba_inlier_matches_and_points_at_the_ba_repro
     assert logs["observations"] == int((result.observations.match_id >= 0).sum())
 
 
+def test_coarse_term_is_computed_on_the_coarse_matches(solved):
+    """Fine matches exactly on the BA reprojections, coarse ones 1 px to the right: the fine term is 0,
+    the coarse term is coarse_weight · ½(1 px / size)² / δ per observation (Huber's quadratic zone), and
+    only the coarse matches get a gradient. Feeding the fine output to the coarse term gives 0 here."""
+    window, result = solved
+    targets = ba_targets(result, window.K)
+    size = (window.height, window.width)
+    scale = float(max(size))
+    config = AdaptConfig(coarse_weight=0.5)
+    outputs, queries = {}, {}
+    for pair, m in window.matches.items():
+        fine = m.uv_b.copy()
+        if pair in targets:
+            idx, target = targets[pair]
+            fine[idx] = target
+        uv = torch.tensor(fine, dtype=torch.float64)[None].requires_grad_(True)
+        uv_coarse = torch.tensor(fine + np.array([1.0, 0.0]), dtype=torch.float64)[None].requires_grad_(True)
+        ones = torch.ones(uv.shape[:2], dtype=torch.float64)
+        outputs[pair] = MatchOutput(uv, uv_coarse, ones, ones, ones)
+        queries[pair] = torch.tensor(m.uv_a, dtype=torch.float64)
+    loss, _ = reprojection_loss(WindowMatches(outputs, queries), result, window.K, size, config)
+    delta = config.huber_px / scale
+    assert float(loss) == pytest.approx(config.coarse_weight * 0.5 * (1.0 / scale) ** 2 / delta, rel=1e-9)
+    loss.backward()
+    for pair, out in outputs.items():
+        assert torch.all(out.uv.grad == 0)
+        if pair in targets:
+            grad = out.uv_coarse.grad[0, targets[pair][0]]
+            assert torch.all(grad[:, 0] > 0) and torch.all(grad[:, 1] == 0)  # pulls back to the left
+
+
 @pytest.mark.slow
 def test_loss_matches_finite_differences_in_float64(solved):
     window, result = solved
