@@ -29,6 +29,7 @@ ROS_BASE = {
     "launch",
     "launch_ros",
     "tf2_msgs",
+    "lifecycle_msgs",
 }
 
 

@@ -814,3 +814,93 @@ def test_a_missing_gpu_is_blamed_on_device(rclpy_context):
                 Parameter("device", value="cuda"),
             ],
         )
+
+
+def _change_state(context, graph_executor, transition_id: int) -> bool:
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    node = Node("vo_test_lifecycle_client", context=context)
+    graph_executor.add_node(node)
+    try:
+        cli = node.create_client(ChangeState, "/banet_vo/change_state")
+        assert cli.wait_for_service(timeout_sec=5.0)
+        future = cli.call_async(ChangeState.Request(transition=Transition(id=transition_id)))
+        deadline = time.monotonic() + 10.0
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return future.result().success
+    finally:
+        graph_executor.remove_node(node)
+        node.destroy_node()
+
+
+def test_lifecycle_node_loads_on_configure_and_subscribes_on_activate(rclpy_context, tmp_path):
+    from banet_vo.ros.vo_lifecycle import VOLifecycleNode
+    from lifecycle_msgs.msg import Transition
+
+    frames = _frames(4)
+    executor = MultiThreadedExecutor(num_threads=3, context=rclpy_context)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    # a missing model: configure fails with the reason and the node stays unconfigured
+    broken = VOLifecycleNode(
+        context=rclpy_context,
+        parameter_overrides=[
+            Parameter("model", value=str(tmp_path / "none.safetensors")),
+            Parameter("device", value="cpu"),
+        ],
+    )
+    executor.add_node(broken)
+    thread.start()
+    try:
+        assert not _change_state(rclpy_context, executor, Transition.TRANSITION_CONFIGURE)
+        assert not broken._configured
+    finally:
+        executor.remove_node(broken)
+        broken.destroy_node()
+    node = VOLifecycleNode(
+        estimator=TruthEstimator(frames),
+        context=rclpy_context,
+        parameter_overrides=[Parameter("model", value="m"), Parameter("image_qos", value="reliable")],
+        cli_args=REMAPS,
+    )
+    rec = Node("vo_test_lifecycle_rec", context=rclpy_context)
+    odoms: list = []
+    rec.create_subscription(Odometry, "/banet_vo/odometry", odoms.append, reliable_qos(depth=50))
+    pub = rec.create_publisher(Image, IMAGE_TOPIC, reliable_qos(depth=50))
+    info = rec.create_publisher(CameraInfo, CAMERA_INFO_TOPIC, reliable_qos(depth=50))
+    executor.add_node(node)
+    executor.add_node(rec)
+
+    def send(i: int) -> None:
+        t = T0 + frames[i].timestamp
+        info.publish(_info_msg(frames[i].camera, t))
+        pub.publish(_image_msg(frames[i].image, "mono8", t))
+
+    try:
+        assert _change_state(rclpy_context, executor, Transition.TRANSITION_CONFIGURE)
+        assert node.estimator is not None and node.image_sub is None  # loaded, not subscribed
+        assert pub.get_subscription_count() == 0
+        assert _change_state(rclpy_context, executor, Transition.TRANSITION_ACTIVATE)
+        assert node.camera_input.wait_for_publishers(10.0)
+        deadline = time.monotonic() + 10.0
+        while pub.get_subscription_count() < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        send(0)
+        send(1)
+        deadline = time.monotonic() + 10.0
+        while len(odoms) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(odoms) == 2
+        assert _change_state(rclpy_context, executor, Transition.TRANSITION_DEACTIVATE)
+        assert node.image_sub is None
+        send(2)  # nobody listens while inactive
+        time.sleep(0.5)
+        assert len(odoms) == 2
+        assert _change_state(rclpy_context, executor, Transition.TRANSITION_CLEANUP)
+        assert node.estimator is None and not node._configured
+    finally:
+        executor.shutdown(timeout_sec=5.0)
+        thread.join(timeout=5.0)
+        node.destroy_node()
+        rec.destroy_node()

@@ -36,6 +36,7 @@ setup(
             "banet-vo-train = banet_vo.train.cli:main",
             "banet-vo-run = banet_vo.ros.run:main",
             "vo_node = banet_vo.ros.vo_node:main",
+            "vo_lifecycle_node = banet_vo.ros.vo_lifecycle:main",
         ],
     },
 )

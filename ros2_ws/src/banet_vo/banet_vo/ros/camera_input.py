@@ -226,6 +226,18 @@ class CameraInput:
         with self._lock:
             return self._fixed_camera is not None or self._camera is not None or bool(self._infos)
 
+    def close(self) -> None:
+        """Destroy the subscriptions (and the retry timer); images that wait for a partner are dropped."""
+        self._subscribe_timer.cancel()
+        self._node.destroy_timer(self._subscribe_timer)
+        for sub in (self.image_sub, self.info_sub):
+            if sub is not None:
+                self._node.destroy_subscription(sub)
+        self.image_sub = self.info_sub = None
+        with self._lock:
+            self._images.clear()
+            self._pending = None
+
     def waiting(self) -> int:
         """Images held for their camera_info (exact sync, or the one before the first camera_info)."""
         with self._lock:

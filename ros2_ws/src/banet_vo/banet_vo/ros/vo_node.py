@@ -106,22 +106,23 @@ def _pose_matrix(pose: Any) -> np.ndarray:
     return T
 
 
-class VONode(Node):
-    """banet_vo node. `estimator` may be given programmatically (tests, banet-vo-run); otherwise the
-    `model` parameter is loaded. Raises ValueError at construction for bad parameters or model."""
+class VOShell:
+    """What the banet_vo node does, on any rclpy Node: `VONode` sets it all up at construction,
+    `banet_vo.ros.vo_lifecycle.VOLifecycleNode` in its configure / activate transitions. Needs
+    `self.params` (validated NodeParams) before `_configure`."""
 
-    def __init__(self, *, estimator: PairEstimator | None = None, **node_kwargs: Any) -> None:
-        super().__init__(node_kwargs.pop("node_name", NODE_NAME), **node_kwargs)
-        try:
-            self.params: NodeParams = declare_parameters(self)
-            self.extrinsic = ExtrinsicSource(self, self.params)
-            if estimator is None:
-                estimator = self._load_estimator(self.params)
-        except BaseException:
-            super().destroy_node()  # only parameters (and a tf listener) were created yet
-            raise
+    def _current_values(self) -> dict[str, Any]:
+        """{name: value} of every table parameter as the node holds it now (arrays as lists)."""
+        values = {}
+        for spec in PARAMS:
+            value = self.get_parameter(spec.name).value
+            values[spec.name] = list(value) if isinstance(spec.default, list) else value
+        return values
+
+    def _configure(self, estimator: PairEstimator) -> None:
+        """Everything but the image input: odometry, outputs, services, worker, diagnostics."""
         p = self.params
-        self._values = {spec.name: self.get_parameter(spec.name).value for spec in PARAMS}
+        self._values = self._current_values()
         self._log_handler = log_bridge.attach(self.get_logger())
         self.estimator = estimator
         self.vo = make_odometry(estimator, p.odometry)
@@ -146,6 +147,7 @@ class VONode(Node):
         self._path.header.frame_id = p.odom_frame
         self._tracked_since_depth = 0
         self._static_sent_for: str | None = None
+        self.camera_input: CameraInput | None = None
 
         self.odom_pub = self.create_publisher(Odometry, "~/odometry", reliable_qos(depth=10))
         self.path_pub = self.create_publisher(Path, "~/path", reliable_qos(depth=1))
@@ -159,8 +161,14 @@ class VONode(Node):
             PoseWithCovarianceStamped, "~/reset_to_pose", self._on_reset_to_pose, reliable_qos(depth=1)
         )
         self.tf = TfOutput(self) if (p.publish_tf or p.publish_static_tf) else None
-
         self.worker = FrameWorker(self._process, self.events, p.queue_size, name="banet_vo_inference")
+        self._param_callback = self._on_set_parameters
+        self.add_on_set_parameters_callback(self._param_callback)
+        self._diag_timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
+
+    def _open_input(self) -> None:
+        """Subscribe image (+ camera_info): frames start flowing into the worker."""
+        p = self.params
         self.camera_input = CameraInput(
             self,
             p.image_qos,
@@ -174,15 +182,41 @@ class VONode(Node):
             max_image_pixels=p.max_image_pixels,
             lock_frame_id=True,
         )
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._diag_timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
         info = "from parameters" if p.fixed_camera else f"{p.camera_info_sync} sync"
         self.get_logger().info(
-            f"ready: model {p.model}, input {estimator.input_size[0]}x{estimator.input_size[1]}, "
-            f"image QoS {p.image_qos}, camera_info {info}"
-            f", rectify {p.rectify}, extrinsic from {self.extrinsic.describe()}, "
-            f"tf {self.tf.backend if self.tf else 'off'}"
+            f"ready: model {p.model}, input {self.estimator.input_size[0]}x{self.estimator.input_size[1]}, "
+            f"image QoS {p.image_qos}, camera_info {info}, rectify {p.rectify}, extrinsic from "
+            f"{self.extrinsic.describe()}, tf {self.tf.backend if self.tf else 'off'}"
         )
+
+    def _close_input(self) -> None:
+        """Unsubscribe and drop what is queued (the frame in progress finishes)."""
+        if self.camera_input is not None:
+            self.camera_input.close()
+            self.camera_input = None
+        self.worker.clear()
+        self.worker.wait_idle(10.0)
+
+    def _release(self) -> None:
+        """Undo _configure: stop the worker, destroy what it created, forget the model."""
+        self._close_input()
+        self.worker.stop(timeout=10.0)
+        for pub in (
+            self.odom_pub,
+            self.path_pub,
+            self.depth_pub,
+            self.depth_info_pub,
+            self.points_pub,
+            self.status_pub,
+            self.diag_pub,
+        ):
+            self.destroy_publisher(pub)
+        self.destroy_service(self.reset_srv)
+        self.destroy_subscription(self.reset_pose_sub)
+        self.destroy_timer(self._diag_timer)
+        self.remove_on_set_parameters_callback(self._param_callback)
+        log_bridge.detach(self._log_handler)
+        self.vo = self.estimator = None
 
     # -- start-up ------------------------------------------------------------------------------------
     def _load_estimator(self, p: NodeParams) -> PairEstimator:
@@ -208,12 +242,12 @@ class VONode(Node):
 
     @property
     def image_sub(self) -> Any | None:
-        """The image subscription, None while `auto` QoS waits for a publisher."""
-        return self.camera_input.image_sub
+        """The image subscription, None while `auto` QoS waits for a publisher (or the input is closed)."""
+        return self.camera_input.image_sub if self.camera_input is not None else None
 
     @property
     def info_sub(self) -> Any | None:
-        return self.camera_input.info_sub
+        return self.camera_input.info_sub if self.camera_input is not None else None
 
     # -- parameters at run time (executor thread) ---------------------------------------------------
     def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
@@ -249,7 +283,8 @@ class VONode(Node):
             self._reset_pose = np.eye(4)
             self._reset_pose_cov = np.zeros((6, 6))
         cleared = self.worker.clear()
-        self.camera_input.unlock_frame_id()
+        if self.camera_input is not None:
+            self.camera_input.unlock_frame_id()
         response.success = True
         response.message = f"trajectory reset requested ({cleared} queued frames discarded)"
         self.get_logger().info(response.message)
@@ -460,6 +495,8 @@ class VONode(Node):
         return recent
 
     def _state_text(self) -> str:
+        if self.camera_input is None:
+            return "inactive (not subscribed)"
         if self.events.get("received") == 0:
             return "waiting for images"
         if self.camera_input.needs_camera_info and not self.camera_input.has_camera:
@@ -476,6 +513,24 @@ class VONode(Node):
     def wait_idle(self, timeout: float) -> bool:
         """Block until nothing is queued or running (True), or timeout (False)."""
         return self.worker.wait_idle(timeout)
+
+
+class VONode(Node, VOShell):
+    """banet_vo node. `estimator` may be given programmatically (tests, banet-vo-run); otherwise the
+    `model` parameter is loaded. Raises ValueError at construction for bad parameters or model."""
+
+    def __init__(self, *, estimator: PairEstimator | None = None, **node_kwargs: Any) -> None:
+        super().__init__(node_kwargs.pop("node_name", NODE_NAME), **node_kwargs)
+        try:
+            self.params: NodeParams = declare_parameters(self)
+            self.extrinsic = ExtrinsicSource(self, self.params)
+            if estimator is None:
+                estimator = self._load_estimator(self.params)
+        except BaseException:
+            super().destroy_node()  # only parameters (and a tf listener) were created yet
+            raise
+        self._configure(estimator)
+        self._open_input()
 
     def destroy_node(self) -> None:
         self.worker.stop(timeout=10.0)
