@@ -1,0 +1,55 @@
+"""benchmarks/device_check.sh, the one prepared GPU script: its plan (dry run) and its CPU smoke mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "device_check.sh"
+
+
+def _run(*args: str, out: Path, timeout: float) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OUT": str(out)}
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "steps"),
+    [
+        ("--cpu-smoke", ["gpu_tests", "pair_latency", "node_30hz", "node_30hz_processed"]),
+        ("--cuda", ["gpu_tests", "pair_latency", "node_30hz", "node_30hz_processed"]),
+    ],
+)
+def test_dry_run_lists_the_steps_and_writes_nothing(tmp_path: Path, mode: str, steps: list[str]) -> None:
+    out = tmp_path / "out"
+    result = _run("--dry-run", mode, out=out, timeout=30)
+    assert result.returncode == 0, result.stderr
+    listed = [line[1:].split(",")[0] for line in result.stdout.splitlines() if line.startswith("[")]
+    assert listed[: len(steps)] == steps
+    assert ("cuda" in result.stdout) == (mode == "--cuda")
+    assert not out.exists()
+
+
+def test_unknown_option_is_refused(tmp_path: Path) -> None:
+    result = _run("--fast", out=tmp_path, timeout=30)
+    assert result.returncode == 2
+    assert "unknown option" in result.stderr
+
+
+@pytest.mark.slow
+def test_cpu_smoke_pair_latency_writes_both_presets(tmp_path: Path) -> None:
+    result = _run("--cpu-smoke", "--only", "pair_latency", out=tmp_path, timeout=120)
+    assert result.returncode == 0, (result.stderr, (tmp_path / "device_check.log").read_text())
+    rows = json.loads((tmp_path / "latency.json").read_text())
+    assert [r["preset"] for r in rows] == ["small", "paper"]
+    assert all(r["device"] == "cpu" and r["median_s"] > 0 for r in rows)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| pair_latency | 0 |" in summary
+    assert "Failed steps: 0" in summary
