@@ -102,7 +102,9 @@ def test_coarse_term_is_computed_on_the_coarse_matches(solved):
         queries[pair] = torch.tensor(m.uv_a, dtype=torch.float64)
     loss, _ = reprojection_loss(WindowMatches(outputs, queries), result, window.K, size, config)
     delta = config.huber_px / scale
-    assert float(loss) == pytest.approx(config.coarse_weight * 0.5 * (1.0 / scale) ** 2 / delta, rel=1e-9)
+    assert float(loss.detach()) == pytest.approx(
+        config.coarse_weight * 0.5 * (1.0 / scale) ** 2 / delta, rel=1e-9
+    )
     loss.backward()
     for pair, out in outputs.items():
         assert torch.all(out.uv.grad == 0)
