@@ -15,6 +15,7 @@ from banet_vo.odometry.estimator import (
     prepare_frame,
     resolve_device,
 )
+from banet_vo.odometry.keyframe_vo import KeyframeOdometry, TrackingConfig
 from banet_vo.odometry.pipeline import (
     CAMERA_CHANGED,
     FAILED,
@@ -42,6 +43,8 @@ def make_odometry(estimator: PairEstimator, config: OdometryConfig | None = None
     config = config or OdometryConfig()
     if config.frontend == "none":
         return VisualOdometry(estimator, config)
+    if config.frontend == "xfeat":
+        return KeyframeOdometry(estimator, config)
     raise ValueError(f"frontend must be one of {FRONTENDS}, got {config.frontend!r}")
 
 
@@ -62,11 +65,13 @@ __all__ = [
     "TRACKING_STATES",
     "BANetEstimator",
     "FrameResult",
+    "KeyframeOdometry",
     "OdometryConfig",
     "OdometryStats",
     "PairEstimate",
     "PairEstimator",
     "PreparedFrame",
+    "TrackingConfig",
     "VisualOdometry",
     "make_odometry",
     "prepare_frame",

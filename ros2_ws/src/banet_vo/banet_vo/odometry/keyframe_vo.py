@@ -1,0 +1,652 @@
+"""Keyframe visual odometry on real-image features, with BA-Net inside the loop. No ROS here.
+
+Per frame (image, stamp, camera):
+1. stamp checks as in pipeline.py (a jump back resets, reordering is skipped);
+2. XFeat keypoints at the camera's own resolution (no squeezing), matched mutually to the last keyframe;
+3. before a map exists: 5-point RANSAC against the first keyframe until the matches show enough
+   parallax, then the two views are triangulated into the first map (its unit: the first baseline);
+4. with a map: the pose from P3P RANSAC on the keyframe's landmarks, seeded with a constant-velocity
+   prediction; when that fails, every keyframe of the window is tried (relocalisation); after
+   `max_consecutive_failures` the map is rebuilt from the current frame, the published pose going on
+   from the last good one (state lost → initialising → relocalised, never a jump);
+5. a new keyframe when the rotation-compensated parallax or the loss of tracked landmarks says so: new
+   landmarks are triangulated against the previous keyframe and the window of keyframes is bundle
+   adjusted (banet_vo.backend, GTSAM, Huber reprojection factors, the two oldest keyframes held);
+6. BA-Net runs on (new keyframe, previous keyframe), seeded with the back end's relative pose, and gives
+   the keyframe's dense metric depth;
+7. the scale (metres per map unit) is measured at each keyframe — from BA-Net's depth at the landmarks
+   (`learned`), from the ground plane and `camera_height` (`ground_plane`), or not at all (`none`: the
+   first baseline is the unit) — and a running median of it scales each frame's motion.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from banet_vo.backend import Observation, WindowBAConfig, WindowBundleAdjuster
+from banet_vo.frontend import Features, XFeatExtractor, match_mutual, solve_absolute_pose, solve_relative_pose
+from banet_vo.frontend.solvers import project, triangulate
+from banet_vo.geometry import PinholeCamera
+from banet_vo.geometry.frames import (
+    adjoint,
+    compose_right_covariance,
+    invert,
+    right_covariance_to_ros,
+    transform_covariance,
+)
+from banet_vo.odometry.estimator import PairEstimator, PreparedFrame, prepare_frame
+from banet_vo.odometry.motion import body_twist, predict_constant_velocity
+from banet_vo.odometry.pipeline import (
+    CAMERA_CHANGED,
+    FAILED,
+    INITIALISING,
+    INITIALIZED,
+    LOST,
+    OUT_OF_ORDER,
+    RELOCALISED,
+    TRACKED,
+    TRACKING,
+    FrameResult,
+    OdometryConfig,
+    OdometryStats,
+)
+from banet_vo.odometry.scale import ScaleFilter, ground_plane_height, learned_scale
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Knobs of the feature front end and its window (defaults chosen on validation frames; docs/node.md)."""
+
+    max_keypoints: int = 2048  # XFeat keypoints per frame
+    min_cosine: float = 0.82  # mutual-nearest-neighbour descriptor similarity
+    window_keyframes: int = 7  # keyframes in the bundle-adjusted window
+    track_keyframes: int = 3  # newest keyframes whose landmarks each frame is matched to
+    init_min_parallax_deg: float = 1.0  # median rotation-compensated parallax before the first map
+    init_min_inliers: int = 60
+    init_max_frames: int = 30  # frames without parallax after which the first keyframe is replaced
+    min_tracked: int = 25  # PnP inliers below which a frame is not tracked
+    pnp_max_px: float = 3.0
+    keyframe_parallax_deg: float = 1.0  # median rotation-compensated parallax to the last keyframe
+    keyframe_tracked_ratio: float = 0.5  # tracked / landmarks of the last keyframe below which …
+    triangulation_max_px: float = 2.0
+    triangulation_min_parallax_deg: float = 0.5
+    scale_window: int = 15  # keyframes in the running median of the scale
+    pixel_sigma: float = 1.0  # reprojection noise (px) of the window BA and the pose covariance
+
+    def __post_init__(self) -> None:
+        if self.window_keyframes < 3:
+            raise ValueError(f"window_keyframes must be >= 3, got {self.window_keyframes}")
+        for name in (
+            "max_keypoints",
+            "track_keyframes",
+            "init_min_inliers",
+            "init_max_frames",
+            "min_tracked",
+            "scale_window",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class _Keyframe:
+    id: int
+    stamp: float
+    T_wc: np.ndarray  # camera pose in the map (map units)
+    features: Features
+    landmarks: np.ndarray  # (N,) landmark id per keypoint, -1 for none
+    prepared: PreparedFrame
+    depth_scale: float | None = None  # metres per map unit that BA-Net's depth of this keyframe implies
+
+
+@dataclass
+class _Output:
+    """What has been published: the output (metric, odom) pose and the map pose it came from."""
+
+    C: np.ndarray  # camera pose in odom-camera coordinates (C_0 = I), metres
+    map_T: np.ndarray | None  # map pose of the same frame (None: no map behind it yet)
+    cov: np.ndarray  # right-perturbation covariance of C (optical axes, metres)
+    history: list[tuple[float, np.ndarray]] = field(default_factory=list)  # last two (stamp, C)
+
+
+class KeyframeOdometry:
+    """Feature-tracked keyframe odometry with a GTSAM window and BA-Net on keyframe pairs.
+    Not thread-safe: call process()/reset() from one thread."""
+
+    def __init__(
+        self,
+        estimator: PairEstimator,
+        config: OdometryConfig | None = None,
+        tracking: TrackingConfig | None = None,
+        extractor: XFeatExtractor | None = None,
+    ) -> None:
+        self.estimator = estimator
+        self.config = config or OdometryConfig(frontend="xfeat")
+        self.tracking = tracking or TrackingConfig()
+        self.extractor = extractor or XFeatExtractor(top_k=self.tracking.max_keypoints)
+        self.stats = OdometryStats()
+        self._T_bc = self.config.T_base_camera
+        self._T_cb = invert(self._T_bc)
+        self._Ad_bc = adjoint(self._T_bc)
+        # The world's up (base z) in optical camera coordinates, for the ground plane.
+        self._up_cam = self._T_bc[:3, :3].T @ np.array([0.0, 0.0, 1.0])
+        self.trajectory_id = -1
+        self.reset(reason=None)
+
+    # -- state ---------------------------------------------------------------------------------------
+    def reset(self, reason: str | None = "requested") -> None:
+        """Start a new trajectory at the next frame (odom restarts at the identity)."""
+        self._output: _Output | None = None
+        self._last_stamp: float | None = None
+        self._lost = False  # frames failed since the last tracked one (kept across map rebuilds)
+        self._clear_map()
+        self._trajectory_keyframes = 0
+        self.trajectory_id += 1
+        if reason is not None:
+            self.stats.resets += 1
+            logger.warning("odometry reset (%s): new trajectory %d", reason, self.trajectory_id)
+
+    def _clear_map(self) -> None:
+        self._keyframes: list[_Keyframe] = []
+        self._points: dict[int, np.ndarray] = {}
+        self._camera: PinholeCamera | None = None
+        self._ba: WindowBundleAdjuster | None = None
+        self._scale = ScaleFilter(self.tracking.scale_window)
+        self._map_history: list[tuple[float, np.ndarray]] = []  # last two (stamp, map pose)
+        self._initialised = False
+        self._init_frames = 0
+        self._failures = 0
+
+    @property
+    def has_keyframe(self) -> bool:
+        return bool(self._keyframes)
+
+    @property
+    def scale(self) -> float | None:
+        """Metres per map unit now applied (None before the first measurement)."""
+        if self.config.scale_source == "none":
+            return 1.0
+        return self._scale.value
+
+    # -- the pipeline --------------------------------------------------------------------------------
+    def process(self, image: np.ndarray, stamp: float, camera: PinholeCamera) -> FrameResult:
+        """Run one frame. Bad input (image/camera/stamp) raises ValueError and changes no state."""
+        stamp = float(stamp)
+        frame = prepare_frame(image, camera, stamp, self.estimator.input_size)
+        self.stats.frames += 1
+        if self._last_stamp is not None and stamp <= self._last_stamp:
+            behind = self._last_stamp - stamp
+            if behind >= self.config.reset_on_time_jump:
+                self.reset(reason=f"time went back {behind:.3f} s (bag loop?)")
+            else:
+                self.stats.out_of_order += 1
+                return FrameResult(
+                    stamp,
+                    OUT_OF_ORDER,
+                    self.trajectory_id,
+                    message=f"stamp {stamp:.9f} is not after the last one ({self._last_stamp:.9f})",
+                )
+        self._last_stamp = stamp
+        started = time.perf_counter()
+        features = self.extractor.extract(image)
+
+        if self._camera is not None and not self._same_camera(camera):
+            self.stats.camera_changes += 1
+            logger.warning("intrinsics changed (%s → %s): new map", self._camera, camera)
+            self._clear_map()
+            result = self._first_keyframe(frame, features, camera, CAMERA_CHANGED)
+        elif not self._keyframes:
+            result = self._first_keyframe(frame, features, camera, INITIALIZED)
+        elif not self._initialised:
+            result = self._initialise(frame, features)
+        else:
+            result = self._track(frame, features)
+        self.stats.last_inference_s = time.perf_counter() - started
+        return replace(result, inference_s=self.stats.last_inference_s)
+
+    def _same_camera(self, camera: PinholeCamera) -> bool:
+        a, b = camera, self._camera
+        scale = max(a.fx, a.fy, 1.0)
+        diff = max(abs(a.fx - b.fx), abs(a.fy - b.fy), abs(a.cx - b.cx), abs(a.cy - b.cy))
+        return a.size == b.size and diff <= self.config.intrinsics_tolerance * scale
+
+    # -- map initialisation --------------------------------------------------------------------------
+    def _first_keyframe(
+        self, frame: PreparedFrame, features: Features, camera: PinholeCamera, status: str
+    ) -> FrameResult:
+        self._camera = camera
+        self._ba = WindowBundleAdjuster(camera, WindowBAConfig(pixel_sigma=self.tracking.pixel_sigma))
+        kf = self._add_keyframe(frame, features, np.eye(4))
+        if self._output is None:  # a new trajectory: odom starts here
+            self._output = _Output(C=np.eye(4), map_T=kf.T_wc.copy(), cov=np.zeros((6, 6)))
+            state = INITIALISING
+        else:  # a rebuilt map: the published pose goes on from the last good one
+            self._output.map_T = kf.T_wc.copy()
+            state = LOST if self._lost else INITIALISING
+        self._map_history = [(frame.stamp, kf.T_wc.copy())]
+        return self._result(frame.stamp, status, state, is_keyframe=True, message="first keyframe of a map")
+
+    def _initialise(self, frame: PreparedFrame, features: Features) -> FrameResult:
+        t = self.tracking
+        kf0 = self._keyframes[0]
+        matches = match_mutual(kf0.features, features, t.min_cosine)
+        x0 = kf0.features.keypoints[matches[:, 0]]
+        x1 = features.keypoints[matches[:, 1]]
+        rel = solve_relative_pose(x0, x1, self._camera)
+        self._init_frames += 1
+        reason = "too few matches for the first map"
+        if rel is not None and rel.inliers.sum() >= t.init_min_inliers:
+            inl = rel.inliers
+            parallax = _median_parallax_deg(x0[inl], x1[inl], rel.T_cur_ref[:3, :3], self._camera)
+            if parallax >= t.init_min_parallax_deg:
+                T_w1 = invert(rel.T_cur_ref)
+                X, ok = triangulate(
+                    kf0.T_wc,
+                    T_w1,
+                    x0[inl],
+                    x1[inl],
+                    self._camera,
+                    t.triangulation_max_px,
+                    t.triangulation_min_parallax_deg,
+                )
+                if ok.sum() >= t.init_min_inliers:
+                    return self._build_first_map(frame, features, matches[inl][ok], X[ok], T_w1)
+                reason = f"only {int(ok.sum())} points triangulated"
+            else:
+                reason = f"parallax {parallax:.2f} deg < {t.init_min_parallax_deg} deg"
+        if self._init_frames >= t.init_max_frames:
+            # The first keyframe is stale (a stopped camera, a view that changed too much): start again.
+            keep = self._output
+            self._clear_map()
+            self._output = keep
+            return self._first_keyframe(frame, features, frame.source_camera, INITIALIZED)
+        return self._failed(
+            frame.stamp, f"initialising: {reason}", state=LOST if self._lost else INITIALISING, count=False
+        )
+
+    def _build_first_map(
+        self, frame: PreparedFrame, features: Features, matches: np.ndarray, X: np.ndarray, T_w1: np.ndarray
+    ) -> FrameResult:
+        kf0 = self._keyframes[0]
+        kf1 = self._add_keyframe(frame, features, T_w1)
+        for (i, j), point in zip(matches, X, strict=True):
+            lm = self._new_landmark(point)
+            kf0.landmarks[i] = lm
+            kf1.landmarks[j] = lm
+        self._bundle_adjust()
+        self._initialised = True
+        self._init_frames = 0
+        logger.info("map initialised with %d landmarks", len(self._points))
+        return self._after_pose(
+            frame,
+            kf1.T_wc,
+            _pose_covariance_px(self._points_in(kf1), self._camera, self.tracking.pixel_sigma),
+            new_keyframe=kf1,
+        )
+
+    # -- tracking ------------------------------------------------------------------------------------
+    def _predict_map(self, stamp: float) -> np.ndarray:
+        if len(self._map_history) < 2:
+            return self._map_history[-1][1]
+        (t0, T0), (t1, T1) = self._map_history
+        return predict_constant_velocity(T1, t1, T0, t0, stamp)
+
+    def _pnp(self, keyframes: list[_Keyframe], features: Features, T_guess: np.ndarray):
+        """Pose of the current frame from the landmarks of `keyframes` (newest first) that its keypoints
+        match; returns ((T_wc, [(keypoint, landmark)] inliers, X, x) or None, matches to the newest)."""
+        assigned = np.full(len(features), -1, np.int64)
+        taken: set[int] = set()
+        newest = None
+        for kf in keyframes:
+            matches = match_mutual(kf.features, features, self.tracking.min_cosine)
+            if newest is None:
+                newest = matches
+            for i, j in matches:
+                lm = int(kf.landmarks[i])
+                if lm >= 0 and assigned[j] < 0 and lm not in taken:
+                    assigned[j] = lm
+                    taken.add(lm)
+        keypoints = np.flatnonzero(assigned >= 0)
+        if len(keypoints) < self.tracking.min_tracked:
+            return None, newest
+        X = np.stack([self._points[int(lm)] for lm in assigned[keypoints]])
+        x = features.keypoints[keypoints]
+        init = invert(T_guess) if self.config.motion_prior else None
+        sol = solve_absolute_pose(x, X, self._camera, self.tracking.pnp_max_px, init)
+        if sol is None or sol.inliers.sum() < self.tracking.min_tracked:
+            return None, newest
+        pairs = np.stack([keypoints[sol.inliers], assigned[keypoints[sol.inliers]]], axis=1)
+        return (invert(sol.T_cam_world), pairs, X[sol.inliers], x[sol.inliers]), newest
+
+    def _track(self, frame: PreparedFrame, features: Features) -> FrameResult:
+        guess = self._predict_map(frame.stamp)
+        last = self._keyframes[-1]
+        recent = self._keyframes[::-1][: self.tracking.track_keyframes]
+        solved, matches = self._pnp(recent, features, guess)
+        reloc = False
+        if solved is None and len(self._keyframes) > len(recent):
+            solved, _ = self._pnp(self._keyframes[::-1], features, guess)
+            if solved is not None:
+                reloc = True
+                logger.info("relocalised against the window's %d keyframes", len(self._keyframes))
+        if solved is None:
+            self._failures += 1
+            self._lost = True
+            if self._failures >= self.config.max_consecutive_failures:
+                self.stats.lost += 1
+                logger.warning(
+                    "%d consecutive frames not tracked: rebuilding the map from this frame", self._failures
+                )
+                keep = self._output
+                self._clear_map()
+                self._output = keep
+                return self._first_keyframe(frame, features, frame.source_camera, INITIALIZED)
+            return self._failed(frame.stamp, "tracking failed: too few landmarks matched (PnP)", state=LOST)
+        T_wc, tracked, X, x = solved
+        cov = _pose_covariance_px(
+            np.c_[X, np.ones(len(X))] @ invert(T_wc).T[:, :3], self._camera, self.tracking.pixel_sigma, x
+        )
+        if reloc:
+            return self._after_pose(frame, T_wc, cov, new_keyframe=None)
+        if self._wants_keyframe(last, features, matches, T_wc, len(tracked)):
+            kf = self._add_keyframe(frame, features, T_wc)
+            self._extend_map(last, kf, matches, tracked)
+            self._bundle_adjust()
+            return self._after_pose(frame, kf.T_wc, cov, new_keyframe=kf)
+        return self._after_pose(frame, T_wc, cov, new_keyframe=None)
+
+    def _wants_keyframe(
+        self, kf: _Keyframe, features: Features, matches: np.ndarray, T_wc: np.ndarray, tracked: int
+    ) -> bool:
+        t = self.tracking
+        landmarks = int((kf.landmarks >= 0).sum())
+        if tracked < t.keyframe_tracked_ratio * landmarks:
+            return True
+        R_cur_kf = (invert(T_wc) @ kf.T_wc)[:3, :3]
+        x_kf = kf.features.keypoints[matches[:, 0]]
+        x_cur = features.keypoints[matches[:, 1]]
+        return _median_parallax_deg(x_kf, x_cur, R_cur_kf, self._camera) >= t.keyframe_parallax_deg
+
+    # -- map -----------------------------------------------------------------------------------------
+    def _add_keyframe(self, frame: PreparedFrame, features: Features, T_wc: np.ndarray) -> _Keyframe:
+        kf_id = self._keyframes[-1].id + 1 if self._keyframes else 0
+        kf = _Keyframe(kf_id, frame.stamp, T_wc.copy(), features, np.full(len(features), -1, np.int64), frame)
+        self._keyframes.append(kf)
+        self.stats.keyframes += 1
+        self._trajectory_keyframes += 1
+        if len(self._keyframes) > self.tracking.window_keyframes:
+            self._keyframes.pop(0)
+            self._forget_unseen_landmarks()
+        return kf
+
+    def _new_landmark(self, point: np.ndarray) -> int:
+        self._next_landmark = getattr(self, "_next_landmark", 0) + 1
+        self._points[self._next_landmark] = np.asarray(point, dtype=np.float64)
+        return self._next_landmark
+
+    def _forget_unseen_landmarks(self) -> None:
+        seen = set()
+        for kf in self._keyframes:
+            seen.update(int(i) for i in kf.landmarks[kf.landmarks >= 0])
+        for lm in list(self._points):
+            if lm not in seen:
+                del self._points[lm]
+
+    def _points_in(self, kf: _Keyframe) -> np.ndarray:
+        """The keyframe's landmarks in its camera coordinates (N, 3)."""
+        ids = kf.landmarks[kf.landmarks >= 0]
+        if len(ids) == 0:
+            return np.zeros((0, 3))
+        P = np.stack([self._points[int(i)] for i in ids])
+        T_cw = invert(kf.T_wc)
+        return P @ T_cw[:3, :3].T + T_cw[:3, 3]
+
+    def _extend_map(self, prev: _Keyframe, kf: _Keyframe, matches: np.ndarray, tracked: np.ndarray) -> None:
+        """Tracked landmarks get the new keyframe's observation; matches with no landmark yet are
+        triangulated between the two keyframes."""
+        for j, lm in tracked:
+            kf.landmarks[j] = lm
+        fresh = matches[(prev.landmarks[matches[:, 0]] < 0) & (kf.landmarks[matches[:, 1]] < 0)]
+        if len(fresh) == 0:
+            return
+        t = self.tracking
+        X, ok = triangulate(
+            prev.T_wc,
+            kf.T_wc,
+            prev.features.keypoints[fresh[:, 0]],
+            kf.features.keypoints[fresh[:, 1]],
+            self._camera,
+            t.triangulation_max_px,
+            t.triangulation_min_parallax_deg,
+        )
+        for (i, j), point in zip(fresh[ok], X[ok], strict=True):
+            lm = self._new_landmark(point)
+            prev.landmarks[i] = lm
+            kf.landmarks[j] = lm
+
+    def _bundle_adjust(self) -> None:
+        kfs = self._keyframes
+        observations = []
+        index: dict[tuple[int, int], int] = {}
+        for kf in kfs:
+            for idx in np.flatnonzero(kf.landmarks >= 0):
+                lm = int(kf.landmarks[idx])
+                observations.append(Observation(kf.id, lm, tuple(kf.features.keypoints[idx])))
+                index[(kf.id, lm)] = int(idx)
+        fixed = {kfs[0].id} if len(kfs) == 2 else {kfs[0].id, kfs[1].id}
+        if len(kfs) == 2:
+            fixed.add(kfs[1].id)  # two views: the first baseline is the map's unit and stays so
+        poses = {kf.id: kf.T_wc for kf in kfs}
+        used = {o.landmark for o in observations}
+        result = self._ba.solve(poses, {lm: self._points[lm] for lm in used}, observations, fixed)
+        by_id = {kf.id: kf for kf in kfs}
+        for kf_id, T in result.poses.items():
+            by_id[kf_id].T_wc = T
+        self._points.update(result.points)
+        for o in result.outliers:
+            by_id[o.keyframe].landmarks[index[(o.keyframe, o.landmark)]] = -1
+        self._forget_unseen_landmarks()
+
+    # -- outputs -------------------------------------------------------------------------------------
+    def _after_pose(
+        self,
+        frame: PreparedFrame,
+        T_wc: np.ndarray,
+        cov_px: np.ndarray | None,
+        new_keyframe: _Keyframe | None,
+    ) -> FrameResult:
+        """Scale, depth and the published pose for a frame whose map pose is known."""
+        depth = depth_camera = None
+        message = ""
+        if new_keyframe is not None and len(self._keyframes) >= 2:
+            depth, depth_camera, message = self._keyframe_depth(new_keyframe, self._keyframes[-2])
+            self._measure_scale(new_keyframe, depth, depth_camera)
+        s = self.scale
+        state = RELOCALISED if self._lost else TRACKING
+        self._failures = 0
+        self._lost = False
+        out = self._output
+        delta = invert(out.map_T) @ T_wc
+        delta[:3, 3] *= s if s is not None else 1.0
+        cov_rel = np.zeros((6, 6)) if cov_px is None else _scale_covariance(cov_px, s or 1.0)
+        out.C = out.C @ delta
+        out.cov = compose_right_covariance(delta, out.cov, cov_rel)
+        out.map_T = T_wc.copy()
+        self._map_history = [*self._map_history[-1:], (frame.stamp, T_wc.copy())]
+        self.stats.tracked += 1
+        if depth is not None and s is not None and new_keyframe.depth_scale:
+            depth = depth * np.float32(s / new_keyframe.depth_scale)  # at the pose's scale
+        if s is None:
+            message = (message + "; " if message else "") + "scale not measured yet (map units)"
+        return self._result(
+            frame.stamp,
+            TRACKED,
+            state,
+            relative_covariance=transform_covariance(self._Ad_bc, cov_rel),
+            depth=depth,
+            depth_camera=depth_camera,
+            is_keyframe=new_keyframe is not None,
+            message=message,
+        )
+
+    def _keyframe_depth(self, kf: _Keyframe, prev: _Keyframe):
+        """BA-Net on (new keyframe, previous keyframe), seeded with the window's relative pose."""
+        s = self.scale
+        seed = None
+        if s is not None:
+            seed = invert(prev.T_wc) @ kf.T_wc
+            seed[:3, 3] *= s
+        try:
+            estimate = self.estimator.estimate(kf.prepared, prev.prepared, seed)
+        except (RuntimeError, ValueError) as err:
+            return None, None, f"BA-Net failed on the keyframe pair: {err}"
+        depth = np.asarray(estimate.depth, dtype=np.float32)
+        if depth.ndim != 2 or not np.isfinite(estimate.cost) or not np.any(np.isfinite(depth) & (depth > 0)):
+            return None, None, "BA-Net gave no usable depth on the keyframe pair"
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(depth) | (depth < self.config.min_depth) | (depth > self.config.max_depth)
+        depth = depth.copy()
+        depth[bad] = 0.0
+        return depth, estimate.depth_camera, ""
+
+    def _measure_scale(self, kf: _Keyframe, depth, depth_camera) -> None:
+        """One scale measurement per keyframe, from the configured source; the keyframe also keeps the
+        scale its own depth map implies, so that the depth can be published at the pose's scale."""
+        if depth is not None:
+            kf.depth_scale = learned_scale(self._points_in(kf), depth, depth_camera)
+        source = self.config.scale_source
+        if source == "learned":
+            self._scale.add(kf.depth_scale)
+        elif source == "ground_plane":
+            found = ground_plane_height(self._ground_candidates(kf), self._up_cam, inlier_fraction=0.1)
+            if found is not None:
+                self._scale.add(self.config.camera_height / found[0])
+
+    def _ground_candidates(self, kf: _Keyframe) -> np.ndarray:
+        """Landmarks of the window, in the keyframe's camera, that project into the lower-central part of
+        its image (the road ahead of a car, the floor ahead of a robot): elsewhere, points below the
+        camera are mostly on objects, whose planes would win the RANSAC vote."""
+        if not self._points:
+            return np.zeros((0, 3))
+        P = np.stack(list(self._points.values()))
+        T_cw = invert(kf.T_wc)
+        P = P @ T_cw[:3, :3].T + T_cw[:3, 3]
+        uv, z = project(np.eye(4), P, self._camera)
+        cam = self._camera
+        with np.errstate(invalid="ignore"):
+            roi = (
+                (z > 0)
+                & (uv[:, 1] > cam.cy + 0.1 * cam.height)
+                & (np.abs(uv[:, 0] - cam.cx) < 0.25 * cam.width)
+            )
+        return P[roi]
+
+    def _body(self, C: np.ndarray) -> np.ndarray:
+        return self._T_bc @ C @ self._T_cb
+
+    def _result(self, stamp: float, status: str, state: str, **extra) -> FrameResult:
+        out = self._output
+        T = self._body(out.C)
+        cov_body = transform_covariance(self._Ad_bc, out.cov)
+        twist = np.zeros(6)
+        if out.history:
+            t_prev, C_prev = out.history[-1]
+            if stamp > t_prev:
+                twist = body_twist(self._body(C_prev), T, stamp - t_prev)
+        out.history = [*out.history[-1:], (stamp, out.C.copy())]
+        return FrameResult(
+            stamp=stamp,
+            status=status,
+            trajectory_id=self.trajectory_id,
+            T_odom_base=T,
+            T_odom_camera=out.C.copy(),
+            pose_covariance=right_covariance_to_ros(T, cov_body),
+            twist=twist,
+            state=state,
+            scale_source=self.config.scale_source if self.scale is not None else "none",
+            keyframes=self._trajectory_keyframes,
+            **extra,
+        )
+
+    def _failed(self, stamp: float, message: str, state: str, count: bool = True) -> FrameResult:
+        if count:
+            self.stats.failed += 1
+            logger.warning("frame at %.6f s not tracked: %s", stamp, message)
+        return FrameResult(
+            stamp,
+            FAILED,
+            self.trajectory_id,
+            message=message,
+            state=state,
+            scale_source=self.config.scale_source,
+            keyframes=self._trajectory_keyframes,
+        )
+
+
+def _median_parallax_deg(x_a: np.ndarray, x_b: np.ndarray, R_b_a: np.ndarray, camera: PinholeCamera) -> float:
+    """Median angle between the bearings of b and the bearings of a rotated into b: the parallax that
+    translation alone makes (0 for a pure rotation)."""
+    if len(x_a) == 0:
+        return 0.0
+    Kinv = np.linalg.inv(camera.K)
+    f_a = np.c_[x_a, np.ones(len(x_a))] @ Kinv.T
+    f_b = np.c_[x_b, np.ones(len(x_b))] @ Kinv.T
+    f_a = f_a @ R_b_a.T
+    f_a /= np.linalg.norm(f_a, axis=1, keepdims=True)
+    f_b /= np.linalg.norm(f_b, axis=1, keepdims=True)
+    cos = np.clip(np.sum(f_a * f_b, axis=1), -1.0, 1.0)
+    return float(np.degrees(np.median(np.arccos(cos))))
+
+
+def _pose_covariance_px(
+    points_cam: np.ndarray, camera: PinholeCamera, sigma_px: float, pixels: np.ndarray | None = None
+) -> np.ndarray | None:
+    """Right-perturbation covariance ([translation, rotation], camera axes) of a camera pose from the
+    reprojection of known points (N, 3 in camera coordinates): σ²·(JᵀJ)⁻¹ with σ the larger of
+    `sigma_px` and the residual RMS when `pixels` are given. None when the points do not constrain it."""
+    P = np.asarray(points_cam, dtype=np.float64)
+    P = P[P[:, 2] > 1e-9] if len(P) else P
+    if len(P) < 6:
+        return None
+    x, y, z = P[:, 0], P[:, 1], P[:, 2]
+    fx, fy = camera.fx, camera.fy
+    # d(point in camera)/d(ξ) for T_cw ← Exp(ξ)·T_cw is [I, −[p]×]; a right perturbation of T_wc has the
+    # same covariance (T_wc·Exp(−ξ)).
+    J = np.zeros((len(P), 2, 6))
+    Jp = np.zeros((len(P), 2, 3))
+    Jp[:, 0, 0] = fx / z
+    Jp[:, 0, 2] = -fx * x / z**2
+    Jp[:, 1, 1] = fy / z
+    Jp[:, 1, 2] = -fy * y / z**2
+    skew = np.zeros((len(P), 3, 3))
+    skew[:, 0, 1], skew[:, 0, 2] = -z, y
+    skew[:, 1, 0], skew[:, 1, 2] = z, -x
+    skew[:, 2, 0], skew[:, 2, 1] = -y, x
+    J[:, :, :3] = Jp
+    J[:, :, 3:] = -Jp @ skew
+    H = np.einsum("nki,nkj->ij", J, J)
+    sigma2 = sigma_px**2
+    if pixels is not None and len(pixels) == len(points_cam):
+        uv, _ = project(np.eye(4), np.asarray(points_cam, dtype=np.float64), camera)
+        rms2 = float(np.mean(np.sum((uv - pixels) ** 2, axis=1)) / 2.0)
+        if np.isfinite(rms2):
+            sigma2 = max(sigma2, rms2)
+    try:
+        cov = np.linalg.inv(H) * sigma2
+    except np.linalg.LinAlgError:
+        return None
+    if not np.isfinite(cov).all():
+        return None
+    return 0.5 * (cov + cov.T)
+
+
+def _scale_covariance(cov: np.ndarray, s: float) -> np.ndarray:
+    """Covariance of [s·ρ, φ] from that of [ρ, φ] (map units → metres)."""
+    D = np.diag([s, s, s, 1.0, 1.0, 1.0])
+    return D @ cov @ D

@@ -1,0 +1,114 @@
+"""Metric scale for a monocular map: measurements from BA-Net's learned depth or from the ground plane at
+a known camera height, smoothed over keyframes. No ROS, no torch.
+
+A monocular map is known up to one scale factor s (metres per map unit). Each keyframe gives one
+measurement of s; the odometry applies a running median of the recent ones, so a single bad keyframe
+(a car in front of the road, a depth map gone wrong) cannot move the trajectory.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from banet_vo.geometry import PinholeCamera
+
+
+def learned_scale(
+    points_cam: np.ndarray, depth: np.ndarray, depth_camera: PinholeCamera, min_points: int = 20
+) -> float | None:
+    """Metres per map unit from a metric depth map: the median ratio of the depth map's value at each map
+    point's projection to the point's map depth. `points_cam` are map points in the depth map's camera
+    (N, 3); None when fewer than `min_points` land on valid depth."""
+    P = np.asarray(points_cam, dtype=np.float64).reshape(-1, 3)
+    z = P[:, 2]
+    front = z > 1e-9
+    if front.sum() < min_points:
+        return None
+    P, z = P[front], z[front]
+    u = np.rint(depth_camera.fx * P[:, 0] / z + depth_camera.cx).astype(np.int64)
+    v = np.rint(depth_camera.fy * P[:, 1] / z + depth_camera.cy).astype(np.int64)
+    h, w = depth.shape
+    inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    if inside.sum() < min_points:
+        return None
+    d = depth[v[inside], u[inside]].astype(np.float64)
+    ok = np.isfinite(d) & (d > 0)
+    if ok.sum() < min_points:
+        return None
+    return float(np.median(d[ok] / z[inside][ok]))
+
+
+def ground_plane_height(
+    points_cam: np.ndarray,
+    up_cam: np.ndarray,
+    max_normal_deg: float = 15.0,
+    inlier_fraction: float = 0.03,
+    min_inliers: int = 20,
+    iterations: int = 200,
+    seed: int = 0,
+) -> tuple[float, int] | None:
+    """Height of the camera above the dominant plane below it, in the points' units, and its inlier count.
+
+    RANSAC over planes through three points below the camera whose normal is within `max_normal_deg` of
+    `up_cam` (the world's up direction in camera coordinates); a point is an inlier within
+    `inlier_fraction` of the candidate height (the test is scale-free, as the map's units are arbitrary).
+    The winner is refitted to its inliers by least squares. None when no plane has `min_inliers`."""
+    up = np.asarray(up_cam, dtype=np.float64)
+    up = up / np.linalg.norm(up)
+    P = np.asarray(points_cam, dtype=np.float64).reshape(-1, 3)
+    P = P[np.isfinite(P).all(axis=1)]
+    below = P[P @ up < 0]
+    if len(below) < max(min_inliers, 3):
+        return None
+    rng = np.random.default_rng(seed)
+    cos_max = np.cos(np.deg2rad(max_normal_deg))
+    best: tuple[int, np.ndarray] | None = None
+    for _ in range(iterations):
+        a, b, c = below[rng.choice(len(below), 3, replace=False)]
+        n = np.cross(b - a, c - a)
+        norm = np.linalg.norm(n)
+        if norm < 1e-12:
+            continue
+        n /= norm
+        if n @ up < 0:
+            n = -n
+        if n @ up < cos_max:
+            continue
+        height = -(n @ a)  # camera (origin) above the plane n·p + height = 0
+        if height <= 0:
+            continue
+        inliers = np.abs(below @ n + height) < inlier_fraction * height
+        if best is None or inliers.sum() > best[0]:
+            best = (int(inliers.sum()), inliers)
+    if best is None or best[0] < min_inliers:
+        return None
+    Q = below[best[1]]
+    centroid = Q.mean(axis=0)
+    _, _, vt = np.linalg.svd(Q - centroid)
+    n = vt[-1] if vt[-1] @ up > 0 else -vt[-1]
+    if n @ up < cos_max:
+        return None
+    height = float(-(n @ centroid))
+    return (height, best[0]) if height > 0 else None
+
+
+class ScaleFilter:
+    """Running median of the last `window` scale measurements (metres per map unit)."""
+
+    def __init__(self, window: int = 15) -> None:
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self._values: deque[float] = deque(maxlen=window)
+
+    def add(self, value: float | None) -> None:
+        if value is not None and np.isfinite(value) and value > 0:
+            self._values.append(float(value))
+
+    @property
+    def value(self) -> float | None:
+        return float(np.median(self._values)) if self._values else None
+
+    def __len__(self) -> int:
+        return len(self._values)
