@@ -904,3 +904,21 @@ def test_lifecycle_node_loads_on_configure_and_subscribes_on_activate(rclpy_cont
         thread.join(timeout=5.0)
         node.destroy_node()
         rec.destroy_node()
+
+
+def test_diagnostics_say_camera_info_is_missing_when_images_arrive_alone(rclpy_context):
+    frames = _frames(2)
+    graph = Graph(rclpy_context, TruthEstimator(frames), {"image_qos": "reliable", "diagnostics_period": 0.1})
+    feed = Feed(rclpy_context, graph)
+    try:
+        first = graph.wait("diag", 1)[-1].status[0]
+        assert first.message.startswith("waiting for images")
+        feed.img.publish(_image_msg(frames[0].image, "mono8", T0))
+        _settle(graph, "received", 1)
+        deadline = time.monotonic() + 5.0
+        while "camera_info" not in graph.get("diag")[-1].status[0].message and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert graph.get("diag")[-1].status[0].message.startswith("waiting for camera_info")
+    finally:
+        feed.close()
+        graph.close()

@@ -160,7 +160,8 @@ class VOShell:
         self.reset_pose_sub = self.create_subscription(
             PoseWithCovarianceStamped, "~/reset_to_pose", self._on_reset_to_pose, reliable_qos(depth=1)
         )
-        self.tf = TfOutput(self) if (p.publish_tf or p.publish_static_tf) else None
+        # always there: publish_tf can be switched on at run time (the warning only when it is on now)
+        self.tf = TfOutput(self, warn=p.publish_tf or p.publish_static_tf)
         self.worker = FrameWorker(self._process, self.events, p.queue_size, name="banet_vo_inference")
         self._param_callback = self._on_set_parameters
         self.add_on_set_parameters_callback(self._param_callback)
@@ -186,7 +187,7 @@ class VOShell:
         self.get_logger().info(
             f"ready: model {p.model}, input {self.estimator.input_size[0]}x{self.estimator.input_size[1]}, "
             f"image QoS {p.image_qos}, camera_info {info}, rectify {p.rectify}, extrinsic from "
-            f"{self.extrinsic.describe()}, tf {self.tf.backend if self.tf else 'off'}"
+            f"{self.extrinsic.describe()}, tf {self.tf.backend}"
         )
 
     def _close_input(self) -> None:
@@ -403,7 +404,7 @@ class VOShell:
         self._path.header.stamp = header.stamp
         self.path_pub.publish(self._path)
 
-        if self.tf is not None and self.tf.available:
+        if self.tf.available:
             if p.publish_tf:
                 self.tf.send(transform_msg(odom.header, p.base_frame, self._T_origin @ result.T_odom_base))
             if p.publish_static_tf and camera_frame and camera_frame != self._static_sent_for:

@@ -47,7 +47,7 @@ def transform_to_matrix(transform: Any) -> np.ndarray:
 class TfOutput:
     """/tf and /tf_static through tf2_ros when importable, else plain tf2_msgs publishers, else nothing."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, warn: bool = True) -> None:
         self.backend = "none"
         self._dynamic = self._static = None
         try:
@@ -62,10 +62,11 @@ class TfOutput:
         try:
             from tf2_msgs.msg import TFMessage
         except ImportError:
-            node.get_logger().warning(
-                "tf2_ros and tf2_msgs are not importable: /tf and /tf_static are not published "
-                "(use a ROS 2 distro); odometry and path are unaffected"
-            )
+            if warn:
+                node.get_logger().warning(
+                    "tf2_ros and tf2_msgs are not importable: /tf and /tf_static are not published "
+                    "(use a ROS 2 distro); odometry and path are unaffected"
+                )
             return
         self._message = TFMessage
         self._pub = node.create_publisher(TFMessage, "/tf", QoSProfile(depth=100))
