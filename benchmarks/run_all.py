@@ -1,9 +1,12 @@
-"""Run the CPU benchmarks one after another, then assemble BENCHMARKS.md from benchmarks/results/.
+"""Run the CPU benchmarks one after another, then assemble BENCHMARKS.md and docs/benchmarks-history.md
+from benchmarks/results/.
 
     .venv/bin/python -m benchmarks.run_all [--only synthetic,normal_equations] [--assemble-only]
 
 Each benchmark writes its own section to benchmarks/results/<topic>.md (command, machine, date, figures).
-Long ones take minutes on 2 cores; GPU figures come from runs on a lent GPU and are kept as they are.
+BENCHMARKS.md holds today's figures (the TODAY topics: accuracy on the real clips, speed, memory) and
+links the rest, which goes to docs/benchmarks-history.md with its dates. Long benchmarks take minutes on
+2 cores; GPU figures come from runs on a lent GPU and are kept as they are.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 OUTPUT = ROOT / "BENCHMARKS.md"
+HISTORY = ROOT / "docs" / "benchmarks-history.md"
 
-# Order of the sections in BENCHMARKS.md (a results file not listed here goes last, by name).
+# Order of the sections (a results file not listed here goes last, by name).
 TOPICS = [
+    "real_clips",
     "synthetic",
     "normal_equations",
     "banet_pairs",
@@ -31,20 +36,47 @@ TOPICS = [
     "imatching_accuracy",
 ]
 
-HEADER = """# Benchmarks
+# Today's figures, in BENCHMARKS.md in this order; every other topic goes to docs/benchmarks-history.md.
+TODAY = ["real_clips", "banet_latency", "vo_latency"]
 
-Speed, memory and accuracy figures, each with the command that produced it, the machine and the date.
-Regenerate one with its command (or all with `make bench`); this file is assembled from
-`benchmarks/results/*.md` by `python -m benchmarks.run_all --assemble-only`. Timings on the shared
-2-core development machines are noisy: variants are compared as ratios measured in the same run.
+HEADER = """# Benchmarks: today
+
+Today's figures: accuracy on each real clip beside classical references, BA-Net's speed and memory, and
+the node's latency. Each section gives the command that produced it, the machine and the date;
+regenerate one with its command (or all with `make bench`). Earlier figures and the studies behind them
+(model runs, matcher adaptation, window BA, synthetic world) are in
+[docs/benchmarks-history.md](docs/benchmarks-history.md). This file is assembled from
+`benchmarks/results/*.md` by `python -m benchmarks.run_all --assemble-only`.
+Timings on the shared 2-core development machines are noisy: variants are compared as ratios measured in
+the same run.
 """
+
+HISTORY_HEADER = """# Benchmarks: history and studies
+
+Figures kept from earlier runs and the longer studies, each with its command, machine and date (today's
+figures are in [BENCHMARKS.md](../BENCHMARKS.md)). Assembled from `benchmarks/results/*.md` by
+`python -m benchmarks.run_all --assemble-only`.
+"""
+
+
+def _anchor(title: str) -> str:
+    """GitHub's anchor for a markdown heading."""
+    kept = "".join(c for c in title.strip().lower() if c.isalnum() or c in " -_")
+    return kept.replace(" ", "-")
 
 
 def assemble() -> Path:
     files = {p.stem: p for p in RESULTS.glob("*.md")}
     order = [t for t in TOPICS if t in files] + sorted(set(files) - set(TOPICS))
-    sections = [files[t].read_text().strip() for t in order]
-    OUTPUT.write_text(HEADER + "\n" + "\n\n".join(sections) + "\n")
+    sections = {t: files[t].read_text().strip() for t in order}
+    today = [t for t in TODAY if t in sections]
+    history = [t for t in order if t not in TODAY]
+    titles = [sections[t].splitlines()[0].lstrip("# ").strip() for t in history]
+    links = "\n".join(f"- [{title}](docs/benchmarks-history.md#{_anchor(title)})" for title in titles)
+    body = "\n\n".join(sections[t] for t in today)
+    OUTPUT.write_text(f"{HEADER}\n{body}\n\n## Earlier figures and studies\n\n{links}\n")
+    HISTORY.parent.mkdir(parents=True, exist_ok=True)
+    HISTORY.write_text(HISTORY_HEADER + "\n" + "\n\n".join(sections[t] for t in history) + "\n")
     return OUTPUT
 
 

@@ -1,0 +1,43 @@
+"""benchmarks/run_all.py assembly: today's topics in BENCHMARKS.md, every other section moved (not dropped)
+to docs/benchmarks-history.md and linked from BENCHMARKS.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks import run_all
+
+
+@pytest.fixture
+def layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    results = tmp_path / "results"
+    results.mkdir()
+    for topic, title in [
+        ("real_clips", "Real clips: table"),
+        ("banet_latency", "Pair latency"),
+        ("vo_kitti", "KITTI 06 frames 0-50: banet_vo vs baselines"),
+        ("zz_extra", "An unlisted topic"),
+    ]:
+        (results / f"{topic}.md").write_text(f"## {title}\n\nfigure of {topic}\n")
+    monkeypatch.setattr(run_all, "RESULTS", results)
+    monkeypatch.setattr(run_all, "OUTPUT", tmp_path / "BENCHMARKS.md")
+    monkeypatch.setattr(run_all, "HISTORY", tmp_path / "docs" / "benchmarks-history.md")
+    return tmp_path
+
+
+def test_today_first_history_moved_and_linked(layout: Path) -> None:
+    run_all.assemble()
+    today = (layout / "BENCHMARKS.md").read_text()
+    history = (layout / "docs" / "benchmarks-history.md").read_text()
+    assert today.index("figure of real_clips") < today.index("figure of banet_latency")
+    for topic in ("vo_kitti", "zz_extra"):
+        assert f"figure of {topic}" in history and f"figure of {topic}" not in today
+    assert "figure of real_clips" not in history
+    assert "(docs/benchmarks-history.md#kitti-06-frames-0-50-banet_vo-vs-baselines)" in today
+    assert "(docs/benchmarks-history.md#an-unlisted-topic)" in today
+
+
+def test_anchor_follows_github_rules() -> None:
+    assert run_all._anchor("BA-Net pair latency (CPU, fp32)") == "ba-net-pair-latency-cpu-fp32"
