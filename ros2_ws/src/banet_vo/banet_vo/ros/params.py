@@ -236,12 +236,12 @@ PARAMS = ParameterTable(
         range=(1, 1000),
         dynamic=True,
     ),
+    # read-only: the odometry's stamp gate takes these two when it is built
     ParameterSpec(
         "reset_on_time_jump",
         _core("reset_on_time_jump"),
         "a stamp this many seconds behind the last resets the trajectory",
         range=(1e-3, 1e9),
-        dynamic=True,
     ),
     ParameterSpec(
         "motion_prior", _core("motion_prior"), "seed the BA with a constant-velocity prediction", dynamic=True
@@ -265,7 +265,6 @@ PARAMS = ParameterTable(
         _core("max_time_gap"),
         "a stamp more than this [s] after the last one (a camera stall, a paused bag) starts a new segment",
         range=(1e-3, 1e9),
-        dynamic=True,
     ),
     ParameterSpec(
         "frontend",
