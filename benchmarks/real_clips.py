@@ -3,12 +3,18 @@ trivial baselines computed in the same run.
 
     .venv/bin/python -m benchmarks.real_clips [--clips kitti06,kitti07,hololens,tartanair]
         [--frontends none,...] [--max-frames N] [--threads 2] [--out FILE] [--json FILE] [--live]
+    .venv/bin/python -m benchmarks.real_clips --live-only   # the node at real rate vs the offline default
 
 Front ends and scale sources are read from banet_vo.odometry (FRONTENDS, SCALE_SOURCES) at run time, so a
 new one shows up without a change here. ground_plane runs only on clips with a known camera height (KITTI,
 1.65 m); scale source "none" is up to scale, so only its Sim(3) ATE is given. The logic lives in
 banet_vo.evaluation.real_clips; results: benchmarks/results/real_clips.md (the "Today" table of
 BENCHMARKS.md). Progress goes to stderr.
+
+--live plays each clip as a bag at its real rate into the node (queue_size 1, so a slow model drops
+frames as deployed) through banet-vo-run, and reports frames processed per second and its ATE beside the
+offline run of the default configuration; --live-only runs just those two per clip
+(benchmarks/results/real_clips_live.md).
 """
 
 from __future__ import annotations
@@ -30,8 +36,10 @@ from banet_vo.provenance import code_version, machine_description
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results" / "real_clips.md"
+LIVE_RESULTS = ROOT / "benchmarks" / "results" / "real_clips_live.md"
 DEFAULT_MODEL = ROOT / "models" / "banet_small_synthetic.safetensors"
 LIVE_QUEUE_SIZE = 1
+DEFAULT_MARK = " (default)"
 
 
 def _progress(message: str) -> None:
@@ -50,7 +58,8 @@ def _frame_progress(label: str):
 
 
 def run_clip(spec, args, estimator, xfeat) -> tuple[list, list[str]]:
-    """All rows of one clip and the notes on what was skipped."""
+    """All rows of one clip and the notes on what was skipped (--live-only: the default configuration's
+    row alone)."""
     from banet_vo.evaluation import real_clips as rc
     from banet_vo.odometry import FRONTENDS, SCALE_SOURCES, OdometryConfig, make_odometry
 
@@ -61,19 +70,24 @@ def run_clip(spec, args, estimator, xfeat) -> tuple[list, list[str]]:
         if args.frontends and frontend not in args.frontends:
             continue
         for scale in SCALE_SOURCES:
+            is_default = frontend == default_frontend and scale == OdometryConfig().scale_source
+            if args.live_only and not is_default:
+                continue
             if scale == "ground_plane" and spec.camera_height is None:
                 skipped.append(f"{spec.name}: ground_plane skipped ({spec.note or 'camera height unknown'})")
                 continue
             height = spec.camera_height if scale == "ground_plane" else 0.0
             config = OdometryConfig(frontend=frontend, scale_source=scale, camera_height=height)
             label = f"banet_vo {frontend}, scale {scale}"
-            if frontend == default_frontend and scale == OdometryConfig().scale_source:
-                label += " (default)"
+            if is_default:
+                label += DEFAULT_MARK
             _progress(f"{spec.name}: {label}")
             run = rc.run_odometry(
                 make_odometry(estimator, config), clip, _frame_progress(f"{spec.name} {label}")
             )
             rows.append(rc.odometry_row(clip, label, run, scale))
+    if args.live_only:
+        return rows, skipped
     for method in args.references:
         _progress(f"{spec.name}: {rc.CLASSICAL_LABELS[method]}")
         features = xfeat if method == "xfeat" else None
@@ -115,11 +129,15 @@ def live_row(spec, args):
     poses = np.tile(np.eye(4), (len(tum), 1, 1))
     poses[:, :3, :3] = Rotation.from_quat(tum[:, 4:8]).as_matrix()
     poses[:, :3, 3] = tum[:, 1:4]
-    seq = clip.sequence
+    # The bag holds the whole folder (--until cuts it): ground truth of the clip's frames only.
     row = rc.metrics_row(
-        spec.name, "banet_vo live node (bag at 1x, queue 1)", tum[:, 0], poses, seq.timestamps, seq.poses
+        spec.name, "banet_vo live node (bag at 1x, queue 1)", tum[:, 0], poses, clip.stamps, clip.gt
     )
     return row, summary
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def write_markdown(
@@ -130,7 +148,9 @@ def write_markdown(
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     partial = f" (first {args.max_frames} frames of each clip only)" if args.max_frames else ""
     text = [
-        f"## Real clips: banet_vo vs classical references{partial}",
+        f"## Real clips, live node at real rate vs offline{partial}"
+        if args.live_only
+        else f"## Real clips: banet_vo vs classical references{partial}",
         "",
         f"Command: `{' '.join(['.venv/bin/python -m benchmarks.real_clips', *map(shlex.quote, argv)])}`  ",
         f"Machine: {machine_description()}; torch threads {args.threads}  ",
@@ -178,10 +198,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="BA-Net checkpoint")
     parser.add_argument("--device", default="cpu", choices=("auto", "cuda", "cpu"))
     parser.add_argument("--data", type=Path, default=DATA, help="folder of the clips (../shared/data)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="markdown results file")
+    parser.add_argument("--out", type=Path, default=None, help="markdown results file (real_clips.md)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     parser.add_argument("--live", action="store_true", help="also play each clip as a bag into the node")
+    parser.add_argument(
+        "--live-only",
+        action="store_true",
+        help="only the live node and the offline default configuration (default --out: real_clips_live.md)",
+    )
     args = parser.parse_args(argv)
+    args.live = args.live or args.live_only
+    if args.out is None:
+        args.out = LIVE_RESULTS if args.live_only else RESULTS
     args.clips = [c for c in args.clips.split(",") if c]
     args.frontends = [f for f in args.frontends.split(",") if f]
     args.references = [r for r in args.references.split(",") if r]
@@ -206,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     estimator = BANetEstimator.from_checkpoint(args.model, device=args.device)
-    xfeat = make_features("xfeat") if "xfeat" in args.references else None
+    xfeat = make_features("xfeat") if "xfeat" in args.references and not args.live_only else None
     rows, skipped, live = [], [], []
     for name in args.clips:
         clip_rows, clip_skipped = run_clip(CLIPS[name], args, estimator, xfeat)
@@ -214,24 +242,34 @@ def main(argv: list[str] | None = None) -> int:
         skipped += clip_skipped
         print(markdown_table(clip_rows), file=sys.stderr, flush=True)
     if args.live:
-        live.append("Live node, clip played at its real rate (bag, queue_size 1):")
-        live.append("")
+        live = ["Live node, each clip played at its real rate (bag, queue_size 1):", ""]
         live_rows = []
         for name in args.clips:
             _progress(f"{name}: live node")
             row, summary = live_row(CLIPS[name], args)
             live_rows.append(row)
+            offline = next((r for r in rows if r.clip == name and r.method.endswith(DEFAULT_MARK)), None)
+            versus = ""
+            if offline is not None and offline.ate_sim3 is not None:
+                versus = (
+                    f"; offline default: ATE Sim(3) {offline.ate_sim3:.3f} m, "
+                    f"SE(3) {offline.ate_se3 if offline.ate_se3 is not None else float('nan'):.3f} m"
+                )
             live.append(
                 f"- {name}: {summary['frames_per_s']:.2f} frames processed/s, published "
-                f"{summary['frames_published']}, dropped {int(summary['node']['dropped'])}"
+                f"{summary['frames_published']} of {row.frames_total}, dropped "
+                f"{int(summary['node']['dropped'])}; ATE Sim(3) {_fmt(row.ate_sim3)} m, "
+                f"SE(3) {_fmt(row.ate_se3)} m{versus}"
             )
         live += ["", markdown_table(live_rows)]
-        rows += live_rows
+        json_rows = [*rows, *live_rows]
+    else:
+        json_rows = rows
     body = write_markdown(args.out, args, argv, rows, skipped, live, time.perf_counter() - started)
     print(body)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps([r.as_dict() for r in rows], indent=1, default=float))
+        args.json.write_text(json.dumps([r.as_dict() for r in json_rows], indent=1, default=float))
     _progress(f"wrote {args.out}")
     return 0
 
