@@ -922,3 +922,13 @@ def test_diagnostics_say_camera_info_is_missing_when_images_arrive_alone(rclpy_c
     finally:
         feed.close()
         graph.close()
+
+
+def test_odometry_entries_of_the_table_take_the_dataclass_defaults():
+    from banet_vo.odometry import OdometryConfig
+    from banet_vo.ros.params import ODOMETRY_PARAMS
+
+    config = OdometryConfig()
+    assert set(ODOMETRY_PARAMS) >= {"keyframe_mode", "max_cost", "max_time_gap", "frontend", "scale_source"}
+    for name in ODOMETRY_PARAMS:
+        assert PARAMS[name].default == getattr(config, name), name
