@@ -25,6 +25,7 @@ HISTORY = ROOT / "docs" / "benchmarks-history.md"
 # Order of the sections (a results file not listed here goes last, by name).
 TOPICS = [
     "real_clips",
+    "real_clips_live",
     "synthetic",
     "normal_equations",
     "banet_pairs",
@@ -36,8 +37,11 @@ TOPICS = [
     "imatching_accuracy",
 ]
 
+# Topics written by another benchmark module than their name: topic -> (module, arguments).
+RUNS = {"real_clips_live": ("real_clips", ["--live-only"])}
+
 # Today's figures, in BENCHMARKS.md in this order; every other topic goes to docs/benchmarks-history.md.
-TODAY = ["real_clips", "banet_latency", "vo_latency"]
+TODAY = ["real_clips", "real_clips_live", "banet_latency", "vo_latency"]
 
 HEADER = """# Benchmarks: today
 
@@ -91,15 +95,16 @@ def main(argv: list[str] | None = None) -> int:
         topics = args.only.split(",") if args.only else TOPICS
         failed = []
         for topic in topics:
+            name, topic_args = RUNS.get(topic, (topic, []))
             try:
-                module = importlib.import_module(f"benchmarks.{topic}")
+                module = importlib.import_module(f"benchmarks.{name}")
             except ModuleNotFoundError as exc:
                 print(f"bench: benchmarks.{topic} not found ({exc})", file=sys.stderr)
                 failed.append(topic)
                 continue
             start = time.monotonic()
             print(f"bench: {topic} ...", file=sys.stderr)
-            rc = module.main([])
+            rc = module.main(list(topic_args))
             print(f"bench: {topic} done in {time.monotonic() - start:.0f} s (exit {rc})", file=sys.stderr)
             if rc:
                 failed.append(topic)

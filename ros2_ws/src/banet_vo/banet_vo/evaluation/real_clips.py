@@ -15,7 +15,6 @@ stamp, aligned by Umeyama (SE(3), or Sim(3) with a scale), and the ATE is the RM
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -31,8 +30,6 @@ from banet_vo.data.sequence import Frame
 from banet_vo.data.sequence import Sequence as FrameSequence
 from banet_vo.evaluation.trajectory import align_trajectory, ape, associate, trajectory_from_poses
 from banet_vo.geometry import PinholeCamera
-
-logger = logging.getLogger(__name__)
 
 CLASSICAL_METHODS = ("orb", "sift", "xfeat")
 CLASSICAL_LABELS = {
