@@ -128,3 +128,19 @@ def test_salvage_leaves_the_original_untouched_and_cleans_its_copy(intact, tmp_p
         scratch = Path(reader._scratch.name)
         assert scratch.is_dir()
     assert not scratch.exists()
+
+
+@pytest.mark.parametrize("fraction", [0.6, 1.0])
+def test_a_recording_that_never_closed_has_no_metadata_and_is_still_read(intact, tmp_path, fraction):
+    """A killed recorder never writes metadata.yaml: the storage file is read on its own."""
+    bag = _cut(intact, tmp_path, fraction)
+    (bag / "metadata.yaml").unlink()
+    stamps, reader = _read_images(bag)
+    assert reader.damage is not None and not reader.damage.metadata
+    assert 0 < len(stamps) <= N and (len(stamps) == N) == (fraction == 1.0)
+    assert reader.damage.readable[IMAGE_TOPIC] == len(stamps)
+    assert "how many were lost is unknown" in reader.damage.describe()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match=r"no metadata\.yaml"):
+        BagReader(empty)

@@ -48,6 +48,8 @@ class SalvageReport:
     expected: dict[str, int] = field(default_factory=dict)  # per topic, from metadata.yaml
     readable: dict[str, int] = field(default_factory=dict)  # per topic, in the salvaged copy
     files: list[str] = field(default_factory=list)  # storage files that were damaged
+    metadata: bool = True  # False: the bag had no metadata.yaml, so the loss is unknown
+    paths: list[Path] = field(default_factory=list)  # what to open with rosbags: the copy (dir or files)
 
     @property
     def expected_total(self) -> int:
@@ -58,6 +60,13 @@ class SalvageReport:
         return sum(self.readable.values())
 
     def describe(self) -> str:
+        if not self.metadata:
+            per_topic = ", ".join(f"{t} {n}" for t, n in sorted(self.readable.items()))
+            damaged = f"{', '.join(self.files)} cut short" if self.files else "no damaged file"
+            return (
+                f"bag {self.bag} has no metadata.yaml (a recording that never closed; {damaged}): read "
+                f"{self.readable_total} messages ({per_topic}); how many were lost is unknown"
+            )
         lost = {
             t: n - self.readable.get(t, 0) for t, n in self.expected.items() if n > self.readable.get(t, 0)
         }
@@ -168,25 +177,44 @@ def _intact(path: Path, storage: str) -> bool:
         return False
 
 
+STORAGE_SUFFIXES = {".mcap": "mcap", ".db3": "sqlite3"}
+
+
+def storage_files(bag: Path) -> list[Path]:
+    """The MCAP / sqlite3 files of a bag directory, for a bag without metadata.yaml (a recorder that was
+    killed writes metadata.yaml never: it is written when the recording closes)."""
+    return sorted(p for p in bag.iterdir() if p.suffix in STORAGE_SUFFIXES and p.is_file())
+
+
 def salvage_bag(bag: str | Path, into: str | Path) -> SalvageReport:
     """Write a readable copy of the damaged bag ``bag`` into the empty or new directory ``into``.
 
-    ValueError when the bag is not a rosbag2 directory, its storage is neither MCAP nor sqlite3, or no
-    storage file has anything intact. The report counts what rosbags can read from the copy.
+    With metadata.yaml the copy is a bag directory (``report.paths == [into]``) and the loss is counted
+    against the recorded counts; without it, each salvaged storage file is read on its own
+    (``report.paths``) and how much was lost is unknown. ValueError when the storage is neither MCAP nor
+    sqlite3 or nothing is intact. The report counts what rosbags reads from the copy.
     """
-    from banet_vo.data.bags import BagReader  # the reader of the copy: rosbags, as for any bag
+    from rosbags.highlevel import AnyReader
 
     bag, into = Path(bag), Path(into)
-    meta = _metadata(bag)
-    storage = meta.get("storage_identifier")
-    if storage not in ("mcap", "sqlite3"):
-        raise ValueError(f"bag: {bag} has storage {storage!r}; only mcap and sqlite3 can be salvaged")
     into.mkdir(parents=True, exist_ok=True)
-    report = SalvageReport(bag, storage)
+    has_metadata = (bag / "metadata.yaml").is_file()
+    if has_metadata:
+        meta = _metadata(bag)
+        storage = meta.get("storage_identifier")
+        names = list(meta.get("relative_file_paths") or [])
+    else:
+        meta = {}
+        names = [p.name for p in storage_files(bag)]
+        kinds = {STORAGE_SUFFIXES[Path(n).suffix] for n in names}
+        storage = kinds.pop() if len(kinds) == 1 else None
+    if storage not in ("mcap", "sqlite3"):
+        raise ValueError(f"bag: {bag} has storage {storage!r}; only one of mcap or sqlite3 can be salvaged")
+    report = SalvageReport(bag, storage, metadata=has_metadata)
     for entry in meta.get("topics_with_message_count") or []:
         report.expected[entry["topic_metadata"]["name"]] = int(entry["message_count"])
     problems = []
-    for name in meta.get("relative_file_paths") or []:
+    for name in names:
         src, dst = bag / name, into / name
         if not src.is_file():
             problems.append(f"{name} is missing")
@@ -201,14 +229,20 @@ def salvage_bag(bag: str | Path, into: str | Path) -> SalvageReport:
         except ValueError as exc:
             problems.append(str(exc))
             dst.unlink(missing_ok=True)
-    kept = [name for name in meta.get("relative_file_paths") or [] if (into / name).is_file()]
+    kept = [name for name in names if (into / name).is_file()]
     if not kept:
         raise ValueError(f"bag: nothing readable in {bag}: {'; '.join(problems) or 'no storage files'}")
-    meta["relative_file_paths"] = kept
-    meta["files"] = [f for f in meta.get("files") or [] if f.get("path") in kept]
-    (into / "metadata.yaml").write_text(yaml.safe_dump({"rosbag2_bagfile_information": meta}))
+    if has_metadata:
+        meta["relative_file_paths"] = kept
+        meta["files"] = [f for f in meta.get("files") or [] if f.get("path") in kept]
+        (into / "metadata.yaml").write_text(yaml.safe_dump({"rosbag2_bagfile_information": meta}))
+        report.paths = [into]
+    else:
+        report.paths = [into / name for name in kept]
     # Counted by reading, not from the copy's index or metadata: what a player would actually get.
-    with BagReader(into, salvage=False) as reader:
-        for record in reader.records():
-            report.readable[record.topic] = report.readable.get(record.topic, 0) + 1
+    from banet_vo.data.bags import TYPESTORE
+
+    with AnyReader(report.paths, default_typestore=TYPESTORE) as reader:
+        for connection, _, _ in reader.messages():
+            report.readable[connection.topic] = report.readable.get(connection.topic, 0) + 1
     return report

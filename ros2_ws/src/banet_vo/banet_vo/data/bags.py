@@ -41,7 +41,7 @@ from rosbags.rosbag2 import ReaderError, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from scipy.spatial.transform import Rotation
 
-from banet_vo.data.bag_salvage import SalvageReport, salvage_bag
+from banet_vo.data.bag_salvage import SalvageReport, salvage_bag, storage_files
 from banet_vo.data.readers import READERS, open_sequence
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import R_BODY_OPTICAL  # REP-103 body ← optical
@@ -362,7 +362,8 @@ class BagReader:
 
     def __init__(self, path: str | Path, salvage: bool = True) -> None:
         path = Path(path)
-        if not (path / "metadata.yaml").is_file():
+        self._has_metadata = (path / "metadata.yaml").is_file()
+        if not self._has_metadata and not (salvage and path.is_dir() and storage_files(path)):
             raise ValueError(f"bag: {path} is not a rosbag2 directory (no metadata.yaml)")
         self.path = path
         self.salvage = salvage
@@ -371,6 +372,9 @@ class BagReader:
         self._reader: AnyReader | None = None
 
     def __enter__(self) -> BagReader:
+        if not self._has_metadata:  # a recording that never closed: read what its files hold
+            self._open_salvaged(ValueError("no metadata.yaml"))
+            return self
         try:
             self._reader = AnyReader([self.path], default_typestore=TYPESTORE)
             self._reader.open()
@@ -388,7 +392,7 @@ class BagReader:
             if self.damage.readable_total == 0:
                 raise ValueError(f"{self.damage.describe()}: nothing to read")
             logger.warning("%s (rosbags: %s)", self.damage.describe(), error)
-            self._reader = AnyReader([Path(self._scratch.name)], default_typestore=TYPESTORE)
+            self._reader = AnyReader(self.damage.paths, default_typestore=TYPESTORE)
             self._reader.open()
         except BaseException:
             self._scratch.cleanup()
