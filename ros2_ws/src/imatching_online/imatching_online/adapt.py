@@ -454,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint-every",
         type=int,
         default=25,
-        help="windows between resumable checkpoints in OUT.checkpoints/ (0: only when stopped by a signal)",
+        help="windows between resumable checkpoints in OUT.checkpoints/ (0: only at the end and on a signal)",
     )
     run = p.add_mutually_exclusive_group()
     run.add_argument(
