@@ -350,7 +350,8 @@ def _truncate_log(path: Path, step: int) -> None:
     """Drop the log rows after ``step``: steps a killed run logged past its last checkpoint are run again
     after resume, and the log must not hold them twice."""
     with open(path, newline="") as f:
-        rows = [row for row in csv.DictReader(f) if int(row["step"]) <= step]
+        # A row with missing fields is the partial last line of a killed run: dropped as well.
+        rows = [r for r in csv.DictReader(f) if None not in r.values() and int(r["step"]) <= step]
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
