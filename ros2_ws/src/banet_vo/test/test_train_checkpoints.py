@@ -310,6 +310,6 @@ def test_sigkill_during_training_resumes_from_the_newest_consistent_unit(tiny_da
 def test_resume_drops_log_rows_past_the_checkpoint_and_a_partial_last_line(tiny_data, tmp_path):
     train(tiny_config(steps=2), tmp_path, dataset=tiny_data, progress=False)
     with open(tmp_path / "log.csv", "a") as f:
-        f.write("3,1.0,0.001,0.5,0.1,0.1,0.1,0\n4,1")  # logged after the checkpoint, then cut by a kill
+        f.write("3,1.0,0.001,0.5,0.1,0.1,0.1,0\n1")  # a row past the checkpoint; "1" of a row cut by a kill
     train(tiny_config(steps=3), tmp_path, resume=True, dataset=tiny_data, progress=False)
     assert _logged_steps(tmp_path) == [1, 2, 3]
