@@ -21,12 +21,11 @@ from pathlib import Path as FilePath
 from typing import Any
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry, Path
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
-from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_srvs.srv import Trigger
 
@@ -74,6 +73,7 @@ from banet_vo.ros.params import (
     params_from_values,
 )
 from banet_vo.ros.qos import reliable_qos
+from banet_vo.ros.vo_reporting import CounterWindow, pose_matrix, tracking_status
 from banet_vo.ros.vo_tf import ExtrinsicSource, TfOutput, transform_msg
 
 NODE_NAME = "banet_vo"
@@ -91,19 +91,6 @@ PROBLEMS = (
     NO_EXTRINSIC,
     ERRORS,
 )
-
-
-def _pose_matrix(pose: Any) -> np.ndarray:
-    q, p = pose.orientation, pose.position
-    quat = np.array([q.x, q.y, q.z, q.w], dtype=np.float64)
-    if not np.all(np.isfinite(quat)) or not abs(np.linalg.norm(quat) - 1.0) < 1e-3:
-        raise ValueError(f"orientation must be a unit quaternion, got {quat.tolist()}")
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_quat(quat).as_matrix()
-    T[:3, 3] = [p.x, p.y, p.z]
-    if not np.all(np.isfinite(T)):
-        raise ValueError("position must be finite")
-    return T
 
 
 class VOShell:
@@ -129,10 +116,7 @@ class VOShell:
         self.events = EventCounters(self.get_logger().warning)
         self.rectifier = Rectifier()
         self._latency: collections.deque[float] = collections.deque(maxlen=200)
-        # (time, counter totals) of past /diagnostics; starts with nothing counted at start-up
-        self._window: collections.deque[tuple[float, dict[str, float]]] = collections.deque(
-            [(time.monotonic(), {})]
-        )
+        self._window = CounterWindow(time.monotonic())  # starts with nothing counted
         self._lock = threading.Lock()
         self._reset_requested: str | None = None  # reason, set by ~/reset and ~/reset_to_pose
         self._reset_pose: np.ndarray | None = None
@@ -299,7 +283,7 @@ class VOShell:
             )
             return
         try:
-            T = _pose_matrix(msg.pose.pose)
+            T = pose_matrix(msg.pose.pose)
             cov = np.asarray(msg.pose.covariance, dtype=np.float64).reshape(6, 6)
             if not np.all(np.isfinite(cov)):
                 raise ValueError("covariance must be finite")
@@ -437,25 +421,9 @@ class VOShell:
     def _publish_status(self, item: CameraFrame, result: FrameResult) -> None:
         """~/status: one diagnostic_msgs/DiagnosticStatus per processed frame (docs/node.md)."""
         p = self.params
-        state = LOST if result.status == FAILED else (result.state or INITIALISING)
-        status = DiagnosticStatus(
-            level=DiagnosticStatus.WARN if state == LOST else DiagnosticStatus.OK,
-            name=f"{self.get_fully_qualified_name()}: tracking",
-            message=state if state != LOST else f"{state}: {result.message}",
-            hardware_id=p.device,
-        )
-        values = {
-            "state": state,
-            "frame": result.status,
-            "stamp": f"{stamp_to_sec(item.header.stamp):.9f}",
-            "scale_source": result.scale_source or p.odometry.scale_source,
-            "keyframes": str(result.keyframes),
-            "trajectory_id": str(result.trajectory_id),
-            "frontend": p.odometry.frontend,
-            "model": FilePath(p.model).name,
-        }
-        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
-        self.status_pub.publish(status)
+        name = f"{self.get_fully_qualified_name()}: tracking"
+        stamp = stamp_to_sec(item.header.stamp)
+        self.status_pub.publish(tracking_status(name, p.device, result, stamp, p.odometry, p.model))
 
     # -- diagnostics ---------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, float]:
@@ -484,16 +452,8 @@ class VOShell:
         """Counter increases over the last `diagnostics_window` seconds (keys `recent_<counter>`) and the
         processing rate over it; records the current totals for later windows."""
         now = time.monotonic() if now is None else now
-        totals = self.snapshot()
-        window = self.params.diagnostics_window
-        self._window.append((now, totals))
-        while len(self._window) > 1 and self._window[1][0] <= now - window:
-            self._window.popleft()
-        t0, old = self._window[0]
-        recent = {f"recent_{k}": totals[k] - old.get(k, 0) for k in ("received", "processed", *PROBLEMS)}
-        recent["rate_hz"] = recent["recent_processed"] / (now - t0) if now > t0 else 0.0
-        recent["window_s"] = now - t0
-        return recent
+        keys = ("received", "processed", *PROBLEMS)
+        return self._window.update(now, self.snapshot(), self.params.diagnostics_window, keys, "processed")
 
     def _state_text(self) -> str:
         if self.camera_input is None:

@@ -1,0 +1,82 @@
+"""What the banet_vo node reports besides its outputs: the per-frame ~/status and the windowed counters
+of /diagnostics (docs/node.md).
+
+No custom message can be built on the pip install, so the tracking state travels as a
+diagnostic_msgs/DiagnosticStatus with key/values. /diagnostics reports counter increases over a sliding
+window next to the totals, so one dropped frame makes it WARN for one window, not for ever.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from scipy.spatial.transform import Rotation
+
+from banet_vo.odometry import FAILED, INITIALISING, LOST, FrameResult
+
+
+def tracking_status(
+    name: str, hardware_id: str, result: FrameResult, stamp_s: float, config: Any, model: str
+) -> DiagnosticStatus:
+    """~/status for one processed frame: level WARN when lost (with why), OK otherwise. `config` is the
+    OdometryConfig in use (frontend, scale source when the result does not say)."""
+    state = LOST if result.status == FAILED else (result.state or INITIALISING)
+    status = DiagnosticStatus(
+        level=DiagnosticStatus.WARN if state == LOST else DiagnosticStatus.OK,
+        name=name,
+        message=state if state != LOST else f"{state}: {result.message}",
+        hardware_id=hardware_id,
+    )
+    values = {
+        "state": state,
+        "frame": result.status,
+        "stamp": f"{stamp_s:.9f}",
+        "scale_source": result.scale_source or config.scale_source,
+        "keyframes": str(result.keyframes),
+        "trajectory_id": str(result.trajectory_id),
+        "frontend": config.frontend,
+        "model": Path(model).name,
+    }
+    status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+    return status
+
+
+class CounterWindow:
+    """Increases of counters over the last `window_s` seconds, from totals sampled at each report."""
+
+    def __init__(self, start: float) -> None:
+        self._samples: collections.deque[tuple[float, Mapping[str, float]]] = collections.deque([(start, {})])
+
+    def update(
+        self, now: float, totals: Mapping[str, float], window_s: float, keys: Iterable[str], rate_key: str
+    ) -> dict[str, float]:
+        """{recent_<key>: increase} over the window (or since start when younger), `rate_hz` of
+        `rate_key` over it and `window_s`, the span actually covered."""
+        self._samples.append((now, dict(totals)))
+        while len(self._samples) > 1 and self._samples[1][0] <= now - window_s:
+            self._samples.popleft()
+        t0, old = self._samples[0]
+        recent = {f"recent_{k}": totals.get(k, 0) - old.get(k, 0) for k in keys}
+        span = now - t0
+        recent["rate_hz"] = (totals.get(rate_key, 0) - old.get(rate_key, 0)) / span if span > 0 else 0.0
+        recent["window_s"] = span
+        return recent
+
+
+def pose_matrix(pose: Any) -> np.ndarray:
+    """4x4 of a geometry_msgs/Pose; ValueError for a non-unit quaternion or a non-finite position."""
+    q, p = pose.orientation, pose.position
+    quat = np.array([q.x, q.y, q.z, q.w], dtype=np.float64)
+    if not np.all(np.isfinite(quat)) or not abs(np.linalg.norm(quat) - 1.0) < 1e-3:
+        raise ValueError(f"orientation must be a unit quaternion, got {quat.tolist()}")
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_quat(quat).as_matrix()
+    T[:3, 3] = [p.x, p.y, p.z]
+    if not np.all(np.isfinite(T)):
+        raise ValueError("position must be finite")
+    return T
