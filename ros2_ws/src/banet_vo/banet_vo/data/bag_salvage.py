@@ -8,9 +8,10 @@ readable bag in a scratch directory, which rosbags then reads as usual:
 - MCAP: the complete top-level records (header, chunks with their schemas, channels and messages, message
   indexes) up to the first record the cut left incomplete, closed with an empty footer (summary offset 0,
   which tells a reader to scan the data section). Messages in the chunk the cut went through are lost.
-- sqlite3: the tables are created afresh and every row that SQLite can still read is copied (the schema is
-  read with ``writable_schema`` on, so SQLite does not give up on the unreachable index); the rows whose
-  pages lie past the cut are lost.
+- sqlite3: the tables are created afresh and every row that SQLite can still read in full is copied (the
+  schema is read with ``writable_schema`` on, so SQLite does not give up on the unreachable index; the
+  page the cut went through is dropped, see `_whole_pages_copy`); rows that need a page past the cut are
+  lost.
 
 How much was lost comes from metadata.yaml, which the recorder wrote with the counts it recorded. The
 copy costs disk space the size of the intact part; it lives as long as the reader that asked for it.
@@ -118,9 +119,52 @@ def _salvage_mcap(src: Path, dst: Path) -> None:
         fout.write(_EMPTY_FOOTER)
 
 
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _whole_pages_copy(src: Path, dst: Path) -> None:
+    """Copy the complete pages of a cut SQLite file and make its header say how many there are.
+
+    SQLite zero-fills a short read: a row whose overflow chain ends in the page the cut went through comes
+    back with zeroed bytes and no error (data invented, not lost), and the header still gives the page
+    count from before the cut. With only whole pages and the header's count equal to them, SQLite
+    reports every row that needs a missing page as corrupt, and the salvage leaves it out.
+    """
+    with open(src, "rb") as f:
+        header = f.read(100)
+        if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+            raise ValueError(f"{src.name} has no intact SQLite header")
+        page_size = int.from_bytes(header[16:18], "big")
+        page_size = 65536 if page_size == 1 else page_size
+        pages = src.stat().st_size // page_size
+        if pages < 1:
+            raise ValueError(f"{src.name} holds no complete page")
+        f.seek(0)
+        with open(dst, "wb") as out:
+            shutil.copyfileobj(_Limited(f, pages * page_size), out)
+    with open(dst, "r+b") as out:
+        out.seek(28)  # "in-header database size" in pages, big-endian
+        out.write(pages.to_bytes(4, "big"))
+
+
+class _Limited:
+    """A file object that ends after ``size`` bytes (for copyfileobj)."""
+
+    def __init__(self, f, size: int) -> None:
+        self.f, self.left = f, size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        data = self.f.read(n)
+        self.left -= len(data)
+        return data
+
+
 def _salvage_sqlite(src: Path, dst: Path) -> None:
     """Copy every readable row of ``src`` into a new database ``dst`` with the same tables."""
-    source = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
+    pages = dst.with_name(dst.name + ".pages")
+    _whole_pages_copy(src, pages)
+    source = sqlite3.connect(f"file:{pages}?mode=ro", uri=True)
     target = sqlite3.connect(dst)
     try:
         source.execute("PRAGMA writable_schema=ON")  # read the schema although an index is unreachable
@@ -156,6 +200,7 @@ def _salvage_sqlite(src: Path, dst: Path) -> None:
     finally:
         source.close()
         target.close()
+        pages.unlink(missing_ok=True)
 
 
 def _intact(path: Path, storage: str) -> bool:
