@@ -74,7 +74,7 @@ def run_clip(spec, args, estimator, xfeat) -> tuple[list, list[str]]:
             if args.live_only and not is_default:
                 continue
             if scale == "ground_plane" and spec.camera_height is None:
-                skipped.append(f"{spec.name}: ground_plane skipped ({spec.note or 'camera height unknown'})")
+                skipped.append(f"ground_plane on {spec.name} (camera height unknown)")
                 continue
             height = spec.camera_height if scale == "ground_plane" else 0.0
             config = OdometryConfig(frontend=frontend, scale_source=scale, camera_height=height)
@@ -180,11 +180,13 @@ def write_markdown(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from banet_vo.evaluation.real_clips import CLASSICAL_METHODS, CLIPS
+    from banet_vo.evaluation.real_clips import ALL_CLIPS, CLASSICAL_METHODS, CLIPS
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="benchmarks.real_clips", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clips", default=",".join(CLIPS), help=f"comma-separated, of {', '.join(CLIPS)}")
+    parser.add_argument(
+        "--clips", default=",".join(CLIPS), help=f"comma-separated, of {', '.join(ALL_CLIPS)}"
+    )
     parser.add_argument(
         "--frontends", default="", help="comma-separated front ends (default: all in FRONTENDS)"
     )
@@ -213,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     args.clips = [c for c in args.clips.split(",") if c]
     args.frontends = [f for f in args.frontends.split(",") if f]
     args.references = [r for r in args.references.split(",") if r]
-    unknown = [c for c in args.clips if c not in CLIPS] + [
+    unknown = [c for c in args.clips if c not in ALL_CLIPS] + [
         r for r in args.references if r not in CLASSICAL_METHODS
     ]
     if unknown:
@@ -237,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     xfeat = make_features("xfeat") if "xfeat" in args.references and not args.live_only else None
     rows, skipped, live = [], [], []
     for name in args.clips:
-        clip_rows, clip_skipped = run_clip(CLIPS[name], args, estimator, xfeat)
+        clip_rows, clip_skipped = run_clip(ALL_CLIPS[name], args, estimator, xfeat)
         rows += clip_rows
         skipped += clip_skipped
         print(markdown_table(clip_rows), file=sys.stderr, flush=True)
@@ -246,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         live_rows = []
         for name in args.clips:
             _progress(f"{name}: live node")
-            row, summary = live_row(CLIPS[name], args)
+            row, summary = live_row(ALL_CLIPS[name], args)
             live_rows.append(row)
             offline = next((r for r in rows if r.clip == name and r.method.endswith(DEFAULT_MARK)), None)
             versus = ""

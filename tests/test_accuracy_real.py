@@ -22,8 +22,9 @@ MODEL = REPO / "models" / "banet_small_synthetic.safetensors"
 
 # Measured with models/banet_small_synthetic.safetensors, OdometryConfig(frontend=...) otherwise default,
 # torch 1 thread on CPU (2-core AMD EPYC), code f15a7d0 (2026-12-03). Re-measure with
-#   .venv/bin/python -m benchmarks.real_clips --clips kitti06 --frontends none,xfeat
-# (for HoloLens 150-199 run this file with -s: a failing case prints its figures).
+#   .venv/bin/python -m benchmarks.real_clips --clips kitti06,hololens150-199 --frontends none,xfeat \
+#       --references "" --threads 1 --out /tmp/remeasure.md
+# (rows "scale learned"; or run this file with -s: each case prints its figures).
 # sim3 / se3: ATE RMSE in metres; scale: the Sim(3) alignment's scale factor (GT / estimate).
 MEASURED = {
     ("kitti06", "none"): {"sim3": 2.929, "se3": 12.420, "scale": 3.277},
@@ -69,8 +70,7 @@ def measure(clip_name: str, frontend: str, data_root: str) -> dict:
     from banet_vo.evaluation import real_clips as rc
     from banet_vo.odometry import OdometryConfig, make_odometry
 
-    spec = rc.HOLOLENS_HELD_OUT if clip_name == rc.HOLOLENS_HELD_OUT.name else rc.CLIPS[clip_name]
-    clip = rc.load_clip(spec, data_root)
+    clip = rc.load_clip(rc.ALL_CLIPS[clip_name], data_root)
     run = rc.run_odometry(make_odometry(_estimator(), OdometryConfig(frontend=frontend)), clip)
     row = rc.odometry_row(clip, frontend, run, "learned")
     gt_local = np.linalg.inv(clip.gt[0]) @ clip.gt  # ground truth in the first camera's frame, like odom

@@ -65,14 +65,16 @@ CLIPS: dict[str, ClipSpec] = {
         ClipSpec("kitti06", "kitti_odom06_000-050", camera_height=KITTI_CAMERA_HEIGHT_M),
         ClipSpec("kitti07", "kitti_odom07_000-159", camera_height=KITTI_CAMERA_HEIGHT_M),
         # hololens_000_003-052 is the first 50 frames of this clip: not run separately.
-        ClipSpec("hololens", "hololens_000_003-199", note="head-mounted, camera height unknown"),
-        ClipSpec("tartanair", "tartanair_hospital_000-188", note="hand-held, camera height unknown"),
+        ClipSpec("hololens", "hololens_000_003-199", note="head-mounted"),
+        ClipSpec("tartanair", "tartanair_hospital_000-188", note="hand-held"),
     )
 }
 # HoloLens file frames 150-199 (held out from label-free adaptation): the sequence starts at file 00003.
 HOLOLENS_HELD_OUT = ClipSpec(
     "hololens150-199", "hololens_000_003-199", start=147, stop=197, note="file frames 150-199"
 )
+# Every clip a command may name (CLIPS is what runs by default).
+ALL_CLIPS: dict[str, ClipSpec] = {**CLIPS, HOLOLENS_HELD_OUT.name: HOLOLENS_HELD_OUT}
 
 
 @dataclass
