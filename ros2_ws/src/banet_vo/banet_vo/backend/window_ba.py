@@ -104,7 +104,7 @@ class WindowBundleAdjuster:
             if o.keyframe not in poses or o.landmark not in points:
                 raise ValueError(f"observation {o} refers to a keyframe or landmark outside the window")
         started = time.perf_counter()
-        active = list(observations)
+        active = self._constrained(list(observations))
         outliers: list[Observation] = []
         values = gtsam.Values()
         for k, T in poses.items():

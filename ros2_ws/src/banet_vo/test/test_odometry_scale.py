@@ -1,0 +1,64 @@
+"""Scale from learned depth and from the ground plane, against known geometry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from banet_vo.geometry import PinholeCamera
+from banet_vo.odometry.scale import ScaleFilter, ground_plane_height, learned_scale
+from scipy.spatial.transform import Rotation
+
+UP_OPTICAL = np.array([0.0, -1.0, 0.0])  # a level camera: up is -y in optical coordinates
+
+
+def _ground(height, n=300, pitch_deg=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    P = np.c_[rng.uniform(-5, 5, n), np.full(n, height), rng.uniform(3, 30, n)]  # y down: the road
+    R = Rotation.from_euler("x", pitch_deg, degrees=True).as_matrix()
+    return P @ R.T, R
+
+
+@pytest.mark.parametrize("height", [0.3, 1.65, 12.0])
+def test_ground_height_is_found_at_any_scale(height):
+    P, _ = _ground(height)
+    rng = np.random.default_rng(1)
+    clutter = np.c_[rng.uniform(-5, 5, 150), rng.uniform(-2, 0.9, 150) * height, rng.uniform(3, 30, 150)]
+    found = ground_plane_height(np.r_[P, clutter], UP_OPTICAL, inlier_fraction=0.03)
+    assert found is not None
+    assert found[0] == pytest.approx(height, rel=1e-6)
+    assert found[1] >= 300
+
+
+def test_tilted_camera_within_the_limit():
+    P, _ = _ground(1.65, pitch_deg=3.0)
+    found = ground_plane_height(P, UP_OPTICAL, max_normal_deg=5.0)
+    assert found is not None and found[0] == pytest.approx(1.65, rel=1e-6)
+    assert ground_plane_height(P, UP_OPTICAL, max_normal_deg=2.0) is None
+
+
+def test_no_ground_below_gives_none():
+    P, _ = _ground(-1.0)  # the "plane" is above the camera: a ceiling
+    assert ground_plane_height(P, UP_OPTICAL) is None
+    assert ground_plane_height(np.zeros((5, 3)), UP_OPTICAL) is None
+
+
+def test_learned_scale_is_the_depth_ratio():
+    cam = PinholeCamera(50.0, 60.0, 31.5, 23.5, 64, 48)
+    depth = np.full((48, 64), 6.0, np.float32)
+    rng = np.random.default_rng(0)
+    P_map = np.c_[rng.uniform(-1, 1, 100), rng.uniform(-0.8, 0.8, 100), np.full(100, 2.0)]  # z = 2 map units
+    assert learned_scale(P_map, depth, cam) == pytest.approx(3.0)
+    depth[:] = 0.0  # invalid everywhere
+    assert learned_scale(P_map, depth, cam) is None
+
+
+def test_scale_filter_is_a_running_median():
+    f = ScaleFilter(window=3)
+    assert f.value is None
+    for v in (1.0, 100.0, 2.0, None, float("nan"), -1.0):
+        f.add(v)
+    assert len(f) == 3 and f.value == pytest.approx(2.0)
+    f.add(3.0)
+    assert f.value == pytest.approx(3.0)  # window (100, 2, 3)
+    with pytest.raises(ValueError):
+        ScaleFilter(0)
