@@ -154,7 +154,7 @@ def write_markdown(
         "",
         f"Command: `{' '.join(['.venv/bin/python -m benchmarks.real_clips', *map(shlex.quote, argv)])}`  ",
         f"Machine: {machine_description()}; torch threads {args.threads}  ",
-        f"Date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}, code {code_version()}, "
+        f"Date: {args.started_at}, code {args.code_version}, "
         f"model {args.model.name} on {args.device}; {wall_s / 60:.1f} min, "
         f"peak resident memory {peak_mb:.0f} MB",
         "",
@@ -210,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     args.live = args.live or args.live_only
+    args.code_version = code_version()  # at the start: the tree may change during a long run
+    args.started_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     if args.out is None:
         args.out = LIVE_RESULTS if args.live_only else RESULTS
     args.clips = [c for c in args.clips.split(",") if c]
