@@ -255,7 +255,8 @@ def soak_bags(rounds: int, rng: random.Random, work: Path) -> list[str]:
 
 def soak_gaps(rounds: int, rng: random.Random, work: Path) -> list[str]:
     from banet_vo.geometry import PinholeCamera
-    from banet_vo.geometry.frames import body_from_optical, invert
+    from banet_vo.geometry.frames import body_from_optical
+    from banet_vo.geometry.rigid import invert
     from banet_vo.odometry import OdometryConfig, PairEstimate, VisualOdometry
 
     class Truth:

@@ -28,7 +28,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "window_ba.md"
 
 def _errors(window, result) -> tuple[float, float]:
     """Largest rotation error (deg) and median relative landmark depth error (scale aligned)."""
-    from imatching_online.ba.multiview import invert
+    from banet_vo.geometry.rigid import invert
 
     rot = max(
         np.degrees(np.arccos(np.clip((np.trace(e[:3, :3].T @ t[:3, :3]) - 1) / 2, -1, 1)))

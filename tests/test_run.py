@@ -16,7 +16,7 @@ import pytest
 from banet_vo.data.bags import write_bag
 from banet_vo.data.sequence import Frame
 from banet_vo.geometry import PinholeCamera
-from banet_vo.geometry.frames import invert
+from banet_vo.geometry.rigid import invert
 from banet_vo.odometry import PairEstimate, PreparedFrame
 
 pytestmark = pytest.mark.ros

@@ -18,7 +18,8 @@ import pytest
 from banet_vo.data.bags import CAMERA_INFO_TOPIC, IMAGE_TOPIC, write_bag
 from banet_vo.data.sequence import Frame
 from banet_vo.geometry import PinholeCamera
-from banet_vo.geometry.frames import body_from_optical, invert
+from banet_vo.geometry.frames import body_from_optical
+from banet_vo.geometry.rigid import invert
 from banet_vo.odometry import PairEstimate, PreparedFrame
 from banet_vo.odometry.output_covariance import UNKNOWN_VARIANCE
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from banet_vo.baselines.geometric import geometric_ba
 from banet_vo.baselines.photometric import intensity_pyramid, photometric_ba
-from banet_vo.data.dataset import relative_pose
 from banet_vo.data.synthetic import render_sequence
 from banet_vo.evaluation.pose import two_view_pose_error
+from banet_vo.geometry import relative_pose
 from banet_vo.geometry.projection import scale_intrinsics
 from banet_vo.train.losses import downsample_depth_nearest
 

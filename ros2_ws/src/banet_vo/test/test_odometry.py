@@ -18,11 +18,11 @@ from banet_vo.geometry.frames import (
     adjoint,
     body_from_optical,
     compose_right_covariance,
-    invert,
     left_to_right_covariance,
     pose_covariance_from_hessian,
     right_covariance_to_ros,
 )
+from banet_vo.geometry.rigid import invert
 from banet_vo.odometry import (
     CAMERA_CHANGED,
     FAILED,

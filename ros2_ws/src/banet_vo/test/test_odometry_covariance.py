@@ -14,7 +14,8 @@ import numpy as np
 import pypose as pp
 import torch
 from banet_vo.geometry import PinholeCamera
-from banet_vo.geometry.frames import body_from_optical, invert
+from banet_vo.geometry.frames import body_from_optical
+from banet_vo.geometry.rigid import invert
 from banet_vo.odometry import OdometryConfig, PairEstimate, PreparedFrame, VisualOdometry
 from scipy.spatial.transform import Rotation
 

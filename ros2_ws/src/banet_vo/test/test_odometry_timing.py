@@ -12,7 +12,8 @@ import math
 import numpy as np
 import pytest
 from banet_vo.geometry import PinholeCamera
-from banet_vo.geometry.frames import body_from_optical, invert
+from banet_vo.geometry.frames import body_from_optical
+from banet_vo.geometry.rigid import invert
 from banet_vo.odometry import (
     FAILED,
     INITIALISING,

@@ -3,6 +3,7 @@ recovered (up to scale); degenerate windows must fail with the right reason and 
 
 import numpy as np
 import pytest
+from banet_vo.geometry.rigid import invert
 from imatching_online.ba import (
     ANCHOR,
     FailureReason,
@@ -13,7 +14,6 @@ from imatching_online.ba import (
     solve_window,
 )
 from imatching_online.ba import refine as refine_module
-from imatching_online.ba.multiview import invert
 from imatching_online.ba.refine import PassStats
 from imatching_online.ba.synthetic import make_window
 

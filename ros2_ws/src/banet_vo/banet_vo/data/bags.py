@@ -39,12 +39,12 @@ from rosbags.interfaces import (
 )
 from rosbags.rosbag2 import ReaderError, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
-from scipy.spatial.transform import Rotation
 
 from banet_vo.data.bag_salvage import SalvageReport, salvage_bag, storage_files
 from banet_vo.data.readers import READERS, open_sequence
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import R_BODY_OPTICAL  # REP-103 body ← optical
+from banet_vo.geometry.rigid import pose_matrix, rotation_to_quaternion
 
 logger = logging.getLogger(__name__)
 
@@ -106,10 +106,6 @@ def _header(t_ns: int, frame_id: str, what: str) -> Any:
     return TYPESTORE.types["std_msgs/msg/Header"](stamp=_ros_time(t_ns, what), frame_id=frame_id)
 
 
-def _quaternion_xyzw(rotation: np.ndarray) -> np.ndarray:
-    return Rotation.from_matrix(rotation).as_quat(canonical=True)  # [x, y, z, w], w >= 0, re-orthonormalised
-
-
 def image_message(image: np.ndarray, t_ns: int, frame_id: str) -> Any:
     """sensor_msgs/Image (rosbags object) from H×W uint8 (mono8), H×W×3 uint8 RGB (rgb8) or H×W float32."""
     image = np.asarray(image)
@@ -158,7 +154,7 @@ def camera_info_message(camera: PinholeCamera, t_ns: int, frame_id: str) -> Any:
 
 def _pose_message(T: np.ndarray) -> Any:
     types = TYPESTORE.types
-    q = _quaternion_xyzw(T[:3, :3])
+    q = rotation_to_quaternion(T[:3, :3])
     return types["geometry_msgs/msg/Pose"](
         position=types["geometry_msgs/msg/Point"](x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
         orientation=types["geometry_msgs/msg/Quaternion"](x=q[0], y=q[1], z=q[2], w=q[3]),
@@ -183,7 +179,7 @@ def odometry_message(T_wc: np.ndarray, t_ns: int, world_frame: str, child_frame:
 def tf_static_message(t_ns: int, body_frame: str, camera_frame: str) -> Any:
     """tf2_msgs/TFMessage with body_frame → camera_frame: zero translation, REP-103 optical rotation."""
     types = TYPESTORE.types
-    q = _quaternion_xyzw(R_BODY_OPTICAL)
+    q = rotation_to_quaternion(R_BODY_OPTICAL)
     transform = types["geometry_msgs/msg/TransformStamped"](
         header=_header(t_ns, body_frame, "tf_static stamp"),
         child_frame_id=camera_frame,
@@ -483,11 +479,8 @@ def camera_from_info(msg: Any) -> PinholeCamera:
 
 def pose_from_message(pose: Any) -> np.ndarray:
     """4×4 float64 from a geometry_msgs/Pose."""
-    q = pose.orientation
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
-    T[:3, 3] = [pose.position.x, pose.position.y, pose.position.z]
-    return T
+    q, p = pose.orientation, pose.position
+    return pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -14,16 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from banet_vo.data.sequence import Sequence
-from banet_vo.geometry import PinholeCamera
-
-
-def relative_pose(T_w_ref: np.ndarray, T_w_tgt: np.ndarray) -> np.ndarray:
-    """T_tgt_ref = inv(T_w_tgt) @ T_w_ref in float64, with the rigid inverse in closed form."""
-    R, t = T_w_tgt[:3, :3], T_w_tgt[:3, 3]
-    T_tgt_w = np.eye(4)
-    T_tgt_w[:3, :3] = R.T
-    T_tgt_w[:3, 3] = -R.T @ t
-    return T_tgt_w @ T_w_ref
+from banet_vo.geometry import PinholeCamera, relative_pose
 
 
 def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -23,6 +23,8 @@ from typing import Literal
 
 import numpy as np
 
+from banet_vo.geometry.rigid import rotation_angle_deg
+
 AUC_THRESHOLDS_DEG: tuple[float, ...] = (5.0, 10.0, 20.0)
 
 
@@ -38,17 +40,6 @@ def as_pose_matrices(T, name: str = "T") -> np.ndarray:
     if not np.all(np.isfinite(T)):
         raise ValueError(f"{name} contains non-finite values")
     return T
-
-
-def rotation_angle_deg(R) -> np.ndarray:
-    """Angle of rotation matrices (..., 3, 3) in degrees, accurate near 0 and 180 (atan2 form)."""
-    R = np.asarray(R, dtype=np.float64)
-    cos_term = 0.5 * (np.trace(R, axis1=-2, axis2=-1) - 1.0)
-    skew = np.stack(
-        [R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], -1
-    )
-    sin_term = 0.5 * np.linalg.norm(skew, axis=-1)
-    return np.degrees(np.arctan2(sin_term, cos_term))
 
 
 def rotation_error_deg(R_est, R_gt) -> np.ndarray:

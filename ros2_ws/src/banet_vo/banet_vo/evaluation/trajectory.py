@@ -24,7 +24,8 @@ from evo.core.trajectory import PosePath3D, PoseTrajectory3D
 from evo.core.units import Unit
 from evo.tools import file_interface
 
-from banet_vo.evaluation.pose import as_pose_matrices, rotation_angle_deg
+from banet_vo.evaluation.pose import as_pose_matrices
+from banet_vo.geometry.rigid import rotation_angle_deg
 
 logger = logging.getLogger(__name__)
 

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import numpy as np
 
+# invert and skew live in rigid.py; odometry code imports them from here too, so they stay importable.
+from banet_vo.geometry.rigid import invert, skew
+
 __all__ = [
     "R_BODY_OPTICAL",
     "adjoint",
     "body_from_optical",
     "compose_right_covariance",
-    "invert",
     "left_to_right_covariance",
     "pose_covariance_from_hessian",
     "right_covariance_to_ros",
-    "skew",
     "transform_covariance",
 ]
 
@@ -42,21 +43,6 @@ def _cov(C: np.ndarray, name: str) -> np.ndarray:
     if C.shape != (6, 6) or not np.all(np.isfinite(C)):
         raise ValueError(f"{name} must be a finite 6x6 matrix, got shape {C.shape}")
     return C
-
-
-def skew(v: np.ndarray) -> np.ndarray:
-    """[v]× with [v]× w = v × w."""
-    x, y, z = np.asarray(v, dtype=np.float64).reshape(3)
-    return np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
-
-
-def invert(T: np.ndarray) -> np.ndarray:
-    """Inverse of a rigid transform (exact, no general matrix inverse)."""
-    T = _pose(T, "T")
-    out = np.eye(4)
-    out[:3, :3] = T[:3, :3].T
-    out[:3, 3] = -T[:3, :3].T @ T[:3, 3]
-    return out
 
 
 def body_from_optical(

@@ -10,6 +10,8 @@ import numpy as np
 import pypose as pp
 import torch
 
+from banet_vo.geometry import rigid
+
 __all__ = [
     "as_se3",
     "identity_se3",
@@ -96,16 +98,6 @@ def perturb_left(T: pp.LieTensor, delta: torch.Tensor) -> pp.LieTensor:
     return pp.se3(delta).Exp() @ as_se3(T, check=False)
 
 
-def _np_rigid_inverse(T: np.ndarray) -> np.ndarray:
-    R = T[..., :3, :3]
-    t = T[..., :3, 3:]
-    out = np.zeros_like(T)
-    out[..., :3, :3] = np.swapaxes(R, -1, -2)
-    out[..., :3, 3:] = -np.swapaxes(R, -1, -2) @ t
-    out[..., 3, 3] = 1.0
-    return out
-
-
 def relative_pose(T_wi, T_wj):
     """``T_ji = inv(T_wj) · T_wi``: maps points from camera i into camera j.
 
@@ -120,7 +112,7 @@ def relative_pose(T_wi, T_wj):
                 raise ValueError(f"{name} has non-finite entries")
         T_wi = T_wi.astype(np.float64)
         T_wj = T_wj.astype(np.float64)
-        return _np_rigid_inverse(T_wj) @ T_wi
+        return rigid.invert(T_wj) @ T_wi
     if isinstance(T_wi, pp.LieTensor) or isinstance(T_wj, pp.LieTensor):
         A = as_se3(T_wi, name="T_wi")
         B = as_se3(T_wj, dtype=A.dtype, device=A.device, name="T_wj")
@@ -146,15 +138,7 @@ def rotation_angle_deg(T):
         angle = 2.0 * torch.atan2(q[..., :3].norm(dim=-1), q[..., 3].abs())
         return torch.rad2deg(angle)
     if isinstance(T, np.ndarray):
-        if T.ndim < 2 or T.shape[-2:] not in ((4, 4), (3, 3), (3, 4)):
-            raise ValueError(f"T must have shape (..., 4, 4) or (..., 3, 3), got {T.shape}")
-        R = T[..., :3, :3].astype(np.float64)
-        axis = np.stack(
-            [R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], -1
-        )
-        s = 0.5 * np.linalg.norm(axis, axis=-1)
-        c = 0.5 * (np.trace(R, axis1=-2, axis2=-1) - 1.0)
-        return np.degrees(np.arctan2(s, c))
+        return rigid.rotation_angle_deg(T)
     if isinstance(T, torch.Tensor):
         if T.dim() < 2 or T.shape[-2:] not in ((4, 4), (3, 3), (3, 4)):
             raise ValueError(f"T must have shape (..., 4, 4) or (..., 3, 3), got {tuple(T.shape)}")

@@ -6,7 +6,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from banet_vo.geometry import PinholeCamera
-from banet_vo.geometry.frames import invert
+from banet_vo.geometry.rigid import invert
 
 
 def scale_motion(T: np.ndarray, factor: float) -> np.ndarray:

@@ -34,12 +34,12 @@ from banet_vo.geometry.frames import (
     adjoint,
     body_from_optical,
     compose_right_covariance,
-    invert,
     left_to_right_covariance,
     pose_covariance_from_hessian,
     right_covariance_to_ros,
     transform_covariance,
 )
+from banet_vo.geometry.rigid import invert
 from banet_vo.geometry.se3 import rotation_angle_deg
 from banet_vo.odometry import timing
 from banet_vo.odometry.estimator import PairEstimate, PairEstimator, PreparedFrame, prepare_frame

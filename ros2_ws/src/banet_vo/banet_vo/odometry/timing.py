@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from banet_vo.geometry.frames import invert
+from banet_vo.geometry.rigid import invert
 
 __all__ = [
     "BACK_JUMP",

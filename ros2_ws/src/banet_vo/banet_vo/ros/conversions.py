@@ -24,12 +24,12 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from nav_msgs.msg import Odometry
 from rosbags.image.image import to_cvtype
-from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.rectify import CameraCalibration
+from banet_vo.geometry.rigid import rotation_to_quaternion, skew
 
 logger = logging.getLogger(__name__)
 
@@ -441,19 +441,10 @@ def left_tangent_cov_to_pose_cov(T_parent_child: np.ndarray, cov_left: np.ndarra
     """
     T = _rigid_transform(T_parent_child, "T_parent_child")
     cov = _covariance(cov_left, "cov_left")
-    tx, ty, tz = T[:3, 3]
-    t_cross = np.array([[0.0, -tz, ty], [tz, 0.0, -tx], [-ty, tx, 0.0]])
     J = np.eye(6)
-    J[:3, 3:] = -t_cross
+    J[:3, 3:] = -skew(T[:3, 3])
     out = J @ cov @ J.T
     return 0.5 * (out + out.T)
-
-
-def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
-    """Unit quaternion [x, y, z, w] of a rotation matrix, with w ≥ 0 (one of the two equal signs)."""
-    q = Rotation.from_matrix(np.asarray(R, dtype=np.float64)).as_quat()
-    q /= np.linalg.norm(q)
-    return -q if q[3] < 0 else q
 
 
 def odometry_msg(

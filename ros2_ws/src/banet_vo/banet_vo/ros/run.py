@@ -37,6 +37,7 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image
 
 from banet_vo.data.bags import CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC, ODOMETRY_TOPIC, BagReader
+from banet_vo.geometry.rigid import pose_matrix
 from banet_vo.ros.bag_player import BagPlayer
 from banet_vo.ros.conversions import image_to_numpy, stamp_to_ns
 from banet_vo.ros.qos import reliable_qos
@@ -76,12 +77,8 @@ class Recorder(Node):
         self.create_subscription(CameraInfo, f"{prefix}/depth/camera_info", self._on_info, qos)
 
     def _on_odometry(self, msg: Odometry) -> None:
-        from scipy.spatial.transform import Rotation
-
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
-        T = np.eye(4)
-        T[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
-        T[:3, 3] = [p.x, p.y, p.z]
+        T = pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
         with self.lock:
             self.data.odometry.append(
                 (stamp_to_ns(msg.header.stamp), T, np.reshape(msg.pose.covariance, (6, 6)))

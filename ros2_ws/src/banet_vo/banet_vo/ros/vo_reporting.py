@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
-from scipy.spatial.transform import Rotation
 
+from banet_vo.geometry.rigid import pose_matrix as _pose_matrix
 from banet_vo.odometry import FAILED, INITIALISING, LOST, FrameResult
 
 
@@ -74,9 +74,7 @@ def pose_matrix(pose: Any) -> np.ndarray:
     quat = np.array([q.x, q.y, q.z, q.w], dtype=np.float64)
     if not np.all(np.isfinite(quat)) or not abs(np.linalg.norm(quat) - 1.0) < 1e-3:
         raise ValueError(f"orientation must be a unit quaternion, got {quat.tolist()}")
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_quat(quat).as_matrix()
-    T[:3, 3] = [p.x, p.y, p.z]
+    T = _pose_matrix([p.x, p.y, p.z], quat)
     if not np.all(np.isfinite(T)):
         raise ValueError("position must be finite")
     return T

@@ -16,9 +16,8 @@ import numpy as np
 from geometry_msgs.msg import TransformStamped
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
-from scipy.spatial.transform import Rotation
 
-from banet_vo.ros.conversions import rotation_to_quaternion
+from banet_vo.geometry.rigid import pose_matrix, rotation_to_quaternion
 from banet_vo.ros.qos import latched_qos
 
 
@@ -38,10 +37,7 @@ def transform_msg(header: Any, child: str, T: np.ndarray) -> TransformStamped:
 def transform_to_matrix(transform: Any) -> np.ndarray:
     """4x4 of a geometry_msgs/Transform."""
     t, q = transform.translation, transform.rotation
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
-    T[:3, 3] = [t.x, t.y, t.z]
-    return T
+    return pose_matrix([t.x, t.y, t.z], [q.x, q.y, q.z, q.w])
 
 
 class TfOutput:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from banet_vo.data.dataset import relative_pose
+from banet_vo.geometry import relative_pose
 
 logger = logging.getLogger(__name__)
 

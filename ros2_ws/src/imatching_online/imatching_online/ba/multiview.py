@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from banet_vo.geometry.rigid import invert
 
 
 def normalized(uv: np.ndarray, K: np.ndarray) -> np.ndarray:
@@ -19,16 +20,6 @@ def rays(uv: np.ndarray, K: np.ndarray) -> np.ndarray:
     """Pixels (..., 2) -> rays [x, y, 1] (..., 3) in the camera frame."""
     xy = normalized(uv, K)
     return np.concatenate([xy, np.ones_like(xy[..., :1])], -1)
-
-
-def invert(T: np.ndarray) -> np.ndarray:
-    """Inverse of rigid transforms (..., 4, 4)."""
-    R, t = T[..., :3, :3], T[..., :3, 3]
-    out = np.zeros_like(T)
-    out[..., :3, :3] = np.swapaxes(R, -1, -2)
-    out[..., :3, 3] = -np.einsum("...ji,...j->...i", R, t)
-    out[..., 3, 3] = 1.0
-    return out
 
 
 def camera_centres(T_cw: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pypose as pp
 import torch
+from banet_vo.geometry import skew
 from torch import nn
 
 from imatching_online.ba.config import WindowConfig
@@ -72,9 +73,9 @@ class _AnchoredProjection(torch.autograd.Function):
         r = rho[:, None, None, None].expand(*P.shape[:2], 1, 1)
         eye = torch.eye(3, dtype=P.dtype, device=P.device).expand(*P.shape[:2], 3, 3)
         # Frame b: d P / d delta_b = [rho I, -[P]x]; anchor a: d P / d delta_a = -R_ba [rho I, -[f]x].
-        J_b = J_proj @ torch.cat([r * eye, -_skew(P)], -1)
+        J_b = J_proj @ torch.cat([r * eye, -skew(P)], -1)
         f = ray[:, None, :].expand_as(P)
-        J_a = -(J_proj @ R_ba) @ torch.cat([r * eye, -_skew(f)], -1)
+        J_a = -(J_proj @ R_ba) @ torch.cat([r * eye, -skew(f)], -1)
         J_pose = P.new_zeros(*P.shape[:2], 2, num_frames, 7)
         frames = torch.arange(num_frames, device=P.device)
         J_pose[:, frames, :, frames, :6] = J_b.transpose(0, 1)
@@ -91,15 +92,6 @@ class _AnchoredProjection(torch.autograd.Function):
         grad_rho = (g_uv * J_rho).sum((-1, -2))
         grad_pose = (g_uv.reshape(1, -1) @ J_pose).reshape(ctx.num_frames, 7)
         return grad_pose, grad_rho, None, None, None, None, None
-
-
-def _skew(v: torch.Tensor) -> torch.Tensor:
-    """[v]x of (..., 3) vectors -> (..., 3, 3)."""
-    zero = torch.zeros_like(v[..., 0])
-    x, y, z = v[..., 0], v[..., 1], v[..., 2]
-    return torch.stack(
-        [torch.stack([zero, -z, y], -1), torch.stack([z, zero, -x], -1), torch.stack([-y, x, zero], -1)], -2
-    )
 
 
 class AnchoredReprojection(nn.Module):

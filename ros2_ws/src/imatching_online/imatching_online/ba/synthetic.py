@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from banet_vo.geometry.rigid import invert
 
-from imatching_online.ba.multiview import invert, project_all, rays, transform
+from imatching_online.ba.multiview import project_all, rays, transform
 from imatching_online.ba.tracks import PairMatches
 
 MOTIONS = ("sideways", "forward", "rotation", "static")

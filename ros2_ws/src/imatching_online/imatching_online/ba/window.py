@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from banet_vo.geometry.rigid import invert
 
 from imatching_online.ba.config import WindowConfig
 from imatching_online.ba.failures import FailureReason, FailureStats, WindowFailure
 from imatching_online.ba.initialise import initialise_map
-from imatching_online.ba.multiview import anchored_points, anchored_reprojection_errors, invert
+from imatching_online.ba.multiview import anchored_points, anchored_reprojection_errors
 from imatching_online.ba.refine import PassStats, refine_window
 from imatching_online.ba.tracking import track_frames
 from imatching_online.ba.tracks import ANCHOR, Tracks, build_tracks

@@ -1,0 +1,68 @@
+"""Rigid transforms as numpy 4x4 float64 matrices: inverse, cross-product matrix, quaternions.
+
+The one home of these helpers for both packages (the torch / pypose forms live in se3.py and
+projection.py). Quaternions are ROS order [x, y, z, w].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+__all__ = ["invert", "pose_matrix", "rotation_angle_deg", "rotation_to_quaternion", "skew"]
+
+
+def invert(T: np.ndarray) -> np.ndarray:
+    """Inverse of rigid transforms (..., 4, 4) in closed form (Rᵀ, −Rᵀt), float64; no general inverse.
+
+    Non-finite entries are not an error: the window BA inverts failed (NaN) poses and tests them after.
+    """
+    T = np.asarray(T, dtype=np.float64)
+    if T.ndim < 2 or T.shape[-2:] != (4, 4):
+        raise ValueError(f"T must be rigid transforms of shape (..., 4, 4), got shape {T.shape}")
+    R_t = np.swapaxes(T[..., :3, :3], -1, -2)
+    out = np.zeros_like(T)
+    out[..., :3, :3] = R_t
+    out[..., :3, 3] = -np.einsum("...ij,...j->...i", R_t, T[..., :3, 3])
+    out[..., 3, 3] = 1.0
+    return out
+
+
+def skew(v: np.ndarray) -> np.ndarray:
+    """[v]× of vectors (..., 3) → (..., 3, 3), so that skew(a) @ b = a × b."""
+    v = np.asarray(v, dtype=np.float64)
+    if v.shape[-1:] != (3,):
+        raise ValueError(f"v must have shape (..., 3), got {v.shape}")
+    x, y, z = v[..., 0], v[..., 1], v[..., 2]
+    o = np.zeros_like(x)
+    return np.stack([o, -z, y, z, o, -x, -y, x, o], axis=-1).reshape(*v.shape, 3)
+
+
+def rotation_angle_deg(T: np.ndarray) -> np.ndarray:
+    """Rotation angle (degrees, in [0, 180]) of poses (..., 4, 4) / (..., 3, 4) or rotations (..., 3, 3).
+
+    atan2 of the sine and cosine parts, so small angles stay accurate (arccos of the trace does not).
+    """
+    T = np.asarray(T)
+    if T.ndim < 2 or T.shape[-2:] not in ((4, 4), (3, 3), (3, 4)):
+        raise ValueError(f"T must have shape (..., 4, 4) or (..., 3, 3), got {T.shape}")
+    R = T[..., :3, :3].astype(np.float64)
+    axis = np.stack(
+        [R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], -1
+    )
+    s = 0.5 * np.linalg.norm(axis, axis=-1)
+    c = 0.5 * (np.trace(R, axis1=-2, axis2=-1) - 1.0)
+    return np.degrees(np.arctan2(s, c))
+
+
+def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
+    """Unit quaternion [x, y, z, w] of a rotation matrix, with w ≥ 0 (the canonical of the two signs)."""
+    return Rotation.from_matrix(np.asarray(R, dtype=np.float64)).as_quat(canonical=True)
+
+
+def pose_matrix(translation, quaternion_xyzw) -> np.ndarray:
+    """4x4 float64 from a translation [x, y, z] and a quaternion [x, y, z, w] (normalised here)."""
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_quat(np.asarray(quaternion_xyzw, dtype=np.float64)).as_matrix()
+    T[:3, 3] = np.asarray(translation, dtype=np.float64).reshape(3)
+    return T

@@ -1,0 +1,57 @@
+"""geometry/rigid.py, the numpy rigid-transform helpers both packages share, against references."""
+
+import numpy as np
+import pytest
+from banet_vo.geometry.rigid import invert, pose_matrix, rotation_angle_deg, rotation_to_quaternion, skew
+from scipy.spatial.transform import Rotation
+
+
+def _random_poses(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    T = np.tile(np.eye(4), (n, 1, 1))
+    T[:, :3, :3] = Rotation.random(n, random_state=seed).as_matrix()
+    T[:, :3, 3] = rng.normal(scale=5.0, size=(n, 3))
+    return T
+
+
+def test_invert_matches_the_general_inverse_batched_and_single():
+    T = _random_poses(7).reshape(7, 1, 4, 4)
+    np.testing.assert_allclose(invert(T), np.linalg.inv(T), atol=1e-12)
+    np.testing.assert_allclose(invert(T[3, 0]) @ T[3, 0], np.eye(4), atol=1e-12)
+    assert invert(T[0, 0].astype(np.float32)).dtype == np.float64
+
+
+def test_invert_passes_nan_through_and_rejects_wrong_shapes():
+    T = _random_poses(2)
+    T[1, 0, 3] = np.nan
+    out = invert(T)
+    assert np.all(np.isfinite(out[0])) and np.isnan(out[1]).any()
+    with pytest.raises(ValueError, match="4, 4"):
+        invert(np.eye(3))
+
+
+def test_skew_is_the_cross_product_matrix():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(2, 5, 3))
+    np.testing.assert_allclose((skew(a) @ b[..., None])[..., 0], np.cross(a, b), atol=1e-14)
+    np.testing.assert_array_equal(skew([1.0, 2.0, 3.0]), [[0, -3, 2], [3, 0, -1], [-2, 1, 0]])
+
+
+def test_quaternion_is_ros_order_with_nonnegative_w_and_round_trips():
+    Rz90 = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    np.testing.assert_allclose(rotation_to_quaternion(Rz90), [0, 0, np.sqrt(0.5), np.sqrt(0.5)], atol=1e-15)
+    T = _random_poses(20, seed=2)
+    for Ti in T:
+        q = rotation_to_quaternion(Ti[:3, :3])
+        assert q[3] >= 0 and np.isclose(np.linalg.norm(q), 1.0)
+        np.testing.assert_allclose(pose_matrix(Ti[:3, 3], q), Ti, atol=1e-12)
+        np.testing.assert_allclose(pose_matrix(Ti[:3, 3], -q), Ti, atol=1e-12)  # both signs, one rotation
+
+
+def test_rotation_angle_deg_against_the_rotation_vector_norm():
+    T = _random_poses(50, seed=3)
+    expected = np.degrees(np.linalg.norm(Rotation.from_matrix(T[:, :3, :3]).as_rotvec(), axis=-1))
+    np.testing.assert_allclose(rotation_angle_deg(T), expected, atol=1e-9)
+    np.testing.assert_allclose(rotation_angle_deg(T[:, :3, :3]), expected, atol=1e-9)
+    tiny = Rotation.from_rotvec([0.0, 0.0, 1e-9]).as_matrix()
+    assert rotation_angle_deg(tiny) == pytest.approx(np.degrees(1e-9), rel=1e-6)
