@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from banet_vo.config_fields import add_field_argument, setting
 
 from imatching_online.ba import FailureStats, WindowConfig, WindowResult, solve_window
 from imatching_online.matcher.network import Matcher, MatchOutput
@@ -41,20 +42,32 @@ from imatching_online.matcher.train import augment
 
 @dataclass(frozen=True)
 class AdaptConfig:
-    lr: float = 1e-4
-    grad_clip: float = 1.0
+    lr: float = setting(1e-4, "Adam learning rate of the matcher", range=(1e-9, 1.0))
+    grad_clip: float = setting(1.0, "gradient-norm clip per step", range=(1e-6, 1e6))
     huber_px: float = 2.0  # Huber threshold of the reprojection residual, in pixels
     coarse_weight: float = 0.5  # weight of the coarse match's reprojection term
-    epipolar_weight: float = 0.0  # Sampson term on BA-inlier matches (0 = off)
-    queries_per_frame: int = 300
+    epipolar_weight: float = setting(
+        0.0, "weight of the Sampson epipolar term on BA inliers (0: off)", range=(0.0, 100.0)
+    )
+    queries_per_frame: int = setting(300, "corner queries per anchor frame", range=(10, 10_000))
     anchors: tuple[str, ...] = ("first", "middle")  # frames whose corners are matched into all others
     min_confidence: float = 0.0
-    rollback_window: int = 8  # windows per guard block
-    rollback_tolerance: float = 0.1  # allowed drop of the mean BA inlier ratio below the reference
-    augment: bool = False  # loss on an augmented view, BA on the clean one (module docstring)
+    rollback_window: int = setting(8, "windows per rollback-guard block", range=(1, 10_000))
+    rollback_tolerance: float = setting(
+        0.1,
+        "drop of the mean BA inlier ratio below the first block's that restores the last good weights",
+        range=(1e-6, 1.0),
+    )
+    augment: bool = setting(
+        False, "BA on the clean frames, loss on a photometrically augmented copy (regulariser)"
+    )
     # Fraction of the way back to the starting weights after each step, [0, 1). 0.05: best of the
     # pre-registered validation on HoloLens (models/MATCHER_CARD.md); plain adaptation lost MMA there.
-    anchor_pull: float = 0.05
+    anchor_pull: float = setting(
+        0.05,
+        "after each step, move the weights this fraction back to the loaded ones (0: off)",
+        range=(0.0, 0.99),
+    )
 
     def __post_init__(self) -> None:
         for name in ("lr", "grad_clip", "huber_px", "rollback_tolerance"):
@@ -389,6 +402,22 @@ def window_schedule(starts: list[int], steps: int, order: str, seed: int = 0) ->
     return schedule[:steps]
 
 
+# Flags whose default, type and help come from the config field they set (config_cls, field name).
+CLI_SETTINGS: tuple[tuple[str, type, str], ...] = (
+    ("--lr", AdaptConfig, "lr"),
+    ("--grad-clip", AdaptConfig, "grad_clip"),
+    ("--epipolar-weight", AdaptConfig, "epipolar_weight"),
+    ("--augment", AdaptConfig, "augment"),
+    ("--anchor-pull", AdaptConfig, "anchor_pull"),
+    ("--queries", AdaptConfig, "queries_per_frame"),
+    ("--rollback-window", AdaptConfig, "rollback_window"),
+    ("--rollback-tolerance", AdaptConfig, "rollback_tolerance"),
+    ("--ba-passes", WindowConfig, "passes"),
+    ("--ba-iterations", WindowConfig, "lm_iterations"),
+    ("--min-parallax-deg", WindowConfig, "min_parallax_deg"),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="imatching-adapt",
@@ -424,30 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--width", type=int, default=240, help="working image width (multiple of 8; height keeps aspect)"
     )
-    p.add_argument("--window", type=int, default=5, help="frames per BA window")
+    add_field_argument(p, "--window", WindowConfig, "window_size")
     p.add_argument("--frame-stride", type=int, default=1, help="take every k-th frame inside a window")
-    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
-    p.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip")
-    p.add_argument("--epipolar-weight", type=float, default=0.0, help="weight of the Sampson epipolar term")
-    p.add_argument(
-        "--augment",
-        action="store_true",
-        help="BA on the clean frames, loss on a photometrically augmented copy (regulariser)",
-    )
-    p.add_argument(
-        "--anchor-pull",
-        type=float,
-        default=0.05,
-        help="after each step move the weights this fraction back to the starting ones (0 = off)",
-    )
-    p.add_argument("--queries", type=int, default=300, help="corner queries per anchor frame")
-    p.add_argument("--rollback-window", type=int, default=8, help="windows per rollback-guard block")
-    p.add_argument("--rollback-tolerance", type=float, default=0.1, help="allowed inlier-ratio drop")
-    p.add_argument("--ba-passes", type=int, default=2, help="BA optimise/prune passes per window")
-    p.add_argument("--ba-iterations", type=int, default=5, help="LM iterations per BA pass")
-    p.add_argument(
-        "--min-parallax-deg", type=float, default=0.5, help="parallax the BA's initial pair needs (degrees)"
-    )
+    for flag, config_cls, name in CLI_SETTINGS:
+        add_field_argument(p, flag, config_cls, name)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0, help="order of the windows with --order shuffle")
     p.add_argument(
@@ -514,6 +523,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def configs_from_args(args: argparse.Namespace) -> tuple[AdaptConfig, WindowConfig]:
+    """The adaptation and BA settings the parsed flags ask for (ValueError for invalid ones)."""
+    settings: dict[type, dict[str, object]] = {AdaptConfig: {}, WindowConfig: {"window_size": args.window}}
+    for flag, config_cls, name in CLI_SETTINGS:
+        settings[config_cls][name] = getattr(args, flag.removeprefix("--").replace("-", "_"))
+    return AdaptConfig(**settings[AdaptConfig]), WindowConfig(**settings[WindowConfig])
+
+
 def _run(args, signals=None) -> int:
     from banet_vo.data import open_sequence
 
@@ -529,15 +546,7 @@ def _run(args, signals=None) -> int:
     if args.checkpoint_every < 0:
         raise ValueError("--checkpoint-every must be >= 0")
     # Settings first: a bad flag fails before any frame is read.
-    config = AdaptConfig(
-        lr=args.lr, grad_clip=args.grad_clip, epipolar_weight=args.epipolar_weight,
-        queries_per_frame=args.queries, rollback_window=args.rollback_window,
-        rollback_tolerance=args.rollback_tolerance, augment=args.augment, anchor_pull=args.anchor_pull,
-    )  # fmt: skip
-    ba_config = WindowConfig(
-        window_size=args.window, passes=args.ba_passes, lm_iterations=args.ba_iterations,
-        min_parallax_deg=args.min_parallax_deg,
-    )  # fmt: skip
+    config, ba_config = configs_from_args(args)
     seq = open_sequence(args.sequence)
     frames = _frame_range(args.frames, len(seq)) if args.frames else range(len(seq))
     span = (args.window - 1) * args.frame_stride

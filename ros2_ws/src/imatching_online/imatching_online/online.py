@@ -28,6 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from banet_vo.config_fields import setting
 from banet_vo.geometry import PinholeCamera
 
 from imatching_online.adapt import (
@@ -52,12 +53,22 @@ SKIPPED_STATIC = "skipped_static"  # median flow below min_flow_px
 
 @dataclass(frozen=True)
 class StreamConfig:
-    window_size: int = 5  # frames per BA window
-    window_stride: int = 1  # kept frames the window slides by after each step (window_size: disjoint)
-    min_frame_gap: int = 1  # take at most every k-th incoming frame
-    min_flow_px: float = 2.0  # median LK flow (working size) a new frame needs against the last kept (0: off)
-    max_image_size: int = 320  # long side of the working images (rounded to a multiple of 8)
-    adapt: bool = True  # False: match + BA + report only, the weights never change
+    window_size: int = WindowConfig.window_size  # the BA's: the stream fills the windows it solves
+    window_stride: int = setting(
+        1, "kept frames the window slides by after each step (window_size: disjoint windows)", range=(1, 30)
+    )
+    min_frame_gap: int = setting(1, "take at most every n-th incoming frame into the window", range=(1, 1000))
+    min_flow_px: float = setting(
+        2.0,
+        "median optical flow [px at working size] a frame needs against the last kept one (0: off)",
+        range=(0.0, 1000.0),
+    )
+    max_image_size: int = setting(
+        320,
+        "long side of the working images [px]; larger images are downscaled (multiples of 8)",
+        range=(16, 4096),
+    )
+    adapt: bool = setting(True, "true: update the matcher; false: run matching + BA and report only")
 
     def __post_init__(self) -> None:
         for name in ("window_size", "window_stride", "min_frame_gap", "max_image_size"):

@@ -21,6 +21,8 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 
+from banet_vo.config_fields import field_info
+
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
@@ -37,6 +39,18 @@ class ParameterSpec:
     range: tuple[float, float] | None = None  # inclusive, for ints and floats
     choices: tuple[str, ...] | None = None  # for strings
     dynamic: bool = False  # settable at run time (the node validates and applies the change)
+
+    @classmethod
+    def from_field(
+        cls, config_cls: type, field: str, name: str | None = None, **overrides: Any
+    ) -> ParameterSpec:
+        """The spec of a config field declared with `banet_vo.config_fields.setting`: default, description,
+        range and choices come from the dataclass (`name` defaults to the field's, e.g. "ba_" + field)."""
+        info = field_info(config_cls, field)
+        spec = {"default": info.default, "description": info.description, "range": info.range}
+        spec["choices"] = info.choices
+        spec.update(overrides)
+        return cls(name or field, **spec)
 
     @property
     def is_integer(self) -> bool:

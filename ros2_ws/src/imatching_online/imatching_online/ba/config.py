@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+from banet_vo.config_fields import setting
+
 KERNELS = ("cauchy", "huber")
 
 
@@ -12,12 +14,15 @@ KERNELS = ("cauchy", "huber")
 class WindowConfig:
     """Thresholds in pixels and degrees; counts are per window unless named per frame."""
 
-    window_size: int = 5  # frames per window (the caller slides it; solve_window takes any N >= 2)
+    # The caller slides the window; solve_window takes any N >= 2.
+    window_size: int = setting(5, "frames per bundle-adjustment window", range=(2, 30))
     min_confidence: float = 0.0  # matches below this confidence are ignored
     # Initialisation (best pair).
     min_pair_matches: int = 30  # co-observations a frame pair needs to be considered
     min_flow_px: float = 2.0  # median pixel motion below this in every pair: static camera
-    min_parallax_deg: float = 0.5  # median rotation-compensated ray angle the chosen pair needs
+    min_parallax_deg: float = setting(
+        0.5, "median rotation-compensated parallax the BA's initial pair needs [deg]", range=(0.0, 45.0)
+    )
     essential_threshold_px: float = 1.0  # RANSAC epipolar threshold
     essential_confidence: float = 0.999
     min_init_inliers: int = 30  # essential-matrix inliers the chosen pair needs
@@ -27,8 +32,8 @@ class WindowConfig:
     min_frame_inliers: int = 15  # 2D-3D inliers (and, after BA, observations) every frame needs
     triangulation_threshold_px: float = 3.0
     # Refinement (LM passes with outlier pruning).
-    passes: int = 3  # optimise -> prune -> re-triangulate rounds
-    lm_iterations: int = 10  # LM steps per pass at most
+    passes: int = setting(3, "BA optimise / prune / re-triangulate passes per window", range=(1, 20))
+    lm_iterations: int = setting(10, "LM iterations per BA pass at most", range=(1, 100))
     lm_tolerance: float = 1e-4  # stop a pass when the relative cost decrease falls below this
     kernel: str = "cauchy"  # robust kernel of pypose: cauchy or huber
     kernel_delta_px: float = 1.0
@@ -37,7 +42,9 @@ class WindowConfig:
     min_landmark_parallax_deg: float = 0.5  # largest ray angle a landmark needs after pruning
     max_ba_landmarks: int = 400  # landmarks in the LM problem (others follow by re-triangulation)
     min_landmarks: int = 30
-    min_inlier_ratio: float = 0.2  # inlier matches / usable matches below this: window rejected
+    min_inlier_ratio: float = setting(
+        0.2, "BA inlier matches / usable matches below which a window is skipped", range=(0.0, 1.0)
+    )
     torch_threads: int = 1  # torch threads while LM runs (0: leave torch's setting alone)
     seed: int = 0  # RANSAC and landmark subsampling are seeded: same input, same result
 

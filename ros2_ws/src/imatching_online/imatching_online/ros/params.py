@@ -21,6 +21,21 @@ from imatching_online.ba import WindowConfig
 from imatching_online.lineage import START_FROM
 from imatching_online.online import StreamConfig
 
+# Table entries by the config they go to (same field names; the BA's carry the prefix "ba_"). Their
+# defaults, descriptions and ranges are written once, on the config's field (banet_vo.config_fields).
+STREAM_PARAMS = ("window_size", "window_stride", "min_frame_gap", "min_flow_px", "max_image_size", "adapt")
+ADAPT_PARAMS = (
+    "lr",
+    "grad_clip",
+    "queries_per_frame",
+    "epipolar_weight",
+    "anchor_pull",
+    "augment",
+    "rollback_window",
+    "rollback_tolerance",
+)
+BA_PARAMS = ("passes", "lm_iterations", "min_parallax_deg", "min_inlier_ratio")
+
 PARAMS = ParameterTable(
     ParameterSpec("matcher", "", "matcher checkpoint to start from (.safetensors, kind matcher); required"),
     ParameterSpec(
@@ -36,71 +51,21 @@ PARAMS = ParameterTable(
         "another matcher); matcher: start from the matcher and replace output_model (with a warning)",
         choices=START_FROM,
     ),
-    ParameterSpec("adapt", True, "true: update the matcher; false: run matching + BA and report only"),
+    ParameterSpec.from_field(StreamConfig, "adapt"),
     ParameterSpec("device", "auto", "torch device: auto (CUDA when available), cuda or cpu", choices=DEVICES),
     ParameterSpec("torch_threads", 0, "CPU threads for torch (0: torch's default)", range=(0, 256)),
     image_qos_parameter(),
     ParameterSpec(
         "queue_size", 2, "frames waiting for the worker; older ones are dropped and counted", range=(1, 100)
     ),
-    ParameterSpec("window_size", 5, "frames per bundle-adjustment window", range=(2, 30)),
-    ParameterSpec(
-        "window_stride",
-        1,
-        "kept frames the window slides by after each step (window_size: disjoint windows)",
-        range=(1, 30),
+    ParameterSpec.from_field(WindowConfig, "window_size"),
+    *(
+        ParameterSpec.from_field(StreamConfig, name)
+        for name in STREAM_PARAMS
+        if name not in ("adapt", "window_size")
     ),
-    ParameterSpec(
-        "min_frame_gap", 1, "take at most every n-th incoming frame into the window", range=(1, 1000)
-    ),
-    ParameterSpec(
-        "min_flow_px",
-        2.0,
-        "median optical flow [px at working size] a frame needs against the last kept one (0: off)",
-        range=(0.0, 1000.0),
-    ),
-    ParameterSpec(
-        "max_image_size",
-        320,
-        "long side of the working images [px]; larger images are downscaled (multiples of 8)",
-        range=(16, 4096),
-    ),
-    ParameterSpec("lr", 1e-4, "Adam learning rate of the matcher", range=(1e-9, 1.0)),
-    ParameterSpec("grad_clip", 1.0, "gradient-norm clip per step", range=(1e-6, 1e6)),
-    ParameterSpec("queries_per_frame", 300, "corner queries per anchor frame", range=(10, 10_000)),
-    ParameterSpec(
-        "epipolar_weight",
-        0.0,
-        "weight of the Sampson epipolar term on BA inliers (0: off)",
-        range=(0.0, 100.0),
-    ),
-    ParameterSpec(
-        "anchor_pull",
-        0.05,
-        "after each step, move the weights this fraction back to the loaded ones (0: off)",
-        range=(0.0, 0.99),
-    ),
-    ParameterSpec(
-        "augment", False, "BA on the clean frames, loss on a photometrically augmented copy (regulariser)"
-    ),
-    ParameterSpec("rollback_window", 8, "windows per rollback-guard block", range=(1, 10_000)),
-    ParameterSpec(
-        "rollback_tolerance",
-        0.1,
-        "drop of the mean BA inlier ratio below the first block's that restores the last good weights",
-        range=(1e-6, 1.0),
-    ),
-    ParameterSpec("ba_passes", 2, "BA optimise / prune / re-triangulate passes per window", range=(1, 20)),
-    ParameterSpec("ba_lm_iterations", 5, "LM iterations per BA pass", range=(1, 100)),
-    ParameterSpec(
-        "ba_min_parallax_deg", 0.5, "parallax the BA's initial pair needs [deg]", range=(0.0, 45.0)
-    ),
-    ParameterSpec(
-        "ba_min_inlier_ratio",
-        0.2,
-        "BA inlier matches / usable matches below which a window is skipped",
-        range=(0.0, 1.0),
-    ),
+    *(ParameterSpec.from_field(AdaptConfig, name) for name in ADAPT_PARAMS),
+    *(ParameterSpec.from_field(WindowConfig, name, "ba_" + name) for name in BA_PARAMS),
     ParameterSpec(
         "save_every_steps",
         50,
@@ -131,19 +96,6 @@ class NodeParams:
     ba: WindowConfig
 
 
-# Table entries by the config they go to (same field names; the BA's carry the prefix "ba_").
-STREAM_PARAMS = ("window_size", "window_stride", "min_frame_gap", "min_flow_px", "max_image_size", "adapt")
-ADAPT_PARAMS = (
-    "lr",
-    "grad_clip",
-    "epipolar_weight",
-    "anchor_pull",
-    "augment",
-    "queries_per_frame",
-    "rollback_window",
-    "rollback_tolerance",
-)
-BA_PARAMS = ("passes", "lm_iterations", "min_parallax_deg", "min_inlier_ratio")
 NODE_PARAMS = tuple(f.name for f in fields(NodeParams) if f.name not in ("stream", "adapt", "ba"))
 
 

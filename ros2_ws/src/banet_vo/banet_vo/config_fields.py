@@ -1,0 +1,77 @@
+"""Settings written once: a config dataclass field carries its default, description and range.
+
+A field declared with `setting(default, "what it means", range=(lo, hi))` keeps the description and range
+in its `metadata`; the ROS parameter tables (`banet_vo.ros.parameters.ParameterSpec.from_field`) and the
+command lines (`add_field_argument`) read name, default, description and range from there, so a default
+cannot drift between the core, the node and a CLI. No ROS here: the CLIs import this without rclpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+__all__ = ["FieldInfo", "add_field_argument", "field_info", "setting"]
+
+
+def setting(
+    default: Any,
+    description: str,
+    *,
+    range: tuple[float, float] | None = None,  # same keyword as ParameterSpec
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A dataclass field with `default` and its description / inclusive range / choices as metadata."""
+    metadata = {"description": description, "range": range, "choices": choices}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldInfo:
+    """What a config field says about itself."""
+
+    name: str
+    default: Any
+    description: str
+    range: tuple[float, float] | None
+    choices: tuple[str, ...] | None
+
+
+def field_info(config_cls: type, name: str) -> FieldInfo:
+    """Default, description, range and choices of field `name` of dataclass `config_cls`.
+
+    KeyError for an unknown field; ValueError for a field without a plain default or a description
+    (declare it with `setting`): a table or CLI must not invent either.
+    """
+    by_name = {f.name: f for f in dataclasses.fields(config_cls)}
+    f = by_name[name]
+    if f.default is dataclasses.MISSING:
+        raise ValueError(f"{config_cls.__name__}.{name} has no plain default")
+    if not f.metadata.get("description"):
+        raise ValueError(f"{config_cls.__name__}.{name} has no description (declare it with setting())")
+    return FieldInfo(name, f.default, f.metadata["description"], f.metadata["range"], f.metadata["choices"])
+
+
+def add_field_argument(
+    parser: argparse.ArgumentParser | Any, flag: str, config_cls: type, name: str, **kwargs: Any
+) -> None:
+    """`parser.add_argument(flag, ...)` with default, type and help from field `name` of `config_cls`.
+
+    A bool field that defaults to False becomes a store_true switch. `kwargs` pass through (e.g. dest).
+    """
+    info = field_info(config_cls, name)
+    help_text = info.description + (f" [range {info.range[0]} .. {info.range[1]}]" if info.range else "")
+    if isinstance(info.default, bool):
+        if info.default:
+            raise ValueError(f"{config_cls.__name__}.{name}: a flag cannot switch off a True default")
+        parser.add_argument(flag, action="store_true", help=help_text, **kwargs)
+        return
+    parser.add_argument(
+        flag,
+        type=type(info.default),
+        default=info.default,
+        choices=info.choices,
+        help=help_text + " (default: %(default)s)",
+        **kwargs,
+    )
