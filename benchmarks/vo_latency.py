@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from banet_vo.provenance import code_version, machine_description
+from banet_vo.ros import topics
 
 from benchmarks.vo_kitti import DEFAULT_MODEL, ROOT
 
@@ -72,7 +73,7 @@ def measure(context, model: Path, device: str, size: tuple[int, int], rate: floa
         with lock:
             arrivals[stamp_to_ns(msg.header.stamp)] = now
 
-    io.create_subscription(Odometry, "/banet_vo/odometry", on_odom, reliable_qos(depth=100))
+    io.create_subscription(Odometry, topics.output_topic(topics.ODOMETRY), on_odom, reliable_qos(depth=100))
     executor = MultiThreadedExecutor(num_threads=3, context=context)
     executor.add_node(node)
     executor.add_node(io)

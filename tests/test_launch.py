@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from banet_vo.ros.topics import DEPTH_IMAGE, ODOMETRY, OUTPUTS, PATH, output_topic
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ros2_ws/src/banet_vo"
@@ -56,7 +57,9 @@ def test_replay_launch_plays_with_clock_and_ships_an_rviz_config():
 
     config = yaml.safe_load(rviz.read_text())
     topics = {d.get("Topic", {}).get("Value") for d in config["Visualization Manager"]["Displays"]}
-    assert {"/banet_vo/path", "/banet_vo/odometry", "/banet_vo/depth/image"} <= topics
+    assert {output_topic(name) for name in (PATH, ODOMETRY, DEPTH_IMAGE)} <= topics
+    shown = {t for t in topics if t and t.startswith(output_topic(""))}
+    assert shown <= {output_topic(name) for name in OUTPUTS}  # no display of a topic the node lacks
     assert config["Visualization Manager"]["Global Options"]["Fixed Frame"] == "odom"
 
 

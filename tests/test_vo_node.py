@@ -26,11 +26,13 @@ from banet_vo.odometry.output_covariance import UNKNOWN_VARIANCE
 pytestmark = pytest.mark.ros
 
 rclpy = pytest.importorskip("rclpy")
+from banet_vo.ros import topics  # noqa: E402
 from banet_vo.ros.bag_player import BagPlayer  # noqa: E402
 from banet_vo.ros.conversions import image_to_numpy, numpy_to_image, sec_to_stamp, stamp_to_ns  # noqa: E402
 from banet_vo.ros.frame_worker import LatestFrameQueue  # noqa: E402
 from banet_vo.ros.params import PARAMS  # noqa: E402
 from banet_vo.ros.qos import latched_qos, reliable_qos  # noqa: E402
+from banet_vo.ros.topics import output_topic  # noqa: E402
 from banet_vo.ros.vo_node import VONode  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from geometry_msgs.msg import PoseWithCovarianceStamped  # noqa: E402
@@ -113,13 +115,13 @@ class Graph:
             k: [] for k in ("odom", "depth", "info", "path", "diag", "status", "points", "log")
         }
         for key, msg_type, topic in (
-            ("odom", Odometry, "/banet_vo/odometry"),
-            ("depth", Image, "/banet_vo/depth/image"),
-            ("info", CameraInfo, "/banet_vo/depth/camera_info"),
-            ("path", PathMsg, "/banet_vo/path"),
-            ("diag", DiagnosticArray, "/diagnostics"),
-            ("status", DiagnosticStatus, "/banet_vo/status"),
-            ("points", PointCloud2, "/banet_vo/points"),
+            ("odom", Odometry, output_topic(topics.ODOMETRY)),
+            ("depth", Image, output_topic(topics.DEPTH_IMAGE)),
+            ("info", CameraInfo, output_topic(topics.DEPTH_CAMERA_INFO)),
+            ("path", PathMsg, output_topic(topics.PATH)),
+            ("diag", DiagnosticArray, topics.DIAGNOSTICS),
+            ("status", DiagnosticStatus, output_topic(topics.STATUS)),
+            ("points", PointCloud2, output_topic(topics.POINTS)),
         ):
             self.rec.create_subscription(msg_type, topic, self._keep(key), reliable_qos(depth=200))
         # /rosout is reliable, transient-local, keep-last 1000 (rcl's own profile)
@@ -867,7 +869,7 @@ def test_lifecycle_node_loads_on_configure_and_subscribes_on_activate(rclpy_cont
     )
     rec = Node("vo_test_lifecycle_rec", context=rclpy_context)
     odoms: list = []
-    rec.create_subscription(Odometry, "/banet_vo/odometry", odoms.append, reliable_qos(depth=50))
+    rec.create_subscription(Odometry, output_topic(topics.ODOMETRY), odoms.append, reliable_qos(depth=50))
     pub = rec.create_publisher(Image, IMAGE_TOPIC, reliable_qos(depth=50))
     info = rec.create_publisher(CameraInfo, CAMERA_INFO_TOPIC, reliable_qos(depth=50))
     executor.add_node(node)

@@ -38,6 +38,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from banet_vo.data.bags import CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC, ODOMETRY_TOPIC, BagReader
 from banet_vo.geometry.rigid import pose_matrix
+from banet_vo.ros import topics
 from banet_vo.ros.bag_player import BagPlayer
 from banet_vo.ros.conversions import image_to_numpy, stamp_to_ns
 from banet_vo.ros.qos import reliable_qos
@@ -70,11 +71,14 @@ class Recorder(Node):
         self.lock = threading.Lock()
         self.data = Recording()
         self.depth_every = depth_every
-        prefix = vo_namespace.rstrip("/") + "/banet_vo"
         qos = reliable_qos(depth=1000)
-        self.create_subscription(Odometry, f"{prefix}/odometry", self._on_odometry, qos)
-        self.create_subscription(Image, f"{prefix}/depth/image", self._on_depth, qos)
-        self.create_subscription(CameraInfo, f"{prefix}/depth/camera_info", self._on_info, qos)
+        odometry, depth, info = (
+            topics.output_topic(name, vo_namespace)
+            for name in (topics.ODOMETRY, topics.DEPTH_IMAGE, topics.DEPTH_CAMERA_INFO)
+        )
+        self.create_subscription(Odometry, odometry, self._on_odometry, qos)
+        self.create_subscription(Image, depth, self._on_depth, qos)
+        self.create_subscription(CameraInfo, info, self._on_info, qos)
 
     def _on_odometry(self, msg: Odometry) -> None:
         p, q = msg.pose.pose.position, msg.pose.pose.orientation

@@ -17,7 +17,8 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from banet_vo.odometry import PairEstimator
 from banet_vo.ros.node_shell import run_node
 from banet_vo.ros.params import PARAMS, params_from_values
-from banet_vo.ros.vo_node import NODE_NAME, VOShell, build_parser
+from banet_vo.ros.topics import NODE_NAME
+from banet_vo.ros.vo_node import VOShell, build_parser
 from banet_vo.ros.vo_tf import ExtrinsicSource
 
 

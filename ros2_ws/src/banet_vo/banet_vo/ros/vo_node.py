@@ -43,7 +43,7 @@ from banet_vo.odometry import (
 )
 from banet_vo.odometry.depth_output import depth_to_points, upsample_depth
 from banet_vo.odometry.output_covariance import pose_covariance, step_covariance, twist_covariance
-from banet_vo.ros import log_bridge
+from banet_vo.ros import log_bridge, topics
 from banet_vo.ros.camera_input import (
     BAD_CAMERA_INFO,
     BAD_IMAGE,
@@ -73,10 +73,10 @@ from banet_vo.ros.params import (
     params_from_values,
 )
 from banet_vo.ros.qos import reliable_qos
+from banet_vo.ros.topics import NODE_NAME
 from banet_vo.ros.vo_reporting import CounterWindow, pose_matrix, tracking_status
 from banet_vo.ros.vo_tf import ExtrinsicSource, TfOutput, transform_msg
 
-NODE_NAME = "banet_vo"
 NO_EXTRINSIC = "no_extrinsic"  # frames waiting for the base → camera transform from tf
 # Counters that make /diagnostics WARN while they grew within the window.
 PROBLEMS = (
@@ -133,13 +133,14 @@ class VOShell:
         self._static_sent_for: str | None = None
         self.camera_input: CameraInput | None = None
 
-        self.odom_pub = self.create_publisher(Odometry, "~/odometry", reliable_qos(depth=10))
-        self.path_pub = self.create_publisher(Path, "~/path", reliable_qos(depth=1))
-        self.depth_pub = self.create_publisher(Image, "~/depth/image", reliable_qos(depth=2))
-        self.depth_info_pub = self.create_publisher(CameraInfo, "~/depth/camera_info", reliable_qos(depth=2))
-        self.points_pub = self.create_publisher(PointCloud2, "~/points", reliable_qos(depth=2))
-        self.status_pub = self.create_publisher(DiagnosticStatus, "~/status", reliable_qos(depth=10))
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(depth=10))
+        pub = self.create_publisher
+        self.odom_pub = pub(Odometry, topics.private(topics.ODOMETRY), reliable_qos(depth=10))
+        self.path_pub = pub(Path, topics.private(topics.PATH), reliable_qos(depth=1))
+        self.depth_pub = pub(Image, topics.private(topics.DEPTH_IMAGE), reliable_qos(depth=2))
+        self.depth_info_pub = pub(CameraInfo, topics.private(topics.DEPTH_CAMERA_INFO), reliable_qos(depth=2))
+        self.points_pub = pub(PointCloud2, topics.private(topics.POINTS), reliable_qos(depth=2))
+        self.status_pub = pub(DiagnosticStatus, topics.private(topics.STATUS), reliable_qos(depth=10))
+        self.diag_pub = pub(DiagnosticArray, topics.DIAGNOSTICS, reliable_qos(depth=10))
         self.reset_srv = self.create_service(Trigger, "~/reset", self._on_reset)
         self.reset_pose_sub = self.create_subscription(
             PoseWithCovarianceStamped, "~/reset_to_pose", self._on_reset_to_pose, reliable_qos(depth=1)

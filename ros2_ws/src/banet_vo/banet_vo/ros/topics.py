@@ -1,0 +1,30 @@
+"""Names of the banet_vo node and its outputs, for the node and for everything that listens to it.
+
+The node publishes each output as a private topic (`~/<name>`); a listener outside the node (the run
+tool, benchmarks, tests, the RViz config) resolves it with `output_topic`. No ROS import here.
+"""
+
+from __future__ import annotations
+
+NODE_NAME = "banet_vo"
+
+ODOMETRY = "odometry"
+PATH = "path"
+DEPTH_IMAGE = "depth/image"
+DEPTH_CAMERA_INFO = "depth/camera_info"
+POINTS = "points"
+STATUS = "status"
+OUTPUTS = (ODOMETRY, PATH, DEPTH_IMAGE, DEPTH_CAMERA_INFO, POINTS, STATUS)
+
+DIAGNOSTICS = "/diagnostics"  # global, as diagnostic_aggregator expects
+
+
+def private(name: str) -> str:
+    """The node-relative form the node publishes under, e.g. "~/odometry"."""
+    return "~/" + name
+
+
+def output_topic(name: str, namespace: str = "/", node_name: str = NODE_NAME) -> str:
+    """The fully resolved topic of output `name` of the node `node_name` in `namespace`,
+    e.g. "/banet_vo/odometry" or "/robot1/banet_vo/odometry"."""
+    return f"{namespace.rstrip('/')}/{node_name}/{name}"
