@@ -8,21 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from banet_vo.data.sequence import Sequence
 from banet_vo.geometry import PinholeCamera, relative_pose
-
-
-def resize_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Area averaging when shrinking, bilinear otherwise (both use OpenCV's pixel-centre convention)."""
-    if image.shape[1] == width and image.shape[0] == height:
-        return image
-    shrink = width <= image.shape[1] and height <= image.shape[0]
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+from banet_vo.model.input_image import model_input
 
 
 def resize_depth_nearest(depth: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -38,16 +30,6 @@ def resize_depth_nearest(depth: np.ndarray, width: int, height: int) -> np.ndarr
     cols = np.minimum(((np.arange(width) + 0.5) * (w / width)).astype(np.int64), w - 1)
     rows = np.minimum(((np.arange(height) + 0.5) * (h / height)).astype(np.int64), h - 1)
     return depth[rows[:, None], cols[None, :]]
-
-
-def image_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """H×W or H×W×3 uint8 -> 3×H×W float32 in [0, 1] (gray replicated to three channels)."""
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    # numpy, not torch: small single-threaded ops avoid torch's thread-pool overhead in DataLoader workers
-    return torch.from_numpy(
-        np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
-    )
 
 
 class PairDataset(Dataset):
@@ -124,8 +106,9 @@ class PairDataset(Dataset):
         depth_ref = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None]
         pose = relative_pose(self._poses[i], self._poses[j])
         return {
-            "image_ref": image_to_tensor(resize_image(ref.image, width, height)),
-            "image_tgt": image_to_tensor(resize_image(tgt.image, width, height)),
+            # numpy, not torch: small single-threaded ops avoid torch's thread pool in DataLoader workers
+            "image_ref": torch.from_numpy(model_input(ref.image, width, height, "reference image")),
+            "image_tgt": torch.from_numpy(model_input(tgt.image, width, height, "target image")),
             "intrinsics": self.camera.as_tensor(torch.float32),
             "pose_tgt_ref": torch.from_numpy(pose.astype(np.float32)),
             "depth_ref": depth_ref,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import pypose as pp
 import torch
@@ -21,6 +20,7 @@ from banet_vo.model.backbone import Backbone
 from banet_vo.model.basis_depth import BasisDepthDecoder
 from banet_vo.model.config import BANetConfig
 from banet_vo.model.fpn import FeaturePyramid
+from banet_vo.model.input_image import model_input
 
 __all__ = ["BANet", "BANetOutput", "BANetParts", "BANetPrediction"]
 
@@ -160,22 +160,7 @@ class BANet(nn.Module):
 
     # -- host convenience --------------------------------------------------------------------------------
     def _host_image(self, image: np.ndarray, name: str) -> torch.Tensor:
-        image = np.asarray(image)
-        if image.ndim == 3 and image.shape[2] == 1:
-            image = image[..., 0]
-        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3) or min(image.shape[:2]) < 2:
-            raise ValueError(f"{name} must be HxW or HxWx3 (RGB), got shape {image.shape}")
-        if image.dtype == np.uint8:
-            image = image.astype(np.float32) / 255.0
-        elif np.issubdtype(image.dtype, np.floating):
-            image = image.astype(np.float32)
-        else:
-            raise ValueError(f"{name} must be uint8 or float in [0, 1], got {image.dtype}")
-        size = (self.config.image_width, self.config.image_height)
-        resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        if resized.ndim == 2:
-            resized = np.repeat(resized[..., None], 3, axis=2)
-        return torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1)))
+        return torch.from_numpy(model_input(image, self.config.image_width, self.config.image_height, name))
 
     @torch.no_grad()
     def predict(

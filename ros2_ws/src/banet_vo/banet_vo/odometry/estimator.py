@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import cv2
 import numpy as np
 
 from banet_vo.geometry import PinholeCamera
+from banet_vo.model.input_image import model_input
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,8 @@ class PairEstimator(Protocol):
 def prepare_frame(
     image: np.ndarray, camera: PinholeCamera, stamp: float, size: tuple[int, int]
 ) -> PreparedFrame:
-    """Validate a host image and resize it (area filter) to `size` = (width, height) with its intrinsics."""
+    """Validate a host image and make it model input at `size` = (width, height), with its intrinsics
+    (`banet_vo.model.input_image.model_input`: the pixels training used)."""
     if not isinstance(camera, PinholeCamera):
         raise ValueError(f"camera must be a PinholeCamera, got {type(camera).__name__}")
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
@@ -79,15 +80,7 @@ def prepare_frame(
     if not np.isfinite(stamp):
         raise ValueError(f"stamp must be finite, got {stamp}")
     out_w, out_h = size
-    if (width, height) != (out_w, out_h):
-        interpolation = cv2.INTER_AREA if out_w < width else cv2.INTER_LINEAR
-        image = cv2.resize(image, (out_w, out_h), interpolation=interpolation)
-    pixels = image.astype(np.float32) / 255.0
-    chw = (
-        np.repeat(pixels[None], 3, axis=0)
-        if pixels.ndim == 2
-        else np.ascontiguousarray(pixels.transpose(2, 0, 1))
-    )
+    chw = model_input(image, out_w, out_h)
     return PreparedFrame(float(stamp), chw, camera.resized(out_w, out_h), camera)
 
 

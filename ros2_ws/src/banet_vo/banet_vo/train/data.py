@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from banet_vo.geometry import relative_pose
+from banet_vo.model.input_image import model_input
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +130,12 @@ def load_or_render(path: str | Path, specs: Sequence[RenderSpec], progress: bool
     return cache
 
 
+def _cached_image(image: torch.Tensor) -> torch.Tensor:
+    """A cached H×W×3 uint8 frame as model input; the cache is rendered at the model size, so no resize."""
+    height, width = image.shape[:2]
+    return torch.from_numpy(model_input(image.numpy(), width, height))
+
+
 class CachedPairs(Dataset):
     """(reference, target) pairs of cached sequences, as the dict items of ``banet_vo.data.PairDataset``
     (image_ref, image_tgt, intrinsics, pose_tgt_ref, depth_ref, depth_valid) plus ``scene`` (0 = driving,
@@ -163,8 +170,8 @@ class CachedPairs(Dataset):
         pose = relative_pose(seq["poses"][i].numpy(), seq["poses"][j].numpy())
         depth = seq["depths"][i][None]
         return {
-            "image_ref": seq["images"][i].permute(2, 0, 1).float() / 255.0,
-            "image_tgt": seq["images"][j].permute(2, 0, 1).float() / 255.0,
+            "image_ref": _cached_image(seq["images"][i]),
+            "image_tgt": _cached_image(seq["images"][j]),
             "intrinsics": seq["intrinsics"].float(),
             "pose_tgt_ref": torch.from_numpy(pose.astype(np.float32)),
             "depth_ref": depth,
