@@ -24,6 +24,7 @@ from banet_vo.model.ba_layer import (
     positive_depth,
     prepare_level,
 )
+from banet_vo.model.config import BAOptions
 from banet_vo.model.damping import DampingMLP
 
 F64 = torch.float64
@@ -140,7 +141,7 @@ def test_damped_solve_with_pose_and_depth_lambdas_is_the_block_damped_lm_step():
 def test_separate_depth_damping_layer_has_gradients_into_both_outputs():
     torch.manual_seed(0)
     B, C, K = 2, 4, 3
-    layer = BALayer(C, (2, 2), damping_hidden=8, separate_depth_damping=True)
+    layer = BALayer(C, BAOptions((2, 2)), damping_hidden=8, separate_depth_damping=True)
     assert layer.damping[0](torch.rand(B, C)).shape == (B, 2)
     g = torch.Generator().manual_seed(3)
     sizes = [(12, 16), (24, 32)]
@@ -191,7 +192,14 @@ def test_gradcheck_through_bundle_adjust_outputs(update):
 
     def run(f_ref, f_tgt, basis, depth0):
         out = bundle_adjust(
-            [f_ref], [f_tgt], basis, depth0, intr, (2,), (0.5,), pose_init=pose, depth_update=update
+            [f_ref],
+            [f_tgt],
+            basis,
+            depth0,
+            intr,
+            BAOptions((2,), depth_update=update),
+            (0.5,),
+            pose_init=pose,
         )
         return out.pose.tensor(), out.depth, out.cost
 
@@ -220,7 +228,7 @@ def test_normal_equations_on_cuda_match_the_cpu():
 def test_backward_through_all_iterations_is_finite_on_textureless_images_and_zero_motion():
     torch.manual_seed(0)
     B, C, K = 2, 4, 3
-    layer = BALayer(C, (2, 2, 2), damping_hidden=8)
+    layer = BALayer(C, BAOptions((2, 2, 2)), damping_hidden=8)
     sizes = [(6, 8), (12, 16), (24, 32)]
     feats = [torch.full((B, C, h, w), 0.5, requires_grad=True) for h, w in sizes]  # textureless
     basis = torch.randn(B, K, 24, 32, requires_grad=True)
@@ -342,9 +350,8 @@ def test_recovers_a_known_pose_with_ideal_features(room_pair, depth_offset, upda
         p["basis"].float(),
         depth0.float(),
         p["intr"].float(),
-        (5, 5, 5),
+        BAOptions((5, 5, 5), depth_update=update),
         (1e-3, 1e-3, 1e-3),
-        depth_update=update,
     )
     assert out.pose.dtype == torch.float32 and out.hessian.dtype == torch.float32
     start_rot, start_trans = _pose_errors(pp.identity_SE3(1), p["T_true"])
@@ -378,7 +385,7 @@ def test_multiplicative_model_pools_log_depth_and_never_reaches_a_floor():
     with pytest.raises(ValueError, match="depth_update"):
         depth_from_coefficients(d0, offset, 0.1, "log")
     with pytest.raises(ValueError, match="depth_update"):
-        BALayer(2, (1,), depth_update="log")
+        BALayer(2, BAOptions((1,), depth_update="log"))
 
 
 def test_bundle_adjust_validates_its_inputs(room_pair):
@@ -390,7 +397,7 @@ def test_bundle_adjust_validates_its_inputs(room_pair):
             p["basis"],
             p["depth"][None, None],
             p["intr"],
-            (1, 1, 1),
+            BAOptions((1, 1, 1)),
             (1e-3,) * 3,
         )
     with pytest.raises(ValueError, match="intrinsics"):
@@ -400,16 +407,35 @@ def test_bundle_adjust_validates_its_inputs(room_pair):
             p["basis"],
             p["depth"][None, None],
             p["intr"][0],
-            (1, 1, 1),
+            BAOptions((1, 1, 1)),
             (1e-3,) * 3,
         )
     with pytest.raises(ValueError, match="depth0"):
         bundle_adjust(
-            p["feats_ref"], p["feats_tgt"], p["basis"], p["depth"][None], p["intr"], (1, 1, 1), (1e-3,) * 3
+            p["feats_ref"],
+            p["feats_tgt"],
+            p["basis"],
+            p["depth"][None],
+            p["intr"],
+            BAOptions((1, 1, 1)),
+            (1e-3,) * 3,
         )
     with pytest.raises(ValueError, match="coefficients_init"):
         depth0 = p["depth"][None, None]
         bundle_adjust(
-            p["feats_ref"], p["feats_tgt"], p["basis"], depth0, p["intr"], (1, 1, 1), (1e-3,) * 3,
+            p["feats_ref"], p["feats_tgt"], p["basis"], depth0, p["intr"], BAOptions((1, 1, 1)), (1e-3,) * 3,
             coefficients_init=torch.zeros(1, 2, dtype=F64),
         )  # fmt: skip
+
+
+def test_ba_options_are_the_network_configs_and_validated():
+    from banet_vo.model import BANetConfig
+
+    config = BANetConfig.preset("small", iterations=(2, 1, 1), min_depth=0.2, ba_epsilon=1e-5)
+    options = config.ba_options
+    assert options == BAOptions((2, 1, 1), min_depth=0.2, epsilon=1e-5, depth_update=config.depth_update)
+    assert BALayer(4, options).options is options and len(BALayer(4, options).damping) == 3
+    assert BAOptions([3, 3]).iterations == (3, 3)
+    for bad in (dict(iterations=()), dict(iterations=(1, -1)), dict(iterations=(1,), epsilon=0.0)):
+        with pytest.raises(ValueError, match="BAOptions"):
+            BAOptions(**bad)

@@ -11,6 +11,7 @@ from banet_vo.data.synthetic import render_sequence
 from banet_vo.evaluation.pose import two_view_pose_error
 from banet_vo.geometry import relative_pose
 from banet_vo.geometry.projection import scale_intrinsics
+from banet_vo.model import BAOptions
 from banet_vo.train.losses import downsample_depth_nearest
 
 
@@ -72,10 +73,12 @@ def test_photometric_ba_with_true_depth_recovers_hand_held_motion(indoor_pair):
     depth = downsample_depth_nearest(torch.from_numpy(ref.depth)[None, None], (48, 64))
     intr = scale_intrinsics(ref.camera.as_tensor(torch.float32)[None], 0.5, 0.5)
     basis = torch.zeros(1, 1, 48, 64)  # depth fixed at the truth: only the pose is estimated
-    result = photometric_ba(tensor(ref.image), tensor(tgt.image), basis, depth, intr, (5, 5, 5), lam=0.001)
+    result = photometric_ba(
+        tensor(ref.image), tensor(tgt.image), basis, depth, intr, BAOptions((5, 5, 5)), lam=0.001
+    )
     err = two_view_pose_error(result.pose.matrix()[0].double().numpy(), T_gt)
     no_motion = two_view_pose_error(np.eye(4), T_gt)
     assert err.rotation_deg < 0.25 * no_motion.rotation_deg
     assert err.translation_cm < 0.5 * no_motion.translation_cm
     with pytest.raises(ValueError, match="lam"):
-        photometric_ba(tensor(ref.image), tensor(tgt.image), basis, depth, intr, (1,), lam=0.0)
+        photometric_ba(tensor(ref.image), tensor(tgt.image), basis, depth, intr, BAOptions((1,)), lam=0.0)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from banet_vo.model.ba_layer import BAResult, bundle_adjust
+from banet_vo.model.config import BAOptions
 
 __all__ = ["intensity_pyramid", "photometric_ba"]
 
@@ -54,21 +55,18 @@ def photometric_ba(
     basis: torch.Tensor,
     depth0: torch.Tensor,
     depth_intrinsics: torch.Tensor,
-    iterations: Sequence[int],
+    options: BAOptions,
     lam: float,
     sigma: float = 1.0,
     pose_init: pp.LieTensor | None = None,
-    min_depth: float = 0.1,
-    epsilon: float = 1e-6,
-    depth_update: str = "additive",
 ) -> BAResult:
     """LM on intensities. ``basis`` (B, K, h, w) and ``depth0`` (B, 1, h, w) at the depth resolution with
-    ``depth_intrinsics``; ``iterations`` per level, coarse → fine (level l has the depth size
-    / 2^(L-1-l)); ``depth_update`` as in ``bundle_adjust`` (use the model's, so only the features differ)."""
+    ``depth_intrinsics``; ``options`` as in ``bundle_adjust``, its iterations per level coarse → fine (level l
+    has the depth size / 2^(L-1-l)). Pass the model's options, so only the features differ."""
     if not lam > 0:
         raise ValueError(f"lam must be > 0, got {lam}")
     h, w = basis.shape[-2:]
-    levels = len(iterations)
+    levels = len(options.iterations)
     sizes = [(h // 2 ** (levels - 1 - i), w // 2 ** (levels - 1 - i)) for i in range(levels)]
     feats_ref = intensity_pyramid(image_ref, sizes, sigma)
     feats_tgt = intensity_pyramid(image_tgt, sizes, sigma)
@@ -78,10 +76,7 @@ def photometric_ba(
         basis,
         depth0,
         depth_intrinsics,
-        iterations,
+        options,
         [float(lam)] * levels,
         pose_init=pose_init,
-        min_depth=min_depth,
-        epsilon=epsilon,
-        depth_update=depth_update,
     )

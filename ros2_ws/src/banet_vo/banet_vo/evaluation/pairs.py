@@ -133,7 +133,7 @@ class PairEstimator:
             out = self.model(image_ref, image_tgt, intrinsics)
             return _to_numpy(out.pose, out.depth)
         parts = self.model.parts(image_ref, image_tgt, intrinsics)
-        iterations = self.config.iterations
+        options = self.config.ba_options
         if method == "photometric":
             result = photometric_ba(
                 image_ref,
@@ -141,11 +141,8 @@ class PairEstimator:
                 parts.basis,
                 parts.depth0,
                 parts.depth_intrinsics,
-                iterations,
+                options,
                 self.photometric_lambda,
-                min_depth=self.config.min_depth,
-                epsilon=self.config.ba_epsilon,
-                depth_update=self.config.depth_update,
             )
             return _to_numpy(result.pose, result.depth)
         if method == "banet_fixed_lambda":
@@ -161,11 +158,8 @@ class PairEstimator:
             parts.basis,
             parts.depth0,
             parts.depth_intrinsics,
-            iterations,
-            [self.fixed_lambda] * len(iterations),
-            min_depth=self.config.min_depth,
-            epsilon=self.config.ba_epsilon,
-            depth_update=self.config.depth_update,
+            options,
+            [self.fixed_lambda] * len(options.iterations),
         )
         return _to_numpy(result.pose, result.depth)
 

@@ -43,7 +43,7 @@ from banet_vo.geometry.projection import (
 )
 from banet_vo.geometry.sampling import bilinear_sample
 from banet_vo.geometry.se3 import identity_se3, perturb_left
-from banet_vo.model.config import DEPTH_UPDATES
+from banet_vo.model.config import DEPTH_UPDATES, BAOptions
 from banet_vo.model.damping import DampingMLP, mean_abs_residual
 
 __all__ = [
@@ -377,18 +377,18 @@ def bundle_adjust(
     basis: torch.Tensor,
     depth0: torch.Tensor,
     intrinsics: torch.Tensor,
-    iterations: Sequence[int],
+    options: BAOptions,
     damping: Sequence[Damping],
     pose_init: pp.LieTensor | None = None,
     coefficients_init: torch.Tensor | None = None,
-    min_depth: float = 0.1,
-    epsilon: float = 1e-6,
-    depth_update: str = "additive",
 ) -> BAResult:
     """Coarse-to-fine LM. ``features_*``: per level (B, C, h_l, w_l), coarse → fine, the finest usually at
     the depth resolution; ``basis`` (B, K, H, W), ``depth0`` (B, 1, H, W) and ``intrinsics`` (B, 4) at the
-    depth resolution. ``iterations``/``damping`` per level. ``depth_update``: "additive" (D0 + B·w, floored
-    at ``min_depth``) or "multiplicative" (D0·exp(B·w)). Runs in float32 (float64 if ``basis`` is)."""
+    depth resolution. ``options.iterations`` and ``damping`` per level; ``options.depth_update``:
+    "additive" (D0 + B·w, floored at ``options.min_depth``), "multiplicative" (D0·exp(B·w)) or "bounded".
+    Runs in float32 (float64 if ``basis`` is)."""
+    iterations, min_depth, epsilon = options.iterations, options.min_depth, options.epsilon
+    depth_update = options.depth_update
     L = len(features_ref)
     if not (len(features_tgt) == L == len(iterations) == len(damping)) or L == 0:
         raise ValueError(
@@ -452,22 +452,15 @@ class BALayer(nn.Module):
     def __init__(
         self,
         channels: int,
-        iterations: Sequence[int],
+        options: BAOptions,
         damping_hidden: int = 128,
-        min_depth: float = 0.1,
-        epsilon: float = 1e-6,
-        depth_update: str = "additive",
         separate_depth_damping: bool = False,
     ) -> None:
         super().__init__()
-        _check_depth_update(depth_update)
-        self.depth_update = depth_update
-        self.iterations = tuple(int(n) for n in iterations)
-        self.min_depth = float(min_depth)
-        self.epsilon = float(epsilon)
+        self.options = options
         outputs = 2 if separate_depth_damping else 1
         self.damping = nn.ModuleList(
-            DampingMLP(channels, damping_hidden, outputs=outputs) for _ in self.iterations
+            DampingMLP(channels, damping_hidden, outputs=outputs) for _ in options.iterations
         )
 
     def forward(
@@ -485,10 +478,7 @@ class BALayer(nn.Module):
             basis,
             depth0,
             intrinsics,
-            self.iterations,
+            self.options,
             list(self.damping),
             pose_init=pose_init,
-            min_depth=self.min_depth,
-            epsilon=self.epsilon,
-            depth_update=self.depth_update,
         )

@@ -75,11 +75,8 @@ class BANet(nn.Module):
         self.decoder = BasisDepthDecoder(self.backbone.out_channels, config)
         self.ba = BALayer(
             config.channels,
-            config.iterations,
+            config.ba_options,
             damping_hidden=config.damping_hidden,
-            min_depth=config.min_depth,
-            epsilon=config.ba_epsilon,
-            depth_update=config.depth_update,
             separate_depth_damping=config.separate_depth_damping,
         )
 

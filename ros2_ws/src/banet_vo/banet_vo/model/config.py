@@ -7,13 +7,38 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PRESETS", "BANetConfig"]
+__all__ = ["PRESETS", "BANetConfig", "BAOptions"]
 
 _NORMS = ("batch", "group")
 _DTYPES = ("fp32", "bf16")
 _DEPTH_ACTIVATIONS = ("softplus", "exp")
 # The BA layer's depth models (model/ba_layer.depth_from_coefficients); defined here, torch-free.
 DEPTH_UPDATES = ("additive", "multiplicative", "bounded")
+
+
+@dataclass(frozen=True)
+class BAOptions:
+    """How the BA layer runs (model/ba_layer.bundle_adjust): LM iterations per pyramid level, coarse to
+    fine, and the depth model. BANet takes them from its config (`BANetConfig.ba_options`); the
+    photometric baseline and the pair evaluation pass the model's, so only the features differ."""
+
+    iterations: tuple[int, ...]
+    min_depth: float = 0.1  # metres; smooth positive floor of D0 + B·w (additive depth model)
+    epsilon: float = 1e-6  # absolute diagonal term that keeps AᵀA solvable on textureless input
+    depth_update: str = "additive"  # one of DEPTH_UPDATES
+
+    def __post_init__(self) -> None:
+        iterations = tuple(self.iterations)
+        if not iterations or any(not isinstance(n, int) or isinstance(n, bool) or n < 0 for n in iterations):
+            raise ValueError(
+                f"BAOptions.iterations must be a non-empty list of ints >= 0, got {iterations!r}"
+            )
+        object.__setattr__(self, "iterations", iterations)
+        if self.depth_update not in DEPTH_UPDATES:
+            raise ValueError(f"depth_update must be one of {DEPTH_UPDATES}, got {self.depth_update!r}")
+        for name in ("min_depth", "epsilon"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"BAOptions.{name} must be positive, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -130,6 +155,11 @@ class BANetConfig:
             )
         if not isinstance(self.extra, dict):
             raise ValueError(f"BANetConfig.extra must be a dict, got {type(self.extra).__name__}")
+
+    @property
+    def ba_options(self) -> BAOptions:
+        """The BA layer's options of this network."""
+        return BAOptions(self.iterations, self.min_depth, self.ba_epsilon, self.depth_update)
 
     # -- derived sizes -------------------------------------------------------------------------------
     @property
