@@ -181,7 +181,7 @@ def soak_adapt(rounds: int, rng: random.Random, work: Path) -> list[str]:
         return []
     common = ["--matcher", str(MATCHER), "--steps", "12", "--frames", "0:20", "--width", "120",
               "--frame-stride", "2", "--queries", "60"]  # fmt: skip
-    adapt = [sys.executable, "-m", "imatching_online.adapt", str(HOLOLENS)]
+    adapt = [sys.executable, "-m", "imatching_online.adapt_cli", str(HOLOLENS)]
     straight, killed = work / "straight.safetensors", work / "killed.safetensors"
     subprocess.run([*adapt, *common, "--out", str(straight)], check=True, capture_output=True)
     units = killed.with_name(killed.name + ".checkpoints")

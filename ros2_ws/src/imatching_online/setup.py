@@ -29,7 +29,7 @@ setup(
     entry_points={
         "console_scripts": [
             "imatching-train = imatching_online.train:main",
-            "imatching-adapt = imatching_online.adapt:main",
+            "imatching-adapt = imatching_online.adapt_cli:main",
             "imatching_node = imatching_online.ros.node:main",
         ],
     },

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from banet_vo.train.checkpoints import find_latest_unit
-from imatching_online.adapt import checkpoint_dir, main
+from imatching_online.adapt_cli import checkpoint_dir, main
 from imatching_online.matcher.io import load_matcher
 
 MATCHER = Path(__file__).resolve().parents[4] / "models" / "matcher_synthetic.safetensors"

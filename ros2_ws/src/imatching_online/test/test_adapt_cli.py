@@ -37,7 +37,7 @@ def test_train_cli_rejects_sizes_that_are_not_multiples_of_8(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_adapt_cli_runs_counts_skipped_windows_and_writes_metadata(tmp_path, hololens_dir):
-    from imatching_online.adapt import main
+    from imatching_online.adapt_cli import main
     from imatching_online.matcher.io import load_matcher, save_matcher
 
     torch.manual_seed(0)
@@ -55,7 +55,7 @@ def test_adapt_cli_runs_counts_skipped_windows_and_writes_metadata(tmp_path, hol
 
 
 def test_adapt_cli_rejects_bad_frames(tmp_path, hololens_dir, capsys):
-    from imatching_online.adapt import main
+    from imatching_online.adapt_cli import main
     from imatching_online.matcher.io import save_matcher
 
     start = tmp_path / "start.safetensors"
@@ -74,7 +74,7 @@ def test_adapt_cli_rejects_bad_frames(tmp_path, hololens_dir, capsys):
 
 
 def test_window_schedule_stream_visits_each_window_once_in_order_per_pass():
-    from imatching_online.adapt import window_schedule
+    from imatching_online.adapt_cli import window_schedule
 
     assert window_schedule([3, 1, 2], 3, "stream") == [1, 2, 3]
     assert window_schedule([3, 1, 2], 7, "stream") == [1, 2, 3, 1, 2, 3, 1]  # a last partial pass
@@ -94,7 +94,7 @@ def test_window_schedule_shuffle_is_the_first_runs_order():
     # The shipped matcher_*_adapted weights were made by the earlier CLI, which drew a seeded permutation
     # per pass and popped windows from its end; --order shuffle (the default) must replay that order.
     import numpy as np
-    from imatching_online.adapt import window_schedule
+    from imatching_online.adapt_cli import window_schedule
 
     rng, legacy, order = np.random.default_rng(0), [], []
     for _ in range(50):
@@ -106,7 +106,7 @@ def test_window_schedule_shuffle_is_the_first_runs_order():
 
 def test_adapt_cli_single_pass_in_stream_order(tmp_path, hololens_dir):
     # frames 0:10, window 5, stride 2 -> windows starting at frames 0 and 1: one pass = 2 windows, in order.
-    from imatching_online.adapt import main
+    from imatching_online.adapt_cli import main
     from imatching_online.matcher.io import load_matcher, save_matcher
 
     torch.manual_seed(0)
@@ -124,7 +124,7 @@ def test_adapt_cli_single_pass_in_stream_order(tmp_path, hololens_dir):
 
 
 def test_adapt_cli_rejects_bad_passes_and_order(tmp_path, hololens_dir, capsys):
-    from imatching_online.adapt import main
+    from imatching_online.adapt_cli import main
 
     base = [str(hololens_dir), "--matcher", str(tmp_path / "m"), "--out", str(tmp_path / "o")]
     assert main([*base, "--passes", "0"]) == 2
@@ -140,7 +140,7 @@ def test_adapt_cli_rejects_bad_passes_and_order(tmp_path, hololens_dir, capsys):
 
 
 def test_adapt_cli_help_documents_passes_and_order(capsys):
-    from imatching_online.adapt import build_parser
+    from imatching_online.adapt_cli import build_parser
 
     text = build_parser().format_help()
     assert "--passes" in text and "--order" in text and "stream order" in text

@@ -10,7 +10,8 @@ import argparse
 
 import pytest
 from banet_vo.config_fields import add_field_argument, field_info, setting
-from imatching_online.adapt import CLI_SETTINGS, AdaptConfig, build_parser, configs_from_args
+from imatching_online.adapt import AdaptConfig
+from imatching_online.adapt_cli import CLI_SETTINGS, build_parser, configs_from_args
 from imatching_online.ba import WindowConfig
 from imatching_online.online import StreamConfig
 from imatching_online.ros.params import ADAPT_PARAMS, BA_PARAMS, PARAMS, STREAM_PARAMS, params_from_values
