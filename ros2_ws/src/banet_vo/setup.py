@@ -30,7 +30,7 @@ setup(
     entry_points={
         "console_scripts": [
             "banet-vo-synth = banet_vo.data.synthetic.cli:main",
-            "banet-vo-bag = banet_vo.data.bags:main",
+            "banet-vo-bag = banet_vo.data.bags_cli:main",
             "banet-vo-play = banet_vo.ros.bag_player:main",
             "banet-vo-eval = banet_vo.evaluation.cli:main",
             "banet-vo-train = banet_vo.train.cli:main",

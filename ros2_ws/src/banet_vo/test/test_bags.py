@@ -17,12 +17,12 @@ from banet_vo.data.bags import (
     BagReader,
     camera_from_info,
     image_from_message,
-    main,
     pose_from_message,
     seconds_to_ns,
     stamp_ns,
     write_bag,
 )
+from banet_vo.data.bags_cli import main
 from banet_vo.data.readers import open_sequence
 from banet_vo.data.sequence import Frame, InMemorySequence
 from banet_vo.geometry import PinholeCamera

@@ -1,4 +1,4 @@
-"""ROS 2 bags from sequences (writer, `banet-vo-bag`) and a small reader helper, with the rosbags library.
+"""ROS 2 bags from sequences (writer; its CLI `banet-vo-bag` is bags_cli.py) and a reader, with rosbags.
 
 No rclpy here: bags are written and read with `rosbags` (MCAP or sqlite3 storage, metadata.yaml that
 `ros2 bag info` reads), so this works on machines without a ROS 2 distro. What a bag holds (docs/bags.md):
@@ -15,11 +15,9 @@ header stamps.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -41,7 +39,6 @@ from rosbags.rosbag2 import ReaderError, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from banet_vo.data.bag_salvage import SalvageReport, salvage_bag, storage_files
-from banet_vo.data.readers import READERS, open_sequence
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import R_BODY_OPTICAL  # REP-103 body ← optical
 from banet_vo.geometry.rigid import pose_matrix, rotation_to_quaternion
@@ -481,88 +478,3 @@ def pose_from_message(pose: Any) -> np.ndarray:
     """4×4 float64 from a geometry_msgs/Pose."""
     q, p = pose.orientation, pose.position
     return pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
-
-
-# ---------------------------------------------------------------------------------------------------------
-# CLI
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="banet-vo-bag",
-        description=(
-            "Write a sequence (KITTI, TUM, HoloLens, synthetic…) to a ROS 2 bag: /camera/image_raw, "
-            "/camera/camera_info, /ground_truth/odometry (when poses exist) and /tf_static."
-        ),
-    )
-    parser.add_argument("src", type=Path, help="sequence directory (layout detected unless --format)")
-    parser.add_argument("out", type=Path, help="bag directory to create (must not exist)")
-    parser.add_argument(
-        "--format", choices=sorted(READERS), default=None, help="sequence layout (default: detected from SRC)"
-    )
-    parser.add_argument("--storage", choices=STORAGES, default="mcap", help="storage plugin (default: mcap)")
-    parser.add_argument(
-        "--bag-version",
-        type=int,
-        choices=BAG_VERSIONS,
-        default=8,
-        help="rosbag2 metadata version: 8 is read by Jazzy and Kilted, 9 by Kilted only (default: 8)",
-    )
-    parser.add_argument(
-        "--camera-frame", default="camera_optical", help="optical frame id (default: camera_optical)"
-    )
-    parser.add_argument(
-        "--body-frame", default="base_link", help="parent of the camera in /tf_static (default: base_link)"
-    )
-    parser.add_argument(
-        "--world-frame", default="world", help="frame of the ground-truth odometry (default: world)"
-    )
-    parser.add_argument(
-        "--start-time",
-        type=float,
-        default=0.0,
-        help="seconds added to every sequence time, e.g. a Unix time (default: 0)",
-    )
-    parser.add_argument("--max-frames", type=int, default=None, help="write only the first N frames")
-    parser.add_argument(
-        "--depth", action="store_true", help="also write z-depth to /camera/depth/image (32FC1)"
-    )
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        sequence = open_sequence(args.src, format=args.format)
-
-        def report(done: int, total: int) -> None:
-            if done == total or done % 10 == 0:
-                print(f"\r[banet-vo-bag] {done}/{total} frames", end="", file=sys.stderr, flush=True)
-
-        summary = write_bag(
-            sequence,
-            args.out,
-            storage=args.storage,
-            version=args.bag_version,
-            camera_frame=args.camera_frame,
-            body_frame=args.body_frame,
-            world_frame=args.world_frame,
-            start_time=args.start_time,
-            max_frames=args.max_frames,
-            include_depth=args.depth,
-            progress=report,
-        )
-    except (ValueError, FileNotFoundError) as err:
-        print(f"\nbanet-vo-bag: error: {err}", file=sys.stderr)
-        return 2
-    counts = ", ".join(f"{topic} {n}" for topic, n in summary.message_counts.items())
-    duration = (summary.end_ns - summary.start_ns) / _NS_PER_S
-    print(
-        f"\n[banet-vo-bag] wrote {summary.path} ({summary.storage}, {duration:.3f} s): {counts}",
-        file=sys.stderr,
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
