@@ -1,5 +1,5 @@
 """Two-view evaluation of BA-Net, its ablations and the Table 1 baselines on image pairs
-(`banet-vo-eval pairs`).
+(its CLI, `banet-vo-eval pairs`, is evaluation/commands/pairs.py).
 
 Methods (all see the same pairs at the model's input size; depth is scored at the depth resolution, half
 the input, against ground truth resized by nearest sampling):
@@ -24,8 +24,6 @@ used for training (seeds 0-127 in the shipped recipe) or the λ sweep (validatio
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import sys
 import time
@@ -43,7 +41,6 @@ __all__ = [
     "TEST_SEEDS",
     "VAL_SEEDS",
     "PairEstimator",
-    "add_parser",
     "depth0_scale",
     "evaluate_pairs",
     "held_out_test_specs",
@@ -286,45 +283,6 @@ def sweep_lambda(
     return best, scores
 
 
-# -- `banet-vo-eval pairs` ---------------------------------------------------------------------------
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "pairs",
-        help="two-view pose/depth errors of BA-Net, its ablations, photometric and geometric BA",
-        description=(
-            "Evaluates METHODS on image pairs: the held-out synthetic test set (rendered once into a cache; "
-            "scene seeds never trained on) or real sequences (any directory banet_vo.data.open_sequence "
-            "reads; depth metrics only where it has depth). Prints a table; --json writes everything."
-        ),
-    )
-    parser.add_argument("--model", required=True, help="BA-Net checkpoint (.safetensors)")
-    parser.add_argument(
-        "--sequence",
-        action="append",
-        default=[],
-        help="real sequence directory (repeatable); without it the held-out synthetic test set is used",
-    )
-    parser.add_argument("--strides", default="1", help="frame offsets for --sequence pairs, comma separated")
-    parser.add_argument(
-        "--methods", default=",".join(METHODS), help=f"comma separated subset of {', '.join(METHODS)}"
-    )
-    parser.add_argument(
-        "--cache-dir", default="runs/cache", help="where the rendered test/validation sets are cached"
-    )
-    parser.add_argument(
-        "--fixed-lambda", type=float, help="λ of the ablations (default: swept on validation)"
-    )
-    parser.add_argument("--photometric-lambda", type=float, help="λ of photometric BA (default: swept)")
-    parser.add_argument("--max-pairs", type=int, help="evaluate only the first N pairs of each set")
-    parser.add_argument("--batch-size", type=int, default=4, help="pairs per forward pass")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--json", type=Path, help="write all results (and the λ sweep) to this JSON file")
-    parser.set_defaults(func=run)
-    return parser
-
-
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -409,36 +367,6 @@ def load_model(path: str | Path):
 
     model = load_banet(path, "cpu")
     return model[0] if isinstance(model, tuple) else model
-
-
-def run(args: argparse.Namespace) -> int:
-    import torch
-
-    torch.set_num_threads(args.threads)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    for m in methods:
-        if m not in METHODS:
-            raise ValueError(f"--methods: unknown method {m!r}; choose from {METHODS}")
-    try:
-        strides = [int(s) for s in args.strides.split(",")]
-    except ValueError:
-        raise ValueError(f"--strides must be comma separated ints, got {args.strides!r}") from None
-    estimator = PairEstimator(load_model(args.model))
-    config = estimator.config
-    lambdas, sweep = choose_lambdas(
-        estimator, methods, args.cache_dir, args.fixed_lambda, args.photometric_lambda
-    )
-    sets = build_sets(args.sequence, strides, (config.image_width, config.image_height), args.cache_dir)
-    results = evaluate_sets(estimator, sets, methods, lambdas, args.batch_size, args.max_pairs)
-    for name, per_method in results.items():
-        print(format_results(name, per_method))
-        print()
-    if args.json:
-        report = {"model": str(args.model), "methods": methods, "lambda": lambdas, "lambda_sweep": sweep}
-        report["sets"] = results
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2, default=float))
-    return 0
 
 
 def format_results(title: str, results: dict[str, dict]) -> str:

@@ -16,7 +16,7 @@ import importlib.util
 COMMAND_MODULES: dict[str, str] = {
     "traj": "banet_vo.evaluation.commands.traj",
     "depth": "banet_vo.evaluation.commands.depth",
-    "pairs": "banet_vo.evaluation.pairs",
+    "pairs": "banet_vo.evaluation.commands.pairs",
 }
 OPTIONAL_COMMAND_MODULES: dict[str, str] = {
     "matching": "imatching_online.evaluation",
