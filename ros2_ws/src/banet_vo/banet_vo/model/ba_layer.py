@@ -151,7 +151,7 @@ def depth_from_coefficients(
     additive: D = floor(D0 + B·w) with ``positive_depth``'s smooth floor at ``min_depth``.
     multiplicative: D = D0·exp(B·w) (D0 > 0, so D > 0 without a floor; ``min_depth`` is unused).
     bounded: D = D0·exp(b·tanh(B·w / b)), b = ln 4: the BA may correct D0 by at most a factor of 4, so a
-    diverging pair cannot throw pixels a thousand times off (it did with the unbounded model, run 3).
+    diverging pair cannot throw pixels a thousand times off (it did with the unbounded model, MODEL_CARD).
     """
     _check_depth_update(depth_update)
     if depth_update == "additive":

@@ -2,7 +2,7 @@
 initial depth D0, both at half the input resolution.
 
 D0 = act(w0ᵀB + b) is a learned 1x1 convolution of the bases (as in the paper), made positive by
-``config.depth_activation``: softplus (metres; run-1 checkpoints) or exp (log depth, so an optimiser step
+``config.depth_activation``: softplus (metres; the oldest checkpoints) or exp (log depth, so an optimiser step
 is a relative change of D0 whatever the scene's scale). The BA then optimises D = D0 + B·w starting from
 w = 0 (the authors' code), with a smooth floor.
 """

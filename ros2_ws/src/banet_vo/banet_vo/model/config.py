@@ -68,20 +68,21 @@ class BANetConfig:
     decoder_channels: tuple[int, ...] = (256, 128, 64, 64)  # basis decoder, strides 16, 8, 4, 2
     damping_hidden: int = 128  # width of the 4-layer damping MLP
     initial_depth: float = 3.0  # metres; D0 starts near this before training
-    # D0 = softplus(head) in metres (run-1 checkpoints, the default for dicts without this key) or
+    # D0 = softplus(head) in metres (the oldest checkpoints, the default for dicts without this key) or
     # exp(head), i.e. log depth: Adam's ~lr-sized steps then change D0 by a relative ~lr, at any depth.
     depth_activation: str = "softplus"
-    # The BA's depth model: D0 + B·w with a smooth floor at min_depth (the authors' code; runs 1-2 and the
-    # default for dicts without this key), D0·exp(B·w) (relative updates, no floor) or "bounded", the same
-    # with the factor exp(B·w) smoothly limited to [1/4, 4] (the presets). See model/ba_layer.py.
+    # The BA's depth model: D0 + B·w with a smooth floor at min_depth (the authors' code; older
+    # checkpoints and the default for dicts without this key), D0·exp(B·w) (relative updates, no floor)
+    # or "bounded", the same with the factor exp(B·w) smoothly limited to [1/4, 4] (the presets). See
+    # model/ba_layer.py.
     depth_update: str = "additive"
     # D0 enters the BA as a constant: the pose and final-depth losses then train features, bases and damping,
     # and D0 learns only from its own term (train loss.initial_depth). Through the BA, D0 lost the scene scale
-    # it had learned within 300 steps (run 3 checks, MODEL_CARD). False for dicts without the key.
+    # it had learned within 300 steps (MODEL_CARD). False for dicts without the key.
     depth0_stop_gradient: bool = False
     # One damping λ for pose and depth coefficients alike (the paper; False for dicts without the key), or
-    # two from each damping MLP: λ_pose for the 6 pose parameters, λ_depth for the K coefficients. With
-    # run 3's weights, damping only the depth block harder improved both pose and depth (MODEL_CARD, run 4).
+    # two from each damping MLP: λ_pose for the 6 pose parameters, λ_depth for the K coefficients. Damping
+    # only the depth block harder improved both pose and depth (MODEL_CARD).
     separate_depth_damping: bool = False
     min_depth: float = 0.1  # metres; smooth positive floor applied to D0 + B·w inside the BA (additive)
     ba_epsilon: float = 1e-6  # absolute diagonal term that keeps AᵀA solvable on textureless input
@@ -243,11 +244,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         decoder_channels=(64, 48, 32, 32),
         damping_hidden=32,
         # Log-depth head started at the median GT depth (<= 50 m) of the training cache, 3.47 m
-        # (driving 9.0 m, indoor 2.9 m): see models/MODEL_CARD.md, run 2.
+        # (driving 9.0 m, indoor 2.9 m): see models/MODEL_CARD.md.
         depth_activation="exp",
         initial_depth=3.5,
-        # D0·exp(B·w) with the factor bounded to [1/4, 4]: run 2's additive update threw 12 % of pixels onto
-        # the min_depth floor, run 3's unbounded one a few pairs' pixels 1000x off (MODEL_CARD).
+        # D0·exp(B·w) with the factor bounded to [1/4, 4]: the additive update threw 12 % of pixels onto
+        # the min_depth floor, the unbounded one put a few pairs' pixels 1000x off (MODEL_CARD).
         depth_update="bounded",
         depth0_stop_gradient=True,
     ),

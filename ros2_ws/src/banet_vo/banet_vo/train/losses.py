@@ -29,9 +29,8 @@ class LossWeights:
     rotation: float = 20.0  # quaternion distance ≈ angle/2 in radians: 1 deg ≈ 0.0087 (x20 ≈ 0.17)
     translation: float = 1.0  # metres
     depth: float = 1.0  # berHu of the depth error, in log space by default (see depth_space)
-    # Same berHu on the initial depth D0 (before the BA), at the depth resolution. 0 = off (the paper,
-    # runs 1-2). Required by models with depth0_stop_gradient (the presets since run 3), whose D0 learns
-    # from nothing else.
+    # Same berHu on the initial depth D0 (before the BA), at the depth resolution. 0 = off (the paper).
+    # Required by models with depth0_stop_gradient (the presets), whose D0 learns from nothing else.
     initial_depth: float = 1.0
     coarse_levels: float = 0.5  # weight of each earlier (coarser) level's pose/depth
     max_depth: float = 50.0  # ground truth beyond this is ignored (far street ends, near-sky)
