@@ -32,9 +32,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from banet_vo.baselines.geometric import geometric_ba
+from banet_vo.baselines.photometric import photometric_ba
+from banet_vo.data import PairDataset, open_sequence
 from banet_vo.evaluation.depth import DepthMetrics, depth_metrics, mean_depth_metrics
 from banet_vo.evaluation.pose import TwoViewPoseError, summarize_pose_errors, two_view_pose_error
+from banet_vo.model.ba_layer import bundle_adjust
+from banet_vo.model.banet import BANet
+from banet_vo.model.checkpoint import load_banet
+from banet_vo.train.data import CachedPairs, RenderSpec, load_or_render
+from banet_vo.train.losses import downsample_depth_nearest
 
 __all__ = [
     "METHODS",
@@ -68,7 +77,6 @@ LAMBDA_CANDIDATES = (0.001, 0.01, 0.1, 1.0)
 def held_out_test_specs(size: tuple[int, int]):
     """The held-out synthetic test set: 12 driving + 12 indoor scenes, seeds TEST_SEEDS, 8 frames each
     (312 pairs with strides 1 and 2)."""
-    from banet_vo.train.data import RenderSpec
 
     return [
         RenderSpec(scene, seed, TEST_FRAMES, size) for scene in ("driving", "indoor") for seed in TEST_SEEDS
@@ -77,7 +85,6 @@ def held_out_test_specs(size: tuple[int, int]):
 
 def validation_specs(size: tuple[int, int]):
     """Validation scenes for the λ sweep (4 + 4 sequences, seeds VAL_SEEDS)."""
-    from banet_vo.train.data import RenderSpec
 
     return [
         RenderSpec(scene, seed, TEST_FRAMES, size) for scene in ("driving", "indoor") for seed in VAL_SEEDS
@@ -96,10 +103,6 @@ class PairEstimator:
     def __init__(
         self, model, fixed_lambda: float = 0.01, photometric_lambda: float = 0.01, random_seed: int = 12345
     ) -> None:
-        import torch
-
-        from banet_vo.model.banet import BANet
-
         self.model = model.eval()
         self.config = model.config
         self.fixed_lambda = float(fixed_lambda)
@@ -111,15 +114,11 @@ class PairEstimator:
 
     def estimate(self, method: str, batch: dict) -> Estimate:
         """Poses and depths of ``method`` for a batch of pairs, without gradients."""
-        import torch
 
         with torch.no_grad():
             return self._estimate(method, batch)
 
     def _estimate(self, method: str, batch: dict) -> Estimate:
-        from banet_vo.baselines.photometric import photometric_ba
-        from banet_vo.model.ba_layer import bundle_adjust
-
         image_ref, image_tgt, intrinsics = batch["image_ref"], batch["image_tgt"], batch["intrinsics"]
         if method == "geometric":
             return self._geometric(batch)
@@ -162,7 +161,6 @@ class PairEstimator:
 
     def _geometric(self, batch: dict, depth0: np.ndarray | None = None) -> Estimate:
         """Scale from the GT translation norm, or from ``depth0`` (B, h, w) at the depth resolution."""
-        from banet_vo.baselines.geometric import geometric_ba
 
         w, h = self.config.depth_size
         poses, depths = [], []
@@ -205,8 +203,6 @@ def _to_numpy(pose, depth) -> Estimate:
 
 
 def _gt_depth_at(depth_ref, size: tuple[int, int]) -> np.ndarray:
-    from banet_vo.train.losses import downsample_depth_nearest
-
     return downsample_depth_nearest(depth_ref.float(), size)[:, 0].double().numpy()
 
 
@@ -221,7 +217,6 @@ def evaluate_pairs(
     """Every method on every pair of ``dataset`` (items as ``banet_vo.data.PairDataset``'s). Returns per
     method: pose error summary (mean/median), mean depth metrics (when the data has depth), pair count,
     geometric failures, seconds per pair (this machine, this run)."""
-    import torch
 
     for m in methods:
         if m not in METHODS:
@@ -292,11 +287,8 @@ def build_sets(
 ):
     """(name, dataset) pairs: each real sequence (PairDataset at ``size``), or the held-out synthetic test set
     when ``sequences`` is empty."""
-    from banet_vo.train.data import CachedPairs, load_or_render
 
     if sequences:
-        from banet_vo.data import PairDataset, open_sequence
-
         return [
             (str(path), PairDataset(open_sequence(path), strides=list(strides), size=size, shuffle=False))
             for path in sequences
@@ -313,7 +305,6 @@ def choose_lambdas(
     photometric_lambda: float | None = None,
 ) -> tuple[dict[str, float], dict]:
     """Constant λ per method: the given ones, or the best of LAMBDA_CANDIDATES on the validation scenes."""
-    from banet_vo.train.data import CachedPairs, load_or_render
 
     config = estimator.config
     size = (config.image_width, config.image_height)
@@ -363,8 +354,6 @@ def evaluate_sets(
 
 
 def load_model(path: str | Path):
-    from banet_vo.model.checkpoint import load_banet
-
     model = load_banet(path, "cpu")
     return model[0] if isinstance(model, tuple) else model
 
