@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -15,9 +16,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from banet_vo.config_fields import add_field_argument
+from banet_vo.data import open_sequence
+from banet_vo.model.checkpoint import remove_stale_temps
+from banet_vo.train.checkpoints import list_units
+from banet_vo.train.signals import StopSignals
 
 from imatching_online.adapt import AdaptConfig, OnlineAdapter
+from imatching_online.adapt_checkpoints import load_adapt_unit, save_adapt_unit
 from imatching_online.ba import WindowConfig
+from imatching_online.matcher.io import load_matcher, save_matcher
+from imatching_online.matcher.queries import fit_size, prepare_image
 
 
 def _frame_range(text: str, n: int) -> range:
@@ -151,10 +159,6 @@ def checkpoint_dir(out: Path) -> Path:
 
 def _prepare_output(args) -> Path:
     """Clear what killed writers left; refuse to start a new run over an existing one unless --overwrite."""
-    import shutil
-
-    from banet_vo.model.checkpoint import remove_stale_temps
-    from banet_vo.train.checkpoints import list_units
 
     units = checkpoint_dir(args.out)
     for stale in remove_stale_temps(args.out.parent, args.out.name) + remove_stale_temps(units):
@@ -174,8 +178,6 @@ def _prepare_output(args) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from banet_vo.train.signals import StopSignals
-
         with StopSignals() as signals:
             return _run(args, signals)
     except (ValueError, FileNotFoundError) as exc:
@@ -192,12 +194,6 @@ def configs_from_args(args: argparse.Namespace) -> tuple[AdaptConfig, WindowConf
 
 
 def _run(args, signals=None) -> int:
-    from banet_vo.data import open_sequence
-
-    from imatching_online.adapt_checkpoints import load_adapt_unit, save_adapt_unit
-    from imatching_online.matcher.io import load_matcher, save_matcher
-    from imatching_online.matcher.queries import fit_size, prepare_image
-
     torch.set_num_threads(args.threads)
     if (args.steps is not None and args.steps < 1) or (args.passes is not None and args.passes < 1):
         raise ValueError("--steps and --passes must be >= 1")

@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import pypose as pp
+import torch
 
 from banet_vo.geometry import PinholeCamera
+from banet_vo.model.checkpoint import load_banet
 from banet_vo.model.input_image import model_input
 
 logger = logging.getLogger(__name__)
@@ -86,7 +89,6 @@ def prepare_frame(
 
 def resolve_device(name: str) -> Any:
     """torch.device for "auto" (CUDA when available), "cuda" (ValueError when absent) or "cpu"."""
-    import torch
 
     if name not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {name!r}")
@@ -101,8 +103,6 @@ class BANetEstimator:
     """Runs a `banet_vo.model.BANet` on prepared pairs (no gradients, eval mode, fp32 BA)."""
 
     def __init__(self, model: Any, device: Any = None) -> None:
-        import torch
-
         self.model = model
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model.to(self.device).eval()
@@ -118,7 +118,6 @@ class BANetEstimator:
         if not path.is_file():
             raise ValueError(f"model file {path} does not exist")
         torch_device = resolve_device(device)
-        from banet_vo.model.checkpoint import load_banet
 
         model = load_banet(path, device=torch_device)
         return cls(model, torch_device)
@@ -126,9 +125,6 @@ class BANetEstimator:
     def estimate(
         self, reference: PreparedFrame, target: PreparedFrame, pose_init: np.ndarray | None = None
     ) -> PairEstimate:
-        import pypose as pp
-        import torch
-
         def tensor(frame: PreparedFrame) -> torch.Tensor:
             return torch.from_numpy(frame.image)[None].to(self.device)
 
