@@ -188,3 +188,15 @@ def test_tracking_config_is_validated():
         TrackingConfig(window_keyframes=2)
     with pytest.raises(ValueError, match="track_keyframes"):
         TrackingConfig(track_keyframes=0)
+
+
+def test_same_input_gives_the_same_trajectory(estimator, kitti06):
+    """Reproducible: RANSAC, matching and the window BA are deterministic for the same frames."""
+    runs = []
+    for _ in range(2):
+        vo = _vo(estimator)
+        runs.append([vo.process(f.image, f.timestamp, f.camera).T_odom_camera for f in kitti06[:12]])
+    for a, b in zip(*runs, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(a, b)

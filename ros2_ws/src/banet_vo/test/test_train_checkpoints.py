@@ -163,7 +163,14 @@ def test_sigkill_at_random_points_of_unit_writes_never_leaves_an_inconsistent_ch
 @pytest.mark.slow
 def test_sigkill_soak_of_unit_writes(tmp_path):
     seen = _unit_kill_rounds(tmp_path, rounds=60, seed=1)
-    assert seen["killed"] >= 50 and seen["stale_removed"] > 0
+    assert seen["killed"] >= 50
+    # On a loaded machine a kill may land between writes in every one of 60 rounds; go on (bounded)
+    # until one has landed inside a write, so the soak is never vacuous.
+    extra = 0
+    while seen["stale_removed"] == 0 and extra < 10:
+        seen = {k: seen[k] + v for k, v in _unit_kill_rounds(tmp_path, rounds=20, seed=2 + extra).items()}
+        extra += 1
+    assert seen["stale_removed"] > 0
 
 
 def test_sigkill_during_save_checkpoint_leaves_the_old_file_or_the_new(tmp_path):

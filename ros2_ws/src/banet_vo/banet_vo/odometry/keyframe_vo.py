@@ -81,6 +81,9 @@ class TrackingConfig:
     keyframe_tracked_ratio: float = 0.5  # tracked / landmarks of the last keyframe below which …
     triangulation_max_px: float = 2.0
     triangulation_min_parallax_deg: float = 0.5
+    # New landmarks whose median depth differs from the tracked ones' by more than this factor are not
+    # added (a keyframe pose that lost the scale would otherwise shrink or blow up the map).
+    max_depth_ratio: float = 2.5
     scale_window: int = 15  # keyframes in the running median of the scale
     # The ground plane's normal may differ from the extrinsic's up by this much (road slope, pitching).
     ground_max_tilt_deg: float = 5.0
@@ -466,6 +469,28 @@ class KeyframeOdometry:
             t.triangulation_max_px,
             t.triangulation_min_parallax_deg,
         )
+        T_cw = invert(kf.T_wc)
+        z_new = (X[ok] @ T_cw[:3, :3].T + T_cw[:3, 3])[:, 2]
+        z_old = self._points_in(kf)[:, 2]
+        if len(z_old) >= t.min_tracked and len(z_new):
+            ratio = float(np.median(z_new) / np.median(z_old))
+            if not 1.0 / t.max_depth_ratio <= ratio <= t.max_depth_ratio:
+                # New points far nearer (or farther) than the tracked ones of the same view: the
+                # keyframe's pose has lost the map's scale, and adding them would shrink the map.
+                logger.debug("keyframe %d: new landmarks at %.2fx the tracked depth: not added", kf.id, ratio)
+                return
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "keyframe %d: %d tracked (median depth %.3g), %d/%d triangulated (median depth %.3g), "
+                "baseline %.3g",
+                kf.id,
+                len(tracked),
+                np.median(z_old) if len(z_old) else np.nan,
+                int(ok.sum()),
+                len(fresh),
+                np.median(z_new) if len(z_new) else np.nan,
+                np.linalg.norm(kf.T_wc[:3, 3] - prev.T_wc[:3, 3]),
+            )
         for (i, j), point in zip(fresh[ok], X[ok], strict=True):
             lm = self._new_landmark(point)
             prev.landmarks[i] = lm
