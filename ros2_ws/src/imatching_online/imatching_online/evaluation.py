@@ -34,14 +34,18 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
+import torch
+from banet_vo.data import open_sequence
+from banet_vo.data.dataset import resize_depth_nearest
 from banet_vo.evaluation.matching import matching_accuracy
 from banet_vo.evaluation.pose import pose_auc, two_view_pose_error
 
-if TYPE_CHECKING:  # torch and OpenCV load lazily: `banet-vo-eval --help` stays fast
-    from imatching_online.matcher.network import Matcher
+from imatching_online.matcher.io import load_matcher
+from imatching_online.matcher.network import Matcher
+from imatching_online.matcher.queries import corner_queries, fit_size, prepare_image
 
 MMA_THRESHOLDS = (1.0, 2.0, 5.0)
 AUC_THRESHOLDS = (5.0, 10.0, 20.0)
@@ -52,9 +56,6 @@ Correspond = Callable[[dict, dict], tuple[np.ndarray, np.ndarray]]
 
 def matcher_method(matcher: Matcher, max_queries: int = 300) -> Correspond:
     """Correspondences of a matcher: corners of A and their expected matches in B."""
-    import torch
-
-    from imatching_online.matcher.queries import corner_queries
 
     @torch.no_grad()
     def run(frame_a: dict, frame_b: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +71,6 @@ def matcher_method(matcher: Matcher, max_queries: int = 300) -> Correspond:
 
 def opencv_method(kind: str, features: int = 500) -> Correspond:
     """SIFT or ORB keypoints with mutual nearest-neighbour descriptor matching (cross check)."""
-    import cv2
 
     if kind == "sift":
         detector, norm = cv2.SIFT_create(nfeatures=features), cv2.NORM_L2
@@ -100,7 +100,6 @@ def relative_pose_from_matches(
 
     ``order``: a permutation of the matches to hand to OpenCV (another RANSAC draw on the same data).
     """
-    import cv2
 
     if len(qa) < 5:
         return None
@@ -119,10 +118,6 @@ def relative_pose_from_matches(
 
 def load_frames(seq, indices, width: int) -> tuple[dict[int, dict], object]:
     """Frames at the working resolution: host RGB, gray, tensor, depth (nearest), pose; and the camera."""
-    import cv2
-    from banet_vo.data.dataset import resize_depth_nearest
-
-    from imatching_online.matcher.queries import fit_size, prepare_image
 
     w, h = fit_size(seq.camera.width, seq.camera.height, width)
     frames, camera = {}, None
@@ -373,11 +368,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(args) -> int:
-    import torch
-    from banet_vo.data import open_sequence
-
-    from imatching_online.matcher.io import load_matcher
-
     torch.set_num_threads(args.threads)
     seq = open_sequence(args.sequence)
     if args.frames:

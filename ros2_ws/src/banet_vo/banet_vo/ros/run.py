@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 import rclpy
+import yaml
+from evo.core.geometry import GeometryException
 from nav_msgs.msg import Odometry
 from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
@@ -36,12 +38,30 @@ from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image
 
-from banet_vo.data.bags import CAMERA_INFO_TOPIC, DEPTH_TOPIC, IMAGE_TOPIC, ODOMETRY_TOPIC, BagReader
+from banet_vo.data.bags import (
+    CAMERA_INFO_TOPIC,
+    DEPTH_TOPIC,
+    IMAGE_TOPIC,
+    ODOMETRY_TOPIC,
+    BagReader,
+    image_from_message,
+    pose_from_message,
+    stamp_ns,
+)
+from banet_vo.evaluation import (
+    depth_metrics,
+    evaluate_trajectory,
+    mean_depth_metrics,
+    trajectory_from_poses,
+    write_tum,
+)
+from banet_vo.evaluation.depth import resize_depth
 from banet_vo.geometry.rigid import pose_matrix
 from banet_vo.ros import topics
 from banet_vo.ros.bag_player import BagPlayer
 from banet_vo.ros.conversions import image_to_numpy, stamp_to_ns
 from banet_vo.ros.qos import reliable_qos
+from banet_vo.ros.vo_node import VONode
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +182,6 @@ def _parse_param(item: str) -> Parameter:
     name, sep, text = item.partition(":=")
     if not sep or not name:
         raise ValueError(f"--param must look like NAME:=VALUE, got {item!r}")
-    import yaml
 
     try:
         value = yaml.safe_load(text)
@@ -196,7 +215,6 @@ class GraphRun:
 
 def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None) -> GraphRun:
     """Play the bag through the node and record what it publishes (estimator: instead of --model)."""
-    from banet_vo.ros.vo_node import VONode
 
     cli_args = [
         "--ros-args",
@@ -262,7 +280,6 @@ def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None)
 
 def _ground_truth(bag: Path) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
     """GT camera poses and depth maps by stamp, straight from the bag (empty when it has none)."""
-    from banet_vo.data.bags import image_from_message, pose_from_message, stamp_ns
 
     poses: dict[int, np.ndarray] = {}
     depths: dict[int, np.ndarray] = {}
@@ -279,9 +296,6 @@ def _ground_truth(bag: Path) -> tuple[dict[int, np.ndarray], dict[int, np.ndarra
 
 def write_outputs(args: argparse.Namespace, run: GraphRun) -> dict:
     """Write trajectories, depth maps, metrics and plots to args.out; returns the summary dict."""
-    from evo.core.geometry import GeometryException
-
-    from banet_vo.evaluation import evaluate_trajectory, trajectory_from_poses, write_tum
 
     data, counters, wall = run.recording, run.counters, run.wall_s
     out: Path = args.out
@@ -310,6 +324,7 @@ def write_outputs(args: argparse.Namespace, run: GraphRun) -> dict:
 
     plots = not args.no_plots
     if plots:
+        # matplotlib only when plots are asked for (evaluation/__init__ keeps plots out for this reason)
         from banet_vo.evaluation.plots import plot_depth
 
         for ns, depth in sorted(data.depth.items()):
@@ -364,8 +379,6 @@ def write_outputs(args: argparse.Namespace, run: GraphRun) -> dict:
 
 def _depth_metrics(pred: dict[int, np.ndarray], gt: dict[int, np.ndarray]) -> dict[str, Any]:
     """Mean depth metrics over the saved maps that have GT, GT resized (nearest) to the prediction."""
-    from banet_vo.evaluation import depth_metrics, mean_depth_metrics
-    from banet_vo.evaluation.depth import resize_depth
 
     per_image = []
     for ns, depth in sorted(pred.items()):

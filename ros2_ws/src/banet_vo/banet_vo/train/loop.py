@@ -34,7 +34,11 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import ConcatDataset, Dataset
 
+from banet_vo.data import PairDataset, open_sequence
+from banet_vo.model.banet import BANet
+from banet_vo.model.checkpoint import load_checkpoint, remove_stale_temps, save_checkpoint
 from banet_vo.model.config import BANetConfig
+from banet_vo.model.damping import split_shared_damping
 from banet_vo.provenance import code_version, cpu_model
 from banet_vo.train.checkpoints import find_latest_unit, write_unit
 from banet_vo.train.config import TrainConfig
@@ -110,8 +114,6 @@ def build_dataset(config: TrainConfig, progress: bool = True) -> tuple[Dataset, 
             "pairs": len(synthetic),
         }
     if data.real_sequences:
-        from banet_vo.data import PairDataset, open_sequence
-
         real = []
         for path in data.real_sequences:
             ds = PairDataset(open_sequence(path), strides=data.real_strides, size=size, shuffle=False)
@@ -180,7 +182,6 @@ def _save(
     state: dict,
 ) -> Path:
     """Write weights + training state as one unit, then point last.safetensors at its weights."""
-    from banet_vo.model.checkpoint import save_checkpoint
 
     weights = model.state_dict()
     training_state = {
@@ -242,8 +243,6 @@ _DEPTH_HEAD_KEYS = ("initial_depth", "depth_activation")
 
 def _load_weights(model: torch.nn.Module, path: str, skip: Sequence[str] = ()) -> None:
     """Load ``path`` into ``model``, except parameters whose names start with a prefix in ``skip``."""
-    from banet_vo.model.checkpoint import load_checkpoint
-    from banet_vo.model.damping import split_shared_damping
 
     state_dict, model_config, _ = load_checkpoint(path, expected_kind="banet")
     unused = [p for p in skip if not any(k.startswith(p) for k in state_dict)]
@@ -278,7 +277,6 @@ def _load_weights(model: torch.nn.Module, path: str, skip: Sequence[str] = ()) -
 def _load_resume(out_dir: Path, model: torch.nn.Module, optimizer, scheduler, config: TrainConfig) -> dict:
     """Load the newest consistent checkpoint unit into model, optimiser and scheduler; returns its state.
     Newer units that fail (incomplete, damaged, not fitting the model) are skipped and named."""
-    from banet_vo.model.checkpoint import load_checkpoint
 
     loaded: dict = {}
 
@@ -326,7 +324,6 @@ def _load_resume(out_dir: Path, model: torch.nn.Module, optimizer, scheduler, co
 
 def _prepare_run_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to start a new run over an existing one unless ``overwrite``; clear stale temp files."""
-    from banet_vo.model.checkpoint import remove_stale_temps
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for folder in (out_dir, out_dir / UNITS_DIR):
@@ -372,7 +369,6 @@ def train(
     checkpoint (step count, optimiser and scheduler state); ``overwrite`` lets a new run replace the one
     already in ``out_dir`` (without it, that is an error). ``dataset`` replaces the configured data (tests).
     """
-    from banet_vo.model.banet import BANet
 
     rank, world = _distributed()
     torch.set_num_threads(config.num_threads)
