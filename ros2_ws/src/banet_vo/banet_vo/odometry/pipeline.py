@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -430,6 +430,4 @@ class VisualOdometry:
 
 
 def _with(result: FrameResult, **changes) -> FrameResult:
-    from dataclasses import replace
-
     return replace(result, **changes)

@@ -21,6 +21,7 @@ from pathlib import Path as FilePath
 from typing import Any
 
 import numpy as np
+import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry, Path
@@ -216,8 +217,6 @@ class VOShell:
         if not path.exists():
             raise ValueError(f"parameter model: {p.model} does not exist")
         if p.torch_threads > 0:
-            import torch
-
             torch.set_num_threads(p.torch_threads)
         try:
             return BANetEstimator.from_checkpoint(p.model, device=p.device)

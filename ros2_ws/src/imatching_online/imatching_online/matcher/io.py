@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from banet_vo.model.checkpoint import load_checkpoint, save_checkpoint
 
 from imatching_online.matcher.network import Matcher, MatcherConfig
 
@@ -14,16 +15,12 @@ KIND = "matcher"
 def save_matcher(path: str | Path, matcher: Matcher, meta: dict) -> None:
     """Write the matcher's weights, config and metadata (the shared code writes atomically and adds
     ``code_version``)."""
-    from banet_vo.model.checkpoint import save_checkpoint
-
     state = {k: v.detach().cpu().contiguous() for k, v in matcher.state_dict().items()}
     save_checkpoint(Path(path), state, kind=KIND, config=matcher.config.to_dict(), meta=meta)
 
 
 def load_matcher(path: str | Path, device: str | torch.device = "cpu") -> tuple[Matcher, dict]:
     """(Matcher in eval mode, meta) from a matcher checkpoint; ValueError names missing/unexpected keys."""
-    from banet_vo.model.checkpoint import load_checkpoint
-
     state, config, meta = load_checkpoint(Path(path), expected_kind=KIND)
     matcher = Matcher(MatcherConfig.from_dict(config))
     own = matcher.state_dict()

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from banet_vo.data.synthetic.render import camera_from_fov, render_frame
+from banet_vo.data.synthetic.room import make_room
+from banet_vo.data.synthetic.street import make_street
+from banet_vo.data.synthetic.trajectory import make_trajectory
 from banet_vo.evaluation.matching import ground_truth_matches
 
 log = logging.getLogger(__name__)
@@ -71,11 +75,6 @@ def render_pairs(
     min_valid_fraction: float = 0.3,
 ) -> PairSet:
     """Render ``num_scenes`` short clips and pair frames 1..max_gap apart (gap 1-2 for driving)."""
-    from banet_vo.data.synthetic.render import camera_from_fov, render_frame
-    from banet_vo.data.synthetic.room import make_room
-    from banet_vo.data.synthetic.street import make_street
-    from banet_vo.data.synthetic.trajectory import make_trajectory
-
     if num_scenes <= 0 or frames_per_scene < 2:
         raise ValueError("num_scenes must be positive and frames_per_scene >= 2")
     rng = np.random.default_rng(seed)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from banet_vo.model.checkpoint import remove_stale_temps
 from banet_vo.odometry import resolve_device
 from banet_vo.ros.camera_input import INPUT_PROBLEMS, CameraFrame, CameraInput, EventCounters
@@ -33,6 +34,7 @@ from rclpy.node import Node
 from std_srvs.srv import Trigger
 
 from imatching_online.lineage import choose_start, lineage_meta
+from imatching_online.matcher.io import load_matcher
 from imatching_online.online import SKIPPED_GAP, SKIPPED_STATIC, STEPPED, StreamAdapter
 from imatching_online.ros.params import PARAMS, NodeParams, declare_parameters
 
@@ -78,11 +80,7 @@ class ImatchingNode(Node):
 
     # -- start-up ------------------------------------------------------------------------------------
     def _load(self, p: NodeParams) -> StreamAdapter:
-        from imatching_online.matcher.io import load_matcher
-
         if p.torch_threads > 0:
-            import torch
-
             torch.set_num_threads(p.torch_threads)
         try:
             device = resolve_device(p.device)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
 from banet_vo.evaluation.report import format_table, write_json
 from banet_vo.evaluation.trajectory import TrajectoryReport, evaluate_trajectory, read_tum
 
@@ -89,8 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if report.kitti.reason:
         print(f"note: no KITTI segment errors: {report.kitti.reason}")
     if args.plot:
-        import numpy as np
-
+        # matplotlib only when a plot is asked for
         from banet_vo.evaluation.plots import plot_trajectory_top_view, top_view_plane_from_poses
 
         plane = top_view_plane_from_poses(np.asarray(gt.poses_se3)) if args.plane == "auto" else args.plane
