@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from rosbags.highlevel import AnyReader
 
 logger = logging.getLogger(__name__)
 
@@ -239,7 +240,6 @@ def salvage_bag(bag: str | Path, into: str | Path) -> SalvageReport:
     (``report.paths``) and how much was lost is unknown. ValueError when the storage is neither MCAP nor
     sqlite3 or nothing is intact. The report counts what rosbags reads from the copy.
     """
-    from rosbags.highlevel import AnyReader
 
     bag, into = Path(bag), Path(into)
     into.mkdir(parents=True, exist_ok=True)
@@ -285,6 +285,7 @@ def salvage_bag(bag: str | Path, into: str | Path) -> SalvageReport:
     else:
         report.paths = [into / name for name in kept]
     # Counted by reading, not from the copy's index or metadata: what a player would actually get.
+    # bags imports this module at its top: importing it back here, at call time, avoids the cycle
     from banet_vo.data.bags import TYPESTORE
 
     with AnyReader(report.paths, default_typestore=TYPESTORE) as reader:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
+from banet_vo.model.banet import BANet
+from banet_vo.model.config import BANetConfig
 from banet_vo.provenance import code_version  # re-exported: callers use checkpoint.code_version
 
 __all__ = [
@@ -102,7 +105,6 @@ def remove_stale_temps(folder: str | Path, name: str | None = None) -> list[Path
     """Delete the temporary files that killed ``save_checkpoint`` calls left in ``folder`` (those for the
     checkpoint ``name`` only, when given; and the ``.*.tmp`` directories of killed checkpoint-unit writes).
     Call it where one process owns the folder, at its start. Returns what was deleted."""
-    import shutil
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -179,8 +181,6 @@ def load_banet(path: str | Path, device: str | torch.device = "cpu"):
     """A ``BANet`` in eval mode on ``device`` from a ``kind="banet"`` checkpoint. ``CheckpointError`` when
     the stored config is invalid or the weights do not fit it (naming missing, unexpected and
     shape-mismatched keys)."""
-    from banet_vo.model.banet import BANet
-    from banet_vo.model.config import BANetConfig
 
     state_dict, config_dict, _ = load_checkpoint(path, expected_kind="banet")
     try:
