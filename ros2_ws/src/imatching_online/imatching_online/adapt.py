@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from banet_vo.config_fields import setting
 
-from imatching_online.ba import FailureStats, WindowConfig, WindowResult, solve_window
+from imatching_online.ba import FailureStats, WindowBundleAdjuster, WindowConfig, WindowResult
+from imatching_online.ba.window import as_intrinsic_matrix
 from imatching_online.matcher.network import Matcher, MatchOutput
 from imatching_online.matcher.queries import corner_queries
 from imatching_online.matcher.train import augment
@@ -287,28 +288,80 @@ class StepReport:
 
 
 class OnlineAdapter:
-    """The adaptation state of one stream: matcher, Adam, BA settings, failure counts, rollback guard."""
+    """The adaptation state of one stream: matcher, Adam, the window BA with its failure counts, rollback
+    guard. `step` adapts on a window; `evaluate` runs the same matching and BA and only reports."""
 
     def __init__(
         self,
         matcher: Matcher,
-        K: np.ndarray,
+        K,
         config: AdaptConfig | None = None,
         ba_config: WindowConfig | None = None,
         seed: int = 0,
     ) -> None:
+        """K: intrinsics of the images `step` gets (a PinholeCamera, a 3x3 matrix or [fx, fy, cx, cy])."""
         self.matcher = matcher
-        self.K = np.asarray(K, dtype=np.float64)
+        self.bundle_adjuster = WindowBundleAdjuster(K, ba_config)
         self.config = AdaptConfig() if config is None else config
-        self.ba_config = WindowConfig() if ba_config is None else ba_config
         self.optimiser = torch.optim.Adam(matcher.parameters(), lr=self.config.lr)
         self.guard = RollbackGuard(self.config.rollback_window, self.config.rollback_tolerance)
-        self.stats = FailureStats()
         self.steps_taken = 0
         self.anchor = (
             [p.detach().clone() for p in matcher.parameters()] if self.config.anchor_pull > 0 else None
         )
         self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def K(self) -> np.ndarray:
+        """3x3 float64 intrinsics of the working images."""
+        return self.bundle_adjuster.K
+
+    @property
+    def ba_config(self) -> WindowConfig:
+        return self.bundle_adjuster.config
+
+    @property
+    def stats(self) -> FailureStats:
+        """Windows, successes and failures by reason, counted by the BA (and matching that gave nothing)."""
+        return self.bundle_adjuster.stats
+
+    def set_camera(self, K) -> None:
+        """New intrinsics of the working images (the stream's camera or working size changed)."""
+        self.bundle_adjuster.K = as_intrinsic_matrix(K)
+
+    def _solve(self, matches: WindowMatches, num_frames: int) -> tuple[WindowResult | None, str, float]:
+        """The window BA on the detached matches, its outcome counted: (result or None, why not, BA seconds).
+        A window without matches fails as "too_few_matches" with no BA run (0 s)."""
+        if not matches.outputs:
+            self.stats.record(False, "too_few_matches")
+            return None, "too_few_matches", 0.0
+        t0 = time.perf_counter()
+        result = self.bundle_adjuster(matches.for_ba(), num_frames)
+        ba_s = time.perf_counter() - t0
+        if not result.success:
+            return None, f"{result.reason.value}: {result.detail}", ba_s
+        return result, "", ba_s
+
+    def evaluate(self, images: torch.Tensor, host_images: list[np.ndarray]) -> StepReport:
+        """The same matching and BA as `step`, the loss reported; no gradient, no update, guard off."""
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            matches = match_window(self.matcher, images, host_images, self.config)
+            result, reason, ba_s = self._solve(matches, images.shape[0])
+            if result is None:
+                return StepReport(False, reason, ba_s=ba_s, step_s=time.perf_counter() - t0)
+            loss, logs = reprojection_loss(matches, result, self.K, tuple(images.shape[-2:]), self.config)
+        return StepReport(
+            True,
+            "",
+            float(loss),
+            inlier_ratio(result),
+            result.rms_px,
+            guard="off",
+            logs=logs,
+            ba_s=ba_s,
+            step_s=time.perf_counter() - t0,
+        )
 
     def step(self, images: torch.Tensor, host_images: list[np.ndarray]) -> StepReport:
         """One window: match, BA, and (if the BA succeeded) one optimiser step."""
@@ -319,17 +372,9 @@ class OnlineAdapter:
                 ba_matches = match_window(self.matcher, images, host_images, self.config)
         else:
             matches = ba_matches = match_window(self.matcher, images, host_images, self.config)
-        if not ba_matches.outputs:
-            self.stats.record(False, "too_few_matches")
-            report = StepReport(False, "too_few_matches")
-            report.guard = self.guard.record(None, self.matcher, self.optimiser)
-            return report
-        t1 = time.perf_counter()
-        result = solve_window(self.K, ba_matches.for_ba(), images.shape[0], self.ba_config)
-        ba_s = time.perf_counter() - t1
-        self.stats.record(result.success, result.reason)
-        if not result.success:
-            report = StepReport(False, f"{result.reason.value}: {result.detail}", ba_s=ba_s)
+        result, reason, ba_s = self._solve(ba_matches, images.shape[0])
+        if result is None:
+            report = StepReport(False, reason, ba_s=ba_s)
             report.guard = self.guard.record(None, self.matcher, self.optimiser)
             report.step_s = time.perf_counter() - t0
             return report

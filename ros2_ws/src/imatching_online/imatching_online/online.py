@@ -35,11 +35,8 @@ from imatching_online.adapt import (
     AdaptConfig,
     OnlineAdapter,
     StepReport,
-    inlier_ratio,
-    match_window,
-    reprojection_loss,
 )
-from imatching_online.ba import WindowConfig, solve_window
+from imatching_online.ba import WindowConfig
 from imatching_online.matcher.io import save_matcher
 from imatching_online.matcher.network import SIZE_MULTIPLE, Matcher
 from imatching_online.matcher.queries import prepare_image
@@ -220,7 +217,7 @@ class StreamAdapter:
             self._camera = camera
             w, h = working_size(camera.width, camera.height, self.stream.max_image_size)
             self._work_camera = camera.resized(w, h)
-            self.adapter.K = self._work_camera.K.astype(np.float64)
+            self.adapter.set_camera(self._work_camera)
         if self._last_stamp is not None and stamp <= self._last_stamp:
             self.counters["time_jumps"] += 1  # loop / reordering: a window must not span it
             self._clear_window()
@@ -253,45 +250,14 @@ class StreamAdapter:
         images = torch.cat([f.tensor for f in frames]).to(self.device)
         hosts = [f.host for f in frames]
         t0 = time.perf_counter()
-        report = self.adapter.step(images, hosts) if self.stream.adapt else self._evaluate(images, hosts)
+        report = (
+            self.adapter.step(images, hosts) if self.stream.adapt else self.adapter.evaluate(images, hosts)
+        )
         self.step_times.append(time.perf_counter() - t0)
         self.last_report = report
         if report.guard == "rollback":
             self.counters["rollbacks"] += 1
         return report
-
-    def _evaluate(self, images: torch.Tensor, hosts: list[np.ndarray]) -> StepReport:
-        """adapt=False: the same match and BA as a step, the loss reported, no gradient, no update."""
-        t0 = time.perf_counter()
-        adapter = self.adapter
-        with torch.no_grad():
-            matches = match_window(self.matcher, images, hosts, self.config)
-            if not matches.outputs:
-                adapter.stats.record(False, "too_few_matches")
-                return StepReport(False, "too_few_matches", step_s=time.perf_counter() - t0)
-            t1 = time.perf_counter()
-            result = solve_window(adapter.K, matches.for_ba(), images.shape[0], adapter.ba_config)
-            ba_s = time.perf_counter() - t1
-            adapter.stats.record(result.success, result.reason)
-            if not result.success:
-                return StepReport(
-                    False,
-                    f"{result.reason.value}: {result.detail}",
-                    ba_s=ba_s,
-                    step_s=time.perf_counter() - t0,
-                )
-            loss, logs = reprojection_loss(matches, result, adapter.K, tuple(images.shape[-2:]), self.config)
-        return StepReport(
-            True,
-            "",
-            float(loss),
-            inlier_ratio(result),
-            result.rms_px,
-            guard="off",
-            logs=logs,
-            ba_s=ba_s,
-            step_s=time.perf_counter() - t0,
-        )
 
     # -- weights -------------------------------------------------------------------------------------
     def rollback(self) -> bool:

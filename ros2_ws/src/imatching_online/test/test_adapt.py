@@ -199,6 +199,26 @@ def test_successful_window_updates_the_real_matcher_weights(monkeypatch, solved)
 
 
 @pytest.mark.slow
+def test_evaluate_runs_the_steps_match_and_ba_and_changes_nothing(monkeypatch, solved):
+    window, _ = solved
+    torch.manual_seed(0)
+    matcher = Matcher(TINY)
+    monkeypatch.setattr(adapt, "match_window", _synthetic_match_window(window))
+    adapter = OnlineAdapter(matcher, np.eye(3), AdaptConfig(lr=1e-3), FAST_BA)
+    adapter.set_camera(window.K)  # the stream learns its camera after construction
+    np.testing.assert_array_equal(adapter.K, window.K)
+    before = {k: v.clone() for k, v in matcher.state_dict().items()}
+    images, hosts = _window_images(n=4)
+    report = adapter.evaluate(images, hosts)
+    assert report.success and report.guard == "off" and np.isfinite(report.loss)
+    assert adapter.steps_taken == 0 and adapter.stats.successes == 1
+    assert all(torch.equal(v, before[k]) for k, v in matcher.state_dict().items())
+    stepped = adapter.step(images, hosts)  # same window, same BA: same inliers, now with an update
+    assert stepped.success and stepped.inlier_ratio == report.inlier_ratio
+    assert stepped.loss == pytest.approx(report.loss, rel=1e-5) and adapter.stats.successes == 2
+
+
+@pytest.mark.slow
 def test_anchor_pull_moves_the_step_back_towards_the_starting_weights(monkeypatch, solved):
     window, _ = solved
     monkeypatch.setattr(adapt, "match_window", _synthetic_match_window(window))
