@@ -100,9 +100,10 @@ class Graph:
     def __init__(
         self, context, estimator=None, params: dict | None = None, remap: bool = True, extra_args=()
     ) -> None:
-        overrides = [
-            Parameter(k, value=v) for k, v in {"model": "unused.safetensors", **(params or {})}.items()
-        ]
+        # Scripted estimators on synthetic frames test the node's plumbing: they pin BA-Net alone
+        # (`frontend: none`); the feature front end is tested on real frames elsewhere.
+        defaults = {"model": "unused.safetensors", "frontend": "none"}
+        overrides = [Parameter(k, value=v) for k, v in {**defaults, **(params or {})}.items()]
         self.node = VONode(
             estimator=estimator,
             context=context,
@@ -864,7 +865,11 @@ def test_lifecycle_node_loads_on_configure_and_subscribes_on_activate(rclpy_cont
     node = VOLifecycleNode(
         estimator=TruthEstimator(frames),
         context=rclpy_context,
-        parameter_overrides=[Parameter("model", value="m"), Parameter("image_qos", value="reliable")],
+        parameter_overrides=[
+            Parameter("model", value="m"),
+            Parameter("image_qos", value="reliable"),
+            Parameter("frontend", value="none"),
+        ],
         cli_args=REMAPS,
     )
     rec = Node("vo_test_lifecycle_rec", context=rclpy_context)
