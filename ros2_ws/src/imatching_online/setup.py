@@ -32,5 +32,7 @@ setup(
             "imatching-adapt = imatching_online.adapt_cli:main",
             "imatching_node = imatching_online.ros.node:main",
         ],
+        # `banet-vo-eval matching`: banet_vo's evaluation CLI finds its subcommands in this group.
+        "banet_vo.eval_commands": ["matching = imatching_online.evaluation:add_parser"],
     },
 )

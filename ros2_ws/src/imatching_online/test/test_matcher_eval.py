@@ -247,3 +247,10 @@ def test_banet_vo_eval_matching_subcommand_writes_json(tmp_path, hololens_dir):
     sift = json.loads(out.read_text())["results"]["SIFT (mutual NN)"]
     assert sift["reference"] == "tiny" and set(sift["vs_reference"]) >= {"MMA@1px", "AUC@5°"}
     assert main([*argv, "--reference", "missing"]) == 2
+
+
+def test_matching_is_a_declared_banet_vo_eval_subcommand():
+    import imatching_online.evaluation
+    from banet_vo.evaluation.commands import available_commands
+
+    assert available_commands()["matching"] is imatching_online.evaluation.add_parser
