@@ -246,7 +246,11 @@ def main(argv: list[str] | None = None) -> int:
         skipped += clip_skipped
         print(markdown_table(clip_rows), file=sys.stderr, flush=True)
     if args.live:
-        live = ["Live node, each clip played at its real rate (bag, queue_size 1):", ""]
+        live = [
+            "Live node, each clip played at its real rate (bag, queue_size 1: a frame that arrives while "
+            "one is processed replaces the waiting one). Frames/s and drops depend on the machine's load.",
+            "",
+        ]
         live_rows = []
         for name in args.clips:
             _progress(f"{name}: live node")

@@ -1,6 +1,13 @@
 """Accuracy of the shipped model on real clips, in CI: the ROS-free pipeline with `OdometryConfig()`
-defaults (whatever front end is the default) and with `frontend="none"` (BA-Net alone), on KITTI 06
-(frames 0-50) and HoloLens frames 150-199 (held out from label-free adaptation). Validation labels only.
+defaults (whatever front end is the default), and with `frontend="none"` (BA-Net alone) and "xfeat"
+explicitly, on KITTI 06 (frames 0-50) and HoloLens frames 150-199 (held out from label-free
+adaptation). Validation labels only.
+
+Planted bugs these checks caught (each planted by monkeypatching BANetEstimator.estimate, no file
+edited): T_tgt_ref inverted (none: direction cosine -0.99, scale 6.1), its translation x3 (none: scale
+1.04), its axes conjugated optical -> body (none: Sim(3) ATE 7.1 m, cosine 0.35), depth x3 (xfeat: scale
+0.92, HoloLens SE(3) ATE 5.7 m). The xfeat front end takes only depth from BA-Net, so the pose plants
+leave it unchanged, and the depth plant leaves "none" unchanged.
 
 The limits come from a measurement, not from a wish: MEASURED holds the figures of one run per
 (clip, front end); each limit is derived from them by the rules below, so a re-measurement updates one
