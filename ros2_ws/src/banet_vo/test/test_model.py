@@ -3,13 +3,18 @@ bf16 backbone with an fp32 BA, and the host-side ``predict``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from banet_vo.geometry.camera import PinholeCamera
 from banet_vo.model import BANet, BANetConfig
 from banet_vo.model.ba_layer import depth_from_coefficients
+from banet_vo.model.checkpoint import load_checkpoint
+from banet_vo.model.config import STORED_CONFIG_DEFAULTS
 
+ROOT = Path(__file__).resolve().parents[4]
 TINY = dict(
     image_width=64,
     image_height=48,
@@ -53,6 +58,17 @@ def test_presets_match_the_paper_and_the_small_budget():
     assert BANetConfig.preset("small", num_basis=8).num_basis == 8
     with pytest.raises(ValueError, match="unknown BANetConfig preset 'huge'"):
         BANetConfig.preset("huge")
+
+
+def test_default_config_is_the_shipped_network_and_stored_dicts_keep_their_meaning():
+    _, shipped, _ = load_checkpoint(ROOT / "models/banet_small_synthetic.safetensors", expected_kind="banet")
+    assert BANetConfig() == BANetConfig.from_dict(shipped)
+    assert BANetConfig() == BANetConfig.preset("small", separate_depth_damping=True)
+    # a dict without a key gets what checkpoints were written against, not today's default
+    assert BANetConfig.from_dict({}) == BANetConfig(**STORED_CONFIG_DEFAULTS)
+    assert BANetConfig.from_dict({}).to_dict() == {**BANetConfig.preset("paper").to_dict(), **{
+        "name": "custom", "depth_activation": "softplus", "depth_update": "additive",
+        "depth0_stop_gradient": False}}  # fmt: skip
 
 
 def test_config_dict_and_json_round_trip_and_reject_unknown_keys():
@@ -105,7 +121,7 @@ def test_old_config_dicts_keep_the_softplus_depth_head():
     old = BANetConfig.preset("small", **TINY, initial_depth=3.0).to_dict()
     del old["depth_activation"], old["depth_update"]
     config = BANetConfig.from_dict(old)
-    assert config.depth_activation == "softplus" and BANetConfig().depth_activation == "softplus"
+    assert config.depth_activation == "softplus" and BANetConfig.from_dict({}).depth_activation == "softplus"
     assert config.depth_update == "additive" and BANetConfig.preset("small").depth_update == "bounded"
     with pytest.raises(ValueError, match="depth_update"):
         BANetConfig.preset("small", depth_update="log")

@@ -48,42 +48,49 @@ class BANetConfig:
     Levels are listed coarse to fine everywhere (the order the BA visits them). The feature pyramid has
     ``len(iterations)`` levels at strides 2, 4, 8, ... of the input; the finest one has the resolution of
     the depth map (half the input).
+
+    The defaults are the shipped network (models/banet_small_synthetic.safetensors, models/MODEL_CARD.md):
+    the `small` preset with separate pose / depth damping. What a stored config dict means for a key it
+    lacks is STORED_CONFIG_DEFAULTS, not these (older checkpoints predate several keys).
     """
 
-    name: str = "custom"
-    image_width: int = 320
-    image_height: int = 240
-    channels: int = 128  # C: feature channels of every pyramid level
-    num_basis: int = 128  # K: depth basis maps optimised by the BA
-    iterations: tuple[int, ...] = (5, 5, 5)  # LM iterations per level, coarse -> fine
+    name: str = "small"
+    image_width: int = 128
+    image_height: int = 96
+    channels: int = 32  # C: feature channels of every pyramid level
+    num_basis: int = 16  # K: depth basis maps optimised by the BA
+    iterations: tuple[int, ...] = (3, 3, 3)  # LM iterations per level, coarse -> fine
     # Backbone, DRN-54 style: stem (7x7 conv + 3x3 conv), a 3x3 conv stage to stride 2, then bottleneck
     # stages at strides 4, 8, 16, 32 (strides where DRN has dilations).
     stem_channels: int = 16
-    stem_stride: int = 1  # 1 as in DRN (full-resolution stem); 2 halves the cost of the first layers
-    level2_channels: int = 32
-    bottleneck_planes: tuple[int, ...] = (64, 128, 256, 512)
-    bottleneck_blocks: tuple[int, ...] = (3, 4, 6, 3)
-    bottleneck_expansion: int = 4
-    norm: str = "batch"  # "batch" (DRN) or "group" (batch-size independent, for tiny CPU batches)
-    decoder_channels: tuple[int, ...] = (256, 128, 64, 64)  # basis decoder, strides 16, 8, 4, 2
-    damping_hidden: int = 128  # width of the 4-layer damping MLP
-    initial_depth: float = 3.0  # metres; D0 starts near this before training
+    stem_stride: int = 2  # 1 as in DRN (full-resolution stem); 2 halves the cost of the first layers
+    level2_channels: int = 24
+    bottleneck_planes: tuple[int, ...] = (16, 32, 48, 64)
+    bottleneck_blocks: tuple[int, ...] = (1, 1, 1, 1)
+    bottleneck_expansion: int = 2
+    norm: str = "group"  # "batch" (DRN) or "group" (batch-size independent, for tiny CPU batches)
+    decoder_channels: tuple[int, ...] = (64, 48, 32, 32)  # basis decoder, strides 16, 8, 4, 2
+    damping_hidden: int = 32  # width of the 4-layer damping MLP
+    # Log-depth head started at the median GT depth (<= 50 m) of the training cache, 3.47 m
+    # (driving 9.0 m, indoor 2.9 m): see models/MODEL_CARD.md.
+    initial_depth: float = 3.5  # metres; D0 starts near this before training
     # D0 = softplus(head) in metres (the oldest checkpoints, the default for dicts without this key) or
     # exp(head), i.e. log depth: Adam's ~lr-sized steps then change D0 by a relative ~lr, at any depth.
-    depth_activation: str = "softplus"
+    depth_activation: str = "exp"
     # The BA's depth model: D0 + B·w with a smooth floor at min_depth (the authors' code; older
     # checkpoints and the default for dicts without this key), D0·exp(B·w) (relative updates, no floor)
     # or "bounded", the same with the factor exp(B·w) smoothly limited to [1/4, 4] (the presets). See
-    # model/ba_layer.py.
-    depth_update: str = "additive"
+    # model/ba_layer.py. Bounded: the additive update threw 12 % of pixels onto the min_depth floor, the
+    # unbounded one put a few pairs' pixels 1000x off (MODEL_CARD).
+    depth_update: str = "bounded"
     # D0 enters the BA as a constant: the pose and final-depth losses then train features, bases and damping,
     # and D0 learns only from its own term (train loss.initial_depth). Through the BA, D0 lost the scene scale
     # it had learned within 300 steps (MODEL_CARD). False for dicts without the key.
-    depth0_stop_gradient: bool = False
+    depth0_stop_gradient: bool = True
     # One damping λ for pose and depth coefficients alike (the paper; False for dicts without the key), or
     # two from each damping MLP: λ_pose for the 6 pose parameters, λ_depth for the K coefficients. Damping
     # only the depth block harder improved both pose and depth (MODEL_CARD).
-    separate_depth_damping: bool = False
+    separate_depth_damping: bool = True
     min_depth: float = 0.1  # metres; smooth positive floor applied to D0 + B·w inside the BA (additive)
     ba_epsilon: float = 1e-6  # absolute diagonal term that keeps AᵀA solvable on textureless input
     backbone_dtype: str = "fp32"  # "fp32" or "bf16" (autocast for backbone, FPN and decoder; BA is fp32)
@@ -203,7 +210,8 @@ class BANetConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BANetConfig:
-        """Inverse of ``to_dict``; unknown keys are an error (a typo must not silently change a model)."""
+        """Inverse of ``to_dict``; a missing key takes its STORED_CONFIG_DEFAULTS value, an unknown key is an
+        error (a typo must not silently change a model)."""
         if not isinstance(data, dict):
             raise ValueError(f"BANetConfig.from_dict needs a dict, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
@@ -211,7 +219,7 @@ class BANetConfig:
         if unknown:
             raise ValueError(f"BANetConfig.from_dict: unknown keys {unknown}; known keys are {sorted(known)}")
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(**values)
+        return cls(**{**STORED_CONFIG_DEFAULTS, **values})
 
     @classmethod
     def from_json(cls, text: str) -> BANetConfig:
@@ -222,34 +230,31 @@ class BANetConfig:
         return cls.from_dict(data)
 
 
+# What a stored config dict (a checkpoint's) means for a key it lacks: the values checkpoints were
+# written against, which are the paper's network with the authors' depth model. Older checkpoints have no
+# depth_activation, depth_update, depth0_stop_gradient or separate_depth_damping: softplus head, additive
+# BA depth, D0 through the BA, one damping λ.
+STORED_CONFIG_DEFAULTS: dict[str, Any] = dict(
+    name="custom", image_width=320, image_height=240, channels=128, num_basis=128, iterations=(5, 5, 5),
+    stem_channels=16, stem_stride=1, level2_channels=32, bottleneck_planes=(64, 128, 256, 512),
+    bottleneck_blocks=(3, 4, 6, 3), bottleneck_expansion=4, norm="batch", decoder_channels=(256, 128, 64, 64),
+    damping_hidden=128, initial_depth=3.0, depth_activation="softplus", depth_update="additive",
+    depth0_stop_gradient=False, separate_depth_damping=False, min_depth=0.1, ba_epsilon=1e-6,
+    backbone_dtype="fp32",
+)  # fmt: skip
+
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper: DRN-54 depth (3, 4, 6, 3 bottlenecks), 128 channels, 128 bases, 320x240, 5 LM its/level.
-    "paper": dict(name="paper", depth_activation="exp", depth_update="bounded", depth0_stop_gradient=True),
-    # CPU-trainable: 128x96 input (depth 64x48), C=32, K=16, one narrow bottleneck per stage, stride-2
-    # stem, 3 LM its/level. Rationale in docs/model.md.
-    "small": dict(
-        name="small",
-        image_width=128,
-        image_height=96,
-        channels=32,
-        num_basis=16,
-        iterations=(3, 3, 3),
-        stem_channels=16,
-        stem_stride=2,
-        level2_channels=24,
-        bottleneck_planes=(16, 32, 48, 64),
-        bottleneck_blocks=(1, 1, 1, 1),
-        bottleneck_expansion=2,
-        norm="group",
-        decoder_channels=(64, 48, 32, 32),
-        damping_hidden=32,
-        # Log-depth head started at the median GT depth (<= 50 m) of the training cache, 3.47 m
-        # (driving 9.0 m, indoor 2.9 m): see models/MODEL_CARD.md.
+    "paper": dict(
+        STORED_CONFIG_DEFAULTS,
+        name="paper",
         depth_activation="exp",
-        initial_depth=3.5,
-        # D0·exp(B·w) with the factor bounded to [1/4, 4]: the additive update threw 12 % of pixels onto
-        # the min_depth floor, the unbounded one put a few pairs' pixels 1000x off (MODEL_CARD).
         depth_update="bounded",
         depth0_stop_gradient=True,
+        separate_depth_damping=False,
     ),
+    # CPU-trainable: 128x96 input (depth 64x48), C=32, K=16, one narrow bottleneck per stage, stride-2
+    # stem, 3 LM its/level (rationale in docs/model.md); the shipped network (the class defaults) is this
+    # with separate pose / depth damping.
+    "small": dict(name="small", separate_depth_damping=False),
 }
