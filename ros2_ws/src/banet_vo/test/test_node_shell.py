@@ -3,13 +3,15 @@ keys, node-clock stamp) and run_node's exit status for a bad start."""
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 pytestmark = pytest.mark.ros
 
 pytest.importorskip("rclpy")
 from banet_vo.ros.conversions import stamp_to_ns  # noqa: E402
-from banet_vo.ros.node_shell import diagnostics, run_node  # noqa: E402
+from banet_vo.ros.node_shell import diagnostics, node_main, run_node  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 
@@ -54,3 +56,13 @@ def test_run_node_exits_2_and_says_why_when_the_node_cannot_start(capsys, ros_do
 
     assert run_node(refuse, ["prog"], prog="my_node", log_tag="my") == 2
     assert "my_node: cannot start: parameter model: missing" in capsys.readouterr().err
+
+
+def test_node_main_rejects_arguments_outside_ros_args_before_starting_anything(capsys):
+    started = []
+    parser = argparse.ArgumentParser(prog="my_node")
+    with pytest.raises(SystemExit) as exit_info:
+        node_main(
+            lambda: started.append(1), parser, ["--bogus"], executable="my_node", prog="my_node", log_tag="m"
+        )
+    assert exit_info.value.code == 2 and not started and "--bogus" in capsys.readouterr().err

@@ -9,6 +9,7 @@ clock: it describes the node, not a frame). `run_node` is a node executable's ma
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -47,6 +48,23 @@ def diagnostics(
     msg = DiagnosticArray(status=[status])
     msg.header.stamp = node.get_clock().now().to_msg()
     return msg
+
+
+def node_main(
+    make_node: Callable[[], Node],
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    *,
+    executable: str,
+    prog: str,
+    log_tag: str,
+) -> int:
+    """A node's console entry point: `parser` checks what stands before --ros-args (--help exits there,
+    anything else is an error), then `run_node`. argv: without the program name; None means sys.argv."""
+    args = sys.argv if argv is None else [executable, *argv]
+    own = args[1 : args.index("--ros-args")] if "--ros-args" in args else args[1:]
+    parser.parse_args(own)
+    return run_node(make_node, args, prog=prog, log_tag=log_tag)
 
 
 def run_node(make_node: Callable[[], Node], args: list[str], *, prog: str, log_tag: str) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from banet_vo.odometry import PairEstimator
-from banet_vo.ros.node_shell import run_node
+from banet_vo.ros.node_shell import node_main
 from banet_vo.ros.params import PARAMS, params_from_values
 from banet_vo.ros.topics import NODE_NAME
 from banet_vo.ros.vo_node import VOShell, build_parser
@@ -78,10 +78,14 @@ class VOLifecycleNode(LifecycleNode, VOShell):
 
 def main(argv: list[str] | None = None) -> int:
     """`ros2 run banet_vo vo_lifecycle_node --ros-args -p model:=...`, then configure and activate it."""
-    args = sys.argv if argv is None else ["vo_lifecycle_node", *argv]
-    own = args[1 : args.index("--ros-args")] if "--ros-args" in args else args[1:]
-    build_parser().parse_args(own)
-    return run_node(VOLifecycleNode, args, prog="banet_vo", log_tag="banet_vo")
+    return node_main(
+        VOLifecycleNode,
+        build_parser(),
+        argv,
+        executable="vo_lifecycle_node",
+        prog="banet_vo",
+        log_tag="banet_vo",
+    )
 
 
 if __name__ == "__main__":

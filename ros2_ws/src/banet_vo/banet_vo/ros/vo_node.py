@@ -65,7 +65,7 @@ from banet_vo.ros.conversions import (
     stamp_to_sec,
 )
 from banet_vo.ros.frame_worker import DROPPED, ERRORS, FrameWorker
-from banet_vo.ros.node_shell import diagnostics, run_node
+from banet_vo.ros.node_shell import diagnostics, node_main
 from banet_vo.ros.params import (
     ODOMETRY_PARAMS,
     PARAMS,
@@ -516,10 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """`ros2 run banet_vo vo_node --ros-args -p model:=... -r image:=... -r camera_info:=...`."""
-    args = sys.argv if argv is None else ["vo_node", *argv]
-    own = args[1 : args.index("--ros-args")] if "--ros-args" in args else args[1:]
-    build_parser().parse_args(own)  # --help exits here; anything else outside --ros-args is an error
-    return run_node(VONode, args, prog="banet_vo", log_tag="banet_vo")
+    return node_main(VONode, build_parser(), argv, executable="vo_node", prog="banet_vo", log_tag="banet_vo")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from banet_vo.model.checkpoint import remove_stale_temps
 from banet_vo.odometry import resolve_device
 from banet_vo.ros.camera_input import INPUT_PROBLEMS, CameraFrame, CameraInput, EventCounters
 from banet_vo.ros.frame_worker import DROPPED, ERRORS, FrameWorker
-from banet_vo.ros.node_shell import diagnostics, run_node
+from banet_vo.ros.node_shell import diagnostics, node_main
 from banet_vo.ros.qos import reliable_qos
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -269,10 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """`imatching_node --ros-args -p matcher:=PATH -r image:=TOPIC -r camera_info:=TOPIC`; 2 = bad start."""
-    args = sys.argv if argv is None else ["imatching_node", *argv]
-    own = args[1 : args.index("--ros-args")] if "--ros-args" in args else args[1:]
-    build_parser().parse_args(own)  # --help exits here; anything else outside --ros-args is an error
-    return run_node(ImatchingNode, args, prog="imatching_node", log_tag="imatching")
+    return node_main(
+        ImatchingNode,
+        build_parser(),
+        argv,
+        executable="imatching_node",
+        prog="imatching_node",
+        log_tag="imatching",
+    )
 
 
 if __name__ == "__main__":
