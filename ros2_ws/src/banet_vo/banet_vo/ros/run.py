@@ -60,6 +60,7 @@ from banet_vo.geometry.rigid import pose_matrix
 from banet_vo.ros import topics
 from banet_vo.ros.bag_player import BagPlayer
 from banet_vo.ros.conversions import image_to_numpy, stamp_to_ns
+from banet_vo.ros.params import PARAMS
 from banet_vo.ros.qos import reliable_qos
 from banet_vo.ros.vo_node import VONode
 
@@ -139,7 +140,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model", default=DEFAULT_MODEL, help=f"BA-Net checkpoint (default: {DEFAULT_MODEL})"
     )
-    parser.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"), help="inference device")
+    device = PARAMS["device"]  # the node's parameter: one default, one list of choices
+    parser.add_argument("--device", default=device.default, choices=device.choices, help=device.description)
     parser.add_argument("--rate", type=float, default=1.0, help="bag playback speed factor (default: 1.0)")
     parser.add_argument(
         "--params-file", type=Path, default=None, help="node parameters YAML (e.g. config/banet_vo.yaml)"
