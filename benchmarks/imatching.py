@@ -89,7 +89,7 @@ def speed(args, argv) -> int:
         warm = match_window(
             matcher, torch.cat([frames[i][1] for i in windows[0]]), [frames[i][0] for i in windows[0]], config
         )
-    solve_window(camera.K, warm.for_ba(), 5, ba_config)
+    solve_window(camera, warm.for_ba(), 5, ba_config)
     for idx in windows:
         images = torch.cat([frames[i][1] for i in idx])
         hosts = [frames[i][0] for i in idx]
@@ -98,11 +98,11 @@ def speed(args, argv) -> int:
             matches = match_window(matcher, images, hosts, config)
         match_times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        result = solve_window(camera.K, matches.for_ba(), 5, ba_config)
+        result = solve_window(camera, matches.for_ba(), 5, ba_config)
         ba_times.append(time.perf_counter() - t0)
         ba_ok.append(result.success)
 
-    adapter = OnlineAdapter(matcher, camera.K, config, ba_config)
+    adapter = OnlineAdapter(matcher, camera, config, ba_config)
     step_times, ba_in_step, peaks, skipped = [], [], [], 0
     base_rss = _vm("VmRSS")
     for idx in windows:

@@ -220,7 +220,7 @@ def _run(args, signals=None) -> int:
     for i in frames:
         host, tensor, _ = prepare_image(seq[i].image, cam, width, height)
         cache[i] = (host, tensor)
-    adapter = OnlineAdapter(matcher, camera.K, config, ba_config, seed=args.seed)
+    adapter = OnlineAdapter(matcher, camera, config, ba_config, seed=args.seed)
     steps = args.passes * len(starts) if args.passes is not None else (args.steps or 100)
     schedule = window_schedule(starts, steps, args.order, args.seed)
     t0 = time.perf_counter()
