@@ -24,6 +24,21 @@ class FakeRosLogger:
     def log(self, message, severity) -> None:
         self.lines.append((message, severity))
 
+    def debug(self, message) -> None:
+        self.log(message, LoggingSeverity.DEBUG)
+
+    def info(self, message) -> None:
+        self.log(message, LoggingSeverity.INFO)
+
+    def warning(self, message) -> None:
+        self.log(message, LoggingSeverity.WARN)
+
+    def error(self, message) -> None:
+        self.log(message, LoggingSeverity.ERROR)
+
+    def fatal(self, message) -> None:
+        self.log(message, LoggingSeverity.FATAL)
+
 
 class Clock:
     now = 0.0
@@ -76,3 +91,29 @@ def test_attach_stops_propagation_and_detach_restores_it():
     finally:
         log_bridge.detach(handler)
     assert (py.propagate, py.level) == before and handler not in py.handlers
+
+
+def test_a_real_rclpy_logger_takes_every_severity_in_turn():
+    """rclpy refuses a second severity from one call site; the handler must never hit that."""
+    from rclpy.logging import get_logger
+
+    failures = []
+
+    class Recording(log_bridge.RosLogHandler):
+        def handleError(self, record) -> None:
+            failures.append(record.getMessage())
+
+    handler = Recording(get_logger("banet_vo_test_bridge"), period_s=0.0)
+    logger = logging.getLogger("banet_vo.test_bridge_real")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    try:
+        for i in range(3):
+            logger.warning("warning %d", i)
+            logger.info("info %d", i)
+            logger.error("error %d", i)
+            logger.debug("debug %d", i)
+    finally:
+        logger.removeHandler(handler)
+    assert failures == []

@@ -38,6 +38,22 @@ def ros_severity(levelno: int) -> LoggingSeverity:
     return LoggingSeverity.DEBUG
 
 
+def _log_at(ros_logger: Any, severity: LoggingSeverity, text: str) -> None:
+    """One call site per severity: rclpy keys its per-call-site state on the caller's code position
+    and refuses a second severity from the same one ("Logger severity cannot be changed between
+    calls"), so a single `log(text, severity)` line would drop every line after the first level change."""
+    if severity >= LoggingSeverity.FATAL:
+        ros_logger.fatal(text)
+    elif severity >= LoggingSeverity.ERROR:
+        ros_logger.error(text)
+    elif severity >= LoggingSeverity.WARN:
+        ros_logger.warning(text)
+    elif severity >= LoggingSeverity.INFO:
+        ros_logger.info(text)
+    else:
+        ros_logger.debug(text)
+
+
 class RosLogHandler(logging.Handler):
     """Forwards records to `ros_logger` (an rclpy logger), one line per template per period."""
 
@@ -73,7 +89,7 @@ class RosLogHandler(logging.Handler):
                 text += "\n" + logging.Formatter().formatException(record.exc_info)
             if held:
                 text += f" [{held} similar line(s) held back in the last {self._period_s:g} s]"
-            self._ros.log(f"[{record.name}] {text}", severity)
+            _log_at(self._ros, severity, f"[{record.name}] {text}")
         except Exception:  # a logging failure must never break the caller; logging's own reporting
             self.handleError(record)
 
