@@ -77,7 +77,11 @@ def run_clip(spec, args, estimator, xfeat) -> tuple[list, list[str]]:
                 skipped.append(f"ground_plane on {spec.name} (camera height unknown)")
                 continue
             height = spec.camera_height if scale == "ground_plane" else 0.0
-            config = OdometryConfig(frontend=frontend, scale_source=scale, camera_height=height)
+            try:
+                config = OdometryConfig(frontend=frontend, scale_source=scale, camera_height=height)
+            except ValueError as err:  # a combination the pipeline refuses (e.g. none + ground_plane)
+                skipped.append(f"{frontend} + {scale} ({err})")
+                continue
             label = f"banet_vo {frontend}, scale {scale}"
             if is_default:
                 label += DEFAULT_MARK

@@ -360,3 +360,11 @@ def test_banet_estimator_reports_the_pixels_its_cost_averages(tiny_banet_config)
     away[2, 3] = -1e4  # every point ends up behind the target camera
     lost = estimator.estimate(frame, frame, pose_init=away)
     assert lost.valid_pixels == 0
+
+
+@pytest.mark.parametrize("scale", ["ground_plane", "none"])
+def test_banet_alone_refuses_a_scale_source_it_cannot_honour(scale):
+    """frontend none has no map to scale: a scale source other than its learned depth would be ignored."""
+    with pytest.raises(ValueError, match="needs frontend xfeat"):
+        OdometryConfig(frontend="none", scale_source=scale, camera_height=1.65)
+    OdometryConfig(frontend="xfeat", scale_source=scale, camera_height=1.65)

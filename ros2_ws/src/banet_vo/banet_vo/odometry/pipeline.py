@@ -105,6 +105,11 @@ class OdometryConfig:
             raise ValueError(f"scale_source must be one of {SCALE_SOURCES}, got {self.scale_source!r}")
         if not isinstance(self.camera_height, int | float) or not self.camera_height >= 0:
             raise ValueError(f"camera_height must be a number >= 0, got {self.camera_height!r}")
+        if self.frontend == "none" and self.scale_source != "learned":
+            raise ValueError(
+                f"scale_source {self.scale_source!r} needs frontend xfeat: BA-Net alone (frontend none) "
+                "has no map to scale and takes its scale from its depth (scale_source learned)"
+            )
         if self.scale_source == "ground_plane" and self.camera_height <= 0:
             raise ValueError("scale_source ground_plane needs camera_height > 0 (metres above the ground)")
         positive = ("keyframe_translation", "keyframe_rotation_deg", "max_cost", "max_translation")
