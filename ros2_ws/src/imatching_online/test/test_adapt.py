@@ -182,13 +182,18 @@ def _synthetic_match_window(window, calls=None):
     return fake_match_window
 
 
-@pytest.mark.slow
-def test_successful_window_updates_the_real_matcher_weights(monkeypatch, solved):
-    window, _ = solved
+def _synthetic_adapter(monkeypatch, window, K) -> tuple[Matcher, OnlineAdapter]:
+    """A seeded tiny matcher and its adapter, matching through the synthetic window's matches."""
     torch.manual_seed(0)
     matcher = Matcher(TINY)
     monkeypatch.setattr(adapt, "match_window", _synthetic_match_window(window))
-    adapter = OnlineAdapter(matcher, window.K, AdaptConfig(lr=1e-3), FAST_BA)
+    return matcher, OnlineAdapter(matcher, K, AdaptConfig(lr=1e-3), FAST_BA)
+
+
+@pytest.mark.slow
+def test_successful_window_updates_the_real_matcher_weights(monkeypatch, solved):
+    window, _ = solved
+    matcher, adapter = _synthetic_adapter(monkeypatch, window, window.K)
     before = {k: v.clone() for k, v in matcher.state_dict().items()}
     images, hosts = _window_images(n=4)
     report = adapter.step(images, hosts)
@@ -201,10 +206,7 @@ def test_successful_window_updates_the_real_matcher_weights(monkeypatch, solved)
 @pytest.mark.slow
 def test_evaluate_runs_the_steps_match_and_ba_and_changes_nothing(monkeypatch, solved):
     window, _ = solved
-    torch.manual_seed(0)
-    matcher = Matcher(TINY)
-    monkeypatch.setattr(adapt, "match_window", _synthetic_match_window(window))
-    adapter = OnlineAdapter(matcher, np.eye(3), AdaptConfig(lr=1e-3), FAST_BA)
+    matcher, adapter = _synthetic_adapter(monkeypatch, window, np.eye(3))
     adapter.set_camera(window.K)  # the stream learns its camera after construction
     np.testing.assert_array_equal(adapter.K, window.K)
     before = {k: v.clone() for k, v in matcher.state_dict().items()}
