@@ -29,7 +29,8 @@ MODEL = REPO / "models" / "banet_small_synthetic.safetensors"
 
 # Measured with models/banet_small_synthetic.safetensors, OdometryConfig(frontend=...) otherwise default,
 # torch 1 thread on CPU (2-core AMD EPYC), 2026-12-03: "none" at f15a7d0 and again (same figures) at
-# b3ec359, "xfeat" at b3ec359 (the front end as first committed). Re-measure with
+# b3ec359, "xfeat" at b3ec359 (the front end as first committed) and again, same figures, at daa85c8
+# (multi-keyframe tracking, ground plane and depth guards in). Re-measure with
 #   .venv/bin/python -m benchmarks.real_clips --clips kitti06,hololens150-199 --frontends none,xfeat \
 #       --references "" --threads 1 --out /tmp/remeasure.md
 # (rows "scale learned"; or run this file with -s: each case prints its figures).
