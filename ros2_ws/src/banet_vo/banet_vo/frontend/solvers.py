@@ -13,6 +13,7 @@ import numpy as np
 import poselib
 
 from banet_vo.geometry import PinholeCamera
+from banet_vo.geometry.rigid import invert
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,7 +127,7 @@ def triangulate(
     if n == 0:
         return np.zeros((0, 3)), np.zeros(0, dtype=bool)
     K = camera.K
-    T_a_w, T_b_w = np.linalg.inv(T_w_a), np.linalg.inv(T_w_b)
+    T_a_w, T_b_w = invert(T_w_a), invert(T_w_b)
     P_a, P_b = K @ T_a_w[:3], K @ T_b_w[:3]
     x_a = np.asarray(x_a, np.float64)
     x_b = np.asarray(x_b, np.float64)

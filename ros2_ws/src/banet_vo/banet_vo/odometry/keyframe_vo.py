@@ -36,10 +36,10 @@ from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import (
     adjoint,
     compose_right_covariance,
-    invert,
     right_covariance_to_ros,
     transform_covariance,
 )
+from banet_vo.geometry.rigid import invert, skew
 from banet_vo.odometry import timing
 from banet_vo.odometry.estimator import PairEstimator, PreparedFrame, prepare_frame
 from banet_vo.odometry.motion import body_twist, predict_constant_velocity
@@ -702,12 +702,8 @@ def _pose_covariance_px(
     Jp[:, 0, 2] = -fx * x / z**2
     Jp[:, 1, 1] = fy / z
     Jp[:, 1, 2] = -fy * y / z**2
-    skew = np.zeros((len(P), 3, 3))
-    skew[:, 0, 1], skew[:, 0, 2] = -z, y
-    skew[:, 1, 0], skew[:, 1, 2] = z, -x
-    skew[:, 2, 0], skew[:, 2, 1] = -y, x
     J[:, :, :3] = Jp
-    J[:, :, 3:] = -Jp @ skew
+    J[:, :, 3:] = -Jp @ skew(P)
     H = np.einsum("nki,nkj->ij", J, J)
     sigma2 = sigma_px**2
     if pixels is not None and len(pixels) == len(points_cam):

@@ -91,7 +91,7 @@ class OdometryConfig:
     min_depth: float = 0.05  # m: depth outside [min_depth, max_depth] is marked invalid (0)
     max_depth: float = 200.0
     intrinsics_tolerance: float = 1e-3  # relative change of model-size intrinsics that counts as new
-    frontend: str = "none"  # one of FRONTENDS
+    frontend: str = "xfeat"  # one of FRONTENDS
     scale_source: str = "learned"  # one of SCALE_SOURCES
     camera_height: float = 0.0  # m above the ground plane (scale_source ground_plane); 0: unknown
     T_base_camera: np.ndarray = field(default_factory=body_from_optical)
