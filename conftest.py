@@ -128,3 +128,18 @@ def tiny_banet_config():
         return BANetConfig.preset("small", **{**_TINY_BANET, **changes})
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """A test (or the CLI it runs) that changes torch's thread count must not leave it changed: the next
+    tests would oversubscribe the 2 cores, and a forked child would hang in torch's thread pool."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)

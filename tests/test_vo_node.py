@@ -379,6 +379,7 @@ def test_bad_input_is_counted_and_the_node_keeps_serving(rclpy_context):
         assert odoms[5].pose.pose.position.x > 0.3  # body x forward: the camera moved along optical z
         path = graph.wait("path", 6)[-1]
         assert len(path.poses) == 2  # the path restarted with the trajectory
+        assert graph.node.wait_idle(10.0)  # the counters move after the messages go out
         snap = graph.node.snapshot()
         assert snap["resets"] == 1 and snap["errors"] == 0 and snap["published"] == 6
         diag = graph.wait("diag", len(graph.get("diag")) + 1)[-1].status[0]

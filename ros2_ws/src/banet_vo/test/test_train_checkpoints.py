@@ -115,6 +115,9 @@ def _kill_during(target, delay_s: float) -> int:
     if pid == 0:  # child: never returns into pytest
         code = 0
         try:
+            # A forked child hangs in its first parallel torch op when the parent had started intra-op
+            # threads (an earlier test may have): stay single-threaded here.
+            torch.set_num_threads(1)
             target()
         except BaseException:
             code = 3
