@@ -49,13 +49,13 @@ from banet_vo.odometry.pipeline import (
     INITIALISING,
     INITIALIZED,
     LOST,
-    OUT_OF_ORDER,
     RELOCALISED,
     TRACKED,
     TRACKING,
     FrameResult,
     OdometryConfig,
     OdometryStats,
+    gate_stamp,
 )
 from banet_vo.odometry.scale import ScaleFilter, ground_plane_height, learned_scale
 from banet_vo.odometry.timing import StampGate, gap_covariance
@@ -190,18 +190,9 @@ class KeyframeOdometry:
         stamp = float(stamp)
         frame = prepare_frame(image, camera, stamp, self.estimator.input_size)
         self.stats.frames += 1
-        check = self._gate.check(stamp)
-        if check.kind == timing.OUT_OF_ORDER:
-            self.stats.out_of_order += 1
-            return FrameResult(
-                stamp,
-                OUT_OF_ORDER,
-                self.trajectory_id,
-                message=f"stamp {stamp:.9f} is not after the last one ({check.previous:.9f})",
-            )
-        if check.kind == timing.BACK_JUMP:
-            self.reset(reason=check.describe())
-            self._gate.check(stamp)  # the new trajectory's timeline starts at this stamp
+        check, skipped = gate_stamp(self, stamp)
+        if skipped is not None:
+            return skipped
         gap = check.gap if check.kind == timing.FORWARD_GAP and self._output is not None else None
         if gap is not None:
             self._forget_motion(gap)

@@ -195,6 +195,21 @@ class _Keyframe:
     cov: np.ndarray  # right-perturbation covariance of C (optical axes)
 
 
+def gate_stamp(odometry, stamp: float) -> tuple[timing.StampCheck, FrameResult | None]:
+    """The stamp step both pipelines start with: classify `stamp` with `odometry._gate`; a reordered
+    frame gets its (skipped) result here, a jump back resets `odometry` and starts its new timeline at
+    this stamp. Returns the check and the result to return at once, or None to go on."""
+    check = odometry._gate.check(stamp)
+    if check.kind == timing.OUT_OF_ORDER:
+        odometry.stats.out_of_order += 1
+        message = f"stamp {stamp:.9f} is not after the last one ({check.previous:.9f})"
+        return check, FrameResult(stamp, OUT_OF_ORDER, odometry.trajectory_id, message=message)
+    if check.kind == timing.BACK_JUMP:
+        odometry.reset(reason=check.describe())
+        odometry._gate.check(stamp)
+    return check, None
+
+
 class VisualOdometry:
     """Streaming BA-Net odometry. Not thread-safe: call process()/reset() from one thread."""
 
@@ -273,18 +288,9 @@ class VisualOdometry:
         stamp = float(stamp)
         frame = prepare_frame(image, camera, stamp, self.estimator.input_size)
         self.stats.frames += 1
-        check = self._gate.check(stamp)
-        if check.kind == timing.OUT_OF_ORDER:
-            self.stats.out_of_order += 1
-            return FrameResult(
-                stamp,
-                OUT_OF_ORDER,
-                self.trajectory_id,
-                message=f"stamp {stamp:.9f} is not after the last one ({check.previous:.9f})",
-            )
-        if check.kind == timing.BACK_JUMP:
-            self.reset(reason=check.describe())
-            self._gate.check(stamp)  # the new trajectory's timeline starts at this stamp
+        check, skipped = gate_stamp(self, stamp)
+        if skipped is not None:
+            return skipped
         if check.kind == timing.FORWARD_GAP and self._keyframe is not None:
             return self._new_segment(frame, check.gap)
 
