@@ -158,8 +158,15 @@ class Graph:
             time.sleep(0.02)
         raise AssertionError("the node never subscribed to image and camera_info")
 
-    def logs(self, text: str) -> list[str]:
-        return [m.msg for m in self.get("log") if m.name == "banet_vo" and text in m.msg]
+    def logs(self, text: str, timeout: float = 5.0) -> list[str]:
+        """/rosout lines of the node containing `text`, waiting up to `timeout` s for one to arrive
+        (/rosout is delivered asynchronously, after the counter the test settled on)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [m.msg for m in self.get("log") if m.name == "banet_vo" and text in m.msg]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=5.0)
@@ -895,11 +902,11 @@ def test_lifecycle_node_loads_on_configure_and_subscribes_on_activate(rclpy_cont
         deadline = time.monotonic() + 10.0
         while pub.get_subscription_count() < 1 and time.monotonic() < deadline:
             time.sleep(0.02)
-        send(0)
-        send(1)
-        deadline = time.monotonic() + 10.0
-        while len(odoms) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        for i in range(2):  # one at a time: with queue_size 1 a frame sent while the first waits replaces it
+            send(i)
+            deadline = time.monotonic() + 10.0
+            while len(odoms) < i + 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
         assert len(odoms) == 2
         assert _change_state(rclpy_context, executor, Transition.TRANSITION_DEACTIVATE)
         assert node.image_sub is None
