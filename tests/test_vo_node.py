@@ -709,11 +709,16 @@ def _set_parameters(context, graph: Graph, **values):
         request = SetParameters.Request(
             parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
         )
-        future = cli.call_async(request)
-        deadline = time.monotonic() + 5.0
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return future.result().results
+        # A request sent just after discovery can be lost before the response reader is matched (Fast
+        # DDS): ask again, a bounded number of times, instead of failing on the first loss.
+        for _ in range(3):
+            future = cli.call_async(request)
+            deadline = time.monotonic() + 5.0
+            while not future.done() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if future.done():
+                return future.result().results
+        raise AssertionError("set_parameters did not answer in 3 tries of 5 s")
     finally:
         graph.executor.remove_node(client_node)
         client_node.destroy_node()
