@@ -155,6 +155,7 @@ class KeyframeOdometry:
         self._output: _Output | None = None
         self._gate = StampGate(self.config.reset_on_time_jump, self.config.max_time_gap)
         self._lost = False  # frames failed since the last tracked one (kept across map rebuilds)
+        self._next_landmark = 0  # landmark ids stay unique across map rebuilds
         self._clear_map()
         self._trajectory_keyframes = 0
         self.trajectory_id += 1
@@ -421,7 +422,7 @@ class KeyframeOdometry:
         return kf
 
     def _new_landmark(self, point: np.ndarray) -> int:
-        self._next_landmark = getattr(self, "_next_landmark", 0) + 1
+        self._next_landmark += 1
         self._points[self._next_landmark] = np.asarray(point, dtype=np.float64)
         return self._next_landmark
 
