@@ -56,6 +56,7 @@ from banet_vo.odometry.pipeline import (
     OdometryConfig,
     OdometryStats,
     gate_stamp,
+    same_intrinsics,
 )
 from banet_vo.odometry.scale import ScaleFilter, ground_plane_height, learned_scale
 from banet_vo.odometry.timing import StampGate, gap_covariance
@@ -200,7 +201,9 @@ class KeyframeOdometry:
         started = time.perf_counter()
         features = self.extractor.extract(image)
 
-        if self._camera is not None and not self._same_camera(camera):
+        if self._camera is not None and not same_intrinsics(
+            camera, self._camera, self.config.intrinsics_tolerance
+        ):
             self.stats.camera_changes += 1
             logger.warning("intrinsics changed (%s → %s): new map", self._camera, camera)
             self._clear_map()
@@ -229,12 +232,6 @@ class KeyframeOdometry:
         self._map_history = self._map_history[-1:]
         logger.warning("forward stamp gap of %.3f s: velocity forgotten, covariance widened", gap)
 
-    def _same_camera(self, camera: PinholeCamera) -> bool:
-        a, b = camera, self._camera
-        scale = max(a.fx, a.fy, 1.0)
-        diff = max(abs(a.fx - b.fx), abs(a.fy - b.fy), abs(a.cx - b.cx), abs(a.cy - b.cy))
-        return a.size == b.size and diff <= self.config.intrinsics_tolerance * scale
-
     # -- map initialisation --------------------------------------------------------------------------
     def _first_keyframe(
         self, frame: PreparedFrame, features: Features, camera: PinholeCamera, status: str
@@ -242,19 +239,11 @@ class KeyframeOdometry:
         if len(features) < self.tracking.init_min_inliers:
             # A blank view (a wall, the sky, a covered lens) cannot start a map: wait for texture.
             self._keyframes = []
-            if self._output is None:
-                return FrameResult(
-                    frame.stamp,
-                    FAILED,
-                    self.trajectory_id,
-                    state=INITIALISING,
-                    scale_source=self.config.scale_source,
-                    message=f"initialising: {len(features)} keypoints, too few to start a map",
-                )
             return self._failed(
                 frame.stamp,
                 f"{len(features)} keypoints, too few to start a map",
                 state=LOST if self._lost else INITIALISING,
+                count=self._output is not None,  # before any pose, waiting is not a failure
             )
         self._camera = camera
         self._ba = WindowBundleAdjuster(camera, WindowBAConfig(pixel_sigma=self.tracking.pixel_sigma))
@@ -337,17 +326,16 @@ class KeyframeOdometry:
         """Pose of the current frame from the landmarks of `keyframes` (newest first) that its keypoints
         match; returns ((T_wc, [(keypoint, landmark)] inliers, X, x) or None, matches to the newest)."""
         assigned = np.full(len(features), -1, np.int64)
-        taken: set[int] = set()
         newest = None
         for kf in keyframes:
             matches = match_mutual(kf.features, features, self.tracking.min_cosine)
             if newest is None:
                 newest = matches
-            for i, j in matches:
-                lm = int(kf.landmarks[i])
-                if lm >= 0 and assigned[j] < 0 and lm not in taken:
-                    assigned[j] = lm
-                    taken.add(lm)
+            # A keyframe holds each landmark at one keypoint and mutual matches are one-to-one, so within
+            # one keyframe the landmarks are distinct; newer keyframes keep what they assigned first.
+            lm, j = kf.landmarks[matches[:, 0]], matches[:, 1]
+            fresh = (lm >= 0) & (assigned[j] < 0) & ~np.isin(lm, assigned[assigned >= 0])
+            assigned[j[fresh]] = lm[fresh]
         keypoints = np.flatnonzero(assigned >= 0)
         if len(keypoints) < self.tracking.min_tracked:
             return None, newest

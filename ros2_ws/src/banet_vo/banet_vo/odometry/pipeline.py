@@ -195,6 +195,13 @@ class _Keyframe:
     cov: np.ndarray  # right-perturbation covariance of C (optical axes)
 
 
+def same_intrinsics(a: PinholeCamera, b: PinholeCamera, tolerance: float) -> bool:
+    """Same size, and fx, fy, cx, cy within `tolerance` relative to the focal length."""
+    scale = max(a.fx, a.fy, 1.0)
+    diff = max(abs(a.fx - b.fx), abs(a.fy - b.fy), abs(a.cx - b.cx), abs(a.cy - b.cy))
+    return a.size == b.size and diff <= tolerance * scale
+
+
 def gate_stamp(odometry, stamp: float) -> tuple[timing.StampCheck, FrameResult | None]:
     """The stamp step both pipelines start with: classify `stamp` with `odometry._gate`; a reordered
     frame gets its (skipped) result here, a jump back resets `odometry` and starts its new timeline at
@@ -296,7 +303,7 @@ class VisualOdometry:
 
         if self._keyframe is None:
             return self._new_keyframe(frame, np.eye(4), np.zeros((6, 6)), INITIALIZED)
-        if not self._same_intrinsics(frame.camera, self._keyframe.frame.camera):
+        if not same_intrinsics(frame.camera, self._keyframe.frame.camera, self.config.intrinsics_tolerance):
             self.stats.camera_changes += 1
             logger.warning(
                 "intrinsics changed (%s → %s): new keyframe", self._keyframe.frame.camera, frame.camera
@@ -323,11 +330,6 @@ class VisualOdometry:
         self.stats.keyframes += 1
         self._trajectory_keyframes += 1
         return self._result(frame.stamp, status, C, cov, is_keyframe=True)
-
-    def _same_intrinsics(self, a: PinholeCamera, b: PinholeCamera) -> bool:
-        scale = max(a.fx, a.fy, 1.0)
-        diff = max(abs(a.fx - b.fx), abs(a.fy - b.fy), abs(a.cx - b.cx), abs(a.cy - b.cy))
-        return a.size == b.size and diff <= self.config.intrinsics_tolerance * scale
 
     def _track(self, frame: PreparedFrame) -> FrameResult:
         kf = self._keyframe
