@@ -52,10 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     config = estimator.config
     size = (config.image_width, config.image_height)
     lambdas, sweep = choose_lambdas(estimator, METHODS, args.cache_dir)
-    sets = build_sets([], [1], size, args.cache_dir)
+    sets = build_sets([], [1], config, args.cache_dir)
     for title, name in REAL.items():
         if (DATA / name).is_dir():
-            sets += [(title, ds) for _, ds in build_sets([str(DATA / name)], [1], size, args.cache_dir)]
+            sets += [(title, ds) for _, ds in build_sets([str(DATA / name)], [1], config, args.cache_dir)]
     results = evaluate_sets(estimator, sets, METHODS, lambdas, max_pairs=args.max_pairs)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"lambda": lambdas, "sweep": sweep, "sets": results}, indent=2))
@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         "## BA-Net two-view evaluation (Table 1 protocol)",
         "",
         f"Command: `{cmd}`  ",
-        f"Model: `{Path(args.model).name}` ({config.name} preset, {size[0]}x{size[1]} input)  ",
+        f"Model: `{Path(args.model).name}` ({config.name} preset, {size[0]}x{size[1]} input, "
+        f"{config.input_geometry})  ",
         f"Machine: {machine_description(torch_info=False)}; shared with other jobs (s/pair is noisy)  ",
         f"Date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         "",

@@ -7,6 +7,7 @@ inv(T_w_tgt) @ T_w_ref (maps reference-camera points into the target camera, doc
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,22 +15,9 @@ from torch.utils.data import Dataset
 
 from banet_vo.data.sequence import Sequence
 from banet_vo.geometry import PinholeCamera, relative_pose
-from banet_vo.model.input_image import model_input
+from banet_vo.model.input_image import InputGeometry, input_geometry, resize_depth_nearest
 
-
-def resize_depth_nearest(depth: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Nearest-neighbour resize: each output pixel takes the source pixel under its centre.
-
-    Never averages, so holes (0) stay holes and no depth is invented between a foreground and a background
-    surface. Output centre u' sits at source coordinate (u' + 0.5)·W/W' − 0.5, whose nearest source pixel
-    is floor((u' + 0.5)·W/W').
-    """
-    h, w = depth.shape
-    if (w, h) == (width, height):
-        return depth
-    cols = np.minimum(((np.arange(width) + 0.5) * (w / width)).astype(np.int64), w - 1)
-    rows = np.minimum(((np.arange(height) + 0.5) * (h / height)).astype(np.int64), h - 1)
-    return depth[rows[:, None], cols[None, :]]
+__all__ = ["PairDataset", "resize_depth_nearest"]  # resize_depth_nearest: its home is model.input_image
 
 
 class PairDataset(Dataset):
@@ -39,6 +27,11 @@ class PairDataset(Dataset):
         sequence: any Sequence with ground-truth poses (ValueError otherwise).
         strides: positive frame offsets; every pair (i, i + s) that fits is used for each s.
         size: (width, height) to resize to, intrinsics updated to match; None keeps the native size.
+        model_config: a BANetConfig instead of ``size``: frames are prepared by its input geometry
+            (``banet_vo.model.input_image.input_geometry``: stretched to its size, or aspect kept), exactly as
+            the model's inference does.
+        frames: (first, last) positions in the sequence, inclusive: only pairs with both frames inside
+            (held-out tails, validation / test splits); None = all.
         seed: seeds the pair order (shuffle) and the max_pairs subset; same seed -> same order.
         max_pairs: keep only the first max_pairs pairs of that order.
         shuffle: False keeps the natural order (by stride, then by reference index).
@@ -57,6 +50,8 @@ class PairDataset(Dataset):
         seed: int = 0,
         max_pairs: int | None = None,
         shuffle: bool = True,
+        model_config: Any = None,
+        frames: tuple[int, int] | None = None,
     ) -> None:
         if not isinstance(sequence, Sequence):
             raise ValueError(f"sequence must be a banet_vo.data.Sequence, got {type(sequence).__name__}")
@@ -76,8 +71,15 @@ class PairDataset(Dataset):
             size = (int(size[0]), int(size[1]))
         if max_pairs is not None and (not isinstance(max_pairs, int | np.integer) or max_pairs < 1):
             raise ValueError(f"max_pairs must be a positive int or None, got {max_pairs}")
+        if size is not None and model_config is not None:
+            raise ValueError("give size or model_config, not both")
         n = len(sequence)
-        pairs = [(i, i + int(s)) for s in dict.fromkeys(strides) for i in range(n - int(s))]
+        first, last = 0, n - 1
+        if frames is not None:
+            first, last = (int(v) for v in frames)
+            if not 0 <= first <= last < n:
+                raise ValueError(f"frames {frames} must satisfy 0 <= first <= last < {n} ({sequence.name!r})")
+        pairs = [(i, i + int(s)) for s in dict.fromkeys(strides) for i in range(first, last + 1 - int(s))]
         if not pairs:
             raise ValueError(f"strides {strides} leave no pairs in sequence {sequence.name!r} of {n} frames")
         if shuffle:
@@ -87,8 +89,13 @@ class PairDataset(Dataset):
             pairs = pairs[:max_pairs]
         self.sequence = sequence
         self.pairs: list[tuple[int, int]] = pairs
-        self.size = size or sequence.camera.size
-        self.camera: PinholeCamera = sequence.camera.resized(*self.size)
+        if model_config is not None:
+            self.geometry = input_geometry(model_config, *sequence.camera.size)
+        else:
+            target = size or sequence.camera.size
+            self.geometry = InputGeometry(sequence.camera.size, target, (0, 0), target)
+        self.size = self.geometry.size
+        self.camera: PinholeCamera = self.geometry.camera(sequence.camera)
         self._poses = poses
         self._timestamps = sequence.timestamps
 
@@ -100,15 +107,15 @@ class PairDataset(Dataset):
         ref, tgt = self.sequence[i], self.sequence[j]
         width, height = self.size
         if ref.depth is not None:
-            depth = resize_depth_nearest(ref.depth, width, height)
+            depth = self.geometry.depth(ref.depth)
         else:
             depth = np.zeros((height, width), np.float32)
         depth_ref = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None]
         pose = relative_pose(self._poses[i], self._poses[j])
         return {
             # numpy, not torch: small single-threaded ops avoid torch's thread pool in DataLoader workers
-            "image_ref": torch.from_numpy(model_input(ref.image, width, height, "reference image")),
-            "image_tgt": torch.from_numpy(model_input(tgt.image, width, height, "target image")),
+            "image_ref": torch.from_numpy(self.geometry.image(ref.image, "reference image")),
+            "image_tgt": torch.from_numpy(self.geometry.image(tgt.image, "target image")),
             "intrinsics": self.camera.as_tensor(torch.float32),
             "pose_tgt_ref": torch.from_numpy(pose.astype(np.float32)),
             "depth_ref": depth_ref,

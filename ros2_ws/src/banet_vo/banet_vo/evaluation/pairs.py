@@ -162,7 +162,7 @@ class PairEstimator:
     def _geometric(self, batch: dict, depth0: np.ndarray | None = None) -> Estimate:
         """Scale from the GT translation norm, or from ``depth0`` (B, h, w) at the depth resolution."""
 
-        w, h = self.config.depth_size
+        h, w = (n // 2 for n in batch["image_ref"].shape[-2:])  # the depth grid: half the input
         poses, depths = [], []
         for b in range(batch["image_ref"].shape[0]):
             fx, fy, cx, cy = batch["intrinsics"][b].double().tolist()
@@ -283,16 +283,32 @@ def _log(message: str) -> None:
 
 
 def build_sets(
-    sequences: Sequence[str], strides: Sequence[int], size: tuple[int, int], cache_dir: str | Path
+    sequences: Sequence[str],
+    strides: Sequence[int],
+    model_config,
+    cache_dir: str | Path,
+    frames: tuple[int, int] | None = None,
+    validation: bool = False,
 ):
-    """(name, dataset) pairs: each real sequence (PairDataset at ``size``), or the held-out synthetic test set
-    when ``sequences`` is empty."""
+    """(name, dataset) pairs: each real sequence (PairDataset prepared by the model's input geometry, only
+    pairs inside ``frames`` = (first, last) positions when given), or the held-out synthetic test set when
+    ``sequences`` is empty (the validation scenes, strides 1 and 2, with ``validation``: for choosing
+    checkpoints without touching the test set)."""
 
     if sequences:
-        return [
-            (str(path), PairDataset(open_sequence(path), strides=list(strides), size=size, shuffle=False))
-            for path in sequences
-        ]
+        out = []
+        for path in sequences:
+            dataset = PairDataset(
+                open_sequence(path), strides=list(strides), model_config=model_config, shuffle=False,
+                frames=frames,
+            )  # fmt: skip
+            name = str(path) if frames is None else f"{path} positions {frames[0]}-{frames[1]}"
+            out.append((name, dataset))
+        return out
+    size = (model_config.image_width, model_config.image_height)
+    if validation:
+        cache = load_or_render(Path(cache_dir) / f"val_{size[0]}x{size[1]}.pt", validation_specs(size))
+        return [("synthetic validation scenes", CachedPairs(cache, TEST_STRIDES))]
     cache = load_or_render(Path(cache_dir) / f"test_{size[0]}x{size[1]}.pt", held_out_test_specs(size))
     return [("synthetic held-out test set", CachedPairs(cache, TEST_STRIDES))]
 

@@ -18,9 +18,9 @@ from banet_vo.geometry.projection import scale_intrinsics
 from banet_vo.model.ba_layer import BALayer
 from banet_vo.model.backbone import Backbone
 from banet_vo.model.basis_depth import BasisDepthDecoder
-from banet_vo.model.config import BANetConfig
+from banet_vo.model.config import INPUT_STRIDE, BANetConfig
 from banet_vo.model.fpn import FeaturePyramid
-from banet_vo.model.input_image import model_input
+from banet_vo.model.input_image import input_geometry
 
 __all__ = ["BANet", "BANetOutput", "BANetParts", "BANetPrediction"]
 
@@ -86,7 +86,18 @@ class BANet(nn.Module):
         c = self.config
         expected = (3, c.image_height, c.image_width)
         for name, img in (("image_ref", image_ref), ("image_tgt", image_tgt)):
-            if not isinstance(img, torch.Tensor) or img.dim() != 4 or tuple(img.shape[1:]) != expected:
+            if c.input_geometry == "keep_aspect":  # any size on the stride grid (model/input_image.py)
+                fits = (
+                    isinstance(img, torch.Tensor) and img.dim() == 4 and img.shape[1] == 3
+                    and img.shape[2] % INPUT_STRIDE == 0 and img.shape[3] % INPUT_STRIDE == 0
+                    and img.shape[2] > 0 and img.shape[3] > 0
+                )  # fmt: skip
+                if not fits:
+                    raise ValueError(
+                        f"{name} must have shape (B, 3, H, W) with H and W multiples of {INPUT_STRIDE} "
+                        f"for the '{c.name}' config, got {tuple(getattr(img, 'shape', ()))}"
+                    )
+            elif not isinstance(img, torch.Tensor) or img.dim() != 4 or tuple(img.shape[1:]) != expected:
                 raise ValueError(
                     f"{name} must have shape (B, {expected[0]}, {expected[1]}, {expected[2]}) for the "
                     f"'{c.name}' config, got {tuple(getattr(img, 'shape', ()))}"
@@ -113,13 +124,18 @@ class BANet(nn.Module):
             basis, depth0 = self.decoder([m[:B] for m in maps])
         h, w = basis.shape[-2:]
         depth_intrinsics = scale_intrinsics(
-            intrinsics.float(), w / self.config.image_width, h / self.config.image_height
+            intrinsics.float(), w / image_ref.shape[-1], h / image_ref.shape[-2]
         )
+        depth0 = depth0.float()
+        if self.config.canonical_focal > 0:
+            # Focal-aware depth: the head speaks for a camera of focal canonical_focal (input pixels).
+            focal = (intrinsics[:, 0].float() * intrinsics[:, 1].float()).sqrt()
+            depth0 = depth0 * (focal / self.config.canonical_focal).view(-1, 1, 1, 1)
         return BANetParts(
             features_ref=[f[:B].float() for f in pyramid],
             features_tgt=[f[B:].float() for f in pyramid],
             basis=basis.float(),
-            depth0=depth0.float(),
+            depth0=depth0,
             depth_intrinsics=depth_intrinsics,
         )
 
@@ -157,7 +173,8 @@ class BANet(nn.Module):
 
     # -- host convenience --------------------------------------------------------------------------------
     def _host_image(self, image: np.ndarray, name: str) -> torch.Tensor:
-        return torch.from_numpy(model_input(image, self.config.image_width, self.config.image_height, name))
+        geometry = input_geometry(self.config, image.shape[1], image.shape[0])
+        return torch.from_numpy(geometry.image(image, name))
 
     @torch.no_grad()
     def predict(
@@ -168,7 +185,8 @@ class BANet(nn.Module):
         pose_init: np.ndarray | None = None,
     ) -> BANetPrediction:
         """One host pair of any size (uint8 or float [0, 1], gray or RGB) with its camera (PinholeCamera or
-        [fx, fy, cx, cy] of that image); resized to the config size, intrinsics scaled to match."""
+        [fx, fy, cx, cy] of that image); made model input by the config's input geometry (resized to the
+        config size, or scaled and cropped with the aspect kept), intrinsics to match."""
         image_ref, image_tgt = np.asarray(image_ref), np.asarray(image_tgt)
         if image_ref.shape[:2] != image_tgt.shape[:2]:
             raise ValueError(f"image_ref {image_ref.shape} and image_tgt {image_tgt.shape} sizes differ")
@@ -183,7 +201,7 @@ class BANet(nn.Module):
         if camera.size != (w, h):
             raise ValueError(f"camera size {camera.size} does not match the images ({w}, {h})")
         device = next(self.parameters()).device
-        scaled = camera.resized(self.config.image_width, self.config.image_height)
+        scaled = input_geometry(self.config, w, h).camera(camera)
         intr = scaled.as_tensor(device=device)[None]
         ref = self._host_image(image_ref, "image_ref")[None].to(device)
         tgt = self._host_image(image_tgt, "image_tgt")[None].to(device)

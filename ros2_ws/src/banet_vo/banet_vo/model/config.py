@@ -7,11 +7,17 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PRESETS", "BANetConfig", "BAOptions"]
+__all__ = ["INPUT_GEOMETRIES", "INPUT_STRIDE", "PRESETS", "BANetConfig", "BAOptions"]
 
 _NORMS = ("batch", "group")
 _DTYPES = ("fp32", "bf16")
 _DEPTH_ACTIVATIONS = ("softplus", "exp")
+# How a host image becomes model input (model/input_image.input_geometry): "stretch" resizes every image to
+# image_width x image_height whatever its aspect (run 1-4 checkpoints, the default for dicts without the key);
+# "keep_aspect" scales it isotropically to about image_width * image_height pixels and centre-crops to a
+# multiple of INPUT_STRIDE, so a 3.3:1 KITTI frame stays 3.3:1.
+INPUT_GEOMETRIES = ("stretch", "keep_aspect")
+INPUT_STRIDE = 8  # pyramid levels at strides 2, 4, 8 stay exactly half the next
 # The BA layer's depth models (model/ba_layer.depth_from_coefficients); defined here, torch-free.
 DEPTH_UPDATES = ("additive", "multiplicative", "bounded")
 
@@ -94,6 +100,13 @@ class BANetConfig:
     min_depth: float = 0.1  # metres; smooth positive floor applied to D0 + B·w inside the BA (additive)
     ba_epsilon: float = 1e-6  # absolute diagonal term that keeps AᵀA solvable on textureless input
     backbone_dtype: str = "fp32"  # "fp32" or "bf16" (autocast for backbone, FPN and decoder; BA is fp32)
+    # INPUT_GEOMETRIES: "keep_aspect" takes inputs of any size that is a multiple of INPUT_STRIDE (the
+    # config size is then the pixel budget and the training size); "stretch" only the config size.
+    input_geometry: str = "stretch"
+    # Focal-aware depth: > 0 makes D0 = head · f / canonical_focal, f = sqrt(fx·fy) of the model input in
+    # pixels, so the head predicts depth as a camera of focal canonical_focal would see it and a resize or
+    # another camera rescales the metric depth by the pinhole rule (Z = f·size / pixels). 0 = off (D0 = head).
+    canonical_focal: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes carried into checkpoints
 
     def __post_init__(self) -> None:
@@ -157,6 +170,18 @@ class BANetConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or not value > 0:
                 raise ValueError(f"BANetConfig.{name} must be a positive number, got {value!r}")
+        if self.input_geometry not in INPUT_GEOMETRIES:
+            raise ValueError(
+                f"BANetConfig.input_geometry must be one of {INPUT_GEOMETRIES}, got {self.input_geometry!r}"
+            )
+        if (
+            not isinstance(self.canonical_focal, int | float)
+            or isinstance(self.canonical_focal, bool)
+            or (self.canonical_focal < 0)
+        ):
+            raise ValueError(
+                f"BANetConfig.canonical_focal must be a number >= 0, got {self.canonical_focal!r}"
+            )
         if self.initial_depth <= self.min_depth:
             raise ValueError(
                 f"BANetConfig.initial_depth ({self.initial_depth}) must exceed min_depth ({self.min_depth})"
@@ -240,7 +265,7 @@ STORED_CONFIG_DEFAULTS: dict[str, Any] = dict(
     bottleneck_blocks=(3, 4, 6, 3), bottleneck_expansion=4, norm="batch", decoder_channels=(256, 128, 64, 64),
     damping_hidden=128, initial_depth=3.0, depth_activation="softplus", depth_update="additive",
     depth0_stop_gradient=False, separate_depth_damping=False, min_depth=0.1, ba_epsilon=1e-6,
-    backbone_dtype="fp32",
+    backbone_dtype="fp32", input_geometry="stretch", canonical_focal=0.0,
 )  # fmt: skip
 
 PRESETS: dict[str, dict[str, Any]] = {

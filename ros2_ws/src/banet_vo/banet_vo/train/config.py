@@ -13,7 +13,21 @@ import yaml
 from banet_vo.model.config import BANetConfig
 from banet_vo.train.losses import LossWeights
 
-__all__ = ["DataConfig", "TrainConfig", "load_train_config"]
+__all__ = ["DataConfig", "TrainConfig", "load_train_config", "parse_sequence_spec"]
+
+
+def parse_sequence_spec(spec: str) -> tuple[str, tuple[int, int] | None]:
+    """ "path" → (path, None); "path@first-last" → (path, (first, last)), positions inclusive."""
+    path, sep, frames = str(spec).rpartition("@")
+    if not sep:
+        return str(spec), None
+    try:
+        first, last = (int(v) for v in frames.split("-"))
+    except ValueError:
+        raise ValueError(f"data.real_sequences: {spec!r} must be PATH or PATH@FIRST-LAST") from None
+    if not 0 <= first <= last:
+        raise ValueError(f"data.real_sequences: {spec!r} needs 0 <= FIRST <= LAST")
+    return path, (first, last)
 
 
 @dataclass(frozen=True)
@@ -27,10 +41,25 @@ class DataConfig:
     seed_base: int = 0
     cache: str = "runs/cache/train.pt"
     strides: dict[str, tuple[int, ...]] = field(default_factory=lambda: {"driving": (1, 2), "indoor": (2, 4)})
+    # "path" or "path@first-last" (positions in the sequence, inclusive: hold out a clip's tail).
     real_sequences: tuple[str, ...] = ()
     real_strides: tuple[int, ...] = (1,)
+    # Probability of drawing each step's batch from each source (synthetic first when present, then
+    # real_sequences in order); every batch then comes from one source, so sources may have different input
+    # sizes (keep_aspect models: KITTI is 200x64, the rest 128x96). () = one shuffled pool (runs 1-4; all
+    # sources at one size).
+    source_weights: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "source_weights", tuple(float(w) for w in self.source_weights))
+        if any(not w >= 0 for w in self.source_weights) or (
+            self.source_weights and not sum(self.source_weights) > 0
+        ):
+            raise ValueError(
+                f"data.source_weights must be >= 0 with a positive sum, got {self.source_weights}"
+            )
+        for spec in self.real_sequences:
+            parse_sequence_spec(spec)
         object.__setattr__(self, "scenes", tuple(self.scenes))
         object.__setattr__(self, "real_sequences", tuple(self.real_sequences))
         object.__setattr__(self, "real_strides", tuple(int(s) for s in self.real_strides))

@@ -41,9 +41,10 @@ from banet_vo.model.config import BANetConfig
 from banet_vo.model.damping import split_shared_damping
 from banet_vo.provenance import code_version, cpu_model
 from banet_vo.train.checkpoints import find_latest_unit, write_unit
-from banet_vo.train.config import TrainConfig
+from banet_vo.train.config import TrainConfig, parse_sequence_spec
 from banet_vo.train.data import CachedPairs, load_or_render, make_specs
 from banet_vo.train.losses import banet_loss
+from banet_vo.train.photometric import unlabelled_depth_loss
 from banet_vo.train.signals import StopSignals
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ __all__ = [
     "build_dataset",
     "code_version",
     "hardware_description",
+    "source_batch",
     "stack_batch",
     "train",
 ]
@@ -115,14 +117,41 @@ def build_dataset(config: TrainConfig, progress: bool = True) -> tuple[Dataset, 
         }
     if data.real_sequences:
         real = []
-        for path in data.real_sequences:
-            ds = PairDataset(open_sequence(path), strides=data.real_strides, size=size, shuffle=False)
+        for spec in data.real_sequences:
+            path, frames = parse_sequence_spec(spec)
+            ds = PairDataset(
+                open_sequence(path), strides=data.real_strides, model_config=model_cfg, shuffle=False,
+                frames=frames,
+            )  # fmt: skip
             parts.append(ds)
-            real.append({"path": str(path), "pairs": len(ds)})
+            real.append({"path": str(path), "frames": list(frames) if frames else "all", "pairs": len(ds)})
+            real[-1]["input_size"] = list(ds.size)
         description["real"] = real
     if not parts:
         raise ValueError("train config data gives no training pairs (no synthetic scenes, no real sequences)")
+    if data.source_weights:
+        if len(data.source_weights) != len(parts):
+            raise ValueError(
+                f"data.source_weights has {len(data.source_weights)} entries for {len(parts)} sources "
+                "(synthetic first when present, then real_sequences)"
+            )
+        description["source_weights"] = list(data.source_weights)
     return (parts[0] if len(parts) == 1 else ConcatDataset(parts)), description
+
+
+def source_batch(
+    dataset: Dataset, weights: Sequence[float], seed: int, step: int, per_rank: int, rank: int, world: int
+) -> list[int]:
+    """This rank's indices of step ``step``: one source drawn with probability ∝ ``weights`` (the parts of
+    a ConcatDataset, or the single dataset), then pairs drawn uniformly from it. Seeded by (seed, step),
+    so a resumed run draws exactly the batches it would have drawn, on every rank alike."""
+    parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
+    offsets = [0, *dataset.cumulative_sizes[:-1]] if isinstance(dataset, ConcatDataset) else [0]
+    p = np.asarray(weights, dtype=np.float64)
+    rng = np.random.default_rng([seed, step])
+    source = int(rng.choice(len(parts), p=p / p.sum()))
+    picks = rng.integers(0, len(parts[source]), per_rank * world)
+    return [offsets[source] + int(k) for k in picks[rank * per_rank : (rank + 1) * per_rank]]
 
 
 _BATCH_KEYS = ("image_ref", "image_tgt", "intrinsics", "pose_tgt_ref", "depth_ref")
@@ -250,7 +279,9 @@ def _load_weights(model: torch.nn.Module, path: str, skip: Sequence[str] = ()) -
         raise ValueError(f"train config init_skip: no weights in {path} start with {unused}")
     mine = model.config.to_dict()
     # Keys that change the computation but not which weights exist or what they mean.
-    free = {"backbone_dtype", "depth0_stop_gradient", "depth_update"}
+    # input_geometry and canonical_focal change what the inputs and D0 mean, not which weights exist: a
+    # stretch model warm-starts a keep_aspect / focal-aware one (the fine-tune then adapts it).
+    free = {"backbone_dtype", "depth0_stop_gradient", "depth_update", "input_geometry", "canonical_focal"}
     if any("decoder.depth_head".startswith(p) for p in skip):
         free.update(_DEPTH_HEAD_KEYS)
     # Keys an old checkpoint lacks take the defaults it was written with (softplus head, additive BA).
@@ -481,11 +512,15 @@ def train(
                 stopped_by = reason or "rank 0"
                 logger.warning("stopping at step %d (%s)", step, stopped_by)
                 break
-            # Epoch-seeded permutation, identical on every rank; each rank takes its own slice.
-            epoch, offset = divmod(step * per_rank * world, n)
-            order = np.random.default_rng(config.seed + epoch).permutation(n)
-            start = offset + rank * per_rank
-            indices = [order[(start + k) % n] for k in range(per_rank)]
+            if config.data.source_weights:
+                weights = config.data.source_weights
+                indices = source_batch(dataset, weights, config.seed, step, per_rank, rank, world)
+            else:
+                # Epoch-seeded permutation, identical on every rank; each rank takes its own slice.
+                epoch, offset = divmod(step * per_rank * world, n)
+                order = np.random.default_rng(config.seed + epoch).permutation(n)
+                start = offset + rank * per_rank
+                indices = [order[(start + k) % n] for k in range(per_rank)]
             batch = stack_batch(dataset, indices, device)
 
             out = net(batch["image_ref"], batch["image_tgt"], batch["intrinsics"])
@@ -498,6 +533,14 @@ def train(
                 config.loss,
                 depth_init=out.depth_init,
             )
+            if config.loss.photometric > 0 or config.loss.smoothness > 0:
+                extra, extra_terms = unlabelled_depth_loss(
+                    out.depth_init, out.depths_per_level[-1], batch["image_ref"], batch["image_tgt"],
+                    pose_gt, out.depth_intrinsics, batch["depth_ref"], config.loss.photometric,
+                    config.loss.smoothness,
+                )  # fmt: skip
+                loss = loss + extra
+                terms.update(extra_terms, loss=float(loss.detach()))
             optimizer.zero_grad(set_to_none=True)
             good = math.isfinite(terms["loss"])
             if good:

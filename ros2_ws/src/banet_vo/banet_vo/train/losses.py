@@ -38,9 +38,16 @@ class LossWeights:
     # when the BA throws a depth far off (berHu in metres made the first small run diverge at step ~60).
     # "metric": berHu of D − D* in metres, as the paper.
     depth_space: str = "log"
+    # Pairs without depth labels (KITTI: poses only): photometric error of the target warped into the
+    # reference with D0 and with the final depth under the ground-truth pose, and edge-aware smoothness of
+    # D0 (train/photometric.py). 0 = off (runs 1-4).
+    photometric: float = 0.0
+    smoothness: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("rotation", "translation", "depth", "initial_depth", "coarse_levels"):
+        for name in (
+            "rotation", "translation", "depth", "initial_depth", "coarse_levels", "photometric", "smoothness"
+        ):  # fmt: skip
             value = getattr(self, name)
             if not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"LossWeights.{name} must be a number >= 0, got {value!r}")

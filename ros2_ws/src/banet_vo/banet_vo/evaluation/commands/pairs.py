@@ -41,6 +41,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("--strides", default="1", help="frame offsets for --sequence pairs, comma separated")
     parser.add_argument(
+        "--frames",
+        help="FIRST-LAST: only --sequence pairs whose frames both lie at these positions (0-based, "
+        "inclusive; hololens_000_003-199 starts at frame 3, so frames 150-199 are positions 147-196)",
+    )
+    parser.add_argument(
         "--methods", default=",".join(METHODS), help=f"comma separated subset of {', '.join(METHODS)}"
     )
     parser.add_argument(
@@ -50,6 +55,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--fixed-lambda", type=float, help="λ of the ablations (default: swept on validation)"
     )
     parser.add_argument("--photometric-lambda", type=float, help="λ of photometric BA (default: swept)")
+    parser.add_argument(
+        "--validation",
+        action="store_true",
+        help="without --sequence: the synthetic validation scenes (seeds 50000-50003, strides 1 and 2) "
+        "instead of the held-out test set",
+    )
     parser.add_argument("--max-pairs", type=int, help="evaluate only the first N pairs of each set")
     parser.add_argument("--batch-size", type=int, default=4, help="pairs per forward pass")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -68,12 +79,19 @@ def run(args: argparse.Namespace) -> int:
         strides = [int(s) for s in args.strides.split(",")]
     except ValueError:
         raise ValueError(f"--strides must be comma separated ints, got {args.strides!r}") from None
+    frames = None
+    if args.frames:
+        try:
+            first, last = (int(v) for v in args.frames.split("-"))
+        except ValueError:
+            raise ValueError(f"--frames must be FIRST-LAST, got {args.frames!r}") from None
+        frames = (first, last)
     estimator = PairEstimator(load_model(args.model))
     config = estimator.config
     lambdas, sweep = choose_lambdas(
         estimator, methods, args.cache_dir, args.fixed_lambda, args.photometric_lambda
     )
-    sets = build_sets(args.sequence, strides, (config.image_width, config.image_height), args.cache_dir)
+    sets = build_sets(args.sequence, strides, config, args.cache_dir, frames, args.validation)
     results = evaluate_sets(estimator, sets, methods, lambdas, args.batch_size, args.max_pairs)
     for name, per_method in results.items():
         print(format_results(name, per_method))
