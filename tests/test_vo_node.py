@@ -737,7 +737,7 @@ def test_parameters_set_at_run_time_and_reset_to_pose(rclpy_context):
     try:
         send(0)
         first = graph.wait("odom", 1)[0]
-        (result,) = _set_parameters(rclpy_context, graph, covariance_scale=100.0)
+        (result,) = _set_parameters(rclpy_context, graph, orientation_covariance_scale=1000.0)
         assert result.successful
         (result,) = _set_parameters(rclpy_context, graph, position_covariance=0.25)
         assert result.successful and graph.node.params.position_covariance == 0.25
@@ -953,3 +953,18 @@ def test_odometry_entries_of_the_table_take_the_dataclass_defaults():
     assert set(ODOMETRY_PARAMS) >= {"keyframe_mode", "max_cost", "max_time_gap", "frontend", "scale_source"}
     for name in ODOMETRY_PARAMS:
         assert PARAMS[name].default == getattr(config, name), name
+
+
+def test_covariance_entries_of_the_table_are_the_covariance_config_fields():
+    import dataclasses
+
+    from banet_vo.odometry.output_covariance import CovarianceConfig
+    from banet_vo.ros.params import COVARIANCE_PARAMS, params_from_values
+
+    assert set(COVARIANCE_PARAMS.values()) == {f.name for f in dataclasses.fields(CovarianceConfig)}
+    for name, field in COVARIANCE_PARAMS.items():
+        f = next(f for f in dataclasses.fields(CovarianceConfig) if f.name == field)
+        assert PARAMS[name].default == f.default, name
+        assert PARAMS[name].description == f.metadata["description"], name
+        assert PARAMS[name].range == f.metadata["range"] and PARAMS[name].dynamic, name
+    assert params_from_values({"model": "m"}).covariance == CovarianceConfig()

@@ -7,13 +7,16 @@ with a ParameterDescriptor (description, IntegerRange/FloatingPointRange; read-o
 is a ValueError that starts with "parameter <name>:", so a node stops at start with a clear message. A
 parameter given to the node that no spec declares (a typo such as `queue_sise:=5`) is such an error too,
 with the closest known name suggested: rclpy itself would silently ignore it and start with the default.
+A renamed parameter keeps its old name working for one release (`RenamedParameter`): given at start
+(command line, params file, overrides), its value goes to the new name(s) with a warning through the
+node's logger.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,15 +115,35 @@ class ParameterSpec:
         return f"  {self.name} (default {self.default!r}): {self.description}{extra}"
 
 
+@dataclass(frozen=True)
+class RenamedParameter:
+    """An old parameter name that still works, at start only, until `removed_in`: its value is given to
+    each of `new` (a name that was split in two takes both)."""
+
+    old: str
+    new: tuple[str, ...]
+    removed_in: str
+
+    def warning(self) -> str:
+        return (
+            f"parameter {self.old} is deprecated and will be removed in {self.removed_in}: "
+            f"its value is used for {' and '.join(self.new)}; set {'/'.join(self.new)} instead"
+        )
+
+
 class ParameterTable:
     """The ordered parameters of one node; iterating yields the specs."""
 
-    def __init__(self, *specs: ParameterSpec) -> None:
+    def __init__(self, *specs: ParameterSpec, renamed: tuple[RenamedParameter, ...] = ()) -> None:
         self._specs = {spec.name: spec for spec in specs}
         if len(self._specs) != len(specs):
             names = [spec.name for spec in specs]
             repeated = sorted({name for name in names if names.count(name) > 1})
             raise ValueError(f"specs: parameter names must be unique, repeated: {repeated}")
+        self.renamed = {r.old: r for r in renamed}
+        for r in renamed:
+            if r.old in self._specs or any(n not in self._specs for n in r.new):
+                raise ValueError(f"renamed {r.old}: the old name must be gone and {r.new} declared")
 
     def __iter__(self) -> Iterator[ParameterSpec]:
         return iter(self._specs.values())
@@ -141,13 +164,30 @@ class ParameterTable:
     def defaults(self) -> dict[str, Any]:
         return {name: spec.default for name, spec in self._specs.items()}
 
-    def values(self, given: Mapping[str, Any]) -> dict[str, Any]:
-        """Every parameter checked, taking `given` where named and the default elsewhere. ValueError for
-        an unknown name or a bad value (naming the parameter)."""
+    def values(self, given: Mapping[str, Any], warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Every parameter checked, taking `given` where named and the default elsewhere. A renamed old
+        name is carried to its new names (`warn` gets the deprecation message). ValueError for an unknown
+        name or a bad value (naming the parameter)."""
+        given = self.carry_renamed(given, warn)
         unknown = sorted(set(given) - set(self._specs))
         if unknown:
             raise ValueError(self.unknown_message(unknown[0]))
         return {name: spec.check(given.get(name, spec.default)) for name, spec in self._specs.items()}
+
+    def carry_renamed(self, given: Mapping[str, Any], warn: Callable[[str], None] | None) -> dict[str, Any]:
+        """`given` with each deprecated name replaced by its new names; ValueError when a new name is given
+        too (which one was meant cannot be told)."""
+        out = dict(given)
+        for old in [name for name in given if name in self.renamed]:
+            r = self.renamed[old]
+            clash = [n for n in r.new if n in given]
+            if clash:
+                raise ValueError(f"parameter {old}: deprecated name of {clash[0]}, which is given too; set only {clash[0]}")
+            if warn is not None:
+                warn(r.warning())
+            value = out.pop(old)
+            out.update({n: value for n in r.new})
+        return out
 
     def closest(self, name: str) -> str | None:
         """The known name most like `name` (difflib ratio >= 0.6), or None."""
@@ -166,7 +206,9 @@ class ParameterTable:
         # undeclared one is otherwise dropped without a word, so this is the only place to see it.
         given = getattr(node, "_parameter_overrides", {})
         for name in sorted(given):
-            if name in self._specs or name in RCLPY_PARAMETERS or name.startswith(RCLPY_PREFIXES):
+            if name in self._specs or name in self.renamed or name in RCLPY_PARAMETERS:
+                continue
+            if name.startswith(RCLPY_PREFIXES):
                 continue
             raise ValueError(self.unknown_message(name))
 
@@ -176,10 +218,18 @@ class ParameterTable:
         table does not know become ValueErrors."""
         if reject_unknown:
             self.check_no_unknown(node)
+        overrides = getattr(node, "_parameter_overrides", {})  # as in check_no_unknown
+        old = {name: overrides[name].value for name in overrides if name in self.renamed}
+        new_given = {name: None for name in overrides if name in self._specs}
+        # the new names are declared with the old name's value, so that the node holds what it uses
+        carried = self.carry_renamed({**new_given, **old}, node.get_logger().warning)
         given: dict[str, Any] = {}
         for spec in self:
+            default = carried[spec.name] if spec.name in carried and spec.name not in new_given else spec.default
+            if isinstance(spec.default, float) and isinstance(default, int) and not isinstance(default, bool):
+                default = float(default)
             try:
-                param = node.declare_parameter(spec.name, spec.default, spec.descriptor())
+                param = node.declare_parameter(spec.name, default, spec.descriptor())
             except (ParameterException, TypeError) as err:
                 raise ValueError(f"parameter {spec.name}: {err}") from err
             # a double-array parameter reads back as array.array

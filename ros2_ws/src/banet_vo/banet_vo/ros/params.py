@@ -21,13 +21,9 @@ from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import R_BODY_OPTICAL, body_from_optical
 from banet_vo.odometry import DEVICES, FRONTENDS, KEYFRAME_MODES, SCALE_SOURCES, OdometryConfig
 from banet_vo.odometry.depth_output import UPSAMPLING_METHODS
-from banet_vo.odometry.output_covariance import (
-    DEFAULT_ORIENTATION_FLOOR,
-    DEFAULT_POSITION_FLOOR,
-    CovarianceConfig,
-)
+from banet_vo.odometry.output_covariance import CovarianceConfig
 from banet_vo.ros.camera_input import image_qos_parameter
-from banet_vo.ros.parameters import ParameterSpec, ParameterTable, subset
+from banet_vo.ros.parameters import ParameterSpec, ParameterTable, RenamedParameter, subset
 
 
 def _core(name: str) -> Any:
@@ -35,6 +31,15 @@ def _core(name: str) -> Any:
     return {f.name: f.default for f in fields(OdometryConfig)}[name]
 
 
+# Node parameter → CovarianceConfig field (default, description and range are the field's).
+COVARIANCE_PARAMS = {
+    "position_covariance_scale": "position_scale",
+    "orientation_covariance_scale": "orientation_scale",
+    "position_variance_floor": "position_floor",
+    "orientation_variance_floor": "orientation_floor",
+    "position_covariance": "position_override",
+    "orientation_covariance": "orientation_override",
+}
 EXTRINSIC_SOURCES = ("auto", "tf", "parameters")
 CAMERA_INFO_SYNC = ("exact", "latest")
 DEPTH_UPSAMPLING = (*UPSAMPLING_METHODS, "none")
@@ -143,41 +148,9 @@ PARAMS = ParameterTable(
     ParameterSpec(
         "points_stride", 4, "every n-th pixel (rows and columns) becomes a point", range=(1, 64), dynamic=True
     ),
-    ParameterSpec(
-        "covariance_scale",
-        1.0,
-        "factor on every covariance from the BA (calibrate on real clips: the raw BA marginals are "
-        "overconfident)",
-        range=(1e-6, 1e12),
-        dynamic=True,
-    ),
-    ParameterSpec(
-        "position_variance_floor",
-        DEFAULT_POSITION_FLOOR,
-        "added to the position variances of the pose [m²] (the twist gets it per frame interval)",
-        range=(0.0, 1e6),
-        dynamic=True,
-    ),
-    ParameterSpec(
-        "orientation_variance_floor",
-        DEFAULT_ORIENTATION_FLOOR,
-        "added to the orientation variances of the pose [rad²] (the twist gets it per frame interval)",
-        range=(0.0, 1e6),
-        dynamic=True,
-    ),
-    ParameterSpec(
-        "position_covariance",
-        0.0,
-        "fixed position variance of the pose [m²] instead of the estimate (0: from the BA)",
-        range=(0.0, 1e6),
-        dynamic=True,
-    ),
-    ParameterSpec(
-        "orientation_covariance",
-        0.0,
-        "fixed orientation variance of the pose [rad²] instead of the estimate (0: from the BA)",
-        range=(0.0, 1e6),
-        dynamic=True,
+    *(
+        ParameterSpec.from_field(CovarianceConfig, field, name, dynamic=True)
+        for name, field in COVARIANCE_PARAMS.items()
     ),
     ParameterSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", range=(0.05, 60.0)),
     ParameterSpec(
@@ -285,6 +258,12 @@ PARAMS = ParameterTable(
         "camera height above the ground [m] for scale_source ground_plane (0: unknown)",
         range=(0.0, 100.0),
     ),
+    renamed=(
+        # one scale became one per block (they were calibrated apart: docs/node.md)
+        RenamedParameter(
+            "covariance_scale", ("position_covariance_scale", "orientation_covariance_scale"), "0.2.0"
+        ),
+    ),
 )
 
 
@@ -317,7 +296,8 @@ class NodeParams:
     depth_upsampling: str
     publish_points: bool
     points_stride: int
-    covariance_scale: float
+    position_covariance_scale: float
+    orientation_covariance_scale: float
     position_variance_floor: float
     orientation_variance_floor: float
     position_covariance: float
@@ -340,13 +320,7 @@ class NodeParams:
 
     @property
     def covariance(self) -> CovarianceConfig:
-        return CovarianceConfig(
-            scale=self.covariance_scale,
-            position_floor=self.position_variance_floor,
-            orientation_floor=self.orientation_variance_floor,
-            position_override=self.position_covariance,
-            orientation_override=self.orientation_covariance,
-        )
+        return CovarianceConfig(**{field: getattr(self, name) for name, field in COVARIANCE_PARAMS.items()})
 
 
 # Table entries that are OdometryConfig fields of the same name; the rest of NodeParams mirrors the table.
@@ -360,9 +334,10 @@ def base_camera_transform(xyz, rpy) -> np.ndarray:
     return body_from_optical(np.asarray(xyz, dtype=np.float64), R_mount @ R_BODY_OPTICAL)
 
 
-def params_from_values(values: dict[str, Any]) -> NodeParams:
-    """NodeParams from {name: value} (missing names take the defaults); ValueError naming the parameter."""
-    v = PARAMS.values(values)
+def params_from_values(values: dict[str, Any], warn=None) -> NodeParams:
+    """NodeParams from {name: value} (missing names take the defaults; a deprecated name is carried to its
+    new one, `warn` gets the message); ValueError naming the parameter."""
+    v = PARAMS.values(values, warn)
     if not v["model"]:
         raise ValueError(
             "parameter model: a BA-Net checkpoint path is required "
