@@ -73,7 +73,9 @@ def run_clip(name: str, args, estimator) -> dict:
         r = vo.process(frame.image, frame.timestamp, frame.camera)
         results.append(replace(r, depth=None))  # depth is not needed and is the bulk of the memory
         if (k + 1) % 25 == 0 or k + 1 == len(clip):
-            _progress(f"{name}: frame {k + 1}/{len(clip)} ({(time.perf_counter() - started) / (k + 1):.2f} s/frame)")
+            _progress(
+                f"{name}: frame {k + 1}/{len(clip)} ({(time.perf_counter() - started) / (k + 1):.2f} s/frame)"
+            )
     steps, left_out = cc.collect_steps(results, gt_at, config.T_base_camera)
     record = {
         "clip": name,
@@ -149,9 +151,10 @@ def clip_table(run: dict, after: CovarianceConfig) -> list[str]:
     lines = [
         f"### {run['clip']} ({role})",
         "",
-        f"{len(steps)} frames evaluated of {run['frames_total']} ({run['frames_with_pose']} with a pose; left "
-        f"out: {left}). Ground-truth step: median {np.median(step):.3f} m. Shape rescale (true / estimated "
-        f"length, Steps.scale_ratio): {steps.scale_ratio():.3f}. Code {run['code']}, {run['date']}.",
+        f"{len(steps)} frames evaluated of {run['frames_total']} ({run['frames_with_pose']} with a pose; "
+        f"left out: {left}). Ground-truth step: median {np.median(step):.3f} m. Shape rescale (true / "
+        f"estimated length, Steps.scale_ratio): {steps.scale_ratio():.3f}. "
+        f"Code {run['code']}, {run['date']}.",
         "",
         "| NEES of | dof | before: mean (95 % bounds) | median | inside 95 % | after: mean (95 % bounds) | "
         "median | inside 95 % |",
@@ -166,10 +169,11 @@ def clip_table(run: dict, after: CovarianceConfig) -> list[str]:
 
 def write_markdown(runs: list[dict], argv: list[str], args) -> str:
     after = CovarianceConfig()
+    command = " ".join([".venv/bin/python -m benchmarks.covariance_nees", *map(shlex.quote, argv)])
     text = [
         "## Covariance consistency (NEES) on the real clips",
         "",
-        f"Command: `{' '.join(['.venv/bin/python -m benchmarks.covariance_nees', *map(shlex.quote, argv)])}`  ",
+        f"Command: `{command}`  ",
         f"Machine: {machine_description()}; torch threads {args.threads}  ",
         f"Report written {args.started_at}, code {args.code_version}; each clip's run: its own line below.",
         "",
@@ -180,8 +184,8 @@ def write_markdown(runs: list[dict], argv: list[str], args) -> str:
         "bounds and 95 % of frames inside the 95 % ellipsoid (NEES ≤ χ²_d(0.95): "
         f"{chi2.ppf(0.95, 3):.2f} for 3 dof, {chi2.ppf(0.95, 6):.2f} for 6); χ²_d's median is "
         f"{chi2.median(3):.2f} / {chi2.median(6):.2f}. metric: translation as published (learned scale); "
-        "shape: the clip's steps and their translation covariance rescaled by one factor (true / estimated length, "
-        "least squares), so that the metric-scale bias is told apart from per-frame noise.",
+        "shape: the clip's steps and their translation covariance rescaled by one factor (true / "
+        "estimated length, least squares), so that the metric-scale bias is told apart from per-frame noise.",
         "",
         f"Before: both scales 1 (the pipeline's covariance) + floors {RAW.position_floor:g} m², "
         f"{RAW.orientation_floor:g} rad². After: CovarianceConfig() as shipped: position_scale "
@@ -201,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="benchmarks.covariance_nees", description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", default="kitti06,kitti07,hololens,tartanair", help="comma-separated")
-    parser.add_argument("--from-cache", action="store_true", help="use the cached runs (runs/covariance_nees)")
+    parser.add_argument(
+        "--from-cache", action="store_true", help="use the cached runs (runs/covariance_nees)"
+    )
     parser.add_argument("--fit", action="store_true", help="apply the pre-registered fit to these clips")
     parser.add_argument("--max-frames", type=int, default=None, help="first N frames (smoke runs only)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")

@@ -21,7 +21,7 @@ from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import body_from_optical
 from banet_vo.geometry.rigid import invert
 from banet_vo.odometry import PairEstimate, PreparedFrame
-from banet_vo.odometry.output_covariance import UNKNOWN_VARIANCE
+from banet_vo.odometry.output_covariance import UNKNOWN_VARIANCE, CovarianceConfig
 
 pytestmark = pytest.mark.ros
 
@@ -968,3 +968,32 @@ def test_covariance_entries_of_the_table_are_the_covariance_config_fields():
         assert PARAMS[name].description == f.metadata["description"], name
         assert PARAMS[name].range == f.metadata["range"] and PARAMS[name].dynamic, name
     assert params_from_values({"model": "m"}).covariance == CovarianceConfig()
+
+
+def test_the_old_covariance_scale_name_still_works_at_start_with_a_deprecation_warning(rclpy_context):
+    frames = _frames(2)
+    graph = Graph(rclpy_context, TruthEstimator(frames), {"covariance_scale": 50})  # an int, as -p gives
+    try:
+        covariance = graph.node.params.covariance
+        assert (covariance.position_scale, covariance.orientation_scale) == (50.0, 50.0)
+        # the node holds the new names with the value it uses (ros2 param get shows it)
+        assert graph.node.get_parameter("position_covariance_scale").value == 50.0
+        assert graph.node.get_parameter("orientation_covariance_scale").value == 50.0
+        (line,) = graph.logs("covariance_scale is deprecated")
+        assert "position_covariance_scale and orientation_covariance_scale" in line
+    finally:
+        graph.close()
+    graph = Graph(rclpy_context, TruthEstimator(frames), {"orientation_covariance_scale": 3.0})
+    try:  # the new name: no warning, the other block keeps its default
+        covariance = graph.node.params.covariance
+        assert covariance.orientation_scale == 3.0
+        assert covariance.position_scale == CovarianceConfig().position_scale
+        assert not graph.logs("deprecated", timeout=1.0)
+    finally:
+        graph.close()
+    overrides = [
+        Parameter(k, value=v)
+        for k, v in {"model": "m", "covariance_scale": 5.0, "position_covariance_scale": 2.0}.items()
+    ]
+    with pytest.raises(ValueError, match="covariance_scale: deprecated name of position_covariance_scale"):
+        VONode(context=rclpy_context, parameter_overrides=overrides)

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.ros
 
 pytest.importorskip("rclpy")
 from banet_vo.ros.camera_input import IMAGE_QOS_MODES, image_qos_parameter  # noqa: E402
-from banet_vo.ros.parameters import ParameterSpec, ParameterTable, subset  # noqa: E402
+from banet_vo.ros.parameters import ParameterSpec, ParameterTable, RenamedParameter, subset  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
@@ -170,3 +170,36 @@ def test_dynamic_specs_are_declared_writable_and_say_so_in_the_help():
     spec = ParameterSpec("gain", 1.0, "a gain", range=(0.0, 2.0), dynamic=True)
     assert not spec.descriptor().read_only and COUNT.descriptor().read_only
     assert spec.help_line().endswith("(settable at run time)")
+
+
+GAIN_X = ParameterSpec("gain_x", 1.0, "x gain", range=(0.0, 100.0))
+GAIN_Y = ParameterSpec("gain_y", 1.0, "y gain", range=(0.0, 100.0))
+SPLIT = ParameterTable(GAIN_X, GAIN_Y, renamed=(RenamedParameter("gain", ("gain_x", "gain_y"), "9.0"),))
+
+
+def test_a_renamed_parameter_is_carried_to_its_new_names_with_a_warning():
+    warnings = []
+    values = SPLIT.values({"gain": 4}, warnings.append)
+    assert values == {"gain_x": 4.0, "gain_y": 4.0}
+    assert warnings == [
+        "parameter gain is deprecated and will be removed in 9.0: its value is used for gain_x and gain_y; "
+        "set gain_x/gain_y instead"
+    ]
+    assert SPLIT.values({"gain_y": 2.0}, warnings.append) == {"gain_x": 1.0, "gain_y": 2.0}
+    assert len(warnings) == 1  # the new name warns nothing
+    with pytest.raises(ValueError, match="parameter gain: deprecated name of gain_x, which is given too"):
+        SPLIT.values({"gain": 4.0, "gain_x": 2.0})
+    with pytest.raises(ValueError, match=r"parameter gain_x: 200.0 is outside"):  # checked as the new one
+        SPLIT.values({"gain": 200.0})
+    with pytest.raises(ValueError, match="the old name must be gone"):
+        ParameterTable(GAIN_X, renamed=(RenamedParameter("gain_x", ("gain_x",), "9.0"),))
+
+
+def test_a_renamed_parameter_given_to_a_node_is_declared_under_its_new_names(rclpy_context):
+    node = Node("renamed_test", context=rclpy_context, cli_args=["--ros-args", "-p", "gain:=7"])
+    try:
+        assert SPLIT.declare(node) == {"gain_x": 7.0, "gain_y": 7.0}
+        assert node.get_parameter("gain_x").value == 7.0 and node.get_parameter("gain_y").value == 7.0
+        assert not node.has_parameter("gain")
+    finally:
+        node.destroy_node()

@@ -82,7 +82,12 @@ class Steps:
 
     @classmethod
     def concatenate(cls, parts: list[Steps]) -> Steps:
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("stamps", "D_est", "D_true", "covariance")))
+        return cls(
+            *(
+                np.concatenate([getattr(p, f) for p in parts])
+                for f in ("stamps", "D_est", "D_true", "covariance")
+            )
+        )
 
 
 def collect_steps(results, gt_by_stamp: Callable[[float], np.ndarray | None], T_base_cam: np.ndarray):

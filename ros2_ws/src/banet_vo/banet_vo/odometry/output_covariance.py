@@ -64,7 +64,8 @@ class CovarianceConfig:
         range=_VARIANCE_RANGE,
     )
     position_override: float = setting(
-        0.0, "fixed position variance of the pose [m²] instead of the estimate (0: from the odometry)",
+        0.0,
+        "fixed position variance of the pose [m²] instead of the estimate (0: from the odometry)",
         range=_VARIANCE_RANGE,
     )
     orientation_override: float = setting(

@@ -182,7 +182,9 @@ class ParameterTable:
             r = self.renamed[old]
             clash = [n for n in r.new if n in given]
             if clash:
-                raise ValueError(f"parameter {old}: deprecated name of {clash[0]}, which is given too; set only {clash[0]}")
+                raise ValueError(
+                    f"parameter {old}: deprecated name of {clash[0]}, which is given too; set only {clash[0]}"
+                )
             if warn is not None:
                 warn(r.warning())
             value = out.pop(old)
@@ -225,7 +227,9 @@ class ParameterTable:
         carried = self.carry_renamed({**new_given, **old}, node.get_logger().warning)
         given: dict[str, Any] = {}
         for spec in self:
-            default = carried[spec.name] if spec.name in carried and spec.name not in new_given else spec.default
+            default = (
+                carried[spec.name] if spec.name in carried and spec.name not in new_given else spec.default
+            )
             if isinstance(spec.default, float) and isinstance(default, int) and not isinstance(default, bool):
                 default = float(default)
             try:
