@@ -8,6 +8,7 @@ import pytest
 import torch
 from banet_vo.data import Frame, InMemorySequence, PairDataset
 from banet_vo.geometry import PinholeCamera
+from banet_vo.train.augment import zoom_pair
 from banet_vo.train.config import TrainConfig, parse_sequence_spec
 from banet_vo.train.data import CachedPairs, make_specs, render_cache
 from banet_vo.train.loop import source_batch, train
@@ -54,7 +55,7 @@ def test_unlabelled_loss_only_counts_pairs_without_depth_labels(rendered_pairs):
     unlabelled, terms = unlabelled_depth_loss(
         d0, d0, b["image_ref"], b["image_tgt"], pose, intrinsics, torch.zeros_like(b["depth_ref"]), 1.0, 0.001
     )
-    assert float(unlabelled) > 0 and set(terms) == {"photometric", "smoothness"}
+    assert float(unlabelled.detach()) > 0 and set(terms) == {"photometric", "smoothness"}
     unlabelled.backward()
     assert torch.isfinite(d0.grad).all() and float(d0.grad.abs().sum()) > 0
 
@@ -116,3 +117,23 @@ def test_sequence_specs_with_frame_ranges():
         parse_sequence_spec("../d/kitti@x")
     with pytest.raises(ValueError, match="source_weights"):
         TrainConfig.from_dict({"data": {"source_weights": [-1, 1]}})
+
+
+def test_zoom_keeps_image_intrinsics_and_depth_consistent():
+    W, H = 64, 48
+    ramp = (torch.arange(W, dtype=torch.float32) / (W - 1)).expand(3, H, W).contiguous()
+    item = {
+        "image_ref": ramp, "image_tgt": ramp.clone(), "intrinsics": torch.tensor([40.0, 40.0, 31.5, 23.5]),
+        "depth_ref": (ramp[:1] * 10 + 1), "depth_valid": torch.ones(1, H, W, dtype=torch.bool),
+    }  # fmt: skip
+    out = zoom_pair(item, 1.5, 0.3, 0.8)
+    fx, _, cx, _ = item["intrinsics"].tolist()
+    fx2, fy2, cx2, _ = out["intrinsics"].tolist()
+    assert fx2 == pytest.approx(60.0) and fy2 == pytest.approx(60.0)
+    u = torch.arange(2, W - 2, dtype=torch.float32)
+    source_col = out["image_ref"][0, H // 2, 2 : W - 2] * (W - 1)
+    # the zoomed camera maps the ray through source column x to output column fx2/fx·(x − cx) + cx2
+    torch.testing.assert_close(fx2 / fx * (source_col - cx) + cx2, u, atol=0.02, rtol=0)
+    depth_col = (out["depth_ref"][0, H // 2, 2 : W - 2] - 1) / 10 * (W - 1)
+    assert (depth_col - source_col).abs().max() < 1.0  # nearest: within a source pixel
+    assert out["image_ref"].shape == ramp.shape and zoom_pair(item, 1.0, 0.5, 0.5) is item

@@ -49,8 +49,18 @@ class DataConfig:
     # sizes (keep_aspect models: KITTI is 200x64, the rest 128x96). () = one shuffled pool (runs 1-4; all
     # sources at one size).
     source_weights: tuple[float, ...] = ()
+    # Training-only augmentation (train/augment.py): half the pairs zoomed by U(1, zoom_max) (a crop resized
+    # back, focal x zoom: teaches focal-aware depth apparent size), brightness gain U(1 ± brightness).
+    # 1 / 0 = off (runs 1-4).
+    zoom_max: float = 1.0
+    brightness: float = 0.0
 
     def __post_init__(self) -> None:
+        if not self.zoom_max >= 1.0 or not 0.0 <= self.brightness < 1.0:
+            raise ValueError(
+                "data.zoom_max must be >= 1 and data.brightness in [0, 1), "
+                f"got {self.zoom_max}, {self.brightness}"
+            )
         object.__setattr__(self, "source_weights", tuple(float(w) for w in self.source_weights))
         if any(not w >= 0 for w in self.source_weights) or (
             self.source_weights and not sum(self.source_weights) > 0

@@ -40,6 +40,7 @@ from banet_vo.model.checkpoint import load_checkpoint, remove_stale_temps, save_
 from banet_vo.model.config import BANetConfig
 from banet_vo.model.damping import split_shared_damping
 from banet_vo.provenance import code_version, cpu_model
+from banet_vo.train.augment import AugmentedPairs
 from banet_vo.train.checkpoints import find_latest_unit, write_unit
 from banet_vo.train.config import TrainConfig, parse_sequence_spec
 from banet_vo.train.data import CachedPairs, load_or_render, make_specs
@@ -129,6 +130,9 @@ def build_dataset(config: TrainConfig, progress: bool = True) -> tuple[Dataset, 
         description["real"] = real
     if not parts:
         raise ValueError("train config data gives no training pairs (no synthetic scenes, no real sequences)")
+    if data.zoom_max > 1.0 or data.brightness > 0:
+        parts = [AugmentedPairs(p, data.zoom_max, data.brightness) for p in parts]
+        description["augment"] = {"zoom_max": data.zoom_max, "brightness": data.brightness}
     if data.source_weights:
         if len(data.source_weights) != len(parts):
             raise ValueError(
