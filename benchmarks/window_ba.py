@@ -56,7 +56,7 @@ def run_size(queries: int, frames: int, repeats: int, config) -> dict:
     for seed in range(repeats):
         window = make_window(num_frames=frames, queries_per_anchor=queries, seed=100 + seed)
         t0 = time.perf_counter()
-        result = solve_window(window.K, window.matches, config=config)
+        result = solve_window(window.camera, window.matches, config=config)
         wall = time.perf_counter() - t0
         if not result.success:
             rows.append({"ok": False, "wall": wall, "reason": f"{result.reason.value}: {result.detail}"})

@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from banet_vo.config_fields import setting
+from banet_vo.geometry import PinholeCamera
 
 from imatching_online.ba import FailureStats, WindowBundleAdjuster, WindowConfig, WindowResult
-from imatching_online.ba.window import as_intrinsic_matrix
+from imatching_online.ba.multiview import focal_lengths, principal_point
+from imatching_online.ba.window import checked_camera
 from imatching_online.matcher.network import Matcher, MatchOutput
 from imatching_online.matcher.queries import corner_queries
 from imatching_online.matcher.train import augment
@@ -138,7 +140,9 @@ def _huber(x: torch.Tensor, delta: float) -> torch.Tensor:
     return torch.where(x <= delta, 0.5 * x.square(), delta * (x - 0.5 * delta))
 
 
-def ba_targets(result: WindowResult, K: np.ndarray) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+def ba_targets(
+    result: WindowResult, camera: PinholeCamera
+) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
     """Per pair: (index of the match within the pair, BA reprojection of its landmark (px)) of every inlier
     observation produced by a match. Constants: computed in numpy from the BA solution."""
     if not result.success:
@@ -149,7 +153,7 @@ def ba_targets(result: WindowResult, K: np.ndarray) -> dict[tuple[int, int], tup
     T_cw = np.linalg.inv(result.poses)  # (N, 4, 4)
     X = result.landmarks[lm]
     Xc = np.einsum("nij,nj->ni", T_cw[frame, :3, :3], X) + T_cw[frame, :3, 3]
-    uv = (Xc[:, :2] / Xc[:, 2:3]) * K[[0, 1], [0, 1]] + K[:2, 2]
+    uv = (Xc[:, :2] / Xc[:, 2:3]) * focal_lengths(camera) + principal_point(camera)
     pair_index, within = result.tracks.match_pair_index(mid)
     out = {}
     for p, pair in enumerate(result.tracks.pairs):
@@ -162,7 +166,7 @@ def ba_targets(result: WindowResult, K: np.ndarray) -> dict[tuple[int, int], tup
 def reprojection_loss(
     matches: WindowMatches,
     result: WindowResult,
-    K: np.ndarray,
+    camera: PinholeCamera,
     image_size: tuple[int, int],
     config: AdaptConfig,
 ) -> tuple[torch.Tensor, dict]:
@@ -171,7 +175,7 @@ def reprojection_loss(
     scale = float(max(image_size))
     delta = config.huber_px / scale
     terms, coarse_terms, raw = [], [], []
-    for pair, (idx, target) in ba_targets(result, K).items():
+    for pair, (idx, target) in ba_targets(result, camera).items():
         o = matches.outputs[pair]
         t = torch.as_tensor(target, dtype=o.uv.dtype, device=o.uv.device)  # no grad: BA output is constant
         i = torch.as_tensor(idx, device=o.uv.device)
@@ -187,15 +191,15 @@ def reprojection_loss(
     loss = (fine + config.coarse_weight * coarse) / delta  # / delta: O(1) values, Adam does not mind
     logs = {"observations": int(sum(len(x) for x in raw)), "reproj_px": float(torch.cat(raw).mean())}
     if config.epipolar_weight > 0:
-        epi = epipolar_loss(matches, result, K) / scale
+        epi = epipolar_loss(matches, result, camera) / scale
         loss = loss + config.epipolar_weight * _huber(epi, delta).mean() / delta
         logs["epipolar_px"] = float(epi.detach().mean() * scale)
     return loss, logs
 
 
-def epipolar_loss(matches: WindowMatches, result: WindowResult, K: np.ndarray) -> torch.Tensor:
+def epipolar_loss(matches: WindowMatches, result: WindowResult, camera: PinholeCamera) -> torch.Tensor:
     """Sampson distances (px) of the BA-inlier matches under the fundamental matrices of the BA poses."""
-    Kinv = np.linalg.inv(K)
+    Kinv = np.linalg.inv(camera.K)
     out = []
     for pair, inl in result.match_inliers.items():
         if not inl.any():
@@ -294,14 +298,14 @@ class OnlineAdapter:
     def __init__(
         self,
         matcher: Matcher,
-        K,
+        camera: PinholeCamera | None,
         config: AdaptConfig | None = None,
         ba_config: WindowConfig | None = None,
         seed: int = 0,
     ) -> None:
-        """K: intrinsics of the images `step` gets (a PinholeCamera, a 3x3 matrix or [fx, fy, cx, cy])."""
+        """camera: intrinsics of the images `step` gets (None: set later with set_camera, before a step)."""
         self.matcher = matcher
-        self.bundle_adjuster = WindowBundleAdjuster(K, ba_config)
+        self.bundle_adjuster = WindowBundleAdjuster(camera, ba_config)
         self.config = AdaptConfig() if config is None else config
         self.optimiser = torch.optim.Adam(matcher.parameters(), lr=self.config.lr)
         self.guard = RollbackGuard(self.config.rollback_window, self.config.rollback_tolerance)
@@ -312,9 +316,9 @@ class OnlineAdapter:
         self.generator = torch.Generator().manual_seed(seed)
 
     @property
-    def K(self) -> np.ndarray:
-        """3x3 float64 intrinsics of the working images."""
-        return self.bundle_adjuster.K
+    def camera(self) -> PinholeCamera | None:
+        """Intrinsics of the working images."""
+        return self.bundle_adjuster.camera
 
     @property
     def ba_config(self) -> WindowConfig:
@@ -325,9 +329,9 @@ class OnlineAdapter:
         """Windows, successes and failures by reason, counted by the BA (and matching that gave nothing)."""
         return self.bundle_adjuster.stats
 
-    def set_camera(self, K) -> None:
+    def set_camera(self, camera: PinholeCamera) -> None:
         """New intrinsics of the working images (the stream's camera or working size changed)."""
-        self.bundle_adjuster.K = as_intrinsic_matrix(K)
+        self.bundle_adjuster.camera = checked_camera(camera)
 
     def _solve(self, matches: WindowMatches, num_frames: int) -> tuple[WindowResult | None, str, float]:
         """The window BA on the detached matches, its outcome counted: (result or None, why not, BA seconds).
@@ -350,7 +354,9 @@ class OnlineAdapter:
             result, reason, ba_s = self._solve(matches, images.shape[0])
             if result is None:
                 return StepReport(False, reason, ba_s=ba_s, step_s=time.perf_counter() - t0)
-            loss, logs = reprojection_loss(matches, result, self.K, tuple(images.shape[-2:]), self.config)
+            loss, logs = reprojection_loss(
+                matches, result, self.camera, tuple(images.shape[-2:]), self.config
+            )
         return StepReport(
             True,
             "",
@@ -380,7 +386,7 @@ class OnlineAdapter:
             return report
         if self.config.augment:  # same frames and corner queries, so match indices line up with the BA's
             matches = match_window(self.matcher, augment(images, self.generator), host_images, self.config)
-        loss, logs = reprojection_loss(matches, result, self.K, tuple(images.shape[-2:]), self.config)
+        loss, logs = reprojection_loss(matches, result, self.camera, tuple(images.shape[-2:]), self.config)
         self.optimiser.zero_grad(set_to_none=True)
         loss.backward()
         logs["grad_norm"] = float(

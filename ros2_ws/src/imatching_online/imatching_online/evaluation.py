@@ -42,6 +42,7 @@ from banet_vo.data import open_sequence
 from banet_vo.data.dataset import resize_depth_nearest
 from banet_vo.evaluation.matching import matching_accuracy
 from banet_vo.evaluation.pose import pose_auc, two_view_pose_error
+from banet_vo.geometry import PinholeCamera
 
 from imatching_online.matcher.io import load_matcher
 from imatching_online.matcher.network import Matcher
@@ -94,7 +95,7 @@ def opencv_method(kind: str, features: int = 500) -> Correspond:
 
 
 def relative_pose_from_matches(
-    qa: np.ndarray, qb: np.ndarray, K: np.ndarray, order: np.ndarray | None = None
+    qa: np.ndarray, qb: np.ndarray, camera: PinholeCamera, order: np.ndarray | None = None
 ) -> np.ndarray | None:
     """T_ba (4x4) from an essential matrix with RANSAC + cheirality; None when it cannot be solved.
 
@@ -107,10 +108,10 @@ def relative_pose_from_matches(
         if sorted(order.tolist()) != list(range(len(qa))):
             raise ValueError("order must be a permutation of the match indices")
         qa, qb = qa[order], qb[order]
-    E, inliers = cv2.findEssentialMat(qa, qb, K, method=cv2.RANSAC, prob=0.999, threshold=1.0)
+    E, inliers = cv2.findEssentialMat(qa, qb, camera.K, method=cv2.RANSAC, prob=0.999, threshold=1.0)
     if E is None or E.shape != (3, 3):
         return None
-    _, R, t, _ = cv2.recoverPose(E, qa, qb, K, mask=inliers)
+    _, R, t, _ = cv2.recoverPose(E, qa, qb, camera.K, mask=inliers)
     T = np.eye(4)
     T[:3, :3], T[:3, 3] = R, t.ravel()
     return T
@@ -136,7 +137,7 @@ def load_frames(seq, indices, width: int) -> tuple[dict[int, dict], object]:
 
 
 def pose_errors_over_trials(
-    qa: np.ndarray, qb: np.ndarray, K: np.ndarray, T_gt: np.ndarray, trials: int, seed: int
+    qa: np.ndarray, qb: np.ndarray, camera: PinholeCamera, T_gt: np.ndarray, trials: int, seed: int
 ) -> np.ndarray:
     """(trials,) AUC pose errors (deg, inf = failure) of RANSAC runs on seeded permutations of the
     matches; trial 0 keeps the original order (the single-draw protocol)."""
@@ -144,7 +145,7 @@ def pose_errors_over_trials(
     errors = np.empty(trials)
     for k in range(trials):
         order = None if k == 0 else rng.permutation(len(qa))
-        T_est = relative_pose_from_matches(qa, qb, K, order)
+        T_est = relative_pose_from_matches(qa, qb, camera, order)
         errors[k] = np.inf if T_est is None else two_view_pose_error(T_est, T_gt).auc_error_deg
     return errors
 
@@ -193,7 +194,7 @@ def evaluate(
                     errors.append(np.zeros(0))
             if T_gt is not None:
                 # Seeded by the pair: every method gets the same permutation stream for the same pair.
-                pose_errors.append(pose_errors_over_trials(qa, qb, camera.K, T_gt, ransac_trials, seed=p))
+                pose_errors.append(pose_errors_over_trials(qa, qb, camera, T_gt, ransac_trials, seed=p))
         row: dict = {"pairs": len(pairs), "matches_per_pair": float(np.mean(counts))}
         row["seconds_per_pair"] = (time.perf_counter() - t0) / len(pairs)
         if errors and sum(x.size for x in errors):

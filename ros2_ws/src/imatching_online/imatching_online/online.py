@@ -150,8 +150,8 @@ class StreamAdapter:
             ba = WindowConfig(**{**asdict(ba), "window_size": self.stream.window_size})
         self.device = torch.device(device)
         self.matcher = matcher.to(self.device)
-        # K is set from the first frame's camera (and whenever the camera changes).
-        self.adapter = OnlineAdapter(self.matcher, np.eye(3), self.config, ba)
+        # The camera is set from the first frame's (and whenever the camera changes).
+        self.adapter = OnlineAdapter(self.matcher, None, self.config, ba)
         self.source_meta = dict(source_meta or {})
         self.counters: collections.Counter[str] = collections.Counter()
         self.last_report: StepReport | None = None

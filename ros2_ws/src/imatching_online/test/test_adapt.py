@@ -7,6 +7,7 @@ import imatching_online.adapt as adapt
 import numpy as np
 import pytest
 import torch
+from banet_vo.geometry import PinholeCamera
 from imatching_online.adapt import (
     AdaptConfig,
     OnlineAdapter,
@@ -27,7 +28,7 @@ FAST_BA = WindowConfig(passes=2, lm_iterations=5)
 @pytest.fixture(scope="module")
 def solved():
     window = make_window(num_frames=4, queries_per_anchor=60, seed=3, width=320, height=240, focal=250.0)
-    result = solve_window(window.K, window.matches, 4, FAST_BA)
+    result = solve_window(window.camera, window.matches, 4, FAST_BA)
     assert result.success, result.detail
     return window, result
 
@@ -47,7 +48,7 @@ def _matches_from(window, values: dict | None = None, requires_grad: bool = True
 @pytest.mark.slow
 def test_ba_targets_reproduce_the_ba_reprojection_errors(solved):
     window, result = solved
-    targets = ba_targets(result, window.K)
+    targets = ba_targets(result, window.camera)
     errors = []
     for pair, (idx, uv) in targets.items():
         errors.append(np.linalg.norm(window.matches[pair].uv_b[idx] - uv, axis=1))
@@ -63,9 +64,9 @@ def test_loss_gradient_only_reaches_ba_inlier_matches_and_points_at_the_ba_repro
     window, result = solved
     matches = _matches_from(window)
     config = AdaptConfig(coarse_weight=0.0)
-    loss, logs = reprojection_loss(matches, result, window.K, (window.height, window.width), config)
+    loss, logs = reprojection_loss(matches, result, window.camera, (window.height, window.width), config)
     loss.backward()
-    targets = ba_targets(result, window.K)
+    targets = ba_targets(result, window.camera)
     for pair, out in matches.outputs.items():
         grad = out.uv.grad[0].numpy()
         used = np.zeros(len(grad), bool)
@@ -85,7 +86,7 @@ def test_coarse_term_is_computed_on_the_coarse_matches(solved):
     the coarse term is coarse_weight · ½(1 px / size)² / δ per observation (Huber's quadratic zone), and
     only the coarse matches get a gradient. Feeding the fine output to the coarse term gives 0 here."""
     window, result = solved
-    targets = ba_targets(result, window.K)
+    targets = ba_targets(result, window.camera)
     size = (window.height, window.width)
     scale = float(max(size))
     config = AdaptConfig(coarse_weight=0.5)
@@ -100,7 +101,7 @@ def test_coarse_term_is_computed_on_the_coarse_matches(solved):
         ones = torch.ones(uv.shape[:2], dtype=torch.float64)
         outputs[pair] = MatchOutput(uv, uv_coarse, ones, ones, ones)
         queries[pair] = torch.tensor(m.uv_a, dtype=torch.float64)
-    loss, _ = reprojection_loss(WindowMatches(outputs, queries), result, window.K, size, config)
+    loss, _ = reprojection_loss(WindowMatches(outputs, queries), result, window.camera, size, config)
     delta = config.huber_px / scale
     assert float(loss.detach()) == pytest.approx(
         config.coarse_weight * 0.5 * (1.0 / scale) ** 2 / delta, rel=1e-9
@@ -116,13 +117,13 @@ def test_coarse_term_is_computed_on_the_coarse_matches(solved):
 @pytest.mark.slow
 def test_loss_matches_finite_differences_in_float64(solved):
     window, result = solved
-    pair = next(iter(ba_targets(result, window.K)))
+    pair = next(iter(ba_targets(result, window.camera)))
     config = AdaptConfig(coarse_weight=0.5, epipolar_weight=0.3)
     size = (window.height, window.width)
     matches = _matches_from(window)
-    loss, _ = reprojection_loss(matches, result, window.K, size, config)
+    loss, _ = reprojection_loss(matches, result, window.camera, size, config)
     loss.backward()
-    idx = ba_targets(result, window.K)[pair][0][0]
+    idx = ba_targets(result, window.camera)[pair][0][0]
     analytic = matches.outputs[pair].uv.grad[0, idx].numpy()
     numeric = np.zeros(2)
     for d in range(2):
@@ -130,7 +131,9 @@ def test_loss_matches_finite_differences_in_float64(solved):
         for sign in (1, -1):
             values = {p: m.uv_b.copy() for p, m in window.matches.items()}
             values[pair][idx, d] += sign * 1e-6
-            lo, _ = reprojection_loss(_matches_from(window, values, False), result, window.K, size, config)
+            lo, _ = reprojection_loss(
+                _matches_from(window, values, False), result, window.camera, size, config
+            )
             vals.append(float(lo))
         numeric[d] = (vals[0] - vals[1]) / 2e-6
     np.testing.assert_allclose(analytic, numeric, rtol=1e-4, atol=1e-9)
@@ -148,8 +151,8 @@ def test_failed_window_gives_no_step_and_is_counted():
     torch.manual_seed(0)
     matcher = Matcher(TINY)
     before = {k: v.clone() for k, v in matcher.state_dict().items()}
-    K = np.array([[60.0, 0, 31.5], [0, 60.0, 23.5], [0, 0, 1]])
-    adapter = OnlineAdapter(matcher, K, AdaptConfig(queries_per_frame=40))
+    camera = PinholeCamera(60.0, 60.0, 31.5, 23.5, 64, 48)
+    adapter = OnlineAdapter(matcher, camera, AdaptConfig(queries_per_frame=40))
     images, hosts = _window_images()
     report = adapter.step(images, hosts)  # identical frames: no motion, the BA must refuse the window
     assert not report.success and report.reason
@@ -182,18 +185,18 @@ def _synthetic_match_window(window, calls=None):
     return fake_match_window
 
 
-def _synthetic_adapter(monkeypatch, window, K) -> tuple[Matcher, OnlineAdapter]:
+def _synthetic_adapter(monkeypatch, window, camera) -> tuple[Matcher, OnlineAdapter]:
     """A seeded tiny matcher and its adapter, matching through the synthetic window's matches."""
     torch.manual_seed(0)
     matcher = Matcher(TINY)
     monkeypatch.setattr(adapt, "match_window", _synthetic_match_window(window))
-    return matcher, OnlineAdapter(matcher, K, AdaptConfig(lr=1e-3), FAST_BA)
+    return matcher, OnlineAdapter(matcher, camera, AdaptConfig(lr=1e-3), FAST_BA)
 
 
 @pytest.mark.slow
 def test_successful_window_updates_the_real_matcher_weights(monkeypatch, solved):
     window, _ = solved
-    matcher, adapter = _synthetic_adapter(monkeypatch, window, window.K)
+    matcher, adapter = _synthetic_adapter(monkeypatch, window, window.camera)
     before = {k: v.clone() for k, v in matcher.state_dict().items()}
     images, hosts = _window_images(n=4)
     report = adapter.step(images, hosts)
@@ -206,9 +209,11 @@ def test_successful_window_updates_the_real_matcher_weights(monkeypatch, solved)
 @pytest.mark.slow
 def test_evaluate_runs_the_steps_match_and_ba_and_changes_nothing(monkeypatch, solved):
     window, _ = solved
-    matcher, adapter = _synthetic_adapter(monkeypatch, window, np.eye(3))
-    adapter.set_camera(window.K)  # the stream learns its camera after construction
-    np.testing.assert_array_equal(adapter.K, window.K)
+    matcher, adapter = _synthetic_adapter(monkeypatch, window, None)
+    with pytest.raises(ValueError, match="no camera yet"):  # a step before the camera is known
+        adapter.evaluate(*_window_images(n=4))
+    adapter.set_camera(window.camera)  # the stream learns its camera after construction
+    assert adapter.camera == window.camera
     before = {k: v.clone() for k, v in matcher.state_dict().items()}
     images, hosts = _window_images(n=4)
     report = adapter.evaluate(images, hosts)
@@ -230,7 +235,7 @@ def test_anchor_pull_moves_the_step_back_towards_the_starting_weights(monkeypatc
         torch.manual_seed(0)
         matcher = Matcher(TINY)
         start = [p.detach().clone() for p in matcher.parameters()]
-        adapter = OnlineAdapter(matcher, window.K, AdaptConfig(lr=1e-3, anchor_pull=pull), FAST_BA)
+        adapter = OnlineAdapter(matcher, window.camera, AdaptConfig(lr=1e-3, anchor_pull=pull), FAST_BA)
         assert adapter.step(images, hosts).success
         after[pull] = [p.detach().clone() for p in matcher.parameters()]
     for p0, plain, pulled in zip(start, after[0.0], after[0.25], strict=True):
@@ -246,7 +251,7 @@ def test_augment_solves_the_ba_on_clean_frames_and_trains_on_an_augmented_copy(m
     torch.manual_seed(0)
     matcher = Matcher(TINY)
     before = [p.detach().clone() for p in matcher.parameters()]
-    adapter = OnlineAdapter(matcher, window.K, AdaptConfig(lr=1e-3, augment=True), FAST_BA)
+    adapter = OnlineAdapter(matcher, window.camera, AdaptConfig(lr=1e-3, augment=True), FAST_BA)
     images, hosts = _window_images(n=4)
     report = adapter.step(images, hosts)
     assert report.success and adapter.steps_taken == 1
@@ -322,7 +327,7 @@ def test_loss_graph_has_only_the_matches_as_leaves(solved):
     # are the matcher's outputs (no unrolled BA, no gradient into the BA solution).
     window, result = solved
     matches = _matches_from(window)
-    loss, _ = reprojection_loss(matches, result, window.K, (window.height, window.width), AdaptConfig())
+    loss, _ = reprojection_loss(matches, result, window.camera, (window.height, window.width), AdaptConfig())
     leaves, stack, seen = [], [loss.grad_fn], set()
     while stack:
         node = stack.pop()

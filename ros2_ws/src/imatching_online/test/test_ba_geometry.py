@@ -5,6 +5,7 @@ import numpy as np
 import pypose as pp
 import pytest
 import torch
+from banet_vo.geometry import PinholeCamera
 from imatching_online.ba import WindowConfig, build_tracks
 from imatching_online.ba.multiview import (
     anchored_inverse_depth,
@@ -20,7 +21,7 @@ from imatching_online.ba.synthetic import make_window, trajectory
 from imatching_online.ba.tracking import constant_velocity_prior
 from pypose.optim.functional import modjac
 
-K = np.array([[400.0, 0, 160.0], [0, 420.0, 120.0], [0, 0, 1]])
+CAMERA = PinholeCamera(400.0, 420.0, 160.0, 120.0, 320, 240)  # fx ≠ fy: a swap shows
 
 
 def _problem(num_frames=4, num_landmarks=12, seed=0):
@@ -31,11 +32,11 @@ def _problem(num_frames=4, num_landmarks=12, seed=0):
     rho = rng.uniform(1 / 12, 1 / 3, num_landmarks)
     mask = np.ones((num_landmarks, num_frames), dtype=bool)
     mask[np.arange(num_landmarks), anchor] = False
-    return T_cw, anchor, rays(uv_anchor, K), rho, mask
+    return T_cw, anchor, rays(uv_anchor, CAMERA), rho, mask
 
 
 def _model_output(T_cw, rho, ray, anchor, mask):
-    intr = torch.tensor([K[0, 0], K[1, 1], K[0, 2], K[1, 2]], dtype=torch.float64)
+    intr = torch.tensor([CAMERA.fx, CAMERA.fy, CAMERA.cx, CAMERA.cy], dtype=torch.float64)
     model = AnchoredReprojection(torch.from_numpy(T_cw), torch.from_numpy(rho), intr)
     m = torch.from_numpy(mask[..., None])
     inputs = (
@@ -89,13 +90,13 @@ def _exact_window(**kwargs):
 def test_lm_pass_recovers_exact_poses_and_depths_from_a_perturbed_start():
     w, tracks = _exact_window(seed=3)
     T_true = invert(w.poses)
-    rho_true = anchored_inverse_depth(T_true, tracks.uv, tracks.anchor, tracks.observed, K=w.K)
+    rho_true = anchored_inverse_depth(T_true, tracks.uv, tracks.anchor, tracks.observed, w.camera)
     rng = np.random.default_rng(0)
     T0 = T_true.copy()
     T0[1:] = (pp.se3(torch.from_numpy(rng.normal(0, 0.01, (len(T0) - 1, 6)))).Exp().matrix().numpy()) @ T0[1:]
     rho0 = rho_true * rng.uniform(0.9, 1.1, len(rho_true))
     config = WindowConfig(lm_iterations=20, lm_tolerance=1e-12)
-    T, rho, stats = lm_pass(T0, rho0, tracks.observed, tracks, w.K, config)
+    T, rho, stats = lm_pass(T0, rho0, tracks.observed, tracks, w.camera, config)
     assert stats.cost_after < 1e-8 * stats.cost_before
     s = np.linalg.norm(invert(T_true)[-1, :3, 3]) / np.linalg.norm(invert(T)[-1, :3, 3])  # gauge: scale
     np.testing.assert_allclose(invert(T)[:, :3, :3], w.poses[:, :3, :3], atol=1e-7)
@@ -106,11 +107,11 @@ def test_lm_pass_recovers_exact_poses_and_depths_from_a_perturbed_start():
 def test_normalise_scale_keeps_reprojections_and_puts_the_farthest_camera_at_one():
     w, tracks = _exact_window(seed=4)
     T = invert(w.poses)
-    rho = anchored_inverse_depth(T, tracks.uv, tracks.anchor, tracks.observed, w.K)
+    rho = anchored_inverse_depth(T, tracks.uv, tracks.anchor, tracks.observed, w.camera)
     T2, rho2 = normalise_scale(T, rho)
     assert np.linalg.norm(invert(T2)[:, :3, 3], axis=1).max() == pytest.approx(1.0)
-    e1 = anchored_reprojection_errors(T, tracks.uv, tracks.anchor, rho, w.K)
-    e2 = anchored_reprojection_errors(T2, tracks.uv, tracks.anchor, rho2, w.K)
+    e1 = anchored_reprojection_errors(T, tracks.uv, tracks.anchor, rho, w.camera)
+    e2 = anchored_reprojection_errors(T2, tracks.uv, tracks.anchor, rho2, w.camera)
     np.testing.assert_allclose(e1, e2, atol=1e-9)
     assert np.nanmax(e1) < 1e-8  # the exact window reprojects exactly
 
@@ -118,7 +119,7 @@ def test_normalise_scale_keeps_reprojections_and_puts_the_farthest_camera_at_one
 def test_anchored_inverse_depth_is_exact_and_points_at_infinity_stay_finite():
     w, tracks = _exact_window(seed=5)
     T = invert(w.poses)
-    rho = anchored_inverse_depth(T, tracks.uv, tracks.anchor, tracks.observed, w.K)
+    rho = anchored_inverse_depth(T, tracks.uv, tracks.anchor, tracks.observed, w.camera)
     row = {(a, q): t for t, (a, q) in enumerate(zip(tracks.anchor, tracks.query_id, strict=True))}
     checked = 0
     for (a, b), pts in w.points.items():
@@ -127,7 +128,7 @@ def test_anchored_inverse_depth_is_exact_and_points_at_infinity_stay_finite():
         np.testing.assert_allclose(1 / rho[t], z_true, rtol=1e-9)
         checked += len(t)
     assert checked > 100
-    err = anchored_reprojection_errors(T, tracks.uv, tracks.anchor, np.zeros_like(rho), w.K)
+    err = anchored_reprojection_errors(T, tracks.uv, tracks.anchor, np.zeros_like(rho), w.camera)
     assert np.isfinite(err[tracks.observed]).all()
 
 
@@ -137,10 +138,10 @@ def test_triangulate_tracks_recovers_points_and_rejects_a_corrupted_view():
     uv = tracks.uv.copy()
     bad = (np.arange(tracks.num_tracks), (tracks.anchor + 1) % 5)
     uv[bad] += 25.0  # one wrong match per track
-    X, inliers = triangulate_tracks(T, np.ones(5, dtype=bool), uv, w.K, threshold_px=1.0)
+    X, inliers = triangulate_tracks(T, np.ones(5, dtype=bool), uv, w.camera, threshold_px=1.0)
     long_tracks = tracks.observed.sum(1) >= 4
     assert not inliers[bad][long_tracks].any()
-    err, _ = project_all(T, X, w.K)
+    err, _ = project_all(T, X, w.camera)
     good = inliers & long_tracks[:, None]
     np.testing.assert_allclose(err[good], uv[good], atol=1e-6)
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from banet_vo.evaluation.pose import two_view_pose_error
+from banet_vo.geometry import PinholeCamera
 from imatching_online.evaluation import (
     bootstrap_selections,
     evaluate,
@@ -31,7 +32,8 @@ def _rot(axis, deg):
 
 def test_relative_pose_from_exact_matches():
     rng = np.random.default_rng(0)
-    K = np.array([[200.0, 0, 119.5], [0, 200.0, 79.5], [0, 0, 1]])
+    camera = PinholeCamera(200.0, 200.0, 119.5, 79.5, 240, 160)
+    K = camera.K
     T = np.eye(4)
     T[:3, :3] = _rot([0.2, 1, 0.1], 4.0)
     T[:3, 3] = [0.3, 0.02, 0.05]
@@ -40,10 +42,10 @@ def test_relative_pose_from_exact_matches():
     Xb = X @ T[:3, :3].T + T[:3, 3]
     xb = Xb @ K.T
     qa, qb = xa[:, :2] / xa[:, 2:], xb[:, :2] / xb[:, 2:]
-    est = relative_pose_from_matches(qa, qb, K)
+    est = relative_pose_from_matches(qa, qb, camera)
     err = two_view_pose_error(est, T)
     assert err.rotation_deg < 0.05 and err.translation_direction_deg < 0.5
-    assert relative_pose_from_matches(qa[:4], qb[:4], K) is None
+    assert relative_pose_from_matches(qa[:4], qb[:4], camera) is None
 
 
 @pytest.mark.parametrize(("kind", "tol_px", "fraction"), [("sift", 1.0, 0.9), ("orb", 2.0, 0.8)])
@@ -64,7 +66,8 @@ def test_opencv_rows_find_a_known_translation(kind, tol_px, fraction):
 
 def _two_view_scene(n=200, outliers=0, seed=0):
     rng = np.random.default_rng(seed)
-    K = np.array([[200.0, 0, 119.5], [0, 200.0, 79.5], [0, 0, 1]])
+    camera = PinholeCamera(200.0, 200.0, 119.5, 79.5, 240, 160)
+    K = camera.K
     T = np.eye(4)
     T[:3, :3] = _rot([0.2, 1, 0.1], 4.0)
     T[:3, 3] = [0.3, 0.02, 0.05]
@@ -72,28 +75,28 @@ def _two_view_scene(n=200, outliers=0, seed=0):
     xa, xb = X @ K.T, (X @ T[:3, :3].T + T[:3, 3]) @ K.T
     qa, qb = xa[:, :2] / xa[:, 2:], xb[:, :2] / xb[:, 2:]
     qb[:outliers] = rng.uniform([0, 0], [240, 160], (outliers, 2))
-    return qa, qb, K, T
+    return qa, qb, camera, T
 
 
 def test_relative_pose_order_is_a_permutation_of_the_same_data():
-    qa, qb, K, T = _two_view_scene()
+    qa, qb, camera, T = _two_view_scene()
     order = np.random.default_rng(3).permutation(len(qa))
-    err = two_view_pose_error(relative_pose_from_matches(qa, qb, K, order), T)
+    err = two_view_pose_error(relative_pose_from_matches(qa, qb, camera, order), T)
     assert err.rotation_deg < 0.05 and err.translation_direction_deg < 0.5
     with pytest.raises(ValueError, match="permutation"):
-        relative_pose_from_matches(qa, qb, K, np.zeros(len(qa), int))
+        relative_pose_from_matches(qa, qb, camera, np.zeros(len(qa), int))
 
 
 def test_pose_errors_over_trials_first_trial_is_the_single_draw_and_seeds_repeat():
-    qa, qb, K, T = _two_view_scene(outliers=80, seed=1)
-    e = pose_errors_over_trials(qa, qb, K, T, trials=6, seed=5)
-    single = two_view_pose_error(relative_pose_from_matches(qa, qb, K), T).auc_error_deg
+    qa, qb, camera, T = _two_view_scene(outliers=80, seed=1)
+    e = pose_errors_over_trials(qa, qb, camera, T, trials=6, seed=5)
+    single = two_view_pose_error(relative_pose_from_matches(qa, qb, camera), T).auc_error_deg
     assert e.shape == (6,) and e[0] == single
-    np.testing.assert_array_equal(e, pose_errors_over_trials(qa, qb, K, T, trials=6, seed=5))
+    np.testing.assert_array_equal(e, pose_errors_over_trials(qa, qb, camera, T, trials=6, seed=5))
     # Exact inliers, 40 % outliers: most draws find the pose, and the draws are really different runs
     # (here one of six lands on a wrong essential matrix: the noise the trials average out).
     assert np.median(e) < 1e-3 and np.ptp(e) > 1e-6
-    assert np.all(np.isinf(pose_errors_over_trials(qa[:4], qb[:4], K, T, trials=3, seed=0)))
+    assert np.all(np.isinf(pose_errors_over_trials(qa[:4], qb[:4], camera, T, trials=3, seed=0)))
 
 
 def test_paired_deltas_against_hand_computed_values():

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from banet_vo.geometry import PinholeCamera
 
 from imatching_online.ba.config import WindowConfig
 from imatching_online.ba.failures import FailureReason, WindowFailure
@@ -38,7 +39,7 @@ class InitialMap:
     candidates: tuple[PairCandidate, ...]
 
 
-def initialise_map(tracks: Tracks, K: np.ndarray, config: WindowConfig) -> InitialMap:
+def initialise_map(tracks: Tracks, camera: PinholeCamera, config: WindowConfig) -> InitialMap:
     """Two-view initialisation of a window; raises WindowFailure with the reason when it cannot."""
     observed = tracks.observed
     n = tracks.num_frames
@@ -57,7 +58,7 @@ def initialise_map(tracks: Tracks, K: np.ndarray, config: WindowConfig) -> Initi
         sel = np.flatnonzero(observed[:, i] & observed[:, j])
         uv_i, uv_j = tracks.uv[sel, i], tracks.uv[sel, j]
         E, mask = cv2.findEssentialMat(
-            uv_i, uv_j, K, method=cv2.RANSAC, prob=config.essential_confidence,
+            uv_i, uv_j, camera.K, method=cv2.RANSAC, prob=config.essential_confidence,
             threshold=config.essential_threshold_px,
         )  # fmt: skip
         inl = np.zeros(len(sel), dtype=bool)
@@ -67,7 +68,7 @@ def initialise_map(tracks: Tracks, K: np.ndarray, config: WindowConfig) -> Initi
         # static camera every true match fits any E = [t]x, so the inliers are still the true matches.)
         use = inl if inl.sum() >= 5 else np.ones(len(sel), dtype=bool)
         flow = float(np.median(np.linalg.norm(uv_j[use] - uv_i[use], axis=1)))
-        parallax = rotation_compensated_parallax_deg(rays(uv_i[use], K), rays(uv_j[use], K))
+        parallax = rotation_compensated_parallax_deg(rays(uv_i[use], camera), rays(uv_j[use], camera))
         candidates.append(PairCandidate(i, j, len(sel), flow, int(inl.sum()), parallax))
         # The 5-point solver may return several stacked solutions; recoverPose picks by cheirality.
         solutions[(i, j)] = (E[:3] if inl.any() else None, sel, inl)
@@ -94,7 +95,7 @@ def initialise_map(tracks: Tracks, K: np.ndarray, config: WindowConfig) -> Initi
 
     E, sel, inl = solutions[(best.i, best.j)]
     uv_i, uv_j = tracks.uv[sel[inl], best.i], tracks.uv[sel[inl], best.j]
-    good, R, t, pose_mask = cv2.recoverPose(E, uv_i, uv_j, K)
+    good, R, t, pose_mask = cv2.recoverPose(E, uv_i, uv_j, camera.K)
     if good < config.min_init_inliers:
         raise WindowFailure(
             FailureReason.TOO_FEW_INLIERS,
@@ -108,5 +109,5 @@ def initialise_map(tracks: Tracks, K: np.ndarray, config: WindowConfig) -> Initi
     front = pose_mask.reshape(-1) > 0
     points = np.full((tracks.num_tracks, 3), np.nan)
     idx = sel[inl][front]
-    points[idx] = triangulate_pair(T_cw[best.i], T_cw[best.j], uv_i[front], uv_j[front], K)
+    points[idx] = triangulate_pair(T_cw[best.i], T_cw[best.j], uv_i[front], uv_j[front], camera)
     return InitialMap(best, T_cw, posed, points, tuple(candidates))

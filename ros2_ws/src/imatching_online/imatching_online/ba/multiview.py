@@ -1,24 +1,34 @@
 """Multi-view geometry in numpy for the window BA: projection, triangulation, parallax.
 
 Poses here are world-to-camera ``T_cw`` (N, 4, 4), the form projection wants; window.py hands out
-camera-to-world. Pixels follow OpenCV (docs/CONVENTIONS.md); K is a 3x3 float64 matrix.
+camera-to-world. Pixels follow OpenCV (docs/CONVENTIONS.md); intrinsics are a banet_vo PinholeCamera (its K
+only where OpenCV wants the matrix).
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.rigid import invert
 
 
-def normalized(uv: np.ndarray, K: np.ndarray) -> np.ndarray:
+def focal_lengths(camera: PinholeCamera) -> np.ndarray:
+    return np.array([camera.fx, camera.fy])
+
+
+def principal_point(camera: PinholeCamera) -> np.ndarray:
+    return np.array([camera.cx, camera.cy])
+
+
+def normalized(uv: np.ndarray, camera: PinholeCamera) -> np.ndarray:
     """Pixels (..., 2) -> normalised image coordinates (..., 2) (z = 1 plane)."""
-    return (uv - K[[0, 1], [2, 2]]) / K[[0, 1], [0, 1]]
+    return (uv - principal_point(camera)) / focal_lengths(camera)
 
 
-def rays(uv: np.ndarray, K: np.ndarray) -> np.ndarray:
+def rays(uv: np.ndarray, camera: PinholeCamera) -> np.ndarray:
     """Pixels (..., 2) -> rays [x, y, 1] (..., 3) in the camera frame."""
-    xy = normalized(uv, K)
+    xy = normalized(uv, camera)
     return np.concatenate([xy, np.ones_like(xy[..., :1])], -1)
 
 
@@ -32,34 +42,34 @@ def transform(T: np.ndarray, X: np.ndarray) -> np.ndarray:
     return np.einsum("...ij,...j->...i", T[..., :3, :3], X) + T[..., :3, 3]
 
 
-def project_all(T_cw: np.ndarray, X: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def project_all(T_cw: np.ndarray, X: np.ndarray, camera: PinholeCamera) -> tuple[np.ndarray, np.ndarray]:
     """Project world points X (T, 3) into every camera: pixels (T, N, 2) and depths z (T, N)."""
     P = np.einsum("nij,tj->tni", T_cw[:, :3, :3], X) + T_cw[None, :, :3, 3]
     z = P[..., 2]
     with np.errstate(divide="ignore", invalid="ignore"):
         xy = P[..., :2] / z[..., None]
-    return xy * K[[0, 1], [0, 1]] + K[[0, 1], [2, 2]], z
+    return xy * focal_lengths(camera) + principal_point(camera), z
 
 
 def reprojection_errors(
-    T_cw: np.ndarray, X: np.ndarray, uv: np.ndarray, K: np.ndarray
+    T_cw: np.ndarray, X: np.ndarray, uv: np.ndarray, camera: PinholeCamera
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pixel error (T, N) of points X (T, 3) against observations uv (T, N, 2) (NaN where unobserved),
     and the depths z (T, N). Points behind a camera get an infinite error there."""
-    proj, z = project_all(T_cw, X, K)
+    proj, z = project_all(T_cw, X, camera)
     err = np.linalg.norm(proj - uv, axis=-1)
     err = np.where(z > 0, err, np.inf)
     return np.where(np.isnan(uv[..., 0]), np.nan, err), z
 
 
 def triangulate_pair(
-    T_cw_i: np.ndarray, T_cw_j: np.ndarray, uv_i: np.ndarray, uv_j: np.ndarray, K: np.ndarray
+    T_cw_i: np.ndarray, T_cw_j: np.ndarray, uv_i: np.ndarray, uv_j: np.ndarray, camera: PinholeCamera
 ) -> np.ndarray:
     """Two-view linear triangulation (OpenCV) of pixel pairs (M, 2) -> world points (M, 3)."""
     if len(uv_i) == 0:
         return np.zeros((0, 3))
     Xh = cv2.triangulatePoints(
-        T_cw_i[:3], T_cw_j[:3], normalized(uv_i, K).T.copy(), normalized(uv_j, K).T.copy()
+        T_cw_i[:3], T_cw_j[:3], normalized(uv_i, camera).T.copy(), normalized(uv_j, camera).T.copy()
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         return (Xh[:3] / Xh[3]).T
@@ -97,7 +107,7 @@ def rotation_compensated_parallax_deg(rays_a: np.ndarray, rays_b: np.ndarray, tr
 
 
 def triangulate_tracks(
-    T_cw: np.ndarray, posed: np.ndarray, uv: np.ndarray, K: np.ndarray, threshold_px: float
+    T_cw: np.ndarray, posed: np.ndarray, uv: np.ndarray, camera: PinholeCamera, threshold_px: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """RANSAC-style multi-view triangulation of every track from the posed frames.
 
@@ -117,8 +127,8 @@ def triangulate_tracks(
             sel = np.flatnonzero(usable[:, i] & usable[:, j])
             if len(sel) == 0:
                 continue
-            X = triangulate_pair(T_cw[i], T_cw[j], uv[sel, i], uv[sel, j], K)
-            err, _ = reprojection_errors(T_cw, X, uv[sel], K)
+            X = triangulate_pair(T_cw[i], T_cw[j], uv[sel, i], uv[sel, j], camera)
+            err, _ = reprojection_errors(T_cw, X, uv[sel], camera)
             ok = usable[sel] & (err < threshold_px)
             count = np.where(ok[:, i] & ok[:, j], ok.sum(1), 0)
             score = np.where(ok, err, threshold_px).sum(1)
@@ -130,10 +140,10 @@ def triangulate_tracks(
     found = best_count >= 2
     X = best_X.copy()
     if found.any():
-        err, _ = reprojection_errors(T_cw, best_X[found], uv[found], K)
+        err, _ = reprojection_errors(T_cw, best_X[found], uv[found], camera)
         inl = usable[found] & (err < threshold_px)
-        X[found] = _dlt(T_cw, normalized(uv[found], K), inl)
-    err, _ = reprojection_errors(T_cw, np.nan_to_num(X), uv, K)
+        X[found] = _dlt(T_cw, normalized(uv[found], camera), inl)
+    err, _ = reprojection_errors(T_cw, np.nan_to_num(X), uv, camera)
     inliers = usable & found[:, None] & (err < threshold_px)
     bad = inliers.sum(1) < 2
     X[bad], inliers[bad] = np.nan, False
@@ -153,7 +163,12 @@ def _dlt(T_cw: np.ndarray, xy: np.ndarray, use: np.ndarray) -> np.ndarray:
 
 
 def anchored_inverse_depth(
-    T_cw: np.ndarray, uv: np.ndarray, anchor: np.ndarray, use: np.ndarray, K: np.ndarray, iterations: int = 3
+    T_cw: np.ndarray,
+    uv: np.ndarray,
+    anchor: np.ndarray,
+    use: np.ndarray,
+    camera: PinholeCamera,
+    iterations: int = 3,
 ) -> np.ndarray:
     """Inverse depth rho (T,) of each track's point on its anchor ray, from the views where use (T, N).
 
@@ -161,14 +176,14 @@ def anchored_inverse_depth(
     least-squares start, then Gauss-Newton on the pixel error. The anchor view itself adds nothing.
     """
     num_tracks = len(anchor)
-    f = rays(uv[np.arange(num_tracks), anchor], K)  # (T, 3)
+    f = rays(uv[np.arange(num_tracks), anchor], camera)  # (T, 3)
     T_ba = np.einsum("nij,tjk->tnik", T_cw, invert(T_cw[anchor]))  # (T, N, 4, 4)
     Rf = np.einsum("tnij,tj->tni", T_ba[..., :3, :3], f)
     t = T_ba[..., :3, 3]
-    obs = normalized(uv, K)
+    obs = normalized(uv, camera)
     w = use & ~np.isnan(obs[..., 0])
     obs = np.nan_to_num(obs)
-    focal = K[[0, 1], [0, 1]]
+    focal = focal_lengths(camera)
     # Linear: x * (Rf_z + rho t_z) = Rf_x + rho t_x, likewise y.
     alpha = obs * t[..., 2:] - t[..., :2]  # (T, N, 2)
     beta = Rf[..., :2] - obs * Rf[..., 2:]
@@ -188,16 +203,18 @@ def anchored_inverse_depth(
     return rho
 
 
-def anchored_points(T_cw: np.ndarray, uv: np.ndarray, anchor: np.ndarray, rho: np.ndarray, K) -> np.ndarray:
+def anchored_points(
+    T_cw: np.ndarray, uv: np.ndarray, anchor: np.ndarray, rho: np.ndarray, camera
+) -> np.ndarray:
     """World points (T, 3) at inverse depth rho on each track's anchor ray."""
     num_tracks = len(anchor)
-    f = rays(uv[np.arange(num_tracks), anchor], K)
+    f = rays(uv[np.arange(num_tracks), anchor], camera)
     with np.errstate(divide="ignore", invalid="ignore"):
         return transform(invert(T_cw[anchor]), f / rho[:, None])
 
 
 def anchored_reprojection_errors(
-    T_cw: np.ndarray, uv: np.ndarray, anchor: np.ndarray, rho: np.ndarray, K: np.ndarray
+    T_cw: np.ndarray, uv: np.ndarray, anchor: np.ndarray, rho: np.ndarray, camera: PinholeCamera
 ) -> np.ndarray:
     """Pixel error (T, N) of anchored landmarks (anchor ray, inverse depth rho) against uv (T, N, 2).
 
@@ -205,12 +222,12 @@ def anchored_reprojection_errors(
     unobserved, infinite behind a camera or where rho is not finite.
     """
     num_tracks = len(anchor)
-    f = rays(uv[np.arange(num_tracks), anchor], K)
+    f = rays(uv[np.arange(num_tracks), anchor], camera)
     T_ba = np.einsum("nij,tjk->tnik", T_cw, invert(T_cw[anchor]))
     P = np.einsum("tnij,tj->tni", T_ba[..., :3, :3], f) + rho[:, None, None] * T_ba[..., :3, 3]
     z = P[..., 2]
     with np.errstate(divide="ignore", invalid="ignore"):
-        proj = P[..., :2] / z[..., None] * K[[0, 1], [0, 1]] + K[[0, 1], [2, 2]]
+        proj = P[..., :2] / z[..., None] * focal_lengths(camera) + principal_point(camera)
         err = np.linalg.norm(proj - uv, axis=-1)
     err = np.where((z > 0) & np.isfinite(rho)[:, None], err, np.inf)
     return np.where(np.isnan(uv[..., 0]), np.nan, err)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pypose as pp
 import torch
-from banet_vo.geometry import skew
+from banet_vo.geometry import PinholeCamera, skew
 from torch import nn
 
 from imatching_online.ba.config import WindowConfig
@@ -32,6 +32,7 @@ from imatching_online.ba.multiview import (
     anchored_reprojection_errors,
     camera_centres,
     max_ray_angle_deg,
+    rays,
 )
 from imatching_online.ba.tracks import ANCHOR, Tracks
 
@@ -161,17 +162,17 @@ def _torch_threads(threads: int):
 
 
 def lm_pass(
-    T_cw: np.ndarray, rho: np.ndarray, inliers: np.ndarray, tracks: Tracks, K: np.ndarray,
+    T_cw: np.ndarray, rho: np.ndarray, inliers: np.ndarray, tracks: Tracks, camera: PinholeCamera,
     config: WindowConfig,
 ) -> tuple[np.ndarray, np.ndarray, PassStats]:  # fmt: skip
     """Optimise poses 1..N-1 and the inverse depths of the tracks with inlier matched observations."""
     matched = inliers & (tracks.match_id >= 0)
     lms = np.flatnonzero(matched.any(1))
     anchor = tracks.anchor[lms]
-    ray = torch.from_numpy(_rays(tracks.uv[lms, anchor], K))
+    ray = torch.from_numpy(rays(tracks.uv[lms, anchor], camera))
     mask = torch.from_numpy(matched[lms, :, None])
     target = torch.from_numpy(np.where(matched[lms, :, None], tracks.uv[lms], 0.0))
-    intr = torch.tensor([K[0, 0], K[1, 1], K[0, 2], K[1, 2]], dtype=torch.float64)
+    intr = torch.tensor([camera.fx, camera.fy, camera.cx, camera.cy], dtype=torch.float64)
     model = AnchoredReprojection(torch.from_numpy(T_cw), torch.from_numpy(rho[lms]), intr)
     inputs = (ray, torch.from_numpy(anchor), mask, target)
     num_obs = int(matched[lms].sum())
@@ -199,26 +200,21 @@ def lm_pass(
     return T_new, rho_new, stats
 
 
-def _rays(uv: np.ndarray, K: np.ndarray) -> np.ndarray:
-    xy = (uv - K[[0, 1], [2, 2]]) / K[[0, 1], [0, 1]]
-    return np.concatenate([xy, np.ones((len(uv), 1))], 1)
-
-
 def select_landmarks(
-    T_cw: np.ndarray, rho: np.ndarray, inliers: np.ndarray, tracks: Tracks, K: np.ndarray,
+    T_cw: np.ndarray, rho: np.ndarray, inliers: np.ndarray, tracks: Tracks, camera: PinholeCamera,
     config: WindowConfig,
 ) -> np.ndarray:  # fmt: skip
     """Landmarks worth keeping: long enough inlier track, enough parallax, in front (rho > 0)."""
     ok = np.isfinite(rho) & (rho > 0) & (inliers.sum(1) >= config.min_track_length)
     ok &= inliers[np.arange(len(rho)), tracks.anchor]
     if ok.any():
-        X = anchored_points(T_cw, tracks.uv[ok], tracks.anchor[ok], rho[ok], K)
+        X = anchored_points(T_cw, tracks.uv[ok], tracks.anchor[ok], rho[ok], camera)
         ok[ok] = max_ray_angle_deg(T_cw, X, inliers[ok]) >= config.min_landmark_parallax_deg
     return ok
 
 
 def refine_window(
-    T_cw: np.ndarray, inliers: np.ndarray, tracks: Tracks, K: np.ndarray, config: WindowConfig
+    T_cw: np.ndarray, inliers: np.ndarray, tracks: Tracks, camera: PinholeCamera, config: WindowConfig
 ) -> Refined:
     """Alternate LM and pruning / re-triangulation, at most ``config.passes`` LM runs.
 
@@ -230,11 +226,11 @@ def refine_window(
     """
     rng = np.random.default_rng(config.seed)
     thr = config.outlier_threshold_px
-    rho = anchored_inverse_depth(T_cw, tracks.uv, tracks.anchor, inliers, K)
+    rho = anchored_inverse_depth(T_cw, tracks.uv, tracks.anchor, inliers, camera)
     T_cw, rho = normalise_scale(T_cw, rho)
     # The query pixel is exact by construction: it counts for every track that has a consistent match.
     inliers = inliers | ((tracks.match_id == ANCHOR) & inliers.any(1, keepdims=True))
-    active = select_landmarks(T_cw, rho, inliers, tracks, K, config)
+    active = select_landmarks(T_cw, rho, inliers, tracks, camera, config)
     inliers &= active[:, None]
     passes: list[PassStats] = []
     for p in range(config.passes):
@@ -245,7 +241,7 @@ def refine_window(
             keep = rng.choice(np.flatnonzero(active), config.max_ba_landmarks, replace=False)
             in_ba[:] = False
             in_ba[keep] = True
-        T_cw, rho, stats = lm_pass(T_cw, rho, inliers & in_ba[:, None], tracks, K, config)
+        T_cw, rho, stats = lm_pass(T_cw, rho, inliers & in_ba[:, None], tracks, camera, config)
         passes.append(stats)
         at_noise_floor = stats.cost_before <= 1e-12 * stats.observations  # exact data: nothing to reduce
         if p == 0 and not stats.cost_after < stats.cost_before and not at_noise_floor:
@@ -254,16 +250,16 @@ def refine_window(
                 f"LM left the robust cost at {stats.cost_after:.4g} (start {stats.cost_before:.4g})",
             )
         T_cw, rho = normalise_scale(T_cw, rho)
-        err = anchored_reprojection_errors(T_cw, tracks.uv, tracks.anchor, rho, K)
+        err = anchored_reprojection_errors(T_cw, tracks.uv, tracks.anchor, rho, camera)
         pruned = tracks.observed & (err < thr) & active[:, None]
         last = p == config.passes - 1 or np.array_equal(pruned & in_ba[:, None], inliers & in_ba[:, None])
         # Re-triangulate the survivors with the new poses; on the last pass only those left out of LM.
         retri = active & ~in_ba if last else active
         if retri.any():
-            rho[retri] = anchored_inverse_depth(T_cw, tracks.uv, tracks.anchor, pruned, K)[retri]
-            err = anchored_reprojection_errors(T_cw, tracks.uv, tracks.anchor, rho, K)
+            rho[retri] = anchored_inverse_depth(T_cw, tracks.uv, tracks.anchor, pruned, camera)[retri]
+            err = anchored_reprojection_errors(T_cw, tracks.uv, tracks.anchor, rho, camera)
             pruned = tracks.observed & (err < thr) & active[:, None]
-        active = select_landmarks(T_cw, rho, pruned, tracks, K, config)
+        active = select_landmarks(T_cw, rho, pruned, tracks, camera, config)
         inliers = pruned & active[:, None]
         rho = np.where(active, rho, np.nan)
         if last:

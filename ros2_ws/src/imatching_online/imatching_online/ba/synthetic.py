@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.rigid import invert
 
 from imatching_online.ba.multiview import project_all, rays, transform
@@ -19,10 +20,11 @@ MOTIONS = ("sideways", "forward", "rotation", "static")
 
 @dataclass(frozen=True)
 class SyntheticWindow:
-    """K (3, 3); poses T_wc (N, 4, 4) with frame 0 the identity; matches {(a, b): PairMatches};
-    per pair: the true world point of each match (M, 3), its noise-free target pixel and outlier flag."""
+    """camera (the intrinsics of every frame); poses T_wc (N, 4, 4) with frame 0 the identity; matches
+    {(a, b): PairMatches}; per pair: the true world point of each match (M, 3), its noise-free target pixel
+    and outlier flag."""
 
-    K: np.ndarray
+    camera: PinholeCamera
     poses: np.ndarray
     matches: dict[tuple[int, int], PairMatches]
     points: dict[tuple[int, int], np.ndarray]
@@ -87,7 +89,7 @@ def make_window(
     if not 0 <= outlier_ratio < 1:
         raise ValueError(f"outlier_ratio must be in [0, 1), got {outlier_ratio}")
     rng = np.random.default_rng(seed)
-    K = np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1.0]])
+    camera = PinholeCamera(focal, focal, (width - 1) / 2, (height - 1) / 2, width, height)
     poses = trajectory(num_frames, motion, step, rng)
     T_cw = invert(poses)
     anchors = (0, num_frames // 2) if anchors is None else anchors
@@ -95,8 +97,8 @@ def make_window(
     for a in anchors:
         uv_a = rng.uniform([8, 8], [width - 9, height - 9], (queries_per_anchor, 2))
         depth = rng.uniform(*depth_range, queries_per_anchor)
-        X = transform(poses[a], rays(uv_a, K) * depth[:, None])
-        proj, z = project_all(T_cw, X, K)
+        X = transform(poses[a], rays(uv_a, camera) * depth[:, None])
+        proj, z = project_all(T_cw, X, camera)
         for b in range(num_frames):
             if b == a:
                 continue
@@ -110,4 +112,4 @@ def make_window(
             conf = rng.uniform(0.5, 1.0, len(sel))
             matches[(a, b)] = PairMatches(uv_a[sel], uv_b, conf, sel.astype(np.int64))
             points[(a, b)], true_uv[(a, b)], outlier[(a, b)] = X[sel], uv[sel], bad
-    return SyntheticWindow(K, poses, matches, points, true_uv, outlier, width, height, motion)
+    return SyntheticWindow(camera, poses, matches, points, true_uv, outlier, width, height, motion)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.rigid import invert
 
 from imatching_online.ba.config import WindowConfig
@@ -76,53 +77,42 @@ class WindowResult:
         return int(sum(m.sum() for m in self.match_inliers.values()))
 
 
-def as_intrinsic_matrix(K) -> np.ndarray:
-    """3x3 float64 K from a matrix, a banet_vo PinholeCamera or [fx, fy, cx, cy]."""
-    if hasattr(K, "K") and hasattr(K, "fx"):
-        K = K.K
-    if hasattr(K, "detach"):
-        K = K.detach().cpu().numpy()
-    K = np.asarray(K, dtype=np.float64)
-    if K.shape == (4,):
-        K = np.array([[K[0], 0.0, K[2]], [0.0, K[1], K[3]], [0.0, 0.0, 1.0]])
-    if K.shape != (3, 3):
-        raise ValueError(f"K must be 3x3, [fx, fy, cx, cy] or a PinholeCamera, got shape {K.shape}")
-    if not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise ValueError(f"K must be finite with positive focal lengths, got fx={K[0, 0]}, fy={K[1, 1]}")
-    if abs(K[0, 1]) > 1e-9 * K[0, 0] or np.any(K[2] != [0.0, 0.0, 1.0]) or np.any(K[1, :1] != 0):
-        raise ValueError("K must be a zero-skew pinhole matrix [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]")
-    return K
+def checked_camera(camera) -> PinholeCamera:
+    """`camera` itself when it is a PinholeCamera (host intrinsics have one type: docs/CONVENTIONS.md);
+    ValueError otherwise, so a bare K cannot be mistaken for its inverse or transpose."""
+    if not isinstance(camera, PinholeCamera):
+        raise ValueError(f"camera must be a banet_vo PinholeCamera, got {type(camera).__name__}")
+    return camera
 
 
 def solve_window(
-    K, matches: Mapping, num_frames: int | None = None, config: WindowConfig | None = None
+    camera: PinholeCamera, matches: Mapping, num_frames: int | None = None, config: WindowConfig | None = None
 ) -> WindowResult:
     """Bundle-adjust one window from pairwise matches {(a, b): PairMatches | (uv_a, uv_b[, conf[, ids]])}.
 
-    num_frames defaults to config.window_size. K is shared by all frames (3x3, [fx, fy, cx, cy] or a
-    PinholeCamera).
+    num_frames defaults to config.window_size. `camera` holds the intrinsics of every frame.
     """
     config = WindowConfig() if config is None else config
     if not isinstance(config, WindowConfig):
         raise ValueError(f"config must be a WindowConfig, got {type(config).__name__}")
     num_frames = config.window_size if num_frames is None else num_frames
-    K = as_intrinsic_matrix(K)
+    camera = checked_camera(camera)
     t0 = time.perf_counter()
     tracks = build_tracks(matches, num_frames, config.min_confidence)
     usable = int((tracks.match_id >= 0).sum())
     counts = {"matches": tracks.num_matches, "usable_matches": usable, "tracks": tracks.num_tracks}
     timings: dict[str, float] = {}
     try:
-        init = initialise_map(tracks, K, config)
+        init = initialise_map(tracks, camera, config)
         counts["init_inliers"] = init.pair.inliers
         timings["initialise_s"] = time.perf_counter() - t0
-        T_cw, _, inliers = track_frames(init.T_cw, init.posed, init.points, tracks, K, config)
+        T_cw, _, inliers = track_frames(init.T_cw, init.posed, init.points, tracks, camera, config)
         timings["tracking_s"] = time.perf_counter() - t0 - timings["initialise_s"]
         T_cw = T_cw @ invert(T_cw[0])  # window world = frame 0
         t1 = time.perf_counter()
-        refined = refine_window(T_cw, inliers, tracks, K, config)
+        refined = refine_window(T_cw, inliers, tracks, camera, config)
         timings["refine_s"] = time.perf_counter() - t1
-        result = _assemble(refined, tracks, K, config, counts, init.pair)
+        result = _assemble(refined, tracks, camera, config, counts, init.pair)
         _check(result, tracks, config)
     except WindowFailure as failure:
         result = WindowResult(False, failure.reason, failure.detail, counts=counts, tracks=tracks)
@@ -133,10 +123,14 @@ def solve_window(
     return result
 
 
-def _assemble(refined, tracks: Tracks, K, config: WindowConfig, counts, pair) -> WindowResult:
+def _assemble(
+    refined, tracks: Tracks, camera: PinholeCamera, config: WindowConfig, counts, pair
+) -> WindowResult:
     act = np.flatnonzero(refined.active)
-    X = anchored_points(refined.T_cw, tracks.uv[act], tracks.anchor[act], refined.rho[act], K)
-    err = anchored_reprojection_errors(refined.T_cw, tracks.uv[act], tracks.anchor[act], refined.rho[act], K)
+    X = anchored_points(refined.T_cw, tracks.uv[act], tracks.anchor[act], refined.rho[act], camera)
+    err = anchored_reprojection_errors(
+        refined.T_cw, tracks.uv[act], tracks.anchor[act], refined.rho[act], camera
+    )
     lm, frame = np.nonzero(refined.inliers[act])
     mid = tracks.match_id[act][lm, frame]
     obs = Observations(frame, lm, tracks.uv[act][lm, frame], mid, err[lm, frame])
@@ -193,12 +187,14 @@ def _check(result: WindowResult, tracks: Tracks, config: WindowConfig) -> None:
 class WindowBundleAdjuster:
     """solve_window with a fixed config and the running FailureStats of a stream."""
 
-    def __init__(self, K, config: WindowConfig | None = None) -> None:
-        self.K = as_intrinsic_matrix(K)
+    def __init__(self, camera: PinholeCamera | None, config: WindowConfig | None = None) -> None:
+        self.camera = None if camera is None else checked_camera(camera)  # None: set before the first call
         self.config = WindowConfig() if config is None else config
         self.stats = FailureStats()
 
     def __call__(self, matches: Mapping, num_frames: int | None = None) -> WindowResult:
-        result = solve_window(self.K, matches, num_frames, self.config)
+        if self.camera is None:
+            raise ValueError("WindowBundleAdjuster: no camera yet (set .camera first)")
+        result = solve_window(self.camera, matches, num_frames, self.config)
         self.stats.record(result.success, result.reason)
         return result
