@@ -218,8 +218,8 @@ def write_markdown(runs: list[dict], argv: list[str], args) -> str:
     text += [
         "### The pre-registered check (docs/preregistered/covariance_calibration.txt)",
         "",
-        f"After calibration, per block: {INSIDE_RANGE[0]:.0%} to {INSIDE_RANGE[1]:.0%} of frames inside the 95 % "
-        f"ellipsoid and a median NEES in [{MEDIAN_RANGE[0]}, {MEDIAN_RANGE[1]}]. It decides on the "
+        f"After calibration, per block: {INSIDE_RANGE[0]:.0%} to {INSIDE_RANGE[1]:.0%} of frames inside "
+        f"the 95 % ellipsoid and a median NEES in [{MEDIAN_RANGE[0]}, {MEDIAN_RANGE[1]}]. It decides on the "
         "confirmation clips; on the development clips it shows what the fit itself reached.",
         "",
     ]
