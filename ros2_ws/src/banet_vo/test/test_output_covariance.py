@@ -80,5 +80,8 @@ def test_step_covariance_from_keyframe_relative_covariances():
     np.testing.assert_allclose(step_covariance(a, b, previous_was_keyframe=False), a + b)
     np.testing.assert_allclose(step_covariance(a, b, previous_was_keyframe=True), a)
     assert step_covariance(None, b, False) is None and step_covariance(a, None, False) is None
+    # a relative covariance measured from the previous frame is the step's own (no sum)
+    np.testing.assert_allclose(step_covariance(a, b, False, relative_to_previous=True), a)
+    np.testing.assert_allclose(step_covariance(a, None, False, relative_to_previous=True), a)
     with pytest.raises(ValueError, match="position_scale must be a finite number > 0"):
         CovarianceConfig(position_scale=0.0)

@@ -14,9 +14,10 @@ correlation and the matrix positive definite. The scales are calibrated on real 
 (benchmarks/covariance_nees.py; the rule in docs/preregistered/covariance_calibration.txt); the floor is a
 variance always added, so no published covariance is ever zero or singular. An override fixes the diagonal
 as kiss-icp's position/orientation covariance parameters do. Σ_step, the covariance of the motion between
-two frames, is not in the pipeline's output: both frames' poses relative to their keyframe are, so their sum
-bounds it from above (it ignores the positive correlation of the two; conservative), and when the previous
-frame was itself the keyframe Σ_step is exactly the current relative covariance. A twist that cannot be
+two frames, is the frame's relative covariance when that is measured from the previous frame
+(FrameResult.relative_reference "previous") or the previous frame was the keyframe; otherwise both frames'
+poses relative to their keyframe are known, and their sum bounds it from above (it ignores the positive
+correlation of the two; conservative). A twist that cannot be
 estimated (the first frame of a trajectory) gets UNKNOWN_VARIANCE on its diagonal: sensor fusion
 (robot_localization) reads a huge variance as "do not use", while a zero would mean "exact".
 """
@@ -130,13 +131,17 @@ def twist_covariance(step_cov: np.ndarray | None, dt: float | None, config: Cova
 
 
 def step_covariance(
-    current: np.ndarray | None, previous: np.ndarray | None, previous_was_keyframe: bool
+    current: np.ndarray | None,
+    previous: np.ndarray | None,
+    previous_was_keyframe: bool,
+    relative_to_previous: bool = False,
 ) -> np.ndarray | None:
-    """Covariance of the motion between two frames from their keyframe-relative covariances (module doc);
-    None when it cannot be told."""
+    """Covariance of the motion between two frames (module doc); None when it cannot be told.
+    `current`/`previous` are the frames' relative covariances: from their keyframe, or
+    (`relative_to_previous`) already from the previous frame, which is then the step's own."""
     if current is None:
         return None
-    if previous_was_keyframe:  # the current pose is measured from the previous frame itself
+    if relative_to_previous or previous_was_keyframe:  # measured from the previous frame itself
         return _checked(current, "current")
     if previous is None:
         return None

@@ -57,6 +57,11 @@ FRONTENDS = ("xfeat", "none")
 # nowhere (the trajectory is then up to scale, and the status says so).
 SCALE_SOURCES = ("learned", "ground_plane", "none")
 
+# What FrameResult.relative_covariance is relative to.
+RELATIVE_TO_KEYFRAME = "keyframe"
+RELATIVE_TO_PREVIOUS = "previous"
+RELATIVE_REFERENCES = (RELATIVE_TO_KEYFRAME, RELATIVE_TO_PREVIOUS)
+
 # Tracking states (FrameResult.state), rtabmap-style signalling for consumers of the status topic.
 INITIALISING = "initialising"  # no trajectory yet (first frame, or the map is being initialised)
 TRACKING = "tracking"
@@ -171,7 +176,11 @@ class FrameResult:
     T_odom_base: np.ndarray | None = None  # 4x4 body pose in odom
     T_odom_camera: np.ndarray | None = None  # 4x4 optical camera pose in odom
     pose_covariance: np.ndarray | None = None  # 6x6 ROS order (x, y, z, rx, ry, rz about odom axes)
-    relative_covariance: np.ndarray | None = None  # 6x6 of this step alone, body axes of the keyframe pair
+    # 6x6 covariance ([translation, rotation], base_link axes of this frame, right perturbation) of this
+    # frame's pose relative to `relative_reference`: its keyframe (BA-Net alone) or the previous frame
+    # with a pose (a pipeline whose steps are measured frame to frame).
+    relative_covariance: np.ndarray | None = None
+    relative_reference: str = "keyframe"  # one of RELATIVE_REFERENCES
     twist: np.ndarray | None = None  # [vx, vy, vz, wx, wy, wz] in base_link
     depth: np.ndarray | None = None  # (h, w) float32 metres, 0 invalid, of this frame
     depth_camera: PinholeCamera | None = None

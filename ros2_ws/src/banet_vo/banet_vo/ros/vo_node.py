@@ -44,6 +44,7 @@ from banet_vo.odometry import (
 )
 from banet_vo.odometry.depth_output import depth_to_points, upsample_depth
 from banet_vo.odometry.output_covariance import pose_covariance, step_covariance, twist_covariance
+from banet_vo.odometry.pipeline import RELATIVE_TO_PREVIOUS
 from banet_vo.ros import log_bridge, topics
 from banet_vo.ros.camera_input import (
     BAD_CAMERA_INFO,
@@ -356,7 +357,12 @@ class VOShell:
         last = self._last
         same = last is not None and last.trajectory_id == result.trajectory_id
         step = (
-            step_covariance(result.relative_covariance, last.relative_covariance, last.is_keyframe)
+            step_covariance(
+                result.relative_covariance,
+                last.relative_covariance,
+                last.is_keyframe,
+                result.relative_reference == RELATIVE_TO_PREVIOUS,
+            )
             if same
             else None
         )
