@@ -60,6 +60,10 @@ def run_clip(name: str, args, estimator) -> dict:
     """Run the default odometry on one clip; the steps and counts (also written to the cache)."""
     clip = load_clip(ALL_CLIPS[name], args.data, args.max_frames)
     config = OdometryConfig()
+    if config.frontend != "xfeat":
+        # collect_steps pairs each frame with the previous published one: xfeat's relative covariances
+        # are step-relative; BA-Net alone's are keyframe-relative (FrameResult.relative_reference)
+        raise RuntimeError(f"the default front end is {config.frontend!r}: pair frames with their keyframe")
     vo = make_odometry(estimator, config)
     gt = dict(zip(clip.stamps.tolist(), clip.gt, strict=True))
     stamps = np.asarray(sorted(gt))
