@@ -309,7 +309,7 @@ def test_parameters_are_declared_read_only_with_ranges(rclpy_context, random_mat
             if spec.range is not None:
                 ranges = list(descriptor.integer_range) + list(descriptor.floating_point_range)
                 assert len(ranges) == 1 and ranges[0].from_value == spec.range[0], spec.name
-        assert node.get_parameter("window_size").value == 5 and node.params.stream.adapt is True
+        assert node.get_parameter("window_size").value == 5 and node.params.adapt.enabled is True
     finally:
         node.destroy_node()
 

@@ -67,6 +67,8 @@ class AdaptConfig:
         "after each step, move the weights this fraction back to the loaded ones (0: off)",
         range=(0.0, 0.99),
     )
+    # Whether a stream adapts at all (StreamAdapter: step, or evaluate only); the node's `adapt`.
+    enabled: bool = setting(True, "true: update the matcher; false: run matching + BA and report only")
 
     def __post_init__(self) -> None:
         for name in ("lr", "grad_clip", "huber_px", "rollback_tolerance"):

@@ -3,7 +3,8 @@
 `StreamAdapter` is what the imatching node runs in its worker thread (and what anything else with a
 live stream can run): it picks frames with enough motion, keeps a sliding window of N of them, and on
 each full window runs `adapt.OnlineAdapter.step` (match -> robust BA -> stationary-point gradient step),
-or, with ``adapt=False``, the same match and BA with no gradient and no weight update (monitoring).
+or, with ``AdaptConfig.enabled`` false, the same match and BA with no gradient and no weight update
+(monitoring).
 
 Frame selection: at most every ``min_frame_gap``-th incoming frame, and only when the median
 Lucas-Kanade flow from the last kept frame reaches ``min_flow_px`` (at working size), so a window has
@@ -65,7 +66,6 @@ class StreamConfig:
         "long side of the working images [px]; larger images are downscaled (multiples of 8)",
         range=(16, 4096),
     )
-    adapt: bool = setting(True, "true: update the matcher; false: run matching + BA and report only")
 
     def __post_init__(self) -> None:
         for name in ("window_size", "window_stride", "min_frame_gap", "max_image_size"):
@@ -251,7 +251,7 @@ class StreamAdapter:
         hosts = [f.host for f in frames]
         t0 = time.perf_counter()
         report = (
-            self.adapter.step(images, hosts) if self.stream.adapt else self.adapter.evaluate(images, hosts)
+            self.adapter.step(images, hosts) if self.config.enabled else self.adapter.evaluate(images, hosts)
         )
         self.step_times.append(time.perf_counter() - t0)
         self.last_report = report
@@ -279,7 +279,7 @@ class StreamAdapter:
         return {
             "adapted_by": "imatching_node (online, label-free, BA reprojection, stationary-point gradient)",
             **self.source_meta,
-            "adapt": self.stream.adapt,
+            "adapt": self.config.enabled,
             "saved_at_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "optimiser_steps": self.adapter.steps_taken,
             "windows": stats.windows,

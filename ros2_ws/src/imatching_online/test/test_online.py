@@ -166,8 +166,8 @@ def test_pretrained_matcher_adapts_or_only_monitors(seq, adapt):
     same match + BA, reports the loss, and leaves every weight bit-identical."""
     matcher, _ = load_matcher(PRETRAINED)
     before = _weights(matcher)
-    config = AdaptConfig(queries_per_frame=100, rollback_window=2)
-    stream = StreamConfig(window_size=3, window_stride=3, max_image_size=160, adapt=adapt)
+    config = AdaptConfig(queries_per_frame=100, rollback_window=2, enabled=adapt)
+    stream = StreamConfig(window_size=3, window_stride=3, max_image_size=160)
     sa = StreamAdapter(matcher, stream, config)
     reports = []
     for i in range(6):

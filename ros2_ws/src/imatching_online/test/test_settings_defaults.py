@@ -22,6 +22,7 @@ def _table_entries():
         yield name, (WindowConfig if name == "window_size" else StreamConfig), name
     for name in ADAPT_PARAMS:
         yield name, AdaptConfig, name
+    yield "adapt", AdaptConfig, "enabled"
     for name in BA_PARAMS:
         yield "ba_" + name, WindowConfig, name
 
@@ -39,6 +40,17 @@ def test_node_defaults_build_the_default_configs():
     assert params.adapt == AdaptConfig()
     assert params.ba == WindowConfig()
     assert (params.ba.passes, params.ba.lm_iterations) == (3, 10)  # the BA's own defaults, not 2 and 5
+
+
+def test_each_setting_has_one_home():
+    # `adapt` (whether to adapt) lives in AdaptConfig with the rest of the adaptation; the stream's keep
+    # gate and the BA's initial-pair motion threshold are two measurements with two names
+    from dataclasses import fields
+
+    stream = {f.name for f in fields(StreamConfig)}
+    assert "adapt" not in stream and "enabled" in {f.name for f in fields(AdaptConfig)}
+    assert "min_flow_px" in stream and "min_flow_px" not in {f.name for f in fields(WindowConfig)}
+    assert params_from_values({"matcher": "m", "adapt": False}).adapt.enabled is False
 
 
 def test_cli_defaults_build_the_default_configs():

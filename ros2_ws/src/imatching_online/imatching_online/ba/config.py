@@ -19,7 +19,10 @@ class WindowConfig:
     min_confidence: float = 0.0  # matches below this confidence are ignored
     # Initialisation (best pair).
     min_pair_matches: int = 30  # co-observations a frame pair needs to be considered
-    min_flow_px: float = 2.0  # median pixel motion below this in every pair: static camera
+    # Median motion of the essential inliers below this in every pair: a static camera, no initial map.
+    # (The stream's own keep gate is StreamConfig.min_flow_px, Lucas-Kanade flow against the last kept
+    # frame: another measurement, taken before matching.)
+    init_min_flow_px: float = 2.0
     min_parallax_deg: float = setting(
         0.5, "median rotation-compensated parallax the BA's initial pair needs [deg]", range=(0.0, 45.0)
     )
@@ -64,8 +67,8 @@ class WindowConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"WindowConfig.{name} must be positive, got {getattr(self, name)}")
         non_negative = [
-            "min_confidence", "min_flow_px", "min_parallax_deg", "min_landmark_parallax_deg", "lm_tolerance",
-            "min_frame_inliers", "min_landmarks", "min_inlier_ratio", "torch_threads", "seed",
+            "min_confidence", "init_min_flow_px", "min_parallax_deg", "min_landmark_parallax_deg",
+            "lm_tolerance", "min_frame_inliers", "min_landmarks", "min_inlier_ratio", "torch_threads", "seed",
         ]  # fmt: skip
         for name in non_negative:
             if getattr(self, name) < 0:

@@ -73,11 +73,12 @@ def initialise_map(tracks: Tracks, camera: PinholeCamera, config: WindowConfig) 
         # The 5-point solver may return several stacked solutions; recoverPose picks by cheirality.
         solutions[(i, j)] = (E[:3] if inl.any() else None, sel, inl)
 
-    moving = [c for c in candidates if c.median_flow_px >= config.min_flow_px]
+    moving = [c for c in candidates if c.median_flow_px >= config.init_min_flow_px]
     if not moving:
         best_flow = max(c.median_flow_px for c in candidates)
         raise WindowFailure(
-            FailureReason.NO_MOTION, f"median flow {best_flow:.2f} px < {config.min_flow_px} px in every pair"
+            FailureReason.NO_MOTION,
+            f"median flow {best_flow:.2f} px < {config.init_min_flow_px} px in every pair",
         )
     wide = [c for c in moving if c.parallax_deg >= config.min_parallax_deg]
     if not wide:

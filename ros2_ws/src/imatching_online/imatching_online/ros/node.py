@@ -74,7 +74,7 @@ class ImatchingNode(Node):
         self.camera_input = CameraInput(self, p.image_qos, self.worker.put, self.events)
         self._diag_timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
         self.get_logger().info(
-            f"ready: matcher {p.matcher} on {self.stream.device}, adapt={p.stream.adapt}, window "
+            f"ready: matcher {p.matcher} on {self.stream.device}, adapt={p.adapt.enabled}, window "
             f"{p.stream.window_size}, output {p.output_model or '(none: adapted weights are not saved)'}"
         )
 
@@ -176,7 +176,7 @@ class ImatchingNode(Node):
             return
         report = outcome.report
         if report.success:
-            self._state = "adapting" if self.params.stream.adapt else "monitoring (adapt=false)"
+            self._state = "adapting" if self.params.adapt.enabled else "monitoring (adapt=false)"
         else:
             self._last_skip = report.reason
             self._state = "windows skipped by the BA"
@@ -219,7 +219,7 @@ class ImatchingNode(Node):
 
     def _publish_diagnostics(self) -> None:
         values = self.snapshot()
-        extra = {"adapt": str(self.params.stream.adapt).lower()}
+        extra = {"adapt": str(self.params.adapt.enabled).lower()}
         if self._last_skip:
             extra["last_skip_reason"] = self._last_skip
         msg = diagnostics(

@@ -23,7 +23,7 @@ from imatching_online.online import StreamConfig
 
 # Table entries by the config they go to (same field names; the BA's carry the prefix "ba_"). Their
 # defaults, descriptions and ranges are written once, on the config's field (banet_vo.config_fields).
-STREAM_PARAMS = ("window_size", "window_stride", "min_frame_gap", "min_flow_px", "max_image_size", "adapt")
+STREAM_PARAMS = ("window_size", "window_stride", "min_frame_gap", "min_flow_px", "max_image_size")
 ADAPT_PARAMS = (
     "lr",
     "grad_clip",
@@ -51,7 +51,7 @@ PARAMS = ParameterTable(
         "another matcher); matcher: start from the matcher and replace output_model (with a warning)",
         choices=START_FROM,
     ),
-    ParameterSpec.from_field(StreamConfig, "adapt"),
+    ParameterSpec.from_field(AdaptConfig, "enabled", "adapt"),
     ParameterSpec("device", "auto", "torch device: auto (CUDA when available), cuda or cpu", choices=DEVICES),
     ParameterSpec("torch_threads", 0, "CPU threads for torch (0: torch's default)", range=(0, 256)),
     image_qos_parameter(),
@@ -59,11 +59,7 @@ PARAMS = ParameterTable(
         "queue_size", 2, "frames waiting for the worker; older ones are dropped and counted", range=(1, 100)
     ),
     ParameterSpec.from_field(WindowConfig, "window_size"),
-    *(
-        ParameterSpec.from_field(StreamConfig, name)
-        for name in STREAM_PARAMS
-        if name not in ("adapt", "window_size")
-    ),
+    *(ParameterSpec.from_field(StreamConfig, name) for name in STREAM_PARAMS if name != "window_size"),
     *(ParameterSpec.from_field(AdaptConfig, name) for name in ADAPT_PARAMS),
     *(ParameterSpec.from_field(WindowConfig, name, "ba_" + name) for name in BA_PARAMS),
     ParameterSpec(
@@ -115,7 +111,7 @@ def params_from_values(values: dict[str, Any]) -> NodeParams:
         raise ValueError("parameter output_model: must differ from matcher (the input is never overwritten)")
     try:
         stream = StreamConfig(**subset(v, *STREAM_PARAMS))
-        adapt = AdaptConfig(**subset(v, *ADAPT_PARAMS))
+        adapt = AdaptConfig(enabled=v["adapt"], **subset(v, *ADAPT_PARAMS))
         ba = WindowConfig(window_size=v["window_size"], **subset(v, *BA_PARAMS, prefix="ba_"))
     except ValueError as err:
         raise ValueError(f"parameter {err}") from err
