@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
+from banet_vo.config_fields import setting
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import (
     adjoint,
@@ -81,24 +82,57 @@ CAMERA_CHANGED = "camera_changed"  # intrinsics changed: new keyframe at the pre
 class OdometryConfig:
     """Knobs of the pipeline (the node exposes each as a parameter; docs/node.md)."""
 
-    keyframe_mode: str = "adaptive"
-    keyframe_translation: float = 0.5  # m of baseline to the keyframe that make a new keyframe
-    keyframe_rotation_deg: float = 5.0
-    keyframe_min_overlap: float = 0.7  # fraction of current pixels seen by the keyframe below which …
-    max_cost: float = 1e6  # BA cost above which a frame counts as diverged
-    max_translation: float = 5.0  # m from the keyframe above which a frame counts as diverged
-    max_consecutive_failures: int = 5  # then the current frame becomes the keyframe (predicted pose)
-    reset_on_time_jump: float = 1.0  # s: a stamp this far behind the last resets the trajectory
-    # s: a stamp this far ahead of the last starts a new segment (no motion extrapolated over the gap);
+    keyframe_mode: str = setting(
+        "adaptive", "adaptive (thresholds below) or consecutive (every frame)", choices=KEYFRAME_MODES
+    )
+    keyframe_translation: float = setting(
+        0.5, "baseline to the keyframe [m] that starts a new keyframe", range=(1e-3, 100.0)
+    )
+    keyframe_rotation_deg: float = setting(
+        5.0, "rotation to the keyframe [deg] that starts a new keyframe", range=(0.01, 180.0)
+    )
+    keyframe_min_overlap: float = setting(
+        0.7, "view overlap with the keyframe below which a new keyframe starts", range=(0.0, 1.0)
+    )
+    max_cost: float = setting(
+        1e6, "BA cost above which a frame counts as diverged and is skipped", range=(1e-9, 1e30)
+    )
+    max_translation: float = setting(
+        5.0, "translation to the keyframe [m] above which a frame is skipped", range=(1e-3, 1e6)
+    )
+    max_consecutive_failures: int = setting(
+        5, "skipped frames in a row before re-keyframing", range=(1, 1000)
+    )
+    reset_on_time_jump: float = setting(
+        1.0, "a stamp this many seconds behind the last resets the trajectory", range=(1e-3, 1e9)
+    )
     # 1 s is 10+ frames of any camera the node serves, far beyond jitter or a few dropped frames.
-    max_time_gap: float = 1.0
-    motion_prior: bool = True  # seed the BA with a constant-velocity prediction
-    min_depth: float = 0.05  # m: depth outside [min_depth, max_depth] is marked invalid (0)
-    max_depth: float = 200.0
-    intrinsics_tolerance: float = 1e-3  # relative change of model-size intrinsics that counts as new
-    frontend: str = "xfeat"  # one of FRONTENDS
-    scale_source: str = "learned"  # one of SCALE_SOURCES
-    camera_height: float = 0.0  # m above the ground plane (scale_source ground_plane); 0: unknown
+    max_time_gap: float = setting(
+        1.0,
+        "a stamp more than this [s] after the last one (a camera stall, a paused bag) starts a new segment",
+        range=(1e-3, 1e9),
+    )
+    motion_prior: bool = setting(True, "seed the BA with a constant-velocity prediction")
+    min_depth: float = setting(0.05, "published depth below this [m] is NaN", range=(1e-6, 1e6))
+    max_depth: float = setting(200.0, "published depth above this [m] is NaN", range=(1e-6, 1e6))
+    # relative change of model-size intrinsics that counts as a new camera (not a node parameter)
+    intrinsics_tolerance: float = 1e-3
+    frontend: str = setting(
+        "xfeat",
+        "odometry front end: pretrained features + keyframe window + sparse back end around BA-Net, "
+        "or none (BA-Net alone on keyframe pairs, the ablation)",
+        choices=FRONTENDS,
+    )
+    scale_source: str = setting(
+        "learned",
+        "metric scale from BA-Net's learned depth, a ground plane at camera_height, or none (up to scale)",
+        choices=SCALE_SOURCES,
+    )
+    camera_height: float = setting(
+        0.0,
+        "camera height above the ground [m] for scale_source ground_plane (0: unknown)",
+        range=(0.0, 100.0),
+    )
     T_base_camera: np.ndarray = field(default_factory=body_from_optical)
 
     def __post_init__(self) -> None:

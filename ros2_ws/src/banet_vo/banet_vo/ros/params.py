@@ -19,16 +19,31 @@ from scipy.spatial.transform import Rotation
 
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import R_BODY_OPTICAL, body_from_optical
-from banet_vo.odometry import DEVICES, FRONTENDS, KEYFRAME_MODES, SCALE_SOURCES, OdometryConfig
+from banet_vo.odometry import DEVICES, OdometryConfig
 from banet_vo.odometry.depth_output import UPSAMPLING_METHODS
 from banet_vo.odometry.output_covariance import CovarianceConfig
 from banet_vo.ros.camera_input import image_qos_parameter
 from banet_vo.ros.parameters import ParameterSpec, ParameterTable, RenamedParameter, subset
 
-
-def _core(name: str) -> Any:
-    """The default of OdometryConfig field `name`: the core's dataclass is the one place it is written."""
-    return {f.name: f.default for f in fields(OdometryConfig)}[name]
+# OdometryConfig fields that are node parameters, and those of them that only apply at start.
+ODOMETRY_PARAMS = (
+    "keyframe_mode",
+    "keyframe_translation",
+    "keyframe_rotation_deg",
+    "keyframe_min_overlap",
+    "max_cost",
+    "max_translation",
+    "max_consecutive_failures",
+    "reset_on_time_jump",
+    "motion_prior",
+    "min_depth",
+    "max_depth",
+    "max_time_gap",
+    "frontend",
+    "scale_source",
+    "camera_height",
+)
+ODOMETRY_READ_ONLY = ("reset_on_time_jump", "max_time_gap", "frontend", "scale_source", "camera_height")
 
 
 # Node parameter → CovarianceConfig field (default, description and range are the field's).
@@ -160,103 +175,11 @@ PARAMS = ParameterTable(
         "are recent)",
         range=(0.1, 3600.0),
     ),
-    ParameterSpec(
-        "keyframe_mode",
-        _core("keyframe_mode"),
-        "adaptive (thresholds below) or consecutive (every frame)",
-        choices=KEYFRAME_MODES,
-        dynamic=True,
-    ),
-    ParameterSpec(
-        "keyframe_translation",
-        _core("keyframe_translation"),
-        "baseline to the keyframe [m] that starts a new keyframe",
-        range=(1e-3, 100.0),
-        dynamic=True,
-    ),
-    ParameterSpec(
-        "keyframe_rotation_deg",
-        _core("keyframe_rotation_deg"),
-        "rotation to the keyframe [deg] that starts a new keyframe",
-        range=(0.01, 180.0),
-        dynamic=True,
-    ),
-    ParameterSpec(
-        "keyframe_min_overlap",
-        _core("keyframe_min_overlap"),
-        "view overlap with the keyframe below which a new keyframe starts",
-        range=(0.0, 1.0),
-        dynamic=True,
-    ),
-    ParameterSpec(
-        "max_cost",
-        _core("max_cost"),
-        "BA cost above which a frame counts as diverged and is skipped",
-        range=(1e-9, 1e30),
-        dynamic=True,
-    ),
-    ParameterSpec(
-        "max_translation",
-        _core("max_translation"),
-        "translation to the keyframe [m] above which a frame is skipped",
-        range=(1e-3, 1e6),
-        dynamic=True,
-    ),
-    ParameterSpec(
-        "max_consecutive_failures",
-        _core("max_consecutive_failures"),
-        "skipped frames in a row before re-keyframing",
-        range=(1, 1000),
-        dynamic=True,
-    ),
-    # read-only: the odometry's stamp gate takes these two when it is built
-    ParameterSpec(
-        "reset_on_time_jump",
-        _core("reset_on_time_jump"),
-        "a stamp this many seconds behind the last resets the trajectory",
-        range=(1e-3, 1e9),
-    ),
-    ParameterSpec(
-        "motion_prior", _core("motion_prior"), "seed the BA with a constant-velocity prediction", dynamic=True
-    ),
-    ParameterSpec(
-        "min_depth",
-        _core("min_depth"),
-        "published depth below this [m] is NaN",
-        range=(1e-6, 1e6),
-        dynamic=True,
-    ),
-    ParameterSpec(
-        "max_depth",
-        _core("max_depth"),
-        "published depth above this [m] is NaN",
-        range=(1e-6, 1e6),
-        dynamic=True,
-    ),
-    ParameterSpec(
-        "max_time_gap",
-        _core("max_time_gap"),
-        "a stamp more than this [s] after the last one (a camera stall, a paused bag) starts a new segment",
-        range=(1e-3, 1e9),
-    ),
-    ParameterSpec(
-        "frontend",
-        _core("frontend"),
-        "odometry front end: pretrained features + keyframe window + sparse back end around BA-Net, "
-        "or none (BA-Net alone on keyframe pairs, the ablation)",
-        choices=FRONTENDS,
-    ),
-    ParameterSpec(
-        "scale_source",
-        _core("scale_source"),
-        "metric scale from BA-Net's learned depth, a ground plane at camera_height, or none (up to scale)",
-        choices=SCALE_SOURCES,
-    ),
-    ParameterSpec(
-        "camera_height",
-        _core("camera_height"),
-        "camera height above the ground [m] for scale_source ground_plane (0: unknown)",
-        range=(0.0, 100.0),
+    # OdometryConfig fields (default, description, range and choices are the field's); the stamp gate
+    # takes reset_on_time_jump and max_time_gap when it is built, and the front end is chosen at start.
+    *(
+        ParameterSpec.from_field(OdometryConfig, name, dynamic=name not in ODOMETRY_READ_ONLY)
+        for name in ODOMETRY_PARAMS
     ),
     renamed=(
         # one scale became one per block (they were calibrated apart: docs/node.md)
@@ -323,8 +246,7 @@ class NodeParams:
         return CovarianceConfig(**{field: getattr(self, name) for name, field in COVARIANCE_PARAMS.items()})
 
 
-# Table entries that are OdometryConfig fields of the same name; the rest of NodeParams mirrors the table.
-ODOMETRY_PARAMS = tuple(name for name in PARAMS.names if name in OdometryConfig.field_names())
+# The rest of NodeParams mirrors the table.
 NODE_PARAMS = tuple(f.name for f in fields(NodeParams) if f.name != "odometry")
 
 
