@@ -1,5 +1,6 @@
 """What our node processes share around their node: the /diagnostics message and the `main` spin loop.
 
+`NodeHelp` is what a node executable's --help prints (its only option: nodes take ROS parameters).
 `diagnostics` builds the one-status DiagnosticArray each node publishes (named after the node's fully
 qualified name, so two nodes in different namespaces stay apart; level WARN when any problem counter is
 non-zero, message = state + the problems counted, every value as a key, stamped with the node
@@ -13,11 +14,34 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import rclpy
 import rclpy.executors
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
+
+from banet_vo.ros.parameters import ParameterTable
+
+
+@dataclass(frozen=True)
+class NodeHelp:
+    """The --help of a node executable: what it does, how it is started, its parameter table, and what a
+    failed start (exit status 2) blames."""
+
+    description: str
+    usage: str
+    table: ParameterTable
+    unusable: str  # e.g. "a parameter or the model"
+
+    def parser(self, prog: str) -> argparse.ArgumentParser:
+        return argparse.ArgumentParser(
+            prog=prog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            description=self.description,
+            epilog=f"usage: {self.usage}\n\nParameters:\n{self.table.help_text()}\n\nExit status: 0 after "
+            f"a clean shutdown, 2 when {self.unusable} is unusable.",
+        )
 
 
 def diagnostics(
@@ -52,17 +76,19 @@ def diagnostics(
 
 def node_main(
     make_node: Callable[[], Node],
-    parser: argparse.ArgumentParser,
+    help: NodeHelp | argparse.ArgumentParser,
     argv: list[str] | None,
     *,
     executable: str,
     prog: str,
     log_tag: str,
 ) -> int:
-    """A node's console entry point: `parser` checks what stands before --ros-args (--help exits there,
-    anything else is an error), then `run_node`. argv: without the program name; None means sys.argv."""
+    """A node's console entry point: `help` (its parser for `executable`) checks what stands before
+    --ros-args (--help exits there, anything else is an error), then `run_node`. argv: without the
+    program name; None means sys.argv."""
     args = sys.argv if argv is None else [executable, *argv]
     own = args[1 : args.index("--ros-args")] if "--ros-args" in args else args[1:]
+    parser = help.parser(executable) if isinstance(help, NodeHelp) else help
     parser.parse_args(own)
     return run_node(make_node, args, prog=prog, log_tag=log_tag)
 

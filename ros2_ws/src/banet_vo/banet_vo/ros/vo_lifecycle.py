@@ -18,7 +18,7 @@ from banet_vo.odometry import PairEstimator
 from banet_vo.ros.node_shell import node_main
 from banet_vo.ros.params import PARAMS, params_from_values
 from banet_vo.ros.topics import NODE_NAME
-from banet_vo.ros.vo_node import VOShell, build_parser
+from banet_vo.ros.vo_node import HELP, VOShell
 from banet_vo.ros.vo_tf import ExtrinsicSource
 
 
@@ -79,12 +79,7 @@ class VOLifecycleNode(LifecycleNode, VOShell):
 def main(argv: list[str] | None = None) -> int:
     """`ros2 run banet_vo vo_lifecycle_node --ros-args -p model:=...`, then configure and activate it."""
     return node_main(
-        VOLifecycleNode,
-        build_parser(),
-        argv,
-        executable="vo_lifecycle_node",
-        prog="banet_vo",
-        log_tag="banet_vo",
+        VOLifecycleNode, HELP, argv, executable="vo_lifecycle_node", prog="banet_vo", log_tag="banet_vo"
     )
 
 

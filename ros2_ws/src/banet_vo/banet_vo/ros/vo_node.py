@@ -11,7 +11,6 @@ parameter change is validated like a start-up value and refused with the reason.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import dataclasses
 import sys
@@ -66,7 +65,7 @@ from banet_vo.ros.conversions import (
     stamp_to_sec,
 )
 from banet_vo.ros.frame_worker import DROPPED, ERRORS, FrameWorker
-from banet_vo.ros.node_shell import diagnostics, node_main
+from banet_vo.ros.node_shell import NodeHelp, diagnostics, node_main
 from banet_vo.ros.params import (
     ODOMETRY_PARAMS,
     PARAMS,
@@ -505,24 +504,20 @@ class VONode(Node, VOShell):
         super().destroy_node()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Only --help: the node is configured with ROS parameters (`--ros-args -p name:=value`)."""
-    return argparse.ArgumentParser(
-        prog="vo_node",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="BA-Net visual odometry on a live image stream (docs/node.md). Subscribes image + "
-        "camera_info; publishes ~/odometry, ~/path, ~/depth/image, ~/depth/camera_info, ~/points, "
-        "~/status, /diagnostics and (optionally) /tf; serves ~/reset; listens on ~/reset_to_pose.",
-        epilog="usage: vo_node --ros-args -p model:=PATH -r image:=TOPIC -r camera_info:=TOPIC "
-        "[-p name:=value ...] [--log-level debug]\n\nParameters:\n"
-        + PARAMS.help_text()
-        + "\n\nExit status: 0 after a clean shutdown, 2 when a parameter or the model is unusable.",
-    )
+HELP = NodeHelp(
+    description="BA-Net visual odometry on a live image stream (docs/node.md). Subscribes image + "
+    "camera_info; publishes ~/odometry, ~/path, ~/depth/image, ~/depth/camera_info, ~/points, ~/status, "
+    "/diagnostics and (optionally) /tf; serves ~/reset; listens on ~/reset_to_pose.",
+    usage="vo_node --ros-args -p model:=PATH -r image:=TOPIC -r camera_info:=TOPIC [-p name:=value ...] "
+    "[--log-level debug]",
+    table=PARAMS,
+    unusable="a parameter or the model",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     """`ros2 run banet_vo vo_node --ros-args -p model:=... -r image:=... -r camera_info:=...`."""
-    return node_main(VONode, build_parser(), argv, executable="vo_node", prog="banet_vo", log_tag="banet_vo")
+    return node_main(VONode, HELP, argv, executable="vo_node", prog="banet_vo", log_tag="banet_vo")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ warned about (throttled), never fatal; bad parameters or an unusable matcher sto
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ from banet_vo.model.checkpoint import remove_stale_temps
 from banet_vo.odometry import resolve_device
 from banet_vo.ros.camera_input import INPUT_PROBLEMS, CameraFrame, CameraInput, EventCounters
 from banet_vo.ros.frame_worker import DROPPED, ERRORS, FrameWorker
-from banet_vo.ros.node_shell import diagnostics, node_main
+from banet_vo.ros.node_shell import NodeHelp, diagnostics, node_main
 from banet_vo.ros.qos import reliable_qos
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -253,29 +252,20 @@ class ImatchingNode(Node):
         super().destroy_node()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Only --help: the node is configured with ROS parameters (`--ros-args -p name:=value`)."""
-    return argparse.ArgumentParser(
-        prog="imatching_node",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Online, label-free matcher adaptation (iMatching) on a live image stream. "
-        "Subscribes image + camera_info, publishes /diagnostics, serves ~/save, ~/reset, ~/rollback.",
-        epilog="usage: imatching_node --ros-args -p matcher:=PATH [-p output_model:=PATH] "
-        "-r image:=TOPIC -r camera_info:=TOPIC\n\nROS parameters:\n"
-        + PARAMS.help_text()
-        + "\n\nExit status: 0 after a clean shutdown, 2 when a parameter or the matcher is unusable.",
-    )
+HELP = NodeHelp(
+    description="Online, label-free matcher adaptation (iMatching) on a live image stream. Subscribes "
+    "image + camera_info, publishes /diagnostics, serves ~/save, ~/reset, ~/rollback.",
+    usage="imatching_node --ros-args -p matcher:=PATH [-p output_model:=PATH] -r image:=TOPIC "
+    "-r camera_info:=TOPIC",
+    table=PARAMS,
+    unusable="a parameter or the matcher",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     """`imatching_node --ros-args -p matcher:=PATH -r image:=TOPIC -r camera_info:=TOPIC`; 2 = bad start."""
     return node_main(
-        ImatchingNode,
-        build_parser(),
-        argv,
-        executable="imatching_node",
-        prog="imatching_node",
-        log_tag="imatching",
+        ImatchingNode, HELP, argv, executable="imatching_node", prog="imatching_node", log_tag="imatching"
     )
 
 
