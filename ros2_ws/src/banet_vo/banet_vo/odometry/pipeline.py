@@ -245,6 +245,18 @@ def same_intrinsics(a: PinholeCamera, b: PinholeCamera, tolerance: float) -> boo
     return a.size == b.size and diff <= tolerance * scale
 
 
+def begin_frame(
+    odometry, image: np.ndarray, stamp: float, camera: PinholeCamera
+) -> tuple[PreparedFrame, timing.StampCheck, FrameResult | None]:
+    """The start both pipelines' process() share: the frame prepared for the estimator (bad input raises
+    ValueError before any state changes), counted, and its stamp gated (gate_stamp). Returns the frame,
+    the stamp check and the result to return at once (a skipped frame), or None to go on."""
+    frame = prepare_frame(image, camera, float(stamp), odometry.estimator.input_size)
+    odometry.stats.frames += 1
+    check, skipped = gate_stamp(odometry, float(stamp))
+    return frame, check, skipped
+
+
 def gate_stamp(odometry, stamp: float) -> tuple[timing.StampCheck, FrameResult | None]:
     """The stamp step both pipelines start with: classify `stamp` with `odometry._gate`; a reordered
     frame gets its (skipped) result here, a jump back resets `odometry` and starts its new timeline at
@@ -335,12 +347,10 @@ class VisualOdometry:
     # -- the pipeline --------------------------------------------------------------------------------
     def process(self, image: np.ndarray, stamp: float, camera: PinholeCamera) -> FrameResult:
         """Run one frame. Bad input (image/camera/stamp) raises ValueError and changes no state."""
-        stamp = float(stamp)
-        frame = prepare_frame(image, camera, stamp, self.estimator.input_size)
-        self.stats.frames += 1
-        check, skipped = gate_stamp(self, stamp)
+        frame, check, skipped = begin_frame(self, image, stamp, camera)
         if skipped is not None:
             return skipped
+        stamp = frame.stamp
         if check.kind == timing.FORWARD_GAP and self._keyframe is not None:
             return self._new_segment(frame, check.gap)
 
