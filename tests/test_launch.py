@@ -42,9 +42,67 @@ def test_vo_launch_declares_the_documented_arguments():
         "publish_tf",
         "rectify",
         "namespace",
+        "lifecycle",
+        "autostart",
     }
     assert _declared_arguments(VO_LAUNCH) == expected
     assert "generate_launch_description" in VO_LAUNCH.read_text()
+
+
+def _calls(path: Path, name: str) -> list[ast.Call]:
+    return [
+        n
+        for n in ast.walk(ast.parse(path.read_text()))
+        if isinstance(n, ast.Call) and getattr(n.func, "id", None) == name
+    ]
+
+
+def _keyword(call: ast.Call, name: str) -> ast.expr:
+    (value,) = [kw.value for kw in call.keywords if kw.arg == name]
+    return value
+
+
+def test_vo_launch_runs_either_node_and_starts_the_managed_one():
+    """lifecycle:=false runs vo_node, lifecycle:=true vo_lifecycle_node (both console scripts of the
+    package, sharing one set of parameters and remappings), configured then activated when autostart."""
+    (node,) = _calls(VO_LAUNCH, "Node")
+    (managed,) = _calls(VO_LAUNCH, "LifecycleNode")
+    scripts = (PACKAGE / "setup.py").read_text()
+    for call, executable, condition in (
+        (node, "vo_node", "UnlessCondition"),
+        (managed, "vo_lifecycle_node", "IfCondition"),
+    ):
+        assert _keyword(call, "executable").value == executable
+        assert f"{executable} = banet_vo.ros." in scripts
+        cond = _keyword(call, "condition")
+        assert cond.func.id == condition and ast.unparse(cond.args[0]) == "lifecycle"
+        assert [kw.arg for kw in call.keywords if kw.arg is None] == [None]  # **common: same parameters
+    text = VO_LAUNCH.read_text()
+    assert 'lifecycle = LaunchConfiguration("lifecycle")' in text
+    # configure is emitted after the handler that activates on "inactive" is registered, in one group
+    # whose condition is autostart
+    (group,) = _calls(VO_LAUNCH, "GroupAction")
+    assert ast.unparse(_keyword(group, "condition")) == "autostart"
+    handler, configure = group.args[0].elts
+    assert ast.unparse(configure) == "transition(Transition.TRANSITION_CONFIGURE)"
+    (on_state,) = [
+        c
+        for c in ast.walk(handler)
+        if isinstance(c, ast.Call) and getattr(c.func, "id", "") == "OnStateTransition"
+    ]
+    assert _keyword(on_state, "goal_state").value == "inactive"
+    assert ast.unparse(_keyword(on_state, "entities")) == "[transition(Transition.TRANSITION_ACTIVATE)]"
+    # the condition's expression, as launch would evaluate it for each spelling of the two arguments
+    (expr,) = [c for c in _calls(VO_LAUNCH, "PythonExpression")]
+    true = "'.lower() in ('true', '1')"
+    for lifecycle, autostart, expected in (
+        ("true", "true", True),
+        ("True", "1", True),
+        ("true", "false", False),
+        ("false", "true", False),
+    ):
+        assert eval("'" + lifecycle + true + " and '" + autostart + true) is expected
+    assert f'true = "{true}"' in text and ast.unparse(expr.args[0]).count("true") == 2
 
 
 def test_replay_launch_plays_with_clock_and_ships_an_rviz_config():

@@ -2,7 +2,12 @@
 
 Arguments: image, camera_info (topics to remap the inputs to), params_file (node parameters, default the
 package's config/banet_vo.yaml), model (required), device (auto|cuda|cpu), use_sim_time (true when
-replaying a bag with /clock), publish_tf, rectify, namespace.
+replaying a bag with /clock), publish_tf, rectify, namespace, lifecycle, autostart.
+
+lifecycle:=true runs the managed node (vo_lifecycle_node: configure loads the model, activate subscribes)
+instead of vo_node; with autostart:=true (the default) this file configures it and, once it is inactive,
+activates it; autostart:=false leaves both to a lifecycle manager (nav2_lifecycle_manager, or
+`ros2 lifecycle set /banet_vo configure`).
 
 The default input is the driver's raw image (/camera/image_raw) with rectify:=true: the node undistorts
 it with the camera_info calibration. With image_proc already running, pass
@@ -15,10 +20,15 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch.actions import DeclareLaunchArgument, EmitEvent, GroupAction, RegisterEventHandler
+from launch.conditions import IfCondition, UnlessCondition
+from launch.events import matches_action
+from launch.substitutions import LaunchConfiguration, PythonExpression
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
 from launch_ros.parameter_descriptions import ParameterValue
+from lifecycle_msgs.msg import Transition
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -41,10 +51,21 @@ def generate_launch_description() -> LaunchDescription:
             description="rectify raw images in the node (false for an image_rect input)",
         ),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
+        DeclareLaunchArgument(
+            "lifecycle",
+            default_value="false",
+            description="run the managed node vo_lifecycle_node instead of vo_node",
+        ),
+        DeclareLaunchArgument(
+            "autostart",
+            default_value="true",
+            description="with lifecycle:=true, configure and activate it here (false: a lifecycle manager "
+            "does)",
+        ),
     ]
-    node = Node(
+    lifecycle = LaunchConfiguration("lifecycle")
+    common = dict(
         package="banet_vo",
-        executable="vo_node",
         name="banet_vo",
         namespace=LaunchConfiguration("namespace"),
         output="screen",
@@ -63,4 +84,33 @@ def generate_launch_description() -> LaunchDescription:
             ("camera_info", LaunchConfiguration("camera_info")),
         ],
     )
-    return LaunchDescription([*arguments, node])
+    node = Node(executable="vo_node", condition=UnlessCondition(lifecycle), **common)
+    managed = LifecycleNode(executable="vo_lifecycle_node", condition=IfCondition(lifecycle), **common)
+    true = "'.lower() in ('true', '1')"  # the spellings IfCondition reads as true
+    autostart = IfCondition(
+        PythonExpression(["'", lifecycle, true, " and '", LaunchConfiguration("autostart"), true])
+    )
+
+    def transition(transition_id: int) -> EmitEvent:
+        return EmitEvent(
+            event=ChangeState(lifecycle_node_matcher=matches_action(managed), transition_id=transition_id)
+        )
+
+    # With autostart: configure (loads the model) at start, activate (subscribes) once it is inactive. The
+    # handler is registered before the configure event is emitted; a group carries the condition, which
+    # EmitEvent does not take.
+    start = GroupAction(
+        [
+            RegisterEventHandler(
+                OnStateTransition(
+                    target_lifecycle_node=managed,
+                    goal_state="inactive",
+                    entities=[transition(Transition.TRANSITION_ACTIVATE)],
+                )
+            ),
+            transition(Transition.TRANSITION_CONFIGURE),
+        ],
+        scoped=False,
+        condition=autostart,
+    )
+    return LaunchDescription([*arguments, node, managed, start])
