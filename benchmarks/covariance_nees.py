@@ -203,8 +203,9 @@ def write_markdown(runs: list[dict], argv: list[str], args) -> str:
         "",
         "Default odometry (frontend xfeat, scale learned), every frame in order. For each frame with a "
         "relative covariance: the error ξ of its motion from the previous published frame, D_true = "
-        "D_est·Exp(ξ), base_link axes, ROS order; NEES = ξᵀ Σ⁻¹ ξ with Σ the published relative "
-        "covariance (the twist covariance times dt²). A consistent covariance gives a mean NEES inside the "
+        "D_est·Exp(ξ), base_link axes, ROS order; NEES = ξᵀ Σ⁻¹ ξ with Σ = D·Σ_rel·D + floor, the frame's "
+        "relative covariance as output_covariance.calibrated publishes it (the twist covariance times dt² "
+        "once the pipeline marks it step-relative: FrameResult.relative_reference). A consistent covariance gives a mean NEES inside the "
         "bounds and 95 % of frames inside the 95 % ellipsoid (NEES ≤ χ²_d(0.95): "
         f"{chi2.ppf(0.95, 3):.2f} for 3 dof, {chi2.ppf(0.95, 6):.2f} for 6); χ²_d's median is "
         f"{chi2.median(3):.2f} / {chi2.median(6):.2f}. metric: translation as published (learned scale); "
