@@ -946,6 +946,7 @@ def test_diagnostics_say_camera_info_is_missing_when_images_arrive_alone(rclpy_c
 
 
 def test_odometry_entries_of_the_table_take_the_dataclass_defaults():
+    from banet_vo.config_fields import field_info
     from banet_vo.odometry import OdometryConfig
     from banet_vo.ros.params import ODOMETRY_PARAMS
 
@@ -953,6 +954,12 @@ def test_odometry_entries_of_the_table_take_the_dataclass_defaults():
     assert set(ODOMETRY_PARAMS) >= {"keyframe_mode", "max_cost", "max_time_gap", "frontend", "scale_source"}
     for name in ODOMETRY_PARAMS:
         assert PARAMS[name].default == getattr(config, name), name
+        info = field_info(OdometryConfig, name)  # description, range and choices are the field's too
+        assert (PARAMS[name].description, PARAMS[name].range, PARAMS[name].choices) == (
+            info.description,
+            info.range,
+            info.choices,
+        ), name
 
 
 def test_covariance_entries_of_the_table_are_the_covariance_config_fields():
