@@ -95,3 +95,26 @@ def test_bad_windows_are_refused():
         ba.solve(poses, points, [Observation(9, 0, (1.0, 1.0))], fixed={0})
     with pytest.raises(ValueError, match="pixel_sigma"):
         WindowBAConfig(pixel_sigma=0.0)
+
+
+def test_orderings_reach_the_same_solution():
+    """METIS (the default, faster on windows) and COLAMD eliminate in different orders but solve one
+    problem: the solutions agree to solver precision."""
+    poses, points, obs = _problem(n_kf=6, n_pts=300, seed=3)
+    rng = np.random.default_rng(4)
+    noisy_poses = {k: (T if k < 2 else T @ _pose(rng.normal(0, 0.01, 3), rng.normal(0, 0.05, 3))) for k, T in poses.items()}
+    noisy_points = {j: P + rng.normal(0, 0.1, 3) for j, P in points.items()}
+    solved = {
+        ordering: WindowBundleAdjuster(CAMERA, WindowBAConfig(ordering=ordering)).solve(
+            noisy_poses, noisy_points, obs, fixed={0, 1}
+        )
+        for ordering in ("METIS", "COLAMD")
+    }
+    for k in poses:
+        np.testing.assert_allclose(solved["METIS"].poses[k], solved["COLAMD"].poses[k], atol=1e-6)
+        np.testing.assert_allclose(solved["METIS"].poses[k], poses[k], atol=1e-4)
+
+
+def test_unknown_ordering_is_refused():
+    with pytest.raises(ValueError, match="ordering"):
+        WindowBAConfig(ordering="AMD?")
