@@ -817,6 +817,15 @@ def test_help_prints_the_parameter_table(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert all(f"  {spec.name} (default" in text for spec in PARAMS)
+    assert "usage: vo_node --ros-args -p model:=PATH" in text
+    from banet_vo.ros.vo_lifecycle import main as lifecycle_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        lifecycle_main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out  # the managed node names itself, with the same table
+    assert "usage: vo_lifecycle_node --ros-args -p model:=PATH" in text and "vo_node" not in text
+    assert all(f"  {spec.name} (default" in text for spec in PARAMS)
 
 
 def test_a_missing_gpu_is_blamed_on_device(rclpy_context):

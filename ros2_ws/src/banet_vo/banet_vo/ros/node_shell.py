@@ -30,7 +30,7 @@ class NodeHelp:
     failed start (exit status 2) blames."""
 
     description: str
-    usage: str
+    usage: str  # "{prog}" stands for the executable (two executables may share one NodeHelp)
     table: ParameterTable
     unusable: str  # e.g. "a parameter or the model"
 
@@ -39,8 +39,8 @@ class NodeHelp:
             prog=prog,
             formatter_class=argparse.RawDescriptionHelpFormatter,
             description=self.description,
-            epilog=f"usage: {self.usage}\n\nParameters:\n{self.table.help_text()}\n\nExit status: 0 after "
-            f"a clean shutdown, 2 when {self.unusable} is unusable.",
+            epilog=f"usage: {self.usage.format(prog=prog)}\n\nParameters:\n{self.table.help_text()}\n\n"
+            f"Exit status: 0 after a clean shutdown, 2 when {self.unusable} is unusable.",
         )
 
 

@@ -508,7 +508,7 @@ HELP = NodeHelp(
     description="BA-Net visual odometry on a live image stream (docs/node.md). Subscribes image + "
     "camera_info; publishes ~/odometry, ~/path, ~/depth/image, ~/depth/camera_info, ~/points, ~/status, "
     "/diagnostics and (optionally) /tf; serves ~/reset; listens on ~/reset_to_pose.",
-    usage="vo_node --ros-args -p model:=PATH -r image:=TOPIC -r camera_info:=TOPIC [-p name:=value ...] "
+    usage="{prog} --ros-args -p model:=PATH -r image:=TOPIC -r camera_info:=TOPIC [-p name:=value ...] "
     "[--log-level debug]",
     table=PARAMS,
     unusable="a parameter or the model",
