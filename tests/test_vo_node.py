@@ -1007,6 +1007,23 @@ def test_the_old_covariance_scale_name_still_works_at_start_with_a_deprecation_w
         assert not graph.logs("deprecated", timeout=1.0)
     finally:
         graph.close()
+    # at run time: the old name sets both scales (a warning again), and the new names follow
+    graph = Graph(rclpy_context, TruthEstimator(frames), {})
+    try:
+        (result,) = _set_parameters(rclpy_context, graph, covariance_scale=30.0)
+        assert result.successful
+        covariance = graph.node.params.covariance
+        assert (covariance.position_scale, covariance.orientation_scale) == (30.0, 30.0)
+        assert graph.logs("covariance_scale is deprecated")
+        deadline = time.monotonic() + 5.0
+        while graph.node.get_parameter("position_covariance_scale").value != 30.0:
+            assert time.monotonic() < deadline, "the new names never took the old name's value"
+            time.sleep(0.02)
+        assert graph.node.get_parameter("orientation_covariance_scale").value == 30.0
+        (refused,) = _set_parameters(rclpy_context, graph, covariance_scale=-1.0)
+        assert not refused.successful and "position_covariance_scale" in refused.reason
+    finally:
+        graph.close()
     overrides = [
         Parameter(k, value=v)
         for k, v in {"model": "m", "covariance_scale": 5.0, "position_covariance_scale": 2.0}.items()

@@ -9,7 +9,8 @@ parameter given to the node that no spec declares (a typo such as `queue_sise:=5
 with the closest known name suggested: rclpy itself would silently ignore it and start with the default.
 A renamed parameter keeps its old name working for one release (`RenamedParameter`): given at start
 (command line, params file, overrides), its value goes to the new name(s) with a warning through the
-node's logger.
+node's logger; the old name is declared too (no value, any type), so that a node can carry a run-time
+change of it the same way (`carry_renamed` in its set-parameters callback).
 """
 
 from __future__ import annotations
@@ -238,6 +239,11 @@ class ParameterTable:
                 raise ValueError(f"parameter {spec.name}: {err}") from err
             # a double-array parameter reads back as array.array
             given[spec.name] = list(param.value) if isinstance(spec.default, list) else param.value
+        for r in self.renamed.values():
+            description = f"deprecated: {r.warning()}"
+            node.declare_parameter(
+                r.old, None, ParameterDescriptor(description=description, dynamic_typing=True)
+            )
         return self.values(given)
 
     def help_text(self) -> str:

@@ -26,6 +26,7 @@ from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry, Path
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_srvs.srv import Trigger
 
@@ -236,8 +237,11 @@ class VOShell:
 
     # -- parameters at run time (executor thread) ---------------------------------------------------
     def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
-        changes = {}
+        changes, renamed = {}, {}
         for param in parameters:
+            if param.name in PARAMS.renamed:
+                renamed[param.name] = param.value
+                continue
             if param.name not in PARAMS:
                 continue  # rclpy's own (use_sim_time)
             if not PARAMS[param.name].dynamic:
@@ -246,13 +250,17 @@ class VOShell:
                 )
             value = param.value
             changes[param.name] = list(value) if isinstance(PARAMS[param.name].default, list) else value
-        if not changes:
-            return SetParametersResult(successful=True)
-        values = {**self._values, **changes}
         try:
+            carried = PARAMS.carry_renamed({**changes, **renamed}, self.get_logger().warning)
+            changes = {name: value for name, value in carried.items() if name in PARAMS}
+            if not changes:
+                return SetParametersResult(successful=True)
+            values = {**self._values, **changes}
             params = params_from_values(values)
         except ValueError as err:
             return SetParametersResult(successful=False, reason=str(err))
+        if renamed:
+            self._set_later({name: changes[name] for r in renamed for name in PARAMS.renamed[r].new})
         with self._lock:
             self._values = values
             if any(name in ODOMETRY_PARAMS for name in changes):
@@ -260,6 +268,18 @@ class VOShell:
             self.params = params
         self.get_logger().info(f"parameters set: {changes}")
         return SetParametersResult(successful=True)
+
+    def _set_later(self, values: dict[str, Any]) -> None:
+        """Set the new names of a deprecated parameter just changed, after this callback (a node cannot set
+        parameters from inside its set-parameters callback), so that they show what is in use."""
+        checked = [Parameter(name, value=PARAMS[name].check(value)) for name, value in values.items()]
+        timer = None
+
+        def once() -> None:
+            self.destroy_timer(timer)
+            self.set_parameters(checked)
+
+        timer = self.create_timer(0.0, once)
 
     # -- callbacks (executor thread) -----------------------------------------------------------------
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
