@@ -147,3 +147,33 @@ def test_config_refuses_unknown_geometry_and_negative_focal():
     del stored["input_geometry"], stored["canonical_focal"]
     old = BANetConfig.from_dict(stored)
     assert old.input_geometry == "stretch" and old.canonical_focal == 0.0
+
+
+def test_zoomed_geometry_is_sharp_crop_with_the_focal_times_the_zoom():
+    w, h = 1226, 370
+    ramp = np.tile(np.arange(w, dtype=np.float32) / (w - 1), (h, 1))
+    camera = PinholeCamera(707.0, 707.0, 601.9, 183.1, w, h)
+    base = input_geometry(KEEP, w, h)
+    g = base.zoomed(1.8, 0.25, 0.9)
+    assert g.size == base.size and g.resized[0] == round(base.resized[0] * 1.8)
+    cam, cam0 = g.camera(camera), base.camera(camera)
+    assert cam.fx == pytest.approx(cam0.fx * 1.8, rel=0.01)
+    pixels = g.image(ramp)[0]
+    u_in = np.arange(10, g.size[0] - 10)
+    source_col = pixels[g.size[1] // 2, u_in] * (w - 1)
+    np.testing.assert_allclose(cam.fx / camera.fx * (source_col - camera.cx) + cam.cx, u_in, atol=0.05)
+    assert base.zoomed(1.0).offset == base.offset or base.zoomed(1.0).resized == base.resized
+    with pytest.raises(ValueError, match="zoom"):
+        base.zoomed(0.5)
+
+
+def test_dataset_zoom_draws_from_torch_and_keeps_intrinsics_with_the_pixels():
+    seq = _sequence(600, 200)
+    ds = PairDataset(seq, model_config=KEEP, shuffle=False, zoom_max=2.0)
+    torch.manual_seed(5)
+    focals = {round(float(ds[0]["intrinsics"][0]), 3) for _ in range(20)}
+    assert len(focals) > 5 and min(focals) == pytest.approx(float(ds.camera.fx), rel=1e-6)
+    assert max(focals) <= 2.0 * ds.camera.fx + 1e-3
+    torch.manual_seed(5)
+    again = {round(float(ds[0]["intrinsics"][0]), 3) for _ in range(20)}
+    assert again == focals  # resumable: the draws come from torch's generator

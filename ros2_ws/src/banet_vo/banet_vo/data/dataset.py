@@ -32,6 +32,9 @@ class PairDataset(Dataset):
             the model's inference does.
         frames: (first, last) positions in the sequence, inclusive: only pairs with both frames inside
             (held-out tails, validation / test splits); None = all.
+        zoom_max: training augmentation: > 1 cuts half the items from the source resized by z ~ U(1,
+            zoom_max) at a random window (``InputGeometry.zoomed``: sharp, focal x z), drawn from torch's
+            generator (saved by training checkpoints). 1 = off (evaluation).
         seed: seeds the pair order (shuffle) and the max_pairs subset; same seed -> same order.
         max_pairs: keep only the first max_pairs pairs of that order.
         shuffle: False keeps the natural order (by stride, then by reference index).
@@ -52,6 +55,7 @@ class PairDataset(Dataset):
         shuffle: bool = True,
         model_config: Any = None,
         frames: tuple[int, int] | None = None,
+        zoom_max: float = 1.0,
     ) -> None:
         if not isinstance(sequence, Sequence):
             raise ValueError(f"sequence must be a banet_vo.data.Sequence, got {type(sequence).__name__}")
@@ -94,6 +98,9 @@ class PairDataset(Dataset):
         else:
             target = size or sequence.camera.size
             self.geometry = InputGeometry(sequence.camera.size, target, (0, 0), target)
+        if not zoom_max >= 1.0:
+            raise ValueError(f"zoom_max must be >= 1, got {zoom_max}")
+        self.zoom_max = float(zoom_max)
         self.size = self.geometry.size
         self.camera: PinholeCamera = self.geometry.camera(sequence.camera)
         self._poses = poses
@@ -106,17 +113,24 @@ class PairDataset(Dataset):
         i, j = self.pairs[k]
         ref, tgt = self.sequence[i], self.sequence[j]
         width, height = self.size
+        geometry, camera = self.geometry, self.camera
+        if self.zoom_max > 1.0:
+            draw = torch.rand(4)
+            if float(draw[0]) < 0.5:
+                zoom = 1.0 + float(draw[1]) * (self.zoom_max - 1.0)
+                geometry = geometry.zoomed(zoom, float(draw[2]), float(draw[3]))
+                camera = geometry.camera(self.sequence.camera)
         if ref.depth is not None:
-            depth = self.geometry.depth(ref.depth)
+            depth = geometry.depth(ref.depth)
         else:
             depth = np.zeros((height, width), np.float32)
         depth_ref = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None]
         pose = relative_pose(self._poses[i], self._poses[j])
         return {
             # numpy, not torch: small single-threaded ops avoid torch's thread pool in DataLoader workers
-            "image_ref": torch.from_numpy(self.geometry.image(ref.image, "reference image")),
-            "image_tgt": torch.from_numpy(self.geometry.image(tgt.image, "target image")),
-            "intrinsics": self.camera.as_tensor(torch.float32),
+            "image_ref": torch.from_numpy(geometry.image(ref.image, "reference image")),
+            "image_tgt": torch.from_numpy(geometry.image(tgt.image, "target image")),
+            "intrinsics": camera.as_tensor(torch.float32),
             "pose_tgt_ref": torch.from_numpy(pose.astype(np.float32)),
             "depth_ref": depth_ref,
             "depth_valid": depth_ref > 0,

@@ -103,6 +103,20 @@ class InputGeometry:
             )
         return camera.resized(*self.resized).cropped(*self.offset, *self.size)
 
+    def zoomed(self, zoom: float, x: float = 0.5, y: float = 0.5) -> InputGeometry:
+        """The same input size cut from the source resized `zoom` times larger (focal x zoom), the window
+        at fractions (x, y) of the free margin: a zoom that keeps the source's sharpness as long as the
+        zoomed size stays below the source size (training augmentation of real sequences)."""
+        if zoom < 1.0:
+            raise ValueError(f"zoom must be >= 1, got {zoom}")
+        resized = (
+            max(self.size[0], round(self.resized[0] * zoom)),
+            max(self.size[1], round(self.resized[1] * zoom)),
+        )
+        free = (resized[0] - self.size[0], resized[1] - self.size[1])
+        offset = (min(free[0], int(x * (free[0] + 1))), min(free[1], int(y * (free[1] + 1))))
+        return InputGeometry(self.source, resized, offset, self.size)
+
     def depth(self, depth: np.ndarray) -> np.ndarray:
         """A depth map of the source image on the model-input grid (nearest: holes stay holes)."""
         self._check(depth.shape, "depth")

@@ -54,11 +54,14 @@ class DataConfig:
     # 1 / 0 = off (runs 1-4).
     zoom_max: float = 1.0
     brightness: float = 0.0
+    # Zoom of the real sequences cut from their full-resolution images (PairDataset zoom_max: sharp, unlike
+    # zoom_max's upsampled crop, which a network can tell by its blur). 1 = off.
+    real_zoom_max: float = 1.0
 
     def __post_init__(self) -> None:
-        if not self.zoom_max >= 1.0 or not 0.0 <= self.brightness < 1.0:
+        if not self.zoom_max >= 1.0 or not self.real_zoom_max >= 1.0 or not 0.0 <= self.brightness < 1.0:
             raise ValueError(
-                "data.zoom_max must be >= 1 and data.brightness in [0, 1), "
+                "data.zoom_max and real_zoom_max must be >= 1 and data.brightness in [0, 1), "
                 f"got {self.zoom_max}, {self.brightness}"
             )
         object.__setattr__(self, "source_weights", tuple(float(w) for w in self.source_weights))

@@ -122,7 +122,7 @@ def build_dataset(config: TrainConfig, progress: bool = True) -> tuple[Dataset, 
             path, frames = parse_sequence_spec(spec)
             ds = PairDataset(
                 open_sequence(path), strides=data.real_strides, model_config=model_cfg, shuffle=False,
-                frames=frames,
+                frames=frames, zoom_max=data.real_zoom_max,
             )  # fmt: skip
             parts.append(ds)
             real.append({"path": str(path), "frames": list(frames) if frames else "all", "pairs": len(ds)})
@@ -133,6 +133,8 @@ def build_dataset(config: TrainConfig, progress: bool = True) -> tuple[Dataset, 
     if data.zoom_max > 1.0 or data.brightness > 0:
         parts = [AugmentedPairs(p, data.zoom_max, data.brightness) for p in parts]
         description["augment"] = {"zoom_max": data.zoom_max, "brightness": data.brightness}
+    if data.real_zoom_max > 1.0:
+        description["real_zoom_max"] = data.real_zoom_max
     if data.source_weights:
         if len(data.source_weights) != len(parts):
             raise ValueError(
