@@ -55,3 +55,23 @@ def test_rotation_angle_deg_against_the_rotation_vector_norm():
     np.testing.assert_allclose(rotation_angle_deg(T[:, :3, :3]), expected, atol=1e-9)
     tiny = Rotation.from_rotvec([0.0, 0.0, 1e-9]).as_matrix()
     assert rotation_angle_deg(tiny) == pytest.approx(np.degrees(1e-9), rel=1e-6)
+
+
+def test_nearest_rigid_projects_onto_se3():
+    from banet_vo.geometry.rigid import nearest_rigid
+    from scipy.spatial.transform import Rotation
+
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_rotvec([0.3, -0.2, 0.1]).as_matrix()
+    T[:3, 3] = [1.0, 2.0, 3.0]
+    np.testing.assert_allclose(nearest_rigid(T), T, atol=1e-12)  # rigid stays
+    drifted = T.copy()
+    drifted[:3, :3] += np.random.default_rng(0).normal(0, 1e-4, (3, 3))  # composed many times
+    fixed = nearest_rigid(drifted)
+    np.testing.assert_allclose(fixed[:3, :3] @ fixed[:3, :3].T, np.eye(3), atol=1e-12)
+    assert np.linalg.det(fixed[:3, :3]) == pytest.approx(1.0)
+    np.testing.assert_allclose(fixed[:3, :3], T[:3, :3], atol=1e-3)
+    np.testing.assert_array_equal(fixed[:3, 3], T[:3, 3])
+    reflected = T.copy()
+    reflected[:3, 0] *= -1  # det -1: the nearest rotation, never a reflection
+    assert np.linalg.det(nearest_rigid(reflected)[:3, :3]) == pytest.approx(1.0)

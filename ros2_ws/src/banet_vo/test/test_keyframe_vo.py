@@ -200,3 +200,46 @@ def test_same_input_gives_the_same_trajectory(estimator, kitti06):
         assert (a is None) == (b is None)
         if a is not None:
             np.testing.assert_array_equal(a, b)
+
+
+def _run(vo, frames):
+    est, gt, results = [], [], []
+    for f in frames:
+        r = vo.process(f.image, f.timestamp, f.camera)
+        results.append(r)
+        if r.T_odom_camera is not None:
+            R = r.T_odom_camera[:3, :3]
+            assert np.isfinite(r.T_odom_camera).all()
+            np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-9)  # merged corrections stay rigid
+            est.append(r.T_odom_camera)
+            gt.append(f.pose)
+    return est, gt, results
+
+
+def test_background_ba_tracks_kitti06(estimator, kitti06):
+    """Window BAs in the worker process, merged as they finish. Measured 2026-12-03 (30 frames, shipped
+    model, 2 loaded cores): Sim(3) 0.385 m in two runs (in line: 0.296 m). Threshold about 1.5x."""
+    vo = _vo(estimator, background_ba=True)
+    try:
+        est, gt, _ = _run(vo, kitti06[:30])
+        assert vo._background._process is not None  # the worker did run
+    finally:
+        vo.close()
+    assert vo._background._process is None
+    assert len(est) >= 27
+    sim3, _ = _ate(est, gt, "sim3")
+    assert sim3 < 0.6
+
+
+def test_background_ba_falls_back_in_line_when_the_worker_dies(estimator, kitti06, caplog):
+    vo = _vo(estimator, background_ba=True)
+    try:
+        _run(vo, kitti06[:12])
+        vo._background._process.kill()
+        with caplog.at_level("ERROR", logger="banet_vo.odometry.keyframe_vo"):
+            est, _, results = _run(vo, kitti06[12:30])
+    finally:
+        vo.close()
+    assert vo._inline_ba
+    assert any("solved in line from now on" in m for m in caplog.messages)
+    assert sum(r.status == TRACKED for r in results) >= 15

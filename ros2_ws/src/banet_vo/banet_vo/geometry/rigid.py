@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-__all__ = ["invert", "pose_matrix", "rotation_angle_deg", "rotation_to_quaternion", "skew"]
+__all__ = ["invert", "nearest_rigid", "pose_matrix", "rotation_angle_deg", "rotation_to_quaternion", "skew"]
 
 
 def invert(T: np.ndarray) -> np.ndarray:
@@ -26,6 +26,19 @@ def invert(T: np.ndarray) -> np.ndarray:
     out[..., :3, 3] = -np.einsum("...ij,...j->...i", R_t, T[..., :3, 3])
     out[..., 3, 3] = 1.0
     return out
+
+
+def nearest_rigid(T: np.ndarray) -> np.ndarray:
+    """The rigid transform nearest to T (4, 4): its rotation block projected onto SO(3) by SVD, so that
+    poses composed many times (corrections carried through a map) stay rigid; invert() relies on it."""
+    T = np.array(T, dtype=np.float64)
+    U, _, Vt = np.linalg.svd(T[:3, :3])
+    R = U @ Vt
+    if np.linalg.det(R) < 0:
+        R = U @ np.diag([1.0, 1.0, -1.0]) @ Vt
+    T[:3, :3] = R
+    T[3] = [0.0, 0.0, 0.0, 1.0]
+    return T
 
 
 def skew(v: np.ndarray) -> np.ndarray:

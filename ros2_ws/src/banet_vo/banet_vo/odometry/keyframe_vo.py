@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from banet_vo.backend import Observation, WindowBAConfig, WindowBundleAdjuster
+from banet_vo.backend.background import BackgroundBundleAdjuster
 from banet_vo.frontend import Features, XFeatExtractor, match_mutual, solve_absolute_pose, solve_relative_pose
 from banet_vo.frontend.solvers import project, triangulate
 from banet_vo.geometry import PinholeCamera
@@ -39,9 +40,9 @@ from banet_vo.geometry.frames import (
     right_covariance_to_ros,
     transform_covariance,
 )
-from banet_vo.geometry.rigid import invert, skew
+from banet_vo.geometry.rigid import invert, nearest_rigid, skew
 from banet_vo.odometry import timing
-from banet_vo.odometry.estimator import PairEstimator, PreparedFrame, prepare_frame
+from banet_vo.odometry.estimator import PairEstimator, PreparedFrame
 from banet_vo.odometry.motion import body_twist, predict_constant_velocity
 from banet_vo.odometry.pipeline import (
     CAMERA_CHANGED,
@@ -49,13 +50,14 @@ from banet_vo.odometry.pipeline import (
     INITIALISING,
     INITIALIZED,
     LOST,
+    RELATIVE_TO_PREVIOUS,
     RELOCALISED,
     TRACKED,
     TRACKING,
     FrameResult,
     OdometryConfig,
     OdometryStats,
-    gate_stamp,
+    begin_frame,
     same_intrinsics,
 )
 from banet_vo.odometry.scale import ScaleFilter, ground_plane_height, learned_scale
@@ -114,6 +116,19 @@ class _Keyframe:
     landmarks: np.ndarray  # (N,) landmark id per keypoint, -1 for none
     prepared: PreparedFrame
     depth_scale: float | None = None  # metres per map unit that BA-Net's depth of this keyframe implies
+    unmeasured: tuple | None = None  # (depth, depth camera) kept until its window BA is merged
+
+
+@dataclass
+class _WindowJob:
+    """One window BA as submitted: the poses and points it started from, and where each observation is."""
+
+    poses: dict[int, np.ndarray]
+    points: dict[int, np.ndarray]
+    observations: list[Observation]
+    fixed: set[int]
+    index: dict[tuple[int, int], int]  # (keyframe, landmark) → keypoint index in that keyframe
+    last_landmark: int  # landmarks with larger ids were created after the job was built
 
 
 @dataclass
@@ -148,6 +163,8 @@ class KeyframeOdometry:
         # The world's up (base z) in optical camera coordinates, for the ground plane.
         self._up_cam = self._T_bc[:3, :3].T @ np.array([0.0, 0.0, 1.0])
         self.trajectory_id = -1
+        self._background = BackgroundBundleAdjuster()
+        self._inline_ba = not self.config.background_ba
         self.reset(reason=None)
 
     # -- state ---------------------------------------------------------------------------------------
@@ -164,7 +181,14 @@ class KeyframeOdometry:
             self.stats.resets += 1
             logger.warning("odometry reset (%s): new trajectory %d", reason, self.trajectory_id)
 
+    def close(self) -> None:
+        """Stop the background BA worker, if one was started."""
+        self._background.close()
+
     def _clear_map(self) -> None:
+        self._background.discard()  # a result for the old map is of no use
+        self._ba_job: _WindowJob | None = None
+        self._ba_pending = False
         self._keyframes: list[_Keyframe] = []
         self._points: dict[int, np.ndarray] = {}
         self._camera: PinholeCamera | None = None
@@ -189,12 +213,10 @@ class KeyframeOdometry:
     # -- the pipeline --------------------------------------------------------------------------------
     def process(self, image: np.ndarray, stamp: float, camera: PinholeCamera) -> FrameResult:
         """Run one frame. Bad input (image/camera/stamp) raises ValueError and changes no state."""
-        stamp = float(stamp)
-        frame = prepare_frame(image, camera, stamp, self.estimator.input_size)
-        self.stats.frames += 1
-        check, skipped = gate_stamp(self, stamp)
+        frame, check, skipped = begin_frame(self, image, stamp, camera)
         if skipped is not None:
             return skipped
+        stamp = frame.stamp
         gap = check.gap if check.kind == timing.FORWARD_GAP and self._output is not None else None
         if gap is not None:
             self._forget_motion(gap)
@@ -349,6 +371,7 @@ class KeyframeOdometry:
         return (invert(sol.T_cam_world), pairs, X[sol.inliers], x[sol.inliers]), newest
 
     def _track(self, frame: PreparedFrame, features: Features, after_gap: bool = False) -> FrameResult:
+        self._merge_background_ba()
         guess = self._predict_map(frame.stamp)
         last = self._keyframes[-1]
         recent = self._keyframes[::-1][: self.tracking.track_keyframes]
@@ -379,6 +402,10 @@ class KeyframeOdometry:
         if reloc:
             return self._after_pose(frame, T_wc, cov, new_keyframe=None)
         if self._wants_keyframe(last, features, matches, T_wc, len(tracked)):
+            if self._ba_job is not None:
+                # A keyframe goes into a solved window: wait for the running BA (the lag stays under one
+                # keyframe) and carry this frame's pose and landmarks into the solved map.
+                T_wc = nearest_rigid(self._merge_background_ba(wait=True) @ T_wc)
             kf = self._add_keyframe(frame, features, T_wc)
             self._extend_map(last, kf, matches, tracked)
             self._bundle_adjust()
@@ -434,6 +461,9 @@ class KeyframeOdometry:
     def _extend_map(self, prev: _Keyframe, kf: _Keyframe, matches: np.ndarray, tracked: np.ndarray) -> None:
         """Tracked landmarks get the new keyframe's observation; matches with no landmark yet are
         triangulated between the two keyframes."""
+        # A merged background BA can have pruned a tracked landmark's other observations, and the new
+        # keyframe may have pushed out the last keyframe that still saw it.
+        tracked = tracked[np.isin(tracked[:, 1], np.fromiter(self._points, np.int64, len(self._points)))]
         for j, lm in tracked:
             kf.landmarks[j] = lm
         fresh = matches[(prev.landmarks[matches[:, 0]] < 0) & (kf.landmarks[matches[:, 1]] < 0)]
@@ -477,6 +507,45 @@ class KeyframeOdometry:
             kf.landmarks[j] = lm
 
     def _bundle_adjust(self) -> None:
+        if self._inline_ba:
+            job = self._window_job()
+            self._apply_ba(self._ba.solve(job.poses, job.points, job.observations, job.fixed), job, False)
+        elif self._background.busy:
+            self._ba_pending = True  # solved as a whole when the running job is merged
+        else:
+            self._submit_ba()
+
+    def _submit_ba(self) -> None:
+        job = self._window_job()
+        self._background.submit(
+            self._camera, self._ba.config, job.poses, job.points, job.observations, job.fixed
+        )
+        self._ba_job = job
+        self._ba_pending = False
+
+    def _merge_background_ba(self, wait: bool = False) -> np.ndarray:
+        """Merge a finished background BA (and start the next one if the window changed meanwhile);
+        returns the correction it made to poses of frames located before the merge (identity if none)."""
+        if self._ba_job is None:
+            return np.eye(4)
+        try:
+            result = self._background.poll(wait)
+        except RuntimeError as err:
+            logger.error("%s; window BAs are solved in line from now on", err)
+            self._inline_ba = True
+            self._background.close()
+            result = self._ba.solve(
+                self._ba_job.poses, self._ba_job.points, self._ba_job.observations, self._ba_job.fixed
+            )
+        if result is None:
+            return np.eye(4)
+        job, self._ba_job = self._ba_job, None
+        correction = self._apply_ba(result, job, frames_moved=True)
+        if self._ba_pending and len(self._keyframes) >= 2:
+            self._submit_ba()
+        return correction
+
+    def _window_job(self) -> _WindowJob:
         kfs = self._keyframes
         observations = []
         index: dict[tuple[int, int], int] = {}
@@ -491,16 +560,43 @@ class KeyframeOdometry:
         # first baseline is the map's unit.
         free = min(self.tracking.free_keyframes, len(kfs) - 2) if len(kfs) > 2 else 0
         fixed = {kf.id for kf in kfs[: len(kfs) - free]}
-        poses = {kf.id: kf.T_wc for kf in kfs}
+        poses = {kf.id: kf.T_wc.copy() for kf in kfs}
         used = {o.landmark for o in observations}
-        result = self._ba.solve(poses, {lm: self._points[lm] for lm in used}, observations, fixed)
-        by_id = {kf.id: kf for kf in kfs}
+        points = {lm: self._points[lm].copy() for lm in used}
+        return _WindowJob(poses, points, observations, fixed, index, self._next_landmark)
+
+    def _apply_ba(self, result, job: _WindowJob, frames_moved: bool) -> np.ndarray:
+        """Merge a window BA into the map. What changed since the job was built (keyframes, landmarks and
+        frame poses added while it ran in the background) moves with the newest solved keyframe, so the
+        map stays rigidly consistent around the current frame."""
+        by_id = {kf.id: kf for kf in self._keyframes}
+        newest = max(job.poses)
+        correction = nearest_rigid(result.poses[newest] @ invert(job.poses[newest]))
         for kf_id, T in result.poses.items():
-            by_id[kf_id].T_wc = T
-        self._points.update(result.points)
+            if kf_id in by_id:
+                by_id[kf_id].T_wc = T
+        for kf in self._keyframes:
+            if kf.id > newest:
+                kf.T_wc = nearest_rigid(correction @ kf.T_wc)
+        for lm, P in result.points.items():
+            if lm in self._points:
+                self._points[lm] = P
+        moved = correction[:3, :3], correction[:3, 3]
+        for lm in self._points:
+            if lm > job.last_landmark:
+                self._points[lm] = moved[0] @ self._points[lm] + moved[1]
+        if frames_moved:  # frames tracked while it ran in the background were located in the old map
+            self._map_history = [(t, nearest_rigid(correction @ T)) for t, T in self._map_history]
         for o in result.outliers:
-            by_id[o.keyframe].landmarks[index[(o.keyframe, o.landmark)]] = -1
+            kf = by_id.get(o.keyframe)
+            if kf is not None and kf.landmarks[job.index[(o.keyframe, o.landmark)]] == o.landmark:
+                kf.landmarks[job.index[(o.keyframe, o.landmark)]] = -1
+        for kf in self._keyframes:
+            if kf.unmeasured is not None and kf.id <= newest:
+                self._measure_scale(kf, *kf.unmeasured)
+                kf.unmeasured = None
         self._forget_unseen_landmarks()
+        return correction
 
     # -- outputs -------------------------------------------------------------------------------------
     def _after_pose(
@@ -515,7 +611,11 @@ class KeyframeOdometry:
         message = ""
         if new_keyframe is not None and len(self._keyframes) >= 2:
             depth, depth_camera, message = self._keyframe_depth(new_keyframe, self._keyframes[-2])
-            self._measure_scale(new_keyframe, depth, depth_camera)
+            if self._ba_job is not None and new_keyframe.id in self._ba_job.poses:
+                # Its landmarks are still being solved: the scale is measured on them when merged.
+                new_keyframe.unmeasured = (depth, depth_camera)
+            else:
+                self._measure_scale(new_keyframe, depth, depth_camera)
         s = self.scale
         state = RELOCALISED if self._lost else TRACKING
         self._failures = 0
@@ -538,6 +638,7 @@ class KeyframeOdometry:
             TRACKED,
             state,
             relative_covariance=transform_covariance(self._Ad_bc, cov_rel),
+            relative_reference=RELATIVE_TO_PREVIOUS,
             depth=depth,
             depth_camera=depth_camera,
             is_keyframe=new_keyframe is not None,

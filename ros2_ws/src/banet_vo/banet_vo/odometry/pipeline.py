@@ -133,6 +133,13 @@ class OdometryConfig:
         "camera height above the ground [m] for scale_source ground_plane (0: unknown)",
         range=(0.0, 100.0),
     )
+    # GTSAM holds the GIL while it solves (0.2-0.4 s per window on one core), so only a process keeps
+    # tracking going meanwhile; the result is merged when ready, and a new keyframe waits for it.
+    background_ba: bool = setting(
+        False,
+        "frontend xfeat: solve each window BA in a worker process while tracking goes on (for live "
+        "cameras; results then depend on timing) instead of before the keyframe's pose is published",
+    )
     T_base_camera: np.ndarray = field(default_factory=body_from_optical)
 
     def __post_init__(self) -> None:

@@ -1,0 +1,166 @@
+"""Window BAs off the tracking thread: one worker process solves while the caller goes on tracking.
+
+GTSAM holds the GIL while it optimises, so a thread would stall tracking; a process does not. The worker
+is `python -m banet_vo.backend.background` on pipes (not multiprocessing, which would re-run the caller's
+main script in the child); it gets plain data (poses, points, observations), never the map, and the
+caller merges each result when it is ready. One job at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import struct
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from banet_vo.backend.window_ba import Observation, WindowBAConfig, WindowBAResult, WindowBundleAdjuster
+
+_HEADER = struct.Struct("<Q")
+
+
+@dataclass(frozen=True)
+class _Intrinsics:
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+
+def _write(stream, obj) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def _read(stream):
+    """The next object on the stream, or EOFError when it closed."""
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise EOFError
+    size = _HEADER.unpack(header)[0]
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError
+    return pickle.loads(data)
+
+
+class BackgroundBundleAdjuster:
+    """Submits window BAs to one worker process (started on first use) and hands back each result once it
+    is ready. Not thread-safe: one caller thread."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen | None = None
+        self._results: queue.Queue = queue.Queue()
+        self._sequence = 0  # of the last submitted job
+        self._pending: int | None = None  # sequence of the job whose result is wanted
+
+    @property
+    def busy(self) -> bool:
+        return self._pending is not None
+
+    def _start(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "banet_vo.backend.background"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self._results = queue.Queue()  # one per worker: a dead worker's last word is not the next one's
+        threading.Thread(target=self._read_results, args=(self._process, self._results), daemon=True).start()
+
+    @staticmethod
+    def _read_results(process: subprocess.Popen, results: queue.Queue) -> None:
+        try:
+            while True:
+                results.put(_read(process.stdout))
+        except (EOFError, OSError, pickle.UnpicklingError) as err:
+            code = process.wait()
+            results.put((None, RuntimeError(f"window BA worker stopped (exit code {code}): {err!r}")))
+
+    def submit(
+        self,
+        camera,
+        config: WindowBAConfig,
+        poses: dict[int, np.ndarray],
+        points: dict[int, np.ndarray],
+        observations: list[Observation],
+        fixed: set[int],
+    ) -> None:
+        if self._pending is not None:
+            raise RuntimeError("a window BA is already running")
+        if self._process is None or self._process.poll() is not None:
+            self._start()
+        self._sequence += 1
+        intrinsics = _Intrinsics(camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height)
+        try:
+            _write(
+                self._process.stdin, (self._sequence, intrinsics, config, poses, points, observations, fixed)
+            )
+        except OSError as err:
+            raise RuntimeError(f"window BA worker does not take jobs: {err}") from err
+        self._pending = self._sequence
+
+    def poll(self, wait: bool = False) -> WindowBAResult | None:
+        """The wanted job's result (then the adjuster is free again), or None while it runs. A failure of
+        the solve or of the worker is raised here, in the caller."""
+        while self._pending is not None:
+            try:
+                sequence, outcome = self._results.get(block=wait)
+            except queue.Empty:
+                return None
+            if sequence is not None and sequence != self._pending:
+                continue  # a discarded job's result
+            self._pending = None
+            if isinstance(outcome, BaseException):
+                raise RuntimeError(f"window BA failed in the worker: {outcome}") from outcome
+            return outcome
+        return None
+
+    def discard(self) -> None:
+        """Forget the running job (its result is stale: the map it was built from is gone)."""
+        self._pending = None
+
+    def close(self) -> None:
+        self._pending = None
+        if self._process is not None:
+            if self._process.stdin:
+                self._process.stdin.close()  # the worker exits at end of input
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+
+
+def _serve(stdin, stdout) -> None:
+    adjusters: dict[tuple, WindowBundleAdjuster] = {}
+    while True:
+        try:
+            sequence, intrinsics, config, poses, points, observations, fixed = _read(stdin)
+        except EOFError:
+            return
+        try:
+            key = (intrinsics, config)
+            if key not in adjusters:
+                adjusters.clear()
+                adjusters[key] = WindowBundleAdjuster(intrinsics, config)
+            outcome = adjusters[key].solve(poses, points, observations, fixed)
+        except Exception as err:  # handed to the caller, which raises it
+            outcome = RuntimeError(f"{type(err).__name__}: {err}")
+        _write(stdout, (sequence, outcome))
+
+
+if __name__ == "__main__":
+    # The protocol keeps the real stdout; anything printed (by GTSAM or Python) goes to stderr instead.
+    protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    _serve(sys.stdin.buffer, protocol_out)

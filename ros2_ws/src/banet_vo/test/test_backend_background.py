@@ -1,0 +1,103 @@
+"""Window BAs in the worker process (banet_vo.backend.background): the same solution as in line, stale
+results dropped, a dead worker reported to the caller."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from banet_vo.backend import Observation, WindowBAConfig, WindowBundleAdjuster
+from banet_vo.backend.background import BackgroundBundleAdjuster
+from banet_vo.frontend.solvers import project
+from banet_vo.geometry import PinholeCamera
+from banet_vo.geometry.rigid import pose_matrix
+from scipy.spatial.transform import Rotation
+
+CAMERA = PinholeCamera(450.0, 500.0, 320.0, 240.0, 640, 480)
+
+
+def _noisy(seed: int):
+    """A 5-keyframe window seen exactly, then perturbed (the two oldest keyframes exact)."""
+    rng = np.random.default_rng(seed)
+    poses = {
+        k: pose_matrix([0.4 * k, 0.0, 0.1 * k], Rotation.from_rotvec([0, 0.02 * k, 0]).as_quat())
+        for k in range(5)
+    }
+    points = {j: np.array([rng.uniform(-4, 6), rng.uniform(-2, 2), rng.uniform(6, 14)]) for j in range(150)}
+    obs = []
+    for k, T in poses.items():
+        uv, z = project(np.linalg.inv(T), np.stack(list(points.values())), CAMERA)
+        obs += [
+            Observation(k, j, (float(p[0]), float(p[1])))
+            for j, (p, d) in enumerate(zip(uv, z, strict=True))
+            if d > 0
+        ]
+    noisy = {
+        k: T
+        if k < 2
+        else T @ pose_matrix(rng.normal(0, 0.05, 3), Rotation.from_rotvec(rng.normal(0, 0.01, 3)).as_quat())
+        for k, T in poses.items()
+    }
+    return noisy, {j: P + rng.normal(0, 0.1, 3) for j, P in points.items()}, obs
+
+
+@pytest.fixture
+def background():
+    adjuster = BackgroundBundleAdjuster()
+    yield adjuster
+    adjuster.close()
+
+
+def test_worker_gives_the_inline_solution(background):
+    poses, points, obs = _noisy(0)
+    config = WindowBAConfig()
+    inline = WindowBundleAdjuster(CAMERA, config).solve(poses, points, obs, {0, 1})
+    assert not background.busy
+    background.submit(CAMERA, config, poses, points, obs, {0, 1})
+    assert background.busy
+    with pytest.raises(RuntimeError, match="already running"):
+        background.submit(CAMERA, config, poses, points, obs, {0, 1})
+    result = background.poll(wait=True)
+    assert not background.busy and background.poll() is None
+    for k in poses:
+        np.testing.assert_array_equal(result.poses[k], inline.poses[k])
+    for j in points:
+        np.testing.assert_array_equal(result.points[j], inline.points[j])
+    assert [(o.keyframe, o.landmark) for o in result.outliers] == [
+        (o.keyframe, o.landmark) for o in inline.outliers
+    ]
+
+
+def test_a_discarded_job_is_never_handed_back(background):
+    first, second = _noisy(1), _noisy(2)
+    config = WindowBAConfig()
+    background.submit(CAMERA, config, *first, {0, 1})
+    background.discard()
+    background.submit(CAMERA, config, *second, {0, 1})
+    result = background.poll(wait=True)
+    expected = WindowBundleAdjuster(CAMERA, config).solve(*second, {0, 1})
+    for k in expected.poses:
+        np.testing.assert_array_equal(result.poses[k], expected.poses[k])
+
+
+def test_a_failing_solve_is_raised_in_the_caller(background):
+    poses, points, obs = _noisy(3)
+    background.submit(CAMERA, WindowBAConfig(), poses, points, obs, set())  # no gauge: solve() refuses
+    with pytest.raises(RuntimeError, match="at least one keyframe must be fixed"):
+        background.poll(wait=True)
+    background.submit(CAMERA, WindowBAConfig(), poses, points, obs, {0, 1})  # the worker goes on
+    assert background.poll(wait=True).poses.keys() == poses.keys()
+
+
+def test_a_dead_worker_is_reported_not_waited_for(background):
+    poses, points, obs = _noisy(4)
+    background.submit(CAMERA, WindowBAConfig(), poses, points, obs, {0, 1})
+    background.poll(wait=True)
+    background._process.kill()
+    background._process.wait()
+    background.submit(CAMERA, WindowBAConfig(), poses, points, obs, {0, 1})  # a new worker starts
+    assert background.poll(wait=True) is not None
+    process = background._process
+    background.submit(CAMERA, WindowBAConfig(), poses, points, obs, {0, 1})
+    process.kill()
+    with pytest.raises(RuntimeError, match="worker"):
+        background.poll(wait=True)
