@@ -137,3 +137,33 @@ def test_zoom_keeps_image_intrinsics_and_depth_consistent():
     depth_col = (out["depth_ref"][0, H // 2, 2 : W - 2] - 1) / 10 * (W - 1)
     assert (depth_col - source_col).abs().max() < 1.0  # nearest: within a source pixel
     assert out["image_ref"].shape == ramp.shape and zoom_pair(item, 1.0, 0.5, 0.5) is item
+
+
+def test_average_checkpoints_is_the_mean_of_the_weights(tmp_path):
+    from banet_vo.model import BANet, BANetConfig
+    from banet_vo.model.checkpoint import load_checkpoint, save_checkpoint
+    from banet_vo.train.average import average_checkpoints
+
+    config = BANetConfig(channels=8, num_basis=4, iterations=(1, 1, 1), damping_hidden=8)
+    paths = []
+    for seed in (1, 2, 3):
+        torch.manual_seed(seed)
+        state = BANet(config).state_dict()
+        paths.append(
+            save_checkpoint(
+                tmp_path / f"{seed}.safetensors", state, "banet", config.to_dict(), {"steps": seed}
+            )
+        )
+    out = average_checkpoints(paths, tmp_path / "mean.safetensors")
+    mean, stored, meta = load_checkpoint(out, expected_kind="banet")
+    states = [load_checkpoint(p)[0] for p in paths]
+    for key in mean:
+        torch.testing.assert_close(mean[key], sum(s[key] for s in states) / 3)
+    assert stored == config.to_dict() and meta["averaged_steps"] == [1, 2, 3]
+    other = BANetConfig(channels=8, num_basis=4, iterations=(1, 1, 1), damping_hidden=16)
+    torch.manual_seed(0)
+    odd = save_checkpoint(
+        tmp_path / "odd.safetensors", BANet(other).state_dict(), "banet", other.to_dict(), {}
+    )
+    with pytest.raises(ValueError, match="config differs"):
+        average_checkpoints([paths[0], odd], tmp_path / "bad.safetensors")
