@@ -123,6 +123,8 @@ def live_row(spec, args):
             "--depth-every",
             "1000",
         ]
+        for item in args.live_param:
+            command += ["--param", item]
         if args.max_frames:
             command += ["--until", f"{clip.stamps[-1] - clip.stamps[0] + 0.05:.3f}"]
         rc_ = run.main(command)
@@ -207,6 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="markdown results file (real_clips.md)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     parser.add_argument("--live", action="store_true", help="also play each clip as a bag into the node")
+    parser.add_argument(
+        "--live-param",
+        action="append",
+        default=[],
+        metavar="NAME:=VALUE",
+        help="node parameter for the live runs (repeatable), e.g. --live-param background_ba:=true",
+    )
     parser.add_argument(
         "--live-only",
         action="store_true",

@@ -65,3 +65,26 @@ def test_mutual_matching_is_mutual_and_thresholded():
     b = Features(np.zeros((6, 2)), db, np.ones(6, np.float32))
     m = match_mutual(a, b, min_cosine=0.99)
     assert sorted(map(tuple, m.tolist())) == sorted((p, k) for k, p in enumerate(perm))
+
+
+def test_mutual_matching_equals_the_brute_force_definition():
+    """Against a float64 loop over the definition (each side's best is the other's best, cosine at least
+    the threshold), on random descriptors with near-duplicates so that mutual pairs exist."""
+    rng = torch.Generator().manual_seed(0)
+    da = torch.nn.functional.normalize(torch.randn(300, 64, generator=rng), dim=1)
+    db = torch.nn.functional.normalize(
+        torch.cat(
+            [da[:150] + 0.06 * torch.randn(150, 64, generator=rng), torch.randn(200, 64, generator=rng)]
+        ),
+        dim=1,
+    )
+    a = Features(np.zeros((300, 2)), da, np.ones(300, np.float32))
+    b = Features(np.zeros((350, 2)), db, np.ones(350, np.float32))
+    sim = (da.double() @ db.double().T).numpy()
+    expected = {
+        (i, int(sim[i].argmax()))
+        for i in range(300)
+        if sim[:, sim[i].argmax()].argmax() == i and sim[i].max() >= 0.82
+    }
+    got = set(map(tuple, match_mutual(a, b, 0.82).tolist()))
+    assert len(expected) > 50 and got == expected

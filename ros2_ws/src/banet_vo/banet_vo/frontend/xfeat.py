@@ -78,7 +78,9 @@ def match_mutual(a: Features, b: Features, min_cosine: float = DEFAULT_MIN_COSIN
     with torch.inference_mode():
         sim = a.descriptors @ b.descriptors.T
         best_ab, j = sim.max(dim=1)
-        i_back = sim.argmax(dim=0)
+        # argmax along dim 0 of a row-major matrix is ~4x slower than a transposed copy's along dim 1
+        # (the same indices, ties included).
+        i_back = sim.T.contiguous().argmax(dim=1)
         i = torch.arange(len(a), device=sim.device)
         keep = (i_back[j] == i) & (best_ab >= min_cosine)
     return torch.stack([i[keep], j[keep]], dim=1).cpu().numpy().astype(np.int64)

@@ -164,7 +164,7 @@ class KeyframeOdometry:
         self._up_cam = self._T_bc[:3, :3].T @ np.array([0.0, 0.0, 1.0])
         self.trajectory_id = -1
         self._background = BackgroundBundleAdjuster()
-        self._inline_ba = not self.config.background_ba
+        self._worker_failed = False  # after a dead worker, window BAs are solved in line
         self.reset(reason=None)
 
     # -- state ---------------------------------------------------------------------------------------
@@ -506,8 +506,13 @@ class KeyframeOdometry:
             prev.landmarks[i] = lm
             kf.landmarks[j] = lm
 
+    @property
+    def _inline_ba(self) -> bool:
+        return self._worker_failed or not self.config.background_ba  # read at each use: a node parameter
+
     def _bundle_adjust(self) -> None:
         if self._inline_ba:
+            self._merge_background_ba(wait=True)  # background_ba was just turned off
             job = self._window_job()
             self._apply_ba(self._ba.solve(job.poses, job.points, job.observations, job.fixed), job, False)
         elif self._background.busy:
@@ -532,7 +537,7 @@ class KeyframeOdometry:
             result = self._background.poll(wait)
         except RuntimeError as err:
             logger.error("%s; window BAs are solved in line from now on", err)
-            self._inline_ba = True
+            self._worker_failed = True
             self._background.close()
             result = self._ba.solve(
                 self._ba_job.poses, self._ba_job.points, self._ba_job.observations, self._ba_job.fixed
@@ -541,8 +546,9 @@ class KeyframeOdometry:
             return np.eye(4)
         job, self._ba_job = self._ba_job, None
         correction = self._apply_ba(result, job, frames_moved=True)
-        if self._ba_pending and len(self._keyframes) >= 2:
+        if self._ba_pending and len(self._keyframes) >= 2 and not self._inline_ba:
             self._submit_ba()
+        self._ba_pending = False
         return correction
 
     def _window_job(self) -> _WindowJob:

@@ -294,6 +294,9 @@ class VisualOdometry:
         self.reset(reason=None)
 
     # -- state ---------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Nothing to release (the keyframe pipeline stops its BA worker here)."""
+
     def reset(self, reason: str | None = "requested") -> None:
         """Start a new trajectory at the next frame (odom restarts at the identity)."""
         self._keyframe: _Keyframe | None = None

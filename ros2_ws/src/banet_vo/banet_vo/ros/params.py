@@ -42,6 +42,7 @@ ODOMETRY_PARAMS = (
     "frontend",
     "scale_source",
     "camera_height",
+    "background_ba",
 )
 ODOMETRY_READ_ONLY = ("reset_on_time_jump", "max_time_gap", "frontend", "scale_source", "camera_height")
 

@@ -204,6 +204,8 @@ class VOShell:
         self.destroy_timer(self._diag_timer)
         self.remove_on_set_parameters_callback(self._param_callback)
         log_bridge.detach(self._log_handler)
+        if self.vo is not None:
+            self.vo.close()
         self.vo = self.estimator = None
 
     # -- start-up ------------------------------------------------------------------------------------
@@ -350,6 +352,7 @@ class VOShell:
                 )
                 return
             config = dataclasses.replace(self.vo.config, T_base_camera=T)
+            self.vo.close()
             self.vo = make_odometry(self.estimator, config)
         result = self.vo.process(image, item.stamp, camera)
         self.events.add("processed")
@@ -520,6 +523,8 @@ class VONode(Node, VOShell):
 
     def destroy_node(self) -> None:
         self.worker.stop(timeout=10.0)
+        if self.vo is not None:
+            self.vo.close()  # the background BA worker, if any
         log_bridge.detach(self._log_handler)
         super().destroy_node()
 
