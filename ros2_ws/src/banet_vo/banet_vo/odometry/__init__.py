@@ -15,7 +15,7 @@ from banet_vo.odometry.estimator import (
     prepare_frame,
     resolve_device,
 )
-from banet_vo.odometry.keyframe_vo import KeyframeOdometry, TrackingConfig
+from banet_vo.odometry.keyframe_vo import KeyframeOdometry
 from banet_vo.odometry.pipeline import (
     CAMERA_CHANGED,
     FAILED,
@@ -35,6 +35,7 @@ from banet_vo.odometry.pipeline import (
     OdometryStats,
     VisualOdometry,
 )
+from banet_vo.odometry.tracking_config import TrackingConfig
 
 
 def make_odometry(estimator: PairEstimator, config: OdometryConfig | None = None):

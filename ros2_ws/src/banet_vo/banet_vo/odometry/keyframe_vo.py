@@ -62,49 +62,9 @@ from banet_vo.odometry.pipeline import (
 )
 from banet_vo.odometry.scale import ScaleFilter, ground_plane_height, learned_scale
 from banet_vo.odometry.timing import StampGate, gap_covariance
+from banet_vo.odometry.tracking_config import TrackingConfig
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrackingConfig:
-    """Knobs of the feature front end and its window (defaults chosen on validation frames; docs/node.md)."""
-
-    max_keypoints: int = 2048  # XFeat keypoints per frame
-    min_cosine: float = 0.82  # mutual-nearest-neighbour descriptor similarity
-    window_keyframes: int = 7  # keyframes in the bundle-adjusted window
-    track_keyframes: int = 3  # newest keyframes whose landmarks each frame is matched to
-    free_keyframes: int = 5  # newest keyframes whose poses the window BA adjusts (at least 2 stay fixed)
-    init_min_parallax_deg: float = 1.0  # median rotation-compensated parallax before the first map
-    init_min_inliers: int = 60
-    init_max_frames: int = 30  # frames without parallax after which the first keyframe is replaced
-    min_tracked: int = 25  # PnP inliers below which a frame is not tracked
-    pnp_max_px: float = 3.0
-    keyframe_parallax_deg: float = 1.0  # median rotation-compensated parallax to the last keyframe
-    keyframe_tracked_ratio: float = 0.5  # tracked / landmarks of the last keyframe below which …
-    triangulation_max_px: float = 2.0
-    triangulation_min_parallax_deg: float = 0.5
-    # New landmarks whose median depth differs from the tracked ones' by more than this factor are not
-    # added (a keyframe pose that lost the scale would otherwise shrink or blow up the map).
-    max_depth_ratio: float = 2.5
-    scale_window: int = 15  # keyframes in the running median of the scale
-    # The ground plane's normal may differ from the extrinsic's up by this much (road slope, pitching).
-    ground_max_tilt_deg: float = 5.0
-    pixel_sigma: float = 1.0  # reprojection noise (px) of the window BA and the pose covariance
-
-    def __post_init__(self) -> None:
-        if self.window_keyframes < 3:
-            raise ValueError(f"window_keyframes must be >= 3, got {self.window_keyframes}")
-        for name in (
-            "max_keypoints",
-            "track_keyframes",
-            "init_min_inliers",
-            "init_max_frames",
-            "min_tracked",
-            "scale_window",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass
@@ -149,12 +109,10 @@ class KeyframeOdometry:
         self,
         estimator: PairEstimator,
         config: OdometryConfig | None = None,
-        tracking: TrackingConfig | None = None,
         extractor: XFeatExtractor | None = None,
     ) -> None:
         self.estimator = estimator
         self.config = config or OdometryConfig(frontend="xfeat")
-        self.tracking = tracking or TrackingConfig()
         self.extractor = extractor or XFeatExtractor(top_k=self.tracking.max_keypoints)
         self.stats = OdometryStats()
         self._T_bc = self.config.T_base_camera
@@ -198,6 +156,10 @@ class KeyframeOdometry:
         self._initialised = False
         self._init_frames = 0
         self._failures = 0
+
+    @property
+    def tracking(self) -> TrackingConfig:
+        return self.config.tracking
 
     @property
     def has_keyframe(self) -> bool:

@@ -46,6 +46,7 @@ from banet_vo.odometry import timing
 from banet_vo.odometry.estimator import PairEstimate, PairEstimator, PreparedFrame, prepare_frame
 from banet_vo.odometry.motion import body_twist, predict_constant_velocity, view_overlap
 from banet_vo.odometry.timing import NEW_SEGMENT, StampGate, gap_covariance
+from banet_vo.odometry.tracking_config import TrackingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +141,8 @@ class OdometryConfig:
         "frontend xfeat: solve each window BA in a worker process while tracking goes on (for live "
         "cameras; results then depend on timing) instead of before the keyframe's pose is published",
     )
+    # The xfeat front end's knobs (node parameters tracking_*).
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     T_base_camera: np.ndarray = field(default_factory=body_from_optical)
 
     def __post_init__(self) -> None:
@@ -177,6 +180,8 @@ class OdometryConfig:
         n = self.max_consecutive_failures
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"max_consecutive_failures must be an int >= 1, got {n!r}")
+        if not isinstance(self.tracking, TrackingConfig):
+            raise ValueError(f"tracking must be a TrackingConfig, got {type(self.tracking).__name__}")
         T = np.asarray(self.T_base_camera, dtype=np.float64)
         if T.shape != (4, 4):
             raise ValueError(f"T_base_camera must be 4x4, got shape {T.shape}")

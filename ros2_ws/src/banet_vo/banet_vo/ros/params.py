@@ -19,7 +19,7 @@ from scipy.spatial.transform import Rotation
 
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import R_BODY_OPTICAL, body_from_optical
-from banet_vo.odometry import DEVICES, OdometryConfig
+from banet_vo.odometry import DEVICES, OdometryConfig, TrackingConfig
 from banet_vo.odometry.depth_output import UPSAMPLING_METHODS
 from banet_vo.odometry.output_covariance import CovarianceConfig
 from banet_vo.ros.camera_input import image_qos_parameter
@@ -44,6 +44,8 @@ ODOMETRY_PARAMS = (
     "camera_height",
     "background_ba",
 )
+# TrackingConfig fields, as node parameters tracking_<field> (all read at start: the map is built with them).
+TRACKING_PARAMS = {f"tracking_{f.name}": f.name for f in fields(TrackingConfig)}
 ODOMETRY_READ_ONLY = ("reset_on_time_jump", "max_time_gap", "frontend", "scale_source", "camera_height")
 
 
@@ -182,6 +184,7 @@ PARAMS = ParameterTable(
         ParameterSpec.from_field(OdometryConfig, name, dynamic=name not in ODOMETRY_READ_ONLY)
         for name in ODOMETRY_PARAMS
     ),
+    *(ParameterSpec.from_field(TrackingConfig, field, name) for name, field in TRACKING_PARAMS.items()),
     renamed=(
         # one scale became one per block (they were calibrated apart: docs/node.md)
         RenamedParameter(
@@ -285,6 +288,7 @@ def params_from_values(values: dict[str, Any], warn=None) -> NodeParams:
     try:
         odometry = OdometryConfig(
             **subset(v, *ODOMETRY_PARAMS),
+            tracking=TrackingConfig(**{field: v[name] for name, field in TRACKING_PARAMS.items()}),
             T_base_camera=base_camera_transform(v["base_camera_xyz"], v["base_camera_rpy"]),
         )
     except ValueError as err:

@@ -1,0 +1,84 @@
+"""Knobs of the xfeat front end and its window (`frontend: xfeat`). Each field carries its description and
+range, from which the node's `tracking_*` parameters derive; defaults were chosen on validation frames
+(docs/frontend.md says where). No ROS, no torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from banet_vo.config_fields import setting
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    max_keypoints: int = setting(
+        2048, "XFeat keypoints per frame (matching and the window BA grow with them)", range=(8, 16384)
+    )
+    min_cosine: float = setting(
+        0.82,
+        "mutual-nearest-neighbour descriptor similarity below which a match is dropped",
+        range=(0.0, 1.0),
+    )
+    window_keyframes: int = setting(7, "keyframes in the bundle-adjusted window", range=(3, 100))
+    track_keyframes: int = setting(
+        3, "newest keyframes whose landmarks each frame is matched to", range=(1, 100)
+    )
+    free_keyframes: int = setting(
+        5, "newest keyframes whose poses the window BA adjusts (at least 2 stay fixed)", range=(0, 100)
+    )
+    init_min_parallax_deg: float = setting(
+        1.0, "median rotation-compensated parallax [deg] before the first map is built", range=(0.0, 90.0)
+    )
+    init_min_inliers: int = setting(60, "5-point inliers the first map needs", range=(8, 100000))
+    init_max_frames: int = setting(
+        30, "frames without enough parallax after which the first keyframe is replaced", range=(1, 100000)
+    )
+    min_tracked: int = setting(25, "PnP inliers below which a frame is not tracked", range=(6, 100000))
+    pnp_max_px: float = setting(3.0, "PnP RANSAC inlier threshold [px]", range=(0.1, 100.0))
+    keyframe_parallax_deg: float = setting(
+        1.0,
+        "median rotation-compensated parallax [deg] to the last keyframe that makes a new one",
+        range=(0.0, 90.0),
+    )
+    keyframe_tracked_ratio: float = setting(
+        0.5,
+        "a new keyframe when fewer than this share of the last keyframe's landmarks are tracked",
+        range=(0.0, 1.0),
+    )
+    triangulation_max_px: float = setting(
+        2.0, "reprojection error [px] above which a new landmark is not added", range=(0.1, 100.0)
+    )
+    triangulation_min_parallax_deg: float = setting(
+        0.5, "ray angle [deg] below which a new landmark is not added", range=(0.0, 90.0)
+    )
+    # A keyframe pose that lost the scale would otherwise shrink or blow up the map.
+    max_depth_ratio: float = setting(
+        2.5,
+        "new landmarks whose median depth differs from the tracked ones' by more than this factor are "
+        "not added",
+        range=(1.0, 1e6),
+    )
+    scale_window: int = setting(15, "keyframes in the running median of the metric scale", range=(1, 100000))
+    # Road slope and pitching move the plane's normal a little off the extrinsic's up.
+    ground_max_tilt_deg: float = setting(
+        5.0,
+        "scale_source ground_plane: largest angle [deg] between the plane's normal and up",
+        range=(0.0, 90.0),
+    )
+    pixel_sigma: float = setting(
+        1.0, "reprojection noise [px] of the window BA and of the pose covariance", range=(1e-3, 100.0)
+    )
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            low, high = f.metadata["range"]
+            kind = int if isinstance(f.default, int) else float
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or (kind is int and value != int(value))
+            ):
+                raise ValueError(f"{f.name} must be {'an int' if kind is int else 'a number'}, got {value!r}")
+            if not low <= value <= high:
+                raise ValueError(f"{f.name} must be in [{low}, {high}], got {value!r}")
