@@ -206,3 +206,21 @@ def test_a_renamed_parameter_given_to_a_node_is_declared_under_its_new_names(rcl
         assert node.describe_parameter("gain").dynamic_typing
     finally:
         node.destroy_node()
+
+
+def test_tracking_parameters_derive_from_tracking_config():
+    from dataclasses import fields
+
+    from banet_vo.odometry import TrackingConfig
+    from banet_vo.ros.params import PARAMS, params_from_values
+
+    specs = {spec.name: spec for spec in PARAMS}
+    for f in fields(TrackingConfig):
+        spec = specs[f"tracking_{f.name}"]
+        assert spec.default == f.default and spec.range == f.metadata["range"] and not spec.dynamic
+    p = params_from_values(
+        {"model": "m.safetensors", "tracking_max_keypoints": 1024, "tracking_pnp_max_px": 2.0}
+    )
+    assert p.odometry.tracking == TrackingConfig(max_keypoints=1024, pnp_max_px=2.0)
+    with pytest.raises(ValueError, match="tracking_window_keyframes"):
+        params_from_values({"model": "m.safetensors", "tracking_window_keyframes": 2})
