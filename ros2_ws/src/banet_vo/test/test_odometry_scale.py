@@ -62,3 +62,20 @@ def test_scale_filter_is_a_running_median():
     assert f.value == pytest.approx(3.0)  # window (100, 2, 3)
     with pytest.raises(ValueError):
         ScaleFilter(0)
+
+
+def test_scale_filter_relative_spread():
+    f = ScaleFilter(5)
+    f.add(2.0)
+    f.add(2.2)
+    assert f.relative_spread == 0.0  # fewer than three: not known
+    for value in (1.8, 2.0, 4.0):
+        f.add(value)
+    logs = np.log([2.0, 2.2, 1.8, 2.0, 4.0])
+    expected = 1.4826 * np.median(np.abs(logs - np.median(logs)))
+    assert f.relative_spread == pytest.approx(expected)
+    assert ScaleFilter(5).relative_spread == 0.0
+    same = ScaleFilter(3)
+    for _ in range(3):
+        same.add(0.5)
+    assert same.relative_spread == 0.0

@@ -15,23 +15,13 @@ import struct
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 
 from banet_vo.backend.window_ba import Observation, WindowBAConfig, WindowBAResult, WindowBundleAdjuster
 
 _HEADER = struct.Struct("<Q")
-
-
-@dataclass(frozen=True)
-class _Intrinsics:
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
 
 
 def _write(stream, obj) -> None:
@@ -99,7 +89,8 @@ class BackgroundBundleAdjuster:
         if self._process is None or self._process.poll() is not None:
             self._start()
         self._sequence += 1
-        intrinsics = _Intrinsics(camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height)
+        # Plain numbers: the worker never imports banet_vo.geometry (and with it torch).
+        intrinsics = (camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height)
         try:
             _write(
                 self._process.stdin, (self._sequence, intrinsics, config, poses, points, observations, fixed)
@@ -152,7 +143,9 @@ def _serve(stdin, stdout) -> None:
             key = (intrinsics, config)
             if key not in adjusters:
                 adjusters.clear()
-                adjusters[key] = WindowBundleAdjuster(intrinsics, config)
+                fx, fy, cx, cy, width, height = intrinsics
+                camera = SimpleNamespace(fx=fx, fy=fy, cx=cx, cy=cy, width=width, height=height)
+                adjusters[key] = WindowBundleAdjuster(camera, config)
             outcome = adjusters[key].solve(poses, points, observations, fixed)
         except Exception as err:  # handed to the caller, which raises it
             outcome = RuntimeError(f"{type(err).__name__}: {err}")

@@ -592,6 +592,11 @@ class KeyframeOdometry:
         delta = invert(out.map_T) @ T_wc
         delta[:3, 3] *= s if s is not None else 1.0
         cov_rel = np.zeros((6, 6)) if cov_px is None else _scale_covariance(cov_px, s or 1.0)
+        if s is not None and self.config.scale_source != "none":
+            # The scale itself may be off by about its measurements' spread: along the step, in the
+            # current camera's axes (a right perturbation of the step).
+            step = delta[:3, :3].T @ delta[:3, 3]
+            cov_rel[:3, :3] += self._scale.relative_spread**2 * np.outer(step, step)
         out.C = out.C @ delta
         out.cov = compose_right_covariance(delta, out.cov, cov_rel)
         out.map_T = T_wc.copy()

@@ -110,5 +110,14 @@ class ScaleFilter:
     def value(self) -> float | None:
         return float(np.median(self._values)) if self._values else None
 
+    @property
+    def relative_spread(self) -> float:
+        """Robust relative spread of the measurements in the window (1.4826·MAD of their logs): how far
+        the applied scale may be off. 0 with fewer than three measurements."""
+        if len(self._values) < 3:
+            return 0.0
+        logs = np.log(np.asarray(self._values))
+        return float(1.4826 * np.median(np.abs(logs - np.median(logs))))
+
     def __len__(self) -> int:
         return len(self._values)
