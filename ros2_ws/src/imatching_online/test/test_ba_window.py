@@ -14,6 +14,7 @@ from imatching_online.ba import (
     solve_window,
 )
 from imatching_online.ba import refine as refine_module
+from imatching_online.ba import refine_gtsam as refine_gtsam_module
 from imatching_online.ba.refine import PassStats
 from imatching_online.ba.synthetic import make_window
 
@@ -163,8 +164,38 @@ def test_cost_not_reduced_by_lm_is_a_failure(monkeypatch):
 
     monkeypatch.setattr(refine_module, "lm_pass", stuck)
     window = make_window(queries_per_anchor=80, seed=6)
-    result = solve_window(window.camera, window.matches)
+    result = solve_window(window.camera, window.matches, config=WindowConfig(solver="pypose"))
     assert result.reason == FailureReason.COST_NOT_REDUCED
+
+
+def test_cost_not_reduced_by_gtsam_is_a_failure(monkeypatch):
+    real = refine_gtsam_module.gtsam_pass
+
+    def stuck(T_cw, X, inliers, tracks, camera, config):
+        stats = real(T_cw, X, inliers, tracks, camera, config)[2]
+        return T_cw, X, PassStats(stats.cost_before, stats.cost_before, stats.steps, stats.observations, 0)
+
+    monkeypatch.setattr(refine_gtsam_module, "gtsam_pass", stuck)
+    window = make_window(queries_per_anchor=80, seed=6)
+    result = solve_window(window.camera, window.matches, config=WindowConfig(solver="gtsam"))
+    assert result.reason == FailureReason.COST_NOT_REDUCED
+
+
+@pytest.mark.parametrize("solver", ["gtsam", "pypose"])
+def test_both_solvers_recover_the_known_geometry(solver):
+    """Noisy matches of a known scene: both lower levels find the poses (up to the window's scale gauge)
+    and every returned landmark reprojects within the pruning threshold."""
+    window = make_window(queries_per_anchor=80, seed=3)
+    result = solve_window(window.camera, window.matches, config=WindowConfig(solver=solver))
+    assert result.success, result.detail
+    assert np.all(result.observations.error_px < WindowConfig().outlier_threshold_px)
+    rel = invert(window.poses[0])[None] @ window.poses
+    rel[:, :3, 3] /= np.linalg.norm(rel[:, :3, 3], axis=1).max()
+    for k in range(len(rel)):
+        R_err = rel[k, :3, :3].T @ result.poses[k, :3, :3]
+        angle = np.degrees(np.arccos(np.clip((np.trace(R_err) - 1) / 2, -1, 1)))
+        assert angle < 0.5
+        assert np.linalg.norm(rel[k, :3, 3] - result.poses[k, :3, 3]) < 0.05
 
 
 def test_failure_stats_summary_and_validation():

@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from banet_vo.config_fields import setting
 
 KERNELS = ("cauchy", "huber")
+SOLVERS = ("gtsam", "pypose")
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,10 @@ class WindowConfig:
     passes: int = setting(3, "BA optimise / prune / re-triangulate passes per window", range=(1, 20))
     lm_iterations: int = setting(10, "LM iterations per BA pass at most", range=(1, 100))
     lm_tolerance: float = 1e-4  # stop a pass when the relative cost decrease falls below this
-    kernel: str = "cauchy"  # robust kernel of pypose: cauchy or huber
+    # gtsam: the shared sparse back end (banet_vo.backend, Huber factors, 3-D landmarks); pypose: the dense
+    # LM over anchored inverse depths (refine.py), kept to measure the change against.
+    solver: str = "gtsam"
+    kernel: str = "cauchy"  # robust kernel of pypose: cauchy or huber (gtsam: always Huber)
     kernel_delta_px: float = 1.0
     outlier_threshold_px: float = 2.0  # observations with a larger reprojection error are pruned
     min_track_length: int = 3  # views (query + matches) a landmark needs after pruning
@@ -85,6 +89,8 @@ class WindowConfig:
             raise ValueError(
                 f"WindowConfig.essential_confidence must be in (0, 1), got {self.essential_confidence}"
             )
+        if self.solver not in SOLVERS:
+            raise ValueError(f"WindowConfig.solver must be one of {SOLVERS}, got {self.solver!r}")
         if self.kernel not in KERNELS:
             raise ValueError(f"WindowConfig.kernel must be one of {KERNELS}, got {self.kernel!r}")
         if self.min_inlier_ratio > 1:

@@ -136,6 +136,7 @@ class Refined:
     active: np.ndarray
     inliers: np.ndarray
     passes: list[PassStats] = field(default_factory=list)
+    points: np.ndarray | None = None  # (T, 3) world landmarks when the solver keeps 3-D points (gtsam)
 
 
 def normalise_scale(T_cw: np.ndarray, rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

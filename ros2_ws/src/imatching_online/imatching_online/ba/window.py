@@ -18,8 +18,9 @@ from banet_vo.geometry.rigid import invert
 from imatching_online.ba.config import WindowConfig
 from imatching_online.ba.failures import FailureReason, FailureStats, WindowFailure
 from imatching_online.ba.initialise import initialise_map
-from imatching_online.ba.multiview import anchored_points, anchored_reprojection_errors
+from imatching_online.ba.multiview import anchored_points, anchored_reprojection_errors, reprojection_errors
 from imatching_online.ba.refine import PassStats, refine_window
+from imatching_online.ba.refine_gtsam import refine_window_gtsam
 from imatching_online.ba.tracking import track_frames
 from imatching_online.ba.tracks import ANCHOR, Tracks, build_tracks
 
@@ -110,7 +111,8 @@ def solve_window(
         timings["tracking_s"] = time.perf_counter() - t0 - timings["initialise_s"]
         T_cw = T_cw @ invert(T_cw[0])  # window world = frame 0
         t1 = time.perf_counter()
-        refined = refine_window(T_cw, inliers, tracks, camera, config)
+        refine = refine_window_gtsam if config.solver == "gtsam" else refine_window
+        refined = refine(T_cw, inliers, tracks, camera, config)
         timings["refine_s"] = time.perf_counter() - t1
         result = _assemble(refined, tracks, camera, config, counts, init.pair)
         _check(result, tracks, config)
@@ -127,10 +129,14 @@ def _assemble(
     refined, tracks: Tracks, camera: PinholeCamera, config: WindowConfig, counts, pair
 ) -> WindowResult:
     act = np.flatnonzero(refined.active)
-    X = anchored_points(refined.T_cw, tracks.uv[act], tracks.anchor[act], refined.rho[act], camera)
-    err = anchored_reprojection_errors(
-        refined.T_cw, tracks.uv[act], tracks.anchor[act], refined.rho[act], camera
-    )
+    if refined.points is not None:  # the solver's own 3-D landmarks (its optimum)
+        X = refined.points[act]
+        err = reprojection_errors(refined.T_cw, X, tracks.uv[act], camera)[0]
+    else:
+        X = anchored_points(refined.T_cw, tracks.uv[act], tracks.anchor[act], refined.rho[act], camera)
+        err = anchored_reprojection_errors(
+            refined.T_cw, tracks.uv[act], tracks.anchor[act], refined.rho[act], camera
+        )
     lm, frame = np.nonzero(refined.inliers[act])
     mid = tracks.match_id[act][lm, frame]
     obs = Observations(frame, lm, tracks.uv[act][lm, frame], mid, err[lm, frame])

