@@ -54,7 +54,7 @@ def test_block_scales_scale_variances_by_block_and_correlations_by_both():
 def test_shipped_defaults_are_the_calibrated_ones():
     c = CovarianceConfig()
     # docs/preregistered/covariance_calibration.txt; benchmarks/results/covariance_nees.md
-    assert (c.position_scale, c.orientation_scale) == (740.0, 6.1)
+    assert (c.position_scale, c.orientation_scale) == (17.0, 6.1)
     assert (c.position_floor, c.orientation_floor) == (1e-4, 1e-6)
 
 

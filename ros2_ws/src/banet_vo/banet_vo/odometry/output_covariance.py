@@ -43,7 +43,7 @@ class CovarianceConfig:
     # Fitted by the pre-registered rule on KITTI 07 + TartanAir (docs/node.md: 95 % of frames inside the
     # 95 % ellipsoid, translation up to the clip's scale); the pipeline's covariance is that overconfident.
     position_scale: float = setting(
-        740.0,
+        17.0,
         "factor on the position block of every covariance from the odometry (calibrated on real clips "
         "against ground truth: docs/node.md)",
         range=_SCALE_RANGE,
