@@ -23,6 +23,7 @@ Two regularisers against fitting the few views of a short clip (``anchor_pull`` 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -280,6 +281,9 @@ def inlier_ratio(result: WindowResult) -> float:
     return result.num_inlier_matches / usable
 
 
+NON_FINITE = "non_finite_loss"  # StepReport.reason of a window whose loss or gradient was NaN / inf
+
+
 @dataclass
 class StepReport:
     success: bool
@@ -394,6 +398,13 @@ class OnlineAdapter:
         logs["grad_norm"] = float(
             torch.nn.utils.clip_grad_norm_(self.matcher.parameters(), self.config.grad_clip)
         )
+        if not (math.isfinite(float(loss.detach())) and math.isfinite(logs["grad_norm"])):
+            # A NaN/inf loss or gradient is never applied: the weights and Adam's moments stay as they were.
+            self.optimiser.zero_grad(set_to_none=True)
+            report = StepReport(False, NON_FINITE, float(loss.detach()), logs=logs, ba_s=ba_s)
+            report.guard = self.guard.record(None, self.matcher, self.optimiser)
+            report.step_s = time.perf_counter() - t0
+            return report
         self.optimiser.step()
         if self.anchor is not None:
             with torch.no_grad():

@@ -23,6 +23,7 @@ from pathlib import Path
 from banet_vo.model.checkpoint import CheckpointNotFoundError
 
 from imatching_online.matcher.io import load_matcher
+from imatching_online.matcher.io import XFEAT_PRETRAINED
 from imatching_online.matcher.network import Matcher
 
 __all__ = ["START_FROM", "StartChoice", "choose_start", "lineage_meta", "same_base", "total_steps"]
@@ -41,6 +42,8 @@ class StartChoice:
 
 
 def _resolved(path: str | os.PathLike) -> str:
+    if os.fspath(path) == XFEAT_PRETRAINED:  # not a file: the same base from any working directory
+        return XFEAT_PRETRAINED
     return os.path.realpath(os.fspath(path))
 
 

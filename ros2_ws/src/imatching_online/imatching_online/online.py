@@ -40,6 +40,7 @@ from imatching_online.adapt import (
 from imatching_online.ba import WindowConfig
 from imatching_online.matcher.io import save_matcher
 from imatching_online.matcher.network import SIZE_MULTIPLE, Matcher
+from imatching_online.matcher.xfeat_matcher import XFeatMatcher
 from imatching_online.matcher.queries import prepare_image
 
 # What add_frame did with a frame.
@@ -104,16 +105,15 @@ class _Kept:
     gray: np.ndarray
 
 
-def working_size(width: int, height: int, max_size: int) -> tuple[int, int]:
-    """(W', H'): the long side at most ``max_size`` (never upscaled), both multiples of 8, aspect kept."""
+def working_size(width: int, height: int, max_size: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
+    """(W', H'): the long side at most ``max_size`` (never upscaled), both multiples of ``multiple`` (8; the
+    matcher's own ``size_multiple``, 32 for XFeat), aspect kept."""
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")
     scale = min(1.0, max_size / max(width, height))
 
     def snap(x: float) -> int:
-        return max(
-            SIZE_MULTIPLE, int(x * scale / SIZE_MULTIPLE + 1e-9) * SIZE_MULTIPLE
-        )  # no float-floor off-by-one
+        return max(multiple, int(x * scale / multiple + 1e-9) * multiple)  # no float-floor off-by-one
 
     return snap(width), snap(height)
 
@@ -136,7 +136,7 @@ class StreamAdapter:
 
     def __init__(
         self,
-        matcher: Matcher,
+        matcher: Matcher | XFeatMatcher,
         stream: StreamConfig | None = None,
         config: AdaptConfig | None = None,
         ba_config: WindowConfig | None = None,
@@ -215,7 +215,8 @@ class StreamAdapter:
                 self.counters["camera_changes"] += 1
             self._clear_window()
             self._camera = camera
-            w, h = working_size(camera.width, camera.height, self.stream.max_image_size)
+            multiple = getattr(self.matcher, "size_multiple", SIZE_MULTIPLE)
+            w, h = working_size(camera.width, camera.height, self.stream.max_image_size, multiple)
             self._work_camera = camera.resized(w, h)
             self.adapter.set_camera(self._work_camera)
         if self._last_stamp is not None and stamp <= self._last_stamp:

@@ -340,3 +340,45 @@ def test_loss_graph_has_only_the_matches_as_leaves(solved):
     allowed = {id(o.uv) for o in matches.outputs.values()}
     assert leaves and all(id(leaf) in allowed for leaf in leaves)
     assert isinstance(result.poses, np.ndarray) and isinstance(result.landmarks, np.ndarray)
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_is_never_applied(monkeypatch, solved):
+    """A NaN loss (or gradient) gives no optimiser step: weights and Adam state stay bit-identical."""
+    window, _ = solved
+    matcher, adapter = _synthetic_adapter(monkeypatch, window, window.camera)
+    real = adapt.reprojection_loss
+
+    def nan_loss(*args, **kwargs):
+        loss, logs = real(*args, **kwargs)
+        return loss * float("nan"), logs
+
+    monkeypatch.setattr(adapt, "reprojection_loss", nan_loss)
+    before = {k: v.clone() for k, v in matcher.state_dict().items()}
+    images, hosts = _window_images(n=4)
+    report = adapter.step(images, hosts)
+    assert not report.success and report.reason == adapt.NON_FINITE
+    assert adapter.steps_taken == 0 and not adapter.optimiser.state
+    for k, v in matcher.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+@pytest.mark.slow
+def test_the_same_adapter_steps_an_xfeat_base(monkeypatch, solved):
+    """XFeat goes through the same adaptation code: a solved window updates its backbone and fine head
+    and leaves its frozen BatchNorm statistics alone."""
+    from imatching_online.matcher.xfeat_matcher import XFeatMatcher
+
+    window, _ = solved
+    matcher = XFeatMatcher()
+    monkeypatch.setattr(adapt, "match_window", _synthetic_match_window(window))
+    adapter = OnlineAdapter(matcher, window.camera, AdaptConfig(lr=1e-3), FAST_BA)
+    before = {k: v.clone() for k, v in matcher.state_dict().items()}
+    images, hosts = _window_images(n=4, size=(64, 96))
+    report = adapter.step(images, hosts)
+    assert report.success and np.isfinite(report.loss) and adapter.steps_taken == 1
+    after = matcher.state_dict()
+    assert not torch.equal(after["net.fine_matcher.0.weight"], before["net.fine_matcher.0.weight"])
+    assert not torch.equal(after["net.block1.0.layer.0.weight"], before["net.block1.0.layer.0.weight"])
+    stats = [k for k in before if "running" in k]
+    assert stats and all(torch.equal(after[k], before[k]) for k in stats)

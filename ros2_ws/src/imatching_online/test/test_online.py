@@ -191,3 +191,22 @@ def test_node_parameters_carry_the_adaptation_regularisers():
     assert params_from_values({"matcher": "m.safetensors"}).adapt == AdaptConfig()
     with pytest.raises(ValueError, match="anchor_pull"):
         params_from_values({"matcher": "m.safetensors", "anchor_pull": 1.5})
+
+
+@pytest.mark.slow
+def test_stream_adapts_an_xfeat_matcher_and_saves_it(seq, tmp_path):
+    """The node's core with XFeat: working size a multiple of 32, windows go through match + BA + step,
+    and the saved checkpoint loads back as the same XFeat weights."""
+    from imatching_online.matcher.xfeat_matcher import XFeatMatcher
+
+    matcher = XFeatMatcher()
+    stream = StreamConfig(window_size=3, window_stride=3, max_image_size=160)
+    sa = StreamAdapter(matcher, stream, AdaptConfig(queries_per_frame=100, rollback_window=2))
+    outcomes = [sa.add_frame(seq[i].image, seq[i].timestamp, seq[i].camera) for i in range(6)]
+    assert sum(o.status == STEPPED for o in outcomes) == 2 and sa.adapter.stats.windows == 2
+    meta = sa.save(tmp_path / "x.safetensors")
+    assert meta["image_size"] == [160, 96]
+    loaded, _ = load_matcher(tmp_path / "x.safetensors")
+    assert isinstance(loaded, XFeatMatcher)
+    assert all(torch.equal(v, matcher.state_dict()[k]) for k, v in loaded.state_dict().items())
+    assert sa.steps == sa.adapter.stats.successes  # every solved window stepped, the others did not

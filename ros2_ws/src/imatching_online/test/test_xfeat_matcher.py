@@ -131,3 +131,20 @@ def test_save_load_round_trip(tmp_path):
     assert loaded.config.coarse_temperature == 0.07
     for k, v in m2.state_dict().items():
         assert torch.equal(v, loaded.state_dict()[k]), k
+
+
+def test_a_matcher_with_nan_weights_is_never_saved(tmp_path):
+    m = XFeatMatcher()
+    with torch.no_grad():
+        m.net.fine_matcher[0].weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        save_matcher(tmp_path / "nan.safetensors", m, {})
+    assert not (tmp_path / "nan.safetensors").exists()
+
+
+def test_stream_working_size_follows_the_matcher_multiple():
+    from imatching_online.online import working_size
+
+    assert working_size(540, 360, 320) == (320, 208)
+    assert working_size(540, 360, 320, XFeatMatcher.size_multiple) == (320, 192)
+    assert working_size(1241, 376, 416, 32) == (416, 96)

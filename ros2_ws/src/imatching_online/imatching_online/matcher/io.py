@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import torch
-from banet_vo.model.checkpoint import load_checkpoint, save_checkpoint
+from banet_vo.model.checkpoint import load_checkpoint, non_finite_tensors, save_checkpoint
 
 from imatching_online.matcher.network import Matcher, MatcherConfig
 from imatching_online.matcher.xfeat_matcher import ARCH as XFEAT_ARCH
@@ -21,6 +21,9 @@ def save_matcher(path: str | Path, matcher: Matcher | XFeatMatcher, meta: dict) 
     """Write the matcher's weights, config and metadata (the shared code writes atomically and adds
     ``code_version``)."""
     state = {k: v.detach().cpu().contiguous() for k, v in matcher.state_dict().items()}
+    bad = non_finite_tensors(state)
+    if bad:  # a NaN matcher is never written: the file on disk keeps the last good weights
+        raise ValueError(f"refusing to save a matcher with non-finite weights in {', '.join(bad[:3])}")
     save_checkpoint(Path(path), state, kind=KIND, config=matcher.config.to_dict(), meta=meta)
 
 

@@ -90,6 +90,8 @@ def xfeat_state_from_wheel() -> dict[str, torch.Tensor]:
 class XFeatMatcher(nn.Module):
     """``features(images)`` once per image, then ``match(feat_a, feat_b, queries)`` per pair."""
 
+    size_multiple = SIZE_MULTIPLE  # what a stream's working size must be a multiple of
+
     def __init__(self, config: XFeatMatcherConfig | None = None, pretrained: bool = True) -> None:
         super().__init__()
         self.config = XFeatMatcherConfig() if config is None else config
