@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from banet_vo.model.checkpoint import save_checkpoint
 from imatching_online.lineage import choose_start, lineage_meta, same_base
 from imatching_online.matcher.io import load_matcher, save_matcher
 from imatching_online.matcher.network import Matcher, MatcherConfig
@@ -79,7 +80,14 @@ def test_unusable_output_is_refused_naming_the_problem(base, tmp_path):
     broken = _matcher(6)
     with torch.no_grad():
         next(broken.parameters())[0].fill_(float("nan"))
-    out = _output(tmp_path / "out.safetensors", broken, base, meta)
+    with pytest.raises(ValueError, match="non-finite"):  # save_matcher never writes NaN weights ...
+        _output(tmp_path / "out.safetensors", broken, base, meta)
+    # ... so a NaN file on disk comes from elsewhere (a foreign writer, bit rot): write it below the check.
+    save_checkpoint(
+        tmp_path / "out.safetensors", broken.state_dict(), kind="matcher", config=broken.config.to_dict(),
+        meta={"adapted_from": base, "base_meta": meta},
+    )
+    out = str(tmp_path / "out.safetensors")
     with pytest.raises(ValueError, match=r"unusable .*non-finite weights"):
         choose_start(matcher, meta, base, out)
     choice = choose_start(matcher, meta, base, out, start_from="matcher")
