@@ -209,6 +209,30 @@ def test_adapt_true_changes_the_saved_weights(rclpy_context, seq, tmp_path):
     assert graph.node.snapshot()["saves"] == 1  # shutdown: the file already holds the current weights
 
 
+def test_the_node_adapts_xfeat_from_the_wheel(rclpy_context, seq, tmp_path):
+    """matcher:=xfeat:pretrained: the node runs XFeat (working size a multiple of 32), a solved window steps
+    it, and the checkpoint it writes loads back as an XFeat matcher with the changed weights."""
+    from imatching_online.matcher.io import XFEAT_PRETRAINED
+    from imatching_online.matcher.xfeat_matcher import XFeatMatcher
+
+    out = tmp_path / "xfeat_adapted.safetensors"
+    params = {**FAST, "matcher": XFEAT_PRETRAINED, "output_model": str(out), "save_every_steps": 1}
+    graph = Graph(rclpy_context, {**params, "queries_per_frame": 100})
+    try:
+        graph.prime_camera(seq[0].camera)
+        for i in range(3):
+            graph.send(seq[i].image, T0 + seq[i].timestamp, seq[i].camera)
+        snap = graph.settle("windows", 1)
+        assert snap["successes"] == snap["steps"] == 1 and snap["saves"] == 1, snap
+    finally:
+        graph.close()
+    adapted, meta = load_matcher(out)
+    assert isinstance(adapted, XFeatMatcher) and meta["image_size"] == [160, 96]
+    assert meta["adapted_from"] == XFEAT_PRETRAINED and meta["optimiser_steps"] == 1
+    wheel = XFeatMatcher().state_dict()
+    assert not torch.equal(adapted.state_dict()["net.fine_matcher.0.weight"], wheel["net.fine_matcher.0.weight"])
+
+
 def test_bad_input_is_counted_and_the_node_keeps_serving(rclpy_context, seq, random_matcher, tmp_path):
     # a long window: no BA runs here, only the input path is exercised
     params = {**FAST, "window_size": 30, "matcher": str(random_matcher), "image_qos": "reliable"}
