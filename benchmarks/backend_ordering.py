@@ -16,12 +16,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial.transform import Rotation
-
 from banet_vo.backend import Observation, WindowBAConfig, WindowBundleAdjuster
 from banet_vo.frontend.solvers import project
 from banet_vo.geometry import PinholeCamera
 from banet_vo.provenance import code_version, machine_description
+from scipy.spatial.transform import Rotation
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "backend_ordering.md"
 CAMERA = PinholeCamera(718.9, 718.9, 607.2, 185.2, 1226, 370)  # KITTI 07's left camera
@@ -62,14 +61,16 @@ def kitti_like_window(seed: int, keyframes: int = 7, landmarks: int = 2800):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeats", type=int, default=5, help="windows (seeds); the orderings alternate within each")
+    p.add_argument(
+        "--repeats", type=int, default=5, help="windows (seeds); the orderings alternate within each"
+    )
     args = p.parse_args(argv)
     times: dict[str, list[float]] = {"METIS": [], "COLAMD": []}
     size = None
     for seed in range(args.repeats):
         poses, points, observations = kitti_like_window(seed)
         size = (len(points), len(observations))
-        for ordering in (("METIS", "COLAMD") if seed % 2 == 0 else ("COLAMD", "METIS")):
+        for ordering in ("METIS", "COLAMD") if seed % 2 == 0 else ("COLAMD", "METIS"):
             ba = WindowBundleAdjuster(CAMERA, WindowBAConfig(ordering=ordering))
             started = time.perf_counter()
             ba.solve(poses, points, observations, fixed={0, 1})

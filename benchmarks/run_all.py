@@ -26,6 +26,8 @@ HISTORY = ROOT / "docs" / "benchmarks-history.md"
 TOPICS = [
     "real_clips",
     "real_clips_live",
+    "real_clips_live_background",
+    "covariance_nees",
     "synthetic",
     "normal_equations",
     "banet_pairs",
@@ -33,15 +35,35 @@ TOPICS = [
     "vo_kitti",
     "vo_latency",
     "window_ba",
+    "backend_ordering",
     "imatching",
     "imatching_accuracy",
 ]
 
 # Topics written by another benchmark module than their name: topic -> (module, arguments).
-RUNS = {"real_clips_live": ("real_clips", ["--live-only"])}
+RUNS = {
+    "real_clips_live": ("real_clips", ["--live-only"]),
+    "real_clips_live_background": (
+        "real_clips",
+        [
+            "--live-only",
+            "--live-param",
+            "background_ba:=true",
+            "--out",
+            str(RESULTS / "real_clips_live_background.md"),
+        ],
+    ),
+}
 
 # Today's figures, in BENCHMARKS.md in this order; every other topic goes to docs/benchmarks-history.md.
-TODAY = ["real_clips", "real_clips_live", "banet_latency", "vo_latency"]
+TODAY = [
+    "real_clips",
+    "real_clips_live",
+    "real_clips_live_background",
+    "covariance_nees",
+    "banet_latency",
+    "vo_latency",
+]
 
 HEADER = """# Benchmarks: today
 

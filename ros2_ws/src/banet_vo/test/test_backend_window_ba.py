@@ -102,7 +102,10 @@ def test_orderings_reach_the_same_solution():
     problem: the solutions agree to solver precision."""
     poses, points, obs = _problem(n_kf=6, n_pts=300, seed=3)
     rng = np.random.default_rng(4)
-    noisy_poses = {k: (T if k < 2 else T @ _pose(rng.normal(0, 0.01, 3), rng.normal(0, 0.05, 3))) for k, T in poses.items()}
+    noisy_poses = {
+        k: (T if k < 2 else T @ _pose(rng.normal(0, 0.01, 3), rng.normal(0, 0.05, 3)))
+        for k, T in poses.items()
+    }
     noisy_points = {j: P + rng.normal(0, 0.1, 3) for j, P in points.items()}
     solved = {
         ordering: WindowBundleAdjuster(CAMERA, WindowBAConfig(ordering=ordering)).solve(
