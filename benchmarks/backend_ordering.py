@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Window BA time by elimination ordering",
         "",
-        f"`.venv/bin/python -m benchmarks.backend_ordering --repeats {args.repeats}` — {datetime.date.today()}, "
-        f"code {code_version()}, {machine_description()}",
+        f"`.venv/bin/python -m benchmarks.backend_ordering --repeats {args.repeats}` — "
+        f"{datetime.date.today()}, code {code_version()}, {machine_description()}",
         "",
         f"Synthetic KITTI-shaped window: 7 keyframes, {size[0]} landmarks, {size[1]} observations, 2 held.",
         "",

@@ -237,7 +237,7 @@ def test_background_ba_falls_back_in_line_when_the_worker_dies(estimator, kitti0
         _run(vo, kitti06[:12])
         vo._background._process.kill()
         with caplog.at_level("ERROR", logger="banet_vo.odometry.keyframe_vo"):
-            est, _, results = _run(vo, kitti06[12:30])
+            _, _, results = _run(vo, kitti06[12:30])
     finally:
         vo.close()
     assert vo._inline_ba
