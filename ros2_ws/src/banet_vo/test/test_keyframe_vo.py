@@ -243,3 +243,29 @@ def test_background_ba_falls_back_in_line_when_the_worker_dies(estimator, kitti0
     assert vo._inline_ba
     assert any("solved in line from now on" in m for m in caplog.messages)
     assert sum(r.status == TRACKED for r in results) >= 15
+
+
+def test_banet_pose_factors_enter_the_window(estimator, kitti06):
+    """banet_pose_factor: BA-Net's keyframe-pair pose becomes a factor between consecutive keyframes of
+    the window, in map units; "rotation" frees its translation. Off ("none") by default (its figures:
+    docs/preregistered/banet_pose_factor.txt)."""
+    assert OdometryConfig().banet_pose_factor == "none"
+    with pytest.raises(ValueError, match="banet_pose_factor"):
+        OdometryConfig(banet_pose_factor="both")
+    vo = _vo(estimator, banet_pose_factor="rotation")
+    est, _, _ = _run(vo, kitti06[:12])
+    assert len(est) >= 10
+    factors = vo._banet_factors()
+    assert factors, "no BA-Net factor in the window"
+    ids = [kf.id for kf in vo._keyframes]
+    s = vo.scale
+    for f in factors:
+        assert ids.index(f.j) == ids.index(f.i) + 1
+        _, T_metric, cov = next(kf.banet_pose for kf in vo._keyframes if kf.id == f.j)
+        np.testing.assert_allclose(f.T_i_j[:3, :3], T_metric[:3, :3])
+        np.testing.assert_allclose(f.T_i_j[:3, 3], T_metric[:3, 3] / s)
+        np.testing.assert_allclose(f.covariance[:3, :3], np.eye(3) * 1e6)
+        np.testing.assert_allclose(f.covariance[3:, 3:], cov[3:, 3:])
+        assert np.all(f.covariance[:3, 3:] == 0)
+    vo.config = OdometryConfig(**{**vars(vo.config), "banet_pose_factor": "none"})
+    assert vo._banet_factors() == []

@@ -19,7 +19,13 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from banet_vo.backend.window_ba import Observation, WindowBAConfig, WindowBAResult, WindowBundleAdjuster
+from banet_vo.backend.window_ba import (
+    Observation,
+    RelativePoseFactor,
+    WindowBAConfig,
+    WindowBAResult,
+    WindowBundleAdjuster,
+)
 
 _HEADER = struct.Struct("<Q")
 
@@ -83,6 +89,7 @@ class BackgroundBundleAdjuster:
         points: dict[int, np.ndarray],
         observations: list[Observation],
         fixed: set[int],
+        relative: list[RelativePoseFactor] | None = None,
     ) -> None:
         if self._pending is not None:
             raise RuntimeError("a window BA is already running")
@@ -93,7 +100,8 @@ class BackgroundBundleAdjuster:
         intrinsics = (camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height)
         try:
             _write(
-                self._process.stdin, (self._sequence, intrinsics, config, poses, points, observations, fixed)
+                self._process.stdin,
+                (self._sequence, intrinsics, config, poses, points, observations, fixed, relative),
             )
         except OSError as err:
             raise RuntimeError(f"window BA worker does not take jobs: {err}") from err
@@ -136,7 +144,7 @@ def _serve(stdin, stdout) -> None:
     adjusters: dict[tuple, WindowBundleAdjuster] = {}
     while True:
         try:
-            sequence, intrinsics, config, poses, points, observations, fixed = _read(stdin)
+            sequence, intrinsics, config, poses, points, observations, fixed, relative = _read(stdin)
         except EOFError:
             return
         try:
@@ -146,7 +154,7 @@ def _serve(stdin, stdout) -> None:
                 fx, fy, cx, cy, width, height = intrinsics
                 camera = SimpleNamespace(fx=fx, fy=fy, cx=cx, cy=cy, width=width, height=height)
                 adjusters[key] = WindowBundleAdjuster(camera, config)
-            outcome = adjusters[key].solve(poses, points, observations, fixed)
+            outcome = adjusters[key].solve(poses, points, observations, fixed, relative)
         except Exception as err:  # handed to the caller, which raises it
             outcome = RuntimeError(f"{type(err).__name__}: {err}")
         _write(stdout, (sequence, outcome))

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from banet_vo.backend import Observation, WindowBAConfig, WindowBundleAdjuster
+from banet_vo.backend import Observation, RelativePoseFactor, WindowBAConfig, WindowBundleAdjuster
 from banet_vo.backend.background import BackgroundBundleAdjuster
 from banet_vo.frontend import Features, XFeatExtractor, match_mutual, solve_absolute_pose, solve_relative_pose
 from banet_vo.frontend.solvers import project, triangulate
@@ -37,6 +37,8 @@ from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import (
     adjoint,
     compose_right_covariance,
+    left_to_right_covariance,
+    pose_covariance_from_hessian,
     right_covariance_to_ros,
     transform_covariance,
 )
@@ -77,6 +79,9 @@ class _Keyframe:
     prepared: PreparedFrame
     depth_scale: float | None = None  # metres per map unit that BA-Net's depth of this keyframe implies
     unmeasured: tuple | None = None  # (depth, depth camera) kept until its window BA is merged
+    # BA-Net's pose of this keyframe in the previous one: (previous id, T_prev_this in metres, its
+    # right-perturbation covariance [translation, rotation]), for banet_pose_factor.
+    banet_pose: tuple[int, np.ndarray, np.ndarray] | None = None
 
 
 @dataclass
@@ -89,6 +94,7 @@ class _WindowJob:
     fixed: set[int]
     index: dict[tuple[int, int], int]  # (keyframe, landmark) → keypoint index in that keyframe
     last_landmark: int  # landmarks with larger ids were created after the job was built
+    relative: list[RelativePoseFactor]  # BA-Net's keyframe-pair poses (banet_pose_factor)
 
 
 @dataclass
@@ -476,7 +482,9 @@ class KeyframeOdometry:
         if self._inline_ba:
             self._merge_background_ba(wait=True)  # background_ba was just turned off
             job = self._window_job()
-            self._apply_ba(self._ba.solve(job.poses, job.points, job.observations, job.fixed), job, False)
+            self._apply_ba(
+                self._ba.solve(job.poses, job.points, job.observations, job.fixed, job.relative), job, False
+            )
         elif self._background.busy:
             self._ba_pending = True  # solved as a whole when the running job is merged
         else:
@@ -485,7 +493,7 @@ class KeyframeOdometry:
     def _submit_ba(self) -> None:
         job = self._window_job()
         self._background.submit(
-            self._camera, self._ba.config, job.poses, job.points, job.observations, job.fixed
+            self._camera, self._ba.config, job.poses, job.points, job.observations, job.fixed, job.relative
         )
         self._ba_job = job
         self._ba_pending = False
@@ -502,7 +510,11 @@ class KeyframeOdometry:
             self._worker_failed = True
             self._background.close()
             result = self._ba.solve(
-                self._ba_job.poses, self._ba_job.points, self._ba_job.observations, self._ba_job.fixed
+                self._ba_job.poses,
+                self._ba_job.points,
+                self._ba_job.observations,
+                self._ba_job.fixed,
+                self._ba_job.relative,
             )
         if result is None:
             return np.eye(4)
@@ -531,7 +543,31 @@ class KeyframeOdometry:
         poses = {kf.id: kf.T_wc.copy() for kf in kfs}
         used = {o.landmark for o in observations}
         points = {lm: self._points[lm].copy() for lm in used}
-        return _WindowJob(poses, points, observations, fixed, index, self._next_landmark)
+        return _WindowJob(
+            poses, points, observations, fixed, index, self._next_landmark, self._banet_factors()
+        )
+
+    def _banet_factors(self) -> list[RelativePoseFactor]:
+        """BA-Net's keyframe-pair poses as relative-pose factors of this window, in map units."""
+        mode, s = self.config.banet_pose_factor, self.scale
+        if mode == "none" or s is None or not s > 0:
+            return []
+        ids = {kf.id for kf in self._keyframes}
+        to_map = np.diag([1.0 / s] * 3 + [1.0] * 3)
+        factors = []
+        for kf in self._keyframes:
+            if kf.banet_pose is None or kf.banet_pose[0] not in ids:
+                continue
+            prev_id, T, cov = kf.banet_pose
+            T = T.copy()
+            T[:3, 3] /= s
+            cov = to_map @ cov @ to_map
+            if mode == "rotation":  # the translation left free: only the relative rotation is held
+                cov[:3, :] = 0.0
+                cov[:, :3] = 0.0
+                cov[:3, :3] = np.eye(3) * 1e6
+            factors.append(RelativePoseFactor(prev_id, kf.id, T, cov))
+        return factors
 
     def _apply_ba(self, result, job: _WindowJob, frames_moved: bool) -> np.ndarray:
         """Merge a window BA into the map. What changed since the job was built (keyframes, landmarks and
@@ -629,6 +665,14 @@ class KeyframeOdometry:
             estimate = self.estimator.estimate(kf.prepared, prev.prepared, seed)
         except (RuntimeError, ValueError) as err:
             return None, None, f"BA-Net failed on the keyframe pair: {err}"
+        if self.config.banet_pose_factor != "none":
+            try:
+                cov_left = pose_covariance_from_hessian(estimate.hessian, estimate.residual_variance)
+                cov = left_to_right_covariance(estimate.T_tgt_ref, cov_left)
+                if np.isfinite(estimate.T_tgt_ref).all() and np.isfinite(cov).all():
+                    kf.banet_pose = (prev.id, np.array(estimate.T_tgt_ref, dtype=np.float64), cov)
+            except ValueError as err:
+                logger.debug("keyframe %d: BA-Net pose not used as a factor: %s", kf.id, err)
         depth = np.asarray(estimate.depth, dtype=np.float32)
         if depth.ndim != 2 or not np.isfinite(estimate.cost) or not np.any(np.isfinite(depth) & (depth > 0)):
             return None, None, "BA-Net gave no usable depth on the keyframe pair"

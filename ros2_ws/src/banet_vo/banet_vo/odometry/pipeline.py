@@ -58,6 +58,8 @@ FRONTENDS = ("xfeat", "none")
 # Where metric scale comes from: BA-Net's learned depth, a ground plane at a known camera height, or
 # nowhere (the trajectory is then up to scale, and the status says so).
 SCALE_SOURCES = ("learned", "ground_plane", "none")
+# How BA-Net's keyframe-pair pose enters the xfeat window BA (docs/preregistered/banet_pose_factor.txt).
+BANET_POSE_FACTORS = ("none", "rotation", "full")
 
 # What FrameResult.relative_covariance is relative to.
 RELATIVE_TO_KEYFRAME = "keyframe"
@@ -141,6 +143,12 @@ class OdometryConfig:
         "frontend xfeat: solve each window BA in a worker process while tracking goes on (for live "
         "cameras; results then depend on timing) instead of before the keyframe's pose is published",
     )
+    banet_pose_factor: str = setting(
+        "none",
+        "frontend xfeat: BA-Net's keyframe-pair pose as a window-BA factor weighted by its Hessian: none, "
+        "its rotation only, or full (translation at the current scale)",
+        choices=BANET_POSE_FACTORS,
+    )
     # The xfeat front end's knobs (node parameters tracking_*).
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     T_base_camera: np.ndarray = field(default_factory=body_from_optical)
@@ -154,6 +162,10 @@ class OdometryConfig:
             raise ValueError(f"scale_source must be one of {SCALE_SOURCES}, got {self.scale_source!r}")
         if not isinstance(self.camera_height, int | float) or not self.camera_height >= 0:
             raise ValueError(f"camera_height must be a number >= 0, got {self.camera_height!r}")
+        if self.banet_pose_factor not in BANET_POSE_FACTORS:
+            raise ValueError(
+                f"banet_pose_factor must be one of {BANET_POSE_FACTORS}, got {self.banet_pose_factor!r}"
+            )
         if self.frontend == "none" and self.scale_source != "learned":
             raise ValueError(
                 f"scale_source {self.scale_source!r} needs frontend xfeat: BA-Net alone (frontend none) "

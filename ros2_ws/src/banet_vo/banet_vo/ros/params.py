@@ -43,6 +43,7 @@ ODOMETRY_PARAMS = (
     "scale_source",
     "camera_height",
     "background_ba",
+    "banet_pose_factor",
 )
 # TrackingConfig fields, as node parameters tracking_<field> (all read at start: the map is built with them).
 TRACKING_PARAMS = {f"tracking_{f.name}": f.name for f in fields(TrackingConfig)}
