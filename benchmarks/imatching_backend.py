@@ -60,7 +60,7 @@ def run(args) -> dict:
         for solver in SOLVERS:
             m, _ = load_matcher(spec)
             adapter = OnlineAdapter(m, camera, AdaptConfig(), WindowConfig(solver=solver))
-            for start, images, hosts in windows[: args.step_windows]:
+            for _start, images, hosts in windows[: args.step_windows]:
                 report = adapter.step(images, hosts)
                 if report.success:
                     row[solver]["step_s"].append(report.step_s)
@@ -80,7 +80,8 @@ def run(args) -> dict:
 
 def markdown(payload: dict) -> str:
     lines = [
-        "| matcher | solver | windows solved | window BA median (s) | of it LM + pruning (s) | adaptation step median (s) |",
+        "| matcher | solver | windows solved | window BA median (s) | of it LM + pruning (s) "
+        "| adaptation step median (s) |",
         "|---|---|---|---|---|---|",
     ]
     for name, per in payload["results"].items():

@@ -230,7 +230,9 @@ def test_the_node_adapts_xfeat_from_the_wheel(rclpy_context, seq, tmp_path):
     assert isinstance(adapted, XFeatMatcher) and meta["image_size"] == [160, 96]
     assert meta["adapted_from"] == XFEAT_PRETRAINED and meta["optimiser_steps"] == 1
     wheel = XFeatMatcher().state_dict()
-    assert not torch.equal(adapted.state_dict()["net.fine_matcher.0.weight"], wheel["net.fine_matcher.0.weight"])
+    assert not torch.equal(
+        adapted.state_dict()["net.fine_matcher.0.weight"], wheel["net.fine_matcher.0.weight"]
+    )
 
 
 def test_bad_input_is_counted_and_the_node_keeps_serving(rclpy_context, seq, random_matcher, tmp_path):

@@ -22,8 +22,7 @@ from pathlib import Path
 
 from banet_vo.model.checkpoint import CheckpointNotFoundError
 
-from imatching_online.matcher.io import load_matcher
-from imatching_online.matcher.io import XFEAT_PRETRAINED
+from imatching_online.matcher.io import XFEAT_PRETRAINED, load_matcher
 from imatching_online.matcher.network import Matcher
 
 __all__ = ["START_FROM", "StartChoice", "choose_start", "lineage_meta", "same_base", "total_steps"]

@@ -40,8 +40,8 @@ from imatching_online.adapt import (
 from imatching_online.ba import WindowConfig
 from imatching_online.matcher.io import save_matcher
 from imatching_online.matcher.network import SIZE_MULTIPLE, Matcher
-from imatching_online.matcher.xfeat_matcher import XFeatMatcher
 from imatching_online.matcher.queries import prepare_image
+from imatching_online.matcher.xfeat_matcher import XFeatMatcher
 
 # What add_frame did with a frame.
 KEPT = "kept"  # added to the window, window not full yet

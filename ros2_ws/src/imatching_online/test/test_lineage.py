@@ -84,7 +84,10 @@ def test_unusable_output_is_refused_naming_the_problem(base, tmp_path):
         _output(tmp_path / "out.safetensors", broken, base, meta)
     # ... so a NaN file on disk comes from elsewhere (a foreign writer, bit rot): write it below the check.
     save_checkpoint(
-        tmp_path / "out.safetensors", broken.state_dict(), kind="matcher", config=broken.config.to_dict(),
+        tmp_path / "out.safetensors",
+        broken.state_dict(),
+        kind="matcher",
+        config=broken.config.to_dict(),
         meta={"adapted_from": base, "base_meta": meta},
     )
     out = str(tmp_path / "out.safetensors")

@@ -32,13 +32,17 @@ from imatching_online.ba.refine import PassStats, Refined, normalise_scale
 from imatching_online.ba.tracks import ANCHOR, Tracks
 
 
-def _select(T_cw: np.ndarray, X: np.ndarray, inliers: np.ndarray, tracks: Tracks, config: WindowConfig) -> np.ndarray:
+def _select(
+    T_cw: np.ndarray, X: np.ndarray, inliers: np.ndarray, tracks: Tracks, config: WindowConfig
+) -> np.ndarray:
     """Landmarks worth keeping: finite, in front of their anchor, long enough inlier track that includes the
     anchor, enough parallax."""
     ok = np.isfinite(X).all(1) & (inliers.sum(1) >= config.min_track_length)
     ok &= inliers[np.arange(len(X)), tracks.anchor]
     if ok.any():
-        anchor_depth = np.einsum("tj,tj->t", T_cw[tracks.anchor[ok], 2, :3], X[ok]) + T_cw[tracks.anchor[ok], 2, 3]
+        anchor_depth = (
+            np.einsum("tj,tj->t", T_cw[tracks.anchor[ok], 2, :3], X[ok]) + T_cw[tracks.anchor[ok], 2, 3]
+        )
         ok[ok] = anchor_depth > 0
     if ok.any():
         ok[ok] = max_ray_angle_deg(T_cw, X[ok], inliers[ok]) >= config.min_landmark_parallax_deg
@@ -74,7 +78,10 @@ def gtsam_pass(
     X_new = X.copy()
     for j, P in result.points.items():
         X_new[j] = P
-    stats = PassStats(result.initial_error, result.final_error, config.lm_iterations, len(observations), len(lms))
+    # steps: the iteration cap (the shared back end does not report how many LM iterations it ran).
+    stats = PassStats(
+        result.initial_error, result.final_error, config.lm_iterations, len(observations), len(lms)
+    )
     return T_new, X_new, stats
 
 

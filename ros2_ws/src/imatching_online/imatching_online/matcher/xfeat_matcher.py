@@ -136,7 +136,8 @@ class XFeatMatcher(nn.Module):
         """Matches in B of query pixels (B, M, 2) of A."""
         if queries.ndim != 3 or queries.shape[-1] != 2 or queries.shape[0] != feat_a.coarse.shape[0]:
             raise ValueError(
-                f"queries must have shape (B, M, 2) with B={feat_a.coarse.shape[0]}, got {tuple(queries.shape)}"
+                f"queries must have shape (B, M, 2) with B={feat_a.coarse.shape[0]}, "
+                f"got {tuple(queries.shape)}"
             )
         if feat_b.coarse.shape[0] != feat_a.coarse.shape[0]:
             raise ValueError("feat_a and feat_b must have the same batch size")
@@ -145,7 +146,9 @@ class XFeatMatcher(nn.Module):
 
         fb = feat_b.coarse
         b, c, hc, wc = fb.shape
-        logits = torch.einsum("bmc,bcn->bmn", desc_a, fb.reshape(b, c, hc * wc)) / self.config.coarse_temperature
+        logits = (
+            torch.einsum("bmc,bcn->bmn", desc_a, fb.reshape(b, c, hc * wc)) / self.config.coarse_temperature
+        )
         prob = logits.softmax(-1)
         centres = cell_centres(hc, wc, STRIDE, fb.device, fb.dtype)  # (N, 2)
         uv_c = prob @ centres
