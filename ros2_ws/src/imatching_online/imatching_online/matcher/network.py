@@ -132,26 +132,14 @@ class Matcher(nn.Module):
 
     def match(self, feat_a: Features, feat_b: Features, queries: torch.Tensor) -> MatchOutput:
         """Matches in B of query pixels (B, M, 2) of A."""
-        if queries.ndim != 3 or queries.shape[-1] != 2 or queries.shape[0] != feat_a.coarse.shape[0]:
-            raise ValueError(
-                f"queries must have shape (B, M, 2) with B={feat_a.coarse.shape[0]}, "
-                f"got {tuple(queries.shape)}"
-            )
-        if feat_b.coarse.shape[0] != feat_a.coarse.shape[0]:
-            raise ValueError("feat_a and feat_b must have the same batch size")
+        check_queries(feat_a.coarse, feat_b.coarse, queries)
         queries = queries.to(feat_a.coarse.dtype)
         desc_c = sample_features(feat_a.coarse, queries, feat_a.size)  # (B, M, C)
         desc_f = sample_features(feat_a.fine, queries, feat_a.size)
-
-        fb = feat_b.coarse
-        b, cc, hc, wc = fb.shape
-        logits = (
-            torch.einsum("bmc,bcn->bmn", desc_c, fb.reshape(b, cc, hc * wc)) / self.config.coarse_temperature
+        _, uv_c, var_c = coarse_expectation(
+            desc_c, feat_b.coarse, STRIDE_COARSE, self.config.coarse_temperature
         )
-        prob = logits.softmax(-1)
-        centres = cell_centres(hc, wc, STRIDE_COARSE, fb.device, fb.dtype)  # (N, 2)
-        uv_c = prob @ centres
-        var_c = (prob @ centres.square() - uv_c.square()).sum(-1).clamp_min(1e-6)
+        b = queries.shape[0]
 
         centre = uv_c.detach()
         pts = centre.unsqueeze(2) + self.window_offsets.to(centre.dtype)  # (B, M, K, 2)
@@ -183,6 +171,29 @@ def cell_centres(h: int, w: int, stride: int, device=None, dtype=None) -> torch.
     )
     half = (stride - 1) / 2
     return torch.stack([u * stride + half, v * stride + half], -1).reshape(-1, 2)
+
+
+def check_queries(coarse_a: torch.Tensor, coarse_b: torch.Tensor, queries: torch.Tensor) -> None:
+    """The matchers' input contract: queries (B, M, 2) for a batch of B image pairs."""
+    if queries.ndim != 3 or queries.shape[-1] != 2 or queries.shape[0] != coarse_a.shape[0]:
+        raise ValueError(
+            f"queries must have shape (B, M, 2) with B={coarse_a.shape[0]}, got {tuple(queries.shape)}"
+        )
+    if coarse_b.shape[0] != coarse_a.shape[0]:
+        raise ValueError("feat_a and feat_b must have the same batch size")
+
+
+def coarse_expectation(
+    desc: torch.Tensor, coarse_b: torch.Tensor, stride: int, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Soft match of descriptors (B, M, C) over every cell of B's coarse map (B, C, h, w): the cell
+    probabilities (B, M, h*w), their expected pixel (B, M, 2) and its variance (B, M), summed over u, v."""
+    b, c, hc, wc = coarse_b.shape
+    prob = (torch.einsum("bmc,bcn->bmn", desc, coarse_b.reshape(b, c, hc * wc)) / temperature).softmax(-1)
+    centres = cell_centres(hc, wc, stride, coarse_b.device, coarse_b.dtype)  # (N, 2)
+    uv = prob @ centres
+    var = (prob @ centres.square() - uv.square()).sum(-1).clamp_min(1e-6)
+    return prob, uv, var
 
 
 def sample_features(feat: torch.Tensor, uv: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

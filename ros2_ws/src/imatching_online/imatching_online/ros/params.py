@@ -37,7 +37,11 @@ ADAPT_PARAMS = (
 BA_PARAMS = ("passes", "lm_iterations", "min_parallax_deg", "min_inlier_ratio")
 
 PARAMS = ParameterTable(
-    ParameterSpec("matcher", "", "matcher checkpoint to start from (.safetensors, kind matcher) or xfeat:pretrained; required"),
+    ParameterSpec(
+        "matcher",
+        "",
+        "matcher checkpoint to start from (.safetensors, kind matcher) or xfeat:pretrained; required",
+    ),
     ParameterSpec(
         "output_model",
         "",
