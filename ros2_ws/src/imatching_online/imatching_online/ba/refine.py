@@ -149,6 +149,27 @@ def normalise_scale(T_cw: np.ndarray, rho: np.ndarray) -> tuple[np.ndarray, np.n
     return T_cw, rho * extent
 
 
+def ba_subset(active: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+    """The landmarks one pass solves: all active ones, or a random `cap` of them (bounded problem size;
+    the rest follow the new poses by triangulation)."""
+    in_ba = active.copy()
+    if active.sum() > cap:
+        in_ba[:] = False
+        in_ba[rng.choice(np.flatnonzero(active), cap, replace=False)] = True
+    return in_ba
+
+
+def check_first_pass(stats: PassStats) -> None:
+    """WindowFailure when the first pass did not lower the robust cost (exact data, at the noise floor,
+    has nothing to reduce)."""
+    at_noise_floor = stats.cost_before <= 1e-12 * stats.observations
+    if not stats.cost_after < stats.cost_before and not at_noise_floor:
+        raise WindowFailure(
+            FailureReason.COST_NOT_REDUCED,
+            f"LM left the robust cost at {stats.cost_after:.4g} (start {stats.cost_before:.4g})",
+        )
+
+
 @contextmanager
 def _torch_threads(threads: int):
     """Run the small LM problems single-threaded: on a busy machine OpenMP workers spinning on
@@ -237,19 +258,11 @@ def refine_window(
     for p in range(config.passes):
         if not active.any():
             break
-        in_ba = active.copy()
-        if active.sum() > config.max_ba_landmarks:  # bounded LM size; the rest follow by triangulation
-            keep = rng.choice(np.flatnonzero(active), config.max_ba_landmarks, replace=False)
-            in_ba[:] = False
-            in_ba[keep] = True
+        in_ba = ba_subset(active, config.max_ba_landmarks, rng)
         T_cw, rho, stats = lm_pass(T_cw, rho, inliers & in_ba[:, None], tracks, camera, config)
         passes.append(stats)
-        at_noise_floor = stats.cost_before <= 1e-12 * stats.observations  # exact data: nothing to reduce
-        if p == 0 and not stats.cost_after < stats.cost_before and not at_noise_floor:
-            raise WindowFailure(
-                FailureReason.COST_NOT_REDUCED,
-                f"LM left the robust cost at {stats.cost_after:.4g} (start {stats.cost_before:.4g})",
-            )
+        if p == 0:
+            check_first_pass(stats)
         T_cw, rho = normalise_scale(T_cw, rho)
         err = anchored_reprojection_errors(T_cw, tracks.uv, tracks.anchor, rho, camera)
         pruned = tracks.observed & (err < thr) & active[:, None]

@@ -28,7 +28,7 @@ from imatching_online.ba.multiview import (
     max_ray_angle_deg,
     reprojection_errors,
 )
-from imatching_online.ba.refine import PassStats, Refined, normalise_scale
+from imatching_online.ba.refine import PassStats, Refined, ba_subset, check_first_pass, normalise_scale
 from imatching_online.ba.tracks import ANCHOR, Tracks
 
 
@@ -110,19 +110,11 @@ def refine_window_gtsam(
     for p in range(config.passes):
         if not active.any():
             break
-        in_ba = active.copy()
-        if active.sum() > config.max_ba_landmarks:  # bounded problem size; the rest follow by triangulation
-            keep = rng.choice(np.flatnonzero(active), config.max_ba_landmarks, replace=False)
-            in_ba[:] = False
-            in_ba[keep] = True
+        in_ba = ba_subset(active, config.max_ba_landmarks, rng)
         T_cw, X, stats = gtsam_pass(T_cw, X, inliers & in_ba[:, None], tracks, camera, config)
         passes.append(stats)
-        at_noise_floor = stats.cost_before <= 1e-12 * stats.observations
-        if p == 0 and not stats.cost_after < stats.cost_before and not at_noise_floor:
-            raise WindowFailure(
-                FailureReason.COST_NOT_REDUCED,
-                f"LM left the robust cost at {stats.cost_after:.4g} (start {stats.cost_before:.4g})",
-            )
+        if p == 0:
+            check_first_pass(stats)
         T_cw, X = _normalise(T_cw, X)
         out = active & ~in_ba  # landmarks left out of the solve follow the new poses by triangulation
         if out.any():
