@@ -482,13 +482,14 @@ class KeyframeOdometry:
         if self._inline_ba:
             self._merge_background_ba(wait=True)  # background_ba was just turned off
             job = self._window_job()
-            self._apply_ba(
-                self._ba.solve(job.poses, job.points, job.observations, job.fixed, job.relative), job, False
-            )
+            self._apply_ba(self._solve_inline(job), job, frames_moved=False)
         elif self._background.busy:
             self._ba_pending = True  # solved as a whole when the running job is merged
         else:
             self._submit_ba()
+
+    def _solve_inline(self, job: _WindowJob):
+        return self._ba.solve(job.poses, job.points, job.observations, job.fixed, job.relative)
 
     def _submit_ba(self) -> None:
         job = self._window_job()
@@ -509,13 +510,7 @@ class KeyframeOdometry:
             logger.error("%s; window BAs are solved in line from now on", err)
             self._worker_failed = True
             self._background.close()
-            result = self._ba.solve(
-                self._ba_job.poses,
-                self._ba_job.points,
-                self._ba_job.observations,
-                self._ba_job.fixed,
-                self._ba_job.relative,
-            )
+            result = self._solve_inline(self._ba_job)
         if result is None:
             return np.eye(4)
         job, self._ba_job = self._ba_job, None
@@ -579,18 +574,18 @@ class KeyframeOdometry:
         for kf_id, T in result.poses.items():
             if kf_id in by_id:
                 by_id[kf_id].T_wc = T
-        for kf in self._keyframes:
-            if kf.id > newest:
-                kf.T_wc = nearest_rigid(correction @ kf.T_wc)
         for lm, P in result.points.items():
             if lm in self._points:
                 self._points[lm] = P
-        moved = correction[:3, :3], correction[:3, 3]
-        for lm in self._points:
-            if lm > job.last_landmark:
-                self._points[lm] = moved[0] @ self._points[lm] + moved[1]
-        if frames_moved:  # frames tracked while it ran in the background were located in the old map
-            self._map_history = [(t, nearest_rigid(correction @ T)) for t, T in self._map_history]
+        if frames_moved:  # what was added while it ran in the background was located in the old map
+            for kf in self._keyframes:
+                if kf.id > newest:
+                    kf.T_wc = nearest_rigid(correction @ kf.T_wc)
+            R, t = correction[:3, :3], correction[:3, 3]
+            for lm in self._points:
+                if lm > job.last_landmark:
+                    self._points[lm] = R @ self._points[lm] + t
+            self._map_history = [(stamp, nearest_rigid(correction @ T)) for stamp, T in self._map_history]
         for o in result.outliers:
             kf = by_id.get(o.keyframe)
             if kf is not None and kf.landmarks[job.index[(o.keyframe, o.landmark)]] == o.landmark:
