@@ -269,3 +269,19 @@ def test_banet_pose_factors_enter_the_window(estimator, kitti06):
         assert np.all(f.covariance[:3, 3:] == 0)
     vo.config = OdometryConfig(**{**vars(vo.config), "banet_pose_factor": "none"})
     assert vo._banet_factors() == []
+
+
+def test_background_ba_falls_back_in_line_when_the_worker_refuses_a_job(estimator, kitti06, caplog):
+    vo = _vo(estimator, background_ba=True)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("window BA worker does not take jobs: broken pipe")
+
+    vo._background.submit = refuse
+    try:
+        with caplog.at_level("ERROR", logger="banet_vo.odometry.keyframe_vo"):
+            est, _, _ = _run(vo, kitti06[:15])
+    finally:
+        vo.close()
+    assert vo._inline_ba and len(est) >= 13
+    assert any("solved in line from now on" in m for m in caplog.messages)

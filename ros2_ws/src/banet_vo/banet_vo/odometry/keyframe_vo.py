@@ -493,11 +493,27 @@ class KeyframeOdometry:
 
     def _submit_ba(self) -> None:
         job = self._window_job()
-        self._background.submit(
-            self._camera, self._ba.config, job.poses, job.points, job.observations, job.fixed, job.relative
-        )
-        self._ba_job = job
         self._ba_pending = False
+        try:
+            self._background.submit(
+                self._camera,
+                self._ba.config,
+                job.poses,
+                job.points,
+                job.observations,
+                job.fixed,
+                job.relative,
+            )
+        except RuntimeError as err:  # the worker cannot take it: this and later windows in line
+            self._worker_lost(err)
+            self._apply_ba(self._solve_inline(job), job, frames_moved=False)
+            return
+        self._ba_job = job
+
+    def _worker_lost(self, err: RuntimeError) -> None:
+        logger.error("%s; window BAs are solved in line from now on", err)
+        self._worker_failed = True
+        self._background.close()
 
     def _merge_background_ba(self, wait: bool = False) -> np.ndarray:
         """Merge a finished background BA (and start the next one if the window changed meanwhile);
@@ -507,9 +523,7 @@ class KeyframeOdometry:
         try:
             result = self._background.poll(wait)
         except RuntimeError as err:
-            logger.error("%s; window BAs are solved in line from now on", err)
-            self._worker_failed = True
-            self._background.close()
+            self._worker_lost(err)
             result = self._solve_inline(self._ba_job)
         if result is None:
             return np.eye(4)
