@@ -24,8 +24,15 @@ UPSAMPLING_METHODS = ("nearest", "edge_aware")
 DEFAULT_MAX_RELATIVE_JUMP = 0.05  # 5 % of the depth: two samples further apart lie on different surfaces
 
 
-def _sample_coordinates(target: np.ndarray, f_t: float, c_t: float, f_d: float, c_d: float) -> np.ndarray:
-    return f_d * (target - c_t) / f_t + c_d
+def _sample_coordinates(
+    depth_camera: PinholeCamera, target_camera: PinholeCamera
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where each target column (us) and row (vs) falls on the depth map, through the normalised ray."""
+    u = np.arange(target_camera.width, dtype=np.float64)
+    v = np.arange(target_camera.height, dtype=np.float64)
+    us = depth_camera.fx * (u - target_camera.cx) / target_camera.fx + depth_camera.cx
+    vs = depth_camera.fy * (v - target_camera.cy) / target_camera.fy + depth_camera.cy
+    return us, vs
 
 
 def upsample_depth(
@@ -49,20 +56,7 @@ def upsample_depth(
     with np.errstate(invalid="ignore"):
         d = np.where(np.isfinite(d) & (d > 0), d, np.nan).astype(np.float32)
     h, w = d.shape
-    us = _sample_coordinates(
-        np.arange(target_camera.width, dtype=np.float64),
-        target_camera.fx,
-        target_camera.cx,
-        depth_camera.fx,
-        depth_camera.cx,
-    )
-    vs = _sample_coordinates(
-        np.arange(target_camera.height, dtype=np.float64),
-        target_camera.fy,
-        target_camera.cy,
-        depth_camera.fy,
-        depth_camera.cy,
-    )
+    us, vs = _sample_coordinates(depth_camera, target_camera)
     # A target pixel outside the depth map's pixel area (beyond half a pixel from the outer centres) has
     # no depth: NaN rather than a value extrapolated from the border.
     inside_u = (us >= -0.5) & (us <= w - 0.5)
