@@ -119,11 +119,14 @@ def check_timestamps(timestamps: np.ndarray, what: str) -> np.ndarray:
 class Sequence(abc.ABC):
     """Random-access, lazily loaded frames from one camera.
 
-    Subclasses implement `__len__`, `_load(i)` (i already in range), `camera`, `timestamps`, `poses` and
-    `has_depth`; indexing, negative indices and iteration are handled here.
+    Subclasses implement `__len__`, `_load(i)` (i already in range), `camera` and `has_depth`, and set
+    `_timestamps` (from check_timestamps) and `_poses` ((N, 4, 4) float64 or None) in their constructor;
+    `timestamps`, `poses`, indexing, negative indices and iteration are handled here.
     """
 
     name: str
+    _timestamps: np.ndarray
+    _poses: np.ndarray | None
 
     @abc.abstractmethod
     def __len__(self) -> int: ...
@@ -138,14 +141,14 @@ class Sequence(abc.ABC):
         """The intrinsics shared by every frame."""
 
     @property
-    @abc.abstractmethod
     def timestamps(self) -> np.ndarray:
-        """(N,) float64 seconds, strictly increasing."""
+        """(N,) float64 seconds, strictly increasing (a copy: callers cannot change the sequence)."""
+        return self._timestamps.copy()
 
     @property
-    @abc.abstractmethod
     def poses(self) -> np.ndarray | None:
-        """(N, 4, 4) float64 camera-to-world, or None when the sequence has no ground truth."""
+        """(N, 4, 4) float64 camera-to-world, or None when the sequence has no ground truth (a copy)."""
+        return None if self._poses is None else self._poses.copy()
 
     @property
     @abc.abstractmethod
@@ -217,14 +220,6 @@ class InMemorySequence(Sequence):
     @property
     def camera(self) -> PinholeCamera:
         return self._frames[0].camera
-
-    @property
-    def timestamps(self) -> np.ndarray:
-        return self._timestamps.copy()
-
-    @property
-    def poses(self) -> np.ndarray | None:
-        return None if self._poses is None else self._poses.copy()
 
     @property
     def has_depth(self) -> bool:

@@ -168,14 +168,6 @@ class FileSequence(Sequence):
         return self._camera
 
     @property
-    def timestamps(self) -> np.ndarray:
-        return self._timestamps.copy()
-
-    @property
-    def poses(self) -> np.ndarray | None:
-        return None if self._poses is None else self._poses.copy()
-
-    @property
     def has_depth(self) -> bool:
         return self._depths is not None
 
