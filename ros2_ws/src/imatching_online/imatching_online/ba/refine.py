@@ -139,14 +139,33 @@ class Refined:
     points: np.ndarray | None = None  # (T, 3) world landmarks when the solver keeps 3-D points (gtsam)
 
 
-def normalise_scale(T_cw: np.ndarray, rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rescale so the camera farthest from frame 0 is at distance 1 (frame 0 must be the origin)."""
+def unit_extent(T_cw: np.ndarray) -> tuple[np.ndarray, float]:
+    """T_cw rescaled so the camera farthest from frame 0 is at distance 1, and the factor divided out
+    (frame 0 must be the origin)."""
     extent = np.linalg.norm(camera_centres(T_cw), axis=1).max()
     if not np.isfinite(extent) or extent <= 0:
         raise WindowFailure(FailureReason.LOW_PARALLAX, "all cameras of the window coincide after BA")
     T_cw = T_cw.copy()
     T_cw[:, :3, 3] /= extent
+    return T_cw, extent
+
+
+def normalise_scale(T_cw: np.ndarray, rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rescale so the camera farthest from frame 0 is at distance 1 (frame 0 must be the origin)."""
+    T_cw, extent = unit_extent(T_cw)
     return T_cw, rho * extent
+
+
+def initial_map(
+    T_cw: np.ndarray, inliers: np.ndarray, tracks: Tracks, camera: PinholeCamera
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where both solvers start: inverse depths triangulated from the initial inliers, the window at unit
+    scale, and the inliers with each track's query pixel added."""
+    rho = anchored_inverse_depth(T_cw, tracks.uv, tracks.anchor, inliers, camera)
+    T_cw, rho = normalise_scale(T_cw, rho)
+    # The query pixel is exact by construction: it counts for every track that has a consistent match.
+    inliers = inliers | ((tracks.match_id == ANCHOR) & inliers.any(1, keepdims=True))
+    return T_cw, rho, inliers
 
 
 def ba_subset(active: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
@@ -157,6 +176,28 @@ def ba_subset(active: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndar
         in_ba[:] = False
         in_ba[rng.choice(np.flatnonzero(active), cap, replace=False)] = True
     return in_ba
+
+
+def require_landmarks(active: np.ndarray) -> np.ndarray:
+    """`active`, or WindowFailure when no landmark is left to refine."""
+    if not active.any():
+        raise WindowFailure(FailureReason.TOO_FEW_LANDMARKS, "no landmark survived pruning")
+    return active
+
+
+def record_pass(passes: list[PassStats], stats: PassStats) -> None:
+    """Append one pass's stats; the first pass must lower the cost (check_first_pass)."""
+    passes.append(stats)
+    if len(passes) == 1:
+        check_first_pass(stats)
+
+
+def is_last_pass(
+    p: int, config: WindowConfig, pruned: np.ndarray, inliers: np.ndarray, in_ba: np.ndarray
+) -> bool:
+    """Whether pass p ends the refinement: the pass budget is spent, or pruning left the inliers of the
+    solved landmarks unchanged (another pass would land on the same optimum)."""
+    return p == config.passes - 1 or np.array_equal(pruned & in_ba[:, None], inliers & in_ba[:, None])
 
 
 def check_first_pass(stats: PassStats) -> None:
@@ -248,36 +289,27 @@ def refine_window(
     """
     rng = np.random.default_rng(config.seed)
     thr = config.outlier_threshold_px
-    rho = anchored_inverse_depth(T_cw, tracks.uv, tracks.anchor, inliers, camera)
-    T_cw, rho = normalise_scale(T_cw, rho)
-    # The query pixel is exact by construction: it counts for every track that has a consistent match.
-    inliers = inliers | ((tracks.match_id == ANCHOR) & inliers.any(1, keepdims=True))
-    active = select_landmarks(T_cw, rho, inliers, tracks, camera, config)
+    T_cw, rho, inliers = initial_map(T_cw, inliers, tracks, camera)
+    active = require_landmarks(select_landmarks(T_cw, rho, inliers, tracks, camera, config))
     inliers &= active[:, None]
     passes: list[PassStats] = []
     for p in range(config.passes):
-        if not active.any():
-            break
         in_ba = ba_subset(active, config.max_ba_landmarks, rng)
         T_cw, rho, stats = lm_pass(T_cw, rho, inliers & in_ba[:, None], tracks, camera, config)
-        passes.append(stats)
-        if p == 0:
-            check_first_pass(stats)
+        record_pass(passes, stats)
         T_cw, rho = normalise_scale(T_cw, rho)
         err = anchored_reprojection_errors(T_cw, tracks.uv, tracks.anchor, rho, camera)
         pruned = tracks.observed & (err < thr) & active[:, None]
-        last = p == config.passes - 1 or np.array_equal(pruned & in_ba[:, None], inliers & in_ba[:, None])
+        last = is_last_pass(p, config, pruned, inliers, in_ba)
         # Re-triangulate the survivors with the new poses; on the last pass only those left out of LM.
         retri = active & ~in_ba if last else active
         if retri.any():
             rho[retri] = anchored_inverse_depth(T_cw, tracks.uv, tracks.anchor, pruned, camera)[retri]
             err = anchored_reprojection_errors(T_cw, tracks.uv, tracks.anchor, rho, camera)
             pruned = tracks.observed & (err < thr) & active[:, None]
-        active = select_landmarks(T_cw, rho, pruned, tracks, camera, config)
+        active = require_landmarks(select_landmarks(T_cw, rho, pruned, tracks, camera, config))
         inliers = pruned & active[:, None]
         rho = np.where(active, rho, np.nan)
         if last:
             break
-    if not active.any():
-        raise WindowFailure(FailureReason.TOO_FEW_LANDMARKS, "no landmark survived pruning")
     return Refined(T_cw, rho, active, inliers, passes)

@@ -20,16 +20,23 @@ from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.rigid import invert
 
 from imatching_online.ba.config import WindowConfig
-from imatching_online.ba.failures import FailureReason, WindowFailure
 from imatching_online.ba.multiview import (
     anchored_inverse_depth,
     anchored_points,
-    camera_centres,
     max_ray_angle_deg,
     reprojection_errors,
 )
-from imatching_online.ba.refine import PassStats, Refined, ba_subset, check_first_pass, normalise_scale
-from imatching_online.ba.tracks import ANCHOR, Tracks
+from imatching_online.ba.refine import (
+    PassStats,
+    Refined,
+    ba_subset,
+    initial_map,
+    is_last_pass,
+    record_pass,
+    require_landmarks,
+    unit_extent,
+)
+from imatching_online.ba.tracks import Tracks
 
 
 def _select(
@@ -86,11 +93,7 @@ def gtsam_pass(
 
 
 def _normalise(T_cw: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    extent = np.linalg.norm(camera_centres(T_cw), axis=1).max()
-    if not np.isfinite(extent) or extent <= 0:
-        raise WindowFailure(FailureReason.LOW_PARALLAX, "all cameras of the window coincide after BA")
-    T_cw = T_cw.copy()
-    T_cw[:, :3, 3] /= extent
+    T_cw, extent = unit_extent(T_cw)
     return T_cw, X / extent
 
 
@@ -100,21 +103,15 @@ def refine_window_gtsam(
     """refine.refine_window's contract on the shared back end; Refined.points holds the 3-D landmarks."""
     rng = np.random.default_rng(config.seed)
     thr = config.outlier_threshold_px
-    rho = anchored_inverse_depth(T_cw, tracks.uv, tracks.anchor, inliers, camera)
-    T_cw, rho = normalise_scale(T_cw, rho)
-    inliers = inliers | ((tracks.match_id == ANCHOR) & inliers.any(1, keepdims=True))
+    T_cw, rho, inliers = initial_map(T_cw, inliers, tracks, camera)
     X = anchored_points(T_cw, tracks.uv, tracks.anchor, rho, camera)
-    active = _select(T_cw, X, inliers, tracks, config)
+    active = require_landmarks(_select(T_cw, X, inliers, tracks, config))
     inliers &= active[:, None]
     passes: list[PassStats] = []
     for p in range(config.passes):
-        if not active.any():
-            break
         in_ba = ba_subset(active, config.max_ba_landmarks, rng)
         T_cw, X, stats = gtsam_pass(T_cw, X, inliers & in_ba[:, None], tracks, camera, config)
-        passes.append(stats)
-        if p == 0:
-            check_first_pass(stats)
+        record_pass(passes, stats)
         T_cw, X = _normalise(T_cw, X)
         out = active & ~in_ba  # landmarks left out of the solve follow the new poses by triangulation
         if out.any():
@@ -122,12 +119,10 @@ def refine_window_gtsam(
             X[out] = anchored_points(T_cw, tracks.uv[out], tracks.anchor[out], rho_out[out], camera)
         err, _ = reprojection_errors(T_cw, X, tracks.uv, camera)
         pruned = tracks.observed & (np.nan_to_num(err, nan=np.inf) < thr) & active[:, None]
-        last = p == config.passes - 1 or np.array_equal(pruned & in_ba[:, None], inliers & in_ba[:, None])
-        active = _select(T_cw, X, pruned, tracks, config)
+        last = is_last_pass(p, config, pruned, inliers, in_ba)
+        active = require_landmarks(_select(T_cw, X, pruned, tracks, config))
         inliers = pruned & active[:, None]
         if last:
             break
-    if not active.any():
-        raise WindowFailure(FailureReason.TOO_FEW_LANDMARKS, "no landmark survived pruning")
     X = np.where(active[:, None], X, np.nan)
     return Refined(T_cw, np.full(len(X), np.nan), active, inliers, passes, points=X)
