@@ -39,6 +39,18 @@ class InitialMap:
     candidates: tuple[PairCandidate, ...]
 
 
+def _at_least(
+    candidates: list[PairCandidate], field: str, threshold: float, reason: FailureReason, detail: str
+) -> list[PairCandidate]:
+    """The candidates whose `field` is at least `threshold`; when none is, WindowFailure(reason) with
+    `detail` formatted with the best value and the threshold."""
+    kept = [c for c in candidates if getattr(c, field) >= threshold]
+    if not kept:
+        best = max(getattr(c, field) for c in candidates)
+        raise WindowFailure(reason, detail.format(best=best, threshold=threshold))
+    return kept
+
+
 def initialise_map(tracks: Tracks, camera: PinholeCamera, config: WindowConfig) -> InitialMap:
     """Two-view initialisation of a window; raises WindowFailure with the reason when it cannot."""
     observed = tracks.observed
@@ -73,20 +85,14 @@ def initialise_map(tracks: Tracks, camera: PinholeCamera, config: WindowConfig) 
         # The 5-point solver may return several stacked solutions; recoverPose picks by cheirality.
         solutions[(i, j)] = (E[:3] if inl.any() else None, sel, inl)
 
-    moving = [c for c in candidates if c.median_flow_px >= config.init_min_flow_px]
-    if not moving:
-        best_flow = max(c.median_flow_px for c in candidates)
-        raise WindowFailure(
-            FailureReason.NO_MOTION,
-            f"median flow {best_flow:.2f} px < {config.init_min_flow_px} px in every pair",
-        )
-    wide = [c for c in moving if c.parallax_deg >= config.min_parallax_deg]
-    if not wide:
-        best = max(c.parallax_deg for c in moving)
-        raise WindowFailure(
-            FailureReason.LOW_PARALLAX,
-            f"best rotation-compensated parallax {best:.3f} deg < {config.min_parallax_deg} deg",
-        )
+    moving = _at_least(
+        candidates, "median_flow_px", config.init_min_flow_px, FailureReason.NO_MOTION,
+        "median flow {best:.2f} px < {threshold} px in every pair",
+    )  # fmt: skip
+    wide = _at_least(
+        moving, "parallax_deg", config.min_parallax_deg, FailureReason.LOW_PARALLAX,
+        "best rotation-compensated parallax {best:.3f} deg < {threshold} deg",
+    )  # fmt: skip
     best = max(wide, key=lambda c: (c.inliers, c.parallax_deg))
     if best.inliers < config.min_init_inliers:
         raise WindowFailure(
