@@ -130,6 +130,19 @@ def tiny_banet_config():
     return make
 
 
+@pytest.fixture
+def cli_help(capsys):
+    """Factory: ``cli_help(main)`` → what a CLI's ``main(["--help"])`` prints; fails unless it exits 0."""
+
+    def read(main) -> str:
+        with pytest.raises(SystemExit) as exc:
+            main(["--help"])
+        assert exc.value.code == 0
+        return capsys.readouterr().out
+
+    return read
+
+
 @pytest.fixture(autouse=True)
 def _torch_threads_restored():
     """A test (or the CLI it runs) that changes torch's thread count must not leave it changed: the next
