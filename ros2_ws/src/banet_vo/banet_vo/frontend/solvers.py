@@ -13,7 +13,7 @@ import numpy as np
 import poselib
 
 from banet_vo.geometry import PinholeCamera
-from banet_vo.geometry.rigid import invert
+from banet_vo.geometry.rigid import invert, skew
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,3 +158,24 @@ def triangulate(
     )
     ok &= cos < np.cos(np.deg2rad(min_parallax_deg))
     return X, ok
+
+
+def sampson_distance_px(
+    x_a: np.ndarray, x_b: np.ndarray, T_b_a: np.ndarray, camera: PinholeCamera
+) -> np.ndarray:
+    """First-order geometric distance (N,) in pixels of pixel pairs (x_a in camera a, x_b in camera b)
+    from the epipolar geometry of the relative pose T_b_a (any translation scale); inf for a pose with no
+    translation, where the epipolar constraint says nothing."""
+    t = T_b_a[:3, 3]
+    if np.linalg.norm(t) < 1e-12:
+        return np.full(len(x_a), np.inf)
+    K_inv = np.linalg.inv(camera.K)
+    F = K_inv.T @ skew(t) @ T_b_a[:3, :3] @ K_inv
+    a = np.c_[np.asarray(x_a, np.float64), np.ones(len(x_a))]
+    b = np.c_[np.asarray(x_b, np.float64), np.ones(len(x_b))]
+    Fa = a @ F.T  # epipolar lines in b
+    Ftb = b @ F  # epipolar lines in a
+    num = np.sum(b * Fa, axis=1) ** 2
+    den = Fa[:, 0] ** 2 + Fa[:, 1] ** 2 + Ftb[:, 0] ** 2 + Ftb[:, 1] ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt(num / den)

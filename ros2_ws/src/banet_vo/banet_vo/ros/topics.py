@@ -18,6 +18,11 @@ OUTPUTS = (ODOMETRY, PATH, DEPTH_IMAGE, DEPTH_CAMERA_INFO, POINTS, STATUS)
 
 DIAGNOSTICS = "/diagnostics"  # global, as diagnostic_aggregator expects
 
+# Matcher versions (std_msgs/String, banet_vo.odometry.matcher_swap.MatcherUpdate JSON, latched): the node
+# subscribes to this relative name; imatching_node publishes it as its private ~/matcher_updates
+# (vo_with_adaptation.launch.py connects the two).
+MATCHER_UPDATES = "matcher_updates"
+
 
 def private(name: str) -> str:
     """The node-relative form the node publishes under, e.g. "~/odometry"."""

@@ -28,8 +28,10 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from banet_vo.frontend.xfeat import load_weights
 from banet_vo.geometry.rectify import Rectifier
 from banet_vo.odometry import (
     FAILED,
@@ -43,6 +45,7 @@ from banet_vo.odometry import (
     resolve_device,
 )
 from banet_vo.odometry.depth_output import depth_to_points, upsample_depth
+from banet_vo.odometry.matcher_swap import MatcherUpdate
 from banet_vo.odometry.output_covariance import pose_covariance, step_covariance, twist_covariance
 from banet_vo.odometry.pipeline import RELATIVE_TO_PREVIOUS
 from banet_vo.ros import log_bridge, topics
@@ -74,12 +77,13 @@ from banet_vo.ros.params import (
     declare_parameters,
     params_from_values,
 )
-from banet_vo.ros.qos import reliable_qos
+from banet_vo.ros.qos import latched_qos, reliable_qos
 from banet_vo.ros.topics import NODE_NAME
 from banet_vo.ros.vo_reporting import CounterWindow, pose_matrix, tracking_status
 from banet_vo.ros.vo_tf import ExtrinsicSource, TfOutput, transform_msg
 
 NO_EXTRINSIC = "no_extrinsic"  # frames waiting for the base → camera transform from tf
+MATCHER_UPDATE_ERRORS = "matcher_update_errors"  # matcher updates that could not be read or used
 # Counters that make /diagnostics WARN while they grew within the window.
 PROBLEMS = (
     DROPPED,
@@ -91,6 +95,7 @@ PROBLEMS = (
     FRAME_ID_CHANGED,
     LOST_IN_TRANSPORT,
     NO_EXTRINSIC,
+    MATCHER_UPDATE_ERRORS,
     ERRORS,
 )
 
@@ -126,6 +131,8 @@ class VOShell:
         self._T_origin = np.eye(4)  # odom pose of the trajectory's first frame (~/reset_to_pose)
         self._origin_cov = np.zeros((6, 6))
         self._pending_config: Any = None
+        self._pending_matcher: tuple[dict, MatcherUpdate] | None = None  # loaded, waiting for the worker
+        self._last_update: MatcherUpdate | None = None
         self._state = "waiting for images"
         self._last: FrameResult | None = None
         self._trajectory_id = None
@@ -146,6 +153,9 @@ class VOShell:
         self.reset_srv = self.create_service(Trigger, "~/reset", self._on_reset)
         self.reset_pose_sub = self.create_subscription(
             PoseWithCovarianceStamped, "~/reset_to_pose", self._on_reset_to_pose, reliable_qos(depth=1)
+        )
+        self.matcher_sub = self.create_subscription(
+            String, topics.MATCHER_UPDATES, self._on_matcher_update, latched_qos(depth=1)
         )
         # always there: publish_tf can be switched on at run time (the warning only when it is on now)
         self.tf = TfOutput(self, warn=p.publish_tf or p.publish_static_tf)
@@ -201,6 +211,7 @@ class VOShell:
             self.destroy_publisher(pub)
         self.destroy_service(self.reset_srv)
         self.destroy_subscription(self.reset_pose_sub)
+        self.destroy_subscription(self.matcher_sub)
         self.destroy_timer(self._diag_timer)
         self.remove_on_set_parameters_callback(self._param_callback)
         log_bridge.detach(self._log_handler)
@@ -321,13 +332,36 @@ class VOShell:
             f"({cleared} queued frames discarded)"
         )
 
+    def _on_matcher_update(self, msg: String) -> None:
+        """A new matcher version (imatching_node): read and checked here, taken by the worker between
+        frames. A version that cannot be used is counted and warned about; the matcher in use stays."""
+        try:
+            update = MatcherUpdate.from_json(msg.data)
+            if update == self._last_update:
+                return  # the latched message again (a reconnect)
+            self._last_update = update
+            if self.params.odometry.frontend != "xfeat":
+                raise ValueError(f"frontend {self.params.odometry.frontend} has no matcher to update")
+            state, _ = load_weights(update.path)
+        except (ValueError, OSError, RuntimeError) as err:
+            self.events.warn(MATCHER_UPDATE_ERRORS, f"matcher update not used: {err}")
+            return
+        with self._lock:
+            self._pending_matcher = (state, update)
+        self.get_logger().info(f"matcher version {update.version} read from {update.path}")
+
     # -- inference thread ----------------------------------------------------------------------------
     def _between_frames(self) -> None:
-        """Apply what the executor thread asked for (reset, new odometry config) before the next frame."""
+        """Apply what the executor thread asked for (reset, new odometry config, new matcher) before the
+        next frame."""
         with self._lock:
             reason, self._reset_requested = self._reset_requested, None
             pose, cov = self._reset_pose, self._reset_pose_cov
             config, self._pending_config = self._pending_config, None
+            matcher, self._pending_matcher = self._pending_matcher, None
+        if matcher is not None:
+            outcome = self.vo.swap_matcher(matcher[0], matcher[1].version)
+            (self.get_logger().info if outcome.applied else self.get_logger().warning)(outcome.message)
         if config is not None:
             # thresholds are read by the pipeline at each use; the extrinsic stays the resolved one
             self.vo.config = dataclasses.replace(config, T_base_camera=self.vo.config.T_base_camera)
@@ -352,8 +386,11 @@ class VOShell:
                 )
                 return
             config = dataclasses.replace(self.vo.config, T_base_camera=T)
-            self.vo.close()
-            self.vo = make_odometry(self.estimator, config)
+            old, self.vo = self.vo, make_odometry(self.estimator, config)
+            old.close()
+            if hasattr(old, "extractor"):  # a matcher version taken before the extrinsic came stays
+                self.vo.extractor.load_state_dict(old.extractor.state_dict())
+                self.vo.matcher_version = old.matcher_version
         result = self.vo.process(image, item.stamp, camera)
         self.events.add("processed")
         if result.status == OUT_OF_ORDER:
@@ -467,10 +504,15 @@ class VOShell:
             keyframes=stats.keyframes,
             lost=stats.lost,
             camera_changes=stats.camera_changes,
+            matcher_swaps=stats.matcher_swaps,
+            matcher_refused=stats.matcher_refused,
+            matcher_rollbacks=stats.matcher_rollbacks,
             last_cost=stats.last_cost,
             last_inference_ms=1e3 * stats.last_inference_s,
             queued=len(self.worker),
         )
+        if hasattr(self.vo, "matcher_version"):  # frontend xfeat: 0 = the weights it started with
+            values["matcher_version"] = self.vo.matcher_version
         if latency is not None:
             values["latency_p50_ms"] = float(np.percentile(latency, 50) * 1e3)
             values["latency_p95_ms"] = float(np.percentile(latency, 95) * 1e3)

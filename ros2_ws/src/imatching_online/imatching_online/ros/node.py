@@ -8,8 +8,11 @@ A slow step drops frames (counted), never stalls the executor. /diagnostics repo
 reason, rollbacks, loss, BA inlier ratio, step time and dropped frames. The adapted matcher is written to
 `output_model` every `save_every_steps` steps, on `~/save` and at shutdown. A restarted node continues
 from its own `output_model` when that holds an adaptation of the same base matcher (imatching_online.lineage;
-`start_from:=matcher` starts over and says what it replaces). Bad input is counted and
-warned about (throttled), never fatal; bad parameters or an unusable matcher stop the node at start.
+`start_from:=matcher` starts over and says what it replaces). Each save is announced on the latched
+~/matcher_updates (std_msgs/String, banet_vo.odometry.matcher_swap.MatcherUpdate JSON: path and version =
+optimiser steps), which banet_vo's node takes without restarting (launch/vo_with_adaptation.launch.py).
+Bad input is counted and warned about (throttled), never fatal; bad parameters or an unusable matcher
+stop the node at start.
 """
 
 from __future__ import annotations
@@ -23,13 +26,16 @@ import numpy as np
 import torch
 from banet_vo.model.checkpoint import remove_stale_temps
 from banet_vo.odometry import resolve_device
+from banet_vo.odometry.matcher_swap import MatcherUpdate
 from banet_vo.ros.camera_input import INPUT_PROBLEMS, CameraFrame, CameraInput, EventCounters
 from banet_vo.ros.frame_worker import DROPPED, ERRORS, FrameWorker
 from banet_vo.ros.node_shell import NodeHelp, diagnostics, node_main
-from banet_vo.ros.qos import reliable_qos
+from banet_vo.ros.qos import latched_qos, reliable_qos
+from banet_vo.ros.topics import MATCHER_UPDATES
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from imatching_online.lineage import choose_start, lineage_meta
@@ -62,6 +68,9 @@ class ImatchingNode(Node):
         self._shutdown_saved = False
 
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(depth=10))
+        # Each saved version, for banet_vo's front end (latched: a node that starts later gets the last one).
+        self.update_pub = self.create_publisher(String, "~/" + MATCHER_UPDATES, latched_qos(depth=1))
+        self.published_version: int | None = None
         # Services in their own group: ~/save waits for a running step, image callbacks must not wait.
         services = MutuallyExclusiveCallbackGroup()
         self.save_srv = self.create_service(Trigger, "~/save", self._on_save, callback_group=services)
@@ -159,12 +168,21 @@ class ImatchingNode(Node):
             self.events.warn("save_errors", f"cannot write {path} ({why}): {type(err).__name__}: {err}")
             return False, f"cannot write {path}: {err}"
         self.events.add("saves")
+        self._announce(path, int(meta["optimiser_steps"]))
         text = f"wrote {path} ({why}): {meta['optimiser_steps']} steps, {meta['windows']} windows"
         if self.context.ok():
             self.get_logger().info(text)
         else:  # at shutdown after SIGINT the context is gone, and /rosout with it
             logger.info(text)
         return True, text
+
+    def _announce(self, path: str, version: int) -> None:
+        """Publish the saved matcher as a new version (its step count) on ~/matcher_updates."""
+        if not self.context.ok():
+            return  # at shutdown there is nobody to tell
+        update = MatcherUpdate(str(Path(path).resolve()), version)
+        self.update_pub.publish(String(data=update.to_json()))
+        self.published_version = version
 
     def _process(self, item: CameraFrame) -> None:
         outcome = self.stream.add_frame(item.image, item.stamp, item.camera)
@@ -203,6 +221,8 @@ class ImatchingNode(Node):
         values["manual_rollbacks"] = stream.manual_rollbacks
         values["window_length"] = stream.window_length
         values["queued"] = len(self.worker)
+        if self.published_version is not None:
+            values["published_version"] = self.published_version
         times = list(stream.step_times)
         if times:
             values["mean_step_ms"] = float(np.mean(times) * 1e3)
@@ -254,7 +274,8 @@ class ImatchingNode(Node):
 
 HELP = NodeHelp(
     description="Online, label-free matcher adaptation (iMatching) on a live image stream. Subscribes "
-    "image + camera_info, publishes /diagnostics, serves ~/save, ~/reset, ~/rollback.",
+    "image + camera_info, publishes /diagnostics and ~/matcher_updates (each saved version), serves "
+    "~/save, ~/reset, ~/rollback.",
     usage="{prog} --ros-args -p matcher:=PATH [-p output_model:=PATH] -r image:=TOPIC -r camera_info:=TOPIC",
     table=PARAMS,
     unusable="a parameter or the matcher",
