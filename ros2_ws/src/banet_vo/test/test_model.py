@@ -47,6 +47,18 @@ def _inputs(config: BANetConfig, batch: int = 2, seed: int = 0):
     return ref, tgt, intr
 
 
+def _tiny_forward(seed: int, same_images: bool = False, **changes):
+    """A tiny BANet drawn after torch.manual_seed(seed), run in eval mode without gradients on _inputs
+    (on ref twice when same_images): (config, intrinsics, output)."""
+    torch.manual_seed(seed)
+    config = _tiny(**changes)
+    model = BANet(config).eval()
+    ref, tgt, intr = _inputs(config)
+    with torch.no_grad():
+        out = model(ref, ref if same_images else tgt, intr)
+    return config, intr, out
+
+
 def test_presets_match_the_paper_and_the_small_budget():
     paper = BANetConfig.preset("paper")
     assert (paper.channels, paper.num_basis, paper.image_width, paper.image_height) == (128, 128, 320, 240)
@@ -134,12 +146,7 @@ def test_old_config_dicts_keep_the_softplus_depth_head():
 
 @pytest.mark.parametrize(("activation", "initial"), [("exp", 3.5), ("exp", 9.0), ("softplus", 3.0)])
 def test_depth_head_starts_at_initial_depth(activation, initial):
-    torch.manual_seed(0)
-    config = _tiny(depth_activation=activation, initial_depth=initial)
-    model = BANet(config).eval()
-    ref, tgt, intr = _inputs(config)
-    with torch.no_grad():
-        d0 = model(ref, tgt, intr).depth_init
+    d0 = _tiny_forward(0, depth_activation=activation, initial_depth=initial)[2].depth_init
     assert (d0 > 0).all()
     # Weights start at std 1e-3, so D0 is initial_depth up to a small relative spread.
     assert float((d0 / initial - 1).abs().max()) < 0.05
@@ -162,12 +169,7 @@ def test_exp_depth_head_is_log_depth():
 
 
 def test_forward_shapes_and_invariants():
-    torch.manual_seed(0)
-    config = _tiny()
-    model = BANet(config).eval()
-    ref, tgt, intr = _inputs(config)
-    with torch.no_grad():
-        out = model(ref, tgt, intr)
+    config, intr, out = _tiny_forward(0)
     B, P = 2, 6 + config.num_basis
     assert out.pose.shape == (B, 7) and out.pose.dtype == torch.float32
     assert out.depth.shape == (B, 1, 24, 32) and out.depth_init.shape == (B, 1, 24, 32)
@@ -190,12 +192,7 @@ def test_forward_shapes_and_invariants():
 
 def test_identical_images_give_the_identity_pose():
     """Zero residual at the identity: the LM step is exactly zero, whatever the (random) weights."""
-    torch.manual_seed(1)
-    config = _tiny()
-    model = BANet(config).eval()
-    ref, _, intr = _inputs(config)
-    with torch.no_grad():
-        out = model(ref, ref, intr)
+    config, _, out = _tiny_forward(1, same_images=True)
     torch.testing.assert_close(out.pose.tensor(), torch.tensor([[0, 0, 0, 0, 0, 0, 1.0]]).expand(2, 7))
     torch.testing.assert_close(out.cost, torch.zeros(2))
     # And the final depth is the depth model at w = 0: D0 itself (multiplicative; floored if additive).
