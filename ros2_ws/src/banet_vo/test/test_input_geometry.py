@@ -20,6 +20,24 @@ TINY = dict(
     bottleneck_planes=(8, 8, 8, 8), decoder_channels=(8, 8, 8, 8), damping_hidden=8,
 )  # fmt: skip
 KEEP = BANetConfig(input_geometry="keep_aspect")
+KITTI_W, KITTI_H = 1226, 370
+KITTI_CAMERA = PinholeCamera(707.0, 707.0, 601.9, 183.1, KITTI_W, KITTI_H)
+# A ramp whose value is the source column: after the geometry, the value at an input pixel says which
+# source column it came from.
+COLUMN_RAMP = np.tile(np.arange(KITTI_W, dtype=np.float32) / (KITTI_W - 1), (KITTI_H, 1))
+
+
+def _assert_camera_maps_source_columns(g) -> tuple[np.ndarray, np.ndarray]:
+    """Check that the input camera of `g` maps each source column of COLUMN_RAMP to the input column that
+    shows it; returns those input columns (middle row, away from the border) and their source columns."""
+    cam = g.camera(KITTI_CAMERA)
+    pixels = g.image(COLUMN_RAMP)[0]
+    u_in = np.arange(10, g.size[0] - 10)  # away from the border (area averaging at the edge)
+    source_col = pixels[g.size[1] // 2, u_in] * (KITTI_W - 1)
+    # the camera's mapping: a ray through source column u lands at input column fx'/fx·(u − cx) + cx'
+    predicted = cam.fx / KITTI_CAMERA.fx * (source_col - KITTI_CAMERA.cx) + cam.cx
+    np.testing.assert_allclose(predicted, u_in, atol=0.05)
+    return u_in, source_col
 
 
 @pytest.mark.parametrize(
@@ -38,12 +56,11 @@ def test_keep_aspect_sizes_are_stride_multiples_near_the_pixel_budget(size, expe
 
 
 def test_stretch_is_the_old_resize_for_run4_configs():
-    g = input_geometry(BANetConfig(), 1226, 370)
+    g = input_geometry(BANetConfig(), KITTI_W, KITTI_H)
     assert g.size == g.resized == (128, 96) and g.offset == (0, 0)
-    image = np.random.default_rng(0).integers(0, 256, (370, 1226), dtype=np.uint8)
+    image = np.random.default_rng(0).integers(0, 256, (KITTI_H, KITTI_W), dtype=np.uint8)
     assert np.array_equal(g.image(image), model_input(image, 128, 96))
-    camera = PinholeCamera(707.0, 707.0, 601.9, 183.1, 1226, 370)
-    assert g.camera(camera) == camera.resized(128, 96)
+    assert g.camera(KITTI_CAMERA) == KITTI_CAMERA.resized(128, 96)
 
 
 def test_shipped_checkpoint_loads_as_a_stretch_model_without_focal_scaling():
@@ -54,24 +71,13 @@ def test_shipped_checkpoint_loads_as_a_stretch_model_without_focal_scaling():
 
 
 def test_image_camera_and_depth_stay_aligned_through_scale_and_crop():
-    # A ramp whose value is the source column: after the geometry, the value at an input pixel says which
-    # source column it came from, and the input camera must map that source column to that input pixel.
-    w, h = 1226, 370
-    ramp = np.tile(np.arange(w, dtype=np.float32) / (w - 1), (h, 1))
-    camera = PinholeCamera(707.0, 707.0, 601.9, 183.1, w, h)
-    g = input_geometry(KEEP, w, h)
-    pixels = g.image(ramp)[0]
-    cam = g.camera(camera)
-    assert cam.size == g.size
-    u_in = np.arange(10, g.size[0] - 10)  # away from the border (area averaging at the edge)
-    source_col = pixels[g.size[1] // 2, u_in] * (w - 1)
-    # the camera's mapping: a ray through source column u lands at input column fx'/fx·(u − cx) + cx'
-    predicted = cam.fx / camera.fx * (source_col - camera.cx) + cam.cx
-    np.testing.assert_allclose(predicted, u_in, atol=0.05)
+    g = input_geometry(KEEP, KITTI_W, KITTI_H)
+    assert g.camera(KITTI_CAMERA).size == g.size
+    u_in, source_col = _assert_camera_maps_source_columns(g)
     # depth: nearest sampling on the same grid (the ramp as a depth map comes out where the image does)
-    depth = g.depth(ramp * 10 + 1)
+    depth = g.depth(COLUMN_RAMP * 10 + 1)
     assert depth.shape == (g.size[1], g.size[0])
-    np.testing.assert_allclose((depth[g.size[1] // 2, u_in] - 1) / 10 * (w - 1), source_col, atol=6.5)
+    np.testing.assert_allclose((depth[g.size[1] // 2, u_in] - 1) / 10 * (KITTI_W - 1), source_col, atol=6.5)
 
 
 def _sequence(width: int, height: int) -> InMemorySequence:
@@ -150,18 +156,11 @@ def test_config_refuses_unknown_geometry_and_negative_focal():
 
 
 def test_zoomed_geometry_is_sharp_crop_with_the_focal_times_the_zoom():
-    w, h = 1226, 370
-    ramp = np.tile(np.arange(w, dtype=np.float32) / (w - 1), (h, 1))
-    camera = PinholeCamera(707.0, 707.0, 601.9, 183.1, w, h)
-    base = input_geometry(KEEP, w, h)
+    base = input_geometry(KEEP, KITTI_W, KITTI_H)
     g = base.zoomed(1.8, 0.25, 0.9)
     assert g.size == base.size and g.resized[0] == round(base.resized[0] * 1.8)
-    cam, cam0 = g.camera(camera), base.camera(camera)
-    assert cam.fx == pytest.approx(cam0.fx * 1.8, rel=0.01)
-    pixels = g.image(ramp)[0]
-    u_in = np.arange(10, g.size[0] - 10)
-    source_col = pixels[g.size[1] // 2, u_in] * (w - 1)
-    np.testing.assert_allclose(cam.fx / camera.fx * (source_col - camera.cx) + cam.cx, u_in, atol=0.05)
+    assert g.camera(KITTI_CAMERA).fx == pytest.approx(base.camera(KITTI_CAMERA).fx * 1.8, rel=0.01)
+    _assert_camera_maps_source_columns(g)
     assert base.zoomed(1.0).offset == base.offset or base.zoomed(1.0).resized == base.resized
     with pytest.raises(ValueError, match="zoom"):
         base.zoomed(0.5)
