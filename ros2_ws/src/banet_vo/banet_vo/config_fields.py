@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-__all__ = ["FieldInfo", "add_field_argument", "field_info", "setting"]
+__all__ = ["FieldInfo", "add_field_argument", "check_keys", "field_info", "setting"]
 
 
 def setting(
@@ -25,6 +25,17 @@ def setting(
     """A dataclass field with `default` and its description / inclusive range / choices as metadata."""
     metadata = {"description": description, "range": range, "choices": choices}
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def check_keys(data: Any, config_cls: type, what: str) -> None:
+    """ValueError unless `data` is a dict whose keys are all fields of dataclass `config_cls`: a stored or
+    hand-written config with a typo must not silently fall back to a default."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} must be a mapping, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{what}: unknown keys {unknown}; known keys are {sorted(known)}")
 
 
 @dataclasses.dataclass(frozen=True)

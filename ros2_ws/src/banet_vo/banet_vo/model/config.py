@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from banet_vo.config_fields import check_keys
+
 __all__ = ["INPUT_GEOMETRIES", "INPUT_STRIDE", "PRESETS", "BANetConfig", "BAOptions"]
 
 _NORMS = ("batch", "group")
@@ -237,12 +239,7 @@ class BANetConfig:
     def from_dict(cls, data: dict[str, Any]) -> BANetConfig:
         """Inverse of ``to_dict``; a missing key takes its STORED_CONFIG_DEFAULTS value, an unknown key is an
         error (a typo must not silently change a model)."""
-        if not isinstance(data, dict):
-            raise ValueError(f"BANetConfig.from_dict needs a dict, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"BANetConfig.from_dict: unknown keys {unknown}; known keys are {sorted(known)}")
+        check_keys(data, cls, "BANetConfig.from_dict")
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         return cls(**{**STORED_CONFIG_DEFAULTS, **values})
 

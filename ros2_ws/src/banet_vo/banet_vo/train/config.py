@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from banet_vo.config_fields import check_keys
 from banet_vo.model.config import BANetConfig
 from banet_vo.train.losses import LossWeights
 
@@ -162,26 +163,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        if not isinstance(data, dict):
-            raise ValueError(f"train config must be a mapping, got {type(data).__name__}")
-        _check_keys(data, cls, "train config")
+        check_keys(data, cls, "train config")
         values = dict(data)
         if "data" in values:
-            _check_keys(values["data"], DataConfig, "train config data")
+            check_keys(values["data"], DataConfig, "train config data")
             values["data"] = DataConfig(**values["data"])
         if "loss" in values:
-            _check_keys(values["loss"], LossWeights, "train config loss")
+            check_keys(values["loss"], LossWeights, "train config loss")
             values["loss"] = LossWeights(**values["loss"])
         return cls(**values)
-
-
-def _check_keys(data: Any, cls: type, what: str) -> None:
-    if not isinstance(data, dict):
-        raise ValueError(f"{what} must be a mapping, got {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{what}: unknown keys {unknown}; known keys are {sorted(known)}")
 
 
 def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
+from banet_vo.config_fields import check_keys
 from torch import nn
 
 STRIDE_COARSE = 4
@@ -59,12 +60,7 @@ class MatcherConfig:
     def from_dict(cls, data: dict) -> MatcherConfig:
         if isinstance(data, str):
             data = json.loads(data)
-        if not isinstance(data, dict):
-            raise ValueError(f"matcher config must be a dict, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"matcher config has unknown keys {sorted(unknown)}")
+        check_keys(data, cls, "matcher config")
         return cls(**data)
 
 

