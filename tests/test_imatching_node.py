@@ -212,20 +212,33 @@ def test_adapt_true_changes_the_saved_weights(rclpy_context, seq, tmp_path):
 def test_the_node_adapts_xfeat_from_the_wheel(rclpy_context, seq, tmp_path):
     """matcher:=xfeat:pretrained: the node runs XFeat (working size a multiple of 32), a solved window steps
     it, and the checkpoint it writes loads back as an XFeat matcher with the changed weights."""
+    from banet_vo.odometry.matcher_swap import MatcherUpdate
+    from banet_vo.ros.qos import latched_qos
     from imatching_online.matcher.io import XFEAT_PRETRAINED
     from imatching_online.matcher.xfeat_matcher import XFeatMatcher
+    from std_msgs.msg import String
 
     out = tmp_path / "xfeat_adapted.safetensors"
     params = {**FAST, "matcher": XFEAT_PRETRAINED, "output_model": str(out), "save_every_steps": 1}
     graph = Graph(rclpy_context, {**params, "queries_per_frame": 100})
+    announced = []
     try:
         graph.prime_camera(seq[0].camera)
         for i in range(3):
             graph.send(seq[i].image, T0 + seq[i].timestamp, seq[i].camera)
         snap = graph.settle("windows", 1)
         assert snap["successes"] == snap["steps"] == 1 and snap["saves"] == 1, snap
+        # subscribed after the save: the latched topic still hands over the last version
+        graph.pub_node.create_subscription(
+            String, "/imatching/matcher_updates", lambda m: announced.append(m.data), latched_qos(depth=1)
+        )
+        deadline = time.monotonic() + 10.0
+        while not announced and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert graph.node.snapshot()["published_version"] == 1
     finally:
         graph.close()
+    assert [MatcherUpdate.from_json(a) for a in announced] == [MatcherUpdate(str(out.resolve()), 1)]
     adapted, meta = load_matcher(out)
     assert isinstance(adapted, XFeatMatcher) and meta["image_size"] == [160, 96]
     assert meta["adapted_from"] == XFEAT_PRETRAINED and meta["optimiser_steps"] == 1

@@ -1030,3 +1030,65 @@ def test_the_old_covariance_scale_name_still_works_at_start_with_a_deprecation_w
     ]
     with pytest.raises(ValueError, match="covariance_scale: deprecated name of position_covariance_scale"):
         VONode(context=rclpy_context, parameter_overrides=overrides)
+
+
+def test_matcher_updates_are_taken_between_frames_and_bad_ones_counted(rclpy_context, tmp_path):
+    """imatching's checkpoint format end to end: an XFeat matcher written by imatching_online's save_matcher,
+    announced as a MatcherUpdate on the latched matcher_updates topic, is read by the node and taken at the
+    next frame (matcher_version in /diagnostics); an update naming a missing file is counted and the
+    version in use stays."""
+    from banet_vo.odometry.matcher_swap import MatcherUpdate
+    from imatching_online.matcher.io import save_matcher
+    from imatching_online.matcher.xfeat_matcher import XFeatMatcher
+    from std_msgs.msg import String
+
+    adapted = tmp_path / "xfeat_adapted.safetensors"
+    save_matcher(adapted, XFeatMatcher(), {"data": "test"})
+    frames = _frames(3, size=(160, 120))
+    graph = Graph(
+        rclpy_context,
+        TruthEstimator(frames),
+        {"frontend": "xfeat", "image_qos": "reliable", "queue_size": 50, "diagnostics_period": 0.1},
+    )
+    feed = Feed(rclpy_context, graph)
+    updates = feed.node.create_publisher(String, "/" + topics.MATCHER_UPDATES, latched_qos(depth=1))
+    try:
+        assert graph.node.snapshot()["matcher_version"] == 0
+        updates.publish(String(data=MatcherUpdate(str(adapted), 3).to_json()))
+        deadline = time.monotonic() + 10.0
+        while graph.node._pending_matcher is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert graph.node._pending_matcher is not None, "the update never arrived"
+        f = frames[0]
+        feed.info.publish(_info_msg(f.camera, T0))
+        feed.img.publish(_image_msg(f.image, "mono8", T0))
+        _settle(graph, "processed", 1)
+        snap = graph.node.snapshot()
+        assert snap["matcher_version"] == 3 and snap["matcher_swaps"] == 1 and snap["matcher_refused"] == 0
+        assert graph.logs("matcher version 3 taken")
+
+        updates.publish(String(data=MatcherUpdate(str(tmp_path / "absent.safetensors"), 4).to_json()))
+        _settle(graph, "matcher_update_errors", 1)
+        updates.publish(String(data="{not json"))
+        _settle(graph, "matcher_update_errors", 2)
+        assert graph.node.snapshot()["matcher_version"] == 3 and graph.node._pending_matcher is None
+        values = graph.wait("diag", 1)[-1].status[0].values
+        assert {kv.key: kv.value for kv in values}["matcher_version"] == "3"
+    finally:
+        feed.close()
+        graph.close()
+
+
+def test_a_matcher_update_for_banet_alone_is_refused(rclpy_context, tmp_path):
+    from banet_vo.odometry.matcher_swap import MatcherUpdate
+    from std_msgs.msg import String
+
+    graph = Graph(rclpy_context, TruthEstimator(_frames(2)), {"image_qos": "reliable"})
+    pub = graph.rec.create_publisher(String, "/" + topics.MATCHER_UPDATES, latched_qos(depth=1))
+    try:
+        pub.publish(String(data=MatcherUpdate("/any.safetensors", 1).to_json()))
+        _settle(graph, "matcher_update_errors", 1)
+        assert "matcher_version" not in graph.node.snapshot()
+        assert graph.logs("frontend none has no matcher")
+    finally:
+        graph.close()

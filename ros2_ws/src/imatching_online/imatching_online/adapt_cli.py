@@ -25,7 +25,9 @@ from imatching_online.adapt import AdaptConfig, OnlineAdapter
 from imatching_online.adapt_checkpoints import load_adapt_unit, save_adapt_unit
 from imatching_online.ba import WindowConfig
 from imatching_online.matcher.io import load_matcher, save_matcher
+from imatching_online.matcher.network import SIZE_MULTIPLE
 from imatching_online.matcher.queries import fit_size, prepare_image
+from imatching_online.online import working_size
 
 
 def _frame_range(text: str, n: int) -> range:
@@ -123,8 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed); 'stream' = ascending start frame, as a live stream delivers them",
     )
     p.add_argument("--frames", default=None, help="START:END frames used for adaptation (default: all)")
-    p.add_argument(
+    size = p.add_mutually_exclusive_group()
+    size.add_argument(
         "--width", type=int, default=240, help="working image width (multiple of 8; height keeps aspect)"
+    )
+    size.add_argument(
+        "--max-image-size",
+        type=int,
+        default=None,
+        help="working size as imatching_node picks it instead (online.working_size: long side at most "
+        "this, each side snapped down to the matcher's multiple, 32 for XFeat): with the camera's own "
+        "long side, XFeat adapts at the size banet_vo's front end runs it",
     )
     add_field_argument(p, "--window", WindowConfig, "window_size")
     p.add_argument("--frame-stride", type=int, default=1, help="take every k-th frame inside a window")
@@ -219,7 +230,11 @@ def _run(args, signals=None) -> int:
     units = _prepare_output(args)
     matcher, base_meta = load_matcher(args.matcher)
     cam = seq.camera
-    width, height = fit_size(cam.width, cam.height, args.width)
+    if args.max_image_size is not None:
+        multiple = getattr(matcher, "size_multiple", SIZE_MULTIPLE)
+        width, height = working_size(cam.width, cam.height, args.max_image_size, multiple)
+    else:
+        width, height = fit_size(cam.width, cam.height, args.width)
     cache: dict[int, tuple[np.ndarray, torch.Tensor]] = {}
     camera = cam.resized(width, height)
     for i in frames:

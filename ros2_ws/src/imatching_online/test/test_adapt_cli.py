@@ -144,3 +144,19 @@ def test_adapt_cli_help_documents_passes_and_order(capsys):
 
     text = build_parser().format_help()
     assert "--passes" in text and "--order" in text and "stream order" in text
+
+
+@pytest.mark.slow
+def test_adapt_cli_max_image_size_adapts_xfeat_at_the_size_the_front_end_runs_it(tmp_path, hololens_dir):
+    """--max-image-size 540 on the 540x360 HoloLens frames: XFeat's own multiple-of-32 size (512x352, what
+    banet_vo's XFeatExtractor resizes to), not an aspect-kept one; --width and it exclude each other."""
+    from imatching_online.adapt_cli import main
+    from imatching_online.matcher.io import XFEAT_PRETRAINED, load_matcher
+
+    out = tmp_path / "xfeat.safetensors"
+    argv = [str(hololens_dir), "--matcher", XFEAT_PRETRAINED, "--out", str(out), "--steps", "1"]
+    argv += ["--frames", "0:9", "--frame-stride", "2", "--queries", "60", "--max-image-size", "540"]
+    assert main(argv) == 0
+    assert load_matcher(out)[1]["image_size"] == [512, 352]
+    with pytest.raises(SystemExit):
+        main([*argv, "--width", "288", "--overwrite"])
