@@ -212,3 +212,40 @@ def test_vo_launch_starts_the_node_and_stops_on_a_missing_model(tmp_path):
     service.include_launch_description(description)
     service.run()
     assert codes == [2]
+
+
+ADAPTATION_LAUNCH = ROOT / "ros2_ws/src/imatching_online/launch/vo_with_adaptation.launch.py"
+
+
+def test_vo_with_adaptation_launch_connects_the_matcher_updates():
+    """Both nodes on one camera; banet_vo's matcher_updates remapped to imatching's private topic (the
+    names both nodes use, from banet_vo.ros.topics), banet_vo not rectifying (imatching does not either),
+    and imatching's install rule ships the file."""
+    from banet_vo.ros.topics import MATCHER_UPDATES
+
+    assert _declared_arguments(ADAPTATION_LAUNCH) == {
+        "image",
+        "camera_info",
+        "model",
+        "matcher",
+        "output_model",
+        "adapt",
+        "adapt_image_size",
+        "vo_params_file",
+        "imatching_params_file",
+        "device",
+        "use_sim_time",
+        "namespace",
+    }
+    vo, imatching = _calls(ADAPTATION_LAUNCH, "Node")
+    assert _keyword(vo, "executable").value == "vo_node" and _keyword(vo, "name").value == "banet_vo"
+    assert _keyword(imatching, "executable").value == "imatching_node"
+    assert _keyword(imatching, "name").value == "imatching"
+    remaps = ast.unparse(_keyword(vo, "remappings"))
+    assert f"('{MATCHER_UPDATES}', 'imatching/{MATCHER_UPDATES}')" in remaps and "*camera" in remaps
+    assert ast.unparse(_keyword(imatching, "remappings")) == "camera"
+    assert "'rectify': False" in ast.unparse(_keyword(vo, "parameters"))
+    node_source = (ROOT / "ros2_ws/src/imatching_online/imatching_online/ros/node.py").read_text()
+    assert '"~/" + MATCHER_UPDATES' in node_source  # what the remap points at
+    setup = (ROOT / "ros2_ws/src/imatching_online/setup.py").read_text()
+    assert '("share/" + package_name + "/launch", glob("launch/*.py"))' in setup
