@@ -3,16 +3,18 @@
 A field declared with `setting(default, "what it means", range=(lo, hi))` keeps the description and range
 in its `metadata`; the ROS parameter tables (`banet_vo.ros.parameters.ParameterSpec.from_field`) and the
 command lines (`add_field_argument`) read name, default, description and range from there, so a default
-cannot drift between the core, the node and a CLI. No ROS here: the CLIs import this without rclpy.
+cannot drift between the core, the node and a CLI. `check_keys` / `config_from_dict` read a stored config
+back and refuse keys that are not fields. No ROS here: the CLIs import this without rclpy.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from typing import Any
 
-__all__ = ["FieldInfo", "add_field_argument", "check_keys", "field_info", "setting"]
+__all__ = ["FieldInfo", "add_field_argument", "check_keys", "config_from_dict", "field_info", "setting"]
 
 
 def setting(
@@ -36,6 +38,14 @@ def check_keys(data: Any, config_cls: type, what: str) -> None:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"{what}: unknown keys {unknown}; known keys are {sorted(known)}")
+
+
+def config_from_dict(config_cls: type, data: dict | str, what: str) -> Any:
+    """`config_cls(**data)` once check_keys has passed; `data` may also be that dict's JSON text."""
+    if isinstance(data, str):
+        data = json.loads(data)
+    check_keys(data, config_cls, what)
+    return config_cls(**data)
 
 
 @dataclasses.dataclass(frozen=True)

