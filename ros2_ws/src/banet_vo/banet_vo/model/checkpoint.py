@@ -38,6 +38,7 @@ __all__ = [
     "non_finite_tensors",
     "remove_stale_temps",
     "save_checkpoint",
+    "state_mismatch",
 ]
 
 FORMAT = "banet-vo-checkpoint/1"
@@ -118,6 +119,17 @@ def remove_stale_temps(folder: str | Path, name: str | None = None) -> list[Path
             entry.unlink()
         removed.append(entry)
     return removed
+
+
+def state_mismatch(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> str | None:
+    """How `state` fails to fit a module whose state_dict is `expected` (missing / unexpected keys, shape
+    mismatches), or None when it fits."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or shapes:
+        return f"missing={missing[:5]}, unexpected={unexpected[:5]}, shape mismatch={shapes[:5]}"
+    return None
 
 
 def non_finite_tensors(state_dict: dict[str, torch.Tensor]) -> list[str]:

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from banet_vo.config_fields import check_keys
+from banet_vo.config_fields import check_keys, json_object
 
 __all__ = ["INPUT_GEOMETRIES", "INPUT_STRIDE", "PRESETS", "BANetConfig", "BAOptions"]
 
@@ -245,11 +245,7 @@ class BANetConfig:
 
     @classmethod
     def from_json(cls, text: str) -> BANetConfig:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"BANetConfig.from_json: not valid JSON ({exc})") from exc
-        return cls.from_dict(data)
+        return cls.from_dict(json_object(text, "BANetConfig.from_json"))
 
 
 # What a stored config dict (a checkpoint's) means for a key it lacks: the values checkpoints were

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from banet_vo.config_fields import check_keys, json_object
 from banet_vo.frontend.solvers import sampson_distance_px
 from banet_vo.frontend.xfeat import Features, match_mutual
 from banet_vo.geometry import PinholeCamera
@@ -43,12 +44,8 @@ class MatcherUpdate:
     @classmethod
     def from_json(cls, text: str) -> MatcherUpdate:
         """ValueError, saying what is wrong, for anything but {"path": non-empty str, "version": int >= 0}."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"matcher update is not JSON: {err}") from err
-        if not isinstance(data, dict):
-            raise ValueError(f"matcher update must be a JSON object, got {type(data).__name__}")
+        data = json_object(text, "matcher update")
+        check_keys(data, cls, "matcher update")
         path, version = data.get("path"), data.get("version")
         if not isinstance(path, str) or not path:
             raise ValueError(f"matcher update needs a non-empty string 'path', got {path!r}")

