@@ -8,21 +8,14 @@ from banet_vo.backend import Observation, RelativePoseFactor, WindowBAConfig, Wi
 from banet_vo.backend.window_ba import gtsam_to_ours_covariance
 from banet_vo.frontend.solvers import project
 from banet_vo.geometry import PinholeCamera
-from scipy.spatial.transform import Rotation
+from banet_vo.geometry.rigid import pose_from_rotvec
 
 CAMERA = PinholeCamera(450.0, 500.0, 320.0, 240.0, 640, 480)  # fx != fy on purpose
 
 
-def _pose(rotvec, t):
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_rotvec(rotvec).as_matrix()
-    T[:3, 3] = t
-    return T
-
-
 def _problem(n_kf=5, n_pts=200, seed=0):
     rng = np.random.default_rng(seed)
-    poses = {k: _pose([0.0, 0.02 * k, 0.0], [0.4 * k, 0.0, 0.1 * k]) for k in range(n_kf)}
+    poses = {k: pose_from_rotvec([0.0, 0.02 * k, 0.0], [0.4 * k, 0.0, 0.1 * k]) for k in range(n_kf)}
     points = {j: np.array([rng.uniform(-4, 6), rng.uniform(-2, 2), rng.uniform(6, 14)]) for j in range(n_pts)}
     obs = []
     for k, T in poses.items():
@@ -38,7 +31,7 @@ def test_recovers_perturbed_poses_and_points():
     poses, points, obs = _problem()
     rng = np.random.default_rng(1)
     noisy_poses = {
-        k: (T if k < 2 else T @ _pose(rng.normal(0, 0.01, 3), rng.normal(0, 0.05, 3)))
+        k: (T if k < 2 else T @ pose_from_rotvec(rng.normal(0, 0.01, 3), rng.normal(0, 0.05, 3)))
         for k, T in poses.items()
     }
     noisy_points = {j: P + rng.normal(0, 0.1, 3) for j, P in points.items()}
@@ -69,8 +62,8 @@ def test_prunes_gross_outliers():
 
 def test_relative_pose_factor_pulls_a_pose():
     poses, points, obs = _problem(n_kf=3, seed=3)
-    target = poses[2] @ _pose([0, 0, 0], [0.0, 0.0, 0.0])
-    shifted = {**poses, 2: poses[2] @ _pose([0, 0, 0], [0.3, 0, 0])}
+    target = poses[2] @ pose_from_rotvec([0, 0, 0], [0.0, 0.0, 0.0])
+    shifted = {**poses, 2: poses[2] @ pose_from_rotvec([0, 0, 0], [0.3, 0, 0])}
     # Only the relative factor constrains keyframe 2 (no observations of it).
     obs_no2 = [o for o in obs if o.keyframe != 2]
     cov = np.diag([1e-4] * 3 + [1e-6] * 3)
@@ -103,7 +96,7 @@ def test_orderings_reach_the_same_solution():
     poses, points, obs = _problem(n_kf=6, n_pts=300, seed=3)
     rng = np.random.default_rng(4)
     noisy_poses = {
-        k: (T if k < 2 else T @ _pose(rng.normal(0, 0.01, 3), rng.normal(0, 0.05, 3)))
+        k: (T if k < 2 else T @ pose_from_rotvec(rng.normal(0, 0.01, 3), rng.normal(0, 0.05, 3)))
         for k, T in poses.items()
     }
     noisy_points = {j: P + rng.normal(0, 0.1, 3) for j, P in points.items()}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from banet_vo.evaluation import covariance_consistency as cc
 from banet_vo.geometry.frames import body_from_optical
-from banet_vo.geometry.rigid import invert
+from banet_vo.geometry.rigid import invert, pose_from_rotvec
 from banet_vo.odometry import FrameResult
 from scipy.spatial.transform import Rotation
 from scipy.stats import chi2
@@ -23,19 +23,12 @@ CORRELATION[1, 3] = CORRELATION[3, 1] = -0.4
 COV = SIGMA[:, None] * CORRELATION * SIGMA[None, :]
 
 
-def _pose(rotvec, t) -> np.ndarray:
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_rotvec(rotvec).as_matrix()
-    T[:3, 3] = t
-    return T
-
-
 def _synthetic_run(seed: int = 0, scale_bias: float = 1.0):
     """FrameResults whose relative motion errors are N(0, COV) in base_link (right perturbation), and the
     ground truth as camera-to-world optical poses in an arbitrary world frame."""
     rng = np.random.default_rng(seed)
     T_base_cam = body_from_optical(np.array([1.2, 0.1, 1.6]))  # a mounted camera, not at the body origin
-    world = _pose([0.3, -1.0, 2.0], [5.0, -3.0, 1.0])
+    world = pose_from_rotvec([0.3, -1.0, 2.0], [5.0, -3.0, 1.0])
     B_true, B_est = np.eye(4), np.eye(4)
     results, gt = [], {}
     xi = rng.multivariate_normal(np.zeros(6), COV, size=N)
@@ -43,9 +36,9 @@ def _synthetic_run(seed: int = 0, scale_bias: float = 1.0):
         stamp = 0.1 * k
         if k > 0:
             # large, varied motions (up to ~70° turns): a left/right or body/optical mix-up then shows
-            D_true = _pose(rng.normal(0.0, 0.6, 3), rng.normal([1.0, 0.0, 0.0], 0.5))
+            D_true = pose_from_rotvec(rng.normal(0.0, 0.6, 3), rng.normal([1.0, 0.0, 0.0], 0.5))
             B_true = B_true @ D_true
-            D_est = D_true @ invert(_pose(xi[k - 1, 3:], xi[k - 1, :3]))  # D_true = D_est·Exp(ξ)
+            D_est = D_true @ invert(pose_from_rotvec(xi[k - 1, 3:], xi[k - 1, :3]))  # D_true = D_est·Exp(ξ)
             D_est[:3, 3] /= scale_bias
             B_est = B_est @ D_est
         units = np.r_[[1.0 / scale_bias] * 3, [1.0] * 3]  # the estimate's length unit

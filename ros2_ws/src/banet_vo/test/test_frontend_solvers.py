@@ -7,17 +7,10 @@ import pytest
 from banet_vo.frontend import solve_absolute_pose, solve_relative_pose, triangulate
 from banet_vo.frontend.solvers import project
 from banet_vo.geometry import PinholeCamera
-from scipy.spatial.transform import Rotation
+from banet_vo.geometry.rigid import pose_from_rotvec
 
 # fx != fy on purpose: a solver that swaps them fails here.
 CAMERA = PinholeCamera(520.0, 610.0, 330.0, 235.0, 640, 480)
-
-
-def _pose(rotvec, t) -> np.ndarray:
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_rotvec(rotvec).as_matrix()
-    T[:3, 3] = t
-    return T
 
 
 def _scene(n=300, seed=0):
@@ -28,7 +21,7 @@ def _scene(n=300, seed=0):
 def test_relative_pose_recovers_rotation_and_direction():
     X = _scene()
     T_w_ref = np.eye(4)
-    T_w_cur = _pose([0.02, -0.05, 0.01], [0.6, 0.1, 0.3])
+    T_w_cur = pose_from_rotvec([0.02, -0.05, 0.01], [0.6, 0.1, 0.3])
     T_cur_ref = np.linalg.inv(T_w_cur) @ T_w_ref
     x_ref, _ = project(np.eye(4), X, CAMERA)
     x_cur, _ = project(np.linalg.inv(T_w_cur), X, CAMERA)
@@ -41,7 +34,7 @@ def test_relative_pose_recovers_rotation_and_direction():
 
 def test_relative_pose_rejects_outliers_and_too_few():
     X = _scene(200, seed=1)
-    T_w_cur = _pose([0.0, 0.03, 0.0], [0.5, 0.0, 0.1])
+    T_w_cur = pose_from_rotvec([0.0, 0.03, 0.0], [0.5, 0.0, 0.1])
     x_ref, _ = project(np.eye(4), X, CAMERA)
     x_cur, _ = project(np.linalg.inv(T_w_cur), X, CAMERA)
     x_cur[:40] += np.random.default_rng(2).uniform(20, 60, (40, 2))  # 20 % gross outliers
@@ -53,7 +46,7 @@ def test_relative_pose_rejects_outliers_and_too_few():
 
 def test_absolute_pose_recovers_pose_with_outliers():
     X = _scene(150, seed=3)
-    T_cam_world = np.linalg.inv(_pose([0.1, -0.2, 0.05], [1.0, -0.5, 0.3]))
+    T_cam_world = np.linalg.inv(pose_from_rotvec([0.1, -0.2, 0.05], [1.0, -0.5, 0.3]))
     x, _ = project(T_cam_world, X, CAMERA)
     x[:20] += 50.0
     sol = solve_absolute_pose(x, X, CAMERA)
@@ -64,7 +57,7 @@ def test_absolute_pose_recovers_pose_with_outliers():
 
 def test_triangulate_recovers_points_and_flags_bad_ones():
     X = _scene(100, seed=4)
-    T_w_a, T_w_b = np.eye(4), _pose([0.0, 0.02, 0.0], [1.0, 0.0, 0.0])
+    T_w_a, T_w_b = np.eye(4), pose_from_rotvec([0.0, 0.02, 0.0], [1.0, 0.0, 0.0])
     x_a, _ = project(np.linalg.inv(T_w_a), X, CAMERA)
     x_b, _ = project(np.linalg.inv(T_w_b), X, CAMERA)
     x_b[0] += 25.0  # a wrong match: does not reproject
@@ -76,7 +69,7 @@ def test_triangulate_recovers_points_and_flags_bad_ones():
 
 def test_triangulate_refuses_low_parallax():
     X = np.array([[0.0, 0.0, 10.0], [1.0, 0.5, 12.0]])
-    T_w_b = _pose([0.0, 0.0, 0.0], [0.01, 0.0, 0.0])  # 1 cm baseline at 10 m: under 0.1 deg
+    T_w_b = pose_from_rotvec([0.0, 0.0, 0.0], [0.01, 0.0, 0.0])  # 1 cm baseline at 10 m: under 0.1 deg
     x_a, _ = project(np.eye(4), X, CAMERA)
     x_b, _ = project(np.linalg.inv(T_w_b), X, CAMERA)
     _, ok = triangulate(np.eye(4), T_w_b, x_a, x_b, CAMERA, min_parallax_deg=0.5)
@@ -88,7 +81,7 @@ def test_triangulate_refuses_low_parallax():
 @pytest.mark.parametrize("behind", [True])
 def test_triangulate_flags_points_behind_a_camera(behind):
     # A point in front of camera a but behind camera b, which looks the other way.
-    T_w_b = _pose([0.0, np.pi, 0.0], [2.0, 0.0, 0.0])
+    T_w_b = pose_from_rotvec([0.0, np.pi, 0.0], [2.0, 0.0, 0.0])
     X = np.array([[0.5, 0.2, 6.0]])
     x_a, _ = project(np.eye(4), X, CAMERA)
     x_b = np.array([[100.0, 100.0]])

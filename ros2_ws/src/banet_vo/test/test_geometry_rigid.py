@@ -2,7 +2,14 @@
 
 import numpy as np
 import pytest
-from banet_vo.geometry.rigid import invert, pose_matrix, rotation_angle_deg, rotation_to_quaternion, skew
+from banet_vo.geometry.rigid import (
+    invert,
+    pose_from_rotvec,
+    pose_matrix,
+    rotation_angle_deg,
+    rotation_to_quaternion,
+    skew,
+)
 from scipy.spatial.transform import Rotation
 
 
@@ -75,3 +82,11 @@ def test_nearest_rigid_projects_onto_se3():
     reflected = T.copy()
     reflected[:3, 0] *= -1  # det -1: the nearest rotation, never a reflection
     assert np.linalg.det(nearest_rigid(reflected)[:3, :3]) == pytest.approx(1.0)
+
+
+def test_pose_from_rotvec_is_axis_angle_and_translation():
+    T = pose_from_rotvec([0.0, 0.0, np.pi / 2], [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(T @ [1.0, 0.0, 0.0, 1.0], [1.0, 3.0, 3.0, 1.0], atol=1e-12)  # x → y, moved
+    assert T.dtype == np.float64 and T.shape == (4, 4) and np.array_equal(T[3], [0, 0, 0, 1])
+    angle = rotation_angle_deg(pose_from_rotvec([0.3, -0.4, 0.0], [0, 0, 0]))
+    np.testing.assert_allclose(angle, np.degrees(0.5), rtol=1e-12)

@@ -22,7 +22,7 @@ from banet_vo.geometry.frames import (
     pose_covariance_from_hessian,
     right_covariance_to_ros,
 )
-from banet_vo.geometry.rigid import invert
+from banet_vo.geometry.rigid import invert, pose_from_rotvec
 from banet_vo.odometry import (
     CAMERA_CHANGED,
     FAILED,
@@ -41,18 +41,12 @@ K_BASIS = 4
 CAMERA = PinholeCamera(40.0, 40.0, 31.5, 23.5, 64, 48)
 
 
-def _pose(rotvec, t) -> np.ndarray:
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_rotvec(rotvec).as_matrix()
-    T[:3, 3] = t
-    return T
-
-
 def _gt_camera_poses(n: int, step: float = 0.2, yaw_deg: float = 1.0) -> np.ndarray:
     """Camera-to-world optical poses: forward along z with a slow yaw about the optical y axis."""
     poses = []
     for i in range(n):
-        poses.append(_pose([0.01 * i, np.radians(yaw_deg) * i, 0.0], [0.02 * i, -0.01 * i, step * i]))
+        rotvec = [0.01 * i, np.radians(yaw_deg) * i, 0.0]
+        poses.append(pose_from_rotvec(rotvec, [0.02 * i, -0.01 * i, step * i]))
     return np.stack(poses)
 
 
@@ -142,8 +136,8 @@ def _jacobian(f, dim=6, eps=1e-6) -> np.ndarray:
 
 def test_covariance_maps_match_finite_differences():
     rng = np.random.default_rng(1)
-    T_a = _pose(rng.normal(size=3) * 0.3, rng.normal(size=3))
-    T_b = _pose(rng.normal(size=3) * 0.3, rng.normal(size=3))
+    T_a = pose_from_rotvec(rng.normal(size=3) * 0.3, rng.normal(size=3))
+    T_b = pose_from_rotvec(rng.normal(size=3) * 0.3, rng.normal(size=3))
     T = T_a @ T_b
     # right perturbation of T_a carried through the product: ξ = Ad(T_b⁻¹) ξ_a
     J_a = _jacobian(lambda e: _log(invert(T) @ T_a @ _exp(e) @ T_b))
@@ -173,11 +167,12 @@ def test_view_overlap_and_twist():
     cam = PinholeCamera(20.0, 20.0, 15.5, 11.5, 32, 24)
     depth = np.full((24, 32), 5.0)
     assert view_overlap(depth, cam, np.eye(4)) == 1.0
-    assert view_overlap(depth, cam, _pose([0, 0, 0], [0, 0, -10.0])) == 0.0  # all behind the other view
-    half = view_overlap(depth, cam, _pose([0, 0, 0], [4.0, 0, 0]))  # shift by 16 px of 32
+    behind = pose_from_rotvec([0, 0, 0], [0, 0, -10.0])
+    assert view_overlap(depth, cam, behind) == 0.0  # all behind the other view
+    half = view_overlap(depth, cam, pose_from_rotvec([0, 0, 0], [4.0, 0, 0]))  # shift by 16 px of 32
     assert 0.4 < half < 0.6
     assert view_overlap(np.zeros((24, 32)), cam, np.eye(4)) == 0.0
-    twist = body_twist(np.eye(4), _pose([0, 0, 0.1], [1.0, 0, 0]), 0.5)
+    twist = body_twist(np.eye(4), pose_from_rotvec([0, 0, 0.1], [1.0, 0, 0]), 0.5)
     np.testing.assert_allclose(twist[3:], [0, 0, 0.2], atol=1e-12)
     np.testing.assert_allclose(np.linalg.norm(twist[:3]), 2.0)
 

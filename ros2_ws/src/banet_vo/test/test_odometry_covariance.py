@@ -15,7 +15,7 @@ import pypose as pp
 import torch
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import body_from_optical
-from banet_vo.geometry.rigid import invert
+from banet_vo.geometry.rigid import invert, pose_from_rotvec
 from banet_vo.odometry import OdometryConfig, PairEstimate, PreparedFrame, VisualOdometry
 from scipy.spatial.transform import Rotation
 
@@ -25,20 +25,13 @@ SIGMA2 = 0.01
 STEPS = 4
 
 
-def _pose(rotvec, t) -> np.ndarray:
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_rotvec(rotvec).as_matrix()
-    T[:3, 3] = t
-    return T
-
-
 # Relative motions T_kf_cur (optical camera): ~1 m steps with 8-15 degree turns about different axes, so
 # that the adjoint of each step mixes rotation uncertainty into position.
 MOTIONS = [
-    _pose([0.02, 0.2, 0.0], [0.3, -0.05, 1.0]),
-    _pose([-0.15, 0.05, 0.1], [-0.2, 0.1, 0.9]),
-    _pose([0.0, -0.25, 0.05], [0.1, 0.0, 1.1]),
-    _pose([0.1, 0.1, -0.2], [0.4, 0.05, 0.8]),
+    pose_from_rotvec([0.02, 0.2, 0.0], [0.3, -0.05, 1.0]),
+    pose_from_rotvec([-0.15, 0.05, 0.1], [-0.2, 0.1, 0.9]),
+    pose_from_rotvec([0.0, -0.25, 0.05], [0.1, 0.0, 1.1]),
+    pose_from_rotvec([0.1, 0.1, -0.2], [0.4, 0.05, 0.8]),
 ]
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import body_from_optical
-from banet_vo.geometry.rigid import invert
+from banet_vo.geometry.rigid import invert, pose_from_rotvec
 from banet_vo.odometry import (
     FAILED,
     INITIALISING,
@@ -34,7 +34,6 @@ from banet_vo.odometry.timing import (
     gap_covariance,
 )
 from banet_vo.odometry.timing import OUT_OF_ORDER as STAMP_OUT_OF_ORDER
-from scipy.spatial.transform import Rotation
 
 CAMERA = PinholeCamera(40.0, 40.0, 31.5, 23.5, 64, 48)
 SPEED = 2.0  # m/s of the test camera before and after the stall
@@ -63,23 +62,16 @@ def _image(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 255, (48, 64), dtype=np.uint8)
 
 
-def _pose(rotvec, t) -> np.ndarray:
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_rotvec(rotvec).as_matrix()
-    T[:3, 3] = t
-    return T
-
-
 def _stalled_stream(gap: float, before: int = 10, after: int = 10):
     """Stamps and optical camera poses: 10 Hz at SPEED along z, a stall of ``gap`` s (no motion), then on."""
     stamps, poses = [], []
     for i in range(before):
         stamps.append(0.1 * i)
-        poses.append(_pose([0.0, 0.01 * i, 0.0], [0.0, 0.0, 0.1 * SPEED * i]))
+        poses.append(pose_from_rotvec([0.0, 0.01 * i, 0.0], [0.0, 0.0, 0.1 * SPEED * i]))
     t0, z0, yaw0 = stamps[-1] + gap, poses[-1][2, 3], 0.01 * (before - 1)
     for k in range(after):
         stamps.append(t0 + 0.1 * k)
-        poses.append(_pose([0.0, yaw0 + 0.01 * k, 0.0], [0.0, 0.0, z0 + 0.1 * SPEED * k]))
+        poses.append(pose_from_rotvec([0.0, yaw0 + 0.01 * k, 0.0], [0.0, 0.0, z0 + 0.1 * SPEED * k]))
     return np.array(stamps), np.stack(poses)
 
 
@@ -130,8 +122,8 @@ def test_stamp_gate_rejects_non_finite_stamps_without_recording():
 
 
 def test_gap_covariance_is_velocity_times_gap():
-    C_prev = _pose([0.0, 0.0, 0.0], [0.0, 0.0, 0.0])
-    C_last = _pose([0.0, 0.02, 0.0], [0.3, 0.0, 0.4])  # 0.5 m and 0.02 rad in 0.1 s
+    C_prev = pose_from_rotvec([0.0, 0.0, 0.0], [0.0, 0.0, 0.0])
+    C_last = pose_from_rotvec([0.0, 0.02, 0.0], [0.3, 0.0, 0.4])  # 0.5 m and 0.02 rad in 0.1 s
     cov = gap_covariance(C_prev, 0.0, C_last, 0.1, gap=3.0)
     np.testing.assert_allclose(cov[:3, :3], np.eye(3) * (5.0 * 3.0) ** 2)
     np.testing.assert_allclose(cov[3:, 3:], np.eye(3) * (0.2 * 3.0) ** 2)
@@ -206,7 +198,7 @@ def test_without_the_gate_the_same_stream_invents_motion():
 def test_gap_before_any_motion_and_order_checks_still_apply():
     config = OdometryConfig(keyframe_mode="consecutive")
     stamps = np.array([0.0, 5.0, 5.1, 5.05, 0.5])
-    poses = np.stack([_pose([0, 0, 0], [0, 0, 0.1 * i]) for i in range(5)])
+    poses = np.stack([pose_from_rotvec([0, 0, 0], [0, 0, 0.1 * i]) for i in range(5)])
     vo = VisualOdometry(GroundTruthEstimator(stamps, poses), config)
     results = [vo.process(_image(i), t, CAMERA) for i, t in enumerate(stamps)]
     assert [r.status for r in results] == [INITIALIZED, NEW_SEGMENT, TRACKED, OUT_OF_ORDER, INITIALIZED]

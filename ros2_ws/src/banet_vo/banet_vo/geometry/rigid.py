@@ -79,3 +79,11 @@ def pose_matrix(translation, quaternion_xyzw) -> np.ndarray:
     T[:3, :3] = Rotation.from_quat(np.asarray(quaternion_xyzw, dtype=np.float64)).as_matrix()
     T[:3, 3] = np.asarray(translation, dtype=np.float64).reshape(3)
     return T
+
+
+def pose_from_rotvec(rotvec, translation) -> np.ndarray:
+    """4x4 float64 from a rotation vector (axis * angle, rad) and a translation [x, y, z]."""
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_rotvec(np.asarray(rotvec, dtype=np.float64)).as_matrix()
+    T[:3, 3] = np.asarray(translation, dtype=np.float64).reshape(3)
+    return T
