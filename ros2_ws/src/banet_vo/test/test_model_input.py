@@ -9,7 +9,7 @@ from banet_vo.data import Frame, InMemorySequence, PairDataset
 from banet_vo.geometry import PinholeCamera
 from banet_vo.model import BANet, BANetConfig
 from banet_vo.model.input_image import model_input
-from banet_vo.odometry import prepare_frame
+from banet_vo.odometry import BANetEstimator, prepare_frame
 from banet_vo.train.data import CachedPairs
 
 MODEL_SIZE = (64, 48)
@@ -26,14 +26,14 @@ def _sequence(width: int, height: int, rgb: bool) -> InMemorySequence:
     return InMemorySequence(frames, name="random")
 
 
-def _tiny_model() -> BANet:
+def _tiny_model(**changes) -> BANet:
     tiny = dict(
         image_width=MODEL_SIZE[0], image_height=MODEL_SIZE[1], channels=8, num_basis=4, iterations=(1, 1, 1),
         stem_channels=8, stem_stride=2, level2_channels=8, bottleneck_planes=(8, 8, 8, 8),
         bottleneck_blocks=(1, 1, 1, 1), bottleneck_expansion=2, norm="group", decoder_channels=(8, 8, 8, 8),
         damping_hidden=8,
     )  # fmt: skip
-    return BANet(BANetConfig.preset("small", **tiny))
+    return BANet(BANetConfig.preset("small", **{**tiny, **changes}))
 
 
 @pytest.mark.parametrize(("width", "height"), [(160, 120), (64, 48), (40, 30), (150, 40)])
@@ -49,6 +49,25 @@ def test_training_evaluation_and_inference_paths_give_identical_tensors(width, h
     assert from_dataset.shape == (3, MODEL_SIZE[1], MODEL_SIZE[0]) and from_dataset.dtype == torch.float32
     assert torch.equal(from_dataset, from_odometry)
     assert torch.equal(from_dataset, from_predict)
+
+
+@pytest.mark.parametrize(("width", "height"), [(1226, 370), (540, 360), (160, 120)])
+def test_keep_aspect_models_get_the_same_cropped_tensor_and_camera_in_odometry_and_training(width, height):
+    """A keep_aspect model: the odometry prepares frames through the estimator's input geometry (scaled
+    and centre-cropped, never squeezed to the config size), as training and BANet.predict do."""
+    seq = _sequence(width, height, rgb=True)
+    frame = seq[0]
+    model = _tiny_model(input_geometry="keep_aspect")
+    estimator = BANetEstimator(model, "cpu")
+    from_odometry = prepare_frame(frame.image, frame.camera, 0.0, estimator.input_geometry)
+    item = PairDataset(seq, strides=(1,), model_config=model.config, shuffle=False)[0]
+    assert torch.equal(torch.from_numpy(from_odometry.image), item["image_ref"])
+    assert torch.equal(torch.from_numpy(from_odometry.image), model._host_image(frame.image, "image"))
+    np.testing.assert_allclose(
+        from_odometry.camera.as_tensor(dtype=torch.float64).numpy(), item["intrinsics"].numpy(), rtol=1e-6
+    )
+    cam = from_odometry.camera  # one scale on both axes (up to rounding the resized size): not squeezed
+    np.testing.assert_allclose(cam.fx / cam.fy, frame.camera.fx / frame.camera.fy, rtol=1e-2)
 
 
 def test_cached_training_pairs_are_model_input_of_the_rendered_frames():

@@ -10,6 +10,7 @@ T_kf_cur = T_tgt_ref: it maps current-camera points into the keyframe camera.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,7 +21,7 @@ import torch
 
 from banet_vo.geometry import PinholeCamera
 from banet_vo.model.checkpoint import load_banet
-from banet_vo.model.input_image import model_input
+from banet_vo.model.input_image import InputGeometry, input_geometry
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +64,15 @@ class PairEstimator(Protocol):
 
 
 def prepare_frame(
-    image: np.ndarray, camera: PinholeCamera, stamp: float, size: tuple[int, int]
+    image: np.ndarray,
+    camera: PinholeCamera,
+    stamp: float,
+    target: tuple[int, int] | Callable[[int, int], InputGeometry],
 ) -> PreparedFrame:
-    """Validate a host image and make it model input at `size` = (width, height), with its intrinsics
-    (`banet_vo.model.input_image.model_input`: the pixels training used)."""
+    """Validate a host image and make it model input, with its intrinsics. `target` is a (width, height)
+    to stretch to, or an estimator's `input_geometry(width, height)` (keep_aspect models: scaled and
+    centre-cropped, never squeezed); either way through `banet_vo.model.input_image`, the pixels training
+    used."""
     if not isinstance(camera, PinholeCamera):
         raise ValueError(f"camera must be a PinholeCamera, got {type(camera).__name__}")
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
@@ -82,9 +88,12 @@ def prepare_frame(
         raise ValueError(f"image is {width}x{height} but camera is {camera.width}x{camera.height}")
     if not np.isfinite(stamp):
         raise ValueError(f"stamp must be finite, got {stamp}")
-    out_w, out_h = size
-    chw = model_input(image, out_w, out_h)
-    return PreparedFrame(float(stamp), chw, camera.resized(out_w, out_h), camera)
+    if callable(target):
+        geometry = target(width, height)
+    else:
+        out_w, out_h = target
+        geometry = InputGeometry((width, height), (out_w, out_h), (0, 0), (out_w, out_h))
+    return PreparedFrame(float(stamp), geometry.image(image), geometry.camera(camera), camera)
 
 
 def resolve_device(name: str) -> Any:
@@ -110,6 +119,10 @@ class BANetEstimator:
         self.input_size = (int(config.image_width), int(config.image_height))
         self.channels = int(config.channels)
         self.config = config
+
+    def input_geometry(self, width: int, height: int) -> InputGeometry:
+        """Where a width x height frame goes for this model (its config's input_geometry)."""
+        return input_geometry(self.config, width, height)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto") -> BANetEstimator:

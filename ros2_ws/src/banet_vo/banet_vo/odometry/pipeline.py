@@ -301,7 +301,10 @@ def begin_frame(
     """The start both pipelines' process() share: the frame prepared for the estimator (bad input raises
     ValueError before any state changes), counted, and its stamp gated (gate_stamp). Returns the frame,
     the stamp check and the result to return at once (a skipped frame), or None to go on."""
-    frame = prepare_frame(image, camera, float(stamp), odometry.estimator.input_size)
+    estimator = odometry.estimator
+    frame = prepare_frame(
+        image, camera, float(stamp), getattr(estimator, "input_geometry", estimator.input_size)
+    )
     odometry.stats.frames += 1
     check, skipped = gate_stamp(odometry, float(stamp))
     return frame, check, skipped
