@@ -231,17 +231,23 @@ def test_background_ba_tracks_kitti06(estimator, kitti06):
     assert sim3 < 0.6
 
 
-def test_background_ba_falls_back_in_line_when_the_worker_dies(estimator, kitti06, caplog):
+def test_background_ba_survives_a_killed_worker(estimator, kitti06, caplog):
+    """Killed with a window BA running, the worker's loss is found when its result is due: that window and
+    the later ones are solved in line (an error logged). Killed while idle and already gone at the next
+    window, a new worker takes it (BackgroundBundleAdjuster.submit). Which one happens depends on timing;
+    either way tracking goes on."""
     vo = _vo(estimator, background_ba=True)
     try:
         _run(vo, kitti06[:12])
-        vo._background._process.kill()
+        killed = vo._background._process
+        killed.kill()
         with caplog.at_level("ERROR", logger="banet_vo.odometry.keyframe_vo"):
             _, _, results = _run(vo, kitti06[12:30])
+        replaced = vo._background._process not in (None, killed)
     finally:
         vo.close()
-    assert vo._inline_ba
-    assert any("solved in line from now on" in m for m in caplog.messages)
+    fell_back = vo._inline_ba and any("solved in line from now on" in m for m in caplog.messages)
+    assert fell_back != replaced, (fell_back, replaced)  # exactly one of the two
     assert sum(r.status == TRACKED for r in results) >= 15
 
 
