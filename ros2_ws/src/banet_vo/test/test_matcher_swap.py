@@ -175,6 +175,15 @@ def test_trial_rolls_back_on_a_drop_and_keeps_otherwise():
     assert [quality.record(r, 0.1) for r in (0.7, 0.8, 0.75, 0.74)] == [None] * 4
     assert quality.previous is None and not quality.in_trial
 
+    # a second swap during a trial: the baseline and the weights to go back to stay the first trial's
+    quality = TrackingQuality(frames=2)
+    quality.record(0.8, 0.1), quality.record(0.8, 0.1)
+    quality.start_trial({"w": torch.zeros(1)}, 1)
+    assert quality.record(0.75, 0.1) is None
+    quality.start_trial({"w": torch.ones(1)}, 2)
+    assert quality.record(0.3, 0.1) is None and "0.800 before" in quality.record(0.3, 0.1)
+    assert quality.previous[1] == 1
+
     fresh = TrackingQuality(frames=2)
     fresh.start_trial({}, 0)  # nothing measured before: nothing to compare with, the weights stay
     assert fresh.record(0.0, 0.1) is None and fresh.record(0.0, 0.1) is None and fresh.previous is None

@@ -198,7 +198,6 @@ class KeyframeOdometry:
         previous = self.extractor.state_dict()
         self.extractor.load_state_dict(state)  # checked first: raises with nothing changed
         try:
-            described = self._describe_window()
             current = candidate = None
             if self._initialised and len(self._keyframes) >= 2:
                 t = self.tracking
@@ -220,23 +219,29 @@ class KeyframeOdometry:
             checked = f"held-back window {candidate} vs {current} before"
         else:
             checked = "no solved window to check against yet"
-        for kf, descriptors in zip(self._keyframes, described, strict=True):
-            kf.features = replace(kf.features, descriptors=descriptors)
+        try:
+            self._describe_window()
+        except BaseException:
+            self.extractor.load_state_dict(previous)
+            raise
         self._quality.start_trial(previous, self.matcher_version)
         self.matcher_version = int(version)
         self.stats.matcher_swaps += 1
         return SwapOutcome(True, f"matcher version {version} taken ({checked}); on trial", current, candidate)
 
-    def _describe_window(self) -> list:
-        """The window keyframes' descriptors at their keypoints with the extractor's current weights."""
-        return [self.extractor.describe(kf.features.gray, kf.features.keypoints) for kf in self._keyframes]
+    def _describe_window(self) -> None:
+        """The window keyframes' descriptors again, at their own keypoints, with the extractor's weights
+        (landmarks stay attached; old and new descriptors are never compared)."""
+        describe = self.extractor.describe
+        described = [describe(kf.features.gray, kf.features.keypoints) for kf in self._keyframes]
+        for kf, descriptors in zip(self._keyframes, described, strict=True):
+            kf.features = replace(kf.features, descriptors=descriptors)
 
     def _rollback_matcher(self, why: str) -> None:
         state, version = self._quality.previous
         self._quality.end_trial()
         self.extractor.load_state_dict(state)
-        for kf, descriptors in zip(self._keyframes, self._describe_window(), strict=True):
-            kf.features = replace(kf.features, descriptors=descriptors)
+        self._describe_window()
         logger.warning("matcher version %d rolled back to %d: %s", self.matcher_version, version, why)
         self.matcher_version = version
         self.stats.matcher_rollbacks += 1

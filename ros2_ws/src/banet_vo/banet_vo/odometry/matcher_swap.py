@@ -121,10 +121,12 @@ class TrackingQuality:
         return self._trial is not None
 
     def start_trial(self, previous_state: dict[str, torch.Tensor], previous_version: int) -> None:
-        """A swap happened: the next `frames` records decide whether it stays."""
-        self._baseline = float(np.mean(self.recent)) if self.recent else float("nan")
+        """A swap happened: the next `frames` records decide whether it stays. A swap during a trial keeps
+        that trial's baseline and its weights to go back to (the last ones that passed)."""
+        if self._trial is None:
+            self._baseline = float(np.mean(self.recent)) if self.recent else float("nan")
+            self.previous = (previous_state, previous_version)
         self._trial = []
-        self.previous = (previous_state, previous_version)
         self.recent.clear()
 
     def record(self, inlier_ratio: float, tolerance: float) -> str | None:
