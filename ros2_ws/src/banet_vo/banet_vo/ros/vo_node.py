@@ -360,8 +360,12 @@ class VOShell:
             config, self._pending_config = self._pending_config, None
             matcher, self._pending_matcher = self._pending_matcher, None
         if matcher is not None:
-            outcome = self.vo.swap_matcher(matcher[0], matcher[1].version)
-            (self.get_logger().info if outcome.applied else self.get_logger().warning)(outcome.message)
+            try:
+                outcome = self.vo.swap_matcher(matcher[0], matcher[1].version)
+            except ValueError as err:  # weights the extractor refuses: the matcher in use stays
+                self.events.warn(MATCHER_UPDATE_ERRORS, f"matcher update not used: {err}")
+            else:
+                (self.get_logger().info if outcome.applied else self.get_logger().warning)(outcome.message)
         if config is not None:
             # thresholds are read by the pipeline at each use; the extrinsic stays the resolved one
             self.vo.config = dataclasses.replace(config, T_base_camera=self.vo.config.T_base_camera)
