@@ -50,6 +50,23 @@ def _pairs(items: list[str], what: str) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
+def check_held_out(meta: dict, spec, name: str) -> None:
+    """ValueError when the adapted matcher's metadata says it was adapted on frames of the clip it is to be
+    tested on (same sequence folder, overlapping frame range), or does not say where it was adapted."""
+    sequence, frames = meta.get("sequence"), meta.get("frames")
+    if not sequence or not frames:
+        raise ValueError(f"{name}: its metadata does not say which sequence and frames it was adapted on")
+    if Path(sequence).name != spec.folder:
+        return
+    start, stop = int(frames[0]), int(frames[1])
+    clip_stop = spec.stop if spec.stop is not None else 1 << 62
+    if start < clip_stop and spec.start < stop:
+        raise ValueError(
+            f"{name}: adapted on frames {start}:{stop} of {spec.folder}, which overlap the test frames "
+            f"{spec.start}:{spec.stop if spec.stop is not None else 'end'} of {spec.name}"
+        )
+
+
 def odometry_rows(clip, matchers: list[tuple[str, str]], estimator) -> list:
     from banet_vo.evaluation import real_clips as rc
     from banet_vo.odometry import OdometryConfig, make_odometry
@@ -147,10 +164,16 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(adapted) - set(ALL_CLIPS)) + sorted(set(swaps) - set(adapted))
     if unknown:
         parser.error(f"unknown clip (or a --swap clip with no --adapted matcher): {', '.join(unknown)}")
-    for clip_matchers in adapted.values():
+    from banet_vo.model.checkpoint import load_checkpoint
+
+    for clip_name, clip_matchers in adapted.items():
         for name, path in clip_matchers:
             if not Path(path).is_file():
                 parser.error(f"--adapted {name}: {path} not found")
+            try:
+                check_held_out(load_checkpoint(path, expected_kind="matcher")[2], ALL_CLIPS[clip_name], name)
+            except ValueError as err:
+                parser.error(f"--adapted {clip_name}:{name}: {err}")
     started_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     version = code_version()
 
