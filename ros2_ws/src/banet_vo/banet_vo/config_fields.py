@@ -14,7 +14,15 @@ import dataclasses
 import json
 from typing import Any
 
-__all__ = ["FieldInfo", "add_field_argument", "check_keys", "config_from_dict", "field_info", "setting"]
+__all__ = [
+    "FieldInfo",
+    "add_field_argument",
+    "check_keys",
+    "check_ranges",
+    "config_from_dict",
+    "field_info",
+    "setting",
+]
 
 
 def setting(
@@ -27,6 +35,25 @@ def setting(
     """A dataclass field with `default` and its description / inclusive range / choices as metadata."""
     metadata = {"description": description, "range": range, "choices": choices}
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def check_ranges(config: Any, names: tuple[str, ...] | None = None) -> None:
+    """ValueError unless each named field (default: every field) of dataclass instance `config` is a
+    number of its default's kind (int or float, never bool) inside the field's `range` metadata."""
+    by_name = {f.name: f for f in dataclasses.fields(config)}
+    for name in by_name if names is None else names:
+        f = by_name[name]
+        value = getattr(config, name)
+        low, high = f.metadata["range"]
+        kind = int if isinstance(f.default, int) else float
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (kind is int and value != int(value))
+        ):
+            raise ValueError(f"{name} must be {'an int' if kind is int else 'a number'}, got {value!r}")
+        if not low <= value <= high:
+            raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
 
 
 def check_keys(data: Any, config_cls: type, what: str) -> None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
-from banet_vo.config_fields import setting
+from banet_vo.config_fields import check_ranges, setting
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import (
     adjoint,
@@ -209,12 +209,7 @@ class OdometryConfig:
             raise ValueError(f"max_consecutive_failures must be an int >= 1, got {n!r}")
         if not isinstance(self.matcher, str):
             raise ValueError(f"matcher must be a string (a path or empty), got {self.matcher!r}")
-        tol = self.matcher_swap_tolerance
-        if isinstance(tol, bool) or not isinstance(tol, int | float) or not 0.0 <= tol <= 1.0:
-            raise ValueError(f"matcher_swap_tolerance must be in [0, 1], got {tol!r}")
-        n = self.matcher_trial_frames
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"matcher_trial_frames must be an int >= 1, got {n!r}")
+        check_ranges(self, ("matcher_swap_tolerance", "matcher_trial_frames"))
         if not isinstance(self.tracking, TrackingConfig):
             raise ValueError(f"tracking must be a TrackingConfig, got {type(self.tracking).__name__}")
         T = np.asarray(self.T_base_camera, dtype=np.float64)

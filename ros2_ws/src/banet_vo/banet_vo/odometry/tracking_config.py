@@ -4,9 +4,9 @@ range, from which the node's `tracking_*` parameters derive; defaults were chose
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from banet_vo.config_fields import setting
+from banet_vo.config_fields import check_ranges, setting
 
 
 @dataclass(frozen=True)
@@ -70,15 +70,4 @@ class TrackingConfig:
     )
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            low, high = f.metadata["range"]
-            kind = int if isinstance(f.default, int) else float
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or (kind is int and value != int(value))
-            ):
-                raise ValueError(f"{f.name} must be {'an int' if kind is int else 'a number'}, got {value!r}")
-            if not low <= value <= high:
-                raise ValueError(f"{f.name} must be in [{low}, {high}], got {value!r}")
+        check_ranges(self)
