@@ -72,9 +72,12 @@ def load_weights(source: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     return net, meta
 
 
-def check_state(state: dict[str, torch.Tensor], source: str) -> None:
-    """ValueError unless `state` holds exactly XFeat's tensors with their shapes, all finite."""
-    mismatch = state_mismatch(XFeatModel().state_dict(), state)
+def check_state(
+    state: dict[str, torch.Tensor], source: str, expected: dict[str, torch.Tensor] | None = None
+) -> None:
+    """ValueError unless `state` holds exactly XFeat's tensors with their shapes (those of `expected`, a
+    network's own state_dict, when given), all finite."""
+    mismatch = state_mismatch(XFeatModel().state_dict() if expected is None else expected, state)
     if mismatch:
         raise ValueError(f"{source}: not XFeat weights ({mismatch})")
     bad = non_finite_tensors(state)
@@ -98,8 +101,8 @@ class XFeatExtractor:
         self.device = torch.device(device)
         self._xfeat.dev = self.device
         self._xfeat.net.to(self.device).eval()
-        state, self.weights_meta = load_weights(weights)
-        self.load_state_dict(state)
+        state, self.weights_meta = load_weights(weights)  # checked there
+        self._xfeat.net.load_state_dict(state)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """A CPU copy of the network's weights (what load_state_dict takes back, e.g. for a rollback)."""
@@ -107,7 +110,7 @@ class XFeatExtractor:
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Use these XFeat weights from the next image on (checked first: nothing changes on error)."""
-        check_state(state, "XFeat weights")
+        check_state(state, "XFeat weights", self._xfeat.net.state_dict())
         self._xfeat.net.load_state_dict(state)
         self._xfeat.net.eval()
 
