@@ -644,10 +644,12 @@ def test_lost_frames_give_status_no_pose_and_throttled_logs_on_rosout(rclpy_cont
         assert states[2:9] == ["lost"] * 7 and states[9] == "relocalised" and states[10] == "tracking"
         lost = statuses[2]
         assert lost.level == DiagnosticStatus.WARN and "BA cost is not finite" in lost.message
-        # the core's per-frame warning reached /rosout through the node logger, once, not seven times
+        # the core's per-frame warning reached /rosout through the node logger once, not seven times; a
+        # run slower than the 5 s throttle period adds one line that counts what it held back
         time.sleep(0.3)
         skipped = graph.logs("skipped: BA cost is not finite")
-        assert len(skipped) == 1 and "[banet_vo.odometry" in skipped[0]
+        assert "[banet_vo.odometry" in skipped[0] and "held back" not in skipped[0]
+        assert len(skipped) <= 2 and all("similar line(s) held back" in line for line in skipped[1:])
         # /diagnostics: WARN while failures are recent, OK again once they left the 1 s window
         warns = [d.status[0] for d in graph.get("diag") if d.status[0].level == DiagnosticStatus.WARN]
         assert warns and "recent_failed" in warns[-1].message
