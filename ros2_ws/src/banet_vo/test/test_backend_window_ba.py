@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from banet_vo.backend import Observation, RelativePoseFactor, WindowBAConfig, WindowBundleAdjuster
+from banet_vo.backend import (
+    Observation,
+    Observations,
+    RelativePoseFactor,
+    WindowBAConfig,
+    WindowBundleAdjuster,
+)
 from banet_vo.backend.window_ba import gtsam_to_ours_covariance
 from banet_vo.frontend.solvers import project
 from banet_vo.geometry import PinholeCamera
@@ -114,3 +120,33 @@ def test_orderings_reach_the_same_solution():
 def test_unknown_ordering_is_refused():
     with pytest.raises(ValueError, match="ordering"):
         WindowBAConfig(ordering="AMD?")
+
+
+def test_arrays_and_list_give_the_same_solution_and_outlier_rows():
+    """Observations as arrays (as the odometry passes them) solve the same problem as the list form, and
+    outlier_rows index the pruned rows of the input, in any row order."""
+    poses, points, obs = _problem(seed=4)
+    obs = [Observation(o.keyframe, o.landmark, (o.pixel[0] + 25.0, o.pixel[1])) if i % 97 == 0 else o
+           for i, o in enumerate(obs)]  # fmt: skip
+    order = np.random.default_rng(5).permutation(len(obs))  # keyframes interleaved
+    shuffled = [obs[i] for i in order]
+    arrays = Observations.from_list(shuffled)
+    from_list = WindowBundleAdjuster(CAMERA).solve(poses, points, shuffled, fixed={0, 1})
+    from_arrays = WindowBundleAdjuster(CAMERA).solve(poses, points, arrays, fixed={0, 1})
+    for k in poses:
+        np.testing.assert_array_equal(from_arrays.poses[k], from_list.poses[k])
+    pruned = {(o.keyframe, o.landmark) for o in from_arrays.outliers}
+    assert pruned == {(o.keyframe, o.landmark) for o in from_list.outliers}
+    shifted = {(o.keyframe, o.landmark) for o in obs[::97]}
+    assert len(pruned & shifted) >= 0.8 * len(shifted)  # a shifted one can drag its landmark
+    assert {(shuffled[i].keyframe, shuffled[i].landmark) for i in from_arrays.outlier_rows} == pruned
+    assert [arrays.row(int(i)) for i in from_arrays.outlier_rows] == from_arrays.outliers
+    assert from_arrays.iterations >= 2  # two passes, at least one LM iteration each
+
+
+def test_observation_arrays_are_checked():
+    with pytest.raises(ValueError, match="2 keyframes, 3 landmarks"):
+        Observations([0, 1], [0, 1, 2], np.zeros((2, 2)))
+    poses, points, obs = _problem(n_kf=2, n_pts=30)
+    with pytest.raises(ValueError, match=r"landmark ids must lie in \[0, 2\*\*53\)"):
+        WindowBundleAdjuster(CAMERA).solve(poses, {-1: np.ones(3), **points}, obs, fixed={0})

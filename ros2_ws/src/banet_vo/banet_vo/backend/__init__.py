@@ -3,6 +3,7 @@ over keyframe poses and landmarks on GTSAM (robust reprojection factors, relativ
 
 from banet_vo.backend.window_ba import (
     Observation,
+    Observations,
     RelativePoseFactor,
     WindowBAConfig,
     WindowBAResult,
@@ -11,6 +12,7 @@ from banet_vo.backend.window_ba import (
 
 __all__ = [
     "Observation",
+    "Observations",
     "RelativePoseFactor",
     "WindowBAConfig",
     "WindowBAResult",

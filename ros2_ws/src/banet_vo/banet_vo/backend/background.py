@@ -21,6 +21,7 @@ import numpy as np
 
 from banet_vo.backend.window_ba import (
     Observation,
+    Observations,
     RelativePoseFactor,
     WindowBAConfig,
     WindowBAResult,
@@ -87,7 +88,7 @@ class BackgroundBundleAdjuster:
         config: WindowBAConfig,
         poses: dict[int, np.ndarray],
         points: dict[int, np.ndarray],
-        observations: list[Observation],
+        observations: Observations | list[Observation],
         fixed: set[int],
         relative: list[RelativePoseFactor] | None = None,
     ) -> None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from banet_vo.backend import Observation, RelativePoseFactor, WindowBAConfig, WindowBundleAdjuster
+from banet_vo.backend import Observations, RelativePoseFactor, WindowBAConfig, WindowBundleAdjuster
 from banet_vo.backend.background import BackgroundBundleAdjuster
 from banet_vo.frontend import Features, XFeatExtractor, match_mutual, solve_absolute_pose, solve_relative_pose
 from banet_vo.frontend.solvers import project, triangulate
@@ -96,9 +96,9 @@ class _WindowJob:
 
     poses: dict[int, np.ndarray]
     points: dict[int, np.ndarray]
-    observations: list[Observation]
+    observations: Observations
     fixed: set[int]
-    index: dict[tuple[int, int], int]  # (keyframe, landmark) → keypoint index in that keyframe
+    keypoints: np.ndarray  # per observation, the keypoint index in its keyframe
     last_landmark: int  # landmarks with larger ids were created after the job was built
     relative: list[RelativePoseFactor]  # BA-Net's keyframe-pair poses (banet_pose_factor)
 
@@ -611,13 +611,13 @@ class KeyframeOdometry:
 
     def _window_job(self) -> _WindowJob:
         kfs = self._keyframes
-        observations = []
-        index: dict[tuple[int, int], int] = {}
-        for kf in kfs:
-            for idx in np.flatnonzero(kf.landmarks >= 0):
-                lm = int(kf.landmarks[idx])
-                observations.append(Observation(kf.id, lm, tuple(kf.features.keypoints[idx])))
-                index[(kf.id, lm)] = int(idx)
+        seen = [np.flatnonzero(kf.landmarks >= 0) for kf in kfs]
+        keypoints = np.concatenate(seen)
+        observations = Observations(
+            np.concatenate([np.full(len(idx), kf.id) for kf, idx in zip(kfs, seen, strict=True)]),
+            np.concatenate([kf.landmarks[idx] for kf, idx in zip(kfs, seen, strict=True)]),
+            np.concatenate([kf.features.keypoints[idx] for kf, idx in zip(kfs, seen, strict=True)]),
+        )
         # Only the newest keyframes move; at least the two oldest stay fixed, which holds the gauge and
         # the scale that earlier windows decided. (Holding more of them was worse on the validation
         # clips: the newest poses then absorb the errors of the old ones.) With two keyframes, the
@@ -625,10 +625,9 @@ class KeyframeOdometry:
         free = min(self.tracking.free_keyframes, len(kfs) - 2) if len(kfs) > 2 else 0
         fixed = {kf.id for kf in kfs[: len(kfs) - free]}
         poses = {kf.id: kf.T_wc.copy() for kf in kfs}
-        used = {o.landmark for o in observations}
-        points = {lm: self._points[lm].copy() for lm in used}
+        points = {lm: self._points[lm].copy() for lm in np.unique(observations.landmarks).tolist()}
         return _WindowJob(
-            poses, points, observations, fixed, index, self._next_landmark, self._banet_factors()
+            poses, points, observations, fixed, keypoints, self._next_landmark, self._banet_factors()
         )
 
     def _banet_factors(self) -> list[RelativePoseFactor]:
@@ -675,10 +674,16 @@ class KeyframeOdometry:
                 if lm > job.last_landmark:
                     self._points[lm] = R @ self._points[lm] + t
             self._map_history = [(stamp, nearest_rigid(correction @ T)) for stamp, T in self._map_history]
-        for o in result.outliers:
-            kf = by_id.get(o.keyframe)
-            if kf is not None and kf.landmarks[job.index[(o.keyframe, o.landmark)]] == o.landmark:
-                kf.landmarks[job.index[(o.keyframe, o.landmark)]] = -1
+        rows = result.outlier_rows
+        for kf_id, idx, lm in zip(
+            job.observations.keyframes[rows].tolist(),
+            job.keypoints[rows].tolist(),
+            job.observations.landmarks[rows].tolist(),
+            strict=True,
+        ):
+            kf = by_id.get(kf_id)
+            if kf is not None and kf.landmarks[idx] == lm:
+                kf.landmarks[idx] = -1
         for kf in self._keyframes:
             if kf.unmeasured is not None and kf.id <= newest:
                 self._measure_scale(kf, *kf.unmeasured)

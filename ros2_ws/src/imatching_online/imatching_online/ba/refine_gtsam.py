@@ -85,9 +85,8 @@ def gtsam_pass(
     X_new = X.copy()
     for j, P in result.points.items():
         X_new[j] = P
-    # steps: the iteration cap (the shared back end does not report how many LM iterations it ran).
     stats = PassStats(
-        result.initial_error, result.final_error, config.lm_iterations, len(observations), len(lms)
+        result.initial_error, result.final_error, result.iterations, len(observations), len(lms)
     )
     return T_new, X_new, stats
 
