@@ -34,6 +34,7 @@ setup(
             "banet-vo-play = banet_vo.ros.bag_player:main",
             "banet-vo-eval = banet_vo.evaluation.cli:main",
             "banet-vo-train = banet_vo.train.cli:main",
+            "banet-vo-adapt-stream = banet_vo.train.stream_adapt:main",
             "banet-vo-run = banet_vo.ros.run:main",
             "vo_node = banet_vo.ros.vo_node:main",
             "vo_lifecycle_node = banet_vo.ros.vo_lifecycle:main",
