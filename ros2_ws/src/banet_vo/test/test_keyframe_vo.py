@@ -291,3 +291,31 @@ def test_background_ba_falls_back_in_line_when_the_worker_refuses_a_job(estimato
         vo.close()
     assert vo._inline_ba and len(est) >= 13
     assert any("solved in line from now on" in m for m in caplog.messages)
+
+
+def test_observed_landmarks_are_the_scene_depth_at_their_pixels(estimator, hololens_dir):
+    """The tracked landmarks of a real HoloLens frame against its ground-truth depth: one scale factor
+    (the learned metric scale's error) explains them all, so pixel, point and pose belong together."""
+    seq = open_sequence(hololens_dir)
+    vo = make_odometry(estimator, OdometryConfig(frontend="xfeat"))
+    assert vo.observed_landmarks() is None  # nothing processed yet
+    ratios = []
+    for k in range(30):
+        f = seq[k]
+        vo.process(f.image, f.timestamp, f.camera)
+        seen = vo.observed_landmarks()
+        if seen is None:
+            continue
+        pixels, z = seen
+        assert len(pixels) == len(z) >= 20 and (z > 0).all() and np.isfinite(z).all()
+        u, v = np.rint(pixels).astype(int).T
+        assert ((u >= 0) & (u < f.camera.width) & (v >= 0) & (v < f.camera.height)).all()
+        gt = f.depth[v, u]
+        ok = gt > 0
+        ratios.append(np.median(z[ok] / gt[ok]))
+        if k == 29:  # per point, the spread about that factor: geometry, not noise
+            r = z[ok] / gt[ok] / ratios[-1]
+            assert np.percentile(r, 10) > 0.7 and np.percentile(r, 90) < 1.3
+    vo.close()
+    assert len(ratios) >= 20
+    assert 0.5 < np.median(ratios) < 2.0  # the learned scale's error on this camera is tens of per cent

@@ -51,9 +51,7 @@ def test_the_guard_keeps_or_rolls_back(hololens_dir, tiny_checkpoint, tmp_path, 
     """A short real training run on a stream of real frames; the held-back error is stubbed to steer the
     guard, and model.safetensors must then be the adapted or the original file."""
     n = 14
-    monkeypatch.setattr(
-        stream_adapt, "odometry_poses", lambda seq, a, b, m, t: (np.arange(n), _odometry_like(n))
-    )
+    monkeypatch.setattr(stream_adapt, "odometry_poses", lambda *args: (np.arange(n), _odometry_like(n)))
     scores = iter([(1.0, 3), (after, 3)])
     monkeypatch.setattr(stream_adapt, "held_back_error", lambda *a: next(scores))
     out = tmp_path / "out"
@@ -143,3 +141,72 @@ def test_cli_refuses_bad_input(hololens_dir, tiny_checkpoint, tmp_path, capsys, 
     assert code == 2 and "held_back" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         stream_adapt.main([str(hololens_dir), "--frames", "x", "--model", "m", "--out", "o"])
+
+
+def test_sparse_depth_survives_the_resizes_to_the_depth_grid():
+    """Each point's depth reaches its cell of the model's depth grid through the two nearest-neighbour
+    resizes training applies (to the input size, then to the depth grid); the nearest point wins a shared
+    cell, cells without points stay 0."""
+    from banet_vo.model.input_image import resize_depth_nearest
+    from banet_vo.train.losses import downsample_depth_nearest
+
+    rng = np.random.default_rng(0)
+    W, H, grid = 540, 360, (64, 48)
+    pixels = np.c_[rng.uniform(-0.5, W - 0.5, 300), rng.uniform(-0.5, H - 0.5, 300)]
+    depth = rng.uniform(0.5, 20.0, 300)
+    depth[:3] = [np.nan, -1.0, 70.0]  # not stored: invalid, behind, beyond uint16 millimetres
+    image = stream_adapt.sparse_depth_image(pixels, depth, (W, H), grid)
+    assert image.shape == (H, W) and image.dtype == np.float32
+    at_input = resize_depth_nearest(image, 128, 96)
+    cells = downsample_depth_nearest(torch.from_numpy(at_input)[None, None], (48, 64))[0, 0].numpy()
+    expect = np.zeros((48, 64))
+    for (x, y), d in zip(pixels[3:], depth[3:], strict=True):
+        cu, cv = int((x + 0.5) * 64 / W), int((y + 0.5) * 48 / H)
+        expect[cv, cu] = d if expect[cv, cu] == 0 else min(expect[cv, cu], d)
+    np.testing.assert_allclose(cells, expect, rtol=1e-6)
+
+
+def test_landmark_targets_are_written_as_depth(hololens_dir, tiny_checkpoint, tmp_path, monkeypatch):
+    n = 14
+
+    def poses(seq, a, b, m, t, landmarks):
+        for k in range(n):  # every other frame tracked something
+            landmarks.append(
+                (np.array([[100.0, 50.0], [300.0, 200.0]]), np.array([2.0, 3.5])) if k % 2 else None
+            )
+        return np.arange(n), _odometry_like(n)
+
+    monkeypatch.setattr(stream_adapt, "odometry_poses", poses)
+    monkeypatch.setattr(stream_adapt, "held_back_error", lambda *a: (1.0, 3))
+    out = tmp_path / "out"
+    config = StreamAdaptConfig(steps=1, synthetic_weight=0.0, depth_targets="landmarks")
+    adapt_stream(hololens_dir, (0, 20), tiny_checkpoint, out, config)
+    stream = open_sequence(out / "stream")
+    assert stream.has_depth
+    assert not (stream[0].depth > 0).any()  # untracked frame: no targets
+    d = stream[1].depth
+    assert set(np.unique(d[d > 0]).round(3)) == {2.0, 3.5}
+    assert d[50, 100] == pytest.approx(2.0, abs=1e-3) and d[200, 300] == pytest.approx(3.5, abs=1e-3)
+    with pytest.raises(ValueError, match="depth_targets"):
+        StreamAdaptConfig(depth_targets="gt")
+
+
+def test_landmark_guard_scores_depth_and_rotation_against_the_stream(hololens_dir, tiny_checkpoint, tmp_path):
+    """Held-back score with landmark targets: the depth error is measured on the target cells only, and
+    scaling every target by 2 changes it as |d - 2t| / 2t predicts from |d - t| / t."""
+    from banet_vo.model.checkpoint import load_banet
+
+    model = load_banet(tiny_checkpoint)
+    source = open_sequence(hololens_dir)
+    scores = []
+    for k in (1.0, 2.0):
+        depths = [(np.array([[100.0, 50.0], [300.0, 200.0]]), k * np.array([2.0, 3.5]))] * 6
+        stream = write_stream(source, np.arange(6), _odometry_like(6), tmp_path / f"s{k}", depths, (32, 24))
+        scores.append(stream_adapt.held_back_agreement(model, stream, (2, 5), (1, 2)))
+    (rel1, rot1, n1), (rel2, rot2, n2) = scores
+    assert n1 == n2 == 5 and np.isfinite([rel1, rel2]).all() and rel1 > 0
+    assert rot1 == pytest.approx(rot2) and 0.0 <= rot1 < 180.0  # poses untouched by the depth targets
+    assert rel1 != pytest.approx(rel2)
+    with pytest.raises(ValueError, match="no held-back pairs with landmark targets"):
+        empty = write_stream(source, np.arange(6), _odometry_like(6), tmp_path / "e", [None] * 6, (32, 24))
+        stream_adapt.held_back_agreement(model, empty, (2, 5), (1,))

@@ -139,6 +139,7 @@ class KeyframeOdometry:
         # The world's up (base z) in optical camera coordinates, for the ground plane.
         self._up_cam = self._T_bc[:3, :3].T @ np.array([0.0, 0.0, 1.0])
         self.trajectory_id = -1
+        self._observed: tuple[np.ndarray, np.ndarray] | None = None
         self._background = BackgroundBundleAdjuster()
         self._worker_failed = False  # after a dead worker, window BAs are solved in line
         self.reset(reason=None)
@@ -189,6 +190,23 @@ class KeyframeOdometry:
         if self.config.scale_source == "none":
             return 1.0
         return self._scale.value
+
+    def observed_landmarks(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The last processed frame's PnP-inlier landmarks: their pixels in its image (N, 2) and their depth
+        along its optical axis in metres (N,), from the map as it stands now (after any window BA that
+        frame triggered). None when that frame was not tracked or no metric scale is known yet."""
+        s = self.scale
+        if self._observed is None or self._output is None or self._output.map_T is None or not s:
+            return None
+        pixels, landmarks = self._observed
+        known = np.array([lm in self._points for lm in landmarks.tolist()], dtype=bool)
+        if not known.any():
+            return None
+        X = np.stack([self._points[lm] for lm in landmarks[known].tolist()])
+        T_cw = invert(self._output.map_T)
+        z = (X @ T_cw[2, :3] + T_cw[2, 3]) * s
+        front = z > 0
+        return pixels[known][front], z[front]
 
     # -- matcher swaps (odometry.matcher_swap) -------------------------------------------------------
     def swap_matcher(self, state: dict, version: int) -> SwapOutcome:
@@ -259,6 +277,7 @@ class KeyframeOdometry:
         started = time.perf_counter()
         features = self.extractor.extract(image, keep_image=True)  # kept: a matcher swap re-describes
         self._frame_inlier_ratio = 0.0  # a frame not tracked by PnP counts 0 (matcher_swap trial)
+        self._observed = None  # (pixels, landmark ids) of this frame's PnP inliers, once tracked
 
         if self._camera is not None and not same_intrinsics(
             camera, self._camera, self.config.intrinsics_tolerance
@@ -425,6 +444,7 @@ class KeyframeOdometry:
                 logger.info("relocalised against the window's %d keyframes", len(self._keyframes))
         if solved is not None:
             self._frame_inlier_ratio = len(solved[1]) / self._pnp_candidates
+            self._observed = (features.keypoints[solved[1][:, 0]].copy(), solved[1][:, 1].copy())
         if solved is None:
             self._failures += 1
             self._lost = True

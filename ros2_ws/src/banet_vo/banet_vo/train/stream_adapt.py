@@ -3,8 +3,11 @@
 The labels come from the pipeline itself:
   1. poses: the odometry (XFeat tracking, GTSAM window BA, this model's learned metric scale) runs over the
      stream; its camera poses are the pose targets;
-  2. depth: the photometric error of the target warped into the reference under those poses (the
-     self-supervised term training already uses for KITTI, train/photometric.py).
+  2. depth (`depth_targets`): "photometric", the error of the target warped into the reference under those
+     poses (the self-supervised term training already uses for KITTI, train/photometric.py); or
+     "landmarks", the depth of the window BA's landmarks that each frame tracked, written as a sparse depth
+     map whose every point lands on one cell of the model's depth grid (supervised depth terms; the
+     photometric term is then off, as for any labelled pair).
 Ground truth that the sequence may carry (poses, depth) is never read: the stream is written anew from
 images, intrinsics, timestamps and the odometry's poses only.
 
@@ -40,6 +43,7 @@ class StreamAdaptConfig:
     synthetic_weight: float = 0.5  # share of batches from the synthetic training set (0 = stream only)
     synthetic_cache: str = "runs/cache/train_small_128x8.pt"
     tolerance: float = 0.0  # guard: held-back photometric error may rise by at most this share
+    depth_targets: str = "photometric"  # or "landmarks" (module docstring)
     max_wall_s: float = 0.0  # stop training after this long (0 = no limit); the run checkpoints
     threads: int = 1
     seed: int = 0
@@ -51,12 +55,37 @@ class StreamAdaptConfig:
             raise ValueError("synthetic_weight must lie in [0, 1) and tolerance be >= 0")
         if not self.strides or min(self.strides) < 1:
             raise ValueError(f"strides must be positive, got {self.strides}")
+        if self.depth_targets not in DEPTH_TARGETS:
+            raise ValueError(f"depth_targets must be one of {DEPTH_TARGETS}, got {self.depth_targets!r}")
 
 
-def odometry_poses(sequence, first: int, last: int, model_path: Path, threads: int = 1):
+DEPTH_TARGETS = ("photometric", "landmarks")
+MAX_STORED_DEPTH_M = 65.0  # uint16 millimetres (data format)
+
+
+def sparse_depth_image(
+    pixels: np.ndarray, depth: np.ndarray, size: tuple[int, int], grid: tuple[int, int]
+) -> np.ndarray:
+    """An (H, W) float32 depth map, 0 = none, holding each point's depth over the whole cell of a (gw, gh)
+    grid that contains it (the nearest point per cell): any nearest-neighbour resize of the map to the
+    grid, however chained, then reads it. `size` = (W, H)."""
+    (W, H), (gw, gh) = size, grid
+    cells = np.full(gh * gw, np.inf)
+    u = np.clip((np.asarray(pixels)[:, 0] + 0.5) * gw / W, 0, gw - 1).astype(np.int64)
+    v = np.clip((np.asarray(pixels)[:, 1] + 0.5) * gh / H, 0, gh - 1).astype(np.int64)
+    ok = np.isfinite(depth) & (depth > 0) & (depth < MAX_STORED_DEPTH_M)
+    np.minimum.at(cells, v[ok] * gw + u[ok], depth[ok])
+    cells[~np.isfinite(cells)] = 0.0
+    rows = np.minimum((np.arange(H) * gh) // H, gh - 1)
+    cols = np.minimum((np.arange(W) * gw) // W, gw - 1)
+    return cells.reshape(gh, gw)[rows[:, None], cols[None, :]].astype(np.float32)
+
+
+def odometry_poses(sequence, first: int, last: int, model_path: Path, threads: int = 1, landmarks=None):
     """(positions, camera-to-world poses in metres) of the frames first..last that the default odometry
     gave a metric pose (first trajectory only: a reset starts an unrelated frame). Reads images,
-    intrinsics and timestamps only."""
+    intrinsics and timestamps only. A list given as `landmarks` receives, per returned frame, its tracked
+    landmarks (pixels, depth in metres) or None."""
     from banet_vo.odometry import BANetEstimator, OdometryConfig, make_odometry
 
     torch.set_num_threads(threads)
@@ -73,6 +102,8 @@ def odometry_poses(sequence, first: int, last: int, model_path: Path, threads: i
         if result.T_odom_camera is not None and result.scale_source == "learned":
             positions.append(k)
             poses.append(np.asarray(result.T_odom_camera, dtype=np.float64))
+            if landmarks is not None:
+                landmarks.append(vo.observed_landmarks())
         done = k - first + 1
         if done % 25 == 0:
             rate = (time.perf_counter() - started) / done
@@ -81,15 +112,24 @@ def odometry_poses(sequence, first: int, last: int, model_path: Path, threads: i
     return np.asarray(positions, dtype=np.int64), np.asarray(poses).reshape(-1, 4, 4)
 
 
-def write_stream(sequence, positions: np.ndarray, poses: np.ndarray, out_dir: Path) -> Path:
-    """The frames at `positions` in our format with `poses` as their poses and no depth."""
+def write_stream(
+    sequence, positions: np.ndarray, poses: np.ndarray, out_dir: Path, depths=None, grid=None
+) -> Path:
+    """The frames at `positions` in our format with `poses` as their poses, and no depth, or with
+    `depths` (per frame: (pixels, metres) or None) as sparse depth over the cells of `grid` (gw, gh)."""
     from banet_vo.data import write_sequence
     from banet_vo.data.sequence import Frame
 
     def frames():
         for i, (k, T) in enumerate(zip(positions.tolist(), poses, strict=True)):
             f = sequence[k]
-            yield Frame(i, f.timestamp, f.image, f.camera, depth=None, pose=T)
+            depth = None
+            if depths is not None:
+                size = (f.camera.width, f.camera.height)
+                depth = np.zeros((size[1], size[0]), np.float32)
+                if depths[i] is not None:
+                    depth = sparse_depth_image(*depths[i], size, grid)
+            yield Frame(i, f.timestamp, f.image, f.camera, depth=depth, pose=T)
 
     return write_sequence(frames(), out_dir, overwrite=True)
 
@@ -120,6 +160,38 @@ def held_back_error(model, stream_dir: Path, frames: tuple[int, int], strides) -
     if not errors:
         raise ValueError(f"no held-back pairs in frames {frames} of the stream")
     return float(np.mean(errors)), len(errors)
+
+
+@torch.no_grad()
+def held_back_agreement(
+    model, stream_dir: Path, frames: tuple[int, int], strides
+) -> tuple[float, float, int]:
+    """With landmark targets: on the held-back pairs, the mean abs rel of the model's final depth against
+    the stream's landmark depths (at the depth grid) and its mean rotation error [deg] against the stream's
+    relative poses (the odometry's), and the number of pairs. Still no labels: both are the pipeline's own."""
+    from banet_vo.data import PairDataset, open_sequence
+    from banet_vo.train.losses import downsample_depth_nearest
+
+    dataset = PairDataset(
+        open_sequence(stream_dir), strides=tuple(strides), model_config=model.config, shuffle=False,
+        frames=frames,
+    )  # fmt: skip
+    abs_rel, rotation = [], []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        out = model(item["image_ref"][None], item["image_tgt"][None], item["intrinsics"][None])
+        depth = out.depths_per_level[-1]
+        target = downsample_depth_nearest(item["depth_ref"][None], tuple(depth.shape[-2:]))
+        valid = target > 0
+        if valid.any():
+            abs_rel.append(float(((depth[valid] - target[valid]).abs() / target[valid]).mean()))
+        R = out.poses_per_level[-1].matrix()[0, :3, :3].double()
+        R_target = item["pose_tgt_ref"][:3, :3].double()
+        cos = ((torch.trace(R_target.T @ R) - 1.0) / 2.0).clamp(-1.0, 1.0)
+        rotation.append(float(torch.rad2deg(torch.arccos(cos))))
+    if not rotation or not abs_rel:
+        raise ValueError(f"no held-back pairs with landmark targets in frames {frames} of the stream")
+    return float(np.mean(abs_rel)), float(np.mean(rotation)), len(rotation)
 
 
 def _train_config(model_path: Path, stream_spec: str, config: StreamAdaptConfig):
@@ -188,20 +260,28 @@ def adapt_stream(
         raise ValueError(f"frames {first}-{last} outside the sequence's 0-{len(sequence) - 1}")
     stream_dir = out_dir / "stream"
     if not (resume and (stream_dir / "poses.txt").is_file()):
-        positions, poses = odometry_poses(sequence, first, last, model_path, config.threads)
+        landmarks = [] if config.depth_targets == "landmarks" else None
+        positions, poses = odometry_poses(sequence, first, last, model_path, config.threads, landmarks)
         if len(positions) < 10:
             raise ValueError(
                 f"the odometry gave metric poses to only {len(positions)} frames: nothing to adapt on"
             )
-        write_stream(sequence, positions, poses, stream_dir)
+        grid = None
+        if landmarks is not None:
+            model_config = load_banet(model_path).config
+            grid = (model_config.image_width // 2, model_config.image_height // 2)  # the depth grid
+        write_stream(sequence, positions, poses, stream_dir, landmarks, grid)
         (out_dir / "stream_positions.txt").write_text("\n".join(str(p) for p in positions.tolist()) + "\n")
     n = len(open_sequence(stream_dir))
     split = n - max(round(config.held_back * n), max(config.strides) + 1)
     train_frames, guard_frames = (0, split - 1), (split, n - 1)
     spec = f"{stream_dir}@{train_frames[0]}-{train_frames[1]}"
     torch.set_num_threads(config.threads)
-    before, pairs = held_back_error(load_banet(model_path), stream_dir, guard_frames, config.strides)
-    logger.info("held-back photometric error before: %.4f (%d pairs)", before, pairs)
+    landmarks_guard = config.depth_targets == "landmarks"
+    guard = held_back_agreement if landmarks_guard else held_back_error
+    before = guard(load_banet(model_path), stream_dir, guard_frames, config.strides)
+    pairs = before[-1]
+    logger.info("held-back score before: %s (%d pairs)", before[:-1], pairs)
     # An interrupted run continues from its newest checkpoint; one that never wrote one starts again.
     resume_training = resume and any((out_dir / "run" / "checkpoints").glob("step-*"))
     result = train(
@@ -211,8 +291,8 @@ def adapt_stream(
         overwrite=not resume_training,
     )
     adapted = out_dir / "run" / "last.safetensors"
-    after, _ = held_back_error(load_banet(adapted), stream_dir, guard_frames, config.strides)
-    kept = after <= before * (1.0 + config.tolerance)
+    after = guard(load_banet(adapted), stream_dir, guard_frames, config.strides)
+    kept = all(a <= b * (1.0 + config.tolerance) for a, b in zip(after[:-1], before[:-1], strict=True))
     shutil.copyfile(adapted if kept else model_path, out_dir / "model.safetensors")
     report = {
         "sequence": str(sequence_path),
@@ -222,9 +302,14 @@ def adapt_stream(
         "trained_on_stream_positions": list(train_frames),
         "held_back_stream_positions": list(guard_frames),
         "held_back_pairs": pairs,
-        "held_back_error_before": before,
-        "held_back_error_after": after,
-        "decision": "adapted" if kept else "rolled back (held-back error rose)",
+        "held_back_score": (
+            "depth abs rel vs landmarks, rotation error deg vs odometry"
+            if landmarks_guard
+            else "photometric error"
+        ),
+        "held_back_before": list(before[:-1]),
+        "held_back_after": list(after[:-1]),
+        "decision": "adapted" if kept else "rolled back (held-back score worse)",
         "steps": result.step,
         "train_wall_s": result.wall_s,
         "stopped_by": result.stopped_by,
@@ -254,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="output folder (model.safetensors, report)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     defaults = StreamAdaptConfig()
+    parser.add_argument(
+        "--depth-targets", choices=DEPTH_TARGETS, default=defaults.depth_targets, help="module docstring"
+    )
     for name in ("steps", "lr", "held_back", "synthetic_weight", "tolerance", "max_wall_s", "threads"):
         value = getattr(defaults, name)
         parser.add_argument(
@@ -266,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         config = StreamAdaptConfig(
             steps=args.steps, lr=args.lr, held_back=args.held_back, synthetic_weight=args.synthetic_weight,
             synthetic_cache=args.synthetic_cache, tolerance=args.tolerance, max_wall_s=args.max_wall_s,
-            threads=args.threads,
+            threads=args.threads, depth_targets=args.depth_targets,
         )  # fmt: skip
         report = adapt_stream(args.sequence, args.frames, args.model, args.out, config, args.resume)
     except ValueError as err:
