@@ -2,7 +2,8 @@
 trivial baselines computed in the same run.
 
     .venv/bin/python -m benchmarks.real_clips [--clips kitti06,kitti07,hololens,tartanair]
-        [--frontends none,...] [--max-frames N] [--threads 2] [--out FILE] [--json FILE] [--live]
+        [--frontends none,...] [--max-frames N] [--threads 2] [--seeds 0,1,2] [--out FILE] [--json FILE]
+        [--live]
     .venv/bin/python -m benchmarks.real_clips --live-only   # the node at real rate vs the offline default
 
 Front ends and scale sources are read from banet_vo.odometry (FRONTENDS, SCALE_SOURCES) at run time, so a
@@ -28,6 +29,7 @@ import shlex
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -85,11 +87,16 @@ def run_clip(spec, args, estimator, xfeat) -> tuple[list, list[str]]:
             label = f"banet_vo {frontend}, scale {scale}"
             if is_default:
                 label += DEFAULT_MARK
-            _progress(f"{spec.name}: {label}")
-            run = rc.run_odometry(
-                make_odometry(estimator, config), clip, _frame_progress(f"{spec.name} {label}")
-            )
-            rows.append(rc.odometry_row(clip, label, run, scale))
+            # BA-Net alone draws nothing at random: one run says it all.
+            seeds = args.seeds if frontend != "none" else args.seeds[:1]
+            runs = []
+            for seed in seeds:
+                seeded = replace(config, tracking=replace(config.tracking, ransac_seed=seed))
+                tag = f"{spec.name} {label}" + (f" seed {seed}" if len(seeds) > 1 else "")
+                _progress(tag)
+                run = rc.run_odometry(make_odometry(estimator, seeded), clip, _frame_progress(tag))
+                runs.append(rc.odometry_row(clip, label, run, scale))
+            rows.append(runs[0] if len(runs) == 1 else rc.seed_summary(runs, seeds))
     if args.live_only:
         return rows, skipped
     for method in args.references:
@@ -203,6 +210,12 @@ def main(argv: list[str] | None = None) -> int:
         "--max-frames", type=int, default=None, help="first N frames of each clip (development)"
     )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument(
+        "--seeds",
+        default="0",
+        help="comma-separated RANSAC seeds (tracking_ransac_seed) for the xfeat rows: with several, each row "
+        "is the median of the runs and its note gives their spread (default 0: one run)",
+    )
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="BA-Net checkpoint")
     parser.add_argument("--device", default="cpu", choices=("auto", "cuda", "cpu"))
     parser.add_argument("--data", type=Path, default=DATA, help="folder of the clips (../shared/data)")
@@ -228,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is None:
         args.out = LIVE_RESULTS if args.live_only else RESULTS
     args.clips = [c for c in args.clips.split(",") if c]
+    try:
+        args.seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    except ValueError:
+        parser.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    if not args.seeds or min(args.seeds) < 0:
+        parser.error("--seeds needs at least one seed >= 0")
     args.frontends = [f for f in args.frontends.split(",") if f]
     args.references = [r for r in args.references.split(",") if r]
     unknown = [c for c in args.clips if c not in ALL_CLIPS] + [

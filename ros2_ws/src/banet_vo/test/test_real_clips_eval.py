@@ -206,3 +206,21 @@ def test_load_clip_max_frames_and_missing_folder(shared_data, tmp_path) -> None:
     assert len(clip) == 5 and clip.stamps.shape == (5,)
     with pytest.raises(FileNotFoundError):
         rc.load_clip(rc.CLIPS["kitti06"], tmp_path)
+
+
+def test_seed_summary_gives_medians_and_the_spread() -> None:
+    rows = [
+        rc.Row("c", "m", sim3, se3, scale, frames, 10, s, extra={"statuses": {}})
+        for sim3, se3, scale, frames, s in [
+            (0.3, 0.5, 1.1, 9, 0.2),
+            (0.5, 0.6, 0.9, 10, 0.3),
+            (0.4, None, 1.0, 8, 0.1),
+        ]
+    ]
+    row = rc.seed_summary(rows, [0, 1, 2])
+    assert (row.ate_sim3, row.ate_se3, row.scale, row.frames_out, row.s_per_frame) == (0.4, 0.55, 1.0, 9, 0.2)
+    assert "median of 3 RANSAC seeds (0, 1, 2): Sim(3) 0.300-0.500 m" in row.note
+    assert "SE(3) 0.500-0.600 m" in row.note and "frames out 8-10" in row.note
+    assert [r["ate_sim3_m"] for r in row.extra["per_seed"]] == [0.3, 0.5, 0.4]
+    with pytest.raises(ValueError, match="2 rows for 3 seeds"):
+        rc.seed_summary(rows[:2], [0, 1, 2])

@@ -479,6 +479,41 @@ def odometry_row(clip: Clip, method: str, run: OdometryRun, scale_source: str) -
     return row
 
 
+def seed_summary(rows: list[Row], seeds: Sequence[int]) -> Row:
+    """One row for runs of the same method that differ only in their RANSAC seed: the median of each
+    figure, and the spread (min-max) in the note, so that a difference between methods can be weighed
+    against what chance alone moves. The runs' rows are kept in `extra`."""
+    if len(rows) != len(seeds) or not rows:
+        raise ValueError(f"{len(rows)} rows for {len(seeds)} seeds")
+
+    def med(values):
+        values = [v for v in values if v is not None]
+        return float(np.median(values)) if values else None
+
+    def spread(values, unit=" m"):
+        values = [v for v in values if v is not None]
+        return f"{min(values):.3f}-{max(values):.3f}{unit}" if values else "—"
+
+    first = rows[0]
+    listed = ", ".join(map(str, seeds))
+    notes = [f"median of {len(seeds)} RANSAC seeds ({listed}): Sim(3) {spread([r.ate_sim3 for r in rows])}"]
+    if any(r.ate_se3 is not None for r in rows):
+        notes.append(f"SE(3) {spread([r.ate_se3 for r in rows])}")
+    notes.append(f"frames out {min(r.frames_out for r in rows)}-{max(r.frames_out for r in rows)}")
+    return Row(
+        first.clip,
+        first.method,
+        med([r.ate_sim3 for r in rows]),
+        med([r.ate_se3 for r in rows]),
+        med([r.scale for r in rows]),
+        int(np.median([r.frames_out for r in rows])),
+        first.frames_total,
+        med([r.s_per_frame for r in rows]),
+        "; ".join(notes),
+        {"seeds": list(seeds), "per_seed": [r.as_dict() for r in rows]},
+    )
+
+
 def direction_cosine(est_positions: np.ndarray, gt_positions: np.ndarray) -> float:
     """Cosine between the total displacements (last - first position) of two frame-matched trajectories
     expressed in the same frame (both start at the same camera): catches a reversed or rotated motion."""

@@ -57,12 +57,18 @@ def solve_relative_pose(
     camera: PinholeCamera,
     max_epipolar_px: float = 1.0,
     seed_iterations: int = 2000,
+    seed: int = 0,
 ) -> RelativePose | None:
-    """Calibrated 5-point RANSAC + refinement on pixel correspondences; None when under 8 matches."""
+    """Calibrated 5-point RANSAC (random draws from `seed`) + refinement on pixel correspondences; None when
+    under 8 matches."""
     if len(x_ref) < 8:
         return None
     cam = _camera_dict(camera)
-    opt = {"max_epipolar_error": float(max_epipolar_px), "max_iterations": int(seed_iterations)}
+    opt = {
+        "max_epipolar_error": float(max_epipolar_px),
+        "max_iterations": int(seed_iterations),
+        "seed": int(seed),
+    }
     pose, info = poselib.estimate_relative_pose(
         np.asarray(x_ref, np.float64), np.asarray(x_cur, np.float64), cam, cam, opt, {}
     )
@@ -83,11 +89,13 @@ def solve_absolute_pose(
     camera: PinholeCamera,
     max_reprojection_px: float = 3.0,
     T_init: np.ndarray | None = None,
+    seed: int = 0,
 ) -> AbsolutePose | None:
-    """P3P RANSAC + refinement (2D pixels, 3D world points); None when under 6 correspondences."""
+    """P3P RANSAC (random draws from `seed`) + refinement (2D pixels, 3D world points); None when under 6
+    correspondences."""
     if len(x) < 6:
         return None
-    opt = {"max_reproj_error": float(max_reprojection_px)}
+    opt = {"max_reproj_error": float(max_reprojection_px), "seed": int(seed)}
     init = _pose_from_matrix(T_init) if T_init is not None else None
     pose, info = poselib.estimate_absolute_pose(
         np.asarray(x, np.float64), np.asarray(X_world, np.float64), _camera_dict(camera), opt, {}, init

@@ -344,7 +344,7 @@ class KeyframeOdometry:
         matches = match_mutual(kf0.features, features, t.min_cosine)
         x0 = kf0.features.keypoints[matches[:, 0]]
         x1 = features.keypoints[matches[:, 1]]
-        rel = solve_relative_pose(x0, x1, self._camera)
+        rel = solve_relative_pose(x0, x1, self._camera, seed=t.ransac_seed)
         self._init_frames += 1
         reason = "too few matches for the first map"
         if rel is not None and rel.inliers.sum() >= t.init_min_inliers:
@@ -424,7 +424,9 @@ class KeyframeOdometry:
         X = np.stack([self._points[int(lm)] for lm in assigned[keypoints]])
         x = features.keypoints[keypoints]
         init = invert(T_guess) if self.config.motion_prior else None
-        sol = solve_absolute_pose(x, X, self._camera, self.tracking.pnp_max_px, init)
+        sol = solve_absolute_pose(
+            x, X, self._camera, self.tracking.pnp_max_px, init, self.tracking.ransac_seed
+        )
         if sol is None or sol.inliers.sum() < self.tracking.min_tracked:
             return None, newest
         pairs = np.stack([keypoints[sol.inliers], assigned[keypoints[sol.inliers]]], axis=1)
@@ -805,6 +807,7 @@ class KeyframeOdometry:
                 self._up_cam,
                 max_normal_deg=self.tracking.ground_max_tilt_deg,
                 inlier_fraction=0.05,
+                seed=self.tracking.ransac_seed,
             )
             if found is not None:
                 self._scale.add(self.config.camera_height / found[0])

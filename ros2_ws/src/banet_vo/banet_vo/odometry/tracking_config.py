@@ -68,6 +68,11 @@ class TrackingConfig:
     pixel_sigma: float = setting(
         1.0, "reprojection noise [px] of the window BA and of the pose covariance", range=(1e-3, 100.0)
     )
+    # The pipeline is deterministic for a given seed; another seed shows how much a result owes to chance
+    # (benchmarks.real_clips --seeds).
+    ransac_seed: int = setting(
+        0, "seed of the RANSAC draws (PnP, 5-point, ground plane)", range=(0, 2**31 - 1)
+    )
 
     def __post_init__(self) -> None:
         check_ranges(self)
