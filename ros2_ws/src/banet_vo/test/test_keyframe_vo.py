@@ -8,13 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from banet_vo.data.readers import open_sequence
 from banet_vo.evaluation.trajectory import align_trajectory, ape
-from banet_vo.frontend import Features
-from banet_vo.frontend.solvers import project
-from banet_vo.geometry import PinholeCamera
-from banet_vo.geometry.rigid import pose_from_rotvec
 from banet_vo.odometry import (
     FAILED,
     LOST,
@@ -26,7 +21,6 @@ from banet_vo.odometry import (
     TrackingConfig,
     make_odometry,
 )
-from banet_vo.odometry.keyframe_vo import _Keyframe
 from scipy.spatial.transform import Rotation
 
 MODEL = Path(__file__).resolve().parents[4] / "models" / "banet_small_synthetic.safetensors"
@@ -325,52 +319,3 @@ def test_observed_landmarks_are_the_scene_depth_at_their_pixels(estimator, holol
     vo.close()
     assert len(ratios) >= 20
     assert 0.5 < np.median(ratios) < 2.0  # the learned scale's error on this camera is tens of per cent
-
-
-def _two_keyframes(vo, T_w_kf):
-    """prev at the origin sees near points (landmarks 0..79, z 4-6) and far points (z 14-16, 3x the near
-    depth, no landmarks yet); the new keyframe, at T_w_kf, tracked every near landmark. Returns (prev,
-    kf, matches, tracked)."""
-    rng = np.random.default_rng(0)
-    camera = vo._camera = PinholeCamera(500.0, 500.0, 320.0, 240.0, 640, 480)
-    near = np.c_[rng.uniform(-2, 2, 80), rng.uniform(-1.5, 1.5, 80), rng.uniform(4, 6, 80)]
-    far = np.c_[rng.uniform(-6, 6, 120), rng.uniform(-4, 4, 120), rng.uniform(14, 16, 120)]
-    X = np.r_[near, far]
-    x_prev, _ = project(np.eye(4), X, camera)
-    x_kf, _ = project(np.linalg.inv(TRUE_KF), X, camera)
-
-    def features(x):
-        return Features(x, torch.zeros(len(x), 64), np.ones(len(x), np.float32))
-
-    prev = _Keyframe(0, 0.0, np.eye(4), features(x_prev), np.full(len(X), -1, np.int64), None)
-    kf = _Keyframe(1, 0.1, T_w_kf, features(x_kf), np.full(len(X), -1, np.int64), None)
-    vo._points = {j: near[j].copy() for j in range(80)}
-    vo._next_landmark = 79  # new landmarks get ids after these
-    prev.landmarks[:80] = np.arange(80)
-    matches = np.c_[np.arange(len(X)), np.arange(len(X))]
-    tracked = np.c_[np.arange(80), np.arange(80)]
-    return prev, kf, matches, tracked
-
-
-TRUE_KF = pose_from_rotvec([0.0, 0.02, 0.0], [0.4, 0.0, 0.1])
-
-
-@pytest.mark.parametrize("scale", [1.0, 4.0])
-def test_a_view_of_farther_structure_adds_landmarks_but_a_lost_scale_does_not(estimator, scale):
-    """The new keyframe sees points 3x farther than the tracked ones (beyond max_depth_ratio 2.5). With its
-    true pose they are added (the shared landmarks re-triangulate at their map depth); with its
-    translation 4x too long (the pose lost the map's scale) nothing is added."""
-    vo = KeyframeOdometry(estimator, OdometryConfig(frontend="xfeat"))
-    T = TRUE_KF.copy()
-    T[:3, 3] *= scale
-    prev, kf, matches, tracked = _two_keyframes(vo, T)
-    vo._extend_map(prev, kf, matches, tracked)
-    added = len(vo._points) - 80
-    ratio = vo._pose_depth_ratio(prev, kf, matches)
-    if scale == 1.0:
-        assert added >= 100  # most of the 120 far points
-        assert ratio == pytest.approx(1.0, abs=1e-6)
-    else:
-        assert added == 0
-        assert ratio > 2.5
-    vo.close()

@@ -547,15 +547,13 @@ class KeyframeOdometry:
         T_cw = invert(kf.T_wc)
         z_new = (X[ok] @ T_cw[:3, :3].T + T_cw[:3, 3])[:, 2]
         z_old = self._points_in(kf)[:, 2]
-        ratio = self._pose_depth_ratio(prev, kf, matches)
-        if ratio is None and len(z_old) >= t.min_tracked and len(z_new):
-            # Too few shared landmarks to re-triangulate: compare the new points with the tracked ones.
+        if len(z_old) >= t.min_tracked and len(z_new):
             ratio = float(np.median(z_new) / np.median(z_old))
-        if ratio is not None and not 1.0 / t.max_depth_ratio <= ratio <= t.max_depth_ratio:
-            # The keyframe's pose has lost the map's scale: points triangulated from it would shrink or
-            # blow up the map.
-            logger.debug("keyframe %d: depth ratio %.2f from its pose: new landmarks not added", kf.id, ratio)
-            return
+            if not 1.0 / t.max_depth_ratio <= ratio <= t.max_depth_ratio:
+                # New points far nearer (or farther) than the tracked ones of the same view: the
+                # keyframe's pose has lost the map's scale, and adding them would shrink the map.
+                logger.debug("keyframe %d: new landmarks at %.2fx the tracked depth: not added", kf.id, ratio)
+                return
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "keyframe %d: %d tracked (median depth %.3g), %d/%d triangulated (median depth %.3g), "
@@ -572,35 +570,6 @@ class KeyframeOdometry:
             lm = self._new_landmark(point)
             prev.landmarks[i] = lm
             kf.landmarks[j] = lm
-
-    def _pose_depth_ratio(self, prev: _Keyframe, kf: _Keyframe, matches: np.ndarray) -> float | None:
-        """Median ratio of the depths (in `kf`) that the landmarks both keyframes observe get when they are
-        triangulated again from the two poses, to their depths in the map: 1 when the new pose keeps the
-        map's scale, whatever part of the scene the new view shows. None with fewer than min_tracked."""
-        t = self.tracking
-        lm_prev = prev.landmarks[matches[:, 0]]
-        shared = matches[(lm_prev >= 0) & (kf.landmarks[matches[:, 1]] == lm_prev)]
-        if len(shared) < t.min_tracked:
-            return None
-        X, ok = triangulate(
-            prev.T_wc,
-            kf.T_wc,
-            prev.features.keypoints[shared[:, 0]],
-            kf.features.keypoints[shared[:, 1]],
-            self._camera,
-            t.triangulation_max_px,
-            t.triangulation_min_parallax_deg,
-        )
-        if ok.sum() < t.min_tracked:
-            return None
-        T_cw = invert(kf.T_wc)
-        mapped = np.stack([self._points[int(lm)] for lm in prev.landmarks[shared[ok, 0]]])
-        z_again = X[ok] @ T_cw[2, :3] + T_cw[2, 3]
-        z_map = mapped @ T_cw[2, :3] + T_cw[2, 3]
-        good = z_map > 0
-        if good.sum() < t.min_tracked:
-            return None
-        return float(np.median(z_again[good] / z_map[good]))
 
     @property
     def _inline_ba(self) -> bool:

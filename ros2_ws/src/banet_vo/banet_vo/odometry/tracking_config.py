@@ -54,9 +54,8 @@ class TrackingConfig:
     # A keyframe pose that lost the scale would otherwise shrink or blow up the map.
     max_depth_ratio: float = setting(
         2.5,
-        "a keyframe adds no landmarks when the ones it shares with the previous keyframe, triangulated "
-        "again from its pose, land more than this factor off their map depth (with too few shared: its "
-        "new landmarks' median depth against the tracked ones')",
+        "new landmarks whose median depth differs from the tracked ones' by more than this factor are "
+        "not added",
         range=(1.0, 1e6),
     )
     scale_window: int = setting(15, "keyframes in the running median of the metric scale", range=(1, 100000))
