@@ -490,9 +490,9 @@ def seed_summary(rows: list[Row], seeds: Sequence[int]) -> Row:
         values = [v for v in values if v is not None]
         return float(np.median(values)) if values else None
 
-    def spread(values, unit=" m"):
+    def spread(values):
         values = [v for v in values if v is not None]
-        return f"{min(values):.3f}-{max(values):.3f}{unit}" if values else "—"
+        return f"{min(values):.3f}-{max(values):.3f} m" if values else "—"
 
     first = rows[0]
     listed = ", ".join(map(str, seeds))

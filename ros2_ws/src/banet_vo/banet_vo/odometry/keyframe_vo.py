@@ -446,7 +446,7 @@ class KeyframeOdometry:
                 logger.info("relocalised against the window's %d keyframes", len(self._keyframes))
         if solved is not None:
             self._frame_inlier_ratio = len(solved[1]) / self._pnp_candidates
-            self._observed = (features.keypoints[solved[1][:, 0]].copy(), solved[1][:, 1].copy())
+            self._observed = (features.keypoints[solved[1][:, 0]], solved[1][:, 1])
         if solved is None:
             self._failures += 1
             self._lost = True

@@ -134,73 +134,71 @@ def write_stream(
     return write_sequence(frames(), out_dir, overwrite=True)
 
 
-@torch.no_grad()
-def held_back_error(model, stream_dir: Path, frames: tuple[int, int], strides) -> tuple[float, int]:
-    """Mean photometric error of each held-back pair warped by the model's own final depth and pose (no
-    labels), and the number of pairs."""
+def _held_back_estimates(model, stream_dir: Path, frames: tuple[int, int], strides):
+    """(pair, the model's estimate of it) for each held-back pair of the stream, in order."""
     from banet_vo.data import PairDataset, open_sequence
-    from banet_vo.train.photometric import photometric_depth_loss
 
     dataset = PairDataset(
         open_sequence(stream_dir), strides=tuple(strides), model_config=model.config, shuffle=False,
         frames=frames,
     )  # fmt: skip
+    with torch.no_grad():
+        for i in range(len(dataset)):
+            item = dataset[i]
+            yield item, model(item["image_ref"][None], item["image_tgt"][None], item["intrinsics"][None])
+
+
+def held_back_error(model, stream_dir: Path, frames: tuple[int, int], strides) -> tuple[float, int]:
+    """Mean photometric error of each held-back pair warped by the model's own final depth and pose (no
+    labels), and the number of pairs."""
+    from banet_vo.train.photometric import photometric_depth_loss
+
     errors = []
-    for i in range(len(dataset)):
-        item = dataset[i]
-        ref, tgt, K = item["image_ref"][None], item["image_tgt"][None], item["intrinsics"][None]
-        out = model(ref, tgt, K)
-        errors.append(
-            float(
-                photometric_depth_loss(
-                    out.depths_per_level[-1], ref, tgt, out.poses_per_level[-1], out.depth_intrinsics
-                )
-            )
-        )
+    for item, out in _held_back_estimates(model, stream_dir, frames, strides):
+        ref, tgt = item["image_ref"][None], item["image_tgt"][None]
+        depth, pose = out.depths_per_level[-1], out.poses_per_level[-1]
+        errors.append(float(photometric_depth_loss(depth, ref, tgt, pose, out.depth_intrinsics)))
     if not errors:
         raise ValueError(f"no held-back pairs in frames {frames} of the stream")
     return float(np.mean(errors)), len(errors)
 
 
-@torch.no_grad()
 def held_back_agreement(
     model, stream_dir: Path, frames: tuple[int, int], strides
 ) -> tuple[float, float, int]:
     """With landmark targets: on the held-back pairs, the mean abs rel of the model's final depth against
     the stream's landmark depths (at the depth grid) and its mean rotation error [deg] against the stream's
     relative poses (the odometry's), and the number of pairs. Still no labels: both are the pipeline's own."""
-    from banet_vo.data import PairDataset, open_sequence
+    from banet_vo.evaluation.depth import depth_metrics
+    from banet_vo.evaluation.pose import rotation_error_deg
     from banet_vo.train.losses import downsample_depth_nearest
 
-    dataset = PairDataset(
-        open_sequence(stream_dir), strides=tuple(strides), model_config=model.config, shuffle=False,
-        frames=frames,
-    )  # fmt: skip
     abs_rel, rotation = [], []
-    for i in range(len(dataset)):
-        item = dataset[i]
-        out = model(item["image_ref"][None], item["image_tgt"][None], item["intrinsics"][None])
-        depth = out.depths_per_level[-1]
-        target = downsample_depth_nearest(item["depth_ref"][None], tuple(depth.shape[-2:]))
-        valid = target > 0
-        if valid.any():
-            abs_rel.append(float(((depth[valid] - target[valid]).abs() / target[valid]).mean()))
-        R = out.poses_per_level[-1].matrix()[0, :3, :3].double()
-        R_target = item["pose_tgt_ref"][:3, :3].double()
-        cos = ((torch.trace(R_target.T @ R) - 1.0) / 2.0).clamp(-1.0, 1.0)
-        rotation.append(float(torch.rad2deg(torch.arccos(cos))))
+    for item, out in _held_back_estimates(model, stream_dir, frames, strides):
+        depth = out.depths_per_level[-1][0, 0]
+        target = downsample_depth_nearest(item["depth_ref"][None], tuple(depth.shape))[0, 0]
+        if bool((target > 0).any()):
+            abs_rel.append(depth_metrics(depth, target).abs_rel)
+        R = out.poses_per_level[-1].matrix()[0, :3, :3].double().numpy()
+        rotation.append(float(rotation_error_deg(R, item["pose_tgt_ref"][:3, :3].double().numpy())))
     if not rotation or not abs_rel:
         raise ValueError(f"no held-back pairs with landmark targets in frames {frames} of the stream")
     return float(np.mean(abs_rel)), float(np.mean(rotation)), len(rotation)
 
 
-def _train_config(model_path: Path, stream_spec: str, config: StreamAdaptConfig):
+def _model_config(model_path: Path):
+    """The BANetConfig stored in a checkpoint (its weights are not loaded)."""
     from banet_vo.model.checkpoint import load_checkpoint
     from banet_vo.model.config import BANetConfig
-    from banet_vo.train.config import TrainConfig
 
     _, model_dict, _ = load_checkpoint(model_path, expected_kind="banet")
-    overrides = BANetConfig.from_dict(model_dict).to_dict()
+    return BANetConfig.from_dict(model_dict)
+
+
+def _train_config(model_path: Path, stream_spec: str, config: StreamAdaptConfig):
+    from banet_vo.train.config import TrainConfig
+
+    overrides = _model_config(model_path).to_dict()
     preset = overrides.pop("name")  # the preset's fields, then every stored field over them
     synthetic = config.synthetic_weight > 0
     data = {
@@ -268,7 +266,7 @@ def adapt_stream(
             )
         grid = None
         if landmarks is not None:
-            model_config = load_banet(model_path).config
+            model_config = _model_config(model_path)
             grid = (model_config.image_width // 2, model_config.image_height // 2)  # the depth grid
         write_stream(sequence, positions, poses, stream_dir, landmarks, grid)
         (out_dir / "stream_positions.txt").write_text("\n".join(str(p) for p in positions.tolist()) + "\n")
