@@ -262,7 +262,8 @@ class BANetConfig:
 # BA depth, D0 through the BA, one damping λ.
 STORED_CONFIG_DEFAULTS: dict[str, Any] = dict(
     name="custom", image_width=320, image_height=240, channels=128, num_basis=128, iterations=(5, 5, 5),
-    backbone="drn", stem_channels=16, stem_stride=1, level2_channels=32, bottleneck_planes=(64, 128, 256, 512),
+    backbone="drn",
+    stem_channels=16, stem_stride=1, level2_channels=32, bottleneck_planes=(64, 128, 256, 512),
     bottleneck_blocks=(3, 4, 6, 3), bottleneck_expansion=4, norm="batch", decoder_channels=(256, 128, 64, 64),
     damping_hidden=128, initial_depth=3.0, depth_activation="softplus", depth_update="additive",
     depth0_stop_gradient=False, separate_depth_damping=False, min_depth=0.1, ba_epsilon=1e-6,
