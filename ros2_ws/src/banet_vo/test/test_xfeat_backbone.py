@@ -117,3 +117,22 @@ def test_training_configs_compare_the_two_encoders_on_equal_terms():
     groups = _param_groups(model, xfeat)
     assert len(groups) == 2 and groups[1]["lr"] == pytest.approx(0.1 * xfeat.lr)
     assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.backbone.parameters()}
+
+
+@pytest.mark.gpu
+def test_cuda_xfeat_encoder_with_bf16_networks_agrees_with_the_cpu():
+    config = BANetConfig(
+        backbone="xfeat", input_geometry="keep_aspect", canonical_focal=100.0, backbone_dtype="bf16"
+    )
+    model = BANet(config).cuda().eval()
+    cpu = BANet(config.replace(backbone_dtype="fp32")).eval()
+    cpu.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
+    ref, tgt = _image(batch=1, seed=4), _image(batch=1, seed=5)
+    K = torch.tensor([[120.0, 120.0, 100.0, 32.0]])
+    with torch.no_grad():
+        out = model(ref.cuda(), tgt.cuda(), K.cuda())
+        out_cpu = cpu(ref, tgt, K)
+    assert out.depth.device.type == "cuda" and torch.isfinite(out.depth).all()
+    # bf16 networks against fp32 ones: D0 within a few per cent, the same pose to a fraction of a degree.
+    torch.testing.assert_close(out.depth_init.cpu(), out_cpu.depth_init, rtol=0.05, atol=0.0)
+    assert (out.pose.tensor().cpu() - out_cpu.pose.tensor()).abs().max() < 2e-2
