@@ -58,6 +58,10 @@ class DataConfig:
     # Zoom of the real sequences cut from their full-resolution images (PairDataset zoom_max: sharp, unlike
     # zoom_max's upsampled crop, which a network can tell by its blur). 1 = off.
     real_zoom_max: float = 1.0
+    # Horizontal field of view of each synthetic sequence, drawn per seed from [lo, hi] degrees (the
+    # renderer's focal: sharp at any focal, unlike zoom_max; with focal-aware depth it separates apparent size
+    # from metric depth). () = each scene kind's default (80 driving, 65 indoor; runs 1-4).
+    fov_range: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.zoom_max >= 1.0 or not self.real_zoom_max >= 1.0 or not 0.0 <= self.brightness < 1.0:
@@ -71,6 +75,13 @@ class DataConfig:
         ):
             raise ValueError(
                 f"data.source_weights must be >= 0 with a positive sum, got {self.source_weights}"
+            )
+        object.__setattr__(self, "fov_range", tuple(float(v) for v in self.fov_range))
+        if self.fov_range and (
+            len(self.fov_range) != 2 or not 1.0 <= self.fov_range[0] <= self.fov_range[1] <= 170.0
+        ):
+            raise ValueError(
+                f"data.fov_range must be [lo, hi] with 1 <= lo <= hi <= 170, got {self.fov_range}"
             )
         for spec in self.real_sequences:
             parse_sequence_spec(spec)

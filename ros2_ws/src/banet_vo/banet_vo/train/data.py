@@ -3,8 +3,8 @@ and serve (reference, target) pairs from memory (training must not re-render eve
 
 A cache file (torch.save of a dict, loaded with weights_only=True) holds, per sequence, uint8 images
 (F, H, W, 3), float32 z-depth (F, H, W; 0 = sky/invalid), float64 camera-to-world poses (F, 4, 4) and the
-intrinsics [fx, fy, cx, cy], plus the render spec (scene kind, seed, frames, size) so that a test set
-records exactly which scenes and seeds it holds.
+intrinsics [fx, fy, cx, cy], plus the render spec (scene kind, seed, frames, size, horizontal field of view)
+so that a test set records exactly which scenes and seeds it holds.
 """
 
 from __future__ import annotations
@@ -35,22 +35,49 @@ TEST_SEED_BASE = 100_000
 
 @dataclass(frozen=True)
 class RenderSpec:
-    """One synthetic sequence to render: scene kind, seed, number of frames, (width, height)."""
+    """One synthetic sequence to render: scene kind, seed, number of frames, (width, height), horizontal
+    field of view in degrees (None: the scene kind's DEFAULT_FOV_DEG)."""
 
     scene: str
     seed: int
     frames: int
     size: tuple[int, int]
+    fov_deg: float | None = None
+
+    @property
+    def fov(self) -> float:
+        """The field of view it renders with."""
+        from banet_vo.data.synthetic.generate import DEFAULT_FOV_DEG
+
+        return DEFAULT_FOV_DEG[self.scene] if self.fov_deg is None else float(self.fov_deg)
 
 
 def make_specs(
-    scenes: Iterable[str], count: int, seed_base: int, frames: int, size: tuple[int, int]
+    scenes: Iterable[str],
+    count: int,
+    seed_base: int,
+    frames: int,
+    size: tuple[int, int],
+    fov_range: tuple[float, float] | None = None,
 ) -> list[RenderSpec]:
-    """``count`` sequences of each scene kind with seeds seed_base, seed_base + 1, ..."""
+    """``count`` sequences of each scene kind with seeds seed_base, seed_base + 1, ...; with ``fov_range``
+    (degrees, lo <= hi) each sequence's horizontal field of view is drawn uniformly from it, from the
+    sequence's seed alone (the same seed always renders the same camera)."""
     if count < 1 or frames < 2:
         raise ValueError(f"count must be >= 1 and frames >= 2, got count={count}, frames={frames}")
+    if fov_range is not None:
+        lo, hi = (float(v) for v in fov_range)
+        if not 1.0 <= lo <= hi <= 170.0:
+            raise ValueError(f"fov_range must be (lo, hi) with 1 <= lo <= hi <= 170 degrees, got {fov_range}")
+
+    def fov(scene: str, seed: int) -> float | None:
+        if fov_range is None:
+            return None
+        u = np.random.default_rng([seed, 0xF0, len(scene), ord(scene[0])]).uniform()
+        return lo + (hi - lo) * u
+
     return [
-        RenderSpec(scene, seed_base + k, frames, (int(size[0]), int(size[1])))
+        RenderSpec(scene, seed_base + k, frames, (int(size[0]), int(size[1])), fov(scene, seed_base + k))
         for scene in scenes
         for k in range(count)
     ]
@@ -63,7 +90,9 @@ def render_cache(specs: Sequence[RenderSpec], progress: bool = True) -> dict:
     sequences = []
     start = time.monotonic()
     for n, spec in enumerate(specs):
-        seq = render_sequence(spec.scene, frames=spec.frames, size=spec.size, seed=spec.seed)
+        seq = render_sequence(
+            spec.scene, frames=spec.frames, size=spec.size, seed=spec.seed, fov_deg=spec.fov_deg
+        )
         frames = [seq[i] for i in range(len(seq))]
         cam = frames[0].camera
         images = np.stack(
@@ -73,6 +102,7 @@ def render_cache(specs: Sequence[RenderSpec], progress: bool = True) -> dict:
             {
                 "scene": spec.scene,
                 "seed": spec.seed,
+                "fov_deg": spec.fov,
                 "images": torch.from_numpy(images),
                 "depths": torch.from_numpy(np.stack([f.depth for f in frames]).astype(np.float32)),
                 "poses": torch.from_numpy(np.stack([f.pose for f in frames]).astype(np.float64)),
@@ -116,10 +146,10 @@ def load_cache(path: str | Path) -> dict:
 def load_or_render(path: str | Path, specs: Sequence[RenderSpec], progress: bool = True) -> dict:
     """Load the cache at ``path`` if it holds exactly ``specs``; otherwise render and write it."""
     path = Path(path)
-    wanted = [(s.scene, s.seed) for s in specs]
+    wanted = [(s.scene, s.seed, round(s.fov, 6)) for s in specs]
     if path.is_file():
         cache = load_cache(path)
-        have = [(s["scene"], int(s["seed"])) for s in cache["sequences"]]
+        have = [(s["scene"], int(s["seed"]), round(_cached_fov(s), 6)) for s in cache["sequences"]]
         if have == wanted and all(
             len(s["images"]) == sp.frames for s, sp in zip(cache["sequences"], specs, strict=True)
         ):
@@ -128,6 +158,15 @@ def load_or_render(path: str | Path, specs: Sequence[RenderSpec], progress: bool
     cache = render_cache(specs, progress)
     save_cache(cache, path)
     return cache
+
+
+def _cached_fov(sequence: dict) -> float:
+    """A cached sequence's horizontal field of view: stored since fov widening, else from its intrinsics
+    (older caches were rendered at their scene's default)."""
+    if "fov_deg" in sequence:
+        return float(sequence["fov_deg"])
+    fx = float(sequence["intrinsics"][0])
+    return float(np.degrees(2 * np.arctan(sequence["images"].shape[2] / 2 / fx)))
 
 
 def _cached_image(image: torch.Tensor) -> torch.Tensor:

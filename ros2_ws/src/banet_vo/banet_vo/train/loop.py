@@ -101,7 +101,12 @@ def build_dataset(config: TrainConfig, progress: bool = True) -> tuple[Dataset, 
     description: dict = {"size": list(size)}
     if data.scenes and data.sequences_per_scene > 0:
         specs = make_specs(
-            data.scenes, data.sequences_per_scene, data.seed_base, data.frames_per_sequence, size
+            data.scenes,
+            data.sequences_per_scene,
+            data.seed_base,
+            data.frames_per_sequence,
+            size,
+            data.fov_range or None,
         )
         cache = load_or_render(data.cache, specs, progress)
         for seq in cache["sequences"]:
@@ -116,6 +121,8 @@ def build_dataset(config: TrainConfig, progress: bool = True) -> tuple[Dataset, 
             "strides": {k: list(v) for k, v in data.strides.items()},
             "pairs": len(synthetic),
         }
+        if data.fov_range:
+            description["synthetic"]["fov_range_deg"] = list(data.fov_range)
     if data.real_sequences:
         real = []
         for spec in data.real_sequences:
