@@ -12,6 +12,7 @@ import yaml
 
 from banet_vo.config_fields import check_keys
 from banet_vo.model.config import BANetConfig
+from banet_vo.train.data import check_fov_range
 from banet_vo.train.losses import LossWeights
 
 __all__ = ["DataConfig", "TrainConfig", "load_train_config", "parse_sequence_spec"]
@@ -76,13 +77,8 @@ class DataConfig:
             raise ValueError(
                 f"data.source_weights must be >= 0 with a positive sum, got {self.source_weights}"
             )
-        object.__setattr__(self, "fov_range", tuple(float(v) for v in self.fov_range))
-        if self.fov_range and (
-            len(self.fov_range) != 2 or not 1.0 <= self.fov_range[0] <= self.fov_range[1] <= 170.0
-        ):
-            raise ValueError(
-                f"data.fov_range must be [lo, hi] with 1 <= lo <= hi <= 170, got {self.fov_range}"
-            )
+        if self.fov_range:
+            object.__setattr__(self, "fov_range", check_fov_range(self.fov_range, "data.fov_range"))
         for spec in self.real_sequences:
             parse_sequence_spec(spec)
         object.__setattr__(self, "scenes", tuple(self.scenes))

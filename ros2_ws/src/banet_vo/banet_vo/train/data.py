@@ -52,6 +52,17 @@ class RenderSpec:
         return DEFAULT_FOV_DEG[self.scene] if self.fov_deg is None else float(self.fov_deg)
 
 
+def check_fov_range(values, name: str = "fov_range") -> tuple[float, float]:
+    """(lo, hi) in degrees of a two-number range within the renderer's 1-170 degrees, else ValueError."""
+    try:
+        lo, hi = (float(v) for v in values)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be [lo, hi] in degrees, got {values!r}") from None
+    if not 1.0 <= lo <= hi <= 170.0:
+        raise ValueError(f"{name} must be [lo, hi] with 1 <= lo <= hi <= 170 degrees, got {values!r}")
+    return lo, hi
+
+
 def make_specs(
     scenes: Iterable[str],
     count: int,
@@ -66,9 +77,7 @@ def make_specs(
     if count < 1 or frames < 2:
         raise ValueError(f"count must be >= 1 and frames >= 2, got count={count}, frames={frames}")
     if fov_range is not None:
-        lo, hi = (float(v) for v in fov_range)
-        if not 1.0 <= lo <= hi <= 170.0:
-            raise ValueError(f"fov_range must be (lo, hi) with 1 <= lo <= hi <= 170 degrees, got {fov_range}")
+        lo, hi = check_fov_range(fov_range)
 
     def fov(scene: str, seed: int) -> float | None:
         if fov_range is None:
