@@ -1,10 +1,11 @@
-"""BA-Net pair latency and peak memory on CPU (fp32), both presets.
+"""BA-Net pair latency and peak memory on CPU (fp32): both presets and the shipped checkpoints.
 
-Each preset runs in its own subprocess so that its peak resident memory (ru_maxrss) is its own; the
+Each model runs in its own subprocess so that its peak resident memory (ru_maxrss) is its own; the
 reported peak is the growth over the process's resident memory just before the model is built (the
-Python + torch baseline). Random-initialised weights: latency does not depend on the values.
+Python + torch baseline). Presets get random-initialised weights (latency does not depend on the values);
+a checkpoint path measures that network (e.g. the XFeat encoder of banet_small_xfeat) at its config size.
 
-    .venv/bin/python -m benchmarks.banet_latency [--repeats 5] [--threads 2]
+    .venv/bin/python -m benchmarks.banet_latency [--repeats 5] [--threads 2] [--models small,paper,PATH]
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from pathlib import Path
 
 from banet_vo.provenance import machine_description
 
-RESULTS = Path(__file__).resolve().parent / "results" / "banet_latency.md"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "banet_latency.md"
+# Presets with random weights, then the shipped checkpoints (the default and the XFeat-encoder alternative).
+DEFAULT_MODELS = "small,paper,models/banet_small_synthetic.safetensors,models/banet_small_xfeat.safetensors"
 
 
 def _rss_mb() -> float:
@@ -28,16 +32,25 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def measure(preset: str, repeats: int, threads: int) -> dict:
-    import torch
+def _build(name: str):
+    """A preset with random weights, or the network stored in a checkpoint file."""
     from banet_vo.model.banet import BANet
+    from banet_vo.model.checkpoint import load_banet
     from banet_vo.model.config import BANetConfig
+
+    if name.endswith(".safetensors"):
+        return load_banet(name, "cpu"), Path(name).stem
+    return BANet(BANetConfig.preset(name)).eval(), name
+
+
+def measure(name: str, repeats: int, threads: int) -> dict:
+    import torch
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     base = _rss_mb()
-    config = BANetConfig.preset(preset)
-    model = BANet(config).eval()
+    model, label = _build(name)
+    config = model.config
     w, h = config.image_width, config.image_height
     ref, tgt = torch.rand(1, 3, h, w), torch.rand(1, 3, h, w)
     intr = torch.tensor([[0.8 * w, 0.8 * w, (w - 1) / 2, (h - 1) / 2]])
@@ -50,7 +63,7 @@ def measure(preset: str, repeats: int, threads: int) -> dict:
             times.append(time.perf_counter() - start)
     times.sort()
     return {
-        "preset": preset,
+        "preset": label,
         "size": f"{w}x{h}",
         "parameters": sum(p.numel() for p in model.parameters()),
         "median_s": times[len(times) // 2],
@@ -62,17 +75,26 @@ def measure(preset: str, repeats: int, threads: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="BA-Net pair latency and peak memory on CPU, both presets.")
-    parser.add_argument("--repeats", type=int, default=5, help="timed forward passes per preset")
+    parser = argparse.ArgumentParser(description="BA-Net pair latency and peak memory on CPU.")
+    parser.add_argument("--repeats", type=int, default=5, help="timed forward passes per model")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--presets", default="small,paper", help="comma separated presets")
-    parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: measure one preset, print JSON
+    parser.add_argument(
+        "--models",
+        "--presets",
+        dest="models",
+        default=DEFAULT_MODELS,
+        help="comma separated presets (random weights) and checkpoint paths",
+    )
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: measure one model, print JSON
     args = parser.parse_args(argv)
+    for name in args.models.split(","):
+        if name.endswith(".safetensors") and not (ROOT / name).is_file() and not Path(name).is_file():
+            parser.error(f"--models: checkpoint {name} not found")
     if args.child:
         print(json.dumps(measure(args.child, args.repeats, args.threads)))
         return 0
     rows = []
-    for preset in args.presets.split(","):
+    for preset in args.models.split(","):
         print(f"measuring {preset} ...", file=sys.stderr, flush=True)
         out = subprocess.run(
             [
@@ -89,34 +111,29 @@ def main(argv: list[str] | None = None) -> int:
             capture_output=True,
             text=True,
             check=True,
-            cwd=Path(__file__).resolve().parents[1],
+            cwd=ROOT,
         )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     lines = [
         "## BA-Net pair latency and peak memory (CPU, fp32)",
         "",
         "Command: `.venv/bin/python -m benchmarks.banet_latency "
-        f"--repeats {args.repeats} --threads {args.threads}`  ",
+        f"--repeats {args.repeats} --threads {args.threads} --models {args.models}`  ",
         f"Machine: {machine_description()}; shared with other jobs (timings are noisy)  ",
         f"Date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         "",
         "One forward pass (features of both images, basis depth, full coarse-to-fine BA), batch 1, no grad.",
         "Peak memory = growth of the process's peak resident set over the torch baseline.",
         "",
-        "| preset | input | parameters | median s/pair | min s/pair | peak memory MB |",
-        "|---|---|---|---|---|---|",
+        "| model | input | parameters | median s/pair | min s/pair | peak memory MB "
+        f"| latency / {rows[0]['preset']} |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['preset']} | {r['size']} | {r['parameters']:,} | {r['median_s']:.3f} | {r['min_s']:.3f} "
-            f"| {r['peak_rss_growth_mb']:.0f} |"
+            f"| {r['peak_rss_growth_mb']:.0f} | {r['median_s'] / rows[0]['median_s']:.2f}x |"
         )
-    if len(rows) == 2:
-        lines += [
-            "",
-            f"Ratio {rows[1]['preset']}/{rows[0]['preset']} (same run): "
-            f"{rows[1]['median_s'] / rows[0]['median_s']:.1f}x latency.",
-        ]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
