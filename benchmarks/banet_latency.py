@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for preset in args.models.split(","):
         print(f"measuring {preset} ...", file=sys.stderr, flush=True)
+        if Path(preset).is_file():  # a path from the caller's directory; the child runs in ROOT
+            preset = str(Path(preset).resolve())
         out = subprocess.run(
             [
                 sys.executable,
