@@ -87,17 +87,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: measure one model, print JSON
     args = parser.parse_args(argv)
-    for name in args.models.split(","):
-        if name.endswith(".safetensors") and not (ROOT / name).is_file() and not Path(name).is_file():
-            parser.error(f"--models: checkpoint {name} not found")
     if args.child:
         print(json.dumps(measure(args.child, args.repeats, args.threads)))
         return 0
+    names = []
+    for name in args.models.split(","):
+        # a checkpoint path from the caller's directory or the repository, made absolute for the child
+        if name.endswith(".safetensors"):
+            path = Path(name) if Path(name).is_file() else ROOT / name
+            if not path.is_file():
+                parser.error(f"--models: checkpoint {name} not found")
+            name = str(path.resolve())
+        names.append(name)
     rows = []
-    for preset in args.models.split(","):
-        print(f"measuring {preset} ...", file=sys.stderr, flush=True)
-        if Path(preset).is_file():  # a path from the caller's directory; the child runs in ROOT
-            preset = str(Path(preset).resolve())
+    for preset in names:
+        print(f"measuring {Path(preset).name} ...", file=sys.stderr, flush=True)
         out = subprocess.run(
             [
                 sys.executable,
