@@ -68,7 +68,7 @@ from banet_vo.odometry.pipeline import (
     begin_frame,
     same_intrinsics,
 )
-from banet_vo.odometry.scale import ScaleFilter, ground_plane_height, learned_scale
+from banet_vo.odometry.scale import ScaleFilter, depth_at_pixels, ground_plane_height, learned_scale
 from banet_vo.odometry.timing import StampGate, gap_covariance
 from banet_vo.odometry.tracking_config import TrackingConfig
 
@@ -85,6 +85,7 @@ class _Keyframe:
     prepared: PreparedFrame
     depth_scale: float | None = None  # metres per map unit that BA-Net's depth of this keyframe implies
     unmeasured: tuple | None = None  # (depth, depth camera) kept until its window BA is merged
+    depth: tuple | None = None  # (BA-Net depth in metres, its camera), once measured
     # BA-Net's pose of this keyframe in the previous one: (previous id, T_prev_this in metres, its
     # right-perturbation covariance [translation, rotation]), for banet_pose_factor.
     banet_pose: tuple[int, np.ndarray, np.ndarray] | None = None
@@ -447,6 +448,10 @@ class KeyframeOdometry:
         if solved is not None:
             self._frame_inlier_ratio = len(solved[1]) / self._pnp_candidates
             self._observed = (features.keypoints[solved[1][:, 0]], solved[1][:, 1])
+        elif not after_gap and matches is not None:
+            recovered = self._recover(last, features, matches)
+            if recovered is not None:
+                return self._track_recovered(frame, features, last, *recovered)
         if solved is None:
             self._failures += 1
             self._lost = True
@@ -476,6 +481,63 @@ class KeyframeOdometry:
             self._bundle_adjust()
             return self._after_pose(frame, kf.T_wc, cov, new_keyframe=kf)
         return self._after_pose(frame, T_wc, cov, new_keyframe=None)
+
+    def _recover(self, last: _Keyframe, features: Features, matches: np.ndarray):
+        """PnP failed: the frame's pose from the newest keyframe by 5-point RANSAC on all their matches (a
+        view that moved far shares few landmarks with the window but many keypoints with its newest
+        keyframe). The unit baseline gets its length from the inliers' depth in the keyframe: the map
+        depth of the landmarks among them or, when too few are landmarks, BA-Net's depth of the keyframe
+        in map units. Returns (T_wc, tracked (keypoint, landmark) pairs, inlier matches) or None."""
+        t = self.tracking
+        if t.recovery_min_points == 0 or len(matches) < t.init_min_inliers:
+            return None
+        x0 = last.features.keypoints[matches[:, 0]]
+        x1 = features.keypoints[matches[:, 1]]
+        rel = solve_relative_pose(x0, x1, self._camera, seed=t.ransac_seed)
+        if rel is None or rel.inliers.sum() < t.init_min_inliers:
+            return None
+        inliers, x0, x1 = matches[rel.inliers], x0[rel.inliers], x1[rel.inliers]
+        T_kf_cur = invert(rel.T_cur_ref)
+        X, ok = triangulate(
+            np.eye(4), T_kf_cur, x0, x1, self._camera, t.triangulation_max_px, t.triangulation_min_parallax_deg
+        )
+        landmarks = last.landmarks[inliers[:, 0]]
+        known = np.flatnonzero(
+            ok & (landmarks >= 0) & np.isin(landmarks, np.fromiter(self._points, np.int64, len(self._points)))
+        )
+        if len(known) >= t.recovery_min_points:
+            T_cw = invert(last.T_wc)
+            P = np.stack([self._points[int(i)] for i in landmarks[known]])
+            ratios = (P @ T_cw[2, :3] + T_cw[2, 3]) / X[known, 2]
+        elif last.depth is not None and last.depth_scale:
+            depth, depth_camera = last.depth
+            z = depth_at_pixels(depth, depth_camera, self._camera, x0[ok]) / last.depth_scale
+            ratios = z[np.isfinite(z)] / X[ok][np.isfinite(z), 2]
+            if len(ratios) < t.recovery_min_points:
+                return None
+        else:
+            return None
+        baseline = float(np.median(ratios))
+        if not np.isfinite(baseline) or baseline <= 0:
+            return None
+        T_kf_cur[:3, 3] *= baseline
+        tracked = np.stack([inliers[known, 1], landmarks[known]], axis=1)
+        return last.T_wc @ T_kf_cur, tracked, inliers
+
+    def _track_recovered(
+        self, frame: PreparedFrame, features: Features, last: _Keyframe, T_wc, tracked, matches
+    ) -> FrameResult:
+        """A recovered frame becomes a keyframe, so that the next frames have landmarks to track."""
+        if self._ba_job is not None:
+            T_wc = nearest_rigid(self._merge_background_ba(wait=True) @ T_wc)
+        kf = self._add_keyframe(frame, features, T_wc)
+        self._extend_map(last, kf, matches, tracked)
+        self._bundle_adjust()
+        self.stats.recovered += 1
+        cov = _pose_covariance_px(self._points_in(kf), self._camera, self.tracking.pixel_sigma)
+        result = self._after_pose(frame, kf.T_wc, cov, new_keyframe=kf)
+        note = f"PnP failed: tracked by the 5-point pose to keyframe {last.id} ({len(tracked)} landmarks)"
+        return replace(result, message=f"{note}; {result.message}" if result.message else note)
 
     def _wants_keyframe(
         self, kf: _Keyframe, features: Features, matches: np.ndarray, T_wc: np.ndarray, tracked: int
@@ -798,6 +860,7 @@ class KeyframeOdometry:
         scale its own depth map implies, so that the depth can be published at the pose's scale."""
         if depth is not None:
             kf.depth_scale = learned_scale(self._points_in(kf), depth, depth_camera)
+            kf.depth = (depth, depth_camera)
         source = self.config.scale_source
         if source == "learned":
             self._scale.add(kf.depth_scale)

@@ -40,6 +40,22 @@ def learned_scale(
     return float(np.median(d[ok] / z[inside][ok]))
 
 
+def depth_at_pixels(
+    depth: np.ndarray, depth_camera: PinholeCamera, camera: PinholeCamera, pixels: np.ndarray
+) -> np.ndarray:
+    """Values of a depth map (of `depth_camera`) along the rays of `pixels` (N, 2) of `camera`, the same
+    view at another resolution; NaN where a ray leaves the map or meets no valid depth."""
+    x = np.asarray(pixels, dtype=np.float64).reshape(-1, 2)
+    u = np.rint(depth_camera.fx * (x[:, 0] - camera.cx) / camera.fx + depth_camera.cx).astype(np.int64)
+    v = np.rint(depth_camera.fy * (x[:, 1] - camera.cy) / camera.fy + depth_camera.cy).astype(np.int64)
+    h, w = depth.shape
+    out = np.full(len(x), np.nan)
+    inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    d = depth[v[inside], u[inside]].astype(np.float64)
+    out[inside] = np.where(np.isfinite(d) & (d > 0), d, np.nan)
+    return out
+
+
 def ground_plane_height(
     points_cam: np.ndarray,
     up_cam: np.ndarray,

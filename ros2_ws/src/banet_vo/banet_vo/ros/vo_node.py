@@ -507,6 +507,7 @@ class VOShell:
             resets=stats.resets,
             keyframes=stats.keyframes,
             lost=stats.lost,
+            recovered=stats.recovered,
             camera_changes=stats.camera_changes,
             matcher_swaps=stats.matcher_swaps,
             matcher_refused=stats.matcher_refused,
