@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from banet_vo.geometry import PinholeCamera
-from banet_vo.odometry.scale import ScaleFilter, ground_plane_height, learned_scale
+from banet_vo.odometry.scale import ScaleFilter, depth_at_pixels, ground_plane_height, learned_scale
 from scipy.spatial.transform import Rotation
 
 UP_OPTICAL = np.array([0.0, -1.0, 0.0])  # a level camera: up is -y in optical coordinates
@@ -50,6 +50,28 @@ def test_learned_scale_is_the_depth_ratio():
     assert learned_scale(P_map, depth, cam) == pytest.approx(3.0)
     depth[:] = 0.0  # invalid everywhere
     assert learned_scale(P_map, depth, cam) is None
+
+
+def test_depth_at_pixels_reads_the_same_ray_at_another_resolution():
+    """Pixels of a full-size camera read a depth map of the same view at a smaller, anisotropic size:
+    each pixel lands where its ray does (a ramp in u and v tells a wrong axis or offset apart)."""
+    cam = PinholeCamera(400.0, 380.0, 319.5, 239.5, 640, 480)
+    small = cam.resized(64, 40)
+    v, u = np.mgrid[0:40, 0:64]
+    depth = (1.0 + u + 100.0 * v).astype(np.float32)  # a unique value per depth pixel
+    rng = np.random.default_rng(1)
+    pix = np.c_[rng.uniform(0, 639, 50), rng.uniform(0, 479, 50)]
+    X = np.c_[(pix[:, 0] - cam.cx) / cam.fx, (pix[:, 1] - cam.cy) / cam.fy, np.ones(50)]
+    ud = np.rint(small.fx * X[:, 0] + small.cx)
+    vd = np.rint(small.fy * X[:, 1] + small.cy)
+    inside = (ud >= 0) & (ud < 64) & (vd >= 0) & (vd < 40)
+    got = depth_at_pixels(depth, small, cam, pix)
+    np.testing.assert_array_equal(got[inside], 1.0 + ud[inside] + 100.0 * vd[inside])
+    assert np.isnan(got[~inside]).all()
+    # A ray off the map and an invalid depth read NaN, not 0.
+    depth[:] = 0.0
+    outside = np.array([[-500.0, 10.0], [100.0, 100.0]])
+    assert np.isnan(depth_at_pixels(depth, small, cam, outside)).all()
 
 
 def test_scale_filter_is_a_running_median():

@@ -487,7 +487,8 @@ class KeyframeOdometry:
         view that moved far shares few landmarks with the window but many keypoints with its newest
         keyframe). The unit baseline gets its length from the inliers' depth in the keyframe: the map
         depth of the landmarks among them or, when too few are landmarks, BA-Net's depth of the keyframe
-        in map units. Returns (T_wc, tracked (keypoint, landmark) pairs, inlier matches) or None."""
+        in map units. Returns (T_wc, tracked (keypoint, landmark) pairs, inlier matches, what fixed the
+        baseline) or None."""
         t = self.tracking
         if t.recovery_min_points == 0 or len(matches) < t.init_min_inliers:
             return None
@@ -499,7 +500,13 @@ class KeyframeOdometry:
         inliers, x0, x1 = matches[rel.inliers], x0[rel.inliers], x1[rel.inliers]
         T_kf_cur = invert(rel.T_cur_ref)
         X, ok = triangulate(
-            np.eye(4), T_kf_cur, x0, x1, self._camera, t.triangulation_max_px, t.triangulation_min_parallax_deg
+            np.eye(4),
+            T_kf_cur,
+            x0,
+            x1,
+            self._camera,
+            t.triangulation_max_px,
+            t.triangulation_min_parallax_deg,
         )
         landmarks = last.landmarks[inliers[:, 0]]
         known = np.flatnonzero(
@@ -509,12 +516,14 @@ class KeyframeOdometry:
             T_cw = invert(last.T_wc)
             P = np.stack([self._points[int(i)] for i in landmarks[known]])
             ratios = (P @ T_cw[2, :3] + T_cw[2, 3]) / X[known, 2]
+            source = f"{len(ratios)} landmarks"
         elif last.depth is not None and last.depth_scale:
             depth, depth_camera = last.depth
             z = depth_at_pixels(depth, depth_camera, self._camera, x0[ok]) / last.depth_scale
             ratios = z[np.isfinite(z)] / X[ok][np.isfinite(z), 2]
             if len(ratios) < t.recovery_min_points:
                 return None
+            source = f"BA-Net depth at {len(ratios)} points"
         else:
             return None
         baseline = float(np.median(ratios))
@@ -522,10 +531,10 @@ class KeyframeOdometry:
             return None
         T_kf_cur[:3, 3] *= baseline
         tracked = np.stack([inliers[known, 1], landmarks[known]], axis=1)
-        return last.T_wc @ T_kf_cur, tracked, inliers
+        return last.T_wc @ T_kf_cur, tracked, inliers, source
 
     def _track_recovered(
-        self, frame: PreparedFrame, features: Features, last: _Keyframe, T_wc, tracked, matches
+        self, frame: PreparedFrame, features: Features, last: _Keyframe, T_wc, tracked, matches, source: str
     ) -> FrameResult:
         """A recovered frame becomes a keyframe, so that the next frames have landmarks to track."""
         if self._ba_job is not None:
@@ -536,7 +545,7 @@ class KeyframeOdometry:
         self.stats.recovered += 1
         cov = _pose_covariance_px(self._points_in(kf), self._camera, self.tracking.pixel_sigma)
         result = self._after_pose(frame, kf.T_wc, cov, new_keyframe=kf)
-        note = f"PnP failed: tracked by the 5-point pose to keyframe {last.id} ({len(tracked)} landmarks)"
+        note = f"PnP failed: tracked by the 5-point pose to keyframe {last.id} (baseline from {source})"
         return replace(result, message=f"{note}; {result.message}" if result.message else note)
 
     def _wants_keyframe(

@@ -36,9 +36,10 @@ class TrackingConfig:
     min_tracked: int = setting(25, "PnP inliers below which a frame is not tracked", range=(6, 100000))
     pnp_max_px: float = setting(3.0, "PnP RANSAC inlier threshold [px]", range=(0.1, 100.0))
     # A view that moved far since the last keyframe (dropped frames, a fast turn) matches few of the
-    # window's landmarks but many of the newest keyframe's keypoints.
+    # window's landmarks but many of the newest keyframe's keypoints
+    # (docs/preregistered/tracking_recovery.txt).
     recovery_min_points: int = setting(
-        0,
+        8,
         "when PnP fails: 5-point inliers to the newest keyframe with a depth there (a landmark, else "
         "BA-Net's depth) that must fix the baseline for the frame to be tracked from that pair (0: off)",
         range=(0, 100000),
