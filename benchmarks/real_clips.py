@@ -65,7 +65,7 @@ def run_clip(spec, args, estimator, xfeat) -> tuple[list, list[str]]:
     from banet_vo.evaluation import real_clips as rc
     from banet_vo.odometry import FRONTENDS, SCALE_SOURCES, OdometryConfig, make_odometry
 
-    clip = rc.load_clip(spec, args.data, args.max_frames)
+    clip = rc.load_clip(spec, args.data, args.max_frames, args.every)
     rows, skipped = [], []
     default_frontend = OdometryConfig().frontend
     for frontend in FRONTENDS:
@@ -160,6 +160,8 @@ def write_markdown(
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     partial = f" (first {args.max_frames} frames of each clip only)" if args.max_frames else ""
+    if args.every > 1:
+        partial += f", every {args.every}th frame of each clip"
     text = [
         f"## Real clips, live node at real rate vs offline{partial}"
         if args.live_only
@@ -209,6 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-frames", type=int, default=None, help="first N frames of each clip (development)"
     )
+    parser.add_argument(
+        "--every",
+        type=int,
+        default=1,
+        help="keep every k-th frame of each clip, as a node that keeps up with 1/k of the camera rate "
+        "sees it (not with --live; default 1: every frame)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument(
         "--seeds",
@@ -236,10 +245,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     args.live = args.live or args.live_only
+    if args.every < 1:
+        parser.error(f"--every must be >= 1, got {args.every}")
+    if args.every > 1 and args.live:
+        parser.error("--every drops frames offline; the live node drops its own (leave out --live)")
     args.code_version = code_version()  # at the start: the tree may change during a long run
     args.started_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     if args.out is None:
         args.out = LIVE_RESULTS if args.live_only else RESULTS
+        if args.every > 1:
+            args.out = RESULTS.with_name(f"real_clips_every{args.every}.md")
     args.clips = [c for c in args.clips.split(",") if c]
     try:
         args.seeds = [int(x) for x in args.seeds.split(",") if x.strip()]

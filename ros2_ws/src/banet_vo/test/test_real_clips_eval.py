@@ -208,6 +208,21 @@ def test_load_clip_max_frames_and_missing_folder(shared_data, tmp_path) -> None:
         rc.load_clip(rc.CLIPS["kitti06"], tmp_path)
 
 
+def test_load_clip_every_kth_frame(shared_data) -> None:
+    """every=k keeps file frames 150, 155, ... of the held-out HoloLens clip, with their stamps and poses;
+    max_frames counts the kept frames."""
+    full = rc.load_clip(rc.HOLOLENS_HELD_OUT, shared_data)
+    clip = rc.load_clip(rc.HOLOLENS_HELD_OUT, shared_data, every=5)
+    assert len(clip) == 10
+    assert [clip.sequence._images[i].name for i in clip.indices[:2]] == ["00150.png", "00155.png"]
+    np.testing.assert_array_equal(clip.stamps, full.stamps[::5])
+    np.testing.assert_array_equal(clip.gt, full.gt[::5])
+    assert len(rc.load_clip(rc.HOLOLENS_HELD_OUT, shared_data, max_frames=3, every=5)) == 3
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="every"):
+            rc.load_clip(rc.HOLOLENS_HELD_OUT, shared_data, every=bad)
+
+
 def test_seed_summary_gives_medians_and_the_spread() -> None:
     rows = [
         rc.Row("c", "m", sim3, se3, scale, frames, 10, s, extra={"statuses": {}})

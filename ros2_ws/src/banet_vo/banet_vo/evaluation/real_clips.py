@@ -105,8 +105,12 @@ class Clip:
             yield self.sequence[int(i)]
 
 
-def load_clip(spec: ClipSpec, data_root: str | Path, max_frames: int | None = None) -> Clip:
-    """Open a clip under data_root (../shared/data); FileNotFoundError when its folder is absent."""
+def load_clip(spec: ClipSpec, data_root: str | Path, max_frames: int | None = None, every: int = 1) -> Clip:
+    """Open a clip under data_root (../shared/data); FileNotFoundError when its folder is absent.
+    `every` k > 1 keeps every k-th frame (what a node that keeps up with 1/k of the camera rate sees);
+    `max_frames` then counts the kept frames."""
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"every must be an int >= 1, got {every!r}")
     path = Path(data_root) / spec.folder
     if not path.is_dir():
         raise FileNotFoundError(f"clip {spec.name}: {path} not found")
@@ -114,7 +118,7 @@ def load_clip(spec: ClipSpec, data_root: str | Path, max_frames: int | None = No
     if not sequence.has_poses:
         raise ValueError(f"clip {spec.name}: {path} has no ground-truth poses")
     stop = len(sequence) if spec.stop is None else min(spec.stop, len(sequence))
-    indices = np.arange(spec.start, stop)
+    indices = np.arange(spec.start, stop)[::every]
     if max_frames is not None:
         indices = indices[: max(int(max_frames), 0)]
     if indices.size < 3:
