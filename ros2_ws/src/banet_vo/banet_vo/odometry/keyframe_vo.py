@@ -348,8 +348,7 @@ class KeyframeOdometry:
         rel = solve_relative_pose(x0, x1, self._camera, seed=t.ransac_seed)
         self._init_frames += 1
         reason = "too few matches for the first map"
-        moved_away = rel is None or rel.inliers.sum() < t.init_min_inliers
-        if not moved_away:
+        if rel is not None and rel.inliers.sum() >= t.init_min_inliers:
             inl = rel.inliers
             parallax = _median_parallax_deg(x0[inl], x1[inl], rel.T_cur_ref[:3, :3], self._camera)
             if parallax >= t.init_min_parallax_deg:
@@ -368,9 +367,8 @@ class KeyframeOdometry:
                 reason = f"only {int(ok.sum())} points triangulated"
             else:
                 reason = f"parallax {parallax:.2f} deg < {t.init_min_parallax_deg} deg"
-        if moved_away or self._init_frames >= t.init_max_frames:
-            # The first keyframe is stale: the view has left it (later frames would share even less with
-            # it), or the camera has not moved enough for too long. Start again from this frame.
+        if self._init_frames >= t.init_max_frames:
+            # The first keyframe is stale (a stopped camera, a view that changed too much): start again.
             keep = self._output
             self._clear_map()
             self._output = keep
