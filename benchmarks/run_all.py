@@ -27,6 +27,7 @@ TOPICS = [
     "real_clips",
     "real_clips_live",
     "real_clips_live_background",
+    "real_clips_every5",
     "frame_profile",
     "covariance_nees",
     "synthetic",
@@ -44,6 +45,7 @@ TOPICS = [
 # Topics written by another benchmark module than their name: topic -> (module, arguments).
 RUNS = {
     "real_clips_live": ("real_clips", ["--live-only"]),
+    "real_clips_every5": ("real_clips", ["--every", "5", "--seeds", "0,1,2,3,4", "--threads", "1"]),
     "real_clips_live_background": (
         "real_clips",
         [
@@ -61,6 +63,7 @@ TODAY = [
     "real_clips",
     "real_clips_live",
     "real_clips_live_background",
+    "real_clips_every5",
     "frame_profile",
     "covariance_nees",
     "banet_latency",
