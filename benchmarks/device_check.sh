@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one prepared GPU check: CUDA tests, BA-Net per-pair latency and peak memory of both presets, the
-# node at 30 Hz, and the real-clips table on the GPU. Each step has its own time limit (under 8 minutes
-# in all); a step that fails or runs out of time is recorded and the next one runs.
+# node at 30 Hz, the real-clips table (KITTI 06) and the time per frame by stage on the GPU. Each step has
+# its own time limit (under 9 minutes in all); a step that fails or runs out of time is recorded and the
+# next one runs.
 #
 #   bash benchmarks/device_check.sh             # full on CUDA; reduced CPU smoke when there is no CUDA
 #   bash benchmarks/device_check.sh --cpu-smoke # reduced mode on the CPU (about a minute)
@@ -11,7 +12,7 @@
 #
 # Figures go to $OUT when it is set (the device machine), else device_out/: summary.md (one line per
 # step, then the figures), device_check.log (every step's output), latency.json, vo_latency.md,
-# real_clips.md, env.txt: at most 8 files, as the device machine returns.
+# real_clips.md, frame_profile.md, env.txt: at most 8 files, as the device machine returns.
 # Python: .venv/bin/python when present, else python3 (the device image's, which has torch and
 # opencv but not every dependency: pure-Python wheels in .whl/ are installed to /tmp/site first, and a
 # step whose imports are missing fails with the module's name). Exit status: the number of failed steps
@@ -150,8 +151,11 @@ if [ "$MODE" = cuda ]; then
     --results "$OUT_DIR/vo_latency.md"
   step node_30hz_processed 5 grep -Eq "$PROCESSED_ROW" "$OUT_DIR/vo_latency.md"
   if [ -d ../shared/data ]; then
-    step real_clips 120 "$PY" -m benchmarks.real_clips --device cuda --threads 4 --clips kitti06,hololens \
-      --references orb --out "$OUT_DIR/real_clips.md"
+    step real_clips 120 "$PY" -m benchmarks.real_clips --device cuda --threads 4 --clips kitti06 \
+      --frontends xfeat --references orb --out "$OUT_DIR/real_clips.md"
+    # What dominates a frame once XFeat and BA-Net are on the GPU (the window BA stays on the CPU).
+    step frame_profile 60 "$PY" -m benchmarks.frame_profile --device cuda --threads 4 --clips kitti07 \
+      --max-frames 80 --out "$OUT_DIR/frame_profile.md"
   fi
 else
   # Reduced: the same steps, small enough for a shared 2-core machine (about a minute).
@@ -161,6 +165,10 @@ else
   step node_30hz 60 "$PY" -m benchmarks.vo_latency --device cpu --threads 2 --rates 30 --frames 30 \
     --results "$OUT_DIR/vo_latency.md"
   step node_30hz_processed 5 grep -Eq "$PROCESSED_ROW" "$OUT_DIR/vo_latency.md"
+  if [ -d ../shared/data ]; then
+    step frame_profile 60 "$PY" -m benchmarks.frame_profile --device cpu --threads 1 --clips kitti06 \
+      --max-frames 6 --out "$OUT_DIR/frame_profile.md"
+  fi
 fi
 
 if [ "$DRY" = 0 ]; then
@@ -172,7 +180,8 @@ if [ "$DRY" = 0 ]; then
     echo
     [ -f "$OUT_DIR/latency.json" ] && { echo '```'; cat "$OUT_DIR/latency.json"; echo '```'; echo; }
     [ -f "$OUT_DIR/vo_latency.md" ] && { cat "$OUT_DIR/vo_latency.md"; echo; }
-    [ -f "$OUT_DIR/real_clips.md" ] && cat "$OUT_DIR/real_clips.md"
+    [ -f "$OUT_DIR/real_clips.md" ] && { cat "$OUT_DIR/real_clips.md"; echo; }
+    [ -f "$OUT_DIR/frame_profile.md" ] && cat "$OUT_DIR/frame_profile.md"
   } >>"$SUMMARY"
   echo "device_check: $MODE mode, $FAILED failed step(s); figures in $OUT_DIR/summary.md" >&2
 fi

@@ -107,7 +107,8 @@ def markdown(results: list[dict], args, argv: list[str], seconds: float) -> str:
             "## Time per frame, by stage (xfeat front end, offline)",
             "",
             f"Command: `.venv/bin/python -m benchmarks.frame_profile {' '.join(argv)}`".rstrip() + "  ",
-            f"Machine: {machine_description()}; torch threads {args.threads}  ",
+            f"Machine: {machine_description()}; torch threads {args.threads}; BA-Net and XFeat on "
+            f"{args.device}  ",
             f"Date: {now}, code {args.code_version}, model {args.model.name}; {seconds / 60:.1f} min",
             "",
             "Each cell: seconds per frame (all frames of the clip, keyframes or not) and share of the "
@@ -126,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips", default="kitti07,hololens", help="comma-separated clip names")
     parser.add_argument("--data", type=Path, default=DATA, help="folder of the clips (../shared/data)")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="BA-Net checkpoint")
+    parser.add_argument("--device", default="cpu", choices=("auto", "cuda", "cpu"), help="BA-Net and XFeat")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--max-frames", type=int, default=None, help="first N frames of each clip")
     parser.add_argument("--out", type=Path, default=RESULTS, help="markdown file to write")
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     args.code_version = code_version()
     started = time.perf_counter()
-    estimator = BANetEstimator.from_checkpoint(args.model, device="cpu")
+    estimator = BANetEstimator.from_checkpoint(args.model, device=args.device)
     results = []
     for name in clips:
         print(f"frame_profile: {name}", file=sys.stderr, flush=True)

@@ -126,8 +126,11 @@ class KeyframeOdometry:
     ) -> None:
         self.estimator = estimator
         self.config = config or OdometryConfig(frontend="xfeat")
+        # XFeat and its matching run where BA-Net does (the node's `device`).
         self.extractor = extractor or XFeatExtractor(
-            top_k=self.tracking.max_keypoints, weights=self.config.matcher
+            top_k=self.tracking.max_keypoints,
+            weights=self.config.matcher,
+            device=str(getattr(estimator, "device", "cpu")),
         )
         self.matcher_version = 0  # 0: the weights it started with; then the versions swap_matcher took
         self._quality = TrackingQuality(self.config.matcher_trial_frames)
