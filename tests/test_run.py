@@ -84,6 +84,9 @@ def test_run_with_a_perfect_estimator_has_zero_error(bag, tmp_path):
     summary = json.loads((out / "metrics.json").read_text())
     published = summary["frames_published"]
     assert published == N and summary["node"]["dropped"] == 0
+    # Rates over the same wall time: poses published and frames processed (a failed frame is processed).
+    assert summary["frames_per_s"] == pytest.approx(published / summary["wall_s"])
+    assert summary["processed_per_s"] == pytest.approx(summary["node"]["processed"] / summary["wall_s"])
     est = _tum(out / "trajectory.tum")
     assert est.shape == (published, 8)
     bag_stamps = {round(T0 + f.timestamp, 6) for f in frames}

@@ -7,9 +7,10 @@ node has processed its last frame (or --timeout passed), it writes to DIR:
 - trajectory.tum: odom → base_link, as published on ~/odometry (TUM: stamp x y z qx qy qz qw), input stamps
 - trajectory_camera.tum: the optical camera poses (odom → base_link → camera), comparable to the GT
 - depth/<stamp>.npy (float32 metres, NaN invalid) and depth/<stamp>.png colour maps, every --depth-every
-- gt.tum, metrics.json and plots (trajectory top view, ATE over time) when the bag has /ground_truth/odometry;
+- metrics.json, always: counters of the node (processed, dropped, failed, …), frames processed and poses
+  published per second; with trajectory metrics (ATE, RPE) when the bag has /ground_truth/odometry and
   depth metrics (abs rel …) when it has /camera/depth/image
-- run.json: counters of the node (processed, dropped, failed, …), frames/s, latency
+- gt.tum and plots (trajectory top view, ATE over time) when the bag has /ground_truth/odometry
 """
 
 from __future__ import annotations
@@ -308,7 +309,8 @@ def write_outputs(args: argparse.Namespace, run: GraphRun) -> dict:
         "model": str(args.model),
         "frames_published": len(odometry),
         "wall_s": wall,
-        "frames_per_s": len(odometry) / wall if wall > 0 else 0.0,
+        "frames_per_s": len(odometry) / wall if wall > 0 else 0.0,  # poses published per second
+        "processed_per_s": counters.get("processed", 0) / wall if wall > 0 else 0.0,
         "node": counters,
     }
     if not odometry:
@@ -399,8 +401,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
     node = summary["node"]
     _log(
         f"{summary['frames_published']} poses in {summary['wall_s']:.1f} s "
-        f"({summary['frames_per_s']:.2f} frames/s); "
-        f"processed {int(node['processed'])}, dropped {int(node['dropped'])}, failed {int(node['failed'])}"
+        f"({summary['frames_per_s']:.2f} poses/s); processed {int(node['processed'])} "
+        f"({summary['processed_per_s']:.2f} frames/s), dropped {int(node['dropped'])}, "
+        f"failed {int(node['failed'])}"
     )
     for align, m in summary.get("trajectory", {}).items():
         _log(
