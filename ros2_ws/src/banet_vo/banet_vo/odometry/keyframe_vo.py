@@ -475,15 +475,23 @@ class KeyframeOdometry:
         if reloc:
             return self._after_pose(frame, T_wc, cov, new_keyframe=None)
         if self._wants_keyframe(last, features, matches, T_wc, len(tracked)):
-            if self._ba_job is not None:
-                # A keyframe goes into a solved window: wait for the running BA (the lag stays under one
-                # keyframe) and carry this frame's pose and landmarks into the solved map.
-                T_wc = nearest_rigid(self._merge_background_ba(wait=True) @ T_wc)
-            kf = self._add_keyframe(frame, features, T_wc)
-            self._extend_map(last, kf, matches, tracked)
-            self._bundle_adjust()
+            kf = self._insert_keyframe(frame, features, last, T_wc, matches, tracked)
             return self._after_pose(frame, kf.T_wc, cov, new_keyframe=kf)
         return self._after_pose(frame, T_wc, cov, new_keyframe=None)
+
+    def _insert_keyframe(
+        self, frame: PreparedFrame, features: Features, last: _Keyframe, T_wc, matches, tracked
+    ) -> _Keyframe:
+        """The frame as a new keyframe after `last`: its tracked landmarks observed, its other matches
+        triangulated, the window bundle adjusted."""
+        if self._ba_job is not None:
+            # A keyframe goes into a solved window: wait for the running BA (the lag stays under one
+            # keyframe) and carry this frame's pose and landmarks into the solved map.
+            T_wc = nearest_rigid(self._merge_background_ba(wait=True) @ T_wc)
+        kf = self._add_keyframe(frame, features, T_wc)
+        self._extend_map(last, kf, matches, tracked)
+        self._bundle_adjust()
+        return kf
 
     def _recover(self, last: _Keyframe, features: Features, matches: np.ndarray):
         """PnP failed: the frame's pose from the newest keyframe by 5-point RANSAC on all their matches (a
@@ -540,11 +548,7 @@ class KeyframeOdometry:
         self, frame: PreparedFrame, features: Features, last: _Keyframe, T_wc, tracked, matches, source: str
     ) -> FrameResult:
         """A recovered frame becomes a keyframe, so that the next frames have landmarks to track."""
-        if self._ba_job is not None:
-            T_wc = nearest_rigid(self._merge_background_ba(wait=True) @ T_wc)
-        kf = self._add_keyframe(frame, features, T_wc)
-        self._extend_map(last, kf, matches, tracked)
-        self._bundle_adjust()
+        kf = self._insert_keyframe(frame, features, last, T_wc, matches, tracked)
         self.stats.recovered += 1
         cov = _pose_covariance_px(self._points_in(kf), self._camera, self.tracking.pixel_sigma)
         result = self._after_pose(frame, kf.T_wc, cov, new_keyframe=kf)
