@@ -84,8 +84,8 @@ class _Keyframe:
     landmarks: np.ndarray  # (N,) landmark id per keypoint, -1 for none
     prepared: PreparedFrame
     depth_scale: float | None = None  # metres per map unit that BA-Net's depth of this keyframe implies
-    unmeasured: tuple | None = None  # (depth, depth camera) kept until its window BA is merged
-    depth: tuple | None = None  # (BA-Net depth in metres, its camera), once measured
+    depth: tuple | None = None  # (BA-Net depth in metres, its camera); None when BA-Net gave none
+    unmeasured: bool = False  # its scale is measured once its window BA is merged
     # BA-Net's pose of this keyframe in the previous one: (previous id, T_prev_this in metres, its
     # right-perturbation covariance [translation, rotation]), for banet_pose_factor.
     banet_pose: tuple[int, np.ndarray, np.ndarray] | None = None
@@ -785,9 +785,9 @@ class KeyframeOdometry:
             if kf is not None and kf.landmarks[idx] == lm:
                 kf.landmarks[idx] = -1
         for kf in self._keyframes:
-            if kf.unmeasured is not None and kf.id <= newest:
-                self._measure_scale(kf, *kf.unmeasured)
-                kf.unmeasured = None
+            if kf.unmeasured and kf.id <= newest:
+                self._measure_scale(kf)
+                kf.unmeasured = False
         self._forget_unseen_landmarks()
         return correction
 
@@ -804,11 +804,13 @@ class KeyframeOdometry:
         message = ""
         if new_keyframe is not None and len(self._keyframes) >= 2:
             depth, depth_camera, message = self._keyframe_depth(new_keyframe, self._keyframes[-2])
+            if depth is not None:
+                new_keyframe.depth = (depth, depth_camera)
             if self._ba_job is not None and new_keyframe.id in self._ba_job.poses:
                 # Its landmarks are still being solved: the scale is measured on them when merged.
-                new_keyframe.unmeasured = (depth, depth_camera)
+                new_keyframe.unmeasured = True
             else:
-                self._measure_scale(new_keyframe, depth, depth_camera)
+                self._measure_scale(new_keyframe)
         s = self.scale
         state = RELOCALISED if self._lost else TRACKING
         self._failures = 0
@@ -871,12 +873,11 @@ class KeyframeOdometry:
         depth[bad] = 0.0
         return depth, estimate.depth_camera, ""
 
-    def _measure_scale(self, kf: _Keyframe, depth, depth_camera) -> None:
+    def _measure_scale(self, kf: _Keyframe) -> None:
         """One scale measurement per keyframe, from the configured source; the keyframe also keeps the
         scale its own depth map implies, so that the depth can be published at the pose's scale."""
-        if depth is not None:
-            kf.depth_scale = learned_scale(self._points_in(kf), depth, depth_camera)
-            kf.depth = (depth, depth_camera)
+        if kf.depth is not None:
+            kf.depth_scale = learned_scale(self._points_in(kf), *kf.depth)
         source = self.config.scale_source
         if source == "learned":
             self._scale.add(kf.depth_scale)
