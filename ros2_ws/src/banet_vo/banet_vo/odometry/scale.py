@@ -22,32 +22,32 @@ def learned_scale(
     point's projection to the point's map depth. `points_cam` are map points in the depth map's camera
     (N, 3); None when fewer than `min_points` land on valid depth."""
     P = np.asarray(points_cam, dtype=np.float64).reshape(-1, 3)
+    P = P[P[:, 2] > 1e-9]
+    if len(P) < min_points:
+        return None
     z = P[:, 2]
-    front = z > 1e-9
-    if front.sum() < min_points:
-        return None
-    P, z = P[front], z[front]
-    u = np.rint(depth_camera.fx * P[:, 0] / z + depth_camera.cx).astype(np.int64)
-    v = np.rint(depth_camera.fy * P[:, 1] / z + depth_camera.cy).astype(np.int64)
-    h, w = depth.shape
-    inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    if inside.sum() < min_points:
-        return None
-    d = depth[v[inside], u[inside]].astype(np.float64)
-    ok = np.isfinite(d) & (d > 0)
+    pixels = np.c_[
+        depth_camera.fx * P[:, 0] / z + depth_camera.cx, depth_camera.fy * P[:, 1] / z + depth_camera.cy
+    ]
+    d = depth_at_pixels(depth, depth_camera, depth_camera, pixels)
+    ok = np.isfinite(d)
     if ok.sum() < min_points:
         return None
-    return float(np.median(d[ok] / z[inside][ok]))
+    return float(np.median(d[ok] / z[ok]))
 
 
 def depth_at_pixels(
     depth: np.ndarray, depth_camera: PinholeCamera, camera: PinholeCamera, pixels: np.ndarray
 ) -> np.ndarray:
     """Values of a depth map (of `depth_camera`) along the rays of `pixels` (N, 2) of `camera`, the same
-    view at another resolution; NaN where a ray leaves the map or meets no valid depth."""
+    view at another resolution (or the same camera); NaN where a ray leaves the map or meets no valid
+    depth."""
     x = np.asarray(pixels, dtype=np.float64).reshape(-1, 2)
-    u = np.rint(depth_camera.fx * (x[:, 0] - camera.cx) / camera.fx + depth_camera.cx).astype(np.int64)
-    v = np.rint(depth_camera.fy * (x[:, 1] - camera.cy) / camera.fy + depth_camera.cy).astype(np.int64)
+    if camera == depth_camera:  # pixels of the map itself: read as given, no round trip through the ray
+        u, v = np.rint(x[:, 0]).astype(np.int64), np.rint(x[:, 1]).astype(np.int64)
+    else:
+        u = np.rint(depth_camera.fx * (x[:, 0] - camera.cx) / camera.fx + depth_camera.cx).astype(np.int64)
+        v = np.rint(depth_camera.fy * (x[:, 1] - camera.cy) / camera.fy + depth_camera.cy).astype(np.int64)
     h, w = depth.shape
     out = np.full(len(x), np.nan)
     inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
