@@ -8,6 +8,7 @@ BA-Net through the `model` parameter.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
@@ -700,10 +701,15 @@ def test_log_level_filters_the_core_logs(rclpy_context):
         graph.close()
 
 
+_PARAM_CLIENTS = itertools.count()
+
+
 def _set_parameters(context, graph: Graph, **values):
     from rcl_interfaces.srv import SetParameters
 
-    client_node = Node("vo_test_param_client", context=context)
+    # A fresh name per call: one full suite once timed out on the second of two calls in a row under one
+    # name (cause not proven; a stale match of the destroyed client is the suspect).
+    client_node = Node(f"vo_test_param_client_{next(_PARAM_CLIENTS)}", context=context)
     graph.executor.add_node(client_node)
     try:
         cli = client_node.create_client(SetParameters, "/banet_vo/set_parameters")
