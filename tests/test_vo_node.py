@@ -1003,7 +1003,9 @@ def test_the_old_covariance_scale_name_still_works_at_start_with_a_deprecation_w
         # the node holds the new names with the value it uses (ros2 param get shows it)
         assert graph.node.get_parameter("position_covariance_scale").value == 50.0
         assert graph.node.get_parameter("orientation_covariance_scale").value == 50.0
-        (line,) = graph.logs("covariance_scale is deprecated")
+        # /rosout's history reaches a late-matched recorder too (transient local), but discovery under
+        # load can take longer than the default 5 s
+        (line,) = graph.logs("covariance_scale is deprecated", timeout=20.0)
         assert "position_covariance_scale and orientation_covariance_scale" in line
     finally:
         graph.close()
