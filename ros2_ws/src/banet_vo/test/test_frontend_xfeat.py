@@ -88,3 +88,14 @@ def test_mutual_matching_equals_the_brute_force_definition():
     }
     got = set(map(tuple, match_mutual(a, b, 0.82).tolist()))
     assert len(expected) > 50 and got == expected
+
+
+def test_mutual_matching_stays_one_to_one_on_exact_ties():
+    """Duplicated descriptors tie exactly: every keypoint of a with the same descriptor has the same best
+    match in b, and only the first of them may take it (as a column argmax would)."""
+    d = torch.nn.functional.normalize(torch.randn(4, 64, generator=torch.Generator().manual_seed(1)), dim=1)
+    a = Features(np.zeros((6, 2)), d[[0, 1, 1, 2, 3, 3]], np.ones(6, np.float32))
+    b = Features(np.zeros((4, 2)), d[[3, 2, 1, 0]], np.ones(4, np.float32))
+    m = match_mutual(a, b, min_cosine=0.99)
+    assert sorted(map(tuple, m.tolist())) == [(0, 3), (1, 2), (3, 1), (4, 0)]
+    assert len(set(m[:, 1].tolist())) == len(m)

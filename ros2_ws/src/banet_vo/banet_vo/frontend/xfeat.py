@@ -160,15 +160,19 @@ def _gray(image: np.ndarray) -> np.ndarray:
 
 
 def match_mutual(a: Features, b: Features, min_cosine: float = DEFAULT_MIN_COSINE) -> np.ndarray:
-    """(M, 2) int indices (i into a, j into b) of mutual nearest neighbours with cosine >= min_cosine."""
+    """(M, 2) int indices (i into a, j into b), one-to-one, of mutual nearest neighbours with cosine >=
+    min_cosine: j is i's best match in b and i's similarity is j's best in a (on an exact tie for j,
+    the first such i)."""
     if len(a) == 0 or len(b) == 0:
         return np.zeros((0, 2), dtype=np.int64)
     with torch.inference_mode():
         sim = a.descriptors @ b.descriptors.T
         best_ab, j = sim.max(dim=1)
-        # argmax along dim 0 of a row-major matrix is ~4x slower than a transposed copy's along dim 1
-        # (the same indices, ties included).
-        i_back = sim.T.contiguous().argmax(dim=1)
-        i = torch.arange(len(a), device=sim.device)
-        keep = (i_back[j] == i) & (best_ab >= min_cosine)
-    return torch.stack([i[keep], j[keep]], dim=1).cpu().numpy().astype(np.int64)
+        # A column maximum is ~5x cheaper than a column argmax (or a transposed copy's row argmax).
+        keep = (best_ab >= sim.amax(dim=0)[j]) & (best_ab >= min_cosine)
+        i = torch.nonzero(keep).squeeze(1)
+        j = j[keep]
+        first = torch.full((len(b),), len(a), dtype=torch.int64, device=sim.device)
+        first.scatter_reduce_(0, j, i, reduce="amin")
+        own = first[j] == i
+    return torch.stack([i[own], j[own]], dim=1).cpu().numpy().astype(np.int64)
