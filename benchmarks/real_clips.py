@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import resource
 import shlex
@@ -65,7 +66,7 @@ def run_clip(spec, args, estimator, xfeat) -> tuple[list, list[str]]:
     from banet_vo.evaluation import real_clips as rc
     from banet_vo.odometry import FRONTENDS, SCALE_SOURCES, OdometryConfig, make_odometry
 
-    clip = rc.load_clip(spec, args.data, args.max_frames, args.every)
+    clip = rc.load_clip(spec, args.data, args.max_frames, args.every, args.image_scale)
     rows, skipped = [], []
     default_frontend = OdometryConfig().frontend
     for frontend in FRONTENDS:
@@ -162,6 +163,8 @@ def write_markdown(
     partial = f" (first {args.max_frames} frames of each clip only)" if args.max_frames else ""
     if args.every > 1:
         partial += f", every {args.every}th frame of each clip"
+    if args.image_scale != 1.0:
+        partial += f", frames and intrinsics resized by {args.image_scale:g}"
     text = [
         f"## Real clips, live node at real rate vs offline{partial}"
         if args.live_only
@@ -218,6 +221,13 @@ def main(argv: list[str] | None = None) -> int:
         help="keep every k-th frame of each clip, as a node that keeps up with 1/k of the camera rate "
         "sees it (not with --live; default 1: every frame)",
     )
+    parser.add_argument(
+        "--image-scale",
+        type=float,
+        default=1.0,
+        help="resize every frame and its intrinsics by this factor: the clips through a camera of another "
+        "resolution (not with --live; default 1)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument(
         "--seeds",
@@ -249,12 +259,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--every must be >= 1, got {args.every}")
     if args.every > 1 and args.live:
         parser.error("--every drops frames offline; the live node drops its own (leave out --live)")
+    if not (math.isfinite(args.image_scale) and 0.0 < args.image_scale <= 4.0):
+        parser.error(f"--image-scale must lie in (0, 4], got {args.image_scale}")
+    if args.image_scale != 1.0 and args.live:
+        parser.error(
+            "--image-scale resizes the frames offline; the live node plays the clip's own (leave out --live)"
+        )
     args.code_version = code_version()  # at the start: the tree may change during a long run
     args.started_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     if args.out is None:
         args.out = LIVE_RESULTS if args.live_only else RESULTS
-        if args.every > 1:
-            args.out = RESULTS.with_name(f"real_clips_every{args.every}.md")
+        suffix = (f"_every{args.every}" if args.every > 1 else "") + (
+            f"_scale{args.image_scale:g}" if args.image_scale != 1.0 else ""
+        )
+        if suffix:
+            args.out = RESULTS.with_name(f"real_clips{suffix}.md")
     args.clips = [c for c in args.clips.split(",") if c]
     try:
         args.seeds = [int(x) for x in args.seeds.split(",") if x.strip()]

@@ -1,4 +1,4 @@
-"""benchmarks.real_clips refuses --every values it cannot honour before it loads anything."""
+"""benchmarks.real_clips refuses --every and --image-scale values it cannot honour before loading."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from benchmarks import real_clips
         (["--every", "0"], "--every must be >= 1"),
         (["--every", "3", "--live-only"], "the live node drops its own"),
         (["--every", "3", "--live"], "the live node drops its own"),
+        (["--image-scale", "0"], "--image-scale must lie in (0, 4]"),
+        (["--image-scale", "nan"], "--image-scale must lie in (0, 4]"),
+        (["--image-scale", "0.5", "--live"], "plays the clip's own"),
     ],
 )
 def test_every_is_checked(argv, message, capsys):

@@ -223,6 +223,39 @@ def test_load_clip_every_kth_frame(shared_data) -> None:
             rc.load_clip(rc.HOLOLENS_HELD_OUT, shared_data, every=bad)
 
 
+def test_load_clip_image_scale_is_the_same_scene_through_a_smaller_camera(shared_data) -> None:
+    """image_scale 0.5: half-size images with the halved intrinsics, and a depth map that still agrees
+    with the full-size one at each 3D point's projection; stamps and poses unchanged."""
+    full = rc.load_clip(rc.HOLOLENS_HELD_OUT, shared_data, max_frames=3)
+    half = rc.load_clip(rc.HOLOLENS_HELD_OUT, shared_data, max_frames=3, image_scale=0.5)
+    np.testing.assert_array_equal(half.stamps, full.stamps)
+    np.testing.assert_array_equal(half.gt, full.gt)
+    big, small = next(full.frames()), next(half.frames())
+    assert small.camera == half.camera == full.camera.scaled(0.5)
+    assert small.image.shape[:2] == (half.camera.height, half.camera.width)
+    assert abs(float(small.image.mean()) - float(big.image.mean())) < 1.0  # area averaging keeps brightness
+    rng = np.random.default_rng(0)
+    u = rng.integers(0, big.camera.width, 400)
+    v = rng.integers(0, big.camera.height, 400)
+    d = big.depth[v, u]
+    ok = d > 0
+    X = (
+        np.c_[(u - big.camera.cx) / big.camera.fx, (v - big.camera.cy) / big.camera.fy, np.ones(400)]
+        * d[:, None]
+    )
+    us = np.rint(small.camera.fx * X[:, 0] / X[:, 2] + small.camera.cx).astype(int)
+    vs = np.rint(small.camera.fy * X[:, 1] / X[:, 2] + small.camera.cy).astype(int)
+    inside = ok & (us >= 0) & (us < small.camera.width) & (vs >= 0) & (vs < small.camera.height)
+    ds = small.depth[vs[inside], us[inside]]
+    assert inside.sum() > 200
+    assert np.median(np.abs(ds - d[inside]) / d[inside]) < 0.02
+    for bad in (0.0, -0.5, float("nan"), 5.0):
+        with pytest.raises(ValueError, match="image_scale"):
+            rc.load_clip(rc.HOLOLENS_HELD_OUT, shared_data, image_scale=bad)
+    with pytest.raises(ValueError, match="below 32 px"):
+        rc.load_clip(rc.HOLOLENS_HELD_OUT, shared_data, image_scale=0.05)
+
+
 def test_seed_summary_gives_medians_and_the_spread() -> None:
     rows = [
         rc.Row("c", "m", sim3, se3, scale, frames, 10, s, extra={"statuses": {}})

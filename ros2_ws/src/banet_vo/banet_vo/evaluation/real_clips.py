@@ -79,15 +79,19 @@ ALL_CLIPS: dict[str, ClipSpec] = {**CLIPS, HOLOLENS_HELD_OUT.name: HOLOLENS_HELD
 
 @dataclass
 class Clip:
-    """The frames of a ClipSpec: lazy images, stamps and camera-to-world ground truth (metres)."""
+    """The frames of a ClipSpec: lazy images, stamps and camera-to-world ground truth (metres).
+    With `image_scale` != 1 every frame is resized with its intrinsics (and depth), as the same scene
+    seen by a camera of another resolution."""
 
     spec: ClipSpec
     sequence: FrameSequence
     indices: np.ndarray  # sequence indices used, in order
+    image_scale: float = 1.0
 
     @property
     def camera(self) -> PinholeCamera:
-        return self.sequence.camera
+        camera = self.sequence.camera
+        return camera if self.image_scale == 1.0 else camera.scaled(self.image_scale)
 
     @property
     def stamps(self) -> np.ndarray:
@@ -102,28 +106,57 @@ class Clip:
 
     def frames(self) -> Iterator[Frame]:
         for i in self.indices:
-            yield self.sequence[int(i)]
+            frame = self.sequence[int(i)]
+            if self.image_scale != 1.0:
+                frame = _resized(frame, frame.camera.scaled(self.image_scale))
+            yield frame
 
 
-def load_clip(spec: ClipSpec, data_root: str | Path, max_frames: int | None = None, every: int = 1) -> Clip:
+def _resized(frame: Frame, camera: PinholeCamera) -> Frame:
+    """The frame at `camera`'s size, through the one image- and depth-resize rule (model.input_image)."""
+    from banet_vo.model.input_image import resize_depth_nearest, resize_image
+
+    depth = None if frame.depth is None else resize_depth_nearest(frame.depth, camera.width, camera.height)
+    image = resize_image(frame.image, camera.width, camera.height)
+    return Frame(frame.index, frame.timestamp, image, camera, depth, frame.pose)
+
+
+def load_clip(
+    spec: ClipSpec,
+    data_root: str | Path,
+    max_frames: int | None = None,
+    every: int = 1,
+    image_scale: float = 1.0,
+) -> Clip:
     """Open a clip under data_root (../shared/data); FileNotFoundError when its folder is absent.
     `every` k > 1 keeps every k-th frame (what a node that keeps up with 1/k of the camera rate sees);
-    `max_frames` then counts the kept frames."""
+    `max_frames` then counts the kept frames. `image_scale` resizes every frame (and its intrinsics) by
+    that factor: the same clip through a camera of another resolution (at least 32 px a side)."""
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"every must be an int >= 1, got {every!r}")
+    image_scale = float(image_scale)
+    if not (math.isfinite(image_scale) and 0.0 < image_scale <= 4.0):
+        raise ValueError(f"image_scale must lie in (0, 4], got {image_scale}")
     path = Path(data_root) / spec.folder
     if not path.is_dir():
         raise FileNotFoundError(f"clip {spec.name}: {path} not found")
     sequence = open_sequence(path)
     if not sequence.has_poses:
         raise ValueError(f"clip {spec.name}: {path} has no ground-truth poses")
+    if image_scale != 1.0:
+        small = sequence.camera.scaled(image_scale)
+        if min(small.width, small.height) < 32:
+            raise ValueError(
+                f"clip {spec.name}: image_scale {image_scale} gives {small.width}x{small.height} images, "
+                "below 32 px a side"
+            )
     stop = len(sequence) if spec.stop is None else min(spec.stop, len(sequence))
     indices = np.arange(spec.start, stop)[::every]
     if max_frames is not None:
         indices = indices[: max(int(max_frames), 0)]
     if indices.size < 3:
         raise ValueError(f"clip {spec.name}: {indices.size} frames, at least 3 are needed for an alignment")
-    return Clip(spec, sequence, indices)
+    return Clip(spec, sequence, indices, image_scale)
 
 
 # -- metrics -------------------------------------------------------------------------------------------
