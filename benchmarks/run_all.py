@@ -28,6 +28,7 @@ TOPICS = [
     "real_clips_live",
     "real_clips_live_background",
     "real_clips_every5",
+    "real_clips_scale0.5",
     "frame_profile",
     "covariance_nees",
     "synthetic",
@@ -46,6 +47,7 @@ TOPICS = [
 RUNS = {
     "real_clips_live": ("real_clips", ["--live-only"]),
     "real_clips_every5": ("real_clips", ["--every", "5", "--seeds", "0,1,2,3,4", "--threads", "1"]),
+    "real_clips_scale0.5": ("real_clips", ["--image-scale", "0.5", "--seeds", "0,1,2", "--threads", "2"]),
     "real_clips_live_background": (
         "real_clips",
         [
@@ -64,6 +66,7 @@ TODAY = [
     "real_clips_live",
     "real_clips_live_background",
     "real_clips_every5",
+    "real_clips_scale0.5",
     "frame_profile",
     "covariance_nees",
     "banet_latency",
