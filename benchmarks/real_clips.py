@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import resource
 import shlex
@@ -198,7 +197,7 @@ def write_markdown(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from banet_vo.evaluation.real_clips import ALL_CLIPS, CLASSICAL_METHODS, CLIPS
+    from banet_vo.evaluation.real_clips import ALL_CLIPS, CLASSICAL_METHODS, CLIPS, check_image_scale
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="benchmarks.real_clips", description=__doc__.split("\n\n")[0])
@@ -259,8 +258,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--every must be >= 1, got {args.every}")
     if args.every > 1 and args.live:
         parser.error("--every drops frames offline; the live node drops its own (leave out --live)")
-    if not (math.isfinite(args.image_scale) and 0.0 < args.image_scale <= 4.0):
-        parser.error(f"--image-scale must lie in (0, 4], got {args.image_scale}")
+    try:
+        check_image_scale(args.image_scale, "--image-scale")
+    except ValueError as err:
+        parser.error(str(err))
     if args.image_scale != 1.0 and args.live:
         parser.error(
             "--image-scale resizes the frames offline; the live node plays the clip's own (leave out --live)"

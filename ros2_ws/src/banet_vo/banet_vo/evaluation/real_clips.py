@@ -41,6 +41,8 @@ CLASSICAL_LABELS = {
 KITTI_CAMERA_HEIGHT_M = 1.65
 # Stamp tolerance when matching estimated poses to ground truth (the clips' frames are >= 0.09 s apart).
 MATCH_TOLERANCE_S = 1e-3
+# Largest image_scale a clip may be loaded at (upsampling further only invents pixels).
+MAX_IMAGE_SCALE = 4.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,14 @@ def _resized(frame: Frame, camera: PinholeCamera) -> Frame:
     return Frame(frame.index, frame.timestamp, image, camera, depth, frame.pose)
 
 
+def check_image_scale(image_scale: float, name: str = "image_scale") -> float:
+    """`image_scale` as a float; ValueError (naming it `name`) unless it lies in (0, MAX_IMAGE_SCALE]."""
+    value = float(image_scale)
+    if not (math.isfinite(value) and 0.0 < value <= MAX_IMAGE_SCALE):
+        raise ValueError(f"{name} must lie in (0, {MAX_IMAGE_SCALE:g}], got {image_scale}")
+    return value
+
+
 def load_clip(
     spec: ClipSpec,
     data_root: str | Path,
@@ -134,9 +144,7 @@ def load_clip(
     that factor: the same clip through a camera of another resolution (at least 32 px a side)."""
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"every must be an int >= 1, got {every!r}")
-    image_scale = float(image_scale)
-    if not (math.isfinite(image_scale) and 0.0 < image_scale <= 4.0):
-        raise ValueError(f"image_scale must lie in (0, 4], got {image_scale}")
+    image_scale = check_image_scale(image_scale)
     path = Path(data_root) / spec.folder
     if not path.is_dir():
         raise FileNotFoundError(f"clip {spec.name}: {path} not found")
