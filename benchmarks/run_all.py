@@ -39,6 +39,7 @@ TOPICS = [
     "vo_latency",
     "window_ba",
     "backend_ordering",
+    "backend_solver",
     "imatching",
     "imatching_accuracy",
 ]

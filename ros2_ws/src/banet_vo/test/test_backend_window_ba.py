@@ -1,4 +1,5 @@
-"""GTSAM window bundle adjustment on a synthetic scene with known poses and points."""
+"""Window bundle adjustment (both solvers: COLMAP's Ceres adjuster and GTSAM) on a synthetic scene with known
+poses and points."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from banet_vo.backend import (
     WindowBAConfig,
     WindowBundleAdjuster,
 )
-from banet_vo.backend.window_ba import gtsam_to_ours_covariance
+from banet_vo.backend.window_ba import SOLVERS, gtsam_to_ours_covariance
 from banet_vo.frontend.solvers import project
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.rigid import pose_from_rotvec
@@ -33,7 +34,8 @@ def _problem(n_kf=5, n_pts=200, seed=0):
     return poses, points, obs
 
 
-def test_recovers_perturbed_poses_and_points():
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_recovers_perturbed_poses_and_points(solver):
     poses, points, obs = _problem()
     rng = np.random.default_rng(1)
     noisy_poses = {
@@ -41,7 +43,7 @@ def test_recovers_perturbed_poses_and_points():
         for k, T in poses.items()
     }
     noisy_points = {j: P + rng.normal(0, 0.1, 3) for j, P in points.items()}
-    ba = WindowBundleAdjuster(CAMERA)
+    ba = WindowBundleAdjuster(CAMERA, WindowBAConfig(solver=solver))
     result = ba.solve(noisy_poses, noisy_points, obs, fixed={0, 1})
     assert result.final_error < 1e-6 * max(result.initial_error, 1.0) or result.final_error < 1e-4
     for k in poses:
@@ -57,16 +59,20 @@ def test_recovers_perturbed_poses_and_points():
     np.testing.assert_allclose(result.poses[0], poses[0], atol=1e-9)  # fixed stays
 
 
-def test_prunes_gross_outliers():
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_prunes_gross_outliers(solver):
     poses, points, obs = _problem(seed=2)
     bad = [Observation(o.keyframe, o.landmark, (o.pixel[0] + 40.0, o.pixel[1] - 30.0)) for o in obs[:10]]
-    result = WindowBundleAdjuster(CAMERA).solve(poses, points, bad + obs[10:], fixed={0, 1})
+    result = WindowBundleAdjuster(CAMERA, WindowBAConfig(solver=solver)).solve(
+        poses, points, bad + obs[10:], fixed={0, 1}
+    )
     pruned = {(o.keyframe, o.landmark) for o in result.outliers}
     assert {(o.keyframe, o.landmark) for o in bad} <= pruned
     assert len(pruned) <= len(bad) + 5
 
 
 def test_relative_pose_factor_pulls_a_pose():
+    """With the default solver (ceres) too: a window with relative-pose factors is solved by GTSAM."""
     poses, points, obs = _problem(n_kf=3, seed=3)
     target = poses[2] @ pose_from_rotvec([0, 0, 0], [0.0, 0.0, 0.0])
     shifted = {**poses, 2: poses[2] @ pose_from_rotvec([0, 0, 0], [0.3, 0, 0])}
@@ -120,9 +126,62 @@ def test_orderings_reach_the_same_solution():
 def test_unknown_ordering_is_refused():
     with pytest.raises(ValueError, match="ordering"):
         WindowBAConfig(ordering="AMD?")
+    with pytest.raises(ValueError, match="solver must be one of"):
+        WindowBAConfig(solver="g2o")
 
 
-def test_arrays_and_list_give_the_same_solution_and_outlier_rows():
+def test_solvers_agree_on_a_noisy_window():
+    """Pixel noise (0.5 px) and 5 % gross outliers: both solvers minimise the same robust cost, prune the
+    same way and land on the same solution (to well under the noise's effect on the poses), and report
+    their errors on one scale."""
+    poses, points, obs = _problem(n_kf=6, n_pts=300, seed=6)
+    rng = np.random.default_rng(7)
+    obs = [
+        Observation(
+            o.keyframe,
+            o.landmark,
+            tuple(np.add(o.pixel, rng.normal(0, 0.5, 2) + (30.0 if i % 20 == 0 else 0.0))),
+        )
+        for i, o in enumerate(obs)
+    ]
+    start = {
+        k: (T if k < 2 else T @ pose_from_rotvec(rng.normal(0, 0.01, 3), rng.normal(0, 0.05, 3)))
+        for k, T in poses.items()
+    }
+    noisy_points = {j: P + rng.normal(0, 0.1, 3) for j, P in points.items()}
+    solved = {
+        solver: WindowBundleAdjuster(CAMERA, WindowBAConfig(solver=solver)).solve(
+            start, noisy_points, obs, fixed={0, 1}
+        )
+        for solver in SOLVERS
+    }
+    ceres, gtsam_ = solved["ceres"], solved["gtsam"]
+    for k in poses:
+        apart = np.linalg.norm(ceres.poses[k][:3, 3] - gtsam_.poses[k][:3, 3])
+        off = np.linalg.norm(gtsam_.poses[k][:3, 3] - poses[k][:3, 3])  # what the noise did
+        assert apart <= 0.05 * off + 1e-6
+        np.testing.assert_allclose(ceres.poses[k][:3, 3], poses[k][:3, 3], atol=0.05)
+        if k < 2:  # held: exactly as given
+            np.testing.assert_array_equal(ceres.poses[k], start[k])
+    np.testing.assert_array_equal(ceres.outlier_rows, gtsam_.outlier_rows)
+    assert len(ceres.outlier_rows) >= 0.9 * len(obs[::20])
+    assert ceres.final_error == pytest.approx(gtsam_.final_error, rel=1e-4)
+    assert ceres.initial_error == pytest.approx(gtsam_.initial_error, rel=1e-6)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_a_keyframe_without_observations_stays_put(solver):
+    poses, points, obs = _problem(n_kf=4, seed=8)
+    obs = [o for o in obs if o.keyframe != 3]
+    result = WindowBundleAdjuster(CAMERA, WindowBAConfig(solver=solver)).solve(
+        poses, points, obs, fixed={0, 1}
+    )
+    np.testing.assert_allclose(result.poses[3], poses[3], atol=1e-9)
+    np.testing.assert_allclose(result.poses[2], poses[2], atol=1e-6)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_arrays_and_list_give_the_same_solution_and_outlier_rows(solver):
     """Observations as arrays (as the odometry passes them) solve the same problem as the list form, and
     outlier_rows index the pruned rows of the input, in any row order."""
     poses, points, obs = _problem(seed=4)
@@ -131,8 +190,9 @@ def test_arrays_and_list_give_the_same_solution_and_outlier_rows():
     order = np.random.default_rng(5).permutation(len(obs))  # keyframes interleaved
     shuffled = [obs[i] for i in order]
     arrays = Observations.from_list(shuffled)
-    from_list = WindowBundleAdjuster(CAMERA).solve(poses, points, shuffled, fixed={0, 1})
-    from_arrays = WindowBundleAdjuster(CAMERA).solve(poses, points, arrays, fixed={0, 1})
+    ba = WindowBundleAdjuster(CAMERA, WindowBAConfig(solver=solver))
+    from_list = ba.solve(poses, points, shuffled, fixed={0, 1})
+    from_arrays = ba.solve(poses, points, arrays, fixed={0, 1})
     for k in poses:
         np.testing.assert_array_equal(from_arrays.poses[k], from_list.poses[k])
     pruned = {(o.keyframe, o.landmark) for o in from_arrays.outliers}

@@ -1,17 +1,23 @@
-"""Sliding-window bundle adjustment on GTSAM: keyframe poses T_world_cam, landmarks in world, robust
-(Huber) reprojection factors, optional relative-pose factors, outlier pruning between passes.
+"""Sliding-window bundle adjustment: keyframe poses T_world_cam, landmarks in world, robust (Huber)
+reprojection factors, optional relative-pose factors, outlier pruning between passes.
+
+Two solvers of the same problem: GTSAM's Levenberg-Marquardt (the default) and COLMAP's Ceres bundle
+adjuster (pycolmap; Schur complement). A window with relative-pose factors is always solved by GTSAM,
+which has the between factor; COLMAP's adjuster takes reprojections only.
 
 Gauge: a monocular window has 7 free degrees (pose and scale). The caller names the keyframes to hold
 fixed; holding the two oldest fixes both pose and scale to what the earlier windows decided, which is how
 the window slides without a marginal prior (a linearised prior on a monocular window goes inconsistent
-when its linearisation point moves; holding poses fixed is the ORB-SLAM local-BA choice).
+when its linearisation point moves; holding poses fixed is the ORB-SLAM local-BA choice). Ceres holds
+them exactly constant, GTSAM by a tight prior.
 GTSAM's Pose3 tangent is [rotation, translation]; covariances returned here are converted to the
 project's [translation, rotation] order (docs/CONVENTIONS.md, geometry/frames.py).
 
-Observations travel as arrays and the reprojection factors are built in C++
+Observations travel as arrays. GTSAM's reprojection factors are built in C++
 (`gtsam.utilities.insertProjectionFactors`): a window holds thousands of them, and building them one by one
 in Python cost as much as the solve. That helper takes landmark keys as floating-point numbers, so a
-landmark's GTSAM key is its id itself (exact below 2**53); keyframes keep their `x` symbols.
+landmark's GTSAM key is its id itself (exact below 2**53); keyframes keep their `x` symbols. COLMAP's
+problem is built per keyframe (its keypoints in one array) and per landmark (its track).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import gtsam
 import numpy as np
+import pycolmap
 from gtsam.symbol_shorthand import X
 
 if TYPE_CHECKING:  # only its attributes are read; a BA worker process then starts without torch
@@ -36,6 +43,7 @@ def gtsam_to_ours_covariance(cov: np.ndarray) -> np.ndarray:
 
 
 ORDERINGS = ("METIS", "COLAMD")
+SOLVERS = ("ceres", "gtsam")
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,9 @@ class WindowBAConfig:
     # LM stops when an iteration lowers the error by less than this share. GTSAM's default (1e-5) spends
     # most iterations on changes far below a pixel.
     relative_error_tol: float = 1e-5
+    # gtsam: GTSAM's LM (always for a window with relative-pose factors); ceres: COLMAP's bundle adjuster,
+    # ~0.3x the time (benchmarks/results/backend_solver.md; docs/preregistered/window_ba_ceres.txt).
+    solver: str = "gtsam"
 
     def __post_init__(self) -> None:
         for name in ("pixel_sigma", "huber_k", "outlier_px", "fixed_sigma", "relative_error_tol"):
@@ -61,6 +72,8 @@ class WindowBAConfig:
             raise ValueError("passes and max_iterations must be >= 1")
         if self.ordering not in ORDERINGS:
             raise ValueError(f"ordering must be one of {ORDERINGS}, got {self.ordering!r}")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
 
 
 @dataclass(frozen=True)
@@ -174,7 +187,30 @@ class WindowBundleAdjuster:
         if len(point_ids) and not (0 <= point_ids.min() and point_ids.max() < MAX_LANDMARK_ID):
             raise ValueError(f"landmark ids must lie in [0, 2**53), got {point_ids.min()}..{point_ids.max()}")
         started = time.perf_counter()
+        relative = relative or []
         sorted_ids = np.sort(point_ids)
+        if relative or self.config.solver == "gtsam":
+            solved = self._solve_gtsam(poses, points, obs, fixed, relative)
+        else:
+            solved = self._solve_ceres(poses, points, obs, fixed)
+        out_poses, values, pruned, initial_error, final_error, iterations = solved
+        out_points = dict(zip(sorted_ids.tolist(), values, strict=True))
+        outlier_rows = np.flatnonzero(pruned)
+        return WindowBAResult(
+            out_poses,
+            out_points,
+            [obs.row(int(i)) for i in outlier_rows],
+            initial_error,
+            final_error,
+            time.perf_counter() - started,
+            outlier_rows,
+            iterations,
+        )
+
+    def _solve_gtsam(self, poses, points, obs: Observations, fixed: set[int], relative):
+        """The passes on GTSAM. Returns (poses, points in ascending id order, pruned rows, initial error,
+        final error, iterations)."""
+        sorted_ids = np.sort(np.fromiter(points, np.int64, len(points)))
         active = self._constrained(obs.landmarks, np.ones(len(obs), dtype=bool))
         pruned = np.zeros(len(obs), dtype=bool)
         values = gtsam.Values()
@@ -185,7 +221,7 @@ class WindowBundleAdjuster:
         initial_error = final_error = float("nan")
         iterations = 0
         for _ in range(self.config.passes):
-            graph = self._graph(poses, obs, np.flatnonzero(active), fixed, relative or [])
+            graph = self._graph(poses, obs, np.flatnonzero(active), fixed, relative)
             # A landmark that lost all but one observation is unconstrained: drop it from this pass.
             used = np.unique(obs.landmarks[active])
             pass_values = gtsam.Values()
@@ -204,23 +240,134 @@ class WindowBundleAdjuster:
             iterations += optimizer.iterations()
             final_error = graph.error(solution)
             values.update(solution)
-            bad = active & ~self._inliers(obs, values, sorted_ids, poses)
+            out_poses = {k: values.atPose3(X(k)).matrix() for k in poses}
+            bad = active & ~self._inliers(obs, out_poses, gtsam.utilities.extractPoint3(values), sorted_ids)
             pruned |= bad
             active = self._constrained(obs.landmarks, active & ~bad)
         out_poses = {k: values.atPose3(X(k)).matrix() for k in poses}
-        solved = gtsam.utilities.extractPoint3(values)  # in key order: ascending landmark id
-        out_points = dict(zip(sorted_ids.tolist(), solved, strict=True))
-        outlier_rows = np.flatnonzero(pruned)
-        return WindowBAResult(
+        # in key order: ascending landmark id
+        return (
             out_poses,
-            out_points,
-            [obs.row(int(i)) for i in outlier_rows],
+            gtsam.utilities.extractPoint3(values),
+            pruned,
             initial_error,
             final_error,
-            time.perf_counter() - started,
-            outlier_rows,
             iterations,
         )
+
+    def _solve_ceres(self, poses, points, obs: Observations, fixed: set[int]):
+        """The passes on COLMAP's Ceres bundle adjuster; returns what _solve_gtsam does. Errors are
+        Ceres's costs (half the sum of the robustified squared pixel residuals over sigma)."""
+        c = self.config
+        sorted_ids = np.sort(np.fromiter(points, np.int64, len(points)))
+        P = (
+            np.stack([np.asarray(points[int(j)], np.float64).reshape(3) for j in sorted_ids])
+            if len(points)
+            else np.zeros((0, 3))
+        )
+        T_wc = {k: np.asarray(T, np.float64) for k, T in poses.items()}
+        active = self._constrained(obs.landmarks, np.ones(len(obs), dtype=bool))
+        pruned = np.zeros(len(obs), dtype=bool)
+        initial_error = final_error = float("nan")
+        iterations = 0
+        for _ in range(c.passes):
+            rows = np.flatnonzero(active)
+            if len(rows):
+                reconstruction, point_ids, image_of = self._colmap_problem(T_wc, P, sorted_ids, obs, rows)
+                summary = self._colmap_adjuster(reconstruction, image_of, fixed).solve()
+                if summary is None or not summary.is_solution_usable():
+                    raise RuntimeError(
+                        f"window BA (ceres) failed: {summary.brief_report() if summary else 'no summary'}"
+                    )
+                report = summary.ceres_summary
+                # Ceres's cost is ½Σρ(r²) with r in pixels; over sigma² it is GTSAM's error.
+                if np.isnan(initial_error):
+                    initial_error = report.initial_cost / c.pixel_sigma**2
+                final_error = report.final_cost / c.pixel_sigma**2
+                iterations += report.num_successful_steps + report.num_unsuccessful_steps
+                for k, image_id in image_of.items():
+                    if k in fixed:  # held constant: returned as given, not round-tripped through a quaternion
+                        continue
+                    cam_from_world = np.eye(4)
+                    cam_from_world[:3] = reconstruction.image(image_id).cam_from_world().matrix()
+                    T_wc[k] = np.linalg.inv(cam_from_world)
+                for index, point_id in point_ids.items():
+                    P[index] = reconstruction.point3D(point_id).xyz
+            bad = active & ~self._inliers(obs, T_wc, P, sorted_ids)
+            pruned |= bad
+            active = self._constrained(obs.landmarks, active & ~bad)
+        return T_wc, P, pruned, initial_error, final_error, iterations
+
+    def _colmap_problem(self, T_wc, P, sorted_ids, obs: Observations, rows: np.ndarray):
+        """A pycolmap reconstruction of the observations `rows`: one image per keyframe (image id = keyframe
+        id + 1, COLMAP's ids start at 1), its keypoints the observed pixels, one 3D point per landmark.
+        Returns it, {index into sorted_ids: COLMAP point id} and {keyframe id: image id}."""
+        cam = self.camera
+        reconstruction = pycolmap.Reconstruction()
+        reconstruction.add_camera_with_trivial_rig(
+            pycolmap.Camera(
+                model="PINHOLE",
+                width=cam.width,
+                height=cam.height,
+                params=[cam.fx, cam.fy, cam.cx, cam.cy],
+                camera_id=1,
+            )
+        )
+        keyframes = obs.keyframes[rows]
+        position = np.empty(len(rows), np.int64)  # each observation's keypoint index in its image
+        image_of = {}
+        for k, T in T_wc.items():
+            mine = np.flatnonzero(keyframes == k)
+            position[mine] = np.arange(len(mine))
+            image_of[k] = int(k) + 1
+            cam_from_world = np.linalg.inv(T)
+            image = pycolmap.Image(
+                name=str(k),
+                keypoints=np.ascontiguousarray(obs.pixels[rows[mine]]),
+                camera_id=1,
+                image_id=image_of[k],
+            )
+            reconstruction.add_image_with_trivial_frame(image, pycolmap.Rigid3d(cam_from_world[:3]))
+        order = np.argsort(obs.landmarks[rows], kind="stable")
+        landmarks = obs.landmarks[rows][order]
+        images = keyframes[order] + 1
+        positions = position[order]
+        starts = np.flatnonzero(np.r_[True, landmarks[1:] != landmarks[:-1]])
+        ends = np.r_[starts[1:], len(landmarks)]
+        indices = np.searchsorted(sorted_ids, landmarks[starts])
+        element = pycolmap.TrackElement
+        point_ids = {}
+        for index, start, end in zip(indices.tolist(), starts.tolist(), ends.tolist(), strict=True):
+            track = pycolmap.Track(
+                [
+                    element(i, j)
+                    for i, j in zip(images[start:end].tolist(), positions[start:end].tolist(), strict=True)
+                ]
+            )
+            point_ids[index] = reconstruction.add_point3D(P[index], track)
+        return reconstruction, point_ids, image_of
+
+    def _colmap_adjuster(self, reconstruction, image_of: dict[int, int], fixed: set[int]):
+        c = self.config
+        config = pycolmap.BundleAdjustmentConfig()
+        for image_id in image_of.values():
+            config.add_image(image_id)
+        config.set_constant_cam_intrinsics(1)
+        for k in fixed:
+            config.set_constant_rig_from_world_pose(image_of[k])  # trivial frames: frame id = image id
+        options = pycolmap.BundleAdjustmentOptions(
+            refine_focal_length=False,
+            refine_principal_point=False,
+            refine_extra_params=False,
+            print_summary=False,
+        )
+        options.ceres.loss_function_type = pycolmap.LossFunctionType.HUBER
+        options.ceres.loss_function_scale = c.huber_k * c.pixel_sigma
+        solver = options.ceres.solver_options
+        solver.max_num_iterations = c.max_iterations
+        solver.function_tolerance = c.relative_error_tol
+        solver.num_threads = 1  # a window is too small to gain from threads, and one thread is reproducible
+        return pycolmap.create_default_bundle_adjuster(options, config, reconstruction)
 
     @staticmethod
     def _constrained(landmarks: np.ndarray, active: np.ndarray) -> np.ndarray:
@@ -258,13 +405,12 @@ class WindowBundleAdjuster:
         return graph
 
     def _inliers(
-        self, obs: Observations, values: gtsam.Values, point_ids: np.ndarray, poses: dict[int, np.ndarray]
+        self, obs: Observations, T_wc: dict[int, np.ndarray], P_all: np.ndarray, point_ids: np.ndarray
     ) -> np.ndarray:
-        """Per observation: in front of its camera and reprojecting within outlier_px. `point_ids`: the
-        landmark ids in `values`, ascending."""
-        kf_ids = np.array(sorted(poses), dtype=np.int64)
-        T_cw = np.stack([np.linalg.inv(values.atPose3(X(int(k))).matrix()) for k in kf_ids])
-        P_all = gtsam.utilities.extractPoint3(values)  # in key order: as point_ids
+        """Per observation: in front of its camera and reprojecting within outlier_px. `P_all`: the
+        landmarks (M, 3) in the order of `point_ids`, ascending."""
+        kf_ids = np.array(sorted(T_wc), dtype=np.int64)
+        T_cw = np.stack([np.linalg.inv(T_wc[int(k)]) for k in kf_ids])
         T = T_cw[np.searchsorted(kf_ids, obs.keyframes)]
         P = P_all[np.searchsorted(point_ids, obs.landmarks)]
         Xc = np.einsum("nij,nj->ni", T[:, :3, :3], P) + T[:, :3, 3]

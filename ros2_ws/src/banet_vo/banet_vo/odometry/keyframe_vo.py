@@ -331,7 +331,9 @@ class KeyframeOdometry:
                 count=self._output is not None,  # before any pose, waiting is not a failure
             )
         self._camera = camera
-        self._ba = WindowBundleAdjuster(camera, WindowBAConfig(pixel_sigma=self.tracking.pixel_sigma))
+        self._ba = WindowBundleAdjuster(
+            camera, WindowBAConfig(pixel_sigma=self.tracking.pixel_sigma, solver=self.config.window_solver)
+        )
         kf = self._add_keyframe(frame, features, np.eye(4))
         if self._output is None:  # a new trajectory: odom starts here
             self._output = _Output(C=np.eye(4), map_T=kf.T_wc.copy(), cov=np.zeros((6, 6)))

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
+from banet_vo.backend.window_ba import SOLVERS as WINDOW_SOLVERS
 from banet_vo.config_fields import check_ranges, setting
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import (
@@ -143,6 +144,14 @@ class OdometryConfig:
         "frontend xfeat: solve each window BA in a worker process while tracking goes on (for live "
         "cameras; results then depend on timing) instead of before the keyframe's pose is published",
     )
+    # Ceres solves a window in ~0.3x GTSAM's time to the same cost, but the odometry's results move with it
+    # (KITTI 07 worse over 5 seeds): gtsam stays the default (docs/preregistered/window_ba_ceres.txt).
+    window_solver: str = setting(
+        "gtsam",
+        "frontend xfeat: solver of the window BA: gtsam (Levenberg-Marquardt; always used for a window "
+        "with banet_pose_factor factors) or ceres (COLMAP's bundle adjuster, ~0.3x the time)",
+        choices=WINDOW_SOLVERS,
+    )
     banet_pose_factor: str = setting(
         "none",
         "frontend xfeat: BA-Net's keyframe-pair pose as a window-BA factor weighted by its Hessian: none, "
@@ -177,6 +186,8 @@ class OdometryConfig:
             raise ValueError(f"scale_source must be one of {SCALE_SOURCES}, got {self.scale_source!r}")
         if not isinstance(self.camera_height, int | float) or not self.camera_height >= 0:
             raise ValueError(f"camera_height must be a number >= 0, got {self.camera_height!r}")
+        if self.window_solver not in WINDOW_SOLVERS:
+            raise ValueError(f"window_solver must be one of {WINDOW_SOLVERS}, got {self.window_solver!r}")
         if self.banet_pose_factor not in BANET_POSE_FACTORS:
             raise ValueError(
                 f"banet_pose_factor must be one of {BANET_POSE_FACTORS}, got {self.banet_pose_factor!r}"

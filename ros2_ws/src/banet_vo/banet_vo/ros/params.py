@@ -43,6 +43,7 @@ ODOMETRY_PARAMS = (
     "scale_source",
     "camera_height",
     "background_ba",
+    "window_solver",
     "banet_pose_factor",
     "matcher",
     "matcher_swap_tolerance",
@@ -57,6 +58,7 @@ ODOMETRY_READ_ONLY = (
     "frontend",
     "scale_source",
     "camera_height",
+    "window_solver",
     "matcher",
     "matcher_trial_frames",
 )
