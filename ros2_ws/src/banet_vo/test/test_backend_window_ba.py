@@ -210,3 +210,31 @@ def test_observation_arrays_are_checked():
     poses, points, obs = _problem(n_kf=2, n_pts=30)
     with pytest.raises(ValueError, match=r"landmark ids must lie in \[0, 2\*\*53\)"):
         WindowBundleAdjuster(CAMERA).solve(poses, {-1: np.ones(3), **points}, obs, fixed={0})
+
+
+def test_an_unusable_ceres_solution_falls_back_to_gtsam(monkeypatch, caplog):
+    """Ceres can fail to compute a step and return no usable solution: the window is then solved by GTSAM
+    from its start values (a warning says so) instead of being lost."""
+    poses, points, obs = _problem(n_kf=4, seed=9)
+    ba = WindowBundleAdjuster(CAMERA, WindowBAConfig(solver="ceres"))
+
+    class Unusable:
+        def is_solution_usable(self):
+            return False
+
+        def brief_report(self):
+            return "Ceres Solver Report: Iterations: 0, Termination: FAILURE"
+
+    class Adjuster:
+        def solve(self):
+            return Unusable()
+
+    monkeypatch.setattr(ba, "_colmap_adjuster", lambda *args: Adjuster())
+    with caplog.at_level("WARNING", logger="banet_vo.backend.window_ba"):
+        result = ba.solve(poses, points, obs, fixed={0, 1})
+    assert "no usable solution" in caplog.text and "solving this window with GTSAM" in caplog.text
+    reference = WindowBundleAdjuster(CAMERA, WindowBAConfig(solver="gtsam")).solve(
+        poses, points, obs, fixed={0, 1}
+    )
+    for k in poses:
+        np.testing.assert_array_equal(result.poses[k], reference.poses[k])

@@ -22,6 +22,7 @@ problem is built per keyframe (its keypoints in one array) and per landmark (its
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -41,6 +42,8 @@ _SWAP = np.block([[np.zeros((3, 3)), np.eye(3)], [np.eye(3), np.zeros((3, 3))]])
 def gtsam_to_ours_covariance(cov: np.ndarray) -> np.ndarray:
     return _SWAP @ cov @ _SWAP.T
 
+
+logger = logging.getLogger(__name__)
 
 ORDERINGS = ("METIS", "COLAMD")
 SOLVERS = ("ceres", "gtsam")
@@ -74,6 +77,10 @@ class WindowBAConfig:
             raise ValueError(f"ordering must be one of {ORDERINGS}, got {self.ordering!r}")
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+
+
+class CeresFailure(RuntimeError):
+    """COLMAP's adjuster returned no usable solution for a window."""
 
 
 @dataclass(frozen=True)
@@ -192,7 +199,12 @@ class WindowBundleAdjuster:
         if relative or self.config.solver == "gtsam":
             solved = self._solve_gtsam(poses, points, obs, fixed, relative)
         else:
-            solved = self._solve_ceres(poses, points, obs, fixed)
+            try:
+                solved = self._solve_ceres(poses, points, obs, fixed)
+            except CeresFailure as err:
+                # One unusable Ceres solution must not cost the window: GTSAM solves it from the start.
+                logger.warning("%s: solving this window with GTSAM", err)
+                solved = self._solve_gtsam(poses, points, obs, fixed, relative)
         out_poses, values, pruned, initial_error, final_error, iterations = solved
         out_points = dict(zip(sorted_ids.tolist(), values, strict=True))
         outlier_rows = np.flatnonzero(pruned)
@@ -276,9 +288,8 @@ class WindowBundleAdjuster:
                 reconstruction, point_ids, image_of = self._colmap_problem(T_wc, P, sorted_ids, obs, rows)
                 summary = self._colmap_adjuster(reconstruction, image_of, fixed).solve()
                 if summary is None or not summary.is_solution_usable():
-                    raise RuntimeError(
-                        f"window BA (ceres) failed: {summary.brief_report() if summary else 'no summary'}"
-                    )
+                    report = summary.brief_report() if summary is not None else "no summary"
+                    raise CeresFailure(f"window BA (ceres) gave no usable solution: {report}")
                 report = summary.ceres_summary
                 # Ceres's cost is ½Σρ(r²) with r in pixels; over sigma² it is GTSAM's error.
                 if np.isnan(initial_error):
