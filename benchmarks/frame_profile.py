@@ -1,10 +1,12 @@
 """Where the time of one frame goes: the xfeat front end's stages on real clips, offline, every frame.
 
     .venv/bin/python -m benchmarks.frame_profile [--clips kitti07,hololens] [--threads 2]
+        [--window-solvers gtsam,ceres]
 
 Each stage's functions are wrapped with a wall-clock timer while the clip runs through the pipeline in its
 default configuration (KITTI with the ground-plane scale), the window BA in line (what a live node pays
-on one process unless background_ba is on). Shares are of the summed process() time; "other" is what no
+on one process unless background_ba is on), once per window solver named (one row each, in one run).
+Shares are of the summed process() time; "other" is what no
 stage covers (keyframe bookkeeping, triangulation, covariances). Results: benchmarks/results/frame_profile.md.
 """
 
@@ -33,7 +35,7 @@ STAGES = {
     "descriptor matching": ("banet_vo.odometry.keyframe_vo", "match_mutual", None),
     "PnP RANSAC": ("banet_vo.odometry.keyframe_vo", "solve_absolute_pose", None),
     "5-point RANSAC": ("banet_vo.odometry.keyframe_vo", "solve_relative_pose", None),
-    "window BA (GTSAM)": ("banet_vo.backend.window_ba", "WindowBundleAdjuster", "solve"),
+    "window BA": ("banet_vo.backend.window_ba", "WindowBundleAdjuster", "solve"),
     "BA-Net on keyframe pairs": ("banet_vo.odometry.estimator", "BANetEstimator", "estimate"),
 }
 
@@ -65,7 +67,7 @@ def timed_stages(totals: dict[str, float]):
             setattr(owner, name, original)
 
 
-def profile_clip(name: str, args, estimator) -> dict:
+def profile_clip(name: str, args, estimator, solver: str) -> dict:
     from banet_vo.evaluation import real_clips as rc
     from banet_vo.odometry import OdometryConfig, make_odometry
 
@@ -73,13 +75,14 @@ def profile_clip(name: str, args, estimator) -> dict:
     clip = rc.load_clip(spec, args.data, args.max_frames)
     scale = "ground_plane" if spec.camera_height else "learned"
     config = OdometryConfig(scale_source=scale, camera_height=spec.camera_height or 0.0)
-    vo = make_odometry(estimator, replace(config, background_ba=False))
+    vo = make_odometry(estimator, replace(config, background_ba=False, window_solver=solver))
     totals: dict[str, float] = defaultdict(float)
     with timed_stages(totals):
         run = rc.run_odometry(vo, clip)
     total = float(sum(run.seconds))
     return {
         "clip": name,
+        "solver": solver,
         "frames": run.frames_total,
         "keyframes": vo.stats.keyframes,
         "total": total,
@@ -89,15 +92,16 @@ def profile_clip(name: str, args, estimator) -> dict:
 
 def markdown(results: list[dict], args, argv: list[str], seconds: float) -> str:
     stages = list(STAGES)
-    head = "| clip | frames (keyframes) | s/frame | " + " | ".join(stages) + " | other |"
-    lines = [head, "|" + "---|" * (len(stages) + 4)]
+    head = "| clip | window solver | frames (keyframes) | s/frame | " + " | ".join(stages) + " | other |"
+    lines = [head, "|" + "---|" * (len(stages) + 5)]
     for r in results:
         spent = [r["stages"].get(s, 0.0) for s in stages]
         covered = sum(spent)
         cells = [f"{t / r['frames']:.3f} ({100 * t / r['total']:.0f} %)" for t in spent]
         other = r["total"] - covered
         lines.append(
-            f"| {r['clip']} | {r['frames']} ({r['keyframes']}) | {r['total'] / r['frames']:.3f} | "
+            f"| {r['clip']} | {r['solver']} | {r['frames']} ({r['keyframes']}) | "
+            f"{r['total'] / r['frames']:.3f} | "
             + " | ".join(cells)
             + f" | {other / r['frames']:.3f} ({100 * other / r['total']:.0f} %) |"
         )
@@ -130,8 +134,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", choices=("auto", "cuda", "cpu"), help="BA-Net and XFeat")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--max-frames", type=int, default=None, help="first N frames of each clip")
+    parser.add_argument(
+        "--window-solvers",
+        default="gtsam",
+        help="comma-separated window BA solvers to profile, one row each (gtsam, ceres; default gtsam)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="markdown file to write")
     args = parser.parse_args(argv)
+    from banet_vo.backend.window_ba import SOLVERS
+
+    solvers = args.window_solvers.split(",")
+    if not solvers or any(s not in SOLVERS for s in solvers):
+        parser.error(f"--window-solvers: each of {solvers} must be one of {SOLVERS}")
     import torch
     from banet_vo.evaluation.real_clips import ALL_CLIPS
     from banet_vo.odometry.estimator import BANetEstimator
@@ -148,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     estimator = BANetEstimator.from_checkpoint(args.model, device=args.device)
     results = []
     for name in clips:
-        print(f"frame_profile: {name}", file=sys.stderr, flush=True)
-        results.append(profile_clip(name, args, estimator))
+        for solver in solvers:
+            print(f"frame_profile: {name} ({solver})", file=sys.stderr, flush=True)
+            results.append(profile_clip(name, args, estimator, solver))
     text = markdown(results, args, argv, time.perf_counter() - started)
     args.out.write_text(text)
     print(text)

@@ -44,3 +44,11 @@ def test_a_stage_that_raises_is_still_timed_and_restored():
         kv.solve_absolute_pose(np.zeros((10, 2)), np.zeros((10, 3)), None)  # no camera
     assert totals["PnP RANSAC"] > 0.0
     assert kv.solve_absolute_pose is original
+
+
+def test_an_unknown_window_solver_is_refused(capsys):
+    from benchmarks.frame_profile import main
+
+    with pytest.raises(SystemExit):
+        main(["--window-solvers", "gtsam,g2o", "--max-frames", "2"])
+    assert "must be one of" in capsys.readouterr().err
