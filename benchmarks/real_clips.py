@@ -2,7 +2,8 @@
 trivial baselines computed in the same run.
 
     .venv/bin/python -m benchmarks.real_clips [--clips kitti06,kitti07,hololens,tartanair]
-        [--frontends none,...] [--max-frames N] [--threads 2] [--seeds 0,1,2] [--out FILE] [--json FILE]
+        [--frontends none,...] [--scales ground_plane,...] [--max-frames N] [--threads 2] [--seeds 0,1,2]
+        [--out FILE] [--json FILE]
         [--live]
     .venv/bin/python -m benchmarks.real_clips --live-only   # the node at real rate vs the offline default
 
@@ -72,6 +73,8 @@ def run_clip(spec, args, estimator, xfeat) -> tuple[list, list[str]]:
         if args.frontends and frontend not in args.frontends:
             continue
         for scale in SCALE_SOURCES:
+            if args.scales and scale not in args.scales:
+                continue
             is_default = frontend == default_frontend and scale == OdometryConfig().scale_source
             if args.live_only and not is_default:
                 continue
@@ -208,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         "--frontends", default="", help="comma-separated front ends (default: all in FRONTENDS)"
     )
     parser.add_argument(
+        "--scales", default="", help="comma-separated scale sources (default: all in SCALE_SOURCES)"
+    )
+    parser.add_argument(
         "--references", default=",".join(CLASSICAL_METHODS), help="classical references to run"
     )
     parser.add_argument(
@@ -283,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.seeds or min(args.seeds) < 0:
         parser.error("--seeds needs at least one seed >= 0")
     args.frontends = [f for f in args.frontends.split(",") if f]
+    from banet_vo.odometry import SCALE_SOURCES
+
+    args.scales = [x for x in args.scales.split(",") if x]
+    if any(x not in SCALE_SOURCES for x in args.scales):
+        parser.error(f"--scales: each of {args.scales} must be one of {SCALE_SOURCES}")
     args.references = [r for r in args.references.split(",") if r]
     unknown = [c for c in args.clips if c not in ALL_CLIPS] + [
         r for r in args.references if r not in CLASSICAL_METHODS

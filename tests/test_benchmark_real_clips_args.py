@@ -1,4 +1,4 @@
-"""benchmarks.real_clips refuses --every and --image-scale values it cannot honour before loading."""
+"""benchmarks.real_clips refuses --every, --image-scale and --scales values it cannot honour before loading."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from benchmarks import real_clips
         (["--image-scale", "0"], "--image-scale must lie in (0, 4]"),
         (["--image-scale", "nan"], "--image-scale must lie in (0, 4]"),
         (["--image-scale", "0.5", "--live"], "plays the clip's own"),
+        (["--scales", "ground_plane,metric"], "must be one of"),
     ],
 )
 def test_every_is_checked(argv, message, capsys):

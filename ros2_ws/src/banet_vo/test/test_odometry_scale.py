@@ -42,6 +42,26 @@ def test_no_ground_below_gives_none():
     assert ground_plane_height(np.zeros((5, 3)), UP_OPTICAL) is None
 
 
+@pytest.mark.parametrize("height", [0.05, 1.65])
+def test_two_similar_planes_are_ambiguous_and_a_weak_second_is_not(height):
+    """The road at `height` and a plane 30 % nearer the camera (car sills) with 0.8x its points: the draw
+    could take either, so with the ambiguity check there is no answer; with a second plane of 0.3x the
+    points, or with the check off, the road's height is found as before."""
+    road, _ = _ground(height, n=100, seed=2)
+    sills, _ = _ground(0.7 * height, n=80, seed=3)
+    both = np.r_[road, sills]
+    assert ground_plane_height(both, UP_OPTICAL, inlier_fraction=0.05, ambiguity_ratio=0.7) is None
+    off = ground_plane_height(both, UP_OPTICAL, inlier_fraction=0.05)
+    assert off is not None and off[0] == pytest.approx(height, rel=1e-6)
+    weak = np.r_[road, sills[:30]]
+    found = ground_plane_height(weak, UP_OPTICAL, inlier_fraction=0.05, ambiguity_ratio=0.7)
+    assert found is not None and found[0] == pytest.approx(height, rel=1e-6) and found[1] == 100
+    # A second plane at nearly the same height (the road's own noise) is not a rival.
+    close, _ = _ground(1.08 * height, n=90, seed=4)
+    found = ground_plane_height(np.r_[road, close], UP_OPTICAL, inlier_fraction=0.03, ambiguity_ratio=0.7)
+    assert found is not None
+
+
 def test_learned_scale_is_the_depth_ratio():
     cam = PinholeCamera(50.0, 60.0, 31.5, 23.5, 64, 48)
     depth = np.full((48, 64), 6.0, np.float32)

@@ -890,6 +890,7 @@ class KeyframeOdometry:
                 max_normal_deg=self.tracking.ground_max_tilt_deg,
                 inlier_fraction=0.05,
                 seed=self.tracking.ransac_seed,
+                ambiguity_ratio=self.tracking.ground_ambiguity_ratio,
             )
             if found is not None:
                 self._scale.add(self.config.camera_height / found[0])

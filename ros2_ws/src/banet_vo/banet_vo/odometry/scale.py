@@ -64,22 +64,55 @@ def ground_plane_height(
     min_inliers: int = 20,
     iterations: int = 200,
     seed: int = 0,
+    ambiguity_ratio: float = 0.0,
+    ambiguity_gap: float = 0.1,
 ) -> tuple[float, int] | None:
     """Height of the camera above the dominant plane below it, in the points' units, and its inlier count.
 
     RANSAC over planes through three points below the camera whose normal is within `max_normal_deg` of
     `up_cam` (the world's up direction in camera coordinates); a point is an inlier within
     `inlier_fraction` of the candidate height (the test is scale-free, as the map's units are arbitrary).
-    The winner is refitted to its inliers by least squares. None when no plane has `min_inliers`."""
+    The winner is refitted to its inliers by least squares. None when no plane has `min_inliers`.
+
+    With `ambiguity_ratio` > 0 the same RANSAC runs again on the points the winner leaves; when that finds a
+    plane with at least `ambiguity_ratio` times the winner's inliers at a height more than `ambiguity_gap`
+    (relative) away, the answer is None: two planes explain the points about equally (the road and the
+    sills of parked cars above it), and which one wins would be the draw's choice."""
     up = np.asarray(up_cam, dtype=np.float64)
     up = up / np.linalg.norm(up)
     P = np.asarray(points_cam, dtype=np.float64).reshape(-1, 3)
     P = P[np.isfinite(P).all(axis=1)]
     below = P[P @ up < 0]
+    plane = (up, np.cos(np.deg2rad(max_normal_deg)), inlier_fraction, min_inliers, iterations, seed)
+    first = _dominant_plane(below, *plane)
+    if first is None:
+        return None
+    height, inliers = first
+    if ambiguity_ratio > 0:
+        second = _dominant_plane(below[~inliers], *plane)
+        if (
+            second is not None
+            and second[1].sum() >= ambiguity_ratio * inliers.sum()
+            and abs(second[0] / height - 1.0) > ambiguity_gap
+        ):
+            return None
+    return height, int(inliers.sum())
+
+
+def _dominant_plane(
+    below: np.ndarray,
+    up: np.ndarray,
+    cos_max: float,
+    inlier_fraction: float,
+    min_inliers: int,
+    iterations: int,
+    seed: int,
+) -> tuple[float, np.ndarray] | None:
+    """ground_plane_height's RANSAC and refit over points below the camera: (height, inlier mask of the
+    RANSAC winner) or None."""
     if len(below) < max(min_inliers, 3):
         return None
     rng = np.random.default_rng(seed)
-    cos_max = np.cos(np.deg2rad(max_normal_deg))
     best: tuple[int, np.ndarray] | None = None
     for _ in range(iterations):
         a, b, c = below[rng.choice(len(below), 3, replace=False)]
@@ -107,7 +140,7 @@ def ground_plane_height(
     if n @ up < cos_max:
         return None
     height = float(-(n @ centroid))
-    return (height, best[0]) if height > 0 else None
+    return (height, best[1]) if height > 0 else None
 
 
 class ScaleFilter:

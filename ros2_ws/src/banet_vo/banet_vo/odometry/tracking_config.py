@@ -74,6 +74,14 @@ class TrackingConfig:
         "scale_source ground_plane: largest angle [deg] between the plane's normal and up",
         range=(0.0, 90.0),
     )
+    # Where cars are parked, the road and their sills have similar support and the RANSAC draw picks one
+    # (docs/preregistered/ground_plane_ambiguity.txt).
+    ground_ambiguity_ratio: float = setting(
+        0.7,
+        "scale_source ground_plane: a keyframe is not measured when a second plane, among the points the "
+        "first leaves, has at least this share of its inliers at a height more than 10 % away (0: off)",
+        range=(0.0, 1.0),
+    )
     pixel_sigma: float = setting(
         1.0, "reprojection noise [px] of the window BA and of the pose covariance", range=(1e-3, 100.0)
     )
