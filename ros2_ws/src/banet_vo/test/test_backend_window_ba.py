@@ -34,15 +34,20 @@ def _problem(n_kf=5, n_pts=200, seed=0):
     return poses, points, obs
 
 
+def _perturbed(poses, points, rng):
+    """Start values: every keyframe but the two oldest moved (about 0.6 deg, 5 cm), every point by 10 cm."""
+    moved = {
+        k: (T if k < 2 else T @ pose_from_rotvec(rng.normal(0, 0.01, 3), rng.normal(0, 0.05, 3)))
+        for k, T in poses.items()
+    }
+    return moved, {j: P + rng.normal(0, 0.1, 3) for j, P in points.items()}
+
+
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_recovers_perturbed_poses_and_points(solver):
     poses, points, obs = _problem()
     rng = np.random.default_rng(1)
-    noisy_poses = {
-        k: (T if k < 2 else T @ pose_from_rotvec(rng.normal(0, 0.01, 3), rng.normal(0, 0.05, 3)))
-        for k, T in poses.items()
-    }
-    noisy_points = {j: P + rng.normal(0, 0.1, 3) for j, P in points.items()}
+    noisy_poses, noisy_points = _perturbed(poses, points, rng)
     ba = WindowBundleAdjuster(CAMERA, WindowBAConfig(solver=solver))
     result = ba.solve(noisy_poses, noisy_points, obs, fixed={0, 1})
     assert result.final_error < 1e-6 * max(result.initial_error, 1.0) or result.final_error < 1e-4
@@ -107,11 +112,7 @@ def test_orderings_reach_the_same_solution():
     problem: the solutions agree to solver precision."""
     poses, points, obs = _problem(n_kf=6, n_pts=300, seed=3)
     rng = np.random.default_rng(4)
-    noisy_poses = {
-        k: (T if k < 2 else T @ pose_from_rotvec(rng.normal(0, 0.01, 3), rng.normal(0, 0.05, 3)))
-        for k, T in poses.items()
-    }
-    noisy_points = {j: P + rng.normal(0, 0.1, 3) for j, P in points.items()}
+    noisy_poses, noisy_points = _perturbed(poses, points, rng)
     solved = {
         ordering: WindowBundleAdjuster(CAMERA, WindowBAConfig(ordering=ordering)).solve(
             noisy_poses, noisy_points, obs, fixed={0, 1}
@@ -144,11 +145,7 @@ def test_solvers_agree_on_a_noisy_window():
         )
         for i, o in enumerate(obs)
     ]
-    start = {
-        k: (T if k < 2 else T @ pose_from_rotvec(rng.normal(0, 0.01, 3), rng.normal(0, 0.05, 3)))
-        for k, T in poses.items()
-    }
-    noisy_points = {j: P + rng.normal(0, 0.1, 3) for j, P in points.items()}
+    start, noisy_points = _perturbed(poses, points, rng)
     solved = {
         solver: WindowBundleAdjuster(CAMERA, WindowBAConfig(solver=solver)).solve(
             start, noisy_points, obs, fixed={0, 1}
