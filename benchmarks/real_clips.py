@@ -167,6 +167,8 @@ def write_markdown(
         partial += f", every {args.every}th frame of each clip"
     if args.image_scale != 1.0:
         partial += f", frames and intrinsics resized by {args.image_scale:g}"
+    if args.scales:
+        partial += f", scale {' / '.join(args.scales)} only"
     text = [
         f"## Real clips, live node at real rate vs offline{partial}"
         if args.live_only
