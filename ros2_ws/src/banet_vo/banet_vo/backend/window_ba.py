@@ -47,8 +47,6 @@ logger = logging.getLogger(__name__)
 
 ORDERINGS = ("METIS", "COLAMD")
 SOLVERS = ("ceres", "gtsam")
-CERES_FUNCTION_TOLERANCE = 1e-8
-CERES_GRADIENT_TOLERANCE = 1e-10
 
 
 @dataclass(frozen=True)
@@ -378,10 +376,7 @@ class WindowBundleAdjuster:
         options.ceres.loss_function_scale = c.huber_k * c.pixel_sigma
         solver = options.ceres.solver_options
         solver.max_num_iterations = c.max_iterations
-        # pycolmap's gradient tolerance (1e-4) stopped short of GTSAM's minimum on the odometry's windows
-        # (docs/preregistered/window_ba_ceres_3.txt): only the iteration cap and tight tolerances stop it.
-        solver.function_tolerance = CERES_FUNCTION_TOLERANCE
-        solver.gradient_tolerance = CERES_GRADIENT_TOLERANCE
+        solver.function_tolerance = c.relative_error_tol
         solver.num_threads = 1  # a window is too small to gain from threads, and one thread is reproducible
         return pycolmap.create_default_bundle_adjuster(options, config, reconstruction)
 
