@@ -1,4 +1,4 @@
-"""benchmarks.real_clips refuses --every, --image-scale and --scales values it cannot honour before loading."""
+"""benchmarks.real_clips refuses --every, --image-scale and --scales values it cannot honour."""
 
 from __future__ import annotations
 

@@ -197,14 +197,14 @@ class WindowBundleAdjuster:
         relative = relative or []
         sorted_ids = np.sort(point_ids)
         if relative or self.config.solver == "gtsam":
-            solved = self._solve_gtsam(poses, points, obs, fixed, relative)
+            solved = self._solve_gtsam(poses, points, sorted_ids, obs, fixed, relative)
         else:
             try:
-                solved = self._solve_ceres(poses, points, obs, fixed)
+                solved = self._solve_ceres(poses, points, sorted_ids, obs, fixed)
             except CeresFailure as err:
                 # One unusable Ceres solution must not cost the window: GTSAM solves it from the start.
                 logger.warning("%s: solving this window with GTSAM", err)
-                solved = self._solve_gtsam(poses, points, obs, fixed, relative)
+                solved = self._solve_gtsam(poses, points, sorted_ids, obs, fixed, relative)
         out_poses, values, pruned, initial_error, final_error, iterations = solved
         out_points = dict(zip(sorted_ids.tolist(), values, strict=True))
         outlier_rows = np.flatnonzero(pruned)
@@ -219,10 +219,9 @@ class WindowBundleAdjuster:
             iterations,
         )
 
-    def _solve_gtsam(self, poses, points, obs: Observations, fixed: set[int], relative):
-        """The passes on GTSAM. Returns (poses, points in ascending id order, pruned rows, initial error,
-        final error, iterations)."""
-        sorted_ids = np.sort(np.fromiter(points, np.int64, len(points)))
+    def _solve_gtsam(self, poses, points, sorted_ids, obs: Observations, fixed: set[int], relative):
+        """The passes on GTSAM. Returns (poses, points in the order of `sorted_ids` (ascending landmark
+        ids), pruned rows, initial error, final error, iterations)."""
         active = self._constrained(obs.landmarks, np.ones(len(obs), dtype=bool))
         pruned = np.zeros(len(obs), dtype=bool)
         values = gtsam.Values()
@@ -253,25 +252,16 @@ class WindowBundleAdjuster:
             final_error = graph.error(solution)
             values.update(solution)
             out_poses = {k: values.atPose3(X(k)).matrix() for k in poses}
-            bad = active & ~self._inliers(obs, out_poses, gtsam.utilities.extractPoint3(values), sorted_ids)
+            out_points = gtsam.utilities.extractPoint3(values)  # in key order: ascending landmark id
+            bad = active & ~self._inliers(obs, out_poses, out_points, sorted_ids)
             pruned |= bad
             active = self._constrained(obs.landmarks, active & ~bad)
-        out_poses = {k: values.atPose3(X(k)).matrix() for k in poses}
-        # in key order: ascending landmark id
-        return (
-            out_poses,
-            gtsam.utilities.extractPoint3(values),
-            pruned,
-            initial_error,
-            final_error,
-            iterations,
-        )
+        return out_poses, out_points, pruned, initial_error, final_error, iterations
 
-    def _solve_ceres(self, poses, points, obs: Observations, fixed: set[int]):
+    def _solve_ceres(self, poses, points, sorted_ids, obs: Observations, fixed: set[int]):
         """The passes on COLMAP's Ceres bundle adjuster; returns what _solve_gtsam does. Errors are
         Ceres's costs (half the sum of the robustified squared pixel residuals over sigma)."""
         c = self.config
-        sorted_ids = np.sort(np.fromiter(points, np.int64, len(points)))
         P = (
             np.stack([np.asarray(points[int(j)], np.float64).reshape(3) for j in sorted_ids])
             if len(points)

@@ -144,8 +144,8 @@ class OdometryConfig:
         "frontend xfeat: solve each window BA in a worker process while tracking goes on (for live "
         "cameras; results then depend on timing) instead of before the keyframe's pose is published",
     )
-    # Ceres solves a window in ~0.3x GTSAM's time to the same cost, but the odometry's results move with it
-    # (KITTI 07 worse over 5 seeds): gtsam stays the default (docs/preregistered/window_ba_ceres.txt).
+    # Ceres solves a window in ~0.3x GTSAM's time to the same cost, but three pre-registered tests found
+    # the odometry worse on some clips with it: gtsam stays the default (docs/preregistered/window_ba_ceres*).
     window_solver: str = setting(
         "gtsam",
         "frontend xfeat: solver of the window BA: gtsam (Levenberg-Marquardt; always used for a window "

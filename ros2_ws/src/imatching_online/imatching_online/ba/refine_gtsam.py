@@ -76,7 +76,7 @@ def gtsam_pass(
             passes=1,
             max_iterations=config.lm_iterations,
             # One fixed frame leaves the window's scale to the damping; the adaptation's figures were
-            # measured with GTSAM's LM (the odometry's ceres default was decided on its own clips).
+            # measured with GTSAM's LM, whatever solver the odometry's windows use.
             solver="gtsam",
         ),
     )
