@@ -106,6 +106,17 @@ def test_scale_filter_is_a_running_median():
         ScaleFilter(0)
 
 
+def test_scale_filter_without_a_window_keeps_every_measurement():
+    f = ScaleFilter(window=None)
+    values = [1.0, 5.0, 5.0, 5.0, 0.5, 0.6, 0.7, 0.8]
+    for v in values:
+        f.add(v)
+    assert len(f) == len(values)
+    assert f.value == pytest.approx(np.median(values))  # a 3-window would give 0.7
+    logs = np.log(values)
+    assert f.relative_spread == pytest.approx(1.4826 * np.median(np.abs(logs - np.median(logs))))
+
+
 def test_scale_filter_relative_spread():
     f = ScaleFilter(5)
     f.add(2.0)

@@ -18,7 +18,8 @@ Per frame (image, stamp, camera):
    the keyframe's dense metric depth;
 7. the scale (metres per map unit) is measured at each keyframe — from BA-Net's depth at the landmarks
    (`learned`), from the ground plane and `camera_height` (`ground_plane`), or not at all (`none`: the
-   first baseline is the unit) — and a running median of it scales each frame's motion.
+   first baseline is the unit) — and a running median of it (over the whole trajectory for the noisy
+   learned source, the last 15 keyframes for the ground plane) scales each frame's motion.
 """
 
 from __future__ import annotations
@@ -174,11 +175,16 @@ class KeyframeOdometry:
         self._points: dict[int, np.ndarray] = {}
         self._camera: PinholeCamera | None = None
         self._ba: WindowBundleAdjuster | None = None
-        self._scale = ScaleFilter(self.tracking.scale_window)
+        self._scale = ScaleFilter(self._scale_window())
         self._map_history: list[tuple[float, np.ndarray]] = []  # last two (stamp, map pose)
         self._initialised = False
         self._init_frames = 0
         self._failures = 0
+
+    def _scale_window(self) -> int | None:
+        if self.config.scale_source == "learned":
+            return self.tracking.learned_scale_window or None
+        return self.tracking.scale_window
 
     @property
     def tracking(self) -> TrackingConfig:

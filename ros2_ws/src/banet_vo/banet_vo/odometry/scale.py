@@ -2,8 +2,9 @@
 a known camera height, smoothed over keyframes. No ROS, no torch.
 
 A monocular map is known up to one scale factor s (metres per map unit). Each keyframe gives one
-measurement of s; the odometry applies a running median of the recent ones, so a single bad keyframe
-(a car in front of the road, a depth map gone wrong) cannot move the trajectory.
+measurement of s; the odometry applies a running median of them, so a single bad keyframe (a car in
+front of the road, a depth map gone wrong) cannot move the trajectory. The learned source's median spans
+the whole trajectory: its measurements wander far more than the map's own scale drifts.
 """
 
 from __future__ import annotations
@@ -144,29 +145,34 @@ def _dominant_plane(
 
 
 class ScaleFilter:
-    """Running median of the last `window` scale measurements (metres per map unit)."""
+    """Running median of the last `window` scale measurements (metres per map unit); `window` None keeps
+    every measurement of the trajectory. The median and spread are recomputed on each measurement, not on
+    each read (one measurement per keyframe, a read per frame)."""
 
-    def __init__(self, window: int = 15) -> None:
-        if window < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
+    def __init__(self, window: int | None = 15) -> None:
+        if window is not None and window < 1:
+            raise ValueError(f"window must be >= 1 or None (every measurement), got {window}")
         self._values: deque[float] = deque(maxlen=window)
+        self._value: float | None = None
+        self._spread = 0.0
 
     def add(self, value: float | None) -> None:
-        if value is not None and np.isfinite(value) and value > 0:
-            self._values.append(float(value))
+        if value is None or not np.isfinite(value) or value <= 0:
+            return
+        self._values.append(float(value))
+        logs = np.log(np.asarray(self._values))
+        self._value = float(np.median(self._values))
+        self._spread = float(1.4826 * np.median(np.abs(logs - np.median(logs)))) if len(logs) >= 3 else 0.0
 
     @property
     def value(self) -> float | None:
-        return float(np.median(self._values)) if self._values else None
+        return self._value
 
     @property
     def relative_spread(self) -> float:
         """Robust relative spread of the measurements in the window (1.4826·MAD of their logs): how far
         the applied scale may be off. 0 with fewer than three measurements."""
-        if len(self._values) < 3:
-            return 0.0
-        logs = np.log(np.asarray(self._values))
-        return float(1.4826 * np.median(np.abs(logs - np.median(logs))))
+        return self._spread
 
     def __len__(self) -> int:
         return len(self._values)

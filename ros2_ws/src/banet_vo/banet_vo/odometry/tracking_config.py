@@ -67,7 +67,18 @@ class TrackingConfig:
         "not added",
         range=(1.0, 1e6),
     )
-    scale_window: int = setting(15, "keyframes in the running median of the metric scale", range=(1, 100000))
+    scale_window: int = setting(
+        15, "scale_source ground_plane: keyframes in the running median of the metric scale", range=(1, 100000)
+    )
+    # BA-Net's per-keyframe scale on real images wanders by 2-3x within a clip while the map's own scale
+    # barely moves: a short median passes those runs into the steps (docs/preregistered/
+    # learned_scale_window.txt).
+    learned_scale_window: int = setting(
+        0,
+        "scale_source learned: keyframes in the running median of the metric scale (0: every keyframe of "
+        "the trajectory)",
+        range=(0, 100000),
+    )
     # Road slope and pitching move the plane's normal a little off the extrinsic's up.
     ground_max_tilt_deg: float = setting(
         5.0,
