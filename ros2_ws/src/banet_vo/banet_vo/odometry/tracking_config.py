@@ -68,7 +68,9 @@ class TrackingConfig:
         range=(1.0, 1e6),
     )
     scale_window: int = setting(
-        15, "scale_source ground_plane: keyframes in the running median of the metric scale", range=(1, 100000)
+        15,
+        "scale_source ground_plane: keyframes in the running median of the metric scale",
+        range=(1, 100000),
     )
     # BA-Net's per-keyframe scale on real images wanders by 2-3x within a clip while the map's own scale
     # barely moves: a short median passes those runs into the steps (docs/preregistered/
