@@ -120,8 +120,8 @@ def test_kitti06_learned_scale_with_the_xfeat_encoder_model(xfeat_estimator, kit
     """The shipped alternative BA-Net (XFeat's encoder, real-appearance training) gives the scale on an
     unseen KITTI sequence. Measured 2026-12-04 (scale median over every keyframe) on the first 30 frames:
     Sim(3) 0.195 m, scale factor 1.38 (the 15-keyframe median: 0.219 m, 1.38; the default model now
-    0.269 m, 2.13). A wrong
-    encoder, input geometry or focal rescaling moves the scale far outside the bounds."""
+    0.269 m, 2.13). A wrong encoder, input geometry or focal rescaling moves the scale far outside the
+    bounds."""
     poses, sim3, scale = _learned_scale_sim3(xfeat_estimator, kitti06[:30])
     assert poses >= 28
     assert sim3 < 0.35
