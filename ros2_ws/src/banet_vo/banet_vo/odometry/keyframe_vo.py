@@ -359,7 +359,10 @@ class KeyframeOdometry:
         rel = solve_relative_pose(x0, x1, self._camera, seed=t.ransac_seed)
         self._init_frames += 1
         reason = "too few matches for the first map"
-        if rel is not None and rel.inliers.sum() >= t.init_min_inliers:
+        # A view that no longer matches the first keyframe will not come back to it (a camera fast for its
+        # frame rate, frames dropped by a slow node): start again from this frame rather than wait.
+        left_behind = rel is None or rel.inliers.sum() < t.init_min_inliers
+        if not left_behind:
             inl = rel.inliers
             parallax = _median_parallax_deg(x0[inl], x1[inl], rel.T_cur_ref[:3, :3], self._camera)
             if parallax >= t.init_min_parallax_deg:
@@ -378,8 +381,9 @@ class KeyframeOdometry:
                 reason = f"only {int(ok.sum())} points triangulated"
             else:
                 reason = f"parallax {parallax:.2f} deg < {t.init_min_parallax_deg} deg"
-        if self._init_frames >= t.init_max_frames:
-            # The first keyframe is stale (a stopped camera, a view that changed too much): start again.
+        if left_behind or self._init_frames >= t.init_max_frames:
+            # The first keyframe is stale: the view has left it, or the camera has not moved enough for
+            # init_max_frames frames (a stopped camera). docs/preregistered/init_restart_2.txt
             keep = self._output
             self._clear_map()
             self._output = keep

@@ -29,7 +29,11 @@ class TrackingConfig:
     init_min_parallax_deg: float = setting(
         1.0, "median rotation-compensated parallax [deg] before the first map is built", range=(0.0, 90.0)
     )
-    init_min_inliers: int = setting(60, "5-point inliers the first map needs", range=(8, 100000))
+    init_min_inliers: int = setting(
+        60,
+        "5-point inliers the first map needs; a frame with fewer against the first keyframe replaces it",
+        range=(8, 100000),
+    )
     init_max_frames: int = setting(
         30, "frames without enough parallax after which the first keyframe is replaced", range=(1, 100000)
     )
