@@ -183,6 +183,7 @@ def test_a_first_keyframe_the_view_has_left_is_replaced_at_once(estimator, share
     restarts = [k for k, r in enumerate(results) if r.message == "first keyframe of a map"]
     # Replaced on the next frame (measured); waiting would have replaced it at frame init_max_frames.
     assert restarts[0] == 0 and 0 < restarts[1] < config.tracking.init_max_frames
+    assert vo.stats.init_restarts >= 1
     assert len(est) >= 30
     sim3, _ = _ate(est, gt, "sim3")
     assert sim3 < 2.0

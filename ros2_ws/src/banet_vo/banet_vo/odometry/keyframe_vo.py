@@ -384,6 +384,7 @@ class KeyframeOdometry:
         if left_behind or self._init_frames >= t.init_max_frames:
             # The first keyframe is stale: the view has left it, or the camera has not moved enough for
             # init_max_frames frames (a stopped camera). docs/preregistered/init_restart_2.txt
+            self.stats.init_restarts += 1
             keep = self._output
             self._clear_map()
             self._output = keep

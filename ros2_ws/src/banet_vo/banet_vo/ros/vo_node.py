@@ -508,6 +508,7 @@ class VOShell:
             keyframes=stats.keyframes,
             lost=stats.lost,
             recovered=stats.recovered,
+            init_restarts=stats.init_restarts,
             camera_changes=stats.camera_changes,
             matcher_swaps=stats.matcher_swaps,
             matcher_refused=stats.matcher_refused,
