@@ -164,8 +164,10 @@ json.dump(rows, open(out, "w"), indent=1)
 # vo_latency counts a rate with no frame processed as served: this check fails unless some were.
 PROCESSED_ROW='^\| 30 \| [1-9][0-9]* / '
 
+# Only the files that hold GPU tests: collecting every test module would need every optional dependency.
+GPU_TEST_FILES=$(grep -rl "mark.gpu" tests ros2_ws/src/*/test | sort)
 if [ "$MODE" = cuda ]; then
-  step gpu_tests 150 "$PY" -m pytest -m gpu -q -p no:cacheprovider
+  step gpu_tests 150 "$PY" -m pytest -m gpu -q -p no:cacheprovider $GPU_TEST_FILES
   step pair_latency 90 "$PY" -c "$LATENCY_PY" cuda 3 50 0 "$OUT_DIR/latency.json"
   step node_30hz 90 "$PY" -m benchmarks.vo_latency --device cuda --rates 30 --frames 150 \
     --results "$OUT_DIR/vo_latency.md"
@@ -182,7 +184,7 @@ if [ "$MODE" = cuda ]; then
     --out "$OUT_DIR/train_step_time.md"
 else
   # Reduced: the same steps, small enough for a shared 2-core machine (about a minute).
-  step gpu_tests 60 "$PY" -m pytest -m gpu -q -p no:cacheprovider
+  step gpu_tests 60 "$PY" -m pytest -m gpu -q -p no:cacheprovider $GPU_TEST_FILES
   # One torch thread: the development machines are shared, where more threads oversubscribe the cores.
   step pair_latency 90 "$PY" -c "$LATENCY_PY" cpu 1 1 1 "$OUT_DIR/latency.json"
   step node_30hz 60 "$PY" -m benchmarks.vo_latency --device cpu --threads 2 --rates 30 --frames 30 \

