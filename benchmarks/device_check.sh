@@ -169,7 +169,8 @@ GPU_TEST_FILES=$(grep -rl "mark.gpu" tests ros2_ws/src/*/test | sort)
 if [ "$MODE" = cuda ]; then
   step gpu_tests 150 "$PY" -m pytest -m gpu -q -p no:cacheprovider $GPU_TEST_FILES
   step pair_latency 90 "$PY" -c "$LATENCY_PY" cuda 3 50 0 "$OUT_DIR/latency.json"
-  step node_30hz 90 "$PY" -m benchmarks.vo_latency --device cuda --rates 30 --frames 150 \
+  # 4 torch threads: with 16 on the 16-core device the node took 9-21 s over one pair (results/device_check.md).
+  step node_30hz 90 "$PY" -m benchmarks.vo_latency --device cuda --threads 4 --rates 30 --frames 150 \
     --results "$OUT_DIR/vo_latency.md"
   step node_30hz_processed 5 grep -Eq "$PROCESSED_ROW" "$OUT_DIR/vo_latency.md"
   if [ -n "$DATA_DIR" ]; then

@@ -31,6 +31,7 @@ TOPICS = [
     "real_clips_every5",
     "real_clips_scale0.5",
     "frame_profile",
+    "device_check",
     "covariance_nees",
     "synthetic",
     "normal_equations",
@@ -92,6 +93,7 @@ TODAY = [
     "covariance_nees",
     "banet_latency",
     "vo_latency",
+    "device_check",
 ]
 
 HEADER = """# Benchmarks: today

@@ -28,14 +28,15 @@ from benchmarks.vo_kitti import DEFAULT_MODEL, ROOT
 RESULTS = ROOT / "benchmarks" / "results" / "vo_latency.md"
 
 
-def _textured(width: int, height: int, shift: int) -> np.ndarray:
-    """A smooth random texture moving `shift` pixels per frame (something the BA can lock onto)."""
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 255, (height // 4 + 1, (width + 64 * 4) // 4 + 1), dtype=np.uint8)
+def textured_frames(width: int, height: int, frames: int, step: int = 2) -> list[np.ndarray]:
+    """`frames` views of one smooth random texture, each `step` pixels further along (something the BA can
+    lock onto); the texture is as wide as the last view needs, so every frame is width x height."""
     import cv2
 
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (height // 4 + 1, (width + step * frames) // 4 + 1), dtype=np.uint8)
     big = cv2.resize(base, (base.shape[1] * 4, base.shape[0] * 4), interpolation=cv2.INTER_CUBIC)
-    return np.ascontiguousarray(big[:height, shift : shift + width])
+    return [np.ascontiguousarray(big[:height, step * i : step * i + width]) for i in range(frames)]
 
 
 def measure(context, model: Path, device: str, size: tuple[int, int], rate: float, frames: int) -> dict:
@@ -88,7 +89,7 @@ def measure(context, model: Path, device: str, size: tuple[int, int], rate: floa
             time.monotonic() < deadline
         ):
             time.sleep(0.02)
-        images = [_textured(width, height, 2 * i) for i in range(frames)]
+        images = textured_frames(width, height, frames)
         time.sleep(0.2)
         sent: list[int] = []
         start = time.monotonic()

@@ -100,3 +100,39 @@ def test_clear_discards_queued_items_and_stop_ends_the_thread(worker_and_recorde
 def test_latest_frame_queue_refuses_a_zero_size():
     with pytest.raises(ValueError, match="maxsize must be >= 1"):
         LatestFrameQueue(0)
+
+
+def test_on_start_runs_first_on_the_worker_thread_and_its_failure_does_not_stop_serving():
+    """The node's warm-up: on_start runs once on the worker's own thread before any item; wait_started
+    reports it; an exception in it is logged and the items are still served."""
+    release = threading.Event()
+    seen: list[tuple[str, str]] = []
+
+    def on_start() -> None:
+        seen.append(("start", threading.current_thread().name))
+        assert release.wait(5.0)
+
+    recorder = Recorder()
+    worker = FrameWorker(recorder, EventCounters(lambda _: None), 2, name="warm", on_start=on_start)
+    try:
+        worker.put("early")  # queued while on_start runs
+        assert not worker.wait_started(0.1)
+        release.set()
+        assert worker.wait_started(5.0)
+        assert worker.wait_idle(5.0)
+        assert seen == [("start", "warm")] and recorder.items == ["early"] and recorder.threads == {"warm"}
+    finally:
+        release.set()
+        worker.stop(timeout=5.0)
+
+    def failing() -> None:
+        raise RuntimeError("no GPU after all")
+
+    recorder = Recorder()
+    worker = FrameWorker(recorder, EventCounters(lambda _: None), 2, name="warm2", on_start=failing)
+    try:
+        assert worker.wait_started(5.0)
+        worker.put(1)
+        assert worker.wait_idle(5.0) and recorder.items == [1]
+    finally:
+        worker.stop(timeout=5.0)

@@ -357,6 +357,27 @@ def test_banet_estimator_reports_the_pixels_its_cost_averages(tiny_banet_config)
     assert lost.valid_pixels == 0
 
 
+def test_warm_up_runs_the_model_and_changes_no_estimate(tiny_banet_config):
+    """warm_up (what the node runs before it subscribes) is a real pass that leaves the estimator as it was:
+    a warmed and a cold estimator with the same weights give bit-identical results."""
+    from banet_vo.model.banet import BANet
+    from banet_vo.odometry.estimator import BANetEstimator, prepare_frame
+
+    torch.manual_seed(0)
+    model = BANet(tiny_banet_config()).eval()
+    cold = BANetEstimator(model, "cpu")
+    camera = PinholeCamera(60.0, 60.0, 31.5, 23.5, 64, 48)
+    ref = prepare_frame(_image(0), camera, 0.0, cold.input_size)
+    tgt = prepare_frame(_image(1), camera, 0.1, cold.input_size)
+    before = cold.estimate(ref, tgt)
+    seconds = cold.warm_up()
+    assert np.isfinite(seconds) and seconds > 0
+    assert not model.training
+    after = cold.estimate(ref, tgt)
+    np.testing.assert_array_equal(after.T_tgt_ref, before.T_tgt_ref)
+    np.testing.assert_array_equal(after.depth, before.depth)
+
+
 @pytest.mark.parametrize("scale", ["ground_plane", "none"])
 def test_banet_alone_refuses_a_scale_source_it_cannot_honour(scale):
     """frontend none has no map to scale: a scale source other than its learned depth would be ignored."""

@@ -10,6 +10,7 @@ T_kf_cur = T_tgt_ref: it maps current-camera points into the keyframe camera.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,25 @@ class BANetEstimator:
 
         model = load_banet(path, device=torch_device)
         return cls(model, torch_device)
+
+    def warm_up(self) -> float:
+        """Estimate one textured pair (through `estimate`, from an identity seed, as the odometry calls it)
+        and return the seconds it took.
+
+        The first pair on a GPU pays for CUDA's start-up (context, library handles, kernel loading): 9-12 s
+        on an H200 against 0.11 s per pair after it, and a thread that had not run the model yet paid again.
+        So the node runs this on its inference thread before it subscribes."""
+        width, height = self.input_size
+        rng = np.random.default_rng(0)
+        texture = rng.random((3, height // 4 + 1, width // 4 + 2), dtype=np.float32)
+        big = torch.nn.functional.interpolate(torch.from_numpy(texture)[None], scale_factor=4, mode="bicubic")
+        big = big[0].clamp(0, 1).numpy()
+        camera = PinholeCamera(0.8 * width, 0.8 * width, (width - 1) / 2, (height - 1) / 2, width, height)
+        reference = PreparedFrame(0.0, np.ascontiguousarray(big[:, :height, :width]), camera, camera)
+        target = PreparedFrame(0.1, np.ascontiguousarray(big[:, :height, 4 : width + 4]), camera, camera)
+        start = time.perf_counter()
+        self.estimate(reference, target, pose_init=np.eye(4))
+        return time.perf_counter() - start
 
     def estimate(
         self, reference: PreparedFrame, target: PreparedFrame, pose_init: np.ndarray | None = None

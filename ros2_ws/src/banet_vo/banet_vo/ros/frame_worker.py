@@ -68,7 +68,7 @@ class LatestFrameQueue:
 
 
 class FrameWorker:
-    """A daemon thread that runs `process(item)` on each queued item, oldest first.
+    """A daemon thread that runs `on_start()` once, then `process(item)` on each queued item, oldest first.
 
     Items pushed out of the full queue are counted as "dropped". A ValueError from `process` is bad input
     (counted as "bad_image", warned `frame dropped: ...`); any other exception is counted as "errors" and
@@ -76,15 +76,26 @@ class FrameWorker:
     """
 
     def __init__(
-        self, process: Callable[[Any], None], events: EventCounters, queue_size: int, name: str
+        self,
+        process: Callable[[Any], None],
+        events: EventCounters,
+        queue_size: int,
+        name: str,
+        on_start: Callable[[], None] | None = None,
     ) -> None:
         self._process = process
         self._events = events
         self._queue = LatestFrameQueue(queue_size)
         self._busy = threading.Event()
+        self._started = threading.Event()
+        self._on_start = on_start
         self._running = True
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
+
+    def wait_started(self, timeout: float) -> bool:
+        """Block until `on_start` has run on the worker's thread (True), or timeout (False)."""
+        return self._started.wait(timeout)
 
     def put(self, item: Any) -> int:
         """Queue an item; returns (and counts) how many older ones were dropped for it."""
@@ -101,6 +112,13 @@ class FrameWorker:
         return len(self._queue)
 
     def _run(self) -> None:
+        try:
+            if self._on_start is not None:  # on this thread: what it sets up (CUDA state) is this thread's
+                self._on_start()
+        except Exception:  # the frames still get served; the first one pays what on_start would have
+            logger.exception("%s: start-up work failed", self._thread.name)
+        finally:
+            self._started.set()
         while self._running:
             item = self._queue.get(timeout=0.1)
             if item is None:

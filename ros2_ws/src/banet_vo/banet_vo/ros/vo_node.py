@@ -84,6 +84,7 @@ from banet_vo.ros.vo_tf import ExtrinsicSource, TfOutput, transform_msg
 
 NO_EXTRINSIC = "no_extrinsic"  # frames waiting for the base → camera transform from tf
 MATCHER_UPDATE_ERRORS = "matcher_update_errors"  # matcher updates that could not be read or used
+WARM_UP_TIMEOUT_S = 120.0  # the longest the node waits for the model's first pair before subscribing
 # Counters that make /diagnostics WARN while they grew within the window.
 PROBLEMS = (
     DROPPED,
@@ -159,14 +160,28 @@ class VOShell:
         )
         # always there: publish_tf can be switched on at run time (the warning only when it is on now)
         self.tf = TfOutput(self, warn=p.publish_tf or p.publish_static_tf)
-        self.worker = FrameWorker(self._process, self.events, p.queue_size, name="banet_vo_inference")
+        self.worker = FrameWorker(
+            self._process, self.events, p.queue_size, name="banet_vo_inference", on_start=self._warm_up
+        )
         self._param_callback = self._on_set_parameters
         self.add_on_set_parameters_callback(self._param_callback)
         self._diag_timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
 
+    def _warm_up(self) -> None:
+        """The model's first pair, on the inference thread: on a GPU it takes seconds (CUDA's start-up), and
+        frames arriving meanwhile would be dropped. Estimators without `warm_up` (tests' fakes) skip it."""
+        warm_up = getattr(self.estimator, "warm_up", None)
+        if warm_up is not None:
+            seconds = warm_up()
+            self.get_logger().info(f"model warmed up on {self.estimator.device} in {seconds:.2f} s")
+
     def _open_input(self) -> None:
         """Subscribe image (+ camera_info): frames start flowing into the worker."""
         p = self.params
+        if not self.worker.wait_started(timeout=WARM_UP_TIMEOUT_S):
+            self.get_logger().warning(
+                f"the model's warm-up took over {WARM_UP_TIMEOUT_S:.0f} s; subscribing now"
+            )
         self.camera_input = CameraInput(
             self,
             p.image_qos,
@@ -233,11 +248,12 @@ class VOShell:
         if p.torch_threads > 0:
             torch.set_num_threads(p.torch_threads)
         try:
-            return BANetEstimator.from_checkpoint(p.model, device=p.device)
+            estimator = BANetEstimator.from_checkpoint(p.model, device=p.device)
         except ValueError as err:
             raise ValueError(f"parameter model: cannot use {p.model}: {err}") from err
         except (OSError, RuntimeError, KeyError) as err:  # unreadable file, torch refusing the weights
             raise ValueError(f"parameter model: cannot load {p.model}: {type(err).__name__}: {err}") from err
+        return estimator
 
     @property
     def image_sub(self) -> Any | None:
