@@ -229,6 +229,34 @@ def test_textureless_views_are_lost_then_recovered_without_a_jump(estimator, kit
     assert vo.stats.lost >= 1
 
 
+def test_a_rebuilt_map_is_anchored_at_the_constant_velocity_prediction(estimator, kitti06):
+    """tracking_rebuild_anchor: after blank frames the map is rebuilt at frame 12, 0.3 s after the last
+    tracked frame. `hold` publishes that frame at frame 9's pose; `predict` moves it on at frame 8-9's
+    velocity, which is nearer the car's true position, and widens its covariance. Tracking is the same."""
+    from banet_vo.odometry.tracking_config import TrackingConfig
+
+    gt0 = np.linalg.inv(kitti06[0].pose)
+    found = {}
+    for anchor in ("hold", "predict"):
+        vo = _vo(estimator, tracking=TrackingConfig(rebuild_anchor=anchor))
+        results = [vo.process(f.image, f.timestamp, f.camera) for f in kitti06[:10]]
+        flat = np.full_like(kitti06[10].image, 90)
+        for k in range(8):
+            vo.process(flat, kitti06[10].timestamp + 0.01 * k, kitti06[10].camera)
+        rebuilt = vo.process(kitti06[12].image, kitti06[12].timestamp, kitti06[12].camera)
+        assert rebuilt.T_odom_camera is not None and rebuilt.is_keyframe
+        true = (gt0 @ kitti06[12].pose)[:3, 3]
+        found[anchor] = (results[-1], rebuilt, np.linalg.norm(rebuilt.T_odom_camera[:3, 3] - true), vo.stats)
+    held_last, held, held_error, held_stats = found["hold"]
+    last, moved, moved_error, stats = found["predict"]
+    np.testing.assert_allclose(held.T_odom_camera, held_last.T_odom_camera, atol=1e-9)
+    assert held_stats.rebuild_predictions == 0 and stats.rebuild_predictions == 1
+    np.testing.assert_allclose(last.T_odom_camera, held_last.T_odom_camera, atol=1e-9)  # same tracking
+    # three frames of a car at ~1 m per frame: held ~3 m behind, the prediction much nearer
+    assert held_error > 2.0 and moved_error < 0.5 * held_error
+    assert np.trace(moved.pose_covariance[:3, :3]) > np.trace(held.pose_covariance[:3, :3])
+
+
 def test_pure_rotation_gives_rotation_and_no_translation(estimator, kitti06):
     vo = _vo(estimator)
     for f in kitti06[:10]:

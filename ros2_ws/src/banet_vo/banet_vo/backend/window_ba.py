@@ -41,6 +41,7 @@ def _pycolmap():
 
     return pycolmap
 
+
 # [rot, trans] (GTSAM) <-> [trans, rot] (ours): the same permutation both ways.
 _SWAP = np.block([[np.zeros((3, 3)), np.eye(3)], [np.eye(3), np.zeros((3, 3))]])
 

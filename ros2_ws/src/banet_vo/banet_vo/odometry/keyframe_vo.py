@@ -153,6 +153,9 @@ class KeyframeOdometry:
     def reset(self, reason: str | None = "requested") -> None:
         """Start a new trajectory at the next frame (odom restarts at the identity)."""
         self._output: _Output | None = None
+        # The last two published poses that came from a map (stamp, C, covariance): a rebuilt map's anchor
+        # is predicted from them (tracking.rebuild_anchor predict).
+        self._tracked: list[tuple[float, np.ndarray, np.ndarray]] = []
         self._gate = StampGate(self.config.reset_on_time_jump, self.config.max_time_gap)
         self._lost = False  # frames failed since the last tracked one (kept across map rebuilds)
         self._next_landmark = 0  # landmark ids stay unique across map rebuilds
@@ -321,6 +324,7 @@ class KeyframeOdometry:
         )
         out.cov = out.cov + gap_covariance(C_prev, t_prev, C_last, t_last, gap)
         self._map_history = self._map_history[-1:]
+        self._tracked = []
         logger.warning("forward stamp gap of %.3f s: velocity forgotten, covariance widened", gap)
 
     # -- map initialisation --------------------------------------------------------------------------
@@ -344,11 +348,30 @@ class KeyframeOdometry:
         if self._output is None:  # a new trajectory: odom starts here
             self._output = _Output(C=np.eye(4), map_T=kf.T_wc.copy(), cov=np.zeros((6, 6)))
             state = INITIALISING
-        else:  # a rebuilt map: the published pose goes on from the last good one
+        else:  # a rebuilt map: the published pose goes on from the last good one, or its prediction
+            if self.tracking.rebuild_anchor == "predict":
+                self._anchor_at_prediction(frame.stamp)
             self._output.map_T = kf.T_wc.copy()
             state = LOST if self._lost else INITIALISING
         self._map_history = [(frame.stamp, kf.T_wc.copy())]
         return self._result(frame.stamp, status, state, is_keyframe=True, message="first keyframe of a map")
+
+    def _anchor_at_prediction(self, stamp: float) -> bool:
+        """Move the published pose to where constant velocity from the last two tracked frames puts it at
+        `stamp`, with their covariance grown by what that velocity could do meanwhile. Not beyond
+        max_time_gap after the last tracked frame (nothing is extrapolated across a gap), and not without
+        two tracked frames: then the last pose holds. Returns whether it moved."""
+        if len(self._tracked) < 2:
+            return False
+        (t0, C0, _), (t1, C1, cov1) = self._tracked
+        ahead = stamp - t1
+        if not (t1 > t0 and 0 < ahead <= self.config.max_time_gap):
+            return False
+        out = self._output
+        out.C = predict_constant_velocity(C1, t1, C0, t0, stamp)
+        out.cov = cov1 + gap_covariance(C0, t0, C1, t1, ahead)
+        self.stats.rebuild_predictions += 1
+        return True
 
     def _initialise(self, frame: PreparedFrame, features: Features) -> FrameResult:
         t = self.tracking
@@ -840,6 +863,7 @@ class KeyframeOdometry:
         out.C = out.C @ delta
         out.cov = compose_right_covariance(delta, out.cov, cov_rel)
         out.map_T = T_wc.copy()
+        self._tracked = [*self._tracked[-1:], (frame.stamp, out.C.copy(), out.cov.copy())]
         self._map_history = [*self._map_history[-1:], (frame.stamp, T_wc.copy())]
         self.stats.tracked += 1
         if depth is not None and s is not None and new_keyframe.depth_scale:

@@ -4,9 +4,12 @@ range, from which the node's `tracking_*` parameters derive; defaults were chose
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from banet_vo.config_fields import check_ranges, setting
+
+REBUILD_ANCHORS = ("hold", "predict")
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,16 @@ class TrackingConfig:
         "first leaves, has at least this share of its inliers at a height more than 10 % away (0: off)",
         range=(0.0, 1.0),
     )
+    # A rebuilt map's first keyframe (its view left behind, or frames not tracked) has no motion to the last
+    # tracked frame: "hold" publishes it at the last pose, "predict" at the constant-velocity prediction
+    # from the last two tracked frames, never more than max_time_gap ahead (docs/preregistered/
+    # rebuild_anchor.txt).
+    rebuild_anchor: str = setting(
+        "hold",
+        "where a rebuilt map's first frame is published: hold (the last pose) or predict (constant "
+        "velocity from the last two tracked frames, at most max_time_gap after the last)",
+        choices=REBUILD_ANCHORS,
+    )
     pixel_sigma: float = setting(
         1.0, "reprojection noise [px] of the window BA and of the pose covariance", range=(1e-3, 100.0)
     )
@@ -109,4 +122,6 @@ class TrackingConfig:
     )
 
     def __post_init__(self) -> None:
-        check_ranges(self)
+        if self.rebuild_anchor not in REBUILD_ANCHORS:
+            raise ValueError(f"rebuild_anchor must be one of {REBUILD_ANCHORS}, got {self.rebuild_anchor!r}")
+        check_ranges(self, tuple(f.name for f in dataclasses.fields(self) if f.name != "rebuild_anchor"))

@@ -525,6 +525,7 @@ class VOShell:
             lost=stats.lost,
             recovered=stats.recovered,
             init_restarts=stats.init_restarts,
+            rebuild_predictions=stats.rebuild_predictions,
             camera_changes=stats.camera_changes,
             matcher_swaps=stats.matcher_swaps,
             matcher_refused=stats.matcher_refused,
