@@ -178,3 +178,31 @@ def test_in_memory_sequence_validation() -> None:
     other_cam = PinholeCamera(60, 60, 16, 12, 32, 24)
     with pytest.raises(ValueError, match="camera"):
         InMemorySequence([frames[0], Frame(1, 5e9, frames[1].image, other_cam)])
+
+
+def test_cached_sequence_reads_each_frame_once_within_its_budget(tmp_path):
+    """CachedSequence (training's real frames): the source's frames, timestamps and poses unchanged; a
+    frame is read from the source once while the byte budget lasts, every time after it is spent."""
+    from banet_vo.data import CachedSequence
+
+    source = open_sequence(write_sequence(InMemorySequence(make_frames(4)), tmp_path / "c"), format="banet")
+    reads: list[int] = []
+    load = source._load
+    source._load = lambda i: reads.append(i) or load(i)
+    one = source[0].image.nbytes + source[0].depth.nbytes
+    reads.clear()
+    cached = CachedSequence(source, max_bytes=2 * one)
+    assert len(cached) == 4 and cached.camera == source.camera and cached.has_depth
+    np.testing.assert_array_equal(cached.timestamps, source.timestamps)
+    np.testing.assert_array_equal(cached.poses, source.poses)
+    for _ in range(3):
+        for i in range(4):
+            frame = cached[i]
+            np.testing.assert_array_equal(frame.image, load(i).image)
+            np.testing.assert_array_equal(frame.depth, load(i).depth)
+    assert reads == [0, 1, 2, 3, 2, 3, 2, 3]  # 0 and 1 fill the budget; 2 and 3 are read each time
+    assert cached.cached_bytes == 2 * one
+    with pytest.raises(ValueError, match="max_bytes"):
+        CachedSequence(source, max_bytes=-1)
+    with pytest.raises(ValueError, match="Sequence"):
+        CachedSequence([1, 2], max_bytes=10)

@@ -7,6 +7,7 @@ import os
 import socket
 from pathlib import Path
 
+import numpy as np
 import pypose as pp
 import pytest
 import torch
@@ -328,3 +329,43 @@ def test_init_skip_warm_starts_all_but_a_depth_head_of_another_activation(tiny_c
             dataset=data,
             progress=False,
         )
+
+
+def test_real_sequences_are_served_from_memory_with_the_same_pairs(tmp_path):
+    """data.real_sequences: the pairs of a real sequence read through the frame cache equal those read from
+    disk each time (real_cache_mb 0), and the second pass reads nothing from disk."""
+    from banet_vo.data import CachedSequence, Frame, InMemorySequence, write_sequence
+    from banet_vo.geometry import PinholeCamera
+    from banet_vo.train.loop import build_dataset
+
+    camera = PinholeCamera(50.0, 50.0, 31.5, 23.5, 64, 48)
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(5):
+        pose = np.eye(4)
+        pose[0, 3] = 0.1 * i
+        image = rng.integers(0, 255, (48, 64), dtype=np.uint8)
+        frames.append(Frame(i, 0.1 * i, image, camera, np.full((48, 64), 3.0, np.float32), pose))
+    path = write_sequence(InMemorySequence(frames), tmp_path / "real")
+    items = {}
+    for cache_mb in (0, 64):
+        config = tiny_config(
+            data={
+                "scenes": [],
+                "sequences_per_scene": 0,
+                "real_sequences": [str(path)],
+                "real_cache_mb": cache_mb,
+            }
+        )
+        dataset, description = build_dataset(config, progress=False)
+        assert isinstance(dataset.sequence, CachedSequence) and description["real"][0]["pairs"] == 4
+        items[cache_mb] = [dataset[k] for k in range(len(dataset))]
+        assert dataset.sequence.cached_bytes == (0 if cache_mb == 0 else 5 * (64 * 48 + 4 * 64 * 48))
+        if cache_mb:
+            dataset.sequence.source._load = None  # any further read from disk would fail
+            again = [dataset[k] for k in range(len(dataset))]
+            for a, b in zip(again, items[cache_mb], strict=True):
+                torch.testing.assert_close(a["image_ref"], b["image_ref"])
+    for a, b in zip(items[0], items[64], strict=True):
+        for key in ("image_ref", "image_tgt", "depth_ref", "pose_tgt_ref", "intrinsics"):
+            torch.testing.assert_close(a[key], b[key])

@@ -10,10 +10,11 @@ from banet_vo.data.readers import (
     open_sequence,
     write_sequence,
 )
-from banet_vo.data.sequence import Frame, InMemorySequence, Sequence
+from banet_vo.data.sequence import CachedSequence, Frame, InMemorySequence, Sequence
 
 __all__ = [
     "BanetSequence",
+    "CachedSequence",
     "Frame",
     "HoloLensSequence",
     "InMemorySequence",

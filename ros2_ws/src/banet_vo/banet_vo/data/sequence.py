@@ -224,3 +224,43 @@ class InMemorySequence(Sequence):
     @property
     def has_depth(self) -> bool:
         return self._frames[0].depth is not None
+
+
+class CachedSequence(Sequence):
+    """Another sequence whose frames are kept in memory once read, up to `max_bytes` of image and depth
+    (frames read after that are loaded from the source each time; nothing is evicted). Training reads
+    each real frame thousands of times, and decoding it costs more than everything else done to it."""
+
+    def __init__(self, source: Sequence, max_bytes: int) -> None:
+        if not isinstance(source, Sequence):
+            raise ValueError(f"source must be a Sequence, got {type(source).__name__}")
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int | np.integer) or max_bytes < 0:
+            raise ValueError(f"max_bytes must be an int >= 0, got {max_bytes!r}")
+        self.source = source
+        self.name = source.name
+        self.max_bytes = int(max_bytes)
+        self.cached_bytes = 0
+        self._frames: dict[int, Frame] = {}
+        self._timestamps = source.timestamps
+        self._poses = source.poses
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def _load(self, i: int) -> Frame:
+        frame = self._frames.get(i)
+        if frame is None:
+            frame = self.source[i]
+            size = frame.image.nbytes + (frame.depth.nbytes if frame.depth is not None else 0)
+            if self.cached_bytes + size <= self.max_bytes:
+                self._frames[i] = frame
+                self.cached_bytes += size
+        return frame
+
+    @property
+    def camera(self) -> PinholeCamera:
+        return self.source.camera
+
+    @property
+    def has_depth(self) -> bool:
+        return self.source.has_depth

@@ -63,8 +63,17 @@ class DataConfig:
     # renderer's focal: sharp at any focal, unlike zoom_max; with focal-aware depth it separates apparent size
     # from metric depth). () = each scene kind's default (80 driving, 65 indoor; runs 1-4).
     fov_range: tuple[float, ...] = ()
+    # Decoded real frames kept in memory (MB, all real sequences together): a frame is read thousands of
+    # times and its PNG decode is most of a pair's cost (5 ms). 0 = read from disk each time.
+    real_cache_mb: int = 2048
 
     def __post_init__(self) -> None:
+        if (
+            isinstance(self.real_cache_mb, bool)
+            or not isinstance(self.real_cache_mb, int)
+            or self.real_cache_mb < 0
+        ):
+            raise ValueError(f"data.real_cache_mb must be an int >= 0, got {self.real_cache_mb!r}")
         if not self.zoom_max >= 1.0 or not self.real_zoom_max >= 1.0 or not 0.0 <= self.brightness < 1.0:
             raise ValueError(
                 "data.zoom_max and real_zoom_max must be >= 1 and data.brightness in [0, 1), "

@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import ConcatDataset, Dataset
 
-from banet_vo.data import PairDataset, open_sequence
+from banet_vo.data import CachedSequence, PairDataset, open_sequence
 from banet_vo.model.banet import BANet
 from banet_vo.model.checkpoint import load_checkpoint, remove_stale_temps, save_checkpoint
 from banet_vo.model.config import BANetConfig
@@ -125,11 +125,13 @@ def build_dataset(config: TrainConfig, progress: bool = True) -> tuple[Dataset, 
             description["synthetic"]["fov_range_deg"] = list(data.fov_range)
     if data.real_sequences:
         real = []
+        budget = data.real_cache_mb * 2**20 // len(data.real_sequences)
         for spec in data.real_sequences:
             path, frames = parse_sequence_spec(spec)
+            sequence = CachedSequence(open_sequence(path), budget)
             ds = PairDataset(
-                open_sequence(path), strides=data.real_strides, model_config=model_cfg, shuffle=False,
-                frames=frames, zoom_max=data.real_zoom_max,
+                sequence, strides=data.real_strides, model_config=model_cfg, shuffle=False, frames=frames,
+                zoom_max=data.real_zoom_max,
             )  # fmt: skip
             parts.append(ds)
             real.append({"path": str(path), "frames": list(frames) if frames else "all", "pairs": len(ds)})
