@@ -9,7 +9,10 @@ so that a test set records exactly which scenes and seeds it holds.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
+import multiprocessing
+import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -92,32 +95,36 @@ def make_specs(
     ]
 
 
-def render_cache(specs: Sequence[RenderSpec], progress: bool = True) -> dict:
-    """Render every spec with ``render_sequence`` and pack the frames as tensors."""
+def _render_one(spec: RenderSpec) -> dict:
+    """One spec rendered and packed as tensors (a process pool's unit of work)."""
     from banet_vo.data.synthetic import render_sequence  # heavy import, only when rendering
 
+    seq = render_sequence(
+        spec.scene, frames=spec.frames, size=spec.size, seed=spec.seed, fov_deg=spec.fov_deg
+    )
+    frames = [seq[i] for i in range(len(seq))]
+    cam = frames[0].camera
+    images = np.stack([f.image if f.image.ndim == 3 else np.repeat(f.image[..., None], 3, 2) for f in frames])
+    return {
+        "scene": spec.scene,
+        "seed": spec.seed,
+        "fov_deg": spec.fov,
+        "images": torch.from_numpy(images),
+        "depths": torch.from_numpy(np.stack([f.depth for f in frames]).astype(np.float32)),
+        "poses": torch.from_numpy(np.stack([f.pose for f in frames]).astype(np.float64)),
+        "intrinsics": torch.tensor([cam.fx, cam.fy, cam.cx, cam.cy], dtype=torch.float64),
+    }
+
+
+def render_cache(specs: Sequence[RenderSpec], progress: bool = True, workers: int | None = None) -> dict:
+    """Render every spec with ``render_sequence`` and pack the frames as tensors, in spec order. ``workers``
+    processes render in parallel (None: one per CPU; 1: in this process). Each sequence depends on its
+    seed alone, so the cache is the same for any number of workers."""
+    workers = max(1, min(len(specs), os.cpu_count() or 1) if workers is None else workers)
     sequences = []
     start = time.monotonic()
-    for n, spec in enumerate(specs):
-        seq = render_sequence(
-            spec.scene, frames=spec.frames, size=spec.size, seed=spec.seed, fov_deg=spec.fov_deg
-        )
-        frames = [seq[i] for i in range(len(seq))]
-        cam = frames[0].camera
-        images = np.stack(
-            [f.image if f.image.ndim == 3 else np.repeat(f.image[..., None], 3, 2) for f in frames]
-        )
-        sequences.append(
-            {
-                "scene": spec.scene,
-                "seed": spec.seed,
-                "fov_deg": spec.fov,
-                "images": torch.from_numpy(images),
-                "depths": torch.from_numpy(np.stack([f.depth for f in frames]).astype(np.float32)),
-                "poses": torch.from_numpy(np.stack([f.pose for f in frames]).astype(np.float64)),
-                "intrinsics": torch.tensor([cam.fx, cam.fy, cam.cx, cam.cy], dtype=torch.float64),
-            }
-        )
+
+    def report(n: int, spec: RenderSpec) -> None:
         if progress:
             elapsed = time.monotonic() - start
             eta = elapsed / (n + 1) * (len(specs) - n - 1)
@@ -127,6 +134,18 @@ def render_cache(specs: Sequence[RenderSpec], progress: bool = True) -> dict:
                 file=sys.stderr,
                 flush=True,
             )
+
+    if workers == 1:
+        for n, spec in enumerate(specs):
+            sequences.append(_render_one(spec))
+            report(n, spec)
+    else:
+        # spawn, not fork: the parent has torch (and its thread pools) loaded already.
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            for n, (spec, sequence) in enumerate(zip(specs, pool.map(_render_one, specs), strict=True)):
+                sequences.append(sequence)
+                report(n, spec)
     return {"format": CACHE_FORMAT, "sequences": sequences}
 
 
