@@ -381,3 +381,26 @@ def test_rendering_in_worker_processes_gives_the_same_cache():
         assert a["scene"] == b["scene"] and a["seed"] == b["seed"]
         for key in ("images", "depths", "poses", "intrinsics"):
             assert torch.equal(a[key], b[key])
+
+
+def test_the_gpu_recipe_is_the_xfeat_recipe_at_a_larger_batch():
+    """train_small_xfeat_gpu.yaml changes only what the batch size scales (steps, plateau window) and the
+    machine's knobs: same network, data, losses and learning rate as train_small_xfeat.yaml, same pairs."""
+    import dataclasses
+
+    cpu = load_train_config(CONFIG_DIR / "train_small_xfeat.yaml")
+    gpu = load_train_config(CONFIG_DIR / "train_small_xfeat_gpu.yaml")
+    scaled = {
+        "batch_size",
+        "steps",
+        "plateau_window",
+        "max_wall_s",
+        "num_threads",
+        "log_every",
+        "checkpoint_every_s",
+    }
+    for f in dataclasses.fields(cpu):
+        if f.name not in scaled:
+            assert getattr(gpu, f.name) == getattr(cpu, f.name), f.name
+    assert gpu.batch_size * gpu.steps == cpu.batch_size * cpu.steps  # the recipe's 80,000 pairs
+    assert gpu.batch_size * gpu.plateau_window == cpu.batch_size * cpu.plateau_window
