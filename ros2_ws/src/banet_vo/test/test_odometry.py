@@ -371,7 +371,9 @@ def test_warm_up_runs_the_model_and_changes_no_estimate(tiny_banet_config):
     tgt = prepare_frame(_image(1), camera, 0.1, cold.input_size)
     before = cold.estimate(ref, tgt)
     seconds = cold.warm_up()
-    assert np.isfinite(seconds) and seconds > 0
+    assert len(seconds) == 3 and all(np.isfinite(t) and t > 0 for t in seconds)
+    with pytest.raises(ValueError, match="passes"):
+        cold.warm_up(0)
     assert not model.training
     after = cold.estimate(ref, tgt)
     np.testing.assert_array_equal(after.T_tgt_ref, before.T_tgt_ref)

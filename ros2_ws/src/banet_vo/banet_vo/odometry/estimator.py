@@ -109,6 +109,10 @@ def resolve_device(name: str) -> Any:
     return torch.device(name)
 
 
+# Passes of the model before a node takes frames: CUDA's start-up, then TorchScript's later compiles.
+WARM_UP_PASSES = 3
+
+
 class BANetEstimator:
     """Runs a `banet_vo.model.BANet` on prepared pairs (no gradients, eval mode, fp32 BA)."""
 
@@ -136,13 +140,18 @@ class BANetEstimator:
         model = load_banet(path, device=torch_device)
         return cls(model, torch_device)
 
-    def warm_up(self) -> float:
-        """Estimate one textured pair (through `estimate`, from an identity seed, as the odometry calls it)
-        and return the seconds it took.
+    def warm_up(self, passes: int = WARM_UP_PASSES) -> list[float]:
+        """Estimate one textured pair `passes` times (through `estimate`, unseeded first, then from an
+        identity seed, as the odometry calls it); returns the seconds of each pass.
 
-        The first pair on a GPU pays for CUDA's start-up (context, library handles, kernel loading): 9-12 s
-        on an H200 against 0.11 s per pair after it, and a thread that had not run the model yet paid again.
-        So the node runs this on its inference thread before it subscribes."""
+        On a GPU the first pass pays for CUDA's start-up (context, library handles, kernel loading: 4-5 s on
+        an H200 against 0.11 s per pair after it). After one such pass the node's next pair still took
+        9-21 s there. pypose's TorchScript functions compile their fused kernels on a later call than the
+        first, and more passes take that before frames arrive. This is not yet confirmed on a GPU; the
+        per-pass times in the node's log will say. The node runs this on its inference thread before it
+        subscribes."""
+        if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
+            raise ValueError(f"passes must be an int >= 1, got {passes!r}")
         width, height = self.input_size
         rng = np.random.default_rng(0)
         texture = rng.random((3, height // 4 + 1, width // 4 + 2), dtype=np.float32)
@@ -151,9 +160,12 @@ class BANetEstimator:
         camera = PinholeCamera(0.8 * width, 0.8 * width, (width - 1) / 2, (height - 1) / 2, width, height)
         reference = PreparedFrame(0.0, np.ascontiguousarray(big[:, :height, :width]), camera, camera)
         target = PreparedFrame(0.1, np.ascontiguousarray(big[:, :height, 4 : width + 4]), camera, camera)
-        start = time.perf_counter()
-        self.estimate(reference, target, pose_init=np.eye(4))
-        return time.perf_counter() - start
+        seconds = []
+        for k in range(passes):
+            start = time.perf_counter()
+            self.estimate(reference, target, pose_init=None if k == 0 else np.eye(4))
+            seconds.append(time.perf_counter() - start)
+        return seconds
 
     def estimate(
         self, reference: PreparedFrame, target: PreparedFrame, pose_init: np.ndarray | None = None

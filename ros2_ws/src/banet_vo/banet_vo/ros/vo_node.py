@@ -172,8 +172,8 @@ class VOShell:
         frames arriving meanwhile would be dropped. Estimators without `warm_up` (tests' fakes) skip it."""
         warm_up = getattr(self.estimator, "warm_up", None)
         if warm_up is not None:
-            seconds = warm_up()
-            self.get_logger().info(f"model warmed up on {self.estimator.device} in {seconds:.2f} s")
+            seconds = ", ".join(f"{t:.2f}" for t in warm_up())
+            self.get_logger().info(f"model warmed up on {self.estimator.device}: passes of {seconds} s")
 
     def _open_input(self) -> None:
         """Subscribe image (+ camera_info): frames start flowing into the worker."""
