@@ -84,7 +84,7 @@ from banet_vo.ros.vo_tf import ExtrinsicSource, TfOutput, transform_msg
 
 NO_EXTRINSIC = "no_extrinsic"  # frames waiting for the base → camera transform from tf
 MATCHER_UPDATE_ERRORS = "matcher_update_errors"  # matcher updates that could not be read or used
-WARM_UP_TIMEOUT_S = 120.0  # the longest the node waits for the model's first pair before subscribing
+WARM_UP_TIMEOUT_S = 120.0  # the longest the node waits for the model's warm-up before subscribing
 # Counters that make /diagnostics WARN while they grew within the window.
 PROBLEMS = (
     DROPPED,
@@ -168,8 +168,9 @@ class VOShell:
         self._diag_timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
 
     def _warm_up(self) -> None:
-        """The model's first pair, on the inference thread: on a GPU it takes seconds (CUDA's start-up), and
-        frames arriving meanwhile would be dropped. Estimators without `warm_up` (tests' fakes) skip it."""
+        """The model's first passes, on the inference thread: on a GPU they take seconds (CUDA's start-up),
+        and frames arriving meanwhile would be dropped. Estimators without `warm_up` (tests' fakes) skip
+        it."""
         warm_up = getattr(self.estimator, "warm_up", None)
         if warm_up is not None:
             seconds = ", ".join(f"{t:.2f}" for t in warm_up())
