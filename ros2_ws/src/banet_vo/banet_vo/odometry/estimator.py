@@ -140,9 +140,10 @@ class BANetEstimator:
         model = load_banet(path, device=torch_device)
         return cls(model, torch_device)
 
-    def warm_up(self, passes: int = WARM_UP_PASSES) -> list[float]:
+    def warm_up(self, passes: int | None = None) -> list[float]:
         """Estimate one textured pair `passes` times (through `estimate`, unseeded first, then from an
-        identity seed, as the odometry calls it); returns the seconds of each pass.
+        identity seed, as the odometry calls it); returns the seconds of each pass. By default
+        WARM_UP_PASSES on a GPU and one on the CPU, where nothing is compiled on a later call.
 
         On a GPU the first pass pays for CUDA's start-up (context, library handles, kernel loading: 4-5 s on
         an H200 against 0.11 s per pair after it). After one such pass the node's next pair still took
@@ -150,6 +151,8 @@ class BANetEstimator:
         first, and more passes take that before frames arrive. This is not yet confirmed on a GPU; the
         per-pass times in the node's log will say. The node runs this on its inference thread before it
         subscribes."""
+        if passes is None:
+            passes = WARM_UP_PASSES if self.device.type == "cuda" else 1
         if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
             raise ValueError(f"passes must be an int >= 1, got {passes!r}")
         width, height = self.input_size
