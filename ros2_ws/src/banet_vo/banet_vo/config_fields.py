@@ -39,11 +39,17 @@ def setting(
 
 def check_ranges(config: Any, names: tuple[str, ...] | None = None) -> None:
     """ValueError unless each named field (default: every field) of dataclass instance `config` is a
-    number of its default's kind (int or float, never bool) inside the field's `range` metadata."""
+    number of its default's kind (int or float, never bool) inside the field's `range` metadata, or, for a
+    field with `choices` metadata, one of them."""
     by_name = {f.name: f for f in dataclasses.fields(config)}
     for name in by_name if names is None else names:
         f = by_name[name]
         value = getattr(config, name)
+        choices = f.metadata.get("choices")
+        if choices is not None:
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+            continue
         low, high = f.metadata["range"]
         kind = int if isinstance(f.default, int) else float
         if (

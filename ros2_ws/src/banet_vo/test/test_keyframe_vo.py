@@ -319,6 +319,8 @@ def test_tracking_config_is_validated():
         TrackingConfig(window_keyframes=2)
     with pytest.raises(ValueError, match="track_keyframes"):
         TrackingConfig(track_keyframes=0)
+    with pytest.raises(ValueError, match=r"rebuild_anchor must be one of \('hold', 'predict'\)"):
+        TrackingConfig(rebuild_anchor="extrapolate")
 
 
 def test_same_input_gives_the_same_trajectory(estimator, kitti06):

@@ -4,7 +4,6 @@ range, from which the node's `tracking_*` parameters derive; defaults were chose
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from banet_vo.config_fields import check_ranges, setting
@@ -122,6 +121,4 @@ class TrackingConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.rebuild_anchor not in REBUILD_ANCHORS:
-            raise ValueError(f"rebuild_anchor must be one of {REBUILD_ANCHORS}, got {self.rebuild_anchor!r}")
-        check_ranges(self, tuple(f.name for f in dataclasses.fields(self) if f.name != "rebuild_anchor"))
+        check_ranges(self)

@@ -249,12 +249,11 @@ class VOShell:
         if p.torch_threads > 0:
             torch.set_num_threads(p.torch_threads)
         try:
-            estimator = BANetEstimator.from_checkpoint(p.model, device=p.device)
+            return BANetEstimator.from_checkpoint(p.model, device=p.device)
         except ValueError as err:
             raise ValueError(f"parameter model: cannot use {p.model}: {err}") from err
         except (OSError, RuntimeError, KeyError) as err:  # unreadable file, torch refusing the weights
             raise ValueError(f"parameter model: cannot load {p.model}: {type(err).__name__}: {err}") from err
-        return estimator
 
     @property
     def image_sub(self) -> Any | None:
