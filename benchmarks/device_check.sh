@@ -47,11 +47,9 @@ if [ -z "$PY" ]; then
   if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 fi
 if [ -f .devsite.tar.xz ] && [ "$PY" = python3 ] && [ "$DRY" = 0 ]; then
-  # The device image's python3 is itself a venv: the new one reaches its packages through a .pth line.
-  BASE_SITE=$(python3 -c "import site; print(site.getsitepackages()[0])")
-  rm -rf /tmp/devvenv && python3 -m venv --without-pip /tmp/devvenv && tar -xJf .devsite.tar.xz -C /tmp/devvenv \
-    && echo "import site; site.addsitedir('$BASE_SITE')" >"$(echo /tmp/devvenv/lib/python3*/site-packages)/zz_device_base.pth" \
-    && PY=/tmp/devvenv/bin/python
+  # Even when its import check fails: env.txt then names the missing module.
+  bash benchmarks/device_train.sh env >&2
+  [ -x /tmp/devvenv/bin/python ] && PY=/tmp/devvenv/bin/python
   echo "device_check: python $PY" >&2
 fi
 DATA_DIR=""

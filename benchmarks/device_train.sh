@@ -7,7 +7,9 @@
 #   bash benchmarks/device_train.sh stage train CONFIG NAME [banet-vo-train options]
 #                                                        # carry .devdata (the rest), then train
 #
-# env: unpacks .devsite.tar.xz (benchmarks/device_pack.py) into a venv over the machine's own torch.
+# env: unpacks .devsite.tar.xz (benchmarks/device_pack.py) into a venv over the machine's own torch (the
+# device image's python3 is itself a venv: the new one reaches its packages through a .pth line);
+# device_check.sh uses it too.
 # stage: copies every clip folder of .devdata/ into /tmp/devdata/ (it survives between calls; the carried
 # folder does not).
 # train: points ../shared/data at /tmp/devdata when there is no ../shared/data, renders the synthetic cache
@@ -26,7 +28,7 @@ fi
 export PYTHONPATH="$PWD:$PWD/ros2_ws/src/banet_vo:$PWD/ros2_ws/src/imatching_online${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 
-[ $# -gt 0 ] || { sed -n '2,19p' "$0"; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,18p' "$0"; exit 2; }
 while [ $# -gt 0 ]; do
   what=$1
   shift
