@@ -13,6 +13,7 @@ pytestmark = pytest.mark.ros
 pytest.importorskip("rclpy")
 from banet_vo.ros.camera_input import IMAGE_QOS_MODES, image_qos_parameter  # noqa: E402
 from banet_vo.ros.parameters import ParameterSpec, ParameterTable, RenamedParameter, subset  # noqa: E402
+from rcl_interfaces.msg import SetParametersResult  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
@@ -206,6 +207,57 @@ def test_a_renamed_parameter_given_to_a_node_is_declared_under_its_new_names(rcl
         assert node.describe_parameter("gain").dynamic_typing
     finally:
         node.destroy_node()
+
+
+RUN_TIME_SPLIT = ParameterTable(
+    *(ParameterSpec(n, 1.0, n, range=(0.0, 100.0), dynamic=True) for n in ("gain_x", "gain_y")),
+    renamed=(RenamedParameter("gain", ("gain_x", "gain_y"), "9.0"),),
+)
+
+
+def test_a_renamed_parameter_set_at_run_time_carries_its_value_to_the_new_names_in_one_step(rclpy_context):
+    node = Node("renamed_run_time", context=rclpy_context)
+    warnings, seen = [], []
+    try:
+        RUN_TIME_SPLIT.declare(node)
+        node.add_pre_set_parameters_callback(
+            lambda params: RUN_TIME_SPLIT.expand_renamed(params, warnings.append)
+        )
+
+        def on_set(params):  # what a node does with them: carry what the pre-set callback did not
+            changes = {p.name: p.value for p in params if p.name in RUN_TIME_SPLIT}
+            old = {p.name: p.value for p in params if p.name in RUN_TIME_SPLIT.renamed}
+            try:
+                seen.append(RUN_TIME_SPLIT.values({**changes, **RUN_TIME_SPLIT.renamed_given(changes, old)}))
+            except ValueError as err:
+                return SetParametersResult(successful=False, reason=str(err))
+            return SetParametersResult(successful=True)
+
+        node.add_on_set_parameters_callback(on_set)
+        (result,) = node.set_parameters([Parameter("gain", value=5)])  # an int for float parameters
+        assert result.successful
+        assert [node.get_parameter(n).value for n in ("gain", "gain_x", "gain_y")] == [5, 5.0, 5.0]
+        assert seen[-1] == {"gain_x": 5.0, "gain_y": 5.0} and len(warnings) == 1
+        # given with a new name, the old one is refused as at start, and nothing is set
+        refused = node.set_parameters_atomically(
+            [Parameter("gain", value=3.0), Parameter("gain_x", value=2.0)]
+        )
+        assert not refused.successful and "deprecated name of gain_x, which is given too" in refused.reason
+        assert node.get_parameter("gain_x").value == 5.0 and len(warnings) == 1
+        # a value a new name refuses is refused by the new name's check, with its reason
+        refused = node.set_parameters_atomically([Parameter("gain", value=200.0)])
+        assert not refused.successful and "gain_x: 200.0 is outside" in refused.reason
+        assert node.get_parameter("gain").value == 5
+    finally:
+        node.destroy_node()
+
+
+def test_renamed_given_keeps_only_old_names_not_already_carried():
+    carried = {"gain_x": 4.0, "gain_y": 4.0}
+    assert SPLIT.renamed_given(carried, {"gain": 4}) == {}
+    assert SPLIT.renamed_given({"gain_x": 4.0, "gain_y": 3.0}, {"gain": 4}) == {"gain": 4}
+    assert SPLIT.renamed_given({"gain_x": 4.0}, {"gain": 4}) == {"gain": 4}
+    assert SPLIT.renamed_given({}, {"gain": "x"}) == {"gain": "x"}  # a bad value: carried, then refused
 
 
 def test_tracking_parameters_derive_from_tracking_config():

@@ -10,7 +10,8 @@ with the closest known name suggested: rclpy itself would silently ignore it and
 A renamed parameter keeps its old name working for one release (`RenamedParameter`): given at start
 (command line, params file, overrides), its value goes to the new name(s) with a warning through the
 node's logger; the old name is declared too (no value, any type), so that a node can carry a run-time
-change of it the same way (`carry_renamed` in its set-parameters callback).
+change of it the same way: `expand_renamed` in its pre-set-parameters callback adds the new names to the
+same request, so they are set at once with it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 from banet_vo.config_fields import field_info
 
@@ -191,6 +193,43 @@ class ParameterTable:
             value = out.pop(old)
             out.update({n: value for n in r.new})
         return out
+
+    def expand_renamed(
+        self, parameters: list[Parameter], warn: Callable[[str], None] | None
+    ) -> list[Parameter]:
+        """For a pre-set-parameters callback: `parameters` with each deprecated name followed by its new names
+        at its value, so that all are set in one step (the node then shows the values it uses; a node cannot
+        set parameters from inside its own set callback). A deprecated name given together with a new name, or
+        with a value a new name refuses, is left as it is: `renamed_given` then lets the set-parameters
+        callback refuse it with the reason."""
+        names = {param.name for param in parameters}
+        out = list(parameters)
+        for param in parameters:
+            r = self.renamed.get(param.name)
+            if r is None or any(n in names for n in r.new):
+                continue
+            try:
+                values = {n: self[n].check(param.value) for n in r.new}
+            except ValueError:
+                continue
+            if warn is not None:
+                warn(r.warning())
+            out.extend(Parameter(n, value=list(v) if isinstance(v, tuple) else v) for n, v in values.items())
+        return out
+
+    def renamed_given(self, changes: Mapping[str, Any], old: Mapping[str, Any]) -> dict[str, Any]:
+        """The deprecated names in `old` ({name: value}) that still need carrying into `changes`: those that
+        `expand_renamed` did not already carry (every new name present at the old name's value)."""
+        left = {}
+        for name, value in old.items():
+            r = self.renamed[name]
+            try:
+                carried = all(n in changes and changes[n] == self[n].check(value) for n in r.new)
+            except ValueError:
+                carried = False
+            if not carried:
+                left[name] = value
+        return left
 
     def closest(self, name: str) -> str | None:
         """The known name most like `name` (difflib ratio >= 0.6), or None."""

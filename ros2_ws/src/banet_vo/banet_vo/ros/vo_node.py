@@ -26,7 +26,6 @@ from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry, Path
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -164,6 +163,8 @@ class VOShell:
             self._process, self.events, p.queue_size, name="banet_vo_inference", on_start=self._warm_up
         )
         self._param_callback = self._on_set_parameters
+        self._pre_param_callback = self._expand_renamed
+        self.add_pre_set_parameters_callback(self._pre_param_callback)
         self.add_on_set_parameters_callback(self._param_callback)
         self._diag_timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
 
@@ -230,6 +231,7 @@ class VOShell:
         self.destroy_subscription(self.matcher_sub)
         self.destroy_timer(self._diag_timer)
         self.remove_on_set_parameters_callback(self._param_callback)
+        self.remove_pre_set_parameters_callback(self._pre_param_callback)
         log_bridge.detach(self._log_handler)
         if self.vo is not None:
             self.vo.close()
@@ -265,6 +267,9 @@ class VOShell:
         return self.camera_input.info_sub if self.camera_input is not None else None
 
     # -- parameters at run time (executor thread) ---------------------------------------------------
+    def _expand_renamed(self, parameters: list[Any]) -> list[Any]:
+        return PARAMS.expand_renamed(parameters, self.get_logger().warning)
+
     def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
         changes, renamed = {}, {}
         for param in parameters:
@@ -280,7 +285,9 @@ class VOShell:
             value = param.value
             changes[param.name] = list(value) if isinstance(PARAMS[param.name].default, list) else value
         try:
-            carried = PARAMS.carry_renamed({**changes, **renamed}, self.get_logger().warning)
+            # a deprecated name arrives with its new names (_expand_renamed), unless it clashes or is bad
+            left = PARAMS.renamed_given(changes, renamed)
+            carried = PARAMS.carry_renamed({**changes, **left}, self.get_logger().warning)
             changes = {name: value for name, value in carried.items() if name in PARAMS}
             if not changes:
                 return SetParametersResult(successful=True)
@@ -288,8 +295,6 @@ class VOShell:
             params = params_from_values(values)
         except ValueError as err:
             return SetParametersResult(successful=False, reason=str(err))
-        if renamed:
-            self._set_later({name: changes[name] for r in renamed for name in PARAMS.renamed[r].new})
         with self._lock:
             self._values = values
             if any(name in ODOMETRY_PARAMS for name in changes):
@@ -297,18 +302,6 @@ class VOShell:
             self.params = params
         self.get_logger().info(f"parameters set: {changes}")
         return SetParametersResult(successful=True)
-
-    def _set_later(self, values: dict[str, Any]) -> None:
-        """Set the new names of a deprecated parameter just changed, after this callback (a node cannot set
-        parameters from inside its set-parameters callback), so that they show what is in use."""
-        checked = [Parameter(name, value=PARAMS[name].check(value)) for name, value in values.items()]
-        timer = None
-
-        def once() -> None:
-            self.destroy_timer(timer)
-            self.set_parameters(checked)
-
-        timer = self.create_timer(0.0, once)
 
     # -- callbacks (executor thread) -----------------------------------------------------------------
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
