@@ -68,7 +68,7 @@ def record_windows(clip_name: str, frames: int) -> list[Window]:
         clip = rc.load_clip(rc.ALL_CLIPS[clip_name], DATA, frames)
         estimator = BANetEstimator.from_checkpoint(MODEL, device="cpu")
         vo = make_odometry(estimator, replace(OdometryConfig(scale_source="none"), window_solver="gtsam"))
-        rc.run_odometry(vo, clip, lookahead=False)  # every window solved here, where it is recorded
+        rc.run_odometry(vo, clip)
     finally:
         keyframe_vo.WindowBundleAdjuster = original
     return windows

@@ -7,11 +7,7 @@ Each stage's functions are wrapped with a wall-clock timer while the clip runs t
 default configuration (KITTI with the ground-plane scale), the window BA in line (what a live node pays
 on one process unless background_ba is on), once per window solver named (one row each, in one run).
 Shares are of the summed process() time; "other" is what no
-stage covers (keyframe bookkeeping, triangulation, covariances). The stages are timed without lookahead (the
-window BA in this process, so that its solve can be timed); a second run of the same clip, stages untimed,
-passes each next frame as `upcoming` (its features and matches computed while the window BA solves in the
-worker process, as banet-vo-run and the node do) and gives the s/frame and ratio of the last columns, and
-whether its poses equal the first run's. Results: benchmarks/results/frame_profile.md.
+stage covers (keyframe bookkeeping, triangulation, covariances). Results: benchmarks/results/frame_profile.md.
 """
 
 from __future__ import annotations
@@ -25,7 +21,6 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 from banet_vo.provenance import code_version, machine_description
 
 from benchmarks.real_clips import DATA
@@ -83,12 +78,9 @@ def profile_clip(name: str, args, estimator, solver: str) -> dict:
     vo = make_odometry(estimator, replace(config, background_ba=False, window_solver=solver))
     totals: dict[str, float] = defaultdict(float)
     with timed_stages(totals):
-        run = rc.run_odometry(vo, clip, lookahead=False)
+        run = rc.run_odometry(vo, clip)
     total = float(sum(run.seconds))
-    ahead = rc.run_odometry(make_odometry(estimator, vo.config), clip, lookahead=True)
     return {
-        "ahead": float(sum(ahead.seconds)),
-        "same_poses": bool(np.array_equal(ahead.poses, run.poses)),
         "clip": name,
         "solver": solver,
         "frames": run.frames_total,
@@ -101,8 +93,7 @@ def profile_clip(name: str, args, estimator, solver: str) -> dict:
 def markdown(results: list[dict], args, argv: list[str], seconds: float) -> str:
     stages = list(STAGES)
     head = "| clip | window solver | frames (keyframes) | s/frame | " + " | ".join(stages) + " | other |"
-    head += " s/frame, next frame ahead | ratio | same poses |"
-    lines = [head, "|" + "---|" * (len(stages) + 8)]
+    lines = [head, "|" + "---|" * (len(stages) + 5)]
     for r in results:
         spent = [r["stages"].get(s, 0.0) for s in stages]
         covered = sum(spent)
@@ -112,9 +103,7 @@ def markdown(results: list[dict], args, argv: list[str], seconds: float) -> str:
             f"| {r['clip']} | {r['solver']} | {r['frames']} ({r['keyframes']}) | "
             f"{r['total'] / r['frames']:.3f} | "
             + " | ".join(cells)
-            + f" | {other / r['frames']:.3f} ({100 * other / r['total']:.0f} %) | "
-            f"{r['ahead'] / r['frames']:.3f} | {r['ahead'] / r['total']:.2f} | "
-            f"{'yes' if r['same_poses'] else 'NO'} |"
+            + f" | {other / r['frames']:.3f} ({100 * other / r['total']:.0f} %) |"
         )
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join(

@@ -69,21 +69,6 @@ def test_a_busy_worker_drops_the_oldest_queued_items_and_counts_them(worker_and_
     assert recorder.items == ["wait", 3, 4]
 
 
-def test_peek_shows_the_next_queued_item_without_taking_it(worker_and_recorder):
-    worker, recorder, _, _ = worker_and_recorder
-    assert worker.peek() is None
-    worker.put("wait")
-    assert recorder.started.wait(5.0)
-    assert worker.peek() is None  # the item in progress is no longer queued
-    worker.put(1)
-    worker.put(2)
-    assert worker.peek() == 1 and len(worker) == 2
-    worker.put(3)  # 1 is dropped for it: the next one is now 2
-    assert worker.peek() == 2
-    recorder.release.set()
-    assert worker.wait_idle(5.0) and recorder.items == ["wait", 2, 3]
-
-
 def test_errors_are_counted_and_the_worker_keeps_serving(worker_and_recorder):
     worker, recorder, events, logged = worker_and_recorder
     worker.put("bad")

@@ -460,11 +460,8 @@ class OdometryRun:
     resets: int  # trajectory restarts (the poses after one are in another odom frame)
 
 
-def run_odometry(
-    vo, clip: Clip, progress: Callable[[int, int], None] | None = None, lookahead: bool = True
-) -> OdometryRun:
-    """Feed the clip's frames to `vo.process(image, stamp, camera, upcoming=next image)` and collect the
-    camera poses (`lookahead` False: no next image, so nothing is computed ahead; the same poses). Only
+def run_odometry(vo, clip: Clip, progress: Callable[[int, int], None] | None = None) -> OdometryRun:
+    """Feed the clip's frames to `vo.process(image, stamp, camera)` and collect the camera poses. Only
     poses of the first trajectory are kept (a reset starts a new odom frame that cannot share one
     alignment with the first); later ones are counted in `resets`."""
     stamps, poses, seconds = [], [], []
@@ -473,33 +470,22 @@ def run_odometry(
     first_id = None
     resets = 0
     n = len(clip)
-    frames = clip.frames()
-    upcoming = next(frames, None)
-    try:
-        for k in range(n):
-            frame, upcoming = upcoming, next(frames, None)
-            if frame is None:
-                break
-            started = time.perf_counter()
-            ahead = upcoming.image if upcoming is not None and lookahead else None
-            result = vo.process(frame.image, frame.timestamp, frame.camera, upcoming=ahead)
-            seconds.append(time.perf_counter() - started)
-            statuses[result.status] = statuses.get(result.status, 0) + 1
-            if first_id is None:
-                first_id = result.trajectory_id
-            if result.trajectory_id != first_id:
-                resets = max(resets, result.trajectory_id - first_id)
-            elif result.T_odom_camera is not None:
-                stamps.append(frame.timestamp)
-                poses.append(np.asarray(result.T_odom_camera, dtype=np.float64))
-                source = result.scale_source or "?"
-                scales[source] = scales.get(source, 0) + 1
-            if progress is not None:
-                progress(k + 1, n)
-    finally:
-        close = getattr(vo, "close", None)  # the window-BA worker the lookahead started; vo stays usable
-        if close is not None:
-            close()
+    for k, frame in enumerate(clip.frames()):
+        started = time.perf_counter()
+        result = vo.process(frame.image, frame.timestamp, frame.camera)
+        seconds.append(time.perf_counter() - started)
+        statuses[result.status] = statuses.get(result.status, 0) + 1
+        if first_id is None:
+            first_id = result.trajectory_id
+        if result.trajectory_id != first_id:
+            resets = max(resets, result.trajectory_id - first_id)
+        elif result.T_odom_camera is not None:
+            stamps.append(frame.timestamp)
+            poses.append(np.asarray(result.T_odom_camera, dtype=np.float64))
+            source = result.scale_source or "?"
+            scales[source] = scales.get(source, 0) + 1
+        if progress is not None:
+            progress(k + 1, n)
     return OdometryRun(
         np.asarray(stamps, dtype=np.float64),
         np.asarray(poses, dtype=np.float64).reshape(-1, 4, 4),

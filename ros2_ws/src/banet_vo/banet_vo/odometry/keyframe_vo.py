@@ -20,12 +20,6 @@ Per frame (image, stamp, camera):
    (`learned`), from the ground plane and `camera_height` (`ground_plane`), or not at all (`none`: the
    first baseline is the unit) — and a running median of it (over the whole trajectory for the noisy
    learned source, the last 15 keyframes for the ground plane) scales each frame's motion.
-
-A caller that already holds the next frame passes it as `upcoming`: while a keyframe's window BA solves in
-the worker process (GTSAM holds the GIL, so only a process frees the second core), the main thread
-extracts that frame's features and matches them to the keyframes it will be tracked against. The next
-process() call takes them if it gets the very same image array. Both computations are pure, so the
-results are identical to solving in line; only the time changes.
 """
 
 from __future__ import annotations
@@ -112,16 +106,6 @@ class _WindowJob:
 
 
 @dataclass
-class _Prefetched:
-    """The upcoming frame's features and its matches to keyframes, computed while a window BA solved."""
-
-    image: np.ndarray  # the caller's array: taken only for this very object
-    features: Features
-    # keyframe id → (that keyframe, its features then, matches (keyframe keypoint, frame keypoint))
-    matches: dict[int, tuple[_Keyframe, Features, np.ndarray]]
-
-
-@dataclass
 class _Output:
     """What has been published: the output (metric, odom) pose and the map pose it came from."""
 
@@ -163,9 +147,6 @@ class KeyframeOdometry:
         self._observed: tuple[np.ndarray, np.ndarray] | None = None
         self._background = BackgroundBundleAdjuster()
         self._worker_failed = False  # after a dead worker, window BAs are solved in line
-        self._upcoming: np.ndarray | None = None  # the caller's next image, during process()
-        self._prefetched: _Prefetched | None = None  # for the next frame
-        self._frame_prefetch: _Prefetched | None = None  # taken by the frame being processed
         self.reset(reason=None)
 
     # -- state ---------------------------------------------------------------------------------------
@@ -247,7 +228,6 @@ class KeyframeOdometry:
         that are not XFeat's or not finite."""
         previous = self.extractor.state_dict()
         self.extractor.load_state_dict(state)  # checked first: raises with nothing changed
-        self._prefetched = None  # extracted with the weights before
         try:
             current = candidate = None
             if self._initialised and len(self._keyframes) >= 2:
@@ -292,29 +272,14 @@ class KeyframeOdometry:
         state, version = self._quality.previous
         self._quality.end_trial()
         self.extractor.load_state_dict(state)
-        self._prefetched = None  # extracted with the weights rolled back
         self._describe_window()
         logger.warning("matcher version %d rolled back to %d: %s", self.matcher_version, version, why)
         self.matcher_version = version
         self.stats.matcher_rollbacks += 1
 
     # -- the pipeline --------------------------------------------------------------------------------
-    def process(
-        self, image: np.ndarray, stamp: float, camera: PinholeCamera, upcoming: np.ndarray | None = None
-    ) -> FrameResult:
-        """Run one frame. Bad input (image/camera/stamp) raises ValueError and changes no state.
-        `upcoming`: the next frame's image when the caller already has it (its features are computed while
-        this frame's window BA solves in the worker process; pass that same array next)."""
-        if upcoming is not None and not self._worker_failed:
-            self._background.start()  # started ahead: its first window BA does not wait for it
-        self._upcoming = upcoming
-        self._frame_prefetch, self._prefetched = self._prefetched, None
-        try:
-            return self._process(image, stamp, camera)
-        finally:
-            self._upcoming = self._frame_prefetch = None
-
-    def _process(self, image: np.ndarray, stamp: float, camera: PinholeCamera) -> FrameResult:
+    def process(self, image: np.ndarray, stamp: float, camera: PinholeCamera) -> FrameResult:
+        """Run one frame. Bad input (image/camera/stamp) raises ValueError and changes no state."""
         frame, check, skipped = begin_frame(self, image, stamp, camera)
         if skipped is not None:
             return skipped
@@ -323,13 +288,7 @@ class KeyframeOdometry:
         if gap is not None:
             self._forget_motion(gap)
         started = time.perf_counter()
-        prefetched = self._frame_prefetch
-        if prefetched is not None and prefetched.image is image:
-            features = prefetched.features
-            self.stats.prefetched += 1
-        else:
-            self._frame_prefetch = None
-            features = self.extractor.extract(image, keep_image=True)  # kept: a matcher swap re-describes
+        features = self.extractor.extract(image, keep_image=True)  # kept: a matcher swap re-describes
         self._frame_inlier_ratio = 0.0  # a frame not tracked by PnP counts 0 (matcher_swap trial)
         self._observed = None  # (pixels, landmark ids) of this frame's PnP inliers, once tracked
 
@@ -417,7 +376,7 @@ class KeyframeOdometry:
     def _initialise(self, frame: PreparedFrame, features: Features) -> FrameResult:
         t = self.tracking
         kf0 = self._keyframes[0]
-        matches = self._match(kf0, features)
+        matches = match_mutual(kf0.features, features, t.min_cosine)
         x0 = kf0.features.keypoints[matches[:, 0]]
         x1 = features.keypoints[matches[:, 1]]
         rel = solve_relative_pose(x0, x1, self._camera, seed=t.ransac_seed)
@@ -484,23 +443,13 @@ class KeyframeOdometry:
         (t0, T0), (t1, T1) = self._map_history
         return predict_constant_velocity(T1, t1, T0, t0, stamp)
 
-    def _match(self, kf: _Keyframe, features: Features) -> np.ndarray:
-        """Mutual matches (keyframe keypoint, frame keypoint): computed ahead for this keyframe and
-        these features, or now."""
-        ahead = self._frame_prefetch
-        if ahead is not None and ahead.features is features and kf.id in ahead.matches:
-            then, kf_features, matches = ahead.matches[kf.id]
-            if then is kf and kf_features is kf.features:
-                return matches
-        return match_mutual(kf.features, features, self.tracking.min_cosine)
-
     def _pnp(self, keyframes: list[_Keyframe], features: Features, T_guess: np.ndarray):
         """Pose of the current frame from the landmarks of `keyframes` (newest first) that its keypoints
         match; returns ((T_wc, [(keypoint, landmark)] inliers, X, x) or None, matches to the newest)."""
         assigned = np.full(len(features), -1, np.int64)
         newest = None
         for kf in keyframes:
-            matches = self._match(kf, features)
+            matches = match_mutual(kf.features, features, self.tracking.min_cosine)
             if newest is None:
                 newest = matches
             # A keyframe holds each landmark at one keypoint and mutual matches are one-to-one, so within
@@ -744,7 +693,7 @@ class KeyframeOdometry:
         if self._inline_ba:
             self._merge_background_ba(wait=True)  # background_ba was just turned off
             job = self._window_job()
-            self._apply_ba(self._solve_beside_prefetch(job), job, frames_moved=False)
+            self._apply_ba(self._solve_inline(job), job, frames_moved=False)
         elif self._background.busy:
             self._ba_pending = True  # solved as a whole when the running job is merged
         else:
@@ -753,57 +702,24 @@ class KeyframeOdometry:
     def _solve_inline(self, job: _WindowJob):
         return self._ba.solve(job.poses, job.points, job.observations, job.fixed, job.relative)
 
-    def _solve_beside_prefetch(self, job: _WindowJob):
-        """The window BA of this frame, waited for: in the worker process while this thread prefetches the
-        upcoming frame, when there is one; else in line. The worker's solve is the same computation."""
-        if self._upcoming is None or self._prefetched is not None or self._worker_failed:
-            return self._solve_inline(job)
-        try:
-            self._send(job)
-        except RuntimeError as err:
-            self._worker_lost(err)
-            return self._solve_inline(job)
-        try:
-            self._prefetch(self._upcoming)
-        finally:
-            try:
-                result = self._background.poll(wait=True)
-            except RuntimeError as err:
-                self._worker_lost(err)
-                result = None
-        return result if result is not None else self._solve_inline(job)
-
-    def _prefetch(self, image: np.ndarray) -> None:
-        """Features of the upcoming image and their matches to the keyframes its tracking starts from."""
-        try:
-            features = self.extractor.extract(image, keep_image=True)
-        except Exception as err:
-            # That frame's own process() runs the same extraction and reports what failed (bad input is a
-            # ValueError there); nothing is kept here.
-            logger.debug("upcoming frame not prefetched: %s", err)
-            return
-        recent = self._keyframes[::-1][: self.tracking.track_keyframes]
-        matches = {
-            kf.id: (kf, kf.features, match_mutual(kf.features, features, self.tracking.min_cosine))
-            for kf in recent
-        }
-        self._prefetched = _Prefetched(image, features, matches)
-
     def _submit_ba(self) -> None:
         job = self._window_job()
         self._ba_pending = False
         try:
-            self._send(job)
+            self._background.submit(
+                self._camera,
+                self._ba.config,
+                job.poses,
+                job.points,
+                job.observations,
+                job.fixed,
+                job.relative,
+            )
         except RuntimeError as err:  # the worker cannot take it: this and later windows in line
             self._worker_lost(err)
             self._apply_ba(self._solve_inline(job), job, frames_moved=False)
             return
         self._ba_job = job
-
-    def _send(self, job: _WindowJob) -> None:
-        self._background.submit(
-            self._camera, self._ba.config, job.poses, job.points, job.observations, job.fixed, job.relative
-        )
 
     def _worker_lost(self, err: RuntimeError) -> None:
         logger.error("%s; window BAs are solved in line from now on", err)

@@ -249,7 +249,6 @@ class OdometryStats:
     recovered: int = 0  # frames PnP could not locate, tracked from the newest keyframe (frontend xfeat)
     init_restarts: int = 0  # first keyframes replaced before their map was built (frontend xfeat)
     rebuild_predictions: int = 0  # rebuilt maps anchored at the constant-velocity prediction (xfeat)
-    prefetched: int = 0  # frames whose features were computed ahead, while a window BA solved (xfeat)
     matcher_swaps: int = 0  # new matcher weights taken (odometry.matcher_swap)
     matcher_refused: int = 0  # new matcher weights refused by the held-back check
     matcher_rollbacks: int = 0  # swaps undone by the trial
@@ -411,12 +410,8 @@ class VisualOdometry:
         return predict_constant_velocity(C1, t1, C0, t0, stamp)
 
     # -- the pipeline --------------------------------------------------------------------------------
-    def process(
-        self, image: np.ndarray, stamp: float, camera: PinholeCamera, upcoming: np.ndarray | None = None
-    ) -> FrameResult:
-        """Run one frame. Bad input (image/camera/stamp) raises ValueError and changes no state.
-        `upcoming` (the next frame) is for the xfeat front end's overlap; BA-Net alone has nothing to do
-        ahead."""
+    def process(self, image: np.ndarray, stamp: float, camera: PinholeCamera) -> FrameResult:
+        """Run one frame. Bad input (image/camera/stamp) raises ValueError and changes no state."""
         frame, check, skipped = begin_frame(self, image, stamp, camera)
         if skipped is not None:
             return skipped

@@ -51,11 +51,6 @@ class LatestFrameQueue:
                 return None
             return self._items.popleft() if self._items else None
 
-    def peek(self) -> Any | None:
-        """The oldest item, left queued (None when empty)."""
-        with self._cond:
-            return self._items[0] if self._items else None
-
     def clear(self) -> int:
         with self._cond:
             n = len(self._items)
@@ -108,10 +103,6 @@ class FrameWorker:
         if dropped:
             self._events.add(DROPPED, dropped)
         return dropped
-
-    def peek(self) -> Any | None:
-        """The next queued item without taking it (None when nothing waits): work can start on it ahead."""
-        return self._queue.peek()
 
     def clear(self) -> int:
         """Discard what is queued (not the item being processed); returns how many."""

@@ -159,7 +159,6 @@ class VOShell:
         )
         # always there: publish_tf can be switched on at run time (the warning only when it is on now)
         self.tf = TfOutput(self, warn=p.publish_tf or p.publish_static_tf)
-        self._ahead: tuple[CameraFrame, np.ndarray, Any] | None = None  # the upcoming frame, rectified
         self.worker = FrameWorker(
             self._process, self.events, p.queue_size, name="banet_vo_inference", on_start=self._warm_up
         )
@@ -387,7 +386,9 @@ class VOShell:
     def _process(self, item: CameraFrame) -> None:
         self._between_frames()
         p = self.params
-        image, camera = self._rectified(item)
+        image, camera = item.image, item.camera
+        if item.calibration is not None:
+            image, camera = self.rectifier.rectify(image, item.calibration)
         camera_frame = p.camera_frame or item.header.frame_id
         if not self.extrinsic.ready:
             T = self.extrinsic.resolve(camera_frame, p.base_frame)
@@ -403,7 +404,7 @@ class VOShell:
             if hasattr(old, "extractor"):  # a matcher version taken before the extrinsic came stays
                 self.vo.extractor.load_state_dict(old.extractor.state_dict())
                 self.vo.matcher_version = old.matcher_version
-        result = self.vo.process(image, item.stamp, camera, upcoming=self._upcoming_image())
+        result = self.vo.process(image, item.stamp, camera)
         self.events.add("processed")
         if result.status == OUT_OF_ORDER:
             self.events.warn("out_of_order", f"frame skipped: {result.message}")
@@ -418,29 +419,6 @@ class VOShell:
         self._publish_status(item, result)
         with self._lock:
             self._latency.append(time.monotonic() - item.received)
-
-    def _rectified(self, item: CameraFrame) -> tuple[np.ndarray, Any]:
-        """The item's image and camera as the pipeline takes them; an item rectified ahead (as the upcoming
-        frame) gives that same array again, which is how the pipeline knows its prefetched features."""
-        ahead = self._ahead
-        if ahead is not None and ahead[0] is item:
-            return ahead[1], ahead[2]
-        if item.calibration is None:
-            return item.image, item.camera
-        return self.rectifier.rectify(item.image, item.calibration)
-
-    def _upcoming_image(self) -> np.ndarray | None:
-        """The next queued frame's image, for the pipeline to work on while a window BA solves (None when
-        nothing waits or it cannot be rectified: its own turn reports that)."""
-        item = self.worker.peek()
-        if item is None:
-            return None
-        try:
-            image, camera = self._rectified(item)
-        except ValueError:
-            return None
-        self._ahead = (item, image, camera)
-        return image
 
     def _odometry(self, item: CameraFrame, result: FrameResult) -> Odometry:
         p = self.params
@@ -541,7 +519,6 @@ class VOShell:
             recovered=stats.recovered,
             init_restarts=stats.init_restarts,
             rebuild_predictions=stats.rebuild_predictions,
-            prefetched=stats.prefetched,
             camera_changes=stats.camera_changes,
             matcher_swaps=stats.matcher_swaps,
             matcher_refused=stats.matcher_refused,
