@@ -3,7 +3,9 @@
 GTSAM holds the GIL while it optimises, so a thread would stall tracking; a process does not. The worker
 is `python -m banet_vo.backend.background` on pipes (not multiprocessing, which would re-run the caller's
 main script in the child); it gets plain data (poses, points, observations), never the map, and the
-caller merges each result when it is ready. One job at a time.
+caller merges each result when it is ready. One job at a time. Landmarks travel as one id array and one
+(N, 3) array each way (a dict of small arrays took ~25 ms to pickle for a KITTI window), and the pruned
+observations as their rows, which the caller expands from the observations it sent.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import struct
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -29,6 +32,21 @@ from banet_vo.backend.window_ba import (
 )
 
 _HEADER = struct.Struct("<Q")
+
+
+def _pack_points(points: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.fromiter(points, np.int64, len(points))
+    xyz = (
+        np.stack([np.asarray(p, np.float64).reshape(3) for p in points.values()])
+        if points
+        else np.zeros((0, 3))
+    )
+    return ids, xyz
+
+
+def _unpack_points(packed: tuple[np.ndarray, np.ndarray]) -> dict[int, np.ndarray]:
+    ids, xyz = packed
+    return dict(zip(ids.tolist(), xyz, strict=True))
 
 
 def _write(stream, obj) -> None:
@@ -59,10 +77,17 @@ class BackgroundBundleAdjuster:
         self._results: queue.Queue = queue.Queue()
         self._sequence = 0  # of the last submitted job
         self._pending: int | None = None  # sequence of the job whose result is wanted
+        self._observations: Observations | None = None  # of the wanted job
 
     @property
     def busy(self) -> bool:
         return self._pending is not None
+
+    def start(self) -> None:
+        """Start the worker now if none is running (submit starts one otherwise): its interpreter and GTSAM
+        take a fraction of a second to load."""
+        if self._process is None or self._process.poll() is not None:
+            self._start()
 
     def _start(self) -> None:
         self._process = subprocess.Popen(
@@ -94,15 +119,26 @@ class BackgroundBundleAdjuster:
     ) -> None:
         if self._pending is not None:
             raise RuntimeError("a window BA is already running")
-        if self._process is None or self._process.poll() is not None:
-            self._start()
+        self.start()
         self._sequence += 1
         # Plain numbers: the worker never imports banet_vo.geometry (and with it torch).
         intrinsics = (camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height)
+        if not isinstance(observations, Observations):
+            observations = Observations.from_list(observations)
+        self._observations = observations  # the pruned rows come back; this expands them
         try:
             _write(
                 self._process.stdin,
-                (self._sequence, intrinsics, config, poses, points, observations, fixed, relative),
+                (
+                    self._sequence,
+                    intrinsics,
+                    config,
+                    poses,
+                    _pack_points(points),
+                    observations,
+                    fixed,
+                    relative,
+                ),
             )
         except OSError as err:
             raise RuntimeError(f"window BA worker does not take jobs: {err}") from err
@@ -121,7 +157,8 @@ class BackgroundBundleAdjuster:
             self._pending = None
             if isinstance(outcome, BaseException):
                 raise RuntimeError(f"window BA failed in the worker: {outcome}") from outcome
-            return outcome
+            outliers = [self._observations.row(int(i)) for i in outcome.outlier_rows]
+            return replace(outcome, points=_unpack_points(outcome.points), outliers=outliers)
         return None
 
     def discard(self) -> None:
@@ -155,7 +192,8 @@ def _serve(stdin, stdout) -> None:
                 fx, fy, cx, cy, width, height = intrinsics
                 camera = SimpleNamespace(fx=fx, fy=fy, cx=cx, cy=cy, width=width, height=height)
                 adjusters[key] = WindowBundleAdjuster(camera, config)
-            outcome = adjusters[key].solve(poses, points, observations, fixed, relative)
+            solved = adjusters[key].solve(poses, _unpack_points(points), observations, fixed, relative)
+            outcome = replace(solved, points=_pack_points(solved.points), outliers=[])
         except Exception as err:  # handed to the caller, which raises it
             outcome = RuntimeError(f"{type(err).__name__}: {err}")
         _write(stdout, (sequence, outcome))
