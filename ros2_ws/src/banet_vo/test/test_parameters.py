@@ -258,6 +258,15 @@ def test_renamed_given_keeps_only_old_names_not_already_carried():
     assert SPLIT.renamed_given({"gain_x": 4.0, "gain_y": 3.0}, {"gain": 4}) == {"gain": 4}
     assert SPLIT.renamed_given({"gain_x": 4.0}, {"gain": 4}) == {"gain": 4}
     assert SPLIT.renamed_given({}, {"gain": "x"}) == {"gain": "x"}  # a bad value: carried, then refused
+    lists = ParameterTable(
+        ParameterSpec("offset_xy", [0.0, 0.0], "an offset"),
+        renamed=(RenamedParameter("offset", ("offset_xy",), "9.0"),),
+    )
+    assert (
+        lists.renamed_given({"offset_xy": [1.0, 2.0]}, {"offset": [1, 2]}) == {}
+    )  # a list, as a node holds it
+    (added,) = lists.expand_renamed([Parameter("offset", value=[1, 2])], None)[1:]
+    assert added.name == "offset_xy" and list(added.value) == [1.0, 2.0]
 
 
 def test_tracking_parameters_derive_from_tracking_config():

@@ -209,12 +209,12 @@ class ParameterTable:
             if r is None or any(n in names for n in r.new):
                 continue
             try:
-                values = {n: self[n].check(param.value) for n in r.new}
+                values = {n: _as_set(self[n].check(param.value)) for n in r.new}
             except ValueError:
                 continue
             if warn is not None:
                 warn(r.warning())
-            out.extend(Parameter(n, value=list(v) if isinstance(v, tuple) else v) for n, v in values.items())
+            out.extend(Parameter(n, value=v) for n, v in values.items())
         return out
 
     def renamed_given(self, changes: Mapping[str, Any], old: Mapping[str, Any]) -> dict[str, Any]:
@@ -224,7 +224,7 @@ class ParameterTable:
         for name, value in old.items():
             r = self.renamed[name]
             try:
-                carried = all(n in changes and changes[n] == self[n].check(value) for n in r.new)
+                carried = all(n in changes and changes[n] == _as_set(self[n].check(value)) for n in r.new)
             except ValueError:
                 carried = False
             if not carried:
@@ -288,6 +288,11 @@ class ParameterTable:
     def help_text(self) -> str:
         """One help_line per parameter, in table order."""
         return "\n".join(spec.help_line() for spec in self)
+
+
+def _as_set(value: Any) -> Any:
+    """A checked value as rclpy sets it and a node's set callback holds it (a list parameter as a list)."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 # Parameters rclpy declares or reads itself (not ours to refuse).
