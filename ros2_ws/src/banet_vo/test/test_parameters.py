@@ -262,9 +262,8 @@ def test_renamed_given_keeps_only_old_names_not_already_carried():
         ParameterSpec("offset_xy", [0.0, 0.0], "an offset"),
         renamed=(RenamedParameter("offset", ("offset_xy",), "9.0"),),
     )
-    assert (
-        lists.renamed_given({"offset_xy": [1.0, 2.0]}, {"offset": [1, 2]}) == {}
-    )  # a list, as a node holds it
+    # a list parameter, as a node holds it
+    assert lists.renamed_given({"offset_xy": [1.0, 2.0]}, {"offset": [1, 2]}) == {}
     (added,) = lists.expand_renamed([Parameter("offset", value=[1, 2])], None)[1:]
     assert added.name == "offset_xy" and list(added.value) == [1.0, 2.0]
 

@@ -83,12 +83,6 @@ class BackgroundBundleAdjuster:
     def busy(self) -> bool:
         return self._pending is not None
 
-    def start(self) -> None:
-        """Start the worker now if none is running (submit starts one otherwise): its interpreter and GTSAM
-        take a fraction of a second to load."""
-        if self._process is None or self._process.poll() is not None:
-            self._start()
-
     def _start(self) -> None:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "banet_vo.backend.background"],
@@ -119,7 +113,8 @@ class BackgroundBundleAdjuster:
     ) -> None:
         if self._pending is not None:
             raise RuntimeError("a window BA is already running")
-        self.start()
+        if self._process is None or self._process.poll() is not None:
+            self._start()
         self._sequence += 1
         # Plain numbers: the worker never imports banet_vo.geometry (and with it torch).
         intrinsics = (camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height)

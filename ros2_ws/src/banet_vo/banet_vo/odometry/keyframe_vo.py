@@ -356,22 +356,21 @@ class KeyframeOdometry:
         self._map_history = [(frame.stamp, kf.T_wc.copy())]
         return self._result(frame.stamp, status, state, is_keyframe=True, message="first keyframe of a map")
 
-    def _anchor_at_prediction(self, stamp: float) -> bool:
+    def _anchor_at_prediction(self, stamp: float) -> None:
         """Move the published pose to where constant velocity from the last two tracked frames puts it at
         `stamp`, with their covariance grown by what that velocity could do meanwhile. Not beyond
         max_time_gap after the last tracked frame (nothing is extrapolated across a gap), and not without
-        two tracked frames: then the last pose holds. Returns whether it moved."""
+        two tracked frames: then the last pose holds (stats.rebuild_predictions counts the moves)."""
         if len(self._tracked) < 2:
-            return False
+            return
         (t0, C0, _), (t1, C1, cov1) = self._tracked
         ahead = stamp - t1
         if not (t1 > t0 and 0 < ahead <= self.config.max_time_gap):
-            return False
+            return
         out = self._output
         out.C = predict_constant_velocity(C1, t1, C0, t0, stamp)
         out.cov = cov1 + gap_covariance(C0, t0, C1, t1, ahead)
         self.stats.rebuild_predictions += 1
-        return True
 
     def _initialise(self, frame: PreparedFrame, features: Features) -> FrameResult:
         t = self.tracking
