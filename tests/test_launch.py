@@ -35,6 +35,7 @@ def test_vo_launch_declares_the_documented_arguments():
     expected = {
         "image",
         "camera_info",
+        "image_transport",
         "params_file",
         "model",
         "device",

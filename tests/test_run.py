@@ -107,6 +107,23 @@ def test_run_with_a_perfect_estimator_has_zero_error(bag, tmp_path):
     assert len(list((out / "depth").glob("*.png"))) == len(saved)
 
 
+def test_run_finds_and_decodes_a_compressed_image_topic(tmp_path):
+    # A robot's bag holds image_raw/compressed: banet-vo-run finds it from the default --image-topic, the
+    # node subscribes the compressed transport, and (PNG is lossless) the result is exact.
+    frames = _frames()
+    bag_path = tmp_path / "bag"
+    write_bag(frames, bag_path, start_time=T0, image_codec="png")
+    out = tmp_path / "out"
+    rc = run.main(
+        [str(bag_path), "--out", str(out), "--rate", "2", "--no-plots", "--param", "frontend:=none"],
+        estimator=TruthEstimator(frames),
+    )
+    assert rc == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["frames_published"] == N and summary["node"]["bad_image"] == 0
+    assert summary["trajectory"]["se3"]["ate_rmse_m"] < 1e-6
+
+
 def test_run_errors_are_clear(bag, tmp_path, capsys):
     bag_path, _ = bag
     assert run.main([str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
@@ -116,6 +133,10 @@ def test_run_errors_are_clear(bag, tmp_path, capsys):
         == 2
     )
     assert "--model" in capsys.readouterr().err
+    assert run.main([str(bag_path), "--out", str(tmp_path / "o"), "--image-topic", "/cam/other"]) == 2
+    err = capsys.readouterr().err
+    assert "no image topic /cam/other or /cam/other/compressed" in err
+    assert "its image topics: /camera/depth/image, /camera/image_raw" in err
     with pytest.raises(SystemExit):
         run.main(["--help"])
     help_text = capsys.readouterr().out

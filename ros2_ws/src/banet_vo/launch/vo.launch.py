@@ -1,8 +1,9 @@
 """Launch the banet_vo node: `ros2 launch banet_vo vo.launch.py model:=/path/to/model.safetensors`.
 
-Arguments: image, camera_info (topics to remap the inputs to), params_file (node parameters, default the
-package's config/banet_vo.yaml), model (required), device (auto|cuda|cpu), use_sim_time (true when
-replaying a bag with /clock), publish_tf, rectify, namespace, lifecycle, autostart.
+Arguments: image, camera_info (topics to remap the inputs to), image_transport (raw, or compressed to read
+image_transport's `<image>/compressed`), params_file (node parameters, default the package's
+config/banet_vo.yaml), model (required), device (auto|cuda|cpu), use_sim_time (true when replaying a bag
+with /clock), publish_tf, rectify, namespace, lifecycle, autostart.
 
 lifecycle:=true runs the managed node (vo_lifecycle_node: configure loads the model, activate subscribes)
 instead of vo_node; with autostart:=true (the default) this file configures it and, once it is inactive,
@@ -37,6 +38,11 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("image", default_value="/camera/image_raw", description="input image topic"),
         DeclareLaunchArgument(
             "camera_info", default_value="/camera/camera_info", description="input camera_info topic"
+        ),
+        DeclareLaunchArgument(
+            "image_transport",
+            default_value="raw",
+            description="raw, or compressed (JPEG/PNG on <image>/compressed, as a recorded robot bag has it)",
         ),
         DeclareLaunchArgument(
             "params_file", default_value=default_params, description="node parameters YAML"
@@ -77,6 +83,7 @@ def generate_launch_description() -> LaunchDescription:
                 "use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
                 "publish_tf": ParameterValue(LaunchConfiguration("publish_tf"), value_type=bool),
                 "rectify": ParameterValue(LaunchConfiguration("rectify"), value_type=bool),
+                "image_transport": LaunchConfiguration("image_transport"),
             },
         ],
         remappings=[

@@ -7,15 +7,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from banet_vo.data import compressed_image
 from banet_vo.data.bags import (
     CAMERA_INFO_TOPIC,
+    COMPRESSED_IMAGE_TOPIC,
     DEPTH_TOPIC,
     IMAGE_TOPIC,
     ODOMETRY_TOPIC,
     STORAGES,
     TF_STATIC_TOPIC,
     BagReader,
+    BagTopic,
     camera_from_info,
+    find_image_topic,
     image_from_message,
     pose_from_message,
     seconds_to_ns,
@@ -173,6 +177,51 @@ def test_rgb_and_depth_round_trip(tmp_path: Path) -> None:
         assert np.all(np.isnan(got[~valid]))  # REP-118: NaN where invalid
 
 
+@pytest.mark.parametrize("codec", ["png", "jpeg"])
+def test_compressed_images_are_written_as_image_transport_records_them(tmp_path: Path, codec: str) -> None:
+    frames = _rgb_frames(3, depth=False)
+    summary = write_bag(frames, tmp_path / "bag", image_codec=codec)
+    assert IMAGE_TOPIC not in summary.message_counts and summary.message_counts[COMPRESSED_IMAGE_TOPIC] == 3
+    with BagReader(summary.path) as reader:
+        assert reader.topics[COMPRESSED_IMAGE_TOPIC].msgtype == "sensor_msgs/msg/CompressedImage"
+        assert find_image_topic(reader.topics, IMAGE_TOPIC) == (COMPRESSED_IMAGE_TOPIC, "compressed")
+        messages = [m for _, m in reader.messages([COMPRESSED_IMAGE_TOPIC])]
+    for frame, msg in zip(frames, messages, strict=True):
+        assert msg.format == f"rgb8; {codec} compressed bgr8" and msg.header.frame_id == "camera_optical"
+        pixels, encoding = compressed_image.decode(compressed_image.parse_format(msg.format), msg.data)
+        assert encoding == "bgr8"
+        decoded = pixels[:, :, ::-1].astype(float)
+        if codec == "png":
+            np.testing.assert_array_equal(decoded, frame.image)
+        else:  # JPEG of noise (these frames) loses much, but it is still this frame
+            assert np.corrcoef(decoded.ravel(), frame.image.ravel())[0, 1] > 0.4  # another frame: ~0
+    with pytest.raises(ValueError, match="image_codec"):
+        write_bag(frames, tmp_path / "other", image_codec="webp")
+
+
+def _topic(name: str, msgtype: str) -> BagTopic:
+    return BagTopic(name, msgtype, 1, True, False)
+
+
+def test_find_image_topic_takes_raw_or_compressed_and_says_what_the_bag_has() -> None:
+    raw, packed = "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"
+    both = {t.name: t for t in (_topic("/cam/image", raw), _topic("/cam/image/compressed", packed))}
+    assert find_image_topic(both, "/cam/image") == ("/cam/image", "raw")  # the raw one when asked for it
+    assert find_image_topic(both, "cam/image") == ("/cam/image", "raw")
+    assert find_image_topic(both, "/cam/image/compressed") == ("/cam/image/compressed", "compressed")
+    only = {"/cam/image/compressed": both["/cam/image/compressed"]}
+    assert find_image_topic(only, "/cam/image") == ("/cam/image/compressed", "compressed")
+    with pytest.raises(
+        ValueError, match=r"no image topic /other or /other/compressed.*/cam/image/compressed"
+    ):
+        find_image_topic(only, "/other")
+    odd = {"/cam/jpeg": _topic("/cam/jpeg", packed), "/imu": _topic("/imu", "sensor_msgs/msg/Imu")}
+    with pytest.raises(ValueError, match="does not end in '/compressed'"):
+        find_image_topic(odd, "/cam/jpeg")
+    with pytest.raises(ValueError, match="holds sensor_msgs/msg/Imu"):
+        find_image_topic(odd, "/imu")
+
+
 def test_no_odometry_without_poses_and_start_time_offset(tmp_path: Path) -> None:
     frames = _rgb_frames(3, depth=False, pose=False, dt=0.1)
     summary = write_bag(frames, tmp_path / "bag", start_time=1_700_000_000.25)
@@ -250,6 +299,7 @@ def test_cli_help_documents_every_option(cli_help) -> None:
         "--start-time",
         "--max-frames",
         "--depth",
+        "--image-codec",
         "mcap",
         "sqlite3",
     ):

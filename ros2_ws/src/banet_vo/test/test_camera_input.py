@@ -1,13 +1,16 @@
 """banet_vo.ros.camera_input: counted, throttled warnings (fake clock); the camera that fits an image;
 CameraInput on a real rclpy node: subscription QoS per mode (auto waits for a publisher), the
-pending-image rule, bad input of each kind counted, resized cameras, and the frames handed on."""
+pending-image rule, bad input of each kind counted, resized cameras, the frames handed on, and the
+compressed transport (topic naming after remapping, exact PNG pixels over DDS, refusals)."""
 
 from __future__ import annotations
 
+import array
 import time
 
 import numpy as np
 import pytest
+from banet_vo.data import compressed_image
 from banet_vo.geometry import PinholeCamera
 
 pytestmark = pytest.mark.ros
@@ -23,7 +26,7 @@ from banet_vo.ros.conversions import camera_to_camera_info, numpy_to_image, sec_
 from banet_vo.ros.qos import sensor_qos  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 CAMERA = PinholeCamera(50.0, 50.0, 31.5, 23.5, 64, 48)
@@ -252,5 +255,86 @@ def test_size_limits_fixed_camera_and_frame_id_lock(rclpy_context):
         ci.unlock_frame_id()  # after a reset the new camera is accepted
         ci.on_image(moved)
         assert len(frames) == 2 and frames[1].header.frame_id == "cam2"
+    finally:
+        node.destroy_node()
+
+
+def _compressed(t: float, pixels: np.ndarray, codec: str = "png") -> CompressedImage:
+    fmt, data = compressed_image.encode(pixels, codec)
+    msg = CompressedImage(header=Header(stamp=sec_to_stamp(t), frame_id="cam"), format=fmt)
+    msg.data = array.array("B", data)
+    return msg
+
+
+def test_compressed_transport_follows_the_remapped_base_topic_and_delivers_exact_pixels(rclpy_context):
+    # As image_transport: image:=/cam/image_raw with the compressed transport reads /cam/image_raw/compressed.
+    node = Node(
+        "camera_input_compressed",
+        context=rclpy_context,
+        cli_args=["--ros-args", "-r", "image:=/cam/image_raw"],
+    )
+    pub_node = Node("camera_input_compressed_pub", context=rclpy_context)
+    events = EventCounters(lambda text: None)
+    frames: list[CameraFrame] = []
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    try:
+        ci = CameraInput(node, "reliable", frames.append, events, transport="compressed")
+        assert ci.image_sub.topic_name == "/cam/image_raw/compressed"
+        assert ci.image_sub.msg_type is CompressedImage
+        executor.add_node(node)
+        images = pub_node.create_publisher(CompressedImage, "/cam/image_raw/compressed", 10)
+        infos = pub_node.create_publisher(CameraInfo, "camera_info", 10)
+        deadline = time.monotonic() + 5.0
+        while not (images.get_subscription_count() and infos.get_subscription_count()):
+            assert time.monotonic() < deadline, "no subscription matched"
+            time.sleep(0.01)
+        rgb = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+        infos.publish(_info())
+        while ci.camera is None and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        images.publish(_compressed(1.5, rgb))
+        while not frames and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        assert len(frames) == 1, events.as_dict()
+        assert frames[0].stamp == 1.5 and frames[0].camera == CAMERA
+        np.testing.assert_array_equal(frames[0].image, rgb)  # PNG is lossless, RGB as the raw path gives it
+    finally:
+        executor.shutdown()
+        pub_node.destroy_node()
+        node.destroy_node()
+
+
+def test_compressed_images_are_refused_by_their_header_size_and_when_undecodable(rclpy_context):
+    node = Node("camera_input_compressed_limits", context=rclpy_context)
+    logged: list[str] = []
+    events = EventCounters(logged.append, period_s=0.0)
+    frames: list[CameraFrame] = []
+    try:
+        ci = CameraInput(
+            node,
+            "reliable",
+            frames.append,
+            events,
+            transport="compressed",
+            fixed_camera=CAMERA,
+            max_image_pixels=64 * 48,
+        )
+        grey = np.random.default_rng(4).integers(0, 256, (48, 64), dtype=np.uint8)
+        ci.on_image(_compressed(1.0, grey, "jpeg"))
+        assert len(frames) == 1 and frames[0].image.shape == (48, 64)
+        assert np.abs(frames[0].image.astype(int) - grey).mean() < 40  # JPEG of noise: lossy, same image
+        ci.on_image(_compressed(2.0, np.zeros((96, 128), np.uint8)))  # over the pixel limit
+        assert "128x96 has more than" in logged[-1]
+        broken = _compressed(3.0, grey)
+        broken.data = array.array("B", b"\x89PNG\r\n\x1a\n")
+        ci.on_image(broken)
+        assert "CompressedImage.data is not an image" in logged[-1]
+        depth = _compressed(4.0, grey)
+        depth.format = "16UC1; compressedDepth png"
+        ci.on_image(depth)
+        assert "compressedDepth" in logged[-1]
+        assert events.get("bad_image") == 3 and len(frames) == 1 and events.get("received") == 4
+        with pytest.raises(ValueError, match="transport must be one of"):
+            CameraInput(node, "reliable", frames.append, events, transport="theora")
     finally:
         node.destroy_node()

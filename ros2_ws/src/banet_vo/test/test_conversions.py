@@ -17,7 +17,7 @@ from builtin_interfaces.msg import Time
 from rosbags.image import image_to_cvimage
 from scipy.linalg import expm
 from scipy.spatial.transform import Rotation
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 pytestmark = pytest.mark.ros
@@ -615,3 +615,33 @@ def test_stamp_with_bad_nanosec_is_rejected():
 
     with pytest.raises(ValueError, match=r"stamp\.nanosec"):
         conv.stamp_to_sec(Stamp())
+
+
+@pytest.mark.parametrize(
+    ("encoding", "pixels"),
+    [
+        ("bgr8", np.random.default_rng(5).integers(0, 256, (9, 11, 3), dtype=np.uint8)),
+        ("mono8", np.random.default_rng(6).integers(0, 256, (9, 11), dtype=np.uint8)),
+        ("mono16", np.random.default_rng(7).integers(0, 65536, (9, 11), dtype=np.uint16)),
+        ("bgra8", np.random.default_rng(8).integers(0, 256, (9, 11, 4), dtype=np.uint8)),
+    ],
+)
+def test_a_png_compressed_image_gives_the_model_what_the_raw_image_gives(encoding, pixels):
+    import array
+
+    import cv2
+
+    _, data = cv2.imencode(".png", pixels)  # OpenCV's channel order: what image_transport hands its encoder
+    msg = CompressedImage(format=f"{encoding}; png compressed {encoding}")
+    msg.data = array.array("B", data.tobytes())
+    raw = conv.numpy_to_image(pixels, encoding)
+    np.testing.assert_array_equal(conv.compressed_to_model_input(msg), conv.image_to_model_input(raw))
+    np.testing.assert_array_equal(
+        conv.compressed_to_model_input(msg, max_value_16bit=4095), conv.image_to_model_input(raw, 4095)
+    )
+    assert conv.compressed_image_size(msg) == (11, 9)
+    msg.format = "16UC1; compressedDepth png"
+    with pytest.raises(ValueError, match="compressedDepth"):
+        conv.compressed_to_model_input(msg)
+    with pytest.raises(ValueError, match="compressedDepth"):
+        conv.compressed_image_size(msg)

@@ -3,7 +3,9 @@
 No rclpy here: bags are written and read with `rosbags` (MCAP or sqlite3 storage, metadata.yaml that
 `ros2 bag info` reads), so this works on machines without a ROS 2 distro. What a bag holds (docs/bags.md):
 
-- /camera/image_raw: sensor_msgs/Image, mono8 or rgb8, frame camera_optical
+- /camera/image_raw: sensor_msgs/Image, mono8 or rgb8, frame camera_optical; with `image_codec` png or jpeg
+  /camera/image_raw/compressed instead: sensor_msgs/CompressedImage, as image_transport's compressed
+  publisher writes it (data/compressed_image.py)
 - /camera/camera_info: sensor_msgs/CameraInfo, K, R = I, P = [K 0], D = 0 (rectified)
 - /camera/depth/image: sensor_msgs/Image 32FC1, metres along z, NaN invalid (only with depth)
 - /ground_truth/odometry: nav_msgs/Odometry world → camera_optical, pose = camera-to-world (when poses exist)
@@ -38,6 +40,7 @@ from rosbags.interfaces import (
 from rosbags.rosbag2 import ReaderError, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
+from banet_vo.data import compressed_image
 from banet_vo.data.bag_salvage import SalvageReport, salvage_bag, storage_files
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import R_BODY_OPTICAL  # REP-103 body ← optical
@@ -46,6 +49,11 @@ from banet_vo.geometry.rigid import pose_matrix, rotation_to_quaternion
 logger = logging.getLogger(__name__)
 
 IMAGE_TOPIC = "/camera/image_raw"
+COMPRESSED_IMAGE_TOPIC = f"{IMAGE_TOPIC}/{compressed_image.TRANSPORT}"
+IMAGE_MSGTYPE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE_MSGTYPE = "sensor_msgs/msg/CompressedImage"
+# How write_bag stores the camera images: raw sensor_msgs/Image, or compressed with one of these codecs.
+IMAGE_CODECS = ("raw", *compressed_image.CODECS)
 CAMERA_INFO_TOPIC = "/camera/camera_info"
 DEPTH_TOPIC = "/camera/depth/image"
 ODOMETRY_TOPIC = "/ground_truth/odometry"
@@ -118,7 +126,7 @@ def image_message(image: np.ndarray, t_ns: int, frame_id: str) -> Any:
         )
     height, width = image.shape[:2]
     data = np.ascontiguousarray(image).astype(image.dtype.newbyteorder("<"), copy=False).view(np.uint8)
-    return TYPESTORE.types["sensor_msgs/msg/Image"](
+    return TYPESTORE.types[IMAGE_MSGTYPE](
         header=_header(t_ns, frame_id, "image stamp"),
         height=height,
         width=width,
@@ -126,6 +134,14 @@ def image_message(image: np.ndarray, t_ns: int, frame_id: str) -> Any:
         is_bigendian=0,
         step=width * channels * image.dtype.itemsize,
         data=data.reshape(-1),
+    )
+
+
+def compressed_image_message(image: np.ndarray, t_ns: int, frame_id: str, codec: str) -> Any:
+    """sensor_msgs/CompressedImage (rosbags object) of an H×W uint8 (mono8) or H×W×3 uint8 RGB image."""
+    fmt, data = compressed_image.encode(image, codec)
+    return TYPESTORE.types[COMPRESSED_IMAGE_MSGTYPE](
+        header=_header(t_ns, frame_id, "image stamp"), format=fmt, data=np.frombuffer(data, dtype=np.uint8)
     )
 
 
@@ -220,18 +236,22 @@ def write_bag(
     start_time: float = 0.0,
     max_frames: int | None = None,
     include_depth: bool = False,
+    image_codec: str = "raw",
     progress: Callable[[int, int], None] | None = None,
 ) -> BagWriteSummary:
     """Write the frames of `sequence` (a banet_vo Sequence, or any list of Frames) to a new bag at `out`.
 
     Stamps are `start_time + frame.timestamp` in integer nanoseconds. Ground-truth odometry is written for
     every frame that has a pose. `include_depth` writes z-depth as 32FC1 with NaN where invalid (REP-118).
+    `image_codec` png or jpeg writes the images compressed on COMPRESSED_IMAGE_TOPIC (PNG is lossless).
     `progress(done, total)` is called after each frame. On any error the partial bag is removed.
     """
     if storage not in STORAGES:
         raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
     if version not in BAG_VERSIONS:
         raise ValueError(f"version must be one of {BAG_VERSIONS}, got {version!r}")
+    if image_codec not in IMAGE_CODECS:
+        raise ValueError(f"image_codec must be one of {IMAGE_CODECS}, got {image_codec!r}")
     for field, name in (
         ("camera_frame", camera_frame),
         ("body_frame", body_frame),
@@ -296,12 +316,16 @@ def write_bag(
                 camera_info_message(camera, t_ns, camera_frame),
                 t_ns,
             )
-            write(IMAGE_TOPIC, "sensor_msgs/msg/Image", image_message(frame.image, t_ns, camera_frame), t_ns)
+            if image_codec == "raw":
+                write(IMAGE_TOPIC, IMAGE_MSGTYPE, image_message(frame.image, t_ns, camera_frame), t_ns)
+            else:
+                msg = compressed_image_message(frame.image, t_ns, camera_frame, image_codec)
+                write(COMPRESSED_IMAGE_TOPIC, COMPRESSED_IMAGE_MSGTYPE, msg, t_ns)
             if include_depth:
                 if frame.depth is None:
                     raise ValueError(f"frame {i}: include_depth is set but the frame has no depth")
                 depth = np.where(frame.depth > 0, frame.depth, np.nan).astype(np.float32)
-                write(DEPTH_TOPIC, "sensor_msgs/msg/Image", image_message(depth, t_ns, camera_frame), t_ns)
+                write(DEPTH_TOPIC, IMAGE_MSGTYPE, image_message(depth, t_ns, camera_frame), t_ns)
             if frame.pose is not None:
                 T_wc = np.asarray(frame.pose, dtype=np.float64)
                 if T_wc.shape != (4, 4) or not np.all(np.isfinite(T_wc)):
@@ -332,6 +356,35 @@ class BagTopic:
     count: int
     reliable: bool
     latched: bool  # transient-local durability (e.g. /tf_static)
+
+
+def find_image_topic(topics: dict[str, BagTopic], requested: str) -> tuple[str, str]:
+    """(topic, transport) of the camera images a bag holds under `requested`: the topic itself when it is
+    sensor_msgs/Image ("raw") or CompressedImage ("compressed"; its name must then end in "/compressed", as
+    image_transport records it), else `requested + "/compressed"` when that is in the bag. ValueError, with
+    the bag's image topics, when neither is."""
+    requested = requested if requested.startswith("/") else "/" + requested
+    compressed_suffix = "/" + compressed_image.TRANSPORT
+    candidates = [requested]
+    if not requested.endswith(compressed_suffix):
+        candidates.append(requested.rstrip("/") + compressed_suffix)
+    for name in candidates:
+        topic = topics.get(name)
+        if topic is None:
+            continue
+        if topic.msgtype == IMAGE_MSGTYPE:
+            return name, "raw"
+        if topic.msgtype == COMPRESSED_IMAGE_MSGTYPE:
+            if not name.endswith(compressed_suffix):
+                raise ValueError(
+                    f"{name} holds {COMPRESSED_IMAGE_MSGTYPE} but its name does not end in "
+                    f"'{compressed_suffix}', the name image_transport gives the compressed transport"
+                )
+            return name, compressed_image.TRANSPORT
+        raise ValueError(f"{name} holds {topic.msgtype}, not {IMAGE_MSGTYPE} or {COMPRESSED_IMAGE_MSGTYPE}")
+    images = [t.name for t in topics.values() if t.msgtype in (IMAGE_MSGTYPE, COMPRESSED_IMAGE_MSGTYPE)]
+    listed = ", ".join(sorted(images)) or "none"
+    raise ValueError(f"the bag has no image topic {' or '.join(candidates)}; its image topics: {listed}")
 
 
 @dataclass(frozen=True)

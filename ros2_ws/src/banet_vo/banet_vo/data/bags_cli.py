@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from banet_vo.data.bags import BAG_VERSIONS, STORAGES, write_bag
+from banet_vo.data.bags import BAG_VERSIONS, IMAGE_CODECS, STORAGES, write_bag
 from banet_vo.data.readers import READERS, open_sequence
 
 
@@ -50,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--depth", action="store_true", help="also write z-depth to /camera/depth/image (32FC1)"
     )
+    parser.add_argument(
+        "--image-codec",
+        choices=IMAGE_CODECS,
+        default="raw",
+        help="raw: sensor_msgs/Image on /camera/image_raw (default); png (lossless) or jpeg: "
+        "sensor_msgs/CompressedImage on /camera/image_raw/compressed, as image_transport records it",
+    )
     return parser
 
 
@@ -73,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             start_time=args.start_time,
             max_frames=args.max_frames,
             include_depth=args.depth,
+            image_codec=args.image_codec,
             progress=report,
         )
     except (ValueError, FileNotFoundError) as err:

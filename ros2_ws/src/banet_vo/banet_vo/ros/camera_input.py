@@ -2,7 +2,10 @@
 
 A node owns one `CameraInput`: it subscribes `image` and `camera_info` with the node's `image_qos` mode
 (`auto` waits for a publisher and takes its reliability, as rosbag2 does), converts and validates each
-message, pairs each image with a camera and hands a `CameraFrame` to the node's callback. Pairing:
+message, pairs each image with a camera and hands a `CameraFrame` to the node's callback. With the
+`image_transport` parameter `compressed` the image comes as sensor_msgs/CompressedImage on
+`<image>/compressed`, image_transport's name for it (`image` resolved with its remapping first), and is
+decoded here (JPEG, PNG). Pairing:
 
 - `latest` (the default): the latest valid camera_info; the one image that arrived before the first
   camera_info waits for it; the camera is rescaled when the image comes at another resolution of the same
@@ -11,10 +14,10 @@ message, pairs each image with a camera and hands a `CameraFrame` to the node's 
   camera_infos wait for their partner in queues of `sync_queue_size`, and what falls out is counted;
 - a `fixed_camera` (intrinsics from parameters): no camera_info subscription at all.
 
-Images outside the size limits are refused before decoding, and with `lock_frame_id` an image whose
-frame_id differs from the first one is refused until `unlock_frame_id()`. Bad input is counted and warned
-about through the node's `EventCounters` (every occurrence counted, logged at most once per period per
-kind), never raised.
+Images outside the size limits are refused before decoding (a compressed image's size is read from its
+header), and with `lock_frame_id` an image whose frame_id differs from the first one is refused until
+`unlock_frame_id()`. Bad input is counted and warned about through the node's `EventCounters` (every
+occurrence counted, logged at most once per period per kind), never raised.
 """
 
 from __future__ import annotations
@@ -31,10 +34,19 @@ import numpy as np
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from banet_vo.data.compressed_image import TRANSPORT as COMPRESSED
+from banet_vo.data.compressed_image import TRANSPORTS
 from banet_vo.geometry import PinholeCamera
-from banet_vo.ros.conversions import camera_info_to_camera, image_to_model_input, stamp_to_ns, stamp_to_sec
+from banet_vo.ros.conversions import (
+    camera_info_to_camera,
+    compressed_image_size,
+    compressed_to_model_input,
+    image_to_model_input,
+    stamp_to_ns,
+    stamp_to_sec,
+)
 from banet_vo.ros.parameters import ParameterSpec
 from banet_vo.ros.qos import qos_from_name, resolve_auto_qos
 
@@ -65,6 +77,18 @@ def image_qos_parameter(default: str = "auto") -> ParameterSpec:
         "image/camera_info subscription reliability: auto matches the publishers (as rosbag2 does), "
         "sensor_data forces best effort, reliable forces reliable",
         choices=IMAGE_QOS_MODES,
+    )
+
+
+def image_transport_parameter() -> ParameterSpec:
+    """The `image_transport` parameter every node with a CameraInput declares (the name ROS 2 image
+    viewers and image_transport's own subscribers use)."""
+    return ParameterSpec(
+        "image_transport",
+        "raw",
+        "how the image topic is carried: raw (sensor_msgs/Image on `image`) or compressed (sensor_msgs/"
+        "CompressedImage, JPEG or PNG, on `<image>/compressed`, as image_transport publishes it)",
+        choices=TRANSPORTS,
     )
 
 
@@ -165,6 +189,7 @@ class CameraInput:
         *,
         image_topic: str = "image",
         info_topic: str = "camera_info",
+        transport: str = "raw",
         retry_period_s: float = 0.2,
         sync: str = "latest",
         sync_queue_size: int = 10,
@@ -178,6 +203,8 @@ class CameraInput:
             raise ValueError(f"qos_mode must be one of {IMAGE_QOS_MODES}, got {qos_mode!r}")
         if sync not in SYNC_MODES:
             raise ValueError(f"sync must be one of {SYNC_MODES}, got {sync!r}")
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
         if sync_queue_size < 1:
             raise ValueError(f"sync_queue_size must be >= 1, got {sync_queue_size}")
         self._sync = sync
@@ -196,7 +223,13 @@ class CameraInput:
         self._qos_mode = qos_mode
         self._on_frame = on_frame
         self.events = events
-        self._image_topic = image_topic
+        self._compressed = transport == COMPRESSED
+        # image_transport's topic for a transport: the base topic, remapped, then "/<transport>".
+        self._image_topic = (
+            f"{node.resolve_topic_name(image_topic).rstrip('/')}/{COMPRESSED}"
+            if self._compressed
+            else image_topic
+        )
         self._info_topic = info_topic
         self._lock = threading.Lock()
         self._camera: PinholeCamera | None = None
@@ -314,7 +347,8 @@ class CameraInput:
         """Create the subscriptions once their QoS is known (auto waits for a publisher, as rosbag2 does:
         subscribing reliable before a best-effort publisher appears would never connect)."""
         if self.image_sub is None:
-            self.image_sub = self._subscribe(Image, self._image_topic, self.on_image)
+            image_type = CompressedImage if self._compressed else Image
+            self.image_sub = self._subscribe(image_type, self._image_topic, self.on_image)
         if self.info_sub is None and self.needs_camera_info:
             self.info_sub = self._subscribe(CameraInfo, self._info_topic, self.on_camera_info)
         if self.subscribed:
@@ -346,8 +380,14 @@ class CameraInput:
         if pending is not None:  # the image that arrived just before the first camera_info
             self._deliver(pending, camera, calibration)
 
-    def _refuse_size(self, msg: Image) -> str | None:
-        width, height = int(msg.width), int(msg.height)
+    def _refuse_size(self, msg: Image | CompressedImage) -> str | None:
+        if self._compressed:
+            try:
+                width, height = compressed_image_size(msg)
+            except ValueError as err:
+                return f"image dropped: {err}"
+        else:
+            width, height = int(msg.width), int(msg.height)
         if min(width, height) < self._min_side:
             return f"image dropped: {width}x{height} is below the minimum side of {self._min_side} px"
         if self._max_pixels is not None and width * height > self._max_pixels:
@@ -369,7 +409,7 @@ class CameraInput:
             "(call ~/reset to start a trajectory with the new camera)"
         )
 
-    def on_image(self, msg: Image) -> None:
+    def on_image(self, msg: Image | CompressedImage) -> None:
         received = time.monotonic()
         self.events.add(RECEIVED)
         refused = self._refuse_size(msg)
@@ -382,7 +422,7 @@ class CameraInput:
             return
         try:
             stamp = stamp_to_sec(msg.header.stamp)
-            image = image_to_model_input(msg)
+            image = compressed_to_model_input(msg) if self._compressed else image_to_model_input(msg)
         except ValueError as err:
             self.events.warn(BAD_IMAGE, f"image dropped: {err}")
             return

@@ -4,7 +4,8 @@ Images: `sensor_msgs/Image` <-> numpy for the encodings in SUPPORTED_ENCODINGS. 
 first (encoding, size, step, data length) and any mismatch is a ValueError naming the field. Decoding uses
 cv_bridge when it is importable (a ROS 2 distro) and otherwise our own strided view, with the dtype and
 channel count taken from rosbags-image's encoding table. rosbags-image's own converter is not used for the
-pixels: it ignores `step`, so row-padded images would come out sheared.
+pixels: it ignores `step`, so row-padded images would come out sheared. `sensor_msgs/CompressedImage`
+(image_transport's `compressed`: JPEG, PNG) goes to the same model input (rules in data/compressed_image.py).
 
 Also here: CameraInfo <-> PinholeCamera, depth -> 32FC1 Image + CameraInfo, pose + covariance ->
 nav_msgs/Odometry, and exact builtin_interfaces/Time <-> seconds / nanoseconds.
@@ -27,6 +28,7 @@ from rosbags.image.image import to_cvtype
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from banet_vo.data import compressed_image
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.rectify import CameraCalibration
 from banet_vo.geometry.rigid import rotation_to_quaternion, skew
@@ -141,8 +143,12 @@ def image_to_model_input(msg: Any, max_value_16bit: int = 65535) -> np.ndarray:
         raise ValueError(
             f"encoding must be one of {MODEL_INPUT_ENCODINGS} (an intensity image), got {msg.encoding!r}"
         )
-    pixels = image_to_numpy(msg)
-    encoding = msg.encoding
+    return pixels_to_model_input(image_to_numpy(msg), msg.encoding, max_value_16bit)
+
+
+def pixels_to_model_input(pixels: np.ndarray, encoding: str, max_value_16bit: int = 65535) -> np.ndarray:
+    """`pixels` of an intensity `encoding` (image_to_numpy's layout) in the model's layout (see
+    image_to_model_input)."""
     if encoding in _MONO8 or encoding == "rgb8":
         return pixels
     if encoding in _MONO16:
@@ -157,6 +163,22 @@ def image_to_model_input(msg: Any, max_value_16bit: int = 65535) -> np.ndarray:
     raise ValueError(
         f"encoding {encoding!r} is not an intensity image; the model takes mono or colour images"
     )
+
+
+def compressed_image_size(msg: Any) -> tuple[int, int]:
+    """(width, height) of a sensor_msgs/CompressedImage from its header, without decoding the pixels (a
+    receiver refuses an oversized image before allocating it). ValueError for compressedDepth or data that
+    is no image."""
+    compressed_image.parse_format(msg.format)
+    return compressed_image.image_size(msg.data)
+
+
+def compressed_to_model_input(msg: Any, max_value_16bit: int = 65535) -> np.ndarray:
+    """A sensor_msgs/CompressedImage (image_transport's `compressed`: JPEG, PNG, …) in the model's layout,
+    by the same rules as image_to_model_input. ValueError when it cannot be decoded."""
+    fmt = compressed_image.parse_format(msg.format)
+    pixels, encoding = compressed_image.decode(fmt, msg.data)
+    return pixels_to_model_input(pixels, encoding, max_value_16bit)
 
 
 def _copy_header(header: Any | None, field: str = "header") -> Header:

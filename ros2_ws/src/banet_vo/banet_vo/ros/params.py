@@ -22,7 +22,7 @@ from banet_vo.geometry.frames import R_BODY_OPTICAL, body_from_optical
 from banet_vo.odometry import DEVICES, OdometryConfig, TrackingConfig
 from banet_vo.odometry.depth_output import UPSAMPLING_METHODS
 from banet_vo.odometry.output_covariance import CovarianceConfig
-from banet_vo.ros.camera_input import image_qos_parameter
+from banet_vo.ros.camera_input import image_qos_parameter, image_transport_parameter
 from banet_vo.ros.parameters import ParameterSpec, ParameterTable, RenamedParameter, subset
 
 # OdometryConfig fields that are node parameters, and those of them that only apply at start.
@@ -86,6 +86,7 @@ PARAMS = ParameterTable(
     ),
     ParameterSpec("torch_threads", 0, "CPU threads for torch (0: torch's default)", range=(0, 256)),
     image_qos_parameter(),
+    image_transport_parameter(),
     ParameterSpec(
         "queue_size", 1, "frames waiting for inference; older ones are dropped and counted", range=(1, 100)
     ),
@@ -217,6 +218,7 @@ class NodeParams:
     device: str
     torch_threads: int
     image_qos: str
+    image_transport: str
     queue_size: int
     rectify: bool
     camera_info_sync: str

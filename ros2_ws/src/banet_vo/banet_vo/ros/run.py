@@ -45,6 +45,7 @@ from banet_vo.data.bags import (
     IMAGE_TOPIC,
     ODOMETRY_TOPIC,
     BagReader,
+    find_image_topic,
     image_from_message,
     pose_from_message,
     stamp_ns,
@@ -161,7 +162,10 @@ def _parser() -> argparse.ArgumentParser:
         help="node frame queue (large: process every frame; default 100)",
     )
     parser.add_argument(
-        "--image-topic", default=IMAGE_TOPIC, help=f"image topic in the bag (default {IMAGE_TOPIC})"
+        "--image-topic",
+        default=IMAGE_TOPIC,
+        help=f"image topic in the bag (default {IMAGE_TOPIC}); sensor_msgs/Image, or CompressedImage on "
+        "TOPIC/compressed (found by itself when TOPIC is not in the bag)",
     )
     parser.add_argument(
         "--camera-info-topic",
@@ -206,6 +210,9 @@ def _validate(args: argparse.Namespace, check_model: bool = True) -> None:
         raise ValueError(f"--depth-every must be >= 1, got {args.depth_every}")
     if args.params_file is not None and not args.params_file.is_file():
         raise ValueError(f"--params-file: {args.params_file} does not exist")
+    with BagReader(args.bag) as reader:
+        # The topic the images are played on, and the node's image_transport for it.
+        args.bag_image_topic, args.image_transport = find_image_topic(reader.topics, args.image_topic)
 
 
 @dataclass
@@ -219,10 +226,12 @@ class GraphRun:
 def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None) -> GraphRun:
     """Play the bag through the node and record what it publishes (estimator: instead of --model)."""
 
+    # image_transport's naming: the node takes the base topic and appends "/compressed" itself.
+    base = args.bag_image_topic.removesuffix("/compressed") if args.image_transport == "compressed" else None
     cli_args = [
         "--ros-args",
         "-r",
-        f"image:={args.image_topic}",
+        f"image:={base or args.bag_image_topic}",
         "-r",
         f"camera_info:={args.camera_info_topic}",
     ]
@@ -232,6 +241,7 @@ def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None)
         Parameter("model", value=str(args.model)),
         Parameter("device", value=args.device),
         Parameter("queue_size", value=args.queue_size),
+        Parameter("image_transport", value=args.image_transport),
         *(_parse_param(p) for p in args.param),
     ]
     node = VONode(estimator=estimator, context=context, cli_args=cli_args, parameter_overrides=overrides)
@@ -249,7 +259,7 @@ def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None)
             args.bag,
             rate=args.rate,
             qos=args.qos,
-            topics=[args.image_topic, args.camera_info_topic],
+            topics=[args.bag_image_topic, args.camera_info_topic],
             progress=sys.stderr,
         )
         # Both ends must have matched, or the first frames are lost (volatile durability).
@@ -258,7 +268,7 @@ def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None)
         started = time.monotonic()
         signal.signal(signal.SIGINT, lambda *_: player.stop())
         stats = player.play(until=args.until, delay=0.3)
-        images = stats.per_topic.get(_absolute_topic(args.image_topic), 0)
+        images = stats.per_topic.get(args.bag_image_topic, 0)
         if not node.camera_input.wait_received(images, timeout=10.0):
             _log(f"warning: the node received {node.snapshot()['received']:.0f} of {images} images")
         if not node.camera_input.wait_paired(timeout=10.0):
@@ -432,7 +442,10 @@ def main(argv: list[str] | None = None, estimator: Any = None) -> int:
     context = Context()
     rclpy.init(args=["banet-vo-run"], context=context, signal_handler_options=SignalHandlerOptions.NO)
     try:
-        _log(f"playing {args.bag} at rate {args.rate} through banet_vo (model {args.model})")
+        _log(
+            f"playing {args.bag} ({args.bag_image_topic}, {args.image_transport}) at rate {args.rate} "
+            f"through banet_vo (model {args.model})"
+        )
         summary = write_outputs(args, run_graph(args, context, estimator))
     except (ValueError, RuntimeError) as err:
         print(f"banet-vo-run: error: {err}", file=sys.stderr)
@@ -447,7 +460,3 @@ def main(argv: list[str] | None = None, estimator: Any = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def _absolute_topic(topic: str) -> str:
-    return topic if topic.startswith("/") else "/" + topic

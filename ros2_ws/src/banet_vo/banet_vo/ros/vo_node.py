@@ -189,6 +189,7 @@ class VOShell:
             p.image_qos,
             self.worker.put,
             self.events,
+            transport=p.image_transport,
             sync=p.camera_info_sync,
             sync_queue_size=p.sync_queue_size,
             camera_from_info=lambda msg: camera_info_to_input(msg, rectify=p.rectify),
@@ -200,8 +201,8 @@ class VOShell:
         info = "from parameters" if p.fixed_camera else f"{p.camera_info_sync} sync"
         self.get_logger().info(
             f"ready: model {p.model}, input {self.estimator.input_size[0]}x{self.estimator.input_size[1]}, "
-            f"image QoS {p.image_qos}, camera_info {info}, rectify {p.rectify}, extrinsic from "
-            f"{self.extrinsic.describe()}, tf {self.tf.backend}"
+            f"image {p.image_transport}, QoS {p.image_qos}, camera_info {info}, rectify {p.rectify}, "
+            f"extrinsic from {self.extrinsic.describe()}, tf {self.tf.backend}"
         )
 
     def _close_input(self) -> None:

@@ -79,7 +79,9 @@ class ImatchingNode(Node):
             Trigger, "~/rollback", self._on_rollback, callback_group=services
         )
         self.worker = FrameWorker(self._process, self.events, p.queue_size, name="imatching_adapt")
-        self.camera_input = CameraInput(self, p.image_qos, self.worker.put, self.events)
+        self.camera_input = CameraInput(
+            self, p.image_qos, self.worker.put, self.events, transport=p.image_transport
+        )
         self._diag_timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
         self.get_logger().info(
             f"ready: matcher {p.matcher} on {self.stream.device}, adapt={p.adapt.enabled}, window "

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from banet_vo.odometry import DEVICES
-from banet_vo.ros.camera_input import image_qos_parameter
+from banet_vo.ros.camera_input import image_qos_parameter, image_transport_parameter
 from banet_vo.ros.parameters import ParameterSpec, ParameterTable, subset
 from rclpy.node import Node
 
@@ -59,6 +59,7 @@ PARAMS = ParameterTable(
     ParameterSpec("device", "auto", "torch device: auto (CUDA when available), cuda or cpu", choices=DEVICES),
     ParameterSpec("torch_threads", 0, "CPU threads for torch (0: torch's default)", range=(0, 256)),
     image_qos_parameter(),
+    image_transport_parameter(),
     ParameterSpec(
         "queue_size", 2, "frames waiting for the worker; older ones are dropped and counted", range=(1, 100)
     ),
@@ -87,6 +88,7 @@ class NodeParams:
     device: str
     torch_threads: int
     image_qos: str
+    image_transport: str
     queue_size: int
     save_every_steps: int
     source: str
