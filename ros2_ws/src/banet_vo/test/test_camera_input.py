@@ -281,9 +281,10 @@ def test_compressed_transport_follows_the_remapped_base_topic_and_delivers_exact
         ci = CameraInput(node, "reliable", frames.append, events, transport="compressed")
         assert ci.image_sub.topic_name == "/cam/image_raw/compressed"
         assert ci.image_sub.msg_type is CompressedImage
+        assert ci.info_sub.topic_name == "/cam/camera_info"  # beside the image, as image_transport's
         executor.add_node(node)
         images = pub_node.create_publisher(CompressedImage, "/cam/image_raw/compressed", 10)
-        infos = pub_node.create_publisher(CameraInfo, "camera_info", 10)
+        infos = pub_node.create_publisher(CameraInfo, "/cam/camera_info", 10)
         deadline = time.monotonic() + 5.0
         while not (images.get_subscription_count() and infos.get_subscription_count()):
             assert time.monotonic() < deadline, "no subscription matched"
@@ -301,6 +302,26 @@ def test_compressed_transport_follows_the_remapped_base_topic_and_delivers_exact
     finally:
         executor.shutdown()
         pub_node.destroy_node()
+        node.destroy_node()
+
+
+@pytest.mark.parametrize(
+    ("namespace", "remaps", "image", "info"),
+    [
+        ("/", [], "/image", "/camera_info"),
+        ("/robot", [], "/robot/image", "/robot/camera_info"),
+        ("/", ["image:=/zed/left/image_rect_color"], "/zed/left/image_rect_color", "/zed/left/camera_info"),
+        ("/", ["image:=/cam/image_raw", "camera_info:=/calib/info"], "/cam/image_raw", "/calib/info"),
+        ("/", ["camera_info:=/calib/info"], "/image", "/calib/info"),
+    ],
+)
+def test_camera_info_is_taken_beside_the_image_unless_remapped(rclpy_context, namespace, remaps, image, info):
+    cli_args = ["--ros-args", *[arg for remap in remaps for arg in ("-r", remap)]]
+    node = Node("camera_input_names", namespace=namespace, context=rclpy_context, cli_args=cli_args)
+    try:
+        ci = CameraInput(node, "reliable", lambda frame: None, EventCounters(print))
+        assert (ci.image_sub.topic_name, ci.info_sub.topic_name) == (image, info)
+    finally:
         node.destroy_node()
 
 

@@ -1,4 +1,5 @@
-"""banet_vo.ros.topics: the output names the node publishes and its listeners resolve."""
+"""banet_vo.ros.topics: the output names the node publishes and its listeners resolve, and where a
+camera_info sits beside its image."""
 
 from banet_vo.ros import topics
 
@@ -9,3 +10,9 @@ def test_output_topics_resolve_under_the_node_and_its_namespace():
     assert topics.output_topic(topics.DEPTH_IMAGE, "/robot1/") == "/robot1/banet_vo/depth/image"
     assert topics.output_topic(topics.STATUS, "/robot1", node_name="vo") == "/robot1/vo/status"
     assert len(set(topics.OUTPUTS)) == len(topics.OUTPUTS)
+
+
+def test_camera_info_sits_beside_its_image_as_image_transport_expects():
+    assert topics.camera_info_beside("/camera/image_raw") == "/camera/camera_info"
+    assert topics.camera_info_beside("/zed/left/image_rect_color/") == "/zed/left/camera_info"
+    assert topics.camera_info_beside("/image") == "/camera_info"

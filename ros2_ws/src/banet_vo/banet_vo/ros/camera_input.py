@@ -5,7 +5,9 @@ A node owns one `CameraInput`: it subscribes `image` and `camera_info` with the 
 message, pairs each image with a camera and hands a `CameraFrame` to the node's callback. With the
 `image_transport` parameter `compressed` the image comes as sensor_msgs/CompressedImage on
 `<image>/compressed`, image_transport's name for it (`image` resolved with its remapping first), and is
-decoded here (JPEG, PNG). Pairing:
+decoded here (JPEG, PNG). Unless `camera_info` is remapped itself, it is taken beside the image, as
+image_transport's camera subscriber does (`image:=/cam/left/image_raw` reads `/cam/left/camera_info`).
+Pairing:
 
 - `latest` (the default): the latest valid camera_info; the one image that arrived before the first
   camera_info waits for it; the camera is rescaled when the image comes at another resolution of the same
@@ -39,6 +41,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from banet_vo.data.compressed_image import TRANSPORT as COMPRESSED
 from banet_vo.data.compressed_image import TRANSPORTS
 from banet_vo.geometry import PinholeCamera
+from banet_vo.ros import topics
 from banet_vo.ros.conversions import (
     camera_info_to_camera,
     compressed_image_size,
@@ -187,8 +190,8 @@ class CameraInput:
         on_frame: Callable[[CameraFrame], Any],
         events: EventCounters,
         *,
-        image_topic: str = "image",
-        info_topic: str = "camera_info",
+        image_topic: str = topics.IMAGE,
+        info_topic: str = topics.CAMERA_INFO,
         transport: str = "raw",
         retry_period_s: float = 0.2,
         sync: str = "latest",
@@ -224,13 +227,17 @@ class CameraInput:
         self._on_frame = on_frame
         self.events = events
         self._compressed = transport == COMPRESSED
+        base = node.resolve_topic_name(image_topic)
         # image_transport's topic for a transport: the base topic, remapped, then "/<transport>".
-        self._image_topic = (
-            f"{node.resolve_topic_name(image_topic).rstrip('/')}/{COMPRESSED}"
-            if self._compressed
-            else image_topic
+        self._image_topic = f"{base.rstrip('/')}/{COMPRESSED}" if self._compressed else image_topic
+        remapped = node.resolve_topic_name(info_topic) != node.resolve_topic_name(
+            info_topic, only_expand=True
         )
-        self._info_topic = info_topic
+        self._info_topic = (
+            topics.camera_info_beside(base)
+            if info_topic == topics.CAMERA_INFO and not remapped
+            else info_topic
+        )
         self._lock = threading.Lock()
         self._camera: PinholeCamera | None = None
         self._pending: _Image | None = None  # newest image received before any valid camera_info

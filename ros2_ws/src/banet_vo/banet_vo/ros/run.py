@@ -169,8 +169,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--camera-info-topic",
-        default=CAMERA_INFO_TOPIC,
-        help=f"camera_info topic (default {CAMERA_INFO_TOPIC})",
+        default=None,
+        help="camera_info topic (default: camera_info beside the image topic, as image_transport pairs them: "
+        f"{CAMERA_INFO_TOPIC} for {IMAGE_TOPIC})",
     )
     parser.add_argument("--qos", choices=("auto", "sensor", "reliable"), default="auto", help="player QoS")
     parser.add_argument("--depth-every", type=int, default=10, help="save every N-th depth map (default 10)")
@@ -213,6 +214,17 @@ def _validate(args: argparse.Namespace, check_model: bool = True) -> None:
     with BagReader(args.bag) as reader:
         # The topic the images are played on, and the node's image_transport for it.
         args.bag_image_topic, args.image_transport = find_image_topic(reader.topics, args.image_topic)
+        # image_transport's naming: the node is given the base topic and appends "/compressed" itself.
+        args.image_base_topic = args.bag_image_topic
+        if args.image_transport == "compressed":
+            args.image_base_topic = args.bag_image_topic.removesuffix("/compressed")
+        if args.camera_info_topic is None:
+            args.camera_info_topic = topics.camera_info_beside(args.image_base_topic)
+        if args.camera_info_topic not in reader.topics:
+            _log(
+                f"warning: the bag has no {args.camera_info_topic}: the node waits for camera_info unless "
+                "--camera-info-topic names it or --param intrinsics:=[fx, fy, cx, cy, width, height] is given"
+            )
 
 
 @dataclass
@@ -226,12 +238,10 @@ class GraphRun:
 def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None) -> GraphRun:
     """Play the bag through the node and record what it publishes (estimator: instead of --model)."""
 
-    # image_transport's naming: the node takes the base topic and appends "/compressed" itself.
-    base = args.bag_image_topic.removesuffix("/compressed") if args.image_transport == "compressed" else None
     cli_args = [
         "--ros-args",
         "-r",
-        f"image:={base or args.bag_image_topic}",
+        f"image:={args.image_base_topic}",
         "-r",
         f"camera_info:={args.camera_info_topic}",
     ]

@@ -16,6 +16,10 @@ POINTS = "points"
 STATUS = "status"
 OUTPUTS = (ODOMETRY, PATH, DEPTH_IMAGE, DEPTH_CAMERA_INFO, POINTS, STATUS)
 
+# The camera inputs, as node-relative names for remapping (`image:=/cam/image_raw`).
+IMAGE = "image"
+CAMERA_INFO = "camera_info"
+
 DIAGNOSTICS = "/diagnostics"  # global, as diagnostic_aggregator expects
 
 # Matcher versions (std_msgs/String, banet_vo.odometry.matcher_swap.MatcherUpdate JSON, latched): the node
@@ -33,3 +37,10 @@ def output_topic(name: str, namespace: str = "/", node_name: str = NODE_NAME) ->
     """The fully resolved topic of output `name` of the node `node_name` in `namespace`,
     e.g. "/banet_vo/odometry" or "/robot1/banet_vo/odometry"."""
     return f"{namespace.rstrip('/')}/{node_name}/{name}"
+
+
+def camera_info_beside(image_topic: str) -> str:
+    """image_transport's camera_info topic for an image topic: `camera_info` in the image's namespace
+    (/cam/left/image_raw → /cam/left/camera_info), as a driver publishes the pair."""
+    parent = image_topic.rstrip("/").rpartition("/")[0]
+    return f"{parent}/{CAMERA_INFO}"
