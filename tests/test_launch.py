@@ -94,7 +94,7 @@ def test_vo_launch_runs_either_node_and_starts_the_managed_one():
     assert _keyword(on_state, "goal_state").value == "inactive"
     assert ast.unparse(_keyword(on_state, "entities")) == "[transition(Transition.TRANSITION_ACTIVATE)]"
     # the condition's expression, as launch would evaluate it for each spelling of the two arguments
-    (expr,) = [c for c in _calls(VO_LAUNCH, "PythonExpression")]
+    (expr,) = [c for c in _calls(VO_LAUNCH, "PythonExpression") if "camera_info_beside" not in ast.unparse(c)]
     true = "'.lower() in ('true', '1')"
     for lifecycle, autostart, expected in (
         ("true", "true", True),
@@ -250,3 +250,20 @@ def test_vo_with_adaptation_launch_connects_the_matcher_updates():
     assert '"~/" + MATCHER_UPDATES' in node_source  # what the remap points at
     setup = (ROOT / "ros2_ws/src/imatching_online/setup.py").read_text()
     assert '("share/" + package_name + "/launch", glob("launch/*.py"))' in setup
+
+
+def test_each_launch_file_takes_camera_info_beside_the_image_by_default():
+    """The camera_info argument defaults to image_transport's pairing, computed from the image argument by
+    banet_vo.ros.topics (test_topics.py evaluates that expression), in every launch file that remaps it."""
+    for path in (
+        VO_LAUNCH,
+        ADAPTATION_LAUNCH,
+        ROOT / "ros2_ws/src/imatching_online/launch/imatching.launch.py",
+    ):
+        (argument,) = [
+            c
+            for c in _calls(path, "DeclareLaunchArgument")
+            if isinstance(c.args[0], ast.Constant) and c.args[0].value == "camera_info"
+        ]
+        default = ast.unparse(_keyword(argument, "default_value"))
+        assert default == "PythonExpression(camera_info_beside_launch(LaunchConfiguration('image')))", path

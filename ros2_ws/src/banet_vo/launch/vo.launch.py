@@ -1,6 +1,7 @@
 """Launch the banet_vo node: `ros2 launch banet_vo vo.launch.py model:=/path/to/model.safetensors`.
 
-Arguments: image, camera_info (topics to remap the inputs to), image_transport (raw, or compressed to read
+Arguments: image, camera_info (topics to remap the inputs to; camera_info defaults to the one beside the
+image, /cam/left/image_raw → /cam/left/camera_info), image_transport (raw, or compressed to read
 image_transport's `<image>/compressed`), params_file (node parameters, default the package's
 config/banet_vo.yaml), model (required), device (auto|cuda|cpu), use_sim_time (true when replaying a bag
 with /clock), publish_tf, rectify, namespace, lifecycle, autostart.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import os
 
 from ament_index_python.packages import get_package_share_directory
+from banet_vo.ros.topics import camera_info_beside_launch
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, GroupAction, RegisterEventHandler
 from launch.conditions import IfCondition, UnlessCondition
@@ -37,7 +39,10 @@ def generate_launch_description() -> LaunchDescription:
     arguments = [
         DeclareLaunchArgument("image", default_value="/camera/image_raw", description="input image topic"),
         DeclareLaunchArgument(
-            "camera_info", default_value="/camera/camera_info", description="input camera_info topic"
+            "camera_info",
+            # image_transport's pairing: camera_info in the image's namespace (/camera/camera_info)
+            default_value=PythonExpression(camera_info_beside_launch(LaunchConfiguration("image"))),
+            description="input camera_info topic (default: camera_info beside the image topic)",
         ),
         DeclareLaunchArgument(
             "image_transport",

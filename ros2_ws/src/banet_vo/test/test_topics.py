@@ -16,3 +16,11 @@ def test_camera_info_sits_beside_its_image_as_image_transport_expects():
     assert topics.camera_info_beside("/camera/image_raw") == "/camera/camera_info"
     assert topics.camera_info_beside("/zed/left/image_rect_color/") == "/zed/left/camera_info"
     assert topics.camera_info_beside("/image") == "/camera_info"
+
+
+def test_the_launch_files_expression_gives_the_same_camera_info():
+    image = object()  # stands for LaunchConfiguration("image"), which launch substitutes by its text
+    for topic in ("/camera/image_raw", "/zed/left/image_rect_color/", "/image"):
+        parts = topics.camera_info_beside_launch(image)
+        expression = "".join(topic if part is image else part for part in parts)
+        assert eval(expression) == topics.camera_info_beside(topic)  # what PythonExpression does with it

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 
 from ament_index_python.packages import get_package_share_directory
+from banet_vo.ros.topics import camera_info_beside_launch
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration
+from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
@@ -25,7 +26,10 @@ def generate_launch_description() -> LaunchDescription:
     arguments = [
         DeclareLaunchArgument("image", default_value="/camera/image_raw", description="input image topic"),
         DeclareLaunchArgument(
-            "camera_info", default_value="/camera/camera_info", description="input camera_info topic"
+            "camera_info",
+            # image_transport's pairing: camera_info in the image's namespace (/camera/camera_info)
+            default_value=PythonExpression(camera_info_beside_launch(LaunchConfiguration("image"))),
+            description="input camera_info topic (default: camera_info beside the image topic)",
         ),
         DeclareLaunchArgument(
             "params_file", default_value=default_params, description="node parameters YAML"

@@ -21,9 +21,10 @@ from __future__ import annotations
 import os
 
 from ament_index_python.packages import get_package_share_directory
+from banet_vo.ros.topics import camera_info_beside_launch
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration
+from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
@@ -45,7 +46,10 @@ def generate_launch_description() -> LaunchDescription:
             "image", default_value="/camera/image_rect", description="rectified input image topic"
         ),
         DeclareLaunchArgument(
-            "camera_info", default_value="/camera/camera_info", description="input camera_info topic"
+            "camera_info",
+            # image_transport's pairing: camera_info in the image's namespace (/camera/camera_info)
+            default_value=PythonExpression(camera_info_beside_launch(LaunchConfiguration("image"))),
+            description="input camera_info topic (default: camera_info beside the image topic)",
         ),
         DeclareLaunchArgument("model", description="BA-Net checkpoint (.safetensors)"),
         DeclareLaunchArgument(

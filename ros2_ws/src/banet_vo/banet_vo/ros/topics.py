@@ -44,3 +44,9 @@ def camera_info_beside(image_topic: str) -> str:
     (/cam/left/image_raw → /cam/left/camera_info), as a driver publishes the pair."""
     parent = image_topic.rstrip("/").rpartition("/")[0]
     return f"{parent}/{CAMERA_INFO}"
+
+
+def camera_info_beside_launch(image: object) -> list:
+    """The parts of a launch `PythonExpression` that evaluates to camera_info_beside(<image>), for a launch
+    argument's default (`image` is its substitution, e.g. LaunchConfiguration("image"))."""
+    return ["'", image, f"'.rstrip('/').rpartition('/')[0] + '/{CAMERA_INFO}'"]
