@@ -66,7 +66,7 @@ def run_clip(spec, args, estimator, xfeat) -> tuple[list, list[str]]:
     from banet_vo.evaluation import real_clips as rc
     from banet_vo.odometry import FRONTENDS, SCALE_SOURCES, OdometryConfig, make_odometry
 
-    clip = rc.load_clip(spec, args.data, args.max_frames, args.every, args.image_scale)
+    clip = rc.load_clip(spec, args.data, args.max_frames, args.every, args.image_scale, args.jpeg_quality)
     rows, skipped = [], []
     default_frontend = OdometryConfig().frontend
     for frontend in FRONTENDS:
@@ -167,6 +167,8 @@ def write_markdown(
         partial += f", every {args.every}th frame of each clip"
     if args.image_scale != 1.0:
         partial += f", frames and intrinsics resized by {args.image_scale:g}"
+    if args.jpeg_quality is not None:
+        partial += f", every image through JPEG at quality {args.jpeg_quality} (references too)"
     if args.scales:
         partial += f", scale {' / '.join(args.scales)} only"
     text = [
@@ -235,6 +237,13 @@ def main(argv: list[str] | None = None) -> int:
         help="resize every frame and its intrinsics by this factor: the clips through a camera of another "
         "resolution (not with --live; default 1)",
     )
+    parser.add_argument(
+        "--jpeg-quality",
+        type=int,
+        default=None,
+        help="pass every image (references' too) through JPEG at this quality (1-100), as a camera that "
+        "streams compressed images (not with --live; default: the clips' own images)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument(
         "--seeds",
@@ -274,12 +283,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             "--image-scale resizes the frames offline; the live node plays the clip's own (leave out --live)"
         )
+    if args.jpeg_quality is not None:
+        if not 1 <= args.jpeg_quality <= 100:
+            parser.error(f"--jpeg-quality must lie in [1, 100], got {args.jpeg_quality}")
+        if args.live:
+            parser.error("--jpeg-quality re-encodes the frames offline (leave out --live)")
     args.code_version = code_version()  # at the start: the tree may change during a long run
     args.started_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     if args.out is None:
         args.out = LIVE_RESULTS if args.live_only else RESULTS
-        suffix = (f"_every{args.every}" if args.every > 1 else "") + (
-            f"_scale{args.image_scale:g}" if args.image_scale != 1.0 else ""
+        suffix = (
+            (f"_every{args.every}" if args.every > 1 else "")
+            + (f"_scale{args.image_scale:g}" if args.image_scale != 1.0 else "")
+            + (f"_jpeg{args.jpeg_quality}" if args.jpeg_quality is not None else "")
         )
         if suffix:
             args.out = RESULTS.with_name(f"real_clips{suffix}.md")

@@ -1,4 +1,5 @@
-"""benchmarks.real_clips refuses --every, --image-scale and --scales values it cannot honour."""
+"""benchmarks.real_clips refuses --every, --image-scale, --jpeg-quality and --scales values it cannot
+honour."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from benchmarks import real_clips
         (["--image-scale", "nan"], "--image-scale must lie in (0, 4]"),
         (["--image-scale", "0.5", "--live"], "plays the clip's own"),
         (["--scales", "ground_plane,metric"], "must be one of"),
+        (["--jpeg-quality", "0"], "--jpeg-quality must lie in [1, 100]"),
+        (["--jpeg-quality", "90", "--live"], "re-encodes the frames offline"),
     ],
 )
 def test_every_is_checked(argv, message, capsys):

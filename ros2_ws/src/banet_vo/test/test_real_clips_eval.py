@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from banet_vo.data import compressed_image
 from banet_vo.evaluation import real_clips as rc
 from scipy.spatial.transform import Rotation
 
@@ -254,6 +255,24 @@ def test_load_clip_image_scale_is_the_same_scene_through_a_smaller_camera(shared
             rc.load_clip(rc.HOLOLENS_HELD_OUT, shared_data, image_scale=bad)
     with pytest.raises(ValueError, match="below 32 px"):
         rc.load_clip(rc.HOLOLENS_HELD_OUT, shared_data, image_scale=0.05)
+
+
+def test_load_clip_jpeg_quality_gives_what_a_compressed_stream_delivers(shared_data) -> None:
+    """jpeg_quality: each frame is the JPEG receiver's image (compressed_image.round_trip), close to the
+    original and closer at a higher quality; camera, stamps and poses unchanged."""
+    raw = next(rc.load_clip(rc.HOLOLENS_HELD_OUT, shared_data, max_frames=3).frames())
+    errors = []
+    for quality in (50, 95):
+        clip = rc.load_clip(rc.HOLOLENS_HELD_OUT, shared_data, max_frames=3, jpeg_quality=quality)
+        frame = next(clip.frames())
+        assert frame.camera == raw.camera and frame.timestamp == raw.timestamp
+        assert frame.image.shape == raw.image.shape and frame.image.dtype == np.uint8
+        np.testing.assert_array_equal(frame.image, compressed_image.round_trip(raw.image, "jpeg", quality))
+        errors.append(np.abs(frame.image.astype(int) - raw.image.astype(int)).mean())
+    assert 0 < errors[1] < errors[0] < 5.0
+    for bad in (0, 101, True):
+        with pytest.raises(ValueError, match="jpeg_quality"):
+            rc.load_clip(rc.HOLOLENS_HELD_OUT, shared_data, jpeg_quality=bad)
 
 
 def test_seed_summary_gives_medians_and_the_spread() -> None:

@@ -91,6 +91,14 @@ def encode(image: np.ndarray, codec: str, jpeg_quality: int = DEFAULT_JPEG_QUALI
     return format_string(raw, codec), data.tobytes()
 
 
+def round_trip(image: np.ndarray, codec: str, jpeg_quality: int = DEFAULT_JPEG_QUALITY) -> np.ndarray:
+    """What a receiver decodes of `image` (H×W uint8 or H×W×3 uint8 RGB) sent compressed, in the same
+    layout: the image a camera streaming JPEG gives the node."""
+    fmt, data = encode(image, codec, jpeg_quality)
+    pixels, encoding = decode(parse_format(fmt), data)
+    return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB) if encoding == "bgr8" else pixels
+
+
 def image_size(data: BytesLike) -> tuple[int, int]:
     """(width, height) from the encoded image's header, without decoding it."""
     try:

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 from evo.core.geometry import GeometryException
 
+from banet_vo.data import compressed_image
 from banet_vo.data.readers import open_sequence
 from banet_vo.data.sequence import Frame
 from banet_vo.data.sequence import Sequence as FrameSequence
@@ -89,6 +90,7 @@ class Clip:
     sequence: FrameSequence
     indices: np.ndarray  # sequence indices used, in order
     image_scale: float = 1.0
+    jpeg_quality: int | None = None  # each image through JPEG at this quality, as a compressed stream
 
     @property
     def camera(self) -> PinholeCamera:
@@ -111,6 +113,9 @@ class Clip:
             frame = self.sequence[int(i)]
             if self.image_scale != 1.0:
                 frame = _resized(frame, frame.camera.scaled(self.image_scale))
+            if self.jpeg_quality is not None:
+                image = compressed_image.round_trip(frame.image, "jpeg", self.jpeg_quality)
+                frame = Frame(frame.index, frame.timestamp, image, frame.camera, frame.depth, frame.pose)
             yield frame
 
 
@@ -137,14 +142,18 @@ def load_clip(
     max_frames: int | None = None,
     every: int = 1,
     image_scale: float = 1.0,
+    jpeg_quality: int | None = None,
 ) -> Clip:
     """Open a clip under data_root (../shared/data); FileNotFoundError when its folder is absent.
     `every` k > 1 keeps every k-th frame (what a node that keeps up with 1/k of the camera rate sees);
     `max_frames` then counts the kept frames. `image_scale` resizes every frame (and its intrinsics) by
-    that factor: the same clip through a camera of another resolution (at least 32 px a side)."""
+    that factor: the same clip through a camera of another resolution (at least 32 px a side).
+    `jpeg_quality` (1-100) passes every image through JPEG, as a camera streaming compressed images."""
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"every must be an int >= 1, got {every!r}")
     image_scale = check_image_scale(image_scale)
+    if jpeg_quality is not None and (isinstance(jpeg_quality, bool) or not 1 <= jpeg_quality <= 100):
+        raise ValueError(f"jpeg_quality must be an int in [1, 100] or None, got {jpeg_quality!r}")
     path = Path(data_root) / spec.folder
     if not path.is_dir():
         raise FileNotFoundError(f"clip {spec.name}: {path} not found")
@@ -164,7 +173,7 @@ def load_clip(
         indices = indices[: max(int(max_frames), 0)]
     if indices.size < 3:
         raise ValueError(f"clip {spec.name}: {indices.size} frames, at least 3 are needed for an alignment")
-    return Clip(spec, sequence, indices, image_scale)
+    return Clip(spec, sequence, indices, image_scale, jpeg_quality)
 
 
 # -- metrics -------------------------------------------------------------------------------------------
