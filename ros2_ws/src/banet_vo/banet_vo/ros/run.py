@@ -39,6 +39,7 @@ from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image
 
+from banet_vo.data import compressed_image
 from banet_vo.data.bags import (
     CAMERA_INFO_TOPIC,
     DEPTH_TOPIC,
@@ -199,6 +200,8 @@ def _parse_param(item: str) -> Parameter:
 
 
 def _validate(args: argparse.Namespace, check_model: bool = True) -> None:
+    """ValueError for bad arguments; sets the topics the bag is played on (bag_image_topic, its
+    image_transport, image_base_topic for the node's remapping, camera_info_topic when not given)."""
     if not (args.bag / "metadata.yaml").is_file():
         raise ValueError(f"bag: {args.bag} is not a rosbag2 directory (no metadata.yaml)")
     if check_model and not Path(args.model).is_file():
@@ -216,10 +219,12 @@ def _validate(args: argparse.Namespace, check_model: bool = True) -> None:
         args.bag_image_topic, args.image_transport = find_image_topic(reader.topics, args.image_topic)
         # image_transport's naming: the node is given the base topic and appends "/compressed" itself.
         args.image_base_topic = args.bag_image_topic
-        if args.image_transport == "compressed":
-            args.image_base_topic = args.bag_image_topic.removesuffix("/compressed")
+        if args.image_transport == compressed_image.TRANSPORT:
+            args.image_base_topic = args.bag_image_topic.removesuffix("/" + compressed_image.TRANSPORT)
         if args.camera_info_topic is None:
             args.camera_info_topic = topics.camera_info_beside(args.image_base_topic)
+        elif not args.camera_info_topic.startswith("/"):
+            args.camera_info_topic = "/" + args.camera_info_topic
         if args.camera_info_topic not in reader.topics:
             _log(
                 f"warning: the bag has no {args.camera_info_topic}: the node waits for camera_info unless "
