@@ -359,3 +359,51 @@ def test_compressed_images_are_refused_by_their_header_size_and_when_undecodable
             CameraInput(node, "reliable", frames.append, events, transport="theora")
     finally:
         node.destroy_node()
+
+
+def test_camera_info_is_taken_while_an_image_callback_is_still_running(rclpy_context):
+    # A slow image callback (a large JPEG to decode, a busy frame handler) must not hold back camera_info:
+    # on a multi-threaded executor the two inputs run in callback groups of their own.
+    import threading
+
+    from rclpy.executors import MultiThreadedExecutor
+
+    node = Node("camera_input_groups", context=rclpy_context)
+    pub_node = Node("camera_input_groups_pub", context=rclpy_context)
+    release, entered = threading.Event(), threading.Event()
+
+    def slow_frame(frame: CameraFrame) -> None:
+        entered.set()
+        release.wait(5.0)
+
+    executor = MultiThreadedExecutor(num_threads=2, context=rclpy_context)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    try:
+        ci = CameraInput(node, "reliable", slow_frame, EventCounters(print))
+        assert ci.image_sub.callback_group is not ci.info_sub.callback_group
+        images = pub_node.create_publisher(Image, "image", 10)
+        infos = pub_node.create_publisher(CameraInfo, "camera_info", 10)
+        executor.add_node(node)
+        thread.start()
+        deadline = time.monotonic() + 5.0
+        while not (images.get_subscription_count() and infos.get_subscription_count()):
+            assert time.monotonic() < deadline, "no subscription matched"
+            time.sleep(0.01)
+        infos.publish(_info())
+        while ci.camera is None:
+            assert time.monotonic() < deadline, "first camera_info not taken"
+            time.sleep(0.01)
+        images.publish(_image(1.0))
+        assert entered.wait(5.0), "the image never reached the frame callback"
+        other = PinholeCamera(45.0, 45.0, 31.5, 23.5, 64, 48)
+        infos.publish(_info(other))  # while the image callback is still inside slow_frame
+        while ci.camera != other:
+            assert time.monotonic() < deadline, "camera_info waited for the image callback"
+            time.sleep(0.01)
+        assert not release.is_set()
+    finally:
+        release.set()
+        executor.shutdown()
+        thread.join(timeout=5.0)
+        pub_node.destroy_node()
+        node.destroy_node()

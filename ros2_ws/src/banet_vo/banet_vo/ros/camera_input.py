@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
@@ -243,6 +244,10 @@ class CameraInput:
         self._pending: _Image | None = None  # newest image received before any valid camera_info
         self.image_sub = None
         self.info_sub = None
+        # One group per input: in the node's shared group every camera_info waits for the image callback
+        # (decoding) in progress, and multi-threaded executors can starve one callback of a shared group
+        # (rclcpp#2645). Each group still takes its own messages in order; shared state is under self._lock.
+        self._groups = {Image: MutuallyExclusiveCallbackGroup(), CameraInfo: MutuallyExclusiveCallbackGroup()}
         self._subscribe_timer = node.create_timer(retry_period_s, self._try_subscribe)
         self._try_subscribe()
 
@@ -346,7 +351,10 @@ class CameraInput:
             return None
         # Messages the middleware knows it lost (best effort gaps) are counted, not silently missing.
         events = SubscriptionEventCallbacks(message_lost=self._on_message_lost)
-        sub = self._node.create_subscription(msg_type, topic, callback, qos, event_callbacks=events)
+        group = self._groups[CameraInfo if msg_type is CameraInfo else Image]
+        sub = self._node.create_subscription(
+            msg_type, topic, callback, qos, event_callbacks=events, callback_group=group
+        )
         self._node.get_logger().info(f"subscribed to {sub.topic_name} ({qos.reliability.name})")
         return sub
 
