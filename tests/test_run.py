@@ -124,6 +124,72 @@ def test_run_finds_and_decodes_a_compressed_image_topic(tmp_path):
     assert summary["trajectory"]["se3"]["ate_rmse_m"] < 1e-6
 
 
+def _ros1_bag(path: Path, frames: list[Frame]) -> None:
+    """A ROS 1 bag (EuRoC, TUM RGB-D and older robots record them): the frames' images and camera_info."""
+    from rosbags.rosbag1 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS1_NOETIC)
+    types = ts.types
+    with Writer(path) as writer:
+        images = writer.add_connection("/cam/image_raw", "sensor_msgs/msg/Image", typestore=ts)
+        infos = writer.add_connection("/cam/camera_info", "sensor_msgs/msg/CameraInfo", typestore=ts)
+        for i, frame in enumerate(frames):
+            ns = round((T0 + frame.timestamp) * 1e9)
+            stamp = types["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9)
+            header = types["std_msgs/msg/Header"](seq=i, stamp=stamp, frame_id="cam")
+            c = frame.camera
+            K = np.array([c.fx, 0.0, c.cx, 0.0, c.fy, c.cy, 0.0, 0.0, 1.0])
+            info = types["sensor_msgs/msg/CameraInfo"](
+                header=header,
+                height=c.height,
+                width=c.width,
+                distortion_model="plumb_bob",
+                D=np.zeros(5),
+                K=K,
+                R=np.eye(3).ravel(),
+                P=np.c_[K.reshape(3, 3), np.zeros(3)].ravel(),
+                binning_x=0,
+                binning_y=0,
+                roi=types["sensor_msgs/msg/RegionOfInterest"](
+                    x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+                ),
+            )
+            writer.write(infos, ns, ts.serialize_ros1(info, "sensor_msgs/msg/CameraInfo"))
+            image = types["sensor_msgs/msg/Image"](
+                header=header,
+                height=c.height,
+                width=c.width,
+                encoding="mono8",
+                is_bigendian=0,
+                step=c.width,
+                data=frame.image.reshape(-1),
+            )
+            writer.write(images, ns, ts.serialize_ros1(image, "sensor_msgs/msg/Image"))
+
+
+def test_a_ros1_bag_is_refused_with_the_conversion_that_then_plays(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    frames = _frames()
+    ros1 = tmp_path / "robot.bag"
+    _ros1_bag(ros1, frames)
+    assert run.main([str(ros1), "--out", str(tmp_path / "o")], estimator=TruthEstimator(frames)) == 2
+    err = capsys.readouterr().err
+    assert "ROS 1 bag: convert it with `rosbags-convert --src" in err
+    convert = Path(sys.executable).parent / "rosbags-convert"  # installed with rosbags, a pinned dependency
+    dst = tmp_path / "robot_ros2"
+    subprocess.run(
+        [str(convert), "--src", str(ros1), "--dst", str(dst), "--dst-typestore", "ros2_kilted"], check=True
+    )
+    out = tmp_path / "out"
+    argv = [str(dst), "--out", str(out), "--image-topic", "/cam/image_raw", "--no-plots"]
+    assert run.main([*argv, "--param", "frontend:=none"], estimator=TruthEstimator(frames)) == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["frames_published"] == N and summary["node"]["no_camera_info"] == 0  # /cam/camera_info
+
+
 def test_run_errors_are_clear(bag, tmp_path, capsys):
     bag_path, _ = bag
     assert run.main([str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2

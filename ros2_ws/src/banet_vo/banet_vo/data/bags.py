@@ -397,6 +397,17 @@ class BagRecord:
     data: bytes
 
 
+def not_a_rosbag2(path: Path) -> str:
+    """Why `path` cannot be read as a rosbag2, with the way out for a ROS 1 bag."""
+    text = f"bag: {path} is not a rosbag2 directory (no metadata.yaml)"
+    if path.is_file() and path.suffix == ".bag":
+        text += (
+            "; it looks like a ROS 1 bag: convert it with `rosbags-convert --src "
+            f"{path} --dst {path.with_suffix('')}_ros2 --dst-typestore ros2_kilted` (installed with banet-vo)"
+        )
+    return text
+
+
 class BagReader:
     """Read any rosbag2 (MCAP or sqlite3) in bag-time order; use as a context manager.
 
@@ -410,7 +421,7 @@ class BagReader:
         path = Path(path)
         self._has_metadata = (path / "metadata.yaml").is_file()
         if not self._has_metadata and not (salvage and path.is_dir() and storage_files(path)):
-            raise ValueError(f"bag: {path} is not a rosbag2 directory (no metadata.yaml)")
+            raise ValueError(not_a_rosbag2(path))
         self.path = path
         self.salvage = salvage
         self.damage: SalvageReport | None = None

@@ -48,6 +48,7 @@ from banet_vo.data.bags import (
     BagReader,
     find_image_topic,
     image_from_message,
+    not_a_rosbag2,
     pose_from_message,
     stamp_ns,
 )
@@ -203,7 +204,7 @@ def _validate(args: argparse.Namespace, check_model: bool = True) -> None:
     """ValueError for bad arguments; sets the topics the bag is played on (bag_image_topic, its
     image_transport, image_base_topic for the node's remapping, camera_info_topic when not given)."""
     if not (args.bag / "metadata.yaml").is_file():
-        raise ValueError(f"bag: {args.bag} is not a rosbag2 directory (no metadata.yaml)")
+        raise ValueError(not_a_rosbag2(args.bag))
     if check_model and not Path(args.model).is_file():
         raise ValueError(
             f"--model: {args.model} does not exist (train one with banet-vo-train, or pass --model PATH)"
