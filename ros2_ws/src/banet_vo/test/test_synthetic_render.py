@@ -111,7 +111,10 @@ def striped_floor():
     b = SceneBuilder(rng, 256)
     stripes = tx.stripes(rng, 256, count=32, colours=[(0.9, 0.9, 0.9), (0.1, 0.1, 0.1)], noise=0.0)
     tex = b.add_texture(stripes, periodic=True)
-    b.add_quad((-50, 50, 0), (1, 0, 0), (0, -1, 0), (100, 100), tex, (1.0, 1.0), normal=(0, 0, 1))
+    # 4 m per texture repeat: stripes 12.5 cm wide, resolved near the camera and far below a pixel at the
+    # horizon. With 1 m the whole floor sat past the mip level where the stripes average to grey, so the
+    # anisotropic and isotropic filters gave the same image and the comparison below was float noise.
+    b.add_quad((-50, 50, 0), (1, 0, 0), (0, -1, 0), (100, 100), tex, (4.0, 4.0), normal=(0, 0, 1))
     scene = b.build("test", 0, LIGHT, None, FREE)
     return scene, _pose(0.0, 0.0, 1.5, np.pi / 2 + 0.3, 0.05, 0.0), camera_from_fov(48, 36, 70.0)
 
@@ -137,7 +140,7 @@ def test_texture_filtering_removes_aliasing_on_a_receding_floor(striped_floor) -
     }
     assert err["point"] > 0.1, err  # the scene really aliases without filtering
     assert err["filtered"] < 0.1 * err["point"], err
-    assert err["filtered"] < err["isotropic"], err  # anisotropic probes keep the far floor sharper
+    assert err["filtered"] < 0.5 * err["isotropic"], err  # anisotropic probes keep the far floor sharper
 
 
 def _atlas(images, wraps):
