@@ -291,8 +291,13 @@ def test_until_and_qos_choice(rclpy_context, small_bag: Path) -> None:
             stats = player.play(until=0.35)  # bag seconds after the first message
         spinner.wait_for(4, timeout=5.0)
         with BagPlayer(rclpy_context, small_bag, qos="auto") as player:
-            # As recorded by write_bag: reliable.
+            # As recorded by write_bag: reliable, with the profile's depth unless one is given.
             assert player.publishers[IMAGE_TOPIC].qos_profile.reliability == ReliabilityPolicy.RELIABLE
+            assert player.publishers[IMAGE_TOPIC].qos_profile.depth == 10
+        with BagPlayer(rclpy_context, small_bag, qos="sensor", depth=100) as player:
+            assert player.publishers[IMAGE_TOPIC].qos_profile.depth == 100
+        with pytest.raises(ValueError, match="depth"):
+            BagPlayer(rclpy_context, small_bag, depth=0)
     finally:
         spinner.close()
     assert stats.messages == 4 and stats.last_stamp_ns == 5_300_000_000

@@ -32,7 +32,7 @@ from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock
 
 from banet_vo.data.bags import BagReader
-from banet_vo.ros.qos import latched_qos, reliable_qos, sensor_qos
+from banet_vo.ros.qos import latched_qos, qos_from_name, reliable_qos
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +89,9 @@ class BagPlayer:
     qos: "auto" (as recorded in the bag), "sensor" or "reliable"; latched topics stay transient-local.
     remaps: {"from": "to"} topic names. topics: play only these bag topics (default all).
     loop: start again at the end until stop(). progress: stream for the `\\r` progress line (e.g. stderr).
+    depth: history depth of the stream publishers (default: the profile's, 10 reliable / 5 best effort); a
+    reliable publisher keeps that many samples for retransmission, so a deeper one loses none to a reader
+    that stalls for a moment (banet-vo-run, which must process every frame, plays with 100).
     play() blocks the calling thread; stop() may be called from any thread or a signal handler.
     """
 
@@ -106,6 +109,7 @@ class BagPlayer:
         loop: bool = False,
         progress: TextIO | None = None,
         node_name: str = "banet_vo_bag_player",
+        depth: int | None = None,
     ) -> None:
         if not isinstance(rate, int | float) or not rate > 0 or rate == float("inf"):
             raise ValueError(f"rate must be a positive finite number, got {rate!r}")
@@ -113,6 +117,9 @@ class BagPlayer:
             raise ValueError(f"clock_hz must be positive, got {clock_hz!r}")
         if qos not in PLAYER_QOS:
             raise ValueError(f"qos must be one of {PLAYER_QOS}, got {qos!r}")
+        if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
+            raise ValueError(f"depth must be a positive int or None, got {depth!r}")
+        self.depth = depth
         self.rate = float(rate)
         self.clock = bool(clock)
         self.clock_period_s = 1.0 / float(clock_hz)
@@ -166,7 +173,7 @@ class BagPlayer:
                         package.replace("_", "-"),
                     )
                 continue
-            profile = self._profile(qos, info.reliable, info.latched)
+            profile = self._profile(qos, info.reliable, info.latched, self.depth)
             out = remaps.get(name, name)
             self.publishers[name] = self.node.create_publisher(msg_class, out, profile)
             self.output_topics[name] = out
@@ -176,12 +183,12 @@ class BagPlayer:
         self._total = sum(bag_topics[name].count for name in self.publishers)
 
     @staticmethod
-    def _profile(qos: str, recorded_reliable: bool, latched: bool) -> QoSProfile:
+    def _profile(qos: str, recorded_reliable: bool, latched: bool, depth: int | None) -> QoSProfile:
         if latched:
             return latched_qos()
-        if qos == "auto":
-            return reliable_qos() if recorded_reliable else sensor_qos()
-        return reliable_qos() if qos == "reliable" else sensor_qos()
+        reliable = recorded_reliable if qos == "auto" else qos == "reliable"
+        name = "reliable" if reliable else "sensor"
+        return qos_from_name(name, depth)
 
     @property
     def start_ns(self) -> int:

@@ -71,6 +71,10 @@ from banet_vo.ros.vo_node import VONode
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "models/banet_small_synthetic.safetensors"
+# Offline every frame counts: the player keeps this many samples per topic for DDS to retransmit, and the
+# node pairs an image with a camera_info that far apart (a stalled delivery on loopback held images or
+# camera_infos back by up to ~3 s, which the defaults of 10 turned into lost frames).
+REPLAY_DEPTH = 100
 _NS = 1_000_000_000
 
 
@@ -258,6 +262,7 @@ def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None)
         Parameter("device", value=args.device),
         Parameter("queue_size", value=args.queue_size),
         Parameter("image_transport", value=args.image_transport),
+        Parameter("sync_queue_size", value=REPLAY_DEPTH),
         *(_parse_param(p) for p in args.param),
     ]
     node = VONode(estimator=estimator, context=context, cli_args=cli_args, parameter_overrides=overrides)
@@ -277,6 +282,7 @@ def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None)
             qos=args.qos,
             topics=[args.bag_image_topic, args.camera_info_topic],
             progress=sys.stderr,
+            depth=REPLAY_DEPTH,
         )
         # Both ends must have matched, or the first frames are lost (volatile durability).
         if not (player.wait_for_subscribers(timeout=10.0) and node.camera_input.wait_for_publishers(10.0)):
