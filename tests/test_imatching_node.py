@@ -266,7 +266,7 @@ def test_bad_input_is_counted_and_the_node_keeps_serving(rclpy_context, seq, ran
 
         header = Header(stamp=sec_to_stamp(T0 + 1), frame_id="camera_optical")
         bad = numpy_to_image(f[1].image, "rgb8", header)
-        bad.encoding = "yuv422"  # unsupported
+        bad.encoding = "nv21"  # unsupported
         graph.img_pub.publish(bad)
         graph.settle("bad_image", 1)
         bad = numpy_to_image(f[1].image, "rgb8", header)

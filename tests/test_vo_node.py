@@ -349,7 +349,7 @@ def test_bad_input_is_counted_and_the_node_keeps_serving(rclpy_context):
         graph.wait("odom", 1)
 
         bad = image(0)
-        bad.encoding = "yuv422"  # unsupported
+        bad.encoding = "nv21"  # unsupported
         img_pub.publish(bad)
         settle("bad_image", 1)
         bad = image(0)

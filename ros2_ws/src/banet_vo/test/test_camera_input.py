@@ -183,7 +183,7 @@ def test_bad_images_are_counted_and_resized_images_get_a_resized_camera(harness)
     h = harness
     h.input.on_camera_info(_info())
     unsupported = _image(1.0)
-    unsupported.encoding = "yuv422"
+    unsupported.encoding = "nv21"
     h.input.on_image(unsupported)
     h.input.on_image(Image())  # an empty message: zero size, no encoding
     assert h.events.get("bad_image") == 2 and h.frames == []

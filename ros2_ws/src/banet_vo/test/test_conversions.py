@@ -31,6 +31,9 @@ LAYOUTS = {
     "bgr8": (np.uint8, 3),
     "rgba8": (np.uint8, 4),
     "bgra8": (np.uint8, 4),
+    **{f"bayer_{p}8": (np.uint8, 1) for p in ("rggb", "bggr", "gbrg", "grbg")},
+    **{f"bayer_{p}16": (np.uint16, 1) for p in ("rggb", "bggr", "gbrg", "grbg")},
+    **{e: (np.uint8, 2) for e in ("yuv422", "yuv422_yuy2", "uyvy", "yuyv")},
     "32FC1": (np.float32, 1),
 }
 
@@ -132,7 +135,7 @@ def _valid_image() -> Image:
 @pytest.mark.parametrize(
     ("field", "value", "match"),
     [
-        ("encoding", "yuv422", "encoding"),
+        ("encoding", "nv21", "encoding"),
         ("encoding", "", "encoding"),
         ("encoding", "RGB8", "encoding"),
         ("height", 0, "Image.height"),
@@ -645,3 +648,65 @@ def test_a_png_compressed_image_gives_the_model_what_the_raw_image_gives(encodin
         conv.compressed_to_model_input(msg)
     with pytest.raises(ValueError, match="compressedDepth"):
         conv.compressed_image_size(msg)
+
+
+def _smooth_rgb(height: int = 32, width: int = 40) -> np.ndarray:
+    """Colour gradients in which red and blue differ everywhere (a swapped channel order shows)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    return np.stack([40 + 150 * x / width, 60 + 120 * y / height, 200 - 100 * x / width], 2).astype(np.uint8)
+
+
+def _mosaic(rgb: np.ndarray, pattern: str) -> np.ndarray:
+    """The raw sensor values of a colour filter array: `pattern` names the top-left 2x2 tile, row by row."""
+    channel = {"r": 0, "g": 1, "b": 2}
+    out = np.empty(rgb.shape[:2], rgb.dtype)
+    for k, letter in enumerate(pattern):
+        dy, dx = divmod(k, 2)
+        out[dy::2, dx::2] = rgb[dy::2, dx::2, channel[letter]]
+    return out
+
+
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+def test_bayer_mosaics_are_demosaiced_to_the_scene_in_rgb(pattern):
+    rgb = _smooth_rgb()
+    raw = conv.numpy_to_image(_mosaic(rgb, pattern), f"bayer_{pattern}8")
+    out = conv.image_to_model_input(raw)
+    assert out.shape == rgb.shape and out.dtype == np.uint8
+    inner = (slice(2, -2), slice(2, -2))  # demosaicing guesses at the border
+    error = np.abs(out[inner].astype(int) - rgb[inner].astype(int)).mean()
+    swapped = np.abs(out[inner][..., ::-1].astype(int) - rgb[inner].astype(int)).mean()
+    assert error < 3.0 and swapped > 30.0, (error, swapped)
+    wide = conv.numpy_to_image(_mosaic(rgb.astype(np.uint16) * 257, pattern), f"bayer_{pattern}16")
+    out16 = conv.image_to_model_input(wide)  # 16-bit: demosaiced, then the fixed 16 -> 8 rule
+    assert np.abs(out16[inner].astype(int) - rgb[inner].astype(int)).mean() < 3.0
+
+
+def _yuv422(rgb: np.ndarray, order: str) -> np.ndarray:
+    """4:2:2 YUV (BT.601, limited range) of an RGB image, packed as `order` (uyvy or yuyv) into H×W×2."""
+    r, g, b = (rgb[..., k].astype(np.float64) for k in range(3))
+    y = 16 + 0.257 * r + 0.504 * g + 0.098 * b
+    u = 128 - 0.148 * r - 0.291 * g + 0.439 * b
+    v = 128 + 0.439 * r - 0.368 * g - 0.071 * b
+    u = np.repeat((u[:, 0::2] + u[:, 1::2]) / 2, 2, axis=1)  # one U and one V per pair of pixels
+    v = np.repeat((v[:, 0::2] + v[:, 1::2]) / 2, 2, axis=1)
+    chroma = np.where(np.arange(rgb.shape[1]) % 2 == 0, u, v)
+    planes = [chroma, y] if order == "uyvy" else [y, chroma]
+    return np.clip(np.rint(np.stack(planes, axis=2)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "order"), [("yuv422", "uyvy"), ("uyvy", "uyvy"), ("yuv422_yuy2", "yuyv"), ("yuyv", "yuyv")]
+)
+def test_yuv422_is_converted_to_rgb(encoding, order):
+    rgb = _smooth_rgb()
+    out = conv.image_to_model_input(conv.numpy_to_image(_yuv422(rgb, order), encoding))
+    assert out.shape == rgb.shape and out.dtype == np.uint8
+    error = np.abs(out.astype(int) - rgb.astype(int)).mean()
+    other = "yuyv" if order == "uyvy" else "uyvy"
+    wrong = np.abs(
+        conv.image_to_model_input(conv.numpy_to_image(_yuv422(rgb, other), encoding)).astype(int) - rgb
+    ).mean()
+    assert error < 3.0 and wrong > 20.0, (error, wrong)
+    odd = conv.numpy_to_image(_yuv422(rgb, order)[:, :-1], encoding)
+    with pytest.raises(ValueError, match="even width"):
+        conv.image_to_model_input(odd)

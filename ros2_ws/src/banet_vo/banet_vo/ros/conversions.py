@@ -35,7 +35,39 @@ from banet_vo.geometry.rigid import rotation_to_quaternion, skew
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_ENCODINGS = ("mono8", "8UC1", "mono16", "16UC1", "rgb8", "bgr8", "rgba8", "bgra8", "32FC1")
+# Raw colour filter arrays as machine-vision drivers publish them (Spinnaker, Pylon, Aravis), named by the
+# top-left 2x2 tile; OpenCV names the same tile by its second row's pair, hence RGGB -> BayerBG (as cv_bridge
+# and rosbags-image map them).
+_DEMOSAIC = {
+    "bayer_rggb": cv2.COLOR_BayerBG2RGB_EA,
+    "bayer_bggr": cv2.COLOR_BayerRG2RGB_EA,
+    "bayer_gbrg": cv2.COLOR_BayerGR2RGB_EA,
+    "bayer_grbg": cv2.COLOR_BayerGB2RGB_EA,
+}
+_BAYER8 = tuple(f"{pattern}8" for pattern in _DEMOSAIC)
+_BAYER16 = tuple(f"{pattern}16" for pattern in _DEMOSAIC)
+# 4:2:2 YUV as USB (UVC) camera drivers publish it: yuv422 is UYVY and yuv422_yuy2 is YUYV (REP-0104's
+# names; uyvy / yuyv are their newer aliases).
+_YUV422 = {
+    "yuv422": cv2.COLOR_YUV2RGB_UYVY,
+    "uyvy": cv2.COLOR_YUV2RGB_UYVY,
+    "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2,
+    "yuyv": cv2.COLOR_YUV2RGB_YUY2,
+}
+SUPPORTED_ENCODINGS = (
+    "mono8",
+    "8UC1",
+    "mono16",
+    "16UC1",
+    "rgb8",
+    "bgr8",
+    "rgba8",
+    "bgra8",
+    *_BAYER8,
+    *_BAYER16,
+    *_YUV422,
+    "32FC1",
+)
 # What the model takes as input: the intensity encodings (32FC1 is depth, decoded but never a model input).
 MODEL_INPUT_ENCODINGS = tuple(e for e in SUPPORTED_ENCODINGS if e != "32FC1")
 _MONO8 = ("mono8", "8UC1")
@@ -136,7 +168,9 @@ def scale_16_to_8(values: np.ndarray, max_value: int = 65535) -> np.ndarray:
 def image_to_model_input(msg: Any, max_value_16bit: int = 65535) -> np.ndarray:
     """The host image layout the model takes: H×W uint8 gray, or H×W×3 uint8 RGB.
 
-    bgr8/bgra8 are reordered to RGB, alpha is dropped, mono16/16UC1 go through `scale_16_to_8`.
+    bgr8/bgra8 are reordered to RGB, alpha is dropped, mono16/16UC1 go through `scale_16_to_8`, Bayer
+    mosaics are demosaiced (OpenCV's edge-aware interpolation; 16-bit ones then scaled), 4:2:2 YUV is
+    converted to RGB (BT.601, as OpenCV reads it).
     32FC1 (depth) is not an intensity image and is refused.
     """
     if msg.encoding not in MODEL_INPUT_ENCODINGS:
@@ -160,6 +194,16 @@ def pixels_to_model_input(pixels: np.ndarray, encoding: str, max_value_16bit: in
         return cv2.cvtColor(pixels, cv2.COLOR_RGBA2RGB)
     if encoding == "bgra8":
         return cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGB)
+    if encoding in _BAYER8:
+        return cv2.cvtColor(pixels, _DEMOSAIC[encoding[:-1]])
+    if encoding in _BAYER16:
+        return scale_16_to_8(cv2.cvtColor(pixels, _DEMOSAIC[encoding[:-2]]), max_value_16bit)
+    if encoding in _YUV422:
+        if pixels.shape[1] % 2:
+            raise ValueError(
+                f"{encoding} needs an even width (two pixels share U and V), got {pixels.shape[1]}"
+            )
+        return cv2.cvtColor(pixels, _YUV422[encoding])
     raise ValueError(
         f"encoding {encoding!r} is not an intensity image; the model takes mono or colour images"
     )
