@@ -48,6 +48,8 @@ TOPICS = [
     "imatching_accuracy",
 ]
 
+JPEG_RUN_ARGS = "--threads 1 --frontends xfeat --scales learned,ground_plane --seeds 0,1,2,3,4".split()
+
 # Topics written by another benchmark module than their name: topic -> (module, arguments).
 RUNS = {
     "real_clips_live": ("real_clips", ["--live-only"]),
@@ -71,36 +73,14 @@ RUNS = {
             str(RESULTS / "real_clips_ground_plane.md"),
         ],
     ),
-    "real_clips_jpeg95": (
-        "real_clips",
-        [
-            "--threads",
-            "1",
-            "--frontends",
-            "xfeat",
-            "--scales",
-            "learned,ground_plane",
-            "--seeds",
-            "0,1,2,3,4",
-            "--jpeg-quality",
-            "95",
-        ],
-    ),
-    "real_clips_jpeg75": (
-        "real_clips",
-        [
-            "--threads",
-            "1",
-            "--frontends",
-            "xfeat",
-            "--scales",
-            "learned,ground_plane",
-            "--seeds",
-            "0,1,2,3,4",
-            "--jpeg-quality",
-            "75",
-        ],
-    ),
+    # Every image through JPEG, as a camera streaming compressed images (docs/preregistered/jpeg_input.txt).
+    **{
+        f"real_clips_jpeg{q}": (
+            "real_clips",
+            [*JPEG_RUN_ARGS, "--jpeg-quality", str(q)],
+        )
+        for q in (95, 75)
+    },
     "real_clips_live_background": (
         "real_clips",
         [
