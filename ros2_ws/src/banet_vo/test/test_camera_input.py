@@ -407,3 +407,70 @@ def test_camera_info_is_taken_while_an_image_callback_is_still_running(rclpy_con
         thread.join(timeout=5.0)
         pub_node.destroy_node()
         node.destroy_node()
+
+
+@pytest.mark.parametrize(
+    ("transport", "remap", "pub_type", "pub_topic", "expected"),
+    [
+        # a camera's compressed topic remapped straight onto a raw input: another type on the topic
+        (
+            "raw",
+            "image:=/cam/image_raw/compressed",
+            CompressedImage,
+            "/cam/image_raw/compressed",
+            "/cam/image_raw/compressed carries sensor_msgs/msg/CompressedImage, not sensor_msgs/msg/Image: "
+            "set image_transport:=compressed",
+        ),
+        # the raw topic is silent, its compressed sibling publishes
+        (
+            "raw",
+            "image:=/cam/image_raw",
+            CompressedImage,
+            "/cam/image_raw/compressed",
+            "nothing is published on /cam/image_raw, but /cam/image_raw/compressed has "
+            "sensor_msgs/msg/CompressedImage: set image_transport:=compressed",
+        ),
+        # compressed asked for, only raw images published
+        (
+            "compressed",
+            "image:=/cam/image_raw",
+            Image,
+            "/cam/image_raw",
+            "nothing is published on /cam/image_raw/compressed, but /cam/image_raw has "
+            "sensor_msgs/msg/Image: set image_transport:=raw",
+        ),
+    ],
+)
+def test_a_transport_mismatch_is_named_with_its_fix(
+    rclpy_context, transport, remap, pub_type, pub_topic, expected
+):
+    import rclpy
+
+    node = Node("camera_input_hint", context=rclpy_context, cli_args=["--ros-args", "-r", remap])
+    # The camera in a process of its own: one participant refuses two types on one topic, the graph does not.
+    camera = rclpy.Context()
+    rclpy.init(context=camera)
+    pub_node = Node("camera_input_hint_pub", context=camera)
+    try:
+        ci = CameraInput(node, "reliable", lambda frame: None, EventCounters(print), transport=transport)
+        assert ci.transport_hint() is None  # nothing published anywhere yet
+        pub_node.create_publisher(pub_type, pub_topic, 10)
+        deadline = time.monotonic() + 5.0
+        while ci.transport_hint() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ci.transport_hint() == expected
+    finally:
+        pub_node.destroy_node()
+        rclpy.shutdown(context=camera)
+        node.destroy_node()
+
+
+def test_a_remap_onto_the_compressed_topic_itself_is_taken_as_meant(rclpy_context):
+    remap = ["--ros-args", "-r", "image:=/cam/image_raw/compressed"]
+    node = Node("camera_input_compressed_remap", context=rclpy_context, cli_args=remap)
+    try:
+        ci = CameraInput(node, "reliable", lambda frame: None, EventCounters(print), transport="compressed")
+        assert ci.image_sub.topic_name == "/cam/image_raw/compressed"
+        assert ci.info_sub.topic_name == "/cam/camera_info"
+    finally:
+        node.destroy_node()

@@ -96,6 +96,11 @@ def image_transport_parameter() -> ParameterSpec:
     )
 
 
+def _type_name(msg_type: type) -> str:
+    """The graph's name of a message type, e.g. "sensor_msgs/msg/Image"."""
+    return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
+
+
 class EventCounters:
     """Thread-safe counters of what a node saw; `warn` counts every occurrence of a kind of problem but
     logs it at most once per `period_s` (a broken stream must not flood the log)."""
@@ -229,13 +234,22 @@ class CameraInput:
         self.events = events
         self._compressed = transport == COMPRESSED
         base = node.resolve_topic_name(image_topic)
-        # image_transport's topic for a transport: the base topic, remapped, then "/<transport>".
-        self._image_topic = f"{base.rstrip('/')}/{COMPRESSED}" if self._compressed else image_topic
+        suffix = f"/{COMPRESSED}"
+        if self._compressed:
+            # image_transport's topic for a transport: the base topic, remapped, then "/<transport>"; a remap
+            # that already names the compressed topic is taken as meant.
+            base = base.rstrip("/").removesuffix(suffix)
+            self._image_topic = base + suffix
+        else:
+            self._image_topic = image_topic
+        self._image_type = CompressedImage if self._compressed else Image
+        self._hinted = False
         remapped = node.resolve_topic_name(info_topic) != node.resolve_topic_name(
             info_topic, only_expand=True
         )
+        # Beside the camera's base topic, also when a raw input was remapped onto a compressed one.
         self._info_topic = (
-            topics.camera_info_beside(base)
+            topics.camera_info_beside(base.rstrip("/").removesuffix(suffix))
             if info_topic == topics.CAMERA_INFO and not remapped
             else info_topic
         )
@@ -303,6 +317,32 @@ class CameraInput:
         with self._lock:
             self._frame_id = None
 
+    def transport_hint(self) -> str | None:
+        """Why no image can arrive, when the graph shows it: the image topic carries another message type,
+        or nothing is on it but the other transport's topic has a publisher. None when nothing is wrong
+        that the graph can tell. Logged once as a warning the first time it is found."""
+        node = self._node
+        topic = node.resolve_topic_name(self._image_topic)
+        wanted = _type_name(self._image_type)
+        types = {info.topic_type for info in node.get_publishers_info_by_topic(topic)}
+        hint = None
+        if types and wanted not in types:
+            fix = "image_transport:=raw" if self._compressed else "image_transport:=compressed"
+            hint = f"{topic} carries {', '.join(sorted(types))}, not {wanted}: set {fix}"
+        elif not types:
+            suffix = f"/{COMPRESSED}"
+            other = topic.removesuffix(suffix) if self._compressed else topic.rstrip("/") + suffix
+            other_type = Image if self._compressed else CompressedImage
+            if any(
+                info.topic_type == _type_name(other_type) for info in node.get_publishers_info_by_topic(other)
+            ):
+                fix = "image_transport:=raw" if self._compressed else "image_transport:=compressed"
+                hint = f"nothing is published on {topic}, but {other} has {_type_name(other_type)}: set {fix}"
+        if hint is not None and not self._hinted:
+            self._hinted = True
+            node.get_logger().warning(hint)
+        return hint
+
     def wait_for_publishers(self, timeout: float = 10.0, min_count: int = 1) -> bool:
         """Wait until both subscriptions have matched `min_count` publishers; False on timeout.
 
@@ -362,8 +402,7 @@ class CameraInput:
         """Create the subscriptions once their QoS is known (auto waits for a publisher, as rosbag2 does:
         subscribing reliable before a best-effort publisher appears would never connect)."""
         if self.image_sub is None:
-            image_type = CompressedImage if self._compressed else Image
-            self.image_sub = self._subscribe(image_type, self._image_topic, self.on_image)
+            self.image_sub = self._subscribe(self._image_type, self._image_topic, self.on_image)
         if self.info_sub is None and self.needs_camera_info:
             self.info_sub = self._subscribe(CameraInfo, self._info_topic, self.on_camera_info)
         if self.subscribed:

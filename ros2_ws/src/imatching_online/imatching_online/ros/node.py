@@ -238,6 +238,12 @@ class ImatchingNode(Node):
                 values["last_rms_px"] = report.rms_px
         return values
 
+    def _state_text(self) -> str:
+        if self.events.get("received") == 0:
+            hint = self.camera_input.transport_hint()
+            return self._state + (f" ({hint})" if hint else "")
+        return self._state
+
     def _publish_diagnostics(self) -> None:
         values = self.snapshot()
         extra = {"adapt": str(self.params.adapt.enabled).lower()}
@@ -247,7 +253,7 @@ class ImatchingNode(Node):
             self,
             "matcher adaptation",
             str(self.stream.device),
-            self._state,
+            self._state_text(),
             values,
             (*PROBLEMS, "save_errors"),
             level=DiagnosticStatus.ERROR if values.get("save_errors") else None,
