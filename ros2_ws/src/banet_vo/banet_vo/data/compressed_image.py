@@ -29,7 +29,7 @@ TRANSPORT = "compressed"  # image_transport's name; its topic is "<base topic>/c
 TRANSPORTS = ("raw", TRANSPORT)
 CODECS = ("jpeg", "png")  # what encode() writes (the decoder takes whatever OpenCV reads)
 _CODEC_ALIASES = {"jpg": "jpeg"}
-# A JPEG quality of 95 keeps XFeat's keypoints close to the raw image's; image_transport's default is 95 too.
+# image_transport's default JPEG quality (what it costs the odometry: docs/node.md, "Compressed images").
 DEFAULT_JPEG_QUALITY = 95
 
 
