@@ -324,20 +324,17 @@ class CameraInput:
         node = self._node
         topic = node.resolve_topic_name(self._image_topic)
         wanted = _type_name(self._image_type)
+        fix = "image_transport:=raw" if self._compressed else f"image_transport:={COMPRESSED}"
         types = {info.topic_type for info in node.get_publishers_info_by_topic(topic)}
         hint = None
         if types and wanted not in types:
-            fix = "image_transport:=raw" if self._compressed else "image_transport:=compressed"
             hint = f"{topic} carries {', '.join(sorted(types))}, not {wanted}: set {fix}"
         elif not types:
             suffix = f"/{COMPRESSED}"
             other = topic.removesuffix(suffix) if self._compressed else topic.rstrip("/") + suffix
-            other_type = Image if self._compressed else CompressedImage
-            if any(
-                info.topic_type == _type_name(other_type) for info in node.get_publishers_info_by_topic(other)
-            ):
-                fix = "image_transport:=raw" if self._compressed else "image_transport:=compressed"
-                hint = f"nothing is published on {topic}, but {other} has {_type_name(other_type)}: set {fix}"
+            other_type = _type_name(Image if self._compressed else CompressedImage)
+            if any(info.topic_type == other_type for info in node.get_publishers_info_by_topic(other)):
+                hint = f"nothing is published on {topic}, but {other} has {other_type}: set {fix}"
         if hint is not None and not self._hinted:
             self._hinted = True
             node.get_logger().warning(hint)
