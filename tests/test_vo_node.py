@@ -967,6 +967,36 @@ def test_diagnostics_say_camera_info_is_missing_when_images_arrive_alone(rclpy_c
         graph.close()
 
 
+def test_diagnostics_name_the_image_transport_to_set(rclpy_context):
+    # A camera that publishes only image_transport's compressed topic, and a node left on raw: nothing can
+    # arrive, and the status says which parameter to set.
+    from sensor_msgs.msg import CompressedImage
+
+    graph = Graph(
+        rclpy_context, TruthEstimator(_frames(2)), {"image_qos": "reliable", "diagnostics_period": 0.1}
+    )
+    camera = Node("vo_test_compressed_camera", context=rclpy_context)
+    try:
+        camera.create_publisher(
+            CompressedImage, IMAGE_TOPIC.rstrip("/") + "/compressed", reliable_qos(depth=5)
+        )
+
+        def status() -> str:
+            diags = graph.get("diag")
+            return diags[-1].status[0].message if diags else ""
+
+        deadline = time.monotonic() + 10.0
+        while "image_transport" not in status():
+            assert time.monotonic() < deadline, status()
+            time.sleep(0.05)
+        message = status()
+        assert message.startswith("waiting for images (nothing is published on ")
+        assert message.endswith("has sensor_msgs/msg/CompressedImage: set image_transport:=compressed)")
+    finally:
+        camera.destroy_node()
+        graph.close()
+
+
 def test_odometry_entries_of_the_table_take_the_dataclass_defaults():
     from banet_vo.config_fields import field_info
     from banet_vo.odometry import OdometryConfig
