@@ -168,3 +168,11 @@ def test_encode_refuses_what_a_camera_image_is_not():
         ci.encode(GREY.astype(np.float32), "png")
     with pytest.raises(ValueError, match="jpeg_quality"):
         ci.encode(GREY, "jpeg", jpeg_quality=0)
+
+
+def test_transport_topic_names_follow_image_transport():
+    assert ci.transport_topic("/cam/image_raw") == "/cam/image_raw/compressed"
+    assert ci.transport_topic("/cam/image_raw/") == "/cam/image_raw/compressed"
+    assert ci.base_topic("/cam/image_raw/compressed") == "/cam/image_raw"
+    assert ci.base_topic("/cam/image_raw") == "/cam/image_raw"  # not a compressed topic: its own base
+    assert ci.base_topic(ci.transport_topic("/a/b")) == "/a/b"

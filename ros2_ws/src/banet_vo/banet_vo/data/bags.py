@@ -49,7 +49,7 @@ from banet_vo.geometry.rigid import pose_matrix, rotation_to_quaternion
 logger = logging.getLogger(__name__)
 
 IMAGE_TOPIC = "/camera/image_raw"
-COMPRESSED_IMAGE_TOPIC = f"{IMAGE_TOPIC}/{compressed_image.TRANSPORT}"
+COMPRESSED_IMAGE_TOPIC = compressed_image.transport_topic(IMAGE_TOPIC)
 IMAGE_MSGTYPE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE_MSGTYPE = "sensor_msgs/msg/CompressedImage"
 # How write_bag stores the camera images: raw sensor_msgs/Image, or compressed with one of these codecs.
@@ -364,10 +364,9 @@ def find_image_topic(topics: dict[str, BagTopic], requested: str) -> tuple[str, 
     image_transport records it), else `requested + "/compressed"` when that is in the bag. ValueError, with
     the bag's image topics, when neither is."""
     requested = requested if requested.startswith("/") else "/" + requested
-    compressed_suffix = "/" + compressed_image.TRANSPORT
     candidates = [requested]
-    if not requested.endswith(compressed_suffix):
-        candidates.append(requested.rstrip("/") + compressed_suffix)
+    if compressed_image.base_topic(requested) == requested.rstrip("/"):  # not a compressed topic itself
+        candidates.append(compressed_image.transport_topic(requested))
     for name in candidates:
         topic = topics.get(name)
         if topic is None:
@@ -375,10 +374,10 @@ def find_image_topic(topics: dict[str, BagTopic], requested: str) -> tuple[str, 
         if topic.msgtype == IMAGE_MSGTYPE:
             return name, "raw"
         if topic.msgtype == COMPRESSED_IMAGE_MSGTYPE:
-            if not name.endswith(compressed_suffix):
+            if compressed_image.base_topic(name) == name.rstrip("/"):
                 raise ValueError(
                     f"{name} holds {COMPRESSED_IMAGE_MSGTYPE} but its name does not end in "
-                    f"'{compressed_suffix}', the name image_transport gives the compressed transport"
+                    f"'/{compressed_image.TRANSPORT}', the name image_transport gives that transport"
                 )
             return name, compressed_image.TRANSPORT
         raise ValueError(f"{name} holds {topic.msgtype}, not {IMAGE_MSGTYPE} or {COMPRESSED_IMAGE_MSGTYPE}")

@@ -33,6 +33,16 @@ _CODEC_ALIASES = {"jpg": "jpeg"}
 DEFAULT_JPEG_QUALITY = 95
 
 
+def transport_topic(base: str) -> str:
+    """image_transport's topic of the compressed transport (/cam/image_raw → /cam/image_raw/compressed)."""
+    return f"{base.rstrip('/')}/{TRANSPORT}"
+
+
+def base_topic(topic: str) -> str:
+    """The camera's base topic of a compressed transport topic; any other topic is its own base."""
+    return topic.rstrip("/").removesuffix(f"/{TRANSPORT}")
+
+
 @dataclass(frozen=True)
 class CompressedFormat:
     """The parts of a CompressedImage format string (None where the string does not say)."""

@@ -39,6 +39,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from banet_vo.data import compressed_image
 from banet_vo.data.compressed_image import TRANSPORT as COMPRESSED
 from banet_vo.data.compressed_image import TRANSPORTS
 from banet_vo.geometry import PinholeCamera
@@ -233,15 +234,10 @@ class CameraInput:
         self._on_frame = on_frame
         self.events = events
         self._compressed = transport == COMPRESSED
-        base = node.resolve_topic_name(image_topic)
-        suffix = f"/{COMPRESSED}"
-        if self._compressed:
-            # image_transport's topic for a transport: the base topic, remapped, then "/<transport>"; a remap
-            # that already names the compressed topic is taken as meant.
-            base = base.rstrip("/").removesuffix(suffix)
-            self._image_topic = base + suffix
-        else:
-            self._image_topic = image_topic
+        # image_transport's topic for a transport: the base topic, remapped, then "/<transport>"; a remap that
+        # already names the compressed topic is taken as meant.
+        base = compressed_image.base_topic(node.resolve_topic_name(image_topic))
+        self._image_topic = compressed_image.transport_topic(base) if self._compressed else image_topic
         self._image_type = CompressedImage if self._compressed else Image
         self._hinted = False
         remapped = node.resolve_topic_name(info_topic) != node.resolve_topic_name(
@@ -249,7 +245,7 @@ class CameraInput:
         )
         # Beside the camera's base topic, also when a raw input was remapped onto a compressed one.
         self._info_topic = (
-            topics.camera_info_beside(base.rstrip("/").removesuffix(suffix))
+            topics.camera_info_beside(base)
             if info_topic == topics.CAMERA_INFO and not remapped
             else info_topic
         )
@@ -330,8 +326,8 @@ class CameraInput:
         if types and wanted not in types:
             hint = f"{topic} carries {', '.join(sorted(types))}, not {wanted}: set {fix}"
         elif not types:
-            suffix = f"/{COMPRESSED}"
-            other = topic.removesuffix(suffix) if self._compressed else topic.rstrip("/") + suffix
+            base = compressed_image.base_topic(topic)
+            other = base if self._compressed else compressed_image.transport_topic(topic)
             other_type = _type_name(Image if self._compressed else CompressedImage)
             if any(info.topic_type == other_type for info in node.get_publishers_info_by_topic(other)):
                 hint = f"nothing is published on {topic}, but {other} has {other_type}: set {fix}"

@@ -225,7 +225,7 @@ def _validate(args: argparse.Namespace, check_model: bool = True) -> None:
         # image_transport's naming: the node is given the base topic and appends "/compressed" itself.
         args.image_base_topic = args.bag_image_topic
         if args.image_transport == compressed_image.TRANSPORT:
-            args.image_base_topic = args.bag_image_topic.removesuffix("/" + compressed_image.TRANSPORT)
+            args.image_base_topic = compressed_image.base_topic(args.bag_image_topic)
         if args.camera_info_topic is None:
             args.camera_info_topic = topics.camera_info_beside(args.image_base_topic)
         elif not args.camera_info_topic.startswith("/"):
