@@ -431,6 +431,82 @@ def test_bad_parameters_and_model_stop_the_node(rclpy_context, tmp_path):
         make(model="m", base_frame="/base link")
 
 
+GROUND_PLANE_FROM_EXTRINSIC = {
+    "model": "unused.safetensors",
+    "frontend": "xfeat",
+    "scale_source": "ground_plane",
+    "base_frame": "base_footprint",  # on the ground (REP-120): the camera's z in it is its height
+}
+
+
+def test_ground_plane_takes_the_camera_height_from_the_parameter_extrinsic(rclpy_context):
+    """camera_height 0 with scale_source ground_plane: base_camera_xyz's z is the height; a camera that
+    base_camera_xyz puts on the ground stops the node at start with the ways out."""
+    params = {**GROUND_PLANE_FROM_EXTRINSIC, "camera_extrinsic_source": "parameters"}
+    with pytest.raises(ValueError, match=r"parameter scale_source ground_plane needs .*set camera_height"):
+        VONode(
+            estimator=TruthEstimator([]),
+            context=rclpy_context,
+            parameter_overrides=[Parameter(k, value=v) for k, v in params.items()],
+        )
+    graph = Graph(rclpy_context, TruthEstimator([]), {**params, "base_camera_xyz": [0.4, 0.0, 1.2]})
+    try:
+        assert graph.node.vo.config.ground_camera_height() == pytest.approx(1.2)
+        assert graph.logs("scale from the ground plane, camera 1.200 m above it (the camera's z in")
+    finally:
+        graph.close()
+
+
+@pytest.mark.parametrize("height", [1.2, 0.0])
+def test_ground_plane_takes_the_camera_height_from_tf(rclpy_context, monkeypatch, height):
+    """With the extrinsic from tf (a stand-in tf2_ros: the real one is not on PyPI), the height is checked
+    when the transform arrives at the first frame: a usable one is logged and used; one that puts the
+    camera on the base frame drops every frame with the reason on the log and in the counters."""
+    import sys
+    import types
+
+    from banet_vo.ros.camera_input import CameraFrame
+    from banet_vo.ros.vo_tf import transform_msg
+    from std_msgs.msg import Header
+
+    T_tf = body_from_optical(np.array([0.4, 0.0, height]))
+
+    class Buffer:
+        def lookup_transform(self, target, source, time):
+            assert (target, source) == ("base_footprint", "camera_optical")
+            return types.SimpleNamespace(transform=transform_msg(Header(), source, T_tf).transform)
+
+    def broadcaster(node):
+        return types.SimpleNamespace(sendTransform=lambda transform: None)
+
+    stand_in = types.SimpleNamespace(
+        Buffer=Buffer,
+        TransformListener=lambda buffer, node: None,
+        TransformBroadcaster=broadcaster,
+        StaticTransformBroadcaster=broadcaster,
+    )
+    monkeypatch.setitem(sys.modules, "tf2_ros", stand_in)
+    # the parameters' extrinsic (camera at the origin) would be refused: with tf it is only a placeholder
+    graph = Graph(
+        rclpy_context, TruthEstimator([]), {**GROUND_PLANE_FROM_EXTRINSIC, "camera_extrinsic_source": "tf"}
+    )
+    try:
+        frame = _frames(1, size=(320, 240))[0]
+        header = Header(frame_id="camera_optical", stamp=sec_to_stamp(T0))
+        for i in range(2):
+            graph.node._process(CameraFrame(header, T0 + i * DT, frame.image, frame.camera, time.monotonic()))
+        if height > 0:
+            assert graph.node.vo.config.ground_camera_height() == pytest.approx(height)
+            assert graph.logs(f"camera {height:.3f} m above it")
+            assert graph.node.snapshot()["processed"] == 2
+        else:
+            assert graph.node.snapshot()["bad_extrinsic"] == 2 and graph.node.snapshot()["processed"] == 0
+            assert graph.logs("needs the camera's height above the ground")
+            assert "extrinsic base_footprint → camera_optical; restart the node" in graph.node._state
+    finally:
+        graph.close()
+
+
 def test_broken_model_file_stops_the_node(rclpy_context, tmp_path):
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"this is not a checkpoint")

@@ -8,6 +8,8 @@ BA-Net runs through the same pipeline at the end.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pypose as pp
 import pytest
@@ -387,3 +389,39 @@ def test_banet_alone_refuses_a_scale_source_it_cannot_honour(scale):
     with pytest.raises(ValueError, match="needs frontend xfeat"):
         OdometryConfig(frontend="none", scale_source=scale, camera_height=1.65)
     OdometryConfig(frontend="xfeat", scale_source=scale, camera_height=1.65)
+
+
+def _mounted(xyz, rpy=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """T_base_camera of a camera at xyz in the base frame, mount rotation rpy, optical axis along base x."""
+    R = Rotation.from_euler("xyz", rpy).as_matrix() @ R_BODY_OPTICAL
+    return body_from_optical(np.asarray(xyz, dtype=np.float64), R)
+
+
+def test_ground_plane_camera_height_comes_from_the_parameter_or_the_extrinsic():
+    """camera_height wins when given; 0 takes the camera's z in a base frame on the ground (base_footprint);
+    a camera at or below the base frame's origin with camera_height 0 is refused, naming both ways out."""
+    on_car = _mounted([1.2, 0.3, 1.65], rpy=(0.0, 0.05, 0.0))
+    given = OdometryConfig(scale_source="ground_plane", camera_height=1.5, T_base_camera=on_car)
+    assert given.ground_camera_height() == 1.5 and "(camera_height)" in given.describe_scale()
+    derived = OdometryConfig(scale_source="ground_plane", T_base_camera=on_car)
+    assert derived.ground_camera_height() == pytest.approx(1.65, abs=1e-12)
+    assert "1.650 m" in derived.describe_scale() and "extrinsic" in derived.describe_scale()
+    for z in (0.0, 0.049, -0.3):
+        with pytest.raises(
+            ValueError, match=r"set camera_height \[m\], or give the camera extrinsic .*base_footprint"
+        ):
+            OdometryConfig(scale_source="ground_plane", T_base_camera=_mounted([0.0, 0.0, z]))
+    # other scale sources never need a height
+    assert OdometryConfig(scale_source="learned").describe_scale() == "scale from learned"
+    assert OdometryConfig(scale_source="none").describe_scale() == "no metric scale"
+
+
+def test_an_extrinsic_still_to_come_defers_the_camera_height_check():
+    """A node waiting for tf builds its config with the parameters' placeholder extrinsic: the check runs
+    when the real one is put in with replace(), and any other replace of a pending config re-checks too."""
+    pending = OdometryConfig(scale_source="ground_plane", extrinsic_pending=True)  # z = 0: no error yet
+    with pytest.raises(ValueError, match="needs the camera's height above the ground"):
+        dataclasses.replace(pending, T_base_camera=_mounted([0.0, 0.0, 0.0]))
+    resolved = dataclasses.replace(pending, T_base_camera=_mounted([0.0, 0.0, 0.8]))
+    assert resolved.ground_camera_height() == pytest.approx(0.8)
+    assert "extrinsic_pending" not in OdometryConfig.field_names()  # not a parameter, not a field

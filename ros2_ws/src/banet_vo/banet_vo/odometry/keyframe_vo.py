@@ -927,7 +927,7 @@ class KeyframeOdometry:
                 ambiguity_ratio=self.tracking.ground_ambiguity_ratio,
             )
             if found is not None:
-                self._scale.add(self.config.camera_height / found[0])
+                self._scale.add(self.config.ground_camera_height() / found[0])
 
     def _ground_candidates(self, kf: _Keyframe) -> np.ndarray:
         """Landmarks of the window, in the keyframe's camera, that project into the lower-central part of

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import InitVar, dataclass, field, fields, replace
 
 import numpy as np
 
@@ -59,6 +59,9 @@ FRONTENDS = ("xfeat", "none")
 # Where metric scale comes from: BA-Net's learned depth, a ground plane at a known camera height, or
 # nowhere (the trajectory is then up to scale, and the status says so).
 SCALE_SOURCES = ("learned", "ground_plane", "none")
+# A camera height read from the extrinsic below this [m] is taken as "the base frame is not on the ground"
+# (the default extrinsic puts the camera at the base frame's origin).
+MIN_EXTRINSIC_CAMERA_HEIGHT = 0.05
 # How BA-Net's keyframe-pair pose enters the xfeat window BA (docs/preregistered/banet_pose_factor.txt).
 BANET_POSE_FACTORS = ("none", "rotation", "full")
 
@@ -134,7 +137,8 @@ class OdometryConfig:
     )
     camera_height: float = setting(
         0.0,
-        "camera height above the ground [m] for scale_source ground_plane (0: unknown)",
+        "camera height above the ground [m] for scale_source ground_plane (0: the camera's height in "
+        "the base frame → camera extrinsic, for a base frame on the ground such as base_footprint)",
         range=(0.0, 100.0),
     )
     # GTSAM holds the GIL while it solves (0.2-0.4 s per window on one core), so only a process keeps
@@ -176,8 +180,11 @@ class OdometryConfig:
     # The xfeat front end's knobs (node parameters tracking_*).
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     T_base_camera: np.ndarray = field(default_factory=body_from_optical)
+    # True while T_base_camera is a placeholder that tf will replace (the node, before its first frame):
+    # a camera height that comes from the extrinsic is then checked when the real one is put in (replace()).
+    extrinsic_pending: InitVar[bool] = False
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, extrinsic_pending: bool) -> None:
         if self.keyframe_mode not in KEYFRAME_MODES:
             raise ValueError(f"keyframe_mode must be one of {KEYFRAME_MODES}, got {self.keyframe_mode!r}")
         if self.frontend not in FRONTENDS:
@@ -197,8 +204,6 @@ class OdometryConfig:
                 f"scale_source {self.scale_source!r} needs frontend xfeat: BA-Net alone (frontend none) "
                 "has no map to scale and takes its scale from its depth (scale_source learned)"
             )
-        if self.scale_source == "ground_plane" and self.camera_height <= 0:
-            raise ValueError("scale_source ground_plane needs camera_height > 0 (metres above the ground)")
         positive = ("keyframe_translation", "keyframe_rotation_deg", "max_cost", "max_translation")
         for name in (
             *positive,
@@ -228,6 +233,31 @@ class OdometryConfig:
             raise ValueError(f"T_base_camera must be 4x4, got shape {T.shape}")
         body_from_optical(T[:3, 3], T[:3, :3])  # validates the rotation
         object.__setattr__(self, "T_base_camera", T)
+        if self.scale_source == "ground_plane" and not extrinsic_pending:
+            self.ground_camera_height()  # raises when neither camera_height nor the extrinsic gives it
+
+    def ground_camera_height(self) -> float:
+        """The camera's height above the ground [m] for scale_source ground_plane: `camera_height`, or
+        when that is 0 the height of the camera in the base frame (z of T_base_camera's translation),
+        which is the height above the ground when the base frame lies on it (REP-120's base_footprint).
+        ValueError when neither gives one of at least MIN_EXTRINSIC_CAMERA_HEIGHT."""
+        if self.camera_height > 0:
+            return float(self.camera_height)
+        z = float(self.T_base_camera[2, 3])
+        if z < MIN_EXTRINSIC_CAMERA_HEIGHT:
+            raise ValueError(
+                "scale_source ground_plane needs the camera's height above the ground: set camera_height "
+                "[m], or give the camera extrinsic (tf or base_camera_xyz) from a base frame on the ground, "
+                f"such as base_footprint, with the camera above it (the extrinsic puts it at z = {z:.3f} m)"
+            )
+        return z
+
+    def describe_scale(self) -> str:
+        """Where the metric scale comes from, for the log (call once the extrinsic is resolved)."""
+        if self.scale_source != "ground_plane":
+            return f"scale from {self.scale_source}" if self.scale_source != "none" else "no metric scale"
+        where = "camera_height" if self.camera_height > 0 else "the camera's z in the base → camera extrinsic"
+        return f"scale from the ground plane, camera {self.ground_camera_height():.3f} m above it ({where})"
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ change at run time goes through the same `params_from_values` and is refused wit
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -307,10 +308,21 @@ def params_from_values(values: dict[str, Any], warn=None) -> NodeParams:
             **subset(v, *ODOMETRY_PARAMS),
             tracking=TrackingConfig(**{field: v[name] for name, field in TRACKING_PARAMS.items()}),
             T_base_camera=base_camera_transform(v["base_camera_xyz"], v["base_camera_rpy"]),
+            # tf may replace base_camera_xyz/rpy at the first frame: what depends on it is checked then
+            extrinsic_pending=v["camera_extrinsic_source"] != "parameters",
         )
     except ValueError as err:
         raise ValueError(f"parameter {err}") from err
     return NodeParams(**subset(v, *NODE_PARAMS), odometry=odometry)
+
+
+def odometry_with_extrinsic(odometry: OdometryConfig, T_base_camera: np.ndarray) -> OdometryConfig:
+    """`odometry` with the base frame → camera extrinsic as resolved (from tf or the parameters), checked in
+    full: scale_source ground_plane may take the camera height from it. ValueError naming the parameter."""
+    try:
+        return dataclasses.replace(odometry, T_base_camera=T_base_camera)
+    except ValueError as err:
+        raise ValueError(f"parameter {err}") from err
 
 
 def declare_parameters(node: Node) -> NodeParams:

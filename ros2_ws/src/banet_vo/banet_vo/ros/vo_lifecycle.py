@@ -40,6 +40,7 @@ class VOLifecycleNode(LifecycleNode, VOShell):
         try:
             self.params = params_from_values(self._current_values())
             self.extrinsic = ExtrinsicSource(self, self.params)
+            self._check_parameter_extrinsic()
             estimator = self._given_estimator or self._load_estimator(self.params)
         except ValueError as err:
             self.get_logger().error(f"configure failed: {err}")

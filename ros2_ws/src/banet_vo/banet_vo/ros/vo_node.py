@@ -74,6 +74,7 @@ from banet_vo.ros.params import (
     PARAMS,
     NodeParams,
     declare_parameters,
+    odometry_with_extrinsic,
     params_from_values,
 )
 from banet_vo.ros.qos import latched_qos, reliable_qos
@@ -82,6 +83,7 @@ from banet_vo.ros.vo_reporting import CounterWindow, pose_matrix, tracking_statu
 from banet_vo.ros.vo_tf import ExtrinsicSource, TfOutput, transform_msg
 
 NO_EXTRINSIC = "no_extrinsic"  # frames waiting for the base → camera transform from tf
+BAD_EXTRINSIC = "bad_extrinsic"  # frames dropped: the transform from tf cannot serve the configuration
 MATCHER_UPDATE_ERRORS = "matcher_update_errors"  # matcher updates that could not be read or used
 WARM_UP_TIMEOUT_S = 120.0  # the longest the node waits for the model's warm-up before subscribing
 # Counters that make /diagnostics WARN while they grew within the window.
@@ -95,6 +97,7 @@ PROBLEMS = (
     FRAME_ID_CHANGED,
     LOST_IN_TRANSPORT,
     NO_EXTRINSIC,
+    BAD_EXTRINSIC,
     MATCHER_UPDATE_ERRORS,
     ERRORS,
 )
@@ -112,6 +115,14 @@ class VOShell:
             value = self.get_parameter(spec.name).value
             values[spec.name] = list(value) if isinstance(spec.default, list) else value
         return values
+
+    def _check_parameter_extrinsic(self) -> None:
+        """When the extrinsic is the parameters' (no tf), check now what depends on it, so that a bad
+        configuration stops the node at start; with tf that waits for the transform (`_process`)."""
+        if self.extrinsic.ready:
+            odometry = odometry_with_extrinsic(self.params.odometry, self.params.T_base_camera)
+            self.params = dataclasses.replace(self.params, odometry=odometry)
+            self.get_logger().info(odometry.describe_scale())
 
     def _configure(self, estimator: PairEstimator) -> None:
         """Everything but the image input: odometry, outputs, services, worker, diagnostics."""
@@ -134,6 +145,7 @@ class VOShell:
         self._pending_matcher: tuple[dict, MatcherUpdate] | None = None  # loaded, waiting for the worker
         self._last_update: MatcherUpdate | None = None
         self._state = "waiting for images"
+        self._extrinsic_error = ""  # why the extrinsic from tf cannot be used (every frame is dropped)
         self._last: FrameResult | None = None
         self._trajectory_id = None
         self._path = Path()
@@ -378,7 +390,9 @@ class VOShell:
                 (self.get_logger().info if outcome.applied else self.get_logger().warning)(outcome.message)
         if config is not None:
             # thresholds are read by the pipeline at each use; the extrinsic stays the resolved one
-            self.vo.config = dataclasses.replace(config, T_base_camera=self.vo.config.T_base_camera)
+            self.vo.config = dataclasses.replace(
+                config, T_base_camera=self.vo.config.T_base_camera, extrinsic_pending=not self.extrinsic.ready
+            )
         if reason is not None:
             self.vo.reset(reason=reason)
             self._T_origin, self._origin_cov = pose, cov
@@ -391,6 +405,9 @@ class VOShell:
         if item.calibration is not None:
             image, camera = self.rectifier.rectify(image, item.calibration)
         camera_frame = p.camera_frame or item.header.frame_id
+        if self._extrinsic_error:
+            self.events.warn(BAD_EXTRINSIC, f"frame dropped: {self._extrinsic_error}")
+            return
         if not self.extrinsic.ready:
             T = self.extrinsic.resolve(camera_frame, p.base_frame)
             if T is None:
@@ -399,7 +416,15 @@ class VOShell:
                     f"frame dropped: waiting for the transform {p.base_frame} → {camera_frame} on tf",
                 )
                 return
-            config = dataclasses.replace(self.vo.config, T_base_camera=T)
+            try:
+                config = odometry_with_extrinsic(self.vo.config, T)
+            except ValueError as err:
+                self._extrinsic_error = f"{err} (extrinsic {p.base_frame} → {camera_frame}; restart the node)"
+                self._state = self._extrinsic_error
+                self.get_logger().error(self._extrinsic_error)
+                self.events.add(BAD_EXTRINSIC)
+                return
+            self.get_logger().info(config.describe_scale())
             old, self.vo = self.vo, make_odometry(self.estimator, config)
             old.close()
             if hasattr(old, "extractor"):  # a matcher version taken before the extrinsic came stays
@@ -573,6 +598,7 @@ class VONode(Node, VOShell):
         try:
             self.params: NodeParams = declare_parameters(self)
             self.extrinsic = ExtrinsicSource(self, self.params)
+            self._check_parameter_extrinsic()
             if estimator is None:
                 estimator = self._load_estimator(self.params)
         except BaseException:
