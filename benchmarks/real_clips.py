@@ -60,6 +60,29 @@ def _frame_progress(label: str):
     return report
 
 
+def tracking_config(items: list[str]):
+    """TrackingConfig from FIELD=VALUE strings, each value read as its field's default's type; ValueError
+    for an unknown field, a value that does not parse, or one the config refuses."""
+    from dataclasses import fields
+
+    from banet_vo.odometry import TrackingConfig
+
+    defaults = {f.name: f.default for f in fields(TrackingConfig)}
+    values = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or name not in defaults:
+            raise ValueError(f"{item!r} is not FIELD=VALUE with a field of {sorted(defaults)}")
+        kind = type(defaults[name])
+        if kind is bool:
+            if text.lower() not in ("true", "false"):
+                raise ValueError(f"{name} takes true or false, got {text!r}")
+            values[name] = text.lower() == "true"
+        else:
+            values[name] = kind(text)
+    return TrackingConfig(**values)
+
+
 def run_clip(spec, args, estimator, xfeat) -> tuple[list, list[str]]:
     """All rows of one clip and the notes on what was skipped (--live-only: the default configuration's
     row alone)."""
@@ -83,7 +106,9 @@ def run_clip(spec, args, estimator, xfeat) -> tuple[list, list[str]]:
                 continue
             height = spec.camera_height if scale == "ground_plane" else 0.0
             try:
-                config = OdometryConfig(frontend=frontend, scale_source=scale, camera_height=height)
+                config = OdometryConfig(
+                    frontend=frontend, scale_source=scale, camera_height=height, tracking=args.tracking
+                )
             except ValueError as err:  # a combination the pipeline refuses (e.g. none + ground_plane)
                 skipped.append(f"{frontend} + {scale} ({err})")
                 continue
@@ -244,6 +269,14 @@ def main(argv: list[str] | None = None) -> int:
         help="pass every image (references' too) through JPEG at this quality (1-100), as a camera that "
         "streams compressed images (not with --live; default: the clips' own images)",
     )
+    parser.add_argument(
+        "--tracking",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a TrackingConfig field for the xfeat rows (repeatable; the node's tracking_FIELD parameter), "
+        "e.g. --tracking feature_max_pixels=500000",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument(
         "--seeds",
@@ -307,6 +340,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.seeds or min(args.seeds) < 0:
         parser.error("--seeds needs at least one seed >= 0")
     args.frontends = [f for f in args.frontends.split(",") if f]
+    try:
+        args.tracking = tracking_config(args.tracking)
+    except ValueError as err:
+        parser.error(f"--tracking: {err}")
     from banet_vo.odometry import SCALE_SOURCES
 
     args.scales = [x for x in args.scales.split(",") if x]

@@ -20,6 +20,10 @@ from benchmarks import real_clips
         (["--scales", "ground_plane,metric"], "must be one of"),
         (["--jpeg-quality", "0"], "--jpeg-quality must lie in [1, 100]"),
         (["--jpeg-quality", "90", "--live"], "re-encodes the frames offline"),
+        (["--tracking", "feature_max_pixels=100"], "--tracking: feature_max_pixels must be 0"),
+        (["--tracking", "max_keypoints"], "is not FIELD=VALUE"),
+        (["--tracking", "no_such_field=1"], "is not FIELD=VALUE"),
+        (["--tracking", "max_keypoints=many"], "invalid literal"),
     ],
 )
 def test_every_is_checked(argv, message, capsys):
@@ -27,3 +31,9 @@ def test_every_is_checked(argv, message, capsys):
         real_clips.main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_tracking_fields_are_read_as_their_types():
+    config = real_clips.tracking_config(["feature_max_pixels=500000", "pnp_max_px=2.5"])
+    assert config.feature_max_pixels == 500000 and config.pnp_max_px == 2.5
+    assert real_clips.tracking_config([]) == real_clips.tracking_config(["feature_max_pixels=0"])

@@ -99,3 +99,44 @@ def test_mutual_matching_stays_one_to_one_on_exact_ties():
     m = match_mutual(a, b, min_cosine=0.99)
     assert sorted(map(tuple, m.tolist())) == [(0, 3), (1, 2), (3, 1), (4, 0)]
     assert len(set(m[:, 1].tolist())) == len(m)
+
+
+def test_a_large_image_is_downscaled_and_its_keypoints_mapped_back(extractor):
+    """An image 2x2-replicated to 768x768, capped at 384x384 pixels, is the crop itself to XFeat (area
+    averaging of equal 2x2 blocks is exact): same descriptors, keypoints at the big image's pixel centres
+    x = 2x' + 0.5; the kept gray and `describe` work at the working size."""
+    a = skdata.astronaut().mean(axis=2).astype(np.uint8)[40:424, 40:424]
+    big = np.repeat(np.repeat(a, 2, axis=0), 2, axis=1)
+    small = extractor.extract(a)
+    capped = extractor.extract(big, keep_image=True, max_pixels=384 * 384)
+    assert capped.scale == (2.0, 2.0) and capped.gray.shape == (384, 384)
+    assert torch.equal(capped.descriptors, small.descriptors)
+    np.testing.assert_allclose(capped.keypoints, 2.0 * small.keypoints + 0.5, atol=1e-9)
+    again = extractor.describe(capped.gray, capped.keypoints, capped.scale)
+    assert torch.allclose(again, capped.descriptors, atol=1e-4)
+    fresh = extractor.extract_gray(capped.gray, scale=capped.scale)
+    np.testing.assert_array_equal(fresh.keypoints, capped.keypoints)
+    # under the cap (or with none) nothing changes: the full image, scale 1
+    for cap in (0, 384 * 384):
+        same = extractor.extract(a, max_pixels=cap)
+        assert same.scale == (1.0, 1.0)
+        np.testing.assert_array_equal(same.keypoints, small.keypoints)
+        assert torch.equal(same.descriptors, small.descriptors)
+
+
+@pytest.mark.parametrize(
+    ("size", "cap", "expected"),
+    [
+        ((1226, 370), 500_000, (1226, 370)),  # KITTI: under the cap
+        ((1920, 1080), 500_000, (942, 530)),  # 16:9 kept, at most the cap
+        ((1920, 1080), 0, (1920, 1080)),  # no cap
+        ((4000, 40), 20_000, (1414, 32)),  # a side never below 32
+    ],
+)
+def test_working_size_keeps_the_aspect_within_the_cap(size, cap, expected):
+    from banet_vo.frontend.xfeat import working_size
+
+    w, h = working_size(*size, cap)
+    assert (w, h) == expected
+    if cap and size[0] * size[1] > cap and h > 32:
+        assert w * h <= cap and abs(w / h - size[0] / size[1]) < 0.01 * size[0] / size[1]

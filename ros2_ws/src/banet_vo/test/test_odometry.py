@@ -425,3 +425,12 @@ def test_an_extrinsic_still_to_come_defers_the_camera_height_check():
     resolved = dataclasses.replace(pending, T_base_camera=_mounted([0.0, 0.0, 0.8]))
     assert resolved.ground_camera_height() == pytest.approx(0.8)
     assert "extrinsic_pending" not in OdometryConfig.field_names()  # not a parameter, not a field
+
+
+def test_feature_max_pixels_is_off_or_a_usable_image():
+    from banet_vo.odometry import TrackingConfig
+
+    assert TrackingConfig(feature_max_pixels=0).feature_max_pixels == 0
+    assert TrackingConfig(feature_max_pixels=160 * 120).feature_max_pixels == 19200
+    with pytest.raises(ValueError, match=r"feature_max_pixels must be 0 .* or at least 19200, got 100"):
+        TrackingConfig(feature_max_pixels=100)

