@@ -51,11 +51,15 @@ def _pose_from_matrix(T: np.ndarray) -> poselib.CameraPose:
     return pose
 
 
+# 5-point RANSAC inlier threshold [px] (Sampson distance), in pixels of the keypoints' own image.
+MAX_EPIPOLAR_PX = 1.0
+
+
 def solve_relative_pose(
     x_ref: np.ndarray,
     x_cur: np.ndarray,
     camera: PinholeCamera,
-    max_epipolar_px: float = 1.0,
+    max_epipolar_px: float = MAX_EPIPOLAR_PX,
     seed_iterations: int = 2000,
     seed: int = 0,
 ) -> RelativePose | None:

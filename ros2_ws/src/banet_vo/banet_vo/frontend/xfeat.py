@@ -175,6 +175,13 @@ def working_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
     return max(32, math.floor(width * s)), max(32, math.floor(height * s))
 
 
+def working_scale(width: int, height: int, max_pixels: int) -> float:
+    """Camera pixels per pixel of the image XFeat works on (1 under the cap): the size of the keypoints'
+    noise, in which the front end's pixel thresholds are meant."""
+    w, h = working_size(width, height, max_pixels)
+    return math.sqrt((width / w) * (height / h))
+
+
 def _to_camera_pixels(keypoints: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
     """Keypoints of an image resized by 1/scale, in the original's pixels (pixel centres at integers, so
     the edges of both images coincide: x = (x' + 0.5)·sx − 0.5)."""

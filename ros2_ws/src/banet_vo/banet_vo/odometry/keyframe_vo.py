@@ -33,7 +33,8 @@ import numpy as np
 from banet_vo.backend import Observations, RelativePoseFactor, WindowBAConfig, WindowBundleAdjuster
 from banet_vo.backend.background import BackgroundBundleAdjuster
 from banet_vo.frontend import Features, XFeatExtractor, match_mutual, solve_absolute_pose, solve_relative_pose
-from banet_vo.frontend.solvers import project, triangulate
+from banet_vo.frontend.solvers import MAX_EPIPOLAR_PX, project, triangulate
+from banet_vo.frontend.xfeat import working_scale
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import (
     adjoint,
@@ -238,9 +239,13 @@ class KeyframeOdometry:
                     for kf in self._keyframes
                 ]
                 current = held_back_score(
-                    poses, [kf.features for kf in self._keyframes], self._camera, t.min_cosine, t.pnp_max_px
+                    poses,
+                    [kf.features for kf in self._keyframes],
+                    self._camera,
+                    t.min_cosine,
+                    t.pnp_max_px * self._px,
                 )
-                candidate = held_back_score(poses, fresh, self._camera, t.min_cosine, t.pnp_max_px)
+                candidate = held_back_score(poses, fresh, self._camera, t.min_cosine, t.pnp_max_px * self._px)
         except BaseException:
             self.extractor.load_state_dict(previous)
             raise
@@ -281,6 +286,14 @@ class KeyframeOdometry:
         logger.warning("matcher version %d rolled back to %d: %s", self.matcher_version, version, why)
         self.matcher_version = version
         self.stats.matcher_rollbacks += 1
+
+    @property
+    def _px(self) -> float:
+        """Camera pixels per pixel of the image XFeat works on (tracking_feature_max_pixels): the pixel
+        thresholds (PnP, 5-point, triangulation, the window BA's noise and outlier limit, the pose
+        covariance's noise) are meant in those pixels, the size of the keypoints' noise."""
+        cam = self._camera
+        return 1.0 if cam is None else working_scale(cam.width, cam.height, self.tracking.feature_max_pixels)
 
     # -- the pipeline --------------------------------------------------------------------------------
     def process(self, image: np.ndarray, stamp: float, camera: PinholeCamera) -> FrameResult:
@@ -348,7 +361,12 @@ class KeyframeOdometry:
             )
         self._camera = camera
         self._ba = WindowBundleAdjuster(
-            camera, WindowBAConfig(pixel_sigma=self.tracking.pixel_sigma, solver=self.config.window_solver)
+            camera,
+            WindowBAConfig(
+                pixel_sigma=self.tracking.pixel_sigma * self._px,
+                outlier_px=WindowBAConfig.outlier_px * self._px,
+                solver=self.config.window_solver,
+            ),
         )
         kf = self._add_keyframe(frame, features, np.eye(4))
         if self._output is None:  # a new trajectory: odom starts here
@@ -384,7 +402,7 @@ class KeyframeOdometry:
         matches = match_mutual(kf0.features, features, t.min_cosine)
         x0 = kf0.features.keypoints[matches[:, 0]]
         x1 = features.keypoints[matches[:, 1]]
-        rel = solve_relative_pose(x0, x1, self._camera, seed=t.ransac_seed)
+        rel = solve_relative_pose(x0, x1, self._camera, MAX_EPIPOLAR_PX * self._px, seed=t.ransac_seed)
         self._init_frames += 1
         reason = "too few matches for the first map"
         # A view that no longer matches the first keyframe will not come back to it (a camera fast for its
@@ -401,7 +419,7 @@ class KeyframeOdometry:
                     x0[inl],
                     x1[inl],
                     self._camera,
-                    t.triangulation_max_px,
+                    t.triangulation_max_px * self._px,
                     t.triangulation_min_parallax_deg,
                 )
                 if ok.sum() >= t.init_min_inliers:
@@ -437,7 +455,7 @@ class KeyframeOdometry:
         return self._after_pose(
             frame,
             kf1.T_wc,
-            _pose_covariance_px(self._points_in(kf1), self._camera, self.tracking.pixel_sigma),
+            _pose_covariance_px(self._points_in(kf1), self._camera, self.tracking.pixel_sigma * self._px),
             new_keyframe=kf1,
         )
 
@@ -470,7 +488,7 @@ class KeyframeOdometry:
         x = features.keypoints[keypoints]
         init = invert(T_guess) if self.config.motion_prior else None
         sol = solve_absolute_pose(
-            x, X, self._camera, self.tracking.pnp_max_px, init, self.tracking.ransac_seed
+            x, X, self._camera, self.tracking.pnp_max_px * self._px, init, self.tracking.ransac_seed
         )
         if sol is None or sol.inliers.sum() < self.tracking.min_tracked:
             return None, newest
@@ -511,7 +529,10 @@ class KeyframeOdometry:
             return self._failed(frame.stamp, "tracking failed: too few landmarks matched (PnP)", state=LOST)
         T_wc, tracked, X, x = solved
         cov = _pose_covariance_px(
-            np.c_[X, np.ones(len(X))] @ invert(T_wc).T[:, :3], self._camera, self.tracking.pixel_sigma, x
+            np.c_[X, np.ones(len(X))] @ invert(T_wc).T[:, :3],
+            self._camera,
+            self.tracking.pixel_sigma * self._px,
+            x,
         )
         if reloc:
             return self._after_pose(frame, T_wc, cov, new_keyframe=None)
@@ -546,7 +567,7 @@ class KeyframeOdometry:
             return None
         x0 = last.features.keypoints[matches[:, 0]]
         x1 = features.keypoints[matches[:, 1]]
-        rel = solve_relative_pose(x0, x1, self._camera, seed=t.ransac_seed)
+        rel = solve_relative_pose(x0, x1, self._camera, MAX_EPIPOLAR_PX * self._px, seed=t.ransac_seed)
         if rel is None or rel.inliers.sum() < t.init_min_inliers:
             return None
         inliers, x0, x1 = matches[rel.inliers], x0[rel.inliers], x1[rel.inliers]
@@ -557,7 +578,7 @@ class KeyframeOdometry:
             x0,
             x1,
             self._camera,
-            t.triangulation_max_px,
+            t.triangulation_max_px * self._px,
             t.triangulation_min_parallax_deg,
         )
         landmarks = last.landmarks[inliers[:, 0]]
@@ -591,7 +612,7 @@ class KeyframeOdometry:
         """A recovered frame becomes a keyframe, so that the next frames have landmarks to track."""
         kf = self._insert_keyframe(frame, features, last, T_wc, matches, tracked)
         self.stats.recovered += 1
-        cov = _pose_covariance_px(self._points_in(kf), self._camera, self.tracking.pixel_sigma)
+        cov = _pose_covariance_px(self._points_in(kf), self._camera, self.tracking.pixel_sigma * self._px)
         result = self._after_pose(frame, kf.T_wc, cov, new_keyframe=kf)
         note = f"PnP failed: tracked by the 5-point pose to keyframe {last.id} (baseline from {source})"
         return replace(result, message=f"{note}; {result.message}" if result.message else note)
@@ -660,7 +681,7 @@ class KeyframeOdometry:
             prev.features.keypoints[fresh[:, 0]],
             kf.features.keypoints[fresh[:, 1]],
             self._camera,
-            t.triangulation_max_px,
+            t.triangulation_max_px * self._px,
             t.triangulation_min_parallax_deg,
         )
         T_cw = invert(kf.T_wc)

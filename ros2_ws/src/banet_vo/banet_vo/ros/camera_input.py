@@ -336,6 +336,12 @@ class CameraInput:
             node.get_logger().warning(hint)
         return hint
 
+    def waiting_text(self, text: str) -> str:
+        """A node's state `text`, followed by the transport hint in brackets while no image has arrived and
+        the graph shows why (both nodes' /diagnostics use it)."""
+        hint = self.transport_hint() if self.events.get(RECEIVED) == 0 else None
+        return text + (f" ({hint})" if hint else "")
+
     def wait_for_publishers(self, timeout: float = 10.0, min_count: int = 1) -> bool:
         """Wait until both subscriptions have matched `min_count` publishers; False on timeout.
 

@@ -571,8 +571,7 @@ class VOShell:
         if self.camera_input is None:
             return "inactive (not subscribed)"
         if self.events.get("received") == 0:
-            hint = self.camera_input.transport_hint()
-            return "waiting for images" + (f" ({hint})" if hint else "")
+            return self.camera_input.waiting_text("waiting for images")
         if self.camera_input.needs_camera_info and not self.camera_input.has_camera:
             return "waiting for camera_info (images arrive, no valid camera_info yet)"
         return self._state

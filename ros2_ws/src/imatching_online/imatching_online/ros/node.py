@@ -239,10 +239,7 @@ class ImatchingNode(Node):
         return values
 
     def _state_text(self) -> str:
-        if self.events.get("received") == 0:
-            hint = self.camera_input.transport_hint()
-            return self._state + (f" ({hint})" if hint else "")
-        return self._state
+        return self.camera_input.waiting_text(self._state)
 
     def _publish_diagnostics(self) -> None:
         values = self.snapshot()
