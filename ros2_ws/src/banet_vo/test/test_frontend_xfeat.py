@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -140,3 +142,14 @@ def test_working_size_keeps_the_aspect_within_the_cap(size, cap, expected):
     assert (w, h) == expected
     if cap and size[0] * size[1] > cap and h > 32:
         assert w * h <= cap and abs(w / h - size[0] / size[1]) < 0.01 * size[0] / size[1]
+
+
+def test_working_scale_is_camera_pixels_per_working_pixel():
+    from banet_vo.frontend.xfeat import working_scale
+
+    assert working_scale(1226, 370, 500_000) == 1.0  # under the cap
+    assert working_scale(1920, 1080, 0) == 1.0  # no cap
+    assert working_scale(768, 768, 384 * 384) == 2.0
+    assert working_scale(2452, 740, 500_000) == pytest.approx(
+        2452 / math.sqrt(500_000 * 2452 / 740), rel=5e-3
+    )
