@@ -3,6 +3,7 @@ plane, and the degenerate inputs a robot meets (stopped camera, textureless view
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import cv2
@@ -370,6 +371,27 @@ def test_camera_height_from_the_extrinsic_gives_the_same_metric_trajectory(estim
         assert status_a == status_b
         np.testing.assert_allclose(C_a, C_b, atol=1e-9)
     assert np.linalg.norm(runs[1][-1][2][:3, 3]) > 5.0  # metres driven, not map units
+
+
+def test_a_higher_resolution_camera_with_the_feature_cap(estimator, kitti06):
+    """KITTI 06 at 1.5x its resolution (1839x555, a stand-in for a finer camera) with
+    tracking_feature_max_pixels 500,000: XFeat works at about the native size, the keypoints come back in
+    the camera's pixels and the pixel thresholds are meant in the working pixels (docs/frontend.md,
+    "Cameras of other resolutions"), so the first 30 frames meet the native run's thresholds."""
+    from banet_vo.data.sequence import Frame
+    from banet_vo.model.input_image import resize_image
+
+    frames = []
+    for f in kitti06[:30]:
+        camera = f.camera.scaled(1.5)
+        image = resize_image(f.image, camera.width, camera.height)
+        frames.append(Frame(f.index, f.timestamp, image, camera, None, f.pose))
+    vo = _vo(estimator, tracking=TrackingConfig(feature_max_pixels=500_000))
+    est, gt, _ = _run(vo, frames)
+    assert vo._px == pytest.approx(math.sqrt(1839 * 555 / 500_000), rel=0.01)
+    assert vo._ba.config.outlier_px == pytest.approx(3.0 * vo._px)  # the window BA's limits scale too
+    assert vo._ba.config.pixel_sigma == pytest.approx(vo.tracking.pixel_sigma * vo._px)
+    _assert_first_30_kitti06_frames(est, gt)
 
 
 def test_background_ba_tracks_kitti06(estimator, kitti06):
