@@ -377,7 +377,9 @@ def test_a_higher_resolution_camera_with_the_feature_cap(estimator, kitti06):
     """KITTI 06 at 1.5x its resolution (1839x555, a stand-in for a finer camera) with
     tracking_feature_max_pixels 500,000: XFeat works at about the native size, the keypoints come back in
     the camera's pixels and the pixel thresholds are meant in the working pixels (docs/frontend.md,
-    "Cameras of other resolutions"), so the first 30 frames meet the native run's thresholds."""
+    "Cameras of other resolutions"), so the first 30 frames meet the native run's thresholds. Measured
+    2026-12-05: Sim(3) 0.147 m, SE(3) 0.361 m, scale 0.97, 30 of 30 frames (without the cap 0.275 / 0.354 m,
+    29 frames; native 0.296 / 0.544 m)."""
     from banet_vo.data.sequence import Frame
     from banet_vo.model.input_image import resize_image
 
