@@ -30,6 +30,12 @@ TOPICS = [
     "real_clips_live_background",
     "real_clips_every5",
     "real_clips_scale0.5",
+    "real_clips_scale2",
+    "real_clips_scale2_cap500k_px",
+    "real_clips_scale1.5",
+    "real_clips_scale1.5_cap500k_px",
+    "real_clips_scale1.5_ground_plane",
+    "real_clips_scale1.5_cap500k_px_ground_plane",
     "real_clips_jpeg95",
     "real_clips_jpeg75",
     "frame_profile",
@@ -49,6 +55,18 @@ TOPICS = [
 ]
 
 JPEG_RUN_ARGS = "--threads 1 --frontends xfeat --scales learned,ground_plane --seeds 0,1,2,3,4".split()
+# A camera of another resolution (docs/preregistered/feature_max_pixels*.txt): today's default and the cap.
+CAP = ["--tracking", "feature_max_pixels=500000"]
+SCALE_RUN_ARGS = "--threads 1 --frontends xfeat --scales learned,ground_plane --seeds 0,1,2".split()
+GROUND_10 = "--threads 1 --frontends xfeat --scales ground_plane --seeds 0,1,2,3,4,5,6,7,8,9".split()
+
+
+def _scale_run(base: list[str], clips: str, factor: str, tag: str, suffix: str = "") -> tuple[str, list[str]]:
+    """real_clips at --image-scale `factor`; tag "_cap500k_px" adds the feature cap."""
+    out = RESULTS / f"real_clips_scale{factor}{tag}{suffix}.md"
+    cap = CAP if tag else []
+    return "real_clips", [*base, "--clips", clips, "--image-scale", factor, *cap, "--out", str(out)]
+
 
 # Topics written by another benchmark module than their name: topic -> (module, arguments).
 RUNS = {
@@ -81,6 +99,17 @@ RUNS = {
         )
         for q in (95, 75)
     },
+    **{
+        f"real_clips_scale{factor}{tag}": _scale_run(SCALE_RUN_ARGS, clips, factor, tag)
+        for factor, clips in (("2", "kitti06,kitti07,hololens"), ("1.5", "kitti06,kitti07"))
+        for tag in ("", "_cap500k_px")
+    },
+    **{
+        f"real_clips_scale1.5{tag}_ground_plane": _scale_run(
+            [*GROUND_10, "--references", "orb,sift"], "kitti06,kitti07", "1.5", tag, "_ground_plane"
+        )
+        for tag in ("", "_cap500k_px")
+    },
     "real_clips_live_background": (
         "real_clips",
         [
@@ -101,6 +130,8 @@ TODAY = [
     "real_clips_live_background",
     "real_clips_every5",
     "real_clips_scale0.5",
+    "real_clips_scale2",
+    "real_clips_scale2_cap500k_px",
     "real_clips_jpeg95",
     "real_clips_jpeg75",
     "frame_profile",
