@@ -39,6 +39,7 @@ TOPICS = [
     "real_clips_jpeg95",
     "real_clips_jpeg75",
     "frame_profile",
+    "depth_upsampling",
     "device_check",
     "covariance_nees",
     "synthetic",

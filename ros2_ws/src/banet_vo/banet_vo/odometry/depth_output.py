@@ -63,20 +63,25 @@ def upsample_depth(
     inside_v = (vs >= -0.5) & (vs <= h - 0.5)
     iu = np.clip(np.floor(us + 0.5).astype(np.int64), 0, w - 1)
     iv = np.clip(np.floor(vs + 0.5).astype(np.int64), 0, h - 1)
-    out = d[iv[:, None], iu[None, :]]
+    # Columns are sampled on the h source rows first, then whole rows are picked: the sample coordinates
+    # are separable (u per column, v per row), and row gathers are copies, ~5x faster than 2-D indexing
+    # at 1080p, with the same arithmetic.
+    out = d[:, iu][iv]
     if method == "edge_aware":
         u0 = np.clip(np.floor(us).astype(np.int64), 0, w - 1)
         v0 = np.clip(np.floor(vs).astype(np.int64), 0, h - 1)
         u1, v1 = np.minimum(u0 + 1, w - 1), np.minimum(v0 + 1, h - 1)
         au = np.clip(us - u0, 0.0, 1.0).astype(np.float32)[None, :]
         av = np.clip(vs - v0, 0.0, 1.0).astype(np.float32)[:, None]
-        d00, d01 = d[v0[:, None], u0[None, :]], d[v0[:, None], u1[None, :]]
-        d10, d11 = d[v1[:, None], u0[None, :]], d[v1[:, None], u1[None, :]]
-        corners = np.stack([d00, d01, d10, d11])
-        with np.errstate(invalid="ignore"):  # NaN corners make the comparison False: not smooth
-            spread = corners.max(axis=0) - corners.min(axis=0)
+        left, right = d[:, u0], d[:, u1]
+        across = (1 - au) * left + au * right  # h x W: bilinear along u on every source row
+        # the 2x2 corners' largest and smallest depth; np.maximum/minimum keep a NaN corner, whose
+        # comparison below is then False: not smooth
+        high, low = np.maximum(left, right), np.minimum(left, right)
+        with np.errstate(invalid="ignore"):
+            spread = np.maximum(high[v0], high[v1]) - np.minimum(low[v0], low[v1])
             smooth = spread <= max_relative_jump * out
-        bilinear = (1 - av) * ((1 - au) * d00 + au * d01) + av * ((1 - au) * d10 + au * d11)
+        bilinear = (1 - av) * across[v0] + av * across[v1]
         out = np.where(smooth, bilinear, out)
     out = np.where(inside_v[:, None] & inside_u[None, :], out, np.nan)
     return np.ascontiguousarray(out, dtype=np.float32)
