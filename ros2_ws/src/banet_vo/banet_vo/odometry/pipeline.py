@@ -254,8 +254,10 @@ class OdometryConfig:
 
     def describe_scale(self) -> str:
         """Where the metric scale comes from, for the log (call once the extrinsic is resolved)."""
-        if self.scale_source != "ground_plane":
-            return f"scale from {self.scale_source}" if self.scale_source != "none" else "no metric scale"
+        if self.scale_source == "learned":
+            return "scale from BA-Net's depth (scale_source learned)"
+        if self.scale_source == "none":
+            return "no metric scale (scale_source none): poses are up to scale"
         where = "camera_height" if self.camera_height > 0 else "the camera's z in the base → camera extrinsic"
         return f"scale from the ground plane, camera {self.ground_camera_height():.3f} m above it ({where})"
 
