@@ -260,3 +260,97 @@ def test_test_runs_keep_the_users_ros_domain_id_unless_told_otherwise():
     own = str(_pick_domain_id())
     assert _test_domain_id({"ROS_DOMAIN_ID": "42", "BANET_VO_TEST_DOMAIN_ID": "auto"}) == own
     assert _test_domain_id({}) == own
+
+
+def _tf(types, parent: str, child: str, T: np.ndarray):
+    from scipy.spatial.transform import Rotation
+
+    q = Rotation.from_matrix(T[:3, :3]).as_quat()
+    return types["geometry_msgs/msg/TransformStamped"](
+        header=types["std_msgs/msg/Header"](
+            stamp=types["builtin_interfaces/msg/Time"](sec=3, nanosec=0), frame_id=parent
+        ),
+        child_frame_id=child,
+        transform=types["geometry_msgs/msg/Transform"](
+            translation=types["geometry_msgs/msg/Vector3"](x=T[0, 3], y=T[1, 3], z=T[2, 3]),
+            rotation=types["geometry_msgs/msg/Quaternion"](x=q[0], y=q[1], z=q[2], w=q[3]),
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def robot_bag(tmp_path_factory) -> Path:
+    """A robot's bag: images in camera_optical, and robot_state_publisher's /tf_static tree base_footprint →
+    base_link (0.1 m up) → camera_link (0.3 m ahead, 1.1 m up, pitched down 0.1 rad) → camera_optical."""
+    from banet_vo.data.bags import IMAGE_TOPIC, TF_STATIC_TOPIC, TYPESTORE, image_message
+    from banet_vo.geometry.frames import R_BODY_OPTICAL
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from scipy.spatial.transform import Rotation
+
+    types = TYPESTORE.types
+    up = np.eye(4)
+    up[2, 3] = 0.1
+    mount = np.eye(4)
+    mount[:3, :3] = Rotation.from_euler("xyz", [0.0, 0.1, 0.0]).as_matrix()
+    mount[:3, 3] = [0.3, 0.0, 1.1]
+    optical = np.eye(4)
+    optical[:3, :3] = R_BODY_OPTICAL
+    tf = types["tf2_msgs/msg/TFMessage"](
+        transforms=[
+            _tf(types, "base_footprint", "base_link", up),
+            _tf(types, "base_link", "camera_link", mount),
+            _tf(types, "camera_link", "camera_optical", optical),
+        ]
+    )
+    out = tmp_path_factory.mktemp("robot") / "bag"
+    with Writer(out, version=8, storage_plugin=StoragePlugin.MCAP) as writer:
+        tf_conn = writer.add_connection(TF_STATIC_TOPIC, "tf2_msgs/msg/TFMessage", typestore=TYPESTORE)
+        img_conn = writer.add_connection(IMAGE_TOPIC, "sensor_msgs/msg/Image", typestore=TYPESTORE)
+        writer.write(tf_conn, 3_000_000_000, bytes(TYPESTORE.serialize_cdr(tf, "tf2_msgs/msg/TFMessage")))
+        for i in range(2):
+            t_ns = 3_000_000_000 + i * 100_000_000
+            msg = image_message(np.zeros((48, 64), np.uint8), t_ns, "camera_optical")
+            writer.write(img_conn, t_ns, bytes(TYPESTORE.serialize_cdr(msg, "sensor_msgs/msg/Image")))
+    return out
+
+
+def _validated(bag: Path, tmp_path: Path, *params: str):
+    args = run._parser().parse_args([str(bag), "--out", str(tmp_path / "out"), *params])
+    run._validate(args, check_model=False)
+    return {item.partition(":=")[0]: item.partition(":=")[2] for item in args.param}
+
+
+def test_the_camera_mounting_comes_from_the_bags_tf_static(robot_bag, tmp_path, capsys):
+    """base_frame → the images' frame_id through the recorded tree becomes base_camera_xyz/rpy (and the node
+    is told not to wait for tf): base_footprint puts the camera 1.2 m up, 0.3 m ahead, pitched 0.1 rad."""
+    import yaml
+    from banet_vo.ros.params import base_camera_transform
+
+    got = _validated(robot_bag, tmp_path, "--param", "base_frame:=base_footprint")
+    xyz, rpy = yaml.safe_load(got["base_camera_xyz"]), yaml.safe_load(got["base_camera_rpy"])
+    np.testing.assert_allclose(xyz, [0.3, 0.0, 1.2], atol=1e-9)
+    np.testing.assert_allclose(rpy, [0.0, 0.1, 0.0], atol=1e-9)
+    assert got["camera_extrinsic_source"] == "parameters"
+    assert (
+        "camera extrinsic base_footprint → camera_optical from the bag's /tf_static"
+        in capsys.readouterr().err
+    )
+    # the default base_link: 0.1 m lower in the tree
+    xyz = yaml.safe_load(_validated(robot_bag, tmp_path)["base_camera_xyz"])
+    np.testing.assert_allclose(xyz, [0.3, 0.0, 1.1], atol=1e-9)
+    # given base_camera_* win; a base frame the tree does not hold changes nothing, and says so
+    assert _validated(robot_bag, tmp_path, "--param", "base_camera_xyz:=[0.0, 0.0, 2.0]")[
+        "base_camera_xyz"
+    ] == ("[0.0, 0.0, 2.0]")
+    assert "base_camera_xyz" not in _validated(robot_bag, tmp_path, "--param", "base_frame:=chassis")
+    assert "does not connect chassis and camera_optical" in capsys.readouterr().err
+    # and the parameters reproduce the recorded transform
+    T = base_camera_transform(*[yaml.safe_load(v) for v in (got["base_camera_xyz"], got["base_camera_rpy"])])
+    assert T[2, 3] == pytest.approx(1.2) and T[:3, 2] @ [1.0, 0.0, 0.0] == pytest.approx(np.cos(0.1))
+
+
+def test_our_own_bags_mounting_is_the_parameters_default(bag, tmp_path):
+    """banet-vo-bag writes base_link → camera_optical with the optical rotation at the origin: the same
+    extrinsic as the parameters' defaults, so a replay of our bags is unchanged."""
+    got = _validated(bag[0], tmp_path)
+    assert got["base_camera_xyz"] == "[0.0, 0.0, 0.0]" and got["base_camera_rpy"] == "[0.0, 0.0, 0.0]"

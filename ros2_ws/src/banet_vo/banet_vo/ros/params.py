@@ -278,6 +278,14 @@ def base_camera_transform(xyz, rpy) -> np.ndarray:
     return body_from_optical(np.asarray(xyz, dtype=np.float64), R_mount @ R_BODY_OPTICAL)
 
 
+def mount_parameters(T_base_camera: np.ndarray) -> tuple[list[float], list[float]]:
+    """(base_camera_xyz, base_camera_rpy) whose base_camera_transform is T_base_camera (optical), rounded to
+    1e-9 (quaternion round trips leave float noise that would otherwise show as a rotation)."""
+    T = np.asarray(T_base_camera, dtype=np.float64)
+    rpy = Rotation.from_matrix(T[:3, :3] @ R_BODY_OPTICAL.T).as_euler("xyz")
+    return (np.round(T[:3, 3], 9) + 0.0).tolist(), (np.round(rpy, 9) + 0.0).tolist()
+
+
 def params_from_values(values: dict[str, Any], warn=None) -> NodeParams:
     """NodeParams from {name: value} (missing names take the defaults; a deprecated name is carried to its
     new one, `warn` gets the message); ValueError naming the parameter."""

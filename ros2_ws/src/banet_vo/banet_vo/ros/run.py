@@ -40,11 +40,13 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image
 
 from banet_vo.data import compressed_image
+from banet_vo.data.bag_tf import static_transforms, transform_between
 from banet_vo.data.bags import (
     CAMERA_INFO_TOPIC,
     DEPTH_TOPIC,
     IMAGE_TOPIC,
     ODOMETRY_TOPIC,
+    TF_STATIC_TOPIC,
     BagReader,
     find_image_topic,
     image_from_message,
@@ -64,7 +66,7 @@ from banet_vo.geometry.rigid import pose_matrix
 from banet_vo.ros import topics
 from banet_vo.ros.bag_player import BagPlayer
 from banet_vo.ros.conversions import image_to_numpy, stamp_to_ns
-from banet_vo.ros.params import PARAMS
+from banet_vo.ros.params import PARAMS, mount_parameters
 from banet_vo.ros.qos import reliable_qos
 from banet_vo.ros.vo_node import VONode
 
@@ -235,6 +237,39 @@ def _validate(args: argparse.Namespace, check_model: bool = True) -> None:
                 f"warning: the bag has no {args.camera_info_topic}: the node waits for camera_info unless "
                 "--camera-info-topic names it or --param intrinsics:=[fx, fy, cx, cy, width, height] is given"
             )
+        given = {item.partition(":=")[0] for item in args.param}
+        if TF_STATIC_TOPIC in reader.topics and not given & {"base_camera_xyz", "base_camera_rpy"}:
+            _extrinsic_from_bag(args, reader)
+
+
+def _given_param(args: argparse.Namespace, name: str) -> Any:
+    """The value of --param NAME:=VALUE (the last one), or the parameter's default."""
+    values = [_parse_param(item).value for item in args.param if item.partition(":=")[0] == name]
+    return values[-1] if values else PARAMS[name].default
+
+
+def _extrinsic_from_bag(args: argparse.Namespace, reader: BagReader) -> None:
+    """The camera's mounting from the bag's /tf_static (robot_state_publisher's tree): base_frame → the
+    images' frame_id, passed on as --param base_camera_xyz/rpy (there is no tf2_ros buffer to ask here).
+    Nothing is added when the tree does not connect the two frames."""
+    first = next(reader.messages([args.bag_image_topic]), None)
+    if first is None:
+        return
+    camera = _given_param(args, "camera_frame") or first[1].header.frame_id.lstrip("/")
+    base = _given_param(args, "base_frame")
+    tree = static_transforms(msg for _, msg in reader.messages([TF_STATIC_TOPIC]))
+    T = transform_between(tree, base, camera)
+    if T is None:
+        _log(
+            f"the bag's {TF_STATIC_TOPIC} does not connect {base} and {camera}: the camera extrinsic is "
+            "base_camera_xyz/rpy's (pass them, or --param base_frame:=... a frame of the tree)"
+        )
+        return
+    xyz, rpy = mount_parameters(T)
+    args.param += [f"base_camera_xyz:={xyz}", f"base_camera_rpy:={rpy}"]
+    if "camera_extrinsic_source" not in {item.partition(":=")[0] for item in args.param}:
+        args.param.append("camera_extrinsic_source:=parameters")  # the player does not play /tf_static
+    _log(f"camera extrinsic {base} → {camera} from the bag's {TF_STATIC_TOPIC}: xyz {xyz} m, rpy {rpy} rad")
 
 
 @dataclass
