@@ -10,16 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.spatial.transform import Rotation
+
+from banet_vo.geometry.rigid import pose_matrix
 
 
 def transform_matrix(transform: Any) -> np.ndarray:
-    """4x4 of a geometry_msgs/Transform (translation, unit quaternion x y z w)."""
-    q = transform.rotation
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
-    T[:3, 3] = [transform.translation.x, transform.translation.y, transform.translation.z]
-    return T
+    """4x4 of a geometry_msgs/Transform, rclpy's or rosbags' (translation, quaternion x y z w)."""
+    t, q = transform.translation, transform.rotation
+    return pose_matrix([t.x, t.y, t.z], [q.x, q.y, q.z, q.w])
 
 
 def static_transforms(messages: Any) -> dict[str, tuple[str, np.ndarray]]:

@@ -124,12 +124,11 @@ class XFeatExtractor:
         With `max_pixels` > 0, an image with more pixels is area-downscaled to at most that many first
         (working_size) and the keypoints are mapped back to its own pixels: XFeat's time grows with the
         pixels, the keypoints it keeps (top_k) do not."""
-        _gray_checked(image)
-        size = working_size(image.shape[1], image.shape[0], max_pixels)
-        if size == (image.shape[1], image.shape[0]):
-            return self.extract_gray(_gray(image), keep_image)
-        scale = (image.shape[1] / size[0], image.shape[0] / size[1])
-        return self.extract_gray(_gray(resize_image(image, *size)), keep_image, scale)
+        _check_image(image)
+        height, width = image.shape[:2]
+        size = working_size(width, height, max_pixels)
+        scale = (width / size[0], height / size[1])
+        return self.extract_gray(_to_gray(resize_image(image, *size)), keep_image, scale)
 
     def extract_gray(
         self, gray: np.ndarray, keep_image: bool = False, scale: tuple[float, float] = (1.0, 1.0)
@@ -190,7 +189,7 @@ def _to_camera_pixels(keypoints: np.ndarray, scale: tuple[float, float]) -> np.n
     return (keypoints + 0.5) * np.asarray(scale, dtype=np.float64) - 0.5
 
 
-def _gray_checked(image: np.ndarray) -> None:
+def _check_image(image: np.ndarray) -> None:
     """ValueError unless `image` is an (H, W) or (H, W, 3) uint8 array of at least 32x32."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):
         raise ValueError(
@@ -202,9 +201,8 @@ def _gray_checked(image: np.ndarray) -> None:
         )
 
 
-def _gray(image: np.ndarray) -> np.ndarray:
-    """(H, W) float32 in [0, 1] of an (H, W) or (H, W, 3) uint8 image; ValueError for anything else."""
-    _gray_checked(image)
+def _to_gray(image: np.ndarray) -> np.ndarray:
+    """(H, W) float32 in [0, 1] of a checked (H, W) or (H, W, 3) uint8 image."""
     gray = image if image.ndim == 2 else image.mean(axis=2)
     return np.ascontiguousarray(gray, dtype=np.float32) / np.float32(255.0)
 

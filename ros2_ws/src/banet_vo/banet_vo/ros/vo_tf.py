@@ -17,7 +17,8 @@ from geometry_msgs.msg import TransformStamped
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
-from banet_vo.geometry.rigid import pose_matrix, rotation_to_quaternion
+from banet_vo.data.bag_tf import transform_matrix as transform_to_matrix
+from banet_vo.geometry.rigid import rotation_to_quaternion
 from banet_vo.ros.qos import latched_qos
 
 
@@ -32,12 +33,6 @@ def transform_msg(header: Any, child: str, T: np.ndarray) -> TransformStamped:
     r = msg.transform.rotation
     r.x, r.y, r.z, r.w = (float(v) for v in q)
     return msg
-
-
-def transform_to_matrix(transform: Any) -> np.ndarray:
-    """4x4 of a geometry_msgs/Transform."""
-    t, q = transform.translation, transform.rotation
-    return pose_matrix([t.x, t.y, t.z], [q.x, q.y, q.z, q.w])
 
 
 class TfOutput:
