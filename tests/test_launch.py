@@ -11,6 +11,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from banet_vo.model.shipped import DEFAULT_MODEL_NAME
+from banet_vo.ros.launch_args import LAUNCH_PARAMETERS
 from banet_vo.ros.topics import DEPTH_IMAGE, ODOMETRY, OUTPUTS, PATH, output_topic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,33 +23,52 @@ HAVE_LAUNCH_ROS = all(importlib.util.find_spec(m) is not None for m in ("launch_
 
 
 def _declared_arguments(path: Path) -> set[str]:
+    """Names of DeclareLaunchArgument calls: literals, or each of LAUNCH_PARAMETERS where a call takes its
+    name from a loop over them (vo.launch.py's node parameters)."""
     tree = ast.parse(path.read_text())
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "DeclareLaunchArgument":
             first = node.args[0]
+            if isinstance(first, ast.Name):
+                loops = [
+                    g
+                    for n in ast.walk(tree)
+                    if isinstance(n, ast.GeneratorExp | ast.ListComp) and n.elt is node
+                    for g in n.generators
+                ]
+                assert [ast.unparse(g.iter) for g in loops] == ["LAUNCH_PARAMETERS"], ast.unparse(node)
+                assert ast.unparse(loops[0].target) == first.id
+                names.update(LAUNCH_PARAMETERS)
+                continue
             assert isinstance(first, ast.Constant), f"{path.name}: argument names must be literals"
             names.add(first.value)
     return names
 
 
 def test_vo_launch_declares_the_documented_arguments():
-    expected = {
-        "image",
-        "camera_info",
-        "image_transport",
-        "params_file",
+    launch_level = {"image", "camera_info", "params_file", "namespace", "lifecycle", "autostart"}
+    node_parameters = {
         "model",
         "device",
         "use_sim_time",
         "publish_tf",
         "rectify",
-        "namespace",
-        "lifecycle",
-        "autostart",
+        "image_transport",
+        "frontend",
+        "scale_source",
+        "camera_height",
+        "base_frame",
     }
-    assert _declared_arguments(VO_LAUNCH) == expected
-    assert "generate_launch_description" in VO_LAUNCH.read_text()
+    assert set(LAUNCH_PARAMETERS) == node_parameters
+    assert _declared_arguments(VO_LAUNCH) == launch_level | node_parameters
+    text = VO_LAUNCH.read_text()
+    assert "generate_launch_description" in text
+    # the node parameters reach the node only through parameter_overrides (empty ones not at all)
+    assert "parameter_overrides(given)" in text and "OpaqueFunction(function=_nodes)" in text
+    doc = ast.get_docstring(ast.parse(text))
+    for name in launch_level | node_parameters:
+        assert name in doc, f"vo.launch.py's docstring does not mention {name}"
 
 
 def _calls(path: Path, name: str) -> list[ast.Call]:
@@ -123,19 +144,22 @@ def test_replay_launch_plays_with_clock_and_ships_an_rviz_config():
 
 
 def _data_files() -> dict[str, list[str]]:
-    """setup.py's data_files, evaluated in the package directory (globs expanded) without running setup."""
-    import glob
+    """setup.py's data_files, evaluated in the package directory (its module-level names defined, globs
+    expanded) without running setup."""
     import os
 
     tree = ast.parse((PACKAGE / "setup.py").read_text())
     call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
     (data,) = [kw.value for kw in call.keywords if kw.arg == "data_files"]
+    module = ast.Module(
+        [n for n in tree.body if not (isinstance(n, ast.Expr) and n.value is call)], type_ignores=[]
+    )
     cwd = os.getcwd()
     os.chdir(PACKAGE)
     try:
-        pairs = eval(
-            compile(ast.Expression(data), "setup.py", "eval"), {"glob": glob.glob, "package_name": "banet_vo"}
-        )
+        namespace: dict = {"setup": None}
+        exec(compile(module, "setup.py", "exec"), namespace)
+        pairs = eval(compile(ast.Expression(data), "setup.py", "eval"), namespace)
     finally:
         os.chdir(cwd)
     return {dest: sorted(files) for dest, files in pairs}
@@ -146,6 +170,16 @@ def test_setup_installs_launch_files_rviz_config_and_parameters():
     assert files["share/banet_vo/launch"] == ["launch/replay.launch.py", "launch/vo.launch.py"]
     assert files["share/banet_vo/rviz"] == ["rviz/banet_vo.rviz"]
     assert "config/banet_vo.yaml" in files["share/banet_vo/config"]
+    # the shipped default model and its cards, where banet_vo.model.shipped looks in an installed package
+    models = files["share/banet_vo/models"]
+    assert {Path(f).name for f in models} == {
+        DEFAULT_MODEL_NAME,
+        "MODEL_CARD.md",
+        "THIRD_PARTY_WEIGHTS.md",
+    }
+    for f in models:
+        assert (PACKAGE / f).resolve().is_file(), f
+        assert (PACKAGE / f).resolve().parent == ROOT / "models"
     for launch_file in (VO_LAUNCH, REPLAY_LAUNCH):  # the launch files find each other in the share directory
         assert 'get_package_share_directory("banet_vo")' in launch_file.read_text()
 

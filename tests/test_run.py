@@ -354,3 +354,16 @@ def test_our_own_bags_mounting_is_the_parameters_default(bag, tmp_path):
     extrinsic as the parameters' defaults, so a replay of our bags is unchanged."""
     got = _validated(bag[0], tmp_path)
     assert got["base_camera_xyz"] == "[0.0, 0.0, 0.0]" and got["base_camera_rpy"] == "[0.0, 0.0, 0.0]"
+
+
+def test_without_model_it_runs_the_shipped_default_from_any_directory(bag, tmp_path, monkeypatch):
+    from banet_vo.model.shipped import DEFAULT_MODEL_NAME
+
+    monkeypatch.chdir(tmp_path)  # not the repository: no models/ here
+    bag_path, _ = bag
+    argv = [str(bag_path), "--out", "out", "--device", "cpu", "--param", "frontend:=none", "--no-plots"]
+    assert run.main(argv) == 0
+    summary = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    model = Path(summary["model"])
+    assert model.is_absolute() and model.name == DEFAULT_MODEL_NAME and model.is_file()
+    assert summary["node"]["processed"] == N and summary["node"]["errors"] == 0, summary["node"]

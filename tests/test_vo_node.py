@@ -398,13 +398,21 @@ def test_bad_input_is_counted_and_the_node_keeps_serving(rclpy_context):
         pub_node.destroy_node()
 
 
-def test_bad_parameters_and_model_stop_the_node(rclpy_context, tmp_path):
+def test_bad_parameters_and_model_stop_the_node(rclpy_context, tmp_path, monkeypatch):
     def make(**params):
         overrides = [Parameter(k, value=v) for k, v in params.items()]
         return VONode(context=rclpy_context, parameter_overrides=overrides)
 
-    with pytest.raises(ValueError, match="parameter model: a BA-Net checkpoint path is required"):
-        make()
+    from banet_vo.model import shipped
+    from banet_vo.ros import params
+
+    # no model: the shipped default (found in this checkout); none found: an error naming where it looked
+    assert Path(params.params_from_values({}).model).name == shipped.DEFAULT_MODEL_NAME
+    with monkeypatch.context() as patch:
+        patch.setattr(params, "default_model_path", lambda extra: shipped.default_model_path([tmp_path]))
+        patch.setattr(shipped, "model_search_dirs", lambda extra: list(extra))
+        with pytest.raises(ValueError, match=r"parameter model: empty, and the shipped model .* is in none"):
+            make()
     with pytest.raises(ValueError, match=r"parameter model: .*missing.safetensors does not exist"):
         make(model=str(tmp_path / "missing.safetensors"), device="cpu")
     with pytest.raises(ValueError, match=r"parameter model: .* is a directory; give the .safetensors file"):
@@ -906,14 +914,14 @@ def test_help_prints_the_parameter_table(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert all(f"  {spec.name} (default" in text for spec in PARAMS)
-    assert "usage: vo_node --ros-args -p model:=PATH" in text
+    assert "usage: vo_node --ros-args -r image:=TOPIC" in text and "[-p model:=PATH]" in text
     from banet_vo.ros.vo_lifecycle import main as lifecycle_main
 
     with pytest.raises(SystemExit) as exit_info:
         lifecycle_main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out  # the managed node names itself, with the same table
-    assert "usage: vo_lifecycle_node --ros-args -p model:=PATH" in text and "vo_node" not in text
+    assert "usage: vo_lifecycle_node --ros-args -r image:=TOPIC" in text and "vo_node" not in text
     assert all(f"  {spec.name} (default" in text for spec in PARAMS)
 
 

@@ -5,10 +5,18 @@ torch, pypose and the other pip-only dependencies are deliberately not in instal
 """
 
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
 package_name = "banet_vo"
+# The shipped default model and its cards live in the repository's models/ (DESIGN.md's layout); they are
+# installed beside config/ and launch/, where banet_vo.model.shipped looks for them.
+MODELS = Path("..", "..", "..", "models")
+SHIPPED_MODEL_FILES = [
+    str(MODELS / name)
+    for name in ("banet_small_synthetic.safetensors", "MODEL_CARD.md", "THIRD_PARTY_WEIGHTS.md")
+]
 
 setup(
     name=package_name,
@@ -20,6 +28,7 @@ setup(
         ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml")),
         ("share/" + package_name + "/rviz", glob("rviz/*.rviz")),
+        ("share/" + package_name + "/models", SHIPPED_MODEL_FILES),
     ],
     install_requires=["setuptools"],
     zip_safe=True,

@@ -1,9 +1,10 @@
 """Replay a bag with /clock, run banet_vo on it, and optionally RViz:
 
-    ros2 launch banet_vo replay.launch.py bag:=/path/to/kitti06_bag model:=/path/to/model.safetensors
+    ros2 launch banet_vo replay.launch.py bag:=/path/to/kitti06_bag
 
-Arguments: bag (rosbag2 directory, e.g. written by `banet-vo-bag`), model, device, rate (playback speed),
-rviz (true/false, with the package's rviz/banet_vo.rviz), params_file (optional node parameters YAML).
+Arguments: bag (rosbag2 directory, e.g. written by `banet-vo-bag`), model (default: the shipped one),
+device, rate (playback speed), rviz (true/false, with the package's rviz/banet_vo.rviz), params_file
+(optional node parameters YAML); model and device left empty are the params file's or the node's.
 The node runs with use_sim_time so its clock follows the bag. Without a ROS 2 distro,
 `banet-vo-run BAG --out DIR` runs the same graph in one process.
 """
@@ -27,8 +28,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             "bag", description="rosbag2 directory with /camera/image_raw and /camera/camera_info"
         ),
-        DeclareLaunchArgument("model", description="BA-Net checkpoint (.safetensors)"),
-        DeclareLaunchArgument("device", default_value="auto", description="auto, cuda or cpu"),
+        DeclareLaunchArgument(
+            "model", default_value="", description="BA-Net checkpoint (.safetensors; empty: the shipped one)"
+        ),
+        DeclareLaunchArgument("device", default_value="", description="auto, cuda or cpu (empty: auto)"),
         DeclareLaunchArgument("rate", default_value="1.0", description="bag playback speed factor"),
         DeclareLaunchArgument(
             "rviz", default_value="true", description="start RViz with the package's rviz/banet_vo.rviz"

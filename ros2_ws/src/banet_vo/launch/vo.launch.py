@@ -1,17 +1,20 @@
-"""Launch the banet_vo node: `ros2 launch banet_vo vo.launch.py model:=/path/to/model.safetensors`.
+"""Launch the banet_vo node: `ros2 launch banet_vo vo.launch.py [image:=/cam/image_raw] [name:=value ...]`.
 
 Arguments: image, camera_info (topics to remap the inputs to; camera_info defaults to the one beside the
-image, /cam/left/image_raw → /cam/left/camera_info), image_transport (raw, or compressed to read
-image_transport's `<image>/compressed`), params_file (node parameters, default the package's
-config/banet_vo.yaml), model (required), device (auto|cuda|cpu), use_sim_time (true when replaying a bag
-with /clock), publish_tf, rectify, namespace, lifecycle, autostart.
+image, /cam/left/image_raw → /cam/left/camera_info), params_file (node parameters, default the package's
+config/banet_vo.yaml), namespace, lifecycle, autostart, and these node parameters (banet_vo.ros.
+launch_args): model (default: the shipped model, installed with the package), device, use_sim_time (true
+when replaying a bag with /clock), publish_tf, rectify, image_transport (raw, or compressed to read
+image_transport's `<image>/compressed`), frontend, scale_source, camera_height, base_frame. A node
+parameter left empty is not passed: params_file decides, else the node's default; a given one overrides
+params_file. Other node parameters go in a params_file (copy config/banet_vo.yaml).
 
 lifecycle:=true runs the managed node (vo_lifecycle_node: configure loads the model, activate subscribes)
 instead of vo_node; with autostart:=true (the default) this file configures it and, once it is inactive,
 activates it; autostart:=false leaves both to a lifecycle manager (nav2_lifecycle_manager, or
 `ros2 lifecycle set /banet_vo configure`).
 
-The default input is the driver's raw image (/camera/image_raw) with rectify:=true: the node undistorts
+The default input is the driver's raw image (/camera/image_raw) with rectify true: the node undistorts
 it with the camera_info calibration. With image_proc already running, pass
 image:=/camera/image_rect rectify:=false.
 """
@@ -21,16 +24,22 @@ from __future__ import annotations
 import os
 
 from ament_index_python.packages import get_package_share_directory
+from banet_vo.ros.launch_args import LAUNCH_PARAMETERS, launch_description, parameter_overrides
 from banet_vo.ros.topics import camera_info_beside_launch
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, GroupAction, RegisterEventHandler
+from launch import LaunchContext, LaunchDescription
+from launch.actions import (
+    DeclareLaunchArgument,
+    EmitEvent,
+    GroupAction,
+    OpaqueFunction,
+    RegisterEventHandler,
+)
 from launch.conditions import IfCondition, UnlessCondition
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
-from launch_ros.parameter_descriptions import ParameterValue
 from lifecycle_msgs.msg import Transition
 
 
@@ -45,21 +54,11 @@ def generate_launch_description() -> LaunchDescription:
             description="input camera_info topic (default: camera_info beside the image topic)",
         ),
         DeclareLaunchArgument(
-            "image_transport",
-            default_value="raw",
-            description="raw, or compressed (JPEG/PNG on <image>/compressed, as a recorded robot bag has it)",
-        ),
-        DeclareLaunchArgument(
             "params_file", default_value=default_params, description="node parameters YAML"
         ),
-        DeclareLaunchArgument("model", description="BA-Net checkpoint (.safetensors)"),
-        DeclareLaunchArgument("device", default_value="auto", description="auto, cuda or cpu"),
-        DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
-        DeclareLaunchArgument("publish_tf", default_value="true", description="broadcast odom → base_link"),
-        DeclareLaunchArgument(
-            "rectify",
-            default_value="true",
-            description="rectify raw images in the node (false for an image_rect input)",
+        *(
+            DeclareLaunchArgument(name, default_value="", description=launch_description(name))
+            for name in LAUNCH_PARAMETERS
         ),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
         DeclareLaunchArgument(
@@ -74,23 +73,19 @@ def generate_launch_description() -> LaunchDescription:
             "does)",
         ),
     ]
+    return LaunchDescription([*arguments, OpaqueFunction(function=_nodes)])
+
+
+def _nodes(context: LaunchContext) -> list:
+    """vo_node or vo_lifecycle_node with the params file and the node parameters given as arguments."""
+    given = {name: LaunchConfiguration(name).perform(context) for name in LAUNCH_PARAMETERS}
     lifecycle = LaunchConfiguration("lifecycle")
     common = dict(
         package="banet_vo",
         name="banet_vo",
         namespace=LaunchConfiguration("namespace"),
         output="screen",
-        parameters=[
-            LaunchConfiguration("params_file"),
-            {
-                "model": LaunchConfiguration("model"),
-                "device": LaunchConfiguration("device"),
-                "use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
-                "publish_tf": ParameterValue(LaunchConfiguration("publish_tf"), value_type=bool),
-                "rectify": ParameterValue(LaunchConfiguration("rectify"), value_type=bool),
-                "image_transport": LaunchConfiguration("image_transport"),
-            },
-        ],
+        parameters=[LaunchConfiguration("params_file"), parameter_overrides(given)],
         remappings=[
             ("image", LaunchConfiguration("image")),
             ("camera_info", LaunchConfiguration("camera_info")),
@@ -125,4 +120,4 @@ def generate_launch_description() -> LaunchDescription:
         scoped=False,
         condition=autostart,
     )
-    return LaunchDescription([*arguments, node, managed, start])
+    return [node, managed, start]

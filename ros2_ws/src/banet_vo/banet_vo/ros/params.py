@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from scipy.spatial.transform import Rotation
 
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import R_BODY_OPTICAL, body_from_optical
+from banet_vo.model.shipped import DEFAULT_MODEL_NAME, default_model_path
 from banet_vo.odometry import DEVICES, OdometryConfig, TrackingConfig
 from banet_vo.odometry.depth_output import UPSAMPLING_METHODS
 from banet_vo.odometry.output_covariance import CovarianceConfig
@@ -80,7 +82,10 @@ DEPTH_UPSAMPLING = (*UPSAMPLING_METHODS, "none")
 
 PARAMS = ParameterTable(
     ParameterSpec(
-        "model", "", "BA-Net checkpoint (.safetensors, banet_vo.model.checkpoint format); required"
+        "model",
+        "",
+        "BA-Net checkpoint (.safetensors, banet_vo.model.checkpoint format); empty: the shipped default "
+        f"({DEFAULT_MODEL_NAME}, installed with the package)",
     ),
     ParameterSpec(
         "device", "auto", "inference device: auto (CUDA when available), cuda or cpu", choices=DEVICES
@@ -286,15 +291,28 @@ def mount_parameters(T_base_camera: np.ndarray) -> tuple[list[float], list[float
     return (np.round(T[:3, 3], 9) + 0.0).tolist(), (np.round(rpy, 9) + 0.0).tolist()
 
 
+def shipped_model() -> Path:
+    """The shipped default checkpoint: in the package's ament share folder when the package is installed
+    in a ROS environment, else where banet_vo.model.shipped finds it (an editable install, a checkout)."""
+    extra = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        extra.append(Path(get_package_share_directory("banet_vo")) / "models")
+    except (ImportError, LookupError, OSError):
+        pass  # not installed through ament (a pip venv): the other search folders still apply
+    return default_model_path(extra)
+
+
 def params_from_values(values: dict[str, Any], warn=None) -> NodeParams:
     """NodeParams from {name: value} (missing names take the defaults; a deprecated name is carried to its
     new one, `warn` gets the message); ValueError naming the parameter."""
     v = PARAMS.values(values, warn)
     if not v["model"]:
-        raise ValueError(
-            "parameter model: a BA-Net checkpoint path is required "
-            "(e.g. models/banet_small_synthetic.safetensors)"
-        )
+        try:
+            v["model"] = str(shipped_model())
+        except FileNotFoundError as err:
+            raise ValueError(f"parameter model: empty, and {err}") from err
     for name in ("odom_frame", "base_frame"):
         if not v[name] or v[name].startswith("/") or any(c.isspace() for c in v[name]):
             raise ValueError(

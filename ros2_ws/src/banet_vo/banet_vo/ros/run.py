@@ -63,16 +63,16 @@ from banet_vo.evaluation import (
 )
 from banet_vo.evaluation.depth import resize_depth
 from banet_vo.geometry.rigid import pose_matrix
+from banet_vo.model.shipped import DEFAULT_MODEL_NAME
 from banet_vo.ros import topics
 from banet_vo.ros.bag_player import BagPlayer
 from banet_vo.ros.conversions import image_to_numpy, stamp_to_ns
-from banet_vo.ros.params import PARAMS, mount_parameters
+from banet_vo.ros.params import PARAMS, mount_parameters, shipped_model
 from banet_vo.ros.qos import reliable_qos
 from banet_vo.ros.vo_node import VONode
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "models/banet_small_synthetic.safetensors"
 # Offline every frame counts: the player keeps this many samples per topic for DDS to retransmit, and the
 # node pairs an image with a camera_info that far apart (a stalled delivery on loopback held images or
 # camera_infos back by up to ~3 s, which the defaults of 10 turned into lost frames).
@@ -148,7 +148,9 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, required=True, help="output directory (created; files overwritten)"
     )
     parser.add_argument(
-        "--model", default=DEFAULT_MODEL, help=f"BA-Net checkpoint (default: {DEFAULT_MODEL})"
+        "--model",
+        default=None,
+        help=f"BA-Net checkpoint (default: the shipped {DEFAULT_MODEL_NAME}, installed with the package)",
     )
     device = PARAMS["device"]  # the node's parameter: one default, one list of choices
     parser.add_argument("--device", default=device.default, choices=device.choices, help=device.description)
@@ -211,6 +213,11 @@ def _validate(args: argparse.Namespace, check_model: bool = True) -> None:
     image_transport, image_base_topic for the node's remapping, camera_info_topic when not given)."""
     if not (args.bag / "metadata.yaml").is_file():
         raise ValueError(not_a_rosbag2(args.bag))
+    if check_model and args.model is None:
+        try:
+            args.model = str(shipped_model())
+        except FileNotFoundError as err:
+            raise ValueError(f"--model not given, and {err}") from err
     if check_model and not Path(args.model).is_file():
         raise ValueError(
             f"--model: {args.model} does not exist (train one with banet-vo-train, or pass --model PATH)"
@@ -293,7 +300,8 @@ def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None)
     if args.params_file is not None:
         cli_args += ["--params-file", str(args.params_file)]
     overrides = [
-        Parameter("model", value=str(args.model)),
+        # no model with a programmatic estimator: the node does not load one
+        *([Parameter("model", value=str(args.model))] if args.model is not None else []),
         Parameter("device", value=args.device),
         Parameter("queue_size", value=args.queue_size),
         Parameter("image_transport", value=args.image_transport),
@@ -373,7 +381,7 @@ def write_outputs(args: argparse.Namespace, run: GraphRun) -> dict:
     odometry = sorted(data.odometry, key=lambda item: item[0])
     summary: dict[str, Any] = {
         "bag": str(args.bag),
-        "model": str(args.model),
+        "model": str(args.model) if args.model is not None else "(estimator given programmatically)",
         "frames_published": len(odometry),
         "wall_s": wall,
         "frames_per_s": len(odometry) / wall if wall > 0 else 0.0,  # poses published per second
@@ -501,7 +509,7 @@ def main(argv: list[str] | None = None, estimator: Any = None) -> int:
     try:
         _log(
             f"playing {args.bag} ({args.bag_image_topic}, {args.image_transport}) at rate {args.rate} "
-            f"through banet_vo (model {args.model})"
+            f"through banet_vo (model {args.model or 'given programmatically'})"
         )
         summary = write_outputs(args, run_graph(args, context, estimator))
     except (ValueError, RuntimeError) as err:

@@ -78,7 +78,7 @@ class VOLifecycleNode(LifecycleNode, VOShell):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`ros2 run banet_vo vo_lifecycle_node --ros-args -p model:=...`, then configure and activate it."""
+    """`ros2 run banet_vo vo_lifecycle_node [--ros-args -p model:=...]`, then configure and activate it."""
     return node_main(
         VOLifecycleNode, HELP, argv, executable="vo_lifecycle_node", prog="banet_vo", log_tag="banet_vo"
     )

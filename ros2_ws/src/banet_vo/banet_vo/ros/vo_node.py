@@ -618,15 +618,15 @@ HELP = NodeHelp(
     description="BA-Net visual odometry on a live image stream (docs/node.md). Subscribes image + "
     "camera_info; publishes ~/odometry, ~/path, ~/depth/image, ~/depth/camera_info, ~/points, ~/status, "
     "/diagnostics and (optionally) /tf; serves ~/reset; listens on ~/reset_to_pose.",
-    usage="{prog} --ros-args -p model:=PATH -r image:=TOPIC -r camera_info:=TOPIC [-p name:=value ...] "
-    "[--log-level debug]",
+    usage="{prog} --ros-args -r image:=TOPIC [-r camera_info:=TOPIC] [-p model:=PATH] "
+    "[-p name:=value ...] [--log-level debug]",
     table=PARAMS,
     unusable="a parameter or the model",
 )
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`ros2 run banet_vo vo_node --ros-args -p model:=... -r image:=... -r camera_info:=...`."""
+    """`ros2 run banet_vo vo_node --ros-args -r image:=... [-p model:=...]`."""
     return node_main(VONode, HELP, argv, executable="vo_node", prog="banet_vo", log_tag="banet_vo")
 
 

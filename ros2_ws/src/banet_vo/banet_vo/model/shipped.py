@@ -1,0 +1,47 @@
+"""Where the shipped default BA-Net checkpoint lies, so that the node and banet-vo-run work without a
+`model` argument from any working directory. No torch, no ROS.
+
+The file lives in the repository's models/ (with its model card). setup.py installs both into
+share/banet_vo/models/, beside the package's config/ and launch/; an editable install (make setup) and a
+plain checkout read them from models/ instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+DEFAULT_MODEL_NAME = "banet_small_synthetic.safetensors"
+SHARE_MODELS = Path("share") / "banet_vo" / "models"  # under an install prefix (setup.py's data_files)
+
+# This file is <prefix>/lib/pythonX.Y/site-packages/banet_vo/model/shipped.py when installed (colcon,
+# pip) and <repo>/ros2_ws/src/banet_vo/banet_vo/model/shipped.py in a checkout: five levels up is the
+# install prefix or the repository root in both layouts.
+_ROOT = Path(__file__).resolve().parents[5]
+
+
+def model_search_dirs(extra: Iterable[Path | str] = ()) -> list[Path]:
+    """Folders searched for the shipped model, in order: `extra` (the ROS layer adds the package's ament
+    share folder), this install's prefix, the interpreter's prefix, the repository's models/."""
+    dirs = [Path(d) for d in extra]
+    dirs += [_ROOT / SHARE_MODELS, Path(sys.prefix) / SHARE_MODELS, _ROOT / "models"]
+    unique: list[Path] = []
+    for d in dirs:
+        if d not in unique:
+            unique.append(d)
+    return unique
+
+
+def default_model_path(extra: Iterable[Path | str] = ()) -> Path:
+    """The shipped default checkpoint; FileNotFoundError naming every folder searched when no install or
+    checkout has it."""
+    dirs = model_search_dirs(extra)
+    for d in dirs:
+        path = d / DEFAULT_MODEL_NAME
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"the shipped model {DEFAULT_MODEL_NAME} is in none of: {', '.join(str(d) for d in dirs)}; "
+        "reinstall the package (make setup, or colcon build) or give a checkpoint path"
+    )

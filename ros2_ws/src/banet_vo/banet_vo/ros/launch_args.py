@@ -1,0 +1,70 @@
+"""The node parameters that vo.launch.py also takes as launch arguments, and how their text becomes typed
+parameters. The launch file calls this from an OpaqueFunction, so it runs without the launch packages
+(which are not on PyPI) and is tested here.
+
+An argument left empty (its default) is not passed: the params file, else the node's default, decides.
+A given one overrides the params file. Text is read as the node's parameter table types it (a float
+parameter takes "2" as 2.0, which rclpy would otherwise refuse as an integer), and checked as the node
+checks it, so a bad value fails the launch with the parameter's name instead of at the node's start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from banet_vo.ros.params import PARAMS
+
+# rclpy's own parameter, declared by every node (not in PARAMS)
+USE_SIM_TIME = "use_sim_time"
+LAUNCH_PARAMETERS = (
+    "model",
+    "device",
+    USE_SIM_TIME,
+    "publish_tf",
+    "rectify",
+    "image_transport",
+    "frontend",
+    "scale_source",
+    "camera_height",
+    "base_frame",
+)
+_TRUE, _FALSE = ("true", "1"), ("false", "0")  # the spellings launch's conditions read
+
+
+def launch_description(name: str) -> str:
+    """A launch argument's description: the node parameter's, and what empty means."""
+    text = "use the bag's or simulator's /clock" if name == USE_SIM_TIME else PARAMS[name].description
+    return f"{text} (empty: params_file's value, else the node's default)"
+
+
+def parameter_overrides(given: Mapping[str, str]) -> dict[str, Any]:
+    """{parameter: typed value} for each launch argument of LAUNCH_PARAMETERS given as non-empty text;
+    ValueError naming the argument for text the parameter cannot take."""
+    out: dict[str, Any] = {}
+    for name in LAUNCH_PARAMETERS:
+        text = str(given.get(name, "")).strip()
+        if not text:
+            continue
+        if name == USE_SIM_TIME:
+            if text.lower() not in _TRUE + _FALSE:
+                raise ValueError(f"launch argument {name}: true or false, got {text!r}")
+            out[name] = text.lower() in _TRUE
+            continue
+        spec = PARAMS[name]
+        if isinstance(spec.default, str):
+            value: Any = text  # a path or a name, never read as a number
+        elif isinstance(spec.default, bool) and text.lower() in _TRUE + _FALSE:
+            value = text.lower() in _TRUE
+        else:
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError as err:
+                raise ValueError(f"launch argument {name}: cannot read {text!r}: {err}") from err
+        try:
+            out[name] = spec.check(value)
+        except ValueError as err:
+            raise ValueError(str(err).replace("parameter", "launch argument", 1)) from err
+    return out
