@@ -43,6 +43,7 @@ def measure(context, model: Path, device: str, size: tuple[int, int], rate: floa
     """Publish `frames` frames at `rate` Hz; latency percentiles and drop counts."""
     from banet_vo.geometry import PinholeCamera
     from banet_vo.ros.conversions import camera_to_camera_info, ns_to_stamp, numpy_to_image, stamp_to_ns
+    from banet_vo.ros.executor_thread import ExecutorThread
     from banet_vo.ros.qos import reliable_qos
     from banet_vo.ros.vo_node import VONode
     from nav_msgs.msg import Odometry
@@ -81,8 +82,7 @@ def measure(context, model: Path, device: str, size: tuple[int, int], rate: floa
     executor = MultiThreadedExecutor(num_threads=3, context=context)
     executor.add_node(node)
     executor.add_node(io)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
+    spinner = ExecutorThread(executor, "vo_latency executor")
     try:
         deadline = time.monotonic() + 10
         while (img_pub.get_subscription_count() < 1 or info_pub.get_subscription_count() < 1) and (
@@ -120,8 +120,7 @@ def measure(context, model: Path, device: str, size: tuple[int, int], rate: floa
             "inference_ms": float(snap["last_inference_ms"]),
         }
     finally:
-        executor.shutdown(timeout_sec=5.0)
-        spin.join(timeout=5.0)
+        spinner.close(timeout=5.0)
         node.destroy_node()
         io.destroy_node()
 

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.ros
 
 rclpy = pytest.importorskip("rclpy")
 from banet_vo.ros.bag_player import BagPlayer, parse_remaps  # noqa: E402
+from banet_vo.ros.executor_thread import ExecutorThread  # noqa: E402
 from banet_vo.ros.qos import reliable_qos, sensor_qos  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -68,7 +69,7 @@ class _Spinner:
         self.executor.add_node(self.node)
         self.lock = threading.Lock()
         self.received: list[tuple[str, object]] = []
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spinner: ExecutorThread | None = None
 
     def subscribe(self, msg_type, topic: str, qos, raw: bool = False) -> None:
         def callback(msg, topic=topic) -> None:
@@ -78,7 +79,7 @@ class _Spinner:
         self.node.create_subscription(msg_type, topic, callback, qos, raw=raw)
 
     def start(self) -> _Spinner:
-        self._thread.start()
+        self._spinner = ExecutorThread(self.executor, "subscriber executor")
         return self
 
     def wait_for(self, count: int, timeout: float = 10.0) -> None:
@@ -94,8 +95,10 @@ class _Spinner:
             return [m for t, m in self.received if t == topic]
 
     def close(self) -> None:
-        self.executor.shutdown()
-        self._thread.join(timeout=5)
+        if self._spinner is not None:
+            self._spinner.close(timeout=5.0)
+        else:
+            self.executor.shutdown()
         self.node.destroy_node()
 
 

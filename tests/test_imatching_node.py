@@ -18,6 +18,7 @@ pytestmark = pytest.mark.ros
 rclpy = pytest.importorskip("rclpy")
 from banet_vo.data.synthetic import render_sequence  # noqa: E402
 from banet_vo.ros.conversions import camera_to_camera_info, numpy_to_image, sec_to_stamp  # noqa: E402
+from banet_vo.ros.executor_thread import ExecutorThread  # noqa: E402
 from banet_vo.ros.qos import reliable_qos  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from imatching_online.matcher.io import load_matcher, save_matcher  # noqa: E402
@@ -75,8 +76,7 @@ class Graph:
         self.executor = MultiThreadedExecutor(num_threads=3, context=context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.pub_node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.spinner = ExecutorThread(self.executor, "graph executor")
         deadline = time.monotonic() + 10.0
         while time.monotonic() < deadline and not (
             self.node.image_sub is not None
@@ -145,8 +145,7 @@ class Graph:
         return snap
 
     def close(self) -> None:
-        self.executor.shutdown(timeout_sec=5.0)
-        self.thread.join(timeout=5.0)
+        self.spinner.close(timeout=5.0)
         self.node.destroy_node()
         self.pub_node.destroy_node()
 

@@ -30,6 +30,7 @@ rclpy = pytest.importorskip("rclpy")
 from banet_vo.ros import topics  # noqa: E402
 from banet_vo.ros.bag_player import BagPlayer  # noqa: E402
 from banet_vo.ros.conversions import image_to_numpy, numpy_to_image, sec_to_stamp, stamp_to_ns  # noqa: E402
+from banet_vo.ros.executor_thread import ExecutorThread  # noqa: E402
 from banet_vo.ros.frame_worker import LatestFrameQueue  # noqa: E402
 from banet_vo.ros.params import PARAMS  # noqa: E402
 from banet_vo.ros.qos import latched_qos, reliable_qos  # noqa: E402
@@ -131,8 +132,8 @@ class Graph:
         self.executor = MultiThreadedExecutor(num_threads=3, context=context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.rec)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.adopted: list[Node] = []
+        self.spinner = ExecutorThread(self.executor, "graph executor")
 
     def _keep(self, key):
         def callback(msg) -> None:
@@ -170,11 +171,16 @@ class Graph:
                 return found
             time.sleep(0.02)
 
+    def adopt(self, node) -> None:
+        """Spin `node` with the graph; it is destroyed at close, after the executor has stopped (a node
+        destroyed while another thread spins it races that executor's wait set)."""
+        self.executor.add_node(node)
+        self.adopted.append(node)
+
     def close(self) -> None:
-        self.executor.shutdown(timeout_sec=5.0)
-        self.thread.join(timeout=5.0)
-        self.node.destroy_node()
-        self.rec.destroy_node()
+        self.spinner.close(timeout=5.0)
+        for node in (self.node, self.rec, *self.adopted):
+            node.destroy_node()
 
 
 def _play(context, bag: Path, graph: Graph, qos: str, rate: float = 1.0) -> None:
@@ -312,7 +318,7 @@ def test_bad_input_is_counted_and_the_node_keeps_serving(rclpy_context):
     info_pub = pub_node.create_publisher(CameraInfo, CAMERA_INFO_TOPIC, reliable_qos(depth=50))
     camera = frames[0].camera
     cli = pub_node.create_client(Trigger, "/banet_vo/reset")
-    graph.executor.add_node(pub_node)  # spins the client's response
+    graph.adopt(pub_node)  # spins the client's response
 
     def settle(key: str, value: int) -> None:
         deadline = time.monotonic() + 10.0
@@ -394,8 +400,7 @@ def test_bad_input_is_counted_and_the_node_keeps_serving(rclpy_context):
         diag = graph.wait("diag", len(graph.get("diag")) + 1)[-1].status[0]
         assert diag.level == diag.WARN and "bad_image" in diag.message
     finally:
-        graph.close()
-        pub_node.destroy_node()
+        graph.close()  # destroys pub_node too
 
 
 def test_bad_parameters_and_model_stop_the_node(rclpy_context, tmp_path, monkeypatch):
@@ -621,7 +626,7 @@ class Feed:
         self.pose = self.node.create_publisher(
             PoseWithCovarianceStamped, "/banet_vo/reset_to_pose", reliable_qos(1)
         )
-        graph.executor.add_node(self.node)
+        graph.adopt(self.node)
         graph.wait_subscribed()
         deadline = time.monotonic() + 10.0
         while time.monotonic() < deadline and not (
@@ -629,9 +634,6 @@ class Feed:
             and (self.info.get_subscription_count() or graph.node.info_sub is None)
         ):
             time.sleep(0.02)
-
-    def close(self) -> None:
-        self.node.destroy_node()
 
 
 def _settle(graph: Graph, key: str, value: int, timeout: float = 10.0) -> None:
@@ -703,7 +705,6 @@ def test_raw_images_are_rectified_and_paired_with_camera_info_by_stamp(rclpy_con
         assert values["scale_source"] == "learned" and int(values["keyframes"]) >= 1
         assert statuses[1].name == "/banet_vo: tracking" and statuses[1].level == DiagnosticStatus.OK
     finally:
-        feed.close()
         graph.close()
 
 
@@ -747,7 +748,6 @@ def test_lost_frames_give_status_no_pose_and_throttled_logs_on_rosout(rclpy_cont
         values = {kv.key: kv.value for kv in ok.values}
         assert ok.level == DiagnosticStatus.OK and values["failed"] == "7" and values["recent_failed"] == "0"
     finally:
-        feed.close()
         graph.close()
 
 
@@ -782,7 +782,6 @@ def test_log_level_filters_the_core_logs(rclpy_context):
         assert graph.logs("after the level change")
     finally:
         set_logger_level("banet_vo", LoggingSeverity.INFO)
-        feed.close()
         graph.close()
 
 
@@ -871,7 +870,6 @@ def test_parameters_set_at_run_time_and_reset_to_pose(rclpy_context):
         assert math.atan2(step[1], step[0]) == pytest.approx(0.5, abs=0.05)
         assert len(graph.wait("path", 4)[-1].poses) == 2
     finally:
-        feed.close()
         graph.close()
 
 
@@ -902,7 +900,6 @@ def test_intrinsics_parameter_frame_id_lock_and_size_limits(rclpy_context):
         assert graph.logs("frame_id 'other_camera' differs from 'camera_optical'")
         assert len(graph.get("odom")) == 2
     finally:
-        feed.close()
         graph.close()
 
 
@@ -939,22 +936,23 @@ def test_a_missing_gpu_is_blamed_on_device(rclpy_context):
         )
 
 
-def _change_state(context, graph_executor, transition_id: int) -> bool:
+def _change_state(context, transition_id: int) -> bool:
+    """The client spins on an executor of its own, destroyed after it stops (a node destroyed while
+    another thread spins it races that executor's wait set)."""
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState
 
     node = Node("vo_test_lifecycle_client", context=context)
-    graph_executor.add_node(node)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
     try:
         cli = node.create_client(ChangeState, "/banet_vo/change_state")
         assert cli.wait_for_service(timeout_sec=5.0)
         future = cli.call_async(ChangeState.Request(transition=Transition(id=transition_id)))
-        deadline = time.monotonic() + 10.0
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        executor.spin_until_future_complete(future, timeout_sec=10.0)
         return future.result().success
     finally:
-        graph_executor.remove_node(node)
+        executor.shutdown(timeout_sec=5.0)
         node.destroy_node()
 
 
@@ -963,8 +961,6 @@ def test_lifecycle_node_loads_on_configure_and_subscribes_on_activate(rclpy_cont
     from lifecycle_msgs.msg import Transition
 
     frames = _frames(4)
-    executor = MultiThreadedExecutor(num_threads=3, context=rclpy_context)
-    thread = threading.Thread(target=executor.spin, daemon=True)
     # a missing model: configure fails with the reason and the node stays unconfigured
     broken = VOLifecycleNode(
         context=rclpy_context,
@@ -973,13 +969,14 @@ def test_lifecycle_node_loads_on_configure_and_subscribes_on_activate(rclpy_cont
             Parameter("device", value="cpu"),
         ],
     )
+    executor = MultiThreadedExecutor(num_threads=3, context=rclpy_context)
     executor.add_node(broken)
-    thread.start()
+    spinner = ExecutorThread(executor, "lifecycle test executor (broken)")
     try:
-        assert not _change_state(rclpy_context, executor, Transition.TRANSITION_CONFIGURE)
+        assert not _change_state(rclpy_context, Transition.TRANSITION_CONFIGURE)
         assert not broken._configured
     finally:
-        executor.remove_node(broken)
+        spinner.close(timeout=5.0)
         broken.destroy_node()
     node = VOLifecycleNode(
         estimator=TruthEstimator(frames),
@@ -996,8 +993,10 @@ def test_lifecycle_node_loads_on_configure_and_subscribes_on_activate(rclpy_cont
     rec.create_subscription(Odometry, output_topic(topics.ODOMETRY), odoms.append, reliable_qos(depth=50))
     pub = rec.create_publisher(Image, IMAGE_TOPIC, reliable_qos(depth=50))
     info = rec.create_publisher(CameraInfo, CAMERA_INFO_TOPIC, reliable_qos(depth=50))
+    executor = MultiThreadedExecutor(num_threads=3, context=rclpy_context)
     executor.add_node(node)
     executor.add_node(rec)
+    spinner = ExecutorThread(executor, "lifecycle test executor")
 
     def send(i: int) -> None:
         t = T0 + frames[i].timestamp
@@ -1005,10 +1004,10 @@ def test_lifecycle_node_loads_on_configure_and_subscribes_on_activate(rclpy_cont
         pub.publish(_image_msg(frames[i].image, "mono8", t))
 
     try:
-        assert _change_state(rclpy_context, executor, Transition.TRANSITION_CONFIGURE)
+        assert _change_state(rclpy_context, Transition.TRANSITION_CONFIGURE)
         assert node.estimator is not None and node.image_sub is None  # loaded, not subscribed
         assert pub.get_subscription_count() == 0
-        assert _change_state(rclpy_context, executor, Transition.TRANSITION_ACTIVATE)
+        assert _change_state(rclpy_context, Transition.TRANSITION_ACTIVATE)
         assert node.camera_input.wait_for_publishers(10.0)
         deadline = time.monotonic() + 10.0
         while pub.get_subscription_count() < 1 and time.monotonic() < deadline:
@@ -1019,16 +1018,15 @@ def test_lifecycle_node_loads_on_configure_and_subscribes_on_activate(rclpy_cont
             while len(odoms) < i + 1 and time.monotonic() < deadline:
                 time.sleep(0.02)
         assert len(odoms) == 2
-        assert _change_state(rclpy_context, executor, Transition.TRANSITION_DEACTIVATE)
+        assert _change_state(rclpy_context, Transition.TRANSITION_DEACTIVATE)
         assert node.image_sub is None
         send(2)  # nobody listens while inactive
         time.sleep(0.5)
         assert len(odoms) == 2
-        assert _change_state(rclpy_context, executor, Transition.TRANSITION_CLEANUP)
+        assert _change_state(rclpy_context, Transition.TRANSITION_CLEANUP)
         assert node.estimator is None and not node._configured
     finally:
-        executor.shutdown(timeout_sec=5.0)
-        thread.join(timeout=5.0)
+        spinner.close(timeout=5.0)
         node.destroy_node()
         rec.destroy_node()
 
@@ -1047,7 +1045,6 @@ def test_diagnostics_say_camera_info_is_missing_when_images_arrive_alone(rclpy_c
             time.sleep(0.05)
         assert graph.get("diag")[-1].status[0].message.startswith("waiting for camera_info")
     finally:
-        feed.close()
         graph.close()
 
 
@@ -1210,8 +1207,28 @@ def test_matcher_updates_are_taken_between_frames_and_bad_ones_counted(rclpy_con
         values = graph.wait("diag", 1)[-1].status[0].values
         assert {kv.key: kv.value for kv in values}["matcher_version"] == "3"
     finally:
-        feed.close()
         graph.close()
+
+
+def test_a_refused_matcher_then_a_taken_one_are_both_logged(rclpy_context):
+    """The refusal is a warning and the swap an info line from the same code: rclpy refuses a second
+    severity from one call site (ValueError on the inference thread), so each needs its own."""
+    from banet_vo.odometry.matcher_swap import MatcherUpdate, SwapOutcome
+
+    node = VONode(
+        estimator=TruthEstimator(_frames(2)),
+        context=rclpy_context,
+        parameter_overrides=[Parameter("model", value="m"), Parameter("frontend", value="xfeat")],
+    )
+    outcomes = iter([SwapOutcome(False, "matcher version 1 refused"), SwapOutcome(True, "version 2 taken")])
+    node.vo.swap_matcher = lambda state, version: next(outcomes)
+    try:
+        for version in (1, 2):
+            node._pending_matcher = ({}, MatcherUpdate("unused.safetensors", version))
+            node._between_frames()  # raised ValueError on the second before
+        assert next(outcomes, None) is None
+    finally:
+        node.destroy_node()
 
 
 def test_a_matcher_update_for_banet_alone_is_refused(rclpy_context, tmp_path):

@@ -366,6 +366,7 @@ def test_camera_info_is_taken_while_an_image_callback_is_still_running(rclpy_con
     # on a multi-threaded executor the two inputs run in callback groups of their own.
     import threading
 
+    from banet_vo.ros.executor_thread import ExecutorThread
     from rclpy.executors import MultiThreadedExecutor
 
     node = Node("camera_input_groups", context=rclpy_context)
@@ -377,14 +378,14 @@ def test_camera_info_is_taken_while_an_image_callback_is_still_running(rclpy_con
         release.wait(5.0)
 
     executor = MultiThreadedExecutor(num_threads=2, context=rclpy_context)
-    thread = threading.Thread(target=executor.spin, daemon=True)
+    spinner = None
     try:
         ci = CameraInput(node, "reliable", slow_frame, EventCounters(print))
         assert ci.image_sub.callback_group is not ci.info_sub.callback_group
         images = pub_node.create_publisher(Image, "image", 10)
         infos = pub_node.create_publisher(CameraInfo, "camera_info", 10)
         executor.add_node(node)
-        thread.start()
+        spinner = ExecutorThread(executor, "camera input test executor")
         deadline = time.monotonic() + 5.0
         while not (images.get_subscription_count() and infos.get_subscription_count()):
             assert time.monotonic() < deadline, "no subscription matched"
@@ -403,8 +404,10 @@ def test_camera_info_is_taken_while_an_image_callback_is_still_running(rclpy_con
         assert not release.is_set()
     finally:
         release.set()
-        executor.shutdown()
-        thread.join(timeout=5.0)
+        if spinner is not None:
+            spinner.close(timeout=5.0)
+        else:
+            executor.shutdown()
         pub_node.destroy_node()
         node.destroy_node()
 

@@ -38,7 +38,7 @@ def ros_severity(levelno: int) -> LoggingSeverity:
     return LoggingSeverity.DEBUG
 
 
-def _log_at(ros_logger: Any, severity: LoggingSeverity, text: str) -> None:
+def log_at(ros_logger: Any, severity: LoggingSeverity, text: str) -> None:
     """One call site per severity: rclpy keys its per-call-site state on the caller's code position
     and refuses a second severity from the same one ("Logger severity cannot be changed between
     calls"), so a single `log(text, severity)` line would drop every line after the first level change."""
@@ -89,7 +89,7 @@ class RosLogHandler(logging.Handler):
                 text += "\n" + logging.Formatter().formatException(record.exc_info)
             if held:
                 text += f" [{held} similar line(s) held back in the last {self._period_s:g} s]"
-            _log_at(self._ros, severity, f"[{record.name}] {text}")
+            log_at(self._ros, severity, f"[{record.name}] {text}")
         except Exception:  # a logging failure must never break the caller; logging's own reporting
             self.handleError(record)
 

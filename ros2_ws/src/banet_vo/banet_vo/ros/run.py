@@ -67,6 +67,7 @@ from banet_vo.model.shipped import DEFAULT_MODEL_NAME
 from banet_vo.ros import topics
 from banet_vo.ros.bag_player import BagPlayer
 from banet_vo.ros.conversions import image_to_numpy, stamp_to_ns
+from banet_vo.ros.executor_thread import ExecutorThread
 from banet_vo.ros.params import PARAMS, mount_parameters, shipped_model
 from banet_vo.ros.qos import reliable_qos
 from banet_vo.ros.vo_node import VONode
@@ -313,11 +314,11 @@ def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None)
     player = None
     previous_sigint = signal.getsignal(signal.SIGINT)
     executor = MultiThreadedExecutor(num_threads=3, context=context)
-    thread = threading.Thread(target=executor.spin, daemon=True)
+    spinner = None
     try:
         executor.add_node(node)
         executor.add_node(recorder)
-        thread.start()
+        spinner = ExecutorThread(executor, "banet-vo-run executor")
         player = BagPlayer(
             context,
             args.bag,
@@ -350,8 +351,10 @@ def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None)
         signal.signal(signal.SIGINT, previous_sigint)
         if player is not None:
             player.close()
-        executor.shutdown(timeout_sec=5.0)
-        thread.join(timeout=5.0)
+        if spinner is not None:
+            spinner.close(timeout=5.0)
+        else:
+            executor.shutdown(timeout_sec=5.0)
         node.destroy_node()
         recorder.destroy_node()
 

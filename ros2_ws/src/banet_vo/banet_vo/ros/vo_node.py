@@ -25,6 +25,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry, Path
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.logging import LoggingSeverity
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
@@ -387,7 +388,8 @@ class VOShell:
             except ValueError as err:  # weights the extractor refuses: the matcher in use stays
                 self.events.warn(MATCHER_UPDATE_ERRORS, f"matcher update not used: {err}")
             else:
-                (self.get_logger().info if outcome.applied else self.get_logger().warning)(outcome.message)
+                severity = LoggingSeverity.INFO if outcome.applied else LoggingSeverity.WARN
+                log_bridge.log_at(self.get_logger(), severity, outcome.message)
         if config is not None:
             # thresholds are read by the pipeline at each use; the extrinsic stays the resolved one
             self.vo.config = dataclasses.replace(

@@ -29,11 +29,13 @@ from banet_vo.odometry import resolve_device
 from banet_vo.odometry.matcher_swap import MatcherUpdate
 from banet_vo.ros.camera_input import INPUT_PROBLEMS, CameraFrame, CameraInput, EventCounters
 from banet_vo.ros.frame_worker import DROPPED, ERRORS, FrameWorker
+from banet_vo.ros.log_bridge import log_at
 from banet_vo.ros.node_shell import NodeHelp, diagnostics, node_main
 from banet_vo.ros.qos import latched_qos, reliable_qos
 from banet_vo.ros.topics import MATCHER_UPDATES
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.logging import LoggingSeverity
 from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -112,7 +114,8 @@ class ImatchingNode(Node):
             choice = choose_start(matcher, base_meta, p.matcher, p.output_model, p.start_from, device)
         except ValueError as err:
             raise ValueError(f"parameter output_model: {err}") from err
-        (self.get_logger().warning if choice.replaces else self.get_logger().info)(choice.message)
+        severity = LoggingSeverity.WARN if choice.replaces else LoggingSeverity.INFO
+        log_at(self.get_logger(), severity, choice.message)
         source = {
             "adapted_from": p.matcher,
             "base_meta": base_meta,
