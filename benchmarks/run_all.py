@@ -28,6 +28,7 @@ TOPICS = [
     "real_clips_ground_plane",
     "real_clips_live",
     "real_clips_live_background",
+    "real_clips_live_background_ceres",
     "real_clips_every5",
     "real_clips_scale0.5",
     "real_clips_scale2",
@@ -119,6 +120,19 @@ RUNS = {
             "background_ba:=true",
             "--out",
             str(RESULTS / "real_clips_live_background.md"),
+        ],
+    ),
+    # docs/preregistered/live_ceres_background.txt (rejected)
+    "real_clips_live_background_ceres": (
+        "real_clips",
+        [
+            "--live-only",
+            "--live-param",
+            "background_ba:=true",
+            "--live-param",
+            "window_solver:=ceres",
+            "--out",
+            str(RESULTS / "real_clips_live_background_ceres.md"),
         ],
     ),
 }
