@@ -227,6 +227,41 @@ def test_exact_sync_pairs_by_stamp_in_either_order_and_drops_the_oldest(rclpy_co
         node.destroy_node()
 
 
+@pytest.mark.parametrize("sync", ["exact", "latest"])
+def test_frames_are_handed_on_in_the_order_they_were_paired(rclpy_context, sync):
+    """A camera_info that releases a waiting image (thread A) and the next image, paired at once (thread
+    B), hand their frames on from two threads: B's newer frame must not overtake A's older one."""
+    import threading
+
+    node = Node(f"camera_input_order_{sync}", context=rclpy_context)
+    frames: list[float] = []
+    try:
+        ci = CameraInput(node, "reliable", lambda f: frames.append(f.stamp), EventCounters(print), sync=sync)
+        deliver = ci._deliver
+        in_slow_hand_on = threading.Event()
+
+        def slow_for_the_first(item, camera, calibration=None):
+            if item.stamp == 1.0:  # A is between its pairing and its hand-on while B pairs 2.0
+                in_slow_hand_on.set()
+                time.sleep(0.3)
+            deliver(item, camera, calibration)
+
+        ci._deliver = slow_for_the_first
+        if sync == "exact":
+            ci.on_camera_info(_info_at(2.0))
+        ci.on_image(_image(1.0))  # waits for its camera_info
+        a = threading.Thread(target=ci.on_camera_info, args=(_info_at(1.0),))
+        a.start()
+        assert in_slow_hand_on.wait(5.0)
+        b = threading.Thread(target=ci.on_image, args=(_image(2.0),))  # its camera is already known
+        b.start()
+        a.join(5.0)
+        b.join(5.0)
+        assert frames == [1.0, 2.0]
+    finally:
+        node.destroy_node()
+
+
 def test_size_limits_fixed_camera_and_frame_id_lock(rclpy_context):
     node = Node("camera_input_limits", context=rclpy_context)
     events = EventCounters(lambda text: None)

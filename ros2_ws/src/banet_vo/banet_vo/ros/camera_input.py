@@ -252,6 +252,13 @@ class CameraInput:
         self._lock = threading.Lock()
         self._camera: PinholeCamera | None = None
         self._pending: _Image | None = None  # newest image received before any valid camera_info
+        # Frames are handed on in the order their pairing was decided (under self._lock), though the image
+        # and the camera_info callbacks run on two threads and each hands on outside the lock: without
+        # this, a camera_info releasing an older image could lose the race to a newer image's callback,
+        # and the odometry would skip the older frame as reordered.
+        self._turns = threading.Condition()
+        self._next_ticket = 0  # taken under self._lock with each decision to hand a frame on
+        self._serving = 0  # the ticket whose frame is handed on next
         self.image_sub = None
         self.info_sub = None
         # One group per input: in the node's shared group every camera_info waits for the image callback
@@ -424,14 +431,16 @@ class CameraInput:
                 while len(self._infos) > self._sync_queue_size:
                     self._infos.popitem(last=False)  # an unused camera_info costs nothing: not counted
                 partner = self._images.pop(ns, None)
+                ticket = self._ticket() if partner is not None else None
             if partner is not None:
-                self._deliver(partner, camera, calibration)
+                self._deliver_in_turn(ticket, partner, camera, calibration)
             return
         with self._lock:
             self._camera, self._calibration = camera, calibration
             pending, self._pending = self._pending, None
+            ticket = self._ticket() if pending is not None else None
         if pending is not None:  # the image that arrived just before the first camera_info
-            self._deliver(pending, camera, calibration)
+            self._deliver_in_turn(ticket, pending, camera, calibration)
 
     def _refuse_size(self, msg: Image | CompressedImage) -> str | None:
         if self._compressed:
@@ -488,16 +497,18 @@ class CameraInput:
             return
         with self._lock:  # check and park in one step: a camera_info in between must release this image
             camera, calibration = self._camera, self._calibration
-            replaced = None
+            replaced = ticket = None
             if camera is None:
                 replaced, self._pending = self._pending, item
+            else:
+                ticket = self._ticket()
         if camera is None:
             # Image and camera_info are separate topics: the first image can beat the first camera_info.
             # Keep the newest one until a camera_info comes; older ones are dropped and counted.
             if replaced is not None:
                 self.events.warn(NO_CAMERA_INFO, "image dropped: no valid camera_info received yet")
             return
-        self._deliver(item, camera, calibration)
+        self._deliver_in_turn(ticket, item, camera, calibration)
 
     def _pair_exact(self, item: _Image, ns: int) -> None:
         with self._lock:
@@ -507,6 +518,7 @@ class CameraInput:
                 self._images[ns] = item
                 while len(self._images) > self._sync_queue_size:
                     dropped.append(self._images.popitem(last=False)[1])
+            ticket = self._ticket() if partner is not None else None
             newest_info = max(self._infos, default=None)  # by stamp
         for old in dropped:
             if newest_info is None:
@@ -516,7 +528,24 @@ class CameraInput:
                 why = f"no camera_info with its stamp (the newest camera_info is {away:+.3f} s from it)"
             self.events.warn(NO_CAMERA_INFO, f"image at {old.stamp:.6f} s dropped: {why}")
         if partner is not None:
-            self._deliver(item, *partner)
+            self._deliver_in_turn(ticket, item, *partner)
+
+    def _ticket(self) -> int:
+        """The next place in the hand-on order; call with self._lock held, with the decision it orders."""
+        ticket = self._next_ticket
+        self._next_ticket += 1
+        return ticket
+
+    def _deliver_in_turn(self, ticket: int, item: _Image, camera: PinholeCamera, calibration: Any = None):
+        """_deliver once every frame decided before this one has been handed on (or dropped there)."""
+        with self._turns:
+            self._turns.wait_for(lambda: self._serving == ticket)
+        try:
+            self._deliver(item, camera, calibration)
+        finally:
+            with self._turns:
+                self._serving += 1
+                self._turns.notify_all()
 
     def _deliver(self, item: _Image, camera: PinholeCamera, calibration: Any = None) -> None:
         height, width = item.image.shape[:2]
