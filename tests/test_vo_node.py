@@ -1164,7 +1164,7 @@ def test_the_old_covariance_scale_name_still_works_at_start_with_a_deprecation_w
         VONode(context=rclpy_context, parameter_overrides=overrides)
 
 
-def test_matcher_updates_are_taken_between_frames_and_bad_ones_counted(rclpy_context, tmp_path):
+def test_matcher_updates_are_taken_between_frames_and_bad_ones_counted(rclpy_context, tmp_path, capfd):
     """imatching's checkpoint format end to end: an XFeat matcher written by imatching_online's save_matcher,
     announced as a MatcherUpdate on the latched matcher_updates topic, is read by the node and taken at the
     next frame (matcher_version in /diagnostics); an update naming a missing file is counted and the
@@ -1197,7 +1197,15 @@ def test_matcher_updates_are_taken_between_frames_and_bad_ones_counted(rclpy_con
         _settle(graph, "processed", 1)
         snap = graph.node.snapshot()
         assert snap["matcher_version"] == 3 and snap["matcher_swaps"] == 1 and snap["matcher_refused"] == 0
-        assert graph.logs("matcher version 3 taken")
+        # The line must be logged; its /rosout copy (sent from the inference thread) did not arrive in 2
+        # of ~16 runs of the node test files (rclpy 9.1, the console line there each time), so the
+        # console is what is checked here. /rosout delivery itself is checked by the other logs() tests.
+        deadline = time.monotonic() + 5.0
+        console = ""
+        while "matcher version 3 taken" not in console and time.monotonic() < deadline:
+            console += capfd.readouterr().err
+            time.sleep(0.02)
+        assert "matcher version 3 taken" in console
 
         updates.publish(String(data=MatcherUpdate(str(tmp_path / "absent.safetensors"), 4).to_json()))
         _settle(graph, "matcher_update_errors", 1)
