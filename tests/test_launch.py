@@ -66,6 +66,7 @@ def test_vo_launch_declares_the_documented_arguments():
     assert "generate_launch_description" in text
     # the node parameters reach the node only through parameter_overrides (empty ones not at all)
     assert "parameter_overrides(given)" in text and "OpaqueFunction(function=_nodes)" in text
+    assert "ParameterValue(value, value_type=str)" in text  # launch_ros would read "2024" as an int
     doc = ast.get_docstring(ast.parse(text))
     for name in launch_level | node_parameters:
         assert name in doc, f"vo.launch.py's docstring does not mention {name}"

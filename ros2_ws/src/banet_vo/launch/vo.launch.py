@@ -40,6 +40,7 @@ from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
+from launch_ros.parameter_descriptions import ParameterValue
 from lifecycle_msgs.msg import Transition
 
 
@@ -79,13 +80,18 @@ def generate_launch_description() -> LaunchDescription:
 def _nodes(context: LaunchContext) -> list:
     """vo_node or vo_lifecycle_node with the params file and the node parameters given as arguments."""
     given = {name: LaunchConfiguration(name).perform(context) for name in LAUNCH_PARAMETERS}
+    # launch_ros reads a plain string value as YAML (a path "2024" would become an int): strings stay strings
+    overrides = {
+        name: ParameterValue(value, value_type=str) if isinstance(value, str) else value
+        for name, value in parameter_overrides(given).items()
+    }
     lifecycle = LaunchConfiguration("lifecycle")
     common = dict(
         package="banet_vo",
         name="banet_vo",
         namespace=LaunchConfiguration("namespace"),
         output="screen",
-        parameters=[LaunchConfiguration("params_file"), parameter_overrides(given)],
+        parameters=[LaunchConfiguration("params_file"), overrides],
         remappings=[
             ("image", LaunchConfiguration("image")),
             ("camera_info", LaunchConfiguration("camera_info")),
