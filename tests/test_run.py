@@ -199,6 +199,14 @@ def test_run_errors_are_clear(bag, tmp_path, capsys):
         == 2
     )
     assert "--model" in capsys.readouterr().err
+    with pytest.MonkeyPatch.context() as patch:  # an install without its share/banet_vo/models
+
+        def nowhere():
+            raise FileNotFoundError("the shipped model banet_small_synthetic.safetensors is in none of: /x")
+
+        patch.setattr(run, "shipped_model", nowhere)
+        assert run.main([str(bag_path), "--out", str(tmp_path / "o")]) == 2
+        assert "--model not given, and the shipped model" in capsys.readouterr().err
     assert run.main([str(bag_path), "--out", str(tmp_path / "o"), "--image-topic", "/cam/other"]) == 2
     err = capsys.readouterr().err
     assert "no image topic /cam/other or /cam/other/compressed" in err
