@@ -9,9 +9,8 @@ banet_vo.odometry.matcher_swap). Both nodes report the matcher version in /diagn
 
 Arguments: image, camera_info (one camera for both), model (BA-Net checkpoint; default the shipped one),
 matcher (where adaptation starts), output_model (adapted matcher file), adapt (false: imatching only
-monitors),
-adapt_image_size (imatching's max_image_size; the default keeps the camera's size, which is the size
-banet_vo runs XFeat at), vo_params_file, imatching_params_file, device, use_sim_time, namespace.
+monitors), adapt_image_size (imatching's max_image_size; the default keeps the camera's size, which is the
+size banet_vo runs XFeat at), vo_params_file, imatching_params_file, device, use_sim_time, namespace.
 
 Both nodes need the same pixels: imatching does not undistort, so the input is a rectified image
 (image_proc's image_rect) and banet_vo runs with rectify:=false.

@@ -245,26 +245,25 @@ def _validate(args: argparse.Namespace, check_model: bool = True) -> None:
                 f"warning: the bag has no {args.camera_info_topic}: the node waits for camera_info unless "
                 "--camera-info-topic names it or --param intrinsics:=[fx, fy, cx, cy, width, height] is given"
             )
-        given = {item.partition(":=")[0] for item in args.param}
-        if TF_STATIC_TOPIC in reader.topics and not given & {"base_camera_xyz", "base_camera_rpy"}:
-            _extrinsic_from_bag(args, reader)
+        given = _given_params(args)
+        if TF_STATIC_TOPIC in reader.topics and not given.keys() & {"base_camera_xyz", "base_camera_rpy"}:
+            _extrinsic_from_bag(args, reader, given)
 
 
-def _given_param(args: argparse.Namespace, name: str) -> Any:
-    """The value of --param NAME:=VALUE (the last one), or the parameter's default."""
-    values = [_parse_param(item).value for item in args.param if item.partition(":=")[0] == name]
-    return values[-1] if values else PARAMS[name].default
+def _given_params(args: argparse.Namespace) -> dict[str, Any]:
+    """{name: value} of the --param NAME:=VALUE items (the last one of a name wins, as in rclpy)."""
+    return {p.name: p.value for p in map(_parse_param, args.param)}
 
 
-def _extrinsic_from_bag(args: argparse.Namespace, reader: BagReader) -> None:
+def _extrinsic_from_bag(args: argparse.Namespace, reader: BagReader, given: dict[str, Any]) -> None:
     """The camera's mounting from the bag's /tf_static (robot_state_publisher's tree): base_frame → the
     images' frame_id, passed on as --param base_camera_xyz/rpy (there is no tf2_ros buffer to ask here).
     Nothing is added when the tree does not connect the two frames."""
     first = next(reader.messages([args.bag_image_topic]), None)
     if first is None:
         return
-    camera = _given_param(args, "camera_frame") or first[1].header.frame_id.lstrip("/")
-    base = _given_param(args, "base_frame")
+    camera = given.get("camera_frame", PARAMS["camera_frame"].default) or first[1].header.frame_id.lstrip("/")
+    base = given.get("base_frame", PARAMS["base_frame"].default)
     tree = static_transforms(msg for _, msg in reader.messages([TF_STATIC_TOPIC]))
     T = transform_between(tree, base, camera)
     if T is None:
@@ -275,7 +274,7 @@ def _extrinsic_from_bag(args: argparse.Namespace, reader: BagReader) -> None:
         return
     xyz, rpy = mount_parameters(T)
     args.param += [f"base_camera_xyz:={xyz}", f"base_camera_rpy:={rpy}"]
-    if "camera_extrinsic_source" not in {item.partition(":=")[0] for item in args.param}:
+    if "camera_extrinsic_source" not in given:
         args.param.append("camera_extrinsic_source:=parameters")  # the player does not play /tf_static
     _log(f"camera extrinsic {base} → {camera} from the bag's {TF_STATIC_TOPIC}: xyz {xyz} m, rpy {rpy} rad")
 
