@@ -1,20 +1,18 @@
 """The sparse back end shared by the odometry and imatching_online: a sliding-window bundle adjustment
-over keyframe poses and landmarks on GTSAM (robust reprojection factors, relative-pose factors)."""
+over keyframe poses and landmarks on GTSAM (robust reprojection factors, relative-pose factors).
+Names are imported on first use (banet_vo.lazy_exports): `choices` loads without GTSAM."""
 
-from banet_vo.backend.window_ba import (
-    Observation,
-    Observations,
-    RelativePoseFactor,
-    WindowBAConfig,
-    WindowBAResult,
-    WindowBundleAdjuster,
-)
+from banet_vo.lazy_exports import lazy_exports
 
-__all__ = [
-    "Observation",
-    "Observations",
-    "RelativePoseFactor",
-    "WindowBAConfig",
-    "WindowBAResult",
-    "WindowBundleAdjuster",
-]
+_EXPORTS = {
+    "window_ba": (
+        "Observation",
+        "Observations",
+        "RelativePoseFactor",
+        "WindowBAConfig",
+        "WindowBAResult",
+        "WindowBundleAdjuster",
+    ),
+}
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+__all__ = [name for names in _EXPORTS.values() for name in names]

@@ -31,6 +31,8 @@ import gtsam
 import numpy as np
 from gtsam.symbol_shorthand import X
 
+from banet_vo.backend.choices import ORDERINGS, SOLVERS
+
 if TYPE_CHECKING:  # only its attributes are read; a BA worker process then starts without torch
     from banet_vo.geometry import PinholeCamera
 
@@ -51,9 +53,6 @@ def gtsam_to_ours_covariance(cov: np.ndarray) -> np.ndarray:
 
 
 logger = logging.getLogger(__name__)
-
-ORDERINGS = ("METIS", "COLAMD")
-SOLVERS = ("ceres", "gtsam")
 
 
 @dataclass(frozen=True)

@@ -1,28 +1,20 @@
-"""banet_vo.data: the Sequence API, readers for our format / KITTI / HoloLens / TUM, and PairDataset."""
+"""banet_vo.data: the Sequence API, readers for our format / KITTI / HoloLens / TUM, and PairDataset.
+Names are imported on first use (banet_vo.lazy_exports): the bag tools load without torch."""
 
-from banet_vo.data.dataset import PairDataset
-from banet_vo.data.readers import (
-    BanetSequence,
-    HoloLensSequence,
-    KittiSequence,
-    TumSequence,
-    detect_format,
-    open_sequence,
-    write_sequence,
-)
-from banet_vo.data.sequence import CachedSequence, Frame, InMemorySequence, Sequence
+from banet_vo.lazy_exports import lazy_exports
 
-__all__ = [
-    "BanetSequence",
-    "CachedSequence",
-    "Frame",
-    "HoloLensSequence",
-    "InMemorySequence",
-    "KittiSequence",
-    "PairDataset",
-    "Sequence",
-    "TumSequence",
-    "detect_format",
-    "open_sequence",
-    "write_sequence",
-]
+_EXPORTS = {
+    "dataset": ("PairDataset",),
+    "readers": (
+        "BanetSequence",
+        "HoloLensSequence",
+        "KittiSequence",
+        "TumSequence",
+        "detect_format",
+        "open_sequence",
+        "write_sequence",
+    ),
+    "sequence": ("CachedSequence", "Frame", "InMemorySequence", "Sequence"),
+}
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
+__all__ = [name for names in _EXPORTS.values() for name in names]

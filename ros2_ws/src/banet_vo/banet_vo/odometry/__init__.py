@@ -4,43 +4,59 @@ estimator = BANetEstimator.from_checkpoint("models/banet_small_synthetic.safeten
 vo = VisualOdometry(estimator, OdometryConfig())
 result = vo.process(image_uint8, stamp_seconds, PinholeCamera(...))
 result.T_odom_base, result.pose_covariance, result.depth, result.depth_camera
+
+Names are imported on first use (banet_vo.lazy_exports): `config` (OdometryConfig, TrackingConfig and
+their choices) loads without torch or GTSAM.
 """
 
-from banet_vo.odometry.estimator import (
-    DEVICES,
-    BANetEstimator,
-    PairEstimate,
-    PairEstimator,
-    PreparedFrame,
-    prepare_frame,
-    resolve_device,
-)
-from banet_vo.odometry.keyframe_vo import KeyframeOdometry
-from banet_vo.odometry.pipeline import (
-    CAMERA_CHANGED,
-    FAILED,
-    FRONTENDS,
-    INITIALISING,
-    INITIALIZED,
-    KEYFRAME_MODES,
-    LOST,
-    OUT_OF_ORDER,
-    RELOCALISED,
-    SCALE_SOURCES,
-    TRACKED,
-    TRACKING,
-    TRACKING_STATES,
-    FrameResult,
-    OdometryConfig,
-    OdometryStats,
-    VisualOdometry,
-)
-from banet_vo.odometry.tracking_config import TrackingConfig
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from banet_vo.lazy_exports import lazy_exports
+
+if TYPE_CHECKING:
+    from banet_vo.odometry.config import OdometryConfig
+    from banet_vo.odometry.estimator import PairEstimator
+
+_EXPORTS = {
+    "config": ("DEVICES", "FRONTENDS", "KEYFRAME_MODES", "SCALE_SOURCES", "OdometryConfig"),
+    "estimator": (
+        "BANetEstimator",
+        "PairEstimate",
+        "PairEstimator",
+        "PreparedFrame",
+        "prepare_frame",
+        "resolve_device",
+    ),
+    "keyframe_vo": ("KeyframeOdometry",),
+    "pipeline": (
+        "CAMERA_CHANGED",
+        "FAILED",
+        "INITIALISING",
+        "INITIALIZED",
+        "LOST",
+        "OUT_OF_ORDER",
+        "RELOCALISED",
+        "TRACKED",
+        "TRACKING",
+        "TRACKING_STATES",
+        "FrameResult",
+        "OdometryStats",
+        "VisualOdometry",
+    ),
+    "tracking_config": ("TrackingConfig",),
+}
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 
 def make_odometry(estimator: PairEstimator, config: OdometryConfig | None = None):
     """The streaming odometry that `config.frontend` names (each has process(image, stamp, camera),
     reset(reason) and stats). The node, the runner and the benchmarks build theirs here."""
+    from banet_vo.odometry.config import FRONTENDS, OdometryConfig
+    from banet_vo.odometry.keyframe_vo import KeyframeOdometry
+    from banet_vo.odometry.pipeline import VisualOdometry
+
     config = config or OdometryConfig()
     if config.frontend == "none":
         return VisualOdometry(estimator, config)
@@ -49,32 +65,4 @@ def make_odometry(estimator: PairEstimator, config: OdometryConfig | None = None
     raise ValueError(f"frontend must be one of {FRONTENDS}, got {config.frontend!r}")
 
 
-__all__ = [
-    "CAMERA_CHANGED",
-    "DEVICES",
-    "FAILED",
-    "FRONTENDS",
-    "INITIALISING",
-    "INITIALIZED",
-    "KEYFRAME_MODES",
-    "LOST",
-    "OUT_OF_ORDER",
-    "RELOCALISED",
-    "SCALE_SOURCES",
-    "TRACKED",
-    "TRACKING",
-    "TRACKING_STATES",
-    "BANetEstimator",
-    "FrameResult",
-    "KeyframeOdometry",
-    "OdometryConfig",
-    "OdometryStats",
-    "PairEstimate",
-    "PairEstimator",
-    "PreparedFrame",
-    "TrackingConfig",
-    "VisualOdometry",
-    "make_odometry",
-    "prepare_frame",
-    "resolve_device",
-]
+__all__ = [*(name for names in _EXPORTS.values() for name in names), "make_odometry"]

@@ -23,10 +23,9 @@ import torch
 from banet_vo.geometry import PinholeCamera
 from banet_vo.model.checkpoint import load_banet
 from banet_vo.model.input_image import InputGeometry, input_geometry
+from banet_vo.odometry.config import DEVICES
 
 logger = logging.getLogger(__name__)
-
-DEVICES = ("auto", "cuda", "cpu")
 
 
 @dataclass(frozen=True, eq=False)
