@@ -229,12 +229,28 @@ def write_markdown(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from banet_vo.evaluation.real_clips import ALL_CLIPS, CLASSICAL_METHODS, CLIPS, check_image_scale
+    from banet_vo.evaluation.real_clips import (
+        ALL_CLIPS,
+        CLASSICAL_METHODS,
+        CLIPS,
+        check_image_scale,
+        resolve_clip,
+    )
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="benchmarks.real_clips", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--clips", default=",".join(CLIPS), help=f"comma-separated, of {', '.join(ALL_CLIPS)}"
+        "--clips",
+        default=",".join(CLIPS),
+        help=f"comma-separated: {', '.join(ALL_CLIPS)}, or any sequence folder (a path, or a folder name "
+        "under --data) in a layout banet-vo-bag reads, with ground-truth poses",
+    )
+    parser.add_argument(
+        "--camera-height",
+        type=float,
+        default=None,
+        help="camera height above the ground [m] for the ground_plane rows of clips whose height is not "
+        "known (a KITTI-layout folder is taken as KITTI's car: 1.65 m)",
     )
     parser.add_argument(
         "--frontends", default="", help="comma-separated front ends (default: all in FRONTENDS)"
@@ -287,7 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="BA-Net checkpoint")
     parser.add_argument("--device", default="cpu", choices=("auto", "cuda", "cpu"))
     parser.add_argument("--data", type=Path, default=DATA, help="folder of the clips (../shared/data)")
-    parser.add_argument("--out", type=Path, default=None, help="markdown results file (real_clips.md)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="markdown results file (default benchmarks/results/real_clips.md; runs/real_clips_NAME.md "
+        "when a clip is a folder of your own)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     parser.add_argument("--live", action="store_true", help="also play each clip as a bag into the node")
     parser.add_argument(
@@ -323,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--jpeg-quality re-encodes the frames offline (leave out --live)")
     args.code_version = code_version()  # at the start: the tree may change during a long run
     args.started_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    out_given = args.out
     if args.out is None:
         args.out = LIVE_RESULTS if args.live_only else RESULTS
         suffix = (
@@ -350,14 +373,19 @@ def main(argv: list[str] | None = None) -> int:
     if any(x not in SCALE_SOURCES for x in args.scales):
         parser.error(f"--scales: each of {args.scales} must be one of {SCALE_SOURCES}")
     args.references = [r for r in args.references.split(",") if r]
-    unknown = [c for c in args.clips if c not in ALL_CLIPS] + [
-        r for r in args.references if r not in CLASSICAL_METHODS
-    ]
+    unknown = [r for r in args.references if r not in CLASSICAL_METHODS]
     if unknown:
-        parser.error(f"unknown clip or reference: {', '.join(unknown)}")
-    if not args.data.is_dir():
+        parser.error(f"unknown reference: {', '.join(unknown)}")
+    if not args.data.is_dir() and any(c in ALL_CLIPS for c in args.clips):
         print(f"real_clips: data folder {args.data} not found (--data)", file=sys.stderr)
         return 2
+    try:
+        args.specs = [resolve_clip(c, args.data, args.camera_height) for c in args.clips]
+    except ValueError as err:
+        parser.error(f"--clips: {err}")
+    if out_given is None and any(c not in ALL_CLIPS for c in args.clips):
+        # A clip of one's own: its table goes beside the other runs, not over the committed results.
+        args.out = ROOT / "runs" / f"real_clips_{'_'.join(spec.name for spec in args.specs)}.md"
     if not args.model.is_file():
         print(f"real_clips: model {args.model} not found (--model)", file=sys.stderr)
         return 2
@@ -373,8 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     estimator = BANetEstimator.from_checkpoint(args.model, device=args.device)
     xfeat = make_features("xfeat") if "xfeat" in args.references and not args.live_only else None
     rows, skipped, live = [], [], []
-    for name in args.clips:
-        clip_rows, clip_skipped = run_clip(ALL_CLIPS[name], args, estimator, xfeat)
+    for spec in args.specs:
+        clip_rows, clip_skipped = run_clip(spec, args, estimator, xfeat)
         rows += clip_rows
         skipped += clip_skipped
         print(markdown_table(clip_rows), file=sys.stderr, flush=True)
@@ -385,9 +413,10 @@ def main(argv: list[str] | None = None) -> int:
             "",
         ]
         live_rows = []
-        for name in args.clips:
+        for spec in args.specs:
+            name = spec.name
             _progress(f"{name}: live node")
-            row, summary = live_row(ALL_CLIPS[name], args)
+            row, summary = live_row(spec, args)
             live_rows.append(row)
             offline = next((r for r in rows if r.clip == name and r.method.endswith(DEFAULT_MARK)), None)
             versus = ""

@@ -37,3 +37,37 @@ def test_tracking_fields_are_read_as_their_types():
     config = real_clips.tracking_config(["feature_max_pixels=500000", "pnp_max_px=2.5"])
     assert config.feature_max_pixels == 500000 and config.pnp_max_px == 2.5
     assert real_clips.tracking_config([]) == real_clips.tracking_config(["feature_max_pixels=0"])
+
+
+def test_an_unknown_clip_names_what_was_looked_for(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        real_clips.main(["--clips", "no_such_clip", "--data", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--clips: unknown clip 'no_such_clip'" in err and "kitti06" in err
+
+
+def _own_kitti_clip(kitti06_dir, root, frames: int):
+    """A clip of one's own in KITTI's layout: the first `frames` frames of KITTI 06, linked, not copied."""
+    clip = root / "my_kitti_clip"
+    (clip / "image_l").mkdir(parents=True)
+    for i in range(frames):
+        name = f"{i:06d}.png"
+        (clip / "image_l" / name).symlink_to(kitti06_dir / "image_l" / name)
+    (clip / "calib.txt").symlink_to(kitti06_dir / "calib.txt")
+    lines = (kitti06_dir / "poses.txt").read_text().splitlines()[:frames]
+    (clip / "poses.txt").write_text("\n".join(lines) + "\n")
+    return clip
+
+
+def test_a_folder_of_ones_own_runs_with_the_same_command(kitti06_dir, tmp_path):
+    clip = _own_kitti_clip(kitti06_dir, tmp_path, 8)
+    out = tmp_path / "table.md"
+    argv = ["--clips", str(clip), "--frontends", "none", "--references", "orb", "--threads", "1"]
+    assert real_clips.main([*argv, "--out", str(out)]) == 0
+    table = out.read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| my_kitti_clip |")]
+    methods = [row.split("|")[2].strip() for row in rows]
+    assert "banet_vo none, scale learned" in methods and "OpenCV ORB + 5-point" in methods
+    for row in rows[:2]:
+        assert float(row.split("|")[3]) > 0  # an ATE was computed against the folder's own poses

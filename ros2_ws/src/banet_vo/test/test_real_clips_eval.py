@@ -291,3 +291,25 @@ def test_seed_summary_gives_medians_and_the_spread() -> None:
     assert [r["ate_sim3_m"] for r in row.extra["per_seed"]] == [0.3, 0.5, 0.4]
     with pytest.raises(ValueError, match="2 rows for 3 seeds"):
         rc.seed_summary(rows[:2], [0, 1, 2])
+
+
+def test_resolve_clip_names_folders_and_camera_heights(shared_data, tmp_path) -> None:
+    assert rc.resolve_clip("kitti06", shared_data) is rc.CLIPS["kitti06"]
+    assert rc.resolve_clip("hololens", shared_data, camera_height=1.6).camera_height == 1.6  # was unknown
+    assert rc.resolve_clip("kitti07", shared_data, camera_height=2.0).camera_height == 1.65  # known stays
+    # Any folder a reader understands, by path or by name under the data root.
+    kitti = rc.resolve_clip(str(shared_data / "kitti_odom06_000-050"), tmp_path)
+    assert (kitti.name, kitti.camera_height) == ("kitti_odom06_000-050", rc.KITTI_CAMERA_HEIGHT_M)
+    assert "KITTI's camera 1.65 m above the road" in kitti.note
+    tartan = rc.resolve_clip("tartanair_hospital_000-188", shared_data)
+    assert tartan.camera_height is None and tartan.folder == str((shared_data / tartan.name).resolve())
+    assert rc.resolve_clip("tartanair_hospital_000-188", shared_data, camera_height=1.2).camera_height == 1.2
+    clip = rc.load_clip(kitti, "/nonexistent", max_frames=4)  # an absolute folder ignores the data root
+    assert len(clip) == 4
+    with pytest.raises(ValueError, match="unknown clip 'nope'"):
+        rc.resolve_clip("nope", shared_data)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="cannot tell the format"):
+        rc.resolve_clip(str(tmp_path / "empty"), shared_data)
+    with pytest.raises(ValueError, match="camera_height must be a positive number"):
+        rc.resolve_clip("kitti06", shared_data, camera_height=-1.0)

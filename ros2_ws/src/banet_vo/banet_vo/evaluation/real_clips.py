@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -26,7 +26,7 @@ import numpy as np
 from evo.core.geometry import GeometryException
 
 from banet_vo.data import compressed_image
-from banet_vo.data.readers import open_sequence
+from banet_vo.data.readers import detect_format, open_sequence
 from banet_vo.data.sequence import Frame
 from banet_vo.data.sequence import Sequence as FrameSequence
 from banet_vo.evaluation.trajectory import align_trajectory, ape, associate, trajectory_from_poses
@@ -78,6 +78,35 @@ HOLOLENS_HELD_OUT = ClipSpec(
 )
 # Every clip a command may name (CLIPS is what runs by default).
 ALL_CLIPS: dict[str, ClipSpec] = {**CLIPS, HOLOLENS_HELD_OUT.name: HOLOLENS_HELD_OUT}
+
+
+def resolve_clip(token: str, data_root: str | Path, camera_height: float | None = None) -> ClipSpec:
+    """The ClipSpec a command line names: one of ALL_CLIPS, or any sequence folder a reader understands
+    (banet_vo.data.readers: ours, KITTI, TUM, HoloLens), given as a path or as a folder name under
+    `data_root`, whole. A clip in KITTI's odometry layout is KITTI's car, camera KITTI_CAMERA_HEIGHT_M above
+    the road; `camera_height` (metres) gives it for any clip whose height is not known. ValueError naming
+    what was looked for when the token is neither."""
+    if camera_height is not None and not (math.isfinite(camera_height) and camera_height > 0):
+        raise ValueError(f"camera_height must be a positive number of metres, got {camera_height}")
+    if token in ALL_CLIPS:
+        spec = ALL_CLIPS[token]
+        if spec.camera_height is None and camera_height is not None:
+            spec = replace(spec, camera_height=camera_height)
+        return spec
+    candidates = [Path(token), Path(data_root) / token]
+    path = next((c for c in candidates if c.is_dir()), None)
+    if path is None:
+        raise ValueError(
+            f"unknown clip {token!r}: not one of {', '.join(ALL_CLIPS)}, and no folder "
+            f"{' or '.join(str(c) for c in candidates)}"
+        )
+    path = path.resolve()
+    kind = detect_format(path)  # ValueError naming the layouts it knows
+    height, note = camera_height, f"{kind} folder {path}"
+    if height is None and kind == "kitti":
+        height = KITTI_CAMERA_HEIGHT_M
+        note += f"; KITTI's camera {KITTI_CAMERA_HEIGHT_M} m above the road"
+    return ClipSpec(path.name, str(path), camera_height=height, note=note)
 
 
 @dataclass
