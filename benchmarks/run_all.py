@@ -40,6 +40,7 @@ TOPICS = [
     "real_clips_jpeg95",
     "real_clips_jpeg75",
     "frame_profile",
+    "long_run",
     "depth_upsampling",
     "device_check",
     "covariance_nees",

@@ -203,9 +203,12 @@ def test_stopped_camera_holds_still(estimator, kitti06):
         assert r.status == TRACKED and np.isfinite(r.T_odom_camera).all()
         positions.append(r.T_odom_camera[:3, 3])
         if k == 1:
-            keyframes_before = r.keyframes
+            keyframes_before, map_before = r.keyframes, vo.map_size
     assert r.keyframes == keyframes_before
     assert np.ptp(np.array(positions), axis=0).max() < 0.05
+    # Nothing accumulates while the camera stands: no keyframe, landmark or scale measurement is added.
+    assert vo.map_size == map_before
+    assert 2 <= map_before[0] <= vo.tracking.window_keyframes and map_before[1] > 0
 
 
 def test_textureless_views_are_lost_then_recovered_without_a_jump(estimator, kitti06):

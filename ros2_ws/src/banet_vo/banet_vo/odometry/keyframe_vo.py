@@ -199,6 +199,12 @@ class KeyframeOdometry:
         return bool(self._keyframes)
 
     @property
+    def map_size(self) -> tuple[int, int, int]:
+        """(keyframes in the window, landmarks, scale measurements kept): what the map holds now, for
+        checking that it stays bounded over a long run (benchmarks.long_run)."""
+        return len(self._keyframes), len(self._points), len(self._scale)
+
+    @property
     def scale(self) -> float | None:
         """Metres per map unit now applied (None before the first measurement)."""
         if self.config.scale_source == "none":
