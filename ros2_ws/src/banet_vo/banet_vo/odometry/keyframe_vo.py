@@ -184,6 +184,7 @@ class KeyframeOdometry:
         self._initialised = False
         self._init_frames = 0
         self._failures = 0
+        self._depth_refusals = 0  # keyframes in a row whose new landmarks the lost-scale check refused
 
     def _scale_window(self) -> int | None:
         if self.config.scale_source == "learned":
@@ -697,9 +698,24 @@ class KeyframeOdometry:
             ratio = float(np.median(z_new) / np.median(z_old))
             if not 1.0 / t.max_depth_ratio <= ratio <= t.max_depth_ratio:
                 # New points far nearer (or farther) than the tracked ones of the same view: the
-                # keyframe's pose has lost the map's scale, and adding them would shrink the map.
-                logger.debug("keyframe %d: new landmarks at %.2fx the tracked depth: not added", kf.id, ratio)
-                return
+                # keyframe's pose may have lost the map's scale, and adding them would shrink the map.
+                # A lost scale passes (the next keyframes are located on the map); a run of refusals can
+                # be the scene's layout changing (backing up: near things enter at the borders while the
+                # tracked ones recede), and a map refused every new landmark starves: max_depth_refusals
+                # bounds the run (opt-in, docs/preregistered/depth_ratio_streak.txt).
+                if not t.max_depth_refusals or self._depth_refusals < t.max_depth_refusals:
+                    self._depth_refusals += 1
+                    logger.debug(
+                        "keyframe %d: new landmarks at %.2fx the tracked depth: not added", kf.id, ratio
+                    )
+                    return
+                logger.debug(
+                    "keyframe %d: new landmarks at %.2fx the tracked depth, added after %d refused keyframes",
+                    kf.id,
+                    ratio,
+                    self._depth_refusals,
+                )
+        self._depth_refusals = 0
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "keyframe %d: %d tracked (median depth %.3g), %d/%d triangulated (median depth %.3g), "

@@ -82,6 +82,14 @@ class TrackingConfig:
         "not added",
         range=(1.0, 1e6),
     )
+    # A bound helps a camera that backs up (the check then refuses every keyframe and the map starves) but
+    # cost HoloLens one seed in its test: opt-in (docs/preregistered/depth_ratio_streak.txt).
+    max_depth_refusals: int = setting(
+        0,
+        "keyframes in a row whose new landmarks max_depth_ratio may refuse before the next one's are added "
+        "anyway (0: no bound; 2 for a camera that backs up)",
+        range=(0, 100000),
+    )
     scale_window: int = setting(
         15,
         "scale_source ground_plane: keyframes in the running median of the metric scale",
