@@ -151,6 +151,7 @@ TODAY = [
     "real_clips_jpeg95",
     "real_clips_jpeg75",
     "frame_profile",
+    "long_run",
     "covariance_nees",
     "banet_latency",
     "vo_latency",
