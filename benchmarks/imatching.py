@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from banet_vo.provenance import machine_description
+from benchmarks.process_memory import proc_status_mb
 from imatching_online.evaluation import RANSAC_TRIALS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,14 +47,6 @@ def _header(title: str, argv: list[str]) -> list[str]:
         f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         "",
     ]
-
-
-def _vm(key: str) -> float:
-    """A /proc/self/status memory field in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024.0
-    raise RuntimeError(f"{key} not in /proc/self/status")
 
 
 def _reset_peak_rss() -> bool:
@@ -104,15 +97,15 @@ def speed(args, argv) -> int:
 
     adapter = OnlineAdapter(matcher, camera, config, ba_config)
     step_times, ba_in_step, peaks, skipped = [], [], [], 0
-    base_rss = _vm("VmRSS")
+    base_rss = proc_status_mb("VmRSS")
     for idx in windows:
         images = torch.cat([frames[i][1] for i in idx])
         hosts = [frames[i][0] for i in idx]
         can_reset = _reset_peak_rss()
-        before = _vm("VmRSS")
+        before = proc_status_mb("VmRSS")
         report = adapter.step(images, hosts)
         if can_reset:
-            peaks.append(_vm("VmHWM") - before)
+            peaks.append(proc_status_mb("VmHWM") - before)
         if report.success:
             step_times.append(report.step_s)
             ba_in_step.append(report.ba_s)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from banet_vo.provenance import code_version, machine_description
+from benchmarks.process_memory import proc_status_mb
 
 from benchmarks.real_clips import DATA
 from benchmarks.vo_kitti import DEFAULT_MODEL, ROOT
@@ -38,14 +39,6 @@ def ping_pong(n: int, passes: int) -> np.ndarray:
     for p in range(1, passes):
         order += list(range(n - 2, -1, -1)) if p % 2 else list(range(1, n))
     return np.asarray(order, dtype=np.int64)
-
-
-def resident_mb() -> float:
-    """This process's resident memory now (Linux /proc), in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    raise RuntimeError("VmRSS not found in /proc/self/status")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                     k + 1,
                     np.median(block),
                     np.quantile(block, 0.9),
-                    resident_mb(),
+                    proc_status_mb("VmRSS"),
                     keyframes,
                     landmarks,
                     measurements,

@@ -20,3 +20,15 @@ def test_ping_pong_turns_at_each_end_without_repeating_a_frame():
 def test_ping_pong_refuses_degenerate_input(n, passes):
     with pytest.raises(ValueError, match="need n >= 2"):
         ping_pong(n, passes)
+
+
+def test_process_memory_reads_the_resident_size_and_its_peak():
+    from benchmarks.process_memory import proc_status_mb
+
+    block = bytearray(64 * 1024 * 1024)  # touched below, so it is resident
+    block[::4096] = b"\x01" * len(block[::4096])
+    resident, peak = proc_status_mb("VmRSS"), proc_status_mb("VmHWM")
+    assert 64 < resident <= peak
+    with pytest.raises(RuntimeError, match="NoSuchField not in"):
+        proc_status_mb("NoSuchField")
+    del block
