@@ -511,6 +511,8 @@ class KeyframeOdometry:
         reloc = after_gap
         if solved is None and len(self._keyframes) > len(recent):
             solved, _ = self._pnp(self._keyframes[::-1], features, guess)
+            if solved is not None and not self._plausible_relocalisation(solved[0], guess, after_gap):
+                solved = None
             if solved is not None:
                 reloc = True
                 logger.info("relocalised against the window's %d keyframes", len(self._keyframes))
@@ -547,6 +549,29 @@ class KeyframeOdometry:
             kf = self._insert_keyframe(frame, features, last, T_wc, matches, tracked)
             return self._after_pose(frame, kf.T_wc, cov, new_keyframe=kf)
         return self._after_pose(frame, T_wc, cov, new_keyframe=None)
+
+    def _plausible_relocalisation(self, T_wc: np.ndarray, guess: np.ndarray, after_gap: bool) -> bool:
+        """Whether a pose found against the whole window lies near the constant-velocity prediction
+        `guess`: within reloc_max_jump times the larger of the predicted step and the newest keyframes'
+        spacing (map units, so no metric scale is needed). Without a velocity (after a gap, or one
+        tracked frame) there is nothing to compare with, and the pose is kept."""
+        limit = self.tracking.reloc_max_jump
+        if limit <= 0 or after_gap or len(self._map_history) < 2:
+            return True
+        step = float(np.linalg.norm(guess[:3, 3] - self._map_history[-1][1][:3, 3]))
+        kfs = self._keyframes
+        spacing = float(np.linalg.norm(kfs[-1].T_wc[:3, 3] - kfs[-2].T_wc[:3, 3])) if len(kfs) >= 2 else 0.0
+        jump = float(np.linalg.norm(T_wc[:3, 3] - guess[:3, 3]))
+        if jump <= limit * max(step, spacing):
+            return True
+        self.stats.reloc_refused += 1
+        logger.warning(
+            "relocalisation refused: %.2f from the predicted position, over %g x %.2f (map units)",
+            jump,
+            limit,
+            max(step, spacing),
+        )
+        return False
 
     def _insert_keyframe(
         self, frame: PreparedFrame, features: Features, last: _Keyframe, T_wc, matches, tracked

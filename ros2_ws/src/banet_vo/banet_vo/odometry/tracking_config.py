@@ -49,6 +49,16 @@ class TrackingConfig:
         30, "frames without enough parallax after which the first keyframe is replaced", range=(1, 100000)
     )
     min_tracked: int = setting(25, "PnP inliers below which a frame is not tracked", range=(6, 100000))
+    # Against the older keyframes a frame far beyond them can find a consistent but wrong pose: a live
+    # node that saw every 3rd frame put one 30 map units behind its prediction
+    # (docs/preregistered/reloc_gate.txt).
+    reloc_max_jump: float = setting(
+        0.0,
+        "a pose relocalised against the whole window is refused when it lies further from the "
+        "constant-velocity prediction than this many times the larger of the predicted step and the "
+        "newest keyframes' spacing (0: never refused)",
+        range=(0.0, 1000.0),
+    )
     pnp_max_px: float = setting(3.0, "PnP RANSAC inlier threshold [px]", range=(0.1, 100.0))
     # A view that moved far since the last keyframe (dropped frames, a fast turn) matches few of the
     # window's landmarks but many of the newest keyframe's keypoints

@@ -547,6 +547,7 @@ class VOShell:
             recovered=stats.recovered,
             init_restarts=stats.init_restarts,
             rebuild_predictions=stats.rebuild_predictions,
+            reloc_refused=stats.reloc_refused,
             camera_changes=stats.camera_changes,
             matcher_swaps=stats.matcher_swaps,
             matcher_refused=stats.matcher_refused,
