@@ -537,3 +537,37 @@ def test_backing_up_with_a_bound_on_refusals_keeps_the_map_fed(estimator, kitti0
     print(f"max_depth_refusals {refusals}: fewest landmarks on the way back {fewest}")
     # Measured (2026-12-05, seed 0): 594 without a bound, 2,123 with 2.
     assert (fewest < 1000) if starves else (fewest > 1200)
+
+
+# The frames of KITTI 07 that a live node on 2 cores published (background_ba, bag at 1x, queue 1;
+# 2026-12-05): every 2nd-3rd frame, and a 1.1 s stall between frames 74 and 85.
+LIVE_KITTI07_FRAMES = (
+    *(0, 8, 11, 12, 13, 16, 23, 25, 27, 29, 32, 34, 36, 38, 40, 42, 45, 48, 51, 54, 57, 60, 63, 65, 68),
+    *(71, 74, 85, 88, 91, 94, 96, 99, 108, 110, 113, 115, 118, 120, 124, 127, 131, 136, 140, 145, 148),
+    *(151, 154, 158, 159),
+)
+
+
+@pytest.mark.parametrize(("max_jump", "jumps"), [(0.0, True), (2.0, False)])
+def test_a_relocalisation_far_from_the_prediction_is_refused(estimator, shared_data, max_jump, jumps):
+    """Frame 88, three frames after the stall, matches too few landmarks of the newest keyframes; PnP
+    against the whole window then finds 57 inliers 30 map units behind the constant-velocity prediction,
+    where an older keyframe stood, and the trajectory goes on from there. With tracking.reloc_max_jump 2
+    that pose is refused and the frame is tracked from the newest keyframe instead
+    (docs/preregistered/reloc_gate.txt)."""
+    assert TrackingConfig().reloc_max_jump == 2.0  # the default since reloc_gate.txt
+    seq = open_sequence(shared_data / "kitti_odom07_000-159")
+    frames = [seq[i] for i in LIVE_KITTI07_FRAMES]
+    tracking = TrackingConfig(reloc_max_jump=max_jump)
+    vo = make_odometry(estimator, OdometryConfig(frontend="xfeat", scale_source="learned", tracking=tracking))
+    est, gt, _ = _run(vo, frames)
+    assert len(est) == len(frames)
+    sim3, _ = _ate(est, gt, "sim3")
+    print(f"reloc_max_jump {max_jump}: Sim(3) {sim3:.3f} m, refused {vo.stats.reloc_refused}")
+    # Measured (2026-12-05, seed 0): 7.07 m without the bound, 0.34 m with 2 (one relocalisation refused).
+    if jumps:
+        assert vo.stats.reloc_refused == 0
+        assert sim3 > 3.0
+    else:
+        assert vo.stats.reloc_refused >= 1
+        assert sim3 < 0.6

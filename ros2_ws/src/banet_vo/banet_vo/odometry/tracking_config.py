@@ -53,7 +53,7 @@ class TrackingConfig:
     # node that saw every 3rd frame put one 30 map units behind its prediction
     # (docs/preregistered/reloc_gate.txt).
     reloc_max_jump: float = setting(
-        0.0,
+        2.0,
         "a pose relocalised against the whole window is refused when it lies further from the "
         "constant-velocity prediction than this many times the larger of the predicted step and the "
         "newest keyframes' spacing (0: never refused)",
