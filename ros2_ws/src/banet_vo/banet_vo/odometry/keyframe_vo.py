@@ -526,7 +526,8 @@ class KeyframeOdometry:
         if solved is None:
             self._failures += 1
             self._lost = True
-            if after_gap or self._failures >= self.config.max_consecutive_failures:
+            rebuild_now = after_gap and self.tracking.gap_failure == "rebuild"
+            if rebuild_now or self._failures >= self.config.max_consecutive_failures:
                 self.stats.lost += 1
                 logger.warning(
                     "%d consecutive frames not tracked: rebuilding the map from this frame", self._failures

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from banet_vo.config_fields import check_ranges, setting
 
 REBUILD_ANCHORS = ("hold", "predict")
+GAP_FAILURES = ("rebuild", "retry")
 # Smallest working image for XFeat (e.g. 160x120): below it too few keypoints survive to track.
 MIN_FEATURE_PIXELS = 160 * 120
 
@@ -49,6 +50,12 @@ class TrackingConfig:
         30, "frames without enough parallax after which the first keyframe is replaced", range=(1, 100000)
     )
     min_tracked: int = setting(25, "PnP inliers below which a frame is not tracked", range=(6, 100000))
+    gap_failure: str = setting(
+        "rebuild",
+        "a frame after a forward gap (> max_time_gap) that PnP cannot locate: rebuild (the map, at once) or "
+        "retry (it counts as one of max_consecutive_failures, so the next frames may still find the map)",
+        choices=GAP_FAILURES,
+    )
     # Against the older keyframes a frame far beyond them can find a consistent but wrong pose: a live
     # node that saw every 3rd frame put one 30 map units behind its prediction
     # (docs/preregistered/reloc_gate.txt).
