@@ -571,3 +571,24 @@ def test_a_relocalisation_far_from_the_prediction_is_refused(estimator, shared_d
     else:
         assert vo.stats.reloc_refused >= 1
         assert sim3 < 0.6
+
+
+@pytest.mark.parametrize("gap_failure", ["rebuild", "retry"])
+def test_a_frame_after_a_stall_that_pnp_cannot_locate(estimator, kitti06, gap_failure):
+    """What a live node published of KITTI 06 (2026-12-05): frames 0, 3, 6, 8, then a 4.2 s stall, then
+    frame 50, 40 m down the road. PnP cannot locate it. `rebuild` starts a new map there at once, at the
+    last published pose (40 m off); `retry` reports the frame lost and keeps the map for the next frames,
+    which may still find it (docs/preregistered/gap_failure_retry.txt)."""
+    tracking = TrackingConfig(gap_failure=gap_failure)
+    vo = make_odometry(estimator, OdometryConfig(frontend="xfeat", scale_source="none", tracking=tracking))
+    results = [vo.process(kitti06[i].image, kitti06[i].timestamp, kitti06[i].camera) for i in (0, 3, 6, 8)]
+    assert all(r.T_odom_camera is not None for r in results[1:])
+    last = results[-1].T_odom_camera
+    after = vo.process(kitti06[50].image, kitti06[50].timestamp, kitti06[50].camera)
+    assert "new segment after a gap" in after.message
+    if gap_failure == "rebuild":
+        assert vo.stats.lost == 1 and after.status != FAILED
+        np.testing.assert_allclose(after.T_odom_camera, last)  # published where the last pose was
+    else:
+        assert vo.stats.lost == 0 and vo.has_keyframe
+        assert after.status == FAILED and after.state == LOST and after.T_odom_camera is None
