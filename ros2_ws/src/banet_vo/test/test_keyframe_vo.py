@@ -573,12 +573,13 @@ def test_a_relocalisation_far_from_the_prediction_is_refused(estimator, shared_d
         assert sim3 < 0.6
 
 
-@pytest.mark.parametrize("gap_failure", ["rebuild", "retry"])
+@pytest.mark.parametrize("gap_failure", ["rebuild", "retry", "retry_after_stall"])
 def test_a_frame_after_a_stall_that_pnp_cannot_locate(estimator, kitti06, gap_failure):
     """What a live node published of KITTI 06 (2026-12-05): frames 0, 3, 6, 8, then a 4.2 s stall, then
     frame 50, 40 m down the road. PnP cannot locate it. `rebuild` starts a new map there at once, at the
     last published pose (40 m off); `retry` reports the frame lost and keeps the map for the next frames,
-    which may still find it (docs/preregistered/gap_failure_retry.txt)."""
+    which may still find it (docs/preregistered/gap_failure_retry.txt); so does `retry_after_stall`, since
+    the frames before the stall came at the camera's pace."""
     tracking = TrackingConfig(gap_failure=gap_failure)
     vo = make_odometry(estimator, OdometryConfig(frontend="xfeat", scale_source="none", tracking=tracking))
     results = [vo.process(kitti06[i].image, kitti06[i].timestamp, kitti06[i].camera) for i in (0, 3, 6, 8)]
@@ -592,3 +593,23 @@ def test_a_frame_after_a_stall_that_pnp_cannot_locate(estimator, kitti06, gap_fa
     else:
         assert vo.stats.lost == 0 and vo.has_keyframe
         assert after.status == FAILED and after.state == LOST and after.T_odom_camera is None
+
+
+def test_retry_after_stall_rebuilds_at_once_at_a_steady_slow_rate(estimator, kitti06):
+    """Every 12th KITTI 06 frame (1.2 s apart, each after a gap): no stall to wait out, so
+    retry_after_stall rebuilds at once, exactly as rebuild does."""
+    runs = {}
+    for mode in ("rebuild", "retry_after_stall"):
+        tracking = TrackingConfig(gap_failure=mode)
+        vo = make_odometry(
+            estimator, OdometryConfig(frontend="xfeat", scale_source="none", tracking=tracking)
+        )
+        frames = [kitti06[i] for i in range(0, len(kitti06), 12)]
+        poses = [vo.process(f.image, f.timestamp, f.camera).T_odom_camera for f in frames]
+        runs[mode] = (poses, vo.stats.lost)
+    (rebuild_poses, rebuild_lost), (stall_poses, stall_lost) = runs["rebuild"], runs["retry_after_stall"]
+    assert rebuild_lost == stall_lost >= 1
+    assert [p is None for p in rebuild_poses] == [p is None for p in stall_poses]
+    for a, b in zip(rebuild_poses, stall_poses, strict=True):
+        if a is not None:
+            np.testing.assert_allclose(a, b)

@@ -24,6 +24,7 @@ Per frame (image, stamp, camera):
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -158,6 +159,7 @@ class KeyframeOdometry:
         # is predicted from them (tracking.rebuild_anchor predict).
         self._tracked: list[tuple[float, np.ndarray, np.ndarray]] = []
         self._gate = StampGate(self.config.reset_on_time_jump, self.config.max_time_gap)
+        self._stamps: collections.deque[float] = collections.deque(maxlen=3)  # this frame's, the 2 before
         self._lost = False  # frames failed since the last tracked one (kept across map rebuilds)
         self._next_landmark = 0  # landmark ids stay unique across map rebuilds
         self._clear_map()
@@ -309,6 +311,7 @@ class KeyframeOdometry:
         if skipped is not None:
             return skipped
         stamp = frame.stamp
+        self._stamps.append(stamp)
         gap = check.gap if check.kind == timing.FORWARD_GAP and self._output is not None else None
         if gap is not None:
             self._forget_motion(gap)
@@ -526,7 +529,7 @@ class KeyframeOdometry:
         if solved is None:
             self._failures += 1
             self._lost = True
-            rebuild_now = after_gap and self.tracking.gap_failure == "rebuild"
+            rebuild_now = after_gap and not self._retry_after_gap()
             if rebuild_now or self._failures >= self.config.max_consecutive_failures:
                 self.stats.lost += 1
                 logger.warning(
@@ -550,6 +553,15 @@ class KeyframeOdometry:
             kf = self._insert_keyframe(frame, features, last, T_wc, matches, tracked)
             return self._after_pose(frame, kf.T_wc, cov, new_keyframe=kf)
         return self._after_pose(frame, T_wc, cov, new_keyframe=None)
+
+    def _retry_after_gap(self) -> bool:
+        """Whether a frame after a gap that PnP cannot locate leaves the map for the next frames to try."""
+        mode = self.tracking.gap_failure
+        if mode == "retry_after_stall":
+            # the frames before the gap came at the camera's pace: the node stalled, the next frames will
+            # come at that pace again
+            return len(self._stamps) == 3 and self._stamps[1] - self._stamps[0] <= self.config.max_time_gap
+        return mode == "retry"
 
     def _plausible_relocalisation(self, T_wc: np.ndarray, guess: np.ndarray, after_gap: bool) -> bool:
         """Whether a pose found against the whole window lies near the constant-velocity prediction

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from banet_vo.config_fields import check_ranges, setting
 
 REBUILD_ANCHORS = ("hold", "predict")
-GAP_FAILURES = ("rebuild", "retry")
+GAP_FAILURES = ("rebuild", "retry", "retry_after_stall")
 # Smallest working image for XFeat (e.g. 160x120): below it too few keypoints survive to track.
 MIN_FEATURE_PIXELS = 160 * 120
 
@@ -52,8 +52,10 @@ class TrackingConfig:
     min_tracked: int = setting(25, "PnP inliers below which a frame is not tracked", range=(6, 100000))
     gap_failure: str = setting(
         "rebuild",
-        "a frame after a forward gap (> max_time_gap) that PnP cannot locate: rebuild (the map, at once) or "
-        "retry (it counts as one of max_consecutive_failures, so the next frames may still find the map)",
+        "a frame after a forward gap (> max_time_gap) that PnP cannot locate: rebuild (the map, at once), "
+        "retry (it counts as one of max_consecutive_failures, so the next frames may still find the map) or "
+        "retry_after_stall (retry when the frame before the gap came within max_time_gap of its own "
+        "predecessor: a stall, not a steady slow rate)",
         choices=GAP_FAILURES,
     )
     # Against the older keyframes a frame far beyond them can find a consistent but wrong pose: a live
