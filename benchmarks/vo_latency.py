@@ -47,7 +47,7 @@ def measure(context, model: Path, device: str, size: tuple[int, int], rate: floa
     from banet_vo.ros.qos import reliable_qos
     from banet_vo.ros.vo_node import VONode
     from nav_msgs.msg import Odometry
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import CameraInfo, Image
@@ -79,7 +79,7 @@ def measure(context, model: Path, device: str, size: tuple[int, int], rate: floa
             arrivals[stamp_to_ns(msg.header.stamp)] = now
 
     io.create_subscription(Odometry, topics.output_topic(topics.ODOMETRY), on_odom, reliable_qos(depth=100))
-    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    executor = SingleThreadedExecutor(context=context)  # as the node's own main (node_shell.run_node)
     executor.add_node(node)
     executor.add_node(io)
     spinner = ExecutorThread(executor, "vo_latency executor")

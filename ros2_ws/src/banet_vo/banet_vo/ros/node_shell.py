@@ -108,7 +108,10 @@ def run_node(make_node: Callable[[], Node], args: list[str], *, prog: str, log_t
         except ValueError as err:
             print(f"{prog}: cannot start: {err}", file=sys.stderr)
             return 2
-        executor = rclpy.executors.MultiThreadedExecutor(num_threads=2)
+        # One thread: the callbacks only decode and queue (the nodes' work runs in their own worker
+        # threads), and rclpy's MultiThreadedExecutor busy-waits: its thread took 8-21 s of CPU over a 20 s
+        # bag, starving the inference thread of the GIL and a core (docs/node.md, "Executor").
+        executor = rclpy.executors.SingleThreadedExecutor()
         executor.add_node(node)
         try:
             executor.spin()

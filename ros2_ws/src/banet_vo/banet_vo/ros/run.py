@@ -1,6 +1,6 @@
 """`banet-vo-run BAG --out DIR`: the node and the bag player as one real rclpy graph, outputs recorded.
 
-One process: the banet_vo node, the BagPlayer and a recorder node on one MultiThreadedExecutor (over
+One process: the banet_vo node, the BagPlayer and a recorder node on one SingleThreadedExecutor (over
 loopback DDS, exactly what `ros2 bag play` + `ros2 run` would do). When the bag has been played and the
 node has processed its last frame (or --timeout passed), it writes to DIR:
 
@@ -33,7 +33,7 @@ import yaml
 from evo.core.geometry import GeometryException
 from nav_msgs.msg import Odometry
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
@@ -312,7 +312,7 @@ def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None)
     recorder = Recorder(context, "/", args.depth_every)
     player = None
     previous_sigint = signal.getsignal(signal.SIGINT)
-    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    executor = SingleThreadedExecutor(context=context)  # as the node's own main (node_shell.run_node)
     spinner = None
     try:
         executor.add_node(node)
