@@ -30,6 +30,7 @@ TOPICS = [
     "real_clips_live_background",
     "real_clips_live_background_ceres",
     "live_replay",
+    "live_replay_single_executor",
     "real_clips_every5",
     "real_clips_scale0.5",
     "real_clips_scale2",
@@ -124,6 +125,16 @@ RUNS = {
             str(RESULTS / "real_clips_live_background.md"),
         ],
     ),
+    # The live node's frames since the single-threaded executor (docs/node.md, "Executor").
+    "live_replay_single_executor": (
+        "live_replay",
+        [
+            "--frames",
+            str(ROOT / "benchmarks" / "live_frames_single_executor.json"),
+            "--out",
+            str(RESULTS / "live_replay_single_executor.md"),
+        ],
+    ),
     # docs/preregistered/live_ceres_background.txt (rejected)
     "real_clips_live_background_ceres": (
         "real_clips",
@@ -146,6 +157,7 @@ TODAY = [
     "real_clips_live",
     "real_clips_live_background",
     "live_replay",
+    "live_replay_single_executor",
     "real_clips_every5",
     "real_clips_scale0.5",
     "real_clips_scale2",

@@ -19,6 +19,15 @@ def test_the_committed_selections_are_valid_and_cover_the_four_clips():
 
 
 @pytest.mark.parametrize(
+    "name", ["live_frames_confirm.json", "live_frames_confirm2.json", "live_frames_single_executor.json"]
+)
+def test_the_other_committed_selections_are_valid(name):
+    runs = load_selections(FRAMES.with_name(name))
+    assert len(runs) == 12
+    assert sorted({r["clip"] for r in runs}) == ["hololens", "kitti06", "kitti07", "tartanair"]
+
+
+@pytest.mark.parametrize(
     ("doc", "match"),
     [
         ({"runs": []}, "no 'runs' list"),
