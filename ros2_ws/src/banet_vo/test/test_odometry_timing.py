@@ -107,6 +107,20 @@ def test_stamp_gate_classifies_and_keeps_the_last_accepted_stamp():
     assert gate.check(0.0).kind == OK
 
 
+def test_stamp_gate_gives_the_step_before_each_stamp():
+    """previous_step: how far the previous accepted stamp came after its own predecessor (a stall after
+    frames at the camera's pace, or a steady slow rate)."""
+    gate = StampGate(back_jump=1.0, max_forward_gap=1.0)
+    steps = [gate.check(t).previous_step for t in (0.0, 0.1, 0.2, 2.0, 2.1)]
+    assert steps[:2] == [None, None]
+    assert steps[2:] == pytest.approx([0.1, 0.1, 1.8])
+    assert gate.check(2.05).previous_step == pytest.approx(0.1)  # out of order: not recorded
+    assert gate.check(0.5).kind == BACK_JUMP  # a new timeline: no step before its first stamp
+    assert gate.check(0.6).previous_step is None
+    gate.clear()
+    assert gate.check(5.0).previous_step is None and gate.check(5.1).previous_step is None
+
+
 @pytest.mark.parametrize("bad", [0.0, -1.0, math.nan, math.inf, True])
 def test_stamp_gate_rejects_bad_thresholds(bad):
     with pytest.raises(ValueError, match="max_forward_gap"):

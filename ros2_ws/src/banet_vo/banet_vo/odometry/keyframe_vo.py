@@ -24,7 +24,6 @@ Per frame (image, stamp, camera):
 
 from __future__ import annotations
 
-import collections
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -159,7 +158,6 @@ class KeyframeOdometry:
         # is predicted from them (tracking.rebuild_anchor predict).
         self._tracked: list[tuple[float, np.ndarray, np.ndarray]] = []
         self._gate = StampGate(self.config.reset_on_time_jump, self.config.max_time_gap)
-        self._stamps: collections.deque[float] = collections.deque(maxlen=3)  # this frame's, the 2 before
         self._lost = False  # frames failed since the last tracked one (kept across map rebuilds)
         self._next_landmark = 0  # landmark ids stay unique across map rebuilds
         self._clear_map()
@@ -311,7 +309,6 @@ class KeyframeOdometry:
         if skipped is not None:
             return skipped
         stamp = frame.stamp
-        self._stamps.append(stamp)
         gap = check.gap if check.kind == timing.FORWARD_GAP and self._output is not None else None
         if gap is not None:
             self._forget_motion(gap)
@@ -333,7 +330,10 @@ class KeyframeOdometry:
         elif not self._initialised:
             result = self._initialise(frame, features)
         else:
-            result = self._track(frame, features, after_gap=gap is not None)
+            # a stall: the frames before the gap came at the camera's pace (tracking.gap_failure)
+            before = check.previous_step
+            stalled = gap is not None and before is not None and before <= self.config.max_time_gap
+            result = self._track(frame, features, after_gap=gap is not None, stalled=stalled)
         verdict = self._quality.record(self._frame_inlier_ratio, self.config.matcher_swap_tolerance)
         if verdict is not None:
             self._rollback_matcher(verdict)
@@ -505,7 +505,9 @@ class KeyframeOdometry:
         pairs = np.stack([keypoints[sol.inliers], assigned[keypoints[sol.inliers]]], axis=1)
         return (invert(sol.T_cam_world), pairs, X[sol.inliers], x[sol.inliers]), newest
 
-    def _track(self, frame: PreparedFrame, features: Features, after_gap: bool = False) -> FrameResult:
+    def _track(
+        self, frame: PreparedFrame, features: Features, after_gap: bool = False, stalled: bool = False
+    ) -> FrameResult:
         self._merge_background_ba()
         guess = self._predict_map(frame.stamp)
         last = self._keyframes[-1]
@@ -529,7 +531,7 @@ class KeyframeOdometry:
         if solved is None:
             self._failures += 1
             self._lost = True
-            rebuild_now = after_gap and not self._retry_after_gap()
+            rebuild_now = after_gap and not self._retry_after_gap(stalled)
             if rebuild_now or self._failures >= self.config.max_consecutive_failures:
                 self.stats.lost += 1
                 logger.warning(
@@ -554,14 +556,11 @@ class KeyframeOdometry:
             return self._after_pose(frame, kf.T_wc, cov, new_keyframe=kf)
         return self._after_pose(frame, T_wc, cov, new_keyframe=None)
 
-    def _retry_after_gap(self) -> bool:
-        """Whether a frame after a gap that PnP cannot locate leaves the map for the next frames to try."""
+    def _retry_after_gap(self, stalled: bool) -> bool:
+        """Whether a frame after a gap that PnP cannot locate leaves the map for the next frames to try;
+        `stalled`: the frames before the gap came at the camera's pace, so the next ones will again."""
         mode = self.tracking.gap_failure
-        if mode == "retry_after_stall":
-            # the frames before the gap came at the camera's pace: the node stalled, the next frames will
-            # come at that pace again
-            return len(self._stamps) == 3 and self._stamps[1] - self._stamps[0] <= self.config.max_time_gap
-        return mode == "retry"
+        return mode == "retry" or (mode == "retry_after_stall" and stalled)
 
     def _plausible_relocalisation(self, T_wc: np.ndarray, guess: np.ndarray, after_gap: bool) -> bool:
         """Whether a pose found against the whole window lies near the constant-velocity prediction

@@ -50,6 +50,9 @@ class StampCheck:
     kind: str  # one of OK, OUT_OF_ORDER, BACK_JUMP, FORWARD_GAP
     previous: float | None  # the last accepted stamp before this one (None for the first)
     gap: float  # stamp - previous in seconds (negative when behind; 0 for the first stamp)
+    # previous minus the stamp accepted before it (None until two stamps): whether frames came at the
+    # camera's pace before a gap (a stall) or as slowly as the gap itself
+    previous_step: float | None = None
 
     def describe(self) -> str:
         """A sentence for FrameResult.message / logs."""
@@ -80,10 +83,12 @@ class StampGate:
         self.back_jump = float(back_jump)
         self.max_forward_gap = float(max_forward_gap)
         self.last: float | None = None
+        self.last_step: float | None = None  # last - the stamp accepted before it
 
     def clear(self) -> None:
         """Forget the last stamp (a new trajectory accepts any first stamp)."""
         self.last = None
+        self.last_step = None
 
     def peek(self, stamp: float) -> StampCheck:
         """The classification of ``stamp`` without recording it."""
@@ -94,13 +99,17 @@ class StampGate:
             return StampCheck(OK, None, 0.0)
         gap = stamp - self.last
         if gap <= 0:
-            return StampCheck(BACK_JUMP if -gap >= self.back_jump else OUT_OF_ORDER, self.last, gap)
-        return StampCheck(FORWARD_GAP if gap > self.max_forward_gap else OK, self.last, gap)
+            kind = BACK_JUMP if -gap >= self.back_jump else OUT_OF_ORDER
+            return StampCheck(kind, self.last, gap, self.last_step)
+        return StampCheck(FORWARD_GAP if gap > self.max_forward_gap else OK, self.last, gap, self.last_step)
 
     def check(self, stamp: float) -> StampCheck:
         """Classify ``stamp`` and, unless it is OUT_OF_ORDER, make it the last stamp."""
         result = self.peek(stamp)
         if result.kind != OUT_OF_ORDER:
+            self.last_step = (
+                result.gap if result.kind in (OK, FORWARD_GAP) and result.previous is not None else None
+            )
             self.last = float(stamp)
         return result
 
