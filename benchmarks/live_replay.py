@@ -55,27 +55,19 @@ def load_selections(path: Path, clips: list[str] | None = None) -> list[dict]:
 
 
 def replay(vo, clip, frames: list[int]) -> dict:
-    """Feed the listed frames of `clip` to `vo` in order; the ATE of the first trajectory's poses (a
-    rebuilt map keeps the odom frame, a reset would start another) and the tracker's counters."""
+    """Feed the listed frames of `clip` to `vo` in order (rc.run_odometry on those frames only); the ATE
+    of the first trajectory's poses and the tracker's counters."""
+    from dataclasses import replace
+
     from banet_vo.evaluation import real_clips as rc
 
     if frames[-1] >= len(clip):
         raise ValueError(f"frame {frames[-1]} is past the clip's {len(clip)} frames")
-    wanted = set(frames)
-    stamps, poses, first = [], [], None
-    for k, frame in enumerate(clip.frames()):
-        if k not in wanted:
-            continue
-        result = vo.process(frame.image, frame.timestamp, frame.camera)
-        first = result.trajectory_id if first is None else first
-        if result.T_odom_camera is not None and result.trajectory_id == first:
-            stamps.append(frame.timestamp)
-            poses.append(np.asarray(result.T_odom_camera, dtype=np.float64))
-    out = {"frames": len(frames), "out": len(stamps), "sim3": None, "se3": None}
-    if len(stamps) >= 3:
-        stamps_a, poses_a = np.asarray(stamps), np.asarray(poses)
-        out["sim3"] = rc.ate(stamps_a, poses_a, clip.stamps, clip.gt, "sim3")[0]
-        out["se3"] = rc.ate(stamps_a, poses_a, clip.stamps, clip.gt, "se3")[0]
+    run = rc.run_odometry(vo, replace(clip, indices=clip.indices[frames]))
+    out = {"frames": len(frames), "out": len(run.stamps), "sim3": None, "se3": None}
+    if len(run.stamps) >= 3:
+        out["sim3"] = rc.ate(run.stamps, run.poses, clip.stamps, clip.gt, "sim3")[0]
+        out["se3"] = rc.ate(run.stamps, run.poses, clip.stamps, clip.gt, "se3")[0]
     stats = vo.stats
     out.update(reloc_refused=stats.reloc_refused, recovered=stats.recovered, rebuilt=stats.lost)
     return out
