@@ -190,9 +190,11 @@ def test_a_first_keyframe_the_view_has_left_is_replaced_at_once(estimator, share
     assert sim3 < 2.0
 
 
-def test_stopped_camera_holds_still(estimator, kitti06):
-    """The same frame for 20 frames (a stopped car): no drift, no new keyframes, no NaN."""
-    vo = _vo(estimator)
+@pytest.mark.parametrize("between", ["match", "flow"])
+def test_stopped_camera_holds_still(estimator, kitti06, between):
+    """The same frame for 20 frames (a stopped car): no drift, no new keyframes, no NaN. With optical flow
+    between keyframes, XFeat does not run on them."""
+    vo = _vo(estimator, tracking=TrackingConfig(between_keyframes=between))
     for f in kitti06[:8]:
         vo.process(f.image, f.timestamp, f.camera)
     frame = kitti06[8]
@@ -209,10 +211,13 @@ def test_stopped_camera_holds_still(estimator, kitti06):
     # Nothing accumulates while the camera stands: no keyframe, landmark or scale measurement is added.
     assert vo.map_size == map_before
     assert 2 <= map_before[0] <= vo.tracking.window_keyframes and map_before[1] > 0
+    # (the first of the 20 is a real step from frame 7 and may ask for a keyframe)
+    assert vo.stats.flow_tracked >= 19 if between == "flow" else vo.stats.flow_tracked == 0
 
 
-def test_textureless_views_are_lost_then_recovered_without_a_jump(estimator, kitti06):
-    vo = _vo(estimator)
+@pytest.mark.parametrize("between", ["match", "flow"])
+def test_textureless_views_are_lost_then_recovered_without_a_jump(estimator, kitti06, between):
+    vo = _vo(estimator, tracking=TrackingConfig(between_keyframes=between))
     last = None
     for f in kitti06[:10]:
         r = vo.process(f.image, f.timestamp, f.camera)
@@ -293,6 +298,25 @@ def test_forward_gap_invents_no_motion(estimator, kitti06):
         assert np.linalg.norm(r.T_odom_camera[:3, 3] - before) < 3.0
     cov_after = r.pose_covariance
     assert cov_after is None or np.all(np.isfinite(cov_after))
+
+
+def test_frames_between_keyframes_followed_by_optical_flow(estimator, kitti06):
+    """tracking.between_keyframes flow on the first 30 KITTI 06 frames: the same accuracy bounds as XFeat on
+    every frame, XFeat skipped exactly on the frames the flow located, none of them a keyframe, and a frame
+    after a forward gap located by XFeat against the map, not by flow."""
+    vo = _vo(estimator, tracking=TrackingConfig(between_keyframes="flow"))
+    calls = []
+    extract = vo.extractor.extract
+    vo.extractor.extract = lambda *a, **k: calls.append(1) or extract(*a, **k)
+    est, gt, results = _run(vo, kitti06[:30])
+    _assert_first_30_kitti06_frames(est, gt)
+    flowed = vo.stats.flow_tracked
+    assert flowed >= 3
+    assert len(calls) == 30 - flowed
+    assert sum(r.is_keyframe for r in results) == vo.stats.keyframes <= 30 - flowed
+    f = kitti06[30]
+    r = vo.process(f.image, f.timestamp + 5.0, f.camera)
+    assert "gap" in r.message and vo.stats.flow_tracked == flowed and len(calls) == 31 - flowed
 
 
 def test_out_of_order_and_bag_loop(estimator, kitti06):

@@ -32,7 +32,14 @@ import numpy as np
 
 from banet_vo.backend import Observations, RelativePoseFactor, WindowBAConfig, WindowBundleAdjuster
 from banet_vo.backend.background import BackgroundBundleAdjuster
-from banet_vo.frontend import Features, XFeatExtractor, match_mutual, solve_absolute_pose, solve_relative_pose
+from banet_vo.frontend import (
+    Features,
+    XFeatExtractor,
+    flow,
+    match_mutual,
+    solve_absolute_pose,
+    solve_relative_pose,
+)
 from banet_vo.frontend.solvers import MAX_EPIPOLAR_PX, project, triangulate
 from banet_vo.frontend.xfeat import working_scale
 from banet_vo.geometry import PinholeCamera
@@ -91,6 +98,17 @@ class _Keyframe:
     # BA-Net's pose of this keyframe in the previous one: (previous id, T_prev_this in metres, its
     # right-perturbation covariance [translation, rotation]), for banet_pose_factor.
     banet_pose: tuple[int, np.ndarray, np.ndarray] | None = None
+
+
+@dataclass
+class _FlowTracks:
+    """The landmarks the last located frame saw, for optical flow into the next frame
+    (tracking.between_keyframes flow)."""
+
+    gray: np.ndarray  # (H, W) uint8 of that frame
+    pixels: np.ndarray  # (M, 2) where it saw them
+    landmarks: np.ndarray  # (M,) their ids
+    at_keyframe: np.ndarray  # (M, 2) where the newest keyframe saw them (NaN: not observed there)
 
 
 @dataclass
@@ -185,6 +203,7 @@ class KeyframeOdometry:
         self._init_frames = 0
         self._failures = 0
         self._depth_refusals = 0  # keyframes in a row whose new landmarks the lost-scale check refused
+        self._flow: _FlowTracks | None = None
 
     def _scale_window(self) -> int | None:
         if self.config.scale_source == "learned":
@@ -313,10 +332,16 @@ class KeyframeOdometry:
         if gap is not None:
             self._forget_motion(gap)
         started = time.perf_counter()
-        # kept: a matcher swap re-describes
-        features = self.extractor.extract(image, keep_image=True, max_pixels=self.tracking.feature_max_pixels)
         self._frame_inlier_ratio = 0.0  # a frame not tracked by PnP counts 0 (matcher_swap trial)
         self._observed = None  # (pixels, landmark ids) of this frame's PnP inliers, once tracked
+        gray = flow.gray_u8(image) if self.tracking.between_keyframes == "flow" else None
+        if gray is not None and gap is None and self._flow_ready(camera, gray):
+            result = self._track_by_flow(frame, gray)
+            if result is not None:  # no XFeat on this frame, and no matcher trial either
+                self.stats.last_inference_s = time.perf_counter() - started
+                return replace(result, inference_s=self.stats.last_inference_s)
+        # kept: a matcher swap re-describes
+        features = self.extractor.extract(image, keep_image=True, max_pixels=self.tracking.feature_max_pixels)
 
         if self._camera is not None and not same_intrinsics(
             camera, self._camera, self.config.intrinsics_tolerance
@@ -337,6 +362,8 @@ class KeyframeOdometry:
         verdict = self._quality.record(self._frame_inlier_ratio, self.config.matcher_swap_tolerance)
         if verdict is not None:
             self._rollback_matcher(verdict)
+        if gray is not None:
+            self._flow = self._tracks_after(result, gray)
         if gap is not None:
             note = f"new segment after a gap of {gap:.3f} s (max_time_gap {self.config.max_time_gap:g} s)"
             result = replace(result, message=f"{note}; {result.message}" if result.message else note)
@@ -555,6 +582,96 @@ class KeyframeOdometry:
             kf = self._insert_keyframe(frame, features, last, T_wc, matches, tracked)
             return self._after_pose(frame, kf.T_wc, cov, new_keyframe=kf)
         return self._after_pose(frame, T_wc, cov, new_keyframe=None)
+
+    def _flow_ready(self, camera: PinholeCamera, gray: np.ndarray) -> bool:
+        """Whether this frame can be followed by optical flow from the last located one: a built map, the
+        same camera, and tracks left (none after a failed frame, a gap or a new map)."""
+        tracks = self._flow
+        return (
+            tracks is not None
+            and self._initialised
+            and self._camera is not None
+            and tracks.gray.shape == gray.shape
+            and same_intrinsics(camera, self._camera, self.config.intrinsics_tolerance)
+        )
+
+    def _track_by_flow(self, frame: PreparedFrame, gray: np.ndarray) -> FrameResult | None:
+        """The frame located by PnP on the landmarks optical flow followed from the last located frame;
+        None (nothing changed) when too few were followed, PnP fails, or the pose asks for a keyframe
+        (the tracked-ratio or parallax rule of _wants_keyframe): then XFeat decides, as for any frame."""
+        self._merge_background_ba()
+        t, tracks = self.tracking, self._flow
+        alive = np.isin(tracks.landmarks, np.fromiter(self._points, np.int64, len(self._points)))
+        ids, at_keyframe = tracks.landmarks[alive], tracks.at_keyframe[alive]
+        if len(ids) < t.min_tracked:
+            return None
+        X = np.stack([self._points[int(lm)] for lm in ids])
+        guess = self._predict_map(frame.stamp)
+        start = tracks.pixels[alive]
+        init = None
+        if self.config.motion_prior:
+            # Each landmark's flow starts where the predicted pose sees it: the search covers the
+            # prediction's error, not the whole motion (fast turns, near points at speed).
+            init = invert(guess)
+            predicted, z = project(init, X, self._camera)
+            w, h = self._camera.size
+            usable = (z > 0) & np.isfinite(predicted).all(axis=1)
+            usable &= (predicted[:, 0] >= 0) & (predicted[:, 0] <= w - 1)
+            usable &= (predicted[:, 1] >= 0) & (predicted[:, 1] <= h - 1)
+            start_guess = np.where(usable[:, None], predicted, start)
+        else:
+            start_guess = None
+        pixels, ok = flow.follow(tracks.gray, gray, start, start_guess)
+        pixels, ids, at_keyframe, X = pixels[ok], ids[ok], at_keyframe[ok], X[ok]
+        if len(ids) < t.min_tracked:
+            return None
+        sol = solve_absolute_pose(pixels, X, self._camera, t.pnp_max_px * self._px, init, t.ransac_seed)
+        if sol is None or sol.inliers.sum() < t.min_tracked:
+            return None
+        inl = sol.inliers
+        T_wc = invert(sol.T_cam_world)
+        last = self._keyframes[-1]
+        if inl.sum() < t.keyframe_tracked_ratio * int((last.landmarks >= 0).sum()):
+            return None
+        seen = inl & np.isfinite(at_keyframe[:, 0])
+        R_cur_kf = (invert(T_wc) @ last.T_wc)[:3, :3]
+        if (
+            _median_parallax_deg(at_keyframe[seen], pixels[seen], R_cur_kf, self._camera)
+            >= t.keyframe_parallax_deg
+        ):
+            return None
+        self._frame_inlier_ratio = float(inl.mean())
+        self._observed = (pixels[inl], ids[inl])
+        self._flow = _FlowTracks(gray, pixels[inl], ids[inl], at_keyframe[inl])
+        cov = _pose_covariance_px(
+            np.c_[X[inl], np.ones(int(inl.sum()))] @ invert(T_wc).T[:, :3],
+            self._camera,
+            t.pixel_sigma * self._px,
+            pixels[inl],
+        )
+        self.stats.flow_tracked += 1
+        return self._after_pose(frame, T_wc, cov, new_keyframe=None)
+
+    def _tracks_after(self, result: FrameResult, gray: np.ndarray) -> _FlowTracks | None:
+        """What the next frame's optical flow starts from after a frame XFeat located: a new keyframe's
+        landmarks, or the landmarks PnP found in this frame; None after a frame with no map pose."""
+        if result.status != TRACKED or not self._initialised or not self._keyframes:
+            return None
+        last = self._keyframes[-1]
+        seen = last.landmarks >= 0
+        kf_pixels, kf_ids = last.features.keypoints[seen], last.landmarks[seen]
+        if result.is_keyframe:
+            return _FlowTracks(gray, kf_pixels.copy(), kf_ids.copy(), kf_pixels.copy())
+        if self._observed is None:
+            return None
+        pixels, ids = self._observed
+        at_keyframe = np.full((len(ids), 2), np.nan)
+        where = {int(lm): k for k, lm in enumerate(kf_ids)}
+        for n, lm in enumerate(ids.tolist()):
+            k = where.get(lm)
+            if k is not None:
+                at_keyframe[n] = kf_pixels[k]
+        return _FlowTracks(gray, pixels.copy(), ids.copy(), at_keyframe)
 
     def _retry_after_gap(self, stalled: bool) -> bool:
         """Whether a frame after a gap that PnP cannot locate leaves the map for the next frames to try;

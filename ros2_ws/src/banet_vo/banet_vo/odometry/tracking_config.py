@@ -10,6 +10,7 @@ from banet_vo.config_fields import check_ranges, setting
 
 REBUILD_ANCHORS = ("hold", "predict")
 GAP_FAILURES = ("rebuild", "retry", "retry_after_stall")
+BETWEEN_KEYFRAMES = ("match", "flow")
 # Smallest working image for XFeat (e.g. 160x120): below it too few keypoints survive to track.
 MIN_FEATURE_PIXELS = 160 * 120
 
@@ -48,6 +49,15 @@ class TrackingConfig:
     )
     init_max_frames: int = setting(
         30, "frames without enough parallax after which the first keyframe is replaced", range=(1, 100000)
+    )
+    # XFeat is most of a frame's time; most frames between keyframes need only the newest landmarks found
+    # again (docs/frontend.md, "Between keyframes").
+    between_keyframes: str = setting(
+        "match",
+        "how a frame is located between keyframes: match (XFeat on every frame, matched to the window's "
+        "keyframes) or flow (the landmarks of the last located frame followed by Lucas-Kanade optical flow; "
+        "XFeat runs only when the flow's pose asks for a new keyframe or the flow loses the map)",
+        choices=BETWEEN_KEYFRAMES,
     )
     min_tracked: int = setting(25, "PnP inliers below which a frame is not tracked", range=(6, 100000))
     gap_failure: str = setting(

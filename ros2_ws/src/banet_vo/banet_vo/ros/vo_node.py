@@ -548,6 +548,7 @@ class VOShell:
             init_restarts=stats.init_restarts,
             rebuild_predictions=stats.rebuild_predictions,
             reloc_refused=stats.reloc_refused,
+            flow_tracked=stats.flow_tracked,
             camera_changes=stats.camera_changes,
             matcher_swaps=stats.matcher_swaps,
             matcher_refused=stats.matcher_refused,
