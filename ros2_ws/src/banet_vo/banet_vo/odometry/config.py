@@ -92,6 +92,14 @@ class OdometryConfig:
         "frontend xfeat: solve each window BA in a worker process while tracking goes on (for live "
         "cameras; results then depend on timing) instead of before the keyframe's pose is published",
     )
+    # BA-Net on a keyframe pair is 75-95 ms on 2 CPU cores, most of a live keyframe's time after XFeat;
+    # torch releases the GIL, so a thread overlaps it with the next frames.
+    background_banet: bool = setting(
+        False,
+        "frontend xfeat: run BA-Net on each keyframe pair in a background thread while tracking goes on (for "
+        "live cameras; results then depend on timing): the keyframe's depth comes with a later frame's "
+        "result and its scale measurement enters when it returns; a new keyframe waits for the previous one",
+    )
     # Ceres solves a window in ~0.3x GTSAM's time to the same cost, but three pre-registered tests found
     # the odometry worse on some clips with it: gtsam stays the default (docs/preregistered/window_ba_ceres*).
     window_solver: str = setting(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -95,6 +96,7 @@ class _Keyframe:
     depth_scale: float | None = None  # metres per map unit that BA-Net's depth of this keyframe implies
     depth: tuple | None = None  # (BA-Net depth in metres, its camera); None when BA-Net gave none
     unmeasured: bool = False  # its scale is measured once its window BA is merged
+    depth_pending: bool = False  # ... and once its background BA-Net has returned (background_banet)
     # BA-Net's pose of this keyframe in the previous one: (previous id, T_prev_this in metres, its
     # right-perturbation covariance [translation, rotation]), for banet_pose_factor.
     banet_pose: tuple[int, np.ndarray, np.ndarray] | None = None
@@ -166,6 +168,7 @@ class KeyframeOdometry:
         self._observed: tuple[np.ndarray, np.ndarray] | None = None
         self._background = BackgroundBundleAdjuster()
         self._worker_failed = False  # after a dead worker, window BAs are solved in line
+        self._banet_pool: ThreadPoolExecutor | None = None  # background_banet: started at first use
         self.reset(reason=None)
 
     # -- state ---------------------------------------------------------------------------------------
@@ -186,8 +189,11 @@ class KeyframeOdometry:
             logger.warning("odometry reset (%s): new trajectory %d", reason, self.trajectory_id)
 
     def close(self) -> None:
-        """Stop the background BA worker, if one was started."""
+        """Stop the background BA worker and BA-Net thread, if they were started."""
         self._background.close()
+        if self._banet_pool is not None:
+            self._banet_pool.shutdown(wait=True)
+            self._banet_pool = None
 
     def _clear_map(self) -> None:
         self._background.discard()  # a result for the old map is of no use
@@ -204,6 +210,10 @@ class KeyframeOdometry:
         self._failures = 0
         self._depth_refusals = 0  # keyframes in a row whose new landmarks the lost-scale check refused
         self._flow: _FlowTracks | None = None
+        # background_banet: the keyframe whose BA-Net runs in the thread, and a depth that came back for
+        # a keyframe already published: (its stamp, depth in metres at the pose's scale, its camera).
+        self._banet_job: tuple[_Keyframe, _Keyframe, Future] | None = None
+        self._late_depth: tuple[float, np.ndarray, PinholeCamera] | None = None
 
     def _scale_window(self) -> int | None:
         if self.config.scale_source == "learned":
@@ -332,6 +342,7 @@ class KeyframeOdometry:
         if gap is not None:
             self._forget_motion(gap)
         started = time.perf_counter()
+        self._merge_banet()
         self._frame_inlier_ratio = 0.0  # a frame not tracked by PnP counts 0 (matcher_swap trial)
         self._observed = None  # (pixels, landmark ids) of this frame's PnP inliers, once tracked
         gray = flow.gray_u8(image) if self.tracking.between_keyframes == "flow" else None
@@ -339,7 +350,7 @@ class KeyframeOdometry:
             result = self._track_by_flow(frame, gray)
             if result is not None:  # no XFeat on this frame, and no matcher trial either
                 self.stats.last_inference_s = time.perf_counter() - started
-                return replace(result, inference_s=self.stats.last_inference_s)
+                return self._with_late_depth(replace(result, inference_s=self.stats.last_inference_s))
         # kept: a matcher swap re-describes
         features = self.extractor.extract(image, keep_image=True, max_pixels=self.tracking.feature_max_pixels)
 
@@ -368,7 +379,7 @@ class KeyframeOdometry:
             note = f"new segment after a gap of {gap:.3f} s (max_time_gap {self.config.max_time_gap:g} s)"
             result = replace(result, message=f"{note}; {result.message}" if result.message else note)
         self.stats.last_inference_s = time.perf_counter() - started
-        return replace(result, inference_s=self.stats.last_inference_s)
+        return self._with_late_depth(replace(result, inference_s=self.stats.last_inference_s))
 
     def _forget_motion(self, gap: float) -> None:
         """After a forward gap nothing is extrapolated: the velocity is forgotten (the next frame is
@@ -1024,8 +1035,9 @@ class KeyframeOdometry:
                 kf.landmarks[idx] = -1
         for kf in self._keyframes:
             if kf.unmeasured and kf.id <= newest:
-                self._measure_scale(kf)
                 kf.unmeasured = False
+                if not kf.depth_pending:
+                    self._measure_scale(kf)
         self._forget_unseen_landmarks()
         return correction
 
@@ -1041,13 +1053,17 @@ class KeyframeOdometry:
         depth = depth_camera = None
         message = ""
         if new_keyframe is not None and len(self._keyframes) >= 2:
-            depth, depth_camera, message = self._keyframe_depth(new_keyframe, self._keyframes[-2])
-            if depth is not None:
-                new_keyframe.depth = (depth, depth_camera)
+            if self.config.background_banet:
+                self._submit_banet(new_keyframe, self._keyframes[-2])
+            else:
+                estimate = self._run_banet(new_keyframe, self._keyframes[-2])
+                depth, depth_camera, message = self._use_banet(new_keyframe, self._keyframes[-2], estimate)
+                if depth is not None:
+                    new_keyframe.depth = (depth, depth_camera)
             if self._ba_job is not None and new_keyframe.id in self._ba_job.poses:
                 # Its landmarks are still being solved: the scale is measured on them when merged.
                 new_keyframe.unmeasured = True
-            else:
+            elif not new_keyframe.depth_pending:
                 self._measure_scale(new_keyframe)
         s = self.scale
         state = RELOCALISED if self._lost else TRACKING
@@ -1084,17 +1100,80 @@ class KeyframeOdometry:
             message=message,
         )
 
-    def _keyframe_depth(self, kf: _Keyframe, prev: _Keyframe):
-        """BA-Net on (new keyframe, previous keyframe), seeded with the window's relative pose."""
+    def _banet_seed(self, kf: _Keyframe, prev: _Keyframe) -> np.ndarray | None:
+        """The window's pose of `kf` in `prev`, in metres: BA-Net's starting point (None before a scale)."""
         s = self.scale
-        seed = None
-        if s is not None:
-            seed = invert(prev.T_wc) @ kf.T_wc
-            seed[:3, 3] *= s
+        if s is None:
+            return None
+        seed = invert(prev.T_wc) @ kf.T_wc
+        seed[:3, 3] *= s
+        return seed
+
+    def _run_banet(self, kf: _Keyframe, prev: _Keyframe, seed: np.ndarray | None = None):
+        """BA-Net on (new keyframe, previous keyframe): its estimate, or the error it raised."""
         try:
-            estimate = self.estimator.estimate(kf.prepared, prev.prepared, seed)
+            return self.estimator.estimate(
+                kf.prepared, prev.prepared, seed if seed is not None else self._banet_seed(kf, prev)
+            )
         except (RuntimeError, ValueError) as err:
-            return None, None, f"BA-Net failed on the keyframe pair: {err}"
+            return err
+
+    def _submit_banet(self, kf: _Keyframe, prev: _Keyframe) -> None:
+        """BA-Net on the keyframe pair in the background thread (background_banet); at most one runs, so
+        a keyframe waits for the previous one's (the lag stays under one keyframe)."""
+        self._merge_banet(wait=True)
+        if self._banet_pool is None:
+            self._banet_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="banet_vo_banet")
+        seed = self._banet_seed(kf, prev)  # read here: the thread touches no odometry state
+        kf.depth_pending = True
+        self._banet_job = (
+            kf,
+            prev,
+            self._banet_pool.submit(self.estimator.estimate, kf.prepared, prev.prepared, seed),
+        )
+
+    def _merge_banet(self, wait: bool = False) -> None:
+        """Take a finished background BA-Net: the keyframe's depth and scale measurement, and its depth to
+        publish with the next result. A keyframe no longer in the map (rebuilt, reset) is dropped."""
+        if self._banet_job is None:
+            return
+        kf, prev, future = self._banet_job
+        if not wait and not future.done():
+            return
+        self._banet_job = None
+        try:
+            estimate = future.result()
+        except (RuntimeError, ValueError) as err:
+            estimate = err
+        kf.depth_pending = False
+        if not any(k is kf for k in self._keyframes):
+            return
+        depth, depth_camera, message = self._use_banet(kf, prev, estimate)
+        if depth is None:
+            logger.warning("keyframe %d: %s", kf.id, message)
+        else:
+            kf.depth = (depth, depth_camera)
+        if not kf.unmeasured:
+            self._measure_scale(kf)
+        s = self.scale
+        if depth is not None:
+            if s is not None and kf.depth_scale:
+                depth = depth * np.float32(s / kf.depth_scale)  # at the pose's scale
+            self._late_depth = (kf.stamp, depth, depth_camera)
+
+    def _with_late_depth(self, result: FrameResult) -> FrameResult:
+        """A result with a pose and no depth of its own carries the depth a background BA-Net returned."""
+        if self._late_depth is None or not result.has_pose or result.depth is not None:
+            return result
+        stamp, depth, camera = self._late_depth
+        self._late_depth = None
+        return replace(result, depth=depth, depth_camera=camera, depth_stamp=stamp)
+
+    def _use_banet(self, kf: _Keyframe, prev: _Keyframe, estimate):
+        """The keyframe's depth (metres, out-of-range pixels 0), its camera and a message, from BA-Net's
+        estimate on (kf, prev) or the error it raised; its pose becomes kf's factor (banet_pose_factor)."""
+        if isinstance(estimate, Exception):
+            return None, None, f"BA-Net failed on the keyframe pair: {estimate}"
         if self.config.banet_pose_factor != "none":
             try:
                 cov_left = pose_covariance_from_hessian(estimate.hessian, estimate.residual_variance)

@@ -46,6 +46,7 @@ ODOMETRY_PARAMS = (
     "scale_source",
     "camera_height",
     "background_ba",
+    "background_banet",
     "window_solver",
     "banet_pose_factor",
     "matcher",
@@ -62,6 +63,7 @@ ODOMETRY_READ_ONLY = (
     "scale_source",
     "camera_height",
     "window_solver",
+    "background_banet",
     "matcher",
     "matcher_trial_frames",
 )

@@ -66,6 +66,7 @@ from banet_vo.ros.conversions import (
     depth_messages,
     odometry_msg,
     points_to_cloud,
+    sec_to_stamp,
     stamp_to_sec,
 )
 from banet_vo.ros.frame_worker import DROPPED, ERRORS, FrameWorker
@@ -510,6 +511,8 @@ class VOShell:
         self.events.add("published")
 
     def _publish_depth(self, header: Any, result: FrameResult, camera: Any, p: NodeParams) -> None:
+        if result.depth_stamp is not None:  # a keyframe's depth, returned late (background_banet)
+            header = type(header)(stamp=sec_to_stamp(result.depth_stamp), frame_id=header.frame_id)
         if p.depth_upsampling == "none":
             depth, depth_camera = result.depth, result.depth_camera
         else:
