@@ -319,6 +319,25 @@ def test_frames_between_keyframes_followed_by_optical_flow(estimator, kitti06):
     assert "gap" in r.message and vo.stats.flow_tracked == flowed and len(calls) == 31 - flowed
 
 
+def test_background_banet_returns_each_keyframe_depth_once_with_its_stamp(estimator, kitti06):
+    """background_banet on the first 30 KITTI 06 frames: the same accuracy bounds; no result carries its
+    own depth, each keyframe's depth (but the first of a map, which has no pair) comes back once, with a
+    later result and the keyframe's stamp; close() stops the thread."""
+    vo = _vo(estimator, background_banet=True)
+    est, gt, results = _run(vo, kitti06[:30])
+    vo.close()
+    assert vo._banet_pool is None
+    _assert_first_30_kitti06_frames(est, gt)
+    keyframes = [r.stamp for r in results if r.is_keyframe]
+    late = [r for r in results if r.depth is not None]
+    assert all(r.depth_stamp is not None and r.depth_stamp < r.stamp for r in late)
+    stamps = [r.depth_stamp for r in late]
+    assert len(set(stamps)) == len(stamps) and set(stamps) <= set(keyframes[1:])
+    assert len(stamps) >= len(keyframes) - 2  # the last keyframe's may still be running at the end
+    for r in late:
+        assert np.isfinite(r.depth).all() and (r.depth >= 0).all() and (r.depth > 0).mean() > 0.5
+
+
 def test_out_of_order_and_bag_loop(estimator, kitti06):
     vo = _vo(estimator)
     for f in kitti06[:4]:
