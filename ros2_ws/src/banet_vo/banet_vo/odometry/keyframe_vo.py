@@ -169,6 +169,9 @@ class KeyframeOdometry:
         self._background = BackgroundBundleAdjuster()
         self._worker_failed = False  # after a dead worker, window BAs are solved in line
         self._banet_pool: ThreadPoolExecutor | None = None  # background_banet: started at first use
+        # A depth a background BA-Net returned for a keyframe already published, for the next result:
+        # (its stamp, depth in metres at the pose's scale, its camera). Kept across map rebuilds.
+        self._late_depth: tuple[float, np.ndarray, PinholeCamera] | None = None
         self.reset(reason=None)
 
     # -- state ---------------------------------------------------------------------------------------
@@ -210,10 +213,8 @@ class KeyframeOdometry:
         self._failures = 0
         self._depth_refusals = 0  # keyframes in a row whose new landmarks the lost-scale check refused
         self._flow: _FlowTracks | None = None
-        # background_banet: the keyframe whose BA-Net runs in the thread, and a depth that came back for
-        # a keyframe already published: (its stamp, depth in metres at the pose's scale, its camera).
+        # background_banet: (keyframe, previous keyframe, its BA-Net running in the thread)
         self._banet_job: tuple[_Keyframe, _Keyframe, Future] | None = None
-        self._late_depth: tuple[float, np.ndarray, PinholeCamera] | None = None
 
     def _scale_window(self) -> int | None:
         if self.config.scale_source == "learned":
@@ -1109,12 +1110,10 @@ class KeyframeOdometry:
         seed[:3, 3] *= s
         return seed
 
-    def _run_banet(self, kf: _Keyframe, prev: _Keyframe, seed: np.ndarray | None = None):
+    def _run_banet(self, kf: _Keyframe, prev: _Keyframe):
         """BA-Net on (new keyframe, previous keyframe): its estimate, or the error it raised."""
         try:
-            return self.estimator.estimate(
-                kf.prepared, prev.prepared, seed if seed is not None else self._banet_seed(kf, prev)
-            )
+            return self.estimator.estimate(kf.prepared, prev.prepared, self._banet_seed(kf, prev))
         except (RuntimeError, ValueError) as err:
             return err
 
