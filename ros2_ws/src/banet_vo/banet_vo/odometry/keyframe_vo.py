@@ -590,10 +590,24 @@ class KeyframeOdometry:
         )
         if reloc:
             return self._after_pose(frame, T_wc, cov, new_keyframe=None)
-        if self._wants_keyframe(last, features, matches, T_wc, len(tracked)):
+        if self._wants_keyframe(last, features, matches, T_wc, len(tracked)) and not self._defer_keyframe(
+            last, len(tracked)
+        ):
             kf = self._insert_keyframe(frame, features, last, T_wc, matches, tracked)
             return self._after_pose(frame, kf.T_wc, cov, new_keyframe=kf)
         return self._after_pose(frame, T_wc, cov, new_keyframe=None)
+
+    def _defer_keyframe(self, last: _Keyframe, tracked: int) -> bool:
+        """tracking.busy_keyframe defer: a keyframe asked for while the background window BA still solves
+        waits for a later frame (this one is published as tracked, without waiting for the solve), unless
+        tracking is weak: fewer than half the tracked-ratio rule's share of the newest keyframe's
+        landmarks (ORB-SLAM inserts a keyframe while its mapping is busy only then)."""
+        if self.tracking.busy_keyframe != "defer" or self._ba_job is None:
+            return False
+        weak = tracked < 0.5 * self.tracking.keyframe_tracked_ratio * int((last.landmarks >= 0).sum())
+        if not weak:
+            self.stats.keyframes_deferred += 1
+        return not weak
 
     def _flow_ready(self, camera: PinholeCamera, gray: np.ndarray) -> bool:
         """Whether this frame can be followed by optical flow from the last located one: a built map, the

@@ -85,6 +85,7 @@ class OdometryStats:
     rebuild_predictions: int = 0  # rebuilt maps anchored at the constant-velocity prediction (xfeat)
     reloc_refused: int = 0  # window relocalisations far from the motion prediction, refused (xfeat)
     flow_tracked: int = 0  # frames located by optical flow, without XFeat (tracking.between_keyframes)
+    keyframes_deferred: int = 0  # keyframe requests put off while the background BA solved (busy_keyframe)
     matcher_swaps: int = 0  # new matcher weights taken (odometry.matcher_swap)
     matcher_refused: int = 0  # new matcher weights refused by the held-back check
     matcher_rollbacks: int = 0  # swaps undone by the trial

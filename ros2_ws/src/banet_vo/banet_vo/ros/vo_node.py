@@ -552,6 +552,7 @@ class VOShell:
             rebuild_predictions=stats.rebuild_predictions,
             reloc_refused=stats.reloc_refused,
             flow_tracked=stats.flow_tracked,
+            keyframes_deferred=stats.keyframes_deferred,
             camera_changes=stats.camera_changes,
             matcher_swaps=stats.matcher_swaps,
             matcher_refused=stats.matcher_refused,
