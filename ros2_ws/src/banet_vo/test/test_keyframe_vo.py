@@ -457,6 +457,36 @@ def test_background_ba_tracks_kitti06(estimator, kitti06):
     assert sim3 < 0.6
 
 
+def test_a_keyframe_is_deferred_while_the_window_solves_unless_tracking_is_weak(estimator, kitti06):
+    """tracking.busy_keyframe: with "wait" a wanted keyframe is always made; with "defer" it waits while a
+    background solve is running, unless fewer than a quarter (half of keyframe_tracked_ratio 0.5) of the
+    newest keyframe's landmarks are tracked. End to end with the worker, KITTI 06 keeps the background
+    test's bounds."""
+    assert TrackingConfig().busy_keyframe == "defer"  # the default since busy_keyframe.txt
+    vo = _vo(estimator, background_ba=True)
+    try:
+        est, gt, _ = _run(vo, kitti06[:30])
+        last = vo._keyframes[-1]
+        landmarks = int((last.landmarks >= 0).sum())
+        vo._ba_job = vo._window_job()  # a solve in flight, as far as the rule can tell
+        deferred = vo.stats.keyframes_deferred
+        assert vo._defer_keyframe(last, landmarks) and vo.stats.keyframes_deferred == deferred + 1
+        assert vo._defer_keyframe(last, math.ceil(0.25 * landmarks))
+        assert not vo._defer_keyframe(last, int(0.25 * landmarks) - 1)  # weak: made at once
+        vo._ba_job = None
+        assert not vo._defer_keyframe(last, landmarks)  # nothing solving
+        waiting = _vo(estimator, background_ba=True, tracking=TrackingConfig(busy_keyframe="wait"))
+        waiting._ba_job = object()
+        assert not waiting._defer_keyframe(last, landmarks)
+        waiting._ba_job = None
+        waiting.close()
+    finally:
+        vo._ba_job = None
+        vo.close()
+    assert len(est) >= 27
+    assert _ate(est, gt, "sim3")[0] < 0.6
+
+
 def test_background_ba_survives_a_killed_worker(estimator, kitti06, caplog):
     """Killed with a window BA running, the worker's loss is found when its result is due: that window and
     the later ones are solved in line (an error logged). Killed while idle and already gone at the next

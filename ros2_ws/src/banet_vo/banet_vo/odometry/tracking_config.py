@@ -61,9 +61,10 @@ class TrackingConfig:
         choices=BETWEEN_KEYFRAMES,
     )
     # Live, a keyframe that waits for the previous window's solve (0.3 s median, 0.8 s p90 on HoloLens, 2
-    # cores) holds up the frames behind it, and the next frame the node sees has moved further.
+    # cores) holds up the frames behind it, and the next frame the node sees has moved further
+    # (docs/preregistered/busy_keyframe.txt: defer gave 1.11-1.36x the frames/s live).
     busy_keyframe: str = setting(
-        "wait",
+        "defer",
         "with background_ba: a frame that asks for a keyframe while the window BA still solves: wait (for "
         "the solve, then make the keyframe) or defer (publish it as a tracked frame and ask again at the "
         "next one, unless fewer than half the keyframe_tracked_ratio share of landmarks are tracked)",
