@@ -582,15 +582,11 @@ class KeyframeOdometry:
                 return self._first_keyframe(frame, features, frame.source_camera, INITIALIZED)
             return self._failed(frame.stamp, "tracking failed: too few landmarks matched (PnP)", state=LOST)
         T_wc, tracked, X, x = solved
-        cov = _pose_covariance_px(
-            np.c_[X, np.ones(len(X))] @ invert(T_wc).T[:, :3],
-            self._camera,
-            self.tracking.pixel_sigma * self._px,
-            x,
-        )
+        cov = self._pnp_covariance(T_wc, X, x)
         if reloc:
             return self._after_pose(frame, T_wc, cov, new_keyframe=None)
-        if self._wants_keyframe(last, features, matches, T_wc, len(tracked)) and not self._defer_keyframe(
+        x_kf, x_cur = last.features.keypoints[matches[:, 0]], features.keypoints[matches[:, 1]]
+        if self._keyframe_due(last, x_kf, x_cur, T_wc, len(tracked)) and not self._defer_keyframe(
             last, len(tracked)
         ):
             kf = self._insert_keyframe(frame, features, last, T_wc, matches, tracked)
@@ -604,7 +600,7 @@ class KeyframeOdometry:
         landmarks (ORB-SLAM inserts a keyframe while its mapping is busy only then)."""
         if self.tracking.busy_keyframe != "defer" or self._ba_job is None:
             return False
-        weak = tracked < 0.5 * self.tracking.keyframe_tracked_ratio * int((last.landmarks >= 0).sum())
+        weak = tracked < 0.5 * self.tracking.keyframe_tracked_ratio * _landmark_count(last)
         if not weak:
             self.stats.keyframes_deferred += 1
         return not weak
@@ -624,7 +620,7 @@ class KeyframeOdometry:
     def _track_by_flow(self, frame: PreparedFrame, gray: np.ndarray) -> FrameResult | None:
         """The frame located by PnP on the landmarks optical flow followed from the last located frame;
         None (nothing changed) when too few were followed, PnP fails, or the pose asks for a keyframe
-        (the tracked-ratio or parallax rule of _wants_keyframe): then XFeat decides, as for any frame."""
+        (_keyframe_due, and not deferred): then XFeat decides, as for any frame."""
         self._merge_background_ba()
         t, tracks = self.tracking, self._flow
         alive = np.isin(tracks.landmarks, np.fromiter(self._points, np.int64, len(self._points)))
@@ -657,24 +653,15 @@ class KeyframeOdometry:
         inl = sol.inliers
         T_wc = invert(sol.T_cam_world)
         last = self._keyframes[-1]
-        if inl.sum() < t.keyframe_tracked_ratio * int((last.landmarks >= 0).sum()):
-            return None
         seen = inl & np.isfinite(at_keyframe[:, 0])
-        R_cur_kf = (invert(T_wc) @ last.T_wc)[:3, :3]
-        if (
-            _median_parallax_deg(at_keyframe[seen], pixels[seen], R_cur_kf, self._camera)
-            >= t.keyframe_parallax_deg
-        ):
+        if self._keyframe_due(
+            last, at_keyframe[seen], pixels[seen], T_wc, int(inl.sum())
+        ) and not self._defer_keyframe(last, int(inl.sum())):
             return None
         self._frame_inlier_ratio = float(inl.mean())
         self._observed = (pixels[inl], ids[inl])
         self._flow = _FlowTracks(gray, pixels[inl], ids[inl], at_keyframe[inl])
-        cov = _pose_covariance_px(
-            np.c_[X[inl], np.ones(int(inl.sum()))] @ invert(T_wc).T[:, :3],
-            self._camera,
-            t.pixel_sigma * self._px,
-            pixels[inl],
-        )
+        cov = self._pnp_covariance(T_wc, X[inl], pixels[inl])
         self.stats.flow_tracked += 1
         return self._after_pose(frame, T_wc, cov, new_keyframe=None)
 
@@ -692,11 +679,9 @@ class KeyframeOdometry:
             return None
         pixels, ids = self._observed
         at_keyframe = np.full((len(ids), 2), np.nan)
-        where = {int(lm): k for k, lm in enumerate(kf_ids)}
-        for n, lm in enumerate(ids.tolist()):
-            k = where.get(lm)
-            if k is not None:
-                at_keyframe[n] = kf_pixels[k]
+        # both hold each landmark once (a keyframe at one keypoint, PnP inliers distinct)
+        _, mine, theirs = np.intersect1d(ids, kf_ids, assume_unique=True, return_indices=True)
+        at_keyframe[mine] = kf_pixels[theirs]
         return _FlowTracks(gray, pixels.copy(), ids.copy(), at_keyframe)
 
     def _retry_after_gap(self, stalled: bool) -> bool:
@@ -804,17 +789,22 @@ class KeyframeOdometry:
         note = f"PnP failed: tracked by the 5-point pose to keyframe {last.id} (baseline from {source})"
         return replace(result, message=f"{note}; {result.message}" if result.message else note)
 
-    def _wants_keyframe(
-        self, kf: _Keyframe, features: Features, matches: np.ndarray, T_wc: np.ndarray, tracked: int
+    def _keyframe_due(
+        self, kf: _Keyframe, x_kf: np.ndarray, x_cur: np.ndarray, T_wc: np.ndarray, tracked: int
     ) -> bool:
+        """Whether a frame at T_wc becomes a keyframe after `kf`: fewer than keyframe_tracked_ratio of kf's
+        landmarks tracked, or the median rotation-compensated parallax of the pixel pairs (x_kf in kf,
+        x_cur in the frame) at least keyframe_parallax_deg."""
         t = self.tracking
-        landmarks = int((kf.landmarks >= 0).sum())
-        if tracked < t.keyframe_tracked_ratio * landmarks:
+        if tracked < t.keyframe_tracked_ratio * _landmark_count(kf):
             return True
         R_cur_kf = (invert(T_wc) @ kf.T_wc)[:3, :3]
-        x_kf = kf.features.keypoints[matches[:, 0]]
-        x_cur = features.keypoints[matches[:, 1]]
         return _median_parallax_deg(x_kf, x_cur, R_cur_kf, self._camera) >= t.keyframe_parallax_deg
+
+    def _pnp_covariance(self, T_wc: np.ndarray, X: np.ndarray, x: np.ndarray) -> np.ndarray | None:
+        """The pose covariance of a PnP solution T_wc from world points X seen at pixels x."""
+        points_cam = np.c_[X, np.ones(len(X))] @ invert(T_wc).T[:, :3]
+        return _pose_covariance_px(points_cam, self._camera, self.tracking.pixel_sigma * self._px, x)
 
     # -- map -----------------------------------------------------------------------------------------
     def _add_keyframe(self, frame: PreparedFrame, features: Features, T_wc: np.ndarray) -> _Keyframe:
@@ -1287,6 +1277,10 @@ class KeyframeOdometry:
             scale_source=self.config.scale_source,
             keyframes=self._trajectory_keyframes,
         )
+
+
+def _landmark_count(kf: _Keyframe) -> int:
+    return int((kf.landmarks >= 0).sum())
 
 
 def _median_parallax_deg(x_a: np.ndarray, x_b: np.ndarray, R_b_a: np.ndarray, camera: PinholeCamera) -> float:

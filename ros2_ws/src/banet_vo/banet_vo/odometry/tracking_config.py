@@ -51,8 +51,8 @@ class TrackingConfig:
     init_max_frames: int = setting(
         30, "frames without enough parallax after which the first keyframe is replaced", range=(1, 100000)
     )
-    # XFeat is most of a frame's time; most frames between keyframes need only the newest landmarks found
-    # again (docs/frontend.md, "Between keyframes").
+    # XFeat and its matching are most of the time of a frame that is not a keyframe, and such a frame needs
+    # only the last frame's landmarks found again (docs/frontend.md, "Between keyframes").
     between_keyframes: str = setting(
         "match",
         "how a frame is located between keyframes: match (XFeat on every frame, matched to the window's "
