@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -114,6 +115,29 @@ class _FlowTracks:
 
 
 @dataclass
+class _MappingJob:
+    """A keyframe being made in the mapping thread (tracking.mapping background)."""
+
+    frame: PreparedFrame
+    gray: np.ndarray  # (H, W) uint8 of the frame, to follow its new landmarks into later frames
+    T_wc: np.ndarray  # the frame's pose by optical flow (map), PnP's starting point
+    last: _Keyframe  # the newest keyframe when it was asked for: the new one's predecessor
+    recent: list[_Keyframe]  # the keyframes its keypoints are matched to, newest first
+    future: Future  # -> (its Features, matches to each of `recent`, BA-Net's estimate or the error)
+
+
+def _map_keyframe(extractor, estimator, image, max_pixels, recent, min_cosine, frame, prev, seed):
+    """The mapping thread's part of a keyframe; it reads no odometry state (what it needs is passed)."""
+    features = extractor.extract(image, keep_image=True, max_pixels=max_pixels)
+    matches = [match_mutual(kf_features, features, min_cosine) for kf_features in recent]
+    try:
+        estimate = estimator.estimate(frame, prev, seed)
+    except (RuntimeError, ValueError) as err:
+        estimate = err
+    return features, matches, estimate
+
+
+@dataclass
 class _WindowJob:
     """One window BA as submitted: the poses and points it started from, and where each observation is."""
 
@@ -169,6 +193,8 @@ class KeyframeOdometry:
         self._background = BackgroundBundleAdjuster()
         self._worker_failed = False  # after a dead worker, window BAs are solved in line
         self._banet_pool: ThreadPoolExecutor | None = None  # background_banet: started at first use
+        self._mapping_pool: ThreadPoolExecutor | None = None  # tracking.mapping background: at first use
+        self._mapping_job: _MappingJob | None = None
         # A depth a background BA-Net returned for a keyframe already published, for the next result:
         # (its stamp, depth in metres at the pose's scale, its camera). Kept across map rebuilds.
         self._late_depth: tuple[float, np.ndarray, PinholeCamera] | None = None
@@ -194,12 +220,21 @@ class KeyframeOdometry:
     def close(self) -> None:
         """Stop the background BA worker and BA-Net thread, if they were started."""
         self._background.close()
-        if self._banet_pool is not None:
-            self._banet_pool.shutdown(wait=True)
-            self._banet_pool = None
+        for pool in (self._banet_pool, self._mapping_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._banet_pool = self._mapping_pool = None
+        self._mapping_job = None
 
     def _clear_map(self) -> None:
         self._background.discard()  # a result for the old map is of no use
+        job = getattr(self, "_mapping_job", None)
+        if job is not None:
+            # Of no use either, but the thread may still be running XFeat: let it finish before this
+            # thread uses the extractor again.
+            if not job.future.cancel():
+                wait_futures([job.future])
+            self._mapping_job = None
         self._ba_job: _WindowJob | None = None
         self._ba_pending = False
         self._keyframes: list[_Keyframe] = []
@@ -264,6 +299,8 @@ class KeyframeOdometry:
         """Take new XFeat weights between frames, unless the held-back window says they match worse; a
         trial over the next frames can still roll them back. ValueError (nothing changed) for weights
         that are not XFeat's or not finite."""
+        # A keyframe in the making was described with the weights it started with: it joins the map first.
+        self._merge_mapping(wait=True)
         previous = self.extractor.state_dict()
         self.extractor.load_state_dict(state)  # checked first: raises with nothing changed
         try:
@@ -344,14 +381,16 @@ class KeyframeOdometry:
             self._forget_motion(gap)
         started = time.perf_counter()
         self._merge_banet()
+        self._merge_mapping()
         self._frame_inlier_ratio = 0.0  # a frame not tracked by PnP counts 0 (matcher_swap trial)
         self._observed = None  # (pixels, landmark ids) of this frame's PnP inliers, once tracked
         gray = flow.gray_u8(image) if self.tracking.between_keyframes == "flow" else None
         if gray is not None and gap is None and self._flow_ready(camera, gray):
-            result = self._track_by_flow(frame, gray)
+            result = self._track_by_flow(frame, gray, image)
             if result is not None:  # no XFeat on this frame, and no matcher trial either
                 self.stats.last_inference_s = time.perf_counter() - started
                 return self._with_late_depth(replace(result, inference_s=self.stats.last_inference_s))
+        self._merge_mapping(wait=True)  # this frame needs XFeat: the keyframe in the making joins first
         # kept: a matcher swap re-describes
         features = self.extractor.extract(image, keep_image=True, max_pixels=self.tracking.feature_max_pixels)
 
@@ -515,13 +554,23 @@ class KeyframeOdometry:
         (t0, T0), (t1, T1) = self._map_history
         return predict_constant_velocity(T1, t1, T0, t0, stamp)
 
-    def _pnp(self, keyframes: list[_Keyframe], features: Features, T_guess: np.ndarray):
+    def _pnp(
+        self,
+        keyframes: list[_Keyframe],
+        features: Features,
+        T_guess: np.ndarray,
+        matched: list[np.ndarray] | None = None,
+    ):
         """Pose of the current frame from the landmarks of `keyframes` (newest first) that its keypoints
-        match; returns ((T_wc, [(keypoint, landmark)] inliers, X, x) or None, matches to the newest)."""
+        match (`matched`: those matches, when already made); returns ((T_wc, [(keypoint, landmark)]
+        inliers, X, x) or None, matches to the newest)."""
         assigned = np.full(len(features), -1, np.int64)
         newest = None
-        for kf in keyframes:
-            matches = match_mutual(kf.features, features, self.tracking.min_cosine)
+        for i, kf in enumerate(keyframes):
+            if matched is None:
+                matches = match_mutual(kf.features, features, self.tracking.min_cosine)
+            else:
+                matches = matched[i]
             if newest is None:
                 newest = matches
             # A keyframe holds each landmark at one keypoint and mutual matches are one-to-one, so within
@@ -600,10 +649,105 @@ class KeyframeOdometry:
         landmarks (ORB-SLAM inserts a keyframe while its mapping is busy only then)."""
         if self.tracking.busy_keyframe != "defer" or self._ba_job is None:
             return False
-        weak = tracked < 0.5 * self.tracking.keyframe_tracked_ratio * _landmark_count(last)
+        weak = self._weak(last, tracked)
         if not weak:
             self.stats.keyframes_deferred += 1
         return not weak
+
+    def _weak(self, last: _Keyframe, tracked: int) -> bool:
+        """Tracking too weak to put a keyframe off: fewer than half the keyframe_tracked_ratio share of the
+        newest keyframe's landmarks tracked."""
+        return tracked < 0.5 * self.tracking.keyframe_tracked_ratio * _landmark_count(last)
+
+    # -- tracking.mapping background -----------------------------------------------------------------
+    def _submit_mapping(
+        self, frame: PreparedFrame, gray: np.ndarray, image: np.ndarray, T_wc: np.ndarray, last: _Keyframe
+    ) -> None:
+        """Start making the frame a keyframe in the mapping thread: XFeat, its matching to the newest
+        keyframes and BA-Net on (it, the newest keyframe), seeded with the flow's pose."""
+        if self._mapping_pool is None:
+            self._mapping_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="banet_vo_mapping")
+        t = self.tracking
+        recent = self._keyframes[::-1][: t.track_keyframes]
+        s = self.scale
+        seed = None
+        if s is not None:
+            seed = invert(last.T_wc) @ T_wc
+            seed[:3, 3] *= s
+        future = self._mapping_pool.submit(
+            _map_keyframe,
+            self.extractor,
+            self.estimator,
+            image.copy(),  # the caller may reuse its buffer
+            t.feature_max_pixels,
+            [kf.features for kf in recent],
+            t.min_cosine,
+            frame,
+            last.prepared,
+            seed,
+        )
+        self._mapping_job = _MappingJob(frame, gray, T_wc.copy(), last, recent, future)
+
+    def _merge_mapping(self, wait: bool = False) -> None:
+        """Add the keyframe the mapping thread made, once its work is back and no window BA solves (it
+        joins a solved window; `wait`: now, waiting for both). Its pose is PnP's on its own keypoints;
+        its landmarks are then followed by optical flow into the last located frame."""
+        job = self._mapping_job
+        if job is None or (not wait and not job.future.done()):
+            return
+        if not wait:
+            self._merge_background_ba()
+            if self._ba_job is not None:
+                return
+        self._mapping_job = None
+        try:
+            features, matched, estimate = job.future.result()
+        except (RuntimeError, ValueError) as err:
+            self._drop_mapping(job, f"XFeat failed: {err}")
+            return
+        if not self._keyframes or self._keyframes[-1] is not job.last:
+            self._drop_mapping(job, "the map changed while it was made")
+            return
+        solved, matches = self._pnp(job.recent, features, job.T_wc, matched)
+        if solved is None:
+            self._drop_mapping(job, "PnP failed on its keypoints")
+            return
+        T_wc, tracked, _, _ = solved
+        kf = self._insert_keyframe(job.frame, features, job.last, T_wc, matches, tracked)
+        self.stats.keyframes_mapped += 1
+        if self._ba_job is not None and kf.id in self._ba_job.poses:
+            kf.unmeasured = True  # measured on its solved landmarks
+        self._take_banet(kf, job.last, estimate)
+        if not wait:
+            self._follow_new_landmarks(kf, job.gray)
+
+    def _drop_mapping(self, job: _MappingJob, why: str) -> None:
+        self.stats.mapping_dropped += 1
+        logger.warning("keyframe from the frame at %.6f s not added: %s", job.frame.stamp, why)
+
+    def _follow_new_landmarks(self, kf: _Keyframe, gray_kf: np.ndarray) -> None:
+        """The flow's tracks after a keyframe made in the mapping thread: the landmarks the flow already
+        follows, with where the new keyframe saw them, and the keyframe's other landmarks followed from
+        its image into the last located frame's, each starting where that frame's pose projects it."""
+        tracks = self._flow
+        if tracks is None or not self._map_history or tracks.gray.shape != gray_kf.shape:
+            return
+        seen = kf.landmarks >= 0
+        kf_pixels, kf_ids = kf.features.keypoints[seen], kf.landmarks[seen]
+        at_keyframe = np.full((len(tracks.landmarks), 2), np.nan)
+        _, mine, theirs = np.intersect1d(tracks.landmarks, kf_ids, assume_unique=True, return_indices=True)
+        at_keyframe[mine] = kf_pixels[theirs]
+        new = ~np.isin(kf_ids, tracks.landmarks)
+        pixels, ids = tracks.pixels, tracks.landmarks
+        if new.any():
+            start = kf_pixels[new]
+            X = np.stack([self._points[int(lm)] for lm in kf_ids[new]])
+            guess = self._seen_at(invert(self._map_history[-1][1]), X, start)
+            followed, ok = flow.follow(gray_kf, tracks.gray, start, guess)
+            pixels = np.concatenate([pixels, followed[ok]])
+            ids = np.concatenate([ids, kf_ids[new][ok]])
+            at_keyframe = np.concatenate([at_keyframe, start[ok]])
+        self._flow = _FlowTracks(tracks.gray, pixels, ids, at_keyframe)
 
     def _flow_ready(self, camera: PinholeCamera, gray: np.ndarray) -> bool:
         """Whether this frame can be followed by optical flow from the last located one: a built map, the
@@ -617,10 +761,12 @@ class KeyframeOdometry:
             and same_intrinsics(camera, self._camera, self.config.intrinsics_tolerance)
         )
 
-    def _track_by_flow(self, frame: PreparedFrame, gray: np.ndarray) -> FrameResult | None:
+    def _track_by_flow(self, frame: PreparedFrame, gray: np.ndarray, image: np.ndarray) -> FrameResult | None:
         """The frame located by PnP on the landmarks optical flow followed from the last located frame;
         None (nothing changed) when too few were followed, PnP fails, or the pose asks for a keyframe
-        (_keyframe_due, and not deferred): then XFeat decides, as for any frame."""
+        (_keyframe_due, and not deferred): then XFeat decides, as for any frame. With tracking.mapping
+        background, a keyframe asked for while tracking is not weak is made in the mapping thread
+        instead, and this frame is published from the flow's pose."""
         self._merge_background_ba()
         t, tracks = self.tracking, self._flow
         alive = np.isin(tracks.landmarks, np.fromiter(self._points, np.int64, len(self._points)))
@@ -635,12 +781,7 @@ class KeyframeOdometry:
             # Each landmark's flow starts where the predicted pose sees it: the search covers the
             # prediction's error, not the whole motion (fast turns, near points at speed).
             init = invert(guess)
-            predicted, z = project(init, X, self._camera)
-            w, h = self._camera.size
-            usable = (z > 0) & np.isfinite(predicted).all(axis=1)
-            usable &= (predicted[:, 0] >= 0) & (predicted[:, 0] <= w - 1)
-            usable &= (predicted[:, 1] >= 0) & (predicted[:, 1] <= h - 1)
-            start_guess = np.where(usable[:, None], predicted, start)
+            start_guess = self._seen_at(init, X, start)
         else:
             start_guess = None
         pixels, ok = flow.follow(tracks.gray, gray, start, start_guess)
@@ -654,16 +795,30 @@ class KeyframeOdometry:
         T_wc = invert(sol.T_cam_world)
         last = self._keyframes[-1]
         seen = inl & np.isfinite(at_keyframe[:, 0])
-        if self._keyframe_due(
-            last, at_keyframe[seen], pixels[seen], T_wc, int(inl.sum())
-        ) and not self._defer_keyframe(last, int(inl.sum())):
-            return None
+        if self._keyframe_due(last, at_keyframe[seen], pixels[seen], T_wc, int(inl.sum())):
+            if t.mapping != "background":
+                if not self._defer_keyframe(last, int(inl.sum())):
+                    return None
+            elif self._weak(last, int(inl.sum())):
+                return None  # made at once, by XFeat on this frame, after the one in the making joins
+            elif self._mapping_job is None and self._banet_job is None:
+                self._submit_mapping(frame, gray, image, T_wc, last)
         self._frame_inlier_ratio = float(inl.mean())
         self._observed = (pixels[inl], ids[inl])
         self._flow = _FlowTracks(gray, pixels[inl], ids[inl], at_keyframe[inl])
         cov = self._pnp_covariance(T_wc, X[inl], pixels[inl])
         self.stats.flow_tracked += 1
         return self._after_pose(frame, T_wc, cov, new_keyframe=None)
+
+    def _seen_at(self, T_cw: np.ndarray, X: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+        """Where a camera at T_cw sees the points X (N, 2 pixels); `fallback`'s pixel for a point behind
+        it or off its image."""
+        predicted, z = project(T_cw, X, self._camera)
+        w, h = self._camera.size
+        usable = (z > 0) & np.isfinite(predicted).all(axis=1)
+        usable &= (predicted[:, 0] >= 0) & (predicted[:, 0] <= w - 1)
+        usable &= (predicted[:, 1] >= 0) & (predicted[:, 1] <= h - 1)
+        return np.where(usable[:, None], predicted, fallback)
 
     def _tracks_after(self, result: FrameResult, gray: np.ndarray) -> _FlowTracks | None:
         """What the next frame's optical flow starts from after a frame XFeat located: a new keyframe's
@@ -1149,6 +1304,12 @@ class KeyframeOdometry:
         except (RuntimeError, ValueError) as err:
             estimate = err
         kf.depth_pending = False
+        self._take_banet(kf, prev, estimate)
+
+    def _take_banet(self, kf: _Keyframe, prev: _Keyframe, estimate) -> None:
+        """A keyframe's BA-Net estimate that came back from a thread: its depth and scale measurement (unless
+        its window BA is still to be merged), and its depth to publish with the next result. A keyframe no
+        longer in the map (rebuilt, reset) is dropped."""
         if not any(k is kf for k in self._keyframes):
             return
         depth, depth_camera, message = self._use_banet(kf, prev, estimate)

@@ -12,6 +12,7 @@ REBUILD_ANCHORS = ("hold", "predict")
 GAP_FAILURES = ("rebuild", "retry", "retry_after_stall")
 BETWEEN_KEYFRAMES = ("match", "flow")
 BUSY_KEYFRAMES = ("wait", "defer")
+MAPPINGS = ("inline", "background")
 # Smallest working image for XFeat (e.g. 160x120): below it too few keypoints survive to track.
 MIN_FEATURE_PIXELS = 160 * 120
 
@@ -69,6 +70,16 @@ class TrackingConfig:
         "the solve, then make the keyframe) or defer (publish it as a tracked frame and ask again at the "
         "next one, unless fewer than half the keyframe_tracked_ratio share of landmarks are tracked)",
         choices=BUSY_KEYFRAMES,
+    )
+    # Live, nearly every frame the node sees is a keyframe, and a keyframe's XFeat, matching and BA-Net on
+    # the frame that asks for it hold up the frames behind it: PTAM splits tracking from mapping.
+    mapping: str = setting(
+        "inline",
+        "how a keyframe is made: inline (on the frame that asks for it) or background (with "
+        "between_keyframes flow: its XFeat, its matching to the window's keyframes and BA-Net run in a "
+        "mapping thread while the next frames are located by optical flow; it joins the map, and its "
+        "landmarks the flow, when that work is back)",
+        choices=MAPPINGS,
     )
     min_tracked: int = setting(25, "PnP inliers below which a frame is not tracked", range=(6, 100000))
     gap_failure: str = setting(
@@ -183,4 +194,9 @@ class TrackingConfig:
             raise ValueError(
                 f"feature_max_pixels must be 0 (the full image) or at least {MIN_FEATURE_PIXELS}, "
                 f"got {self.feature_max_pixels}"
+            )
+        if self.mapping == "background" and self.between_keyframes != "flow":
+            raise ValueError(
+                "mapping background needs between_keyframes flow (the frames between a keyframe and its "
+                "mapping are located by optical flow)"
             )

@@ -553,6 +553,8 @@ class VOShell:
             reloc_refused=stats.reloc_refused,
             flow_tracked=stats.flow_tracked,
             keyframes_deferred=stats.keyframes_deferred,
+            keyframes_mapped=stats.keyframes_mapped,
+            mapping_dropped=stats.mapping_dropped,
             camera_changes=stats.camera_changes,
             matcher_swaps=stats.matcher_swaps,
             matcher_refused=stats.matcher_refused,
