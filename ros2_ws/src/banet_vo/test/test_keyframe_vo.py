@@ -319,6 +319,64 @@ def test_frames_between_keyframes_followed_by_optical_flow(estimator, kitti06):
     assert "gap" in r.message and vo.stats.flow_tracked == flowed and len(calls) == 31 - flowed
 
 
+def _run_mapping_settled(vo, frames):
+    """_run, with the mapping thread's work finished before each next frame (a camera slower than the
+    mapping): a keyframe asked for at one frame joins the map at the next, whatever the machine's speed."""
+    est, gt, results = [], [], []
+    for f in frames:
+        e, g, r = _run(vo, [f])
+        est += e
+        gt += g
+        results += r
+        if vo._mapping_job is not None:
+            vo._mapping_job.future.result()
+    return est, gt, results
+
+
+def test_keyframes_made_in_the_mapping_thread(estimator, kitti06):
+    """tracking.mapping background on the first 30 KITTI 06 frames: the same accuracy bounds; every frame
+    after the first map located by optical flow or, when the flow is weak, by XFeat inline; each keyframe
+    the flow asks for made in the thread (XFeat once per such keyframe, never published as a keyframe) and
+    its depth coming back once with its stamp; close() stops the thread."""
+    vo = _vo(estimator, tracking=TrackingConfig(between_keyframes="flow", mapping="background"))
+    calls = []
+    extract = vo.extractor.extract
+    vo.extractor.extract = lambda *a, **k: calls.append(1) or extract(*a, **k)
+    est, gt, results = _run_mapping_settled(vo, kitti06[:30])
+    _assert_first_30_kitti06_frames(est, gt)
+    st = vo.stats
+    assert st.keyframes_mapped >= 3 and st.mapping_dropped == 0
+    assert st.keyframes == sum(r.is_keyframe for r in results) + st.keyframes_mapped
+    in_the_making = vo._mapping_job is not None  # asked for at the last frame, done, not yet added
+    assert len(calls) == 30 - st.flow_tracked + st.keyframes_mapped + in_the_making
+    mapped = {kf.stamp for kf in vo._keyframes} - {r.stamp for r in results if r.is_keyframe}
+    late = [r.depth_stamp for r in results if r.depth is not None and r.depth_stamp is not None]
+    assert len(set(late)) == len(late) and mapped & set(late)
+    assert all(r.depth_stamp < r.stamp for r in results if r.depth_stamp is not None)
+    vo.close()
+    assert vo._mapping_pool is None
+
+
+def test_a_keyframe_in_the_making_is_dropped_with_its_map(estimator, kitti06):
+    """A reset while the mapping thread works: the thread is let finish, its keyframe counted as dropped
+    and never added; the next frames build a new map."""
+    vo = _vo(estimator, tracking=TrackingConfig(between_keyframes="flow", mapping="background"))
+    asked = None
+    for i, f in enumerate(kitti06[:30]):
+        vo.process(f.image, f.timestamp, f.camera)
+        if vo._mapping_job is not None:
+            asked = i
+            break
+    assert asked is not None, "no keyframe asked of the mapping thread in 30 frames"
+    job = vo._mapping_job
+    vo.reset()
+    assert vo._mapping_job is None and job.future.done() and not vo._keyframes
+    assert vo.stats.mapping_dropped == 1 and vo.stats.keyframes_mapped == 0
+    _, _, results = _run_mapping_settled(vo, kitti06[asked + 1 : asked + 16])
+    assert vo._initialised and results[-1].status == "tracked"
+    vo.close()
+
+
 def test_background_banet_returns_each_keyframe_depth_once_with_its_stamp(estimator, kitti06):
     """background_banet on the first 30 KITTI 06 frames: the same accuracy bounds; no result carries its
     own depth, each keyframe's depth (but the first of a map, which has no pair) comes back once, with a
@@ -368,6 +426,8 @@ def test_tracking_config_is_validated():
         TrackingConfig(track_keyframes=0)
     with pytest.raises(ValueError, match=r"rebuild_anchor must be one of \('hold', 'predict'\)"):
         TrackingConfig(rebuild_anchor="extrapolate")
+    with pytest.raises(ValueError, match="mapping background needs between_keyframes flow"):
+        TrackingConfig(mapping="background")
 
 
 def test_same_input_gives_the_same_trajectory(estimator, kitti06):

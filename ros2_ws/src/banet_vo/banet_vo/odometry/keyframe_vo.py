@@ -235,6 +235,8 @@ class KeyframeOdometry:
             if not job.future.cancel():
                 wait_futures([job.future])
             self._mapping_job = None
+            self.stats.mapping_dropped += 1
+            logger.warning("keyframe from the frame at %.6f s not added: a new map", job.frame.stamp)
         self._ba_job: _WindowJob | None = None
         self._ba_pending = False
         self._keyframes: list[_Keyframe] = []
