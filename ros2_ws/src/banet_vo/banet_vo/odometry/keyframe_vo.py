@@ -218,7 +218,7 @@ class KeyframeOdometry:
             logger.warning("odometry reset (%s): new trajectory %d", reason, self.trajectory_id)
 
     def close(self) -> None:
-        """Stop the background BA worker and BA-Net thread, if they were started."""
+        """Stop the background BA worker, the BA-Net thread and the mapping thread, if they were started."""
         self._background.close()
         for pool in (self._banet_pool, self._mapping_pool):
             if pool is not None:
@@ -228,7 +228,7 @@ class KeyframeOdometry:
 
     def _clear_map(self) -> None:
         self._background.discard()  # a result for the old map is of no use
-        job = getattr(self, "_mapping_job", None)
+        job = self._mapping_job
         if job is not None:
             # Of no use either, but the thread may still be running XFeat: let it finish before this
             # thread uses the extractor again.
