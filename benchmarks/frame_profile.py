@@ -16,55 +16,16 @@ import argparse
 import datetime
 import sys
 import time
-from collections import defaultdict
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from banet_vo.evaluation.stage_times import STAGES, StageTimes, timed_stages
 from banet_vo.provenance import code_version, machine_description
 
 from benchmarks.real_clips import DATA
 from benchmarks.vo_kitti import DEFAULT_MODEL, ROOT
 
 RESULTS = ROOT / "benchmarks" / "results" / "frame_profile.md"
-
-# Stage → (module path, attribute, method name or None for a module-level function). The front end calls
-# the module-level functions through keyframe_vo's namespace, so they are wrapped there.
-STAGES = {
-    "XFeat extraction": ("banet_vo.frontend.xfeat", "XFeatExtractor", "extract"),
-    "descriptor matching": ("banet_vo.odometry.keyframe_vo", "match_mutual", None),
-    "PnP RANSAC": ("banet_vo.odometry.keyframe_vo", "solve_absolute_pose", None),
-    "5-point RANSAC": ("banet_vo.odometry.keyframe_vo", "solve_relative_pose", None),
-    "window BA": ("banet_vo.backend.window_ba", "WindowBundleAdjuster", "solve"),
-    "BA-Net on keyframe pairs": ("banet_vo.odometry.estimator", "BANetEstimator", "estimate"),
-}
-
-
-@contextmanager
-def timed_stages(totals: dict[str, float]):
-    """Wrap every stage with a timer adding to `totals` (seconds); restored on exit."""
-    import importlib
-
-    saved = []
-    for stage, (module_name, attr, method) in STAGES.items():
-        module = importlib.import_module(module_name)
-        owner, name = (getattr(module, attr), method) if method else (module, attr)
-        original = getattr(owner, name)
-
-        def wrapper(*args, _original=original, _stage=stage, **kwargs):
-            started = time.perf_counter()
-            try:
-                return _original(*args, **kwargs)
-            finally:
-                totals[_stage] += time.perf_counter() - started
-
-        setattr(owner, name, wrapper)
-        saved.append((owner, name, original))
-    try:
-        yield
-    finally:
-        for owner, name, original in reversed(saved):
-            setattr(owner, name, original)
 
 
 def profile_clip(name: str, args, estimator, solver: str) -> dict:
@@ -76,8 +37,8 @@ def profile_clip(name: str, args, estimator, solver: str) -> dict:
     scale = "ground_plane" if spec.camera_height else "learned"
     config = OdometryConfig(scale_source=scale, camera_height=spec.camera_height or 0.0)
     vo = make_odometry(estimator, replace(config, background_ba=False, window_solver=solver))
-    totals: dict[str, float] = defaultdict(float)
-    with timed_stages(totals):
+    times = StageTimes()
+    with timed_stages(times):
         run = rc.run_odometry(vo, clip)
     total = float(sum(run.seconds))
     return {
@@ -86,7 +47,7 @@ def profile_clip(name: str, args, estimator, solver: str) -> dict:
         "frames": run.frames_total,
         "keyframes": vo.stats.keyframes,
         "total": total,
-        "stages": dict(totals),
+        "stages": times.totals(),
     }
 
 

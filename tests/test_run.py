@@ -227,7 +227,7 @@ def test_run_errors_are_clear(bag, tmp_path, capsys):
         assert option in help_text
 
 
-def test_run_with_a_real_banet_checkpoint(bag, tmp_path):
+def test_run_with_a_real_banet_checkpoint(bag, tmp_path, capsys):
     from banet_vo.model import BANet, BANetConfig, checkpoint
 
     config = BANetConfig.preset("small", iterations=(1, 1, 1))
@@ -251,6 +251,7 @@ def test_run_with_a_real_banet_checkpoint(bag, tmp_path):
             "--param",
             "keyframe_mode:=consecutive",
             "--no-plots",
+            "--profile",
         ]
     )
     assert rc == 0
@@ -258,6 +259,15 @@ def test_run_with_a_real_banet_checkpoint(bag, tmp_path):
     assert summary["node"]["processed"] == N and summary["node"]["errors"] == 0, summary["node"]
     est = _tum(out / "trajectory.tum")
     assert len(est) == summary["frames_published"] and np.all(np.isfinite(est))
+    # --profile: every frame timed on the node's inference thread, XFeat inside each (between_keyframes
+    # match); BA-Net's row holds at least the model's warm-up pass
+    stages = {(s["stage"], s["thread"]): s for s in summary["stages"]}
+    whole = stages[("one frame in all (process)", "banet_vo_inference")]
+    xfeat = stages[("XFeat extraction", "banet_vo_inference")]
+    assert whole["calls"] == N and xfeat["calls"] == N
+    assert 0 < xfeat["total_s"] < whole["total_s"]
+    assert stages[("BA-Net on keyframe pairs", "banet_vo_inference")]["calls"] >= 1
+    assert "where the time went" in capsys.readouterr().err
 
 
 def test_test_runs_keep_the_users_ros_domain_id_unless_told_otherwise():

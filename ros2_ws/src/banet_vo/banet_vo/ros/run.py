@@ -9,7 +9,8 @@ node has processed its last frame (or --timeout passed), it writes to DIR:
 - depth/<stamp>.npy (float32 metres, NaN invalid) and depth/<stamp>.png colour maps, every --depth-every
 - metrics.json, always: counters of the node (processed, dropped, failed, …), frames processed and poses
   published per second; with trajectory metrics (ATE, RPE) when the bag has /ground_truth/odometry and
-  depth metrics (abs rel …) when it has /camera/depth/image
+  depth metrics (abs rel …) when it has /camera/depth/image; with --profile, the wall time of each
+  odometry stage by thread ("stages": XFeat, matching, PnP, optical flow, window BA, BA-Net)
 - gt.tum and plots (trajectory top view, ATE over time) when the bag has /ground_truth/odometry
 """
 
@@ -62,6 +63,7 @@ from banet_vo.evaluation import (
     write_tum,
 )
 from banet_vo.evaluation.depth import resize_depth
+from banet_vo.evaluation.stage_times import StageTimes, format_summary, timed_stages
 from banet_vo.geometry.rigid import pose_matrix
 from banet_vo.model.shipped import DEFAULT_MODEL_NAME
 from banet_vo.ros import topics
@@ -194,6 +196,12 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds to wait for the node after the bag ends (default 600)",
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the matplotlib figures")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="time the odometry's stages (XFeat, matching, PnP, optical flow, window BA, BA-Net) per thread "
+        "and report where the time per frame goes (printed and in metrics.json 'stages')",
+    )
     return parser
 
 
@@ -285,6 +293,7 @@ class GraphRun:
     counters: dict[str, Any]
     wall_s: float  # from the first message played to the node going idle
     T_base_camera: np.ndarray
+    stages: list[dict] | None = None  # --profile: stage_times.StageTimes.summary()
 
 
 def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None) -> GraphRun:
@@ -390,6 +399,8 @@ def write_outputs(args: argparse.Namespace, run: GraphRun) -> dict:
         "processed_per_s": counters.get("processed", 0) / wall if wall > 0 else 0.0,
         "node": counters,
     }
+    if run.stages is not None:
+        summary["stages"] = run.stages
     if not odometry:
         raise RuntimeError("the node published no odometry (see the warnings above)")
     stamps = np.array([ns for ns, _, _ in odometry], dtype=np.int64)
@@ -487,6 +498,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
             f"ATE ({align}) {m['ate_rmse_m']:.3f} m   RPE {m['rpe_trans_rmse_m']:.3f} m / "
             f"{m['rpe_rot_rmse_deg']:.3f} deg per frame   scale {m['scale']:.3f}"
         )
+    if summary.get("stages") is not None:
+        _log("where the time went (wall clock per call, by thread; --profile):")
+        for line in format_summary(summary["stages"], int(node["processed"])):
+            _log(line)
     if summary.get("depth"):
         d = summary["depth"]
         _log(
@@ -513,7 +528,13 @@ def main(argv: list[str] | None = None, estimator: Any = None) -> int:
             f"playing {args.bag} ({args.bag_image_topic}, {args.image_transport}) at rate {args.rate} "
             f"through banet_vo (model {args.model or 'given programmatically'})"
         )
-        summary = write_outputs(args, run_graph(args, context, estimator))
+        if args.profile:
+            with timed_stages(StageTimes(), frame=True) as times:
+                run = run_graph(args, context, estimator)
+            run.stages = times.summary()
+        else:
+            run = run_graph(args, context, estimator)
+        summary = write_outputs(args, run)
     except (ValueError, RuntimeError) as err:
         print(f"banet-vo-run: error: {err}", file=sys.stderr)
         return 2
