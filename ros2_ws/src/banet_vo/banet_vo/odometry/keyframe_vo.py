@@ -798,10 +798,10 @@ class KeyframeOdometry:
         last = self._keyframes[-1]
         seen = inl & np.isfinite(at_keyframe[:, 0])
         if self._keyframe_due(last, at_keyframe[seen], pixels[seen], T_wc, int(inl.sum())):
-            if t.mapping != "background":
+            if t.mapping == "inline":
                 if not self._defer_keyframe(last, int(inl.sum())):
                     return None
-            elif self._weak(last, int(inl.sum())):
+            elif t.mapping == "background" and self._weak(last, int(inl.sum())):
                 return None  # made at once, by XFeat on this frame, after the one in the making joins
             elif self._mapping_job is None and self._banet_job is None:
                 self._submit_mapping(frame, gray, image, T_wc, last)

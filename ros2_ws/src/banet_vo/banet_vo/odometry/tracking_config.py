@@ -12,7 +12,7 @@ REBUILD_ANCHORS = ("hold", "predict")
 GAP_FAILURES = ("rebuild", "retry", "retry_after_stall")
 BETWEEN_KEYFRAMES = ("match", "flow")
 BUSY_KEYFRAMES = ("wait", "defer")
-MAPPINGS = ("inline", "background")
+MAPPINGS = ("inline", "background", "split")
 # Smallest working image for XFeat (e.g. 160x120): below it too few keypoints survive to track.
 MIN_FEATURE_PIXELS = 160 * 120
 
@@ -78,7 +78,9 @@ class TrackingConfig:
         "how a keyframe is made: inline (on the frame that asks for it) or background (with "
         "between_keyframes flow: its XFeat, its matching to the window's keyframes and BA-Net run in a "
         "mapping thread while the next frames are located by optical flow; it joins the map, and its "
-        "landmarks the flow, when that work is back)",
+        "landmarks the flow, when that work is back; a frame whose flow is weak goes through XFeat inline) "
+        "or split (as background, but a frame the flow locates is always published from it, and XFeat runs "
+        "inline only when the flow fails)",
         choices=MAPPINGS,
     )
     min_tracked: int = setting(25, "PnP inliers below which a frame is not tracked", range=(6, 100000))
@@ -195,8 +197,8 @@ class TrackingConfig:
                 f"feature_max_pixels must be 0 (the full image) or at least {MIN_FEATURE_PIXELS}, "
                 f"got {self.feature_max_pixels}"
             )
-        if self.mapping == "background" and self.between_keyframes != "flow":
+        if self.mapping != "inline" and self.between_keyframes != "flow":
             raise ValueError(
-                "mapping background needs between_keyframes flow (the frames between a keyframe and its "
+                f"mapping {self.mapping} needs between_keyframes flow (the frames between a keyframe and its "
                 "mapping are located by optical flow)"
             )
