@@ -335,9 +335,9 @@ def _run_mapping_settled(vo, frames):
 
 def test_keyframes_made_in_the_mapping_thread(estimator, kitti06):
     """tracking.mapping background on the first 30 KITTI 06 frames: the same accuracy bounds; every frame
-    after the first map located by optical flow or, when the flow is weak, by XFeat inline; each keyframe
-    the flow asks for made in the thread (XFeat once per such keyframe, never published as a keyframe) and
-    its depth coming back once with its stamp; close() stops the thread."""
+    after the first map located by optical flow or, when the flow fails, by XFeat inline; each keyframe the
+    flow asks for made in the thread (XFeat once per such keyframe, never published as a keyframe) and its
+    depth coming back once with its stamp; close() stops the thread."""
     vo = _vo(estimator, tracking=TrackingConfig(between_keyframes="flow", mapping="background"))
     calls = []
     extract = vo.extractor.extract
@@ -355,6 +355,18 @@ def test_keyframes_made_in_the_mapping_thread(estimator, kitti06):
     assert all(r.depth_stamp < r.stamp for r in results if r.depth_stamp is not None)
     vo.close()
     assert vo._mapping_pool is None
+
+
+def test_background_mapping_publishes_what_the_flow_locates_even_when_weak(estimator, kitti06):
+    """Tracking that always counts as weak (what busy_keyframe defer would not put off) changes nothing in
+    background mapping: each frame the flow locates is published from it, the keyframes it asks for made
+    in the thread."""
+    vo = _vo(estimator, tracking=TrackingConfig(between_keyframes="flow", mapping="background"))
+    vo._weak = lambda last, tracked: True
+    est, gt, _ = _run_mapping_settled(vo, kitti06[:30])
+    _assert_first_30_kitti06_frames(est, gt)
+    assert vo.stats.keyframes_mapped >= 3
+    vo.close()
 
 
 def test_a_keyframe_in_the_making_is_dropped_with_its_map(estimator, kitti06):

@@ -767,8 +767,8 @@ class KeyframeOdometry:
         """The frame located by PnP on the landmarks optical flow followed from the last located frame;
         None (nothing changed) when too few were followed, PnP fails, or the pose asks for a keyframe
         (_keyframe_due, and not deferred): then XFeat decides, as for any frame. With tracking.mapping
-        background, a keyframe asked for while tracking is not weak is made in the mapping thread
-        instead, and this frame is published from the flow's pose."""
+        background, a keyframe asked for is made in the mapping thread instead (unless one is in the
+        making), and this frame is published from the flow's pose."""
         self._merge_background_ba()
         t, tracks = self.tracking, self._flow
         alive = np.isin(tracks.landmarks, np.fromiter(self._points, np.int64, len(self._points)))
@@ -801,8 +801,9 @@ class KeyframeOdometry:
             if t.mapping == "inline":
                 if not self._defer_keyframe(last, int(inl.sum())):
                     return None
-            elif t.mapping == "background" and self._weak(last, int(inl.sum())):
-                return None  # made at once, by XFeat on this frame, after the one in the making joins
+            # PTAM's split: a located frame is published, the keyframe asked of the mapping thread. (Sending
+            # frames with few of the keyframe's landmarks to XFeat inline fired on most HoloLens frames, since
+            # LK follows fewer of them than XFeat re-finds: docs/preregistered/mapping_split.txt.)
             elif self._mapping_job is None and self._banet_job is None:
                 self._submit_mapping(frame, gray, image, T_wc, last)
         self._frame_inlier_ratio = float(inl.mean())

@@ -12,7 +12,7 @@ REBUILD_ANCHORS = ("hold", "predict")
 GAP_FAILURES = ("rebuild", "retry", "retry_after_stall")
 BETWEEN_KEYFRAMES = ("match", "flow")
 BUSY_KEYFRAMES = ("wait", "defer")
-MAPPINGS = ("inline", "background", "split")
+MAPPINGS = ("inline", "background")
 # Smallest working image for XFeat (e.g. 160x120): below it too few keypoints survive to track.
 MIN_FEATURE_PIXELS = 160 * 120
 
@@ -72,15 +72,15 @@ class TrackingConfig:
         choices=BUSY_KEYFRAMES,
     )
     # Live, nearly every frame the node sees is a keyframe, and a keyframe's XFeat, matching and BA-Net on
-    # the frame that asks for it hold up the frames behind it: PTAM splits tracking from mapping.
+    # the frame that asks for it hold up the frames behind it: PTAM splits tracking from mapping
+    # (docs/preregistered/mapping_background.txt, mapping_split.txt).
     mapping: str = setting(
         "inline",
         "how a keyframe is made: inline (on the frame that asks for it) or background (with "
         "between_keyframes flow: its XFeat, its matching to the window's keyframes and BA-Net run in a "
         "mapping thread while the next frames are located by optical flow; it joins the map, and its "
-        "landmarks the flow, when that work is back; a frame whose flow is weak goes through XFeat inline) "
-        "or split (as background, but a frame the flow locates is always published from it, and XFeat runs "
-        "inline only when the flow fails)",
+        "landmarks the flow, when that work is back; a frame the flow locates is always published from it, "
+        "and XFeat runs inline only when the flow fails)",
         choices=MAPPINGS,
     )
     min_tracked: int = setting(25, "PnP inliers below which a frame is not tracked", range=(6, 100000))
