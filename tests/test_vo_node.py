@@ -593,6 +593,52 @@ def test_node_runs_a_real_banet_checkpoint(rclpy_context, small_bag, tmp_path):
         graph.close()
 
 
+def test_a_keyframe_depth_made_in_the_background_carries_its_keyframes_stamp(
+    rclpy_context, kitti06_dir, tmp_path
+):
+    """tracking_mapping background on the first 24 KITTI 06 frames, the shipped model: a keyframe's depth
+    comes back from the mapping thread with a later frame's result, and the node publishes it stamped
+    with the keyframe's own time (the image it is registered to), not the later frame's."""
+    from banet_vo.data.readers import open_sequence
+
+    seq = open_sequence(kitti06_dir)
+    frames = [seq[i] for i in range(24)]
+    bag = tmp_path / "bag"
+    write_bag(frames, bag, start_time=T0)
+    model = Path(__file__).resolve().parents[1] / "models" / "banet_small_synthetic.safetensors"
+    params = {
+        "model": str(model),
+        "frontend": "xfeat",
+        "device": "cpu",
+        "queue_size": 50,
+        "depth_every_n": 1,
+        "tracking_between_keyframes": "flow",
+        "tracking_mapping": "background",
+    }
+    graph = Graph(rclpy_context, None, params)
+    vo = graph.node.vo
+    mapped = []  # stamps of the keyframes whose BA-Net came back from the mapping thread
+    take = vo._take_banet
+
+    def recorded(kf, prev, estimate):
+        mapped.append(round(kf.stamp * 1e9))
+        return take(kf, prev, estimate)
+
+    vo._take_banet = recorded
+    try:
+        _play(rclpy_context, bag, graph, "reliable", rate=1.0)
+        snap = graph.node.snapshot()
+        assert snap["keyframes_mapped"] == len(mapped) >= 1 and snap["errors"] == 0, snap
+        graph.wait("depth", int(snap["published"]), timeout=5.0)  # as many as will come
+        stamps = [_ns(m) for m in graph.get("depth")]
+        keyframes = {round(kf.stamp * 1e9) for kf in vo._keyframes}
+        recent = [t for t in stamps if t >= min(keyframes)]
+        assert recent and set(recent) <= keyframes, (recent, sorted(keyframes))
+        assert set(mapped) & set(stamps)  # a late depth, under its keyframe's stamp
+    finally:
+        graph.close()
+
+
 # ------------------------------------------------------------------------------------------------------
 # Robot-facing interface: rectification, stamp sync, status, logs, run-time parameters, reset to a pose
 

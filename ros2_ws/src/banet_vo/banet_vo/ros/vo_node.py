@@ -511,7 +511,7 @@ class VOShell:
         self.events.add("published")
 
     def _publish_depth(self, header: Any, result: FrameResult, camera: Any, p: NodeParams) -> None:
-        if result.depth_stamp is not None:  # a keyframe's depth, returned late (background_banet)
+        if result.depth_stamp is not None:  # a keyframe's depth, returned late (a thread made it)
             header = type(header)(stamp=sec_to_stamp(result.depth_stamp), frame_id=header.frame_id)
         if p.depth_upsampling == "none":
             depth, depth_camera = result.depth, result.depth_camera
