@@ -122,7 +122,11 @@ def run_clip(spec, args, estimator, xfeat) -> tuple[list, list[str]]:
                 seeded = replace(config, tracking=replace(config.tracking, ransac_seed=seed))
                 tag = f"{spec.name} {label}" + (f" seed {seed}" if len(seeds) > 1 else "")
                 _progress(tag)
-                run = rc.run_odometry(make_odometry(estimator, seeded), clip, _frame_progress(tag))
+                vo = make_odometry(estimator, seeded)
+                try:
+                    run = rc.run_odometry(vo, clip, _frame_progress(tag), settle=args.settle)
+                finally:
+                    vo.close()  # its threads and worker
                 runs.append(rc.odometry_row(clip, label, run, scale))
             rows.append(runs[0] if len(runs) == 1 else rc.seed_summary(runs, seeds))
     if args.live_only:
@@ -293,6 +297,13 @@ def main(argv: list[str] | None = None) -> int:
         help="a TrackingConfig field for the xfeat rows (repeatable; the node's tracking_FIELD parameter), "
         "e.g. --tracking feature_max_pixels=500000",
     )
+    parser.add_argument(
+        "--settle",
+        action="store_true",
+        help="after each frame, wait for the odometry's background threads (tracking_mapping background, "
+        "background_banet), so that their runs are repeatable: a keyframe made in the mapping thread then "
+        "joins the map at the next frame, as for a camera slower than its mapping (not with --live)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument(
         "--seeds",
@@ -330,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--every must be >= 1, got {args.every}")
     if args.every > 1 and args.live:
         parser.error("--every drops frames offline; the live node drops its own (leave out --live)")
+    if args.settle and args.live:
+        parser.error("--settle waits for the threads offline; live, timing decides (leave out --live)")
     try:
         check_image_scale(args.image_scale, "--image-scale")
     except ValueError as err:

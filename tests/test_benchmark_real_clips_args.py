@@ -14,6 +14,7 @@ from benchmarks import real_clips
         (["--every", "0"], "--every must be >= 1"),
         (["--every", "3", "--live-only"], "the live node drops its own"),
         (["--every", "3", "--live"], "the live node drops its own"),
+        (["--settle", "--live"], "timing decides"),
         (["--image-scale", "0"], "--image-scale must lie in (0, 4]"),
         (["--image-scale", "nan"], "--image-scale must lie in (0, 4]"),
         (["--image-scale", "0.5", "--live"], "plays the clip's own"),

@@ -498,10 +498,14 @@ class OdometryRun:
     resets: int  # trajectory restarts (the poses after one are in another odom frame)
 
 
-def run_odometry(vo, clip: Clip, progress: Callable[[int, int], None] | None = None) -> OdometryRun:
+def run_odometry(
+    vo, clip: Clip, progress: Callable[[int, int], None] | None = None, settle: bool = False
+) -> OdometryRun:
     """Feed the clip's frames to `vo.process(image, stamp, camera)` and collect the camera poses. Only
     poses of the first trajectory are kept (a reset starts a new odom frame that cannot share one
-    alignment with the first); later ones are counted in `resets`."""
+    alignment with the first); later ones are counted in `resets`. `settle`: after each frame, wait for
+    the odometry's background threads (`vo.settle()`), so that a run of tracking_mapping background or
+    background_banet is repeatable."""
     stamps, poses, seconds = [], [], []
     statuses: dict[str, int] = {}
     scales: dict[str, int] = {}
@@ -512,6 +516,8 @@ def run_odometry(vo, clip: Clip, progress: Callable[[int, int], None] | None = N
         started = time.perf_counter()
         result = vo.process(frame.image, frame.timestamp, frame.camera)
         seconds.append(time.perf_counter() - started)
+        if settle:
+            vo.settle()
         statuses[result.status] = statuses.get(result.status, 0) + 1
         if first_id is None:
             first_id = result.trajectory_id

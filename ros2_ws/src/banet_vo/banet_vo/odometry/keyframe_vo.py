@@ -226,6 +226,16 @@ class KeyframeOdometry:
         self._banet_pool = self._mapping_pool = None
         self._mapping_job = None
 
+    def settle(self) -> None:
+        """Wait until the keyframe in the making (tracking.mapping background) and a background BA-Net are
+        done, for the next frame to take: offline, a run with them is then repeatable, as for a camera
+        slower than its mapping. (A background window BA is not waited for: with background_ba the merge
+        still depends on timing.)"""
+        futures = [job.future for job in (self._mapping_job,) if job is not None]
+        if self._banet_job is not None:
+            futures.append(self._banet_job[2])
+        wait_futures(futures)
+
     def _clear_map(self) -> None:
         self._background.discard()  # a result for the old map is of no use
         job = self._mapping_job
