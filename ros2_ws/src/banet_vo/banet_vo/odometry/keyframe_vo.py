@@ -738,28 +738,34 @@ class KeyframeOdometry:
         logger.warning("keyframe from the frame at %.6f s not added: %s", job.frame.stamp, why)
 
     def _follow_new_landmarks(self, kf: _Keyframe, gray_kf: np.ndarray) -> None:
-        """The flow's tracks after a keyframe made in the mapping thread: the landmarks the flow already
-        follows, with where the new keyframe saw them, and the keyframe's other landmarks followed from
-        its image into the last located frame's, each starting where that frame's pose projects it."""
+        """The flow's tracks after a keyframe made in the mapping thread: every landmark the keyframe saw
+        followed from where it saw it (its keypoint) into the last located frame, each started where that
+        frame's pose projects it, so that the tracks start afresh at each keyframe, as after one made inline
+        (an LK track followed on across keyframes drifts); a landmark it did not see, or that is lost on
+        the way, keeps its track."""
         tracks = self._flow
         if tracks is None or not self._map_history or tracks.gray.shape != gray_kf.shape:
             return
         seen = kf.landmarks >= 0
         kf_pixels, kf_ids = kf.features.keypoints[seen], kf.landmarks[seen]
-        at_keyframe = np.full((len(tracks.landmarks), 2), np.nan)
-        _, mine, theirs = np.intersect1d(tracks.landmarks, kf_ids, assume_unique=True, return_indices=True)
-        at_keyframe[mine] = kf_pixels[theirs]
-        new = ~np.isin(kf_ids, tracks.landmarks)
-        pixels, ids = tracks.pixels, tracks.landmarks
-        if new.any():
-            start = kf_pixels[new]
-            X = np.stack([self._points[int(lm)] for lm in kf_ids[new]])
-            guess = self._seen_at(invert(self._map_history[-1][1]), X, start)
-            followed, ok = flow.follow(gray_kf, tracks.gray, start, guess)
-            pixels = np.concatenate([pixels, followed[ok]])
-            ids = np.concatenate([ids, kf_ids[new][ok]])
-            at_keyframe = np.concatenate([at_keyframe, start[ok]])
-        self._flow = _FlowTracks(tracks.gray, pixels, ids, at_keyframe)
+        followed = np.zeros((0, 2))
+        ok = np.zeros(0, dtype=bool)
+        if len(kf_ids):
+            X = np.stack([self._points[int(lm)] for lm in kf_ids])
+            guess = self._seen_at(invert(self._map_history[-1][1]), X, kf_pixels)
+            followed, ok = flow.follow(gray_kf, tracks.gray, kf_pixels, guess)
+        keep = ~np.isin(tracks.landmarks, kf_ids[ok])
+        kept_at_keyframe = np.full((int(keep.sum()), 2), np.nan)
+        _, mine, theirs = np.intersect1d(
+            tracks.landmarks[keep], kf_ids, assume_unique=True, return_indices=True
+        )
+        kept_at_keyframe[mine] = kf_pixels[theirs]
+        self._flow = _FlowTracks(
+            tracks.gray,
+            np.concatenate([tracks.pixels[keep], followed[ok]]),
+            np.concatenate([tracks.landmarks[keep], kf_ids[ok]]),
+            np.concatenate([kept_at_keyframe, kf_pixels[ok]]),
+        )
 
     def _flow_ready(self, camera: PinholeCamera, gray: np.ndarray) -> bool:
         """Whether this frame can be followed by optical flow from the last located one: a built map, the
