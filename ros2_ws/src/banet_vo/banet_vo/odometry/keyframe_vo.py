@@ -126,15 +126,19 @@ class _MappingJob:
     future: Future  # -> (its Features, matches to each of `recent`, BA-Net's estimate or the error)
 
 
+def _estimate_or_error(estimator: PairEstimator, frame: PreparedFrame, prev: PreparedFrame, seed):
+    """BA-Net on (frame, previous keyframe) from `seed`: its estimate, or the error it raised."""
+    try:
+        return estimator.estimate(frame, prev, seed)
+    except (RuntimeError, ValueError) as err:
+        return err
+
+
 def _map_keyframe(extractor, estimator, image, max_pixels, recent, min_cosine, frame, prev, seed):
     """The mapping thread's part of a keyframe; it reads no odometry state (what it needs is passed)."""
     features = extractor.extract(image, keep_image=True, max_pixels=max_pixels)
     matches = [match_mutual(kf_features, features, min_cosine) for kf_features in recent]
-    try:
-        estimate = estimator.estimate(frame, prev, seed)
-    except (RuntimeError, ValueError) as err:
-        estimate = err
-    return features, matches, estimate
+    return features, matches, _estimate_or_error(estimator, frame, prev, seed)
 
 
 @dataclass
@@ -231,7 +235,9 @@ class KeyframeOdometry:
         done, for the next frame to take: offline, a run with them is then repeatable, as for a camera
         slower than its mapping. (A background window BA is not waited for: with background_ba the merge
         still depends on timing.)"""
-        futures = [job.future for job in (self._mapping_job,) if job is not None]
+        futures = []
+        if self._mapping_job is not None:
+            futures.append(self._mapping_job.future)
         if self._banet_job is not None:
             futures.append(self._banet_job[2])
         wait_futures(futures)
@@ -245,8 +251,7 @@ class KeyframeOdometry:
             if not job.future.cancel():
                 wait_futures([job.future])
             self._mapping_job = None
-            self.stats.mapping_dropped += 1
-            logger.warning("keyframe from the frame at %.6f s not added: a new map", job.frame.stamp)
+            self._drop_mapping(job, "a new map")
         self._ba_job: _WindowJob | None = None
         self._ba_pending = False
         self._keyframes: list[_Keyframe] = []
@@ -681,11 +686,6 @@ class KeyframeOdometry:
             self._mapping_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="banet_vo_mapping")
         t = self.tracking
         recent = self._keyframes[::-1][: t.track_keyframes]
-        s = self.scale
-        seed = None
-        if s is not None:
-            seed = invert(last.T_wc) @ T_wc
-            seed[:3, 3] *= s
         future = self._mapping_pool.submit(
             _map_keyframe,
             self.extractor,
@@ -696,7 +696,7 @@ class KeyframeOdometry:
             t.min_cosine,
             frame,
             last.prepared,
-            seed,
+            self._banet_seed(T_wc, last),
         )
         self._mapping_job = _MappingJob(frame, gray, T_wc.copy(), last, recent, future)
 
@@ -1279,21 +1279,19 @@ class KeyframeOdometry:
             message=message,
         )
 
-    def _banet_seed(self, kf: _Keyframe, prev: _Keyframe) -> np.ndarray | None:
-        """The window's pose of `kf` in `prev`, in metres: BA-Net's starting point (None before a scale)."""
+    def _banet_seed(self, T_wc: np.ndarray, prev: _Keyframe) -> np.ndarray | None:
+        """The map pose T_wc of a new keyframe in `prev`, in metres: BA-Net's starting point (None before a
+        scale)."""
         s = self.scale
         if s is None:
             return None
-        seed = invert(prev.T_wc) @ kf.T_wc
+        seed = invert(prev.T_wc) @ T_wc
         seed[:3, 3] *= s
         return seed
 
     def _run_banet(self, kf: _Keyframe, prev: _Keyframe):
         """BA-Net on (new keyframe, previous keyframe): its estimate, or the error it raised."""
-        try:
-            return self.estimator.estimate(kf.prepared, prev.prepared, self._banet_seed(kf, prev))
-        except (RuntimeError, ValueError) as err:
-            return err
+        return _estimate_or_error(self.estimator, kf.prepared, prev.prepared, self._banet_seed(kf.T_wc, prev))
 
     def _submit_banet(self, kf: _Keyframe, prev: _Keyframe) -> None:
         """BA-Net on the keyframe pair in the background thread (background_banet); at most one runs, so
@@ -1301,12 +1299,12 @@ class KeyframeOdometry:
         self._merge_banet(wait=True)
         if self._banet_pool is None:
             self._banet_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="banet_vo_banet")
-        seed = self._banet_seed(kf, prev)  # read here: the thread touches no odometry state
+        seed = self._banet_seed(kf.T_wc, prev)  # read here: the thread touches no odometry state
         kf.depth_pending = True
         self._banet_job = (
             kf,
             prev,
-            self._banet_pool.submit(self.estimator.estimate, kf.prepared, prev.prepared, seed),
+            self._banet_pool.submit(_estimate_or_error, self.estimator, kf.prepared, prev.prepared, seed),
         )
 
     def _merge_banet(self, wait: bool = False) -> None:
@@ -1318,12 +1316,8 @@ class KeyframeOdometry:
         if not wait and not future.done():
             return
         self._banet_job = None
-        try:
-            estimate = future.result()
-        except (RuntimeError, ValueError) as err:
-            estimate = err
         kf.depth_pending = False
-        self._take_banet(kf, prev, estimate)
+        self._take_banet(kf, prev, future.result())
 
     def _take_banet(self, kf: _Keyframe, prev: _Keyframe, estimate) -> None:
         """A keyframe's BA-Net estimate that came back from a thread: its depth and scale measurement (unless

@@ -116,8 +116,8 @@ class FrameResult:
     twist: np.ndarray | None = None  # [vx, vy, vz, wx, wy, wz] in base_link
     depth: np.ndarray | None = None  # (h, w) float32 metres, 0 invalid, of this frame
     depth_camera: PinholeCamera | None = None
-    # The stamp of the frame `depth` belongs to when that is not this frame: a background BA-Net
-    # (background_banet) returns a keyframe's depth with a later frame's result. None: this frame.
+    # The stamp of the frame `depth` belongs to when that is not this frame: a thread (background_banet,
+    # tracking.mapping background) returns a keyframe's depth with a later frame's result. None: this frame.
     depth_stamp: float | None = None
     cost: float = float("nan")
     is_keyframe: bool = False
