@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks.xfeat_latency", description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", default="kitti07,hololens,tartanair", help="comma-separated clip names")
     parser.add_argument("--data", type=Path, default=DATA, help="folder of the clips (../shared/data)")
-    parser.add_argument("--frames", type=int, default=8, help="first N frames of each clip")
+    parser.add_argument("--frames", type=int, default=8, help="first N frames of each clip (at least 3)")
     parser.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
     parser.add_argument("--repeats", type=int, default=3, help="passes over the frames")
     parser.add_argument("--out", type=Path, default=RESULTS, help="markdown file to write")
@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         threads = [int(t) for t in args.threads.split(",")]
     except ValueError:
         parser.error(f"--threads must be comma-separated integers, got {args.threads!r}")
-    if args.frames < 1 or args.repeats < 1 or any(t < 1 for t in threads):
-        parser.error("--frames, --repeats and every --threads value must be >= 1")
+    if args.frames < 3 or args.repeats < 1 or any(t < 1 for t in threads):
+        parser.error("--frames must be >= 3 (a clip's least), --repeats and every --threads value >= 1")
     version = code_version()
     started = time.perf_counter()
     fast, reference = XFeatExtractor(), XFeatExtractor(fast=False)
