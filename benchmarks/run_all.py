@@ -50,6 +50,7 @@ TOPICS = [
     "normal_equations",
     "banet_pairs",
     "banet_latency",
+    "xfeat_latency",
     "vo_kitti",
     "vo_latency",
     "window_ba",
@@ -168,6 +169,7 @@ TODAY = [
     "long_run",
     "covariance_nees",
     "banet_latency",
+    "xfeat_latency",
     "vo_latency",
     "device_check",
 ]
