@@ -59,6 +59,9 @@ def test_vo_launch_declares_the_documented_arguments():
         "scale_source",
         "camera_height",
         "base_frame",
+        "background_ba",
+        "tracking_between_keyframes",
+        "tracking_mapping",
     }
     assert set(LAUNCH_PARAMETERS) == node_parameters
     assert _declared_arguments(VO_LAUNCH) == launch_level | node_parameters

@@ -28,6 +28,9 @@ def test_given_arguments_become_typed_parameters_the_node_accepts():
         "scale_source": "ground_plane",
         "camera_height": "2",  # an integer's text: the float parameter must get 2.0, not 2
         "base_frame": "base_footprint",
+        "background_ba": "true",
+        "tracking_between_keyframes": "flow",
+        "tracking_mapping": "background",
     }
     out = parameter_overrides(given)
     assert out == {
@@ -41,11 +44,16 @@ def test_given_arguments_become_typed_parameters_the_node_accepts():
         "scale_source": "ground_plane",
         "camera_height": 2.0,
         "base_frame": "base_footprint",
+        "background_ba": True,
+        "tracking_between_keyframes": "flow",
+        "tracking_mapping": "background",
     }
     assert type(out["camera_height"]) is float
     assert parameter_overrides({"model": "123"}) == {"model": "123"}  # a path is never read as a number
     node_params = {k: v for k, v in out.items() if k != "use_sim_time"}  # rclpy's own parameter
-    assert params_from_values(node_params).odometry.camera_height == 2.0
+    params = params_from_values(node_params)
+    assert params.odometry.camera_height == 2.0 and params.odometry.background_ba is True
+    assert (params.odometry.tracking.between_keyframes, params.odometry.tracking.mapping) == ("flow", "background")
 
 
 @pytest.mark.parametrize(
@@ -56,6 +64,7 @@ def test_given_arguments_become_typed_parameters_the_node_accepts():
         ("scale_source", "lidar", r"launch argument scale_source: must be one of"),
         ("publish_tf", "yes please", r"launch argument publish_tf: expected bool"),
         ("use_sim_time", "maybe", r"launch argument use_sim_time: true or false"),
+        ("tracking_mapping", "thread", r"launch argument tracking_mapping: must be one of"),
     ],
 )
 def test_a_bad_argument_fails_naming_it(name, text, message):

@@ -30,6 +30,10 @@ LAUNCH_PARAMETERS = (
     "scale_source",
     "camera_height",
     "base_frame",
+    # The live settings (README, "live"): a camera the node cannot keep up with.
+    "background_ba",
+    "tracking_between_keyframes",
+    "tracking_mapping",
 )
 _TRUE, _FALSE = ("true", "1"), ("false", "0")  # the spellings launch's conditions read
 
