@@ -53,7 +53,8 @@ def test_given_arguments_become_typed_parameters_the_node_accepts():
     node_params = {k: v for k, v in out.items() if k != "use_sim_time"}  # rclpy's own parameter
     params = params_from_values(node_params)
     assert params.odometry.camera_height == 2.0 and params.odometry.background_ba is True
-    assert (params.odometry.tracking.between_keyframes, params.odometry.tracking.mapping) == ("flow", "background")
+    tracking = params.odometry.tracking
+    assert (tracking.between_keyframes, tracking.mapping) == ("flow", "background")
 
 
 @pytest.mark.parametrize(
