@@ -199,12 +199,13 @@ def test_the_max_pool_path_for_other_devices_agrees_with_the_dilation():
     assert torch.equal(_dilate(heatmap, 5), _max_pool(heatmap, 5))
 
 
-def test_extract_gives_the_packages_keypoints_and_descriptors(extractor):
-    """Our fast path (keypoint selection by dilation, BatchNorm folded, channels-last) against the wheel's
-    own detectAndCompute: the same features up to float rounding."""
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_extract_gives_the_packages_keypoints_and_descriptors(device):
+    """Our fast path (on the CPU: keypoint selection by dilation, BatchNorm folded, channels-last; on a GPU
+    the max-pool stays) against the wheel's own detectAndCompute: the same features up to float rounding."""
     image = skdata.astronaut().mean(axis=2).astype(np.uint8)[:370, :500]  # resized inside XFeat
-    ours = extractor.extract(image)
-    theirs = XFeatExtractor(top_k=512, fast=False).extract(image)
+    ours = XFeatExtractor(top_k=512, device=device).extract(image)
+    theirs = XFeatExtractor(top_k=512, device=device, fast=False).extract(image)
     assert len(ours) > 100 and abs(len(ours) - len(theirs)) <= 2
     same = {tuple(k) for k in ours.keypoints} & {tuple(k) for k in theirs.keypoints}
     assert len(same) >= 0.98 * len(theirs)
