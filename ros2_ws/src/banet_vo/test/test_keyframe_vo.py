@@ -731,6 +731,43 @@ def test_a_relocalisation_far_from_the_prediction_is_refused(estimator, shared_d
         assert sim3 < 0.6
 
 
+def test_a_relocalisation_reuses_the_matches_to_the_newest_keyframes(estimator, shared_data, monkeypatch):
+    """After PnP against the newest keyframes fails (frame 88 above), the relocalisation against the whole
+    window takes their matches from that PnP instead of matching them again: the same poses, fewer calls."""
+    from banet_vo.odometry import keyframe_vo
+
+    seq = open_sequence(shared_data / "kitti_odom07_000-159")
+    frames = [seq[i] for i in LIVE_KITTI07_FRAMES]
+    calls = [0]
+    counted = keyframe_vo.match_mutual
+
+    def counting(*args, **kwargs):
+        calls[0] += 1
+        return counted(*args, **kwargs)
+
+    monkeypatch.setattr(keyframe_vo, "match_mutual", counting)
+
+    def run():
+        calls[0] = 0
+        vo = make_odometry(estimator, OdometryConfig(frontend="xfeat", scale_source="learned"))
+        est, _, _ = _run(vo, frames)
+        return est, calls[0], vo.stats.reloc_refused
+
+    reused, reused_calls, refused = run()
+    pnp = KeyframeOdometry._pnp
+
+    def matching_again(self, keyframes, features, T_guess, matched=None):
+        return pnp(self, keyframes, features, T_guess, None if matched is self._pnp_matches else matched)
+
+    monkeypatch.setattr(KeyframeOdometry, "_pnp", matching_again)
+    again, again_calls, _ = run()
+    assert refused >= 1  # the relocalisation ran (and was refused by the jump bound)
+    assert len(reused) == len(again) == len(frames)
+    for a, b in zip(reused, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert again_calls - reused_calls >= TrackingConfig().track_keyframes
+
+
 @pytest.mark.parametrize("gap_failure", ["rebuild", "retry", "retry_after_stall"])
 def test_a_frame_after_a_stall_that_pnp_cannot_locate(estimator, kitti06, gap_failure):
     """What a live node published of KITTI 06 (2026-12-05): frames 0, 3, 6, 8, then a 4.2 s stall, then

@@ -186,6 +186,7 @@ class KeyframeOdometry:
         self._quality = TrackingQuality(self.config.matcher_trial_frames)
         self._frame_inlier_ratio = 0.0  # this frame's PnP inliers / landmark matches (0: not tracked)
         self._pnp_candidates = 0  # landmark matches the last PnP solved from (its inlier ratio's base)
+        self._pnp_matches: list[np.ndarray] = []  # the last PnP's matches to each of its keyframes
         self.stats = OdometryStats()
         self._T_bc = self.config.T_base_camera
         self._T_cb = invert(self._T_bc)
@@ -579,15 +580,18 @@ class KeyframeOdometry:
         matched: list[np.ndarray] | None = None,
     ):
         """Pose of the current frame from the landmarks of `keyframes` (newest first) that its keypoints
-        match (`matched`: those matches, when already made); returns ((T_wc, [(keypoint, landmark)]
-        inliers, X, x) or None, matches to the newest)."""
+        match (`matched`: the matches already made to the first len(matched) of them); returns ((T_wc,
+        [(keypoint, landmark)] inliers, X, x) or None, matches to the newest). Every keyframe's matches
+        are kept in `_pnp_matches` (a relocalisation after a failed PnP reuses them)."""
         assigned = np.full(len(features), -1, np.int64)
         newest = None
+        self._pnp_matches = []
         for i, kf in enumerate(keyframes):
-            if matched is None:
-                matches = match_mutual(kf.features, features, self.tracking.min_cosine)
-            else:
+            if matched is not None and i < len(matched):
                 matches = matched[i]
+            else:
+                matches = match_mutual(kf.features, features, self.tracking.min_cosine)
+            self._pnp_matches.append(matches)
             if newest is None:
                 newest = matches
             # A keyframe holds each landmark at one keypoint and mutual matches are one-to-one, so within
@@ -620,7 +624,8 @@ class KeyframeOdometry:
         solved, matches = self._pnp(recent, features, guess)
         reloc = after_gap
         if solved is None and len(self._keyframes) > len(recent):
-            solved, _ = self._pnp(self._keyframes[::-1], features, guess)
+            # The newest keyframes lead the window in the same order: their matches are reused.
+            solved, _ = self._pnp(self._keyframes[::-1], features, guess, self._pnp_matches)
             if solved is not None and not self._plausible_relocalisation(solved[0], guess, after_gap):
                 solved = None
             if solved is not None:
