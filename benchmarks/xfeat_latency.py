@@ -40,6 +40,13 @@ def agreement(fast, reference) -> tuple[float, float]:
     return len(pairs) / max(len(reference), 1), gap
 
 
+def _timed(extractor, image, seconds: list[float]):
+    started = time.perf_counter()
+    features = extractor.extract(image)
+    seconds.append(time.perf_counter() - started)
+    return features
+
+
 def time_clip(name: str, args, fast, reference) -> dict:
     from banet_vo.evaluation import real_clips as rc
 
@@ -50,13 +57,9 @@ def time_clip(name: str, args, fast, reference) -> dict:
     shares, gaps = [], []
     for _ in range(args.repeats):
         for image in frames:
-            for label, extractor in (("fast", fast), ("reference", reference)):
-                started = time.perf_counter()
-                features = extractor.extract(image)
-                times[label].append(time.perf_counter() - started)
-                if label == "fast":
-                    ours = features
-            share, gap = agreement(ours, features)
+            ours = _timed(fast, image, times["fast"])
+            theirs = _timed(reference, image, times["reference"])
+            share, gap = agreement(ours, theirs)
             shares.append(share)
             gaps.append(gap)
     height, width = frames[0].shape[:2]

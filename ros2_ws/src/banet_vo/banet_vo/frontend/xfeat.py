@@ -222,8 +222,8 @@ def local_maxima(heatmap: torch.Tensor, threshold: float = 0.05, kernel_size: in
 def _dilate(heatmap: torch.Tensor, kernel_size: int) -> torch.Tensor:
     kernel = np.ones((kernel_size, kernel_size), np.uint8)
     # The maximum is one of the values, so a half-precision map survives the round trip through float32.
-    as_array = (lambda h: h.numpy()) if heatmap.dtype == torch.float64 else (lambda h: h.float().numpy())
-    images = [cv2.dilate(np.ascontiguousarray(as_array(h[0])), kernel) for h in heatmap]
+    maps = heatmap[:, 0] if heatmap.dtype == torch.float64 else heatmap[:, 0].float()
+    images = [cv2.dilate(np.ascontiguousarray(m.numpy()), kernel) for m in maps]
     return torch.from_numpy(np.stack(images))[:, None].to(heatmap.dtype)
 
 

@@ -186,7 +186,6 @@ class KeyframeOdometry:
         self._quality = TrackingQuality(self.config.matcher_trial_frames)
         self._frame_inlier_ratio = 0.0  # this frame's PnP inliers / landmark matches (0: not tracked)
         self._pnp_candidates = 0  # landmark matches the last PnP solved from (its inlier ratio's base)
-        self._pnp_matches: list[np.ndarray] = []  # the last PnP's matches to each of its keyframes
         self.stats = OdometryStats()
         self._T_bc = self.config.T_base_camera
         self._T_cb = invert(self._T_bc)
@@ -581,19 +580,15 @@ class KeyframeOdometry:
     ):
         """Pose of the current frame from the landmarks of `keyframes` (newest first) that its keypoints
         match (`matched`: the matches already made to the first len(matched) of them); returns ((T_wc,
-        [(keypoint, landmark)] inliers, X, x) or None, matches to the newest). Every keyframe's matches
-        are kept in `_pnp_matches` (a relocalisation after a failed PnP reuses them)."""
+        [(keypoint, landmark)] inliers, X, x) or None, the matches to each keyframe, newest first)."""
         assigned = np.full(len(features), -1, np.int64)
-        newest = None
-        self._pnp_matches = []
+        per_keyframe = []
         for i, kf in enumerate(keyframes):
             if matched is not None and i < len(matched):
                 matches = matched[i]
             else:
                 matches = match_mutual(kf.features, features, self.tracking.min_cosine)
-            self._pnp_matches.append(matches)
-            if newest is None:
-                newest = matches
+            per_keyframe.append(matches)
             # A keyframe holds each landmark at one keypoint and mutual matches are one-to-one, so within
             # one keyframe the landmarks are distinct; newer keyframes keep what they assigned first.
             lm, j = kf.landmarks[matches[:, 0]], matches[:, 1]
@@ -602,7 +597,7 @@ class KeyframeOdometry:
         keypoints = np.flatnonzero(assigned >= 0)
         self._pnp_candidates = len(keypoints)
         if len(keypoints) < self.tracking.min_tracked:
-            return None, newest
+            return None, per_keyframe
         X = np.stack([self._points[int(lm)] for lm in assigned[keypoints]])
         x = features.keypoints[keypoints]
         init = invert(T_guess) if self.config.motion_prior else None
@@ -610,9 +605,9 @@ class KeyframeOdometry:
             x, X, self._camera, self.tracking.pnp_max_px * self._px, init, self.tracking.ransac_seed
         )
         if sol is None or sol.inliers.sum() < self.tracking.min_tracked:
-            return None, newest
+            return None, per_keyframe
         pairs = np.stack([keypoints[sol.inliers], assigned[keypoints[sol.inliers]]], axis=1)
-        return (invert(sol.T_cam_world), pairs, X[sol.inliers], x[sol.inliers]), newest
+        return (invert(sol.T_cam_world), pairs, X[sol.inliers], x[sol.inliers]), per_keyframe
 
     def _track(
         self, frame: PreparedFrame, features: Features, after_gap: bool = False, stalled: bool = False
@@ -621,11 +616,12 @@ class KeyframeOdometry:
         guess = self._predict_map(frame.stamp)
         last = self._keyframes[-1]
         recent = self._keyframes[::-1][: self.tracking.track_keyframes]
-        solved, matches = self._pnp(recent, features, guess)
+        solved, matched = self._pnp(recent, features, guess)
+        matches = matched[0]  # to the newest keyframe
         reloc = after_gap
         if solved is None and len(self._keyframes) > len(recent):
             # The newest keyframes lead the window in the same order: their matches are reused.
-            solved, _ = self._pnp(self._keyframes[::-1], features, guess, self._pnp_matches)
+            solved, _ = self._pnp(self._keyframes[::-1], features, guess, matched)
             if solved is not None and not self._plausible_relocalisation(solved[0], guess, after_gap):
                 solved = None
             if solved is not None:
@@ -634,7 +630,7 @@ class KeyframeOdometry:
         if solved is not None:
             self._frame_inlier_ratio = len(solved[1]) / self._pnp_candidates
             self._observed = (features.keypoints[solved[1][:, 0]], solved[1][:, 1])
-        elif not after_gap and matches is not None:
+        elif not after_gap:
             recovered = self._recover(last, features, matches)
             if recovered is not None:
                 return self._track_recovered(frame, features, last, *recovered)
@@ -725,7 +721,8 @@ class KeyframeOdometry:
         if not self._keyframes or self._keyframes[-1] is not job.last:
             self._drop_mapping(job, "the map changed while it was made")
             return
-        solved, matches = self._pnp(job.recent, features, job.T_wc, matched)
+        solved, _ = self._pnp(job.recent, features, job.T_wc, matched)
+        matches = matched[0]  # to the newest keyframe
         if solved is None:
             self._drop_mapping(job, "PnP failed on its keypoints")
             return
