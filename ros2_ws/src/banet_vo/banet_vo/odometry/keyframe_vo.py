@@ -702,15 +702,15 @@ class KeyframeOdometry:
         self._mapping_job = _MappingJob(frame, gray, T_wc.copy(), last, recent, future)
 
     def _merge_mapping(self, wait: bool = False) -> None:
-        """Add the keyframe the mapping thread made, once its work is back and no window BA solves (it
-        joins a solved window; `wait`: now, waiting for both). Its pose is PnP's on its own keypoints;
-        its landmarks are then followed by optical flow into the last located frame."""
+        """Add the keyframe the mapping thread made, once its work is back and (keyframe_join solved) no
+        window BA solves (it joins a solved window; `wait`: now, waiting for both). Its pose is PnP's on
+        its own keypoints; its landmarks are then followed by optical flow into the last located frame."""
         job = self._mapping_job
         if job is None or (not wait and not job.future.done()):
             return
         if not wait:
             self._merge_background_ba()
-            if self._ba_job is not None:
+            if self._ba_job is not None and self.tracking.keyframe_join == "solved":
                 return
         self._mapping_job = None
         try:
@@ -894,9 +894,10 @@ class KeyframeOdometry:
     ) -> _Keyframe:
         """The frame as a new keyframe after `last`: its tracked landmarks observed, its other matches
         triangulated, the window bundle adjusted."""
-        if self._ba_job is not None:
+        if self._ba_job is not None and self.tracking.keyframe_join == "solved":
             # A keyframe goes into a solved window: wait for the running BA (the lag stays under one
-            # keyframe) and carry this frame's pose and landmarks into the solved map.
+            # keyframe) and carry this frame's pose and landmarks into the solved map. (at_once: it joins
+            # the map as it stands, and the merge moves it with the frames located meanwhile.)
             T_wc = nearest_rigid(self._merge_background_ba(wait=True) @ T_wc)
         kf = self._add_keyframe(frame, features, T_wc)
         self._extend_map(last, kf, matches, tracked)

@@ -12,6 +12,7 @@ REBUILD_ANCHORS = ("hold", "predict")
 GAP_FAILURES = ("rebuild", "retry", "retry_after_stall")
 BETWEEN_KEYFRAMES = ("match", "flow")
 BUSY_KEYFRAMES = ("wait", "defer")
+KEYFRAME_JOINS = ("solved", "at_once")
 MAPPINGS = ("inline", "background")
 # Smallest working image for XFeat (e.g. 160x120): below it too few keypoints survive to track.
 MIN_FEATURE_PIXELS = 160 * 120
@@ -70,6 +71,17 @@ class TrackingConfig:
         "the solve, then make the keyframe) or defer (publish it as a tracked frame and ask again at the "
         "next one, unless fewer than half the keyframe_tracked_ratio share of landmarks are tracked)",
         choices=BUSY_KEYFRAMES,
+    )
+    # A keyframe that waits for the running window BA before it joins holds up the frames behind it
+    # (HoloLens live: ~20 % of the inference thread), and with tracking_mapping background it cannot join
+    # at all until the solve ends, while the flow's landmarks age.
+    keyframe_join: str = setting(
+        "solved",
+        "with background_ba: a keyframe made while the window BA still solves: solved (wait for the solve, "
+        "then join the solved window) or at_once (join now, located in the map as it stands; when the solve "
+        "is merged it moves with the newest solved keyframe's correction, as the frames located meanwhile "
+        "do, and the next window BA includes it)",
+        choices=KEYFRAME_JOINS,
     )
     # Live, nearly every frame the node sees is a keyframe, and a keyframe's XFeat, matching and BA-Net on
     # the frame that asks for it hold up the frames behind it: PTAM splits tracking from mapping
