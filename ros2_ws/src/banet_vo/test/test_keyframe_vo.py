@@ -616,7 +616,7 @@ def test_a_keyframe_joins_a_window_still_solving_only_with_keyframe_join_at_once
     do), then enters the next window. KITTI 06 keeps the background test's bounds either way."""
     from banet_vo.geometry.rigid import nearest_rigid
 
-    assert TrackingConfig().keyframe_join == "solved"
+    assert TrackingConfig().keyframe_join == "at_once"  # since keyframe_join_live.txt
     tracking = TrackingConfig(busy_keyframe="wait", keyframe_join=join)  # every wanted keyframe is made
     vo = _vo(estimator, background_ba=True, tracking=tracking)
     held = vo._background = _HeldWindowBA()

@@ -73,10 +73,10 @@ class TrackingConfig:
         choices=BUSY_KEYFRAMES,
     )
     # A keyframe that waits for the running window BA before it joins holds up the frames behind it
-    # (HoloLens live: ~20 % of the inference thread), and with tracking_mapping background it cannot join
-    # at all until the solve ends, while the flow's landmarks age.
+    # (HoloLens live: ~20 % of the inference thread; docs/preregistered/keyframe_join_live.txt: at_once
+    # gave 1.20x the frames/s there, live Sim(3) 1.146 -> 0.390 m, the other clips within 0.99-1.03x).
     keyframe_join: str = setting(
-        "solved",
+        "at_once",
         "with background_ba: a keyframe made while the window BA still solves: solved (wait for the solve, "
         "then join the solved window) or at_once (join now, located in the map as it stands; when the solve "
         "is merged it moves with the newest solved keyframe's correction, as the frames located meanwhile "
