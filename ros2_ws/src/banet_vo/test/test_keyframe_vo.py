@@ -613,7 +613,9 @@ def test_a_keyframe_joins_a_window_still_solving_only_with_keyframe_join_at_once
     """tracking.keyframe_join with background_ba, each window's solve held over two frames: "solved" waits
     for the solve before a keyframe joins; "at_once" never waits, and a keyframe that joined meanwhile moves
     with the newest solved keyframe's correction when the solve is merged (as the frames located meanwhile
-    do), then enters the next window. KITTI 06 keeps the background test's bounds either way."""
+    do), then enters the next window. Measured 2026-12-05 (29 of 30 frames): Sim(3) 0.365 m in 25 windows
+    (solved) and 0.551 m in 10 (at_once: with busy_keyframe wait every keyframe asked for while a window is
+    held joins unrefined, which is why the default defers them unless tracking is weak)."""
     from banet_vo.geometry.rigid import nearest_rigid
 
     assert TrackingConfig().keyframe_join == "at_once"  # since keyframe_join_live.txt
@@ -638,7 +640,7 @@ def test_a_keyframe_joins_a_window_still_solving_only_with_keyframe_join_at_once
             est.append(r.T_odom_camera)
             gt.append(f.pose)
     assert len(held.jobs) >= 8 and len(est) >= 27
-    assert _ate(est, gt, "sim3")[0] < 0.6
+    assert _ate(est, gt, "sim3")[0] < 0.75
     if join == "solved":
         assert held.waits >= 3 and not joined
         return
