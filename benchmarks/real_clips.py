@@ -86,6 +86,7 @@ def tracking_config(items: list[str]):
 def run_clip(spec, args, estimator, xfeat) -> tuple[list, list[str]]:
     """All rows of one clip and the notes on what was skipped (--live-only: the default configuration's
     row alone)."""
+    from banet_vo.backend.background import HeldBundleAdjuster
     from banet_vo.evaluation import real_clips as rc
     from banet_vo.odometry import FRONTENDS, SCALE_SOURCES, OdometryConfig, make_odometry
 
@@ -105,9 +106,14 @@ def run_clip(spec, args, estimator, xfeat) -> tuple[list, list[str]]:
                 skipped.append(f"ground_plane on {spec.name} (camera height unknown)")
                 continue
             height = spec.camera_height if scale == "ground_plane" else 0.0
+            held = args.ba_hold is not None and frontend == "xfeat"
             try:
                 config = OdometryConfig(
-                    frontend=frontend, scale_source=scale, camera_height=height, tracking=args.tracking
+                    frontend=frontend,
+                    scale_source=scale,
+                    camera_height=height,
+                    tracking=args.tracking,
+                    background_ba=held,
                 )
             except ValueError as err:  # a combination the pipeline refuses (e.g. none + ground_plane)
                 skipped.append(f"{frontend} + {scale} ({err})")
@@ -122,9 +128,16 @@ def run_clip(spec, args, estimator, xfeat) -> tuple[list, list[str]]:
                 seeded = replace(config, tracking=replace(config.tracking, ransac_seed=seed))
                 tag = f"{spec.name} {label}" + (f" seed {seed}" if len(seeds) > 1 else "")
                 _progress(tag)
-                vo = make_odometry(estimator, seeded)
+                worker = HeldBundleAdjuster(args.ba_hold) if held else None
+                vo = make_odometry(estimator, seeded, window_ba_worker=worker)
                 try:
-                    run = rc.run_odometry(vo, clip, _frame_progress(tag), settle=args.settle)
+                    run = rc.run_odometry(
+                        vo,
+                        clip,
+                        _frame_progress(tag),
+                        settle=args.settle,
+                        before_frame=worker.next_frame if worker is not None else None,
+                    )
                 finally:
                     vo.close()  # its threads and worker
                 runs.append(rc.odometry_row(clip, label, run, scale))
@@ -200,6 +213,8 @@ def write_markdown(
         partial += f", every image through JPEG at quality {args.jpeg_quality} (references too)"
     if args.scales:
         partial += f", scale {' / '.join(args.scales)} only"
+    if args.ba_hold is not None:
+        partial += f", background_ba with each window's result taken {args.ba_hold} frames late (--ba-hold)"
     text = [
         f"## Real clips, live node at real rate vs offline{partial}"
         if args.live_only
@@ -304,6 +319,15 @@ def main(argv: list[str] | None = None) -> int:
         "background_banet), so that their runs are repeatable: a keyframe made in the mapping thread then "
         "joins the map at the next frame, as for a camera slower than its mapping (not with --live)",
     )
+    parser.add_argument(
+        "--ba-hold",
+        type=int,
+        default=None,
+        metavar="N",
+        help="xfeat rows with background_ba, each window BA solved in line but its result taken only N "
+        "frames after it was submitted (backend.background.HeldBundleAdjuster): a repeatable stand-in for "
+        "the worker's lag live, where a solve takes 2-4 frames on 2 cores (not with --live)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument(
         "--seeds",
@@ -343,6 +367,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--every drops frames offline; the live node drops its own (leave out --live)")
     if args.settle and args.live:
         parser.error("--settle waits for the threads offline; live, timing decides (leave out --live)")
+    if args.ba_hold is not None:
+        if args.ba_hold < 0:
+            parser.error(f"--ba-hold must be >= 0, got {args.ba_hold}")
+        if args.live:
+            parser.error("--ba-hold stands in for the live worker offline (leave out --live)")
     try:
         check_image_scale(args.image_scale, "--image-scale")
     except ValueError as err:

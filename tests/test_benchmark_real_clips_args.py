@@ -1,5 +1,5 @@
-"""benchmarks.real_clips refuses --every, --image-scale, --jpeg-quality and --scales values it cannot
-honour."""
+"""benchmarks.real_clips refuses --every, --image-scale, --jpeg-quality, --ba-hold and --scales values it
+cannot honour."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from benchmarks import real_clips
         (["--every", "3", "--live-only"], "the live node drops its own"),
         (["--every", "3", "--live"], "the live node drops its own"),
         (["--settle", "--live"], "timing decides"),
+        (["--ba-hold", "-1"], "--ba-hold must be >= 0"),
+        (["--ba-hold", "2", "--live-only"], "stands in for the live worker offline"),
         (["--image-scale", "0"], "--image-scale must lie in (0, 4]"),
         (["--image-scale", "nan"], "--image-scale must lie in (0, 4]"),
         (["--image-scale", "0.5", "--live"], "plays the clip's own"),
@@ -72,3 +74,26 @@ def test_a_folder_of_ones_own_runs_with_the_same_command(kitti06_dir, tmp_path):
     assert "banet_vo none, scale learned" in methods and "OpenCV ORB + 5-point" in methods
     for row in rows[:2]:
         assert float(row.split("|")[3]) > 0  # an ATE was computed against the folder's own poses
+
+
+def test_ba_hold_runs_the_xfeat_rows_with_a_held_window_ba(kitti06_dir, tmp_path, monkeypatch):
+    """--ba-hold N: the xfeat rows run background_ba with backend.background.HeldBundleAdjuster(N), every
+    frame ticking it, and the table says so."""
+    from banet_vo.backend import background
+
+    made = []
+    real = background.HeldBundleAdjuster
+
+    def recording(hold_frames):
+        made.append(real(hold_frames))
+        return made[-1]
+
+    monkeypatch.setattr(background, "HeldBundleAdjuster", recording)
+    clip = _own_kitti_clip(kitti06_dir, tmp_path, 12)
+    out = tmp_path / "table.md"
+    argv = ["--clips", str(clip), "--frontends", "xfeat", "--scales", "none", "--references", "orb"]
+    assert real_clips.main([*argv, "--threads", "1", "--ba-hold", "2", "--out", str(out)]) == 0
+    table = out.read_text()
+    assert "each window's result taken 2 frames late (--ba-hold)" in table
+    assert any(line.startswith("| my_kitti_clip | banet_vo xfeat, scale none") for line in table.splitlines())
+    assert len(made) == 1 and made[0].hold_frames == 2 and made[0].submitted >= 2

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from banet_vo.backend import Observation, WindowBAConfig, WindowBundleAdjuster
-from banet_vo.backend.background import BackgroundBundleAdjuster
+from banet_vo.backend.background import BackgroundBundleAdjuster, HeldBundleAdjuster
 from banet_vo.frontend.solvers import project
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.rigid import pose_matrix
@@ -113,3 +113,37 @@ def test_a_dead_worker_is_reported_not_waited_for(background):
     process.kill()
     with pytest.raises(RuntimeError, match="worker"):
         background.poll(wait=True)
+
+
+def test_the_held_stand_in_hands_back_the_inline_solution_after_its_frames():
+    """HeldBundleAdjuster: the same solution as in line, handed back only once hold_frames frames have begun
+    since the submit, or at once to a caller that waits (counted); one job at a time; discard forgets it."""
+    poses, points, obs = _noisy(1)
+    config = WindowBAConfig()
+    inline = WindowBundleAdjuster(CAMERA, config).solve(poses, points, obs, {0, 1})
+    held = HeldBundleAdjuster(2)
+    held.submit(CAMERA, config, poses, points, obs, {0, 1})
+    assert held.busy and held.submitted == 1
+    with pytest.raises(RuntimeError, match="already running"):
+        held.submit(CAMERA, config, poses, points, obs, {0, 1})
+    assert held.poll() is None
+    held.next_frame()
+    assert held.poll() is None  # one frame of two
+    held.next_frame()
+    result = held.poll()
+    assert not held.busy and held.waits == 0 and held.poll() is None
+    for k in poses:
+        np.testing.assert_array_equal(result.poses[k], inline.poses[k])
+    for j in points:
+        np.testing.assert_array_equal(result.points[j], inline.points[j])
+    held.submit(CAMERA, config, poses, points, obs, {0, 1})
+    assert held.poll(wait=True) is not None and held.waits == 1  # waited for before its frames passed
+    held.submit(CAMERA, config, poses, points, obs, {0, 1})
+    held.discard()
+    assert not held.busy and held.poll(wait=True) is None
+    immediate = HeldBundleAdjuster(0)  # hold 0: back at the next poll, as a worker that is never late
+    immediate.submit(CAMERA, config, poses, points, obs, {0, 1})
+    assert immediate.poll() is not None
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="hold_frames"):
+            HeldBundleAdjuster(bad)

@@ -499,13 +499,18 @@ class OdometryRun:
 
 
 def run_odometry(
-    vo, clip: Clip, progress: Callable[[int, int], None] | None = None, settle: bool = False
+    vo,
+    clip: Clip,
+    progress: Callable[[int, int], None] | None = None,
+    settle: bool = False,
+    before_frame: Callable[[], None] | None = None,
 ) -> OdometryRun:
     """Feed the clip's frames to `vo.process(image, stamp, camera)` and collect the camera poses. Only
     poses of the first trajectory are kept (a reset starts a new odom frame that cannot share one
     alignment with the first); later ones are counted in `resets`. `settle`: after each frame, wait for
     the odometry's background threads (`vo.settle()`), so that a run of tracking_mapping background or
-    background_banet is repeatable."""
+    background_banet is repeatable. `before_frame` is called as each frame begins (a
+    backend.background.HeldBundleAdjuster's next_frame)."""
     stamps, poses, seconds = [], [], []
     statuses: dict[str, int] = {}
     scales: dict[str, int] = {}
@@ -513,6 +518,8 @@ def run_odometry(
     resets = 0
     n = len(clip)
     for k, frame in enumerate(clip.frames()):
+        if before_frame is not None:
+            before_frame()
         started = time.perf_counter()
         result = vo.process(frame.image, frame.timestamp, frame.camera)
         seconds.append(time.perf_counter() - started)

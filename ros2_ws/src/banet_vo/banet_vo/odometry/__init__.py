@@ -50,18 +50,21 @@ _EXPORTS = {
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 
-def make_odometry(estimator: PairEstimator, config: OdometryConfig | None = None):
+def make_odometry(estimator: PairEstimator, config: OdometryConfig | None = None, window_ba_worker=None):
     """The streaming odometry that `config.frontend` names (each has process(image, stamp, camera),
-    reset(reason) and stats). The node, the runner and the benchmarks build theirs here."""
+    reset(reason) and stats). The node, the runner and the benchmarks build theirs here.
+    `window_ba_worker`: the xfeat front end's background window BA solver (KeyframeOdometry's)."""
     from banet_vo.odometry.config import FRONTENDS, OdometryConfig
     from banet_vo.odometry.keyframe_vo import KeyframeOdometry
     from banet_vo.odometry.pipeline import VisualOdometry
 
     config = config or OdometryConfig()
     if config.frontend == "none":
+        if window_ba_worker is not None:
+            raise ValueError("window_ba_worker needs frontend xfeat (frontend none has no window BA)")
         return VisualOdometry(estimator, config)
     if config.frontend == "xfeat":
-        return KeyframeOdometry(estimator, config)
+        return KeyframeOdometry(estimator, config, window_ba_worker=window_ba_worker)
     raise ValueError(f"frontend must be one of {FRONTENDS}, got {config.frontend!r}")
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from banet_vo.backend import Observations, RelativePoseFactor, WindowBAConfig, WindowBundleAdjuster
-from banet_vo.backend.background import BackgroundBundleAdjuster
+from banet_vo.backend.background import BackgroundBundleAdjuster, HeldBundleAdjuster
 from banet_vo.frontend import (
     Features,
     XFeatExtractor,
@@ -173,7 +173,10 @@ class KeyframeOdometry:
         estimator: PairEstimator,
         config: OdometryConfig | None = None,
         extractor: XFeatExtractor | None = None,
+        window_ba_worker: BackgroundBundleAdjuster | HeldBundleAdjuster | None = None,
     ) -> None:
+        """`window_ba_worker`: what solves the window BAs with background_ba (default: a worker process;
+        backend.background.HeldBundleAdjuster for a repeatable offline stand-in)."""
         self.estimator = estimator
         self.config = config or OdometryConfig(frontend="xfeat")
         # XFeat and its matching run where BA-Net does (the node's `device`).
@@ -194,7 +197,7 @@ class KeyframeOdometry:
         self._up_cam = self._T_bc[:3, :3].T @ np.array([0.0, 0.0, 1.0])
         self.trajectory_id = -1
         self._observed: tuple[np.ndarray, np.ndarray] | None = None
-        self._background = BackgroundBundleAdjuster()
+        self._background = window_ba_worker or BackgroundBundleAdjuster()
         self._worker_failed = False  # after a dead worker, window BAs are solved in line
         self._banet_pool: ThreadPoolExecutor | None = None  # background_banet: started at first use
         self._mapping_pool: ThreadPoolExecutor | None = None  # tracking.mapping background: at first use
