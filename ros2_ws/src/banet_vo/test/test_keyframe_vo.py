@@ -600,6 +600,22 @@ def _held_vo(estimator, worker, tracking):
     return make_odometry(estimator, config, window_ba_worker=worker)
 
 
+def _record_joins(vo) -> list:
+    """Wraps vo's BA merge: for each keyframe that joined after the merged window was built, (its id, its
+    pose before the merge, after it, the merge's correction)."""
+    joined = []
+    apply_ba = vo._apply_ba
+
+    def merged(result, job, frames_moved):
+        newer = [(kf, kf.T_wc.copy()) for kf in vo._keyframes if kf.id > max(job.poses)]
+        correction = apply_ba(result, job, frames_moved)
+        joined.extend((kf.id, before, kf.T_wc.copy(), correction) for kf, before in newer)
+        return correction
+
+    vo._apply_ba = merged
+    return joined
+
+
 @pytest.mark.parametrize("join", ["solved", "at_once"])
 def test_a_keyframe_joins_a_window_still_solving_only_with_keyframe_join_at_once(estimator, kitti06, join):
     """tracking.keyframe_join with background_ba, each window's result taken two frames after its submit
@@ -615,16 +631,7 @@ def test_a_keyframe_joins_a_window_still_solving_only_with_keyframe_join_at_once
     tracking = TrackingConfig(busy_keyframe="wait", keyframe_join=join)  # every wanted keyframe is made
     held = _held_worker(2)
     vo = _held_vo(estimator, held, tracking)
-    joined = []  # (keyframe id, its pose before the merge, after it, the merge's correction)
-    apply_ba = vo._apply_ba
-
-    def merged(result, job, frames_moved):
-        newer = [(kf, kf.T_wc.copy()) for kf in vo._keyframes if kf.id > max(job.poses)]
-        correction = apply_ba(result, job, frames_moved)
-        joined.extend((kf.id, before, kf.T_wc.copy(), correction) for kf, before in newer)
-        return correction
-
-    vo._apply_ba = merged
+    joined = _record_joins(vo)
     est, gt = [], []
     for f in kitti06[:30]:
         held.next_frame()
@@ -651,23 +658,14 @@ def test_a_mapped_keyframe_joins_a_window_still_solving_only_with_keyframe_join_
     """The PTAM-style split (tracking_mapping background) with background_ba, each result taken two frames
     after its submit and the mapping thread settled after each frame: a keyframe the mapping thread made
     joins while a window still solves only with keyframe_join at_once, and moves with the solve's
-    correction. Measured
-    2026-12-05 (29 of 30 frames, 13-15 keyframes mapped): Sim(3) 0.659 m (solved), 0.506 m (at_once)."""
+    correction. Measured 2026-12-05 (29 of 30 frames, 13-15 keyframes mapped): Sim(3) 0.659 m (solved),
+    0.506 m (at_once)."""
     from banet_vo.geometry.rigid import nearest_rigid
 
     tracking = TrackingConfig(between_keyframes="flow", mapping="background", keyframe_join=join)
     held = _held_worker(2)
     vo = _held_vo(estimator, held, tracking)
-    joined = []
-    apply_ba = vo._apply_ba
-
-    def merged(result, job, frames_moved):
-        newer = [(kf, kf.T_wc.copy()) for kf in vo._keyframes if kf.id > max(job.poses)]
-        correction = apply_ba(result, job, frames_moved)
-        joined.extend((before, kf.T_wc.copy(), correction) for kf, before in newer)
-        return correction
-
-    vo._apply_ba = merged
+    joined = _record_joins(vo)
     est, gt = [], []
     try:
         for f in kitti06[:30]:
@@ -686,7 +684,7 @@ def test_a_mapped_keyframe_joins_a_window_still_solving_only_with_keyframe_join_
         assert not joined
         return
     assert len(joined) >= 2
-    for before, after, correction in joined:
+    for _, before, after, correction in joined:
         np.testing.assert_allclose(after, nearest_rigid(correction @ before), atol=1e-9)
 
 

@@ -196,20 +196,11 @@ class HeldBundleAdjuster:
         """A new frame begins: the held result is one frame closer."""
         self._frames_left -= 1
 
-    def submit(
-        self,
-        camera,
-        config: WindowBAConfig,
-        poses: dict[int, np.ndarray],
-        points: dict[int, np.ndarray],
-        observations: Observations | list[Observation],
-        fixed: set[int],
-        relative: list[RelativePoseFactor] | None = None,
-    ) -> None:
+    def submit(self, camera, config: WindowBAConfig, *window) -> None:
+        """BackgroundBundleAdjuster.submit's arguments; `window` is what WindowBundleAdjuster.solve takes."""
         if self._result is not None:
             raise RuntimeError("a window BA is already running")
-        solver = WindowBundleAdjuster(camera, config)
-        self._result = solver.solve(poses, points, observations, fixed, relative)
+        self._result = WindowBundleAdjuster(camera, config).solve(*window)
         self._frames_left = self.hold_frames
         self.submitted += 1
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from banet_vo.backend import Observations, RelativePoseFactor, WindowBAConfig, WindowBundleAdjuster
-from banet_vo.backend.background import BackgroundBundleAdjuster, HeldBundleAdjuster
+from banet_vo.backend.background import BackgroundBundleAdjuster
 from banet_vo.frontend import (
     Features,
     XFeatExtractor,
@@ -173,10 +173,11 @@ class KeyframeOdometry:
         estimator: PairEstimator,
         config: OdometryConfig | None = None,
         extractor: XFeatExtractor | None = None,
-        window_ba_worker: BackgroundBundleAdjuster | HeldBundleAdjuster | None = None,
+        window_ba_worker=None,
     ) -> None:
-        """`window_ba_worker`: what solves the window BAs with background_ba (default: a worker process;
-        backend.background.HeldBundleAdjuster for a repeatable offline stand-in)."""
+        """`window_ba_worker`: what solves the window BAs with background_ba, with BackgroundBundleAdjuster's
+        interface (default: one, a worker process; backend.background.HeldBundleAdjuster for a repeatable
+        offline stand-in)."""
         self.estimator = estimator
         self.config = config or OdometryConfig(frontend="xfeat")
         # XFeat and its matching run where BA-Net does (the node's `device`).
