@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from banet_vo.provenance import machine_description
-from benchmarks.process_memory import proc_status_mb
 from imatching_online.evaluation import RANSAC_TRIALS
+
+from benchmarks.process_memory import proc_status_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 from banet_vo.provenance import code_version, machine_description
-from benchmarks.process_memory import proc_status_mb
 
+from benchmarks.process_memory import proc_status_mb
 from benchmarks.real_clips import DATA
 from benchmarks.vo_kitti import DEFAULT_MODEL, ROOT
 

@@ -527,32 +527,43 @@ def test_a_higher_resolution_camera_with_the_feature_cap(estimator, kitti06):
     _assert_first_30_kitti06_frames(est, gt)
 
 
-def test_background_ba_tracks_kitti06(estimator, kitti06):
-    """Window BAs in the worker process, merged as they finish. Measured 2026-12-03 (30 frames, shipped
-    model, 2 loaded cores): Sim(3) 0.385 m in two runs (in line: 0.296 m). Threshold about 1.5x."""
+@pytest.fixture(scope="module")
+def background_run(estimator, kitti06):
+    """The first 30 KITTI 06 frames with window BAs in the worker process, merged as they finish; the
+    pipeline is closed afterwards. Returns (vo, estimated poses, true poses)."""
     vo = _vo(estimator, background_ba=True)
     try:
         est, gt, _ = _run(vo, kitti06[:30])
         assert vo._background._process is not None  # the worker did run
     finally:
         vo.close()
-    assert vo._background._process is None
+    return vo, est, gt
+
+
+def test_background_ba_tracks_kitti06(background_run):
+    """The worker's solves are merged and the pipeline tracks. Which frame each result lands on depends on
+    the machine's timing, so the Sim(3) figure varies run to run: measured 2026-12-05 (shipped model, 2
+    cores) 0.351-0.525 m in 14 runs, alone and beside two busy loops, and 0.637 m once in CI (in line:
+    0.296 m). The bound (0.9 m) catches a broken merge, not the cost of the lag: that is pinned down,
+    repeatably, by the keyframe_join tests below (HeldBundleAdjuster)."""
+    vo, est, gt = background_run
+    assert vo._background._process is None  # closed
+    assert vo.stats.window_ba_merged >= 2
+    assert vo.stats.window_ba_merged <= vo.stats.keyframes
     assert len(est) >= 27
     sim3, _ = _ate(est, gt, "sim3")
-    assert sim3 < 0.6
+    assert sim3 < 0.9
 
 
-def test_a_keyframe_is_deferred_while_the_window_solves_unless_tracking_is_weak(estimator, kitti06):
+def test_a_keyframe_is_deferred_while_the_window_solves_unless_tracking_is_weak(estimator, background_run):
     """tracking.busy_keyframe: with "wait" a wanted keyframe is always made; with "defer" it waits while a
     background solve is running, unless fewer than a quarter (half of keyframe_tracked_ratio 0.5) of the
-    newest keyframe's landmarks are tracked. End to end with the worker, KITTI 06 keeps the background
-    test's bounds."""
+    newest keyframe's landmarks are tracked. The rule is asked of the state the worker run left."""
     assert TrackingConfig().busy_keyframe == "defer"  # the default since busy_keyframe.txt
-    vo = _vo(estimator, background_ba=True)
+    vo, _, _ = background_run
+    last = vo._keyframes[-1]
+    landmarks = int((last.landmarks >= 0).sum())
     try:
-        est, gt, _ = _run(vo, kitti06[:30])
-        last = vo._keyframes[-1]
-        landmarks = int((last.landmarks >= 0).sum())
         vo._ba_job = vo._window_job()  # a solve in flight, as far as the rule can tell
         deferred = vo.stats.keyframes_deferred
         assert vo._defer_keyframe(last, landmarks) and vo.stats.keyframes_deferred == deferred + 1
@@ -560,16 +571,15 @@ def test_a_keyframe_is_deferred_while_the_window_solves_unless_tracking_is_weak(
         assert not vo._defer_keyframe(last, int(0.25 * landmarks) - 1)  # weak: made at once
         vo._ba_job = None
         assert not vo._defer_keyframe(last, landmarks)  # nothing solving
-        waiting = _vo(estimator, background_ba=True, tracking=TrackingConfig(busy_keyframe="wait"))
+    finally:
+        vo._ba_job = None
+    waiting = _vo(estimator, background_ba=True, tracking=TrackingConfig(busy_keyframe="wait"))
+    try:
         waiting._ba_job = object()
         assert not waiting._defer_keyframe(last, landmarks)
         waiting._ba_job = None
-        waiting.close()
     finally:
-        vo._ba_job = None
-        vo.close()
-    assert len(est) >= 27
-    assert _ate(est, gt, "sim3")[0] < 0.6
+        waiting.close()
 
 
 def _held_worker(hold_frames: int):
@@ -640,6 +650,7 @@ def test_a_keyframe_joins_a_window_still_solving_only_with_keyframe_join_at_once
             est.append(r.T_odom_camera)
             gt.append(f.pose)
     assert held.submitted >= 8 and len(est) >= 27
+    assert vo.stats.window_ba_merged == held.submitted - (vo._ba_job is not None)  # all but one in flight
     assert _ate(est, gt, "sim3")[0] < 0.6
     if join == "solved":
         assert held.waits >= 3 and not joined

@@ -1139,6 +1139,7 @@ class KeyframeOdometry:
             return np.eye(4)
         job, self._ba_job = self._ba_job, None
         correction = self._apply_ba(result, job, frames_moved=True)
+        self.stats.window_ba_merged += 1
         if self._ba_pending and len(self._keyframes) >= 2 and not self._inline_ba:
             self._submit_ba()
         self._ba_pending = False

@@ -553,6 +553,7 @@ class VOShell:
             reloc_refused=stats.reloc_refused,
             flow_tracked=stats.flow_tracked,
             keyframes_deferred=stats.keyframes_deferred,
+            window_ba_merged=stats.window_ba_merged,
             keyframes_mapped=stats.keyframes_mapped,
             mapping_dropped=stats.mapping_dropped,
             camera_changes=stats.camera_changes,
