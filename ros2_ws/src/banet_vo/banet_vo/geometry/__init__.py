@@ -22,7 +22,15 @@ _EXPORTS = {
         "transform_points",
     ),
     "sampling": ("bilinear_sample",),
-    "se3": ("as_se3", "identity_se3", "perturb_left", "relative_pose", "rotation_angle_deg", "to_matrix"),
+    "se3": (
+        "as_se3",
+        "exp_se3",
+        "identity_se3",
+        "perturb_left",
+        "relative_pose",
+        "rotation_angle_deg",
+        "to_matrix",
+    ),
     "warp": ("warp_coordinates", "warp_image"),
 }
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

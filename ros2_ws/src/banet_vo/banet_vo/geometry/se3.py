@@ -6,14 +6,18 @@ Perturbations are on the left: ``T ← Exp(δ) · T`` (docs/CONVENTIONS.md).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pypose as pp
 import torch
+from pypose.lietensor.operation import se3_Jl
 
 from banet_vo.geometry import rigid
 
 __all__ = [
     "as_se3",
+    "exp_se3",
     "identity_se3",
     "perturb_left",
     "relative_pose",
@@ -91,11 +95,74 @@ def identity_se3(*batch: int, dtype=None, device=None) -> pp.LieTensor:
     return pp.identity_SE3(*batch, dtype=dtype or torch.get_default_dtype(), device=device)
 
 
-def perturb_left(T: pp.LieTensor, delta: torch.Tensor) -> pp.LieTensor:
-    """``Exp(δ) · T`` with ``δ = [ρ, φ]`` (..., 6): the update every Jacobian here is taken w.r.t."""
+# Below this rotation angle [rad] the exponential's coefficients are read from their Taylor series (to
+# theta^6: error under 1e-15 here); above it the closed forms lose no accuracy, even in float32.
+_SERIES_BELOW = 0.1
+
+
+def _series(theta2: torch.Tensor, c0: float, c1: float, c2: float, c3: float) -> torch.Tensor:
+    return c0 + theta2 * (c1 + theta2 * (c2 + theta2 * c3))
+
+
+class _Se3Exp(torch.autograd.Function):
+    """pypose's se3 Exp without its data-dependent branches: pypose picks the small-angle formulas by
+    boolean indexing, a host sync per call on a GPU (about 170 per BA-Net pair); here both branches are
+    computed and torch.where selects, so BA-Net's inference never waits on the device. The backward is
+    pypose's own (its Lie-algebra gradient convention, which pypose's composition and Act expect
+    downstream), so training gradients are unchanged."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(delta: torch.Tensor) -> torch.Tensor:
+        rho, phi = delta[..., :3], delta[..., 3:]
+        theta2 = (phi * phi).sum(-1, keepdim=True)
+        small = theta2 < _SERIES_BELOW**2
+        # The closed forms get a harmless angle where the series is used, so neither branch makes a NaN
+        # (torch.where would pass it on to the gradient).
+        safe2 = torch.where(small, torch.ones_like(theta2), theta2)
+        theta = safe2.sqrt()
+        sin_half = torch.where(
+            small, _series(theta2, 0.5, -1 / 48, 1 / 3840, -1 / 645120), torch.sin(0.5 * theta) / theta
+        )
+        cos_half = torch.where(
+            small, _series(theta2, 1.0, -1 / 8, 1 / 384, -1 / 46080), torch.cos(0.5 * theta)
+        )
+        b = torch.where(
+            small, _series(theta2, 0.5, -1 / 24, 1 / 720, -1 / 40320), (1 - torch.cos(theta)) / safe2
+        )
+        c = torch.where(
+            small,
+            _series(theta2, 1 / 6, -1 / 120, 1 / 5040, -1 / 362880),
+            (theta - torch.sin(theta)) / (safe2 * theta),
+        )
+        # t = J_l(phi) rho, with J_l = I + b [phi]x + c [phi]x^2; q = (sin(theta/2) phi / theta, cos(theta/2))
+        phi_rho = torch.linalg.cross(phi, rho, dim=-1)
+        t = rho + b * phi_rho + c * torch.linalg.cross(phi, phi_rho, dim=-1)
+        return torch.cat([t, sin_half * phi, cos_half], dim=-1)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+        (delta,) = inputs
+        ctx.save_for_backward(delta)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:
+        (delta,) = ctx.saved_tensors
+        return (grad_output[..., :-1].unsqueeze(-2) @ se3_Jl(delta)).squeeze(-2)
+
+
+def exp_se3(delta: torch.Tensor) -> pp.LieTensor:
+    """``Exp(δ)`` of ``δ = [ρ, φ]`` (..., 6) as a ``pp.SE3``: pypose's se3 Exp, the same values and
+    gradients, without host syncs (``_Se3Exp``)."""
     if delta.shape[-1] != 6:
         raise ValueError(f"delta must have last dimension 6 ([rho, phi]), got {tuple(delta.shape)}")
-    return pp.se3(delta).Exp() @ as_se3(T, check=False)
+    return pp.SE3(_Se3Exp.apply(delta))
+
+
+def perturb_left(T: pp.LieTensor, delta: torch.Tensor) -> pp.LieTensor:
+    """``Exp(δ) · T`` with ``δ = [ρ, φ]`` (..., 6): the update every Jacobian here is taken w.r.t."""
+    return exp_se3(delta) @ as_se3(T, check=False)
 
 
 def relative_pose(T_wi, T_wj):
