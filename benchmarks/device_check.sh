@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one prepared GPU check: CUDA tests, BA-Net per-pair latency and peak memory of both presets, the
-# node at 30 Hz, the real-clips table (KITTI 06), the time per frame by stage on the GPU and the training
-# step time. Each step has its own time limit (10.6 minutes in all, run as two calls: docs/frontend.md); a
-# step that fails or runs out of time is recorded and the next one runs.
+# same with pypose's se(3) Exp against the branch-free one, the node at 30 Hz, the real-clips table
+# (KITTI 06), the time per frame by stage on the GPU and the training step time. Each step has its own
+# time limit (11.6 minutes in all, run as two calls: docs/frontend.md); a step that fails or runs out of
+# time is recorded and the next one runs.
 #
 #   bash benchmarks/device_check.sh             # full on CUDA; reduced CPU smoke when there is no CUDA
 #   bash benchmarks/device_check.sh --cpu-smoke # reduced mode on the CPU (about a minute)
@@ -36,7 +37,7 @@ while [ $# -gt 0 ]; do
     --cpu-smoke) MODE=cpu ;;
     --cuda) MODE=cuda ;;
     --dry-run) DRY=1 ;;
-    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "device_check: unknown option $arg (--cpu-smoke, --cuda, --dry-run)" >&2; exit 2 ;;
   esac
 done
@@ -167,6 +168,9 @@ GPU_TEST_FILES=$(grep -rl "mark.gpu" tests ros2_ws/src/*/test | sort)
 if [ "$MODE" = cuda ]; then
   step gpu_tests 150 "$PY" -m pytest -m gpu -q -p no:cacheprovider $GPU_TEST_FILES
   step pair_latency 90 "$PY" -c "$LATENCY_PY" cuda 3 50 0 "$OUT_DIR/latency.json"
+  # pypose's se(3) Exp (a host sync per small-angle branch) against the branch-free one, per pair; the
+  # table goes to the log (the device returns at most 8 files).
+  step exp_latency 60 "$PY" -m benchmarks.se3_exp_latency --device cuda --threads 4 --warmup 3 --repeats 20
   # 4 torch threads: with 16 on the 16-core device the node took 9-21 s over one pair (results/device_check.md).
   step node_30hz 90 "$PY" -m benchmarks.vo_latency --device cuda --threads 4 --rates 30 --frames 150 \
     --results "$OUT_DIR/vo_latency.md"
@@ -186,6 +190,8 @@ else
   step gpu_tests 60 "$PY" -m pytest -m gpu -q -p no:cacheprovider $GPU_TEST_FILES
   # One torch thread: the development machines are shared, where more threads oversubscribe the cores.
   step pair_latency 90 "$PY" -c "$LATENCY_PY" cpu 1 1 1 "$OUT_DIR/latency.json"
+  step exp_latency 60 "$PY" -m benchmarks.se3_exp_latency --device cpu --threads 1 --warmup 0 --repeats 1 \
+    --models small
   step node_30hz 60 "$PY" -m benchmarks.vo_latency --device cpu --threads 2 --rates 30 --frames 30 \
     --results "$OUT_DIR/vo_latency.md"
   step node_30hz_processed 5 grep -Eq "$PROCESSED_ROW" "$OUT_DIR/vo_latency.md"

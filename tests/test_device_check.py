@@ -24,8 +24,8 @@ def _run(*args: str, out: Path, timeout: float) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     ("mode", "steps"),
     [
-        ("--cpu-smoke", ["gpu_tests", "pair_latency", "node_30hz", "node_30hz_processed"]),
-        ("--cuda", ["gpu_tests", "pair_latency", "node_30hz", "node_30hz_processed"]),
+        ("--cpu-smoke", ["gpu_tests", "pair_latency", "exp_latency", "node_30hz", "node_30hz_processed"]),
+        ("--cuda", ["gpu_tests", "pair_latency", "exp_latency", "node_30hz", "node_30hz_processed"]),
     ],
 )
 def test_dry_run_lists_the_steps_and_writes_nothing(tmp_path: Path, mode: str, steps: list[str]) -> None:
