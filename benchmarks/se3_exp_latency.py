@@ -3,7 +3,8 @@ it uses now (geometry.se3.exp_se3), measured in one process, the two interleaved
 
 pypose picks its small-angle formulas by boolean indexing: an `aten::nonzero`, which on a GPU waits for the
 device, about 19 times per LM step. The table gives both variants' median seconds per pair, their ratio,
-and the count of `aten::nonzero` and of all aten calls in one pair (CPU profiler).
+the count of `aten::nonzero` and of all aten calls in one pair (CPU profiler) and, on CUDA, the host syncs
+torch reports in one pair (torch.cuda.set_sync_debug_mode).
 
     .venv/bin/python -m benchmarks.se3_exp_latency [--device cpu|cuda] [--threads 1] [--repeats 15]
         [--models small,paper] [--out benchmarks/results/se3_exp_latency.md]
@@ -41,6 +42,22 @@ def _op_counts(run) -> tuple[int, int]:
     return nonzero, sum(e.count for e in events if e.key.startswith("aten::"))
 
 
+def _cuda_syncs(run) -> int:
+    """Host syncs torch reports in one call of run() on CUDA (its sync debug mode, one warning each)."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run(sync=False)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
 def measure(preset: str, device: str, warmup: int, repeats: int) -> dict:
     import torch
     from banet_vo.geometry.se3 import perturb_left
@@ -54,22 +71,25 @@ def measure(preset: str, device: str, warmup: int, repeats: int) -> dict:
     w, h = config.image_width, config.image_height
     ref, tgt = torch.rand(1, 3, h, w, device=device), torch.rand(1, 3, h, w, device=device)
     intr = torch.tensor([[0.8 * w, 0.8 * w, (w - 1) / 2, (h - 1) / 2]], device=device)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     variants = {"pypose": _pypose_update, "branch_free": perturb_left}
 
-    def run():
+    def run(sync: bool = True):
         with torch.no_grad():
             model(ref, tgt, intr)
-        sync()
+        if sync:
+            synchronize()
 
     times: dict[str, list[float]] = {name: [] for name in variants}
-    counts = {}
+    counts, syncs = {}, {}
     try:
         for name, update in variants.items():
             ba_layer.perturb_left = update
             for _ in range(warmup):
                 run()
             counts[name] = _op_counts(run)
+            if device == "cuda":
+                syncs[name] = _cuda_syncs(run)
         for _ in range(repeats):
             for name, update in variants.items():
                 ba_layer.perturb_left = update
@@ -89,21 +109,24 @@ def measure(preset: str, device: str, warmup: int, repeats: int) -> dict:
         "ratio": medians["branch_free"] / medians["pypose"],
         "nonzero": {name: c[0] for name, c in counts.items()},
         "aten_calls": {name: c[1] for name, c in counts.items()},
+        "cuda_syncs": syncs or None,  # host syncs per pair (CUDA only)
     }
 
 
 def table(rows: list[dict]) -> str:
     lines = [
         "| model | device, threads | pypose Exp ms/pair | branch-free ms/pair | ratio "
-        "| aten::nonzero per pair (pypose → branch-free) | aten calls per pair |",
-        "|---|---|---|---|---|---|---|",
+        "| aten::nonzero per pair (pypose → branch-free) | aten calls per pair "
+        "| host syncs per pair (CUDA) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        m, n, a = r["median_s"], r["nonzero"], r["aten_calls"]
+        m, n, a, c = r["median_s"], r["nonzero"], r["aten_calls"], r["cuda_syncs"]
+        syncs = f"{c['pypose']} → {c['branch_free']}" if c else "—"
         lines.append(
             f"| {r['preset']} {r['size']} | {r['device']}, {r['threads']} | {1e3 * m['pypose']:.1f} | "
             f"{1e3 * m['branch_free']:.1f} | {r['ratio']:.3f} | {n['pypose']} → {n['branch_free']} | "
-            f"{a['pypose']} → {a['branch_free']} |"
+            f"{a['pypose']} → {a['branch_free']} | {syncs} |"
         )
     return "\n".join(lines)
 
@@ -143,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{table(rows)}\n\n"
         "The branch-free exponential (geometry.se3.exp_se3) gives pypose's values (closer to the matrix "
         "exponential below 1e-3 rad) and its gradients; it removes every `aten::nonzero`, each a wait for "
-        "the device on a GPU.\n"
+        "the device on a GPU. Both variants solve the LM step with linalg.solve_ex (no singularity check on "
+        "the host).\n"
     )
     print(section)
     if args.out:

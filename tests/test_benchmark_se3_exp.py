@@ -29,3 +29,16 @@ def test_bad_arguments_are_refused(args, message, capsys):
         se3_exp_latency.main(args)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_the_branch_free_update_saves_host_syncs_on_cuda():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("CUDA is not available on this machine (torch.cuda.is_available() is False)")
+    row = se3_exp_latency.measure("small", "cuda", warmup=1, repeats=1)
+    syncs = row["cuda_syncs"]
+    print(f"host syncs per pair: pypose {syncs['pypose']}, branch-free {syncs['branch_free']}")
+    assert syncs["pypose"] >= row["nonzero"]["pypose"]  # every nonzero waits for the device
+    assert syncs["branch_free"] <= syncs["pypose"] - row["nonzero"]["pypose"]

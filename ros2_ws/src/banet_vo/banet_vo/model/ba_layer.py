@@ -328,7 +328,9 @@ def damped_solve(
         lam = lam[..., None]
     damping = lam * ratio + epsilon * scale * scale
     system = scaled + torch.diag_embed(damping)
-    y = torch.linalg.solve(system, -(scale * gradient))
+    # solve_ex: linalg.solve checks for singularity on the host, a wait for the device on a GPU; the
+    # system is positive definite here (ε > 0), so the check is never needed.
+    y, _ = torch.linalg.solve_ex(system, -(scale * gradient))
     return scale * y
 
 
