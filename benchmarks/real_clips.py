@@ -90,7 +90,9 @@ def run_clip(spec, args, estimator, xfeat) -> tuple[list, list[str]]:
     from banet_vo.evaluation import real_clips as rc
     from banet_vo.odometry import FRONTENDS, SCALE_SOURCES, OdometryConfig, make_odometry
 
-    clip = rc.load_clip(spec, args.data, args.max_frames, args.every, args.image_scale, args.jpeg_quality)
+    clip = rc.load_clip(
+        spec, args.data, args.max_frames, args.every, args.image_scale, args.jpeg_quality, args.reverse
+    )
     rows, skipped = [], []
     default_frontend = OdometryConfig().frontend
     for frontend in FRONTENDS:
@@ -211,6 +213,8 @@ def write_markdown(
         partial += f", frames and intrinsics resized by {args.image_scale:g}"
     if args.jpeg_quality is not None:
         partial += f", every image through JPEG at quality {args.jpeg_quality} (references too)"
+    if args.reverse:
+        partial += ", each clip played backwards (--reverse; references too)"
     if args.scales:
         partial += f", scale {' / '.join(args.scales)} only"
     if args.ba_hold is not None:
@@ -291,6 +295,11 @@ def main(argv: list[str] | None = None) -> int:
         "sees it (not with --live; default 1: every frame)",
     )
     parser.add_argument(
+        "--reverse",
+        action="store_true",
+        help="play each clip backwards, stamps still increasing: a camera that backs up (not with --live)",
+    )
+    parser.add_argument(
         "--image-scale",
         type=float,
         default=1.0,
@@ -365,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--every must be >= 1, got {args.every}")
     if args.every > 1 and args.live:
         parser.error("--every drops frames offline; the live node drops its own (leave out --live)")
+    if args.reverse and args.live:
+        parser.error("--reverse plays the clips backwards offline; the bags play forward (leave out --live)")
     if args.settle and args.live:
         parser.error("--settle waits for the threads offline; live, timing decides (leave out --live)")
     if args.ba_hold is not None:

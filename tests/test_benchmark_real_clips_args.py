@@ -15,6 +15,7 @@ from benchmarks import real_clips
         (["--every", "3", "--live-only"], "the live node drops its own"),
         (["--every", "3", "--live"], "the live node drops its own"),
         (["--settle", "--live"], "timing decides"),
+        (["--reverse", "--live"], "the bags play forward"),
         (["--ba-hold", "-1"], "--ba-hold must be >= 0"),
         (["--ba-hold", "2", "--live-only"], "stands in for the live worker offline"),
         (["--image-scale", "0"], "--image-scale must lie in (0, 4]"),

@@ -224,6 +224,21 @@ def test_load_clip_every_kth_frame(shared_data) -> None:
             rc.load_clip(rc.HOLOLENS_HELD_OUT, shared_data, every=bad)
 
 
+def test_load_clip_reverse_plays_the_same_frames_backwards(shared_data) -> None:
+    """reverse: the selected frames in reverse order, each with its own pose and image, played with the
+    forward clip's stamps (still increasing, the same spacing); with every=k the same kept frames."""
+    full = rc.load_clip(rc.HOLOLENS_HELD_OUT, shared_data, every=5)
+    back = rc.load_clip(rc.HOLOLENS_HELD_OUT, shared_data, every=5, reverse=True)
+    assert back.reverse and len(back) == len(full) == 10
+    np.testing.assert_array_equal(back.indices, full.indices[::-1])
+    np.testing.assert_array_equal(back.gt, full.gt[::-1])
+    np.testing.assert_array_equal(back.stamps, full.stamps)
+    frames = list(back.frames())
+    np.testing.assert_array_equal([f.timestamp for f in frames], full.stamps)
+    np.testing.assert_array_equal(frames[0].image, list(full.frames())[-1].image)
+    np.testing.assert_array_equal(frames[0].pose, full.gt[-1])
+
+
 def test_load_clip_image_scale_is_the_same_scene_through_a_smaller_camera(shared_data) -> None:
     """image_scale 0.5: half-size images with the halved intrinsics, and a depth map that still agrees
     with the full-size one at each 3D point's projection; stamps and poses unchanged."""

@@ -113,13 +113,16 @@ def resolve_clip(token: str, data_root: str | Path, camera_height: float | None 
 class Clip:
     """The frames of a ClipSpec: lazy images, stamps and camera-to-world ground truth (metres).
     With `image_scale` != 1 every frame is resized with its intrinsics (and depth), as the same scene
-    seen by a camera of another resolution."""
+    seen by a camera of another resolution. With `reverse` the indices run backwards (the camera retraces
+    its path), and each frame gets the stamp of the frame at its place in the forward clip, so that stamps
+    still increase with the same spacing."""
 
     spec: ClipSpec
     sequence: FrameSequence
-    indices: np.ndarray  # sequence indices used, in order
+    indices: np.ndarray  # sequence indices used, in the order played
     image_scale: float = 1.0
     jpeg_quality: int | None = None  # each image through JPEG at this quality, as a compressed stream
+    reverse: bool = False
 
     @property
     def camera(self) -> PinholeCamera:
@@ -128,7 +131,8 @@ class Clip:
 
     @property
     def stamps(self) -> np.ndarray:
-        return self.sequence.timestamps[self.indices]
+        """The stamp each frame is played with, in the order played."""
+        return self.sequence.timestamps[self.indices[::-1] if self.reverse else self.indices]
 
     @property
     def gt(self) -> np.ndarray:
@@ -138,8 +142,11 @@ class Clip:
         return int(self.indices.size)
 
     def frames(self) -> Iterator[Frame]:
-        for i in self.indices:
+        stamps = self.stamps
+        for k, i in enumerate(self.indices):
             frame = self.sequence[int(i)]
+            if self.reverse:
+                frame = replace(frame, timestamp=float(stamps[k]))
             if self.image_scale != 1.0:
                 frame = _resized(frame, frame.camera.scaled(self.image_scale))
             if self.jpeg_quality is not None:
@@ -172,12 +179,14 @@ def load_clip(
     every: int = 1,
     image_scale: float = 1.0,
     jpeg_quality: int | None = None,
+    reverse: bool = False,
 ) -> Clip:
     """Open a clip under data_root (../shared/data); FileNotFoundError when its folder is absent.
     `every` k > 1 keeps every k-th frame (what a node that keeps up with 1/k of the camera rate sees);
     `max_frames` then counts the kept frames. `image_scale` resizes every frame (and its intrinsics) by
     that factor: the same clip through a camera of another resolution (at least 32 px a side).
-    `jpeg_quality` (1-100) passes every image through JPEG, as a camera streaming compressed images."""
+    `jpeg_quality` (1-100) passes every image through JPEG, as a camera streaming compressed images.
+    `reverse` plays the selected frames backwards (Clip.reverse): a camera that backs up."""
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"every must be an int >= 1, got {every!r}")
     image_scale = check_image_scale(image_scale)
@@ -202,7 +211,7 @@ def load_clip(
         indices = indices[: max(int(max_frames), 0)]
     if indices.size < 3:
         raise ValueError(f"clip {spec.name}: {indices.size} frames, at least 3 are needed for an alignment")
-    return Clip(spec, sequence, indices, image_scale, jpeg_quality)
+    return Clip(spec, sequence, indices[::-1] if reverse else indices, image_scale, jpeg_quality, reverse)
 
 
 # -- metrics -------------------------------------------------------------------------------------------
