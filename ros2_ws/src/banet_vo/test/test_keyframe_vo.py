@@ -833,6 +833,40 @@ LIVE_KITTI07_FRAMES = (
 )
 
 
+@pytest.mark.parametrize(("shift", "refused"), [(0.0, False), (50.0, True)])
+def test_a_recovery_far_from_the_prediction_is_refused(estimator, kitti06, monkeypatch, shift, refused):
+    """PnP made to fail on KITTI 06 frame 12: the 5-point recovery from the newest keyframe locates it
+    near the constant-velocity prediction and the frame becomes a keyframe; the same recovery moved 50 map
+    units away (a baseline from a few wrong points) is refused by reloc_max_jump's test, as a window
+    relocalisation is, and the frame fails without a pose (docs/preregistered/recovery_gate.txt)."""
+    vo = _vo(estimator)
+    est, _, _ = _run(vo, kitti06[:12])
+    pnp, recover = vo._pnp, vo._recover
+    monkeypatch.setattr(vo, "_pnp", lambda *a, **k: (None, pnp(*a, **k)[1]))
+
+    def moved(*args):
+        found = recover(*args)
+        assert found is not None, "the recovery itself found no pose"
+        T_wc = found[0].copy()
+        T_wc[0, 3] += shift
+        return (T_wc, *found[1:])
+
+    monkeypatch.setattr(vo, "_recover", moved)
+    before = vo.stats.recovered
+    frame = kitti06[12]
+    result = vo.process(frame.image, frame.timestamp, frame.camera)
+    if refused:
+        assert vo.stats.recovery_refused == 1 and vo.stats.recovered == before
+        assert result.status == FAILED and result.T_odom_camera is None
+    else:
+        assert vo.stats.recovery_refused == 0 and vo.stats.recovered == before + 1
+        assert result.status == TRACKED and result.is_keyframe
+        step = np.linalg.norm(result.T_odom_camera[:3, 3] - est[-1][:3, 3])
+        true_step = np.linalg.norm(frame.pose[:3, 3] - kitti06[11].pose[:3, 3])
+        assert 0.5 * true_step < step < 2.0 * true_step, (step, true_step)  # metric (ground plane)
+    vo.close()
+
+
 @pytest.mark.parametrize(("max_jump", "jumps"), [(0.0, True), (2.0, False)])
 def test_a_relocalisation_far_from_the_prediction_is_refused(estimator, shared_data, max_jump, jumps):
     """Frame 88, three frames after the stall, matches too few landmarks of the newest keyframes; PnP

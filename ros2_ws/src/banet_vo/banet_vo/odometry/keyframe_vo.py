@@ -626,7 +626,9 @@ class KeyframeOdometry:
         if solved is None and len(self._keyframes) > len(recent):
             # The newest keyframes lead the window in the same order: their matches are reused.
             solved, _ = self._pnp(self._keyframes[::-1], features, guess, matched)
-            if solved is not None and not self._plausible_relocalisation(solved[0], guess, after_gap):
+            if solved is not None and not self._plausible_relocalisation(
+                solved[0], guess, after_gap, "relocalisation"
+            ):
                 solved = None
             if solved is not None:
                 reloc = True
@@ -636,7 +638,11 @@ class KeyframeOdometry:
             self._observed = (features.keypoints[solved[1][:, 0]], solved[1][:, 1])
         elif not after_gap:
             recovered = self._recover(last, features, matches)
-            if recovered is not None:
+            # The recovery's baseline rests on few points (or on BA-Net's depth): the same gross-jump test
+            # as a relocalisation's keeps a wrong one out of the trajectory.
+            if recovered is not None and self._plausible_relocalisation(
+                recovered[0], guess, after_gap, "recovery"
+            ):
                 return self._track_recovered(frame, features, last, *recovered)
         if solved is None:
             self._failures += 1
@@ -870,11 +876,14 @@ class KeyframeOdometry:
         mode = self.tracking.gap_failure
         return mode == "retry" or (mode == "retry_after_stall" and stalled)
 
-    def _plausible_relocalisation(self, T_wc: np.ndarray, guess: np.ndarray, after_gap: bool) -> bool:
-        """Whether a pose found against the whole window lies near the constant-velocity prediction
-        `guess`: within reloc_max_jump times the larger of the predicted step and the newest keyframes'
-        spacing (map units, so no metric scale is needed). Without a velocity (after a gap, or one
-        tracked frame) there is nothing to compare with, and the pose is kept."""
+    def _plausible_relocalisation(
+        self, T_wc: np.ndarray, guess: np.ndarray, after_gap: bool, kind: str
+    ) -> bool:
+        """Whether a pose found without the newest keyframes' landmarks (`kind`: "relocalisation" against
+        the whole window, or the 5-point "recovery" from the newest keyframe) lies near the
+        constant-velocity prediction `guess`: within reloc_max_jump times the larger of the predicted step
+        and the newest keyframes' spacing (map units, so no metric scale is needed). Without a velocity
+        (after a gap, or one tracked frame) there is nothing to compare with, and the pose is kept."""
         limit = self.tracking.reloc_max_jump
         if limit <= 0 or after_gap or len(self._map_history) < 2:
             return True
@@ -884,9 +893,13 @@ class KeyframeOdometry:
         jump = float(np.linalg.norm(T_wc[:3, 3] - guess[:3, 3]))
         if jump <= limit * max(step, spacing):
             return True
-        self.stats.reloc_refused += 1
+        if kind == "recovery":
+            self.stats.recovery_refused += 1
+        else:
+            self.stats.reloc_refused += 1
         logger.warning(
-            "relocalisation refused: %.2f from the predicted position, over %g x %.2f (map units)",
+            "%s refused: %.2f from the predicted position, over %g x %.2f (map units)",
+            kind,
             jump,
             limit,
             max(step, spacing),

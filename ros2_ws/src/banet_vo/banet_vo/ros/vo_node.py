@@ -551,6 +551,7 @@ class VOShell:
             init_restarts=stats.init_restarts,
             rebuild_predictions=stats.rebuild_predictions,
             reloc_refused=stats.reloc_refused,
+            recovery_refused=stats.recovery_refused,
             flow_tracked=stats.flow_tracked,
             keyframes_deferred=stats.keyframes_deferred,
             window_ba_merged=stats.window_ba_merged,
