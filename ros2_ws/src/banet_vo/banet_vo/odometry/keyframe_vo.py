@@ -626,7 +626,7 @@ class KeyframeOdometry:
         if solved is None and len(self._keyframes) > len(recent):
             # The newest keyframes lead the window in the same order: their matches are reused.
             solved, _ = self._pnp(self._keyframes[::-1], features, guess, matched)
-            if solved is not None and not self._plausible_relocalisation(
+            if solved is not None and not self._near_prediction(
                 solved[0], guess, after_gap, "relocalisation"
             ):
                 solved = None
@@ -640,9 +640,7 @@ class KeyframeOdometry:
             recovered = self._recover(last, features, matches)
             # The recovery's baseline rests on few points (or on BA-Net's depth): the same gross-jump test
             # as a relocalisation's keeps a wrong one out of the trajectory.
-            if recovered is not None and self._plausible_relocalisation(
-                recovered[0], guess, after_gap, "recovery"
-            ):
+            if recovered is not None and self._near_prediction(recovered[0], guess, after_gap, "recovery"):
                 return self._track_recovered(frame, features, last, *recovered)
         if solved is None:
             self._failures += 1
@@ -876,9 +874,7 @@ class KeyframeOdometry:
         mode = self.tracking.gap_failure
         return mode == "retry" or (mode == "retry_after_stall" and stalled)
 
-    def _plausible_relocalisation(
-        self, T_wc: np.ndarray, guess: np.ndarray, after_gap: bool, kind: str
-    ) -> bool:
+    def _near_prediction(self, T_wc: np.ndarray, guess: np.ndarray, after_gap: bool, kind: str) -> bool:
         """Whether a pose found without the newest keyframes' landmarks (`kind`: "relocalisation" against
         the whole window, or the 5-point "recovery" from the newest keyframe) lies near the
         constant-velocity prediction `guess`: within reloc_max_jump times the larger of the predicted step

@@ -106,12 +106,13 @@ class TrackingConfig:
     )
     # Against the older keyframes a frame far beyond them can find a consistent but wrong pose: a live
     # node that saw every 3rd frame put one 30 map units behind its prediction
-    # (docs/preregistered/reloc_gate.txt).
+    # (docs/preregistered/reloc_gate.txt); a 5-point recovery's baseline from a few points can be as
+    # wrong (docs/preregistered/recovery_gate.txt).
     reloc_max_jump: float = setting(
         2.0,
-        "a pose relocalised against the whole window is refused when it lies further from the "
-        "constant-velocity prediction than this many times the larger of the predicted step and the "
-        "newest keyframes' spacing (0: never refused)",
+        "a pose relocalised against the whole window, or found by the 5-point recovery, is refused when it "
+        "lies further from the constant-velocity prediction than this many times the larger of the predicted "
+        "step and the newest keyframes' spacing (0: never refused)",
         range=(0.0, 1000.0),
     )
     pnp_max_px: float = setting(3.0, "PnP RANSAC inlier threshold [px]", range=(0.1, 100.0))
