@@ -1,11 +1,12 @@
 """Where the time of one frame goes: the xfeat front end's stages on real clips, offline, every frame.
 
     .venv/bin/python -m benchmarks.frame_profile [--clips kitti07,hololens] [--threads 2]
-        [--window-solvers gtsam,ceres]
+        [--window-solvers gtsam,ceres] [--window-shapes 7/5,10/5]
 
 Each stage's functions are wrapped with a wall-clock timer while the clip runs through the pipeline in its
 default configuration (KITTI with the ground-plane scale), the window BA in line (what a live node pays
-on one process unless background_ba is on), once per window solver named (one row each, in one run).
+on one process unless background_ba is on), once per window solver and window shape named (one row each,
+in one run; a shape is window_keyframes/free_keyframes).
 Shares are of the summed process() time; "other" is what no
 stage covers (keyframe bookkeeping, triangulation, covariances). Results: benchmarks/results/frame_profile.md.
 """
@@ -28,7 +29,34 @@ from benchmarks.vo_kitti import DEFAULT_MODEL, ROOT
 RESULTS = ROOT / "benchmarks" / "results" / "frame_profile.md"
 
 
-def profile_clip(name: str, args, estimator, solver: str) -> dict:
+def parse_window_shapes(text: str) -> list[tuple[int, int] | None]:
+    """ "7/5,10/5" -> [(7, 5), (10, 5)] (window_keyframes, free_keyframes); "" -> [None] (the defaults).
+    ValueError for anything TrackingConfig would refuse."""
+    from banet_vo.odometry import TrackingConfig
+
+    if not text:
+        return [None]
+    shapes = []
+    for token in text.split(","):
+        window, sep, free = token.partition("/")
+        if not sep or not window.strip().isdigit() or not free.strip().isdigit():
+            raise ValueError(f"window shape {token!r} is not WINDOW/FREE (e.g. 10/5)")
+        shape = (int(window), int(free))
+        TrackingConfig(window_keyframes=shape[0], free_keyframes=shape[1])  # its ranges, or ValueError
+        shapes.append(shape)
+    return shapes
+
+
+def _shape_label(shape: tuple[int, int] | None) -> str:
+    from banet_vo.odometry import TrackingConfig
+
+    if shape is None:
+        default = TrackingConfig()
+        shape = (default.window_keyframes, default.free_keyframes)
+    return f"{shape[0]}/{shape[1]}"
+
+
+def profile_clip(name: str, args, estimator, solver: str, shape: tuple[int, int] | None = None) -> dict:
     from banet_vo.evaluation import real_clips as rc
     from banet_vo.odometry import OdometryConfig, make_odometry
 
@@ -36,6 +64,9 @@ def profile_clip(name: str, args, estimator, solver: str) -> dict:
     clip = rc.load_clip(spec, args.data, args.max_frames)
     scale = "ground_plane" if spec.camera_height else "learned"
     config = OdometryConfig(scale_source=scale, camera_height=spec.camera_height or 0.0)
+    if shape is not None:
+        tracking = replace(config.tracking, window_keyframes=shape[0], free_keyframes=shape[1])
+        config = replace(config, tracking=tracking)
     vo = make_odometry(estimator, replace(config, background_ba=False, window_solver=solver))
     times = StageTimes()
     with timed_stages(times):
@@ -44,6 +75,7 @@ def profile_clip(name: str, args, estimator, solver: str) -> dict:
     return {
         "clip": name,
         "solver": solver,
+        "shape": _shape_label(shape),
         "frames": run.frames_total,
         "keyframes": vo.stats.keyframes,
         "total": total,
@@ -53,18 +85,23 @@ def profile_clip(name: str, args, estimator, solver: str) -> dict:
 
 def markdown(results: list[dict], args, argv: list[str], seconds: float) -> str:
     stages = list(STAGES)
-    head = "| clip | window solver | frames (keyframes) | s/frame | " + " | ".join(stages) + " | other |"
-    lines = [head, "|" + "---|" * (len(stages) + 5)]
+    head = (
+        "| clip | window solver | window (keyframes/free) | frames (keyframes) | s/frame | "
+        + " | ".join(stages)
+        + " | other | window BA s/keyframe |"
+    )
+    lines = [head, "|" + "---|" * (len(stages) + 7)]
     for r in results:
         spent = [r["stages"].get(s, 0.0) for s in stages]
         covered = sum(spent)
         cells = [f"{t / r['frames']:.3f} ({100 * t / r['total']:.0f} %)" for t in spent]
         other = r["total"] - covered
+        per_keyframe = r["stages"].get("window BA", 0.0) / max(r["keyframes"], 1)
         lines.append(
-            f"| {r['clip']} | {r['solver']} | {r['frames']} ({r['keyframes']}) | "
+            f"| {r['clip']} | {r['solver']} | {r['shape']} | {r['frames']} ({r['keyframes']}) | "
             f"{r['total'] / r['frames']:.3f} | "
             + " | ".join(cells)
-            + f" | {other / r['frames']:.3f} ({100 * other / r['total']:.0f} %) |"
+            + f" | {other / r['frames']:.3f} ({100 * other / r['total']:.0f} %) | {per_keyframe:.3f} |"
         )
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join(
@@ -100,8 +137,18 @@ def main(argv: list[str] | None = None) -> int:
         default="gtsam",
         help="comma-separated window BA solvers to profile, one row each (gtsam, ceres; default gtsam)",
     )
+    parser.add_argument(
+        "--window-shapes",
+        default="",
+        help="comma-separated window shapes WINDOW/FREE (tracking window_keyframes/free_keyframes) to "
+        "profile, one row each (default: the configured shape)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="markdown file to write")
     args = parser.parse_args(argv)
+    try:
+        shapes = parse_window_shapes(args.window_shapes)
+    except ValueError as err:
+        parser.error(f"--window-shapes: {err}")
     from banet_vo.backend.window_ba import SOLVERS
 
     solvers = args.window_solvers.split(",")
@@ -124,8 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name in clips:
         for solver in solvers:
-            print(f"frame_profile: {name} ({solver})", file=sys.stderr, flush=True)
-            results.append(profile_clip(name, args, estimator, solver))
+            for shape in shapes:
+                print(
+                    f"frame_profile: {name} ({solver}, window {_shape_label(shape)})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                results.append(profile_clip(name, args, estimator, solver, shape))
     text = markdown(results, args, argv, time.perf_counter() - started)
     args.out.write_text(text)
     print(text)
