@@ -1056,7 +1056,8 @@ class KeyframeOdometry:
         z_old = self._points_in(kf)[:, 2]
         if len(z_old) >= t.min_tracked and len(z_new):
             ratio = float(np.median(z_new) / np.median(z_old))
-            if not 1.0 / t.max_depth_ratio <= ratio <= t.max_depth_ratio:
+            nearer_allowed = t.backing_up_landmarks == "add" and _backed_up(prev.T_wc, kf.T_wc)
+            if ratio > t.max_depth_ratio or (ratio < 1.0 / t.max_depth_ratio and not nearer_allowed):
                 # New points far nearer (or farther) than the tracked ones of the same view: the
                 # keyframe's pose may have lost the map's scale, and adding them would shrink the map.
                 # A lost scale passes (the next keyframes are located on the map); a run of refusals can
@@ -1525,6 +1526,14 @@ def _pose_covariance_px(
     if not np.isfinite(cov).all():
         return None
     return 0.5 * (cov + cov.T)
+
+
+def _backed_up(T_wc_prev: np.ndarray, T_wc_new: np.ndarray) -> bool:
+    """Whether the new keyframe lies behind the previous one along that one's optical axis by at least
+    half the distance between them (a camera backing up, not one stepping sideways)."""
+    t = (invert(T_wc_prev) @ T_wc_new)[:3, 3]
+    norm = float(np.linalg.norm(t))
+    return norm > 0 and float(t[2]) <= -0.5 * norm
 
 
 def _scale_covariance(cov: np.ndarray, s: float) -> np.ndarray:

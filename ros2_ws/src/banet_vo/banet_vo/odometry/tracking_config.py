@@ -14,6 +14,7 @@ BETWEEN_KEYFRAMES = ("match", "flow")
 BUSY_KEYFRAMES = ("wait", "defer")
 KEYFRAME_JOINS = ("solved", "at_once")
 MAPPINGS = ("inline", "background")
+BACKING_UP_LANDMARKS = ("refuse_near", "add")
 # Smallest working image for XFeat (e.g. 160x120): below it too few keypoints survive to track.
 MIN_FEATURE_PIXELS = 160 * 120
 
@@ -155,6 +156,16 @@ class TrackingConfig:
         "keyframes in a row whose new landmarks max_depth_ratio may refuse before the next one's are added "
         "anyway (0: no bound; 2 for a camera that backs up)",
         range=(0, 100000),
+    )
+    # Backing up, things enter the view at its borders nearer than the tracked ones, which recede: the
+    # depth check then refuses every keyframe's new landmarks and the map starves
+    # (docs/preregistered/backing_up_landmarks.txt).
+    backing_up_landmarks: str = setting(
+        "refuse_near",
+        "a keyframe that moved backwards along its optical axis (at least half its step from the previous "
+        "keyframe): refuse_near (max_depth_ratio applies as to any keyframe) or add (new landmarks nearer "
+        "than the tracked ones are added; farther ones are still refused)",
+        choices=BACKING_UP_LANDMARKS,
     )
     scale_window: int = setting(
         15,
