@@ -803,13 +803,23 @@ def test_cuda_estimator_puts_xfeat_on_the_gpu_and_tracks(estimator, kitti06):
         assert _ate(est_poses, gt, "se3")[0] < 1.0
 
 
-@pytest.mark.parametrize(("refusals", "starves"), [(None, True), (2, False)])
-def test_backing_up_with_a_bound_on_refusals_keeps_the_map_fed(estimator, kitti06, refusals, starves):
+@pytest.mark.parametrize(
+    ("tracking", "starves"),
+    [
+        ({}, True),
+        ({"max_depth_refusals": 2}, False),
+        ({"backing_up_landmarks": "add"}, False),
+    ],
+)
+def test_backing_up_with_a_bound_on_refusals_keeps_the_map_fed(estimator, kitti06, tracking, starves):
     """KITTI 06 driven forward, then backward over the same frames: near things enter at the image borders
     while the tracked landmarks recede, and the lost-scale check refuses every new landmark, so by default
     the map starves. With tracking.max_depth_refusals 2 (opt-in) at most 2 keyframes in a row are refused
-    and the map keeps its landmarks (docs/preregistered/depth_ratio_streak.txt)."""
-    tracking = TrackingConfig() if refusals is None else TrackingConfig(max_depth_refusals=refusals)
+    and the map keeps its landmarks (docs/preregistered/depth_ratio_streak.txt); with
+    backing_up_landmarks add a keyframe that backed up adds its nearer landmarks
+    (docs/preregistered/backing_up_landmarks.txt)."""
+    refusals = tracking
+    tracking = TrackingConfig(**tracking)
     vo = make_odometry(estimator, OdometryConfig(frontend="xfeat", scale_source="none", tracking=tracking))
     order = [*range(len(kitti06)), *range(len(kitti06) - 2, -1, -1)]
     fewest = None
@@ -819,8 +829,9 @@ def test_backing_up_with_a_bound_on_refusals_keeps_the_map_fed(estimator, kitti0
         if k >= len(kitti06):  # the backward pass
             landmarks = vo.map_size[1]
             fewest = landmarks if fewest is None else min(fewest, landmarks)
-    print(f"max_depth_refusals {refusals}: fewest landmarks on the way back {fewest}")
-    # Measured (2026-12-05, seed 0): 594 without a bound, 2,123 with 2.
+    print(f"{refusals}: fewest landmarks on the way back {fewest}")
+    # Measured (seed 0): 594 without a bound, 2,123 with 2 (2026-12-05), 2,196 adding backed-up landmarks
+    # (2026-12-06).
     assert (fewest < 1000) if starves else (fewest > 1200)
 
 
@@ -970,3 +981,28 @@ def test_retry_after_stall_rebuilds_at_once_at_a_steady_slow_rate(estimator, kit
     for a, b in zip(rebuild_poses, stall_poses, strict=True):
         if a is not None:
             np.testing.assert_allclose(a, b)
+
+
+@pytest.mark.parametrize(
+    ("position", "backed_up"),
+    [
+        ((0.0, 0.0, -1.0), True),  # straight back along the optical axis
+        ((0.6, 0.0, -0.8), True),  # back and to the side: 0.8 >= half of 1
+        ((0.9, 0.0, -0.4), False),  # mostly sideways
+        ((0.0, 0.0, 1.0), False),  # forward
+        ((0.0, 0.0, 0.0), False),  # not moved
+    ],
+)
+def test_a_keyframe_backed_up_when_behind_the_previous_along_its_axis(position, backed_up):
+    """_backed_up reads the step in the previous keyframe's camera (optical axis z), not in the world: the
+    same steps with the previous camera turned 90 deg about y and placed elsewhere give the same answers."""
+    from banet_vo.odometry.keyframe_vo import _backed_up
+    from scipy.spatial.transform import Rotation
+
+    new = np.eye(4)
+    new[:3, 3] = position
+    assert _backed_up(np.eye(4), new) is backed_up
+    prev = np.eye(4)
+    prev[:3, :3] = Rotation.from_euler("y", 90, degrees=True).as_matrix()
+    prev[:3, 3] = (3.0, -1.0, 2.0)
+    assert _backed_up(prev, prev @ new) is backed_up
