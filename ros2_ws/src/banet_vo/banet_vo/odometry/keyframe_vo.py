@@ -1063,7 +1063,8 @@ class KeyframeOdometry:
                 # A lost scale passes (the next keyframes are located on the map); a run of refusals can
                 # be the scene's layout changing (backing up: near things enter at the borders while the
                 # tracked ones recede), and a map refused every new landmark starves: max_depth_refusals
-                # bounds the run (opt-in, docs/preregistered/depth_ratio_streak.txt).
+                # bounds the run, backing_up_landmarks add lets a keyframe that backed up add nearer ones
+                # (both opt-in, docs/preregistered/depth_ratio_streak.txt, backing_up_landmarks.txt).
                 if not t.max_depth_refusals or self._depth_refusals < t.max_depth_refusals:
                     self._depth_refusals += 1
                     logger.debug(

@@ -154,7 +154,7 @@ class TrackingConfig:
     max_depth_refusals: int = setting(
         0,
         "keyframes in a row whose new landmarks max_depth_ratio may refuse before the next one's are added "
-        "anyway (0: no bound; 2 for a camera that backs up)",
+        "anyway (0: no bound; for a camera that backs up, backing_up_landmarks add did better)",
         range=(0, 100000),
     )
     # Backing up, things enter the view at its borders nearer than the tracked ones, which recede: the
