@@ -116,6 +116,7 @@ def run_clip(spec, args, estimator, xfeat) -> tuple[list, list[str]]:
                     camera_height=height,
                     tracking=args.tracking,
                     background_ba=held,
+                    depth_calibration=args.depth_calibration,
                 )
             except ValueError as err:  # a combination the pipeline refuses (e.g. none + ground_plane)
                 skipped.append(f"{frontend} + {scale} ({err})")
@@ -293,6 +294,12 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="keep every k-th frame of each clip, as a node that keeps up with 1/k of the camera rate "
         "sees it (not with --live; default 1: every frame)",
+    )
+    parser.add_argument(
+        "--depth-calibration",
+        action="store_true",
+        help="xfeat rows read BA-Net's depth through the calibration shipped beside --model "
+        "(OdometryConfig.depth_calibration; benchmarks.depth_calibration fits it)",
     )
     parser.add_argument(
         "--reverse",

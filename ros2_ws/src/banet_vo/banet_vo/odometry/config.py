@@ -129,6 +129,14 @@ class OdometryConfig:
     matcher_trial_frames: int = setting(
         20, "frontend xfeat: frames after a matcher swap that decide whether it stays", range=(1, 100000)
     )
+    # BA-Net's depth on real images is compressed toward a middle value; a curve fitted once per model
+    # undoes it (docs/preregistered/depth_calibration.txt).
+    depth_calibration: bool = setting(
+        False,
+        "frontend xfeat: read BA-Net's keyframe depth through the calibration shipped beside the model "
+        "(<model>.depth_calibration.json; none there: depth as BA-Net gives it) for the learned scale, the "
+        "published depth and the tracking recovery",
+    )
     # The xfeat front end's knobs (node parameters tracking_*).
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     T_base_camera: np.ndarray = field(default_factory=body_from_optical)

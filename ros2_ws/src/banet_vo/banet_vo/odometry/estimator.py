@@ -24,6 +24,7 @@ from banet_vo.geometry import PinholeCamera
 from banet_vo.model.checkpoint import load_banet
 from banet_vo.model.input_image import InputGeometry, input_geometry
 from banet_vo.odometry.config import DEVICES
+from banet_vo.odometry.depth_calibration import DepthCalibration, load_beside
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,9 @@ class BANetEstimator:
         self.input_size = (int(config.image_width), int(config.image_height))
         self.channels = int(config.channels)
         self.config = config
+        # The curve shipped beside the checkpoint (odometry.depth_calibration); the odometry decides whether
+        # to apply it (OdometryConfig.depth_calibration).
+        self.depth_calibration: DepthCalibration | None = None
 
     def input_geometry(self, width: int, height: int) -> InputGeometry:
         """Where a width x height frame goes for this model (its config's input_geometry)."""
@@ -137,7 +141,9 @@ class BANetEstimator:
         torch_device = resolve_device(device)
 
         model = load_banet(path, device=torch_device)
-        return cls(model, torch_device)
+        estimator = cls(model, torch_device)
+        estimator.depth_calibration = load_beside(path)
+        return estimator
 
     def warm_up(self, passes: int | None = None) -> list[float]:
         """Estimate one textured pair `passes` times (through `estimate`, unseeded first, then from an

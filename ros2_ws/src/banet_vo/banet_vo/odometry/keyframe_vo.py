@@ -141,6 +141,19 @@ def _map_keyframe(extractor, estimator, image, max_pixels, recent, min_cosine, f
     return features, matches, _estimate_or_error(estimator, frame, prev, seed)
 
 
+@dataclass(frozen=True)
+class KeyframeMeasurement:
+    """What a keyframe's learned-scale measurement reads: its landmarks in its camera (map units) and the
+    (calibrated) BA-Net depth map they are looked up in."""
+
+    stamp: float
+    map_epoch: int  # which map (a rebuild starts a new one, with its own unit)
+    T_wc: np.ndarray  # its map pose when measured
+    points_cam: np.ndarray  # (N, 3)
+    depth: np.ndarray
+    depth_camera: PinholeCamera
+
+
 @dataclass
 class _WindowJob:
     """One window BA as submitted: the poses and points it started from, and where each observation is."""
@@ -206,6 +219,20 @@ class KeyframeOdometry:
         # A depth a background BA-Net returned for a keyframe already published, for the next result:
         # (its stamp, depth in metres at the pose's scale, its camera). Kept across map rebuilds.
         self._late_depth: tuple[float, np.ndarray, PinholeCamera] | None = None
+        self._depth_calibration = (
+            getattr(estimator, "depth_calibration", None) if self.config.depth_calibration else None
+        )
+        if self.config.depth_calibration:
+            calibration = self._depth_calibration
+            logger.info(
+                "BA-Net's keyframe depth %s",
+                f"calibrated ({calibration.describe()})"
+                if calibration is not None
+                else "used as it is: the model ships no depth calibration",
+            )
+        # Called with each keyframe's scale measurement (KeyframeMeasurement): benchmarks.depth_calibration.
+        self.on_keyframe_measured = None
+        self._map_epoch = -1  # counts maps built (reset and rebuilds): _clear_map increments it
         self.reset(reason=None)
 
     # -- state ---------------------------------------------------------------------------------------
@@ -248,6 +275,7 @@ class KeyframeOdometry:
 
     def _clear_map(self) -> None:
         self._background.discard()  # a result for the old map is of no use
+        self._map_epoch += 1
         job = self._mapping_job
         if job is not None:
             # Of no use either, but the thread may still be running XFeat: let it finish before this
@@ -1381,6 +1409,8 @@ class KeyframeOdometry:
         depth = np.asarray(estimate.depth, dtype=np.float32)
         if depth.ndim != 2 or not np.isfinite(estimate.cost) or not np.any(np.isfinite(depth) & (depth > 0)):
             return None, None, "BA-Net gave no usable depth on the keyframe pair"
+        if self._depth_calibration is not None:
+            depth = self._depth_calibration.apply(depth)
         with np.errstate(invalid="ignore"):
             bad = ~np.isfinite(depth) | (depth < self.config.min_depth) | (depth > self.config.max_depth)
         depth = depth.copy()
@@ -1391,7 +1421,12 @@ class KeyframeOdometry:
         """One scale measurement per keyframe, from the configured source; the keyframe also keeps the
         scale its own depth map implies, so that the depth can be published at the pose's scale."""
         if kf.depth is not None:
-            kf.depth_scale = learned_scale(self._points_in(kf), *kf.depth)
+            points = self._points_in(kf)
+            kf.depth_scale = learned_scale(points, *kf.depth)
+            if self.on_keyframe_measured is not None:
+                self.on_keyframe_measured(
+                    KeyframeMeasurement(kf.stamp, self._map_epoch, kf.T_wc.copy(), points, *kf.depth)
+                )
         source = self.config.scale_source
         if source == "learned":
             self._scale.add(kf.depth_scale)

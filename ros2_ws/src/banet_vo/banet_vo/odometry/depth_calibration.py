@@ -1,0 +1,82 @@
+"""A monotone calibration of BA-Net's depth, fitted once per model and shipped beside its checkpoint.
+
+BA-Net trained on our renderer pulls every depth toward a middle value on real images (far depths too near,
+near ones too far indoors), so a keyframe's learned-scale measurement follows how far its landmarks happen
+to be (docs/preregistered/learned_scale_near.txt). A power law in depth, d' = exp(a) d^b, undoes that
+compression without depending on which landmarks are seen. `benchmarks.depth_calibration` fits a and b on
+training clips and writes `<checkpoint stem>.depth_calibration.json` next to the checkpoint; the keyframe
+odometry applies it when `OdometryConfig.depth_calibration` is on (docs/preregistered/depth_calibration.txt).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SUFFIX = ".depth_calibration.json"
+FORM = "power"
+
+
+@dataclass(frozen=True)
+class DepthCalibration:
+    """d' = exp(log_gain) · d^exponent for each valid (finite, > 0) depth; other pixels stay as they are."""
+
+    log_gain: float
+    exponent: float
+    fitted_on: dict = field(default_factory=dict)  # provenance: clips, counts, command, date
+
+    def __post_init__(self) -> None:
+        for name in ("log_gain", "exponent"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"DepthCalibration.{name} must be a finite number, got {value!r}")
+        if not 0.1 <= self.exponent <= 10.0:
+            # Outside this the curve is no longer a correction of BA-Net's depth but a different quantity.
+            raise ValueError(f"DepthCalibration.exponent must be within [0.1, 10], got {self.exponent!r}")
+
+    def apply(self, depth: np.ndarray) -> np.ndarray:
+        """The calibrated depth (float32, same shape); NaN, inf and non-positive pixels pass unchanged."""
+        d = np.asarray(depth, dtype=np.float32)
+        out = d.copy()
+        with np.errstate(invalid="ignore"):
+            valid = np.isfinite(d) & (d > 0)
+        v = d[valid].astype(np.float64)
+        out[valid] = np.exp(self.log_gain + self.exponent * np.log(v)).astype(np.float32)
+        return out
+
+    def describe(self) -> str:
+        return f"d' = {math.exp(self.log_gain):.4g} d^{self.exponent:.4g}"
+
+    def to_json(self) -> str:
+        return json.dumps({"form": FORM, **asdict(self)}, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "calibration") -> DepthCalibration:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{source}: not JSON: {err}") from None
+        if not isinstance(data, dict) or data.get("form") != FORM:
+            raise ValueError(f"{source}: expected an object with form {FORM!r}")
+        try:
+            return cls(float(data["log_gain"]), float(data["exponent"]), dict(data.get("fitted_on") or {}))
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{source}: missing or bad log_gain / exponent ({err})") from None
+
+
+def path_beside(checkpoint: str | Path) -> Path:
+    """Where a checkpoint's calibration lives: models/x.safetensors → models/x.depth_calibration.json."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.stem + SUFFIX)
+
+
+def load_beside(checkpoint: str | Path) -> DepthCalibration | None:
+    """The calibration shipped beside `checkpoint`, or None when it has none; ValueError for a bad file."""
+    path = path_beside(checkpoint)
+    if not path.is_file():
+        return None
+    return DepthCalibration.from_json(path.read_text(), source=str(path))
