@@ -82,8 +82,10 @@ def fit_power_law(
     samples: list[ClipSamples], direction: str = "inverse", f_scale: float = F_SCALE
 ) -> tuple[float, float]:
     """(a, b) of the curve true ≈ exp(a) d^b, by robust (soft-L1) least squares in log space, each clip's
-    landmarks weighted by 1 / its count so that every clip counts the same. `forward`: log(true) regressed
-    on log(d) (the best guess of the depth from BA-Net's, which a noisy d pulls toward the mean);
+    landmarks weighted by 1 / its count so that every clip counts the same (the weights scale the
+    residuals by sqrt(w): exact for the loss's quadratic part, approximate where soft-L1 is linear).
+    `forward`: log(true) regressed on log(d) (the best guess of the depth from BA-Net's, which a noisy d
+    pulls toward the mean);
     `inverse`: log(d) regressed on log(true) and inverted (the calibration curve: each true depth's typical
     BA-Net depth maps back onto it)."""
     from scipy.optimize import least_squares
@@ -120,7 +122,7 @@ def record_clip(token: str, args, estimator) -> ClipSamples:
 
     spec = rc.resolve_clip(token, args.data)
     refuse_validation(token, spec.folder)
-    clip = rc.load_clip(spec, args.data, None, 1, 1.0, None, False)
+    clip = rc.load_clip(spec, args.data, args.max_frames, 1, 1.0, None, False)
     config = OdometryConfig(
         frontend="xfeat", scale_source="learned", tracking=TrackingConfig(ransac_seed=args.seed)
     )
@@ -192,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="BA-Net checkpoint")
     parser.add_argument("--seed", type=int, default=0, help="tracking_ransac_seed of the recording runs")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--max-frames", type=int, help="first N frames of each clip (development, tests)")
     parser.add_argument("--data", type=Path, default=DATA, help="folder of the clips (../shared/data)")
     parser.add_argument("--out", type=Path, help="JSON to write (default: beside --model)")
     parser.add_argument(

@@ -64,7 +64,7 @@ class DepthCalibration:
             raise ValueError(f"{source}: expected an object with form {FORM!r}")
         try:
             return cls(float(data["log_gain"]), float(data["exponent"]), dict(data.get("fitted_on") or {}))
-        except (KeyError, TypeError) as err:
+        except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{source}: missing or bad log_gain / exponent ({err})") from None
 
 
