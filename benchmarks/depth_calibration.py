@@ -108,8 +108,12 @@ def fit_power_law(
         raise RuntimeError(f"the fit did not converge: {result.message}")
     a, b = (float(v) for v in result.x)
     if direction == "inverse":
-        if not b > 0:
-            raise ValueError(f"BA-Net's depth does not grow with the true depth (slope {b:.3g}): no curve")
+        if not b >= 0.1:
+            # Inverting a flat response would blow every depth's noise up by 1 / b: no usable curve.
+            raise ValueError(
+                f"BA-Net's depth barely grows with the true depth here (slope {b:.3g} in log-log, 0.1 "
+                "needed): no calibration curve"
+            )
         a, b = -a / b, 1.0 / b
     return a, b
 
@@ -224,7 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     estimator = BANetEstimator.from_checkpoint(args.model, device="cpu")
     estimator.depth_calibration = None  # recorded on BA-Net's own depth
     samples = [record_clip(token, args, estimator) for token in clips]
-    a, b = fit_power_law(samples, args.direction)
+    try:
+        a, b = fit_power_law(samples, args.direction)
+    except ValueError as err:
+        print(f"depth_calibration: {err}", file=sys.stderr)
+        print(ratio_table(samples, DepthCalibration(0.0, 1.0)))
+        return 1
     calibration = DepthCalibration(
         a,
         b,

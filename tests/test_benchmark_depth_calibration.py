@@ -102,3 +102,12 @@ def test_a_fit_on_real_kitti07_frames_is_written_beside_the_model(tmp_path, shar
     assert written["exponent"] > 1.0
     loaded = BANetEstimator.from_checkpoint(model, device="cpu").depth_calibration
     assert loaded.exponent == written["exponent"]
+
+
+def test_a_flat_response_has_no_curve():
+    """Where BA-Net's depth does not follow the true depth (TartanAir alone: slope 0.002), inverting it
+    would multiply its noise without bound: refused, with the slope."""
+    from benchmarks.depth_calibration import fit_power_law
+
+    with pytest.raises(ValueError, match="barely grows"):
+        fit_power_law([_samples(0.02, 0.2)], "inverse")
