@@ -49,6 +49,7 @@ ODOMETRY_PARAMS = (
     "background_banet",
     "window_solver",
     "banet_pose_factor",
+    "depth_calibration",
     "matcher",
     "matcher_swap_tolerance",
     "matcher_trial_frames",
@@ -64,6 +65,7 @@ ODOMETRY_READ_ONLY = (
     "camera_height",
     "window_solver",
     "background_banet",
+    "depth_calibration",
     "matcher",
     "matcher_trial_frames",
 )
