@@ -129,8 +129,8 @@ class OdometryConfig:
     matcher_trial_frames: int = setting(
         20, "frontend xfeat: frames after a matcher swap that decide whether it stays", range=(1, 100000)
     )
-    # BA-Net's depth on real images is compressed toward a middle value; a curve fitted once per model
-    # undoes it (docs/preregistered/depth_calibration.txt).
+    # BA-Net's depth on real images is compressed toward a middle value; a fitted curve moves its level but
+    # not its wander, so it is off and none ships (docs/preregistered/depth_calibration*.txt).
     depth_calibration: bool = setting(
         False,
         "frontend xfeat: read BA-Net's keyframe depth through the calibration shipped beside the model "
