@@ -9,8 +9,9 @@ at their pixels. The map is put in metres with the ground truth: the true metres
 keyframe are the ground-truth step lengths over the map's, summed over the keyframes within NEIGHBOURS
 either side in the same map. Then log d = alpha + beta log(m z) is fitted by robust least squares
 (soft-L1, f_scale 0.25 in log units), each clip weighted equally, and inverted (--direction forward fits
-log(m z) on log d instead: depth_calibration.txt's first candidate). The depth that enters is the map's own,
-triangulated from the images and scaled by ground-truth poses: no depth label. Clips whose labels the data
+log(m z) on log d instead: depth_calibration.txt's first candidate; --form gain fits one factor with
+exponent 1). The depth that enters is the map's own, triangulated from the images and scaled by
+ground-truth poses: no depth label. Clips whose labels the data
 rule reserves for validation (KITTI 06, HoloLens) are refused. The JSON goes beside the model (default)
 and the table of median d/true and calibrated/true by true depth is printed
 (docs/preregistered/depth_calibration.txt).
@@ -37,6 +38,7 @@ NEIGHBOURS = 3  # keyframes either side whose steps give the local true scale
 F_SCALE = 0.25  # soft-L1 transition, log units (a factor of ~1.3)
 DEPTH_BINS = (0.0, 2.0, 4.0, 8.0, 15.0, 30.0, 1e9)
 DIRECTIONS = ("inverse", "forward")
+FORMS = ("power", "gain")
 
 
 @dataclass
@@ -116,6 +118,24 @@ def fit_power_law(
             )
         a, b = -a / b, 1.0 / b
     return a, b
+
+
+def fit_gain(samples: list[ClipSamples], f_scale: float = F_SCALE) -> float:
+    """a of the gain true ≈ exp(a) d (exponent 1), by the same robust, clip-weighted fit as fit_power_law:
+    it moves every depth by one factor, so a keyframe's measurement keeps its wander and only its level
+    moves."""
+    from scipy.optimize import least_squares
+
+    samples = [s for s in samples if len(s.d)]
+    if not samples:
+        raise ValueError("no landmark samples to fit")
+    r = np.concatenate([np.log(s.true) - np.log(s.d) for s in samples])
+    total = len(r)
+    sw = np.sqrt(np.concatenate([np.full(len(s.d), total / (len(samples) * len(s.d))) for s in samples]))
+    result = least_squares(lambda p: sw * (p[0] - r), x0=[np.median(r)], loss="soft_l1", f_scale=f_scale)
+    if not result.success:
+        raise RuntimeError(f"the fit did not converge: {result.message}")
+    return float(result.x[0])
 
 
 def record_clip(token: str, args, estimator) -> ClipSamples:
@@ -207,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
         default="inverse",
         help="inverse: BA-Net depth fitted on the true depth, inverted (default); forward: true on BA-Net",
     )
+    parser.add_argument(
+        "--form",
+        choices=FORMS,
+        default="power",
+        help="power: d' = exp(a) d^b (default); gain: d' = exp(a) d, one factor for every depth",
+    )
     parser.add_argument("--dry-run", action="store_true", help="fit and print, write nothing")
     args = parser.parse_args(argv)
     clips = [c for c in args.clips.split(",") if c]
@@ -229,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     estimator.depth_calibration = None  # recorded on BA-Net's own depth
     samples = [record_clip(token, args, estimator) for token in clips]
     try:
-        a, b = fit_power_law(samples, args.direction)
+        a, b = (fit_gain(samples), 1.0) if args.form == "gain" else fit_power_law(samples, args.direction)
     except ValueError as err:
         print(f"depth_calibration: {err}", file=sys.stderr)
         print(ratio_table(samples, DepthCalibration(0.0, 1.0)))
@@ -244,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
             "keyframes_left_out": {s.name: s.keyframes_left_out for s in samples},
             "model": args.model.name,
             "seed": args.seed,
-            "direction": args.direction,
+            "form": args.form,
+            "direction": args.direction if args.form == "power" else None,
             "code": version,
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "command": "python -m benchmarks.depth_calibration " + " ".join(argv or sys.argv[1:]),

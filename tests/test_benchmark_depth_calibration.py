@@ -111,3 +111,20 @@ def test_a_flat_response_has_no_curve():
 
     with pytest.raises(ValueError, match="barely grows"):
         fit_power_law([_samples(0.02, 0.2)], "inverse")
+
+
+def test_a_gain_is_one_factor_for_every_depth():
+    """--form gain: d = 0.5 true with noise gives true ≈ 2 d (exponent fixed at 1), the clips weighted
+    equally."""
+    from benchmarks.depth_calibration import ClipSamples, fit_gain
+
+    rng = np.random.default_rng(5)
+    true = np.exp(rng.uniform(0.0, np.log(40.0), 3000))
+    half = ClipSamples("half", 0.5 * true * np.exp(rng.normal(0.0, 0.2, 3000)), true, 10, 0)
+    assert math.exp(fit_gain([half])) == pytest.approx(2.0, rel=0.02)
+    quarter = ClipSamples("quarter", 0.25 * true[:300], true[:300], 3, 0)
+    pooled = ClipSamples("pooled", np.r_[half.d, quarter.d], np.r_[half.true, quarter.true], 13, 0)
+    # 3000 and 300 landmarks: pooled, the larger clip's 2 wins; weighted, the smaller pulls the (robust,
+    # L1-like) fit clearly toward its 4.
+    assert math.exp(fit_gain([pooled])) < 2.1
+    assert 2.2 < math.exp(fit_gain([half, quarter])) < 4.0
