@@ -6,9 +6,10 @@ near ones too far indoors), so a keyframe's learned-scale measurement follows ho
 to be (docs/preregistered/learned_scale_near.txt). A power law in depth, d' = exp(a) d^b, moves the level
 of that measurement. `benchmarks.depth_calibration` fits a and b and writes
 `<checkpoint stem>.depth_calibration.json` next to the checkpoint; the keyframe odometry applies it when
-`OdometryConfig.depth_calibration` is on. None ships with our models: on the real clips a curve brought
-KITTI's metric error down (SE(3) 14.9 → 1.4 m) but stretched the measurement's keyframe-to-keyframe wander
-into the trajectory's shape, and indoors BA-Net's depth does not follow the truth at all
+`OdometryConfig.depth_calibration` is on. None ships with our models: on the real clips a power law
+brought KITTI's metric error down (SE(3) 14.9 → 1.4 m) but stretched the measurement's keyframe-to-keyframe
+wander into the trajectory's shape, and indoors BA-Net's depth does not follow the truth at all. A gain
+alone (exponent 1) fitted on one recording of a car camera kept the shape and fixed the level on another
 (docs/preregistered/depth_calibration*.txt, docs/frontend.md step 6).
 """
 
