@@ -81,7 +81,8 @@ def test_validation_clips_are_refused(clip, capsys):
 
 
 @pytest.mark.slow
-def test_a_fit_on_real_kitti07_frames_is_written_beside_the_model(tmp_path, shared_data, capsys):
+@pytest.mark.parametrize("form", ["power", "gain"])
+def test_a_fit_on_real_kitti07_frames_is_written_beside_the_model(tmp_path, shared_data, capsys, form):
     import shutil
 
     from banet_vo.odometry import BANetEstimator
@@ -92,14 +93,19 @@ def test_a_fit_on_real_kitti07_frames_is_written_beside_the_model(tmp_path, shar
     model = tmp_path / DEFAULT_MODEL.name
     shutil.copy(DEFAULT_MODEL, model)
     args = ["--clips", "kitti07", "--max-frames", "30", "--model", str(model), "--data", str(shared_data)]
+    args += ["--form", form]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "| kitti07 |" in out and "written:" in out
     written = json.loads((tmp_path / "banet_small_synthetic.depth_calibration.json").read_text())
-    assert written["fitted_on"]["clips"] == ["kitti07"] and written["fitted_on"]["direction"] == "inverse"
+    assert written["fitted_on"]["clips"] == ["kitti07"] and written["fitted_on"]["form"] == form
     assert written["fitted_on"]["landmarks"]["kitti07"] > 1000
-    # BA-Net's depth is compressed on KITTI (short at range): the curve stretches it.
-    assert written["exponent"] > 1.0
+    if form == "power":
+        # BA-Net's depth is compressed on KITTI (short at range): the curve stretches it.
+        assert written["fitted_on"]["direction"] == "inverse" and written["exponent"] > 1.0
+    else:
+        # One factor: BA-Net's depth is about 2x short on KITTI.
+        assert written["exponent"] == 1.0 and 1.5 < math.exp(written["log_gain"]) < 3.5
     loaded = BANetEstimator.from_checkpoint(model, device="cpu").depth_calibration
     assert loaded.exponent == written["exponent"]
 
