@@ -101,7 +101,11 @@ def run_clip(spec, args, estimator, xfeat) -> tuple[list, list[str]]:
         for scale in SCALE_SOURCES:
             if args.scales and scale not in args.scales:
                 continue
-            is_default = frontend == default_frontend and scale == OdometryConfig().scale_source
+            is_default = (
+                frontend == default_frontend
+                and scale == OdometryConfig().scale_source
+                and not (args.depth_calibration and frontend == "xfeat")
+            )
             if args.live_only and not is_default:
                 continue
             if scale == "ground_plane" and spec.camera_height is None:
@@ -122,6 +126,8 @@ def run_clip(spec, args, estimator, xfeat) -> tuple[list, list[str]]:
                 skipped.append(f"{frontend} + {scale} ({err})")
                 continue
             label = f"banet_vo {frontend}, scale {scale}"
+            if args.depth_calibration and frontend == "xfeat":
+                label += ", depth calibrated"
             if is_default:
                 label += DEFAULT_MARK
             # BA-Net alone draws nothing at random: one run says it all.
@@ -383,6 +389,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--every drops frames offline; the live node drops its own (leave out --live)")
     if args.reverse and args.live:
         parser.error("--reverse plays the clips backwards offline; the bags play forward (leave out --live)")
+    if args.depth_calibration and args.live_only:
+        parser.error(
+            "--depth-calibration is for the offline rows; the live node takes --live-param "
+            "depth_calibration:=true (and the model with its curve beside it)"
+        )
     if args.settle and args.live:
         parser.error("--settle waits for the threads offline; live, timing decides (leave out --live)")
     if args.ba_hold is not None:

@@ -26,6 +26,7 @@ HISTORY = ROOT / "docs" / "benchmarks-history.md"
 TOPICS = [
     "real_clips",
     "real_clips_ground_plane",
+    "real_clips_depth_gain",
     "real_clips_live",
     "real_clips_live_background",
     "real_clips_live_background_ceres",
@@ -155,6 +156,7 @@ RUNS = {
 TODAY = [
     "real_clips",
     "real_clips_ground_plane",
+    "real_clips_depth_gain",
     "real_clips_live",
     "real_clips_live_background",
     "live_replay",

@@ -18,6 +18,7 @@ from benchmarks import real_clips
         (["--reverse", "--live"], "the bags play forward"),
         (["--ba-hold", "-1"], "--ba-hold must be >= 0"),
         (["--ba-hold", "2", "--live-only"], "stands in for the live worker offline"),
+        (["--depth-calibration", "--live-only"], "--live-param depth_calibration:=true"),
         (["--image-scale", "0"], "--image-scale must lie in (0, 4]"),
         (["--image-scale", "nan"], "--image-scale must lie in (0, 4]"),
         (["--image-scale", "0.5", "--live"], "plays the clip's own"),
