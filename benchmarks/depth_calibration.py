@@ -1,216 +1,29 @@
-"""Fit the calibration of BA-Net's depth (banet_vo.odometry.depth_calibration) on training clips.
+"""The depth-curve fits of docs/preregistered/depth_calibration*.txt, on the training clips by default.
 
     .venv/bin/python -m benchmarks.depth_calibration [--clips kitti07,tartanair] [--model M] [--seed 0]
-        [--threads 1] [--out PATH] [--dry-run]
+        [--threads 1] [--form power|gain] [--direction inverse|forward] [--max-frames N] [--out PATH]
+        [--dry-run]
 
-The xfeat pipeline (scale learned, every frame, no calibration) runs on each clip; at each keyframe's scale
-measurement it records the keyframe's landmarks' depth z (map units, keyframe camera) and BA-Net's depth d
-at their pixels. The map is put in metres with the ground truth: the true metres per map unit around a
-keyframe are the ground-truth step lengths over the map's, summed over the keyframes within NEIGHBOURS
-either side in the same map. Then log d = alpha + beta log(m z) is fitted by robust least squares
-(soft-L1, f_scale 0.25 in log units), each clip weighted equally, and inverted (--direction forward fits
-log(m z) on log d instead: depth_calibration.txt's first candidate; --form gain fits one factor with
-exponent 1). The depth that enters is the map's own, triangulated from the images and scaled by
-ground-truth poses: no depth label. Clips whose labels the data
-rule reserves for validation (KITTI 06, HoloLens) are refused. The JSON goes beside the model (default)
-and the table of median d/true and calibrated/true by true depth is printed
-(docs/preregistered/depth_calibration.txt).
+The same fit as `banet-vo-eval depth-curve` (banet_vo.evaluation.depth_curve: the procedure, the data
+rule), with the pre-registered tests' defaults: the training clips KITTI 07 and TartanAir, the shipped
+model, a power law fitted in the inverse direction.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import itertools
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+from banet_vo.evaluation.depth_curve import DIRECTIONS, FORMS
 
 from benchmarks.real_clips import DATA
 from benchmarks.vo_kitti import DEFAULT_MODEL
 
-# DESIGN.md, "Data and labels": these clips are for validation; nothing is fitted on them.
-VALIDATION_ONLY = ("kitti06", "hololens", "hololens150-199")
-VALIDATION_FOLDERS = ("kitti_odom06", "hololens_")
-NEIGHBOURS = 3  # keyframes either side whose steps give the local true scale
-F_SCALE = 0.25  # soft-L1 transition, log units (a factor of ~1.3)
-DEPTH_BINS = (0.0, 2.0, 4.0, 8.0, 15.0, 30.0, 1e9)
-DIRECTIONS = ("inverse", "forward")
-FORMS = ("power", "gain")
-
-
-@dataclass
-class ClipSamples:
-    """Pooled landmarks of one clip: BA-Net depth d and true metric depth (m z), both metres."""
-
-    name: str
-    d: np.ndarray
-    true: np.ndarray
-    keyframes_used: int
-    keyframes_left_out: int
-
-
-def refuse_validation(token: str, folder: str) -> None:
-    """ValueError for a clip the data rule keeps for validation."""
-    if token in VALIDATION_ONLY or any(Path(folder).name.startswith(p) for p in VALIDATION_FOLDERS):
-        raise ValueError(
-            f"{token}: its labels are for validation only (DESIGN.md, 'Data and labels'); fit on training "
-            "clips (kitti07, tartanair)"
-        )
-
-
-def local_true_scale(
-    epochs: np.ndarray, map_positions: np.ndarray, gt_positions: np.ndarray, neighbours: int = NEIGHBOURS
-) -> np.ndarray:
-    """Per keyframe (in order), metres per map unit around it: the ground-truth path length over the map's
-    between the keyframes `neighbours` either side (clipped at the ends); NaN where that span holds another
-    map (epoch) or the map moved less than 1e-6."""
-    n = len(epochs)
-    out = np.full(n, np.nan)
-    for i in range(n):
-        lo, hi = max(0, i - neighbours), min(n - 1, i + neighbours)
-        if hi == lo or np.any(epochs[lo : hi + 1] != epochs[i]):
-            continue
-        dm = np.linalg.norm(np.diff(map_positions[lo : hi + 1], axis=0), axis=1).sum()
-        dg = np.linalg.norm(np.diff(gt_positions[lo : hi + 1], axis=0), axis=1).sum()
-        if dm > 1e-6:
-            out[i] = dg / dm
-    return out
-
-
-def fit_power_law(
-    samples: list[ClipSamples], direction: str = "inverse", f_scale: float = F_SCALE
-) -> tuple[float, float]:
-    """(a, b) of the curve true ≈ exp(a) d^b, by robust (soft-L1) least squares in log space, each clip's
-    landmarks weighted by 1 / its count so that every clip counts the same (the weights scale the
-    residuals by sqrt(w): exact for the loss's quadratic part, approximate where soft-L1 is linear).
-    `forward`: log(true) regressed on log(d) (the best guess of the depth from BA-Net's, which a noisy d
-    pulls toward the mean);
-    `inverse`: log(d) regressed on log(true) and inverted (the calibration curve: each true depth's typical
-    BA-Net depth maps back onto it)."""
-    from scipy.optimize import least_squares
-
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-    samples = [s for s in samples if len(s.d)]
-    if not samples:
-        raise ValueError("no landmark samples to fit")
-    x = np.concatenate([np.log(s.d) for s in samples])
-    y = np.concatenate([np.log(s.true) for s in samples])
-    if direction == "inverse":
-        x, y = y, x
-    total = len(x)
-    w = np.concatenate([np.full(len(s.d), total / (len(samples) * len(s.d))) for s in samples])
-    sw = np.sqrt(w)
-    b0, a0 = np.polyfit(x, y, 1)
-    result = least_squares(lambda p: sw * (p[0] + p[1] * x - y), x0=[a0, b0], loss="soft_l1", f_scale=f_scale)
-    if not result.success:
-        raise RuntimeError(f"the fit did not converge: {result.message}")
-    a, b = (float(v) for v in result.x)
-    if direction == "inverse":
-        if not b >= 0.1:
-            # Inverting a flat response would blow every depth's noise up by 1 / b: no usable curve.
-            raise ValueError(
-                f"BA-Net's depth barely grows with the true depth here (slope {b:.3g} in log-log, 0.1 "
-                "needed): no calibration curve"
-            )
-        a, b = -a / b, 1.0 / b
-    return a, b
-
-
-def fit_gain(samples: list[ClipSamples], f_scale: float = F_SCALE) -> float:
-    """a of the gain true ≈ exp(a) d (exponent 1), by the same robust, clip-weighted fit as fit_power_law:
-    it moves every depth by one factor, so a keyframe's measurement keeps its wander and only its level
-    moves."""
-    from scipy.optimize import least_squares
-
-    samples = [s for s in samples if len(s.d)]
-    if not samples:
-        raise ValueError("no landmark samples to fit")
-    r = np.concatenate([np.log(s.true) - np.log(s.d) for s in samples])
-    total = len(r)
-    sw = np.sqrt(np.concatenate([np.full(len(s.d), total / (len(samples) * len(s.d))) for s in samples]))
-    result = least_squares(lambda p: sw * (p[0] - r), x0=[np.median(r)], loss="soft_l1", f_scale=f_scale)
-    if not result.success:
-        raise RuntimeError(f"the fit did not converge: {result.message}")
-    return float(result.x[0])
-
-
-def record_clip(token: str, args, estimator) -> ClipSamples:
-    """Run the pipeline on one clip and pool its keyframes' (BA-Net depth, true depth) landmark pairs."""
-    from banet_vo.evaluation import real_clips as rc
-    from banet_vo.odometry import OdometryConfig, TrackingConfig, make_odometry
-    from banet_vo.odometry.scale import depth_at_pixels
-
-    spec = rc.resolve_clip(token, args.data)
-    refuse_validation(token, spec.folder)
-    clip = rc.load_clip(spec, args.data, args.max_frames, 1, 1.0, None, False)
-    config = OdometryConfig(
-        frontend="xfeat", scale_source="learned", tracking=TrackingConfig(ransac_seed=args.seed)
-    )
-    vo = make_odometry(estimator, config)
-    measured = {}  # stamp -> the keyframe's last measurement (a keyframe can be measured again when merged)
-    vo.on_keyframe_measured = lambda m: measured.__setitem__(m.stamp, m)
-    try:
-        for k, frame in enumerate(clip.frames()):
-            vo.process(frame.image, frame.timestamp, frame.camera)
-            if (k + 1) % 20 == 0:
-                print(f"  {token}: frame {k + 1}/{len(clip)}, {len(measured)} keyframes", file=sys.stderr)
-    finally:
-        vo.close()
-    keyframes = [measured[s] for s in sorted(measured)]
-    stamps = clip.stamps
-    gt = clip.gt
-    index = [int(np.argmin(np.abs(stamps - m.stamp))) for m in keyframes]
-    scale = local_true_scale(
-        np.array([m.map_epoch for m in keyframes]),
-        np.array([m.T_wc[:3, 3] for m in keyframes]),
-        gt[index][:, :3, 3],
-    )
-    d_all, true_all = [], []
-    for m, s in zip(keyframes, scale, strict=True):
-        if not np.isfinite(s):
-            continue
-        P = m.points_cam[m.points_cam[:, 2] > 1e-9]
-        cam = m.depth_camera
-        pixels = np.c_[cam.fx * P[:, 0] / P[:, 2] + cam.cx, cam.fy * P[:, 1] / P[:, 2] + cam.cy]
-        d = depth_at_pixels(m.depth, cam, cam, pixels)
-        ok = np.isfinite(d)
-        d_all.append(d[ok])
-        true_all.append(s * P[ok, 2])
-    used = int(np.isfinite(scale).sum())
-    return ClipSamples(
-        token,
-        np.concatenate(d_all) if d_all else np.zeros(0),
-        np.concatenate(true_all) if true_all else np.zeros(0),
-        used,
-        len(keyframes) - used,
-    )
-
-
-def ratio_table(samples: list[ClipSamples], calibration) -> str:
-    """Median BA-Net / true and calibrated / true depth per true-depth bin, per clip (markdown)."""
-    lines = [
-        "| clip | true depth [m] | landmarks | BA-Net / true | calibrated / true |",
-        "|---|---|---|---|---|",
-    ]
-    for s in samples:
-        cal = calibration.apply(s.d.astype(np.float32)).astype(np.float64)
-        for lo, hi in itertools.pairwise(DEPTH_BINS):
-            sel = (s.true >= lo) & (s.true < hi)
-            if sel.sum() < 20:
-                continue
-            span = f"{lo:g}-{hi:g}" if hi < 1e8 else f">{lo:g}"
-            lines.append(
-                f"| {s.name} | {span} | {int(sel.sum())} | {np.median(s.d[sel] / s.true[sel]):.2f} | "
-                f"{np.median(cal[sel] / s.true[sel]):.2f} |"
-            )
-    return "\n".join(lines)
-
 
 def main(argv: list[str] | None = None) -> int:
+    from banet_vo.evaluation.commands.depth_curve import run
+
     parser = argparse.ArgumentParser(
         prog="benchmarks.depth_calibration", description=__doc__.split("\n\n")[0]
     )
@@ -221,70 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-frames", type=int, help="first N frames of each clip (development, tests)")
     parser.add_argument("--data", type=Path, default=DATA, help="folder of the clips (../shared/data)")
     parser.add_argument("--out", type=Path, help="JSON to write (default: beside --model)")
-    parser.add_argument(
-        "--direction",
-        choices=DIRECTIONS,
-        default="inverse",
-        help="inverse: BA-Net depth fitted on the true depth, inverted (default); forward: true on BA-Net",
-    )
-    parser.add_argument(
-        "--form",
-        choices=FORMS,
-        default="power",
-        help="power: d' = exp(a) d^b (default); gain: d' = exp(a) d, one factor for every depth",
-    )
+    parser.add_argument("--direction", choices=DIRECTIONS, default="inverse", help="power law: fit direction")
+    parser.add_argument("--form", choices=FORMS, default="power", help="power (default) or gain")
     parser.add_argument("--dry-run", action="store_true", help="fit and print, write nothing")
     args = parser.parse_args(argv)
-    clips = [c for c in args.clips.split(",") if c]
-    try:
-        for token in clips:
-            refuse_validation(token, token)
-    except ValueError as err:
-        parser.error(str(err))
-    if not args.model.is_file():
-        parser.error(f"model {args.model} not found")
-
-    import torch
-    from banet_vo.odometry import BANetEstimator
-    from banet_vo.odometry.depth_calibration import DepthCalibration, path_beside
-    from banet_vo.provenance import code_version
-
-    torch.set_num_threads(args.threads)
-    version = code_version()
-    estimator = BANetEstimator.from_checkpoint(args.model, device="cpu")
-    estimator.depth_calibration = None  # recorded on BA-Net's own depth
-    samples = [record_clip(token, args, estimator) for token in clips]
-    try:
-        a, b = (fit_gain(samples), 1.0) if args.form == "gain" else fit_power_law(samples, args.direction)
-    except ValueError as err:
-        print(f"depth_calibration: {err}", file=sys.stderr)
-        print(ratio_table(samples, DepthCalibration(0.0, 1.0)))
-        return 1
-    calibration = DepthCalibration(
-        a,
-        b,
-        {
-            "clips": clips,
-            "landmarks": {s.name: len(s.d) for s in samples},
-            "keyframes_used": {s.name: s.keyframes_used for s in samples},
-            "keyframes_left_out": {s.name: s.keyframes_left_out for s in samples},
-            "model": args.model.name,
-            "seed": args.seed,
-            "form": args.form,
-            "direction": args.direction if args.form == "power" else None,
-            "code": version,
-            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": "python -m benchmarks.depth_calibration " + " ".join(argv or sys.argv[1:]),
-            "prereg": "docs/preregistered/depth_calibration.txt",
-        },
-    )
-    print(f"fit: {calibration.describe()} (a = {a:.4f}, b = {b:.4f})")
-    print(ratio_table(samples, calibration))
-    if not args.dry_run:
-        out = args.out or path_beside(args.model)
-        out.write_text(calibration.to_json())
-        print(f"written: {out}")
-    return 0
+    args.clips = [c for c in args.clips.split(",") if c]
+    command = "python -m benchmarks.depth_calibration " + " ".join(sys.argv[1:] if argv is None else argv)
+    rc = run(args, command)
+    if rc == 2:
+        parser.error("see above")
+    return rc
 
 
 if __name__ == "__main__":

@@ -1,74 +1,11 @@
-"""benchmarks.depth_calibration: the local true scale, the two fit directions, the data rule, and a fit on
-real KITTI 07 frames written beside a model."""
+"""benchmarks.depth_calibration, the pre-registered tests' front end to banet_vo.evaluation.depth_curve: the
+data rule and a fit on real KITTI 07 frames written beside a model."""
 
 from __future__ import annotations
 
 import json
-import math
 
-import numpy as np
 import pytest
-
-
-def test_the_local_true_scale_is_the_path_length_ratio_within_one_map():
-    from benchmarks.depth_calibration import local_true_scale
-
-    rng = np.random.default_rng(1)
-    gt = np.cumsum(rng.normal(size=(12, 3)), axis=0)
-    epochs = np.array([0] * 6 + [1] * 6)
-    mapped = np.r_[gt[:6] / 2.5, gt[6:] / 4.0 + 7.0]  # two maps, each with its own unit and origin
-    scale = local_true_scale(epochs, mapped, gt, neighbours=2)
-    np.testing.assert_allclose(scale[:4], 2.5)
-    np.testing.assert_allclose(scale[8:], 4.0)
-    assert np.isnan(scale[4:8]).all()  # their span reaches into the other map
-
-
-def _samples(exponent_d_on_true: float, noise: float, n: int = 4000, seed: int = 0):
-    from benchmarks.depth_calibration import ClipSamples
-
-    rng = np.random.default_rng(seed)
-    true = np.exp(rng.uniform(np.log(1.0), np.log(40.0), n))
-    d = 2.0 * true**exponent_d_on_true * np.exp(rng.normal(0.0, noise, n))
-    return ClipSamples("synthetic", d, true, 10, 0)
-
-
-def test_both_directions_recover_a_noiseless_curve():
-    from benchmarks.depth_calibration import fit_power_law
-
-    samples = [_samples(0.5, 0.0)]
-    for direction in ("inverse", "forward"):
-        a, b = fit_power_law(samples, direction)
-        assert b == pytest.approx(2.0, rel=1e-6)  # true = (d / 2)^2
-        assert a == pytest.approx(-2.0 * math.log(2.0), abs=1e-6)
-
-
-def test_with_noise_in_banets_depth_only_the_inverse_fit_undoes_the_compression():
-    """d = 2 true^0.5 with 30 % log noise: regressing true on d shrinks the exponent toward 0 (the best
-    guess pulls toward the mean); fitting d on true and inverting recovers 2."""
-    from benchmarks.depth_calibration import fit_power_law
-
-    samples = [_samples(0.5, 0.3)]
-    _, b_inverse = fit_power_law(samples, "inverse")
-    _, b_forward = fit_power_law(samples, "forward")
-    assert b_inverse == pytest.approx(2.0, rel=0.05)
-    assert b_forward < 1.6
-
-
-def test_each_clip_counts_the_same_whatever_its_landmark_count():
-    """A clip recorded twice over (every landmark twice) weighs about what it did once (the weights scale
-    the residuals, which is exact for the soft-L1 loss's quadratic part only); pooled without the weights
-    it would pull the curve toward itself."""
-    from benchmarks.depth_calibration import ClipSamples, fit_power_law
-
-    a = _samples(0.5, 0.2, n=500, seed=3)
-    b = _samples(0.4, 0.2, n=3000, seed=4)
-    twice = ClipSamples("twice", np.r_[b.d, b.d], np.r_[b.true, b.true], 20, 0)
-    once = fit_power_law([a, b], "inverse")
-    np.testing.assert_allclose(fit_power_law([a, twice], "inverse"), once, rtol=0.03)
-    pooled = ClipSamples("pooled", np.r_[a.d, b.d], np.r_[a.true, b.true], 30, 0)
-    # Slopes of d on true: 0.5 and 0.4; equal weights land midway, pooling near the larger clip.
-    assert 1.0 / once[1] == pytest.approx(0.45, abs=0.02)
-    assert 1.0 / fit_power_law([pooled], "inverse")[1] < 0.43
 
 
 @pytest.mark.parametrize("clip", ["kitti06", "hololens", "hololens150-199", "/x/kitti_odom06_000-050"])
@@ -81,8 +18,7 @@ def test_validation_clips_are_refused(clip, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("form", ["power", "gain"])
-def test_a_fit_on_real_kitti07_frames_is_written_beside_the_model(tmp_path, shared_data, capsys, form):
+def test_a_fit_on_real_kitti07_frames_is_written_beside_the_model(tmp_path, shared_data, capsys):
     import shutil
 
     from banet_vo.odometry import BANetEstimator
@@ -93,44 +29,14 @@ def test_a_fit_on_real_kitti07_frames_is_written_beside_the_model(tmp_path, shar
     model = tmp_path / DEFAULT_MODEL.name
     shutil.copy(DEFAULT_MODEL, model)
     args = ["--clips", "kitti07", "--max-frames", "30", "--model", str(model), "--data", str(shared_data)]
-    args += ["--form", form]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "| kitti07 |" in out and "written:" in out
     written = json.loads((tmp_path / "banet_small_synthetic.depth_calibration.json").read_text())
-    assert written["fitted_on"]["clips"] == ["kitti07"] and written["fitted_on"]["form"] == form
+    assert written["fitted_on"]["clips"] == ["kitti07"] and written["fitted_on"]["form"] == "power"
     assert written["fitted_on"]["landmarks"]["kitti07"] > 1000
-    if form == "power":
-        # BA-Net's depth is compressed on KITTI (short at range): the curve stretches it.
-        assert written["fitted_on"]["direction"] == "inverse" and written["exponent"] > 1.0
-    else:
-        # One factor: BA-Net's depth is about 2x short on KITTI.
-        assert written["exponent"] == 1.0 and 1.5 < math.exp(written["log_gain"]) < 3.5
+    assert written["fitted_on"]["command"].startswith("python -m benchmarks.depth_calibration --clips")
+    # BA-Net's depth is compressed on KITTI (short at range): the curve stretches it.
+    assert written["fitted_on"]["direction"] == "inverse" and written["exponent"] > 1.0
     loaded = BANetEstimator.from_checkpoint(model, device="cpu").depth_calibration
     assert loaded.exponent == written["exponent"]
-
-
-def test_a_flat_response_has_no_curve():
-    """Where BA-Net's depth does not follow the true depth (TartanAir alone: slope 0.002), inverting it
-    would multiply its noise without bound: refused, with the slope."""
-    from benchmarks.depth_calibration import fit_power_law
-
-    with pytest.raises(ValueError, match="barely grows"):
-        fit_power_law([_samples(0.02, 0.2)], "inverse")
-
-
-def test_a_gain_is_one_factor_for_every_depth():
-    """--form gain: d = 0.5 true with noise gives true ≈ 2 d (exponent fixed at 1), the clips weighted
-    equally."""
-    from benchmarks.depth_calibration import ClipSamples, fit_gain
-
-    rng = np.random.default_rng(5)
-    true = np.exp(rng.uniform(0.0, np.log(40.0), 3000))
-    half = ClipSamples("half", 0.5 * true * np.exp(rng.normal(0.0, 0.2, 3000)), true, 10, 0)
-    assert math.exp(fit_gain([half])) == pytest.approx(2.0, rel=0.02)
-    quarter = ClipSamples("quarter", 0.25 * true[:300], true[:300], 3, 0)
-    pooled = ClipSamples("pooled", np.r_[half.d, quarter.d], np.r_[half.true, quarter.true], 13, 0)
-    # 3000 and 300 landmarks: pooled, the larger clip's 2 wins; weighted, the smaller pulls the (robust,
-    # L1-like) fit clearly toward its 4.
-    assert math.exp(fit_gain([pooled])) < 2.1
-    assert 2.2 < math.exp(fit_gain([half, quarter])) < 4.0

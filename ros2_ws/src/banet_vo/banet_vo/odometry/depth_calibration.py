@@ -4,7 +4,7 @@ checkpoint it belongs to.
 BA-Net trained on our renderer pulls every depth toward a middle value on real images (far depths too near,
 near ones too far indoors), so a keyframe's learned-scale measurement follows how far its landmarks happen
 to be (docs/preregistered/learned_scale_near.txt). A power law in depth, d' = exp(a) d^b, moves the level
-of that measurement. `benchmarks.depth_calibration` fits a and b and writes
+of that measurement. `banet-vo-eval depth-curve` (evaluation.depth_curve) fits a and b and writes
 `<checkpoint stem>.depth_calibration.json` next to the checkpoint; the keyframe odometry applies it when
 `OdometryConfig.depth_calibration` is on. None ships with our models: on the real clips a power law
 brought KITTI's metric error down (SE(3) 14.9 → 1.4 m) but stretched the measurement's keyframe-to-keyframe

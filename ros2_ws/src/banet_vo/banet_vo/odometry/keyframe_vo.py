@@ -230,7 +230,7 @@ class KeyframeOdometry:
                 if calibration is not None
                 else "used as it is: the model ships no depth calibration",
             )
-        # Called with each keyframe's scale measurement (KeyframeMeasurement): benchmarks.depth_calibration.
+        # Called with each keyframe's scale measurement (KeyframeMeasurement): evaluation.depth_curve.
         self.on_keyframe_measured = None
         self._map_epoch = -1  # counts maps built (reset and rebuilds): _clear_map increments it
         self.reset(reason=None)

@@ -14,10 +14,15 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from types import ModuleType
 
-from banet_vo.evaluation.commands import depth, pairs, traj
+from banet_vo.evaluation.commands import depth, depth_curve, pairs, traj
 
 PLUGIN_GROUP = "banet_vo.eval_commands"
-COMMAND_MODULES: dict[str, ModuleType] = {"traj": traj, "depth": depth, "pairs": pairs}
+COMMAND_MODULES: dict[str, ModuleType] = {
+    "traj": traj,
+    "depth": depth,
+    "pairs": pairs,
+    "depth-curve": depth_curve,
+}
 
 AddParser = Callable[[argparse._SubParsersAction], argparse.ArgumentParser]
 
