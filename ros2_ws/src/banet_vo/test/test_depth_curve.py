@@ -112,6 +112,15 @@ def test_the_command_refuses_validation_clips(clip, tmp_path, capsys):
     assert "validation only" in capsys.readouterr().err
 
 
+def test_a_users_own_recording_may_be_called_anything():
+    from banet_vo.evaluation.depth_curve import refuse_validation
+
+    for name in ("hololens_lab_walk", "kitti_odom06_full", "my_car"):
+        refuse_validation(f"/rec/{name}", f"/rec/{name}")  # not refused
+    with pytest.raises(ValueError, match="validation only"):
+        refuse_validation("x", "/anywhere/hololens_000_003-052")
+
+
 def test_the_command_names_a_missing_model(tmp_path, capsys):
     assert _eval(["kitti07", "--model", str(tmp_path / "m.safetensors")]) == 2
     assert "m.safetensors not found" in capsys.readouterr().err

@@ -22,7 +22,8 @@ import numpy as np
 
 # DESIGN.md, "Data and labels": these clips are for validation; nothing is fitted on them.
 VALIDATION_ONLY = ("kitti06", "hololens", "hololens150-199")
-VALIDATION_FOLDERS = ("kitti_odom06", "hololens_")
+# Their folders in ../shared/data, by exact name: a user's own recording may be called anything.
+VALIDATION_FOLDERS = ("kitti_odom06_000-050", "hololens_000_003-052", "hololens_000_003-199")
 NEIGHBOURS = 3  # keyframes either side whose steps give the local true scale
 F_SCALE = 0.25  # soft-L1 transition, log units (a factor of ~1.3)
 DEPTH_BINS = (0.0, 2.0, 4.0, 8.0, 15.0, 30.0, 1e9)
@@ -42,11 +43,11 @@ class ClipSamples:
 
 
 def refuse_validation(token: str, folder: str) -> None:
-    """ValueError for a clip the data rule keeps for validation."""
-    if token in VALIDATION_ONLY or any(Path(folder).name.startswith(p) for p in VALIDATION_FOLDERS):
+    """ValueError for one of the project's clips that the data rule keeps for validation."""
+    if token in VALIDATION_ONLY or Path(folder).name in VALIDATION_FOLDERS:
         raise ValueError(
-            f"{token}: its labels are for validation only (DESIGN.md, 'Data and labels'); fit on training "
-            "clips (kitti07, tartanair)"
+            f"{token}: its labels are for validation only (DESIGN.md, 'Data and labels'); fit on a "
+            "training clip (kitti07, tartanair) or a recording of your own"
         )
 
 
