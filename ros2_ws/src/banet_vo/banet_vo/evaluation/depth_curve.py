@@ -135,7 +135,7 @@ def record_clip(
     pool its keyframes' (BA-Net depth, true depth) landmark pairs. ValueError for a validation clip."""
     from banet_vo.evaluation import real_clips as rc
     from banet_vo.odometry import OdometryConfig, TrackingConfig, make_odometry
-    from banet_vo.odometry.scale import depth_at_pixels
+    from banet_vo.odometry.scale import depth_at_points
 
     spec = rc.resolve_clip(token, data)
     refuse_validation(token, spec.folder)
@@ -166,13 +166,9 @@ def record_clip(
     for m, s in zip(keyframes, scale, strict=True):
         if not np.isfinite(s):
             continue
-        P = m.points_cam[m.points_cam[:, 2] > 1e-9]
-        cam = m.depth_camera
-        pixels = np.c_[cam.fx * P[:, 0] / P[:, 2] + cam.cx, cam.fy * P[:, 1] / P[:, 2] + cam.cy]
-        d = depth_at_pixels(m.depth, cam, cam, pixels)
-        ok = np.isfinite(d)
-        d_all.append(d[ok])
-        true_all.append(s * P[ok, 2])
+        d, z = depth_at_points(m.points_cam, m.depth, m.depth_camera)
+        d_all.append(d)
+        true_all.append(s * z)
     used = int(np.isfinite(scale).sum())
     return ClipSamples(
         token,

@@ -22,19 +22,26 @@ def learned_scale(
     """Metres per map unit from a metric depth map: the median ratio of the depth map's value at each map
     point's projection to the point's map depth. `points_cam` are map points in the depth map's camera
     (N, 3); None when fewer than `min_points` land on valid depth."""
+    d, z = depth_at_points(points_cam, depth, depth_camera)
+    if len(d) < min_points:
+        return None
+    return float(np.median(d / z))
+
+
+def depth_at_points(
+    points_cam: np.ndarray, depth: np.ndarray, depth_camera: PinholeCamera
+) -> tuple[np.ndarray, np.ndarray]:
+    """(d, z): a depth map's value at each point's projection and the point's own depth, for the points
+    (N, 3, in the depth map's camera) in front of it that land on valid depth."""
     P = np.asarray(points_cam, dtype=np.float64).reshape(-1, 3)
     P = P[P[:, 2] > 1e-9]
-    if len(P) < min_points:
-        return None
     z = P[:, 2]
     pixels = np.c_[
         depth_camera.fx * P[:, 0] / z + depth_camera.cx, depth_camera.fy * P[:, 1] / z + depth_camera.cy
     ]
     d = depth_at_pixels(depth, depth_camera, depth_camera, pixels)
     ok = np.isfinite(d)
-    if ok.sum() < min_points:
-        return None
-    return float(np.median(d[ok] / z[ok]))
+    return d[ok], z[ok]
 
 
 def depth_at_pixels(
