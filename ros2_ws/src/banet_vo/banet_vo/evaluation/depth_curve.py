@@ -70,6 +70,17 @@ def local_true_scale(
     return out
 
 
+def _weighted(samples: list[ClipSamples]) -> tuple[list[ClipSamples], np.ndarray]:
+    """The clips that have landmarks, and each landmark's residual weight sqrt(w), w = 1 / its clip's count
+    (normalised to a mean of 1), so that every clip counts the same; ValueError when none has any."""
+    samples = [s for s in samples if len(s.d)]
+    if not samples:
+        raise ValueError("no landmark samples to fit")
+    total = sum(len(s.d) for s in samples)
+    w = np.concatenate([np.full(len(s.d), total / (len(samples) * len(s.d))) for s in samples])
+    return samples, np.sqrt(w)
+
+
 def fit_power_law(
     samples: list[ClipSamples], direction: str = "inverse", f_scale: float = F_SCALE
 ) -> tuple[float, float]:
@@ -84,16 +95,11 @@ def fit_power_law(
 
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-    samples = [s for s in samples if len(s.d)]
-    if not samples:
-        raise ValueError("no landmark samples to fit")
+    samples, sw = _weighted(samples)
     x = np.concatenate([np.log(s.d) for s in samples])
     y = np.concatenate([np.log(s.true) for s in samples])
     if direction == "inverse":
         x, y = y, x
-    total = len(x)
-    w = np.concatenate([np.full(len(s.d), total / (len(samples) * len(s.d))) for s in samples])
-    sw = np.sqrt(w)
     b0, a0 = np.polyfit(x, y, 1)
     result = least_squares(lambda p: sw * (p[0] + p[1] * x - y), x0=[a0, b0], loss="soft_l1", f_scale=f_scale)
     if not result.success:
@@ -116,12 +122,8 @@ def fit_gain(samples: list[ClipSamples], f_scale: float = F_SCALE) -> float:
     moves."""
     from scipy.optimize import least_squares
 
-    samples = [s for s in samples if len(s.d)]
-    if not samples:
-        raise ValueError("no landmark samples to fit")
+    samples, sw = _weighted(samples)
     r = np.concatenate([np.log(s.true) - np.log(s.d) for s in samples])
-    total = len(r)
-    sw = np.sqrt(np.concatenate([np.full(len(s.d), total / (len(samples) * len(s.d))) for s in samples]))
     result = least_squares(lambda p: sw * (p[0] - r), x0=[np.median(r)], loss="soft_l1", f_scale=f_scale)
     if not result.success:
         raise RuntimeError(f"the fit did not converge: {result.message}")

@@ -57,7 +57,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace, command: str | None = None) -> int:
-    """Fit and write; 2 for bad arguments (a validation clip, a missing model), 1 when no curve fits."""
+    """Fit and write; 2 for bad arguments (a validation clip, a missing model, an unreadable recording), 1
+    when no curve fits."""
     try:
         for token in args.clips:
             refuse_validation(token, token)
@@ -80,11 +81,14 @@ def run(args: argparse.Namespace, command: str | None = None) -> int:
     estimator.depth_calibration = None  # recorded on BA-Net's own depth
     try:
         samples = [record_clip(c, args.data, estimator, args.seed, args.max_frames) for c in args.clips]
+    except ValueError as err:  # a folder no reader understands, or without ground-truth poses
+        print(f"depth-curve: {err}", file=sys.stderr)
+        return 2
+    try:
         a, b = (fit_gain(samples), 1.0) if args.form == "gain" else fit_power_law(samples, args.direction)
     except ValueError as err:
         print(f"depth-curve: {err}", file=sys.stderr)
-        if "samples" in locals():
-            print(ratio_table(samples, DepthCalibration(0.0, 1.0)))
+        print(ratio_table(samples, DepthCalibration(0.0, 1.0)))
         return 1
     calibration = DepthCalibration(
         a,
