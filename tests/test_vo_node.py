@@ -749,6 +749,8 @@ def test_raw_images_are_rectified_and_paired_with_camera_info_by_stamp(rclpy_con
         assert [s.message for s in statuses[:2]] == ["initialising", "tracking"]
         values = {kv.key: kv.value for kv in statuses[1].values}
         assert values["scale_source"] == "learned" and int(values["keyframes"]) >= 1
+        # BA-Net alone has no map whose scale is measured per keyframe: the evidence keys say so
+        assert (values["scale_measurements"], values["scale_last_ratio"]) == ("0", "nan")
         assert statuses[1].name == "/banet_vo: tracking" and statuses[1].level == DiagnosticStatus.OK
     finally:
         graph.close()

@@ -1006,3 +1006,20 @@ def test_a_keyframe_backed_up_when_behind_the_previous_along_its_axis(position, 
     prev[:3, :3] = Rotation.from_euler("y", 90, degrees=True).as_matrix()
     prev[:3, 3] = (3.0, -1.0, 2.0)
     assert _backed_up(prev, prev @ new) is backed_up
+
+
+@pytest.mark.parametrize("source", ["learned", "none"])
+def test_each_result_carries_the_scale_evidence(estimator, kitti06, source):
+    vo = make_odometry(estimator, OdometryConfig(frontend="xfeat", scale_source=source))
+    results = [vo.process(f.image, f.timestamp, f.camera) for f in kitti06[:12]]
+    counts = [r.scale_measurements for r in results]
+    if source == "none":
+        assert counts == [0] * 12 and all(math.isnan(r.scale_last_ratio) for r in results)
+        return
+    assert counts == sorted(counts) and counts[-1] >= 3  # one per measured keyframe, never lost
+    for r in results:
+        assert (r.scale_measurements == 0) == math.isnan(r.scale_last_ratio)
+    last = results[-1]
+    assert last.scale_last_ratio == pytest.approx(vo._scale.last / vo.scale)
+    assert last.scale_spread == pytest.approx(vo._scale.relative_spread)
+    assert last.scale_measurements == len(vo._scale)

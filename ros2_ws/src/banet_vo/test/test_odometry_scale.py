@@ -96,12 +96,13 @@ def test_depth_at_pixels_reads_the_same_ray_at_another_resolution():
 
 def test_scale_filter_is_a_running_median():
     f = ScaleFilter(window=3)
-    assert f.value is None
+    assert f.value is None and f.last is None
     for v in (1.0, 100.0, 2.0, None, float("nan"), -1.0):
         f.add(v)
     assert len(f) == 3 and f.value == pytest.approx(2.0)
+    assert f.last == 2.0  # the refused values are not measurements
     f.add(3.0)
-    assert f.value == pytest.approx(3.0)  # window (100, 2, 3)
+    assert f.value == pytest.approx(3.0) and f.last == 3.0  # window (100, 2, 3)
     with pytest.raises(ValueError):
         ScaleFilter(0)
 

@@ -18,7 +18,17 @@ from geometry_msgs.msg import Pose  # noqa: E402
 
 def test_status_is_ok_while_tracking_and_warns_with_the_reason_when_lost():
     config = OdometryConfig()
-    tracked = FrameResult(7.5, TRACKED, 2, state="tracking", scale_source="learned", keyframes=4)
+    tracked = FrameResult(
+        7.5,
+        TRACKED,
+        2,
+        state="tracking",
+        scale_source="learned",
+        keyframes=4,
+        scale_last_ratio=0.61234,
+        scale_measurements=3,
+        scale_spread=0.25,
+    )
     ok = tracking_status("/ns/banet_vo: tracking", "cpu", tracked, 7.5, config, "/m/model.safetensors")
     values = {kv.key: kv.value for kv in ok.values}
     assert (
@@ -30,6 +40,9 @@ def test_status_is_ok_while_tracking_and_warns_with_the_reason_when_lost():
         "stamp": "7.500000000",
         "scale_source": "learned",
         "keyframes": "4",
+        "scale_measurements": "3",
+        "scale_last_ratio": "0.612",
+        "scale_spread": "0.250",
         "trajectory_id": "2",
         "frontend": config.frontend,
         "model": "model.safetensors",
@@ -37,7 +50,9 @@ def test_status_is_ok_while_tracking_and_warns_with_the_reason_when_lost():
     failed = FrameResult(7.6, FAILED, 2, message="BA cost is not finite", state="lost")
     lost = tracking_status("n", "cpu", failed, 7.6, config, "m")
     assert lost.level == DiagnosticStatus.WARN and lost.message == "lost: BA cost is not finite"
-    assert {kv.key: kv.value for kv in lost.values}["scale_source"] == config.scale_source
+    lost_values = {kv.key: kv.value for kv in lost.values}
+    assert lost_values["scale_source"] == config.scale_source
+    assert (lost_values["scale_measurements"], lost_values["scale_last_ratio"]) == ("0", "nan")
 
 
 def test_counter_window_reports_recent_increases_and_forgets_old_ones():

@@ -1489,8 +1489,20 @@ class KeyframeOdometry:
             state=state,
             scale_source=self.config.scale_source if self.scale is not None else "none",
             keyframes=self._trajectory_keyframes,
+            **self._scale_evidence(),
             **extra,
         )
+
+    def _scale_evidence(self) -> dict:
+        """FrameResult's scale_last_ratio, scale_measurements and scale_spread (defaults with scale none)."""
+        applied, last = self._scale.value, self._scale.last
+        if self.config.scale_source == "none" or applied is None or last is None:
+            return {}
+        return {
+            "scale_last_ratio": last / applied,
+            "scale_measurements": len(self._scale),
+            "scale_spread": self._scale.relative_spread,
+        }
 
     def _failed(self, stamp: float, message: str, state: str, count: bool = True) -> FrameResult:
         if count:
@@ -1504,6 +1516,7 @@ class KeyframeOdometry:
             state=state,
             scale_source=self.config.scale_source,
             keyframes=self._trajectory_keyframes,
+            **self._scale_evidence(),
         )
 
 

@@ -128,6 +128,12 @@ class FrameResult:
     state: str = ""  # one of TRACKING_STATES ("" for frames that were not processed, e.g. out of order)
     scale_source: str = ""  # where this pose's metric scale comes from (SCALE_SOURCES)
     keyframes: int = 0  # keyframes in the current trajectory so far
+    # The metric scale's evidence (frontend xfeat with a metric scale_source): the newest keyframe's
+    # measurement over the scale applied now (1: they agree; NaN before the first), the measurements the
+    # applied scale is the median of, and their robust relative spread.
+    scale_last_ratio: float = float("nan")
+    scale_measurements: int = 0
+    scale_spread: float = float("nan")
 
     @property
     def has_pose(self) -> bool:

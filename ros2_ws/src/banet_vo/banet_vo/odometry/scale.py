@@ -176,6 +176,11 @@ class ScaleFilter:
         return self._value
 
     @property
+    def last(self) -> float | None:
+        """The newest measurement kept (None before the first)."""
+        return self._values[-1] if self._values else None
+
+    @property
     def relative_spread(self) -> float:
         """Robust relative spread of the measurements in the window (1.4826·MAD of their logs): how far
         the applied scale may be off. 0 with fewer than three measurements."""
