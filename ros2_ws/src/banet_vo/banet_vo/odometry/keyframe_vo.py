@@ -1494,12 +1494,13 @@ class KeyframeOdometry:
         )
 
     def _scale_evidence(self) -> dict:
-        """FrameResult's scale_last_ratio, scale_measurements and scale_spread (defaults with scale none)."""
-        applied, last = self._scale.value, self._scale.last
-        if self.config.scale_source == "none" or applied is None or last is None:
+        """FrameResult's scale_last_ratio, scale_measurements and scale_spread; the defaults before the
+        first measurement (always with scale none, which measures nothing)."""
+        last = self._scale.last
+        if last is None:
             return {}
         return {
-            "scale_last_ratio": last / applied,
+            "scale_last_ratio": last / self._scale.value,
             "scale_measurements": len(self._scale),
             "scale_spread": self._scale.relative_spread,
         }
