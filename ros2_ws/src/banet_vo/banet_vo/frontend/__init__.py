@@ -5,7 +5,6 @@ Names are imported on first use (banet_vo.lazy_exports)."""
 from banet_vo.lazy_exports import lazy_exports
 
 _EXPORTS = {
-    "refine": ("refine_matched",),
     "solvers": ("AbsolutePose", "RelativePose", "solve_absolute_pose", "solve_relative_pose", "triangulate"),
     "xfeat": ("Features", "XFeatExtractor", "match_mutual"),
 }

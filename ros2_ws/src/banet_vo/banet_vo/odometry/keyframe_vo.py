@@ -42,7 +42,6 @@ from banet_vo.frontend import (
     solve_absolute_pose,
     solve_relative_pose,
 )
-from banet_vo.frontend.refine import refine_matched
 from banet_vo.frontend.solvers import MAX_EPIPOLAR_PX, project, triangulate
 from banet_vo.frontend.xfeat import working_scale
 from banet_vo.geometry import PinholeCamera
@@ -538,7 +537,6 @@ class KeyframeOdometry:
         t = self.tracking
         kf0 = self._keyframes[0]
         matches = match_mutual(kf0.features, features, t.min_cosine)
-        features = self._refined([kf0], features, [matches])
         x0 = kf0.features.keypoints[matches[:, 0]]
         x1 = features.keypoints[matches[:, 1]]
         rel = solve_relative_pose(x0, x1, self._camera, MAX_EPIPOLAR_PX * self._px, seed=t.ransac_seed)
@@ -650,11 +648,7 @@ class KeyframeOdometry:
         guess = self._predict_map(frame.stamp)
         last = self._keyframes[-1]
         recent = self._keyframes[::-1][: self.tracking.track_keyframes]
-        matched = None
-        if self.tracking.keypoint_refinement != "none":
-            matched = [match_mutual(kf.features, features, self.tracking.min_cosine) for kf in recent]
-            features = self._refined(recent, features, matched)
-        solved, matched = self._pnp(recent, features, guess, matched)
+        solved, matched = self._pnp(recent, features, guess)
         matches = matched[0]  # to the newest keyframe
         reloc = after_gap
         if solved is None and len(self._keyframes) > len(recent):
@@ -701,14 +695,6 @@ class KeyframeOdometry:
             kf = self._insert_keyframe(frame, features, last, T_wc, matches, tracked)
             return self._after_pose(frame, kf.T_wc, cov, new_keyframe=kf)
         return self._after_pose(frame, T_wc, cov, new_keyframe=None)
-
-    def _refined(self, keyframes: list[_Keyframe], features: Features, matches: list[np.ndarray]) -> Features:
-        """`features` with the keypoints that match the keyframes' (newest first) refined
-        (tracking.keypoint_refinement)."""
-        if self.tracking.keypoint_refinement == "none":
-            return features
-        refined, _ = refine_matched([kf.features for kf in keyframes], features, matches)
-        return refined
 
     def _defer_keyframe(self, last: _Keyframe, tracked: int) -> bool:
         """tracking.busy_keyframe defer: a keyframe asked for while the background window BA still solves
@@ -771,7 +757,6 @@ class KeyframeOdometry:
         if not self._keyframes or self._keyframes[-1] is not job.last:
             self._drop_mapping(job, "the map changed while it was made")
             return
-        features = self._refined(job.recent, features, matched)
         solved, _ = self._pnp(job.recent, features, job.T_wc, matched)
         matches = matched[0]  # to the newest keyframe
         if solved is None:

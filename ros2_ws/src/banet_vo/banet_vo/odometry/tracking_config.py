@@ -15,7 +15,6 @@ BUSY_KEYFRAMES = ("wait", "defer")
 KEYFRAME_JOINS = ("solved", "at_once")
 MAPPINGS = ("inline", "background")
 BACKING_UP_LANDMARKS = ("refuse_near", "add")
-KEYPOINT_REFINEMENTS = ("none", "lk")
 # Smallest working image for XFeat (e.g. 160x120): below it too few keypoints survive to track.
 MIN_FEATURE_PIXELS = 160 * 120
 
@@ -54,13 +53,6 @@ class TrackingConfig:
     )
     init_max_frames: int = setting(
         30, "frames without enough parallax after which the first keyframe is replaced", range=(1, 100000)
-    )
-    # XFeat's keypoints lie on whole pixels and lag behind the motion (banet_vo.frontend.refine).
-    keypoint_refinement: str = setting(
-        "none",
-        "none (XFeat's keypoints as detected) or lk (each keypoint of a frame that matches a keyframe's is "
-        "moved to where Lucas-Kanade follows that keyframe's keypoint: sub-pixel, no lag behind the motion)",
-        choices=KEYPOINT_REFINEMENTS,
     )
     # XFeat and its matching are most of the time of a frame that is not a keyframe, and such a frame needs
     # only the last frame's landmarks found again (docs/frontend.md, "Between keyframes").
