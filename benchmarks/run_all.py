@@ -45,6 +45,7 @@ TOPICS = [
     "frame_profile",
     "long_run",
     "long_drive_synthetic",
+    "keypoint_lag",
     "depth_upsampling",
     "device_check",
     "covariance_nees",

@@ -7,7 +7,13 @@ import math
 import cv2
 import numpy as np
 import pytest
-from banet_vo.evaluation.matching import aggregate_mma, ground_truth_matches, matching_accuracy
+from banet_vo.evaluation.matching import (
+    aggregate_mma,
+    along_flow_error,
+    ground_truth_matches,
+    matching_accuracy,
+    translational_flow,
+)
 from banet_vo.geometry.camera import PinholeCamera
 from scipy.spatial.transform import Rotation
 
@@ -164,3 +170,34 @@ def test_real_hololens_ground_truth_matches_are_photo_consistent(hololens_dir):
     assert warped < 0.75 * static  # the right convention cuts the photometric error (README: to 1/2-1/4)
     acc = matching_accuracy(q, q, depth_a, T_ba, cam)  # "no motion" matches
     assert acc.mma[1.0] < 0.2  # ~8 cm / 4.6 deg apart: identity matches are mostly wrong
+
+
+def test_translational_flow_of_a_rotation_is_zero_and_of_a_forward_step_radial():
+    depth = np.full((48, 64), 4.0)
+    q = grid_queries()
+    R = np.eye(4)
+    R[:3, :3] = Rotation.from_euler("xyz", [2.0, -3.0, 1.0], degrees=True).as_matrix()
+    gt_b, valid = ground_truth_matches(q, depth, R, CAM, CAM, require_in_view_b=False)
+    np.testing.assert_allclose(translational_flow(q, gt_b, R, CAM)[valid], 0.0, atol=1e-9)
+    # Forward by 1 m towards a plane at 4 m: every point moves away from the centre by 1/3 of its offset.
+    gt_b, _ = ground_truth_matches(q, depth, translation([0, 0, -1.0]), CAM, CAM, require_in_view_b=False)
+    flow = translational_flow(q, gt_b, translation([0, 0, -1.0]), CAM)
+    np.testing.assert_allclose(flow, (q - [CAM.cx, CAM.cy]) / 3.0, atol=1e-9)
+    # The same step after a rotation: the rotation's part is taken out, the translation's stays radial
+    # about where the rotation moved each ray.
+    T = R @ translation([0, 0, -1.0])
+    gt_b, _ = ground_truth_matches(q, depth, T, CAM, CAM, require_in_view_b=False)
+    flow = translational_flow(q, gt_b, T, CAM)
+    assert np.all(np.linalg.norm(flow, axis=1) > 0)
+    assert np.all(np.linalg.norm(flow, axis=1) < np.linalg.norm(q - [CAM.cx, CAM.cy], axis=1))
+
+
+def test_along_flow_error_signs_a_lag_and_ignores_a_sideways_error():
+    gt = np.array([[10.0, 10.0], [20.0, 5.0], [3.0, 3.0], [1.0, 1.0]])
+    flow = np.array([[4.0, 0.0], [0.0, -2.0], [1.0, 1.0], [0.0, 0.0]])
+    matches = gt + np.array([[-0.5, 0.0], [0.3, 0.0], [0.2, 0.2], [1.0, 0.0]])
+    err = along_flow_error(matches, gt, flow)
+    np.testing.assert_allclose(err[:3], [-0.5, 0.0, 0.2 * math.sqrt(2)], atol=1e-12)
+    assert np.isnan(err[3])  # no flow: no direction
+    with pytest.raises(ValueError, match="one shape"):
+        along_flow_error(matches[:2], gt, flow)

@@ -10,6 +10,10 @@ depth is non-finite or <= 0; the point lands at z <= 0 in B; with `require_in_vi
 projects outside image B; with `depth_b` given, B's own depth there disagrees by more than
 `occlusion_rel_tol` (occluded). Predicted matches that are non-finite count as wrong, not as invalid.
 MMA@t = (valid queries with error <= t) / (valid queries).
+
+Beyond the error's size, its direction: `along_flow_error` is the signed error along the part of the true
+displacement that the translation makes (`translational_flow`), negative for a match that lags behind the
+motion. A lag shrinks every parallax and so biases depth and step length; a symmetric error does not.
 """
 
 from __future__ import annotations
@@ -154,6 +158,49 @@ def matching_accuracy(
     n_valid = int(valid.sum())
     mma = {float(t): (float(np.mean(errors[valid] <= t)) if n_valid else float("nan")) for t in thresholds_px}
     return MatchAccuracy(mma=mma, n_valid=n_valid, n_queries=q.shape[0], errors_px=errors, gt_b=gt_b)
+
+
+def translational_flow(queries_a, gt_b, T_ba, camera_a: PinholeCamera, camera_b: PinholeCamera | None = None):
+    """The part of each ground-truth displacement (gt_b − query, shape (N, 2)) that T_ba's translation makes:
+    gt_b minus where the query's ray lands in B under T_ba's rotation alone (a point at infinity). NaN
+    where gt_b is NaN or the rotated ray leaves the front of B."""
+    camera_b = camera_a if camera_b is None else camera_b
+    q = _pixels(queries_a, "queries_a")
+    gt = _pixels(gt_b, "gt_b")
+    if gt.shape != q.shape:
+        raise ValueError(f"gt_b shape {gt.shape} differs from queries_a shape {q.shape}")
+    R = as_pose_matrices(T_ba, "T_ba")[:3, :3]
+    rays = (
+        np.stack(
+            [(q[:, 0] - camera_a.cx) / camera_a.fx, (q[:, 1] - camera_a.cy) / camera_a.fy, np.ones(len(q))],
+            axis=1,
+        )
+        @ R.T
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        at_infinity = np.stack(
+            [
+                camera_b.fx * rays[:, 0] / rays[:, 2] + camera_b.cx,
+                camera_b.fy * rays[:, 1] / rays[:, 2] + camera_b.cy,
+            ],
+            axis=1,
+        )
+    at_infinity[rays[:, 2] <= 0] = np.nan
+    return gt - at_infinity
+
+
+def along_flow_error(matches_b, gt_b, flow) -> np.ndarray:
+    """Signed error (N,) in pixels of each match along its translational flow (N, 2): positive ahead of
+    the true position, negative behind it (lagging). NaN where the flow is under 1e-6 px or an input is
+    NaN."""
+    m, gt, f = _pixels(matches_b, "matches_b"), _pixels(gt_b, "gt_b"), _pixels(flow, "flow")
+    if not m.shape == gt.shape == f.shape:
+        raise ValueError(f"matches_b {m.shape}, gt_b {gt.shape} and flow {f.shape} must have one shape")
+    length = np.linalg.norm(f, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.sum((m - gt) * f, axis=1) / length
+    out[~(length >= 1e-6)] = np.nan
+    return out
 
 
 def aggregate_mma(
