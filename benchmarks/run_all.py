@@ -46,6 +46,7 @@ TOPICS = [
     "long_run",
     "long_drive_synthetic",
     "keypoint_lag",
+    "window_drift_sim",
     "depth_upsampling",
     "device_check",
     "covariance_nees",
