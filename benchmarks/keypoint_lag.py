@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             f"Command: {command.rstrip()}`  ",
             f"Machine: {machine_description()}; torch threads {args.threads}  ",
             f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, code {code_version()}; "
-            f"frame i matched to i + {args.gap}, i = 0, {args.stride}, {2 * args.stride}, ... within the first "
-            f"{args.frames} frames",
+            f"frame i matched to i + {args.gap}, i = 0, {args.stride}, {2 * args.stride}, ... within the "
+            f"first {args.frames} frames",
             "",
             "True matches (error under 4 px) by translational flow; the along-flow error is negative for a "
             "match behind its true position.",
