@@ -17,15 +17,13 @@ synthetic drive, for instance). Results: benchmarks/results/keypoint_lag.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import itertools
 import sys
-from pathlib import Path
 
 import numpy as np
-from banet_vo.provenance import code_version, machine_description
 
 from benchmarks.real_clips import DATA
+from benchmarks.section import write_section
 from benchmarks.vo_kitti import ROOT
 
 RESULTS = ROOT / "benchmarks" / "results" / "keypoint_lag.md"
@@ -116,19 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     extractor = XFeatExtractor()
     rows = [row for name in args.clips.split(",") for row in clip_rows(name.strip(), args, extractor)]
-    command = "`.venv/bin/python -m benchmarks.keypoint_lag " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
-    text = "\n".join(
+    write_section(
+        args.out,
+        "Keypoint lag: XFeat's matches against metric ground truth",
+        "benchmarks.keypoint_lag",
+        argv,
+        f"torch threads {args.threads}; frame i matched to i + {args.gap}, i = 0, {args.stride}, "
+        f"{2 * args.stride}, ... within the first {args.frames} frames",
         [
-            "## Keypoint lag: XFeat's matches against metric ground truth",
-            "",
-            f"Command: {command.rstrip()}`  ",
-            f"Machine: {machine_description()}; torch threads {args.threads}  ",
-            f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, code {code_version()}; "
-            f"frame i matched to i + {args.gap}, i = 0, {args.stride}, {2 * args.stride}, ... within the "
-            f"first {args.frames} frames",
-            "",
             "True matches (error under 4 px) by translational flow; the along-flow error is negative for a "
             "match behind its true position.",
             "",
@@ -136,11 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             "| median along flow [px] | median along flow [% of flow] |",
             "|---|---|---|---|---|---|---|---|",
             *rows,
-            "",
-        ]
+        ],
     )
-    Path(args.out).write_text(text)
-    print(text)
     return 0
 
 

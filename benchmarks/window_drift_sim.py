@@ -21,15 +21,13 @@ Results: benchmarks/results/window_drift_sim.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
-from banet_vo.provenance import code_version, machine_description
 
+from benchmarks.section import write_section
 from benchmarks.vo_kitti import ROOT
 
 RESULTS = ROOT / "benchmarks" / "results" / "window_drift_sim.md"
@@ -232,29 +230,22 @@ def main(argv: list[str] | None = None) -> int:
             f"| {c.label} | {', '.join(f'{x:.2f}' for x in median_blocks)} | {np.median(per_kf):+.2f} "
             f"[{min(per_kf):+.2f}, {max(per_kf):+.2f}] | {lost} |"
         )
-    command = "`.venv/bin/python -m benchmarks.window_drift_sim " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
-    text = "\n".join(
+    write_section(
+        args.out,
+        "Window drift from pixel noise alone (simulated street, our PnP, triangulation and window BA)",
+        "benchmarks.window_drift_sim",
+        argv,
+        f"{args.keyframes} keyframes at 1.24 m, seeds {args.seeds}",
         [
-            "## Window drift from pixel noise alone (simulated street, our PnP, triangulation and window BA)",
-            "",
-            f"Command: {command.rstrip()}`  ",
-            f"Machine: {machine_description(torch_info=False)}  ",
-            f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, code {code_version()}; "
-            f"{args.keyframes} keyframes at 1.24 m, seeds {args.seeds}",
-            "",
             "Map step over true step per block of 20 keyframes, relative to the first (median over the seeds "
             "that kept tracking), and the drift per keyframe in % (median [range] over seeds).",
             "",
             "| setting | blocks | drift per keyframe [%] | runs that lost tracking |",
             "|---|---|---|---|",
             *lines,
-            "",
-        ]
+        ],
+        torch_info=False,
     )
-    Path(args.out).write_text(text)
-    print(text)
     return 0
 
 
