@@ -73,6 +73,8 @@ def clip_rows(name: str, args, extractor) -> list[str]:
         T_ba = invert(clip.gt[i + args.gap]) @ clip.gt[i]
         parts.append(pair_errors(frames[i], frames[i + args.gap], T_ba, extractor))
         print(f"keypoint_lag: {name} pair {i}/{len(frames) - args.gap}", file=sys.stderr, flush=True)
+    if not parts:
+        raise SystemExit(f"{name} has {len(frames)} frames: a pair needs {args.gap + 1}")
     data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     rows = []
     for lo, hi in itertools.pairwise(BINS_PX):

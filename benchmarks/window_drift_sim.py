@@ -226,10 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         per_kf = [100 * np.log(b[-1] / b[0]) / (BLOCK * (len(b) - 1)) for b in runs if len(b) >= 2]
         median_blocks = np.median(np.stack([b / b[0] for b in full]), axis=0) if full else np.array([])
         lost = len(runs) - len(full)
-        lines.append(
-            f"| {c.label} | {', '.join(f'{x:.2f}' for x in median_blocks)} | {np.median(per_kf):+.2f} "
-            f"[{min(per_kf):+.2f}, {max(per_kf):+.2f}] | {lost} |"
-        )
+        drift = f"{np.median(per_kf):+.2f} [{min(per_kf):+.2f}, {max(per_kf):+.2f}]" if per_kf else "—"
+        lines.append(f"| {c.label} | {', '.join(f'{x:.2f}' for x in median_blocks)} | {drift} | {lost} |")
     write_section(
         args.out,
         "Window drift from pixel noise alone (simulated street, our PnP, triangulation and window BA)",

@@ -190,6 +190,10 @@ def test_translational_flow_of_a_rotation_is_zero_and_of_a_forward_step_radial()
     flow = translational_flow(q, gt_b, T, CAM)
     assert np.all(np.linalg.norm(flow, axis=1) > 0)
     assert np.all(np.linalg.norm(flow, axis=1) < np.linalg.norm(q - [CAM.cx, CAM.cy], axis=1))
+    with pytest.raises(ValueError, match="single 4x4 pose"):
+        translational_flow(q, gt_b, np.stack([T, T]), CAM)
+    with pytest.raises(ValueError, match="differs"):
+        translational_flow(q[:3], gt_b, T, CAM)
 
 
 def test_along_flow_error_signs_a_lag_and_ignores_a_sideways_error():

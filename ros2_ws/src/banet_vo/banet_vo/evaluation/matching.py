@@ -68,6 +68,13 @@ def _nearest_lookup(image: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.n
     return values, inside
 
 
+def _single_pose(T_ba) -> np.ndarray:
+    T = as_pose_matrices(T_ba, "T_ba")
+    if T.shape[-2:] not in ((4, 4), (3, 4)) or T.ndim != 2:
+        raise ValueError(f"T_ba must be a single 4x4 pose, got {T.shape}")
+    return T
+
+
 def ground_truth_matches(
     queries_a,
     depth_a,
@@ -84,9 +91,7 @@ def ground_truth_matches(
     depth_a = np.asarray(depth_a, dtype=np.float64)
     if depth_a.shape != (camera_a.height, camera_a.width):
         raise ValueError(f"depth_a shape {depth_a.shape} does not match camera_a size {camera_a.size} (W, H)")
-    T = as_pose_matrices(T_ba, "T_ba")
-    if T.shape[-2:] not in ((4, 4), (3, 4)) or T.ndim != 2:
-        raise ValueError(f"T_ba must be a single 4x4 pose, got {T.shape}")
+    T = _single_pose(T_ba)
 
     z, valid = _nearest_lookup(depth_a, q)
     with np.errstate(invalid="ignore"):
@@ -160,7 +165,9 @@ def matching_accuracy(
     return MatchAccuracy(mma=mma, n_valid=n_valid, n_queries=q.shape[0], errors_px=errors, gt_b=gt_b)
 
 
-def translational_flow(queries_a, gt_b, T_ba, camera_a: PinholeCamera, camera_b: PinholeCamera | None = None):
+def translational_flow(
+    queries_a, gt_b, T_ba, camera_a: PinholeCamera, camera_b: PinholeCamera | None = None
+) -> np.ndarray:
     """The part of each ground-truth displacement (gt_b − query, shape (N, 2)) that T_ba's translation makes:
     gt_b minus where the query's ray lands in B under T_ba's rotation alone (a point at infinity). NaN
     where gt_b is NaN or the rotated ray leaves the front of B."""
@@ -169,7 +176,7 @@ def translational_flow(queries_a, gt_b, T_ba, camera_a: PinholeCamera, camera_b:
     gt = _pixels(gt_b, "gt_b")
     if gt.shape != q.shape:
         raise ValueError(f"gt_b shape {gt.shape} differs from queries_a shape {q.shape}")
-    R = as_pose_matrices(T_ba, "T_ba")[:3, :3]
+    R = _single_pose(T_ba)[:3, :3]
     rays = (
         np.stack(
             [(q[:, 0] - camera_a.cx) / camera_a.fx, (q[:, 1] - camera_a.cy) / camera_a.fy, np.ones(len(q))],
