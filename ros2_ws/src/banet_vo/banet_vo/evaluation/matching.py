@@ -68,6 +68,21 @@ def _nearest_lookup(image: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.n
     return values, inside
 
 
+def _rays(q: np.ndarray, camera: PinholeCamera) -> np.ndarray:
+    """(N, 3) rays through pixels q, z = 1."""
+    return np.stack(
+        [(q[:, 0] - camera.cx) / camera.fx, (q[:, 1] - camera.cy) / camera.fy, np.ones(len(q))], axis=1
+    )
+
+
+def _project(points: np.ndarray, camera: PinholeCamera) -> np.ndarray:
+    """(N, 2) pixels of camera-frame points; NaN for points not in front (z <= 0)."""
+    z = np.where(points[:, 2] > 0, points[:, 2], np.nan)
+    return np.stack(
+        [camera.fx * points[:, 0] / z + camera.cx, camera.fy * points[:, 1] / z + camera.cy], axis=1
+    )
+
+
 def _single_pose(T_ba) -> np.ndarray:
     T = as_pose_matrices(T_ba, "T_ba")
     if T.shape[-2:] not in ((4, 4), (3, 4)) or T.ndim != 2:
@@ -97,15 +112,9 @@ def ground_truth_matches(
     with np.errstate(invalid="ignore"):
         valid &= np.isfinite(z) & (z > 0)
     z = np.where(valid, z, 0.0)
-    x = (q[:, 0] - camera_a.cx) / camera_a.fx * z
-    y = (q[:, 1] - camera_a.cy) / camera_a.fy * z
-    points_b = np.stack([x, y, z], axis=1) @ T[:3, :3].T + T[:3, 3]
+    points_b = _rays(q, camera_a) * z[:, None] @ T[:3, :3].T + T[:3, 3]
     valid &= points_b[:, 2] > 0
-    zb = np.where(valid, points_b[:, 2], 1.0)
-    uv_b = np.stack(
-        [camera_b.fx * points_b[:, 0] / zb + camera_b.cx, camera_b.fy * points_b[:, 1] / zb + camera_b.cy],
-        axis=1,
-    )
+    uv_b = _project(points_b, camera_b)
     if require_in_view_b or depth_b is not None:
         _, inside_b = _nearest_lookup(np.zeros((camera_b.height, camera_b.width)), uv_b)
         if require_in_view_b:
@@ -177,23 +186,7 @@ def translational_flow(
     if gt.shape != q.shape:
         raise ValueError(f"gt_b shape {gt.shape} differs from queries_a shape {q.shape}")
     R = _single_pose(T_ba)[:3, :3]
-    rays = (
-        np.stack(
-            [(q[:, 0] - camera_a.cx) / camera_a.fx, (q[:, 1] - camera_a.cy) / camera_a.fy, np.ones(len(q))],
-            axis=1,
-        )
-        @ R.T
-    )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        at_infinity = np.stack(
-            [
-                camera_b.fx * rays[:, 0] / rays[:, 2] + camera_b.cx,
-                camera_b.fy * rays[:, 1] / rays[:, 2] + camera_b.cy,
-            ],
-            axis=1,
-        )
-    at_infinity[rays[:, 2] <= 0] = np.nan
-    return gt - at_infinity
+    return gt - _project(_rays(q, camera_a) @ R.T, camera_b)
 
 
 def along_flow_error(matches_b, gt_b, flow) -> np.ndarray:
