@@ -18,7 +18,7 @@ def write_section(
     run: str,
     body: list[str],
     *,
-    torch_info=True,
+    torch_info: bool = True,
 ) -> str:
     """Write and print the section; `run` completes the date line (what was run: seeds, frames...)."""
     args = argv if argv is not None else sys.argv[1:]
