@@ -11,14 +11,13 @@ a checkpoint path measures that network (e.g. the XFeat encoder of banet_small_x
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from banet_vo.provenance import machine_description
+from benchmarks.section import header_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "banet_latency.md"
@@ -121,12 +120,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     lines = [
-        "## BA-Net pair latency and peak memory (CPU, fp32)",
-        "",
-        "Command: `.venv/bin/python -m benchmarks.banet_latency "
-        f"--repeats {args.repeats} --threads {args.threads} --models {args.models}`  ",
-        f"Machine: {machine_description()}; shared with other jobs (timings are noisy)  ",
-        f"Date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        *header_lines(
+            "BA-Net pair latency and peak memory (CPU, fp32)",
+            "benchmarks.banet_latency",
+            ["--repeats", str(args.repeats), "--threads", str(args.threads), "--models", args.models],
+            machine_extra="shared with other jobs (timings are noisy)",
+        ),
         "",
         "One forward pass (features of both images, basis depth, full coarse-to-fine BA), batch 1, no grad.",
         "Peak memory = growth of the process's peak resident set over the torch baseline.",

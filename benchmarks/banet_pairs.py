@@ -10,7 +10,6 @@ ablations and of photometric BA is swept once on the validation scenes and reuse
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 from pathlib import Path
@@ -26,7 +25,8 @@ from banet_vo.evaluation.pairs import (
     format_results,
     load_model,
 )
-from banet_vo.provenance import machine_description
+
+from benchmarks.section import header_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "banet_pairs.md"
@@ -60,17 +60,21 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"lambda": lambdas, "sweep": sweep, "sets": results}, indent=2))
 
-    cmd = ".venv/bin/python -m benchmarks.banet_pairs" + (
-        f" --max-pairs {args.max_pairs}" if args.max_pairs else ""
+    title, blank, command, machine, date = header_lines(
+        "BA-Net two-view evaluation (Table 1 protocol)",
+        "benchmarks.banet_pairs",
+        ["--max-pairs", str(args.max_pairs)] if args.max_pairs else [],
+        machine_extra="shared with other jobs (s/pair is noisy)",
+        torch_info=False,
     )
     lines = [
-        "## BA-Net two-view evaluation (Table 1 protocol)",
-        "",
-        f"Command: `{cmd}`  ",
+        title,
+        blank,
+        command,
         f"Model: `{Path(args.model).name}` ({config.name} preset, {size[0]}x{size[1]} input, "
         f"{config.input_geometry})  ",
-        f"Machine: {machine_description(torch_info=False)}; shared with other jobs (s/pair is noisy)  ",
-        f"Date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        machine,
+        date,
         "",
         "All methods see the same pairs at the model input size; depth is scored at the depth resolution "
         "(half the input) against GT resized by nearest sampling, GT capped at 80 m. Geometric BA gets its "

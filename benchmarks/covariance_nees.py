@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import shlex
 import sys
 import time
 from dataclasses import replace
@@ -31,8 +30,10 @@ from banet_vo.evaluation import covariance_consistency as cc
 from banet_vo.evaluation.real_clips import ALL_CLIPS, load_clip
 from banet_vo.odometry import BANetEstimator, OdometryConfig, make_odometry
 from banet_vo.odometry.output_covariance import CovarianceConfig, calibrated
-from banet_vo.provenance import code_version, machine_description
+from banet_vo.provenance import code_version
 from scipy.stats import chi2
+
+from benchmarks.section import header_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -193,13 +194,16 @@ def clip_table(run: dict, after: CovarianceConfig) -> list[str]:
 
 def write_markdown(runs: list[dict], argv: list[str], args) -> str:
     after = CovarianceConfig()
-    command = " ".join([".venv/bin/python -m benchmarks.covariance_nees", *map(shlex.quote, argv)])
     text = [
-        "## Covariance consistency (NEES) on the real clips",
-        "",
-        f"Command: `{command}`  ",
-        f"Machine: {machine_description()}; torch threads {args.threads}  ",
-        f"Report written {args.started_at}, code {args.code_version}; each clip's run: its own line below.",
+        *header_lines(
+            "Covariance consistency (NEES) on the real clips",
+            "benchmarks.covariance_nees",
+            argv,
+            machine_extra=f"torch threads {args.threads}",
+            date=args.started,
+            code=args.code_version,
+            run="date and code of this report; each clip's run: its own line below",
+        ),
         "",
         "Default odometry (frontend xfeat, scale learned), every frame in order. For each frame with a "
         "relative covariance: the error ξ of its motion from the previous published frame, D_true = "
@@ -256,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown clip: {', '.join(unknown)}")
     args.code_version = code_version()
-    args.started_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    args.started = datetime.datetime.now(datetime.UTC)
+    args.started_at = f"{args.started:%Y-%m-%d %H:%M} UTC"  # each clip's cached run records it
     torch.set_num_threads(args.threads)
     if args.from_cache:
         runs = [load_cached(name) for name in args.clips]

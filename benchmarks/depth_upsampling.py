@@ -8,13 +8,13 @@ methods. It runs on the node's inference thread for every published depth.
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from banet_vo.provenance import code_version, machine_description
+
+from benchmarks.section import header_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "depth_upsampling.md"
@@ -56,7 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     rows = []
     for name, width, height in TARGETS:
         cells = [f"{1e3 * time_one(m, width, height, args.repeats):.1f}" for m in ("nearest", "edge_aware")]
@@ -64,11 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"depth_upsampling: {rows[-1]}", file=sys.stderr)
     text = "\n".join(
         [
-            "## Depth output at the input resolution: time per published map",
-            "",
-            "Command: `.venv/bin/python -m benchmarks.depth_upsampling`  ",
-            f"Machine: {machine_description(torch_info=False)}  ",
-            f"Date: {now}, code {code_version()}; median of {args.repeats} calls per cell",
+            *header_lines(
+                "Depth output at the input resolution: time per published map",
+                "benchmarks.depth_upsampling",
+                argv,
+                run=f"median of {args.repeats} calls per cell",
+                torch_info=False,
+            ),
             "",
             f"The model's {MODEL_SIZE[0]}x{MODEL_SIZE[1]} depth resampled to the camera's pixels "
             "(`depth_upsampling`), milliseconds per map, on the node's inference thread.",

@@ -14,16 +14,16 @@ stage covers (keyframe bookkeeping, triangulation, covariances). Results: benchm
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from banet_vo.evaluation.stage_times import STAGES, StageTimes, timed_stages
-from banet_vo.provenance import code_version, machine_description
+from banet_vo.provenance import code_version
 
 from benchmarks.real_clips import DATA
+from benchmarks.section import header_lines
 from benchmarks.vo_kitti import DEFAULT_MODEL, ROOT
 
 RESULTS = ROOT / "benchmarks" / "results" / "frame_profile.md"
@@ -103,15 +103,17 @@ def markdown(results: list[dict], args, argv: list[str], seconds: float) -> str:
             + " | ".join(cells)
             + f" | {other / r['frames']:.3f} ({100 * other / r['total']:.0f} %) | {per_keyframe:.3f} |"
         )
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join(
         [
-            "## Time per frame, by stage (xfeat front end, offline)",
-            "",
-            f"Command: `.venv/bin/python -m benchmarks.frame_profile {' '.join(argv)}`".rstrip() + "  ",
-            f"Machine: {machine_description()}; torch threads {args.threads}; BA-Net and XFeat on "
-            f"{args.device}  ",
-            f"Date: {now}, code {args.code_version}, model {args.model.name}; {seconds / 60:.1f} min",
+            *header_lines(
+                "Time per frame, by stage (xfeat front end, offline)",
+                "benchmarks.frame_profile",
+                argv,
+                machine_extra=f"torch threads {args.threads}; BA-Net and XFeat on {args.device}",
+                code=args.code_version,
+                model=args.model.name,
+                run=f"{seconds / 60:.1f} min",
+            ),
             "",
             "Each cell: seconds per frame (all frames of the clip, keyframes or not) and share of the "
             "summed process() time. The default configuration, window BA in line; KITTI with the "

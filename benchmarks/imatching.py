@@ -16,7 +16,6 @@ frames 30 to the end. An adapted matcher whose metadata says it saw frame 30 or 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 import time
@@ -24,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from banet_vo.provenance import machine_description
 from imatching_online.evaluation import RANSAC_TRIALS
 
 from benchmarks.process_memory import proc_status_mb
+from benchmarks.section import header_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -40,12 +39,13 @@ GAPS = [1, 2, 3]  # frame gaps of the measurement pairs
 
 def _header(title: str, argv: list[str]) -> list[str]:
     return [
-        f"## {title}",
-        "",
-        f"- command: `.venv/bin/python -m benchmarks.imatching {' '.join(argv)}`",
-        f"- machine: {machine_description()}; {torch.get_num_threads()} torch thread(s); "
-        "CPU shared with other jobs (timings are noisy)",
-        f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        *header_lines(
+            title,
+            "benchmarks.imatching",
+            argv,
+            machine_extra=f"{torch.get_num_threads()} torch thread(s); "
+            "CPU shared with other jobs (timings are noisy)",
+        ),
         "",
     ]
 

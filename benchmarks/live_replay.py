@@ -24,9 +24,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from banet_vo.provenance import code_version, machine_description
+from banet_vo.provenance import code_version
 
 from benchmarks.real_clips import DATA, tracking_config
+from benchmarks.section import header_lines
 from benchmarks.vo_kitti import DEFAULT_MODEL, ROOT
 
 FRAMES = ROOT / "benchmarks" / "live_frames.json"
@@ -154,11 +155,16 @@ def main(argv: list[str] | None = None) -> int:
     minutes = (time.perf_counter() - started) / 60
     overrides = ", ".join(args.tracking) or "none"
     lines = [
-        "## Live frame selections, replayed offline",
-        "",
-        f"Command: `{' '.join(['.venv/bin/python -m benchmarks.live_replay', *argv])}`  ",
-        f"Machine: {machine_description()}; torch threads {args.threads}  ",
-        f"Date: {started_at:%Y-%m-%d %H:%M} UTC, code {code}, model {args.model.name}; {minutes:.1f} min  ",
+        *header_lines(
+            "Live frame selections, replayed offline",
+            "benchmarks.live_replay",
+            argv,
+            machine_extra=f"torch threads {args.threads}",
+            date=started_at,
+            code=code,
+            model=args.model.name,
+            run=f"{minutes:.1f} min",
+        ),
         f"Frames: {args.frames.name} ({len(runs)} runs). Default configuration (frontend xfeat, scale "
         f"learned, window BA in line), RANSAC seed {args.seed}, tracking overrides: {overrides}.",
         "",

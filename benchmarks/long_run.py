@@ -21,10 +21,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from banet_vo.provenance import code_version, machine_description
+from banet_vo.provenance import code_version
 
 from benchmarks.process_memory import proc_status_mb
 from benchmarks.real_clips import DATA
+from benchmarks.section import header_lines
 from benchmarks.vo_kitti import DEFAULT_MODEL, ROOT
 
 RESULTS = ROOT / "benchmarks" / "results" / "long_run.md"
@@ -121,11 +122,16 @@ def main(argv: list[str] | None = None) -> int:
     minutes = (time.perf_counter() - started) / 60
     fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
     lines = [
-        "## Long run: time and memory over thousands of frames",
-        "",
-        f"Command: `{' '.join(['.venv/bin/python -m benchmarks.long_run', *argv])}`  ",
-        f"Machine: {machine_description()}; torch threads {args.threads}  ",
-        f"Date: {started_at:%Y-%m-%d %H:%M} UTC, code {code}, model {args.model.name}; {minutes:.1f} min  ",
+        *header_lines(
+            "Long run: time and memory over thousands of frames",
+            "benchmarks.long_run",
+            argv,
+            machine_extra=f"torch threads {args.threads}",
+            date=started_at,
+            code=code,
+            model=args.model.name,
+            run=f"{minutes:.1f} min",
+        ),
         f"Clip {spec.name} ({len(frames)} frames) played {args.passes} times forward and backward: "
         f"{len(order)} frames at {1 / dt:.1f} Hz stamps; default configuration (frontend xfeat, scale "
         f"learned, window BA in line), RANSAC seed {args.seed}. Statuses: "

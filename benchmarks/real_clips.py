@@ -26,7 +26,6 @@ import datetime
 import json
 import os
 import resource
-import shlex
 import sys
 import tempfile
 import time
@@ -34,7 +33,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from banet_vo.provenance import code_version, machine_description
+from banet_vo.provenance import code_version
+
+from benchmarks.section import header_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -227,15 +228,18 @@ def write_markdown(
     if args.ba_hold is not None:
         partial += f", background_ba with each window's result taken {args.ba_hold} frames late (--ba-hold)"
     text = [
-        f"## Real clips, live node at real rate vs offline{partial}"
-        if args.live_only
-        else f"## Real clips: banet_vo vs classical references{partial}",
-        "",
-        f"Command: `{' '.join(['.venv/bin/python -m benchmarks.real_clips', *map(shlex.quote, argv)])}`  ",
-        f"Machine: {machine_description()}; torch threads {args.threads}  ",
-        f"Date: {args.started_at}, code {args.code_version}, "
-        f"model {args.model.name} on {args.device}; {wall_s / 60:.1f} min, "
-        f"peak resident memory {peak_mb:.0f} MB",
+        *header_lines(
+            f"Real clips, live node at real rate vs offline{partial}"
+            if args.live_only
+            else f"Real clips: banet_vo vs classical references{partial}",
+            "benchmarks.real_clips",
+            argv,
+            machine_extra=f"torch threads {args.threads}",
+            date=args.started_at,
+            code=args.code_version,
+            model=f"{args.model.name} on {args.device}",
+            run=f"{wall_s / 60:.1f} min, peak resident memory {peak_mb:.0f} MB",
+        ),
         "",
         "ATE = RMSE of camera positions after Umeyama alignment onto ground truth (evo), Sim(3) (with the "
         "scale factor it found: 1 is a right metric scale) and SE(3) (metric). banet_vo rows: the ROS-free "
@@ -415,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.live:
             parser.error("--jpeg-quality re-encodes the frames offline (leave out --live)")
     args.code_version = code_version()  # at the start: the tree may change during a long run
-    args.started_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    args.started_at = datetime.datetime.now(datetime.UTC)
     out_given = args.out
     if args.out is None:
         args.out = LIVE_RESULTS if args.live_only else RESULTS

@@ -13,12 +13,11 @@ torch reports in one pair (torch.cuda.set_sync_debug_mode).
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 import time
 from pathlib import Path
 
-from banet_vo.provenance import code_version, machine_description
+from benchmarks.section import header_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,20 +153,23 @@ def main(argv: list[str] | None = None) -> int:
     for preset in args.models.split(","):
         print(f"se3_exp_latency: {preset} on {args.device} ...", file=sys.stderr, flush=True)
         rows.append(measure(preset, args.device, args.warmup, args.repeats))
-    command = " ".join(
-        ["python -m benchmarks.se3_exp_latency", *(argv if argv is not None else sys.argv[1:])]
-    )
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    section = (
-        "## BA-Net's pose update: pypose's se(3) Exp against the branch-free one\n\n"
-        f"Command: `.venv/bin/{command}` (random weights; {args.repeats} timed passes per variant, "
-        "interleaved).  \n"
-        f"Machine: {machine_description()}  \nDate: {now}, code {code_version()}\n\n"
-        f"{table(rows)}\n\n"
-        "The branch-free exponential (geometry.se3.exp_se3) gives pypose's values (closer to the matrix "
-        "exponential below 1e-3 rad) and its gradients; it removes every `aten::nonzero`, each a wait for "
-        "the device on a GPU. Both variants solve the LM step with linalg.solve_ex (no singularity check on "
-        "the host).\n"
+    section = "\n".join(
+        [
+            *header_lines(
+                "BA-Net's pose update: pypose's se(3) Exp against the branch-free one",
+                "benchmarks.se3_exp_latency",
+                argv,
+                run=f"random weights, {args.repeats} timed passes per variant, interleaved",
+            ),
+            "",
+            table(rows),
+            "",
+            "The branch-free exponential (geometry.se3.exp_se3) gives pypose's values (closer to the "
+            "matrix exponential below 1e-3 rad) and its gradients; it removes every `aten::nonzero`, each a "
+            "wait for the device on a GPU. Both variants solve the LM step with linalg.solve_ex (no "
+            "singularity check on the host).",
+            "",
+        ]
     )
     print(section)
     if args.out:

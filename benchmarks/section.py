@@ -1,13 +1,45 @@
 """One results section as the benchmarks write it: title, the command that made it, machine, date and
-code, then its text; written to benchmarks/results/<topic>.md (or --out) and printed."""
+code, then its text; written to benchmarks/results/<topic>.md (or --out) and printed. A benchmark that
+writes its section itself starts it with :func:`header_lines`."""
 
 from __future__ import annotations
 
 import datetime
+import shlex
 import sys
 from pathlib import Path
 
 from banet_vo.provenance import code_version, machine_description
+
+
+def header_lines(
+    title: str,
+    module: str,
+    argv: list[str] | None,
+    *,
+    machine_extra: str = "",
+    date: datetime.datetime | None = None,
+    code: str | None = None,
+    model: str = "",
+    run: str = "",
+    torch_info: bool = True,
+) -> list[str]:
+    """``## title``, a blank line, then the Command, Machine and Date lines of a results section.
+
+    Each of the three lines ends in a markdown line break, so a caller may go on with the paragraph.
+    ``argv``: the arguments after ``-m module`` (None: ``sys.argv[1:]``), each shell-quoted.
+    ``machine_extra``: after the machine description, following "; " (torch threads, a shared CPU...).
+    ``date``: when it ran (default now), shown in UTC; ``code``: the code version (default
+    ``code_version()`` now). A long run passes both as read at its start: the tree may change under it.
+    ``model``: ", model <model>" after the code; ``run``: after "; " (what was run: seeds, minutes...).
+    """
+    args = argv if argv is not None else sys.argv[1:]
+    command = " ".join([f".venv/bin/python -m {module}", *map(shlex.quote, args)])
+    machine = machine_description(torch_info=torch_info) + (f"; {machine_extra}" if machine_extra else "")
+    when = (date or datetime.datetime.now(datetime.UTC)).astimezone(datetime.UTC)
+    stamp = f"{when:%Y-%m-%d %H:%M} UTC, code {code if code is not None else code_version()}"
+    stamp += (f", model {model}" if model else "") + (f"; {run}" if run else "")
+    return [f"## {title}", "", f"Command: `{command}`  ", f"Machine: {machine}  ", f"Date: {stamp}  "]
 
 
 def write_section(
@@ -21,20 +53,7 @@ def write_section(
     torch_info: bool = True,
 ) -> str:
     """Write and print the section; `run` completes the date line (what was run: seeds, frames...)."""
-    args = argv if argv is not None else sys.argv[1:]
-    command = " ".join([f".venv/bin/python -m {module}", *args])
-    text = "\n".join(
-        [
-            f"## {title}",
-            "",
-            f"Command: `{command}`  ",
-            f"Machine: {machine_description(torch_info=torch_info)}  ",
-            f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, code {code_version()}; {run}",
-            "",
-            *body,
-            "",
-        ]
-    )
+    text = "\n".join([*header_lines(title, module, argv, run=run, torch_info=torch_info), "", *body, ""])
     Path(out).write_text(text)
     print(text)
     return text

@@ -12,7 +12,6 @@ masked) and texture aliasing on a real street frame (error against an 6x6-supers
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,8 @@ from banet_vo.data.synthetic.consistency import photometric_errors
 from banet_vo.data.synthetic.generate import DEFAULT_FOV_DEG, torch_threads
 from banet_vo.data.synthetic.render import camera_from_fov, cast_rays, render_radiance, shade
 from banet_vo.data.synthetic.sensor import Sensor, SensorModel
-from banet_vo.provenance import code_version, machine_description
+
+from benchmarks.section import header_lines
 
 RESULTS = Path(__file__).resolve().parent / "results" / "synthetic.md"
 SIZE = (320, 240)
@@ -148,11 +148,11 @@ def main(argv: list[str] | None = None) -> int:
         alias = aliasing()
 
     lines = [
-        "## Synthetic world: rendering speed and ground-truth checks",
-        "",
-        f"Command: `.venv/bin/python -m benchmarks.synthetic --frames {args.frames} --seeds {args.seeds}`  ",
-        f"Machine: {machine_description()}  ",
-        f"Date: {datetime.datetime.now().isoformat(timespec='seconds')}, code {code_version()}",
+        *header_lines(
+            "Synthetic world: rendering speed and ground-truth checks",
+            "benchmarks.synthetic",
+            ["--frames", str(args.frames), "--seeds", str(args.seeds)],
+        ),
         "",
         f"Speed at {SIZE[0]}x{SIZE[1]}, CPU, fp32: ray casting + shading + sensor per frame (median over "
         f"{args.frames} frames; thread counts interleaved frame by frame). CPU s is process time.",

@@ -10,7 +10,6 @@ through `banet-vo-run` (node + player + recorder, one rclpy graph). Results: ben
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import sys
@@ -20,7 +19,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from banet_vo.provenance import code_version, machine_description
+
+from benchmarks.section import header_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 KITTI = ROOT.parent / "shared" / "data" / "kitti_odom06_000-050"
@@ -186,12 +186,12 @@ def write_results(
         "| method | ATE SE(3) [m] | ATE Sim(3) [m] | Sim(3) scale | RPE trans [m] | RPE rot [deg] | fps |"
     )
     lines = [
-        "## KITTI 06 frames 0-50: banet_vo vs baselines",
-        "",
-        f"Command: `.venv/bin/python -m benchmarks.vo_kitti --model {model_name} "
-        f"--device {args.device} --rate {args.rate}{' --baselines-only' if args.baselines_only else ''}`  ",
-        f"Machine: {machine_description()}  ",
-        f"Date: {datetime.datetime.now().isoformat(timespec='seconds')}, code {code_version()}",
+        *header_lines(
+            "KITTI 06 frames 0-50: banet_vo vs baselines",
+            "benchmarks.vo_kitti",
+            ["--model", str(model_name), "--device", args.device, "--rate", str(args.rate)]
+            + (["--baselines-only"] if args.baselines_only else []),
+        ),
         "",
         "Clip: 51 grayscale frames 1226x370 at 10 Hz, bagged with our converter and played through "
         "`banet-vo-run` (node + player + recorder on one rclpy graph). ATE = RMSE of camera positions after "

@@ -12,7 +12,6 @@ highest rate with no dropped frame is reported. Results: benchmarks/results/vo_l
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import sys
 import threading
@@ -20,9 +19,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from banet_vo.provenance import code_version, machine_description
 from banet_vo.ros import topics
 
+from benchmarks.section import header_lines
 from benchmarks.vo_kitti import DEFAULT_MODEL, ROOT
 
 RESULTS = ROOT / "benchmarks" / "results" / "vo_latency.md"
@@ -165,13 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.shutdown(context=context)
     served = [r["rate"] for r in rows if r["dropped"] == 0]
     lines = [
-        "## banet_vo node latency (stamp → odometry received) and highest rate without drops",
-        "",
-        f"Command: `.venv/bin/python -m benchmarks.vo_latency --size {args.size} --frames {args.frames} "
-        f"--device {args.device}`  ",
-        f"Machine: {machine_description()}; torch threads {torch.get_num_threads()}  ",
-        f"Date: {datetime.datetime.now().isoformat(timespec='seconds')}, code {code_version()}, "
-        f"model {args.model.name}",
+        *header_lines(
+            "banet_vo node latency (stamp → odometry received) and highest rate without drops",
+            "benchmarks.vo_latency",
+            ["--size", args.size, "--frames", str(args.frames), "--device", args.device],
+            machine_extra=f"torch threads {torch.get_num_threads()}",
+            model=args.model.name,
+        ),
         "",
         f"{args.size} mono8 frames published reliable at each rate, node queue_size 1 (latest frame wins), "
         "keyframe_mode consecutive, frontend none, camera_info with each image; "

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from banet_vo.provenance import code_version, machine_description
+
+from benchmarks.section import header_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "window_ba.md"
@@ -104,9 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     from imatching_online.ba import WindowConfig
 
     config = WindowConfig(window_size=args.frames)
-    started = datetime.datetime.now().isoformat(timespec="seconds")
+    started = datetime.datetime.now(datetime.UTC)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    host = f"{machine_description()}; load average at start {load:.1f}"
     run_size(30, args.frames, 1, config)  # warm-up: imports, first vmap and OpenCV calls are not timed
     sizes = []
     for q in args.queries:
@@ -123,13 +123,14 @@ def main(argv: list[str] | None = None) -> int:
             res = run_size(args.threads_queries, args.frames, args.repeats, WindowConfig(torch_threads=n))
             threads.append((label, res))
 
-    cmd = "python -m benchmarks.window_ba " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
-        "## iMatching window BA: time per window on CPU",
-        "",
-        f"Command: `.venv/bin/{cmd.strip()}`  ",
-        f"Machine: {host}  ",
-        f"Date: {started}, code {code_version()}",
+        *header_lines(
+            "iMatching window BA: time per window on CPU",
+            "benchmarks.window_ba",
+            argv,
+            machine_extra=f"load average at start {load:.1f}",
+            date=started,
+        ),
         "",
         f"Synthetic {args.frames}-frame windows, 640x480, f = 500 px, 0.3 m sideways steps, points 3-15 m, "
         "0.5 px noise, 30 % outlier matches, query points of two anchor frames matched into every other "

@@ -14,15 +14,15 @@ the largest descriptor difference there. Results: benchmarks/results/xfeat_laten
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from banet_vo.provenance import code_version, machine_description
+from banet_vo.provenance import code_version
 
 from benchmarks.real_clips import DATA
+from benchmarks.section import header_lines
 from benchmarks.vo_kitti import ROOT
 
 RESULTS = ROOT / "benchmarks" / "results" / "xfeat_latency.md"
@@ -86,14 +86,15 @@ def markdown(rows: list[dict], argv: list[str], seconds: float, version: str) ->
             f"{1000 * r['fast']:.1f} | {r['fast'] / r['reference']:.2f} | {100 * r['share']:.1f} % | "
             f"{r['gap']:.1e} |"
         )
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join(
         [
-            "## XFeat's time per image: the fast path against the wheel's code",
-            "",
-            f"Command: `.venv/bin/python -m benchmarks.xfeat_latency {' '.join(argv)}`".rstrip() + "  ",
-            f"Machine: {machine_description()}  ",
-            f"Date: {now}, code {version}; {seconds / 60:.1f} min",
+            *header_lines(
+                "XFeat's time per image: the fast path against the wheel's code",
+                "benchmarks.xfeat_latency",
+                argv,
+                code=version,
+                run=f"{seconds / 60:.1f} min",
+            ),
             "",
             "Median wall time of one `XFeatExtractor.extract` (top_k 2048, the odometry's setting) on each "
             "clip's first frames at their own size, the two paths alternating image by image. The fast "
