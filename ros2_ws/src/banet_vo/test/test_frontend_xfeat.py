@@ -156,6 +156,39 @@ def test_working_scale_is_camera_pixels_per_working_pixel():
     )
 
 
+@pytest.mark.parametrize(
+    ("size", "floor", "expected"),
+    [
+        ((613, 185), 486_400, (1270, 383)),  # KITTI at half size: about 2.07x
+        ((320, 240), 486_400, (805, 604)),  # 4:3 kept
+        ((1241, 376), 400_000, (1241, 376)),  # more pixels than the floor: as it is
+        ((320, 240), 0, (320, 240)),  # no floor
+    ],
+)
+def test_a_small_image_is_upscaled_to_the_floor_with_its_aspect(size, floor, expected):
+    from banet_vo.frontend.xfeat import working_scale, working_size
+
+    w, h = working_size(*size, 0, floor)
+    assert (w, h) == expected
+    assert abs(w / h - size[0] / size[1]) < 0.01 * size[0] / size[1]
+    if floor and size[0] * size[1] < floor:
+        assert abs(w * h - floor) < 0.01 * floor
+        assert working_scale(*size, 0, floor) == pytest.approx(math.sqrt(size[0] * size[1] / floor), rel=5e-3)
+
+
+def test_a_small_image_upscaled_keeps_keypoints_in_the_cameras_pixels(extractor):
+    """With min_pixels the image is upscaled (bilinear) before XFeat: the keypoints come back inside the
+    camera's image at a finer step than its pixels, the kept gray is the working image, and `describe`
+    on it gives extract's descriptors back."""
+    a = skdata.astronaut().mean(axis=2).astype(np.uint8)[40:232, 40:296]  # 256x192
+    up = extractor.extract(a, keep_image=True, min_pixels=4 * 256 * 192)
+    assert up.scale == (0.5, 0.5) and up.gray.shape == (384, 512)
+    assert up.keypoints.min() >= -0.25 and (up.keypoints.max(axis=0) <= [255.25, 191.25]).all()
+    assert len(np.unique(np.round(up.keypoints % 1.0, 6))) > 1  # half pixels: finer than the camera's
+    again = extractor.describe(up.gray, up.keypoints, up.scale)
+    assert torch.allclose(again, up.descriptors, atol=1e-4)
+
+
 def _package_nms(heatmap: torch.Tensor, threshold: float, kernel_size: int = 5) -> torch.Tensor:
     return XFeat.NMS(None, heatmap, threshold=threshold, kernel_size=kernel_size)  # uses no state
 

@@ -427,6 +427,18 @@ def test_an_extrinsic_still_to_come_defers_the_camera_height_check():
     assert "extrinsic_pending" not in OdometryConfig.field_names()  # not a parameter, not a field
 
 
+def test_feature_min_pixels_is_off_or_a_usable_image_below_the_cap():
+    from banet_vo.odometry import TrackingConfig
+
+    assert TrackingConfig(feature_min_pixels=486_400).feature_min_pixels == 486_400
+    with pytest.raises(ValueError, match=r"feature_min_pixels must be 0 .* or at least 19200, got 100"):
+        TrackingConfig(feature_min_pixels=100)
+    with pytest.raises(ValueError, match=r"feature_min_pixels \(600000\) must not exceed feature_max_pixels"):
+        TrackingConfig(feature_min_pixels=600_000, feature_max_pixels=500_000)
+    both = TrackingConfig(feature_min_pixels=400_000, feature_max_pixels=500_000)
+    assert (both.feature_min_pixels, both.feature_max_pixels) == (400_000, 500_000)
+
+
 def test_feature_max_pixels_is_off_or_a_usable_image():
     from banet_vo.odometry import TrackingConfig
 

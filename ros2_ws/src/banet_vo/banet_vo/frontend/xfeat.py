@@ -133,15 +133,19 @@ class XFeatExtractor:
         self._net.eval()
         self._xfeat.net = inference_net(self._net) if self.fast else self._net
 
-    def extract(self, image: np.ndarray, keep_image: bool = False, max_pixels: int = 0) -> Features:
+    def extract(
+        self, image: np.ndarray, keep_image: bool = False, max_pixels: int = 0, min_pixels: int = 0
+    ) -> Features:
         """Features of an (H, W) gray or (H, W, 3) RGB uint8 image (`keep_image`: Features.gray set).
 
         With `max_pixels` > 0, an image with more pixels is area-downscaled to at most that many first
         (working_size) and the keypoints are mapped back to its own pixels: XFeat's time grows with the
-        pixels, the keypoints it keeps (top_k) do not."""
+        pixels, the keypoints it keeps (top_k) do not. With `min_pixels` > 0, an image with fewer pixels is
+        upscaled (bilinear) to about that many: XFeat places its keypoints to a fraction of its own pixels,
+        so a small image gets them finer in the camera's."""
         _check_image(image)
         height, width = image.shape[:2]
-        size = working_size(width, height, max_pixels)
+        size = working_size(width, height, max_pixels, min_pixels)
         scale = (width / size[0], height / size[1])
         return self.extract_gray(_to_gray(resize_image(image, *size)), keep_image, scale)
 
@@ -231,19 +235,23 @@ def _max_pool(heatmap: torch.Tensor, kernel_size: int) -> torch.Tensor:
     return F.max_pool2d(heatmap, kernel_size, stride=1, padding=kernel_size // 2)
 
 
-def working_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
-    """(w, h) XFeat runs at for a width x height image: the image's own size, or with `max_pixels` > 0 and
-    more pixels than that, the largest size of the same aspect with at most `max_pixels` (sides >= 32)."""
+def working_size(width: int, height: int, max_pixels: int, min_pixels: int = 0) -> tuple[int, int]:
+    """(w, h) XFeat runs at for a width x height image: the image's own size; with `max_pixels` > 0 and
+    more pixels than that, the largest size of the same aspect with at most `max_pixels` (sides >= 32);
+    with `min_pixels` > 0 and fewer pixels than that, the same aspect scaled to about `min_pixels`."""
+    if min_pixels > 0 and width * height < min_pixels:
+        s = math.sqrt(min_pixels / (width * height))
+        return round(width * s), round(height * s)
     if max_pixels <= 0 or width * height <= max_pixels:
         return width, height
     s = math.sqrt(max_pixels / (width * height))
     return max(32, math.floor(width * s)), max(32, math.floor(height * s))
 
 
-def working_scale(width: int, height: int, max_pixels: int) -> float:
-    """Camera pixels per pixel of the image XFeat works on (1 under the cap): the size of the keypoints'
-    noise, in which the front end's pixel thresholds are meant."""
-    w, h = working_size(width, height, max_pixels)
+def working_scale(width: int, height: int, max_pixels: int, min_pixels: int = 0) -> float:
+    """Camera pixels per pixel of the image XFeat works on (1 at the camera's size, below 1 when it is
+    upscaled): the size of the keypoints' noise, in which the front end's pixel thresholds are meant."""
+    w, h = working_size(width, height, max_pixels, min_pixels)
     return math.sqrt((width / w) * (height / h))
 
 

@@ -134,9 +134,9 @@ def _estimate_or_error(estimator: PairEstimator, frame: PreparedFrame, prev: Pre
         return err
 
 
-def _map_keyframe(extractor, estimator, image, max_pixels, recent, min_cosine, frame, prev, seed):
+def _map_keyframe(extractor, estimator, image, pixels, recent, min_cosine, frame, prev, seed):
     """The mapping thread's part of a keyframe; it reads no odometry state (what it needs is passed)."""
-    features = extractor.extract(image, keep_image=True, max_pixels=max_pixels)
+    features = extractor.extract(image, keep_image=True, max_pixels=pixels[0], min_pixels=pixels[1])
     matches = [match_mutual(kf_features, features, min_cosine) for kf_features in recent]
     return features, matches, _estimate_or_error(estimator, frame, prev, seed)
 
@@ -412,11 +412,18 @@ class KeyframeOdometry:
 
     @property
     def _px(self) -> float:
-        """Camera pixels per pixel of the image XFeat works on (tracking_feature_max_pixels): the pixel
+        """Camera pixels per pixel of the image XFeat works on under tracking_feature_max_pixels: the pixel
         thresholds (PnP, 5-point, triangulation, the window BA's noise and outlier limit, the pose
-        covariance's noise) are meant in those pixels, the size of the keypoints' noise."""
+        covariance's noise) are meant in those pixels, the size of the keypoints' noise. An image upscaled
+        for XFeat (feature_min_pixels) gains no detail: there they stay in camera pixels (1)."""
         cam = self._camera
-        return 1.0 if cam is None else working_scale(cam.width, cam.height, self.tracking.feature_max_pixels)
+        if cam is None:
+            return 1.0
+        return max(1.0, working_scale(cam.width, cam.height, *self._feature_pixels))
+
+    @property
+    def _feature_pixels(self) -> tuple[int, int]:
+        return self.tracking.feature_max_pixels, self.tracking.feature_min_pixels
 
     # -- the pipeline --------------------------------------------------------------------------------
     def process(self, image: np.ndarray, stamp: float, camera: PinholeCamera) -> FrameResult:
@@ -441,7 +448,8 @@ class KeyframeOdometry:
                 return self._with_late_depth(replace(result, inference_s=self.stats.last_inference_s))
         self._merge_mapping(wait=True)  # this frame needs XFeat: the keyframe in the making joins first
         # kept: a matcher swap re-describes
-        features = self.extractor.extract(image, keep_image=True, max_pixels=self.tracking.feature_max_pixels)
+        max_px, min_px = self._feature_pixels
+        features = self.extractor.extract(image, keep_image=True, max_pixels=max_px, min_pixels=min_px)
 
         if self._camera is not None and not same_intrinsics(
             camera, self._camera, self.config.intrinsics_tolerance
@@ -728,7 +736,7 @@ class KeyframeOdometry:
             self.extractor,
             self.estimator,
             image.copy(),  # the caller may reuse its buffer
-            t.feature_max_pixels,
+            self._feature_pixels,
             [kf.features for kf in recent],
             t.min_cosine,
             frame,

@@ -31,6 +31,14 @@ class TrackingConfig:
         "to the camera's pixels (bounds the time per frame of a high-resolution camera; 0: the full image)",
         range=(0, 1_000_000_000),
     )
+    # XFeat places keypoints to a fraction of its own pixels: on a small image that is coarse in the
+    # camera's, and the map's scale drifts (docs/frontend.md, "Cameras of other resolutions").
+    feature_min_pixels: int = setting(
+        0,
+        "XFeat runs on the image upscaled (bilinear) to about this many pixels when it has fewer, its "
+        "keypoints mapped back to the camera's pixels (0: the image's own size)",
+        range=(0, 1_000_000_000),
+    )
     min_cosine: float = setting(
         0.82,
         "mutual-nearest-neighbour descriptor similarity below which a match is dropped",
@@ -220,6 +228,16 @@ class TrackingConfig:
             raise ValueError(
                 f"feature_max_pixels must be 0 (the full image) or at least {MIN_FEATURE_PIXELS}, "
                 f"got {self.feature_max_pixels}"
+            )
+        if 0 < self.feature_min_pixels < MIN_FEATURE_PIXELS:
+            raise ValueError(
+                f"feature_min_pixels must be 0 (the image's own size) or at least {MIN_FEATURE_PIXELS}, "
+                f"got {self.feature_min_pixels}"
+            )
+        if self.feature_max_pixels and self.feature_min_pixels > self.feature_max_pixels:
+            raise ValueError(
+                f"feature_min_pixels ({self.feature_min_pixels}) must not exceed feature_max_pixels "
+                f"({self.feature_max_pixels})"
             )
         if self.mapping != "inline" and self.between_keyframes != "flow":
             raise ValueError(
