@@ -527,6 +527,28 @@ def test_a_higher_resolution_camera_with_the_feature_cap(estimator, kitti06):
     _assert_first_30_kitti06_frames(est, gt)
 
 
+def test_a_lower_resolution_camera_with_the_feature_floor(estimator, kitti06):
+    """KITTI 06 at half its resolution (620x188, a stand-in for a coarser camera) with
+    tracking_feature_min_pixels 486,400: XFeat works on the image upscaled ~2.07x, the keypoints come back
+    in the camera's pixels at a finer step, the pixel thresholds stay in camera pixels, and the first 30
+    frames meet the native run's thresholds. Measured 2026-12-06: Sim(3) 0.071 m, SE(3) 0.188 m, scale
+    1.02, 30 of 30 frames; without the floor 0.184 / 1.494 m, scale 1.17 (docs/frontend.md, "Cameras of
+    other resolutions")."""
+    from banet_vo.data.sequence import Frame
+    from banet_vo.model.input_image import resize_image
+
+    frames = []
+    for f in kitti06[:30]:
+        camera = f.camera.scaled(0.5)
+        image = resize_image(f.image, camera.width, camera.height)
+        frames.append(Frame(f.index, f.timestamp, image, camera, None, f.pose))
+    vo = _vo(estimator, tracking=TrackingConfig(feature_min_pixels=486_400))
+    est, gt, _ = _run(vo, frames)
+    assert vo._px == 1.0  # upscaling adds no detail: the thresholds keep camera pixels
+    assert vo._keyframes[-1].features.scale == pytest.approx((0.483, 0.483), abs=2e-3)
+    _assert_first_30_kitti06_frames(est, gt)
+
+
 @pytest.fixture(scope="module")
 def background_run(estimator, kitti06):
     """The first 30 KITTI 06 frames with window BAs in the worker process, merged as they finish; the
