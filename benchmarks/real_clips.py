@@ -225,6 +225,8 @@ def write_markdown(
         partial += ", each clip played backwards (--reverse; references too)"
     if args.scales:
         partial += f", scale {' / '.join(args.scales)} only"
+    if getattr(args, "tracking_overrides", None):
+        partial += f", tracking {', '.join(args.tracking_overrides)}"
     if args.ba_hold is not None:
         partial += f", background_ba with each window's result taken {args.ba_hold} frames late (--ba-hold)"
     text = [
@@ -438,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.seeds or min(args.seeds) < 0:
         parser.error("--seeds needs at least one seed >= 0")
     args.frontends = [f for f in args.frontends.split(",") if f]
+    args.tracking_overrides = list(args.tracking)  # as given, for the title
     try:
         args.tracking = tracking_config(args.tracking)
     except ValueError as err:

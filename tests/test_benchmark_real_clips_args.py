@@ -69,8 +69,10 @@ def test_a_folder_of_ones_own_runs_with_the_same_command(kitti06_dir, tmp_path):
     clip = _own_kitti_clip(kitti06_dir, tmp_path, 8)
     out = tmp_path / "table.md"
     argv = ["--clips", str(clip), "--frontends", "none", "--references", "orb", "--threads", "1"]
+    argv += ["--tracking", "pnp_max_px=3"]  # today's value: the title names an override all the same
     assert real_clips.main([*argv, "--out", str(out)]) == 0
     table = out.read_text()
+    assert table.splitlines()[0].endswith(", tracking pnp_max_px=3")
     rows = [line for line in table.splitlines() if line.startswith("| my_kitti_clip |")]
     methods = [row.split("|")[2].strip() for row in rows]
     assert "banet_vo none, scale learned" in methods and "OpenCV ORB + 5-point" in methods
