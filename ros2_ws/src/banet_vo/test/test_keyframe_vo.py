@@ -504,6 +504,19 @@ def test_camera_height_from_the_extrinsic_gives_the_same_metric_trajectory(estim
     assert np.linalg.norm(runs[1][-1][2][:3, 3]) > 5.0  # metres driven, not map units
 
 
+def _resized(frames, factor: float):
+    """The frames as a camera `factor` times finer (or coarser) would see them: images and intrinsics."""
+    from banet_vo.data.sequence import Frame
+    from banet_vo.model.input_image import resize_image
+
+    out = []
+    for f in frames:
+        camera = f.camera.scaled(factor)
+        image = resize_image(f.image, camera.width, camera.height)
+        out.append(Frame(f.index, f.timestamp, image, camera, None, f.pose))
+    return out
+
+
 def test_a_higher_resolution_camera_with_the_feature_cap(estimator, kitti06):
     """KITTI 06 at 1.5x its resolution (1839x555, a stand-in for a finer camera) with
     tracking_feature_max_pixels 500,000: XFeat works at about the native size, the keypoints come back in
@@ -511,14 +524,7 @@ def test_a_higher_resolution_camera_with_the_feature_cap(estimator, kitti06):
     "Cameras of other resolutions"), so the first 30 frames meet the native run's thresholds. Measured
     2026-12-05: Sim(3) 0.147 m, SE(3) 0.361 m, scale 0.97, 30 of 30 frames (without the cap 0.275 / 0.354 m,
     29 frames; native 0.296 / 0.544 m)."""
-    from banet_vo.data.sequence import Frame
-    from banet_vo.model.input_image import resize_image
-
-    frames = []
-    for f in kitti06[:30]:
-        camera = f.camera.scaled(1.5)
-        image = resize_image(f.image, camera.width, camera.height)
-        frames.append(Frame(f.index, f.timestamp, image, camera, None, f.pose))
+    frames = _resized(kitti06[:30], 1.5)
     vo = _vo(estimator, tracking=TrackingConfig(feature_max_pixels=500_000))
     est, gt, _ = _run(vo, frames)
     assert vo._px == pytest.approx(math.sqrt(1839 * 555 / 500_000), rel=0.01)
@@ -534,14 +540,7 @@ def test_a_lower_resolution_camera_with_the_feature_floor(estimator, kitti06):
     frames meet the native run's thresholds. Measured 2026-12-06: Sim(3) 0.071 m, SE(3) 0.188 m, scale
     1.02, 30 of 30 frames; without the floor 0.184 / 1.494 m, scale 1.17 (docs/frontend.md, "Cameras of
     other resolutions")."""
-    from banet_vo.data.sequence import Frame
-    from banet_vo.model.input_image import resize_image
-
-    frames = []
-    for f in kitti06[:30]:
-        camera = f.camera.scaled(0.5)
-        image = resize_image(f.image, camera.width, camera.height)
-        frames.append(Frame(f.index, f.timestamp, image, camera, None, f.pose))
+    frames = _resized(kitti06[:30], 0.5)
     vo = _vo(estimator, tracking=TrackingConfig(feature_min_pixels=486_400))
     est, gt, _ = _run(vo, frames)
     assert vo._px == 1.0  # upscaling adds no detail: the thresholds keep camera pixels

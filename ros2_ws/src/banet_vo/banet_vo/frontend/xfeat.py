@@ -250,7 +250,8 @@ def working_size(width: int, height: int, max_pixels: int, min_pixels: int = 0) 
 
 def working_scale(width: int, height: int, max_pixels: int, min_pixels: int = 0) -> float:
     """Camera pixels per pixel of the image XFeat works on (1 at the camera's size, below 1 when it is
-    upscaled): the size of the keypoints' noise, in which the front end's pixel thresholds are meant."""
+    upscaled). Under a cap it is the size of the keypoints' noise, in which the front end's pixel thresholds
+    are meant; an upscaled image gains no detail, and the front end keeps them in camera pixels."""
     w, h = working_size(width, height, max_pixels, min_pixels)
     return math.sqrt((width / w) * (height / h))
 
