@@ -225,7 +225,7 @@ def write_markdown(
         partial += ", each clip played backwards (--reverse; references too)"
     if args.scales:
         partial += f", scale {' / '.join(args.scales)} only"
-    if getattr(args, "tracking_overrides", None):
+    if args.tracking_overrides:
         partial += f", tracking {', '.join(args.tracking_overrides)}"
     if args.ba_hold is not None:
         partial += f", background_ba with each window's result taken {args.ba_hold} frames late (--ba-hold)"
