@@ -116,10 +116,11 @@ def test_reader_rejects_gaps_and_unknown_layouts(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"000001\.png"):
         open_sequence(out)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match=r"banet: images/.*kitti: calib.txt.*tum: rgb.txt.*hololens"):
+    listed = r"banet: images/.*kitti: calib.txt.*tum: rgb.txt.*hololens.*euroc: mav0/cam0"
+    with pytest.raises(ValueError, match=listed):
         open_sequence(tmp_path / "empty")
     with pytest.raises(ValueError, match="format must be one of"):
-        open_sequence(out, format="euroc")
+        open_sequence(out, format="colmap")
 
 
 def test_sequence_is_lazy(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="banet-vo-bag",
         description=(
-            "Write a sequence (KITTI, TUM, HoloLens, synthetic…) to a ROS 2 bag: /camera/image_raw, "
+            "Write a sequence (KITTI, TUM, EuRoC, HoloLens, synthetic…) to a ROS 2 bag: /camera/image_raw, "
             "/camera/camera_info, /ground_truth/odometry (when poses exist) and /tf_static."
         ),
     )

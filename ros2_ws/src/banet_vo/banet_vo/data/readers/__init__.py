@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from banet_vo.data.readers.banet import BanetSequence, looks_like_banet, write_sequence
+from banet_vo.data.readers.euroc import EurocSequence, looks_like_euroc
 from banet_vo.data.readers.hololens import HoloLensSequence, looks_like_hololens
 from banet_vo.data.readers.kitti import KittiSequence, looks_like_kitti
 from banet_vo.data.readers.tum import TumSequence, looks_like_tum
@@ -16,6 +17,7 @@ READERS = {
     "kitti": (KittiSequence, looks_like_kitti, "calib.txt + image_0/ (or image_l/, image_2/)"),
     "tum": (TumSequence, looks_like_tum, "rgb.txt (+ depth.txt, groundtruth.txt)"),
     "hololens": (HoloLensSequence, looks_like_hololens, "images/ + K.txt without times.txt"),
+    "euroc": (EurocSequence, looks_like_euroc, "mav0/cam0/data.csv + sensor.yaml (EuRoC, TUM-VI)"),
 }
 
 
@@ -34,8 +36,8 @@ def detect_format(path: str | Path) -> str:
 def open_sequence(path: str | Path, format: str | None = None, **options) -> Sequence:
     """Open a sequence directory as a lazily loaded Sequence.
 
-    format: "banet" (ours), "kitti", "hololens" or "tum"; None autodetects. Extra keyword options go to the
-    reader (e.g. tolerance= for TUM, poses_path= for KITTI).
+    format: "banet" (ours), "kitti", "hololens", "tum" or "euroc"; None autodetects. Extra keyword options go
+    to the reader (e.g. tolerance= for TUM, poses_path= for KITTI, camera= / ground_truth= for EuRoC).
     """
     if format is None:
         format = detect_format(path)
@@ -47,6 +49,7 @@ def open_sequence(path: str | Path, format: str | None = None, **options) -> Seq
 __all__ = [
     "READERS",
     "BanetSequence",
+    "EurocSequence",
     "HoloLensSequence",
     "KittiSequence",
     "TumSequence",

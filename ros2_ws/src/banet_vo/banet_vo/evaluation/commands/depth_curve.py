@@ -27,8 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "clips",
         nargs="+",
         metavar="CLIP",
-        help="sequence folders with ground-truth poses (ours, KITTI, TUM, HoloLens layouts), or clip names "
-        "under --data (kitti07, tartanair)",
+        help="sequence folders with ground-truth poses (ours, KITTI, TUM, EuRoC, HoloLens layouts), or "
+        "clip names under --data (kitti07, tartanair)",
     )
     parser.add_argument("--model", type=Path, required=True, help="BA-Net checkpoint the curve is for")
     parser.add_argument(
