@@ -92,7 +92,14 @@ def run_clip(spec, args, estimator, xfeat) -> tuple[list, list[str]]:
     from banet_vo.odometry import FRONTENDS, SCALE_SOURCES, OdometryConfig, make_odometry
 
     clip = rc.load_clip(
-        spec, args.data, args.max_frames, args.every, args.image_scale, args.jpeg_quality, args.reverse
+        spec,
+        args.data,
+        args.max_frames,
+        args.every,
+        args.image_scale,
+        args.jpeg_quality,
+        args.reverse,
+        args.gray,
     )
     rows, skipped = [], []
     default_frontend = OdometryConfig().frontend
@@ -221,6 +228,8 @@ def write_markdown(
         partial += f", frames and intrinsics resized by {args.image_scale:g}"
     if args.jpeg_quality is not None:
         partial += f", every image through JPEG at quality {args.jpeg_quality} (references too)"
+    if args.gray:
+        partial += ", colour frames converted to gray as a mono camera sees them (--gray; references too)"
     if args.reverse:
         partial += ", each clip played backwards (--reverse; references too)"
     if args.scales:
@@ -333,6 +342,12 @@ def main(argv: list[str] | None = None) -> int:
         "streams compressed images (not with --live; default: the clips' own images)",
     )
     parser.add_argument(
+        "--gray",
+        action="store_true",
+        help="convert colour frames to gray (BT.601 luma; references' too), as a mono camera sees the clips "
+        "(not with --live; gray clips such as KITTI's are unchanged)",
+    )
+    parser.add_argument(
         "--tracking",
         action="append",
         default=[],
@@ -420,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--jpeg-quality must lie in [1, 100], got {args.jpeg_quality}")
         if args.live:
             parser.error("--jpeg-quality re-encodes the frames offline (leave out --live)")
+    if args.gray and args.live:
+        parser.error("--gray converts the frames offline (leave out --live)")
     args.code_version = code_version()  # at the start: the tree may change during a long run
     args.started_at = datetime.datetime.now(datetime.UTC)
     out_given = args.out
@@ -429,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
             (f"_every{args.every}" if args.every > 1 else "")
             + (f"_scale{args.image_scale:g}" if args.image_scale != 1.0 else "")
             + (f"_jpeg{args.jpeg_quality}" if args.jpeg_quality is not None else "")
+            + ("_gray" if args.gray else "")
         )
         if suffix:
             args.out = RESULTS.with_name(f"real_clips{suffix}.md")

@@ -3,6 +3,7 @@ synthetic data with known motion and on hand-built trajectories (evo and closed 
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from banet_vo.data import compressed_image
@@ -288,6 +289,21 @@ def test_load_clip_jpeg_quality_gives_what_a_compressed_stream_delivers(shared_d
     for bad in (0, 101, True):
         with pytest.raises(ValueError, match="jpeg_quality"):
             rc.load_clip(rc.HOLOLENS_HELD_OUT, shared_data, jpeg_quality=bad)
+
+
+def test_load_clip_gray_is_what_a_mono_camera_delivers(shared_data) -> None:
+    """gray: a colour clip's frames become BT.601 luma (H x W uint8), camera, stamps and poses unchanged;
+    a gray clip (KITTI) is left as it is."""
+    raw = list(rc.load_clip(rc.HOLOLENS_HELD_OUT, shared_data, max_frames=3).frames())
+    gray = list(rc.load_clip(rc.HOLOLENS_HELD_OUT, shared_data, max_frames=3, gray=True).frames())
+    for a, b in zip(raw, gray, strict=True):
+        assert a.is_rgb and not b.is_rgb and b.image.shape == a.image.shape[:2]
+        np.testing.assert_array_equal(b.image, cv2.cvtColor(a.image, cv2.COLOR_RGB2GRAY))
+        assert (b.camera, b.timestamp) == (a.camera, a.timestamp) and np.array_equal(b.pose, a.pose)
+    kitti = rc.CLIPS["kitti06"]
+    plain = next(rc.load_clip(kitti, shared_data, max_frames=3).frames())
+    mono = next(rc.load_clip(kitti, shared_data, max_frames=3, gray=True).frames())
+    np.testing.assert_array_equal(mono.image, plain.image)
 
 
 def test_seed_summary_gives_medians_and_the_spread() -> None:

@@ -123,6 +123,7 @@ class Clip:
     image_scale: float = 1.0
     jpeg_quality: int | None = None  # each image through JPEG at this quality, as a compressed stream
     reverse: bool = False
+    gray: bool = False  # colour images converted to gray (ITU-R BT.601 luma), as a mono camera sees them
 
     @property
     def camera(self) -> PinholeCamera:
@@ -149,6 +150,9 @@ class Clip:
                 frame = replace(frame, timestamp=float(stamps[k]))
             if self.image_scale != 1.0:
                 frame = _resized(frame, frame.camera.scaled(self.image_scale))
+            if self.gray and frame.is_rgb:
+                image = cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY)
+                frame = Frame(frame.index, frame.timestamp, image, frame.camera, frame.depth, frame.pose)
             if self.jpeg_quality is not None:
                 image = compressed_image.round_trip(frame.image, "jpeg", self.jpeg_quality)
                 frame = Frame(frame.index, frame.timestamp, image, frame.camera, frame.depth, frame.pose)
@@ -180,13 +184,15 @@ def load_clip(
     image_scale: float = 1.0,
     jpeg_quality: int | None = None,
     reverse: bool = False,
+    gray: bool = False,
 ) -> Clip:
     """Open a clip under data_root (../shared/data); FileNotFoundError when its folder is absent.
     `every` k > 1 keeps every k-th frame (what a node that keeps up with 1/k of the camera rate sees);
     `max_frames` then counts the kept frames. `image_scale` resizes every frame (and its intrinsics) by
     that factor: the same clip through a camera of another resolution (at least 32 px a side).
     `jpeg_quality` (1-100) passes every image through JPEG, as a camera streaming compressed images.
-    `reverse` plays the selected frames backwards (Clip.reverse): a camera that backs up."""
+    `reverse` plays the selected frames backwards (Clip.reverse): a camera that backs up. `gray` converts
+    colour frames to gray (Clip.gray): the same scene through a mono camera."""
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"every must be an int >= 1, got {every!r}")
     image_scale = check_image_scale(image_scale)
@@ -211,7 +217,8 @@ def load_clip(
         indices = indices[: max(int(max_frames), 0)]
     if indices.size < 3:
         raise ValueError(f"clip {spec.name}: {indices.size} frames, at least 3 are needed for an alignment")
-    return Clip(spec, sequence, indices[::-1] if reverse else indices, image_scale, jpeg_quality, reverse)
+    order = indices[::-1] if reverse else indices
+    return Clip(spec, sequence, order, image_scale, jpeg_quality, reverse, bool(gray))
 
 
 # -- metrics -------------------------------------------------------------------------------------------
