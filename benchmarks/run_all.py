@@ -45,6 +45,7 @@ TOPICS = [
     "real_clips_scale1.5_cap500k_px_ground_plane",
     "real_clips_jpeg95",
     "real_clips_jpeg75",
+    "real_clips_gray",
     "frame_profile",
     "long_run",
     "long_drive_synthetic",
@@ -71,6 +72,10 @@ JPEG_RUN_ARGS = "--threads 1 --frontends xfeat --scales learned,ground_plane --s
 # A camera of another resolution (docs/preregistered/feature_max_pixels*.txt): today's default and the cap.
 CAP = ["--tracking", "feature_max_pixels=500000"]
 SCALE_RUN_ARGS = "--threads 1 --frontends xfeat --scales learned,ground_plane --seeds 0,1,2".split()
+GRAY_RUN_ARGS = (
+    "--threads 1 --clips hololens,tartanair --frontends xfeat --scales learned,none --seeds 1,2,3 "
+    "--references orb"
+).split()
 GROUND_10 = "--threads 1 --frontends xfeat --scales ground_plane --seeds 0,1,2,3,4,5,6,7,8,9".split()
 
 
@@ -112,6 +117,11 @@ RUNS = {
         )
         for q in (95, 75)
     },
+    # The colour clips through a mono camera (BA-Net's depth reads colour: augment.py's gray).
+    "real_clips_gray": (
+        "real_clips",
+        [*GRAY_RUN_ARGS, "--gray"],
+    ),
     **{
         f"real_clips_scale{factor}{tag}": _scale_run(SCALE_RUN_ARGS, clips, factor, tag)
         for factor, clips in (("2", "kitti06,kitti07,hololens"), ("1.5", "kitti06,kitti07"))
@@ -174,6 +184,7 @@ TODAY = [
     "real_clips_scale2_cap500k_px",
     "real_clips_jpeg95",
     "real_clips_jpeg75",
+    "real_clips_gray",
     "frame_profile",
     "long_run",
     "long_drive_synthetic",

@@ -1,11 +1,15 @@
 """Training-only augmentation of prepared pairs: random zoom (a crop resized back up, the intrinsics to
-match) and brightness.
+match), brightness, and gray (a pair as a mono camera records it).
 
 Why zoom: with focal-aware depth (``canonical_focal``) the depth head must tell metric depth from apparent
 size. Each training source has one camera (TartanAir 64 px, KITTI 122 px, synthetic 76 / 100 px at the
 input), so without zoom the head can learn "this kind of scene, this depth" and the focal factor only
 rescales a dataset prior. A zoom by z multiplies the focal by z and must multiply the head's canonical
 depth by 1/z for the same metric depth: the same scene at several focal lengths.
+Why gray: many cameras are mono (KITTI's image_0, EuRoC, most machine-vision cameras), and BA-Net sees
+them as gray in all three channels. A network trained on colour alone reads depth off colour: with the
+shipped model on HoloLens, the same frames in gray moved the learned scale from 0.886 to 0.686 of the truth
+(benchmarks/results/real_clips_gray.md).
 Randomness comes from torch's generator, which the training checkpoints save, so a resumed run draws the
 same augmentations.
 """
@@ -16,7 +20,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-__all__ = ["AugmentedPairs", "zoom_pair"]
+__all__ = ["AugmentedPairs", "to_gray", "zoom_pair"]
+
+# ITU-R BT.601 luma weights of R, G, B: what OpenCV's RGB2GRAY, and a mono camera's response roughly, give.
+LUMA = (0.299, 0.587, 0.114)
+
+
+def to_gray(image: torch.Tensor) -> torch.Tensor:
+    """A (3, H, W) RGB image as its luma in all three channels (the model's input for a gray camera)."""
+    weights = torch.tensor(LUMA, dtype=image.dtype, device=image.device)[:, None, None]
+    return (image * weights).sum(0, keepdim=True).expand_as(image).clone()
 
 
 def zoom_pair(item: dict, zoom: float, x0: float, y0: float) -> dict:
@@ -49,15 +62,25 @@ def zoom_pair(item: dict, zoom: float, x0: float, y0: float) -> dict:
 
 class AugmentedPairs(Dataset):
     """``dataset`` with, per item, zoom z ~ U(1, zoom_max) at a uniform window position (with probability
-    ``zoom_probability``) and one brightness gain ~ U(1 − brightness, 1 + brightness) for both images."""
+    ``zoom_probability``), one brightness gain ~ U(1 − brightness, 1 + brightness) for both images, and
+    with probability ``gray`` both images in gray (to_gray). With ``gray`` 0 an item takes exactly the
+    random numbers it took before the option existed, so earlier runs resume and replay as they were."""
 
     def __init__(
-        self, dataset: Dataset, zoom_max: float = 1.0, brightness: float = 0.0, zoom_probability: float = 0.5
+        self,
+        dataset: Dataset,
+        zoom_max: float = 1.0,
+        brightness: float = 0.0,
+        zoom_probability: float = 0.5,
+        gray: float = 0.0,
     ) -> None:
+        if not 0.0 <= float(gray) <= 1.0:
+            raise ValueError(f"gray must be a probability in [0, 1], got {gray}")
         self.dataset = dataset
         self.zoom_max = float(zoom_max)
         self.brightness = float(brightness)
         self.zoom_probability = float(zoom_probability)
+        self.gray = float(gray)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -73,4 +96,8 @@ class AugmentedPairs(Dataset):
             item = dict(item)
             for key in ("image_ref", "image_tgt"):
                 item[key] = (item[key] * gain).clamp(0, 1)
+        if self.gray > 0 and float(torch.rand(1)) < self.gray:
+            item = dict(item)
+            for key in ("image_ref", "image_tgt"):
+                item[key] = to_gray(item[key])
         return item

@@ -56,6 +56,9 @@ class DataConfig:
     # 1 / 0 = off (runs 1-4).
     zoom_max: float = 1.0
     brightness: float = 0.0
+    # Probability that a pair is shown in gray (both images, BT.601 luma in the three channels), as a mono
+    # camera records it (train/augment.py, why). 0 = off (every run so far).
+    gray: float = 0.0
     # Zoom of the real sequences cut from their full-resolution images (PairDataset zoom_max: sharp, unlike
     # zoom_max's upsampled crop, which a network can tell by its blur). 1 = off.
     real_zoom_max: float = 1.0
@@ -74,6 +77,8 @@ class DataConfig:
             or self.real_cache_mb < 0
         ):
             raise ValueError(f"data.real_cache_mb must be an int >= 0, got {self.real_cache_mb!r}")
+        if not 0.0 <= self.gray <= 1.0:
+            raise ValueError(f"data.gray must be a probability in [0, 1], got {self.gray}")
         if not self.zoom_max >= 1.0 or not self.real_zoom_max >= 1.0 or not 0.0 <= self.brightness < 1.0:
             raise ValueError(
                 "data.zoom_max and real_zoom_max must be >= 1 and data.brightness in [0, 1), "

@@ -139,9 +139,11 @@ def build_dataset(config: TrainConfig, progress: bool = True) -> tuple[Dataset, 
         description["real"] = real
     if not parts:
         raise ValueError("train config data gives no training pairs (no synthetic scenes, no real sequences)")
-    if data.zoom_max > 1.0 or data.brightness > 0:
-        parts = [AugmentedPairs(p, data.zoom_max, data.brightness) for p in parts]
+    if data.zoom_max > 1.0 or data.brightness > 0 or data.gray > 0:
+        parts = [AugmentedPairs(p, data.zoom_max, data.brightness, gray=data.gray) for p in parts]
         description["augment"] = {"zoom_max": data.zoom_max, "brightness": data.brightness}
+        if data.gray > 0:
+            description["augment"]["gray"] = data.gray
     if data.real_zoom_max > 1.0:
         description["real_zoom_max"] = data.real_zoom_max
     if data.source_weights:
