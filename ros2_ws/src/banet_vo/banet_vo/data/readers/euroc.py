@@ -23,6 +23,7 @@ pinhole camera of the same intrinsics and size, so the sequence is a pinhole one
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -114,18 +115,22 @@ def camera_calibration(sensor: dict, path: Path) -> CameraCalibration:
         raise ValueError(f"sensor file {path}: {err}") from err
 
 
-def read_image_list(path: Path) -> tuple[np.ndarray, list[str]]:
-    """cam0/data.csv -> (timestamps in ns as int64, filenames)."""
+def _csv_rows(path: Path, what: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, stripped fields) of each line of a comma-separated file that is not blank or '#'."""
     if not path.is_file():
-        raise FileNotFoundError(f"image list not found: {path}")
-    stamps, names = [], []
+        raise FileNotFoundError(f"{what} not found: {path}")
     for lineno, line in enumerate(path.read_text().splitlines(), start=1):
         line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = [p.strip() for p in line.split(",")]
+        if line and not line.startswith("#"):
+            yield lineno, [p.strip() for p in line.split(",")]
+
+
+def read_image_list(path: Path) -> tuple[np.ndarray, list[str]]:
+    """cam0/data.csv -> (timestamps in ns as int64, filenames)."""
+    stamps, names = [], []
+    for lineno, parts in _csv_rows(path, "image list"):
         if len(parts) < 2 or not parts[1]:
-            raise ValueError(f"image list {path} line {lineno}: expected 'timestamp,filename', got {line!r}")
+            raise ValueError(f"image list {path} line {lineno}: expected 'timestamp,filename', got {parts}")
         try:
             stamps.append(int(parts[0]))
         except ValueError as err:
@@ -142,14 +147,8 @@ def read_image_list(path: Path) -> tuple[np.ndarray, list[str]]:
 def read_ground_truth(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """A ground-truth data.csv -> (timestamps in ns (N,) int64, poses T_R_S (N, 4, 4)); only the first
     eight columns are read (timestamp, position, quaternion w x y z)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"ground-truth file not found: {path}")
     stamps, rows = [], []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split(",")
+    for lineno, parts in _csv_rows(path, "ground-truth file"):
         if len(parts) < 8:
             raise ValueError(
                 f"ground-truth file {path} line {lineno}: expected timestamp, p x y z, q w x y z "
