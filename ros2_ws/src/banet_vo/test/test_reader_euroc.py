@@ -4,6 +4,7 @@ sensor.yaml. Reading it back must give the clip's own camera poses and (up to re
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import cv2
@@ -144,6 +145,9 @@ def test_ground_truth_folders_and_a_gap(tmp_path: Path, tartanair_dir: Path) -> 
     # A ground truth whose samples lie further apart than max_gap brackets no image but the exact ones.
     sparse = EurocSequence(tmp_path / "vicon", max_gap=1e-4)
     assert len(sparse) == 5  # every kept frame has a sample at its own stamp
+    # The other camera of a stereo pair (here a copy of cam0) by its folder.
+    shutil.copytree(tmp_path / "vicon" / "mav0" / "cam0", tmp_path / "vicon" / "mav0" / "cam1")
+    np.testing.assert_allclose(EurocSequence(tmp_path / "vicon", camera_folder="cam1").poses, seq.poses)
     # Without a ground truth (leica0 holds positions only) the sequence has no poses and keeps every image.
     (tmp_path / "vicon" / "mav0" / "vicon0").rename(tmp_path / "vicon" / "mav0" / "leica0")
     bare = EurocSequence(tmp_path / "vicon")

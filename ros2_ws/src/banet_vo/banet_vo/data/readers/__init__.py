@@ -37,7 +37,7 @@ def open_sequence(path: str | Path, format: str | None = None, **options) -> Seq
     """Open a sequence directory as a lazily loaded Sequence.
 
     format: "banet" (ours), "kitti", "hololens", "tum" or "euroc"; None autodetects. Extra keyword options go
-    to the reader (e.g. tolerance= for TUM, poses_path= for KITTI, camera= / ground_truth= for EuRoC).
+    to the reader (e.g. tolerance= for TUM, poses_path= for KITTI, camera_folder= / ground_truth= for EuRoC).
     """
     if format is None:
         format = detect_format(path)

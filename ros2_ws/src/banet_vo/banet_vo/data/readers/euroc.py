@@ -217,14 +217,14 @@ def find_ground_truth(root: Path, folder: str | None) -> Path | None:
 
 
 class EurocSequence(FileSequence):
-    """A EuRoC MAV (ASL layout) sequence directory (see the module docstring). `camera` picks the camera
-    folder (cam0, cam1); `ground_truth` a ground-truth folder instead of the first found."""
+    """A EuRoC MAV (ASL layout) sequence directory (see the module docstring). `camera_folder` picks the
+    camera (cam0, cam1); `ground_truth` a ground-truth folder instead of the first found."""
 
     def __init__(
         self,
         path: str | Path,
         name: str | None = None,
-        camera: str = "cam0",
+        camera_folder: str = "cam0",
         ground_truth: str | None = None,
         max_gap: float = DEFAULT_MAX_GAP_S,
     ) -> None:
@@ -234,7 +234,7 @@ class EurocSequence(FileSequence):
         if not max_gap > 0:
             raise ValueError(f"max_gap must be positive seconds, got {max_gap}")
         root = _mav0(path)
-        cam_dir = root / camera
+        cam_dir = root / camera_folder
         sensor = read_sensor_yaml(cam_dir / "sensor.yaml")
         self.calibration = camera_calibration(sensor, cam_dir / "sensor.yaml")
         stamps_ns, names = read_image_list(cam_dir / "data.csv")
