@@ -190,6 +190,22 @@ def test_a_ros1_bag_is_refused_with_the_conversion_that_then_plays(tmp_path, cap
     assert summary["frames_published"] == N and summary["node"]["no_camera_info"] == 0  # /cam/camera_info
 
 
+def test_a_sequence_folder_is_refused_with_the_command_that_makes_it_a_bag(tmp_path, capsys):
+    from banet_vo.data import write_sequence
+    from banet_vo.data.bags_cli import main as bag_main
+
+    seq = write_sequence(_frames(), tmp_path / "seq")
+    assert run.main([str(seq), "--out", str(tmp_path / "o")], estimator=TruthEstimator(_frames())) == 2
+    err = capsys.readouterr().err
+    command = f"banet-vo-bag {seq} {seq}_bag"
+    assert "it is a sequence folder (banet layout)" in err and command in err
+    assert bag_main([*command.split()[1:], "--start-time", str(T0)]) == 0  # the estimator's stamps
+    out = tmp_path / "out"
+    argv = [f"{seq}_bag", "--out", str(out), "--no-plots", "--param", "frontend:=none"]
+    assert run.main(argv, estimator=TruthEstimator(_frames())) == 0
+    assert json.loads((out / "metrics.json").read_text())["frames_published"] == N
+
+
 def test_run_errors_are_clear(bag, tmp_path, capsys):
     bag_path, _ = bag
     assert run.main([str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2

@@ -1,4 +1,4 @@
-"""banet_vo.data: the Sequence API, readers for our format / KITTI / HoloLens / TUM, and PairDataset.
+"""banet_vo.data: the Sequence API, readers for our format / KITTI / HoloLens / TUM / EuRoC, PairDataset.
 Names are imported on first use (banet_vo.lazy_exports): the bag tools load without torch."""
 
 from banet_vo.lazy_exports import lazy_exports
@@ -7,6 +7,7 @@ _EXPORTS = {
     "dataset": ("PairDataset",),
     "readers": (
         "BanetSequence",
+        "EurocSequence",
         "HoloLensSequence",
         "KittiSequence",
         "TumSequence",

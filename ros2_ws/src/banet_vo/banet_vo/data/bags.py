@@ -397,12 +397,23 @@ class BagRecord:
 
 
 def not_a_rosbag2(path: Path) -> str:
-    """Why `path` cannot be read as a rosbag2, with the way out for a ROS 1 bag."""
+    """Why `path` cannot be read as a rosbag2, with the way out for a ROS 1 bag or a sequence folder."""
     text = f"bag: {path} is not a rosbag2 directory (no metadata.yaml)"
     if path.is_file() and path.suffix == ".bag":
         text += (
             "; it looks like a ROS 1 bag: convert it with `rosbags-convert --src "
             f"{path} --dst {path.with_suffix('')}_ros2 --dst-typestore ros2_kilted` (installed with banet-vo)"
+        )
+    elif path.is_dir():
+        from banet_vo.data.readers import detect_format  # the readers need no bag code: imported here
+
+        try:
+            layout = detect_format(path)
+        except ValueError:
+            return text  # not a sequence folder either: the plain reason
+        text += (
+            f"; it is a sequence folder ({layout} layout): write it as a bag first with "
+            f"`banet-vo-bag {path} {path}_bag`, then run that"
         )
     return text
 
