@@ -25,7 +25,7 @@ T_B_GT = np.eye(4)
 T_B_GT[:3, :3] = Rotation.from_euler("xyz", [0.0, 10.0, -5.0], degrees=True).as_matrix()
 T_B_GT[:3, 3] = [0.05, 0.0, -0.1]
 RADTAN = [-0.28, 0.074, 0.0002, 0.00002]  # EuRoC cam0's order of magnitude
-EQUIDISTANT = [0.0034, 0.0007, -0.0020, 0.0003]  # TUM-VI's
+EQUIDISTANT = [0.0034, 0.0007, -0.0020, 0.0003]  # a mild fisheye's
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ READERS = {
     "kitti": (KittiSequence, looks_like_kitti, "calib.txt + image_0/ (or image_l/, image_2/)"),
     "tum": (TumSequence, looks_like_tum, "rgb.txt (+ depth.txt, groundtruth.txt)"),
     "hololens": (HoloLensSequence, looks_like_hololens, "images/ + K.txt without times.txt"),
-    "euroc": (EurocSequence, looks_like_euroc, "mav0/cam0/data.csv + sensor.yaml (EuRoC, TUM-VI)"),
+    "euroc": (EurocSequence, looks_like_euroc, "mav0/cam0/data.csv + sensor.yaml (EuRoC)"),
 }
 
 

@@ -1,4 +1,4 @@
-"""EuRoC MAV layout (ETH ASL's dataset format; TUM-VI ships the same): one camera's raw images, rectified
+"""EuRoC MAV layout (ETH ASL's dataset format, used by others too): one camera's raw images, rectified
 here to a pinhole, and each image's camera pose from the ground-truth poses through the sensors' extrinsics.
 
     <seq>/mav0/cam0/data.csv      "#timestamp [ns],filename" per image (filenames under cam0/data/)
@@ -7,7 +7,7 @@ here to a pinhole, and each image's camera pose from the ground-truth poses thro
                                   distortion_model radial-tangential | equidistant, distortion_coefficients
     <seq>/mav0/<gt>/data.csv      optional ground truth: timestamp [ns], p_RS_R x y z [m], q_RS w x y z, ...
                                   (the pose of sensor S in the world R); <gt> is the first of
-                                  state_groundtruth_estimate0 (EuRoC), mocap0 (TUM-VI), vicon0 present,
+                                  state_groundtruth_estimate0 (EuRoC), mocap0, vicon0 (EuRoC) present,
                                   with its own sensor.yaml T_BS (identity when it has none)
 
 <seq> may also be the mav0 folder itself. The camera's pose at an image's time is the ground truth's pose
@@ -36,13 +36,13 @@ from banet_vo.geometry.rectify import EQUIDISTANT, PLUMB_BOB, CameraCalibration,
 
 log = logging.getLogger(__name__)
 
-# Ground-truth folders in the order they are preferred: EuRoC's estimate (the body's full state), TUM-VI's
-# motion capture, EuRoC's Vicon markers.
+# Ground-truth folders in the order they are preferred: EuRoC's estimate (the body's full state), a motion
+# capture (the name TUM-VI uses), EuRoC's Vicon markers.
 GROUND_TRUTH_FOLDERS = ("state_groundtruth_estimate0", "mocap0", "vicon0")
 # EuRoC / Kalibr names for the distortion models the rectifier implements.
 DISTORTION_MODELS = {"radial-tangential": PLUMB_BOB, "radtan": PLUMB_BOB, "equidistant": EQUIDISTANT}
 # Two ground-truth samples further apart than this do not bracket an image (EuRoC's estimate is at 200 Hz,
-# its Vicon at 100 Hz, TUM-VI's motion capture at 120 Hz; a longer gap is a dropout).
+# its Vicon at 100 Hz; a longer gap is a dropout).
 DEFAULT_MAX_GAP_S = 0.05
 
 
