@@ -404,3 +404,12 @@ def test_the_gpu_recipe_is_the_xfeat_recipe_at_a_larger_batch():
             assert getattr(gpu, f.name) == getattr(cpu, f.name), f.name
     assert gpu.batch_size * gpu.steps == cpu.batch_size * cpu.steps  # the recipe's 80,000 pairs
     assert gpu.batch_size * gpu.plateau_window == cpu.batch_size * cpu.plateau_window
+
+
+def test_the_gray_gpu_recipe_differs_from_the_gpu_recipe_in_gray_alone():
+    import dataclasses
+
+    gpu = load_train_config(CONFIG_DIR / "train_small_xfeat_gpu.yaml")
+    gray = load_train_config(CONFIG_DIR / "train_small_xfeat_gpu_gray.yaml")
+    assert gpu.data.gray == 0.0 and gray.data.gray == 0.2
+    assert dataclasses.replace(gray, data=dataclasses.replace(gray.data, gray=0.0)) == gpu
