@@ -177,6 +177,12 @@ def test_interpolation_between_samples() -> None:
     # Samples 5 ms apart do not bracket anything under a 4 ms limit, except at a sample itself.
     _, valid = interpolate_poses(t, poses, queries, max_gap_s=0.004)
     np.testing.assert_array_equal(valid, [False, True, False, False, True, False])
+    # A ground truth of one sample locates a query on it and nothing else.
+    out, valid = interpolate_poses(t[2:3], poses[2:3], queries, max_gap_s=0.01)
+    np.testing.assert_array_equal(valid, [False, False, False, False, False, False])
+    out, valid = interpolate_poses(t[2:3], poses[2:3], t[1:4], max_gap_s=0.01)
+    np.testing.assert_array_equal(valid, [False, True, False])
+    np.testing.assert_array_equal(out[1], poses[2])
 
 
 def test_bad_sensor_files_are_refused(tmp_path: Path, tartanair_dir: Path) -> None:

@@ -189,15 +189,15 @@ def interpolate_poses(
     gap_s = (stamps_ns[right] - stamps_ns[left]) * 1e-9
     valid = inside & (gap_s <= max_gap_s)
     out = np.tile(np.eye(4), (len(queries_ns), 1, 1))
-    for k in np.flatnonzero(valid):
-        i, j = left[k], right[k]
-        if i == j:
-            out[k] = poses[i]
-            continue
-        w = (queries_ns[k] - stamps_ns[i]) / (stamps_ns[j] - stamps_ns[i])
-        slerp = Slerp([0.0, 1.0], Rotation.from_matrix(np.stack([poses[i][:3, :3], poses[j][:3, :3]])))
-        out[k, :3, :3] = slerp([w]).as_matrix()[0]
-        out[k, :3, 3] = (1.0 - w) * poses[i][:3, 3] + w * poses[j][:3, 3]
+    if len(stamps_ns) == 1:
+        out[valid] = poses[0]  # a query on the one sample itself
+    elif valid.any():
+        # Seconds from the first sample, differenced in integers first: float64 keeps the nanoseconds.
+        t = (stamps_ns - stamps_ns[0]) * 1e-9
+        q = (queries_ns[valid] - stamps_ns[0]) * 1e-9
+        out[valid, :3, :3] = Slerp(t, Rotation.from_matrix(poses[:, :3, :3]))(q).as_matrix()
+        for axis in range(3):
+            out[valid, axis, 3] = np.interp(q, t, poses[:, axis, 3])
     return out, valid
 
 
