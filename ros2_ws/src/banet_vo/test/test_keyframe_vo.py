@@ -505,16 +505,10 @@ def test_camera_height_from_the_extrinsic_gives_the_same_metric_trajectory(estim
 
 
 def _resized(frames, factor: float):
-    """The frames as a camera `factor` times finer (or coarser) would see them: images and intrinsics."""
-    from banet_vo.data.sequence import Frame
-    from banet_vo.model.input_image import resize_image
+    """The frames as a camera `factor` times finer (or coarser) would see them (real_clips' resize rule)."""
+    from banet_vo.evaluation.real_clips import resized_frame
 
-    out = []
-    for f in frames:
-        camera = f.camera.scaled(factor)
-        image = resize_image(f.image, camera.width, camera.height)
-        out.append(Frame(f.index, f.timestamp, image, camera, None, f.pose))
-    return out
+    return [resized_frame(f, f.camera.scaled(factor)) for f in frames]
 
 
 def test_a_higher_resolution_camera_with_the_feature_cap(estimator, kitti06):

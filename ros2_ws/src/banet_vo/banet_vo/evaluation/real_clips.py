@@ -149,7 +149,7 @@ class Clip:
             if self.reverse:
                 frame = replace(frame, timestamp=float(stamps[k]))
             if self.image_scale != 1.0:
-                frame = _resized(frame, frame.camera.scaled(self.image_scale))
+                frame = resized_frame(frame, frame.camera.scaled(self.image_scale))
             if self.gray and frame.is_rgb:
                 image = cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY)
                 frame = Frame(frame.index, frame.timestamp, image, frame.camera, frame.depth, frame.pose)
@@ -159,7 +159,7 @@ class Clip:
             yield frame
 
 
-def _resized(frame: Frame, camera: PinholeCamera) -> Frame:
+def resized_frame(frame: Frame, camera: PinholeCamera) -> Frame:
     """The frame at `camera`'s size, through the one image- and depth-resize rule (model.input_image)."""
     from banet_vo.model.input_image import resize_depth_nearest, resize_image
 

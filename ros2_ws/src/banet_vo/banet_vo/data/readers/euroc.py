@@ -31,7 +31,7 @@ import yaml
 from scipy.spatial.transform import Rotation, Slerp
 
 from banet_vo.data.readers._files import FileSequence, read_image
-from banet_vo.data.sequence import Frame, check_pose, check_timestamps
+from banet_vo.data.sequence import Frame, check_pose
 from banet_vo.geometry.rectify import EQUIDISTANT, PLUMB_BOB, CameraCalibration, Rectifier
 
 log = logging.getLogger(__name__)
@@ -274,8 +274,8 @@ class EurocSequence(FileSequence):
                 f"gives resolution {c.width}x{c.height}"
             )
         self._rectifier = Rectifier(cache_size=1)
-        seconds = check_timestamps(stamps_ns[kept] * 1e-9, str(cam_dir / "data.csv"))
-        super().__init__(name or path.name, images, c.rectified_camera(), seconds, poses)
+        # FileSequence checks the seconds; the list's nanoseconds were checked when read.
+        super().__init__(name or path.name, images, c.rectified_camera(), stamps_ns[kept] * 1e-9, poses)
         self.root = path
         self.ground_truth = None if gt_dir is None else gt_dir.name
 
