@@ -421,6 +421,67 @@ def test_background_banet_returns_each_keyframe_depth_once_with_its_stamp(estima
         assert np.isfinite(r.depth).all() and (r.depth >= 0).all() and (r.depth > 0).mean() > 0.5
 
 
+class _CountingEstimator:
+    """The real estimator, counting the pairs it is asked for."""
+
+    def __init__(self, estimator):
+        self._estimator, self.pairs = estimator, 0
+
+    def __getattr__(self, name):
+        return getattr(self._estimator, name)
+
+    def estimate(self, frame, prev, seed=None):
+        self.pairs += 1
+        return self._estimator.estimate(frame, prev, seed)
+
+
+def test_banet_min_interval_runs_banet_on_keyframes_that_far_apart(estimator, kitti06):
+    """tracking.banet_min_interval 0.5 s on the first 30 KITTI 06 frames (ground plane, which BA-Net does
+    not feed): the same accuracy bounds; depth only on keyframes at least 0.5 s after the last one with
+    depth, BA-Net asked for exactly those, every other keyframe with a pair counted as skipped."""
+    counting = _CountingEstimator(estimator)
+    vo = _vo(counting, tracking=TrackingConfig(banet_min_interval=0.5))
+    est, gt, results = _run(vo, kitti06[:30])
+    _assert_first_30_kitti06_frames(est, gt)
+    with_depth = [r.stamp for r in results if r.depth is not None]
+    assert all(r.is_keyframe for r in results if r.depth is not None)
+    assert len(with_depth) >= 3 and np.all(np.diff(with_depth) >= 0.5)
+    keyframes = sum(r.is_keyframe for r in results)
+    assert counting.pairs == len(with_depth)
+    assert vo.stats.banet_skipped >= 3 and vo.stats.banet_skipped + len(with_depth) == keyframes - 1
+
+
+def test_banet_min_interval_waits_for_the_first_learned_scale(estimator):
+    """With the learned scale, BA-Net runs on every keyframe until its first measurement; then at most one
+    per interval, counted from the last keyframe it ran on; a new map starts the count afresh; 0 is every
+    keyframe."""
+    tracking = TrackingConfig(banet_min_interval=1)
+    vo = make_odometry(estimator, OdometryConfig(frontend="xfeat", scale_source="learned", tracking=tracking))
+    assert vo._banet_due(0.0) and vo._banet_due(0.1)  # no measurement yet
+    vo._scale.add(2.0)
+    assert not vo._banet_due(0.5) and not vo._banet_due(1.05) and vo._banet_due(1.1)
+    assert not vo._banet_due(2.0) and vo._banet_due(2.1)
+    vo.reset()
+    vo._scale.add(2.0)
+    assert vo._banet_due(0.0) and not vo._banet_due(0.2)
+    every = make_odometry(estimator, OdometryConfig(frontend="xfeat", scale_source="none"))
+    assert all(every._banet_due(t) for t in (0.0, 0.01, 0.02))
+
+
+def test_banet_min_interval_in_the_mapping_thread(estimator, kitti06):
+    """The same interval with keyframes made in the mapping thread: BA-Net is asked only for the keyframes
+    that get depth, and the skipped ones still join the map."""
+    counting = _CountingEstimator(estimator)
+    tracking = TrackingConfig(between_keyframes="flow", mapping="background", banet_min_interval=0.5)
+    vo = _vo(counting, tracking=tracking)
+    est, gt, results = _run_mapping_settled(vo, kitti06[:30])
+    vo.close()
+    _assert_first_30_kitti06_frames(est, gt)
+    assert vo.stats.keyframes_mapped >= 3 and vo.stats.banet_skipped >= 1
+    depth_stamps = [r.depth_stamp or r.stamp for r in results if r.depth is not None]
+    assert counting.pairs == len(depth_stamps) and np.all(np.diff(depth_stamps) >= 0.5)
+
+
 def test_out_of_order_and_bag_loop(estimator, kitti06):
     vo = _vo(estimator)
     for f in kitti06[:4]:

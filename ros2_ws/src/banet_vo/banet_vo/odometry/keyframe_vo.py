@@ -135,10 +135,12 @@ def _estimate_or_error(estimator: PairEstimator, frame: PreparedFrame, prev: Pre
 
 
 def _map_keyframe(extractor, estimator, image, pixels, recent, min_cosine, frame, prev, seed):
-    """The mapping thread's part of a keyframe; it reads no odometry state (what it needs is passed)."""
+    """The mapping thread's part of a keyframe; it reads no odometry state (what it needs is passed).
+    `estimator` None: BA-Net does not run on it (tracking.banet_min_interval), the estimate is None."""
     features = extractor.extract(image, keep_image=True, max_pixels=pixels[0], min_pixels=pixels[1])
     matches = [match_mutual(kf_features, features, min_cosine) for kf_features in recent]
-    return features, matches, _estimate_or_error(estimator, frame, prev, seed)
+    estimate = None if estimator is None else _estimate_or_error(estimator, frame, prev, seed)
+    return features, matches, estimate
 
 
 @dataclass(frozen=True)
@@ -299,6 +301,7 @@ class KeyframeOdometry:
         self._flow: _FlowTracks | None = None
         # background_banet: (keyframe, previous keyframe, its BA-Net running in the thread)
         self._banet_job: tuple[_Keyframe, _Keyframe, Future] | None = None
+        self._banet_stamp: float | None = None  # the keyframe BA-Net last ran on (banet_min_interval)
 
     def _scale_window(self) -> int | None:
         if self.config.scale_source == "learned":
@@ -731,10 +734,13 @@ class KeyframeOdometry:
             self._mapping_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="banet_vo_mapping")
         t = self.tracking
         recent = self._keyframes[::-1][: t.track_keyframes]
+        banet = self._banet_due(frame.stamp)
+        if not banet:
+            self.stats.banet_skipped += 1
         future = self._mapping_pool.submit(
             _map_keyframe,
             self.extractor,
-            self.estimator,
+            self.estimator if banet else None,
             image.copy(),  # the caller may reuse its buffer
             self._feature_pixels,
             [kf.features for kf in recent],
@@ -1287,7 +1293,9 @@ class KeyframeOdometry:
         depth = depth_camera = None
         message = ""
         if new_keyframe is not None and len(self._keyframes) >= 2:
-            if self.config.background_banet:
+            if not self._banet_due(new_keyframe.stamp):
+                self.stats.banet_skipped += 1
+            elif self.config.background_banet:
                 self._submit_banet(new_keyframe, self._keyframes[-2])
             else:
                 estimate = self._run_banet(new_keyframe, self._keyframes[-2])
@@ -1333,6 +1341,17 @@ class KeyframeOdometry:
             is_keyframe=new_keyframe is not None,
             message=message,
         )
+
+    def _banet_due(self, stamp: float) -> bool:
+        """Whether BA-Net runs on the pair of a keyframe at `stamp` (tracking.banet_min_interval); when it
+        does, the stamp is taken as the one it last ran on."""
+        interval = self.tracking.banet_min_interval
+        learning = self.config.scale_source == "learned" and self._scale.value is None
+        if interval > 0 and not learning and self._banet_stamp is not None:
+            if stamp - self._banet_stamp < interval:
+                return False
+        self._banet_stamp = stamp
+        return True
 
     def _banet_seed(self, T_wc: np.ndarray, prev: _Keyframe) -> np.ndarray | None:
         """The map pose T_wc of a new keyframe in `prev`, in metres: BA-Net's starting point (None before a
@@ -1380,11 +1399,13 @@ class KeyframeOdometry:
         longer in the map (rebuilt, reset) is dropped."""
         if not any(k is kf for k in self._keyframes):
             return
-        depth, depth_camera, message = self._use_banet(kf, prev, estimate)
-        if depth is None:
-            logger.warning("keyframe %d: %s", kf.id, message)
-        else:
-            kf.depth = (depth, depth_camera)
+        depth = depth_camera = None
+        if estimate is not None:  # None: BA-Net did not run on it (tracking.banet_min_interval)
+            depth, depth_camera, message = self._use_banet(kf, prev, estimate)
+            if depth is None:
+                logger.warning("keyframe %d: %s", kf.id, message)
+            else:
+                kf.depth = (depth, depth_camera)
         if not kf.unmeasured:
             self._measure_scale(kf)
         s = self.scale

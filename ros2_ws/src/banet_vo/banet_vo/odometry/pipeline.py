@@ -88,6 +88,7 @@ class OdometryStats:
     flow_tracked: int = 0  # frames located by optical flow, without XFeat (tracking.between_keyframes)
     keyframes_deferred: int = 0  # keyframe requests put off while the background BA solved (busy_keyframe)
     window_ba_merged: int = 0  # background window BA results merged into the map (background_ba)
+    banet_skipped: int = 0  # keyframes BA-Net did not run on (tracking.banet_min_interval)
     keyframes_mapped: int = 0  # keyframes made in the mapping thread (tracking.mapping background)
     mapping_dropped: int = 0  # ... and not added (PnP failed on their keypoints, or the map changed)
     matcher_swaps: int = 0  # new matcher weights taken (odometry.matcher_swap)

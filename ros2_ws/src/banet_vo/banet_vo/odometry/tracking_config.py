@@ -104,6 +104,17 @@ class TrackingConfig:
         "and XFeat runs inline only when the flow fails)",
         choices=MAPPINGS,
     )
+    # Live on 2 cores BA-Net on a keyframe pair is a quarter of a processed frame's time (KITTI 07: 31 of
+    # 127 ms), and a live node sees a keyframe in nearly every second frame; its depth at a few Hz and a
+    # learned scale that is a median over the trajectory need fewer
+    # (docs/preregistered/banet_min_interval.txt).
+    banet_min_interval: float = setting(
+        0.0,
+        "BA-Net runs on a new keyframe's pair only when at least this many seconds (of stamps) passed since "
+        "the keyframe it last ran on (0: on every keyframe); the others get no depth map and no learned "
+        "scale measurement. It always runs until the learned scale has its first measurement",
+        range=(0.0, 1e6),
+    )
     min_tracked: int = setting(25, "PnP inliers below which a frame is not tracked", range=(6, 100000))
     gap_failure: str = setting(
         "rebuild",

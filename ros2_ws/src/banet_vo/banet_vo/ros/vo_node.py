@@ -554,6 +554,7 @@ class VOShell:
             recovery_refused=stats.recovery_refused,
             flow_tracked=stats.flow_tracked,
             keyframes_deferred=stats.keyframes_deferred,
+            banet_skipped=stats.banet_skipped,
             window_ba_merged=stats.window_ba_merged,
             keyframes_mapped=stats.keyframes_mapped,
             mapping_dropped=stats.mapping_dropped,
