@@ -60,6 +60,7 @@ def test_vo_launch_declares_the_documented_arguments():
         "camera_height",
         "base_frame",
         "background_ba",
+        "tracking_banet_min_interval",
         "tracking_between_keyframes",
         "tracking_mapping",
     }

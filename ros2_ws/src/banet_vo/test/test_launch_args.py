@@ -29,6 +29,7 @@ def test_given_arguments_become_typed_parameters_the_node_accepts():
         "camera_height": "2",  # an integer's text: the float parameter must get 2.0, not 2
         "base_frame": "base_footprint",
         "background_ba": "true",
+        "tracking_banet_min_interval": "1",  # a float parameter too
         "tracking_between_keyframes": "flow",
         "tracking_mapping": "background",
     }
@@ -45,6 +46,7 @@ def test_given_arguments_become_typed_parameters_the_node_accepts():
         "camera_height": 2.0,
         "base_frame": "base_footprint",
         "background_ba": True,
+        "tracking_banet_min_interval": 1.0,
         "tracking_between_keyframes": "flow",
         "tracking_mapping": "background",
     }
@@ -55,6 +57,7 @@ def test_given_arguments_become_typed_parameters_the_node_accepts():
     assert params.odometry.camera_height == 2.0 and params.odometry.background_ba is True
     tracking = params.odometry.tracking
     assert (tracking.between_keyframes, tracking.mapping) == ("flow", "background")
+    assert tracking.banet_min_interval == 1.0
 
 
 @pytest.mark.parametrize(

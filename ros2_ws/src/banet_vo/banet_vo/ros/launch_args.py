@@ -32,6 +32,7 @@ LAUNCH_PARAMETERS = (
     "base_frame",
     # The live settings (README, "live"): a camera the node cannot keep up with.
     "background_ba",
+    "tracking_banet_min_interval",
     "tracking_between_keyframes",
     "tracking_mapping",
 )
