@@ -133,12 +133,15 @@ RUNS = {
         )
         for tag in ("", "_cap500k_px")
     },
+    # The recommended live setting (docs/preregistered/banet_min_interval.txt).
     "real_clips_live_background": (
         "real_clips",
         [
             "--live-only",
             "--live-param",
             "background_ba:=true",
+            "--live-param",
+            "tracking_banet_min_interval:=0.5",
             "--out",
             str(RESULTS / "real_clips_live_background.md"),
         ],
