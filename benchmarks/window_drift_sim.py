@@ -18,7 +18,9 @@ Defaults: sigma 1 px, focal 190 px at 320x240 (the synthetic long drive's camera
 iterations, and the front end's gates: triangulation 2 px, PnP 3 px, the window BA's pruning 3 px
 (`triangulation_px`, `pnp_px`, `outlier_px`; 100 px is none). `observe_px` > 0 lets a keyframe also
 observe PnP's outliers that reproject within it (tried in the pipeline, not kept: the results file says
-why). Results: benchmarks/results/window_drift_sim.md.
+why). `retry` 1 triangulates a point that is not yet a landmark from the oldest window keyframe that saw it
+(a longer baseline than the previous keyframe's) and observes it in each that did, as "longer tracks" did in
+the pipeline (docs/frontend.md, step 6). Results: benchmarks/results/window_drift_sim.md.
 """
 
 from __future__ import annotations
@@ -38,9 +40,19 @@ BLOCK = 20
 DEFAULT_CONFIGS = (
     "sigma=1;sigma=0.5;focal=380;iterations=100;limit=0;"
     "triangulation_px=100;outlier_px=100;triangulation_px=100,pnp_px=100,outlier_px=100;"
-    "observe_px=20;observe_px=20,focal=380"
+    "observe_px=20;observe_px=20,focal=380;retry=1;retry=1,focal=380"
 )
-SETTINGS = ("sigma", "focal", "limit", "iterations", "triangulation_px", "pnp_px", "outlier_px", "observe_px")
+SETTINGS = (
+    "sigma",
+    "focal",
+    "limit",
+    "iterations",
+    "triangulation_px",
+    "pnp_px",
+    "outlier_px",
+    "observe_px",
+    "retry",
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,9 @@ class SimConfig:
     pnp_px: float = 3.0  # the window BA's outlier_px)
     outlier_px: float = 3.0
     observe_px: float = 0.0  # PnP's outliers within it are observed too (0: its inliers only)
+    # 1: a point not yet a landmark is triangulated from the oldest window keyframe that saw it, and observed
+    # in every window keyframe that did (longer baselines; "longer tracks" in docs/frontend.md, step 6)
+    retry: int = 0
     keyframes: int = 100
     step: float = 1.24  # metres per keyframe
     seed: int = 0
@@ -61,9 +76,10 @@ class SimConfig:
     def label(self) -> str:
         gates = f"gates {self.triangulation_px:g} / {self.pnp_px:g} / {self.outlier_px:g} px"
         observe = f", PnP outliers within {self.observe_px:g} px observed" if self.observe_px else ""
+        retry = ", untriangulated points retried from their oldest view" if self.retry else ""
         return (
             f"sigma {self.sigma:g} px, focal {self.focal:g} px, limit {self.limit:g} deg, "
-            f"{self.iterations} iterations, {gates}{observe}"
+            f"{self.iterations} iterations, {gates}{observe}{retry}"
         )
 
 
@@ -116,27 +132,35 @@ def run(cfg: SimConfig) -> list[float]:
     keyframes = []  # dicts: id, T (estimate), det (all keypoints), obs (landmark observations)
     landmarks: dict[int, np.ndarray] = {}
 
-    def add_landmarks(prev, kf):
-        fresh = [i for i in kf["det"] if i in prev["det"] and i not in landmarks]
-        if not fresh:
-            return
-        X, ok = triangulate(
-            prev["T"],
-            kf["T"],
-            np.array([prev["det"][i] for i in fresh]),
-            np.array([kf["det"][i] for i in fresh]),
-            camera,
-            cfg.triangulation_px,
-            cfg.limit,
-        )
-        for i, x in zip(np.array(fresh)[ok].tolist(), X[ok], strict=True):
-            landmarks[i] = x
-            prev["obs"][i], kf["obs"][i] = prev["det"][i], kf["det"][i]
+    def add_landmarks(window, kf):
+        """Points kf sees that are not landmarks, triangulated with the newest of `window` (retry: with the
+        oldest keyframe of it that saw them, observed in each that did)."""
+        done: set[int] = set()
+        for q in window if cfg.retry else window[-1:]:
+            fresh = [i for i in kf["det"] if i in q["det"] and i not in landmarks and i not in done]
+            if not fresh:
+                continue
+            X, ok = triangulate(
+                q["T"],
+                kf["T"],
+                np.array([q["det"][i] for i in fresh]),
+                np.array([kf["det"][i] for i in fresh]),
+                camera,
+                cfg.triangulation_px,
+                cfg.limit,
+            )
+            for i, x in zip(np.array(fresh)[ok].tolist(), X[ok], strict=True):
+                landmarks[i] = x
+                done.add(i)
+                kf["obs"][i] = kf["det"][i]
+                for w in window:
+                    if i in w["det"] and (w is q or cfg.retry):
+                        w["obs"][i] = w["det"][i]
 
     for k in (0, 1):
         T = _true_pose(k, cfg.step)
         keyframes.append({"id": k, "T": T, "det": detect(T), "obs": {}})
-    add_landmarks(*keyframes)
+    add_landmarks(keyframes[:1], keyframes[1])
     ratios = []
     for k in range(2, cfg.keyframes):
         det = detect(_true_pose(k, cfg.step))
@@ -158,7 +182,7 @@ def run(cfg: SimConfig) -> list[float]:
         err = np.linalg.norm(pix - np.array([det[i] for i in known]), axis=1)
         observed = pose.inliers | ((z > 0) & (err <= cfg.observe_px))
         kf["obs"] = {i: det[i] for i in np.array(known)[observed].tolist()}
-        add_landmarks(keyframes[-1], kf)
+        add_landmarks(keyframes, kf)
         keyframes.append(kf)
         if len(keyframes) > 7:
             keyframes.pop(0)
@@ -201,7 +225,7 @@ def parse_config(text: str, base: SimConfig) -> SimConfig:
         key, _, value = item.partition("=")
         if key not in SETTINGS:
             raise ValueError(f"unknown setting {key!r} in {text!r} ({', '.join(SETTINGS)})")
-        fields[key] = int(value) if key == "iterations" else float(value)
+        fields[key] = int(value) if key in ("iterations", "retry") else float(value)
     return replace(base, **fields)
 
 
