@@ -104,10 +104,9 @@ class TrackingConfig:
         "and XFeat runs inline only when the flow fails)",
         choices=MAPPINGS,
     )
-    # Live on 2 cores BA-Net on a keyframe pair is a quarter of a processed frame's time (KITTI 07: 31 of
-    # 127 ms), and a live node sees a keyframe in nearly every second frame; its depth at a few Hz and a
-    # learned scale that is a median over the trajectory need fewer
-    # (docs/preregistered/banet_min_interval.txt).
+    # Live on a small CPU nearly every second frame the node sees is a keyframe, and BA-Net on its pair is
+    # about a quarter of a frame's time; depth at a few Hz, and a learned scale that is a median over the
+    # whole trajectory, need fewer pairs (docs/preregistered/banet_min_interval.txt).
     banet_min_interval: float = setting(
         0.0,
         "BA-Net runs on a new keyframe's pair only when at least this many seconds (of stamps) passed since "
