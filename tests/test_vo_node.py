@@ -889,6 +889,10 @@ def test_parameters_set_at_run_time_and_reset_to_pose(rclpy_context):
         assert not refused[0].successful and "max_depth" in refused[0].reason
         refused = _set_parameters(rclpy_context, graph, queue_size=5)
         assert not refused[0].successful and "read-only" in refused[0].reason
+        refused = _set_parameters(rclpy_context, graph, tracking_max_keypoints=512)  # builds the map
+        assert not refused[0].successful and "read-only" in refused[0].reason
+        (result,) = _set_parameters(rclpy_context, graph, tracking_banet_min_interval=2.0)
+        assert result.successful and graph.node.params.odometry.tracking.banet_min_interval == 2.0
         (result,) = _set_parameters(rclpy_context, graph, max_cost=1e-3)  # every frame now fails the check
         assert result.successful
         send(1)
@@ -896,6 +900,7 @@ def test_parameters_set_at_run_time_and_reset_to_pose(rclpy_context):
         _set_parameters(rclpy_context, graph, max_cost=1e6)
         send(2)
         odoms = graph.wait("odom", 2)
+        assert graph.node.vo.config.tracking.banet_min_interval == 2.0  # applied between two frames
         cov = np.reshape(odoms[1].pose.covariance, (6, 6))
         np.testing.assert_array_equal(cov[:3, :3], 0.25 * np.eye(3))  # the override is in effect
         assert cov[3, 3] > np.reshape(first.pose.covariance, (6, 6))[3, 3]  # the scale too

@@ -272,12 +272,15 @@ def test_tracking_parameters_derive_from_tracking_config():
     from dataclasses import fields
 
     from banet_vo.odometry import TrackingConfig
-    from banet_vo.ros.params import PARAMS, params_from_values
+    from banet_vo.ros.params import PARAMS, TRACKING_DYNAMIC, params_from_values
 
     specs = {spec.name: spec for spec in PARAMS}
     for f in fields(TrackingConfig):
         spec = specs[f"tracking_{f.name}"]
-        assert spec.default == f.default and spec.range == f.metadata["range"] and not spec.dynamic
+        assert spec.default == f.default and spec.range == f.metadata["range"]
+        # read at start (the map is built with them), but for those read at each keyframe
+        assert spec.dynamic == (f.name in TRACKING_DYNAMIC)
+    assert TRACKING_DYNAMIC == ("banet_min_interval",)
     p = params_from_values(
         {"model": "m.safetensors", "tracking_max_keypoints": 1024, "tracking_pnp_max_px": 2.0}
     )

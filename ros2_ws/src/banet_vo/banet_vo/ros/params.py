@@ -54,8 +54,10 @@ ODOMETRY_PARAMS = (
     "matcher_swap_tolerance",
     "matcher_trial_frames",
 )
-# TrackingConfig fields, as node parameters tracking_<field> (all read at start: the map is built with them).
+# TrackingConfig fields, as node parameters tracking_<field>: read at start (the map is built with them),
+# but for those the odometry reads at each keyframe.
 TRACKING_PARAMS = {f"tracking_{f.name}": f.name for f in fields(TrackingConfig)}
+TRACKING_DYNAMIC = ("banet_min_interval",)
 # (later matcher weights arrive on matcher_updates, not through the matcher parameter)
 ODOMETRY_READ_ONLY = (
     "reset_on_time_jump",
@@ -210,7 +212,10 @@ PARAMS = ParameterTable(
         ParameterSpec.from_field(OdometryConfig, name, dynamic=name not in ODOMETRY_READ_ONLY)
         for name in ODOMETRY_PARAMS
     ),
-    *(ParameterSpec.from_field(TrackingConfig, field, name) for name, field in TRACKING_PARAMS.items()),
+    *(
+        ParameterSpec.from_field(TrackingConfig, field, name, dynamic=field in TRACKING_DYNAMIC)
+        for name, field in TRACKING_PARAMS.items()
+    ),
     renamed=(
         # one scale became one per block (they were calibrated apart: docs/node.md)
         RenamedParameter(
