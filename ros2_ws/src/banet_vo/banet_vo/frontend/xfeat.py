@@ -24,6 +24,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from banet_vo.model.checkpoint import load_checkpoint, non_finite_tensors, state_mismatch
 from banet_vo.model.input_image import resize_image
+from banet_vo.odometry.tracking_config import FEATURE_PRECISIONS
 
 # XFeat's own matcher threshold: mutual nearest neighbours below this cosine similarity are dropped.
 DEFAULT_MIN_COSINE = 0.82
@@ -105,9 +106,13 @@ class XFeatExtractor:
         device: str = "cpu",
         weights: str = "",
         fast: bool = True,
+        precision: str = "float32",
     ) -> None:
         if top_k < 8:
             raise ValueError(f"top_k must be >= 8, got {top_k}")
+        if precision not in FEATURE_PRECISIONS:
+            raise ValueError(f"precision must be one of {FEATURE_PRECISIONS}, got {precision!r}")
+        self.precision = precision
         self.top_k = int(top_k)
         self.detection_threshold = float(detection_threshold)
         # weights=None: the package's constructor would otherwise print the path it loads from.
@@ -121,6 +126,17 @@ class XFeatExtractor:
         self._net = self._xfeat.net.to(self.device).eval()
         state, self.weights_meta = load_weights(weights)  # checked there
         self.load_state_dict(state)
+
+    def _autocast(self):
+        """bfloat16 autocast for the network under precision bfloat16 (a no-op context otherwise)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
+
+    def _unit(self, descriptors: torch.Tensor) -> torch.Tensor:
+        """float32 descriptors; under bfloat16 renormalised in float32 (bfloat16 leaves their norms ~0.4 %
+        off 1, which the cosine threshold would feel). float32's are returned as XFeat gives them."""
+        if self.precision == "float32":
+            return descriptors.float()
+        return F.normalize(descriptors.float(), dim=-1)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """A CPU copy of the network's weights (what load_state_dict takes back, e.g. for a rollback)."""
@@ -155,13 +171,14 @@ class XFeatExtractor:
         """Features of an (h, w) float32 gray image in [0, 1], such as a kept Features.gray; `scale` is
         camera pixels per pixel of `gray` (the keypoints are returned in camera pixels)."""
         x = torch.from_numpy(gray)[None, None]
-        out = self._xfeat.detectAndCompute(x, top_k=self.top_k, detection_threshold=self.detection_threshold)[
-            0
-        ]
+        with self._autocast():
+            out = self._xfeat.detectAndCompute(
+                x, top_k=self.top_k, detection_threshold=self.detection_threshold
+            )[0]
         keypoints = _to_camera_pixels(out["keypoints"].double().cpu().numpy(), scale)
         return Features(
             keypoints,
-            out["descriptors"].float(),
+            self._unit(out["descriptors"]),
             out["scores"].float().cpu().numpy(),
             gray if keep_image else None,
             (float(scale[0]), float(scale[1])),
@@ -177,7 +194,9 @@ class XFeatExtractor:
         back."""
         xfeat = self._xfeat
         x, rh, rw = xfeat.preprocess_tensor(torch.from_numpy(gray)[None, None])
-        dense = F.normalize(xfeat.net(x)[0], dim=1)
+        with self._autocast():
+            dense = xfeat.net(x)[0]
+        dense = F.normalize(dense.float(), dim=1)
         on_gray = _to_camera_pixels(np.asarray(keypoints, np.float64), (1.0 / scale[0], 1.0 / scale[1]))
         pos = torch.from_numpy(on_gray.astype(np.float32) / np.array([rw, rh], np.float32))
         desc = xfeat.interpolator(dense, pos.to(self.device)[None], H=x.shape[-2], W=x.shape[-1])[0]

@@ -200,6 +200,7 @@ class KeyframeOdometry:
             top_k=self.tracking.max_keypoints,
             weights=self.config.matcher,
             device=str(getattr(estimator, "device", "cpu")),
+            precision=self.tracking.feature_precision,
         )
         self.matcher_version = 0  # 0: the weights it started with; then the versions swap_matcher took
         self._quality = TrackingQuality(self.config.matcher_trial_frames)

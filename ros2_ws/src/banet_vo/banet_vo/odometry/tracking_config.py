@@ -15,6 +15,8 @@ BUSY_KEYFRAMES = ("wait", "defer")
 KEYFRAME_JOINS = ("solved", "at_once")
 MAPPINGS = ("inline", "background")
 BACKING_UP_LANDMARKS = ("refuse_near", "add")
+# XFeat's network in float32, or under bfloat16 autocast (faster on CPUs with AMX; not the same function).
+FEATURE_PRECISIONS = ("float32", "bfloat16")
 # Smallest working image for XFeat (e.g. 160x120): below it too few keypoints survive to track.
 MIN_FEATURE_PIXELS = 160 * 120
 
@@ -38,6 +40,14 @@ class TrackingConfig:
         "XFeat runs on the image upscaled (bilinear) to about this many pixels when it has fewer, its "
         "keypoints mapped back to the camera's pixels (0: the image's own size)",
         range=(0, 1_000_000_000),
+    )
+    # On a CPU with AMX, XFeat under bfloat16 took 0.6-0.7x the time; a quarter of its keypoints move
+    # (docs/frontend.md, "Time per frame"; docs/preregistered/xfeat_bfloat16.txt).
+    feature_precision: str = setting(
+        "float32",
+        "XFeat's network in float32 or under bfloat16 autocast (faster on CPUs with AMX, amx_bf16 in "
+        "/proc/cpuinfo, and on GPUs; keypoints and descriptors differ a little)",
+        choices=FEATURE_PRECISIONS,
     )
     min_cosine: float = setting(
         0.82,
