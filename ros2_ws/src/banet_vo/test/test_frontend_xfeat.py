@@ -275,3 +275,27 @@ def test_new_weights_reach_the_inference_copy():
     again = extractor.extract(image)
     np.testing.assert_array_equal(again.keypoints, before.keypoints)
     assert torch.equal(again.descriptors, before.descriptors)
+
+
+def test_bfloat16_precision_gives_nearly_the_float32_features():
+    """precision bfloat16 (autocast): unit float32 descriptors, most keypoints where float32 puts them, the
+    shifted-image matches still at the shift; describe() agrees with extract() under it too. float32 is the
+    default, and an unknown precision is refused."""
+    image = skdata.astronaut().mean(axis=2).astype(np.uint8)
+    a, b = image[40:424, 40:424], image[48:432, 56:440]  # b(x) = a(x + (16, 8))
+    f32, b16 = XFeatExtractor(top_k=512), XFeatExtractor(top_k=512, precision="bfloat16")
+    assert f32.precision == "float32"
+    fa32, fa, fb = f32.extract(a), b16.extract(a, keep_image=True), b16.extract(b)
+    assert fa.descriptors.dtype == torch.float32
+    torch.testing.assert_close(fa.descriptors.norm(dim=1), torch.ones(len(fa)), atol=1e-5, rtol=0)
+    near = np.linalg.norm(fa32.keypoints[:, None] - fa.keypoints[None], axis=2).min(axis=1) < 1.0
+    assert near.mean() > 0.6
+    same = len(fa32) == len(fa) and np.array_equal(fa32.keypoints, fa.keypoints)
+    assert not (same and torch.allclose(fa32.descriptors, fa.descriptors, atol=1e-4))  # ran in bfloat16
+    m = match_mutual(fa, fb)
+    flow = fb.keypoints[m[:, 1]] - fa.keypoints[m[:, 0]]
+    assert len(m) > 50 and (np.linalg.norm(flow - [-16, -8], axis=1) < 0.5).mean() > 0.9
+    again = b16.describe(fa.gray, fa.keypoints, fa.scale)
+    assert (torch.sum(again * fa.descriptors, dim=1) > 0.99).mean(dtype=torch.float32) > 0.95
+    with pytest.raises(ValueError, match="precision"):
+        XFeatExtractor(precision="float16")
