@@ -736,8 +736,6 @@ class KeyframeOdometry:
         t = self.tracking
         recent = self._keyframes[::-1][: t.track_keyframes]
         banet = self._banet_due(frame.stamp)
-        if not banet:
-            self.stats.banet_skipped += 1
         future = self._mapping_pool.submit(
             _map_keyframe,
             self.extractor,
@@ -1294,15 +1292,16 @@ class KeyframeOdometry:
         depth = depth_camera = None
         message = ""
         if new_keyframe is not None and len(self._keyframes) >= 2:
-            if not self._banet_due(new_keyframe.stamp):
-                self.stats.banet_skipped += 1
-            elif self.config.background_banet:
-                self._submit_banet(new_keyframe, self._keyframes[-2])
-            else:
-                estimate = self._run_banet(new_keyframe, self._keyframes[-2])
-                depth, depth_camera, message = self._use_banet(new_keyframe, self._keyframes[-2], estimate)
-                if depth is not None:
-                    new_keyframe.depth = (depth, depth_camera)
+            if self._banet_due(new_keyframe.stamp):  # else no depth, no learned measurement
+                if self.config.background_banet:
+                    self._submit_banet(new_keyframe, self._keyframes[-2])
+                else:
+                    prev = self._keyframes[-2]
+                    depth, depth_camera, message = self._use_banet(
+                        new_keyframe, prev, self._run_banet(new_keyframe, prev)
+                    )
+                    if depth is not None:
+                        new_keyframe.depth = (depth, depth_camera)
             if self._ba_job is not None and new_keyframe.id in self._ba_job.poses:
                 # Its landmarks are still being solved: the scale is measured on them when merged.
                 new_keyframe.unmeasured = True
@@ -1345,11 +1344,12 @@ class KeyframeOdometry:
 
     def _banet_due(self, stamp: float) -> bool:
         """Whether BA-Net runs on the pair of a keyframe at `stamp` (tracking.banet_min_interval); when it
-        does, the stamp is taken as the one it last ran on."""
+        does, the stamp is taken as the one it last ran on, else the keyframe is counted as skipped."""
         interval = self.tracking.banet_min_interval
         learning = self.config.scale_source == "learned" and self._scale.value is None
         if interval > 0 and not learning and self._banet_stamp is not None:
             if stamp - self._banet_stamp < interval:
+                self.stats.banet_skipped += 1
                 return False
         self._banet_stamp = stamp
         return True
