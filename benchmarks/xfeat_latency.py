@@ -8,7 +8,12 @@ inference copy of the network with BatchNorm folded and channels-last weights) a
 package's own detectAndCompute) extract the first frames of each clip at its own size, alternating image
 by image so that both see the same machine load; medians per call and their ratio. Beside the times, how
 far the two agree: the share of the reference's keypoints the fast path returns at the same pixel, and
-the largest descriptor difference there. Results: benchmarks/results/xfeat_latency.md.
+the largest descriptor difference there.
+
+Then `match_mutual` on the fast path's features of frame pairs 1-3 apart, against a row-argmax version
+of the same definition (what it computed before each row's partner was looked up among the column
+maxima), alternating pair by pair: medians per call, their ratio and how many pairs gave the same matches.
+Results: benchmarks/results/xfeat_latency.md.
 """
 
 from __future__ import annotations
@@ -40,6 +45,48 @@ def agreement(fast, reference) -> tuple[float, float]:
     return len(pairs) / max(len(reference), 1), gap
 
 
+def match_by_row_argmax(a, b, min_cosine: float) -> np.ndarray:
+    """Mutual nearest neighbours by each row's argmax (the reference `match_mutual` is timed against)."""
+    import torch
+
+    with torch.inference_mode():
+        sim = a.descriptors @ b.descriptors.T
+        best, j = sim.max(dim=1)
+        keep = (best >= sim.amax(dim=0)[j]) & (best >= min_cosine)
+        i, j = torch.nonzero(keep).squeeze(1), j[keep]
+        first = torch.full((len(b),), len(a), dtype=torch.int64)
+        first.scatter_reduce_(0, j, i, reduce="amin")
+        own = first[j] == i
+    return torch.stack([i[own], j[own]], dim=1).numpy().astype(np.int64)
+
+
+def time_matching(name: str, features: list, repeats: int) -> dict:
+    """match_mutual against match_by_row_argmax on pairs of `features` 1-3 frames apart."""
+    from banet_vo.frontend import match_mutual
+    from banet_vo.frontend.xfeat import DEFAULT_MIN_COSINE
+
+    pairs = [(a, b) for k, a in enumerate(features) for b in features[k + 1 : k + 4]]
+    times = {"lookup": [], "argmax": []}
+    same = 0
+    for _ in range(repeats):
+        for a, b in pairs:
+            started = time.perf_counter()
+            ours = match_mutual(a, b, DEFAULT_MIN_COSINE)
+            times["lookup"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            theirs = match_by_row_argmax(a, b, DEFAULT_MIN_COSINE)
+            times["argmax"].append(time.perf_counter() - started)
+            same += int(np.array_equal(ours, theirs))
+    return {
+        "clip": name,
+        "keypoints": int(np.median([len(f) for f in features])),
+        "calls": len(times["lookup"]),
+        "lookup": float(np.median(times["lookup"])),
+        "argmax": float(np.median(times["argmax"])),
+        "same": same,
+    }
+
+
 def _timed(extractor, image, seconds: list[float]):
     started = time.perf_counter()
     features = extractor.extract(image)
@@ -56,14 +103,18 @@ def time_clip(name: str, args, fast, reference) -> dict:
     times = {"fast": [], "reference": []}
     shares, gaps = [], []
     for _ in range(args.repeats):
+        kept = []
         for image in frames:
             ours = _timed(fast, image, times["fast"])
             theirs = _timed(reference, image, times["reference"])
+            kept.append(ours)
             share, gap = agreement(ours, theirs)
             shares.append(share)
             gaps.append(gap)
     height, width = frames[0].shape[:2]
+    matching = time_matching(name, kept, args.repeats)
     return {
+        "matching": matching,
         "clip": name,
         "size": f"{width}x{height}",
         "calls": len(times["fast"]),
@@ -86,6 +137,17 @@ def markdown(rows: list[dict], argv: list[str], seconds: float, version: str) ->
             f"{1000 * r['fast']:.1f} | {r['fast'] / r['reference']:.2f} | {100 * r['share']:.1f} % | "
             f"{r['gap']:.1e} |"
         )
+    matching = [
+        "| clip | torch threads | keypoints (median) | calls each | row argmax [ms] | lookup [ms] | "
+        "lookup / argmax | same matches |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        m = r["matching"]
+        matching.append(
+            f"| {r['clip']} | {r['threads']} | {m['keypoints']} | {m['calls']} | {1000 * m['argmax']:.2f} | "
+            f"{1000 * m['lookup']:.2f} | {m['lookup'] / m['argmax']:.2f} | {m['same']} of {m['calls']} |"
+        )
     return "\n".join(
         [
             *header_lines(
@@ -102,6 +164,13 @@ def markdown(rows: list[dict], argv: list[str], seconds: float, version: str) ->
             "up to float rounding, so a keypoint whose score ties within rounding may differ.",
             "",
             *lines,
+            "",
+            "Mutual matching (`match_mutual`, what the odometry runs 2-4 times per frame) on the fast path's "
+            "features of frame pairs 1-3 apart, against the same definition computed with a row argmax: "
+            "median wall time per call. The lookup finds each row's partner among the column maxima by "
+            "value.",
+            "",
+            *matching,
             "",
         ]
     )

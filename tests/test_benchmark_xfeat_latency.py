@@ -20,6 +20,38 @@ def test_a_short_run_writes_its_table(kitti06_dir: Path, tmp_path):
     assert float(cells[4]) > 0 and float(cells[5]) > 0
     assert float(cells[7].rstrip(" %")) >= 98.0  # the same keypoints up to float rounding
     assert float(cells[8]) < 1e-3
+    # The matching table: 3 frames give 3 pairs, and the lookup matches as the row argmax does.
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| kitti06 |")]
+    cells = [c.strip() for c in rows[1].strip("|").split("|")]
+    assert cells[1] == "1" and cells[3] == "3" and cells[7] == "3 of 3"
+    assert float(cells[4]) > 0 and float(cells[5]) > 0
+
+
+def test_the_row_argmax_reference_is_the_matching_definition():
+    """The benchmark's reference against a float64 loop over the definition, as match_mutual is tested."""
+    import numpy as np
+    import torch
+    from banet_vo.frontend import Features
+
+    from benchmarks.xfeat_latency import match_by_row_argmax
+
+    rng = torch.Generator().manual_seed(3)
+    da = torch.nn.functional.normalize(torch.randn(200, 64, generator=rng), dim=1)
+    db = torch.nn.functional.normalize(
+        torch.cat(
+            [da[:100] + 0.06 * torch.randn(100, 64, generator=rng), torch.randn(80, 64, generator=rng)]
+        ),
+        dim=1,
+    )
+    a, b = Features(np.zeros((200, 2)), da, np.ones(200)), Features(np.zeros((180, 2)), db, np.ones(180))
+    sim = (da.double() @ db.double().T).numpy()
+    expected = {
+        (i, int(sim[i].argmax()))
+        for i in range(200)
+        if sim[:, sim[i].argmax()].argmax() == i and sim[i].max() >= 0.82
+    }
+    assert len(expected) > 50
+    assert set(map(tuple, match_by_row_argmax(a, b, 0.82).tolist())) == expected
 
 
 def test_bad_arguments_are_refused(capsys):

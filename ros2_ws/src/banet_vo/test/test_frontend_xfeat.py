@@ -104,6 +104,41 @@ def test_mutual_matching_stays_one_to_one_on_exact_ties():
     assert len(set(m[:, 1].tolist())) == len(m)
 
 
+def test_mutual_matching_with_duplicate_descriptors_in_b():
+    """Two columns with the same maximum (b's keypoints 0 and 1 share a descriptor): the row takes its first
+    best column, as a row argmax would, and the rest match one-to-one."""
+    d = torch.nn.functional.normalize(torch.randn(3, 64, generator=torch.Generator().manual_seed(2)), dim=1)
+    a = Features(np.zeros((3, 2)), d, np.ones(3, np.float32))
+    b = Features(np.zeros((4, 2)), d[[0, 0, 1, 2]], np.ones(4, np.float32))
+    m = match_mutual(a, b, min_cosine=0.99)
+    assert sorted(map(tuple, m.tolist())) == [(0, 0), (1, 2), (2, 3)]
+
+
+def test_mutual_matching_on_a_tie_within_a_row_takes_the_column_whose_best_it_is():
+    """Row 0 of a ties exactly between b's columns 0 and 1 (cos 45 deg each); column 0's best is row 1
+    (cos 1), column 1's best is row 0. (0, 1) is a mutual pair; a first-argmax rule would have lost it."""
+    e = torch.eye(64)
+    a = Features(np.zeros((2, 2)), torch.stack([e[0], (e[0] + e[1]) / 2**0.5]), np.ones(2, np.float32))
+    b = Features(np.zeros((2, 2)), torch.stack([(e[0] + e[1]) / 2**0.5, (e[0] + e[2]) / 2**0.5]), np.ones(2))
+    sim = a.descriptors @ b.descriptors.T
+    assert sim[0, 0] == sim[0, 1]  # the tie is exact
+    m = match_mutual(a, b, min_cosine=0.5)
+    assert sorted(map(tuple, m.tolist())) == [(0, 1), (1, 0)]
+
+
+def test_mutual_matching_is_not_fooled_by_an_equal_similarity_elsewhere():
+    """Row 0's best (cos 45 deg, column 0) equals column 1's best, which is row 1's: row 0 is no match
+    (column 0's best is row 2), and column 1 goes to row 1, not to the first row of that value."""
+    e = torch.eye(64)
+    diagonal = (e[0] + e[1]) / 2**0.5
+    a = Features(np.zeros((3, 2)), torch.stack([e[0], (e[3] + e[4]) / 2**0.5, diagonal]), np.ones(3))
+    b = Features(np.zeros((2, 2)), torch.stack([diagonal, e[3]]), np.ones(2, np.float32))
+    sim = a.descriptors @ b.descriptors.T
+    assert sim[0].max() == sim[:, 1].max()  # the coincidence is exact
+    m = match_mutual(a, b, min_cosine=0.5)
+    assert sorted(map(tuple, m.tolist())) == [(1, 1), (2, 0)]
+
+
 def test_a_large_image_is_downscaled_and_its_keypoints_mapped_back(extractor):
     """An image 2x2-replicated to 768x768, capped at 384x384 pixels, is the crop itself to XFeat (area
     averaging of equal 2x2 blocks is exact): same descriptors, keypoints at the big image's pixel centres

@@ -304,16 +304,31 @@ def _to_gray(image: np.ndarray) -> np.ndarray:
 def match_mutual(a: Features, b: Features, min_cosine: float = DEFAULT_MIN_COSINE) -> np.ndarray:
     """(M, 2) int indices (i into a, j into b), one-to-one, of mutual nearest neighbours with cosine >=
     min_cosine: j is i's best match in b and i's similarity is j's best in a (on an exact tie for j,
-    the first such i)."""
+    the first such i; on an exact tie within i's row, the j whose own best it is)."""
     if len(a) == 0 or len(b) == 0:
         return np.zeros((0, 2), dtype=np.int64)
     with torch.inference_mode():
         sim = a.descriptors @ b.descriptors.T
-        best_ab, j = sim.max(dim=1)
-        # A column maximum is ~5x cheaper than a column argmax (or a transposed copy's row argmax).
-        keep = (best_ab >= sim.amax(dim=0)[j]) & (best_ab >= min_cosine)
-        i = torch.nonzero(keep).squeeze(1)
-        j = j[keep]
+        row_best = sim.amax(dim=1)
+        col_best = sim.amax(dim=0)
+        # A mutual pair's similarity is both its row's and its column's maximum, so each row's partner is
+        # found by looking its maximum up among the column maxima: a row argmax costs ~15x a row maximum.
+        order = torch.argsort(col_best, stable=True)
+        values = col_best[order]
+        at = torch.searchsorted(values, row_best).clamp_(max=len(b) - 1)
+        i = torch.nonzero((values[at] == row_best) & (row_best >= min_cosine)).squeeze(1)
+        at = at[i]
+        j = order[at]
+        # Two columns with the same maximum (duplicate descriptors): those rows take the plain argmax.
+        later = (at + 1).clamp_(max=len(b) - 1)
+        tied = (values[later] == row_best[i]) & (later != at)
+        if tied.any():
+            best, j_tied = sim[i[tied]].max(dim=1)
+            j[tied] = torch.where(best >= col_best[j_tied], j_tied, -1)
+        found = j >= 0
+        i, j = i[found], j[found]
+        keep = sim[i, j] == row_best[i]  # a column maximum of equal value elsewhere is not this row's
+        i, j = i[keep], j[keep]
         first = torch.full((len(b),), len(a), dtype=torch.int64, device=sim.device)
         first.scatter_reduce_(0, j, i, reduce="amin")
         own = first[j] == i
