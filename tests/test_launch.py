@@ -61,6 +61,7 @@ def test_vo_launch_declares_the_documented_arguments():
         "base_frame",
         "background_ba",
         "tracking_banet_min_interval",
+        "tracking_max_keypoints",
         "tracking_between_keyframes",
         "tracking_mapping",
     }

@@ -30,6 +30,7 @@ def test_given_arguments_become_typed_parameters_the_node_accepts():
         "base_frame": "base_footprint",
         "background_ba": "true",
         "tracking_banet_min_interval": "1",  # a float parameter too
+        "tracking_max_keypoints": "1024",
         "tracking_between_keyframes": "flow",
         "tracking_mapping": "background",
     }
@@ -47,6 +48,7 @@ def test_given_arguments_become_typed_parameters_the_node_accepts():
         "base_frame": "base_footprint",
         "background_ba": True,
         "tracking_banet_min_interval": 1.0,
+        "tracking_max_keypoints": 1024,
         "tracking_between_keyframes": "flow",
         "tracking_mapping": "background",
     }
@@ -58,6 +60,7 @@ def test_given_arguments_become_typed_parameters_the_node_accepts():
     tracking = params.odometry.tracking
     assert (tracking.between_keyframes, tracking.mapping) == ("flow", "background")
     assert tracking.banet_min_interval == 1.0
+    assert tracking.max_keypoints == 1024 and type(out["tracking_max_keypoints"]) is int
 
 
 @pytest.mark.parametrize(
@@ -69,6 +72,7 @@ def test_given_arguments_become_typed_parameters_the_node_accepts():
         ("publish_tf", "yes please", r"launch argument publish_tf: expected bool"),
         ("use_sim_time", "maybe", r"launch argument use_sim_time: true or false"),
         ("tracking_mapping", "thread", r"launch argument tracking_mapping: must be one of"),
+        ("tracking_max_keypoints", "4", r"launch argument tracking_max_keypoints: 4 is outside"),
     ],
 )
 def test_a_bad_argument_fails_naming_it(name, text, message):

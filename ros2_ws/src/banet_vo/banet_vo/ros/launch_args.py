@@ -33,6 +33,7 @@ LAUNCH_PARAMETERS = (
     # The live settings (README, "live"): a camera the node cannot keep up with.
     "background_ba",
     "tracking_banet_min_interval",
+    "tracking_max_keypoints",
     "tracking_between_keyframes",
     "tracking_mapping",
 )
