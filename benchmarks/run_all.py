@@ -133,7 +133,7 @@ RUNS = {
         )
         for tag in ("", "_cap500k_px")
     },
-    # The recommended live setting (docs/preregistered/banet_min_interval.txt, max_keypoints.txt).
+    # The recommended live setting (docs/preregistered/banet_min_interval.txt).
     "real_clips_live_background": (
         "real_clips",
         [
@@ -142,8 +142,6 @@ RUNS = {
             "background_ba:=true",
             "--live-param",
             "tracking_banet_min_interval:=0.5",
-            "--live-param",
-            "tracking_max_keypoints:=1024",
             "--out",
             str(RESULTS / "real_clips_live_background.md"),
         ],
