@@ -1,12 +1,13 @@
 """Where the time of one frame goes: the xfeat front end's stages on real clips, offline, every frame.
 
     .venv/bin/python -m benchmarks.frame_profile [--clips kitti07,hololens] [--threads 2]
-        [--window-solvers gtsam,ceres] [--window-shapes 7/5,10/5]
+        [--window-solvers gtsam,ceres] [--window-shapes 7/5,10/5] [--max-keypoints 2048,1024]
 
 Each stage's functions are wrapped with a wall-clock timer while the clip runs through the pipeline in its
 default configuration (KITTI with the ground-plane scale), the window BA in line (what a live node pays
-on one process unless background_ba is on), once per window solver and window shape named (one row each,
-in one run; a shape is window_keyframes/free_keyframes).
+on one process unless background_ba is on), once per window solver, window shape and keypoint count named
+(one row each, in one run; a shape is window_keyframes/free_keyframes, a keypoint count XFeat's top_k,
+tracking max_keypoints).
 Shares are of the summed process() time; "other" is what no
 stage covers (keyframe bookkeeping, triangulation, covariances). Results: benchmarks/results/frame_profile.md.
 """
@@ -56,7 +57,30 @@ def _shape_label(shape: tuple[int, int] | None) -> str:
     return f"{shape[0]}/{shape[1]}"
 
 
-def profile_clip(name: str, args, estimator, solver: str, shape: tuple[int, int] | None = None) -> dict:
+def parse_keypoints(text: str) -> list[int | None]:
+    """ "2048,1024" -> [2048, 1024] (tracking max_keypoints); "" -> [None] (the default). ValueError for
+    anything TrackingConfig would refuse."""
+    from banet_vo.odometry import TrackingConfig
+
+    if not text:
+        return [None]
+    counts = []
+    for token in text.split(","):
+        if not token.strip().isdigit():
+            raise ValueError(f"keypoint count {token!r} is not a whole number")
+        TrackingConfig(max_keypoints=int(token))  # its range, or ValueError
+        counts.append(int(token))
+    return counts
+
+
+def profile_clip(
+    name: str,
+    args,
+    estimator,
+    solver: str,
+    shape: tuple[int, int] | None = None,
+    keypoints: int | None = None,
+) -> dict:
     from banet_vo.evaluation import real_clips as rc
     from banet_vo.odometry import OdometryConfig, make_odometry
 
@@ -67,6 +91,8 @@ def profile_clip(name: str, args, estimator, solver: str, shape: tuple[int, int]
     if shape is not None:
         tracking = replace(config.tracking, window_keyframes=shape[0], free_keyframes=shape[1])
         config = replace(config, tracking=tracking)
+    if keypoints is not None:
+        config = replace(config, tracking=replace(config.tracking, max_keypoints=keypoints))
     vo = make_odometry(estimator, replace(config, background_ba=False, window_solver=solver))
     times = StageTimes()
     with timed_stages(times):
@@ -76,6 +102,7 @@ def profile_clip(name: str, args, estimator, solver: str, shape: tuple[int, int]
         "clip": name,
         "solver": solver,
         "shape": _shape_label(shape),
+        "keypoints": config.tracking.max_keypoints,
         "frames": run.frames_total,
         "keyframes": vo.stats.keyframes,
         "total": total,
@@ -86,11 +113,11 @@ def profile_clip(name: str, args, estimator, solver: str, shape: tuple[int, int]
 def markdown(results: list[dict], args, argv: list[str], seconds: float) -> str:
     stages = list(STAGES)
     head = (
-        "| clip | window solver | window (keyframes/free) | frames (keyframes) | s/frame | "
+        "| clip | window solver | window (keyframes/free) | keypoints | frames (keyframes) | s/frame | "
         + " | ".join(stages)
         + " | other | window BA s/keyframe |"
     )
-    lines = [head, "|" + "---|" * (len(stages) + 7)]
+    lines = [head, "|" + "---|" * (len(stages) + 8)]
     for r in results:
         spent = [r["stages"].get(s, 0.0) for s in stages]
         covered = sum(spent)
@@ -98,7 +125,8 @@ def markdown(results: list[dict], args, argv: list[str], seconds: float) -> str:
         other = r["total"] - covered
         per_keyframe = r["stages"].get("window BA", 0.0) / max(r["keyframes"], 1)
         lines.append(
-            f"| {r['clip']} | {r['solver']} | {r['shape']} | {r['frames']} ({r['keyframes']}) | "
+            f"| {r['clip']} | {r['solver']} | {r['shape']} | {r['keypoints']} | "
+            f"{r['frames']} ({r['keyframes']}) | "
             f"{r['total'] / r['frames']:.3f} | "
             + " | ".join(cells)
             + f" | {other / r['frames']:.3f} ({100 * other / r['total']:.0f} %) | {per_keyframe:.3f} |"
@@ -145,12 +173,22 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated window shapes WINDOW/FREE (tracking window_keyframes/free_keyframes) to "
         "profile, one row each (default: the configured shape)",
     )
+    parser.add_argument(
+        "--max-keypoints",
+        default="",
+        help="comma-separated XFeat keypoint counts (tracking max_keypoints) to profile, one row each "
+        "(default: the configured count)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="markdown file to write")
     args = parser.parse_args(argv)
     try:
         shapes = parse_window_shapes(args.window_shapes)
     except ValueError as err:
         parser.error(f"--window-shapes: {err}")
+    try:
+        keypoint_counts = parse_keypoints(args.max_keypoints)
+    except ValueError as err:
+        parser.error(f"--max-keypoints: {err}")
     from banet_vo.backend.window_ba import SOLVERS
 
     solvers = args.window_solvers.split(",")
@@ -174,12 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in clips:
         for solver in solvers:
             for shape in shapes:
-                print(
-                    f"frame_profile: {name} ({solver}, window {_shape_label(shape)})",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                results.append(profile_clip(name, args, estimator, solver, shape))
+                for keypoints in keypoint_counts:
+                    print(
+                        f"frame_profile: {name} ({solver}, window {_shape_label(shape)}, keypoints "
+                        f"{keypoints or 'default'})",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    results.append(profile_clip(name, args, estimator, solver, shape, keypoints))
     text = markdown(results, args, argv, time.perf_counter() - started)
     args.out.write_text(text)
     print(text)

@@ -60,5 +60,22 @@ def test_each_window_shape_is_profiled_in_its_own_row(kitti06_dir, tmp_path):
     )
     rows = [line for line in out.read_text().splitlines() if line.startswith("| kitti06 |")]
     assert [row.split(" | ")[2] for row in rows] == ["3/1", "7/5"]
+    assert [row.split(" | ")[3] for row in rows] == ["2048", "2048"]  # the configured count
     per_keyframe = [float(row.rstrip(" |").rsplit("| ", 1)[1]) for row in rows]
     assert all(t > 0 for t in per_keyframe)
+
+
+def test_each_keypoint_count_is_profiled_in_its_own_row(kitti06_dir, tmp_path):
+    """Two XFeat keypoint counts on KITTI 06's first frames: one row each, labelled; bad counts refused."""
+    from benchmarks.frame_profile import main, parse_keypoints
+
+    assert parse_keypoints("") == [None] and parse_keypoints("2048,512") == [2048, 512]
+    with pytest.raises(ValueError):
+        parse_keypoints("4")  # below TrackingConfig's range
+    with pytest.raises(ValueError):
+        parse_keypoints("many")
+    out = tmp_path / "profile.md"
+    args = ["--clips", "kitti06", "--data", str(kitti06_dir.parent), "--max-frames", "10", "--threads", "1"]
+    assert main([*args, "--max-keypoints", "1024,256", "--out", str(out)]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| kitti06 |")]
+    assert [row.split(" | ")[3] for row in rows] == ["1024", "256"]
