@@ -89,6 +89,8 @@ def _scale_run(base: list[str], clips: str, factor: str, tag: str, suffix: str =
 # Topics written by another benchmark module than their name: topic -> (module, arguments).
 RUNS = {
     "real_clips_live": ("real_clips", ["--live-only"]),
+    # The default keypoint count beside half of it (docs/preregistered/max_keypoints.txt).
+    "frame_profile": ("frame_profile", ["--threads", "2", "--max-keypoints", "2048,1024"]),
     "real_clips_every5": ("real_clips", ["--every", "5", "--seeds", "0,1,2,3,4", "--threads", "1"]),
     "real_clips_scale0.5": ("real_clips", ["--image-scale", "0.5", "--seeds", "0,1,2", "--threads", "2"]),
     # The ground-plane scale depends on the RANSAC seed far more than the rest: ten seeds.
