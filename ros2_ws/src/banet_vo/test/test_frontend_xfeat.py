@@ -104,9 +104,14 @@ def test_mutual_matching_stays_one_to_one_on_exact_ties():
     assert len(set(m[:, 1].tolist())) == len(m)
 
 
-def test_mutual_matching_with_duplicate_descriptors_in_b():
-    """Two columns with the same maximum (b's keypoints 0 and 1 share a descriptor): the row takes its first
-    best column, as a row argmax would, and the rest match one-to-one."""
+def test_mutual_matching_when_columns_share_their_maximum():
+    """Two columns whose maxima are equal (exactly 1.0, from two different rows): each row still finds its
+    own column, not the first column of that value. And duplicate descriptors in b: the row takes its first
+    best column, as a row argmax would."""
+    e = torch.eye(64)
+    a = Features(np.zeros((2, 2)), e[:2], np.ones(2, np.float32))
+    b = Features(np.zeros((2, 2)), e[[1, 0]], np.ones(2, np.float32))
+    assert sorted(map(tuple, match_mutual(a, b, min_cosine=0.99).tolist())) == [(0, 1), (1, 0)]
     d = torch.nn.functional.normalize(torch.randn(3, 64, generator=torch.Generator().manual_seed(2)), dim=1)
     a = Features(np.zeros((3, 2)), d, np.ones(3, np.float32))
     b = Features(np.zeros((4, 2)), d[[0, 0, 1, 2]], np.ones(4, np.float32))
