@@ -88,11 +88,10 @@ def profile_clip(
     clip = rc.load_clip(spec, args.data, args.max_frames)
     scale = "ground_plane" if spec.camera_height else "learned"
     config = OdometryConfig(scale_source=scale, camera_height=spec.camera_height or 0.0)
-    if shape is not None:
-        tracking = replace(config.tracking, window_keyframes=shape[0], free_keyframes=shape[1])
-        config = replace(config, tracking=tracking)
+    overrides = {} if shape is None else {"window_keyframes": shape[0], "free_keyframes": shape[1]}
     if keypoints is not None:
-        config = replace(config, tracking=replace(config.tracking, max_keypoints=keypoints))
+        overrides["max_keypoints"] = keypoints
+    config = replace(config, tracking=replace(config.tracking, **overrides))
     vo = make_odometry(estimator, replace(config, background_ba=False, window_solver=solver))
     times = StageTimes()
     with timed_stages(times):
