@@ -93,6 +93,21 @@ def test_mutual_matching_equals_the_brute_force_definition():
     assert len(expected) > 50 and got == expected
 
 
+def test_mutual_matching_at_odd_sizes_where_every_similarity_is_negative():
+    """13 and 21 descriptors (the CPU pads row counts to 16 for the GEMM) in opposite orthants: every
+    similarity is negative, so a padded zero row that reached a maximum would end every match."""
+    rng = torch.Generator().manual_seed(2)
+    da = torch.nn.functional.normalize(torch.rand(13, 64, generator=rng), dim=1)
+    db = -torch.nn.functional.normalize(torch.rand(21, 64, generator=rng), dim=1)
+    sim = (da.double() @ db.double().T).numpy()
+    assert sim.max() < 0
+    expected = {(i, int(sim[i].argmax())) for i in range(13) if sim[:, sim[i].argmax()].argmax() == i}
+    a = Features(np.zeros((13, 2)), da, np.ones(13, np.float32))
+    b = Features(np.zeros((21, 2)), db, np.ones(21, np.float32))
+    got = set(map(tuple, match_mutual(a, b, -1.0).tolist()))
+    assert expected and got == expected
+
+
 def test_mutual_matching_stays_one_to_one_on_exact_ties():
     """Duplicated descriptors tie exactly: every keypoint of a with the same descriptor has the same best
     match in b, and only the first of them may take it (as a column argmax would)."""
