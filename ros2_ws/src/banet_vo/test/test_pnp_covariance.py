@@ -1,0 +1,62 @@
+"""The keyframe front end's pose covariance from reprojection (keyframe_vo._pose_covariance_px) against a
+float64 finite-difference Jacobian of the projection, and its noise level from the residuals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from banet_vo.frontend.solvers import project
+from banet_vo.geometry import PinholeCamera
+from banet_vo.odometry.keyframe_vo import _pose_covariance_px
+from scipy.spatial.transform import Rotation
+
+CAMERA = PinholeCamera(700.0, 690.0, 610.0, 185.0, 1226, 370)
+
+
+def _points(n: int = 40, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.c_[rng.uniform(-6, 6, n), rng.uniform(-2, 2, n), rng.uniform(4, 40, n)]
+
+
+def _finite_difference_jacobian(P: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """d(pixels)/dξ, ξ = [ρ, φ]: the points moved by Exp(ξ) (to first order R(φ)·p + ρ), central
+    differences."""
+
+    def pixels(xi: np.ndarray) -> np.ndarray:
+        moved = Rotation.from_rotvec(xi[3:]).apply(P) + xi[:3]
+        return project(np.eye(4), moved, CAMERA)[0].reshape(-1)
+
+    J = np.zeros((2 * len(P), 6))
+    for k in range(6):
+        step = np.zeros(6)
+        step[k] = h
+        J[:, k] = (pixels(step) - pixels(-step)) / (2 * h)
+    return J
+
+
+def test_pose_covariance_is_sigma_squared_over_the_projection_hessian():
+    P = _points()
+    J = _finite_difference_jacobian(P)
+    expected = 1.5**2 * np.linalg.inv(J.T @ J)
+    cov = _pose_covariance_px(P, CAMERA, sigma_px=1.5)
+    np.testing.assert_allclose(cov, expected, rtol=1e-5, atol=1e-14)
+    np.testing.assert_array_equal(cov, cov.T)
+    assert np.all(np.linalg.eigvalsh(cov) > 0)
+
+
+def test_residuals_larger_than_sigma_set_the_noise_level():
+    """With pixels 3 px right and 4 px down of the projections the residual RMS per coordinate is
+    sqrt(12.5) px, which replaces a smaller sigma_px and leaves a larger one."""
+    P = _points(seed=1)
+    seen = project(np.eye(4), P, CAMERA)[0] + np.array([3.0, 4.0])
+    unit = _pose_covariance_px(P, CAMERA, sigma_px=1.0)
+    np.testing.assert_allclose(_pose_covariance_px(P, CAMERA, 1.0, seen), 12.5 * unit, rtol=1e-12)
+    np.testing.assert_allclose(_pose_covariance_px(P, CAMERA, 5.0, seen), 25.0 * unit, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n", [0, 5])
+def test_too_few_points_in_front_give_no_covariance(n):
+    P = _points(n) if n else np.zeros((0, 3))
+    assert _pose_covariance_px(P, CAMERA, 1.0) is None
+    behind = _points(10) * np.array([1.0, 1.0, -1.0])  # all behind the camera
+    assert _pose_covariance_px(behind, CAMERA, 1.0) is None
