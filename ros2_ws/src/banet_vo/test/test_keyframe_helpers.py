@@ -1,5 +1,6 @@
-"""The keyframe front end's pose covariance from reprojection (keyframe_vo._pose_covariance_px) against a
-float64 finite-difference Jacobian of the projection, and its noise level from the residuals."""
+"""keyframe_vo's geometric helpers against float64 references: the pose covariance from reprojection
+(_pose_covariance_px) against a finite-difference Jacobian of the projection, and the parallax between two
+views (_median_parallax_deg) against the angles of the 3D points' rays."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 from banet_vo.frontend.solvers import project
 from banet_vo.geometry import PinholeCamera
-from banet_vo.odometry.keyframe_vo import _pose_covariance_px
+from banet_vo.odometry.keyframe_vo import _median_parallax_deg, _pose_covariance_px
 from scipy.spatial.transform import Rotation
 
 CAMERA = PinholeCamera(700.0, 690.0, 610.0, 185.0, 1226, 370)
@@ -60,3 +61,28 @@ def test_too_few_points_in_front_give_no_covariance(n):
     assert _pose_covariance_px(P, CAMERA, 1.0) is None
     behind = _points(10) * np.array([1.0, 1.0, -1.0])  # all behind the camera
     assert _pose_covariance_px(behind, CAMERA, 1.0) is None
+
+
+def _two_views(R_b_a: np.ndarray, t_b_a: np.ndarray, seed: int = 2):
+    P_a = _points(60, seed) * np.array([0.3, 0.3, 1.0])  # near the axis: in front of both cameras
+    P_b = P_a @ R_b_a.T + t_b_a
+    assert (P_b[:, 2] > 0).all()
+    return P_a, P_b, project(np.eye(4), P_a, CAMERA)[0], project(np.eye(4), P_b, CAMERA)[0]
+
+
+def test_a_pure_rotation_has_no_parallax():
+    R = Rotation.from_euler("yx", [8.0, -3.0], degrees=True).as_matrix()
+    _, _, x_a, x_b = _two_views(R, np.zeros(3))
+    assert _median_parallax_deg(x_a, x_b, R, CAMERA) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_parallax_is_the_median_angle_between_the_rays_of_each_point():
+    R = Rotation.from_euler("y", 6.0, degrees=True).as_matrix()
+    t = np.array([1.2, 0.1, -0.3])
+    P_a, P_b, x_a, x_b = _two_views(R, t)
+    rays_a = P_a @ R.T  # the ray from a's centre, turned into b's axes
+    cos = np.sum(rays_a * P_b, axis=1) / (np.linalg.norm(rays_a, axis=1) * np.linalg.norm(P_b, axis=1))
+    expected = np.degrees(np.median(np.arccos(cos)))
+    assert expected > 1.0
+    assert _median_parallax_deg(x_a, x_b, R, CAMERA) == pytest.approx(expected, rel=1e-9)
+    assert _median_parallax_deg(x_a[:0], x_b[:0], R, CAMERA) == 0.0
