@@ -36,7 +36,7 @@ from banet_vo.odometry import (
     PreparedFrame,
     VisualOdometry,
 )
-from banet_vo.odometry.motion import body_twist, view_overlap
+from banet_vo.odometry.motion import body_twist, predict_constant_velocity, view_overlap
 from scipy.spatial.transform import Rotation
 
 K_BASIS = 4
@@ -177,6 +177,32 @@ def test_view_overlap_and_twist():
     twist = body_twist(np.eye(4), pose_from_rotvec([0, 0, 0.1], [1.0, 0, 0]), 0.5)
     np.testing.assert_allclose(twist[3:], [0, 0, 0.2], atol=1e-12)
     np.testing.assert_allclose(np.linalg.norm(twist[:3]), 2.0)
+
+
+@pytest.mark.parametrize(
+    ("rotvec", "translation"),
+    [
+        ([0.0, 0.0, 0.0], [0.3, -0.1, 1.2]),
+        ([0.02, -0.08, 0.01], [0.0, 0.0, 0.0]),
+        ([0.0, 0.09, 0.0], [0.2, 0, 1]),
+    ],
+)
+def test_constant_velocity_continues_a_steady_motion(rotvec, translation):
+    """A camera moving by the same body-frame step S every 0.1 s: at the next stamp the prediction is the
+    next pose T0·S³ (exact for any S). Half a step further it is T0·S²·S^½: exact for a pure rotation or
+    translation, and for a screw within the chord's first-order error, |φ|·|t|/8 (here 1.1 cm of 1 m)."""
+    import scipy.linalg
+
+    S = pose_from_rotvec(rotvec, translation)
+    T0 = pose_from_rotvec([0.3, -0.2, 0.1], [5.0, 1.0, -2.0])
+    T1, T2 = T0 @ S, T0 @ S @ S
+    np.testing.assert_allclose(predict_constant_velocity(T2, 0.2, T1, 0.1, 0.3), T2 @ S, atol=1e-12)
+    half = np.real(scipy.linalg.expm(0.5 * scipy.linalg.logm(S)))
+    screw = np.linalg.norm(rotvec) * np.linalg.norm(translation)
+    np.testing.assert_allclose(
+        predict_constant_velocity(T2, 0.2, T1, 0.1, 0.25), T2 @ half, atol=1e-9 + 0.15 * screw
+    )
+    np.testing.assert_array_equal(predict_constant_velocity(T2, 0.2, T1, 0.2, 0.3), T2)  # no time between
 
 
 # --------------------------------------------------------------------------------------- pipeline
