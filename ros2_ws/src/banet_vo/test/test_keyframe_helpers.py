@@ -57,7 +57,7 @@ def test_residuals_larger_than_sigma_set_the_noise_level():
 
 @pytest.mark.parametrize("n", [0, 5])
 def test_too_few_points_in_front_give_no_covariance(n):
-    P = _points(n) if n else np.zeros((0, 3))
+    P = _points(n)
     assert _pose_covariance_px(P, CAMERA, 1.0) is None
     behind = _points(10) * np.array([1.0, 1.0, -1.0])  # all behind the camera
     assert _pose_covariance_px(behind, CAMERA, 1.0) is None
