@@ -1,6 +1,6 @@
 """keyframe_vo's geometric helpers against float64 references: the pose covariance from reprojection
-(_pose_covariance_px) against a finite-difference Jacobian of the projection, and the parallax between two
-views (_median_parallax_deg) against the angles of the 3D points' rays."""
+(pose_covariance_px) against a finite-difference Jacobian of the projection, and the parallax between two
+views (median_parallax_deg) against the angles of the 3D points' rays."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from banet_vo.frontend.solvers import project
 from banet_vo.geometry import PinholeCamera
-from banet_vo.odometry.keyframe_vo import _median_parallax_deg, _pose_covariance_px
+from banet_vo.odometry.keyframes import median_parallax_deg, pose_covariance_px
 from scipy.spatial.transform import Rotation
 
 CAMERA = PinholeCamera(700.0, 690.0, 610.0, 185.0, 1226, 370)
@@ -39,7 +39,7 @@ def test_pose_covariance_is_sigma_squared_over_the_projection_hessian():
     P = _points()
     J = _finite_difference_jacobian(P)
     expected = 1.5**2 * np.linalg.inv(J.T @ J)
-    cov = _pose_covariance_px(P, CAMERA, sigma_px=1.5)
+    cov = pose_covariance_px(P, CAMERA, sigma_px=1.5)
     np.testing.assert_allclose(cov, expected, rtol=1e-5, atol=1e-14)
     np.testing.assert_array_equal(cov, cov.T)
     assert np.all(np.linalg.eigvalsh(cov) > 0)
@@ -50,17 +50,17 @@ def test_residuals_larger_than_sigma_set_the_noise_level():
     sqrt(12.5) px, which replaces a smaller sigma_px and leaves a larger one."""
     P = _points(seed=1)
     seen = project(np.eye(4), P, CAMERA)[0] + np.array([3.0, 4.0])
-    unit = _pose_covariance_px(P, CAMERA, sigma_px=1.0)
-    np.testing.assert_allclose(_pose_covariance_px(P, CAMERA, 1.0, seen), 12.5 * unit, rtol=1e-12)
-    np.testing.assert_allclose(_pose_covariance_px(P, CAMERA, 5.0, seen), 25.0 * unit, rtol=1e-12)
+    unit = pose_covariance_px(P, CAMERA, sigma_px=1.0)
+    np.testing.assert_allclose(pose_covariance_px(P, CAMERA, 1.0, seen), 12.5 * unit, rtol=1e-12)
+    np.testing.assert_allclose(pose_covariance_px(P, CAMERA, 5.0, seen), 25.0 * unit, rtol=1e-12)
 
 
 @pytest.mark.parametrize("n", [0, 5])
 def test_too_few_points_in_front_give_no_covariance(n):
     P = _points(n)
-    assert _pose_covariance_px(P, CAMERA, 1.0) is None
+    assert pose_covariance_px(P, CAMERA, 1.0) is None
     behind = _points(10) * np.array([1.0, 1.0, -1.0])  # all behind the camera
-    assert _pose_covariance_px(behind, CAMERA, 1.0) is None
+    assert pose_covariance_px(behind, CAMERA, 1.0) is None
 
 
 def _two_views(R_b_a: np.ndarray, t_b_a: np.ndarray, seed: int = 2):
@@ -73,7 +73,7 @@ def _two_views(R_b_a: np.ndarray, t_b_a: np.ndarray, seed: int = 2):
 def test_a_pure_rotation_has_no_parallax():
     R = Rotation.from_euler("yx", [8.0, -3.0], degrees=True).as_matrix()
     _, _, x_a, x_b = _two_views(R, np.zeros(3))
-    assert _median_parallax_deg(x_a, x_b, R, CAMERA) == pytest.approx(0.0, abs=1e-6)
+    assert median_parallax_deg(x_a, x_b, R, CAMERA) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_parallax_is_the_median_angle_between_the_rays_of_each_point():
@@ -84,5 +84,5 @@ def test_parallax_is_the_median_angle_between_the_rays_of_each_point():
     cos = np.sum(rays_a * P_b, axis=1) / (np.linalg.norm(rays_a, axis=1) * np.linalg.norm(P_b, axis=1))
     expected = np.degrees(np.median(np.arccos(cos)))
     assert expected > 1.0
-    assert _median_parallax_deg(x_a, x_b, R, CAMERA) == pytest.approx(expected, rel=1e-9)
-    assert _median_parallax_deg(x_a[:0], x_b[:0], R, CAMERA) == 0.0
+    assert median_parallax_deg(x_a, x_b, R, CAMERA) == pytest.approx(expected, rel=1e-9)
+    assert median_parallax_deg(x_a[:0], x_b[:0], R, CAMERA) == 0.0

@@ -1098,18 +1098,19 @@ def test_retry_after_stall_rebuilds_at_once_at_a_steady_slow_rate(estimator, kit
     ],
 )
 def test_a_keyframe_backed_up_when_behind_the_previous_along_its_axis(position, backed_up):
-    """_backed_up reads the step in the previous keyframe's camera (optical axis z), not in the world: the
-    same steps with the previous camera turned 90 deg about y and placed elsewhere give the same answers."""
-    from banet_vo.odometry.keyframe_vo import _backed_up
+    """keyframes.backed_up reads the step in the previous keyframe's camera (optical axis z), not in the
+    world: the same steps with the previous camera turned 90 deg about y and placed elsewhere give the same
+    answers."""
+    from banet_vo.odometry.keyframes import backed_up as is_backed_up
     from scipy.spatial.transform import Rotation
 
     new = np.eye(4)
     new[:3, 3] = position
-    assert _backed_up(np.eye(4), new) is backed_up
+    assert is_backed_up(np.eye(4), new) is backed_up
     prev = np.eye(4)
     prev[:3, :3] = Rotation.from_euler("y", 90, degrees=True).as_matrix()
     prev[:3, 3] = (3.0, -1.0, 2.0)
-    assert _backed_up(prev, prev @ new) is backed_up
+    assert is_backed_up(prev, prev @ new) is backed_up
 
 
 @pytest.mark.parametrize("source", ["learned", "none"])

@@ -16,7 +16,7 @@ from banet_vo.frontend.xfeat import PRETRAINED, XFeatExtractor, load_weights, wh
 from banet_vo.geometry import PinholeCamera
 from banet_vo.model.checkpoint import save_checkpoint
 from banet_vo.odometry import BANetEstimator, OdometryConfig, make_odometry
-from banet_vo.odometry import keyframe_vo as keyframe_vo_module
+from banet_vo.odometry import matcher_swap as matcher_swap_module
 from banet_vo.odometry.matcher_swap import HeldBackScore, MatcherUpdate, TrackingQuality, refusal
 from scipy.optimize import minimize
 from scipy.spatial.transform import Rotation
@@ -238,7 +238,7 @@ def test_odometry_rolls_back_weights_that_lose_tracking(estimator, kitti06, monk
     vo = make_odometry(estimator, OdometryConfig(frontend="xfeat", matcher_trial_frames=4))
     _run(vo, kitti06[:12])
     good = vo.extractor.state_dict()
-    monkeypatch.setattr(keyframe_vo_module, "refusal", lambda *args: None)
+    monkeypatch.setattr(matcher_swap_module, "refusal", lambda *args: None)
     assert vo.swap_matcher(_noisy(good, 2.0), 9).applied and vo.matcher_version == 9
     _run(vo, kitti06[12:16])
     assert vo.stats.matcher_rollbacks == 1 and vo.matcher_version == 0

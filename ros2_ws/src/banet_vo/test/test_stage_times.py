@@ -20,9 +20,10 @@ from banet_vo.frontend.xfeat import Features
 
 
 def _targets(stages):
-    for module_name, attr, method in stages:
-        module = importlib.import_module(module_name)
-        yield (getattr(module, attr), method) if method else (module, attr)
+    for modules, attr, method in stages:
+        for module_name in (modules,) if isinstance(modules, str) else modules:
+            module = importlib.import_module(module_name)
+            yield (getattr(module, attr), method) if method else (module, attr)
 
 
 def _features(n=50):
@@ -37,12 +38,14 @@ def test_stages_are_timed_inside_by_thread_and_restored_after():
     stages = [*STAGES.values(), *FRAME_TARGETS]
     before = [getattr(owner, name) for owner, name in _targets(stages)]
     kv = importlib.import_module("banet_vo.odometry.keyframe_vo")
+    kf = importlib.import_module("banet_vo.odometry.keyframe_flow")
     a = _features()
     times = StageTimes()
     with timed_stages(times, frame=True):
         assert all(getattr(o, n) is not b for (o, n), b in zip(_targets(stages), before, strict=True))
         matches = kv.match_mutual(a, a, 0.5)  # what the front end calls, through its namespace
-        worker = threading.Thread(target=kv.match_mutual, args=(a, a, 0.5), name="mapping-like")
+        # the mapping thread matches through keyframe_flow's
+        worker = threading.Thread(target=kf.match_mutual, args=(a, a, 0.5), name="mapping-like")
         worker.start()
         worker.join()
     assert len(matches) == 50  # the wrapped function still returns its result
@@ -81,3 +84,28 @@ def test_summary_orders_the_whole_frame_first_then_the_stages():
         ("XFeat extraction", "a"),
         ("BA-Net on keyframe pairs", "b"),
     ]
+
+
+def test_every_keyframe_odometry_module_that_calls_a_timed_function_is_wrapped():
+    """The keyframe odometry calls the front end's functions through its own modules' namespaces: a module
+    that imports one and is not among the stage's modules would go untimed (a split of the odometry must
+    name its new module in STAGES)."""
+    import pkgutil
+
+    import banet_vo.odometry as odometry
+
+    wrapped = {(modules, attr) for modules, attr, method in STAGES.values() if method is None}
+    wrapped = {
+        (module_name, attr)
+        for modules, attr in wrapped
+        for module_name in ((modules,) if isinstance(modules, str) else modules)
+    }
+    functions = {attr: getattr(importlib.import_module(m), attr) for m, attr in wrapped}
+    for info in pkgutil.iter_modules(odometry.__path__):
+        if not info.name.startswith("keyframe"):
+            continue
+        name = f"banet_vo.odometry.{info.name}"
+        module = importlib.import_module(name)
+        for attr, function in functions.items():
+            if getattr(module, attr, None) is function:
+                assert (name, attr) in wrapped, f"{name} calls {attr} but STAGES does not wrap it there"

@@ -16,12 +16,14 @@ from contextlib import contextmanager
 
 import numpy as np
 
-# Stage → (module path, attribute, method name or None for a module-level function). The front end calls
-# the module-level functions through keyframe_vo's namespace, so they are wrapped there.
+# Stage → (module path, attribute, method name or None for a module-level function). The keyframe odometry
+# calls the module-level functions through its own modules' namespaces (keyframe_vo, and keyframe_flow for
+# the flow and the mapping thread), so they are wrapped there: a tuple of module paths wraps each.
+_ODOMETRY = ("banet_vo.odometry.keyframe_vo", "banet_vo.odometry.keyframe_flow")
 STAGES = {
     "XFeat extraction": ("banet_vo.frontend.xfeat", "XFeatExtractor", "extract"),
-    "descriptor matching": ("banet_vo.odometry.keyframe_vo", "match_mutual", None),
-    "PnP RANSAC": ("banet_vo.odometry.keyframe_vo", "solve_absolute_pose", None),
+    "descriptor matching": (_ODOMETRY, "match_mutual", None),
+    "PnP RANSAC": (_ODOMETRY, "solve_absolute_pose", None),
     "5-point RANSAC": ("banet_vo.odometry.keyframe_vo", "solve_relative_pose", None),
     "optical flow": ("banet_vo.frontend.flow", "follow", None),
     "window BA": ("banet_vo.backend.window_ba", "WindowBundleAdjuster", "solve"),
@@ -79,6 +81,14 @@ class StageTimes:
         ]
 
 
+def _expand(targets):
+    """(stage, owner, attribute name) for each (stage, (module path or paths, attribute, method)) target."""
+    for stage, (modules, attr, method) in targets:
+        for module_name in (modules,) if isinstance(modules, str) else modules:
+            module = importlib.import_module(module_name)
+            yield (stage, getattr(module, attr), method) if method else (stage, module, attr)
+
+
 @contextmanager
 def timed_stages(times: StageTimes, frame: bool = False):
     """Wrap every stage (and, with `frame`, the whole of process()) with a timer recording into `times`;
@@ -86,9 +96,7 @@ def timed_stages(times: StageTimes, frame: bool = False):
     targets = [*STAGES.items(), *((FRAME, target) for target in (FRAME_TARGETS if frame else ()))]
     saved = []
     try:
-        for stage, (module_name, attr, method) in targets:
-            module = importlib.import_module(module_name)
-            owner, name = (getattr(module, attr), method) if method else (module, attr)
+        for stage, owner, name in _expand(targets):
             original = getattr(owner, name)
 
             def wrapper(*args, _original=original, _stage=stage, **kwargs):

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from banet_vo.backend import Observations, RelativePoseFactor, WindowBAConfig, WindowBundleAdjuster
+from banet_vo.backend import WindowBAConfig, WindowBundleAdjuster
 from banet_vo.backend.background import BackgroundBundleAdjuster
 from banet_vo.frontend import (
     Features,
@@ -42,26 +42,31 @@ from banet_vo.frontend import (
     solve_absolute_pose,
     solve_relative_pose,
 )
-from banet_vo.frontend.solvers import MAX_EPIPOLAR_PX, project, triangulate
+from banet_vo.frontend.solvers import MAX_EPIPOLAR_PX, triangulate
 from banet_vo.frontend.xfeat import working_scale
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import (
     adjoint,
     compose_right_covariance,
-    left_to_right_covariance,
-    pose_covariance_from_hessian,
     right_covariance_to_ros,
     transform_covariance,
 )
-from banet_vo.geometry.rigid import invert, nearest_rigid, skew
+from banet_vo.geometry.rigid import invert, nearest_rigid
 from banet_vo.odometry import timing
 from banet_vo.odometry.estimator import PairEstimator, PreparedFrame
-from banet_vo.odometry.matcher_swap import (
-    SwapOutcome,
-    TrackingQuality,
-    held_back_score,
-    refusal,
+from banet_vo.odometry.keyframe_banet import BanetKeyframesMixin
+from banet_vo.odometry.keyframe_flow import FlowMappingMixin, FlowTracks, MappingJob
+from banet_vo.odometry.keyframe_scale import KeyframeScaleMixin
+from banet_vo.odometry.keyframe_window_ba import WindowBAMixin, WindowJob
+from banet_vo.odometry.keyframes import (
+    Keyframe,
+    backed_up,
+    landmark_count,
+    median_parallax_deg,
+    pose_covariance_px,
+    scale_covariance,
 )
+from banet_vo.odometry.matcher_swap import MatcherSwapMixin, TrackingQuality
 from banet_vo.odometry.motion import body_twist, predict_constant_velocity
 from banet_vo.odometry.pipeline import (
     CAMERA_CHANGED,
@@ -79,94 +84,11 @@ from banet_vo.odometry.pipeline import (
     begin_frame,
     same_intrinsics,
 )
-from banet_vo.odometry.scale import ScaleFilter, depth_at_pixels, ground_plane_height, learned_scale
+from banet_vo.odometry.scale import ScaleFilter, depth_at_pixels
 from banet_vo.odometry.timing import StampGate, gap_covariance
 from banet_vo.odometry.tracking_config import TrackingConfig
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class _Keyframe:
-    id: int
-    stamp: float
-    T_wc: np.ndarray  # camera pose in the map (map units)
-    features: Features
-    landmarks: np.ndarray  # (N,) landmark id per keypoint, -1 for none
-    prepared: PreparedFrame
-    depth_scale: float | None = None  # metres per map unit that BA-Net's depth of this keyframe implies
-    depth: tuple | None = None  # (BA-Net depth in metres, its camera); None when BA-Net gave none
-    unmeasured: bool = False  # its scale is measured once its window BA is merged
-    depth_pending: bool = False  # ... and once its background BA-Net has returned (background_banet)
-    # BA-Net's pose of this keyframe in the previous one: (previous id, T_prev_this in metres, its
-    # right-perturbation covariance [translation, rotation]), for banet_pose_factor.
-    banet_pose: tuple[int, np.ndarray, np.ndarray] | None = None
-
-
-@dataclass
-class _FlowTracks:
-    """The landmarks the last located frame saw, for optical flow into the next frame
-    (tracking.between_keyframes flow)."""
-
-    gray: np.ndarray  # (H, W) uint8 of that frame
-    pixels: np.ndarray  # (M, 2) where it saw them
-    landmarks: np.ndarray  # (M,) their ids
-    at_keyframe: np.ndarray  # (M, 2) where the newest keyframe saw them (NaN: not observed there)
-
-
-@dataclass
-class _MappingJob:
-    """A keyframe being made in the mapping thread (tracking.mapping background)."""
-
-    frame: PreparedFrame
-    gray: np.ndarray  # (H, W) uint8 of the frame, to follow its new landmarks into later frames
-    T_wc: np.ndarray  # the frame's pose by optical flow (map), PnP's starting point
-    last: _Keyframe  # the newest keyframe when it was asked for: the new one's predecessor
-    recent: list[_Keyframe]  # the keyframes its keypoints are matched to, newest first
-    future: Future  # -> (its Features, matches to each of `recent`, BA-Net's estimate or the error)
-
-
-def _estimate_or_error(estimator: PairEstimator, frame: PreparedFrame, prev: PreparedFrame, seed):
-    """BA-Net on (frame, previous keyframe) from `seed`: its estimate, or the error it raised."""
-    try:
-        return estimator.estimate(frame, prev, seed)
-    except (RuntimeError, ValueError) as err:
-        return err
-
-
-def _map_keyframe(extractor, estimator, image, pixels, recent, min_cosine, frame, prev, seed):
-    """The mapping thread's part of a keyframe; it reads no odometry state (what it needs is passed).
-    `estimator` None: BA-Net does not run on it (tracking.banet_min_interval), the estimate is None."""
-    features = extractor.extract(image, keep_image=True, max_pixels=pixels[0], min_pixels=pixels[1])
-    matches = [match_mutual(kf_features, features, min_cosine) for kf_features in recent]
-    estimate = None if estimator is None else _estimate_or_error(estimator, frame, prev, seed)
-    return features, matches, estimate
-
-
-@dataclass(frozen=True)
-class KeyframeMeasurement:
-    """What a keyframe's learned-scale measurement reads: its landmarks in its camera (map units) and the
-    (calibrated) BA-Net depth map they are looked up in."""
-
-    stamp: float
-    map_epoch: int  # which map (a rebuild starts a new one, with its own unit)
-    T_wc: np.ndarray  # its map pose when measured
-    points_cam: np.ndarray  # (N, 3)
-    depth: np.ndarray
-    depth_camera: PinholeCamera
-
-
-@dataclass
-class _WindowJob:
-    """One window BA as submitted: the poses and points it started from, and where each observation is."""
-
-    poses: dict[int, np.ndarray]
-    points: dict[int, np.ndarray]
-    observations: Observations
-    fixed: set[int]
-    keypoints: np.ndarray  # per observation, the keypoint index in its keyframe
-    last_landmark: int  # landmarks with larger ids were created after the job was built
-    relative: list[RelativePoseFactor]  # BA-Net's keyframe-pair poses (banet_pose_factor)
 
 
 @dataclass
@@ -179,9 +101,17 @@ class _Output:
     history: list[tuple[float, np.ndarray]] = field(default_factory=list)  # last two (stamp, C)
 
 
-class KeyframeOdometry:
+class KeyframeOdometry(
+    WindowBAMixin, BanetKeyframesMixin, KeyframeScaleMixin, FlowMappingMixin, MatcherSwapMixin
+):
     """Feature-tracked keyframe odometry with a GTSAM window and BA-Net on keyframe pairs.
-    Not thread-safe: call process()/reset() from one thread."""
+    Not thread-safe: call process()/reset() from one thread.
+
+    This class holds the state and runs a frame through initialisation, tracking and the map; the parts
+    with a life of their own are mixins over that state, each in its module: the window BA, in line or in
+    the background (keyframe_window_ba), BA-Net on keyframe pairs (keyframe_banet), the scale measured at
+    each keyframe (keyframe_scale), optical flow between keyframes and the mapping thread (keyframe_flow),
+    and matcher swaps (matcher_swap)."""
 
     def __init__(
         self,
@@ -218,7 +148,7 @@ class KeyframeOdometry:
         self._worker_failed = False  # after a dead worker, window BAs are solved in line
         self._banet_pool: ThreadPoolExecutor | None = None  # background_banet: started at first use
         self._mapping_pool: ThreadPoolExecutor | None = None  # tracking.mapping background: at first use
-        self._mapping_job: _MappingJob | None = None
+        self._mapping_job: MappingJob | None = None
         # A depth a background BA-Net returned for a keyframe already published, for the next result:
         # (its stamp, depth in metres at the pose's scale, its camera). Kept across map rebuilds.
         self._late_depth: tuple[float, np.ndarray, PinholeCamera] | None = None
@@ -287,9 +217,9 @@ class KeyframeOdometry:
                 wait_futures([job.future])
             self._mapping_job = None
             self._drop_mapping(job, "a new map")
-        self._ba_job: _WindowJob | None = None
+        self._ba_job: WindowJob | None = None
         self._ba_pending = False
-        self._keyframes: list[_Keyframe] = []
+        self._keyframes: list[Keyframe] = []
         self._points: dict[int, np.ndarray] = {}
         self._camera: PinholeCamera | None = None
         self._ba: WindowBundleAdjuster | None = None
@@ -299,15 +229,10 @@ class KeyframeOdometry:
         self._init_frames = 0
         self._failures = 0
         self._depth_refusals = 0  # keyframes in a row whose new landmarks the lost-scale check refused
-        self._flow: _FlowTracks | None = None
+        self._flow: FlowTracks | None = None
         # background_banet: (keyframe, previous keyframe, its BA-Net running in the thread)
-        self._banet_job: tuple[_Keyframe, _Keyframe, Future] | None = None
+        self._banet_job: tuple[Keyframe, Keyframe, Future] | None = None
         self._banet_stamp: float | None = None  # the keyframe BA-Net last ran on (banet_min_interval)
-
-    def _scale_window(self) -> int | None:
-        if self.config.scale_source == "learned":
-            return self.tracking.learned_scale_window or None
-        return self.tracking.scale_window
 
     @property
     def tracking(self) -> TrackingConfig:
@@ -322,13 +247,6 @@ class KeyframeOdometry:
         """(keyframes in the window, landmarks, scale measurements kept): what the map holds now, for
         checking that it stays bounded over a long run (benchmarks.long_run)."""
         return len(self._keyframes), len(self._points), len(self._scale)
-
-    @property
-    def scale(self) -> float | None:
-        """Metres per map unit now applied (None before the first measurement)."""
-        if self.config.scale_source == "none":
-            return 1.0
-        return self._scale.value
 
     def observed_landmarks(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The last processed frame's PnP-inlier landmarks: their pixels in its image (N, 2) and their depth
@@ -346,73 +264,6 @@ class KeyframeOdometry:
         z = (X @ T_cw[2, :3] + T_cw[2, 3]) * s
         front = z > 0
         return pixels[known][front], z[front]
-
-    # -- matcher swaps (odometry.matcher_swap) -------------------------------------------------------
-    def swap_matcher(self, state: dict, version: int) -> SwapOutcome:
-        """Take new XFeat weights between frames, unless the held-back window says they match worse; a
-        trial over the next frames can still roll them back. ValueError (nothing changed) for weights
-        that are not XFeat's or not finite."""
-        # A keyframe in the making was described with the weights it started with: it joins the map first.
-        self._merge_mapping(wait=True)
-        previous = self.extractor.state_dict()
-        self.extractor.load_state_dict(state)  # checked first: raises with nothing changed
-        try:
-            current = candidate = None
-            if self._initialised and len(self._keyframes) >= 2:
-                t = self.tracking
-                poses = [kf.T_wc for kf in self._keyframes]
-                fresh = [
-                    self.extractor.extract_gray(kf.features.gray, scale=kf.features.scale)
-                    for kf in self._keyframes
-                ]
-                current = held_back_score(
-                    poses,
-                    [kf.features for kf in self._keyframes],
-                    self._camera,
-                    t.min_cosine,
-                    t.pnp_max_px * self._px,
-                )
-                candidate = held_back_score(poses, fresh, self._camera, t.min_cosine, t.pnp_max_px * self._px)
-        except BaseException:
-            self.extractor.load_state_dict(previous)
-            raise
-        if current is not None:
-            why = refusal(current, candidate, self.config.matcher_swap_tolerance)
-            if why is not None:
-                self.extractor.load_state_dict(previous)
-                self.stats.matcher_refused += 1
-                return SwapOutcome(False, f"matcher version {version} refused: {why}", current, candidate)
-            checked = f"held-back window {candidate} vs {current} before"
-        else:
-            checked = "no solved window to check against yet"
-        try:
-            self._describe_window()
-        except BaseException:
-            self.extractor.load_state_dict(previous)
-            raise
-        self._quality.start_trial(previous, self.matcher_version)
-        self.matcher_version = int(version)
-        self.stats.matcher_swaps += 1
-        return SwapOutcome(True, f"matcher version {version} taken ({checked}); on trial", current, candidate)
-
-    def _describe_window(self) -> None:
-        """The window keyframes' descriptors again, at their own keypoints, with the extractor's weights
-        (landmarks stay attached; old and new descriptors are never compared)."""
-        describe = self.extractor.describe
-        described = [
-            describe(kf.features.gray, kf.features.keypoints, kf.features.scale) for kf in self._keyframes
-        ]
-        for kf, descriptors in zip(self._keyframes, described, strict=True):
-            kf.features = replace(kf.features, descriptors=descriptors)
-
-    def _rollback_matcher(self, why: str) -> None:
-        state, version = self._quality.previous
-        self._quality.end_trial()
-        self.extractor.load_state_dict(state)
-        self._describe_window()
-        logger.warning("matcher version %d rolled back to %d: %s", self.matcher_version, version, why)
-        self.matcher_version = version
-        self.stats.matcher_rollbacks += 1
 
     @property
     def _px(self) -> float:
@@ -559,7 +410,7 @@ class KeyframeOdometry:
         left_behind = rel is None or rel.inliers.sum() < t.init_min_inliers
         if not left_behind:
             inl = rel.inliers
-            parallax = _median_parallax_deg(x0[inl], x1[inl], rel.T_cur_ref[:3, :3], self._camera)
+            parallax = median_parallax_deg(x0[inl], x1[inl], rel.T_cur_ref[:3, :3], self._camera)
             if parallax >= t.init_min_parallax_deg:
                 T_w1 = invert(rel.T_cur_ref)
                 X, ok = triangulate(
@@ -604,7 +455,7 @@ class KeyframeOdometry:
         return self._after_pose(
             frame,
             kf1.T_wc,
-            _pose_covariance_px(self._points_in(kf1), self._camera, self.tracking.pixel_sigma * self._px),
+            pose_covariance_px(self._points_in(kf1), self._camera, self.tracking.pixel_sigma * self._px),
             new_keyframe=kf1,
         )
 
@@ -617,7 +468,7 @@ class KeyframeOdometry:
 
     def _pnp(
         self,
-        keyframes: list[_Keyframe],
+        keyframes: list[Keyframe],
         features: Features,
         T_guess: np.ndarray,
         matched: list[np.ndarray] | None = None,
@@ -708,7 +559,7 @@ class KeyframeOdometry:
             return self._after_pose(frame, kf.T_wc, cov, new_keyframe=kf)
         return self._after_pose(frame, T_wc, cov, new_keyframe=None)
 
-    def _defer_keyframe(self, last: _Keyframe, tracked: int) -> bool:
+    def _defer_keyframe(self, last: Keyframe, tracked: int) -> bool:
         """tracking.busy_keyframe defer: a keyframe asked for while the background window BA still solves
         waits for a later frame (this one is published as tracked, without waiting for the solve), unless
         tracking is weak: fewer than half the tracked-ratio rule's share of the newest keyframe's
@@ -720,194 +571,10 @@ class KeyframeOdometry:
             self.stats.keyframes_deferred += 1
         return not weak
 
-    def _weak(self, last: _Keyframe, tracked: int) -> bool:
+    def _weak(self, last: Keyframe, tracked: int) -> bool:
         """Tracking too weak to put a keyframe off: fewer than half the keyframe_tracked_ratio share of the
         newest keyframe's landmarks tracked."""
-        return tracked < 0.5 * self.tracking.keyframe_tracked_ratio * _landmark_count(last)
-
-    # -- tracking.mapping background -----------------------------------------------------------------
-    def _submit_mapping(
-        self, frame: PreparedFrame, gray: np.ndarray, image: np.ndarray, T_wc: np.ndarray, last: _Keyframe
-    ) -> None:
-        """Start making the frame a keyframe in the mapping thread: XFeat, its matching to the newest
-        keyframes and BA-Net on (it, the newest keyframe), seeded with the flow's pose."""
-        if self._mapping_pool is None:
-            self._mapping_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="banet_vo_mapping")
-        t = self.tracking
-        recent = self._keyframes[::-1][: t.track_keyframes]
-        banet = self._banet_due(frame.stamp)
-        future = self._mapping_pool.submit(
-            _map_keyframe,
-            self.extractor,
-            self.estimator if banet else None,
-            image.copy(),  # the caller may reuse its buffer
-            self._feature_pixels,
-            [kf.features for kf in recent],
-            t.min_cosine,
-            frame,
-            last.prepared,
-            self._banet_seed(T_wc, last),
-        )
-        self._mapping_job = _MappingJob(frame, gray, T_wc.copy(), last, recent, future)
-
-    def _merge_mapping(self, wait: bool = False) -> None:
-        """Add the keyframe the mapping thread made, once its work is back and (keyframe_join solved) no
-        window BA solves (it joins a solved window; `wait`: now, waiting for both). Its pose is PnP's on
-        its own keypoints; its landmarks are then followed by optical flow into the last located frame."""
-        job = self._mapping_job
-        if job is None or (not wait and not job.future.done()):
-            return
-        if not wait:
-            self._merge_background_ba()
-            if self._ba_job is not None and self.tracking.keyframe_join == "solved":
-                return
-        self._mapping_job = None
-        try:
-            features, matched, estimate = job.future.result()
-        except (RuntimeError, ValueError) as err:
-            self._drop_mapping(job, f"XFeat failed: {err}")
-            return
-        if not self._keyframes or self._keyframes[-1] is not job.last:
-            self._drop_mapping(job, "the map changed while it was made")
-            return
-        solved, _ = self._pnp(job.recent, features, job.T_wc, matched)
-        matches = matched[0]  # to the newest keyframe
-        if solved is None:
-            self._drop_mapping(job, "PnP failed on its keypoints")
-            return
-        T_wc, tracked, _, _ = solved
-        kf = self._insert_keyframe(job.frame, features, job.last, T_wc, matches, tracked)
-        self.stats.keyframes_mapped += 1
-        if self._ba_job is not None and kf.id in self._ba_job.poses:
-            kf.unmeasured = True  # measured on its solved landmarks
-        self._take_banet(kf, job.last, estimate)
-        if not wait:
-            self._follow_new_landmarks(kf, job.gray)
-
-    def _drop_mapping(self, job: _MappingJob, why: str) -> None:
-        self.stats.mapping_dropped += 1
-        logger.warning("keyframe from the frame at %.6f s not added: %s", job.frame.stamp, why)
-
-    def _follow_new_landmarks(self, kf: _Keyframe, gray_kf: np.ndarray) -> None:
-        """The flow's tracks after a keyframe made in the mapping thread: every landmark the keyframe saw
-        followed from where it saw it (its keypoint) into the last located frame, each started where that
-        frame's pose projects it, so that the tracks start afresh at each keyframe, as after one made inline
-        (an LK track followed on across keyframes drifts); a landmark it did not see, or that is lost on
-        the way, keeps its track."""
-        tracks = self._flow
-        if tracks is None or not self._map_history or tracks.gray.shape != gray_kf.shape:
-            return
-        seen = kf.landmarks >= 0
-        kf_pixels, kf_ids = kf.features.keypoints[seen], kf.landmarks[seen]
-        followed = np.zeros((0, 2))
-        ok = np.zeros(0, dtype=bool)
-        if len(kf_ids):
-            X = np.stack([self._points[int(lm)] for lm in kf_ids])
-            guess = self._seen_at(invert(self._map_history[-1][1]), X, kf_pixels)
-            followed, ok = flow.follow(gray_kf, tracks.gray, kf_pixels, guess)
-        keep = ~np.isin(tracks.landmarks, kf_ids[ok])
-        kept_at_keyframe = np.full((int(keep.sum()), 2), np.nan)
-        _, mine, theirs = np.intersect1d(
-            tracks.landmarks[keep], kf_ids, assume_unique=True, return_indices=True
-        )
-        kept_at_keyframe[mine] = kf_pixels[theirs]
-        self._flow = _FlowTracks(
-            tracks.gray,
-            np.concatenate([tracks.pixels[keep], followed[ok]]),
-            np.concatenate([tracks.landmarks[keep], kf_ids[ok]]),
-            np.concatenate([kept_at_keyframe, kf_pixels[ok]]),
-        )
-
-    def _flow_ready(self, camera: PinholeCamera, gray: np.ndarray) -> bool:
-        """Whether this frame can be followed by optical flow from the last located one: a built map, the
-        same camera, and tracks left (none after a failed frame, a gap or a new map)."""
-        tracks = self._flow
-        return (
-            tracks is not None
-            and self._initialised
-            and self._camera is not None
-            and tracks.gray.shape == gray.shape
-            and same_intrinsics(camera, self._camera, self.config.intrinsics_tolerance)
-        )
-
-    def _track_by_flow(self, frame: PreparedFrame, gray: np.ndarray, image: np.ndarray) -> FrameResult | None:
-        """The frame located by PnP on the landmarks optical flow followed from the last located frame;
-        None (nothing changed) when too few were followed, PnP fails, or the pose asks for a keyframe
-        (_keyframe_due, and not deferred): then XFeat decides, as for any frame. With tracking.mapping
-        background, a keyframe asked for is made in the mapping thread instead (unless one is in the
-        making), and this frame is published from the flow's pose."""
-        self._merge_background_ba()
-        t, tracks = self.tracking, self._flow
-        alive = np.isin(tracks.landmarks, np.fromiter(self._points, np.int64, len(self._points)))
-        ids, at_keyframe = tracks.landmarks[alive], tracks.at_keyframe[alive]
-        if len(ids) < t.min_tracked:
-            return None
-        X = np.stack([self._points[int(lm)] for lm in ids])
-        guess = self._predict_map(frame.stamp)
-        start = tracks.pixels[alive]
-        init = None
-        if self.config.motion_prior:
-            # Each landmark's flow starts where the predicted pose sees it: the search covers the
-            # prediction's error, not the whole motion (fast turns, near points at speed).
-            init = invert(guess)
-            start_guess = self._seen_at(init, X, start)
-        else:
-            start_guess = None
-        pixels, ok = flow.follow(tracks.gray, gray, start, start_guess)
-        pixels, ids, at_keyframe, X = pixels[ok], ids[ok], at_keyframe[ok], X[ok]
-        if len(ids) < t.min_tracked:
-            return None
-        sol = solve_absolute_pose(pixels, X, self._camera, t.pnp_max_px * self._px, init, t.ransac_seed)
-        if sol is None or sol.inliers.sum() < t.min_tracked:
-            return None
-        inl = sol.inliers
-        T_wc = invert(sol.T_cam_world)
-        last = self._keyframes[-1]
-        seen = inl & np.isfinite(at_keyframe[:, 0])
-        if self._keyframe_due(last, at_keyframe[seen], pixels[seen], T_wc, int(inl.sum())):
-            if t.mapping == "inline":
-                if not self._defer_keyframe(last, int(inl.sum())):
-                    return None
-            # PTAM's split: a located frame is published, the keyframe asked of the mapping thread. (Sending
-            # frames with few of the keyframe's landmarks to XFeat inline fired on most HoloLens frames, since
-            # LK follows fewer of them than XFeat re-finds: docs/preregistered/mapping_split.txt.)
-            elif self._mapping_job is None and self._banet_job is None:
-                self._submit_mapping(frame, gray, image, T_wc, last)
-        self._frame_inlier_ratio = float(inl.mean())
-        self._observed = (pixels[inl], ids[inl])
-        self._flow = _FlowTracks(gray, pixels[inl], ids[inl], at_keyframe[inl])
-        cov = self._pnp_covariance(T_wc, X[inl], pixels[inl])
-        self.stats.flow_tracked += 1
-        return self._after_pose(frame, T_wc, cov, new_keyframe=None)
-
-    def _seen_at(self, T_cw: np.ndarray, X: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-        """Where a camera at T_cw sees the points X (N, 2 pixels); `fallback`'s pixel for a point behind
-        it or off its image."""
-        predicted, z = project(T_cw, X, self._camera)
-        w, h = self._camera.size
-        usable = (z > 0) & np.isfinite(predicted).all(axis=1)
-        usable &= (predicted[:, 0] >= 0) & (predicted[:, 0] <= w - 1)
-        usable &= (predicted[:, 1] >= 0) & (predicted[:, 1] <= h - 1)
-        return np.where(usable[:, None], predicted, fallback)
-
-    def _tracks_after(self, result: FrameResult, gray: np.ndarray) -> _FlowTracks | None:
-        """What the next frame's optical flow starts from after a frame XFeat located: a new keyframe's
-        landmarks, or the landmarks PnP found in this frame; None after a frame with no map pose."""
-        if result.status != TRACKED or not self._initialised or not self._keyframes:
-            return None
-        last = self._keyframes[-1]
-        seen = last.landmarks >= 0
-        kf_pixels, kf_ids = last.features.keypoints[seen], last.landmarks[seen]
-        if result.is_keyframe:
-            return _FlowTracks(gray, kf_pixels.copy(), kf_ids.copy(), kf_pixels.copy())
-        if self._observed is None:
-            return None
-        pixels, ids = self._observed
-        at_keyframe = np.full((len(ids), 2), np.nan)
-        # both hold each landmark once (a keyframe at one keypoint, PnP inliers distinct)
-        _, mine, theirs = np.intersect1d(ids, kf_ids, assume_unique=True, return_indices=True)
-        at_keyframe[mine] = kf_pixels[theirs]
-        return _FlowTracks(gray, pixels.copy(), ids.copy(), at_keyframe)
+        return tracked < 0.5 * self.tracking.keyframe_tracked_ratio * landmark_count(last)
 
     def _retry_after_gap(self, stalled: bool) -> bool:
         """Whether a frame after a gap that PnP cannot locate leaves the map for the next frames to try;
@@ -944,8 +611,8 @@ class KeyframeOdometry:
         return False
 
     def _insert_keyframe(
-        self, frame: PreparedFrame, features: Features, last: _Keyframe, T_wc, matches, tracked
-    ) -> _Keyframe:
+        self, frame: PreparedFrame, features: Features, last: Keyframe, T_wc, matches, tracked
+    ) -> Keyframe:
         """The frame as a new keyframe after `last`: its tracked landmarks observed, its other matches
         triangulated, the window bundle adjusted."""
         if self._ba_job is not None and self.tracking.keyframe_join == "solved":
@@ -958,7 +625,7 @@ class KeyframeOdometry:
         self._bundle_adjust()
         return kf
 
-    def _recover(self, last: _Keyframe, features: Features, matches: np.ndarray):
+    def _recover(self, last: Keyframe, features: Features, matches: np.ndarray):
         """PnP failed: the frame's pose from the newest keyframe by 5-point RANSAC on all their matches (a
         view that moved far shares few landmarks with the window but many keypoints with its newest
         keyframe). The unit baseline gets its length from the inliers' depth in the keyframe: the map
@@ -1010,37 +677,37 @@ class KeyframeOdometry:
         return last.T_wc @ T_kf_cur, tracked, inliers, source
 
     def _track_recovered(
-        self, frame: PreparedFrame, features: Features, last: _Keyframe, T_wc, tracked, matches, source: str
+        self, frame: PreparedFrame, features: Features, last: Keyframe, T_wc, tracked, matches, source: str
     ) -> FrameResult:
         """A recovered frame becomes a keyframe, so that the next frames have landmarks to track."""
         kf = self._insert_keyframe(frame, features, last, T_wc, matches, tracked)
         self.stats.recovered += 1
-        cov = _pose_covariance_px(self._points_in(kf), self._camera, self.tracking.pixel_sigma * self._px)
+        cov = pose_covariance_px(self._points_in(kf), self._camera, self.tracking.pixel_sigma * self._px)
         result = self._after_pose(frame, kf.T_wc, cov, new_keyframe=kf)
         note = f"PnP failed: tracked by the 5-point pose to keyframe {last.id} (baseline from {source})"
         return replace(result, message=f"{note}; {result.message}" if result.message else note)
 
     def _keyframe_due(
-        self, kf: _Keyframe, x_kf: np.ndarray, x_cur: np.ndarray, T_wc: np.ndarray, tracked: int
+        self, kf: Keyframe, x_kf: np.ndarray, x_cur: np.ndarray, T_wc: np.ndarray, tracked: int
     ) -> bool:
         """Whether a frame at T_wc becomes a keyframe after `kf`: fewer than keyframe_tracked_ratio of kf's
         landmarks tracked, or the median rotation-compensated parallax of the pixel pairs (x_kf in kf,
         x_cur in the frame) at least keyframe_parallax_deg."""
         t = self.tracking
-        if tracked < t.keyframe_tracked_ratio * _landmark_count(kf):
+        if tracked < t.keyframe_tracked_ratio * landmark_count(kf):
             return True
         R_cur_kf = (invert(T_wc) @ kf.T_wc)[:3, :3]
-        return _median_parallax_deg(x_kf, x_cur, R_cur_kf, self._camera) >= t.keyframe_parallax_deg
+        return median_parallax_deg(x_kf, x_cur, R_cur_kf, self._camera) >= t.keyframe_parallax_deg
 
     def _pnp_covariance(self, T_wc: np.ndarray, X: np.ndarray, x: np.ndarray) -> np.ndarray | None:
         """The pose covariance of a PnP solution T_wc from world points X seen at pixels x."""
         points_cam = np.c_[X, np.ones(len(X))] @ invert(T_wc).T[:, :3]
-        return _pose_covariance_px(points_cam, self._camera, self.tracking.pixel_sigma * self._px, x)
+        return pose_covariance_px(points_cam, self._camera, self.tracking.pixel_sigma * self._px, x)
 
     # -- map -----------------------------------------------------------------------------------------
-    def _add_keyframe(self, frame: PreparedFrame, features: Features, T_wc: np.ndarray) -> _Keyframe:
+    def _add_keyframe(self, frame: PreparedFrame, features: Features, T_wc: np.ndarray) -> Keyframe:
         kf_id = self._keyframes[-1].id + 1 if self._keyframes else 0
-        kf = _Keyframe(kf_id, frame.stamp, T_wc.copy(), features, np.full(len(features), -1, np.int64), frame)
+        kf = Keyframe(kf_id, frame.stamp, T_wc.copy(), features, np.full(len(features), -1, np.int64), frame)
         self._keyframes.append(kf)
         self.stats.keyframes += 1
         self._trajectory_keyframes += 1
@@ -1062,7 +729,7 @@ class KeyframeOdometry:
             if lm not in seen:
                 del self._points[lm]
 
-    def _points_in(self, kf: _Keyframe) -> np.ndarray:
+    def _points_in(self, kf: Keyframe) -> np.ndarray:
         """The keyframe's landmarks in its camera coordinates (N, 3)."""
         ids = kf.landmarks[kf.landmarks >= 0]
         if len(ids) == 0:
@@ -1071,7 +738,7 @@ class KeyframeOdometry:
         T_cw = invert(kf.T_wc)
         return P @ T_cw[:3, :3].T + T_cw[:3, 3]
 
-    def _extend_map(self, prev: _Keyframe, kf: _Keyframe, matches: np.ndarray, tracked: np.ndarray) -> None:
+    def _extend_map(self, prev: Keyframe, kf: Keyframe, matches: np.ndarray, tracked: np.ndarray) -> None:
         """Tracked landmarks get the new keyframe's observation; matches with no landmark yet are
         triangulated between the two keyframes."""
         # A merged background BA can have pruned a tracked landmark's other observations, and the new
@@ -1097,7 +764,7 @@ class KeyframeOdometry:
         z_old = self._points_in(kf)[:, 2]
         if len(z_old) >= t.min_tracked and len(z_new):
             ratio = float(np.median(z_new) / np.median(z_old))
-            nearer_allowed = t.backing_up_landmarks == "add" and _backed_up(prev.T_wc, kf.T_wc)
+            nearer_allowed = t.backing_up_landmarks == "add" and backed_up(prev.T_wc, kf.T_wc)
             if ratio > t.max_depth_ratio or (ratio < 1.0 / t.max_depth_ratio and not nearer_allowed):
                 # New points far nearer (or farther) than the tracked ones of the same view: the
                 # keyframe's pose may have lost the map's scale, and adding them would shrink the map.
@@ -1136,157 +803,13 @@ class KeyframeOdometry:
             prev.landmarks[i] = lm
             kf.landmarks[j] = lm
 
-    @property
-    def _inline_ba(self) -> bool:
-        return self._worker_failed or not self.config.background_ba  # read at each use: a node parameter
-
-    def _bundle_adjust(self) -> None:
-        if self._inline_ba:
-            self._merge_background_ba(wait=True)  # background_ba was just turned off
-            job = self._window_job()
-            self._apply_ba(self._solve_inline(job), job, frames_moved=False)
-        elif self._background.busy:
-            self._ba_pending = True  # solved as a whole when the running job is merged
-        else:
-            self._submit_ba()
-
-    def _solve_inline(self, job: _WindowJob):
-        return self._ba.solve(job.poses, job.points, job.observations, job.fixed, job.relative)
-
-    def _submit_ba(self) -> None:
-        job = self._window_job()
-        self._ba_pending = False
-        try:
-            self._background.submit(
-                self._camera,
-                self._ba.config,
-                job.poses,
-                job.points,
-                job.observations,
-                job.fixed,
-                job.relative,
-            )
-        except RuntimeError as err:  # the worker cannot take it: this and later windows in line
-            self._worker_lost(err)
-            self._apply_ba(self._solve_inline(job), job, frames_moved=False)
-            return
-        self._ba_job = job
-
-    def _worker_lost(self, err: RuntimeError) -> None:
-        logger.error("%s; window BAs are solved in line from now on", err)
-        self._worker_failed = True
-        self._background.close()
-
-    def _merge_background_ba(self, wait: bool = False) -> np.ndarray:
-        """Merge a finished background BA (and start the next one if the window changed meanwhile);
-        returns the correction it made to poses of frames located before the merge (identity if none)."""
-        if self._ba_job is None:
-            return np.eye(4)
-        try:
-            result = self._background.poll(wait)
-        except RuntimeError as err:
-            self._worker_lost(err)
-            result = self._solve_inline(self._ba_job)
-        if result is None:
-            return np.eye(4)
-        job, self._ba_job = self._ba_job, None
-        correction = self._apply_ba(result, job, frames_moved=True)
-        self.stats.window_ba_merged += 1
-        if self._ba_pending and len(self._keyframes) >= 2 and not self._inline_ba:
-            self._submit_ba()
-        self._ba_pending = False
-        return correction
-
-    def _window_job(self) -> _WindowJob:
-        kfs = self._keyframes
-        seen = [np.flatnonzero(kf.landmarks >= 0) for kf in kfs]
-        keypoints = np.concatenate(seen)
-        observations = Observations(
-            np.concatenate([np.full(len(idx), kf.id) for kf, idx in zip(kfs, seen, strict=True)]),
-            np.concatenate([kf.landmarks[idx] for kf, idx in zip(kfs, seen, strict=True)]),
-            np.concatenate([kf.features.keypoints[idx] for kf, idx in zip(kfs, seen, strict=True)]),
-        )
-        # Only the newest keyframes move; at least the two oldest stay fixed, which holds the gauge and
-        # the scale that earlier windows decided. (Holding more of them was worse on the validation
-        # clips: the newest poses then absorb the errors of the old ones.) With two keyframes, the
-        # first baseline is the map's unit.
-        free = min(self.tracking.free_keyframes, len(kfs) - 2) if len(kfs) > 2 else 0
-        fixed = {kf.id for kf in kfs[: len(kfs) - free]}
-        poses = {kf.id: kf.T_wc.copy() for kf in kfs}
-        points = {lm: self._points[lm].copy() for lm in np.unique(observations.landmarks).tolist()}
-        return _WindowJob(
-            poses, points, observations, fixed, keypoints, self._next_landmark, self._banet_factors()
-        )
-
-    def _banet_factors(self) -> list[RelativePoseFactor]:
-        """BA-Net's keyframe-pair poses as relative-pose factors of this window, in map units."""
-        mode, s = self.config.banet_pose_factor, self.scale
-        if mode == "none" or s is None or not s > 0:
-            return []
-        ids = {kf.id for kf in self._keyframes}
-        to_map = np.diag([1.0 / s] * 3 + [1.0] * 3)
-        factors = []
-        for kf in self._keyframes:
-            if kf.banet_pose is None or kf.banet_pose[0] not in ids:
-                continue
-            prev_id, T, cov = kf.banet_pose
-            T = T.copy()
-            T[:3, 3] /= s
-            cov = to_map @ cov @ to_map
-            if mode == "rotation":  # the translation left free: only the relative rotation is held
-                cov[:3, :] = 0.0
-                cov[:, :3] = 0.0
-                cov[:3, :3] = np.eye(3) * 1e6
-            factors.append(RelativePoseFactor(prev_id, kf.id, T, cov))
-        return factors
-
-    def _apply_ba(self, result, job: _WindowJob, frames_moved: bool) -> np.ndarray:
-        """Merge a window BA into the map. What changed since the job was built (keyframes, landmarks and
-        frame poses added while it ran in the background) moves with the newest solved keyframe, so the
-        map stays rigidly consistent around the current frame."""
-        by_id = {kf.id: kf for kf in self._keyframes}
-        newest = max(job.poses)
-        correction = nearest_rigid(result.poses[newest] @ invert(job.poses[newest]))
-        for kf_id, T in result.poses.items():
-            if kf_id in by_id:
-                by_id[kf_id].T_wc = T
-        for lm, P in result.points.items():
-            if lm in self._points:
-                self._points[lm] = P
-        if frames_moved:  # what was added while it ran in the background was located in the old map
-            for kf in self._keyframes:
-                if kf.id > newest:
-                    kf.T_wc = nearest_rigid(correction @ kf.T_wc)
-            R, t = correction[:3, :3], correction[:3, 3]
-            for lm in self._points:
-                if lm > job.last_landmark:
-                    self._points[lm] = R @ self._points[lm] + t
-            self._map_history = [(stamp, nearest_rigid(correction @ T)) for stamp, T in self._map_history]
-        rows = result.outlier_rows
-        for kf_id, idx, lm in zip(
-            job.observations.keyframes[rows].tolist(),
-            job.keypoints[rows].tolist(),
-            job.observations.landmarks[rows].tolist(),
-            strict=True,
-        ):
-            kf = by_id.get(kf_id)
-            if kf is not None and kf.landmarks[idx] == lm:
-                kf.landmarks[idx] = -1
-        for kf in self._keyframes:
-            if kf.unmeasured and kf.id <= newest:
-                kf.unmeasured = False
-                if not kf.depth_pending:
-                    self._measure_scale(kf)
-        self._forget_unseen_landmarks()
-        return correction
-
     # -- outputs -------------------------------------------------------------------------------------
     def _after_pose(
         self,
         frame: PreparedFrame,
         T_wc: np.ndarray,
         cov_px: np.ndarray | None,
-        new_keyframe: _Keyframe | None,
+        new_keyframe: Keyframe | None,
     ) -> FrameResult:
         """Scale, depth and the published pose for a frame whose map pose is known."""
         depth = depth_camera = None
@@ -1314,7 +837,7 @@ class KeyframeOdometry:
         out = self._output
         delta = invert(out.map_T) @ T_wc
         delta[:3, 3] *= s if s is not None else 1.0
-        cov_rel = np.zeros((6, 6)) if cov_px is None else _scale_covariance(cov_px, s or 1.0)
+        cov_rel = np.zeros((6, 6)) if cov_px is None else scale_covariance(cov_px, s or 1.0)
         if s is not None and self.config.scale_source != "none":
             # The scale itself may be off by about its measurements' spread: along the step, in the
             # current camera's axes (a right perturbation of the step).
@@ -1341,159 +864,6 @@ class KeyframeOdometry:
             is_keyframe=new_keyframe is not None,
             message=message,
         )
-
-    def _banet_due(self, stamp: float) -> bool:
-        """Whether BA-Net runs on the pair of a keyframe at `stamp` (tracking.banet_min_interval); when it
-        does, the stamp is taken as the one it last ran on, else the keyframe is counted as skipped."""
-        interval = self.tracking.banet_min_interval
-        learning = self.config.scale_source == "learned" and self._scale.value is None
-        if interval > 0 and not learning and self._banet_stamp is not None:
-            if stamp - self._banet_stamp < interval:
-                self.stats.banet_skipped += 1
-                return False
-        self._banet_stamp = stamp
-        return True
-
-    def _banet_seed(self, T_wc: np.ndarray, prev: _Keyframe) -> np.ndarray | None:
-        """The map pose T_wc of a new keyframe in `prev`, in metres: BA-Net's starting point (None before a
-        scale)."""
-        s = self.scale
-        if s is None:
-            return None
-        seed = invert(prev.T_wc) @ T_wc
-        seed[:3, 3] *= s
-        return seed
-
-    def _run_banet(self, kf: _Keyframe, prev: _Keyframe):
-        """BA-Net on (new keyframe, previous keyframe): its estimate, or the error it raised."""
-        return _estimate_or_error(self.estimator, kf.prepared, prev.prepared, self._banet_seed(kf.T_wc, prev))
-
-    def _submit_banet(self, kf: _Keyframe, prev: _Keyframe) -> None:
-        """BA-Net on the keyframe pair in the background thread (background_banet); at most one runs, so
-        a keyframe waits for the previous one's (the lag stays under one keyframe)."""
-        self._merge_banet(wait=True)
-        if self._banet_pool is None:
-            self._banet_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="banet_vo_banet")
-        seed = self._banet_seed(kf.T_wc, prev)  # read here: the thread touches no odometry state
-        kf.depth_pending = True
-        self._banet_job = (
-            kf,
-            prev,
-            self._banet_pool.submit(_estimate_or_error, self.estimator, kf.prepared, prev.prepared, seed),
-        )
-
-    def _merge_banet(self, wait: bool = False) -> None:
-        """Take a finished background BA-Net: the keyframe's depth and scale measurement, and its depth to
-        publish with the next result. A keyframe no longer in the map (rebuilt, reset) is dropped."""
-        if self._banet_job is None:
-            return
-        kf, prev, future = self._banet_job
-        if not wait and not future.done():
-            return
-        self._banet_job = None
-        kf.depth_pending = False
-        self._take_banet(kf, prev, future.result())
-
-    def _take_banet(self, kf: _Keyframe, prev: _Keyframe, estimate) -> None:
-        """A keyframe's BA-Net estimate that came back from a thread: its depth and scale measurement (unless
-        its window BA is still to be merged), and its depth to publish with the next result. A keyframe no
-        longer in the map (rebuilt, reset) is dropped."""
-        if not any(k is kf for k in self._keyframes):
-            return
-        depth = depth_camera = None
-        if estimate is not None:  # None: BA-Net did not run on it (tracking.banet_min_interval)
-            depth, depth_camera, message = self._use_banet(kf, prev, estimate)
-            if depth is None:
-                logger.warning("keyframe %d: %s", kf.id, message)
-            else:
-                kf.depth = (depth, depth_camera)
-        if not kf.unmeasured:
-            self._measure_scale(kf)
-        s = self.scale
-        if depth is not None:
-            if s is not None and kf.depth_scale:
-                depth = depth * np.float32(s / kf.depth_scale)  # at the pose's scale
-            self._late_depth = (kf.stamp, depth, depth_camera)
-
-    def _with_late_depth(self, result: FrameResult) -> FrameResult:
-        """A result with a pose and no depth of its own carries the depth a background BA-Net returned."""
-        if self._late_depth is None or not result.has_pose or result.depth is not None:
-            return result
-        stamp, depth, camera = self._late_depth
-        self._late_depth = None
-        return replace(result, depth=depth, depth_camera=camera, depth_stamp=stamp)
-
-    def _use_banet(self, kf: _Keyframe, prev: _Keyframe, estimate):
-        """The keyframe's depth (metres, out-of-range pixels 0), its camera and a message, from BA-Net's
-        estimate on (kf, prev) or the error it raised; its pose becomes kf's factor (banet_pose_factor)."""
-        if isinstance(estimate, Exception):
-            return None, None, f"BA-Net failed on the keyframe pair: {estimate}"
-        if self.config.banet_pose_factor != "none":
-            try:
-                cov_left = pose_covariance_from_hessian(estimate.hessian, estimate.residual_variance)
-                cov = left_to_right_covariance(estimate.T_tgt_ref, cov_left)
-                if np.isfinite(estimate.T_tgt_ref).all() and np.isfinite(cov).all():
-                    kf.banet_pose = (prev.id, np.array(estimate.T_tgt_ref, dtype=np.float64), cov)
-            except ValueError as err:
-                logger.debug("keyframe %d: BA-Net pose not used as a factor: %s", kf.id, err)
-        depth = np.asarray(estimate.depth, dtype=np.float32)
-        if depth.ndim != 2 or not np.isfinite(estimate.cost) or not np.any(np.isfinite(depth) & (depth > 0)):
-            return None, None, "BA-Net gave no usable depth on the keyframe pair"
-        if self._depth_calibration is not None:
-            depth = self._depth_calibration.apply(depth)
-        with np.errstate(invalid="ignore"):
-            bad = ~np.isfinite(depth) | (depth < self.config.min_depth) | (depth > self.config.max_depth)
-        depth = depth.copy()
-        depth[bad] = 0.0
-        return depth, estimate.depth_camera, ""
-
-    def _measure_scale(self, kf: _Keyframe) -> None:
-        """One scale measurement per keyframe, from the configured source; the keyframe also keeps the
-        scale its own depth map implies, so that the depth can be published at the pose's scale."""
-        if kf.depth is not None:
-            points = self._points_in(kf)
-            kf.depth_scale = learned_scale(points, *kf.depth)
-            if self.on_keyframe_measured is not None:
-                self.on_keyframe_measured(
-                    KeyframeMeasurement(kf.stamp, self._map_epoch, kf.T_wc.copy(), points, *kf.depth)
-                )
-        source = self.config.scale_source
-        if source == "learned":
-            self._scale.add(kf.depth_scale)
-        elif source == "ground_plane":
-            found = ground_plane_height(
-                self._ground_candidates(kf),
-                self._up_cam,
-                max_normal_deg=self.tracking.ground_max_tilt_deg,
-                inlier_fraction=0.05,
-                seed=self.tracking.ransac_seed,
-                ambiguity_ratio=self.tracking.ground_ambiguity_ratio,
-            )
-            if found is not None:
-                self._scale.add(self.config.ground_camera_height() / found[0])
-
-    def _ground_candidates(self, kf: _Keyframe) -> np.ndarray:
-        """Landmarks of the window, in the keyframe's camera, that project into the lower-central part of
-        its image (the road ahead of a car, the floor ahead of a robot): elsewhere, points below the
-        camera are mostly on objects, whose planes would win the RANSAC vote. Chosen on KITTI 07
-        (median true/measured scale 1.00, 70 % of keyframes measured), confirmed on KITTI 06 (1.00)."""
-        if not self._points:
-            return np.zeros((0, 3))
-        P = np.stack(list(self._points.values()))
-        T_cw = invert(kf.T_wc)
-        P = P @ T_cw[:3, :3].T + T_cw[:3, 3]
-        uv, z = project(np.eye(4), P, self._camera)
-        cam = self._camera
-        with np.errstate(invalid="ignore"):
-            roi = (
-                (z > 0)
-                & (uv[:, 1] > cam.cy + 0.1 * cam.height)
-                & (np.abs(uv[:, 0] - cam.cx) < 0.25 * cam.width)
-            )
-        P = P[roi]
-        # The nearer half: far road points are few, noisy in depth, and a small tilt of the plane moves
-        # the height a lot at their range.
-        return P[P[:, 2] <= np.quantile(P[:, 2], 0.5)] if len(P) else P
 
     def _body(self, C: np.ndarray) -> np.ndarray:
         return self._T_bc @ C @ self._T_cb
@@ -1523,18 +893,6 @@ class KeyframeOdometry:
             **extra,
         )
 
-    def _scale_evidence(self) -> dict:
-        """FrameResult's scale_last_ratio, scale_measurements and scale_spread; the defaults before the
-        first measurement (always with scale none, which measures nothing)."""
-        last = self._scale.last
-        if last is None:
-            return {}
-        return {
-            "scale_last_ratio": last / self._scale.value,
-            "scale_measurements": len(self._scale),
-            "scale_spread": self._scale.relative_spread,
-        }
-
     def _failed(self, stamp: float, message: str, state: str, count: bool = True) -> FrameResult:
         if count:
             self.stats.failed += 1
@@ -1549,74 +907,3 @@ class KeyframeOdometry:
             keyframes=self._trajectory_keyframes,
             **self._scale_evidence(),
         )
-
-
-def _landmark_count(kf: _Keyframe) -> int:
-    return int((kf.landmarks >= 0).sum())
-
-
-def _median_parallax_deg(x_a: np.ndarray, x_b: np.ndarray, R_b_a: np.ndarray, camera: PinholeCamera) -> float:
-    """Median angle between the bearings of b and the bearings of a rotated into b: the parallax that
-    translation alone makes (0 for a pure rotation)."""
-    if len(x_a) == 0:
-        return 0.0
-    Kinv = np.linalg.inv(camera.K)
-    f_a = np.c_[x_a, np.ones(len(x_a))] @ Kinv.T
-    f_b = np.c_[x_b, np.ones(len(x_b))] @ Kinv.T
-    f_a = f_a @ R_b_a.T
-    f_a /= np.linalg.norm(f_a, axis=1, keepdims=True)
-    f_b /= np.linalg.norm(f_b, axis=1, keepdims=True)
-    cos = np.clip(np.sum(f_a * f_b, axis=1), -1.0, 1.0)
-    return float(np.degrees(np.median(np.arccos(cos))))
-
-
-def _pose_covariance_px(
-    points_cam: np.ndarray, camera: PinholeCamera, sigma_px: float, pixels: np.ndarray | None = None
-) -> np.ndarray | None:
-    """Right-perturbation covariance ([translation, rotation], camera axes) of a camera pose from the
-    reprojection of known points (N, 3 in camera coordinates): σ²·(JᵀJ)⁻¹ with σ the larger of
-    `sigma_px` and the residual RMS when `pixels` are given. None when the points do not constrain it."""
-    P = np.asarray(points_cam, dtype=np.float64)
-    P = P[P[:, 2] > 1e-9] if len(P) else P
-    if len(P) < 6:
-        return None
-    x, y, z = P[:, 0], P[:, 1], P[:, 2]
-    fx, fy = camera.fx, camera.fy
-    # d(point in camera)/d(ξ) for T_cw ← Exp(ξ)·T_cw is [I, −[p]×]; a right perturbation of T_wc has the
-    # same covariance (T_wc·Exp(−ξ)).
-    J = np.zeros((len(P), 2, 6))
-    Jp = np.zeros((len(P), 2, 3))
-    Jp[:, 0, 0] = fx / z
-    Jp[:, 0, 2] = -fx * x / z**2
-    Jp[:, 1, 1] = fy / z
-    Jp[:, 1, 2] = -fy * y / z**2
-    J[:, :, :3] = Jp
-    J[:, :, 3:] = -Jp @ skew(P)
-    H = np.einsum("nki,nkj->ij", J, J)
-    sigma2 = sigma_px**2
-    if pixels is not None and len(pixels) == len(points_cam):
-        uv, _ = project(np.eye(4), np.asarray(points_cam, dtype=np.float64), camera)
-        rms2 = float(np.mean(np.sum((uv - pixels) ** 2, axis=1)) / 2.0)
-        if np.isfinite(rms2):
-            sigma2 = max(sigma2, rms2)
-    try:
-        cov = np.linalg.inv(H) * sigma2
-    except np.linalg.LinAlgError:
-        return None
-    if not np.isfinite(cov).all():
-        return None
-    return 0.5 * (cov + cov.T)
-
-
-def _backed_up(T_wc_prev: np.ndarray, T_wc_new: np.ndarray) -> bool:
-    """Whether the new keyframe lies behind the previous one along that one's optical axis by at least
-    half the distance between them (a camera backing up, not one stepping sideways)."""
-    t = (invert(T_wc_prev) @ T_wc_new)[:3, 3]
-    norm = float(np.linalg.norm(t))
-    return norm > 0 and float(t[2]) <= -0.5 * norm
-
-
-def _scale_covariance(cov: np.ndarray, s: float) -> np.ndarray:
-    """Covariance of [s·ρ, φ] from that of [ρ, φ] (map units → metres)."""
-    D = np.diag([s, s, s, 1.0, 1.0, 1.0])
-    return D @ cov @ D

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import collections
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -29,6 +30,8 @@ from banet_vo.frontend.solvers import sampson_distance_px
 from banet_vo.frontend.xfeat import Features, match_mutual
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.rigid import invert
+
+logger = logging.getLogger("banet_vo.odometry.keyframe_vo")  # the odometry logs under one name
 
 
 @dataclass(frozen=True)
@@ -151,3 +154,74 @@ class TrackingQuality:
     def end_trial(self) -> None:
         self._trial = None
         self.previous = None
+
+
+class MatcherSwapMixin:
+    """KeyframeOdometry's matcher swaps: new XFeat weights taken between frames after the held-back check,
+    rolled back by the trial (`_quality`); the window's keyframes are described again on each change."""
+
+    def swap_matcher(self, state: dict, version: int) -> SwapOutcome:
+        """Take new XFeat weights between frames, unless the held-back window says they match worse; a
+        trial over the next frames can still roll them back. ValueError (nothing changed) for weights
+        that are not XFeat's or not finite."""
+        # A keyframe in the making was described with the weights it started with: it joins the map first.
+        self._merge_mapping(wait=True)
+        previous = self.extractor.state_dict()
+        self.extractor.load_state_dict(state)  # checked first: raises with nothing changed
+        try:
+            current = candidate = None
+            if self._initialised and len(self._keyframes) >= 2:
+                t = self.tracking
+                poses = [kf.T_wc for kf in self._keyframes]
+                fresh = [
+                    self.extractor.extract_gray(kf.features.gray, scale=kf.features.scale)
+                    for kf in self._keyframes
+                ]
+                current = held_back_score(
+                    poses,
+                    [kf.features for kf in self._keyframes],
+                    self._camera,
+                    t.min_cosine,
+                    t.pnp_max_px * self._px,
+                )
+                candidate = held_back_score(poses, fresh, self._camera, t.min_cosine, t.pnp_max_px * self._px)
+        except BaseException:
+            self.extractor.load_state_dict(previous)
+            raise
+        if current is not None:
+            why = refusal(current, candidate, self.config.matcher_swap_tolerance)
+            if why is not None:
+                self.extractor.load_state_dict(previous)
+                self.stats.matcher_refused += 1
+                return SwapOutcome(False, f"matcher version {version} refused: {why}", current, candidate)
+            checked = f"held-back window {candidate} vs {current} before"
+        else:
+            checked = "no solved window to check against yet"
+        try:
+            self._describe_window()
+        except BaseException:
+            self.extractor.load_state_dict(previous)
+            raise
+        self._quality.start_trial(previous, self.matcher_version)
+        self.matcher_version = int(version)
+        self.stats.matcher_swaps += 1
+        return SwapOutcome(True, f"matcher version {version} taken ({checked}); on trial", current, candidate)
+
+    def _describe_window(self) -> None:
+        """The window keyframes' descriptors again, at their own keypoints, with the extractor's weights
+        (landmarks stay attached; old and new descriptors are never compared)."""
+        describe = self.extractor.describe
+        described = [
+            describe(kf.features.gray, kf.features.keypoints, kf.features.scale) for kf in self._keyframes
+        ]
+        for kf, descriptors in zip(self._keyframes, described, strict=True):
+            kf.features = replace(kf.features, descriptors=descriptors)
+
+    def _rollback_matcher(self, why: str) -> None:
+        state, version = self._quality.previous
+        self._quality.end_trial()
+        self.extractor.load_state_dict(state)
+        self._describe_window()
+        logger.warning("matcher version %d rolled back to %d: %s", self.matcher_version, version, why)
+        self.matcher_version = version
+        self.stats.matcher_rollbacks += 1
