@@ -3,6 +3,7 @@ plane, and the degenerate inputs a robot meets (stopped camera, textureless view
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -1128,3 +1129,79 @@ def test_each_result_carries_the_scale_evidence(estimator, kitti06, source):
     assert last.scale_last_ratio == pytest.approx(vo._scale.last / vo.scale)
     assert last.scale_spread == pytest.approx(vo._scale.relative_spread)
     assert last.scale_measurements == len(vo._scale)
+
+
+class _FailingBanet:
+    """The estimator with BA-Net failing on the keyframe pairs `fail(k)` picks (k counts its calls): `how`
+    "raise" (a RuntimeError, as a CUDA out-of-memory would) or "nan" (an estimate whose cost is NaN, as a
+    diverged LM gives). Everything else is the real estimator's."""
+
+    def __init__(self, estimator, fail, how: str) -> None:
+        self._estimator, self._fail, self._how = estimator, fail, how
+        self.calls = self.failed = 0
+
+    def __getattr__(self, name):
+        return getattr(self._estimator, name)
+
+    def estimate(self, reference, target, pose_init=None):
+        k = self.calls
+        self.calls += 1
+        if not self._fail(k):
+            return self._estimator.estimate(reference, target, pose_init)
+        self.failed += 1
+        if self._how == "raise":
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return dataclasses.replace(self._estimator.estimate(reference, target, pose_init), cost=float("nan"))
+
+
+@pytest.fixture(scope="module")
+def kitti06_ground_plane_run(estimator, kitti06):
+    """The ground-plane odometry's results over KITTI 06's first 20 frames with BA-Net working."""
+    return _run(_vo(estimator), kitti06[:20])[2]
+
+
+@pytest.mark.parametrize(
+    ("how", "says"),
+    [("raise", "BA-Net failed on the keyframe pair"), ("nan", "BA-Net gave no usable depth")],
+)
+def test_banet_failing_on_keyframe_pairs_drops_their_depth_and_keeps_the_trajectory(
+    estimator, kitti06, kitti06_ground_plane_run, how, says
+):
+    """BA-Net failing on every other keyframe pair (raising, or a NaN cost) costs those keyframes their
+    depth and nothing else: with the ground plane's scale BA-Net only gives depth, so every frame's status
+    and pose are those of the run where it works, bit for bit; each failed pair's result says why it has
+    no depth, and the pairs that work still publish theirs."""
+    failing = _FailingBanet(estimator, lambda k: k % 2 == 1, how)
+    _, _, results = _run(_vo(failing), kitti06[:20])
+    assert failing.failed >= 3
+    assert [r.status for r in results] == [r.status for r in kitti06_ground_plane_run]
+    for got, expected in zip(results, kitti06_ground_plane_run, strict=True):
+        if expected.T_odom_camera is not None:
+            np.testing.assert_array_equal(got.T_odom_camera, expected.T_odom_camera)
+    said = [r for r in results if says in r.message]
+    assert len(said) == failing.failed
+    assert all(r.depth is None and r.is_keyframe for r in said)
+    assert not any(says in r.message for r in kitti06_ground_plane_run)
+    with_depth = [r for r in results if r.depth is not None]
+    assert len(with_depth) == failing.calls - failing.failed
+    assert all(np.isfinite(r.depth).all() for r in with_depth)
+
+
+def test_banet_failing_on_every_pair_leaves_a_learned_scale_map_in_its_own_units(estimator, kitti06):
+    """With the learned scale and BA-Net failing on every keyframe pair, no measurement ever comes: the
+    odometry goes on in map units and says so (scale source none, "scale not measured yet"), publishing
+    exactly the trajectory of scale_source none."""
+    failing = _FailingBanet(estimator, lambda k: True, "raise")
+    learned = make_odometry(failing, OdometryConfig(frontend="xfeat", scale_source="learned"))
+    _, _, results = _run(learned, kitti06[:15])
+    _, _, unscaled = _run(
+        make_odometry(estimator, OdometryConfig(frontend="xfeat", scale_source="none")), kitti06[:15]
+    )
+    assert failing.failed >= 3 and learned.scale is None
+    tracked = [r for r in results if r.status == TRACKED]
+    assert len(tracked) >= 12
+    assert all(r.scale_source == "none" and "scale not measured yet" in r.message for r in tracked)
+    assert [r.status for r in results] == [r.status for r in unscaled]
+    for got, expected in zip(results, unscaled, strict=True):
+        if expected.T_odom_camera is not None:
+            np.testing.assert_array_equal(got.T_odom_camera, expected.T_odom_camera)
