@@ -78,3 +78,15 @@ def test_points_lie_on_the_plane_and_follow_the_optical_axes():
     assert (x, y, z) == pytest.approx(((300 - 159.5) * 2.0 / 200.0, (10 - 119.5) * 2.0 / 190.0, 2.0))
     with pytest.raises(ValueError, match="stride"):
         depth_to_points(depth, INPUT, stride=0)
+
+
+def test_upsampling_refuses_a_bad_method_jump_or_depth_shape():
+    low = np.ones((60, 80), np.float32)
+    with pytest.raises(ValueError, match="method must be one of"):
+        upsample_depth(low, LOW, INPUT, method="bicubic")
+    for jump in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="max_relative_jump must be positive"):
+            upsample_depth(low, LOW, INPUT, max_relative_jump=jump)
+    for bad in (low.T, low[None], np.ones((61, 80), np.float32)):
+        with pytest.raises(ValueError, match="depth must be 60x80"):
+            upsample_depth(bad, LOW, INPUT)

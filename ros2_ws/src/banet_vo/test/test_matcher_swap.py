@@ -4,6 +4,7 @@ that rolls back, and KeyframeOdometry on real KITTI 06 frames refusing, taking a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -245,3 +246,37 @@ def test_odometry_rolls_back_weights_that_lose_tracking(estimator, kitti06, monk
     assert all(torch.equal(good[k], v) for k, v in vo.extractor.state_dict().items())
     results = _run(vo, kitti06[16:])
     assert results[-1].has_pose  # tracking (or a rebuilt map) again with the good weights
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fails_in", ["held-back check", "re-description"])
+def test_a_swap_that_fails_part_way_puts_the_old_weights_back(estimator, kitti06, monkeypatch, fails_in):
+    """An error while the new weights are checked on the window, or while the window's keyframes are
+    described with them, reaches the caller with nothing changed: the old weights, version, counters and
+    keyframe descriptors, and the odometry tracks on."""
+    vo = make_odometry(estimator, OdometryConfig(frontend="xfeat"))
+    _run(vo, kitti06[:10])
+    assert vo._initialised and len(vo._keyframes) >= 2
+    weights = vo.extractor.state_dict()
+    descriptors = [kf.features.descriptors.clone() for kf in vo._keyframes]
+    stats = dataclasses.asdict(vo.stats)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError(f"simulated failure in the {fails_in}")
+
+    if fails_in == "held-back check":
+        monkeypatch.setattr(matcher_swap_module, "held_back_score", fail)
+    else:
+        monkeypatch.setattr(matcher_swap_module, "refusal", lambda *args: None)
+        monkeypatch.setattr(vo, "_describe_window", fail)
+    with pytest.raises(RuntimeError, match=fails_in):
+        vo.swap_matcher(_noisy(weights, 0.01), 3)
+    assert all(torch.equal(weights[k], v) for k, v in vo.extractor.state_dict().items())
+    assert vo.matcher_version == 0
+    assert {k: v for k, v in dataclasses.asdict(vo.stats).items() if v == v} == {
+        k: v for k, v in stats.items() if v == v
+    }
+    for kf, old in zip(vo._keyframes, descriptors, strict=True):
+        assert torch.equal(kf.features.descriptors, old)
+    monkeypatch.undo()
+    assert all(r.has_pose for r in _run(vo, kitti06[10:14]))

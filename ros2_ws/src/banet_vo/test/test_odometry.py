@@ -23,6 +23,7 @@ from banet_vo.geometry.frames import (
     left_to_right_covariance,
     pose_covariance_from_hessian,
     right_covariance_to_ros,
+    transform_covariance,
 )
 from banet_vo.geometry.rigid import invert, pose_from_rotvec
 from banet_vo.odometry import (
@@ -117,6 +118,36 @@ def test_schur_covariance_equals_the_pose_block_of_the_dense_inverse():
         pose_covariance_from_hessian(H, 1.0)
     with pytest.raises(ValueError, match="residual_variance"):
         pose_covariance_from_hessian(_spd(10, 1), 0.0)
+
+
+def test_schur_covariance_of_a_pose_alone_and_its_bad_hessians():
+    """Without depth coefficients the covariance is σ²·H⁻¹ itself; a Hessian that is not square, smaller
+    than the pose, or not finite is refused by name (BA-Net's factor then stays out, not NaN)."""
+    H = _spd(6, seed=2)
+    np.testing.assert_allclose(pose_covariance_from_hessian(H, 2.0), 2.0 * np.linalg.inv(H), rtol=1e-9)
+    for bad in (np.eye(6)[:5], np.eye(4), np.ones((2, 3, 3))):
+        with pytest.raises(ValueError, match="hessian must be square"):
+            pose_covariance_from_hessian(bad, 1.0)
+    H[0, 1] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        pose_covariance_from_hessian(H, 1.0)
+    with pytest.raises(ValueError, match="residual_variance"):
+        pose_covariance_from_hessian(_spd(6, 3), float("nan"))
+
+
+def test_frame_maps_refuse_poses_and_covariances_that_are_not_finite_4x4_and_6x6():
+    T = pose_from_rotvec([0.1, -0.2, 0.3], [1.0, 2.0, 3.0])
+    C = _spd(6, seed=4)
+    for bad in (np.eye(3), np.full((4, 4), np.nan)):
+        with pytest.raises(ValueError, match="T must be a finite 4x4"):
+            adjoint(bad)
+        with pytest.raises(ValueError, match="T_parent_child must be a finite 4x4"):
+            right_covariance_to_ros(bad, C)
+    for bad in (np.eye(5), np.where(np.eye(6) > 0, np.inf, 0.0)):
+        with pytest.raises(ValueError, match="covariance must be a finite 6x6"):
+            transform_covariance(adjoint(T), bad)
+        with pytest.raises(ValueError, match="cov_b must be a finite 6x6"):
+            compose_right_covariance(T, C, bad)
 
 
 def _log(T: np.ndarray) -> np.ndarray:
