@@ -347,6 +347,41 @@ def test_settled_background_mapping_is_repeatable(estimator, kitti06):
     np.testing.assert_array_equal(*runs)
 
 
+def test_a_keyframe_the_mapping_thread_fails_to_make_is_made_in_line_instead(estimator, kitti06, caplog):
+    """XFeat raising in the mapping thread (every keyframe it is asked for) must not starve the map: each
+    dropped keyframe is warned about, and the next frame that asks for one makes it in line (XFeat on that
+    frame), so keyframes keep coming, the ground plane's scale is measured, and every frame after the first
+    map has a pose. (Before the in-line fallback the map got keyframes only from the 5-point recovery when
+    PnP on the stale keyframe failed: 4 keyframes and 16 drops in 24 frames, no scale measured.)"""
+    import threading
+
+    vo = _vo(estimator, tracking=TrackingConfig(between_keyframes="flow", mapping="background"))
+    extract = vo.extractor.extract
+
+    def failing_in_the_thread(*args, **kwargs):
+        if threading.current_thread().name.startswith("banet_vo_mapping"):
+            raise RuntimeError("simulated XFeat failure in the mapping thread")
+        return extract(*args, **kwargs)
+
+    vo.extractor.extract = failing_in_the_thread
+    with caplog.at_level("WARNING", logger="banet_vo.odometry.keyframe_vo"):
+        est, gt, results = _run_mapping_settled(vo, kitti06[:30])
+    vo.close()
+    st = vo.stats
+    assert st.keyframes_mapped == 0 and st.mapping_dropped >= 3
+    assert (
+        len([m for m in caplog.messages if "not added: XFeat failed: simulated" in m]) == st.mapping_dropped
+    )
+    first_map = next(i for i, r in enumerate(results) if r.status == TRACKED)
+    assert all(r.has_pose for r in results[first_map:])
+    made = [i for i, r in enumerate(results) if r.is_keyframe and i > first_map]
+    assert len(made) >= st.mapping_dropped and st.recovered == 0  # one in line after each drop
+    assert vo.scale is not None
+    sim3, scale = _ate(est, gt, "sim3")
+    se3, _ = _ate(est, gt, "se3")
+    assert sim3 < 0.45 and se3 < 1.2 and 0.8 < scale < 1.25  # measured 0.352 / 0.824 m, 1.08
+
+
 def test_keyframes_made_in_the_mapping_thread(estimator, kitti06):
     """tracking.mapping background on the first 30 KITTI 06 frames: the same accuracy bounds; every frame
     after the first map located by optical flow or, when the flow fails, by XFeat inline; each keyframe the

@@ -56,8 +56,9 @@ def map_keyframe(extractor, estimator, image, pixels, recent, min_cosine, frame,
 
 class FlowMappingMixin:
     """KeyframeOdometry's optical-flow tracking and mapping thread. Owns `_flow` (the tracks the next frame
-    follows), `_mapping_job` and `_mapping_pool`; locates frames with the odometry's PnP and publishes
-    them through its _after_pose, and adds the mapping thread's keyframes through _insert_keyframe."""
+    follows), `_mapping_job`, `_mapping_pool` and `_mapping_failed` (a keyframe the thread was asked for
+    was dropped; the next keyframe clears it); locates frames with the odometry's PnP and publishes them
+    through its _after_pose, and adds the mapping thread's keyframes through _insert_keyframe."""
 
     def _submit_mapping(
         self, frame: PreparedFrame, gray: np.ndarray, image: np.ndarray, T_wc: np.ndarray, last: Keyframe
@@ -118,7 +119,10 @@ class FlowMappingMixin:
             self._follow_new_landmarks(kf, job.gray)
 
     def _drop_mapping(self, job: MappingJob, why: str) -> None:
+        """A keyframe the thread was asked for is not added: the next keyframe the flow asks for is made in
+        line (XFeat on that frame), so that a thread that keeps failing cannot starve the map."""
         self.stats.mapping_dropped += 1
+        self._mapping_failed = True
         logger.warning("keyframe from the frame at %.6f s not added: %s", job.frame.stamp, why)
 
     def _follow_new_landmarks(self, kf: Keyframe, gray_kf: np.ndarray) -> None:
@@ -204,6 +208,8 @@ class FlowMappingMixin:
             # PTAM's split: a located frame is published, the keyframe asked of the mapping thread. (Sending
             # frames with few of the keyframe's landmarks to XFeat inline fired on most HoloLens frames, since
             # LK follows fewer of them than XFeat re-finds: docs/preregistered/mapping_split.txt.)
+            elif self._mapping_failed:
+                return None  # the thread's last keyframe was dropped: XFeat makes this one in line
             elif self._mapping_job is None and self._banet_job is None:
                 self._submit_mapping(frame, gray, image, T_wc, last)
         self._frame_inlier_ratio = float(inl.mean())

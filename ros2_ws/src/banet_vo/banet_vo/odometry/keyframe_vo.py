@@ -217,6 +217,7 @@ class KeyframeOdometry(
                 wait_futures([job.future])
             self._mapping_job = None
             self._drop_mapping(job, "a new map")
+        self._mapping_failed = False  # the mapping thread's last keyframe was dropped (keyframe_flow)
         self._ba_job: WindowJob | None = None
         self._ba_pending = False
         self._keyframes: list[Keyframe] = []
@@ -621,6 +622,7 @@ class KeyframeOdometry(
             # the map as it stands, and the merge moves it with the frames located meanwhile.)
             T_wc = nearest_rigid(self._merge_background_ba(wait=True) @ T_wc)
         kf = self._add_keyframe(frame, features, T_wc)
+        self._mapping_failed = False
         self._extend_map(last, kf, matches, tracked)
         self._bundle_adjust()
         return kf
