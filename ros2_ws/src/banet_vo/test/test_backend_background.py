@@ -147,3 +147,23 @@ def test_the_held_stand_in_hands_back_the_inline_solution_after_its_frames():
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="hold_frames"):
             HeldBundleAdjuster(bad)
+
+
+def test_a_worker_that_cannot_take_a_job_is_a_runtime_error_and_nothing_waits(background, monkeypatch):
+    """A pipe broken while the job is written (the worker died after the liveness check) is raised as the
+    RuntimeError the odometry falls back in line on, and no job is left pending: the next submit starts a
+    worker again and is solved."""
+    import banet_vo.backend.background as module
+
+    poses, points, obs = _noisy(5)
+
+    def broken(*args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "_write", broken)
+        with pytest.raises(RuntimeError, match=r"does not take jobs: .*Broken pipe"):
+            background.submit(CAMERA, WindowBAConfig(), poses, points, obs, {0, 1})
+    assert not background.busy and background.poll(wait=True) is None
+    background.submit(CAMERA, WindowBAConfig(), poses, points, obs, {0, 1})
+    assert background.poll(wait=True).poses.keys() == poses.keys()
