@@ -1240,3 +1240,24 @@ def test_banet_failing_on_every_pair_leaves_a_learned_scale_map_in_its_own_units
     for got, expected in zip(results, unscaled, strict=True):
         if expected.T_odom_camera is not None:
             np.testing.assert_array_equal(got.T_odom_camera, expected.T_odom_camera)
+
+
+def test_banet_failing_in_its_background_thread_drops_only_those_depths(estimator, kitti06, caplog):
+    """background_banet with BA-Net raising on every other keyframe pair in its thread: each failure is
+    warned about with the keyframe and the error, the working pairs' depths still come back (once, with
+    their keyframe's stamp), and every frame after the first map has a pose within the working thread's
+    accuracy bounds."""
+    failing = _FailingBanet(estimator, lambda k: k % 2 == 1, "raise")
+    vo = _vo(failing, background_banet=True)
+    with caplog.at_level("WARNING", logger="banet_vo.odometry.keyframe_vo"):
+        est, gt, results = _run(vo, kitti06[:30])
+        vo.settle()
+    vo.close()
+    assert failing.failed >= 3
+    warned = [m for m in caplog.messages if "BA-Net failed on the keyframe pair: CUDA out of memory" in m]
+    assert len(warned) == failing.failed
+    first_map = next(i for i, r in enumerate(results) if r.status == TRACKED)
+    assert all(r.has_pose for r in results[first_map:])
+    stamps = [r.depth_stamp for r in results if r.depth is not None]
+    assert len(set(stamps)) == len(stamps) and len(stamps) >= failing.calls - failing.failed - 1
+    _assert_first_30_kitti06_frames(est, gt)
