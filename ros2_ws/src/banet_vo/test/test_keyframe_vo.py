@@ -873,6 +873,58 @@ def test_background_ba_falls_back_in_line_when_the_worker_refuses_a_job(estimato
     assert any("solved in line from now on" in m for m in caplog.messages)
 
 
+def test_a_window_that_fails_in_the_worker_and_in_line_leaves_nothing_pending(estimator, kitti06):
+    """The worker reports a failed solve and the same window fails in line too: that frame raises (the
+    node counts it as an error), no window is left pending, and the next keyframes are solved in line, so
+    the odometry goes on. (A job left pending would never come back from the closed worker, and would hold
+    keyframes off as a busy window does.)"""
+    from banet_vo.backend.background import HeldBundleAdjuster
+
+    worker = HeldBundleAdjuster(2)
+    vo = make_odometry(
+        estimator,
+        OdometryConfig(
+            frontend="xfeat",
+            scale_source="ground_plane",
+            camera_height=KITTI_HEIGHT,
+            background_ba=True,
+        ),
+        window_ba_worker=worker,
+    )
+    frames = iter(kitti06[:24])
+    k = 0
+    while vo._ba_job is None or k < 5:  # until a window is being solved in the worker
+        f = next(frames)
+        worker.next_frame()
+        vo.process(f.image, f.timestamp, f.camera)
+        k += 1
+    polled, solve = worker.poll, vo._ba.solve
+
+    def fail_once(original, what):
+        def failing(*args, **kwargs):
+            setattr(*what, original)
+            raise RuntimeError(f"simulated: {what[1]} failed")
+
+        return failing
+
+    worker.poll = fail_once(polled, (worker, "poll"))
+    vo._ba.solve = fail_once(solve, (vo._ba, "solve"))
+    f = next(frames)
+    worker.next_frame()
+    with pytest.raises(RuntimeError, match="simulated: solve failed"):
+        vo.process(f.image, f.timestamp, f.camera)
+    assert vo._ba_job is None and vo._inline_ba
+    solved = []
+    vo._ba.solve = lambda *a, **kw: solved.append(1) or solve(*a, **kw)
+    rest = list(frames)
+    for f in rest:
+        worker.next_frame()
+        r = vo.process(f.image, f.timestamp, f.camera)
+        assert r.has_pose
+    assert len(solved) >= 3 and vo._ba_job is None
+    vo.close()
+
+
 def test_observed_landmarks_are_the_scene_depth_at_their_pixels(estimator, hololens_dir):
     """The tracked landmarks of a real HoloLens frame against its ground-truth depth: one scale factor
     (the learned metric scale's error) explains them all, so pixel, point and pose belong together."""

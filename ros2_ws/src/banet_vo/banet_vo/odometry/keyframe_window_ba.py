@@ -77,16 +77,20 @@ class WindowBAMixin:
     def _merge_background_ba(self, wait: bool = False) -> np.ndarray:
         """Merge a finished background BA (and start the next one if the window changed meanwhile);
         returns the correction it made to poses of frames located before the merge (identity if none)."""
-        if self._ba_job is None:
+        job = self._ba_job
+        if job is None:
             return np.eye(4)
         try:
             result = self._background.poll(wait)
         except RuntimeError as err:
             self._worker_lost(err)
-            result = self._solve_inline(self._ba_job)
+            # The job is this call's now: should the solve in line raise too, none is left pending (the
+            # closed worker would never hand one back, and a pending job holds keyframes off).
+            self._ba_job = None
+            result = self._solve_inline(job)
         if result is None:
             return np.eye(4)
-        job, self._ba_job = self._ba_job, None
+        self._ba_job = None
         correction = self._apply_ba(result, job, frames_moved=True)
         self.stats.window_ba_merged += 1
         if self._ba_pending and len(self._keyframes) >= 2 and not self._inline_ba:
