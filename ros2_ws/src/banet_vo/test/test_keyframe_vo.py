@@ -49,10 +49,11 @@ def kitti06(kitti06_dir):
     return [seq[i] for i in range(len(seq))]
 
 
-def _vo(estimator, **config):
+def _vo(estimator, window_ba_worker=None, **config):
     return make_odometry(
         estimator,
         OdometryConfig(frontend="xfeat", scale_source="ground_plane", camera_height=KITTI_HEIGHT, **config),
+        window_ba_worker=window_ba_worker,
     )
 
 
@@ -881,16 +882,7 @@ def test_a_window_that_fails_in_the_worker_and_in_line_leaves_nothing_pending(es
     from banet_vo.backend.background import HeldBundleAdjuster
 
     worker = HeldBundleAdjuster(2)
-    vo = make_odometry(
-        estimator,
-        OdometryConfig(
-            frontend="xfeat",
-            scale_source="ground_plane",
-            camera_height=KITTI_HEIGHT,
-            background_ba=True,
-        ),
-        window_ba_worker=worker,
-    )
+    vo = _vo(estimator, window_ba_worker=worker, background_ba=True)
     frames = iter(kitti06[:24])
     k = 0
     while vo._ba_job is None or k < 5:  # until a window is being solved in the worker

@@ -5,7 +5,6 @@ here."""
 
 from __future__ import annotations
 
-import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -14,10 +13,8 @@ import numpy as np
 from banet_vo.geometry.frames import left_to_right_covariance, pose_covariance_from_hessian
 from banet_vo.geometry.rigid import invert
 from banet_vo.odometry.estimator import PairEstimator, PreparedFrame
-from banet_vo.odometry.keyframes import Keyframe
+from banet_vo.odometry.keyframes import Keyframe, logger
 from banet_vo.odometry.pipeline import FrameResult
-
-logger = logging.getLogger("banet_vo.odometry.keyframe_vo")  # the odometry logs under one name
 
 
 def estimate_or_error(estimator: PairEstimator, frame: PreparedFrame, prev: PreparedFrame, seed):

@@ -4,7 +4,6 @@ default every frame is located by XFeat and its matches. No ROS here."""
 
 from __future__ import annotations
 
-import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -16,10 +15,8 @@ from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.rigid import invert
 from banet_vo.odometry.estimator import PreparedFrame
 from banet_vo.odometry.keyframe_banet import estimate_or_error
-from banet_vo.odometry.keyframes import Keyframe
+from banet_vo.odometry.keyframes import Keyframe, logger
 from banet_vo.odometry.pipeline import TRACKED, FrameResult, same_intrinsics
-
-logger = logging.getLogger("banet_vo.odometry.keyframe_vo")  # the odometry logs under one name
 
 
 @dataclass

@@ -62,6 +62,7 @@ from banet_vo.odometry.keyframes import (
     Keyframe,
     backed_up,
     landmark_count,
+    logger,
     median_parallax_deg,
     pose_covariance_px,
     scale_covariance,
@@ -87,8 +88,6 @@ from banet_vo.odometry.pipeline import (
 from banet_vo.odometry.scale import ScaleFilter, depth_at_pixels
 from banet_vo.odometry.timing import StampGate, gap_covariance
 from banet_vo.odometry.tracking_config import TrackingConfig
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass

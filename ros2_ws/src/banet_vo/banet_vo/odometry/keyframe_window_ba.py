@@ -4,15 +4,13 @@ into the map. No ROS here."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from banet_vo.backend import Observations, RelativePoseFactor
 from banet_vo.geometry.rigid import invert, nearest_rigid
-
-logger = logging.getLogger("banet_vo.odometry.keyframe_vo")  # the odometry logs under one name
+from banet_vo.odometry.keyframes import logger
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +12,10 @@ from banet_vo.frontend.solvers import project
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.rigid import invert, skew
 from banet_vo.odometry.estimator import PreparedFrame
+
+# The keyframe odometry logs under one name, whichever of its modules the code lives in (log filters
+# and tests name it).
+logger = logging.getLogger("banet_vo.odometry.keyframe_vo")
 
 
 @dataclass

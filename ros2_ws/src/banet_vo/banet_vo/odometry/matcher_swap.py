@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import collections
 import json
-import logging
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -30,8 +29,7 @@ from banet_vo.frontend.solvers import sampson_distance_px
 from banet_vo.frontend.xfeat import Features, match_mutual
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.rigid import invert
-
-logger = logging.getLogger("banet_vo.odometry.keyframe_vo")  # the odometry logs under one name
+from banet_vo.odometry.keyframes import logger
 
 
 @dataclass(frozen=True)
