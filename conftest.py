@@ -3,7 +3,8 @@
 DDS discovery is limited to this machine. The ROS_DOMAIN_ID of a test run: BANET_VO_TEST_DOMAIN_ID when
 set (a number, or `auto`), else the ROS_DOMAIN_ID the user already has, else one of its own from the
 process id, so parallel runs on one host never hear each other. `auto` asks for that last choice even when
-ROS_DOMAIN_ID is set (e.g. tests next to a running robot on the same domain).
+ROS_DOMAIN_ID is set (e.g. tests next to a running robot on the same domain). Under pytest-xdist (`make test`
+runs two workers) worker gwK takes the run's domain plus K, so the workers never hear each other either.
 """
 
 from __future__ import annotations
@@ -32,8 +33,22 @@ def _test_domain_id(env: dict[str, str]) -> str:
     return str(_pick_domain_id())
 
 
+def _worker_domain_id(run_domain: str, worker: str) -> str:
+    """The domain of xdist worker `worker` ("gwK"; "" outside xdist): the run's domain plus K, kept in
+    1..100 like a picked one."""
+    if not worker:
+        return run_domain
+    if not (worker.startswith("gw") and worker[2:].isdigit()):
+        raise ValueError(f"unexpected PYTEST_XDIST_WORKER {worker!r}: expected gw<number>")
+    return str(1 + (int(run_domain) - 1 + int(worker[2:])) % 100)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    os.environ["BANET_VO_TEST_DOMAIN_ID"] = os.environ["ROS_DOMAIN_ID"] = _test_domain_id(dict(os.environ))
+    # The controller sets the run's domain first; its workers inherit it and each adds its own offset.
+    run_domain = _test_domain_id(dict(os.environ))
+    domain = _worker_domain_id(run_domain, os.environ.get("PYTEST_XDIST_WORKER", ""))
+    os.environ["BANET_VO_TEST_DOMAIN_ID"] = run_domain
+    os.environ["ROS_DOMAIN_ID"] = domain
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
     # One torch thread: the suite runs rclpy executors and worker threads next to torch on 2 cores, where

@@ -296,6 +296,22 @@ def test_test_runs_keep_the_users_ros_domain_id_unless_told_otherwise():
     assert _test_domain_id({}) == own
 
 
+def test_each_xdist_worker_owns_a_ros_domain_of_its_own(ros_domain_id):
+    """`make test` runs two xdist workers: each adds its index to the run's domain (kept in 1..100), so
+    two workers' nodes never hear each other."""
+    import os
+
+    from conftest import _worker_domain_id
+
+    assert _worker_domain_id("42", "") == "42"  # not under xdist
+    assert [_worker_domain_id("42", w) for w in ("gw0", "gw1", "gw2")] == ["42", "43", "44"]
+    assert _worker_domain_id("100", "gw1") == "1" and _worker_domain_id("99", "gw1") == "100"
+    with pytest.raises(ValueError, match="gw<number>"):
+        _worker_domain_id("42", "worker1")
+    run = os.environ["BANET_VO_TEST_DOMAIN_ID"]
+    assert str(ros_domain_id) == _worker_domain_id(run, os.environ.get("PYTEST_XDIST_WORKER", ""))
+
+
 def _tf(types, parent: str, child: str, T: np.ndarray):
     from scipy.spatial.transform import Rotation
 
