@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from banet_vo.backend import Observation, WindowBAConfig, WindowBundleAdjuster
-from banet_vo.backend.background import BackgroundBundleAdjuster, HeldBundleAdjuster
+from banet_vo.backend.background import BackgroundBundleAdjuster, HeldBundleAdjuster, WindowSolveFailed
 from banet_vo.frontend.solvers import project
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.rigid import pose_matrix
@@ -94,7 +94,7 @@ def test_a_discarded_job_is_never_handed_back(background):
 def test_a_failing_solve_is_raised_in_the_caller(background):
     poses, points, obs = _noisy(3)
     background.submit(CAMERA, WindowBAConfig(), poses, points, obs, set())  # no gauge: solve() refuses
-    with pytest.raises(RuntimeError, match="at least one keyframe must be fixed"):
+    with pytest.raises(WindowSolveFailed, match="at least one keyframe must be fixed"):
         background.poll(wait=True)
     background.submit(CAMERA, WindowBAConfig(), poses, points, obs, {0, 1})  # the worker goes on
     assert background.poll(wait=True).poses.keys() == poses.keys()
@@ -111,8 +111,9 @@ def test_a_dead_worker_is_reported_not_waited_for(background):
     process = background._process
     background.submit(CAMERA, WindowBAConfig(), poses, points, obs, {0, 1})
     process.kill()
-    with pytest.raises(RuntimeError, match="worker"):
+    with pytest.raises(RuntimeError, match="worker stopped") as stopped:
         background.poll(wait=True)
+    assert not isinstance(stopped.value, WindowSolveFailed)  # the caller must not keep sending it jobs
 
 
 def test_the_held_stand_in_hands_back_the_inline_solution_after_its_frames():

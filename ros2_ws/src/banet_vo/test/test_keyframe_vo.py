@@ -874,12 +874,16 @@ def test_background_ba_falls_back_in_line_when_the_worker_refuses_a_job(estimato
     assert any("solved in line from now on" in m for m in caplog.messages)
 
 
-def test_a_window_that_fails_in_the_worker_and_in_line_leaves_nothing_pending(estimator, kitti06):
-    """The worker reports a failed solve and the same window fails in line too: that frame raises (the
-    node counts it as an error), no window is left pending, and the next keyframes are solved in line, so
-    the odometry goes on. (A job left pending would never come back from the closed worker, and would hold
-    keyframes off as a busy window does.)"""
-    from banet_vo.backend.background import HeldBundleAdjuster
+@pytest.mark.parametrize("worker_goes_on", [False, True], ids=["worker lost", "solve failed"])
+def test_a_window_that_fails_in_the_worker_and_in_line_leaves_nothing_pending(
+    estimator, kitti06, worker_goes_on
+):
+    """The worker reports a failure and the same window fails in line too: that frame raises (the node
+    counts it as an error) and no window is left pending (one would never come back from a closed worker,
+    and would hold keyframes off as a busy window does), so the odometry goes on. A worker that is gone
+    leaves the next windows to be solved in line; one that only failed to solve (WindowSolveFailed) gets
+    the next windows again, so a live node keeps its speed."""
+    from banet_vo.backend.background import HeldBundleAdjuster, WindowSolveFailed
 
     worker = HeldBundleAdjuster(2)
     vo = _vo(estimator, window_ba_worker=worker, background_ba=True)
@@ -891,29 +895,35 @@ def test_a_window_that_fails_in_the_worker_and_in_line_leaves_nothing_pending(es
         vo.process(f.image, f.timestamp, f.camera)
         k += 1
     polled, solve = worker.poll, vo._ba.solve
+    error = WindowSolveFailed if worker_goes_on else RuntimeError
 
-    def fail_once(original, what):
+    def fail_once(original, what, error, then=lambda: None):
         def failing(*args, **kwargs):
             setattr(*what, original)
-            raise RuntimeError(f"simulated: {what[1]} failed")
+            then()
+            raise error(f"simulated: {what[1]} failed")
 
         return failing
 
-    worker.poll = fail_once(polled, (worker, "poll"))
-    vo._ba.solve = fail_once(solve, (vo._ba, "solve"))
+    # As BackgroundBundleAdjuster does, the worker is free again once it has reported the failure.
+    worker.poll = fail_once(polled, (worker, "poll"), error, then=worker.discard)
+    vo._ba.solve = fail_once(solve, (vo._ba, "solve"), RuntimeError)
     f = next(frames)
     worker.next_frame()
     with pytest.raises(RuntimeError, match="simulated: solve failed"):
         vo.process(f.image, f.timestamp, f.camera)
-    assert vo._ba_job is None and vo._inline_ba
+    assert vo._ba_job is None and vo._inline_ba != worker_goes_on
     solved = []
     vo._ba.solve = lambda *a, **kw: solved.append(1) or solve(*a, **kw)
-    rest = list(frames)
-    for f in rest:
+    submitted = worker.submitted
+    for f in frames:
         worker.next_frame()
         r = vo.process(f.image, f.timestamp, f.camera)
         assert r.has_pose
-    assert len(solved) >= 3 and vo._ba_job is None
+    if worker_goes_on:
+        assert not solved and worker.submitted >= submitted + 3 and not vo._inline_ba
+    else:
+        assert len(solved) >= 3 and worker.submitted == submitted and vo._ba_job is None
     vo.close()
 
 

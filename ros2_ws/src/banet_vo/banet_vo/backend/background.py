@@ -34,6 +34,11 @@ from banet_vo.backend.window_ba import (
 _HEADER = struct.Struct("<Q")
 
 
+class WindowSolveFailed(RuntimeError):
+    """The worker could not solve a window (the solve raised there); the worker itself goes on and takes
+    the next job. Any other RuntimeError from the adjuster means the worker is gone or takes no jobs."""
+
+
 def _pack_points(points: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     ids = np.fromiter(points, np.int64, len(points))
     xyz = (
@@ -140,8 +145,8 @@ class BackgroundBundleAdjuster:
         self._pending = self._sequence
 
     def poll(self, wait: bool = False) -> WindowBAResult | None:
-        """The wanted job's result (then the adjuster is free again), or None while it runs. A failure of
-        the solve or of the worker is raised here, in the caller."""
+        """The wanted job's result (then the adjuster is free again), or None while it runs. A failed solve
+        is raised here as WindowSolveFailed; a worker that stopped as a plain RuntimeError."""
         while self._pending is not None:
             try:
                 sequence, outcome = self._results.get(block=wait)
@@ -151,7 +156,9 @@ class BackgroundBundleAdjuster:
                 continue  # a discarded job's result
             self._pending = None
             if isinstance(outcome, BaseException):
-                raise RuntimeError(f"window BA failed in the worker: {outcome}") from outcome
+                if sequence is None:  # the reader's word that the worker stopped
+                    raise outcome
+                raise WindowSolveFailed(f"window BA failed in the worker: {outcome}") from outcome
             outliers = [self._observations.row(int(i)) for i in outcome.outlier_rows]
             return replace(outcome, points=_unpack_points(outcome.points), outliers=outliers)
         return None

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from banet_vo.backend import Observations, RelativePoseFactor
+from banet_vo.backend.background import WindowSolveFailed
 from banet_vo.geometry.rigid import invert, nearest_rigid
 from banet_vo.odometry.keyframes import logger
 
@@ -81,9 +82,12 @@ class WindowBAMixin:
         try:
             result = self._background.poll(wait)
         except RuntimeError as err:
-            self._worker_lost(err)
-            # The job is this call's now: should the solve in line raise too, none is left pending (the
-            # closed worker would never hand one back, and a pending job holds keyframes off).
+            if isinstance(err, WindowSolveFailed):  # the worker goes on: later windows still go to it
+                logger.warning("%s; solving this window in line", err)
+            else:
+                self._worker_lost(err)
+            # The job is this call's now: should the solve in line raise too, none is left pending (a pending
+            # job holds keyframes off, and a closed worker would never hand it back).
             self._ba_job = None
             result = self._solve_inline(job)
         if result is None:
