@@ -86,7 +86,8 @@ class OdometryConfig:
         range=(0.0, 100.0),
     )
     # GTSAM holds the GIL while it solves (0.2-0.4 s per window on one core), so only a process keeps
-    # tracking going meanwhile; the result is merged when ready, and a new keyframe waits for it.
+    # tracking going meanwhile; the result is merged when ready, and a keyframe asked for meanwhile is
+    # deferred or joins at once (TrackingConfig busy_keyframe, keyframe_join).
     background_ba: bool = setting(
         False,
         "frontend xfeat: solve each window BA in a worker process while tracking goes on (for live "
