@@ -3,6 +3,8 @@ results dropped, a dead worker reported to the caller."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from banet_vo.backend import Observation, WindowBAConfig, WindowBundleAdjuster
@@ -168,3 +170,49 @@ def test_a_worker_that_cannot_take_a_job_is_a_runtime_error_and_nothing_waits(ba
     assert not background.busy and background.poll(wait=True) is None
     background.submit(CAMERA, WindowBAConfig(), poses, points, obs, {0, 1})
     assert background.poll(wait=True).poses.keys() == poses.keys()
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="the OS has no SCHED_IDLE (Linux only)")
+def test_an_idle_worker_runs_every_thread_under_sched_idle_and_solves_the_same():
+    """priority idle (background_ba_priority): the worker puts each of its threads under SCHED_IDLE, so it
+    only takes a core tracking leaves free, and its solution is still the one in line."""
+    poses, points, obs = _noisy(5)
+    expected = WindowBundleAdjuster(CAMERA).solve(poses, points, obs, {0, 1})
+    normal, idle = BackgroundBundleAdjuster(), BackgroundBundleAdjuster(priority="idle")
+    try:
+        for adjuster in (normal, idle):
+            adjuster.submit(CAMERA, WindowBAConfig(), poses, points, obs, {0, 1})
+            result = adjuster.poll(wait=True)
+            for k in expected.poses:
+                np.testing.assert_array_equal(result.poses[k], expected.poses[k])
+        policies = {
+            name: {os.sched_getscheduler(int(t)) for t in os.listdir(f"/proc/{a._process.pid}/task")}
+            for name, a in (("normal", normal), ("idle", idle))
+        }
+    finally:
+        normal.close()
+        idle.close()
+    assert policies == {"normal": {os.SCHED_OTHER}, "idle": {os.SCHED_IDLE}}
+
+
+def test_a_worker_priority_outside_the_choices_is_refused():
+    with pytest.raises(ValueError, match="priority must be one of"):
+        BackgroundBundleAdjuster(priority="high")
+    from banet_vo.odometry import OdometryConfig
+
+    assert OdometryConfig().background_ba_priority == "normal"
+    with pytest.raises(ValueError, match="background_ba_priority"):
+        OdometryConfig(background_ba_priority="low")
+
+
+def test_the_worker_refuses_arguments_it_does_not_know():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "banet_vo.backend.background", "--priority", "high"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0 and "usage" in done.stderr

@@ -858,6 +858,14 @@ def test_banet_pose_factors_enter_the_window(estimator, kitti06):
     assert vo._banet_factors() == []
 
 
+def test_background_ba_priority_reaches_the_worker(estimator):
+    """background_ba_priority (read at start) is the priority of the worker the odometry starts."""
+    for priority in ("normal", "idle"):
+        vo = _vo(estimator, background_ba=True, background_ba_priority=priority)
+        assert vo._background.priority == priority
+        vo.close()
+
+
 def test_background_ba_falls_back_in_line_when_the_worker_refuses_a_job(estimator, kitti06, caplog):
     vo = _vo(estimator, background_ba=True)
 

@@ -22,6 +22,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from banet_vo.backend.choices import WORKER_PRIORITIES
 from banet_vo.backend.window_ba import (
     Observation,
     Observations,
@@ -75,9 +76,13 @@ def _read(stream):
 
 class BackgroundBundleAdjuster:
     """Submits window BAs to one worker process (started on first use) and hands back each result once it
-    is ready. Not thread-safe: one caller thread."""
+    is ready. Not thread-safe: one caller thread. `priority` idle runs the worker under SCHED_IDLE
+    (lower_priority), so that it never takes a core from the caller's tracking."""
 
-    def __init__(self) -> None:
+    def __init__(self, priority: str = "normal") -> None:
+        if priority not in WORKER_PRIORITIES:
+            raise ValueError(f"priority must be one of {WORKER_PRIORITIES}, got {priority!r}")
+        self.priority = priority
         self._process: subprocess.Popen | None = None
         self._results: queue.Queue = queue.Queue()
         self._sequence = 0  # of the last submitted job
@@ -90,7 +95,7 @@ class BackgroundBundleAdjuster:
 
     def _start(self) -> None:
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "banet_vo.backend.background"],
+            [sys.executable, "-m", "banet_vo.backend.background", "--priority", self.priority],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -225,6 +230,21 @@ class HeldBundleAdjuster:
         self._result = None
 
 
+def lower_priority() -> str:
+    """Put every thread of this process (and so the threads it starts later) under SCHED_IDLE: it then
+    runs only on a core nothing else wants. Where the OS has no SCHED_IDLE, nice 19 instead. Returns
+    which one was applied."""
+    try:
+        idle = os.SCHED_IDLE
+        for tid in os.listdir("/proc/self/task"):
+            os.sched_setscheduler(int(tid), idle, os.sched_param(0))
+        return "SCHED_IDLE"
+    except (AttributeError, OSError) as err:
+        os.nice(19 - os.nice(0))
+        print(f"window BA worker: no SCHED_IDLE here ({err}); running at nice 19 instead", file=sys.stderr)
+        return "nice 19"
+
+
 def _serve(stdin, stdout) -> None:
     adjusters: dict[tuple, WindowBundleAdjuster] = {}
     while True:
@@ -247,6 +267,12 @@ def _serve(stdin, stdout) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--priority", "idle"]:
+        lower_priority()
+    elif sys.argv[1:] not in ([], ["--priority", "normal"]):
+        sys.exit(
+            f"usage: python -m banet_vo.backend.background [--priority {{{','.join(WORKER_PRIORITIES)}}}]"
+        )
     # The protocol keeps the real stdout; anything printed (by GTSAM or Python) goes to stderr instead.
     protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())

@@ -2,3 +2,6 @@
 
 ORDERINGS = ("METIS", "COLAMD")
 SOLVERS = ("ceres", "gtsam")
+# The window BA worker process: the OS's normal scheduling, or idle (SCHED_IDLE: a core only when
+# nothing else wants it).
+WORKER_PRIORITIES = ("normal", "idle")

@@ -8,6 +8,7 @@ from dataclasses import InitVar, dataclass, field, fields
 import numpy as np
 
 from banet_vo.backend.choices import SOLVERS as WINDOW_SOLVERS
+from banet_vo.backend.choices import WORKER_PRIORITIES
 from banet_vo.config_fields import check_ranges, setting
 from banet_vo.geometry.frames import body_from_optical
 from banet_vo.odometry.tracking_config import TrackingConfig
@@ -93,6 +94,14 @@ class OdometryConfig:
         "frontend xfeat: solve each window BA in a worker process while tracking goes on (for live "
         "cameras; results then depend on timing) instead of before the keyframe's pose is published",
     )
+    # Live on 2 cores the worker's solve took a core from torch's two threads (docs/preregistered/
+    # background_ba_idle.txt).
+    background_ba_priority: str = setting(
+        "normal",
+        "with background_ba: the worker process's scheduling: normal, or idle (SCHED_IDLE: it solves only on "
+        "a core that tracking leaves free; on a machine kept busy by other work its windows come late)",
+        choices=WORKER_PRIORITIES,
+    )
     # BA-Net on a keyframe pair is 75-95 ms on 2 CPU cores, most of a live keyframe's time after XFeat;
     # torch releases the GIL, so a thread overlaps it with the next frames.
     background_banet: bool = setting(
@@ -154,6 +163,9 @@ class OdometryConfig:
             raise ValueError(f"scale_source must be one of {SCALE_SOURCES}, got {self.scale_source!r}")
         if not isinstance(self.camera_height, int | float) or not self.camera_height >= 0:
             raise ValueError(f"camera_height must be a number >= 0, got {self.camera_height!r}")
+        if self.background_ba_priority not in WORKER_PRIORITIES:
+            got = self.background_ba_priority
+            raise ValueError(f"background_ba_priority must be one of {WORKER_PRIORITIES}, got {got!r}")
         if self.window_solver not in WINDOW_SOLVERS:
             raise ValueError(f"window_solver must be one of {WINDOW_SOLVERS}, got {self.window_solver!r}")
         if self.banet_pose_factor not in BANET_POSE_FACTORS:

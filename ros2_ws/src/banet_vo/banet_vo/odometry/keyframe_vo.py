@@ -143,7 +143,7 @@ class KeyframeOdometry(
         self._up_cam = self._T_bc[:3, :3].T @ np.array([0.0, 0.0, 1.0])
         self.trajectory_id = -1
         self._observed: tuple[np.ndarray, np.ndarray] | None = None
-        self._background = window_ba_worker or BackgroundBundleAdjuster()
+        self._background = window_ba_worker or BackgroundBundleAdjuster(self.config.background_ba_priority)
         self._worker_failed = False  # after a dead worker, window BAs are solved in line
         self._banet_pool: ThreadPoolExecutor | None = None  # background_banet: started at first use
         self._mapping_pool: ThreadPoolExecutor | None = None  # tracking.mapping background: at first use
