@@ -292,6 +292,31 @@ def test_slow_model_drops_frames_and_counts_them(rclpy_context, small_bag):
         graph.close()
 
 
+def test_a_node_that_drops_many_frames_says_once_how_to_keep_up(rclpy_context, small_bag):
+    """With the feature front end and the live setting off, once the node has dropped a quarter of the
+    frames it received it logs, once, which parameters make it keep up (vo_reporting.live_setting_advice);
+    the counts are set here, the advice's rule has its own unit test."""
+    from banet_vo.ros.frame_worker import DROPPED
+    from banet_vo.ros.vo_reporting import LIVE_ADVICE_MIN_FRAMES
+
+    _, frames = small_bag
+    graph = Graph(rclpy_context, TruthEstimator(frames), {"frontend": "xfeat", "queue_size": 1})
+    try:
+        graph.node._advise_live_setting()
+        assert not graph.logs("does not keep up", timeout=0.5)
+        graph.node.events.add("received", LIVE_ADVICE_MIN_FRAMES)
+        graph.node.events.add(DROPPED, LIVE_ADVICE_MIN_FRAMES // 2)
+        for _ in range(3):
+            graph.node._advise_live_setting()
+        said = graph.logs("does not keep up")
+        assert len(said) == 1, said
+        assert "background_ba:=true tracking_banet_min_interval:=0.5" in said[0]
+        time.sleep(0.3)
+        assert len(graph.logs("does not keep up")) == 1
+    finally:
+        graph.close()
+
+
 def _image_msg(pixels, encoding, t, frame_id="camera_optical") -> Image:
     msg = numpy_to_image(pixels, encoding)
     msg.header.stamp = sec_to_stamp(t)

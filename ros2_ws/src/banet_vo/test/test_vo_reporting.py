@@ -79,3 +79,31 @@ def test_pose_matrix_and_its_refusals():
     pose.orientation.z = 0.5
     with pytest.raises(ValueError, match="unit quaternion"):
         pose_matrix(pose)
+
+
+def test_live_setting_advice_names_what_is_missing_once_many_frames_are_dropped():
+    from banet_vo.odometry import TrackingConfig
+    from banet_vo.ros.vo_reporting import (
+        LIVE_ADVICE_DROPPED_SHARE,
+        LIVE_ADVICE_MIN_FRAMES,
+        live_setting_advice,
+    )
+
+    default = OdometryConfig(frontend="xfeat")
+    n = LIVE_ADVICE_MIN_FRAMES
+    many = math.ceil(LIVE_ADVICE_DROPPED_SHARE * n)
+    advice = live_setting_advice(n, many, default)
+    assert advice.startswith(f"dropped {many} of the {n} frames received")
+    assert "background_ba:=true tracking_banet_min_interval:=0.5" in advice
+    assert live_setting_advice(n - 1, n - 1, default) is None  # too early to tell
+    assert live_setting_advice(n, many - 1, default) is None  # it keeps up well enough
+    assert live_setting_advice(n, n, OdometryConfig(frontend="none")) is None  # BA-Net alone has neither
+    background = OdometryConfig(frontend="xfeat", background_ba=True)
+    advice = live_setting_advice(n, many, background)
+    assert "tracking_banet_min_interval:=0.5" in advice and "background_ba:=true" not in advice
+    interval = OdometryConfig(frontend="xfeat", tracking=TrackingConfig(banet_min_interval=0.5))
+    assert "background_ba:=true" in live_setting_advice(n, many, interval)
+    live = OdometryConfig(
+        frontend="xfeat", background_ba=True, tracking=TrackingConfig(banet_min_interval=0.5)
+    )
+    assert live_setting_advice(n, n, live) is None  # already the live setting

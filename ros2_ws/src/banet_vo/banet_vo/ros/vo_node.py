@@ -81,7 +81,7 @@ from banet_vo.ros.params import (
 )
 from banet_vo.ros.qos import latched_qos, reliable_qos
 from banet_vo.ros.topics import NODE_NAME
-from banet_vo.ros.vo_reporting import CounterWindow, pose_matrix, tracking_status
+from banet_vo.ros.vo_reporting import CounterWindow, live_setting_advice, pose_matrix, tracking_status
 from banet_vo.ros.vo_tf import ExtrinsicSource, TfOutput, transform_msg
 
 NO_EXTRINSIC = "no_extrinsic"  # frames waiting for the base → camera transform from tf
@@ -145,6 +145,7 @@ class VOShell:
         self._origin_cov = np.zeros((6, 6))
         self._pending_config: Any = None
         self._pending_matcher: tuple[dict, MatcherUpdate] | None = None  # loaded, waiting for the worker
+        self._live_advised = False  # live_setting_advice said once
         self._last_update: MatcherUpdate | None = None
         self._state = "waiting for images"
         self._extrinsic_error = ""  # why the extrinsic from tf cannot be used (every frame is dropped)
@@ -435,6 +436,7 @@ class VOShell:
                 self.vo.matcher_version = old.matcher_version
         result = self.vo.process(image, item.stamp, camera)
         self.events.add("processed")
+        self._advise_live_setting()
         if result.status == OUT_OF_ORDER:
             self.events.warn("out_of_order", f"frame skipped: {result.message}")
             return
@@ -448,6 +450,15 @@ class VOShell:
         self._publish_status(item, result)
         with self._lock:
             self._latency.append(time.monotonic() - item.received)
+
+    def _advise_live_setting(self) -> None:
+        """Say once per node how to keep up when it drops many of the camera's frames (on the worker)."""
+        if self._live_advised:
+            return
+        advice = live_setting_advice(self.events.get("received"), self.events.get(DROPPED), self.vo.config)
+        if advice is not None:
+            self._live_advised = True
+            self.get_logger().warning(advice)
 
     def _odometry(self, item: CameraFrame, result: FrameResult) -> Odometry:
         p = self.params

@@ -71,6 +71,38 @@ class CounterWindow:
         return recent
 
 
+# When the node has dropped this share of the frames it received (after this many), and the live setting is
+# not on, it says once how to keep up (README, "live"; docs/node.md). Live on 2 CPU cores the default
+# (window BA in line) processed 2.4-3 frames/s of a 10 Hz camera; background_ba 1.9-2.7x that, and BA-Net
+# at most every 0.5 s 1.05-1.25x more (docs/preregistered/live_default_vs_background.txt,
+# banet_min_interval.txt, omp_passive_live.txt's guard).
+LIVE_ADVICE_MIN_FRAMES = 30
+LIVE_ADVICE_DROPPED_SHARE = 0.25
+
+
+def live_setting_advice(received: int, dropped: int, config: Any) -> str | None:
+    """The one-time hint for a node that does not keep up with its camera: which of the live setting's
+    parameters (background_ba, tracking_banet_min_interval) to set, or None (too few frames yet, few
+    dropped, the setting already on, or BA-Net alone, frontend none, which has neither)."""
+    if config.frontend != "xfeat" or received < LIVE_ADVICE_MIN_FRAMES:
+        return None
+    if dropped < LIVE_ADVICE_DROPPED_SHARE * received:
+        return None
+    missing = []
+    if not config.background_ba:
+        missing.append("background_ba:=true")
+    if not config.tracking.banet_min_interval > 0:
+        missing.append("tracking_banet_min_interval:=0.5")
+    if not missing:
+        return None
+    return (
+        f"dropped {dropped} of the {received} frames received ({100 * dropped / received:.0f} %): the node "
+        f"does not keep up with this camera. For a live camera on a CPU, set {' '.join(missing)} (settable "
+        "at run time): on 2 CPU cores the live setting processed about 2-3x the frames/s of the default "
+        "(README, live; docs/node.md)"
+    )
+
+
 def pose_matrix(pose: Any) -> np.ndarray:
     """4x4 of a geometry_msgs/Pose; ValueError for a non-unit quaternion or a non-finite position."""
     q, p = pose.orientation, pose.position
