@@ -77,7 +77,7 @@ def _read(stream):
 class BackgroundBundleAdjuster:
     """Submits window BAs to one worker process (started on first use) and hands back each result once it
     is ready. Not thread-safe: one caller thread. `priority` idle runs the worker under SCHED_IDLE
-    (lower_priority), so that it never takes a core from the caller's tracking."""
+    (lower_priority): it then solves only on a core that nothing else (the caller's tracking) wants."""
 
     def __init__(self, priority: str = "normal") -> None:
         if priority not in WORKER_PRIORITIES:

@@ -94,8 +94,8 @@ class OdometryConfig:
         "frontend xfeat: solve each window BA in a worker process while tracking goes on (for live "
         "cameras; results then depend on timing) instead of before the keyframe's pose is published",
     )
-    # Live on 2 cores the worker's solve took a core from torch's two threads (docs/preregistered/
-    # background_ba_idle.txt).
+    # Live on 2 cores idle gave 1.13-1.22x the frames/s, but its windows came late and the live Sim(3) was
+    # 1.26-1.35x on three of four clips: normal stays (docs/preregistered/background_ba_idle.txt).
     background_ba_priority: str = setting(
         "normal",
         "with background_ba: the worker process's scheduling: normal, or idle (SCHED_IDLE: it solves only on "
