@@ -918,6 +918,8 @@ def test_parameters_set_at_run_time_and_reset_to_pose(rclpy_context):
         assert not refused[0].successful and "read-only" in refused[0].reason
         (result,) = _set_parameters(rclpy_context, graph, tracking_banet_min_interval=2.0)
         assert result.successful and graph.node.params.odometry.tracking.banet_min_interval == 2.0
+        # on its own (no odometry parameter beside it), it is handed to the worker for the next frame
+        assert graph.node._pending_config.tracking.banet_min_interval == 2.0
         (result,) = _set_parameters(rclpy_context, graph, max_cost=1e-3)  # every frame now fails the check
         assert result.successful
         send(1)

@@ -74,6 +74,7 @@ from banet_vo.ros.node_shell import NodeHelp, diagnostics, node_main
 from banet_vo.ros.params import (
     ODOMETRY_PARAMS,
     PARAMS,
+    TRACKING_PARAMS,
     NodeParams,
     declare_parameters,
     odometry_with_extrinsic,
@@ -313,7 +314,7 @@ class VOShell:
             return SetParametersResult(successful=False, reason=str(err))
         with self._lock:
             self._values = values
-            if any(name in ODOMETRY_PARAMS for name in changes):
+            if any(name in ODOMETRY_PARAMS or name in TRACKING_PARAMS for name in changes):
                 self._pending_config = params.odometry  # applied by the worker between frames
             self.params = params
         self.get_logger().info(f"parameters set: {changes}")
