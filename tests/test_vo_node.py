@@ -13,6 +13,7 @@ import math
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -313,6 +314,34 @@ def test_a_node_that_drops_many_frames_says_once_how_to_keep_up(rclpy_context, s
         assert "background_ba:=true tracking_banet_min_interval:=0.5" in said[0]
         time.sleep(0.3)
         assert len(graph.logs("does not keep up")) == 1
+    finally:
+        graph.close()
+
+
+def test_a_matcher_swap_that_raises_loses_neither_the_reset_nor_the_new_config(rclpy_context, small_bag):
+    """The worker takes a matcher update, a parameter change and a reset together between two frames:
+    a swap that raises something else than ValueError (say CUDA out of memory; the swap puts the old
+    weights back) is counted and logged, and the reset and the new config are still applied."""
+    _, frames = small_bag
+    graph = Graph(rclpy_context, TruthEstimator(frames), {"queue_size": 50})
+    node = graph.node
+    resets = []
+
+    def swap(state, version):
+        raise RuntimeError("simulated: CUDA out of memory")
+
+    try:
+        node.vo.swap_matcher = swap
+        node.vo.reset = lambda reason=None: resets.append(reason)
+        (result,) = _set_parameters(rclpy_context, graph, max_cost=123.0)
+        assert result.successful
+        with node._lock:
+            node._pending_matcher = ({}, SimpleNamespace(version=3))
+            node._reset_requested = "~/reset service"
+        node._between_frames()
+        assert resets == ["~/reset service"] and node.vo.config.max_cost == 123.0
+        assert node.snapshot()["matcher_update_errors"] == 1
+        assert graph.logs("simulated: CUDA out of memory")
     finally:
         graph.close()
 

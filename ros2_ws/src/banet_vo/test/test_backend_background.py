@@ -216,3 +216,17 @@ def test_the_worker_refuses_arguments_it_does_not_know():
         timeout=60,
     )
     assert done.returncode != 0 and "usage" in done.stderr
+
+
+def test_closing_after_a_write_to_a_dead_worker_does_not_raise(background):
+    """A worker that dies while a job is written leaves bytes in the pipe's buffer; close() must still
+    reap it (the odometry closes the adjuster before it solves that window in line)."""
+    poses, points, obs = _noisy(6)
+    background.submit(CAMERA, WindowBAConfig(), poses, points, obs, {0, 1})
+    background.poll(wait=True)
+    process = background._process
+    process.kill()
+    process.wait()
+    process.stdin.write(b"\0" * 64)  # buffered: flushing it would raise BrokenPipeError
+    background.close()
+    assert background._process is None and process.returncode is not None

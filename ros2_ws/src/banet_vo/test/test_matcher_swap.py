@@ -280,3 +280,41 @@ def test_a_swap_that_fails_part_way_puts_the_old_weights_back(estimator, kitti06
         assert torch.equal(kf.features.descriptors, old)
     monkeypatch.undo()
     assert all(r.has_pose for r in _run(vo, kitti06[10:14]))
+
+
+@pytest.mark.slow
+def test_a_reset_during_a_trial_ends_it_with_the_weights_kept(estimator, kitti06):
+    """A new trajectory's first frames have no map to track, so their inlier ratio (0) says nothing about
+    the weights: a reset ends the trial, keeping the weights that passed the held-back check, and the next
+    baseline starts after it. (Before, those zeros rolled good weights back.)"""
+    vo = make_odometry(estimator, OdometryConfig(frontend="xfeat", matcher_trial_frames=4))
+    _run(vo, kitti06[:10])
+    weights = vo.extractor.state_dict()
+    assert vo.swap_matcher(weights, 4).applied and vo._quality.in_trial
+    vo.reset(reason="test")
+    assert not vo._quality.in_trial and vo._quality.previous is None and not vo._quality.recent
+    _run(vo, kitti06[10:16])
+    assert vo.matcher_version == 4 and vo.stats.matcher_rollbacks == 0
+
+
+@pytest.mark.slow
+def test_a_rollback_that_fails_part_way_keeps_the_window_and_weights_together(
+    estimator, kitti06, monkeypatch
+):
+    """Re-describing the window with the old weights fails during a rollback: the frame raises, and the
+    extractor keeps the weights the window's keyframes are described with (never old weights against new
+    descriptors)."""
+    vo = make_odometry(estimator, OdometryConfig(frontend="xfeat", matcher_trial_frames=4))
+    _run(vo, kitti06[:12])
+    monkeypatch.setattr(matcher_swap_module, "refusal", lambda *args: None)
+    bad = _noisy(vo.extractor.state_dict(), 2.0)
+    assert vo.swap_matcher(bad, 9).applied
+
+    def fail():
+        raise RuntimeError("simulated failure describing the window")
+
+    monkeypatch.setattr(vo, "_describe_window", fail)
+    with pytest.raises(RuntimeError, match="describing the window"):
+        _run(vo, kitti06[12:16])
+    assert vo.matcher_version == 9 and vo.stats.matcher_rollbacks == 0
+    assert all(torch.equal(bad[k].float(), v.float()) for k, v in vo.extractor.state_dict().items())

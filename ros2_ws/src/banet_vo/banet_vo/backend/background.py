@@ -176,7 +176,10 @@ class BackgroundBundleAdjuster:
         self._pending = None
         if self._process is not None:
             if self._process.stdin:
-                self._process.stdin.close()  # the worker exits at end of input
+                try:
+                    self._process.stdin.close()  # the worker exits at end of input
+                except OSError:  # a dead worker: what a failed write left buffered cannot be flushed
+                    pass
             try:
                 self._process.wait(timeout=5)
             except subprocess.TimeoutExpired:

@@ -178,6 +178,11 @@ class KeyframeOdometry(
         self._lost = False  # frames failed since the last tracked one (kept across map rebuilds)
         self._next_landmark = 0  # landmark ids stay unique across map rebuilds
         self._clear_map()
+        # A trial compares the inlier ratio after a swap with the one before; a new trajectory's first
+        # frames (initialisation, no map) have none, so the trial ends with the weights kept (they passed
+        # the held-back check) and the next baseline starts here.
+        self._quality.end_trial()
+        self._quality.recent.clear()
         self._trajectory_keyframes = 0
         self.trajectory_id += 1
         if reason is not None:

@@ -217,9 +217,14 @@ class MatcherSwapMixin:
 
     def _rollback_matcher(self, why: str) -> None:
         state, version = self._quality.previous
-        self._quality.end_trial()
+        current = self.extractor.state_dict()
         self.extractor.load_state_dict(state)
-        self._describe_window()
+        try:
+            self._describe_window()
+        except BaseException:  # the window keeps the weights it is described with
+            self.extractor.load_state_dict(current)
+            raise
+        self._quality.end_trial()
         logger.warning("matcher version %d rolled back to %d: %s", self.matcher_version, version, why)
         self.matcher_version = version
         self.stats.matcher_rollbacks += 1

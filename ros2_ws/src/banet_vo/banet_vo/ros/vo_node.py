@@ -390,6 +390,9 @@ class VOShell:
                 outcome = self.vo.swap_matcher(matcher[0], matcher[1].version)
             except ValueError as err:  # weights the extractor refuses: the matcher in use stays
                 self.events.warn(MATCHER_UPDATE_ERRORS, f"matcher update not used: {err}")
+            except Exception as err:  # the swap put the old weights back; the reset and config still apply
+                self.get_logger().error(f"matcher update not used: {type(err).__name__}: {err}")
+                self.events.add(MATCHER_UPDATE_ERRORS)
             else:
                 severity = LoggingSeverity.INFO if outcome.applied else LoggingSeverity.WARN
                 log_bridge.log_at(self.get_logger(), severity, outcome.message)
