@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.ros
@@ -32,6 +33,8 @@ class Recorder:
             raise ValueError("not an image")
         if item == "boom":
             raise RuntimeError("kaput")
+        if item == "singular":
+            np.linalg.inv(np.zeros((2, 2)))
         self.items.append(item)
 
 
@@ -100,6 +103,18 @@ def test_clear_discards_queued_items_and_stop_ends_the_thread(worker_and_recorde
 def test_latest_frame_queue_refuses_a_zero_size():
     with pytest.raises(ValueError, match="maxsize must be >= 1"):
         LatestFrameQueue(0)
+
+
+def test_a_numerical_failure_inside_is_an_error_not_bad_input(worker_and_recorder, caplog):
+    """numpy's LinAlgError is a ValueError, but it comes from inside the pipeline: counted under "errors"
+    with its traceback, not as a bad image."""
+    worker, _, events, logged = worker_and_recorder
+    with caplog.at_level("ERROR", logger="banet_vo.ros.frame_worker"):
+        worker.put("singular")
+        assert worker.wait_idle(5.0)
+    assert events.get("errors") == 1 and events.get("bad_image") == 0
+    assert logged == ["frame dropped by an unexpected error: LinAlgError: Singular matrix [errors: 1 so far]"]
+    assert any(r.exc_info and r.exc_info[0] is np.linalg.LinAlgError for r in caplog.records)
 
 
 def test_on_start_runs_first_on_the_worker_thread_and_its_failure_does_not_stop_serving():

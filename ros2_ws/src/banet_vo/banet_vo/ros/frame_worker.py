@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from banet_vo.ros.camera_input import BAD_IMAGE, EventCounters
 
 logger = logging.getLogger(__name__)
@@ -71,8 +73,9 @@ class FrameWorker:
     """A daemon thread that runs `on_start()` once, then `process(item)` on each queued item, oldest first.
 
     Items pushed out of the full queue are counted as "dropped". A ValueError from `process` is bad input
-    (counted as "bad_image", warned `frame dropped: ...`); any other exception is counted as "errors" and
-    logged with its traceback; the worker keeps serving either way.
+    (counted as "bad_image", warned `frame dropped: ...`); any other exception, numpy's LinAlgError (a
+    ValueError) included, is counted as "errors" and logged with its traceback; the worker keeps serving
+    either way.
     """
 
     def __init__(
@@ -126,14 +129,19 @@ class FrameWorker:
             self._busy.set()
             try:
                 self._process(item)
+            except np.linalg.LinAlgError as err:  # a ValueError, but a numerical failure inside
+                self._unexpected(err)
             except ValueError as err:
                 self._events.warn(BAD_IMAGE, f"frame dropped: {err}")
             except Exception as err:  # keep serving; logged with its traceback and counted
-                text = f"frame dropped by an unexpected error: {type(err).__name__}: {err}"
-                self._events.warn(ERRORS, text)
-                logger.exception("unexpected error in %s while processing a frame", self._thread.name)
+                self._unexpected(err)
             finally:
                 self._busy.clear()
+
+    def _unexpected(self, err: Exception) -> None:
+        text = f"frame dropped by an unexpected error: {type(err).__name__}: {err}"
+        self._events.warn(ERRORS, text)
+        logger.exception("unexpected error in %s while processing a frame", self._thread.name)
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until nothing is queued or running (True), or timeout (False)."""
