@@ -43,6 +43,7 @@ from nav_msgs.msg import Odometry  # noqa: E402
 from nav_msgs.msg import Path as PathMsg  # noqa: E402
 from rcl_interfaces.msg import Log  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
@@ -1138,6 +1139,83 @@ def test_lifecycle_node_loads_on_configure_and_subscribes_on_activate(rclpy_cont
         spinner.close(timeout=5.0)
         node.destroy_node()
         rec.destroy_node()
+
+
+def _stand_in_tf2_ros():
+    """A module with tf2_ros's Buffer, TransformListener and broadcasters as far as the node uses them (their
+    subscriptions and publishers on the node, `unregister`, `pub_tf`), on std_msgs/String: tf2_ros is not
+    installable on the pip path, but what the node creates and destroys with it can be counted."""
+    from types import ModuleType
+
+    from std_msgs.msg import String
+
+    module = ModuleType("tf2_ros")
+
+    class Buffer:
+        def lookup_transform(self, *args):
+            raise LookupError("nothing on this tf")
+
+    class TransformListener:
+        def __init__(self, buffer, node):
+            self.node = node
+            self.tf_sub = node.create_subscription(String, "/tf", lambda msg: None, 10)
+            self.tf_static_sub = node.create_subscription(String, "/tf_static", lambda msg: None, 10)
+
+        def unregister(self):
+            self.node.destroy_subscription(self.tf_sub)
+            self.node.destroy_subscription(self.tf_static_sub)
+
+    class TransformBroadcaster:
+        topic = "/tf"
+
+        def __init__(self, node):
+            self.pub_tf = node.create_publisher(String, self.topic, 10)
+
+        def sendTransform(self, transform):
+            pass
+
+    class StaticTransformBroadcaster(TransformBroadcaster):
+        topic = "/tf_static"
+
+    module.Buffer, module.TransformListener = Buffer, TransformListener
+    module.TransformBroadcaster, module.StaticTransformBroadcaster = (
+        TransformBroadcaster,
+        StaticTransformBroadcaster,
+    )
+    return module
+
+
+def test_lifecycle_cleanup_destroys_the_tf_listener_and_broadcasters(rclpy_context, monkeypatch):
+    """Each configure makes a tf listener (the camera extrinsic) and tf broadcasters; cleanup destroys them,
+    so configure → cleanup cycles do not pile up subscriptions to /tf that each process every message."""
+    import sys
+
+    from banet_vo.ros.vo_lifecycle import VOLifecycleNode
+
+    monkeypatch.setitem(sys.modules, "tf2_ros", _stand_in_tf2_ros())
+    node = VOLifecycleNode(
+        estimator=TruthEstimator(_frames(2)),
+        context=rclpy_context,
+        parameter_overrides=[Parameter("model", value="m"), Parameter("frontend", value="none")],
+        cli_args=REMAPS,
+    )
+
+    def on_tf() -> tuple[int, int]:
+        topics = ("/tf", "/tf_static")
+        return (
+            sum(p.topic_name in topics for p in node.publishers),
+            sum(s.topic_name in topics for s in node.subscriptions),
+        )
+
+    try:
+        for _ in range(2):
+            assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+            assert node.tf.backend == "tf2_ros" and node.extrinsic.describe() == "tf"
+            assert on_tf() == (2, 2)
+            assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+            assert on_tf() == (0, 0)
+    finally:
+        node.destroy_node()
 
 
 def test_diagnostics_say_camera_info_is_missing_when_images_arrive_alone(rclpy_context):

@@ -247,6 +247,8 @@ class VOShell:
         self.destroy_subscription(self.reset_pose_sub)
         self.destroy_subscription(self.matcher_sub)
         self.destroy_timer(self._diag_timer)
+        self.tf.close()
+        self.extrinsic.close()  # made by the lifecycle node's configure, with the parameters it validated
         self.remove_on_set_parameters_callback(self._param_callback)
         self.remove_pre_set_parameters_callback(self._pre_param_callback)
         log_bridge.detach(self._log_handler)

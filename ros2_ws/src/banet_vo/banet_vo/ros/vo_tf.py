@@ -40,6 +40,7 @@ class TfOutput:
 
     def __init__(self, node: Node, warn: bool = True) -> None:
         self.backend = "none"
+        self._node = node
         self._dynamic = self._static = None
         try:
             import tf2_ros
@@ -69,6 +70,20 @@ class TfOutput:
     def available(self) -> bool:
         return self.backend != "none"
 
+    def close(self) -> None:
+        """Destroy the publishers this output made on the node (a lifecycle cleanup: the next configure makes
+        new ones); nothing is sent afterwards."""
+        if self.backend == "tf2_ros":
+            publishers = (self._dynamic.pub_tf, self._static.pub_tf)
+        elif self.backend == "tf2_msgs":
+            publishers = (self._pub, self._static_pub)
+        else:
+            publishers = ()
+        for publisher in publishers:
+            self._node.destroy_publisher(publisher)
+        self.backend = "none"
+        self._dynamic = self._static = None
+
     def send(self, transform: TransformStamped) -> None:
         if self.backend == "tf2_ros":
             self._dynamic.sendTransform(transform)
@@ -97,6 +112,7 @@ class ExtrinsicSource:
         self._timeout = params.extrinsic_timeout
         self._T_params = params.T_base_camera
         self._buffer = None
+        self._listener = None
         self._first_try: float | None = None
         if self._mode in ("auto", "tf"):
             try:
@@ -115,6 +131,12 @@ class ExtrinsicSource:
 
     def describe(self) -> str:
         return "tf" if self._buffer is not None else "parameters base_camera_xyz/rpy"
+
+    def close(self) -> None:
+        """Unsubscribe the tf listener, if any (a lifecycle cleanup; the next configure makes a new one)."""
+        if self._listener is not None:
+            self._listener.unregister()
+            self._listener = None
 
     def resolve(self, camera_frame: str, base_frame: str) -> np.ndarray | None:
         import rclpy.time
