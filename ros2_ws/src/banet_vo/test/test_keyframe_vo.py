@@ -866,6 +866,24 @@ def test_background_ba_priority_reaches_the_worker(estimator):
         vo.close()
 
 
+def test_background_ba_turned_off_stops_its_worker_and_on_again_starts_one(estimator, kitti06):
+    """background_ba is settable at run time: turned off, the running window is merged and the worker
+    process ends at the next window (it would sit idle); turned on again, a new worker takes the windows."""
+    vo = _vo(estimator, background_ba=True)
+    try:
+        _run(vo, kitti06[:8])
+        first = vo._background._process
+        assert first is not None and first.poll() is None
+        vo.config = dataclasses.replace(vo.config, background_ba=False)
+        _run(vo, kitti06[8:14])
+        assert vo._background._process is None and first.poll() is not None
+        vo.config = dataclasses.replace(vo.config, background_ba=True)
+        est, _, _ = _run(vo, kitti06[14:20])
+        assert vo._background._process not in (None, first) and len(est) == 6
+    finally:
+        vo.close()
+
+
 def test_background_ba_falls_back_in_line_when_the_worker_refuses_a_job(estimator, kitti06, caplog):
     vo = _vo(estimator, background_ba=True)
 

@@ -39,6 +39,7 @@ class WindowBAMixin:
     def _bundle_adjust(self) -> None:
         if self._inline_ba:
             self._merge_background_ba(wait=True)  # background_ba was just turned off
+            self._background.close()  # its worker would sit idle (turned on again, a new one starts)
             job = self._window_job()
             self._apply_ba(self._solve_inline(job), job, frames_moved=False)
         elif self._background.busy:
