@@ -1141,6 +1141,20 @@ def test_lifecycle_node_loads_on_configure_and_subscribes_on_activate(rclpy_cont
         rec.destroy_node()
 
 
+def test_a_node_destroyed_mid_frame_leaves_the_odometry_open(rclpy_context):
+    """When the inference thread is still in a frame after the wait, destroying the node does not close the
+    odometry under it (a closed BA worker would be restarted by the frame); it says so instead."""
+    graph = Graph(rclpy_context, TruthEstimator(_frames(2)), {"queue_size": 50})
+    closed = []
+    graph.node.vo.close = lambda: closed.append(1)
+    stop = graph.node.worker.stop
+    graph.node.worker.stop = lambda timeout: stop(timeout) and False  # as if a frame were still running
+    said = []
+    graph.node.get_logger().warning = said.append
+    graph.close()
+    assert not closed and any("still in a frame" in s for s in said)
+
+
 def _stand_in_tf2_ros():
     """A module with tf2_ros's Buffer, TransformListener and broadcasters as far as the node uses them (their
     subscriptions and publishers on the node, `unregister`, `pub_tf`), on std_msgs/String: tf2_ros is not

@@ -117,6 +117,15 @@ def test_a_numerical_failure_inside_is_an_error_not_bad_input(worker_and_recorde
     assert any(r.exc_info and r.exc_info[0] is np.linalg.LinAlgError for r in caplog.records)
 
 
+def test_stop_says_whether_the_item_in_progress_finished(worker_and_recorder):
+    worker, recorder, _, _ = worker_and_recorder
+    worker.put("wait")
+    assert recorder.started.wait(5.0)
+    assert worker.stop(timeout=0.1) is False  # still in "wait": what it uses must stay open
+    recorder.release.set()
+    assert worker.stop(timeout=5.0) is True
+
+
 def test_on_start_runs_first_on_the_worker_thread_and_its_failure_does_not_stop_serving():
     """The node's warm-up: on_start runs once on the worker's own thread before any item; wait_started
     reports it; an exception in it is logged and the items are still served."""

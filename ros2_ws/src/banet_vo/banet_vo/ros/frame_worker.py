@@ -154,9 +154,11 @@ class FrameWorker:
             time.sleep(0.01)
         return False
 
-    def stop(self, timeout: float) -> None:
-        """Stop taking items and wait up to `timeout` s for the item in progress to finish."""
+    def stop(self, timeout: float) -> bool:
+        """Stop taking items and wait up to `timeout` s for the item in progress to finish; False when it
+        still runs (then what it uses must not be closed under it)."""
         self._running = False
         self._queue.close()
         if self._thread.is_alive():
             self._thread.join(timeout=timeout)
+        return not self._thread.is_alive()

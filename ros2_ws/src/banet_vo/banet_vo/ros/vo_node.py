@@ -232,7 +232,7 @@ class VOShell:
     def _release(self) -> None:
         """Undo _configure: stop the worker, destroy what it created, forget the model."""
         self._close_input()
-        self.worker.stop(timeout=10.0)
+        stopped = self.worker.stop(timeout=10.0)
         for pub in (
             self.odom_pub,
             self.path_pub,
@@ -252,9 +252,19 @@ class VOShell:
         self.remove_on_set_parameters_callback(self._param_callback)
         self.remove_pre_set_parameters_callback(self._pre_param_callback)
         log_bridge.detach(self._log_handler)
-        if self.vo is not None:
-            self.vo.close()
+        self._close_odometry(stopped)
         self.vo = self.estimator = None
+
+    def _close_odometry(self, stopped: bool) -> None:
+        """Close the odometry (its BA worker process, its threads) once the inference thread has stopped;
+        a frame still running after the wait keeps it open: its BA worker ends with this process."""
+        if not stopped:
+            self.get_logger().warning(
+                "the inference thread is still in a frame after 10 s: the odometry is left to end with the "
+                "process"
+            )
+        elif self.vo is not None:
+            self.vo.close()
 
     # -- start-up ------------------------------------------------------------------------------------
     def _load_estimator(self, p: NodeParams) -> PairEstimator:
@@ -637,9 +647,7 @@ class VONode(Node, VOShell):
         self._open_input()
 
     def destroy_node(self) -> None:
-        self.worker.stop(timeout=10.0)
-        if self.vo is not None:
-            self.vo.close()  # the background BA worker, if any
+        self._close_odometry(self.worker.stop(timeout=10.0))  # the background BA worker, if any
         log_bridge.detach(self._log_handler)
         super().destroy_node()
 
