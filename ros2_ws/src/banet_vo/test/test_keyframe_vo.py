@@ -866,6 +866,30 @@ def test_background_ba_priority_reaches_the_worker(estimator):
         vo.close()
 
 
+def test_bad_input_is_a_valueerror_and_a_failure_inside_is_not(estimator, kitti06, monkeypatch):
+    """An image XFeat cannot take is refused as bad input (ValueError) before any state changes; a
+    ValueError from inside once the frame is checked (here numpy's LinAlgError from the tracking) is the
+    odometry's own failure and comes as a RuntimeError, so the node counts it as an error, not as a bad
+    image."""
+    vo = _vo(estimator)
+    try:
+        with pytest.raises(ValueError, match="32x32"):
+            vo.process(np.zeros((20, 20), np.uint8), 0.0, kitti06[0].camera.resized(20, 20))
+        assert vo.stats.frames == 0
+        _run(vo, kitti06[:4])
+
+        def singular(*args, **kwargs):
+            np.linalg.inv(np.zeros((3, 3)))
+
+        monkeypatch.setattr(vo, "_track", singular)
+        f = kitti06[4]
+        with pytest.raises(RuntimeError, match="LinAlgError") as failed:
+            vo.process(f.image, f.timestamp, f.camera)
+        assert isinstance(failed.value.__cause__, np.linalg.LinAlgError)
+    finally:
+        vo.close()
+
+
 def test_background_ba_turned_off_stops_its_worker_and_on_again_starts_one(estimator, kitti06):
     """background_ba is settable at run time: turned off, the running window is merged and the worker
     process ends at the next window (it would sit idle); turned on again, a new worker takes the windows."""

@@ -159,7 +159,7 @@ class XFeatExtractor:
         pixels, the keypoints it keeps (top_k) do not. With `min_pixels` > 0, an image with fewer pixels is
         upscaled (bilinear) to about that many: XFeat places its keypoints to a fraction of its own pixels,
         so a small image gets them finer in the camera's."""
-        _check_image(image)
+        check_image(image)
         height, width = image.shape[:2]
         size = working_size(width, height, max_pixels, min_pixels)
         scale = (width / size[0], height / size[1])
@@ -283,8 +283,9 @@ def _to_camera_pixels(keypoints: np.ndarray, scale: tuple[float, float]) -> np.n
     return (keypoints + 0.5) * np.asarray(scale, dtype=np.float64) - 0.5
 
 
-def _check_image(image: np.ndarray) -> None:
-    """ValueError unless `image` is an (H, W) or (H, W, 3) uint8 array of at least 32x32."""
+def check_image(image: np.ndarray) -> None:
+    """ValueError unless `image` is an (H, W) or (H, W, 3) uint8 array of at least 32x32: what XFeat takes
+    (the keyframe odometry checks it before a frame changes any state)."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):
         raise ValueError(
             f"image must be an (H, W) or (H, W, 3) uint8 array, got {getattr(image, 'shape', image)}"

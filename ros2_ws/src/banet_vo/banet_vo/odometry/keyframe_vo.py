@@ -43,7 +43,7 @@ from banet_vo.frontend import (
     solve_relative_pose,
 )
 from banet_vo.frontend.solvers import MAX_EPIPOLAR_PX, triangulate
-from banet_vo.frontend.xfeat import working_scale
+from banet_vo.frontend.xfeat import check_image, working_scale
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import (
     adjoint,
@@ -287,11 +287,21 @@ class KeyframeOdometry(
 
     # -- the pipeline --------------------------------------------------------------------------------
     def process(self, image: np.ndarray, stamp: float, camera: PinholeCamera) -> FrameResult:
-        """Run one frame. Bad input (image/camera/stamp) raises ValueError and changes no state."""
+        """Run one frame. Bad input (image/camera/stamp) raises ValueError and changes no state; a
+        ValueError from inside once the frame is checked (numpy's LinAlgError, a broken invariant) is the
+        odometry's own failure, raised as a RuntimeError (the node counts it as an error, not bad input)."""
+        check_image(image)
         frame, check, skipped = begin_frame(self, image, stamp, camera)
         if skipped is not None:
             return skipped
-        stamp = frame.stamp
+        try:
+            return self._process_checked(frame, check, image, camera)
+        except ValueError as err:
+            raise RuntimeError(f"odometry failed on a checked frame: {type(err).__name__}: {err}") from err
+
+    def _process_checked(
+        self, frame: PreparedFrame, check: timing.StampCheck, image: np.ndarray, camera: PinholeCamera
+    ) -> FrameResult:
         gap = check.gap if check.kind == timing.FORWARD_GAP and self._output is not None else None
         if gap is not None:
             self._forget_motion(gap)
