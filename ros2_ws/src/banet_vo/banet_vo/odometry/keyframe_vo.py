@@ -221,6 +221,11 @@ class KeyframeOdometry(
                 wait_futures([job.future])
             self._mapping_job = None
             self._drop_mapping(job, "a new map")
+        banet = getattr(self, "_banet_job", None)
+        if banet is not None and not banet[2].cancel():
+            # Its depth is of no use either, but the estimator must not run twice at once (the mapping
+            # thread's next keyframe), and settle() would no longer see it.
+            wait_futures([banet[2]])
         self._mapping_failed = False  # the mapping thread's last keyframe was dropped (keyframe_flow)
         self._ba_job: WindowJob | None = None
         self._ba_pending = False
