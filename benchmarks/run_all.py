@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from banet_vo.odometry.tracking_config import LIVE_BANET_MIN_INTERVAL
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 OUTPUT = ROOT / "BENCHMARKS.md"
@@ -144,7 +146,7 @@ RUNS = {
             "--live-param",
             "background_ba:=true",
             "--live-param",
-            "tracking_banet_min_interval:=0.5",
+            f"tracking_banet_min_interval:={LIVE_BANET_MIN_INTERVAL:g}",
             "--out",
             str(RESULTS / "real_clips_live_background.md"),
         ],

@@ -233,19 +233,16 @@ class HeldBundleAdjuster:
         self._result = None
 
 
-def lower_priority() -> str:
+def lower_priority() -> None:
     """Put every thread of this process (and so the threads it starts later) under SCHED_IDLE: it then
-    runs only on a core nothing else wants. Where the OS has no SCHED_IDLE, nice 19 instead. Returns
-    which one was applied."""
+    runs only on a core nothing else wants. Where the OS has no SCHED_IDLE, nice 19 instead."""
     try:
         idle = os.SCHED_IDLE
         for tid in os.listdir("/proc/self/task"):
             os.sched_setscheduler(int(tid), idle, os.sched_param(0))
-        return "SCHED_IDLE"
     except (AttributeError, OSError) as err:
         os.nice(19 - os.nice(0))
         print(f"window BA worker: no SCHED_IDLE here ({err}); running at nice 19 instead", file=sys.stderr)
-        return "nice 19"
 
 
 def _serve(stdin, stdout) -> None:

@@ -148,6 +148,8 @@ class KeyframeOdometry(
         self._banet_pool: ThreadPoolExecutor | None = None  # background_banet: started at first use
         self._mapping_pool: ThreadPoolExecutor | None = None  # tracking.mapping background: at first use
         self._mapping_job: MappingJob | None = None
+        # background_banet: (keyframe, previous keyframe, its BA-Net running in the thread)
+        self._banet_job: tuple[Keyframe, Keyframe, Future] | None = None
         # A depth a background BA-Net returned for a keyframe already published, for the next result:
         # (its stamp, depth in metres at the pose's scale, its camera). Kept across map rebuilds.
         self._late_depth: tuple[float, np.ndarray, PinholeCamera] | None = None
@@ -178,11 +180,7 @@ class KeyframeOdometry(
         self._lost = False  # frames failed since the last tracked one (kept across map rebuilds)
         self._next_landmark = 0  # landmark ids stay unique across map rebuilds
         self._clear_map()
-        # A trial compares the inlier ratio after a swap with the one before; a new trajectory's first
-        # frames (initialisation, no map) have none, so the trial ends with the weights kept (they passed
-        # the held-back check) and the next baseline starts here.
-        self._quality.end_trial()
-        self._quality.recent.clear()
+        self._quality.restart()
         self._trajectory_keyframes = 0
         self.trajectory_id += 1
         if reason is not None:
@@ -221,7 +219,7 @@ class KeyframeOdometry(
                 wait_futures([job.future])
             self._mapping_job = None
             self._drop_mapping(job, "a new map")
-        banet = getattr(self, "_banet_job", None)
+        banet = self._banet_job
         if banet is not None and not banet[2].cancel():
             # Its depth is of no use either, but the estimator must not run twice at once (the mapping
             # thread's next keyframe), and settle() would no longer see it.
@@ -240,8 +238,7 @@ class KeyframeOdometry(
         self._failures = 0
         self._depth_refusals = 0  # keyframes in a row whose new landmarks the lost-scale check refused
         self._flow: FlowTracks | None = None
-        # background_banet: (keyframe, previous keyframe, its BA-Net running in the thread)
-        self._banet_job: tuple[Keyframe, Keyframe, Future] | None = None
+        self._banet_job = None
         self._banet_stamp: float | None = None  # the keyframe BA-Net last ran on (banet_min_interval)
 
     @property

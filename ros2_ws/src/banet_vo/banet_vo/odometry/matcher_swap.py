@@ -153,6 +153,13 @@ class TrackingQuality:
         self._trial = None
         self.previous = None
 
+    def restart(self) -> None:
+        """A new trajectory: its first frames (initialisation, no map) have no inlier ratio to compare, so a
+        running trial ends with the weights kept (they passed the held-back check), and the next baseline
+        starts here."""
+        self.end_trial()
+        self.recent.clear()
+
 
 class MatcherSwapMixin:
     """KeyframeOdometry's matcher swaps: new XFeat weights taken between frames after the held-back check,

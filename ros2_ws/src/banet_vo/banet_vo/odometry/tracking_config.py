@@ -20,6 +20,11 @@ BACKING_UP_LANDMARKS = ("refuse_near", "add")
 MIN_FEATURE_PIXELS = 160 * 120
 
 
+# The banet_min_interval of the recommended live setting, with background_ba (README, "live";
+# docs/preregistered/banet_min_interval.txt).
+LIVE_BANET_MIN_INTERVAL = 0.5
+
+
 @dataclass(frozen=True)
 class TrackingConfig:
     max_keypoints: int = setting(

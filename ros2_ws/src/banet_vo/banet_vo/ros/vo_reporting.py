@@ -18,6 +18,7 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
 from banet_vo.geometry.rigid import pose_matrix as _pose_matrix
 from banet_vo.odometry import FAILED, INITIALISING, LOST, FrameResult
+from banet_vo.odometry.tracking_config import LIVE_BANET_MIN_INTERVAL
 
 
 def tracking_status(
@@ -92,7 +93,7 @@ def live_setting_advice(received: int, dropped: int, config: Any) -> str | None:
     if not config.background_ba:
         missing.append("background_ba:=true")
     if not config.tracking.banet_min_interval > 0:
-        missing.append("tracking_banet_min_interval:=0.5")
+        missing.append(f"tracking_banet_min_interval:={LIVE_BANET_MIN_INTERVAL:g}")
     if not missing:
         return None
     return (
