@@ -170,3 +170,64 @@ def test_prepare_image_scales_intrinsics_by_the_convention():
     s = 240 / 540
     assert cam2.fx == pytest.approx(495.568 * s) and cam2.cx == pytest.approx(s * (269.503 + 0.5) - 0.5)
     assert fit_size(1226, 370, 416) == (416, 128)
+
+
+def _shifted_pairs(n: int = 6, shift: int = 4):
+    """n pairs of 48x64 random textures, B = A moved `shift` px right (exact ground truth off the edge)."""
+    from imatching_online.matcher.synthetic_pairs import PairSet
+
+    rng = np.random.default_rng(0)
+    a = (rng.random((n, 48, 64 + shift, 3)) * 255).astype(np.uint8)
+    u, v = np.meshgrid(np.arange(64, dtype=np.float32), np.arange(48, dtype=np.float32))
+    gt = np.stack([u + shift, v], -1)
+    gt[:, 64 - shift :] = np.nan
+    return PairSet(
+        np.ascontiguousarray(a[:, :, shift:]),
+        np.ascontiguousarray(a[:, :, :64]),
+        np.repeat(gt[None], n, 0),
+        np.tile([50.0, 50.0, 31.5, 23.5], (n, 1)),
+        np.tile(np.eye(4), (n, 1, 1)),
+        np.zeros(n, np.int64),
+    )
+
+
+def test_a_resumed_pretraining_run_draws_what_the_uninterrupted_one_would(tmp_path, monkeypatch):
+    """state.pt keeps the batch and augmentation generators: resumed from its save at step 2, a 4-step run
+    ends with the weights of the same run never stopped (the step budget binds, not the wall clock)."""
+    import shutil
+
+    import imatching_online.matcher.train as train_module
+
+    saves = []
+
+    def save_and_keep(path, matcher, optimiser, state, *generators):
+        save_state(path, matcher, optimiser, state, *generators)
+        if state.step == 2 and not saves:  # what a run killed after its step-2 save leaves behind
+            saves.append(shutil.copy(path, tmp_path / "stopped.pt"))
+
+    save_state = train_module.save_state
+    monkeypatch.setattr(train_module, "save_state", save_and_keep)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        pairs = _shifted_pairs()
+        settings = train_module.TrainSettings(
+            steps=4, minutes=600.0, batch_size=2, queries=16, save_every=2, eval_every=100
+        )
+        torch.manual_seed(1)
+        start = Matcher(TINY).state_dict()
+
+        def run(state_path, resume=None):
+            m = Matcher(TINY)
+            m.load_state_dict(start)
+            train_module.train(m, pairs, None, settings, state_path, resume)
+            return m.state_dict()
+
+        whole = run(tmp_path / "whole.pt")
+        resume = torch.load(saves[0], weights_only=True)
+        resumed = run(tmp_path / "resumed.pt", resume)
+    finally:
+        torch.set_num_threads(threads)
+    assert resume["step"] == 2
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert not (tmp_path / "whole.pt.tmp").exists()

@@ -10,6 +10,7 @@ killed run can resume.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -111,6 +112,9 @@ def train(
         matcher.load_state_dict(resume["model"])
         optimiser.load_state_dict(resume["optimiser"])
         state = TrainState(resume["step"], resume["elapsed_s"], resume["history"])
+        if "numpy_rng" in resume:  # a state written before the generators were kept draws afresh
+            rng.bit_generator.state = resume["numpy_rng"]
+            gen.set_state(resume["torch_generator"])
     matcher.train()
     budget_s = settings.minutes * 60.0
     t_start = time.perf_counter() - state.elapsed_s
@@ -151,28 +155,42 @@ def train(
             state.history.append({"step": state.step, "elapsed_s": round(state.elapsed_s, 1), **metrics})
             print(f"eval step {state.step}: {metrics}", file=sys.stderr)
         if state_path is not None and state.step % settings.save_every == 0:
-            save_state(state_path, matcher, optimiser, state)
+            save_state(state_path, matcher, optimiser, state, rng, gen)
     if val_pairs is not None and (not state.history or state.history[-1]["step"] != state.step):
         metrics = evaluate_pairs(matcher, val_pairs)
         state.history.append({"step": state.step, "elapsed_s": round(state.elapsed_s, 1), **metrics})
         print(f"eval step {state.step}: {metrics}", file=sys.stderr)
     if state_path is not None:
-        save_state(state_path, matcher, optimiser, state)
+        save_state(state_path, matcher, optimiser, state, rng, gen)
     return state
 
 
-def save_state(path: Path, matcher: Matcher, optimiser: torch.optim.Optimizer, state: TrainState) -> None:
-    """Resumable training state (torch.save, atomic). Not the shipped format: see matcher.io."""
+def save_state(
+    path: Path,
+    matcher: Matcher,
+    optimiser: torch.optim.Optimizer,
+    state: TrainState,
+    rng: np.random.Generator,
+    gen: torch.Generator,
+) -> None:
+    """Resumable training state (torch.save, atomic: fsync'd before the rename), with the batch and
+    augmentation generators, so a resumed run draws what the uninterrupted one would have. Not the
+    shipped format: see matcher.io."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(
-        {
-            "model": matcher.state_dict(),
-            "optimiser": optimiser.state_dict(),
-            "config": matcher.config.to_dict(),
-            "step": state.step,
-            "elapsed_s": state.elapsed_s,
-            "history": state.history,
-        },
-        tmp,
-    )
+    with open(tmp, "wb") as f:
+        torch.save(
+            {
+                "model": matcher.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "config": matcher.config.to_dict(),
+                "step": state.step,
+                "elapsed_s": state.elapsed_s,
+                "history": state.history,
+                "numpy_rng": rng.bit_generator.state,
+                "torch_generator": gen.get_state(),
+            },
+            f,
+        )
+        f.flush()
+        os.fsync(f.fileno())
     tmp.replace(path)
