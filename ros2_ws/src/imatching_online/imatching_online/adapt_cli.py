@@ -127,7 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", default=None, help="START:END frames used for adaptation (default: all)")
     size = p.add_mutually_exclusive_group()
     size.add_argument(
-        "--width", type=int, default=240, help="working image width (multiple of 8; height keeps aspect)"
+        "--width",
+        type=int,
+        default=240,
+        help="working image width (rounded to a multiple of 8, of 32 for XFeat; height keeps aspect)",
     )
     size.add_argument(
         "--max-image-size",
@@ -230,11 +233,11 @@ def _run(args, signals=None) -> int:
     units = _prepare_output(args)
     matcher, base_meta = load_matcher(args.matcher)
     cam = seq.camera
+    multiple = getattr(matcher, "size_multiple", SIZE_MULTIPLE)
     if args.max_image_size is not None:
-        multiple = getattr(matcher, "size_multiple", SIZE_MULTIPLE)
         width, height = working_size(cam.width, cam.height, args.max_image_size, multiple)
     else:
-        width, height = fit_size(cam.width, cam.height, args.width)
+        width, height = fit_size(cam.width, cam.height, args.width, multiple)
     cache: dict[int, tuple[np.ndarray, torch.Tensor]] = {}
     camera = cam.resized(width, height)
     for i in frames:

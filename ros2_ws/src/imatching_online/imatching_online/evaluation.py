@@ -45,7 +45,7 @@ from banet_vo.evaluation.pose import pose_auc, two_view_pose_error
 from banet_vo.geometry import PinholeCamera
 
 from imatching_online.matcher.io import load_matcher
-from imatching_online.matcher.network import Matcher
+from imatching_online.matcher.network import SIZE_MULTIPLE, Matcher
 from imatching_online.matcher.queries import corner_queries, fit_size, prepare_image
 
 MMA_THRESHOLDS = (1.0, 2.0, 5.0)
@@ -117,10 +117,11 @@ def relative_pose_from_matches(
     return T
 
 
-def load_frames(seq, indices, width: int) -> tuple[dict[int, dict], object]:
-    """Frames at the working resolution: host RGB, gray, tensor, depth (nearest), pose; and the camera."""
+def load_frames(seq, indices, width: int, multiple: int = SIZE_MULTIPLE) -> tuple[dict[int, dict], object]:
+    """Frames at the working resolution (a multiple of ``multiple``): host RGB, gray, tensor, depth
+    (nearest), pose; and the camera."""
 
-    w, h = fit_size(seq.camera.width, seq.camera.height, width)
+    w, h = fit_size(seq.camera.width, seq.camera.height, width, multiple)
     frames, camera = {}, None
     for i in sorted(set(indices)):
         f = seq[i]
@@ -158,11 +159,13 @@ def evaluate(
     ransac_trials: int = RANSAC_TRIALS,
     reference: str | None = None,
     bootstrap_block: int | None = None,
+    size_multiple: int = SIZE_MULTIPLE,
 ) -> dict[str, dict]:
     """Per method: pooled MMA (if depth), pose AUC (if poses) over ``ransac_trials`` RANSAC draws per
     pair, mean matches per pair, seconds per pair; with ``reference``, paired-bootstrap differences in
     moving blocks of ``bootstrap_block`` start frames (None: the largest gap, at most the number of
-    distinct start frames - 1; 0: single pairs)."""
+    distinct start frames - 1; 0: single pairs). The frames' size is a multiple of ``size_multiple``
+    (32 for XFeat)."""
     if not pairs:
         raise ValueError("pairs is empty")
     n_starts = len({a for a, _ in pairs})
@@ -176,7 +179,7 @@ def evaluate(
         raise ValueError(f"ransac_trials must be >= 1, got {ransac_trials}")
     if reference is not None and reference not in methods:
         raise ValueError(f"reference {reference!r} is not one of the methods {sorted(methods)}")
-    frames, camera = load_frames(seq, [i for p in pairs for i in p], width)
+    frames, camera = load_frames(seq, [i for p in pairs for i in p], width, size_multiple)
     results, per_pair = {}, {}
     for name, run in methods.items():
         errors, pose_errors, counts = [], [], []
@@ -341,7 +344,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--frames", default=None, help="START:END frames the pairs are drawn from (default: all)")
     p.add_argument("--gaps", default="1,2", help="frame gaps of the pairs, comma separated")
-    p.add_argument("--width", type=int, default=240, help="working width (multiple of 8, aspect kept)")
+    p.add_argument(
+        "--width",
+        type=int,
+        default=240,
+        help="working width (rounded to a multiple of 8, of 32 with an XFeat matcher; aspect kept)",
+    )
     p.add_argument("--no-opencv", action="store_true", help="leave out the SIFT and ORB reference rows")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     p.add_argument(
@@ -386,14 +394,17 @@ def run_from_args(args) -> int:
     if not args.no_opencv:
         methods["SIFT (mutual NN)"] = opencv_method("sift")
         methods["ORB (mutual NN)"] = opencv_method("orb")
+    multiple = SIZE_MULTIPLE  # every method sees the same frames: the strictest matcher's multiple
     for spec in args.matcher:
         name, sep, path = spec.partition("=")
         if not sep:
             raise ValueError(f"--matcher must be NAME=PATH, got {spec!r}")
-        methods[name] = matcher_method(load_matcher(path)[0])
+        matcher = load_matcher(path)[0]
+        multiple = max(multiple, getattr(matcher, "size_multiple", SIZE_MULTIPLE))
+        methods[name] = matcher_method(matcher)
     print(f"evaluating {len(methods)} methods on {len(pairs)} pairs of {seq.name}", file=sys.stderr)
     results = evaluate(
-        seq, pairs, methods, args.width, args.ransac_trials, args.reference, args.bootstrap_block
+        seq, pairs, methods, args.width, args.ransac_trials, args.reference, args.bootstrap_block, multiple
     )
     print(markdown_table(results))
     if args.json:

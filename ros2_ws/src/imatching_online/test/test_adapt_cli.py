@@ -54,6 +54,20 @@ def test_adapt_cli_runs_counts_skipped_windows_and_writes_metadata(tmp_path, hol
     assert meta["base_meta"]["steps"] == 0
 
 
+@pytest.mark.slow
+def test_adapt_cli_runs_xfeat_at_its_default_width(tmp_path, hololens_dir):
+    """--width 240 on 540x360 frames gives 240x160 for the own matcher; XFeat needs multiples of 32, so its
+    working size is 256x160 (the XFeat path refused 240x160 after loading the frames)."""
+    from imatching_online.adapt_cli import main
+    from imatching_online.matcher.io import load_matcher
+
+    out = tmp_path / "adapted.safetensors"
+    argv = [str(hololens_dir), "--matcher", "xfeat:pretrained", "--out", str(out), "--steps", "1"]
+    argv += ["--frames", "0:3", "--window", "3", "--queries", "60"]
+    assert main(argv) == 0
+    assert load_matcher(out)[1]["image_size"] == [256, 160]
+
+
 def test_adapt_cli_rejects_bad_frames(tmp_path, hololens_dir, capsys):
     from imatching_online.adapt_cli import main
     from imatching_online.matcher.io import save_matcher

@@ -257,3 +257,16 @@ def test_matching_is_a_declared_banet_vo_eval_subcommand():
     from banet_vo.evaluation.commands import available_commands
 
     assert available_commands()["matching"] is imatching_online.evaluation.add_parser
+
+
+def test_the_evaluation_command_runs_an_xfeat_matcher_at_its_default_width(hololens_dir, tmp_path):
+    """--width 240 on 540x360 frames: the frames every method sees are sized for the strictest matcher
+    (XFeat: multiples of 32, 256x160), not refused by it after loading."""
+    import json
+
+    from imatching_online.evaluation import main
+
+    out = tmp_path / "eval.json"
+    argv = [str(hololens_dir), "--matcher", "xfeat=xfeat:pretrained", "--frames", "30:32", "--gaps", "1"]
+    assert main([*argv, "--no-opencv", "--ransac-trials", "1", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["results"]["xfeat"]["pairs"] == 1

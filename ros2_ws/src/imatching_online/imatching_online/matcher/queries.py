@@ -55,12 +55,13 @@ def corner_queries(
     return pts.reshape(-1, 2).astype(np.float32)
 
 
-def fit_size(width: int, height: int, target_width: int) -> tuple[int, int]:
-    """(W', H') with W' = target_width rounded to a multiple of 8 and the aspect ratio kept (H' also x8)."""
-    if target_width < SIZE_MULTIPLE:
-        raise ValueError(f"target_width must be >= {SIZE_MULTIPLE}, got {target_width}")
-    w = round(target_width / SIZE_MULTIPLE) * SIZE_MULTIPLE
-    h = max(SIZE_MULTIPLE, round(height * w / width / SIZE_MULTIPLE) * SIZE_MULTIPLE)
+def fit_size(width: int, height: int, target_width: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
+    """(W', H') with W' = target_width rounded to a multiple of ``multiple`` (8; a matcher's own
+    ``size_multiple``, 32 for XFeat) and the aspect ratio kept (H' a multiple too)."""
+    if target_width < multiple:
+        raise ValueError(f"target_width must be >= {multiple}, got {target_width}")
+    w = round(target_width / multiple) * multiple
+    h = max(multiple, round(height * w / width / multiple) * multiple)
     return w, h
 
 
