@@ -5,6 +5,7 @@ pretrained one where a BA must succeed), windows and skips counted, /diagnostics
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -325,8 +326,45 @@ def test_bad_parameters_and_matcher_stop_the_node(rclpy_context, random_matcher,
         make(matcher=m, device="tpu")
     with pytest.raises(ValueError, match="parameter output_model"):
         make(matcher=m, output_model=m)
+    # the same file spelt another way, even where starting over would replace the output
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(m)
+    for same in (os.path.relpath(m), str(link)):
+        with pytest.raises(ValueError, match=r"parameter output_model: .* is the matcher"):
+            make(matcher=m, output_model=same, start_from="matcher")
     with pytest.raises(ValueError, match="parameter image_qos"):
         make(matcher=m, image_qos="best")
+
+
+def test_a_rollback_is_saved_at_shutdown_and_announced_as_a_new_version(
+    rclpy_context, random_matcher, tmp_path
+):
+    """A rollback changes the weights but not the step count: the shutdown save must still write them, and
+    the version it announces must differ from the last one (banet_vo drops an update it has seen)."""
+    out = tmp_path / "adapted.safetensors"
+    overrides = [
+        Parameter(k, value=v) for k, v in {"matcher": str(random_matcher), "output_model": str(out)}.items()
+    ]
+    node = ImatchingNode(context=rclpy_context, parameter_overrides=overrides)
+    try:
+        adapter = node.stream.adapter
+        assert node._save(str(out), "test")[0] and node.published_version == 0
+        adapter.guard.reference = 1.0  # a closed block: these weights are the last good ones
+        adapter.guard.snapshot(adapter.matcher, adapter.optimiser)
+        good = {k: v.clone() for k, v in adapter.matcher.state_dict().items()}
+        with torch.no_grad():
+            for p in adapter.matcher.parameters():
+                p.add_(0.5)  # as a step would
+        adapter.weight_changes += 1
+        node._save(str(out), "test")
+        assert node.published_version == 1
+        assert node.stream.rollback()
+        node.save_on_shutdown()
+        saved = load_matcher(out)[0].state_dict()
+        assert all(torch.equal(saved[k], good[k]) for k in good)  # the rolled-back weights are on disk
+        assert node.published_version == 2 and load_matcher(out)[1]["weights_version"] == 2
+    finally:
+        node.destroy_node()
 
 
 def test_main_exits_2_on_a_broken_matcher_and_documents_every_parameter(tmp_path, capsys, ros_domain_id):

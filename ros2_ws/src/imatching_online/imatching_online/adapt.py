@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -213,17 +214,19 @@ def epipolar_loss(matches: WindowMatches, result: WindowResult, camera: PinholeC
         tx = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
         Fm = Kinv.T @ tx @ T_ba[:3, :3] @ Kinv
         o = matches.outputs[pair]
-        Ft = torch.as_tensor(Fm, dtype=o.uv.dtype)
-        idx = torch.as_tensor(np.flatnonzero(inl))
-        xa = torch.cat([matches.queries[pair][idx], torch.ones(len(idx), 1)], 1).to(o.uv.dtype)
-        xb = torch.cat([o.uv[0, idx], torch.ones(len(idx), 1, dtype=o.uv.dtype)], 1)
+        device, dtype = o.uv.device, o.uv.dtype  # the matcher's; the BA's poses and masks are on the host
+        Ft = torch.as_tensor(Fm, dtype=dtype, device=device)
+        idx = torch.as_tensor(np.flatnonzero(inl), device=device)
+        ones = torch.ones(len(idx), 1, dtype=dtype, device=device)
+        xa = torch.cat([matches.queries[pair].to(device)[idx].to(dtype), ones], 1)
+        xb = torch.cat([o.uv[0, idx], ones], 1)
         Fxa = xa @ Ft.T
         Ftxb = xb @ Ft
         num = (xb * Fxa).sum(-1)
         den = Fxa[:, 0] ** 2 + Fxa[:, 1] ** 2 + Ftxb[:, 0] ** 2 + Ftxb[:, 1] ** 2
         out.append(num.abs() / den.clamp_min(1e-12).sqrt())
     if not out:
-        return torch.zeros(1)
+        return torch.zeros(1, device=next((o.uv.device for o in matches.outputs.values()), None))
     return torch.cat(out)
 
 
@@ -246,6 +249,11 @@ class RollbackGuard:
         self.rollbacks = 0
         self.good_state: dict | None = None
 
+    @property
+    def ready(self) -> bool:
+        """Whether good weights are recorded: only once the first block has closed."""
+        return self.reference is not None and self.good_state is not None
+
     def snapshot(self, matcher: torch.nn.Module, optimiser: torch.optim.Optimizer) -> None:
         self.good_state = {
             "model": copy.deepcopy(matcher.state_dict()),
@@ -256,8 +264,6 @@ class RollbackGuard:
         self, inlier_ratio: float | None, matcher: torch.nn.Module, optimiser: torch.optim.Optimizer
     ) -> str:
         """Add one window (None = failed); returns "pending", "accept" or "rollback" (weights restored)."""
-        if self.good_state is None:
-            self.snapshot(matcher, optimiser)
         self.block.append(0.0 if inlier_ratio is None else float(inlier_ratio))
         if len(self.block) < self.window:
             return "pending"
@@ -316,6 +322,10 @@ class OnlineAdapter:
         self.optimiser = torch.optim.Adam(matcher.parameters(), lr=self.config.lr)
         self.guard = RollbackGuard(self.config.rollback_window, self.config.rollback_tolerance)
         self.steps_taken = 0
+        # Every change of the weights (optimiser step, rollback): a saved matcher's version within a session.
+        self.weight_changes = 0
+        # Held while the weights change, so that another thread's copy of them is never half-updated.
+        self.weights_lock = threading.Lock()
         self.anchor = (
             [p.detach().clone() for p in matcher.parameters()] if self.config.anchor_pull > 0 else None
         )
@@ -334,6 +344,25 @@ class OnlineAdapter:
     def stats(self) -> FailureStats:
         """Windows, successes and failures by reason, counted by the BA (and matching that gave nothing)."""
         return self.bundle_adjuster.stats
+
+    def rollback(self) -> bool:
+        """Restore the guard's last good weights and optimiser state; False when the guard has none yet (its
+        first block has not closed). Not during a step: the caller keeps steps out."""
+        with self.weights_lock:
+            if not self.guard.ready:
+                return False
+            self.matcher.load_state_dict(self.guard.good_state["model"])
+            self.optimiser.load_state_dict(self.guard.good_state["optimiser"])
+            self.weight_changes += 1
+            return True
+
+    def _record(self, ratio: float | None) -> str:
+        """The rollback guard's verdict on one window (None = failed), its rollback counted as a change."""
+        with self.weights_lock:
+            verdict = self.guard.record(ratio, self.matcher, self.optimiser)
+            if verdict == "rollback":
+                self.weight_changes += 1
+            return verdict
 
     def set_camera(self, camera: PinholeCamera) -> None:
         """New intrinsics of the working images (the stream's camera or working size changed)."""
@@ -387,7 +416,7 @@ class OnlineAdapter:
         result, reason, ba_s = self._solve(ba_matches, images.shape[0])
         if result is None:
             report = StepReport(False, reason, ba_s=ba_s)
-            report.guard = self.guard.record(None, self.matcher, self.optimiser)
+            report.guard = self._record(None)
             report.step_s = time.perf_counter() - t0
             return report
         if self.config.augment:  # same frames and corner queries, so match indices line up with the BA's
@@ -402,17 +431,19 @@ class OnlineAdapter:
             # A NaN/inf loss or gradient is never applied: the weights and Adam's moments stay as they were.
             self.optimiser.zero_grad(set_to_none=True)
             report = StepReport(False, NON_FINITE, float(loss.detach()), logs=logs, ba_s=ba_s)
-            report.guard = self.guard.record(None, self.matcher, self.optimiser)
+            report.guard = self._record(None)
             report.step_s = time.perf_counter() - t0
             return report
-        self.optimiser.step()
-        if self.anchor is not None:
-            with torch.no_grad():
-                for p, p0 in zip(self.matcher.parameters(), self.anchor, strict=True):
-                    p.lerp_(p0, self.config.anchor_pull)
-        self.steps_taken += 1
+        with self.weights_lock:
+            self.optimiser.step()
+            if self.anchor is not None:
+                with torch.no_grad():
+                    for p, p0 in zip(self.matcher.parameters(), self.anchor, strict=True):
+                        p.lerp_(p0, self.config.anchor_pull)
+            self.steps_taken += 1
+            self.weight_changes += 1
         ratio = inlier_ratio(result)
         report = StepReport(True, "", float(loss.detach()), ratio, result.rms_px, logs=logs, ba_s=ba_s)
-        report.guard = self.guard.record(ratio, self.matcher, self.optimiser)
+        report.guard = self._record(ratio)
         report.step_s = time.perf_counter() - t0
         return report

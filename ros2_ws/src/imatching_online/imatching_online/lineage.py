@@ -25,7 +25,16 @@ from banet_vo.model.checkpoint import CheckpointNotFoundError
 from imatching_online.matcher.io import XFEAT_PRETRAINED, load_matcher
 from imatching_online.matcher.network import Matcher
 
-__all__ = ["START_FROM", "StartChoice", "choose_start", "lineage_meta", "same_base", "total_steps"]
+__all__ = [
+    "START_FROM",
+    "StartChoice",
+    "choose_start",
+    "lineage_meta",
+    "resolved_source",
+    "same_base",
+    "total_steps",
+    "weights_version",
+]
 
 START_FROM = ("output", "matcher")
 
@@ -40,7 +49,9 @@ class StartChoice:
     replaces: bool = False  # True when an existing output of another lineage will be overwritten
 
 
-def _resolved(path: str | os.PathLike) -> str:
+def resolved_source(path: str | os.PathLike) -> str:
+    """One spelling of a matcher source: the real path of a file (relative, absolute, through a link),
+    or XFeat's pretrained weights as they are."""
     if os.fspath(path) == XFEAT_PRETRAINED:  # not a file: the same base from any working directory
         return XFEAT_PRETRAINED
     return os.path.realpath(os.fspath(path))
@@ -51,12 +62,21 @@ def total_steps(meta: dict) -> int:
     return int(meta.get("earlier_optimiser_steps", 0)) + int(meta.get("optimiser_steps", 0))
 
 
+def weights_version(meta: dict) -> int:
+    """The version of the weights a save wrote (changes in all sessions; an output written before versions
+    counted rollbacks has its optimiser steps, the version it announced then)."""
+    if "weights_version" in meta:
+        return int(meta["weights_version"])
+    return total_steps(meta)
+
+
 def lineage_meta(choice: StartChoice) -> dict:
     """What the next session records in every output it saves, so that a later start can continue it."""
     earlier = choice.resumed_meta
     return {
         "sessions": 1 if earlier is None else int(earlier.get("sessions", 1)) + 1,
         "earlier_optimiser_steps": 0 if earlier is None else total_steps(earlier),
+        "earlier_weight_changes": 0 if earlier is None else weights_version(earlier),
     }
 
 
@@ -65,7 +85,10 @@ def same_base(output_meta: dict, matcher_path: str, base_meta: dict) -> bool:
     adapted_from = output_meta.get("adapted_from")
     if not isinstance(adapted_from, str):
         return False
-    return _resolved(adapted_from) == _resolved(matcher_path) and output_meta.get("base_meta") == base_meta
+    return (
+        resolved_source(adapted_from) == resolved_source(matcher_path)
+        and output_meta.get("base_meta") == base_meta
+    )
 
 
 def choose_start(

@@ -11,8 +11,11 @@ Lucas-Kanade flow from the last kept frame reaches ``min_flow_px`` (at working s
 parallax for the BA instead of a parked camera. A camera change or a stamp that goes backwards (bag loop,
 reordering) empties the window: a window never mixes intrinsics or jumps in time.
 
-Thread safety: every method takes one lock, so `save` / `rollback` / `reset` from another thread see
-the weights between two steps, never in the middle of one.
+Thread safety: `add_frame` runs one frame at a time. `save` and `reset` from another thread wait only
+for the window's bookkeeping and the weights' update (milliseconds), not for a running step: a save
+copies weights that no step is changing, and a reset while a step runs drops the window that step had
+(the step finishes). `rollback` waits for a running step, since the step's backward pass reads the weights
+it would replace.
 """
 
 from __future__ import annotations
@@ -158,8 +161,15 @@ class StreamAdapter:
         self.step_times: collections.deque[float] = collections.deque(maxlen=50)
         self.manual_rollbacks = 0
         self.saved_at_step: int | None = None
-        self._lock = threading.Lock()
+        self.saved_version: int | None = None
+        # Weight changes of the sessions before this one (imatching_online.lineage): versions keep increasing.
+        self.earlier_weight_changes = int(self.source_meta.get("earlier_weight_changes", 0))
+        self._step_lock = threading.Lock()  # one frame (and its step) at a time; rollback waits for it
+        self._lock = threading.Lock()  # the window, counters and reports; never held during a step
+        self._save_lock = threading.Lock()  # saves one after another, so that a file never goes back
         self._window: collections.deque[_Kept] = collections.deque()
+        self._window_epoch = 0  # counts clears: a step's window slides only if it was not cleared meanwhile
+        self._last_kept: _Kept | None = None  # since the last clear; the gap and flow are measured from it
         self._camera: PinholeCamera | None = None  # native camera of the current window
         self._work_camera: PinholeCamera | None = None
         self._since_kept = 0
@@ -169,6 +179,11 @@ class StreamAdapter:
     @property
     def steps(self) -> int:
         return self.adapter.steps_taken
+
+    @property
+    def weights_version(self) -> int:
+        """Changes of the weights so far, this lineage's sessions together: the version a save announces."""
+        return self.earlier_weight_changes + self.adapter.weight_changes
 
     @property
     def window_length(self) -> int:
@@ -186,6 +201,8 @@ class StreamAdapter:
     def _clear_window(self) -> int:
         n = len(self._window)
         self._window.clear()
+        self._window_epoch += 1
+        self._last_kept = None
         self._since_kept = 0
         return n
 
@@ -205,10 +222,25 @@ class StreamAdapter:
             )
         if not np.isfinite(stamp):
             raise ValueError(f"stamp must be finite, got {stamp}")
-        with self._lock:
-            return self._add(image, float(stamp), camera)
+        with self._step_lock:
+            with self._lock:
+                outcome = self._select(image, float(stamp), camera)
+                frames, epoch = list(self._window), self._window_epoch
+            if outcome.status != STEPPED:
+                return outcome
+            try:
+                outcome.report = self._step(frames)
+            except ValueError as err:  # the input was checked above: this is a failure, not a bad frame
+                raise RuntimeError(f"adaptation step failed: {type(err).__name__}: {err}") from err
+            finally:
+                with self._lock:  # a failed step slides too: a window must not grow past its size
+                    if self._window_epoch == epoch:  # else a reset emptied it meanwhile
+                        for _ in range(self.stream.window_stride):
+                            self._window.popleft()
+            return outcome
 
-    def _add(self, image: np.ndarray, stamp: float, camera: PinholeCamera) -> FrameOutcome:
+    def _select(self, image: np.ndarray, stamp: float, camera: PinholeCamera) -> FrameOutcome:
+        """Frame selection and the window's bookkeeping; STEPPED when the frame fills the window."""
         self.counters["frames"] += 1
         if camera != self._camera:
             if self._camera is not None:
@@ -223,29 +255,28 @@ class StreamAdapter:
             self.counters["time_jumps"] += 1  # loop / reordering: a window must not span it
             self._clear_window()
         self._last_stamp = stamp
+        # Measured from the last kept frame, which a slide of the window does not forget (a clear does).
         self._since_kept += 1
-        if self._window and self._since_kept < self.stream.min_frame_gap:
+        if self._last_kept is not None and self._since_kept < self.stream.min_frame_gap:
             self.counters[SKIPPED_GAP] += 1
             return FrameOutcome(SKIPPED_GAP)
         wc = self._work_camera
         host, tensor, _ = prepare_image(image, self._camera, wc.width, wc.height)
         gray = cv2.cvtColor(host, cv2.COLOR_RGB2GRAY)
         flow = None
-        if self._window and self.stream.min_flow_px > 0:
-            flow = median_flow(self._window[-1].gray, gray)
+        if self._last_kept is not None and self.stream.min_flow_px > 0:
+            flow = median_flow(self._last_kept.gray, gray)
             # None: flow cannot be measured (blank frame, lost track); keep it and let the BA judge
             if flow is not None and flow < self.stream.min_flow_px:
                 self.counters[SKIPPED_STATIC] += 1
                 return FrameOutcome(SKIPPED_STATIC, flow_px=flow)
-        self._window.append(_Kept(stamp, host, tensor, gray))
+        self._last_kept = _Kept(stamp, host, tensor, gray)
+        self._window.append(self._last_kept)
         self._since_kept = 0
         self.counters["kept"] += 1
         if len(self._window) < self.stream.window_size:
             return FrameOutcome(KEPT, flow_px=flow)
-        report = self._step(list(self._window))
-        for _ in range(self.stream.window_stride):
-            self._window.popleft()
-        return FrameOutcome(STEPPED, report, flow)
+        return FrameOutcome(STEPPED, flow_px=flow)
 
     def _step(self, frames: list[_Kept]) -> StepReport:
         images = torch.cat([f.tensor for f in frames]).to(self.device)
@@ -254,23 +285,22 @@ class StreamAdapter:
         report = (
             self.adapter.step(images, hosts) if self.config.enabled else self.adapter.evaluate(images, hosts)
         )
-        self.step_times.append(time.perf_counter() - t0)
-        self.last_report = report
-        if report.guard == "rollback":
-            self.counters["rollbacks"] += 1
+        with self._lock:
+            self.step_times.append(time.perf_counter() - t0)
+            self.last_report = report
+            if report.guard == "rollback":
+                self.counters["rollbacks"] += 1
         return report
 
     # -- weights -------------------------------------------------------------------------------------
     def rollback(self) -> bool:
         """Restore the rollback guard's last good weights and optimiser state; False when there are none
-        yet (the guard has not closed its first block)."""
-        with self._lock:
-            good = self.adapter.guard.good_state
-            if good is None:
+        yet (the guard has not closed its first block). Waits for a running step."""
+        with self._step_lock:
+            if not self.adapter.rollback():
                 return False
-            self.matcher.load_state_dict(good["model"])
-            self.adapter.optimiser.load_state_dict(good["optimiser"])
-            self.manual_rollbacks += 1
+            with self._lock:
+                self.manual_rollbacks += 1
             return True
 
     def metadata(self) -> dict[str, Any]:
@@ -283,6 +313,8 @@ class StreamAdapter:
             "adapt": self.config.enabled,
             "saved_at_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "optimiser_steps": self.adapter.steps_taken,
+            "weight_changes": self.adapter.weight_changes,
+            "weights_version": self.weights_version,
             "windows": stats.windows,
             "failures": stats.as_dict(),
             "rollbacks": self.adapter.guard.rollbacks,
@@ -295,12 +327,14 @@ class StreamAdapter:
         }
 
     def save(self, path: str | Path) -> dict[str, Any]:
-        """Write the current matcher (atomically, via the project's checkpoint format); returns the meta."""
-        with self._lock:
-            snapshot = copy.deepcopy(self.matcher).cpu()
-            meta = self.metadata()
-            steps = self.adapter.steps_taken
-        save_matcher(path, snapshot, meta)
-        with self._lock:
-            self.saved_at_step = steps
+        """Write the current matcher (atomically, via the project's checkpoint format); returns the meta.
+        Saves run one after another, so a slower earlier save never lands over a later one."""
+        with self._save_lock:
+            with self._lock, self.adapter.weights_lock:
+                snapshot = copy.deepcopy(self.matcher).cpu()
+                meta = self.metadata()
+            save_matcher(path, snapshot, meta)
+            with self._lock:
+                self.saved_at_step = meta["optimiser_steps"]
+                self.saved_version = meta["weights_version"]
         return meta

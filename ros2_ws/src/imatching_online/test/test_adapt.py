@@ -3,6 +3,8 @@ and the checkpoint round trip of matcher weights."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import imatching_online.adapt as adapt
 import numpy as np
 import pytest
@@ -289,6 +291,35 @@ def test_rollback_guard_restores_the_last_good_weights():
         assert torch.equal(v, kept[k])
     with pytest.raises(ValueError):
         RollbackGuard(window=0)
+
+
+def test_rollback_guard_has_no_good_weights_before_its_first_block_closes():
+    net = torch.nn.Linear(2, 1)
+    opt = torch.optim.Adam(net.parameters(), lr=0.1)
+    guard = RollbackGuard(window=2, tolerance=0.1)
+    assert guard.record(0.8, net, opt) == "pending"
+    assert not guard.ready and guard.good_state is None  # taken after one step: not known to be good
+    assert guard.record(0.8, net, opt) == "accept" and guard.ready
+
+
+def test_epipolar_loss_stays_on_the_matcher_device():
+    """The BA's poses and masks are host arrays; the loss must be built on the matcher's device (CUDA in a
+    node with device auto). The meta device stands in for a GPU here."""
+    device = torch.device("meta")
+    uv = torch.zeros(1, 4, 2, device=device)
+    out = MatchOutput(uv, uv, uv[..., 0], uv[..., 0], uv[..., 0])
+    matches = adapt.WindowMatches({(0, 1): out}, {(0, 1): torch.zeros(4, 2, device=device)})
+    poses = np.tile(np.eye(4), (2, 1, 1))
+    poses[1, 0, 3] = 1.0
+    result = SimpleNamespace(match_inliers={(0, 1): np.ones(4, bool)}, poses=poses)
+    camera = PinholeCamera(50.0, 50.0, 31.5, 23.5, 64, 48)
+    loss = adapt.epipolar_loss(matches, result, camera)
+    assert loss.device.type == "meta" and loss.shape == (4,)
+    empty = SimpleNamespace(match_inliers={(0, 1): np.zeros(4, bool)}, poses=poses)
+    assert (
+        adapt.epipolar_loss(matches, empty, PinholeCamera(50.0, 50.0, 31.5, 23.5, 64, 48)).device.type
+        == "meta"
+    )
 
 
 def test_adapt_config_validates():

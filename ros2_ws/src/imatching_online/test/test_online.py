@@ -3,6 +3,7 @@ mode, rollback and checkpoint round trip, on rendered hand-held frames (160x120)
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 from banet_vo.data.synthetic import render_sequence
 from banet_vo.geometry import PinholeCamera
-from imatching_online.adapt import AdaptConfig
+from imatching_online.adapt import AdaptConfig, StepReport
 from imatching_online.matcher.io import load_matcher
 from imatching_online.matcher.network import Matcher
 from imatching_online.online import (
@@ -142,6 +143,98 @@ def test_random_matcher_windows_are_counted_and_slide(seq):
     assert stats["windows"] == 2 == stats["successes"] + stats["failed"]
     assert sum(v for k, v in stats.items() if k not in ("windows", "successes", "failed")) == stats["failed"]
     assert sa.adapter.steps_taken == stats["successes"] and len(sa.step_times) == 2
+
+
+def _failing_step(*_args):
+    raise ValueError("a numerical failure inside the step")
+
+
+def test_a_failing_step_still_slides_the_window(seq, monkeypatch):
+    """A step that raises must not leave its window full: else every later frame makes it one longer."""
+    sa = StreamAdapter(_random_matcher(), StreamConfig(window_size=3, max_image_size=160, min_flow_px=0.0))
+    monkeypatch.setattr(sa.adapter, "step", _failing_step)
+    for i in range(2):
+        sa.add_frame(seq[i].image, seq[i].timestamp, seq[i].camera)
+    for i in range(2, 6):
+        # a failure inside the step is the node's error, not a bad frame (the frame worker tells them apart)
+        with pytest.raises(RuntimeError, match="adaptation step failed"):
+            sa.add_frame(seq[i].image, seq[i].timestamp, seq[i].camera)
+        assert sa.window_length == 2
+
+
+def test_frame_gap_and_flow_hold_across_a_disjoint_slide(seq, monkeypatch):
+    """With window_stride == window_size the window empties after each step; the next frame is still
+    measured from the last kept one (gap and flow), as only a clear forgets it."""
+    stream = StreamConfig(
+        window_size=2, window_stride=2, min_frame_gap=3, max_image_size=160, min_flow_px=0.0
+    )
+    sa = StreamAdapter(_random_matcher(), stream)
+    monkeypatch.setattr(sa.adapter, "step", lambda *_: StepReport(False, "test"))
+    images = [seq[i % len(seq)].image for i in range(12)]
+    kept = [i for i in range(12) if sa.add_frame(images[i], 0.1 * i, seq[0].camera).status != SKIPPED_GAP]
+    assert kept == [0, 3, 6, 9]
+    # the flow gate: the frame after a slide is compared with the last kept frame (the same picture here)
+    sa2 = StreamAdapter(_random_matcher(), StreamConfig(window_size=2, window_stride=2, max_image_size=160))
+    monkeypatch.setattr(sa2.adapter, "step", lambda *_: StepReport(False, "test"))
+    f = seq
+    assert sa2.add_frame(f[0].image, 0.0, f[0].camera).status == KEPT
+    assert sa2.add_frame(f[1].image, 0.1, f[1].camera).status == STEPPED
+    assert sa2.window_length == 0
+    assert sa2.add_frame(f[1].image, 0.2, f[1].camera).status == SKIPPED_STATIC
+
+
+def test_save_and_reset_do_not_wait_for_a_running_step(seq, monkeypatch, tmp_path):
+    """~/save and ~/reset come from the executor thread while the worker steps: they wait for milliseconds,
+    not for the step; a reset drops the window the step had, and the step still ends cleanly."""
+    sa = StreamAdapter(_random_matcher(), StreamConfig(window_size=2, max_image_size=160, min_flow_px=0.0))
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_step(*_args):
+        inside.set()
+        assert release.wait(30.0)
+        return StepReport(False, "test")
+
+    monkeypatch.setattr(sa.adapter, "step", slow_step)
+    sa.add_frame(seq[0].image, 0.0, seq[0].camera)
+    errors = []
+    worker = threading.Thread(
+        target=lambda: errors.append(sa.add_frame(seq[1].image, 0.1, seq[1].camera).status)
+    )
+    worker.start()
+    assert inside.wait(30.0)
+    done = threading.Event()
+
+    def save_and_reset():
+        sa.save(tmp_path / "m.safetensors")
+        assert sa.reset() == 2
+        done.set()
+
+    threading.Thread(target=save_and_reset, daemon=True).start()
+    waited = done.wait(10.0)
+    release.set()
+    worker.join(30.0)
+    assert waited, "save / reset waited for the step"
+    assert errors == [STEPPED] and sa.window_length == 0
+    assert sa.add_frame(seq[2].image, 0.2, seq[2].camera).status == KEPT and sa.window_length == 1
+
+
+def test_rollback_needs_a_closed_block_and_changes_the_version(seq):
+    """Manual rollback: refused until the guard's first block has closed (no good weights yet); then it
+    restores them and counts as a change of the weights (a new version to announce)."""
+    sa = StreamAdapter(_random_matcher(), _no_step(), AdaptConfig(rollback_window=2))
+    adapter = sa.adapter
+    assert adapter.guard.record(0.8, adapter.matcher, adapter.optimiser) == "pending"
+    assert sa.rollback() is False and sa.weights_version == 0
+    assert adapter.guard.record(0.8, adapter.matcher, adapter.optimiser) == "accept"
+    good = _weights(adapter.matcher)
+    with torch.no_grad():
+        for p in adapter.matcher.parameters():
+            p.add_(1.0)
+    assert sa.rollback() is True and sa.manual_rollbacks == 1
+    assert all(torch.equal(good[k], v) for k, v in adapter.matcher.state_dict().items())
+    assert sa.weights_version == 1
+    resumed = StreamAdapter(_random_matcher(), _no_step(), source_meta={"earlier_weight_changes": 7})
+    assert resumed.weights_version == 7  # a later session's versions go on from its lineage's
 
 
 def test_save_round_trip_and_rollback_before_any_block(seq, tmp_path):

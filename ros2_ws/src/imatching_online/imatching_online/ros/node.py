@@ -10,7 +10,9 @@ reason, rollbacks, loss, BA inlier ratio, step time and dropped frames. The adap
 from its own `output_model` when that holds an adaptation of the same base matcher (imatching_online.lineage;
 `start_from:=matcher` starts over and says what it replaces). Each save is announced on the latched
 ~/matcher_updates (std_msgs/String, banet_vo.odometry.matcher_swap.MatcherUpdate JSON: path and version =
-optimiser steps), which banet_vo's node takes without restarting (launch/vo_with_adaptation.launch.py).
+the weights' changes so far, optimiser steps and rollbacks of every session of the lineage), which
+banet_vo's node takes without restarting (launch/vo_with_adaptation.launch.py). ~/save and ~/reset do not
+wait for a running step; ~/rollback does (the executor is single-threaded, so it holds the callbacks).
 Bad input is counted and warned about (throttled), never fatal; bad parameters or an unusable matcher
 stop the node at start.
 """
@@ -73,8 +75,7 @@ class ImatchingNode(Node):
         # Each saved version, for banet_vo's front end (latched: a node that starts later gets the last one).
         self.update_pub = self.create_publisher(String, "~/" + MATCHER_UPDATES, latched_qos(depth=1))
         self.published_version: int | None = None
-        # Services in their own group: ~/save waits for a running step, image callbacks must not wait.
-        services = MutuallyExclusiveCallbackGroup()
+        services = MutuallyExclusiveCallbackGroup()  # beside the images under a multi-threaded executor
         self.save_srv = self.create_service(Trigger, "~/save", self._on_save, callback_group=services)
         self.reset_srv = self.create_service(Trigger, "~/reset", self._on_reset, callback_group=services)
         self.rollback_srv = self.create_service(
@@ -173,7 +174,7 @@ class ImatchingNode(Node):
             self.events.warn("save_errors", f"cannot write {path} ({why}): {type(err).__name__}: {err}")
             return False, f"cannot write {path}: {err}"
         self.events.add("saves")
-        self._announce(path, int(meta["optimiser_steps"]))
+        self._announce(path, int(meta["weights_version"]))
         text = f"wrote {path} ({why}): {meta['optimiser_steps']} steps, {meta['windows']} windows"
         if self.context.ok():
             self.get_logger().info(text)
@@ -182,7 +183,7 @@ class ImatchingNode(Node):
         return True, text
 
     def _announce(self, path: str, version: int) -> None:
-        """Publish the saved matcher as a new version (its step count) on ~/matcher_updates."""
+        """Publish the saved matcher as a new version (its weights' change count) on ~/matcher_updates."""
         if not self.context.ok():
             return  # at shutdown there is nobody to tell
         update = MatcherUpdate(str(Path(path).resolve()), version)
@@ -271,7 +272,8 @@ class ImatchingNode(Node):
         if self._shutdown_saved or not self.params.output_model:
             return
         self._shutdown_saved = True
-        if self.stream.saved_at_step is None or self.stream.steps > self.stream.saved_at_step:
+        saved = self.stream.saved_version
+        if saved is None or self.stream.weights_version != saved:  # a rollback changes weights, not steps
             self._save(self.params.output_model, "shutdown")
 
     def destroy_node(self) -> None:

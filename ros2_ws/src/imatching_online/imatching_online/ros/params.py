@@ -19,7 +19,7 @@ from rclpy.node import Node
 
 from imatching_online.adapt import AdaptConfig
 from imatching_online.ba import WindowConfig
-from imatching_online.lineage import START_FROM
+from imatching_online.lineage import START_FROM, resolved_source
 from imatching_online.online import StreamConfig
 
 # Table entries by the config they go to (same field names; the BA's carry the prefix "ba_"). Their
@@ -115,8 +115,11 @@ def params_from_values(values: dict[str, Any]) -> NodeParams:
         raise ValueError(
             f"parameter window_stride: {v['window_stride']} is larger than window_size {v['window_size']}"
         )
-    if v["output_model"] and v["output_model"] == v["matcher"]:
-        raise ValueError("parameter output_model: must differ from matcher (the input is never overwritten)")
+    if v["output_model"] and resolved_source(v["output_model"]) == resolved_source(v["matcher"]):
+        raise ValueError(
+            f"parameter output_model: {v['output_model']} is the matcher {v['matcher']} "
+            "(the input is never overwritten)"
+        )
     try:
         stream = StreamConfig(**subset(v, *STREAM_PARAMS))
         adapt = AdaptConfig(enabled=v["adapt"], **subset(v, *ADAPT_PARAMS))
