@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from banet_vo.geometry.rigid import invert, pose_from_rotvec
 from banet_vo.odometry.output_covariance import (
     UNKNOWN_VARIANCE,
     CovarianceConfig,
@@ -12,6 +13,7 @@ from banet_vo.odometry.output_covariance import (
     step_covariance,
     twist_covariance,
 )
+from scipy.linalg import expm, logm
 
 
 def _spd(seed: int) -> np.ndarray:
@@ -77,11 +79,56 @@ def test_twist_covariance_scales_with_the_frame_interval_and_says_unknown():
 
 def test_step_covariance_from_keyframe_relative_covariances():
     a, b = _spd(3), _spd(4)
-    np.testing.assert_allclose(step_covariance(a, b, previous_was_keyframe=False), a + b)
-    np.testing.assert_allclose(step_covariance(a, b, previous_was_keyframe=True), a)
-    assert step_covariance(None, b, False) is None and step_covariance(a, None, False) is None
+    still = {"T_odom_previous": np.eye(4), "T_odom_current": np.eye(4)}  # no motion: no adjoint to apply
+    np.testing.assert_allclose(step_covariance(a, b, previous_was_keyframe=False, **still), a + b)
+    np.testing.assert_allclose(step_covariance(a, b, previous_was_keyframe=True, **still), a)
+    assert (
+        step_covariance(None, b, False, **still) is None and step_covariance(a, None, False, **still) is None
+    )
     # a relative covariance measured from the previous frame is the step's own (no sum)
-    np.testing.assert_allclose(step_covariance(a, b, False, relative_to_previous=True), a)
-    np.testing.assert_allclose(step_covariance(a, None, False, relative_to_previous=True), a)
+    np.testing.assert_allclose(step_covariance(a, b, False, relative_to_previous=True, **still), a)
+    np.testing.assert_allclose(step_covariance(a, None, False, relative_to_previous=True, **still), a)
+    with pytest.raises(ValueError, match="T_odom_previous and T_odom_current are needed"):
+        step_covariance(a, b, False, T_odom_previous=None, T_odom_current=np.eye(4))
     with pytest.raises(ValueError, match="position_scale must be a finite number > 0"):
         CovarianceConfig(position_scale=0.0)
+
+
+def _exp(xi: np.ndarray) -> np.ndarray:
+    """SE(3) exponential of [ρ, φ] by the matrix exponential (an independent float64 reference)."""
+    M = np.zeros((4, 4))
+    M[:3, :3] = [[0.0, -xi[5], xi[4]], [xi[5], 0.0, -xi[3]], [-xi[4], xi[3], 0.0]]
+    M[:3, 3] = xi[:3]
+    return expm(M)
+
+
+def _log(T: np.ndarray) -> np.ndarray:
+    L = np.real(logm(T))
+    return np.r_[L[:3, 3], L[2, 1], L[0, 2], L[1, 0]]
+
+
+def test_step_covariance_carries_the_previous_frames_error_across_the_step():
+    """Both frames relative to one keyframe: the step's right covariance is J_p Σ_p J_pᵀ + J_c Σ_c J_cᵀ with
+    the Jacobians of Log(step⁻¹·(T_kp·Exp(ξp))⁻¹·T_kc·Exp(ξc)) by central differences. A rotation error
+    of 0.01 rad on the previous frame, 1 m behind, moves the step sideways by ~1 cm (variance 1e-4 m²),
+    which a plain sum (2e-6 m²) misses."""
+    T_kp = pose_from_rotvec([0.0, 0.02, 0.0], [0.0, 0.0, 5.0])  # previous frame, 5 m past the keyframe
+    T_kc = T_kp @ pose_from_rotvec([0.0, 0.01, 0.0], [0.0, 0.0, 1.0])  # current frame: 1 m further
+    cov_p = np.diag([1e-6] * 3 + [1e-4] * 3)
+    cov_c = np.diag([1e-6] * 6)
+    step = invert(T_kp) @ T_kc
+
+    def error(xi_p: np.ndarray, xi_c: np.ndarray) -> np.ndarray:
+        return _log(invert(step) @ invert(T_kp @ _exp(xi_p)) @ T_kc @ _exp(xi_c))
+
+    h, zero = 1e-6, np.zeros(6)
+    J_p = np.stack([(error(h * e, zero) - error(-h * e, zero)) / (2 * h) for e in np.eye(6)], axis=1)
+    J_c = np.stack([(error(zero, h * e) - error(zero, -h * e)) / (2 * h) for e in np.eye(6)], axis=1)
+    expected = J_p @ cov_p @ J_p.T + J_c @ cov_c @ J_c.T
+
+    T_odom_kf = pose_from_rotvec([0.3, -0.5, 0.8], [10.0, -4.0, 2.0])  # only the relative motion counts
+    got = step_covariance(
+        cov_c, cov_p, False, T_odom_previous=T_odom_kf @ T_kp, T_odom_current=T_odom_kf @ T_kc
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-14)
+    assert got[0, 0] == pytest.approx(1.01e-4, rel=0.02)  # sideways: 1 m × 0.01 rad, plus σ² of 1 mm

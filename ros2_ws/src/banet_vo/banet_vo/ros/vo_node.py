@@ -490,6 +490,8 @@ class VOShell:
                 last.relative_covariance,
                 last.is_keyframe,
                 result.relative_reference == RELATIVE_TO_PREVIOUS,
+                T_odom_previous=last.T_odom_base,
+                T_odom_current=result.T_odom_base,
             )
             if same
             else None
