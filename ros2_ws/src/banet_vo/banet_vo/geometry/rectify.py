@@ -6,7 +6,11 @@ that sensor_msgs/distortion_models names and OpenCV implements:
 
 - plumb_bob: radial k1, k2, k3 and tangential p1, p2 (D = k1 k2 p1 p2 [k3]), OpenCV's standard model;
 - rational_polynomial: plumb_bob with the rational radial term (D = k1 k2 p1 p2 k3 k4 k5 k6);
-- equidistant: the Kannala-Brandt fisheye model (D = k1 k2 k3 k4), cv2.fisheye.
+- equidistant: the Kannala-Brandt fisheye model (D = k1 k2 k3 k4), cv2.fisheye; its f·θ projection is no
+  pinhole even with D = 0, so it is always rectified.
+
+A raw image with no distortion is resampled too when P's intrinsics are not K's, so that the image and the
+camera reported with it (P's) agree.
 
 Anything else is refused with a ValueError that says what to do instead. No ROS here: the node converts its
 CameraInfo into a `CameraCalibration` (banet_vo.ros.conversions.camera_info_to_calibration).
@@ -28,6 +32,9 @@ RATIONAL_POLYNOMIAL = "rational_polynomial"
 EQUIDISTANT = "equidistant"
 # Accepted coefficient counts per model (ROS publishes 5 / 8 / 4; 4 and 5 are both plumb_bob in OpenCV).
 DISTORTION_MODELS = {PLUMB_BOB: (4, 5), RATIONAL_POLYNOMIAL: (8,), EQUIDISTANT: (4,)}
+# A P whose intrinsics differ from K's by less than this [px] anywhere in the image (rounding in a
+# driver's camera_info) is taken as K's: resampling would only blur the image.
+REMAP_TOLERANCE_PX = 1e-3
 
 
 @dataclass(frozen=True)
@@ -78,9 +85,21 @@ class CameraCalibration:
 
     @property
     def distorted(self) -> bool:
-        """True when the raw image differs from the rectified one (non-zero D, or R not the identity)."""
+        """True when the raw image is no pinhole image in the rectified camera's orientation: non-zero D,
+        R not the identity, or an equidistant lens, whose f·θ projection is no pinhole even with D = 0."""
         rotated = not np.allclose(np.reshape(self.R, (3, 3)), np.eye(3), atol=1e-12) and np.any(self.R)
-        return bool(np.any(self.D)) or bool(rotated)
+        return bool(np.any(self.D)) or bool(rotated) or self.distortion_model == EQUIDISTANT
+
+    @property
+    def needs_remap(self) -> bool:
+        """True when the raw image must be resampled to be an image of rectified_camera(): distorted, or
+        P's intrinsics move some corner of the image by more than REMAP_TOLERANCE_PX from where K has it."""
+        if self.distorted:
+            return True
+        w, h = self.width - 1, self.height - 1
+        corners = np.array([[0.0, 0.0, 1.0], [w, 0.0, 1.0], [0.0, h, 1.0], [w, h, 1.0]])
+        raw = corners @ (self.K_matrix @ np.linalg.inv(self.new_camera_matrix)).T
+        return bool(np.abs(raw[:, :2] / raw[:, 2:] - corners[:, :2]).max() > REMAP_TOLERANCE_PX)
 
     @property
     def K_matrix(self) -> np.ndarray:
@@ -111,7 +130,7 @@ def rectification_maps(
     size = (c.width, c.height)
     m1type = cv2.CV_16SC2 if fixed_point else cv2.CV_32FC1
     D = np.asarray(c.D, dtype=np.float64)
-    if c.distortion_model == EQUIDISTANT and np.any(D):
+    if c.distortion_model == EQUIDISTANT:  # f·θ even with D = 0: OpenCV's pinhole model would not undo it
         return cv2.fisheye.initUndistortRectifyMap(
             c.K_matrix, D.reshape(4, 1), c.R_matrix, c.new_camera_matrix, size, m1type
         )
@@ -123,7 +142,7 @@ def undistort_points(points: np.ndarray, calibration: CameraCalibration) -> np.n
     c = calibration
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 1, 2)
     D = np.asarray(c.D, dtype=np.float64)
-    if c.distortion_model == EQUIDISTANT and np.any(D):
+    if c.distortion_model == EQUIDISTANT:
         out = cv2.fisheye.undistortPoints(
             pts, c.K_matrix, D.reshape(4, 1), R=c.R_matrix, P=c.new_camera_matrix
         )
@@ -161,14 +180,15 @@ class Rectifier:
         return maps
 
     def rectify(self, image: np.ndarray, calibration: CameraCalibration) -> tuple[np.ndarray, PinholeCamera]:
-        """(rectified image, its pinhole camera). An undistorted calibration returns the image unchanged."""
+        """(rectified image, its pinhole camera). A calibration that needs no remap (needs_remap) returns the
+        image unchanged."""
         height, width = image.shape[:2]
         if (width, height) != (calibration.width, calibration.height):
             raise ValueError(
                 f"image is {width}x{height} but its calibration is {calibration.width}x{calibration.height}"
             )
         camera = calibration.rectified_camera()
-        if not calibration.distorted:
+        if not calibration.needs_remap:
             return image, camera
         map1, map2 = self.maps(calibration)
         # Pixels that map outside the raw image become 0 (black), as image_proc does.
