@@ -31,6 +31,20 @@ def test_the_identity_curve_changes_nothing():
     np.testing.assert_allclose(DepthCalibration(0.0, 1.0).apply(depth), depth, rtol=1e-6)
 
 
+def test_the_gain_at_a_views_median_depth():
+    """d'/d at the median valid pixel, from BA-Net's depth or from the calibrated one (the same view); a gain
+    alone is the same at every depth and needs none."""
+    power = DepthCalibration(math.log(0.6), 1.4)
+    raw = np.array([[2.0, 5.0, 9.0], [0.0, np.nan, 40.0], [1.0, -1.0, np.inf]], np.float32)  # median 5
+    expected = 0.6 * 5.0**0.4
+    assert power.gain(raw) == pytest.approx(expected, rel=1e-6)
+    assert power.gain(power.apply(raw), calibrated=True) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="no valid"):
+        power.gain(np.array([0.0, np.nan]))
+    gain = DepthCalibration(math.log(2.5), 1.0)
+    assert gain.gain(raw) == pytest.approx(2.5) and gain.gain(np.zeros(0)) == pytest.approx(2.5)
+
+
 @pytest.mark.parametrize(
     ("log_gain", "exponent", "match"),
     [

@@ -53,6 +53,24 @@ class DepthCalibration:
         out[valid] = np.exp(self.log_gain + self.exponent * np.log(v)).astype(np.float32)
         return out
 
+    def gain(self, depth: np.ndarray, calibrated: bool = False) -> float:
+        """d'/d at the median valid (finite, > 0) pixel of `depth`, BA-Net's or (`calibrated`) the curve's:
+        the factor that takes a length BA-Net measures beside that depth, such as its translation, into
+        the calibrated metres. Exact for a gain alone (exponent 1: any depth, even none); a power law
+        scales near and far differently, so its gain at the median stands for the whole view.
+        ValueError when a power law has no valid pixel to take it at."""
+        if self.exponent == 1.0:
+            return math.exp(self.log_gain)
+        d = np.asarray(depth, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            d = d[np.isfinite(d) & (d > 0)]
+        if d.size == 0:
+            raise ValueError("depth has no valid (finite, > 0) pixel to take the calibration's gain at")
+        log_d = math.log(float(np.median(d)))
+        if calibrated:  # the BA-Net depth that the curve takes there (the curve is monotone)
+            log_d = (log_d - self.log_gain) / self.exponent
+        return math.exp(self.log_gain + (self.exponent - 1.0) * log_d)
+
     def describe(self) -> str:
         return f"d' = {math.exp(self.log_gain):.4g} d^{self.exponent:.4g}"
 

@@ -13,7 +13,7 @@ import numpy as np
 from banet_vo.geometry.frames import left_to_right_covariance, pose_covariance_from_hessian
 from banet_vo.geometry.rigid import invert
 from banet_vo.odometry.estimator import PairEstimator, PreparedFrame
-from banet_vo.odometry.keyframes import Keyframe, logger
+from banet_vo.odometry.keyframes import Keyframe, logger, scale_covariance
 from banet_vo.odometry.pipeline import FrameResult
 
 
@@ -43,13 +43,24 @@ class BanetKeyframesMixin:
         return True
 
     def _banet_seed(self, T_wc: np.ndarray, prev: Keyframe) -> np.ndarray | None:
-        """The map pose T_wc of a new keyframe in `prev`, in metres: BA-Net's starting point (None before a
-        scale)."""
+        """The map pose T_wc of a new keyframe in `prev`, in BA-Net's unit: BA-Net's starting point (None
+        before a scale, or when a depth calibration's gain cannot be told)."""
         s = self.scale
         if s is None:
             return None
+        gain = 1.0
+        calibration = self._depth_calibration
+        if calibration is not None:
+            # The scale is measured on the calibrated depth, BA-Net's translation is in its own depth's
+            # unit. The new keyframe's depth is not known yet: the previous one's stands in for it.
+            depth = prev.depth[0] if prev.depth is not None else self._points_in(prev)[:, 2] * s
+            try:
+                gain = calibration.gain(depth, calibrated=True)
+            except ValueError as err:
+                logger.warning("keyframe %d: BA-Net starts unseeded: %s", prev.id, err)
+                return None
         seed = invert(prev.T_wc) @ T_wc
-        seed[:3, 3] *= s
+        seed[:3, 3] *= s / gain
         return seed
 
     def _run_banet(self, kf: Keyframe, prev: Keyframe):
@@ -120,8 +131,15 @@ class BanetKeyframesMixin:
             try:
                 cov_left = pose_covariance_from_hessian(estimate.hessian, estimate.residual_variance)
                 cov = left_to_right_covariance(estimate.T_tgt_ref, cov_left)
-                if np.isfinite(estimate.T_tgt_ref).all() and np.isfinite(cov).all():
-                    kf.banet_pose = (prev.id, np.array(estimate.T_tgt_ref, dtype=np.float64), cov)
+                T = np.array(estimate.T_tgt_ref, dtype=np.float64)
+                if self._depth_calibration is not None:
+                    # BA-Net's translation is in its own depth's unit; the scale that takes it to the map
+                    # is measured on the calibrated depth: into calibrated metres first.
+                    gain = self._depth_calibration.gain(estimate.depth)
+                    T[:3, 3] *= gain
+                    cov = scale_covariance(cov, gain)
+                if np.isfinite(T).all() and np.isfinite(cov).all():
+                    kf.banet_pose = (prev.id, T, cov)
             except ValueError as err:
                 logger.debug("keyframe %d: BA-Net pose not used as a factor: %s", kf.id, err)
         depth = np.asarray(estimate.depth, dtype=np.float32)

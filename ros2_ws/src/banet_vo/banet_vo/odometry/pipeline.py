@@ -38,7 +38,7 @@ from banet_vo.geometry.frames import (
     right_covariance_to_ros,
     transform_covariance,
 )
-from banet_vo.geometry.rigid import invert
+from banet_vo.geometry.rigid import invert, nearest_rigid
 from banet_vo.geometry.se3 import rotation_angle_deg
 from banet_vo.odometry import timing
 from banet_vo.odometry.config import OdometryConfig
@@ -319,7 +319,9 @@ class VisualOdometry:
         if problem is not None:
             return self._fail(frame, problem, estimate.cost, inference_s)
 
-        T_kf_cur = estimate.T_tgt_ref
+        # BA-Net's pose is float32 (RᵀR = I to ~1e-7): chained over the keyframes unprojected, the rotation
+        # drifts off SO(3) by ~1e-4 over 20k keyframes.
+        T_kf_cur = nearest_rigid(estimate.T_tgt_ref)
         C = kf.C @ T_kf_cur
         cov = compose_right_covariance(T_kf_cur, kf.cov, cov_rel)
         depth = self._clean_depth(estimate.depth)
