@@ -6,6 +6,7 @@ must match what the salvage report says, and the loss must shrink as less is cut
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -190,3 +191,47 @@ def test_sqlite_rows_cut_off_are_lost_not_zero_filled(tmp_path):
     with sqlite3.connect(tmp_path / "out.db3") as out:
         assert dict(out.execute("SELECT id, data FROM messages")) == {1: b"a" * 100}
     out.close()
+
+
+@pytest.mark.parametrize("cut_bytes", [1, 100, 2000, 4095])
+def test_a_sqlite_bag_cut_inside_its_last_page_is_salvaged_up_front(tmp_path, cut_bytes):
+    """Cut by less than a page, a sqlite3 bag still opens in rosbags and then fails (apsw.CorruptError)
+    part-way through reading, or reads zeros as data: the reader must see the cut before opening."""
+    out = tmp_path / "intact"
+    write_bag(FRAMES[:6], out, storage="sqlite3", start_time=T0)
+    bag = tmp_path / "cut"
+    bag.mkdir()
+    for src in out.iterdir():
+        data = src.read_bytes()
+        (bag / src.name).write_bytes(data if src.name == "metadata.yaml" else data[:-cut_bytes])
+    stamps, reader = _read_images(bag)  # each image read is the one written at its stamp
+    assert reader.damage is not None and "cut short" in reader.damage.describe()
+    assert 0 < len(stamps) <= 6 and reader.damage.readable[IMAGE_TOPIC] == len(stamps)
+
+
+@pytest.mark.parametrize("fraction", [0.6, 1.0])
+def test_a_salvaged_bag_counts_what_can_be_read(intact, tmp_path, fraction):
+    bag = _cut(intact, tmp_path, fraction)
+    if fraction == 1.0:
+        (bag / "metadata.yaml").unlink()  # a recording that never closed: the counts come from reading
+    with BagReader(bag) as reader:
+        read = {}
+        for record in reader.records():
+            read[record.topic] = read.get(record.topic, 0) + 1
+        assert {name: topic.count for name, topic in reader.topics.items() if topic.count} == read
+        assert reader.message_count == sum(read.values())
+    assert read[IMAGE_TOPIC] < N or fraction == 1.0
+
+
+def test_damage_found_while_reading_is_a_value_error_naming_the_bag(intact, monkeypatch):
+    import apsw
+
+    with BagReader(intact) as reader:
+
+        def corrupt(*args, **kwargs):
+            yield from ()
+            raise apsw.CorruptError("database disk image is malformed")
+
+        monkeypatch.setattr(reader._reader, "messages", corrupt)
+        with pytest.raises(ValueError, match=rf"bag: {re.escape(str(intact))} is damaged.*malformed"):
+            list(reader.records())

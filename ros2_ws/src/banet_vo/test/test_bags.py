@@ -304,3 +304,99 @@ def test_cli_help_documents_every_option(cli_help) -> None:
         "sqlite3",
     ):
         assert option in text
+
+
+def _rosbags_image(pixels: np.ndarray, encoding: str, pad: int = 0, big_endian: bool = False):
+    """A rosbags sensor_msgs/Image of `pixels` with `pad` bytes of 0xAB after each row (as drivers that
+    align rows write it), in either byte order."""
+    from banet_vo.data.bags import TYPESTORE, _header
+
+    height = pixels.shape[0]
+    wire = pixels.astype(pixels.dtype.newbyteorder(">" if big_endian else "<"))
+    rows = wire.reshape(height, -1).view(np.uint8).reshape(height, -1)
+    padded = np.concatenate([rows, np.full((height, pad), 0xAB, np.uint8)], axis=1)
+    return TYPESTORE.types["sensor_msgs/msg/Image"](
+        header=_header(0, "camera_optical", "test"),
+        height=height,
+        width=pixels.shape[1],
+        encoding=encoding,
+        is_bigendian=int(big_endian),
+        step=padded.shape[1],
+        data=padded.reshape(-1),
+    )
+
+
+@pytest.mark.parametrize("big_endian", [False, True], ids=["little", "big"])
+def test_image_from_message_honours_row_padding_and_byte_order(big_endian: bool) -> None:
+    rng = np.random.default_rng(4)
+    depth = rng.uniform(0.5, 9.0, (3, 5)).astype(np.float32)
+    rgb = rng.integers(0, 256, (4, 7, 3), dtype=np.uint8)
+    for pad in (0, 8):
+        np.testing.assert_array_equal(
+            image_from_message(_rosbags_image(depth, "32FC1", pad, big_endian)), depth
+        )
+        np.testing.assert_array_equal(image_from_message(_rosbags_image(rgb, "rgb8", pad + 1)), rgb)
+        # colour orders other than RGB come back as RGB
+        bgra = np.concatenate([rgb[:, :, ::-1], np.full((4, 7, 1), 9, np.uint8)], axis=2)
+        np.testing.assert_array_equal(image_from_message(_rosbags_image(bgra, "bgra8", pad)), rgb)
+    with pytest.raises(ValueError, match=r"Image\.step"):  # 5 bytes a row cannot hold 5 uint16
+        image_from_message(_rosbags_image(np.zeros((3, 5), np.uint8), "16UC1"))
+
+
+def test_depth_from_message_is_metres_with_nan_where_invalid() -> None:
+    """REP-118: 16UC1 (and mono16) depth is millimetres with 0 = no reading; 32FC1 metres."""
+    from banet_vo.data.bags import depth_from_message
+
+    mm = np.array([[0, 1, 1500], [65535, 2000, 0]], dtype=np.uint16)
+    expected = np.array([[np.nan, 0.001, 1.5], [65.535, 2.0, np.nan]], dtype=np.float32)
+    for encoding in ("16UC1", "mono16"):
+        for pad, big in ((0, False), (6, True)):
+            got = depth_from_message(_rosbags_image(mm, encoding, pad, big))
+            assert got.dtype == np.float32
+            np.testing.assert_array_equal(got, expected)  # NaN where NaN expected, values exact
+    metres = np.array([[np.nan, 0.0, -1.0], [np.inf, 2.5, 0.25]], dtype=np.float32)
+    got = depth_from_message(_rosbags_image(metres, "32FC1", 4))
+    np.testing.assert_array_equal(got, [[np.nan, np.nan, np.nan], [np.nan, 2.5, 0.25]])
+    with pytest.raises(ValueError, match=r"depth Image\.encoding"):
+        depth_from_message(_rosbags_image(np.zeros((2, 2), np.uint8), "mono8"))
+
+
+def _euroc_pinhole(root: Path, stamps_ns: list[int]) -> None:
+    """A minimal EuRoC folder: an undistorted 32×24 cam0 with the given data.csv stamps."""
+    import cv2
+
+    cam = root / "mav0" / "cam0"
+    (cam / "data").mkdir(parents=True)
+    rng = np.random.default_rng(8)
+    lines = ["#timestamp [ns],filename"]
+    for t in stamps_ns:
+        assert cv2.imwrite(str(cam / "data" / f"{t}.png"), rng.integers(0, 256, (24, 32), np.uint8))
+        lines.append(f"{t},{t}.png")
+    (cam / "data.csv").write_text("\n".join(lines) + "\n")
+    sensor = {
+        "sensor_type": "camera",
+        "T_BS": {"cols": 4, "rows": 4, "data": np.eye(4).ravel().tolist()},
+        "rate_hz": 20,
+        "resolution": [32, 24],
+        "camera_model": "pinhole",
+        "intrinsics": [40.0, 40.0, 15.5, 11.5],
+        "distortion_model": "radial-tangential",
+        "distortion_coefficients": [0.0, 0.0, 0.0, 0.0],
+    }
+    (cam / "sensor.yaml").write_text(yaml.safe_dump(sensor))
+
+
+def test_euroc_stamps_reach_the_bag_exactly_as_in_data_csv(tmp_path: Path) -> None:
+    """EuRoC stamps are Unix times in ns; through float seconds (~240 ns apart at 1.4e9 s) they would move."""
+    stamps = [1403636579763555584 + k * 50_000_000 + 37 * k + 3 for k in range(6)]
+    _euroc_pinhole(tmp_path / "seq", stamps)
+    sequence = open_sequence(tmp_path / "seq")
+    summary = write_bag(sequence, tmp_path / "bag")
+    assert (summary.start_ns, summary.end_ns) == (stamps[0], stamps[-1])
+    with BagReader(summary.path) as reader:
+        records = list(reader.messages([IMAGE_TOPIC]))
+    assert [r.timestamp_ns for r, _ in records] == stamps
+    assert [stamp_ns(m.header) for _, m in records] == stamps
+    # a start_time shift is added to the exact stamps
+    shifted = write_bag(sequence, tmp_path / "bag2", start_time=2.5, max_frames=2)
+    assert (shifted.start_ns, shifted.end_ns) == (stamps[0] + 2_500_000_000, stamps[1] + 2_500_000_000)

@@ -420,6 +420,28 @@ def test_camera_info_roi_and_binning():
         conv.camera_info_to_camera(info)
 
 
+def test_an_roi_covering_the_whole_image_is_no_roi_when_rectifying():
+    """sensor_msgs/CameraInfo: an ROI of the full image is the same as none (all zero). A driver that
+    fills it in must not have its distorted images refused as "ROI images" when rectify is on."""
+    info = CameraInfo(header=_header(), width=640, height=480, distortion_model="plumb_bob")
+    info.d = [-0.1, 0.01, 0.0, 0.0, 0.0]
+    info.k = [500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0]
+    info.r = np.eye(3).reshape(-1)
+    info.p = [480.0, 0.0, 320.0, 0.0, 0.0, 480.0, 240.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    unset, calibration = conv.camera_info_to_input(info, True)
+    assert calibration is not None and unset == PinholeCamera(480.0, 480.0, 320.0, 240.0, 640, 480)
+    for width, height in ((640, 480), (640, 0), (0, 480)):
+        info.roi.width, info.roi.height = width, height
+        assert conv.camera_info_to_input(info, True)[0] == unset
+        assert conv.camera_info_to_camera(info, rectified=True) == unset
+    info.roi.width, info.roi.height = 639, 480  # a real crop is still refused
+    with pytest.raises(ValueError, match="ROI"):
+        conv.camera_info_to_input(info, True)
+    info.roi.x_offset, info.roi.width = 1, 639
+    with pytest.raises(ValueError, match="ROI"):
+        conv.camera_info_to_input(info, True)
+
+
 # -------------------------------------------------------------------------------------------- odometry
 
 

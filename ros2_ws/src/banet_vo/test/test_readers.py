@@ -201,3 +201,68 @@ def test_hololens_layout_errors(tmp_path: Path, hololens_dir: Path) -> None:
     (root / "depth" / "00004.png").unlink()
     with pytest.raises(ValueError, match="depth folder"):
         HoloLensSequence(root)
+
+
+def test_kitti_image_2_poses_are_camera_2s(tmp_path: Path) -> None:
+    """KITTI's poses are camera 0's; image_2/ (the colour camera, P2) sits beside it. Check against the
+    projection itself: a world point seen through P2 from camera 0's pose must land where the reader's
+    camera and pose put it."""
+    root = tmp_path / "seq"
+    (root / "image_2").mkdir(parents=True)
+    for i in range(2):
+        cv2.imwrite(str(root / "image_2" / f"{i:06d}.png"), np.zeros((40, 60, 3), np.uint8))
+    P0 = np.array([[700.0, 0.0, 30.0, 0.0], [0.0, 700.0, 20.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+    K2 = np.array([[710.0, 0.0, 31.0], [0.0, 710.0, 19.0], [0.0, 0.0, 1.0]])
+    t2 = np.array([0.06, -0.002, 0.003])  # camera 2's P2 = K2 [I | t2]: ~6 cm beside camera 0
+    P2 = np.c_[K2, K2 @ t2]
+    lines = [f"P{k}: " + " ".join(map(str, P.reshape(-1))) for k, P in enumerate((P0, P0, P2))]
+    (root / "calib.txt").write_text("\n".join(lines) + "\n")
+    T_w_c0 = np.stack([np.eye(4), np.eye(4)])
+    T_w_c0[1, :3, :3] = Rotation.from_euler("xyz", [0.1, -0.2, 0.3]).as_matrix()
+    T_w_c0[1, :3, 3] = [1.0, 2.0, 3.0]
+    (root / "poses.txt").write_text("\n".join(" ".join(map(str, T[:3].reshape(-1))) for T in T_w_c0) + "\n")
+    seq = open_sequence(root)
+    assert isinstance(seq, KittiSequence) and seq.camera.fx == 710.0
+    X_w = np.array([0.7, -0.4, 12.0, 1.0])
+    for T, frame in zip(T_w_c0, seq, strict=True):
+        expected = P2 @ (np.linalg.inv(T) @ X_w)  # KITTI's definition: P2 maps camera 0 coordinates
+        x_c2 = (np.linalg.inv(frame.pose) @ X_w)[:3]
+        got = seq.camera.K @ x_c2
+        np.testing.assert_allclose(got[:2] / got[2], expected[:2] / expected[2], atol=1e-9)
+        # camera 2's centre is -t2 in camera 0's frame
+        np.testing.assert_allclose(np.linalg.inv(T) @ frame.pose[:, 3], [*(-t2), 1.0], atol=1e-12)
+
+
+def test_a_failed_overwrite_leaves_the_old_sequence(tmp_path: Path) -> None:
+    """overwrite=True must not delete the old sequence before the new one is complete: a frame refused
+    half-way (depth too far for uint16 mm) leaves the old one readable, and nothing beside it."""
+    from banet_vo.data import Frame, write_sequence
+
+    camera = PinholeCamera(40.0, 40.0, 15.5, 11.5, 32, 24)
+    rng = np.random.default_rng(1)
+
+    def frames(n: int, far_at: int | None = None) -> list[Frame]:
+        out = []
+        for i in range(n):
+            depth = np.full((24, 32), 70.0 if i == far_at else 2.0 + i, np.float32)
+            image = rng.integers(0, 256, (24, 32), dtype=np.uint8)
+            out.append(Frame(i, 0.1 * i, image, camera, depth, np.eye(4)))
+        return out
+
+    out = tmp_path / "seq"
+    old = frames(4)
+    write_sequence(old, out)
+    (out / "notes.txt").write_text("mine")  # not ours: always left alone
+    with pytest.raises(ValueError, match=r"frames\[2\]\.depth"):
+        write_sequence(frames(5, far_at=2), out, overwrite=True)
+    seq = open_sequence(out)
+    assert len(seq) == 4 and (out / "notes.txt").read_text() == "mine"
+    np.testing.assert_array_equal(seq[3].image, old[3].image)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seq"]  # no staging folder left behind
+    # a complete overwrite replaces it, without depth now: the old depth folder goes too
+    new = [Frame(f.index, f.timestamp, f.image, f.camera, None, f.pose) for f in frames(2)]
+    write_sequence(new, out, overwrite=True)
+    seq = open_sequence(out)
+    assert len(seq) == 2 and not seq.has_depth and not (out / "depth").exists()
+    assert (out / "notes.txt").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["seq"]
+    np.testing.assert_array_equal(seq[1].image, new[1].image)

@@ -13,6 +13,9 @@ readable bag in a scratch directory, which rosbags then reads as usual:
   page the cut went through is dropped, see `_whole_pages_copy`); rows that need a page past the cut are
   lost.
 
+`damaged_files` tells a reader beforehand whether a bag needs this: a sqlite3 file cut inside its last
+page still opens in rosbags and fails only part-way through reading.
+
 How much was lost comes from metadata.yaml, which the recorder wrote with the counts it recorded. The
 copy costs disk space the size of the intact part; it lives as long as the reader that asked for it.
 """
@@ -31,7 +34,7 @@ from rosbags.highlevel import AnyReader
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SalvageReport", "salvage_bag"]
+__all__ = ["SalvageReport", "damaged_files", "salvage_bag"]
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 _OP_FOOTER = 0x02
@@ -82,7 +85,10 @@ class SalvageReport:
 
 
 def _metadata(bag: Path) -> dict:
-    info = yaml.safe_load((bag / "metadata.yaml").read_text())
+    try:
+        info = yaml.safe_load((bag / "metadata.yaml").read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"bag: {bag}/metadata.yaml is not valid YAML: {exc}") from exc
     if not isinstance(info, dict) or "rosbag2_bagfile_information" not in info:
         raise ValueError(f"bag: {bag}/metadata.yaml is not rosbag2 metadata")
     return info["rosbag2_bagfile_information"]
@@ -204,8 +210,24 @@ def _salvage_sqlite(src: Path, dst: Path) -> None:
         pages.unlink(missing_ok=True)
 
 
+def _sqlite_cut_short(path: Path) -> bool:
+    """Whether a SQLite file is shorter than the page count its header gives (a copy or recording cut
+    short, possibly inside its last page, which SQLite's own checks read as zeros and pass)."""
+    with open(path, "rb") as f:
+        header = f.read(100)
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        return True
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    # the header's count is only kept up to date when the change counter matches (SQLite's file format)
+    valid = pages > 0 and header[24:28] == header[92:96]
+    return valid and path.stat().st_size < pages * page_size
+
+
 def _intact(path: Path, storage: str) -> bool:
-    """Whether rosbags' own reader accepts this storage file (a complete file needs no salvage)."""
+    """Whether rosbags' own reader can read this storage file to its end (a complete file needs no
+    salvage)."""
     if storage == "mcap":
         size = path.stat().st_size
         if size < len(_EMPTY_FOOTER) + len(MCAP_MAGIC):
@@ -213,6 +235,8 @@ def _intact(path: Path, storage: str) -> bool:
         with open(path, "rb") as f:
             f.seek(size - len(MCAP_MAGIC))
             return f.read() == MCAP_MAGIC
+    if _sqlite_cut_short(path):
+        return False
     try:
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
@@ -230,6 +254,28 @@ def storage_files(bag: Path) -> list[Path]:
     """The MCAP / sqlite3 files of a bag directory, for a bag without metadata.yaml (a recorder that was
     killed writes metadata.yaml never: it is written when the recording closes)."""
     return sorted(p for p in bag.iterdir() if p.suffix in STORAGE_SUFFIXES and p.is_file())
+
+
+def damaged_files(bag: str | Path) -> list[str]:
+    """The storage files metadata.yaml lists that are missing or not intact: rosbags may open such a bag
+    (a sqlite3 file cut inside its last pages) and fail only while reading it, so a reader checks first."""
+    bag = Path(bag)
+    meta = _metadata(bag)
+    storage = meta.get("storage_identifier")
+    if storage not in ("mcap", "sqlite3"):
+        return []  # not ours to judge: rosbags says what it makes of it
+    # only plain storage files: a compressed one (.mcap.zstd) is rosbags' to decompress and check
+    names = [n for n in meta.get("relative_file_paths") or [] if Path(n).suffix in STORAGE_SUFFIXES]
+    return [n for n in names if not (bag / n).is_file() or _cut_short(bag / n, storage)]
+
+
+def _cut_short(path: Path, storage: str) -> bool:
+    """A cheap look for a file that ends early (every open asks): the MCAP footer's magic, the SQLite page
+    count. SQLite's own check reads the whole file, which a recording of many GB cannot afford at each open;
+    other damage shows while reading, as a ValueError naming the bag."""
+    if storage == "mcap":
+        return not _intact(path, storage)
+    return _sqlite_cut_short(path)
 
 
 def salvage_bag(bag: str | Path, into: str | Path) -> SalvageReport:

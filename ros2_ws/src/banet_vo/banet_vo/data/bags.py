@@ -20,12 +20,14 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import apsw
 import numpy as np
 from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.interfaces import (
@@ -41,7 +43,7 @@ from rosbags.rosbag2 import ReaderError, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from banet_vo.data import compressed_image
-from banet_vo.data.bag_salvage import SalvageReport, salvage_bag, storage_files
+from banet_vo.data.bag_salvage import SalvageReport, damaged_files, salvage_bag, storage_files
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import R_BODY_OPTICAL  # REP-103 body ← optical
 from banet_vo.geometry.rigid import pose_matrix, rotation_to_quaternion
@@ -241,9 +243,11 @@ def write_bag(
 ) -> BagWriteSummary:
     """Write the frames of `sequence` (a banet_vo Sequence, or any list of Frames) to a new bag at `out`.
 
-    Stamps are `start_time + frame.timestamp` in integer nanoseconds. Ground-truth odometry is written for
-    every frame that has a pose. `include_depth` writes z-depth as 32FC1 with NaN where invalid (REP-118).
-    `image_codec` png or jpeg writes the images compressed on COMPRESSED_IMAGE_TOPIC (PNG is lossless).
+    Stamps are `start_time + frame.timestamp` in integer nanoseconds; a sequence whose `timestamps_ns` is
+    set (EuRoC: integer nanoseconds in data.csv) gives its frame times from those, exactly. Ground-truth
+    odometry is written for every frame that has a pose. `include_depth` writes z-depth as 32FC1 with NaN
+    where invalid (REP-118). `image_codec` png or jpeg writes the images compressed on
+    COMPRESSED_IMAGE_TOPIC (PNG is lossless).
     `progress(done, total)` is called after each frame. On any error the partial bag is removed.
     """
     if storage not in STORAGES:
@@ -271,6 +275,7 @@ def write_bag(
     if total < 1:
         raise ValueError("sequence has no frames")
     offset_ns = seconds_to_ns(float(start_time))
+    exact_ns = getattr(sequence, "timestamps_ns", None)  # a reader's integer stamps, when it keeps them
 
     writer = Writer(out, version=version, storage_plugin=StoragePlugin[storage.upper()])
     counts: dict[str, int] = {}
@@ -289,7 +294,9 @@ def write_bag(
 
         for i in range(total):
             frame = sequence[i]
-            t_ns = offset_ns + seconds_to_ns(float(frame.timestamp))
+            t_ns = offset_ns + (
+                int(exact_ns[i]) if exact_ns is not None else seconds_to_ns(float(frame.timestamp))
+            )
             if stamps and t_ns <= stamps[-1]:
                 raise ValueError(
                     f"frame {i}: timestamps must be strictly increasing in ns, got {t_ns} after {stamps[-1]}"
@@ -442,6 +449,12 @@ class BagReader:
         if not self._has_metadata:  # a recording that never closed: read what its files hold
             self._open_salvaged(ValueError("no metadata.yaml"))
             return self
+        # Checked before rosbags opens it: a sqlite3 file cut inside its last pages opens and fails only
+        # part-way through reading, when the messages before the cut have already been handed on.
+        damaged = damaged_files(self.path) if self.salvage else []
+        if damaged:
+            self._open_salvaged(ValueError(f"{', '.join(damaged)} cut short or missing"))
+            return self
         try:
             self._reader = AnyReader([self.path], default_typestore=TYPESTORE)
             self._reader.open()
@@ -484,8 +497,14 @@ class BagReader:
                     reliable = qos.reliability != QosReliability.BEST_EFFORT
                     latched = qos.durability == QosDurability.TRANSIENT_LOCAL
                     break
-            topics[name] = BagTopic(name, info.msgtype or "", info.msgcount, reliable, latched)
+            topics[name] = BagTopic(
+                name, info.msgtype or "", self._count(name, info.msgcount), reliable, latched
+            )
         return topics
+
+    def _count(self, topic: str, indexed: int) -> int:
+        # A salvaged copy keeps the recorded metadata (or no index at all): count what can be read.
+        return indexed if self.damage is None else self.damage.readable.get(topic, 0)
 
     @property
     def start_ns(self) -> int:
@@ -498,7 +517,7 @@ class BagReader:
 
     @property
     def message_count(self) -> int:
-        return self._reader.message_count
+        return self._reader.message_count if self.damage is None else self.damage.readable_total
 
     def _connections(self, topics: Iterator[str] | list[str] | None) -> list[Any]:
         if topics is None:
@@ -514,8 +533,12 @@ class BagReader:
         connections = self._connections(topics)
         if not connections:
             return  # rosbags reads an empty filter as "no filter"
-        for conn, t_ns, data in self._reader.messages(connections=connections):
-            yield BagRecord(conn.topic, conn.msgtype, t_ns, bytes(data))
+        try:
+            for conn, t_ns, data in self._reader.messages(connections=connections):
+                yield BagRecord(conn.topic, conn.msgtype, t_ns, bytes(data))
+        except (apsw.Error, sqlite3.DatabaseError, ReaderError) as exc:
+            # damage the check before opening did not see (not a cut): name the bag, no traceback
+            raise ValueError(f"bag: {self.path} is damaged, reading stopped part-way: {exc}") from exc
 
     def messages(self, topics: list[str] | None = None) -> Iterator[tuple[BagRecord, Any]]:
         """(record, deserialized rosbags message) pairs in timestamp order."""
@@ -531,13 +554,86 @@ def stamp_ns(header: Any) -> int:
     return int(header.stamp.sec) * _NS_PER_S + int(header.stamp.nanosec)
 
 
-def image_from_message(msg: Any) -> np.ndarray:
-    """Numpy image of a sensor_msgs/Image: mono8 as H×W, colour as H×W×3 RGB, others (32FC1…) as stored."""
-    from rosbags.image import image_to_cvimage  # imports cv2: only pay for it when reading images
+def image_layout(msg: Any) -> tuple[np.dtype, int]:
+    """(dtype in native byte order, channels) of a sensor_msgs/Image (rclpy's or rosbags'), after checking
+    its size fields against its data; ValueError naming the field. Channels and dtype per encoding are
+    rosbags-image's table."""
+    from rosbags.image.image import ImageFormatError, to_cvtype  # imports cv2: only when reading images
 
-    if msg.encoding in ("bgr8", "rgba8", "bgra8"):
-        return np.array(image_to_cvimage(msg, "rgb8"))
-    return np.array(image_to_cvimage(msg))
+    try:
+        _, _, typestr, channels = to_cvtype(msg.encoding)
+    except ImageFormatError as err:
+        raise ValueError(f"Image.encoding {msg.encoding!r}: {err}") from err
+    dtype, channels = np.dtype(typestr), int(channels)
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height <= 0:
+        raise ValueError(f"Image.height must be positive, got {height}")
+    if width <= 0:
+        raise ValueError(f"Image.width must be positive, got {width}")
+    row_bytes = width * channels * dtype.itemsize
+    if step < row_bytes:
+        raise ValueError(
+            f"Image.step {step} is less than width*bytes_per_pixel = {row_bytes} for {msg.encoding}"
+        )
+    if len(msg.data) != height * step:
+        raise ValueError(f"Image.data has {len(msg.data)} bytes, expected height*step = {height}*{step}")
+    if msg.is_bigendian not in (0, 1, True, False):
+        raise ValueError(f"Image.is_bigendian must be 0 or 1, got {msg.is_bigendian!r}")
+    return dtype, channels
+
+
+def image_pixels(msg: Any) -> np.ndarray:
+    """Pixels of a sensor_msgs/Image as stored: H×W (one channel) or H×W×C in the encoding's dtype and
+    channel order, native byte order, always a fresh array. The one raw-image decoder of the package
+    (ros/conversions.py uses it too; it lives here because bags need no rclpy): a strided view skips the
+    row padding (`step`), which rosbags-image's converter ignores and so shears padded images."""
+    dtype, channels = image_layout(msg)
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    wire = dtype.newbyteorder(">" if msg.is_bigendian else "<") if dtype.itemsize > 1 else dtype
+    view = np.ndarray(
+        shape=(height, width, channels),
+        dtype=wire,
+        buffer=memoryview(msg.data).cast("B"),
+        strides=(step, channels * dtype.itemsize, dtype.itemsize),
+    )
+    out = view.astype(dtype, order="C", copy=True)
+    return out[:, :, 0] if channels == 1 else out
+
+
+# Channel picks that turn these encodings into RGB.
+_TO_RGB = {"bgr8": [2, 1, 0], "rgba8": [0, 1, 2], "bgra8": [2, 1, 0]}
+
+
+def image_from_message(msg: Any) -> np.ndarray:
+    """Numpy image of a sensor_msgs/Image: mono8 as H×W, bgr8/rgba8/bgra8 as H×W×3 RGB, others (rgb8,
+    32FC1, 16UC1 …) as stored (image_pixels). For depth in metres use depth_from_message."""
+    pixels = image_pixels(msg)
+    if msg.encoding in _TO_RGB:
+        return np.ascontiguousarray(pixels[:, :, _TO_RGB[msg.encoding]])
+    return pixels
+
+
+# REP-118: 16-bit depth images hold millimetres (0 = no reading); float ones metres (NaN = no reading).
+DEPTH_MM_ENCODINGS = ("16UC1", "mono16")
+DEPTH_M_ENCODINGS = ("32FC1",)
+
+
+def depth_from_message(msg: Any) -> np.ndarray:
+    """H×W float32 metres along the optical axis of a depth sensor_msgs/Image, NaN where invalid: 32FC1 is
+    metres (NaN, ±inf and values <= 0 become NaN), 16UC1/mono16 millimetres (0 becomes NaN), as REP-118
+    defines them. ValueError for any other encoding."""
+    if msg.encoding not in DEPTH_MM_ENCODINGS + DEPTH_M_ENCODINGS:
+        raise ValueError(
+            f"depth Image.encoding must be one of {DEPTH_M_ENCODINGS + DEPTH_MM_ENCODINGS}, got "
+            f"{msg.encoding!r}"
+        )
+    pixels = image_pixels(msg)
+    if msg.encoding in DEPTH_MM_ENCODINGS:
+        depth = pixels.astype(np.float32) / np.float32(1000.0)
+    else:
+        depth = pixels.astype(np.float32, copy=False)
+    depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
+    return depth
 
 
 def camera_from_info(msg: Any) -> PinholeCamera:

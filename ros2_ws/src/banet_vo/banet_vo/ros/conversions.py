@@ -2,9 +2,10 @@
 
 Images: `sensor_msgs/Image` <-> numpy for the encodings in SUPPORTED_ENCODINGS. The message is validated
 first (encoding, size, step, data length) and any mismatch is a ValueError naming the field. Decoding uses
-cv_bridge when it is importable (a ROS 2 distro) and otherwise our own strided view, with the dtype and
-channel count taken from rosbags-image's encoding table. rosbags-image's own converter is not used for the
-pixels: it ignores `step`, so row-padded images would come out sheared. `sensor_msgs/CompressedImage`
+cv_bridge when it is importable (a ROS 2 distro) and otherwise the package's one strided decoder
+(data/bags.image_pixels, which bag reading shares), with the dtype and channel count taken from
+rosbags-image's encoding table. rosbags-image's own converter is not used for the pixels: it ignores
+`step`, so row-padded images would come out sheared. `sensor_msgs/CompressedImage`
 (image_transport's `compressed`: JPEG, PNG) goes to the same model input (rules in data/compressed_image.py).
 
 Also here: CameraInfo <-> PinholeCamera, depth -> 32FC1 Image + CameraInfo, pose + covariance ->
@@ -29,6 +30,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from banet_vo.data import compressed_image
+from banet_vo.data.bags import image_layout, image_pixels
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.rectify import CameraCalibration
 from banet_vo.geometry.rigid import rotation_to_quaternion, skew
@@ -99,36 +101,8 @@ def _cv_bridge() -> Any | None:
 
 
 def _validate_image(msg: Any) -> tuple[np.dtype, int]:
-    dtype, channels = encoding_layout(msg.encoding)
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height <= 0:
-        raise ValueError(f"Image.height must be positive, got {height}")
-    if width <= 0:
-        raise ValueError(f"Image.width must be positive, got {width}")
-    row_bytes = width * channels * dtype.itemsize
-    if step < row_bytes:
-        raise ValueError(
-            f"Image.step {step} is less than width*bytes_per_pixel = {row_bytes} for {msg.encoding}"
-        )
-    if len(msg.data) != height * step:
-        raise ValueError(f"Image.data has {len(msg.data)} bytes, expected height*step = {height}*{step}")
-    if msg.is_bigendian not in (0, 1, True, False):
-        raise ValueError(f"Image.is_bigendian must be 0 or 1, got {msg.is_bigendian!r}")
-    return dtype, channels
-
-
-def _decode_numpy(msg: Any, dtype: np.dtype, channels: int) -> np.ndarray:
-    """Strided view over the message buffer (skips the row padding), swapped to native order, copied."""
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    wire = dtype.newbyteorder(">" if msg.is_bigendian else "<") if dtype.itemsize > 1 else dtype
-    view = np.ndarray(
-        shape=(height, width, channels),
-        dtype=wire,
-        buffer=memoryview(msg.data).cast("B"),
-        strides=(step, channels * dtype.itemsize, dtype.itemsize),
-    )
-    out = view.astype(dtype, order="C", copy=True)
-    return out[:, :, 0] if channels == 1 else out
+    encoding_layout(msg.encoding)  # only the encodings the node handles
+    return image_layout(msg)
 
 
 def image_to_numpy(msg: Any) -> np.ndarray:
@@ -141,7 +115,7 @@ def image_to_numpy(msg: Any) -> np.ndarray:
     native = dtype.itemsize == 1 or bool(msg.is_bigendian) == (sys.byteorder == "big")
     if bridge is not None and native and int(msg.step) % (channels * dtype.itemsize) == 0:
         return np.array(bridge.imgmsg_to_cv2(msg, desired_encoding="passthrough"), dtype=dtype, order="C")
-    return _decode_numpy(msg, dtype, channels)
+    return image_pixels(msg)
 
 
 def image_backend() -> str:
@@ -317,6 +291,16 @@ def _binned_camera(camera: PinholeCamera, binning_x: int, binning_y: int) -> Pin
     return camera.cropped(0, 0, width * bx, height * by).resized(width, height)
 
 
+def _roi(msg: Any) -> tuple[int, int, int, int] | None:
+    """(x_offset, y_offset, width, height) of a CameraInfo's ROI, or None when there is none: all zero,
+    or the whole image at the origin, which sensor_msgs/CameraInfo defines as the same thing."""
+    roi = msg.roi
+    x0, y0, rw, rh = int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)
+    if rw <= 0 or rh <= 0 or (x0, y0, rw, rh) == (0, 0, int(msg.width), int(msg.height)):
+        return None
+    return x0, y0, rw, rh
+
+
 def camera_info_to_camera(msg: Any, rectified: bool | None = None) -> PinholeCamera:
     """The pinhole model of the images that go with `msg`.
 
@@ -357,9 +341,9 @@ def camera_info_to_camera(msg: Any, rectified: bool | None = None) -> PinholeCam
             camera = PinholeCamera.from_K(k, width, height)
     except ValueError as err:
         raise ValueError(f"CameraInfo.{field}: {err}") from err
-    roi = msg.roi
-    if int(roi.width) > 0 and int(roi.height) > 0:
-        x0, y0, rw, rh = int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)
+    roi = _roi(msg)
+    if roi is not None:
+        x0, y0, rw, rh = roi
         if x0 + rw > width or y0 + rh > height:
             raise ValueError(f"CameraInfo.roi ({x0}, {y0}, {rw}x{rh}) does not fit in {width}x{height}")
         camera = camera.cropped(x0, y0, rw, rh)
@@ -405,7 +389,7 @@ def camera_info_to_input(msg: Any, rectify: bool) -> tuple[PinholeCamera, Camera
             )
         return camera_info_to_camera(msg, rectified=True), None
     binned = int(msg.binning_x) > 1 or int(msg.binning_y) > 1
-    if binned or (int(msg.roi.width) > 0 and int(msg.roi.height) > 0):
+    if binned or _roi(msg) is not None:
         raise ValueError(
             "CameraInfo: rectifying a binned or ROI image is not supported; rectify upstream (image_proc) "
             "and set rectify:=false"

@@ -123,6 +123,7 @@ class FileSequence(Sequence):
         poses: np.ndarray | None = None,
         depth_paths: list[Path] | None = None,
         depth_units_per_metre: float = DEPTH_SCALE_MM,
+        timestamps_ns: np.ndarray | None = None,
     ) -> None:
         n = len(image_paths)
         if n == 0:
@@ -133,6 +134,8 @@ class FileSequence(Sequence):
             raise ValueError(f"sequence {name!r}: poses must have shape {(n, 4, 4)}, got {poses.shape}")
         if depth_paths is not None and len(depth_paths) != n:
             raise ValueError(f"sequence {name!r}: {len(depth_paths)} depth files for {n} images")
+        if timestamps_ns is not None and len(timestamps_ns) != n:
+            raise ValueError(f"sequence {name!r}: {len(timestamps_ns)} nanosecond stamps for {n} images")
         self.name = name
         self._images = list(image_paths)
         self._depths = None if depth_paths is None else list(depth_paths)
@@ -140,6 +143,7 @@ class FileSequence(Sequence):
         self._timestamps = check_timestamps(timestamps, f"sequence {name!r}")
         self._poses = None if poses is None else np.asarray(poses, dtype=np.float64)
         self._depth_scale = depth_units_per_metre
+        self._timestamps_ns = None if timestamps_ns is None else np.asarray(timestamps_ns, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self._images)
@@ -166,6 +170,12 @@ class FileSequence(Sequence):
     @property
     def camera(self) -> PinholeCamera:
         return self._camera
+
+    @property
+    def timestamps_ns(self) -> np.ndarray | None:
+        """The frames' times as the source stores them, integer nanoseconds (EuRoC), or None when it
+        stores seconds: float seconds near 1.4e9 s (a Unix time) are ~240 ns apart, too coarse for them."""
+        return None if self._timestamps_ns is None else self._timestamps_ns.copy()
 
     @property
     def has_depth(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -93,25 +94,83 @@ def _depth_to_mm(depth: np.ndarray, what: str) -> np.ndarray:
     return np.rint(depth.astype(np.float64) * DEPTH_SCALE_MM).astype(np.uint16)
 
 
-def _prepare_output(out_dir: Path, overwrite: bool) -> None:
-    ours = [
-        out_dir / "images",
-        out_dir / "depth",
-        out_dir / "K.txt",
-        out_dir / "times.txt",
-        out_dir / "poses.txt",
-    ]
-    existing = [p for p in ours if p.exists()]
+# What a sequence in our format consists of: only these are replaced, anything else in the folder stays.
+SEQUENCE_ENTRIES = ("images", "depth", "K.txt", "times.txt", "poses.txt")
+
+
+def _existing_sequence(out_dir: Path, overwrite: bool) -> list[str]:
+    """Our entries already in out_dir; FileExistsError when there are some and overwrite is off."""
+    existing = [name for name in SEQUENCE_ENTRIES if (out_dir / name).exists()]
     if existing and not overwrite:
         raise FileExistsError(
-            f"{out_dir} already holds a sequence ({', '.join(p.name for p in existing)}); pass overwrite=True"
+            f"{out_dir} already holds a sequence ({', '.join(existing)}); pass overwrite=True"
         )
-    for p in existing:  # only our own files: anything else in the folder is left alone
-        if p.is_dir():
-            shutil.rmtree(p)
-        else:
-            p.unlink()
-    (out_dir / "images").mkdir(parents=True)
+    return existing
+
+
+def _swap_in(staged: Path, out_dir: Path, existing: list[str]) -> None:
+    """Put the complete sequence in `staged` in place of the one in out_dir (renames on one file system):
+    the old entries are set aside first and deleted only once every new one is in; if a rename fails, the
+    old sequence is put back."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    aside = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+    new = [p.name for p in staged.iterdir()]
+    try:
+        for name in existing:
+            (out_dir / name).rename(aside / name)
+        for name in new:
+            (staged / name).rename(out_dir / name)
+    except OSError:
+        for name in new:
+            if (out_dir / name).exists() and not (staged / name).exists():
+                (out_dir / name).rename(staged / name)
+        for name in existing:
+            if (aside / name).exists():
+                (aside / name).rename(out_dir / name)
+        aside.rmdir()  # empty once all is back; should a rename back fail, the old files stay in it
+        raise
+    shutil.rmtree(aside)
+
+
+def _write_frames(frames: Iterable[Frame], folder: Path) -> int:
+    """Write the sequence files of `frames` into the empty `folder`; returns the number of frames."""
+    (folder / "images").mkdir()
+    camera = None
+    times: list[float] = []
+    poses: list[np.ndarray] = []
+    has_pose = has_depth = None
+    for k, frame in enumerate(frames):
+        if not isinstance(frame, Frame):
+            raise ValueError(f"frames[{k}] must be a Frame, got {type(frame).__name__}")
+        if camera is None:
+            camera, has_pose, has_depth = frame.camera, frame.pose is not None, frame.depth is not None
+            if has_depth:
+                (folder / "depth").mkdir()
+        elif frame.camera != camera:
+            raise ValueError(f"frames[{k}].camera {frame.camera} differs from frames[0].camera {camera}")
+        if (frame.pose is not None) != has_pose:
+            raise ValueError(f"frames[{k}].pose: poses must be given for all frames or none")
+        if (frame.depth is not None) != has_depth:
+            raise ValueError(f"frames[{k}].depth: depth must be given for all frames or none")
+        if times and frame.timestamp <= times[-1]:
+            raise ValueError(
+                f"frames[{k}].timestamp {frame.timestamp} is not after the previous one {times[-1]}"
+            )
+        write_image(folder / "images" / frame_file_name(k), frame.image)
+        if has_depth:
+            write_image(
+                folder / "depth" / frame_file_name(k), _depth_to_mm(frame.depth, f"frames[{k}].depth")
+            )
+        times.append(frame.timestamp)
+        if has_pose:
+            poses.append(frame.pose)
+    if camera is None:
+        raise ValueError("frames must not be empty")
+    (folder / "K.txt").write_text("\n".join(_format_row(row) for row in camera.K) + "\n")
+    (folder / "times.txt").write_text("\n".join(repr(float(t)) for t in times) + "\n")
+    if has_pose:
+        (folder / "poses.txt").write_text("\n".join(_format_row(p[:3]) for p in poses) + "\n")
+    return len(times)
 
 
 def write_sequence(frames: Iterable[Frame], out_dir: str | Path, *, overwrite: bool = False) -> Path:
@@ -124,41 +183,15 @@ def write_sequence(frames: Iterable[Frame], out_dir: str | Path, *, overwrite: b
     source_root = getattr(frames, "root", None)
     if source_root is not None and Path(source_root).resolve() == out_dir.resolve():
         raise ValueError(f"out_dir {out_dir} is the directory the frames are read from; write elsewhere")
-    _prepare_output(out_dir, overwrite)
-    camera = None
-    times: list[float] = []
-    poses: list[np.ndarray] = []
-    has_pose = has_depth = None
-    for k, frame in enumerate(frames):
-        if not isinstance(frame, Frame):
-            raise ValueError(f"frames[{k}] must be a Frame, got {type(frame).__name__}")
-        if camera is None:
-            camera, has_pose, has_depth = frame.camera, frame.pose is not None, frame.depth is not None
-            if has_depth:
-                (out_dir / "depth").mkdir()
-        elif frame.camera != camera:
-            raise ValueError(f"frames[{k}].camera {frame.camera} differs from frames[0].camera {camera}")
-        if (frame.pose is not None) != has_pose:
-            raise ValueError(f"frames[{k}].pose: poses must be given for all frames or none")
-        if (frame.depth is not None) != has_depth:
-            raise ValueError(f"frames[{k}].depth: depth must be given for all frames or none")
-        if times and frame.timestamp <= times[-1]:
-            raise ValueError(
-                f"frames[{k}].timestamp {frame.timestamp} is not after the previous one {times[-1]}"
-            )
-        write_image(out_dir / "images" / frame_file_name(k), frame.image)
-        if has_depth:
-            write_image(
-                out_dir / "depth" / frame_file_name(k), _depth_to_mm(frame.depth, f"frames[{k}].depth")
-            )
-        times.append(frame.timestamp)
-        if has_pose:
-            poses.append(frame.pose)
-    if camera is None:
-        raise ValueError("frames must not be empty")
-    (out_dir / "K.txt").write_text("\n".join(_format_row(row) for row in camera.K) + "\n")
-    (out_dir / "times.txt").write_text("\n".join(repr(float(t)) for t in times) + "\n")
-    if has_pose:
-        (out_dir / "poses.txt").write_text("\n".join(_format_row(p[:3]) for p in poses) + "\n")
-    log.info("wrote %d frames to %s", len(times), out_dir)
+    existing = _existing_sequence(out_dir, overwrite)
+    # Written beside out_dir and swapped in when complete: a frame refused half-way (or a crash) leaves
+    # the old sequence readable instead of half deleted.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.writing-", dir=out_dir.parent))
+    try:
+        count = _write_frames(frames, staged)
+        _swap_in(staged, out_dir, existing)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    log.info("wrote %d frames to %s", count, out_dir)
     return out_dir

@@ -274,8 +274,16 @@ class EurocSequence(FileSequence):
                 f"gives resolution {c.width}x{c.height}"
             )
         self._rectifier = Rectifier(cache_size=1)
-        # FileSequence checks the seconds; the list's nanoseconds were checked when read.
-        super().__init__(name or path.name, images, c.rectified_camera(), stamps_ns[kept] * 1e-9, poses)
+        # FileSequence checks the seconds; the list's nanoseconds were checked when read, and are kept
+        # exact for what needs them (bags: header stamps equal to data.csv's).
+        super().__init__(
+            name or path.name,
+            images,
+            c.rectified_camera(),
+            stamps_ns[kept] * 1e-9,
+            poses,
+            timestamps_ns=stamps_ns[kept],
+        )
         self.root = path
         self.ground_truth = None if gt_dir is None else gt_dir.name
 

@@ -5,6 +5,10 @@
 <seq>/times.txt                optional, seconds; missing -> 10 Hz (t = 0.1 i)
 <seq>/poses.txt                optional 3x4 camera-to-world per frame; also found at
                                <dataset>/poses/<seq>.txt for the official sequences/NN + poses/NN.txt tree
+
+The poses are camera 0's (KITTI's ground truth is given in the left gray camera's frame). For image_2/
+they are moved to camera 2: all rectified cameras share camera 0's orientation, and P2 = K2 [I | t] puts
+camera 2's centre at -t in camera 0's frame (t = K2⁻¹ P2[:, 3], about 6 cm along x).
 """
 
 from __future__ import annotations
@@ -30,6 +34,19 @@ KITTI_RATE_HZ = 10.0
 
 def looks_like_kitti(path: Path) -> bool:
     return (path / "calib.txt").is_file() and any((path / d).is_dir() for d in IMAGE_FOLDERS)
+
+
+def T_cam0_camera(calib: dict[str, np.ndarray], key: str) -> np.ndarray:
+    """4×4 pose of the rectified camera with projection calib[key] in rectified camera 0's frame
+    (identity for P0): X_key = X_0 + t with t = K⁻¹ P[:, 3], so T_0_key = [I | -(t - t0)]."""
+
+    def offset(P: np.ndarray) -> np.ndarray:
+        return np.linalg.solve(P[:, :3], P[:, 3])
+
+    T = np.eye(4)
+    reference = offset(calib["P0"]) if "P0" in calib else np.zeros(3)
+    T[:3, 3] = -(offset(calib[key]) - reference)
+    return T
 
 
 def read_calib(path: Path) -> dict[str, np.ndarray]:
@@ -84,5 +101,7 @@ class KittiSequence(FileSequence):
                     poses_path = candidate
                     break
         poses = None if poses_path is None else read_poses(Path(poses_path), n)
+        if poses is not None:
+            poses = poses @ T_cam0_camera(calib, key)  # T_w_cam = T_w_cam0 · T_cam0_cam
         super().__init__(name or path.name, images, camera, times, poses)
         self.root = path
