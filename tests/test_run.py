@@ -399,6 +399,35 @@ def test_the_camera_mounting_comes_from_the_bags_tf_static(robot_bag, tmp_path, 
     assert T[2, 3] == pytest.approx(1.2) and T[:3, 2] @ [1.0, 0.0, 0.0] == pytest.approx(np.cos(0.1))
 
 
+def test_the_mounting_follows_the_params_file_and_param_overrides_it(robot_bag, tmp_path):
+    """--params-file counts as --param does, with --param over it (as ROS applies them), and what the user
+    set explicitly (base_camera_*, camera_extrinsic_source) is never overridden by the bag's tree."""
+    import yaml
+
+    def params_file(**values) -> str:
+        path = tmp_path / "params.yaml"
+        # entries for every node and for banet_vo: the later one wins, as rclpy merges them
+        path.write_text(
+            yaml.safe_dump(
+                {"/**": {"ros__parameters": {"base_frame": "chassis", **values}}},
+                sort_keys=False,
+            )
+            + yaml.safe_dump({"banet_vo": {"ros__parameters": {"base_frame": "base_footprint"}}})
+        )
+        return str(path)
+
+    got = _validated(robot_bag, tmp_path, "--params-file", params_file())
+    np.testing.assert_allclose(yaml.safe_load(got["base_camera_xyz"]), [0.3, 0.0, 1.2], atol=1e-9)
+    assert got["camera_extrinsic_source"] == "parameters"
+    got = _validated(robot_bag, tmp_path, "--params-file", params_file(), "--param", "base_frame:=base_link")
+    np.testing.assert_allclose(yaml.safe_load(got["base_camera_xyz"]), [0.3, 0.0, 1.1], atol=1e-9)
+    # the user's extrinsic source and mounting in the file win over what the tree would give
+    got = _validated(robot_bag, tmp_path, "--params-file", params_file(camera_extrinsic_source="tf"))
+    assert "camera_extrinsic_source" not in got and "base_camera_xyz" in got
+    got = _validated(robot_bag, tmp_path, "--params-file", params_file(base_camera_rpy=[0.0, 0.2, 0.0]))
+    assert not got.keys() & {"base_camera_xyz", "base_camera_rpy", "camera_extrinsic_source"}
+
+
 def test_our_own_bags_mounting_is_the_parameters_default(bag, tmp_path):
     """banet-vo-bag writes base_link → camera_optical with the optical rotation at the origin: the same
     extrinsic as the parameters' defaults, so a replay of our bags is unchanged."""

@@ -336,7 +336,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="banet-vo-play",
         description="Publish a ROS 2 bag (MCAP or sqlite3) through rclpy at the recorded pace; Ctrl-C stops.",
     )
-    parser.add_argument("bag", type=Path, help="rosbag2 directory (with metadata.yaml)")
+    parser.add_argument(
+        "bag", type=Path, help="rosbag2 directory (MCAP or sqlite3; a damaged one plays what is intact)"
+    )
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default: 1.0)")
     parser.add_argument(
         "--clock", action="store_true", help="publish /clock (rosgraph_msgs/Clock) with the bag time"
@@ -362,7 +364,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--topics", nargs="+", default=None, help="play only these bag topics")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before the first message")
     parser.add_argument(
-        "--until", type=float, default=None, help="stop each pass at this many seconds of bag time"
+        "--until",
+        type=float,
+        default=None,
+        help="in each pass, play the messages stamped at most this many seconds after the bag's first "
+        "message (of any topic, played or not)",
     )
     return parser
 

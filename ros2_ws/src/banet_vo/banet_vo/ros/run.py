@@ -8,7 +8,8 @@ node has processed its last frame (or --timeout passed), it writes to DIR:
 - trajectory_camera.tum: the optical camera poses (odom → base_link → camera), comparable to the GT
 - depth/<stamp>.npy (float32 metres, NaN invalid) and depth/<stamp>.png colour maps, every --depth-every
 - metrics.json, always: counters of the node (processed, dropped, failed, …), frames processed and poses
-  published per second; with trajectory metrics (ATE, RPE) when the bag has /ground_truth/odometry and
+  published per second; with trajectory metrics (ATE, RPE) when the bag has /ground_truth/odometry (and
+  "trajectory_errors", the reason per alignment, when they cannot be computed: stamps that do not match) and
   depth metrics (abs rel …) when it has /camera/depth/image; with --profile, the wall time of each
   odometry stage by thread ("stages": XFeat, matching, PnP, optical flow, window BA, BA-Net)
 - gt.tum and plots (trajectory top view, ATE over time) when the bag has /ground_truth/odometry
@@ -20,6 +21,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -49,9 +51,8 @@ from banet_vo.data.bags import (
     ODOMETRY_TOPIC,
     TF_STATIC_TOPIC,
     BagReader,
+    depth_from_message,
     find_image_topic,
-    image_from_message,
-    not_a_rosbag2,
     pose_from_message,
     stamp_ns,
 )
@@ -205,6 +206,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# PyYAML reads YAML 1.1, where a float needs a "." and a signed exponent: "5e-05" and "1e3" come back as
+# strings. rcl reads them as doubles, so --param (and our reading of --params-file) does too.
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _param_value(value: Any) -> Any:
+    """A YAML-read parameter value as the node must get it: scientific notation is a float, and a list of
+    ints and floats (intrinsics:=[707.1, 707.1, 601.9, 183.1, 1226, 370]) a list of floats, since rclpy
+    refuses a list of mixed types."""
+    if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value):
+        return float(value)
+    if isinstance(value, list):
+        items = [_param_value(v) for v in value]
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in items)
+        if numbers and any(isinstance(v, float) for v in items):
+            return [float(v) for v in items]
+        return items
+    return value
+
+
 def _parse_param(item: str) -> Parameter:
     name, sep, text = item.partition(":=")
     if not sep or not name:
@@ -214,14 +235,22 @@ def _parse_param(item: str) -> Parameter:
         value = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ValueError(f"--param {name}: cannot parse {text!r}: {err}") from err
-    return Parameter(name, value=value)
+    try:
+        return Parameter(name, value=_param_value(value))
+    except TypeError as err:  # a type no ROS parameter has (a mapping, a list of strings and numbers …)
+        raise ValueError(f"--param {name}: {err}") from err
+
+
+def _yaml_floats(values: list[float]) -> str:
+    """A list of floats as --param text that YAML reads back as floats (positional: no "5e-05")."""
+    return "[" + ", ".join(np.format_float_positional(float(v), trim="0") for v in values) + "]"
 
 
 def _validate(args: argparse.Namespace, check_model: bool = True) -> None:
     """ValueError for bad arguments; sets the topics the bag is played on (bag_image_topic, its
-    image_transport, image_base_topic for the node's remapping, camera_info_topic when not given)."""
-    if not (args.bag / "metadata.yaml").is_file():
-        raise ValueError(not_a_rosbag2(args.bag))
+    image_transport, image_base_topic for the node's remapping, camera_info_topic when not given, and
+    play_topics, those of them the bag has and the node subscribes)."""
+    reader = BagReader(args.bag)  # refuses what no reader can read (no metadata.yaml and no storage file)
     if check_model and args.model is None:
         try:
             args.model = str(shipped_model())
@@ -237,7 +266,8 @@ def _validate(args: argparse.Namespace, check_model: bool = True) -> None:
         raise ValueError(f"--depth-every must be >= 1, got {args.depth_every}")
     if args.params_file is not None and not args.params_file.is_file():
         raise ValueError(f"--params-file: {args.params_file} does not exist")
-    with BagReader(args.bag) as reader:
+    given = _given_params(args)
+    with reader:
         # The topic the images are played on, and the node's image_transport for it.
         args.bag_image_topic, args.image_transport = find_image_topic(reader.topics, args.image_topic)
         # image_transport's naming: the node is given the base topic and appends "/compressed" itself.
@@ -248,19 +278,58 @@ def _validate(args: argparse.Namespace, check_model: bool = True) -> None:
             args.camera_info_topic = topics.camera_info_beside(args.image_base_topic)
         elif not args.camera_info_topic.startswith("/"):
             args.camera_info_topic = "/" + args.camera_info_topic
+        args.play_topics = [args.bag_image_topic]
         if args.camera_info_topic not in reader.topics:
             _log(
                 f"warning: the bag has no {args.camera_info_topic}: the node waits for camera_info unless "
                 "--camera-info-topic names it or --param intrinsics:=[fx, fy, cx, cy, width, height] is given"
             )
-        given = _given_params(args)
+        elif not _has_intrinsics(given):
+            # With intrinsics the node subscribes no camera_info: the player would wait for a subscriber.
+            args.play_topics.append(args.camera_info_topic)
         if TF_STATIC_TOPIC in reader.topics and not given.keys() & {"base_camera_xyz", "base_camera_rpy"}:
             _extrinsic_from_bag(args, reader, given)
 
 
+def _has_intrinsics(given: dict[str, Any]) -> bool:
+    intrinsics = given.get("intrinsics")
+    return isinstance(intrinsics, list) and any(intrinsics)
+
+
+def _params_file_values(path: Path) -> dict[str, Any]:
+    """{name: value} the node takes from a params file (rcl's format: node name → ros__parameters): the
+    entries for every node ("/**", "/*") or for banet_vo, a later one over an earlier, as rclpy merges."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"--params-file {path}: {err}") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"--params-file {path}: expected node names mapping to ros__parameters")
+    values: dict[str, Any] = {}
+    for key, entry in data.items():
+        params = entry.get("ros__parameters") if isinstance(entry, dict) else None
+        if str(key).lstrip("/") in ("**", "*", topics.NODE_NAME) and isinstance(params, dict):
+            values.update(_flatten(params))
+    return {name: _param_value(value) for name, value in values.items()}
+
+
+def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested YAML mappings as the dotted parameter names rcl gives them."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def _given_params(args: argparse.Namespace) -> dict[str, Any]:
-    """{name: value} of the --param NAME:=VALUE items (the last one of a name wins, as in rclpy)."""
-    return {p.name: p.value for p in map(_parse_param, args.param)}
+    """{name: value} the user set for the node: --params-file's, with the --param items over them (the last
+    one of a name wins), the order in which the node applies them."""
+    given = _params_file_values(args.params_file) if args.params_file is not None else {}
+    given.update({p.name: p.value for p in map(_parse_param, args.param)})
+    return given
 
 
 def _extrinsic_from_bag(args: argparse.Namespace, reader: BagReader, given: dict[str, Any]) -> None:
@@ -281,7 +350,9 @@ def _extrinsic_from_bag(args: argparse.Namespace, reader: BagReader, given: dict
         )
         return
     xyz, rpy = mount_parameters(T)
-    args.param += [f"base_camera_xyz:={xyz}", f"base_camera_rpy:={rpy}"]
+    # Passed as --param, these beat the user's --params-file: so they are only derived when neither it nor
+    # --param sets base_camera_* (see _validate), and the extrinsic source is left to an explicit choice.
+    args.param += [f"base_camera_xyz:={_yaml_floats(xyz)}", f"base_camera_rpy:={_yaml_floats(rpy)}"]
     if "camera_extrinsic_source" not in given:
         args.param.append("camera_extrinsic_source:=parameters")  # the player does not play /tf_static
     _log(f"camera extrinsic {base} → {camera} from the bag's {TF_STATIC_TOPIC}: xyz {xyz} m, rpy {rpy} rad")
@@ -332,7 +403,7 @@ def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None)
             args.bag,
             rate=args.rate,
             qos=args.qos,
-            topics=[args.bag_image_topic, args.camera_info_topic],
+            topics=args.play_topics,
             progress=sys.stderr,
             depth=REPLAY_DEPTH,
         )
@@ -379,7 +450,7 @@ def _ground_truth(bag: Path) -> tuple[dict[int, np.ndarray], dict[int, np.ndarra
             if record.topic == ODOMETRY_TOPIC:
                 poses[stamp_ns(msg.header)] = pose_from_message(msg.pose.pose)
             else:
-                depths[stamp_ns(msg.header)] = image_from_message(msg).astype(np.float32)
+                depths[stamp_ns(msg.header)] = depth_from_message(msg)
     return poses, depths
 
 
@@ -434,8 +505,10 @@ def write_outputs(args: argparse.Namespace, run: GraphRun) -> dict:
                 continue
             try:
                 report = evaluate_trajectory(est, gt, align=align, max_diff=1e-3)
-            except GeometryException as err:  # e.g. a straight-line trajectory: Umeyama is degenerate
-                _log(f"warning: {align} alignment failed: {err}")
+            # GeometryException: e.g. a straight-line trajectory, Umeyama is degenerate; ValueError: no
+            # pose's stamp matches a ground-truth stamp (GT from another clock): metrics.json still follows
+            except (GeometryException, ValueError) as err:
+                _log(f"warning: {align} trajectory evaluation failed: {err}")
                 metrics[align] = {"error": str(err)}
                 continue
             metrics[align] = report.as_dict()
@@ -462,6 +535,9 @@ def write_outputs(args: argparse.Namespace, run: GraphRun) -> dict:
             for a, m in metrics.items()
             if "error" not in m
         }
+        failed = {a: m["error"] for a, m in metrics.items() if "error" in m}
+        if failed:
+            summary["trajectory_errors"] = failed
         (out / "metrics_trajectory.json").write_text(json.dumps(metrics, indent=2))
     if gt_depths and data.depth:
         summary["depth"] = _depth_metrics(data.depth, gt_depths)
