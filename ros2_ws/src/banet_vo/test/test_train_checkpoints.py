@@ -98,6 +98,21 @@ def test_unit_round_trip_keeps_the_newest_and_detects_damage(tmp_path):
         write_unit(tmp_path, 4, {"manifest.json": lambda p: None})
 
 
+def test_retention_keeps_the_newest_consistent_units_not_a_damaged_newer_one(tmp_path):
+    """Resumed from step 100 because step 200 was damaged, the run saves step 150: 150 and 100 are the
+    units a later resume can use, so those stay and the damaged 200 goes."""
+    for step in (100, 200):
+        write_unit(tmp_path, step, _writers(step), keep=2)
+    damaged = tmp_path / "step-000000200" / "state.pt"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    write_unit(tmp_path, 150, _writers(150), keep=2)
+    assert [s for s, _ in list_units(tmp_path)] == [150, 100]
+    for unit in (read_unit(p) for _, p in list_units(tmp_path)):
+        _check_unit(unit)
+    write_unit(tmp_path, 160, _writers(160), keep=2)  # consistent units beyond keep still go, oldest first
+    assert [s for s, _ in list_units(tmp_path)] == [160, 150]
+
+
 def test_a_failing_writer_leaves_no_unit_and_no_temp(tmp_path):
     def broken(path: Path) -> None:
         path.write_bytes(b"half")

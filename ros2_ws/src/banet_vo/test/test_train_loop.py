@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import os
 import socket
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 import pypose as pp
 import pytest
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 from banet_vo.train.checkpoints import find_latest_unit
 from banet_vo.train.config import TrainConfig, load_train_config
@@ -145,6 +147,33 @@ def test_resume_skips_damaged_units_and_names_them(tiny_cache, tmp_path, caplog)
         train(other, tmp_path, resume=True, dataset=data, progress=False)
 
 
+def test_a_gpu_runs_autocast_stays_out_of_its_checkpoints_and_they_resume_on_a_cpu(tiny_cache, tmp_path):
+    """On CUDA, amp builds the model with backbone_dtype bf16; that is how the run computes, not the model:
+    the checkpoint stores the configured fp32. A checkpoint that did store bf16 (older GPU runs; here a
+    run configured so) resumes under an fp32 config, and load_banet runs it fp32 on a CPU."""
+    from banet_vo.model.banet import BANet
+    from banet_vo.model.checkpoint import load_banet, load_checkpoint
+    from banet_vo.train.loop import _save
+
+    config = tiny_config(steps=2)
+    gpu_model = BANet(config.model_config().replace(backbone_dtype="bf16"))  # as train() builds it on CUDA
+    optimizer = torch.optim.Adam(gpu_model.parameters())
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
+    state = {"step": 1, "wall_s": 1.0, "skipped": 0, "window": []}
+    link = _save(tmp_path / "gpu", gpu_model, optimizer, scheduler, config, {"steps": 1}, state)
+    assert load_checkpoint(link)[1]["backbone_dtype"] == "fp32"
+
+    data = tiny_dataset(tiny_cache)
+    bf16 = {**TINY_MODEL, "backbone_dtype": "bf16"}
+    old = train(tiny_config(steps=1, model_overrides=bf16), tmp_path / "old", dataset=data, progress=False)
+    assert load_checkpoint(old.checkpoint)[1]["backbone_dtype"] == "bf16"
+    resumed = train(config, tmp_path / "old", resume=True, dataset=data, progress=False)
+    assert resumed.step == 2
+    assert load_banet(tmp_path / "old" / "checkpoints" / "step-000000001" / "model.safetensors").config == (
+        config.model_config()
+    )  # fp32 on a CPU, everything else as stored
+
+
 def _ddp_worker(rank: int, world: int, port: int, cache: str, out: str, results) -> None:
     os.environ.update(
         {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank), "WORLD_SIZE": str(world)}
@@ -176,6 +205,88 @@ def test_ddp_two_cpu_processes_stay_in_sync(tiny_cache, tmp_path):
     assert step0 == step1 == 3
     assert torch.equal(w0, w1)  # gradients were averaged: identical replicas
     assert (tmp_path / "last.safetensors").is_file()  # written by rank 0
+
+
+class _PoisonedOnRank1(torch.utils.data.Dataset):
+    """The pairs of `data`, except that on rank 1 the images of the pairs fetched for step `step` are NaN
+    (a corrupt pair that lands on one rank only)."""
+
+    def __init__(self, data, rank: int, step: int, batch: int) -> None:
+        self.data, self.rank, self.step, self.batch, self.fetched = data, rank, step, batch, 0
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, k: int) -> dict:
+        item = dict(self.data[k])
+        self.fetched += 1
+        if self.rank == 1 and (self.fetched - 1) // self.batch == self.step - 1:
+            item["image_ref"] = item["image_ref"] * float("nan")
+        return item
+
+
+def _ddp_agreement_worker(rank: int, world: int, port: int, cache: str, out: str, case: str, results) -> None:
+    """One rank of a 2-process gloo run: `case` "plateau" halves the LR at every window that does not
+    improve (each rank sees its own pairs); "nan" gives rank 1 a non-finite loss at step 2. Reports the
+    step, skipped steps, the LR after each scheduler step and the final weights."""
+    os.environ.update(
+        {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank), "WORLD_SIZE": str(world)}
+    )
+    # Initialised here (the loop reuses it) for a timeout: a collective mismatch fails in a minute.
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
+    from banet_vo.model.banet import BANet
+
+    holder, lrs = {}, []
+    original_init = BANet.__init__
+    original_step = torch.optim.lr_scheduler.ReduceLROnPlateau.step
+
+    def remember(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        holder["model"] = self
+
+    def scheduler_step(self, metric, *args, **kwargs):
+        original_step(self, metric, *args, **kwargs)
+        lrs.append(self.optimizer.param_groups[0]["lr"])
+
+    BANet.__init__ = remember
+    torch.optim.lr_scheduler.ReduceLROnPlateau.step = scheduler_step
+    data = tiny_dataset(cache)
+    if case == "plateau":
+        config = tiny_config(steps=8, batch_size=1, plateau_window=1, plateau_patience=0)
+    else:
+        config = tiny_config(steps=3, batch_size=1)
+        data = _PoisonedOnRank1(data, rank, step=2, batch=1)
+    result = train(config, out, dataset=data, progress=False)
+    flat = torch.cat([p.detach().flatten() for p in holder["model"].parameters()])
+    results[rank] = (result.step, result.skipped_steps, lrs, flat)
+
+
+def _run_ddp_agreement(cache, out, case: str) -> list:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_ddp_agreement_worker, args=(2, port, str(cache), str(out), case, results), nprocs=2, join=True)
+    return [results[0], results[1]]
+
+
+@pytest.mark.slow
+def test_ddp_ranks_take_the_same_plateau_decisions(tiny_cache, tmp_path):
+    """Each rank's loss differs (its own pairs); the scheduler must see the loss averaged over the ranks,
+    or one rank halves its LR where another does not and the replicas drift apart."""
+    (step0, _, lrs0, w0), (step1, _, lrs1, w1) = _run_ddp_agreement(tiny_cache, tmp_path, "plateau")
+    assert step0 == step1 == 8 and len(lrs0) == 8
+    assert lrs0 == lrs1 and min(lrs0) < 1e-3  # the same LR at every step, and it was halved
+    assert torch.equal(w0, w1)
+
+
+@pytest.mark.slow
+def test_ddp_a_non_finite_loss_on_one_rank_skips_the_step_on_every_rank(tiny_cache, tmp_path):
+    """Rank 1's pair of step 2 is NaN: every rank skips that step before backward (skipping it on rank 1
+    alone left the others in the gradient all-reduce), counts it, and the replicas stay equal."""
+    (step0, skipped0, _, w0), (step1, skipped1, _, w1) = _run_ddp_agreement(tiny_cache, tmp_path, "nan")
+    assert step0 == step1 == 3 and skipped0 == skipped1 == 1
+    assert torch.equal(w0, w1) and torch.isfinite(w0).all()
 
 
 def test_config_files_load_and_unknown_keys_fail(tmp_path):
@@ -226,7 +337,14 @@ def test_stop_file_and_wall_limit_end_the_run_with_a_checkpoint(tiny_cache, tmp_
     (tmp_path / "STOP").touch()
     result = train(tiny_config(steps=50), tmp_path, resume=True, dataset=data, progress=False)
     assert result.step == 2 and result.checkpoint is not None  # stopped before any further step
-    (tmp_path / "STOP").unlink()
+    assert result.stopped_by == "STOP file"
+    # docs/training.md: "touch DIR/STOP ... (--resume continues it)": the file was consumed.
+    assert not (tmp_path / "STOP").exists()
+    resumed = train(tiny_config(steps=3), tmp_path, resume=True, dataset=data, progress=False)
+    assert resumed.step == 3 and resumed.stopped_by == ""
+    (tmp_path / "STOP").touch()  # left over, e.g. touched after the run had ended
+    fresh = train(tiny_config(steps=2), tmp_path, overwrite=True, dataset=data, progress=False)
+    assert fresh.step == 2 and fresh.stopped_by == "" and not (tmp_path / "STOP").exists()
     limited = train(tiny_config(steps=50, max_wall_s=1e-3), tmp_path / "b", dataset=data, progress=False)
     assert limited.step < 50 and (tmp_path / "b" / "last.safetensors").is_file()
 

@@ -9,9 +9,11 @@ state one after the other under fixed names, as before, let 6 of 21 SIGKILLs fal
 leave a run that could never resume.
 
 Readers take the newest unit whose manifest and files check out and say which newer ones they skipped and
-why; the ``keep`` newest units are kept, so a unit damaged after it was written (a full disk, a bad copy)
-still leaves the one before it. ``remove_stale_temps`` (banet_vo.model.checkpoint) clears what killed
-writers left behind.
+why; the ``keep`` newest units that check out are kept, so a unit damaged after it was written (a full
+disk, a bad copy) still leaves the one before it. Retention counts consistent units only and removes
+damaged ones: a run resumed from step 100 past a damaged step 200 keeps 100 when it saves step 150, not
+the damaged 200. ``remove_stale_temps`` (banet_vo.model.checkpoint) clears what killed writers left
+behind.
 
 Used by banet_vo.train.loop and by imatching_online's adaptation CLI.
 """
@@ -100,7 +102,8 @@ def write_unit(
     keep: int = 2,
 ) -> CheckpointUnit:
     """Write one unit for ``step``: ``writers[name](path)`` writes file ``name``; ``info`` (JSON) goes into
-    the manifest. Replaces a unit of the same step, then deletes all but the ``keep`` newest units."""
+    the manifest. Replaces a unit of the same step, then keeps the ``keep`` newest consistent units (this
+    one among them) and deletes the others, damaged ones included (module docstring)."""
     if keep < 1:
         raise ValueError(f"keep must be >= 1, got {keep}")
     if not writers or any(name == MANIFEST or "/" in name for name in writers):
@@ -131,9 +134,24 @@ def write_unit(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    for old in list_units(root)[keep:]:
-        shutil.rmtree(old[1])
+    _retain(root, final, keep)
     return CheckpointUnit(final, int(step), manifest)
+
+
+def _retain(root: Path, written: Path, keep: int) -> None:
+    """Delete all units but the ``keep`` newest consistent ones; ``written`` (just written) counts as one
+    unchecked. Reads only until ``keep`` are found."""
+    kept = 0
+    for _, path in list_units(root):
+        if kept < keep:
+            try:
+                if path != written:
+                    read_unit(path)
+                kept += 1
+                continue
+            except UnitError as exc:
+                logger.warning("removing damaged checkpoint unit: %s", exc)
+        shutil.rmtree(path)
 
 
 def list_units(root: str | Path) -> list[tuple[int, Path]]:

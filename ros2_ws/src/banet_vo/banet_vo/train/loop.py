@@ -10,9 +10,17 @@ resumes exactly where its newest consistent unit stopped (older units it skips a
 ``last.safetensors`` is a link to the newest unit's weights, for tools that want "the model of this run".
 
 Stopping: a file named ``STOP`` in the run directory, ``max_wall_s``, SIGINT (Ctrl-C) or SIGTERM end the
-run at the next step boundary with a final checkpoint (a second signal interrupts at once). A new run
-refuses a directory that already holds one unless ``overwrite`` is set; stale temporary files of killed
-writers are removed at start.
+run at the next step boundary with a final checkpoint (a second signal interrupts at once). The STOP file
+is removed once that checkpoint is written, so that ``resume`` continues the run. A new run refuses a
+directory that already holds one unless ``overwrite`` is set (which also removes a STOP file); stale
+temporary files of killed writers are removed at start.
+
+DDP: every rank agrees, before backward, on whether the step's loss is finite (a rank that skipped the
+backward alone would leave the others waiting in DDP's gradient all-reduce), and the plateau scheduler is
+fed the loss averaged over the ranks, so that every rank halves its learning rate at the same step.
+
+The saved model config is the configured one: the bf16 autocast a CUDA run adds (``amp``) is how that run
+computed, not part of the model, so its checkpoints resume and evaluate on a CPU as well.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from banet_vo.data import CachedSequence, PairDataset, open_sequence
 from banet_vo.model.banet import BANet
-from banet_vo.model.checkpoint import load_checkpoint, remove_stale_temps, save_checkpoint
+from banet_vo.model.checkpoint import RUNTIME_FIELDS, load_checkpoint, remove_stale_temps, save_checkpoint
 from banet_vo.model.config import BANetConfig
 from banet_vo.model.damping import split_shared_damping
 from banet_vo.provenance import code_version, cpu_model
@@ -69,6 +77,7 @@ STATE_FILE = "state.pt"
 LAST_LINK = "last.safetensors"
 # What a run directory holds (removed by overwrite): units, the link, the log, the pre-unit state file.
 RUN_FILES = (UNITS_DIR, LAST_LINK, "last.state.pt", "log.csv")
+STOP_FILE = "STOP"  # touched by the user: the running run stops at its next step (module docstring)
 
 
 class RunDirectoryError(ValueError):
@@ -227,7 +236,8 @@ def _save(
     meta: dict,
     state: dict,
 ) -> Path:
-    """Write weights + training state as one unit, then point last.safetensors at its weights."""
+    """Write weights + training state as one unit, then point last.safetensors at its weights. The weights
+    carry the configured model config (``config.model_config()``), not the model's runtime precision."""
 
     weights = model.state_dict()
     training_state = {
@@ -244,7 +254,7 @@ def _save(
         out_dir / UNITS_DIR,
         state["step"],
         {
-            MODEL_FILE: lambda p: save_checkpoint(p, weights, "banet", model.config.to_dict(), meta),
+            MODEL_FILE: lambda p: save_checkpoint(p, weights, "banet", config.model_config().to_dict(), meta),
             STATE_FILE: lambda p: torch.save(training_state, p),
         },
         info={"steps": state["step"], "kind": "banet-training"},
@@ -298,7 +308,7 @@ def _load_weights(model: torch.nn.Module, path: str, skip: Sequence[str] = ()) -
     # Keys that change the computation but not which weights exist or what they mean.
     # input_geometry and canonical_focal change what the inputs and D0 mean, not which weights exist: a
     # stretch model warm-starts a keep_aspect / focal-aware one (the fine-tune then adapts it).
-    free = {"backbone_dtype", "depth0_stop_gradient", "depth_update", "input_geometry", "canonical_focal"}
+    free = {*RUNTIME_FIELDS, "depth0_stop_gradient", "depth_update", "input_geometry", "canonical_focal"}
     if any("decoder.depth_head".startswith(p) for p in skip):
         free.update(_DEPTH_HEAD_KEYS)
     # Keys an old checkpoint lacks take the defaults it was written with (softplus head, additive BA).
@@ -327,10 +337,12 @@ def _load_resume(out_dir: Path, model: torch.nn.Module, optimizer, scheduler, co
     Newer units that fail (incomplete, damaged, not fitting the model) are skipped and named."""
 
     loaded: dict = {}
+    mine = {k: v for k, v in model.config.to_dict().items() if k not in RUNTIME_FIELDS}
 
     def accept(unit) -> None:
         state_dict, model_config, meta = load_checkpoint(unit.file(MODEL_FILE), expected_kind="banet")
-        if model_config != model.config.to_dict():
+        # Runtime fields aside: a CUDA run's units (bf16 autocast, older ones stored it) resume on a CPU.
+        if {k: v for k, v in model_config.items() if k not in RUNTIME_FIELDS} != mine:
             raise ValueError(f"{unit.path}: its model config differs from the training config's model")
         try:
             state = torch.load(unit.file(STATE_FILE), weights_only=True)
@@ -371,13 +383,17 @@ def _load_resume(out_dir: Path, model: torch.nn.Module, optimizer, scheduler, co
 
 
 def _prepare_run_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to start a new run over an existing one unless ``overwrite``; clear stale temp files."""
+    """Refuse to start a new run over an existing one unless ``overwrite`` (which removes the old run and a
+    STOP file); clear stale temp files."""
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for folder in (out_dir, out_dir / UNITS_DIR):
         for path in remove_stale_temps(folder):
             logger.warning("removed %s, left by a checkpoint write that did not finish", path)
     present = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if overwrite and not resume and (out_dir / STOP_FILE).exists():
+        logger.warning("overwrite: removing %s (it asked the replaced run to stop)", out_dir / STOP_FILE)
+        (out_dir / STOP_FILE).unlink()
     if resume or not present:
         return
     if not overwrite:
@@ -431,7 +447,7 @@ def train(
         dataset, description = build_dataset(config, progress=progress and rank == 0)
     model_config = config.model_config()
     use_amp = config.amp and device.type == "cuda"
-    if use_amp:  # BA-Net's own bf16 autocast covers backbone, FPN and decoder; its BA stays fp32
+    if use_amp:  # BA-Net's own bf16 autocast covers backbone, FPN and decoder; its BA stays fp32 (not saved)
         model_config = model_config.replace(backbone_dtype="bf16")
     model = BANet(model_config).to(device)
     if config.init_weights and not resume:
@@ -518,7 +534,7 @@ def train(
                 bool(config.max_wall_s) and time.monotonic() - seg_start + wall_before >= config.max_wall_s
             )
             reason = signals.received or ("max_wall_s" if out_of_time else "")
-            if not reason and (out_dir / "STOP").exists():  # STOP file: graceful stop from outside
+            if not reason and (out_dir / STOP_FILE).exists():  # STOP file: graceful stop from outside
                 reason = "STOP file"
             stop = bool(reason)
             if world > 1:  # rank 0 decides, so that every rank leaves the loop at the same step
@@ -559,7 +575,18 @@ def train(
                 loss = loss + extra
                 terms.update(extra_terms, loss=float(loss.detach()))
             optimizer.zero_grad(set_to_none=True)
-            good = math.isfinite(terms["loss"])
+            step_loss = terms["loss"]
+            good = math.isfinite(step_loss)
+            if world > 1:
+                # Agreed before backward (module docstring); the same reduce gives the loss averaged over
+                # the ranks, the scheduler's input.
+                shared = torch.tensor(
+                    [step_loss if good else 0.0, 1.0 if good else 0.0], dtype=torch.float64, device=device
+                )
+                dist.all_reduce(shared)
+                total, finite = shared.tolist()
+                good = round(finite) == world
+                step_loss = total / world
             if good:
                 loss.backward()
                 grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -575,7 +602,7 @@ def train(
             if good:
                 optimizer.step()
                 consecutive_bad = 0
-                window.append(terms["loss"])
+                window.append(step_loss)
                 log_terms.append(terms)
             else:
                 skipped += 1
@@ -618,6 +645,8 @@ def train(
             checkpoint_path = save()
             if stopped_by:
                 logger.warning("checkpoint at step %d written to %s", step, checkpoint_path.parent)
+            if stopped_by == "STOP file":  # it did its job: consumed, so that --resume continues the run
+                (out_dir / STOP_FILE).unlink(missing_ok=True)
     finally:
         signals.restore()
         if log_file is not None:
