@@ -12,7 +12,13 @@ from banet_vo.train.augment import zoom_pair
 from banet_vo.train.config import TrainConfig, parse_sequence_spec
 from banet_vo.train.data import CachedPairs, make_specs, render_cache
 from banet_vo.train.loop import source_batch, train
-from banet_vo.train.photometric import photometric_depth_loss, unlabelled_depth_loss
+from banet_vo.train.photometric import (
+    image_at,
+    photometric_depth_loss,
+    photometric_error,
+    unlabelled_depth_loss,
+    warp_score,
+)
 from torch.utils.data import ConcatDataset
 
 
@@ -42,6 +48,29 @@ def test_photometric_loss_is_lowest_at_the_true_depth_and_the_true_pose(rendered
     for wrong in (0.33, 0.6, 1.6, 3.0):
         assert loss(wrong) > at_truth * 1.05, wrong
     assert loss(1.0, pose.Inv()) > at_truth * 1.05  # the warp direction matters
+
+
+def test_warp_score_ranks_a_diverged_estimate_with_no_motion_not_as_perfect(rendered_pairs):
+    """The guard's score: lowest at the true depth and pose, worse at a wrong scale; a pose that throws
+    every pixel out of view (500 m behind, or turned 180°) scores the unwarped error, as a model predicting
+    no motion does; the training loss, whose pixels depend on the warp, calls that one perfect (0)."""
+    b = rendered_pairs
+    depth, intrinsics, pose = _depth_grid(b)
+
+    def score(T, d=depth):
+        return float(warp_score(d, b["image_ref"], b["image_tgt"], T, intrinsics)[0])
+
+    small = tuple(depth.shape[-2:])
+    static = float(photometric_error(image_at(b["image_tgt"], small), image_at(b["image_ref"], small)).mean())
+    assert score(pose) < 0.8 * static
+    assert score(pose, depth * 2.0) > score(pose) * 1.05
+    assert score(pp.identity_SE3(1)) == pytest.approx(static, rel=1e-6)
+    behind = pp.SE3(torch.tensor([[0.0, 0.0, -500.0, 0.0, 0.0, 0.0, 1.0]]))
+    turned = pp.SE3(torch.tensor([[0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0]]))
+    for diverged in (behind, turned):
+        assert score(diverged) == pytest.approx(static, rel=1e-6)
+        loss = photometric_depth_loss(depth, b["image_ref"], b["image_tgt"], diverged, intrinsics)
+        assert float(loss) == 0.0
 
 
 def test_unlabelled_loss_only_counts_pairs_without_depth_labels(rendered_pairs):

@@ -8,6 +8,10 @@ pixels that warp outside the target or behind it, and an auto-mask that keeps on
 warped error beats the unwarped one (Godard et al. 2019): static pixels, sky and the ego car's bonnet say
 nothing about depth. An edge-aware smoothness term on mean-normalised inverse depth fills textureless
 regions.
+
+``warp_score`` is not a loss but a score of a model's own depth and pose (banet-vo-adapt-stream's guard):
+every pixel counts, and one that the warp sends out of view or behind the camera scores the error of the
+unwarped target (what "no motion" explains), so a model cannot improve its score by warping pixels away.
 """
 
 from __future__ import annotations
@@ -18,7 +22,13 @@ import torch.nn.functional as F
 
 from banet_vo.geometry.warp import warp_image
 
-__all__ = ["image_at", "photometric_depth_loss", "photometric_error", "smoothness_loss"]
+__all__ = [
+    "image_at",
+    "photometric_depth_loss",
+    "photometric_error",
+    "smoothness_loss",
+    "warp_score",
+]
 
 _SSIM_C1, _SSIM_C2 = 0.01**2, 0.03**2
 _SSIM_WEIGHT = 0.85
@@ -75,6 +85,32 @@ def photometric_depth_loss(
     if not bool(mask.any()):
         return depth.sum() * 0.0  # nothing to supervise; keeps the graph
     return error[mask].mean()
+
+
+def warp_score(
+    depth: torch.Tensor,
+    image_ref: torch.Tensor,
+    image_tgt: torch.Tensor,
+    T_tgt_ref: pp.LieTensor | torch.Tensor,
+    depth_intrinsics: torch.Tensor,
+) -> torch.Tensor:
+    """(B,) mean photometric error over *every* pixel of the depth grid of the target warped into the
+    reference with ``depth`` (B, 1, h, w) and the pose. A pixel that warps outside the target, behind its
+    camera or from an invalid depth scores the unwarped error there (target against reference as they
+    are): the static-camera explanation, so a warp that sends every pixel away scores exactly what a model
+    predicting no motion scores, and a model whose warp beats "no motion" scores less. Not the largest
+    error: a correct warp of a moving camera legitimately sends border pixels out of view (44 % of a
+    rendered driving pair at its true pose), and that would rank it below a model predicting no motion.
+    No auto-mask: the pixel set is the same for any depth and pose, so two models' scores compare
+    (photometric_depth_loss, whose pixels depend on the warp, gives 0 for a warp that sends every pixel
+    away)."""
+    if depth.dim() != 4 or depth.shape[1] != 1:
+        raise ValueError(f"depth must have shape (B, 1, h, w), got {tuple(depth.shape)}")
+    size = tuple(depth.shape[-2:])
+    ref, tgt = image_at(image_ref.to(depth), size), image_at(image_tgt.to(depth), size)
+    warped, inside = warp_image(tgt, depth[:, 0], T_tgt_ref, depth_intrinsics)
+    error = torch.where(inside, photometric_error(warped, ref), photometric_error(tgt, ref))
+    return error.flatten(1).mean(1)
 
 
 def smoothness_loss(

@@ -6,15 +6,23 @@ The labels come from the pipeline itself:
   2. depth (`depth_targets`): "photometric", the error of the target warped into the reference under those
      poses (the self-supervised term training already uses for KITTI, train/photometric.py); or
      "landmarks", the depth of the window BA's landmarks that each frame tracked, written as a sparse depth
-     map whose every point lands on one cell of the model's depth grid (supervised depth terms; the
-     photometric term is then off, as for any labelled pair).
+     map whose every point lands on one cell of the model's depth grid, the grid of the input the model
+     prepares from that frame (model.input_image.input_geometry: stretched, or aspect kept and cropped)
+     (supervised depth terms; the photometric term is then off, as for any labelled pair).
 Ground truth that the sequence may carry (poses, depth) is never read: the stream is written anew from
 images, intrinsics, timestamps and the odometry's poses only.
 
 Guard (as the matcher's adaptation): the stream's tail is held back from training. Before and after, the
 model estimates each held-back pair and the photometric error of its own warp (its depth and pose) is
-measured; if adaptation made it worse by more than `tolerance`, the original weights are kept (rolled
-back). Synthetic pairs can be mixed in (`synthetic_weight`) so that the model does not forget what it knew.
+measured over every pixel of the depth grid, a pixel warped out of view or behind the camera scoring as if
+the camera had not moved (train.photometric.warp_score: a diverged model scores no better than "no
+motion", never perfect); if adaptation made it worse by more than `tolerance`, the original weights are
+kept (rolled back). Synthetic pairs can be mixed in (`synthetic_weight`) so that the model does not forget
+what it knew.
+
+SIGINT / SIGTERM during training stop it with a checkpoint, as for banet-vo-train: the run is then not
+finished, so no decision is taken and no model.safetensors written (the report says so, the exit status is
+130 / 143, `--resume` continues). model.safetensors is written atomically (model.checkpoint).
 """
 
 from __future__ import annotations
@@ -22,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -30,6 +37,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from banet_vo.model.input_image import InputGeometry, input_geometry
+from banet_vo.train.cli import SIGNAL_EXIT
 
 logger = logging.getLogger(__name__)
 
@@ -63,22 +73,32 @@ DEPTH_TARGETS = ("photometric", "landmarks")
 MAX_STORED_DEPTH_M = 65.0  # uint16 millimetres (data format)
 
 
-def sparse_depth_image(
-    pixels: np.ndarray, depth: np.ndarray, size: tuple[int, int], grid: tuple[int, int]
-) -> np.ndarray:
-    """An (H, W) float32 depth map, 0 = none, holding each point's depth over the whole cell of a (gw, gh)
-    grid that contains it (the nearest point per cell): any nearest-neighbour resize of the map to the
-    grid, however chained, then reads it. `size` = (W, H)."""
-    (W, H), (gw, gh) = size, grid
-    cells = np.full(gh * gw, np.inf)
-    u = np.clip((np.asarray(pixels)[:, 0] + 0.5) * gw / W, 0, gw - 1).astype(np.int64)
-    v = np.clip((np.asarray(pixels)[:, 1] + 0.5) * gh / H, 0, gh - 1).astype(np.int64)
+def _grid_cell(source: np.ndarray, n_source: int, n_resized: int, offset: int) -> np.ndarray:
+    """Depth-grid cell of source pixel coordinates along one axis: pixel centre in the resized image, minus
+    the window's offset (model input), over two input pixels per cell (the depth grid is half the input)."""
+    resized = (np.asarray(source, np.float64) + 0.5) * n_resized / n_source
+    return np.floor((resized - offset) / 2).astype(np.int64)
+
+
+def sparse_depth_image(pixels: np.ndarray, depth: np.ndarray, geometry: InputGeometry) -> np.ndarray:
+    """An (H, W) float32 depth map of a `geometry.source` = (W, H) image, 0 = none, holding each point's
+    depth over every source pixel of the depth-grid cell that contains it (the nearest point per cell), the
+    grid of the model input `geometry` prepares: the nearest-neighbour resizes to the input and on to the
+    grid then read it. Points outside the model's window (cropped by keep_aspect) are left out."""
+    (W, H), (Rw, Rh), (x0, y0) = geometry.source, geometry.resized, geometry.offset
+    gw, gh = geometry.size[0] // 2, geometry.size[1] // 2
+    pixels, depth = np.asarray(pixels, np.float64).reshape(-1, 2), np.asarray(depth, np.float64)
+    u, v = _grid_cell(pixels[:, 0], W, Rw, x0), _grid_cell(pixels[:, 1], H, Rh, y0)
     ok = np.isfinite(depth) & (depth > 0) & (depth < MAX_STORED_DEPTH_M)
+    ok &= (u >= 0) & (u < gw) & (v >= 0) & (v < gh)
+    cells = np.full(gh * gw, np.inf)
     np.minimum.at(cells, v[ok] * gw + u[ok], depth[ok])
     cells[~np.isfinite(cells)] = 0.0
-    rows = np.minimum((np.arange(H) * gh) // H, gh - 1)
-    cols = np.minimum((np.arange(W) * gw) // W, gw - 1)
-    return cells.reshape(gh, gw)[rows[:, None], cols[None, :]].astype(np.float32)
+    cols, rows = _grid_cell(np.arange(W), W, Rw, x0), _grid_cell(np.arange(H), H, Rh, y0)
+    in_cols, in_rows = (cols >= 0) & (cols < gw), (rows >= 0) & (rows < gh)
+    image = np.zeros((H, W), np.float32)
+    image[np.ix_(in_rows, in_cols)] = cells.reshape(gh, gw)[rows[in_rows][:, None], cols[in_cols][None, :]]
+    return image
 
 
 def odometry_poses(sequence, first: int, last: int, model_path: Path, threads: int = 1, landmarks=None):
@@ -113,10 +133,11 @@ def odometry_poses(sequence, first: int, last: int, model_path: Path, threads: i
 
 
 def write_stream(
-    sequence, positions: np.ndarray, poses: np.ndarray, out_dir: Path, depths=None, grid=None
+    sequence, positions: np.ndarray, poses: np.ndarray, out_dir: Path, depths=None, model_config=None
 ) -> Path:
     """The frames at `positions` in our format with `poses` as their poses, and no depth, or with
-    `depths` (per frame: (pixels, metres) or None) as sparse depth over the cells of `grid` (gw, gh)."""
+    `depths` (per frame: (pixels, metres) or None) as sparse depth over the depth-grid cells of the input
+    `model_config` (a BANetConfig) prepares from each frame (sparse_depth_image)."""
     from banet_vo.data import write_sequence
     from banet_vo.data.sequence import Frame
 
@@ -128,7 +149,7 @@ def write_stream(
                 size = (f.camera.width, f.camera.height)
                 depth = np.zeros((size[1], size[0]), np.float32)
                 if depths[i] is not None:
-                    depth = sparse_depth_image(*depths[i], size, grid)
+                    depth = sparse_depth_image(*depths[i], input_geometry(model_config, *size))
             yield Frame(i, f.timestamp, f.image, f.camera, depth=depth, pose=T)
 
     return write_sequence(frames(), out_dir, overwrite=True)
@@ -150,14 +171,15 @@ def _held_back_estimates(model, stream_dir: Path, frames: tuple[int, int], strid
 
 def held_back_error(model, stream_dir: Path, frames: tuple[int, int], strides) -> tuple[float, int]:
     """Mean photometric error of each held-back pair warped by the model's own final depth and pose (no
-    labels), and the number of pairs."""
-    from banet_vo.train.photometric import photometric_depth_loss
+    labels; train.photometric.warp_score: every pixel, one warped out of view or behind the camera scoring
+    the unwarped error), and the number of pairs."""
+    from banet_vo.train.photometric import warp_score
 
     errors = []
     for item, out in _held_back_estimates(model, stream_dir, frames, strides):
         ref, tgt = item["image_ref"][None], item["image_tgt"][None]
         depth, pose = out.depths_per_level[-1], out.poses_per_level[-1]
-        errors.append(float(photometric_depth_loss(depth, ref, tgt, pose, out.depth_intrinsics)))
+        errors.append(float(warp_score(depth, ref, tgt, pose, out.depth_intrinsics)[0]))
     if not errors:
         raise ValueError(f"no held-back pairs in frames {frames} of the stream")
     return float(np.mean(errors)), len(errors)
@@ -196,10 +218,13 @@ def _model_config(model_path: Path):
 
 
 def _train_config(model_path: Path, stream_spec: str, config: StreamAdaptConfig):
+    from banet_vo.model.checkpoint import RUNTIME_FIELDS
     from banet_vo.train.config import TrainConfig
 
     overrides = _model_config(model_path).to_dict()
     preset = overrides.pop("name")  # the preset's fields, then every stored field over them
+    for name in RUNTIME_FIELDS:  # a GPU run's stored bf16: this run is fp32 on a CPU (amp off below)
+        overrides.pop(name)
     synthetic = config.synthetic_weight > 0
     data = {
         "scenes": ["driving", "indoor"] if synthetic else [],
@@ -246,9 +271,10 @@ def adapt_stream(
     resume: bool = False,
 ) -> dict:
     """Adapt `model_path` on positions frames[0]..frames[1] of the sequence; writes out_dir/model.safetensors
-    (the adapted weights, or the original ones when the guard rolled back) and out_dir/report.json."""
+    (the adapted weights, or the original ones when the guard rolled back) and out_dir/report.json; a
+    training run stopped by a signal writes the report alone (module docstring)."""
     from banet_vo.data import open_sequence
-    from banet_vo.model.checkpoint import load_banet
+    from banet_vo.model.checkpoint import load_banet, load_checkpoint, save_checkpoint
     from banet_vo.train.loop import train
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -264,11 +290,8 @@ def adapt_stream(
             raise ValueError(
                 f"the odometry gave metric poses to only {len(positions)} frames: nothing to adapt on"
             )
-        grid = None
-        if landmarks is not None:
-            model_config = _model_config(model_path)
-            grid = (model_config.image_width // 2, model_config.image_height // 2)  # the depth grid
-        write_stream(sequence, positions, poses, stream_dir, landmarks, grid)
+        model_config = _model_config(model_path) if landmarks is not None else None
+        write_stream(sequence, positions, poses, stream_dir, landmarks, model_config)
         (out_dir / "stream_positions.txt").write_text("\n".join(str(p) for p in positions.tolist()) + "\n")
     n = len(open_sequence(stream_dir))
     split = n - max(round(config.held_back * n), max(config.strides) + 1)
@@ -288,10 +311,19 @@ def adapt_stream(
         resume=resume_training,
         overwrite=not resume_training,
     )
-    adapted = out_dir / "run" / "last.safetensors"
-    after = guard(load_banet(adapted), stream_dir, guard_frames, config.strides)
-    kept = all(a <= b * (1.0 + config.tolerance) for a, b in zip(after[:-1], before[:-1], strict=True))
-    shutil.copyfile(adapted if kept else model_path, out_dir / "model.safetensors")
+    final = out_dir / "model.safetensors"
+    after: list | None = None
+    if result.stopped_by in SIGNAL_EXIT:
+        decision = f"none: training stopped by {result.stopped_by} (--resume continues)"
+        # The folder's model must be the decision of the run its report describes, never an earlier one's.
+        final.unlink(missing_ok=True)
+    else:
+        adapted = out_dir / "run" / "last.safetensors"
+        after = list(guard(load_banet(adapted), stream_dir, guard_frames, config.strides)[:-1])
+        kept = all(a <= b * (1.0 + config.tolerance) for a, b in zip(after, before[:-1], strict=True))
+        decision = "adapted" if kept else "rolled back (held-back score worse)"
+        state_dict, model_dict, meta = load_checkpoint(adapted if kept else model_path, expected_kind="banet")
+        save_checkpoint(final, state_dict, "banet", model_dict, meta)
     report = {
         "sequence": str(sequence_path),
         "frames": list(frames),
@@ -306,8 +338,8 @@ def adapt_stream(
             else "photometric error"
         ),
         "held_back_before": list(before[:-1]),
-        "held_back_after": list(after[:-1]),
-        "decision": "adapted" if kept else "rolled back (held-back score worse)",
+        "held_back_after": after,
+        "decision": decision,
         "steps": result.step,
         "train_wall_s": result.wall_s,
         "stopped_by": result.stopped_by,
@@ -359,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"banet-vo-adapt-stream: {err}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=2))
-    return 0
+    return SIGNAL_EXIT.get(report["stopped_by"], 0)
 
 
 if __name__ == "__main__":
