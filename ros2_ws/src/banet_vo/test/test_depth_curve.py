@@ -121,6 +121,43 @@ def test_a_users_own_recording_may_be_called_anything():
         refuse_validation("x", "/anywhere/hololens_000_003-052")
 
 
+class _Loaded(Exception):
+    """Raised by a stand-in load_clip once it has seen the spec record_clip would play."""
+
+
+@pytest.mark.parametrize("token", ["kitti07", "kitti07-0-119", "FOLDER"])
+def test_kitti07_is_fitted_on_its_training_frames_only(token, shared_data, monkeypatch):
+    """DESIGN.md: KITTI 07 frames 0-119 train / adapt, 120-159 are held out. By name or by its folder,
+    the fit plays frames 0-119 and never the held-out tail."""
+    from banet_vo.evaluation import real_clips as rc
+    from banet_vo.evaluation.depth_curve import record_clip
+
+    seen = []
+
+    def load_clip(spec, data, *args):
+        seen.append(spec)
+        raise _Loaded
+
+    monkeypatch.setattr(rc, "load_clip", load_clip)
+    token = str(shared_data / "kitti_odom07_000-159") if token == "FOLDER" else token
+    with pytest.raises(_Loaded):
+        record_clip(token, shared_data, estimator=None)
+    (spec,) = seen
+    assert (spec.start, spec.stop) == (0, 120)
+
+
+def test_a_fit_refuses_kitti07s_held_out_frames_and_leaves_other_clips_whole():
+    from dataclasses import replace
+
+    from banet_vo.evaluation import real_clips as rc
+    from banet_vo.evaluation.depth_curve import fit_part
+
+    with pytest.raises(ValueError, match="held out"):
+        fit_part(replace(rc.CLIPS["kitti07"], start=120))
+    assert fit_part(replace(rc.CLIPS["kitti07"], start=100, stop=140)).stop == 120
+    assert fit_part(rc.CLIPS["tartanair"]) == rc.CLIPS["tartanair"]
+
+
 def test_the_command_names_a_missing_model(tmp_path, capsys):
     assert _eval(["kitti07", "--model", str(tmp_path / "m.safetensors")]) == 2
     assert "m.safetensors not found" in capsys.readouterr().err
@@ -142,6 +179,7 @@ def test_a_gain_fitted_on_a_recording_folder_is_written_beside_the_model(tmp_pat
     written = json.loads((tmp_path / "mycar.depth_calibration.json").read_text())
     assert written["fitted_on"]["form"] == "gain" and written["exponent"] == 1.0
     assert written["fitted_on"]["command"].startswith("banet-vo-eval depth-curve")
+    assert written["fitted_on"]["frames"] == {str(folder): [0, 29]}
     assert 1.5 < math.exp(written["log_gain"]) < 3.5  # BA-Net's depth is about 2x short on KITTI
     loaded = BANetEstimator.from_checkpoint(model, device="cpu").depth_calibration
     assert loaded.log_gain == written["log_gain"] and loaded.exponent == 1.0

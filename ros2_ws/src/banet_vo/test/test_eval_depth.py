@@ -130,6 +130,18 @@ def test_resize_depth_nearest_keeps_values():
         resize_depth(d, (6, 8), "cubic")
 
 
+def test_resize_depth_nearest_takes_the_pixel_under_each_output_centre():
+    """Halving: output pixel i's centre falls on the boundary of source pixels 2i and 2i + 1, and the rule
+    training uses (model.input_image.resize_depth_nearest) takes 2i + 1; a corner-aligned nearest
+    (OpenCV's INTER_NEAREST) takes 2i."""
+    from banet_vo.model.input_image import resize_depth_nearest
+
+    d = np.arange(1, 17, dtype=np.float32).reshape(4, 4)
+    np.testing.assert_array_equal(resize_depth(d, (2, 2)), d[1::2, 1::2])
+    wide = np.arange(1, 1 + 7 * 9, dtype=np.float32).reshape(7, 9)  # a non-integer ratio both ways
+    np.testing.assert_array_equal(resize_depth(wide, (3, 4)), resize_depth_nearest(wide, 4, 3))
+
+
 def test_real_hololens_depth(hololens_dir):
     gt = load_depth(hololens_dir / "depth" / "00003.png")
     assert gt.shape == (360, 540)

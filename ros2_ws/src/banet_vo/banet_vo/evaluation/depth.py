@@ -176,18 +176,23 @@ def load_depth(path: str | Path, png_scale: float = 0.001) -> np.ndarray:
 
 
 def resize_depth(depth, shape: tuple[int, int], method: str = "nearest") -> np.ndarray:
-    """Resize a depth map to (H, W) with whole-image scaling (pixel-centre convention, as cv2.resize).
+    """Resize a depth map to (H, W) with whole-image scaling, pixel-centre convention.
 
-    method: 'nearest' keeps depth edges and invalid pixels as they are; 'linear' blends neighbours
-    (use it only for smooth, fully valid predictions).
+    method: 'nearest' keeps depth edges and invalid pixels as they are (each output pixel takes the source
+    pixel under its centre: model.input_image.resize_depth_nearest, the rule training uses; OpenCV's
+    INTER_NEAREST is corner-aligned); 'linear' blends neighbours (cv2.INTER_LINEAR; use it only for smooth,
+    fully valid predictions).
     """
     import cv2
+
+    from banet_vo.model.input_image import resize_depth_nearest
 
     d = _as_depth(depth, "depth").astype(np.float32)
     h, w = int(shape[0]), int(shape[1])
     if h <= 0 or w <= 0:
         raise ValueError(f"shape must be positive (H, W), got {shape}")
-    flags = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR}.get(method)
-    if flags is None:
-        raise ValueError(f"method must be 'nearest' or 'linear', got {method!r}")
-    return cv2.resize(d, (w, h), interpolation=flags)
+    if method == "nearest":
+        return np.ascontiguousarray(resize_depth_nearest(d, w, h))
+    if method == "linear":
+        return cv2.resize(d, (w, h), interpolation=cv2.INTER_LINEAR)
+    raise ValueError(f"method must be 'nearest' or 'linear', got {method!r}")

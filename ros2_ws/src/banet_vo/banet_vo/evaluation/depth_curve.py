@@ -6,16 +6,17 @@ pixels are recorded. The map is put in metres with the ground truth: the true me
 keyframe are the ground-truth step lengths over the map's, summed over the keyframes within NEIGHBOURS
 either side in the same map. The depth that enters is the map's own, triangulated from the images and
 scaled by ground-truth poses: no depth label. Clips whose labels the data rule keeps for validation
-(KITTI 06, HoloLens) are refused. Fits are robust (soft-L1, f_scale 0.25 in log units), each clip weighted
-equally: a gain (exponent 1) or a power law. `banet-vo-eval depth-curve` is the command
-(docs/frontend.md, step 6; docs/preregistered/depth_calibration*.txt).
+(KITTI 06, HoloLens) are refused, and the shipped KITTI 07 clip, by name or folder, is fitted on its
+frames 0-119 only (120-159 are held out: `fit_part`). Fits are robust (soft-L1, f_scale 0.25 in log
+units), each clip weighted equally: a gain (exponent 1) or a power law. `banet-vo-eval depth-curve` is the
+command (docs/frontend.md, step 6; docs/preregistered/depth_calibration*.txt).
 """
 
 from __future__ import annotations
 
 import itertools
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,7 @@ class ClipSamples:
     true: np.ndarray
     keyframes_used: int
     keyframes_left_out: int
+    frames: tuple[int, int] | None = None  # first and last sequence index played (record_clip)
 
 
 def refuse_validation(token: str, folder: str) -> None:
@@ -47,8 +49,25 @@ def refuse_validation(token: str, folder: str) -> None:
     if token in VALIDATION_ONLY or Path(folder).name in VALIDATION_FOLDERS:
         raise ValueError(
             f"{token}: its labels are for validation only (DESIGN.md, 'Data and labels'); fit on a "
-            "training clip (kitti07, tartanair) or a recording of your own"
+            "training clip (kitti07, whose frames 0-119 are used; tartanair) or a recording of your own"
         )
+
+
+def fit_part(spec):
+    """The frames of a ClipSpec (evaluation.real_clips) that a fit may use: the shipped KITTI 07 clip
+    (named, or its folder) is cut to its training frames 0-119 (real_clips.KITTI07_TRAINING; 120-159 are
+    held out, DESIGN.md); other clips whole. ValueError for a part of KITTI 07 inside the held-out frames."""
+    from banet_vo.evaluation.real_clips import KITTI07_TRAINING as train
+
+    if Path(spec.folder).name != train.folder:
+        return spec
+    stop = train.stop if spec.stop is None else min(spec.stop, train.stop)
+    if spec.start >= stop:
+        raise ValueError(
+            f"{spec.name}: KITTI 07 frames {train.stop}-159 are held out (DESIGN.md, 'Data and labels'); "
+            f"fit on frames 0-{train.stop - 1} ({train.name})"
+        )
+    return replace(spec, stop=stop)
 
 
 def local_true_scale(
@@ -141,6 +160,9 @@ def record_clip(
 
     spec = rc.resolve_clip(token, data)
     refuse_validation(token, spec.folder)
+    if fit_part(spec) != spec:
+        spec = fit_part(spec)
+        print(f"  {token}: frames {spec.start}-{spec.stop - 1} only, the rest is held out", file=sys.stderr)
     clip = rc.load_clip(spec, data, max_frames, 1, 1.0, None, False)
     config = OdometryConfig(
         frontend="xfeat", scale_source="learned", tracking=TrackingConfig(ransac_seed=seed)
@@ -178,6 +200,7 @@ def record_clip(
         np.concatenate(true_all) if true_all else np.zeros(0),
         used,
         len(keyframes) - used,
+        (int(clip.indices[0]), int(clip.indices[-1])),
     )
 
 

@@ -76,8 +76,20 @@ CLIPS: dict[str, ClipSpec] = {
 HOLOLENS_HELD_OUT = ClipSpec(
     "hololens150-199", "hololens_000_003-199", start=147, stop=197, note="file frames 150-199"
 )
+# KITTI 07 frames 0-119, the part that training and fits may use; 120-159 are held out (DESIGN.md splits).
+KITTI07_TRAINING = ClipSpec(
+    "kitti07-0-119",
+    "kitti_odom07_000-159",
+    stop=120,
+    camera_height=KITTI_CAMERA_HEIGHT_M,
+    note="frames 0-119 (120-159 held out)",
+)
 # Every clip a command may name (CLIPS is what runs by default).
-ALL_CLIPS: dict[str, ClipSpec] = {**CLIPS, HOLOLENS_HELD_OUT.name: HOLOLENS_HELD_OUT}
+ALL_CLIPS: dict[str, ClipSpec] = {
+    **CLIPS,
+    HOLOLENS_HELD_OUT.name: HOLOLENS_HELD_OUT,
+    KITTI07_TRAINING.name: KITTI07_TRAINING,
+}
 
 
 def resolve_clip(token: str, data_root: str | Path, camera_height: float | None = None) -> ClipSpec:

@@ -28,7 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         nargs="+",
         metavar="CLIP",
         help="sequence folders with ground-truth poses (ours, KITTI, TUM, EuRoC, HoloLens layouts), or "
-        "clip names under --data (kitti07, tartanair)",
+        "clip names under --data (kitti07, tartanair); the shipped KITTI 07 clip is fitted on its frames "
+        "0-119 (120-159 are held out)",
     )
     parser.add_argument("--model", type=Path, required=True, help="BA-Net checkpoint the curve is for")
     parser.add_argument(
@@ -95,6 +96,7 @@ def run(args: argparse.Namespace, command: str | None = None) -> int:
         b,
         {
             "clips": list(args.clips),
+            "frames": {s.name: list(s.frames) for s in samples if s.frames is not None},
             "landmarks": {s.name: len(s.d) for s in samples},
             "keyframes_used": {s.name: s.keyframes_used for s in samples},
             "keyframes_left_out": {s.name: s.keyframes_left_out for s in samples},
