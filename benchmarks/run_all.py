@@ -91,6 +91,8 @@ def _scale_run(base: list[str], clips: str, factor: str, tag: str, suffix: str =
 
 # Topics written by another benchmark module than their name: topic -> (module, arguments).
 RUNS = {
+    # The main table: medians of 5 RANSAC seeds at one torch thread (the README quotes it).
+    "real_clips": ("real_clips", ["--seeds", "0,1,2,3,4", "--threads", "1"]),
     "real_clips_live": ("real_clips", ["--live-only"]),
     # The default keypoint count beside half of it (docs/preregistered/max_keypoints.txt).
     "frame_profile": ("frame_profile", ["--threads", "2", "--max-keypoints", "2048,1024"]),
