@@ -485,6 +485,11 @@ def main(argv: list[str] | None = None) -> int:
         args.specs = [resolve_clip(c, args.data, args.camera_height) for c in args.clips]
     except ValueError as err:
         parser.error(f"--clips: {err}")
+    parts = [spec.name for spec in args.specs if spec.start != 0 or spec.stop is not None]
+    if parts and args.live:
+        # The live row plays the clip's whole folder as a bag: frames outside the clip (held-out ones too)
+        # would reach the node, and its ATE would not be the offline row's.
+        parser.error(f"--live plays whole folders; {', '.join(parts)} is part of one (leave out --live)")
     if out_given is None and any(c not in ALL_CLIPS for c in args.clips):
         # A clip of one's own: its table goes beside the other runs, not over the committed results.
         args.out = ROOT / "runs" / f"real_clips_{'_'.join(spec.name for spec in args.specs)}.md"

@@ -26,6 +26,7 @@ from benchmarks import real_clips
         (["--jpeg-quality", "0"], "--jpeg-quality must lie in [1, 100]"),
         (["--jpeg-quality", "90", "--live"], "re-encodes the frames offline"),
         (["--gray", "--live"], "--gray converts the frames offline"),
+        (["--clips", "hololens150-199", "--live"], "hololens150-199 is part of one"),
         (["--tracking", "feature_max_pixels=100"], "--tracking: feature_max_pixels must be 0"),
         (["--tracking", "max_keypoints"], "is not FIELD=VALUE"),
         (["--tracking", "no_such_field=1"], "is not FIELD=VALUE"),
