@@ -48,7 +48,7 @@ def test_an_unknown_clip_is_refused_with_the_known_ones():
         load_selections(FRAMES, ["kitti99"])
 
 
-def test_markdown_gives_per_clip_medians_of_the_runs_with_a_figure():
+def test_markdown_gives_per_clip_medians_a_failed_run_counting_as_the_worst():
     row = dict(frames=10, out=10, se3=1.0, reloc_refused=0, recovered=0, rebuilt=0)
     rows = [
         {"clip": "a", "run": "1", "sim3": 1.0, **row},
@@ -57,8 +57,8 @@ def test_markdown_gives_per_clip_medians_of_the_runs_with_a_figure():
         {"clip": "b", "run": "1", "sim3": 0.5, **row},
     ]
     text = "\n".join(markdown(rows))
-    assert "| a | 3 | 2.000 | 1.000 |" in text
-    assert "| b | 1 | 0.500 | 1.000 |" in text
+    assert "| a | 3 | 1 | 3.000 | 1.000 |" in text  # 1, 3 and a lost run: the median is 3, not 2
+    assert "| b | 1 | 0 | 0.500 | 1.000 |" in text
     assert "| a | 3 | 10 | 10 | — |" in text
 
 

@@ -618,6 +618,15 @@ def odometry_row(clip: Clip, method: str, run: OdometryRun, scale_source: str) -
     return row
 
 
+def median_counting_failures(values: Sequence[float | None]) -> float | None:
+    """The median of errors where a run without one (None: lost, too few poses) counts as the worst, so a
+    failing run cannot make a median look better; None when half or more of the runs failed."""
+    if not values:
+        return None
+    median = float(np.median([np.inf if v is None else v for v in values]))
+    return median if math.isfinite(median) else None
+
+
 def seed_summary(rows: list[Row], seeds: Sequence[int]) -> Row:
     """One row for runs of the same method that differ only in their RANSAC seed: the median of each
     figure, and the spread (min-max) in the note, so that a difference between methods can be weighed
@@ -631,8 +640,7 @@ def seed_summary(rows: list[Row], seeds: Sequence[int]) -> Row:
     def med(values):
         if all(v is None for v in values):
             return None  # not applicable to this method (SE(3) without a scale)
-        median = float(np.median([np.inf if v is None else v for v in values]))
-        return median if math.isfinite(median) else None
+        return median_counting_failures(values)
 
     def spread(values):
         values = [v for v in values if v is not None]
