@@ -41,3 +41,30 @@ def test_today_first_history_moved_and_linked(layout: Path) -> None:
 
 def test_anchor_follows_github_rules() -> None:
     assert run_all._anchor("BA-Net pair latency (CPU, fp32)") == "ba-net-pair-latency-cpu-fp32"
+
+
+def test_each_today_section_has_a_module_or_is_kept(layout: Path, monkeypatch, capsys) -> None:
+    """`make bench` runs each of today's topics with the arguments its section was made with, keeps the
+    sections made by several commands, and exits non-zero when a topic fails (it printed "failed" and
+    exited 0)."""
+    import importlib
+
+    for topic in run_all.TODAY:
+        name, _ = run_all.RUNS.get(topic, (topic, []))
+        if topic not in run_all.MANUAL:
+            importlib.import_module(f"benchmarks.{name}")  # raises for a topic with no module
+    assert run_all.RUNS["real_clips"][1] == ["--seeds", "0,1,2,3,4", "--threads", "1"]
+
+    calls = []
+
+    class Fake:
+        @staticmethod
+        def main(argv):
+            calls.append(argv)
+            return 1
+
+    monkeypatch.setattr(importlib, "import_module", lambda name: Fake)
+    assert run_all.main(["--only", "real_clips,device_check"]) == 1
+    assert calls == [["--seeds", "0,1,2,3,4", "--threads", "1"]]
+    err = capsys.readouterr().err
+    assert "device_check kept as it is" in err and "failed: real_clips" in err
