@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from banet_vo.geometry.rigid import (
     invert,
+    log_se3,
     pose_from_rotvec,
     pose_matrix,
     rotation_angle_deg,
@@ -90,3 +91,21 @@ def test_pose_from_rotvec_is_axis_angle_and_translation():
     assert T.dtype == np.float64 and T.shape == (4, 4) and np.array_equal(T[3], [0, 0, 0, 1])
     angle = rotation_angle_deg(pose_from_rotvec([0.3, -0.4, 0.0], [0, 0, 0]))
     np.testing.assert_allclose(angle, np.degrees(0.5), rtol=1e-12)
+
+
+@pytest.mark.parametrize("angle", [0.0, 1e-7, 1e-5, 2e-4, 0.3, 2.0, 3.1])
+def test_log_se3_is_the_matrix_logarithm(angle: float) -> None:
+    """Against scipy's matrix logarithm in float64, on both sides of the small-angle series, and exp of
+    the result gives T back."""
+    from scipy.linalg import expm, logm
+
+    axis = np.array([0.3, -0.5, 0.8]) / np.linalg.norm([0.3, -0.5, 0.8])
+    T = pose_from_rotvec(axis * angle, [1.5, -2.0, 0.7])
+    xi = log_se3(T)
+    L = np.real(logm(T))
+    np.testing.assert_allclose(xi, [*L[:3, 3], L[2, 1], L[0, 2], L[1, 0]], atol=1e-9)
+    hat = np.zeros((4, 4))
+    hat[:3, :3], hat[:3, 3] = skew(xi[3:]), xi[:3]
+    np.testing.assert_allclose(expm(hat), T, atol=1e-12)
+    with pytest.raises(ValueError, match="one rigid transform"):
+        log_se3(np.eye(3))

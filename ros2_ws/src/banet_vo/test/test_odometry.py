@@ -207,7 +207,23 @@ def test_view_overlap_and_twist():
     assert view_overlap(np.zeros((24, 32)), cam, np.eye(4)) == 0.0
     twist = body_twist(np.eye(4), pose_from_rotvec([0, 0, 0.1], [1.0, 0, 0]), 0.5)
     np.testing.assert_allclose(twist[3:], [0, 0, 0.2], atol=1e-12)
-    np.testing.assert_allclose(np.linalg.norm(twist[:3]), 2.0)
+    # the arc through the two poses: a 1 m chord turning 0.1 rad is 0.1 / (2 sin 0.05) m long
+    np.testing.assert_allclose(np.linalg.norm(twist[:3]), 2 * 0.05 / np.sin(0.05), rtol=1e-12)
+
+
+@pytest.mark.parametrize("rate_hz", [10.0, 5.0, 2.0])
+def test_body_twist_of_a_car_turning_at_a_constant_rate_has_no_sideways_velocity(rate_hz):
+    """Exact constant-twist motion (10 m/s forward, 0.5 rad/s yaw, no slip) sampled at rate_hz: the twist is
+    that constant one at every rate (the chord gave vy = -v·ω·dt/2: -0.25 m/s at 10 Hz, -1.24 at 2 Hz)."""
+    from scipy.linalg import expm
+
+    xi = np.array([10.0, 0.0, 0.0, 0.0, 0.0, 0.5])
+    dt = 1.0 / rate_hz
+    hat = np.zeros((4, 4))
+    hat[:3, :3] = [[0, -xi[5], xi[4]], [xi[5], 0, -xi[3]], [-xi[4], xi[3], 0]]
+    hat[:3, 3] = xi[:3]
+    T0 = pose_from_rotvec([0.1, -0.2, 0.3], [4.0, 5.0, 6.0])
+    np.testing.assert_allclose(body_twist(T0, T0 @ expm(hat * dt), dt), xi, atol=1e-9)
 
 
 @pytest.mark.parametrize(

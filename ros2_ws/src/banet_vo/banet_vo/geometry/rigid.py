@@ -9,7 +9,15 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-__all__ = ["invert", "nearest_rigid", "pose_matrix", "rotation_angle_deg", "rotation_to_quaternion", "skew"]
+__all__ = [
+    "invert",
+    "log_se3",
+    "nearest_rigid",
+    "pose_matrix",
+    "rotation_angle_deg",
+    "rotation_to_quaternion",
+    "skew",
+]
 
 
 def invert(T: np.ndarray) -> np.ndarray:
@@ -39,6 +47,24 @@ def nearest_rigid(T: np.ndarray) -> np.ndarray:
     T[:3, :3] = R
     T[3] = [0.0, 0.0, 0.0, 1.0]
     return T
+
+
+def log_se3(T: np.ndarray) -> np.ndarray:
+    """Log of one rigid transform (4, 4) as [ρ, ω] (6,), float64: T = Exp([ρ, ω]), ω the rotation vector
+    and ρ = V(ω)⁻¹ t. The twist that carries the identity to T at a constant rate in unit time, which the
+    chord t is not when T turns (it points between the start and end headings)."""
+    T = np.asarray(T, dtype=np.float64)
+    if T.shape != (4, 4):
+        raise ValueError(f"T must be one rigid transform (4, 4), got shape {T.shape}")
+    w = Rotation.from_matrix(T[:3, :3]).as_rotvec()
+    theta = float(np.linalg.norm(w))
+    W = skew(w)
+    if theta < 1e-4:  # series of the coefficient below: 1/12 + θ²/720
+        c = 1.0 / 12.0 + theta**2 / 720.0
+    else:
+        c = (1.0 - theta * np.sin(theta) / (2.0 * (1.0 - np.cos(theta)))) / theta**2
+    V_inv = np.eye(3) - 0.5 * W + c * (W @ W)
+    return np.concatenate([V_inv @ T[:3, 3], w])
 
 
 def skew(v: np.ndarray) -> np.ndarray:

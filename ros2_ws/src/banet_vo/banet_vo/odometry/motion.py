@@ -6,7 +6,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from banet_vo.geometry import PinholeCamera
-from banet_vo.geometry.rigid import invert
+from banet_vo.geometry.rigid import invert, log_se3
 
 
 def scale_motion(T: np.ndarray, factor: float) -> np.ndarray:
@@ -30,14 +30,13 @@ def predict_constant_velocity(
 
 
 def body_twist(T_prev: np.ndarray, T_cur: np.ndarray, dt: float) -> np.ndarray:
-    """[vx, vy, vz, wx, wy, wz] in the current child frame from two poses dt s apart (zeros if dt ≤ 0)."""
+    """[vx, vy, vz, wx, wy, wz] in the child frame from two poses dt s apart (zeros if dt ≤ 0): the
+    constant twist that moves T_prev to T_cur, Log(T_prev⁻¹ T_cur) / dt. It is the same in the previous
+    and the current child frame; the chord between the poses is not (a turning car would get a sideways
+    velocity of v·ω·dt/2)."""
     if dt <= 0:
         return np.zeros(6)
-    step = invert(T_prev) @ T_cur  # motion expressed in the previous child frame
-    v = step[:3, 3] / dt
-    w = Rotation.from_matrix(step[:3, :3]).as_rotvec() / dt
-    R_cur_prev = step[:3, :3].T  # rotate the vectors into the current child frame
-    return np.concatenate([R_cur_prev @ v, R_cur_prev @ w])
+    return log_se3(invert(T_prev) @ T_cur) / dt
 
 
 def view_overlap(depth: np.ndarray, camera: PinholeCamera, T_other_this: np.ndarray) -> float:
