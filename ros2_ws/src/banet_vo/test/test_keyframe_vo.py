@@ -420,6 +420,56 @@ def test_background_mapping_publishes_what_the_flow_locates_even_when_weak(estim
     vo.close()
 
 
+def test_flow_follows_a_caller_that_decodes_every_frame_into_one_buffer(estimator, kitti06):
+    """A gray frame is kept as the flow's previous image: it must be a copy, or a caller that reuses one
+    buffer turns it into the current frame (no motion, no keyframe ever due: the odometry stood still)."""
+    runs = []
+    for reuse in (False, True):
+        vo = _vo(estimator, tracking=TrackingConfig(between_keyframes="flow"))
+        buffer = np.empty_like(kitti06[0].image)
+        poses = []
+        for f in kitti06[:16]:
+            image = f.image
+            if reuse:
+                buffer[...] = image
+                image = buffer
+            r = vo.process(image, f.timestamp, f.camera)
+            poses.append(np.full((4, 4), np.nan) if r.T_odom_camera is None else r.T_odom_camera)
+        runs.append((np.stack(poses), vo.stats.flow_tracked, vo.stats.keyframes))
+    (fresh, fresh_flowed, fresh_kfs), (reused, reused_flowed, reused_kfs) = runs
+    assert fresh_flowed >= 3 and (reused_flowed, reused_kfs) == (fresh_flowed, fresh_kfs)
+    np.testing.assert_array_equal(reused, fresh)
+
+
+def test_a_matcher_swap_while_a_keyframe_is_mapped_restarts_the_tracks_at_it(estimator, kitti06):
+    """The swap adds the keyframe in the making first; the flow's tracks must then start at that keyframe's
+    keypoints, as after any mapped keyframe (they stayed at the one before: parallax and tracked ratio were
+    measured against the wrong keyframe)."""
+    from banet_vo.frontend.xfeat import wheel_state
+
+    vo = _vo(estimator, tracking=TrackingConfig(between_keyframes="flow", mapping="background"))
+    for f in kitti06[:40]:
+        vo.process(f.image, f.timestamp, f.camera)
+        if vo._mapping_job is not None:
+            break
+    assert vo._mapping_job is not None, "no keyframe asked of the mapping thread in 40 frames"
+    vo.settle()
+    before = vo._keyframes[-1].id
+    assert vo.swap_matcher(wheel_state(), 1).applied
+    kf = vo._keyframes[-1]
+    assert kf.id != before  # the mapped keyframe joined
+    seen = kf.landmarks >= 0
+    at_kf = dict(zip(kf.landmarks[seen].tolist(), kf.features.keypoints[seen], strict=True))
+    tracks = vo._flow
+    started = np.isfinite(tracks.at_keyframe[:, 0])
+    restarted = [
+        lm in at_kf and np.allclose(at_kf[lm], px)
+        for lm, px in zip(tracks.landmarks[started], tracks.at_keyframe[started], strict=True)
+    ]
+    assert len(restarted) >= 20 and np.mean(restarted) > 0.9
+    vo.close()
+
+
 def test_a_keyframe_in_the_making_is_dropped_with_its_map(estimator, kitti06):
     """A reset while the mapping thread works: the thread is let finish, its keyframe counted as dropped
     and never added; the next frames build a new map."""

@@ -17,10 +17,12 @@ _CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01)
 
 
 def gray_u8(image: np.ndarray) -> np.ndarray:
-    """(H, W) uint8 gray of an (H, W) gray or (H, W, 3) RGB uint8 image (a view when already gray)."""
+    """(H, W) uint8 gray of an (H, W) gray or (H, W, 3) RGB uint8 image, always an array of its own: the
+    odometry keeps it as the next frame's previous one, and a caller may decode every frame into one
+    buffer (a view of it would turn the previous image into the current one: no motion, ever)."""
     if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
         raise ValueError(f"image must be an (H, W) or (H, W, 3) uint8 array, got {image.dtype} {image.shape}")
-    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return image.copy() if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
 
 
 def follow(

@@ -81,10 +81,11 @@ class FlowMappingMixin:
         )
         self._mapping_job = MappingJob(frame, gray, T_wc.copy(), last, recent, future)
 
-    def _merge_mapping(self, wait: bool = False) -> None:
+    def _merge_mapping(self, wait: bool = False, follow: bool = True) -> None:
         """Add the keyframe the mapping thread made, once its work is back and (keyframe_join solved) no
         window BA solves (it joins a solved window; `wait`: now, waiting for both). Its pose is PnP's on
-        its own keypoints; its landmarks are then followed by optical flow into the last located frame."""
+        its own keypoints; its landmarks are then followed by optical flow into the last located frame
+        (`follow` false: the caller's frame sets the tracks afresh)."""
         job = self._mapping_job
         if job is None or (not wait and not job.future.done()):
             return
@@ -112,7 +113,7 @@ class FlowMappingMixin:
         if self._ba_job is not None and kf.id in self._ba_job.poses:
             kf.unmeasured = True  # measured on its solved landmarks
         self._take_banet(kf, job.last, estimate)
-        if not wait:
+        if follow:
             self._follow_new_landmarks(kf, job.gray)
 
     def _drop_mapping(self, job: MappingJob, why: str) -> None:

@@ -318,7 +318,8 @@ class KeyframeOdometry(
             if result is not None:  # no XFeat on this frame, and no matcher trial either
                 self.stats.last_inference_s = time.perf_counter() - started
                 return self._with_late_depth(replace(result, inference_s=self.stats.last_inference_s))
-        self._merge_mapping(wait=True)  # this frame needs XFeat: the keyframe in the making joins first
+        # This frame needs XFeat: the keyframe in the making joins first; the frame's matches make the tracks.
+        self._merge_mapping(wait=True, follow=False)
         # kept: a matcher swap re-describes
         max_px, min_px = self._feature_pixels
         features = self.extractor.extract(image, keep_image=True, max_pixels=max_px, min_pixels=min_px)
