@@ -2,9 +2,11 @@
 # the torch build asked for).
 PYTHON     ?= python3.11
 VENV       ?= .venv
-# Users with CUDA pick another torch build here, e.g.
+# torch's CPU build: PyPI's torch 2.13.0 for Linux is the CUDA build (GBs of nvidia-* wheels); PyTorch's CPU
+# index holds 2.13.0+cpu, which pip prefers (a local version sorts after). Users with CUDA pick another
+# build here, e.g.
 #   make setup TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
-TORCH_SPEC ?= torch==2.13.0
+TORCH_SPEC ?= -r requirements/torch-cpu.txt
 PY         := $(VENV)/bin/python
 PYTEST_ARGS ?=
 # Test workers (pytest-xdist): the tests run torch at one thread and mostly use one core each, so two

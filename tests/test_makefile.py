@@ -36,7 +36,13 @@ def test_a_new_torch_spec_reinstalls_torch_and_an_unchanged_one_does_nothing(fak
     venv, log = fake_venv
     _setup(venv)
     first = log.read_text().splitlines()
-    assert any(line.endswith("install -q --disable-pip-version-check torch==2.13.0") for line in first)
+    # the CPU build by default: the requirements file names PyTorch's CPU index beside the pin
+    assert any(
+        line.endswith("install -q --disable-pip-version-check -r requirements/torch-cpu.txt")
+        for line in first
+    )
+    spec = (ROOT / "requirements" / "torch-cpu.txt").read_text().split("\n")
+    assert "torch==2.13.0" in spec and "--extra-index-url https://download.pytorch.org/whl/cpu" in spec
     assert not any("--force-reinstall" in line for line in first)  # a first install replaces nothing
     log.write_text("")
     _setup(venv)
