@@ -36,6 +36,8 @@ def test_geometric_ba_recovers_pose_and_metric_depth(indoor_pair):
     no_motion = two_view_pose_error(np.eye(4), T_gt)
     assert err.rotation_deg < 0.5 * no_motion.rotation_deg  # 128x96 hand-held pair: ~1 deg vs ~3
     assert np.linalg.norm(result.pose[:3, 3]) == pytest.approx(scale, rel=1e-9)
+    # the direction too (the length is the scale handed in): measured 50 deg off, a reversed one is 130
+    assert err.translation_direction_deg < 90 and err.translation_cm < no_motion.translation_cm
     # Sparse depth where it has points, in metres (the GT translation norm sets the scale).
     has = result.depth > 0
     assert 0 < result.density < 0.2

@@ -44,6 +44,10 @@ def test_rgb_and_gray_give_the_same_keypoints(extractor):
     f_rgb = extractor.extract(rgb)
     f_gray = extractor.extract(np.rint(gray).astype(np.uint8))
     assert abs(len(f_rgb) - len(f_gray)) <= 0.05 * len(f_rgb)
+    # the same places (both hit the keypoint cap, so counts alone say nothing): measured 96 % within
+    # 0.5 px; the red channel alone gives 69 %, a negative 0 %
+    d = np.linalg.norm(f_rgb.keypoints[:, None] - f_gray.keypoints[None], axis=2).min(axis=1)
+    assert np.mean(d <= 0.5) >= 0.9
 
 
 def test_bad_images_are_refused(extractor):

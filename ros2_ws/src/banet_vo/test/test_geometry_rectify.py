@@ -41,10 +41,11 @@ def _project_raw(points: np.ndarray, calib: CameraCalibration) -> np.ndarray:
     return cv2.projectPoints(points, rvec, tvec, calib.K_matrix, D)[0].reshape(-1, 2)
 
 
-def _project_rect(points: np.ndarray, calib: CameraCalibration) -> np.ndarray:
-    """Pixels of the same points in the rectified camera: P · (R · X)."""
-    X = points @ calib.R_matrix.T
-    uvw = X @ calib.new_camera_matrix.T
+def _project_rect(points: np.ndarray, model: str) -> np.ndarray:
+    """Pixels of the same points in the rectified camera: P · (R · X), R and P read from the test's own
+    row-major tuples (CameraInfo's layout), not from the calibration under test."""
+    X = points @ np.reshape(CASES[model][1], (3, 3)).T
+    uvw = X @ np.reshape(P_NEW, (3, 4))[:, :3].T
     return uvw[:, :2] / uvw[:, 2:]
 
 
@@ -66,7 +67,7 @@ def test_rectified_image_puts_points_where_the_pinhole_projects_them(model):
         [rng.uniform(-0.8, 0.8, 12), rng.uniform(-0.6, 0.6, 12), rng.uniform(2.0, 4.0, 12)]
     )
     raw_px = _project_raw(points, calib)
-    expected = _project_rect(points, calib)
+    expected = _project_rect(points, model)
     keep = (
         (expected[:, 0] > 15) & (expected[:, 0] < W - 15) & (expected[:, 1] > 15) & (expected[:, 1] < H - 15)
     )

@@ -77,7 +77,8 @@ def test_image_camera_and_depth_stay_aligned_through_scale_and_crop():
     # depth: nearest sampling on the same grid (the ramp as a depth map comes out where the image does)
     depth = g.depth(COLUMN_RAMP * 10 + 1)
     assert depth.shape == (g.size[1], g.size[0])
-    np.testing.assert_allclose((depth[g.size[1] // 2, u_in] - 1) / 10 * (KITTI_W - 1), source_col, atol=6.5)
+    # measured 0.50 source columns; one input pixel is 6.1 of them, so a crop one pixel off fails
+    np.testing.assert_allclose((depth[g.size[1] // 2, u_in] - 1) / 10 * (KITTI_W - 1), source_col, atol=1.0)
 
 
 def _sequence(width: int, height: int) -> InMemorySequence:
