@@ -1232,6 +1232,52 @@ def test_lifecycle_cleanup_destroys_the_tf_listener_and_broadcasters(rclpy_conte
         node.destroy_node()
 
 
+@pytest.mark.parametrize("failure", ["missing model", "exception after the model"])
+def test_a_failed_lifecycle_configure_closes_its_tf_listener(rclpy_context, monkeypatch, tmp_path, failure):
+    """configure makes the extrinsic's tf listener before it loads the model: a configure that fails (a
+    model that does not exist, or anything raised after the listener was made) closes it again, so
+    retried configures do not pile up /tf subscriptions; a later good configure still gets one."""
+    import sys
+
+    from banet_vo.ros.vo_lifecycle import VOLifecycleNode
+
+    monkeypatch.setitem(sys.modules, "tf2_ros", _stand_in_tf2_ros())
+    missing = failure == "missing model"
+    model = str(tmp_path / "missing.safetensors") if missing else "m"
+    node = VOLifecycleNode(
+        estimator=None if missing else TruthEstimator(_frames(2)),
+        context=rclpy_context,
+        parameter_overrides=[
+            Parameter("model", value=model),
+            Parameter("device", value="cpu"),
+            Parameter("frontend", value="none"),
+        ],
+        cli_args=REMAPS,
+    )
+    configure = node._configure
+
+    def broken(estimator):
+        raise RuntimeError("broken after the listener was made")
+
+    if not missing:
+        node._configure = broken
+    expected = TransitionCallbackReturn.FAILURE if missing else TransitionCallbackReturn.ERROR
+
+    def tf_subscriptions() -> int:
+        return sum(s.topic_name in ("/tf", "/tf_static") for s in node.subscriptions)
+
+    try:
+        for _ in range(3):
+            assert node.trigger_configure() == expected
+            assert tf_subscriptions() == 0
+        if not missing:  # the node is usable after the failures: a good configure has its one listener
+            node._configure = configure
+            assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+            assert tf_subscriptions() == 2
+    finally:
+        node.destroy_node()
+
+
 def test_diagnostics_say_camera_info_is_missing_when_images_arrive_alone(rclpy_context):
     frames = _frames(2)
     graph = Graph(rclpy_context, TruthEstimator(frames), {"image_qos": "reliable", "diagnostics_period": 0.1})

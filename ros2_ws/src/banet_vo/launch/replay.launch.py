@@ -3,23 +3,35 @@
     ros2 launch banet_vo replay.launch.py bag:=/path/to/kitti06_bag
 
 Arguments: bag (rosbag2 directory, e.g. written by `banet-vo-bag`), model (default: the shipped one),
-device, rate (playback speed), rviz (true/false, with the package's rviz/banet_vo.rviz), params_file
-(optional node parameters YAML); model and device left empty are the params file's or the node's.
-The node runs with use_sim_time so its clock follows the bag. Without a ROS 2 distro,
+device, rate (playback speed), rviz (auto, true or false: RViz with the package's rviz/banet_vo.rviz),
+params_file (optional node parameters YAML); model and device left empty are the params file's or the
+node's. The node runs with use_sim_time so its clock follows the bag. Without a ROS 2 distro,
 `banet-vo-run BAG --out DIR` runs the same graph in one process.
+
+rviz2 is not a dependency of the package (a ros-base install, a robot, has none): rviz:=auto, the
+default, starts RViz when the rviz2 package is installed and otherwise says so and replays without it;
+rviz:=true insists (the launch stops, naming the package to install, when rviz2 is missing); rviz:=false
+never starts it.
 """
 
 from __future__ import annotations
 
 import os
 
-from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription
-from launch.conditions import IfCondition
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
+from launch import LaunchContext, LaunchDescription
+from launch.actions import (
+    DeclareLaunchArgument,
+    ExecuteProcess,
+    IncludeLaunchDescription,
+    LogInfo,
+    OpaqueFunction,
+)
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+RVIZ_CHOICES = ("auto", "true", "false", "1", "0")  # true and false as launch's conditions spell them
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -34,7 +46,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("device", default_value="", description="auto, cuda or cpu (empty: auto)"),
         DeclareLaunchArgument("rate", default_value="1.0", description="bag playback speed factor"),
         DeclareLaunchArgument(
-            "rviz", default_value="true", description="start RViz with the package's rviz/banet_vo.rviz"
+            "rviz",
+            default_value="auto",
+            description="start RViz with the package's rviz/banet_vo.rviz: auto (when rviz2 is installed; "
+            "without it the replay runs alone and says so), true or false",
         ),
         DeclareLaunchArgument(
             "params_file",
@@ -65,12 +80,47 @@ def generate_launch_description() -> LaunchDescription:
             "camera_info": "/camera/camera_info",
         }.items(),
     )
-    rviz = Node(
-        package="rviz2",
-        executable="rviz2",
-        arguments=["-d", os.path.join(share, "rviz", "banet_vo.rviz")],
-        parameters=[{"use_sim_time": True}],
-        condition=IfCondition(LaunchConfiguration("rviz")),
-        output="screen",
+    return LaunchDescription([*arguments, vo, play, OpaqueFunction(function=_rviz)])
+
+
+def start_rviz(choice: str, installed: bool) -> tuple[bool, str | None]:
+    """(whether to start RViz, what to log) for the rviz argument's text and whether the rviz2 package is
+    installed; ValueError for a choice that is none of RVIZ_CHOICES, or true without rviz2."""
+    choice = choice.strip().lower()
+    if choice not in RVIZ_CHOICES:
+        raise ValueError(f"launch argument rviz: one of {', '.join(RVIZ_CHOICES)}, got {choice!r}")
+    if choice in ("false", "0"):
+        return False, None
+    if installed:
+        return True, None
+    if choice == "auto":
+        return False, "rviz2 is not installed: replaying without RViz (install ros-$ROS_DISTRO-rviz2 for it)"
+    raise ValueError(
+        "launch argument rviz: true, but the rviz2 package is not installed (ros-$ROS_DISTRO-rviz2)"
     )
-    return LaunchDescription([*arguments, vo, play, rviz])
+
+
+def _rviz_installed() -> bool:
+    try:
+        get_package_prefix("rviz2")
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+def _rviz(context: LaunchContext) -> list:
+    """RViz with the package's config, as start_rviz decides."""
+    start, message = start_rviz(LaunchConfiguration("rviz").perform(context), _rviz_installed())
+    actions: list = [LogInfo(msg=message)] if message else []
+    if start:
+        share = get_package_share_directory("banet_vo")
+        actions.append(
+            Node(
+                package="rviz2",
+                executable="rviz2",
+                arguments=["-d", os.path.join(share, "rviz", "banet_vo.rviz")],
+                parameters=[{"use_sim_time": True}],
+                output="screen",
+            )
+        )
+    return actions

@@ -12,8 +12,9 @@ parameter left empty is not passed: params_file decides, else the node's default
 params_file. Other node parameters go in a params_file (copy config/banet_vo.yaml).
 
 lifecycle:=true runs the managed node (vo_lifecycle_node: configure loads the model, activate subscribes)
-instead of vo_node; with autostart:=true (the default) this file configures it and, once it is inactive,
-activates it; autostart:=false leaves both to a lifecycle manager (nav2_lifecycle_manager, or
+instead of vo_node; with autostart:=true (the default) this file configures it and, once that first
+configure has made it inactive, activates it (only then: a later deactivate is left as it is);
+autostart:=false leaves both to a lifecycle manager (nav2_lifecycle_manager, or
 `ros2 lifecycle set /banet_vo configure`).
 
 The default input is the driver's raw image (/camera/image_raw) with rectify true: the node undistorts
@@ -111,7 +112,9 @@ def _nodes(context: LaunchContext) -> list:
             event=ChangeState(lifecycle_node_matcher=matches_action(managed), transition_id=transition_id)
         )
 
-    # With autostart: configure (loads the model) at start, activate (subscribes) once it is inactive. The
+    # With autostart: configure (loads the model) at start, activate (subscribes) once that configure has
+    # made it inactive. Only configuring → inactive, once: a deactivate (active → deactivating → inactive)
+    # by a user or a lifecycle manager must stay, and a later cleanup + configure is theirs to activate. The
     # handler is registered before the configure event is emitted; a group carries the condition, which
     # EmitEvent does not take.
     start = GroupAction(
@@ -119,8 +122,10 @@ def _nodes(context: LaunchContext) -> list:
             RegisterEventHandler(
                 OnStateTransition(
                     target_lifecycle_node=managed,
+                    start_state="configuring",
                     goal_state="inactive",
                     entities=[transition(Transition.TRANSITION_ACTIVATE)],
+                    handle_once=True,
                 )
             ),
             transition(Transition.TRANSITION_CONFIGURE),

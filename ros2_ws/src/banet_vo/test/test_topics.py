@@ -18,9 +18,23 @@ def test_camera_info_sits_beside_its_image_as_image_transport_expects():
     assert topics.camera_info_beside("/image") == "/camera_info"
 
 
+def test_a_relative_image_topic_gives_a_relative_camera_info_beside_it():
+    # namespace:=camera image:=image_raw reads /camera/image_raw: its camera_info is /camera/camera_info,
+    # so the remap must stay relative ("/camera_info" would be the root's)
+    assert topics.camera_info_beside("image_raw") == "camera_info"
+    assert topics.camera_info_beside("left/image_raw") == "left/camera_info"
+    assert topics.camera_info_beside("~/image") == "~/camera_info"
+
+
 def test_the_launch_files_expression_gives_the_same_camera_info():
     image = object()  # stands for LaunchConfiguration("image"), which launch substitutes by its text
-    for topic in ("/camera/image_raw", "/zed/left/image_rect_color/", "/image"):
+    for topic in (
+        "/camera/image_raw",
+        "/zed/left/image_rect_color/",
+        "/image",
+        "image_raw",
+        "left/image_raw",
+    ):
         parts = topics.camera_info_beside_launch(image)
         expression = "".join(topic if part is image else part for part in parts)
         assert eval(expression) == topics.camera_info_beside(topic)  # what PythonExpression does with it

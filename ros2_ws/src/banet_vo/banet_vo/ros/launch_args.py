@@ -1,6 +1,7 @@
 """The node parameters that vo.launch.py also takes as launch arguments, and how their text becomes typed
-parameters. The launch file calls this from an OpaqueFunction, so it runs without the launch packages
-(which are not on PyPI) and is tested here.
+parameters. The launch files (vo.launch.py, and imatching_online's imatching.launch.py and
+vo_with_adaptation.launch.py with imatching's parameter table) call this from an OpaqueFunction, so it runs
+without the launch packages (which are not on PyPI) and is tested here.
 
 An argument left empty (its default) is not passed: the params file, else the node's default, decides.
 A given one overrides the params file. Text is read as the node's parameter table types it (a float
@@ -10,11 +11,12 @@ checks it, so a bad value fails the launch with the parameter's name instead of 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import yaml
 
+from banet_vo.ros.parameters import ParameterTable
 from banet_vo.ros.params import PARAMS
 
 # rclpy's own parameter, declared by every node (not in PARAMS)
@@ -40,26 +42,36 @@ LAUNCH_PARAMETERS = (
 _TRUE, _FALSE = ("true", "1"), ("false", "0")  # the spellings launch's conditions read
 
 
-def launch_description(name: str) -> str:
-    """A launch argument's description: the node parameter's, and what empty means."""
-    text = "use the bag's or simulator's /clock" if name == USE_SIM_TIME else PARAMS[name].description
-    return f"{text} (empty: params_file's value, else the node's default)"
+def launch_description(name: str, table: ParameterTable = PARAMS, params_file: str = "params_file") -> str:
+    """A launch argument's description: the node parameter's (in `table`, banet_vo's by default), and what
+    empty means (`params_file`: the launch argument that names the node's parameters file)."""
+    text = "use the bag's or simulator's /clock" if name == USE_SIM_TIME else table[name].description
+    return f"{text} (empty: {params_file}'s value, else the node's default)"
 
 
-def parameter_overrides(given: Mapping[str, str]) -> dict[str, Any]:
-    """{parameter: typed value} for each launch argument of LAUNCH_PARAMETERS given as non-empty text;
-    ValueError naming the argument for text the parameter cannot take."""
+def parameter_overrides(
+    given: Mapping[str, str],
+    table: ParameterTable = PARAMS,
+    arguments: Mapping[str, str] | Iterable[str] = LAUNCH_PARAMETERS,
+) -> dict[str, Any]:
+    """{parameter: typed value} for each launch argument given as non-empty text; ValueError naming the
+    argument for text the parameter cannot take.
+
+    `arguments` are the launch arguments to read: names of parameters of `table` (banet_vo's node by
+    default), or {launch argument: parameter} where an argument is named otherwise (use_sim_time, rclpy's
+    own, is taken by every table)."""
+    pairs = arguments.items() if isinstance(arguments, Mapping) else ((a, a) for a in arguments)
     out: dict[str, Any] = {}
-    for name in LAUNCH_PARAMETERS:
-        text = str(given.get(name, "")).strip()
+    for argument, name in pairs:
+        text = str(given.get(argument, "")).strip()
         if not text:
             continue
         if name == USE_SIM_TIME:
             if text.lower() not in _TRUE + _FALSE:
-                raise ValueError(f"launch argument {name}: true or false, got {text!r}")
+                raise ValueError(f"launch argument {argument}: true or false, got {text!r}")
             out[name] = text.lower() in _TRUE
             continue
-        spec = PARAMS[name]
+        spec = table[name]
         if isinstance(spec.default, str):
             value: Any = text  # a path or a name, never read as a number
         elif isinstance(spec.default, bool) and text.lower() in _TRUE + _FALSE:
@@ -68,9 +80,13 @@ def parameter_overrides(given: Mapping[str, str]) -> dict[str, Any]:
             try:
                 value = yaml.safe_load(text)
             except yaml.YAMLError as err:
-                raise ValueError(f"launch argument {name}: cannot read {text!r}: {err}") from err
+                raise ValueError(f"launch argument {argument}: cannot read {text!r}: {err}") from err
         try:
             out[name] = spec.check(value)
         except ValueError as err:
-            raise ValueError(str(err).replace("parameter", "launch argument", 1)) from err
+            # "parameter <name>: why" → "launch argument <argument>: why" (naming the parameter where the
+            # argument is called otherwise)
+            why = str(err).removeprefix(f"parameter {name}: ")
+            where = argument if argument == name else f"{argument} (parameter {name})"
+            raise ValueError(f"launch argument {where}: {why}") from err
     return out

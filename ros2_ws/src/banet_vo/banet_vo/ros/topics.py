@@ -41,12 +41,14 @@ def output_topic(name: str, namespace: str = "/", node_name: str = NODE_NAME) ->
 
 def camera_info_beside(image_topic: str) -> str:
     """image_transport's camera_info topic for an image topic: `camera_info` in the image's namespace
-    (/cam/left/image_raw → /cam/left/camera_info), as a driver publishes the pair."""
-    parent = image_topic.rstrip("/").rpartition("/")[0]
-    return f"{parent}/{CAMERA_INFO}"
+    (/cam/left/image_raw → /cam/left/camera_info), as a driver publishes the pair. A relative image topic
+    gives a relative camera_info, so that both resolve in the same namespace (image_raw → camera_info:
+    with namespace:=camera, /camera/image_raw and /camera/camera_info)."""
+    parent, slash, _ = image_topic.rstrip("/").rpartition("/")
+    return f"{parent}{slash}{CAMERA_INFO}"
 
 
 def camera_info_beside_launch(image: object) -> list:
     """The parts of a launch `PythonExpression` that evaluates to camera_info_beside(<image>), for a launch
     argument's default (`image` is its substitution, e.g. LaunchConfiguration("image"))."""
-    return ["'", image, f"'.rstrip('/').rpartition('/')[0] + '/{CAMERA_INFO}'"]
+    return ["''.join('", image, f"'.rstrip('/').rpartition('/')[:2]) + '{CAMERA_INFO}'"]

@@ -39,13 +39,26 @@ class VOLifecycleNode(LifecycleNode, VOShell):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             self.params = params_from_values(self._current_values())
-            self.extrinsic = ExtrinsicSource(self, self.params)
-            self._check_parameter_extrinsic()
-            estimator = self._given_estimator or self._load_estimator(self.params)
+            extrinsic = ExtrinsicSource(self, self.params)
         except ValueError as err:
             self.get_logger().error(f"configure failed: {err}")
             return TransitionCallbackReturn.FAILURE
-        self._configure(estimator)
+        self.extrinsic = extrinsic
+        # The extrinsic's tf listener subscribes /tf and /tf_static: a configure that fails after it was
+        # made (a model that does not load, an exception) closes it, or each retry would add one.
+        configured = False
+        try:
+            try:
+                self._check_parameter_extrinsic()
+                estimator = self._given_estimator or self._load_estimator(self.params)
+            except ValueError as err:
+                self.get_logger().error(f"configure failed: {err}")
+                return TransitionCallbackReturn.FAILURE
+            self._configure(estimator)
+            configured = True
+        finally:
+            if not configured:
+                extrinsic.close()
         self._configured = True
         self.get_logger().info("configured: model loaded, outputs created; activate to subscribe")
         return TransitionCallbackReturn.SUCCESS
