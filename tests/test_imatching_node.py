@@ -403,3 +403,57 @@ def test_params_file_matches_the_parameter_table():
     assert set(values) == {spec.name for spec in PARAMS}
     for spec in PARAMS:
         assert values[spec.name] == spec.default and type(values[spec.name]) is type(spec.default), spec.name
+
+
+@pytest.mark.parametrize("rectify", [False, True], ids=["image_rect", "raw"])
+def test_the_camera_info_is_read_as_banet_vo_reads_it(rclpy_context, seq, random_matcher, rectify):
+    """A distorted camera (D ≠ 0) whose P differs from K: with rectify false (image_rect, as
+    vo_with_adaptation.launch.py runs both nodes) the frames reach the adapter unchanged with P's camera,
+    the one banet_vo uses for the same images; with rectify true (raw images) they are rectified to P. K
+    with the distortion ignored, imatching's old reading, is neither."""
+    from banet_vo.geometry import PinholeCamera
+    from banet_vo.geometry.rectify import CameraCalibration, Rectifier
+    from banet_vo.ros.conversions import camera_info_to_input
+
+    width, height = 160, 120
+    k = (120.0, 0.0, 80.0, 0.0, 118.0, 60.0, 0.0, 0.0, 1.0)
+    p = (100.0, 0.0, 78.0, 0.0, 0.0, 99.0, 61.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+    d = (-0.2, 0.05, 0.001, -0.001, 0.0)
+    header = Header(stamp=sec_to_stamp(T0), frame_id="camera_optical")
+    info = CameraInfo(header=header, width=width, height=height, distortion_model="plumb_bob")
+    info.k, info.p, info.d = list(k), list(p), list(d)
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    banet_vo_camera, _ = camera_info_to_input(info, rectify=rectify)  # what banet_vo's node takes
+    p_camera = PinholeCamera.from_projection(np.asarray(p), width, height)
+    assert banet_vo_camera == p_camera
+
+    graph = Graph(rclpy_context, {**FAST, "matcher": str(random_matcher), "adapt": False, "rectify": rectify})
+    seen: list[tuple[np.ndarray, PinholeCamera]] = []
+    add_frame = graph.node.stream.add_frame
+
+    def recording(image, stamp, camera):
+        seen.append((image, camera))
+        return add_frame(image, stamp, camera)
+
+    graph.node.stream.add_frame = recording
+    image = seq[0].image
+    try:
+        graph.info_pub.publish(info)
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and graph.node.camera_input.camera is None:
+            time.sleep(0.02)
+        graph.img_pub.publish(numpy_to_image(image, "rgb8", header))
+        graph.settle("received", 1)
+        assert len(seen) == 1
+        got_image, got_camera = seen[0]
+        assert got_camera == p_camera and got_camera == banet_vo_camera
+        assert got_camera != PinholeCamera.from_K(np.asarray(k), width, height)
+        if rectify:
+            calibration = CameraCalibration(width, height, "plumb_bob", d, k, tuple(info.r), p)
+            expected, _ = Rectifier().rectify(image, calibration)
+            assert not np.array_equal(got_image, image)
+            np.testing.assert_array_equal(got_image, expected)
+        else:
+            np.testing.assert_array_equal(got_image, image)
+    finally:
+        graph.close()

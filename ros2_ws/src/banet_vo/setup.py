@@ -10,13 +10,11 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 package_name = "banet_vo"
-# The shipped default model and its cards live in the repository's models/ (DESIGN.md's layout); they are
-# installed beside config/ and launch/, where banet_vo.model.shipped looks for them.
+# The shipped models (BA-Nets and matchers, 1-4 MB each) and their cards live in the repository's models/
+# (DESIGN.md's layout); every file there is installed beside config/ and launch/, where
+# banet_vo.model.shipped finds the default one and a `models/NAME` given from outside the checkout.
 MODELS = Path("..", "..", "..", "models")
-SHIPPED_MODEL_FILES = [
-    str(MODELS / name)
-    for name in ("banet_small_synthetic.safetensors", "MODEL_CARD.md", "THIRD_PARTY_WEIGHTS.md")
-]
+SHIPPED_MODEL_FILES = sorted(str(path) for path in MODELS.iterdir() if path.is_file())
 
 setup(
     name=package_name,

@@ -1,9 +1,10 @@
 """Where the shipped default BA-Net checkpoint lies, so that the node and banet-vo-run work without a
-`model` argument from any working directory. No torch, no ROS.
+`model` argument from any working directory, and where the other shipped files are found by their
+`models/NAME` spelling (the README's). No torch, no ROS.
 
-The file lives in the repository's models/ (with its model card). setup.py installs both into
-share/banet_vo/models/, beside the package's config/ and launch/; an editable install (make setup) and a
-plain checkout read them from models/ instead.
+The files live in the repository's models/ (with their model cards). setup.py installs every one of them
+into share/banet_vo/models/, beside the package's config/ and launch/; an editable install (make setup)
+and a plain checkout read them from models/ instead.
 """
 
 from __future__ import annotations
@@ -45,3 +46,32 @@ def default_model_path(extra: Iterable[Path | str] = ()) -> Path:
         f"the shipped model {DEFAULT_MODEL_NAME} is in none of: {', '.join(str(d) for d in dirs)}; "
         "reinstall the package (make setup, or colcon build) or give a checkpoint path"
     )
+
+
+def ament_model_dirs() -> list[Path]:
+    """The package's share/banet_vo/models as the ament index knows it (a ROS environment where the package
+    is installed), else nothing. ament_index_python is imported here only: no ROS at import."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return [Path(get_package_share_directory("banet_vo")) / "models"]
+    except (ImportError, LookupError, OSError):
+        return []  # not installed through ament (a pip venv): model_search_dirs' other folders still apply
+
+
+def shipped_copy(path: str | Path, extra: Iterable[Path | str] = ()) -> Path | None:
+    """The installed shipped file that a relative `NAME` or `models/NAME` (the README's spelling) stands for
+    when it is not there from the working directory: NAME in the first of model_search_dirs(extra) that has
+    it (an installed package's share/banet_vo/models, or the checkout's models/), so that
+    `model:=models/banet_small_xfeat.safetensors` works from any directory. None for a path that exists,
+    an absolute one, any other relative one, or a name no folder has: the caller opens what it was given
+    (and reports it missing in the user's words)."""
+    given = Path(path)
+    if given.is_absolute() or given.exists():
+        return None
+    if len(given.parts) == 1 or (len(given.parts) == 2 and given.parts[0] == "models"):
+        for d in model_search_dirs(extra):
+            candidate = d / given.name
+            if candidate.is_file():
+                return candidate
+    return None

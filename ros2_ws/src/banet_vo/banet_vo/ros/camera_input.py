@@ -97,6 +97,18 @@ def image_transport_parameter() -> ParameterSpec:
     )
 
 
+def rectify_parameter() -> ParameterSpec:
+    """The `rectify` parameter every node with a CameraInput declares: what its camera_info means for the
+    images (a CameraInput's `camera_from_info` is then conversions.camera_info_to_input with it), so that
+    two nodes on one image stream use the same intrinsics."""
+    return ParameterSpec(
+        "rectify",
+        True,
+        "rectify raw images with the camera_info calibration (D, K, R to P; plumb_bob, rational_polynomial, "
+        "equidistant); false when the input is already rectified (image_rect: P is used)",
+    )
+
+
 def _type_name(msg_type: type) -> str:
     """The graph's name of a message type, e.g. "sensor_msgs/msg/Image"."""
     return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"

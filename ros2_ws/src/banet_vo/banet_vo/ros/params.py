@@ -21,11 +21,11 @@ from scipy.spatial.transform import Rotation
 
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import R_BODY_OPTICAL, body_from_optical
-from banet_vo.model.shipped import DEFAULT_MODEL_NAME, default_model_path
+from banet_vo.model.shipped import DEFAULT_MODEL_NAME, ament_model_dirs, default_model_path, shipped_copy
 from banet_vo.odometry import DEVICES, OdometryConfig, TrackingConfig
 from banet_vo.odometry.depth_output import UPSAMPLING_METHODS
 from banet_vo.odometry.output_covariance import CovarianceConfig
-from banet_vo.ros.camera_input import image_qos_parameter, image_transport_parameter
+from banet_vo.ros.camera_input import image_qos_parameter, image_transport_parameter, rectify_parameter
 from banet_vo.ros.parameters import ParameterSpec, ParameterTable, RenamedParameter, subset
 
 # OdometryConfig fields that are node parameters, and those of them that only apply at start.
@@ -104,12 +104,7 @@ PARAMS = ParameterTable(
     ParameterSpec(
         "queue_size", 1, "frames waiting for inference; older ones are dropped and counted", range=(1, 100)
     ),
-    ParameterSpec(
-        "rectify",
-        True,
-        "rectify raw images with the camera_info calibration (D, K, R to P; plumb_bob, rational_polynomial, "
-        "equidistant); false when the input is already rectified (image_rect: P is used)",
-    ),
+    rectify_parameter(),
     ParameterSpec(
         "camera_info_sync",
         "exact",
@@ -305,14 +300,7 @@ def mount_parameters(T_base_camera: np.ndarray) -> tuple[list[float], list[float
 def shipped_model() -> Path:
     """The shipped default checkpoint: in the package's ament share folder when the package is installed
     in a ROS environment, else where banet_vo.model.shipped finds it (an editable install, a checkout)."""
-    extra = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        extra.append(Path(get_package_share_directory("banet_vo")) / "models")
-    except (ImportError, LookupError, OSError):
-        pass  # not installed through ament (a pip venv): the other search folders still apply
-    return default_model_path(extra)
+    return default_model_path(ament_model_dirs())
 
 
 def params_from_values(values: dict[str, Any], warn=None) -> NodeParams:
@@ -324,6 +312,10 @@ def params_from_values(values: dict[str, Any], warn=None) -> NodeParams:
             v["model"] = str(shipped_model())
         except FileNotFoundError as err:
             raise ValueError(f"parameter model: empty, and {err}") from err
+    else:  # models/NAME (the README's spelling) from outside the checkout: the installed copy
+        installed = shipped_copy(v["model"], ament_model_dirs())
+        if installed is not None:
+            v["model"] = str(installed)
     for name in ("odom_frame", "base_frame"):
         if not v[name] or v[name].startswith("/") or any(c.isspace() for c in v[name]):
             raise ValueError(

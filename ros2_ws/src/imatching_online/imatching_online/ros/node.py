@@ -2,10 +2,12 @@
 
 A thin shell around imatching_online.online.StreamAdapter (docs/imatching-node.md). banet_vo's shared
 CameraInput validates and converts: an image with the latest camera_info goes into a bounded latest-frame
-queue, and one FrameWorker thread selects frames, keeps the sliding window and runs one adaptation
-step per full window (match -> robust BA -> implicit-gradient step, or a counted skip when the BA fails).
-A slow step drops frames (counted), never stalls the executor. /diagnostics reports steps, skips by
-reason, rollbacks, loss, BA inlier ratio, step time and dropped frames. The adapted matcher is written to
+queue, and one FrameWorker thread rectifies it (as banet_vo's node does: with its camera_info's
+calibration, unless `rectify` is false, when the input is image_rect and P is its camera), selects
+frames, keeps the sliding window and runs one adaptation step per full window (match -> robust BA ->
+implicit-gradient step, or a counted skip when the BA fails). A slow step drops frames (counted), never
+stalls the executor. /diagnostics reports steps, skips by reason, rollbacks, loss, BA inlier ratio, step
+time and dropped frames. The adapted matcher is written to
 `output_model` every `save_every_steps` steps, on `~/save` and at shutdown. A restarted node continues
 from its own `output_model` when that holds an adaptation of the same base matcher (imatching_online.lineage;
 `start_from:=matcher` starts over and says what it replaces). Each save is announced on the latched
@@ -26,10 +28,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from banet_vo.geometry.rectify import Rectifier
 from banet_vo.model.checkpoint import remove_stale_temps
 from banet_vo.odometry import resolve_device
 from banet_vo.odometry.matcher_swap import MatcherUpdate
 from banet_vo.ros.camera_input import INPUT_PROBLEMS, CameraFrame, CameraInput, EventCounters
+from banet_vo.ros.conversions import camera_info_to_input
 from banet_vo.ros.frame_worker import DROPPED, ERRORS, FrameWorker
 from banet_vo.ros.log_bridge import log_at
 from banet_vo.ros.node_shell import NodeHelp, diagnostics, node_main
@@ -82,8 +86,16 @@ class ImatchingNode(Node):
             Trigger, "~/rollback", self._on_rollback, callback_group=services
         )
         self.worker = FrameWorker(self._process, self.events, p.queue_size, name="imatching_adapt")
+        self.rectifier = Rectifier()
+        # The camera from camera_info as banet_vo's node takes it (`rectify`): raw images are rectified here,
+        # rectified ones (image_rect, rectify false) use P, so both nodes on one stream share the intrinsics.
         self.camera_input = CameraInput(
-            self, p.image_qos, self.worker.put, self.events, transport=p.image_transport
+            self,
+            p.image_qos,
+            self.worker.put,
+            self.events,
+            transport=p.image_transport,
+            camera_from_info=lambda msg: camera_info_to_input(msg, rectify=p.rectify),
         )
         self._diag_timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
         self.get_logger().info(
@@ -191,7 +203,10 @@ class ImatchingNode(Node):
         self.published_version = version
 
     def _process(self, item: CameraFrame) -> None:
-        outcome = self.stream.add_frame(item.image, item.stamp, item.camera)
+        image, camera = item.image, item.camera
+        if item.calibration is not None:
+            image, camera = self.rectifier.rectify(image, item.calibration)
+        outcome = self.stream.add_frame(image, item.stamp, camera)
         if outcome.status in (SKIPPED_GAP, SKIPPED_STATIC):
             return
         if outcome.status != STEPPED:

@@ -12,8 +12,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from banet_vo.frontend.xfeat import PRETRAINED as XFEAT_PRETRAINED
+from banet_vo.model.shipped import ament_model_dirs, shipped_copy
 from banet_vo.odometry import DEVICES
-from banet_vo.ros.camera_input import image_qos_parameter, image_transport_parameter
+from banet_vo.ros.camera_input import image_qos_parameter, image_transport_parameter, rectify_parameter
 from banet_vo.ros.parameters import ParameterSpec, ParameterTable, subset
 from rclpy.node import Node
 
@@ -36,6 +37,10 @@ ADAPT_PARAMS = (
     "rollback_tolerance",
 )
 BA_PARAMS = ("passes", "lm_iterations", "min_parallax_deg", "min_inlier_ratio")
+
+# The node parameters that imatching.launch.py also takes as launch arguments (banet_vo.ros.launch_args:
+# empty ones are not passed, so the params file decides).
+LAUNCH_PARAMETERS = ("matcher", "output_model", "adapt", "device", "use_sim_time", "rectify")
 
 PARAMS = ParameterTable(
     ParameterSpec(
@@ -62,6 +67,7 @@ PARAMS = ParameterTable(
     ParameterSpec("torch_threads", 0, "CPU threads for torch (0: torch's default)", range=(0, 256)),
     image_qos_parameter(),
     image_transport_parameter(),
+    rectify_parameter(),  # banet_vo's own: both nodes on one stream take the same camera from camera_info
     ParameterSpec(
         "queue_size", 2, "frames waiting for the worker; older ones are dropped and counted", range=(1, 100)
     ),
@@ -91,6 +97,7 @@ class NodeParams:
     torch_threads: int
     image_qos: str
     image_transport: str
+    rectify: bool
     queue_size: int
     save_every_steps: int
     source: str
@@ -111,6 +118,10 @@ def params_from_values(values: dict[str, Any]) -> NodeParams:
             "parameter matcher: a matcher checkpoint path is required "
             "(e.g. models/matcher_synthetic.safetensors)"
         )
+    if v["matcher"] != XFEAT_PRETRAINED:  # models/NAME from outside the checkout: banet_vo's installed copy
+        installed = shipped_copy(v["matcher"], ament_model_dirs())
+        if installed is not None:
+            v["matcher"] = str(installed)
     if v["window_stride"] > v["window_size"]:
         raise ValueError(
             f"parameter window_stride: {v['window_stride']} is larger than window_size {v['window_size']}"
