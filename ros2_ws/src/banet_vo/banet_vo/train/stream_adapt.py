@@ -17,7 +17,9 @@ model estimates each held-back pair and the photometric error of its own warp (i
 measured over every pixel of the depth grid, a pixel warped out of view or behind the camera scoring as if
 the camera had not moved (train.photometric.warp_score: a diverged model scores no better than "no
 motion", never perfect); if adaptation made it worse by more than `tolerance`, the original weights are
-kept (rolled back). Synthetic pairs can be mixed in (`synthetic_weight`) so that the model does not forget
+kept (rolled back). With depth targets from landmarks the guard is their agreement instead: depth abs rel
+against the held-back frames' landmarks and rotation error against the odometry (held_back_agreement).
+Synthetic pairs can be mixed in (`synthetic_weight`) so that the model does not forget
 what it knew.
 
 SIGINT / SIGTERM during training stop it with a checkpoint, as for banet-vo-train: the run is then not
