@@ -13,6 +13,7 @@ import importlib.util
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent
@@ -171,3 +172,23 @@ def _torch_threads_restored():
     yield
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def still_estimator():
+    """A BA-Net stand-in for node runs that need no model: no motion, constant depth, a fixed Hessian;
+    enough for the node to publish a pose per frame."""
+    from banet_vo.odometry import PairEstimate
+
+    class StillEstimator:
+        input_size = (32, 24)
+
+        def __init__(self) -> None:
+            A = np.random.default_rng(0).normal(size=(30, 8))
+            self.hessian = A.T @ A + np.eye(8)
+
+        def estimate(self, reference, target, pose_init=None) -> PairEstimate:
+            depth = np.full((12, 16), 5.0, np.float32)
+            return PairEstimate(np.eye(4), depth, reference.camera.resized(16, 12), self.hessian, 1e-3, 0.1)
+
+    return StillEstimator()

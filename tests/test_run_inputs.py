@@ -25,7 +25,6 @@ from banet_vo.data.sequence import Frame
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.frames import R_BODY_OPTICAL
 from banet_vo.geometry.rigid import rotation_to_quaternion
-from banet_vo.odometry import PairEstimate, PreparedFrame
 from rosbags.rosbag2 import Writer
 
 pytestmark = pytest.mark.ros
@@ -37,20 +36,6 @@ N = 6
 CAMERA = PinholeCamera(50.0, 50.0, 31.5, 23.5, 64, 48)
 # The camera above as --param intrinsics, written the way people type it: whole numbers without ".0".
 INTRINSICS = "intrinsics:=[50.0, 50, 31.5, 23.5, 64, 48]"
-
-
-class StillEstimator:
-    """No motion, constant depth: enough for the node to publish a pose per frame."""
-
-    input_size = (32, 24)
-
-    def __init__(self) -> None:
-        A = np.random.default_rng(0).normal(size=(30, 8))
-        self.hessian = A.T @ A + np.eye(8)
-
-    def estimate(self, reference: PreparedFrame, target: PreparedFrame, pose_init=None) -> PairEstimate:
-        depth = np.full((12, 16), 5.0, np.float32)
-        return PairEstimate(np.eye(4), depth, reference.camera.resized(16, 12), self.hessian, 1e-3, 0.1)
 
 
 @pytest.fixture(scope="module")
@@ -80,11 +65,11 @@ def _rewrite(src: Path, dst: Path, topics: list[str]) -> Path:
     return dst
 
 
-def _run(bag: Path, out: Path, *params: str) -> dict:
+def _run(estimator, bag: Path, out: Path, *params: str) -> dict:
     argv = [str(bag), "--out", str(out), "--no-plots", "--rate", "2", "--param", "frontend:=none"]
     for item in params:
         argv += ["--param", item]
-    assert run.main(argv, estimator=StillEstimator()) == 0
+    assert run.main(argv, estimator=estimator) == 0
     return json.loads((out / "metrics.json").read_text())
 
 
@@ -94,10 +79,12 @@ def _args(bag: Path, tmp_path: Path, *params: str):
     return args
 
 
-def test_a_bag_without_camera_info_runs_on_intrinsics_given_as_a_parameter(bag, tmp_path, capsys):
+def test_a_bag_without_camera_info_runs_on_intrinsics_given_as_a_parameter(
+    bag, tmp_path, capsys, still_estimator
+):
     """docs/bags.md, ROS 1 bags: a bag with images only runs with --param intrinsics:=[...]."""
     images_only = _rewrite(bag, tmp_path / "images_only", [IMAGE_TOPIC])
-    summary = _run(images_only, tmp_path / "out", INTRINSICS)
+    summary = _run(still_estimator, images_only, tmp_path / "out", INTRINSICS)
     assert summary["frames_published"] == N and summary["node"]["processed"] == N
     assert f"the bag has no {CAMERA_INFO_TOPIC}" in capsys.readouterr().err  # still said
 
@@ -110,16 +97,16 @@ def test_the_player_plays_camera_info_only_when_the_bag_has_it_and_the_node_read
     assert _args(bag, tmp_path, "--param", INTRINSICS).play_topics == [IMAGE_TOPIC]
 
 
-def test_a_bag_without_metadata_yaml_runs_as_banet_vo_play_reads_it(bag, tmp_path):
+def test_a_bag_without_metadata_yaml_runs_as_banet_vo_play_reads_it(bag, tmp_path, still_estimator):
     """A recorder that was killed writes no metadata.yaml: BagReader reads the storage files."""
     unclosed = tmp_path / "unclosed"
     shutil.copytree(bag, unclosed)
     (unclosed / "metadata.yaml").unlink()
-    summary = _run(unclosed, tmp_path / "out")
+    summary = _run(still_estimator, unclosed, tmp_path / "out")
     assert summary["frames_published"] == N
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert run.main([str(empty), "--out", str(tmp_path / "o")], estimator=StillEstimator()) == 2
+    assert run.main([str(empty), "--out", str(tmp_path / "o")], estimator=still_estimator) == 2
 
 
 def test_param_values_are_read_as_ros_reads_them():
@@ -141,9 +128,9 @@ def test_param_values_are_read_as_ros_reads_them():
 
 
 @pytest.mark.parametrize("item", ["intrinsics:=[1.0, a, 2]", "queue_size:={a: 1}"])
-def test_a_value_rclpy_refuses_is_a_clean_error(bag, tmp_path, capsys, item):
+def test_a_value_rclpy_refuses_is_a_clean_error(bag, tmp_path, capsys, item, still_estimator):
     argv = [str(bag), "--out", str(tmp_path / "o"), "--param", item]
-    assert run.main(argv, estimator=StillEstimator()) == 2
+    assert run.main(argv, estimator=still_estimator) == 2
     assert f"banet-vo-run: error: --param {item.partition(':=')[0]}" in capsys.readouterr().err
 
 

@@ -11,7 +11,6 @@ import pytest
 from banet_vo.data.bags import write_bag
 from banet_vo.data.sequence import Frame
 from banet_vo.geometry import PinholeCamera
-from banet_vo.odometry import PairEstimate, PreparedFrame
 
 pytestmark = pytest.mark.ros
 pytest.importorskip("rclpy", reason="banet-vo-play and banet-vo-run need rclpy")
@@ -44,20 +43,6 @@ def cut_bags(tmp_path_factory) -> dict[str, Path]:
     return bags
 
 
-class StillEstimator:
-    """No motion, constant depth: enough for the node to publish a pose per frame."""
-
-    input_size = (32, 24)
-
-    def __init__(self) -> None:
-        A = np.random.default_rng(0).normal(size=(30, 8))
-        self.hessian = A.T @ A + np.eye(8)
-
-    def estimate(self, reference: PreparedFrame, target: PreparedFrame, pose_init=None) -> PairEstimate:
-        depth = np.full((12, 16), 5.0, np.float32)
-        return PairEstimate(np.eye(4), depth, reference.camera.resized(16, 12), self.hessian, 1e-3, 0.1)
-
-
 def _warned(caplog) -> str:
     # The CLIs log to stderr; under pytest the records go to caplog instead.
     return "\n".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
@@ -74,18 +59,18 @@ def test_play_plays_the_intact_part_and_says_what_was_lost(cut_bags, capsys, cap
     assert 0 < played < N
 
 
-def test_play_and_run_exit_2_when_nothing_is_readable(cut_bags, tmp_path, capsys):
+def test_play_and_run_exit_2_when_nothing_is_readable(cut_bags, tmp_path, capsys, still_estimator):
     assert bag_player.main([str(cut_bags["empty"])]) == 2
     err = capsys.readouterr().err
     assert "nothing" in err and "Traceback" not in err and "AnyReaderError" not in err
-    rc = run.main([str(cut_bags["empty"]), "--out", str(tmp_path / "o")], estimator=StillEstimator())
+    rc = run.main([str(cut_bags["empty"]), "--out", str(tmp_path / "o")], estimator=still_estimator)
     err = capsys.readouterr().err
     assert rc == 2 and "nothing" in err and "Traceback" not in err
 
 
-def test_run_processes_the_intact_part(cut_bags, tmp_path, capsys, caplog):
+def test_run_processes_the_intact_part(cut_bags, tmp_path, capsys, caplog, still_estimator):
     out = tmp_path / "out"
-    rc = run.main([str(cut_bags["partial"]), "--out", str(out), "--rate", "5"], estimator=StillEstimator())
+    rc = run.main([str(cut_bags["partial"]), "--out", str(out), "--rate", "5"], estimator=still_estimator)
     err = capsys.readouterr().err
     assert rc == 0, err
     assert "is damaged" in _warned(caplog)
