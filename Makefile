@@ -28,7 +28,9 @@ $(TORCH_STAMP): requirements/torch-cpu.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	if ls $(VENV)/.torch-* >/dev/null 2>&1; then \
 		$(PY) -m pip install -q --disable-pip-version-check --force-reinstall --no-deps $(TORCH_SPEC); fi
-	$(PY) -m pip install -q --disable-pip-version-check $(TORCH_SPEC)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps $(TORCH_SPEC)
+	# torch's own dependencies from the usual indexes: only torch needs TORCH_SPEC's index
+	$(PY) -m pip install -q --disable-pip-version-check torch
 	rm -f $(VENV)/.torch-*
 	touch $@
 

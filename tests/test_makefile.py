@@ -38,9 +38,11 @@ def test_a_new_torch_spec_reinstalls_torch_and_an_unchanged_one_does_nothing(fak
     first = log.read_text().splitlines()
     # the CPU build by default: the requirements file names PyTorch's CPU index beside the pin
     assert any(
-        line.endswith("install -q --disable-pip-version-check -r requirements/torch-cpu.txt")
+        line.endswith("install -q --disable-pip-version-check --no-deps -r requirements/torch-cpu.txt")
         for line in first
     )
+    # its dependencies from the usual indexes, without TORCH_SPEC's
+    assert any(line.endswith("install -q --disable-pip-version-check torch") for line in first)
     spec = (ROOT / "requirements" / "torch-cpu.txt").read_text().split("\n")
     assert "torch==2.13.0" in spec and "--extra-index-url https://download.pytorch.org/whl/cpu" in spec
     assert not any("--force-reinstall" in line for line in first)  # a first install replaces nothing
