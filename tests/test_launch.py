@@ -2,7 +2,7 @@
 file hands its nodes for given arguments (the description evaluated with stand-ins for launch and
 launch_ros, always), that setup.py installs the launch files, RViz config, parameters and models, that
 package.xml names every ROS module the package imports, and, where launch_ros is installed (a ROS 2 distro,
-not the pip venv), the activation handler with the real launch_ros and a real launch_pytest run of
+not the pip venv), the activation handler with the real launch_ros and a real LaunchService run of
 vo.launch.py."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ IMATCHING_PACKAGE = ROOT / "ros2_ws/src/imatching_online"
 VO_LAUNCH = PACKAGE / "launch/vo.launch.py"
 REPLAY_LAUNCH = PACKAGE / "launch/replay.launch.py"
 IMATCHING_LAUNCH = IMATCHING_PACKAGE / "launch/imatching.launch.py"
-HAVE_LAUNCH_ROS = all(importlib.util.find_spec(m) is not None for m in ("launch_ros", "launch_pytest"))
+HAVE_LAUNCH_ROS = all(importlib.util.find_spec(m) is not None for m in ("launch", "launch_ros"))
 # (the repository's launch/ folder makes `launch` importable here as a namespace package: not the real one)
 HAVE_REAL_LAUNCH_ROS = importlib.util.find_spec("launch_ros") is not None
 NO_LAUNCH_ROS = "launch_ros is not installed (not on PyPI; a ROS 2 distro has it)"
@@ -647,7 +647,7 @@ def test_package_xml_names_every_ros_and_system_dependency():
 @pytest.mark.ros
 @pytest.mark.skipif(
     not HAVE_LAUNCH_ROS,
-    reason="launch_ros / launch_pytest are not installed (they are not on PyPI; run this in a ROS 2 distro); "
+    reason="launch / launch_ros are not installed (they are not on PyPI; run this in a ROS 2 distro); "
     "the same node graph is tested with rclpy executors in tests/test_vo_node.py",
 )
 def test_vo_launch_starts_the_node_and_stops_on_a_missing_model(tmp_path):

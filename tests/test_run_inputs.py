@@ -210,3 +210,28 @@ def test_metrics_json_is_written_when_ground_truth_does_not_line_up(bag, tmp_pat
     assert all("do not associate" in reason for reason in written["trajectory_errors"].values())
     assert summary["trajectory_errors"] == written["trajectory_errors"]
     assert "trajectory evaluation failed" in capsys.readouterr().err
+
+
+def test_a_models_path_given_outside_the_checkout_is_the_installed_copy(bag, tmp_path, monkeypatch):
+    """--model models/NAME (the README's spelling) from outside the checkout is the installed copy, as the
+    node's model:= is; a missing name stays an error in the user's words."""
+    from banet_vo.model import shipped
+
+    installed = tmp_path / "install/share/banet_vo/models"
+    installed.mkdir(parents=True)
+    (installed / "banet_small_xfeat.safetensors").write_bytes(b"stand-in")
+    monkeypatch.setattr(shipped, "_ROOT", tmp_path / "install")
+    monkeypatch.setattr(run, "ament_model_dirs", lambda: [])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    args = run._parser().parse_args(
+        [str(bag), "--out", str(tmp_path / "o"), "--model", "models/banet_small_xfeat.safetensors"]
+    )
+    run._validate(args)
+    assert args.model == str(installed / "banet_small_xfeat.safetensors")
+    args = run._parser().parse_args(
+        [str(bag), "--out", str(tmp_path / "o"), "--model", "models/nothing.safetensors"]
+    )
+    with pytest.raises(ValueError, match=r"models/nothing\.safetensors does not exist"):
+        run._validate(args)

@@ -66,7 +66,7 @@ from banet_vo.evaluation import (
 from banet_vo.evaluation.depth import resize_depth
 from banet_vo.evaluation.stage_times import StageTimes, format_summary, timed_stages
 from banet_vo.geometry.rigid import pose_matrix
-from banet_vo.model.shipped import DEFAULT_MODEL_NAME
+from banet_vo.model.shipped import DEFAULT_MODEL_NAME, ament_model_dirs, shipped_copy
 from banet_vo.ros import topics
 from banet_vo.ros.bag_player import BagPlayer
 from banet_vo.ros.conversions import image_to_numpy, stamp_to_ns
@@ -256,6 +256,11 @@ def _validate(args: argparse.Namespace, check_model: bool = True) -> None:
             args.model = str(shipped_model())
         except FileNotFoundError as err:
             raise ValueError(f"--model not given, and {err}") from err
+    if check_model and not Path(args.model).is_file():
+        # models/NAME (the README's spelling) from outside the checkout: the installed copy, as the node does
+        installed = shipped_copy(args.model, ament_model_dirs())
+        if installed is not None:
+            args.model = str(installed)
     if check_model and not Path(args.model).is_file():
         raise ValueError(
             f"--model: {args.model} does not exist (train one with banet-vo-train, or pass --model PATH)"
