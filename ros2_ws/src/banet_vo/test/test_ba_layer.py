@@ -439,3 +439,26 @@ def test_ba_options_are_the_network_configs_and_validated():
     for bad in (dict(iterations=()), dict(iterations=(1, -1)), dict(iterations=(1,), epsilon=0.0)):
         with pytest.raises(ValueError, match="BAOptions"):
             BAOptions(**bad)
+
+
+@pytest.mark.parametrize("depth_update", ["bounded", "multiplicative", "additive"])
+def test_a_zero_in_d0_leaves_the_solve_finite(depth_update):
+    """One pixel of D0 at 0 (a hole in a depth given as D0, or the head's exp underflowing) made the pose,
+    the Hessian and the depth NaN for the bounded and multiplicative models (log 0, 0/0 in the Jacobian, and
+    a masked NaN still summed into the normal equations)."""
+    from banet_vo.model.ba_layer import bundle_adjust
+    from banet_vo.model.config import BAOptions
+
+    torch.manual_seed(0)
+    B, C, K, H, W = 1, 4, 3, 12, 16
+    feat = [torch.nn.functional.avg_pool2d(torch.rand(B, C, H * 4, W * 4), s).double() for s in (16, 8, 4)]
+    ftgt = [f + 0.01 * torch.randn_like(f) for f in feat]
+    basis = torch.randn(B, K, H, W, dtype=torch.float64)
+    intrinsics = torch.tensor([[20.0, 20.0, 7.5, 5.5]], dtype=torch.float64)
+    d0 = torch.full((B, 1, H, W), 3.0, dtype=torch.float64)
+    d0[0, 0, 2, 3] = 0.0
+    r = bundle_adjust(
+        feat, ftgt, basis, d0, intrinsics, BAOptions((2, 2, 2), depth_update=depth_update), [0.1] * 3
+    )
+    assert torch.isfinite(r.pose.tensor()).all() and torch.isfinite(r.hessian).all()
+    assert torch.isfinite(r.depth).all()

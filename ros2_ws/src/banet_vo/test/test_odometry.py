@@ -430,6 +430,10 @@ def test_banet_estimator_reports_the_pixels_its_cost_averages(tiny_banet_config)
     away[2, 3] = -1e4  # every point ends up behind the target camera
     lost = estimator.estimate(frame, frame, pose_init=away)
     assert lost.valid_pixels == 0
+    # a seed whose rotation is 1e-5 off SO(3) (composed through the map) is taken, not refused
+    rough = np.eye(4)
+    rough[:3, :3] *= 1 + 1e-5
+    assert estimator.estimate(frame, frame, pose_init=rough).valid_pixels == 32 * 24
 
 
 def test_warm_up_runs_the_model_and_changes_no_estimate(tiny_banet_config):

@@ -130,6 +130,10 @@ class BAResult:
     lambdas: list[torch.Tensor]  # λ of every iteration, in order: (B,), or (B, 2) [pose, depth]
 
 
+# Smallest D0 [m] the BA takes: far below any real depth, so only a zero or an underflow is raised to it.
+DEPTH0_FLOOR = 1e-6
+
+
 def positive_depth(raw: torch.Tensor, min_depth: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Smooth positive floor: D = min_depth + softplus_β(raw − min_depth), β = 2 / min_depth.
 
@@ -406,7 +410,9 @@ def bundle_adjust(
     device = basis.device
     with torch.autocast(device_type=device.type, enabled=False):
         basis = basis.to(dtype)
-        depth0 = depth0.to(dtype)
+        # A zero in D0 (a hole in a depth given as D0, exp underflowing in the head) is log −inf and 0/0 in
+        # the Jacobian, and a masked NaN still poisons the normal equations: one pixel made the solve NaN.
+        depth0 = depth0.to(dtype).clamp_min(DEPTH0_FLOOR)
         intrinsics = intrinsics.to(dtype)
         pose = identity_se3(B, dtype=dtype, device=device) if pose_init is None else pose_init
         pose = pp.SE3(pose.tensor().to(dtype=dtype, device=device))

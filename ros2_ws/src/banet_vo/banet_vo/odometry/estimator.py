@@ -184,7 +184,10 @@ class BANetEstimator:
         intrinsics = reference.camera.as_tensor(dtype=torch.float32, device=self.device)[None]
         init = None
         if pose_init is not None:
-            init = pp.mat2SE3(torch.as_tensor(pose_init, dtype=torch.float32, device=self.device)[None])
+            # A seed composed through the map may be off SO(3) by more than pypose's check allows in
+            # float32 (1e-5 refused it, and the keyframe lost its depth): the quaternion is taken as it is.
+            seed = torch.as_tensor(pose_init, dtype=torch.float32, device=self.device)[None]
+            init = pp.mat2SE3(seed, check=False)
         with torch.inference_mode():
             out = self.model(tensor(reference), tensor(target), intrinsics, pose_init=init)
         T = out.pose.matrix()[0].double().cpu().numpy()
