@@ -71,8 +71,12 @@ def _frames(n: int, size=(64, 48), rgb=False, seed=0) -> list[Frame]:
     rng = np.random.default_rng(seed)
     frames = []
     for i, T in enumerate(_camera_poses(n)):
-        shape = (h, w, 3) if rgb else (h, w)
-        frames.append(Frame(i, DT * i, rng.integers(0, 255, shape, dtype=np.uint8), camera, None, T))
+        # blocks of 16 px: texture that survives the stand-in model's 32x24 input (pixel noise averages flat,
+        # and the pipeline refuses a textureless view)
+        shape = (-(-h // 16), -(-w // 16), 3) if rgb else (-(-h // 16), -(-w // 16))
+        coarse = rng.integers(0, 255, shape, dtype=np.uint8)
+        image = np.repeat(np.repeat(coarse, 16, axis=0), 16, axis=1)[:h, :w]
+        frames.append(Frame(i, DT * i, np.ascontiguousarray(image), camera, None, T))
     return frames
 
 

@@ -37,7 +37,9 @@ from banet_vo.odometry import (
     PreparedFrame,
     VisualOdometry,
 )
+from banet_vo.odometry.estimator import prepare_frame
 from banet_vo.odometry.motion import body_twist, predict_constant_velocity, view_overlap
+from banet_vo.odometry.pipeline import textured_fraction
 from scipy.spatial.transform import Rotation
 
 K_BASIS = 4
@@ -316,6 +318,32 @@ def test_failed_frame_is_skipped_and_trajectory_continues():
     assert est.calls[3][1] == stamps[2]  # frame 4 pairs with the last good keyframe
 
 
+def test_a_textureless_view_is_a_failed_frame_not_a_guess():
+    """frontend none on a blank wall: BA-Net would answer with motion it is sure of (an exposure change
+    read as 0.65 m at sigma 3 cm by the shipped model); the frame fails as textureless without asking it,
+    the trajectory goes on with the next textured frame, and a flat keyframe is left for a textured one."""
+    n = 8
+    stamps = 0.1 * np.arange(n)
+    C_gt = _gt_camera_poses(n)
+    est = GroundTruthEstimator(stamps, C_gt)
+    vo = VisualOdometry(est, OdometryConfig(keyframe_mode="consecutive"))
+    flat = np.full((48, 64), 128, np.uint8)
+    noisy_flat = np.clip(128 + np.random.default_rng(0).normal(0, 2, (48, 64)), 0, 255).astype(np.uint8)
+    images = [_image(i) for i in range(n)]
+    images[3], images[4] = flat, noisy_flat
+    results = [vo.process(image, t, CAMERA) for image, t in zip(images, stamps, strict=True)]
+    for i in (3, 4):
+        assert results[i].status == FAILED and "textureless frame" in results[i].message
+    assert [c[0] for c in est.calls] == [stamps[i] for i in (1, 2, 5, 6, 7)]  # never asked on a blank view
+    np.testing.assert_allclose(results[7].T_odom_base, _body(C_gt[7]), atol=1e-9)
+    assert textured_fraction(prepare_frame(_image(0), CAMERA, 0.0, (32, 24)).image) > 0.5
+    # a first frame that is blank becomes the keyframe; later frames fail against it until it is replaced
+    vo = VisualOdometry(GroundTruthEstimator(stamps, C_gt), OdometryConfig(keyframe_mode="consecutive"))
+    first = vo.process(flat, stamps[0], CAMERA)
+    second = vo.process(images[1], stamps[1], CAMERA)
+    assert first.has_pose and second.status == FAILED and "textureless keyframe" in second.message
+
+
 def test_diverged_cost_and_lost_tracking():
     stamps = 0.1 * np.arange(6)
     est = GroundTruthEstimator(stamps, _gt_camera_poses(6), cost=5.0)
@@ -418,7 +446,7 @@ def test_banet_estimator_reports_the_pixels_its_cost_averages(tiny_banet_config)
     """The real estimator: identical frames converge at once with every pixel valid and cost ~0 (a true
     perfect fit); a target pose far behind the camera leaves no valid pixel."""
     from banet_vo.model.banet import BANet
-    from banet_vo.odometry.estimator import BANetEstimator, prepare_frame
+    from banet_vo.odometry.estimator import BANetEstimator
 
     torch.manual_seed(0)
     estimator = BANetEstimator(BANet(tiny_banet_config()).eval(), "cpu")
@@ -440,7 +468,7 @@ def test_warm_up_runs_the_model_and_changes_no_estimate(tiny_banet_config):
     """warm_up (what the node runs before it subscribes) is a real pass that leaves the estimator as it was:
     a warmed and a cold estimator with the same weights give bit-identical results."""
     from banet_vo.model.banet import BANet
-    from banet_vo.odometry.estimator import BANetEstimator, prepare_frame
+    from banet_vo.odometry.estimator import BANetEstimator
 
     torch.manual_seed(0)
     model = BANet(tiny_banet_config()).eval()

@@ -185,6 +185,23 @@ def gate_stamp(odometry, stamp: float) -> tuple[timing.StampCheck, FrameResult |
     return check, None
 
 
+# A pixel is textured when its image gradient (the larger of the horizontal and vertical steps, at the
+# model's input size) is above TEXTURE_STEP, a step well above a camera's noise (2-3 of 255 levels); a view
+# with fewer than MIN_TEXTURED_FRACTION such pixels is textureless. Every frame of the real clips has 9 %
+# or more (TartanAir's blank walls), a flat view under noise of 2 levels 1.5 %.
+TEXTURE_STEP = 8.0 / 255.0
+MIN_TEXTURED_FRACTION = 0.02
+
+
+def textured_fraction(image: np.ndarray) -> float:
+    """The share of textured pixels of a model input (3, H, W) in [0, 1] (TEXTURE_STEP)."""
+    gray = np.asarray(image, dtype=np.float32).mean(axis=0)
+    if gray.shape[0] < 2 or gray.shape[1] < 2:
+        return 0.0
+    step = np.maximum(np.abs(np.diff(gray, axis=1))[:-1], np.abs(np.diff(gray, axis=0))[:, :-1])
+    return float(np.mean(step > TEXTURE_STEP))
+
+
 class VisualOdometry:
     """Streaming BA-Net odometry. Not thread-safe: call process()/reset() from one thread."""
 
@@ -302,6 +319,11 @@ class VisualOdometry:
 
     def _track(self, frame: PreparedFrame) -> FrameResult:
         kf = self._keyframe
+        for name, view in (("frame", frame), ("keyframe", kf.frame)):
+            if textured_fraction(view.image) < MIN_TEXTURED_FRACTION:
+                # BA-Net would answer anyway, and sure of itself: zero padding gives a flat view a feature
+                # pattern fixed to the image, so an exposure change reads as motion with a tiny covariance.
+                return self._fail(frame, f"textureless {name}: nothing for BA-Net to align", math.nan, 0.0)
         pose_init = invert(kf.C) @ self._predict(frame.stamp) if self.config.motion_prior else None
         started = time.perf_counter()
         estimate = self.estimator.estimate(frame, kf.frame, pose_init)
