@@ -587,7 +587,12 @@ def image_pixels(msg: Any) -> np.ndarray:
     channel order, native byte order, always a fresh array. The one raw-image decoder of the package
     (ros/conversions.py uses it too; it lives here because bags need no rclpy): a strided view skips the
     row padding (`step`), which rosbags-image's converter ignores and so shears padded images."""
-    dtype, channels = image_layout(msg)
+    return decode_pixels(msg, *image_layout(msg))
+
+
+def decode_pixels(msg: Any, dtype: np.dtype, channels: int) -> np.ndarray:
+    """image_pixels for a message whose layout `image_layout` has already checked (the node's per-frame
+    path checks once)."""
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     wire = dtype.newbyteorder(">" if msg.is_bigendian else "<") if dtype.itemsize > 1 else dtype
     view = np.ndarray(

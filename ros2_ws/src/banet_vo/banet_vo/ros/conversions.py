@@ -3,7 +3,7 @@
 Images: `sensor_msgs/Image` <-> numpy for the encodings in SUPPORTED_ENCODINGS. The message is validated
 first (encoding, size, step, data length) and any mismatch is a ValueError naming the field. Decoding uses
 cv_bridge when it is importable (a ROS 2 distro) and otherwise the package's one strided decoder
-(data/bags.image_pixels, which bag reading shares), with the dtype and channel count taken from
+(data/bags.decode_pixels, which bag reading shares), with the dtype and channel count taken from
 rosbags-image's encoding table. rosbags-image's own converter is not used for the pixels: it ignores
 `step`, so row-padded images would come out sheared. `sensor_msgs/CompressedImage`
 (image_transport's `compressed`: JPEG, PNG) goes to the same model input (rules in data/compressed_image.py).
@@ -30,7 +30,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from banet_vo.data import compressed_image
-from banet_vo.data.bags import image_layout, image_pixels
+from banet_vo.data.bags import decode_pixels, image_layout
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.rectify import CameraCalibration
 from banet_vo.geometry.rigid import rotation_to_quaternion, skew
@@ -115,7 +115,7 @@ def image_to_numpy(msg: Any) -> np.ndarray:
     native = dtype.itemsize == 1 or bool(msg.is_bigendian) == (sys.byteorder == "big")
     if bridge is not None and native and int(msg.step) % (channels * dtype.itemsize) == 0:
         return np.array(bridge.imgmsg_to_cv2(msg, desired_encoding="passthrough"), dtype=dtype, order="C")
-    return image_pixels(msg)
+    return decode_pixels(msg, dtype, channels)
 
 
 def image_backend() -> str:
