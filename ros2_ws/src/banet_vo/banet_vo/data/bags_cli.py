@@ -14,8 +14,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="banet-vo-bag",
         description=(
-            "Write a sequence (KITTI, TUM, EuRoC, HoloLens, synthetic…) to a ROS 2 bag: /camera/image_raw, "
-            "/camera/camera_info, /ground_truth/odometry (when poses exist) and /tf_static."
+            "Write a sequence (KITTI, TUM, EuRoC, HoloLens, TartanAir, synthetic…) to a ROS 2 bag: "
+            "/camera/image_raw, /camera/camera_info, /ground_truth/odometry (with poses) and /tf_static."
         ),
     )
     parser.add_argument("src", type=Path, help="sequence directory (layout detected unless --format)")

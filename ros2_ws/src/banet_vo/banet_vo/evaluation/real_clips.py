@@ -103,7 +103,7 @@ ALL_CLIPS: dict[str, ClipSpec] = {
 
 def resolve_clip(token: str, data_root: str | Path, camera_height: float | None = None) -> ClipSpec:
     """The ClipSpec a command line names: one of ALL_CLIPS, or any sequence folder a reader understands
-    (banet_vo.data.readers: ours, KITTI, TUM, EuRoC, HoloLens), given as a path or as a folder name under
+    (banet_vo.data.readers: ours, KITTI, TUM, EuRoC, HoloLens, TartanAir), given as a path or as a folder name under
     `data_root`, whole. A clip in KITTI's odometry layout is KITTI's car, camera KITTI_CAMERA_HEIGHT_M above
     the road; `camera_height` (metres) gives it for any clip whose height is not known. ValueError naming
     what was looked for when the token is neither."""

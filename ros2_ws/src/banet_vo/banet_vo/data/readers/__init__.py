@@ -8,6 +8,7 @@ from banet_vo.data.readers.banet import BanetSequence, looks_like_banet, write_s
 from banet_vo.data.readers.euroc import EurocSequence, looks_like_euroc
 from banet_vo.data.readers.hololens import HoloLensSequence, looks_like_hololens
 from banet_vo.data.readers.kitti import KittiSequence, looks_like_kitti
+from banet_vo.data.readers.tartanair import TartanAirSequence, looks_like_tartanair
 from banet_vo.data.readers.tum import TumSequence, looks_like_tum
 from banet_vo.data.sequence import Sequence
 
@@ -18,6 +19,7 @@ READERS = {
     "tum": (TumSequence, looks_like_tum, "rgb.txt (+ depth.txt, groundtruth.txt)"),
     "hololens": (HoloLensSequence, looks_like_hololens, "images/ + K.txt without times.txt"),
     "euroc": (EurocSequence, looks_like_euroc, "mav0/cam0/data.csv + sensor.yaml (EuRoC)"),
+    "tartanair": (TartanAirSequence, looks_like_tartanair, "image_left/ (TartanAir)"),
 }
 
 
@@ -36,8 +38,9 @@ def detect_format(path: str | Path) -> str:
 def open_sequence(path: str | Path, format: str | None = None, **options) -> Sequence:
     """Open a sequence directory as a lazily loaded Sequence.
 
-    format: "banet" (ours), "kitti", "hololens", "tum" or "euroc"; None autodetects. Extra keyword options go
-    to the reader (e.g. tolerance= for TUM, poses_path= for KITTI, camera_folder= / ground_truth= for EuRoC).
+    format: "banet" (ours), "kitti", "hololens", "tum", "euroc" or "tartanair"; None autodetects. Extra
+    keyword options go to the reader (e.g. tolerance= for TUM, poses_path= for KITTI, camera_folder= /
+    ground_truth= for EuRoC).
     """
     if format is None:
         format = detect_format(path)
@@ -52,6 +55,7 @@ __all__ = [
     "EurocSequence",
     "HoloLensSequence",
     "KittiSequence",
+    "TartanAirSequence",
     "TumSequence",
     "detect_format",
     "open_sequence",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import cv2
@@ -44,9 +45,20 @@ def write_image(path: Path, image: np.ndarray) -> None:
 
 
 def read_depth(path: Path, units_per_metre: float) -> np.ndarray:
-    """A uint16 depth PNG (0 = invalid) as float32 metres."""
+    """A uint16 depth PNG (0 = invalid) as float32 metres; a .npy file holds float metres already
+    (TartanAir), where anything not finite and positive reads as invalid (0)."""
     if not path.is_file():
         raise FileNotFoundError(f"depth file not found: {path}")
+    if path.suffix.lower() == ".npy":
+        try:
+            depth = np.load(path, allow_pickle=False)
+        except ValueError as err:
+            raise ValueError(f"depth file {path} could not be read as a numpy array: {err}") from err
+        if depth.ndim != 2 or depth.dtype.kind != "f":
+            raise ValueError(f"depth file {path} must be a 2-D float array, got {depth.dtype} {depth.shape}")
+        depth = depth.astype(np.float32)
+        depth[~(np.isfinite(depth) & (depth > 0))] = 0.0
+        return depth
     raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if raw is None:
         raise ValueError(f"depth file {path} could not be decoded")
@@ -104,11 +116,26 @@ def default_times(count: int, rate_hz: float = 10.0) -> np.ndarray:
     return np.arange(count, dtype=np.float64) / rate_hz
 
 
-def list_pngs(folder: Path) -> list[Path]:
-    """The *.png files in a folder, sorted by name."""
+def frame_order(name: str) -> tuple:
+    """Sort key putting numbered file names in numeric order: 2.png before 10.png (frames written
+    without zero padding), and the same order as by name when the numbers are padded alike."""
+    # re.split with a capturing group alternates text and digit runs, so the keys of any two names
+    # compare text with text and numbers with numbers; the name itself breaks ties such as 01 / 1.
+    parts = re.split(r"(\d+)", name)
+    return tuple(int(part) if k % 2 else part for k, part in enumerate(parts)), name
+
+
+def list_frames(folder: Path, suffix: str = ".png") -> list[Path]:
+    """The files with this suffix in a folder, in frame order (`frame_order`)."""
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder}")
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png" and p.is_file())
+    files = [p for p in folder.iterdir() if p.suffix.lower() == suffix and p.is_file()]
+    return sorted(files, key=lambda p: frame_order(p.name))
+
+
+def list_pngs(folder: Path) -> list[Path]:
+    """The *.png files in a folder, in frame order (`frame_order`)."""
+    return list_frames(folder, ".png")
 
 
 class FileSequence(Sequence):

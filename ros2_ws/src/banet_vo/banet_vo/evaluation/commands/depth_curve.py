@@ -27,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "clips",
         nargs="+",
         metavar="CLIP",
-        help="sequence folders with ground-truth poses (ours, KITTI, TUM, EuRoC, HoloLens layouts), or "
+        help="sequence folders with ground-truth poses (ours, KITTI, TUM, EuRoC, HoloLens, TartanAir layouts), or "
         "clip names under --data (kitti07, tartanair); the shipped KITTI 07 clip is fitted on its frames "
         "0-119 (120-159 are held out)",
     )

@@ -1,0 +1,109 @@
+"""TartanAir (v1) trajectory layout, as the dataset ships it:
+
+    <traj>/image_left/000000_left.png ...        RGB, 640x480, pinhole without distortion
+    <traj>/depth_left/000000_left_depth.npy ...  optional, float32 metres along the optical axis
+    <traj>/pose_left.txt                         optional, "tx ty tz qx qy qz qw" per frame: the left
+                                                 camera's body (x forward, y right, z down) in the NED world
+    <traj>/K.txt                                 optional 3x3 intrinsics; without it TartanAir's own
+                                                 (fx = fy = 320, cx = 320, cy = 240 at 640x480), scaled to
+                                                 the images' size with pixel centres at integer coordinates
+No timestamps in this layout: t = 0.1 i (TartanAir has none; its frames are rendered at a fixed step).
+The poses are turned into our optical frame (x right, y down, z forward): T_world_cam = T_world_body R,
+R's columns the camera's axes in the body frame.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from banet_vo.data.readers._files import (
+    FileSequence,
+    default_times,
+    list_frames,
+    read_image,
+    read_K,
+    read_table,
+)
+from banet_vo.data.sequence import check_pose
+from banet_vo.geometry import PinholeCamera
+
+IMAGE_FOLDER = "image_left"
+DEPTH_FOLDER = "depth_left"
+POSES_FILE = "pose_left.txt"
+# TartanAir's camera at its native 640x480.
+NATIVE_SIZE = (640, 480)
+NATIVE_FOCAL = 320.0
+NATIVE_CENTRE = (320.0, 240.0)
+# Columns: the optical frame's x (right), y (down), z (forward) in the NED body frame.
+R_BODY_CAMERA = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
+def looks_like_tartanair(path: Path) -> bool:
+    return (path / IMAGE_FOLDER).is_dir()
+
+
+def native_camera(width: int, height: int) -> PinholeCamera:
+    """TartanAir's intrinsics for images resized to width x height (pixel centres at integers)."""
+    sx, sy = width / NATIVE_SIZE[0], height / NATIVE_SIZE[1]
+    return PinholeCamera(
+        NATIVE_FOCAL * sx,
+        NATIVE_FOCAL * sy,
+        (NATIVE_CENTRE[0] + 0.5) * sx - 0.5,
+        (NATIVE_CENTRE[1] + 0.5) * sy - 0.5,
+        width,
+        height,
+    )
+
+
+def read_ned_poses(path: Path, count: int) -> np.ndarray:
+    """pose_left.txt -> (N, 4, 4) camera-to-world poses in the optical frame."""
+    table = read_table(path, 7, "poses")
+    if len(table) != count:
+        raise ValueError(f"poses file {path} has {len(table)} lines but the sequence has {count} images")
+    norms = np.linalg.norm(table[:, 3:], axis=1)
+    bad = np.flatnonzero(~(np.abs(norms - 1.0) < 1e-3))
+    if bad.size:
+        raise ValueError(
+            f"poses file {path} line {bad[0] + 1}: the quaternion qx qy qz qw must have unit norm, "
+            f"got {norms[bad[0]]:.6g}"
+        )
+    poses = np.tile(np.eye(4), (count, 1, 1))
+    poses[:, :3, :3] = Rotation.from_quat(table[:, 3:]).as_matrix() @ R_BODY_CAMERA
+    poses[:, :3, 3] = table[:, :3]
+    return np.stack([check_pose(T, f"{path} line {k + 1}") for k, T in enumerate(poses)])
+
+
+class TartanAirSequence(FileSequence):
+    """A TartanAir trajectory folder (see the module docstring)."""
+
+    def __init__(self, path: str | Path, name: str | None = None, rate_hz: float = 10.0) -> None:
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"sequence directory not found: {path}")
+        if not rate_hz > 0:
+            raise ValueError(f"rate_hz must be positive, got {rate_hz}")
+        images = list_frames(path / IMAGE_FOLDER, ".png")
+        if not images:
+            raise ValueError(f"no PNG images in {path / IMAGE_FOLDER}")
+        depths = None
+        if (path / DEPTH_FOLDER).is_dir():
+            depths = list_frames(path / DEPTH_FOLDER, ".npy")
+            expected = [p.stem + "_depth.npy" for p in images]
+            if [p.name for p in depths] != expected:
+                raise ValueError(
+                    f"depth folder {path / DEPTH_FOLDER} must hold one <image name>_depth.npy per image "
+                    f"({len(depths)} .npy files for {len(images)} images)"
+                )
+        first = read_image(images[0])
+        height, width = first.shape[:2]
+        if (path / "K.txt").is_file():
+            camera = read_K(path / "K.txt", width, height)
+        else:
+            camera = native_camera(width, height)
+        n = len(images)
+        poses = read_ned_poses(path / POSES_FILE, n) if (path / POSES_FILE).is_file() else None
+        super().__init__(name or path.name, images, camera, default_times(n, rate_hz), poses, depths)
+        self.root = path
