@@ -271,7 +271,11 @@ def test_cli_writes_a_subset(kitti06_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "bag"
     rc = main([str(kitti06_dir), str(out), "--storage", "sqlite3", "--max-frames", "5", "--format", "kitti"])
     assert rc == 0
-    assert "wrote" in capsys.readouterr().err
+    # Not a terminal: one progress line per tenth of the frames (each frame of 5), no carriage returns.
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert err.splitlines() == [f"[banet-vo-bag] {k}/5 frames" for k in range(1, 6)] + [err.splitlines()[-1]]
+    assert err.splitlines()[-1].startswith(f"[banet-vo-bag] wrote {out}")
     with BagReader(out) as reader:
         assert reader.topics[IMAGE_TOPIC].count == 5
         assert reader.end_ns - reader.start_ns == 400_000_000

@@ -62,12 +62,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # On a terminal one progress line is rewritten; in a log (not a tty) a line per tenth of the frames.
+    live = sys.stderr.isatty()
+    end_line = "\n" if live else ""
     try:
         sequence = open_sequence(args.src, format=args.format)
 
         def report(done: int, total: int) -> None:
-            if done == total or done % 10 == 0:
-                print(f"\r[banet-vo-bag] {done}/{total} frames", end="", file=sys.stderr, flush=True)
+            step = 10 if live else max(1, -(-total // 10))
+            if done == total or done % step == 0:
+                if live:
+                    print(f"\r[banet-vo-bag] {done}/{total} frames", end="", file=sys.stderr, flush=True)
+                else:
+                    print(f"[banet-vo-bag] {done}/{total} frames", file=sys.stderr, flush=True)
 
         summary = write_bag(
             sequence,
@@ -84,12 +91,12 @@ def main(argv: list[str] | None = None) -> int:
             progress=report,
         )
     except (ValueError, FileNotFoundError) as err:
-        print(f"\nbanet-vo-bag: error: {err}", file=sys.stderr)
+        print(f"{end_line}banet-vo-bag: error: {err}", file=sys.stderr)
         return 2
     counts = ", ".join(f"{topic} {n}" for topic, n in summary.message_counts.items())
     duration = (summary.end_ns - summary.start_ns) / 1e9
     print(
-        f"\n[banet-vo-bag] wrote {summary.path} ({summary.storage}, {duration:.3f} s): {counts}",
+        f"{end_line}[banet-vo-bag] wrote {summary.path} ({summary.storage}, {duration:.3f} s): {counts}",
         file=sys.stderr,
     )
     return 0
