@@ -285,6 +285,7 @@ def test_vo_launch_declares_the_documented_arguments():
         "scale_source",
         "camera_height",
         "base_frame",
+        "depth_calibration",
         "background_ba",
         "tracking_banet_min_interval",
         "tracking_max_keypoints",

@@ -5,11 +5,12 @@ image, /cam/left/image_raw → /cam/left/camera_info), params_file (node paramet
 config/banet_vo.yaml), namespace, lifecycle, autostart, and these node parameters (banet_vo.ros.
 launch_args): model (default: the shipped model, installed with the package), device, use_sim_time (true
 when replaying a bag with /clock), publish_tf, rectify, image_transport (raw, or compressed to read
-image_transport's `<image>/compressed`), frontend, scale_source, camera_height, base_frame, and the live
-settings background_ba, tracking_banet_min_interval, tracking_max_keypoints, tracking_between_keyframes,
-tracking_mapping (README, live on a small CPU). A node
-parameter left empty is not passed: params_file decides, else the node's default; a given one overrides
-params_file. Other node parameters go in a params_file (copy config/banet_vo.yaml).
+image_transport's `<image>/compressed`), frontend, scale_source, camera_height, base_frame,
+depth_calibration (with model: a copy with its depth curve beside it), and the live settings
+background_ba, tracking_banet_min_interval, tracking_max_keypoints, tracking_between_keyframes,
+tracking_mapping (README, live on a small CPU). A node parameter left empty is not passed: params_file
+decides, else the node's default; a given one overrides params_file. Other node parameters go in a
+params_file (copy config/banet_vo.yaml).
 
 lifecycle:=true runs the managed node (vo_lifecycle_node: configure loads the model, activate subscribes)
 instead of vo_node; with autostart:=true (the default) this file configures it and, once that first

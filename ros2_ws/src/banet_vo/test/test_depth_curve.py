@@ -163,6 +163,13 @@ def test_the_command_names_a_missing_model(tmp_path, capsys):
     assert "m.safetensors not found" in capsys.readouterr().err
 
 
+def test_a_named_clip_missing_under_data_is_an_error_line_not_a_traceback(tmp_path, capsys):
+    # --data defaults to ../shared/data from the working directory: run elsewhere, a name finds nothing.
+    assert _eval(["kitti07-0-119", "--model", str(MODEL), "--data", str(tmp_path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "kitti_odom07_000-159 not found" in err and f"looked up under --data, now {tmp_path}" in err
+
+
 @pytest.mark.slow
 def test_a_gain_fitted_on_a_recording_folder_is_written_beside_the_model(tmp_path, shared_data, capsys):
     """The user's path: a recording with ground-truth poses given as a folder, a copy of the model; the

@@ -103,10 +103,10 @@ ALL_CLIPS: dict[str, ClipSpec] = {
 
 def resolve_clip(token: str, data_root: str | Path, camera_height: float | None = None) -> ClipSpec:
     """The ClipSpec a command line names: one of ALL_CLIPS, or any sequence folder a reader understands
-    (banet_vo.data.readers: ours, KITTI, TUM, EuRoC, HoloLens, TartanAir), given as a path or as a folder name under
-    `data_root`, whole. A clip in KITTI's odometry layout is KITTI's car, camera KITTI_CAMERA_HEIGHT_M above
-    the road; `camera_height` (metres) gives it for any clip whose height is not known. ValueError naming
-    what was looked for when the token is neither."""
+    (banet_vo.data.readers: ours, KITTI, TUM, EuRoC, HoloLens, TartanAir), given as a path or as a folder
+    name under `data_root`, whole. A clip in KITTI's odometry layout is KITTI's car, camera
+    KITTI_CAMERA_HEIGHT_M above the road; `camera_height` (metres) gives it for any clip whose height is
+    not known. ValueError naming what was looked for when the token is neither."""
     if camera_height is not None and not (math.isfinite(camera_height) and camera_height > 0):
         raise ValueError(f"camera_height must be a positive number of metres, got {camera_height}")
     if token in ALL_CLIPS:

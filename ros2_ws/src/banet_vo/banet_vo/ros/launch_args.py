@@ -32,6 +32,7 @@ LAUNCH_PARAMETERS = (
     "scale_source",
     "camera_height",
     "base_frame",
+    "depth_calibration",  # with model: a copy that has its depth curve beside it (README)
     # The live settings (README, "live"): a camera the node cannot keep up with.
     "background_ba",
     "tracking_banet_min_interval",

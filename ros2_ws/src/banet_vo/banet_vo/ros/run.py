@@ -6,7 +6,8 @@ node has processed its last frame (or --timeout passed), it writes to DIR:
 
 - trajectory.tum: odom → base_link, as published on ~/odometry (TUM: stamp x y z qx qy qz qw), input stamps
 - trajectory_camera.tum: the optical camera poses (odom → base_link → camera), comparable to the GT
-- depth/<stamp>.npy (float32 metres, NaN invalid) and depth/<stamp>.png colour maps, every --depth-every
+- depth/<stamp>.npy (float32 metres, NaN invalid) and depth/<stamp>.png colour maps (not with --no-plots),
+  every --depth-every
 - metrics.json, always: counters of the node (processed, dropped, failed, …), frames processed and poses
   published per second; with trajectory metrics (ATE, RPE) when the bag has /ground_truth/odometry (and
   "trajectory_errors", the reason per alignment, when they cannot be computed: stamps that do not match) and
@@ -196,7 +197,11 @@ def _parser() -> argparse.ArgumentParser:
         default=600.0,
         help="seconds to wait for the node after the bag ends (default 600)",
     )
-    parser.add_argument("--no-plots", action="store_true", help="skip the matplotlib figures")
+    parser.add_argument(
+        "--no-plots",
+        action="store_true",
+        help="skip the matplotlib figures (trajectory, ATE and the depth .png maps; the .npy depth stays)",
+    )
     parser.add_argument(
         "--profile",
         action="store_true",

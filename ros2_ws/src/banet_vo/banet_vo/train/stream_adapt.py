@@ -55,7 +55,7 @@ class StreamAdaptConfig:
     synthetic_weight: float = 0.5  # share of batches from the synthetic training set (0 = stream only)
     synthetic_cache: str = "runs/cache/train_small_128x8.pt"
     tolerance: float = 0.0  # guard: held-back photometric error may rise by at most this share
-    depth_targets: str = "photometric"  # or "landmarks" (module docstring)
+    depth_targets: str = "photometric"  # or "landmarks" (docs/training.md)
     max_wall_s: float = 0.0  # stop training after this long (0 = no limit); the run checkpoints
     threads: int = 1
     seed: int = 0
@@ -372,14 +372,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     defaults = StreamAdaptConfig()
     parser.add_argument(
-        "--depth-targets", choices=DEPTH_TARGETS, default=defaults.depth_targets, help="module docstring"
+        "--depth-targets",
+        choices=DEPTH_TARGETS,
+        default=defaults.depth_targets,
+        help="photometric: the photometric error under the odometry's poses; landmarks: the depth of the "
+        f"window-BA landmarks each frame tracked (docs/training.md; default {defaults.depth_targets})",
     )
-    for name in ("steps", "lr", "held_back", "synthetic_weight", "tolerance", "max_wall_s", "threads"):
+    meanings = {
+        "steps": "optimiser steps, batch 4",
+        "lr": "Adam learning rate",
+        "held_back": "share of the frames, the stream's tail, never trained on: the guard's pairs",
+        "synthetic_weight": "share of batches from the synthetic training set, against forgetting (0: none)",
+        "tolerance": "share by which the held-back error may rise before the model is rolled back",
+        "max_wall_s": "stop training after this many seconds, with a checkpoint (0: no limit)",
+        "threads": "torch CPU threads",
+    }
+    for name, meaning in meanings.items():
         value = getattr(defaults, name)
-        parser.add_argument(
-            f"--{name.replace('_', '-')}", type=type(value), default=value, help=f"default {value}"
-        )
-    parser.add_argument("--synthetic-cache", default=defaults.synthetic_cache, help="rendered synthetic set")
+        flag = f"--{name.replace('_', '-')}"
+        parser.add_argument(flag, type=type(value), default=value, help=f"{meaning} (default {value})")
+    parser.add_argument(
+        "--synthetic-cache",
+        default=defaults.synthetic_cache,
+        help=f"the rendered synthetic training set (default {defaults.synthetic_cache})",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     try:

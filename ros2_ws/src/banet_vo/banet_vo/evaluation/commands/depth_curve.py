@@ -27,9 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "clips",
         nargs="+",
         metavar="CLIP",
-        help="sequence folders with ground-truth poses (ours, KITTI, TUM, EuRoC, HoloLens, TartanAir layouts), or "
-        "clip names under --data (kitti07, tartanair); the shipped KITTI 07 clip is fitted on its frames "
-        "0-119 (120-159 are held out)",
+        help="sequence folders with ground-truth poses (ours, KITTI, TUM, EuRoC, HoloLens, TartanAir "
+        "layouts), or clip names under --data (kitti07, tartanair); the shipped KITTI 07 clip is fitted "
+        "on its frames 0-119 (120-159 are held out)",
     )
     parser.add_argument("--model", type=Path, required=True, help="BA-Net checkpoint the curve is for")
     parser.add_argument(
@@ -49,7 +49,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--max-frames", type=int, help="first N frames of each recording")
     parser.add_argument(
-        "--data", type=Path, default=Path("../shared/data"), help="folder of named clips (../shared/data)"
+        "--data",
+        type=Path,
+        default=Path("../shared/data"),
+        help="folder of named clips (default ../shared/data, relative to the working directory)",
     )
     parser.add_argument("--out", type=Path, help="JSON to write (default: beside --model)")
     parser.add_argument("--dry-run", action="store_true", help="fit and print, write nothing")
@@ -84,6 +87,11 @@ def run(args: argparse.Namespace, command: str | None = None) -> int:
         samples = [record_clip(c, args.data, estimator, args.seed, args.max_frames) for c in args.clips]
     except ValueError as err:  # a folder no reader understands, or without ground-truth poses
         print(f"depth-curve: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:  # a named clip not under --data (a relative path: from where it runs)
+        print(
+            f"depth-curve: {err} (named clips are looked up under --data, now {args.data})", file=sys.stderr
+        )
         return 2
     try:
         a, b = (fit_gain(samples), 1.0) if args.form == "gain" else fit_power_law(samples, args.direction)
