@@ -507,9 +507,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     estimator = BANetEstimator.from_checkpoint(args.model, device=args.device)
     xfeat = make_features("xfeat") if "xfeat" in args.references and not args.live_only else None
-    rows, skipped, live = [], [], []
+    rows, skipped, live, failed = [], [], [], []
     for spec in args.specs:
-        clip_rows, clip_skipped = run_clip(spec, args, estimator, xfeat)
+        try:
+            clip_rows, clip_skipped = run_clip(spec, args, estimator, xfeat)
+        except (ValueError, OSError) as err:  # e.g. an image file that cannot be read, mid-clip
+            failed.append(spec.name)
+            skipped.append(f"{spec.name}: failed ({err})")
+            print(f"real_clips: {spec.name} failed: {err}", file=sys.stderr, flush=True)
+            continue
         rows += clip_rows
         skipped += clip_skipped
         print(markdown_table(clip_rows), file=sys.stderr, flush=True)
@@ -522,6 +528,8 @@ def main(argv: list[str] | None = None) -> int:
         live_rows = []
         for spec in args.specs:
             name = spec.name
+            if name in failed:
+                continue
             _progress(f"{name}: live node")
             row, summary = live_row(spec, args)
             live_rows.append(row)
@@ -549,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([r.as_dict() for r in json_rows], indent=1, default=float))
     _progress(f"wrote {args.out}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -103,3 +103,19 @@ def test_ba_hold_runs_the_xfeat_rows_with_a_held_window_ba(kitti06_dir, tmp_path
     assert "each window's result taken 2 frames late (--ba-hold)" in table
     assert any(line.startswith("| my_kitti_clip | banet_vo xfeat, scale none") for line in table.splitlines())
     assert len(made) == 1 and made[0].hold_frames == 2 and made[0].submitted >= 2
+
+
+def test_a_clip_that_fails_mid_run_keeps_the_others_results(kitti06_dir, tmp_path, capsys):
+    good = _own_kitti_clip(kitti06_dir, tmp_path, 6)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    bad = _own_kitti_clip(kitti06_dir, broken, 6)
+    (bad / "image_l" / "000003.png").unlink()
+    (bad / "image_l" / "000003.png").write_bytes(b"not a png")  # read when its frame comes
+    out = tmp_path / "table.md"
+    argv = ["--clips", f"{bad},{good}", "--frontends", "none", "--references", "orb", "--threads", "1"]
+    assert real_clips.main([*argv, "--out", str(out)]) == 1
+    assert "could not be decoded" in capsys.readouterr().err
+    table = out.read_text()
+    assert any(line.startswith("| my_kitti_clip | banet_vo none") for line in table.splitlines())
+    assert "failed (image file" in table

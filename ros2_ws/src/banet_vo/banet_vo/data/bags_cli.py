@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
 from pathlib import Path
 
@@ -60,8 +62,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _reader_logs():
+    """The readers' INFO messages (images left out, frames dropped, a gap in the numbering) on stderr while
+    the command runs: what a user converting a dataset needs to see."""
+    logger = logging.getLogger("banet_vo")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[banet-vo-bag] %(levelname)s %(name)s: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with _reader_logs():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     # On a terminal one progress line is rewritten; in a log (not a tty) a line per tenth of the frames.
     live = sys.stderr.isatty()
     end_line = "\n" if live else ""

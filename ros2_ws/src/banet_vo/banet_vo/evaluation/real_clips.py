@@ -123,6 +123,12 @@ def resolve_clip(token: str, data_root: str | Path, camera_height: float | None 
         )
     path = path.resolve()
     kind = detect_format(path)  # ValueError naming the layouts it knows
+    try:  # what would otherwise fail after the clips before it have run: unreadable, or nothing to compare
+        sequence = open_sequence(path, format=kind)
+    except FileNotFoundError as err:
+        raise ValueError(f"{kind} folder {path}: {err}") from err
+    if not sequence.has_poses:
+        raise ValueError(f"{kind} folder {path} has no ground-truth poses to compare with")
     height, note = camera_height, f"{kind} folder {path}"
     if height is None and kind == "kitti":
         height = KITTI_CAMERA_HEIGHT_M

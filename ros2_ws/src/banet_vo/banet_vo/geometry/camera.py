@@ -36,7 +36,9 @@ class PinholeCamera:
 
     @classmethod
     def from_K(cls, K, width: int, height: int) -> PinholeCamera:
-        """From a 3x3 intrinsic matrix (or its 9 row-major values). Skew must be zero."""
+        """From a 3x3 intrinsic matrix (or its 9 row-major values): [[fx, 0, cx], [0, fy, cy], [0, 0, 1]].
+        Skew must be zero; a bottom row other than 0 0 1 (a K written column by column, or not normalised)
+        is refused rather than read as a camera with its principal point at 0."""
         K = np.asarray(K, dtype=np.float64).reshape(-1)
         if K.size != 9:
             raise ValueError(f"K must have 9 values (3x3), got {K.size}")
@@ -45,6 +47,12 @@ class PinholeCamera:
             raise ValueError("K is all zeros (uncalibrated camera)")
         if abs(K[0, 1]) > 1e-9 * max(1.0, abs(K[0, 0])):
             raise ValueError(f"K has non-zero skew {K[0, 1]}; only zero-skew pinholes are supported")
+        scale = max(1.0, abs(K[0, 0]), abs(K[1, 1]))
+        if np.abs(K[2] - [0.0, 0.0, 1.0]).max() > 1e-9 or abs(K[1, 0]) > 1e-9 * scale:
+            raise ValueError(
+                f"K must be [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] row by row; got rows {K.tolist()} "
+                "(written column by column, or not normalised?)"
+            )
         return cls(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), width, height)
 
     @classmethod

@@ -90,25 +90,102 @@ def read_K(path: Path, width: int, height: int) -> PinholeCamera:
     if values.size != 9:
         raise ValueError(f"intrinsics file {path} must hold a 3x3 matrix (9 numbers), got {values.size}")
     try:
-        return PinholeCamera.from_K(values, width, height)
+        camera = PinholeCamera.from_K(values, width, height)
     except ValueError as err:
         raise ValueError(f"intrinsics file {path}: {err}") from err
+    warn_off_centre(camera, str(path))
+    return camera
 
 
-def read_poses(path: Path, count: int) -> np.ndarray:
-    """Camera-to-world poses, one per line as 12 (3x4) or 16 (4x4) row-major numbers -> (N, 4, 4)."""
-    table = read_table(path, (12, 16), "poses")
-    if len(table) != count:
-        raise ValueError(f"poses file {path} has {len(table)} lines but the sequence has {count} images")
+def warn_off_centre(camera: PinholeCamera, source: str) -> None:
+    """Log a warning when the principal point lies outside the middle half of the image: a K that is for
+    another resolution of the camera (a real lens puts it within a few per cent of the centre)."""
+    dx = abs(camera.cx - (camera.width - 1) / 2) / camera.width
+    dy = abs(camera.cy - (camera.height - 1) / 2) / camera.height
+    if dx > 0.25 or dy > 0.25:
+        log.warning(
+            "%s: the principal point (%.1f, %.1f) lies far from the centre of the %dx%d images: is this K "
+            "for another resolution?",
+            source,
+            camera.cx,
+            camera.cy,
+            camera.width,
+            camera.height,
+        )
+
+
+def frame_rows(
+    table: np.ndarray, path: Path, what: str, count: int, numbers: np.ndarray | None
+) -> np.ndarray:
+    """The rows of a one-line-per-frame table that belong to the sequence's `count` frames. When images
+    are missing from a numbered folder (`frame_numbers`) and the table has a line for every number from
+    the first to the last, the lines of the frames that are there (each row keeps its own frame)."""
+    if len(table) == count:
+        return table
+    if numbers is not None and len(numbers) == count:
+        span = int(numbers[-1] - numbers[0]) + 1
+        if len(table) == span:
+            log.warning(
+                "%s file %s: %d frames between %d and %d have no image; their lines are left out",
+                what,
+                path,
+                span - count,
+                numbers[0],
+                numbers[-1],
+            )
+            return table[numbers - numbers[0]]
+        if span != count:
+            gaps = np.flatnonzero(np.diff(numbers) > 1)
+            missing = ", ".join(
+                f"{numbers[g] + 1}" + ("" if numbers[g + 1] == numbers[g] + 2 else f"-{numbers[g + 1] - 1}")
+                for g in gaps[:5]
+            )
+            raise ValueError(
+                f"{what} file {path} has {len(table)} lines but the sequence has {count} images "
+                f"(frames {missing} are missing from the numbered images)"
+            )
+    raise ValueError(f"{what} file {path} has {len(table)} lines but the sequence has {count} images")
+
+
+def read_poses(path: Path, count: int, numbers: np.ndarray | None = None) -> np.ndarray:
+    """Camera-to-world poses, one per line as 12 (3x4) or 16 (4x4) row-major numbers -> (N, 4, 4);
+    `numbers`: the images' frame numbers (`frame_rows`)."""
+    table = frame_rows(read_table(path, (12, 16), "poses"), path, "poses", count, numbers)
     return np.stack([check_pose(row.reshape(-1, 4), f"{path} line {k + 1}") for k, row in enumerate(table)])
 
 
-def read_times(path: Path, count: int) -> np.ndarray:
-    """One timestamp (seconds) per line -> (N,), strictly increasing."""
-    table = read_table(path, 1, "times")
-    if len(table) != count:
-        raise ValueError(f"times file {path} has {len(table)} lines but the sequence has {count} images")
+def read_times(path: Path, count: int, numbers: np.ndarray | None = None) -> np.ndarray:
+    """One timestamp (seconds) per line -> (N,), strictly increasing; `numbers` as for read_poses."""
+    table = frame_rows(read_table(path, 1, "times"), path, "times", count, numbers)
     return check_timestamps(table[:, 0], str(path))
+
+
+def frame_numbers(paths: list[Path]) -> np.ndarray | None:
+    """The number each file name starts with (000015.png, 000015_left.png: 15) when every name has one and
+    they increase; else None."""
+    numbers = []
+    for p in paths:
+        found = re.match(r"\d+", p.stem)
+        if found is None:
+            return None
+        numbers.append(int(found.group()))
+    out = np.asarray(numbers, dtype=np.int64)
+    return out if np.all(np.diff(out) > 0) else None
+
+
+def numbered_times(paths: list[Path], rate_hz: float, folder: Path) -> np.ndarray:
+    """Stamps for a layout without timestamps: t = (frame number - the first's) / rate, so that a frame
+    missing from a numbered folder leaves its gap (counting positions would stamp every later frame early);
+    t = i / rate for names without numbers."""
+    numbers = frame_numbers(paths)
+    if numbers is None:
+        return default_times(len(paths), rate_hz)
+    missing = int(numbers[-1] - numbers[0]) + 1 - len(numbers)
+    if missing:
+        log.warning(
+            "%s: %d frame numbers missing between %d and %d", folder, missing, numbers[0], numbers[-1]
+        )
+    return (numbers - numbers[0]).astype(np.float64) / rate_hz
 
 
 def default_times(count: int, rate_hz: float = 10.0) -> np.ndarray:

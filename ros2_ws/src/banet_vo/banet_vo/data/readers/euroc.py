@@ -277,7 +277,7 @@ class EurocSequence(FileSequence):
         # FileSequence checks the seconds; the list's nanoseconds were checked when read, and are kept
         # exact for what needs them (bags: header stamps equal to data.csv's).
         super().__init__(
-            name or path.name,
+            name or path.resolve().name,
             images,
             c.rectified_camera(),
             stamps_ns[kept] * 1e-9,

@@ -14,8 +14,9 @@ from pathlib import Path
 from banet_vo.data.readers._files import (
     DEPTH_SCALE_MM,
     FileSequence,
-    default_times,
+    frame_numbers,
     list_pngs,
+    numbered_times,
     read_image,
     read_K,
     read_poses,
@@ -49,8 +50,8 @@ class HoloLensSequence(FileSequence):
         first = read_image(images[0])
         camera = read_K(path / "K.txt", first.shape[1], first.shape[0])
         n = len(images)
-        poses = read_poses(path / "poses.txt", n) if (path / "poses.txt").is_file() else None
-        super().__init__(
-            name or path.name, images, camera, default_times(n, rate_hz), poses, depths, DEPTH_SCALE_MM
-        )
+        numbers = frame_numbers(images)
+        poses = read_poses(path / "poses.txt", n, numbers) if (path / "poses.txt").is_file() else None
+        times = numbered_times(images, rate_hz, path / "images")
+        super().__init__(name or path.resolve().name, images, camera, times, poses, depths, DEPTH_SCALE_MM)
         self.root = path

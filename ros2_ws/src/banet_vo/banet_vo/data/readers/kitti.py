@@ -13,17 +13,20 @@ camera 2's centre at -t in camera 0's frame (t = K2⁻¹ P2[:, 3], about 6 cm al
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 
 from banet_vo.data.readers._files import (
     FileSequence,
-    default_times,
+    frame_numbers,
     list_pngs,
+    numbered_times,
     read_image,
     read_poses,
     read_times,
+    warn_off_centre,
 )
 from banet_vo.geometry import PinholeCamera
 
@@ -67,8 +70,15 @@ def read_calib(path: Path) -> dict[str, np.ndarray]:
             values = np.array(rest.split(), dtype=np.float64)
         except ValueError as err:
             raise ValueError(f"calibration file {path} line {lineno} is not numeric: {err}") from err
+        label = label.strip()
         if values.size == 12:
-            mats[label.strip()] = values.reshape(3, 4)
+            mats[label] = values.reshape(3, 4)
+        elif re.fullmatch(r"P\d+", label):
+            # A projection matrix cut short; other entries (R0_rect's 9 numbers) are not ours to read.
+            raise ValueError(
+                f"calibration file {path} line {lineno}: {label} must have 12 numbers (3x4), "
+                f"got {values.size}"
+            )
     return mats
 
 
@@ -92,16 +102,26 @@ class KittiSequence(FileSequence):
         if key not in calib:
             raise ValueError(f"calibration file {path / 'calib.txt'} has no {key} (needed for {folder}/)")
         first = read_image(images[0])
-        camera = PinholeCamera.from_projection(calib[key], first.shape[1], first.shape[0])
+        try:
+            camera = PinholeCamera.from_projection(calib[key], first.shape[1], first.shape[0])
+        except ValueError as err:
+            raise ValueError(f"calibration file {path / 'calib.txt'}, {key}: {err}") from err
+        warn_off_centre(camera, f"{path / 'calib.txt'} {key}")
         n = len(images)
-        times = read_times(path / "times.txt", n) if (path / "times.txt").is_file() else default_times(n)
+        numbers = frame_numbers(images)
+        if (path / "times.txt").is_file():
+            times = read_times(path / "times.txt", n, numbers)
+        else:
+            times = numbered_times(images, KITTI_RATE_HZ, path / folder)
+        # Resolved: the official tree's poses/<seq>.txt is found from "." or "07" as from an absolute path.
+        here = path.resolve()
         if poses_path is None:
-            for candidate in (path / "poses.txt", path.parent.parent / "poses" / f"{path.name}.txt"):
+            for candidate in (path / "poses.txt", here.parent.parent / "poses" / f"{here.name}.txt"):
                 if candidate.is_file():
                     poses_path = candidate
                     break
-        poses = None if poses_path is None else read_poses(Path(poses_path), n)
+        poses = None if poses_path is None else read_poses(Path(poses_path), n, numbers)
         if poses is not None:
             poses = poses @ T_cam0_camera(calib, key)  # T_w_cam = T_w_cam0 · T_cam0_cam
-        super().__init__(name or path.name, images, camera, times, poses)
+        super().__init__(name or here.name, images, camera, times, poses)
         self.root = path

@@ -21,8 +21,10 @@ from scipy.spatial.transform import Rotation
 
 from banet_vo.data.readers._files import (
     FileSequence,
-    default_times,
+    frame_numbers,
+    frame_rows,
     list_frames,
+    numbered_times,
     read_image,
     read_K,
     read_table,
@@ -58,11 +60,10 @@ def native_camera(width: int, height: int) -> PinholeCamera:
     )
 
 
-def read_ned_poses(path: Path, count: int) -> np.ndarray:
-    """pose_left.txt -> (N, 4, 4) camera-to-world poses in the optical frame."""
-    table = read_table(path, 7, "poses")
-    if len(table) != count:
-        raise ValueError(f"poses file {path} has {len(table)} lines but the sequence has {count} images")
+def read_ned_poses(path: Path, count: int, numbers: np.ndarray | None = None) -> np.ndarray:
+    """pose_left.txt -> (N, 4, 4) camera-to-world poses in the optical frame; `numbers`: the images'
+    frame numbers (a line per number when some images are missing)."""
+    table = frame_rows(read_table(path, 7, "poses"), path, "poses", count, numbers)
     norms = np.linalg.norm(table[:, 3:], axis=1)
     bad = np.flatnonzero(~(np.abs(norms - 1.0) < 1e-3))
     if bad.size:
@@ -104,6 +105,8 @@ class TartanAirSequence(FileSequence):
         else:
             camera = native_camera(width, height)
         n = len(images)
-        poses = read_ned_poses(path / POSES_FILE, n) if (path / POSES_FILE).is_file() else None
-        super().__init__(name or path.name, images, camera, default_times(n, rate_hz), poses, depths)
+        numbers = frame_numbers(images)
+        poses = read_ned_poses(path / POSES_FILE, n, numbers) if (path / POSES_FILE).is_file() else None
+        times = numbered_times(images, rate_hz, path / IMAGE_FOLDER)
+        super().__init__(name or path.resolve().name, images, camera, times, poses, depths)
         self.root = path

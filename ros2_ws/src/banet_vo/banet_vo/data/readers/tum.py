@@ -86,7 +86,7 @@ def camera_for(path: Path, width: int, height: int) -> PinholeCamera:
     if (path / "K.txt").is_file():
         return read_K(path / "K.txt", width, height)
     for key, (fx, fy, cx, cy) in FREIBURG_INTRINSICS.items():
-        if key in path.name:
+        if key in path.resolve().name:  # "." names the folder too
             return PinholeCamera(fx, fy, cx, cy, 640, 480).resized(width, height)
     raise ValueError(
         f"no intrinsics for TUM sequence {path}: add K.txt, pass camera=..., or keep 'freiburg1/2/3' in the "
@@ -155,5 +155,6 @@ class TumSequence(FileSequence):
             raise ValueError(
                 f"camera size {camera.size} does not match the images ({first.shape[1]}x{first.shape[0]})"
             )
-        super().__init__(name or path.name, images, camera, rgb_t[kept], poses, depths, DEPTH_SCALE_TUM)
+        name = name or path.resolve().name
+        super().__init__(name, images, camera, rgb_t[kept], poses, depths, DEPTH_SCALE_TUM)
         self.root = path

@@ -1,0 +1,130 @@
+"""A user's own dataset with a mistake in it: found and named, or read right, never silently misread.
+(Each case was found by converting the shared clips into every supported layout and breaking them.)"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from banet_vo.data import open_sequence
+from banet_vo.geometry import PinholeCamera
+
+
+def _kitti_tree(tmp_path: Path, kitti06_dir: Path, frames: int = 3) -> Path:
+    seq_dir = tmp_path / "dataset" / "sequences" / "06"
+    (seq_dir / "image_0").mkdir(parents=True)
+    for i in range(frames):
+        (seq_dir / "image_0" / f"{i:06d}.png").symlink_to(kitti06_dir / "image_l" / f"{i:06d}.png")
+    calib = (kitti06_dir / "calib.txt").read_text().splitlines()
+    (seq_dir / "calib.txt").write_text(f"P0: {calib[0]}\nP1: {calib[1]}\n")
+    (tmp_path / "dataset" / "poses").mkdir()
+    poses = (kitti06_dir / "poses.txt").read_text().splitlines()
+    (tmp_path / "dataset" / "poses" / "06.txt").write_text("\n".join(poses[:frames]) + "\n")
+    return seq_dir
+
+
+def test_kitti_tree_opened_by_a_relative_path_finds_its_poses(tmp_path, kitti06_dir, monkeypatch):
+    seq_dir = _kitti_tree(tmp_path, kitti06_dir)
+    expected = open_sequence(seq_dir).poses
+    for cwd, given in ((seq_dir.parent, "06"), (seq_dir, ".")):
+        monkeypatch.chdir(cwd)
+        seq = open_sequence(given)
+        assert seq.name == "06" and seq.has_poses, given
+        np.testing.assert_array_equal(seq.poses, expected)
+
+
+def test_k_written_column_by_column_or_not_normalised_is_refused():
+    K = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+    assert PinholeCamera.from_K(K, 640, 480).cx == 320
+    with pytest.raises(ValueError, match="row by row"):
+        PinholeCamera.from_K(K.T, 640, 480)  # read row-major, this was a camera with cx = cy = 0
+    with pytest.raises(ValueError, match="row by row"):
+        PinholeCamera.from_K(2 * K, 640, 480)
+
+
+def test_k_for_another_resolution_is_warned_about(tmp_path, caplog):
+    (tmp_path / "images").mkdir()
+    import cv2
+
+    for i in range(2):
+        assert cv2.imwrite(str(tmp_path / "images" / f"{i:05d}.png"), np.zeros((240, 320, 3), np.uint8))
+    np.savetxt(tmp_path / "K.txt", [[500, 0, 319.5], [0, 500, 239.5], [0, 0, 1]])  # K of 640x480
+    with caplog.at_level(logging.WARNING, logger="banet_vo"):
+        open_sequence(tmp_path)
+    assert "another resolution" in caplog.text
+    caplog.clear()
+    np.savetxt(tmp_path / "K.txt", [[250, 0, 159.5], [0, 250, 119.5], [0, 0, 1]])
+    with caplog.at_level(logging.WARNING, logger="banet_vo"):
+        open_sequence(tmp_path)
+    assert "another resolution" not in caplog.text
+
+
+def test_kitti_calib_mistakes_name_the_file_and_line(tmp_path, kitti06_dir):
+    seq_dir = _kitti_tree(tmp_path, kitti06_dir)
+    calib = (kitti06_dir / "calib.txt").read_text().splitlines()
+    short = " ".join(calib[0].split()[:11])
+    (seq_dir / "calib.txt").write_text(f"P0: {short}\nP1: {calib[1]}\n")
+    with pytest.raises(ValueError, match=r"calib\.txt line 1: P0 must have 12 numbers \(3x4\), got 11"):
+        open_sequence(seq_dir)
+    skewed = calib[0].split()
+    skewed[1] = "5.0"
+    (seq_dir / "calib.txt").write_text(f"P0: {' '.join(skewed)}\nR0_rect: 1 0 0 0 1 0 0 0 1\n")
+    with pytest.raises(ValueError, match=r"calib\.txt, P0: K has non-zero skew"):
+        open_sequence(seq_dir)
+
+
+def test_a_frame_missing_from_a_numbered_folder_keeps_its_gap(tmp_path, kitti06_dir):
+    # KITTI without times.txt: stamps from the file numbers; the poses file's line for the missing frame
+    # is skipped, not shifted onto the next frame.
+    seq_dir = _kitti_tree(tmp_path, kitti06_dir, frames=6)
+    full = open_sequence(seq_dir)
+    (seq_dir / "image_0" / "000003.png").unlink()
+    seq = open_sequence(seq_dir)
+    assert len(seq) == 5
+    np.testing.assert_allclose(seq.timestamps, [0.0, 0.1, 0.2, 0.4, 0.5], atol=1e-12)
+    np.testing.assert_array_equal(seq.poses, full.poses[[0, 1, 2, 4, 5]])
+    # A poses file that fits neither the images nor their numbering says which frames are missing.
+    lines = (tmp_path / "dataset" / "poses" / "06.txt").read_text().splitlines()
+    (tmp_path / "dataset" / "poses" / "06.txt").write_text("\n".join(lines[:4]) + "\n")
+    with pytest.raises(ValueError, match=r"has 4 lines but the sequence has 5 images \(frames 3 are missing"):
+        open_sequence(seq_dir)
+
+
+def test_a_hololens_frame_missing_keeps_its_gap(tmp_path, hololens_dir):
+    root = tmp_path / "scene"
+    (root / "images").mkdir(parents=True)
+    for n in (3, 4, 6, 7):
+        (root / "images" / f"{n:05d}.png").symlink_to(hololens_dir / "images" / f"{n:05d}.png")
+    (root / "K.txt").symlink_to(hololens_dir / "K.txt")
+    poses = (hololens_dir / "poses.txt").read_text().splitlines()
+    (root / "poses.txt").write_text("\n".join(poses[:5]) + "\n")  # frames 3-7
+    seq = open_sequence(root)
+    np.testing.assert_allclose(seq.timestamps, [0.0, 0.1, 0.3, 0.4], atol=1e-12)
+    np.testing.assert_allclose(seq.poses[2].reshape(-1), np.array(poses[3].split(), float))
+
+
+def test_real_clips_refuses_a_folder_without_poses_before_running(tmp_path, hololens_dir):
+    from banet_vo.evaluation.real_clips import resolve_clip
+
+    root = tmp_path / "scene"
+    (root / "images").mkdir(parents=True)
+    (root / "images" / "00003.png").symlink_to(hololens_dir / "images" / "00003.png")
+    (root / "K.txt").symlink_to(hololens_dir / "K.txt")
+    with pytest.raises(ValueError, match="has no ground-truth poses"):
+        resolve_clip(str(root), tmp_path)
+
+
+def test_banet_vo_bag_shows_what_the_reader_left_out(tmp_path, hololens_dir, capsys):
+    from banet_vo.data.bags_cli import main
+
+    root = tmp_path / "scene"
+    (root / "images").mkdir(parents=True)
+    for n in (3, 5):
+        (root / "images" / f"{n:05d}.png").symlink_to(hololens_dir / "images" / f"{n:05d}.png")
+    (root / "K.txt").symlink_to(hololens_dir / "K.txt")
+    level = logging.getLogger("banet_vo").level
+    assert main([str(root), str(tmp_path / "bag")]) == 0
+    assert "1 frame numbers missing between 3 and 5" in capsys.readouterr().err
+    assert logging.getLogger("banet_vo").level == level  # left as it was
