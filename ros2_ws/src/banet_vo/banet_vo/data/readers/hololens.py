@@ -4,7 +4,8 @@
     <scene>/depth/*.png    optional, uint16 millimetres along z, 0 = invalid, same names as images
     <scene>/poses.txt      optional, one flattened 4x4 camera-to-world per line, metres
     <scene>/K.txt          3x3 intrinsics
-No timestamps in this layout: t = 0.1 i (the source records at roughly 5-10 Hz).
+No timestamps in this layout: t = 0.1 n, n the file's frame number from the first (the source records at
+roughly 5-10 Hz), so a missing frame keeps its gap.
 """
 
 from __future__ import annotations

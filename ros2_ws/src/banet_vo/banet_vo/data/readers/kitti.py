@@ -2,7 +2,7 @@
 
 <seq>/image_0/000000.png ...   left gray camera (image_l/ in some copies; image_2/ = left colour, P2)
 <seq>/calib.txt                lines "P0: 12 numbers" (or bare 12-number lines in P0, P1, ... order)
-<seq>/times.txt                optional, seconds; missing -> 10 Hz (t = 0.1 i)
+<seq>/times.txt                optional, seconds; missing -> 10 Hz (t = 0.1 n, n: frame number - the first)
 <seq>/poses.txt                optional 3x4 camera-to-world per frame; also found at
                                <dataset>/poses/<seq>.txt for the official sequences/NN + poses/NN.txt tree
 

@@ -7,7 +7,8 @@
     <traj>/K.txt                                 optional 3x3 intrinsics; without it TartanAir's own
                                                  (fx = fy = 320, cx = 320, cy = 240 at 640x480), scaled to
                                                  the images' size with pixel centres at integer coordinates
-No timestamps in this layout: t = 0.1 i (TartanAir has none; its frames are rendered at a fixed step).
+No timestamps in this layout: t = 0.1 n, n the frame number from the first (TartanAir has none; its frames
+are rendered at a fixed step).
 The poses are turned into our optical frame (x right, y down, z forward): T_world_cam = T_world_body R,
 R's columns the camera's axes in the body frame.
 """
