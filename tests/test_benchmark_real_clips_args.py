@@ -80,6 +80,15 @@ def test_a_folder_of_ones_own_runs_with_the_same_command(kitti06_dir, tmp_path):
     assert "banet_vo none, scale learned" in methods and "OpenCV ORB + 5-point" in methods
     for row in rows[:2]:
         assert float(row.split("|")[3]) > 0  # an ATE was computed against the folder's own poses
+    # The shape with the scale given, beside the reference that had it too.
+    lines = table.splitlines()
+    at = lines.index("| clip | Sim(3) ATE with the true step lengths [m] |")
+    (shape,) = [line for line in lines[at + 2 :] if line.startswith("| my_kitti_clip |")]
+    cells = dict(c.rsplit(" ", 1) for c in shape.split("|")[2].strip().split("; "))
+    assert set(cells) == {"banet_vo none, scale learned", "OpenCV ORB + 5-point"}
+    orb = next(r for r in rows if "OpenCV ORB" in r)
+    assert float(cells["OpenCV ORB + 5-point"]) == float(orb.split("|")[3])
+    assert 0 < float(cells["banet_vo none, scale learned"]) < float(rows[0].split("|")[3])
 
 
 def test_ba_hold_runs_the_xfeat_rows_with_a_held_window_ba(kitti06_dir, tmp_path, monkeypatch):

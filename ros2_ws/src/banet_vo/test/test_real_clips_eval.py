@@ -77,6 +77,37 @@ def test_metrics_row_known_offset_and_missing_frames() -> None:
     assert row.ate_sim3 == pytest.approx(0.3, abs=0.02)
 
 
+def test_true_step_lengths_undo_a_drifting_scale_and_keep_a_wrong_direction() -> None:
+    """Re-chaining with the true step lengths (the references' recipe) removes a scale that drifts along
+    the trajectory, exactly; a step whose direction is wrong stays wrong."""
+    stamps, gt = _random_walk(n=40)
+    steps = [np.linalg.inv(gt[k - 1]) @ gt[k] for k in range(1, len(gt))]
+    drift = np.linspace(1.0, 0.3, len(steps))  # a map that shrinks to 0.3x
+    est = [np.eye(4)]  # another start than the ground truth's: Sim(3) aligns it
+    for step, s in zip(steps, drift, strict=True):
+        scaled = step.copy()
+        scaled[:3, 3] *= 0.7 * s
+        est.append(est[-1] @ scaled)
+    est = np.stack(est)
+    assert rc.metrics_row("c", "m", stamps, est, stamps, gt).ate_sim3 > 0.2  # measured 0.28
+    shape = rc.with_true_step_lengths(stamps, est, stamps, gt)
+    assert rc.metrics_row("c", "m", stamps, shape, stamps, gt).ate_sim3 == pytest.approx(0.0, abs=1e-9)
+    # Every other frame left out: the steps span two ground-truth frames and take their length.
+    keep = np.arange(0, 40, 2)
+    shape = rc.with_true_step_lengths(stamps[keep], est[keep], stamps, gt)
+    lengths = np.linalg.norm(np.diff(shape[:, :3, 3], axis=0), axis=1)
+    np.testing.assert_allclose(lengths, np.linalg.norm(np.diff(gt[keep, :3, 3], axis=0), axis=1))
+    # One step reversed: the error stays.
+    bad = est.copy()
+    flip = np.linalg.inv(bad[19]) @ bad[20]
+    flip[:3, 3] *= -1
+    bad[20:] = bad[19] @ flip @ np.linalg.inv(bad[20]) @ bad[20:]
+    shape = rc.with_true_step_lengths(stamps, bad, stamps, gt)
+    assert rc.metrics_row("c", "m", stamps, shape, stamps, gt).ate_sim3 > 0.05
+    with pytest.raises(ValueError, match="no ground-truth stamp"):
+        rc.with_true_step_lengths(stamps + 0.05, est, stamps, gt)
+
+
 def test_metrics_row_too_few_poses_says_why() -> None:
     stamps, gt = _random_walk()
     row = rc.metrics_row("clip", "m", stamps[:2], gt[:2], stamps, gt)

@@ -35,6 +35,7 @@ from banet_vo.data.sequence import Frame
 from banet_vo.data.sequence import Sequence as FrameSequence
 from banet_vo.evaluation.trajectory import align_trajectory, ape, associate, trajectory_from_poses
 from banet_vo.geometry import PinholeCamera
+from banet_vo.geometry.rigid import invert
 
 CLASSICAL_METHODS = ("orb", "orb_ratio", "sift", "xfeat")
 CLASSICAL_LABELS = {
@@ -326,6 +327,32 @@ def metrics_row(
     if row.scale is not None and not math.isfinite(row.scale):
         row.scale = None
     return row
+
+
+def with_true_step_lengths(stamps, poses, gt_stamps, gt_poses) -> np.ndarray:
+    """Camera-to-world `poses` (frames with output, at `stamps`) re-chained from the first with each step's
+    rotation and translation direction kept and its length taken from the ground truth between the same two
+    frames: the references' recipe, so their ATE and this one's compare the trajectories' shape with the
+    scale given (a step the estimate did not move keeps its zero translation)."""
+    stamps = np.asarray(stamps, dtype=np.float64).reshape(-1)
+    gt_stamps = np.asarray(gt_stamps, dtype=np.float64).reshape(-1)
+    at = np.clip(np.searchsorted(gt_stamps, stamps), 0, len(gt_stamps) - 1)
+    before = np.clip(at - 1, 0, len(gt_stamps) - 1)
+    at = np.where(np.abs(gt_stamps[before] - stamps) < np.abs(gt_stamps[at] - stamps), before, at)
+    if np.any(np.abs(gt_stamps[at] - stamps) > MATCH_TOLERANCE_S):
+        raise ValueError("a pose's stamp has no ground-truth stamp within the matching tolerance")
+    gt = np.asarray(gt_poses, dtype=np.float64)[at]
+    out = np.empty((len(stamps), 4, 4))
+    if len(stamps) == 0:
+        return out
+    out[0] = poses[0]
+    for k in range(1, len(stamps)):
+        step = invert(poses[k - 1]) @ poses[k]
+        length = np.linalg.norm(gt[k, :3, 3] - gt[k - 1, :3, 3])
+        norm = np.linalg.norm(step[:3, 3])
+        step[:3, 3] = step[:3, 3] * (length / norm) if norm > 1e-12 else 0.0
+        out[k] = out[k - 1] @ step
+    return out
 
 
 def _join(*parts: str) -> str:
@@ -621,7 +648,17 @@ def odometry_row(clip: Clip, method: str, run: OdometryRun, scale_source: str) -
         note="; ".join(notes),
     )
     row.extra = {"statuses": run.statuses, "scale_sources": run.scale_sources, "resets": run.resets}
+    if len(run.stamps) >= 3:
+        try:
+            shape = with_true_step_lengths(run.stamps, run.poses, clip.stamps, clip.gt)
+            row.extra[TRUE_STEPS_KEY] = ate(run.stamps, shape, clip.stamps, clip.gt, "sim3")[0]
+        except (GeometryException, ValueError):
+            row.extra[TRUE_STEPS_KEY] = None
     return row
+
+
+# Row.extra key: the Sim(3) ATE of the run re-chained with the true step lengths (with_true_step_lengths).
+TRUE_STEPS_KEY = "ate_sim3_true_step_lengths_m"
 
 
 def median_counting_failures(values: Sequence[float | None]) -> float | None:
@@ -676,7 +713,15 @@ def seed_summary(rows: list[Row], seeds: Sequence[int]) -> Row:
         first.frames_total,
         med([r.s_per_frame for r in rows]),
         "; ".join(notes),
-        {"seeds": list(seeds), "per_seed": [r.as_dict() for r in rows]},
+        {
+            "seeds": list(seeds),
+            "per_seed": [r.as_dict() for r in rows],
+            **(
+                {TRUE_STEPS_KEY: med([r.extra.get(TRUE_STEPS_KEY) for r in rows])}
+                if any(TRUE_STEPS_KEY in r.extra for r in rows)
+                else {}
+            ),
+        },
     )
 
 
