@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import yaml
@@ -404,3 +405,19 @@ def test_euroc_stamps_reach_the_bag_exactly_as_in_data_csv(tmp_path: Path) -> No
     # a start_time shift is added to the exact stamps
     shifted = write_bag(sequence, tmp_path / "bag2", start_time=2.5, max_frames=2)
     assert (shifted.start_ns, shifted.end_ns) == (stamps[0] + 2_500_000_000, stamps[1] + 2_500_000_000)
+
+
+def test_tum_stamps_reach_the_bag_exactly_as_in_rgb_txt(tmp_path: Path) -> None:
+    """TUM's rgb.txt gives Unix seconds to the microsecond: as float seconds they would come out 64 ns off."""
+    root = tmp_path / "tum"
+    (root / "rgb").mkdir(parents=True)
+    texts = ["1305031102.175304", "1305031102.211214", "1305031102.243211"]
+    for t in texts:
+        assert cv2.imwrite(str(root / "rgb" / f"{t}.png"), np.zeros((24, 32, 3), np.uint8))
+    (root / "rgb.txt").write_text("# timestamp filename\n" + "".join(f"{t} rgb/{t}.png\n" for t in texts))
+    np.savetxt(root / "K.txt", [[30, 0, 15.5], [0, 30, 11.5], [0, 0, 1]])
+    expected = [int(t.replace(".", "")) * 1000 for t in texts]
+    sequence = open_sequence(root)
+    np.testing.assert_array_equal(sequence.timestamps_ns, expected)
+    with BagReader(write_bag(sequence, tmp_path / "bag").path) as reader:
+        assert [stamp_ns(m.header) for _, m in reader.messages([IMAGE_TOPIC])] == expected

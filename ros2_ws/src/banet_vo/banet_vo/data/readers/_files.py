@@ -277,7 +277,7 @@ class FileSequence(Sequence):
 
     @property
     def timestamps_ns(self) -> np.ndarray | None:
-        """The frames' times as the source stores them, integer nanoseconds (EuRoC), or None when it
+        """The frames' times as the source stores them, integer nanoseconds (EuRoC, TUM), or None when it
         stores seconds: float seconds near 1.4e9 s (a Unix time) are ~240 ns apart, too coarse for them."""
         return None if self._timestamps_ns is None else self._timestamps_ns.copy()
 

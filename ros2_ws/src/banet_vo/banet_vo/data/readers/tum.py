@@ -11,6 +11,7 @@ matched one-to-one (closest pairs first); ground truth is the nearest sample.
 
 from __future__ import annotations
 
+import decimal
 import logging
 from pathlib import Path
 
@@ -37,11 +38,13 @@ def looks_like_tum(path: Path) -> bool:
     return (path / "rgb.txt").is_file()
 
 
-def read_file_list(path: Path) -> tuple[np.ndarray, list[str]]:
-    """A TUM "timestamp path" list -> (timestamps (N,), paths), timestamps strictly increasing."""
+def read_file_list(path: Path) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """A TUM "timestamp path" list -> (timestamps (N,) in seconds, paths, the same stamps in integer
+    nanoseconds read from their decimal text), timestamps strictly increasing. The nanoseconds are exact:
+    float seconds near 1.3e9 s are ~240 ns apart, so 1305031102.175304 would reach a bag as ...175303936."""
     if not path.is_file():
         raise FileNotFoundError(f"file list not found: {path}")
-    stamps, names = [], []
+    stamps, names, stamps_ns = [], [], []
     for lineno, line in enumerate(path.read_text().splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -51,12 +54,13 @@ def read_file_list(path: Path) -> tuple[np.ndarray, list[str]]:
             raise ValueError(f"file list {path} line {lineno}: expected 'timestamp path', got {line!r}")
         try:
             stamps.append(float(parts[0]))
-        except ValueError as err:
+            stamps_ns.append(int((decimal.Decimal(parts[0]) * 1_000_000_000).to_integral_value()))
+        except (ValueError, decimal.InvalidOperation) as err:
             raise ValueError(f"file list {path} line {lineno}: bad timestamp {parts[0]!r}") from err
         names.append(parts[1])
     if not names:
         raise ValueError(f"file list {path} lists no files")
-    return check_timestamps(np.array(stamps), str(path)), names
+    return check_timestamps(np.array(stamps), str(path)), names, np.array(stamps_ns, dtype=np.int64)
 
 
 def nearest(sorted_stamps: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -109,11 +113,11 @@ class TumSequence(FileSequence):
             raise FileNotFoundError(f"sequence directory not found: {path}")
         if not tolerance > 0:
             raise ValueError(f"tolerance must be positive seconds, got {tolerance}")
-        rgb_t, rgb_names = read_file_list(path / "rgb.txt")
+        rgb_t, rgb_names, rgb_ns = read_file_list(path / "rgb.txt")
         keep = np.ones(len(rgb_t), dtype=bool)
         depth_index = gt_index = None
         if (path / "depth.txt").is_file():
-            depth_t, depth_names = read_file_list(path / "depth.txt")
+            depth_t, depth_names, _ = read_file_list(path / "depth.txt")
             depth_index = match_one_to_one(rgb_t, depth_t, tolerance)
             keep &= depth_index >= 0
         if (path / "groundtruth.txt").is_file():
@@ -156,5 +160,7 @@ class TumSequence(FileSequence):
                 f"camera size {camera.size} does not match the images ({first.shape[1]}x{first.shape[0]})"
             )
         name = name or path.resolve().name
-        super().__init__(name, images, camera, rgb_t[kept], poses, depths, DEPTH_SCALE_TUM)
+        super().__init__(
+            name, images, camera, rgb_t[kept], poses, depths, DEPTH_SCALE_TUM, timestamps_ns=rgb_ns[kept]
+        )
         self.root = path
