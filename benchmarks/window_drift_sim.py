@@ -52,6 +52,7 @@ SETTINGS = (
     "outlier_px",
     "observe_px",
     "retry",
+    "pnp_angle",
 )
 
 
@@ -68,6 +69,10 @@ class SimConfig:
     # 1: a point not yet a landmark is triangulated from the oldest window keyframe that saw it, and observed
     # in every window keyframe that did (longer baselines; "longer tracks" in docs/frontend.md, step 6)
     retry: int = 0
+    # > 0: PnP solves on the landmarks whose rays from the window's keyframes that observe them span at
+    # least this angle [deg] (when 50 or more do), and the others are observed where they reproject within
+    # pnp_px of that pose: a depth-uncertainty gate (a simple depth filter)
+    pnp_angle: float = 0.0
     keyframes: int = 100
     step: float = 1.24  # metres per keyframe
     seed: int = 0
@@ -77,6 +82,7 @@ class SimConfig:
         gates = f"gates {self.triangulation_px:g} / {self.pnp_px:g} / {self.outlier_px:g} px"
         observe = f", PnP outliers within {self.observe_px:g} px observed" if self.observe_px else ""
         retry = ", untriangulated points retried from their oldest view" if self.retry else ""
+        retry += f", PnP on landmarks seen under >= {self.pnp_angle:g} deg" if self.pnp_angle else ""
         return (
             f"sigma {self.sigma:g} px, focal {self.focal:g} px, limit {self.limit:g} deg, "
             f"{self.iterations} iterations, {gates}{observe}{retry}"
@@ -165,9 +171,10 @@ def run(cfg: SimConfig) -> list[float]:
     for k in range(2, cfg.keyframes):
         det = detect(_true_pose(k, cfg.step))
         known = [i for i in det if i in landmarks]
+        solving = _wide(known, landmarks, keyframes, cfg.pnp_angle)
         pose = solve_absolute_pose(
-            np.array([det[i] for i in known]).reshape(-1, 2),
-            np.array([landmarks[i] for i in known]).reshape(-1, 3),
+            np.array([det[i] for i in np.array(known)[solving]]).reshape(-1, 2),
+            np.array([landmarks[i] for i in np.array(known)[solving]]).reshape(-1, 3),
             camera,
             cfg.pnp_px,
             None,
@@ -180,7 +187,10 @@ def run(cfg: SimConfig) -> list[float]:
         # otherwise never sees the landmarks that disagree with a biased pose).
         pix, z = project(pose.T_cam_world, np.array([landmarks[i] for i in known]), camera)
         err = np.linalg.norm(pix - np.array([det[i] for i in known]), axis=1)
-        observed = pose.inliers | ((z > 0) & (err <= cfg.observe_px))
+        inliers = np.zeros(len(known), bool)
+        inliers[np.flatnonzero(solving)[pose.inliers]] = True
+        left_out = ~solving & (z > 0) & (err <= cfg.pnp_px)
+        observed = inliers | left_out | ((z > 0) & (err <= cfg.observe_px))
         kf["obs"] = {i: det[i] for i in np.array(known)[observed].tolist()}
         add_landmarks(keyframes, kf)
         keyframes.append(kf)
@@ -211,6 +221,23 @@ def run(cfg: SimConfig) -> list[float]:
         )
         ratios.append(float(np.linalg.norm(a["T"][:3, 3] - b["T"][:3, 3]) / true_step))
     return ratios
+
+
+def _wide(known: list[int], landmarks: dict, keyframes: list[dict], limit: float) -> np.ndarray:
+    """(len(known),) mask of the landmarks PnP solves on: with limit > 0, those whose rays from the
+    keyframes that observe them span at least `limit` degrees, when 50 or more do; else all."""
+    if limit <= 0:
+        return np.ones(len(known), bool)
+    angles = np.zeros(len(known))
+    for n, i in enumerate(known):
+        centres = [q["T"][:3, 3] for q in keyframes if i in q["obs"]]
+        if len(centres) < 2:
+            continue
+        rays = landmarks[i] - np.array(centres)
+        rays /= np.linalg.norm(rays, axis=1, keepdims=True)
+        angles[n] = np.degrees(np.arccos(np.clip((rays @ rays.T).min(), -1.0, 1.0)))
+    wide = angles >= limit
+    return wide if wide.sum() >= 50 else np.ones(len(known), bool)
 
 
 def blocks(ratios: list[float]) -> np.ndarray:
