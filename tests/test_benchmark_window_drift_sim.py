@@ -34,6 +34,16 @@ def test_observing_pnp_outliers_keeps_the_scale_at_1px():
     assert np.median(inliers[-5:]) < 0.5 < 0.7 < np.median(observed[-5:]) < 1.05
 
 
+def test_the_ray_angle_gate_is_wired_in():
+    # Solving PnP on the widely seen landmarks holds the map longer at the drive's focal length (0.70-0.83x
+    # over 100 keyframes in benchmarks/results/window_drift_sim_ray_angle.md, against 0.03-0.13x).
+    from benchmarks.window_drift_sim import SimConfig, run
+
+    plain = run(SimConfig(keyframes=16, seed=1))
+    gated = run(SimConfig(keyframes=16, seed=1, pnp_angle=2.0))
+    assert np.median(plain[-5:]) < 0.5 < np.median(gated[-5:]) < 1.05
+
+
 def test_bad_settings_are_refused(capsys):
     from benchmarks.window_drift_sim import main
 
