@@ -20,7 +20,10 @@ iterations, and the front end's gates: triangulation 2 px, PnP 3 px, the window 
 observe PnP's outliers that reproject within it (tried in the pipeline, not kept: the results file says
 why). `retry` 1 triangulates a point that is not yet a landmark from the oldest window keyframe that saw it
 (a longer baseline than the previous keyframe's) and observes it in each that did, as "longer tracks" did in
-the pipeline (docs/frontend.md, step 6). Results: benchmarks/results/window_drift_sim.md.
+the pipeline (docs/frontend.md, step 6). `pnp_angle` > 0 solves PnP on the landmarks seen under at least
+that ray angle [deg] and observes the others where they reproject (a simple depth filter; tried in the
+pipeline, not kept: benchmarks/results/window_drift_sim_ray_angle.md). Results:
+benchmarks/results/window_drift_sim.md.
 """
 
 from __future__ import annotations
