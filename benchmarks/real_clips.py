@@ -542,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             clip_rows, clip_skipped = run_clip(spec, args, estimator, xfeat)
         except (ValueError, OSError) as err:  # e.g. an image file that cannot be read, mid-clip
-            failed.append(spec.name)
+            failed.append(spec)
             skipped.append(f"{spec.name}: failed ({err})")
             print(f"real_clips: {spec.name} failed: {err}", file=sys.stderr, flush=True)
             continue
@@ -558,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         live_rows = []
         for spec in args.specs:
             name = spec.name
-            if name in failed:
+            if any(spec is f for f in failed):
                 continue
             _progress(f"{name}: live node")
             row, summary = live_row(spec, args)

@@ -125,6 +125,73 @@ def test_banet_vo_bag_shows_what_the_reader_left_out(tmp_path, hololens_dir, cap
         (root / "images" / f"{n:05d}.png").symlink_to(hololens_dir / "images" / f"{n:05d}.png")
     (root / "K.txt").symlink_to(hololens_dir / "K.txt")
     level = logging.getLogger("banet_vo").level
-    assert main([str(root), str(tmp_path / "bag")]) == 0
-    assert "1 frame numbers missing between 3 and 5" in capsys.readouterr().err
+    # A caller that set up logging of its own (a root handler on stderr) sees each message once.
+    import sys
+
+    caller = logging.StreamHandler(sys.stderr)
+    logging.getLogger().addHandler(caller)
+    try:
+        assert main([str(root), str(tmp_path / "bag")]) == 0
+    finally:
+        logging.getLogger().removeHandler(caller)
+    assert capsys.readouterr().err.count("1 frame numbers missing between 3 and 5") == 1
     assert logging.getLogger("banet_vo").level == level  # left as it was
+    assert logging.getLogger("banet_vo").propagate
+
+
+def test_stamps_as_file_names_are_not_frame_numbers(tmp_path, hololens_dir):
+    # Frames exported from a bag are often named by their nanosecond stamp: not frame numbers.
+    (tmp_path / "images").mkdir()
+    for k in range(3):
+        name = f"{1699999999000000000 + k * 33333333}.png"
+        (tmp_path / "images" / name).symlink_to(hololens_dir / "images" / f"{3 + k:05d}.png")
+    (tmp_path / "K.txt").symlink_to(hololens_dir / "K.txt")
+    np.testing.assert_allclose(open_sequence(tmp_path).timestamps, [0.0, 0.1, 0.2], atol=1e-12)
+
+
+def test_decimal_stamps_as_names_sort_by_time():
+    from banet_vo.data.readers._files import frame_order
+
+    names = ["1305031102.2.png", "1305031102.175304.png", "1305031103.01.png", "1305031102.19.png"]
+    assert sorted(names, key=frame_order) == [
+        "1305031102.175304.png",
+        "1305031102.19.png",
+        "1305031102.2.png",
+        "1305031103.01.png",
+    ]
+
+
+def test_a_linked_sequence_folder_keeps_its_name_and_its_neighbours(tmp_path, kitti06_dir):
+    elsewhere = _kitti_tree(tmp_path / "disk2", kitti06_dir) / ".."
+    tree = tmp_path / "dataset"
+    (tree / "sequences").mkdir(parents=True)
+    (tree / "sequences" / "07").symlink_to((elsewhere / "06").resolve())  # another sequence's images
+    (tree / "poses").mkdir()
+    source = tmp_path / "disk2" / "dataset" / "poses" / "06.txt"
+    (tree / "poses" / "07.txt").write_text(source.read_text())
+    source.unlink()  # only beside the link
+    seq = open_sequence(tree / "sequences" / "07")
+    assert seq.name == "07" and seq.has_poses
+
+
+def test_tum_bad_stamps_name_the_line(tmp_path):
+    import cv2
+
+    (tmp_path / "rgb").mkdir()
+    assert cv2.imwrite(str(tmp_path / "rgb" / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    np.savetxt(tmp_path / "K.txt", [[10, 0, 3.5], [0, 10, 3.5], [0, 0, 1]])
+    for bad in ("inf", "nan", "1e30", "-5"):
+        (tmp_path / "rgb.txt").write_text(f"# stamps\n1.0 rgb/a.png\n{bad} rgb/a.png\n")
+        with pytest.raises(ValueError, match=rf"rgb\.txt line 3: bad timestamp '{bad}'"):
+            open_sequence(tmp_path)
+
+
+def test_a_bad_pose_is_named_by_its_line_in_the_file(tmp_path, kitti06_dir):
+    seq_dir = _kitti_tree(tmp_path, kitti06_dir, frames=6)
+    (seq_dir / "image_0" / "000003.png").unlink()
+    poses_file = tmp_path / "dataset" / "poses" / "06.txt"
+    lines = poses_file.read_text().splitlines()
+    lines[4] = " ".join(["2"] * 12)  # frame 4's line (the file's 5th), not a rotation
+    poses_file.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"06\.txt line 5 rotation"):
+        open_sequence(seq_dir)

@@ -63,31 +63,35 @@ def _parser() -> argparse.ArgumentParser:
 
 
 @contextlib.contextmanager
-def _reader_logs():
+def _reader_logs(live: bool):
     """The readers' INFO messages (images left out, frames dropped, a gap in the numbering) on stderr while
-    the command runs: what a user converting a dataset needs to see."""
+    the command runs: what a user converting a dataset needs to see; once (not also through a handler the
+    caller set up), and on a line of their own on a terminal (`live`), where progress rewrites its line."""
     logger = logging.getLogger("banet_vo")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("[banet-vo-bag] %(levelname)s %(name)s: %(message)s"))
-    level = logger.level
+    start = "\n" if live else ""
+    handler.setFormatter(logging.Formatter(start + "[banet-vo-bag] %(levelname)s %(name)s: %(message)s"))
+    level, propagate = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    logger.propagate = False
     try:
         yield
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    with _reader_logs():
-        return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
     # On a terminal one progress line is rewritten; in a log (not a tty) a line per tenth of the frames.
     live = sys.stderr.isatty()
+    with _reader_logs(live):
+        return _run(args, live)
+
+
+def _run(args: argparse.Namespace, live: bool) -> int:
     end_line = "\n" if live else ""
     try:
         sequence = open_sequence(args.src, format=args.format)

@@ -126,7 +126,7 @@ def resolve_clip(token: str, data_root: str | Path, camera_height: float | None 
     kind = detect_format(path)  # ValueError naming the layouts it knows
     try:  # what would otherwise fail after the clips before it have run: unreadable, or nothing to compare
         sequence = open_sequence(path, format=kind)
-    except FileNotFoundError as err:
+    except OSError as err:  # a file the layout needs is missing or unreadable
         raise ValueError(f"{kind} folder {path}: {err}") from err
     if not sequence.has_poses:
         raise ValueError(f"{kind} folder {path} has no ground-truth poses to compare with")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -116,12 +117,13 @@ def warn_off_centre(camera: PinholeCamera, source: str) -> None:
 
 def frame_rows(
     table: np.ndarray, path: Path, what: str, count: int, numbers: np.ndarray | None
-) -> np.ndarray:
-    """The rows of a one-line-per-frame table that belong to the sequence's `count` frames. When images
-    are missing from a numbered folder (`frame_numbers`) and the table has a line for every number from
-    the first to the last, the lines of the frames that are there (each row keeps its own frame)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, their 1-based line numbers among the table's lines) of a one-line-per-frame table that
+    belong to the sequence's `count` frames. When images are missing from a numbered folder
+    (`frame_numbers`) and the table has a line for every number from the first to the last, the lines of
+    the frames that are there (each row keeps its own frame)."""
     if len(table) == count:
-        return table
+        return table, np.arange(1, count + 1)
     if numbers is not None and len(numbers) == count:
         span = int(numbers[-1] - numbers[0]) + 1
         if len(table) == span:
@@ -133,7 +135,7 @@ def frame_rows(
                 numbers[0],
                 numbers[-1],
             )
-            return table[numbers - numbers[0]]
+            return table[numbers - numbers[0]], numbers - numbers[0] + 1
         if span != count:
             gaps = np.flatnonzero(np.diff(numbers) > 1)
             missing = ", ".join(
@@ -150,23 +152,29 @@ def frame_rows(
 def read_poses(path: Path, count: int, numbers: np.ndarray | None = None) -> np.ndarray:
     """Camera-to-world poses, one per line as 12 (3x4) or 16 (4x4) row-major numbers -> (N, 4, 4);
     `numbers`: the images' frame numbers (`frame_rows`)."""
-    table = frame_rows(read_table(path, (12, 16), "poses"), path, "poses", count, numbers)
-    return np.stack([check_pose(row.reshape(-1, 4), f"{path} line {k + 1}") for k, row in enumerate(table)])
+    table, lines = frame_rows(read_table(path, (12, 16), "poses"), path, "poses", count, numbers)
+    rows = zip(lines, table, strict=True)
+    return np.stack([check_pose(row.reshape(-1, 4), f"{path} line {n}") for n, row in rows])
 
 
 def read_times(path: Path, count: int, numbers: np.ndarray | None = None) -> np.ndarray:
     """One timestamp (seconds) per line -> (N,), strictly increasing; `numbers` as for read_poses."""
-    table = frame_rows(read_table(path, 1, "times"), path, "times", count, numbers)
+    table, _ = frame_rows(read_table(path, 1, "times"), path, "times", count, numbers)
     return check_timestamps(table[:, 0], str(path))
 
 
+# Frame numbers have at most this many digits; longer leading runs are stamps (Unix seconds have 10,
+# milli- to nanoseconds 13-19) and name no frame.
+MAX_FRAME_NUMBER_DIGITS = 8
+
+
 def frame_numbers(paths: list[Path]) -> np.ndarray | None:
-    """The number each file name starts with (000015.png, 000015_left.png: 15) when every name has one and
-    they increase; else None."""
+    """The number each file name starts with (000015.png, 000015_left.png: 15) when every name has one of
+    at most MAX_FRAME_NUMBER_DIGITS digits and they increase; else None."""
     numbers = []
     for p in paths:
         found = re.match(r"\d+", p.stem)
-        if found is None:
+        if found is None or len(found.group().lstrip("0")) > MAX_FRAME_NUMBER_DIGITS:
             return None
         numbers.append(int(found.group()))
     out = np.asarray(numbers, dtype=np.int64)
@@ -193,13 +201,24 @@ def default_times(count: int, rate_hz: float = 10.0) -> np.ndarray:
     return np.arange(count, dtype=np.float64) / rate_hz
 
 
+def absolute(path: Path) -> Path:
+    """The path made absolute with "." and ".." taken out, links kept (Path.resolve would follow a
+    linked folder to its target, whose name and neighbours are not the ones the user gave)."""
+    return Path(os.path.abspath(path))
+
+
 def frame_order(name: str) -> tuple:
     """Sort key putting numbered file names in numeric order: 2.png before 10.png (frames written
     without zero padding), and the same order as by name when the numbers are padded alike."""
     # re.split with a capturing group alternates text and digit runs, so the keys of any two names
-    # compare text with text and numbers with numbers; the name itself breaks ties such as 01 / 1.
+    # compare text with text and digit runs with digit runs; the name itself breaks ties such as 01 / 1.
+    # A run after a "." is a fraction (1305031102.2 before 1305031102.175304): compared as text.
     parts = re.split(r"(\d+)", name)
-    return tuple(int(part) if k % 2 else part for k, part in enumerate(parts)), name
+    key = tuple(
+        part if k % 2 == 0 else ((1, part) if parts[k - 1].endswith(".") else (0, int(part)))
+        for k, part in enumerate(parts)
+    )
+    return key, name
 
 
 def list_frames(folder: Path, suffix: str = ".png") -> list[Path]:

@@ -20,6 +20,7 @@ import numpy as np
 from banet_vo.data.readers._files import (
     DEPTH_SCALE_MM,
     FileSequence,
+    absolute,
     list_pngs,
     read_image,
     read_K,
@@ -75,7 +76,7 @@ class BanetSequence(FileSequence):
         camera = read_K(path / "K.txt", first.shape[1], first.shape[0])
         times = read_times(path / "times.txt", len(images))
         poses = read_poses(path / "poses.txt", len(images)) if (path / "poses.txt").is_file() else None
-        super().__init__(name or path.resolve().name, images, camera, times, poses, depths, DEPTH_SCALE_MM)
+        super().__init__(name or absolute(path).name, images, camera, times, poses, depths, DEPTH_SCALE_MM)
         self.root = path
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 from scipy.spatial.transform import Rotation, Slerp
 
-from banet_vo.data.readers._files import FileSequence, read_image
+from banet_vo.data.readers._files import FileSequence, absolute, read_image
 from banet_vo.data.sequence import Frame, check_pose
 from banet_vo.geometry.rectify import EQUIDISTANT, PLUMB_BOB, CameraCalibration, Rectifier
 
@@ -277,7 +277,7 @@ class EurocSequence(FileSequence):
         # FileSequence checks the seconds; the list's nanoseconds were checked when read, and are kept
         # exact for what needs them (bags: header stamps equal to data.csv's).
         super().__init__(
-            name or path.resolve().name,
+            name or absolute(path).name,
             images,
             c.rectified_camera(),
             stamps_ns[kept] * 1e-9,

@@ -15,6 +15,7 @@ from pathlib import Path
 from banet_vo.data.readers._files import (
     DEPTH_SCALE_MM,
     FileSequence,
+    absolute,
     frame_numbers,
     list_pngs,
     numbered_times,
@@ -54,5 +55,5 @@ class HoloLensSequence(FileSequence):
         numbers = frame_numbers(images)
         poses = read_poses(path / "poses.txt", n, numbers) if (path / "poses.txt").is_file() else None
         times = numbered_times(images, rate_hz, path / "images")
-        super().__init__(name or path.resolve().name, images, camera, times, poses, depths, DEPTH_SCALE_MM)
+        super().__init__(name or absolute(path).name, images, camera, times, poses, depths, DEPTH_SCALE_MM)
         self.root = path

@@ -20,6 +20,7 @@ import numpy as np
 
 from banet_vo.data.readers._files import (
     FileSequence,
+    absolute,
     frame_numbers,
     list_pngs,
     numbered_times,
@@ -113,13 +114,14 @@ class KittiSequence(FileSequence):
             times = read_times(path / "times.txt", n, numbers)
         else:
             times = numbered_times(images, KITTI_RATE_HZ, path / folder)
-        # Resolved: the official tree's poses/<seq>.txt is found from "." or "07" as from an absolute path.
-        here = path.resolve()
+        # Absolute, links kept: the official tree's poses/<seq>.txt is found from "." or "07" as from a full
+        # path, and beside a sequence folder that is a link; then beside the link's target.
+        here = absolute(path)
         if poses_path is None:
-            for candidate in (path / "poses.txt", here.parent.parent / "poses" / f"{here.name}.txt"):
-                if candidate.is_file():
-                    poses_path = candidate
-                    break
+            candidates = [path / "poses.txt", here.parent.parent / "poses" / f"{here.name}.txt"]
+            there = path.resolve()
+            candidates.append(there.parent.parent / "poses" / f"{there.name}.txt")
+            poses_path = next((c for c in candidates if c.is_file()), None)
         poses = None if poses_path is None else read_poses(Path(poses_path), n, numbers)
         if poses is not None:
             poses = poses @ T_cam0_camera(calib, key)  # T_w_cam = T_w_cam0 · T_cam0_cam

@@ -22,6 +22,7 @@ from scipy.spatial.transform import Rotation
 
 from banet_vo.data.readers._files import (
     FileSequence,
+    absolute,
     frame_numbers,
     frame_rows,
     list_frames,
@@ -64,18 +65,18 @@ def native_camera(width: int, height: int) -> PinholeCamera:
 def read_ned_poses(path: Path, count: int, numbers: np.ndarray | None = None) -> np.ndarray:
     """pose_left.txt -> (N, 4, 4) camera-to-world poses in the optical frame; `numbers`: the images'
     frame numbers (a line per number when some images are missing)."""
-    table = frame_rows(read_table(path, 7, "poses"), path, "poses", count, numbers)
+    table, lines = frame_rows(read_table(path, 7, "poses"), path, "poses", count, numbers)
     norms = np.linalg.norm(table[:, 3:], axis=1)
     bad = np.flatnonzero(~(np.abs(norms - 1.0) < 1e-3))
     if bad.size:
         raise ValueError(
-            f"poses file {path} line {bad[0] + 1}: the quaternion qx qy qz qw must have unit norm, "
+            f"poses file {path} line {lines[bad[0]]}: the quaternion qx qy qz qw must have unit norm, "
             f"got {norms[bad[0]]:.6g}"
         )
     poses = np.tile(np.eye(4), (count, 1, 1))
     poses[:, :3, :3] = Rotation.from_quat(table[:, 3:]).as_matrix() @ R_BODY_CAMERA
     poses[:, :3, 3] = table[:, :3]
-    return np.stack([check_pose(T, f"{path} line {k + 1}") for k, T in enumerate(poses)])
+    return np.stack([check_pose(T, f"{path} line {n}") for n, T in zip(lines, poses, strict=True)])
 
 
 class TartanAirSequence(FileSequence):
@@ -109,5 +110,5 @@ class TartanAirSequence(FileSequence):
         numbers = frame_numbers(images)
         poses = read_ned_poses(path / POSES_FILE, n, numbers) if (path / POSES_FILE).is_file() else None
         times = numbered_times(images, rate_hz, path / IMAGE_FOLDER)
-        super().__init__(name or path.resolve().name, images, camera, times, poses, depths)
+        super().__init__(name or absolute(path).name, images, camera, times, poses, depths)
         self.root = path

@@ -18,7 +18,14 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from banet_vo.data.readers._files import DEPTH_SCALE_TUM, FileSequence, read_image, read_K, read_table
+from banet_vo.data.readers._files import (
+    DEPTH_SCALE_TUM,
+    FileSequence,
+    absolute,
+    read_image,
+    read_K,
+    read_table,
+)
 from banet_vo.data.sequence import check_timestamps
 from banet_vo.geometry import PinholeCamera
 
@@ -38,6 +45,10 @@ def looks_like_tum(path: Path) -> bool:
     return (path / "rgb.txt").is_file()
 
 
+# Stamps are seconds since an epoch; beyond this (year ~5138) they do not fit int64 nanoseconds' use here.
+MAX_STAMP_S = 1e11
+
+
 def read_file_list(path: Path) -> tuple[np.ndarray, list[str], np.ndarray]:
     """A TUM "timestamp path" list -> (timestamps (N,) in seconds, paths, the same stamps in integer
     nanoseconds read from their decimal text), timestamps strictly increasing. The nanoseconds are exact:
@@ -53,10 +64,13 @@ def read_file_list(path: Path) -> tuple[np.ndarray, list[str], np.ndarray]:
         if len(parts) < 2:
             raise ValueError(f"file list {path} line {lineno}: expected 'timestamp path', got {line!r}")
         try:
-            stamps.append(float(parts[0]))
+            seconds = float(parts[0])
+            if not 0.0 <= seconds < MAX_STAMP_S:  # NaN, inf and the absurd have no nanoseconds
+                raise ValueError(f"not a time in seconds between 0 and {MAX_STAMP_S:g}")
+            stamps.append(seconds)
             stamps_ns.append(int((decimal.Decimal(parts[0]) * 1_000_000_000).to_integral_value()))
         except (ValueError, decimal.InvalidOperation) as err:
-            raise ValueError(f"file list {path} line {lineno}: bad timestamp {parts[0]!r}") from err
+            raise ValueError(f"file list {path} line {lineno}: bad timestamp {parts[0]!r} ({err})") from err
         names.append(parts[1])
     if not names:
         raise ValueError(f"file list {path} lists no files")
@@ -90,7 +104,7 @@ def camera_for(path: Path, width: int, height: int) -> PinholeCamera:
     if (path / "K.txt").is_file():
         return read_K(path / "K.txt", width, height)
     for key, (fx, fy, cx, cy) in FREIBURG_INTRINSICS.items():
-        if key in path.resolve().name:  # "." names the folder too
+        if key in absolute(path).name or key in path.resolve().name:  # "." or a link names it too
             return PinholeCamera(fx, fy, cx, cy, 640, 480).resized(width, height)
     raise ValueError(
         f"no intrinsics for TUM sequence {path}: add K.txt, pass camera=..., or keep 'freiburg1/2/3' in the "
@@ -159,7 +173,7 @@ class TumSequence(FileSequence):
             raise ValueError(
                 f"camera size {camera.size} does not match the images ({first.shape[1]}x{first.shape[0]})"
             )
-        name = name or path.resolve().name
+        name = name or absolute(path).name
         super().__init__(
             name, images, camera, rgb_t[kept], poses, depths, DEPTH_SCALE_TUM, timestamps_ns=rgb_ns[kept]
         )
