@@ -229,6 +229,19 @@ def list_frames(folder: Path, suffix: str = ".png") -> list[Path]:
     return sorted(files, key=lambda p: frame_order(p.name))
 
 
+def images_at_rate(path: Path, folder: str, rate_hz: float) -> list[Path]:
+    """The PNG images of a layout without timestamps (`folder` under the sequence directory `path`), in
+    frame order, after checking the directory and the rate its stamps will be made at."""
+    if not path.is_dir():
+        raise FileNotFoundError(f"sequence directory not found: {path}")
+    if not rate_hz > 0:
+        raise ValueError(f"rate_hz must be positive, got {rate_hz}")
+    images = list_pngs(path / folder)
+    if not images:
+        raise ValueError(f"no PNG images in {path / folder}")
+    return images
+
+
 def list_pngs(folder: Path) -> list[Path]:
     """The *.png files in a folder, in frame order (`frame_order`)."""
     return list_frames(folder, ".png")

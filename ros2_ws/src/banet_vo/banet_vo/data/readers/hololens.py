@@ -17,6 +17,7 @@ from banet_vo.data.readers._files import (
     FileSequence,
     absolute,
     frame_numbers,
+    images_at_rate,
     list_pngs,
     numbered_times,
     read_image,
@@ -34,13 +35,7 @@ class HoloLensSequence(FileSequence):
 
     def __init__(self, path: str | Path, name: str | None = None, rate_hz: float = 10.0) -> None:
         path = Path(path)
-        if not path.is_dir():
-            raise FileNotFoundError(f"sequence directory not found: {path}")
-        if not rate_hz > 0:
-            raise ValueError(f"rate_hz must be positive, got {rate_hz}")
-        images = list_pngs(path / "images")
-        if not images:
-            raise ValueError(f"no PNG images in {path / 'images'}")
+        images = images_at_rate(path, "images", rate_hz)
         depths = None
         if (path / "depth").is_dir():
             depths = list_pngs(path / "depth")

@@ -25,6 +25,7 @@ from banet_vo.data.readers._files import (
     absolute,
     frame_numbers,
     frame_rows,
+    images_at_rate,
     list_frames,
     numbered_times,
     read_image,
@@ -84,13 +85,7 @@ class TartanAirSequence(FileSequence):
 
     def __init__(self, path: str | Path, name: str | None = None, rate_hz: float = 10.0) -> None:
         path = Path(path)
-        if not path.is_dir():
-            raise FileNotFoundError(f"sequence directory not found: {path}")
-        if not rate_hz > 0:
-            raise ValueError(f"rate_hz must be positive, got {rate_hz}")
-        images = list_frames(path / IMAGE_FOLDER, ".png")
-        if not images:
-            raise ValueError(f"no PNG images in {path / IMAGE_FOLDER}")
+        images = images_at_rate(path, IMAGE_FOLDER, rate_hz)
         depths = None
         if (path / DEPTH_FOLDER).is_dir():
             depths = list_frames(path / DEPTH_FOLDER, ".npy")
