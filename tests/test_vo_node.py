@@ -698,6 +698,33 @@ def test_a_keyframe_depth_made_in_the_background_carries_its_keyframes_stamp(
         graph.close()
 
 
+def test_a_robot_standing_at_its_start_is_initialising_not_lost(rclpy_context, kitti06_dir, tmp_path):
+    """The same KITTI view 6 times (a robot that has not moved yet), the shipped model: the map waits for
+    parallax. ~/status says initialising at level OK with the pipeline's reason, and nothing is counted as
+    a failed frame (it was WARN, lost, and 5 failures)."""
+    from dataclasses import replace as replaced
+
+    from banet_vo.data.readers import open_sequence
+
+    first = open_sequence(kitti06_dir)[0]
+    frames = [replaced(first, index=i, timestamp=DT * i) for i in range(6)]
+    bag = tmp_path / "bag"
+    write_bag(frames, bag, start_time=T0)
+    model = Path(__file__).resolve().parents[1] / "models" / "banet_small_synthetic.safetensors"
+    params = {"model": str(model), "frontend": "xfeat", "device": "cpu", "queue_size": 50}
+    graph = Graph(rclpy_context, None, params)
+    try:
+        _play(rclpy_context, bag, graph, "reliable")
+        statuses = graph.wait("status", len(frames))
+        later = statuses[1:]
+        assert all(m.level == DiagnosticStatus.OK for m in later), [m.message for m in later]
+        assert all(m.message.startswith("initialising: parallax") for m in later), [m.message for m in later]
+        assert {kv.value for m in later for kv in m.values if kv.key == "state"} == {"initialising"}
+        assert graph.node.snapshot()["failed"] == 0
+    finally:
+        graph.close()
+
+
 # ------------------------------------------------------------------------------------------------------
 # Robot-facing interface: rectification, stamp sync, status, logs, run-time parameters, reset to a pose
 

@@ -457,8 +457,13 @@ class VOShell:
             self.events.warn("out_of_order", f"frame skipped: {result.message}")
             return
         if result.status == FAILED:
-            self.events.add("failed")  # the pipeline logs why (throttled through the log bridge)
-            self._state = LOST
+            if result.state == INITIALISING:
+                # No map yet, the camera has not moved enough (a robot standing at its start): waiting, not
+                # lost, and not a failure (the pipeline does not count it either); no pose to publish.
+                self._state = INITIALISING
+            else:
+                self.events.add("failed")  # the pipeline logs why (throttled through the log bridge)
+                self._state = LOST
             self._publish_status(item, result)
             return
         self._state = result.state or INITIALISING

@@ -26,11 +26,17 @@ def tracking_status(
 ) -> DiagnosticStatus:
     """~/status for one processed frame: level WARN when lost (with why), OK otherwise. `config` is the
     OdometryConfig in use (frontend, scale source when the result does not say)."""
-    state = LOST if result.status == FAILED else (result.state or INITIALISING)
+    waiting = result.status == FAILED and result.state == INITIALISING  # no map yet: not a loss
+    state = LOST if result.status == FAILED and not waiting else (result.state or INITIALISING)
     status = DiagnosticStatus(
         level=DiagnosticStatus.WARN if state == LOST else DiagnosticStatus.OK,
         name=name,
-        message=state if state != LOST else f"{state}: {result.message}",
+        # the pipeline's own words while waiting ("initialising: parallax 0.20 deg < 1.0 deg")
+        message=f"{state}: {result.message}"
+        if state == LOST
+        else (result.message or state)
+        if waiting
+        else state,
         hardware_id=hardware_id,
     )
     values = {
