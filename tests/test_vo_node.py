@@ -1014,6 +1014,29 @@ def test_parameters_set_at_run_time_and_reset_to_pose(rclpy_context):
         graph.close()
 
 
+def test_reset_to_pose_refuses_a_covariance_that_is_not_one(rclpy_context):
+    """A negative variance dropped every later frame (as a bad image) and a matrix that is not positive
+    semi-definite went out in every odometry message: both are refused, as a NaN one is."""
+    graph = Graph(rclpy_context, TruthEstimator(_frames(3)), {"queue_size": 5})
+    try:
+        for name, cov in (
+            ("negative", np.diag([-0.01, 0.01, 0.01, 0.001, 0.001, 0.001])),
+            ("not PSD", np.diag([0.01] * 6) + np.eye(6, k=1) + np.eye(6, k=-1)),
+        ):
+            pose = PoseWithCovarianceStamped()
+            pose.header.frame_id = "odom"
+            pose.pose.pose.orientation.w = 1.0
+            pose.pose.covariance = cov.reshape(-1).tolist()
+            graph.node._on_reset_to_pose(pose)
+            assert graph.node._reset_requested is None, name
+        assert len(graph.logs("covariance must be positive semi-definite")) == 2
+        pose.pose.covariance = np.diag([0.01, 0.01, 0.01, 0.001, 0.001, 0.001]).reshape(-1).tolist()
+        graph.node._on_reset_to_pose(pose)
+        assert graph.node._reset_requested == "~/reset_to_pose"
+    finally:
+        graph.close()
+
+
 def test_intrinsics_parameter_frame_id_lock_and_size_limits(rclpy_context):
     frames = _frames(5)
     c = frames[0].camera

@@ -358,6 +358,13 @@ class VOShell:
             cov = np.asarray(msg.pose.covariance, dtype=np.float64).reshape(6, 6)
             if not np.all(np.isfinite(cov)):
                 raise ValueError("covariance must be finite")
+            # A negative variance would make every later frame's covariance unusable (and drop the frames),
+            # a matrix that is not positive semi-definite would reach the odometry's consumers as it is.
+            smallest = float(np.linalg.eigvalsh(0.5 * (cov + cov.T)).min())
+            if smallest < -1e-9 * max(1.0, float(np.abs(cov).max())):
+                raise ValueError(
+                    f"covariance must be positive semi-definite (its smallest eigenvalue is {smallest:.3g})"
+                )
         except ValueError as err:
             self.get_logger().warning(f"~/reset_to_pose ignored: {err}")
             return
