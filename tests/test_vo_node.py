@@ -1037,6 +1037,34 @@ def test_reset_to_pose_refuses_a_covariance_that_is_not_one(rclpy_context):
         graph.close()
 
 
+def test_an_unset_stamp_among_clock_times_is_refused_not_a_new_trajectory(rclpy_context):
+    """A driver that once leaves the header stamp at 0 among Unix-time stamps: the frame is refused as a
+    bad image; taken as a jump back in time, it started a new trajectory at the origin."""
+    frames = _frames(4)
+    c = frames[0].camera
+    params = {
+        "image_qos": "reliable",
+        "queue_size": 50,
+        "intrinsics": [c.fx, c.fy, c.cx, c.cy, float(c.width), float(c.height)],
+    }
+    t0 = 1.7e9
+    graph = Graph(rclpy_context, TruthEstimator(frames, t0=t0), params)
+    feed = Feed(rclpy_context, graph)
+    try:
+        feed.img.publish(_image_msg(frames[0].image, "mono8", t0))
+        feed.img.publish(_image_msg(frames[1].image, "mono8", t0 + DT))
+        assert len(graph.wait("odom", 2)) == 2
+        feed.img.publish(_image_msg(frames[2].image, "mono8", 0.0))
+        _settle(graph, "bad_image", 1)
+        assert graph.logs("header stamp is 0 (unset)")
+        feed.img.publish(_image_msg(frames[2].image, "mono8", t0 + 2 * DT))
+        odoms = graph.wait("odom", 3)
+        assert len(odoms) == 3 and all(_ns(m) > 0 for m in odoms)
+        assert graph.node.vo.trajectory_id == 0
+    finally:
+        graph.close()
+
+
 def test_intrinsics_parameter_frame_id_lock_and_size_limits(rclpy_context):
     frames = _frames(5)
     c = frames[0].camera

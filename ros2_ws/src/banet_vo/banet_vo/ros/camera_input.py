@@ -56,6 +56,8 @@ from banet_vo.ros.parameters import ParameterSpec
 from banet_vo.ros.qos import qos_from_name, resolve_auto_qos
 
 WARN_PERIOD_S = 5.0
+# Stamps above this (1973 as Unix time) are a clock's, not a bag's own count from 0.
+CLOCK_TIME_S = 1e8
 IMAGE_QOS_MODES = ("auto", "sensor_data", "reliable")
 # Counter keys a CameraInput uses: every image callback, then one key per kind of rejected input.
 RECEIVED = "received"
@@ -238,6 +240,7 @@ class CameraInput:
         self._max_pixels = max_image_pixels
         self._lock_frame_id = lock_frame_id
         self._frame_id: str | None = None
+        self._last_stamp = 0.0  # of the last image taken (an unset stamp among clock times is refused)
         self._infos: collections.OrderedDict[int, tuple[PinholeCamera, Any]] = collections.OrderedDict()
         self._images: collections.OrderedDict[int, _Image] = collections.OrderedDict()
         self._calibration: Any = None
@@ -496,10 +499,15 @@ class CameraInput:
             return
         try:
             stamp = stamp_to_sec(msg.header.stamp)
+            if stamp == 0.0 and self._last_stamp > CLOCK_TIME_S:
+                # A header left unset among clock-time stamps, not a bag played again from its start
+                # (which goes back to its own first stamp): taken as a jump back, it reset the trajectory.
+                raise ValueError("its header stamp is 0 (unset) among clock-time stamps")
             image = compressed_to_model_input(msg) if self._compressed else image_to_model_input(msg)
         except ValueError as err:
             self.events.warn(BAD_IMAGE, f"image dropped: {err}")
             return
+        self._last_stamp = stamp
         item = _Image(msg.header, stamp, image, received)
         if self._fixed_camera is not None:
             self._deliver(item, self._fixed_camera, None)
