@@ -1029,6 +1029,9 @@ def test_reset_to_pose_refuses_a_covariance_that_is_not_one(rclpy_context):
             pose.pose.covariance = cov.reshape(-1).tolist()
             graph.node._on_reset_to_pose(pose)
             assert graph.node._reset_requested is None, name
+        deadline = time.monotonic() + 5.0  # /rosout arrives asynchronously
+        while len(graph.logs("positive semi-definite")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert len(graph.logs("covariance must be positive semi-definite")) == 2
         pose.pose.covariance = np.diag([0.01, 0.01, 0.01, 0.001, 0.001, 0.001]).reshape(-1).tolist()
         graph.node._on_reset_to_pose(pose)
@@ -1061,6 +1064,33 @@ def test_an_unset_stamp_among_clock_times_is_refused_not_a_new_trajectory(rclpy_
         odoms = graph.wait("odom", 3)
         assert len(odoms) == 3 and all(_ns(m) > 0 for m in odoms)
         assert graph.node.vo.trajectory_id == 0
+    finally:
+        graph.close()
+
+
+def test_with_sim_time_and_no_clock_the_node_still_subscribes_and_says_what_it_waits_for(rclpy_context):
+    """use_sim_time true and no /clock (a bag played without --clock, or not yet): the node's timers ran on
+    the ROS clock, so it never subscribed to its camera and published no /diagnostics, without a word."""
+    frames = _frames(3)
+    c = frames[0].camera
+    params = {
+        "use_sim_time": True,
+        "image_qos": "auto",
+        "diagnostics_period": 0.1,
+        "intrinsics": [c.fx, c.fy, c.cx, c.cy, float(c.width), float(c.height)],
+    }
+    graph = Graph(rclpy_context, TruthEstimator(frames), params)
+    try:
+        diags = graph.wait("diag", 2, timeout=5.0)
+        assert len(diags) >= 2
+        assert diags[-1].status[0].message.startswith("waiting for /clock (use_sim_time is true")
+        feed = Node("vo_test_late_camera", context=rclpy_context)
+        feed.create_publisher(Image, IMAGE_TOPIC, reliable_qos(depth=5))
+        graph.adopt(feed)
+        deadline = time.monotonic() + 10.0  # image_qos auto subscribes once it sees the publisher
+        while graph.node.image_sub is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert graph.node.image_sub is not None
     finally:
         graph.close()
 

@@ -52,6 +52,7 @@ from banet_vo.ros.conversions import (
     stamp_to_ns,
     stamp_to_sec,
 )
+from banet_vo.ros.node_shell import steady_timer
 from banet_vo.ros.parameters import ParameterSpec
 from banet_vo.ros.qos import qos_from_name, resolve_auto_qos
 
@@ -280,7 +281,7 @@ class CameraInput:
         # (decoding) in progress, and multi-threaded executors can starve one callback of a shared group
         # (rclcpp#2645). Each group still takes its own messages in order; shared state is under self._lock.
         self._groups = {Image: MutuallyExclusiveCallbackGroup(), CameraInfo: MutuallyExclusiveCallbackGroup()}
-        self._subscribe_timer = node.create_timer(retry_period_s, self._try_subscribe)
+        self._subscribe_timer = steady_timer(node, retry_period_s, self._try_subscribe)
         self._try_subscribe()
 
     @property

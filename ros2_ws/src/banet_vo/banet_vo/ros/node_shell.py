@@ -19,7 +19,9 @@ from dataclasses import dataclass
 import rclpy
 import rclpy.executors
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
+from rclpy.timer import Timer
 
 from banet_vo.ros.parameters import ParameterTable
 
@@ -42,6 +44,18 @@ class NodeHelp:
             epilog=f"usage: {self.usage.format(prog=prog)}\n\nParameters:\n{self.table.help_text()}\n\n"
             f"Exit status: 0 after a clean shutdown, 2 when {self.unusable} is unusable.",
         )
+
+
+def steady_timer(node: Node, period_s: float, callback: Callable[[], None]) -> Timer:
+    """A node timer on the steady clock. On the node's ROS clock a timer waits for /clock when
+    use_sim_time is true: a node started before its bag, or with no /clock at all, would never subscribe
+    to its camera nor report on /diagnostics."""
+    return node.create_timer(period_s, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+
+def waiting_for_clock(node: Node) -> bool:
+    """use_sim_time is true and no /clock message has set the node's time yet."""
+    return bool(node.get_parameter("use_sim_time").value) and node.get_clock().now().nanoseconds == 0
 
 
 def diagnostics(

@@ -70,7 +70,7 @@ from banet_vo.ros.conversions import (
     stamp_to_sec,
 )
 from banet_vo.ros.frame_worker import DROPPED, ERRORS, FrameWorker
-from banet_vo.ros.node_shell import NodeHelp, diagnostics, node_main
+from banet_vo.ros.node_shell import NodeHelp, diagnostics, node_main, steady_timer, waiting_for_clock
 from banet_vo.ros.params import (
     ODOMETRY_PARAMS,
     PARAMS,
@@ -182,7 +182,7 @@ class VOShell:
         self._pre_param_callback = self._expand_renamed
         self.add_pre_set_parameters_callback(self._pre_param_callback)
         self.add_on_set_parameters_callback(self._param_callback)
-        self._diag_timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
+        self._diag_timer = steady_timer(self, p.diagnostics_period, self._publish_diagnostics)
 
     def _warm_up(self) -> None:
         """The model's first passes, on the inference thread: on a GPU they take seconds (CUDA's start-up),
@@ -622,6 +622,8 @@ class VOShell:
         return self._window.update(now, self.snapshot(), self.params.diagnostics_window, keys, "processed")
 
     def _state_text(self) -> str:
+        if waiting_for_clock(self):
+            return "waiting for /clock (use_sim_time is true and none has arrived: play the bag with --clock)"
         if self.camera_input is None:
             return "inactive (not subscribed)"
         if self.events.get("received") == 0:

@@ -36,7 +36,7 @@ from banet_vo.ros.camera_input import INPUT_PROBLEMS, CameraFrame, CameraInput, 
 from banet_vo.ros.conversions import camera_info_to_input
 from banet_vo.ros.frame_worker import DROPPED, ERRORS, FrameWorker
 from banet_vo.ros.log_bridge import log_at
-from banet_vo.ros.node_shell import NodeHelp, diagnostics, node_main
+from banet_vo.ros.node_shell import NodeHelp, diagnostics, node_main, steady_timer
 from banet_vo.ros.qos import latched_qos, reliable_qos
 from banet_vo.ros.topics import MATCHER_UPDATES
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -97,7 +97,7 @@ class ImatchingNode(Node):
             transport=p.image_transport,
             camera_from_info=lambda msg: camera_info_to_input(msg, rectify=p.rectify),
         )
-        self._diag_timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
+        self._diag_timer = steady_timer(self, p.diagnostics_period, self._publish_diagnostics)
         self.get_logger().info(
             f"ready: matcher {p.matcher} on {self.stream.device}, adapt={p.adapt.enabled}, window "
             f"{p.stream.window_size}, output {p.output_model or '(none: adapted weights are not saved)'}"
