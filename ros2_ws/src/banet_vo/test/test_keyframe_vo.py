@@ -266,7 +266,30 @@ def test_a_rebuilt_map_is_anchored_at_the_constant_velocity_prediction(estimator
     np.testing.assert_allclose(last.T_odom_camera, held_last.T_odom_camera, atol=1e-9)  # same tracking
     # three frames of a car at ~1 m per frame: held ~3 m behind, the prediction much nearer
     assert held_error > 2.0 and moved_error < 0.5 * held_error
-    assert np.trace(moved.pose_covariance[:3, :3]) > np.trace(held.pose_covariance[:3, :3])
+    # Both say what they do not know: the held pose is ~3 m behind (its covariance grows by what the last
+    # velocity could do in the 0.3 s, as across a stamp gap; it stayed as certain as before), the
+    # prediction by what that velocity could do in its own extrapolation.
+    grown = np.trace(held.pose_covariance[:3, :3]) - np.trace(held_last.pose_covariance[:3, :3])
+    assert grown > 3 * 2.0**2  # a standard deviation of 2 m or more on each axis
+    assert np.trace(moved.pose_covariance[:3, :3]) > np.trace(last.pose_covariance[:3, :3])
+
+
+def test_a_map_rebuilt_after_a_gap_widens_the_covariance_once(estimator, kitti06, kitti06_dir):
+    """A frame 2 s after the last that the map cannot locate (another street): the gap widens the
+    covariance by what the last velocity could do in 2 s, and the map rebuilt on that frame, held at the
+    last pose, does not add the same 2 s again."""
+    from banet_vo.odometry.timing import gap_covariance
+
+    vo = _vo(estimator)
+    results = [vo.process(f.image, f.timestamp, f.camera) for f in kitti06[:10]]
+    other = open_sequence(Path(kitti06_dir).parent / "kitti_odom07_000-159")[50]
+    t = kitti06[9].timestamp + 2.0
+    rebuilt = vo.process(other.image, t, other.camera)
+    assert rebuilt.is_keyframe and "first keyframe of a map" in rebuilt.message
+    a, b = results[-2], results[-1]
+    expected = gap_covariance(a.T_odom_camera, a.stamp, b.T_odom_camera, b.stamp, t - b.stamp)
+    grown = rebuilt.pose_covariance[:3, :3] - b.pose_covariance[:3, :3]
+    assert np.trace(grown) == pytest.approx(np.trace(expected[:3, :3]), rel=1e-6)
 
 
 def test_pure_rotation_gives_rotation_and_no_translation(estimator, kitti06):

@@ -25,6 +25,7 @@ Per frame (image, stamp, camera):
 from __future__ import annotations
 
 import logging
+import math
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -98,6 +99,7 @@ class _Output:
     map_T: np.ndarray | None  # map pose of the same frame (None: no map behind it yet)
     cov: np.ndarray  # right-perturbation covariance of C (optical axes, metres)
     history: list[tuple[float, np.ndarray]] = field(default_factory=list)  # last two (stamp, C)
+    widened_to: float = -math.inf  # the stamp up to which cov holds the motion missed since the last pose
 
 
 class KeyframeOdometry(
@@ -360,6 +362,7 @@ class KeyframeOdometry(
             out.history if len(out.history) == 2 else ((None, None), out.history[-1])
         )
         out.cov = out.cov + gap_covariance(C_prev, t_prev, C_last, t_last, gap)
+        out.widened_to = t_last + gap
         self._map_history = self._map_history[-1:]
         self._tracked = []
         logger.warning("forward stamp gap of %.3f s: velocity forgotten, covariance widened", gap)
@@ -391,28 +394,44 @@ class KeyframeOdometry(
             self._output = _Output(C=np.eye(4), map_T=kf.T_wc.copy(), cov=np.zeros((6, 6)))
             state = INITIALISING
         else:  # a rebuilt map: the published pose goes on from the last good one, or its prediction
-            if self.tracking.rebuild_anchor == "predict":
-                self._anchor_at_prediction(frame.stamp)
+            moved = self.tracking.rebuild_anchor == "predict" and self._anchor_at_prediction(frame.stamp)
+            if not moved:
+                self._widen_for_held_pose(frame.stamp)
             self._output.map_T = kf.T_wc.copy()
             state = LOST if self._lost else INITIALISING
         self._map_history = [(frame.stamp, kf.T_wc.copy())]
         return self._result(frame.stamp, status, state, is_keyframe=True, message="first keyframe of a map")
 
-    def _anchor_at_prediction(self, stamp: float) -> None:
+    def _widen_for_held_pose(self, stamp: float) -> None:
+        """A rebuilt map starts at the last published pose, but the camera went on moving while the frames
+        between failed: the covariance grows by what the last velocity could have done since that pose
+        (as across a stamp gap), so that a fusion filter does not take the held pose as certain."""
+        out = self._output
+        if not out.history:
+            return
+        (t_prev, C_prev), (t_last, C_last) = (
+            out.history if len(out.history) == 2 else ((None, None), out.history[-1])
+        )
+        since = max(t_last, out.widened_to)  # a stamp gap before this frame has widened it already
+        if stamp > since:
+            out.cov = out.cov + gap_covariance(C_prev, t_prev, C_last, t_last, stamp - since)
+
+    def _anchor_at_prediction(self, stamp: float) -> bool:
         """Move the published pose to where constant velocity from the last two tracked frames puts it at
         `stamp`, with their covariance grown by what that velocity could do meanwhile. Not beyond
         max_time_gap after the last tracked frame (nothing is extrapolated across a gap), and not without
         two tracked frames: then the last pose holds (stats.rebuild_predictions counts the moves)."""
         if len(self._tracked) < 2:
-            return
+            return False
         (t0, C0, _), (t1, C1, cov1) = self._tracked
         ahead = stamp - t1
         if not (t1 > t0 and 0 < ahead <= self.config.max_time_gap):
-            return
+            return False
         out = self._output
         out.C = predict_constant_velocity(C1, t1, C0, t0, stamp)
         out.cov = cov1 + gap_covariance(C0, t0, C1, t1, ahead)
         self.stats.rebuild_predictions += 1
+        return True
 
     def _initialise(self, frame: PreparedFrame, features: Features) -> FrameResult:
         t = self.tracking
