@@ -1095,6 +1095,27 @@ def test_with_sim_time_and_no_clock_the_node_still_subscribes_and_says_what_it_w
         graph.close()
 
 
+def test_a_12_bit_camera_parameter_reaches_the_image_decoding(rclpy_context):
+    frames = _frames(2)
+    c = frames[0].camera
+    params = {
+        "image_qos": "reliable",
+        "queue_size": 5,
+        "image_max_value_16bit": 4095,
+        "intrinsics": [c.fx, c.fy, c.cx, c.cy, float(c.width), float(c.height)],
+    }
+    graph = Graph(rclpy_context, TruthEstimator(frames), params)
+    seen = []
+    try:
+        graph.node.camera_input._on_frame = seen.append  # the decoded frame, before the odometry
+        twelve = (frames[0].image.astype(np.int64) * 4095 // 255).astype(np.uint16)
+        graph.node.camera_input.on_image(_image_msg(twelve, "mono16", T0))
+        (frame,) = seen
+        assert np.abs(frame.image.astype(int) - frames[0].image).max() <= 1
+    finally:
+        graph.close()
+
+
 def test_intrinsics_parameter_frame_id_lock_and_size_limits(rclpy_context):
     frames = _frames(5)
     c = frames[0].camera

@@ -512,3 +512,21 @@ def test_a_remap_onto_the_compressed_topic_itself_is_taken_as_meant(rclpy_contex
         assert ci.info_sub.topic_name == "/cam/camera_info"
     finally:
         node.destroy_node()
+
+
+def test_a_12_bit_camera_is_read_at_its_own_range(rclpy_context):
+    """mono16 from a 12-bit sensor (values 0-4095): with image_max_value_16bit 4095 its brightest value is
+    255; at 65535 the whole image would lie in 0-16."""
+    node = Node("camera_input_12_bit", context=rclpy_context)
+    frames: list[CameraFrame] = []
+    try:
+        ci = CameraInput(
+            node, "reliable", frames.append, EventCounters(print), fixed_camera=CAMERA, max_value_16bit=4095
+        )
+        twelve = np.linspace(0, 4095, 64 * 48).reshape(48, 64).astype(np.uint16)
+        ci.on_image(numpy_to_image(twelve, "mono16", Header(stamp=sec_to_stamp(1.0), frame_id="cam")))
+        (frame,) = frames
+        assert frame.image.dtype == np.uint8 and (frame.image.min(), frame.image.max()) == (0, 255)
+        np.testing.assert_array_equal(frame.image, np.round(twelve * (255 / 4095)).astype(np.uint8))
+    finally:
+        node.destroy_node()

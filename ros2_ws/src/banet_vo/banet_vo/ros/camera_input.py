@@ -222,6 +222,7 @@ class CameraInput:
         fixed_camera: PinholeCamera | None = None,
         min_image_side: int = 1,
         max_image_pixels: int | None = None,
+        max_value_16bit: int = 65535,
         lock_frame_id: bool = False,
     ) -> None:
         if qos_mode not in IMAGE_QOS_MODES:
@@ -239,6 +240,7 @@ class CameraInput:
         self._fixed_camera = fixed_camera
         self._min_side = min_image_side
         self._max_pixels = max_image_pixels
+        self._max_value_16bit = max_value_16bit
         self._lock_frame_id = lock_frame_id
         self._frame_id: str | None = None
         self._last_stamp = 0.0  # of the last image taken (an unset stamp among clock times is refused)
@@ -504,7 +506,8 @@ class CameraInput:
                 # A header left unset among clock-time stamps, not a bag played again from its start
                 # (which goes back to its own first stamp): taken as a jump back, it reset the trajectory.
                 raise ValueError("its header stamp is 0 (unset) among clock-time stamps")
-            image = compressed_to_model_input(msg) if self._compressed else image_to_model_input(msg)
+            decode = compressed_to_model_input if self._compressed else image_to_model_input
+            image = decode(msg, self._max_value_16bit)
         except ValueError as err:
             self.events.warn(BAD_IMAGE, f"image dropped: {err}")
             return

@@ -134,6 +134,14 @@ PARAMS = ParameterTable(
         "images with more pixels than this are refused before decoding (bounds memory under bursts)",
         range=(1, 1_000_000_000),
     ),
+    ParameterSpec(
+        "image_max_value_16bit",
+        65535,
+        "the brightest value of a 16-bit image (mono16, 16UC1, 16-bit Bayer), mapped to 255: 4095 for a "
+        "12-bit sensor packed in 16 bits, 1023 for a 10-bit one (one fixed rule, so brightness stays the "
+        "same from frame to frame)",
+        range=(255, 65535),
+    ),
     ParameterSpec("odom_frame", "odom", "parent frame of odometry, path and /tf"),
     ParameterSpec("base_frame", "base_link", "child frame of odometry and /tf"),
     ParameterSpec(
@@ -238,6 +246,7 @@ class NodeParams:
     intrinsics: tuple[float, ...]
     min_image_side: int
     max_image_pixels: int
+    image_max_value_16bit: int
     odom_frame: str
     base_frame: str
     publish_tf: bool

@@ -212,6 +212,7 @@ class VOShell:
             fixed_camera=p.fixed_camera,
             min_image_side=p.min_image_side,
             max_image_pixels=p.max_image_pixels,
+            max_value_16bit=p.image_max_value_16bit,
             lock_frame_id=True,
         )
         info = "from parameters" if p.fixed_camera else f"{p.camera_info_sync} sync"
