@@ -112,6 +112,19 @@ def rectify_parameter() -> ParameterSpec:
     )
 
 
+def max_value_16bit_parameter() -> ParameterSpec:
+    """The `image_max_value_16bit` parameter every node with a CameraInput declares (its `max_value_16bit`):
+    two nodes on one 16-bit stream read the same brightness."""
+    return ParameterSpec(
+        "image_max_value_16bit",
+        65535,
+        "the brightest value of a 16-bit image (mono16, 16UC1, 16-bit Bayer), mapped to 255: 4095 for a "
+        "12-bit sensor packed in 16 bits, 1023 for a 10-bit one (one fixed rule, so brightness stays the "
+        "same from frame to frame)",
+        range=(255, 65535),
+    )
+
+
 def _type_name(msg_type: type) -> str:
     """The graph's name of a message type, e.g. "sensor_msgs/msg/Image"."""
     return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"

@@ -25,7 +25,12 @@ from banet_vo.model.shipped import DEFAULT_MODEL_NAME, ament_model_dirs, default
 from banet_vo.odometry import DEVICES, OdometryConfig, TrackingConfig
 from banet_vo.odometry.depth_output import UPSAMPLING_METHODS
 from banet_vo.odometry.output_covariance import CovarianceConfig
-from banet_vo.ros.camera_input import image_qos_parameter, image_transport_parameter, rectify_parameter
+from banet_vo.ros.camera_input import (
+    image_qos_parameter,
+    image_transport_parameter,
+    max_value_16bit_parameter,
+    rectify_parameter,
+)
 from banet_vo.ros.parameters import ParameterSpec, ParameterTable, RenamedParameter, subset
 
 # OdometryConfig fields that are node parameters, and those of them that only apply at start.
@@ -134,14 +139,7 @@ PARAMS = ParameterTable(
         "images with more pixels than this are refused before decoding (bounds memory under bursts)",
         range=(1, 1_000_000_000),
     ),
-    ParameterSpec(
-        "image_max_value_16bit",
-        65535,
-        "the brightest value of a 16-bit image (mono16, 16UC1, 16-bit Bayer), mapped to 255: 4095 for a "
-        "12-bit sensor packed in 16 bits, 1023 for a 10-bit one (one fixed rule, so brightness stays the "
-        "same from frame to frame)",
-        range=(255, 65535),
-    ),
+    max_value_16bit_parameter(),
     ParameterSpec("odom_frame", "odom", "parent frame of odometry, path and /tf"),
     ParameterSpec("base_frame", "base_link", "child frame of odometry and /tf"),
     ParameterSpec(

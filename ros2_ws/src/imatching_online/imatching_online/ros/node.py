@@ -96,6 +96,7 @@ class ImatchingNode(Node):
             self.events,
             transport=p.image_transport,
             camera_from_info=lambda msg: camera_info_to_input(msg, rectify=p.rectify),
+            max_value_16bit=p.image_max_value_16bit,
         )
         self._diag_timer = steady_timer(self, p.diagnostics_period, self._publish_diagnostics)
         self.get_logger().info(

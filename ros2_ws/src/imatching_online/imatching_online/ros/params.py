@@ -14,7 +14,12 @@ from typing import Any
 from banet_vo.frontend.xfeat import PRETRAINED as XFEAT_PRETRAINED
 from banet_vo.model.shipped import ament_model_dirs, shipped_copy
 from banet_vo.odometry import DEVICES
-from banet_vo.ros.camera_input import image_qos_parameter, image_transport_parameter, rectify_parameter
+from banet_vo.ros.camera_input import (
+    image_qos_parameter,
+    image_transport_parameter,
+    max_value_16bit_parameter,
+    rectify_parameter,
+)
 from banet_vo.ros.parameters import ParameterSpec, ParameterTable, subset
 from rclpy.node import Node
 
@@ -68,6 +73,7 @@ PARAMS = ParameterTable(
     image_qos_parameter(),
     image_transport_parameter(),
     rectify_parameter(),  # banet_vo's own: both nodes on one stream take the same camera from camera_info
+    max_value_16bit_parameter(),  # and read a 16-bit stream's brightness alike
     ParameterSpec(
         "queue_size", 2, "frames waiting for the worker; older ones are dropped and counted", range=(1, 100)
     ),
@@ -98,6 +104,7 @@ class NodeParams:
     image_qos: str
     image_transport: str
     rectify: bool
+    image_max_value_16bit: int
     queue_size: int
     save_every_steps: int
     source: str
