@@ -351,6 +351,11 @@ def test_a_matcher_swap_that_raises_loses_neither_the_reset_nor_the_new_config(r
         graph.close()
 
 
+def _intrinsics(c: PinholeCamera) -> list[float]:
+    """The `intrinsics` parameter for a camera without camera_info."""
+    return [c.fx, c.fy, c.cx, c.cy, float(c.width), float(c.height)]
+
+
 def _image_msg(pixels, encoding, t, frame_id="camera_optical") -> Image:
     msg = numpy_to_image(pixels, encoding)
     msg.header.stamp = sec_to_stamp(t)
@@ -1048,7 +1053,7 @@ def test_an_unset_stamp_among_clock_times_is_refused_not_a_new_trajectory(rclpy_
     params = {
         "image_qos": "reliable",
         "queue_size": 50,
-        "intrinsics": [c.fx, c.fy, c.cx, c.cy, float(c.width), float(c.height)],
+        "intrinsics": _intrinsics(c),
     }
     t0 = 1.7e9
     graph = Graph(rclpy_context, TruthEstimator(frames, t0=t0), params)
@@ -1077,7 +1082,7 @@ def test_with_sim_time_and_no_clock_the_node_still_subscribes_and_says_what_it_w
         "use_sim_time": True,
         "image_qos": "auto",
         "diagnostics_period": 0.1,
-        "intrinsics": [c.fx, c.fy, c.cx, c.cy, float(c.width), float(c.height)],
+        "intrinsics": _intrinsics(c),
     }
     graph = Graph(rclpy_context, TruthEstimator(frames), params)
     try:
@@ -1102,7 +1107,7 @@ def test_a_12_bit_camera_parameter_reaches_the_image_decoding(rclpy_context):
         "image_qos": "reliable",
         "queue_size": 5,
         "image_max_value_16bit": 4095,
-        "intrinsics": [c.fx, c.fy, c.cx, c.cy, float(c.width), float(c.height)],
+        "intrinsics": _intrinsics(c),
     }
     graph = Graph(rclpy_context, TruthEstimator(frames), params)
     seen = []
@@ -1122,7 +1127,7 @@ def test_intrinsics_parameter_frame_id_lock_and_size_limits(rclpy_context):
     params = {
         "image_qos": "reliable",
         "queue_size": 50,
-        "intrinsics": [c.fx, c.fy, c.cx, c.cy, float(c.width), float(c.height)],
+        "intrinsics": _intrinsics(c),
         "max_image_pixels": 100 * 100,
     }
     graph = Graph(rclpy_context, TruthEstimator(frames), params)
