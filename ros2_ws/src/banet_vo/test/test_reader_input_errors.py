@@ -195,3 +195,22 @@ def test_a_bad_pose_is_named_by_its_line_in_the_file(tmp_path, kitti06_dir):
     poses_file.write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=r"06\.txt line 5 rotation"):
         open_sequence(seq_dir)
+
+
+def test_real_clips_says_a_readers_warning_once(tmp_path, hololens_dir, caplog):
+    # resolve_clip opens the folder to check it has poses; the warning comes when the clip is loaded.
+    from banet_vo.evaluation.real_clips import load_clip, resolve_clip
+
+    root = tmp_path / "scene"
+    (root / "images").mkdir(parents=True)
+    for n in (3, 4, 6):  # frame 5 missing: the reader warns
+        (root / "images" / f"{n:05d}.png").symlink_to(hololens_dir / "images" / f"{n:05d}.png")
+    (root / "K.txt").symlink_to(hololens_dir / "K.txt")
+    poses = (hololens_dir / "poses.txt").read_text().splitlines()
+    (root / "poses.txt").write_text("\n".join(poses[:4]) + "\n")
+    with caplog.at_level(logging.WARNING, logger="banet_vo"):
+        spec = resolve_clip(str(root), tmp_path)
+        assert "have no image" not in caplog.text
+        load_clip(spec, tmp_path)
+    assert caplog.text.count("have no image") == 1
+    assert logging.getLogger("banet_vo.data").level == logging.NOTSET

@@ -19,6 +19,7 @@ stamp, aligned by Umeyama (SE(3), or Sim(3) with a scale), and the ATE is the RM
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -124,10 +125,15 @@ def resolve_clip(token: str, data_root: str | Path, camera_height: float | None 
         )
     path = path.resolve()
     kind = detect_format(path)  # ValueError naming the layouts it knows
+    readers = logging.getLogger("banet_vo.data")
+    level = readers.level
+    readers.setLevel(logging.ERROR)  # its warnings are said when the clip is loaded to run, not twice
     try:  # what would otherwise fail after the clips before it have run: unreadable, or nothing to compare
         sequence = open_sequence(path, format=kind)
     except OSError as err:  # a file the layout needs is missing or unreadable
         raise ValueError(f"{kind} folder {path}: {err}") from err
+    finally:
+        readers.setLevel(level)
     if not sequence.has_poses:
         raise ValueError(f"{kind} folder {path} has no ground-truth poses to compare with")
     height, note = camera_height, f"{kind} folder {path}"
