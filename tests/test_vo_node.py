@@ -1121,6 +1121,32 @@ def test_a_12_bit_camera_parameter_reaches_the_image_decoding(rclpy_context):
         graph.close()
 
 
+def test_diagnostics_say_when_camera_info_stops(rclpy_context):
+    """camera_info arrives with the first images, then stops while images go on (exact sync drops each):
+    /diagnostics said "tracking" over the no_camera_info count; it now says what it waits for."""
+    frames = _frames(8)
+    params = {"image_qos": "reliable", "queue_size": 50, "diagnostics_period": 0.1, "diagnostics_window": 0.5}
+    graph = Graph(rclpy_context, TruthEstimator(frames), params)
+    feed = Feed(rclpy_context, graph)
+    try:
+        for k in range(2):
+            feed.info.publish(_info_msg(frames[k].camera, T0 + k * DT))
+            feed.img.publish(_image_msg(frames[k].image, "mono8", T0 + k * DT))
+        assert len(graph.wait("odom", 2)) == 2
+        deadline = time.monotonic() + 10.0
+        message = ""
+        k = 2
+        while time.monotonic() < deadline and not message.startswith("waiting for camera_info"):
+            feed.img.publish(_image_msg(frames[k % 8].image, "mono8", T0 + k * DT))  # no camera_info
+            k += 1
+            time.sleep(0.1)
+            diags = graph.get("diag")
+            message = diags[-1].status[0].message if diags else ""
+        assert message.startswith("waiting for camera_info (images arrive without one to pair with"), message
+    finally:
+        graph.close()
+
+
 def test_intrinsics_parameter_frame_id_lock_and_size_limits(rclpy_context):
     frames = _frames(5)
     c = frames[0].camera

@@ -622,7 +622,8 @@ class VOShell:
         keys = ("received", "processed", *PROBLEMS)
         return self._window.update(now, self.snapshot(), self.params.diagnostics_window, keys, "processed")
 
-    def _state_text(self) -> str:
+    def _state_text(self, recent: dict[str, float] | None = None) -> str:
+        """What /diagnostics says the node is doing; `recent`: windowed() of this report."""
         if waiting_for_clock(self):
             return "waiting for /clock (use_sim_time is true and none has arrived: play the bag with --clock)"
         if self.camera_input is None:
@@ -631,12 +632,17 @@ class VOShell:
             return self.camera_input.waiting_text("waiting for images")
         if self.camera_input.needs_camera_info and not self.camera_input.has_camera:
             return "waiting for camera_info (images arrive, no valid camera_info yet)"
+        if recent and recent.get(f"recent_{NO_CAMERA_INFO}") and not recent.get("recent_processed"):
+            # the last state would say "tracking" while every image is dropped
+            return "waiting for camera_info (images arrive without one to pair with: has it stopped?)"
         return self._state
 
     def _publish_diagnostics(self) -> None:
-        values = {**self.snapshot(), **self.windowed()}
+        recent = self.windowed()
+        values = {**self.snapshot(), **recent}
         problems = [f"recent_{k}" for k in PROBLEMS]
-        msg = diagnostics(self, "visual odometry", self.params.device, self._state_text(), values, problems)
+        state = self._state_text(recent)
+        msg = diagnostics(self, "visual odometry", self.params.device, state, values, problems)
         self.diag_pub.publish(msg)
 
     # -- helpers for in-process users ----------------------------------------------------------------
