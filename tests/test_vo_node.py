@@ -1027,6 +1027,8 @@ def test_reset_to_pose_refuses_a_covariance_that_is_not_one(rclpy_context):
         for name, cov in (
             ("negative", np.diag([-0.01, 0.01, 0.01, 0.001, 0.001, 0.001])),
             ("not PSD", np.diag([0.01] * 6) + np.eye(6, k=1) + np.eye(6, k=-1)),
+            # a 2-D localiser's "unknown" 1e6 must not make room for a negative variance elsewhere
+            ("negative beside 1e6", np.diag([0.01, 0.01, 1e6, 1e6, 1e6, -5e-4])),
         ):
             pose = PoseWithCovarianceStamped()
             pose.header.frame_id = "odom"
@@ -1035,9 +1037,10 @@ def test_reset_to_pose_refuses_a_covariance_that_is_not_one(rclpy_context):
             graph.node._on_reset_to_pose(pose)
             assert graph.node._reset_requested is None, name
         deadline = time.monotonic() + 5.0  # /rosout arrives asynchronously
-        while len(graph.logs("positive semi-definite")) < 2 and time.monotonic() < deadline:
+        while len(graph.logs("~/reset_to_pose ignored")) < 3 and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert len(graph.logs("covariance must be positive semi-definite")) == 2
+        assert len(graph.logs("covariance has negative variances")) == 2
+        assert len(graph.logs("covariance must be positive semi-definite")) == 1
         pose.pose.covariance = np.diag([0.01, 0.01, 0.01, 0.001, 0.001, 0.001]).reshape(-1).tolist()
         graph.node._on_reset_to_pose(pose)
         assert graph.node._reset_requested == "~/reset_to_pose"
@@ -1069,6 +1072,10 @@ def test_an_unset_stamp_among_clock_times_is_refused_not_a_new_trajectory(rclpy_
         odoms = graph.wait("odom", 3)
         assert len(odoms) == 3 and all(_ns(m) > 0 for m in odoms)
         assert graph.node.vo.trajectory_id == 0
+        # After ~/reset another source may start at 0 (our own bags do): taken.
+        graph.node.camera_input.unlock_frame_id()
+        graph.node.camera_input.on_image(_image_msg(frames[3].image, "mono8", 0.0))
+        assert graph.node.snapshot()["bad_image"] == 1
     finally:
         graph.close()
 
@@ -1142,7 +1149,7 @@ def test_diagnostics_say_when_camera_info_stops(rclpy_context):
             time.sleep(0.1)
             diags = graph.get("diag")
             message = diags[-1].status[0].message if diags else ""
-        assert message.startswith("waiting for camera_info (images arrive without one to pair with"), message
+        assert message.startswith("waiting for camera_info (images arrive without one of their"), message
     finally:
         graph.close()
 

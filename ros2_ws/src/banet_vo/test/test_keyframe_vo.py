@@ -292,6 +292,33 @@ def test_a_map_rebuilt_after_a_gap_widens_the_covariance_once(estimator, kitti06
     assert np.trace(grown) == pytest.approx(np.trace(expected[:3, :3]), rel=1e-6)
 
 
+def test_a_second_rebuild_of_one_loss_keeps_growing_the_covariance(estimator, kitti06):
+    """Lost after frame 9, the map rebuilt at frame 12 (the pose held), lost again at once and rebuilt at
+    frame 20: the held pose's covariance is frame 9's plus what frame 8-9's velocity could do in the whole
+    time since, not a sum of pieces, and not grown from the held publication's zero velocity."""
+    from banet_vo.odometry.timing import gap_covariance
+
+    vo = _vo(estimator)
+    results = [vo.process(f.image, f.timestamp, f.camera) for f in kitti06[:10]]
+    flat = np.full_like(kitti06[10].image, 90)
+    for k in range(8):
+        vo.process(flat, kitti06[10].timestamp + 0.01 * k, kitti06[10].camera)
+    first = vo.process(kitti06[12].image, kitti06[12].timestamp, kitti06[12].camera)
+    for k in range(8):
+        vo.process(flat, kitti06[13].timestamp + 0.01 * k, kitti06[13].camera)
+    second = vo.process(kitti06[20].image, kitti06[20].timestamp, kitti06[20].camera)
+    assert first.is_keyframe and second.is_keyframe and "first keyframe of a map" in second.message
+    np.testing.assert_allclose(second.T_odom_camera, results[-1].T_odom_camera, atol=1e-9)  # still held
+    a, b = results[-2], results[-1]
+    for held in (first, second):
+        expected = (
+            b.pose_covariance[:3, :3]
+            + gap_covariance(a.T_odom_camera, a.stamp, b.T_odom_camera, b.stamp, held.stamp - b.stamp)[:3, :3]
+        )
+        assert np.trace(held.pose_covariance[:3, :3]) == pytest.approx(np.trace(expected), rel=1e-6)
+    assert np.trace(second.pose_covariance[:3, :3]) > 4 * np.trace(first.pose_covariance[:3, :3]) * 0.9
+
+
 def test_pure_rotation_gives_rotation_and_no_translation(estimator, kitti06):
     vo = _vo(estimator)
     for f in kitti06[:10]:

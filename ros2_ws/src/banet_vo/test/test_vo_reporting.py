@@ -55,10 +55,14 @@ def test_status_is_ok_while_tracking_and_warns_with_the_reason_when_lost():
     assert (lost_values["scale_measurements"], lost_values["scale_last_ratio"]) == ("0", "nan")
     # No map yet because the camera has not moved (a robot standing at its start): waiting, not lost.
     why = "initialising: parallax 0.00 deg < 1.0 deg"
-    waiting = FrameResult(7.7, FAILED, 2, message=why, state="initialising")
+    waiting = FrameResult(7.7, FAILED, 2, message=why, state="initialising", waiting=True)
     status = tracking_status("n", "cpu", waiting, 7.7, config, "m")
     assert status.level == DiagnosticStatus.OK and status.message == why
     assert {kv.key: kv.value for kv in status.values}["state"] == "initialising"
+    # A failure the pipeline counts (a blank view where a map should start) is a loss all the same.
+    blank = "12 keypoints, too few to start a map"
+    counted = FrameResult(7.8, FAILED, 2, message=blank, state="initialising")
+    assert tracking_status("n", "cpu", counted, 7.8, config, "m").level == DiagnosticStatus.WARN
 
 
 def test_counter_window_reports_recent_increases_and_forgets_old_ones():

@@ -25,7 +25,6 @@ Per frame (image, stamp, camera):
 from __future__ import annotations
 
 import logging
-import math
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -99,7 +98,10 @@ class _Output:
     map_T: np.ndarray | None  # map pose of the same frame (None: no map behind it yet)
     cov: np.ndarray  # right-perturbation covariance of C (optical axes, metres)
     history: list[tuple[float, np.ndarray]] = field(default_factory=list)  # last two (stamp, C)
-    widened_to: float = -math.inf  # the stamp up to which cov holds the motion missed since the last pose
+    # While the pose is held after a loss or a gap: the last two measured outputs and the covariance of the
+    # last, from which the motion missed since is grown (held publications must not stand in for them).
+    held: tuple | None = None
+    holding: bool = False  # the pose about to be published is the held one
 
 
 class KeyframeOdometry(
@@ -308,7 +310,7 @@ class KeyframeOdometry(
     ) -> FrameResult:
         gap = check.gap if check.kind == timing.FORWARD_GAP and self._output is not None else None
         if gap is not None:
-            self._forget_motion(gap)
+            self._forget_motion(gap, frame.stamp)
         started = time.perf_counter()
         self._merge_banet()
         self._merge_mapping()
@@ -353,16 +355,13 @@ class KeyframeOdometry(
         self.stats.last_inference_s = time.perf_counter() - started
         return self._with_late_depth(replace(result, inference_s=self.stats.last_inference_s))
 
-    def _forget_motion(self, gap: float) -> None:
+    def _forget_motion(self, gap: float, stamp: float) -> None:
         """After a forward gap nothing is extrapolated: the velocity is forgotten (the next frame is
         located against the map from the last pose, as a relocalisation), and the published pose's
         covariance grows by what the last velocity could have done during the gap."""
         out = self._output
-        (t_prev, C_prev), (t_last, C_last) = (
-            out.history if len(out.history) == 2 else ((None, None), out.history[-1])
-        )
-        out.cov = out.cov + gap_covariance(C_prev, t_prev, C_last, t_last, gap)
-        out.widened_to = t_last + gap
+        if out.history:
+            out.cov = self._held_covariance(stamp)
         self._map_history = self._map_history[-1:]
         self._tracked = []
         logger.warning("forward stamp gap of %.3f s: velocity forgotten, covariance widened", gap)
@@ -407,14 +406,22 @@ class KeyframeOdometry(
         between failed: the covariance grows by what the last velocity could have done since that pose
         (as across a stamp gap), so that a fusion filter does not take the held pose as certain."""
         out = self._output
-        if not out.history:
-            return
-        (t_prev, C_prev), (t_last, C_last) = (
-            out.history if len(out.history) == 2 else ((None, None), out.history[-1])
-        )
-        since = max(t_last, out.widened_to)  # a stamp gap before this frame has widened it already
-        if stamp > since:
-            out.cov = out.cov + gap_covariance(C_prev, t_prev, C_last, t_last, stamp - since)
+        if out.history:
+            out.cov = self._held_covariance(stamp)
+            out.holding = True
+
+    def _held_covariance(self, stamp: float) -> np.ndarray:
+        """The covariance of the pose held since the last measured output: that output's, plus what its
+        velocity could have done from then to `stamp` (one gap, not the sum of pieces: the variances of a
+        motion grow with the square of its time)."""
+        out = self._output
+        if out.held is None:
+            (t_prev, C_prev), (t_last, C_last) = (
+                out.history if len(out.history) == 2 else ((None, None), out.history[-1])
+            )
+            out.held = (C_prev, t_prev, C_last, t_last, out.cov.copy())
+        C_prev, t_prev, C_last, t_last, cov_last = out.held
+        return cov_last + gap_covariance(C_prev, t_prev, C_last, t_last, max(stamp - t_last, 0.0))
 
     def _anchor_at_prediction(self, stamp: float) -> bool:
         """Move the published pose to where constant velocity from the last two tracked frames puts it at
@@ -916,6 +923,9 @@ class KeyframeOdometry(
             if stamp > t_prev:
                 twist = body_twist(self._body(C_prev), T, stamp - t_prev)
         out.history = [*out.history[-1:], (stamp, out.C.copy())]
+        if not out.holding:  # a measured pose: what is held from now on grows from it
+            out.held = None
+        out.holding = False
         return FrameResult(
             stamp=stamp,
             status=status,
@@ -941,6 +951,7 @@ class KeyframeOdometry(
             self.trajectory_id,
             message=message,
             state=state,
+            waiting=not count and state == INITIALISING,
             scale_source=self.config.scale_source,
             keyframes=self._trajectory_keyframes,
             **self._scale_evidence(),

@@ -127,6 +127,9 @@ class FrameResult:
     inference_s: float = float("nan")
     message: str = ""
     state: str = ""  # one of TRACKING_STATES ("" for frames that were not processed, e.g. out of order)
+    # A FAILED frame the pipeline does not count as a failure: waiting for a map (a camera that has not
+    # moved enough yet), not a loss.
+    waiting: bool = False
     scale_source: str = ""  # where this pose's metric scale comes from (SCALE_SOURCES)
     keyframes: int = 0  # keyframes in the current trajectory so far
     # The metric scale's evidence (frontend xfeat with a metric scale_source): the newest keyframe's

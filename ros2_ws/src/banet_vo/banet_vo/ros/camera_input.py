@@ -347,9 +347,11 @@ class CameraInput:
         return True
 
     def unlock_frame_id(self) -> None:
-        """Accept the frame_id of the next image as the camera's (after a reset: another camera)."""
+        """Accept the frame_id of the next image as the camera's, and its stamp whatever the last was (after
+        a reset: another camera, or a bag whose stamps start at 0)."""
         with self._lock:
             self._frame_id = None
+            self._last_stamp = 0.0
 
     def transport_hint(self) -> str | None:
         """Why no image can arrive, when the graph shows it: the image topic carries another message type,

@@ -361,17 +361,21 @@ class VOShell:
                 raise ValueError("covariance must be finite")
             # A negative variance would make every later frame's covariance unusable (and drop the frames),
             # a matrix that is not positive semi-definite would reach the odometry's consumers as it is.
-            smallest = float(np.linalg.eigvalsh(0.5 * (cov + cov.T)).min())
-            if smallest < -1e-9 * max(1.0, float(np.abs(cov).max())):
+            if np.any(np.diag(cov) < 0):
+                raise ValueError(f"covariance has negative variances: {np.diag(cov).round(9).tolist()}")
+            values, vectors = np.linalg.eigh(0.5 * (cov + cov.T))
+            if values.min() < -1e-9 * max(1.0, float(np.abs(cov).max())):
                 raise ValueError(
-                    f"covariance must be positive semi-definite (its smallest eigenvalue is {smallest:.3g})"
+                    f"covariance must be positive semi-definite (smallest eigenvalue {values.min():.3g})"
                 )
+            # what rounding leaves below zero is clipped: each later frame's covariance adds to this one
+            cov = (vectors * np.clip(values, 0.0, None)) @ vectors.T
         except ValueError as err:
             self.get_logger().warning(f"~/reset_to_pose ignored: {err}")
             return
         with self._lock:
             self._reset_requested = "~/reset_to_pose"
-            self._reset_pose, self._reset_pose_cov = T, 0.5 * (cov + cov.T)
+            self._reset_pose, self._reset_pose_cov = T, cov
         cleared = self.worker.clear()
         self.get_logger().info(
             f"trajectory reset to the pose at {T[:3, 3].round(3).tolist()} requested "
@@ -465,7 +469,7 @@ class VOShell:
             self.events.warn("out_of_order", f"frame skipped: {result.message}")
             return
         if result.status == FAILED:
-            if result.state == INITIALISING:
+            if result.waiting:
                 # No map yet, the camera has not moved enough (a robot standing at its start): waiting, not
                 # lost, and not a failure (the pipeline does not count it either); no pose to publish.
                 self._state = INITIALISING
@@ -624,17 +628,17 @@ class VOShell:
 
     def _state_text(self, recent: dict[str, float] | None = None) -> str:
         """What /diagnostics says the node is doing; `recent`: windowed() of this report."""
-        if waiting_for_clock(self):
-            return "waiting for /clock (use_sim_time is true and none has arrived: play the bag with --clock)"
         if self.camera_input is None:
             return "inactive (not subscribed)"
+        if waiting_for_clock(self) and self.events.get("processed") == 0:
+            return "waiting for /clock (use_sim_time is true and none has arrived: play the bag with --clock)"
         if self.events.get("received") == 0:
             return self.camera_input.waiting_text("waiting for images")
         if self.camera_input.needs_camera_info and not self.camera_input.has_camera:
             return "waiting for camera_info (images arrive, no valid camera_info yet)"
         if recent and recent.get(f"recent_{NO_CAMERA_INFO}") and not recent.get("recent_processed"):
             # the last state would say "tracking" while every image is dropped
-            return "waiting for camera_info (images arrive without one to pair with: has it stopped?)"
+            return "waiting for camera_info (images arrive without one of their stamp: has it stopped?)"
         return self._state
 
     def _publish_diagnostics(self) -> None:

@@ -26,7 +26,7 @@ def tracking_status(
 ) -> DiagnosticStatus:
     """~/status for one processed frame: level WARN when lost (with why), OK otherwise. `config` is the
     OdometryConfig in use (frontend, scale source when the result does not say)."""
-    waiting = result.status == FAILED and result.state == INITIALISING  # no map yet: not a loss
+    waiting = result.status == FAILED and result.waiting  # no map yet: not a loss
     state = LOST if result.status == FAILED and not waiting else (result.state or INITIALISING)
     status = DiagnosticStatus(
         level=DiagnosticStatus.WARN if state == LOST else DiagnosticStatus.OK,
