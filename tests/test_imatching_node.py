@@ -457,3 +457,16 @@ def test_the_camera_info_is_read_as_banet_vo_reads_it(rclpy_context, seq, random
             np.testing.assert_array_equal(got_image, image)
     finally:
         graph.close()
+
+
+def test_with_sim_time_and_no_clock_the_node_says_what_it_waits_for(rclpy_context, random_matcher, tmp_path):
+    """As banet_vo's: its /diagnostics timer runs on the steady clock, and until an image arrives it says
+    that no /clock has come."""
+    out = tmp_path / "adapted.safetensors"
+    params = {**FAST, "matcher": str(random_matcher), "output_model": str(out), "use_sim_time": True}
+    graph = Graph(rclpy_context, params)
+    try:
+        assert graph.node._state_text().startswith("waiting for /clock (use_sim_time is true")
+        assert graph.node._diag_timer.clock.clock_type.name == "STEADY_TIME"
+    finally:
+        graph.close()
