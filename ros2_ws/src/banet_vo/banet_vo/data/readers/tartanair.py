@@ -39,9 +39,7 @@ IMAGE_FOLDER = "image_left"
 DEPTH_FOLDER = "depth_left"
 POSES_FILE = "pose_left.txt"
 # TartanAir's camera at its native 640x480.
-NATIVE_SIZE = (640, 480)
-NATIVE_FOCAL = 320.0
-NATIVE_CENTRE = (320.0, 240.0)
+NATIVE_CAMERA = PinholeCamera(320.0, 320.0, 320.0, 240.0, 640, 480)
 # Columns: the optical frame's x (right), y (down), z (forward) in the NED body frame.
 R_BODY_CAMERA = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
@@ -52,15 +50,7 @@ def looks_like_tartanair(path: Path) -> bool:
 
 def native_camera(width: int, height: int) -> PinholeCamera:
     """TartanAir's intrinsics for images resized to width x height (pixel centres at integers)."""
-    sx, sy = width / NATIVE_SIZE[0], height / NATIVE_SIZE[1]
-    return PinholeCamera(
-        NATIVE_FOCAL * sx,
-        NATIVE_FOCAL * sy,
-        (NATIVE_CENTRE[0] + 0.5) * sx - 0.5,
-        (NATIVE_CENTRE[1] + 0.5) * sy - 0.5,
-        width,
-        height,
-    )
+    return NATIVE_CAMERA.resized(width, height)
 
 
 def read_ned_poses(path: Path, count: int, numbers: np.ndarray | None = None) -> np.ndarray:
