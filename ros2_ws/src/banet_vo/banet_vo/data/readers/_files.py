@@ -181,13 +181,12 @@ def frame_numbers(paths: list[Path]) -> np.ndarray | None:
     return out if np.all(np.diff(out) > 0) else None
 
 
-def numbered_times(paths: list[Path], rate_hz: float, folder: Path) -> np.ndarray:
-    """Stamps for a layout without timestamps: t = (frame number - the first's) / rate, so that a frame
-    missing from a numbered folder leaves its gap (counting positions would stamp every later frame early);
-    t = i / rate for names without numbers."""
-    numbers = frame_numbers(paths)
+def numbered_times(numbers: np.ndarray | None, count: int, rate_hz: float, folder: Path) -> np.ndarray:
+    """Stamps for a layout without timestamps, from the `count` images' `frame_numbers`: t = (frame
+    number - the first's) / rate, so that a frame missing from a numbered folder leaves its gap (counting
+    positions would stamp every later frame early); t = i / rate for names without numbers (None)."""
     if numbers is None:
-        return default_times(len(paths), rate_hz)
+        return default_times(count, rate_hz)
     missing = int(numbers[-1] - numbers[0]) + 1 - len(numbers)
     if missing:
         log.warning(

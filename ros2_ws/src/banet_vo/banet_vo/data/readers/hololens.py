@@ -49,6 +49,6 @@ class HoloLensSequence(FileSequence):
         n = len(images)
         numbers = frame_numbers(images)
         poses = read_poses(path / "poses.txt", n, numbers) if (path / "poses.txt").is_file() else None
-        times = numbered_times(images, rate_hz, path / "images")
+        times = numbered_times(numbers, n, rate_hz, path / "images")
         super().__init__(name or absolute(path).name, images, camera, times, poses, depths, DEPTH_SCALE_MM)
         self.root = path

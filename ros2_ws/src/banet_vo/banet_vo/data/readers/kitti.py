@@ -113,7 +113,7 @@ class KittiSequence(FileSequence):
         if (path / "times.txt").is_file():
             times = read_times(path / "times.txt", n, numbers)
         else:
-            times = numbered_times(images, KITTI_RATE_HZ, path / folder)
+            times = numbered_times(numbers, n, KITTI_RATE_HZ, path / folder)
         # Absolute, links kept: the official tree's poses/<seq>.txt is found from "." or "07" as from a full
         # path, and beside a sequence folder that is a link; then beside the link's target.
         here = absolute(path)

@@ -94,6 +94,6 @@ class TartanAirSequence(FileSequence):
         n = len(images)
         numbers = frame_numbers(images)
         poses = read_ned_poses(path / POSES_FILE, n, numbers) if (path / POSES_FILE).is_file() else None
-        times = numbered_times(images, rate_hz, path / IMAGE_FOLDER)
+        times = numbered_times(numbers, n, rate_hz, path / IMAGE_FOLDER)
         super().__init__(name or absolute(path).name, images, camera, times, poses, depths)
         self.root = path
