@@ -53,6 +53,12 @@ def steady_timer(node: Node, period_s: float, callback: Callable[[], None]) -> T
     return node.create_timer(period_s, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
 
+# What a node's /diagnostics says while waiting_for_clock and nothing has arrived yet.
+WAITING_FOR_CLOCK = (
+    "waiting for /clock (use_sim_time is true and none has arrived: play the bag with --clock)"
+)
+
+
 def waiting_for_clock(node: Node) -> bool:
     """use_sim_time is true and no /clock message has set the node's time yet."""
     return bool(node.get_parameter("use_sim_time").value) and node.get_clock().now().nanoseconds == 0

@@ -70,7 +70,14 @@ from banet_vo.ros.conversions import (
     stamp_to_sec,
 )
 from banet_vo.ros.frame_worker import DROPPED, ERRORS, FrameWorker
-from banet_vo.ros.node_shell import NodeHelp, diagnostics, node_main, steady_timer, waiting_for_clock
+from banet_vo.ros.node_shell import (
+    WAITING_FOR_CLOCK,
+    NodeHelp,
+    diagnostics,
+    node_main,
+    steady_timer,
+    waiting_for_clock,
+)
 from banet_vo.ros.params import (
     ODOMETRY_PARAMS,
     PARAMS,
@@ -631,7 +638,7 @@ class VOShell:
         if self.camera_input is None:
             return "inactive (not subscribed)"
         if waiting_for_clock(self) and self.events.get("processed") == 0:
-            return "waiting for /clock (use_sim_time is true and none has arrived: play the bag with --clock)"
+            return WAITING_FOR_CLOCK
         if self.events.get("received") == 0:
             return self.camera_input.waiting_text("waiting for images")
         if self.camera_input.needs_camera_info and not self.camera_input.has_camera:

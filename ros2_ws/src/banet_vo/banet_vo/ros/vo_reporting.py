@@ -26,17 +26,16 @@ def tracking_status(
 ) -> DiagnosticStatus:
     """~/status for one processed frame: level WARN when lost (with why), OK otherwise. `config` is the
     OdometryConfig in use (frontend, scale source when the result does not say)."""
-    waiting = result.status == FAILED and result.waiting  # no map yet: not a loss
-    state = LOST if result.status == FAILED and not waiting else (result.state or INITIALISING)
+    if result.status == FAILED and not result.waiting:
+        state, message = LOST, f"{LOST}: {result.message}"
+    elif result.status == FAILED:  # no map yet: the pipeline's own words ("initialising: parallax ...")
+        state, message = result.state or INITIALISING, result.message or INITIALISING
+    else:
+        state = message = result.state or INITIALISING
     status = DiagnosticStatus(
         level=DiagnosticStatus.WARN if state == LOST else DiagnosticStatus.OK,
         name=name,
-        # the pipeline's own words while waiting ("initialising: parallax 0.20 deg < 1.0 deg")
-        message=f"{state}: {result.message}"
-        if state == LOST
-        else (result.message or state)
-        if waiting
-        else state,
+        message=message,
         hardware_id=hardware_id,
     )
     values = {

@@ -36,7 +36,14 @@ from banet_vo.ros.camera_input import INPUT_PROBLEMS, CameraFrame, CameraInput, 
 from banet_vo.ros.conversions import camera_info_to_input
 from banet_vo.ros.frame_worker import DROPPED, ERRORS, FrameWorker
 from banet_vo.ros.log_bridge import log_at
-from banet_vo.ros.node_shell import NodeHelp, diagnostics, node_main, steady_timer, waiting_for_clock
+from banet_vo.ros.node_shell import (
+    WAITING_FOR_CLOCK,
+    NodeHelp,
+    diagnostics,
+    node_main,
+    steady_timer,
+    waiting_for_clock,
+)
 from banet_vo.ros.qos import latched_qos, reliable_qos
 from banet_vo.ros.topics import MATCHER_UPDATES
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -260,7 +267,7 @@ class ImatchingNode(Node):
 
     def _state_text(self) -> str:
         if waiting_for_clock(self) and self.events.get("received") == 0:
-            return "waiting for /clock (use_sim_time is true and none has arrived: play the bag with --clock)"
+            return WAITING_FOR_CLOCK
         return self.camera_input.waiting_text(self._state)
 
     def _publish_diagnostics(self) -> None:
