@@ -1178,11 +1178,16 @@ def test_backing_up_with_a_bound_on_refusals_keeps_the_map_fed(estimator, kitti0
         if k >= len(frames):  # the backward pass
             landmarks = vo.map_size[1]
             fewest = landmarks if fewest is None else min(fewest, landmarks)
-    print(f"{refusals}: fewest landmarks on the way back {fewest}")
+    print(f"{refusals}: fewest landmarks on the way back {fewest}, {vo.stats.landmarks_refused} refused")
     # Measured (seed 0, 2026-12-06): 582 without a bound, 2,110 with 2, 2,209 adding backed-up landmarks.
     # The default loses ~350 a frame over the last 6 backward frames (2,799 down to 582, the same with 40
     # or 51 frames forward); 1,400 leaves room for two frames' lag.
     assert (fewest < 1400) if starves else (fewest > 1800)
+    # Each keyframe the check refused is counted (/diagnostics landmarks_refused). Measured 2026-12-07:
+    # 6 by default, 2 with the bound (then one is let through), none adding backed-up landmarks.
+    expected = {"max_depth_refusals": range(1, 4), "backing_up_landmarks": range(0, 1)}
+    refused = vo.stats.landmarks_refused
+    assert refused >= 5 if starves else refused in expected[next(iter(refusals))]
 
 
 # The frames of KITTI 07 that a live node on 2 cores published (background_ba, bag at 1x, queue 1;

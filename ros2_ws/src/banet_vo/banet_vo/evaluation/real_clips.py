@@ -578,6 +578,7 @@ class OdometryRun:
     statuses: dict[str, int]
     scale_sources: dict[str, int]  # what the pipeline reported, per frame with output
     resets: int  # trajectory restarts (the poses after one are in another odom frame)
+    keyframe_stamps: np.ndarray = field(default_factory=lambda: np.zeros(0))  # keyframes with a pose
 
 
 def run_odometry(
@@ -593,7 +594,7 @@ def run_odometry(
     the odometry's background threads (`vo.settle()`), so that a run of tracking_mapping background or
     background_banet is repeatable. `before_frame` is called as each frame begins (a
     backend.background.HeldBundleAdjuster's next_frame)."""
-    stamps, poses, seconds = [], [], []
+    stamps, poses, seconds, keyframes = [], [], [], []
     statuses: dict[str, int] = {}
     scales: dict[str, int] = {}
     first_id = None
@@ -615,6 +616,8 @@ def run_odometry(
         elif result.T_odom_camera is not None:
             stamps.append(frame.timestamp)
             poses.append(np.asarray(result.T_odom_camera, dtype=np.float64))
+            if result.is_keyframe:
+                keyframes.append(frame.timestamp)
             source = result.scale_source or "?"
             scales[source] = scales.get(source, 0) + 1
         if progress is not None:
@@ -627,6 +630,7 @@ def run_odometry(
         statuses,
         scales,
         resets,
+        np.asarray(keyframes, dtype=np.float64),
     )
 
 

@@ -820,6 +820,7 @@ class KeyframeOdometry(
                 # (both opt-in, docs/preregistered/depth_ratio_streak.txt, backing_up_landmarks.txt).
                 if not t.max_depth_refusals or self._depth_refusals < t.max_depth_refusals:
                     self._depth_refusals += 1
+                    self.stats.landmarks_refused += 1
                     logger.debug(
                         "keyframe %d: new landmarks at %.2fx the tracked depth: not added", kf.id, ratio
                     )

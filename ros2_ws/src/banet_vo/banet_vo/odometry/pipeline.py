@@ -85,6 +85,9 @@ class OdometryStats:
     rebuild_predictions: int = 0  # rebuilt maps anchored at the constant-velocity prediction (xfeat)
     reloc_refused: int = 0  # window relocalisations far from the motion prediction, refused (xfeat)
     recovery_refused: int = 0  # 5-point recoveries far from the motion prediction, refused (xfeat)
+    # New keyframes whose fresh landmarks triangulated far nearer or farther than the tracked ones and were
+    # not added: the sign of a keyframe pose that lost the map's scale (xfeat, max_depth_ratio).
+    landmarks_refused: int = 0
     flow_tracked: int = 0  # frames located by optical flow, without XFeat (tracking.between_keyframes)
     keyframes_deferred: int = 0  # keyframe requests put off while the background BA solved (busy_keyframe)
     window_ba_merged: int = 0  # background window BA results merged into the map (background_ba)

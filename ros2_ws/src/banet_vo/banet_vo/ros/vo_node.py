@@ -605,6 +605,7 @@ class VOShell:
             rebuild_predictions=stats.rebuild_predictions,
             reloc_refused=stats.reloc_refused,
             recovery_refused=stats.recovery_refused,
+            landmarks_refused=stats.landmarks_refused,
             flow_tracked=stats.flow_tracked,
             keyframes_deferred=stats.keyframes_deferred,
             banet_skipped=stats.banet_skipped,

@@ -1,0 +1,114 @@
+"""Where a monocular trajectory loses its scale: the length of each keyframe-to-keyframe stretch of an
+estimated trajectory over the true length of the same stretch. No ROS here (benchmarks/scale_profile.py is
+the CLI).
+
+A map whose scale drifts gradually shows a slowly falling ratio; one that loses it in events shows short
+stretches far below the level around them, after which the level stays lower. Sim(3) ATE cannot tell the two
+apart, and they call for different fixes (docs/frontend.md, step 6).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+# A stretch this far below the level of the stretches before it is an event.
+EVENT_FRACTION = 0.5
+# Stretches the level before and after an event is the median of.
+LEVEL_SPAN = 5
+
+
+@dataclass(frozen=True)
+class ScaleProfile:
+    """Per keyframe stretch: the stamps it spans, its true length (m) and its length ratio relative to the
+    first LEVEL_SPAN stretches' median ratio (1: the scale the trajectory started with)."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+    true_lengths: np.ndarray
+    ratios: np.ndarray
+    events: list[tuple[int, int]]  # [first, last] stretch indices of each run of event stretches
+
+    def level(self, first: int, last: int) -> float:
+        """Median ratio over stretches first..last (inclusive, clipped to the profile)."""
+        part = self.ratios[max(first, 0) : max(last + 1, 0)]
+        return float(np.median(part)) if len(part) else float("nan")
+
+    def thirds(self) -> tuple[float, float, float]:
+        """The median ratio over each third of the stretches."""
+        n = len(self.ratios)
+        cuts = [0, n // 3, 2 * n // 3, n]
+        return tuple(self.level(cuts[i], cuts[i + 1] - 1) for i in range(3))
+
+    def event_steps(self) -> list[float]:
+        """Per event, the level after it over the level before it (LEVEL_SPAN stretches each side)."""
+        return [
+            self.level(last + 1, last + LEVEL_SPAN) / self.level(first - LEVEL_SPAN, first - 1)
+            for first, last in self.events
+        ]
+
+
+def _matched(stamps: np.ndarray, gt_stamps: np.ndarray, tolerance: float) -> np.ndarray:
+    at = np.clip(np.searchsorted(gt_stamps, stamps), 0, len(gt_stamps) - 1)
+    before = np.clip(at - 1, 0, len(gt_stamps) - 1)
+    at = np.where(np.abs(gt_stamps[before] - stamps) < np.abs(gt_stamps[at] - stamps), before, at)
+    if np.any(np.abs(gt_stamps[at] - stamps) > tolerance):
+        raise ValueError("a pose's stamp has no ground-truth stamp within the matching tolerance")
+    return at
+
+
+def scale_profile(
+    stamps,
+    poses,
+    gt_stamps,
+    gt_poses,
+    keyframe_stamps,
+    tolerance: float = 1e-3,
+) -> ScaleProfile:
+    """The profile of camera-to-world `poses` (frames with output, at `stamps`) cut at `keyframe_stamps`.
+    A stretch's length is the sum of its frame-to-frame steps, in the estimate and in the ground truth
+    alike, so a zig-zag counts the same in both; stretches the truth barely moved (under 1 mm) are left
+    out."""
+    stamps = np.asarray(stamps, dtype=np.float64).reshape(-1)
+    poses = np.asarray(poses, dtype=np.float64).reshape(-1, 4, 4)
+    gt_stamps = np.asarray(gt_stamps, dtype=np.float64).reshape(-1)
+    if len(stamps) != len(poses):
+        raise ValueError(f"{len(stamps)} stamps for {len(poses)} poses")
+    gt = np.asarray(gt_poses, dtype=np.float64)[_matched(stamps, gt_stamps, tolerance)]
+    ours = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1))]
+    truth = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(gt[:, :3, 3], axis=0), axis=1))]
+    cuts = np.flatnonzero(np.isin(stamps, np.asarray(keyframe_stamps, dtype=np.float64)))
+    starts, ends, true_lengths, ratios = [], [], [], []
+    for a, b in itertools.pairwise(cuts):
+        length = truth[b] - truth[a]
+        if length < 1e-3:
+            continue
+        starts.append(stamps[a])
+        ends.append(stamps[b])
+        true_lengths.append(length)
+        ratios.append((ours[b] - ours[a]) / length)
+    ratios = np.asarray(ratios)
+    if len(ratios):
+        ratios = ratios / np.median(ratios[:LEVEL_SPAN])
+    return ScaleProfile(
+        np.asarray(starts), np.asarray(ends), np.asarray(true_lengths), ratios, _events(ratios)
+    )
+
+
+def _events(ratios: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of stretches below EVENT_FRACTION of the median of the LEVEL_SPAN stretches before the run."""
+    events: list[tuple[int, int]] = []
+    k = LEVEL_SPAN
+    while k < len(ratios):
+        before = float(np.median(ratios[k - LEVEL_SPAN : k]))
+        if ratios[k] < EVENT_FRACTION * before:
+            last = k
+            while last + 1 < len(ratios) and ratios[last + 1] < EVENT_FRACTION * before:
+                last += 1
+            events.append((k, last))
+            k = last + LEVEL_SPAN + 1  # the next event is judged against a level after this one
+        else:
+            k += 1
+    return events
