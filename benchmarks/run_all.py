@@ -53,6 +53,7 @@ TOPICS = [
     "long_run",
     "long_drive_synthetic",
     "keypoint_lag",
+    "scale_profile",
     "window_drift_sim",
     "depth_upsampling",
     "device_check",

@@ -2,7 +2,7 @@
 true one (banet_vo.evaluation.scale_profile), for the xfeat front end with scale none (the map's own scale).
 
     .venv/bin/python -m benchmarks.scale_profile [--clips kitti06,kitti07,hololens,tartanair]
-        [--seeds 0,1,2] [--scale none] [--tracking FIELD=VALUE ...] [--out FILE]
+        [--seeds 0,1,2] [--scale none] [--max-frames N] [--tracking FIELD=VALUE ...] [--out FILE]
 
 Per clip and RANSAC seed: the Sim(3) ATE, the median ratio over each third of the stretches (1: the scale
 of the first stretches), and each event (a run of stretches under half the level of the five before it),
@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATA, help="folder of the clips (../shared/data)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated RANSAC seeds")
     parser.add_argument("--scale", default="none", help="scale_source (none: the map's own scale)")
+    parser.add_argument("--max-frames", type=int, default=None, help="first N frames of each clip")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument(
         "--tracking", nargs="*", default=[], metavar="FIELD=VALUE", help="TrackingConfig fields to change"
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     estimator = BANetEstimator.from_checkpoint(default_model_path(), device="cpu")
     table = []
     for spec in specs:
-        clip = rc.load_clip(spec, args.data)
+        clip = rc.load_clip(spec, args.data, args.max_frames)
         results = []
         for seed in seeds:
             print(f"scale_profile: {spec.name} seed {seed}", file=sys.stderr, flush=True)
