@@ -75,6 +75,34 @@ def test_a_dip_below_the_event_fraction_counts_and_one_above_does_not() -> None:
     assert LEVEL_SPAN >= 3
 
 
+def test_events_close_together_are_each_found_against_the_level_outside_them() -> None:
+    stamps, gt = _walk(seed=4)
+    keyframes = stamps[::2]
+    factors = np.ones(len(stamps) - 1)
+    factors[40:46] = 0.2  # stretches 20-22
+    factors[50:52] = 0.3  # stretch 25, two stretches later
+    factors[52:] = 0.8
+    profile = scale_profile(stamps, _scaled_steps(gt, factors, np.zeros(3)), stamps, gt, keyframes)
+    assert profile.events == [(20, 22), (25, 25)]
+    # Around the first: 1 before; after it 23, 24 (1) and 26-28 (0.8). Before the second: 17-19, 23, 24 (1),
+    # not the first event's stretches.
+    np.testing.assert_allclose(profile.event_steps(), [0.8, 0.8], atol=1e-9)
+
+
+def test_the_level_follows_a_slow_drift() -> None:
+    """A dip judged against the level the drift has reached, not the clip's first one."""
+    stamps, gt = _walk(seed=5)
+    keyframes = stamps[::2]
+    factors = np.geomspace(1.0, 0.45, len(stamps) - 1)
+    factors[100:102] *= 0.6  # stretch 50: 0.6x the level there, under half the first stretches' level
+    profile = scale_profile(stamps, _scaled_steps(gt, factors, np.zeros(3)), stamps, gt, keyframes)
+    assert profile.ratios[50] < EVENT_FRACTION
+    assert profile.events == []
+    factors[100:102] *= 0.6  # now 0.36x the level there
+    profile = scale_profile(stamps, _scaled_steps(gt, factors, np.zeros(3)), stamps, gt, keyframes)
+    assert profile.events == [(50, 50)]
+
+
 def test_frames_without_a_pose_and_a_still_stretch() -> None:
     stamps, gt = _walk(n=40, seed=3)
     gt[10:14, :3, 3] = gt[10, :3, 3]  # the camera stood still from frame 10 to 13

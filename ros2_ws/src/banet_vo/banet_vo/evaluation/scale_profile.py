@@ -43,11 +43,20 @@ class ScaleProfile:
         return tuple(self.level(cuts[i], cuts[i + 1] - 1) for i in range(3))
 
     def event_steps(self) -> list[float]:
-        """Per event, the level after it over the level before it (LEVEL_SPAN stretches each side)."""
-        return [
-            self.level(last + 1, last + LEVEL_SPAN) / self.level(first - LEVEL_SPAN, first - 1)
-            for first, last in self.events
-        ]
+        """Per event, the level after it over the level before it: the medians of the LEVEL_SPAN stretches
+        outside any event nearest to it on each side (NaN where a side has none)."""
+        outside = np.ones(len(self.ratios), bool)
+        for first, last in self.events:
+            outside[first : last + 1] = False
+        steps = []
+        for first, last in self.events:
+            before = np.flatnonzero(outside[:first])[-LEVEL_SPAN:]
+            after = last + 1 + np.flatnonzero(outside[last + 1 :])[:LEVEL_SPAN]
+            if len(before) and len(after):
+                steps.append(float(np.median(self.ratios[after]) / np.median(self.ratios[before])))
+            else:
+                steps.append(float("nan"))
+        return steps
 
 
 def _matched(stamps: np.ndarray, gt_stamps: np.ndarray, tolerance: float) -> np.ndarray:
@@ -98,17 +107,20 @@ def scale_profile(
 
 
 def _events(ratios: np.ndarray) -> list[tuple[int, int]]:
-    """Runs of stretches below EVENT_FRACTION of the median of the LEVEL_SPAN stretches before the run."""
+    """Runs of stretches under EVENT_FRACTION of the median of the LEVEL_SPAN stretches before the run that
+    are in no event (an event's own stretches do not lower the level the next one is judged against)."""
     events: list[tuple[int, int]] = []
+    outside = list(range(min(LEVEL_SPAN, len(ratios))))
     k = LEVEL_SPAN
     while k < len(ratios):
-        before = float(np.median(ratios[k - LEVEL_SPAN : k]))
+        before = float(np.median(ratios[outside[-LEVEL_SPAN:]]))
         if ratios[k] < EVENT_FRACTION * before:
             last = k
             while last + 1 < len(ratios) and ratios[last + 1] < EVENT_FRACTION * before:
                 last += 1
             events.append((k, last))
-            k = last + LEVEL_SPAN + 1  # the next event is judged against a level after this one
+            k = last + 1
         else:
+            outside.append(k)
             k += 1
     return events
