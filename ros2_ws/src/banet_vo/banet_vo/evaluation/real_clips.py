@@ -34,7 +34,13 @@ from banet_vo.data import compressed_image
 from banet_vo.data.readers import detect_format, open_sequence
 from banet_vo.data.sequence import Frame
 from banet_vo.data.sequence import Sequence as FrameSequence
-from banet_vo.evaluation.trajectory import align_trajectory, ape, associate, trajectory_from_poses
+from banet_vo.evaluation.trajectory import (
+    align_trajectory,
+    ape,
+    associate,
+    nearest_stamps,
+    trajectory_from_poses,
+)
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.rigid import invert
 
@@ -341,13 +347,7 @@ def with_true_step_lengths(stamps, poses, gt_stamps, gt_poses) -> np.ndarray:
     frames: the references' recipe, so their ATE and this one's compare the trajectories' shape with the
     scale given (a step the estimate did not move keeps its zero translation)."""
     stamps = np.asarray(stamps, dtype=np.float64).reshape(-1)
-    gt_stamps = np.asarray(gt_stamps, dtype=np.float64).reshape(-1)
-    at = np.clip(np.searchsorted(gt_stamps, stamps), 0, len(gt_stamps) - 1)
-    before = np.clip(at - 1, 0, len(gt_stamps) - 1)
-    at = np.where(np.abs(gt_stamps[before] - stamps) < np.abs(gt_stamps[at] - stamps), before, at)
-    if np.any(np.abs(gt_stamps[at] - stamps) > MATCH_TOLERANCE_S):
-        raise ValueError("a pose's stamp has no ground-truth stamp within the matching tolerance")
-    gt = np.asarray(gt_poses, dtype=np.float64)[at]
+    gt = np.asarray(gt_poses, dtype=np.float64)[nearest_stamps(stamps, gt_stamps, MATCH_TOLERANCE_S)]
     out = np.empty((len(stamps), 4, 4))
     if len(stamps) == 0:
         return out

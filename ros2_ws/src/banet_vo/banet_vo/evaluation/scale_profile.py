@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from banet_vo.evaluation.real_clips import MATCH_TOLERANCE_S
+from banet_vo.evaluation.trajectory import nearest_stamps
+
 # A stretch this far below the level of the stretches before it is an event.
 EVENT_FRACTION = 0.5
 # Stretches the level before and after an event is the median of.
@@ -59,22 +62,13 @@ class ScaleProfile:
         return steps
 
 
-def _matched(stamps: np.ndarray, gt_stamps: np.ndarray, tolerance: float) -> np.ndarray:
-    at = np.clip(np.searchsorted(gt_stamps, stamps), 0, len(gt_stamps) - 1)
-    before = np.clip(at - 1, 0, len(gt_stamps) - 1)
-    at = np.where(np.abs(gt_stamps[before] - stamps) < np.abs(gt_stamps[at] - stamps), before, at)
-    if np.any(np.abs(gt_stamps[at] - stamps) > tolerance):
-        raise ValueError("a pose's stamp has no ground-truth stamp within the matching tolerance")
-    return at
-
-
 def scale_profile(
     stamps,
     poses,
     gt_stamps,
     gt_poses,
     keyframe_stamps,
-    tolerance: float = 1e-3,
+    tolerance: float = MATCH_TOLERANCE_S,
 ) -> ScaleProfile:
     """The profile of camera-to-world `poses` (frames with output, at `stamps`) cut at `keyframe_stamps`.
     A stretch's length is the sum of its frame-to-frame steps, in the estimate and in the ground truth
@@ -82,10 +76,9 @@ def scale_profile(
     out."""
     stamps = np.asarray(stamps, dtype=np.float64).reshape(-1)
     poses = np.asarray(poses, dtype=np.float64).reshape(-1, 4, 4)
-    gt_stamps = np.asarray(gt_stamps, dtype=np.float64).reshape(-1)
     if len(stamps) != len(poses):
         raise ValueError(f"{len(stamps)} stamps for {len(poses)} poses")
-    gt = np.asarray(gt_poses, dtype=np.float64)[_matched(stamps, gt_stamps, tolerance)]
+    gt = np.asarray(gt_poses, dtype=np.float64)[nearest_stamps(stamps, gt_stamps, tolerance)]
     ours = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1))]
     truth = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(gt[:, :3, 3], axis=0), axis=1))]
     cuts = np.flatnonzero(np.isin(stamps, np.asarray(keyframe_stamps, dtype=np.float64)))

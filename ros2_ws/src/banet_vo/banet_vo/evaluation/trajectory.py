@@ -80,6 +80,19 @@ def associate(est: PoseTrajectory3D, gt: PoseTrajectory3D, max_diff: float = 0.0
     return gt_sync, est_sync
 
 
+def nearest_stamps(stamps, reference, max_diff: float) -> np.ndarray:
+    """Index into the sorted `reference` stamps of each stamp's nearest one; ValueError when one is more
+    than max_diff seconds from every reference stamp."""
+    stamps = np.asarray(stamps, dtype=np.float64).reshape(-1)
+    reference = np.asarray(reference, dtype=np.float64).reshape(-1)
+    at = np.clip(np.searchsorted(reference, stamps), 0, len(reference) - 1)
+    before = np.clip(at - 1, 0, len(reference) - 1)
+    at = np.where(np.abs(reference[before] - stamps) < np.abs(reference[at] - stamps), before, at)
+    if np.any(np.abs(reference[at] - stamps) > max_diff):
+        raise ValueError("a pose's stamp has no ground-truth stamp within the matching tolerance")
+    return at
+
+
 def align_trajectory(est: PosePath3D, gt: PosePath3D, align: Alignment) -> tuple[PosePath3D, float]:
     """A copy of est aligned onto gt (Umeyama on positions); returns it and the scale (1.0 unless sim3)."""
     if align not in ("se3", "sim3", "none"):
