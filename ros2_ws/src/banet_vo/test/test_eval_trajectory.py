@@ -214,3 +214,13 @@ def test_real_kitti06_poses(kitti06_dir):
     assert "59.9 m" in report.kitti.reason
     short = kitti_segment_errors(np.asarray(gt.poses_se3), np.asarray(gt.poses_se3), lengths_m=(20.0, 40.0))
     assert short.n_segments > 0 and short.translation_pct == pytest.approx(0.0, abs=1e-9)
+
+
+def test_nearest_stamps_picks_the_nearest_within_the_tolerance() -> None:
+    from banet_vo.evaluation.trajectory import nearest_stamps
+
+    reference = np.array([0.0, 0.1, 0.2, 0.3])
+    np.testing.assert_array_equal(nearest_stamps([0.0, 0.1004, 0.1996, 0.3], reference, 1e-3), [0, 1, 2, 3])
+    np.testing.assert_array_equal(nearest_stamps([-0.0005, 0.3005], reference, 1e-3), [0, 3])  # the ends
+    with pytest.raises(ValueError, match="within the matching tolerance"):
+        nearest_stamps([0.15], reference, 1e-3)
