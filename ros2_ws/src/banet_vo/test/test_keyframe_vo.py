@@ -1246,7 +1246,7 @@ def live_kitti07(shared_data):
 
 def _run_counting_matches(estimator, frames, tracking=None):
     """The xfeat / learned odometry over `frames`: its poses, ground truth, match_mutual calls and stats."""
-    from banet_vo.odometry import keyframe_vo
+    from banet_vo.odometry import keyframe_tracking, keyframe_vo
 
     calls = [0]
     counted = keyframe_vo.match_mutual
@@ -1256,7 +1256,8 @@ def _run_counting_matches(estimator, frames, tracking=None):
         return counted(*args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(keyframe_vo, "match_mutual", counting)
+        for module in (keyframe_vo, keyframe_tracking):  # the map's start, and tracking
+            patch.setattr(module, "match_mutual", counting)
         config = OdometryConfig(
             frontend="xfeat", scale_source="learned", tracking=tracking or TrackingConfig()
         )
