@@ -334,6 +334,24 @@ def test_bad_parameters_and_matcher_stop_the_node(rclpy_context, random_matcher,
             make(matcher=m, output_model=same, start_from="matcher")
     with pytest.raises(ValueError, match="parameter image_qos"):
         make(matcher=m, image_qos="best")
+    # An output the node could never write is refused at start: found only at shutdown, the whole
+    # session's adaptation was lost with exit status 0 (black-box run, 2026-12-07).
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    for path, why in (
+        (a_file / "out.safetensors", "is a file, not a folder"),
+        (a_file / "deeper" / "out.safetensors", "is a file, not a folder"),
+        (tmp_path, "is a folder"),
+    ):
+        with pytest.raises(ValueError, match=f"parameter output_model: cannot write .*{why}"):
+            make(matcher=m, output_model=str(path))
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(ValueError, match="is not writable"):
+            make(matcher=m, output_model=str(locked / "new" / "out.safetensors"))
+    fresh = make(matcher=m, output_model=str(tmp_path / "new" / "folders" / "out.safetensors"))
+    fresh.destroy_node()  # missing folders are fine: the save makes them
 
 
 def test_a_rollback_is_saved_at_shutdown_and_announced_as_a_new_version(
@@ -363,6 +381,65 @@ def test_a_rollback_is_saved_at_shutdown_and_announced_as_a_new_version(
         saved = load_matcher(out)[0].state_dict()
         assert all(torch.equal(saved[k], good[k]) for k in good)  # the rolled-back weights are on disk
         assert node.published_version == 2 and load_matcher(out)[1]["weights_version"] == 2
+    finally:
+        node.destroy_node()
+
+
+def test_a_shutdown_save_that_fails_is_the_nodes_shutdown_error(rclpy_context, random_matcher, tmp_path):
+    """The last save at shutdown cannot be written (the folder went away meanwhile): run_node exits 1
+    with this error instead of 0."""
+    out = tmp_path / "gone" / "adapted.safetensors"
+    overrides = [
+        Parameter(k, value=v) for k, v in {"matcher": str(random_matcher), "output_model": str(out)}.items()
+    ]
+    node = ImatchingNode(context=rclpy_context, parameter_overrides=overrides)
+    try:
+        node.stream.adapter.weight_changes += 1  # as a step would: unsaved weights
+        (tmp_path / "gone").write_text("a file where the folder was")
+        node.save_on_shutdown()
+        assert not out.exists()
+        assert node.shutdown_error and "adaptation since the last save is lost" in node.shutdown_error
+        assert str(out) in node.shutdown_error
+    finally:
+        node.destroy_node()
+
+
+def test_diagnostics_warn_only_while_a_problem_is_recent_and_never_for_dropped_frames(
+    rclpy_context, seq, random_matcher, monkeypatch
+):
+    """One size mismatch kept /diagnostics at WARN for the rest of the run, and the frames a slow node
+    drops by design did the same on every real-time stream (black-box run, 2026-12-07)."""
+    from banet_vo.ros.camera_input import SIZE_MISMATCH
+    from banet_vo.ros.frame_worker import DROPPED
+    from imatching_online.ros import node as node_module
+
+    now = [100.0]
+    monkeypatch.setattr(node_module.time, "monotonic", lambda: now[0])
+    overrides = [Parameter("matcher", value=str(random_matcher)), Parameter("diagnostics_window", value=2.0)]
+    node = ImatchingNode(context=rclpy_context, parameter_overrides=overrides)
+    sent = []
+    monkeypatch.setattr(node.diag_pub, "publish", sent.append)
+    try:
+        node.camera_input.on_camera_info(camera_to_camera_info(seq[0].camera, Header(stamp=sec_to_stamp(T0))))
+        node.events.add("received", 10)
+        node.events.add(DROPPED, 6)
+        node._publish_diagnostics()
+        assert sent[-1].status[0].level == DiagnosticStatus.OK
+        node.events.add(SIZE_MISMATCH)
+        now[0] += 1.0
+        node._publish_diagnostics()
+        status = sent[-1].status[0]
+        assert status.level == DiagnosticStatus.WARN and "counted: recent_size_mismatch" in status.message
+        values = {kv.key: kv.value for kv in status.values}
+        assert values["size_mismatch"] == "1" and values["recent_size_mismatch"] == "1"
+        node.events.add("received", 5)  # the camera goes on, and the mismatch leaves the window
+        now[0] += 2.5
+        node._publish_diagnostics()
+        assert sent[-1].status[0].level == DiagnosticStatus.OK
+        now[0] += 2.5  # and then the camera stops
+        node._publish_diagnostics()
+        status = sent[-1].status[0]
+        assert status.message.startswith("no image in the last 2 s: has the camera stopped?")
     finally:
         node.destroy_node()
 

@@ -17,6 +17,10 @@ pytestmark = pytest.mark.ros
 
 pytest.importorskip("rclpy")
 from banet_vo.ros.camera_input import (  # noqa: E402
+    INCOMPATIBLE_QOS,
+    NO_CAMERA_INFO,
+    RECEIVED,
+    SIZE_MISMATCH,
     CameraFrame,
     CameraInput,
     EventCounters,
@@ -530,3 +534,40 @@ def test_a_12_bit_camera_is_read_at_its_own_range(rclpy_context):
         np.testing.assert_array_equal(frame.image, np.round(twelve * (255 / 4095)).astype(np.uint8))
     finally:
         node.destroy_node()
+
+
+def test_a_publisher_with_an_incompatible_qos_is_counted_and_named(rclpy_context, harness):
+    """image_qos reliable against a best-effort camera: the middleware matches nothing, and only logged it
+    (black-box run of imatching_node, 2026-12-07: /diagnostics said OK, "waiting for images"). The event
+    is counted and the hint names the fix."""
+    pub_node = Node("camera_input_best_effort", context=rclpy_context)
+    try:
+        pub_node.create_publisher(Image, "image", sensor_qos())
+        assert harness.spin_until(lambda: harness.events.get(INCOMPATIBLE_QOS) >= 1)
+        hint = harness.input.transport_hint()
+        assert hint is not None and "/image" in hint and "reliability" in hint and "image_qos:=auto" in hint
+        state = harness.input.input_state("adapting", {"recent_received": 0}, "frames", 10.0)
+        assert state == f"waiting for images ({hint})"
+    finally:
+        pub_node.destroy_node()
+
+
+def test_input_state_says_what_the_input_explains_before_the_nodes_state(harness):
+    ci, events = harness.input, harness.events
+    assert ci.input_state("adapting", None, "frames", 10.0) == "waiting for images"
+    events.add(RECEIVED)
+    assert ci.input_state("adapting", None, "frames", 10.0).startswith("waiting for camera_info")
+    harness.input.on_camera_info(_info())
+    assert ci.input_state("adapting", None, "frames", 10.0) == "adapting"
+    busy = {"recent_received": 5, "recent_frames": 2}
+    assert ci.input_state("adapting", busy, "frames", 10.0) == "adapting"
+    wrong_size = {"recent_received": 5, "recent_frames": 0, f"recent_{SIZE_MISMATCH}": 5}
+    assert ci.input_state("adapting", wrong_size, "frames", 10.0) == (
+        "images arrive, none usable in the last 10 s (size_mismatch)"
+    )
+    no_info = {"recent_received": 5, "recent_frames": 0, f"recent_{NO_CAMERA_INFO}": 5}
+    assert "without one of their stamp" in ci.input_state("adapting", no_info, "frames", 10.0)
+    stopped = {"recent_received": 0, "recent_frames": 0}
+    assert ci.input_state("adapting", stopped, "frames", 2.5) == (
+        "no image in the last 2.5 s: has the camera stopped? (before: adapting)"
+    )

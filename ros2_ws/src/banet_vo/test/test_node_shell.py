@@ -58,6 +58,56 @@ def test_run_node_exits_2_and_says_why_when_the_node_cannot_start(capsys, ros_do
     assert "my_node: cannot start: parameter model: missing" in capsys.readouterr().err
 
 
+def test_run_node_exits_0_when_interrupted_while_the_node_is_made(capsys, ros_domain_id):
+    """A SIGINT after rclpy.init but before the node is up (a model loading): rclpy's handler shuts the
+    context down, and the constructor's next call fails for that reason alone. It exited 1 with
+    rclpy's traceback (black-box run of imatching_node, 2026-12-07)."""
+    import rclpy
+
+    def interrupted() -> Node:
+        rclpy.shutdown()  # what rclpy's signal handler does
+        return Node("never_made")  # raises: the context is invalid
+
+    assert run_node(interrupted, ["prog"], prog="my_node", log_tag="my") == 0
+    err = capsys.readouterr().err
+    assert "my_node: interrupted while starting" in err and "Traceback" not in err
+
+    def keyboard() -> Node:
+        raise KeyboardInterrupt
+
+    assert run_node(keyboard, ["prog"], prog="my_node", log_tag="my") == 0
+    assert not rclpy.ok()  # run_node shut rclpy down behind it
+
+
+def test_run_node_raises_a_real_error_while_starting(ros_domain_id):
+    def broken() -> Node:
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        run_node(broken, ["prog"], prog="my_node", log_tag="my")
+
+
+def test_run_node_exits_1_when_the_shutdown_failed(capsys, ros_domain_id):
+    """A node whose destroy_node records a shutdown_error (imatching: the last save could not be written)
+    makes the process exit 1 with that error, not 0."""
+    import threading
+
+    import rclpy
+
+    class Failing(Node):
+        def __init__(self) -> None:
+            super().__init__("failing_shutdown")
+            self.shutdown_error = None
+
+        def destroy_node(self) -> None:
+            self.shutdown_error = "cannot write /nowhere/x.safetensors (shutdown): lost"
+            super().destroy_node()
+
+    threading.Timer(1.0, rclpy.shutdown).start()  # the executor ends as on SIGINT
+    assert run_node(Failing, ["prog"], prog="my_node", log_tag="my") == 1
+    assert "my_node: cannot write /nowhere/x.safetensors (shutdown): lost" in capsys.readouterr().err
+
+
 def test_node_main_rejects_arguments_outside_ros_args_before_starting_anything(capsys):
     started = []
     parser = argparse.ArgumentParser(prog="my_node")

@@ -66,6 +66,23 @@ def _json(value: Any, name: str) -> str:
         raise ValueError(f"checkpoint {name} must be JSON-serialisable: {exc}") from exc
 
 
+def unwritable_reason(path: str | Path) -> str | None:
+    """Why save_checkpoint could not write ``path``, found without writing anything (None: it can, as far
+    as the file system says now): the path is a folder, a folder on the way is a file, or the nearest
+    existing folder is not writable (save_checkpoint creates the missing ones)."""
+    path = Path(path).expanduser().absolute()
+    if path.is_dir():
+        return f"{path} is a folder"
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is a file, not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"the folder {parent} is not writable"
+    return None
+
+
 def save_checkpoint(
     path: str | Path, state_dict: dict[str, torch.Tensor], kind: str, config: dict, meta: dict
 ) -> Path:

@@ -28,7 +28,7 @@ import collections
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +73,9 @@ SIZE_MISMATCH = "size_mismatch"
 INPUT_PROBLEMS = (BAD_IMAGE, BAD_CAMERA_INFO, NO_CAMERA_INFO, SIZE_MISMATCH)
 FRAME_ID_CHANGED = "frame_id_changed"
 LOST_IN_TRANSPORT = "lost_in_transport"  # reported by the middleware (message_lost event), never seen here
+# Publishers the middleware matched with an incompatible QoS (reliable wanted, best effort offered): nothing
+# they send arrives.
+INCOMPATIBLE_QOS = "incompatible_qos"
 SYNC_MODES = ("latest", "exact")
 ASPECT_TOLERANCE = 0.01  # relative aspect difference up to which an image is the same camera resized
 
@@ -271,6 +274,8 @@ class CameraInput:
         self._image_topic = compressed_image.transport_topic(base) if self._compressed else image_topic
         self._image_type = CompressedImage if self._compressed else Image
         self._hinted = False
+        self._incompatible_qos: str | None = None  # why a publisher cannot reach the image subscription
+        self._qos_warned = False
         remapped = node.resolve_topic_name(info_topic) != node.resolve_topic_name(
             info_topic, only_expand=True
         )
@@ -355,8 +360,9 @@ class CameraInput:
 
     def transport_hint(self) -> str | None:
         """Why no image can arrive, when the graph shows it: the image topic carries another message type,
-        or nothing is on it but the other transport's topic has a publisher. None when nothing is wrong
-        that the graph can tell. Logged once as a warning the first time it is found."""
+        nothing is on it but the other transport's topic has a publisher, or the middleware matched a
+        publisher whose QoS this subscription cannot take. None when nothing is wrong that the graph can
+        tell. Logged once as a warning the first time it is found."""
         node = self._node
         topic = node.resolve_topic_name(self._image_topic)
         wanted = _type_name(self._image_type)
@@ -371,6 +377,8 @@ class CameraInput:
             other_type = _type_name(Image if self._compressed else CompressedImage)
             if any(info.topic_type == other_type for info in node.get_publishers_info_by_topic(other)):
                 hint = f"nothing is published on {topic}, but {other} has {other_type}: set {fix}"
+        if hint is None and self._incompatible_qos is not None:
+            return self._incompatible_qos  # warned once already, where the middleware reported it
         if hint is not None and not self._hinted:
             self._hinted = True
             node.get_logger().warning(hint)
@@ -381,6 +389,29 @@ class CameraInput:
         the graph shows why (both nodes' /diagnostics use it)."""
         hint = self.transport_hint() if self.events.get(RECEIVED) == 0 else None
         return text + (f" ({hint})" if hint else "")
+
+    def input_state(
+        self, state: str, recent: Mapping[str, float] | None, used_key: str, window_s: float
+    ) -> str:
+        """What a node's /diagnostics says: its own `state` unless the input explains more. `recent`: the
+        node's counter increases over its last `window_s` seconds (`recent_<counter>`, CounterWindow),
+        `used_key` the counter of frames it took in (processed, adapted on)."""
+        if self.events.get(RECEIVED) == 0:
+            return self.waiting_text("waiting for images")
+        if self.needs_camera_info and not self.has_camera:
+            return "waiting for camera_info (images arrive, no valid camera_info yet)"
+        if not recent:
+            return state
+        if recent.get(f"recent_{RECEIVED}") and not recent.get(f"recent_{used_key}"):
+            # the last state would go on saying e.g. "tracking" while every image is dropped
+            if recent.get(f"recent_{NO_CAMERA_INFO}"):
+                return "waiting for camera_info (images arrive without one of their stamp: has it stopped?)"
+            unusable = [k for k in INPUT_PROBLEMS if recent.get(f"recent_{k}")]
+            if unusable:
+                return f"images arrive, none usable in the last {window_s:g} s ({', '.join(unusable)})"
+        if not recent.get(f"recent_{RECEIVED}"):
+            return f"no image in the last {window_s:g} s: has the camera stopped? (before: {state})"
+        return state
 
     def wait_for_publishers(self, timeout: float = 10.0, min_count: int = 1) -> bool:
         """Wait until both subscriptions have matched `min_count` publishers; False on timeout.
@@ -429,7 +460,10 @@ class CameraInput:
         if qos is None:
             return None
         # Messages the middleware knows it lost (best effort gaps) are counted, not silently missing.
-        events = SubscriptionEventCallbacks(message_lost=self._on_message_lost)
+        events = SubscriptionEventCallbacks(
+            message_lost=self._on_message_lost,
+            incompatible_qos=lambda info: self._on_incompatible_qos(info, topic, qos),
+        )
         group = self._groups[CameraInfo if msg_type is CameraInfo else Image]
         sub = self._node.create_subscription(
             msg_type, topic, callback, qos, event_callbacks=events, callback_group=group
@@ -450,6 +484,20 @@ class CameraInput:
     # -- callbacks -----------------------------------------------------------------------------------
     def _on_message_lost(self, info: Any) -> None:
         self.events.add(LOST_IN_TRANSPORT, int(info.total_count_change))
+
+    def _on_incompatible_qos(self, info: Any, topic: str, qos: QoSProfile) -> None:
+        """A publisher whose QoS cannot serve this subscription: counted, and said once (it replaces
+        rclpy's own warning) with the parameter that fixes it."""
+        self.events.add(INCOMPATIBLE_QOS, int(info.total_count_change))
+        policy = getattr(info.last_policy_kind, "name", str(info.last_policy_kind)).lower()
+        self._incompatible_qos = (
+            f"a publisher on {self._node.resolve_topic_name(topic)} offers a QoS this subscription "
+            f"({qos.reliability.name.lower()}) cannot take ({policy}): nothing it sends arrives; set "
+            "image_qos:=auto"
+        )
+        if not self._qos_warned:
+            self._qos_warned = True
+            self._node.get_logger().warning(self._incompatible_qos)
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         try:

@@ -23,7 +23,19 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.timer import Timer
 
-from banet_vo.ros.parameters import ParameterTable
+from banet_vo.ros.parameters import ParameterSpec, ParameterTable
+
+# Both nodes' /diagnostics parameters.
+DIAGNOSTICS_PARAMS = (
+    ParameterSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", range=(0.05, 60.0)),
+    ParameterSpec(
+        "diagnostics_window",
+        10.0,
+        "seconds over which /diagnostics rates and problem counts are taken (WARN only while problems "
+        "are recent)",
+        range=(0.1, 3600.0),
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -114,20 +126,33 @@ def node_main(
 
 
 def run_node(make_node: Callable[[], Node], args: list[str], *, prog: str, log_tag: str) -> int:
-    """Run one node in this process: 0 after a clean shutdown, 2 when `make_node` raises ValueError
-    (printed as `<prog>: cannot start: ...`). `args` are the process arguments (argv[0] first); Python
-    logging goes to stderr as `[<log_tag>] LEVEL message`."""
+    """Run one node in this process: 0 after a clean shutdown (a SIGINT or SIGTERM while the node is still
+    starting too), 2 when `make_node` raises ValueError (printed as `<prog>: cannot start: ...`), 1 when
+    the node's shutdown says it failed (its `shutdown_error`, a str, set by destroy_node: e.g. a save that
+    could not be written). `args` are the process arguments (argv[0] first); Python logging goes to
+    stderr as `[<log_tag>] LEVEL message`."""
     logging.basicConfig(
         level=logging.INFO, format=f"[{log_tag}] %(levelname)s %(message)s", stream=sys.stderr
     )
     rclpy.init(args=args)
     node = None
+    status = 0
     try:
         try:
             node = make_node()
         except ValueError as err:
             print(f"{prog}: cannot start: {err}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted while starting", file=sys.stderr)
+            return 0
+        except BaseException:
+            if rclpy.ok():
+                raise
+            # rclpy's signal handler shut the context down while the node was being made (loading a model
+            # takes seconds): whatever the constructor tried next failed for that reason alone.
+            print(f"{prog}: interrupted while starting", file=sys.stderr)
+            return 0
         # One thread: the callbacks only decode and queue (the nodes' work runs in their own worker
         # threads), and rclpy's MultiThreadedExecutor busy-waits: its thread took 8-21 s of CPU over a 20 s
         # bag, starving the inference thread of the GIL and a core (docs/node.md, "Executor").
@@ -137,9 +162,13 @@ def run_node(make_node: Callable[[], Node], args: list[str], *, prog: str, log_t
             executor.spin()
         except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
             pass
-        return 0
     finally:
         if node is not None:
             node.destroy_node()
+            error = getattr(node, "shutdown_error", None)
+            if error:
+                print(f"{prog}: {error}", file=sys.stderr)
+                status = 1
         if rclpy.ok():
             rclpy.shutdown()
+    return status

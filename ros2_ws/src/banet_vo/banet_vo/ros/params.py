@@ -31,6 +31,7 @@ from banet_vo.ros.camera_input import (
     max_value_16bit_parameter,
     rectify_parameter,
 )
+from banet_vo.ros.node_shell import DIAGNOSTICS_PARAMS
 from banet_vo.ros.parameters import ParameterSpec, ParameterTable, RenamedParameter, subset
 
 # OdometryConfig fields that are node parameters, and those of them that only apply at start.
@@ -201,14 +202,7 @@ PARAMS = ParameterTable(
         ParameterSpec.from_field(CovarianceConfig, field, name, dynamic=True)
         for name, field in COVARIANCE_PARAMS.items()
     ),
-    ParameterSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", range=(0.05, 60.0)),
-    ParameterSpec(
-        "diagnostics_window",
-        10.0,
-        "seconds over which /diagnostics rates and problem counts are taken (WARN only while problems "
-        "are recent)",
-        range=(0.1, 3600.0),
-    ),
+    *DIAGNOSTICS_PARAMS,
     # OdometryConfig fields (default, description, range and choices are the field's); the stamp gate
     # takes reset_on_time_jump and max_time_gap when it is built, and the front end is chosen at start.
     *(

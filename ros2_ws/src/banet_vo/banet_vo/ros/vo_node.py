@@ -640,14 +640,7 @@ class VOShell:
             return "inactive (not subscribed)"
         if waiting_for_clock(self) and self.events.get("processed") == 0:
             return WAITING_FOR_CLOCK
-        if self.events.get("received") == 0:
-            return self.camera_input.waiting_text("waiting for images")
-        if self.camera_input.needs_camera_info and not self.camera_input.has_camera:
-            return "waiting for camera_info (images arrive, no valid camera_info yet)"
-        if recent and recent.get(f"recent_{NO_CAMERA_INFO}") and not recent.get("recent_processed"):
-            # the last state would say "tracking" while every image is dropped
-            return "waiting for camera_info (images arrive without one of their stamp: has it stopped?)"
-        return self._state
+        return self.camera_input.input_state(self._state, recent, "processed", self.params.diagnostics_window)
 
     def _publish_diagnostics(self) -> None:
         recent = self.windowed()

@@ -23,16 +23,23 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from banet_vo.geometry.rectify import Rectifier
-from banet_vo.model.checkpoint import remove_stale_temps
+from banet_vo.model.checkpoint import remove_stale_temps, unwritable_reason
 from banet_vo.odometry import resolve_device
 from banet_vo.odometry.matcher_swap import MatcherUpdate
-from banet_vo.ros.camera_input import INPUT_PROBLEMS, CameraFrame, CameraInput, EventCounters
+from banet_vo.ros.camera_input import (
+    INCOMPATIBLE_QOS,
+    INPUT_PROBLEMS,
+    CameraFrame,
+    CameraInput,
+    EventCounters,
+)
 from banet_vo.ros.conversions import camera_info_to_input
 from banet_vo.ros.frame_worker import DROPPED, ERRORS, FrameWorker
 from banet_vo.ros.log_bridge import log_at
@@ -46,6 +53,7 @@ from banet_vo.ros.node_shell import (
 )
 from banet_vo.ros.qos import latched_qos, reliable_qos
 from banet_vo.ros.topics import MATCHER_UPDATES
+from banet_vo.ros.vo_reporting import CounterWindow
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.logging import LoggingSeverity
@@ -61,8 +69,10 @@ from imatching_online.ros.params import PARAMS, NodeParams, declare_parameters
 logger = logging.getLogger(__name__)
 
 NODE_NAME = "imatching"
-# Counters that mean something is wrong with the input or the node (diagnostics level WARN).
-PROBLEMS = (DROPPED, *INPUT_PROBLEMS, ERRORS)
+# Counters that mean something is wrong with the input or the node: /diagnostics says WARN while one grew
+# within diagnostics_window. Not `dropped`: adaptation needs a window of frames, not every frame, and a
+# node that adapts slower than its camera drops by design.
+PROBLEMS = (*INPUT_PROBLEMS, INCOMPATIBLE_QOS, ERRORS)
 
 
 class ImatchingNode(Node):
@@ -81,6 +91,7 @@ class ImatchingNode(Node):
         self._state = "waiting for images"
         self._last_skip = ""
         self._shutdown_saved = False
+        self.shutdown_error: str | None = None  # run_node exits 1 with it (the last save failed)
 
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(depth=10))
         # Each saved version, for banet_vo's front end (latched: a node that starts later gets the last one).
@@ -105,6 +116,7 @@ class ImatchingNode(Node):
             camera_from_info=lambda msg: camera_info_to_input(msg, rectify=p.rectify),
             max_value_16bit=p.image_max_value_16bit,
         )
+        self._window = CounterWindow(time.monotonic())  # starts with nothing counted
         self._diag_timer = steady_timer(self, p.diagnostics_period, self._publish_diagnostics)
         self.get_logger().info(
             f"ready: matcher {p.matcher} on {self.stream.device}, adapt={p.adapt.enabled}, window "
@@ -127,8 +139,12 @@ class ImatchingNode(Node):
             raise ValueError(
                 f"parameter matcher: cannot load {p.matcher}: {type(err).__name__}: {err}"
             ) from err
-        if p.output_model:  # temporaries of saves that a kill interrupted
-            out = Path(p.output_model)
+        if p.output_model:
+            # Known now, not at the first save or at shutdown, where the adaptation would be lost.
+            reason = unwritable_reason(p.output_model)
+            if reason:
+                raise ValueError(f"parameter output_model: cannot write {p.output_model}: {reason}")
+            out = Path(p.output_model)  # temporaries of saves that a kill interrupted
             for stale in remove_stale_temps(out.parent, out.name):
                 self.get_logger().warning(f"removed {stale}, left by a save that did not finish")
         try:
@@ -239,7 +255,7 @@ class ImatchingNode(Node):
         """Counters and figures (what /diagnostics reports), for tests and tools."""
         stream = self.stream
         values: dict[str, float | int] = dict(self.events.as_dict())
-        for key in (*PROBLEMS, "received", "saves", "save_errors", "resets"):
+        for key in (*PROBLEMS, DROPPED, "received", "saves", "save_errors", "resets"):
             values.setdefault(key, 0)
         frames = dict(stream.counters)
         for key in ("frames", "kept", SKIPPED_GAP, SKIPPED_STATIC, "camera_changes", "time_jumps"):
@@ -265,13 +281,21 @@ class ImatchingNode(Node):
                 values["last_rms_px"] = report.rms_px
         return values
 
-    def _state_text(self) -> str:
+    def windowed(self, now: float | None = None) -> dict[str, float]:
+        """Counter increases over the last `diagnostics_window` seconds (keys `recent_<counter>`) and the
+        rate of frames taken into the stream over it; records the current totals for later windows."""
+        now = time.monotonic() if now is None else now
+        keys = ("received", "frames", DROPPED, *PROBLEMS)
+        return self._window.update(now, self.snapshot(), self.params.diagnostics_window, keys, "frames")
+
+    def _state_text(self, recent: dict[str, float] | None = None) -> str:
         if waiting_for_clock(self) and self.events.get("received") == 0:
             return WAITING_FOR_CLOCK
-        return self.camera_input.waiting_text(self._state)
+        return self.camera_input.input_state(self._state, recent, "frames", self.params.diagnostics_window)
 
     def _publish_diagnostics(self) -> None:
-        values = self.snapshot()
+        recent = self.windowed()
+        values = {**self.snapshot(), **recent}
         extra = {"adapt": str(self.params.adapt.enabled).lower()}
         if self._last_skip:
             extra["last_skip_reason"] = self._last_skip
@@ -279,9 +303,9 @@ class ImatchingNode(Node):
             self,
             "matcher adaptation",
             str(self.stream.device),
-            self._state_text(),
+            self._state_text(recent),
             values,
-            (*PROBLEMS, "save_errors"),
+            [*(f"recent_{k}" for k in PROBLEMS), "save_errors"],
             level=DiagnosticStatus.ERROR if values.get("save_errors") else None,
             extra=extra,
         )
@@ -299,7 +323,9 @@ class ImatchingNode(Node):
         self._shutdown_saved = True
         saved = self.stream.saved_version
         if saved is None or self.stream.weights_version != saved:  # a rollback changes weights, not steps
-            self._save(self.params.output_model, "shutdown")
+            ok, message = self._save(self.params.output_model, "shutdown")
+            if not ok:  # the adaptation since the last save is lost: the exit status says so
+                self.shutdown_error = f"{message} (shutdown): the adaptation since the last save is lost"
 
     def destroy_node(self) -> None:
         self.worker.stop(timeout=60.0)  # a step in progress finishes

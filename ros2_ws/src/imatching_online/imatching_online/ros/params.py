@@ -20,6 +20,7 @@ from banet_vo.ros.camera_input import (
     max_value_16bit_parameter,
     rectify_parameter,
 )
+from banet_vo.ros.node_shell import DIAGNOSTICS_PARAMS
 from banet_vo.ros.parameters import ParameterSpec, ParameterTable, subset
 from rclpy.node import Node
 
@@ -88,7 +89,7 @@ PARAMS = ParameterTable(
         range=(0, 1_000_000),
     ),
     ParameterSpec("source", "", "what the stream is, recorded in the checkpoint (empty: the image topic)"),
-    ParameterSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", range=(0.05, 60.0)),
+    *DIAGNOSTICS_PARAMS,
 )
 
 
@@ -109,6 +110,7 @@ class NodeParams:
     save_every_steps: int
     source: str
     diagnostics_period: float
+    diagnostics_window: float
     stream: StreamConfig
     adapt: AdaptConfig
     ba: WindowConfig
