@@ -1193,6 +1193,7 @@ def test_help_prints_the_parameter_table(capsys):
     text = capsys.readouterr().out
     assert all(f"  {spec.name} (default" in text for spec in PARAMS)
     assert "usage: vo_node --ros-args -r image:=TOPIC" in text and "[-p model:=PATH]" in text
+    assert text.count("usage:") == 1  # the node's own usage line, not argparse's "[-h]" beside it
     from banet_vo.ros.vo_lifecycle import main as lifecycle_main
 
     with pytest.raises(SystemExit) as exit_info:

@@ -49,12 +49,15 @@ class NodeHelp:
     unusable: str  # e.g. "a parameter or the model"
 
     def parser(self, prog: str) -> argparse.ArgumentParser:
+        # The usage line is the node's own (argparse's "[-h]" alone said nothing of --ros-args).
         return argparse.ArgumentParser(
             prog=prog,
+            usage=f"{self.usage.format(prog=prog)}\n       {prog} --help",
             formatter_class=argparse.RawDescriptionHelpFormatter,
             description=self.description,
-            epilog=f"usage: {self.usage.format(prog=prog)}\n\nParameters:\n{self.table.help_text()}\n\n"
-            f"Exit status: 0 after a clean shutdown, 2 when {self.unusable} is unusable.",
+            epilog=f"Parameters:\n{self.table.help_text()}\n\nExit status: 0 after a clean shutdown (also "
+            f"when interrupted while starting), 1 when its shutdown failed (a last save), 2 when "
+            f"{self.unusable} is unusable.",
         )
 
 
