@@ -9,7 +9,11 @@ or, with ``AdaptConfig.enabled`` false, the same match and BA with no gradient a
 Frame selection: at most every ``min_frame_gap``-th incoming frame, and only when the median
 Lucas-Kanade flow from the last kept frame reaches ``min_flow_px`` (at working size), so a window has
 parallax for the BA instead of a parked camera. A camera change or a stamp that goes backwards (bag loop,
-reordering) empties the window: a window never mixes intrinsics or jumps in time.
+reordering) empties the window: a window never mixes intrinsics or jumps in time. So does a frame more
+than ``max_frame_interval`` seconds after the last kept one (`window_restarts`): a node slower than its
+camera drops the frames that arrive while a step runs, and a window that slid on over such gaps held
+frames a second and more apart, which the BA could not track (1 of 14 windows on HoloLens at 10 Hz on 2
+CPU cores); the window starts again from that frame and fills with the frames that follow it.
 
 Thread safety: `add_frame` runs one frame at a time. `save` and `reset` from another thread wait only
 for the window's bookkeeping and the weights' update (milliseconds), not for a running step: a save
@@ -51,6 +55,7 @@ KEPT = "kept"  # added to the window, window not full yet
 STEPPED = "window"  # completed a window: the report says whether the BA succeeded
 SKIPPED_GAP = "skipped_gap"  # fewer than min_frame_gap frames since the last kept one
 SKIPPED_STATIC = "skipped_static"  # median flow below min_flow_px
+WINDOW_RESTARTS = "window_restarts"  # windows emptied by a frame over max_frame_interval after the last kept
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,12 @@ class StreamConfig:
         2.0,
         "median optical flow [px at working size] a frame needs against the last kept one (0: off)",
         range=(0.0, 1000.0),
+    )
+    max_frame_interval: float = setting(
+        0.5,
+        "seconds after the last kept frame beyond which a frame empties the window and starts it again "
+        "(a window spans a continuous stretch of the stream; 0: off)",
+        range=(0.0, 3600.0),
     )
     max_image_size: int = setting(
         320,
@@ -85,6 +96,10 @@ class StreamConfig:
             )
         if self.min_frame_gap < 1:
             raise ValueError(f"StreamConfig.min_frame_gap must be >= 1, got {self.min_frame_gap}")
+        if not (np.isfinite(self.max_frame_interval) and self.max_frame_interval >= 0):
+            raise ValueError(
+                f"StreamConfig.max_frame_interval must be a finite number >= 0, got {self.max_frame_interval}"
+            )
         if not (np.isfinite(self.min_flow_px) and self.min_flow_px >= 0):
             raise ValueError(f"StreamConfig.min_flow_px must be a finite number >= 0, got {self.min_flow_px}")
         if self.max_image_size < 2 * SIZE_MULTIPLE:
@@ -255,6 +270,10 @@ class StreamAdapter:
             self.counters["time_jumps"] += 1  # loop / reordering: a window must not span it
             self._clear_window()
         self._last_stamp = stamp
+        gap = self.stream.max_frame_interval
+        if gap > 0 and self._last_kept is not None and stamp - self._last_kept.stamp > gap:
+            self.counters[WINDOW_RESTARTS] += 1
+            self._clear_window()
         # Measured from the last kept frame, which a slide of the window does not forget (a clear does).
         self._since_kept += 1
         if self._last_kept is not None and self._since_kept < self.stream.min_frame_gap:

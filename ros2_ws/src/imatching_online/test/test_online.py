@@ -19,6 +19,7 @@ from imatching_online.online import (
     SKIPPED_GAP,
     SKIPPED_STATIC,
     STEPPED,
+    WINDOW_RESTARTS,
     StreamAdapter,
     StreamConfig,
     median_flow,
@@ -74,6 +75,8 @@ def test_stream_config_rejects_bad_values():
         StreamConfig(min_flow_px=float("nan"))
     with pytest.raises(ValueError, match="max_image_size"):
         StreamConfig(max_image_size=8)
+    with pytest.raises(ValueError, match="max_frame_interval"):
+        StreamConfig(max_frame_interval=-1.0)
 
 
 def test_bad_frames_are_value_errors(seq):
@@ -119,6 +122,24 @@ def test_camera_change_and_time_jump_empty_the_window(seq):
     assert sa.window_length == 1 and sa.counters["camera_changes"] == 1
     assert sa.adapter.camera == other  # working size = native size here
     assert sa.reset() == 1 and sa.window_length == 0
+
+
+@pytest.mark.parametrize(("interval", "restarted"), [(0.5, True), (0.0, False)])
+def test_a_frame_long_after_the_last_kept_one_starts_the_window_again(seq, interval, restarted):
+    """A node slower than its camera: the frames that came while a step ran were dropped, and the next
+    one is 1.4 s after the last kept frame. With max_frame_interval it starts a new window, which the
+    frames after it fill; without, it joins the frames of 1.4 s before."""
+    sa = StreamAdapter(_random_matcher(), _no_step(min_flow_px=0.0, max_frame_interval=interval))
+    f = seq
+    for i in range(3):
+        sa.add_frame(f[i].image, 0.1 * i, f[i].camera)
+    sa.add_frame(f[3].image, 0.2 + 0.5, f[3].camera)  # 0.5 s: still the same stretch
+    assert sa.window_length == 4 and sa.counters[WINDOW_RESTARTS] == 0
+    sa.add_frame(f[4].image, 0.7 + 1.4, f[4].camera)
+    assert sa.window_length == (1 if restarted else 5)
+    assert sa.counters[WINDOW_RESTARTS] == int(restarted)
+    sa.add_frame(f[5].image, 2.1 + 0.1, f[5].camera)
+    assert sa.window_length == (2 if restarted else 6)
 
 
 def test_downscaled_frames_carry_the_scaled_intrinsics(seq):

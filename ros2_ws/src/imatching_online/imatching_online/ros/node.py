@@ -63,7 +63,7 @@ from std_srvs.srv import Trigger
 
 from imatching_online.lineage import choose_start, lineage_meta
 from imatching_online.matcher.io import load_matcher
-from imatching_online.online import SKIPPED_GAP, SKIPPED_STATIC, STEPPED, StreamAdapter
+from imatching_online.online import SKIPPED_GAP, SKIPPED_STATIC, STEPPED, WINDOW_RESTARTS, StreamAdapter
 from imatching_online.ros.params import PARAMS, NodeParams, declare_parameters
 
 logger = logging.getLogger(__name__)
@@ -258,7 +258,15 @@ class ImatchingNode(Node):
         for key in (*PROBLEMS, DROPPED, "received", "saves", "save_errors", "resets"):
             values.setdefault(key, 0)
         frames = dict(stream.counters)
-        for key in ("frames", "kept", SKIPPED_GAP, SKIPPED_STATIC, "camera_changes", "time_jumps"):
+        for key in (
+            "frames",
+            "kept",
+            SKIPPED_GAP,
+            SKIPPED_STATIC,
+            WINDOW_RESTARTS,
+            "camera_changes",
+            "time_jumps",
+        ):
             values[key] = frames.get(key, 0)
         values.update(stream.adapter.stats.as_dict())  # windows, successes, failed, one key per reason
         values["steps"] = stream.steps

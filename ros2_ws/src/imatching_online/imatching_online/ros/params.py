@@ -31,7 +31,14 @@ from imatching_online.online import StreamConfig
 
 # Table entries by the config they go to (same field names; the BA's carry the prefix "ba_"). Their
 # defaults, descriptions and ranges are written once, on the config's field (banet_vo.config_fields).
-STREAM_PARAMS = ("window_size", "window_stride", "min_frame_gap", "min_flow_px", "max_image_size")
+STREAM_PARAMS = (
+    "window_size",
+    "window_stride",
+    "min_frame_gap",
+    "min_flow_px",
+    "max_frame_interval",
+    "max_image_size",
+)
 ADAPT_PARAMS = (
     "lr",
     "grad_clip",
