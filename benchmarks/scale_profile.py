@@ -5,9 +5,10 @@ true one (banet_vo.evaluation.scale_profile), for the xfeat front end with scale
         [--seeds 0,1,2] [--scale none] [--max-frames N] [--tracking FIELD=VALUE ...] [--out FILE]
 
 Per clip and RANSAC seed: the Sim(3) ATE, the median ratio over each third of the stretches (1: the scale
-of the first stretches), and each event (a run of stretches under half the level of the five before it),
-with the frames it spans and the level after it over the level before it. A clip (a folder in any layout
-banet-vo-bag reads) may be named instead of one of ours. Results: benchmarks/results/scale_profile.md.
+of the first stretches), and each event (banet_vo.evaluation.scale_profile: a run of stretches under half
+the level before it), with the frames it spans and the level after it over the level before it. A clip
+(a folder in any layout banet-vo-bag reads) may be named instead of one of ours. Results:
+benchmarks/results/scale_profile.md.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from banet_vo.evaluation.scale_profile import EVENT_FRACTION, LEVEL_SPAN
 from banet_vo.provenance import code_version
 
 from benchmarks.real_clips import DATA, tracking_config
@@ -139,10 +141,11 @@ def main(argv: list[str] | None = None) -> int:
             "",
             "Each keyframe-to-keyframe stretch of the published trajectory: its length over the true length "
             "of the same stretch, relative to the first five stretches (1: the scale the trajectory started "
-            "with). Thirds: the median over each third of the stretches. An event is a run of stretches "
-            "under half the median of the five before it; 'level after/before' is the median of the five "
-            "stretches after it over that of the five before. Product: all events' level changes together "
-            "(the part of the last third's level the events explain).",
+            "with). Thirds: the median over each third of the stretches. An event is a run of at most "
+            f"{LEVEL_SPAN} stretches under {EVENT_FRACTION:g}x the level before it (the median of the "
+            f"{LEVEL_SPAN} nearest stretches before it that are in no event); 'level after/before' is the "
+            "same median after it over that before it. Product: all events' level changes together (the "
+            "part of the last third's level the events explain).",
             "",
             "| clip | seed | Sim(3) ATE [m] | stretches | thirds | events | product "
             "| events: frames (lowest ratio, level after/before) |",

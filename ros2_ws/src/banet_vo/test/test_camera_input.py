@@ -548,6 +548,10 @@ def test_a_publisher_with_an_incompatible_qos_is_counted_and_named(rclpy_context
         assert hint is not None and "/image" in hint and "reliability" in hint and "image_qos:=auto" in hint
         state = harness.input.input_state("adapting", {"recent_received": 0}, "frames", 10.0)
         assert state == f"waiting for images ({hint})"
+        # WARN for as long as nothing arrives (the middleware reports the publisher once)
+        assert harness.input.standing_problems() == [INCOMPATIBLE_QOS]
+        harness.events.add(RECEIVED)
+        assert harness.input.standing_problems() == []
     finally:
         pub_node.destroy_node()
 

@@ -72,7 +72,6 @@ def test_a_dip_below_the_event_fraction_counts_and_one_above_does_not() -> None:
         assert profile.events == ([(20, 20)] if found else [])
         if found:  # the level after it is the level before it
             assert profile.event_steps() == pytest.approx([1.0])
-    assert LEVEL_SPAN >= 3
 
 
 def test_events_close_together_are_each_found_against_the_level_outside_them() -> None:
@@ -101,6 +100,20 @@ def test_the_level_follows_a_slow_drift() -> None:
     factors[100:102] *= 0.6  # now 0.36x the level there
     profile = scale_profile(stamps, _scaled_steps(gt, factors, np.zeros(3)), stamps, gt, keyframes)
     assert profile.events == [(50, 50)]
+
+
+def test_an_event_that_leaves_the_level_under_half_ends_and_measures_it() -> None:
+    """A dip to 0.2x, then the scale stays at 0.45x: the event is its first LEVEL_SPAN stretches, the
+    level it left is measured after them, and the later stretches are judged against it (the first
+    version ran the event to the clip's end with a NaN level: review, 2026-12-07)."""
+    stamps, gt = _walk(seed=6)
+    keyframes = stamps[::2]
+    factors = np.ones(len(stamps) - 1)
+    factors[40:42] = 0.2  # stretch 20
+    factors[42:] = 0.45
+    profile = scale_profile(stamps, _scaled_steps(gt, factors, np.zeros(3)), stamps, gt, keyframes)
+    assert profile.events == [(20, 20 + LEVEL_SPAN - 1)]
+    np.testing.assert_allclose(profile.event_steps(), [0.45], atol=1e-9)
 
 
 def test_frames_without_a_pose_and_a_still_stretch() -> None:

@@ -62,7 +62,7 @@ def test_stages_are_timed_inside_by_thread_and_restored_after():
 
 
 def test_a_stage_that_raises_is_still_timed_and_restored():
-    kv = importlib.import_module("banet_vo.odometry.keyframe_vo")
+    kv = importlib.import_module("banet_vo.odometry.keyframe_tracking")
     original = kv.solve_absolute_pose
     times = StageTimes()
     with timed_stages(times), pytest.raises(AttributeError):

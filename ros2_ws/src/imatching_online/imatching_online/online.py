@@ -9,11 +9,13 @@ or, with ``AdaptConfig.enabled`` false, the same match and BA with no gradient a
 Frame selection: at most every ``min_frame_gap``-th incoming frame, and only when the median
 Lucas-Kanade flow from the last kept frame reaches ``min_flow_px`` (at working size), so a window has
 parallax for the BA instead of a parked camera. A camera change or a stamp that goes backwards (bag loop,
-reordering) empties the window: a window never mixes intrinsics or jumps in time. So does a frame more
-than ``max_frame_interval`` seconds after the last kept one (`window_restarts`): a node slower than its
-camera drops the frames that arrive while a step runs, and a window that slid on over such gaps held
-frames a second and more apart, which the BA could not track (1 of 14 windows on HoloLens at 10 Hz on 2
-CPU cores); the window starts again from that frame and fills with the frames that follow it.
+reordering) empties the window: a window never mixes intrinsics or jumps in time. So does a frame that
+comes more than ``max_frame_interval`` seconds, and more than RESTART_PACE times the stream's median frame
+interval, after the frame before it (`window_restarts`; frames skipped by the selection above count as
+arrived, so they never cause one): a node slower than its camera drops the frames that arrive while a step
+runs, and a window that slid on over such gaps held frames a second and more apart, which the BA could not
+track (1 of 14 windows on HoloLens at 10 Hz on 2 CPU cores); the window starts again from that frame and
+fills with the frames that follow it. A camera slower than 1 / max_frame_interval sets the pace itself.
 
 Thread safety: `add_frame` runs one frame at a time. `save` and `reset` from another thread wait only
 for the window's bookkeeping and the weights' update (milliseconds), not for a running step: a save
@@ -55,7 +57,11 @@ KEPT = "kept"  # added to the window, window not full yet
 STEPPED = "window"  # completed a window: the report says whether the BA succeeded
 SKIPPED_GAP = "skipped_gap"  # fewer than min_frame_gap frames since the last kept one
 SKIPPED_STATIC = "skipped_static"  # median flow below min_flow_px
-WINDOW_RESTARTS = "window_restarts"  # windows emptied by a frame over max_frame_interval after the last kept
+WINDOW_RESTARTS = "window_restarts"  # windows emptied by a frame long after the frame before it
+# A frame this many times the stream's median frame interval after the one before it (and over
+# max_frame_interval) starts the window again; the median is over the last RESTART_INTERVALS intervals.
+RESTART_PACE = 3.0
+RESTART_INTERVALS = 15
 
 
 @dataclass(frozen=True)
@@ -72,8 +78,9 @@ class StreamConfig:
     )
     max_frame_interval: float = setting(
         0.5,
-        "seconds after the last kept frame beyond which a frame empties the window and starts it again "
-        "(a window spans a continuous stretch of the stream; 0: off)",
+        "seconds after the frame before beyond which a frame empties the window and starts it again, if "
+        f"also over {RESTART_PACE:g} times the stream's median frame interval (a window spans a continuous "
+        "stretch of the stream; 0: off)",
         range=(0.0, 3600.0),
     )
     max_image_size: int = setting(
@@ -189,6 +196,7 @@ class StreamAdapter:
         self._work_camera: PinholeCamera | None = None
         self._since_kept = 0
         self._last_stamp: float | None = None
+        self._intervals: collections.deque[float] = collections.deque(maxlen=RESTART_INTERVALS)
 
     # -- state ---------------------------------------------------------------------------------------
     @property
@@ -212,6 +220,16 @@ class StreamAdapter:
         """Empty the window (weights, optimiser and counts stay). Returns how many frames were dropped."""
         with self._lock:
             return self._clear_window()
+
+    def _restart_interval(self) -> float:
+        """Seconds between two incoming frames beyond which the second starts the window again: the larger
+        of max_frame_interval and RESTART_PACE times the stream's median interval (a camera slower than
+        1 / max_frame_interval is a slow camera, not a gap); infinite when max_frame_interval is 0 or before
+        three intervals were seen."""
+        limit = self.stream.max_frame_interval
+        if limit <= 0 or len(self._intervals) < 3:  # the stream's pace is not known yet
+            return float("inf")
+        return max(limit, RESTART_PACE * float(np.median(self._intervals)))
 
     def _clear_window(self) -> int:
         n = len(self._window)
@@ -269,11 +287,12 @@ class StreamAdapter:
         if self._last_stamp is not None and stamp <= self._last_stamp:
             self.counters["time_jumps"] += 1  # loop / reordering: a window must not span it
             self._clear_window()
-        self._last_stamp = stamp
-        gap = self.stream.max_frame_interval
-        if gap > 0 and self._last_kept is not None and stamp - self._last_kept.stamp > gap:
-            self.counters[WINDOW_RESTARTS] += 1
-            self._clear_window()
+        previous, self._last_stamp = self._last_stamp, stamp
+        if previous is not None and stamp > previous:
+            if self._last_kept is not None and stamp - previous > self._restart_interval():
+                self.counters[WINDOW_RESTARTS] += 1
+                self._clear_window()
+            self._intervals.append(stamp - previous)
         # Measured from the last kept frame, which a slide of the window does not forget (a clear does).
         self._since_kept += 1
         if self._last_kept is not None and self._since_kept < self.stream.min_frame_gap:

@@ -125,21 +125,37 @@ def test_camera_change_and_time_jump_empty_the_window(seq):
 
 
 @pytest.mark.parametrize(("interval", "restarted"), [(0.5, True), (0.0, False)])
-def test_a_frame_long_after_the_last_kept_one_starts_the_window_again(seq, interval, restarted):
+def test_a_frame_long_after_the_one_before_starts_the_window_again(seq, interval, restarted):
     """A node slower than its camera: the frames that came while a step ran were dropped, and the next
-    one is 1.4 s after the last kept frame. With max_frame_interval it starts a new window, which the
+    one is 1.4 s after the frame before it. With max_frame_interval it starts a new window, which the
     frames after it fill; without, it joins the frames of 1.4 s before."""
     sa = StreamAdapter(_random_matcher(), _no_step(min_flow_px=0.0, max_frame_interval=interval))
     f = seq
-    for i in range(3):
+    for i in range(4):
         sa.add_frame(f[i].image, 0.1 * i, f[i].camera)
-    sa.add_frame(f[3].image, 0.2 + 0.5, f[3].camera)  # 0.5 s: still the same stretch
     assert sa.window_length == 4 and sa.counters[WINDOW_RESTARTS] == 0
-    sa.add_frame(f[4].image, 0.7 + 1.4, f[4].camera)
+    sa.add_frame(f[4].image, 0.3 + 1.4, f[4].camera)
     assert sa.window_length == (1 if restarted else 5)
     assert sa.counters[WINDOW_RESTARTS] == int(restarted)
-    sa.add_frame(f[5].image, 2.1 + 0.1, f[5].camera)
+    sa.add_frame(f[5].image, 1.7 + 0.1, f[5].camera)
     assert sa.window_length == (2 if restarted else 6)
+
+
+def test_skipped_frames_and_a_slow_camera_never_restart_the_window(seq):
+    """Frames the selection skips still arrive (every 6th kept at 10 Hz: kept frames 0.6 s apart), and a
+    1 Hz camera sets its own pace: neither empties the window (the first version measured from the last
+    kept frame and never filled a window in either case: review, 2026-12-07)."""
+    f = seq
+    sa = StreamAdapter(_random_matcher(), _no_step(min_flow_px=0.0, min_frame_gap=6))
+    for k in range(31):
+        sa.add_frame(f[k % 6].image, 0.1 * k, f[k % 6].camera)
+    assert sa.window_length == 6 and sa.counters[WINDOW_RESTARTS] == 0
+    slow = StreamAdapter(_random_matcher(), _no_step(min_flow_px=0.0))
+    for k in range(6):
+        slow.add_frame(f[k].image, 1.0 * k, f[k].camera)
+    assert slow.window_length == 6 and slow.counters[WINDOW_RESTARTS] == 0
+    slow.add_frame(f[0].image, 5.0 + 3.5, f[0].camera)  # 3.5 intervals of its own pace: a gap
+    assert slow.window_length == 1 and slow.counters[WINDOW_RESTARTS] == 1
 
 
 def test_downscaled_frames_carry_the_scaled_intrinsics(seq):

@@ -101,7 +101,10 @@ def scale_profile(
 
 def _events(ratios: np.ndarray) -> list[tuple[int, int]]:
     """Runs of stretches under EVENT_FRACTION of the median of the LEVEL_SPAN stretches before the run that
-    are in no event (an event's own stretches do not lower the level the next one is judged against)."""
+    are in no event (an event's own stretches do not lower the level the next one is judged against). A run
+    ends after LEVEL_SPAN stretches: a level that stays under the fraction is the level the event left, and
+    the LEVEL_SPAN stretches after such a run are taken as that level, against which the later ones are
+    judged."""
     events: list[tuple[int, int]] = []
     outside = list(range(min(LEVEL_SPAN, len(ratios))))
     k = LEVEL_SPAN
@@ -109,10 +112,18 @@ def _events(ratios: np.ndarray) -> list[tuple[int, int]]:
         before = float(np.median(ratios[outside[-LEVEL_SPAN:]]))
         if ratios[k] < EVENT_FRACTION * before:
             last = k
-            while last + 1 < len(ratios) and ratios[last + 1] < EVENT_FRACTION * before:
+            while (
+                last + 1 < len(ratios)
+                and last + 1 - k < LEVEL_SPAN
+                and ratios[last + 1] < EVENT_FRACTION * before
+            ):
                 last += 1
             events.append((k, last))
             k = last + 1
+            if last + 1 - events[-1][0] == LEVEL_SPAN:  # the scale stayed down: a new level, not judged
+                settled = list(range(k, min(k + LEVEL_SPAN, len(ratios))))
+                outside += settled
+                k += len(settled)
         else:
             outside.append(k)
             k += 1

@@ -17,14 +17,17 @@ from contextlib import contextmanager
 import numpy as np
 
 # Stage → (module path, attribute, method name or None for a module-level function). The keyframe odometry
-# calls the module-level functions through its own modules' namespaces (keyframe_vo, and keyframe_flow for
-# the flow and the mapping thread), so they are wrapped there: a tuple of module paths wraps each.
-_ODOMETRY = ("banet_vo.odometry.keyframe_vo", "banet_vo.odometry.keyframe_flow")
+# calls the module-level functions through its own modules' namespaces (keyframe_vo for the map's start,
+# keyframe_tracking for tracking, keyframe_flow for the flow and the mapping thread), so they are wrapped
+# there: a tuple of module paths wraps each.
+_VO, _TRACKING, _FLOW = (
+    f"banet_vo.odometry.{name}" for name in ("keyframe_vo", "keyframe_tracking", "keyframe_flow")
+)
 STAGES = {
     "XFeat extraction": ("banet_vo.frontend.xfeat", "XFeatExtractor", "extract"),
-    "descriptor matching": (_ODOMETRY, "match_mutual", None),
-    "PnP RANSAC": (_ODOMETRY, "solve_absolute_pose", None),
-    "5-point RANSAC": ("banet_vo.odometry.keyframe_vo", "solve_relative_pose", None),
+    "descriptor matching": ((_VO, _TRACKING, _FLOW), "match_mutual", None),
+    "PnP RANSAC": ((_TRACKING, _FLOW), "solve_absolute_pose", None),
+    "5-point RANSAC": ((_VO, _TRACKING), "solve_relative_pose", None),
     "optical flow": ("banet_vo.frontend.flow", "follow", None),
     "window BA": ("banet_vo.backend.window_ba", "WindowBundleAdjuster", "solve"),
     # With background_ba the solve runs in a worker process; what the odometry pays is taking its result,

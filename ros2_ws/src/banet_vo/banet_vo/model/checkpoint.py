@@ -70,7 +70,7 @@ def unwritable_reason(path: str | Path) -> str | None:
     """Why save_checkpoint could not write ``path``, found without writing anything (None: it can, as far
     as the file system says now): the path is a folder, a folder on the way is a file, or the nearest
     existing folder is not writable (save_checkpoint creates the missing ones)."""
-    path = Path(path).expanduser().absolute()
+    path = Path(path).absolute()  # as save_checkpoint takes it (no ~ expansion there either)
     if path.is_dir():
         return f"{path} is a folder"
     parent = path.parent

@@ -76,6 +76,8 @@ LOST_IN_TRANSPORT = "lost_in_transport"  # reported by the middleware (message_l
 # Publishers the middleware matched with an incompatible QoS (reliable wanted, best effort offered): nothing
 # they send arrives.
 INCOMPATIBLE_QOS = "incompatible_qos"
+# The camera input's counters that make a node's /diagnostics WARN (while they grew within its window).
+STREAM_PROBLEMS = (*INPUT_PROBLEMS, FRAME_ID_CHANGED, LOST_IN_TRANSPORT, INCOMPATIBLE_QOS)
 SYNC_MODES = ("latest", "exact")
 ASPECT_TOLERANCE = 0.01  # relative aspect difference up to which an image is the same camera resized
 
@@ -390,6 +392,13 @@ class CameraInput:
         hint = self.transport_hint() if self.events.get(RECEIVED) == 0 else None
         return text + (f" ({hint})" if hint else "")
 
+    def standing_problems(self) -> list[str]:
+        """Counters that make /diagnostics WARN however long ago they grew: `incompatible_qos` while no image
+        has arrived (the middleware reports a publisher once, and nothing it sends will ever arrive)."""
+        if self._incompatible_qos is not None and self.events.get(RECEIVED) == 0:
+            return [INCOMPATIBLE_QOS]
+        return []
+
     def input_state(
         self, state: str, recent: Mapping[str, float] | None, used_key: str, window_s: float
     ) -> str:
@@ -490,10 +499,10 @@ class CameraInput:
         rclpy's own warning) with the parameter that fixes it."""
         self.events.add(INCOMPATIBLE_QOS, int(info.total_count_change))
         policy = getattr(info.last_policy_kind, "name", str(info.last_policy_kind)).lower()
+        fix = "" if self._qos_mode == "auto" else "; set image_qos:=auto"
         self._incompatible_qos = (
             f"a publisher on {self._node.resolve_topic_name(topic)} offers a QoS this subscription "
-            f"({qos.reliability.name.lower()}) cannot take ({policy}): nothing it sends arrives; set "
-            "image_qos:=auto"
+            f"({qos.reliability.name.lower()}) cannot take ({policy}): nothing it sends arrives{fix}"
         )
         if not self._qos_warned:
             self._qos_warned = True

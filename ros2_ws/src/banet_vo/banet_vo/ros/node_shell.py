@@ -159,12 +159,16 @@ def run_node(make_node: Callable[[], Node], args: list[str], *, prog: str, log_t
         # One thread: the callbacks only decode and queue (the nodes' work runs in their own worker
         # threads), and rclpy's MultiThreadedExecutor busy-waits: its thread took 8-21 s of CPU over a 20 s
         # bag, starving the inference thread of the GIL and a core (docs/node.md, "Executor").
-        executor = rclpy.executors.SingleThreadedExecutor()
-        executor.add_node(node)
         try:
+            executor = rclpy.executors.SingleThreadedExecutor()
+            executor.add_node(node)
             executor.spin()
         except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
             pass
+        except Exception:
+            if rclpy.ok():
+                raise
+            # a signal between the node's start and the spin: the executor met a context shut down
     finally:
         if node is not None:
             node.destroy_node()

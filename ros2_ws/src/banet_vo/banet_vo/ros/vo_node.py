@@ -50,13 +50,8 @@ from banet_vo.odometry.output_covariance import pose_covariance, step_covariance
 from banet_vo.odometry.pipeline import RELATIVE_TO_PREVIOUS
 from banet_vo.ros import log_bridge, topics
 from banet_vo.ros.camera_input import (
-    BAD_CAMERA_INFO,
-    BAD_IMAGE,
-    FRAME_ID_CHANGED,
     INPUT_PROBLEMS,
-    LOST_IN_TRANSPORT,
-    NO_CAMERA_INFO,
-    SIZE_MISMATCH,
+    STREAM_PROBLEMS,
     CameraFrame,
     CameraInput,
     EventCounters,
@@ -100,12 +95,7 @@ WARM_UP_TIMEOUT_S = 120.0  # the longest the node waits for the model's warm-up 
 PROBLEMS = (
     DROPPED,
     "failed",
-    BAD_IMAGE,
-    BAD_CAMERA_INFO,
-    NO_CAMERA_INFO,
-    SIZE_MISMATCH,
-    FRAME_ID_CHANGED,
-    LOST_IN_TRANSPORT,
+    *STREAM_PROBLEMS,
     NO_EXTRINSIC,
     BAD_EXTRINSIC,
     MATCHER_UPDATE_ERRORS,
@@ -645,7 +635,7 @@ class VOShell:
     def _publish_diagnostics(self) -> None:
         recent = self.windowed()
         values = {**self.snapshot(), **recent}
-        problems = [f"recent_{k}" for k in PROBLEMS]
+        problems = [*(f"recent_{k}" for k in PROBLEMS), *self.camera_input.standing_problems()]
         state = self._state_text(recent)
         msg = diagnostics(self, "visual odometry", self.params.device, state, values, problems)
         self.diag_pub.publish(msg)

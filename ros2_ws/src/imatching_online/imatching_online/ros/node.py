@@ -34,8 +34,7 @@ from banet_vo.model.checkpoint import remove_stale_temps, unwritable_reason
 from banet_vo.odometry import resolve_device
 from banet_vo.odometry.matcher_swap import MatcherUpdate
 from banet_vo.ros.camera_input import (
-    INCOMPATIBLE_QOS,
-    INPUT_PROBLEMS,
+    STREAM_PROBLEMS,
     CameraFrame,
     CameraInput,
     EventCounters,
@@ -72,7 +71,7 @@ NODE_NAME = "imatching"
 # Counters that mean something is wrong with the input or the node: /diagnostics says WARN while one grew
 # within diagnostics_window. Not `dropped`: adaptation needs a window of frames, not every frame, and a
 # node that adapts slower than its camera drops by design.
-PROBLEMS = (*INPUT_PROBLEMS, INCOMPATIBLE_QOS, ERRORS)
+PROBLEMS = (*STREAM_PROBLEMS, ERRORS)
 
 
 class ImatchingNode(Node):
@@ -313,7 +312,7 @@ class ImatchingNode(Node):
             str(self.stream.device),
             self._state_text(recent),
             values,
-            [*(f"recent_{k}" for k in PROBLEMS), "save_errors"],
+            [*(f"recent_{k}" for k in PROBLEMS), *self.camera_input.standing_problems(), "save_errors"],
             level=DiagnosticStatus.ERROR if values.get("save_errors") else None,
             extra=extra,
         )
