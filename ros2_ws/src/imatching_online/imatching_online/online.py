@@ -14,8 +14,9 @@ comes more than ``max_frame_interval`` seconds, and more than RESTART_PACE times
 interval, after the frame before it (`window_restarts`; frames skipped by the selection above count as
 arrived, so they never cause one): a node slower than its camera drops the frames that arrive while a step
 runs, and a window that slid on over such gaps held frames a second and more apart, which the BA could not
-track (1 of 14 windows solved on HoloLens at 10 Hz on 2 CPU cores, 12 of 14 with the restart); the window starts again from that frame and
-fills with the frames that follow it. A camera slower than 1 / max_frame_interval sets the pace itself.
+track (1 of 14 windows solved on HoloLens at 10 Hz on 2 CPU cores, 12 of 14 with the restart); the window
+starts again from that frame and fills with the frames that follow it. A camera slower than
+1 / max_frame_interval sets the pace itself.
 
 Thread safety: `add_frame` runs one frame at a time. `save` and `reset` from another thread wait only
 for the window's bookkeeping and the weights' update (milliseconds), not for a running step: a save
