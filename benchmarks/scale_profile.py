@@ -24,7 +24,7 @@ from banet_vo.evaluation.scale_profile import EVENT_FRACTION, LEVEL_SPAN
 from banet_vo.provenance import code_version
 
 from benchmarks.real_clips import DATA, tracking_config
-from benchmarks.section import header_lines
+from benchmarks.section import write_section
 from benchmarks.vo_kitti import ROOT
 
 RESULTS = ROOT / "benchmarks" / "results" / "scale_profile.md"
@@ -127,18 +127,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"scale_profile: {spec.name} seed {seed}", file=sys.stderr, flush=True)
             results.append(profile_clip(spec, clip, estimator, args.scale, seed, tracking))
         table += clip_lines(spec.name, results)
-    text = "\n".join(
+    write_section(
+        args.out,
+        f"Where the map loses its scale (xfeat, scale {args.scale})",
+        "benchmarks.scale_profile",
+        argv,
+        f"{(time.perf_counter() - started) / 60:.1f} min",
         [
-            *header_lines(
-                f"Where the map loses its scale (xfeat, scale {args.scale})",
-                "benchmarks.scale_profile",
-                argv,
-                code=version,
-                model=default_model_path().name,
-                run=f"{(time.perf_counter() - started) / 60:.1f} min",
-                machine_extra=f"torch threads {args.threads}",
-            ),
-            "",
             "Each keyframe-to-keyframe stretch of the published trajectory: its length over the true length "
             "of the same stretch, relative to the first five stretches (1: the scale the trajectory started "
             "with). Thirds: the median over each third of the stretches. An event is a run of at most "
@@ -151,12 +146,11 @@ def main(argv: list[str] | None = None) -> int:
             "| events: frames (lowest ratio, level after/before) |",
             "|---|---|---|---|---|---|---|---|",
             *table,
-            "",
-        ]
+        ],
+        code=version,
+        model=default_model_path().name,
+        machine_extra=f"torch threads {args.threads}",
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
     return 0
 
 

@@ -51,9 +51,13 @@ def write_section(
     body: list[str],
     *,
     torch_info: bool = True,
+    **header,
 ) -> str:
-    """Write and print the section; `run` completes the date line (what was run: seeds, frames...)."""
-    text = "\n".join([*header_lines(title, module, argv, run=run, torch_info=torch_info), "", *body, ""])
+    """Write and print the section; `run` completes the date line (what was run: seeds, frames...);
+    `header`: header_lines' other keywords (code, model, machine_extra, date)."""
+    lines = header_lines(title, module, argv, run=run, torch_info=torch_info, **header)
+    text = "\n".join([*lines, "", *body, ""])
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(text)
     print(text)
     return text
