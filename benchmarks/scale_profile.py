@@ -97,7 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tracking", nargs="*", default=[], metavar="FIELD=VALUE", help="TrackingConfig fields to change"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS, help="markdown file to write")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="markdown file to write (default benchmarks/results/scale_profile.md; "
+        "runs/scale_profile_NAME.md when a clip is a folder of one's own)",
+    )
     args = parser.parse_args(argv)
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
@@ -111,10 +117,15 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.scale not in SCALE_SOURCES:
         parser.error(f"--scale must be one of {SCALE_SOURCES}, got {args.scale!r}")
+    tokens = args.clips.split(",")
     try:
-        specs = [rc.resolve_clip(token, args.data) for token in args.clips.split(",")]
+        specs = [rc.resolve_clip(token, args.data) for token in tokens]
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
+    if args.out is None:
+        # A clip of one's own: its table goes beside the other runs, not over the committed results.
+        own = any(token not in rc.ALL_CLIPS for token in tokens)
+        args.out = ROOT / "runs" / f"scale_profile_{'_'.join(s.name for s in specs)}.md" if own else RESULTS
     torch.set_num_threads(args.threads)
     version = code_version()
     started = time.perf_counter()

@@ -25,6 +25,18 @@ def test_a_short_run_writes_one_row_per_seed(shared_data: Path, tmp_path):
         assert int(c[5]) == 0 and c[7] == "—"  # no event
 
 
+def test_a_clip_of_ones_own_goes_to_runs_not_over_the_committed_results(shared_data, monkeypatch, tmp_path):
+    import benchmarks.scale_profile as sp
+
+    monkeypatch.setattr(sp, "ROOT", tmp_path)
+    monkeypatch.setattr(sp, "RESULTS", tmp_path / "results.md")
+    folder = shared_data / "kitti_odom06_000-050"
+    assert sp.main(["--clips", str(folder), "--seeds", "0", "--max-frames", "12"]) == 0
+    written = list((tmp_path / "runs").glob("scale_profile_*.md"))
+    assert len(written) == 1 and not (tmp_path / "results.md").exists()
+    assert "| kitti_odom06_000-050 | 0 |" in written[0].read_text()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
