@@ -1289,6 +1289,10 @@ def test_lifecycle_node_loads_on_configure_and_subscribes_on_activate(rclpy_cont
         assert _change_state(rclpy_context, Transition.TRANSITION_CONFIGURE)
         assert node.estimator is not None and node.image_sub is None  # loaded, not subscribed
         assert pub.get_subscription_count() == 0
+        sent = []
+        node.diag_pub.publish = sent.append  # the diagnostics timer's next message, published now
+        node._publish_diagnostics()  # inactive: no camera input to ask (this raised in the timer once)
+        assert sent[-1].status[0].message == "inactive (not subscribed)"
         assert _change_state(rclpy_context, Transition.TRANSITION_ACTIVATE)
         assert node.camera_input.wait_for_publishers(10.0)
         deadline = time.monotonic() + 10.0
@@ -1302,6 +1306,8 @@ def test_lifecycle_node_loads_on_configure_and_subscribes_on_activate(rclpy_cont
         assert len(odoms) == 2
         assert _change_state(rclpy_context, Transition.TRANSITION_DEACTIVATE)
         assert node.image_sub is None
+        node._publish_diagnostics()
+        assert sent[-1].status[0].message == "inactive (not subscribed)"
         send(2)  # nobody listens while inactive
         time.sleep(0.5)
         assert len(odoms) == 2

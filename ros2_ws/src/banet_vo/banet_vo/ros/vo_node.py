@@ -635,7 +635,8 @@ class VOShell:
     def _publish_diagnostics(self) -> None:
         recent = self.windowed()
         values = {**self.snapshot(), **recent}
-        problems = [*(f"recent_{k}" for k in PROBLEMS), *self.camera_input.standing_problems()]
+        standing = self.camera_input.standing_problems() if self.camera_input is not None else []
+        problems = [*(f"recent_{k}" for k in PROBLEMS), *standing]
         state = self._state_text(recent)
         msg = diagnostics(self, "visual odometry", self.params.device, state, values, problems)
         self.diag_pub.publish(msg)
