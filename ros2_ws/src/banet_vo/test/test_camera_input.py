@@ -545,7 +545,7 @@ def test_a_publisher_with_an_incompatible_qos_is_counted_and_named(rclpy_context
         pub_node.create_publisher(Image, "image", sensor_qos())
         assert harness.spin_until(lambda: harness.events.get(INCOMPATIBLE_QOS) >= 1)
         hint = harness.input.transport_hint()
-        assert hint is not None and "/image" in hint and "reliability" in hint and "image_qos:=auto" in hint
+        assert hint is not None and "/image" in hint and "(reliability)" in hint and "image_qos:=auto" in hint
         state = harness.input.input_state("adapting", {"recent_received": 0}, "frames", 10.0)
         assert state == f"waiting for images ({hint})"
         # WARN for as long as nothing arrives (the middleware reports the publisher once)

@@ -499,6 +499,7 @@ class CameraInput:
         rclpy's own warning) with the parameter that fixes it."""
         self.events.add(INCOMPATIBLE_QOS, int(info.total_count_change))
         policy = getattr(info.last_policy_kind, "name", str(info.last_policy_kind)).lower()
+        policy = policy.removeprefix("rmw_qos_policy_")  # rmw's enum name: "rmw_qos_policy_reliability"
         fix = "" if self._qos_mode == "auto" else "; set image_qos:=auto"
         self._incompatible_qos = (
             f"a publisher on {self._node.resolve_topic_name(topic)} offers a QoS this subscription "
