@@ -1154,6 +1154,54 @@ def test_diagnostics_say_when_camera_info_stops(rclpy_context):
         graph.close()
 
 
+def test_diagnostics_warn_while_the_camera_repeats_one_image(rclpy_context, monkeypatch):
+    """A frozen driver goes on publishing its last frame with new stamps: the odometry holds still and
+    /diagnostics said "tracking" at OK. It now WARNs once the run spans REPEAT_WARN_S (shortened here),
+    until an image differs."""
+    import banet_vo.ros.camera_input as camera_input
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    monkeypatch.setattr(camera_input, "REPEAT_WARN_S", 0.3)
+    frames = _frames(12)
+    params = {"image_qos": "reliable", "queue_size": 50, "diagnostics_period": 0.1, "diagnostics_window": 0.5}
+    graph = Graph(rclpy_context, TruthEstimator(frames), params)
+    feed = Feed(rclpy_context, graph)
+
+    def publish(k: int, image: np.ndarray) -> None:
+        feed.info.publish(_info_msg(frames[k].camera, T0 + k * DT))
+        feed.img.publish(_image_msg(image, "mono8", T0 + k * DT))
+
+    def last_status():
+        diags = graph.get("diag")
+        return diags[-1].status[0] if diags else None
+
+    try:
+        for k in range(2):
+            publish(k, frames[k].image)
+        assert len(graph.wait("odom", 2)) == 2
+        k = 2
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and k < 10:
+            publish(k, frames[1].image)  # the driver's last frame, stamped anew
+            k += 1
+            time.sleep(0.1)
+            status = last_status()
+            if status is not None and status.message.startswith("the camera repeats one image"):
+                break
+        assert status.level == DiagnosticStatus.WARN, status.message
+        assert "a frozen driver or a covered lens?" in status.message
+        assert status.message.endswith("counted: repeated_image"), status.message
+        assert graph.node.snapshot()[camera_input.REPEATED_IMAGE] == k - 2
+        assert len(graph.wait("odom", k)) == k  # each frame still has its (standing) pose
+        publish(k, frames[k].image)  # the driver recovers
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and last_status().message.startswith("the camera repeats"):
+            time.sleep(0.05)
+        assert last_status().level == DiagnosticStatus.OK, last_status().message
+    finally:
+        graph.close()
+
+
 def test_intrinsics_parameter_frame_id_lock_and_size_limits(rclpy_context):
     frames = _frames(5)
     c = frames[0].camera

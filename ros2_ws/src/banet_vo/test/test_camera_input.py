@@ -20,6 +20,7 @@ from banet_vo.ros.camera_input import (  # noqa: E402
     INCOMPATIBLE_QOS,
     NO_CAMERA_INFO,
     RECEIVED,
+    REPEATED_IMAGE,
     SIZE_MISMATCH,
     CameraFrame,
     CameraInput,
@@ -575,3 +576,58 @@ def test_input_state_says_what_the_input_explains_before_the_nodes_state(harness
     assert ci.input_state("adapting", stopped, "frames", 2.5) == (
         "no image in the last 2.5 s: has the camera stopped? (before: adapting)"
     )
+
+
+def _noisy(t: float, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (48, 64), dtype=np.uint8)
+
+
+def test_a_frozen_camera_is_told_apart_from_a_still_one(rclpy_context, monkeypatch):
+    """A real sensor's noise makes every frame differ: images byte for byte equal to the one before them
+    are counted, and once such a run spans REPEAT_WARN_S the input WARNs (standing) and says so, until an
+    image differs. A still camera's noisy frames never count."""
+    import banet_vo.ros.camera_input as camera_input
+
+    monkeypatch.setattr(camera_input, "REPEAT_WARN_S", 0.3)
+    node = Node("camera_input_frozen", context=rclpy_context)
+    frames: list[CameraFrame] = []
+    events = EventCounters(print)
+    try:
+        ci = CameraInput(node, "reliable", frames.append, events, fixed_camera=CAMERA)
+        header = lambda t: Header(stamp=sec_to_stamp(t), frame_id="cam")  # noqa: E731
+        for k in range(5):  # a camera standing still: the same scene, new noise each frame
+            ci.on_image(numpy_to_image(_noisy(k, seed=k), "mono8", header(1.0 + 0.1 * k)))
+        assert events.get(REPEATED_IMAGE) == 0 and ci.standing_problems() == []
+        frozen = _noisy(0, seed=99)
+        t = 2.0
+        ci.on_image(numpy_to_image(frozen, "mono8", header(t)))
+        ci.on_image(numpy_to_image(frozen, "mono8", header(t + 0.1)))
+        assert events.get(REPEATED_IMAGE) == 1
+        assert ci.standing_problems() == []  # one resent frame is not a frozen driver
+        assert ci.input_state("tracking", None, "processed", 10.0) == "tracking"
+        deadline = time.monotonic() + 0.35
+        while time.monotonic() < deadline:
+            t += 0.1
+            ci.on_image(numpy_to_image(frozen.copy(), "mono8", header(t)))  # another buffer, same bytes
+            time.sleep(0.05)
+        repeats = events.get(REPEATED_IMAGE)
+        assert repeats >= 5 and len(frames) == 7 + repeats - 1  # still handed on: the odometry holds still
+        assert ci.standing_problems() == [REPEATED_IMAGE]
+        state = ci.input_state("tracking", {"recent_received": 3, "recent_processed": 3}, "processed", 10.0)
+        assert state.startswith(f"the camera repeats one image ({repeats} identical images over 0.")
+        assert "a frozen driver or a covered lens?" in state and state.endswith("before: tracking)")
+        # the same bytes at another size or encoding are another image
+        ci.on_image(numpy_to_image(frozen[:, :32].copy(), "mono8", header(t + 0.1)))
+        assert ci.standing_problems() == [] and events.get(REPEATED_IMAGE) == repeats
+        ci.on_image(numpy_to_image(frozen, "mono8", header(t + 0.2)))
+        ci.on_image(numpy_to_image(_noisy(0, seed=7), "mono8", header(t + 0.3)))
+        assert ci.standing_problems() == [] and ci.input_state("tracking", None, "processed", 10.0) == "tracking"
+        # a compressed stream that resends one JPEG/PNG is the same thing
+        png = _compressed(t + 0.4, frozen)
+        ci._compressed = True  # decode path only; the subscription is not used here
+        for k in range(3):
+            png.header.stamp = sec_to_stamp(t + 0.4 + 0.1 * k)
+            ci.on_image(png)
+        assert events.get(REPEATED_IMAGE) == repeats + 2
+    finally:
+        node.destroy_node()

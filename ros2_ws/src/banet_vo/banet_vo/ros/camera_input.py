@@ -28,6 +28,7 @@ import collections
 import math
 import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +77,11 @@ LOST_IN_TRANSPORT = "lost_in_transport"  # reported by the middleware (message_l
 # Publishers the middleware matched with an incompatible QoS (reliable wanted, best effort offered): nothing
 # they send arrives.
 INCOMPATIBLE_QOS = "incompatible_qos"
+# Images byte for byte equal to the image before them. A real sensor's noise makes every frame differ, so a
+# run of them is a frozen driver or a covered lens (or a noise-free simulated camera standing still): once
+# a run spans REPEAT_WARN_S, /diagnostics WARNs until an image differs.
+REPEATED_IMAGE = "repeated_image"
+REPEAT_WARN_S = 2.0
 # The camera input's counters that make a node's /diagnostics WARN (while they grew within its window).
 STREAM_PROBLEMS = (*INPUT_PROBLEMS, FRAME_ID_CHANGED, LOST_IN_TRANSPORT, INCOMPATIBLE_QOS)
 SYNC_MODES = ("latest", "exact")
@@ -205,6 +211,13 @@ class _Image:
     received: float
 
 
+def _content_digest(msg: Image | CompressedImage) -> tuple:
+    """What tells one image's content from another's (CRC-32 of its bytes: ~0.6 ms for a KITTI frame)."""
+    if isinstance(msg, CompressedImage):
+        return (msg.format, zlib.crc32(msg.data))
+    return (msg.width, msg.height, msg.encoding, msg.step, zlib.crc32(msg.data))
+
+
 def camera_for_image(camera: PinholeCamera, width: int, height: int) -> PinholeCamera | None:
     """`camera` at width×height: itself, resized when the aspect agrees (binning, a resizing driver), or
     None when the image cannot come from this camera."""
@@ -276,6 +289,9 @@ class CameraInput:
         self._image_topic = compressed_image.transport_topic(base) if self._compressed else image_topic
         self._image_type = CompressedImage if self._compressed else Image
         self._hinted = False
+        self._digest: tuple | None = None  # of the last decoded image's content
+        self._digest_since = 0.0  # time.monotonic() when an image with that content first arrived
+        self._repeat: tuple[int, float] | None = None  # (images equal to the one before, seconds spanned)
         self._incompatible_qos: str | None = None  # why a publisher cannot reach the image subscription
         self._qos_warned = False
         remapped = node.resolve_topic_name(info_topic) != node.resolve_topic_name(
@@ -394,10 +410,20 @@ class CameraInput:
 
     def standing_problems(self) -> list[str]:
         """Counters that make /diagnostics WARN however long ago they grew: `incompatible_qos` while no image
-        has arrived (the middleware reports a publisher once, and nothing it sends will ever arrive)."""
+        has arrived (the middleware reports a publisher once, and nothing it sends will ever arrive), and
+        `repeated_image` while the images have repeated one content for at least REPEAT_WARN_S."""
+        problems = []
         if self._incompatible_qos is not None and self.events.get(RECEIVED) == 0:
-            return [INCOMPATIBLE_QOS]
-        return []
+            problems.append(INCOMPATIBLE_QOS)
+        if self._repeating() is not None:
+            problems.append(REPEATED_IMAGE)
+        return problems
+
+    def _repeating(self) -> tuple[int, float] | None:
+        """(images, seconds) of the current run of images equal to the one before them, once it spans at
+        least REPEAT_WARN_S; else None."""
+        run = self._repeat  # one read: the image callback replaces it on its own thread
+        return run if run is not None and run[1] >= REPEAT_WARN_S else None
 
     def input_state(
         self, state: str, recent: Mapping[str, float] | None, used_key: str, window_s: float
@@ -409,6 +435,14 @@ class CameraInput:
             return self.waiting_text("waiting for images")
         if self.needs_camera_info and not self.has_camera:
             return "waiting for camera_info (images arrive, no valid camera_info yet)"
+        repeating = self._repeating()
+        if repeating is not None and (not recent or recent.get(f"recent_{RECEIVED}")):
+            images, seconds = repeating
+            return (
+                f"the camera repeats one image ({images} identical images over {seconds:.1f} s): a frozen "
+                f"driver or a covered lens? (a noise-free simulated camera standing still repeats too; "
+                f"before: {state})"
+            )
         if not recent:
             return state
         if recent.get(f"recent_{RECEIVED}") and not recent.get(f"recent_{used_key}"):
@@ -585,6 +619,7 @@ class CameraInput:
             self.events.warn(BAD_IMAGE, f"image dropped: {err}")
             return
         self._last_stamp = stamp
+        self._note_repeat(_content_digest(msg), received)
         item = _Image(msg.header, stamp, image, received)
         if self._fixed_camera is not None:
             self._deliver(item, self._fixed_camera, None)
@@ -606,6 +641,14 @@ class CameraInput:
                 self.events.warn(NO_CAMERA_INFO, "image dropped: no valid camera_info received yet")
             return
         self._deliver_in_turn(ticket, item, camera, calibration)
+
+    def _note_repeat(self, digest: tuple, received: float) -> None:
+        if digest != self._digest:
+            self._digest, self._digest_since, self._repeat = digest, received, None
+            return
+        self.events.add(REPEATED_IMAGE)
+        images = self._repeat[0] + 1 if self._repeat is not None else 1
+        self._repeat = (images, received - self._digest_since)
 
     def _pair_exact(self, item: _Image, ns: int) -> None:
         with self._lock:

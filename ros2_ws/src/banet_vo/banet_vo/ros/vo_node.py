@@ -50,7 +50,7 @@ from banet_vo.odometry.output_covariance import pose_covariance, step_covariance
 from banet_vo.odometry.pipeline import RELATIVE_TO_PREVIOUS
 from banet_vo.ros import log_bridge, topics
 from banet_vo.ros.camera_input import (
-    INPUT_PROBLEMS,
+    REPEATED_IMAGE,
     STREAM_PROBLEMS,
     CameraFrame,
     CameraInput,
@@ -583,7 +583,7 @@ class VOShell:
         values: dict[str, float] = dict(self.events.as_dict())
         with self._lock:
             latency = np.array(self._latency) if self._latency else None
-        for key in ("received", "processed", "published", "out_of_order", *PROBLEMS, *INPUT_PROBLEMS):
+        for key in ("received", "processed", "published", "out_of_order", *PROBLEMS, REPEATED_IMAGE):
             values.setdefault(key, 0)
         stats = self.vo.stats
         values.update(

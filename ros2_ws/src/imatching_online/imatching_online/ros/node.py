@@ -34,6 +34,7 @@ from banet_vo.model.checkpoint import remove_stale_temps, unwritable_reason
 from banet_vo.odometry import resolve_device
 from banet_vo.odometry.matcher_swap import MatcherUpdate
 from banet_vo.ros.camera_input import (
+    REPEATED_IMAGE,
     STREAM_PROBLEMS,
     CameraFrame,
     CameraInput,
@@ -254,7 +255,7 @@ class ImatchingNode(Node):
         """Counters and figures (what /diagnostics reports), for tests and tools."""
         stream = self.stream
         values: dict[str, float | int] = dict(self.events.as_dict())
-        for key in (*PROBLEMS, DROPPED, "received", "saves", "save_errors", "resets"):
+        for key in (*PROBLEMS, DROPPED, REPEATED_IMAGE, "received", "saves", "save_errors", "resets"):
             values.setdefault(key, 0)
         frames = dict(stream.counters)
         for key in (
