@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import resource
 import sys
@@ -100,6 +101,7 @@ def run_clip(spec, args, estimator, xfeat) -> tuple[list, list[str]]:
         args.jpeg_quality,
         args.reverse,
         args.gray,
+        args.exposure,
     )
     rows, skipped = [], []
     default_frontend = OdometryConfig().frontend
@@ -230,6 +232,11 @@ def write_markdown(
         partial += f", every image through JPEG at quality {args.jpeg_quality} (references too)"
     if args.gray:
         partial += ", colour frames converted to gray as a mono camera sees them (--gray; references too)"
+    if args.exposure != 1.0:
+        partial += (
+            f", an auto-exposure swing of each frame's gain between 1/{args.exposure:g} and "
+            f"{args.exposure:g} every {rc.EXPOSURE_PERIOD_FRAMES} frames (--exposure; references too)"
+        )
     if args.reverse:
         partial += ", each clip played backwards (--reverse; references too)"
     if args.scales:
@@ -384,6 +391,14 @@ def main(argv: list[str] | None = None) -> int:
         "(not with --live; gray clips such as KITTI's are unchanged)",
     )
     parser.add_argument(
+        "--exposure",
+        type=float,
+        default=1.0,
+        help="peak gain of an auto-exposure swing: each frame's intensities times between 1/EXPOSURE and "
+        "EXPOSURE, one swing every 40 frames, saturating at 255 (references' too; not with --live; "
+        "default 1: none)",
+    )
+    parser.add_argument(
         "--tracking",
         action="append",
         default=[],
@@ -473,6 +488,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--jpeg-quality re-encodes the frames offline (leave out --live)")
     if args.gray and args.live:
         parser.error("--gray converts the frames offline (leave out --live)")
+    from banet_vo.evaluation import real_clips as rc
+
+    if not (math.isfinite(args.exposure) and 1.0 <= args.exposure <= rc.MAX_EXPOSURE):
+        parser.error(f"--exposure must lie in [1, {rc.MAX_EXPOSURE:g}], got {args.exposure}")
+    if args.exposure != 1.0 and args.live:
+        parser.error("--exposure changes the frames offline (leave out --live)")
     args.code_version = code_version()  # at the start: the tree may change during a long run
     args.started_at = datetime.datetime.now(datetime.UTC)
     out_given = args.out
@@ -483,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
             + (f"_scale{args.image_scale:g}" if args.image_scale != 1.0 else "")
             + (f"_jpeg{args.jpeg_quality}" if args.jpeg_quality is not None else "")
             + ("_gray" if args.gray else "")
+            + (f"_exposure{args.exposure:g}" if args.exposure != 1.0 else "")
         )
         if suffix:
             args.out = RESULTS.with_name(f"real_clips{suffix}.md")

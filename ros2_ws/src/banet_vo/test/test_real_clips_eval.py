@@ -358,6 +358,32 @@ def test_load_clip_gray_is_what_a_mono_camera_delivers(shared_data) -> None:
     np.testing.assert_array_equal(mono.image, plain.image)
 
 
+def test_load_clip_exposure_swings_each_frames_gain_as_auto_exposure_does(shared_data) -> None:
+    """exposure: frame k's intensities times exposure ** sin(2πk/40), rounded and saturated at 255; the
+    swing peaks at frame 10 (x exposure) and bottoms at frame 30 (/ exposure); camera, stamps and poses
+    unchanged. Out-of-range values are refused."""
+    assert rc.exposure_gain(1.5, 0) == 1.0
+    assert rc.exposure_gain(1.5, 10) == pytest.approx(1.5)
+    assert rc.exposure_gain(1.5, 30) == pytest.approx(1 / 1.5)
+    assert rc.exposure_gain(1.5, rc.EXPOSURE_PERIOD_FRAMES) == pytest.approx(1.0)
+    np.testing.assert_array_equal(
+        rc.with_gain(np.array([0, 100, 200, 255], np.uint8), 1.5), np.array([0, 150, 255, 255], np.uint8)
+    )
+    with pytest.raises(ValueError, match="8-bit"):
+        rc.with_gain(np.zeros(3, np.uint16), 1.5)
+    raw = list(rc.load_clip(rc.HOLOLENS_HELD_OUT, shared_data, max_frames=31).frames())
+    swung = list(rc.load_clip(rc.HOLOLENS_HELD_OUT, shared_data, max_frames=31, exposure=2.0).frames())
+    for k in (0, 10, 30):
+        a, b = raw[k], swung[k]
+        np.testing.assert_array_equal(b.image, rc.with_gain(a.image, rc.exposure_gain(2.0, k)))
+        assert (b.camera, b.timestamp) == (a.camera, a.timestamp) and np.array_equal(b.pose, a.pose)
+    assert swung[10].image.mean() > 1.5 * raw[10].image.mean() * 0.9
+    assert swung[30].image.mean() == pytest.approx(raw[30].image.mean() / 2, rel=0.02)
+    for bad in (0.5, 5.0, float("nan")):
+        with pytest.raises(ValueError, match="exposure"):
+            rc.load_clip(rc.HOLOLENS_HELD_OUT, shared_data, exposure=bad)
+
+
 def test_seed_summary_gives_medians_and_the_spread() -> None:
     rows = [
         rc.Row("c", "m", sim3, se3, scale, frames, 10, s, extra={"statuses": {}})

@@ -61,6 +61,10 @@ KITTI_CAMERA_HEIGHT_M = 1.65
 MATCH_TOLERANCE_S = 1e-3
 # Largest image_scale a clip may be loaded at (upsampling further only invents pixels).
 MAX_IMAGE_SCALE = 4.0
+# Auto-exposure swing (Clip.exposure): one period of the gain, in frames played (4 s at 10 Hz), and the
+# largest peak gain taken (beyond it most of an image saturates or goes black).
+EXPOSURE_PERIOD_FRAMES = 40
+MAX_EXPOSURE = 4.0
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,9 @@ class Clip:
     jpeg_quality: int | None = None  # each image through JPEG at this quality, as a compressed stream
     reverse: bool = False
     gray: bool = False  # colour images converted to gray (ITU-R BT.601 luma), as a mono camera sees them
+    # Peak gain of an auto-exposure swing (1: none): frame k's intensities times
+    # exposure ** sin(2π k / EXPOSURE_PERIOD_FRAMES), saturating at 255 (exposure_gain).
+    exposure: float = 1.0
 
     @property
     def camera(self) -> PinholeCamera:
@@ -193,10 +200,27 @@ class Clip:
             if self.gray and frame.is_rgb:
                 image = cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY)
                 frame = Frame(frame.index, frame.timestamp, image, frame.camera, frame.depth, frame.pose)
+            if self.exposure != 1.0:
+                image = with_gain(frame.image, exposure_gain(self.exposure, k))
+                frame = Frame(frame.index, frame.timestamp, image, frame.camera, frame.depth, frame.pose)
             if self.jpeg_quality is not None:
                 image = compressed_image.round_trip(frame.image, "jpeg", self.jpeg_quality)
                 frame = Frame(frame.index, frame.timestamp, image, frame.camera, frame.depth, frame.pose)
             yield frame
+
+
+def exposure_gain(exposure: float, k: int) -> float:
+    """The gain of the k-th frame played under an auto-exposure swing of peak gain `exposure` (>= 1): one
+    swing from 1 up to `exposure`, down to 1 / `exposure` and back every EXPOSURE_PERIOD_FRAMES frames, as
+    a camera's auto exposure follows the light through a clip (a stress test, not a model of one camera)."""
+    return float(exposure ** math.sin(2.0 * math.pi * k / EXPOSURE_PERIOD_FRAMES))
+
+
+def with_gain(image: np.ndarray, gain: float) -> np.ndarray:
+    """An 8-bit image's intensities times `gain`, rounded and saturated as a sensor's are."""
+    if image.dtype != np.uint8:
+        raise ValueError(f"an exposure gain takes 8-bit images, got {image.dtype}")
+    return np.clip(np.rint(image.astype(np.float32) * gain), 0, 255).astype(np.uint8)
 
 
 def resized_frame(frame: Frame, camera: PinholeCamera) -> Frame:
@@ -225,6 +249,7 @@ def load_clip(
     jpeg_quality: int | None = None,
     reverse: bool = False,
     gray: bool = False,
+    exposure: float = 1.0,
 ) -> Clip:
     """Open a clip under data_root (../shared/data); FileNotFoundError when its folder is absent.
     `every` k > 1 keeps every k-th frame (what a node that keeps up with 1/k of the camera rate sees);
@@ -232,12 +257,15 @@ def load_clip(
     that factor: the same clip through a camera of another resolution (at least 32 px a side).
     `jpeg_quality` (1-100) passes every image through JPEG, as a camera streaming compressed images.
     `reverse` plays the selected frames backwards (Clip.reverse): a camera that backs up. `gray` converts
-    colour frames to gray (Clip.gray): the same scene through a mono camera."""
+    colour frames to gray (Clip.gray): the same scene through a mono camera. `exposure` (>= 1) swings each
+    frame's gain between 1/exposure and exposure (Clip.exposure): an auto-exposure camera."""
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"every must be an int >= 1, got {every!r}")
     image_scale = check_image_scale(image_scale)
     if jpeg_quality is not None and (isinstance(jpeg_quality, bool) or not 1 <= jpeg_quality <= 100):
         raise ValueError(f"jpeg_quality must be an int in [1, 100] or None, got {jpeg_quality!r}")
+    if not (math.isfinite(exposure) and 1.0 <= exposure <= MAX_EXPOSURE):
+        raise ValueError(f"exposure must lie in [1, {MAX_EXPOSURE:g}], got {exposure!r}")
     path = Path(data_root) / spec.folder
     if not path.is_dir():
         raise FileNotFoundError(f"clip {spec.name}: {path} not found")
@@ -258,7 +286,7 @@ def load_clip(
     if indices.size < 3:
         raise ValueError(f"clip {spec.name}: {indices.size} frames, at least 3 are needed for an alignment")
     order = indices[::-1] if reverse else indices
-    return Clip(spec, sequence, order, image_scale, jpeg_quality, reverse, bool(gray))
+    return Clip(spec, sequence, order, image_scale, jpeg_quality, reverse, bool(gray), float(exposure))
 
 
 # -- metrics -------------------------------------------------------------------------------------------
