@@ -13,10 +13,11 @@ from banet_vo.geometry.frames import left_to_right_covariance, pose_covariance_f
 from banet_vo.geometry.rigid import invert, pose_from_rotvec
 from banet_vo.odometry import OdometryConfig
 from banet_vo.odometry.depth_calibration import DepthCalibration
-from banet_vo.odometry.estimator import PairEstimate
+from banet_vo.odometry.estimator import PairEstimate, PreparedFrame, with_mean_intensity
 from banet_vo.odometry.keyframe_banet import BanetKeyframesMixin
 from banet_vo.odometry.keyframe_window_ba import WindowBAMixin
 from banet_vo.odometry.keyframes import Keyframe
+from banet_vo.odometry.tracking_config import BANET_INPUT_GAINS, BANET_INPUT_MEAN, TrackingConfig
 
 DEPTH_CAMERA = PinholeCamera(20.0, 20.0, 7.5, 5.5, 16, 12)
 SCALE = 0.8  # metres (of the calibrated depth) per map unit
@@ -99,3 +100,45 @@ def test_a_seed_without_the_previous_keyframes_depth_reads_its_landmarks(caplog)
     odometry.landmarks = np.zeros((0, 3))
     assert odometry._banet_seed(T_wc, prev) is None
     assert "BA-Net starts unseeded" in caplog.text and "no valid" in caplog.text
+
+
+def _prepared(level: float, seed: int) -> PreparedFrame:
+    image = np.random.default_rng(seed).uniform(0.0, 2.0 * level, (3, 12, 16)).astype(np.float32)
+    return PreparedFrame(float(seed), image, DEPTH_CAMERA, DEPTH_CAMERA)
+
+
+def test_with_mean_intensity_is_an_exposure_gain():
+    frame = _prepared(0.2, 0)
+    out = with_mean_intensity(frame, 0.3)
+    gain = 0.3 / frame.image.mean()
+    np.testing.assert_allclose(out.image, frame.image * gain, rtol=1e-6)  # nothing saturates here
+    assert out.image.mean() == pytest.approx(0.3, rel=1e-5)
+    assert (out.stamp, out.camera) == (frame.stamp, frame.camera)
+    bright = with_mean_intensity(frame, 0.8)  # gain 4: the bright half saturates, as a sensor's would
+    assert bright.image.max() == 1.0 and bright.image.mean() < 0.8
+    black = PreparedFrame(0.0, np.zeros((3, 4, 4), np.float32), DEPTH_CAMERA, DEPTH_CAMERA)
+    assert with_mean_intensity(black, 0.45) is black
+
+
+class _Gains(BanetKeyframesMixin):
+    def __init__(self, mode: str) -> None:
+        self.tracking = TrackingConfig(banet_input_gain=mode)
+        self._banet_gain_level = None
+
+
+@pytest.mark.parametrize("mode", BANET_INPUT_GAINS)
+def test_banet_input_gain_brings_each_pair_to_one_brightness(mode):
+    """none hands the keyframes' images on as they are; mean scales both to the input normalisation's
+    centre; first to the trajectory's first BA-Net image (its previous keyframe), which later pairs keep:
+    an exposure swing of the camera no longer reaches BA-Net."""
+    odometry = _Gains(mode)
+    first_prev, first_new = _prepared(0.30, 1), _prepared(0.33, 2)
+    later_prev, later_new = _prepared(0.15, 3), _prepared(0.6, 4)  # the camera's exposure swung
+    pairs = [odometry._banet_inputs(first_new, first_prev), odometry._banet_inputs(later_new, later_prev)]
+    if mode == "none":
+        assert pairs == [(first_new, first_prev), (later_new, later_prev)]
+        return
+    target = BANET_INPUT_MEAN if mode == "mean" else float(first_prev.image.mean())
+    for pair in pairs:
+        for frame in pair:
+            assert frame.image.mean() == pytest.approx(target, rel=1e-4)

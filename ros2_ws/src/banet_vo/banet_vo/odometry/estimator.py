@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -95,6 +95,16 @@ def prepare_frame(
         out_w, out_h = target
         geometry = InputGeometry((width, height), (out_w, out_h), (0, 0), (out_w, out_h))
     return PreparedFrame(float(stamp), geometry.image(image), geometry.camera(camera), camera)
+
+
+def with_mean_intensity(frame: PreparedFrame, mean: float) -> PreparedFrame:
+    """The frame with its image's gain set so that its mean intensity is `mean` (saturating at 1), as a
+    camera's exposure would have made it; a black image is left as it is."""
+    current = float(frame.image.mean())
+    if current <= 0.0:
+        return frame
+    image = np.clip(frame.image * np.float32(mean / current), 0.0, 1.0)
+    return replace(frame, image=image)
 
 
 def resolve_device(name: str) -> Any:

@@ -12,9 +12,10 @@ import numpy as np
 
 from banet_vo.geometry.frames import left_to_right_covariance, pose_covariance_from_hessian
 from banet_vo.geometry.rigid import invert
-from banet_vo.odometry.estimator import PairEstimator, PreparedFrame
+from banet_vo.odometry.estimator import PairEstimator, PreparedFrame, with_mean_intensity
 from banet_vo.odometry.keyframes import Keyframe, logger, scale_covariance
 from banet_vo.odometry.pipeline import FrameResult
+from banet_vo.odometry.tracking_config import BANET_INPUT_MEAN
 
 
 def estimate_or_error(estimator: PairEstimator, frame: PreparedFrame, prev: PreparedFrame, seed):
@@ -63,9 +64,25 @@ class BanetKeyframesMixin:
         seed[:3, 3] *= s / gain
         return seed
 
+    def _banet_inputs(self, frame: PreparedFrame, prev: PreparedFrame) -> tuple[PreparedFrame, PreparedFrame]:
+        """A keyframe pair's images (new, previous) as BA-Net is given them (tracking.banet_input_gain)."""
+        mode = self.tracking.banet_input_gain
+        if mode == "none":
+            return frame, prev
+        if mode == "mean":
+            target = BANET_INPUT_MEAN
+        else:  # first: the trajectory's first BA-Net image sets the level (reset() clears it)
+            if self._banet_gain_level is None:
+                self._banet_gain_level = float(prev.image.mean()) or None
+            target = self._banet_gain_level
+        if target is None:
+            return frame, prev
+        return with_mean_intensity(frame, target), with_mean_intensity(prev, target)
+
     def _run_banet(self, kf: Keyframe, prev: Keyframe):
         """BA-Net on (new keyframe, previous keyframe): its estimate, or the error it raised."""
-        return estimate_or_error(self.estimator, kf.prepared, prev.prepared, self._banet_seed(kf.T_wc, prev))
+        frame, previous = self._banet_inputs(kf.prepared, prev.prepared)
+        return estimate_or_error(self.estimator, frame, previous, self._banet_seed(kf.T_wc, prev))
 
     def _submit_banet(self, kf: Keyframe, prev: Keyframe) -> None:
         """BA-Net on the keyframe pair in the background thread (background_banet); at most one runs, so
@@ -78,7 +95,9 @@ class BanetKeyframesMixin:
         self._banet_job = (
             kf,
             prev,
-            self._banet_pool.submit(estimate_or_error, self.estimator, kf.prepared, prev.prepared, seed),
+            self._banet_pool.submit(
+                estimate_or_error, self.estimator, *self._banet_inputs(kf.prepared, prev.prepared), seed
+            ),
         )
 
     def _merge_banet(self, wait: bool = False) -> None:

@@ -75,8 +75,7 @@ class FlowMappingMixin:
             self._feature_pixels,
             [kf.features for kf in recent],
             t.min_cosine,
-            frame,
-            last.prepared,
+            *self._banet_inputs(frame, last.prepared),
             self._banet_seed(T_wc, last),
         )
         self._mapping_job = MappingJob(frame, gray, T_wc.copy(), last, recent, future)

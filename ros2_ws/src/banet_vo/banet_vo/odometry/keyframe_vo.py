@@ -183,6 +183,7 @@ class KeyframeOdometry(
         self._gate = StampGate(self.config.reset_on_time_jump, self.config.max_time_gap)
         self._lost = False  # frames failed since the last tracked one (kept across map rebuilds)
         self._next_landmark = 0  # landmark ids stay unique across map rebuilds
+        self._banet_gain_level: float | None = None  # tracking.banet_input_gain first
         self._clear_map()
         self._quality.restart()
         self._trajectory_keyframes = 0

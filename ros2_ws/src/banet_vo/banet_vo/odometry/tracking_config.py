@@ -16,6 +16,9 @@ BUSY_KEYFRAMES = ("wait", "defer")
 KEYFRAME_JOINS = ("solved", "at_once")
 MAPPINGS = ("inline", "background")
 BACKING_UP_LANDMARKS = ("refuse_near", "add")
+BANET_INPUT_GAINS = ("none", "first", "mean")
+# The mean intensity BA-Net's input normalisation centres on (banet_vo.model.banet._MEAN).
+BANET_INPUT_MEAN = 0.45
 # Smallest working image for XFeat (e.g. 160x120): below it too few keypoints survive to track.
 MIN_FEATURE_PIXELS = 160 * 120
 
@@ -127,6 +130,16 @@ class TrackingConfig:
         "the keyframe it last ran on (0: on every keyframe); the others get no depth map and no learned "
         "scale measurement. It always runs until the learned scale has its first measurement",
         range=(0.0, 1e6),
+    )
+    # BA-Net's depth, and so the learned scale, moves with the image's brightness: an auto-exposure swing of
+    # 1/1.5-1.5x made the clips' learned scale 3-30 % shorter while their shape held
+    # (docs/preregistered/banet_input_gain.txt).
+    banet_input_gain: str = setting(
+        "none",
+        "gain of BA-Net's keyframe images: none (as the camera took them), first (each scaled to the mean "
+        "intensity of the trajectory's first BA-Net image: exposure changes undone) or mean (each scaled to "
+        "the mean intensity BA-Net's input normalisation centres on)",
+        choices=BANET_INPUT_GAINS,
     )
     min_tracked: int = setting(25, "PnP inliers below which a frame is not tracked", range=(6, 100000))
     gap_failure: str = setting(
