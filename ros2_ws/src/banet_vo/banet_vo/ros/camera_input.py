@@ -643,6 +643,7 @@ class CameraInput:
         self._deliver_in_turn(ticket, item, camera, calibration)
 
     def _note_repeat(self, digest: tuple, received: float) -> None:
+        """Count an image whose content equals the previous image's, and time the run it extends."""
         if digest != self._digest:
             self._digest, self._digest_since, self._repeat = digest, received, None
             return
