@@ -591,7 +591,8 @@ def test_a_frozen_camera_is_told_apart_from_a_still_one(rclpy_context, monkeypat
     monkeypatch.setattr(camera_input, "REPEAT_WARN_S", 0.3)
     node = Node("camera_input_frozen", context=rclpy_context)
     frames: list[CameraFrame] = []
-    events = EventCounters(print)
+    logged: list[str] = []
+    events = EventCounters(logged.append)
     try:
         ci = CameraInput(node, "reliable", frames.append, events, fixed_camera=CAMERA)
         header = lambda t: Header(stamp=sec_to_stamp(t), frame_id="cam")  # noqa: E731
@@ -602,7 +603,7 @@ def test_a_frozen_camera_is_told_apart_from_a_still_one(rclpy_context, monkeypat
         t = 2.0
         ci.on_image(numpy_to_image(frozen, "mono8", header(t)))
         ci.on_image(numpy_to_image(frozen, "mono8", header(t + 0.1)))
-        assert events.get(REPEATED_IMAGE) == 1
+        assert events.get(REPEATED_IMAGE) == 1 and logged == []
         assert ci.standing_problems() == []  # one resent frame is not a frozen driver
         assert ci.input_state("tracking", None, "processed", 10.0) == "tracking"
         deadline = time.monotonic() + 0.35
@@ -613,6 +614,9 @@ def test_a_frozen_camera_is_told_apart_from_a_still_one(rclpy_context, monkeypat
         repeats = events.get(REPEATED_IMAGE)
         assert repeats >= 5 and len(frames) == 7 + repeats - 1  # still handed on: the odometry holds still
         assert ci.standing_problems() == [REPEATED_IMAGE]
+        # logged once the run spans REPEAT_WARN_S (then at most every 5 s), for whoever reads the console
+        assert len(logged) == 1 and "the camera has sent the same image" in logged[0], logged
+        assert f"[{REPEATED_IMAGE}: " in logged[0]
         state = ci.input_state("tracking", {"recent_received": 3, "recent_processed": 3}, "processed", 10.0)
         assert state.startswith(f"the camera repeats one image ({repeats} identical images over 0.")
         assert "a frozen driver or a covered lens?" in state and state.endswith("before: tracking)")

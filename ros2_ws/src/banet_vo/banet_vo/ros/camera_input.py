@@ -647,9 +647,16 @@ class CameraInput:
         if digest != self._digest:
             self._digest, self._digest_since, self._repeat = digest, received, None
             return
-        self.events.add(REPEATED_IMAGE)
         images = self._repeat[0] + 1 if self._repeat is not None else 1
         self._repeat = (images, received - self._digest_since)
+        if self._repeat[1] < REPEAT_WARN_S:
+            self.events.add(REPEATED_IMAGE)
+            return
+        self.events.warn(
+            REPEATED_IMAGE,
+            f"the camera has sent the same image {images + 1} times over {self._repeat[1]:.1f} s: a frozen "
+            "driver or a covered lens?",
+        )
 
     def _pair_exact(self, item: _Image, ns: int) -> None:
         with self._lock:
