@@ -132,8 +132,8 @@ class TrackingConfig:
         range=(0.0, 1e6),
     )
     # BA-Net's depth, and so the learned scale, moves with the image's brightness: an auto-exposure swing of
-    # 1/1.5-1.5x made the clips' learned scale 3-30 % shorter while their shape held. mean undid most of it,
-    # but cost HoloLens's SE(3) as it is: opt-in (docs/preregistered/banet_input_gain.txt).
+    # 1/1.5-1.5x moved the clips' learned scale by 2-30 % while their shape held. mean held the swung Sim(3)
+    # on three clips but cost HoloLens's SE(3) as it is: opt-in (docs/preregistered/banet_input_gain.txt).
     banet_input_gain: str = setting(
         "none",
         "gain of BA-Net's keyframe images: none (as the camera took them), first (each scaled to the mean "

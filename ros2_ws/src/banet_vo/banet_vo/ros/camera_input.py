@@ -291,7 +291,8 @@ class CameraInput:
         self._hinted = False
         self._digest: tuple | None = None  # of the last decoded image's content
         self._digest_since = 0.0  # time.monotonic() when an image with that content first arrived
-        self._repeat: tuple[int, float] | None = None  # (images equal to the one before, seconds spanned)
+        # (images equal to the one before, seconds spanned, time.monotonic() of the last of them)
+        self._repeat: tuple[int, float, float] | None = None
         self._incompatible_qos: str | None = None  # why a publisher cannot reach the image subscription
         self._qos_warned = False
         remapped = node.resolve_topic_name(info_topic) != node.resolve_topic_name(
@@ -420,10 +421,13 @@ class CameraInput:
         return problems
 
     def _repeating(self) -> tuple[int, float] | None:
-        """(images, seconds) of the current run of images equal to the one before them, once it spans at
-        least REPEAT_WARN_S; else None."""
+        """(identical images, seconds) of the current run of images equal to the one before them, once it
+        spans at least REPEAT_WARN_S; None otherwise, and once no repeat has come for REPEAT_WARN_S (the
+        camera stopped: the input's other states say so)."""
         run = self._repeat  # one read: the image callback replaces it on its own thread
-        return run if run is not None and run[1] >= REPEAT_WARN_S else None
+        if run is None or run[1] < REPEAT_WARN_S or time.monotonic() - run[2] > REPEAT_WARN_S:
+            return None
+        return run[0] + 1, run[1]
 
     def input_state(
         self, state: str, recent: Mapping[str, float] | None, used_key: str, window_s: float
@@ -647,15 +651,16 @@ class CameraInput:
         if digest != self._digest:
             self._digest, self._digest_since, self._repeat = digest, received, None
             return
-        images = self._repeat[0] + 1 if self._repeat is not None else 1
-        self._repeat = (images, received - self._digest_since)
-        if self._repeat[1] < REPEAT_WARN_S:
+        repeats = self._repeat[0] + 1 if self._repeat is not None else 1
+        seconds = received - self._digest_since
+        self._repeat = (repeats, seconds, received)
+        if seconds < REPEAT_WARN_S:
             self.events.add(REPEATED_IMAGE)
             return
         self.events.warn(
             REPEATED_IMAGE,
-            f"the camera has sent the same image {images + 1} times over {self._repeat[1]:.1f} s: a frozen "
-            "driver or a covered lens?",
+            f"the camera has sent the same image {repeats + 1} times over {seconds:.1f} s: a frozen driver "
+            "or a covered lens?",
         )
 
     def _pair_exact(self, item: _Image, ns: int) -> None:
