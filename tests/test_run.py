@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,28 @@ def test_run_with_a_perfect_estimator_has_zero_error(bag, tmp_path):
     for name in ("trajectory_se3.png", "trajectory_sim3.png", "ate_se3.png", "trajectory_camera.tum"):
         assert (out / name).is_file(), name
     assert len(list((out / "depth").glob("*.png"))) == len(saved)
+
+
+def test_a_replay_summary_names_the_inputs_problems(bag, tmp_path, capsys):
+    """A bag recorded from a camera that froze for a while: the node keeps holding still, and the summary
+    (read after the scroll) says how many images repeated the one before them."""
+    frames = _frames()
+    frozen = [replace(f, image=frames[3].image) if 3 <= f.index <= 7 else f for f in frames]
+    bag_path = tmp_path / "frozen_bag"
+    write_bag(frozen, bag_path, start_time=T0, include_depth=True)
+    out = tmp_path / "out"
+    rc = run.main(
+        [str(bag_path), "--out", str(out), "--rate", "2", "--no-plots", "--param", "frontend:=none"],
+        estimator=TruthEstimator(frames),
+    )
+    assert rc == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["node"]["repeated_image"] == 4 and summary["frames_published"] == N
+    err = capsys.readouterr().err
+    assert "warning: the input had problems: repeated_image 4 (docs/node.md, Diagnostics)" in err
+    args = [str(bag[0]), "--out", str(tmp_path / "clean"), "--rate", "2", "--no-plots", "--param"]
+    assert run.main([*args, "frontend:=none"], estimator=TruthEstimator(frames)) == 0
+    assert "the input had problems" not in capsys.readouterr().err  # the same frames, none repeated
 
 
 def test_run_finds_and_decodes_a_compressed_image_topic(tmp_path):

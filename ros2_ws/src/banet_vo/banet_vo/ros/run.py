@@ -70,6 +70,7 @@ from banet_vo.geometry.rigid import pose_matrix
 from banet_vo.model.shipped import DEFAULT_MODEL_NAME, ament_model_dirs, shipped_copy
 from banet_vo.ros import topics
 from banet_vo.ros.bag_player import BagPlayer
+from banet_vo.ros.camera_input import REPEATED_IMAGE, STREAM_PROBLEMS
 from banet_vo.ros.conversions import image_to_numpy, stamp_to_ns
 from banet_vo.ros.executor_thread import ExecutorThread
 from banet_vo.ros.params import PARAMS, mount_parameters, shipped_model
@@ -571,6 +572,10 @@ def _depth_metrics(pred: dict[int, np.ndarray], gt: dict[int, np.ndarray]) -> di
     return mean
 
 
+# The camera input's counters a replay's summary names when they are not 0.
+INPUT_PROBLEM_COUNTERS = (*STREAM_PROBLEMS, REPEATED_IMAGE)
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     node = summary["node"]
     _log(
@@ -579,6 +584,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"({summary['processed_per_s']:.2f} frames/s), dropped {int(node['dropped'])}, "
         f"failed {int(node['failed'])}"
     )
+    problems = [f"{key} {int(node[key])}" for key in INPUT_PROBLEM_COUNTERS if node.get(key)]
+    if problems:  # the node warned as they came; a replay's summary is read after the scroll
+        _log(f"warning: the input had problems: {', '.join(problems)} (docs/node.md, Diagnostics)")
     for align, m in summary.get("trajectory", {}).items():
         _log(
             f"ATE ({align}) {m['ate_rmse_m']:.3f} m   RPE {m['rpe_trans_rmse_m']:.3f} m / "
