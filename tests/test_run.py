@@ -108,6 +108,12 @@ def test_run_with_a_perfect_estimator_has_zero_error(bag, tmp_path):
     assert len(list((out / "depth").glob("*.png"))) == len(saved)
 
 
+def _run_scripted(bag_path: Path, out: Path, frames: list[Frame]) -> int:
+    """banet-vo-run on a bag at rate 2, no plots, BA-Net alone with the exact estimator of `frames`."""
+    args = [str(bag_path), "--out", str(out), "--rate", "2", "--no-plots", "--param", "frontend:=none"]
+    return run.main(args, estimator=TruthEstimator(frames))
+
+
 def test_a_replay_summary_names_the_inputs_problems(bag, tmp_path, capsys):
     """A bag recorded from a camera that froze for a while: the node keeps holding still, and the summary
     (read after the scroll) says how many images repeated the one before them."""
@@ -116,17 +122,12 @@ def test_a_replay_summary_names_the_inputs_problems(bag, tmp_path, capsys):
     bag_path = tmp_path / "frozen_bag"
     write_bag(frozen, bag_path, start_time=T0, include_depth=True)
     out = tmp_path / "out"
-    rc = run.main(
-        [str(bag_path), "--out", str(out), "--rate", "2", "--no-plots", "--param", "frontend:=none"],
-        estimator=TruthEstimator(frames),
-    )
-    assert rc == 0
+    assert _run_scripted(bag_path, out, frames) == 0
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["node"]["repeated_image"] == 4 and summary["frames_published"] == N
     err = capsys.readouterr().err
     assert "warning: the input had problems: repeated_image 4 (docs/node.md, Diagnostics)" in err
-    args = [str(bag[0]), "--out", str(tmp_path / "clean"), "--rate", "2", "--no-plots", "--param"]
-    assert run.main([*args, "frontend:=none"], estimator=TruthEstimator(frames)) == 0
+    assert _run_scripted(bag[0], tmp_path / "clean", frames) == 0
     assert "the input had problems" not in capsys.readouterr().err  # the same frames, none repeated
 
 
@@ -137,11 +138,7 @@ def test_run_finds_and_decodes_a_compressed_image_topic(tmp_path):
     bag_path = tmp_path / "bag"
     write_bag(frames, bag_path, start_time=T0, image_codec="png")
     out = tmp_path / "out"
-    rc = run.main(
-        [str(bag_path), "--out", str(out), "--rate", "2", "--no-plots", "--param", "frontend:=none"],
-        estimator=TruthEstimator(frames),
-    )
-    assert rc == 0
+    assert _run_scripted(bag_path, out, frames) == 0
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["frames_published"] == N and summary["node"]["bad_image"] == 0
     assert summary["trajectory"]["se3"]["ate_rmse_m"] < 1e-6
