@@ -1507,6 +1507,79 @@ def test_a_failed_lifecycle_configure_closes_its_tf_listener(rclpy_context, monk
         node.destroy_node()
 
 
+def test_a_matcher_that_does_not_load_stops_vo_node_with_status_2_and_names_the_parameter(
+    capsys, ros_domain_id, tmp_path
+):
+    """The matcher is loaded when the odometry is built, after the model: that failure exited through a
+    traceback (destroy_node on a half-made node) instead of `cannot start`."""
+    from banet_vo.ros import vo_node
+
+    missing = tmp_path / "xfeat.safetensors"
+    status = vo_node.main(["--ros-args", "-p", f"matcher:={missing}", "-p", "device:=cpu"])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert f"banet_vo: cannot start: matcher {missing}:" in err
+    assert "Traceback" not in err
+
+
+def test_a_lifecycle_configure_whose_matcher_does_not_load_fails_and_leaves_nothing(rclpy_context, tmp_path):
+    """configure says why in the log, and each failed try leaves no publisher and no log bridge behind."""
+    import logging
+
+    from banet_vo.ros.vo_lifecycle import VOLifecycleNode
+
+    missing = tmp_path / "xfeat.safetensors"
+    node = VOLifecycleNode(
+        estimator=TruthEstimator(_frames(2)),
+        context=rclpy_context,
+        parameter_overrides=[Parameter("model", value="m"), Parameter("matcher", value=str(missing))],
+    )
+    logs: list = []
+    rec = Node("vo_test_matcher_log", context=rclpy_context)
+    rec.create_subscription(Log, "/rosout", logs.append, 100)
+    package_logger = logging.getLogger("banet_vo")
+    handlers = list(package_logger.handlers)
+    try:
+        for _ in range(2):
+            assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+            assert not node._configured
+            assert [p.topic_name for p in node.publishers if p.topic_name != "/rosout"] == [
+                "/parameter_events"
+            ]
+            assert package_logger.handlers == handlers
+        executor = SingleThreadedExecutor(context=rclpy_context)
+        executor.add_node(rec)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and not any(str(missing) in m.msg for m in logs):
+            executor.spin_once(timeout_sec=0.1)
+        assert any(m.msg.startswith(f"configure failed: matcher {missing}:") for m in logs)
+    finally:
+        rec.destroy_node()
+        node.destroy_node()
+
+
+def test_a_renamed_parameter_set_on_an_unconfigured_lifecycle_node_reaches_its_new_names(rclpy_context):
+    """covariance_scale (deprecated) carries its value to the position and orientation scales whether or
+    not the node is configured; before, an unconfigured node took it and configure used the default."""
+    from banet_vo.ros.vo_lifecycle import VOLifecycleNode
+
+    node = VOLifecycleNode(
+        estimator=TruthEstimator(_frames(2)),
+        context=rclpy_context,
+        parameter_overrides=[Parameter("model", value="m"), Parameter("frontend", value="none")],
+    )
+    try:
+        assert node.set_parameters([Parameter("covariance_scale", value=3.0)])[0].successful
+        assert node.get_parameter("position_covariance_scale").value == 3.0
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.params.position_covariance_scale == node.params.orientation_covariance_scale == 3.0
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert node.set_parameters([Parameter("covariance_scale", value=5.0)])[0].successful
+        assert node.get_parameter("orientation_covariance_scale").value == 5.0
+    finally:
+        node.destroy_node()
+
+
 def test_diagnostics_say_camera_info_is_missing_when_images_arrive_alone(rclpy_context):
     frames = _frames(2)
     graph = Graph(rclpy_context, TruthEstimator(frames), {"image_qos": "reliable", "diagnostics_period": 0.1})

@@ -129,12 +129,17 @@ class KeyframeOdometry(
         self.estimator = estimator
         self.config = config or OdometryConfig(frontend="xfeat")
         # XFeat and its matching run where BA-Net does (the node's `device`).
-        self.extractor = extractor or XFeatExtractor(
-            top_k=self.tracking.max_keypoints,
-            weights=self.config.matcher,
-            device=str(getattr(estimator, "device", "cpu")),
-            precision=self.tracking.feature_precision,
-        )
+        if extractor is None:
+            try:
+                extractor = XFeatExtractor(
+                    top_k=self.tracking.max_keypoints,
+                    weights=self.config.matcher,
+                    device=str(getattr(estimator, "device", "cpu")),
+                    precision=self.tracking.feature_precision,
+                )
+            except ValueError as err:  # the node's `matcher` parameter
+                raise ValueError(f"matcher {self.config.matcher}: {err}") from err
+        self.extractor = extractor
         self.matcher_version = 0  # 0: the weights it started with; then the versions swap_matcher took
         self._quality = TrackingQuality(self.config.matcher_trial_frames)
         self._frame_inlier_ratio = 0.0  # this frame's PnP inliers / landmark matches (0: not tracked)

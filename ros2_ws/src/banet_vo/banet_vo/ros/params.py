@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rclpy.node import Node
 from scipy.spatial.transform import Rotation
 
 from banet_vo.geometry import PinholeCamera
@@ -353,8 +352,3 @@ def odometry_with_extrinsic(odometry: OdometryConfig, T_base_camera: np.ndarray)
         return dataclasses.replace(odometry, T_base_camera=T_base_camera)
     except ValueError as err:
         raise ValueError(f"parameter {err}") from err
-
-
-def declare_parameters(node: Node) -> NodeParams:
-    """Declare every parameter on `node` (with descriptors) and return the validated values."""
-    return params_from_values(PARAMS.declare(node))

@@ -16,7 +16,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 
 from banet_vo.odometry import PairEstimator
 from banet_vo.ros.node_shell import node_main
-from banet_vo.ros.params import PARAMS, params_from_values
+from banet_vo.ros.params import params_from_values
 from banet_vo.ros.topics import NODE_NAME
 from banet_vo.ros.vo_node import HELP, VOShell
 from banet_vo.ros.vo_tf import ExtrinsicSource
@@ -28,7 +28,7 @@ class VOLifecycleNode(LifecycleNode, VOShell):
     def __init__(self, *, estimator: PairEstimator | None = None, **node_kwargs: Any) -> None:
         super().__init__(node_kwargs.pop("node_name", NODE_NAME), **node_kwargs)
         try:
-            PARAMS.declare(self)
+            self._declare_parameters()
         except BaseException:
             super().destroy_node()
             raise
@@ -51,10 +51,10 @@ class VOLifecycleNode(LifecycleNode, VOShell):
             try:
                 self._check_parameter_extrinsic()
                 estimator = self._given_estimator or self._load_estimator(self.params)
+                self._configure(estimator)  # builds the odometry first: a failure there leaves nothing
             except ValueError as err:
                 self.get_logger().error(f"configure failed: {err}")
                 return TransitionCallbackReturn.FAILURE
-            self._configure(estimator)
             configured = True
         finally:
             if not configured:

@@ -78,7 +78,6 @@ from banet_vo.ros.params import (
     PARAMS,
     TRACKING_PARAMS,
     NodeParams,
-    declare_parameters,
     odometry_with_extrinsic,
     params_from_values,
 )
@@ -127,10 +126,11 @@ class VOShell:
     def _configure(self, estimator: PairEstimator) -> None:
         """Everything but the image input: odometry, outputs, services, worker, diagnostics."""
         p = self.params
+        # First: an odometry that cannot be built (a matcher that does not load) leaves nothing made.
+        self.vo = make_odometry(estimator, p.odometry)
         self._values = self._current_values()
         self._log_handler = log_bridge.attach(self.get_logger())
         self.estimator = estimator
-        self.vo = make_odometry(estimator, p.odometry)
         self.events = EventCounters(self.get_logger().warning)
         self.rectifier = Rectifier()
         self._latency: collections.deque[float] = collections.deque(maxlen=200)
@@ -176,8 +176,6 @@ class VOShell:
             self._process, self.events, p.queue_size, name="banet_vo_inference", on_start=self._warm_up
         )
         self._param_callback = self._on_set_parameters
-        self._pre_param_callback = self._expand_renamed
-        self.add_pre_set_parameters_callback(self._pre_param_callback)
         self.add_on_set_parameters_callback(self._param_callback)
         self._diag_timer = steady_timer(self, p.diagnostics_period, self._publish_diagnostics)
 
@@ -248,7 +246,6 @@ class VOShell:
         self.tf.close()
         self.extrinsic.close()  # made by the lifecycle node's configure, with the parameters it validated
         self.remove_on_set_parameters_callback(self._param_callback)
-        self.remove_pre_set_parameters_callback(self._pre_param_callback)
         log_bridge.detach(self._log_handler)
         self._close_odometry(stopped)
         self.vo = self.estimator = None
@@ -294,6 +291,13 @@ class VOShell:
         return self.camera_input.info_sub if self.camera_input is not None else None
 
     # -- parameters at run time (executor thread) ---------------------------------------------------
+    def _declare_parameters(self) -> dict[str, Any]:
+        """Declare the table (its values returned) and, for the node's whole life, configured or not,
+        carry a deprecated name's value to its new names as it is set."""
+        values = PARAMS.declare(self)
+        self.add_pre_set_parameters_callback(self._expand_renamed)
+        return values
+
     def _expand_renamed(self, parameters: list[Any]) -> list[Any]:
         return PARAMS.expand_renamed(parameters, self.get_logger().warning)
 
@@ -653,21 +657,27 @@ class VONode(Node, VOShell):
 
     def __init__(self, *, estimator: PairEstimator | None = None, **node_kwargs: Any) -> None:
         super().__init__(node_kwargs.pop("node_name", NODE_NAME), **node_kwargs)
+        self._built = False
         try:
-            self.params: NodeParams = declare_parameters(self)
+            self.params: NodeParams = params_from_values(self._declare_parameters())
             self.extrinsic = ExtrinsicSource(self, self.params)
             self._check_parameter_extrinsic()
             if estimator is None:
                 estimator = self._load_estimator(self.params)
+            self._configure(estimator)  # builds the odometry before anything else
         except BaseException:
-            super().destroy_node()  # only parameters (and a tf listener) were created yet
+            if hasattr(self, "extrinsic"):
+                self.extrinsic.close()
+            super().destroy_node()  # parameters, a tf listener, at most the odometry were made
             raise
-        self._configure(estimator)
+        self._built = True
         self._open_input()
 
     def destroy_node(self) -> None:
-        self._close_odometry(self.worker.stop(timeout=10.0))  # the background BA worker, if any
-        log_bridge.detach(self._log_handler)
+        if self._built:  # rclpy's shutdown calls it again for a node whose construction failed
+            self._built = False
+            self._close_odometry(self.worker.stop(timeout=10.0))  # the background BA worker, if any
+            log_bridge.detach(self._log_handler)
         super().destroy_node()
 
 
