@@ -506,6 +506,10 @@ def test_bad_parameters_and_model_stop_the_node(rclpy_context, tmp_path, monkeyp
         make(model="m", base_frame="odom")
     with pytest.raises(ValueError, match="parameter base_frame"):
         make(model="m", base_frame="/base link")
+    with pytest.raises(ValueError, match="parameter camera_frame: must be a tf frame name"):
+        make(model="m", camera_frame="/camera")
+    with pytest.raises(ValueError, match="parameter camera_frame: 'base_link' is already"):
+        make(model="m", camera_frame="base_link")
 
 
 GROUND_PLANE_FROM_EXTRINSIC = {
@@ -662,13 +666,14 @@ def test_a_keyframe_depth_made_in_the_background_carries_its_keyframes_stamp(
 ):
     """tracking_mapping background on the first 24 KITTI 06 frames, the shipped model: a keyframe's depth
     comes back from the mapping thread with a later frame's result, and the node publishes it stamped
-    with the keyframe's own time (the image it is registered to), not the later frame's."""
+    with the keyframe's own time (the image it is registered to), not the later frame's: its input stamp
+    to the nanosecond, at clock time too, where float seconds do not round-trip."""
     from banet_vo.data.readers import open_sequence
 
     seq = open_sequence(kitti06_dir)
     frames = [seq[i] for i in range(24)]
     bag = tmp_path / "bag"
-    write_bag(frames, bag, start_time=T0)
+    write_bag(frames, bag, start_time=1_796_662_186.123456)
     model = Path(__file__).resolve().parents[1] / "models" / "banet_small_synthetic.safetensors"
     params = {
         "model": str(model),
@@ -695,10 +700,16 @@ def test_a_keyframe_depth_made_in_the_background_carries_its_keyframes_stamp(
         assert snap["keyframes_mapped"] == len(mapped) >= 1 and snap["errors"] == 0, snap
         graph.wait("depth", int(snap["published"]), timeout=5.0)  # as many as will come
         stamps = [_ns(m) for m in graph.get("depth")]
-        keyframes = {round(kf.stamp * 1e9) for kf in vo._keyframes}
+        inputs = {_ns(m) for m in graph.get("odom")}  # the images' stamps, as the bag has them
+        assert set(stamps) <= inputs, sorted(set(stamps) - inputs)
+
+        def nearest_input(t_ns: int) -> int:
+            return min(inputs, key=lambda s: abs(s - t_ns))
+
+        keyframes = {nearest_input(round(kf.stamp * 1e9)) for kf in vo._keyframes}
         recent = [t for t in stamps if t >= min(keyframes)]
         assert recent and set(recent) <= keyframes, (recent, sorted(keyframes))
-        assert set(mapped) & set(stamps)  # a late depth, under its keyframe's stamp
+        assert {nearest_input(t) for t in mapped} & set(stamps)  # a late depth, under its keyframe's stamp
     finally:
         graph.close()
 
@@ -1103,6 +1114,29 @@ def test_with_sim_time_and_no_clock_the_node_still_subscribes_and_says_what_it_w
         while graph.node.image_sub is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert graph.node.image_sub is not None
+    finally:
+        graph.close()
+
+
+@pytest.mark.parametrize("image_frame, camera_frame", [("", "cam_link_optical"), ("cam_in_msg", "")])
+def test_depth_image_info_and_points_are_in_the_camera_frame(rclpy_context, image_frame, camera_frame):
+    """The depth outputs name the camera's optical frame: `camera_frame` where it is set (it overrides the
+    images' frame_id, as for the extrinsic and /tf_static), else the images' frame_id. They went out with
+    the images' (empty) frame_id, which RViz and depth_image_proc cannot place."""
+    from banet_vo.ros.camera_input import CameraFrame
+    from std_msgs.msg import Header
+
+    frames = _frames(3)
+    params = {"camera_frame": camera_frame, "publish_points": True, "frontend": "none"}
+    graph = Graph(rclpy_context, TruthEstimator(frames), params)
+    try:
+        for f in frames:
+            header = Header(frame_id=image_frame, stamp=sec_to_stamp(T0 + f.timestamp))
+            graph.node._process(CameraFrame(header, T0 + f.timestamp, f.image, f.camera, time.monotonic()))
+        expected = camera_frame or image_frame
+        outputs = [graph.wait(key, 2)[-1] for key in ("depth", "info", "points")]
+        assert [m.header.frame_id for m in outputs] == [expected] * 3
+        assert graph.wait("odom", 3)[-1].child_frame_id == "base_link"
     finally:
         graph.close()
 

@@ -316,11 +316,18 @@ def params_from_values(values: dict[str, Any], warn=None) -> NodeParams:
         installed = shipped_copy(v["model"], ament_model_dirs())
         if installed is not None:
             v["model"] = str(installed)
-    for name in ("odom_frame", "base_frame"):
-        if not v[name] or v[name].startswith("/") or any(c.isspace() for c in v[name]):
+    for name in ("odom_frame", "base_frame", "camera_frame"):
+        empty_allowed = name == "camera_frame"  # empty: the images' frame_id
+        if (
+            (not v[name] and not empty_allowed)
+            or v[name].startswith("/")
+            or any(c.isspace() for c in v[name])
+        ):
             raise ValueError(
                 f"parameter {name}: must be a tf frame name without '/' or spaces, got {v[name]!r}"
             )
+    if v["camera_frame"] in (v["odom_frame"], v["base_frame"]):
+        raise ValueError(f"parameter camera_frame: {v['camera_frame']!r} is already odom_frame or base_frame")
     if v["odom_frame"] == v["base_frame"]:
         raise ValueError("parameters odom_frame and base_frame must differ")
     if any(v["intrinsics"]):

@@ -90,6 +90,7 @@ NO_EXTRINSIC = "no_extrinsic"  # frames waiting for the base → camera transfor
 BAD_EXTRINSIC = "bad_extrinsic"  # frames dropped: the transform from tf cannot serve the configuration
 MATCHER_UPDATE_ERRORS = "matcher_update_errors"  # matcher updates that could not be read or used
 WARM_UP_TIMEOUT_S = 120.0  # the longest the node waits for the model's warm-up before subscribing
+INPUT_STAMPS_KEPT = 64  # published frames whose input stamp a keyframe's late depth can still take
 # Counters that make /diagnostics WARN while they grew within the window.
 PROBLEMS = (
     DROPPED,
@@ -152,6 +153,9 @@ class VOShell:
         self._path = Path()
         self._path.header.frame_id = p.odom_frame
         self._tracked_since_depth = 0
+        # The input stamps of the latest frames by their float seconds: a keyframe's depth that comes back
+        # late carries its frame's float stamp, which at clock time does not round-trip to the same ns.
+        self._input_stamps: dict[float, Any] = {}
         self._static_sent_for: str | None = None
         self.camera_input: CameraInput | None = None
 
@@ -528,6 +532,9 @@ class VOShell:
     def _publish(self, item: CameraFrame, result: FrameResult, camera: Any, camera_frame: str) -> None:
         p = self.params
         header = item.header
+        self._input_stamps[item.stamp] = header.stamp
+        if len(self._input_stamps) > INPUT_STAMPS_KEPT:
+            del self._input_stamps[next(iter(self._input_stamps))]
         odom = self._odometry(item, result)
         self._last = result
         self.odom_pub.publish(odom)
@@ -554,12 +561,15 @@ class VOShell:
             self._tracked_since_depth += 1
             if self._tracked_since_depth >= p.depth_every_n:
                 self._tracked_since_depth = 0
-                self._publish_depth(header, result, camera, p)
+                # in the camera's optical frame: the image's frame_id, or camera_frame where that is set
+                depth_header = type(header)(stamp=header.stamp, frame_id=camera_frame)
+                self._publish_depth(depth_header, result, camera, p)
         self.events.add("published")
 
     def _publish_depth(self, header: Any, result: FrameResult, camera: Any, p: NodeParams) -> None:
         if result.depth_stamp is not None:  # a keyframe's depth, returned late (a thread made it)
-            header = type(header)(stamp=sec_to_stamp(result.depth_stamp), frame_id=header.frame_id)
+            stamp = self._input_stamps.get(result.depth_stamp) or sec_to_stamp(result.depth_stamp)
+            header = type(header)(stamp=stamp, frame_id=header.frame_id)
         if p.depth_upsampling == "none":
             depth, depth_camera = result.depth, result.depth_camera
         else:
