@@ -1462,6 +1462,35 @@ def _stand_in_tf2_ros():
     return module
 
 
+def test_publish_static_tf_takes_the_parameters_extrinsic_instead_of_waiting_for_it_on_tf(
+    rclpy_context, monkeypatch
+):
+    """With tf2_ros importable, publish_static_tf and camera_extrinsic_source auto: the transform the node
+    sends itself is its extrinsic, so no frame waits on tf for it (every frame was counted no_extrinsic
+    until the timeout, and with source tf no frame was ever processed; tf is now refused)."""
+    import sys
+
+    from banet_vo.ros.camera_input import CameraFrame
+    from std_msgs.msg import Header
+
+    monkeypatch.setitem(sys.modules, "tf2_ros", _stand_in_tf2_ros())
+    frames = _frames(4)
+    params = {"publish_static_tf": True, "frontend": "none", "base_camera_xyz": [0.2, 0.0, 1.0]}
+    graph = Graph(rclpy_context, TruthEstimator(frames), {**params, "extrinsic_timeout": 600.0})
+    try:
+        assert graph.node.extrinsic.ready and graph.node.extrinsic.describe().startswith("parameters")
+        for f in frames:
+            header = Header(frame_id="camera_optical", stamp=sec_to_stamp(T0 + f.timestamp))
+            graph.node._process(CameraFrame(header, T0 + f.timestamp, f.image, f.camera, time.monotonic()))
+        snap = graph.node.snapshot()
+        assert snap["processed"] == 4 and snap.get("no_extrinsic", 0) == 0, snap
+        assert graph.node._static_sent_for == "camera_optical"
+    finally:
+        graph.close()
+    with pytest.raises(ValueError, match="publish_static_tf and camera_extrinsic_source tf"):
+        Graph(rclpy_context, TruthEstimator(frames), {**params, "camera_extrinsic_source": "tf"})
+
+
 def test_lifecycle_cleanup_destroys_the_tf_listener_and_broadcasters(rclpy_context, monkeypatch):
     """Each configure makes a tf listener (the camera extrinsic) and tf broadcasters; cleanup destroys them,
     so configure → cleanup cycles do not pile up subscriptions to /tf that each process every message."""

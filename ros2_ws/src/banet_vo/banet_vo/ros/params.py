@@ -339,6 +339,14 @@ def params_from_values(values: dict[str, Any], warn=None) -> NodeParams:
                 "parameter intrinsics: fx, fy must be > 0 and width, height whole numbers >= 1 "
                 f"(or all zero to use camera_info), got {list(v['intrinsics'])}"
             )
+    if v["publish_static_tf"] and v["camera_extrinsic_source"] == "tf":
+        raise ValueError(
+            "parameters publish_static_tf and camera_extrinsic_source tf: the node would wait on tf for the "
+            "transform only it publishes (from base_camera_xyz/rpy); use camera_extrinsic_source auto or "
+            "parameters"
+        )
+    if v["publish_static_tf"]:  # the node broadcasts base_camera_xyz/rpy: that is the extrinsic
+        v["camera_extrinsic_source"] = "parameters"
     try:
         odometry = OdometryConfig(
             **subset(v, *ODOMETRY_PARAMS),
