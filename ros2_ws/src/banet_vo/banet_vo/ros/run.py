@@ -75,7 +75,7 @@ from banet_vo.ros.conversions import image_to_numpy, stamp_to_ns
 from banet_vo.ros.executor_thread import ExecutorThread
 from banet_vo.ros.params import PARAMS, mount_parameters, shipped_model
 from banet_vo.ros.qos import reliable_qos
-from banet_vo.ros.vo_node import VONode
+from banet_vo.ros.vo_node import BAD_EXTRINSIC, NO_EXTRINSIC, VONode
 
 logger = logging.getLogger(__name__)
 
@@ -300,6 +300,11 @@ def _validate(args: argparse.Namespace, check_model: bool = True) -> None:
             args.play_topics.append(args.camera_info_topic)
         if TF_STATIC_TOPIC in reader.topics and not given.keys() & {"base_camera_xyz", "base_camera_rpy"}:
             _extrinsic_from_bag(args, reader, given)
+    # The player plays neither /tf nor /tf_static: where tf2_ros is importable (a distro), auto would hold
+    # the first extrinsic_timeout seconds of frames waiting for a transform that never comes. (An explicit
+    # tf stays: a robot_state_publisher run beside the replay can serve it.)
+    if "camera_extrinsic_source" not in given:
+        args.param.append("camera_extrinsic_source:=parameters")
 
 
 def _has_intrinsics(given: dict[str, Any]) -> bool:
@@ -364,8 +369,6 @@ def _extrinsic_from_bag(args: argparse.Namespace, reader: BagReader, given: dict
     # Passed as --param, these beat the user's --params-file: so they are only derived when neither it nor
     # --param sets base_camera_* (see _validate), and the extrinsic source is left to an explicit choice.
     args.param += [f"base_camera_xyz:={_yaml_floats(xyz)}", f"base_camera_rpy:={_yaml_floats(rpy)}"]
-    if "camera_extrinsic_source" not in given:
-        args.param.append("camera_extrinsic_source:=parameters")  # the player does not play /tf_static
     _log(f"camera extrinsic {base} → {camera} from the bag's {TF_STATIC_TOPIC}: xyz {xyz} m, rpy {rpy} rad")
 
 
@@ -436,7 +439,7 @@ def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None)
         deadline = time.monotonic() + 10.0
         while recorder.count() < published and time.monotonic() < deadline:
             time.sleep(0.02)
-        return GraphRun(recorder.data, node.snapshot(), wall, node.params.T_base_camera)
+        return GraphRun(recorder.data, node.snapshot(), wall, node.vo.config.T_base_camera)
     finally:
         signal.signal(signal.SIGINT, previous_sigint)
         if player is not None:
@@ -572,8 +575,9 @@ def _depth_metrics(pred: dict[int, np.ndarray], gt: dict[int, np.ndarray]) -> di
     return mean
 
 
-# The camera input's counters a replay's summary names when they are not 0.
-INPUT_PROBLEM_COUNTERS = (*STREAM_PROBLEMS, REPEATED_IMAGE)
+# The counters of input a replay's summary names when they are not 0: the camera input's, and frames
+# dropped for want of a usable camera extrinsic.
+INPUT_PROBLEM_COUNTERS = (*STREAM_PROBLEMS, REPEATED_IMAGE, NO_EXTRINSIC, BAD_EXTRINSIC)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
