@@ -1,6 +1,7 @@
 """banet_vo.ros.topics: the output names the node publishes and its listeners resolve, and where a
 camera_info sits beside its image."""
 
+from banet_vo.data import compressed_image
 from banet_vo.ros import topics
 
 
@@ -34,7 +35,12 @@ def test_the_launch_files_expression_gives_the_same_camera_info():
         "/image",
         "image_raw",
         "left/image_raw",
+        "/cam/image_raw/compressed",
+        "image_raw/compressed/",
     ):
         parts = topics.camera_info_beside_launch(image)
         expression = "".join(topic if part is image else part for part in parts)
-        assert eval(expression) == topics.camera_info_beside(topic)  # what PythonExpression does with it
+        # what PythonExpression does with it, and the camera_info the node picks for that image by itself
+        expected = topics.camera_info_beside(compressed_image.base_topic(topic))
+        assert eval(expression) == expected, topic
+    assert expected == "camera_info"  # image_raw's namespace, not the transport's

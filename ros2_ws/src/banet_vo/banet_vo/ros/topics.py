@@ -49,6 +49,15 @@ def camera_info_beside(image_topic: str) -> str:
 
 
 def camera_info_beside_launch(image: object) -> list:
-    """The parts of a launch `PythonExpression` that evaluates to camera_info_beside(<image>), for a launch
-    argument's default (`image` is its substitution, e.g. LaunchConfiguration("image"))."""
-    return ["''.join('", image, f"'.rstrip('/').rpartition('/')[:2]) + '{CAMERA_INFO}'"]
+    """The parts of a launch `PythonExpression` that evaluates to the camera_info the node picks for
+    <image> by itself: camera_info_beside of its base topic (an image_transport `.../compressed` topic
+    stands for its camera's base topic), for a launch argument's default (`image` is its substitution,
+    e.g. LaunchConfiguration("image"))."""
+    from banet_vo.data.compressed_image import TRANSPORT  # (cv2 and PIL: only for the launch files)
+
+    suffix = f"/{TRANSPORT}"
+    return [
+        "''.join('",
+        image,
+        f"'.rstrip('/').removesuffix('{suffix}').rpartition('/')[:2]) + '{CAMERA_INFO}'",
+    ]
