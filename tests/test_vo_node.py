@@ -1643,6 +1643,27 @@ def test_a_renamed_parameter_set_on_an_unconfigured_lifecycle_node_reaches_its_n
         node.destroy_node()
 
 
+def test_a_camera_info_latched_once_before_the_node_subscribed_reaches_it(rclpy_context):
+    """A driver (or a bag) that publishes camera_info once, transient-local: image_qos auto subscribes it
+    transient-local and gets it. The volatile subscription never did: every image waited for camera_info."""
+    frames = _frames(6)
+    feed = Node("vo_test_latched_info", context=rclpy_context)
+    info = feed.create_publisher(CameraInfo, CAMERA_INFO_TOPIC, latched_qos())
+    images = feed.create_publisher(Image, IMAGE_TOPIC, reliable_qos(depth=10))
+    info.publish(_info_msg(frames[0].camera, T0))  # once, before the node exists
+    graph = Graph(rclpy_context, TruthEstimator(frames), {"camera_info_sync": "latest"})
+    graph.adopt(feed)
+    try:
+        graph.wait_subscribed()
+        for f in frames[1:]:
+            images.publish(_image_msg(f.image, "mono8", T0 + f.timestamp))
+            time.sleep(0.05)
+        assert len(graph.wait("odom", 5)) == 5
+        assert graph.node.snapshot().get("no_camera_info", 0) == 0
+    finally:
+        graph.close()
+
+
 def test_diagnostics_say_camera_info_is_missing_when_images_arrive_alone(rclpy_context):
     frames = _frames(2)
     graph = Graph(rclpy_context, TruthEstimator(frames), {"image_qos": "reliable", "diagnostics_period": 0.1})

@@ -128,6 +128,40 @@ def test_resolve_auto_qos_prefers_best_effort_when_publishers_are_mixed(rclpy_co
     assert _receives(rclpy_context, node, sub_node, best_effort_pub, topic, resolved)
 
 
+def test_resolve_auto_qos_latched_takes_a_message_published_before_it_subscribed(rclpy_context):
+    """latched: transient-local when every publisher is (a latched camera_info arrives though it was
+    published once, before the subscription); a volatile publisher among them keeps it volatile."""
+    from rclpy.qos import DurabilityPolicy
+    from std_msgs.msg import String
+
+    qos = _qos()
+    pub_node = _node(rclpy_context, "qos_test_latched_pub")
+    sub_node = _node(rclpy_context, "qos_test_latched_sub")
+    topic = "/qos_test_latched"
+    publisher = pub_node.create_publisher(String, topic, qos.latched_qos())
+    publisher.publish(String(data="once"))
+    _wait_for_publishers(sub_node, topic, 1)
+    assert qos.resolve_auto_qos(sub_node, topic).durability == DurabilityPolicy.VOLATILE
+    resolved = qos.resolve_auto_qos(sub_node, topic, latched=True)
+    assert resolved.durability == DurabilityPolicy.TRANSIENT_LOCAL
+    from rclpy.executors import SingleThreadedExecutor
+
+    got = []
+    sub_node.create_subscription(String, topic, got.append, resolved)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(sub_node)
+    try:
+        deadline = time.monotonic() + 5.0
+        while not got and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+    finally:
+        executor.shutdown()
+    assert [m.data for m in got] == ["once"]
+    pub_node.create_publisher(String, topic, qos.reliable_qos())
+    _wait_for_publishers(sub_node, topic, 2)
+    assert qos.resolve_auto_qos(sub_node, topic, latched=True).durability == DurabilityPolicy.VOLATILE
+
+
 def test_resolve_auto_qos_without_publishers_uses_the_default(rclpy_context):
     from rclpy.qos import ReliabilityPolicy
 

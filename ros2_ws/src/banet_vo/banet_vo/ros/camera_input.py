@@ -491,8 +491,9 @@ class CameraInput:
         return True
 
     # -- subscriptions -------------------------------------------------------------------------------
-    def _subscription_qos(self, topic: str) -> QoSProfile | None:
-        """The QoS for `topic`, or None while `auto` still waits for a publisher to match."""
+    def _subscription_qos(self, topic: str, latched: bool = False) -> QoSProfile | None:
+        """The QoS for `topic`, or None while `auto` still waits for a publisher to match (`latched`:
+        transient-local when every publisher offers it: resolve_auto_qos)."""
         if self._qos_mode == "sensor_data":
             return qos_from_name("sensor", depth=INPUT_HISTORY_DEPTH)
         if self._qos_mode == "reliable":
@@ -500,10 +501,11 @@ class CameraInput:
         resolved = self._node.resolve_topic_name(topic)
         if not self._node.get_publishers_info_by_topic(resolved):
             return None
-        return resolve_auto_qos(self._node, resolved, depth=INPUT_HISTORY_DEPTH)
+        return resolve_auto_qos(self._node, resolved, depth=INPUT_HISTORY_DEPTH, latched=latched)
 
     def _subscribe(self, msg_type: type, topic: str, callback: Callable[[Any], None]) -> Any | None:
-        qos = self._subscription_qos(topic)
+        # A driver or a bag may latch camera_info (published once): auto then subscribes transient-local.
+        qos = self._subscription_qos(topic, latched=msg_type is CameraInfo)
         if qos is None:
             return None
         # Messages the middleware knows it lost (best effort gaps) are counted, not silently missing.

@@ -56,13 +56,16 @@ def qos_from_name(name: str, depth: int | None = None) -> QoSProfile:
 
 
 def resolve_auto_qos(
-    node: Any, topic: str, default: str = "reliable", depth: int | None = None
+    node: Any, topic: str, default: str = "reliable", depth: int | None = None, latched: bool = False
 ) -> QoSProfile:
     """The subscription QoS that matches the publishers currently on `topic`.
 
     Best-effort if any publisher offers best-effort (a reliable subscription would not connect to it),
     reliable if every publisher offers reliable (so no message is dropped), `default` when there is no
-    publisher yet. `node` is an rclpy Node (anything with get_publishers_info_by_topic).
+    publisher yet. `latched`: transient-local when every publisher offers it (and reliable), so that a
+    message published once before this subscription (a latched camera_info) still arrives; a volatile
+    publisher among them keeps it volatile, which it would not connect to otherwise. `node` is an rclpy
+    Node (anything with get_publishers_info_by_topic).
     """
     if default not in QOS_NAMES:
         raise ValueError(f"default must be one of {QOS_NAMES}, got {default!r}")
@@ -74,5 +77,8 @@ def resolve_auto_qos(
         return qos_from_name(default, depth)
     offered = [info.qos_profile.reliability for info in infos]
     name = "sensor" if ReliabilityPolicy.BEST_EFFORT in offered else "reliable"
-    logger.info("%d publisher(s) on %s: using %s QoS", len(infos), topic, name)
-    return qos_from_name(name, depth)
+    qos = qos_from_name(name, depth)
+    if latched and all(info.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for info in infos):
+        qos.durability = DurabilityPolicy.TRANSIENT_LOCAL
+    logger.info("%d publisher(s) on %s: using %s QoS (%s)", len(infos), topic, name, qos.durability.name)
+    return qos
