@@ -1664,6 +1664,28 @@ def test_a_camera_info_latched_once_before_the_node_subscribed_reaches_it(rclpy_
         graph.close()
 
 
+def test_ros2_qos_override_parameters_reach_the_inputs_and_outputs(rclpy_context):
+    """qos_overrides.<topic>.<subscription|publisher>.<policy> (ROS 2's QoS overriding) beat image_qos and
+    the outputs' profiles; the node took them without an error and used neither."""
+    from rclpy.qos import ReliabilityPolicy
+
+    odometry = output_topic(topics.ODOMETRY)
+    params = {
+        "image_qos": "reliable",
+        f"qos_overrides.{IMAGE_TOPIC}.subscription.reliability": "best_effort",
+        f"qos_overrides.{odometry}.publisher.depth": 3,
+    }
+    graph = Graph(rclpy_context, TruthEstimator(_frames(2)), params)
+    try:
+        graph.wait_subscribed()
+        assert graph.node.camera_input.image_sub.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+        assert graph.node.camera_input.info_sub.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+        assert graph.node.odom_pub.qos_profile.depth == 3
+        assert graph.node.path_pub.qos_profile.depth == 1
+    finally:
+        graph.close()
+
+
 def test_diagnostics_say_camera_info_is_missing_when_images_arrive_alone(rclpy_context):
     frames = _frames(2)
     graph = Graph(rclpy_context, TruthEstimator(frames), {"image_qos": "reliable", "diagnostics_period": 0.1})

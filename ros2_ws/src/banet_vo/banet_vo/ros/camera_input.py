@@ -38,6 +38,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from banet_vo.data import compressed_image
@@ -514,8 +515,15 @@ class CameraInput:
             incompatible_qos=lambda info: self._on_incompatible_qos(info, topic, qos),
         )
         group = self._groups[CameraInfo if msg_type is CameraInfo else Image]
+        # ROS 2's qos_overrides.<topic>.subscription.<policy> parameters, where given, beat image_qos.
         sub = self._node.create_subscription(
-            msg_type, topic, callback, qos, event_callbacks=events, callback_group=group
+            msg_type,
+            topic,
+            callback,
+            qos,
+            event_callbacks=events,
+            callback_group=group,
+            qos_overriding_options=QoSOverridingOptions.with_default_policies(),
         )
         self._node.get_logger().info(f"subscribed to {sub.topic_name} ({qos.reliability.name})")
         return sub

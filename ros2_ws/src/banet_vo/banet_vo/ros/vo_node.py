@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import sys
 import threading
 import time
@@ -27,6 +28,7 @@ from nav_msgs.msg import Odometry, Path
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.logging import LoggingSeverity
 from rclpy.node import Node
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -159,7 +161,10 @@ class VOShell:
         self._static_sent_for: str | None = None
         self.camera_input: CameraInput | None = None
 
-        pub = self.create_publisher
+        # ROS 2's qos_overrides.<topic>.publisher.<policy> parameters, where given, beat these profiles.
+        pub = functools.partial(
+            self.create_publisher, qos_overriding_options=QoSOverridingOptions.with_default_policies()
+        )
         self.odom_pub = pub(Odometry, topics.private(topics.ODOMETRY), reliable_qos(depth=10))
         self.path_pub = pub(Path, topics.private(topics.PATH), reliable_qos(depth=1))
         self.depth_pub = pub(Image, topics.private(topics.DEPTH_IMAGE), reliable_qos(depth=2))
