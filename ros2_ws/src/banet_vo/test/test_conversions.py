@@ -401,6 +401,20 @@ def test_bad_camera_info_names_the_field(field, value, match):
         conv.camera_info_to_camera(info)
 
 
+@pytest.mark.parametrize("k", [[-500, 0, 320, 0, 500, 240, 0, 0, 1], [500, 0, 320, 0, 500, 240, 0, 1, 1]])
+def test_a_distorted_camera_info_with_a_bad_k_is_refused_before_rectifying(k):
+    """The rectification path checks its raw K as the undistorted path does: a negative focal length
+    would mirror the rectified images (it passed), and a bottom row other than 0 0 1 is no pinhole K."""
+    info = conv.camera_to_camera_info(PinholeCamera(500, 500, 320, 240, 640, 480), _header())
+    info.d = [0.1, -0.05, 0.0, 0.0, 0.0]
+    info.k = np.asarray(k, dtype=np.float64)
+    with pytest.raises(ValueError, match=r"CameraInfo: calibration K must be .* fx, fy > 0"):
+        conv.camera_info_to_input(info, rectify=True)
+    info.k = np.asarray([500, 0.5, 320, 0, 500, 240, 0, 0, 1], dtype=np.float64)  # skew: OpenCV rectifies it
+    camera, calibration = conv.camera_info_to_input(info, rectify=True)
+    assert calibration is not None and camera.fx == 500
+
+
 def test_camera_info_roi_and_binning():
     camera = PinholeCamera(500.0, 480.0, 320.3, 240.7, 641, 481)
     info = conv.camera_to_camera_info(camera, _header())

@@ -69,6 +69,13 @@ class CameraCalibration:
         object.__setattr__(self, "height", int(self.height))
         if not np.any(self.K):
             raise ValueError("calibration K is all zeros (uncalibrated camera)")
+        K = np.reshape(self.K, (3, 3))
+        if not (K[0, 0] > 0 and K[1, 1] > 0) or np.abs(K[2] - [0.0, 0.0, 1.0]).max() > 1e-9:
+            # a negative focal length would mirror the rectified image and the map with it
+            raise ValueError(
+                "calibration K must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0; "
+                f"got {K.tolist()}"
+            )
         if self.distorted:
             counts = DISTORTION_MODELS.get(self.distortion_model)
             if counts is None:

@@ -182,7 +182,8 @@ PARAMS = ParameterTable(
     ParameterSpec(
         "depth_every_n",
         1,
-        "publish depth (and points) for every n-th tracked frame",
+        "publish every n-th depth map (and its points): of each tracked frame with frontend none, of each "
+        "keyframe with xfeat (BA-Net runs on keyframes only)",
         range=(1, 10_000),
         dynamic=True,
     ),
