@@ -47,6 +47,8 @@ def test_status_is_ok_while_tracking_and_warns_with_the_reason_when_lost():
         "frontend": config.frontend,
         "model": "model.safetensors",
     }
+    adapted = tracking_status("n", "cpu", tracked, 7.5, config, "m", matcher_version=3)
+    assert {kv.key: kv.value for kv in adapted.values}["matcher_version"] == "3"
     failed = FrameResult(7.6, FAILED, 2, message="BA cost is not finite", state="lost")
     lost = tracking_status("n", "cpu", failed, 7.6, config, "m")
     assert lost.level == DiagnosticStatus.WARN and lost.message == "lost: BA cost is not finite"

@@ -594,7 +594,8 @@ class VOShell:
         p = self.params
         name = f"{self.get_fully_qualified_name()}: tracking"
         stamp = stamp_to_sec(item.header.stamp)
-        self.status_pub.publish(tracking_status(name, p.device, result, stamp, p.odometry, p.model))
+        version = getattr(self.vo, "matcher_version", None)
+        self.status_pub.publish(tracking_status(name, p.device, result, stamp, p.odometry, p.model, version))
 
     # -- diagnostics ---------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, float]:

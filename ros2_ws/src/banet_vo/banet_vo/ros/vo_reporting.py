@@ -22,10 +22,17 @@ from banet_vo.odometry.tracking_config import LIVE_BANET_MIN_INTERVAL
 
 
 def tracking_status(
-    name: str, hardware_id: str, result: FrameResult, stamp_s: float, config: Any, model: str
+    name: str,
+    hardware_id: str,
+    result: FrameResult,
+    stamp_s: float,
+    config: Any,
+    model: str,
+    matcher_version: int | None = None,
 ) -> DiagnosticStatus:
     """~/status for one processed frame: level WARN when lost (with why), OK otherwise. `config` is the
-    OdometryConfig in use (frontend, scale source when the result does not say)."""
+    OdometryConfig in use (frontend, scale source when the result does not say); `matcher_version` the
+    front end's matcher weights (0: those it started with; None: no matcher, frontend none)."""
     if result.status == FAILED and not result.waiting:
         state, message = LOST, f"{LOST}: {result.message}"
     elif result.status == FAILED:  # no map yet: the pipeline's own words ("initialising: parallax ...")
@@ -51,6 +58,8 @@ def tracking_status(
         "frontend": config.frontend,
         "model": Path(model).name,
     }
+    if matcher_version is not None:
+        values["matcher_version"] = str(matcher_version)
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
     return status
 
