@@ -971,6 +971,11 @@ def test_banet_pose_factors_enter_the_window(estimator, kitti06):
     assert OdometryConfig().banet_pose_factor == "none"
     with pytest.raises(ValueError, match="banet_pose_factor"):
         OdometryConfig(banet_pose_factor="both")
+    # full holds BA-Net's translation in metres: in a map whose unit is its first baseline it would drag
+    # the window's scale toward BA-Net's
+    with pytest.raises(ValueError, match="banet_pose_factor full needs a metric scale"):
+        OdometryConfig(frontend="xfeat", scale_source="none", banet_pose_factor="full")
+    assert OdometryConfig(frontend="xfeat", scale_source="none", banet_pose_factor="rotation")
     vo = _vo(estimator, banet_pose_factor="rotation")
     est, _, _ = _run(vo, kitti06[:12])
     assert len(est) >= 10
@@ -1503,3 +1508,56 @@ def test_banet_failing_in_its_background_thread_drops_only_those_depths(estimato
     stamps = [r.depth_stamp for r in results if r.depth is not None]
     assert len(set(stamps)) == len(stamps) and len(stamps) >= failing.calls - failing.failed - 1
     _assert_first_30_kitti06_frames(est, gt)
+
+
+@pytest.mark.parametrize("background_ba", [False, True])
+def test_keyframe_depth_is_published_at_the_poses_scale_with_the_window_ba_in_the_background_too(
+    estimator, kitti06, background_ba
+):
+    """The published keyframe depth is in the pose's metres: at the frame's landmarks it reads their depth
+    at the applied scale. With background_ba a keyframe's scale measurement waits for its window BA, and
+    its depth went out at BA-Net's own scale (0.11-0.69x the landmarks' on KITTI 06)."""
+    from banet_vo.backend.background import HeldBundleAdjuster
+    from banet_vo.odometry.scale import depth_at_pixels
+
+    worker = HeldBundleAdjuster(2) if background_ba else None
+    vo = _vo(estimator, window_ba_worker=worker, background_ba=background_ba)
+    ratios = []
+    try:
+        for f in kitti06[:24]:
+            if worker is not None:
+                worker.next_frame()
+            r = vo.process(f.image, f.timestamp, f.camera)
+            observed = vo.observed_landmarks()
+            if r.depth is None or not r.has_pose or observed is None or vo.scale is None:
+                continue
+            px, z = observed
+            d = depth_at_pixels(r.depth, r.depth_camera, f.camera, px)
+            ok = np.isfinite(d) & (d > 0)
+            ratios.append(float(np.median(d[ok] / z[ok])))
+    finally:
+        vo.close()
+    assert len(ratios) >= 5
+    assert 0.75 < min(ratios) and max(ratios) < 1.4, ratios
+
+
+def test_a_reset_drops_a_late_depth_of_the_old_trajectory(estimator, kitti06):
+    """background_banet: a depth that came back after its keyframe was published waits for the next result
+    with a pose; after a reset that result is the new trajectory's first frame, which got the old
+    trajectory's keyframe depth and stamp."""
+    vo = _vo(estimator, background_banet=True)
+    try:
+        frames = iter(kitti06[:25])
+        for f in frames:
+            vo.process(f.image, f.timestamp, f.camera)
+            if vo._banet_job is not None:
+                break
+        vo._banet_job[2].result()
+        vo._merge_banet()
+        assert vo._late_depth is not None  # waiting for a result with a pose
+        vo.reset(reason="test")
+        f = kitti06[30]
+        r = vo.process(f.image, 100.0, f.camera)
+        assert r.depth is None and r.depth_stamp is None
+    finally:
+        vo.close()

@@ -532,6 +532,18 @@ def test_an_extrinsic_still_to_come_defers_the_camera_height_check():
     assert "extrinsic_pending" not in OdometryConfig.field_names()  # not a parameter, not a field
 
 
+def test_keypoint_thresholds_cannot_exceed_the_keypoints_xfeat_keeps():
+    """max_keypoints below init_min_inliers (60) or min_tracked: no map could ever start (50 keypoints:
+    every frame `initialising`, none counted as failed) or no frame be tracked; refused at start."""
+    from banet_vo.odometry import TrackingConfig
+
+    with pytest.raises(ValueError, match=r"init_min_inliers \(60\) must not exceed max_keypoints \(50\)"):
+        TrackingConfig(max_keypoints=50)
+    with pytest.raises(ValueError, match=r"min_tracked \(300\) must not exceed max_keypoints \(200\)"):
+        TrackingConfig(max_keypoints=200, min_tracked=300, init_min_inliers=60)
+    assert TrackingConfig(max_keypoints=60).max_keypoints == 60
+
+
 def test_feature_min_pixels_is_off_or_a_usable_image_below_the_cap():
     from banet_vo.odometry import TrackingConfig
 

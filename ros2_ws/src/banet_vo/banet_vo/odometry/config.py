@@ -121,7 +121,7 @@ class OdometryConfig:
     banet_pose_factor: str = setting(
         "none",
         "frontend xfeat: BA-Net's keyframe-pair pose as a window-BA factor weighted by its Hessian: none, "
-        "its rotation only, or full (translation at the current scale)",
+        "its rotation only, or full (translation at the current scale; not with scale_source none)",
         choices=BANET_POSE_FACTORS,
     )
     matcher: str = setting(
@@ -171,6 +171,12 @@ class OdometryConfig:
         if self.banet_pose_factor not in BANET_POSE_FACTORS:
             raise ValueError(
                 f"banet_pose_factor must be one of {BANET_POSE_FACTORS}, got {self.banet_pose_factor!r}"
+            )
+        if self.banet_pose_factor == "full" and self.scale_source == "none":
+            raise ValueError(
+                "banet_pose_factor full needs a metric scale (scale_source learned or ground_plane): with "
+                "scale_source none the map's unit is its first baseline, and BA-Net's translation in metres "
+                "would pull the window's scale toward its own (rotation holds only the rotation)"
             )
         if self.frontend == "none" and self.scale_source != "learned":
             raise ValueError(

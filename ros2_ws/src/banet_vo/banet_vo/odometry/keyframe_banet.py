@@ -127,11 +127,8 @@ class BanetKeyframesMixin:
                 kf.depth = (depth, depth_camera)
         if not kf.unmeasured:
             self._measure_scale(kf)
-        s = self.scale
         if depth is not None:
-            if s is not None and kf.depth_scale:
-                depth = depth * np.float32(s / kf.depth_scale)  # at the pose's scale
-            self._late_depth = (kf.stamp, depth, depth_camera)
+            self._late_depth = (kf.stamp, self._depth_at_pose_scale(kf, depth), depth_camera)
 
     def _with_late_depth(self, result: FrameResult) -> FrameResult:
         """A result with a pose and no depth of its own carries the depth a background BA-Net returned."""

@@ -44,6 +44,19 @@ class KeyframeScaleMixin:
             return 1.0
         return self._scale.value
 
+    def _depth_at_pose_scale(self, kf: Keyframe, depth: np.ndarray) -> np.ndarray:
+        """BA-Net's depth of `kf` in the published pose's metres: times the applied scale over the one its
+        own depth implies at its landmarks. A keyframe whose measurement waits for its window BA
+        (background_ba) takes that ratio on its landmarks as they stand; without it the depth stays
+        BA-Net's (no scale yet, or too few landmarks in it)."""
+        s = self.scale
+        ratio = kf.depth_scale
+        if ratio is None and kf.depth is not None:
+            ratio = learned_scale(self._points_in(kf), *kf.depth)
+        if s is None or not ratio:
+            return depth
+        return depth * np.float32(s / ratio)
+
     def _measure_scale(self, kf: Keyframe) -> None:
         """One scale measurement per keyframe, from the configured source; the keyframe also keeps the
         scale its own depth map implies, so that the depth can be published at the pose's scale."""

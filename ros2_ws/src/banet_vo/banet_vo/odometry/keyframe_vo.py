@@ -190,6 +190,7 @@ class KeyframeOdometry(
         self._next_landmark = 0  # landmark ids stay unique across map rebuilds
         self._banet_gain_level: float | None = None  # tracking.banet_input_gain first
         self._clear_map()
+        self._late_depth = None  # the old trajectory's keyframe (kept across rebuilds, not across resets)
         self._quality.restart()
         self._trajectory_keyframes = 0
         self.trajectory_id += 1
@@ -738,8 +739,8 @@ class KeyframeOdometry(
         self._tracked = [*self._tracked[-1:], (frame.stamp, out.C.copy(), out.cov.copy())]
         self._map_history = [*self._map_history[-1:], (frame.stamp, T_wc.copy())]
         self.stats.tracked += 1
-        if depth is not None and s is not None and new_keyframe.depth_scale:
-            depth = depth * np.float32(s / new_keyframe.depth_scale)  # at the pose's scale
+        if depth is not None:
+            depth = self._depth_at_pose_scale(new_keyframe, depth)
         if s is None:
             message = (message + "; " if message else "") + "scale not measured yet (map units)"
         return self._result(

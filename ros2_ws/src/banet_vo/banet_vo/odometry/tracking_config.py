@@ -276,6 +276,13 @@ class TrackingConfig:
                 f"feature_min_pixels ({self.feature_min_pixels}) must not exceed feature_max_pixels "
                 f"({self.feature_max_pixels})"
             )
+        for name in ("init_min_inliers", "min_tracked"):
+            if getattr(self, name) > self.max_keypoints:
+                # a map could never start, or no frame could ever be tracked
+                raise ValueError(
+                    f"{name} ({getattr(self, name)}) must not exceed max_keypoints ({self.max_keypoints}): "
+                    "no image could give that many"
+                )
         if self.mapping != "inline" and self.between_keyframes != "flow":
             raise ValueError(
                 f"mapping {self.mapping} needs between_keyframes flow (the frames between a keyframe and its "
