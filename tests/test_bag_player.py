@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import logging
 import os
 import signal
@@ -369,3 +370,31 @@ def test_cli_plays_a_bag_in_process(rclpy_context, small_bag: Path, capsys) -> N
         5_000_000_000 + k * 100_000_000 for k in range(12)
     ]
     assert main([str(small_bag), "--remap", "nonsense"]) == 2
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self._tty = tty
+
+    def isatty(self) -> bool:
+        return self._tty
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_progress_rewrites_one_line_on_a_terminal_and_writes_a_line_per_tenth_elsewhere(
+    rclpy_context, small_bag, tty
+):
+    """On a terminal the progress line is rewritten in place (\\r); in a log file or a pipe, the \\r
+    updates made one unreadable line that log lines ran into: there it is a line per tenth of the bag."""
+    stream = _Stream(tty)
+    with BagPlayer(rclpy_context, small_bag, rate=20.0, topics=[IMAGE_TOPIC], progress=stream) as player:
+        player.play()
+    text = stream.getvalue()
+    assert text.endswith("100.0%\n")
+    if tty:
+        assert text.count("\r") >= 2 and text.count("\n") == 1
+    else:
+        lines = text.splitlines()
+        assert "\r" not in text and 2 <= len(lines) <= 12
+        assert all(line.startswith("[banet-vo-play] pass 1") for line in lines)

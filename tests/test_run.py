@@ -131,6 +131,46 @@ def test_a_replay_summary_names_the_inputs_problems(bag, tmp_path, capsys):
     assert "the input had problems" not in capsys.readouterr().err  # the same frames, none repeated
 
 
+def test_ctrl_c_stops_the_replay_writes_what_was_processed_and_exits_130(tmp_path, capsys, monkeypatch):
+    """SIGINT while the bag plays: playback stops, the frames already sent are processed, the outputs are
+    written and marked interrupted, and the status is 130 (it went on silently and exited 0)."""
+    import os
+    import signal
+    import threading
+
+    timers = []
+
+    class InterruptedPlayer(run.BagPlayer):
+        def play(self, *args, **kwargs):  # Ctrl-C 1.5 s into the playback (4 s at this rate)
+            timers.append(threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT)))
+            timers[-1].start()
+            return super().play(*args, **kwargs)
+
+    monkeypatch.setattr(run, "BagPlayer", InterruptedPlayer)
+    frames = _frames()
+    bag_path = tmp_path / "bag"
+    write_bag(frames, bag_path, start_time=T0)
+    out = tmp_path / "out"
+    args = [str(bag_path), "--out", str(out), "--rate", "0.25", "--no-plots", "--param", "frontend:=none"]
+    try:
+        status = run.main(args, estimator=TruthEstimator(frames))
+    finally:
+        for timer in timers:
+            timer.cancel()
+    assert status == run.INTERRUPTED_STATUS
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["interrupted"] is True
+    assert 0 < summary["frames_published"] < N
+    assert len(_tum(out / "trajectory.tum")) == summary["frames_published"]
+    err = capsys.readouterr().err
+    assert (
+        "interrupted: playback stopped" in err
+        and "interrupted (Ctrl-C): the outputs cover the" in err
+        and "received" in err
+    )
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored after the run
+
+
 def test_run_finds_and_decodes_a_compressed_image_topic(tmp_path):
     # A robot's bag holds image_raw/compressed: banet-vo-run finds it from the default --image-topic, the
     # node subscribes the compressed transport, and (PNG is lossless) the result is exact.

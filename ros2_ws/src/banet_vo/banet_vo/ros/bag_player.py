@@ -125,6 +125,7 @@ class BagPlayer:
         self.clock_period_s = 1.0 / float(clock_hz)
         self.loop = bool(loop)
         self._progress = progress
+        self._reported: tuple[int, int] | None = None  # (pass, tenth of the bag) last written to a non-tty
         self._stop_event = threading.Event()
 
         if not isinstance(node_or_context, Node | Context):
@@ -236,11 +237,20 @@ class BagPlayer:
         span = max(self.end_ns - self.start_ns, 1)
         elapsed = (t_ns - self.start_ns) / _NS_PER_S
         percent = 100.0 * (t_ns - self.start_ns) / span
-        line = (
-            f"\r[banet-vo-play] pass {passes}  {sent} msgs  bag time {elapsed:8.3f} / "
+        text = (
+            f"[banet-vo-play] pass {passes}  {sent} msgs  bag time {elapsed:8.3f} / "
             f"{span / _NS_PER_S:.3f} s  {percent:5.1f}%"
         )
-        self._progress.write(line + ("\n" if final else ""))
+        isatty = getattr(self._progress, "isatty", None)
+        if isatty is not None and isatty():
+            self._progress.write("\r" + text + ("\n" if final else ""))  # one line, rewritten in place
+        else:
+            # a log file or a pipe: one line per tenth of the bag, not a single line of \r updates
+            tenth = (passes, int(percent // 10))
+            if not final and tenth == self._reported:
+                return
+            self._reported = tenth
+            self._progress.write(text + "\n")
         self._progress.flush()
 
     def play(self, until: float | None = None, delay: float = 0.0) -> PlaybackStats:

@@ -14,6 +14,9 @@ node has processed its last frame (or --timeout passed), it writes to DIR:
   depth metrics (abs rel …) when it has /camera/depth/image; with --profile, the wall time of each
   odometry stage by thread ("stages": XFeat, matching, PnP, optical flow, window BA, BA-Net)
 - gt.tum and plots (trajectory top view, ATE over time) when the bag has /ground_truth/odometry
+
+Ctrl-C stops the playback: the frames already sent are processed and the outputs written ("interrupted" in
+metrics.json), and the exit status is 130; a second Ctrl-C drops the queued frames, a third stops at once.
 """
 
 from __future__ import annotations
@@ -379,6 +382,7 @@ class GraphRun:
     wall_s: float  # from the first message played to the node going idle
     T_base_camera: np.ndarray
     stages: list[dict] | None = None  # --profile: stage_times.StageTimes.summary()
+    interrupted: bool = False  # Ctrl-C stopped the playback: the outputs cover the frames sent before it
 
 
 def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None) -> GraphRun:
@@ -425,7 +429,25 @@ def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None)
         if not (player.wait_for_subscribers(timeout=10.0) and node.camera_input.wait_for_publishers(10.0)):
             raise RuntimeError("the node did not subscribe to the bag's image and camera_info within 10 s")
         started = time.monotonic()
-        signal.signal(signal.SIGINT, lambda *_: player.stop())
+        interrupts = []
+
+        def on_sigint(*_) -> None:
+            # 1st: stop playing, finish what was sent, write the outputs; 2nd: drop the queued frames too;
+            # 3rd: KeyboardInterrupt, no outputs.
+            interrupts.append(time.monotonic())
+            player.stop()
+            if len(interrupts) == 1:
+                print(file=sys.stderr)  # past the player's progress line
+                _log(
+                    "interrupted: playback stopped; the frames already sent are processed and the outputs "
+                    "written (Ctrl-C again drops the queued frames)"
+                )
+            else:
+                dropped = node.worker.clear()
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                _log(f"interrupted again: {dropped} queued frames dropped (once more: stop without outputs)")
+
+        signal.signal(signal.SIGINT, on_sigint)
         stats = player.play(until=args.until, delay=0.3)
         images = stats.per_topic.get(args.bag_image_topic, 0)
         if not node.camera_input.wait_received(images, timeout=10.0):
@@ -439,7 +461,9 @@ def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None)
         deadline = time.monotonic() + 10.0
         while recorder.count() < published and time.monotonic() < deadline:
             time.sleep(0.02)
-        return GraphRun(recorder.data, node.snapshot(), wall, node.vo.config.T_base_camera)
+        return GraphRun(
+            recorder.data, node.snapshot(), wall, node.vo.config.T_base_camera, interrupted=bool(interrupts)
+        )
     finally:
         signal.signal(signal.SIGINT, previous_sigint)
         if player is not None:
@@ -483,6 +507,7 @@ def write_outputs(args: argparse.Namespace, run: GraphRun) -> dict:
         "frames_per_s": len(odometry) / wall if wall > 0 else 0.0,  # poses published per second
         "processed_per_s": counters.get("processed", 0) / wall if wall > 0 else 0.0,
         "node": counters,
+        "interrupted": run.interrupted,
     }
     if run.stages is not None:
         summary["stages"] = run.stages
@@ -575,6 +600,8 @@ def _depth_metrics(pred: dict[int, np.ndarray], gt: dict[int, np.ndarray]) -> di
     return mean
 
 
+INTERRUPTED_STATUS = 130  # the shell's status for a SIGINT: a script does not take a cut replay as whole
+
 # The counters of input a replay's summary names when they are not 0: the camera input's, and frames
 # dropped for want of a usable camera extrinsic.
 INPUT_PROBLEM_COUNTERS = (*STREAM_PROBLEMS, REPEATED_IMAGE, NO_EXTRINSIC, BAD_EXTRINSIC)
@@ -588,6 +615,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"({summary['processed_per_s']:.2f} frames/s), dropped {int(node['dropped'])}, "
         f"failed {int(node['failed'])}"
     )
+    if summary.get("interrupted"):
+        _log(
+            f"interrupted (Ctrl-C): the outputs cover the {int(node['processed'])} frames processed of the "
+            f"{int(node['received'])} received"
+        )
     problems = [f"{key} {int(node[key])}" for key in INPUT_PROBLEM_COUNTERS if node.get(key)]
     if problems:  # the node warned as they came; a replay's summary is read after the scroll
         _log(f"warning: the input had problems: {', '.join(problems)} (docs/node.md, Diagnostics)")
@@ -641,7 +673,7 @@ def main(argv: list[str] | None = None, estimator: Any = None) -> int:
             rclpy.shutdown(context=context)
     _print_summary(summary)
     _log(f"outputs in {os.fspath(args.out)}")
-    return 0
+    return INTERRUPTED_STATUS if run.interrupted else 0
 
 
 if __name__ == "__main__":
