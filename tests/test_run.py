@@ -425,7 +425,9 @@ def robot_bag(tmp_path_factory) -> Path:
 
 
 def _validated(bag: Path, tmp_path: Path, *params: str):
-    args = run._parser().parse_args([str(bag), "--out", str(tmp_path / "out"), *params])
+    # intrinsics: the robot's bag has no camera_info, which banet-vo-run refuses without them
+    intrinsics = ("--param", "intrinsics:=[30.0, 30.0, 31.5, 23.5, 64, 48]")
+    args = run._parser().parse_args([str(bag), "--out", str(tmp_path / "out"), *intrinsics, *params])
     run._validate(args, check_model=False)
     return {item.partition(":=")[0]: item.partition(":=")[2] for item in args.param}
 
@@ -487,6 +489,29 @@ def test_the_mounting_follows_the_params_file_and_param_overrides_it(robot_bag, 
     got = _validated(robot_bag, tmp_path, "--params-file", params_file(base_camera_rpy=[0.0, 0.2, 0.0]))
     assert not got.keys() & {"base_camera_xyz", "base_camera_rpy"}
     assert got["camera_extrinsic_source"] == "parameters"  # the player plays no tf to wait for
+
+
+def test_a_copy_of_the_shipped_params_file_says_it_overrides_the_bags_mounting(robot_bag, tmp_path, capsys):
+    """config/banet_vo.yaml lists every parameter at its default, base_camera_xyz/rpy [0, 0, 0] too: a
+    user's copy of it wins over the bag's /tf_static, which changed the trajectory without a word. Now a
+    warning says so; a file that matches the tree says nothing."""
+    import shutil
+
+    import yaml
+
+    shipped = Path(__file__).resolve().parents[1] / "ros2_ws/src/banet_vo/config/banet_vo.yaml"
+    copy = tmp_path / "mine.yaml"
+    shutil.copy(shipped, copy)
+    got = _validated(robot_bag, tmp_path, "--params-file", str(copy))
+    assert "base_camera_xyz" not in got  # the file's values stand
+    err = capsys.readouterr().err
+    assert "warning: the bag's /tf_static has base_link → camera_optical at xyz [0.3, 0.0, 1.1]" in err
+    assert "leave them out to use the bag's" in err
+    values = yaml.safe_load(copy.read_text())
+    values["/**"]["ros__parameters"].update(base_camera_xyz=[0.3, 0.0, 1.1], base_camera_rpy=[0.0, 0.1, 0.0])
+    copy.write_text(yaml.safe_dump(values))
+    _validated(robot_bag, tmp_path, "--params-file", str(copy))
+    assert "/tf_static has" not in capsys.readouterr().err
 
 
 def test_the_node_never_waits_for_tf_the_player_does_not_play(bag, tmp_path):

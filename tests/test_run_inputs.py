@@ -52,14 +52,15 @@ def bag(tmp_path_factory) -> Path:
     return out
 
 
-def _rewrite(src: Path, dst: Path, topics: list[str]) -> Path:
-    """A copy of the bag `src` holding only `topics`."""
+def _rewrite(src: Path, dst: Path, topics: list[str], renames: dict[str, str] | None = None) -> Path:
+    """A copy of the bag `src` holding only `topics` (some under new names: `renames`)."""
+    renames = renames or {}
     with BagReader(src) as reader, Writer(dst, version=8) as writer:
         connections = {}
         for record in reader.records(topics):
             if record.topic not in connections:
                 connections[record.topic] = writer.add_connection(
-                    record.topic, record.msgtype, typestore=TYPESTORE
+                    renames.get(record.topic, record.topic), record.msgtype, typestore=TYPESTORE
                 )
             writer.write(connections[record.topic], record.timestamp_ns, record.data)
     return dst
@@ -82,16 +83,29 @@ def _args(bag: Path, tmp_path: Path, *params: str):
 def test_a_bag_without_camera_info_runs_on_intrinsics_given_as_a_parameter(
     bag, tmp_path, capsys, still_estimator
 ):
-    """docs/bags.md, ROS 1 bags: a bag with images only runs with --param intrinsics:=[...]."""
+    """docs/bags.md, ROS 1 bags: a bag with images only runs with --param intrinsics:=[...], and without
+    them stops at once saying what to give (it played the bag and failed 10 s later, on a subscription
+    that never came)."""
     images_only = _rewrite(bag, tmp_path / "images_only", [IMAGE_TOPIC])
     summary = _run(still_estimator, images_only, tmp_path / "out", INTRINSICS)
     assert summary["frames_published"] == N and summary["node"]["processed"] == N
-    assert f"the bag has no {CAMERA_INFO_TOPIC}" in capsys.readouterr().err  # still said
+    assert "no /camera/camera_info" not in capsys.readouterr().err
+    args = [str(images_only), "--out", str(tmp_path / "o")]
+    assert run.main(args, estimator=still_estimator) == 2
+    err = capsys.readouterr().err
+    assert f"error: the bag has no {CAMERA_INFO_TOPIC}, and nothing else would publish camera_info" in err
+    assert "--param intrinsics:=[fx, fy, cx, cy, width, height]" in err
+    # a camera_info under another name is offered
+    renamed = _rewrite(
+        bag, tmp_path / "renamed", [IMAGE_TOPIC, CAMERA_INFO_TOPIC], {CAMERA_INFO_TOPIC: "/cam/info"}
+    )
+    assert run.main([str(renamed), "--out", str(tmp_path / "o2")], estimator=still_estimator) == 2
+    assert "--camera-info-topic one of /cam/info" in capsys.readouterr().err
 
 
 def test_the_player_plays_camera_info_only_when_the_bag_has_it_and_the_node_reads_it(bag, tmp_path):
     images_only = _rewrite(bag, tmp_path / "images_only", [IMAGE_TOPIC])
-    assert _args(images_only, tmp_path).play_topics == [IMAGE_TOPIC]
+    assert _args(images_only, tmp_path, "--param", INTRINSICS).play_topics == [IMAGE_TOPIC]
     assert _args(bag, tmp_path).play_topics == [IMAGE_TOPIC, CAMERA_INFO_TOPIC]
     # with intrinsics the node subscribes no camera_info: the player would wait for a subscriber
     assert _args(bag, tmp_path, "--param", INTRINSICS).play_topics == [IMAGE_TOPIC]
@@ -159,7 +173,7 @@ def _mount_bag(path: Path, xyz: list[float]) -> Path:
 
 def test_the_mounting_taken_from_the_bag_reads_back_as_floats(tmp_path):
     """A camera 5e-05 m to the side: Python writes 5e-05, which YAML would read back as a string."""
-    args = _args(_mount_bag(tmp_path / "bag", [0.1, 5e-05, 0.3]), tmp_path)
+    args = _args(_mount_bag(tmp_path / "bag", [0.1, 5e-05, 0.3]), tmp_path, "--param", INTRINSICS)
     given = dict(item.split(":=") for item in args.param)
     xyz = yaml.safe_load(given["base_camera_xyz"])
     assert all(type(v) is float for v in xyz) and xyz == [0.1, 5e-05, 0.3]

@@ -76,7 +76,7 @@ from banet_vo.ros.bag_player import BagPlayer
 from banet_vo.ros.camera_input import REPEATED_IMAGE, STREAM_PROBLEMS
 from banet_vo.ros.conversions import image_to_numpy, stamp_to_ns
 from banet_vo.ros.executor_thread import ExecutorThread
-from banet_vo.ros.params import PARAMS, mount_parameters, shipped_model
+from banet_vo.ros.params import PARAMS, base_camera_transform, mount_parameters, shipped_model
 from banet_vo.ros.qos import reliable_qos
 from banet_vo.ros.vo_node import BAD_EXTRINSIC, NO_EXTRINSIC, VONode
 
@@ -293,15 +293,18 @@ def _validate(args: argparse.Namespace, check_model: bool = True) -> None:
         elif not args.camera_info_topic.startswith("/"):
             args.camera_info_topic = "/" + args.camera_info_topic
         args.play_topics = [args.bag_image_topic]
-        if args.camera_info_topic not in reader.topics:
-            _log(
-                f"warning: the bag has no {args.camera_info_topic}: the node waits for camera_info unless "
-                "--camera-info-topic names it or --param intrinsics:=[fx, fy, cx, cy, width, height] is given"
+        if _has_intrinsics(given):
+            pass  # with intrinsics the node subscribes no camera_info: the player would wait for a subscriber
+        elif args.camera_info_topic not in reader.topics:
+            infos = sorted(t.name for t in reader.topics.values() if t.msgtype.endswith("/CameraInfo"))
+            raise ValueError(
+                f"the bag has no {args.camera_info_topic}, and nothing else would publish camera_info: "
+                + (f"--camera-info-topic one of {', '.join(infos)}, or " if infos else "")
+                + "--param intrinsics:=[fx, fy, cx, cy, width, height] for rectified images"
             )
-        elif not _has_intrinsics(given):
-            # With intrinsics the node subscribes no camera_info: the player would wait for a subscriber.
+        else:
             args.play_topics.append(args.camera_info_topic)
-        if TF_STATIC_TOPIC in reader.topics and not given.keys() & {"base_camera_xyz", "base_camera_rpy"}:
+        if TF_STATIC_TOPIC in reader.topics:
             _extrinsic_from_bag(args, reader, given)
     # The player plays neither /tf nor /tf_static: where tf2_ros is importable (a distro), auto would hold
     # the first extrinsic_timeout seconds of frames waiting for a transform that never comes. (An explicit
@@ -354,7 +357,8 @@ def _given_params(args: argparse.Namespace) -> dict[str, Any]:
 def _extrinsic_from_bag(args: argparse.Namespace, reader: BagReader, given: dict[str, Any]) -> None:
     """The camera's mounting from the bag's /tf_static (robot_state_publisher's tree): base_frame → the
     images' frame_id, passed on as --param base_camera_xyz/rpy (there is no tf2_ros buffer to ask here).
-    Nothing is added when the tree does not connect the two frames."""
+    Nothing is added when the tree does not connect the two frames, or when --params-file or --param set
+    base_camera_* (theirs win; a warning when they differ from the tree's)."""
     first = next(reader.messages([args.bag_image_topic]), None)
     if first is None:
         return
@@ -369,8 +373,19 @@ def _extrinsic_from_bag(args: argparse.Namespace, reader: BagReader, given: dict
         )
         return
     xyz, rpy = mount_parameters(T)
+    set_by_user = [name for name in ("base_camera_xyz", "base_camera_rpy") if name in given]
+    if set_by_user:
+        mine = [given.get(name, PARAMS[name].default) for name in ("base_camera_xyz", "base_camera_rpy")]
+        if not np.allclose(base_camera_transform(*mine), T, atol=1e-6):
+            # e.g. a copy of config/banet_vo.yaml, which lists every parameter at its default
+            _log(
+                f"warning: the bag's {TF_STATIC_TOPIC} has {base} → {camera} at xyz {xyz} m, rpy {rpy} rad, "
+                f"but {' and '.join(set_by_user)} from --params-file or --param win (xyz {mine[0]}, rpy "
+                f"{mine[1]}); leave them out to use the bag's"
+            )
+        return
     # Passed as --param, these beat the user's --params-file: so they are only derived when neither it nor
-    # --param sets base_camera_* (see _validate), and the extrinsic source is left to an explicit choice.
+    # --param sets base_camera_*, and the extrinsic source is left to an explicit choice.
     args.param += [f"base_camera_xyz:={_yaml_floats(xyz)}", f"base_camera_rpy:={_yaml_floats(rpy)}"]
     _log(f"camera extrinsic {base} → {camera} from the bag's {TF_STATIC_TOPIC}: xyz {xyz} m, rpy {rpy} rad")
 
