@@ -482,6 +482,15 @@ def test_camera_info_is_taken_while_an_image_callback_is_still_running(rclpy_con
             "nothing is published on /cam/image_raw/compressed, but /cam/image_raw has "
             "sensor_msgs/msg/Image: set image_transport:=raw",
         ),
+        # no remap at all (the node's own `image`): the camera's topic is elsewhere in the graph
+        (
+            "raw",
+            "image:=/image",
+            Image,
+            "/camera/image_raw",
+            "nothing is published on /image; sensor_msgs/msg/Image is on /camera/image_raw: remap the input "
+            "(-r image:=/camera/image_raw, or vo.launch.py image:=/camera/image_raw)",
+        ),
     ],
 )
 def test_a_transport_mismatch_is_named_with_its_fix(

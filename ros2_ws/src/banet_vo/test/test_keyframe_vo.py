@@ -4,6 +4,7 @@ plane, and the degenerate inputs a robot meets (stopped camera, textureless view
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from pathlib import Path
@@ -770,6 +771,33 @@ def test_a_lower_resolution_camera_with_the_feature_floor(estimator, kitti06):
     assert vo._px == 1.0  # upscaling adds no detail: the thresholds keep camera pixels
     assert vo._keyframes[-1].features.scale == pytest.approx((0.483, 0.483), abs=2e-3)
     _assert_first_30_kitti06_frames(est, gt)
+
+
+def test_a_small_camera_is_told_about_the_feature_floor_once(estimator, kitti06, caplog):
+    """KITTI at half size, 613x185 (at most SMALL_CAMERA_PIXELS), with XFeat at its own size: one warning
+    names tracking_feature_min_pixels (a user whose 360x240 camera gave 12x the HoloLens error got no
+    word); none with the floor set or at full size."""
+    from banet_vo.odometry.tracking_config import SMALL_CAMERA_FEATURE_PIXELS
+
+    def warnings_for(frames, **tracking) -> list[str]:
+        caplog.clear()
+        vo = _vo(estimator, tracking=TrackingConfig(**tracking))
+        try:
+            with caplog.at_level(logging.WARNING, logger="banet_vo.odometry.keyframe_vo"):
+                for f in frames:
+                    vo.process(f.image, f.timestamp, f.camera)
+                vo.reset(reason="test")
+                vo.process(frames[0].image, 100.0, frames[0].camera)
+        finally:
+            vo.close()
+        return [r.getMessage() for r in caplog.records if "small camera" in r.getMessage()]
+
+    small = _resized(kitti06[:4], 0.5)
+    said = warnings_for(small)
+    assert len(said) == 1 and said[0].startswith("a small camera (613x185)")
+    assert f"tracking_feature_min_pixels:={SMALL_CAMERA_FEATURE_PIXELS}" in said[0]
+    assert warnings_for(small, feature_min_pixels=SMALL_CAMERA_FEATURE_PIXELS) == []
+    assert warnings_for(kitti06[:2]) == []
 
 
 @pytest.fixture(scope="module")

@@ -86,7 +86,7 @@ from banet_vo.odometry.pipeline import (
 )
 from banet_vo.odometry.scale import ScaleFilter
 from banet_vo.odometry.timing import StampGate, gap_covariance
-from banet_vo.odometry.tracking_config import TrackingConfig
+from banet_vo.odometry.tracking_config import SMALL_CAMERA_FEATURE_PIXELS, SMALL_CAMERA_PIXELS, TrackingConfig
 
 
 @dataclass
@@ -175,6 +175,7 @@ class KeyframeOdometry(
             )
         # Called with each keyframe's scale measurement (KeyframeMeasurement): evaluation.depth_curve.
         self.on_keyframe_measured = None
+        self._small_camera_advised = False
         self._map_epoch = -1  # counts maps built (reset and rebuilds): _clear_map increments it
         self.reset(reason=None)
 
@@ -373,6 +374,23 @@ class KeyframeOdometry(
         self._tracked = []
         logger.warning("forward stamp gap of %.3f s: velocity forgotten, covariance widened", gap)
 
+    def _advise_small_camera(self, camera: PinholeCamera) -> None:
+        """Once per odometry: a small camera with XFeat at its own size (its map's scale drifts; the upscaled
+        image brought our half-size clips back, at up to 4x the time)."""
+        pixels = camera.width * camera.height
+        if self._small_camera_advised or self.tracking.feature_min_pixels or pixels > SMALL_CAMERA_PIXELS:
+            return
+        self._small_camera_advised = True
+        logger.warning(
+            "a small camera (%dx%d): XFeat at this size places keypoints coarsely and the map's scale "
+            "drifts; tracking_feature_min_pixels:=%d runs it on the image upscaled (on HoloLens at 270x180 "
+            "Sim(3) 1.24 -> 0.25 m, at up to 4x the time per frame; docs/frontend.md, Cameras of other "
+            "resolutions)",
+            camera.width,
+            camera.height,
+            SMALL_CAMERA_FEATURE_PIXELS,
+        )
+
     # -- map initialisation --------------------------------------------------------------------------
     def _first_keyframe(
         self, frame: PreparedFrame, features: Features, camera: PinholeCamera, status: str
@@ -387,6 +405,7 @@ class KeyframeOdometry(
                 count=self._output is not None,  # before any pose, waiting is not a failure
             )
         self._camera = camera
+        self._advise_small_camera(camera)
         self._ba = WindowBundleAdjuster(
             camera,
             WindowBAConfig(

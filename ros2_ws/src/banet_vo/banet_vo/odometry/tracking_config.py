@@ -21,6 +21,11 @@ BANET_INPUT_GAINS = ("none", "first", "mean")
 BANET_INPUT_MEAN = 0.45
 # Smallest working image for XFeat (e.g. 160x120): below it too few keypoints survive to track.
 MIN_FEATURE_PIXELS = 160 * 120
+# A camera of at most this many pixels (320x240, 416x240, 620x188...) loses accuracy with XFeat at its own
+# size; SMALL_CAMERA_FEATURE_PIXELS (800x608, XFeat's training size) is the feature_min_pixels that brought
+# our clips at half size back (docs/frontend.md, "Cameras of other resolutions").
+SMALL_CAMERA_PIXELS = 120_000
+SMALL_CAMERA_FEATURE_PIXELS = 486_400
 
 
 # The banet_min_interval of the recommended live setting, with background_ba (README, "live";

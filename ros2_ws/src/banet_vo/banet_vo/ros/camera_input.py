@@ -325,6 +325,16 @@ class CameraInput:
         self._try_subscribe()
 
     @property
+    def image_topic(self) -> str:
+        """The image topic subscribed, resolved (remaps, namespace, the transport's suffix)."""
+        return self._node.resolve_topic_name(self._image_topic)
+
+    @property
+    def info_topic(self) -> str | None:
+        """The camera_info topic subscribed, resolved; None with a camera from parameters."""
+        return self._node.resolve_topic_name(self._info_topic) if self.needs_camera_info else None
+
+    @property
     def camera(self) -> PinholeCamera | None:
         """The camera of the latest valid camera_info (None before the first)."""
         with self._lock:
@@ -397,12 +407,36 @@ class CameraInput:
             other_type = _type_name(Image if self._compressed else CompressedImage)
             if any(info.topic_type == other_type for info in node.get_publishers_info_by_topic(other)):
                 hint = f"nothing is published on {topic}, but {other} has {other_type}: set {fix}"
+            else:
+                elsewhere = self._image_topics_elsewhere(wanted)
+                if elsewhere:
+                    hint = (
+                        f"nothing is published on {topic}; {wanted} is on {', '.join(elsewhere)}: remap the "
+                        f"input (-r image:={elsewhere[0]}, or vo.launch.py image:={elsewhere[0]})"
+                    )
         if hint is None and self._incompatible_qos is not None:
             return self._incompatible_qos  # warned once already, where the middleware reported it
         if hint is not None and not self._hinted:
             self._hinted = True
             node.get_logger().warning(hint)
         return hint
+
+    def _image_topics_elsewhere(self, wanted: str, most: int = 3) -> list[str]:
+        """Topics of the graph with a publisher of `wanted` other than this node (its own depth image), for a
+        node that hears nothing on its image topic: most often a missing remap."""
+        node = self._node
+        found = []
+        for name, types in node.get_topic_names_and_types():
+            if wanted not in types:
+                continue
+            others = [
+                info
+                for info in node.get_publishers_info_by_topic(name)
+                if (info.node_name, info.node_namespace) != (node.get_name(), node.get_namespace())
+            ]
+            if others:
+                found.append(name)
+        return sorted(found)[:most]
 
     def waiting_text(self, text: str) -> str:
         """A node's state `text`, followed by the transport hint in brackets while no image has arrived and

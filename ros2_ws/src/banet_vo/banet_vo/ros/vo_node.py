@@ -222,7 +222,8 @@ class VOShell:
         info = "from parameters" if p.fixed_camera else f"{p.camera_info_sync} sync"
         self.get_logger().info(
             f"ready: model {p.model}, input {self.estimator.input_size[0]}x{self.estimator.input_size[1]}, "
-            f"image {p.image_transport}, QoS {p.image_qos}, camera_info {info}, rectify {p.rectify}, "
+            f"image {self.camera_input.image_topic} ({p.image_transport}, QoS {p.image_qos}), camera_info "
+            f"{self.camera_input.info_topic or '(none)'} ({info}), rectify {p.rectify}, "
             f"extrinsic from {self.extrinsic.describe()}, tf {self.tf.backend}"
         )
 
