@@ -269,6 +269,9 @@ def test_a_sequence_folder_is_refused_with_the_command_that_makes_it_a_bag(tmp_p
 def test_run_errors_are_clear(bag, tmp_path, capsys):
     bag_path, _ = bag
     assert run.main([str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert f"bag: {tmp_path / 'nope'} not found" in capsys.readouterr().err
+    (tmp_path / "folder").mkdir()
+    assert run.main([str(tmp_path / "folder"), "--out", str(tmp_path / "o")]) == 2
     assert "no metadata.yaml" in capsys.readouterr().err
     assert (
         run.main([str(bag_path), "--out", str(tmp_path / "o"), "--model", str(tmp_path / "m.safetensors")])

@@ -496,6 +496,9 @@ def test_bad_parameters_and_model_stop_the_node(rclpy_context, tmp_path, monkeyp
         make(model="m", camera_info_sync="approximate")
     with pytest.raises(ValueError, match="parameter queue_size"):
         make(model="m", queue_size=0)
+    # in our words, not rclpy's "Invalid parameter value (-1.5) for parameter. Reason: ... out of range"
+    with pytest.raises(ValueError, match=r"^parameter camera_height: -1.5 is outside \[0.0, 100.0\]$"):
+        make(model="m", camera_height=-1.5)
     with pytest.raises(ValueError, match="parameter device"):
         make(model="m", device="tpu")
     with pytest.raises(ValueError, match="parameter keyframe_min_overlap"):

@@ -405,6 +405,8 @@ class BagRecord:
 
 def not_a_rosbag2(path: Path) -> str:
     """Why `path` cannot be read as a rosbag2, with the way out for a ROS 1 bag or a sequence folder."""
+    if not path.exists():
+        return f"bag: {path} not found"
     text = f"bag: {path} is not a rosbag2 directory (no metadata.yaml)"
     if path.is_file() and path.suffix == ".bag":
         text += (

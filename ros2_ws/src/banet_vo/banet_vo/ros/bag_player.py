@@ -167,7 +167,8 @@ class BagPlayer:
                 if package not in warned_packages:
                     warned_packages.add(package)
                     logger.warning(
-                        "skipping %s (%s): message package %s is not installed (pip install ros-%s)",
+                        "skipping %s (%s): message package %s is not importable here (a ROS 2 distro has "
+                        "it; on the pip install only if the index has a ros-%s wheel: tf2_msgs has none)",
                         name,
                         info.msgtype,
                         package,

@@ -239,7 +239,7 @@ class ParameterTable:
     def unknown_message(self, name: str) -> str:
         close = self.closest(name)
         hint = f"did you mean {close}?" if close else f"known: {', '.join(sorted(self._specs))}"
-        return f"parameter {name}: not a parameter of this node; {hint} (--help lists them)"
+        return f"parameter {name}: not a parameter of this node; {hint} (the node's --help lists them)"
 
     def check_no_unknown(self, node: Node) -> None:
         """ValueError naming the first parameter given to `node` (command line, params file or
@@ -272,6 +272,10 @@ class ParameterTable:
             )
             if isinstance(spec.default, float) and isinstance(default, int) and not isinstance(default, bool):
                 default = float(default)
+            if spec.name in overrides:
+                # our words for a bad value, before rclpy's ("Invalid parameter value (-1.5) for parameter.
+                # Reason: Parameter camera_height out of range ...")
+                spec.check(overrides[spec.name].value)
             try:
                 param = node.declare_parameter(spec.name, default, spec.descriptor())
             except (ParameterException, TypeError) as err:

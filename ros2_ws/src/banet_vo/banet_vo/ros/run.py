@@ -162,10 +162,19 @@ def _parser() -> argparse.ArgumentParser:
         help=f"BA-Net checkpoint (default: the shipped {DEFAULT_MODEL_NAME}, installed with the package)",
     )
     device = PARAMS["device"]  # the node's parameter: one default, one list of choices
-    parser.add_argument("--device", default=device.default, choices=device.choices, help=device.description)
+    parser.add_argument(
+        "--device",
+        default=device.default,
+        choices=device.choices,
+        help=f"{device.description} (default: {device.default})",
+    )
     parser.add_argument("--rate", type=float, default=1.0, help="bag playback speed factor (default: 1.0)")
     parser.add_argument(
-        "--params-file", type=Path, default=None, help="node parameters YAML (e.g. config/banet_vo.yaml)"
+        "--params-file",
+        type=Path,
+        default=None,
+        help="node parameters YAML (rcl's format; the entries you change from "
+        "ros2_ws/src/banet_vo/config/banet_vo.yaml, which lists them all: vo_node --help)",
     )
     parser.add_argument(
         "--param",
@@ -192,7 +201,13 @@ def _parser() -> argparse.ArgumentParser:
         help="camera_info topic (default: camera_info beside the image topic, as image_transport pairs them: "
         f"{CAMERA_INFO_TOPIC} for {IMAGE_TOPIC})",
     )
-    parser.add_argument("--qos", choices=("auto", "sensor", "reliable"), default="auto", help="player QoS")
+    parser.add_argument(
+        "--qos",
+        choices=("auto", "sensor", "reliable"),
+        default="auto",
+        help="the player's publisher reliability: auto (default) as the bag recorded it, sensor best effort, "
+        "reliable",
+    )
     parser.add_argument("--depth-every", type=int, default=10, help="save every N-th depth map (default 10)")
     parser.add_argument("--until", type=float, default=None, help="play only the first SECONDS of the bag")
     parser.add_argument(
