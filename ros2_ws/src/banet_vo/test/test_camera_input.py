@@ -194,10 +194,18 @@ def test_bad_images_are_counted_and_resized_images_get_a_resized_camera(harness)
     assert h.events.get("bad_image") == 2 and h.frames == []
     h.input.on_image(_image(2.0, shape=(30, 64)))  # aspect does not fit the camera
     assert h.events.get("size_mismatch") == 1 and h.frames == []
+    said: list[str] = []
+    logger = h.node.get_logger()
+    h.node.get_logger = lambda: type("L", (), {"info": said.append, "warning": logger.warning})()
     h.input.on_image(_image(3.0, shape=(24, 32, 3), encoding="rgb8"))  # binned 2x2
     assert len(h.frames) == 1 and h.frames[0].camera == camera_for_image(CAMERA, 32, 24)
     assert h.frames[0].image.shape == (24, 32, 3)
     assert h.events.get("received") == 4
+    h.input.on_image(_image(4.0, shape=(24, 32, 3), encoding="rgb8"))
+    # said once (a camera_info of the wrong resolution looks the same as a binning driver)
+    assert said == [
+        "images are 32x24, camera_info 64x48 (same aspect): its intrinsics are scaled to the images"
+    ]
     assert h.logged[0].startswith("image dropped: ") and h.logged[0].endswith("[bad_image: 1 so far]")
 
 

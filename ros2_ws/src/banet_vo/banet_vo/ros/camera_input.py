@@ -290,6 +290,7 @@ class CameraInput:
         self._image_topic = compressed_image.transport_topic(base) if self._compressed else image_topic
         self._image_type = CompressedImage if self._compressed else Image
         self._hinted = False
+        self._rescaled_from: tuple[int, int] | None = None  # camera_info size last said to be rescaled
         self._digest: tuple | None = None  # of the last decoded image's content
         self._digest_since = 0.0  # time.monotonic() when an image with that content first arrived
         # (images equal to the one before, seconds spanned, time.monotonic() of the last of them)
@@ -765,4 +766,11 @@ class CameraInput:
                 f"image dropped: {width}x{height} does not match camera_info {camera.width}x{camera.height}",
             )
             return
+        if matched is not camera and self._rescaled_from != camera.size:
+            # documented (a binning or resizing driver), but said once: a wrong camera_info looks the same
+            self._rescaled_from = camera.size
+            self._node.get_logger().info(
+                f"images are {width}x{height}, camera_info {camera.width}x{camera.height} (same aspect): its "
+                "intrinsics are scaled to the images"
+            )
         self._on_frame(CameraFrame(item.header, item.stamp, item.image, matched, item.received))
