@@ -3,7 +3,8 @@
     ros2 launch banet_vo replay.launch.py bag:=/path/to/kitti06_bag
 
 Arguments: bag (rosbag2 directory, e.g. written by `banet-vo-bag`), model (default: the shipped one),
-device, rate (playback speed), rviz (auto, true or false: RViz with the package's rviz/banet_vo.rviz),
+device, rate (playback speed), image_transport (compressed for a bag of /camera/image_raw/compressed),
+rviz (auto, true or false: RViz with the package's rviz/banet_vo.rviz),
 params_file (optional node parameters YAML); model and device left empty are the params file's or the
 node's. The node runs with use_sim_time so its clock follows the bag. Without a ROS 2 distro,
 `banet-vo-run BAG --out DIR` runs the same graph in one process.
@@ -46,6 +47,12 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("device", default_value="", description="auto, cuda or cpu (empty: auto)"),
         DeclareLaunchArgument("rate", default_value="1.0", description="bag playback speed factor"),
         DeclareLaunchArgument(
+            "image_transport",
+            default_value="raw",
+            description="raw, or compressed for a bag of /camera/image_raw/compressed (banet-vo-bag "
+            "--image-codec png or jpeg, a robot's recording)",
+        ),
+        DeclareLaunchArgument(
             "rviz",
             default_value="auto",
             description="start RViz with the package's rviz/banet_vo.rviz: auto (when rviz2 is installed; "
@@ -77,6 +84,7 @@ def generate_launch_description() -> LaunchDescription:
             "params_file": LaunchConfiguration("params_file"),
             "use_sim_time": "true",
             "image": "/camera/image_raw",
+            "image_transport": LaunchConfiguration("image_transport"),
             "camera_info": "/camera/camera_info",
         }.items(),
     )
