@@ -72,7 +72,7 @@ from banet_vo.evaluation.stage_times import StageTimes, format_summary, timed_st
 from banet_vo.geometry.rigid import pose_matrix
 from banet_vo.model.shipped import DEFAULT_MODEL_NAME, ament_model_dirs, shipped_copy
 from banet_vo.ros import topics
-from banet_vo.ros.bag_player import BagPlayer
+from banet_vo.ros.bag_player import PLAYER_QOS, BagPlayer
 from banet_vo.ros.camera_input import REPEATED_IMAGE, STREAM_PROBLEMS
 from banet_vo.ros.conversions import image_to_numpy, stamp_to_ns
 from banet_vo.ros.executor_thread import ExecutorThread
@@ -203,7 +203,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--qos",
-        choices=("auto", "sensor", "reliable"),
+        choices=PLAYER_QOS,
         default="auto",
         help="the player's publisher reliability: auto (default) as the bag recorded it, sensor best effort, "
         "reliable",
