@@ -354,6 +354,27 @@ def test_diverged_cost_and_lost_tracking():
     assert vo.stats.lost == 1 and vo.stats.keyframes == 2
 
 
+def test_a_keyframe_placed_after_consecutive_failures_is_less_certain_than_the_last_measured_pose():
+    """BA-Net alone: after max_consecutive_failures the new keyframe goes at the constant-velocity
+    prediction, unmeasured; its covariance grows by what the last velocity could do over the time since
+    the last measured pose (as across a stamp gap). It kept the old keyframe's, as certain as tracked."""
+    stamps = 0.1 * np.arange(9)
+    est = GroundTruthEstimator(stamps, _gt_camera_poses(9), cost=0.5)
+    vo = VisualOdometry(
+        est, OdometryConfig(max_cost=1.0, max_consecutive_failures=3, keyframe_mode="consecutive")
+    )
+    results = [vo.process(_image(i), t, CAMERA) for i, t in enumerate(stamps[:3])]
+    assert [r.status for r in results] == [INITIALIZED, TRACKED, TRACKED]
+    tracked_trace = np.trace(results[-1].pose_covariance[:3, :3])
+    est.cost = 5.0
+    assert [vo.process(_image(i), stamps[i], CAMERA).status for i in (3, 4, 5)] == [FAILED] * 3
+    est.cost = 0.5
+    after = vo.process(_image(6), stamps[6], CAMERA)
+    assert after.status == TRACKED
+    # 0.3 s of unmeasured motion at ~2 m/s: about 0.6 m of standard deviation per axis, not ~0
+    assert np.trace(after.pose_covariance[:3, :3]) > tracked_trace + 3 * 0.5**2
+
+
 def test_ba_that_left_the_image_is_a_failure_not_a_perfect_match():
     """Zero valid pixels give cost 0 (nothing to average): that must read as a diverged BA, not as a perfect
     fit, and must not reach the covariance (whose σ² would be 0)."""

@@ -307,14 +307,21 @@ class VisualOdometry:
         """After a forward gap: this frame is the keyframe at the last published pose (nothing is
         extrapolated), the covariance grows by the last velocity times the gap, and the velocity is
         forgotten so the next prediction starts from rest."""
-        t_last, C_last = self._history[-1] if self._history else (frame.stamp, self._keyframe.C)
-        t_prev, C_prev = self._history[0] if len(self._history) == 2 else (None, None)
-        cov = self._last_cov + gap_covariance(C_prev, t_prev, C_last, t_last, gap)
+        C_last = self._history[-1][1] if self._history else self._keyframe.C
+        cov = self._widened_cov(frame.stamp, gap)
         self._history = []
         message = f"new segment after a gap of {gap:.3f} s (max_time_gap {self.config.max_time_gap:g} s)"
         logger.warning("%s: re-anchored at the last pose, covariance widened", message)
         result = self._new_keyframe(frame, C_last.copy(), cov, NEW_SEGMENT)
         return _with(result, state=INITIALISING, message=message)
+
+    def _widened_cov(self, stamp: float, gap: float | None = None) -> np.ndarray:
+        """The last output's covariance plus what its velocity could have done over `gap` (default: from it
+        to `stamp`): a pose placed without a measurement is not as certain as the last measured one."""
+        t_last, C_last = self._history[-1] if self._history else (stamp, self._keyframe.C)
+        t_prev, C_prev = self._history[0] if len(self._history) == 2 else (None, None)
+        gap = max(stamp - t_last, 0.0) if gap is None else gap
+        return self._last_cov + gap_covariance(C_prev, t_prev, C_last, t_last, gap)
 
     def _new_keyframe(self, frame: PreparedFrame, C: np.ndarray, cov: np.ndarray, status: str) -> FrameResult:
         self._keyframe = _Keyframe(frame, C, cov)
@@ -402,8 +409,10 @@ class VisualOdometry:
         if self._failures >= self.config.max_consecutive_failures:
             # Lost: the keyframe no longer pairs with anything; restart from the predicted pose.
             self.stats.lost += 1
+            # Placed by constant velocity, not measured: its covariance grows as across a stamp gap (it
+            # kept the old keyframe's, as certain as if the frames between had been tracked).
             C = self._predict(frame.stamp)
-            self._keyframe = _Keyframe(frame, C, self._keyframe.cov)
+            self._keyframe = _Keyframe(frame, C, self._widened_cov(frame.stamp))
             self.stats.keyframes += 1
             self._trajectory_keyframes += 1
             self._failures = 0
