@@ -1589,3 +1589,24 @@ def test_a_reset_drops_a_late_depth_of_the_old_trajectory(estimator, kitti06):
         assert r.depth is None and r.depth_stamp is None
     finally:
         vo.close()
+
+
+def test_a_step_whose_covariance_cannot_be_measured_is_not_published_as_exact(
+    estimator, kitti06, monkeypatch
+):
+    """pose_covariance_px gives None when fewer than 6 points lie in front (a recovery on few landmarks):
+    the step's covariance was then zero, an exact step to a fusion filter. It is now what the last
+    velocity could do over the step."""
+    vo = _vo(estimator)
+    try:
+        results = [vo.process(f.image, f.timestamp, f.camera) for f in kitti06[:8]]
+        assert results[-1].has_pose
+        monkeypatch.setattr(type(vo), "_pnp_covariance", lambda self, *args: None)
+        f = kitti06[8]
+        r = vo.process(f.image, f.timestamp, f.camera)
+    finally:
+        vo.close()
+    assert r.has_pose
+    step = np.asarray(r.relative_covariance)
+    speed = np.linalg.norm(results[-1].T_odom_base[:3, 3] - results[-2].T_odom_base[:3, 3]) / 0.1
+    assert np.trace(step[:3, :3]) > 0.5 * 3 * (speed * 0.1) ** 2  # about the step's own length, not 0

@@ -449,6 +449,14 @@ class KeyframeOdometry(
         C_prev, t_prev, C_last, t_last, cov_last = out.held
         return cov_last + gap_covariance(C_prev, t_prev, C_last, t_last, max(stamp - t_last, 0.0))
 
+    def _unmeasured_step_covariance(self, stamp: float) -> np.ndarray:
+        """Covariance of a step to `stamp` that nothing measured: the motion the last two tracked frames'
+        velocity could make meanwhile (zero before there is a velocity)."""
+        if len(self._tracked) < 2:
+            return np.zeros((6, 6))
+        (t0, C0, _), (t1, C1, _) = self._tracked
+        return gap_covariance(C0, t0, C1, t1, max(stamp - t1, 0.0))
+
     def _anchor_at_prediction(self, stamp: float) -> bool:
         """Move the published pose to where constant velocity from the last two tracked frames puts it at
         `stamp`, with their covariance grown by what that velocity could do meanwhile. Not beyond
@@ -746,7 +754,12 @@ class KeyframeOdometry(
         out = self._output
         delta = invert(out.map_T) @ T_wc
         delta[:3, 3] *= s if s is not None else 1.0
-        cov_rel = np.zeros((6, 6)) if cov_px is None else scale_covariance(cov_px, s or 1.0)
+        if cov_px is None:
+            # Too few points in front to measure the step (a recovery on few landmarks): as uncertain as
+            # what the last velocity could do over it, not exact.
+            cov_rel = self._unmeasured_step_covariance(frame.stamp)
+        else:
+            cov_rel = scale_covariance(cov_px, s or 1.0)
         if s is not None and self.config.scale_source != "none":
             # The scale itself may be off by about its measurements' spread: along the step, in the
             # current camera's axes (a right perturbation of the step).
