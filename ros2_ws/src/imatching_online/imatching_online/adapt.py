@@ -234,7 +234,9 @@ class RollbackGuard:
     """Restores the last good weights when the BA inlier ratio degrades.
 
     Windows are grouped in blocks of ``window``. The first block (taken with weights close to the starting
-    ones) sets the reference: its mean inlier ratio, a failed window counting 0. After each later block,
+    ones) in which at least half the windows succeeded sets the reference: its mean inlier ratio, a failed
+    window counting 0. (A block of mostly failed windows, e.g. while the camera starts moving, would set a
+    reference near 0 that no later block falls below: the guard would never act.) After each later block,
     if the block mean is below reference - tolerance, the guard asks for a rollback to the weights saved
     at the last good block; otherwise the current weights become the last good ones.
     """
@@ -264,12 +266,15 @@ class RollbackGuard:
         self, inlier_ratio: float | None, matcher: torch.nn.Module, optimiser: torch.optim.Optimizer
     ) -> str:
         """Add one window (None = failed); returns "pending", "accept" or "rollback" (weights restored)."""
-        self.block.append(0.0 if inlier_ratio is None else float(inlier_ratio))
+        self.block.append(None if inlier_ratio is None else float(inlier_ratio))
         if len(self.block) < self.window:
             return "pending"
-        mean = float(np.mean(self.block))
+        succeeded = sum(r is not None for r in self.block)
+        mean = float(np.mean([0.0 if r is None else r for r in self.block]))
         self.block = []
         if self.reference is None:
+            if 2 * succeeded < self.window:
+                return "pending"  # no reference from a block of mostly failed windows: the next one
             self.reference = mean
             self.snapshot(matcher, optimiser)
             return "accept"

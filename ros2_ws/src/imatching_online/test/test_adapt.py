@@ -293,6 +293,20 @@ def test_rollback_guard_restores_the_last_good_weights():
         RollbackGuard(window=0)
 
 
+def test_rollback_guard_takes_its_reference_from_a_block_that_mostly_succeeded():
+    """A first block of failed windows (a camera that has not moved yet) set the reference to 0: no later
+    block could fall below it, and the guard accepted (and kept as good) whatever the weights became."""
+    net = torch.nn.Linear(2, 1)
+    opt = torch.optim.Adam(net.parameters(), lr=0.1)
+    guard = RollbackGuard(window=2, tolerance=0.1)
+    assert [guard.record(None, net, opt) for _ in range(2)] == ["pending", "pending"]
+    assert guard.reference is None and not guard.ready
+    assert guard.record(0.8, net, opt) == "pending"
+    assert guard.record(0.8, net, opt) == "accept" and guard.reference == pytest.approx(0.8)
+    assert guard.record(None, net, opt) == "pending"
+    assert guard.record(None, net, opt) == "rollback"  # a later block of failures does count
+
+
 def test_rollback_guard_has_no_good_weights_before_its_first_block_closes():
     net = torch.nn.Linear(2, 1)
     opt = torch.optim.Adam(net.parameters(), lr=0.1)
