@@ -238,8 +238,9 @@ def test_the_node_adapts_xfeat_from_the_wheel(rclpy_context, seq, tmp_path):
         assert graph.node.snapshot()["published_version"] == 1
     finally:
         graph.close()
-    assert [MatcherUpdate.from_json(a) for a in announced] == [MatcherUpdate(str(out.resolve()), 1)]
     adapted, meta = load_matcher(out)
+    expected = MatcherUpdate(str(out.resolve()), 1, meta["lineage"])  # the lineage the file records
+    assert [MatcherUpdate.from_json(a) for a in announced] == [expected]
     assert isinstance(adapted, XFeatMatcher) and meta["image_size"] == [160, 96]
     assert meta["adapted_from"] == XFEAT_PRETRAINED and meta["optimiser_steps"] == 1
     wheel = XFeatMatcher().state_dict()
@@ -380,6 +381,60 @@ def test_a_rollback_is_saved_at_shutdown_and_announced_as_a_new_version(
         node.save_on_shutdown()
         saved = load_matcher(out)[0].state_dict()
         assert all(torch.equal(saved[k], good[k]) for k in good)  # the rolled-back weights are on disk
+        assert node.published_version == 2 and load_matcher(out)[1]["weights_version"] == 2
+    finally:
+        node.destroy_node()
+
+
+def test_a_restart_from_another_directory_continues_and_announces_what_the_file_holds(
+    rclpy_context, random_matcher, tmp_path, monkeypatch
+):
+    """A session started with a relative matcher path recorded it as given; a restart from another working
+    directory (same file) refused its own output. And a restart that continues announces the version the
+    file holds at once (a banet_vo started meanwhile kept older weights until the first save)."""
+    out = tmp_path / "adapted.safetensors"
+    monkeypatch.chdir(random_matcher.parent)
+
+    def node(matcher: str) -> ImatchingNode:
+        params = {"matcher": matcher, "output_model": str(out)}
+        return ImatchingNode(
+            context=rclpy_context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]
+        )
+
+    first = node(random_matcher.name)  # relative
+    try:
+        assert first.published_version is None  # a new lineage has nothing to announce yet
+        first.stream.adapter.weight_changes += 3  # as steps would
+        assert first._save(str(out), "test")[0] and first.published_version == 3
+        lineage = load_matcher(out)[1]["lineage"]
+        assert load_matcher(out)[1]["adapted_from"] == str(random_matcher.resolve())
+    finally:
+        first.destroy_node()
+    monkeypatch.chdir(tmp_path.parent)
+    again = node(str(random_matcher))  # absolute, from elsewhere: the same base
+    try:
+        assert again.stream.source_meta["sessions"] == 2 and again.stream.source_meta["lineage"] == lineage
+        assert again.published_version == 3  # announced at start
+    finally:
+        again.destroy_node()
+
+
+def test_a_manual_rollback_is_saved_and_announced_at_once(rclpy_context, random_matcher, tmp_path):
+    """~/rollback restores the last good weights; a listener must not keep the ones just rejected until the
+    next periodic save."""
+    out = tmp_path / "adapted.safetensors"
+    params = {"matcher": str(random_matcher), "output_model": str(out)}
+    node = ImatchingNode(
+        context=rclpy_context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]
+    )
+    try:
+        adapter = node.stream.adapter
+        adapter.guard.reference = 1.0
+        adapter.guard.snapshot(adapter.matcher, adapter.optimiser)
+        adapter.weight_changes += 1
+        assert node._save(str(out), "test")[0] and node.published_version == 1
+        response = node._on_rollback(Trigger.Request(), Trigger.Response())
+        assert response.success and "wrote" in response.message
         assert node.published_version == 2 and load_matcher(out)[1]["weights_version"] == 2
     finally:
         node.destroy_node()

@@ -1897,6 +1897,26 @@ def test_a_refused_matcher_then_a_taken_one_are_both_logged(rclpy_context):
         node.destroy_node()
 
 
+def test_a_new_lineage_repeating_the_last_version_number_is_not_taken_for_the_latched_message(rclpy_context):
+    """imatching_node started over (start_from matcher, or a deleted output) counts versions from 0 again:
+    its version 50 came with the same path and number as the old lineage's last and was dropped as the
+    latched message again. The lineage id tells them apart; the same message twice is still dropped."""
+    from banet_vo.odometry.matcher_swap import MatcherUpdate
+    from std_msgs.msg import String
+
+    graph = Graph(rclpy_context, TruthEstimator(_frames(2)), {})  # frontend none: every update is refused
+    try:
+        old = MatcherUpdate("/m.safetensors", 50, "lineage-a")
+        for update in (old, old, MatcherUpdate("/m.safetensors", 50, "lineage-b")):
+            graph.node._on_matcher_update(String(data=update.to_json()))
+        assert graph.node.snapshot()["matcher_update_errors"] == 2  # the repeat was not read again
+        assert (
+            MatcherUpdate.from_json('{"path": "/m.safetensors", "version": 3}').lineage == ""
+        )  # older writers
+    finally:
+        graph.close()
+
+
 def test_a_matcher_update_for_banet_alone_is_refused(rclpy_context, tmp_path):
     from banet_vo.odometry.matcher_swap import MatcherUpdate
     from std_msgs.msg import String

@@ -17,6 +17,7 @@ No ROS here: the node calls `choose_start` and logs `StartChoice.message`.
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,9 +72,13 @@ def weights_version(meta: dict) -> int:
 
 
 def lineage_meta(choice: StartChoice) -> dict:
-    """What the next session records in every output it saves, so that a later start can continue it."""
+    """What the next session records in every output it saves, so that a later start can continue it. A new
+    lineage gets a new id: its versions count from 0 again, and a listener told only the numbers could take
+    a new version for one it has seen (MatcherUpdate.lineage)."""
     earlier = choice.resumed_meta
+    lineage = earlier.get("lineage") if earlier is not None else None
     return {
+        "lineage": lineage if isinstance(lineage, str) and lineage else uuid.uuid4().hex,
         "sessions": 1 if earlier is None else int(earlier.get("sessions", 1)) + 1,
         "earlier_optimiser_steps": 0 if earlier is None else total_steps(earlier),
         "earlier_weight_changes": 0 if earlier is None else weights_version(earlier),

@@ -40,7 +40,9 @@ def test_no_output_yet_starts_from_the_base(base, tmp_path):
     choice = choose_start(matcher, meta, base, str(tmp_path / "new.safetensors"))
     assert choice.matcher is matcher and choice.resumed_meta is None and not choice.replaces
     assert "is new" in choice.message
-    assert lineage_meta(choice) == {"sessions": 1, "earlier_optimiser_steps": 0, "earlier_weight_changes": 0}
+    meta = lineage_meta(choice)
+    assert meta.pop("lineage") != lineage_meta(choice)["lineage"]  # a new id for each new lineage
+    assert meta == {"sessions": 1, "earlier_optimiser_steps": 0, "earlier_weight_changes": 0}
 
 
 def test_own_output_is_continued_and_sessions_add_up(base, tmp_path):
@@ -52,16 +54,20 @@ def test_own_output_is_continued_and_sessions_add_up(base, tmp_path):
     assert _equal(choice.matcher, adapted) and not _equal(choice.matcher, matcher)
     assert choice.base_matcher is matcher and not choice.replaces
     assert "12 optimiser steps in 2 earlier session(s)" in choice.message
-    # an output written before versions counted rollbacks: its version was its steps
-    assert lineage_meta(choice) == {
+    # an output written before versions counted rollbacks (and lineage ids): its version was its steps
+    continued = lineage_meta(choice)
+    assert len(continued.pop("lineage")) == 32
+    assert continued == {
         "sessions": 3,
         "earlier_optimiser_steps": 12,
         "earlier_weight_changes": 12,
     }
     out = _output(tmp_path / "out.safetensors", adapted, base, meta, optimiser_steps=7, sessions=2,
-                  earlier_optimiser_steps=5, weights_version=15)  # fmt: skip
-    # its session rolled back three times: the next session's versions go on from 15, not from 12
+                  earlier_optimiser_steps=5, weights_version=15, lineage="abc")  # fmt: skip
+    # its session rolled back three times: the next session's versions go on from 15, not from 12; and a
+    # continued lineage keeps its id
     assert lineage_meta(choose_start(matcher, meta, base, out))["earlier_weight_changes"] == 15
+    assert lineage_meta(choose_start(matcher, meta, base, out))["lineage"] == "abc"
 
 
 def test_another_lineage_is_refused_unless_start_from_matcher(base, tmp_path):

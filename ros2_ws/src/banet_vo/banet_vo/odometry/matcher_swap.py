@@ -34,25 +34,33 @@ from banet_vo.odometry.keyframes import logger
 
 @dataclass(frozen=True)
 class MatcherUpdate:
-    """One published matcher version: where its checkpoint lies and its number (increasing)."""
+    """One published matcher version: where its checkpoint lies, its number (increasing within a lineage)
+    and its lineage (an id that a new adaptation of the same file gets: its versions count from 0 again,
+    and one could repeat the last version number of the old lineage; "" from writers before it)."""
 
     path: str
     version: int
+    lineage: str = ""
 
     def to_json(self) -> str:
-        return json.dumps({"path": self.path, "version": self.version}, sort_keys=True)
+        return json.dumps(
+            {"path": self.path, "version": self.version, "lineage": self.lineage}, sort_keys=True
+        )
 
     @classmethod
     def from_json(cls, text: str) -> MatcherUpdate:
-        """ValueError, saying what is wrong, for anything but {"path": non-empty str, "version": int >= 0}."""
+        """ValueError, saying what is wrong, for anything but {"path": non-empty str, "version": int >= 0}
+        and an optional "lineage" str."""
         data = json_object(text, "matcher update")
         check_keys(data, cls, "matcher update")
-        path, version = data.get("path"), data.get("version")
+        path, version, lineage = data.get("path"), data.get("version"), data.get("lineage", "")
         if not isinstance(path, str) or not path:
             raise ValueError(f"matcher update needs a non-empty string 'path', got {path!r}")
         if isinstance(version, bool) or not isinstance(version, int) or version < 0:
             raise ValueError(f"matcher update needs an integer 'version' >= 0, got {version!r}")
-        return cls(path, version)
+        if not isinstance(lineage, str):
+            raise ValueError(f"matcher update 'lineage' must be a string, got {lineage!r}")
+        return cls(path, version, lineage)
 
 
 @dataclass(frozen=True)

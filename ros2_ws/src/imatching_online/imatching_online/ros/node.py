@@ -61,7 +61,7 @@ from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from imatching_online.lineage import choose_start, lineage_meta
+from imatching_online.lineage import choose_start, lineage_meta, resolved_source
 from imatching_online.matcher.io import load_matcher
 from imatching_online.online import SKIPPED_GAP, SKIPPED_STATIC, STEPPED, WINDOW_RESTARTS, StreamAdapter
 from imatching_online.ros.params import PARAMS, NodeParams, declare_parameters
@@ -97,6 +97,10 @@ class ImatchingNode(Node):
         # Each saved version, for banet_vo's front end (latched: a node that starts later gets the last one).
         self.update_pub = self.create_publisher(String, "~/" + MATCHER_UPDATES, latched_qos(depth=1))
         self.published_version: int | None = None
+        if p.output_model and int(self.stream.source_meta.get("sessions", 1)) > 1:
+            # Continued from output_model: announce the version the file holds (a listener that started
+            # since, or that missed the last session's announcements, would keep older weights).
+            self._announce(p.output_model, self.stream.weights_version)
         services = MutuallyExclusiveCallbackGroup()  # beside the images under a multi-threaded executor
         self.save_srv = self.create_service(Trigger, "~/save", self._on_save, callback_group=services)
         self.reset_srv = self.create_service(Trigger, "~/reset", self._on_reset, callback_group=services)
@@ -154,7 +158,8 @@ class ImatchingNode(Node):
         severity = LoggingSeverity.WARN if choice.replaces else LoggingSeverity.INFO
         log_at(self.get_logger(), severity, choice.message)
         source = {
-            "adapted_from": p.matcher,
+            # resolved: a restart from another working directory must recognise its own output
+            "adapted_from": resolved_source(p.matcher),
             "base_meta": base_meta,
             "source": p.source or self.resolve_topic_name("image"),
             **lineage_meta(choice),
@@ -200,6 +205,9 @@ class ImatchingNode(Node):
             else "no good weights recorded yet (the rollback guard has not closed its first block)"
         )
         self.get_logger().info(response.message)
+        if response.success and self.params.output_model:  # announced now, as a guard's rollback is
+            _, text = self._save(self.params.output_model, "~/rollback")
+            response.message += f"; {text}"
         return response
 
     # -- worker thread -------------------------------------------------------------------------------
@@ -222,7 +230,7 @@ class ImatchingNode(Node):
         """Publish the saved matcher as a new version (its weights' change count) on ~/matcher_updates."""
         if not self.context.ok():
             return  # at shutdown there is nobody to tell
-        update = MatcherUpdate(str(Path(path).resolve()), version)
+        update = MatcherUpdate(str(Path(path).resolve()), version, str(self.stream.source_meta["lineage"]))
         self.update_pub.publish(String(data=update.to_json()))
         self.published_version = version
 
@@ -243,9 +251,12 @@ class ImatchingNode(Node):
             self._last_skip = report.reason
             self._state = "windows skipped by the BA"
             logger.info("window skipped: %s", report.reason)
+        p = self.params
         if report.guard == "rollback":
             self.get_logger().warning("BA inlier ratio dropped: matcher rolled back to the last good weights")
-        p = self.params
+            if p.output_model:  # announced now: a listener must not keep the weights the guard rejected
+                self._save(p.output_model, "rolled back")
+                return
         saved = self.stream.saved_at_step or 0
         if p.output_model and p.save_every_steps and self.stream.steps - saved >= p.save_every_steps:
             self._save(p.output_model, f"every {p.save_every_steps} steps")
