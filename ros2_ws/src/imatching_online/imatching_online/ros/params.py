@@ -142,6 +142,19 @@ def params_from_values(values: dict[str, Any]) -> NodeParams:
         raise ValueError(
             f"parameter window_stride: {v['window_stride']} is larger than window_size {v['window_size']}"
         )
+    track = WindowConfig.min_track_length
+    if v["window_size"] < track:
+        raise ValueError(
+            f"parameter window_size: {v['window_size']} frames cannot give a landmark the {track} views the "
+            f"BA keeps it with (no window would ever solve); at least {track}"
+        )
+    pair = WindowConfig.min_pair_matches
+    if 2 * v["queries_per_frame"] < pair:
+        # a frame pair's matches come from the queries of at most its two frames
+        raise ValueError(
+            f"parameter queries_per_frame: {v['queries_per_frame']} cannot give a frame pair the {pair} "
+            f"matches the BA needs (no window would ever solve); at least {-(-pair // 2)}"
+        )
     if v["output_model"] and resolved_source(v["output_model"]) == resolved_source(v["matcher"]):
         raise ValueError(
             f"parameter output_model: {v['output_model']} is the matcher {v['matcher']} "
