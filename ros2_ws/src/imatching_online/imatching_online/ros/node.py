@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,7 @@ class ImatchingNode(Node):
         # Each saved version, for banet_vo's front end (latched: a node that starts later gets the last one).
         self.update_pub = self.create_publisher(String, "~/" + MATCHER_UPDATES, latched_qos(depth=1))
         self.published_version: int | None = None
+        self._announce_lock = threading.Lock()
         if p.output_model and int(self.stream.source_meta.get("sessions", 1)) > 1:
             # Continued from output_model: announce the version the file holds (a listener that started
             # since, or that missed the last session's announcements, would keep older weights).
@@ -231,8 +233,13 @@ class ImatchingNode(Node):
         if not self.context.ok():
             return  # at shutdown there is nobody to tell
         update = MatcherUpdate(str(Path(path).resolve()), version, str(self.stream.source_meta["lineage"]))
-        self.update_pub.publish(String(data=update.to_json()))
-        self.published_version = version
+        with self._announce_lock:
+            # Saves run one at a time, their announcements after: a periodic save (worker thread) and a
+            # ~/save (executor) could announce out of order, and the latched version would go back.
+            if self.published_version is not None and version < self.published_version:
+                return
+            self.update_pub.publish(String(data=update.to_json()))
+            self.published_version = version
 
     def _process(self, item: CameraFrame) -> None:
         image, camera = item.image, item.camera
