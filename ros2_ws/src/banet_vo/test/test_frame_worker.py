@@ -117,6 +117,27 @@ def test_a_numerical_failure_inside_is_an_error_not_bad_input(worker_and_recorde
     assert any(r.exc_info and r.exc_info[0] is np.linalg.LinAlgError for r in caplog.records)
 
 
+def test_an_error_after_the_context_went_away_stops_the_worker_without_a_traceback(caplog):
+    """SIGINT shuts rclpy's context down while a frame is in progress; its publish then raises. That
+    printed 'frame dropped by an unexpected error' and a traceback on every Ctrl-C of a busy node."""
+    recorder = Recorder()
+    logged: list[str] = []
+    alive = threading.Event()
+    alive.set()
+    worker = FrameWorker(recorder, EventCounters(logged.append), 4, name="test_worker", alive=alive.is_set)
+    try:
+        with caplog.at_level("ERROR", logger="banet_vo.ros.frame_worker"):
+            worker.put("boom")  # while alive: an error as before
+            assert worker.wait_idle(5.0)
+            assert len(logged) == 1 and len(caplog.records) == 1
+            alive.clear()  # the context is shut down
+            worker.put("boom")
+            assert worker.wait_idle(5.0)
+        assert len(logged) == 1 and len(caplog.records) == 1  # nothing more said
+    finally:
+        worker.stop(timeout=5.0)
+
+
 def test_stop_says_whether_the_item_in_progress_finished(worker_and_recorder):
     worker, recorder, _, _ = worker_and_recorder
     worker.put("wait")

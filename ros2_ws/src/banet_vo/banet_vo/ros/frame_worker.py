@@ -75,7 +75,9 @@ class FrameWorker:
     Items pushed out of the full queue are counted as "dropped". A ValueError from `process` is bad input
     (counted as "bad_image", warned `frame dropped: ...`); any other exception, numpy's LinAlgError (a
     ValueError) included, is counted as "errors" and logged with its traceback; the worker keeps serving
-    either way.
+    either way. `alive` (e.g. the node's context.ok): once it says False, an exception is the shutdown
+    reaching a frame in progress (a publish on a context that SIGINT shut down), and the worker stops
+    without a word.
     """
 
     def __init__(
@@ -85,8 +87,10 @@ class FrameWorker:
         queue_size: int,
         name: str,
         on_start: Callable[[], None] | None = None,
+        alive: Callable[[], bool] | None = None,
     ) -> None:
         self._process = process
+        self._alive = alive
         self._events = events
         self._queue = LatestFrameQueue(queue_size)
         self._busy = threading.Event()
@@ -134,7 +138,10 @@ class FrameWorker:
             except ValueError as err:
                 self._events.warn(BAD_IMAGE, f"frame dropped: {err}")
             except Exception as err:  # keep serving; logged with its traceback and counted
-                self._unexpected(err)
+                if self._alive is not None and not self._alive():
+                    self._running = False  # shut down under the frame: nobody left to tell
+                else:
+                    self._unexpected(err)
             finally:
                 self._busy.clear()
 

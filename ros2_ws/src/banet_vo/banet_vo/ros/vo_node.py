@@ -182,7 +182,12 @@ class VOShell:
         # always there: publish_tf can be switched on at run time (the warning only when it is on now)
         self.tf = TfOutput(self, warn=p.publish_tf or p.publish_static_tf)
         self.worker = FrameWorker(
-            self._process, self.events, p.queue_size, name="banet_vo_inference", on_start=self._warm_up
+            self._process,
+            self.events,
+            p.queue_size,
+            name="banet_vo_inference",
+            on_start=self._warm_up,
+            alive=self.context.ok,
         )
         self._param_callback = self._on_set_parameters
         self.add_on_set_parameters_callback(self._param_callback)

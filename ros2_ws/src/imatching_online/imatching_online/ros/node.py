@@ -109,7 +109,9 @@ class ImatchingNode(Node):
         self.rollback_srv = self.create_service(
             Trigger, "~/rollback", self._on_rollback, callback_group=services
         )
-        self.worker = FrameWorker(self._process, self.events, p.queue_size, name="imatching_adapt")
+        self.worker = FrameWorker(
+            self._process, self.events, p.queue_size, name="imatching_adapt", alive=self.context.ok
+        )
         self.rectifier = Rectifier()
         # The camera from camera_info as banet_vo's node takes it (`rectify`): raw images are rectified here,
         # rectified ones (image_rect, rectify false) use P, so both nodes on one stream share the intrinsics.
