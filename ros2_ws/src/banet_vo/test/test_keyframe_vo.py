@@ -1569,6 +1569,23 @@ def test_keyframe_depth_is_published_at_the_poses_scale_with_the_window_ba_in_th
     assert 0.75 < min(ratios) and max(ratios) < 1.4, ratios
 
 
+def test_the_published_depth_keeps_within_min_and_max_depth_after_its_rescale(estimator, kitti06):
+    """min_depth / max_depth were applied to BA-Net's depth before it was rescaled to the pose's metres:
+    with max_depth 5 maps went out with 6.2-6.7 m, with 200 one with 215 m."""
+    vo = _vo(estimator, min_depth=2.0, max_depth=8.0)
+    published = []
+    try:
+        for f in kitti06[:16]:
+            r = vo.process(f.image, f.timestamp, f.camera)
+            if r.depth is not None and vo.scale is not None:
+                published.append(r.depth[r.depth > 0])
+    finally:
+        vo.close()
+    assert len(published) >= 3
+    values = np.concatenate(published)
+    assert values.size > 100 and values.min() >= 2.0 and values.max() <= 8.0
+
+
 def test_a_reset_drops_a_late_depth_of_the_old_trajectory(estimator, kitti06):
     """background_banet: a depth that came back after its keyframe was published waits for the next result
     with a pose; after a reset that result is the new trajectory's first frame, which got the old

@@ -55,7 +55,10 @@ class KeyframeScaleMixin:
             ratio = learned_scale(self._points_in(kf), *kf.depth)
         if s is None or not ratio:
             return depth
-        return depth * np.float32(s / ratio)
+        scaled = depth * np.float32(s / ratio)
+        # min_depth / max_depth bound what is published: BA-Net's range was checked before the rescale
+        scaled[(scaled < self.config.min_depth) | (scaled > self.config.max_depth)] = 0.0
+        return scaled
 
     def _measure_scale(self, kf: Keyframe) -> None:
         """One scale measurement per keyframe, from the configured source; the keyframe also keeps the
