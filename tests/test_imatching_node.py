@@ -498,10 +498,15 @@ def test_diagnostics_warn_only_while_a_problem_is_recent_and_never_for_dropped_f
         now[0] += 2.5
         node._publish_diagnostics()
         assert sent[-1].status[0].level == DiagnosticStatus.OK
-        now[0] += 2.5  # and then the camera stops
+        now[0] += 2.5  # and then the camera stops: a fault for a robot's aggregator, not OK
         node._publish_diagnostics()
         status = sent[-1].status[0]
         assert status.message.startswith("no image in the last 2 s: has the camera stopped?")
+        assert status.level == DiagnosticStatus.WARN and "counted: images_stopped" in status.message
+        node.events.add("received", 1)  # images again
+        now[0] += 0.5
+        node._publish_diagnostics()
+        assert sent[-1].status[0].level == DiagnosticStatus.OK
     finally:
         node.destroy_node()
 

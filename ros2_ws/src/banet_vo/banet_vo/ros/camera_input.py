@@ -72,6 +72,7 @@ BAD_IMAGE = "bad_image"
 BAD_CAMERA_INFO = "bad_camera_info"
 NO_CAMERA_INFO = "no_camera_info"
 SIZE_MISMATCH = "size_mismatch"
+IMAGES_STOPPED = "images_stopped"  # /diagnostics: 1 while a camera that sent images sends none
 INPUT_PROBLEMS = (BAD_IMAGE, BAD_CAMERA_INFO, NO_CAMERA_INFO, SIZE_MISMATCH)
 FRAME_ID_CHANGED = "frame_id_changed"
 LOST_IN_TRANSPORT = "lost_in_transport"  # reported by the middleware (message_lost event), never seen here
@@ -445,15 +446,20 @@ class CameraInput:
         hint = self.transport_hint() if self.events.get(RECEIVED) == 0 else None
         return text + (f" ({hint})" if hint else "")
 
-    def standing_problems(self) -> list[str]:
-        """Counters that make /diagnostics WARN however long ago they grew: `incompatible_qos` while no image
-        has arrived (the middleware reports a publisher once, and nothing it sends will ever arrive), and
-        `repeated_image` while the images have repeated one content for at least REPEAT_WARN_S."""
+    def standing_problems(self, recent: Mapping[str, float] | None = None) -> list[str]:
+        """Keys that make /diagnostics WARN however long ago they grew: `incompatible_qos` while no image
+        has arrived (the middleware reports a publisher once, and nothing it sends will ever arrive),
+        `repeated_image` while the images have repeated one content for at least REPEAT_WARN_S, and, given
+        the node's `recent` counter increases, IMAGES_STOPPED while a camera that sent images has sent none
+        over that window (a stopped camera is a fault to a robot's diagnostic aggregator, not OK; the node
+        sets its value to 1)."""
         problems = []
         if self._incompatible_qos is not None and self.events.get(RECEIVED) == 0:
             problems.append(INCOMPATIBLE_QOS)
         if self._repeating() is not None:
             problems.append(REPEATED_IMAGE)
+        if recent is not None and self.events.get(RECEIVED) and not recent.get(f"recent_{RECEIVED}"):
+            problems.append(IMAGES_STOPPED)
         return problems
 
     def _repeating(self) -> tuple[int, float] | None:

@@ -190,7 +190,8 @@ PARAMS = ParameterTable(
     ParameterSpec(
         "depth_upsampling",
         "edge_aware",
-        "depth/image resolution: the input image's (edge_aware bilinear or nearest) or the model's (none)",
+        "depth/image resolution: the input image's (edge_aware bilinear or nearest) or the model's depth "
+        "output (none; 64x48 with the shipped small model)",
         choices=DEPTH_UPSAMPLING,
         dynamic=True,
     ),

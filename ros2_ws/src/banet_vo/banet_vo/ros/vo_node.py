@@ -52,6 +52,7 @@ from banet_vo.odometry.output_covariance import pose_covariance, step_covariance
 from banet_vo.odometry.pipeline import RELATIVE_TO_PREVIOUS
 from banet_vo.ros import log_bridge, topics
 from banet_vo.ros.camera_input import (
+    IMAGES_STOPPED,
     REPEATED_IMAGE,
     STREAM_PROBLEMS,
     CameraFrame,
@@ -601,9 +602,15 @@ class VOShell:
         name = f"{self.get_fully_qualified_name()}: tracking"
         stamp = stamp_to_sec(item.header.stamp)
         version = getattr(self.vo, "matcher_version", None)
-        self.status_pub.publish(tracking_status(name, p.device, result, stamp, p.odometry, p.model, version))
+        self.status_pub.publish(
+            tracking_status(name, self._device_used(), result, stamp, p.odometry, p.model, version)
+        )
 
     # -- diagnostics ---------------------------------------------------------------------------------
+    def _device_used(self) -> str:
+        """hardware_id: the device the model runs on ("cpu" where the parameter says "auto")."""
+        return str(getattr(self.estimator, "device", self.params.device))
+
     def snapshot(self) -> dict[str, float]:
         """Counters since start and latency (what /diagnostics reports), for tests and banet-vo-run."""
         values: dict[str, float] = dict(self.events.as_dict())
@@ -661,10 +668,11 @@ class VOShell:
     def _publish_diagnostics(self) -> None:
         recent = self.windowed()
         values = {**self.snapshot(), **recent}
-        standing = self.camera_input.standing_problems() if self.camera_input is not None else []
+        standing = self.camera_input.standing_problems(recent) if self.camera_input is not None else []
+        values[IMAGES_STOPPED] = int(IMAGES_STOPPED in standing)
         problems = [*(f"recent_{k}" for k in PROBLEMS), *standing]
         state = self._state_text(recent)
-        msg = diagnostics(self, "visual odometry", self.params.device, state, values, problems)
+        msg = diagnostics(self, "visual odometry", self._device_used(), state, values, problems)
         self.diag_pub.publish(msg)
 
     # -- helpers for in-process users ----------------------------------------------------------------

@@ -35,6 +35,7 @@ from banet_vo.model.checkpoint import remove_stale_temps, unwritable_reason
 from banet_vo.odometry import resolve_device
 from banet_vo.odometry.matcher_swap import MatcherUpdate
 from banet_vo.ros.camera_input import (
+    IMAGES_STOPPED,
     REPEATED_IMAGE,
     STREAM_PROBLEMS,
     CameraFrame,
@@ -324,6 +325,8 @@ class ImatchingNode(Node):
     def _publish_diagnostics(self) -> None:
         recent = self.windowed()
         values = {**self.snapshot(), **recent}
+        standing = self.camera_input.standing_problems(recent)
+        values[IMAGES_STOPPED] = int(IMAGES_STOPPED in standing)
         extra = {"adapt": str(self.params.adapt.enabled).lower()}
         if self._last_skip:
             extra["last_skip_reason"] = self._last_skip
@@ -333,7 +336,7 @@ class ImatchingNode(Node):
             str(self.stream.device),
             self._state_text(recent),
             values,
-            [*(f"recent_{k}" for k in PROBLEMS), *self.camera_input.standing_problems(), "save_errors"],
+            [*(f"recent_{k}" for k in PROBLEMS), *standing, "save_errors"],
             level=DiagnosticStatus.ERROR if values.get("save_errors") else None,
             extra=extra,
         )
