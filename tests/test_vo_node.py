@@ -1734,6 +1734,51 @@ def test_a_camera_that_stopped_is_a_warning_and_the_hardware_id_is_the_device_us
         graph.close()
 
 
+def test_a_lifecycle_node_reactivated_under_auto_qos_takes_the_publishers_qos_again(rclpy_context):
+    """Without qos_overrides given, each activation resolves image_qos auto anew: a camera that came back
+    best effort is heard. (With QoS overriding always on, rclpy kept the first activation's reliable
+    profile in its declared parameters, and the new subscription never connected.)"""
+    from banet_vo.ros.qos import sensor_qos
+    from banet_vo.ros.vo_lifecycle import VOLifecycleNode
+    from rclpy.qos import ReliabilityPolicy
+
+    feed = Node("vo_test_requalified_camera", context=rclpy_context)
+    image_pub = feed.create_publisher(Image, IMAGE_TOPIC, reliable_qos(depth=5))
+    feed.create_publisher(CameraInfo, CAMERA_INFO_TOPIC, reliable_qos(depth=5))
+    node = VOLifecycleNode(
+        estimator=TruthEstimator(_frames(2)),
+        context=rclpy_context,
+        parameter_overrides=[Parameter("model", value="m"), Parameter("frontend", value="none")],
+        cli_args=REMAPS,
+    )
+
+    def activated_reliability() -> ReliabilityPolicy:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        deadline = time.monotonic() + 5.0
+        while node.camera_input.image_sub is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        reliability = node.camera_input.image_sub.qos_profile.reliability
+        node.trigger_deactivate()
+        node.trigger_cleanup()
+        return reliability
+
+    try:
+        assert activated_reliability() == ReliabilityPolicy.RELIABLE
+        feed.destroy_publisher(image_pub)
+        feed.create_publisher(Image, IMAGE_TOPIC, sensor_qos(depth=5))  # the camera restarts best effort
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and any(
+            i.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+            for i in node.get_publishers_info_by_topic(IMAGE_TOPIC)
+        ):
+            time.sleep(0.05)
+        assert activated_reliability() == ReliabilityPolicy.BEST_EFFORT
+    finally:
+        node.destroy_node()
+        feed.destroy_node()
+
+
 def test_diagnostics_say_camera_info_is_missing_when_images_arrive_alone(rclpy_context):
     frames = _frames(2)
     graph = Graph(rclpy_context, TruthEstimator(frames), {"image_qos": "reliable", "diagnostics_period": 0.1})

@@ -48,9 +48,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("rate", default_value="1.0", description="bag playback speed factor"),
         DeclareLaunchArgument(
             "image_transport",
-            default_value="raw",
-            description="raw, or compressed for a bag of /camera/image_raw/compressed (banet-vo-bag "
-            "--image-codec png or jpeg, a robot's recording)",
+            default_value="",
+            description="compressed for a bag of /camera/image_raw/compressed (banet-vo-bag --image-codec "
+            "png or jpeg, a robot's recording); empty: the params file's, else raw",
         ),
         DeclareLaunchArgument(
             "rviz",

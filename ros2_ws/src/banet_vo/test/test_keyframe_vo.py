@@ -1584,6 +1584,19 @@ def test_the_published_depth_keeps_within_min_and_max_depth_after_its_rescale(es
     assert len(published) >= 3
     values = np.concatenate(published)
     assert values.size > 100 and values.min() >= 2.0 and values.max() <= 8.0
+    # scale_source none publishes map units: the bounds in metres do not cut them
+    vo = make_odometry(
+        estimator, OdometryConfig(frontend="xfeat", scale_source="none", min_depth=2.0, max_depth=8.0)
+    )
+    unbounded = []
+    try:
+        for f in kitti06[:16]:
+            r = vo.process(f.image, f.timestamp, f.camera)
+            if r.depth is not None and r.has_pose:
+                unbounded.append(r.depth[r.depth > 0])
+    finally:
+        vo.close()
+    assert unbounded and np.concatenate(unbounded).max() > 8.0
 
 
 def test_a_reset_drops_a_late_depth_of_the_old_trajectory(estimator, kitti06):

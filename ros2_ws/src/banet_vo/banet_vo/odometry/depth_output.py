@@ -35,6 +35,15 @@ def _sample_coordinates(
     return us, vs
 
 
+def in_depth_range(depth: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
+    """A float32 copy of `depth` with every pixel outside [min_depth, max_depth] or not finite set to 0
+    (invalid: published as NaN)."""
+    d = np.array(depth, dtype=np.float32, copy=True)
+    with np.errstate(invalid="ignore"):
+        d[~np.isfinite(d) | (d < min_depth) | (d > max_depth)] = 0.0
+    return d
+
+
 def upsample_depth(
     depth: np.ndarray,
     depth_camera: PinholeCamera,

@@ -12,6 +12,7 @@ import numpy as np
 
 from banet_vo.geometry.frames import left_to_right_covariance, pose_covariance_from_hessian
 from banet_vo.geometry.rigid import invert
+from banet_vo.odometry.depth_output import in_depth_range
 from banet_vo.odometry.estimator import PairEstimator, PreparedFrame, with_mean_intensity
 from banet_vo.odometry.keyframes import Keyframe, logger, scale_covariance
 from banet_vo.odometry.pipeline import FrameResult
@@ -163,8 +164,4 @@ class BanetKeyframesMixin:
             return None, None, "BA-Net gave no usable depth on the keyframe pair"
         if self._depth_calibration is not None:
             depth = self._depth_calibration.apply(depth)
-        with np.errstate(invalid="ignore"):
-            bad = ~np.isfinite(depth) | (depth < self.config.min_depth) | (depth > self.config.max_depth)
-        depth = depth.copy()
-        depth[bad] = 0.0
-        return depth, estimate.depth_camera, ""
+        return in_depth_range(depth, self.config.min_depth, self.config.max_depth), estimate.depth_camera, ""

@@ -11,6 +11,7 @@ import numpy as np
 from banet_vo.frontend.solvers import project
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.rigid import invert
+from banet_vo.odometry.depth_output import in_depth_range
 from banet_vo.odometry.keyframes import Keyframe
 from banet_vo.odometry.scale import ground_plane_height, learned_scale
 
@@ -56,9 +57,10 @@ class KeyframeScaleMixin:
         if s is None or not ratio:
             return depth
         scaled = depth * np.float32(s / ratio)
+        if self.config.scale_source == "none":
+            return scaled  # map units: the bounds in metres say nothing about them
         # min_depth / max_depth bound what is published: BA-Net's range was checked before the rescale
-        scaled[(scaled < self.config.min_depth) | (scaled > self.config.max_depth)] = 0.0
-        return scaled
+        return in_depth_range(scaled, self.config.min_depth, self.config.max_depth)
 
     def _measure_scale(self, kf: Keyframe) -> None:
         """One scale measurement per keyframe, from the configured source; the keyframe also keeps the

@@ -450,12 +450,14 @@ class KeyframeOdometry(
         return cov_last + gap_covariance(C_prev, t_prev, C_last, t_last, max(stamp - t_last, 0.0))
 
     def _unmeasured_step_covariance(self, stamp: float) -> np.ndarray:
-        """Covariance of a step to `stamp` that nothing measured: the motion the last two tracked frames'
-        velocity could make meanwhile (zero before there is a velocity)."""
+        """Covariance of a step to `stamp` from the last published pose that nothing measured: the motion
+        the last two tracked frames' velocity could make over it (zero before there is a velocity). From
+        the last publication, not the last tracked frame: a held pose's covariance already grew until it."""
         if len(self._tracked) < 2:
             return np.zeros((6, 6))
         (t0, C0, _), (t1, C1, _) = self._tracked
-        return gap_covariance(C0, t0, C1, t1, max(stamp - t1, 0.0))
+        since = self._output.history[-1][0] if self._output.history else t1
+        return gap_covariance(C0, t0, C1, t1, max(stamp - since, 0.0))
 
     def _anchor_at_prediction(self, stamp: float) -> bool:
         """Move the published pose to where constant velocity from the last two tracked frames puts it at

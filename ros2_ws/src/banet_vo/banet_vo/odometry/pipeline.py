@@ -42,6 +42,7 @@ from banet_vo.geometry.rigid import invert, nearest_rigid
 from banet_vo.geometry.se3 import rotation_angle_deg
 from banet_vo.odometry import timing
 from banet_vo.odometry.config import OdometryConfig
+from banet_vo.odometry.depth_output import in_depth_range
 from banet_vo.odometry.estimator import PairEstimate, PairEstimator, PreparedFrame, prepare_frame
 from banet_vo.odometry.motion import body_twist, predict_constant_velocity, view_overlap
 from banet_vo.odometry.timing import NEW_SEGMENT, StampGate, gap_covariance
@@ -433,11 +434,7 @@ class VisualOdometry:
         )
 
     def _clean_depth(self, depth: np.ndarray) -> np.ndarray:
-        d = np.asarray(depth, dtype=np.float32).copy()
-        with np.errstate(invalid="ignore"):
-            bad = ~np.isfinite(d) | (d < self.config.min_depth) | (d > self.config.max_depth)
-        d[bad] = 0.0
-        return d
+        return in_depth_range(depth, self.config.min_depth, self.config.max_depth)
 
     def _wants_keyframe(self, T_kf_cur: np.ndarray, depth: np.ndarray, depth_camera: PinholeCamera) -> bool:
         c = self.config

@@ -556,7 +556,6 @@ class CameraInput:
             incompatible_qos=lambda info: self._on_incompatible_qos(info, topic, qos),
         )
         group = self._groups[CameraInfo if msg_type is CameraInfo else Image]
-        # ROS 2's qos_overrides.<topic>.subscription.<policy> parameters, where given, beat image_qos.
         sub = self._node.create_subscription(
             msg_type,
             topic,
@@ -564,10 +563,21 @@ class CameraInput:
             qos,
             event_callbacks=events,
             callback_group=group,
-            qos_overriding_options=QoSOverridingOptions.with_default_policies(),
+            qos_overriding_options=self._overriding_options(topic),
         )
         self._node.get_logger().info(f"subscribed to {sub.topic_name} ({qos.reliability.name})")
         return sub
+
+    def _overriding_options(self, topic: str) -> QoSOverridingOptions | None:
+        """ROS 2's QoS overriding for `topic` where the node was given qos_overrides.<topic>.subscription.*
+        (they then beat image_qos); None otherwise. Not always on: rclpy declares those parameters with the
+        first QoS it sees and applies them to every later subscription, so a lifecycle node re-activated
+        under auto would keep its first QoS."""
+        prefix = f"qos_overrides.{self._node.resolve_topic_name(topic)}.subscription."
+        given = getattr(self._node, "_parameter_overrides", {})  # as PARAMS.check_no_unknown reads them
+        if any(name.startswith(prefix) for name in given):
+            return QoSOverridingOptions.with_default_policies()
+        return None
 
     def _try_subscribe(self) -> None:
         """Create the subscriptions once their QoS is known (auto waits for a publisher, as rosbag2 does:

@@ -15,8 +15,9 @@ SOLVERS = ("gtsam", "pypose")
 class WindowConfig:
     """Thresholds in pixels and degrees; counts are per window unless named per frame."""
 
-    # The caller slides the window; solve_window takes any N >= 2.
-    window_size: int = setting(5, "frames per bundle-adjustment window", range=(2, 30))
+    # The caller slides the window; solve_window takes any N >= 2, but a node's window needs at least
+    # min_track_length (3) frames for any landmark to survive, hence the parameter's range.
+    window_size: int = setting(5, "frames per bundle-adjustment window", range=(3, 30))
     min_confidence: float = 0.0  # matches below this confidence are ignored
     # Initialisation (best pair).
     min_pair_matches: int = 30  # co-observations a frame pair needs to be considered

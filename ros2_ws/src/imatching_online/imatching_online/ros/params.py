@@ -142,12 +142,6 @@ def params_from_values(values: dict[str, Any]) -> NodeParams:
         raise ValueError(
             f"parameter window_stride: {v['window_stride']} is larger than window_size {v['window_size']}"
         )
-    track = WindowConfig.min_track_length
-    if v["window_size"] < track:
-        raise ValueError(
-            f"parameter window_size: {v['window_size']} frames cannot give a landmark the {track} views the "
-            f"BA keeps it with (no window would ever solve); at least {track}"
-        )
     pair = WindowConfig.min_pair_matches
     if 2 * v["queries_per_frame"] < pair:
         # a frame pair's matches come from the queries of at most its two frames
