@@ -234,6 +234,28 @@ def test_no_odometry_without_poses_and_start_time_offset(tmp_path: Path) -> None
     assert stamps == [1_700_000_000_250_000_000 + k * 100_000_000 for k in range(3)]
 
 
+def test_a_start_time_as_written_is_exact_to_the_nanosecond(tmp_path: Path, kitti06_dir: Path) -> None:
+    """--start-time 1700000000.1 went through a float: the first stamp was ...099999905 (95 ns off), while
+    the docs promise exact integer nanoseconds. Text (the CLI's) and Decimal are now exact."""
+    from banet_vo.data.bags import start_time_ns
+
+    assert start_time_ns("1700000000.1") == 1_700_000_000_100_000_000
+    assert start_time_ns("1700000000.123456789") == 1_700_000_000_123_456_789
+    assert start_time_ns(2.5) == 2_500_000_000
+    with pytest.raises(ValueError, match="start time must be a number of seconds"):
+        start_time_ns("soon")
+    out = tmp_path / "bag"
+    assert (
+        main([str(kitti06_dir), str(out), "--max-frames", "2", "--start-time", "1700000000.123456789"]) == 0
+    )
+    with BagReader(out) as reader:
+        first = next(r.timestamp_ns for r in reader.records([IMAGE_TOPIC]))
+    assert first == 1_700_000_000_123_456_789
+    with pytest.raises(SystemExit) as exited:  # argparse's usage error
+        main([str(kitti06_dir), str(tmp_path / "bad"), "--start-time", "soon"])
+    assert exited.value.code == 2
+
+
 def test_seconds_to_ns_is_exact_on_decimal_times() -> None:
     assert [seconds_to_ns(0.1 * i) for i in range(1000)] == [i * 100_000_000 for i in range(1000)]
     assert seconds_to_ns(1_700_000_000.5) == 1_700_000_000_500_000_000

@@ -161,6 +161,16 @@ def test_decimal_stamps_as_names_sort_by_time():
     ]
 
 
+def test_frame_numbers_after_a_dotted_prefix_sort_as_numbers():
+    """A renderer's frame.%d.png: the numbers after "frame." were taken for fractions and sorted as text
+    (0, 1, 10, 11, 2, ...), pairing every image from 2 on with another frame's pose and time."""
+    from banet_vo.data.readers._files import frame_order
+
+    names = [f"frame.{i}.png" for i in (10, 2, 0, 11, 1)]
+    assert sorted(names, key=frame_order) == [f"frame.{i}.png" for i in (0, 1, 2, 10, 11)]
+    assert sorted(["img.2.5.png", "img.2.25.png"], key=frame_order) == ["img.2.25.png", "img.2.5.png"]
+
+
 def test_a_linked_sequence_folder_keeps_its_name_and_its_neighbours(tmp_path, kitti06_dir):
     elsewhere = _kitti_tree(tmp_path / "disk2", kitti06_dir) / ".."
     tree = tmp_path / "dataset"

@@ -266,3 +266,16 @@ def test_a_failed_overwrite_leaves_the_old_sequence(tmp_path: Path) -> None:
     assert len(seq) == 2 and not seq.has_depth and not (out / "depth").exists()
     assert (out / "notes.txt").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["seq"]
     np.testing.assert_array_equal(seq[1].image, new[1].image)
+
+
+def test_a_tum_file_list_keeps_a_path_with_spaces(tmp_path):
+    """`stamp path` lines were split on every space: 'rgb/my img 0.png' read as 'rgb/my'."""
+    from banet_vo.data.readers.tum import read_file_list
+
+    listing = tmp_path / "rgb.txt"
+    listing.write_text(
+        "# timestamp filename\n1305031102.175304 rgb/my img 0.png\n1305031102.211214 rgb/b.png\n"
+    )
+    _, names, stamps_ns = read_file_list(listing)
+    assert names == ["rgb/my img 0.png", "rgb/b.png"]
+    assert stamps_ns.tolist() == [1_305_031_102_175_304_000, 1_305_031_102_211_214_000]

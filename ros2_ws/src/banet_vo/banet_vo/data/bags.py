@@ -17,6 +17,7 @@ header stamps.
 
 from __future__ import annotations
 
+import decimal
 import logging
 import math
 import shutil
@@ -98,6 +99,20 @@ def seconds_to_ns(t: float) -> int:
         raise ValueError(f"time must be finite, got {t}")
     whole = math.floor(t)
     return int(whole) * _NS_PER_S + round((t - whole) * _NS_PER_S)
+
+
+def start_time_ns(start_time: float | str | decimal.Decimal) -> int:
+    """A start time in integer nanoseconds: exact for decimal text or a Decimal ("1700000000.1" is
+    ...100000000), the nearest for a float (whose binary value of 1700000000.1 is ...099999905)."""
+    if isinstance(start_time, str | decimal.Decimal):
+        try:
+            value = decimal.Decimal(start_time)
+        except decimal.InvalidOperation:
+            raise ValueError(f"start time must be a number of seconds, got {start_time!r}") from None
+        if not value.is_finite():
+            raise ValueError(f"start time must be finite, got {start_time!r}")
+        return int((value * _NS_PER_S).to_integral_value())
+    return seconds_to_ns(float(start_time))
 
 
 def _ros_time(t_ns: int, what: str) -> Any:
@@ -235,7 +250,7 @@ def write_bag(
     camera_frame: str = "camera_optical",
     body_frame: str = "base_link",
     world_frame: str = "world",
-    start_time: float = 0.0,
+    start_time: float | str | decimal.Decimal = 0.0,
     max_frames: int | None = None,
     include_depth: bool = False,
     image_codec: str = "raw",
@@ -274,7 +289,7 @@ def write_bag(
         total = min(total, max_frames)
     if total < 1:
         raise ValueError("sequence has no frames")
-    offset_ns = seconds_to_ns(float(start_time))
+    offset_ns = start_time_ns(start_time)
     exact_ns = getattr(sequence, "timestamps_ns", None)  # a reader's integer stamps, when it keeps them
 
     writer = Writer(out, version=version, storage_plugin=StoragePlugin[storage.upper()])

@@ -8,8 +8,17 @@ import logging
 import sys
 from pathlib import Path
 
-from banet_vo.data.bags import BAG_VERSIONS, IMAGE_CODECS, STORAGES, write_bag
+from banet_vo.data.bags import BAG_VERSIONS, IMAGE_CODECS, STORAGES, start_time_ns, write_bag
 from banet_vo.data.readers import READERS, open_sequence
+
+
+def _seconds(text: str) -> str:
+    """--start-time as written (write_bag reads it to the exact nanosecond; a float would not)."""
+    try:
+        start_time_ns(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,9 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--start-time",
-        type=float,
-        default=0.0,
-        help="seconds added to every sequence time, e.g. a Unix time (default: 0)",
+        type=_seconds,
+        default="0",
+        help="seconds added to every sequence time, e.g. a Unix time, taken to the nanosecond as written "
+        "(default: 0)",
     )
     parser.add_argument("--max-frames", type=int, default=None, help="write only the first N frames")
     parser.add_argument(

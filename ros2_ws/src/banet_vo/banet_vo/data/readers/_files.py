@@ -211,10 +211,11 @@ def frame_order(name: str) -> tuple:
     without zero padding), and the same order as by name when the numbers are padded alike."""
     # re.split with a capturing group alternates text and digit runs, so the keys of any two names
     # compare text with text and digit runs with digit runs; the name itself breaks ties such as 01 / 1.
-    # A run after a "." is a fraction (1305031102.2 before 1305031102.175304): compared as text.
+    # A run right after "<digits>." is a fraction (1305031102.2 before 1305031102.175304): compared as
+    # text. Not one after "frame." or "img.": frame.2.png comes before frame.10.png.
     parts = re.split(r"(\d+)", name)
     key = tuple(
-        part if k % 2 == 0 else ((1, part) if parts[k - 1].endswith(".") else (0, int(part)))
+        part if k % 2 == 0 else ((1, part) if k >= 3 and parts[k - 1] == "." else (0, int(part)))
         for k, part in enumerate(parts)
     )
     return key, name

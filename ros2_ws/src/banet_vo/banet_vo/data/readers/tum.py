@@ -60,7 +60,7 @@ def read_file_list(path: Path) -> tuple[np.ndarray, list[str], np.ndarray]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        parts = line.split()
+        parts = line.split(maxsplit=1)  # the path may hold spaces (a user's own recording)
         if len(parts) < 2:
             raise ValueError(f"file list {path} line {lineno}: expected 'timestamp path', got {line!r}")
         try:
