@@ -51,10 +51,12 @@ class KeyframeScaleMixin:
         (background_ba) takes that ratio on its landmarks as they stand; without it the depth stays
         BA-Net's (no scale yet, or too few landmarks in it)."""
         s = self.scale
+        if s is None:
+            return depth
         ratio = kf.depth_scale
         if ratio is None and kf.depth is not None:
             ratio = learned_scale(self._points_in(kf), *kf.depth)
-        if s is None or not ratio:
+        if not ratio:
             return depth
         scaled = depth * np.float32(s / ratio)
         if self.config.scale_source == "none":
