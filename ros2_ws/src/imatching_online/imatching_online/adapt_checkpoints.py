@@ -9,16 +9,25 @@ windows in the same order with the same optimiser state give the same weights.
 
 ``fingerprint`` is what defines a run (sequence, frames, settings, seed; not the step budget): a unit is
 only resumed by a run with the same fingerprint, so a resume never mixes two lineages.
+
+The imatching node keeps one output file instead of units: beside ``output_model`` it writes
+``<output_model>.state.pt`` (``save_resume_state``: Adam's moments, the rollback guard, the RNG), tagged with
+the lineage and weights version of the save it belongs to. A restarted node that continues the output
+restores it (``restore_resume_state``) only when the tags match, so Adam does not start again from zero
+moments (a full learning-rate step on every weight) and the guard keeps the reference it had.
 """
 
 from __future__ import annotations
 
+import copy
+import io
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import torch
-from banet_vo.model.checkpoint import load_checkpoint, save_checkpoint
+from banet_vo.model.checkpoint import load_checkpoint, save_checkpoint, write_atomically
 from banet_vo.train.checkpoints import CheckpointUnit, find_latest_unit, write_unit
 
 from imatching_online.adapt import OnlineAdapter
@@ -26,15 +35,21 @@ from imatching_online.ba.failures import FailureReason
 
 __all__ = [
     "MATCHER_FILE",
+    "RESUME_STATE_SUFFIX",
     "STATE_FILE",
     "adapter_state",
     "load_adapt_unit",
     "restore_adapter",
+    "restore_resume_state",
+    "resume_state",
+    "resume_state_path",
     "save_adapt_unit",
+    "save_resume_state",
 ]
 
 MATCHER_FILE = "matcher.safetensors"
 STATE_FILE = "state.pt"
+RESUME_STATE_SUFFIX = ".state.pt"  # beside a node's output_model
 
 
 def adapter_state(adapter: OnlineAdapter) -> dict[str, Any]:
@@ -136,3 +151,81 @@ def load_adapt_unit(
         return None, {}, skipped
     restore_adapter(adapter, loaded["weights"], loaded["state"])
     return unit, loaded["state"]["progress"], skipped
+
+
+def resume_state_path(output_model: str | os.PathLike) -> Path:
+    """Where the node keeps the optimiser state of ``output_model``."""
+    return Path(f"{os.fspath(output_model)}{RESUME_STATE_SUFFIX}")
+
+
+def resume_state(adapter: OnlineAdapter) -> dict[str, Any]:
+    """A copy of what a continued session needs besides the weights: Adam's moments, the rollback guard's
+    reference, open block and last good weights, the RNG. Not the counts (each session reports its own) nor
+    the anchor (the lineage's base, loaded at every start). Call it while no step changes them."""
+    guard = adapter.guard
+    return copy.deepcopy(
+        {
+            "optimiser": adapter.optimiser.state_dict(),
+            "guard": {
+                "reference": guard.reference,
+                "block": list(guard.block),
+                "good_state": guard.good_state,
+            },
+            "generator": adapter.generator.get_state(),
+        }
+    )
+
+
+def save_resume_state(path: str | Path, state: dict[str, Any], tag: dict[str, Any]) -> Path:
+    """Write ``state`` (from ``resume_state``) to ``path`` atomically, tagged with the save it belongs to
+    (``lineage`` and ``weights_version`` of the output written with it)."""
+    buffer = io.BytesIO()
+    torch.save({**state, "tag": dict(tag)}, buffer)
+    return write_atomically(path, buffer.getvalue())
+
+
+def _with_current_hyperparameters(saved: dict, optimiser: torch.optim.Optimizer) -> dict:
+    """An optimiser state_dict from an earlier session with this session's settings (lr may have changed):
+    its per-weight state, this optimiser's param_groups. ValueError when it is for other weights."""
+    current = optimiser.state_dict()
+    groups = current["param_groups"]
+    if [g["params"] for g in saved.get("param_groups", [])] != [g["params"] for g in groups]:
+        raise ValueError("its optimiser holds other weights")
+    params = [p for group in optimiser.param_groups for p in group["params"]]
+    for index, entry in saved.get("state", {}).items():
+        moments = [v for k, v in entry.items() if k != "step" and isinstance(v, torch.Tensor)]
+        if not 0 <= int(index) < len(params) or any(m.shape != params[int(index)].shape for m in moments):
+            raise ValueError("its optimiser holds weights of other shapes")
+    return {"state": saved.get("state", {}), "param_groups": groups}
+
+
+def restore_resume_state(path: str | Path, adapter: OnlineAdapter, tag: dict[str, Any]) -> str:
+    """Put the state at ``path`` back into ``adapter`` when its tag is ``tag`` (the output continued from).
+    Returns what was done, for the log; ValueError when it was not restored, saying why (a missing file, a
+    state of another save, an unreadable file): the session then goes on with a new Adam and guard."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no optimiser state {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a corrupt file; name the file either way
+        raise ValueError(f"{path} is not readable: {type(exc).__name__}: {exc}") from exc
+    saved_tag = state.get("tag") if isinstance(state, dict) else None
+    if saved_tag != tag:
+        raise ValueError(f"{path} belongs to another save ({saved_tag} against the output's {tag})")
+    optimiser = _with_current_hyperparameters(state["optimiser"], adapter.optimiser)
+    guard = state["guard"]
+    good = guard["good_state"]
+    if good is not None:
+        good = {**good, "optimiser": _with_current_hyperparameters(good["optimiser"], adapter.optimiser)}
+    with adapter.weights_lock:
+        adapter.optimiser.load_state_dict(optimiser)
+        adapter.guard.reference = guard["reference"]
+        adapter.guard.block = list(guard["block"])
+        adapter.guard.good_state = good
+        adapter.generator.set_state(state["generator"])
+    reference = "none yet" if guard["reference"] is None else f"{guard['reference']:.3f}"
+    steps = max((int(e.get("step", 0)) for e in optimiser["state"].values()), default=0)
+    return (
+        f"continued Adam's moments ({steps} steps) and the rollback guard (reference {reference}) from {path}"
+    )

@@ -47,6 +47,7 @@ from imatching_online.adapt import (
     OnlineAdapter,
     StepReport,
 )
+from imatching_online.adapt_checkpoints import resume_state, resume_state_path, save_resume_state
 from imatching_online.ba import WindowConfig
 from imatching_online.matcher.io import save_matcher
 from imatching_online.matcher.network import SIZE_MULTIPLE, Matcher
@@ -63,6 +64,14 @@ WINDOW_RESTARTS = "window_restarts"  # windows emptied by a frame long after the
 # max_frame_interval) starts the window again; the median is over the last RESTART_INTERVALS intervals.
 RESTART_PACE = 3.0
 RESTART_INTERVALS = 15
+
+
+class ResumeStateNotWritten(OSError):
+    """The matcher was saved, its optimiser state beside it was not: `meta` is the matcher's."""
+
+    def __init__(self, meta: dict[str, Any], reason: str) -> None:
+        super().__init__(f"optimiser state not written: {reason}")
+        self.meta = meta
 
 
 @dataclass(frozen=True)
@@ -366,14 +375,22 @@ class StreamAdapter:
         }
 
     def save(self, path: str | Path) -> dict[str, Any]:
-        """Write the current matcher (atomically, via the project's checkpoint format); returns the meta.
-        Saves run one after another, so a slower earlier save never lands over a later one."""
+        """Write the current matcher (atomically, via the project's checkpoint format) and, beside it, the
+        optimiser state a continued session restores (adapt_checkpoints.resume_state_path); returns the
+        meta. Saves run one after another, so a slower earlier save never lands over a later one.
+        ResumeStateNotWritten when only the matcher was written."""
         with self._save_lock:
             with self._lock, self.adapter.weights_lock:
                 snapshot = copy.deepcopy(self.matcher).cpu()
                 meta = self.metadata()
+                state = resume_state(self.adapter)
             save_matcher(path, snapshot, meta)
             with self._lock:
                 self.saved_at_step = meta["optimiser_steps"]
                 self.saved_version = meta["weights_version"]
+            tag = {"lineage": meta.get("lineage"), "weights_version": meta["weights_version"]}
+            try:
+                save_resume_state(resume_state_path(path), state, tag)
+            except (OSError, RuntimeError) as err:
+                raise ResumeStateNotWritten(meta, f"{resume_state_path(path)}: {err}") from err
         return meta

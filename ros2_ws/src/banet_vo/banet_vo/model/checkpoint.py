@@ -44,6 +44,7 @@ __all__ = [
     "remove_stale_temps",
     "save_checkpoint",
     "state_mismatch",
+    "write_atomically",
 ]
 
 FORMAT = "banet-vo-checkpoint/1"
@@ -108,10 +109,17 @@ def save_checkpoint(
         "config": _json(config, "config"),
         "meta": _json(meta, "meta"),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Serialised in memory and written to our own temporary file: safetensors' save_file writes through a
     # temporary of its own (".tmpXXXXXX"), which a kill would leave behind under a name we cannot own.
-    data = save(tensors, metadata=metadata)
+    return write_atomically(path, save(tensors, metadata=metadata))
+
+
+def write_atomically(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a fsync'd ``.<name>.<random>.tmp`` beside it and a rename: a
+    reader sees the old file or the new one, never part of one; a kill leaves only the temporary, which
+    ``remove_stale_temps`` clears. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -63,9 +63,17 @@ from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from imatching_online.lineage import choose_start, lineage_meta, resolved_source
+from imatching_online.adapt_checkpoints import restore_resume_state, resume_state_path
+from imatching_online.lineage import choose_start, lineage_meta, resolved_source, weights_version
 from imatching_online.matcher.io import load_matcher
-from imatching_online.online import SKIPPED_GAP, SKIPPED_STATIC, STEPPED, WINDOW_RESTARTS, StreamAdapter
+from imatching_online.online import (
+    SKIPPED_GAP,
+    SKIPPED_STATIC,
+    STEPPED,
+    WINDOW_RESTARTS,
+    ResumeStateNotWritten,
+    StreamAdapter,
+)
 from imatching_online.ros.params import PARAMS, NodeParams, declare_parameters
 
 logger = logging.getLogger(__name__)
@@ -172,7 +180,19 @@ class ImatchingNode(Node):
         stream = StreamAdapter(choice.matcher, p.stream, p.adapt, p.ba, device, source)
         if stream.adapter.anchor is not None:  # anchor_pull pulls towards the lineage's base, every session
             stream.adapter.anchor = [q.detach().clone() for q in choice.base_matcher.parameters()]
+        if choice.resumed_meta is not None:
+            self._restore_optimiser(stream, p.output_model, choice.resumed_meta)
         return stream
+
+    def _restore_optimiser(self, stream: StreamAdapter, output: str, meta: dict) -> None:
+        """Adam's moments and the rollback guard of the output continued from, when saved with it."""
+        tag = {"lineage": meta.get("lineage"), "weights_version": weights_version(meta)}
+        try:
+            text = restore_resume_state(resume_state_path(output), stream.adapter, tag)
+        except ValueError as err:
+            self.get_logger().warning(f"{err}: Adam's moments and the rollback guard start anew")
+            return
+        self.get_logger().info(text)
 
     @property
     def image_sub(self) -> Any | None:
@@ -219,6 +239,9 @@ class ImatchingNode(Node):
     def _save(self, path: str, why: str) -> tuple[bool, str]:
         try:
             meta = self.stream.save(path)
+        except ResumeStateNotWritten as err:  # the matcher is written: announced, the rest said
+            meta = err.meta
+            self.events.warn("save_errors", f"{path} ({why}) written; {err}")
         except (OSError, ValueError, RuntimeError) as err:
             self.events.warn("save_errors", f"cannot write {path} ({why}): {type(err).__name__}: {err}")
             return False, f"cannot write {path}: {err}"
