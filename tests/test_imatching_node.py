@@ -614,3 +614,32 @@ def test_with_sim_time_and_no_clock_the_node_says_what_it_waits_for(rclpy_contex
         assert graph.node._diag_timer.clock.clock_type.name == "STEADY_TIME"
     finally:
         graph.close()
+
+
+def test_a_non_finite_window_is_counted_and_warned_about(
+    rclpy_context, seq, random_matcher, monkeypatch, capfd
+):
+    """A window the BA solved but whose loss or gradient was NaN gives no step; it was counted nowhere and
+    the state said the BA had skipped it."""
+    from banet_vo.ros.camera_input import CameraFrame
+    from imatching_online.adapt import NON_FINITE, StepReport
+
+    overrides = [Parameter(k, value=v) for k, v in {**FAST, "matcher": str(random_matcher)}.items()]
+    node = ImatchingNode(context=rclpy_context, parameter_overrides=overrides)
+    sent = []
+    monkeypatch.setattr(node.diag_pub, "publish", sent.append)
+    monkeypatch.setattr(node.stream.adapter, "step", lambda *a: StepReport(False, NON_FINITE, float("nan")))
+    try:
+        node.camera_input.on_camera_info(camera_to_camera_info(seq[0].camera, Header(stamp=sec_to_stamp(T0))))
+        for i in range(3):
+            header = Header(stamp=sec_to_stamp(T0 + seq[i].timestamp))
+            node._process(CameraFrame(header, T0 + seq[i].timestamp, seq[i].image, seq[i].camera, 0.0))
+        assert node.snapshot()[NON_FINITE] == 1 and node.snapshot()["steps"] == 0
+        node.events.add("received", 3)
+        node._publish_diagnostics()
+        status = sent[-1].status[0]
+        assert status.level == DiagnosticStatus.WARN and f"recent_{NON_FINITE}" in status.message
+        assert "not finite" in status.message
+        assert "no step taken" in capfd.readouterr().err
+    finally:
+        node.destroy_node()

@@ -43,6 +43,7 @@ from banet_vo.config_fields import setting
 from banet_vo.geometry import PinholeCamera
 
 from imatching_online.adapt import (
+    NON_FINITE,
     AdaptConfig,
     OnlineAdapter,
     StepReport,
@@ -338,6 +339,8 @@ class StreamAdapter:
             self.last_report = report
             if report.guard == "rollback":
                 self.counters["rollbacks"] += 1
+            if report.reason == NON_FINITE:  # the BA solved it, the step was not taken
+                self.counters[NON_FINITE] += 1
         return report
 
     # -- weights -------------------------------------------------------------------------------------

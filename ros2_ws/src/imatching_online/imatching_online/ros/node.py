@@ -63,6 +63,7 @@ from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from imatching_online.adapt import NON_FINITE
 from imatching_online.adapt_checkpoints import restore_resume_state, resume_state_path
 from imatching_online.lineage import choose_start, lineage_meta, resolved_source, weights_version
 from imatching_online.matcher.io import load_matcher
@@ -280,6 +281,13 @@ class ImatchingNode(Node):
         report = outcome.report
         if report.success:
             self._state = "adapting" if self.params.adapt.enabled else "monitoring (adapt=false)"
+        elif report.reason == NON_FINITE:
+            self._last_skip = report.reason
+            self._state = "no step: a window's loss or gradient was not finite"
+            self.get_logger().warning(
+                "a window's loss or gradient was not finite: no step taken (weights and Adam unchanged)",
+                throttle_duration_sec=10.0,
+            )
         else:
             self._last_skip = report.reason
             self._state = "windows skipped by the BA"
@@ -310,6 +318,7 @@ class ImatchingNode(Node):
             WINDOW_RESTARTS,
             "camera_changes",
             "time_jumps",
+            NON_FINITE,
         ):
             values[key] = frames.get(key, 0)
         values.update(stream.adapter.stats.as_dict())  # windows, successes, failed, one key per reason
@@ -337,7 +346,7 @@ class ImatchingNode(Node):
         """Counter increases over the last `diagnostics_window` seconds (keys `recent_<counter>`) and the
         rate of frames taken into the stream over it; records the current totals for later windows."""
         now = time.monotonic() if now is None else now
-        keys = ("received", "frames", DROPPED, *PROBLEMS)
+        keys = ("received", "frames", DROPPED, NON_FINITE, *PROBLEMS)
         return self._window.update(now, self.snapshot(), self.params.diagnostics_window, keys, "frames")
 
     def _state_text(self, recent: dict[str, float] | None = None) -> str:
@@ -359,7 +368,7 @@ class ImatchingNode(Node):
             str(self.stream.device),
             self._state_text(recent),
             values,
-            [*(f"recent_{k}" for k in PROBLEMS), *standing, "save_errors"],
+            [*(f"recent_{k}" for k in (*PROBLEMS, NON_FINITE)), *standing, "save_errors"],
             level=DiagnosticStatus.ERROR if values.get("save_errors") else None,
             extra=extra,
         )
