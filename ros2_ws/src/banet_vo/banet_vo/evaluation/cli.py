@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr)
     try:
         return int(args.func(args))
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:  # bad input, or an output path that cannot be written
         print(f"banet-vo-eval {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

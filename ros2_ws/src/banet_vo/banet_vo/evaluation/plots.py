@@ -44,6 +44,14 @@ def top_view_plane_from_poses(poses_T_wc) -> str:
     return "".join(c for k, c in enumerate("xyz") if k != vertical)
 
 
+def check_plane(plane: str) -> str:
+    """`plane` if it is 'auto' or two distinct axes such as 'xz'; ValueError otherwise (a command checks
+    it before it computes what it would plot)."""
+    if plane != "auto" and (len(plane) != 2 or any(c not in _AXES for c in plane) or plane[0] == plane[1]):
+        raise ValueError(f"plane must be 'auto' or two distinct axes of 'xyz' such as 'xz', got {plane!r}")
+    return plane
+
+
 def plot_trajectory_top_view(
     gt_xyz,
     est_xyz,
@@ -65,8 +73,7 @@ def plot_trajectory_top_view(
             raise ValueError(f"{name} must have shape (N, 3) with N >= 1, got {arr.shape}")
     if plane == "auto":
         plane = top_view_plane(gt)
-    if len(plane) != 2 or any(c not in _AXES for c in plane) or plane[0] == plane[1]:
-        raise ValueError(f"plane must be 'auto' or two distinct axes of 'xyz' such as 'xz', got {plane!r}")
+    check_plane(plane)
     i, j = _AXES[plane[0]], _AXES[plane[1]]
     fig = Figure(figsize=(6, 6), dpi=100)
     ax = fig.add_subplot()

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from evo.core import metrics, sync
+from evo.core import filters, metrics, sync
+from evo.core.geometry import GeometryException
 from evo.core.trajectory import PosePath3D, PoseTrajectory3D
 from evo.core.units import Unit
 from evo.tools import file_interface
@@ -52,15 +53,37 @@ def trajectory_from_poses(timestamps, poses_T_wc, name: str = "") -> PoseTraject
     return PoseTrajectory3D(poses_se3=list(poses), timestamps=stamps, name=name or None)
 
 
+class AlignmentError(ValueError, GeometryException):
+    """Umeyama alignment is not possible (degenerate positions). A ValueError, as bad input is elsewhere
+    here, and still evo's GeometryException for callers that catch that."""
+
+
 def read_tum(path: str | Path) -> PoseTrajectory3D:
-    """TUM file (`t tx ty tz qx qy qz qw`, camera-to-world) through evo."""
+    """TUM file (`t tx ty tz qx qy qz qw`, camera-to-world) through evo. ValueError unless the stamps are
+    strictly increasing: evo reads rows in file order, and its association and RPE take that order as
+    time's (a repeated or earlier stamp gives wrong figures, not an error)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"trajectory file {path} does not exist")
     try:
-        return file_interface.read_tum_trajectory_file(str(path))
+        trajectory = file_interface.read_tum_trajectory_file(str(path))
     except file_interface.FileInterfaceException as exc:
         raise ValueError(f"trajectory file {path}: {exc}") from exc
+    back = np.nonzero(np.diff(trajectory.timestamps) <= 0)[0]
+    if back.size:
+        # evo skips the lines that start with '#': its k-th row is the k-th other line of the file.
+        lines = [
+            (number, line.split(" ", 1)[0])
+            for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1)
+            if not line.startswith("#")
+        ]
+        k = int(back[0]) + 1
+        (before, t_before), (at, t_at) = lines[k - 1], lines[k]
+        raise ValueError(
+            f"trajectory file {path}: timestamps must be strictly increasing; line {at} (stamp {t_at}) "
+            f"does not come after line {before} (stamp {t_before}): sort the file and drop repeated stamps"
+        )
+    return trajectory
 
 
 def write_tum(path: str | Path, trajectory: PoseTrajectory3D) -> Path:
@@ -102,7 +125,14 @@ def align_trajectory(est: PosePath3D, gt: PosePath3D, align: Alignment) -> tuple
         return aligned, 1.0
     if est.num_poses < 3:
         raise ValueError(f"alignment needs at least 3 matched poses, got {est.num_poses}")
-    _, _, scale = aligned.align(gt, correct_scale=(align == "sim3"))
+    try:
+        _, _, scale = aligned.align(gt, correct_scale=(align == "sim3"))
+    except GeometryException as exc:
+        raise AlignmentError(
+            f"{align} alignment is not possible ({exc}): the {est.num_poses} matched positions of the "
+            "estimate or the ground truth stand still or lie on one line; evaluate with align 'none', "
+            "or a stretch where the camera moves off a line"
+        ) from exc
     return aligned, float(scale)
 
 
@@ -120,10 +150,13 @@ def ape(gt: PosePath3D, est: PosePath3D) -> tuple[dict[str, float], np.ndarray]:
 def rpe(
     gt: PosePath3D, est: PosePath3D, delta: float = 1, unit: Literal["frames", "m"] = "frames"
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """RPE translation (m) and rotation (deg) statistics over consecutive pairs `delta` apart."""
+    """RPE translation (m) and rotation (deg) statistics over consecutive pairs `delta` apart.
+    ValueError for a delta that is not positive or that no pair of poses spans."""
     delta_unit = {"frames": Unit.frames, "m": Unit.meters}.get(unit)
     if delta_unit is None:
         raise ValueError(f"unit must be 'frames' or 'm', got {unit!r}")
+    if not delta > 0:  # evo divides by a frame delta of 0 and takes a negative one as a slice step
+        raise ValueError(f"RPE delta must be > 0, got {delta:g} {unit}")
     out = []
     for relation in (metrics.PoseRelation.translation_part, metrics.PoseRelation.rotation_angle_deg):
         try:
@@ -131,6 +164,12 @@ def rpe(
             metric.process_data((gt, est))
         except metrics.MetricsException as exc:
             raise ValueError(f"RPE with delta={delta} {unit}: {exc}") from exc
+        except filters.FilterException as exc:
+            length = float(gt.path_length) if unit == "m" else float(gt.num_poses - 1)
+            raise ValueError(
+                f"RPE with delta={delta:g} {unit}: no pair of matched poses is that far apart (the ground "
+                f"truth spans {length:g} {unit}); give a smaller RPE delta"
+            ) from exc
         out.append(_stats(metric))
     return out[0], out[1]
 

@@ -80,6 +80,10 @@ def report_rows(report: TrajectoryReport) -> list[tuple[str, object]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot:  # before any figure is printed or file written (matplotlib only when a plot is asked for)
+        from banet_vo.evaluation.plots import check_plane
+
+        check_plane(args.plane)
     est, gt = read_tum(args.est), read_tum(args.gt)
     print(
         f"evaluating {args.est} ({est.num_poses} poses) against {args.gt} ({gt.num_poses})", file=sys.stderr
