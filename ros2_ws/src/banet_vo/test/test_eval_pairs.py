@@ -13,6 +13,7 @@ from banet_vo.evaluation.pairs import (
     TEST_SEEDS,
     TEST_STRIDES,
     VAL_SEEDS,
+    Estimate,
     PairEstimator,
     depth0_scale,
     evaluate_pairs,
@@ -141,3 +142,73 @@ def test_cli_on_a_written_sequence(tiny_model, tmp_path):
     assert set(per_method) == {"banet", "photometric"} and per_method["banet"]["pairs"] == 2
     assert report["lambda"]["photometric"] == 0.1
     assert eval_main(["pairs", "--model", str(ckpt), "--methods", "nope"]) == 2
+
+
+class _HalfFailing:
+    """Two pairs: the first estimated 1 deg and 10 deg (direction) off with one exact depth pixel, the
+    second failed as the geometric baseline fails (identity pose, no depth)."""
+
+    def estimate(self, method, batch):
+        from scipy.spatial.transform import Rotation
+
+        good = np.eye(4)
+        good[:3, :3] = Rotation.from_rotvec([0, np.radians(1), 0]).as_matrix()
+        good[:3, 3] = Rotation.from_rotvec([np.radians(10), 0, 0]).apply([0, 0, 1.0])
+        depth = np.zeros((2, 4, 4))
+        depth[0, 1, 1] = 2.0
+        return Estimate(np.stack([good, np.eye(4)]), depth)
+
+
+def _pair():
+    pose = torch.eye(4)
+    pose[2, 3] = 1.0
+    return {
+        "image_ref": torch.zeros(3, 8, 8),
+        "image_tgt": torch.zeros(3, 8, 8),
+        "intrinsics": torch.tensor([8.0, 8.0, 4.0, 4.0]),
+        "pose_tgt_ref": pose,
+        "depth_ref": torch.full((1, 8, 8), 2.0),
+    }
+
+
+def test_a_failed_pair_counts_as_the_worst_direction_and_no_depth():
+    """A pair the method fails on stays in the direction column (180 deg) and the coverage (0); the depth
+    errors, over the pair that has depth, say over how many pairs they are."""
+    results = evaluate_pairs([_pair(), _pair()], _HalfFailing(), ["geometric"], batch_size=2)
+    r = results["geometric"]
+    direction = r["pose"]["translation_direction_deg"]
+    assert direction["count"] == 2 and direction["mean"] == pytest.approx((10.0 + 180.0) / 2)
+    assert r["depth_pairs"] == 1 and r["depth_gt_pairs"] == 2
+    assert r["depth_coverage"] == pytest.approx((1 / 16 + 0.0) / 2)
+    assert r["depth"]["coverage"] == r["depth_coverage"] and r["depth"]["abs_rel"] == pytest.approx(0.0)
+    row = next(line for line in format_results("demo", results).splitlines() if line.startswith("| geo"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3] == "95.00 / 95.00"  # over both pairs: no count
+    assert cells[4:10] == ["0.000 (n=1)"] * 5 + ["1.000 (n=1)"] and cells[10] == "0.031"
+
+
+def test_pose_error_of_a_missing_translation_is_nan_or_the_worst():
+    T_gt = np.eye(4)
+    T_gt[0, 3] = 1.0
+    assert np.isnan(two_view_pose_error(np.eye(4), T_gt).translation_direction_deg)
+    worst = two_view_pose_error(np.eye(4), T_gt, missing_direction_is_worst=True)
+    assert worst.translation_direction_deg == 180.0
+    # No true translation: the direction is undefined for the truth too, not a failure of the method.
+    assert np.isnan(
+        two_view_pose_error(T_gt, np.eye(4), missing_direction_is_worst=True).translation_direction_deg
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--methods", ","], "--methods names no method"),
+        (["--methods", ""], "--methods names no method"),
+        (["--threads", "0"], "--threads must be >= 1, got 0"),
+        (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    ],
+)
+def test_cli_refuses_no_method_and_no_thread(flags, message, capsys):
+    assert eval_main(["pairs", "--model", "not_loaded.safetensors", *flags]) == 2
+    err = capsys.readouterr().err
+    assert f"banet-vo-eval pairs: error: {message}" in err and "Traceback" not in err

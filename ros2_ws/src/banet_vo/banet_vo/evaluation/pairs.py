@@ -215,8 +215,13 @@ def evaluate_pairs(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, dict]:
     """Every method on every pair of ``dataset`` (items as ``banet_vo.data.PairDataset``'s). Returns per
-    method: pose error summary (mean/median), mean depth metrics (when the data has depth), pair count,
-    geometric failures, seconds per pair (this machine, this run)."""
+    method: pose error summary (mean/median/count), mean depth metrics (when the data has depth), pair
+    count, seconds per pair (this machine, this run).
+
+    A pair a method fails on (the geometric baselines: no pose, identity returned; no depth) stays in:
+    its translation direction counts as the worst, 180 deg, and its depth coverage as 0. The depth errors
+    are means over the pairs with a depth estimate (``depth_pairs``), coverage over all pairs with ground
+    truth (``depth_gt_pairs``)."""
 
     for m in methods:
         if m not in METHODS:
@@ -228,6 +233,7 @@ def evaluate_pairs(
     for method in methods:
         pose_errors: list[TwoViewPoseError] = []
         depth_scores: list[DepthMetrics] = []
+        coverage: list[float] = []  # every pair with ground-truth depth, 0 where the method gave none
         start = time.monotonic()
         for first in range(0, n, batch_size):
             items = [dataset[k] for k in range(first, min(n, first + batch_size))]
@@ -239,11 +245,17 @@ def evaluate_pairs(
             gt_poses = batch["pose_tgt_ref"].double().numpy()
             gt_depth = _gt_depth_at(batch["depth_ref"], est.depths.shape[-2:])
             for b in range(len(items)):
-                pose_errors.append(two_view_pose_error(est.poses[b], gt_poses[b]))
-                has_gt = np.any((gt_depth[b] > 0) & (gt_depth[b] <= MAX_EVAL_DEPTH))
-                if has_gt and np.any(est.depths[b] > 0):
+                pose_errors.append(
+                    two_view_pose_error(est.poses[b], gt_poses[b], missing_direction_is_worst=True)
+                )
+                if not np.any((gt_depth[b] > 0) & (gt_depth[b] <= MAX_EVAL_DEPTH)):
+                    continue
+                if np.any(est.depths[b] > 0):
                     pred = np.where(est.depths[b] > 0, est.depths[b], np.nan)  # sparse: score what exists
                     depth_scores.append(depth_metrics(pred, gt_depth[b], max_depth=MAX_EVAL_DEPTH))
+                    coverage.append(depth_scores[-1].coverage)
+                else:
+                    coverage.append(0.0)
             if progress:
                 progress(f"{method}: {min(n, first + batch_size)}/{n} pairs")
         elapsed = time.monotonic() - start
@@ -252,9 +264,15 @@ def evaluate_pairs(
             "seconds_per_pair": elapsed / n,
             "pose": summarize_pose_errors(pose_errors),
         }
-        if depth_scores:
-            summary["depth"] = mean_depth_metrics(depth_scores).as_dict()
+        if coverage:
             summary["depth_pairs"] = len(depth_scores)
+            summary["depth_gt_pairs"] = len(coverage)
+            summary["depth_coverage"] = float(np.mean(coverage))
+        if depth_scores:
+            summary["depth"] = {
+                **mean_depth_metrics(depth_scores).as_dict(),
+                "coverage": summary["depth_coverage"],
+            }
         results[method] = summary
     return results
 
@@ -374,8 +392,13 @@ def load_model(path: str | Path):
     return model[0] if isinstance(model, tuple) else model
 
 
+def _counted(cell: str, count: int | None, n: int) -> str:
+    return cell if count is None or count == n else f"{cell} (n={count})"
+
+
 def format_results(title: str, results: dict[str, dict]) -> str:
-    """Markdown table: one row per method, pose errors (mean / median) and depth metrics."""
+    """Markdown table: one row per method, pose errors (mean / median) and depth metrics. A cell whose
+    figure is over another number of pairs than the title's N says how many: "(n=k)"."""
     lines = [
         f"**{title}** ({next(iter(results.values()))['pairs']} pairs)",
         "",
@@ -384,19 +407,20 @@ def format_results(title: str, results: dict[str, dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for method, r in results.items():
-        p = r["pose"]
-        cells = [
-            method,
-            f"{p['rotation_deg']['mean']:.3f} / {p['rotation_deg']['median']:.3f}",
-            f"{p['translation_cm']['mean']:.2f} / {p['translation_cm']['median']:.2f}",
-            f"{p['translation_direction_deg']['mean']:.2f} / {p['translation_direction_deg']['median']:.2f}",
-        ]
+        p, n = r["pose"], r["pairs"]
+        cells = [method]
+        for key, digits in (("rotation_deg", 3), ("translation_cm", 2), ("translation_direction_deg", 2)):
+            stats = p[key]
+            cell = f"{stats['mean']:.{digits}f} / {stats['median']:.{digits}f}"
+            cells.append(_counted(cell, stats.get("count"), n))
         d = r.get("depth")
         if d:
-            cells += [f"{d['abs_rel']:.3f}", f"{d['sq_rel']:.3f}", f"{d['rmse']:.3f}", f"{d['rmse_log']:.3f}"]
-            cells += [f"{d['si_rmse_log']:.3f}", f"{d['delta_1']:.3f}", f"{d['coverage']:.3f}"]
+            metrics = [d[k] for k in ("abs_rel", "sq_rel", "rmse", "rmse_log", "si_rmse_log", "delta_1")]
+            cells += [_counted(f"{v:.3f}", r.get("depth_pairs"), n) for v in metrics]
         else:
-            cells += ["–"] * 7
+            cells += ["–"] * 6
+        has_gt = "depth_coverage" in r
+        cells.append(_counted(f"{r['depth_coverage']:.3f}", r["depth_gt_pairs"], n) if has_gt else "–")
         cells.append(f"{r['seconds_per_pair']:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

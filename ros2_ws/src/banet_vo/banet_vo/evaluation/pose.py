@@ -8,7 +8,10 @@ float64, optionally batched over leading axes. Definitions:
   `c = -R_ji^T t_ji`, in centimetres (assumes metres in);
 - translation direction error: angle between `t_est` and `t_gt` (the translation columns of `T_ji`),
   degrees; NaN when either has zero length (direction undefined). With `sign_ambiguous=True` it is
-  `min(a, 180 - a)`, for essential-matrix poses whose translation sign is unknown.
+  `min(a, 180 - a)`, for essential-matrix poses whose translation sign is unknown. With
+  `missing_direction_is_worst=True`, an estimate without a translation against a truth with one (a
+  method that failed on the pair) gets the worst angle, 180, instead of NaN, so that summaries of
+  several methods are taken over the same pairs (pose AUC counts it as a failure either way).
 - pose AUC at threshold τ: pose error per pair `e = max(rotation error, direction error)` (NaN counts as
   a failure, +inf); the recall curve through (0, 0) and (e_(k), k/N) of the sorted errors below τ,
   linearly interpolated and held flat from the last error below τ up to τ; AUC = its area / τ.
@@ -26,6 +29,7 @@ import numpy as np
 from banet_vo.geometry.rigid import rotation_angle_deg
 
 AUC_THRESHOLDS_DEG: tuple[float, ...] = (5.0, 10.0, 20.0)
+WORST_DIRECTION_DEG = 180.0
 
 
 def as_pose_matrices(T, name: str = "T") -> np.ndarray:
@@ -83,8 +87,12 @@ class TwoViewPoseError:
         return {k: (v.tolist() if isinstance(v, np.ndarray) else float(v)) for k, v in asdict(self).items()}
 
 
-def two_view_pose_error(T_est, T_gt, *, sign_ambiguous: bool = False) -> TwoViewPoseError:
-    """BA-Net's three pose errors between estimated and true relative poses T_ji (metres in)."""
+def two_view_pose_error(
+    T_est, T_gt, *, sign_ambiguous: bool = False, missing_direction_is_worst: bool = False
+) -> TwoViewPoseError:
+    """BA-Net's three pose errors between estimated and true relative poses T_ji (metres in).
+    `missing_direction_is_worst`: an estimate with no translation where the truth has one gets a
+    direction error of WORST_DIRECTION_DEG instead of NaN (a failed pair counts, and counts as the worst)."""
     T_est, T_gt = as_pose_matrices(T_est, "T_est"), as_pose_matrices(T_gt, "T_gt")
     if T_est.shape[:-2] != T_gt.shape[:-2]:
         raise ValueError(
@@ -95,6 +103,11 @@ def two_view_pose_error(T_est, T_gt, *, sign_ambiguous: bool = False) -> TwoView
     direction = angle_between_deg(T_est[..., :3, 3], T_gt[..., :3, 3])
     if sign_ambiguous:
         direction = np.minimum(direction, 180.0 - direction)
+    if missing_direction_is_worst:
+        lost = (np.linalg.norm(T_est[..., :3, 3], axis=-1) == 0) & (
+            np.linalg.norm(T_gt[..., :3, 3], axis=-1) > 0
+        )
+        direction = np.where(lost, WORST_DIRECTION_DEG, direction)
     if rot.ndim == 0:
         return TwoViewPoseError(float(rot), float(trans_cm), float(direction))
     return TwoViewPoseError(rot, trans_cm, direction)

@@ -70,11 +70,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    torch.set_num_threads(args.threads)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods:
+        raise ValueError(f"--methods names no method; choose from {', '.join(METHODS)}")
     for m in methods:
         if m not in METHODS:
             raise ValueError(f"--methods: unknown method {m!r}; choose from {METHODS}")
+    for flag, value in (("--threads", args.threads), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    torch.set_num_threads(args.threads)
     try:
         strides = [int(s) for s in args.strides.split(",")]
     except ValueError:
