@@ -134,3 +134,21 @@ def test_stamps_must_match_the_ground_truth() -> None:
         scale_profile(stamps + 0.05, gt, stamps, gt, stamps[::2])
     with pytest.raises(ValueError, match="stamps for"):
         scale_profile(stamps[:-1], gt, stamps, gt, stamps[::2])
+
+
+def test_an_estimate_standing_still_at_first_is_measured_from_where_it_moves() -> None:
+    """The first level is taken over stretches in which the estimate moved: one that stood still over the
+    first LEVEL_SPAN stretches divided by a median of 0 (NaN and inf ratios, RuntimeWarnings)."""
+    stamps, gt = _walk(n=3 * 20 + 1, seed=4)
+    factors = np.repeat(np.r_[np.zeros(LEVEL_SPAN), np.ones(10), np.full(5, 0.3)], 3)
+    est = _scaled_steps(gt, factors, np.zeros(3))
+    with np.errstate(all="raise"):
+        profile = scale_profile(stamps, est, stamps, gt, stamps[::3])
+    np.testing.assert_allclose(profile.ratios[:LEVEL_SPAN], 0.0, atol=1e-12)
+    np.testing.assert_allclose(profile.ratios[LEVEL_SPAN : LEVEL_SPAN + 10], 1.0, atol=1e-9)
+    assert profile.events == [(LEVEL_SPAN + 10, LEVEL_SPAN + 14)]  # judged against the level it moved at
+    assert all(np.isfinite(profile.thirds()))
+    never = _scaled_steps(gt, np.zeros(len(stamps) - 1), np.zeros(3))
+    still = scale_profile(stamps, never, stamps, gt, stamps[::3])
+    np.testing.assert_allclose(still.ratios, 0.0)  # never moved: no scale to be relative to, no event
+    assert still.events == []

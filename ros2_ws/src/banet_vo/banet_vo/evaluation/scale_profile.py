@@ -26,7 +26,9 @@ LEVEL_SPAN = 5
 @dataclass(frozen=True)
 class ScaleProfile:
     """Per keyframe stretch: the stamps it spans, its true length (m) and its length ratio relative to the
-    first LEVEL_SPAN stretches' median ratio (1: the scale the trajectory started with)."""
+    median ratio of the first LEVEL_SPAN stretches in which the estimate moved (1: the scale the
+    trajectory started with; 0: a stretch the estimate stood still over). When the estimate never moves,
+    every ratio is 0 and there is no event."""
 
     starts: np.ndarray
     ends: np.ndarray
@@ -91,23 +93,26 @@ def scale_profile(
         ends.append(stamps[b])
         true_lengths.append(length)
         ratios.append((ours[b] - ours[a]) / length)
-    ratios = np.asarray(ratios)
-    if len(ratios):
-        ratios = ratios / np.median(ratios[:LEVEL_SPAN])
+    ratios = np.asarray(ratios, dtype=np.float64)
+    # The first level: stretches where the estimate moved (one that stands still at the start, as a
+    # pipeline may before its map is made, would put the whole profile over a level of 0).
+    reference = np.flatnonzero(ratios > 0)[:LEVEL_SPAN]
+    if len(reference):
+        ratios = ratios / np.median(ratios[reference])
     return ScaleProfile(
-        np.asarray(starts), np.asarray(ends), np.asarray(true_lengths), ratios, _events(ratios)
+        np.asarray(starts), np.asarray(ends), np.asarray(true_lengths), ratios, _events(ratios, reference)
     )
 
 
-def _events(ratios: np.ndarray) -> list[tuple[int, int]]:
+def _events(ratios: np.ndarray, reference: np.ndarray) -> list[tuple[int, int]]:
     """Runs of stretches under EVENT_FRACTION of the median of the LEVEL_SPAN stretches before the run that
     are in no event (an event's own stretches do not lower the level the next one is judged against). A run
     ends after LEVEL_SPAN stretches: a level that stays under the fraction is the level the event left, and
     the LEVEL_SPAN stretches after such a run are taken as that level, against which the later ones are
-    judged."""
+    judged. The first level is the `reference` stretches; those up to its last one are not judged."""
     events: list[tuple[int, int]] = []
-    outside = list(range(min(LEVEL_SPAN, len(ratios))))
-    k = LEVEL_SPAN
+    outside = [int(i) for i in reference]
+    k = outside[-1] + 1 if outside else len(ratios)
     while k < len(ratios):
         before = float(np.median(ratios[outside[-LEVEL_SPAN:]]))
         if ratios[k] < EVENT_FRACTION * before:
