@@ -119,7 +119,25 @@ def test_depth_end_to_end(tmp_path, capsys):
     assert data["pairs"][1]["abs_rel"] == pytest.approx(0.0, abs=1e-7)
     assert data["mean"]["abs_rel"] == pytest.approx(0.25, abs=1e-7)
     assert "mean over 2 pair(s)" in out and "abs_rel" in out
-    assert cv2.imread(str(tmp_path / "maps" / "pred_pred.png")) is not None
+    assert cv2.imread(str(tmp_path / "maps" / "1_pred_pred.png")) is not None
+
+
+def test_depth_plots_of_predictions_with_one_name_are_kept_apart(tmp_path):
+    """Two runs' predictions are both depth.npy: each pair's maps carry its number (the second pair's
+    plots overwrote the first's)."""
+    gt = np.full((4, 6), 2.0, dtype=np.float32)
+    np.save(tmp_path / "gt.npy", gt)
+    for run, value in (("a", 1.0), ("b", 3.0)):
+        (tmp_path / run).mkdir()
+        np.save(tmp_path / run / "depth.npy", np.full((4, 6), value, dtype=np.float32))
+    files = [str(tmp_path / "a" / "depth.npy"), str(tmp_path / "gt.npy")]
+    files += [str(tmp_path / "b" / "depth.npy"), str(tmp_path / "gt.npy")]
+    assert main(["depth", *files, "--plot-dir", str(tmp_path / "maps")]) == 0
+    names = sorted(p.name for p in (tmp_path / "maps").iterdir())
+    assert names == ["1_depth_gt.png", "1_depth_pred.png", "2_depth_gt.png", "2_depth_pred.png"]
+    first = cv2.imread(str(tmp_path / "maps" / "1_depth_pred.png"))
+    second = cv2.imread(str(tmp_path / "maps" / "2_depth_pred.png"))
+    assert first.shape == second.shape and not np.array_equal(first, second)
 
 
 def test_depth_resize_and_errors(tmp_path, capsys):

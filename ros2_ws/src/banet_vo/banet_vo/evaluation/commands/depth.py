@@ -62,7 +62,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--plot-dir",
         metavar="DIR",
-        help="write colour maps <pred stem>_pred.png and _gt.png for every pair here",
+        help="write colour maps <pair number>_<pred stem>_pred.png and _gt.png for every pair here (the "
+        "number, from 1, keeps pairs whose predictions share a file name apart)",
     )
     parser.add_argument("--json", metavar="JSON", help="write per-pair and mean metrics as JSON here")
     parser.set_defaults(func=run)
@@ -94,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         if args.plot_dir:
             from banet_vo.evaluation.plots import plot_depth
 
-            stem = Path(pred_path).stem
+            # The pair's number first: predictions of several runs are often all called depth.npy.
+            stem = f"{index + 1:0{len(str(len(pairs)))}d}_{Path(pred_path).stem}"
             valid_gt = gt[gt > 0]
             vmin, vmax = (float(valid_gt.min()), float(valid_gt.max())) if valid_gt.size else (None, None)
             plot_depth(pred * metrics.scale, Path(args.plot_dir) / f"{stem}_pred.png", vmin=vmin, vmax=vmax)
