@@ -403,11 +403,30 @@ def test_seed_summary_gives_medians_and_the_spread() -> None:
     failing = [*rows[:2], rc.Row("c", "m", None, None, None, 2, 10, 0.1, note="too few poses")]
     row = rc.seed_summary(failing, [0, 1, 2])
     assert row.ate_sim3 == 0.5 and "1 of 3 seeds without an ATE" in row.note
+    # ...but a scale is no error: the median of the scales that exist, not of 1.1, 0.9 and +inf
+    assert row.scale == pytest.approx(1.0)
     assert "too few poses (seed 2)" in row.note
     none_row = [rc.Row("c", "m", 0.3, None, None, 9, 10) for _ in range(3)]
     assert rc.seed_summary(none_row, [0, 1, 2]).ate_se3 is None  # no SE(3) at all: not applicable
     with pytest.raises(ValueError, match="2 rows for 3 seeds"):
         rc.seed_summary(rows[:2], [0, 1, 2])
+
+
+def test_seed_summary_scale_is_the_median_of_the_seeds_that_aligned() -> None:
+    scales = (0.80, 0.90, 1.00, None, 0.85)
+    rows = [
+        rc.Row("c", "m", None if s is None else 0.1 * k, None, s, 50, 51, None if s is None else 0.1)
+        for k, s in enumerate(scales)
+    ]
+    row = rc.seed_summary(rows, [0, 1, 2, 3, 4])
+    assert row.scale == pytest.approx(0.875) and row.s_per_frame == pytest.approx(0.1)
+    assert row.ate_sim3 == pytest.approx(0.2)  # the failed seed still counts as the worst ATE (not 0.15)
+    half = [
+        rc.Row("c", "m", a, None, s, 50, 51) for a, s in ((0.3, 0.5), (None, None), (None, None), (0.6, 0.6))
+    ]
+    row = rc.seed_summary(half, [0, 1, 2, 3])
+    assert row.ate_sim3 is None and row.scale == pytest.approx(0.55)
+    assert rc.seed_summary([rc.Row("c", "m", None, None, None, 2, 51)] * 2, [0, 1]).scale is None
 
 
 def test_resolve_clip_names_folders_and_camera_heights(shared_data, tmp_path) -> None:

@@ -711,10 +711,11 @@ def median_counting_failures(values: Sequence[float | None]) -> float | None:
 def seed_summary(rows: list[Row], seeds: Sequence[int]) -> Row:
     """One row for runs of the same method that differ only in their RANSAC seed: the median of each
     figure, and the spread (min-max) in the note, so that a difference between methods can be weighed
-    against what chance alone moves. A run without a figure that others have (too few poses, a failed
-    alignment) counts as the worst one in that median, so a failing seed cannot make a row look better,
-    and the note says how many; each run's own note (resets, failed frames) is kept with its seed. The
-    runs' rows are kept in `extra`."""
+    against what chance alone moves. A run without an error figure that others have (too few poses, a
+    failed alignment) counts as the worst one in that median, so a failing seed cannot make a row look
+    better, and the note says how many; the Sim(3) scale and the time per frame, which have no worst, are
+    the medians of the runs that have them. Each run's own note (resets, failed frames) is kept with its
+    seed. The runs' rows are kept in `extra`."""
     if len(rows) != len(seeds) or not rows:
         raise ValueError(f"{len(rows)} rows for {len(seeds)} seeds")
 
@@ -722,6 +723,10 @@ def seed_summary(rows: list[Row], seeds: Sequence[int]) -> Row:
         if all(v is None for v in values):
             return None  # not applicable to this method (SE(3) without a scale)
         return median_counting_failures(values)
+
+    def med_of_those_with(values):
+        present = [v for v in values if v is not None]
+        return float(np.median(present)) if present else None
 
     def spread(values):
         values = [v for v in values if v is not None]
@@ -746,10 +751,10 @@ def seed_summary(rows: list[Row], seeds: Sequence[int]) -> Row:
         first.method,
         med([r.ate_sim3 for r in rows]),
         med([r.ate_se3 for r in rows]),
-        med([r.scale for r in rows]),
+        med_of_those_with([r.scale for r in rows]),
         int(np.median([r.frames_out for r in rows])),
         first.frames_total,
-        med([r.s_per_frame for r in rows]),
+        med_of_those_with([r.s_per_frame for r in rows]),
         "; ".join(notes),
         {
             "seeds": list(seeds),
