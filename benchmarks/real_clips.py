@@ -270,10 +270,7 @@ def write_markdown(
         "",
         rc.markdown_table(rows),
         "",
-        "Issue 14's targets are the ORB figures of the clips' READMEs (Sim(3) m; their recipe is not "
-        "reproduced here on HoloLens): "
-        + ", ".join(f"{clip} {m:.3f}" for clip, m in rc.ISSUE_REFERENCE_M.items())
-        + ".",
+        rc.issue_reference_note(rows),
         "",
         *true_step_lines(rows),
     ]
