@@ -1,5 +1,7 @@
 """Training configuration: one YAML file → TrainConfig (model preset + overrides, data, optimiser, losses,
-logging). Unknown keys are errors so a typo cannot silently change a run."""
+logging). Unknown keys are errors so a typo cannot silently change a run; every number must be finite (a YAML
+``1e-3``, which PyYAML reads as a string, is taken as the number it spells); the labels of the clips DESIGN.md
+keeps for validation are refused (``RESERVED_CLIPS``, ``HELD_OUT_FROM``)."""
 
 from __future__ import annotations
 
@@ -14,8 +16,27 @@ from banet_vo.config_fields import check_keys
 from banet_vo.model.config import BANetConfig
 from banet_vo.train.data import check_fov_range
 from banet_vo.train.losses import LossWeights
+from banet_vo.train.numbers import coerce_floats, finite_number
 
-__all__ = ["DataConfig", "TrainConfig", "load_train_config", "parse_sequence_spec"]
+__all__ = [
+    "HELD_OUT_FROM",
+    "RESERVED_CLIPS",
+    "DataConfig",
+    "TrainConfig",
+    "check_reserved",
+    "load_train_config",
+    "parse_sequence_spec",
+]
+
+# DESIGN.md, "Data": clips whose labels are kept for validation, matched by folder name. No override: a
+# number measured on a clip the model was trained on says nothing about another camera.
+RESERVED_CLIPS = {
+    "hololens_000_003-052": "HoloLens labels are never used for training",
+    "hololens_000_003-199": "HoloLens labels are never used for training",
+    "kitti_odom06_000-050": "KITTI 06 is a validation clip only",
+}
+# Clips whose tail is held out: train on positions below this one only (PATH@0-119 for KITTI 07).
+HELD_OUT_FROM = {"kitti_odom07_000-159": 120}
 
 
 def parse_sequence_spec(spec: str) -> tuple[str, tuple[int, int] | None]:
@@ -30,6 +51,27 @@ def parse_sequence_spec(spec: str) -> tuple[str, tuple[int, int] | None]:
     if not 0 <= first <= last:
         raise ValueError(f"data.real_sequences: {spec!r} needs 0 <= FIRST <= LAST")
     return path, (first, last)
+
+
+def check_reserved(spec: str) -> None:
+    """ValueError when the sequence spec trains on labels DESIGN.md keeps for validation (the folder's own
+    name or, for a link, the name it points to)."""
+    path, frames = parse_sequence_spec(spec)
+    names = {Path(path).name, Path(path).resolve().name}
+    reserved = sorted(names & RESERVED_CLIPS.keys())
+    if reserved:
+        name = reserved[0]
+        raise ValueError(
+            f"data.real_sequences: {spec!r} is {name}, reserved for validation ({RESERVED_CLIPS[name]}; "
+            "DESIGN.md, Data)"
+        )
+    for name in sorted(names & HELD_OUT_FROM.keys()):
+        first_held_out = HELD_OUT_FROM[name]
+        if frames is None or frames[1] >= first_held_out:
+            raise ValueError(
+                f"data.real_sequences: {spec!r}: frames {first_held_out} and later of {name} are held out "
+                f"for validation (DESIGN.md, Data); train on {path}@0-{first_held_out - 1} or a part of it"
+            )
 
 
 @dataclass(frozen=True)
@@ -71,6 +113,7 @@ class DataConfig:
     real_cache_mb: int = 2048
 
     def __post_init__(self) -> None:
+        coerce_floats(self, "data.")
         if (
             isinstance(self.real_cache_mb, bool)
             or not isinstance(self.real_cache_mb, int)
@@ -84,7 +127,8 @@ class DataConfig:
                 "data.zoom_max and real_zoom_max must be >= 1 and data.brightness in [0, 1), "
                 f"got {self.zoom_max}, {self.brightness}"
             )
-        object.__setattr__(self, "source_weights", tuple(float(w) for w in self.source_weights))
+        weights = tuple(finite_number(w, "data.source_weights") for w in self.source_weights)
+        object.__setattr__(self, "source_weights", weights)
         if any(not w >= 0 for w in self.source_weights) or (
             self.source_weights and not sum(self.source_weights) > 0
         ):
@@ -94,7 +138,7 @@ class DataConfig:
         if self.fov_range:
             object.__setattr__(self, "fov_range", check_fov_range(self.fov_range, "data.fov_range"))
         for spec in self.real_sequences:
-            parse_sequence_spec(spec)
+            check_reserved(spec)
         object.__setattr__(self, "scenes", tuple(self.scenes))
         object.__setattr__(self, "real_sequences", tuple(self.real_sequences))
         object.__setattr__(self, "real_strides", tuple(int(s) for s in self.real_strides))
@@ -141,6 +185,19 @@ class TrainConfig:
     checkpoint_every_s: float = 300.0
 
     def __post_init__(self) -> None:
+        coerce_floats(self, "train config ")
+        if not isinstance(self.lr_multipliers, dict) or any(
+            not isinstance(p, str) or not p for p in self.lr_multipliers
+        ):  # an empty prefix would take every parameter
+            raise ValueError(
+                f"train config lr_multipliers must map non-empty name prefixes to factors, got "
+                f"{self.lr_multipliers!r}"
+            )
+        factors = {
+            p: finite_number(v, f"train config lr_multipliers[{p!r}]") for p, v in self.lr_multipliers.items()
+        }
+        object.__setattr__(self, "lr_multipliers", factors)
+        check_keys(self.model_overrides, BANetConfig, "train config model_overrides")
         object.__setattr__(self, "init_skip", tuple(self.init_skip))
         if any(not isinstance(p, str) or not p for p in self.init_skip):
             raise ValueError(f"train config init_skip must be non-empty name prefixes, got {self.init_skip}")
@@ -151,11 +208,11 @@ class TrainConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"train config {name} must be a positive int, got {value!r}")
         for name in ("lr", "plateau_factor", "min_lr", "checkpoint_every_s"):
-            if not float(getattr(self, name)) > 0:
+            if not getattr(self, name) > 0:
                 raise ValueError(f"train config {name} must be > 0, got {getattr(self, name)!r}")
         if not 0 < self.plateau_factor < 1:
             raise ValueError(f"train config plateau_factor must be in (0, 1), got {self.plateau_factor}")
-        if any(not float(v) > 0 for v in self.lr_multipliers.values()):
+        if any(not v > 0 for v in self.lr_multipliers.values()):
             raise ValueError(f"train config lr_multipliers must be > 0, got {self.lr_multipliers}")
         if self.max_wall_s < 0 or self.grad_clip < 0:
             raise ValueError("train config max_wall_s and grad_clip must be >= 0")
@@ -186,13 +243,16 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         check_keys(data, cls, "train config")
         values = dict(data)
-        if "data" in values:
-            check_keys(values["data"], DataConfig, "train config data")
-            values["data"] = DataConfig(**values["data"])
-        if "loss" in values:
-            check_keys(values["loss"], LossWeights, "train config loss")
-            values["loss"] = LossWeights(**values["loss"])
-        return cls(**values)
+        try:  # a value of the wrong kind (a number where a list belongs, ...) is bad input as well
+            if "data" in values:
+                check_keys(values["data"], DataConfig, "train config data")
+                values["data"] = DataConfig(**values["data"])
+            if "loss" in values:
+                check_keys(values["loss"], LossWeights, "train config loss")
+                values["loss"] = LossWeights(**values["loss"])
+            return cls(**values)
+        except TypeError as exc:
+            raise ValueError(f"train config: a value of the wrong kind: {exc}") from exc
 
 
 def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -204,5 +264,7 @@ def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None)
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ValueError(f"train config file {str(path)!r} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"train config file {str(path)!r} must hold a mapping, not a {type(data).__name__}")
     data.update(overrides or {})
     return TrainConfig.from_dict(data)

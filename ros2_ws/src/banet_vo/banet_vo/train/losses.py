@@ -12,6 +12,8 @@ import pypose as pp
 import torch
 import torch.nn.functional as F
 
+from banet_vo.train.numbers import coerce_floats
+
 __all__ = [
     "LossWeights",
     "banet_loss",
@@ -45,11 +47,12 @@ class LossWeights:
     smoothness: float = 0.0
 
     def __post_init__(self) -> None:
+        coerce_floats(self, "LossWeights.")
         for name in (
             "rotation", "translation", "depth", "initial_depth", "coarse_levels", "photometric", "smoothness"
         ):  # fmt: skip
             value = getattr(self, name)
-            if not isinstance(value, int | float) or value < 0:
+            if value < 0:
                 raise ValueError(f"LossWeights.{name} must be a number >= 0, got {value!r}")
         if not self.max_depth > 0:
             raise ValueError(f"LossWeights.max_depth must be > 0, got {self.max_depth!r}")
