@@ -38,6 +38,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointNotFoundError",
     "code_version",
+    "current_umask",
     "load_banet",
     "load_checkpoint",
     "non_finite_tensors",
@@ -114,15 +115,27 @@ def save_checkpoint(
     return write_atomically(path, save(tensors, metadata=metadata))
 
 
+def current_umask() -> int:
+    """The process's umask. Reading it means setting it: set to 0 and back at once (a thread creating a
+    file in between would get mode 0666 / 0777)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomically(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a fsync'd ``.<name>.<random>.tmp`` beside it and a rename: a
     reader sees the old file or the new one, never part of one; a kill leaves only the temporary, which
-    ``remove_stale_temps`` clears. Returns the path."""
+    ``remove_stale_temps`` clears. The file gets the mode a plain ``open()`` would give it (0666 less the
+    umask): mkstemp's private 0600 kept another user, e.g. a ROS node in a container, from reading weights.
+    Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = 0o666 & ~current_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())  # on disk before the rename makes it visible under the real name

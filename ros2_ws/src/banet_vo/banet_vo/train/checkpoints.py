@@ -13,7 +13,12 @@ why; the ``keep`` newest units that check out are kept, so a unit damaged after 
 disk, a bad copy) still leaves the one before it. Retention counts consistent units only and removes
 damaged ones: a run resumed from step 100 past a damaged step 200 keeps 100 when it saves step 150, not
 the damaged 200. ``remove_stale_temps`` (banet_vo.model.checkpoint) clears what killed writers left
-behind.
+behind; call ``recover_set_aside`` first: a unit rewritten for its own step is moved aside
+(``.step-N.old.….tmp/step-N``) for the instant before the new one is renamed in, and a writer killed in that
+instant leaves the only copy there.
+
+Units get the modes a plain ``mkdir`` / ``open`` would give them (0777 / 0666 less the umask), not
+mkdtemp's private 0700, so that another user (a ROS node in a container) can read the weights.
 
 Used by banet_vo.train.loop and by imatching_online's adaptation CLI.
 """
@@ -31,6 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from banet_vo.model.checkpoint import current_umask
+
 __all__ = [
     "MANIFEST",
     "UNIT_FORMAT",
@@ -39,6 +46,7 @@ __all__ = [
     "find_latest_unit",
     "list_units",
     "read_unit",
+    "recover_set_aside",
     "write_unit",
 ]
 
@@ -47,6 +55,7 @@ logger = logging.getLogger(__name__)
 UNIT_FORMAT = "banet-vo-checkpoint-unit/1"
 MANIFEST = "manifest.json"
 _UNIT_NAME = re.compile(r"^step-(\d{9,})$")
+_SET_ASIDE = re.compile(r"^\.(step-\d{9,})\.old\..*\.tmp$")
 
 
 class UnitError(ValueError):
@@ -111,8 +120,10 @@ def write_unit(
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / unit_name(step)
+    dir_mode = 0o777 & ~current_umask()
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=root))
     try:
+        os.chmod(tmp, dir_mode)
         files = {}
         for name, write in writers.items():
             path = tmp / name
@@ -126,7 +137,12 @@ def write_unit(
         if final.exists():  # same step written again (a final save right after a periodic one)
             aside = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", suffix=".tmp", dir=root))
             os.replace(final, aside / final.name)
-            os.rename(tmp, final)
+            try:
+                os.rename(tmp, final)
+            except BaseException:  # e.g. a second Ctrl-C: the old unit goes back, it is the only copy
+                if not final.exists():
+                    os.replace(aside / final.name, final)
+                raise
             shutil.rmtree(aside)
         else:
             os.rename(tmp, final)
@@ -152,6 +168,28 @@ def _retain(root: Path, written: Path, keep: int) -> None:
             except UnitError as exc:
                 logger.warning("removing damaged checkpoint unit: %s", exc)
         shutil.rmtree(path)
+
+
+def recover_set_aside(root: str | Path) -> list[Path]:
+    """Move back each unit that a same-step rewrite set aside (``.step-N.old.….tmp/step-N``) and whose
+    ``step-N`` is missing: the writer was killed between moving it aside and renaming the new one in. Call
+    before ``remove_stale_temps``, which would delete it. Returns the units recovered."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    recovered = []
+    for entry in sorted(root.iterdir()):
+        match = _SET_ASIDE.match(entry.name)
+        if match is None or not entry.is_dir():
+            continue
+        final = root / match.group(1)
+        if (entry / final.name).is_dir() and not final.exists():
+            os.replace(entry / final.name, final)
+            logger.warning("recovered checkpoint unit %s from %s (its rewrite was interrupted)", final, entry)
+            recovered.append(final)
+    if recovered:
+        _fsync_dir(root)
+    return recovered
 
 
 def list_units(root: str | Path) -> list[tuple[int, Path]]:
