@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from banet_vo.geometry import relative_pose
+from banet_vo.model.checkpoint import current_umask
 from banet_vo.model.input_image import model_input
 
 logger = logging.getLogger(__name__)
@@ -150,11 +152,23 @@ def render_cache(specs: Sequence[RenderSpec], progress: bool = True, workers: in
 
 
 def save_cache(cache: dict, path: str | Path) -> Path:
+    """Write ``cache`` to ``path`` atomically: a fsync'd temporary of its own beside it (two runs rendering
+    the same cache at once wrote into one fixed ``<cache>.tmp`` and crashed), then a rename; the file gets
+    a plain ``open()``'s mode (0666 less the umask), not mkstemp's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(cache, tmp)
-    tmp.replace(path)
+    mode = 0o666 & ~current_umask()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
+            torch.save(cache, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -172,12 +186,16 @@ def load_cache(path: str | Path) -> dict:
 
 
 def load_or_render(path: str | Path, specs: Sequence[RenderSpec], progress: bool = True) -> dict:
-    """Load the cache at ``path`` if it holds exactly ``specs``; otherwise render and write it."""
+    """Load the cache at ``path`` if it holds exactly ``specs`` (scene, seed, field of view, frames and
+    image size); otherwise render and write it."""
     path = Path(path)
-    wanted = [(s.scene, s.seed, round(s.fov, 6)) for s in specs]
+    wanted = [(s.scene, s.seed, round(s.fov, 6), tuple(s.size)) for s in specs]
     if path.is_file():
         cache = load_cache(path)
-        have = [(s["scene"], int(s["seed"]), round(_cached_fov(s), 6)) for s in cache["sequences"]]
+        have = [
+            (s["scene"], int(s["seed"]), round(_cached_fov(s), 6), _cached_size(s))
+            for s in cache["sequences"]
+        ]
         if have == wanted and all(
             len(s["images"]) == sp.frames for s, sp in zip(cache["sequences"], specs, strict=True)
         ):
@@ -186,6 +204,12 @@ def load_or_render(path: str | Path, specs: Sequence[RenderSpec], progress: bool
     cache = render_cache(specs, progress)
     save_cache(cache, path)
     return cache
+
+
+def _cached_size(sequence: dict) -> tuple[int, int]:
+    """(width, height) of a cached sequence's images (F, H, W, 3)."""
+    shape = sequence["images"].shape
+    return int(shape[2]), int(shape[1])
 
 
 def _cached_fov(sequence: dict) -> float:

@@ -1,0 +1,61 @@
+"""banet_vo.train.data render cache: written through a temporary of its own (two runs rendering one cache
+at once), and reused only when it holds the asked image size."""
+
+from __future__ import annotations
+
+import torch
+from banet_vo.train import data
+from banet_vo.train.data import CACHE_FORMAT, load_cache, load_or_render, make_specs, save_cache
+
+
+def _cache(value: float) -> dict:
+    return {"format": CACHE_FORMAT, "sequences": [{"x": torch.full((1000,), value)}]}
+
+
+def test_two_writers_of_one_cache_at_once_leave_one_whole_cache(tmp_path, monkeypatch):
+    """Writer 2 saves the same path after writer 1 has written its temporary and before writer 1 renames
+    it: with one fixed '<cache>.tmp' name writer 2 overwrote and took writer 1's temporary, and writer 1's
+    rename failed (FileNotFoundError)."""
+    path = tmp_path / "cache.pt"
+    real_save = torch.save
+    nested = []
+
+    def another_run_saves_meanwhile(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        if not nested:
+            nested.append(True)
+            save_cache(_cache(2.0), path)  # the other run, finishing first
+
+    monkeypatch.setattr(data.torch, "save", another_run_saves_meanwhile)
+    save_cache(_cache(1.0), path)
+    x = load_cache(path)["sequences"][0]["x"]
+    assert bool((x == 1.0).all())  # the last rename wins, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache.pt"]  # no temporary left
+
+
+def test_a_cache_of_another_image_size_is_rendered_again(tmp_path, monkeypatch):
+    specs = make_specs(["indoor"], 1, 0, 2, (64, 48))
+    fov = specs[0].fov
+    small = {
+        "format": CACHE_FORMAT,
+        "sequences": [
+            {
+                "scene": "indoor",
+                "seed": 0,
+                "fov_deg": fov,
+                "images": torch.zeros(2, 48, 64, 3, dtype=torch.uint8),
+            }
+        ],
+    }
+    path = save_cache(small, tmp_path / "cache.pt")
+    rendered = []
+
+    def render(specs, progress=True):
+        rendered.append(specs)
+        return {"format": CACHE_FORMAT, "sequences": [{"size": list(specs[0].size)}]}
+
+    monkeypatch.setattr(data, "render_cache", render)
+    assert load_or_render(path, specs, progress=False) is not None and not rendered  # same size: reused
+    bigger = make_specs(["indoor"], 1, 0, 2, (128, 96))
+    cache = load_or_render(path, bigger, progress=False)
+    assert len(rendered) == 1 and cache["sequences"][0]["size"] == [128, 96]
