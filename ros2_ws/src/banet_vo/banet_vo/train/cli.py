@@ -3,8 +3,11 @@
 Single process: ``banet-vo-train config/train_small.yaml --out runs/small``. Several GPUs or machines:
 ``torchrun --nproc-per-node 4 -m banet_vo.train.cli config/train_paper.yaml --out runs/paper`` (DDP; each
 process takes ``batch_size`` pairs per step). ``--resume`` continues from the newest consistent checkpoint
-unit in DIR/checkpoints; a new run into a DIR that holds one needs ``--overwrite``. Ctrl-C / SIGTERM stop
-after the current step with a checkpoint (exit status 130 / 143); a second one stops at once.
+unit in DIR/checkpoints (``--lr`` / ``--plateau-patience`` then apply to the loaded optimiser; a change of
+data, seed, batch size or model is refused); a new run into a DIR that holds one needs ``--overwrite``.
+Ctrl-C / SIGTERM stop after the current step with a checkpoint (exit status 130 / 143); a second one stops
+at once (the same status, no checkpoint). Exit status 2: bad input (one line on stderr); 1: the training
+diverged (non-finite weights: no checkpoint written).
 """
 
 from __future__ import annotations
@@ -99,11 +102,15 @@ def main(argv: list[str] | None = None) -> int:
             _, description = build_dataset(config, progress=not args.quiet)
             print(json.dumps(description, indent=2))
             return 0
-        from banet_vo.train.loop import train
+        from banet_vo.train.loop import TrainingDivergedError, train
 
-        result = train(
-            config, args.out, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite
-        )
+        try:
+            result = train(
+                config, args.out, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite
+            )
+        except TrainingDivergedError as exc:  # the run failed; the input was fine
+            print(f"banet-vo-train: error: {exc}", file=sys.stderr)
+            return 1
     except ValueError as exc:
         print(f"banet-vo-train: error: {exc}", file=sys.stderr)
         return 2

@@ -10,10 +10,25 @@ resumes exactly where its newest consistent unit stopped (older units it skips a
 ``last.safetensors`` is a link to the newest unit's weights, for tools that want "the model of this run".
 
 Stopping: a file named ``STOP`` in the run directory, ``max_wall_s``, SIGINT (Ctrl-C) or SIGTERM end the
-run at the next step boundary with a final checkpoint (a second signal interrupts at once). The STOP file
-is removed once that checkpoint is written, so that ``resume`` continues the run. A new run refuses a
-directory that already holds one unless ``overwrite`` is set (which also removes a STOP file); stale
-temporary files of killed writers are removed at start.
+run at the next step boundary with a final checkpoint (a second signal exits at once). The STOP file
+is removed once that checkpoint is written, so that ``resume`` continues the run. The final checkpoint is
+skipped when no step ran since the last one (a resumed run that had already finished): rewriting a unit
+for its own step is the one write that can lose the only copy. A new run refuses a directory that already
+holds one unless ``overwrite`` is set; ``overwrite`` removes the old run (and a STOP file) only once the
+new run's data, model, init weights and optimiser groups are built, so that a typo leaves the old run in
+place. Stale temporary files of killed writers are removed at start, after a unit that a killed rewrite
+set aside is moved back.
+
+Resume compares the config with the one the run was started with (stored in each unit): data, seed,
+batch size, lr multipliers, init weights / skips and the model (as BANetConfig, so that a unit written
+before a config key existed resumes) must not change; a new ``lr``, ``plateau_patience``,
+``plateau_factor`` or ``min_lr`` is applied to the loaded optimiser and scheduler (said on stderr), and
+the other keys (steps, losses, limits, logging) are read afresh each step anyway. The saved config is
+then the one in effect.
+
+Batches: without ``source_weights``, step k takes the positions k·B·W + r·B ... of a sequence of seeded
+permutations, one per epoch (``epoch_batch``); a batch crossing an epoch's end continues in the next
+epoch's permutation. Either way a batch is a function of the step alone, so a resumed run is exact.
 
 DDP: every rank agrees, before backward, on whether the step's loss is finite (a rank that skipped the
 backward alone would leave the others waiting in DDP's gradient all-reduce), and the plateau scheduler is
@@ -44,12 +59,18 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from banet_vo.data import CachedSequence, PairDataset, open_sequence
 from banet_vo.model.banet import BANet
-from banet_vo.model.checkpoint import RUNTIME_FIELDS, load_checkpoint, remove_stale_temps, save_checkpoint
+from banet_vo.model.checkpoint import (
+    RUNTIME_FIELDS,
+    load_checkpoint,
+    non_finite_tensors,
+    remove_stale_temps,
+    save_checkpoint,
+)
 from banet_vo.model.config import BANetConfig
 from banet_vo.model.damping import split_shared_damping
 from banet_vo.provenance import code_version, cpu_model
 from banet_vo.train.augment import AugmentedPairs
-from banet_vo.train.checkpoints import find_latest_unit, write_unit
+from banet_vo.train.checkpoints import find_latest_unit, recover_set_aside, write_unit
 from banet_vo.train.config import TrainConfig, parse_sequence_spec
 from banet_vo.train.data import CachedPairs, load_or_render, make_specs
 from banet_vo.train.losses import banet_loss
@@ -61,8 +82,10 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "RunDirectoryError",
     "TrainResult",
+    "TrainingDivergedError",
     "build_dataset",
     "code_version",
+    "epoch_batch",
     "hardware_description",
     "source_batch",
     "stack_batch",
@@ -81,7 +104,13 @@ STOP_FILE = "STOP"  # touched by the user: the running run stops at its next ste
 
 
 class RunDirectoryError(ValueError):
-    """The run directory cannot be used as asked (holds another run, nothing to resume)."""
+    """The run directory cannot be used as asked (holds another run, nothing to resume, a resume that
+    would change what the run is)."""
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training produced nothing usable: 20 non-finite steps in a row, or non-finite weights at a save
+    (no checkpoint is written then: the loader refuses such weights, so the unit could never resume)."""
 
 
 @dataclass
@@ -137,6 +166,8 @@ def build_dataset(config: TrainConfig, progress: bool = True) -> tuple[Dataset, 
         budget = data.real_cache_mb * 2**20 // len(data.real_sequences)
         for spec in data.real_sequences:
             path, frames = parse_sequence_spec(spec)
+            if not Path(path).exists():
+                raise ValueError(f"data.real_sequences: {path!r} does not exist")
             sequence = CachedSequence(open_sequence(path), budget)
             ds = PairDataset(
                 sequence, strides=data.real_strides, model_config=model_cfg, shuffle=False, frames=frames,
@@ -178,6 +209,22 @@ def source_batch(
     source = int(rng.choice(len(parts), p=p / p.sum()))
     picks = rng.integers(0, len(parts[source]), per_rank * world)
     return [offsets[source] + int(k) for k in picks[rank * per_rank : (rank + 1) * per_rank]]
+
+
+def epoch_batch(n: int, seed: int, step: int, per_rank: int, rank: int, world: int) -> list[int]:
+    """This rank's indices of step ``step`` without source weights: positions (step·world + rank)·per_rank
+    onwards of the concatenated per-epoch permutations of the ``n`` pairs (epoch e: seeded seed + e; the
+    same on every rank). A batch that crosses an epoch's end takes its rest from the next epoch's
+    permutation (wrapping into the same one repeated pairs and skipped others)."""
+    start = (step * world + rank) * per_rank
+    orders: dict[int, np.ndarray] = {}
+    indices = []
+    for position in range(start, start + per_rank):
+        epoch, offset = divmod(position, n)
+        if epoch not in orders:
+            orders[epoch] = np.random.default_rng(seed + epoch).permutation(n)
+        indices.append(int(orders[epoch][offset]))
+    return indices
 
 
 _BATCH_KEYS = ("image_ref", "image_tgt", "intrinsics", "pose_tgt_ref", "depth_ref")
@@ -237,9 +284,17 @@ def _save(
     state: dict,
 ) -> Path:
     """Write weights + training state as one unit, then point last.safetensors at its weights. The weights
-    carry the configured model config (``config.model_config()``), not the model's runtime precision."""
+    carry the configured model config (``config.model_config()``), not the model's runtime precision.
+    Non-finite weights are a TrainingDivergedError and nothing is written (the newest unit stays)."""
 
     weights = model.state_dict()
+    bad = non_finite_tensors(weights)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise TrainingDivergedError(
+            f"step {state['step']}: the weights are not finite (NaN or inf in {shown}); no checkpoint "
+            f"written, the newest one in {out_dir / UNITS_DIR} is left as it was"
+        )
     training_state = {
         "step": state["step"],
         "wall_s": state["wall_s"],
@@ -247,6 +302,9 @@ def _save(
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "window": state["window"],
+        # The metrics of the steps since the last log row: a resumed run logs and saves what the
+        # uninterrupted one would (and a unit rewritten for its step keeps its metrics).
+        "log_terms": state.get("log_terms", []),
         "rng_torch": torch.get_rng_state(),
         "train_config": config.to_dict(),
     }
@@ -332,25 +390,89 @@ def _load_weights(model: torch.nn.Module, path: str, skip: Sequence[str] = ()) -
         logger.info("init_weights: kept %d skipped tensors at their fresh initialisation", len(skipped))
 
 
-def _load_resume(out_dir: Path, model: torch.nn.Module, optimizer, scheduler, config: TrainConfig) -> dict:
-    """Load the newest consistent checkpoint unit into model, optimiser and scheduler; returns its state.
-    Newer units that fail (incomplete, damaged, not fitting the model) are skipped and named."""
+# On resume (module docstring): keys whose change would make another run, refused; keys the loaded optimiser
+# and scheduler hold, applied to them. model_preset / model_overrides are compared as the BANetConfig they
+# give (the stored one is the checkpoint's), not as text.
+_FIXED_ON_RESUME = ("data", "seed", "batch_size", "lr_multipliers", "init_weights", "init_skip")
+_APPLIED_ON_RESUME = ("lr", "plateau_patience", "plateau_factor", "min_lr")
+_MODEL_KEYS = ("model_preset", "model_overrides")
+
+
+def _model_differences(stored: BANetConfig, mine: BANetConfig) -> list[str]:
+    """'key (stored X, now Y)' for each model config key that differs, runtime fields aside (a CUDA run's
+    units, bf16 autocast stored by older ones, resume on a CPU)."""
+    old, new = stored.to_dict(), mine.to_dict()
+    return [
+        f"{k} (stored {old[k]!r}, now {new[k]!r})"
+        for k in sorted(new)
+        if k not in RUNTIME_FIELDS and old.get(k) != new[k]
+    ]
+
+
+def _config_changes(stored: dict | None, config: TrainConfig) -> dict[str, tuple]:
+    """{key: (stored value, value now)} for each top-level train-config key that differs from the stored
+    one (model keys aside); a key an older unit lacks counts as its default, the value that run used."""
+    if not isinstance(stored, dict):
+        return {}
+    defaults, now = TrainConfig().to_dict(), config.to_dict()
+    changes = {}
+    for key, value in now.items():
+        if key in _MODEL_KEYS:
+            continue
+        old = stored.get(key, defaults[key])
+        if isinstance(value, dict) and isinstance(old, dict) and key == "data":
+            old = {k: v for k, v in {**defaults[key], **old}.items() if k in value}
+        if old != value:
+            changes[key] = (old, value)
+    return changes
+
+
+def _apply_overrides(model, optimizer, scheduler, config: TrainConfig, changes: dict[str, tuple]) -> None:
+    """Set the loaded optimiser's and scheduler's values that the config now changes (_APPLIED_ON_RESUME),
+    saying so: a resumed optimiser and scheduler otherwise keep their stored values."""
+    if "lr" in changes:  # every group: lr x its multiplier (the multipliers cannot change on resume)
+        for group, fresh in zip(optimizer.param_groups, _param_groups(model, config), strict=True):
+            group["lr"] = fresh["lr"]
+    if "plateau_patience" in changes:
+        scheduler.patience = config.plateau_patience
+    if "plateau_factor" in changes:
+        scheduler.factor = config.plateau_factor
+    if "min_lr" in changes:
+        scheduler.default_min_lr = config.min_lr
+        scheduler.min_lrs = [config.min_lr] * len(optimizer.param_groups)
+    for key in _APPLIED_ON_RESUME:
+        if key in changes:
+            old, new = changes[key]
+            logger.warning(
+                "resume: %s %r -> %r (the config's), applied to the loaded optimiser and scheduler",
+                key,
+                old,
+                new,
+            )
+
+
+def _load_resume(
+    out_dir: Path, model: torch.nn.Module, optimizer, scheduler, config: TrainConfig
+) -> tuple[dict, Path]:
+    """Load the newest consistent checkpoint unit into model, optimiser and scheduler; returns its state and
+    its weights file. Newer units that fail (incomplete, damaged, unreadable) are skipped and named; a
+    config that changes what the run is (model, data, seed, ...) is a RunDirectoryError naming the keys."""
 
     loaded: dict = {}
-    mine = {k: v for k, v in model.config.to_dict().items() if k not in RUNTIME_FIELDS}
 
     def accept(unit) -> None:
         state_dict, model_config, meta = load_checkpoint(unit.file(MODEL_FILE), expected_kind="banet")
-        # Runtime fields aside: a CUDA run's units (bf16 autocast, older ones stored it) resume on a CPU.
-        if {k: v for k, v in model_config.items() if k not in RUNTIME_FIELDS} != mine:
-            raise ValueError(f"{unit.path}: its model config differs from the training config's model")
+        try:  # normalised: a key an older unit lacks takes the value it was written with
+            stored_model = BANetConfig.from_dict(model_config)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{unit.file(MODEL_FILE)}: invalid model config: {exc}") from exc
         try:
             state = torch.load(unit.file(STATE_FILE), weights_only=True)
         except Exception as exc:  # torch raises several types for a corrupt file; name the file either way
             raise ValueError(f"{unit.file(STATE_FILE)} is not a readable training state: {exc}") from exc
         if int(meta.get("steps", -1)) != int(state["step"]) or int(state["step"]) != unit.step:
             raise ValueError(f"{unit.path}: weights at step {meta.get('steps')}, state at {state['step']}")
-        loaded.update(state_dict=state_dict, state=state)
+        loaded.update(state_dict=state_dict, model=stored_model, state=state)
 
     unit, skipped = find_latest_unit(out_dir / UNITS_DIR, accept)
     for reason in skipped:
@@ -364,44 +486,77 @@ def _load_resume(out_dir: Path, model: torch.nn.Module, optimizer, scheduler, co
                 f"with --init-weights {out_dir / LAST_LINK} --overwrite)"
             )
         raise RunDirectoryError(f"resume: nothing consistent to resume from in {out_dir}: {why}{hint}")
+    differ = _model_differences(loaded["model"], model.config)
+    if differ:
+        raise RunDirectoryError(
+            f"resume: {unit.path}: its model config differs from the training config's model in "
+            f"{', '.join(differ)}; a new run (--overwrite or another --out) can start from its weights "
+            "with --init-weights"
+        )
+    state = loaded["state"]
+    if "train_config" not in state:
+        logger.warning("resume: %s stores no train config; the config is taken as it is", unit.path)
+    changes = _config_changes(state.get("train_config"), config)
+    fixed = [
+        f"{k} (stored {changes[k][0]!r}, now {changes[k][1]!r})" for k in _FIXED_ON_RESUME if k in changes
+    ]
+    if fixed:
+        raise RunDirectoryError(
+            f"resume: the config changes what the run in {out_dir} is: {'; '.join(fixed)}. Resume with the "
+            "run's values, or start a new run (--overwrite or another --out)"
+        )
     missing, unexpected = model.load_state_dict(loaded["state_dict"], strict=False)
     if missing or unexpected:
         raise ValueError(
             f"resume: {unit.path} does not fit the model: missing {missing}, unexpected {unexpected}"
         )
-    state = loaded["state"]
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng_torch"])
+    _apply_overrides(model, optimizer, scheduler, config, changes)
+    for key, (old, new) in changes.items():
+        if key not in _APPLIED_ON_RESUME:  # read from the config at every step: in effect as it is
+            logger.info("resume: %s %r -> %r (the config's)", key, old, new)
     logger.info(
         "resume: step %d from %s%s",
         unit.step,
         unit.path,
         f" ({len(skipped)} newer skipped)" if skipped else "",
     )
-    return state
+    return state, unit.file(MODEL_FILE)
 
 
-def _prepare_run_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to start a new run over an existing one unless ``overwrite`` (which removes the old run and a
-    STOP file); clear stale temp files."""
+def _check_run_dir(out_dir: Path, resume: bool, overwrite: bool) -> list[str]:
+    """Refuse a new run over an existing one unless ``overwrite``; move back units a killed rewrite set
+    aside and clear stale temp files. Returns what an overwrite will remove (``_clear_run_dir``), which
+    happens only once the new run's inputs are checked."""
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunDirectoryError(f"the run directory {out_dir} is a file, not a folder")
+    for path in recover_set_aside(out_dir / UNITS_DIR):
+        logger.warning("recovered %s, set aside by a checkpoint rewrite that did not finish", path)
     for folder in (out_dir, out_dir / UNITS_DIR):
         for path in remove_stale_temps(folder):
             logger.warning("removed %s, left by a checkpoint write that did not finish", path)
     present = [name for name in RUN_FILES if (out_dir / name).exists()]
-    if overwrite and not resume and (out_dir / STOP_FILE).exists():
-        logger.warning("overwrite: removing %s (it asked the replaced run to stop)", out_dir / STOP_FILE)
-        (out_dir / STOP_FILE).unlink()
     if resume or not present:
-        return
+        return []
     if not overwrite:
         raise RunDirectoryError(
             f"{out_dir} already holds a training run ({', '.join(present)}): --resume continues it, "
             "--overwrite replaces it"
         )
-    logger.warning("overwrite: removing %s from %s", ", ".join(present), out_dir)
+    return present
+
+
+def _clear_run_dir(out_dir: Path, present: list[str], resume: bool, overwrite: bool) -> None:
+    """Create ``out_dir``; for an overwrite remove the old run's ``present`` files and a STOP file."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if overwrite and not resume and (out_dir / STOP_FILE).exists():
+        logger.warning("overwrite: removing %s (it asked the replaced run to stop)", out_dir / STOP_FILE)
+        (out_dir / STOP_FILE).unlink()
+    if present:
+        logger.warning("overwrite: removing %s from %s", ", ".join(present), out_dir)
     for name in present:
         path = out_dir / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -430,16 +585,18 @@ def train(
     overwrite: bool = False,
 ) -> TrainResult:
     """Train BA-Net per ``config`` into ``out_dir`` (created); ``resume`` continues from its newest consistent
-    checkpoint (step count, optimiser and scheduler state); ``overwrite`` lets a new run replace the one
-    already in ``out_dir`` (without it, that is an error). ``dataset`` replaces the configured data (tests).
+    checkpoint (step count, optimiser and scheduler state; module docstring for config changes);
+    ``overwrite`` lets a new run replace the one already in ``out_dir`` (without it, that is an error), once
+    the new run's inputs are checked. ``dataset`` replaces the configured data (tests).
     """
 
     rank, world = _distributed()
     torch.set_num_threads(config.num_threads)
     device = _device(rank)
     out_dir = Path(out_dir)
+    replaced: list[str] = []
     if rank == 0:
-        _prepare_run_dir(out_dir, resume, overwrite)
+        replaced = _check_run_dir(out_dir, resume, overwrite)
     torch.manual_seed(config.seed)  # same initial weights on every rank
 
     description: dict = {"custom dataset": type(dataset).__name__} if dataset is not None else {}
@@ -461,9 +618,13 @@ def train(
         min_lr=config.min_lr,
     )
     state = {"step": 0, "wall_s": 0.0, "skipped": 0, "window": []}
+    saved_step, saved_weights = -1, None  # the newest unit's step and weights (none yet)
     if resume:
-        state = _load_resume(out_dir, model, optimizer, scheduler, config)
+        state, saved_weights = _load_resume(out_dir, model, optimizer, scheduler, config)
+        saved_step = int(state["step"])
         logger.info("resumed from step %d", state["step"])
+    if rank == 0:  # everything the run needs is checked: only now may an overwrite remove the old run
+        _clear_run_dir(out_dir, replaced, resume, overwrite)
     net: torch.nn.Module = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -485,7 +646,7 @@ def train(
     bar = _Progress(config.steps, progress and rank == 0)
     step, wall_before, skipped = int(state["step"]), float(state["wall_s"]), int(state["skipped"])
     window: list[float] = list(state["window"])
-    log_terms: list[dict[str, float]] = []
+    log_terms: list[dict[str, float]] = list(state.get("log_terms", []))
     consecutive_bad = 0
     seg_start = time.monotonic()
     last_ckpt = seg_start
@@ -521,6 +682,7 @@ def train(
                 "wall_s": wall_before + time.monotonic() - seg_start,
                 "skipped": skipped,
                 "window": window,
+                "log_terms": log_terms,
             },
         )
 
@@ -549,11 +711,7 @@ def train(
                 weights = config.data.source_weights
                 indices = source_batch(dataset, weights, config.seed, step, per_rank, rank, world)
             else:
-                # Epoch-seeded permutation, identical on every rank; each rank takes its own slice.
-                epoch, offset = divmod(step * per_rank * world, n)
-                order = np.random.default_rng(config.seed + epoch).permutation(n)
-                start = offset + rank * per_rank
-                indices = [order[(start + k) % n] for k in range(per_rank)]
+                indices = epoch_batch(n, config.seed, step, per_rank, rank, world)
             batch = stack_batch(dataset, indices, device)
 
             out = net(batch["image_ref"], batch["image_tgt"], batch["intrinsics"])
@@ -609,7 +767,9 @@ def train(
                 consecutive_bad += 1
                 logger.warning("step %d: non-finite loss or gradient, update skipped", step)
                 if consecutive_bad >= 20:
-                    raise RuntimeError(f"20 consecutive non-finite steps up to step {step}; stopping")
+                    raise TrainingDivergedError(
+                        f"20 consecutive non-finite steps up to step {step}; stopping"
+                    )
             if len(window) >= config.plateau_window:
                 scheduler.step(float(np.mean(window)))
                 window = []
@@ -640,9 +800,13 @@ def train(
                 log_terms = [mean]
             if rank == 0 and time.monotonic() - last_ckpt >= config.checkpoint_every_s:
                 checkpoint_path = save()
+                saved_step, saved_weights = step, None
                 last_ckpt = time.monotonic()
         if rank == 0:
-            checkpoint_path = save()
+            if step != saved_step:
+                checkpoint_path = save()
+            elif saved_weights is not None:  # resumed, nothing trained: the unit stays; the link points at it
+                checkpoint_path = _link_last(saved_weights, out_dir / LAST_LINK)
             if stopped_by:
                 logger.warning("checkpoint at step %d written to %s", step, checkpoint_path.parent)
             if stopped_by == "STOP file":  # it did its job: consumed, so that --resume continues the run
