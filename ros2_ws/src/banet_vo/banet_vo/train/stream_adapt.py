@@ -25,6 +25,10 @@ what it knew.
 SIGINT / SIGTERM during training stop it with a checkpoint, as for banet-vo-train: the run is then not
 finished, so no decision is taken and no model.safetensors written (the report says so, the exit status is
 130 / 143, `--resume` continues). model.safetensors is written atomically (model.checkpoint).
+
+`--resume` reuses the stream only for the sequence, frames, model and depth targets it was made from
+(recorded in stream_source.json); other ones are refused, naming them (a resume with other frames once
+trained on the old stream and reported the new frames).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import torch
 
 from banet_vo.model.input_image import InputGeometry, input_geometry
 from banet_vo.train.cli import SIGNAL_EXIT
+from banet_vo.train.numbers import coerce_floats
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +66,13 @@ class StreamAdaptConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        coerce_floats(self, "")  # finite numbers only: lr nan, max_wall_s inf mean nothing here
+        for name in ("steps", "threads", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "seed" else 1):
+                raise ValueError(f"{name} must be an int >= {0 if name == 'seed' else 1}, got {value!r}")
+        if not self.max_wall_s >= 0:
+            raise ValueError(f"max_wall_s must be >= 0 (0: no limit), got {self.max_wall_s}")
         if self.steps < 1 or not self.lr > 0 or not 0.0 < self.held_back < 0.9:
             raise ValueError(f"steps >= 1, lr > 0 and 0 < held_back < 0.9 needed, got {self}")
         if not 0.0 <= self.synthetic_weight < 1.0 or not self.tolerance >= 0.0:
@@ -72,6 +84,7 @@ class StreamAdaptConfig:
 
 
 DEPTH_TARGETS = ("photometric", "landmarks")
+STREAM_SOURCE = "stream_source.json"  # what the stream was made from (module docstring, resume)
 MAX_STORED_DEPTH_M = 65.0  # uint16 millimetres (data format)
 
 
@@ -279,13 +292,27 @@ def adapt_stream(
     from banet_vo.model.checkpoint import load_banet, load_checkpoint, save_checkpoint
     from banet_vo.train.loop import train
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if not Path(sequence_path).exists():
+        raise ValueError(f"sequence {sequence_path} does not exist")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ValueError(f"--out {out_dir} is a file, not a folder")
     sequence = open_sequence(sequence_path)
     first, last = frames
     if not 0 <= first < last < len(sequence):
         raise ValueError(f"frames {first}-{last} outside the sequence's 0-{len(sequence) - 1}")
+    out_dir.mkdir(parents=True, exist_ok=True)
     stream_dir = out_dir / "stream"
-    if not (resume and (stream_dir / "poses.txt").is_file()):
+    source = {
+        "sequence": str(Path(sequence_path).resolve()),
+        "frames": [int(first), int(last)],
+        "model": str(Path(model_path).resolve()),
+        "depth_targets": config.depth_targets,
+    }
+    reuse = resume and (stream_dir / "poses.txt").is_file()
+    if reuse:
+        _check_stream_source(out_dir, source)
+    else:
+        (out_dir / STREAM_SOURCE).unlink(missing_ok=True)  # the record goes with the stream it describes
         landmarks = [] if config.depth_targets == "landmarks" else None
         positions, poses = odometry_poses(sequence, first, last, model_path, config.threads, landmarks)
         if len(positions) < 10:
@@ -295,6 +322,7 @@ def adapt_stream(
         model_config = _model_config(model_path) if landmarks is not None else None
         write_stream(sequence, positions, poses, stream_dir, landmarks, model_config)
         (out_dir / "stream_positions.txt").write_text("\n".join(str(p) for p in positions.tolist()) + "\n")
+        (out_dir / STREAM_SOURCE).write_text(json.dumps(source, indent=1) + "\n")
     n = len(open_sequence(stream_dir))
     split = n - max(round(config.held_back * n), max(config.strides) + 1)
     train_frames, guard_frames = (0, split - 1), (split, n - 1)
@@ -349,6 +377,28 @@ def adapt_stream(
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _check_stream_source(out_dir: Path, source: dict) -> None:
+    """ValueError unless the stream in ``out_dir`` was made from ``source`` (sequence, frames, model,
+    depth targets), naming each that differs."""
+    try:
+        stored = json.loads((out_dir / STREAM_SOURCE).read_text())
+    except (OSError, ValueError):
+        stored = None
+    if not isinstance(stored, dict):
+        raise ValueError(
+            f"--resume: {out_dir / 'stream'} has no readable {STREAM_SOURCE} saying what it was made from; "
+            "run again without --resume"
+        )
+    differ = [
+        f"{k} (the stream's {stored.get(k)!r}, asked {v!r})" for k, v in source.items() if stored.get(k) != v
+    ]
+    if differ:
+        raise ValueError(
+            f"--resume: the stream in {out_dir} was made from other inputs: {'; '.join(differ)}; resume "
+            "with those, or run without --resume to start again"
+        )
 
 
 def _frames(text: str) -> tuple[int, int]:
