@@ -15,7 +15,8 @@
 # train: points ../shared/data at /tmp/devdata when there is no ../shared/data, renders the synthetic cache
 # if needed, runs banet_vo.train.cli CONFIG --out runs/NAME with the venv's Python (or .venv/bin/python,
 # or $PY), and copies NAME.safetensors (the last checkpoint's weights) and NAME_log.csv to $OUT
-# (device_out/ when unset). Exit status: the training's.
+# (device_out/ when unset) when the training finished or was stopped by a signal (exit 0, 130, 143); a
+# refused or failed run leaves neither there, not even an earlier run's. Exit status: the training's.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="${OUT:-device_out}"
@@ -28,7 +29,7 @@ fi
 export PYTHONPATH="$PWD:$PWD/ros2_ws/src/banet_vo:$PWD/ros2_ws/src/imatching_online${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 
-[ $# -gt 0 ] || { sed -n '2,18p' "$0"; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,19p' "$0"; exit 2; }
 while [ $# -gt 0 ]; do
   what=$1
   shift
@@ -53,10 +54,17 @@ while [ $# -gt 0 ]; do
         mkdir -p ../shared && ln -sfn /tmp/devdata ../shared/data
       fi
       mkdir -p "$OUT_DIR"
+      # A refused or failed run must not hand back an earlier run's weights under this name.
+      rm -f "$OUT_DIR/$name.safetensors" "$OUT_DIR/${name}_log.csv"
       "$PY" -m banet_vo.train.cli "$config" --out "runs/$name" "$@" 2>&1 | tee "$OUT_DIR/${name}_train.log" | tail -n 40
       rc=${PIPESTATUS[0]}
-      [ -f "runs/$name/last.safetensors" ] && cp "runs/$name/last.safetensors" "$OUT_DIR/$name.safetensors"
-      [ -f "runs/$name/log.csv" ] && cp "runs/$name/log.csv" "$OUT_DIR/${name}_log.csv"
+      case "$rc" in
+        0 | 130 | 143)  # finished, or stopped by a signal with a checkpoint (--resume continues)
+          [ -f "runs/$name/last.safetensors" ] && cp "runs/$name/last.safetensors" "$OUT_DIR/$name.safetensors"
+          [ -f "runs/$name/log.csv" ] && cp "runs/$name/log.csv" "$OUT_DIR/${name}_log.csv"
+          ;;
+        *) echo "device_train: training exited $rc: no weights copied (see $OUT_DIR/${name}_train.log)" >&2 ;;
+      esac
       exit "$rc"
       ;;
     *) echo "device_train: unknown step $what (env, stage, train)" >&2; exit 2 ;;
