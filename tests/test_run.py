@@ -547,3 +547,11 @@ def test_without_model_it_runs_the_shipped_default_from_any_directory(bag, tmp_p
     model = Path(summary["model"])
     assert model.is_absolute() and model.name == DEFAULT_MODEL_NAME and model.is_file()
     assert summary["node"]["processed"] == N and summary["node"]["errors"] == 0, summary["node"]
+
+
+def test_depth_pixels_published_invalid_are_left_out_and_counted_by_coverage():
+    """NaN (REP-118 invalid) was turned into 0, clipped up to 0.1 m and scored as a prediction: a map right
+    wherever it has a depth read abs rel 0.475 with coverage 1."""
+    depth = np.array([[np.nan, 2.0], [2.0, 2.0]], np.float32)
+    got = run._depth_metrics({5: depth}, {5: np.full((2, 2), 2.0, np.float32)})
+    assert got["abs_rel"] == 0.0 and got["coverage"] == 0.75 and got["frames"] == 1

@@ -615,14 +615,17 @@ def write_outputs(args: argparse.Namespace, run: GraphRun) -> dict:
 
 
 def _depth_metrics(pred: dict[int, np.ndarray], gt: dict[int, np.ndarray]) -> dict[str, Any]:
-    """Mean depth metrics over the saved maps that have GT, GT resized (nearest) to the prediction."""
+    """Mean depth metrics over the saved maps that have GT, GT resized (nearest) to the prediction. A pixel
+    the node published invalid (NaN) is left out and counted by `coverage`: as 0 it would be clipped up to
+    min_depth and scored as a prediction of 0.1 m."""
 
     per_image = []
     for ns, depth in sorted(pred.items()):
         if ns not in gt:
             continue
         g = resize_depth(np.nan_to_num(gt[ns], nan=0.0), depth.shape, method="nearest")
-        per_image.append(depth_metrics(np.nan_to_num(depth, nan=0.0), g, min_depth=0.1, max_depth=80.0))
+        published = np.where(np.asarray(depth, dtype=np.float64) > 0, depth, np.nan)
+        per_image.append(depth_metrics(published, g, min_depth=0.1, max_depth=80.0))
     if not per_image:
         return {}
     mean = mean_depth_metrics(per_image).as_dict()
@@ -666,7 +669,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         d = summary["depth"]
         _log(
             f"depth abs rel {d['abs_rel']:.3f}  RMSE {d['rmse']:.3f} m  δ<1.25 {d['delta_1']:.3f} "
-            f"({d['frames']} maps)"
+            f"({d['frames']} maps, {d['coverage']:.0%} of the ground truth's pixels with a depth)"
         )
 
 
