@@ -10,8 +10,14 @@ trivial baselines computed in the same run.
 Front ends and scale sources are read from banet_vo.odometry (FRONTENDS, SCALE_SOURCES) at run time, so a
 new one shows up without a change here. ground_plane runs only on clips with a known camera height (KITTI,
 1.65 m); scale source "none" is up to scale, so only its Sim(3) ATE is given. The logic lives in
-banet_vo.evaluation.real_clips; results: benchmarks/results/real_clips.md (the "Today" table of
-BENCHMARKS.md). Progress goes to stderr.
+banet_vo.evaluation.real_clips. Progress goes to stderr.
+
+Where the table goes without --out: a run that is one of `make bench`'s (benchmarks.run_all.RUNS: the
+main table is `--seeds 0,1,2,3,4 --threads 1`) writes that run's committed table under
+benchmarks/results/ (real_clips.md is the "Today" table of BENCHMARKS.md); any other run writes
+runs/real_clips_<what differs from the defaults>.md, e.g. runs/real_clips_reverse_frontends-xfeat.md
+(runs/real_clips.md with no flag; runs/real_clips_live_... with --live-only). A run in which a clip failed
+goes to runs/ as <name>_incomplete.md, and one in which no clip produced a row writes nothing (exit 1).
 
 --live plays each clip as a bag at its real rate into the node (queue_size 1, so a slow model drops
 frames as deployed) through banet-vo-run, and reports frames processed per second and its ATE beside the
@@ -23,9 +29,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import math
 import os
+import re
 import resource
 import sys
 import tempfile
@@ -171,6 +179,11 @@ def run_clip(spec, args, estimator, xfeat) -> tuple[list, list[str]]:
     return rows, skipped
 
 
+def live_label(args) -> str:
+    """The live rows' method: how the bag was played and the node parameters given (--live-param)."""
+    return f"banet_vo live node ({', '.join(['bag at 1x', f'queue {LIVE_QUEUE_SIZE}', *args.live_param])})"
+
+
 def live_row(spec, args):
     """Play the clip as a bag at its real rate into the node (queue_size 1) through banet-vo-run and
     compare its trajectory with the ground truth; returns (row, frames processed per second)."""
@@ -207,9 +220,7 @@ def live_row(spec, args):
     poses[:, :3, :3] = Rotation.from_quat(tum[:, 4:8]).as_matrix()
     poses[:, :3, 3] = tum[:, 1:4]
     # The bag holds the whole folder (--until cuts it): ground truth of the clip's frames only.
-    row = rc.metrics_row(
-        spec.name, "banet_vo live node (bag at 1x, queue 1)", tum[:, 0], poses, clip.stamps, clip.gt
-    )
+    row = rc.metrics_row(spec.name, live_label(args), tum[:, 0], poses, clip.stamps, clip.gt)
     return row, summary
 
 
@@ -239,12 +250,20 @@ def write_markdown(
         )
     if args.reverse:
         partial += ", each clip played backwards (--reverse; references too)"
+    if args.frontends:
+        partial += f", front end {' / '.join(args.frontends)} only"
     if args.scales:
         partial += f", scale {' / '.join(args.scales)} only"
     if args.tracking_overrides:
         partial += f", tracking {', '.join(args.tracking_overrides)}"
+    if args.depth_calibration:
+        partial += ", xfeat rows' depth through the model's calibration (--depth-calibration)"
     if args.ba_hold is not None:
         partial += f", background_ba with each window's result taken {args.ba_hold} frames late (--ba-hold)"
+    if args.settle:
+        partial += ", background threads waited for after each frame (--settle)"
+    if args.live_param:
+        partial += f", live node with {', '.join(args.live_param)}"
     text = [
         *header_lines(
             f"Real clips, live node at real rate vs offline{partial}"
@@ -313,16 +332,96 @@ def true_step_lines(rows) -> list[str]:
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
-    from banet_vo.evaluation.real_clips import (
-        ALL_CLIPS,
-        CLASSICAL_METHODS,
-        CLIPS,
-        check_image_scale,
-        resolve_clip,
-    )
+def run_key(args: argparse.Namespace) -> dict[str, object]:
+    """What a table depends on, from arguments as parsed (before main converts them): two runs with the
+    same key make the same table. Front ends and scale sources name all of them when none is given."""
+    from banet_vo.odometry import FRONTENDS, SCALE_SOURCES
 
-    argv = list(sys.argv[1:] if argv is None else argv)
+    def items(text: str) -> tuple[str, ...]:
+        return tuple(x.strip() for x in text.split(",") if x.strip())
+
+    frontends, scales = items(args.frontends), items(args.scales)
+    return {
+        # the variant flags first, in the order of the names of the committed variant tables
+        "every": args.every,
+        "image_scale": args.image_scale,
+        "jpeg_quality": args.jpeg_quality,
+        "gray": args.gray,
+        "exposure": args.exposure,
+        "clips": items(args.clips),
+        "camera_height": args.camera_height,
+        "frontends": tuple(f for f in FRONTENDS if not frontends or f in frontends),
+        "scales": tuple(x for x in SCALE_SOURCES if not scales or x in scales),
+        "references": items(args.references),
+        "max_frames": args.max_frames,
+        "reverse": args.reverse,
+        "settle": args.settle,
+        "ba_hold": args.ba_hold,
+        "depth_calibration": args.depth_calibration,
+        "tracking": tuple(args.tracking),
+        "seeds": items(args.seeds),
+        "threads": args.threads,
+        "model": Path(args.model).resolve(),
+        "device": args.device,
+        "data": Path(args.data).resolve(),
+        "live": args.live or args.live_only,
+        "live_only": args.live_only,
+        "live_param": tuple(args.live_param),
+    }
+
+
+def _token(name: str, value) -> str:
+    """A file-name part saying a run's `name` is `value`."""
+    if isinstance(value, bool):
+        return {"live_only": "live_only", "depth_calibration": "depth_calibrated"}.get(name, name)
+    if value is None:
+        return f"no_{name}"
+    short = {"image_scale": "scale", "jpeg_quality": "jpeg", "max_frames": "first", "ba_hold": "ba_hold"}
+    if name == "clips":
+        return "-".join(Path(c).name for c in value)
+    if name in ("model", "data"):
+        return f"{name}-{value.stem if name == 'model' else value.name}"
+    if isinstance(value, tuple):
+        text = "-".join(v.replace(":=", "=").replace("=", "-") for v in value) or "none"
+        return text if name in ("tracking", "live_param") else f"{name}-{text}"
+    if isinstance(value, float):
+        value = f"{value:g}"
+    return f"{short.get(name, name)}{value}"
+
+
+def committed_runs(parser: argparse.ArgumentParser) -> list[tuple[dict[str, object], Path]]:
+    """The runs `make bench` makes of this module (benchmarks.run_all.RUNS) and the committed tables they
+    write: their --out, else benchmarks/results/<topic>.md."""
+    from benchmarks.run_all import RUNS
+
+    runs = []
+    for topic, (module, run_args) in RUNS.items():
+        if module == "real_clips":
+            given = parser.parse_args(run_args)
+            runs.append((run_key(given), Path(given.out) if given.out else RESULTS.with_name(f"{topic}.md")))
+    return runs
+
+
+def default_out(parser: argparse.ArgumentParser, given: argparse.Namespace) -> Path:
+    """Where a run without --out writes: the committed table of the `make bench` run it is (same key),
+    else runs/real_clips[_<what differs from the command's defaults>].md (real_clips_live... for
+    --live-only): a variant, partial or development run never lands on a committed table."""
+    key = run_key(given)
+    for committed, path in committed_runs(parser):
+        if committed == key:
+            return path
+    stem = (LIVE_RESULTS if given.live_only else RESULTS).stem
+    defaults = run_key(parser.parse_args(["--live-only"] if given.live_only else []))
+    parts = [_token(name, value) for name, value in key.items() if value != defaults[name]]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join([stem, *parts]))
+    if len(name) > 120:  # a file name stays short; the hash keeps long ones apart
+        name = f"{name[:100]}_{hashlib.sha1(name.encode()).hexdigest()[:10]}"
+    return ROOT / "runs" / f"{name}.md"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from banet_vo.evaluation.real_clips import ALL_CLIPS, CLASSICAL_METHODS, CLIPS
+
     parser = argparse.ArgumentParser(prog="benchmarks.real_clips", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--clips",
@@ -338,7 +437,9 @@ def main(argv: list[str] | None = None) -> int:
         "known (a KITTI-layout folder is taken as KITTI's car: 1.65 m)",
     )
     parser.add_argument(
-        "--frontends", default="", help="comma-separated front ends (default: all in FRONTENDS)"
+        "--frontends",
+        default="",
+        help="comma-separated front ends (default: all in banet_vo.odometry.FRONTENDS)",
     )
     parser.add_argument(
         "--scales", default="", help="comma-separated scale sources (default: all in SCALE_SOURCES)"
@@ -401,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="FIELD=VALUE",
         help="a TrackingConfig field for the xfeat rows (repeatable; the node's tracking_FIELD parameter), "
-        "e.g. --tracking feature_max_pixels=500000",
+        "e.g. --tracking feature_max_pixels=500000 (ransac_seed: use --seeds)",
     )
     parser.add_argument(
         "--settle",
@@ -433,8 +534,8 @@ def main(argv: list[str] | None = None) -> int:
         "--out",
         type=Path,
         default=None,
-        help="markdown results file (default benchmarks/results/real_clips.md; runs/real_clips_NAME.md "
-        "when a clip is a folder of your own)",
+        help="markdown results file (default: the committed table of the `make bench` run this is, else "
+        "runs/real_clips_<what differs>.md; see the module's help)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     parser.add_argument("--live", action="store_true", help="also play each clip as a bag into the node")
@@ -448,9 +549,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--live-only",
         action="store_true",
-        help="only the live node and the offline default configuration (default --out: real_clips_live.md)",
+        help="only the live node and the offline default configuration (as `make bench` runs it: "
+        "benchmarks/results/real_clips_live.md)",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from banet_vo.evaluation.real_clips import ALL_CLIPS, CLASSICAL_METHODS, check_image_scale, resolve_clip
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
     args = parser.parse_args(argv)
+    as_given = argparse.Namespace(**vars(args))  # main converts args in place; the output name reads these
     args.live = args.live or args.live_only
     if args.every < 1:
         parser.error(f"--every must be >= 1, got {args.every}")
@@ -494,17 +605,6 @@ def main(argv: list[str] | None = None) -> int:
     args.code_version = code_version()  # at the start: the tree may change during a long run
     args.started_at = datetime.datetime.now(datetime.UTC)
     out_given = args.out
-    if args.out is None:
-        args.out = LIVE_RESULTS if args.live_only else RESULTS
-        suffix = (
-            (f"_every{args.every}" if args.every > 1 else "")
-            + (f"_scale{args.image_scale:g}" if args.image_scale != 1.0 else "")
-            + (f"_jpeg{args.jpeg_quality}" if args.jpeg_quality is not None else "")
-            + ("_gray" if args.gray else "")
-            + (f"_exposure{args.exposure:g}" if args.exposure != 1.0 else "")
-        )
-        if suffix:
-            args.out = RESULTS.with_name(f"real_clips{suffix}.md")
     args.clips = [c for c in args.clips.split(",") if c]
     try:
         args.seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
@@ -512,13 +612,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
     if not args.seeds or min(args.seeds) < 0:
         parser.error("--seeds needs at least one seed >= 0")
+    from banet_vo.odometry import FRONTENDS, SCALE_SOURCES
+
     args.frontends = [f for f in args.frontends.split(",") if f]
+    if any(f not in FRONTENDS for f in args.frontends):
+        parser.error(f"--frontends: each of {args.frontends} must be one of {FRONTENDS}")
     args.tracking_overrides = list(args.tracking)  # as given, for the title
+    if any(item.partition("=")[0] == "ransac_seed" for item in args.tracking):
+        parser.error(
+            "--tracking ransac_seed: the RANSAC seed is --seeds' (each xfeat row runs once per seed), "
+            "e.g. --seeds 7"
+        )
     try:
         args.tracking = tracking_config(args.tracking)
     except ValueError as err:
         parser.error(f"--tracking: {err}")
-    from banet_vo.odometry import SCALE_SOURCES
 
     args.scales = [x for x in args.scales.split(",") if x]
     if any(x not in SCALE_SOURCES for x in args.scales):
@@ -539,9 +647,8 @@ def main(argv: list[str] | None = None) -> int:
         # The live row plays the clip's whole folder as a bag: frames outside the clip (held-out ones too)
         # would reach the node, and its ATE would not be the offline row's.
         parser.error(f"--live plays whole folders; {', '.join(parts)} is part of one (leave out --live)")
-    if out_given is None and any(c not in ALL_CLIPS for c in args.clips):
-        # A clip of one's own: its table goes beside the other runs, not over the committed results.
-        args.out = ROOT / "runs" / f"real_clips_{'_'.join(spec.name for spec in args.specs)}.md"
+    if out_given is None:
+        args.out = default_out(parser, as_given)
     if not args.model.is_file():
         print(f"real_clips: model {args.model} not found (--model)", file=sys.stderr)
         return 2
@@ -600,6 +707,13 @@ def main(argv: list[str] | None = None) -> int:
         json_rows = [*rows, *live_rows]
     else:
         json_rows = rows
+    if not json_rows:
+        print("real_clips: error: no clip produced a row; nothing written", file=sys.stderr)
+        return 1
+    if failed and out_given is None and not args.out.is_relative_to(ROOT / "runs"):
+        # A committed table keeps every clip's rows: an incomplete run goes beside the other runs.
+        args.out = ROOT / "runs" / f"{args.out.stem}_incomplete.md"
+        _progress(f"{len(failed)} clip(s) failed: the table goes to {args.out}, not over the committed one")
     body = write_markdown(args.out, args, argv, rows, skipped, live, time.perf_counter() - started)
     print(body)
     if args.json:
