@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 import time
 from pathlib import Path
@@ -247,9 +248,33 @@ figures are in [BENCHMARKS.md](../BENCHMARKS.md)). Assembled from `benchmarks/re
 
 
 def _anchor(title: str) -> str:
-    """GitHub's anchor for a markdown heading."""
+    """GitHub's anchor for a markdown heading, before duplicates are told apart (`_anchors`)."""
     kept = "".join(c for c in title.strip().lower() if c.isalnum() or c in " -_")
     return kept.replace(" ", "-")
+
+
+def _anchors(markdown: str, taken: dict[str, int] | None = None) -> list[str]:
+    """The anchor of each ATX heading of a document, in order, as GitHub gives them: a slug already taken
+    gets -1, -2, ... (github-slugger's rule), so two sections with one title link to two places. Lines in
+    fenced code blocks are not headings. `taken`: the slugs of the document before this part (updated)."""
+    taken = {} if taken is None else taken
+    anchors, fence = [], ""
+    for line in markdown.splitlines():
+        stripped = line.lstrip()
+        if stripped.startswith(("```", "~~~")):
+            marker = stripped[:3]
+            fence = "" if fence == marker else fence or marker
+            continue
+        heading = re.match(r" {0,3}#{1,6}(?:\s+(.*?))?\s*$", line)
+        if fence or not heading:
+            continue
+        base = slug = _anchor(re.sub(r"\s+#+$", "", heading.group(1) or ""))
+        while slug in taken:
+            taken[base] += 1
+            slug = f"{base}-{taken[base]}"
+        taken[slug] = 0
+        anchors.append(slug)
+    return anchors
 
 
 def assemble() -> Path:
@@ -258,10 +283,15 @@ def assemble() -> Path:
     sections = {t: files[t].read_text().strip() for t in order}
     today = [t for t in TODAY if t in sections]
     history = [t for t in order if t not in TODAY]
-    titles = [sections[t].splitlines()[0].lstrip("# ").strip() for t in history]
-    links = "\n".join(f"- [{title}](docs/benchmarks-history.md#{_anchor(title)})" for title in titles)
+    # Each section opens with its title heading; its anchor counts every heading before it in the file.
+    taken: dict[str, int] = {}
+    _anchors(HISTORY_HEADER, taken)
+    links = []
+    for t in history:
+        title = sections[t].splitlines()[0].lstrip("# ").strip()
+        links.append(f"- [{title}](docs/benchmarks-history.md#{_anchors(sections[t], taken)[0]})")
     body = "\n\n".join(sections[t] for t in today)
-    OUTPUT.write_text(f"{HEADER}\n{body}\n\n## Earlier figures and studies\n\n{links}\n")
+    OUTPUT.write_text(f"{HEADER}\n{body}\n\n## Earlier figures and studies\n\n" + "\n".join(links) + "\n")
     HISTORY.parent.mkdir(parents=True, exist_ok=True)
     HISTORY.write_text(HISTORY_HEADER + "\n" + "\n\n".join(sections[t] for t in history) + "\n")
     return OUTPUT

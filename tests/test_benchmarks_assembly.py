@@ -68,3 +68,24 @@ def test_each_today_section_has_a_module_or_is_kept(layout: Path, monkeypatch, c
     assert calls == [["--seeds", "0,1,2,3,4", "--threads", "1"]]
     err = capsys.readouterr().err
     assert "device_check kept as it is" in err and "failed: real_clips" in err
+
+
+def test_duplicate_titles_link_to_their_own_sections(layout: Path) -> None:
+    """Two history sections with one title: GitHub anchors the second `-1` (and a third `-2`), counting
+    every heading above it, not those in code blocks; each link in BENCHMARKS.md points at its own
+    section (both pointed at the first)."""
+    results = layout / "results"
+    (results / "aa_first.md").write_text("## Same title\n\n```\n## Same title\n```\n\n### Note\n")
+    (results / "ab_second.md").write_text("## Same title\n\n### Note\n")
+    (results / "ac_third.md").write_text("## Same title\n\ntext\n")
+    (results / "ad_note.md").write_text("## Note\n\ntext\n")  # after two '### Note' subheadings
+    run_all.assemble()
+    today = (layout / "BENCHMARKS.md").read_text()
+    links = [line for line in today.splitlines() if line.startswith("- [")]
+    assert "- [Same title](docs/benchmarks-history.md#same-title)" in links
+    assert "- [Same title](docs/benchmarks-history.md#same-title-1)" in links
+    assert "- [Same title](docs/benchmarks-history.md#same-title-2)" in links
+    assert "- [Note](docs/benchmarks-history.md#note-2)" in links
+    history = (layout / "docs" / "benchmarks-history.md").read_text()
+    assert run_all._anchors(history).count("same-title-1") == 1
+    assert run_all._anchors("# A\n## A\n## A-1\n## A\n") == ["a", "a-1", "a-1-1", "a-2"]
