@@ -151,3 +151,13 @@ def test_depth_resize_and_errors(tmp_path, capsys):
     assert json.loads((tmp_path / "d.json").read_text())["mean"]["abs_rel"] == pytest.approx(0.1, abs=1e-6)
     assert main(["depth", str(tmp_path / "gt.npy")]) == 2
     assert "pairs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--plot-dir", "--json"])
+def test_depth_output_that_cannot_be_written_is_an_error_line(tmp_path, capsys, flag):
+    np.save(tmp_path / "d.npy", np.full((4, 6), 2.0, dtype=np.float32))
+    target = "/proc/no_such_dir/out" + (".json" if flag == "--json" else "")
+    assert main(["depth", str(tmp_path / "d.npy"), str(tmp_path / "d.npy"), flag, target]) == 2
+    err = capsys.readouterr().err
+    assert "banet-vo-eval depth: error: " in err and "No such file or directory" in err
+    assert "Traceback" not in err
