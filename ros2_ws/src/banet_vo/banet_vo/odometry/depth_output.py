@@ -12,16 +12,29 @@ resize and a crop alike.
   appear between a foreground object and the background as plain bilinear interpolation would make.
 
 Invalid depth (0, negative or non-finite) stays invalid: NaN in the output (REP-118).
+
+`landmark_corrected_depth` puts a keyframe's depth map onto its landmarks pixel by pixel: BA-Net's depth on
+real images is mostly the network's prior (nearly one depth for a whole indoor view), while the map's
+triangulated points are measured, so a smooth correction field interpolated from the landmarks' log depth
+ratios moves each region toward the points near it and keeps BA-Net's depth where there are none.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from banet_vo.geometry import PinholeCamera
 
 UPSAMPLING_METHODS = ("nearest", "edge_aware")
 DEFAULT_MAX_RELATIVE_JUMP = 0.05  # 5 % of the depth: two samples further apart lie on different surfaces
+# landmark_corrected_depth: the field's Gaussian radius as a fraction of the map's diagonal, the weight of
+# the unchanged depth (as one landmark at the pixel itself), and the largest factor one landmark may ask
+# for (a landmark across a depth edge from its pixel, or a bad triangulation, pulls no further).
+CORRECTION_SIGMA_FRACTION = 0.1
+CORRECTION_PRIOR_WEIGHT = 1.0
+CORRECTION_MAX_FACTOR = 4.0
+MIN_CORRECTION_LANDMARKS = 5
 
 
 def _sample_coordinates(
@@ -41,6 +54,56 @@ def in_depth_range(depth: np.ndarray, min_depth: float, max_depth: float) -> np.
     d = np.array(depth, dtype=np.float32, copy=True)
     with np.errstate(invalid="ignore"):
         d[~np.isfinite(d) | (d < min_depth) | (d > max_depth)] = 0.0
+    return d
+
+
+def landmark_corrected_depth(
+    depth: np.ndarray,
+    depth_camera: PinholeCamera,
+    points_cam: np.ndarray,
+    sigma_fraction: float = CORRECTION_SIGMA_FRACTION,
+    prior_weight: float = CORRECTION_PRIOR_WEIGHT,
+    max_factor: float = CORRECTION_MAX_FACTOR,
+) -> np.ndarray:
+    """`depth` (h×w, 0 invalid) times a smooth per-pixel factor from landmarks `points_cam` (N×3, in the
+    depth map's camera and unit): at each pixel exp(Σ wᵢ log rᵢ / (Σ wᵢ + prior_weight)), rᵢ = the landmark's
+    depth over the map's at its pixel (clipped to [1/max_factor, max_factor]), wᵢ a Gaussian of the pixel
+    distance with σ = sigma_fraction × the map's diagonal. Far from every landmark the factor goes to 1.
+    Invalid pixels stay 0; with fewer than MIN_CORRECTION_LANDMARKS usable landmarks the depth is returned
+    as it is (a float32 copy)."""
+    d = np.array(depth, dtype=np.float32, copy=True)
+    h, w = d.shape
+    P = np.asarray(points_cam, dtype=np.float64).reshape(-1, 3)
+    P = P[np.isfinite(P).all(axis=1) & (P[:, 2] > 1e-9)]
+    u = np.round(depth_camera.fx * P[:, 0] / P[:, 2] + depth_camera.cx).astype(np.int64)
+    v = np.round(depth_camera.fy * P[:, 1] / P[:, 2] + depth_camera.cy).astype(np.int64)
+    inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    u, v, z = u[inside], v[inside], P[inside, 2]
+    at = d[v, u]
+    usable = np.isfinite(at) & (at > 0)
+    if usable.sum() < MIN_CORRECTION_LANDMARKS:
+        return d
+    u, v = u[usable], v[usable]
+    log_ratio = np.clip(np.log(z[usable] / at[usable]), -np.log(max_factor), np.log(max_factor))
+    # Nadaraya-Watson by splatting: the Gaussian sums over landmarks are blurs of two images (the landmarks'
+    # log ratios and their counts), zero outside the map as the explicit sums are.
+    numerator = np.zeros((h, w), np.float64)
+    count = np.zeros((h, w), np.float64)
+    np.add.at(numerator, (v, u), log_ratio)
+    np.add.at(count, (v, u), 1.0)
+    sigma = sigma_fraction * float(np.hypot(w, h))
+    radius = max(1, int(np.ceil(3 * sigma)))
+    size = (2 * radius + 1, 2 * radius + 1)
+
+    def blur(image: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(image, size, sigma, sigmaY=sigma, borderType=cv2.BORDER_CONSTANT)
+
+    unit = np.zeros(size, np.float64)
+    unit[radius, radius] = 1.0
+    peak = float(blur(unit)[radius, radius])  # the blur's weight at distance 0: wᵢ = 1 there
+    field = blur(numerator) / (blur(count) + prior_weight * peak)
+    valid = np.isfinite(d) & (d > 0)
+    d[valid] *= np.exp(field[valid]).astype(np.float32)
     return d
 
 

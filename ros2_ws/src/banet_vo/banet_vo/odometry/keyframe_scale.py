@@ -11,7 +11,7 @@ import numpy as np
 from banet_vo.frontend.solvers import project
 from banet_vo.geometry import PinholeCamera
 from banet_vo.geometry.rigid import invert
-from banet_vo.odometry.depth_output import in_depth_range
+from banet_vo.odometry.depth_output import in_depth_range, landmark_corrected_depth
 from banet_vo.odometry.keyframes import Keyframe
 from banet_vo.odometry.scale import ground_plane_height, learned_scale
 
@@ -47,9 +47,10 @@ class KeyframeScaleMixin:
 
     def _depth_at_pose_scale(self, kf: Keyframe, depth: np.ndarray) -> np.ndarray:
         """BA-Net's depth of `kf` in the published pose's metres: times the applied scale over the one its
-        own depth implies at its landmarks. A keyframe whose measurement waits for its window BA
-        (background_ba) takes that ratio on its landmarks as they stand; without it the depth stays
-        BA-Net's (no scale yet, or too few landmarks in it)."""
+        own depth implies at its landmarks, then (tracking.depth_correction landmarks) pixel by pixel onto
+        the landmarks themselves. A keyframe whose measurement waits for its window BA (background_ba)
+        takes that ratio on its landmarks as they stand; without it the depth stays BA-Net's (no scale
+        yet, or too few landmarks in it)."""
         s = self.scale
         if s is None:
             return depth
@@ -59,6 +60,8 @@ class KeyframeScaleMixin:
         if not ratio:
             return depth
         scaled = depth * np.float32(s / ratio)
+        if self.tracking.depth_correction == "landmarks" and kf.depth is not None:
+            scaled = landmark_corrected_depth(scaled, kf.depth[1], self._points_in(kf) * s)
         if self.config.scale_source == "none":
             return scaled  # map units: the bounds in metres say nothing about them
         # min_depth / max_depth bound what is published: BA-Net's range was checked before the rescale

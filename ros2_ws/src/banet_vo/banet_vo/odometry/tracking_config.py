@@ -17,6 +17,7 @@ KEYFRAME_JOINS = ("solved", "at_once")
 MAPPINGS = ("inline", "background")
 BACKING_UP_LANDMARKS = ("refuse_near", "add")
 BANET_INPUT_GAINS = ("none", "first", "mean")
+DEPTH_CORRECTIONS = ("global", "landmarks")
 # The mean intensity BA-Net's input normalisation centres on (banet_vo.model.banet._MEAN).
 BANET_INPUT_MEAN = 0.45
 # Smallest working image for XFeat (e.g. 160x120): below it too few keypoints survive to track.
@@ -145,6 +146,15 @@ class TrackingConfig:
         "intensity of the trajectory's first BA-Net image: exposure changes undone) or mean (each scaled to "
         "the mean intensity BA-Net's input normalisation centres on)",
         choices=BANET_INPUT_GAINS,
+    )
+    # BA-Net's depth on real images is mostly its prior; the landmarks are measured. Per pixel, the published
+    # depth's abs rel fell 0.36 -> 0.23 on HoloLens (docs/preregistered/depth_correction.txt).
+    depth_correction: str = setting(
+        "landmarks",
+        "how a keyframe's published depth is put onto its landmarks: global (one factor, the median ratio "
+        "at its landmarks) or landmarks (a smooth per-pixel factor interpolated from them, "
+        "depth_output.landmark_corrected_depth)",
+        choices=DEPTH_CORRECTIONS,
     )
     min_tracked: int = setting(25, "PnP inliers below which a frame is not tracked", range=(6, 100000))
     gap_failure: str = setting(
