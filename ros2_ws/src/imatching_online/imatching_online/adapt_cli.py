@@ -18,7 +18,7 @@ import torch
 from banet_vo.config_fields import add_field_argument
 from banet_vo.data import open_sequence
 from banet_vo.model.checkpoint import remove_stale_temps
-from banet_vo.train.checkpoints import list_units
+from banet_vo.train.checkpoints import list_units, recover_set_aside
 from banet_vo.train.signals import StopSignals
 
 from imatching_online.adapt import AdaptConfig, OnlineAdapter
@@ -180,6 +180,9 @@ def _prepare_output(args) -> Path:
     """Clear what killed writers left; refuse to start a new run over an existing one unless --overwrite."""
 
     units = checkpoint_dir(args.out)
+    # A unit a same-step rewrite set aside when it was killed is the run's only copy: back before clearing.
+    for unit in recover_set_aside(units):
+        print(f"recovered {unit}, set aside by a rewrite that did not finish", file=sys.stderr)
     for stale in remove_stale_temps(args.out.parent, args.out.name) + remove_stale_temps(units):
         print(f"removed {stale}, left by a write that did not finish", file=sys.stderr)
     present = [str(p) for p in (args.out,) if p.exists()] + ([str(units)] if list_units(units) else [])

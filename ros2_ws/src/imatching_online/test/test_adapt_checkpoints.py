@@ -111,3 +111,23 @@ def test_sigkill_at_random_points_then_resume_matches(hololens_dir, tmp_path, un
         os.waitpid(pid, 0)
     assert main(_argv(hololens_dir, out, STEPS, "--resume")) == 0
     _same_result(out, uninterrupted)
+
+
+def test_a_unit_a_killed_rewrite_set_aside_is_recovered_before_temporaries_are_cleared(tmp_path, capsys):
+    """A SIGKILL between moving a same-step unit aside and renaming its rewrite in leaves the run's only
+    copy in a `.step-N.old.*.tmp` folder, which the start's clearing of temporaries deleted."""
+    import os
+    from types import SimpleNamespace
+
+    from banet_vo.train.checkpoints import list_units, write_unit
+    from imatching_online.adapt_cli import _prepare_output, checkpoint_dir
+
+    out = tmp_path / "adapted.safetensors"
+    units = checkpoint_dir(out)
+    write_unit(units, 4, {"state.pt": lambda p: p.write_text("windows 0-3")})
+    aside = units / ".step-000000004.old.k1ll3d.tmp"
+    aside.mkdir()
+    os.replace(units / "step-000000004", aside / "step-000000004")
+    assert _prepare_output(SimpleNamespace(out=out, resume=True, overwrite=False)) == units
+    assert [step for step, _ in list_units(units)] == [4] and not aside.exists()
+    assert "recovered" in capsys.readouterr().err
