@@ -29,7 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "real_depth.md"
 MODEL = ROOT / "models" / "banet_small_synthetic.safetensors"
 DEPTH_CLIPS = ("hololens", "tartanair")  # the clips in ../shared/data with ground-truth depth
-MIN_DEPTH, MAX_DEPTH = 0.1, 80.0
 # (front end, scale source, depth correction); BA-Net alone has no landmarks to correct with.
 VARIANTS = (
     ("xfeat", "learned", "global"),
@@ -50,20 +49,12 @@ class DepthRow:
 
 
 def score_maps(pairs: list[tuple[np.ndarray, np.ndarray]], median_scaling: bool) -> dict:
-    """Mean depth metrics of (prediction, ground truth) pairs: the GT resized nearest to the prediction, a
-    prediction <= 0 or NaN left out (coverage)."""
-    from banet_vo.evaluation.depth import depth_metrics, mean_depth_metrics, resize_depth
+    """Mean depth metrics of (prediction, ground truth) pairs as banet-vo-run scores them
+    (evaluation.depth.published_depth_metrics); {} when no map could be scored."""
+    from banet_vo.evaluation.depth import published_depth_metrics
 
-    per_map = []
-    for pred, gt in pairs:
-        g = resize_depth(np.nan_to_num(gt, nan=0.0), pred.shape, method="nearest")
-        p = np.where(np.asarray(pred, dtype=np.float64) > 0, pred, np.nan)
-        if not np.any(np.isfinite(p) & (g >= MIN_DEPTH) & (g <= MAX_DEPTH)):
-            continue
-        per_map.append(
-            depth_metrics(p, g, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH, median_scaling=median_scaling)
-        )
-    return mean_depth_metrics(per_map).as_dict() if per_map else {}
+    metrics, _ = published_depth_metrics(pairs, median_scaling)
+    return metrics.as_dict() if metrics is not None else {}
 
 
 def published_depth(estimator, clip, frontend: str, scale: str, correction: str, seed: int):
@@ -90,10 +81,12 @@ def published_depth(estimator, clip, frontend: str, scale: str, correction: str,
 
 def flat_reference(clip) -> DepthRow:
     """Each map one depth, its ground truth's median (at the ground truth's own resolution)."""
+    from banet_vo.evaluation.depth import PUBLISHED_MAX_DEPTH, PUBLISHED_MIN_DEPTH
+
     pairs = []
     for frame in clip.frames():
         g = np.nan_to_num(np.asarray(frame.depth, dtype=np.float64), nan=0.0)
-        valid = (g >= MIN_DEPTH) & (g <= MAX_DEPTH)
+        valid = (g >= PUBLISHED_MIN_DEPTH) & (g <= PUBLISHED_MAX_DEPTH)
         if valid.any():
             pairs.append((np.full(g.shape, np.median(g[valid])), g))
     scored = score_maps(pairs, median_scaling=False)

@@ -555,3 +555,10 @@ def test_depth_pixels_published_invalid_are_left_out_and_counted_by_coverage():
     depth = np.array([[np.nan, 2.0], [2.0, 2.0]], np.float32)
     got = run._depth_metrics({5: depth}, {5: np.full((2, 2), 2.0, np.float32)})
     assert got["abs_rel"] == 0.0 and got["coverage"] == 0.75 and got["frames"] == 1
+    # A map with no depth at all (a keyframe the depth bounds blanked) is counted, not a crash at the end
+    # of a replay; alone, it leaves no metrics but its count.
+    blank = np.full((2, 2), np.nan, np.float32)
+    truth = {5: np.full((2, 2), 2.0, np.float32), 6: np.full((2, 2), 2.0, np.float32)}
+    got = run._depth_metrics({5: depth, 6: blank}, truth)
+    assert got["frames"] == 1 and got["maps_without_depth"] == 1 and got["abs_rel"] == 0.0
+    assert run._depth_metrics({6: blank}, truth) == {"frames": 0, "maps_without_depth": 1}

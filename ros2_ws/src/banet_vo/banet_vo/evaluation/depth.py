@@ -196,3 +196,40 @@ def resize_depth(depth, shape: tuple[int, int], method: str = "nearest") -> np.n
     if method == "linear":
         return cv2.resize(d, (w, h), interpolation=cv2.INTER_LINEAR)
     raise ValueError(f"method must be 'nearest' or 'linear', got {method!r}")
+
+
+# What the published depth is scored against: the ground truth inside these bounds [m].
+PUBLISHED_MIN_DEPTH, PUBLISHED_MAX_DEPTH = 0.1, 80.0
+
+
+def published_depth_metrics(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]], median_scaling: bool = False
+) -> tuple[DepthMetrics | None, int]:
+    """Mean metrics of published depth maps against ground truth: (metrics or None, maps without depth).
+    Each pair is (prediction, ground truth); the ground truth (NaN or 0 invalid) is resized nearest to the
+    prediction and bounded to [PUBLISHED_MIN_DEPTH, PUBLISHED_MAX_DEPTH]; a predicted pixel that is not
+    positive (0 or NaN: published invalid) is left out and counted by coverage. A map with no predicted
+    depth where the truth has one (a keyframe the depth bounds blanked) cannot be scored: it is counted in
+    the second value, not in the mean."""
+    per_map, empty = [], 0
+    for pred, gt in pairs:
+        g = resize_depth(np.nan_to_num(np.asarray(gt, dtype=np.float64), nan=0.0), pred.shape, "nearest")
+        p = np.asarray(pred, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            p = np.where(p > 0, p, np.nan)
+            truth = (g >= PUBLISHED_MIN_DEPTH) & (g <= PUBLISHED_MAX_DEPTH)
+        if not truth.any():
+            continue  # nothing to score against
+        if not np.any(np.isfinite(p) & truth):
+            empty += 1
+            continue
+        per_map.append(
+            depth_metrics(
+                p,
+                g,
+                min_depth=PUBLISHED_MIN_DEPTH,
+                max_depth=PUBLISHED_MAX_DEPTH,
+                median_scaling=median_scaling,
+            )
+        )
+    return (mean_depth_metrics(per_map) if per_map else None), empty

@@ -61,13 +61,11 @@ from banet_vo.data.bags import (
     stamp_ns,
 )
 from banet_vo.evaluation import (
-    depth_metrics,
     evaluate_trajectory,
-    mean_depth_metrics,
     trajectory_from_poses,
     write_tum,
 )
-from banet_vo.evaluation.depth import resize_depth
+from banet_vo.evaluation.depth import published_depth_metrics
 from banet_vo.evaluation.stage_times import StageTimes, format_summary, timed_stages
 from banet_vo.geometry.rigid import pose_matrix
 from banet_vo.model.shipped import DEFAULT_MODEL_NAME, ament_model_dirs, shipped_copy
@@ -615,22 +613,17 @@ def write_outputs(args: argparse.Namespace, run: GraphRun) -> dict:
 
 
 def _depth_metrics(pred: dict[int, np.ndarray], gt: dict[int, np.ndarray]) -> dict[str, Any]:
-    """Mean depth metrics over the saved maps that have GT, GT resized (nearest) to the prediction. A pixel
-    the node published invalid (NaN) is left out and counted by `coverage`: as 0 it would be clipped up to
-    min_depth and scored as a prediction of 0.1 m."""
-
-    per_image = []
-    for ns, depth in sorted(pred.items()):
-        if ns not in gt:
-            continue
-        g = resize_depth(np.nan_to_num(gt[ns], nan=0.0), depth.shape, method="nearest")
-        published = np.where(np.asarray(depth, dtype=np.float64) > 0, depth, np.nan)
-        per_image.append(depth_metrics(published, g, min_depth=0.1, max_depth=80.0))
-    if not per_image:
+    """Mean depth metrics over the saved maps that have GT (evaluation.depth.published_depth_metrics: a
+    pixel the node published invalid is left out and counted by coverage; a map with none where the truth
+    has depth is counted in `maps_without_depth`)."""
+    pairs = [(depth, gt[ns]) for ns, depth in sorted(pred.items()) if ns in gt]
+    metrics, empty = published_depth_metrics(pairs)
+    if metrics is None and not empty:
         return {}
-    mean = mean_depth_metrics(per_image).as_dict()
-    mean["frames"] = len(per_image)
-    return mean
+    out = metrics.as_dict() if metrics is not None else {}
+    out["frames"] = len(pairs) - empty
+    out["maps_without_depth"] = empty
+    return out
 
 
 INTERRUPTED_STATUS = 130  # the shell's status for a SIGINT: a script does not take a cut replay as whole
@@ -665,12 +658,14 @@ def _print_summary(summary: dict[str, Any]) -> None:
         _log("where the time went (wall clock per call, by thread; --profile):")
         for line in format_summary(summary["stages"], int(node["processed"])):
             _log(line)
-    if summary.get("depth"):
-        d = summary["depth"]
+    d = summary.get("depth") or {}
+    if "abs_rel" in d:
         _log(
             f"depth abs rel {d['abs_rel']:.3f}  RMSE {d['rmse']:.3f} m  δ<1.25 {d['delta_1']:.3f} "
             f"({d['frames']} maps, {d['coverage']:.0%} of the ground truth's pixels with a depth)"
         )
+    if d.get("maps_without_depth"):
+        _log(f"depth: {d['maps_without_depth']} map(s) had no depth where the ground truth has one")
 
 
 def main(argv: list[str] | None = None, estimator: Any = None) -> int:
