@@ -202,7 +202,8 @@ def _with_current_hyperparameters(saved: dict, optimiser: torch.optim.Optimizer)
 def restore_resume_state(path: str | Path, adapter: OnlineAdapter, tag: dict[str, Any]) -> str:
     """Put the state at ``path`` back into ``adapter`` when its tag is ``tag`` (the output continued from).
     Returns what was done, for the log; ValueError when it was not restored, saying why (a missing file, a
-    state of another save, an unreadable file): the session then goes on with a new Adam and guard."""
+    state of another save, an unreadable or malformed file): the session then goes on with a new Adam and
+    guard. Everything is checked before the adapter changes, so a refused state leaves it as it was."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no optimiser state {path}")
@@ -213,19 +214,34 @@ def restore_resume_state(path: str | Path, adapter: OnlineAdapter, tag: dict[str
     saved_tag = state.get("tag") if isinstance(state, dict) else None
     if saved_tag != tag:
         raise ValueError(f"{path} belongs to another save ({saved_tag} against the output's {tag})")
-    optimiser = _with_current_hyperparameters(state["optimiser"], adapter.optimiser)
-    guard = state["guard"]
-    good = guard["good_state"]
-    if good is not None:
-        good = {**good, "optimiser": _with_current_hyperparameters(good["optimiser"], adapter.optimiser)}
+    try:
+        optimiser = _with_current_hyperparameters(state["optimiser"], adapter.optimiser)
+        guard = state["guard"]
+        reference, block, good = guard["reference"], list(guard["block"]), guard["good_state"]
+        if reference is not None:
+            reference = float(reference)
+        block = [None if r is None else float(r) for r in block]
+        if good is not None:
+            good = {
+                "model": dict(good["model"]),
+                "optimiser": _with_current_hyperparameters(good["optimiser"], adapter.optimiser),
+            }
+        torch.Generator().set_state(state["generator"])  # refused here, not halfway through the restore
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
+    except (KeyError, TypeError, AttributeError, RuntimeError) as exc:
+        raise ValueError(
+            f"{path} is not an optimiser state of this matcher: {type(exc).__name__}: {exc}"
+        ) from exc
     with adapter.weights_lock:
-        adapter.optimiser.load_state_dict(optimiser)
-        adapter.guard.reference = guard["reference"]
-        adapter.guard.block = list(guard["block"])
+        try:
+            adapter.optimiser.load_state_dict(optimiser)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"{path}: Adam refused its state: {type(exc).__name__}: {exc}") from exc
+        adapter.guard.reference = reference
+        adapter.guard.block = block
         adapter.guard.good_state = good
         adapter.generator.set_state(state["generator"])
-    reference = "none yet" if guard["reference"] is None else f"{guard['reference']:.3f}"
+    shown = "none yet" if reference is None else f"{reference:.3f}"
     steps = max((int(e.get("step", 0)) for e in optimiser["state"].values()), default=0)
-    return (
-        f"continued Adam's moments ({steps} steps) and the rollback guard (reference {reference}) from {path}"
-    )
+    return f"continued Adam's moments ({steps} steps) and the rollback guard (reference {shown}) from {path}"

@@ -154,3 +154,30 @@ def test_a_matcher_saved_without_its_state_is_still_announced(tmp_path, monkeypa
         sa.save(out)
     assert out.is_file() and caught.value.meta["weights_version"] == 0
     assert not resume_state_path(out).exists()
+
+
+@needs_matcher
+@pytest.mark.parametrize("broken", ["no_generator", "bad_generator", "guard_not_a_dict", "optimiser_list"])
+def test_a_malformed_state_is_refused_and_leaves_the_adapter_as_it_was(tmp_path, broken):
+    """A state whose tag matches but whose contents do not fit is a ValueError (the node warns and starts
+    Adam anew), never a KeyError that stops the node or a restore that stops halfway."""
+    sa = _adapter(AdaptConfig(), {"lineage": "abc"})
+    for p in sa.matcher.parameters():
+        p.grad = torch.ones_like(p)
+    sa.adapter.optimiser.step()
+    sa.adapter.guard.reference = 0.5
+    state = resume_state(sa.adapter)
+    if broken == "no_generator":
+        del state["generator"]
+    elif broken == "bad_generator":
+        state["generator"] = torch.zeros(3, dtype=torch.uint8)
+    elif broken == "guard_not_a_dict":
+        state["guard"] = [0.5]
+    else:
+        state["optimiser"] = []
+    tag = {"lineage": "abc", "weights_version": 0}
+    path = save_resume_state(tmp_path / "s.state.pt", state, tag)
+    fresh = _adapter(AdaptConfig())
+    with pytest.raises(ValueError, match="s.state.pt"):
+        restore_resume_state(path, fresh.adapter, tag)
+    assert fresh.adapter.optimiser.state_dict()["state"] == {} and fresh.adapter.guard.reference is None
