@@ -50,3 +50,16 @@ def test_checkpoint_units_and_their_files_follow_the_umask(tmp_path, umask):
 def test_the_render_cache_follows_the_umask(tmp_path, umask):
     path = save_cache({"format": CACHE_FORMAT, "sequences": []}, tmp_path / "cache.pt")
     assert _mode(path) == 0o666 & ~umask
+
+
+def test_the_umask_is_read_without_changing_it(umask, monkeypatch):
+    """Read from /proc/self/status: a save on one thread must not open a window in which another thread's
+    new files get mode 0666."""
+    from banet_vo.model import checkpoint
+
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("no /proc/self/status here: the umask is read by setting it")
+    calls = []
+    real = os.umask
+    monkeypatch.setattr(checkpoint.os, "umask", lambda m: calls.append(m) or real(m))
+    assert checkpoint.current_umask() == umask and calls == []

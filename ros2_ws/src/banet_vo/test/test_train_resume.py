@@ -194,3 +194,20 @@ def test_a_run_resumes_from_the_unit_a_killed_rewrite_set_aside(tiny_data, tmp_p
     result = train(tiny_config(steps=3), tmp_path, resume=True, dataset=tiny_data, progress=False)
     assert result.step == 3 and not aside.exists()
     assert load_checkpoint(tmp_path / "last.safetensors")[2]["steps"] == 3
+
+
+def test_resume_takes_another_spelling_of_the_same_data_and_a_moved_cache(tiny_data, tmp_path, monkeypatch):
+    """A relative and an absolute path to one sequence (or to the init weights) are the same run, and the
+    cache's place and the real frames' memory budget say nothing about what is trained: a resume with
+    them changed goes on (it was refused as a change of `data`). Another range of frames is still refused."""
+    (tmp_path / "seq").mkdir()
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    data = {"scenes": [], "sequences_per_scene": 0, "real_sequences": ["seq@0-3"]}
+    train(tiny_config(steps=2, data=data), run, dataset=tiny_data, progress=False)
+    moved = {**data, "real_sequences": [f"{tmp_path / 'seq'}@0-3"], "cache": "/tmp/x.pt", "real_cache_mb": 64}
+    result = train(tiny_config(steps=3, data=moved), run, resume=True, dataset=tiny_data, progress=False)
+    assert result.step == 3
+    other = {**data, "real_sequences": ["seq@0-2"]}
+    with pytest.raises(ValueError, match="changes what the run"):
+        train(tiny_config(steps=4, data=other), run, resume=True, dataset=tiny_data, progress=False)

@@ -116,8 +116,16 @@ def save_checkpoint(
 
 
 def current_umask() -> int:
-    """The process's umask. Reading it means setting it: set to 0 and back at once (a thread creating a
-    file in between would get mode 0666 / 0777)."""
+    """The process's umask, read from /proc/self/status (Linux 4.7+) so that it is never changed: where
+    that is not there, reading it means setting it, to 0 and back at once (a thread creating a file in
+    between, e.g. a node's other callbacks, would get mode 0666 / 0777)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -394,6 +394,9 @@ def _load_weights(model: torch.nn.Module, path: str, skip: Sequence[str] = ()) -
 # and scheduler hold, applied to them. model_preset / model_overrides are compared as the BANetConfig they
 # give (the stored one is the checkpoint's), not as text.
 _FIXED_ON_RESUME = ("data", "seed", "batch_size", "lr_multipliers", "init_weights", "init_skip")
+# Data settings that say where and how much is kept, not what the run trains on: free on resume (a smaller
+# machine, a cache moved to scratch).
+_DATA_FREE_ON_RESUME = ("cache", "real_cache_mb")
 _APPLIED_ON_RESUME = ("lr", "plateau_patience", "plateau_factor", "min_lr")
 _MODEL_KEYS = ("model_preset", "model_overrides")
 
@@ -422,9 +425,33 @@ def _config_changes(stored: dict | None, config: TrainConfig) -> dict[str, tuple
         old = stored.get(key, defaults[key])
         if isinstance(value, dict) and isinstance(old, dict) and key == "data":
             old = {k: v for k, v in {**defaults[key], **old}.items() if k in value}
-        if old != value:
-            changes[key] = (old, value)
+        if _same_run_value(key, old, value):
+            continue
+        changes[key] = (old, value)
     return changes
+
+
+def _real_path(spec: str) -> str:
+    """A sequence spec or weights path with its path resolved (a relative and an absolute spelling, or
+    another working directory, name the same files)."""
+    path, frames = parse_sequence_spec(spec)
+    resolved = str(Path(path).resolve()) if path else path
+    return resolved if frames is None else f"{resolved}@{frames[0]}-{frames[1]}"
+
+
+def _same_run_value(key: str, old, value) -> bool:
+    """Whether a stored top-level config value and the one now make the same run."""
+    if key == "init_weights" and isinstance(old, str) and isinstance(value, str):
+        return (old and _real_path(old)) == (value and _real_path(value))
+    if key == "data" and isinstance(old, dict) and isinstance(value, dict):
+
+        def run_part(data: dict) -> dict:
+            part = {k: v for k, v in data.items() if k not in _DATA_FREE_ON_RESUME}
+            part["real_sequences"] = [_real_path(str(s)) for s in part.get("real_sequences", ())]
+            return part
+
+        return run_part(old) == run_part(value)
+    return old == value
 
 
 def _apply_overrides(model, optimizer, scheduler, config: TrainConfig, changes: dict[str, tuple]) -> None:
