@@ -83,7 +83,16 @@ HALF_SIZE_RUN_ARGS = (
 ).split()
 # Sections made by several commands (a fit then runs, a bag then the node, a rendered drive) or on a lent
 # GPU: each gives its commands; `make bench` keeps them as they are and says so.
-MANUAL = ("real_clips_depth_gain", "live_profile", "long_drive_synthetic", "device_check")
+# real_clips_min_pixels(_baseline): real_clips runs written to runs/min_pixels/ND.md and NA.md (their Command
+# lines), then copied here; a rerun of those commands would not write these files.
+MANUAL = (
+    "real_clips_depth_gain",
+    "live_profile",
+    "long_drive_synthetic",
+    "device_check",
+    "real_clips_min_pixels",
+    "real_clips_min_pixels_baseline",
+)
 SCALE_RUN_ARGS = "--threads 1 --frontends xfeat --scales learned,ground_plane --seeds 0,1,2".split()
 GRAY_RUN_ARGS = (
     "--threads 1 --clips hololens,tartanair --frontends xfeat --scales learned,none --seeds 1,2,3 "
@@ -183,6 +192,34 @@ RUNS = {
             str(ROOT / "benchmarks" / "live_frames_single_executor.json"),
             "--out",
             str(RESULTS / "live_replay_single_executor.md"),
+        ],
+    ),
+    # The published runs (their Command lines): 10 passes in blocks of 160 frames; 20 timed passes.
+    "long_run": ("long_run", ["--clip", "kitti07", "--passes", "10", "--block", "160"]),
+    "banet_latency": (
+        "banet_latency",
+        [
+            "--repeats",
+            "20",
+            "--threads",
+            "2",
+            "--models",
+            "small,paper,models/banet_small_synthetic.safetensors,models/banet_small_xfeat.safetensors",
+        ],
+    ),
+    # benchmarks.imatching writes imatching.md (speed) and imatching_accuracy.md (accuracy); with no
+    # subcommand it has nothing to run.
+    "imatching": ("imatching", ["speed"]),
+    "imatching_accuracy": (
+        "imatching",
+        [
+            "accuracy",
+            "--hololens-adapted",
+            "models/matcher_hololens_adapted.safetensors",
+            "--kitti-adapted",
+            "models/matcher_kitti_adapted.safetensors",
+            "--threads",
+            "2",
         ],
     ),
     # docs/preregistered/live_ceres_background.txt (rejected)
