@@ -1,8 +1,9 @@
 """BA-Net pair latency and peak memory on CPU (fp32): both presets and the shipped checkpoints.
 
 Each model runs in its own subprocess so that its peak resident memory (ru_maxrss) is its own; the
-reported peak is the growth over the process's resident memory just before the model is built (the
-Python + torch baseline). Presets get random-initialised weights (latency does not depend on the values);
+reported peak is the growth over the process's resident memory just before the model is built, after
+torch and the model's libraries (banet_vo.model, pypose...) are imported: the model's own memory, not the
+libraries'. Presets get random-initialised weights (latency does not depend on the values);
 a checkpoint path measures that network (e.g. the XFeat encoder of banet_small_xfeat) at its config size.
 
     .venv/bin/python -m benchmarks.banet_latency [--repeats 5] [--threads 2] [--models small,paper,PATH]
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -31,6 +33,13 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+def _import_model_libraries() -> None:
+    """Import what _build needs (banet_vo.model, pypose, ...), so the memory baseline counts them."""
+    import banet_vo.model.banet
+    import banet_vo.model.checkpoint
+    import banet_vo.model.config  # noqa: F401
+
+
 def _build(name: str):
     """A preset with random weights, or the network stored in a checkpoint file."""
     from banet_vo.model.banet import BANet
@@ -47,6 +56,7 @@ def measure(name: str, repeats: int, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    _import_model_libraries()
     base = _rss_mb()
     model, label = _build(name)
     config = model.config
@@ -65,7 +75,7 @@ def measure(name: str, repeats: int, threads: int) -> dict:
         "preset": label,
         "size": f"{w}x{h}",
         "parameters": sum(p.numel() for p in model.parameters()),
-        "median_s": times[len(times) // 2],
+        "median_s": statistics.median(times),
         "min_s": times[0],
         "peak_rss_growth_mb": _rss_mb() - base,
         "repeats": repeats,
@@ -128,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "",
         "One forward pass (features of both images, basis depth, full coarse-to-fine BA), batch 1, no grad.",
-        "Peak memory = growth of the process's peak resident set over the torch baseline.",
+        "Peak memory = growth of the process's peak resident set over its baseline after torch and the "
+        "model libraries (banet_vo.model, pypose) are imported.",
         "",
         "| model | input | parameters | median s/pair | min s/pair | peak memory MB "
         f"| latency / {rows[0]['preset']} |",
