@@ -1,13 +1,16 @@
 """Time per window of the iMatching sliding-window BA (imatching_online.ba) on CPU, with its accuracy.
 
     .venv/bin/python -m benchmarks.window_ba [--queries 50 100 200 400] [--repeats 3] [--frames 5]
+        [--solver gtsam|pypose]
 
 Synthetic 5-frame windows (640x480, f = 500 px, 0.3 m sideways steps, points 3-15 m, 0.5 px noise, 30 %
 outlier matches; query points of frames 0 and N/2 matched into every other frame). For each query count
 the window is solved ``--repeats`` times (different seeds); we report the median wall time split into
 initialisation / tracking / refinement, the LM steps, problem size, and the errors against the truth.
-A second table compares torch thread settings on one size in the same run (ratios are what count on a
-shared machine). Results: benchmarks/results/window_ba.md.
+The solver is WindowConfig's (default gtsam: the shared sparse back end, GTSAM's LM) or --solver.
+With --solver pypose (the dense LM, the only path that reads WindowConfig.torch_threads) a second table
+compares torch thread settings on one size in the same run (ratios are what count on a shared machine).
+Results: benchmarks/results/window_ba.md.
 """
 
 from __future__ import annotations
@@ -89,7 +92,19 @@ def _median(rows, key):
     return float(np.median([r[key] for r in rows]))
 
 
+SOLVER_NOTES = {
+    "gtsam": "The LM is GTSAM's (WindowConfig.solver gtsam: the shared sparse back end, banet_vo.backend, "
+    "Huber factors over poses and 3-D landmarks); the landmark cap bounds the problem size.",
+    "pypose": "The LM is pypose's dense `pp.optim.LM` (WindowConfig.solver pypose): its Jacobian is one "
+    "vmapped backward pass per residual, so time per step grows with (residuals x parameters); the "
+    "landmark cap bounds it.",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    from imatching_online.ba import WindowConfig
+    from imatching_online.ba.config import SOLVERS
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--queries", type=int, nargs="+", default=[50, 100, 200, 400],
                    help="query points per anchor frame (two anchors per window); one row each")  # fmt: skip
@@ -97,14 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=5, help="frames per window")
     p.add_argument("--threads-queries", type=int, default=100,
                    help="query count for the torch-threads comparison (0 skips it)")  # fmt: skip
+    p.add_argument("--solver", choices=SOLVERS, default=WindowConfig().solver,
+                   help="window BA solver (default: WindowConfig's)")  # fmt: skip
     p.add_argument("--output", type=Path, default=RESULTS, help="markdown file to write")
     args = p.parse_args(argv)
     if args.repeats < 1 or args.frames < 2 or any(q < 1 for q in args.queries):
         p.error("--repeats and --queries must be >= 1, --frames >= 2")
 
-    from imatching_online.ba import WindowConfig
-
-    config = WindowConfig(window_size=args.frames)
+    config = WindowConfig(window_size=args.frames, solver=args.solver)
     started = datetime.datetime.now(datetime.UTC)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     run_size(30, args.frames, 1, config)  # warm-up: imports, first vmap and OpenCV calls are not timed
@@ -114,13 +129,14 @@ def main(argv: list[str] | None = None) -> int:
         sizes.append(run_size(q, args.frames, args.repeats, config))
 
     threads = []
-    if args.threads_queries > 0:
+    if args.threads_queries > 0 and args.solver == "pypose":  # torch_threads: read by the pypose path only
         import torch
 
         default_threads = torch.get_num_threads()
         for label, n in (("1 (default torch_threads=1)", 1), (f"{default_threads} (torch_threads=0)", 0)):
             print(f"threads comparison: {label}", file=sys.stderr)
-            res = run_size(args.threads_queries, args.frames, args.repeats, WindowConfig(torch_threads=n))
+            threads_config = WindowConfig(window_size=args.frames, solver=args.solver, torch_threads=n)
+            res = run_size(args.threads_queries, args.frames, args.repeats, threads_config)
             threads.append((label, res))
 
     lines = [
@@ -134,9 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Synthetic {args.frames}-frame windows, 640x480, f = 500 px, 0.3 m sideways steps, points 3-15 m, "
         "0.5 px noise, 30 % outlier matches, query points of two anchor frames matched into every other "
-        f"frame. Default WindowConfig (LM landmarks capped at {config.max_ba_landmarks}). Median over "
-        f"{args.repeats} windows per row, after one untimed warm-up window. Errors against the truth: "
-        "largest rotation error over the window, median landmark depth error after scale alignment.",
+        f"frame. WindowConfig with solver {args.solver} (LM landmarks capped at {config.max_ba_landmarks}). "
+        f"Median over {args.repeats} windows per row, after one untimed warm-up window. Errors against the "
+        "truth: largest rotation error over the window, median landmark depth error after scale alignment.",
         "",
         "| queries/anchor | matches | landmarks (in LM) | LM residuals | wall [s] | init [s] | track [s] "
         "| refine [s] | LM steps (passes) | s / LM step | rot err [deg] | depth err |",
@@ -175,9 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     lines += [
         "",
-        "The LM is pypose's dense `pp.optim.LM`: its Jacobian is one vmapped backward pass per residual, "
-        "so time per step grows with (residuals x parameters); the landmark cap bounds it. Timings on a "
-        "shared machine are noisy: compare rows of one run.",
+        SOLVER_NOTES[args.solver] + " Timings on a shared machine are noisy: compare rows of one run.",
         "",
     ]
     args.output.parent.mkdir(parents=True, exist_ok=True)
