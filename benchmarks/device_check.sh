@@ -10,6 +10,7 @@
 #   bash benchmarks/device_check.sh --cuda      # full mode (fails where there is no CUDA)
 #   bash benchmarks/device_check.sh --dry-run   # print the steps of the mode it would run, run nothing
 #   bash benchmarks/device_check.sh --only pair_latency,node_30hz   # some steps only
+#     (names of the mode's steps, as --dry-run lists them; any other name: exit 2, nothing run)
 #
 # Figures go to $OUT when it is set (the device machine), else device_out/: summary.md (one line per
 # step, then the figures), device_check.log (every step's output), latency.json, vo_latency.md,
@@ -20,9 +21,11 @@
 # /tmp whose sys.path continues with python3's own site-packages, and that venv runs every step. A step
 # whose imports are still missing fails with the module's name.
 # Data: ../shared/data when present, else .devdata/ (a copy of some clips carried to the device: the
-# ../shared beside a checkout does not travel); the clip steps use kitti07 when it is there, else kitti06.
-# Exit status: the number of failed steps
-# (0 in dry-run mode).
+# ../shared beside a checkout does not travel; DEVICE_CHECK_DATA=DIR names another); the clip steps use
+# kitti07 when it is there, else kitti06. Without data the clip steps (real_clips, frame_profile) are
+# recorded as skipped: in the table, the "Skipped steps" line and the last line on stderr.
+# Exit status: the number of failed steps (a skipped step is not one; 0 in dry-run mode); 2 for an
+# unknown option or --only name.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,7 +57,7 @@ if [ -f .devsite.tar.xz ] && [ "$PY" = python3 ] && [ "$DRY" = 0 ]; then
   echo "device_check: python $PY" >&2
 fi
 DATA_DIR=""
-for d in ../shared/data .devdata; do
+for d in ${DEVICE_CHECK_DATA-../shared/data .devdata}; do
   if [ -d "$d" ]; then DATA_DIR=$d; break; fi
 done
 CLIP=kitti06
@@ -71,6 +74,22 @@ if [ "$MODE" = auto ]; then
   else
     MODE=cpu
   fi
+fi
+# Each mode's steps, in order (the clip steps need data); --only names some of them.
+if [ "$MODE" = cuda ]; then
+  PLAN="gpu_tests pair_latency exp_latency node_30hz node_30hz_processed real_clips frame_profile train_step_time"
+else
+  PLAN="gpu_tests pair_latency exp_latency node_30hz node_30hz_processed frame_profile train_step_time"
+fi
+if [ -n "$ONLY" ]; then
+  IFS=, read -ra only_names <<<"${ONLY:1:-1}"
+  [ "${#only_names[@]}" -gt 0 ] || { echo "device_check: --only names no step (steps: $PLAN)" >&2; exit 2; }
+  for name in "${only_names[@]}"; do
+    if [[ " $PLAN " != *" $name "* ]]; then
+      echo "device_check: --only $name: not a step of $MODE mode (steps: $PLAN)" >&2
+      exit 2
+    fi
+  done
 fi
 SUMMARY="$OUT_DIR/summary.md"
 LOG="$OUT_DIR/device_check.log"
@@ -97,13 +116,27 @@ else
 fi
 
 FAILED=0
+SKIPPED=""
+# chosen NAME: whether --only (if given) selects the step (NAME_processed comes with NAME).
+chosen() {
+  [ -z "$ONLY" ] || [[ "$ONLY" == *",$1,"* || "$ONLY" == *",${1%_processed},"* ]]
+}
+# skipped NAME LIMIT_S REASON: a step that cannot run here, recorded as skipped (not a failure).
+skipped() {
+  chosen "$1" || return 0
+  if [ "$DRY" = 1 ]; then
+    echo "[$1, limit ${2}s] skipped: $3"
+    return 0
+  fi
+  echo "| $1 | skipped: $3 | 0 | $2 |" >>"$SUMMARY"
+  echo "== $1: skipped ($3)" | tee -a "$LOG" >&2
+  SKIPPED="${SKIPPED:+$SKIPPED, }$1"
+}
 # step NAME LIMIT_S COMMAND...: run with a time limit, log its output, record exit status and duration.
 step() {
   local name=$1 limit=$2
   shift 2
-  if [ -n "$ONLY" ] && [[ "$ONLY" != *",$name,"* && "$ONLY" != *",${name%_processed},"* ]]; then
-    return 0
-  fi
+  chosen "$name" || return 0
   local shown="$*"
   if [ "$DRY" = 1 ]; then
     echo "[$name, limit ${limit}s] ${shown//"$LATENCY_PY"/<LATENCY_PY>}"
@@ -181,6 +214,9 @@ if [ "$MODE" = cuda ]; then
     # What dominates a frame once XFeat and BA-Net are on the GPU (the window BA stays on the CPU).
     step frame_profile 60 "$PY" -m benchmarks.frame_profile --device cuda --threads 4 --clips "$CLIP" \
       --max-frames 80 --data "$DATA_DIR" --out "$OUT_DIR/frame_profile.md"
+  else
+    skipped real_clips 180 "no data (../shared/data, .devdata)"
+    skipped frame_profile 60 "no data (../shared/data, .devdata)"
   fi
   # Seconds per training step of the small model by batch size: what a GPU training run can afford.
   step train_step_time 60 "$PY" -m benchmarks.train_step_time --device cuda --batches 4,16,64 \
@@ -198,6 +234,8 @@ else
   if [ -n "$DATA_DIR" ]; then
     step frame_profile 60 "$PY" -m benchmarks.frame_profile --device cpu --threads 1 --clips kitti06 \
       --max-frames 6 --data "$DATA_DIR" --out "$OUT_DIR/frame_profile.md"
+  else
+    skipped frame_profile 60 "no data (../shared/data, .devdata)"
   fi
   step train_step_time 60 "$PY" -m benchmarks.train_step_time --device cpu --threads 1 --batches 2 \
     --steps 2 --out "$OUT_DIR/train_step_time.md"
@@ -208,6 +246,8 @@ if [ "$DRY" = 0 ]; then
     echo
     echo "Failed steps: $FAILED"
     echo
+    echo "Skipped steps: ${SKIPPED:-none}"
+    echo
     echo "## Figures"
     echo
     [ -f "$OUT_DIR/latency.json" ] && { echo '```'; cat "$OUT_DIR/latency.json"; echo '```'; echo; }
@@ -216,6 +256,6 @@ if [ "$DRY" = 0 ]; then
     [ -f "$OUT_DIR/frame_profile.md" ] && { cat "$OUT_DIR/frame_profile.md"; echo; }
     [ -f "$OUT_DIR/train_step_time.md" ] && cat "$OUT_DIR/train_step_time.md"
   } >>"$SUMMARY"
-  echo "device_check: $MODE mode, $FAILED failed step(s); figures in $OUT_DIR/summary.md" >&2
+  echo "device_check: $MODE mode, $FAILED failed step(s), skipped: ${SKIPPED:-none}; figures in $OUT_DIR/summary.md" >&2
 fi
 exit "$FAILED"

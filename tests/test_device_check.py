@@ -14,8 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "device_check.sh"
 
 
-def _run(*args: str, out: Path, timeout: float) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OUT": str(out)}
+def _run(*args: str, out: Path, timeout: float, **env_extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OUT": str(out), **env_extra}
     return subprocess.run(
         ["bash", str(SCRIPT), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )
@@ -42,6 +42,41 @@ def test_unknown_option_is_refused(tmp_path: Path) -> None:
     result = _run("--fast", out=tmp_path, timeout=30)
     assert result.returncode == 2
     assert "unknown option" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("mode", "only"),
+    [
+        ("--cpu-smoke", "pair_latancy"),
+        ("--cpu-smoke", "real_clips"),
+        ("--cuda", "pair_latency,nope"),
+        ("--cuda", ""),
+    ],
+)
+def test_only_refuses_a_name_not_in_the_plan(tmp_path: Path, mode: str, only: str) -> None:
+    """A typo, or a step of the other mode (real_clips runs on CUDA only), ran nothing and exited 0."""
+    for dry in (["--dry-run"], []):
+        result = _run(*dry, mode, "--only", only, out=tmp_path / "out", timeout=30)
+        assert result.returncode == 2, result.stderr
+        assert "device_check: --only" in result.stderr
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_clip_step_without_data_is_reported_skipped(tmp_path: Path) -> None:
+    """Without ../shared/data or .devdata the clip steps were left out without a word."""
+    dry = _run("--dry-run", "--cuda", out=tmp_path / "out", timeout=30, DEVICE_CHECK_DATA="/nonexistent")
+    assert dry.returncode == 0, dry.stderr
+    assert "[real_clips, limit 180s] skipped: no data" in dry.stdout
+    assert "[frame_profile, limit 60s] skipped: no data" in dry.stdout
+    out = tmp_path / "out"
+    result = _run(
+        "--cpu-smoke", "--only", "frame_profile", out=out, timeout=60, DEVICE_CHECK_DATA="/nonexistent"
+    )
+    assert result.returncode == 0, result.stderr
+    summary = (out / "summary.md").read_text()
+    assert "| frame_profile | skipped: no data" in summary
+    assert "Skipped steps: frame_profile" in summary and "Failed steps: 0" in summary
+    assert "skipped: frame_profile" in result.stderr.splitlines()[-1]
 
 
 @pytest.mark.slow
