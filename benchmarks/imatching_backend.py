@@ -4,7 +4,10 @@ Real HoloLens windows from the adaptation range only (5 frames, stride 2, every 
 sequence indices 0-146); the same detached matches go to both solvers, then one adaptation step per window
 is timed with each (a fresh adapter per solver, so both start from the same weights).
 
-    nice -n 10 .venv/bin/python -m benchmarks.imatching_backend --out benchmarks/results/imatching_backend.md
+    nice -n 10 .venv/bin/python -m benchmarks.imatching_backend [--out FILE]
+
+The section (command, machine, date, table) goes to --out, by default
+benchmarks/results/imatching_backend.md.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from imatching_online.ba import WindowConfig, solve_window
 from imatching_online.matcher.io import XFEAT_PRETRAINED, load_matcher
 from imatching_online.matcher.queries import fit_size, prepare_image
 
+from benchmarks.section import write_section
+
 SOLVERS = ("pypose", "gtsam")
+RESULTS = Path(__file__).resolve().parent / "results" / "imatching_backend.md"
 
 
 def _windows(seq, starts, width, stride=2, size=5):
@@ -102,9 +108,24 @@ def main(argv=None) -> int:
     p.add_argument("--every", type=int, default=12, help="start-frame spacing of the timed windows")
     p.add_argument("--step-windows", type=int, default=6, help="windows with a timed adaptation step")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=RESULTS, help="markdown section to write")
     args = p.parse_args(argv)
     payload = run(args)
-    print(markdown(payload))
+    write_section(
+        args.out,
+        "iMatching lower level: pypose dense LM (before) vs the shared GTSAM back end (after)",
+        "benchmarks.imatching_backend",
+        argv,
+        f"{len(payload['starts'])} windows",
+        [
+            f"HoloLens (`{args.sequence}`), windows of 5 frames at stride 2 starting every {args.every} "
+            f"frames (sequence indices {', '.join(map(str, payload['starts']))}), width {args.width}; the "
+            "same detached matches go to both solvers; the adaptation step is timed on the first "
+            f"{args.step_windows} windows with a fresh adapter per solver. Medians.",
+            "",
+            markdown(payload),
+        ],
+    )
     if args.json:
         args.json.write_text(json.dumps(payload, indent=2))
     return 0
