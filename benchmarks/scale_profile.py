@@ -95,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-frames", type=int, default=None, help="first N frames of each clip")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument(
-        "--tracking", nargs="*", default=[], metavar="FIELD=VALUE", help="TrackingConfig fields to change"
+        "--tracking",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a TrackingConfig field to change (repeatable, as benchmarks.real_clips)",
     )
     parser.add_argument(
         "--out",
@@ -122,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         specs = [rc.resolve_clip(token, args.data) for token in tokens]
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
+    unknown_height = [s.name for s in specs if args.scale == "ground_plane" and not s.camera_height]
+    if unknown_height:  # refused before any clip runs (it failed after the ones before it)
+        parser.error(
+            f"--scale ground_plane needs a known camera height; not known for {', '.join(unknown_height)}"
+        )
     if args.out is None:
         # A clip of one's own: its table goes beside the other runs, not over the committed results.
         own = any(token not in rc.ALL_CLIPS for token in tokens)
