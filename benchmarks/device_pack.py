@@ -186,11 +186,34 @@ def slim(prefix: Path) -> None:
             seen[digest] = path
 
 
-def main() -> int:
+# One block with a dictionary as large as the archive: the many ROS libraries share code.
+XZ = ["xz", "--lzma2=preset=9e,dict=192MiB", "-T1"]
+
+
+def compress(prefix: Path, out: Path) -> None:
+    """tar | xz of `prefix` into `out`, through a temporary beside it renamed on success: a failed or killed
+    pack leaves no truncated archive where device_check.sh unpacks one (and keeps an older one whole)."""
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        with open(partial, "wb") as dst:
+            tar = subprocess.Popen(["tar", "-cf", "-", "-C", str(prefix), "."], stdout=subprocess.PIPE)
+            try:
+                subprocess.run(XZ, stdin=tar.stdout, stdout=dst, check=True)
+            finally:
+                tar.stdout.close()
+                rc = tar.wait()
+            if rc:
+                raise RuntimeError("tar failed")
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / ".devsite.tar.xz")
     parser.add_argument("--wheels", type=Path, default=ROOT / ".devwheels", help="wheel cache (kept)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         prefix = Path(tmp) / "prefix"
         args.wheels.mkdir(exist_ok=True)
@@ -198,13 +221,7 @@ def main() -> int:
         unpack(args.wheels, prefix)
         slim(prefix)
         print(f"device_pack: compressing into {args.out}", flush=True)
-        with open(args.out, "wb") as out:
-            tar = subprocess.Popen(["tar", "-cf", "-", "-C", str(prefix), "."], stdout=subprocess.PIPE)
-            # One block with a dictionary as large as the archive: the many ROS libraries share code.
-            xz = ["xz", "--lzma2=preset=9e,dict=192MiB", "-T1"]
-            subprocess.run(xz, stdin=tar.stdout, stdout=out, check=True)
-            if tar.wait():
-                raise RuntimeError("tar failed")
+        compress(prefix, args.out)
     print(f"device_pack: {args.out} {args.out.stat().st_size / 2**20:.1f} MiB", flush=True)
     return 0
 

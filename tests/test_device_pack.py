@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import zipfile
 from pathlib import Path
+
+import pytest
 
 from benchmarks.device_pack import slim, unpack
 
@@ -56,3 +59,28 @@ def test_wheels_unpack_in_pips_layout_and_slim_prunes_and_links(tmp_path: Path) 
     assert not (site / "b/tests").exists() and (site / "b/__init__.py").is_file()
     copy = site / "b.libs/liba-copy.so"
     assert copy.read_bytes() == library and os.path.samefile(copy, prefix / "lib/liba.so")  # one inode
+
+
+def test_a_failed_pack_leaves_no_truncated_archive(tmp_path: Path, monkeypatch) -> None:
+    """The archive was opened before xz ran: a failed or killed pack left a truncated .devsite.tar.xz
+    where device_check.sh unpacks it. Now a temporary beside it is renamed on success only."""
+    import tarfile
+
+    from benchmarks import device_pack
+
+    prefix = tmp_path / "prefix"
+    (prefix / "lib").mkdir(parents=True)
+    (prefix / "lib" / "x.py").write_text("x = 1\n" * 1000)
+    out = tmp_path / ".devsite.tar.xz"
+    out.write_bytes(b"the archive of an earlier pack")
+    monkeypatch.setattr(device_pack, "XZ", ["sh", "-c", "head -c 100; exit 1"])
+    with pytest.raises(subprocess.CalledProcessError):
+        device_pack.compress(prefix, out)
+    assert out.read_bytes() == b"the archive of an earlier pack"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".devsite.tar.xz", "prefix"]
+
+    monkeypatch.setattr(device_pack, "XZ", ["xz", "-0", "-T1"])
+    device_pack.compress(prefix, out)
+    with tarfile.open(out) as tar:
+        assert "./lib/x.py" in tar.getnames()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".devsite.tar.xz", "prefix"]
