@@ -26,7 +26,7 @@ from banet_vo.evaluation.pairs import (
     load_model,
 )
 
-from benchmarks.section import header_lines
+from benchmarks.section import header_lines, variant_out
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "banet_pairs.md"
@@ -38,6 +38,14 @@ REAL = {
 }
 
 
+def variant(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+    """How this run differs from the committed one (every pair, the shipped model)."""
+    differs = [f"max_pairs{args.max_pairs}"] if args.max_pairs else []
+    if Path(args.model).resolve() != Path(parser.get_default("model")).resolve():
+        differs.append(f"model-{Path(args.model).stem}")
+    return differs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="BA-Net vs ablations vs photometric/geometric BA on pairs.")
     parser.add_argument("--model", default=str(ROOT / "models" / "banet_small_synthetic.safetensors"))
@@ -45,7 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--max-pairs", type=int, help="limit pairs per set (quick runs)")
     parser.add_argument("--json", default=str(ROOT / "runs" / "banet_pairs.json"), help="raw results")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="markdown file (default: benchmarks/results/banet_pairs.md for the committed run, all pairs of "
+        "the shipped model; else runs/banet_pairs_<what differs>.md, e.g. runs/banet_pairs_max_pairs5.md)",
+    )
     args = parser.parse_args(argv)
+    out = variant_out(args.out, RESULTS, variant(args, parser))
     torch.set_num_threads(args.threads)
 
     estimator = PairEstimator(load_model(args.model))
@@ -63,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     title, blank, command, machine, date = header_lines(
         "BA-Net two-view evaluation (Table 1 protocol)",
         "benchmarks.banet_pairs",
-        ["--max-pairs", str(args.max_pairs)] if args.max_pairs else [],
+        argv,  # the whole command (None: sys.argv[1:])
         machine_extra="shared with other jobs (s/pair is noisy)",
         torch_info=False,
     )
@@ -88,11 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for name, per_method in results.items():
         lines += [format_results(name, per_method), ""]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     text = "\n".join(lines)
-    if RESULTS.exists() and HISTORY_MARKER in (old := RESULTS.read_text()):
+    if out.exists() and HISTORY_MARKER in (old := out.read_text()):
         text += "\n" + old[old.index(HISTORY_MARKER) :]  # earlier models' sections survive a rerun
-    RESULTS.write_text(text)
+    out.write_text(text)
     print("\n".join(lines))
     return 0
 

@@ -33,7 +33,7 @@ from banet_vo.odometry.output_covariance import CovarianceConfig, calibrated
 from banet_vo.provenance import code_version
 from scipy.stats import chi2
 
-from benchmarks.section import header_lines
+from benchmarks.section import header_lines, variant_out
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -241,6 +241,20 @@ def write_markdown(runs: list[dict], argv: list[str], args) -> str:
     return body
 
 
+def variant(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+    """How this run differs from the committed one (all four clips, in any order; no fit; every frame)."""
+    differs = []
+    if set(args.clips) != set(parser.get_default("clips").split(",")):
+        differs.append("clips-" + "-".join(args.clips))
+    if args.fit:
+        differs.append("fit")
+    if args.max_frames is not None:
+        differs.append(f"first{args.max_frames}")
+    if Path(args.model).resolve() != Path(parser.get_default("model")).resolve():
+        differs.append(f"model-{Path(args.model).stem}")
+    return differs
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="benchmarks.covariance_nees", description=__doc__.split("\n\n")[0])
@@ -253,12 +267,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="BA-Net checkpoint")
     parser.add_argument("--data", type=Path, default=DATA, help="folder of the clips (../shared/data)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="markdown results file")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="markdown results file (default: benchmarks/results/covariance_nees.md for the committed run, "
+        "all four clips without --fit or --max-frames; else runs/covariance_nees_<what differs>.md)",
+    )
     args = parser.parse_args(argv)
     args.clips = [c for c in args.clips.split(",") if c]
     unknown = [c for c in args.clips if c not in ALL_CLIPS]
     if unknown:
         parser.error(f"unknown clip: {', '.join(unknown)}")
+    args.out = variant_out(args.out, RESULTS, variant(args, parser))
     args.code_version = code_version()
     args.started = datetime.datetime.now(datetime.UTC)
     args.started_at = f"{args.started:%Y-%m-%d %H:%M} UTC"  # each clip's cached run records it

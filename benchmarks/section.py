@@ -5,11 +5,14 @@ writes its section itself starts it with :func:`header_lines`."""
 from __future__ import annotations
 
 import datetime
+import re
 import shlex
 import sys
 from pathlib import Path
 
 from banet_vo.provenance import code_version, machine_description
+
+RUNS = Path(__file__).resolve().parents[1] / "runs"  # development and variant runs (not committed)
 
 
 def header_lines(
@@ -61,3 +64,16 @@ def write_section(
     Path(out).write_text(text)
     print(text)
     return text
+
+
+def variant_out(out: str | Path | None, committed: Path, differs: list[str]) -> Path:
+    """Where a run writes: `out` when given; the committed results file when the run is the committed one
+    (`differs` empty); else runs/<committed stem>_<what differs>.md, so that a smoke, subset or variant
+    run never lands on a committed table (benchmarks.real_clips.default_out's rule, for modules whose
+    committed run is their defaults)."""
+    if out is not None:
+        return Path(out)
+    if not differs:
+        return committed
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join([committed.stem, *differs]))
+    return RUNS / f"{name}.md"

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from benchmarks.section import header_lines
+from benchmarks.section import header_lines, variant_out
 
 ROOT = Path(__file__).resolve().parents[1]
 KITTI = ROOT.parent / "shared" / "data" / "kitti_odom06_000-050"
@@ -106,6 +106,18 @@ def _row(name: str, metrics: dict, fps: float | str) -> str:
     )
 
 
+def variant(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+    """How this run differs from the committed one (the defaults)."""
+    differs = ["baselines_only"] if args.baselines_only else []
+    if Path(args.model).resolve() != Path(parser.get_default("model")).resolve():
+        differs.append(f"model-{Path(args.model).stem}")
+    if args.device != parser.get_default("device"):
+        differs.append(f"device-{args.device}")
+    if args.rate != parser.get_default("rate"):
+        differs.append(f"rate{args.rate:g}")
+    return differs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks.vo_kitti", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="BA-Net checkpoint")
@@ -113,11 +125,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rate", type=float, default=0.25, help="bag playback rate (the node queues every frame)"
     )
-    parser.add_argument("--results", type=Path, default=RESULTS, help="markdown file to write")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="markdown file to write (default: benchmarks/results/vo_kitti.md for the committed run, the "
+        "defaults; else runs/vo_kitti_<what differs>.md, e.g. runs/vo_kitti_baselines_only.md)",
+    )
     parser.add_argument(
         "--baselines-only", action="store_true", help="only the constant-velocity and OpenCV rows (no model)"
     )
     args = parser.parse_args(argv)
+    args.results = variant_out(args.results, RESULTS, variant(args, parser))
     if not KITTI.is_dir():
         print(f"vo_kitti: KITTI clip not found at {KITTI}", file=sys.stderr)
         return 2
