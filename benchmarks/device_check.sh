@@ -153,7 +153,7 @@ step() {
 
 # Per-pair latency and peak memory of both presets (random weights: the cost does not depend on them).
 LATENCY_PY='
-import json, sys, time
+import json, statistics, sys, time
 import torch
 from banet_vo.model.banet import BANet
 from banet_vo.model.config import BANetConfig
@@ -182,11 +182,11 @@ for preset in ("small", "paper"):
             sync()
             times.append(time.perf_counter() - start)
     times.sort()
-    median = times[len(times) // 2]
+    median = statistics.median(times)  # times[n // 2] was the upper middle value for an even n
     peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
     rows.append({"preset": preset, "size": f"{w}x{h}", "device": device, "repeats": repeats,
                  "threads": torch.get_num_threads(),
-                 "median_s": median, "min_s": times[0], "peak_cuda_mb": peak})
+                 "median_s": median, "min_s": times[0], "times_s": times, "peak_cuda_mb": peak})
     print(f"{preset} {w}x{h} {device}: median {median * 1e3:.1f} ms/pair, "
           f"min {times[0] * 1e3:.1f} ms, peak CUDA memory {peak or 0:.0f} MB", flush=True)
     del model
@@ -225,7 +225,7 @@ else
   # Reduced: the same steps, small enough for a shared 2-core machine (about a minute).
   step gpu_tests 60 "$PY" -m pytest -m gpu -q -p no:cacheprovider $GPU_TEST_FILES
   # One torch thread: the development machines are shared, where more threads oversubscribe the cores.
-  step pair_latency 90 "$PY" -c "$LATENCY_PY" cpu 1 1 1 "$OUT_DIR/latency.json"
+  step pair_latency 90 "$PY" -c "$LATENCY_PY" cpu 1 2 1 "$OUT_DIR/latency.json"
   step exp_latency 60 "$PY" -m benchmarks.se3_exp_latency --device cpu --threads 1 --warmup 0 --repeats 1 \
     --models small
   step node_30hz 60 "$PY" -m benchmarks.vo_latency --device cpu --threads 2 --rates 30 --frames 30 \

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,7 @@ def test_cpu_smoke_pair_latency_writes_both_presets(tmp_path: Path) -> None:
     rows = json.loads((tmp_path / "latency.json").read_text())
     assert [r["preset"] for r in rows] == ["small", "paper"]
     assert all(r["device"] == "cpu" and r["median_s"] > 0 for r in rows)
+    assert all(r["median_s"] == statistics.median(r["times_s"]) for r in rows)  # not the upper middle one
     summary = (tmp_path / "summary.md").read_text()
     assert "| pair_latency | 0 |" in summary
     assert "Failed steps: 0" in summary
