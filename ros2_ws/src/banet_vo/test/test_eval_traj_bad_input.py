@@ -107,6 +107,16 @@ def test_read_tum_refuses_stamps_out_of_order(tmp_path, capsys, files, rows, lin
     assert line in capsys.readouterr().err
 
 
+def test_read_tum_refuses_a_zero_quaternion(tmp_path, capsys, files):
+    """evo reads qx = qy = qz = qw = 0 as the identity rotation: an estimate with its rotations missing
+    scored as if they were right."""
+    (tmp_path / "zq.tum").write_text("0.0 0 0 0 0 0 0 1\n0.1 0 0 1 0 0 0 0\n0.2 0 0 2 0 0 0 1\n")
+    with pytest.raises(ValueError, match=r"pose 2 \(stamp 0.1\) has a zero or non-finite quaternion"):
+        read_tum(tmp_path / "zq.tum")
+    assert main(["traj", str(tmp_path / "zq.tum"), files["gt"]]) == 2
+    assert "zero or non-finite quaternion" in capsys.readouterr().err
+
+
 def test_bad_plane_is_refused_before_anything_is_printed_or_written(files, tmp_path, capsys):
     out = tmp_path / "r.json"
     args = ["traj", files["est"], files["gt"], "--plane", "qq", "--plot", str(tmp_path / "top.png")]

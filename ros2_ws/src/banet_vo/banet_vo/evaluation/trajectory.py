@@ -58,10 +58,15 @@ class AlignmentError(ValueError, GeometryException):
     here, and still evo's GeometryException for callers that catch that."""
 
 
+# A quaternion shorter than this holds no rotation (a unit one written with a few digits is ~1 long).
+MIN_QUATERNION_NORM = 1e-3
+
+
 def read_tum(path: str | Path) -> PoseTrajectory3D:
     """TUM file (`t tx ty tz qx qy qz qw`, camera-to-world) through evo. ValueError unless the stamps are
     strictly increasing: evo reads rows in file order, and its association and RPE take that order as
-    time's (a repeated or earlier stamp gives wrong figures, not an error)."""
+    time's (a repeated or earlier stamp gives wrong figures, not an error); and unless every quaternion has
+    a length (evo reads a zero quaternion as the identity rotation)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"trajectory file {path} does not exist")
@@ -69,6 +74,14 @@ def read_tum(path: str | Path) -> PoseTrajectory3D:
         trajectory = file_interface.read_tum_trajectory_file(str(path))
     except file_interface.FileInterfaceException as exc:
         raise ValueError(f"trajectory file {path}: {exc}") from exc
+    norms = np.linalg.norm(trajectory.orientations_quat_wxyz, axis=1)
+    bad = np.nonzero(~np.isfinite(norms) | (norms < MIN_QUATERNION_NORM))[0]
+    if bad.size:
+        stamp = float(trajectory.timestamps[bad[0]])
+        raise ValueError(
+            f"trajectory file {path}: pose {int(bad[0]) + 1} (stamp {stamp:g}) has a zero or non-finite "
+            "quaternion: no rotation can be read from it"
+        )
     back = np.nonzero(np.diff(trajectory.timestamps) <= 0)[0]
     if back.size:
         # evo skips the lines that start with '#': its k-th row is the k-th other line of the file.
