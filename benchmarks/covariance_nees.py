@@ -89,6 +89,9 @@ def run_clip(name: str, args, estimator) -> dict:
         "left_out": left_out,
         "code": args.code_version,
         "date": args.started_at,
+        # what --from-cache must match: a --max-frames smoke run or another model is not the clip's run
+        "max_frames": args.max_frames,
+        "model": str(Path(args.model).resolve()),
         "seconds": time.perf_counter() - started,
     }
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -103,13 +106,23 @@ def run_clip(name: str, args, estimator) -> dict:
     return {"steps": steps, **record}
 
 
-def load_cached(name: str) -> dict:
+def load_cached(name: str, max_frames: int | None = None, model: str | Path | None = None) -> dict:
+    """The clip's cached run; ValueError when it was made with other --max-frames or another model (a
+    cache written before those were recorded counts as a whole-clip run of any model)."""
     path = CACHE / f"{name}.npz"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: run the clip first (without --from-cache)")
     z = np.load(path)
+    record = json.loads(str(z["record"]))
+    if record.get("max_frames") != max_frames:
+        raise ValueError(
+            f"{path} holds a run with --max-frames {record.get('max_frames')}, not {max_frames}: run the "
+            "clip again without --from-cache"
+        )
+    if model is not None and record.get("model") not in (None, str(Path(model).resolve())):
+        raise ValueError(f"{path} holds a run of {record['model']}, not {model}: run the clip again")
     steps = cc.Steps(z["stamps"], z["D_est"], z["D_true"], z["covariance"])
-    return {"steps": steps, **json.loads(str(z["record"]))}
+    return {"steps": steps, **record}
 
 
 def published(steps: cc.Steps, translation: str, config: CovarianceConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -285,7 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     args.started_at = f"{args.started:%Y-%m-%d %H:%M} UTC"  # each clip's cached run records it
     torch.set_num_threads(args.threads)
     if args.from_cache:
-        runs = [load_cached(name) for name in args.clips]
+        try:
+            runs = [load_cached(name, args.max_frames, args.model) for name in args.clips]
+        except (FileNotFoundError, ValueError) as err:
+            print(f"covariance_nees: {err}", file=sys.stderr)
+            return 2
     else:
         estimator = BANetEstimator.from_checkpoint(args.model, device="cpu")
         runs = [run_clip(name, args, estimator) for name in args.clips]
