@@ -1604,7 +1604,9 @@ def test_a_lifecycle_configure_whose_matcher_does_not_load_fails_and_leaves_noth
     )
     logs: list = []
     rec = Node("vo_test_matcher_log", context=rclpy_context)
-    rec.create_subscription(Log, "/rosout", logs.append, 100)
+    # /rosout's own profile (transient local): lines logged before discovery matched are still delivered
+    # (a volatile subscription lost them on a loaded machine)
+    rec.create_subscription(Log, "/rosout", logs.append, latched_qos(depth=1000))
     package_logger = logging.getLogger("banet_vo")
     handlers = list(package_logger.handlers)
     try:
