@@ -20,7 +20,6 @@ moments (a full learning-rate step on every weight) and the guard keeps the refe
 from __future__ import annotations
 
 import copy
-import io
 import os
 from collections import Counter
 from pathlib import Path
@@ -159,29 +158,19 @@ def resume_state_path(output_model: str | os.PathLike) -> Path:
 
 
 def resume_state(adapter: OnlineAdapter) -> dict[str, Any]:
-    """A copy of what a continued session needs besides the weights: Adam's moments, the rollback guard's
-    reference, open block and last good weights, the RNG. Not the counts (each session reports its own) nor
-    the anchor (the lineage's base, loaded at every start). Call it while no step changes them."""
-    guard = adapter.guard
-    return copy.deepcopy(
-        {
-            "optimiser": adapter.optimiser.state_dict(),
-            "guard": {
-                "reference": guard.reference,
-                "block": list(guard.block),
-                "good_state": guard.good_state,
-            },
-            "generator": adapter.generator.get_state(),
-        }
-    )
+    """A copy of what a continued session needs besides the weights: ``adapter_state``'s Adam moments,
+    rollback guard (reference, open block, last good weights) and RNG. Not the counts (each session reports
+    its own, the guard's rollbacks too) nor the anchor (the lineage's base, loaded at every start). Call it
+    while no step changes them."""
+    state = adapter_state(adapter)
+    guard = {k: state["guard"][k] for k in ("reference", "block", "good_state")}
+    return copy.deepcopy({"optimiser": state["optimiser"], "guard": guard, "generator": state["generator"]})
 
 
 def save_resume_state(path: str | Path, state: dict[str, Any], tag: dict[str, Any]) -> Path:
     """Write ``state`` (from ``resume_state``) to ``path`` atomically, tagged with the save it belongs to
     (``lineage`` and ``weights_version`` of the output written with it)."""
-    buffer = io.BytesIO()
-    torch.save({**state, "tag": dict(tag)}, buffer)
-    return write_atomically(path, buffer.getvalue())
+    return write_atomically(path, lambda f: torch.save({**state, "tag": dict(tag)}, f))
 
 
 def _with_current_hyperparameters(saved: dict, optimiser: torch.optim.Optimizer) -> dict:

@@ -20,8 +20,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -131,12 +132,12 @@ def current_umask() -> int:
     return mask
 
 
-def write_atomically(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a fsync'd ``.<name>.<random>.tmp`` beside it and a rename: a
-    reader sees the old file or the new one, never part of one; a kill leaves only the temporary, which
-    ``remove_stale_temps`` clears. The file gets the mode a plain ``open()`` would give it (0666 less the
-    umask): mkstemp's private 0600 kept another user, e.g. a ROS node in a container, from reading weights.
-    Returns the path."""
+def write_atomically(path: str | Path, data: bytes | Callable[[BinaryIO], object]) -> Path:
+    """Write ``data`` (bytes, or a function that writes to the open binary file, e.g. a ``torch.save``)
+    to ``path`` through a fsync'd ``.<name>.<random>.tmp`` beside it and a rename: a reader sees the old
+    file or the new one, never part of one; a kill leaves only the temporary, which ``remove_stale_temps``
+    clears. The file gets the mode a plain ``open()`` would give it (0666 less the umask): mkstemp's private
+    0600 kept another user, e.g. a ROS node in a container, from reading weights. Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = 0o666 & ~current_umask()
@@ -144,7 +145,10 @@ def write_atomically(path: str | Path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), mode)
-            f.write(data)
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())  # on disk before the rename makes it visible under the real name
         os.replace(tmp, path)

@@ -14,7 +14,6 @@ import logging
 import multiprocessing
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from banet_vo.geometry import relative_pose
-from banet_vo.model.checkpoint import current_umask
+from banet_vo.model.checkpoint import write_atomically
 from banet_vo.model.input_image import model_input
 
 logger = logging.getLogger(__name__)
@@ -152,24 +151,10 @@ def render_cache(specs: Sequence[RenderSpec], progress: bool = True, workers: in
 
 
 def save_cache(cache: dict, path: str | Path) -> Path:
-    """Write ``cache`` to ``path`` atomically: a fsync'd temporary of its own beside it (two runs rendering
-    the same cache at once wrote into one fixed ``<cache>.tmp`` and crashed), then a rename; the file gets
-    a plain ``open()``'s mode (0666 less the umask), not mkstemp's 0600."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = 0o666 & ~current_umask()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            torch.save(cache, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``cache`` to ``path`` atomically (model.checkpoint.write_atomically: a temporary of its own,
+    so two runs rendering the same cache at once no longer share one fixed ``<cache>.tmp``; 0666 less the
+    umask)."""
+    return write_atomically(path, lambda f: torch.save(cache, f))
 
 
 def load_cache(path: str | Path) -> dict:
