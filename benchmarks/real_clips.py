@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import math
 import os
-import re
 import resource
 import sys
 import tempfile
@@ -44,7 +42,7 @@ from pathlib import Path
 import numpy as np
 from banet_vo.provenance import code_version
 
-from benchmarks.section import header_lines
+from benchmarks.section import header_lines, runs_path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -413,10 +411,7 @@ def default_out(parser: argparse.ArgumentParser, given: argparse.Namespace) -> P
     stem = (LIVE_RESULTS if given.live_only else RESULTS).stem
     defaults = run_key(parser.parse_args(["--live-only"] if given.live_only else []))
     parts = [_token(name, value) for name, value in key.items() if value != defaults[name]]
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join([stem, *parts]))
-    if len(name) > 120:  # a file name stays short; the hash keeps long ones apart
-        name = f"{name[:100]}_{hashlib.sha1(name.encode()).hexdigest()[:10]}"
-    return ROOT / "runs" / f"{name}.md"
+    return runs_path(stem, parts, ROOT / "runs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -712,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if failed and out_given is None and not args.out.is_relative_to(ROOT / "runs"):
         # A committed table keeps every clip's rows: an incomplete run goes beside the other runs.
-        args.out = ROOT / "runs" / f"{args.out.stem}_incomplete.md"
+        args.out = runs_path(f"{args.out.stem}_incomplete", [], ROOT / "runs")
         _progress(f"{len(failed)} clip(s) failed: the table goes to {args.out}, not over the committed one")
     body = write_markdown(args.out, args, argv, rows, skipped, live, time.perf_counter() - started)
     print(body)

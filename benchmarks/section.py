@@ -5,6 +5,7 @@ writes its section itself starts it with :func:`header_lines`."""
 from __future__ import annotations
 
 import datetime
+import hashlib
 import re
 import shlex
 import sys
@@ -66,14 +67,19 @@ def write_section(
     return text
 
 
+def runs_path(stem: str, differs: list[str], folder: Path = RUNS) -> Path:
+    """runs/<stem>[_<what differs>].md (in `folder`): where a development or variant run of a benchmark
+    writes. A long name is cut and keeps a hash, so two variants never share a file."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join([stem, *differs]))
+    if len(name) > 120:
+        name = f"{name[:100]}_{hashlib.sha1(name.encode()).hexdigest()[:10]}"
+    return folder / f"{name}.md"
+
+
 def variant_out(out: str | Path | None, committed: Path, differs: list[str]) -> Path:
     """Where a run writes: `out` when given; the committed results file when the run is the committed one
-    (`differs` empty); else runs/<committed stem>_<what differs>.md, so that a smoke, subset or variant
-    run never lands on a committed table (benchmarks.real_clips.default_out's rule, for modules whose
-    committed run is their defaults)."""
+    (`differs` empty); else runs_path, so that a smoke, subset or variant run never lands on a committed
+    table (for modules whose committed run is their defaults)."""
     if out is not None:
         return Path(out)
-    if not differs:
-        return committed
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join([committed.stem, *differs]))
-    return RUNS / f"{name}.md"
+    return committed if not differs else runs_path(committed.stem, differs)
