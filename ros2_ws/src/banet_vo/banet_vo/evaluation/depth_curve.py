@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-# DESIGN.md, "Data and labels": these clips are for validation; nothing is fitted on them.
+from banet_vo.data.validation_clips import RESERVED_CLIPS
+
+# DESIGN.md, "Data and labels" (data.validation_clips): these clips' names; nothing is fitted on them.
 VALIDATION_ONLY = ("kitti06", "hololens", "hololens150-199")
-# Their folders in ../shared/data, by exact name: a user's own recording may be called anything.
-VALIDATION_FOLDERS = ("kitti_odom06_000-050", "hololens_000_003-052", "hololens_000_003-199")
 NEIGHBOURS = 3  # keyframes either side whose steps give the local true scale
 F_SCALE = 0.25  # soft-L1 transition, log units (a factor of ~1.3)
 DEPTH_BINS = (0.0, 2.0, 4.0, 8.0, 15.0, 30.0, 1e9)
@@ -46,7 +46,7 @@ class ClipSamples:
 
 def refuse_validation(token: str, folder: str) -> None:
     """ValueError for one of the project's clips that the data rule keeps for validation."""
-    if token in VALIDATION_ONLY or Path(folder).name in VALIDATION_FOLDERS:
+    if token in VALIDATION_ONLY or Path(folder).name in RESERVED_CLIPS:
         raise ValueError(
             f"{token}: its labels are for validation only (DESIGN.md, 'Data and labels'); fit on a "
             "training clip (kitti07, whose frames 0-119 are used; tartanair) or a recording of your own"

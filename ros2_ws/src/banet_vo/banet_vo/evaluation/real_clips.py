@@ -37,6 +37,7 @@ from banet_vo.data import compressed_image
 from banet_vo.data.readers import detect_format, open_sequence
 from banet_vo.data.sequence import Frame
 from banet_vo.data.sequence import Sequence as FrameSequence
+from banet_vo.data.validation_clips import HELD_OUT_FROM
 from banet_vo.evaluation.trajectory import (
     align_trajectory,
     ape,
@@ -109,7 +110,7 @@ HOLOLENS_HELD_OUT = ClipSpec(
 KITTI07_TRAINING = ClipSpec(
     "kitti07-0-119",
     "kitti_odom07_000-159",
-    stop=120,
+    stop=HELD_OUT_FROM["kitti_odom07_000-159"],
     camera_height=KITTI_CAMERA_HEIGHT_M,
     note="frames 0-119 (120-159 held out)",
 )

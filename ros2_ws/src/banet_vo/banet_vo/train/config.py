@@ -1,7 +1,7 @@
 """Training configuration: one YAML file → TrainConfig (model preset + overrides, data, optimiser, losses,
 logging). Unknown keys are errors so a typo cannot silently change a run; every number must be finite (a YAML
 ``1e-3``, which PyYAML reads as a string, is taken as the number it spells); the labels of the clips DESIGN.md
-keeps for validation are refused (``RESERVED_CLIPS``, ``HELD_OUT_FROM``)."""
+keeps for validation are refused (``check_reserved``, by ``banet_vo.data.validation_clips``)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from banet_vo.config_fields import check_keys
+from banet_vo.data.validation_clips import HELD_OUT_FROM, RESERVED_CLIPS
 from banet_vo.model.config import BANetConfig
 from banet_vo.train.data import check_fov_range
 from banet_vo.train.losses import LossWeights
@@ -27,16 +28,6 @@ __all__ = [
     "load_train_config",
     "parse_sequence_spec",
 ]
-
-# DESIGN.md, "Data": clips whose labels are kept for validation, matched by folder name. No override: a
-# number measured on a clip the model was trained on says nothing about another camera.
-RESERVED_CLIPS = {
-    "hololens_000_003-052": "HoloLens labels are never used for training",
-    "hololens_000_003-199": "HoloLens labels are never used for training",
-    "kitti_odom06_000-050": "KITTI 06 is a validation clip only",
-}
-# Clips whose tail is held out: train on positions below this one only (PATH@0-119 for KITTI 07).
-HELD_OUT_FROM = {"kitti_odom07_000-159": 120}
 
 
 def parse_sequence_spec(spec: str) -> tuple[str, tuple[int, int] | None]:
