@@ -98,9 +98,8 @@ def landmark_corrected_depth(
     def blur(image: np.ndarray) -> np.ndarray:
         return cv2.GaussianBlur(image, size, sigma, sigmaY=sigma, borderType=cv2.BORDER_CONSTANT)
 
-    unit = np.zeros(size, np.float64)
-    unit[radius, radius] = 1.0
-    peak = float(blur(unit)[radius, radius])  # the blur's weight at distance 0: wᵢ = 1 there
+    # The blur's weight at distance 0 (its separable kernel's centre, squared): wᵢ = 1 there.
+    peak = float(cv2.getGaussianKernel(size[0], sigma, cv2.CV_64F)[radius, 0]) ** 2
     field = blur(numerator) / (blur(count) + prior_weight * peak)
     valid = np.isfinite(d) & (d > 0)
     d[valid] *= np.exp(field[valid]).astype(np.float32)
