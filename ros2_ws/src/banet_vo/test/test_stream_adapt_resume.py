@@ -82,6 +82,11 @@ def test_a_stream_without_its_record_is_not_resumed(hololens_dir, tiny_checkpoin
         adapt_stream(hololens_dir, (0, 20), tiny_checkpoint, out, StreamAdaptConfig(steps=2), resume=True)
 
 
+def _argv(sequence, model, out, *extra: str) -> list[str]:
+    """banet-vo-adapt-stream's arguments on frames 0-20."""
+    return [str(sequence), "--frames", "0-20", "--model", str(model), "--out", str(out), *extra]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -92,32 +97,12 @@ def test_a_stream_without_its_record_is_not_resumed(hololens_dir, tiny_checkpoin
     ],
 )
 def test_cli_bad_settings_are_one_line_and_exit_2(tmp_path, tiny_checkpoint, capsys, args, message):
-    code = stream_adapt.main(
-        [
-            str(tmp_path),
-            "--frames",
-            "0-20",
-            "--model",
-            str(tiny_checkpoint),
-            "--out",
-            str(tmp_path / "o"),
-            *args,
-        ]
-    )
+    code = stream_adapt.main(_argv(tmp_path, tiny_checkpoint, tmp_path / "o", *args))
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and message in err[-1] and "Traceback" not in "".join(err)
 
 
 def test_cli_missing_sequence_is_one_line_and_exit_2(tmp_path, tiny_checkpoint, capsys):
-    argv = [
-        str(tmp_path / "gone"),
-        "--frames",
-        "0-20",
-        "--model",
-        str(tiny_checkpoint),
-        "--out",
-        str(tmp_path / "o"),
-    ]
-    code = stream_adapt.main(argv)
+    code = stream_adapt.main(_argv(tmp_path / "gone", tiny_checkpoint, tmp_path / "o"))
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1] == f"banet-vo-adapt-stream: sequence {tmp_path / 'gone'} does not exist"
