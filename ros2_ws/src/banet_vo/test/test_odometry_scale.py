@@ -133,3 +133,42 @@ def test_scale_filter_relative_spread():
     for _ in range(3):
         same.add(0.5)
     assert same.relative_spread == 0.0
+
+
+def test_scale_filter_restart_takes_over_once_the_segment_has_enough_measurements():
+    f = ScaleFilter(window=None)
+    for v in (1.0, 1.2, 0.8):
+        f.add(v)
+    f.restart(3)
+    f.add(2.0)
+    f.add(None)  # not a measurement: not counted
+    f.add(2.4)
+    assert f.value == pytest.approx(1.0) and len(f) == 3  # the old median until the segment counts
+    f.add(2.2)
+    assert f.value == pytest.approx(2.2) and len(f) == 3 and f.last == 2.2
+    logs = np.log([2.0, 2.4, 2.2])
+    assert f.relative_spread == pytest.approx(1.4826 * np.median(np.abs(logs - np.median(logs))))
+    f.add(2.6)  # the segment then grows as the whole map's median did
+    assert f.value == pytest.approx(2.3) and len(f) == 4
+
+
+def test_scale_filter_restart_while_one_waits_begins_it_again_and_before_any_measurement_is_nothing():
+    f = ScaleFilter(window=None)
+    f.restart(2)  # nothing measured yet: the first measurements are the segment already
+    f.add(1.0)
+    assert f.value == 1.0
+    f.restart(2)
+    f.add(5.0)
+    f.restart(2)  # 5.0 belonged to the abandoned segment
+    f.add(3.0)
+    assert f.value == 1.0
+    f.add(4.0)
+    assert f.value == pytest.approx(3.5) and len(f) == 2
+    windowed = ScaleFilter(window=2)
+    windowed.add(1.0)
+    windowed.restart(3)
+    for v in (2.0, 3.0, 4.0):
+        windowed.add(v)
+    assert len(windowed) == 2 and windowed.value == pytest.approx(3.5)  # the window still bounds it
+    with pytest.raises(ValueError):
+        f.restart(0)
