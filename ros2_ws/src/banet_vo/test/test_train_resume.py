@@ -17,7 +17,7 @@ from banet_vo.train import loop
 from banet_vo.train.checkpoints import _sha256, find_latest_unit
 from banet_vo.train.config import TrainConfig
 from banet_vo.train.data import CachedPairs, load_cache, make_specs, render_cache, save_cache
-from banet_vo.train.loop import epoch_batch, train
+from banet_vo.train.loop import RunDirectoryError, epoch_batch, train
 
 TINY_MODEL = dict(
     image_width=64, image_height=48, channels=8, num_basis=4, iterations=[1, 1], stem_channels=8,
@@ -211,3 +211,18 @@ def test_resume_takes_another_spelling_of_the_same_data_and_a_moved_cache(tiny_d
     other = {**data, "real_sequences": ["seq@0-2"]}
     with pytest.raises(ValueError, match="changes what the run"):
         train(tiny_config(steps=4, data=other), run, resume=True, dataset=tiny_data, progress=False)
+
+
+def test_resume_with_another_process_count_is_refused_naming_both(tiny_data, tmp_path, monkeypatch):
+    """batch_size is per process and each step's pairs are dealt out by rank: a unit written by one
+    process resumed by two (torchrun on another machine) would be another run, so it is refused before
+    anything is loaded or wrapped in DDP."""
+    train(tiny_config(steps=2), tmp_path, dataset=tiny_data, progress=False)
+    before = _state(tmp_path)["step"]
+    monkeypatch.setattr(loop, "_distributed", lambda: (0, 2))
+    with pytest.raises(RunDirectoryError, match=r"1 process\(es\), this one has 2.*nproc_per_node 1"):
+        train(tiny_config(steps=4), tmp_path, resume=True, dataset=tiny_data, progress=False)
+    monkeypatch.undo()
+    assert _state(tmp_path)["step"] == before  # nothing written
+    train(tiny_config(steps=4), tmp_path, resume=True, dataset=tiny_data, progress=False)
+    assert _state(tmp_path)["step"] == 4

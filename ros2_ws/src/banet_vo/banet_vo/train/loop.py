@@ -21,7 +21,8 @@ set aside is moved back.
 
 Resume compares the config with the one the run was started with (stored in each unit): data, seed,
 batch size, lr multipliers, init weights / skips and the model (as BANetConfig, so that a unit written
-before a config key existed resumes) must not change; a new ``lr``, ``plateau_patience``,
+before a config key existed resumes) must not change, nor the number of processes (the batch is per
+process); a new ``lr``, ``plateau_patience``,
 ``plateau_factor`` or ``min_lr`` is applied to the loaded optimiser and scheduler (said on stderr), and
 the other keys (steps, losses, limits, logging) are read afresh each step anyway. The saved config is
 then the one in effect.
@@ -479,11 +480,13 @@ def _apply_overrides(model, optimizer, scheduler, config: TrainConfig, changes: 
 
 
 def _load_resume(
-    out_dir: Path, model: torch.nn.Module, optimizer, scheduler, config: TrainConfig
+    out_dir: Path, model: torch.nn.Module, optimizer, scheduler, config: TrainConfig, world: int = 1
 ) -> tuple[dict, Path]:
     """Load the newest consistent checkpoint unit into model, optimiser and scheduler; returns its state and
     its weights file. Newer units that fail (incomplete, damaged, unreadable) are skipped and named; a
-    config that changes what the run is (model, data, seed, ...) is a RunDirectoryError naming the keys."""
+    config that changes what the run is (model, data, seed, ...) or another process count than the unit
+    was written by (`world`: the batch is batch_size per process, and each step's pairs are dealt out by
+    rank) is a RunDirectoryError naming them."""
 
     loaded: dict = {}
 
@@ -499,7 +502,7 @@ def _load_resume(
             raise ValueError(f"{unit.file(STATE_FILE)} is not a readable training state: {exc}") from exc
         if int(meta.get("steps", -1)) != int(state["step"]) or int(state["step"]) != unit.step:
             raise ValueError(f"{unit.path}: weights at step {meta.get('steps')}, state at {state['step']}")
-        loaded.update(state_dict=state_dict, model=stored_model, state=state)
+        loaded.update(state_dict=state_dict, model=stored_model, state=state, meta=meta)
 
     unit, skipped = find_latest_unit(out_dir / UNITS_DIR, accept)
     for reason in skipped:
@@ -519,6 +522,14 @@ def _load_resume(
             f"resume: {unit.path}: its model config differs from the training config's model in "
             f"{', '.join(differ)}; a new run (--overwrite or another --out) can start from its weights "
             "with --init-weights"
+        )
+    processes = loaded["meta"].get("processes", 1)  # units before DDP was recorded: one process
+    if int(processes) != world:
+        raise RunDirectoryError(
+            f"resume: {unit.path} was written by a run of {processes} process(es), this one has {world}: "
+            "the batch (batch_size per process) and the pairs each step deals out would change. Resume with "
+            f"{processes} process(es) (torchrun --nproc_per_node {processes}), or start a new run from its "
+            "weights with --init-weights"
         )
     state = loaded["state"]
     if "train_config" not in state:
@@ -647,7 +658,7 @@ def train(
     state = {"step": 0, "wall_s": 0.0, "skipped": 0, "window": []}
     saved_step, saved_weights = -1, None  # the newest unit's step and weights (none yet)
     if resume:
-        state, saved_weights = _load_resume(out_dir, model, optimizer, scheduler, config)
+        state, saved_weights = _load_resume(out_dir, model, optimizer, scheduler, config, world)
         saved_step = int(state["step"])
         logger.info("resumed from step %d", state["step"])
     if rank == 0:  # everything the run needs is checked: only now may an overwrite remove the old run
