@@ -67,12 +67,6 @@ class KeyframeScaleMixin:
         # min_depth / max_depth bound what is published: BA-Net's range was checked before the rescale
         return in_depth_range(scaled, self.config.min_depth, self.config.max_depth)
 
-    def _restart_scale(self) -> None:
-        """A lost-scale event began: the learned scale's median starts a new segment
-        (tracking.scale_restart_measurements; 0 keeps one median over the map)."""
-        if self.config.scale_source == "learned" and self.tracking.scale_restart_measurements:
-            self._scale.restart(self.tracking.scale_restart_measurements)
-
     def _measure_scale(self, kf: Keyframe) -> None:
         """One scale measurement per keyframe, from the configured source; the keyframe also keeps the
         scale its own depth map implies, so that the depth can be published at the pose's scale."""

@@ -692,8 +692,6 @@ class KeyframeOdometry(
                 # bounds the run, backing_up_landmarks add lets a keyframe that backed up add nearer ones
                 # (both opt-in, docs/preregistered/depth_ratio_streak.txt, backing_up_landmarks.txt).
                 if not t.max_depth_refusals or self._depth_refusals < t.max_depth_refusals:
-                    if not self._depth_refusals:
-                        self._restart_scale()
                     self._depth_refusals += 1
                     self.stats.landmarks_refused += 1
                     logger.debug(

@@ -154,10 +154,7 @@ def _dominant_plane(
 class ScaleFilter:
     """Running median of the last `window` scale measurements (metres per map unit); `window` None keeps
     every measurement of the trajectory. The median and spread are recomputed on each measurement, not on
-    each read (one measurement per keyframe, a read per frame).
-
-    `restart(n)` starts a new segment: the map's unit may have changed (a lost-scale event), so the value
-    stays the old median until the segment holds `n` measurements, then it is the segment's median."""
+    each read (one measurement per keyframe, a read per frame)."""
 
     def __init__(self, window: int | None = 15) -> None:
         if window is not None and window < 1:
@@ -165,30 +162,11 @@ class ScaleFilter:
         self._values: deque[float] = deque(maxlen=window)
         self._value: float | None = None
         self._spread = 0.0
-        self._pending: list[float] | None = None  # a restarted segment's measurements, until it counts
-        self._needed = 0
-
-    def restart(self, measurements: int) -> None:
-        """Begin a new segment that takes over once it has `measurements` (>= 1) values; a restart while
-        one waits begins it again."""
-        if measurements < 1:
-            raise ValueError(f"measurements must be >= 1, got {measurements}")
-        if not self._values:
-            return  # nothing measured yet: the next measurements are the segment already
-        self._pending, self._needed = [], measurements
 
     def add(self, value: float | None) -> None:
         if value is None or not np.isfinite(value) or value <= 0:
             return
-        if self._pending is not None:
-            self._pending.append(float(value))
-            if len(self._pending) < self._needed:
-                return
-            self._values.clear()
-            self._values.extend(self._pending)
-            self._pending = None
-        else:
-            self._values.append(float(value))
+        self._values.append(float(value))
         logs = np.log(np.asarray(self._values))
         self._value = float(np.median(self._values))
         self._spread = float(1.4826 * np.median(np.abs(logs - np.median(logs)))) if len(logs) >= 3 else 0.0

@@ -241,15 +241,6 @@ class TrackingConfig:
         "the trajectory)",
         range=(0, 100000),
     )
-    # A lost-scale event (the check above refusing a keyframe's new landmarks) can leave the map at another
-    # unit, which a median over the whole map keeps applying (docs/preregistered/scale_restart.txt).
-    scale_restart_measurements: int = setting(
-        0,
-        "scale_source learned: after a keyframe whose new landmarks max_depth_ratio refused (the map's "
-        "unit may have changed), the scale is the median of the measurements since, once there are this "
-        "many (0: one median over the whole map)",
-        range=(0, 100000),
-    )
     # Road slope and pitching move the plane's normal a little off the extrinsic's up.
     ground_max_tilt_deg: float = setting(
         5.0,
