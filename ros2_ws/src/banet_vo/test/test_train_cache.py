@@ -59,3 +59,28 @@ def test_a_cache_of_another_image_size_is_rendered_again(tmp_path, monkeypatch):
     bigger = make_specs(["indoor"], 1, 0, 2, (128, 96))
     cache = load_or_render(path, bigger, progress=False)
     assert len(rendered) == 1 and cache["sequences"][0]["size"] == [128, 96]
+
+
+def test_a_killed_writers_temporary_is_removed_and_a_live_ones_is_kept(tmp_path, caplog):
+    """A kill during save_cache leaves `.<cache>.<random>.tmp` (gigabytes for a real cache). The next save
+    of that cache removes such a file once nothing has written to it for an hour, naming it; one written
+    to just now may be another run's save of the same cache, streaming, and stays. Temporaries of other
+    files are not this cache's to remove."""
+    import logging
+    import os
+    import time
+
+    path = tmp_path / "render.pt"
+    dead = tmp_path / ".render.pt.dead1234.tmp"
+    live = tmp_path / ".render.pt.live5678.tmp"
+    other = tmp_path / ".other.pt.old0000.tmp"
+    for temp in (dead, live, other):
+        temp.write_bytes(b"partial")
+    two_hours_ago = time.time() - 2 * 3600
+    for temp in (dead, other):
+        os.utime(temp, (two_hours_ago, two_hours_ago))
+    with caplog.at_level(logging.WARNING):
+        save_cache({"format": CACHE_FORMAT, "sequences": []}, path)
+    assert not dead.exists() and live.exists() and other.exists()
+    assert str(dead) in caplog.text and str(live) not in caplog.text
+    assert load_cache(path)["sequences"] == []

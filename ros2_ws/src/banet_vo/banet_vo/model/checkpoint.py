@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -158,17 +159,24 @@ def write_atomically(path: str | Path, data: bytes | Callable[[BinaryIO], object
     return path
 
 
-def remove_stale_temps(folder: str | Path, name: str | None = None) -> list[Path]:
+def remove_stale_temps(
+    folder: str | Path, name: str | None = None, unmodified_s: float | None = None
+) -> list[Path]:
     """Delete the temporary files that killed ``save_checkpoint`` calls left in ``folder`` (those for the
     checkpoint ``name`` only, when given; and the ``.*.tmp`` directories of killed checkpoint-unit writes).
-    Call it where one process owns the folder, at its start. Returns what was deleted."""
+    Call it where one process owns the folder, at its start; where others may be writing the same file
+    (a shared render cache), pass ``unmodified_s``: only temporaries not written to for that long go (a
+    live writer streams into its own). Returns what was deleted."""
 
     folder = Path(folder)
     if not folder.is_dir():
         return []
     pattern = f".{name}.*.tmp" if name else ".*.tmp"
     removed = []
+    now = time.time()
     for entry in sorted(folder.glob(pattern)):
+        if unmodified_s is not None and now - entry.lstat().st_mtime < unmodified_s:
+            continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
         else:

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from banet_vo.geometry import relative_pose
-from banet_vo.model.checkpoint import write_atomically
+from banet_vo.model.checkpoint import remove_stale_temps, write_atomically
 from banet_vo.model.input_image import model_input
 
 logger = logging.getLogger(__name__)
@@ -150,10 +150,18 @@ def render_cache(specs: Sequence[RenderSpec], progress: bool = True, workers: in
     return {"format": CACHE_FORMAT, "sequences": sequences}
 
 
+# A temporary of the cache not written to for this long is a killed writer's (a live one streams into it).
+STALE_CACHE_TEMP_S = 3600.0
+
+
 def save_cache(cache: dict, path: str | Path) -> Path:
     """Write ``cache`` to ``path`` atomically (model.checkpoint.write_atomically: a temporary of its own,
     so two runs rendering the same cache at once no longer share one fixed ``<cache>.tmp``; 0666 less the
-    umask)."""
+    umask). Temporaries of the same cache that a killed write left (untouched for STALE_CACHE_TEMP_S) are
+    removed first, each named: a cache runs to gigabytes."""
+    path = Path(path)
+    for stale in remove_stale_temps(path.parent, path.name, unmodified_s=STALE_CACHE_TEMP_S):
+        logger.warning("render cache: removed %s, left by a killed write", stale)
     return write_atomically(path, lambda f: torch.save(cache, f))
 
 
