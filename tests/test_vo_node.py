@@ -541,6 +541,17 @@ def test_ground_plane_takes_the_camera_height_from_the_parameter_extrinsic(rclpy
         graph.close()
 
 
+def test_what_building_the_odometry_logs_reaches_rosout(rclpy_context):
+    """The feature front end says at construction whether BA-Net's depth is calibrated; that line is
+    logged while the node builds its odometry, so the log bridge must be attached before (it was after,
+    and the line was lost)."""
+    graph = Graph(rclpy_context, TruthEstimator([]), {"frontend": "xfeat", "depth_calibration": True})
+    try:
+        assert graph.logs("used as it is: the model ships no depth calibration", timeout=10.0)
+    finally:
+        graph.close()
+
+
 @pytest.mark.parametrize("height", [1.2, 0.0])
 def test_ground_plane_takes_the_camera_height_from_tf(rclpy_context, monkeypatch, height):
     """With the extrinsic from tf (a stand-in tf2_ros: the real one is not on PyPI), the height is checked

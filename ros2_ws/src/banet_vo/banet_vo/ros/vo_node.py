@@ -130,10 +130,16 @@ class VOShell:
     def _configure(self, estimator: PairEstimator) -> None:
         """Everything but the image input: odometry, outputs, services, worker, diagnostics."""
         p = self.params
-        # First: an odometry that cannot be built (a matcher that does not load) leaves nothing made.
-        self.vo = make_odometry(estimator, p.odometry)
-        self._values = self._current_values()
+        # First: an odometry that cannot be built (a matcher that does not load) leaves nothing made. The
+        # log bridge is attached before it, so that what building it logs (the depth calibration in use)
+        # reaches the node's log, and detached again when it fails.
         self._log_handler = log_bridge.attach(self.get_logger())
+        try:
+            self.vo = make_odometry(estimator, p.odometry)
+        except BaseException:
+            log_bridge.detach(self._log_handler)
+            raise
+        self._values = self._current_values()
         self.estimator = estimator
         self.events = EventCounters(self.get_logger().warning)
         self.rectifier = Rectifier()
