@@ -562,3 +562,22 @@ def test_depth_pixels_published_invalid_are_left_out_and_counted_by_coverage():
     got = run._depth_metrics({5: depth, 6: blank}, truth)
     assert got["frames"] == 1 and got["maps_without_depth"] == 1 and got["abs_rel"] == 0.0
     assert run._depth_metrics({6: blank}, truth) == {"frames": 0, "maps_without_depth": 1}
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"not strict JSON: {name}")
+
+
+def test_metrics_are_strict_json_when_a_figure_is_not_a_number(tmp_path):
+    """One frame: no pair was estimated, so the BA cost is NaN and no trajectory can be aligned. The files
+    must still parse as strict JSON (JavaScript, jq): NaN written as null, not as a bare NaN token."""
+    frames = _frames()[:1]
+    bag_path = tmp_path / "bag"
+    write_bag(frames, bag_path, start_time=T0)
+    out = tmp_path / "out"
+    argv = [str(bag_path), "--out", str(out), "--param", "frontend:=none", "--no-plots"]
+    assert run.main(argv, estimator=TruthEstimator(frames)) == 0
+    summary = json.loads((out / "metrics.json").read_text(), parse_constant=_refuse_constant)
+    assert summary["node"]["last_cost"] is None  # NaN: nothing estimated yet
+    for path in out.glob("*.json"):
+        json.loads(path.read_text(), parse_constant=_refuse_constant)

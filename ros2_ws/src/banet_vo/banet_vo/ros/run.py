@@ -22,7 +22,6 @@ metrics.json), and the exit status is 130; a second Ctrl-C drops the queued fram
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import re
@@ -66,6 +65,7 @@ from banet_vo.evaluation import (
     write_tum,
 )
 from banet_vo.evaluation.depth import published_depth_metrics
+from banet_vo.evaluation.report import write_json
 from banet_vo.evaluation.stage_times import StageTimes, format_summary, timed_stages
 from banet_vo.geometry.rigid import pose_matrix
 from banet_vo.model.shipped import DEFAULT_MODEL_NAME, ament_model_dirs, shipped_copy
@@ -605,10 +605,10 @@ def write_outputs(args: argparse.Namespace, run: GraphRun) -> dict:
         failed = {a: m["error"] for a, m in metrics.items() if "error" in m}
         if failed:
             summary["trajectory_errors"] = failed
-        (out / "metrics_trajectory.json").write_text(json.dumps(metrics, indent=2))
+        write_json(out / "metrics_trajectory.json", metrics)
     if gt_depths and data.depth:
         summary["depth"] = _depth_metrics(data.depth, gt_depths)
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=float))
+    write_json(out / "metrics.json", summary)  # strict JSON: a NaN (no BA cost yet) is null
     return summary
 
 
