@@ -33,6 +33,7 @@ echo "demo: rendering $FRAMES frames ($SIZE, seed $SEED)" >&2
 "$BIN/banet-vo-synth" "$OUT/sequence" --scene driving --frames "$FRAMES" --size "$SIZE" --seed "$SEED"
 echo "demo: writing the bag" >&2
 "$BIN/banet-vo-bag" "$OUT/sequence" "$OUT/bag" --depth
-echo "demo: running banet_vo on the bag" >&2
+echo "demo: running banet_vo on the bag, default settings (its warning about a small camera is for real" >&2
+echo "      cameras; this synthetic one is $SIZE)" >&2
 "$BIN/banet-vo-run" "$OUT/bag" --out "$OUT" --model "$MODEL" --rate "$RATE" --depth-every 5
 echo "demo: done. Trajectory plots: $OUT/trajectory_sim3.png $OUT/trajectory_se3.png; depth maps: $OUT/depth/" >&2
