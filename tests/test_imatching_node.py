@@ -643,3 +643,27 @@ def test_a_non_finite_window_is_counted_and_warned_about(
         assert "no step taken" in capfd.readouterr().err
     finally:
         node.destroy_node()
+
+
+def test_the_shared_ros_codes_log_lines_reach_rosout_under_the_node(rclpy_context, random_matcher, tmp_path):
+    """The QoS choice (banet_vo.ros.qos) and the package's own Python logging go through the node's
+    logger: /rosout, the ROS log file and --log-level, not only stderr."""
+    from banet_vo.ros.qos import latched_qos
+    from rcl_interfaces.msg import Log
+
+    params = {**FAST, "matcher": str(random_matcher), "output_model": str(tmp_path / "a.safetensors")}
+    logs: list[Log] = []
+    rec = Node("imatching_test_rosout", context=rclpy_context)
+    rec.create_subscription(Log, "/rosout", logs.append, latched_qos(depth=1000))  # rcl's own profile
+    graph = Graph(rclpy_context, params)
+    graph.executor.add_node(rec)
+    try:
+        name = graph.node.get_logger().name
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline and not any(m.name == name and "QoS" in m.msg for m in list(logs)):
+            time.sleep(0.05)
+        assert any(m.name == name and "publisher(s) on" in m.msg for m in list(logs)), [m.msg for m in logs]
+    finally:
+        graph.close()
+        graph.executor.remove_node(rec)
+        rec.destroy_node()

@@ -44,6 +44,7 @@ from banet_vo.ros.camera_input import (
 )
 from banet_vo.ros.conversions import camera_info_to_input
 from banet_vo.ros.frame_worker import DROPPED, ERRORS, FrameWorker
+from banet_vo.ros import log_bridge
 from banet_vo.ros.log_bridge import log_at
 from banet_vo.ros.node_shell import (
     WAITING_FOR_CLOCK,
@@ -80,6 +81,8 @@ from imatching_online.ros.params import PARAMS, NodeParams, declare_parameters
 logger = logging.getLogger(__name__)
 
 NODE_NAME = "imatching"
+# Python loggers whose records the node forwards to its ROS logger.
+LOGGERS = ("imatching_online", "banet_vo")
 # Counters that mean something is wrong with the input or the node: /diagnostics says WARN while one grew
 # within diagnostics_window. Not `dropped`: adaptation needs a window of frames, not every frame, and a
 # node that adapts slower than its camera drops by design.
@@ -91,10 +94,14 @@ class ImatchingNode(Node):
 
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__(node_kwargs.pop("node_name", NODE_NAME), **node_kwargs)
+        # Python logging of this package and of banet_vo's shared ROS code (QoS choice, camera input) goes
+        # through the node's logger: /rosout, the log file, --log-level (first, so loading the matcher too).
+        self._log_handlers = [(name, log_bridge.attach(self.get_logger(), name)) for name in LOGGERS]
         try:
             self.params: NodeParams = declare_parameters(self)
             self.stream = self._load(self.params)
         except BaseException:
+            self._detach_logs()
             super().destroy_node()  # nothing else was created yet
             raise
         p = self.params
@@ -393,7 +400,13 @@ class ImatchingNode(Node):
     def destroy_node(self) -> None:
         self.worker.stop(timeout=60.0)  # a step in progress finishes
         self.save_on_shutdown()
+        self._detach_logs()
         super().destroy_node()
+
+    def _detach_logs(self) -> None:
+        for name, handler in self._log_handlers:
+            log_bridge.detach(handler, name)
+        self._log_handlers = []
 
 
 HELP = NodeHelp(
