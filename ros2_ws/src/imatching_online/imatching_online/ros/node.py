@@ -34,6 +34,7 @@ from banet_vo.geometry.rectify import Rectifier
 from banet_vo.model.checkpoint import remove_stale_temps, unwritable_reason
 from banet_vo.odometry import resolve_device
 from banet_vo.odometry.matcher_swap import MatcherUpdate
+from banet_vo.ros import log_bridge
 from banet_vo.ros.camera_input import (
     IMAGES_STOPPED,
     REPEATED_IMAGE,
@@ -44,7 +45,6 @@ from banet_vo.ros.camera_input import (
 )
 from banet_vo.ros.conversions import camera_info_to_input
 from banet_vo.ros.frame_worker import DROPPED, ERRORS, FrameWorker
-from banet_vo.ros import log_bridge
 from banet_vo.ros.log_bridge import log_at
 from banet_vo.ros.node_shell import (
     WAITING_FOR_CLOCK,
