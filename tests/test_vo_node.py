@@ -598,6 +598,9 @@ def test_ground_plane_takes_the_camera_height_from_tf(rclpy_context, monkeypatch
             assert graph.node.snapshot()["bad_extrinsic"] == 2 and graph.node.snapshot()["processed"] == 0
             assert graph.logs("needs the camera's height above the ground")
             assert "extrinsic base_footprint → camera_optical; restart the node" in graph.node._state
+            # every frame is dropped until a restart: the node does not work, which diagnostics calls ERROR
+            n = len(graph.get("diag"))
+            assert graph.wait("diag", n + 1)[-1].status[0].level == DiagnosticStatus.ERROR
     finally:
         graph.close()
 
@@ -1476,6 +1479,62 @@ def _stand_in_tf2_ros():
         StaticTransformBroadcaster,
     )
     return module
+
+
+@pytest.mark.parametrize("on_tf", [True, False])
+def test_the_extrinsic_is_read_once_then_tf_is_left_and_a_fallback_stays_warned(
+    rclpy_context, monkeypatch, on_tf
+):
+    """camera_extrinsic_source auto with tf2_ros importable: once the extrinsic is known (from tf, or from
+    the parameters after extrinsic_timeout) the /tf subscriptions are destroyed (every /tf message was
+    deserialised on the executor's thread for the rest of the run). A fallback is no passing remark: the
+    robot may run with the wrong mounting, so /diagnostics stays WARN and says where the extrinsic is from."""
+    import sys
+    import types
+
+    from banet_vo.ros.camera_input import CameraFrame
+    from banet_vo.ros.vo_tf import transform_msg
+    from std_msgs.msg import Header
+
+    module = _stand_in_tf2_ros()
+    if on_tf:
+        T_tf = body_from_optical(np.array([0.4, 0.0, 1.2]))
+
+        class Buffer:
+            def lookup_transform(self, target, source, time):
+                return types.SimpleNamespace(transform=transform_msg(Header(), source, T_tf).transform)
+
+        module.Buffer = Buffer
+    monkeypatch.setitem(sys.modules, "tf2_ros", module)
+    frames = _frames(3)
+    params = {"extrinsic_timeout": 0.0, "diagnostics_period": 0.1}
+    graph = Graph(rclpy_context, TruthEstimator(frames), params)
+
+    def tf_subscriptions() -> int:
+        return sum(sub.topic_name in ("/tf", "/tf_static") for sub in graph.node.subscriptions)
+
+    try:
+        assert tf_subscriptions() == 2 and not graph.node.extrinsic.ready
+        for f in frames:
+            header = Header(frame_id="camera_optical", stamp=sec_to_stamp(T0 + f.timestamp))
+            graph.node._process(CameraFrame(header, T0 + f.timestamp, f.image, f.camera, time.monotonic()))
+        assert graph.node.snapshot()["processed"] == 3
+        deadline = time.monotonic() + 10.0
+        while tf_subscriptions() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert tf_subscriptions() == 0  # destroyed on the executor's thread
+        n = len(graph.get("diag"))
+        status = graph.wait("diag", n + 2)[-1].status[0]
+        values = {kv.key: kv.value for kv in status.values}
+        if on_tf:
+            assert graph.node.extrinsic.fallback is None and values["extrinsic"] == "tf"
+            assert status.level == DiagnosticStatus.OK, status.message
+        else:
+            assert values["extrinsic"].startswith("parameters base_camera_xyz/rpy (no transform")
+            assert status.level == DiagnosticStatus.WARN
+            assert "extrinsic from the parameters: no transform base_link → camera_optical" in status.message
+    finally:
+        graph.close()
 
 
 def test_publish_static_tf_takes_the_parameters_extrinsic_instead_of_waiting_for_it_on_tf(

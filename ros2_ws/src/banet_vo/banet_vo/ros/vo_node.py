@@ -133,11 +133,11 @@ class VOShell:
         # First: an odometry that cannot be built (a matcher that does not load) leaves nothing made. The
         # log bridge is attached before it, so that what building it logs (the depth calibration in use)
         # reaches the node's log, and detached again when it fails.
-        self._log_handler = log_bridge.attach(self.get_logger())
+        self._attach_log()
         try:
             self.vo = make_odometry(estimator, p.odometry)
         except BaseException:
-            log_bridge.detach(self._log_handler)
+            self._detach_log()
             raise
         self._values = self._current_values()
         self.estimator = estimator
@@ -268,9 +268,19 @@ class VOShell:
         self.tf.close()
         self.extrinsic.close()  # made by the lifecycle node's configure, with the parameters it validated
         self.remove_on_set_parameters_callback(self._param_callback)
-        log_bridge.detach(self._log_handler)
+        self._detach_log()
         self._close_odometry(stopped)
         self.vo = self.estimator = None
+
+    def _attach_log(self) -> None:
+        """Forward the banet_vo Python loggers to this node's ROS logger (once; `_detach_log` undoes it)."""
+        if getattr(self, "_log_handler", None) is None:
+            self._log_handler = log_bridge.attach(self.get_logger())
+
+    def _detach_log(self) -> None:
+        if getattr(self, "_log_handler", None) is not None:
+            log_bridge.detach(self._log_handler)
+            self._log_handler = None
 
     def _close_odometry(self, stopped: bool) -> None:
         """Close the odometry (its BA worker process, its threads) once the inference thread has stopped;
@@ -678,7 +688,16 @@ class VOShell:
         values[IMAGES_STOPPED] = int(IMAGES_STOPPED in standing)
         problems = [*(f"recent_{k}" for k in PROBLEMS), *standing]
         state = self._state_text(recent)
-        msg = diagnostics(self, "visual odometry", self._device_used(), state, values, problems)
+        level = None
+        extra = {"extrinsic": self.extrinsic.describe()}
+        if self._extrinsic_error:  # every frame is dropped until a restart: the node does not work
+            level = DiagnosticStatus.ERROR
+        elif self.extrinsic.fallback is not None:  # works, but perhaps with the wrong mounting
+            level = DiagnosticStatus.WARN
+            state = f"{state}; extrinsic from the parameters: {self.extrinsic.fallback}"
+        msg = diagnostics(
+            self, "visual odometry", self._device_used(), state, values, problems, level=level, extra=extra
+        )
         self.diag_pub.publish(msg)
 
     # -- helpers for in-process users ----------------------------------------------------------------
@@ -695,6 +714,7 @@ class VONode(Node, VOShell):
         super().__init__(node_kwargs.pop("node_name", NODE_NAME), **node_kwargs)
         self._built = False
         try:
+            self._attach_log()  # what loading the model logs goes to /rosout and the log file too
             self.params: NodeParams = params_from_values(self._declare_parameters())
             self.extrinsic = ExtrinsicSource(self, self.params)
             self._check_parameter_extrinsic()
@@ -704,6 +724,7 @@ class VONode(Node, VOShell):
         except BaseException:
             if hasattr(self, "extrinsic"):
                 self.extrinsic.close()
+            self._detach_log()
             super().destroy_node()  # parameters, a tf listener, at most the odometry were made
             raise
         self._built = True
@@ -713,7 +734,7 @@ class VONode(Node, VOShell):
         if self._built:  # rclpy's shutdown calls it again for a node whose construction failed
             self._built = False
             self._close_odometry(self.worker.stop(timeout=10.0))  # the background BA worker, if any
-            log_bridge.detach(self._log_handler)
+            self._detach_log()
         super().destroy_node()
 
 

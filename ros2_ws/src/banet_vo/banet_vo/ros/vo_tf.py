@@ -103,7 +103,10 @@ class ExtrinsicSource:
 
     `ready` is True once the extrinsic is known; until then `resolve` is called per frame (the worker
     thread) and returns the transform, or None while tf has not delivered it. In `auto` mode the parameters
-    are used once `extrinsic_timeout` has passed since the first frame without the transform on tf.
+    are used once `extrinsic_timeout` has passed since the first frame without the transform on tf, and
+    `fallback` then says so (the node's /diagnostics stays WARN: a robot whose tf came late runs with the
+    wrong mounting). Once resolved, the tf listener is unsubscribed: it is read once, and every /tf
+    message would otherwise be deserialised on the node's executor thread for the rest of the run.
     """
 
     def __init__(self, node: Node, params: Any) -> None:
@@ -114,6 +117,7 @@ class ExtrinsicSource:
         self._buffer = None
         self._listener = None
         self._first_try: float | None = None
+        self.fallback: str | None = None  # why the parameters are used in `auto` mode after a timeout
         if self._mode in ("auto", "tf"):
             try:
                 import tf2_ros
@@ -130,13 +134,15 @@ class ExtrinsicSource:
         self.ready = self._mode == "parameters"
 
     def describe(self) -> str:
+        if self.fallback is not None:
+            return f"parameters base_camera_xyz/rpy ({self.fallback})"
         return "tf" if self._buffer is not None else "parameters base_camera_xyz/rpy"
 
     def close(self) -> None:
         """Unsubscribe the tf listener, if any (a lifecycle cleanup; the next configure makes a new one)."""
-        if self._listener is not None:
-            self._listener.unregister()
-            self._listener = None
+        listener, self._listener = self._listener, None  # once, from whichever thread comes first
+        if listener is not None:
+            listener.unregister()
 
     def resolve(self, camera_frame: str, base_frame: str) -> np.ndarray | None:
         import rclpy.time
@@ -148,13 +154,27 @@ class ExtrinsicSource:
             msg = self._buffer.lookup_transform(base_frame, camera_frame, rclpy.time.Time())
         except Exception as err:  # tf2's LookupException / ConnectivityException / ExtrapolationException
             if self._mode == "auto" and now - self._first_try >= self._timeout:
+                self.fallback = (
+                    f"no transform {base_frame} → {camera_frame} on tf within {self._timeout:g} s; "
+                    "set camera_extrinsic_source:=parameters if that is meant, or raise extrinsic_timeout"
+                )
                 self._node.get_logger().warning(
                     f"no transform {base_frame} → {camera_frame} on tf after {self._timeout:g} s "
-                    f"({type(err).__name__}): using base_camera_xyz/rpy"
+                    f"({type(err).__name__}): using base_camera_xyz/rpy until restart"
                 )
-                self.ready = True
+                self._resolved()
                 return self._T_params
             return None
-        self.ready = True
         self._node.get_logger().info(f"camera extrinsic {base_frame} → {camera_frame} read from tf")
+        self._resolved()
         return transform_to_matrix(msg.transform)
+
+    def _resolved(self) -> None:
+        """Known for the rest of the run: stop listening to /tf. The subscription is destroyed on the
+        executor's thread (resolve runs on the worker's), or here when the node is not spun yet."""
+        self.ready = True
+        executor = self._node.executor
+        if executor is None:
+            self.close()
+        else:
+            executor.create_task(self.close)
