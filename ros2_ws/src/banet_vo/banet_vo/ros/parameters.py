@@ -62,12 +62,14 @@ class ParameterSpec:
     def is_integer(self) -> bool:
         return isinstance(self.default, int) and not isinstance(self.default, bool)
 
-    def descriptor(self) -> ParameterDescriptor:
-        """Descriptor with the description (choices appended) and the range; read-only unless dynamic."""
+    def descriptor(self, writable: bool = False) -> ParameterDescriptor:
+        """Descriptor with the description (choices appended) and the range; read-only unless dynamic or
+        `writable` (a node that decides itself when a start-up value may change, e.g. a lifecycle node)."""
         text = self.description
         if self.choices:
             text += f" (one of: {', '.join(self.choices)})"
-        descriptor = ParameterDescriptor(name=self.name, description=text, read_only=not self.dynamic)
+        read_only = not (self.dynamic or writable)
+        descriptor = ParameterDescriptor(name=self.name, description=text, read_only=read_only)
         if self.range is not None:
             lo, hi = self.range
             if self.is_integer:
@@ -254,10 +256,12 @@ class ParameterTable:
                 continue
             raise ValueError(self.unknown_message(name))
 
-    def declare(self, node: Node, reject_unknown: bool = True) -> dict[str, Any]:
+    def declare(self, node: Node, reject_unknown: bool = True, *, writable: bool = False) -> dict[str, Any]:
         """Declare every parameter on `node` (with its descriptor) and return the checked values. rclpy's
         own refusals (out of range, wrong type of an override) and, with reject_unknown, parameters the
-        table does not know become ValueErrors."""
+        table does not know become ValueErrors. With `writable`, no descriptor is read-only: the node's own
+        set-parameters callback then refuses a start-up parameter when it cannot take it (a lifecycle node
+        takes one while unconfigured)."""
         if reject_unknown:
             self.check_no_unknown(node)
         overrides = getattr(node, "_parameter_overrides", {})  # as in check_no_unknown
@@ -277,7 +281,7 @@ class ParameterTable:
                 # Reason: Parameter camera_height out of range ...")
                 spec.check(overrides[spec.name].value)
             try:
-                param = node.declare_parameter(spec.name, default, spec.descriptor())
+                param = node.declare_parameter(spec.name, default, spec.descriptor(writable))
             except (ParameterException, TypeError) as err:
                 raise ValueError(f"parameter {spec.name}: {err}") from err
             # a double-array parameter reads back as array.array
