@@ -1481,6 +1481,29 @@ def _stand_in_tf2_ros():
     return module
 
 
+def test_an_image_without_frame_id_is_refused_unless_camera_frame_names_it(rclpy_context):
+    """The depth image, its camera_info, the points and the static tf are in the camera's frame: with an
+    empty header.frame_id and no camera_frame they would name no frame (RViz and tf cannot place them), so
+    such an image is refused with the fix; camera_frame set, the same image is used."""
+    from banet_vo.ros.camera_input import CameraFrame
+    from std_msgs.msg import Header
+
+    frames = _frames(2)
+    for camera_frame, processed in (("", 0), ("cam_optical", 2)):
+        graph = Graph(rclpy_context, TruthEstimator(frames), {"camera_frame": camera_frame})
+        try:
+            for f in frames:
+                header = Header(frame_id="", stamp=sec_to_stamp(T0 + f.timestamp))
+                item = CameraFrame(header, T0 + f.timestamp, f.image, f.camera, time.monotonic())
+                graph.node._process(item)
+            snap = graph.node.snapshot()
+            assert snap["processed"] == processed and snap.get("bad_image", 0) == 2 - processed, snap
+            if not processed:
+                assert graph.logs("header.frame_id is empty; set the camera_frame parameter")
+        finally:
+            graph.close()
+
+
 @pytest.mark.parametrize("on_tf", [True, False])
 def test_the_extrinsic_is_read_once_then_tf_is_left_and_a_fallback_stays_warned(
     rclpy_context, monkeypatch, on_tf

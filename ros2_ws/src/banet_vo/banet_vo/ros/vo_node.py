@@ -52,6 +52,7 @@ from banet_vo.odometry.output_covariance import pose_covariance, step_covariance
 from banet_vo.odometry.pipeline import RELATIVE_TO_PREVIOUS
 from banet_vo.ros import log_bridge, topics
 from banet_vo.ros.camera_input import (
+    BAD_IMAGE,
     IMAGES_STOPPED,
     REPEATED_IMAGE,
     STREAM_PROBLEMS,
@@ -470,6 +471,13 @@ class VOShell:
         if item.calibration is not None:
             image, camera = self.rectifier.rectify(image, item.calibration)
         camera_frame = p.camera_frame or item.header.frame_id
+        if not camera_frame:  # depth, points and tf would name no frame: RViz and tf could not place them
+            self.events.warn(
+                BAD_IMAGE,
+                "image dropped: its header.frame_id is empty; set the camera_frame parameter to the "
+                "camera's optical frame",
+            )
+            return
         if self._extrinsic_error:
             self.events.warn(BAD_EXTRINSIC, f"frame dropped: {self._extrinsic_error}")
             return
