@@ -248,6 +248,8 @@ def write_markdown(
         )
     if args.reverse:
         partial += ", each clip played backwards (--reverse; references too)"
+    if Path(args.model).resolve() != DEFAULT_MODEL.resolve():
+        partial += f", model {Path(args.model).name}"
     if args.frontends:
         partial += f", front end {' / '.join(args.frontends)} only"
     if args.scales:

@@ -47,6 +47,7 @@ TOPICS = [
     "real_clips_scale1.5_cap500k_px",
     "real_clips_scale1.5_ground_plane",
     "real_clips_scale1.5_cap500k_px_ground_plane",
+    "real_clips_model_xfeat",
     "real_clips_jpeg95",
     "real_clips_jpeg75",
     "real_clips_gray",
@@ -98,6 +99,10 @@ GRAY_RUN_ARGS = (
     "--threads 1 --clips hololens,tartanair --frontends xfeat --scales learned,none --seeds 1,2,3 "
     "--references orb"
 ).split()
+MODEL_XFEAT_RUN_ARGS = (
+    "--threads 1 --model models/banet_small_xfeat.safetensors --frontends xfeat "
+    "--scales learned,ground_plane --seeds 0,1,2,3,4"
+).split()
 GROUND_10 = "--threads 1 --frontends xfeat --scales ground_plane --seeds 0,1,2,3,4,5,6,7,8,9".split()
 
 
@@ -116,6 +121,15 @@ RUNS = {
     # The default keypoint count beside half of it (docs/preregistered/max_keypoints.txt).
     "frame_profile": ("frame_profile", ["--threads", "2", "--max-keypoints", "2048,1024"]),
     "real_clips_every5": ("real_clips", ["--every", "5", "--seeds", "0,1,2,3,4", "--threads", "1"]),
+    # The other shipped BA-Net (XFeat's encoder, real-appearance training), beside the main table's default.
+    "real_clips_model_xfeat": (
+        "real_clips",
+        [
+            *MODEL_XFEAT_RUN_ARGS,
+            "--out",
+            str(RESULTS / "real_clips_model_xfeat.md"),
+        ],
+    ),
     # Half size, as published (docs/preregistered/feature_min_pixels.txt): without and with the upscale.
     **{
         f"real_clips_scale0.5{tag}": (

@@ -158,7 +158,7 @@ def _args(**changes) -> argparse.Namespace:
         max_frames=None, every=1, image_scale=1.0, jpeg_quality=None, gray=False, exposure=1.0,
         reverse=False, frontends=[], scales=[], tracking_overrides=[], depth_calibration=False,
         ba_hold=None, settle=False, live_param=[], live_only=False, threads=1,
-        started_at=datetime.datetime.now(datetime.UTC), code_version="x", model=Path("m.safetensors"),
+        started_at=datetime.datetime.now(datetime.UTC), code_version="x", model=real_clips.DEFAULT_MODEL,
         device="cpu",
     )  # fmt: skip
     return argparse.Namespace(**{**base, **changes})
@@ -175,6 +175,8 @@ def test_the_title_says_what_was_run(tmp_path) -> None:
     assert title() == "## Real clips: banet_vo vs classical references"
     assert title(settle=True).endswith("background threads waited for after each frame (--settle)")
     assert title(frontends=["xfeat"]).endswith(", front end xfeat only")
+    other = title(model=Path("models/banet_small_xfeat.safetensors"), frontends=["xfeat"])  # not the default
+    assert other.endswith(", model banet_small_xfeat.safetensors, front end xfeat only")
     assert "calibration (--depth-calibration)" in title(depth_calibration=True)
     live = ["background_ba:=true", "tracking_banet_min_interval:=0.5"]
     assert title(live_only=True) == "## Real clips, live node at real rate vs offline"
