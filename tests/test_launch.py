@@ -471,9 +471,12 @@ def test_vo_launch_activation_handler_matches_with_launch_ros(monkeypatch):
 
 
 def test_replay_launch_plays_with_clock_and_ships_an_rviz_config():
-    assert {"bag", "model", "device", "rate", "rviz", "image_transport"} <= _declared_arguments(REPLAY_LAUNCH)
+    declared = {"bag", "model", "device", "rate", "rviz", "image_transport", "play_delay"}
+    assert declared <= _declared_arguments(REPLAY_LAUNCH)
     text = REPLAY_LAUNCH.read_text()
     assert '"--clock"' in text and '"use_sim_time": "true"' in text
+    # the node subscribes after its model is loaded and warmed up: the bag waits for it, not the reverse
+    assert '"--delay",\n            LaunchConfiguration("play_delay")' in text
     # a compressed bag (banet-vo-bag --image-codec) replays too
     assert '"image_transport": LaunchConfiguration("image_transport")' in text
     assert 'os.path.join(share, "rviz", "banet_vo.rviz")' in text  # from the installed share directory

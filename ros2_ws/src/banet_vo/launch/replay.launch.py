@@ -47,6 +47,13 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("device", default_value="", description="auto, cuda or cpu (empty: auto)"),
         DeclareLaunchArgument("rate", default_value="1.0", description="bag playback speed factor"),
         DeclareLaunchArgument(
+            "play_delay",
+            default_value="10.0",
+            description="seconds ros2 bag play waits, its publishers made, before the first message: the "
+            "node loads and warms up its model (seconds; longer on a first CUDA start) and subscribes once it "
+            "sees the publishers, and images played before that are lost",
+        ),
+        DeclareLaunchArgument(
             "image_transport",
             default_value="",
             description="compressed for a bag of /camera/image_raw/compressed (banet-vo-bag --image-codec "
@@ -73,6 +80,8 @@ def generate_launch_description() -> LaunchDescription:
             "--clock",
             "--rate",
             LaunchConfiguration("rate"),
+            "--delay",
+            LaunchConfiguration("play_delay"),
         ],
         output="screen",
     )
