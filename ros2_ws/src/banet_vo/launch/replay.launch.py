@@ -50,8 +50,8 @@ def generate_launch_description() -> LaunchDescription:
             "play_delay",
             default_value="10.0",
             description="seconds ros2 bag play waits, its publishers made, before the first message: the "
-            "node loads and warms up its model (seconds; longer on a first CUDA start) and subscribes once it "
-            "sees the publishers, and images played before that are lost",
+            "node loads and warms up its model (seconds; longer on a first CUDA start) and subscribes once "
+            "it sees the publishers, and images played before that are lost",
         ),
         DeclareLaunchArgument(
             "image_transport",
