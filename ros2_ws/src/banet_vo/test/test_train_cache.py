@@ -84,3 +84,27 @@ def test_a_killed_writers_temporary_is_removed_and_a_live_ones_is_kept(tmp_path,
     assert not dead.exists() and live.exists() and other.exists()
     assert str(dead) in caplog.text and str(live) not in caplog.text
     assert load_cache(path)["sequences"] == []
+
+
+def test_a_temporary_that_vanishes_while_stale_ones_are_cleared_is_skipped(tmp_path, monkeypatch):
+    """Another run's save may rename its temporary away (or clear the same dead one) between the listing
+    and the removal: that file is simply not ours to remove, and the save goes on."""
+    from pathlib import Path
+
+    from banet_vo.model import checkpoint
+
+    path = tmp_path / "render.pt"
+    gone = tmp_path / ".render.pt.gone.tmp"
+    gone.write_bytes(b"x")
+    real_glob = Path.glob
+
+    def glob_then_vanish(self, pattern):
+        found = list(real_glob(self, pattern))
+        gone.unlink(missing_ok=True)  # the other writer's rename, after our listing
+        return iter(found)
+
+    monkeypatch.setattr(Path, "glob", glob_then_vanish)
+    assert checkpoint.remove_stale_temps(tmp_path, path.name, unmodified_s=0.0) == []
+    monkeypatch.undo()
+    save_cache({"format": CACHE_FORMAT, "sequences": []}, path)
+    assert load_cache(path)["sequences"] == []

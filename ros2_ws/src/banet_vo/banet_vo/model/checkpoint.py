@@ -175,12 +175,16 @@ def remove_stale_temps(
     removed = []
     now = time.time()
     for entry in sorted(folder.glob(pattern)):
-        if unmodified_s is not None and now - entry.lstat().st_mtime < unmodified_s:
+        try:  # another process may rename or remove it meanwhile (a shared folder): then it is not ours
+            info = entry.lstat()
+            if unmodified_s is not None and now - info.st_mtime < unmodified_s:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except FileNotFoundError:
             continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
         removed.append(entry)
     return removed
 

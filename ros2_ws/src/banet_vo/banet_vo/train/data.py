@@ -160,8 +160,11 @@ def save_cache(cache: dict, path: str | Path) -> Path:
     umask). Temporaries of the same cache that a killed write left (untouched for STALE_CACHE_TEMP_S) are
     removed first, each named: a cache runs to gigabytes."""
     path = Path(path)
-    for stale in remove_stale_temps(path.parent, path.name, unmodified_s=STALE_CACHE_TEMP_S):
-        logger.warning("render cache: removed %s, left by a killed write", stale)
+    try:  # housekeeping: a failure here must not cost the cache just rendered
+        for stale in remove_stale_temps(path.parent, path.name, unmodified_s=STALE_CACHE_TEMP_S):
+            logger.warning("render cache: removed %s, left by a killed write", stale)
+    except OSError as err:
+        logger.warning("render cache: stale temporaries beside %s not removed: %s", path, err)
     return write_atomically(path, lambda f: torch.save(cache, f))
 
 
