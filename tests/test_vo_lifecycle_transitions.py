@@ -235,3 +235,24 @@ def test_start_up_parameters_are_set_while_unconfigured_and_refused_while_config
         assert node.params.base_frame == "chassis" and node.params.model == "other.safetensors"
     finally:
         node.destroy_node()
+
+
+def test_what_rclpy_adds_while_unconfigured_survives_cleanup_and_the_log_bridge_comes_back(rclpy_context):
+    """use_sim_time set while unconfigured makes rclpy subscribe /clock on the node: cleanup releases what
+    configure and activate made, not that (sim time would stop advancing). After a cleanup the next
+    configure forwards the banet_vo Python logging to the node again."""
+    node = _node(rclpy_context, "vo_sim_time_kept")
+    try:
+        assert _set(node, use_sim_time=True).successful
+        clock = sum(s.topic_name == "/clock" for s in node.subscriptions)
+        assert clock == 1
+        for _ in range(2):
+            assert node.trigger_configure() == SUCCESS
+            assert node._log_handler is not None
+            assert node.trigger_activate() == SUCCESS
+            assert node.trigger_deactivate() == SUCCESS
+            assert node.trigger_cleanup() == SUCCESS
+            assert sum(s.topic_name == "/clock" for s in node.subscriptions) == clock
+            assert node._log_handler is None
+    finally:
+        node.destroy_node()

@@ -25,7 +25,6 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from banet_vo.odometry import PairEstimator
-from banet_vo.ros import log_bridge
 from banet_vo.ros.node_shell import node_main
 from banet_vo.ros.params import PARAMS, params_from_values
 from banet_vo.ros.topics import NODE_NAME
@@ -53,15 +52,16 @@ class VOLifecycleNode(LifecycleNode, VOShell):
         self._param_callback: Callable | None = None
         for name in MADE_BY_CONFIGURE:
             setattr(self, name, None)
-        # What the node holds unconfigured: anything beyond it was made by a configure or an activate.
+        # What the node holds unconfigured (taken again at each configure: rclpy adds entities of its own
+        # meanwhile, e.g. /clock's subscription when use_sim_time is set): anything beyond it was made by a
+        # configure or an activate.
         self._unconfigured_entities = self._entities()
 
     # -- parameters ----------------------------------------------------------------------------------
-    def _declare_parameters(self) -> dict[str, Any]:
+    def _declare_parameters(self, writable: bool = True) -> dict[str, Any]:
         """As VOShell's, but no parameter is read-only to rclpy: `_on_set_startup_parameters` (for the
         node's whole life) takes a start-up parameter while unconfigured and refuses it while configured."""
-        values = PARAMS.declare(self, writable=True)
-        self.add_pre_set_parameters_callback(self._expand_renamed)
+        values = super()._declare_parameters(writable=writable)
         self.add_on_set_parameters_callback(self._on_set_startup_parameters)
         return values
 
@@ -113,6 +113,8 @@ class VOLifecycleNode(LifecycleNode, VOShell):
         for name in MADE_BY_CONFIGURE:
             setattr(self, name, None)
         self._param_callback = None
+        self._unconfigured_entities = self._entities()
+        self._attach_log()  # what loading the model logs goes to /rosout and the log file too
         try:
             self.params = params_from_values(self._current_values())
             # The extrinsic's tf listener subscribes /tf and /tf_static: a configure that fails after it was
@@ -214,8 +216,7 @@ class VOLifecycleNode(LifecycleNode, VOShell):
             with contextlib.suppress(ValueError):  # already removed by _release
                 self.remove_on_set_parameters_callback(self._param_callback)
             self._param_callback = None
-        if self._log_handler is not None:
-            log_bridge.detach(self._log_handler)
+        self._detach_log()
         if self.vo is not None:
             self._try("closing the odometry", lambda: self._close_odometry(stopped))
         for name in MADE_BY_CONFIGURE:

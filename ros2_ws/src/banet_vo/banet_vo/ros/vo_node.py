@@ -324,10 +324,11 @@ class VOShell:
         return self.camera_input.info_sub if self.camera_input is not None else None
 
     # -- parameters at run time (executor thread) ---------------------------------------------------
-    def _declare_parameters(self) -> dict[str, Any]:
+    def _declare_parameters(self, writable: bool = False) -> dict[str, Any]:
         """Declare the table (its values returned) and, for the node's whole life, configured or not,
-        carry a deprecated name's value to its new names as it is set."""
-        values = PARAMS.declare(self)
+        carry a deprecated name's value to its new names as it is set. `writable`: no parameter is
+        read-only to rclpy (the lifecycle node refuses start-up ones itself while configured)."""
+        values = PARAMS.declare(self, writable=writable)
         self.add_pre_set_parameters_callback(self._expand_renamed)
         return values
 
