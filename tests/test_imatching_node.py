@@ -667,3 +667,31 @@ def test_the_shared_ros_codes_log_lines_reach_rosout_under_the_node(rclpy_contex
         graph.close()
         graph.executor.remove_node(rec)
         rec.destroy_node()
+
+
+def test_a_node_that_fails_after_its_matcher_loaded_leaves_no_thread_or_log_handler(
+    rclpy_context, random_matcher, monkeypatch
+):
+    """Construction failing late (here the image input) must not leave the adaptation thread running nor
+    the node's log handlers attached (they would forward every later banet_vo line to a dead node)."""
+    from banet_vo.ros import log_bridge
+    from imatching_online.ros import node as node_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no image input")
+
+    monkeypatch.setattr(node_module, "CameraInput", broken)
+    before = {t.name for t in threading.enumerate()}
+    with pytest.raises(RuntimeError, match="no image input"):
+        ImatchingNode(
+            context=rclpy_context,
+            parameter_overrides=[
+                Parameter(k, value=v) for k, v in {**FAST, "matcher": str(random_matcher)}.items()
+            ],
+            cli_args=REMAPS,
+        )
+    assert not log_bridge._attached.get("imatching_online")
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline and {t.name for t in threading.enumerate()} - before:
+        time.sleep(0.05)
+    assert not ({t.name for t in threading.enumerate()} - before)

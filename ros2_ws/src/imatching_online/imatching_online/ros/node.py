@@ -104,6 +104,20 @@ class ImatchingNode(Node):
             self._detach_logs()
             super().destroy_node()  # nothing else was created yet
             raise
+        try:
+            self._build()
+        except BaseException:  # a node that did not start leaves no thread, handler or entity behind
+            if getattr(self, "camera_input", None) is not None:
+                self.camera_input.close()
+            if getattr(self, "worker", None) is not None:
+                self.worker.stop(timeout=10.0)
+            self._detach_logs()
+            super().destroy_node()
+            raise
+
+    def _build(self) -> None:
+        """Everything after the parameters and the matcher: counters, publishers, services, the worker,
+        the image input and the diagnostics timer."""
         p = self.params
         self.events = EventCounters(self.get_logger().warning)
         self._state = "waiting for images"
