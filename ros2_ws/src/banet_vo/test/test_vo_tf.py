@@ -43,6 +43,8 @@ class FakeLogger:
 
 
 class FakeNode:
+    executor = None  # as an rclpy Node not added to an executor: a resolved source unsubscribes at once
+
     def __init__(self) -> None:
         self.logger = FakeLogger()
 

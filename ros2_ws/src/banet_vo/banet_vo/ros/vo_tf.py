@@ -142,7 +142,10 @@ class ExtrinsicSource:
         """Unsubscribe the tf listener, if any (a lifecycle cleanup; the next configure makes a new one)."""
         listener, self._listener = self._listener, None  # once, from whichever thread comes first
         if listener is not None:
-            listener.unregister()
+            try:  # as an executor task, an exception would stop the node's executor: said, not raised
+                listener.unregister()
+            except Exception as err:
+                self._node.get_logger().warning(f"tf listener not unsubscribed: {type(err).__name__}: {err}")
 
     def resolve(self, camera_frame: str, base_frame: str) -> np.ndarray | None:
         import rclpy.time
@@ -160,7 +163,8 @@ class ExtrinsicSource:
                 )
                 self._node.get_logger().warning(
                     f"no transform {base_frame} → {camera_frame} on tf after {self._timeout:g} s "
-                    f"({type(err).__name__}): using base_camera_xyz/rpy until restart"
+                    f"({type(err).__name__}): using base_camera_xyz/rpy until a restart or a lifecycle "
+                    "cleanup"
                 )
                 self._resolved()
                 return self._T_params
