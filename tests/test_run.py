@@ -581,3 +581,24 @@ def test_metrics_are_strict_json_when_a_figure_is_not_a_number(tmp_path):
     assert summary["node"]["last_cost"] is None  # NaN: nothing estimated yet
     for path in out.glob("*.json"):
         json.loads(path.read_text(), parse_constant=_refuse_constant)
+
+
+def test_a_bag_whose_images_name_no_frame_is_refused_up_front_with_the_fix(tmp_path, monkeypatch):
+    """The node refuses images with an empty frame_id unless camera_frame names it: banet-vo-run says so
+    before playing (exit 2) instead of ending with no odometry, and runs once camera_frame is given."""
+    from banet_vo.data import bags
+
+    image_message = bags.image_message
+    # a recorder that left header.frame_id empty (write_bag itself refuses an empty frame name)
+    monkeypatch.setattr(bags, "image_message", lambda image, t_ns, frame_id: image_message(image, t_ns, ""))
+    frames = _frames()[:4]
+    bag_path = tmp_path / "bag"
+    write_bag(frames, bag_path, start_time=T0)
+    monkeypatch.undo()
+    out = tmp_path / "out"
+    argv = [str(bag_path), "--out", str(out), "--param", "frontend:=none", "--no-plots"]
+    assert run.main(argv, estimator=TruthEstimator(frames)) == 2
+    assert not out.exists()
+    argv += ["--param", "camera_frame:=cam_optical"]
+    assert run.main(argv, estimator=TruthEstimator(frames)) == 0
+    assert json.loads((out / "metrics.json").read_text())["frames_published"] == 4

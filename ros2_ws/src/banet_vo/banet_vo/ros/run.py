@@ -317,6 +317,13 @@ def _validate(args: argparse.Namespace, check_model: bool = True) -> None:
             )
         else:
             args.play_topics.append(args.camera_info_topic)
+        first = next(reader.messages([args.bag_image_topic]), None)
+        if first is not None and not first[1].header.frame_id and not given.get("camera_frame"):
+            # the node would refuse every image (depth, points and tf would name no frame)
+            raise ValueError(
+                f"the images on {args.bag_image_topic} have no header.frame_id: pass --param "
+                "camera_frame:=<the camera's optical frame>"
+            )
         if TF_STATIC_TOPIC in reader.topics:
             _extrinsic_from_bag(args, reader, given)
     # The player plays neither /tf nor /tf_static: where tf2_ros is importable (a distro), auto would hold
