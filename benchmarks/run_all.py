@@ -99,10 +99,11 @@ GRAY_RUN_ARGS = (
     "--threads 1 --clips hololens,tartanair --frontends xfeat --scales learned,none --seeds 1,2,3 "
     "--references orb"
 ).split()
-MODEL_XFEAT_RUN_ARGS = (
-    "--threads 1 --model models/banet_small_xfeat.safetensors --frontends xfeat "
-    "--scales learned,ground_plane --seeds 0,1,2,3,4"
-).split()
+MODEL_XFEAT_RUN_ARGS = [
+    *"--threads 1 --frontends xfeat --scales learned,ground_plane --seeds 0,1,2,3,4".split(),
+    "--model",
+    str(ROOT / "models" / "banet_small_xfeat.safetensors"),
+]
 GROUND_10 = "--threads 1 --frontends xfeat --scales ground_plane --seeds 0,1,2,3,4,5,6,7,8,9".split()
 
 

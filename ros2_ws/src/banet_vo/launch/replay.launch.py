@@ -3,7 +3,8 @@
     ros2 launch banet_vo replay.launch.py bag:=/path/to/kitti06_bag
 
 Arguments: bag (rosbag2 directory, e.g. written by `banet-vo-bag`), model (default: the shipped one),
-device, rate (playback speed), image_transport (compressed for a bag of /camera/image_raw/compressed),
+device, rate (playback speed), play_delay (seconds the bag waits for the node, 10),
+image_transport (compressed for a bag of /camera/image_raw/compressed),
 rviz (auto, true or false: RViz with the package's rviz/banet_vo.rviz),
 params_file (optional node parameters YAML); model and device left empty are the params file's or the
 node's. The node runs with use_sim_time so its clock follows the bag. Without a ROS 2 distro,

@@ -168,7 +168,8 @@ PARAMS = ParameterTable(
     ParameterSpec(
         "camera_frame",
         "",
-        "optical frame of the camera (empty: the frame_id of the incoming images)",
+        "optical frame of the camera (empty: the frame_id of the incoming images; an image without one is "
+        "then refused)",
     ),
     ParameterSpec(
         "base_camera_xyz", [0.0, 0.0, 0.0], "camera centre in base_frame [m] (x forward, y left, z up)"

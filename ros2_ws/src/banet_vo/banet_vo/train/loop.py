@@ -523,13 +523,13 @@ def _load_resume(
             f"{', '.join(differ)}; a new run (--overwrite or another --out) can start from its weights "
             "with --init-weights"
         )
-    processes = loaded["meta"].get("processes", 1)  # units before DDP was recorded: one process
+    processes = loaded["meta"].get("processes", 1)  # a unit without the key: one process, as all were then
     if int(processes) != world:
         raise RunDirectoryError(
             f"resume: {unit.path} was written by a run of {processes} process(es), this one has {world}: "
             "the batch (batch_size per process) and the pairs each step deals out would change. Resume with "
-            f"{processes} process(es) (torchrun --nproc_per_node {processes}), or start a new run from its "
-            "weights with --init-weights"
+            f"{processes} process(es) in all (torchrun's --nproc_per_node times its nodes), or start a new "
+            "run from its weights with --init-weights"
         )
     state = loaded["state"]
     if "train_config" not in state:
