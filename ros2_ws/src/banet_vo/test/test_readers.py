@@ -137,6 +137,26 @@ def test_tum_fixture(tmp_path: Path) -> None:
         np.testing.assert_allclose(frame.pose, expected, atol=1e-12)
 
 
+def test_tum_frames_without_ground_truth_are_left_out_with_a_warning(tmp_path: Path, caplog) -> None:
+    """Ground truth sparser than the camera (a 10 Hz tracker, a 30 Hz camera) keeps only the frames it
+    reaches: that must be said at WARNING, since the run on the rest still looks valid."""
+    root = tmp_path / "tum"
+    make_tum_fixture(root, with_k=True)
+    full = len(open_sequence(root, format="tum"))
+    lines = [
+        ln for ln in (root / "groundtruth.txt").read_text().splitlines() if ln and not ln.startswith("#")
+    ]
+    (root / "groundtruth.txt").write_text("\n".join(lines[::10]) + "\n")  # 10 Hz, the camera 30 Hz
+    caplog.clear()
+    sparse = open_sequence(root, format="tum")
+    assert len(sparse) < full
+    warned = [
+        r for r in caplog.records if r.levelname == "WARNING" and "rgb frames left out" in r.getMessage()
+    ]
+    rgb = 10  # the fixture's frames; frame 4 has no depth in either case
+    assert warned and f"{rgb - len(sparse)} of {rgb} rgb frames left out" in warned[0].getMessage()
+
+
 def test_tum_strict_tolerance_and_k_file(tmp_path: Path) -> None:
     root = tmp_path / "tum"
     make_tum_fixture(root, with_k=True)
