@@ -92,6 +92,22 @@ def test_a_frame_missing_from_a_numbered_folder_keeps_its_gap(tmp_path, kitti06_
         open_sequence(seq_dir)
 
 
+def test_a_cut_of_kitti_images_beside_the_whole_recordings_files_reads_its_own_lines(tmp_path, kitti06_dir):
+    """KITTI's poses/NN.txt and times.txt have one line per frame of the whole drive (line k is frame k).
+    A user's cut of the images (frames 10-14, one missing) beside those whole files takes the lines of its
+    own frames (it was refused: 51 lines for 4 images)."""
+    seq_dir = _kitti_tree(tmp_path, kitti06_dir, frames=51)
+    whole = open_sequence(seq_dir)
+    times = "\n".join(f"{0.1 * k:.6f}" for k in range(51)) + "\n"
+    (seq_dir / "times.txt").write_text(times)
+    for k in [*range(10), 12, *range(15, 51)]:
+        (seq_dir / "image_0" / f"{k:06d}.png").unlink()
+    cut = open_sequence(seq_dir)
+    assert len(cut) == 4
+    np.testing.assert_array_equal(cut.poses, whole.poses[[10, 11, 13, 14]])
+    np.testing.assert_allclose(cut.timestamps, [1.0, 1.1, 1.3, 1.4], atol=1e-9)
+
+
 def test_a_hololens_frame_missing_keeps_its_gap(tmp_path, hololens_dir):
     root = tmp_path / "scene"
     (root / "images").mkdir(parents=True)

@@ -200,8 +200,11 @@ def test_kitti_official_layout(tmp_path: Path, kitti06_dir: Path) -> None:
     assert seq.name == "06" and len(seq) == 3 and seq.camera.fx == pytest.approx(707.0912)
     np.testing.assert_allclose(seq.timestamps, [0.0, 0.1036793, 0.2073585])
     np.testing.assert_allclose(seq.poses[2, :3].reshape(-1), np.array(poses[2].split(), float))
+    # The whole drive's file (line k is frame k, as KITTI ships it) beside the first 3 images: their lines.
     (tmp_path / "dataset" / "poses" / "06.txt").write_text("\n".join(poses[:5]) + "\n")
-    with pytest.raises(ValueError, match=r"06\.txt has 5 lines"):
+    np.testing.assert_array_equal(open_sequence(seq_dir).poses, seq.poses)
+    (tmp_path / "dataset" / "poses" / "06.txt").write_text("\n".join(poses[:2]) + "\n")
+    with pytest.raises(ValueError, match=r"06\.txt has 2 lines"):
         open_sequence(seq_dir)
 
 

@@ -116,16 +116,34 @@ def warn_off_centre(camera: PinholeCamera, source: str) -> None:
 
 
 def frame_rows(
-    table: np.ndarray, path: Path, what: str, count: int, numbers: np.ndarray | None
+    table: np.ndarray,
+    path: Path,
+    what: str,
+    count: int,
+    numbers: np.ndarray | None,
+    line_is_frame: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(rows, their 1-based line numbers among the table's lines) of a one-line-per-frame table that
     belong to the sequence's `count` frames. When images are missing from a numbered folder
     (`frame_numbers`) and the table has a line for every number from the first to the last, the lines of
-    the frames that are there (each row keeps its own frame)."""
+    the frames that are there (each row keeps its own frame). `line_is_frame`: the table may be a whole
+    recording's file whose line k is frame k (KITTI's poses/NN.txt and times.txt beside a cut of its
+    images): the lines of the images' numbers."""
     if len(table) == count:
         return table, np.arange(1, count + 1)
     if numbers is not None and len(numbers) == count:
         span = int(numbers[-1] - numbers[0]) + 1
+        if line_is_frame and len(table) > numbers[-1] and len(table) != span:
+            log.info(
+                "%s file %s: %d lines, one per frame of the whole recording; the lines of frames %d-%d are "
+                "the images'",
+                what,
+                path,
+                len(table),
+                numbers[0],
+                numbers[-1],
+            )
+            return table[numbers], numbers + 1
         if len(table) == span:
             log.warning(
                 "%s file %s: %d frames between %d and %d have no image; their lines are left out",
@@ -149,17 +167,24 @@ def frame_rows(
     raise ValueError(f"{what} file {path} has {len(table)} lines but the sequence has {count} images")
 
 
-def read_poses(path: Path, count: int, numbers: np.ndarray | None = None) -> np.ndarray:
+def read_poses(
+    path: Path, count: int, numbers: np.ndarray | None = None, line_is_frame: bool = False
+) -> np.ndarray:
     """Camera-to-world poses, one per line as 12 (3x4) or 16 (4x4) row-major numbers -> (N, 4, 4);
-    `numbers`: the images' frame numbers (`frame_rows`)."""
-    table, lines = frame_rows(read_table(path, (12, 16), "poses"), path, "poses", count, numbers)
+    `numbers`, `line_is_frame`: the images' frame numbers and how lines map to them (`frame_rows`)."""
+    table, lines = frame_rows(
+        read_table(path, (12, 16), "poses"), path, "poses", count, numbers, line_is_frame
+    )
     rows = zip(lines, table, strict=True)
     return np.stack([check_pose(row.reshape(-1, 4), f"{path} line {n}") for n, row in rows])
 
 
-def read_times(path: Path, count: int, numbers: np.ndarray | None = None) -> np.ndarray:
-    """One timestamp (seconds) per line -> (N,), strictly increasing; `numbers` as for read_poses."""
-    table, _ = frame_rows(read_table(path, 1, "times"), path, "times", count, numbers)
+def read_times(
+    path: Path, count: int, numbers: np.ndarray | None = None, line_is_frame: bool = False
+) -> np.ndarray:
+    """One timestamp (seconds) per line -> (N,), strictly increasing; `numbers`, `line_is_frame` as for
+    read_poses."""
+    table, _ = frame_rows(read_table(path, 1, "times"), path, "times", count, numbers, line_is_frame)
     return check_timestamps(table[:, 0], str(path))
 
 

@@ -111,7 +111,7 @@ class KittiSequence(FileSequence):
         n = len(images)
         numbers = frame_numbers(images)
         if (path / "times.txt").is_file():
-            times = read_times(path / "times.txt", n, numbers)
+            times = read_times(path / "times.txt", n, numbers, line_is_frame=True)
         else:
             times = numbered_times(numbers, n, KITTI_RATE_HZ, path / folder)
         # Absolute, links kept: the official tree's poses/<seq>.txt is found from "." or "07" as from a full
@@ -122,7 +122,7 @@ class KittiSequence(FileSequence):
             there = path.resolve()
             candidates.append(there.parent.parent / "poses" / f"{there.name}.txt")
             poses_path = next((c for c in candidates if c.is_file()), None)
-        poses = None if poses_path is None else read_poses(Path(poses_path), n, numbers)
+        poses = None if poses_path is None else read_poses(Path(poses_path), n, numbers, line_is_frame=True)
         if poses is not None:
             poses = poses @ T_cam0_camera(calib, key)  # T_w_cam = T_w_cam0 · T_cam0_cam
         super().__init__(name or here.name, images, camera, times, poses)
