@@ -221,6 +221,10 @@ def test_a_bad_pose_is_named_by_its_line_in_the_file(tmp_path, kitti06_dir):
     poses_file.write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=r"06\.txt line 5 rotation"):
         open_sequence(seq_dir)
+    # Comment and blank lines count: the line named is the one an editor shows.
+    poses_file.write_text("# poses of drive 06\n\n" + "\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"06\.txt line 7 rotation"):
+        open_sequence(seq_dir)
 
 
 def test_real_clips_says_a_readers_warning_once(tmp_path, hololens_dir, caplog):

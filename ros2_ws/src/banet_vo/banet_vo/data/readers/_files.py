@@ -115,6 +115,12 @@ def warn_off_centre(camera: PinholeCamera, source: str) -> None:
         )
 
 
+def data_lines(path: Path) -> np.ndarray:
+    """The 1-based line numbers in `path` of the rows read_table reads (blank and '#' lines skipped)."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return np.array([n for n, line in enumerate(f, 1) if line.split("#", 1)[0].strip()], dtype=np.int64)
+
+
 def frame_rows(
     table: np.ndarray,
     path: Path,
@@ -123,7 +129,22 @@ def frame_rows(
     numbers: np.ndarray | None,
     line_is_frame: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, their 1-based line numbers among the table's lines) of a one-line-per-frame table that
+    """(rows, their 1-based line numbers in the file, comments counted) of a one-line-per-frame table
+    that belong to the sequence's `count` frames (`_frame_rows`)."""
+    rows, positions = _frame_rows(table, path, what, count, numbers, line_is_frame)
+    lines = data_lines(path)
+    return rows, (lines[positions - 1] if len(lines) == len(table) else positions)
+
+
+def _frame_rows(
+    table: np.ndarray,
+    path: Path,
+    what: str,
+    count: int,
+    numbers: np.ndarray | None,
+    line_is_frame: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, their 1-based positions among the table's rows) of a one-line-per-frame table that
     belong to the sequence's `count` frames. When images are missing from a numbered folder
     (`frame_numbers`) and the table has a line for every number from the first to the last, the lines of
     the frames that are there (each row keeps its own frame). `line_is_frame`: the table may be a whole
