@@ -115,28 +115,15 @@ def warn_off_centre(camera: PinholeCamera, source: str) -> None:
         )
 
 
-def data_lines(path: Path) -> np.ndarray:
-    """The 1-based line numbers in `path` of the rows read_table reads (blank and '#' lines skipped)."""
+def file_lines(path: Path, table: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The 1-based line numbers in `path` (blank and '#' lines counted, as an editor shows them) of the
+    rows of read_table's `table` at 1-based `positions` (frame_rows' second value)."""
     with open(path, encoding="utf-8", errors="replace") as f:
-        return np.array([n for n, line in enumerate(f, 1) if line.split("#", 1)[0].strip()], dtype=np.int64)
+        lines = np.array([n for n, line in enumerate(f, 1) if line.split("#", 1)[0].strip()], dtype=np.int64)
+    return lines[positions - 1] if len(lines) == len(table) else positions
 
 
 def frame_rows(
-    table: np.ndarray,
-    path: Path,
-    what: str,
-    count: int,
-    numbers: np.ndarray | None,
-    line_is_frame: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, their 1-based line numbers in the file, comments counted) of a one-line-per-frame table
-    that belong to the sequence's `count` frames (`_frame_rows`)."""
-    rows, positions = _frame_rows(table, path, what, count, numbers, line_is_frame)
-    lines = data_lines(path)
-    return rows, (lines[positions - 1] if len(lines) == len(table) else positions)
-
-
-def _frame_rows(
     table: np.ndarray,
     path: Path,
     what: str,
@@ -193,10 +180,9 @@ def read_poses(
 ) -> np.ndarray:
     """Camera-to-world poses, one per line as 12 (3x4) or 16 (4x4) row-major numbers -> (N, 4, 4);
     `numbers`, `line_is_frame`: the images' frame numbers and how lines map to them (`frame_rows`)."""
-    table, lines = frame_rows(
-        read_table(path, (12, 16), "poses"), path, "poses", count, numbers, line_is_frame
-    )
-    rows = zip(lines, table, strict=True)
+    table = read_table(path, (12, 16), "poses")
+    rows, positions = frame_rows(table, path, "poses", count, numbers, line_is_frame)
+    rows = zip(file_lines(path, table, positions), rows, strict=True)
     return np.stack([check_pose(row.reshape(-1, 4), f"{path} line {n}") for n, row in rows])
 
 

@@ -23,6 +23,7 @@ from scipy.spatial.transform import Rotation
 from banet_vo.data.readers._files import (
     FileSequence,
     absolute,
+    file_lines,
     frame_numbers,
     frame_rows,
     images_at_rate,
@@ -56,7 +57,9 @@ def native_camera(width: int, height: int) -> PinholeCamera:
 def read_ned_poses(path: Path, count: int, numbers: np.ndarray | None = None) -> np.ndarray:
     """pose_left.txt -> (N, 4, 4) camera-to-world poses in the optical frame; `numbers`: the images'
     frame numbers (a line per number when some images are missing)."""
-    table, lines = frame_rows(read_table(path, 7, "poses"), path, "poses", count, numbers)
+    whole = read_table(path, 7, "poses")
+    table, positions = frame_rows(whole, path, "poses", count, numbers)
+    lines = file_lines(path, whole, positions)
     norms = np.linalg.norm(table[:, 3:], axis=1)
     bad = np.flatnonzero(~(np.abs(norms - 1.0) < 1e-3))
     if bad.size:
