@@ -324,8 +324,8 @@ def _validate(args: argparse.Namespace, check_model: bool = True) -> None:
                 f"the images on {args.bag_image_topic} have no header.frame_id: pass --param "
                 "camera_frame:=<the camera's optical frame>"
             )
-        if TF_STATIC_TOPIC in reader.topics:
-            _extrinsic_from_bag(args, reader, given)
+        if TF_STATIC_TOPIC in reader.topics and first is not None:
+            _extrinsic_from_bag(args, reader, given, first[1])
     # The player plays neither /tf nor /tf_static: where tf2_ros is importable (a distro), auto would hold
     # the first extrinsic_timeout seconds of frames waiting for a transform that never comes. (An explicit
     # tf stays: a robot_state_publisher run beside the replay can serve it.)
@@ -374,15 +374,16 @@ def _given_params(args: argparse.Namespace) -> dict[str, Any]:
     return given
 
 
-def _extrinsic_from_bag(args: argparse.Namespace, reader: BagReader, given: dict[str, Any]) -> None:
+def _extrinsic_from_bag(
+    args: argparse.Namespace, reader: BagReader, given: dict[str, Any], first_image: Any
+) -> None:
     """The camera's mounting from the bag's /tf_static (robot_state_publisher's tree): base_frame → the
     images' frame_id, passed on as --param base_camera_xyz/rpy (there is no tf2_ros buffer to ask here).
     Nothing is added when the tree does not connect the two frames, or when --params-file or --param set
-    base_camera_* (theirs win; a warning when they differ from the tree's)."""
-    first = next(reader.messages([args.bag_image_topic]), None)
-    if first is None:
-        return
-    camera = given.get("camera_frame", PARAMS["camera_frame"].default) or first[1].header.frame_id.lstrip("/")
+    base_camera_* (theirs win; a warning when they differ from the tree's). `first_image`: the bag's first
+    image message."""
+    camera = given.get("camera_frame", PARAMS["camera_frame"].default)
+    camera = camera or first_image.header.frame_id.lstrip("/")
     base = given.get("base_frame", PARAMS["base_frame"].default)
     tree = static_transforms(msg for _, msg in reader.messages([TF_STATIC_TOPIC]))
     T = transform_between(tree, base, camera)

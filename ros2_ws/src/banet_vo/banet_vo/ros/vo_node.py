@@ -132,14 +132,9 @@ class VOShell:
         """Everything but the image input: odometry, outputs, services, worker, diagnostics."""
         p = self.params
         # First: an odometry that cannot be built (a matcher that does not load) leaves nothing made. The
-        # log bridge is attached before it, so that what building it logs (the depth calibration in use)
-        # reaches the node's log, and detached again when it fails.
-        self._attach_log()
-        try:
-            self.vo = make_odometry(estimator, p.odometry)
-        except BaseException:
-            self._detach_log()
-            raise
+        # caller (construction, a lifecycle configure) attached the log bridge before it, so that what
+        # building it logs (the depth calibration in use) reaches the node's log.
+        self.vo = make_odometry(estimator, p.odometry)
         self._values = self._current_values()
         self.estimator = estimator
         self.events = EventCounters(self.get_logger().warning)
@@ -469,8 +464,6 @@ class VOShell:
         self._between_frames()
         p = self.params
         image, camera = item.image, item.camera
-        if item.calibration is not None:
-            image, camera = self.rectifier.rectify(image, item.calibration)
         camera_frame = p.camera_frame or item.header.frame_id
         if not camera_frame:  # depth, points and tf would name no frame: RViz and tf could not place them
             self.events.warn(
@@ -479,6 +472,8 @@ class VOShell:
                 "camera's optical frame",
             )
             return
+        if item.calibration is not None:
+            image, camera = self.rectifier.rectify(image, item.calibration)
         if self._extrinsic_error:
             self.events.warn(BAD_EXTRINSIC, f"frame dropped: {self._extrinsic_error}")
             return

@@ -100,11 +100,6 @@ class ImatchingNode(Node):
         try:
             self.params: NodeParams = declare_parameters(self)
             self.stream = self._load(self.params)
-        except BaseException:
-            self._detach_logs()
-            super().destroy_node()  # nothing else was created yet
-            raise
-        try:
             self._build()
         except BaseException:  # a node that did not start leaves no thread, handler or entity behind
             if getattr(self, "camera_input", None) is not None:
