@@ -10,7 +10,6 @@ ablations and of photometric BA is swept once on the validation scenes and reuse
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from banet_vo.evaluation.pairs import (
     format_results,
     load_model,
 )
+from banet_vo.evaluation.report import write_json
 
 from benchmarks.section import header_lines, variant_out
 
@@ -73,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         if (DATA / name).is_dir():
             sets += [(title, ds) for _, ds in build_sets([str(DATA / name)], [1], config, args.cache_dir)]
     results = evaluate_sets(estimator, sets, METHODS, lambdas, max_pairs=args.max_pairs)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"lambda": lambdas, "sweep": sweep, "sets": results}, indent=2))
+    write_json(args.json, {"lambda": lambdas, "sweep": sweep, "sets": results})
 
     title, blank, command, machine, date = header_lines(
         "BA-Net two-view evaluation (Table 1 protocol)",

@@ -16,13 +16,13 @@ frames 30 to the end. An adapted matcher whose metadata says it saw frame 30 or 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from banet_vo.evaluation.report import write_json
 from imatching_online.evaluation import RANSAC_TRIALS
 
 from benchmarks.process_memory import proc_status_mb
@@ -203,8 +203,7 @@ def accuracy(args, argv) -> int:
                 markdown_table(seen_results),
                 "",
             ]
-    (ROOT / "runs").mkdir(exist_ok=True)
-    (ROOT / "runs" / "imatching_accuracy.json").write_text(json.dumps(raw, indent=2))
+    write_json(ROOT / "runs" / "imatching_accuracy.json", raw)
     _write(RESULTS / "imatching_accuracy.md", lines)
     return 0
 

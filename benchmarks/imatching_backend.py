@@ -13,7 +13,6 @@ benchmarks/results/imatching_backend.md.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import torch
 from banet_vo.data import open_sequence
+from banet_vo.evaluation.report import write_json
 from imatching_online.adapt import AdaptConfig, OnlineAdapter, match_window
 from imatching_online.ba import WindowConfig, solve_window
 from imatching_online.matcher.io import XFEAT_PRETRAINED, load_matcher
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
         ],
     )
     if args.json:
-        args.json.write_text(json.dumps(payload, indent=2))
+        write_json(args.json, payload)
     return 0
 
 

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from banet_vo.evaluation.report import write_json
 from banet_vo.provenance import code_version
 
 from benchmarks.real_clips import DATA, tracking_config
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
     if args.json is not None:
-        args.json.write_text(json.dumps(rows, indent=1))
+        write_json(args.json, rows, indent=1)
     print("\n".join(lines))
     return 0
 

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from banet_vo.evaluation.report import write_json
 from banet_vo.provenance import code_version
 
 from benchmarks.section import header_lines
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(text))
     if args.json:
-        args.json.write_text(json.dumps([r.as_dict() for r in rows], indent=1))
+        write_json(args.json, [r.as_dict() for r in rows], indent=1)
     _progress(f"wrote {args.out} ({wall / 60:.1f} min)")
     return 0
 

@@ -40,6 +40,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from banet_vo.evaluation.report import write_json
 from banet_vo.provenance import code_version
 
 from benchmarks.section import header_lines, runs_path
@@ -714,8 +715,7 @@ def main(argv: list[str] | None = None) -> int:
     body = write_markdown(args.out, args, argv, rows, skipped, live, time.perf_counter() - started)
     print(body)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps([r.as_dict() for r in json_rows], indent=1, default=float))
+        write_json(args.json, [r.as_dict() for r in json_rows], indent=1)
     _progress(f"wrote {args.out}")
     return 1 if failed else 0
 

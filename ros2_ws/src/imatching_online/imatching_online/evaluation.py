@@ -29,7 +29,6 @@ Run: ``python -m imatching_online.evaluation SEQ --matcher NAME=PATH ... --frame
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +41,7 @@ from banet_vo.data import open_sequence
 from banet_vo.data.dataset import resize_depth_nearest
 from banet_vo.evaluation.matching import matching_accuracy
 from banet_vo.evaluation.pose import pose_auc, two_view_pose_error
+from banet_vo.evaluation.report import write_json
 from banet_vo.geometry import PinholeCamera
 
 from imatching_online.matcher.io import load_matcher
@@ -410,7 +410,7 @@ def run_from_args(args) -> int:
     if args.json:
         payload = {"sequence": str(args.sequence), "frames": [frames.start, frames.stop], "gaps": gaps}
         payload.update(width=args.width, ransac_trials=args.ransac_trials, results=results)
-        args.json.write_text(json.dumps(payload, indent=2))
+        write_json(args.json, payload)
     return 0
 
 

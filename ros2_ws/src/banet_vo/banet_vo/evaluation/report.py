@@ -53,9 +53,11 @@ def _jsonable(obj):
     return obj
 
 
-def write_json(path: str | Path, data: dict) -> Path:
-    """Strict JSON (NaN -> null, inf -> "inf"), keys as strings; returns the path."""
+def write_json(path: str | Path, data: dict | list, indent: int = 2) -> Path:
+    """`data` as strict JSON (NaN -> null, inf -> "inf": Python's default writes bare NaN, which other
+    JSON readers refuse), keys as strings, numpy values as numbers; the folder is made; returns the
+    path. Every JSON file the evaluation and benchmark tools write goes through here."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n")
+    path.write_text(json.dumps(_jsonable(data), indent=indent, allow_nan=False) + "\n")
     return path

@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from banet_vo.evaluation.report import write_json
 from banet_vo.model.input_image import InputGeometry, input_geometry
 from banet_vo.train.cli import SIGNAL_EXIT
 from banet_vo.train.numbers import coerce_floats
@@ -375,7 +376,7 @@ def adapt_stream(
         "stopped_by": result.stopped_by,
         "config": asdict(config),
     }
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out_dir / "report.json", report)
     return report
 
 

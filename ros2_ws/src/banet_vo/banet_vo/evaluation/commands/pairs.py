@@ -6,7 +6,6 @@ The evaluation itself is banet_vo.evaluation.pairs; this module parses the flags
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -20,6 +19,7 @@ from banet_vo.evaluation.pairs import (
     format_results,
     load_model,
 )
+from banet_vo.evaluation.report import write_json
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -104,6 +104,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         report = {"model": str(args.model), "methods": methods, "lambda": lambdas, "lambda_sweep": sweep}
         report["sets"] = results
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2, default=float))
+        write_json(args.json, report)
     return 0
