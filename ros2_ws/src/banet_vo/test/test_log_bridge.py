@@ -117,3 +117,42 @@ def test_a_real_rclpy_logger_takes_every_severity_in_turn():
     finally:
         logger.removeHandler(handler)
     assert failures == []
+
+
+def test_two_nodes_in_one_process_log_a_core_line_once_and_the_second_takes_over_when_the_first_goes():
+    py = logging.getLogger("banet_vo")
+    before = (py.propagate, py.level, list(py.handlers))
+    first, second = FakeRosLogger(), FakeRosLogger()
+    h1 = log_bridge.attach(first)
+    h2 = log_bridge.attach(second)
+    core = logging.getLogger("banet_vo.odometry.pipeline")
+    try:
+        core.warning("one line")
+        assert first.lines == [("[banet_vo.odometry.pipeline] one line", LoggingSeverity.WARN)]
+        assert second.lines == []
+        log_bridge.detach(h1)
+        assert not py.propagate  # the second node still forwards
+        core.warning("after the first node went")
+        assert second.lines == [
+            ("[banet_vo.odometry.pipeline] after the first node went", LoggingSeverity.WARN)
+        ]
+        assert len(first.lines) == 1
+    finally:
+        log_bridge.detach(h1)  # a second detach of the same handler is a no-op
+        log_bridge.detach(h2)
+    assert (py.propagate, py.level, list(py.handlers)) == before
+
+
+def test_a_waiting_handler_that_detaches_first_leaves_the_forwarding_one_in_place():
+    py = logging.getLogger("banet_vo")
+    first, second = FakeRosLogger(), FakeRosLogger()
+    h1 = log_bridge.attach(first)
+    h2 = log_bridge.attach(second)
+    try:
+        log_bridge.detach(h2)
+        logging.getLogger("banet_vo.model").error("still forwarded")
+        assert first.lines == [("[banet_vo.model] still forwarded", LoggingSeverity.ERROR)]
+        assert h1 in py.handlers and h2 not in py.handlers and not py.propagate
+    finally:
+        log_bridge.detach(h1)
+    assert h1 not in py.handlers
