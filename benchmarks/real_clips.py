@@ -54,6 +54,11 @@ LIVE_QUEUE_SIZE = 1
 DEFAULT_MARK = " (default)"
 
 
+def banet_label(frontend: str, scale: str) -> str:
+    """The method column of a banet_vo row (the default configuration's adds DEFAULT_MARK)."""
+    return f"banet_vo {frontend}, scale {scale}"
+
+
 def _progress(message: str) -> None:
     print(f"real_clips: {message}", file=sys.stderr, flush=True)
 
@@ -142,7 +147,7 @@ def run_clip(spec, args, estimator, xfeat) -> tuple[list, list[str]]:
             except ValueError as err:  # a combination the pipeline refuses (e.g. none + ground_plane)
                 skipped.append(f"{frontend} + {scale} ({err})")
                 continue
-            label = f"banet_vo {frontend}, scale {scale}"
+            label = banet_label(frontend, scale)
             if args.depth_calibration and frontend == "xfeat":
                 label += ", depth calibrated"
             if is_default:
