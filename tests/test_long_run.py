@@ -32,3 +32,17 @@ def test_process_memory_reads_the_resident_size_and_its_peak():
     with pytest.raises(RuntimeError, match="NoSuchField not in"):
         proc_status_mb("NoSuchField")
     del block
+
+
+def test_allocated_memory_follows_an_allocation_and_its_release():
+    from benchmarks.process_memory import malloc_in_use_mb
+
+    before = malloc_in_use_mb()
+    if before is None:
+        pytest.skip("no glibc >= 2.33 mallinfo2 in this C library: allocated MB is not measured here")
+    block = np.ones(64 * 1024 * 1024 // 8)  # 64 MiB through the C allocator
+    during = malloc_in_use_mb()
+    del block
+    after = malloc_in_use_mb()
+    assert during - before == pytest.approx(64, abs=4)
+    assert after - before == pytest.approx(0, abs=4)
