@@ -398,3 +398,35 @@ def test_progress_rewrites_one_line_on_a_terminal_and_writes_a_line_per_tenth_el
         lines = text.splitlines()
         assert "\r" not in text and 2 <= len(lines) <= 12
         assert all(line.startswith("[banet-vo-play] pass 1") for line in lines)
+
+
+def test_stop_from_inside_the_players_own_wait_returns_and_ends_the_wait(rclpy_context, small_bag: Path):
+    """A SIGINT handler runs on the main thread between two bytecodes, possibly inside the player's wait.
+    stop() called right there must return and end the wait (a threading.Event's set() took the lock its
+    wait() held on that thread: the process hung until SIGKILL). The hook calls stop() on a line inside
+    Condition.wait (the lock held) or inside the player's own sleep, whichever the code waits in."""
+    player = BagPlayer(rclpy_context, small_bag, rate=1.0, topics=[IMAGE_TOPIC])
+    outcome = []
+
+    def hook(frame, event, arg):
+        if event == "line" and not player.stopped:
+            name = frame.f_code.co_qualname
+            if name in ("Condition.wait", "BagPlayer._sleep"):
+                player.stop()
+        return hook
+
+    def waiter():
+        sys.settrace(hook)
+        try:
+            outcome.append(player._wait_until(time.monotonic() + 5.0, time.monotonic()))
+        finally:
+            sys.settrace(None)
+
+    thread = threading.Thread(target=waiter, daemon=True)  # a hang must not hold the test run
+    try:
+        thread.start()
+        thread.join(timeout=4.0)
+        assert not thread.is_alive(), "stop() called inside the player's wait hung"
+        assert outcome == [False] and player.stopped
+    finally:
+        player.close()

@@ -38,13 +38,13 @@ setup(
         "console_scripts": [
             "banet-vo-synth = banet_vo.data.synthetic.cli:main",
             "banet-vo-bag = banet_vo.data.bags_cli:main",
-            "banet-vo-play = banet_vo.ros.bag_player:main",
+            "banet-vo-play = banet_vo.ros.entry:banet_vo_play",
             "banet-vo-eval = banet_vo.evaluation.cli:main",
             "banet-vo-train = banet_vo.train.cli:main",
             "banet-vo-adapt-stream = banet_vo.train.stream_adapt:main",
-            "banet-vo-run = banet_vo.ros.run:main",
-            "vo_node = banet_vo.ros.vo_node:main",
-            "vo_lifecycle_node = banet_vo.ros.vo_lifecycle:main",
+            "banet-vo-run = banet_vo.ros.entry:banet_vo_run",
+            "vo_node = banet_vo.ros.entry:vo_node",
+            "vo_lifecycle_node = banet_vo.ros.entry:vo_lifecycle_node",
         ],
     },
 )

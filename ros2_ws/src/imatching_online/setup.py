@@ -30,7 +30,7 @@ setup(
         "console_scripts": [
             "imatching-train = imatching_online.train:main",
             "imatching-adapt = imatching_online.adapt_cli:main",
-            "imatching_node = imatching_online.ros.node:main",
+            "imatching_node = imatching_online.ros.entry:imatching_node",
         ],
         # `banet-vo-eval matching`: banet_vo's evaluation CLI finds its subcommands in this group.
         "banet_vo.eval_commands": ["matching = imatching_online.evaluation:add_parser"],

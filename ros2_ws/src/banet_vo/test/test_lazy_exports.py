@@ -38,6 +38,8 @@ def _loaded_after_import(module: str) -> list[str]:
     [
         "banet_vo.ros.launch_args",  # vo.launch.py: the launch process lives as long as the nodes
         "banet_vo.ros.bag_player",  # banet-vo-play, beside the node for a whole replay
+        "banet_vo.ros.entry",  # every node's console script: SIGINT is taken before torch is imported
+        "imatching_online.ros.entry",
         "banet_vo.data.bags_cli",  # banet-vo-bag
         "banet_vo.odometry.config",
     ],

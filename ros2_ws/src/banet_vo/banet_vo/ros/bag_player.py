@@ -16,7 +16,6 @@ import importlib
 import logging
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,8 @@ logger = logging.getLogger(__name__)
 PLAYER_QOS = ("auto", "sensor", "reliable")
 CLOCK_TOPIC = "/clock"
 _NS_PER_S = 1_000_000_000
+# How soon a wait notices stop(): its sleeps are cut into slices this long.
+_STOP_POLL_S = 0.02
 _PROGRESS_PERIOD_S = 0.1
 
 
@@ -126,7 +127,10 @@ class BagPlayer:
         self.loop = bool(loop)
         self._progress = progress
         self._reported: tuple[int, int] | None = None  # (pass, tenth of the bag) last written to a non-tty
-        self._stop_event = threading.Event()
+        # A plain flag, no threading.Event: stop() is called from SIGINT handlers, which run on the main
+        # thread between two bytecodes, and an Event's set() takes the lock its wait() may be holding on
+        # that same thread (a deadlock that only SIGKILL ended). Waits poll the flag (_sleep).
+        self._stop_requested = False
 
         if not isinstance(node_or_context, Node | Context):
             raise ValueError(f"node_or_context must be an rclpy Node or Context, got {type(node_or_context)}")
@@ -216,17 +220,28 @@ class BagPlayer:
             raise ValueError(f"topics: {unknown} are not published by this player")
         deadline = time.monotonic() + timeout
         while not all(publishers[n].get_subscription_count() >= min_count for n in names):
-            if time.monotonic() >= deadline or self._stop_event.wait(0.01):
+            if time.monotonic() >= deadline or not self._sleep(0.01):
                 return False
         return True
 
     def stop(self) -> None:
-        """End play() as soon as possible, and any later play() at once (safe from signal handlers)."""
-        self._stop_event.set()
+        """End play() as soon as possible, and any later play() at once. Takes no lock: safe from a signal
+        handler and from any thread."""
+        self._stop_requested = True
 
     @property
     def stopped(self) -> bool:
-        return self._stop_event.is_set()
+        return self._stop_requested
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep `seconds` in slices of at most _STOP_POLL_S; False as soon as stop() was called."""
+        end = time.monotonic() + seconds
+        while not self._stop_requested:
+            left = end - time.monotonic()
+            if left <= 0:
+                return True
+            time.sleep(min(left, _STOP_POLL_S))
+        return False
 
     def _publish_clock(self, t_ns: int) -> None:
         if self._clock_pub is not None:
@@ -265,13 +280,13 @@ class BagPlayer:
         if not delay >= 0:
             raise ValueError(f"delay must be >= 0 seconds, got {delay!r}")
         if delay > 0:
-            self._stop_event.wait(delay)
+            self._sleep(delay)
         limit_ns = None if until is None else self.start_ns + round(until * _NS_PER_S)
         wall_begin = time.monotonic()
         sent, passes, last_ns = 0, 0, None
         per_topic: collections.Counter[str] = collections.Counter()
         next_report = 0.0
-        stopped = self._stop_event.is_set()
+        stopped = self._stop_requested
         while not stopped:
             passes += 1
             pass_start = time.monotonic()
@@ -301,7 +316,7 @@ class BagPlayer:
         """Sleep until the monotonic time `target`, sending /clock meanwhile; False when stopped."""
         while True:
             now = time.monotonic()
-            if self._stop_event.is_set():
+            if self._stop_requested:
                 return False
             if now >= target:
                 return True
@@ -309,7 +324,7 @@ class BagPlayer:
             if self._clock_pub is not None:
                 self._publish_clock(self.start_ns + round((now - pass_start) * self.rate * _NS_PER_S))
                 wait = min(wait, self.clock_period_s)
-            if self._stop_event.wait(wait):
+            if not self._sleep(wait):
                 return False
 
     def _flush(self, timeout_s: float = 2.0) -> None:
@@ -424,6 +439,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"banet-vo-play: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before the stop handlers were in place (opening the bag)
+        print("banet-vo-play: interrupted while starting", file=sys.stderr)
+        return 0
     finally:
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)

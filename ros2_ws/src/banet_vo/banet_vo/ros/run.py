@@ -73,6 +73,7 @@ from banet_vo.ros import topics
 from banet_vo.ros.bag_player import PLAYER_QOS, BagPlayer
 from banet_vo.ros.camera_input import REPEATED_IMAGE, STREAM_PROBLEMS
 from banet_vo.ros.conversions import image_to_numpy, stamp_to_ns
+from banet_vo.ros.entry import INTERRUPTED_STATUS
 from banet_vo.ros.executor_thread import ExecutorThread
 from banet_vo.ros.params import PARAMS, base_camera_transform, mount_parameters, shipped_model
 from banet_vo.ros.qos import reliable_qos
@@ -634,8 +635,6 @@ def _depth_metrics(pred: dict[int, np.ndarray], gt: dict[int, np.ndarray]) -> di
     return out
 
 
-INTERRUPTED_STATUS = 130  # the shell's status for a SIGINT: a script does not take a cut replay as whole
-
 # The counters of input a replay's summary names when they are not 0: the camera input's, and frames
 # dropped for want of a usable camera extrinsic.
 INPUT_PROBLEM_COUNTERS = (*STREAM_PROBLEMS, REPEATED_IMAGE, NO_EXTRINSIC, BAD_EXTRINSIC)
@@ -704,6 +703,11 @@ def main(argv: list[str] | None = None, estimator: Any = None) -> int:
     except (ValueError, RuntimeError) as err:
         print(f"banet-vo-run: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # before the playback began (loading, matching), or a third Ctrl-C: a script must not take it as done
+        out = os.fspath(args.out)
+        print(f"banet-vo-run: interrupted: the outputs in {out} are missing or incomplete", file=sys.stderr)
+        return INTERRUPTED_STATUS
     finally:
         if context.ok():
             rclpy.shutdown(context=context)
