@@ -602,3 +602,65 @@ def test_a_bag_whose_images_name_no_frame_is_refused_up_front_with_the_fix(tmp_p
     argv += ["--param", "camera_frame:=cam_optical"]
     assert run.main(argv, estimator=TruthEstimator(frames)) == 0
     assert json.loads((out / "metrics.json").read_text())["frames_published"] == 4
+
+
+class SlowTruthEstimator(TruthEstimator):
+    """TruthEstimator taking 0.4 s a pair: frames queue up behind it."""
+
+    def estimate(self, reference, target, pose_init=None):
+        import time
+
+        time.sleep(0.4)
+        return super().estimate(reference, target, pose_init)
+
+
+def _interrupted_run(tmp_path, monkeypatch, sigint_at_s: list[float]) -> tuple[int, Path, str]:
+    """banet-vo-run on the 10-frame bag at 4x its rate, a SIGINT at each of `sigint_at_s` seconds into the
+    playback (they come while the slow estimator has frames queued)."""
+    import os
+    import signal
+    import threading
+
+    timers = []
+
+    class InterruptedPlayer(run.BagPlayer):
+        def play(self, *args, **kwargs):
+            for at in sigint_at_s:
+                timers.append(threading.Timer(at, os.kill, (os.getpid(), signal.SIGINT)))
+                timers[-1].start()
+            return super().play(*args, **kwargs)
+
+    monkeypatch.setattr(run, "BagPlayer", InterruptedPlayer)
+    frames = _frames()
+    bag_path = tmp_path / "bag"
+    write_bag(frames, bag_path, start_time=T0)
+    out = tmp_path / "out"
+    args = [str(bag_path), "--out", str(out), "--rate", "4", "--no-plots", "--param", "frontend:=none"]
+    try:
+        status = run.main(args, estimator=SlowTruthEstimator(frames))
+    finally:
+        for timer in timers:
+            timer.cancel()
+    return status, out, args
+
+
+def test_a_second_ctrl_c_drops_the_queued_frames_and_still_writes_the_outputs(tmp_path, capsys, monkeypatch):
+    import signal
+
+    status, out, _ = _interrupted_run(tmp_path, monkeypatch, [0.6, 0.9])
+    assert status == run.INTERRUPTED_STATUS
+    err = capsys.readouterr().err
+    assert "interrupted: playback stopped" in err
+    dropped = [line for line in err.splitlines() if "interrupted again:" in line]
+    assert len(dropped) == 1 and int(dropped[0].split("interrupted again: ")[1].split()[0]) > 0
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["interrupted"] is True and 0 < summary["frames_published"] < N
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored after the run
+
+
+def test_a_third_ctrl_c_stops_without_outputs_and_says_so(tmp_path, capsys, monkeypatch):
+    status, out, _ = _interrupted_run(tmp_path, monkeypatch, [0.6, 0.8, 1.0])
+    assert status == run.INTERRUPTED_STATUS
+    err = capsys.readouterr().err
+    assert f"interrupted: the outputs in {out} are missing or incomplete" in err
+    assert not (out / "metrics.json").exists()

@@ -466,33 +466,50 @@ def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None)
         if not (player.wait_for_subscribers(timeout=10.0) and node.camera_input.wait_for_publishers(10.0)):
             raise RuntimeError("the node did not subscribe to the bag's image and camera_info within 10 s")
         started = time.monotonic()
-        interrupts = []
+        interrupts: list[float] = []
 
         def on_sigint(*_) -> None:
             # 1st: stop playing, finish what was sent, write the outputs; 2nd: drop the queued frames too;
-            # 3rd: KeyboardInterrupt, no outputs.
+            # 3rd: KeyboardInterrupt, no outputs. Only a list append and the player's lock-free stop here:
+            # a handler runs between two bytecodes of the main thread, which may be holding the very lock
+            # (the worker's queue) or stream (stderr) the rest would take; the main thread does that
+            # (heed_interrupts).
             interrupts.append(time.monotonic())
             player.stop()
-            if len(interrupts) == 1:
-                print(file=sys.stderr)  # past the player's progress line
-                _log(
-                    "interrupted: playback stopped; the frames already sent are processed and the outputs "
-                    "written (Ctrl-C again drops the queued frames)"
-                )
-            else:
-                dropped = node.worker.clear()
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-                _log(f"interrupted again: {dropped} queued frames dropped (once more: stop without outputs)")
+            if len(interrupts) >= 3:
+                raise KeyboardInterrupt
+
+        heeded = [0]
+
+        def heed_interrupts() -> None:
+            while heeded[0] < len(interrupts):
+                heeded[0] += 1
+                if heeded[0] == 1:
+                    print(file=sys.stderr)  # past the player's progress line
+                    _log(
+                        "interrupted: playback stopped; the frames already sent are processed and the "
+                        "outputs written (Ctrl-C again drops the queued frames)"
+                    )
+                else:
+                    dropped = node.worker.clear()
+                    _log(f"interrupted again: {dropped} queued frames dropped (again: stop without outputs)")
 
         signal.signal(signal.SIGINT, on_sigint)
         stats = player.play(until=args.until, delay=0.3)
+        heed_interrupts()
         images = stats.per_topic.get(args.bag_image_topic, 0)
         if not node.camera_input.wait_received(images, timeout=10.0):
             _log(f"warning: the node received {node.snapshot()['received']:.0f} of {images} images")
         if not node.camera_input.wait_paired(timeout=10.0):
             _log(f"warning: {node.camera_input.waiting()} images never got their camera_info")
-        if not node.wait_idle(args.timeout):
-            _log(f"warning: the node was still busy after --timeout {args.timeout} s")
+        heed_interrupts()
+        idle_by = time.monotonic() + args.timeout
+        while not node.wait_idle(min(0.2, max(idle_by - time.monotonic(), 0.0))):
+            heed_interrupts()
+            if time.monotonic() >= idle_by:
+                _log(f"warning: the node was still busy after --timeout {args.timeout} s")
+                break
+        heed_interrupts()
         wall = time.monotonic() - started
         published = int(node.snapshot()["published"])
         deadline = time.monotonic() + 10.0
