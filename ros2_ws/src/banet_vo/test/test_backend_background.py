@@ -230,3 +230,24 @@ def test_closing_after_a_write_to_a_dead_worker_does_not_raise(background):
     process.stdin.write(b"\0" * 64)  # buffered: flushing it would raise BrokenPipeError
     background.close()
     assert background._process is None and process.returncode is not None
+
+
+def test_a_sigint_to_the_terminal_or_the_worker_leaves_it_serving(background):
+    """A terminal's Ctrl-C reaches the foreground process group: the worker is in a session of its own, and
+    a SIGINT sent to it directly is ignored; the node ends it (end of input) when it closes."""
+    import signal
+    import time
+
+    poses, points, obs = _noisy(3)
+    config = WindowBAConfig()
+    background.submit(CAMERA, config, poses, points, obs, {0, 1})
+    assert background.poll(wait=True) is not None
+    process = background._process
+    assert os.getpgid(process.pid) != os.getpgrp()
+    os.kill(process.pid, signal.SIGINT)
+    time.sleep(0.5)
+    assert process.poll() is None
+    background.submit(CAMERA, config, poses, points, obs, {0, 1})
+    assert background.poll(wait=True) is not None and background._process is process
+    background.close()
+    assert process.returncode is not None

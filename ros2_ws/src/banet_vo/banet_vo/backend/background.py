@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pickle
 import queue
+import signal
 import struct
 import subprocess
 import sys
@@ -94,10 +95,14 @@ class BackgroundBundleAdjuster:
         return self._pending is not None
 
     def _start(self) -> None:
+        # Its own session: a terminal's Ctrl-C goes to the whole foreground process group, and the worker,
+        # killed by it with a traceback, left the node's last window BAs without a solver (banet-vo-run's
+        # first Ctrl-C still processes the frames sent). The node ends it: end of input, then kill.
         self._process = subprocess.Popen(
             [sys.executable, "-m", "banet_vo.backend.background", "--priority", self.priority],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            start_new_session=True,
         )
         self._results = queue.Queue()  # one per worker: a dead worker's last word is not the next one's
         threading.Thread(target=self._read_results, args=(self._process, self._results), daemon=True).start()
@@ -267,6 +272,7 @@ def _serve(stdin, stdout) -> None:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a SIGINT sent to it alone: its parent decides when it ends
     if sys.argv[1:] == ["--priority", "idle"]:
         lower_priority()
     elif sys.argv[1:] not in ([], ["--priority", "normal"]):
