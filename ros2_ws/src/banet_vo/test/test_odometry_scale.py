@@ -118,6 +118,20 @@ def test_scale_filter_without_a_window_keeps_every_measurement():
     assert f.relative_spread == pytest.approx(1.4826 * np.median(np.abs(logs - np.median(logs))))
 
 
+def test_scale_filter_without_a_window_keeps_at_most_the_newest_max_measurements(monkeypatch):
+    """A drive of days must not make every keyframe's median slower and slower: the newest
+    MAX_SCALE_MEASUREMENTS stay (4 here, the same code path)."""
+    from banet_vo.odometry import scale
+
+    monkeypatch.setattr(scale, "MAX_SCALE_MEASUREMENTS", 4)
+    f = scale.ScaleFilter(window=None)
+    for v in (100.0, 100.0, 1.0, 2.0, 3.0, 4.0):
+        f.add(v)
+    assert len(f) == 4 and f.value == pytest.approx(2.5)
+    with pytest.raises(ValueError):
+        scale.ScaleFilter(5)  # a window over the cap is refused, as the parameter's range does
+
+
 def test_scale_filter_relative_spread():
     f = ScaleFilter(5)
     f.add(2.0)

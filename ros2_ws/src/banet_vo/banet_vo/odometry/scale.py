@@ -151,15 +151,22 @@ def _dominant_plane(
     return (height, best[1]) if height > 0 else None
 
 
+# The most measurements a median runs over: each keyframe's median and spread cost O(kept) (~3 ms at this
+# many), so "every keyframe of the trajectory" means the newest 100,000 on a drive long enough to have more.
+MAX_SCALE_MEASUREMENTS = 100_000
+
+
 class ScaleFilter:
     """Running median of the last `window` scale measurements (metres per map unit); `window` None keeps
-    every measurement of the trajectory. The median and spread are recomputed on each measurement, not on
-    each read (one measurement per keyframe, a read per frame)."""
+    every measurement of the trajectory (up to MAX_SCALE_MEASUREMENTS). The median and spread are
+    recomputed on each measurement, not on each read (one measurement per keyframe, a read per frame)."""
 
     def __init__(self, window: int | None = 15) -> None:
-        if window is not None and window < 1:
-            raise ValueError(f"window must be >= 1 or None (every measurement), got {window}")
-        self._values: deque[float] = deque(maxlen=window)
+        if window is not None and not 1 <= window <= MAX_SCALE_MEASUREMENTS:
+            raise ValueError(
+                f"window must be 1..{MAX_SCALE_MEASUREMENTS} or None (every measurement), got {window}"
+            )
+        self._values: deque[float] = deque(maxlen=window or MAX_SCALE_MEASUREMENTS)
         self._value: float | None = None
         self._spread = 0.0
 

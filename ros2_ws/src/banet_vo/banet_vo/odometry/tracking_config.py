@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from banet_vo.config_fields import check_ranges, setting
 from banet_vo.frontend.precision import FEATURE_PRECISIONS
+from banet_vo.odometry.scale import MAX_SCALE_MEASUREMENTS
 
 REBUILD_ANCHORS = ("hold", "predict")
 GAP_FAILURES = ("rebuild", "retry", "retry_after_stall")
@@ -230,7 +231,7 @@ class TrackingConfig:
     scale_window: int = setting(
         15,
         "scale_source ground_plane: keyframes in the running median of the metric scale",
-        range=(1, 100000),
+        range=(1, MAX_SCALE_MEASUREMENTS),
     )
     # BA-Net's per-keyframe scale on real images wanders by 2-3x within a clip while the map's own scale
     # barely moves: a short median passes those runs into the steps (docs/preregistered/
@@ -238,8 +239,8 @@ class TrackingConfig:
     learned_scale_window: int = setting(
         0,
         "scale_source learned: keyframes in the running median of the metric scale (0: every keyframe of "
-        "the trajectory)",
-        range=(0, 100000),
+        "the trajectory, up to the newest 100000)",
+        range=(0, MAX_SCALE_MEASUREMENTS),
     )
     # Road slope and pitching move the plane's normal a little off the extrinsic's up.
     ground_max_tilt_deg: float = setting(
