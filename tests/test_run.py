@@ -604,50 +604,44 @@ def test_a_bag_whose_images_name_no_frame_is_refused_up_front_with_the_fix(tmp_p
     assert json.loads((out / "metrics.json").read_text())["frames_published"] == 4
 
 
-class SlowTruthEstimator(TruthEstimator):
-    """TruthEstimator taking 0.4 s a pair: frames queue up behind it."""
+class InterruptingTruthEstimator(TruthEstimator):
+    """TruthEstimator taking 0.3 s a pair that sends this process a SIGINT (as Ctrl-C does) as it starts the
+    pairs numbered in `sigint_on` (1 = the first; a number twice: two at once): frames queue up behind it,
+    and each Ctrl-C comes at a known point of the work whatever the machine's load."""
+
+    def __init__(self, frames, sigint_on: list[int]) -> None:
+        super().__init__(frames)
+        self.sigint_on = list(sigint_on)
+        self.calls = 0
 
     def estimate(self, reference, target, pose_init=None):
+        import os
+        import signal
         import time
 
-        time.sleep(0.4)
+        self.calls += 1
+        for _ in range(self.sigint_on.count(self.calls)):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # handled one at a time
+        time.sleep(0.3)
         return super().estimate(reference, target, pose_init)
 
 
-def _interrupted_run(tmp_path, monkeypatch, sigint_at_s: list[float]) -> tuple[int, Path, str]:
-    """banet-vo-run on the 10-frame bag at 4x its rate, a SIGINT at each of `sigint_at_s` seconds into the
-    playback (they come while the slow estimator has frames queued)."""
-    import os
-    import signal
-    import threading
-
-    timers = []
-
-    class InterruptedPlayer(run.BagPlayer):
-        def play(self, *args, **kwargs):
-            for at in sigint_at_s:
-                timers.append(threading.Timer(at, os.kill, (os.getpid(), signal.SIGINT)))
-                timers[-1].start()
-            return super().play(*args, **kwargs)
-
-    monkeypatch.setattr(run, "BagPlayer", InterruptedPlayer)
+def _interrupted_run(tmp_path, sigint_on: list[int]) -> tuple[int, Path]:
+    """banet-vo-run on the 10-frame bag at 4x its rate (every frame queued before the second pair is done),
+    the node's BA-Net sending a SIGINT at the pairs `sigint_on`."""
     frames = _frames()
     bag_path = tmp_path / "bag"
     write_bag(frames, bag_path, start_time=T0)
     out = tmp_path / "out"
     args = [str(bag_path), "--out", str(out), "--rate", "4", "--no-plots", "--param", "frontend:=none"]
-    try:
-        status = run.main(args, estimator=SlowTruthEstimator(frames))
-    finally:
-        for timer in timers:
-            timer.cancel()
-    return status, out, args
+    return run.main(args, estimator=InterruptingTruthEstimator(frames, sigint_on)), out
 
 
-def test_a_second_ctrl_c_drops_the_queued_frames_and_still_writes_the_outputs(tmp_path, capsys, monkeypatch):
+def test_a_second_ctrl_c_drops_the_queued_frames_and_still_writes_the_outputs(tmp_path, capsys):
     import signal
 
-    status, out, _ = _interrupted_run(tmp_path, monkeypatch, [0.6, 0.9])
+    status, out = _interrupted_run(tmp_path, [2, 3])
     assert status == run.INTERRUPTED_STATUS
     err = capsys.readouterr().err
     assert "interrupted: playback stopped" in err
@@ -658,9 +652,28 @@ def test_a_second_ctrl_c_drops_the_queued_frames_and_still_writes_the_outputs(tm
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored after the run
 
 
-def test_a_third_ctrl_c_stops_without_outputs_and_says_so(tmp_path, capsys, monkeypatch):
-    status, out, _ = _interrupted_run(tmp_path, monkeypatch, [0.6, 0.8, 1.0])
+def test_a_third_ctrl_c_stops_without_outputs_and_says_so(tmp_path, capsys):
+    status, out = _interrupted_run(tmp_path, [2, 3, 3])  # the second drops what the third would wait for
     assert status == run.INTERRUPTED_STATUS
     err = capsys.readouterr().err
     assert f"interrupted: the outputs in {out} are missing or incomplete" in err
     assert not (out / "metrics.json").exists()
+
+
+def test_ctrl_c_while_the_outputs_are_written_does_not_stop_the_writing(tmp_path, capsys, monkeypatch):
+    """The first two Ctrl-Cs keep the outputs (docs/node.md): also when they come as they are written."""
+    import os
+    import signal
+
+    write_outputs = run.write_outputs
+
+    def interrupted_writing(args, graph):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        return write_outputs(args, graph)
+
+    monkeypatch.setattr(run, "write_outputs", interrupted_writing)
+    status, out = _interrupted_run(tmp_path, [])
+    assert status == 0  # the replay itself was whole
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["interrupted"] is False and summary["frames_published"] == N

@@ -27,14 +27,19 @@ def take_sigint() -> None:
 
 def run_entry(module: str, prog: str, interrupted_status: int = 0) -> int:
     """Import `module` and return its `main()`, with SIGINT taken first; `interrupted_status` when a
-    SIGINT comes while the module is imported (nodes: 0, as for any SIGINT that stops them)."""
+    SIGINT comes while the module is imported, or later where `main` leaves it uncaught (nodes: 0, as for
+    any SIGINT that stops them)."""
     take_sigint()
     try:
         main = importlib.import_module(module).main
     except KeyboardInterrupt:
         print(f"{prog}: interrupted while starting", file=sys.stderr)
         return interrupted_status
-    return main()
+    try:
+        return main()
+    except KeyboardInterrupt:  # e.g. while banet-vo-run opens the bag, before its own handling begins
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return interrupted_status
 
 
 def vo_node() -> int:

@@ -419,11 +419,18 @@ class GraphRun:
     wall_s: float  # from the first message played to the node going idle
     T_base_camera: np.ndarray
     stages: list[dict] | None = None  # --profile: stage_times.StageTimes.summary()
-    interrupted: bool = False  # Ctrl-C stopped the playback: the outputs cover the frames sent before it
+    interrupts: int = 0  # Ctrl-Cs during the replay (the first stopped the playback)
+
+    @property
+    def interrupted(self) -> bool:
+        """Ctrl-C stopped the playback: the outputs cover the frames sent before it."""
+        return self.interrupts > 0
 
 
 def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None) -> GraphRun:
-    """Play the bag through the node and record what it publishes (estimator: instead of --model)."""
+    """Play the bag through the node and record what it publishes (estimator: instead of --model). Its
+    Ctrl-C handler stays installed after it returns, so that the outputs are written under the same count
+    of interrupts: the caller restores the previous handler."""
 
     cli_args = [
         "--ros-args",
@@ -446,7 +453,6 @@ def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None)
     node = VONode(estimator=estimator, context=context, cli_args=cli_args, parameter_overrides=overrides)
     recorder = Recorder(context, "/", args.depth_every)
     player = None
-    previous_sigint = signal.getsignal(signal.SIGINT)
     executor = SingleThreadedExecutor(context=context)  # as the node's own main (node_shell.run_node)
     spinner = None
     try:
@@ -496,7 +502,6 @@ def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None)
 
         signal.signal(signal.SIGINT, on_sigint)
         stats = player.play(until=args.until, delay=0.3)
-        heed_interrupts()
         images = stats.per_topic.get(args.bag_image_topic, 0)
         if not node.camera_input.wait_received(images, timeout=10.0):
             _log(f"warning: the node received {node.snapshot()['received']:.0f} of {images} images")
@@ -516,10 +521,9 @@ def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None)
         while recorder.count() < published and time.monotonic() < deadline:
             time.sleep(0.02)
         return GraphRun(
-            recorder.data, node.snapshot(), wall, node.vo.config.T_base_camera, interrupted=bool(interrupts)
+            recorder.data, node.snapshot(), wall, node.vo.config.T_base_camera, interrupts=len(interrupts)
         )
     finally:
-        signal.signal(signal.SIGINT, previous_sigint)
         if player is not None:
             player.close()
         if spinner is not None:
@@ -705,6 +709,7 @@ def main(argv: list[str] | None = None, estimator: Any = None) -> int:
         return 2
     context = Context()
     rclpy.init(args=["banet-vo-run"], context=context, signal_handler_options=SignalHandlerOptions.NO)
+    previous_sigint = signal.getsignal(signal.SIGINT)
     try:
         _log(
             f"playing {args.bag} ({args.bag_image_topic}, {args.image_transport}) at rate {args.rate} "
@@ -726,6 +731,7 @@ def main(argv: list[str] | None = None, estimator: Any = None) -> int:
         print(f"banet-vo-run: interrupted: the outputs in {out} are missing or incomplete", file=sys.stderr)
         return INTERRUPTED_STATUS
     finally:
+        signal.signal(signal.SIGINT, previous_sigint)
         if context.ok():
             rclpy.shutdown(context=context)
     _print_summary(summary)
