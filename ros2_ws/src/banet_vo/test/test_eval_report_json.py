@@ -30,3 +30,18 @@ def test_nan_and_infinities_become_null_and_strings_in_lists_and_dicts(tmp_path)
 def test_an_object_json_cannot_hold_is_an_error_not_a_silent_string(tmp_path):
     with pytest.raises(TypeError):
         write_json(tmp_path / "x.json", {"path": object()})
+
+
+def test_a_write_stopped_midway_leaves_the_previous_file_whole_and_no_temporary(tmp_path, monkeypatch):
+    from banet_vo.evaluation import report
+
+    path = write_json(tmp_path / "metrics.json", {"ate": 1.0})
+
+    def interrupted(src, dst):  # a Ctrl-C after the new text was written, before it took the old one's place
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_json(path, {"ate": 2.0, "frames": 10})
+    assert json.loads(path.read_text()) == {"ate": 1.0}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]

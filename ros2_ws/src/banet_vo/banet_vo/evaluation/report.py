@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,9 +56,18 @@ def _jsonable(obj):
 
 def write_json(path: str | Path, data: dict | list, indent: int = 2) -> Path:
     """`data` as strict JSON (NaN -> null, inf -> "inf": Python's default writes bare NaN, which other
-    JSON readers refuse), keys as strings, numpy values as numbers; the folder is made; returns the
-    path. Every JSON file the evaluation and benchmark tools write goes through here."""
+    JSON readers refuse), keys as strings, numpy values as numbers; the folder is made, the file replaced
+    whole (written beside it first); returns the path. Every JSON file the evaluation and benchmark tools
+    write goes through here."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_jsonable(data), indent=indent, allow_nan=False) + "\n")
+    text = json.dumps(_jsonable(data), indent=indent, allow_nan=False) + "\n"
+    # whole or not at all: a run stopped while writing must not leave half a file that reads as its result
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:  # a Ctrl-C too: no temporary left beside the file
+        tmp.unlink(missing_ok=True)
+        raise
     return path
