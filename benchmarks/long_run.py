@@ -141,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         + (f"; {resets} reset(s): poses after the first are left out." if resets else "."),
         "",
         "Resident MB counts the free heap glibc keeps for later as well; allocated MB (glibc's mallinfo2: "
-        "what the C allocator has handed out and not had back, Python's objects, numpy's and torch's "
-        "buffers included) does not: a leak grows both, a heap that only fragments grows the first alone.",
+        "what malloc has handed out and not had back: numpy's and torch's buffers, GTSAM's and OpenCV's "
+        "memory; not Python's small objects, which live in arenas of their own) does not: a leak of such "
+        "memory grows both, a heap that only fragments grows the first alone.",
         "",
         "| frames | s/frame (median) | s/frame (p90) | resident MB | allocated MB | window keyframes | "
         "landmarks | scale measurements | poses so far | ATE Sim(3) so far [m] | ATE SE(3) so far [m] |",

@@ -22,9 +22,11 @@ class _MallInfo2(ctypes.Structure):
 
 
 def malloc_in_use_mb() -> float | None:
-    """MiB the C allocator has handed out and not had back (glibc's mallinfo2: uordblks + hblkhd, every
-    arena), or None without glibc >= 2.33. Resident memory also counts freed heap that glibc keeps for
-    later; this does not, so a leak shows here and a fragmented-but-flat heap does not."""
+    """MiB glibc's malloc has handed out and not had back (mallinfo2: uordblks + hblkhd, every arena), or
+    None without glibc >= 2.33. Resident memory also counts freed heap that glibc keeps for later; this
+    does not, so a leak of malloc'd memory (numpy, torch, C++ libraries) shows here and a fragmented but
+    flat heap does not. Python's small objects come from pymalloc's own mmap'd arenas: not counted here
+    (tracemalloc sees them)."""
     name = ctypes.util.find_library("c")
     try:
         mallinfo2 = ctypes.CDLL(name).mallinfo2

@@ -251,3 +251,35 @@ def test_a_sigint_to_the_terminal_or_the_worker_leaves_it_serving(background):
     assert background.poll(wait=True) is not None and background._process is process
     background.close()
     assert process.returncode is not None
+
+
+def test_a_worker_whose_node_is_gone_ends_quietly_after_its_solve():
+    """The node killed (SIGKILL) while the worker solves: its answer meets a closed pipe, and it returns
+    without a traceback (the BrokenPipeError went to the terminal)."""
+    import io
+
+    from banet_vo.backend import background as bg
+
+    poses, points, obs = _noisy(4)
+    jobs = io.BytesIO()
+    intrinsics = (CAMERA.fx, CAMERA.fy, CAMERA.cx, CAMERA.cy, CAMERA.width, CAMERA.height)
+    bg._write(
+        jobs,
+        (
+            1,
+            intrinsics,
+            WindowBAConfig(),
+            poses,
+            bg._pack_points(points),
+            bg.Observations.from_list(obs),
+            {0, 1},
+            None,
+        ),
+    )
+    jobs.seek(0)
+
+    class ClosedPipe(io.BytesIO):
+        def write(self, data):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    bg._serve(jobs, ClosedPipe())  # returns, raises nothing

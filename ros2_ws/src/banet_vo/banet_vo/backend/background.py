@@ -185,11 +185,17 @@ class BackgroundBundleAdjuster:
                     self._process.stdin.close()  # the worker exits at end of input
                 except OSError:  # a dead worker: what a failed write left buffered cannot be flushed
                     pass
+            # The job it may be solving has no reader any more: a short grace, then stop it, so that the
+            # node's shutdown stays within a supervisor's SIGINT -> SIGTERM escalation (launch: 5 s).
             try:
-                self._process.wait(timeout=5)
+                self._process.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+                self._process.terminate()
+                try:
+                    self._process.wait(timeout=2.0)
+                except subprocess.TimeoutExpired:
+                    self._process.kill()
+                    self._process.wait()
             self._process = None
 
 
@@ -268,7 +274,10 @@ def _serve(stdin, stdout) -> None:
             outcome = replace(solved, points=_pack_points(solved.points), outliers=[])
         except Exception as err:  # handed to the caller, which raises it
             outcome = RuntimeError(f"{type(err).__name__}: {err}")
-        _write(stdout, (sequence, outcome))
+        try:
+            _write(stdout, (sequence, outcome))
+        except (BrokenPipeError, OSError):  # the node is gone (killed): nobody to tell, nothing to print
+            return
 
 
 if __name__ == "__main__":

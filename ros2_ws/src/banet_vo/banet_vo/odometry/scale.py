@@ -151,7 +151,7 @@ def _dominant_plane(
     return (height, best[1]) if height > 0 else None
 
 
-# The most measurements a median runs over: each keyframe's median and spread cost O(kept) (~3 ms at this
+# The most measurements a median runs over: each keyframe's median and spread cost O(kept) (~10 ms at this
 # many), so "every keyframe of the trajectory" means the newest 100,000 on a drive long enough to have more.
 MAX_SCALE_MEASUREMENTS = 100_000
 
@@ -174,8 +174,9 @@ class ScaleFilter:
         if value is None or not np.isfinite(value) or value <= 0:
             return
         self._values.append(float(value))
-        logs = np.log(np.asarray(self._values))
-        self._value = float(np.median(self._values))
+        values = np.fromiter(self._values, dtype=np.float64, count=len(self._values))
+        self._value = float(np.median(values))
+        logs = np.log(values)
         self._spread = float(1.4826 * np.median(np.abs(logs - np.median(logs)))) if len(logs) >= 3 else 0.0
 
     @property
