@@ -8,10 +8,6 @@ not also propagate to Python's root handlers (which would print every line twice
 
 A broken stream makes the core repeat one warning per frame ("frame at ... skipped: ..."), so the handler
 logs each message template at most once per `period_s` and says how many were held back.
-
-Nodes that share a process (a VO node and the imatching node in one container) share the core's loggers
-too: the first node to attach forwards them, the others wait in line and take over when it detaches, so a
-core line is logged once, not once per node.
 """
 
 from __future__ import annotations
@@ -108,18 +104,17 @@ def attach(
 ) -> RosLogHandler:
     """Forward `logger_name`'s records to `ros_logger` until `detach`. The Python logger passes every
     record (DEBUG) and the handler asks the ROS logger per record, so --log-level and later level changes
-    decide, as for the node's own lines. While another node of the process forwards the same logger, this
-    handler waits in line (the module docstring)."""
+    decide, as for the node's own lines."""
     handler = RosLogHandler(ros_logger, period_s)
     py_logger = logging.getLogger(logger_name)
     with _registry_lock:
         handlers = _attached.setdefault(logger_name, [])
         if not handlers:
             _saved_propagate[logger_name] = py_logger.propagate
-            py_logger.addHandler(handler)
-            py_logger.propagate = False
-            py_logger.setLevel(logging.DEBUG)
         handlers.append(handler)
+        py_logger.addHandler(handler)
+        py_logger.propagate = False
+        py_logger.setLevel(logging.DEBUG)
     return handler
 
 
@@ -130,13 +125,8 @@ def detach(handler: RosLogHandler, logger_name: str = "banet_vo") -> None:
         handlers = _attached.get(logger_name, [])
         if handler not in handlers:
             return
-        forwarding = handlers[0] is handler
         handlers.remove(handler)
-        if not forwarding:
-            return
         py_logger.removeHandler(handler)
-        if handlers:
-            py_logger.addHandler(handlers[0])  # the next node in line takes over
-        else:
+        if not handlers:
             py_logger.propagate = _saved_propagate.pop(logger_name, True)
             py_logger.setLevel(logging.NOTSET)
