@@ -106,7 +106,13 @@ class Graph:
     """VO node + recorder node (+ optional player) on one MultiThreadedExecutor in a thread."""
 
     def __init__(
-        self, context, estimator=None, params: dict | None = None, remap: bool = True, extra_args=()
+        self,
+        context,
+        estimator=None,
+        params: dict | None = None,
+        remap: bool = True,
+        extra_args=(),
+        node_name: str | None = None,
     ) -> None:
         # Scripted estimators on synthetic frames test the node's plumbing: they pin BA-Net alone
         # (`frontend: none`); the feature front end is tested on real frames elsewhere.
@@ -115,6 +121,7 @@ class Graph:
         self.node = VONode(
             estimator=estimator,
             context=context,
+            **({"node_name": node_name} if node_name else {}),
             parameter_overrides=overrides,
             cli_args=[*(REMAPS if remap else ["--ros-args"]), *extra_args],
         )
@@ -1490,7 +1497,11 @@ def test_an_image_without_frame_id_is_refused_unless_camera_frame_names_it(rclpy
 
     frames = _frames(2)
     for camera_frame, processed in (("", 0), ("cam_optical", 2)):
-        graph = Graph(rclpy_context, TruthEstimator(frames), {"camera_frame": camera_frame})
+        # A name of its own: rcl's /rosout publishers are keyed by logger name, and a `banet_vo` node another
+        # test of this process left behind carried this line instead (a fresh-clone CI lost it so).
+        graph = Graph(
+            rclpy_context, TruthEstimator(frames), {"camera_frame": camera_frame}, node_name="vo_no_frame_id"
+        )
         try:
             for f in frames:
                 header = Header(frame_id="", stamp=sec_to_stamp(T0 + f.timestamp))
