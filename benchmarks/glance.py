@@ -42,11 +42,10 @@ def table_rows(markdown: str) -> dict[tuple[str, str], tuple[float | None, float
             if in_table:
                 break
             continue
+        in_table = True
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) < 4 or cells[0] == "clip" or set(cells[0]) <= set("-: "):
-            in_table = True
-            continue
-        in_table = True
+            continue  # the header or its rule
         rows.setdefault((cells[0], cells[1]), (_number(cells[2]), _number(cells[3])))
     return rows
 

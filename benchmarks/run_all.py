@@ -254,9 +254,9 @@ RUNS = {
     ),
 }
 
-# Today's figures, in BENCHMARKS.md in this order; every other topic goes to docs/benchmarks-history.md.
-# The headline figures; the robustness studies (other resolutions, JPEG, gray, every 5th frame, live frame
-# selections replayed, covariance consistency) go to the history file, linked from BENCHMARKS.md.
+# Today's headline figures, in BENCHMARKS.md in this order; every other topic (the robustness studies:
+# other resolutions, JPEG, gray, every 5th frame, replayed live selections, NEES) goes to
+# docs/benchmarks-history.md, linked from BENCHMARKS.md.
 TODAY = [
     "real_clips",
     "real_clips_ground_plane",

@@ -439,9 +439,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"banet-vo-play: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # before the stop handlers were in place (opening the bag)
-        print("banet-vo-play: interrupted while starting", file=sys.stderr)
-        return 0
     finally:
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)

@@ -137,13 +137,7 @@ def run_node(make_node: Callable[[], Node], args: list[str], *, prog: str, log_t
     logging.basicConfig(
         level=logging.INFO, format=f"[{log_tag}] %(levelname)s %(message)s", stream=sys.stderr
     )
-    try:
-        rclpy.init(args=args)
-    except KeyboardInterrupt:  # SIGINT is Python's until rclpy.init installs its own (ros.entry)
-        if rclpy.ok():
-            rclpy.shutdown()
-        print(f"{prog}: interrupted while starting", file=sys.stderr)
-        return 0
+    rclpy.init(args=args)
     node = None
     status = 0
     try:

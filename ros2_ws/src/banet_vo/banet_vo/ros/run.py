@@ -485,12 +485,13 @@ def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None)
             if len(interrupts) >= 3:
                 raise KeyboardInterrupt
 
-        heeded = [0]
+        heeded = 0
 
         def heed_interrupts() -> None:
-            while heeded[0] < len(interrupts):
-                heeded[0] += 1
-                if heeded[0] == 1:
+            nonlocal heeded
+            while heeded < len(interrupts):
+                heeded += 1
+                if heeded == 1:
                     print(file=sys.stderr)  # past the player's progress line
                     _log(
                         "interrupted: playback stopped; the frames already sent are processed and the "
@@ -507,7 +508,6 @@ def run_graph(args: argparse.Namespace, context: Context, estimator: Any = None)
             _log(f"warning: the node received {node.snapshot()['received']:.0f} of {images} images")
         if not node.camera_input.wait_paired(timeout=10.0):
             _log(f"warning: {node.camera_input.waiting()} images never got their camera_info")
-        heed_interrupts()
         idle_by = time.monotonic() + args.timeout
         while not node.wait_idle(min(0.2, max(idle_by - time.monotonic(), 0.0))):
             heed_interrupts()
